@@ -1,0 +1,40 @@
+import { join, resolve } from 'node:path';
+
+/**
+ * Where everything of a master lives inside its directory M. Private keys are mode 0600.
+ * The root key may be moved offline after `master init`; it is needed again only by `rotate-keys`.
+ */
+export interface MasterLayout {
+  dir: string;
+  config: string;
+  database: string;
+  keysDir: string;
+  key(role: 'root' | 'timestamp' | 'snapshot' | 'targets'): string;
+  caKey: string;
+  caCert: string;
+  serverKey: string;
+  serverCert: string;
+  storeDir: string;
+  dropbox: string;
+  dropboxRejected: string;
+  backups: string;
+}
+
+export function masterLayout(dir: string): MasterLayout {
+  const d = resolve(dir);
+  return {
+    dir: d,
+    config: join(d, 'master.json'),
+    database: join(d, 'master.db'),
+    keysDir: join(d, 'keys'),
+    key: (role) => join(d, 'keys', `${role}.pem`),
+    caKey: join(d, 'ca', 'ca-key.pem'),
+    caCert: join(d, 'ca', 'ca-cert.pem'),
+    serverKey: join(d, 'tls', 'server-key.pem'),
+    serverCert: join(d, 'tls', 'server-cert.pem'),
+    storeDir: join(d, 'store'),
+    dropbox: join(d, 'dropbox'),
+    dropboxRejected: join(d, 'dropbox-rejected'),
+    backups: join(d, 'backups'),
+  };
+}

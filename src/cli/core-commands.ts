@@ -1,0 +1,84 @@
+import { stat } from 'node:fs/promises';
+import { fromSystemError } from '../errors.js';
+import type { Command } from './command.js';
+
+/** Developer tools that need no role directory: `hash`, `chunk`, `version`. */
+export const coreCommands: Command[] = [
+  {
+    path: ['hash'],
+    usage: 'hash FILE...',
+    summary: 'print the BLAKE3 hash of each file, like b3sum: HASH  FILE',
+    positionals: [1, 1000],
+    async run(ctx) {
+      const { hashFile } = await import('../hash/blake3.js');
+      const rows: Array<{ file: string; blake3: string }> = [];
+      for (const file of ctx.positionals) {
+        try {
+          rows.push({ file, blake3: await hashFile(file) });
+        } catch (e) {
+          throw fromSystemError(e, `hash ${file}`);
+        }
+      }
+      return {
+        json: rows.length === 1 ? rows[0] : { files: rows },
+        human: rows.map((r) => `${r.blake3}  ${r.file}`).join('\n'),
+      };
+    },
+  },
+  {
+    path: ['chunk'],
+    usage: 'chunk FILE [--min BYTES --avg BYTES --max BYTES]',
+    summary: 'cut a file into content-defined chunks (FastCDC) and print them with the hash-tree root',
+    positionals: [1, 1],
+    options: { min: { type: 'string' }, avg: { type: 'string' }, max: { type: 'string' } },
+    async run(ctx) {
+      const { chunkFile, DEFAULT_CHUNKER_OPTIONS } = await import('../chunk/fastcdc.js');
+      const { blake3 } = await import('../hash/blake3.js');
+      const { treeRoot } = await import('../content/hash-tree.js');
+      const file = ctx.positionals[0] as string;
+      try {
+        await stat(file);
+      } catch (e) {
+        throw fromSystemError(e, `chunk ${file}`);
+      }
+      const num = (name: string, dflt: number): number => {
+        const v = ctx.values[name];
+        return typeof v === 'string' ? Number(v) : dflt;
+      };
+      const opts = {
+        minBytes: num('min', DEFAULT_CHUNKER_OPTIONS.minBytes),
+        avgBytes: num('avg', DEFAULT_CHUNKER_OPTIONS.avgBytes),
+        maxBytes: num('max', DEFAULT_CHUNKER_OPTIONS.maxBytes),
+      };
+      const chunks: Array<{ offset: number; length: number; id: string }> = [];
+      const ids: Buffer[] = [];
+      let bytes = 0;
+      for await (const c of chunkFile(file, opts)) {
+        const digest = blake3(c.data);
+        ids.push(digest);
+        chunks.push({ offset: c.offset, length: c.length, id: digest.toString('hex') });
+        bytes += c.length;
+      }
+      const root = treeRoot(ids).toString('hex');
+      return {
+        json: { bytes, root, chunks },
+        human: [
+          ...chunks.map((c) => `${c.id}  ${String(c.offset).padStart(12)}  ${String(c.length).padStart(7)}`),
+          `${chunks.length} chunks, ${bytes} bytes, tree root ${root}`,
+        ].join('\n'),
+      };
+    },
+  },
+  {
+    path: ['version'],
+    usage: 'version',
+    summary: 'print the depotsync version and which BLAKE3 implementation loaded',
+    async run() {
+      const { createRequire } = await import('node:module');
+      const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
+      const { blake3Implementation } = await import('../hash/blake3.js');
+      const impl = blake3Implementation();
+      return { json: { version: pkg.version, blake3: impl, node: process.version }, human: `depotsync ${pkg.version} (blake3: ${impl}, node ${process.version})` };
+    },
+  },
+];

@@ -1,0 +1,204 @@
+import { Hono } from 'hono';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { DepotsyncError, isDepotsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
+import type { ServeEnv } from './env.js';
+import { readBodyCapped } from './http-errors.js';
+
+/** What the read API needs from the chunk store. */
+export interface ChunkReader {
+  get(id: string, opts?: { verify?: boolean }): Promise<Buffer>;
+  has(id: string): boolean;
+}
+
+/** Where the served bytes come from: the master's catalog or a depot's served generation. */
+export interface ReadApiSource {
+  /** A TUF metadata file by its served name (`timestamp.json`, `3.root.json`, `12.snapshot.json`, `7.bin-3a.json`). */
+  metadata(name: string): Buffer | undefined;
+  /** A TUF target (a package manifest) by its consistent-snapshot name `{sha256}.{name}`. */
+  target(name: string): Buffer | undefined;
+  /** The signed revocation list. */
+  revocations(): Buffer | undefined;
+  chunks: ChunkReader;
+}
+
+export interface ReadApiOptions {
+  batchMaxIds: number;
+  batchMaxBodyBytes: number;
+  /** Re-hash a chunk before serving it (STYLE.md §5: distrust your own disk). */
+  verifyOnServe: boolean;
+  onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
+}
+
+export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
+  batchMaxIds: 4096,
+  batchMaxBodyBytes: 4096 * 70 + 64,
+  verifyOnServe: true,
+};
+
+const METADATA_NAME = /^(?:\d{1,10}\.(?:root|snapshot|targets|bin-[0-9a-f]{1,4})|timestamp)\.json$/;
+const ROOT_NAME = /^\d{1,10}\.root\.json$/;
+const TARGET_NAME = /^[0-9a-f]{64}\.[A-Za-z0-9._+@-]{1,300}$/;
+const CHUNK_ID = /^[0-9a-f]{64}$/;
+
+/** Public part of the read API: root versions, so a client can bootstrap from its pinned fingerprint. */
+export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
+  const app = new Hono<ServeEnv>();
+  app.get('/v1/metadata/:name{[0-9]+\\.root\\.json}', (c) => {
+    const name = c.req.param('name');
+    if (!ROOT_NAME.test(name)) throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
+    return metadataResponse(c, source.metadata(name), name);
+  });
+  return app;
+}
+
+/** The mutual-TLS part of the read API (DESIGN.md §7): metadata, targets, chunks, batches, revocations. */
+export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<ReadApiOptions> = {}): Hono<ServeEnv> {
+  const opts = { ...DEFAULT_READ_API_OPTIONS, ...options };
+  const app = new Hono<ServeEnv>();
+
+  app.get('/v1/metadata/:name', (c) => {
+    const name = c.req.param('name');
+    if (!METADATA_NAME.test(name)) throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
+    const bytes = source.metadata(name);
+    if (bytes) opts.onServed?.('metadata', bytes.length);
+    return metadataResponse(c, bytes, name);
+  });
+
+  app.get('/v1/targets/:name', (c) => {
+    const name = c.req.param('name');
+    if (!TARGET_NAME.test(name)) throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(name)}`);
+    const bytes = source.target(name);
+    if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
+    opts.onServed?.('target', bytes.length);
+    return c.body(new Uint8Array(bytes), 200, {
+      'content-type': 'application/json',
+      'cache-control': 'public, max-age=31536000, immutable',
+    });
+  });
+
+  app.get('/v1/revocations.json', (c) => {
+    const bytes = source.revocations();
+    if (!bytes) throw new DepotsyncError('not-found', 'no revocation list has been published yet');
+    return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json', 'cache-control': 'no-cache' });
+  });
+
+  app.get('/v1/chunks/:id', async (c) => {
+    const id = c.req.param('id');
+    if (!CHUNK_ID.test(id)) throw new DepotsyncError('bad-input', `bad chunk id: ${JSON.stringify(id.slice(0, 80))}`);
+    const etag = `"${id}"`;
+    const common = { etag, 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
+    if (c.req.header('if-none-match') === etag) return c.body(null, 304, common);
+    const data = await readChunk(source, id, opts.verifyOnServe, log);
+    const range = c.req.header('range');
+    if (range === undefined) {
+      opts.onServed?.('chunk', data.length);
+      return c.body(new Uint8Array(data), 200, { ...common, 'content-type': 'application/octet-stream' });
+    }
+    const r = parseRange(range, data.length);
+    if (r === 'unsatisfiable') {
+      return c.json(
+        { error: { code: 'range', message: `range ${range} is beyond the end of chunk ${id} (${data.length} bytes)` } },
+        416,
+        { 'content-range': `bytes */${data.length}` },
+      );
+    }
+    opts.onServed?.('chunk', r.end - r.start + 1);
+    return c.body(new Uint8Array(data.subarray(r.start, r.end + 1)), 206, {
+      ...common,
+      'content-type': 'application/octet-stream',
+      'content-range': `bytes ${r.start}-${r.end}/${data.length}`,
+    });
+  });
+
+  app.post('/v1/chunks/batch', async (c) => {
+    const body = await readBodyCapped(c, opts.batchMaxBodyBytes, 'chunk batch request');
+    const ids = parseBatchRequest(body, opts.batchMaxIds);
+    const outgoing = c.env?.outgoing;
+    if (outgoing) {
+      // Hot path: write records straight to the socket with backpressure (bounded memory).
+      outgoing.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE });
+      try {
+        for (const id of ids) {
+          const data = source.chunks.has(id) ? await readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : undefined;
+          const ok = outgoing.write(encodeRecordHeader(id, data?.length));
+          const ok2 = data ? outgoing.write(data) : true;
+          if (data) opts.onServed?.('chunk', data.length);
+          if (!ok || !ok2) await new Promise<void>((resolve) => outgoing.once('drain', resolve));
+          if (outgoing.destroyed) break;
+        }
+      } finally {
+        outgoing.end();
+      }
+      return RESPONSE_ALREADY_SENT;
+    }
+    const parts: Buffer[] = [];
+    for (const id of ids) {
+      const data = source.chunks.has(id) ? await readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : undefined;
+      parts.push(encodeRecordHeader(id, data?.length));
+      if (data) parts.push(data);
+    }
+    return c.body(new Uint8Array(Buffer.concat(parts)), 200, { 'content-type': BATCH_CONTENT_TYPE });
+  });
+
+  return app;
+}
+
+function metadataResponse(c: import('hono').Context<ServeEnv>, bytes: Buffer | undefined, name: string): Response {
+  if (!bytes) throw new DepotsyncError('not-found', `metadata ${name} not found`);
+  const immutable = name !== 'timestamp.json';
+  return c.body(new Uint8Array(bytes), 200, {
+    'content-type': 'application/json',
+    'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+  });
+}
+
+async function readChunk(source: ReadApiSource, id: string, verify: boolean, log: Logger): Promise<Buffer> {
+  try {
+    return await source.chunks.get(id, { verify });
+  } catch (e) {
+    if (isDepotsyncError(e, 'corrupt')) log.error({ chunk: id }, 'stored chunk failed verification; not served');
+    if (isDepotsyncError(e, 'not-found') || isDepotsyncError(e, 'corrupt')) {
+      throw new DepotsyncError('not-found', `chunk ${id} not found`);
+    }
+    throw e;
+  }
+}
+
+export function parseBatchRequest(body: Buffer, maxIds: number): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new DepotsyncError('bad-json', 'chunk batch request: body is not JSON');
+  }
+  const ids = (parsed as { ids?: unknown })?.ids;
+  if (!Array.isArray(ids)) throw new DepotsyncError('bad-input', 'chunk batch request: expected {"ids":[…]}');
+  if (ids.length > maxIds) throw new DepotsyncError('too-large', `chunk batch request: ${ids.length} ids, limit ${maxIds}`);
+  ids.forEach((id, i) => {
+    if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
+      throw new DepotsyncError('bad-input', `chunk batch request: ids[${i}] is not a chunk id`);
+    }
+  });
+  return ids as string[];
+}
+
+/** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range (multiple ranges are not supported). */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) throw new DepotsyncError('bad-input', `bad Range header: ${JSON.stringify(header)}`);
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) return 'unsatisfiable';
+  return { start, end };
+}

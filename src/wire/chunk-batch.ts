@@ -1,0 +1,115 @@
+import { DepotsyncError } from '../errors.js';
+
+/**
+ * The `POST /v1/chunks/batch` wire format (DESIGN.md §7).
+ *
+ * Request: JSON `{"ids":["<blake3 hex>", …]}`.
+ * Response (`application/vnd.depotsync.chunks`): for each requested id, in request order, a record
+ *   32 bytes  the chunk id (binary)
+ *    4 bytes  big-endian length L, or 0xFFFFFFFF when the server does not have the chunk
+ *    L bytes  the chunk
+ * The receiver checks every id against its request and every chunk against its id before storing it:
+ * the format carries no trust of its own.
+ */
+export const BATCH_CONTENT_TYPE = 'application/vnd.depotsync.chunks';
+export const MISSING = 0xffffffff;
+const HEADER = 36;
+
+export function encodeRecordHeader(idHex: string, length: number | undefined): Buffer {
+  const h = Buffer.alloc(HEADER);
+  h.write(idHex, 0, 32, 'hex');
+  h.writeUInt32BE(length === undefined ? MISSING : length, 32);
+  return h;
+}
+
+export interface BatchRecord {
+  id: string;
+  /** undefined when the sender does not have the chunk. */
+  data: Buffer | undefined;
+}
+
+/**
+ * Incremental decoder: feed it the response body as it arrives; it yields complete records. Caps each
+ * record at `maxChunkBytes` (endless-data attack) and refuses ids that were not asked for, in order.
+ */
+export class BatchDecoder {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private next = 0;
+
+  constructor(
+    private readonly expected: readonly string[],
+    private readonly maxChunkBytes: number,
+    private readonly what = 'chunk batch',
+  ) {}
+
+  push(data: Buffer): BatchRecord[] {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    const out: BatchRecord[] = [];
+    for (;;) {
+      if (this.pendingBytes < HEADER) break;
+      const head = this.peek(HEADER);
+      const id = head.subarray(0, 32).toString('hex');
+      const len = head.readUInt32BE(32);
+      const want = this.expected[this.next];
+      if (want === undefined) {
+        throw new DepotsyncError('bad-input', `${this.what}: more records than the ${this.expected.length} requested`);
+      }
+      if (id !== want) {
+        throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`);
+      }
+      if (len === MISSING) {
+        this.take(HEADER);
+        out.push({ id, data: undefined });
+        this.next++;
+        continue;
+      }
+      if (len > this.maxChunkBytes) {
+        throw new DepotsyncError('too-large', `${this.what}: chunk ${id.slice(0, 16)}… declares ${len} bytes, above the limit of ${this.maxChunkBytes}`);
+      }
+      if (this.pendingBytes < HEADER + len) break;
+      this.take(HEADER);
+      out.push({ id, data: this.take(len) });
+      this.next++;
+    }
+    return out;
+  }
+
+  /** Call at end of stream: every requested record must have arrived, with nothing left over. */
+  finish(): void {
+    if (this.pendingBytes > 0 || this.next < this.expected.length) {
+      throw new DepotsyncError('truncated', `${this.what}: stream ended after ${this.next} of ${this.expected.length} chunks`, {
+        hint: 'the connection was cut; the next sync resumes from the chunks already stored',
+      });
+    }
+  }
+
+  get received(): number {
+    return this.next;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
+    const all = Buffer.concat(this.pending);
+    this.pending = [all];
+    return all.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.pending[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      this.pendingBytes -= n;
+      // Copy so the record does not pin a large network buffer.
+      return n === first.length && first.byteOffset === 0 ? out : Buffer.from(out);
+    }
+    const all = Buffer.concat(this.pending);
+    const out = Buffer.from(all.subarray(0, n));
+    this.pending = all.length > n ? [all.subarray(n)] : [];
+    this.pendingBytes -= n;
+    return out;
+  }
+}
