@@ -24,6 +24,8 @@ export interface Command {
   options?: ParseArgsConfig['options'];
   /** Minimum and maximum positional arguments. */
   positionals?: [min: number, max: number];
+  /** Log level when --log-level is not given: servers log 'info', one-shot commands only 'warn'. */
+  logLevel?: string;
   run(ctx: CommandContext): Promise<CommandResult>;
 }
 

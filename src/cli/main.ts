@@ -28,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const log = createLogger({
-      level: (values['log-level'] as string | undefined) ?? undefined,
+      level: (values['log-level'] as string | undefined) ?? process.env.DEPOTSYNC_LOG_LEVEL ?? command.logLevel ?? 'warn',
       pretty: values.pretty === true ? true : undefined,
     });
     const result = await command.run({

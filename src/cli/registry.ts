@@ -1,7 +1,8 @@
+import { masterCommands } from '../../master/commands.js';
 import type { Command } from './command.js';
 import { coreCommands } from './core-commands.js';
 
-/** Every sub-command of `depotsync`. Role folders contribute theirs as they are built. */
+/** Every sub-command of `depotsync`. Role folders contribute theirs. */
 export function allCommands(): Command[] {
-  return [...coreCommands];
+  return [...coreCommands, ...masterCommands];
 }

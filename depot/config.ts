@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs';
+import { intOption, mergeDefaults, stringOption } from '../src/config/validate.js';
+import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { MACHINE_NAME } from '../src/pki/names.js';
+import { parseWindow } from './sync/window.js';
+
+/** When and how fast the depot syncs (units in the names). */
+export interface ScheduleConfig {
+  intervalMs: number;
+  /** A random 0..jitterMs is added to each interval, so depots do not all ask at once. */
+  jitterMs: number;
+  /** Daily window "HH:MM-HH:MM" (may cross midnight, e.g. "22:00-05:00"), or "" for any time. */
+  window: string;
+  /** Interpret the window in UTC instead of the machine's local time. */
+  windowUtc: boolean;
+  /** Received bytes per second for chunk downloads; 0 = unlimited. */
+  bandwidthBytesPerSecond: number;
+  /** Exponential backoff after a failed sync: first retry after about backoffBaseMs, at most backoffMaxMs. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+/** How a sync downloads. */
+export interface SyncConfig {
+  /** Chunk bytes asked for in one `POST /v1/chunks/batch`. */
+  batchMaxBytes: number;
+  /** Chunk ids in one batch (the server's limit is 4096). */
+  batchMaxChunks: number;
+  /** Batches downloaded at the same time. */
+  concurrency: number;
+  /** Manifests downloaded at the same time. */
+  manifestConcurrency: number;
+  /** Tries per batch before the sync fails (network errors, cut connections, damaged chunks). */
+  attempts: number;
+  retryDelayMs: number;
+  /** Network silence after which a request fails. */
+  timeoutMs: number;
+  /** A sync that changed nothing reports status to the master only if the last report is older than this. */
+  statusEveryMs: number;
+}
+
+export interface DepotConfig {
+  name: string;
+  /** The master: enrollment and status reports. */
+  masterUrl: string;
+  /** Where metadata and chunks come from: the master, or a parent depot (tiers). */
+  upstreamUrl: string;
+  /** Hex SHA-256 of the master's 1.root.json: the only trust anchor of the catalog. */
+  fingerprint: string;
+  /** Where `depot serve` listens, HOST:PORT. */
+  listen: string;
+  /** Host names and addresses agents reach this depot under (its certificate names them). */
+  hosts: string[];
+  schedule: ScheduleConfig;
+  sync: SyncConfig;
+  scrub: { intervalMs: number; bytesPerSecond: number };
+  gc: { graceMs: number };
+}
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+export const DEFAULT_SCHEDULE: ScheduleConfig = {
+  intervalMs: 15 * MINUTE,
+  jitterMs: 2 * MINUTE,
+  window: '',
+  windowUtc: false,
+  bandwidthBytesPerSecond: 0,
+  backoffBaseMs: 30_000,
+  backoffMaxMs: HOUR,
+};
+
+export const DEFAULT_SYNC: SyncConfig = {
+  batchMaxBytes: 8 * 1024 * 1024,
+  batchMaxChunks: 4096,
+  concurrency: 4,
+  manifestConcurrency: 4,
+  attempts: 3,
+  retryDelayMs: 500,
+  timeoutMs: 30_000,
+  statusEveryMs: 5 * MINUTE,
+};
+
+export const DEFAULT_SCRUB = { intervalMs: 24 * HOUR, bytesPerSecond: 32 * 1024 * 1024 };
+export const DEFAULT_GC = { graceMs: HOUR };
+
+const W = 'depot.json';
+const URL_PATTERN = /^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/;
+
+export function validateDepotConfig(c: DepotConfig): DepotConfig {
+  stringOption(W, 'name', c.name, MACHINE_NAME);
+  stringOption(W, 'masterUrl', c.masterUrl, URL_PATTERN);
+  stringOption(W, 'upstreamUrl', c.upstreamUrl, URL_PATTERN);
+  stringOption(W, 'fingerprint', c.fingerprint, /^[0-9a-f]{64}$/);
+  stringOption(W, 'listen', c.listen, /^[^\s]+:\d{1,5}$/);
+  if (!Array.isArray(c.hosts) || c.hosts.length === 0 || !c.hosts.every((h) => typeof h === 'string' && h.length > 0)) {
+    throw new DepotsyncError('bad-input', `${W}: hosts must be a non-empty list of host names or addresses, got ${JSON.stringify(c.hosts)}`);
+  }
+  const s = c.schedule;
+  intOption(W, 'schedule.intervalMs', s.intervalMs, 1000, 30 * 24 * HOUR);
+  intOption(W, 'schedule.jitterMs', s.jitterMs, 0, 24 * HOUR);
+  intOption(W, 'schedule.bandwidthBytesPerSecond', s.bandwidthBytesPerSecond, 0, 2 ** 40);
+  if (s.bandwidthBytesPerSecond !== 0 && s.bandwidthBytesPerSecond < 16 * 1024) {
+    throw new DepotsyncError('bad-input', `${W}: schedule.bandwidthBytesPerSecond must be 0 (unlimited) or at least 16384, got ${s.bandwidthBytesPerSecond}`);
+  }
+  intOption(W, 'schedule.backoffBaseMs', s.backoffBaseMs, 100, 24 * HOUR);
+  intOption(W, 'schedule.backoffMaxMs', s.backoffMaxMs, s.backoffBaseMs, 7 * 24 * HOUR);
+  if (s.window !== '') parseWindow(s.window, `${W}: schedule.window`);
+  const y = c.sync;
+  intOption(W, 'sync.batchMaxBytes', y.batchMaxBytes, 256 * 1024, 256 * 1024 * 1024);
+  intOption(W, 'sync.batchMaxChunks', y.batchMaxChunks, 1, 4096);
+  intOption(W, 'sync.concurrency', y.concurrency, 1, 64);
+  intOption(W, 'sync.manifestConcurrency', y.manifestConcurrency, 1, 64);
+  intOption(W, 'sync.attempts', y.attempts, 1, 100);
+  intOption(W, 'sync.retryDelayMs', y.retryDelayMs, 0, HOUR);
+  intOption(W, 'sync.timeoutMs', y.timeoutMs, 100, HOUR);
+  intOption(W, 'sync.statusEveryMs', y.statusEveryMs, 0, 24 * HOUR);
+  intOption(W, 'scrub.intervalMs', c.scrub.intervalMs, MINUTE, 365 * 24 * HOUR);
+  intOption(W, 'scrub.bytesPerSecond', c.scrub.bytesPerSecond, 64 * 1024, 2 ** 40);
+  intOption(W, 'gc.graceMs', c.gc.graceMs, 0, 30 * 24 * HOUR);
+  return c;
+}
+
+/** Build a config from the values `depot init` knows, with defaults for the rest. */
+export function newDepotConfig(v: Pick<DepotConfig, 'name' | 'masterUrl' | 'fingerprint'> & Partial<DepotConfig>): DepotConfig {
+  return validateDepotConfig({
+    upstreamUrl: v.masterUrl,
+    listen: '0.0.0.0:8443',
+    hosts: ['localhost', '127.0.0.1'],
+    ...v,
+    schedule: { ...DEFAULT_SCHEDULE, ...v.schedule },
+    sync: { ...DEFAULT_SYNC, ...v.sync },
+    scrub: { ...DEFAULT_SCRUB, ...v.scrub },
+    gc: { ...DEFAULT_GC, ...v.gc },
+  });
+}
+
+/** Decode depot.json at the border: unknown keys and wrong types are refused by name. */
+export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new DepotsyncError('bad-input', `${where}: expected a JSON object`);
+  }
+  const v = value as Record<string, unknown>;
+  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc'];
+  for (const k of Object.keys(v)) if (!known.includes(k)) throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
+  return validateDepotConfig({
+    name: v.name as string,
+    masterUrl: v.masterUrl as string,
+    upstreamUrl: (v.upstreamUrl ?? v.masterUrl) as string,
+    fingerprint: v.fingerprint as string,
+    listen: (v.listen ?? '0.0.0.0:8443') as string,
+    hosts: (v.hosts ?? ['localhost', '127.0.0.1']) as string[],
+    schedule: mergeDefaults(`${where}: schedule`, DEFAULT_SCHEDULE, v.schedule),
+    sync: mergeDefaults(`${where}: sync`, DEFAULT_SYNC, v.sync),
+    scrub: mergeDefaults(`${where}: scrub`, DEFAULT_SCRUB, v.scrub),
+    gc: mergeDefaults(`${where}: gc`, DEFAULT_GC, v.gc),
+  });
+}
+
+export function loadDepotConfig(path: string): DepotConfig {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DepotsyncError('not-found', `depot config ${path}: no such file`, { hint: 'this is not a depot directory; run `depotsync depot init --dir D ...` first' });
+    }
+    throw fromSystemError(e, `depot config ${path}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new DepotsyncError('bad-json', `depot config ${path} is not valid JSON`, { hint: 'fix the file or run `depotsync depot init` again' });
+  }
+  return decodeDepotConfig(parsed, path);
+}
+
+export async function saveDepotConfig(path: string, c: DepotConfig): Promise<void> {
+  await writeFileAtomic(path, `${JSON.stringify(validateDepotConfig(c), null, 2)}\n`);
+}

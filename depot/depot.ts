@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { HttpClient } from '../src/net/client.js';
+import { ChunkStore } from '../src/store/chunk-store.js';
+import { loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
+import { DepotDb } from './db/depot-db.js';
+import { depotLayout, type DepotLayout } from './layout.js';
+import { RevocationGate } from './serve/revocation-gate.js';
+import { TokenBucket } from './sync/bandwidth.js';
+import type { SyncStore } from './sync/chunks.js';
+import { SyncEngine } from './sync/engine.js';
+
+export interface DepotCredentials {
+  keyPem: string;
+  certPem: string;
+  caPem: string;
+}
+
+/** An open depot directory: settings, database, chunk store, HTTPS clients, sync engine. */
+export interface Depot {
+  layout: DepotLayout;
+  config: DepotConfig;
+  db: DepotDb;
+  store: ChunkStore;
+  creds: DepotCredentials;
+  upstream: HttpClient;
+  master: HttpClient;
+  engine: SyncEngine;
+  revocations: RevocationGate;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export interface OpenDepotOptions {
+  logger: Logger;
+  now?: () => Date;
+  sleep?: (ms: number) => Promise<void>;
+  /** Wrap the store the sync writes to (tests inject faults such as a full disk). */
+  wrapStore?: (store: ChunkStore) => SyncStore;
+  /** Override sync settings of depot.json for this process. */
+  sync?: Partial<SyncConfig>;
+  onStored?: (chunks: number, bytes: number) => void;
+}
+
+/** Read the depot's TLS material; a depot whose enrollment is not approved yet says so. */
+export function readCredentials(layout: DepotLayout): DepotCredentials {
+  if (!existsSync(layout.cert)) {
+    if (existsSync(layout.enrollment)) {
+      throw new DepotsyncError('unauthorized', `depot ${layout.dir}: its enrollment is waiting for approval by the master operator`, {
+        hint: 'ask the operator to approve it (depotsync master approve NAME), then run `depotsync depot serve`, which finishes the enrollment',
+      });
+    }
+    throw new DepotsyncError('not-found', `depot ${layout.dir}: no machine certificate (${layout.cert})`, { hint: 'run `depotsync depot init` first' });
+  }
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw fromSystemError(e, `depot TLS file ${path}`);
+    }
+  };
+  return { keyPem: read(layout.key), certPem: read(layout.cert), caPem: read(layout.caCert) };
+}
+
+export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
+  const layout = depotLayout(dir);
+  const config = loadDepotConfig(layout.config);
+  const creds = readCredentials(layout);
+  const log = opts.logger.child({ depot: config.name });
+  const sync = { ...config.sync, ...opts.sync };
+  const db = DepotDb.open(layout.database, log);
+  let store: ChunkStore;
+  try {
+    store = ChunkStore.open(layout.storeDir, { logger: log, gcGraceMs: config.gc.graceMs });
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  const client = (baseUrl: string) =>
+    new HttpClient({ baseUrl, caPem: creds.caPem, certPem: creds.certPem, keyPem: creds.keyPem, timeoutMs: sync.timeoutMs, logger: log });
+  const upstream = client(config.upstreamUrl);
+  const master = config.masterUrl === config.upstreamUrl ? upstream : client(config.masterUrl);
+  const revocations = new RevocationGate(db, creds.caPem, log);
+  const bw = config.schedule.bandwidthBytesPerSecond;
+  const engine = new SyncEngine({
+    db,
+    store: opts.wrapStore ? opts.wrapStore(store) : store,
+    upstream,
+    master,
+    caPem: creds.caPem,
+    fingerprint: config.fingerprint,
+    config: sync,
+    logger: log,
+    bandwidth: bw > 0 ? new TokenBucket(bw) : undefined,
+    dataDir: layout.dir,
+    onRevocations: (list) => revocations.set(list),
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.sleep ? { sleep: opts.sleep } : {}),
+    ...(opts.onStored ? { onStored: opts.onStored } : {}),
+  });
+  return {
+    layout,
+    config,
+    db,
+    store,
+    creds,
+    upstream,
+    master,
+    engine,
+    revocations,
+    log,
+    async close() {
+      upstream.close();
+      if (master !== upstream) master.close();
+      await store.close();
+      db.close();
+    },
+  };
+}

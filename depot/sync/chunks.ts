@@ -1,0 +1,204 @@
+import PQueue from 'p-queue';
+import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
+import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
+import { digestEquals } from '../../src/hash/blake3.js';
+import type { Logger } from '../../src/log.js';
+import type { HttpClient } from '../../src/net/client.js';
+import { hashedChunk, type ChunkInput } from '../../src/store/chunk-id.js';
+import type { PutResult } from '../../src/store/chunk-store.js';
+import { BatchDecoder, BATCH_CONTENT_TYPE } from '../../src/wire/chunk-batch.js';
+import type { DepotDb } from '../db/depot-db.js';
+import type { TokenBucket } from './bandwidth.js';
+import { explainUpstream, type ByteCounter } from './upstream.js';
+
+/** What the sync needs from the chunk store (a wrapper can inject faults in tests). */
+export interface SyncStore {
+  missing(ids: readonly string[]): string[];
+  putMany(chunks: readonly ChunkInput[]): Promise<PutResult>;
+}
+
+export interface ChunkNeed {
+  id: string;
+  length: number;
+}
+
+/**
+ * The chunks that targets of the served or pending generation still lack. Targets found complete
+ * are marked so (the next sync skips them); `pendingTargets` are those waiting for `needs`.
+ */
+export function planMissing(db: DepotDb, store: SyncStore): { needs: ChunkNeed[]; pendingTargets: string[]; bytes: number } {
+  const needs = new Map<string, number>();
+  const complete: string[] = [];
+  const pendingTargets: string[] = [];
+  for (const t of db.incompleteTargets()) {
+    const lengths = new Map<string, number>();
+    for (const c of manifestChunks(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` }))) lengths.set(c.id, c.length);
+    const missing = store.missing([...lengths.keys()]);
+    if (missing.length === 0) complete.push(t.name);
+    else pendingTargets.push(t.name);
+    for (const id of missing) needs.set(id, lengths.get(id)!);
+  }
+  if (complete.length) db.markComplete(complete);
+  let bytes = 0;
+  for (const n of needs.values()) bytes += n;
+  return { needs: [...needs].map(([id, length]) => ({ id, length })), pendingTargets, bytes };
+}
+
+/** Group chunks into batches of at most maxBytes of chunk data and maxChunks ids (one chunk per batch at least). */
+export function planBatches(needs: readonly ChunkNeed[], maxBytes: number, maxChunks: number): ChunkNeed[][] {
+  const out: ChunkNeed[][] = [];
+  let cur: ChunkNeed[] = [];
+  let curBytes = 0;
+  for (const n of needs) {
+    if (cur.length > 0 && (curBytes + n.length > maxBytes || cur.length >= maxChunks)) {
+      out.push(cur);
+      cur = [];
+      curBytes = 0;
+    }
+    cur.push(n);
+    curBytes += n.length;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+export interface ChunkFetchDeps {
+  upstream: HttpClient;
+  store: SyncStore;
+  counter: ByteCounter;
+  bandwidth?: TokenBucket | undefined;
+  concurrency: number;
+  batchMaxBytes: number;
+  batchMaxChunks: number;
+  attempts: number;
+  retryDelayMs: number;
+  sleep: (ms: number) => Promise<void>;
+  log: Logger;
+  /** After each durable store of received chunks. */
+  onStored?: (chunks: number, bytes: number) => void;
+}
+
+/** Errors worth another try from the same upstream: the network, a cut stream, a damaged chunk. */
+function retryable(e: unknown): boolean {
+  return isDepotsyncError(e) && ['network', 'timeout', 'truncated', 'hash-mismatch', 'not-found'].includes(e.code);
+}
+
+/**
+ * Download `needs` in batches (`POST /v1/chunks/batch`), `concurrency` at a time (p-queue). Each
+ * chunk is hashed as it arrives and compared with the id asked for; only matching chunks are stored
+ * (damaged or forged bytes never reach the disk). What arrived intact before a failure is stored, so
+ * a retry (or the next sync) asks only for the rest. The first fatal error (disk full, refused
+ * certificate, retries exhausted) stops the other batches and is thrown.
+ */
+export async function fetchChunks(needs: readonly ChunkNeed[], deps: ChunkFetchDeps): Promise<{ chunks: number; bytes: number }> {
+  const batches = planBatches(needs, deps.batchMaxBytes, deps.batchMaxChunks);
+  const queue = new PQueue({ concurrency: deps.concurrency });
+  const abort = new AbortController();
+  const total = { chunks: 0, bytes: 0 };
+  let failure: unknown;
+  for (const [i, batch] of batches.entries()) {
+    void queue.add(async () => {
+      if (failure) return;
+      try {
+        await fetchWithRetry(batch, i, deps, abort.signal, total);
+      } catch (e) {
+        if (failure) return;
+        failure = e;
+        queue.clear();
+        abort.abort();
+      }
+    });
+  }
+  await queue.onIdle();
+  if (failure) throw failure;
+  return total;
+}
+
+async function fetchWithRetry(batch: ChunkNeed[], index: number, deps: ChunkFetchDeps, signal: AbortSignal, total: { chunks: number; bytes: number }): Promise<void> {
+  let remaining = batch;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fetchBatch(remaining, deps, signal, total);
+      return;
+    } catch (e) {
+      if (signal.aborted || !retryable(e) || attempt >= deps.attempts) throw e;
+      const still = new Set(deps.store.missing(remaining.map((n) => n.id)));
+      remaining = remaining.filter((n) => still.has(n.id));
+      deps.log.warn({ batch: index, attempt, left: remaining.length, err: (e as Error).message }, 'chunk batch failed; retrying');
+      if (remaining.length === 0) return;
+      await deps.sleep(deps.retryDelayMs * 2 ** (attempt - 1));
+    }
+  }
+}
+
+async function fetchBatch(batch: ChunkNeed[], deps: ChunkFetchDeps, signal: AbortSignal, total: { chunks: number; bytes: number }): Promise<void> {
+  const ids = batch.map((n) => n.id);
+  const origin = deps.upstream.baseUrl.origin;
+  const maxChunk = batch.reduce((m, n) => Math.max(m, n.length), 0);
+  const maxBytes = batch.reduce((s, n) => s + 36 + n.length, 0);
+  let res;
+  try {
+    res = await deps.upstream.request('POST', '/v1/chunks/batch', {
+      headers: { 'content-type': 'application/json', accept: BATCH_CONTENT_TYPE },
+      body: Buffer.from(JSON.stringify({ ids })),
+      maxBytes,
+      what: `chunk batch of ${ids.length}`,
+      signal,
+    });
+  } catch (e) {
+    throw explainUpstream(e, origin);
+  }
+  const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${origin}`);
+  let verified: ChunkInput[] = [];
+  let verifiedBytes = 0;
+  const bad: string[] = [];
+  const absent: string[] = [];
+  const flush = async (): Promise<void> => {
+    if (verified.length === 0) return;
+    const chunks = verified;
+    const bytes = verifiedBytes;
+    verified = [];
+    verifiedBytes = 0;
+    const r = await deps.store.putMany(chunks);
+    total.chunks += r.written;
+    total.bytes += bytes;
+    deps.onStored?.(r.written, bytes);
+  };
+  try {
+    for await (const piece of res.body) {
+      const buf = piece as Buffer;
+      deps.counter.add(buf.length);
+      if (deps.bandwidth) await deps.bandwidth.take(buf.length);
+      for (const rec of decoder.push(buf)) {
+        if (!rec.data) {
+          absent.push(rec.id);
+          continue;
+        }
+        // Threat: a mirror (or a damaged disk or link) delivering bytes that are not the chunk asked
+        // for. Hash as it arrives; only a chunk whose BLAKE3 equals its id is ever stored.
+        const chunk = hashedChunk(rec.data);
+        if (!digestEquals(chunk.id, rec.id)) {
+          bad.push(rec.id);
+          deps.log.warn({ chunk: rec.id, bytes: rec.data.length, upstream: origin }, 'received chunk does not match its id; dropped');
+          continue;
+        }
+        verified.push(chunk);
+        verifiedBytes += rec.data.length;
+      }
+    }
+    decoder.finish();
+  } finally {
+    // Keep what arrived intact, even when the stream was cut: the retry asks only for the rest.
+    await flush();
+  }
+  if (bad.length) {
+    throw new DepotsyncError('hash-mismatch', `chunk ${bad[0]} from ${origin}: its bytes do not hash to its id${bad.length > 1 ? ` (and ${bad.length - 1} more in the batch)` : ''}; not stored`, {
+      hint: 'the upstream (or the network path) delivers damaged or forged data; check its disk, or sync from another source',
+    });
+  }
+  if (absent.length) {
+    throw new DepotsyncError('not-found', `chunk ${absent[0]}: upstream ${origin} does not have it${absent.length > 1 ? ` (nor ${absent.length - 1} more)` : ''}`, {
+      hint: 'the upstream is missing content of the generation it serves; it may be scrubbing or damaged',
+    });
+  }
+}

@@ -1,0 +1,248 @@
+import { DepotsyncError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import type { HttpClient } from '../../src/net/client.js';
+import type { RevocationList } from '../../src/pki/revocations.js';
+import { TufClient, type ClientLimits } from '../../src/tuf/client.js';
+import type { SyncConfig } from '../config.js';
+import type { DepotDb } from '../db/depot-db.js';
+import { SyncLock } from '../db/sync-lock.js';
+import { DbTrustedStore } from '../db/trusted-store.js';
+import type { TokenBucket } from './bandwidth.js';
+import { fetchChunks, planMissing, type SyncStore } from './chunks.js';
+import { catalogTargets, fetchManifests } from './manifests.js';
+import { syncRevocations } from './revocations.js';
+import { buildStatusReport, freeDiskBytes, KV, sendStatusReport } from './status-report.js';
+import { ByteCounter, HttpMetadataSource } from './upstream.js';
+
+export interface SyncResult {
+  /** The generation served after this sync. */
+  generation: number;
+  chunksFetched: number;
+  /** Every byte received: metadata, manifests, chunks, revocation list. */
+  bytesFetched: number;
+  /** The served generation changed. */
+  switched: boolean;
+  durationMs: number;
+}
+
+export interface SyncEngineDeps {
+  db: DepotDb;
+  store: SyncStore;
+  /** The master or a parent depot (same read API). */
+  upstream: HttpClient;
+  /** Where status reports go (the master); none when undefined. */
+  master?: HttpClient | undefined;
+  /** The master's CA certificate: verifies the revocation list. */
+  caPem: string;
+  /** Hex SHA-256 of 1.root.json (the trusted root is normally in the database already). */
+  fingerprint: string;
+  config: SyncConfig;
+  logger: Logger;
+  bandwidth?: TokenBucket | undefined;
+  now?: () => Date;
+  sleep?: (ms: number) => Promise<void>;
+  /** Folder whose file system's free space the status report gives. */
+  dataDir?: string;
+  /** Cross-process single flight; `false` when the caller already holds the lock. */
+  lock?: SyncLock | false;
+  tufLimits?: Partial<ClientLimits>;
+  onRevocations?: (list: RevocationList) => void;
+  onStored?: (chunks: number, bytes: number) => void;
+  /** Called after every successful switch of the served generation. */
+  onSwitched?: (generation: number) => void;
+}
+
+/**
+ * One depot sync (DESIGN.md §4.2), each step logged with its duration and bytes:
+ *  1. metadata     the TUF client workflow against the upstream: root walk, timestamp, snapshot, the bins
+ *                  whose versions changed; signatures, thresholds, expiry, rollback (src/tuf/client);
+ *  2. revocations  the CA-signed revocation list, verified and kept;
+ *  3. manifests    the targets of the new generation the depot lacks, verified by length and SHA-256;
+ *  4. chunks       the chunks those manifests name that the store lacks, batched, concurrent, each
+ *                  hashed as it arrives;
+ *  5. switch       once every chunk is present: one SQLite transaction makes the new generation (its
+ *                  timestamp and its target set) the served one;
+ *  6. report       status to the master.
+ * Interrupted anywhere, the next run resumes: verified metadata, manifests and chunks are kept as they
+ * arrive, and the served generation only ever changes in step 5.
+ */
+export class SyncEngine {
+  private inflight: Promise<SyncResult> | undefined;
+  private client: TufClient | undefined;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private readonly lock: SyncLock | false;
+  private readonly source: HttpMetadataSource;
+
+  constructor(private readonly d: SyncEngineDeps) {
+    this.source = new HttpMetadataSource(d.upstream);
+    this.log = d.logger.child({ component: 'depot.sync' });
+    this.now = d.now ?? (() => new Date());
+    this.lock = d.lock ?? new SyncLock(d.db, { now: this.now });
+  }
+
+  /** Run a sync, or join the one already running in this process (single flight). */
+  sync(): Promise<SyncResult> {
+    if (!this.inflight) {
+      this.inflight = this.run().finally(() => {
+        this.inflight = undefined;
+      });
+    }
+    return this.inflight;
+  }
+
+  get running(): boolean {
+    return this.inflight !== undefined;
+  }
+
+  private async run(): Promise<SyncResult> {
+    if (this.lock) this.lock.acquire('depot sync');
+    try {
+      return await this.locked();
+    } finally {
+      if (this.lock) this.lock.release();
+    }
+  }
+
+  private async locked(): Promise<SyncResult> {
+    const { db } = this.d;
+    const t0 = performance.now();
+    const counter = new ByteCounter();
+    const runId = db.startRun(process.pid, this.now());
+    const totals = { chunks: 0, bytes: 0 };
+    const origin = this.d.upstream.baseUrl.origin;
+    const step = async <T>(name: string, fn: () => Promise<T>, fields: (out: T) => Record<string, unknown> = () => ({})): Promise<T> => {
+      const t = performance.now();
+      const before = counter.bytes;
+      const out = await fn();
+      this.log.info({ step: name, durationMs: Math.round(performance.now() - t), bytes: counter.bytes - before, ...fields(out) }, `sync ${name}`);
+      return out;
+    };
+    try {
+      const client = await this.tufClient(counter);
+      const r = await step('metadata', () => client.refresh({ bins: 'stale' }), (o) => ({ generation: o.generation, changed: o.changed, bins: o.fetchedBins.length, roots: o.rootsFetched }));
+      await step('revocations', async () => {
+        const out = await syncRevocations({ db, upstream: this.d.upstream, caPem: this.d.caPem, counter, now: this.now, log: this.log });
+        if (out.list) this.d.onRevocations?.(out.list);
+        return out;
+      }, (o) => ({ version: o.list?.version, changed: o.changed }));
+
+      const ts = client.trusted.timestamp!;
+      const tsVersion = ts.md.signed.version;
+      const generation = r.generation;
+      db.setKv(KV.targetGeneration, String(generation));
+      const served = db.served();
+      let switched = false;
+
+      if (served?.generation === generation) {
+        // The served generation is current: at most a re-signed timestamp, and repairs after a scrub.
+        if (served.timestampVersion !== tsVersion) db.updateServedTimestamp(generation, ts.bytes, tsVersion);
+        if (db.pending()) db.clearPending();
+        await this.fetchMissing(step, counter, totals);
+      } else {
+        const targets = catalogTargets(client);
+        await step('manifests', () => fetchManifests(targets, { db, upstream: this.d.upstream, counter, concurrency: this.d.config.manifestConcurrency, now: this.now, log: this.log }), (o) => ({ targets: targets.length, fetched: o.fetched }));
+        db.setPending(generation, targets, this.now());
+        await this.fetchMissing(step, counter, totals);
+        await step('switch', async () => db.switchServed(generation, ts.bytes, tsVersion, this.now()), () => ({ generation, from: served?.generation ?? null }));
+        switched = true;
+      }
+
+      const now = this.now();
+      db.setKv(KV.lastSuccess, now.toISOString());
+      db.setKv(KV.lastError, '');
+      db.setKv(KV.bytesRemaining, '0');
+      const result: SyncResult = { generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes, switched, durationMs: Math.round(performance.now() - t0) };
+      db.finishRun(runId, { outcome: switched || totals.chunks > 0 ? 'ok' : 'noop', generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes }, now);
+      this.log.info({ ...result, upstream: origin }, switched ? 'sync done: generation switched' : 'sync done');
+      if (switched) this.d.onSwitched?.(generation);
+      await this.report(totals, counter, switched || totals.chunks > 0);
+      return result;
+    } catch (e) {
+      this.client = undefined; // reload the trusted state from the database next time
+      const servedNow = db.served()?.generation;
+      const err =
+        e instanceof DepotsyncError
+          ? new DepotsyncError(e.code, `sync from ${origin} failed: ${e.message}`, {
+              hint: `${e.hint ? `${e.hint}; ` : ''}the depot keeps serving generation ${servedNow ?? '(none yet)'}`,
+              cause: e,
+            })
+          : e;
+      const message = (err as Error)?.message ?? String(err);
+      try {
+        db.setKv(KV.lastError, message);
+        db.finishRun(runId, { outcome: 'failed', chunksFetched: totals.chunks, bytesFetched: counter.bytes, error: message }, this.now());
+      } catch (dbErr) {
+        this.log.error({ err: (dbErr as Error).message }, 'could not record the failed sync');
+      }
+      this.log.error({ err: message, upstream: origin, servedGeneration: servedNow }, 'sync failed');
+      await this.report(totals, counter, true).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Chunks the served or pending generation still lacks: plan, fetch, and check that none is left. */
+  private async fetchMissing(step: <T>(name: string, fn: () => Promise<T>, fields?: (o: T) => Record<string, unknown>) => Promise<T>, counter: ByteCounter, totals: { chunks: number; bytes: number }): Promise<void> {
+    const { db, store, config } = this.d;
+    const plan = planMissing(db, store);
+    db.setKv(KV.bytesRemaining, String(plan.bytes));
+    if (plan.needs.length === 0) return;
+    await step('chunks', async () => {
+      const got = await fetchChunks(plan.needs, {
+        upstream: this.d.upstream,
+        store,
+        counter,
+        bandwidth: this.d.bandwidth,
+        concurrency: config.concurrency,
+        batchMaxBytes: config.batchMaxBytes,
+        batchMaxChunks: config.batchMaxChunks,
+        attempts: config.attempts,
+        retryDelayMs: config.retryDelayMs,
+        sleep: this.d.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+        log: this.log,
+        onStored: (chunks, bytes) => {
+          totals.chunks += chunks;
+          totals.bytes += bytes;
+          this.d.onStored?.(chunks, bytes);
+        },
+      });
+      return got;
+    }, (o) => ({ chunks: o.chunks, chunkBytes: o.bytes, planned: plan.needs.length, plannedBytes: plan.bytes }));
+    const left = planMissing(db, store);
+    if (left.needs.length > 0) {
+      throw new DepotsyncError('internal', `after the download, ${left.needs.length} chunk(s) are still missing`, { hint: 'sync again; it fetches only what is missing' });
+    }
+  }
+
+  /** The TUF client, kept between syncs while the database agrees with it (another process may have synced). */
+  private async tufClient(counter: ByteCounter): Promise<TufClient> {
+    this.source.counter = counter;
+    const { db } = this.d;
+    const c = this.client;
+    if (c && db.trustedVersion('root') === c.rootVersion && db.trustedVersion('timestamp') === c.trusted.timestamp?.md.signed.version) return c;
+    this.client = await TufClient.open({
+      source: this.source,
+      store: new DbTrustedStore(db, this.now),
+      fingerprint: this.d.fingerprint,
+      now: this.now,
+      logger: this.d.logger,
+      ...(this.d.tufLimits ? { limits: this.d.tufLimits } : {}),
+    });
+    return this.client;
+  }
+
+  /** Report when something changed, else at most every `statusEveryMs` (a heartbeat, not one per no-op). */
+  private async report(totals: { chunks: number }, counter: ByteCounter, changed: boolean): Promise<void> {
+    if (!this.d.master) return;
+    const now = this.now().getTime();
+    const last = Date.parse(this.d.db.getKv(KV.lastReport) ?? '') || 0;
+    if (!changed && now - last < this.d.config.statusEveryMs) return;
+    const report = buildStatusReport(this.d.db, {
+      chunksFetched: totals.chunks,
+      bytesFetched: counter.bytes,
+      freeDiskBytes: this.d.dataDir ? await freeDiskBytes(this.d.dataDir) : 0,
+      now: this.now(),
+    });
+    if (await sendStatusReport(this.d.master, report, this.log)) this.d.db.setKv(KV.lastReport, report.reportedAt);
+  }
+}

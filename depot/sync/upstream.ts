@@ -1,0 +1,52 @@
+import { DepotsyncError } from '../../src/errors.js';
+import type { HttpClient } from '../../src/net/client.js';
+import { HttpError } from '../../src/net/http-error.js';
+import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
+
+/** Counts the bytes a sync receives (metadata, manifests, chunks, revocation list). */
+export class ByteCounter {
+  bytes = 0;
+  add(n: number): void {
+    this.bytes += n;
+  }
+}
+
+/**
+ * TUF metadata from the upstream's read API (`GET /v1/metadata/{name}`): the master or a parent depot,
+ * which serve the same files. Capped per request by the TUF client's per-role limit (HttpClient counts
+ * while streaming); a 404 is 'not-found', which ends the client's root walk.
+ */
+export class HttpMetadataSource implements MetadataSource {
+  constructor(
+    private readonly client: HttpClient,
+    /** Where received bytes are counted (the engine swaps in each run's counter). */
+    public counter: ByteCounter = new ByteCounter(),
+  ) {}
+
+  async fetch(name: string, maxBytes: number): Promise<Uint8Array> {
+    checkMetadataFileName(name);
+    try {
+      const bytes = await this.client.getBytes(`/v1/metadata/${name}`, { maxBytes, what: `metadata ${name}` });
+      this.counter.add(bytes.length);
+      return bytes;
+    } catch (e) {
+      throw explainUpstream(e, this.client.baseUrl.origin);
+    }
+  }
+}
+
+/**
+ * Turn the upstream refusing this depot (401/403 from its mutual-TLS gate) into one clear message: a
+ * revoked or blocked depot must not look like a network problem to its operator.
+ */
+export function explainUpstream(e: unknown, origin: string): unknown {
+  if (!(e instanceof HttpError) || (e.status !== 401 && e.status !== 403)) return e;
+  const why = e.serverCode ?? (e.status === 401 ? 'unauthorized' : 'forbidden');
+  const hint =
+    why === 'revoked'
+      ? "this depot's certificate was revoked by the master operator; it cannot sync until it is enrolled again (depotsync depot init)"
+      : why === 'expired'
+        ? "this depot's certificate expired; ask the master operator to renew it (depotsync master renew)"
+        : 'ask the master operator to approve or unblock this depot';
+  return new DepotsyncError(e.status === 401 ? 'unauthorized' : 'forbidden', `sync refused by upstream ${origin}: ${why} (${e.message})`, { hint, cause: e });
+}

@@ -1,0 +1,177 @@
+import { DepotsyncError } from '../src/errors.js';
+import { optionalString, requireString } from '../src/cli/args.js';
+import type { Command, CommandContext } from '../src/cli/command.js';
+import { createProgress, formatBytes } from '../src/cli/progress.js';
+
+/** `depotsync master …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
+const dirOption = { dir: { type: 'string' as const } };
+
+async function withMaster<T>(c: CommandContext, fn: (ctx: import('./context.js').MasterContext) => Promise<T>): Promise<T> {
+  const { openMaster } = await import('./context.js');
+  const ctx = await openMaster(requireString(c.values, 'dir', 'master'), c.log);
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command {
+  const summary = {
+    approve: 'approve a pending machine (issues its certificate); with --request/--out: offline enrollment by file',
+    block: 'refuse a machine at once (it also goes on the signed revocation list)',
+    revoke: "revoke a machine's certificates and publish the signed revocation list",
+    renew: "issue a fresh certificate for an approved machine",
+  }[verb];
+  return {
+    path: ['master', verb],
+    usage: `master ${verb} --dir M MACHINE`,
+    summary,
+    options: { ...dirOption, request: { type: 'string' }, out: { type: 'string' } },
+    positionals: [0, 1],
+    async run(c) {
+      if (verb === 'approve' && (c.values.request || c.values.out)) {
+        throw new DepotsyncError('usage', 'master approve --request FILE --out FILE: offline enrollment by file is not built yet (issue 7)');
+      }
+      const name = c.positionals[0];
+      if (!name) throw new DepotsyncError('usage', `master ${verb}: give the MACHINE name`);
+      return withMaster(c, async (ctx) => {
+        const a = await import('./machines/actions.js');
+        const who = { actor: 'cli' };
+        const m =
+          verb === 'approve' ? a.approveMachine(ctx, name, who)
+          : verb === 'block' ? await a.blockMachine(ctx, name, who)
+          : verb === 'revoke' ? (await a.revokeMachine(ctx, name, who)).machine
+          : a.renewMachine(ctx, name, who);
+        return {
+          json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null },
+          human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}`,
+        };
+      });
+    },
+  };
+}
+
+export const masterCommands: Command[] = [
+  {
+    path: ['master', 'init'],
+    usage: 'master init --dir M [--name NAME] [--host NAME]...',
+    summary: 'create a master: TUF keys and root, internal CA, server certificate, database; prints the root fingerprint',
+    options: { ...dirOption, name: { type: 'string' }, host: { type: 'string', multiple: true } },
+    async run(c) {
+      const { initMaster } = await import('./init.js');
+      const hosts = c.values.host as string[] | undefined;
+      const name = optionalString(c.values, 'name');
+      const r = await initMaster(requireString(c.values, 'dir', 'master init'), {
+        log: c.log,
+        ...(name ? { name } : {}),
+        ...(hosts?.length ? { hosts: [...new Set([...hosts, 'localhost', '127.0.0.1'])] } : {}),
+      });
+      return {
+        json: { fingerprint: r.fingerprint, dir: r.dir },
+        human: `master created in ${r.dir}\nroot fingerprint (SHA-256 of ${r.rootFile}):\n${r.fingerprint}`,
+      };
+    },
+  },
+  {
+    path: ['master', 'publish'],
+    usage: 'master publish --dir M --name N --version V PATH',
+    summary: 'publish a file or folder as package N@V: a new signed generation',
+    options: { ...dirOption, name: { type: 'string' }, version: { type: 'string' } },
+    positionals: [1, 1],
+    async run(c) {
+      return withMaster(c, async (ctx) => {
+        const { publish } = await import('./publish/publish.js');
+        let progress: ReturnType<typeof createProgress> | undefined;
+        const r = await publish(ctx, {
+          name: requireString(c.values, 'name', 'master publish'),
+          version: requireString(c.values, 'version', 'master publish'),
+          path: c.positionals[0] as string,
+          actor: 'cli',
+          onProgress: (done, total) => {
+            progress ??= createProgress('publish', total);
+            progress.update(done);
+          },
+        });
+        progress?.finish();
+        return {
+          json: { id: r.id, name: r.name, version: r.version, bytes: r.bytes, chunks: r.chunks, generation: r.generation, newChunks: r.newChunks, newBytes: r.newBytes, unchanged: r.unchanged },
+          human: r.unchanged
+            ? `${r.name}@${r.version} is already published with this exact content (generation ${r.generation}); nothing changed`
+            : `published ${r.name}@${r.version}: ${formatBytes(r.bytes)} in ${r.chunks} chunks (${r.newChunks} new, ${formatBytes(r.newBytes)} stored), generation ${r.generation}\nmanifest ${r.id}`,
+        };
+      });
+    },
+  },
+  {
+    path: ['master', 'unpublish'],
+    usage: 'master unpublish --dir M NAME@VERSION',
+    summary: 'remove a version from the next generation (its content is collected later)',
+    options: dirOption,
+    positionals: [1, 1],
+    async run(c) {
+      return withMaster(c, async (ctx) => {
+        const { unpublish } = await import('./publish/unpublish.js');
+        const r = await unpublish(ctx, c.positionals[0] as string, 'cli');
+        return { json: r, human: `unpublished ${r.name}@${r.version}: generation ${r.generation}` };
+      });
+    },
+  },
+  {
+    path: ['master', 'token'],
+    usage: 'master token --dir M --role depot|agent [--ttl 24h]',
+    summary: 'make a one-time enrollment token: a machine enrolling with it is approved at once',
+    options: { ...dirOption, role: { type: 'string' }, ttl: { type: 'string' } },
+    async run(c) {
+      const role = requireString(c.values, 'role', 'master token');
+      if (role !== 'depot' && role !== 'agent') throw new DepotsyncError('usage', `master token: --role must be depot or agent, got ${JSON.stringify(role)}`);
+      const { parseDuration } = await import('../src/config/validate.js');
+      const ttl = optionalString(c.values, 'ttl');
+      return withMaster(c, async (ctx) => {
+        const { createEnrollmentToken } = await import('./db/tokens.js');
+        const { recordAudit } = await import('./db/audit.js');
+        const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: 'cli', ...(ttl ? { ttlMs: parseDuration('--ttl', ttl) } : {}) });
+        recordAudit(ctx.db, { actor: 'cli', action: 'token.create', target: role, detail: { id: record.id } });
+        return { json: { token, role, expiresAt: record.expiresAt }, human: token };
+      });
+    },
+  },
+  machineCommand('approve'),
+  machineCommand('block'),
+  machineCommand('revoke'),
+  machineCommand('renew'),
+  {
+    path: ['master', 'operator', 'add'],
+    usage: 'master operator add --dir M --name NAME [--role admin|publisher|viewer]',
+    summary: 'add an operator; prints its bearer token once',
+    options: { ...dirOption, name: { type: 'string' }, role: { type: 'string' } },
+    async run(c) {
+      const role = optionalString(c.values, 'role') ?? 'viewer';
+      if (!['admin', 'publisher', 'viewer'].includes(role)) throw new DepotsyncError('usage', `master operator add: --role must be admin, publisher or viewer, got ${JSON.stringify(role)}`);
+      return withMaster(c, async (ctx) => {
+        const { addOperator } = await import('./db/operators.js');
+        const { recordAudit } = await import('./db/audit.js');
+        const name = requireString(c.values, 'name', 'master operator add');
+        const { operator, token } = addOperator(ctx.db, { name, role: role as 'admin' | 'publisher' | 'viewer', createdBy: 'cli' });
+        recordAudit(ctx.db, { actor: 'cli', action: 'operator.add', target: operator.name, detail: { role } });
+        return { json: { name: operator.name, role: operator.role, token }, human: `operator ${operator.name} (${operator.role}); token (shown once):\n${token}` };
+      });
+    },
+  },
+  {
+    path: ['master', 'operator', 'remove'],
+    usage: 'master operator remove --dir M --name NAME',
+    summary: 'remove an operator (its token stops working at once)',
+    options: { ...dirOption, name: { type: 'string' } },
+    async run(c) {
+      return withMaster(c, async (ctx) => {
+        const { removeOperator } = await import('./db/operators.js');
+        const { recordAudit } = await import('./db/audit.js');
+        const name = requireString(c.values, 'name', 'master operator remove');
+        removeOperator(ctx.db, name);
+        recordAudit(ctx.db, { actor: 'cli', action: 'operator.remove', target: name });
+        return { json: { name, removed: true }, human: `operator ${name} removed` };
+      });
+    },
+  },
+];

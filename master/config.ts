@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import { intOption, mergeDefaults } from '../src/config/validate.js';
+
+/** The master's settings (M/master.json). Units are in the names. */
+export interface MasterConfig {
+  name: string;
+  /** Host names and addresses the master's TLS certificate is valid for. */
+  hosts: string[];
+  chunkMinBytes: number;
+  chunkAvgBytes: number;
+  chunkMaxBytes: number;
+  /** Hashed-bin delegation: number of bins (16, 256 or 4096). */
+  bins: number;
+  timestampExpiryHours: number;
+  /** Re-sign the timestamp when less than this remains before it expires. */
+  timestampRefreshHours: number;
+  snapshotExpiryDays: number;
+  targetsExpiryDays: number;
+  rootExpiryDays: number;
+  revocationListExpiryDays: number;
+  certificateValidDays: number;
+  dropboxSettleMs: number;
+  enrollPerAddressPerMinute: number;
+  statusReportsPerMachinePerMinute: number;
+  maxUploadBytes: number;
+}
+
+export const DEFAULT_MASTER_CONFIG: MasterConfig = {
+  name: 'master',
+  hosts: ['localhost', '127.0.0.1'],
+  chunkMinBytes: 16 * 1024,
+  chunkAvgBytes: 64 * 1024,
+  chunkMaxBytes: 256 * 1024,
+  bins: 256,
+  timestampExpiryHours: 24,
+  timestampRefreshHours: 12,
+  snapshotExpiryDays: 30,
+  targetsExpiryDays: 365,
+  rootExpiryDays: 365,
+  revocationListExpiryDays: 7,
+  certificateValidDays: 365,
+  dropboxSettleMs: 10_000,
+  enrollPerAddressPerMinute: 30,
+  statusReportsPerMachinePerMinute: 30,
+  maxUploadBytes: 64 * 1024 * 1024 * 1024,
+};
+
+export function validateMasterConfig(c: MasterConfig): MasterConfig {
+  const w = 'master.json';
+  if (![16, 256, 4096].includes(c.bins)) throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
+  intOption(w, 'timestampExpiryHours', c.timestampExpiryHours, 1, 24 * 365);
+  intOption(w, 'timestampRefreshHours', c.timestampRefreshHours, 0, c.timestampExpiryHours - 1);
+  intOption(w, 'certificateValidDays', c.certificateValidDays, 1, 3650);
+  intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
+  return c;
+}
+
+export function loadMasterConfig(path: string): MasterConfig {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fromSystemError(e, `master config ${path}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new DepotsyncError('bad-json', `master config ${path} is not valid JSON`);
+  }
+  return validateMasterConfig(mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed));
+}

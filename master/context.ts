@@ -1,0 +1,49 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { DepotsyncError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { loadCa, type Ca } from '../src/pki/ca.js';
+import { ChunkStore } from '../src/store/chunk-store.js';
+import type { OnlineSigners } from '../src/tuf/repository.js';
+import { loadMasterConfig, type MasterConfig } from './config.js';
+import { openMasterDatabase, type MasterDb } from './db/database.js';
+import { loadOnlineSigners } from './keys.js';
+import { masterLayout, type MasterLayout } from './layout.js';
+
+/** Everything a master command or the server works with, opened once. */
+export interface MasterContext {
+  layout: MasterLayout;
+  config: MasterConfig;
+  db: MasterDb;
+  store: ChunkStore;
+  signers: OnlineSigners;
+  ca: Ca;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export async function openMaster(dir: string, log: Logger, opts: { now?: () => Date } = {}): Promise<MasterContext> {
+  const layout = masterLayout(dir);
+  if (!existsSync(layout.config)) {
+    throw new DepotsyncError('not-found', `${layout.dir} is not a depotsync master directory (no master.json)`, {
+      hint: `create one with: depotsync master init --dir ${dir}`,
+    });
+  }
+  const config = loadMasterConfig(layout.config);
+  const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
+  const store = ChunkStore.open(layout.storeDir, { logger: log.child({ component: 'master.store' }) });
+  const signers = await loadOnlineSigners(layout);
+  const ca = loadCa(readFileSync(layout.caKey, 'utf8'), readFileSync(layout.caCert, 'utf8'));
+  return {
+    layout,
+    config,
+    db,
+    store,
+    signers,
+    ca,
+    log,
+    async close() {
+      await store.close();
+      db.close();
+    },
+  };
+}

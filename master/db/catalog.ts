@@ -1,0 +1,300 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { nowIso, type MasterDb } from './database.js';
+import { count, orNull, orUndefined, text } from './values.js';
+
+export * from './manifests.js';
+export * from './live-chunks.js';
+export * from './metadata.js';
+
+/**
+ * The catalog: packages, their versions, and generations (a generation = a TUF snapshot version).
+ * Publishing or unpublishing is: `createGeneration` then `addVersion`/`removeVersion` (and the signed
+ * metadata, metadata.ts), all inside ONE `transaction` (src/db/transaction.ts). The version functions
+ * refuse to run outside a transaction, or against a generation that is not the newest, so a generation
+ * can never be seen half made. See commit.ts for the one-call form.
+ */
+
+export interface Generation {
+  generation: number;
+  createdAt: string;
+  createdBy: string;
+  note: string;
+  timestampVersion?: number;
+}
+
+export interface PackageVersion {
+  id: number;
+  name: string;
+  version: string;
+  manifestId: string;
+  manifestSha256: string;
+  manifestLength: number;
+  targetPath: string;
+  bin: string;
+  totalBytes: number;
+  chunkCount: number;
+  addedGeneration: number;
+  removedGeneration?: number;
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface NewVersion {
+  name: string;
+  version: string;
+  /** Must already be stored with putManifest; its SHA-256 and length are taken from there. */
+  manifestId: string;
+  targetPath: string;
+  bin: string;
+  totalBytes: number;
+  /** Chunks in the manifest's chunk lists; defaults to the manifest's distinct chunk count. */
+  chunkCount?: number;
+  createdBy: string;
+}
+
+export interface GenerationChange {
+  generation: number;
+  kind: 'add' | 'remove';
+  name: string;
+  version: string;
+  manifestId: string;
+}
+
+interface GenerationRow {
+  generation: number;
+  created_at: string;
+  created_by: string;
+  note: string;
+  timestamp_version: number | null;
+}
+
+interface VersionRow {
+  id: number;
+  name: string;
+  version: string;
+  manifest_id: string;
+  manifest_sha256: string;
+  manifest_length: number;
+  target_path: string;
+  bin: string;
+  total_bytes: number;
+  chunk_count: number;
+  added_generation: number;
+  removed_generation: number | null;
+  created_at: string;
+  created_by: string;
+}
+
+const toGeneration = (r: GenerationRow): Generation => {
+  const g: Generation = { generation: r.generation, createdAt: r.created_at, createdBy: r.created_by, note: r.note };
+  if (r.timestamp_version !== null) g.timestampVersion = r.timestamp_version;
+  return g;
+};
+
+const toVersion = (r: VersionRow): PackageVersion => {
+  const v: PackageVersion = {
+    id: r.id,
+    name: r.name,
+    version: r.version,
+    manifestId: r.manifest_id,
+    manifestSha256: r.manifest_sha256,
+    manifestLength: r.manifest_length,
+    targetPath: r.target_path,
+    bin: r.bin,
+    totalBytes: r.total_bytes,
+    chunkCount: r.chunk_count,
+    addedGeneration: r.added_generation,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+  };
+  const removed = orUndefined(r.removed_generation);
+  if (removed !== undefined) v.removedGeneration = removed;
+  return v;
+};
+
+const SELECT_VERSION = `SELECT v.id, p.name, v.version, v.manifest_id, v.manifest_sha256, v.manifest_length, v.target_path,
+  v.bin, v.total_bytes, v.chunk_count, v.added_generation, v.removed_generation, v.created_at, v.created_by
+  FROM package_versions v JOIN packages p ON p.id = v.package_id`;
+
+/** The newest generation, or 0 before the first one. */
+export function currentGeneration(m: MasterDb): number {
+  const r = m.db.prepare('SELECT max(generation) AS g FROM generations').get() as { g: number | null };
+  return r.g ?? 0;
+}
+
+/**
+ * Start generation current+1. Passing `generation` makes it a compare-and-set: the caller built
+ * (and signed) metadata for that number, and if another publish got there first this fails with
+ * 'conflict' instead of committing metadata that names the wrong snapshot version.
+ */
+export function createGeneration(
+  m: MasterDb,
+  input: { createdBy: string; note?: string; generation?: number; timestampVersion?: number },
+): Generation {
+  requireTransaction(m, 'createGeneration');
+  const next = currentGeneration(m) + 1;
+  if (input.generation !== undefined && input.generation !== next) {
+    throw new DepotsyncError('conflict', `generation ${input.generation}: the next generation is ${next}`, {
+      hint: 'another publish committed first; rebuild the metadata and try again',
+    });
+  }
+  const note = input.note === undefined || input.note === '' ? '' : text(input.note, 'generation note', 1000);
+  const ts = input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
+  m.db
+    .prepare('INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)')
+    .run(next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts);
+  return getGeneration(m, next) as Generation;
+}
+
+export function getGeneration(m: MasterDb, generation: number): Generation | undefined {
+  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as GenerationRow | undefined;
+  return r && toGeneration(r);
+}
+
+/** Newest first; `before` pages backwards. */
+export function listGenerations(m: MasterDb, opts: { limit?: number; before?: number } = {}): Generation[] {
+  const rows = m.db
+    .prepare('SELECT * FROM generations WHERE generation < ? ORDER BY generation DESC LIMIT ?')
+    .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 100) as GenerationRow[];
+  return rows.map(toGeneration);
+}
+
+/** Record the timestamp version that announced `generation` (when it is signed after the generation row). */
+export function setGenerationTimestampVersion(m: MasterDb, generation: number, timestampVersion: number): void {
+  m.db
+    .prepare('UPDATE generations SET timestamp_version = ? WHERE generation = ?')
+    .run(count(timestampVersion, 'timestampVersion', 1), generation);
+}
+
+/** Add a live version in `generation` (the newest, being made in this transaction). */
+export function addVersion(m: MasterDb, generation: number, input: NewVersion): PackageVersion {
+  requireTransaction(m, 'addVersion');
+  requireNewest(m, generation);
+  const name = text(input.name, 'package name', 214);
+  const version = text(input.version, 'package version', 128);
+  const manifest = m.db.prepare('SELECT sha256, length, chunk_count FROM manifests WHERE id = ?').get(input.manifestId) as
+    | { sha256: string; length: number; chunk_count: number }
+    | undefined;
+  if (!manifest) {
+    throw new DepotsyncError('not-found', `${name}@${version}: manifest ${input.manifestId} is not stored`, {
+      hint: 'store the manifest with putManifest in the same transaction first',
+    });
+  }
+  const live = findVersion(m, name, version);
+  if (live) {
+    throw new DepotsyncError('already-exists', `${name}@${version} is already published (generation ${live.addedGeneration})`, {
+      hint: 'publish under a new version, or unpublish this one first',
+    });
+  }
+  const now = nowIso(m);
+  m.db.prepare('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(name, now);
+  const id = m.db
+    .prepare(
+      `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin,
+        total_bytes, chunk_count, added_generation, created_at, created_by)
+       VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    .run(
+      name,
+      version,
+      input.manifestId,
+      manifest.sha256,
+      manifest.length,
+      text(input.targetPath, 'targetPath', 1024),
+      text(input.bin, 'bin', 64),
+      count(input.totalBytes, 'totalBytes'),
+      input.chunkCount === undefined ? manifest.chunk_count : count(input.chunkCount, 'chunkCount'),
+      generation,
+      now,
+      text(input.createdBy, 'createdBy'),
+    ).lastInsertRowid;
+  recordChange(m, generation, 'add', name, version, input.manifestId);
+  return toVersion(m.db.prepare(`${SELECT_VERSION} WHERE v.id = ?`).get(id) as VersionRow);
+}
+
+/** Unpublish the live `name@version` in `generation`. The row stays, with `removedGeneration` set. */
+export function removeVersion(m: MasterDb, generation: number, name: string, version: string): PackageVersion {
+  requireTransaction(m, 'removeVersion');
+  requireNewest(m, generation);
+  const live = findVersion(m, name, version);
+  if (!live) {
+    throw new DepotsyncError('not-found', `${name}@${version} is not published`, { hint: 'list packages to see what is published' });
+  }
+  if (live.addedGeneration === generation) {
+    throw new DepotsyncError('conflict', `${name}@${version} was added in this same generation ${generation}`);
+  }
+  m.db.prepare('UPDATE package_versions SET removed_generation = ? WHERE id = ?').run(generation, live.id);
+  recordChange(m, generation, 'remove', live.name, live.version, live.manifestId);
+  return { ...live, removedGeneration: generation };
+}
+
+/** Live versions, by package name then publish order; optionally only one bin or one package. */
+export function liveVersions(m: MasterDb, filter: { bin?: string; name?: string } = {}): PackageVersion[] {
+  const rows = m.db
+    .prepare(
+      `${SELECT_VERSION} WHERE v.removed_generation IS NULL AND (@bin IS NULL OR v.bin = @bin) AND (@name IS NULL OR p.name = @name)
+       ORDER BY p.name, v.added_generation, v.id`,
+    )
+    .all({ bin: orNull(filter.bin), name: orNull(filter.name) }) as VersionRow[];
+  return rows.map(toVersion);
+}
+
+/**
+ * The live `name@version`, or with `version` omitted the latest: the live version published most
+ * recently (version strings are not ordered; publish order is).
+ */
+export function findVersion(m: MasterDb, name: string, version?: string): PackageVersion | undefined {
+  const r = m.db
+    .prepare(
+      `${SELECT_VERSION} WHERE p.name = @name AND v.removed_generation IS NULL AND (@version IS NULL OR v.version = @version)
+       ORDER BY v.added_generation DESC, v.id DESC LIMIT 1`,
+    )
+    .get({ name, version: orNull(version) }) as VersionRow | undefined;
+  return r && toVersion(r);
+}
+
+/** Every row of a package, live and removed, oldest first. */
+export function versionHistory(m: MasterDb, name: string): PackageVersion[] {
+  const rows = m.db.prepare(`${SELECT_VERSION} WHERE p.name = ? ORDER BY v.added_generation, v.id`).all(name) as VersionRow[];
+  return rows.map(toVersion);
+}
+
+/** Changes made after `generation` (exclusive), oldest first; within a generation removes come first. */
+export function changesSince(m: MasterDb, generation: number): GenerationChange[] {
+  const rows = m.db
+    .prepare(
+      `SELECT generation, kind, package AS name, version, manifest_id AS manifestId FROM generation_changes
+       WHERE generation > ? ORDER BY generation, kind DESC, package, version`,
+    )
+    .all(generation) as GenerationChange[];
+  return rows;
+}
+
+function recordChange(m: MasterDb, generation: number, kind: 'add' | 'remove', name: string, version: string, manifestId: string): void {
+  m.db
+    .prepare('INSERT INTO generation_changes (generation, kind, package, version, manifest_id) VALUES (?, ?, ?, ?, ?)')
+    .run(generation, kind, name, version, manifestId);
+}
+
+function requireTransaction(m: MasterDb, fn: string): void {
+  if (!m.db.inTransaction) {
+    throw new DepotsyncError('internal', `${fn} must run inside transaction() together with its generation`);
+  }
+}
+
+function requireNewest(m: MasterDb, generation: number): void {
+  const current = currentGeneration(m);
+  if (generation !== current) {
+    throw new DepotsyncError('conflict', `generation ${generation} is not the newest (${current}); a catalog change belongs to a new generation`, {
+      hint: 'call createGeneration in the same transaction and use the number it returns',
+    });
+  }
+  // A generation whose snapshot is signed is published: changing it afterwards would make the catalog
+  // disagree with metadata that depots already hold.
+  const signed = m.db.prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?").get(generation);
+  if (signed) {
+    throw new DepotsyncError('conflict', `generation ${generation} is already signed (${generation}.snapshot.json exists)`, {
+      hint: 'make catalog changes in a new generation',
+    });
+  }
+}

@@ -1,0 +1,68 @@
+import { transaction } from '../../src/db/transaction.js';
+import {
+  addVersion,
+  createGeneration,
+  removeVersion,
+  type Generation,
+  type NewVersion,
+  type PackageVersion,
+} from './catalog.js';
+import type { MasterDb } from './database.js';
+import { putManifest, type ManifestInput } from './manifests.js';
+import { putMetadataFile, setBinVersion, type MetadataFile, type MetadataInput } from './metadata.js';
+
+/**
+ * One generation in one call and one transaction: manifests, removals, additions, bin versions and the
+ * signed metadata (changed bins, snapshot, timestamp). Either all of it commits or none of it does.
+ *
+ * Meant for a publisher that signs asynchronously: read the catalog, build and sign the metadata for
+ * generation N+1 outside any transaction, then commit with `generation: N+1`; if another publish won the
+ * race this throws 'conflict' and nothing is written.
+ */
+export interface GenerationCommit {
+  /** The generation number the metadata was built for (compare-and-set); default current+1. */
+  generation?: number;
+  createdBy: string;
+  note?: string;
+  timestampVersion?: number;
+  manifests?: ManifestInput[];
+  remove?: { name: string; version: string }[];
+  add?: Omit<NewVersion, 'createdBy'>[];
+  bins?: { name: string; version: number }[];
+  /** Stored in order, after the catalog changes; `generation` is filled in except for root. */
+  metadata?: MetadataInput[];
+}
+
+export interface CommittedGeneration {
+  generation: Generation;
+  removed: PackageVersion[];
+  added: PackageVersion[];
+  metadata: MetadataFile[];
+}
+
+export function commitGeneration(m: MasterDb, c: GenerationCommit): CommittedGeneration {
+  const result = transaction(m.db, (): CommittedGeneration => {
+    for (const manifest of c.manifests ?? []) putManifest(m, manifest);
+    const generation = createGeneration(m, {
+      createdBy: c.createdBy,
+      ...(c.note === undefined ? {} : { note: c.note }),
+      ...(c.generation === undefined ? {} : { generation: c.generation }),
+      ...(c.timestampVersion === undefined ? {} : { timestampVersion: c.timestampVersion }),
+    });
+    const n = generation.generation;
+    // Removals first, so one generation can replace a version (unpublish X@1, publish X@1 again).
+    const removed = (c.remove ?? []).map((r) => removeVersion(m, n, r.name, r.version));
+    const added = (c.add ?? []).map((a) => addVersion(m, n, { ...a, createdBy: c.createdBy }));
+    for (const b of c.bins ?? []) setBinVersion(m, b.name, b.version, n);
+    const metadata = (c.metadata ?? []).map((f) =>
+      putMetadataFile(m, f.role === 'root' || f.generation !== undefined ? f : { ...f, generation: n }),
+    );
+    return { generation, removed, added, metadata };
+  });
+  const { generation, added, removed, metadata } = result;
+  m.logger.info(
+    { generation: generation.generation, added: added.length, removed: removed.length, metadata: metadata.length },
+    'generation committed',
+  );
+  return result;
+}

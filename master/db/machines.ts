@@ -1,0 +1,319 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { normalizeSerial } from '../../src/pki/cert-info.js';
+import { transaction } from '../../src/db/transaction.js';
+import { nowIso, type MasterDb } from './database.js';
+import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
+import { machineName, oneOf, optional, orNull, orUndefined, pem, text } from './values.js';
+
+/**
+ * Machines (depots and agents) and every certificate issued to them (DESIGN.md §2).
+ *
+ *   (none) --requestEnrollment--> pending --approve--> approved <--approve-- blocked
+ *                                    |                    |  ^                 ^
+ *                                    +------block---------+--+------block------+
+ *   any state --revoke--> revoked (terminal; `forget` removes the record so the name can enroll again)
+ *
+ * Blocking refuses the machine at the master but keeps its certificate; revoking marks every
+ * certificate the machine ever had as revoked, so an old certificate kept after a renewal cannot
+ * be used either.
+ */
+export type MachineRole = 'depot' | 'agent';
+export type MachineState = 'pending' | 'approved' | 'blocked' | 'revoked';
+export const MACHINE_ROLES: readonly MachineRole[] = ['depot', 'agent'];
+export const MACHINE_STATES: readonly MachineState[] = ['pending', 'approved', 'blocked', 'revoked'];
+
+export interface Machine {
+  name: string;
+  role: MachineRole;
+  state: MachineState;
+  csrPem?: string;
+  certPem?: string;
+  certSerial?: string;
+  certNotAfter?: string;
+  requestedAt: string;
+  approvedAt?: string;
+  approvedBy?: string;
+  stateChangedAt: string;
+  stateChangedBy?: string;
+  lastSeen?: string;
+  lastAddress?: string;
+  renewRequested: boolean;
+  parent?: string;
+  site?: string;
+  url?: string;
+}
+
+export interface CertificateRecord {
+  serial: string;
+  machine: string;
+  issuedAt: string;
+  notAfter: string;
+  revokedAt?: string;
+}
+
+export interface EnrollmentInput {
+  name: string;
+  role: MachineRole;
+  csrPem: string;
+  url?: string;
+  site?: string;
+  parent?: string;
+}
+
+export interface IssuedCertificate {
+  pem: string;
+  serial: string;
+  notAfter: Date | string;
+}
+
+type Row = Record<string, string | number | null>;
+
+function toMachine(r: Row): Machine {
+  const m: Machine = {
+    name: r.name as string,
+    role: r.role as MachineRole,
+    state: r.state as MachineState,
+    requestedAt: r.requested_at as string,
+    stateChangedAt: r.state_changed_at as string,
+    renewRequested: r.renew_requested === 1,
+  };
+  const optional: [keyof Machine, string][] = [
+    ['csrPem', 'csr_pem'], ['certPem', 'cert_pem'], ['certSerial', 'cert_serial'], ['certNotAfter', 'cert_not_after'],
+    ['approvedAt', 'approved_at'], ['approvedBy', 'approved_by'], ['stateChangedBy', 'state_changed_by'],
+    ['lastSeen', 'last_seen'], ['lastAddress', 'last_address'], ['parent', 'parent'], ['site', 'site'], ['url', 'url'],
+  ];
+  for (const [key, col] of optional) {
+    const v = orUndefined(r[col] ?? null);
+    if (v !== undefined) (m as unknown as Record<string, unknown>)[key] = v;
+  }
+  return m;
+}
+
+function toCertificate(r: Row): CertificateRecord {
+  const c: CertificateRecord = { serial: r.serial as string, machine: r.machine as string, issuedAt: r.issued_at as string, notAfter: r.not_after as string };
+  if (r.revoked_at !== null && r.revoked_at !== undefined) c.revokedAt = r.revoked_at as string;
+  return c;
+}
+
+export function byName(m: MasterDb, name: string): Machine | undefined {
+  const r = m.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as Row | undefined;
+  return r && toMachine(r);
+}
+
+function mustGet(m: MasterDb, name: string): Machine {
+  const found = byName(m, name);
+  if (!found) throw new DepotsyncError('not-found', `machine ${name} is not known`, { hint: 'list machines to see the enrolled names' });
+  return found;
+}
+
+/** Machines by name; optionally one role and/or state. */
+export function listMachines(m: MasterDb, filter: { role?: MachineRole; state?: MachineState } = {}): Machine[] {
+  const rows = m.db
+    .prepare('SELECT * FROM machines WHERE (@role IS NULL OR role = @role) AND (@state IS NULL OR state = @state) ORDER BY name')
+    .all({ role: orNull(filter.role), state: orNull(filter.state) }) as Row[];
+  return rows.map(toMachine);
+}
+
+/**
+ * Record an enrollment request as pending and return the poll id (`GET /v1/enroll/{request}`) once;
+ * only its hash is stored. A repeat request with the same CSR (a client that lost its poll id) gets a
+ * new poll id. Refused: a different CSR for a pending name (it would swap the key an operator is about
+ * to approve), an enrolled name (renew over mutual TLS instead), a blocked or revoked name.
+ */
+export function requestEnrollment(m: MasterDb, input: EnrollmentInput): { machine: Machine; request: string } {
+  const name = machineName(input.name);
+  const parent = optional(input.parent, (v) => machineName(v, 'parent'));
+  const site = optional(input.site, (v) => machineName(v, 'site'));
+  const url = optional(input.url, (v) => text(v, 'url', 512));
+  const role = oneOf(input.role, MACHINE_ROLES, 'machine role');
+  const csr = pem(input.csrPem, 'CSR');
+  const request = newSecret();
+  const now = nowIso(m);
+  transaction(m.db, () => {
+    const existing = byName(m, name);
+    if (!existing) {
+      m.db
+        .prepare(
+          `INSERT INTO machines (name, role, state, request_hash, csr_pem, requested_at, state_changed_at, parent, site, url)
+           VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(name, role, hashSecret(request), csr, now, now, parent, site, url);
+      return;
+    }
+    if (existing.state === 'blocked' || existing.state === 'revoked') {
+      throw new DepotsyncError('forbidden', `machine ${name} is ${existing.state}`, {
+        hint: existing.state === 'blocked' ? 'ask an operator to approve it again' : 'ask an operator to remove the revoked record, or enroll under a new name',
+      });
+    }
+    if (existing.state === 'approved') {
+      throw new DepotsyncError('already-exists', `machine ${name} is already enrolled`, {
+        hint: 'renew with the current certificate, or ask an operator to revoke and remove the old record',
+      });
+    }
+    if (existing.role !== role || existing.csrPem !== csr) {
+      throw new DepotsyncError('conflict', `machine ${name} already has a pending request with a different ${existing.role !== role ? 'role' : 'key'}`, {
+        hint: 'ask an operator to approve or block the pending request, or enroll under a new name',
+      });
+    }
+    m.db.prepare('UPDATE machines SET request_hash = ?, requested_at = ? WHERE name = ?').run(hashSecret(request), now, name);
+  });
+  return { machine: mustGet(m, name), request };
+}
+
+/** The machine whose enrollment poll id is `request`, if any (hash lookup; malformed ids match nothing). */
+export function byRequest(m: MasterDb, request: string): Machine | undefined {
+  if (!looksLikeSecret(request)) return undefined;
+  const r = m.db.prepare('SELECT * FROM machines WHERE request_hash = ?').get(hashSecret(request)) as Row | undefined;
+  return r && toMachine(r);
+}
+
+/**
+ * Approve a pending (or unblock a blocked) machine, optionally storing the certificate issued for it in
+ * the same transaction. Approving an approved machine changes nothing. A revoked machine stays revoked.
+ */
+export function approve(m: MasterDb, name: string, opts: { by: string; certificate?: IssuedCertificate }): Machine {
+  const by = text(opts.by, 'approved by');
+  return transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    if (machine.state === 'revoked') {
+      throw new DepotsyncError('conflict', `machine ${name} is revoked and cannot be approved`, {
+        hint: 'remove the machine record and let it enroll again with a new key',
+      });
+    }
+    if (machine.state !== 'approved') {
+      const now = nowIso(m);
+      m.db
+        .prepare(
+          `UPDATE machines SET state = 'approved', approved_at = coalesce(approved_at, ?), approved_by = coalesce(approved_by, ?),
+             state_changed_at = ?, state_changed_by = ? WHERE name = ?`,
+        )
+        .run(now, by, now, by, name);
+    }
+    return opts.certificate ? setCertificate(m, name, opts.certificate) : mustGet(m, name);
+  });
+}
+
+/** Store a newly issued certificate for an approved machine (first issue or renewal) and keep it in history. */
+export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificate): Machine {
+  const serial = normalizeSerial(cert.serial);
+  const notAfter = isoTime(cert.notAfter, 'certificate notAfter');
+  const certPem = pem(cert.pem, 'certificate');
+  return transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    if (machine.state !== 'approved') {
+      throw new DepotsyncError('conflict', `machine ${name} is ${machine.state}; a certificate is issued only to an approved machine`);
+    }
+    const clash = m.db.prepare('SELECT machine FROM certificates WHERE serial = ?').get(serial) as { machine: string } | undefined;
+    if (clash) throw new DepotsyncError('conflict', `certificate serial ${serial} was already issued (to ${clash.machine})`);
+    const now = nowIso(m);
+    m.db.prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)').run(serial, name, now, notAfter);
+    m.db
+      .prepare('UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?')
+      .run(certPem, serial, notAfter, name);
+    return mustGet(m, name);
+  });
+}
+
+/** An approved machine asks (over mutual TLS) for a new certificate for a new key. */
+export function requestRenewal(m: MasterDb, name: string, csrPem: string): Machine {
+  const csr = pem(csrPem, 'CSR');
+  return transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    if (machine.state !== 'approved') throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state} and cannot renew`);
+    m.db.prepare('UPDATE machines SET csr_pem = ?, renew_requested = 1 WHERE name = ?').run(csr, name);
+    return mustGet(m, name);
+  });
+}
+
+export function block(m: MasterDb, name: string, opts: { by: string }): Machine {
+  const by = text(opts.by, 'blocked by');
+  return transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    if (machine.state === 'revoked') throw new DepotsyncError('conflict', `machine ${name} is already revoked`);
+    if (machine.state !== 'blocked') {
+      m.db.prepare("UPDATE machines SET state = 'blocked', state_changed_at = ?, state_changed_by = ? WHERE name = ?").run(nowIso(m), by, name);
+    }
+    return mustGet(m, name);
+  });
+}
+
+/** Revoke a machine and every certificate it was ever issued; returns the serials newly revoked. */
+export function revoke(m: MasterDb, name: string, opts: { by: string }): { machine: Machine; revokedSerials: string[] } {
+  const by = text(opts.by, 'revoked by');
+  return transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    const now = nowIso(m);
+    if (machine.state !== 'revoked') {
+      m.db.prepare("UPDATE machines SET state = 'revoked', state_changed_at = ?, state_changed_by = ? WHERE name = ?").run(now, by, name);
+    }
+    const serials = (m.db.prepare('SELECT serial FROM certificates WHERE machine = ? AND revoked_at IS NULL ORDER BY serial').all(name) as { serial: string }[]).map(
+      (r) => r.serial,
+    );
+    m.db.prepare('UPDATE certificates SET revoked_at = ? WHERE machine = ? AND revoked_at IS NULL').run(now, name);
+    return { machine: mustGet(m, name), revokedSerials: serials };
+  });
+}
+
+/** Remove a pending or revoked machine's record (its certificate history, and so its revocations, stay). */
+export function forget(m: MasterDb, name: string): void {
+  transaction(m.db, () => {
+    const machine = mustGet(m, name);
+    if (machine.state !== 'pending' && machine.state !== 'revoked') {
+      throw new DepotsyncError('conflict', `machine ${name} is ${machine.state}; only a pending or revoked machine can be removed`, {
+        hint: 'revoke it first',
+      });
+    }
+    m.db.prepare('DELETE FROM machines WHERE name = ?').run(name);
+  });
+}
+
+/**
+ * The certificate with this serial and its machine's current record (absent if the machine was removed).
+ * The mutual-TLS middleware uses it: the serial, not the name in the certificate, decides.
+ */
+export function bySerial(m: MasterDb, serial: string): { certificate: CertificateRecord; machine?: Machine } | undefined {
+  let s: string;
+  try {
+    s = normalizeSerial(serial);
+  } catch {
+    return undefined;
+  }
+  const c = m.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s) as Row | undefined;
+  if (!c) return undefined;
+  const machine = byName(m, c.machine as string);
+  return machine ? { certificate: toCertificate(c), machine } : { certificate: toCertificate(c) };
+}
+
+export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
+  return (m.db.prepare('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial').all(name) as Row[]).map(toCertificate);
+}
+
+/** Note that a machine was seen (a request over mutual TLS). */
+export function touch(m: MasterDb, name: string, address?: string): void {
+  m.db.prepare('UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?').run(nowIso(m), orNull(address), name);
+}
+
+/**
+ * Serials for the signed revocation list. Expired certificates are left out by default: they are refused
+ * anyway, and the list stays short. With `includeBlocked`, the current serials of blocked machines are
+ * added, so depots refuse a blocked agent too (unblocking takes them off the next list).
+ */
+export function revokedSerials(m: MasterDb, opts: { includeExpired?: boolean; includeBlocked?: boolean } = {}): string[] {
+  const now = opts.includeExpired ? '' : nowIso(m);
+  const rows = m.db
+    .prepare(
+      `SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > @now
+       UNION
+       SELECT c.serial FROM certificates c JOIN machines mc ON mc.name = c.machine
+         WHERE @blocked AND mc.state = 'blocked' AND c.revoked_at IS NULL AND c.not_after > @now
+       ORDER BY serial`,
+    )
+    .all({ now, blocked: opts.includeBlocked ? 1 : 0 }) as { serial: string }[];
+  return rows.map((r) => r.serial);
+}
+
+function isoTime(value: Date | string, field: string): string {
+  const d = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(d.getTime())) throw new DepotsyncError('bad-input', `${field} is not a valid time: ${String(value)}`);
+  return d.toISOString();
+}

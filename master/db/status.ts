@@ -1,0 +1,123 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { transaction } from '../../src/db/transaction.js';
+import { nowIso, type MasterDb } from './database.js';
+import { count, orNull } from './values.js';
+
+/**
+ * Depot status reports (DESIGN.md §4.5): the latest per depot for the dashboard and alerts, plus a short
+ * history. A report is stored for the machine named by the caller (the mutual-TLS certificate, or the
+ * signer of an outbox file), never for a name taken from the report body.
+ */
+export interface DepotStatusInput {
+  servedGeneration: number;
+  targetGeneration: number;
+  lastSuccess?: string;
+  lastError?: string;
+  bytesFetched: number;
+  chunksFetched: number;
+  bytesRemaining?: number;
+  scrubOk?: number;
+  scrubFailed?: number;
+  freeDiskBytes?: number;
+  validUntil?: string;
+  reportedAt: string;
+  sequence: number;
+}
+
+export interface DepotStatus extends Required<Omit<DepotStatusInput, 'lastSuccess' | 'lastError' | 'validUntil'>> {
+  machine: string;
+  receivedAt: string;
+  lastSuccess?: string;
+  lastError?: string;
+  validUntil?: string;
+  address?: string;
+  /** The report as received (including fields this version does not know). */
+  report: unknown;
+}
+
+export const STATUS_DEFAULTS = { historyPerDepot: 100 } as const;
+
+type Row = Record<string, string | number | null>;
+
+function toStatus(r: Row): DepotStatus {
+  const s: DepotStatus = {
+    machine: r.machine as string,
+    receivedAt: r.received_at as string,
+    reportedAt: r.reported_at as string,
+    sequence: r.sequence as number,
+    servedGeneration: r.served_generation as number,
+    targetGeneration: r.target_generation as number,
+    bytesFetched: r.bytes_fetched as number,
+    chunksFetched: r.chunks_fetched as number,
+    bytesRemaining: r.bytes_remaining as number,
+    scrubOk: r.scrub_ok as number,
+    scrubFailed: r.scrub_failed as number,
+    freeDiskBytes: r.free_disk_bytes as number,
+    report: JSON.parse(r.report as string) as unknown,
+  };
+  if (r.last_success !== null) s.lastSuccess = r.last_success as string;
+  if (r.last_error !== null) s.lastError = r.last_error as string;
+  if (r.valid_until !== null) s.validUntil = r.valid_until as string;
+  if (r.address !== null) s.address = r.address as string;
+  return s;
+}
+
+/**
+ * Store a report. Returns 'stale' (and stores nothing) when its sequence is not above the last one
+ * stored for this depot: a replayed or reordered report cannot overwrite newer status.
+ * Keeps the newest `historyPerDepot` rows per depot.
+ */
+export function recordDepotStatus(
+  m: MasterDb,
+  machine: string,
+  report: DepotStatusInput,
+  opts: { address?: string; raw?: unknown; historyPerDepot?: number } = {},
+): 'recorded' | 'stale' {
+  const keep = count(opts.historyPerDepot ?? STATUS_DEFAULTS.historyPerDepot, 'historyPerDepot', 1);
+  const sequence = count(report.sequence, 'status sequence', 1);
+  const raw = JSON.stringify(opts.raw ?? report);
+  if (raw.length > 64 * 1024) throw new DepotsyncError('too-large', `status report from ${machine} is larger than 64 KiB`);
+  return transaction(m.db, () => {
+    const known = m.db.prepare("SELECT role FROM machines WHERE name = ?").get(machine) as { role: string } | undefined;
+    if (!known) throw new DepotsyncError('not-found', `machine ${machine} is not known; its status report was not stored`);
+    if (known.role !== 'depot') throw new DepotsyncError('forbidden', `machine ${machine} is not a depot (role ${known.role}); only depots report status`);
+    const last = m.db.prepare('SELECT max(sequence) AS s FROM depot_status WHERE machine = ?').get(machine) as { s: number | null };
+    if (last.s !== null && sequence <= last.s) return 'stale' as const;
+    m.db
+      .prepare(
+        `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success,
+           last_error, bytes_fetched, chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, address, report)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        machine, nowIso(m), report.reportedAt, sequence,
+        count(report.servedGeneration, 'servedGeneration'), count(report.targetGeneration, 'targetGeneration'),
+        orNull(report.lastSuccess), orNull(report.lastError),
+        count(report.bytesFetched, 'bytesFetched'), count(report.chunksFetched, 'chunksFetched'),
+        count(report.bytesRemaining ?? 0, 'bytesRemaining'), count(report.scrubOk ?? 0, 'scrubOk'),
+        count(report.scrubFailed ?? 0, 'scrubFailed'), count(report.freeDiskBytes ?? 0, 'freeDiskBytes'),
+        orNull(report.validUntil), orNull(opts.address), raw,
+      );
+    m.db
+      .prepare('DELETE FROM depot_status WHERE machine = ? AND id <= (SELECT id FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1 OFFSET ?)')
+      .run(machine, machine, keep);
+    return 'recorded' as const;
+  });
+}
+
+/** The newest report of every depot that has reported, by machine name. */
+export function latestStatusAll(m: MasterDb): DepotStatus[] {
+  const rows = m.db
+    .prepare(
+      `SELECT s.* FROM depot_status s
+       JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) latest ON latest.id = s.id
+       ORDER BY s.machine`,
+    )
+    .all() as Row[];
+  return rows.map(toStatus);
+}
+
+/** One depot's reports, newest first. */
+export function statusHistory(m: MasterDb, machine: string, limit = 20): DepotStatus[] {
+  return (m.db.prepare('SELECT * FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').all(machine, limit) as Row[]).map(toStatus);
+}

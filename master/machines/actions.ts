@@ -1,0 +1,78 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { certificateInfo } from '../../src/pki/cert-info.js';
+import { issueMachineCertificate } from '../../src/pki/ca.js';
+import { recordAudit } from '../db/audit.js';
+import { approve, block, byName, revoke, setCertificate, type Machine } from '../db/machines.js';
+import type { MasterContext } from '../context.js';
+import { publishRevocationList } from '../revocations.js';
+
+/**
+ * Operator actions on machines, shared by the CLI and the admin API so both do exactly the same
+ * thing: approve (issuing the certificate from the stored CSR), block, revoke (and re-sign the
+ * revocation list so every depot refuses the machine at its next sync), renew.
+ */
+export interface Actor {
+  actor: string;
+  address?: string;
+}
+
+/** Issue a certificate for `machine` from its stored CSR (the master's names are reserved). */
+export function issueFromCsr(ctx: MasterContext, machine: Machine): { pem: string; serial: string; notAfter: Date } {
+  if (!machine.csrPem) throw new DepotsyncError('conflict', `machine ${machine.name} has no certificate request on record`);
+  const pem = issueMachineCertificate(ctx.ca, machine.csrPem, {
+    machineName: machine.name,
+    role: machine.role,
+    validDays: ctx.config.certificateValidDays,
+    reservedNames: ctx.config.hosts,
+  });
+  const info = certificateInfo(pem);
+  return { pem, serial: info.serial, notAfter: info.notAfter };
+}
+
+export function approveMachine(ctx: MasterContext, name: string, who: Actor): Machine {
+  const machine = mustExist(ctx, name);
+  if (machine.state === 'revoked') {
+    throw new DepotsyncError('conflict', `machine ${name} is revoked and cannot be approved again`, {
+      hint: 'it must enroll again under a new request after an operator removes the old record',
+    });
+  }
+  const needsCert = !machine.certPem || machine.state === 'pending';
+  const certificate = needsCert ? issueFromCsr(ctx, machine) : undefined;
+  const out = approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
+  recordAudit(ctx.db, { actor: who.actor, action: 'machine.approve', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
+  return out;
+}
+
+export async function blockMachine(ctx: MasterContext, name: string, who: Actor): Promise<Machine> {
+  mustExist(ctx, name);
+  const out = block(ctx.db, name, { by: who.actor });
+  recordAudit(ctx.db, { actor: who.actor, action: 'machine.block', target: name, ...(who.address ? { address: who.address } : {}) });
+  // Blocked machines go on the signed list too, so depots refuse them as well.
+  await publishRevocationList(ctx);
+  return out;
+}
+
+export async function revokeMachine(ctx: MasterContext, name: string, who: Actor): Promise<{ machine: Machine; revokedSerials: string[] }> {
+  mustExist(ctx, name);
+  const out = revoke(ctx.db, name, { by: who.actor });
+  recordAudit(ctx.db, { actor: who.actor, action: 'machine.revoke', target: name, detail: { serials: out.revokedSerials }, ...(who.address ? { address: who.address } : {}) });
+  await publishRevocationList(ctx);
+  return out;
+}
+
+/** Issue a fresh certificate for an approved machine now (same key, from its last CSR). */
+export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
+  const machine = mustExist(ctx, name);
+  if (machine.state !== 'approved') {
+    throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state}; only an approved machine's certificate is renewed`);
+  }
+  const out = setCertificate(ctx.db, name, issueFromCsr(ctx, machine));
+  recordAudit(ctx.db, { actor: who.actor, action: 'machine.renew', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
+  return out;
+}
+
+function mustExist(ctx: MasterContext, name: string): Machine {
+  const m = byName(ctx.db, name);
+  if (!m) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, { hint: 'list machines with: depotsync status --dir M' });
+  return m;
+}

@@ -1,0 +1,38 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import type { Logger } from '../src/log.js';
+import type { Ca } from '../src/pki/ca.js';
+import { createRevocationList, verifyRevocationList } from '../src/pki/revocations.js';
+import type { MasterConfig } from './config.js';
+import type { MasterDb } from './db/database.js';
+import { revokedSerials } from './db/machines.js';
+import type { MasterLayout } from './layout.js';
+
+/** Where the master keeps the current signed revocation list (served at /v1/revocations.json). */
+export function revocationListPath(layout: MasterLayout): string {
+  return join(layout.dir, 'revocations.json');
+}
+
+export function readRevocationList(layout: MasterLayout): Buffer | undefined {
+  const p = revocationListPath(layout);
+  return existsSync(p) ? readFileSync(p) : undefined;
+}
+
+/**
+ * Sign a new revocation list from the machine table (revoked certificates, and blocked machines'
+ * certificates so that every depot refuses them too) with the next version number.
+ */
+export async function publishRevocationList(ctx: { layout: MasterLayout; config: MasterConfig; ca: Ca; db: MasterDb; log: Logger }): Promise<Buffer> {
+  const current = readRevocationList(ctx.layout);
+  let version = 1;
+  if (current) {
+    const prev = verifyRevocationList(current, ctx.ca.certPem, { now: new Date(0) });
+    version = prev.version + 1;
+  }
+  const serials = revokedSerials(ctx.db, { includeBlocked: true });
+  const bytes = createRevocationList(ctx.ca, serials, version, { validDays: ctx.config.revocationListExpiryDays });
+  await writeFileAtomic(revocationListPath(ctx.layout), bytes);
+  ctx.log.info({ version, serials: serials.length }, 'revocation list signed');
+  return bytes;
+}

@@ -1,0 +1,154 @@
+import { createReadStream } from 'node:fs';
+import { DepotsyncError, fromSystemError } from '../errors.js';
+import { gearScan, scanFingerprint } from './gear.js';
+import { resolveChunkerOptions, type ChunkerOptions, type ChunkerParams } from './options.js';
+
+export { DEFAULT_CHUNKER_OPTIONS, CHUNKER_LIMITS, resolveChunkerOptions, type ChunkerOptions } from './options.js';
+
+/**
+ * FastCDC content-defined chunking with normalized chunking (level 2).
+ *
+ * For each chunk: the first minBytes are skipped (no cut can fall there); from there the gear
+ * fingerprint starts at 0 and rolls one byte at a time; below avgBytes a cut needs the wider mask to be
+ * all zero, from avgBytes on the narrower one; at maxBytes a cut is forced. The chunk ends with (and
+ * includes) the byte whose fingerprint satisfied the mask.
+ *
+ * `push` is resumable: the fingerprint and position are kept between calls, so every byte is hashed
+ * once and the chunks do not depend on how the input was split into reads. Every returned chunk is a
+ * fresh copy owned by the caller (the pushed buffer may be reused as soon as `push` returns); each
+ * byte is copied once, or twice when its chunk straddles two pushes.
+ */
+export class Chunker {
+  readonly options: Readonly<ChunkerOptions>;
+  private readonly p: ChunkerParams;
+  /** Bytes of the current chunk seen so far (all of them held in `pending`). */
+  private chunkLen = 0;
+  private fp = 0;
+  private pending: Uint8Array | undefined;
+
+  constructor(opts: Partial<ChunkerOptions> = {}) {
+    this.p = resolveChunkerOptions(opts);
+    this.options = Object.freeze({ minBytes: this.p.minBytes, avgBytes: this.p.avgBytes, maxBytes: this.p.maxBytes });
+  }
+
+  /** Feed the next bytes; returns the chunks completed by them, in order. */
+  push(data: Uint8Array): Uint8Array[] {
+    const { minBytes, avgBytes, maxBytes, maskSmall, maskLarge } = this.p;
+    const out: Uint8Array[] = [];
+    const n = data.length;
+    let pos = 0;
+    while (pos < n) {
+      let i = pos;
+      let len = this.chunkLen;
+      let fp = this.fp;
+      let cut = -1;
+      if (len < minBytes) {
+        const step = Math.min(minBytes - len, n - i);
+        i += step;
+        len += step;
+      }
+      if (len >= minBytes && len < avgBytes && i < n) {
+        const end = i + Math.min(avgBytes - len, n - i);
+        cut = gearScan(data, i, end, fp, maskSmall);
+        fp = scanFingerprint;
+        const stop = cut < 0 ? end : cut;
+        len += stop - i;
+        i = stop;
+      }
+      if (cut < 0 && len >= avgBytes && i < n) {
+        const end = i + Math.min(maxBytes - len, n - i);
+        cut = gearScan(data, i, end, fp, maskLarge);
+        fp = scanFingerprint;
+        const stop = cut < 0 ? end : cut;
+        len += stop - i;
+        i = stop;
+      }
+      if (cut < 0 && len === maxBytes) cut = i;
+      if (cut < 0) {
+        // The input ran out inside a chunk: keep its bytes and the rolling state for the next push.
+        this.hold(data, pos, n);
+        this.chunkLen = len;
+        this.fp = fp;
+        return out;
+      }
+      out.push(this.take(data, pos, cut));
+      pos = cut;
+    }
+    return out;
+  }
+
+  /** End of input: returns the last, possibly short, chunk (none for empty input) and resets. */
+  finish(): Uint8Array[] {
+    if (this.chunkLen === 0) return [];
+    const last = this.pending!.slice(0, this.chunkLen);
+    this.chunkLen = 0;
+    this.fp = 0;
+    return [last];
+  }
+
+  private hold(data: Uint8Array, from: number, to: number): void {
+    this.pending ??= new Uint8Array(this.p.maxBytes);
+    this.pending.set(data.subarray(from, to), this.chunkLen);
+  }
+
+  /** The current chunk: held bytes followed by data[from, to); resets the chunk state. */
+  private take(data: Uint8Array, from: number, to: number): Uint8Array {
+    const held = this.chunkLen;
+    this.chunkLen = 0;
+    this.fp = 0;
+    // Not data.slice(): on a Buffer (what file streams yield) slice() is a view, not a copy.
+    const chunk = new Uint8Array(held + to - from);
+    if (held > 0) chunk.set(this.pending!.subarray(0, held), 0);
+    chunk.set(data.subarray(from, to), held);
+    return chunk;
+  }
+}
+
+export interface ChunkRecord {
+  /** Byte offset of the chunk in the whole input. */
+  offset: number;
+  length: number;
+  data: Uint8Array;
+}
+
+/** Chunks of an async byte source, with offsets. */
+export function chunkStream(source: AsyncIterable<Uint8Array>, opts: Partial<ChunkerOptions> = {}): AsyncGenerator<ChunkRecord> {
+  return chunkWith(new Chunker(opts), source); // options are checked here, before the first read
+}
+
+async function* chunkWith(chunker: Chunker, source: AsyncIterable<Uint8Array>): AsyncGenerator<ChunkRecord> {
+  let offset = 0;
+  for await (const data of source) {
+    if (!(data instanceof Uint8Array)) {
+      throw new DepotsyncError('bad-input', `chunkStream: the source yielded ${typeof data}, expected bytes (Uint8Array)`, {
+        hint: 'open streams without an encoding so they yield Buffers',
+      });
+    }
+    for (const chunk of chunker.push(data)) {
+      yield { offset, length: chunk.length, data: chunk };
+      offset += chunk.length;
+    }
+  }
+  for (const chunk of chunker.finish()) {
+    yield { offset, length: chunk.length, data: chunk };
+    offset += chunk.length;
+  }
+}
+
+export const CHUNK_FILE_READ_BYTES = 1024 * 1024;
+
+/** Chunks of a file, read sequentially in 1 MiB reads. Errors name the file. */
+export function chunkFile(path: string, opts: Partial<ChunkerOptions> = {}): AsyncGenerator<ChunkRecord> {
+  return chunkFileWith(new Chunker(opts), path); // options are checked before the file is opened
+}
+
+async function* chunkFileWith(chunker: Chunker, path: string): AsyncGenerator<ChunkRecord> {
+  const stream = createReadStream(path, { highWaterMark: CHUNK_FILE_READ_BYTES });
+  try {
+    yield* chunkWith(chunker, stream as AsyncIterable<Uint8Array>);
+  } catch (e) {
+    throw e instanceof DepotsyncError ? e : fromSystemError(e, `chunking ${path}`);
+  } finally {
+    stream.destroy();
+  }
+}

@@ -1,0 +1,100 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+/**
+ * Loads the BLAKE3 implementation once, at module load.
+ *
+ * The `blake3` package picks, at install time, between the native addon `@c4312/blake3-native`
+ * (compiled by node-gyp; SIMD assembly, ~6-7 GB/s on one core) and the `blake3-wasm` fallback
+ * (~0.3 GB/s). We do not take its word for it: we load the addon ourselves, through `blake3`'s own
+ * dependency resolution, and prove it works by hashing the empty input against the official vector.
+ * We also talk to the raw binding directly (`createHash()` → `{update, digest}`) instead of the
+ * package's `hash()`, which builds a Node.js Transform stream per call.
+ */
+export type Blake3Implementation = 'native' | 'wasm';
+
+/** The minimal hasher both backends provide. `update` must not retain `data` after it returns. */
+export interface RawHasher {
+  update(data: Uint8Array): unknown;
+  digest(): Uint8Array;
+}
+
+export interface Blake3Backend {
+  readonly implementation: Blake3Implementation;
+  /** Largest slice one `update` call may take (the wasm glue mishandles more than its 1 MiB scratch). */
+  readonly maxUpdateBytes: number;
+  createRaw(): RawHasher;
+  /** Why the native addon could not be used (only set for 'wasm'). */
+  readonly nativeError?: string;
+  /** What the `blake3` package itself re-exports: its install-time choice. */
+  readonly packageChoice: Blake3Implementation | 'unknown';
+}
+
+const EMPTY_HASH_HEX = 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262';
+const WASM_SCRATCH_BYTES = 1024 * 1024;
+
+const req = createRequire(import.meta.url);
+
+interface NativeBinding {
+  createHash(): { update(d: Uint8Array): unknown; digest(length?: number): Buffer };
+}
+
+function loadNative(): NativeBinding {
+  // Resolve the addon as the `blake3` package would (its dependency, wherever npm placed it).
+  const fromBlake3 = createRequire(req.resolve('blake3'));
+  const pkgDir = dirname(fromBlake3.resolve('@c4312/blake3-native/package.json'));
+  const binding = fromBlake3(join(pkgDir, 'build', 'Release', 'blake3.node')) as Partial<NativeBinding>;
+  if (typeof binding.createHash !== 'function') throw new Error('blake3.node has no createHash export');
+  const probe = binding.createHash();
+  probe.update(new Uint8Array(0));
+  const hex = Buffer.from(probe.digest()).toString('hex');
+  if (hex !== EMPTY_HASH_HEX) throw new Error(`blake3.node self-test failed: empty input hashed to ${hex}`);
+  return binding as NativeBinding;
+}
+
+function packageChoice(): Blake3Implementation | 'unknown' {
+  try {
+    const fromBlake3 = createRequire(req.resolve('blake3'));
+    const pkg = fromBlake3('blake3') as Record<string, unknown>;
+    // `NodeHash` only exists in the native package; the wasm package exports `WasmHasher` only.
+    if (typeof pkg['NodeHash'] === 'function') return 'native';
+    if (typeof pkg['createHash'] === 'function') return 'wasm';
+  } catch {
+    // blake3 itself failed to load: we report what we could load ourselves.
+  }
+  return 'unknown';
+}
+
+/** The WebAssembly fallback; exported so tests and benchmarks can exercise it even when native loads. */
+export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backend> {
+  const wasm = req('blake3-wasm') as {
+    load(): Promise<void>;
+    createHash(): { update(d: Uint8Array): unknown; digest(): Uint8Array };
+  };
+  await wasm.load();
+  return {
+    implementation: 'wasm',
+    maxUpdateBytes: WASM_SCRATCH_BYTES,
+    createRaw: () => wasm.createHash(),
+    ...(nativeError === undefined ? {} : { nativeError }),
+    packageChoice: packageChoice(),
+  };
+}
+
+async function loadBackend(): Promise<Blake3Backend> {
+  let native: NativeBinding;
+  try {
+    native = loadNative();
+  } catch (e) {
+    return loadWasmBackend(e instanceof Error ? e.message : String(e));
+  }
+  return {
+    implementation: 'native',
+    maxUpdateBytes: Number.MAX_SAFE_INTEGER,
+    createRaw: () => native.createHash(),
+    packageChoice: packageChoice(),
+  };
+}
+
+/** The backend in use for this process. */
+export const backend: Blake3Backend = await loadBackend();

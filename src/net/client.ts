@@ -1,0 +1,303 @@
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
+import { DepotsyncError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { BodyGuard } from './body-guard.js';
+import { httpErrorFor, networkError } from './http-error.js';
+import { tlsBaseOptions } from './tls.js';
+
+/**
+ * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
+ * a certificate from the pinned CA that names the host in the URL; this client never turns verification
+ * off. Every body is capped and timed while it streams (TUF's endless-data and slow-retrieval attacks).
+ * Plain `http://` is allowed too (the TUF conformance suite serves plain HTTP), with the same caps.
+ */
+export interface HttpClientOptions {
+  baseUrl: string;
+  /** The master's CA certificate: the only issuer trusted for the server. Required for https URLs. */
+  caPem?: string;
+  /** This machine's certificate and key, for mutual TLS. */
+  certPem?: string;
+  keyPem?: string;
+  /** Connect, wait for headers, and longest silence on the socket. */
+  timeoutMs?: number;
+  /** Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off. */
+  minBytesPerSecond?: number;
+  rateWindowMs?: number;
+  maxSockets?: number;
+  /** Buffering of response streams (the socket's and the body's highWaterMark). */
+  highWaterMarkBytes?: number;
+  logger?: Logger;
+}
+
+export const HTTP_CLIENT_DEFAULTS = {
+  timeoutMs: 30_000,
+  minBytesPerSecond: 1024,
+  rateWindowMs: 15_000,
+  maxSockets: 8,
+  highWaterMarkBytes: 1024 * 1024,
+  /** Error bodies are read for their message only, so they get a small cap of their own. */
+  errorBodyMaxBytes: 64 * 1024,
+};
+
+export interface StreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Counted, capped and watched: errors with 'too-large', 'truncated' or 'timeout'. */
+  body: Readable;
+}
+
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  body?: Buffer | Readable;
+  /** Cap on the response body, counted while streaming. */
+  maxBytes: number;
+  /** Names the object in errors ("timestamp.json", "chunk batch"). */
+  what?: string;
+  signal?: AbortSignal;
+}
+
+function positiveInt(name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new DepotsyncError('bad-input', `HttpClient: ${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+export class HttpClient {
+  readonly baseUrl: URL;
+  private readonly agent: http.Agent;
+  private readonly mod: typeof http | typeof https;
+  private readonly log: Logger;
+  private readonly o: typeof HTTP_CLIENT_DEFAULTS;
+
+  constructor(opts: HttpClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.baseUrl);
+    } catch {
+      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(opts.baseUrl)}`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must start with https:// or http://, got ${JSON.stringify(opts.baseUrl)}`);
+    }
+    if (url.search || url.hash || url.username) {
+      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must not carry a query, fragment or user, got ${JSON.stringify(opts.baseUrl)}`);
+    }
+    if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
+      throw new DepotsyncError('bad-input', 'HttpClient: certPem and keyPem go together; got only one of them');
+    }
+    this.o = {
+      timeoutMs: positiveInt('timeoutMs', opts.timeoutMs ?? HTTP_CLIENT_DEFAULTS.timeoutMs, 1),
+      minBytesPerSecond: positiveInt('minBytesPerSecond', opts.minBytesPerSecond ?? HTTP_CLIENT_DEFAULTS.minBytesPerSecond, 0),
+      rateWindowMs: positiveInt('rateWindowMs', opts.rateWindowMs ?? HTTP_CLIENT_DEFAULTS.rateWindowMs, 1),
+      maxSockets: positiveInt('maxSockets', opts.maxSockets ?? HTTP_CLIENT_DEFAULTS.maxSockets, 1),
+      highWaterMarkBytes: positiveInt('highWaterMarkBytes', opts.highWaterMarkBytes ?? HTTP_CLIENT_DEFAULTS.highWaterMarkBytes, 1024),
+      errorBodyMaxBytes: HTTP_CLIENT_DEFAULTS.errorBodyMaxBytes,
+    };
+    this.baseUrl = url;
+    this.log = (opts.logger ?? silentLogger()).child({ component: 'net.client', base: url.origin });
+    if (url.protocol === 'https:') {
+      if (!opts.caPem) {
+        throw new DepotsyncError('bad-input', `HttpClient: caPem is required for ${url.origin}`, {
+          hint: 'pass the master CA certificate; the client trusts no other issuer',
+        });
+      }
+      this.mod = https;
+      this.agent = new https.Agent({
+        ...tlsBaseOptions(),
+        keepAlive: true,
+        maxSockets: this.o.maxSockets,
+        ca: opts.caPem,
+        cert: opts.certPem,
+        key: opts.keyPem,
+        // Verify the server against the pinned CA and the URL's host name, always.
+        rejectUnauthorized: true,
+        highWaterMark: this.o.highWaterMarkBytes,
+      } as https.AgentOptions);
+    } else {
+      this.mod = http;
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: this.o.maxSockets, highWaterMark: this.o.highWaterMarkBytes } as http.AgentOptions);
+    }
+  }
+
+  /** Close idle keep-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  url(path: string): string {
+    // Printable ASCII only: callers build paths from names in signed metadata, which are encoded by then.
+    if (!/^\/[\x21-\x7e]*$/.test(path)) {
+      throw new DepotsyncError('bad-input', `HttpClient: path must start with '/' and be printable ASCII without spaces, got ${JSON.stringify(path)}`);
+    }
+    return `${this.baseUrl.origin}${this.baseUrl.pathname.replace(/\/+$/, '')}${path}`;
+  }
+
+  async getBytes(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Buffer> {
+    const res = await this.request('GET', path, opts);
+    return collect(res.body);
+  }
+
+  async getJson(path: string, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<unknown> {
+    return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`);
+  }
+
+  getStream(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<StreamResponse> {
+    return this.request('GET', path, opts);
+  }
+
+  async postJson(path: string, body: unknown, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<unknown> {
+    const res = await this.request('POST', path, {
+      ...opts,
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...opts.headers },
+      body: Buffer.from(JSON.stringify(body), 'utf8'),
+    });
+    const bytes = await collect(res.body);
+    return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path);
+  }
+
+  postStream(path: string, body: Readable | Buffer, headers: Record<string, string>, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<StreamResponse> {
+    return this.request('POST', path, { ...opts, headers, body });
+  }
+
+  /** One request; resolves once a 2xx response's headers arrive, with its body guarded. */
+  request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, opts: RequestOptions): Promise<StreamResponse> {
+    const url = this.url(path);
+    const label = `${opts.what ? `${opts.what}: ` : ''}${method} ${url}`;
+    positiveInt(`maxBytes (${label})`, opts.maxBytes, 0);
+    const started = Date.now();
+    return new Promise<StreamResponse>((resolve, reject) => {
+      let settled = false;
+      let headerTimer: NodeJS.Timeout | undefined;
+      let guard: BodyGuard | undefined;
+      const fail = (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(headerTimer);
+        // Do not leave the caller's upload stream hanging once the request is over.
+        if (opts.body instanceof Readable && !opts.body.readableEnded) opts.body.destroy();
+        reject(networkError(label, e));
+      };
+      const headers: Record<string, string> = { ...opts.headers };
+      if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
+      const reqOptions: https.RequestOptions & { highWaterMark: number } = {
+        method,
+        agent: this.agent,
+        headers,
+        timeout: this.o.timeoutMs,
+        // Passed on to tls.connect/net.connect: sets the socket's highWaterMark, which the response
+        // (IncomingMessage) mirrors as its readableHighWaterMark (node 20 http docs).
+        highWaterMark: this.o.highWaterMarkBytes,
+        signal: opts.signal,
+      };
+      const req = this.mod.request(url, reqOptions);
+      const timeoutError = (what: string) =>
+        new DepotsyncError('timeout', `${label}: ${what} for ${this.o.timeoutMs} ms`, { hint: 'the server is slow or unreachable; try another depot' });
+      // Socket idle timeout: no byte in either direction for timeoutMs (connect, headers or body).
+      req.on('timeout', () => {
+        // A socket paused because our reader is busy is not the server's silence; the timer re-arms on the next byte.
+        if (guard?.consumerBehind()) return;
+        const e = timeoutError('no data');
+        if (guard) guard.destroy(e); // report the stall, not the 'aborted' that destroying the socket causes
+        req.destroy(e);
+      });
+      // Header deadline, started once the request is sent: blocks a server that trickles its headers.
+      req.on('finish', () => {
+        headerTimer = setTimeout(() => req.destroy(timeoutError('no response headers')), this.o.timeoutMs);
+      });
+      req.on('error', fail);
+      req.on('response', (res: IncomingMessage) => {
+        clearTimeout(headerTimer);
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299) {
+          readErrorBody(res, this.o.errorBodyMaxBytes).then(
+            (body) => {
+              fail(httpErrorFor(label, status, body));
+              req.destroy();
+            },
+            (e) => fail(e),
+          );
+          return;
+        }
+        const cl = res.headers['content-length'];
+        const declared = cl !== undefined && /^\d{1,15}$/.test(cl) ? Number(cl) : undefined;
+        if (declared !== undefined && declared > opts.maxBytes) {
+          // Refuse before reading a byte: the server announces more than this object may be.
+          fail(new DepotsyncError('too-large', `${label}: declared ${declared} bytes exceeds the limit of ${opts.maxBytes}`, { hint: 'the server sends more than this object may be; try another depot' }));
+          req.destroy();
+          return;
+        }
+        const g = new BodyGuard({
+          label,
+          maxBytes: opts.maxBytes,
+          declaredBytes: declared,
+          minBytesPerSecond: this.o.minBytesPerSecond,
+          rateWindowMs: this.o.rateWindowMs,
+          highWaterMark: this.o.highWaterMarkBytes,
+        });
+        guard = g;
+        res.on('error', (e) => g.destroy(isAbort(e) ? g.truncated(e) : networkError(label, e)));
+        res.on('aborted', () => g.destroy(g.truncated()));
+        g.on('close', () => {
+          // The consumer stopped early or the guard failed: release the socket instead of draining it.
+          if (!res.complete) req.destroy();
+          this.log.debug({ method, url, status, bytes: g.bytes, ms: Date.now() - started }, 'response body done');
+        });
+        res.pipe(g);
+        settled = true;
+        resolve({ status, headers: res.headers, body: g });
+      });
+      const body = opts.body;
+      if (body === undefined) req.end();
+      else if (Buffer.isBuffer(body)) req.end(body);
+      else {
+        body.on('error', (e) => req.destroy(e));
+        body.pipe(req);
+      }
+    });
+  }
+}
+
+function isAbort(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException;
+  return err?.code === 'ECONNRESET' || err?.message === 'aborted';
+}
+
+async function collect(body: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    parts.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+  }
+  return Buffer.concat(parts, total);
+}
+
+async function readErrorBody(res: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of res) {
+      const b = chunk as Buffer;
+      if (total + b.length > maxBytes) {
+        parts.push(b.subarray(0, maxBytes - total));
+        break;
+      }
+      parts.push(b);
+      total += b.length;
+    }
+  } catch {
+    // A cut error body still leaves the status to report.
+  }
+  return Buffer.concat(parts);
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new DepotsyncError('bad-json', `${what}: response is not JSON (${(e as Error).message})`, { cause: e });
+  }
+}

@@ -1,0 +1,54 @@
+import { timingSafeEqual } from 'node:crypto';
+import { DepotsyncError } from '../errors.js';
+import { blake3 } from '../hash/blake3.js';
+
+/** A chunk id: the lowercase hex BLAKE3-256 of the chunk bytes. */
+export const CHUNK_ID_RE = /^[0-9a-f]{64}$/;
+
+export function isChunkId(id: unknown): id is string {
+  return typeof id === 'string' && CHUNK_ID_RE.test(id);
+}
+
+/** Decode at the border: a bad id (wrong length, upper case, path characters) never reaches SQL or a file name. */
+export function assertChunkId(id: unknown, what = 'chunk id'): asserts id is string {
+  if (!isChunkId(id)) {
+    const shown = typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : typeof id;
+    throw new DepotsyncError('bad-input', `${what} ${shown} is not 64 lowercase hex characters (a BLAKE3 hash)`);
+  }
+}
+
+export function idToKey(id: string): Buffer {
+  return Buffer.from(id, 'hex');
+}
+
+export function keyToId(key: Buffer): string {
+  return key.toString('hex');
+}
+
+/** Does `data` hash to `key`? Constant-time comparison of the digests. */
+export function matchesKey(key: Buffer, data: Uint8Array): boolean {
+  const digest = blake3(data);
+  return digest.length === key.length && timingSafeEqual(digest, key);
+}
+
+export interface ChunkInput {
+  readonly id: string;
+  readonly data: Uint8Array;
+}
+
+/**
+ * Chunks whose id this module computed itself from their bytes. `putMany` skips re-hashing these
+ * (ingest hashes every chunk once, as it is cut); every other chunk is hashed and checked against
+ * its claimed id. Objects are frozen and registered here, so a caller cannot relabel one.
+ */
+const selfHashed = new WeakSet<object>();
+
+export function hashedChunk(data: Uint8Array): ChunkInput {
+  const chunk = Object.freeze({ id: blake3(data).toString('hex'), data });
+  selfHashed.add(chunk);
+  return chunk;
+}
+
+export function isSelfHashed(chunk: ChunkInput): boolean {
+  return selfHashed.has(chunk);
+}

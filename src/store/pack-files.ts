@@ -1,0 +1,104 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromSystemError } from '../errors.js';
+import { packFileName } from './pack-format.js';
+
+/** Most iovecs one writev may carry (IOV_MAX on Linux). */
+const MAX_IOVECS = 1024;
+
+/**
+ * File handles of the pack files: a small LRU of read handles (10 million chunks of 64 KiB make
+ * ~600 packs of 1 GiB; a depot serving them should not hold 600 descriptors) and positional I/O.
+ */
+export class PackFiles {
+  private readonly readers = new Map<number, Promise<FileHandle>>();
+
+  constructor(
+    readonly dir: string,
+    private readonly maxOpen: number,
+  ) {}
+
+  path(packId: number): string {
+    return join(this.dir, packFileName(packId));
+  }
+
+  /** Read up to `length` bytes at `position`; returns fewer only at end of file (a truncated pack). */
+  async read(packId: number, position: number, length: number): Promise<Buffer> {
+    const fh = await this.reader(packId);
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  }
+
+  private reader(packId: number): Promise<FileHandle> {
+    let p = this.readers.get(packId);
+    if (p) {
+      // Refresh LRU position.
+      this.readers.delete(packId);
+      this.readers.set(packId, p);
+      return p;
+    }
+    p = open(this.path(packId), 'r');
+    p.catch(() => this.readers.delete(packId));
+    this.readers.set(packId, p);
+    while (this.readers.size > this.maxOpen) {
+      const [oldest, oldP] = this.readers.entries().next().value as [number, Promise<FileHandle>];
+      this.readers.delete(oldest);
+      // A read in flight on the evicted handle finishes first: close after a grace tick.
+      void oldP.then((fh) => setTimeout(() => void fh.close().catch(() => {}), 1000).unref(), () => {});
+    }
+    return p;
+  }
+
+  /** Forget (and close) the read handle of a pack that was deleted, so its disk space is released. */
+  async evict(packId: number): Promise<void> {
+    const p = this.readers.get(packId);
+    if (!p) return;
+    this.readers.delete(packId);
+    await p.then((fh) => fh.close(), () => {}).catch(() => {});
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.all(all.map((p) => p.then((fh) => fh.close(), () => {}).catch(() => {})));
+  }
+}
+
+/**
+ * Write `buffers` at `position` of a pack, drop anything past the end (the uncommitted tail of an
+ * interrupted batch), and fdatasync. Returns the new end of the written data.
+ */
+export async function appendDurably(path: string, create: boolean, position: number, buffers: Buffer[]): Promise<number> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, create ? 'w' : 'r+');
+    let pos = position;
+    for (let i = 0; i < buffers.length; i += MAX_IOVECS) {
+      const group = buffers.slice(i, i + MAX_IOVECS);
+      const want = group.reduce((n, b) => n + b.length, 0);
+      let { bytesWritten } = await fh.writev(group, pos);
+      // A short writev (rare: signals, huge groups) is finished with plain writes.
+      if (bytesWritten < want) {
+        const rest = Buffer.concat(group).subarray(bytesWritten);
+        let off = 0;
+        while (off < rest.length) off += (await fh.write(rest, off, rest.length - off, pos + bytesWritten + off)).bytesWritten;
+        bytesWritten = want;
+      }
+      pos += bytesWritten;
+    }
+    const { size } = await fh.stat();
+    if (size > pos) await fh.truncate(pos);
+    await fh.datasync();
+    return pos;
+  } catch (e) {
+    throw fromSystemError(e, `append to pack ${path}`);
+  } finally {
+    await fh?.close();
+  }
+}

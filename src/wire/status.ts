@@ -1,0 +1,53 @@
+import { Fields } from './decode.js';
+
+/**
+ * A depot's report about itself (`POST /v1/status`, mutual TLS; DESIGN.md §4.5). The master records it
+ * for the machine its client certificate names, never for a name inside the body.
+ */
+export interface StatusReport {
+  servedGeneration: number;
+  targetGeneration: number;
+  /** ISO time of the last successful sync, if any. */
+  lastSuccess?: string;
+  lastError?: string;
+  bytesFetched: number;
+  chunksFetched: number;
+  /** Bytes the current target generation still lacks (for the ETA). */
+  bytesRemaining: number;
+  scrubOk: number;
+  scrubFailed: number;
+  freeDiskBytes: number;
+  /** Offline depots: end of the validity window of the generation they serve. */
+  validUntil?: string;
+  /** When the depot made this report (ISO); ordering of file-borne reports uses it. */
+  reportedAt: string;
+  /** Strictly increasing per depot: a replayed or older report is ignored. */
+  sequence: number;
+}
+
+export const MAX_STATUS_BODY_BYTES = 64 * 1024;
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+export function decodeStatusReport(value: unknown): StatusReport {
+  const f = Fields.of('status report', value);
+  const r: StatusReport = {
+    servedGeneration: f.int('servedGeneration'),
+    targetGeneration: f.int('targetGeneration'),
+    bytesFetched: f.int('bytesFetched'),
+    chunksFetched: f.int('chunksFetched'),
+    bytesRemaining: f.int('bytesRemaining', { optional: true }),
+    scrubOk: f.int('scrubOk', { optional: true }),
+    scrubFailed: f.int('scrubFailed', { optional: true }),
+    freeDiskBytes: f.int('freeDiskBytes', { optional: true }),
+    reportedAt: f.string('reportedAt', { pattern: ISO }),
+    sequence: f.int('sequence', { min: 1 }),
+  };
+  const lastSuccess = f.optionalString('lastSuccess', { pattern: ISO });
+  const lastError = f.optionalString('lastError', { max: 2000 });
+  const validUntil = f.optionalString('validUntil', { pattern: ISO });
+  f.done();
+  if (lastSuccess !== undefined) r.lastSuccess = lastSuccess;
+  if (lastError !== undefined) r.lastError = lastError;
+  if (validUntil !== undefined) r.validUntil = validUntil;
+  return r;
+}

@@ -1,0 +1,102 @@
+import { rmSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isDepotsyncError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { openDepot, type Depot } from '../../depot/depot.js';
+import type { SyncConfig } from '../../depot/config.js';
+import { randomBytesSeeded, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
+import { expectServedComplete } from './helpers.js';
+
+describe('depot sync engine against a fake master over mutual TLS', () => {
+  let up: Upstream;
+  const depots: Depot[] = [];
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    up = await startUpstream();
+  });
+  afterAll(async () => {
+    await up.close();
+  });
+  afterEach(async () => {
+    for (const d of depots.splice(0)) await d.close();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+    up.faults.corrupt.clear();
+    up.faults.missingTargets.clear();
+    up.faults.down = false;
+    up.faults.batch = undefined;
+  });
+
+  function depot(opts: { sync?: Partial<SyncConfig>; name?: string } = {}): Depot {
+    const files = writeDepotDir(up, { name: opts.name ?? 'depot-1' });
+    dirs.push(files.dir);
+    const d = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now, sleep: async () => {}, ...(opts.sync ? { sync: opts.sync } : {}) });
+    depots.push(d);
+    return d;
+  }
+
+  it('full sync, then a delta sync moves only the new chunks, then a no-op sync fetches no content', async () => {
+    const a = await up.publish('alpha', '1.0', randomBytesSeeded(600_000, 1));
+    const d = depot();
+    const first = await d.engine.sync();
+    expect(first.generation).toBe(up.repo.generation);
+    expect(first.switched).toBe(true);
+    expect(first.chunksFetched).toBe(a.chunkIds.length);
+    expect(await expectServedComplete(d)).toBe(a.chunkIds.length);
+
+    // A new version sharing most content: an edit in the middle.
+    const v2 = randomBytesSeeded(600_000, 1);
+    v2.fill(7, 300_000, 310_000);
+    const b = await up.publish('alpha', '1.1', v2);
+    const newIds = b.chunkIds.filter((id) => !a.chunkIds.includes(id));
+    up.requests.length = 0;
+    const second = await d.engine.sync();
+    expect(second.generation).toBe(up.repo.generation);
+    expect(second.chunksFetched).toBe(newIds.length);
+    const asked = up.requests.filter((r) => r.ids).flatMap((r) => r.ids!);
+    expect(asked.sort()).toEqual([...newIds].sort());
+    expect(second.bytesFetched).toBeLessThan(first.bytesFetched);
+    await expectServedComplete(d);
+
+    up.requests.length = 0;
+    const third = await d.engine.sync();
+    expect(third).toMatchObject({ generation: second.generation, chunksFetched: 0, switched: false });
+    // TUF's update checks for a next root first; then the timestamp; then the revocation list.
+    expect(up.requests.map((r) => r.path)).toEqual([`/v1/metadata/2.root.json`, '/v1/metadata/timestamp.json', '/v1/revocations.json']);
+    // Status went to the master under the depot's certificate name.
+    const last = up.reports.at(-1)!;
+    expect(last.machine).toBe('depot-1');
+    expect(last.report.servedGeneration).toBe(second.generation);
+  });
+
+  it('never stores a chunk whose bytes do not match its id; retries, then fails clearly; the served generation stays', async () => {
+    const d = depot();
+    const before = await d.engine.sync();
+    const p = await up.publish('bravo', '1.0', randomBytesSeeded(200_000, 2));
+    const bad = p.chunkIds[1]!;
+    up.faults.corrupt.add(bad);
+    const err = await d.engine.sync().catch((e: unknown) => e);
+    expect(isDepotsyncError(err, 'hash-mismatch')).toBe(true);
+    expect((err as Error).message).toContain(bad);
+    expect(d.store.has(bad)).toBe(false);
+    expect(d.db.served()!.generation).toBe(before.generation);
+    // Three attempts asked for the bad chunk.
+    expect(up.requests.filter((r) => r.ids?.includes(bad)).length).toBe(3);
+    up.faults.corrupt.clear();
+    const after = await d.engine.sync();
+    expect(after.generation).toBe(up.repo.generation);
+    expect(after.chunksFetched).toBe(1);
+    await expectServedComplete(d);
+  });
+
+  it('fails clearly when the catalog names a manifest the upstream does not have', async () => {
+    const d = depot();
+    const before = await d.engine.sync();
+    const p = await up.publish('charlie', '1.0', randomBytesSeeded(50_000, 3));
+    up.faults.missingTargets.add(p.name);
+    const err = await d.engine.sync().catch((e: unknown) => e);
+    expect(isDepotsyncError(err, 'not-found')).toBe(true);
+    expect((err as Error).message).toMatch(/manifest charlie@1\.0\.json: the signed catalog lists it but upstream .* does not have it/);
+    expect(d.db.served()!.generation).toBe(before.generation);
+  });
+});

@@ -1,0 +1,32 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MASTER_MIGRATIONS } from '../../../master/db/schema.js';
+import { testMaster, type TestMaster } from './helpers.js';
+
+let t: TestMaster;
+afterEach(() => t.cleanup());
+
+describe('master schema', () => {
+  it('creates every table once and reopens without migrating again', () => {
+    t = testMaster();
+    const tables = () =>
+      (t.m.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    const expected = [
+      'audit_log', 'bins', 'certificates', 'chunk_refs', 'depot_status', 'enrollment_tokens', 'generation_changes',
+      'generations', 'machines', 'manifests', 'metadata_files', 'operators', 'package_versions', 'packages',
+    ];
+    expect(tables()).toEqual(expected);
+    expect(t.m.db.pragma('user_version', { simple: true })).toBe(MASTER_MIGRATIONS.length);
+    t.m.db.prepare("INSERT INTO audit_log (at, actor, action) VALUES ('2030-01-01T00:00:00.000Z', 'x', 'y')").run();
+    t.reopen();
+    expect(tables()).toEqual(expected);
+    expect(t.m.db.pragma('synchronous', { simple: true })).toBe(2);
+    expect(t.m.db.prepare('SELECT count(*) AS n FROM audit_log').get()).toEqual({ n: 1 });
+  });
+
+  it('enforces column types (STRICT tables)', () => {
+    t = testMaster();
+    expect(() => t.m.db.prepare("INSERT INTO operators (name, role, token_hash, created_at, created_by, disabled) VALUES ('a', 'admin', 'h', 't', 'c', 'yes')").run()).toThrow(
+      /cannot store TEXT value in INTEGER column/,
+    );
+  });
+});
