@@ -1,10 +1,12 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { nowIso, type MasterDb } from './database.js';
+import { requireNewest, requireTransaction } from './generations.js';
 import { count, orNull, orUndefined, text } from './values.js';
 
 export * from './manifests.js';
 export * from './live-chunks.js';
 export * from './metadata.js';
+export * from './generations.js';
 
 /**
  * The catalog: packages, their versions, and generations (a generation = a TUF snapshot version).
@@ -13,14 +15,6 @@ export * from './metadata.js';
  * refuse to run outside a transaction, or against a generation that is not the newest, so a generation
  * can never be seen half made. See commit.ts for the one-call form.
  */
-
-export interface Generation {
-  generation: number;
-  createdAt: string;
-  createdBy: string;
-  note: string;
-  timestampVersion?: number;
-}
 
 export interface PackageVersion {
   id: number;
@@ -60,14 +54,6 @@ export interface GenerationChange {
   manifestId: string;
 }
 
-interface GenerationRow {
-  generation: number;
-  created_at: string;
-  created_by: string;
-  note: string;
-  timestamp_version: number | null;
-}
-
 interface VersionRow {
   id: number;
   name: string;
@@ -84,12 +70,6 @@ interface VersionRow {
   created_at: string;
   created_by: string;
 }
-
-const toGeneration = (r: GenerationRow): Generation => {
-  const g: Generation = { generation: r.generation, createdAt: r.created_at, createdBy: r.created_by, note: r.note };
-  if (r.timestamp_version !== null) g.timestampVersion = r.timestamp_version;
-  return g;
-};
 
 const toVersion = (r: VersionRow): PackageVersion => {
   const v: PackageVersion = {
@@ -115,56 +95,6 @@ const toVersion = (r: VersionRow): PackageVersion => {
 const SELECT_VERSION = `SELECT v.id, p.name, v.version, v.manifest_id, v.manifest_sha256, v.manifest_length, v.target_path,
   v.bin, v.total_bytes, v.chunk_count, v.added_generation, v.removed_generation, v.created_at, v.created_by
   FROM package_versions v JOIN packages p ON p.id = v.package_id`;
-
-/** The newest generation, or 0 before the first one. */
-export function currentGeneration(m: MasterDb): number {
-  const r = m.db.prepare('SELECT max(generation) AS g FROM generations').get() as { g: number | null };
-  return r.g ?? 0;
-}
-
-/**
- * Start generation current+1. Passing `generation` makes it a compare-and-set: the caller built
- * (and signed) metadata for that number, and if another publish got there first this fails with
- * 'conflict' instead of committing metadata that names the wrong snapshot version.
- */
-export function createGeneration(
-  m: MasterDb,
-  input: { createdBy: string; note?: string; generation?: number; timestampVersion?: number },
-): Generation {
-  requireTransaction(m, 'createGeneration');
-  const next = currentGeneration(m) + 1;
-  if (input.generation !== undefined && input.generation !== next) {
-    throw new DepotsyncError('conflict', `generation ${input.generation}: the next generation is ${next}`, {
-      hint: 'another publish committed first; rebuild the metadata and try again',
-    });
-  }
-  const note = input.note === undefined || input.note === '' ? '' : text(input.note, 'generation note', 1000);
-  const ts = input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
-  m.db
-    .prepare('INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)')
-    .run(next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts);
-  return getGeneration(m, next) as Generation;
-}
-
-export function getGeneration(m: MasterDb, generation: number): Generation | undefined {
-  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as GenerationRow | undefined;
-  return r && toGeneration(r);
-}
-
-/** Newest first; `before` pages backwards. */
-export function listGenerations(m: MasterDb, opts: { limit?: number; before?: number } = {}): Generation[] {
-  const rows = m.db
-    .prepare('SELECT * FROM generations WHERE generation < ? ORDER BY generation DESC LIMIT ?')
-    .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 100) as GenerationRow[];
-  return rows.map(toGeneration);
-}
-
-/** Record the timestamp version that announced `generation` (when it is signed after the generation row). */
-export function setGenerationTimestampVersion(m: MasterDb, generation: number, timestampVersion: number): void {
-  m.db
-    .prepare('UPDATE generations SET timestamp_version = ? WHERE generation = ?')
-    .run(count(timestampVersion, 'timestampVersion', 1), generation);
-}
 
 /** Add a live version in `generation` (the newest, being made in this transaction). */
 export function addVersion(m: MasterDb, generation: number, input: NewVersion): PackageVersion {
@@ -276,25 +206,3 @@ function recordChange(m: MasterDb, generation: number, kind: 'add' | 'remove', n
     .run(generation, kind, name, version, manifestId);
 }
 
-function requireTransaction(m: MasterDb, fn: string): void {
-  if (!m.db.inTransaction) {
-    throw new DepotsyncError('internal', `${fn} must run inside transaction() together with its generation`);
-  }
-}
-
-function requireNewest(m: MasterDb, generation: number): void {
-  const current = currentGeneration(m);
-  if (generation !== current) {
-    throw new DepotsyncError('conflict', `generation ${generation} is not the newest (${current}); a catalog change belongs to a new generation`, {
-      hint: 'call createGeneration in the same transaction and use the number it returns',
-    });
-  }
-  // A generation whose snapshot is signed is published: changing it afterwards would make the catalog
-  // disagree with metadata that depots already hold.
-  const signed = m.db.prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?").get(generation);
-  if (signed) {
-    throw new DepotsyncError('conflict', `generation ${generation} is already signed (${generation}.snapshot.json exists)`, {
-      hint: 'make catalog changes in a new generation',
-    });
-  }
-}

@@ -1,9 +1,13 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { normalizeSerial } from '../../src/pki/cert-info.js';
 import { transaction } from '../../src/db/transaction.js';
+import { setCertificate, type IssuedCertificate } from './certificates.js';
 import { nowIso, type MasterDb } from './database.js';
+import { MACHINE_ROLES, byName, mustGet, toMachine, type Machine, type MachineRole, type Row } from './machine-record.js';
 import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
-import { machineName, oneOf, optional, orNull, orUndefined, pem, text } from './values.js';
+import { machineName, oneOf, optional, orNull, pem, text } from './values.js';
+
+export * from './machine-record.js';
+export * from './certificates.js';
 
 /**
  * Machines (depots and agents) and every certificate issued to them (DESIGN.md §2).
@@ -17,40 +21,6 @@ import { machineName, oneOf, optional, orNull, orUndefined, pem, text } from './
  * certificate the machine ever had as revoked, so an old certificate kept after a renewal cannot
  * be used either.
  */
-export type MachineRole = 'depot' | 'agent';
-export type MachineState = 'pending' | 'approved' | 'blocked' | 'revoked';
-export const MACHINE_ROLES: readonly MachineRole[] = ['depot', 'agent'];
-export const MACHINE_STATES: readonly MachineState[] = ['pending', 'approved', 'blocked', 'revoked'];
-
-export interface Machine {
-  name: string;
-  role: MachineRole;
-  state: MachineState;
-  csrPem?: string;
-  certPem?: string;
-  certSerial?: string;
-  certNotAfter?: string;
-  requestedAt: string;
-  approvedAt?: string;
-  approvedBy?: string;
-  stateChangedAt: string;
-  stateChangedBy?: string;
-  lastSeen?: string;
-  lastAddress?: string;
-  renewRequested: boolean;
-  parent?: string;
-  site?: string;
-  url?: string;
-}
-
-export interface CertificateRecord {
-  serial: string;
-  machine: string;
-  issuedAt: string;
-  notAfter: string;
-  revokedAt?: string;
-}
-
 export interface EnrollmentInput {
   name: string;
   role: MachineRole;
@@ -58,60 +28,6 @@ export interface EnrollmentInput {
   url?: string;
   site?: string;
   parent?: string;
-}
-
-export interface IssuedCertificate {
-  pem: string;
-  serial: string;
-  notAfter: Date | string;
-}
-
-type Row = Record<string, string | number | null>;
-
-function toMachine(r: Row): Machine {
-  const m: Machine = {
-    name: r.name as string,
-    role: r.role as MachineRole,
-    state: r.state as MachineState,
-    requestedAt: r.requested_at as string,
-    stateChangedAt: r.state_changed_at as string,
-    renewRequested: r.renew_requested === 1,
-  };
-  const optional: [keyof Machine, string][] = [
-    ['csrPem', 'csr_pem'], ['certPem', 'cert_pem'], ['certSerial', 'cert_serial'], ['certNotAfter', 'cert_not_after'],
-    ['approvedAt', 'approved_at'], ['approvedBy', 'approved_by'], ['stateChangedBy', 'state_changed_by'],
-    ['lastSeen', 'last_seen'], ['lastAddress', 'last_address'], ['parent', 'parent'], ['site', 'site'], ['url', 'url'],
-  ];
-  for (const [key, col] of optional) {
-    const v = orUndefined(r[col] ?? null);
-    if (v !== undefined) (m as unknown as Record<string, unknown>)[key] = v;
-  }
-  return m;
-}
-
-function toCertificate(r: Row): CertificateRecord {
-  const c: CertificateRecord = { serial: r.serial as string, machine: r.machine as string, issuedAt: r.issued_at as string, notAfter: r.not_after as string };
-  if (r.revoked_at !== null && r.revoked_at !== undefined) c.revokedAt = r.revoked_at as string;
-  return c;
-}
-
-export function byName(m: MasterDb, name: string): Machine | undefined {
-  const r = m.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as Row | undefined;
-  return r && toMachine(r);
-}
-
-function mustGet(m: MasterDb, name: string): Machine {
-  const found = byName(m, name);
-  if (!found) throw new DepotsyncError('not-found', `machine ${name} is not known`, { hint: 'list machines to see the enrolled names' });
-  return found;
-}
-
-/** Machines by name; optionally one role and/or state. */
-export function listMachines(m: MasterDb, filter: { role?: MachineRole; state?: MachineState } = {}): Machine[] {
-  const rows = m.db
-    .prepare('SELECT * FROM machines WHERE (@role IS NULL OR role = @role) AND (@state IS NULL OR state = @state) ORDER BY name')
-    .all({ role: orNull(filter.role), state: orNull(filter.state) }) as Row[];
-  return rows.map(toMachine);
 }
 
 /**
@@ -193,27 +109,6 @@ export function approve(m: MasterDb, name: string, opts: { by: string; certifica
   });
 }
 
-/** Store a newly issued certificate for an approved machine (first issue or renewal) and keep it in history. */
-export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificate): Machine {
-  const serial = normalizeSerial(cert.serial);
-  const notAfter = isoTime(cert.notAfter, 'certificate notAfter');
-  const certPem = pem(cert.pem, 'certificate');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
-    if (machine.state !== 'approved') {
-      throw new DepotsyncError('conflict', `machine ${name} is ${machine.state}; a certificate is issued only to an approved machine`);
-    }
-    const clash = m.db.prepare('SELECT machine FROM certificates WHERE serial = ?').get(serial) as { machine: string } | undefined;
-    if (clash) throw new DepotsyncError('conflict', `certificate serial ${serial} was already issued (to ${clash.machine})`);
-    const now = nowIso(m);
-    m.db.prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)').run(serial, name, now, notAfter);
-    m.db
-      .prepare('UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?')
-      .run(certPem, serial, notAfter, name);
-    return mustGet(m, name);
-  });
-}
-
 /** An approved machine asks (over mutual TLS) for a new certificate for a new key. */
 export function requestRenewal(m: MasterDb, name: string, csrPem: string): Machine {
   const csr = pem(csrPem, 'CSR');
@@ -267,53 +162,8 @@ export function forget(m: MasterDb, name: string): void {
   });
 }
 
-/**
- * The certificate with this serial and its machine's current record (absent if the machine was removed).
- * The mutual-TLS middleware uses it: the serial, not the name in the certificate, decides.
- */
-export function bySerial(m: MasterDb, serial: string): { certificate: CertificateRecord; machine?: Machine } | undefined {
-  let s: string;
-  try {
-    s = normalizeSerial(serial);
-  } catch {
-    return undefined;
-  }
-  const c = m.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s) as Row | undefined;
-  if (!c) return undefined;
-  const machine = byName(m, c.machine as string);
-  return machine ? { certificate: toCertificate(c), machine } : { certificate: toCertificate(c) };
-}
-
-export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
-  return (m.db.prepare('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial').all(name) as Row[]).map(toCertificate);
-}
-
 /** Note that a machine was seen (a request over mutual TLS). */
 export function touch(m: MasterDb, name: string, address?: string): void {
   m.db.prepare('UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?').run(nowIso(m), orNull(address), name);
 }
 
-/**
- * Serials for the signed revocation list. Expired certificates are left out by default: they are refused
- * anyway, and the list stays short. With `includeBlocked`, the current serials of blocked machines are
- * added, so depots refuse a blocked agent too (unblocking takes them off the next list).
- */
-export function revokedSerials(m: MasterDb, opts: { includeExpired?: boolean; includeBlocked?: boolean } = {}): string[] {
-  const now = opts.includeExpired ? '' : nowIso(m);
-  const rows = m.db
-    .prepare(
-      `SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > @now
-       UNION
-       SELECT c.serial FROM certificates c JOIN machines mc ON mc.name = c.machine
-         WHERE @blocked AND mc.state = 'blocked' AND c.revoked_at IS NULL AND c.not_after > @now
-       ORDER BY serial`,
-    )
-    .all({ now, blocked: opts.includeBlocked ? 1 : 0 }) as { serial: string }[];
-  return rows.map((r) => r.serial);
-}
-
-function isoTime(value: Date | string, field: string): string {
-  const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new DepotsyncError('bad-input', `${field} is not a valid time: ${String(value)}`);
-  return d.toISOString();
-}

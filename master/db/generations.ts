@@ -1,0 +1,103 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { nowIso, type MasterDb } from './database.js';
+import { count, text } from './values.js';
+
+/**
+ * Generations: generation N is TUF snapshot version N, made by one publish or unpublish. Rows are
+ * created inside the transaction that makes the catalog change and signs its metadata (catalog.ts).
+ */
+export interface Generation {
+  generation: number;
+  createdAt: string;
+  createdBy: string;
+  note: string;
+  timestampVersion?: number;
+}
+
+interface GenerationRow {
+  generation: number;
+  created_at: string;
+  created_by: string;
+  note: string;
+  timestamp_version: number | null;
+}
+
+const toGeneration = (r: GenerationRow): Generation => {
+  const g: Generation = { generation: r.generation, createdAt: r.created_at, createdBy: r.created_by, note: r.note };
+  if (r.timestamp_version !== null) g.timestampVersion = r.timestamp_version;
+  return g;
+};
+
+/** The newest generation, or 0 before the first one. */
+export function currentGeneration(m: MasterDb): number {
+  const r = m.db.prepare('SELECT max(generation) AS g FROM generations').get() as { g: number | null };
+  return r.g ?? 0;
+}
+
+/**
+ * Start generation current+1. Passing `generation` makes it a compare-and-set: the caller built
+ * (and signed) metadata for that number, and if another publish got there first this fails with
+ * 'conflict' instead of committing metadata that names the wrong snapshot version.
+ */
+export function createGeneration(
+  m: MasterDb,
+  input: { createdBy: string; note?: string; generation?: number; timestampVersion?: number },
+): Generation {
+  requireTransaction(m, 'createGeneration');
+  const next = currentGeneration(m) + 1;
+  if (input.generation !== undefined && input.generation !== next) {
+    throw new DepotsyncError('conflict', `generation ${input.generation}: the next generation is ${next}`, {
+      hint: 'another publish committed first; rebuild the metadata and try again',
+    });
+  }
+  const note = input.note === undefined || input.note === '' ? '' : text(input.note, 'generation note', 1000);
+  const ts = input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
+  m.db
+    .prepare('INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)')
+    .run(next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts);
+  return getGeneration(m, next) as Generation;
+}
+
+export function getGeneration(m: MasterDb, generation: number): Generation | undefined {
+  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as GenerationRow | undefined;
+  return r && toGeneration(r);
+}
+
+/** Newest first; `before` pages backwards. */
+export function listGenerations(m: MasterDb, opts: { limit?: number; before?: number } = {}): Generation[] {
+  const rows = m.db
+    .prepare('SELECT * FROM generations WHERE generation < ? ORDER BY generation DESC LIMIT ?')
+    .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 100) as GenerationRow[];
+  return rows.map(toGeneration);
+}
+
+/** Record the timestamp version that announced `generation` (when it is signed after the generation row). */
+export function setGenerationTimestampVersion(m: MasterDb, generation: number, timestampVersion: number): void {
+  m.db
+    .prepare('UPDATE generations SET timestamp_version = ? WHERE generation = ?')
+    .run(count(timestampVersion, 'timestampVersion', 1), generation);
+}
+
+/** Catalog changes must run in a transaction that also creates their generation. */
+export function requireTransaction(m: MasterDb, fn: string): void {
+  if (!m.db.inTransaction) {
+    throw new DepotsyncError('internal', `${fn} must run inside transaction() together with its generation`);
+  }
+}
+
+export function requireNewest(m: MasterDb, generation: number): void {
+  const current = currentGeneration(m);
+  if (generation !== current) {
+    throw new DepotsyncError('conflict', `generation ${generation} is not the newest (${current}); a catalog change belongs to a new generation`, {
+      hint: 'call createGeneration in the same transaction and use the number it returns',
+    });
+  }
+  // A generation whose snapshot is signed is published: changing it afterwards would make the catalog
+  // disagree with metadata that depots already hold.
+  const signed = m.db.prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?").get(generation);
+  if (signed) {
+    throw new DepotsyncError('conflict', `generation ${generation} is already signed (${generation}.snapshot.json exists)`, {
+      hint: 'make catalog changes in a new generation',
+    });
+  }
+}

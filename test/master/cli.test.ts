@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
+
+describe('depotsync master CLI', () => {
+  const tmp = tempDir();
+  const M = join(tmp.dir, 'M');
+  const file = join(tmp.dir, 'app.bin');
+  beforeAll(() => writeFileSync(file, pseudoRandomBytes(500_000, 5)));
+  afterAll(() => tmp.cleanup());
+
+  it('init --json prints the fingerprint anyone can check with sha256sum', () => {
+    const r = runCli(['master', 'init', '--dir', M, '--json']);
+    expect(r.status).toBe(0);
+    const sha = createHash('sha256').update(readFileSync(join(M, '1.root.json'))).digest('hex');
+    expect(r.json).toEqual({ fingerprint: sha, dir: M });
+  });
+
+  it('publish --json prints {id,name,version,bytes,chunks,generation}', () => {
+    const r = runCli(['master', 'publish', '--dir', M, '--name', 'app', '--version', '1.0', file, '--json']);
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ name: 'app', version: '1.0', bytes: 500_000, generation: 2 });
+    expect(r.json.id).toMatch(/^[0-9a-f]{64}$/);
+    expect(r.json.chunks).toBeGreaterThan(0);
+  });
+
+  it('a failure exits non-zero with one clear line on stderr', () => {
+    const r = runCli(['master', 'publish', '--dir', M, '--name', 'app', '--version', '2', join(tmp.dir, 'nope')]);
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^depotsync: publish source .*nope: no such file or directory/);
+  });
+
+  it('a usage error exits 2 and names the problem', () => {
+    const r = runCli(['master', 'publish', '--dir', M, '--bogus']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/Unknown option '--bogus'/);
+    const r2 = runCli(['master', 'frobnicate']);
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toMatch(/unknown command/);
+  });
+
+  it('token and operator add print secrets once, in JSON', () => {
+    const t = runCli(['master', 'token', '--dir', M, '--role', 'depot', '--json']);
+    expect(t.status).toBe(0);
+    expect(t.json.token).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    const o = runCli(['master', 'operator', 'add', '--dir', M, '--name', 'alice', '--role', 'admin', '--json']);
+    expect(o.status).toBe(0);
+    expect(o.json).toMatchObject({ name: 'alice', role: 'admin' });
+    expect(o.json.token.length).toBeGreaterThan(20);
+  });
+
+  it('a directory that is not a master gives a clear error', () => {
+    const r = runCli(['master', 'publish', '--dir', tmp.dir, '--name', 'a', '--version', '1', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/is not a depotsync master directory.*depotsync master init/);
+  });
+});
