@@ -68,6 +68,7 @@ export interface SyncEngineDeps {
  */
 export class SyncEngine {
   private inflight: Promise<SyncResult> | undefined;
+  private busy: Promise<unknown> | undefined;
   private client: TufClient | undefined;
   private readonly log: Logger;
   private readonly now: () => Date;
@@ -84,7 +85,7 @@ export class SyncEngine {
   /** Run a sync, or join the one already running in this process (single flight). */
   sync(): Promise<SyncResult> {
     if (!this.inflight) {
-      this.inflight = this.run().finally(() => {
+      this.inflight = this.exclusive('depot sync', () => this.locked()).finally(() => {
         this.inflight = undefined;
       });
     }
@@ -95,12 +96,25 @@ export class SyncEngine {
     return this.inflight !== undefined;
   }
 
-  private async run(): Promise<SyncResult> {
-    if (this.lock) this.lock.acquire('depot sync');
+  /**
+   * Run `fn` while no sync runs, in this process or another (the database lock): garbage collection
+   * must not delete chunks a sync is about to need.
+   */
+  async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    while (this.busy) await this.busy.catch(() => undefined);
+    const p = (async () => {
+      if (this.lock) this.lock.acquire(what);
+      try {
+        return await fn();
+      } finally {
+        if (this.lock) this.lock.release();
+      }
+    })();
+    this.busy = p;
     try {
-      return await this.locked();
+      return await p;
     } finally {
-      if (this.lock) this.lock.release();
+      if (this.busy === p) this.busy = undefined;
     }
   }
 

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { transaction } from '../../../src/db/transaction.js';
-import type { MasterDb } from '../../../master/db/database.js';
+import { silentLogger } from '../../../src/log.js';
+import { openMasterDatabase, type MasterDb } from '../../../master/db/database.js';
 import { approve, byName, requestEnrollment } from '../../../master/db/machines.js';
 import { hashSecret } from '../../../master/db/secret.js';
 import {
@@ -38,6 +39,17 @@ describe('enrollment tokens', () => {
     expect(again.message).toBe('enrollment token was already used at 2030-01-01T00:00:00.000Z');
     expect(listEnrollmentTokens(m)).toEqual([]);
     expect(listEnrollmentTokens(m, { all: true })).toHaveLength(1);
+  });
+
+  it('is single use across connections (a second process sees the claim)', () => {
+    const { token } = createEnrollmentToken(m, { role: 'agent', createdBy: 'alice' });
+    const other = openMasterDatabase(t.path, { logger: silentLogger(), now: () => new Date(t.clock.t) });
+    try {
+      expect(consumeEnrollmentToken(other, token, { machine: 'pc-1', role: 'agent' }).usedBy).toBe('pc-1');
+      expect(caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-2', role: 'agent' })).message).toMatch(/already used/);
+    } finally {
+      other.close();
+    }
   });
 
   it('refuses unknown, malformed, expired and wrong-role tokens', () => {
