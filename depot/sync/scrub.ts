@@ -21,7 +21,7 @@ export interface ScrubResult {
  */
 export async function scrub(
   d: { db: DepotDb; store: ChunkStore; log: Logger },
-  opts: { bytesPerSecond: number; now?: () => Date; bucket?: TokenBucket },
+  opts: { bytesPerSecond: number; now?: () => Date; bucket?: TokenBucket; signal?: AbortSignal },
 ): Promise<ScrubResult> {
   const log = d.log.child({ component: 'depot.scrub' });
   const t0 = performance.now();
@@ -30,6 +30,7 @@ export async function scrub(
   for (const t of d.db.liveTargets(['served'])) for (const id of uniqueChunkIds(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` }))) ids.add(id);
   const r: ScrubResult = { ok: 0, failed: 0, bytes: 0, durationMs: 0 };
   for (const id of ids) {
+    if (opts.signal?.aborted) break; // stopping: the next scrub starts over
     const size = d.store.size(id);
     if (size === undefined) {
       r.failed++;

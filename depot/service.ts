@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from '../src/log.js';
+import { loadDepotConfig } from './config.js';
+import { openDepot, type Depot, type OpenDepotOptions } from './depot.js';
+import { pollEnrollment } from './enroll/enroll.js';
+import { depotLayout } from './layout.js';
+import { createDepotApp } from './serve/app.js';
+import { startDepotServer, type DepotServer } from './serve/server.js';
+import type { SyncResult } from './sync/engine.js';
+import { collectGarbage } from './sync/gc.js';
+import { planOf, Scheduler, type Timers } from './sync/scheduler.js';
+import { scrub, type ScrubResult } from './sync/scrub.js';
+
+export interface DepotService {
+  depot: Depot;
+  server: DepotServer;
+  url: string;
+  sync: Scheduler<SyncResult>;
+  scrub: Scheduler<ScrubResult>;
+  stop(): Promise<void>;
+}
+
+export interface StartServiceOptions {
+  logger: Logger;
+  /** HOST:PORT, overriding depot.json. */
+  listen?: string | undefined;
+  /** How often a pending enrollment is polled. */
+  enrollPollMs?: number;
+  signal?: AbortSignal;
+  timers?: Timers;
+  open?: Partial<OpenDepotOptions>;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/**
+ * `depot serve`: finish a pending enrollment (poll until approved), then serve agents and child depots
+ * over HTTPS, sync on the schedule (collecting garbage after each switch), and scrub on its own
+ * schedule. A failing sync never stops serving: the last good generation stays served.
+ */
+export async function startDepotService(dir: string, o: StartServiceOptions): Promise<DepotService | undefined> {
+  const layout = depotLayout(dir);
+  const log = o.logger;
+  while (!existsSync(layout.cert) && existsSync(layout.enrollment)) {
+    if (o.signal?.aborted) return undefined;
+    const r = await pollEnrollment(layout, log).catch((e: unknown) => {
+      log.warn({ err: (e as Error).message }, 'enrollment poll failed; retrying');
+      return { state: 'pending' as const };
+    });
+    if (r.state === 'approved') break;
+    await sleep(o.enrollPollMs ?? 10_000, o.signal);
+  }
+  const config = loadDepotConfig(layout.config);
+  const depot = openDepot(dir, { logger: log, ...o.open });
+  const listen = o.listen ?? config.listen;
+  const cut = listen.lastIndexOf(':');
+  let server: DepotServer;
+  try {
+    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: depot.log, name: config.name });
+    server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: listen.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(listen.slice(cut + 1)), logger: depot.log });
+  } catch (e) {
+    await depot.close();
+    throw e;
+  }
+  const syncScheduler = new Scheduler<SyncResult>({
+    name: 'sync',
+    logger: depot.log,
+    plan: planOf(config.schedule),
+    ...(o.timers ? { timers: o.timers } : {}),
+    task: async () => {
+      const r = await depot.engine.sync();
+      if (r.switched) {
+        await depot.engine.exclusive('gc', () => collectGarbage(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
+          depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
+        });
+      }
+      return r;
+    },
+  });
+  const stopping = new AbortController();
+  const scrubScheduler = new Scheduler<ScrubResult>({
+    name: 'scrub',
+    logger: depot.log,
+    plan: planOf({ ...config.schedule, intervalMs: config.scrub.intervalMs, jitterMs: Math.floor(config.scrub.intervalMs / 10), window: '' }),
+    ...(o.timers ? { timers: o.timers } : {}),
+    task: () => scrub(depot, { bytesPerSecond: config.scrub.bytesPerSecond, signal: stopping.signal }),
+  });
+  syncScheduler.start(0);
+  scrubScheduler.start(config.scrub.intervalMs);
+  const host = config.hosts[0] ?? '127.0.0.1';
+  return {
+    depot,
+    server,
+    url: `https://${host.includes(':') ? `[${host}]` : host}:${server.port}`,
+    sync: syncScheduler,
+    scrub: scrubScheduler,
+    async stop() {
+      stopping.abort();
+      await syncScheduler.stop();
+      await scrubScheduler.stop();
+      await server.close();
+      await depot.close();
+    },
+  };
+}
