@@ -26,6 +26,7 @@ import { TufRepository, type MetadataFile } from '../../src/tuf/repository.js';
 import { rootFingerprint } from '../../src/tuf/client.js';
 import { encodeRecordHeader, BATCH_CONTENT_TYPE } from '../../src/wire/chunk-batch.js';
 import { decodeStatusReport, type StatusReport } from '../../src/wire/status.js';
+import { decodeEnrollRequest, type EnrollRequest } from '../../src/wire/enroll.js';
 import { newDepotConfig, type DepotConfig } from '../../depot/config.js';
 import { depotLayout } from '../../depot/layout.js';
 
@@ -100,6 +101,9 @@ export interface Upstream {
   reports: Array<{ machine: string; report: StatusReport }>;
   revoked: Set<string>;
   dir: string;
+  /** One-time enrollment tokens the fake master accepts. */
+  tokens: Set<string>;
+  enrollments: Map<string, { req: EnrollRequest; approved: boolean }>;
   publish(name: string, version: string, data: Buffer): Promise<Published>;
   unpublish(path: string): void;
   /** Sign and publish a revocation list naming these serials. */
@@ -140,6 +144,16 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
   const reports: Upstream['reports'] = [];
   const revoked = new Set<string>();
   let revocations: Buffer | undefined;
+  const tokens = new Set<string>();
+  const enrollments = new Map<string, { req: EnrollRequest; approved: boolean }>();
+  let enrollSeq = 0;
+  const enrollReply = (c: import('hono').Context, id: string) => {
+    const e = enrollments.get(id);
+    if (!e) return c.json({ error: { code: 'not-found', message: `no enrollment ${id}` } }, 404);
+    if (!e.approved) return c.json({ state: 'pending', request: id, name: e.req.name }, 202);
+    const certificate = issueMachineCertificate(ca, e.req.csr, { machineName: e.req.name, role: e.req.role });
+    return c.json({ state: 'approved', request: id, name: e.req.name, certificate, caCertificate: ca.certPem }, 200);
+  };
   let revocationVersion = 0;
 
   const source: ReadApiSource = {
@@ -174,6 +188,18 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
     await next();
   });
   app.route('/', publicReadRoutes(source));
+  // Enrollment (public): a valid one-time token approves at once, else the request waits for `approve`.
+  app.post('/v1/enroll', async (c) => {
+    const req = decodeEnrollRequest(await c.req.json());
+    const id = `req-${++enrollSeq}`;
+    enrollments.set(id, { req, approved: false });
+    if (req.token !== undefined) {
+      if (!tokens.delete(req.token)) return c.json({ error: { code: 'bad-token', message: 'enrollment token unknown or used' } }, 403);
+      enrollments.get(id)!.approved = true;
+    }
+    return enrollReply(c, id);
+  });
+  app.get('/v1/enroll/:id', (c) => enrollReply(c, c.req.param('id')));
   app.use(
     '*',
     mutualTls({
@@ -211,6 +237,8 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
     reports,
     revoked,
     dir,
+    tokens,
+    enrollments,
     putFiles,
     async publish(name, version, data) {
       const r = await ingestBuffer(store, data, { chunker: CHUNKING });

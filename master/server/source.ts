@@ -1,0 +1,41 @@
+import type { ReadApiSource } from '../../src/serve/read-api.js';
+import type { MasterContext } from '../context.js';
+import { getManifestBySha256 } from '../db/manifests.js';
+import { getMetadataFile } from '../db/metadata.js';
+import { readRevocationList } from '../revocations.js';
+
+/**
+ * What the master serves through the shared read API: signed metadata byte for byte from the database
+ * (a generation and its metadata commit in one transaction, so nothing half made is ever visible),
+ * manifests as TUF targets under their consistent-snapshot names, the signed revocation list, chunks.
+ */
+export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layout'>, opts: { revocationsCacheMs?: number; clockMs?: () => number } = {}): ReadApiSource {
+  // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
+  const versionOf = ctx.db.db.prepare('SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1');
+  const clockMs = opts.clockMs ?? Date.now;
+  const cacheMs = opts.revocationsCacheMs ?? 1000;
+  let revocations: { bytes: Buffer | undefined; atMs: number } | undefined;
+
+  return {
+    metadata(name) {
+      return getMetadataFile(ctx.db, name)?.bytes;
+    },
+    target(name) {
+      // `{sha256}.{name}@{version}.json`: the hash picks the manifest; the rest must be the target path of a
+      // version with exactly that manifest, so one manifest cannot be fetched under another package's name.
+      const sha256 = name.slice(0, 64);
+      const targetPath = name.slice(65);
+      if (name[64] !== '.' || !/^[0-9a-f]{64}$/.test(sha256) || !targetPath.endsWith('.json')) return undefined;
+      const manifest = getManifestBySha256(ctx.db, sha256);
+      if (!manifest) return undefined;
+      return versionOf.get(sha256, targetPath) ? manifest.bytes : undefined;
+    },
+    revocations() {
+      // Re-read at most every `cacheMs`: `master revoke` in another process rewrites the file.
+      const t = clockMs();
+      if (!revocations || t - revocations.atMs >= cacheMs) revocations = { bytes: readRevocationList(ctx.layout), atMs: t };
+      return revocations.bytes;
+    },
+    chunks: ctx.store,
+  };
+}

@@ -1,0 +1,195 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import type { Manifest } from '../../content/manifest.js';
+import { DepotsyncError, fromSystemError } from '../../errors.js';
+import { fsyncDir } from '../../fs/atomic-write.js';
+import { digestEquals, blake3 } from '../../hash/blake3.js';
+
+/** Where assembled bytes go. A test seam: a writer that fails like a full disk. */
+export interface FileSink {
+  write(data: Uint8Array, position: number): Promise<void>;
+  read(into: Buffer, length: number, position: number): Promise<number>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type OpenSink = (path: string, sizeBytes: number) => Promise<FileSink>;
+
+/** A new file (never an existing one: `wx`), readable only by us until it is committed. */
+export const openFileSink: OpenSink = async (path) => {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'wx+', 0o600);
+  } catch (e) {
+    throw fromSystemError(e, `staging file ${path}`);
+  }
+  return {
+    async write(data, position) {
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+      }
+    },
+    async read(into, length, position) {
+      return (await fh.read(into, 0, length, position)).bytesRead;
+    },
+    sync: () => fh.sync(),
+    close: () => fh.close(),
+  };
+};
+
+/** A package of one top-level file is delivered as a file at --out; any other as a folder. */
+export function packageKind(m: Manifest): 'file' | 'folder' {
+  return m.files.length === 1 && !(m.files[0] as { path: string }).path.includes('/') ? 'file' : 'folder';
+}
+
+/** Checks before any download: the output's folder exists (clear error instead of a late failure). */
+export async function checkOutputParent(out: string): Promise<void> {
+  const parent = dirname(resolve(out));
+  const info = await stat(parent).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') {
+      throw new DepotsyncError('not-found', `output folder ${parent} does not exist`, { hint: `create it first (mkdir -p ${parent}), or choose another --out` });
+    }
+    throw fromSystemError(e, `output folder ${parent}`);
+  });
+  if (!info.isDirectory()) throw new DepotsyncError('bad-path', `output folder ${parent} is not a folder`);
+}
+
+/** Checks once the manifest is known: nothing in the way at --out, and room on the disk. */
+export async function checkOutput(out: string, m: Manifest): Promise<void> {
+  const path = resolve(out);
+  const kind = packageKind(m);
+  const existing = await lstat(path).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(fromSystemError(e, `output ${path}`))));
+  if (existing && (kind === 'folder' || !existing.isFile())) {
+    throw new DepotsyncError('already-exists', `output ${path} already exists${existing.isDirectory() ? ' (a folder)' : ''}; ${m.name}@${m.version} is a ${kind} package`, {
+      hint: kind === 'folder' ? 'remove it or choose another --out (a folder package is never merged into an existing folder)' : 'remove it or choose another --out',
+    });
+  }
+  const fs = await statfs(dirname(path)).catch(() => undefined);
+  if (fs && fs.bavail * fs.bsize < m.totalBytes) {
+    throw new DepotsyncError('disk-full', `output ${path}: ${m.totalBytes} bytes needed, ${fs.bavail * fs.bsize} free on its disk`, {
+      hint: 'free disk space or choose another --out; nothing was downloaded',
+    });
+  }
+}
+
+/**
+ * The staging folder `.<out>.depotsync-staging-<random>` beside the output (same folder, so same file
+ * system: the final rename is atomic). Files are written at their offsets as verified chunks arrive,
+ * re-read and re-hashed before commit, then moved into place in one rename.
+ */
+export class Staging {
+  private readonly sinks: FileSink[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    /** The staged package: the single file, or the folder holding the files. */
+    readonly staged: string,
+    readonly kind: 'file' | 'folder',
+    private readonly paths: string[],
+  ) {}
+
+  static async create(out: string, m: Manifest, openSink: OpenSink): Promise<Staging> {
+    const target = resolve(out);
+    const dir = join(dirname(target), `.${basename(target)}.depotsync-staging-${randomBytes(6).toString('hex')}`);
+    const kind = packageKind(m);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (e) {
+      throw fromSystemError(e, `staging folder ${dir}`);
+    }
+    const root = kind === 'file' ? dir : join(dir, 'package');
+    const paths = m.files.map((f) => (kind === 'file' ? join(dir, basename(f.path)) : join(root, ...f.path.split('/'))));
+    const staging = new Staging(dir, kind === 'file' ? (paths[0] as string) : root, kind, paths);
+    try {
+      for (const [i, f] of m.files.entries()) {
+        const p = paths[i] as string;
+        // Path traversal: the manifest's paths were checked when it was decoded; check the joined
+        // result again so no file can land outside the staging folder whatever the check missed.
+        if (!p.startsWith(dir + sep)) throw new DepotsyncError('bad-path', `manifest path ${JSON.stringify(f.path)} leaves the package folder`);
+        await mkdir(dirname(p), { recursive: true, mode: 0o755 }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dirname(p)}`)));
+        staging.sinks.push(await openSink(p, f.size));
+      }
+    } catch (e) {
+      await staging.discard();
+      throw e;
+    }
+    return staging;
+  }
+
+  async write(fileIndex: number, offset: number, data: Uint8Array): Promise<void> {
+    const sink = this.sinks[fileIndex];
+    if (!sink) throw new DepotsyncError('internal', `staging: no file ${fileIndex}`);
+    try {
+      await sink.write(data, offset);
+    } catch (e) {
+      throw fromSystemError(e, `write ${this.paths[fileIndex]}`);
+    }
+  }
+
+  /**
+   * Whole-file check: flush each file to disk, read it back and BLAKE3 every chunk again against the
+   * manifest (catches a bad write, a short file, a disk that returns other bytes than it was given).
+   */
+  async verify(m: Manifest): Promise<void> {
+    let longest = 1;
+    for (const f of m.files) for (const c of f.chunks) longest = Math.max(longest, c.length);
+    const buf = Buffer.allocUnsafe(longest);
+    for (const [i, f] of m.files.entries()) {
+      const sink = this.sinks[i] as FileSink;
+      const path = this.paths[i];
+      try {
+        await sink.sync();
+        let offset = 0;
+        for (const c of f.chunks) {
+          const n = await sink.read(buf, c.length, offset);
+          if (n !== c.length || !digestEquals(blake3(buf.subarray(0, c.length)), Buffer.from(c.id, 'hex'))) {
+            throw new DepotsyncError('corrupt', `assembled file ${f.path}: bytes at offset ${offset} do not match chunk ${c.id}`, {
+              hint: 'the disk returned other bytes than were written; check the disk, then fetch again',
+            });
+          }
+          offset += c.length;
+        }
+        if ((await sink.read(buf, 1, offset)) !== 0) throw new DepotsyncError('corrupt', `assembled file ${f.path} is longer than ${f.size} bytes`);
+      } catch (e) {
+        throw fromSystemError(e, `check ${path}`);
+      }
+    }
+  }
+
+  /** Set the manifest's modes, then move the staged file or folder to `out` in one rename. */
+  async commit(out: string, m: Manifest): Promise<void> {
+    const target = resolve(out);
+    await this.closeSinks();
+    try {
+      for (const [i, f] of m.files.entries()) await chmod(this.paths[i] as string, f.mode);
+      if (this.kind === 'folder') {
+        await chmod(this.staged, 0o755);
+        for (const d of new Set(this.paths.map((p) => dirname(p)))) await fsyncDir(d);
+      }
+      await fsyncDir(this.dir);
+      await rename(this.staged, target);
+      await fsyncDir(dirname(target));
+    } catch (e) {
+      throw fromSystemError(e, `move ${m.name}@${m.version} into ${target}`);
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Remove everything staged (on any failure). Never throws. */
+  async discard(): Promise<void> {
+    await this.closeSinks().catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  private async closeSinks(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const results = await Promise.allSettled(this.sinks.map((s) => s.close()));
+    const bad = results.find((r) => r.status === 'rejected');
+    if (bad) throw fromSystemError((bad as PromiseRejectedResult).reason, `close staging files in ${this.dir}`);
+  }
+}

@@ -1,0 +1,42 @@
+import { join, resolve } from 'node:path';
+
+/**
+ * Where everything of an agent lives inside its directory A. The machine key is mode 0600.
+ *
+ *   agent.json        settings (config.ts): name, master URL, root fingerprint, depots, site, fetch limits
+ *   keys/             machine key (0600), its CSR, the machine certificate, the master's CA certificate
+ *   enroll.json       an enrollment waiting for approval (request id), removed once approved
+ *   tuf/              the trusted TUF metadata, one `{role}.json` per role (rollback and freeze baseline)
+ *   cache/chunks-v1/  verified chunks (src/store), so an interrupted fetch resumes; size-limited by gc
+ *   state.sqlite      highest generation and root version seen, depot round-trip times, penalties
+ */
+export interface AgentLayout {
+  dir: string;
+  config: string;
+  keysDir: string;
+  key: string;
+  csr: string;
+  cert: string;
+  caCert: string;
+  enrollment: string;
+  tufDir: string;
+  cacheDir: string;
+  state: string;
+}
+
+export function agentLayout(dir: string): AgentLayout {
+  const d = resolve(dir);
+  return {
+    dir: d,
+    config: join(d, 'agent.json'),
+    keysDir: join(d, 'keys'),
+    key: join(d, 'keys', 'agent-key.pem'),
+    csr: join(d, 'keys', 'agent.csr'),
+    cert: join(d, 'keys', 'agent-cert.pem'),
+    caCert: join(d, 'keys', 'ca-cert.pem'),
+    enrollment: join(d, 'enroll.json'),
+    tufDir: join(d, 'tuf'),
+    cacheDir: join(d, 'cache'),
+    state: join(d, 'state.sqlite'),
+  };
+}

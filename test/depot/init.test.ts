@@ -1,0 +1,108 @@
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isDepotsyncError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { HttpClient } from '../../src/net/client.js';
+import { depotCommands, runDepotSync } from '../../depot/commands.js';
+import { initDepot } from '../../depot/init.js';
+import { depotLayout } from '../../depot/layout.js';
+import { startDepotService } from '../../depot/service.js';
+import { depotStatus } from '../../depot/status.js';
+import { agentCredentials, randomBytesSeeded, startUpstream, type Upstream } from './fixture.js';
+
+describe('depot init, enrollment, serve and the depot commands', () => {
+  let up: Upstream;
+  const dirs: string[] = [];
+  const newDir = () => {
+    const parent = mkdtempSync(join(tmpdir(), 'depot-init-'));
+    dirs.push(parent);
+    return join(parent, 'D');
+  };
+
+  beforeAll(async () => {
+    up = await startUpstream();
+    await up.publish('tool', '2.0', randomBytesSeeded(120_000, 21));
+  });
+  afterAll(async () => {
+    await up.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('with a one-time token: verifies the pinned root, enrolls at once, and can sync', async () => {
+    up.tokens.add('tok-1');
+    const dir = newDir();
+    const r = await initDepot({ dir, masterUrl: up.url, fingerprint: up.fingerprint, token: 'tok-1', name: 'branch-a', hosts: ['127.0.0.1'], listen: '127.0.0.1:0', log: silentLogger() });
+    expect(r).toMatchObject({ state: 'approved', name: 'branch-a', rootVersion: 1 });
+    const layout = depotLayout(dir);
+    expect(statSync(layout.key).mode & 0o777).toBe(0o600);
+    expect(existsSync(layout.cert) && existsSync(layout.caCert)).toBe(true);
+    expect(up.tokens.has('tok-1')).toBe(false);
+    const s = await runDepotSync(dir, { logger: silentLogger(), now: up.clock.now });
+    expect(s.generation).toBe(up.repo.generation);
+    const status = await depotStatus(dir);
+    expect(status).toMatchObject({ name: 'branch-a', servedGeneration: up.repo.generation, enrollment: 'approved', packages: 1, lastError: null });
+    expect(status.store.chunks).toBeGreaterThan(0);
+  });
+
+  it('refuses a master whose 1.root.json does not match the pinned fingerprint, and leaves nothing behind', async () => {
+    const dir = newDir();
+    const e = await initDepot({ dir, masterUrl: up.url, fingerprint: 'ab'.repeat(32), token: 'x', name: 'branch-b', log: silentLogger() }).catch((x: unknown) => x);
+    expect(isDepotsyncError(e, 'hash-mismatch')).toBe(true);
+    expect((e as Error).message).toMatch(/does not match the pinned fingerprint/);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('refuses an enrollment reply whose CA is not the one pinned with --ca-fingerprint', async () => {
+    up.tokens.add('tok-2');
+    const dir = newDir();
+    const e = await initDepot({ dir, masterUrl: up.url, fingerprint: up.fingerprint, token: 'tok-2', name: 'branch-c', caFingerprint: '00'.repeat(32), log: silentLogger() }).catch((x: unknown) => x);
+    expect(isDepotsyncError(e, 'bad-certificate')).toBe(true);
+    expect((e as Error).message).toMatch(/is not the one this depot was told to trust/);
+  });
+
+  it('refuses a used token with a clear message', async () => {
+    const e = await initDepot({ dir: newDir(), masterUrl: up.url, fingerprint: up.fingerprint, token: 'tok-1', name: 'branch-d', log: silentLogger() }).catch((x: unknown) => x);
+    expect(isDepotsyncError(e, 'forbidden')).toBe(true);
+    expect((e as Error).message).toMatch(/enrollment of depot branch-d refused by the master: bad-token/);
+  });
+
+  it('without a token: pending until the operator approves; `depot serve` finishes the enrollment, syncs and serves', async () => {
+    const dir = newDir();
+    const r = await initDepot({ dir, masterUrl: up.url, fingerprint: up.fingerprint, name: 'branch-e', hosts: ['127.0.0.1'], listen: '127.0.0.1:0', log: silentLogger() });
+    expect(r.state).toBe('pending');
+    const sync = depotCommands.find((c) => c.path.join(' ') === 'depot sync')!;
+    const e = await sync.run({ values: { dir }, positionals: [], json: true, log: silentLogger(), stdout: process.stdout, stderr: process.stderr }).catch((x: unknown) => x);
+    expect(isDepotsyncError(e, 'unauthorized')).toBe(true);
+    expect((e as Error).message).toMatch(/waiting for approval/);
+
+    let polls = 0;
+    const started = startDepotService(dir, {
+      logger: silentLogger(),
+      enrollPollMs: 5,
+      open: { now: up.clock.now },
+    });
+    // The operator approves after the service has polled once.
+    const request = r.request!;
+    while (polls++ < 200 && !up.enrollments.get(request)) await new Promise((x) => setTimeout(x, 5));
+    up.enrollments.get(request)!.approved = true;
+    const service = (await started)!;
+    try {
+      const result = await service.sync.runNow();
+      expect(result.generation).toBe(up.repo.generation);
+      const { keyPem, certPem } = agentCredentials(up.ca, 'agent-e');
+      const agent = new HttpClient({ baseUrl: `https://127.0.0.1:${service.server.port}`, caPem: up.ca.certPem, keyPem, certPem });
+      try {
+        const ts = await agent.getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 });
+        expect(ts.equals(up.files.get('timestamp.json')!)).toBe(true);
+      } finally {
+        agent.close();
+      }
+    } finally {
+      await service.stop();
+    }
+    const out = await sync.run({ values: { dir }, positionals: [], json: true, log: silentLogger(), stdout: process.stdout, stderr: process.stderr });
+    expect(out.json).toEqual({ generation: up.repo.generation, chunksFetched: 0, bytesFetched: expect.any(Number) });
+  });
+});

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { openDepot } from '../../depot/depot.js';
+import { randomBytesSeeded, startUpstream, writeDepotDir, type DepotFiles, type Upstream } from './fixture.js';
+import { expectServedComplete } from './helpers.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Bundle the child entry (TypeScript) into one ESM file inside the repo, so its packages resolve. */
+async function bundleChild(): Promise<{ file: string; dir: string }> {
+  const { rolldown } = await import('rolldown');
+  const cache = join(ROOT, 'node_modules', '.cache');
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(join(cache, 'depot-kill-test-'));
+  const file = join(dir, 'sync-child.mjs');
+  const bundle = await rolldown({
+    input: join(ROOT, 'test/depot/sync-child.ts'),
+    platform: 'node',
+    external: [/^[^./]/],
+    resolve: { extensionAlias: { '.js': ['.ts', '.js'] } },
+    logLevel: 'silent',
+  });
+  await bundle.write({ file, format: 'esm' });
+  await bundle.close();
+  return { file, dir };
+}
+
+interface ChildRun {
+  exit: Promise<{ code: number | null; signal: string | null; out: string }>;
+  kill(): void;
+  onLine(f: (line: string) => void): void;
+}
+
+function runChild(file: string, depotDir: string): ChildRun {
+  const child = spawn(process.execPath, [file, depotDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const listeners: Array<(line: string) => void> = [];
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      listeners.forEach((f) => f(line));
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return {
+    exit: new Promise((r) => child.on('exit', (code, signal) => r({ code, signal, out: out + err }))),
+    kill: () => child.kill('SIGKILL'),
+    onLine: (f) => listeners.push(f),
+  };
+}
+
+describe('kill -9 during a sync (separate process)', () => {
+  let up: Upstream;
+  let child: { file: string; dir: string };
+  let files: DepotFiles;
+
+  beforeAll(async () => {
+    [up, child] = await Promise.all([startUpstream(), bundleChild()]);
+    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2, retryDelayMs: 0, batchMaxChunks: 4096, manifestConcurrency: 2, attempts: 3, timeoutMs: 30_000, statusEveryMs: 0 } } });
+  });
+  afterAll(async () => {
+    await up?.close();
+    rmSync(child.dir, { recursive: true, force: true });
+    rmSync(files.dir, { recursive: true, force: true });
+  });
+
+  /** After each kill: the served generation (if any) is complete and verified; a partial one is never served. */
+  async function checkServed(): Promise<number | undefined> {
+    const d = openDepot(files.dir, { logger: silentLogger() });
+    try {
+      if (!d.db.served()) return undefined;
+      await expectServedComplete(d);
+      return d.db.served()!.generation;
+    } finally {
+      await d.close();
+    }
+  }
+
+  it('restarts into a consistent state each time and ends with a complete, verified generation', async () => {
+    let seed = 1;
+    await up.publish('big', '1.0', randomBytesSeeded(6_000_000, seed++));
+    const rand = (n: number) => Math.floor(Math.random() * n);
+    const served: Array<number | undefined> = [];
+    // Where each run is killed: after k durable stores, at a random instant after the metadata step,
+    // right before the switch (every chunk stored), right after the switch (before the report).
+    const plans = ['stores', 'metadata', 'before-switch', 'after-switch', 'stores', 'metadata', 'before-switch', 'after-switch'];
+    for (const [i, plan] of plans.entries()) {
+      if (i === 2 || i === 4) await up.publish('big', `1.${i}`, randomBytesSeeded(2_000_000, seed++)); // the target moves on
+      const run = runChild(child.file, files.dir);
+      const k = 1 + rand(8);
+      let stores = 0;
+      run.onLine((line) => {
+        const msg = line.startsWith('{') ? (JSON.parse(line) as { msg?: string }).msg : line.split(' ')[0];
+        if (plan === 'stores' && msg === 'stored' && ++stores === k) run.kill();
+        if (plan === 'metadata' && msg === 'sync metadata') setTimeout(() => run.kill(), rand(60));
+        if (plan === 'before-switch' && msg === 'sync chunks') run.kill();
+        if (plan === 'after-switch' && msg === 'sync switch') run.kill();
+      });
+      const r = await run.exit;
+      expect(r.signal === 'SIGKILL' || r.code === 0, r.out).toBe(true);
+      served.push(await checkServed());
+    }
+    const final = runChild(child.file, files.dir);
+    const r = await final.exit;
+    expect(r.code, r.out).toBe(0);
+    const done = JSON.parse(r.out.split('\n').find((l) => l.startsWith('done '))!.slice(5));
+    expect(done.generation).toBe(up.repo.generation);
+    expect(await checkServed()).toBe(up.repo.generation);
+    // Served generations only move forward.
+    const seen = served.filter((g): g is number => g !== undefined);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+  });
+});
