@@ -122,8 +122,17 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   return c;
 }
 
+/** Settings given to `newDepotConfig`: the required ones, and any others (sections partially). */
+export type DepotConfigInput = Pick<DepotConfig, 'name' | 'masterUrl' | 'fingerprint'> &
+  Partial<Omit<DepotConfig, 'schedule' | 'sync' | 'scrub' | 'gc'>> & {
+    schedule?: Partial<ScheduleConfig>;
+    sync?: Partial<SyncConfig>;
+    scrub?: Partial<DepotConfig['scrub']>;
+    gc?: Partial<DepotConfig['gc']>;
+  };
+
 /** Build a config from the values `depot init` knows, with defaults for the rest. */
-export function newDepotConfig(v: Pick<DepotConfig, 'name' | 'masterUrl' | 'fingerprint'> & Partial<DepotConfig>): DepotConfig {
+export function newDepotConfig(v: DepotConfigInput): DepotConfig {
   return validateDepotConfig({
     upstreamUrl: v.masterUrl,
     listen: '0.0.0.0:8443',

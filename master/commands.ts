@@ -52,7 +52,45 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
   };
 }
 
+/** Parse HOST:PORT (IPv6 in brackets) for --listen. */
+export function parseListen(text: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new DepotsyncError('usage', `${what}: --listen must be HOST:PORT (e.g. 127.0.0.1:8443), got ${JSON.stringify(text)}`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
 export const masterCommands: Command[] = [
+  {
+    path: ['master', 'serve'],
+    usage: 'master serve --dir M --listen HOST:PORT',
+    summary: 'serve the HTTPS API (mutual TLS), the operator API and the drop folder; re-signs the timestamp on schedule',
+    options: { ...dirOption, listen: { type: 'string' } },
+    logLevel: 'info',
+    async run(c) {
+      const { openMaster } = await import('./context.js');
+      const { startMasterServer } = await import('./server/serve.js');
+      const { host, port } = parseListen(optionalString(c.values, 'listen') ?? '127.0.0.1:8443', 'master serve');
+      const ctx = await openMaster(requireString(c.values, 'dir', 'master serve'), c.log);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const server = await startMasterServer(ctx, { host, port });
+        c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
+        // A line other programs (and the demo) can wait for.
+        c.stderr.write(`depotsync master listening on ${server.url}\n`);
+        await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve())));
+        await server.close();
+        return { json: { stopped: true, url: server.url }, human: 'master stopped' };
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await ctx.close();
+      }
+    },
+  },
   {
     path: ['master', 'init'],
     usage: 'master init --dir M [--name NAME] [--host NAME]...',

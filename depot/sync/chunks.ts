@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
@@ -94,6 +95,7 @@ export async function fetchChunks(needs: readonly ChunkNeed[], deps: ChunkFetchD
   const batches = planBatches(needs, deps.batchMaxBytes, deps.batchMaxChunks);
   const queue = new PQueue({ concurrency: deps.concurrency });
   const abort = new AbortController();
+  setMaxListeners(deps.concurrency + 8, abort.signal); // one listener per request in flight
   const total = { chunks: 0, bytes: 0 };
   let failure: unknown;
   for (const [i, batch] of batches.entries()) {

@@ -22,6 +22,8 @@ export interface SyncResult {
   bytesFetched: number;
   /** The served generation changed. */
   switched: boolean;
+  /** Bytes received per step (metadata, revocations, manifests, chunks). */
+  bytesByStep: Record<string, number>;
   durationMs: number;
 }
 
@@ -74,11 +76,13 @@ export class SyncEngine {
   private readonly now: () => Date;
   private readonly lock: SyncLock | false;
   private readonly source: HttpMetadataSource;
+  private trustedStore: DbTrustedStore;
 
   constructor(private readonly d: SyncEngineDeps) {
-    this.source = new HttpMetadataSource(d.upstream);
     this.log = d.logger.child({ component: 'depot.sync' });
     this.now = d.now ?? (() => new Date());
+    this.source = new HttpMetadataSource(d.upstream);
+    this.trustedStore = new DbTrustedStore(d.db, this.now);
     this.lock = d.lock ?? new SyncLock(d.db, { now: this.now });
   }
 
@@ -125,16 +129,18 @@ export class SyncEngine {
     const runId = db.startRun(process.pid, this.now());
     const totals = { chunks: 0, bytes: 0 };
     const origin = this.d.upstream.baseUrl.origin;
+    const bytesByStep: Record<string, number> = {};
     const step = async <T>(name: string, fn: () => Promise<T>, fields: (out: T) => Record<string, unknown> = () => ({})): Promise<T> => {
       const t = performance.now();
       const before = counter.bytes;
       const out = await fn();
-      this.log.info({ step: name, durationMs: Math.round(performance.now() - t), bytes: counter.bytes - before, ...fields(out) }, `sync ${name}`);
+      bytesByStep[name] = counter.bytes - before;
+      this.log.info({ step: name, durationMs: Math.round(performance.now() - t), bytes: bytesByStep[name], ...fields(out) }, `sync ${name}`);
       return out;
     };
     try {
       const client = await this.tufClient(counter);
-      const r = await step('metadata', () => client.refresh({ bins: 'stale' }), (o) => ({ generation: o.generation, changed: o.changed, bins: o.fetchedBins.length, roots: o.rootsFetched }));
+      const r = await step('metadata', () => client.refresh({ bins: 'stale' }).finally(() => this.trustedStore.flush()), (o) => ({ generation: o.generation, changed: o.changed, bins: o.fetchedBins.length, roots: o.rootsFetched }));
       await step('revocations', async () => {
         const out = await syncRevocations({ db, upstream: this.d.upstream, caPem: this.d.caPem, counter, now: this.now, log: this.log });
         if (out.list) this.d.onRevocations?.(out.list);
@@ -144,7 +150,6 @@ export class SyncEngine {
       const ts = client.trusted.timestamp!;
       const tsVersion = ts.md.signed.version;
       const generation = r.generation;
-      db.setKv(KV.targetGeneration, String(generation));
       const served = db.served();
       let switched = false;
 
@@ -154,6 +159,7 @@ export class SyncEngine {
         if (db.pending()) db.clearPending();
         await this.fetchMissing(step, counter, totals);
       } else {
+        db.setKv(KV.targetGeneration, String(generation));
         const targets = catalogTargets(client);
         await step('manifests', () => fetchManifests(targets, { db, upstream: this.d.upstream, counter, concurrency: this.d.config.manifestConcurrency, now: this.now, log: this.log }), (o) => ({ targets: targets.length, fetched: o.fetched }));
         db.setPending(generation, targets, this.now());
@@ -163,11 +169,15 @@ export class SyncEngine {
       }
 
       const now = this.now();
-      db.setKv(KV.lastSuccess, now.toISOString());
-      db.setKv(KV.lastError, '');
-      db.setKv(KV.bytesRemaining, '0');
-      const result: SyncResult = { generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes, switched, durationMs: Math.round(performance.now() - t0) };
-      db.finishRun(runId, { outcome: switched || totals.chunks > 0 ? 'ok' : 'noop', generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes }, now);
+      const result: SyncResult = { generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes, switched, bytesByStep, durationMs: Math.round(performance.now() - t0) };
+      // One commit (one fsync) for the bookkeeping: a no-op sync should cost little more than its requests.
+      db.tx('record the sync', () => {
+        db.setKv(KV.targetGeneration, String(generation));
+        db.setKv(KV.lastSuccess, now.toISOString());
+        db.setKv(KV.lastError, '');
+        db.setKv(KV.bytesRemaining, '0');
+        db.finishRun(runId, { outcome: switched || totals.chunks > 0 ? 'ok' : 'noop', generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes }, now);
+      });
       this.log.info({ ...result, upstream: origin }, switched ? 'sync done: generation switched' : 'sync done');
       if (switched) this.d.onSwitched?.(generation);
       await this.report(totals, counter, switched || totals.chunks > 0);
@@ -199,8 +209,8 @@ export class SyncEngine {
   private async fetchMissing(step: <T>(name: string, fn: () => Promise<T>, fields?: (o: T) => Record<string, unknown>) => Promise<T>, counter: ByteCounter, totals: { chunks: number; bytes: number }): Promise<void> {
     const { db, store, config } = this.d;
     const plan = planMissing(db, store);
-    db.setKv(KV.bytesRemaining, String(plan.bytes));
     if (plan.needs.length === 0) return;
+    db.setKv(KV.bytesRemaining, String(plan.bytes));
     await step('chunks', async () => {
       const got = await fetchChunks(plan.needs, {
         upstream: this.d.upstream,
@@ -234,9 +244,10 @@ export class SyncEngine {
     const { db } = this.d;
     const c = this.client;
     if (c && db.trustedVersion('root') === c.rootVersion && db.trustedVersion('timestamp') === c.trusted.timestamp?.md.signed.version) return c;
+    this.trustedStore = new DbTrustedStore(db, this.now);
     this.client = await TufClient.open({
       source: this.source,
-      store: new DbTrustedStore(db, this.now),
+      store: this.trustedStore,
       fingerprint: this.d.fingerprint,
       now: this.now,
       logger: this.d.logger,

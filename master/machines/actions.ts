@@ -23,10 +23,20 @@ export function issueFromCsr(ctx: MasterContext, machine: Machine): { pem: strin
     machineName: machine.name,
     role: machine.role,
     validDays: ctx.config.certificateValidDays,
-    reservedNames: ctx.config.hosts,
+    reservedNames: reservedServerNames(ctx.config.hosts),
   });
   const info = certificateInfo(pem);
   return { pem, serial: info.serial, notAfter: info.notAfter };
+}
+
+/**
+ * The master's own host names, which no depot certificate may carry (a depot holding a certificate for
+ * the master's name could intercept operator tokens sent to the master). Loopback names are exempt:
+ * every process on one machine (the demo, the tests) shares them, and a loopback listener is reachable
+ * only from that machine.
+ */
+export function reservedServerNames(hosts: readonly string[]): string[] {
+  return hosts.filter((h) => !['localhost', '127.0.0.1', '::1'].includes(h.toLowerCase()) && !h.startsWith('127.'));
 }
 
 export function approveMachine(ctx: MasterContext, name: string, who: Actor): Machine {

@@ -9,7 +9,7 @@ import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { byRequest, requestEnrollment, type Machine } from '../db/machines.js';
 import { consumeEnrollmentToken } from '../db/tokens.js';
-import { approveMachine } from '../machines/actions.js';
+import { approveMachine, reservedServerNames } from '../machines/actions.js';
 import type { AddressOf } from './client-address.js';
 
 /**
@@ -93,7 +93,7 @@ function checkCsr(ctx: MasterContext, req: EnrollRequest): void {
   }
   if (req.role === 'depot') {
     // Blocks a depot from obtaining a server certificate for the master's own host name.
-    const reserved = new Set(ctx.config.hosts.map((h) => h.toLowerCase()));
+    const reserved = new Set(reservedServerNames(ctx.config.hosts).map((h) => h.toLowerCase()));
     const taken = [...csr.dnsNames, ...csr.ipAddresses].find((n) => reserved.has(n.toLowerCase()));
     if (taken !== undefined) throw new DepotsyncError('bad-certificate', `CSR of ${req.name}: asks for the master's own server name ${taken}`);
   }

@@ -1,20 +1,19 @@
+import { statSync } from 'node:fs';
 import type { ReadApiSource } from '../../src/serve/read-api.js';
 import type { MasterContext } from '../context.js';
 import { getManifestBySha256 } from '../db/manifests.js';
 import { getMetadataFile } from '../db/metadata.js';
-import { readRevocationList } from '../revocations.js';
+import { readRevocationList, revocationListPath } from '../revocations.js';
 
 /**
  * What the master serves through the shared read API: signed metadata byte for byte from the database
  * (a generation and its metadata commit in one transaction, so nothing half made is ever visible),
  * manifests as TUF targets under their consistent-snapshot names, the signed revocation list, chunks.
  */
-export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layout'>, opts: { revocationsCacheMs?: number; clockMs?: () => number } = {}): ReadApiSource {
+export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layout'>): ReadApiSource {
   // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
   const versionOf = ctx.db.db.prepare('SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1');
-  const clockMs = opts.clockMs ?? Date.now;
-  const cacheMs = opts.revocationsCacheMs ?? 1000;
-  let revocations: { bytes: Buffer | undefined; atMs: number } | undefined;
+  let revocations: { bytes: Buffer | undefined; stamp: string } | undefined;
 
   return {
     metadata(name) {
@@ -31,9 +30,11 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
       return versionOf.get(sha256, targetPath) ? manifest.bytes : undefined;
     },
     revocations() {
-      // Re-read at most every `cacheMs`: `master revoke` in another process rewrites the file.
-      const t = clockMs();
-      if (!revocations || t - revocations.atMs >= cacheMs) revocations = { bytes: readRevocationList(ctx.layout), atMs: t };
+      // Re-read when the file was replaced (it is written atomically: new inode), by this process or by
+      // `master revoke` in another one; a stat per request is cheap next to the TLS work.
+      const st = statSync(revocationListPath(ctx.layout), { throwIfNoEntry: false });
+      const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'none';
+      if (!revocations || revocations.stamp !== stamp) revocations = { bytes: readRevocationList(ctx.layout), stamp };
       return revocations.bytes;
     },
     chunks: ctx.store,

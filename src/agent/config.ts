@@ -25,6 +25,8 @@ export interface FetchSettings {
   /** Fewer bytes than this per second over `rateWindowMs` fails the request (slow retrieval). */
   minBytesPerSecond: number;
   rateWindowMs: number;
+  /** Longest one chunk batch may take from request to last byte (slow retrieval, with the rate above). */
+  requestTimeoutMs: number;
   /** Verified chunks kept for resuming; over this, gc keeps only the last package's chunks. 0 = no cache. */
   cacheMaxBytes: number;
   /** A source that failed verification or errored is avoided this long. */
@@ -42,6 +44,7 @@ export const DEFAULT_FETCH_SETTINGS: FetchSettings = {
   timeoutMs: 30_000,
   minBytesPerSecond: 16 * 1024,
   rateWindowMs: 10_000,
+  requestTimeoutMs: 300_000,
   cacheMaxBytes: 2 * 1024 * 1024 * 1024,
   penaltyMs: 10 * 60_000,
   rttTtlMs: 10 * 60_000,
@@ -69,6 +72,7 @@ export function checkFetchSettings(where: string, s: FetchSettings): FetchSettin
   intOption(where, 'timeoutMs', s.timeoutMs, 1, 3_600_000);
   intOption(where, 'minBytesPerSecond', s.minBytesPerSecond, 0, 2 ** 40);
   intOption(where, 'rateWindowMs', s.rateWindowMs, 1, 3_600_000);
+  intOption(where, 'requestTimeoutMs', s.requestTimeoutMs, 1, 24 * 3_600_000);
   intOption(where, 'cacheMaxBytes', s.cacheMaxBytes, 0, 2 ** 50);
   intOption(where, 'penaltyMs', s.penaltyMs, 0, 2 ** 40);
   intOption(where, 'rttTtlMs', s.rttTtlMs, 0, 2 ** 40);

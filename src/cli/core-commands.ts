@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { fromSystemError } from '../errors.js';
+import { DepotsyncError, fromSystemError } from '../errors.js';
 import type { Command } from './command.js';
 
 /** Developer tools that need no role directory: `hash`, `chunk`, `version`. */
@@ -66,6 +66,39 @@ export const coreCommands: Command[] = [
           ...chunks.map((c) => `${c.id}  ${String(c.offset).padStart(12)}  ${String(c.length).padStart(7)}`),
           `${chunks.length} chunks, ${bytes} bytes, tree root ${root}`,
         ].join('\n'),
+      };
+    },
+  },
+  {
+    path: ['demo'],
+    usage: 'demo [--bytes N] [--edits N] [--keep]',
+    summary: 'run a master, two depots (one tiered below the other) and an agent on 127.0.0.1, end to end',
+    options: { bytes: { type: 'string' }, edits: { type: 'string' }, keep: { type: 'boolean' } },
+    logLevel: 'warn',
+    async run(ctx) {
+      const { runDemo } = await import('../demo/demo.js');
+      const bytes = typeof ctx.values.bytes === 'string' ? Number(ctx.values.bytes) : 64 * 1024 * 1024;
+      if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 64 * 1024 ** 3) {
+        throw new DepotsyncError('usage', `demo: --bytes must be an integer from 1024 to 68719476736, got ${JSON.stringify(ctx.values.bytes)}`);
+      }
+      const edits = typeof ctx.values.edits === 'string' ? Number(ctx.values.edits) : 100;
+      if (!Number.isSafeInteger(edits) || edits < 1 || edits > 100_000) {
+        throw new DepotsyncError('usage', `demo: --edits must be an integer from 1 to 100000, got ${JSON.stringify(ctx.values.edits)}`);
+      }
+      const lines: string[] = [];
+      const r = await runDemo({
+        bytes,
+        edits,
+        keep: ctx.values.keep === true,
+        log: (line) => {
+          if (line.startsWith('[')) { if (!line.includes('listening on')) ctx.stderr.write(`${line}\n`); }
+          else if (!ctx.json) ctx.stdout.write(`${line}\n`);
+          lines.push(line);
+        },
+      });
+      return {
+        json: r,
+        human: `\ndemo complete: every byte the agent wrote was verified against the master's signatures${ctx.values.keep ? `\nfiles kept in ${r.dir}` : ''}`,
       };
     },
   },

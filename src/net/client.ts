@@ -238,6 +238,10 @@ export class HttpClient {
           highWaterMark: this.o.highWaterMarkBytes,
         });
         guard = g;
+        // The guard can fail on the first packet (more than maxBytes at once: endless data), which
+        // emits 'error' on the next tick, before the caller's `await` resumes and starts reading. Without
+        // a listener that error would crash the process; the reader still gets it (stream.errored).
+        g.on('error', () => {});
         res.on('error', (e) => g.destroy(isAbort(e) ? g.truncated(e) : networkError(label, e)));
         res.on('aborted', () => g.destroy(g.truncated()));
         g.on('close', () => {

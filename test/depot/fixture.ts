@@ -27,7 +27,7 @@ import { rootFingerprint } from '../../src/tuf/client.js';
 import { encodeRecordHeader, BATCH_CONTENT_TYPE } from '../../src/wire/chunk-batch.js';
 import { decodeStatusReport, type StatusReport } from '../../src/wire/status.js';
 import { decodeEnrollRequest, type EnrollRequest } from '../../src/wire/enroll.js';
-import { newDepotConfig, type DepotConfig } from '../../depot/config.js';
+import { newDepotConfig, type DepotConfig, type DepotConfigInput } from '../../depot/config.js';
 import { depotLayout } from '../../depot/layout.js';
 
 export const HOUR = 3_600_000;
@@ -311,7 +311,7 @@ export interface DepotFiles {
 }
 
 /** Write an enrolled depot directory (machine key and certificate from the test CA, depot.json). */
-export function writeDepotDir(up: Pick<Upstream, 'url' | 'ca' | 'fingerprint'>, opts: { name?: string; upstreamUrl?: string; config?: Partial<DepotConfig>; dir?: string } = {}): DepotFiles {
+export function writeDepotDir(up: Pick<Upstream, 'url' | 'ca' | 'fingerprint'>, opts: { name?: string; upstreamUrl?: string; config?: Partial<DepotConfigInput>; dir?: string } = {}): DepotFiles {
   const name = opts.name ?? 'depot-1';
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `depot-${name}-`));
   const layout = depotLayout(dir);

@@ -64,7 +64,7 @@ describe('kill -9 during a sync (separate process)', () => {
 
   beforeAll(async () => {
     [up, child] = await Promise.all([startUpstream(), bundleChild()]);
-    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2, retryDelayMs: 0, batchMaxChunks: 4096, manifestConcurrency: 2, attempts: 3, timeoutMs: 30_000, statusEveryMs: 0 } } });
+    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2 } } });
   });
   afterAll(async () => {
     await up?.close();

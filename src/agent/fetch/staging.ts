@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Manifest } from '../../content/manifest.js';
 import { DepotsyncError, fromSystemError } from '../../errors.js';
@@ -57,6 +57,28 @@ export async function checkOutputParent(out: string): Promise<void> {
   if (!info.isDirectory()) throw new DepotsyncError('bad-path', `output folder ${parent} is not a folder`);
 }
 
+export const STAGING_MARK = '.depotsync-staging-';
+
+/**
+ * Remove staging folders of earlier fetches to the same output that were killed before they could
+ * clean up (older than `olderThanMs`, so a fetch running now in another process is left alone).
+ */
+export async function removeStaleStaging(out: string, olderThanMs: number, nowMs: number): Promise<number> {
+  const target = resolve(out);
+  const prefix = `.${basename(target)}${STAGING_MARK}`;
+  let removed = 0;
+  const names = await readdir(dirname(target)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{12}$/.test(name.slice(prefix.length))) continue;
+    const path = join(dirname(target), name);
+    const info = await lstat(path).catch(() => undefined);
+    if (!info?.isDirectory() || nowMs - info.mtimeMs < olderThanMs) continue;
+    await rm(path, { recursive: true, force: true }).catch(() => undefined);
+    removed++;
+  }
+  return removed;
+}
+
 /** Checks once the manifest is known: nothing in the way at --out, and room on the disk. */
 export async function checkOutput(out: string, m: Manifest): Promise<void> {
   const path = resolve(out);
@@ -94,7 +116,7 @@ export class Staging {
 
   static async create(out: string, m: Manifest, openSink: OpenSink): Promise<Staging> {
     const target = resolve(out);
-    const dir = join(dirname(target), `.${basename(target)}.depotsync-staging-${randomBytes(6).toString('hex')}`);
+    const dir = join(dirname(target), `.${basename(target)}${STAGING_MARK}${randomBytes(6).toString('hex')}`);
     const kind = packageKind(m);
     try {
       await mkdir(dir, { mode: 0o700 });

@@ -1,7 +1,7 @@
 /**
  * Which version is "latest" when `agent fetch NAME` names no version.
  *
- * Versions are cut into runs of digits and runs of other characters (`128.0.1-beta2` →
+ * Versions are cut into runs of digits, of letters and of other characters (`128.0.1-beta2` →
  * 128 . 0 . 1 - beta 2). Runs are compared left to right: two digit runs by numeric value
  * (so 1.10 > 1.9, and leading zeros do not matter), otherwise by code unit order; a digit run sorts
  * above a non-digit run (1.0.1 > 1.0.beta). When one version is a prefix of the other, the longer one
@@ -9,9 +9,11 @@
  * publish pre-releases under another name, or fetch them with an explicit @VERSION).
  * Equal comparisons (1.01 vs 1.1) fall back to plain string order, so the result is total.
  */
+const RUN = /\d+|[A-Za-z]+|[^A-Za-z\d]+/g;
+
 export function compareVersions(a: string, b: string): number {
-  const x = a.match(/\d+|\D+/g) ?? [];
-  const y = b.match(/\d+|\D+/g) ?? [];
+  const x = a.match(RUN) ?? [];
+  const y = b.match(RUN) ?? [];
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
     const p = x[i] as string;
     const q = y[i] as string;

@@ -1,0 +1,240 @@
+/**
+ * `agent fetch` of one package from one depot to disk, against curl fetching the same bytes from nginx
+ * with client certificates into a file followed by `sync` (issue 5 goal: ≥ 0.8 × curl+sync).
+ *
+ * The depot is the shared read API (what `depot serve` mounts: mutual TLS, `POST /v1/chunks/batch`,
+ * chunks re-hashed before serving) in its own process over a ChunkStore holding the package; nginx
+ * serves the original file. The agent run includes everything `agent fetch` does: TUF refresh and
+ * verification, manifest, parallel batches, per-chunk BLAKE3 + hash-tree proof, staging writes, the
+ * chunk cache (or not), the whole-file re-read and re-hash, fsync and the atomic rename.
+ *
+ *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/agent-fetch.js
+ * Needs nginx and curl (scripts/bench-deps.sh).
+ */
+import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import https from 'node:https';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getRequestListener } from '@hono/node-server';
+import { Hono } from 'hono';
+import { fetchPackage } from '../src/agent/fetch/fetch.js';
+import { RemoteSource } from '../src/agent/fetch/remote.js';
+import { MemoryAgentState } from '../src/agent/state.js';
+import { buildManifest, encodeManifest, manifestId } from '../src/content/manifest.js';
+import { createLogger, silentLogger } from '../src/log.js';
+import { HttpClient } from '../src/net/client.js';
+import { tlsServerOptions } from '../src/net/tls.js';
+import { createCa, issueMachineCertificate, issueServerCertificate, loadCa } from '../src/pki/ca.js';
+import { createMachineKeyAndCsr } from '../src/pki/csr.js';
+import type { ServeEnv } from '../src/serve/env.js';
+import { errorHandler } from '../src/serve/http-errors.js';
+import { mutualTls } from '../src/serve/mtls.js';
+import { publicReadRoutes, readRoutes } from '../src/serve/read-api.js';
+import { ChunkStore } from '../src/store/chunk-store.js';
+import { ingestFile } from '../src/store/ingest.js';
+import { DirectoryTrustedStore, rootFingerprint } from '../src/tuf/client.js';
+import { generateKeyPair } from '../src/tuf/keys.js';
+import { TufRepository } from '../src/tuf/repository.js';
+
+const BYTES = Number(process.env.BENCH_BYTES ?? 64 * 1024 * 1024);
+const MiB = 1024 * 1024;
+const benchLog = process.env.BENCH_LOG ? createLogger({ level: process.env.BENCH_LOG }) : silentLogger();
+const CHUNKING = { minBytes: 16 * 1024, avgBytes: 64 * 1024, maxBytes: 256 * 1024 };
+
+/** The depot process: read API over mutual TLS, metadata and targets from files, chunks from the store. */
+async function depotMain(): Promise<void> {
+  const root = process.env.BENCH_ROOT as string;
+  const f = (n: string) => readFileSync(join(root, n), 'utf8');
+  const store = ChunkStore.open(join(root, 'store'));
+  const load = (dir: string) => new Map(readdirSync(join(root, dir)).map((n) => [n, readFileSync(join(root, dir, n))]));
+  const metadata = load('metadata');
+  const targets = load('targets');
+  const log = silentLogger();
+  const source = {
+    metadata: (n: string) => metadata.get(n),
+    target: (n: string) => targets.get(n),
+    revocations: () => undefined,
+    chunks: { has: (id: string) => store.has(id), get: (id: string, o?: { verify?: boolean }) => store.get(id, o) },
+  };
+  const app = new Hono<ServeEnv>();
+  app.onError(errorHandler(log));
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.route('/', publicReadRoutes(source));
+  app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
+  app.route('/', readRoutes(source, log, { verifyOnServe: true }));
+  const server = https.createServer(
+    { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: MiB } as https.ServerOptions,
+    getRequestListener(app.fetch),
+  );
+  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
+  process.on('disconnect', () => process.exit(0));
+}
+
+function randomFile(path: string, size: number): void {
+  const fd = openSync(path, 'w');
+  const block = Buffer.allocUnsafe(4 * MiB);
+  let x = 0x9e3779b9;
+  for (let done = 0; done < size; ) {
+    for (let i = 0; i < block.length; i += 4) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      block.writeUInt32LE(x >>> 0, i);
+    }
+    const n = Math.min(block.length, size - done);
+    writeSync(fd, block, 0, n);
+    done += n;
+  }
+  closeSync(fd);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function timed(cmd: string, args: string[]): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) throw new Error(`${cmd} exited ${r.status}`);
+  return performance.now() - t0;
+}
+
+async function waitForNginx(url: string, root: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync('curl', ['-sS', '-o', '/dev/null', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), url]);
+    if (r.status === 0) return;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error('nginx did not start');
+}
+
+async function main(): Promise<void> {
+  if (process.env.BENCH_ROLE === 'depot') return depotMain();
+  const root = mkdtempSync(join(tmpdir(), 'depotsync-bench-agent-'));
+  const procs: ChildProcess[] = [];
+  try {
+    // The package: one file, ingested into the depot's store, listed in a signed catalog.
+    const input = join(root, 'www', 'setup.bin');
+    mkdirSync(join(root, 'www'));
+    randomFile(input, BYTES);
+    const store = ChunkStore.open(join(root, 'store'));
+    const ing = await ingestFile(store, input, { chunker: CHUNKING });
+    await store.close();
+    const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+    const { repository, files } = TufRepository.create({
+      root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer] },
+      online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+      options: { binCount: 256 },
+    });
+    const manifest = buildManifest({ name: 'big', version: '1', chunking: CHUNKING, files: [{ path: 'setup.bin', mode: 0o755, size: ing.size, chunks: ing.chunks }] });
+    const mbytes = encodeManifest(manifest);
+    const sha = createHash('sha256').update(mbytes).digest('hex');
+    const all = [...files, ...repository.addTarget('big@1.json', { length: mbytes.length, sha256: sha, custom: { manifestId: manifestId(mbytes), name: 'big', version: '1' } })];
+    mkdirSync(join(root, 'metadata'));
+    mkdirSync(join(root, 'targets'));
+    for (const f of all) writeFileSync(join(root, 'metadata', f.name), f.bytes);
+    writeFileSync(join(root, 'targets', `${sha}.big@1.json`), mbytes);
+    const fingerprint = rootFingerprint(readFileSync(join(root, 'metadata', '1.root.json')));
+
+    // TLS material: one CA; the depot and nginx present server certificates; the agent a machine one.
+    const m = createCa({ commonName: 'bench CA' });
+    const ca = loadCa(m.keyPem, m.certPem);
+    const srv = issueServerCertificate(ca, { commonName: 'depot', ipAddresses: ['127.0.0.1'] });
+    const a = createMachineKeyAndCsr({ machineName: 'bench-agent', role: 'agent' });
+    const agentPem = issueMachineCertificate(ca, a.csrPem, { machineName: 'bench-agent', role: 'agent' });
+    for (const [n, v] of Object.entries({ 'ca.pem': m.certPem, 'depot.pem': srv.certPem, 'depot.key': srv.keyPem, 'agent.pem': agentPem, 'agent.key': a.keyPem })) writeFileSync(join(root, n), v);
+
+    const depot = fork(process.argv[1] as string, [], { env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root } });
+    procs.push(depot);
+    const port = await new Promise<number>((r) => depot.once('message', (msg) => r((msg as { port: number }).port)));
+    const url = `https://127.0.0.1:${port}`;
+    const connect = (s: { name: string; url: string; kind: 'depot' | 'master' }) =>
+      new RemoteSource(s, new HttpClient({ baseUrl: s.url, caPem: m.certPem, certPem: agentPem, keyPem: a.keyPem, maxSockets: 8, logger: benchLog }));
+
+    const rows: Array<{ tool: string; ms: number; rssMiB?: number }> = [];
+    if (process.env.BENCH_RAW) {
+      const ids = manifest.files[0]!.chunks.map((c) => c.id);
+      const r = connect({ name: 'depot', url, kind: 'depot' });
+      const t0 = performance.now();
+      let n = 0;
+      await Promise.all([0, 1, 2, 3].map(async (w) => {
+        for (let i = w * 128; i < ids.length; i += 512) {
+          const part = ids.slice(i, i + 128);
+          const res = await r.batch(part, 300 * part.length * 1024, new AbortController().signal);
+          for await (const p of res.body) n += (p as Buffer).length;
+        }
+      }));
+      console.log('raw batches', n, 'bytes', (performance.now() - t0).toFixed(0), 'ms');
+      r.close();
+      if (process.env.BENCH_RAW === 'only') return;
+    }
+    for (const [label, cacheMaxBytes] of [['depotsync agent fetch (chunk cache on)', 8 * 1024 * MiB], ['depotsync agent fetch (no chunk cache)', 0]] as const) {
+      const agentDir = join(root, 'agent');
+      rmSync(agentDir, { recursive: true, force: true });
+      mkdirSync(join(agentDir, 'out'), { recursive: true });
+      execFileSync('sync');
+      const t0 = performance.now();
+      const r = await fetchPackage({
+        name: 'big',
+        version: '1',
+        out: join(agentDir, 'out', 'setup.bin'),
+        sources: [{ name: 'depot', url, kind: 'depot' }],
+        connect,
+        cacheDir: join(agentDir, 'cache'),
+        store: new DirectoryTrustedStore(join(agentDir, 'tuf')),
+        fingerprint,
+        state: new MemoryAgentState(),
+        settings: { cacheMaxBytes },
+        logger: benchLog,
+      });
+      const ms = performance.now() - t0;
+      if (r.bytes !== BYTES) throw new Error(`fetched ${r.bytes} bytes, expected ${BYTES}`);
+      rows.push({ tool: label, ms, rssMiB: process.resourceUsage().maxRSS / 1024 });
+      rmSync(agentDir, { recursive: true, force: true });
+    }
+
+    // nginx (ssl_verify_client on) → curl into a file, then sync.
+    const nport = await freePort();
+    writeFileSync(
+      join(root, 'nginx.conf'),
+      `worker_processes 1; daemon off; pid ${root}/nginx.pid; error_log ${root}/nginx-error.log;
+events {}
+http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; proxy_temp_path ${root}/ngx-proxy; fastcgi_temp_path ${root}/ngx-fcgi; uwsgi_temp_path ${root}/ngx-uwsgi; scgi_temp_path ${root}/ngx-scgi;
+  server { listen 127.0.0.1:${nport} ssl; ssl_certificate ${root}/depot.pem; ssl_certificate_key ${root}/depot.key;
+    ssl_client_certificate ${root}/ca.pem; ssl_verify_client on; ssl_protocols TLSv1.2 TLSv1.3; root ${root}/www; } }
+`,
+    );
+    const nginx = spawn('nginx', ['-c', join(root, 'nginx.conf'), '-p', root], { stdio: 'ignore' });
+    procs.push(nginx);
+    await waitForNginx(`https://127.0.0.1:${nport}/setup.bin`, root);
+    const curlOut = join(root, 'curl.out');
+    rmSync(curlOut, { force: true });
+    execFileSync('sync');
+    const curlMs = timed('curl', ['-sS', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nport}/setup.bin`]) + timed('sync', []);
+    rmSync(curlOut);
+
+    const mibs = (ms: number) => (BYTES / MiB / (ms / 1000)).toFixed(0);
+    console.log(`package: ${(BYTES / MiB).toFixed(0)} MiB, ${manifest.tree.count} chunks (FastCDC 16/64/256 KiB), one depot on 127.0.0.1 (own process), TLS 1.3 mutual\n`);
+    console.log('| tool | seconds | MiB/s | vs curl+sync | agent peak RSS MiB |');
+    console.log('|---|---:|---:|---:|---:|');
+    for (const r of rows) console.log(`| ${r.tool} | ${(r.ms / 1000).toFixed(2)} | ${mibs(r.ms)} | ${(curlMs / r.ms).toFixed(2)}× | ${r.rssMiB?.toFixed(0) ?? '-'} |`);
+    console.log(`| nginx → curl (client cert) + sync | ${(curlMs / 1000).toFixed(2)} | ${mibs(curlMs)} | 1.00× | - |`);
+  } finally {
+    for (const p of procs) if (p.connected) p.disconnect(); else p.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

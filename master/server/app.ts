@@ -1,0 +1,78 @@
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { ServeEnv } from '../../src/serve/env.js';
+import { errorHandler } from '../../src/serve/http-errors.js';
+import { mutualTls } from '../../src/serve/mtls.js';
+import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
+import type { MasterContext } from '../context.js';
+import { currentGeneration } from '../db/catalog.js';
+import { adminRoutes } from './admin/routes.js';
+import { masterAuthorize, touchLastSeen } from './authorize.js';
+import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
+import { enrollRoutes } from './enroll.js';
+import { RateLimiter } from './rate-limit.js';
+import { masterReadSource } from './source.js';
+import { statusRoutes } from './status.js';
+
+export interface MasterAppDeps {
+  ctx: MasterContext;
+  /** Clock for certificate and record expiry (default: the database clock). */
+  now?: () => Date;
+  /** Milliseconds clock of the rate limiters and the last-seen throttle (default: derived from `now`). */
+  clockMs?: () => number;
+  /** Source address of a request (default: the TCP peer). Tests inject one. */
+  addressOf?: AddressOf;
+  readOptions?: Partial<ReadApiOptions>;
+  /** Record a machine's last-seen time at most this often. Default 30 s. */
+  touchIntervalMs?: number;
+}
+
+/**
+ * The master's HTTP app (hono factory: tests call `app.request()`; serve.ts serves it over HTTPS).
+ * Order matters, and is the security design of DESIGN.md §7:
+ *   1. public: `/healthz`, root metadata (bootstrap from the pinned fingerprint), enrollment (rate-limited
+ *      per source address);
+ *   2. operator API `/v1/admin/*`: bearer token with a role (operators have no machine certificate);
+ *   3. everything else: the mutual-TLS gate FIRST, checked against the machine table on every request,
+ *      then the read API and status reports.
+ */
+export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
+  const { ctx } = deps;
+  const log = ctx.log.child({ component: 'master.serve' });
+  const now = deps.now ?? ctx.db.now;
+  const clockMs = deps.clockMs ?? (() => now().getTime());
+  const addressOf = deps.addressOf ?? socketAddress;
+  const source = masterReadSource(ctx);
+  const enrollLimiter = new RateLimiter({ perMinute: ctx.config.enrollPerAddressPerMinute, clockMs });
+  const statusLimiter = new RateLimiter({ perMinute: ctx.config.statusReportsPerMachinePerMinute, clockMs });
+
+  const app = new Hono<ServeEnv>();
+  app.onError(errorHandler(log));
+  app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+
+  // 1. Public.
+  app.get('/healthz', (c) => c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }));
+  app.route('/', publicReadRoutes(source));
+  // '/v1/enroll/*' matches '/v1/enroll' itself too: one token per request.
+  app.use('/v1/enroll/*', rateLimited(enrollLimiter, addressOf, 'enrollment requests'));
+  app.route('/', enrollRoutes(ctx, addressOf));
+
+  // 2. Operators.
+  app.route('/v1/admin', adminRoutes(ctx, addressOf));
+
+  // 3. Machines: mutual TLS first, on every request (not once per connection).
+  const gate = mutualTls({ authorize: masterAuthorize(ctx.db, now), log, now });
+  app.use('*', except(isPublicOrAdmin, gate));
+  app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? 30_000, clockMs, log })));
+  app.route('/', readRoutes(source, log, deps.readOptions));
+  app.route('/', statusRoutes(ctx.db, statusLimiter));
+  return app;
+}
+
+/** Paths served without a machine certificate (their own routes answer, or 404). */
+function isPublicOrAdmin(path: string): boolean {
+  return path === '/healthz' || path === '/v1/enroll' || path.startsWith('/v1/enroll/') || path === '/v1/admin' || path.startsWith('/v1/admin/');
+}
+
+function except(skip: (path: string) => boolean, mw: MiddlewareHandler<ServeEnv>): MiddlewareHandler<ServeEnv> {
+  return async (c, next) => (skip(c.req.path) ? next() : mw(c, next));
+}

@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { fromSystemError } from '../../src/errors.js';
+import { tlsServerOptions } from '../../src/net/tls.js';
+import type { MasterContext } from '../context.js';
+import { DropboxWatcher, type DropOutcome } from '../dropbox/watcher.js';
+import { publish } from '../publish/publish.js';
+import { uploadsDir } from './admin/upload.js';
+import { createMasterApp, type MasterAppDeps } from './app.js';
+import { startRefresher } from './refresher.js';
+
+export interface MasterServerOptions {
+  host: string;
+  port: number;
+  /** Metadata refresh check interval. Default: a quarter of `timestampRefreshHours`, 1 min to 1 h. */
+  refreshIntervalMs?: number;
+  /** false: no drop folder watcher. */
+  dropbox?: false | { settleMs?: number; usePolling?: boolean; onOutcome?: (o: DropOutcome) => void };
+  /** false: no metadata refresher. */
+  refresher?: boolean;
+  app?: Omit<MasterAppDeps, 'ctx'>;
+  /**
+   * Longest time to receive one whole request. Node's default (5 min) would cut a large publish upload;
+   * headers must still arrive within `headersTimeout` (60 s), which is what stops slow-header attacks.
+   * Default 2 h.
+   */
+  requestTimeoutMs?: number;
+}
+
+export interface MasterServer {
+  url: string;
+  port: number;
+  server: https.Server;
+  /** Run a metadata refresh now (tests, `master serve` startup). */
+  refreshNow(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** Stream bodies with a 1 MiB buffer: the default 64 KiB halves throughput here (issue 3 item 5). */
+const HIGH_WATER_MARK_BYTES = 1024 * 1024;
+
+/**
+ * `depotsync master serve`: the master app over HTTPS (TLS 1.2+, AEAD only; a client certificate is
+ * requested but not required by the TLS layer, so the mutual-TLS middleware can answer 401/403 with the
+ * reason), the metadata refresher and the drop folder watcher.
+ */
+export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
+  const log = ctx.log.child({ component: 'master.server' });
+  const app = createMasterApp({ ctx, ...opts.app });
+  const serverOptions = {
+    ...tlsServerOptions({
+      keyPem: readFileSync(ctx.layout.serverKey, 'utf8'),
+      certPem: readFileSync(ctx.layout.serverCert, 'utf8'),
+      caPem: ctx.ca.certPem,
+    }),
+    highWaterMark: HIGH_WATER_MARK_BYTES,
+    requestTimeout: opts.requestTimeoutMs ?? 2 * 3_600_000,
+  } as https.ServerOptions;
+  // Leftovers of uploads interrupted by a crash.
+  await rm(uploadsDir(ctx.layout.dir), { recursive: true, force: true });
+
+  const server = await new Promise<https.Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, createServer: https.createServer, serverOptions, port: opts.port, hostname: opts.host }) as https.Server;
+    s.once('error', (e) => reject(fromSystemError(e, `master server on ${opts.host}:${opts.port}`)));
+    s.once('listening', () => resolve(s));
+  });
+  server.on('tlsClientError', (e: NodeJS.ErrnoException) => log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'));
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+
+  const refreshIntervalMs = opts.refreshIntervalMs ?? Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
+  const refresher = opts.refresher === false ? undefined : startRefresher(ctx, { intervalMs: refreshIntervalMs, ...(opts.app?.now ? { now: opts.app.now } : {}) });
+  void refresher?.runNow();
+
+  let dropbox: DropboxWatcher | undefined;
+  if (opts.dropbox !== false) {
+    const d = opts.dropbox ?? {};
+    dropbox = new DropboxWatcher({
+      dropbox: ctx.layout.dropbox,
+      rejected: ctx.layout.dropboxRejected,
+      settleMs: d.settleMs ?? ctx.config.dropboxSettleMs,
+      log: ctx.log,
+      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+      ...(d.usePolling ? { usePolling: true } : {}),
+      ...(d.onOutcome ? { onOutcome: d.onOutcome } : {}),
+    });
+    await dropbox.start();
+  }
+  log.info({ host: opts.host, port }, 'master serving');
+
+  return {
+    url: `https://${host}:${port}`,
+    port,
+    server,
+    refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
+    async close() {
+      await refresher?.stop();
+      await dropbox?.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

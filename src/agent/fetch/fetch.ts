@@ -1,0 +1,229 @@
+import { resolve } from 'node:path';
+import { manifestId, manifestTree } from '../../content/manifest.js';
+import { DepotsyncError, isDepotsyncError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../log.js';
+import { ChunkStore } from '../../store/chunk-store.js';
+import type { ChunkInput } from '../../store/chunk-id.js';
+import type { ClientLimits, TrustedStore } from '../../tuf/client.js';
+import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
+import type { AgentStateStore } from '../state.js';
+import { resolvePackage, type ResolvedPackage } from './catalog.js';
+import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunks.js';
+import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
+import { checkOutput, checkOutputParent, openFileSink, removeStaleStaging, Staging, type OpenSink } from './staging.js';
+
+/** A staging folder untouched this long belongs to a fetch that was killed. */
+const STALE_STAGING_MS = 60 * 60_000;
+
+export interface FetchPackageOptions {
+  name: string;
+  version?: string | undefined;
+  out: string;
+  /** In order of preference (sources.ts `rankSources`): depots, then the master. */
+  sources: readonly Source[];
+  /** Build the HTTP(S) client of a source (mutual TLS with the agent's certificate). */
+  connect: (source: Source) => RemoteSource;
+  /** The local chunk cache folder (resume); undefined = no cache. */
+  cacheDir?: string | undefined;
+  /** The trusted TUF metadata (rollback and freeze baseline), persisted in the agent directory. */
+  store: TrustedStore;
+  /** Needed only while the store holds no root yet. */
+  fingerprint?: string | undefined;
+  state: AgentStateStore;
+  now?: () => Date;
+  limits?: Partial<ClientLimits> | undefined;
+  settings?: Partial<FetchSettings> | undefined;
+  logger?: Logger;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Test seam: how staged files are written (a failing writer simulates a full disk). */
+  openSink?: OpenSink;
+}
+
+export interface FetchPackageResult {
+  /** The manifest id (BLAKE3 of its canonical bytes). */
+  id: string;
+  name: string;
+  version: string;
+  bytes: number;
+  /** The sources that delivered metadata or chunks, the metadata source first. */
+  source: string[];
+  generation: number;
+  path: string;
+  kind: 'file' | 'folder';
+  chunks: number;
+  chunksFromCache: number;
+}
+
+/**
+ * DESIGN.md §4.4, the verified fetch. Nothing unverified is ever at `out`: files are assembled in a
+ * staging folder beside it from chunks verified as they arrive, checked again as whole files, and
+ * moved into place in one rename. On any failure the staging folder is removed and `out` is untouched;
+ * verified chunks stay in the cache, so the next attempt downloads only what is missing.
+ */
+export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackageResult> {
+  const log = (o.logger ?? silentLogger()).child({ component: 'agent.fetch' });
+  const now = o.now ?? (() => new Date());
+  const settings = { ...DEFAULT_FETCH_SETTINGS, ...o.settings };
+  const label = `${o.name}${o.version ? `@${o.version}` : ''}`;
+  if (o.sources.length === 0) throw new DepotsyncError('bad-input', `fetch ${label}: no sources configured`, { hint: 'give depots with --depot, or the master URL' });
+  await checkOutputParent(o.out);
+  // Leftovers of a fetch killed mid-way (the output itself was never touched).
+  await removeStaleStaging(o.out, STALE_STAGING_MS, Date.now());
+
+  const remotes = o.sources.map((s) => o.connect(s));
+  const failedHere = new Set<string>();
+  const penalize = (r: RemoteSource, e: unknown) => {
+    failedHere.add(r.name);
+    o.state.penalize(r.source.url, now().getTime() + settings.penaltyMs, (e as Error)?.message ?? String(e));
+  };
+  let cache: ChunkStore | undefined;
+  let staging: Staging | undefined;
+  try {
+    // 1. Catalog and manifest from the first source that passes every check.
+    const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log);
+    const metaSource = remotes[index] as RemoteSource;
+    const m = pkg.manifest;
+    await checkOutput(o.out, m);
+
+    // 2. Chunks: the cache first (resume), then the sources not yet found wanting, in order.
+    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log });
+    staging = await Staging.create(o.out, m, o.openSink ?? openFileSink);
+    const stage = staging;
+    const tree = manifestTree(m);
+    const root = Buffer.from(m.tree.root, 'hex');
+    const needs = planChunks(m);
+    let done = 0;
+    const progress = (n: number) => {
+      done += n;
+      o.onProgress?.(done, m.totalBytes);
+    };
+    const writePlaces = async (need: ChunkNeed, data: Uint8Array) => {
+      for (const p of need.places) await stage.write(p.fileIndex, p.offset, data);
+      progress(need.length * need.places.length);
+    };
+    o.onProgress?.(0, m.totalBytes);
+    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, tree, root, 'the local cache'), writePlaces, log) : new Set<string>();
+    let cacheOk = cache !== undefined;
+    const bySource = await downloadChunks({
+      needs: needs.filter((n) => !fromCache.has(n.id)),
+      sources: remotes.slice(index),
+      concurrency: settings.concurrency,
+      batchMaxBytes: settings.batchMaxBytes,
+      batchMaxChunks: settings.batchMaxChunks,
+      requestTimeoutMs: settings.requestTimeoutMs,
+      verify: (need, data, source) => verifyChunk(need, data, tree, root, source),
+      deliver: async (group) => {
+        await Promise.all(group.map((g) => writePlaces(g.need, g.chunk.data)));
+        if (cache && cacheOk) {
+          // The cache only speeds up a retry: a cache that cannot take more does not fail the fetch.
+          await cache.putMany(group.map((g) => g.chunk as ChunkInput)).catch((e: unknown) => {
+            cacheOk = false;
+            log.warn({ err: (e as Error).message }, 'chunk cache write failed; continuing without it');
+          });
+        }
+      },
+      onSourceFailed: penalize,
+      log,
+    });
+
+    // 3. Whole files again, then one rename into place.
+    await stage.verify(m);
+    await stage.commit(o.out, m);
+    staging = undefined;
+
+    const used = [metaSource.name, ...[...bySource.keys()].filter((n) => n !== metaSource.name)];
+    // A source that served its part and never failed in this fetch is in good standing again.
+    for (const r of remotes) if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
+    if (cache) await trimCache(cache, settings.cacheMaxBytes, m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(), log);
+    log.info({ package: `${m.name}@${m.version}`, bytes: m.totalBytes, sources: used, fromCache: fromCache.size }, 'package fetched and verified');
+    return {
+      id: manifestId(pkg.manifestBytes),
+      name: m.name,
+      version: m.version,
+      bytes: m.totalBytes,
+      source: used,
+      generation: pkg.generation,
+      path: resolve(o.out),
+      kind: stage.kind,
+      chunks: needs.length,
+      chunksFromCache: fromCache.size,
+    };
+  } finally {
+    if (staging) await staging.discard();
+    await cache?.close();
+    for (const r of remotes) r.close();
+  }
+}
+
+/**
+ * Try the sources in order until one yields a fully verified manifest. A source that fails a check
+ * (forged or stale metadata, a rollback, a wrong file) or errors is penalised and the next is tried;
+ * a refused certificate (revoked, blocked) ends the fetch at once: no other source will differ.
+ */
+async function resolveFromSources(
+  o: FetchPackageOptions,
+  remotes: readonly RemoteSource[],
+  now: () => Date,
+  penalize: (r: RemoteSource, e: unknown) => void,
+  log: Logger,
+): Promise<{ pkg: ResolvedPackage; index: number }> {
+  const errors: Array<{ source: string; error: unknown }> = [];
+  for (const [index, remote] of remotes.entries()) {
+    try {
+      const want = o.version ? { name: o.name, version: o.version } : { name: o.name };
+      const pkg = await resolvePackage({ remote, store: o.store, fingerprint: o.fingerprint, now, limits: o.limits, state: o.state, want, log });
+      return { pkg, index };
+    } catch (e) {
+      if (fatalRefusal(e)) throw e;
+      if (isDepotsyncError(e, 'internal')) throw e;
+      errors.push({ source: remote.name, error: e });
+      // A package missing from a verified catalog is not the source's fault (it may lag behind).
+      if (!isDepotsyncError(e, 'not-found')) penalize(remote, e);
+      log.warn({ source: remote.name, err: (e as Error).message }, 'source failed; trying the next');
+    }
+  }
+  throw allFailed(`fetch ${o.name}${o.version ? `@${o.version}` : ''}`, errors);
+}
+
+/** One error for "every source failed", naming each source and its reason; the code is the first's. */
+function allFailed(what: string, errors: Array<{ source: string; error: unknown }>): DepotsyncError {
+  const first = errors[0]?.error;
+  const code = isDepotsyncError(first) ? first.code : 'network';
+  const reasons = errors.map((x) => `${x.source}: ${(x.error as Error)?.message ?? String(x.error)}`);
+  const hint = isDepotsyncError(first) && first.hint ? first.hint : 'check the depots and the master (depotsync agent depots)';
+  return new DepotsyncError(code, `${what}: no source passed verification (${reasons.join('; ')})`, { hint, cause: first });
+}
+
+/** Chunks already verified in an earlier attempt: re-hashed on read (distrust the disk), then staged. */
+async function readCached(
+  cache: ChunkStore,
+  needs: readonly ChunkNeed[],
+  verify: (need: ChunkNeed, data: Uint8Array) => ChunkInput,
+  write: (need: ChunkNeed, data: Uint8Array) => Promise<void>,
+  log: Logger,
+): Promise<Set<string>> {
+  const missing = new Set(cache.missing(needs.map((n) => n.id)));
+  const got = new Set<string>();
+  for (const need of needs) {
+    if (missing.has(need.id)) continue;
+    let data: Buffer;
+    try {
+      data = await cache.get(need.id, { verify: false });
+      verify(need, data);
+    } catch (e) {
+      log.warn({ chunk: need.id, err: (e as Error).message }, 'cached chunk unusable; downloading it again');
+      await cache.quarantine(need.id).catch(() => undefined);
+      continue;
+    }
+    await write(need, data);
+    got.add(need.id);
+  }
+  return got;
+}
+
+/** Keep the cache under its limit: when over, keep only the chunks of the package just fetched. */
+async function trimCache(cache: ChunkStore, maxBytes: number, keep: Set<string>, log: Logger): Promise<void> {
+  if (cache.stats().bytes <= maxBytes) return;
+  const r = await cache.gc((id) => keep.has(id), { graceMs: 0 });
+  log.info({ removed: r.removed, bytesFreed: r.bytesFreed }, 'chunk cache trimmed');
+}

@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/log.js';
+import { verifyRevocationList } from '../../../src/pki/revocations.js';
+import { openMaster, type MasterContext } from '../../../master/context.js';
+import { currentGeneration, getGeneration, latestMetadata } from '../../../master/db/catalog.js';
+import { initMaster } from '../../../master/init.js';
+import { loadRepository } from '../../../master/repository.js';
+import { readRevocationList } from '../../../master/revocations.js';
+import { refreshOnce } from '../../../master/server/refresher.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+describe('master metadata refresher', () => {
+  const tmp = tempDir();
+  let ctx: MasterContext;
+  const start = Date.now();
+
+  beforeAll(async () => {
+    await initMaster(join(tmp.dir, 'M'), { log: silentLogger() });
+    ctx = await openMaster(join(tmp.dir, 'M'), silentLogger());
+  });
+  afterAll(async () => {
+    await ctx?.close();
+    tmp.cleanup();
+  });
+
+  const timestamp = () => JSON.parse(latestMetadata(ctx.db, 'timestamp')!.bytes.toString()).signed;
+
+  it('does nothing while everything is fresh', async () => {
+    const before = timestamp().version;
+    const out = await refreshOnce(ctx, () => new Date(start + HOUR));
+    expect(out.metadata).toEqual([]);
+    expect(out.revocationListVersion).toBeUndefined();
+    expect(timestamp().version).toBe(before);
+  });
+
+  it('re-signs only the timestamp well before it expires, keeping the generation', async () => {
+    const gen = currentGeneration(ctx.db);
+    const before = timestamp();
+    const now = new Date(start + 13 * HOUR);
+    const out = await refreshOnce(ctx, () => now);
+    expect(out.metadata).toEqual(['timestamp.json']);
+    expect(out.generation).toBeUndefined();
+    const after = timestamp();
+    expect(after.version).toBe(before.version + 1);
+    expect(Date.parse(after.expires)).toBeGreaterThan(now.getTime() + 23 * HOUR);
+    expect(currentGeneration(ctx.db)).toBe(gen);
+    expect(getGeneration(ctx.db, gen)?.timestampVersion).toBe(after.version);
+    // The stored metadata still loads and verifies as a whole.
+    expect(loadRepository(ctx, () => now).generation).toBe(gen);
+  });
+
+  it('re-signs the snapshot as a new generation, and the revocation list, when they near expiry', async () => {
+    const gen = currentGeneration(ctx.db);
+    const now = new Date(start + 28 * DAY);
+    const out = await refreshOnce(ctx, () => now);
+    expect(out.generation).toBe(gen + 1);
+    expect(out.metadata).toEqual(expect.arrayContaining([`${gen + 1}.snapshot.json`, 'timestamp.json']));
+    expect(latestMetadata(ctx.db, 'snapshot')!.version).toBe(gen + 1);
+    expect(timestamp().meta['snapshot.json'].version).toBe(gen + 1);
+    expect(out.revocationListVersion).toBe(2);
+    expect(verifyRevocationList(readRevocationList(ctx.layout)!, ctx.ca.certPem, { now: new Date() }).version).toBe(2);
+    expect(loadRepository(ctx, () => now).generation).toBe(gen + 1);
+  });
+});
