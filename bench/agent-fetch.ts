@@ -73,6 +73,20 @@ async function depotMain(): Promise<void> {
   process.on('disconnect', () => process.exit(0));
 }
 
+/** BENCH_PROFILE=/tmp/x: a CPU profile of each agent fetch (not of the setup). */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 function randomFile(path: string, size: number): void {
   const fd = openSync(path, 'w');
   const block = Buffer.allocUnsafe(4 * MiB);
@@ -177,11 +191,13 @@ async function main(): Promise<void> {
       r.close();
       if (process.env.BENCH_RAW === 'only') return;
     }
-    for (const [label, cacheMaxBytes] of [['depotsync agent fetch (chunk cache on)', 8 * 1024 * MiB], ['depotsync agent fetch (no chunk cache)', 0]] as const) {
+    const variants = [['depotsync agent fetch (chunk cache on)', 8 * 1024 * MiB], ['depotsync agent fetch (no chunk cache)', 0]] as const;
+    for (const [label, cacheMaxBytes] of variants.filter((v) => !process.env.BENCH_ONLY || v[0].includes(process.env.BENCH_ONLY))) {
       const agentDir = join(root, 'agent');
       rmSync(agentDir, { recursive: true, force: true });
       mkdirSync(join(agentDir, 'out'), { recursive: true });
       execFileSync('sync');
+      const prof = process.env.BENCH_PROFILE ? await startProfile() : undefined;
       const t0 = performance.now();
       const r = await fetchPackage({
         name: 'big',
@@ -197,11 +213,16 @@ async function main(): Promise<void> {
         logger: benchLog,
       });
       const ms = performance.now() - t0;
+      if (prof) await prof(`${process.env.BENCH_PROFILE}-${cacheMaxBytes}.cpuprofile`);
       if (r.bytes !== BYTES) throw new Error(`fetched ${r.bytes} bytes, expected ${BYTES}`);
       rows.push({ tool: label, ms, rssMiB: process.resourceUsage().maxRSS / 1024 });
       rmSync(agentDir, { recursive: true, force: true });
     }
 
+    if (process.env.BENCH_ONLY) {
+      for (const r of rows) console.log(r.tool, (r.ms / 1000).toFixed(2), 's');
+      return;
+    }
     // nginx (ssl_verify_client on) → curl into a file, then sync.
     const nport = await freePort();
     writeFileSync(

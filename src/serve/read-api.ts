@@ -41,6 +41,8 @@ const METADATA_NAME = /^(?:\d{1,10}\.(?:root|snapshot|targets|bin-[0-9a-f]{1,4})
 const ROOT_NAME = /^\d{1,10}\.root\.json$/;
 const TARGET_NAME = /^[0-9a-f]{64}\.[A-Za-z0-9._+@-]{1,300}$/;
 const CHUNK_ID = /^[0-9a-f]{64}$/;
+/** Chunks read ahead of the one being written in a batch response. */
+const READ_AHEAD = 16;
 
 /** Public part of the read API: root versions, so a client can bootstrap from its pinned fingerprint. */
 export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
@@ -117,16 +119,26 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const ids = parseBatchRequest(body, opts.batchMaxIds);
     const outgoing = c.env?.outgoing;
     if (outgoing) {
-      // Hot path: write records straight to the socket with backpressure (bounded memory).
+      // Hot path: records go straight to the socket with backpressure (bounded memory: at most
+      // READ_AHEAD chunks in flight), reading ahead so the disk and the TLS writer overlap.
       outgoing.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE });
+      const load = (id: string) =>
+        source.chunks.has(id) ? readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : Promise.resolve(undefined);
+      const inflight: Array<Promise<Buffer | undefined>> = [];
+      let next = 0;
+      const fill = () => {
+        while (inflight.length < READ_AHEAD && next < ids.length) inflight.push(load(ids[next++] as string));
+      };
       try {
+        fill();
         for (const id of ids) {
-          const data = source.chunks.has(id) ? await readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : undefined;
-          const ok = outgoing.write(encodeRecordHeader(id, data?.length));
-          const ok2 = data ? outgoing.write(data) : true;
-          if (data) opts.onServed?.('chunk', data.length);
-          if (!ok || !ok2) await new Promise<void>((resolve) => outgoing.once('drain', resolve));
+          const data = await inflight.shift();
+          fill();
           if (outgoing.destroyed) break;
+          const header = encodeRecordHeader(id, data?.length);
+          const ok = outgoing.write(data ? Buffer.concat([header, data], header.length + data.length) : header);
+          if (data) opts.onServed?.('chunk', data.length);
+          if (!ok) await new Promise<void>((resolve) => outgoing.once('drain', resolve));
         }
       } finally {
         outgoing.end();

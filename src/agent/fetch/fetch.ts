@@ -3,10 +3,10 @@ import { manifestId, manifestTree } from '../../content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { ChunkStore } from '../../store/chunk-store.js';
-import type { ChunkInput } from '../../store/chunk-id.js';
 import type { ClientLimits, TrustedStore } from '../../tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
 import type { AgentStateStore } from '../state.js';
+import { CacheWriter, readCached, trimCache } from './cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunks.js';
 import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
@@ -78,6 +78,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   };
   let cache: ChunkStore | undefined;
   let staging: Staging | undefined;
+  let cacheWriter: CacheWriter | undefined;
   try {
     // 1. Catalog and manifest from the first source that passes every check.
     const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log);
@@ -103,7 +104,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     };
     o.onProgress?.(0, m.totalBytes);
     const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, tree, root, 'the local cache'), writePlaces, log) : new Set<string>();
-    let cacheOk = cache !== undefined;
+    if (cache) cacheWriter = new CacheWriter(cache, log);
+    const toCache = cacheWriter;
     const bySource = await downloadChunks({
       needs: needs.filter((n) => !fromCache.has(n.id)),
       sources: remotes.slice(index),
@@ -114,18 +116,13 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       verify: (need, data, source) => verifyChunk(need, data, tree, root, source),
       deliver: async (group) => {
         await Promise.all(group.map((g) => writePlaces(g.need, g.chunk.data)));
-        if (cache && cacheOk) {
-          // The cache only speeds up a retry: a cache that cannot take more does not fail the fetch.
-          await cache.putMany(group.map((g) => g.chunk as ChunkInput)).catch((e: unknown) => {
-            cacheOk = false;
-            log.warn({ err: (e as Error).message }, 'chunk cache write failed; continuing without it');
-          });
-        }
+        await toCache?.add(group.map((g) => g.chunk));
       },
       onSourceFailed: penalize,
       log,
     });
 
+    await cacheWriter?.drain();
     // 3. Whole files again, then one rename into place.
     await stage.verify(m);
     await stage.commit(o.out, m);
@@ -149,6 +146,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       chunksFromCache: fromCache.size,
     };
   } finally {
+    // Whatever was verified reaches the cache before it closes, also when the fetch failed (resume).
+    await cacheWriter?.drain();
     if (staging) await staging.discard();
     await cache?.close();
     for (const r of remotes) r.close();
@@ -192,38 +191,4 @@ function allFailed(what: string, errors: Array<{ source: string; error: unknown 
   const reasons = errors.map((x) => `${x.source}: ${(x.error as Error)?.message ?? String(x.error)}`);
   const hint = isDepotsyncError(first) && first.hint ? first.hint : 'check the depots and the master (depotsync agent depots)';
   return new DepotsyncError(code, `${what}: no source passed verification (${reasons.join('; ')})`, { hint, cause: first });
-}
-
-/** Chunks already verified in an earlier attempt: re-hashed on read (distrust the disk), then staged. */
-async function readCached(
-  cache: ChunkStore,
-  needs: readonly ChunkNeed[],
-  verify: (need: ChunkNeed, data: Uint8Array) => ChunkInput,
-  write: (need: ChunkNeed, data: Uint8Array) => Promise<void>,
-  log: Logger,
-): Promise<Set<string>> {
-  const missing = new Set(cache.missing(needs.map((n) => n.id)));
-  const got = new Set<string>();
-  for (const need of needs) {
-    if (missing.has(need.id)) continue;
-    let data: Buffer;
-    try {
-      data = await cache.get(need.id, { verify: false });
-      verify(need, data);
-    } catch (e) {
-      log.warn({ chunk: need.id, err: (e as Error).message }, 'cached chunk unusable; downloading it again');
-      await cache.quarantine(need.id).catch(() => undefined);
-      continue;
-    }
-    await write(need, data);
-    got.add(need.id);
-  }
-  return got;
-}
-
-/** Keep the cache under its limit: when over, keep only the chunks of the package just fetched. */
-async function trimCache(cache: ChunkStore, maxBytes: number, keep: Set<string>, log: Logger): Promise<void> {
-  if (cache.stats().bytes <= maxBytes) return;
-  const r = await cache.gc((id) => keep.has(id), { graceMs: 0 });
-  log.info({ removed: r.removed, bytesFreed: r.bytesFreed }, 'chunk cache trimmed');
 }
