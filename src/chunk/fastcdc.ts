@@ -15,8 +15,8 @@ export { DEFAULT_CHUNKER_OPTIONS, CHUNKER_LIMITS, resolveChunkerOptions, type Ch
  *
  * `push` is resumable: the fingerprint and position are kept between calls, so every byte is hashed
  * once and the chunks do not depend on how the input was split into reads. Every returned chunk is a
- * fresh copy owned by the caller (the pushed buffer may be reused as soon as `push` returns); each
- * byte is copied once, or twice when its chunk straddles two pushes.
+ * fresh copy owned by the caller (the pushed buffer may be reused as soon as `push` returns), except
+ * with `ownsInput` (chunkFile), where a chunk inside one read is a view of that read's buffer.
  */
 export class Chunker {
   readonly options: Readonly<ChunkerOptions>;
@@ -25,8 +25,15 @@ export class Chunker {
   private chunkLen = 0;
   private fp = 0;
   private pending: Uint8Array | undefined;
+  private readonly ownsInput: boolean;
 
-  constructor(opts: Partial<ChunkerOptions> = {}) {
+  /**
+   * `ownsInput`: the caller promises never to reuse a pushed buffer (a file stream allocates a new one
+   * per read), so a chunk that lies inside one pushed buffer is returned as a view of it instead of a
+   * copy. Only chunks that straddle two pushes are copied. Saves a copy of every byte on ingest.
+   */
+  constructor(opts: Partial<ChunkerOptions> = {}, io: { ownsInput?: boolean } = {}) {
+    this.ownsInput = io.ownsInput === true;
     this.p = resolveChunkerOptions(opts);
     this.options = Object.freeze({ minBytes: this.p.minBytes, avgBytes: this.p.avgBytes, maxBytes: this.p.maxBytes });
   }
@@ -80,7 +87,7 @@ export class Chunker {
   /** End of input: returns the last, possibly short, chunk (none for empty input) and resets. */
   finish(): Uint8Array[] {
     if (this.chunkLen === 0) return [];
-    const last = this.pending!.slice(0, this.chunkLen);
+    const last = Uint8Array.prototype.slice.call(this.pending!, 0, this.chunkLen);
     this.chunkLen = 0;
     this.fp = 0;
     return [last];
@@ -96,8 +103,10 @@ export class Chunker {
     const held = this.chunkLen;
     this.chunkLen = 0;
     this.fp = 0;
+    if (held === 0 && this.ownsInput) return data.subarray(from, to);
     // Not data.slice(): on a Buffer (what file streams yield) slice() is a view, not a copy.
-    const chunk = new Uint8Array(held + to - from);
+    // allocUnsafe: every byte is overwritten below, so zero-filling would be wasted work.
+    const chunk = Buffer.allocUnsafe(held + to - from);
     if (held > 0) chunk.set(this.pending!.subarray(0, held), 0);
     chunk.set(data.subarray(from, to), held);
     return chunk;
@@ -139,7 +148,8 @@ export const CHUNK_FILE_READ_BYTES = 1024 * 1024;
 
 /** Chunks of a file, read sequentially in 1 MiB reads. Errors name the file. */
 export function chunkFile(path: string, opts: Partial<ChunkerOptions> = {}): AsyncGenerator<ChunkRecord> {
-  return chunkFileWith(new Chunker(opts), path); // options are checked before the file is opened
+  // The read stream allocates a fresh buffer per read and never reuses it: chunks may be views.
+  return chunkFileWith(new Chunker(opts, { ownsInput: true }), path); // options are checked before the file is opened
 }
 
 async function* chunkFileWith(chunker: Chunker, path: string): AsyncGenerator<ChunkRecord> {

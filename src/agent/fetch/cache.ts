@@ -1,13 +1,13 @@
+/*
+ * The agent's chunk cache (a ChunkStore under A/cache): verified chunks of fetches, so an interrupted
+ * fetch downloads only what is missing. It only ever speeds things up: a cache that fails is dropped,
+ * never the fetch.
+ */
 import type { Logger } from '../../log.js';
 import type { ChunkInput } from '../../store/chunk-id.js';
 import type { ChunkStore } from '../../store/chunk-store.js';
 import type { ChunkNeed } from './chunks.js';
 
-/**
- * The agent's chunk cache (a ChunkStore under A/cache): verified chunks of fetches, so an interrupted
- * fetch downloads only what is missing. It only ever speeds things up: a cache that fails is dropped,
- * never the fetch.
- */
 /** Chunks already verified in an earlier attempt: re-hashed on read (distrust the disk), then staged. */
 export async function readCached(
   cache: ChunkStore,
