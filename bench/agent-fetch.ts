@@ -9,11 +9,13 @@
  * chunk cache (or not), the whole-file re-read and re-hash, fsync and the atomic rename.
  *
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/agent-fetch.js
- * Needs nginx and curl (scripts/bench-deps.sh).
+ * Needs nginx and curl (scripts/bench-deps.sh). Knobs: BENCH_ONLY=<part of a row name> (agent rows
+ * only, no nginx), BENCH_PROFILE=/tmp/prefix (CPU profile of each agent fetch), BENCH_LOG=debug,
+ * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving).
  */
 import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, statSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import https from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,7 +66,7 @@ async function depotMain(): Promise<void> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.route('/', publicReadRoutes(source));
   app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
-  app.route('/', readRoutes(source, log, { verifyOnServe: true }));
+  app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0' }));
   const server = https.createServer(
     { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: MiB } as https.ServerOptions,
     getRequestListener(app.fetch),
@@ -236,13 +238,16 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     ssl_client_certificate ${root}/ca.pem; ssl_verify_client on; ssl_protocols TLSv1.2 TLSv1.3; root ${root}/www; } }
 `,
     );
+    // nginx workers run as an unprivileged user: let them into the (mkdtemp, 0700) folder.
+    chmodSync(root, 0o755);
     const nginx = spawn('nginx', ['-c', join(root, 'nginx.conf'), '-p', root], { stdio: 'ignore' });
     procs.push(nginx);
     await waitForNginx(`https://127.0.0.1:${nport}/setup.bin`, root);
     const curlOut = join(root, 'curl.out');
     rmSync(curlOut, { force: true });
     execFileSync('sync');
-    const curlMs = timed('curl', ['-sS', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nport}/setup.bin`]) + timed('sync', []);
+    const curlMs = timed('curl', ['-sS', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nport}/setup.bin`]) + timed('sync', []);
+    if (statSync(curlOut).size !== BYTES) throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
     rmSync(curlOut);
 
     const mibs = (ms: number) => (BYTES / MiB / (ms / 1000)).toFixed(0);

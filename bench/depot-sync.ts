@@ -12,7 +12,7 @@
  * Needs nginx, curl and rsync (apt-get install -y nginx rsync curl).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync, writeSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, closeSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +135,8 @@ function depotDir(root: string, ca: Ca, master: BenchMaster, name: string): stri
 async function main(): Promise<void> {
   if (process.argv[2] === 'depot-child') return depotChild();
   const root = mkdtempSync(join(tmpdir(), 'depotsync-bench-depot-'));
+  // nginx workers run as www-data: a 0700 mkdtemp folder would make every request a 403.
+  chmodSync(root, 0o755);
   const procs: ChildProcess[] = [];
   let master: BenchMaster | undefined;
   let store: ChunkStore | undefined;
@@ -173,9 +175,11 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     procs.push(nginx);
     await waitFor(`https://127.0.0.1:${nginxPort}/`);
     const curlOut = join(root, 'curl.out');
-    const c = run('curl', ['-sS', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nginxPort}/v1.bin`]);
+    const c = run('curl', ['-sS', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nginxPort}/v1.bin`]);
     const s = run('sync', []);
     const curlMs = c.ms + s.ms;
+    // A refused request would time an error page: the peer must have moved the whole package.
+    if (statSync(curlOut).size !== BYTES) throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
     rmSync(curlOut);
 
     // 2. Deltas vs rsync --no-whole-file from a local daemon.

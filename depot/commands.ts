@@ -24,7 +24,7 @@ function strings(v: unknown): string[] {
 export const depotCommands: Command[] = [
   {
     path: ['depot', 'init'],
-    usage: 'depot init --dir D --master URL --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS]',
+    usage: 'depot init --dir D --master URL --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS] | depot init --dir D --offline --fingerprint FP --root 1.root.json [--name NAME] [--listen HOST:PORT] [--host NAME]...',
     summary: "create the depot's key, verify the master's root against the pinned fingerprint, and enroll (with a token, or pending approval)",
     options: {
       dir: { type: 'string' },
@@ -38,9 +38,12 @@ export const depotCommands: Command[] = [
       ca: { type: 'string' },
       'ca-fingerprint': { type: 'string' },
       wait: { type: 'string' },
+      offline: { type: 'boolean' },
+      root: { type: 'string' },
     },
     async run(ctx) {
       const cmd = 'depot init';
+      if (ctx.values.offline) return (await import('./offline/commands.js')).initOfflineCommand(ctx, strings(ctx.values.host));
       const waitText = optionalString(ctx.values, 'wait');
       const waitS = waitText === undefined ? 0 : Number(waitText);
       if (!Number.isInteger(waitS) || waitS < 0) throw new DepotsyncError('usage', `${cmd}: --wait must be a number of seconds, got ${JSON.stringify(waitText)}`);
@@ -102,6 +105,14 @@ export const depotCommands: Command[] = [
         human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes fetched in ${r.durationMs} ms`,
       };
     },
+  },
+  {
+    path: ['depot', 'import'],
+    usage: 'depot import --dir D FILE [--json]',
+    summary: 'import an offline bundle (same verification as a sync) or an offline enrollment reply; --json: {generation,chunksImported,bytesImported}',
+    options: { dir: { type: 'string' } },
+    positionals: [1, 1],
+    run: async (ctx) => (await import('./offline/commands.js')).importCommand(ctx),
   },
   {
     path: ['depot', 'status'],

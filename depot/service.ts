@@ -10,6 +10,8 @@ import type { SyncResult } from './sync/engine.js';
 import { collectGarbage } from './sync/gc.js';
 import { planOf, Scheduler, type Timers } from './sync/scheduler.js';
 import { scrub, type ScrubResult } from './sync/scrub.js';
+import { checkOfflineReady, startOfflineHooks, type OfflineHooks } from './offline/service-hooks.js';
+import type { InboxOptions } from './offline/inbox.js';
 
 export interface DepotService {
   depot: Depot;
@@ -29,6 +31,8 @@ export interface StartServiceOptions {
   signal?: AbortSignal;
   timers?: Timers;
   open?: Partial<OpenDepotOptions>;
+  /** Inbox settings (offline bundles; tests shorten the settle period). */
+  inbox?: Partial<InboxOptions>;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -59,6 +63,7 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     await sleep(o.enrollPollMs ?? 10_000, o.signal);
   }
   const config = loadDepotConfig(layout.config);
+  checkOfflineReady(layout, config);
   const depot = openDepot(dir, { logger: log, ...o.open });
   const listen = o.listen ?? config.listen;
   const cut = listen.lastIndexOf(':');
@@ -70,12 +75,20 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     await depot.close();
     throw e;
   }
+  let offline: OfflineHooks;
+  try {
+    offline = await startOfflineHooks(depot, { logger: log, ...(o.inbox ? { inbox: o.inbox } : {}) });
+  } catch (e) {
+    await server.close();
+    await depot.close();
+    throw e;
+  }
   const syncScheduler = new Scheduler<SyncResult>({
     name: 'sync',
     logger: depot.log,
     plan: planOf(config.schedule),
     ...(o.timers ? { timers: o.timers } : {}),
-    task: async () => {
+    task: offline.syncTask ?? (async () => {
       const r = await depot.engine.sync();
       if (r.switched) {
         await depot.engine.exclusive('gc', () => collectGarbage(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
@@ -83,7 +96,7 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
         });
       }
       return r;
-    },
+    }),
   });
   const stopping = new AbortController();
   const scrubScheduler = new Scheduler<ScrubResult>({
@@ -104,6 +117,7 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     scrub: scrubScheduler,
     async stop() {
       stopping.abort();
+      await offline.stop();
       await syncScheduler.stop();
       await scrubScheduler.stop();
       await server.close();

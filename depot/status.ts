@@ -6,6 +6,7 @@ import { loadDepotConfig } from './config.js';
 import { DepotDb } from './db/depot-db.js';
 import { depotLayout } from './layout.js';
 import { KV } from './sync/status-report.js';
+import { currentWindow } from './offline/window.js';
 
 /** What `depotsync status --dir D` shows for a depot (its own state, read-only). */
 export interface DepotStatus {
@@ -26,6 +27,8 @@ export interface DepotStatus {
   scrub: { ok: number; failed: number; at: string | null };
   revocationListVersion: number | null;
   store: { chunks: number; bytes: number; packBytes: number };
+  /** The validity window of a generation an offline bundle brought (issue 7), while it is served. */
+  offlineWindow?: { validUntil: string; issuedAt: string; open: boolean };
   runs: Array<{ startedAt: string; outcome: string; generation: number | null; chunksFetched: number; bytesFetched: number; error: string | null }>;
 }
 
@@ -55,6 +58,8 @@ export async function depotStatus(dir: string): Promise<DepotStatus> {
       store: { chunks: 0, bytes: 0, packBytes: 0 },
       runs: db.recentRuns(10).map((r) => ({ startedAt: r.startedAt, outcome: r.outcome, generation: r.generation, chunksFetched: r.chunksFetched, bytesFetched: r.bytesFetched, error: r.error })),
     };
+    const w = currentWindow(db);
+    if (w) status.offlineWindow = { validUntil: w.validUntil, issuedAt: w.issuedAt, open: Date.now() < Date.parse(w.validUntil) };
     if (existsSync(layout.cert)) {
       const info = certificateInfo(readFileSync(layout.cert, 'utf8'));
       status.certificate = { serial: info.serial, notAfter: info.notAfter.toISOString(), daysLeft: daysLeft(info) };
@@ -82,6 +87,7 @@ export function depotStatusLines(s: DepotStatus): string {
     `  last success ${s.lastSuccess ?? 'never'}${s.lastError ? `; last error: ${s.lastError}` : ''}`,
     `  store ${s.store.chunks} chunks, ${s.store.bytes} bytes; scrub ${s.scrub.ok} ok, ${s.scrub.failed} failed${s.scrub.at ? ` at ${s.scrub.at}` : ''}`,
   ];
+  if (s.offlineWindow) lines.push(`  offline bundle valid until ${s.offlineWindow.validUntil}${s.offlineWindow.open ? '' : ' (CLOSED: import a fresh bundle)'}`);
   if (s.certificate) lines.push(`  certificate ${s.certificate.serial} valid until ${s.certificate.notAfter} (${s.certificate.daysLeft} days)`);
   return lines.join('\n');
 }

@@ -25,14 +25,12 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
   }[verb];
   return {
     path: ['master', verb],
-    usage: `master ${verb} --dir M MACHINE`,
+    usage: verb === 'approve' ? 'master approve --dir M MACHINE | master approve --dir M --request FILE --out FILE' : `master ${verb} --dir M MACHINE`,
     summary,
     options: { ...dirOption, request: { type: 'string' }, out: { type: 'string' } },
     positionals: [0, 1],
     async run(c) {
-      if (verb === 'approve' && (c.values.request || c.values.out)) {
-        throw new DepotsyncError('usage', 'master approve --request FILE --out FILE: offline enrollment by file is not built yet (issue 7)');
-      }
+      if (verb === 'approve' && (c.values.request || c.values.out)) return (await import('./offline/commands.js')).approveByFile(c);
       const name = c.positionals[0];
       if (!name) throw new DepotsyncError('usage', `master ${verb}: give the MACHINE name`);
       return withMaster(c, async (ctx) => {
@@ -61,6 +59,21 @@ export function parseListen(text: string, what: string): { host: string; port: n
 }
 
 export const masterCommands: Command[] = [
+  {
+    path: ['master', 'export'],
+    usage: 'master export --dir M --depot MACHINE --out FILE [--from GEN] [--valid 30d] [--json]',
+    summary: 'write a signed offline bundle taking depot MACHINE from generation GEN (default: its last report) to the current one',
+    options: { ...dirOption, depot: { type: 'string' }, out: { type: 'string' }, from: { type: 'string' }, valid: { type: 'string' } },
+    run: async (c) => (await import('./offline/commands.js')).exportCommand(c),
+  },
+  {
+    path: ['master', 'import-status'],
+    usage: 'master import-status --dir M FILE [--json]',
+    summary: "record an air-gapped depot's signed status file (from its D/outbox/)",
+    options: dirOption,
+    positionals: [1, 1],
+    run: async (c) => (await import('./offline/commands.js')).importStatusCommand(c),
+  },
   {
     path: ['master', 'serve'],
     usage: 'master serve --dir M --listen HOST:PORT',

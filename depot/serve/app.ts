@@ -1,10 +1,18 @@
+import { dirname, join } from 'node:path';
 import { Hono } from 'hono';
 import type { Logger } from '../../src/log.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls, type AuthorizeMachine } from '../../src/serve/mtls.js';
 import { publicReadRoutes, readRoutes, type ChunkReader, type ReadApiOptions } from '../../src/serve/read-api.js';
 import type { ServeEnv } from '../../src/serve/env.js';
+import { depotCounters } from '../../src/metrics/depot.js';
+import { depotGauges } from '../../src/metrics/depot-gauges.js';
+import { countRequests, httpMetrics } from '../../src/metrics/http.js';
+import { metricsHandler, newRegistry, tokenEquals } from '../../src/metrics/registry.js';
+import { loadOrCreateMetricsToken, METRICS_TOKEN_FILE } from '../../src/metrics/token-file.js';
 import type { DepotDb } from '../db/depot-db.js';
+import { depotLayout } from '../layout.js';
+import { KV } from '../sync/status-report.js';
 import type { RevocationGate } from './revocation-gate.js';
 import { depotReadSource } from './source.js';
 
@@ -17,6 +25,11 @@ export interface DepotAppDeps {
   name?: string;
   now?: () => Date;
   readOptions?: Partial<ReadApiOptions>;
+  /**
+   * Bearer token of `GET /metrics`. Default: the file `D/metrics.token` beside the database, made on
+   * first start (src/metrics/token-file.ts). `false`: no /metrics route.
+   */
+  metricsToken?: string | false;
 }
 
 /**
@@ -44,6 +57,31 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 
+  // Metrics (issue 8 item 4): every request counted, /metrics behind its own bearer token.
+  const counters = depotCounters();
+  const registry = newRegistry();
+  const http = httpMetrics(registry);
+  const dir = dirname(deps.db.path);
+  depotGauges(registry, {
+    servedGeneration: () => deps.db.served()?.generation ?? null,
+    targetGeneration: () => Number(deps.db.getKv(KV.targetGeneration) ?? '') || null,
+    bytesRemaining: () => Number(deps.db.getKv(KV.bytesRemaining) ?? '') || 0,
+    scrubFailed: () => Number(deps.db.getKv(KV.scrubFailed) ?? '') || 0,
+    certPath: depotLayout(dir).cert,
+  });
+  app.use('*', countRequests(http));
+  const metricsToken = deps.metricsToken ?? (deps.db.path === ':memory:' ? false : loadOrCreateMetricsToken(join(dir, METRICS_TOKEN_FILE)));
+  if (metricsToken !== false) app.get('/metrics', metricsHandler(() => [registry, counters.registry], (t) => tokenEquals(t, metricsToken)));
+  const onServed = deps.readOptions?.onServed;
+  const readOptions: Partial<ReadApiOptions> = {
+    ...deps.readOptions,
+    onServed: (kind, bytes) => {
+      counters.servedBytes.inc({ kind }, bytes);
+      if (kind === 'chunk') counters.servedChunks.inc();
+      onServed?.(kind, bytes);
+    },
+  };
+
   // Public: health, and root metadata (agents bootstrap from their pinned fingerprint).
   app.get('/healthz', (c) => {
     const served = deps.db.served();
@@ -53,6 +91,6 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
 
   // Everything else: mutual TLS first.
   app.use('*', mutualTls({ authorize: depotAuthorize(deps.revocations), log, ...(deps.now ? { now: deps.now } : {}) }));
-  app.route('/', readRoutes(source, log, deps.readOptions));
+  app.route('/', readRoutes(source, log, readOptions));
   return app;
 }

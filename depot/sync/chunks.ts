@@ -63,8 +63,8 @@ export function planBatches(needs: readonly ChunkNeed[], maxBytes: number, maxCh
   return out;
 }
 
-export interface ChunkFetchDeps {
-  upstream: HttpClient;
+/** What a chunk delivery needs, whatever the upstream (network batches or a bundle file). */
+export interface ChunkSinkDeps {
   store: SyncStore;
   counter: ByteCounter;
   bandwidth?: TokenBucket | undefined;
@@ -77,6 +77,20 @@ export interface ChunkFetchDeps {
   log: Logger;
   /** After each durable store of received chunks. */
   onStored?: (chunks: number, bytes: number) => void;
+}
+
+export interface ChunkFetchDeps extends ChunkSinkDeps {
+  upstream: HttpClient;
+}
+
+/**
+ * Threat: a mirror, a bundle file, a damaged disk or link delivering bytes that are not the chunk asked
+ * for. The chunk (its BLAKE3 computed here) when its bytes hash to `id`, else undefined. The one check
+ * every chunk passes before it is stored, online or offline.
+ */
+export function verifiedChunk(id: string, data: Uint8Array): ChunkInput | undefined {
+  const chunk = hashedChunk(data);
+  return digestEquals(chunk.id, id) ? chunk : undefined;
 }
 
 /** Errors worth another try from the same upstream: the network, a cut stream, a damaged chunk. */
@@ -176,10 +190,9 @@ async function fetchBatch(batch: ChunkNeed[], deps: ChunkFetchDeps, signal: Abor
           absent.push(rec.id);
           continue;
         }
-        // Threat: a mirror (or a damaged disk or link) delivering bytes that are not the chunk asked
-        // for. Hash as it arrives; only a chunk whose BLAKE3 equals its id is ever stored.
-        const chunk = hashedChunk(rec.data);
-        if (!digestEquals(chunk.id, rec.id)) {
+        // Hash as it arrives; only a chunk whose BLAKE3 equals its id is ever stored.
+        const chunk = verifiedChunk(rec.id, rec.data);
+        if (!chunk) {
           bad.push(rec.id);
           deps.log.warn({ chunk: rec.id, bytes: rec.data.length, upstream: origin }, 'received chunk does not match its id; dropped');
           continue;

@@ -1,18 +1,20 @@
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import type { HttpClient } from '../../src/net/client.js';
+import { HttpClient } from '../../src/net/client.js';
 import type { RevocationList } from '../../src/pki/revocations.js';
 import { TufClient, type ClientLimits } from '../../src/tuf/client.js';
 import type { SyncConfig } from '../config.js';
 import type { DepotDb } from '../db/depot-db.js';
 import { SyncLock } from '../db/sync-lock.js';
 import { DbTrustedStore } from '../db/trusted-store.js';
+import { recordSync } from '../../src/metrics/depot.js';
 import type { TokenBucket } from './bandwidth.js';
-import { fetchChunks, planMissing, type SyncStore } from './chunks.js';
+import { planMissing, type SyncStore } from './chunks.js';
 import { catalogTargets, fetchManifests } from './manifests.js';
+import { HttpUpstream } from './http-upstream.js';
 import { syncRevocations } from './revocations.js';
 import { buildStatusReport, freeDiskBytes, KV, sendStatusReport } from './status-report.js';
-import { ByteCounter, HttpMetadataSource } from './upstream.js';
+import { ByteCounter, type Upstream } from './upstream.js';
 
 export interface SyncResult {
   /** The generation served after this sync. */
@@ -30,8 +32,8 @@ export interface SyncResult {
 export interface SyncEngineDeps {
   db: DepotDb;
   store: SyncStore;
-  /** The master or a parent depot (same read API). */
-  upstream: HttpClient;
+  /** The master or a parent depot (same read API), or an offline bundle (depot/offline). */
+  upstream: HttpClient | Upstream;
   /** Where status reports go (the master); none when undefined. */
   master?: HttpClient | undefined;
   /** The master's CA certificate: verifies the revocation list. */
@@ -42,6 +44,11 @@ export interface SyncEngineDeps {
   logger: Logger;
   bandwidth?: TokenBucket | undefined;
   now?: () => Date;
+  /**
+   * Reference time for the expiry checks of metadata and of the revocation list (default: `now`). An
+   * offline bundle is judged at its signed export time, while its signed validity window is open.
+   */
+  verifyAt?: () => Date;
   sleep?: (ms: number) => Promise<void>;
   /** Folder whose file system's free space the status report gives. */
   dataDir?: string;
@@ -74,14 +81,17 @@ export class SyncEngine {
   private client: TufClient | undefined;
   private readonly log: Logger;
   private readonly now: () => Date;
+  private readonly verifyAt: () => Date;
   private readonly lock: SyncLock | false;
-  private readonly source: HttpMetadataSource;
+  private readonly upstream: Upstream;
+  private readonly counterRef = { counter: new ByteCounter() };
   private trustedStore: DbTrustedStore;
 
   constructor(private readonly d: SyncEngineDeps) {
     this.log = d.logger.child({ component: 'depot.sync' });
     this.now = d.now ?? (() => new Date());
-    this.source = new HttpMetadataSource(d.upstream);
+    this.verifyAt = d.verifyAt ?? this.now;
+    this.upstream = d.upstream instanceof HttpClient ? new HttpUpstream(d.upstream) : d.upstream;
     this.trustedStore = new DbTrustedStore(d.db, this.now);
     this.lock = d.lock ?? new SyncLock(d.db, { now: this.now });
   }
@@ -128,7 +138,7 @@ export class SyncEngine {
     const counter = new ByteCounter();
     const runId = db.startRun(process.pid, this.now());
     const totals = { chunks: 0, bytes: 0 };
-    const origin = this.d.upstream.baseUrl.origin;
+    const origin = this.upstream.origin;
     const bytesByStep: Record<string, number> = {};
     const step = async <T>(name: string, fn: () => Promise<T>, fields: (out: T) => Record<string, unknown> = () => ({})): Promise<T> => {
       const t = performance.now();
@@ -142,7 +152,7 @@ export class SyncEngine {
       const client = await this.tufClient(counter);
       const r = await step('metadata', () => client.refresh({ bins: 'stale' }).finally(() => this.trustedStore.flush()), (o) => ({ generation: o.generation, changed: o.changed, bins: o.fetchedBins.length, roots: o.rootsFetched }));
       await step('revocations', async () => {
-        const out = await syncRevocations({ db, upstream: this.d.upstream, caPem: this.d.caPem, counter, now: this.now, log: this.log });
+        const out = await syncRevocations({ db, upstream: this.upstream, caPem: this.d.caPem, counter, now: this.verifyAt, log: this.log });
         if (out.list) this.d.onRevocations?.(out.list);
         return out;
       }, (o) => ({ version: o.list?.version, changed: o.changed }));
@@ -161,7 +171,7 @@ export class SyncEngine {
       } else {
         db.setKv(KV.targetGeneration, String(generation));
         const targets = catalogTargets(client);
-        await step('manifests', () => fetchManifests(targets, { db, upstream: this.d.upstream, counter, concurrency: this.d.config.manifestConcurrency, now: this.now, log: this.log }), (o) => ({ targets: targets.length, fetched: o.fetched }));
+        await step('manifests', () => fetchManifests(targets, { db, upstream: this.upstream, counter, concurrency: this.d.config.manifestConcurrency, now: this.now, log: this.log }), (o) => ({ targets: targets.length, fetched: o.fetched }));
         db.setPending(generation, targets, this.now());
         await this.fetchMissing(step, counter, totals);
         await step('switch', async () => db.switchServed(generation, ts.bytes, tsVersion, this.now()), () => ({ generation, from: served?.generation ?? null }));
@@ -178,6 +188,7 @@ export class SyncEngine {
         db.setKv(KV.bytesRemaining, '0');
         db.finishRun(runId, { outcome: switched || totals.chunks > 0 ? 'ok' : 'noop', generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes }, now);
       });
+      recordSync(switched || totals.chunks > 0 ? 'ok' : 'noop', result.durationMs, totals.chunks, counter.bytes);
       this.log.info({ ...result, upstream: origin }, switched ? 'sync done: generation switched' : 'sync done');
       if (switched) this.d.onSwitched?.(generation);
       await this.report(totals, counter, switched || totals.chunks > 0);
@@ -199,6 +210,7 @@ export class SyncEngine {
       } catch (dbErr) {
         this.log.error({ err: (dbErr as Error).message }, 'could not record the failed sync');
       }
+      recordSync('failed', performance.now() - t0, totals.chunks, counter.bytes);
       this.log.error({ err: message, upstream: origin, servedGeneration: servedNow }, 'sync failed');
       await this.report(totals, counter, true).catch(() => undefined);
       throw err;
@@ -212,8 +224,7 @@ export class SyncEngine {
     if (plan.needs.length === 0) return;
     db.setKv(KV.bytesRemaining, String(plan.bytes));
     await step('chunks', async () => {
-      const got = await fetchChunks(plan.needs, {
-        upstream: this.d.upstream,
+      const got = await this.upstream.fetchChunks(plan.needs, {
         store,
         counter,
         bandwidth: this.d.bandwidth,
@@ -240,20 +251,32 @@ export class SyncEngine {
 
   /** The TUF client, kept between syncs while the database agrees with it (another process may have synced). */
   private async tufClient(counter: ByteCounter): Promise<TufClient> {
-    this.source.counter = counter;
+    this.counterRef.counter = counter;
     const { db } = this.d;
     const c = this.client;
     if (c && db.trustedVersion('root') === c.rootVersion && db.trustedVersion('timestamp') === c.trusted.timestamp?.md.signed.version) return c;
     this.trustedStore = new DbTrustedStore(db, this.now);
     this.client = await TufClient.open({
-      source: this.source,
+      source: this.metadataSource(),
       store: this.trustedStore,
       fingerprint: this.d.fingerprint,
-      now: this.now,
+      now: this.verifyAt,
       logger: this.d.logger,
       ...(this.d.tufLimits ? { limits: this.d.tufLimits } : {}),
     });
     return this.client;
+  }
+
+  /** The upstream's metadata source, counting into the current run's counter (the client outlives runs). */
+  private metadataSource() {
+    const ref = this.counterRef;
+    const counting = new (class extends ByteCounter {
+      override add(n: number): void {
+        super.add(n);
+        ref.counter.add(n);
+      }
+    })();
+    return this.upstream.metadataSource(counting);
   }
 
   /** Report when something changed, else at most every `statusEveryMs` (a heartbeat, not one per no-op). */

@@ -3,10 +3,9 @@ import PQueue from 'p-queue';
 import { decodeManifest, manifestId, MANIFEST_DEFAULTS } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import type { HttpClient } from '../../src/net/client.js';
 import type { TufClient } from '../../src/tuf/client.js';
 import type { DepotDb } from '../db/depot-db.js';
-import { explainUpstream, type ByteCounter } from './upstream.js';
+import type { ByteCounter, Upstream } from './upstream.js';
 
 /** A package version as the verified catalog lists it. */
 export interface CatalogTarget {
@@ -38,7 +37,7 @@ export function targetUrlPath(name: string): string {
 
 export interface ManifestFetchDeps {
   db: DepotDb;
-  upstream: HttpClient;
+  upstream: Upstream;
   counter: ByteCounter;
   concurrency: number;
   now: () => Date;
@@ -77,18 +76,7 @@ async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<numb
   if (t.length > MANIFEST_DEFAULTS.maxBytes) {
     throw new DepotsyncError('too-large', `${what}: the catalog lists ${t.length} bytes, above the limit of ${MANIFEST_DEFAULTS.maxBytes}`);
   }
-  let bytes: Buffer;
-  try {
-    bytes = await deps.upstream.getBytes(targetUrlPath(t.name), { maxBytes: t.length, what });
-  } catch (e) {
-    if (e instanceof DepotsyncError && e.code === 'not-found') {
-      throw new DepotsyncError('not-found', `${what}: the signed catalog lists it but upstream ${deps.upstream.baseUrl.origin} does not have it (404)`, {
-        hint: 'the upstream is inconsistent (a half-published generation or a broken mirror); the served generation is unchanged; retry later',
-        cause: e,
-      });
-    }
-    throw explainUpstream(e, deps.upstream.baseUrl.origin);
-  }
+  const bytes = await deps.upstream.target(t.name, t.length, what);
   deps.counter.add(bytes.length);
   // Threat: a mirror substituting or truncating a manifest (TUF: arbitrary installation, endless data).
   if (bytes.length !== t.length) {

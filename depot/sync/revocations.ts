@@ -1,9 +1,8 @@
-import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
+import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import type { HttpClient } from '../../src/net/client.js';
 import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/pki/revocations.js';
 import type { DepotDb } from '../db/depot-db.js';
-import { explainUpstream, type ByteCounter } from './upstream.js';
+import type { ByteCounter, Upstream } from './upstream.js';
 
 /**
  * Fetch the signed revocation list from upstream, verify it with the master's CA certificate (signature,
@@ -13,22 +12,18 @@ import { explainUpstream, type ByteCounter } from './upstream.js';
  */
 export async function syncRevocations(deps: {
   db: DepotDb;
-  upstream: HttpClient;
+  upstream: Upstream;
   caPem: string;
   counter: ByteCounter;
+  /** Reference time for the list's expiry (an offline bundle: its signed export time). */
   now: () => Date;
   log: Logger;
 }): Promise<{ list: RevocationList | undefined; changed: boolean }> {
   const kept = deps.db.revocations();
-  let bytes: Buffer;
-  try {
-    bytes = await deps.upstream.getBytes('/v1/revocations.json', { maxBytes: REVOCATION_DEFAULTS.maxBytes, what: 'revocation list' });
-  } catch (e) {
-    if (isDepotsyncError(e, 'not-found')) {
-      deps.log.warn({ upstream: deps.upstream.baseUrl.origin }, 'upstream has no revocation list yet; keeping the last one');
-      return { list: kept ? verifyRevocationList(kept.bytes, deps.caPem, { now: new Date(0) }) : undefined, changed: false };
-    }
-    throw explainUpstream(e, deps.upstream.baseUrl.origin);
+  const bytes = await deps.upstream.revocationList(REVOCATION_DEFAULTS.maxBytes);
+  if (!bytes) {
+    deps.log.warn({ upstream: deps.upstream.origin }, 'upstream has no revocation list yet; keeping the last one');
+    return { list: kept ? verifyRevocationList(kept.bytes, deps.caPem, { now: new Date(0) }) : undefined, changed: false };
   }
   deps.counter.add(bytes.length);
   let list: RevocationList;
@@ -36,7 +31,7 @@ export async function syncRevocations(deps: {
     list = verifyRevocationList(bytes, deps.caPem, { now: deps.now(), ...(kept ? { minVersion: kept.version } : {}) });
   } catch (e) {
     if (e instanceof DepotsyncError) {
-      throw new DepotsyncError(e.code, `${e.message} (from ${deps.upstream.baseUrl.origin})`, { hint: e.hint ?? 'the upstream served a bad revocation list', cause: e });
+      throw new DepotsyncError(e.code, `${e.message} (from ${deps.upstream.origin})`, { hint: e.hint ?? 'the upstream served a bad revocation list', cause: e });
     }
     throw e;
   }

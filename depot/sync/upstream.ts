@@ -2,6 +2,29 @@ import { DepotsyncError } from '../../src/errors.js';
 import type { HttpClient } from '../../src/net/client.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
+import type { ChunkNeed, ChunkSinkDeps } from './chunks.js';
+
+/**
+ * Where a sync reads from: the network (the master or a parent depot, http-upstream.ts) or an offline
+ * bundle file (depot/offline). The engine runs the same verification on whatever an upstream delivers:
+ * the TUF client over `metadataSource`, the revocation list's CA signature, each manifest's length and
+ * SHA-256 against the signed catalog, each chunk's BLAKE3 against its id before it is stored.
+ */
+export interface Upstream {
+  /** Names the source in messages and logs (an https origin, or `bundle FILE`). */
+  readonly origin: string;
+  /** TUF metadata by consistent-snapshot name; received bytes are added to `counter`. */
+  metadataSource(counter: ByteCounter): MetadataSource;
+  /** The signed revocation list (at most maxBytes), or undefined when the source has none. */
+  revocationList(maxBytes: number): Promise<Buffer | undefined>;
+  /** A manifest by its served name `{sha256}.{path}`, at most maxBytes; 'not-found' when absent. */
+  target(name: string, maxBytes: number, what: string): Promise<Buffer>;
+  /**
+   * Deliver the chunks in `needs` into `deps.store`: each hashed and compared with its id before it is
+   * stored (`verifiedChunk`), what arrived intact kept even when the delivery fails part way.
+   */
+  fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }>;
+}
 
 /** Counts the bytes a sync receives (metadata, manifests, chunks, revocation list). */
 export class ByteCounter {

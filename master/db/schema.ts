@@ -190,4 +190,43 @@ CREATE TABLE depot_status (
 CREATE INDEX depot_status_by_machine ON depot_status(machine, id);
 `;
 
-export const MASTER_MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'catalog, machines, operators, audit, status', up: V1 }];
+/**
+ * Version 2 (admin issue): dashboard sessions, alert state, and the last TOTP time step each operator
+ * used (a code is accepted once: a code seen over someone's shoulder cannot be replayed).
+ * Sessions are found by the SHA-256 of their cookie secret; `id` is the non-secret handle an admin
+ * uses to list and end them.
+ */
+const V2 = `
+CREATE TABLE operator_sessions (
+  id            INTEGER PRIMARY KEY,
+  secret_hash   TEXT NOT NULL UNIQUE,
+  operator      TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  last_seen_at  TEXT NOT NULL,
+  expires_at    TEXT NOT NULL,             -- absolute lifetime
+  ended_at      TEXT,
+  ended_by      TEXT,
+  ended_reason  TEXT,
+  address       TEXT,
+  user_agent    TEXT
+) STRICT;
+CREATE INDEX operator_sessions_active ON operator_sessions(operator) WHERE ended_at IS NULL;
+
+CREATE TABLE alert_state (
+  key              TEXT PRIMARY KEY,       -- kind:subject, e.g. 'certificate:depot-a'
+  kind             TEXT NOT NULL,
+  subject          TEXT NOT NULL,
+  level            TEXT NOT NULL CHECK (level IN ('warning', 'error')),
+  message          TEXT NOT NULL,
+  raised_at        TEXT NOT NULL,
+  last_notified_at TEXT NOT NULL,
+  cleared_at       TEXT                    -- NULL while active
+) STRICT;
+
+ALTER TABLE operators ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+`;
+
+export const MASTER_MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'catalog, machines, operators, audit, status', up: V1 },
+  { version: 2, name: 'operator sessions, alert state, TOTP replay guard', up: V2 },
+];

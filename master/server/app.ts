@@ -5,6 +5,12 @@ import { mutualTls } from '../../src/serve/mtls.js';
 import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
 import type { MasterContext } from '../context.js';
 import { currentGeneration } from '../db/catalog.js';
+import { authenticateOperator } from '../db/operators.js';
+import { adminApiRoutes } from '../admin/api.js';
+import { dashboardRoutes } from '../admin/dashboard/routes.js';
+import { AdminService } from '../admin/service.js';
+import { countRequests } from '../../src/metrics/http.js';
+import { metricsHandler } from '../../src/metrics/registry.js';
 import { adminRoutes } from './admin/routes.js';
 import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
@@ -24,6 +30,8 @@ export interface MasterAppDeps {
   readOptions?: Partial<ReadApiOptions>;
   /** Record a machine's last-seen time at most this often. Default 30 s. */
   touchIntervalMs?: number;
+  /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
+  adminService?: AdminService;
 }
 
 /**
@@ -32,6 +40,7 @@ export interface MasterAppDeps {
  *   1. public: `/healthz`, root metadata (bootstrap from the pinned fingerprint), enrollment (rate-limited
  *      per source address);
  *   2. operator API `/v1/admin/*`: bearer token with a role (operators have no machine certificate);
+ *      the dashboard `/dashboard/*` (session cookie from an operator login) and `/metrics` (operator token);
  *   3. everything else: the mutual-TLS gate FIRST, checked against the machine table on every request,
  *      then the read API and status reports.
  */
@@ -45,9 +54,21 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   const enrollLimiter = new RateLimiter({ perMinute: ctx.config.enrollPerAddressPerMinute, clockMs });
   const statusLimiter = new RateLimiter({ perMinute: ctx.config.statusReportsPerMachinePerMinute, clockMs });
 
+  const admin = deps.adminService ?? new AdminService({ ctx, now, clockMs });
+  const onServed = deps.readOptions?.onServed;
+  const readOptions: Partial<ReadApiOptions> = {
+    ...deps.readOptions,
+    onServed: (kind, bytes) => {
+      admin.metrics.servedBytes.inc({ kind }, bytes);
+      if (kind === 'chunk') admin.metrics.servedChunks.inc();
+      onServed?.(kind, bytes);
+    },
+  };
+
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+  app.use('*', countRequests(admin.metrics.http));
 
   // 1. Public.
   app.get('/healthz', (c) => c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }));
@@ -56,21 +77,27 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.use('/v1/enroll/*', rateLimited(enrollLimiter, addressOf, 'enrollment requests'));
   app.route('/', enrollRoutes(ctx, addressOf));
 
-  // 2. Operators.
+  // 2. Operators: the API (bearer token), the dashboard (session cookie), metrics (bearer token).
+  app.get('/metrics', metricsHandler(() => [admin.metrics.registry], (token) => authenticateOperator(ctx.db, token) !== null));
+  app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
+  app.route('/v1/admin', adminApiRoutes(ctx, admin, addressOf));
   app.route('/v1/admin', adminRoutes(ctx, addressOf));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
   const gate = mutualTls({ authorize: masterAuthorize(ctx.db, now), log, now });
   app.use('*', except(isPublicOrAdmin, gate));
   app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? 30_000, clockMs, log })));
-  app.route('/', readRoutes(source, log, deps.readOptions));
+  app.route('/', readRoutes(source, log, readOptions));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
   return app;
 }
 
 /** Paths served without a machine certificate (their own routes answer, or 404). */
 function isPublicOrAdmin(path: string): boolean {
-  return path === '/healthz' || path === '/v1/enroll' || path.startsWith('/v1/enroll/') || path === '/v1/admin' || path.startsWith('/v1/admin/');
+  return (
+    path === '/healthz' || path === '/v1/enroll' || path.startsWith('/v1/enroll/') || path === '/v1/admin' || path.startsWith('/v1/admin/') ||
+    path === '/metrics' || path === '/dashboard' || path.startsWith('/dashboard/')
+  );
 }
 
 function except(skip: (path: string) => boolean, mw: MiddlewareHandler<ServeEnv>): MiddlewareHandler<ServeEnv> {

@@ -9,6 +9,7 @@ import type { MasterContext } from '../context.js';
 import { DropboxWatcher, type DropOutcome } from '../dropbox/watcher.js';
 import { publish } from '../publish/publish.js';
 import { uploadsDir } from './admin/upload.js';
+import { AdminService } from '../admin/service.js';
 import { createMasterApp, type MasterAppDeps } from './app.js';
 import { startRefresher } from './refresher.js';
 
@@ -36,6 +37,8 @@ export interface MasterServer {
   server: https.Server;
   /** Run a metadata refresh now (tests, `master serve` startup). */
   refreshNow(): Promise<unknown>;
+  /** Status model, alerts, dashboard sessions and metrics of this server. */
+  admin: AdminService;
   close(): Promise<void>;
 }
 
@@ -49,7 +52,8 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
  */
 export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
-  const app = createMasterApp({ ctx, ...opts.app });
+  const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
+  const app = createMasterApp({ ctx, ...opts.app, adminService });
   const serverOptions = {
     ...tlsServerOptions({
       keyPem: readFileSync(ctx.layout.serverKey, 'utf8'),
@@ -89,6 +93,8 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
     });
     await dropbox.start();
   }
+  // Alerts are evaluated (and announced: log, webhook) in the background as well as on every status read.
+  adminService.start();
   log.info({ host: opts.host, port }, 'master serving');
 
   return {
@@ -96,9 +102,11 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
     port,
     server,
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
+    admin: adminService,
     async close() {
       await refresher?.stop();
       await dropbox?.close();
+      await adminService.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

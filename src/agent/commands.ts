@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { optionalString, requireString } from '../cli/args.js';
 import type { Command, CommandContext } from '../cli/command.js';
 import { createProgress, formatBytes } from '../cli/progress.js';
-import { DepotsyncError } from '../errors.js';
 
 /** `depotsync agent …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { verifyInclusion, type MerkleTree } from '../../content/hash-tree.js';
 import type { Manifest } from '../../content/manifest.js';
@@ -127,7 +128,8 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
       bySource.set(remote.name, (bySource.get(remote.name) ?? 0) + group.reduce((s, g) => s + g.need.length, 0));
     };
     const rest = (): Batch[] => {
-      const left = batch.needs.filter((n) => !done.has(n.id) && !absent.includes(n));
+      const missing = new Set(absent);
+      const left = batch.needs.filter((n) => !done.has(n.id) && !missing.has(n));
       const out: Batch[] = [];
       if (left.length) out.push({ needs: left, avoid: batch.avoid });
       if (absent.length) out.push({ needs: absent, avoid: new Set([...batch.avoid, remote.name]) });
@@ -141,8 +143,8 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
     try {
       const res = await remote.batch(ids, maxBytes, signal);
       const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${remote.name}`);
-      for await (const piece of res.body) {
-        for (const rec of decoder.push(piece as Buffer)) {
+      await consume(res.body, async (piece) => {
+        for (const rec of decoder.push(piece)) {
           const need = byId.get(rec.id) as ChunkNeed;
           if (!rec.data) {
             absent.push(need);
@@ -151,9 +153,9 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
           // Verified before it is written anywhere: a chunk that does not match is never stored.
           pending.push({ need, chunk: o.verify(need, rec.data, remote.name) });
           pendingBytes += rec.data.length;
-          if (pendingBytes >= DELIVER_BYTES) await flush();
         }
-      }
+        if (pendingBytes >= DELIVER_BYTES) await flush();
+      });
       decoder.finish();
       await flush();
       if (absent.length) o.log.debug({ source: remote.name, missing: absent.length }, 'source lacks chunks; asking another');
@@ -206,6 +208,44 @@ function noSourceLeft(batch: Batch, sources: readonly RemoteSource[], failed: Ma
   return new DepotsyncError(code, `chunk ${batch.needs[0]?.id} (and ${batch.needs.length - 1} more): no source could deliver it verified (${reasons.join('; ')})`, {
     hint: 'the chunks verified so far are cached; run the fetch again when a depot or the master is reachable',
     cause: first,
+  });
+}
+
+/**
+ * Feed a response body to `onPiece` piece by piece as it arrives ('data' events), pausing the stream
+ * while `onPiece` works. Unlike `for await`, which makes `read()` concatenate everything buffered into
+ * one new buffer, no byte is copied here: at 1 GiB that copy (and its garbage) was a fifth of the
+ * agent's CPU time.
+ */
+export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let failed = false;
+    let busy: Promise<void> = Promise.resolve();
+    const fail = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      body.destroy();
+      // Settle only once the piece in hand is done: no write of this batch runs on after it failed.
+      void busy.then(
+        () => reject(e),
+        () => reject(e),
+      );
+    };
+    body.on('data', (piece: Buffer) => {
+      body.pause();
+      busy = onPiece(piece).then(
+        () => {
+          if (!failed) body.resume();
+        },
+        fail,
+      );
+    });
+    body.once('error', fail);
+    body.once('end', () => {
+      void busy.then(() => {
+        if (!failed) resolve();
+      });
+    });
   });
 }
 

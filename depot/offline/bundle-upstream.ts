@@ -1,0 +1,118 @@
+import { DepotsyncError } from '../../src/errors.js';
+import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
+import type { ChunkInput } from '../../src/store/chunk-id.js';
+import { verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
+import type { ByteCounter, Upstream } from '../sync/upstream.js';
+import type { BundleFile } from './bundle-file.js';
+
+/** Verified chunk bytes gathered before one durable store call (one fsync). */
+export const STORE_BATCH_BYTES = 16 * 1024 * 1024;
+
+/**
+ * An offline bundle as the sync engine's upstream: the same engine, the same TUF client, the same
+ * manifest and chunk checks as an online sync, reading from the file instead of the network. What the
+ * bundle lacks is 'not-found' with a message naming the `--from` to export, since that is the only way
+ * a genuine bundle lacks something: it was made for a depot at another generation.
+ */
+export class BundleUpstream implements Upstream {
+  readonly origin: string;
+
+  constructor(
+    private readonly file: BundleFile,
+    /** The generation this depot serves (for messages). */
+    private readonly servedGeneration: number,
+    private readonly storeBatchBytes: number = STORE_BATCH_BYTES,
+  ) {
+    this.origin = `bundle ${file.path}`;
+  }
+
+  private missing(what: string): DepotsyncError {
+    const from = this.file.header.signed.fromGeneration;
+    return new DepotsyncError('not-found', `${this.origin} does not carry ${what}, which this depot lacks (the bundle starts at generation ${from}, this depot serves ${this.servedGeneration || 'nothing yet'})`, {
+      hint: `export a bundle for this depot with --from ${this.servedGeneration}`,
+    });
+  }
+
+  metadataSource(counter: ByteCounter): MetadataSource {
+    return {
+      fetch: async (name: string, maxBytes: number): Promise<Uint8Array> => {
+        checkMetadataFileName(name);
+        const s = this.file.section('metadata', name);
+        // 'not-found' ends the TUF client's root walk, as a 404 does online.
+        if (!s) throw new DepotsyncError('not-found', `metadata ${name}: not in ${this.origin}`);
+        if (s.length > maxBytes) throw new DepotsyncError('too-large', `metadata ${name} in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`);
+        const bytes = await this.file.readSection(s);
+        counter.add(bytes.length);
+        return bytes;
+      },
+    };
+  }
+
+  async revocationList(maxBytes: number): Promise<Buffer | undefined> {
+    const s = this.file.section('revocations', 'revocations.json');
+    if (!s) return undefined;
+    if (s.length > maxBytes) throw new DepotsyncError('too-large', `revocation list in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`);
+    return this.file.readSection(s);
+  }
+
+  async target(name: string, maxBytes: number, what: string): Promise<Buffer> {
+    const s = this.file.section('manifest', name);
+    if (!s) throw this.missing(what);
+    // Endless data: the signed catalog's length caps what is read (the engine compares it exactly).
+    if (s.length > maxBytes) throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`);
+    return this.file.readSection(s);
+  }
+
+  /**
+   * Stream the chunk sections front to back; read and hash only the chunks still needed (a re-run
+   * after an interruption skips what is stored), store verified ones in batches, stop at the first
+   * chunk whose bytes do not hash to its id (what was stored before it stays: it was verified).
+   */
+  async fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
+    const wanted = new Set(needs.map((n) => n.id));
+    const total = { chunks: 0, bytes: 0 };
+    let batch: ChunkInput[] = [];
+    let batchBytes = 0;
+    let storing: Promise<void> = Promise.resolve();
+    const flush = () => {
+      if (!batch.length) return;
+      const chunks = batch;
+      const bytes = batchBytes;
+      batch = [];
+      batchBytes = 0;
+      // One store call in flight while the next batch is read and hashed.
+      storing = storing.then(async () => {
+        const r = await deps.store.putMany(chunks);
+        total.chunks += r.written;
+        total.bytes += bytes;
+        deps.onStored?.(r.written, bytes);
+      });
+    };
+    try {
+      for (const s of this.file.sections('chunks')) {
+        for await (const rec of this.file.chunkRecords(s, (id) => wanted.has(id))) {
+          if (!rec.data) continue;
+          deps.counter.add(rec.recordBytes);
+          const chunk = verifiedChunk(rec.id, rec.data);
+          if (!chunk) {
+            throw new DepotsyncError('hash-mismatch', `chunk ${rec.id} in ${this.origin} (section ${s.name}): its bytes do not hash to its id; not stored`, {
+              hint: 'the file was damaged or altered after export; export and copy it again (chunks stored so far are kept)',
+            });
+          }
+          wanted.delete(rec.id);
+          batch.push(chunk);
+          batchBytes += rec.data.length;
+          if (batchBytes >= this.storeBatchBytes) {
+            await storing; // bound memory: at most two batches (one storing, one filling)
+            flush();
+          }
+        }
+      }
+    } finally {
+      flush();
+      await storing;
+    }
+    if (wanted.size > 0) throw this.missing(`${wanted.size} chunk(s) of the new generation`);
+    return total;
+  }
+}

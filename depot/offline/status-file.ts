@@ -1,0 +1,40 @@
+import { createPrivateKey, sign } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../src/fs/atomic-write.js';
+import { certificateInfo } from '../../src/pki/cert-info.js';
+import { encodeStatusFile, OFFLINE_FILE_FORMAT, STATUS_FILE_TYPE } from '../../src/wire/offline-files.js';
+import type { DepotCredentials } from '../depot.js';
+import type { DepotDb } from '../db/depot-db.js';
+import type { DepotLayout } from '../layout.js';
+import { buildStatusReport, freeDiskBytes } from '../sync/status-report.js';
+import { currentWindow } from './window.js';
+
+export interface StatusFileResult {
+  file: string;
+  sequence: number;
+}
+
+/**
+ * Write the depot's status report into D/outbox/ (issue 7 item 5), signed with its machine key, so it
+ * can travel to the master (`master import-status`). Same report as online (generation served, the
+ * validity window's end, chunks and bytes imported, scrub results, last error, free disk); the
+ * sequence number is strictly increasing, so the master ignores a replayed or older file.
+ */
+export async function writeStatusFile(
+  d: { db: DepotDb; layout: DepotLayout; creds: DepotCredentials; name: string },
+  extra: { chunks: number; bytes: number; now: Date },
+): Promise<StatusFileResult> {
+  const report = buildStatusReport(d.db, { chunksFetched: extra.chunks, bytesFetched: extra.bytes, freeDiskBytes: await freeDiskBytes(d.layout.dir), now: extra.now });
+  const window = currentWindow(d.db);
+  if (window) report.validUntil = window.validUntil;
+  const key = createPrivateKey(d.creds.keyPem);
+  const bytes = encodeStatusFile(
+    { _type: STATUS_FILE_TYPE, formatVersion: OFFLINE_FILE_FORMAT, machine: d.name, certSerial: certificateInfo(d.creds.certPem).serial, report },
+    (data) => sign('sha256', data, key),
+  );
+  await mkdir(d.layout.outbox, { recursive: true });
+  const file = join(d.layout.outbox, `status-${d.name}-${String(report.sequence).padStart(8, '0')}.json`);
+  await writeFileAtomic(file, bytes);
+  return { file, sequence: report.sequence };
+}

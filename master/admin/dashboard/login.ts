@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { ServeEnv } from '../../../src/serve/env.js';
+import type { MasterContext } from '../../context.js';
+import { recordAudit } from '../../db/audit.js';
+import { authenticateOperator, getOperator } from '../../db/operators.js';
+import type { AddressOf } from '../../server/client-address.js';
+import type { AdminService } from '../service.js';
+import { createSession, csrfOk, endSession, resolveSession } from '../sessions.js';
+import { totpRequired, verifyTotp } from '../totp.js';
+import { clearSecretCookie, equalSecrets, LOGIN_COOKIE, readForm, readSecretCookie, sameOrigin, SESSION_COOKIE, setSecretCookie, type DashEnv } from './http.js';
+import { loginPage } from './page.js';
+
+/**
+ * Login and logout. The operator gives their name, their token (the bearer token `master operator add`
+ * printed) and, when enabled, a TOTP code. Checked in this order, each with the threat it blocks:
+ *   1. login CSRF: the form's hidden token must equal the `__Host-` login cookie (a foreign site cannot
+ *      log the operator's browser into the attacker's session); a foreign Origin is refused;
+ *   2. rate limits: an address with too many recent failures, or an operator with too many recent
+ *      second-factor failures, is refused before any check (guessing);
+ *   3. the token, looked up by hash (no timing oracle), must belong to the named operator;
+ *   4. the TOTP code (±1 step, never the same step twice);
+ * then a new session (its secret only in an HttpOnly, Secure, SameSite=Strict `__Host-` cookie).
+ * The wrong-token message never says whether the operator exists. Every outcome is in the audit log
+ * (refusals by the limiter at most once a minute per key, so a flood cannot flood the log).
+ */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+const AUDIT_LIMITED_EVERY_MS = 60_000;
+
+export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<DashEnv> {
+  const app = new Hono<DashEnv>();
+  const name = ctx.config.name;
+  const limitedAudited = new Map<string, number>();
+
+  const form = (c: Context<DashEnv>, status: 200 | 400 | 401 | 403 | 429, message?: string, operator?: string) => {
+    const token = randomBytes(24).toString('base64url');
+    setSecretCookie(c, LOGIN_COOKIE, token);
+    return c.html(loginPage(name, { csrf: token, ...(message ? { message } : {}), ...(operator ? { name: operator } : {}) }), status);
+  };
+
+  app.get('/dashboard/login', (c) => {
+    const ended = c.req.query('ended') !== undefined;
+    return form(c, 200, ended ? 'Your session ended (logged out, idle for too long, or past its lifetime). Log in again.' : undefined);
+  });
+
+  app.post('/dashboard/login', async (c) => {
+    const address = addressOf(c as unknown as Context<ServeEnv>);
+    const audit = (action: string, target: string, detail: Record<string, unknown> = {}) => recordAudit(ctx.db, { actor: 'dashboard', action, target, detail, address });
+    const body = await readForm(c, 'login form').catch(() => undefined);
+    const loginCookie = readSecretCookie(c, LOGIN_COOKIE);
+    if (!body || !sameOrigin(c) || !loginCookie || !equalSecrets(loginCookie, body.get('_csrf') ?? '')) {
+      return form(c, 403, 'The login form expired or did not come from this page. Try again.');
+    }
+    const operator = body.get('operator') ?? '';
+    const token = body.get('token') ?? '';
+    const code = (body.get('code') ?? '').trim();
+    if (!NAME.test(operator)) return form(c, 400, 'Give your operator name.');
+    const opKey = `operator:${operator}`;
+
+    const wait = Math.max(admin.addressLimiter.retryAfterMs(address), admin.operatorLimiter.retryAfterMs(opKey));
+    if (wait > 0) {
+      admin.metrics.loginAttempts.inc({ outcome: 'limited' });
+      for (const key of [`address:${address}`, opKey]) {
+        const at = limitedAudited.get(key) ?? 0;
+        const nowMs = admin.now().getTime();
+        if (nowMs - at >= AUDIT_LIMITED_EVERY_MS) {
+          limitedAudited.set(key, nowMs);
+          if (limitedAudited.size > 10_000) limitedAudited.delete(limitedAudited.keys().next().value as string);
+          audit('login.limited', operator, { key });
+          break;
+        }
+      }
+      c.header('retry-after', String(Math.ceil(wait / 1000)));
+      return form(c, 429, `Too many failed logins; try again in ${Math.ceil(wait / 60_000)} minute(s).`, operator);
+    }
+
+    const who = authenticateOperator(ctx.db, token);
+    if (!who || who.name !== operator) {
+      admin.addressLimiter.fail(address);
+      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+      audit('login.failed', operator, { reason: 'wrong operator name or token' });
+      return form(c, 401, 'Operator name or token is wrong.', operator);
+    }
+    if (totpRequired(ctx.db, operator) && !verifyTotp(ctx.db, operator, code, admin.now().getTime())) {
+      // The token was right: count against the operator too (guessing the 6-digit code).
+      admin.addressLimiter.fail(address);
+      admin.operatorLimiter.fail(opKey);
+      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+      audit('login.failed', operator, { reason: code ? 'wrong authenticator code' : 'authenticator code missing' });
+      return form(c, 401, code ? 'Authenticator code is wrong (or already used).' : 'This operator needs an authenticator code.', operator);
+    }
+
+    const { secret, session } = createSession(ctx.db, operator, { ...admin.sessionTimes, address, userAgent: c.req.header('user-agent') ?? '' });
+    admin.metrics.loginAttempts.inc({ outcome: 'ok' });
+    audit('login', operator, { session: session.id, role: getOperator(ctx.db, operator)?.role });
+    setSecretCookie(c, SESSION_COOKIE, secret);
+    clearSecretCookie(c, LOGIN_COOKIE);
+    return c.redirect('/dashboard', 303);
+  });
+
+  app.post('/dashboard/logout', async (c) => {
+    const secret = readSecretCookie(c, SESSION_COOKIE);
+    const r = resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: false });
+    if (r.ok) {
+      const body = await readForm(c, 'logout form').catch(() => undefined);
+      // Logout is a state change too: without the CSRF token a foreign page could end sessions at will.
+      if (!body || !sameOrigin(c) || !csrfOk(secret!, body.get('_csrf'))) return c.html('<!doctype html><title>refused</title><p>Refused: missing or wrong security token.</p>', 403);
+      endSession(ctx.db, r.session.id, r.session.operator, 'logout');
+      recordAudit(ctx.db, { actor: r.session.operator, action: 'logout', target: `session:${r.session.id}`, address: addressOf(c as unknown as Context<ServeEnv>) });
+    }
+    clearSecretCookie(c, SESSION_COOKIE);
+    return c.redirect('/dashboard/login', 303);
+  });
+  return app;
+}

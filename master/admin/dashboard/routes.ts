@@ -1,0 +1,137 @@
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { DepotsyncError } from '../../../src/errors.js';
+import { statusFor } from '../../../src/serve/http-errors.js';
+import type { ServeEnv } from '../../../src/serve/env.js';
+import type { MasterContext } from '../../context.js';
+import { recordAudit } from '../../db/audit.js';
+import { byName } from '../../db/machines.js';
+import { approveMachine, blockMachine } from '../../machines/actions.js';
+import type { AddressOf } from '../../server/client-address.js';
+import type { AdminService } from '../service.js';
+import { csrfOk, csrfToken, endSession, listSessions, resolveSession } from '../sessions.js';
+import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.js';
+import { readForm, readSecretCookie, sameOrigin, securityHeaders, SESSION_COOKIE, type DashEnv } from './http.js';
+import { LiveFeed } from './live.js';
+import { loginRoutes } from './login.js';
+import { dashboardPage } from './page.js';
+import { liveSections, type Viewer } from './sections.js';
+
+/**
+ * `/dashboard` (issue 8 item 2): server-rendered, live by server-sent events, every action a POST with
+ * the session's CSRF token. Without a valid session every page redirects to the login form (the
+ * event stream answers with a `logout` event instead, so the page follows).
+ */
+export function dashboardRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<DashEnv> {
+  const app = new Hono<DashEnv>();
+  const feed = new LiveFeed(ctx.db, admin);
+  const times = () => admin.sessionTimes;
+  app.use('/dashboard', securityHeaders());
+  app.use('/dashboard/*', securityHeaders());
+
+  app.get('/dashboard/app.js', (c) => c.body(DASHBOARD_JS, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }));
+  app.get('/dashboard/style.css', (c) => c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache' }));
+  app.route('/', loginRoutes(ctx, admin, addressOf));
+
+  // The event stream: checks the session on every tick, without counting as activity.
+  app.get('/dashboard/events', (c) =>
+    streamSSE(c, async (stream) => {
+      const secret = readSecretCookie(c, SESSION_COOKIE);
+      let last = '';
+      let aborted = false;
+      stream.onAbort(() => {
+        aborted = true;
+      });
+      while (!aborted) {
+        const r = resolveSession(ctx.db, secret, { ...times(), touch: false });
+        if (!r.ok) {
+          await stream.writeSSE({ event: 'logout', data: r.reason });
+          return;
+        }
+        const viewer: Viewer = { name: r.session.operator, role: r.session.role, csrf: csrfToken(secret!), sessionId: r.session.id };
+        const body = String(await liveSections({ ...feed.get(), sessions: viewer.role === 'admin' ? listSessions(ctx.db, times()) : undefined }, viewer));
+        if (body !== last) {
+          await stream.writeSSE({ event: 'update', data: body });
+          last = body;
+        }
+        await stream.sleep(admin.settings.liveIntervalMs);
+      }
+    }),
+  );
+
+  // Everything below needs a session.
+  app.use('/dashboard', requireSession(ctx, admin));
+  app.use('/dashboard/*', requireSession(ctx, admin));
+
+  const render = async (c: Context<DashEnv>, flash?: { text: string; bad: boolean }, status: 200 | 400 | 403 | 404 | 409 | 500 = 200) => {
+    const s = c.get('session');
+    const viewer: Viewer = { name: s.operator, role: s.role, csrf: csrfToken(s.secret), sessionId: s.id };
+    const data = { ...feed.get(), sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined };
+    return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
+  };
+  app.get('/dashboard', (c) => {
+    // A flash only from a fixed set of verbs about a machine that exists: a crafted link cannot put text here.
+    const done = c.req.query('done');
+    const machine = c.req.query('machine');
+    if ((done === 'approve' || done === 'block') && machine && byName(ctx.db, machine)) {
+      return render(c, { text: `${done === 'approve' ? 'approved' : 'blocked'} ${machine}`, bad: false });
+    }
+    return render(c);
+  });
+
+  // Actions: CSRF first, then role, then the same operation the CLI and the API run.
+  const action = (verb: 'approve' | 'block') => async (c: Context<DashEnv>) => {
+    const s = c.get('session');
+    const name = c.req.param('name') ?? '';
+    if (s.role !== 'admin') return render(c, { text: `operator ${s.operator} has role ${s.role}; ${verb} needs role admin`, bad: true }, 403);
+    const address = addressOf(c as unknown as Context<ServeEnv>);
+    try {
+      if (!byName(ctx.db, name)) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`);
+      const m = verb === 'approve' ? approveMachine(ctx, name, { actor: s.operator, address }) : await blockMachine(ctx, name, { actor: s.operator, address });
+      return c.redirect(`/dashboard?done=${verb}&machine=${encodeURIComponent(m.name)}`, 303);
+    } catch (e) {
+      if (!(e instanceof DepotsyncError)) throw e;
+      return render(c, { text: `${verb} ${name}: ${e.message}`, bad: true }, statusFor(e.code) as 400);
+    }
+  };
+  app.post('/dashboard/machines/:name/approve', csrf(), action('approve'));
+  app.post('/dashboard/machines/:name/block', csrf(), action('block'));
+  app.post('/dashboard/sessions/:id/end', csrf(), (c) => {
+    const s = c.get('session');
+    if (s.role !== 'admin') return render(c, { text: `operator ${s.operator} has role ${s.role}; ending sessions needs role admin`, bad: true }, 403);
+    const id = Number(c.req.param('id'));
+    if (Number.isSafeInteger(id) && endSession(ctx.db, id, s.operator, 'ended by admin')) {
+      recordAudit(ctx.db, { actor: s.operator, action: 'session.end', target: `session:${id}`, address: addressOf(c as unknown as Context<ServeEnv>) });
+    }
+    return c.redirect(id === s.id ? '/dashboard/login?ended=1' : '/dashboard', 303);
+  });
+  return app;
+}
+
+/** The session for this request, or a redirect to the login form (the reason kept for the message). */
+function requireSession(ctx: MasterContext, admin: AdminService): MiddlewareHandler<DashEnv> {
+  return async (c, next) => {
+    const secret = readSecretCookie(c, SESSION_COOKIE);
+    const r = resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: true });
+    if (!r.ok) return c.redirect(r.reason === 'none' || r.reason === 'unknown' ? '/dashboard/login' : '/dashboard/login?ended=1', 303);
+    c.set('session', { id: r.session.id, secret: secret!, operator: r.session.operator, role: r.session.role });
+    await next();
+    return;
+  };
+}
+
+/**
+ * A POST must carry the session's CSRF token in the form (threat: another site making the operator's
+ * browser approve a machine). Also refused: a foreign Origin header, and a body that is not a small form.
+ */
+function csrf(): MiddlewareHandler<DashEnv> {
+  return async (c, next) => {
+    const form = await readForm(c, 'dashboard action').catch(() => undefined);
+    if (!sameOrigin(c) || !form || !csrfOk(c.get('session').secret, form.get('_csrf'))) {
+      return c.html('<!doctype html><title>refused</title><p>Refused: the form\'s security token is missing or wrong. Reload the dashboard and try again.</p>', 403);
+    }
+    await next();
+    return;
+  };
+}
+

@@ -1,0 +1,167 @@
+import type { MasterDb } from '../db/database.js';
+import { latestStatusAll, type DepotStatus } from '../db/status.js';
+import { listMachines, type Machine } from '../db/machines.js';
+import type { AlertThresholds } from './config.js';
+
+/**
+ * One depot as the admin sees it (DESIGN.md §4.5, issue 8 item 1): the machine record joined with its
+ * newest status report, plus what the master derives: lag in generations and time, ETA from recent
+ * throughput, failures in a row, and a single state for the fleet overview.
+ */
+export type DepotState = 'current' | 'lagging' | 'failing' | 'silent' | 'never-reported' | 'blocked';
+export const DEPOT_STATES: readonly DepotState[] = ['current', 'lagging', 'failing', 'silent', 'never-reported', 'blocked'];
+
+export interface DepotView {
+  name: string;
+  state: DepotState;
+  machineState: Machine['state'];
+  /** 1 = syncs from the master; 2 = below a tier-1 depot; ... */
+  tier: number;
+  parent: string | null;
+  site: string | null;
+  url: string | null;
+  /** Offline depots are fed by bundle files; they report a validity window instead of being seen. */
+  offline: boolean;
+  servedGeneration: number | null;
+  targetGeneration: number | null;
+  lagGenerations: number;
+  /** Seconds since the first generation the depot lacks was published (0 when current). */
+  lagSeconds: number;
+  /** When the first generation the depot lacks was published (null when current). */
+  lagSince: string | null;
+  bytesRemaining: number;
+  /** Bytes per second over its recent reports, when known. */
+  throughputBytesPerSecond: number | null;
+  etaSeconds: number | null;
+  lastSuccess: string | null;
+  lastError: string | null;
+  lastSeen: string | null;
+  lastReport: string | null;
+  consecutiveFailures: number;
+  scrub: { ok: number; failed: number };
+  freeDiskBytes: number | null;
+  certificate: { serial: string | null; notAfter: string | null; daysLeft: number | null };
+  validUntil: string | null;
+}
+
+const DAY_MS = 86_400_000;
+const HISTORY_FOR_RATE = 10;
+const RATE_WINDOW_MS = 6 * 3_600_000;
+const MAX_STREAK = 100;
+
+/** Every approved or blocked depot, newest facts first; pending depots are enrollment requests, not fleet. */
+export function depotViews(m: MasterDb, current: number, thresholds: AlertThresholds, nowMs: number): DepotView[] {
+  const machines = listMachines(m, { role: 'depot' }).filter((d) => d.state === 'approved' || d.state === 'blocked');
+  const latest = new Map(latestStatusAll(m).map((s) => [s.machine, s]));
+  const parents = new Map(machines.map((d) => [d.name, d.parent ?? null]));
+  const createdAt = generationTimes(m);
+  const streakStmt = m.db.prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').pluck();
+  const rateStmt = m.db.prepare('SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?');
+  return machines.map((d) => {
+    const s = latest.get(d.name);
+    const served = s?.servedGeneration ?? null;
+    const lagGenerations = served === null ? current : Math.max(0, current - served);
+    const firstMissing = createdAt(served === null ? 1 : served + 1);
+    const lagSeconds = lagGenerations > 0 && firstMissing !== undefined ? Math.max(0, Math.round((nowMs - firstMissing) / 1000)) : 0;
+    const lastError = s?.lastError ? s.lastError : null;
+    // Failures in a row: only depots whose newest report failed pay for the history query.
+    const consecutiveFailures = lastError ? countLeading(streakStmt.all(d.name, MAX_STREAK) as (string | null)[]) : 0;
+    const bytesRemaining = s?.bytesRemaining ?? 0;
+    const rate = bytesRemaining > 0 ? throughput(rateStmt.all(d.name, new Date(nowMs - RATE_WINDOW_MS).toISOString(), HISTORY_FOR_RATE) as RateRow[]) : null;
+    const lastSeen = latest2(d.lastSeen, s?.receivedAt);
+    const offline = s?.validUntil !== undefined;
+    const notAfter = d.certNotAfter ?? null;
+    const view: DepotView = {
+      name: d.name,
+      state: 'current',
+      machineState: d.state,
+      tier: tierOf(d.name, parents),
+      parent: d.parent ?? null,
+      site: d.site ?? null,
+      url: d.url ?? null,
+      offline,
+      servedGeneration: served,
+      targetGeneration: s ? s.targetGeneration : null,
+      lagGenerations,
+      lagSeconds,
+      lagSince: lagGenerations > 0 && firstMissing !== undefined ? new Date(firstMissing).toISOString() : null,
+      bytesRemaining,
+      throughputBytesPerSecond: rate,
+      etaSeconds: rate && bytesRemaining > 0 ? Math.ceil(bytesRemaining / rate) : null,
+      lastSuccess: s?.lastSuccess ?? null,
+      lastError,
+      lastSeen,
+      lastReport: s?.receivedAt ?? null,
+      consecutiveFailures,
+      scrub: { ok: s?.scrubOk ?? 0, failed: s?.scrubFailed ?? 0 },
+      freeDiskBytes: s && s.freeDiskBytes > 0 ? s.freeDiskBytes : null,
+      certificate: { serial: d.certSerial ?? null, notAfter, daysLeft: notAfter ? Math.floor((Date.parse(notAfter) - nowMs) / DAY_MS) : null },
+      validUntil: s?.validUntil ?? null,
+    };
+    view.state = classify(view, s, thresholds, nowMs);
+    return view;
+  });
+}
+
+function classify(v: DepotView, s: DepotStatus | undefined, t: AlertThresholds, nowMs: number): DepotState {
+  if (v.machineState === 'blocked') return 'blocked';
+  if (!s) return 'never-reported';
+  if (!v.offline && v.lastSeen && nowMs - Date.parse(v.lastSeen) > t.silentMinutes * 60_000) return 'silent';
+  if (v.lastError) return 'failing';
+  if (v.lagGenerations > 0) return 'lagging';
+  return 'current';
+}
+
+/** Tier by walking parents (a cycle or an unknown parent stops the walk). */
+function tierOf(name: string, parents: Map<string, string | null>): number {
+  let tier = 1;
+  const seen = new Set([name]);
+  for (let p = parents.get(name); p && parents.has(p) && !seen.has(p); p = parents.get(p)) {
+    seen.add(p);
+    tier++;
+  }
+  return tier;
+}
+
+/** created_at (ms) of a generation, by lookup with a small cache (lagging depots share generations). */
+function generationTimes(m: MasterDb): (generation: number) => number | undefined {
+  const stmt = m.db.prepare('SELECT created_at FROM generations WHERE generation = ?').pluck();
+  const cache = new Map<number, number | undefined>();
+  return (g) => {
+    if (!cache.has(g)) {
+      const at = stmt.get(g) as string | undefined;
+      cache.set(g, at === undefined ? undefined : Date.parse(at));
+    }
+    return cache.get(g);
+  };
+}
+
+function countLeading(errors: (string | null)[]): number {
+  let n = 0;
+  for (const e of errors) {
+    if (!e) break;
+    n++;
+  }
+  return n;
+}
+
+interface RateRow {
+  received_at: string;
+  bytes_fetched: number;
+}
+
+/** Bytes per second over the reports (newest first): bytes after the oldest, over the time they span. */
+export function throughput(rows: RateRow[]): number | null {
+  if (rows.length < 2) return null;
+  const newest = Date.parse(rows[0]!.received_at);
+  const oldest = Date.parse(rows[rows.length - 1]!.received_at);
+  const spanS = (newest - oldest) / 1000;
+  const bytes = rows.slice(0, -1).reduce((a, r) => a + r.bytes_fetched, 0);
+  return spanS > 0 && bytes > 0 ? bytes / spanS : null;
+}
+
+function latest2(a: string | undefined, b: string | undefined): string | null {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return a > b ? a : b;
+}

@@ -1,0 +1,94 @@
+import type { MasterContext } from '../context.js';
+import { listAudit, type AuditEntry } from '../db/audit.js';
+import { AlertMonitor } from './alert-monitor.js';
+import { ownCertificates, type OwnCertificate } from './certificates.js';
+import { loadAdminSettings, type AdminSettings } from './config.js';
+import { LoginLimiter } from './login-limit.js';
+import { masterMetrics, type MasterMetrics } from './metrics.js';
+import { listSessions } from './sessions.js';
+import { buildFleetStatus, type FleetStatus, type StatusOptions } from './status-model.js';
+import { WebhookNotifier } from './webhook.js';
+
+/**
+ * Everything of the admin surface that lives as long as the master app: settings, the status model,
+ * the alert monitor (and webhook), metrics, and the login limiters. Built once by `createMasterApp`;
+ * `start()` (from `startMasterServer`) runs the background alert evaluation.
+ */
+export interface AdminServiceDeps {
+  ctx: MasterContext;
+  /** Default: `M/admin.json`, or the defaults. */
+  settings?: AdminSettings;
+  /** Status clock (default: the database clock). */
+  now?: () => Date;
+  /** Milliseconds clock of the login limiters (default: from `now`). */
+  clockMs?: () => number;
+  /** Webhook transport (tests). */
+  fetch?: typeof fetch;
+}
+
+export class AdminService {
+  readonly settings: AdminSettings;
+  readonly monitor: AlertMonitor;
+  readonly webhook: WebhookNotifier | undefined;
+  readonly metrics: MasterMetrics;
+  readonly addressLimiter: LoginLimiter;
+  readonly operatorLimiter: LoginLimiter;
+  readonly now: () => Date;
+  private readonly own: OwnCertificate[];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly d: AdminServiceDeps) {
+    const { ctx } = d;
+    this.settings = d.settings ?? loadAdminSettings(ctx.layout.dir);
+    this.now = d.now ?? ctx.db.now;
+    const clockMs = d.clockMs ?? (() => this.now().getTime());
+    const log = ctx.log.child({ component: 'master.admin' });
+    this.own = ownCertificates(ctx.layout);
+    this.webhook = this.settings.webhook.url ? new WebhookNotifier({ settings: this.settings.webhook, log, ...(d.fetch ? { fetch: d.fetch } : {}) }) : undefined;
+    this.monitor = new AlertMonitor({ db: ctx.db, log, masterName: ctx.config.name, repeatMs: this.settings.alerts.repeatMs, webhook: this.webhook });
+    this.addressLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerAddress, windowMs: this.settings.loginWindowMs, clockMs });
+    this.operatorLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerOperator, windowMs: this.settings.loginWindowMs, clockMs });
+    this.metrics = masterMetrics({
+      fleet: () => this.status({ packages: false }),
+      monitor: this.monitor,
+      sessions: () => listSessions(ctx.db, this.sessionTimes).length,
+    });
+  }
+
+  get sessionTimes(): { idleMs: number; maxMs: number } {
+    return { idleMs: this.settings.sessionIdleMs, maxMs: this.settings.sessionMaxMs };
+  }
+
+  /** The fleet status with alerts passed through the monitor (so each carries `since`, and changes are announced). */
+  status(opts: Omit<StatusOptions, 'nowMs'> = {}): FleetStatus {
+    const nowMs = this.now().getTime();
+    const s = buildFleetStatus({ db: this.d.ctx.db, settings: this.settings, masterName: this.d.ctx.config.name, ownCertificates: this.own }, { ...opts, nowMs });
+    s.alerts = this.monitor.evaluate(s.alerts, nowMs).active;
+    return s;
+  }
+
+  audit(limit = 20): AuditEntry[] {
+    return listAudit(this.d.ctx.db, { limit }).entries;
+  }
+
+  /** Evaluate alerts now and then every `alertIntervalMs` (never overlapping; failures logged, not fatal). */
+  start(): void {
+    if (this.timer) return;
+    const tick = () => {
+      try {
+        this.status({ packages: false });
+      } catch (e) {
+        this.d.ctx.log.error({ err: (e as Error).message, component: 'master.alerts' }, 'alert evaluation failed');
+      }
+    };
+    tick();
+    this.timer = setInterval(tick, this.settings.alertIntervalMs);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.webhook?.close();
+  }
+}

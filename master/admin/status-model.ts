@@ -1,0 +1,83 @@
+import { currentGeneration } from '../db/catalog.js';
+import type { MasterDb } from '../db/database.js';
+import { listMachines } from '../db/machines.js';
+import { computeAlerts, type Alert } from './alerts.js';
+import { expiringCertificates, type ExpiringCertificate, type OwnCertificate } from './certificates.js';
+import type { AdminSettings } from './config.js';
+import { DEPOT_STATES, depotViews, type DepotState, type DepotView } from './depot-status.js';
+import { liveVersionRows, packageStatuses, type PackageStatus } from './package-status.js';
+
+/**
+ * The fleet's status: what `GET /v1/admin/status`, `depotsync status --dir M`, the dashboard and the
+ * alerts all read (one model, so they never disagree). Shape (DESIGN.md §7):
+ *   {generation, generatedAt, summary, depots:[…], packages:[…], pending:[…], certificates:[…], alerts:[…]}
+ */
+export interface PendingMachine {
+  name: string;
+  role: 'depot' | 'agent';
+  requestedAt: string;
+  site: string | null;
+  parent: string | null;
+}
+
+export interface FleetStatus {
+  master: string;
+  generation: number;
+  generationCreatedAt: string | null;
+  generatedAt: string;
+  summary: Record<DepotState, number> & { depots: number; offline: number; packages: number; pending: number; alerts: { warning: number; error: number } };
+  depots: DepotView[];
+  packages: PackageStatus[];
+  pending: PendingMachine[];
+  certificates: ExpiringCertificate[];
+  alerts: Alert[];
+}
+
+export interface StatusDeps {
+  db: MasterDb;
+  settings: AdminSettings;
+  masterName: string;
+  ownCertificates?: OwnCertificate[];
+}
+
+export interface StatusOptions {
+  /** false: leave out the per-version list (the fleet view only). */
+  packages?: boolean;
+  nowMs?: number;
+}
+
+export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): FleetStatus {
+  const { db, settings } = deps;
+  const nowMs = opts.nowMs ?? db.now().getTime();
+  // One read transaction: every number in the answer comes from the same moment of the database.
+  return db.db.transaction(() => {
+    const generation = currentGeneration(db);
+    const depots = depotViews(db, generation, settings.alerts, nowMs);
+    const packages = opts.packages === false ? [] : packageStatuses(liveVersionRows(db), depots);
+    const pending = listMachines(db, { state: 'pending' }).map((p) => ({ name: p.name, role: p.role, requestedAt: p.requestedAt, site: p.site ?? null, parent: p.parent ?? null }));
+    const certificates = expiringCertificates(db, settings.alerts.certWarningDays, nowMs, deps.ownCertificates ?? []);
+    const alerts = computeAlerts(depots, certificates, settings.alerts, nowMs);
+    const created = db.db.prepare('SELECT created_at FROM generations WHERE generation = ?').pluck().get(generation) as string | undefined;
+    const counts = Object.fromEntries(DEPOT_STATES.map((s) => [s, 0])) as Record<DepotState, number>;
+    for (const d of depots) counts[d.state]++;
+    return {
+      master: deps.masterName,
+      generation,
+      generationCreatedAt: created ?? null,
+      generatedAt: new Date(nowMs).toISOString(),
+      summary: {
+        ...counts,
+        depots: depots.length,
+        offline: depots.filter((d) => d.offline).length,
+        packages: opts.packages === false ? (db.db.prepare('SELECT count(*) FROM package_versions WHERE removed_generation IS NULL').pluck().get() as number) : packages.length,
+        pending: pending.length,
+        alerts: { warning: alerts.filter((a) => a.level === 'warning').length, error: alerts.filter((a) => a.level === 'error').length },
+      },
+      depots,
+      packages,
+      pending,
+      certificates,
+      alerts,
+    };
+  })();
+}

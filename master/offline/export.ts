@@ -1,0 +1,162 @@
+import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
+import { DepotsyncError } from '../../src/errors.js';
+import { metadataDelta } from '../../src/tuf/repository.js';
+import { BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
+import type { MasterContext } from '../context.js';
+import { recordAudit } from '../db/audit.js';
+import { currentGeneration, getManifest, getMetadataFile, latestMetadata, manifestChunkIds, rootVersions } from '../db/catalog.js';
+import { byName } from '../db/machines.js';
+import { statusHistory } from '../db/status.js';
+import { readRevocationList } from '../revocations.js';
+import { refreshOnce } from '../server/refresher.js';
+import { writeBundle, type ByteSection, type PlannedChunk } from './writer.js';
+
+export const EXPORT_DEFAULTS = {
+  validMs: 30 * 86_400_000,
+  /** Longest window an operator may sign: beyond it, revocations and key rotations arrive too late. */
+  maxValidMs: 366 * 86_400_000,
+} as const;
+
+export interface ExportOptions {
+  /** The depot's machine name: the bundle is bound to it. */
+  depot: string;
+  out: string;
+  /** Generation the depot holds (0: a full bundle); default its last reported generation, else 0. */
+  from?: number | undefined;
+  validMs?: number | undefined;
+  actor?: string;
+  now?: () => Date;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  chunkSectionMaxBytes?: number;
+}
+
+export interface ExportResult {
+  file: string;
+  bytes: number;
+  fromGeneration: number;
+  toGeneration: number;
+  chunks: number;
+  chunkBytes: number;
+  manifests: number;
+  metadataFiles: number;
+  validUntil: string;
+  /** Where `fromGeneration` came from. */
+  base: 'option' | 'last-report' | 'none';
+}
+
+interface LiveRow {
+  manifestId: string;
+  sha256: string;
+  targetPath: string;
+}
+
+/** Package versions live in `generation` (added at or before it, not removed by it), in publish order. */
+export function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number): LiveRow[] {
+  return ctx.db.db
+    .prepare(
+      `SELECT manifest_id AS manifestId, manifest_sha256 AS sha256, target_path AS targetPath FROM package_versions
+       WHERE added_generation <= ? AND (removed_generation IS NULL OR removed_generation > ?) ORDER BY added_generation, id`,
+    )
+    .all(generation, generation) as LiveRow[];
+}
+
+/**
+ * `master export`: the bundle that takes depot MACHINE from generation A to the current generation B.
+ * Expiring metadata is re-signed first (as the running master would), so the bundle carries a fresh
+ * timestamp and revocation list. Content: root versions after 1 (key rotations cross the gap), the
+ * timestamp, snapshot B, the targets roles whose versions differ from A's, the revocation list, the
+ * manifests live in B but not in A, and the chunks of B that no manifest of A holds.
+ */
+export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promise<ExportResult> {
+  const now = o.now ?? (() => new Date());
+  const machine = byName(ctx.db, o.depot);
+  if (!machine) throw new DepotsyncError('not-found', `master export: no machine named ${JSON.stringify(o.depot)}`, { hint: 'the depot enrolls first (depotsync depot init --offline, then master approve --request)' });
+  if (machine.role !== 'depot') throw new DepotsyncError('bad-input', `master export: ${o.depot} is ${machine.role === 'agent' ? 'an agent' : machine.role}, not a depot`);
+  if (machine.state !== 'approved') throw new DepotsyncError('forbidden', `master export: depot ${o.depot} is ${machine.state}; bundles go only to approved depots`);
+  const validMs = o.validMs ?? EXPORT_DEFAULTS.validMs;
+  if (!Number.isSafeInteger(validMs) || validMs < 60_000 || validMs > EXPORT_DEFAULTS.maxValidMs) {
+    throw new DepotsyncError('usage', `master export: --valid must be from 1m to 366d, got ${validMs} ms`);
+  }
+
+  await refreshOnce(ctx, now);
+  const to = currentGeneration(ctx.db);
+  const reported = statusHistory(ctx.db, o.depot, 1)[0]?.servedGeneration;
+  const base: ExportResult['base'] = o.from !== undefined ? 'option' : reported !== undefined ? 'last-report' : 'none';
+  const from = o.from ?? reported ?? 0;
+  if (!Number.isSafeInteger(from) || from < 0 || from > to) {
+    throw new DepotsyncError('usage', `master export: --from ${from} is not a generation of this master (0 to ${to})`, { hint: '--from 0 makes a full bundle' });
+  }
+
+  // 1. Metadata A → B.
+  const toSnapshot = latestMetadata(ctx.db, 'snapshot');
+  const timestamp = latestMetadata(ctx.db, 'timestamp');
+  if (!toSnapshot || !timestamp || toSnapshot.version !== to) throw new DepotsyncError('corrupt', `master database: generation ${to} has no snapshot v${to}`);
+  const fromSnapshot = from > 0 ? getMetadataFile(ctx.db, `${from}.snapshot.json`) : undefined;
+  if (from > 0 && !fromSnapshot) throw new DepotsyncError('not-found', `master export: generation ${from} has no snapshot on record`, { hint: 'export a full bundle with --from 0' });
+  const roots = rootVersions(ctx.db);
+  const rootVersion = roots[roots.length - 1] ?? 1;
+  const names = metadataDelta({ ...(fromSnapshot ? { fromSnapshot: fromSnapshot.bytes } : {}), fromRootVersion: 1, toSnapshot: toSnapshot.bytes, toRootVersion: rootVersion });
+  const sections: ByteSection[] = names.map((name) => {
+    const file = name === 'timestamp.json' ? timestamp : getMetadataFile(ctx.db, name);
+    if (!file) throw new DepotsyncError('corrupt', `master database lacks metadata ${name}`, { hint: 'restore the master directory from a backup' });
+    return { kind: 'metadata', name, bytes: file.bytes };
+  });
+  const metadataFiles = sections.length;
+
+  // 2. Revocation list.
+  const revocations = readRevocationList(ctx.layout);
+  if (revocations) sections.push({ kind: 'revocations', name: 'revocations.json', bytes: revocations });
+
+  // 3. Manifests and 4. chunks a depot at A lacks.
+  const had = from > 0 ? liveAt(ctx, from) : [];
+  const hadTargets = new Set(had.map((v) => `${v.sha256}.${v.targetPath}`));
+  const hadChunks = new Set<string>();
+  for (const v of had) for (const id of manifestChunkIds(ctx.db, v.manifestId)) hadChunks.add(id);
+  const chunks: PlannedChunk[] = [];
+  const planned = new Set<string>();
+  let chunkBytes = 0;
+  let manifests = 0;
+  for (const v of liveAt(ctx, to)) {
+    const bytes = getManifest(ctx.db, v.manifestId);
+    if (!bytes) throw new DepotsyncError('corrupt', `master database lacks manifest ${v.manifestId}`);
+    const name = `${v.sha256}.${v.targetPath}`;
+    if (!hadTargets.has(name)) {
+      sections.push({ kind: 'manifest', name, bytes });
+      manifests++;
+    }
+    for (const c of manifestChunks(decodeManifest(bytes, { what: `manifest ${v.targetPath}` }))) {
+      if (hadChunks.has(c.id) || planned.has(c.id)) continue;
+      planned.add(c.id);
+      chunks.push({ id: c.id, length: c.length });
+      chunkBytes += c.length;
+    }
+  }
+
+  const issued = now();
+  const validUntil = new Date(issued.getTime() + validMs).toISOString();
+  const tsVersion = timestamp.version;
+  const bytes = await writeBundle({
+    out: o.out,
+    head: {
+      _type: BUNDLE_TYPE,
+      formatVersion: BUNDLE_FORMAT_VERSION,
+      purpose: 'update',
+      depot: o.depot,
+      fromGeneration: from,
+      toGeneration: to,
+      timestampVersion: tsVersion,
+      rootVersion,
+      issuedAt: issued.toISOString(),
+      validUntil,
+    },
+    byteSections: sections,
+    chunks,
+    readChunk: (id) => ctx.store.get(id),
+    signers: [ctx.signers.timestamp],
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),
+  });
+  recordAudit(ctx.db, { actor: o.actor ?? 'cli', action: 'offline.export', target: o.depot, detail: { from, to, bytes, chunks: chunks.length, validUntil } });
+  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, manifests, file: o.out }, 'offline bundle exported');
+  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, chunkBytes, manifests, metadataFiles, validUntil, base };
+}
