@@ -6,7 +6,7 @@ import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
 
 /** Verified chunk bytes gathered before one durable store call (one fsync). */
-export const STORE_BATCH_BYTES = 16 * 1024 * 1024;
+export const STORE_BATCH_BYTES = 32 * 1024 * 1024;
 
 /**
  * An offline bundle as the sync engine's upstream: the same engine, the same TUF client, the same
@@ -71,6 +71,9 @@ export class BundleUpstream implements Upstream {
   async fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
     const wanted = new Set(needs.map((n) => n.id));
     const total = { chunks: 0, bytes: 0 };
+    // Two arenas, reused: one being filled (chunks copied out of the read buffer), one being stored.
+    const arenas = [Buffer.allocUnsafe(this.storeBatchBytes), Buffer.allocUnsafe(this.storeBatchBytes)];
+    let arena = 0;
     let batch: ChunkInput[] = [];
     let batchBytes = 0;
     let storing: Promise<void> = Promise.resolve();
@@ -80,6 +83,7 @@ export class BundleUpstream implements Upstream {
       const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
+      arena ^= 1;
       // One store call in flight while the next batch is read and hashed.
       storing = storing.then(async () => {
         const r = await deps.store.putMany(chunks);
@@ -93,7 +97,14 @@ export class BundleUpstream implements Upstream {
         for await (const rec of this.file.chunkRecords(s, (id) => wanted.has(id))) {
           if (!rec.data) continue;
           deps.counter.add(rec.recordBytes);
-          const chunk = verifiedChunk(rec.id, rec.data);
+          if (batchBytes + rec.data.length > this.storeBatchBytes) {
+            await storing; // the other arena is free again once its batch is stored
+            flush();
+          }
+          // Copy first, then hash the copy: the bytes verified are exactly the bytes stored.
+          const target = rec.data.length > this.storeBatchBytes ? Buffer.allocUnsafe(rec.data.length) : arenas[arena]!.subarray(batchBytes, batchBytes + rec.data.length);
+          rec.data.copy(target);
+          const chunk = verifiedChunk(rec.id, target);
           if (!chunk) {
             throw new DepotsyncError('hash-mismatch', `chunk ${rec.id} in ${this.origin} (section ${s.name}): its bytes do not hash to its id; not stored`, {
               hint: 'the file was damaged or altered after export; export and copy it again (chunks stored so far are kept)',
@@ -102,10 +113,6 @@ export class BundleUpstream implements Upstream {
           wanted.delete(rec.id);
           batch.push(chunk);
           batchBytes += rec.data.length;
-          if (batchBytes >= this.storeBatchBytes) {
-            await storing; // bound memory: at most two batches (one storing, one filling)
-            flush();
-          }
         }
       }
     } finally {

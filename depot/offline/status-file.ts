@@ -1,5 +1,5 @@
 import { createPrivateKey, sign } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
@@ -19,7 +19,8 @@ export interface StatusFileResult {
  * Write the depot's status report into D/outbox/ (issue 7 item 5), signed with its machine key, so it
  * can travel to the master (`master import-status`). Same report as online (generation served, the
  * validity window's end, chunks and bytes imported, scrub results, last error, free disk); the
- * sequence number is strictly increasing, so the master ignores a replayed or older file.
+ * sequence number is strictly increasing, so the master ignores a replayed or older file; older status
+ * files of this depot are removed from the outbox.
  */
 export async function writeStatusFile(
   d: { db: DepotDb; layout: DepotLayout; creds: DepotCredentials; name: string },
@@ -36,5 +37,11 @@ export async function writeStatusFile(
   await mkdir(d.layout.outbox, { recursive: true });
   const file = join(d.layout.outbox, `status-${d.name}-${String(report.sequence).padStart(8, '0')}.json`);
   await writeFileAtomic(file, bytes);
+  // A newer report supersedes the older ones (the master ignores them anyway): the outbox keeps only
+  // the newest, so weeks of scheduled runs do not pile up files to carry.
+  const prefix = `status-${d.name}-`;
+  for (const f of await readdir(d.layout.outbox)) {
+    if (f.startsWith(prefix) && f.endsWith('.json') && join(d.layout.outbox, f) !== file) await unlink(join(d.layout.outbox, f)).catch(() => undefined);
+  }
   return { file, sequence: report.sequence };
 }

@@ -38,10 +38,13 @@ export function computeAlerts(depots: DepotView[], certificates: ExpiringCertifi
       const minutes = Math.floor((nowMs - Date.parse(d.lastSeen)) / 60_000);
       out.push(alert('silent', d.name, 'error', `depot ${d.name} has not been heard from for ${formatMinutes(minutes)} (threshold ${formatMinutes(t.silentMinutes)})`));
     }
+    if (d.state === 'never-reported' && d.approvedAt && nowMs - Date.parse(d.approvedAt) > t.silentMinutes * 60_000) {
+      out.push(alert('silent', d.name, 'error', `depot ${d.name} was approved ${d.approvedAt} and has never reported`));
+    }
     if (d.consecutiveFailures >= t.failingSyncs) {
       out.push(alert('failing', d.name, 'error', `depot ${d.name} failed ${d.consecutiveFailures} syncs in a row: ${d.lastError ?? 'unknown error'}`));
     }
-    if (d.lagGenerations > 0 && (d.lagGenerations >= t.lagGenerations || d.lagSeconds >= t.lagHours * 3600)) {
+    if (d.servedGeneration !== null && d.lagGenerations > 0 && (d.lagGenerations >= t.lagGenerations || d.lagSeconds >= t.lagHours * 3600)) {
       out.push(
         alert('lagging', d.name, 'warning', `depot ${d.name} is ${d.lagGenerations} generation(s) behind for ${formatMinutes(Math.floor(d.lagSeconds / 60))} (thresholds ${t.lagGenerations} generations, ${t.lagHours} h)`),
       );

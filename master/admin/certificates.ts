@@ -38,14 +38,15 @@ export function ownCertificates(layout: Pick<MasterLayout, 'serverCert' | 'caCer
 
 /** Certificates expiring within `withinDays` (or already expired), soonest first. */
 export function expiringCertificates(m: MasterDb, withinDays: number, nowMs: number, own: OwnCertificate[] = []): ExpiringCertificate[] {
-  const limit = new Date(nowMs + withinDays * DAY_MS).toISOString();
+  // Whole days left (floor) <= withinDays: anything before the end of day withinDays + 1.
+  const limit = new Date(nowMs + (withinDays + 1) * DAY_MS).toISOString();
   const rows = m.db
     .prepare(
       `SELECT name, role, cert_serial, cert_not_after, renew_requested FROM machines
        WHERE state = 'approved' AND cert_not_after IS NOT NULL AND cert_not_after <= ? ORDER BY cert_not_after, name`,
     )
     .all(limit) as { name: string; role: 'depot' | 'agent'; cert_serial: string | null; cert_not_after: string; renew_requested: number }[];
-  const out: ExpiringCertificate[] = rows.map((r) => ({
+  const out: ExpiringCertificate[] = rows.filter((r) => daysLeft(r.cert_not_after, nowMs) <= withinDays).map((r) => ({
     subject: r.name,
     role: r.role,
     serial: r.cert_serial,
@@ -54,7 +55,7 @@ export function expiringCertificates(m: MasterDb, withinDays: number, nowMs: num
     renewRequested: r.renew_requested === 1,
   }));
   for (const c of own) {
-    if (c.notAfter <= limit) out.push({ subject: c.subject, role: 'master', serial: c.serial, notAfter: c.notAfter, daysLeft: daysLeft(c.notAfter, nowMs), renewRequested: false });
+    if (daysLeft(c.notAfter, nowMs) <= withinDays) out.push({ subject: c.subject, role: 'master', serial: c.serial, notAfter: c.notAfter, daysLeft: daysLeft(c.notAfter, nowMs), renewRequested: false });
   }
   return out.sort((a, b) => (a.notAfter < b.notAfter ? -1 : a.notAfter > b.notAfter ? 1 : 0));
 }

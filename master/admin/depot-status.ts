@@ -1,6 +1,6 @@
 import type { MasterDb } from '../db/database.js';
-import { latestStatusAll, type DepotStatus } from '../db/status.js';
-import { listMachines, type Machine } from '../db/machines.js';
+import type { DepotStatus } from '../db/status.js';
+import type { Machine } from '../db/machines.js';
 import type { AlertThresholds } from './config.js';
 
 /**
@@ -36,6 +36,8 @@ export interface DepotView {
   lastSuccess: string | null;
   lastError: string | null;
   lastSeen: string | null;
+  /** When an operator (or a token) approved it: a depot never heard from since is silent too. */
+  approvedAt: string | null;
   lastReport: string | null;
   consecutiveFailures: number;
   scrub: { ok: number; failed: number };
@@ -51,8 +53,8 @@ const MAX_STREAK = 100;
 
 /** Every approved or blocked depot, newest facts first; pending depots are enrollment requests, not fleet. */
 export function depotViews(m: MasterDb, current: number, thresholds: AlertThresholds, nowMs: number): DepotView[] {
-  const machines = listMachines(m, { role: 'depot' }).filter((d) => d.state === 'approved' || d.state === 'blocked');
-  const latest = new Map(latestStatusAll(m).map((s) => [s.machine, s]));
+  const machines = fleetMachines(m);
+  const latest = latestReports(m);
   const parents = new Map(machines.map((d) => [d.name, d.parent ?? null]));
   const createdAt = generationTimes(m);
   const streakStmt = m.db.prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').pluck();
@@ -91,6 +93,7 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
       lastSuccess: s?.lastSuccess ?? null,
       lastError,
       lastSeen,
+      approvedAt: d.approvedAt ?? null,
       lastReport: s?.receivedAt ?? null,
       consecutiveFailures,
       scrub: { ok: s?.scrubOk ?? 0, failed: s?.scrubFailed ?? 0 },
@@ -103,7 +106,62 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
   });
 }
 
-function classify(v: DepotView, s: DepotStatus | undefined, t: AlertThresholds, nowMs: number): DepotState {
+type FleetMachine = Pick<Machine, 'name' | 'state' | 'parent' | 'site' | 'url' | 'certSerial' | 'certNotAfter' | 'lastSeen' | 'approvedAt'>;
+type LatestReport = Omit<DepotStatus, 'report' | 'address' | 'reportedAt' | 'sequence'>;
+
+/** Approved and blocked depots: only the columns the view needs (no PEM text for a thousand rows). */
+function fleetMachines(m: MasterDb): FleetMachine[] {
+  const rows = m.db
+    .prepare(
+      `SELECT name, state, parent, site, url, cert_serial, cert_not_after, last_seen, approved_at FROM machines
+       WHERE role = 'depot' AND state IN ('approved', 'blocked') ORDER BY name`,
+    )
+    .all() as Record<string, string | null>[];
+  return rows.map((r) => {
+    const d: FleetMachine = { name: r.name!, state: r.state as Machine['state'] };
+    if (r.parent) d.parent = r.parent;
+    if (r.site) d.site = r.site;
+    if (r.url) d.url = r.url;
+    if (r.cert_serial) d.certSerial = r.cert_serial;
+    if (r.cert_not_after) d.certNotAfter = r.cert_not_after;
+    if (r.last_seen) d.lastSeen = r.last_seen;
+    if (r.approved_at) d.approvedAt = r.approved_at;
+    return d;
+  });
+}
+
+/** The newest report of every depot, without the stored raw JSON (the index on (machine, id) finds each). */
+function latestReports(m: MasterDb): Map<string, LatestReport> {
+  const rows = m.db
+    .prepare(
+      `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
+         s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until
+       FROM depot_status s JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) latest ON latest.id = s.id`,
+    )
+    .all() as Record<string, string | number | null>[];
+  const out = new Map<string, LatestReport>();
+  for (const r of rows) {
+    const s: LatestReport = {
+      machine: r.machine as string,
+      receivedAt: r.received_at as string,
+      servedGeneration: r.served_generation as number,
+      targetGeneration: r.target_generation as number,
+      bytesFetched: r.bytes_fetched as number,
+      chunksFetched: r.chunks_fetched as number,
+      bytesRemaining: r.bytes_remaining as number,
+      scrubOk: r.scrub_ok as number,
+      scrubFailed: r.scrub_failed as number,
+      freeDiskBytes: r.free_disk_bytes as number,
+    };
+    if (r.last_success !== null) s.lastSuccess = r.last_success as string;
+    if (r.last_error !== null) s.lastError = r.last_error as string;
+    if (r.valid_until !== null) s.validUntil = r.valid_until as string;
+    out.set(s.machine, s);
+  }
+  return out;
+}
+
+function classify(v: DepotView, s: LatestReport | undefined, t: AlertThresholds, nowMs: number): DepotState {
   if (v.machineState === 'blocked') return 'blocked';
   if (!s) return 'never-reported';
   if (!v.offline && v.lastSeen && nowMs - Date.parse(v.lastSeen) > t.silentMinutes * 60_000) return 'silent';

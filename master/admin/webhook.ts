@@ -73,9 +73,18 @@ export class WebhookNotifier {
     const sleep = this.d.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()));
     let lastError = '';
     for (let attempt = 1; attempt <= attempts && !this.closed; attempt++) {
+      // A plain controller and timer, held here: Node 20's AbortSignal.timeout/any signals can be garbage
+      // collected before they fire, which would leave a delivery to a silent server hanging for ever.
+      const ac = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ac.abort();
+      }, timeoutMs);
+      const onClose = () => ac.abort();
+      this.abort.signal.addEventListener('abort', onClose);
       try {
-        const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), this.abort.signal]);
-        const res = await doFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(e), signal, redirect: 'error' });
+        const res = await doFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(e), signal: ac.signal, redirect: 'error' });
         await res.body?.cancel().catch(() => undefined);
         if (res.ok) {
           this.delivered++;
@@ -84,7 +93,10 @@ export class WebhookNotifier {
         }
         lastError = `HTTP ${res.status}`;
       } catch (err) {
-        lastError = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err as Error).message;
+        lastError = timedOut ? `no answer within ${timeoutMs} ms` : (err as Error).message;
+      } finally {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', onClose);
       }
       this.d.log.warn({ url: redact(url), attempt, attempts, err: lastError, alert: e.alert.key }, 'webhook delivery failed');
       if (attempt < attempts) await sleep(backoffMs * 2 ** (attempt - 1));

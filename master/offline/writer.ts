@@ -49,6 +49,20 @@ export interface WriteBundleInput {
   chunkSectionMaxBytes?: number;
 }
 
+/** The buffers after the first `skip` bytes (a short writev continues where it stopped). */
+function sliceFrom(bufs: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}
+
 /** The table of contents, computed before any chunk is read: chunk sections commit to their record headers. */
 export function layoutSections(byteSections: readonly ByteSection[], chunks: readonly PlannedChunk[], chunkSectionMaxBytes: number): { sections: BundleSection[]; groups: PlannedChunk[][] } {
   const sections: BundleSection[] = [];
@@ -105,17 +119,23 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     let pendingBytes = 0;
     const flush = async () => {
       if (!pendingBytes) return;
-      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      const bufs = pending;
+      const n = pendingBytes;
       pending = [];
       pendingBytes = 0;
-      await fh!.write(buf);
-      done += buf.length;
+      // writev: no copy into one large buffer (fresh memory costs a page fault per 4 KiB).
+      let written = 0;
+      while (written < n) {
+        const r = await fh!.writev(written === 0 ? bufs : sliceFrom(bufs, written));
+        written += r.bytesWritten;
+      }
+      done += n;
       input.onProgress?.(done, total);
     };
     const put = async (b: Uint8Array) => {
       pending.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
       pendingBytes += b.length;
-      if (pendingBytes >= WRITER_DEFAULTS.writeBufferBytes) await flush();
+      if (pendingBytes >= WRITER_DEFAULTS.writeBufferBytes || pending.length >= 512) await flush();
     };
     await put(encodePreamble(header.length));
     await put(header);

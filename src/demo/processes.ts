@@ -1,9 +1,25 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DepotsyncError } from '../errors.js';
 
-const CLI = fileURLToPath(new URL('../../../bin/depotsync.js', import.meta.url));
+/**
+ * bin/depotsync.js of this checkout, found by walking up from this module: it runs from dist/src/demo
+ * (the built CLI) and from src/demo (vitest runs the TypeScript sources).
+ */
+const CLI = findCli();
+
+function findCli(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'bin', 'depotsync.js');
+    if (existsSync(candidate) && existsSync(join(dir, 'package.json'))) return candidate;
+    dir = dirname(dir);
+  }
+  throw new DepotsyncError('internal', 'demo: cannot find bin/depotsync.js above this module');
+}
 
 /** Run `depotsync ARGS --json` to completion and return its JSON object (or a clear error). */
 export function runJson(args: string[], env: NodeJS.ProcessEnv = {}): any {

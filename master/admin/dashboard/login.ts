@@ -57,18 +57,17 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     if (!NAME.test(operator)) return form(c, 400, 'Give your operator name.');
     const opKey = `operator:${operator}`;
 
-    const wait = Math.max(admin.addressLimiter.retryAfterMs(address), admin.operatorLimiter.retryAfterMs(opKey));
+    const byAddress = admin.addressLimiter.retryAfterMs(address);
+    const wait = byAddress || admin.operatorLimiter.retryAfterMs(opKey);
     if (wait > 0) {
       admin.metrics.loginAttempts.inc({ outcome: 'limited' });
-      for (const key of [`address:${address}`, opKey]) {
-        const at = limitedAudited.get(key) ?? 0;
-        const nowMs = admin.now().getTime();
-        if (nowMs - at >= AUDIT_LIMITED_EVERY_MS) {
-          limitedAudited.set(key, nowMs);
-          if (limitedAudited.size > 10_000) limitedAudited.delete(limitedAudited.keys().next().value as string);
-          audit('login.limited', operator, { key });
-          break;
-        }
+      const key = byAddress ? `address:${address}` : opKey;
+      const nowMs = admin.now().getTime();
+      if (nowMs - (limitedAudited.get(key) ?? -Infinity) >= AUDIT_LIMITED_EVERY_MS) {
+        limitedAudited.delete(key);
+        limitedAudited.set(key, nowMs);
+        if (limitedAudited.size > 10_000) limitedAudited.delete(limitedAudited.keys().next().value as string);
+        audit('login.limited', operator, { limitedBy: key });
       }
       c.header('retry-after', String(Math.ceil(wait / 1000)));
       return form(c, 429, `Too many failed logins; try again in ${Math.ceil(wait / 60_000)} minute(s).`, operator);

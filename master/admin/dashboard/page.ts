@@ -7,7 +7,7 @@ type Html = ReturnType<typeof html>;
 function shell(title: string, body: Html): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>${title}</title><link rel="stylesheet" href="/dashboard/style.css"></head>
+<meta name="referrer" content="same-origin"><title>${title}</title><link rel="stylesheet" href="/dashboard/style.css"></head>
 <body>${body}</body></html>`;
 }
 

@@ -1,0 +1,221 @@
+/**
+ * The admin surface at fleet scale (issue 8): a master with BENCH_DEPOTS depots (default 1,000) that
+ * report once a minute (BENCH_REPORTS reports of history each, default 60) and BENCH_VERSIONS live
+ * package versions (default 10,000).
+ *
+ * 1. Server time (in-process `app.request`, no sockets) of `GET /v1/admin/status` (full and without the
+ *    per-version list), the dashboard page, `/metrics`, and one status report being filed. Goal: < 100 ms.
+ *    Peer: the `sqlite3` shell printing the newest report per depot as JSON (the query a hand-made
+ *    status script would run), process start included.
+ * 2. The master's chunk-serving throughput over real mutual TLS, alone and while depots report at the
+ *    fleet's rate (BENCH_DEPOTS per minute, from 20 depot certificates). Goal: < 5% lower.
+ *
+ *   npx tsc -p tsconfig.json && BENCH_DEPOTS=1000 BENCH_VERSIONS=10000 BENCH_SERVE_BYTES=67108864 node dist/bench/admin-status.js
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../src/log.js';
+import { tlsBaseOptions } from '../src/net/tls.js';
+import { createMachineKeyAndCsr } from '../src/pki/csr.js';
+import { adminSettings } from '../master/admin/config.js';
+import { AdminService } from '../master/admin/service.js';
+import { createSession } from '../master/admin/sessions.js';
+import { openMaster, type MasterContext } from '../master/context.js';
+import { recordDepotStatus } from '../master/db/status.js';
+import { requestEnrollment } from '../master/db/machines.js';
+import { addOperator } from '../master/db/operators.js';
+import { initMaster } from '../master/init.js';
+import { approveMachine } from '../master/machines/actions.js';
+import { publish } from '../master/publish/publish.js';
+import { createMasterApp } from '../master/server/app.js';
+import { startMasterServer } from '../master/server/serve.js';
+
+const DEPOTS = Number(process.env.BENCH_DEPOTS ?? 1000);
+const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 10_000);
+const REPORTS = Number(process.env.BENCH_REPORTS ?? 60);
+const SERVE_BYTES = Number(process.env.BENCH_SERVE_BYTES ?? 64 * 1024 * 1024);
+const RUNS = Number(process.env.BENCH_RUNS ?? 15);
+const REPORTERS = 20;
+
+const hex = (s: string) => createHash('sha256').update(s).digest('hex');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Catalog and fleet rows straight into the database (publishing 10,000 real versions would take long). */
+function seed(ctx: MasterContext, nowMs: number): void {
+  const db = ctx.db.db;
+  db.transaction(() => {
+    const gen = db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')");
+    const pkg = db.prepare('INSERT OR IGNORE INTO packages (name, created_at) VALUES (?, ?)');
+    const man = db.prepare('INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)');
+    const ver = db.prepare(
+      `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin, total_bytes, chunk_count, added_generation, created_at, created_by)
+       VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, 10, ?, 'bin-00', 1000000, 16, ?, ?, 'bench')`,
+    );
+    for (let i = 0; i < VERSIONS; i++) {
+      const g = i + 2;
+      const at = iso(nowMs - (VERSIONS - i) * 60_000);
+      gen.run(g, at);
+      const name = `pkg-${String(i % Math.max(1, VERSIONS / 10)).padStart(4, '0')}`;
+      pkg.run(name, at);
+      const id = hex(`m${i}`);
+      man.run(id, hex(`s${i}`), Buffer.from('x'), at);
+      ver.run(name, `1.${i}`, id, hex(`s${i}`), `${name}/1.${i}`, g, at);
+    }
+    const current = VERSIONS + 1;
+    const machine = db.prepare(
+      `INSERT INTO machines (name, role, state, requested_at, approved_at, state_changed_at, cert_serial, cert_not_after, last_seen) VALUES (?, 'depot', 'approved', ?, ?, ?, ?, ?, ?)`,
+    );
+    const report = db.prepare(
+      `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success, last_error, bytes_fetched, chunks_fetched, bytes_remaining, free_disk_bytes, report)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 10, ?, 100000000000, '{}')`,
+    );
+    for (let d = 0; d < DEPOTS; d++) {
+      const name = `depot-${String(d).padStart(5, '0')}`;
+      machine.run(name, iso(nowMs - 90 * 86_400_000), iso(nowMs - 90 * 86_400_000), iso(nowMs), hex(name).slice(0, 16), iso(nowMs + ((d * 7) % 365 + 1) * 86_400_000), iso(nowMs - 30_000));
+      // 95% current, 4% a few generations behind (fetching), 1% failing.
+      const lag = d % 100 < 95 ? 0 : d % 100 < 99 ? 3 : 10;
+      const failing = d % 100 === 99;
+      for (let r = 0; r < REPORTS; r++) {
+        const at = iso(nowMs - (REPORTS - r) * 60_000);
+        report.run(name, at, at, r + 1, current - lag, current, at, failing ? 'sync failed: timeout' : null, lag ? 5_000_000 : 0, lag ? 50_000_000 : 0);
+      }
+    }
+  })();
+}
+
+async function time(fn: () => Promise<unknown> | unknown): Promise<{ median: number; p95: number }> {
+  for (let i = 0; i < 3; i++) await fn();
+  const t: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  return { median: t[Math.floor(t.length / 2)]!, p95: t[Math.min(t.length - 1, Math.ceil(t.length * 0.95) - 1)]! };
+}
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'depotsync-bench-admin-'));
+  const dir = join(tmp, 'M');
+  try {
+    await initMaster(dir, { log: silentLogger(), config: { statusReportsPerMachinePerMinute: 10_000 } });
+    const ctx = await openMaster(dir, silentLogger());
+    const nowMs = Date.now();
+    const t0 = performance.now();
+    seed(ctx, nowMs);
+    process.stdout.write(`seeded ${DEPOTS} depots × ${REPORTS} reports and ${VERSIONS} versions in ${Math.round(performance.now() - t0)} ms\n`);
+
+    const admin = new AdminService({ ctx, settings: adminSettings() });
+    const app = createMasterApp({ ctx, adminService: admin });
+    const { token } = addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
+    const { secret } = createSession(ctx.db, 'bench', { ...admin.sessionTimes });
+    const auth = { authorization: `Bearer ${token}` };
+    let bytes = 0;
+    const get = async (path: string, headers: Record<string, string>) => {
+      const r = await app.request(path, { headers });
+      if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
+      bytes = (await r.arrayBuffer()).byteLength;
+    };
+    const rows: string[][] = [];
+    const add = async (what: string, fn: () => Promise<unknown> | unknown, note = '') => {
+      const t = await time(fn);
+      rows.push([what, t.median.toFixed(1), t.p95.toFixed(1), note || `${(bytes / 1024).toFixed(0)} KiB`]);
+    };
+    await add(`GET /v1/admin/status (all ${VERSIONS} versions)`, () => get('/v1/admin/status', auth));
+    await add('GET /v1/admin/status?packages=none', () => get('/v1/admin/status?packages=none', auth));
+    await add('GET /dashboard (session)', () => get('/dashboard', { cookie: `__Host-depotsync_session=${secret}` }));
+    await add('GET /metrics', () => get('/metrics', auth));
+    let seq = REPORTS + 1;
+    await add('file one status report (recordDepotStatus)', () =>
+      recordDepotStatus(ctx.db, 'depot-00001', { servedGeneration: VERSIONS + 1, targetGeneration: VERSIONS + 1, bytesFetched: 0, chunksFetched: 0, reportedAt: iso(Date.now()), sequence: seq++ }),
+    '1 transaction');
+    const sql = `SELECT s.machine, s.served_generation, s.target_generation, s.received_at, s.last_error FROM depot_status s
+      JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) l ON l.id = s.id ORDER BY s.machine`;
+    await add('peer: sqlite3 -json, newest report per depot', () => execFileSync('sqlite3', ['-readonly', '-json', ctx.layout.database, sql], { maxBuffer: 64 * 1024 * 1024 }), 'process start included; no lag, packages or alerts');
+
+    process.stdout.write(`Fleet: ${DEPOTS} depots, ${REPORTS} reports of history each, ${VERSIONS} live versions; ${RUNS} runs after 3 warm-ups; server time in process (goal < 100 ms).\n\n`);
+    process.stdout.write('| request | median ms | p95 ms | answer |\n|---|---:|---:|---|\n');
+    for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
+    await admin.close();
+
+    await ctx.close();
+    // A second, real master for serving: the seeded one has no signed metadata for its generations.
+    const dir2 = join(tmp, 'M2');
+    await initMaster(dir2, { log: silentLogger(), config: { statusReportsPerMachinePerMinute: 10_000 } });
+    const ctx2 = await openMaster(dir2, silentLogger());
+    await serveUnderLoad(ctx2);
+    await ctx2.close();
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Chunk-serving throughput over mutual TLS, with and without the fleet's report rate. */
+async function serveUnderLoad(ctx: MasterContext): Promise<void> {
+  const file = join(ctx.layout.dir, '..', 'serve.bin');
+  const data = Buffer.alloc(SERVE_BYTES);
+  for (let i = 0; i < data.length; i += 32) createHash('sha256').update(String(i)).digest().copy(data, i);
+  writeFileSync(file, data);
+  await publish(ctx, { name: 'big', version: '1', path: file, actor: 'bench' });
+  const ids = (ctx.db.db.prepare('SELECT DISTINCT hex(chunk_id) AS id FROM chunk_refs').all() as { id: string }[]).map((r) => r.id.toLowerCase());
+  const server = await startMasterServer(ctx, { host: '127.0.0.1', port: 0, dropbox: false, refresher: false });
+  const reporters = Array.from({ length: REPORTERS }, (_, i) => {
+    const name = `reporter-${i}`;
+    const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot' });
+    requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
+    return { name, key: keyPem, cert: approveMachine(ctx, name, { actor: 'bench' }).certPem!, seq: 0 };
+  });
+  const agent = new https.Agent({ keepAlive: true, ...tlsBaseOptions(), ca: ctx.ca.certPem, cert: reporters[0]!.cert, key: reporters[0]!.key });
+  const post = (path: string, body: string, a: https.Agent | undefined, id?: { key: string; cert: string }) =>
+    new Promise<number>((resolve, reject) => {
+      const req = https.request(
+        `${server.url}${path}`,
+        { method: 'POST', ...tlsBaseOptions(), ca: ctx.ca.certPem, ...(a ? { agent: a } : { agent: false, key: id!.key, cert: id!.cert }), headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          let n = 0;
+          res.on('data', (d: Buffer) => (n += d.length));
+          res.on('end', () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`${path}: ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const fetchAll = async () => {
+    const t = performance.now();
+    let n = 0;
+    for (let i = 0; i < ids.length; i += 512) n += await post('/v1/chunks/batch', JSON.stringify({ ids: ids.slice(i, i + 512) }), agent);
+    return { mbps: n / 1048576 / ((performance.now() - t) / 1000) };
+  };
+  const measure = async () => {
+    const r: number[] = [];
+    for (let i = 0; i < 5; i++) r.push((await fetchAll()).mbps);
+    return r.sort((a, b) => a - b)[2]!;
+  };
+  await fetchAll();
+  const alone = await measure();
+  // The fleet's rate: DEPOTS reports per minute, spread over REPORTERS certificates (new TLS connection each, like a depot).
+  let sent = 0;
+  const intervalMs = 60_000 / DEPOTS;
+  const timer = setInterval(() => {
+    const r = reporters[sent++ % REPORTERS]!;
+    const body = JSON.stringify({ servedGeneration: 1, targetGeneration: 1, bytesFetched: 0, chunksFetched: 0, reportedAt: iso(Date.now()), sequence: ++r.seq });
+    post('/v1/status', body, undefined, r).catch((e: Error) => process.stderr.write(`report failed: ${e.message}\n`));
+  }, intervalMs);
+  const loaded = await measure();
+  clearInterval(timer);
+  await server.close();
+  agent.destroy();
+  process.stdout.write(`\nChunk serving over mutual TLS (${(SERVE_BYTES / 1048576).toFixed(0)} MiB in batches of 512 chunks, median of 5; goal: < 5% lower under load):\n\n`);
+  process.stdout.write('| master | MiB/s | change |\n|---|---:|---:|\n');
+  process.stdout.write(`| no reports | ${alone.toFixed(0)} | |\n| ${DEPOTS} reports/min (${sent} sent) | ${loaded.toFixed(0)} | ${(((loaded - alone) / alone) * 100).toFixed(1)}% |\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});
