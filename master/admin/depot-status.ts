@@ -1,6 +1,6 @@
 import type { MasterDb } from '../db/database.js';
-import type { DepotStatus } from '../db/status.js';
 import type { Machine } from '../db/machines.js';
+import { fleetMachines, latestReports, type LatestReport } from './depot-rows.js';
 import type { AlertThresholds } from './config.js';
 
 /**
@@ -104,61 +104,6 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
     view.state = classify(view, s, thresholds, nowMs);
     return view;
   });
-}
-
-type FleetMachine = Pick<Machine, 'name' | 'state' | 'parent' | 'site' | 'url' | 'certSerial' | 'certNotAfter' | 'lastSeen' | 'approvedAt'>;
-type LatestReport = Omit<DepotStatus, 'report' | 'address' | 'reportedAt' | 'sequence'>;
-
-/** Approved and blocked depots: only the columns the view needs (no PEM text for a thousand rows). */
-function fleetMachines(m: MasterDb): FleetMachine[] {
-  const rows = m.db
-    .prepare(
-      `SELECT name, state, parent, site, url, cert_serial, cert_not_after, last_seen, approved_at FROM machines
-       WHERE role = 'depot' AND state IN ('approved', 'blocked') ORDER BY name`,
-    )
-    .all() as Record<string, string | null>[];
-  return rows.map((r) => {
-    const d: FleetMachine = { name: r.name!, state: r.state as Machine['state'] };
-    if (r.parent) d.parent = r.parent;
-    if (r.site) d.site = r.site;
-    if (r.url) d.url = r.url;
-    if (r.cert_serial) d.certSerial = r.cert_serial;
-    if (r.cert_not_after) d.certNotAfter = r.cert_not_after;
-    if (r.last_seen) d.lastSeen = r.last_seen;
-    if (r.approved_at) d.approvedAt = r.approved_at;
-    return d;
-  });
-}
-
-/** The newest report of every depot, without the stored raw JSON (the index on (machine, id) finds each). */
-function latestReports(m: MasterDb): Map<string, LatestReport> {
-  const rows = m.db
-    .prepare(
-      `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
-         s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until
-       FROM depot_status s JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) latest ON latest.id = s.id`,
-    )
-    .all() as Record<string, string | number | null>[];
-  const out = new Map<string, LatestReport>();
-  for (const r of rows) {
-    const s: LatestReport = {
-      machine: r.machine as string,
-      receivedAt: r.received_at as string,
-      servedGeneration: r.served_generation as number,
-      targetGeneration: r.target_generation as number,
-      bytesFetched: r.bytes_fetched as number,
-      chunksFetched: r.chunks_fetched as number,
-      bytesRemaining: r.bytes_remaining as number,
-      scrubOk: r.scrub_ok as number,
-      scrubFailed: r.scrub_failed as number,
-      freeDiskBytes: r.free_disk_bytes as number,
-    };
-    if (r.last_success !== null) s.lastSuccess = r.last_success as string;
-    if (r.last_error !== null) s.lastError = r.last_error as string;
-    if (r.valid_until !== null) s.validUntil = r.valid_until as string;
-    out.set(s.machine, s);
-  }
-  return out;
 }
 
 function classify(v: DepotView, s: LatestReport | undefined, t: AlertThresholds, nowMs: number): DepotState {

@@ -105,6 +105,3 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
     loginAttempts: new Counter({ name: 'depotsync_dashboard_logins_total', help: 'Dashboard login attempts by outcome (ok, failed, limited)', labelNames: ['outcome'], registers: reg }),
   };
 }
-
-/** Keep the cache name-compatible with `FleetStatus` consumers that only need the fleet. */
-export type { FleetStatus };

@@ -4,14 +4,6 @@ import { formatBytes } from '../alerts.js';
 /** Small display helpers for the dashboard; they return plain strings (escaped by the html helper). */
 export { formatBytes };
 
-export function ago(iso: string | null, nowMs: number): string {
-  if (!iso) return 'never';
-  const s = Math.round((nowMs - Date.parse(iso)) / 1000);
-  if (!Number.isFinite(s)) return '?';
-  if (s < 0) return 'just now';
-  return `${duration(s)} ago`;
-}
-
 export function duration(seconds: number | null): string {
   if (seconds === null) return '–';
   if (seconds < 60) return `${seconds} s`;

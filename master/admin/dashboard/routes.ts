@@ -1,5 +1,6 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { DepotsyncError } from '../../../src/errors.js';
 import { statusFor } from '../../../src/serve/http-errors.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
@@ -25,6 +26,7 @@ import { liveSections, type Viewer } from './sections.js';
 export function dashboardRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<DashEnv> {
   const app = new Hono<DashEnv>();
   const feed = new LiveFeed(ctx.db, admin);
+  const log = ctx.log.child({ component: 'master.dashboard' });
   const times = () => admin.sessionTimes;
   app.use('/dashboard', securityHeaders());
   app.use('/dashboard/*', securityHeaders());
@@ -56,6 +58,9 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
         }
         await stream.sleep(admin.settings.liveIntervalMs);
       }
+    }, async (err) => {
+      // The stream ends (the page reconnects by itself); the reason goes to the log, not to the page.
+      log.warn({ err: err.message }, 'dashboard event stream ended by an error');
     }),
   );
 
@@ -63,7 +68,7 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
   app.use('/dashboard', requireSession(ctx, admin));
   app.use('/dashboard/*', requireSession(ctx, admin));
 
-  const render = async (c: Context<DashEnv>, flash?: { text: string; bad: boolean }, status: 200 | 400 | 403 | 404 | 409 | 500 = 200) => {
+  const render = async (c: Context<DashEnv>, flash?: { text: string; bad: boolean }, status: ContentfulStatusCode = 200) => {
     const s = c.get('session');
     const viewer: Viewer = { name: s.operator, role: s.role, csrf: csrfToken(s.secret), sessionId: s.id };
     const data = { ...feed.get(), sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined };
@@ -91,7 +96,7 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
       return c.redirect(`/dashboard?done=${verb}&machine=${encodeURIComponent(m.name)}`, 303);
     } catch (e) {
       if (!(e instanceof DepotsyncError)) throw e;
-      return render(c, { text: `${verb} ${name}: ${e.message}`, bad: true }, statusFor(e.code) as 400);
+      return render(c, { text: `${verb} ${name}: ${e.message}`, bad: true }, statusFor(e.code));
     }
   };
   app.post('/dashboard/machines/:name/approve', csrf(), action('approve'));

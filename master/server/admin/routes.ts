@@ -8,7 +8,6 @@ import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, liveVersions } from '../../db/catalog.js';
 import { listMachines, MACHINE_ROLES, MACHINE_STATES, type Machine, type MachineRole, type MachineState } from '../../db/machines.js';
-import { latestStatusAll } from '../../db/status.js';
 import { createEnrollmentToken } from '../../db/tokens.js';
 import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../machines/actions.js';
 import { publish } from '../../publish/publish.js';
@@ -43,10 +42,6 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
   app.get('/packages', (c) => {
     const name = c.req.query('name');
     return c.json({ generation: currentGeneration(ctx.db), packages: liveVersions(ctx.db, name ? { name } : {}) });
-  });
-  app.get('/status', (c) => {
-    // Placeholder shape of DESIGN.md §7 (`{generation, depots, alerts}`); the admin issue fills it in.
-    return c.json({ generation: currentGeneration(ctx.db), depots: latestStatusAll(ctx.db).map(({ report: _r, ...s }) => s), alerts: [] });
   });
   app.get('/audit', (c) => {
     const limit = c.req.query('limit');
