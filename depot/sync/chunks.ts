@@ -1,3 +1,4 @@
+import { planBatches } from '../../src/wire/chunk-batch.js';
 import { setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
@@ -45,23 +46,7 @@ export function planMissing(db: DepotDb, store: SyncStore): { needs: ChunkNeed[]
   return { needs: [...needs].map(([id, length]) => ({ id, length })), pendingTargets, bytes };
 }
 
-/** Group chunks into batches of at most maxBytes of chunk data and maxChunks ids (one chunk per batch at least). */
-export function planBatches(needs: readonly ChunkNeed[], maxBytes: number, maxChunks: number): ChunkNeed[][] {
-  const out: ChunkNeed[][] = [];
-  let cur: ChunkNeed[] = [];
-  let curBytes = 0;
-  for (const n of needs) {
-    if (cur.length > 0 && (curBytes + n.length > maxBytes || cur.length >= maxChunks)) {
-      out.push(cur);
-      cur = [];
-      curBytes = 0;
-    }
-    cur.push(n);
-    curBytes += n.length;
-  }
-  if (cur.length) out.push(cur);
-  return out;
-}
+export { planBatches } from '../../src/wire/chunk-batch.js';
 
 /** What a chunk delivery needs, whatever the upstream (network batches or a bundle file). */
 export interface ChunkSinkDeps {

@@ -113,3 +113,24 @@ export class BatchDecoder {
     return out;
   }
 }
+
+/**
+ * Group chunks into batches of at most `maxBytes` of chunk data and `maxChunks` ids (at least one chunk
+ * per batch), in order. Shared by the depot sync and the agent fetch.
+ */
+export function planBatches<T extends { length: number }>(needs: readonly T[], maxBytes: number, maxChunks: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let curBytes = 0;
+  for (const n of needs) {
+    if (cur.length > 0 && (curBytes + n.length > maxBytes || cur.length >= maxChunks)) {
+      out.push(cur);
+      cur = [];
+      curBytes = 0;
+    }
+    cur.push(n);
+    curBytes += n.length;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}

@@ -1,3 +1,4 @@
+import { planBatches } from '../../wire/chunk-batch.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { verifyInclusion, type MerkleTree } from '../../content/hash-tree.js';
@@ -249,20 +250,3 @@ export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void
   });
 }
 
-/** Group chunks into batches of at most maxBytes of chunk data and maxChunks ids (one chunk at least). */
-export function planBatches(needs: readonly ChunkNeed[], maxBytes: number, maxChunks: number): ChunkNeed[][] {
-  const out: ChunkNeed[][] = [];
-  let cur: ChunkNeed[] = [];
-  let curBytes = 0;
-  for (const n of needs) {
-    if (cur.length > 0 && (curBytes + n.length > maxBytes || cur.length >= maxChunks)) {
-      out.push(cur);
-      cur = [];
-      curBytes = 0;
-    }
-    cur.push(n);
-    curBytes += n.length;
-  }
-  if (cur.length) out.push(cur);
-  return out;
-}
