@@ -14,29 +14,19 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { demoBytes } from '../src/demo/demo.js';
 import { silentLogger } from '../src/log.js';
 import { openMaster } from '../master/context.js';
 import { initMaster } from '../master/init.js';
 import { publish } from '../master/publish/publish.js';
 import { commitGeneration } from '../master/db/commit.js';
-import { latestMetadata, getMetadataFile } from '../master/db/metadata.js';
+import { latestMetadata } from '../master/db/metadata.js';
 import { loadRepository } from '../master/repository.js';
 import { targetPathOf } from '../master/publish/target-path.js';
 
 const BYTES = Number(process.env.BENCH_BYTES ?? 1024 * 1024 * 1024);
 const PACKAGES = Number(process.env.BENCH_PACKAGES ?? 10_000);
 
-function pseudoRandom(n: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  let x = seed;
-  for (let i = 0; i + 4 <= n; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeInt32LE(x | 0, i);
-  }
-  return out;
-}
 
 const ms = (t0: number) => performance.now() - t0;
 
@@ -47,7 +37,7 @@ async function main(): Promise<void> {
     const ctx = await openMaster(join(root, 'M'), silentLogger());
 
     // 1. A big installer, then 100 scattered 4 KiB edits.
-    const data = pseudoRandom(BYTES, 42);
+    const data = demoBytes(BYTES, 42);
     const f1 = join(root, 'setup-1.bin');
     writeFileSync(f1, data);
     const stride = Math.floor(BYTES / 101);
@@ -75,9 +65,8 @@ async function main(): Promise<void> {
 
     // 2. A catalog of PACKAGES packages, made in one bulk generation (the manifests are tiny).
     t0 = performance.now();
-    const repo = loadRepository(ctx);
     const small = join(root, 'small.bin');
-    writeFileSync(small, pseudoRandom(4096, 7));
+    writeFileSync(small, demoBytes(4096, 7));
     const seed = await publish(ctx, { name: 'seed', version: '1', path: small, actor: 'bench' });
     const { getManifest } = await import('../master/db/manifests.js');
     const manifestBytes = getManifest(ctx.db, seed.id)!;
@@ -100,14 +89,13 @@ async function main(): Promise<void> {
       metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
     });
     const buildMs = ms(t0);
-    void repo;
 
     // Ingest alone (same small file under a throwaway store call) vs the whole publish of one more package.
     const runs: number[] = [];
     let last = { generation: 0 } as Awaited<ReturnType<typeof publish>>;
     for (let r = 0; r < 5; r++) {
       const one = join(root, `one-${r}.bin`);
-      writeFileSync(one, pseudoRandom(64 * 1024, 100 + r));
+      writeFileSync(one, demoBytes(64 * 1024, 100 + r));
       t0 = performance.now();
       last = await publish(ctx, { name: `extra${r}`, version: '1', path: one, actor: 'bench' });
       runs.push(ms(t0));
@@ -115,7 +103,7 @@ async function main(): Promise<void> {
     // Ingest of new content of the same size, alone: the part of a publish that is not catalog work.
     const { ingestFile } = await import('../src/store/ingest.js');
     const fresh = join(root, 'fresh.bin');
-    writeFileSync(fresh, pseudoRandom(64 * 1024, 10));
+    writeFileSync(fresh, demoBytes(64 * 1024, 10));
     t0 = performance.now();
     await ingestFile(ctx.store, fresh);
     const ingestMs = ms(t0);
@@ -124,7 +112,7 @@ async function main(): Promise<void> {
     const ts = latestMetadata(ctx.db, 'timestamp')!;
     const snap = latestMetadata(ctx.db, 'snapshot')!;
     const binName = loadRepository(ctx).binFor(targetPathOf('extra4', '1'));
-    const bin = latestMetadata(ctx.db, binName) ?? getMetadataFile(ctx.db, binName);
+    const bin = latestMetadata(ctx.db, binName);
     const deltaBytes = ts.length + snap.length + (bin?.length ?? 0);
     console.log(`\n### one more package in a catalog of ${PACKAGES} (catalog built in ${(buildMs / 1000).toFixed(1)} s)\n`);
     console.log('| measure | depotsync | goal |');

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults, stringOption } from '../src/config/validate.js';
-import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { parseWindow } from './sync/window.js';
@@ -168,21 +168,11 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
 }
 
 export function loadDepotConfig(path: string): DepotConfig {
-  let raw: string;
-  try {
-    raw = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new DepotsyncError('not-found', `depot config ${path}: no such file`, { hint: 'this is not a depot directory; run `depotsync depot init --dir D ...` first' });
-    }
-    throw fromSystemError(e, `depot config ${path}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new DepotsyncError('bad-json', `depot config ${path} is not valid JSON`, { hint: 'fix the file or run `depotsync depot init` again' });
-  }
+  const parsed = readJsonFile(path, {
+    what: 'depot config',
+    missing: { message: `depot config ${path}: no such file`, hint: 'this is not a depot directory; run `depotsync depot init --dir D ...` first' },
+    badJson: () => ({ message: `depot config ${path} is not valid JSON`, hint: 'fix the file or run `depotsync depot init` again' }),
+  });
   return decodeDepotConfig(parsed, path);
 }
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import { DepotsyncError } from '../src/errors.js';
+import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
@@ -57,17 +57,6 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
 }
 
 export function loadMasterConfig(path: string): MasterConfig {
-  let raw: string;
-  try {
-    raw = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw fromSystemError(e, `master config ${path}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new DepotsyncError('bad-json', `master config ${path} is not valid JSON`);
-  }
+  const parsed = readJsonFile(path, { what: 'master config' });
   return validateMasterConfig(mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed));
 }

@@ -1,4 +1,3 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
@@ -6,9 +5,9 @@ import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import type { Logger } from '../../src/log.js';
 import { HttpError } from '../../src/net/http-error.js';
-import { certificateInfo, toX509, verifyIssuedBy } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { decodeEnrollReply, MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import { MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import { caFingerprintOf, checkEnrollReply, normalizeFingerprint, parseEnrollReply } from '../../src/pki/enroll-reply.js';
 import type { DepotLayout } from '../layout.js';
 import { firstContact, type FirstContact } from './first-contact.js';
 
@@ -38,9 +37,7 @@ export interface EnrollOptions {
 
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
-export function normalizeFingerprint(hex: string): string {
-  return hex.toLowerCase().replace(/[:\s]/g, '');
-}
+export { normalizeFingerprint } from '../../src/pki/enroll-reply.js';
 
 function csrPath(layout: DepotLayout): string {
   return `${layout.tlsDir}/depot.csr`;
@@ -67,45 +64,16 @@ async function keyAndCsr(o: EnrollOptions): Promise<{ keyPem: string; csrPem: st
  * reply that would make the depot present someone else's identity or trust an unrelated issuer.
  */
 export async function installCertificate(layout: DepotLayout, reply: EnrollReply, expect: { name: string; keyPem: string; caPem?: string | undefined; caFingerprint?: string | undefined }): Promise<{ caFingerprint: string; notAfter: string }> {
-  const what = `enrollment reply for ${expect.name}`;
-  if (!reply.certificate || !reply.caCertificate) throw new DepotsyncError('bad-certificate', `${what}: approved but without certificate and CA certificate`);
-  const ca = toX509(reply.caCertificate, `${what}: CA certificate`);
-  if (!ca.ca) throw new DepotsyncError('bad-certificate', `${what}: the CA certificate is not a CA`);
-  const caFingerprint = normalizeFingerprint(ca.fingerprint256);
-  const pinned = expect.caPem ? normalizeFingerprint(new X509Certificate(expect.caPem).fingerprint256) : expect.caFingerprint && normalizeFingerprint(expect.caFingerprint);
-  if (pinned && pinned !== caFingerprint) {
-    throw new DepotsyncError('bad-certificate', `${what}: the CA certificate (SHA-256 ${caFingerprint}) is not the one this depot was told to trust (${pinned})`, {
-      hint: 'something between this depot and the master answered the enrollment; check the master URL and the network',
-    });
-  }
-  const info = certificateInfo(reply.certificate);
-  if (info.commonName !== expect.name || info.role !== 'depot') {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate is for ${info.commonName ?? '?'} (${info.role ?? 'no role'}), not depot ${expect.name}`);
-  }
-  if (!toX509(reply.certificate).checkPrivateKey(createPrivateKey(expect.keyPem))) {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate is not for this depot's key`, { hint: 'enroll again from this machine' });
-  }
-  if (!verifyIssuedBy(reply.certificate, reply.caCertificate)) {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate was not issued by the CA certificate in the reply`);
-  }
-  await writeFileAtomic(layout.caCert, reply.caCertificate);
-  await writeFileAtomic(layout.cert, reply.certificate);
+  const pinned = expect.caPem ? caFingerprintOf(expect.caPem) : expect.caFingerprint;
+  const ok = checkEnrollReply(reply, { name: expect.name, role: 'depot', keyPem: expect.keyPem, caFingerprint: pinned });
+  await writeFileAtomic(layout.caCert, ok.caPem);
+  await writeFileAtomic(layout.cert, ok.certPem);
   try {
     unlinkSync(layout.enrollment);
   } catch {
     // not pending
   }
-  return { caFingerprint, notAfter: info.notAfter.toISOString() };
-}
-
-function parseReply(body: Buffer, what: string): EnrollReply {
-  let v: unknown;
-  try {
-    v = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: the master's answer is not JSON`);
-  }
-  return decodeEnrollReply(v);
+  return { caFingerprint: ok.caFingerprint, notAfter: ok.notAfter };
 }
 
 export type EnrollOutcome = { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
@@ -119,11 +87,11 @@ export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome
   const contact = firstContact(o.masterUrl, o.caPem);
   try {
     const res = await contact.postJson('/v1/enroll', body, MAX_ENROLL_BODY_BYTES, 'enrollment').catch((e: unknown) => Promise.reject(explainEnroll(e, o.name)));
-    const reply = parseReply(res.body, 'enrollment');
+    const reply = parseEnrollReply(res.body, 'enrollment');
     if (reply.state === 'approved') return { state: 'approved', ...(await installCertificate(o.layout, reply, { name: o.name, keyPem, caPem: o.caPem, caFingerprint: o.caFingerprint })) };
     if (!REQUEST_ID.test(reply.request)) throw new DepotsyncError('bad-input', `enrollment: the request id ${JSON.stringify(reply.request.slice(0, 40))} is malformed`);
     const pending: PendingEnrollment = { request: reply.request, name: o.name, masterUrl: o.masterUrl, requestedAt: new Date().toISOString() };
-    const fp = o.caPem ? normalizeFingerprint(new X509Certificate(o.caPem).fingerprint256) : o.caFingerprint;
+    const fp = o.caPem ? caFingerprintOf(o.caPem) : o.caFingerprint;
     if (fp) pending.caFingerprint = normalizeFingerprint(fp);
     await writeFileAtomic(o.layout.enrollment, `${JSON.stringify(pending, null, 2)}\n`);
     o.log.info({ request: reply.request }, 'enrollment waiting for approval by the master operator');
@@ -145,7 +113,7 @@ export async function pollEnrollment(layout: DepotLayout, log: Logger, contactFo
   const contact = contactFor(pending.masterUrl);
   try {
     const res = await contact.get(`/v1/enroll/${pending.request}`, MAX_ENROLL_BODY_BYTES, 'enrollment status').catch((e: unknown) => Promise.reject(explainEnroll(e, pending.name)));
-    const reply = parseReply(res.body, 'enrollment status');
+    const reply = parseEnrollReply(res.body, 'enrollment status');
     if (reply.state !== 'approved') return { state: 'pending', request: pending.request };
     const out = await installCertificate(layout, reply, { name: pending.name, keyPem: readFileSync(layout.key, 'utf8'), caFingerprint: pending.caFingerprint });
     log.info({ name: pending.name }, 'enrollment approved; certificate installed');

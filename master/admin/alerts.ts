@@ -1,4 +1,5 @@
 import type { ExpiringCertificate } from './certificates.js';
+import { formatBytes } from '../../src/format.js';
 import type { AlertThresholds } from './config.js';
 import type { DepotView } from './depot-status.js';
 
@@ -71,13 +72,4 @@ export function formatMinutes(minutes: number): string {
   return `${Math.floor(minutes / 1440)} days`;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
+export { formatBytes } from '../../src/format.js';

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readJsonFile } from '../../src/config/json-file.js';
 import { join } from 'node:path';
 import { intOption, mergeDefaults } from '../../src/config/validate.js';
-import { DepotsyncError, fromSystemError } from '../../src/errors.js';
+import { DepotsyncError } from '../../src/errors.js';
 
 /**
  * Settings of the admin surface (dashboard, sessions, alerts, webhook), units in the names. Read from the
@@ -141,17 +142,9 @@ export function adminSettingsPath(masterDir: string): string {
 export function loadAdminSettings(masterDir: string): AdminSettings {
   const path = adminSettingsPath(masterDir);
   if (!existsSync(path)) return adminSettings();
-  let raw: string;
-  try {
-    raw = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw fromSystemError(e, `admin settings ${path}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new DepotsyncError('bad-json', `admin settings ${path} is not valid JSON`, { hint: 'fix the file or remove it to use the defaults' });
-  }
+  const parsed = readJsonFile(path, {
+    what: 'admin settings',
+    badJson: () => ({ message: `admin settings ${path} is not valid JSON`, hint: 'fix the file or remove it to use the defaults' }),
+  });
   return decodeAdminSettings(parsed, path);
 }

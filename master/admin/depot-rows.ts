@@ -1,13 +1,13 @@
 import type { MasterDb } from '../db/database.js';
 import type { Machine } from '../db/machines.js';
-import type { DepotStatus } from '../db/status.js';
+import { reportSummaryOf, type ReportSummary } from '../db/status.js';
 
 /**
  * The rows behind the depot views, read with only the columns they need: a thousand machine rows
  * without their PEM text, and each depot's newest report without the raw JSON it was stored with.
  */
 export type FleetMachine = Pick<Machine, 'name' | 'state' | 'parent' | 'site' | 'url' | 'certSerial' | 'certNotAfter' | 'lastSeen' | 'approvedAt'>;
-export type LatestReport = Omit<DepotStatus, 'report' | 'address' | 'reportedAt' | 'sequence'>;
+export type LatestReport = ReportSummary;
 
 /** Approved and blocked depots: only the columns the view needs (no PEM text for a thousand rows). */
 export function fleetMachines(m: MasterDb): FleetMachine[] {
@@ -40,23 +40,6 @@ export function latestReports(m: MasterDb): Map<string, LatestReport> {
     )
     .all() as Record<string, string | number | null>[];
   const out = new Map<string, LatestReport>();
-  for (const r of rows) {
-    const s: LatestReport = {
-      machine: r.machine as string,
-      receivedAt: r.received_at as string,
-      servedGeneration: r.served_generation as number,
-      targetGeneration: r.target_generation as number,
-      bytesFetched: r.bytes_fetched as number,
-      chunksFetched: r.chunks_fetched as number,
-      bytesRemaining: r.bytes_remaining as number,
-      scrubOk: r.scrub_ok as number,
-      scrubFailed: r.scrub_failed as number,
-      freeDiskBytes: r.free_disk_bytes as number,
-    };
-    if (r.last_success !== null) s.lastSuccess = r.last_success as string;
-    if (r.last_error !== null) s.lastError = r.last_error as string;
-    if (r.valid_until !== null) s.validUntil = r.valid_until as string;
-    out.set(s.machine, s);
-  }
+  for (const r of rows) out.set(r.machine as string, reportSummaryOf(r));
   return out;
 }

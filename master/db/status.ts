@@ -39,12 +39,14 @@ export const STATUS_DEFAULTS = { historyPerDepot: 100 } as const;
 
 type Row = Record<string, string | number | null>;
 
-function toStatus(r: Row): DepotStatus {
-  const s: DepotStatus = {
+/** A report without its bookkeeping (sequence, address, raw JSON): what the fleet views need. */
+export type ReportSummary = Omit<DepotStatus, 'report' | 'address' | 'reportedAt' | 'sequence'>;
+
+/** The summary columns of a `depot_status` row (a lean SELECT may carry only these). */
+export function reportSummaryOf(r: Row): ReportSummary {
+  const s: ReportSummary = {
     machine: r.machine as string,
     receivedAt: r.received_at as string,
-    reportedAt: r.reported_at as string,
-    sequence: r.sequence as number,
     servedGeneration: r.served_generation as number,
     targetGeneration: r.target_generation as number,
     bytesFetched: r.bytes_fetched as number,
@@ -53,11 +55,20 @@ function toStatus(r: Row): DepotStatus {
     scrubOk: r.scrub_ok as number,
     scrubFailed: r.scrub_failed as number,
     freeDiskBytes: r.free_disk_bytes as number,
+  };
+  if (r.last_success !== null && r.last_success !== undefined) s.lastSuccess = r.last_success as string;
+  if (r.last_error !== null && r.last_error !== undefined) s.lastError = r.last_error as string;
+  if (r.valid_until !== null && r.valid_until !== undefined) s.validUntil = r.valid_until as string;
+  return s;
+}
+
+function toStatus(r: Row): DepotStatus {
+  const s: DepotStatus = {
+    ...reportSummaryOf(r),
+    reportedAt: r.reported_at as string,
+    sequence: r.sequence as number,
     report: JSON.parse(r.report as string) as unknown,
   };
-  if (r.last_success !== null) s.lastSuccess = r.last_success as string;
-  if (r.last_error !== null) s.lastError = r.last_error as string;
-  if (r.valid_until !== null) s.validUntil = r.valid_until as string;
   if (r.address !== null) s.address = r.address as string;
   return s;
 }

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from '../config/json-file.js';
 import { intOption, mergeDefaults } from '../config/validate.js';
-import { DepotsyncError, fromSystemError } from '../errors.js';
+import { DepotsyncError } from '../errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import { MACHINE_NAME } from '../pki/names.js';
 import { Fields } from '../wire/decode.js';
@@ -128,23 +128,11 @@ export function parseDepotFlag(text: string): DepotEntry {
 }
 
 export function loadAgentConfig(path: string): AgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new DepotsyncError('not-found', `${path}: not an agent directory (no agent.json)`, {
-        hint: 'create one with: depotsync agent init --dir A --master URL --fingerprint FP',
-      });
-    }
-    throw fromSystemError(e, path);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new DepotsyncError('bad-json', `${path}: not JSON (${(e as Error).message})`);
-  }
+  const value = readJsonFile(path, {
+    what: 'agent config',
+    missing: { message: `${path}: not an agent directory (no agent.json)`, hint: 'create one with: depotsync agent init --dir A --master URL --fingerprint FP' },
+    badJson: (reason) => ({ message: `${path}: not JSON (${reason})` }),
+  });
   return decodeAgentConfig(value, path);
 }
 

@@ -1,4 +1,3 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import { DepotsyncError, fromSystemError } from '../errors.js';
@@ -6,10 +5,11 @@ import { writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log.js';
 import type { FirstContact } from '../net/first-contact.js';
 import { HttpError } from '../net/http-error.js';
-import { certificateInfo, toX509, verifyIssuedBy } from '../pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../pki/csr.js';
-import type { MachineRole } from '../pki/names.js';
-import { decodeEnrollReply, MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../wire/enroll.js';
+import { MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../wire/enroll.js';
+import { checkEnrollReply, normalizeFingerprint, parseEnrollReply } from '../pki/enroll-reply.js';
+
+export { caFingerprintOf, checkEnrollReply, normalizeFingerprint } from '../pki/enroll-reply.js';
 import type { AgentLayout } from './layout.js';
 
 /** A.enroll.json while the master operator has not approved the agent yet. */
@@ -24,40 +24,6 @@ export interface PendingEnrollment {
 export type EnrollOutcome = { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
 
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,128}$/;
-
-export function normalizeFingerprint(hex: string): string {
-  return hex.toLowerCase().replace(/[:\s]/g, '');
-}
-
-/**
- * Check an approved enrollment reply before installing it (role-generic; the depot's installer does
- * the same for its role): the CA is a CA and, if pinned, the pinned one; the certificate names this
- * machine and role, is for this machine's own key, and was issued by that CA. Blocks a reply that
- * would make the machine present someone else's identity or trust an unrelated issuer.
- */
-export function checkEnrollReply(reply: EnrollReply, expect: { name: string; role: MachineRole; keyPem: string; caFingerprint?: string | undefined }): { caPem: string; certPem: string; caFingerprint: string; notAfter: string } {
-  const what = `enrollment reply for ${expect.role} ${expect.name}`;
-  if (!reply.certificate || !reply.caCertificate) throw new DepotsyncError('bad-certificate', `${what}: approved but without certificate and CA certificate`);
-  const ca = toX509(reply.caCertificate, `${what}: CA certificate`);
-  if (!ca.ca) throw new DepotsyncError('bad-certificate', `${what}: the CA certificate is not a CA`);
-  const caFingerprint = normalizeFingerprint(ca.fingerprint256);
-  if (expect.caFingerprint && normalizeFingerprint(expect.caFingerprint) !== caFingerprint) {
-    throw new DepotsyncError('bad-certificate', `${what}: the CA certificate (SHA-256 ${caFingerprint}) is not the one this ${expect.role} was told to trust (${normalizeFingerprint(expect.caFingerprint)})`, {
-      hint: 'something between this machine and the master answered the enrollment; check the master URL and the network',
-    });
-  }
-  const info = certificateInfo(reply.certificate);
-  if (info.commonName !== expect.name || info.role !== expect.role) {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate is for ${info.commonName ?? '?'} (${info.role ?? 'no role'}), not ${expect.role} ${expect.name}`);
-  }
-  if (!toX509(reply.certificate).checkPrivateKey(createPrivateKey(expect.keyPem))) {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate is not for this machine's key`, { hint: 'enroll again from this machine' });
-  }
-  if (!verifyIssuedBy(reply.certificate, reply.caCertificate)) {
-    throw new DepotsyncError('bad-certificate', `${what}: the certificate was not issued by the CA certificate in the reply`);
-  }
-  return { caPem: reply.caCertificate, certPem: reply.certificate, caFingerprint, notAfter: info.notAfter.toISOString() };
-}
 
 /** The agent's key and CSR: made once (the private key never leaves A/keys, mode 0600), reused on retries. */
 async function keyAndCsr(layout: AgentLayout, name: string): Promise<{ keyPem: string; csrPem: string }> {
@@ -79,15 +45,6 @@ async function install(layout: AgentLayout, reply: EnrollReply, expect: { name: 
   return { state: 'approved', caFingerprint: ok.caFingerprint, notAfter: ok.notAfter };
 }
 
-function parseReply(body: Buffer, what: string): EnrollReply {
-  let v: unknown;
-  try {
-    v = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: the master's answer is not JSON`);
-  }
-  return decodeEnrollReply(v);
-}
 
 function explain(e: unknown, name: string): unknown {
   if (e instanceof HttpError && (e.status === 403 || e.status === 401)) {
@@ -106,7 +63,7 @@ export async function requestEnrollment(o: { layout: AgentLayout; name: string; 
   if (o.token) body.token = o.token;
   if (o.site) body.site = o.site;
   const res = await o.contact.postJson('/v1/enroll', body, MAX_ENROLL_BODY_BYTES, 'enrollment').catch((e: unknown) => Promise.reject(explain(e, o.name)));
-  const reply = parseReply(res.body, 'enrollment');
+  const reply = parseEnrollReply(res.body, 'enrollment');
   if (reply.state === 'approved') return install(o.layout, reply, { name: o.name, keyPem, caFingerprint: o.caFingerprint });
   if (!REQUEST_ID.test(reply.request)) throw new DepotsyncError('bad-input', `enrollment: the request id ${JSON.stringify(reply.request.slice(0, 40))} is malformed`);
   const pending: PendingEnrollment = { request: reply.request, name: o.name, requestedAt: new Date().toISOString() };
@@ -126,14 +83,10 @@ export async function pollEnrollment(o: { layout: AgentLayout; contact: FirstCon
   }
   if (!REQUEST_ID.test(String(pending.request))) throw new DepotsyncError('bad-input', `pending enrollment ${o.layout.enrollment}: malformed request id`);
   const res = await o.contact.get(`/v1/enroll/${pending.request}`, MAX_ENROLL_BODY_BYTES, 'enrollment status').catch((e: unknown) => Promise.reject(explain(e, pending.name)));
-  const reply = parseReply(res.body, 'enrollment status');
+  const reply = parseEnrollReply(res.body, 'enrollment status');
   if (reply.state !== 'approved') return { state: 'pending', request: pending.request };
   const out = await install(o.layout, reply, { name: pending.name, keyPem: readFileSync(o.layout.key, 'utf8'), caFingerprint: pending.caFingerprint });
   o.log.info({ name: pending.name }, 'enrollment approved; certificate installed');
   return out;
 }
 
-/** The CA certificate of a PEM file given out of band (`--ca FILE`), as its fingerprint. */
-export function caFingerprintOf(pem: string): string {
-  return normalizeFingerprint(new X509Certificate(pem).fingerprint256);
-}

@@ -1,3 +1,7 @@
+import { formatBytes } from '../format.js';
+
+export { formatBytes };
+
 /**
  * A progress bar on stderr, only when stderr is a terminal (DESIGN.md §6): scripts and CI see nothing.
  */
@@ -37,13 +41,3 @@ export function createProgress(label: string, total: number, stream: NodeJS.Writ
   };
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}

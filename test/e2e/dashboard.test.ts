@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -7,8 +6,7 @@ import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoBytes } from '../../src/demo/demo.js';
-import { freePort, waitForHttps } from '../../src/demo/processes.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
 
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against real processes:
@@ -148,35 +146,7 @@ describe('dashboard in a browser', () => {
   });
 });
 
-/** `depotsync ARGS --json` (the built CLI), its JSON object, or a failure naming the command and its stderr. */
-function runJson(args: string[]): any {
-  const r = runCli([...args, '--json']);
-  if (r.status !== 0) throw new Error(`depotsync ${args.slice(0, 3).join(' ')} failed (exit ${r.status}): ${r.stderr.trim()}`);
-  return r.json;
-}
 
-interface Service {
-  stop(): Promise<void>;
-}
-
-/** A `depotsync … serve` child process, stopped with SIGTERM (SIGKILL after 5 s). */
-function startService(name: string, args: string[], opts: { log: (line: string) => void }): Service {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => d.split('\n').filter((l) => l.trim()).forEach((l) => opts.log(`[${name}] ${l}`)));
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 function get(url: string, token: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

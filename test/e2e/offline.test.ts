@@ -4,42 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { demoBytes, scatterEdits } from '../../src/demo/demo.js';
-import { spawn } from 'node:child_process';
-import { freePort, waitForHttps } from '../../src/demo/processes.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMaster } from '../../master/context.js';
 import { latestStatusAll } from '../../master/db/status.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** `depotsync ARGS --json` (the built CLI) to completion; its JSON, or a failure naming its stderr. */
-function runJson(args: string[]): any {
-  const r = runCli([...args, '--json']);
-  if (r.status !== 0) throw new Error(`depotsync ${args.slice(0, 2).join(' ')} failed (exit ${r.status}): ${r.stderr.trim()}`);
-  return r.json;
-}
 
-interface Service {
-  stop(): Promise<void>;
-}
-
-/** A long-running `depotsync … serve` child, stopped with SIGTERM. */
-function startService(args: string[]): Service {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] });
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 /** Poll for a file (the inbox settles for a few seconds before it imports). */
 async function waitForFile(path: string, timeoutMs = 40_000): Promise<void> {
@@ -80,7 +52,7 @@ describe('air-gapped depot (separate processes)', () => {
 
     const [mp, ap, sp] = [await freePort(), await freePort(), await freePort()];
     const masterUrl = `https://127.0.0.1:${mp}`;
-    const master = startService(['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]);
+    const master = startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]);
     services.push(master);
     await waitForHttps(masterUrl);
 
@@ -88,7 +60,7 @@ describe('air-gapped depot (separate processes)', () => {
     const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
     runJson(['depot', 'init', '--dir', DA, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', 'depot-a', '--listen', `127.0.0.1:${ap}`]);
     expect(runJson(['depot', 'sync', '--dir', DA]).generation).toBe(2);
-    services.push(startService(['depot', 'serve', '--dir', DA]));
+    services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(`https://127.0.0.1:${ap}`);
 
     // The air-gapped depot enrolls by file.
@@ -98,7 +70,7 @@ describe('air-gapped depot (separate processes)', () => {
     expect(runJson(['master', 'approve', '--dir', M, '--request', init.request, '--out', reply]).state).toBe('approved');
     expect(runJson(['depot', 'import', '--dir', S, reply]).enrolled).toBe(true);
     const shipUrl = `https://127.0.0.1:${sp}`;
-    services.push(startService(['depot', 'serve', '--dir', S]));
+    services.push(startService('ship', ['depot', 'serve', '--dir', S]));
     await waitForHttps(shipUrl);
 
     // Full bundle through the inbox.
