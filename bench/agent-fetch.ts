@@ -11,7 +11,8 @@
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/agent-fetch.js
  * Needs nginx and curl (scripts/bench-deps.sh). Knobs: BENCH_ONLY=<part of a row name> (agent rows
  * only, no nginx), BENCH_PROFILE=/tmp/prefix (CPU profile of each agent fetch), BENCH_LOG=debug,
- * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving).
+ * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving), BENCH_DEPOT_PROFILE=/tmp/dir (CPU
+ * profile of the depot process).
  */
 import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -59,7 +60,7 @@ async function depotMain(): Promise<void> {
     metadata: (n: string) => metadata.get(n),
     target: (n: string) => targets.get(n),
     revocations: () => undefined,
-    chunks: { has: (id: string) => store.has(id), get: (id: string, o?: { verify?: boolean }) => store.get(id, o) },
+    chunks: store,
   };
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(log));
@@ -169,7 +170,8 @@ async function main(): Promise<void> {
     const agentPem = issueMachineCertificate(ca, a.csrPem, { machineName: 'bench-agent', role: 'agent' });
     for (const [n, v] of Object.entries({ 'ca.pem': m.certPem, 'depot.pem': srv.certPem, 'depot.key': srv.keyPem, 'agent.pem': agentPem, 'agent.key': a.keyPem })) writeFileSync(join(root, n), v);
 
-    const depot = fork(process.argv[1] as string, [], { env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root } });
+    const depotProf = process.env.BENCH_DEPOT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`] : [];
+    const depot = fork(process.argv[1] as string, [], { env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root }, execArgv: depotProf });
     procs.push(depot);
     const port = await new Promise<number>((r) => depot.once('message', (msg) => r((msg as { port: number }).port)));
     const url = `https://127.0.0.1:${port}`;

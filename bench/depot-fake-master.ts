@@ -54,7 +54,7 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
     metadata: (n: string) => files.get(n),
     target: (n: string) => targets.get(n),
     revocations: () => undefined,
-    chunks: { has: (id: string) => store.has(id), get: (id: string, o?: { verify?: boolean }) => store.get(id, o) },
+    chunks: store,
   };
   app.route('/', publicReadRoutes(source));
   app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: p.role ?? 'depot', serial: p.serial } }) }));

@@ -4,7 +4,8 @@
  *     curl fetching the same bytes from nginx (ssl_verify_client on) into a file, then `sync`;
  *     the depot's peak RSS during that sync;
  *  2. delta sync after 100 scattered 4 KiB edits and after a 1 MiB insertion in the middle: bytes moved
- *     (metadata included) and wall time vs `rsync --no-whole-file` from a local rsync daemon;
+ *     (metadata, manifest, chunk deltas against the previous version's chunks, whole chunks: every
+ *     byte the depot receives) and wall time vs `rsync --no-whole-file` from a local rsync daemon;
  *  3. no-op sync against a BENCH_PACKAGES catalog (time, bytes, requests), warm (depot serve) and cold
  *     (`depot sync` in a fresh process), and the catalog delta when one package changed.
  *
@@ -255,12 +256,12 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     console.log(`| nginx → curl (client cert) + sync | ${sec(curlMs)} | ${(BYTES / MiB / (curlMs / 1000)).toFixed(0)} | ${mib(BYTES)} MiB | - |`);
     console.log(`\ndepotsync / (curl+sync) throughput: ${(curlMs / fresh.ms).toFixed(2)} (goal ≥ 0.8)\n`);
     console.log('### delta sync vs rsync --no-whole-file (local daemon)\n');
-    console.log('| change | depot bytes (metadata+manifest+chunks) | rsync bytes | depot/rsync | depot s | rsync s | rsync+sync s |');
+    console.log('| change | depot bytes (metadata+manifest+deltas+chunks) | rsync bytes | depot/rsync | depot s | rsync s | rsync+sync s |');
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     for (const d of deltas) {
       const b = d.depot.result.bytesByStep;
       console.log(
-        `| ${d.name} | ${d.depot.result.bytesFetched} (${b.metadata ?? 0}+${b.manifests ?? 0}+${b.chunks ?? 0}) | ${d.rsyncBytes} | ${(d.depot.result.bytesFetched / d.rsyncBytes).toFixed(2)} | ${sec(d.depot.ms)} | ${sec(d.rsyncMs)} | ${sec(d.rsyncSyncMs)} |`,
+        `| ${d.name} | ${d.depot.result.bytesFetched} (${b.metadata ?? 0}+${b.manifests ?? 0}+${b.deltas ?? 0}+${b.chunks ?? 0}) | ${d.rsyncBytes} | ${(d.depot.result.bytesFetched / d.rsyncBytes).toFixed(2)} | ${sec(d.depot.ms)} | ${sec(d.rsyncMs)} | ${sec(d.rsyncSyncMs)} |`,
       );
     }
     console.log(`\n### catalog of ${PACKAGES} packages\n`);

@@ -40,6 +40,27 @@ export interface SyncConfig {
   statusEveryMs: number;
 }
 
+/** "Distribute now" (issue 4 item 4): an event stream to the upstream starts a sync within seconds of a new generation. */
+export interface NotifyConfig {
+  /** Keep an event stream open to the upstream; the interval schedule stays as the fallback. */
+  enabled: boolean;
+  /** Reconnect after the stream drops: about reconnectBaseMs first (with jitter), doubling up to reconnectMaxMs. */
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  /** Least time between two syncs the events start (an upstream cannot make the depot sync in a loop). */
+  minGapMs: number;
+  /** Silence after which the stream counts as dead (the upstream sends a heartbeat about every 20 s). */
+  idleTimeoutMs: number;
+}
+
+/** When a file in D/inbox/ counts as completely copied (issue 7 item 2). */
+export interface InboxConfig {
+  /** A file must keep its size and mtime this long before it is looked at (copy tools that preallocate). */
+  settleMs: number;
+  /** A file shorter than its header declares, unchanged this long, is refused as truncated. */
+  stalledMs: number;
+}
+
 export interface DepotConfig {
   name: string;
   /** The master: enrollment and status reports. */
@@ -56,6 +77,9 @@ export interface DepotConfig {
   sync: SyncConfig;
   scrub: { intervalMs: number; bytesPerSecond: number };
   gc: { graceMs: number };
+  /** Offline bundles arriving in D/inbox/ (depot/offline/inbox.ts). */
+  inbox: InboxConfig;
+  notify: NotifyConfig;
 }
 
 const MINUTE = 60_000;
@@ -84,6 +108,8 @@ export const DEFAULT_SYNC: SyncConfig = {
 
 export const DEFAULT_SCRUB = { intervalMs: 24 * HOUR, bytesPerSecond: 32 * 1024 * 1024 };
 export const DEFAULT_GC = { graceMs: HOUR };
+export const DEFAULT_INBOX: InboxConfig = { settleMs: 5_000, stalledMs: 10 * MINUTE };
+export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
 
 const W = 'depot.json';
 const URL_PATTERN = /^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/;
@@ -119,16 +145,25 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'scrub.intervalMs', c.scrub.intervalMs, MINUTE, 365 * 24 * HOUR);
   intOption(W, 'scrub.bytesPerSecond', c.scrub.bytesPerSecond, 64 * 1024, 2 ** 40);
   intOption(W, 'gc.graceMs', c.gc.graceMs, 0, 30 * 24 * HOUR);
+  intOption(W, 'inbox.settleMs', c.inbox.settleMs, 100, HOUR);
+  intOption(W, 'inbox.stalledMs', c.inbox.stalledMs, c.inbox.settleMs, 7 * 24 * HOUR);
+  if (typeof c.notify.enabled !== 'boolean') throw new DepotsyncError('bad-input', `${W}: notify.enabled must be true or false, got ${JSON.stringify(c.notify.enabled)}`);
+  intOption(W, 'notify.reconnectBaseMs', c.notify.reconnectBaseMs, 100, HOUR);
+  intOption(W, 'notify.reconnectMaxMs', c.notify.reconnectMaxMs, c.notify.reconnectBaseMs, 24 * HOUR);
+  intOption(W, 'notify.minGapMs', c.notify.minGapMs, 0, HOUR);
+  intOption(W, 'notify.idleTimeoutMs', c.notify.idleTimeoutMs, 5000, HOUR);
   return c;
 }
 
 /** Settings given to `newDepotConfig`: the required ones, and any others (sections partially). */
 export type DepotConfigInput = Pick<DepotConfig, 'name' | 'masterUrl' | 'fingerprint'> &
-  Partial<Omit<DepotConfig, 'schedule' | 'sync' | 'scrub' | 'gc'>> & {
+  Partial<Omit<DepotConfig, 'schedule' | 'sync' | 'scrub' | 'gc' | 'notify' | 'inbox'>> & {
     schedule?: Partial<ScheduleConfig>;
     sync?: Partial<SyncConfig>;
     scrub?: Partial<DepotConfig['scrub']>;
     gc?: Partial<DepotConfig['gc']>;
+    inbox?: Partial<InboxConfig>;
+    notify?: Partial<NotifyConfig>;
   };
 
 /** Build a config from the values `depot init` knows, with defaults for the rest. */
@@ -142,6 +177,8 @@ export function newDepotConfig(v: DepotConfigInput): DepotConfig {
     sync: { ...DEFAULT_SYNC, ...v.sync },
     scrub: { ...DEFAULT_SCRUB, ...v.scrub },
     gc: { ...DEFAULT_GC, ...v.gc },
+    inbox: { ...DEFAULT_INBOX, ...v.inbox },
+    notify: { ...DEFAULT_NOTIFY, ...v.notify },
   });
 }
 
@@ -151,7 +188,7 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     throw new DepotsyncError('bad-input', `${where}: expected a JSON object`);
   }
   const v = value as Record<string, unknown>;
-  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc'];
+  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc', 'notify', 'inbox'];
   for (const k of Object.keys(v)) if (!known.includes(k)) throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
   return validateDepotConfig({
     name: v.name as string,
@@ -164,6 +201,8 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     sync: mergeDefaults(`${where}: sync`, DEFAULT_SYNC, v.sync),
     scrub: mergeDefaults(`${where}: scrub`, DEFAULT_SCRUB, v.scrub),
     gc: mergeDefaults(`${where}: gc`, DEFAULT_GC, v.gc),
+    inbox: mergeDefaults(`${where}: inbox`, DEFAULT_INBOX, v.inbox),
+    notify: mergeDefaults(`${where}: notify`, DEFAULT_NOTIFY, v.notify),
   });
 }
 

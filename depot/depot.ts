@@ -5,6 +5,7 @@ import { HttpClient } from '../src/net/client.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
 import { loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
 import { DepotDb } from './db/depot-db.js';
+import { recoverDepotCredentials } from './enroll/renew.js';
 import { depotLayout, type DepotLayout } from './layout.js';
 import { RevocationGate } from './serve/revocation-gate.js';
 import { TokenBucket } from './sync/bandwidth.js';
@@ -66,8 +67,11 @@ export function readCredentials(layout: DepotLayout): DepotCredentials {
 export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   const layout = depotLayout(dir);
   const config = loadDepotConfig(layout.config);
+  // A renewal cut short by a crash is finished (or dropped) by whichever command opens the depot first.
+  const recovered = recoverDepotCredentials(layout);
   const creds = readCredentials(layout);
   const log = opts.logger.child({ depot: config.name });
+  if (recovered !== 'none') log.warn({ recovered }, 'finished a certificate renewal that a crash interrupted');
   const sync = { ...config.sync, ...opts.sync };
   const db = DepotDb.open(layout.database, log);
   let store: ChunkStore;

@@ -3,8 +3,13 @@ import type { Logger } from '../src/log.js';
 import { loadDepotConfig } from './config.js';
 import { openDepot, type Depot, type OpenDepotOptions } from './depot.js';
 import { pollEnrollment } from './enroll/enroll.js';
+import { renewDepotIfDue } from './enroll/renew.js';
 import { depotLayout } from './layout.js';
 import { createDepotApp } from './serve/app.js';
+import { depotEventHub } from './serve/events.js';
+import type { EventHub } from '../src/serve/events.js';
+import { notifyListenerFor, type NotifyListener } from './sync/notify-listener.js';
+import { isOfflineDepot } from './offline/offline-mode.js';
 import { startDepotServer, type DepotServer } from './serve/server.js';
 import type { SyncResult } from './sync/engine.js';
 import { collectGarbage } from './sync/gc.js';
@@ -19,6 +24,10 @@ export interface DepotService {
   url: string;
   sync: Scheduler<SyncResult>;
   scrub: Scheduler<ScrubResult>;
+  /** The event streams this depot serves its children ("distribute now"). */
+  events: EventHub;
+  /** The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped. */
+  notify: NotifyListener | undefined;
   stop(): Promise<void>;
 }
 
@@ -68,8 +77,9 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
   const listen = o.listen ?? config.listen;
   const cut = listen.lastIndexOf(':');
   let server: DepotServer;
+  const events = depotEventHub(depot.db, depot.log.child({ component: 'depot.events' }));
   try {
-    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: depot.log, name: config.name });
+    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: depot.log, name: config.name, events });
     server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: listen.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(listen.slice(cut + 1)), logger: depot.log });
   } catch (e) {
     await depot.close();
@@ -89,8 +99,12 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     plan: planOf(config.schedule),
     ...(o.timers ? { timers: o.timers } : {}),
     task: offline.syncTask ?? (async () => {
+      // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
+      await renewDepotIfDue(depot, { now: o.open?.now?.() ?? new Date(), onRenewed: (creds) => server.setCredentials(creds) });
       const r = await depot.engine.sync();
       if (r.switched) {
+        // Tell this depot's children at once (a switch by `depot sync` in another process is polled).
+        events.announce();
         await depot.engine.exclusive('gc', () => collectGarbage(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
           depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
         });
@@ -108,6 +122,16 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
   });
   syncScheduler.start(0);
   scrubScheduler.start(config.scrub.intervalMs);
+  // "Distribute now": hear the upstream's new generations and the operator's sync-now at once.
+  const notify = config.notify.enabled && !isOfflineDepot(config)
+    ? notifyListenerFor(depot, {
+        sync: () => syncScheduler.runNow(),
+        mayStart: () => syncScheduler.inWindow(),
+        relay: (request) => events.syncNow(request),
+        ...(o.timers ? { timers: o.timers } : {}),
+      })
+    : undefined;
+  notify?.start();
   const host = config.hosts[0] ?? '127.0.0.1';
   return {
     depot,
@@ -115,8 +139,12 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     url: `https://${host.includes(':') ? `[${host}]` : host}:${server.port}`,
     sync: syncScheduler,
     scrub: scrubScheduler,
+    events,
+    notify,
     async stop() {
       stopping.abort();
+      await notify?.stop();
+      events.close();
       await offline.stop();
       await syncScheduler.stop();
       await scrubScheduler.stop();

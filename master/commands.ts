@@ -2,6 +2,8 @@ import { DepotsyncError } from '../src/errors.js';
 import { optionalString, requireString } from '../src/cli/args.js';
 import type { Command, CommandContext } from '../src/cli/command.js';
 import { createProgress, formatBytes } from '../src/cli/progress.js';
+import { directoryCommands } from './directory/commands.js';
+import { backupCommands } from './backup/commands.js';
 
 /** `depotsync master …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
@@ -21,7 +23,7 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
     approve: 'approve a pending machine (issues its certificate); with --request/--out: offline enrollment by file',
     block: 'refuse a machine at once (it also goes on the signed revocation list)',
     revoke: "revoke a machine's certificates and publish the signed revocation list",
-    renew: "issue a fresh certificate for an approved machine",
+    renew: 'ask an approved machine to renew its certificate (new key, over mutual TLS) at its next contact',
   }[verb];
   return {
     path: ['master', verb],
@@ -42,8 +44,8 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
           : verb === 'revoke' ? (await a.revokeMachine(ctx, name, who)).machine
           : a.renewMachine(ctx, name, who);
         return {
-          json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null },
-          human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}`,
+          json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null, renewRequested: m.renewRequested },
+          human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}${verb === 'renew' ? '; it renews at its next contact with the master' : ''}`,
         };
       });
     },
@@ -84,23 +86,35 @@ export const masterCommands: Command[] = [
       const { openMaster } = await import('./context.js');
       const { startMasterServer } = await import('./server/serve.js');
       const { host, port } = parseListen(optionalString(c.values, 'listen') ?? '127.0.0.1:8443', 'master serve');
-      const ctx = await openMaster(requireString(c.values, 'dir', 'master serve'), c.log);
+      const { acquireMasterLock } = await import('./backup/lock.js');
+      const { masterLayout } = await import('./layout.js');
+      const { existsSync } = await import('node:fs');
+      const layout = masterLayout(requireString(c.values, 'dir', 'master serve'));
+      // Held while serving: `master restore` refuses to swap the database under a running master.
+      const lock = existsSync(layout.config) ? acquireMasterLock(layout.dir, 'serve') : undefined;
+      const ctx = await openMaster(layout.dir, c.log).catch((e: unknown) => {
+        lock?.release();
+        throw e;
+      });
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       try {
         const server = await startMasterServer(ctx, { host, port });
+        const backups = (await import('./backup/schedule.js')).startBackupSchedule(ctx);
         c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
         // A line other programs (and the demo) can wait for.
         c.stderr.write(`depotsync master listening on ${server.url}\n`);
         await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve())));
+        await backups?.stop();
         await server.close();
         return { json: { stopped: true, url: server.url }, human: 'master stopped' };
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         await ctx.close();
+        lock?.release();
       }
     },
   },
@@ -187,6 +201,27 @@ export const masterCommands: Command[] = [
       });
     },
   },
+  {
+    path: ['master', 'notify'],
+    usage: 'master notify --dir M [--depot NAME] [--json]',
+    summary: 'ask depots (all, or one) to sync now: the running `master serve` passes it on their event streams',
+    options: { ...dirOption, depot: { type: 'string' } },
+    async run(c) {
+      const depot = optionalString(c.values, 'depot');
+      const { MACHINE_NAME } = await import('../src/pki/names.js');
+      if (depot !== undefined && !MACHINE_NAME.test(depot)) throw new DepotsyncError('usage', `master notify: --depot must be a depot's machine name, got ${JSON.stringify(depot)}`);
+      return withMaster(c, async (ctx) => {
+        const { requestSyncNow } = await import('./notify.js');
+        const r = requestSyncNow(ctx.db, { depot, actor: 'cli' });
+        return {
+          json: { seq: r.seq, depot: r.depot, requestedAt: r.requestedAt },
+          human: `sync-now request ${r.seq} for ${r.depot === null ? 'every depot' : `depot ${r.depot}`} recorded; a running \`master serve\` passes it on within about a second`,
+        };
+      });
+    },
+  },
+  ...directoryCommands,
+  ...backupCommands,
   machineCommand('approve'),
   machineCommand('block'),
   machineCommand('revoke'),

@@ -1,6 +1,7 @@
 import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
+import { validateScanSettings } from './publish/scan.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
 export interface MasterConfig {
@@ -24,6 +25,13 @@ export interface MasterConfig {
   enrollPerAddressPerMinute: number;
   statusReportsPerMachinePerMinute: number;
   maxUploadBytes: number;
+  /** Online backup of master.db into M/backups/ while serving, every this many hours; 0 = no schedule. */
+  backupIntervalHours: number;
+  /** Scheduled and one-off backups kept in M/backups/ (the oldest beyond this are deleted). */
+  backupRetainCount: number;
+  /** Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the path is appended); null = none. */
+  publishScanCommand: string[] | null;
+  publishScanTimeoutMs: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -44,6 +52,10 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   enrollPerAddressPerMinute: 30,
   statusReportsPerMachinePerMinute: 30,
   maxUploadBytes: 64 * 1024 * 1024 * 1024,
+  backupIntervalHours: 24,
+  backupRetainCount: 7,
+  publishScanCommand: null,
+  publishScanTimeoutMs: 10 * 60_000,
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -53,6 +65,9 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'timestampRefreshHours', c.timestampRefreshHours, 0, c.timestampExpiryHours - 1);
   intOption(w, 'certificateValidDays', c.certificateValidDays, 1, 3650);
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
+  intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
+  intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
+  if (c.publishScanCommand !== null) validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
   return c;
 }
 

@@ -5,8 +5,13 @@ import { verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunk
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
 
-/** Verified chunk bytes gathered before one durable store call (one fsync). */
-export const STORE_BATCH_BYTES = 32 * 1024 * 1024;
+/**
+ * Verified chunk bytes gathered before one durable store call (one pack fsync and one index commit). Two
+ * arenas of this size are resident for the whole import: at 32 MiB they made the import of a 4 GiB bundle
+ * peak at 277 MiB RSS; 8 MiB keeps it under 250 MiB (bench/offline-bundle.ts, BENCH_RSS_BYTES) at a few
+ * more fsyncs (128 per GiB), which the measured import time does not show.
+ */
+export const STORE_BATCH_BYTES = 8 * 1024 * 1024;
 
 /**
  * An offline bundle as the sync engine's upstream: the same engine, the same TUF client, the same

@@ -11,7 +11,7 @@ import { BundleUpstream } from './bundle-upstream.js';
 import { importEnrollmentReply } from './enroll.js';
 import { writeStatusFile } from './status-file.js';
 import { verifyBundleSignature } from './verify.js';
-import { saveWindow } from './window.js';
+import { readBundleWindow, saveWindow } from './window.js';
 
 export interface ImportResult {
   kind: 'update' | 'enrollment';
@@ -101,8 +101,9 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const s = file.header.signed;
   const root = depot.db.trustedLoad('root');
   if (!root) throw new DepotsyncError('not-found', `depot ${depot.layout.dir}: no trusted root`, { hint: 'run depotsync depot init first' });
-  await verifyBundleSignature(file, root);
+  const signedBy = await verifyBundleSignature(file, root);
   checkUpdate(file, depot, now());
+  const windowJson = await readBundleWindow(file, signedBy);
   const issuedAt = new Date(s.issuedAt);
   const engine = new SyncEngine({
     db: depot.db,
@@ -125,7 +126,7 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
     await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: 0, bytes: 0, now: now() }).catch(() => undefined);
     throw e;
   }
-  const w = await saveWindow(depot.db, depot.layout.dir, s, file.header.envelope.bytes, now());
+  const w = await saveWindow(depot.db, depot.layout.dir, s, windowJson, now());
   const status = await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: r.chunksFetched, bytes: r.bytesFetched, now: now() });
   if (r.switched) {
     await engine.exclusive('gc', () => collectGarbage(depot, { graceMs: depot.config.gc.graceMs })).catch((e: unknown) => {

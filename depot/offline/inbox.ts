@@ -5,6 +5,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { BundleFile } from './bundle-file.js';
+import { DEFAULT_INBOX } from '../config.js';
 import type { ImportResult } from './import.js';
 
 export interface InboxOptions {
@@ -24,7 +25,8 @@ export interface InboxOptions {
   onCheck?: (name: string, verdict: InboxCheck) => void;
 }
 
-export const INBOX_DEFAULTS = { settleMs: 5_000, stalledMs: 10 * 60_000, retryMs: 60_000 } as const;
+/** settleMs and stalledMs come from depot.json (`inbox`, depot/config.ts); these are their defaults. */
+export const INBOX_DEFAULTS = { ...DEFAULT_INBOX, retryMs: 60_000 } as const;
 
 /** settling: changed recently; growing: shorter than its header declares; queued: going to import; retry: transient failure. */
 export type InboxCheck = 'settling' | 'growing' | 'queued' | 'retry' | 'gone';
@@ -68,6 +70,11 @@ export class InboxWatcher {
     this.clock = o.clockMs ?? Date.now;
     this.done = join(o.inbox, 'done');
     this.rejected = join(o.inbox, 'rejected');
+  }
+
+  /** The timing in effect (depot.json `inbox`, else the defaults). */
+  get settings(): { settleMs: number; stalledMs: number; retryMs: number } {
+    return { settleMs: this.o.settleMs, stalledMs: this.o.stalledMs, retryMs: this.o.retryMs };
   }
 
   async start(): Promise<void> {

@@ -37,6 +37,7 @@ export async function startOfflineHooks(depot: Depot, o: { logger: Logger; inbox
     log: depot.log.child({ component: 'depot.inbox' }),
     importFile: (path) => importFile(depot.layout.dir, path, { logger: o.logger, depot }),
     ...INBOX_DEFAULTS,
+    ...depot.config.inbox,
     ...o.inbox,
   });
   await inbox.start();

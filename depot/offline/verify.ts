@@ -1,3 +1,4 @@
+import type { Root } from '@tufjs/models';
 import { DepotsyncError } from '../../src/errors.js';
 import { DEFAULT_CLIENT_LIMITS, TrustedMetadata } from '../../src/tuf/client.js';
 import { topRoleKeys } from '../../src/tuf/client/checks.js';
@@ -10,10 +11,11 @@ import type { BundleFile } from './bundle-file.js';
  * walk the root versions the bundle carries (each signed by the previous root's keys and its own:
  * the TUF root update rule, same code as the client), then require a threshold of that root's
  * TIMESTAMP keys over the header. Nothing is saved here; the TUF client walks the roots again, for
- * real, during the import. Threats: a forged or altered table of contents, validity window or target
+ * real, during the import. Returns the root whose keys signed the header (the validity window is checked
+ * with the same keys). Threats: a forged or altered table of contents, validity window or target
  * depot (arbitrary installation, freeze), and metadata signed by a key the root does not list.
  */
-export async function verifyBundleSignature(file: BundleFile, trustedRoot: Uint8Array): Promise<void> {
+export async function verifyBundleSignature(file: BundleFile, trustedRoot: Uint8Array): Promise<Root> {
   const limits = { ...DEFAULT_CLIENT_LIMITS };
   const trusted = new TrustedMetadata(trustedRoot, limits, 'trusted root.json');
   const want = file.header.signed.rootVersion;
@@ -33,4 +35,5 @@ export async function verifyBundleSignature(file: BundleFile, trustedRoot: Uint8
       cause: e,
     });
   }
+  return trusted.root.md.signed;
 }

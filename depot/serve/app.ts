@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import type { Logger } from '../../src/log.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls, type AuthorizeMachine } from '../../src/serve/mtls.js';
+import { eventRoutes, type EventHub } from '../../src/serve/events.js';
 import { publicReadRoutes, readRoutes, type ChunkReader, type ReadApiOptions } from '../../src/serve/read-api.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { depotCounters } from '../../src/metrics/depot.js';
@@ -12,9 +13,11 @@ import { metricsHandler, newRegistry, tokenEquals } from '../../src/metrics/regi
 import { loadOrCreateMetricsToken, METRICS_TOKEN_FILE } from '../../src/metrics/token-file.js';
 import type { DepotDb } from '../db/depot-db.js';
 import { depotLayout } from '../layout.js';
+import { servedWindowBytes } from '../offline/window.js';
 import { KV } from '../sync/status-report.js';
 import type { RevocationGate } from './revocation-gate.js';
 import { depotReadSource } from './source.js';
+import { depotEventHub } from './events.js';
 
 export interface DepotAppDeps {
   db: DepotDb;
@@ -30,6 +33,8 @@ export interface DepotAppDeps {
    * first start (src/metrics/token-file.ts). `false`: no /metrics route.
    */
   metricsToken?: string | false;
+  /** The `GET /v1/events` streams for child depots ("distribute now"); made here when not given. */
+  events?: EventHub;
 }
 
 /**
@@ -90,7 +95,18 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   app.route('/', publicReadRoutes(source));
 
   // Everything else: mutual TLS first.
-  app.use('*', mutualTls({ authorize: depotAuthorize(deps.revocations), log, ...(deps.now ? { now: deps.now } : {}) }));
+  const authorize = depotAuthorize(deps.revocations);
+  app.use('*', mutualTls({ authorize, log, ...(deps.now ? { now: deps.now } : {}) }));
+  app.route('/', eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), { authorize, ...(deps.now ? { now: deps.now } : {}) }));
+  // Issue 7 item 3: the master-signed validity window of a generation imported from an offline bundle.
+  // Agents of THIS depot use it when its timestamp expired (src/agent/fetch/validity-window.ts).
+  app.get('/v1/validity-window', async (c) => {
+    const bytes = deps.db.path === ':memory:' ? undefined : await servedWindowBytes(deps.db, dir);
+    if (!bytes) {
+      return c.json({ error: { code: 'not-found', message: `depot${deps.name ? ` ${deps.name}` : ''} serves no validity window: its served generation did not come from an offline bundle` } }, 404);
+    }
+    return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  });
   app.route('/', readRoutes(source, log, readOptions));
   return app;
 }

@@ -10,6 +10,8 @@ import type { ServeEnv } from '../../src/serve/env.js';
 export interface DepotServer {
   server: https.Server;
   port: number;
+  /** Serve with a renewed machine certificate from the next handshake on (no restart; open connections keep theirs). */
+  setCredentials(creds: { keyPem: string; certPem: string; caPem: string }): void;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function startDepotServer(opts: {
   return {
     server,
     port,
+    setCredentials: (creds) => server.setSecureContext(tlsServerOptions(creds)),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

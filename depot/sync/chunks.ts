@@ -17,6 +17,8 @@ import { explainUpstream, type ByteCounter } from './upstream.js';
 export interface SyncStore {
   missing(ids: readonly string[]): string[];
   putMany(chunks: readonly ChunkInput[]): Promise<PutResult>;
+  /** A stored chunk's bytes: the base a chunk delta is applied to (no deltas without it). */
+  get?(id: string): Promise<Uint8Array>;
 }
 
 export interface ChunkNeed {

@@ -9,11 +9,12 @@ import { SyncLock } from '../db/sync-lock.js';
 import { DbTrustedStore } from '../db/trusted-store.js';
 import { recordSync } from '../../src/metrics/depot.js';
 import type { TokenBucket } from './bandwidth.js';
-import { planMissing, type SyncStore } from './chunks.js';
+import { pairBases } from './chunk-delta.js';
+import { planMissing, type ChunkSinkDeps, type SyncStore } from './chunks.js';
 import { catalogTargets, fetchManifests } from './manifests.js';
 import { HttpUpstream } from './http-upstream.js';
 import { syncRevocations } from './revocations.js';
-import { buildStatusReport, freeDiskBytes, KV, sendStatusReport } from './status-report.js';
+import { buildStatusReport, freeDiskBytes, KV, sendStatusReport, upstreamIdentity } from './status-report.js';
 import { ByteCounter, type Upstream } from './upstream.js';
 
 export interface SyncResult {
@@ -68,7 +69,8 @@ export interface SyncEngineDeps {
  *  2. revocations  the CA-signed revocation list, verified and kept;
  *  3. manifests    the targets of the new generation the depot lacks, verified by length and SHA-256;
  *  4. chunks       the chunks those manifests name that the store lacks, batched, concurrent, each
- *                  hashed as it arrives;
+ *                  hashed as it arrives; first as deltas against the chunks they replace in the served
+ *                  version of the same package ('deltas', chunk-delta.ts), then whole ('chunks');
  *  5. switch       once every chunk is present: one SQLite transaction makes the new generation (its
  *                  timestamp and its target set) the served one;
  *  6. report       status to the master.
@@ -223,26 +225,35 @@ export class SyncEngine {
     const plan = planMissing(db, store);
     if (plan.needs.length === 0) return;
     db.setKv(KV.bytesRemaining, String(plan.bytes));
-    await step('chunks', async () => {
-      const got = await this.upstream.fetchChunks(plan.needs, {
-        store,
-        counter,
-        bandwidth: this.d.bandwidth,
-        concurrency: config.concurrency,
-        batchMaxBytes: config.batchMaxBytes,
-        batchMaxChunks: config.batchMaxChunks,
-        attempts: config.attempts,
-        retryDelayMs: config.retryDelayMs,
-        sleep: this.d.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
-        log: this.log,
-        onStored: (chunks, bytes) => {
-          totals.chunks += chunks;
-          totals.bytes += bytes;
-          this.d.onStored?.(chunks, bytes);
-        },
-      });
-      return got;
-    }, (o) => ({ chunks: o.chunks, chunkBytes: o.bytes, planned: plan.needs.length, plannedBytes: plan.bytes }));
+    const deps: ChunkSinkDeps = {
+      store,
+      counter,
+      bandwidth: this.d.bandwidth,
+      concurrency: config.concurrency,
+      batchMaxBytes: config.batchMaxBytes,
+      batchMaxChunks: config.batchMaxChunks,
+      attempts: config.attempts,
+      retryDelayMs: config.retryDelayMs,
+      sleep: this.d.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+      log: this.log,
+      onStored: (chunks, bytes) => {
+        totals.chunks += chunks;
+        totals.bytes += bytes;
+        this.d.onStored?.(chunks, bytes);
+      },
+    };
+    // Chunks that replace a chunk of the served version of the same package come as deltas against
+    // it (chunk-delta.ts); the rest, and whatever a delta could not deliver, come whole.
+    let needs = plan.needs;
+    const pairs = this.upstream.fetchChunkDeltas && store.get ? pairBases(db, store, needs) : [];
+    if (pairs.length > 0) {
+      await step('deltas', () => this.upstream.fetchChunkDeltas!(pairs, deps), (o) => ({ paired: pairs.length, chunks: o.chunks, chunkBytes: o.bytes, rebuilt: o.rebuilt, whole: o.whole, refused: o.refused, unsupported: o.unsupported }));
+      const still = new Set(store.missing(needs.map((n) => n.id)));
+      needs = needs.filter((n) => still.has(n.id));
+    }
+    if (needs.length > 0) {
+      await step('chunks', () => this.upstream.fetchChunks(needs, deps), (o) => ({ chunks: o.chunks, chunkBytes: o.bytes, planned: needs.length, plannedBytes: needs.reduce((s, n) => s + n.length, 0) }));
+    }
     const left = planMissing(db, store);
     if (left.needs.length > 0) {
       throw new DepotsyncError('internal', `after the download, ${left.needs.length} chunk(s) are still missing`, { hint: 'sync again; it fetches only what is missing' });
@@ -290,6 +301,7 @@ export class SyncEngine {
       bytesFetched: counter.bytes,
       freeDiskBytes: this.d.dataDir ? await freeDiskBytes(this.d.dataDir) : 0,
       now: this.now(),
+      upstream: await upstreamIdentity(this.d.db, this.d.upstream, this.d.master, this.log),
     });
     if (await sendStatusReport(this.d.master, report, this.log)) this.d.db.setKv(KV.lastReport, report.reportedAt);
   }

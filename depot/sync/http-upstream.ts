@@ -1,6 +1,7 @@
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import type { HttpClient } from '../../src/net/client.js';
 import type { MetadataSource } from '../../src/tuf/client.js';
+import { fetchChunkDeltas, type DeltaFetchResult, type DeltaNeed } from './chunk-delta.js';
 import { fetchChunks, type ChunkNeed, type ChunkSinkDeps } from './chunks.js';
 import { targetUrlPath } from './manifests.js';
 import { explainUpstream, HttpMetadataSource, type ByteCounter, type Upstream } from './upstream.js';
@@ -45,5 +46,9 @@ export class HttpUpstream implements Upstream {
 
   fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
     return fetchChunks(needs, { ...deps, upstream: this.client });
+  }
+
+  fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkSinkDeps): Promise<DeltaFetchResult> {
+    return fetchChunkDeltas(needs, { ...deps, upstream: this.client });
   }
 }

@@ -39,10 +39,15 @@ export function nextRunAt(now: number, failures: number, p: SchedulePlan, random
   if (failures === 0) {
     t = now + p.intervalMs + Math.floor(random() * p.jitterMs);
   } else {
-    const base = Math.min(p.backoffMaxMs, p.backoffBaseMs * 2 ** Math.min(failures - 1, 30));
-    t = now + Math.min(p.intervalMs + p.jitterMs, Math.floor(base / 2 + random() * (base / 2)));
+    t = now + Math.min(p.intervalMs + p.jitterMs, backoffDelayMs(failures, p.backoffBaseMs, p.backoffMaxMs, random));
   }
   return intoWindow(t, p, random);
+}
+
+/** Exponential backoff with equal jitter (half fixed, half random) after `failures` (>= 1) failures in a row, at most maxMs. */
+export function backoffDelayMs(failures: number, baseMs: number, maxMs: number, random: () => number): number {
+  const base = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
+  return Math.floor(base / 2 + random() * (base / 2));
 }
 
 function intoWindow(t: number, p: SchedulePlan, random: () => number): number {

@@ -2,6 +2,7 @@ import { DepotsyncError } from '../../src/errors.js';
 import type { HttpClient } from '../../src/net/client.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
+import type { DeltaFetchResult, DeltaNeed } from './chunk-delta.js';
 import type { ChunkNeed, ChunkSinkDeps } from './chunks.js';
 
 /**
@@ -24,6 +25,13 @@ export interface Upstream {
    * stored (`verifiedChunk`), what arrived intact kept even when the delivery fails part way.
    */
   fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }>;
+  /**
+   * Optional (the network upstream has it, a bundle does not): deliver chunks as deltas against bases
+   * the store holds (chunk-delta.ts), each rebuilt chunk verified like `fetchChunks` does. Chunks it
+   * could not deliver stay missing for `fetchChunks`; it throws only when storing fails or the
+   * upstream refuses this depot.
+   */
+  fetchChunkDeltas?(needs: readonly DeltaNeed[], deps: ChunkSinkDeps): Promise<DeltaFetchResult>;
 }
 
 /** Counts the bytes a sync receives (metadata, manifests, chunks, revocation list). */
@@ -69,7 +77,7 @@ export function explainUpstream(e: unknown, origin: string): unknown {
     why === 'revoked'
       ? "this depot's certificate was revoked by the master operator; it cannot sync until it is enrolled again (depotsync depot init)"
       : why === 'expired'
-        ? "this depot's certificate expired; ask the master operator to renew it (depotsync master renew)"
+        ? "this depot's certificate expired before it renewed itself (renewal starts at two thirds of its lifetime, during `depot serve`); enroll it again (depotsync depot init)"
         : 'ask the master operator to approve or unblock this depot';
   return new DepotsyncError(e.status === 401 ? 'unauthorized' : 'forbidden', `sync refused by upstream ${origin}: ${why} (${e.message})`, { hint, cause: e });
 }

@@ -1,6 +1,7 @@
 import type { Logger } from '../../src/log.js';
 import type { MasterDb } from '../db/database.js';
 import type { Alert, AlertLevel } from './alerts.js';
+import { backupAlerts } from '../backup/alert.js';
 import type { WebhookEvent, WebhookNotifier } from './webhook.js';
 
 /**
@@ -44,8 +45,10 @@ export class AlertMonitor {
     this.log = d.log.child({ component: 'master.alerts' });
   }
 
-  evaluate(current: Alert[], nowMs: number): { active: Alert[]; transitions: AlertTransition[] } {
+  evaluate(conditions: Alert[], nowMs: number): { active: Alert[]; transitions: AlertTransition[] } {
     const { db } = this.d;
+    // Conditions the status model does not see: the master's own database backups (master/backup).
+    const current = [...conditions, ...backupAlerts(db)];
     const now = new Date(nowMs).toISOString();
     const transitions: AlertTransition[] = [];
     const active = db.db.transaction(() => {

@@ -30,13 +30,17 @@ export function fleetMachines(m: MasterDb): FleetMachine[] {
   });
 }
 
-/** The newest report of every depot, without the stored raw JSON (the index on (machine, id) finds each). */
+/**
+ * The newest report of every fleet depot, without the stored raw JSON. One index seek on (machine, id)
+ * per depot: a GROUP BY over the whole history would read every stored report (100 per depot).
+ */
 export function latestReports(m: MasterDb): Map<string, LatestReport> {
   const rows = m.db
     .prepare(
       `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
-         s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until
-       FROM depot_status s JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) latest ON latest.id = s.id`,
+         s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until, s.upstream
+       FROM machines d JOIN depot_status s ON s.id = (SELECT id FROM depot_status WHERE machine = d.name ORDER BY id DESC LIMIT 1)
+       WHERE d.role = 'depot' AND d.state IN ('approved', 'blocked')`,
     )
     .all() as Record<string, string | number | null>[];
   const out = new Map<string, LatestReport>();

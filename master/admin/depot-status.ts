@@ -2,6 +2,8 @@ import type { MasterDb } from '../db/database.js';
 import type { Machine } from '../db/machines.js';
 import { fleetMachines, latestReports, type LatestReport } from './depot-rows.js';
 import type { AlertThresholds } from './config.js';
+import { computeTiers } from './tiers.js';
+import { UPSTREAM_MASTER } from '../../src/wire/status.js';
 
 /**
  * One depot as the admin sees it (DESIGN.md §4.5, issue 8 item 1): the machine record joined with its
@@ -15,9 +17,12 @@ export interface DepotView {
   name: string;
   state: DepotState;
   machineState: Machine['state'];
-  /** 1 = syncs from the master; 2 = below a tier-1 depot; ... */
-  tier: number;
+  /** 1 = syncs from the master; 2 = below a tier-1 depot; ...; null when unknown (tierProblem says why). */
+  tier: number | null;
+  /** The depot it syncs from (its newest report's upstream, else its enrollment's parent); null = the master. */
   parent: string | null;
+  /** Why the tier is unknown: an upstream cycle, or a parent that is not a fleet depot. */
+  tierProblem: string | null;
   site: string | null;
   url: string | null;
   /** Offline depots are fed by bundle files; they report a validity window instead of being seen. */
@@ -55,7 +60,8 @@ const MAX_STREAK = 100;
 export function depotViews(m: MasterDb, current: number, thresholds: AlertThresholds, nowMs: number): DepotView[] {
   const machines = fleetMachines(m);
   const latest = latestReports(m);
-  const parents = new Map(machines.map((d) => [d.name, d.parent ?? null]));
+  // Tiers: what each depot's newest report says it syncs from, else its enrollment's parent, else the master.
+  const tiers = computeTiers(new Map(machines.map((d) => [d.name, latest.get(d.name)?.upstream ?? d.parent ?? UPSTREAM_MASTER])), UPSTREAM_MASTER);
   const createdAt = generationTimes(m);
   const streakStmt = m.db.prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').pluck();
   const rateStmt = m.db.prepare('SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?');
@@ -73,12 +79,14 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
     const lastSeen = latest2(d.lastSeen, s?.receivedAt);
     const offline = s?.validUntil !== undefined;
     const notAfter = d.certNotAfter ?? null;
+    const tier = tiers.get(d.name)!;
     const view: DepotView = {
       name: d.name,
       state: 'current',
       machineState: d.state,
-      tier: tierOf(d.name, parents),
-      parent: d.parent ?? null,
+      tier: tier.tier,
+      parent: tier.parent,
+      tierProblem: tier.problem,
       site: d.site ?? null,
       url: d.url ?? null,
       offline,
@@ -113,17 +121,6 @@ function classify(v: DepotView, s: LatestReport | undefined, t: AlertThresholds,
   if (v.lastError) return 'failing';
   if (v.lagGenerations > 0) return 'lagging';
   return 'current';
-}
-
-/** Tier by walking parents (a cycle or an unknown parent stops the walk). */
-function tierOf(name: string, parents: Map<string, string | null>): number {
-  let tier = 1;
-  const seen = new Set([name]);
-  for (let p = parents.get(name); p && parents.has(p) && !seen.has(p); p = parents.get(p)) {
-    seen.add(p);
-    tier++;
-  }
-  return tier;
 }
 
 /** created_at (ms) of a generation, by lookup with a small cache (lagging depots share generations). */

@@ -35,6 +35,21 @@ interface LiveRow {
   total_bytes: number;
 }
 
+const liveRowsCache = new WeakMap<MasterDb, { generation: number; rows: LiveRow[] }>();
+
+/**
+ * The live versions as of `generation`, cached per generation: every catalog change (publish,
+ * unpublish) makes a new generation, so between two generations these 10,000 rows cannot change and
+ * the status model does not read and sort them again for every request.
+ */
+export function liveVersionRowsAt(m: MasterDb, generation: number): LiveRow[] {
+  const hit = liveRowsCache.get(m);
+  if (hit && hit.generation === generation) return hit.rows;
+  const rows = liveVersionRows(m);
+  liveRowsCache.set(m, { generation, rows });
+  return rows;
+}
+
 export function liveVersionRows(m: MasterDb): LiveRow[] {
   return m.db
     .prepare(

@@ -5,7 +5,7 @@ import { computeAlerts, type Alert } from './alerts.js';
 import { expiringCertificates, type ExpiringCertificate, type OwnCertificate } from './certificates.js';
 import type { AdminSettings } from './config.js';
 import { DEPOT_STATES, depotViews, type DepotState, type DepotView } from './depot-status.js';
-import { liveVersionRows, packageStatuses, type PackageStatus } from './package-status.js';
+import { liveVersionRowsAt, packageStatuses, type PackageStatus } from './package-status.js';
 
 /**
  * The fleet's status: what `GET /v1/admin/status`, `depotsync status --dir M`, the dashboard and the
@@ -53,7 +53,8 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
   return db.db.transaction(() => {
     const generation = currentGeneration(db);
     const depots = depotViews(db, generation, settings.alerts, nowMs);
-    const packages = opts.packages === false ? [] : packageStatuses(liveVersionRows(db), depots);
+    const live = liveVersionRowsAt(db, generation);
+    const packages = opts.packages === false ? [] : packageStatuses(live, depots);
     const pending = listMachines(db, { state: 'pending' }).map((p) => ({ name: p.name, role: p.role, requestedAt: p.requestedAt, site: p.site ?? null, parent: p.parent ?? null }));
     const certificates = expiringCertificates(db, settings.alerts.certWarningDays, nowMs, deps.ownCertificates ?? []);
     const alerts = computeAlerts(depots, certificates, settings.alerts, nowMs);
@@ -69,7 +70,7 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
         ...counts,
         depots: depots.length,
         offline: depots.filter((d) => d.offline).length,
-        packages: opts.packages === false ? (db.db.prepare('SELECT count(*) FROM package_versions WHERE removed_generation IS NULL').pluck().get() as number) : packages.length,
+        packages: live.length,
         pending: pending.length,
         alerts: { warning: alerts.filter((a) => a.level === 'warning').length, error: alerts.filter((a) => a.level === 'error').length },
       },

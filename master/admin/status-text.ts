@@ -16,10 +16,12 @@ export function fleetTables(s: FleetStatus, opts: { maxPackages?: number } = {})
   if (s.depots.length) {
     out.push(
       table(
-        ['DEPOT', 'STATE', 'SERVED', 'TARGET', 'BEHIND', 'LEFT', 'ETA', 'LAST SEEN', 'CERT DAYS', 'LAST ERROR'],
+        ['DEPOT', 'STATE', 'TIER', 'UPSTREAM', 'SERVED', 'TARGET', 'BEHIND', 'LEFT', 'ETA', 'LAST SEEN', 'CERT DAYS', 'LAST ERROR'],
         s.depots.map((d) => [
           d.name + (d.offline ? ' (offline)' : ''),
           d.state,
+          d.tier === null ? '?' : String(d.tier),
+          d.parent ?? 'master',
           String(d.servedGeneration ?? '-'),
           String(d.targetGeneration ?? '-'),
           d.lagGenerations ? `${d.lagGenerations} gen` : '-',
@@ -32,6 +34,8 @@ export function fleetTables(s: FleetStatus, opts: { maxPackages?: number } = {})
       ),
       '',
     );
+    const unknown = s.depots.filter((d) => d.tierProblem);
+    if (unknown.length) out.push('tiers unknown:', ...unknown.map((d) => `  ${d.name}: ${clean(d.tierProblem!)}`), '');
   }
   const open = s.packages.filter((p) => p.inProgress + p.failed + p.waiting > 0).slice(0, opts.maxPackages ?? 50);
   if (open.length) {

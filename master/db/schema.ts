@@ -226,7 +226,33 @@ CREATE TABLE alert_state (
 ALTER TABLE operators ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
 `;
 
+/**
+ * Version 3 (issue 4 item 4, "distribute now"): operators' sync-now requests (`master notify`). The
+ * command runs in its own process; the serving master polls this table (by primary key) and passes
+ * each new row to the depots' event streams. Pruning keeps the newest rows, so max(seq) never goes
+ * back and a sequence number is never reused.
+ */
+const V3 = `
+CREATE TABLE notify_requests (
+  seq          INTEGER PRIMARY KEY,
+  depot        TEXT,                     -- NULL: every depot
+  requested_at TEXT NOT NULL,
+  requested_by TEXT NOT NULL
+) STRICT;
+`;
+
+/**
+ * Version 4 (admin issue, tiers): the upstream a depot syncs from, as its status report names it:
+ * 'master', or the parent depot's machine name read from that depot's TLS certificate. NULL for
+ * reports that do not say (older depots, offline status files): the enrollment's parent then counts.
+ */
+const V4 = `
+ALTER TABLE depot_status ADD COLUMN upstream TEXT;
+`;
+
 export const MASTER_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'catalog, machines, operators, audit, status', up: V1 },
   { version: 2, name: 'operator sessions, alert state, TOTP replay guard', up: V2 },
+  { version: 3, name: 'sync-now requests (master notify)', up: V3 },
+  { version: 4, name: 'status reports name the depot upstream (tiers)', up: V4 },
 ];

@@ -2,14 +2,15 @@ import { DepotsyncError } from '../../src/errors.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { issueMachineCertificate } from '../../src/pki/ca.js';
 import { recordAudit } from '../db/audit.js';
-import { approve, block, byName, revoke, setCertificate, type Machine } from '../db/machines.js';
+import { approve, block, byName, revoke, type Machine } from '../db/machines.js';
 import type { MasterContext } from '../context.js';
 import { publishRevocationList } from '../revocations.js';
+import { markForRenewal } from './renew.js';
 
 /**
  * Operator actions on machines, shared by the CLI and the admin API so both do exactly the same
  * thing: approve (issuing the certificate from the stored CSR), block, revoke (and re-sign the
- * revocation list so every depot refuses the machine at its next sync), renew.
+ * revocation list so every depot refuses the machine at its next sync), renew (mark for renewal).
  */
 export interface Actor {
   actor: string;
@@ -70,15 +71,13 @@ export async function revokeMachine(ctx: MasterContext, name: string, who: Actor
   return out;
 }
 
-/** Issue a fresh certificate for an approved machine now (same key, from its last CSR). */
+/**
+ * `depotsync master renew MACHINE`: mark the machine so that it renews at its next contact, with a new
+ * key, over mutual TLS (master/machines/renew.ts). Nothing is issued here: the master never holds a
+ * machine's private key, so only the machine can make the CSR for its new one.
+ */
 export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
-  const machine = mustExist(ctx, name);
-  if (machine.state !== 'approved') {
-    throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state}; only an approved machine's certificate is renewed`);
-  }
-  const out = setCertificate(ctx.db, name, issueFromCsr(ctx, machine));
-  recordAudit(ctx.db, { actor: who.actor, action: 'machine.renew', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
-  return out;
+  return markForRenewal(ctx, name, who);
 }
 
 function mustExist(ctx: MasterContext, name: string): Machine {

@@ -2,6 +2,7 @@ import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { metadataDelta } from '../../src/tuf/repository.js';
 import { BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
+import { encodeValidityWindow, VALIDITY_WINDOW_FORMAT, VALIDITY_WINDOW_SECTION, VALIDITY_WINDOW_TYPE, type ValidityWindow } from '../../src/wire/validity-window.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { currentGeneration, getManifest, getMetadataFile, latestMetadata, manifestChunkIds, rootVersions } from '../db/catalog.js';
@@ -102,6 +103,12 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     return { kind: 'metadata', name, bytes: file.bytes };
   });
   const metadataFiles = sections.length;
+  const issued = now();
+  const validUntil = new Date(issued.getTime() + validMs).toISOString();
+  const tsVersion = timestamp.version;
+  // The window again as a small document of its own, for the agents the depot serves (validity-window.ts).
+  const windowDoc: ValidityWindow = { _type: VALIDITY_WINDOW_TYPE, formatVersion: VALIDITY_WINDOW_FORMAT, depot: o.depot, generation: to, timestampVersion: tsVersion, issuedAt: issued.toISOString(), validUntil };
+  sections.push({ kind: 'validity-window', name: VALIDITY_WINDOW_SECTION, bytes: encodeValidityWindow(windowDoc, [ctx.signers.timestamp]) });
 
   // 2. Revocation list.
   const revocations = readRevocationList(ctx.layout);
@@ -132,9 +139,6 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     }
   }
 
-  const issued = now();
-  const validUntil = new Date(issued.getTime() + validMs).toISOString();
-  const tsVersion = timestamp.version;
   const bytes = await writeBundle({
     out: o.out,
     head: {

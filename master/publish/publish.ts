@@ -9,6 +9,7 @@ import { commitGeneration } from '../db/commit.js';
 import type { MasterContext } from '../context.js';
 import { loadRepository } from '../repository.js';
 import { collectSource } from './collect.js';
+import { scanPublishSource } from './scan.js';
 import { targetPathOf } from './target-path.js';
 
 export interface PublishInput {
@@ -43,6 +44,8 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
   const name = validatePackageName(input.name);
   const version = validateVersion(input.version);
   const files = await collectSource(input.path);
+  // Publishing safety: the configured scanner sees the content before it can enter the catalog.
+  const scanned = await scanPublishSource(ctx, { name, version, path: input.path, files, actor: input.actor, address: input.address });
   const total = files.reduce((n, f) => n + f.size, 0);
   const chunker = { minBytes: ctx.config.chunkMinBytes, avgBytes: ctx.config.chunkAvgBytes, maxBytes: ctx.config.chunkMaxBytes };
 
@@ -67,6 +70,7 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
     newBytes += r.newBytes;
     entries.push({ path: f.path, mode: f.mode, size: r.size, chunks: r.chunks });
   }
+  await scanned.assertUnchanged();
   const manifest = buildManifest({ name, version, chunking: chunker, files: entries });
   const bytes = encodeManifest(manifest);
   const id = manifestId(bytes);

@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls } from '../../src/serve/mtls.js';
+import { eventRoutes, type EventHub } from '../../src/serve/events.js';
 import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
 import type { MasterContext } from '../context.js';
 import { currentGeneration } from '../db/catalog.js';
@@ -15,9 +16,11 @@ import { adminRoutes } from './admin/routes.js';
 import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
 import { enrollRoutes } from './enroll.js';
+import { masterEventHub } from './events.js';
 import { RateLimiter } from './rate-limit.js';
 import { masterReadSource } from './source.js';
 import { statusRoutes } from './status.js';
+import { renewRoutes } from './renew.js';
 
 export interface MasterAppDeps {
   ctx: MasterContext;
@@ -32,6 +35,8 @@ export interface MasterAppDeps {
   touchIntervalMs?: number;
   /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
   adminService?: AdminService;
+  /** The `GET /v1/events` streams ("distribute now"); made here when not given (serve.ts passes one it closes). */
+  events?: EventHub;
 }
 
 /**
@@ -84,11 +89,14 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.route('/v1/admin', adminRoutes(ctx, addressOf));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
-  const gate = mutualTls({ authorize: masterAuthorize(ctx.db, now), log, now });
+  const authorize = masterAuthorize(ctx.db, now);
+  const gate = mutualTls({ authorize, log, now });
   app.use('*', except(isPublicOrAdmin, gate));
   app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? 30_000, clockMs, log })));
   app.route('/', readRoutes(source, log, readOptions));
+  app.route('/', eventRoutes(deps.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' })), { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
+  app.route('/', renewRoutes(ctx, { clockMs }));
   return app;
 }
 

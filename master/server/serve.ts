@@ -11,6 +11,8 @@ import { publish } from '../publish/publish.js';
 import { uploadsDir } from './admin/upload.js';
 import { AdminService } from '../admin/service.js';
 import { createMasterApp, type MasterAppDeps } from './app.js';
+import { masterEventHub } from './events.js';
+import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
 
 export interface MasterServerOptions {
@@ -23,6 +25,8 @@ export interface MasterServerOptions {
   /** false: no metadata refresher. */
   refresher?: boolean;
   app?: Omit<MasterAppDeps, 'ctx'>;
+  /** Settings of the `GET /v1/events` streams (poll and heartbeat intervals, limits); defaults otherwise. */
+  events?: Partial<EventHubOptions>;
   /**
    * Longest time to receive one whole request. Node's default (5 min) would cut a large publish upload;
    * headers must still arrive within `headersTimeout` (60 s), which is what stops slow-header attacks.
@@ -53,7 +57,8 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
   const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
-  const app = createMasterApp({ ctx, ...opts.app, adminService });
+  const events = opts.app?.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), opts.events);
+  const app = createMasterApp({ ctx, ...opts.app, adminService, events });
   const serverOptions = {
     ...tlsServerOptions({
       keyPem: readFileSync(ctx.layout.serverKey, 'utf8'),
@@ -107,6 +112,7 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
       await refresher?.stop();
       await dropbox?.close();
       await adminService.close();
+      events.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

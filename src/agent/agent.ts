@@ -58,6 +58,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
         new HttpClient({
           baseUrl: source.url,
           ...tls,
+          ...(source.fromDirectory ? { serverMachine: { name: source.name, role: 'depot' as const } } : {}),
           timeoutMs: opts.timeoutMs ?? f.timeoutMs,
           minBytesPerSecond: f.minBytesPerSecond,
           rateWindowMs: f.rateWindowMs,

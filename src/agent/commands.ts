@@ -16,21 +16,42 @@ async function withAgent<T>(c: CommandContext, fn: (a: import('./agent.js').Agen
   }
 }
 
-async function ranked(a: import('./agent.js').AgentContext) {
+/**
+ * The ranking, with the signed depot directory refreshed first (from the sources in the previous
+ * order): a depot the operator removed is dropped, a new one joins, and the order is made again.
+ */
+async function ranked(a: import('./agent.js').AgentContext, log: CommandContext['log']) {
   const { rankSources } = await import('./sources.js');
-  return rankSources({
-    config: a.config,
+  const { loadAdoptedDirectory, refreshDirectory } = await import('./directory.js');
+  const now = () => new Date();
+  const rank = (directory: import('../wire/depot-directory.js').DepotDirectory | undefined) =>
+    rankSources({
+      config: a.config,
+      state: a.state,
+      now,
+      directory,
+      probe: async (s, timeoutMs) => {
+        const r = a.connect(s, { timeoutMs });
+        try {
+          return await r.probe(AbortSignal.timeout(timeoutMs));
+        } finally {
+          r.close();
+        }
+      },
+    });
+  const before = await rank(loadAdoptedDirectory(a.layout.dir)?.directory);
+  const refreshed = await refreshDirectory({
+    agentDir: a.layout.dir,
+    sources: before,
+    connect: (s) => a.connect(s),
+    store: a.store,
+    fingerprint: a.config.fingerprint,
     state: a.state,
-    now: () => new Date(),
-    probe: async (s, timeoutMs) => {
-      const r = a.connect(s, { timeoutMs });
-      try {
-        return await r.probe(AbortSignal.timeout(timeoutMs));
-      } finally {
-        r.close();
-      }
-    },
+    now,
+    penaltyMs: a.config.fetch.penaltyMs,
+    log,
   });
+  return { sources: await rank(refreshed.adopted?.directory), directory: refreshed };
 }
 
 export const agentCommands: Command[] = [
@@ -99,9 +120,11 @@ export const agentCommands: Command[] = [
       const exec = optionalString(c.values, 'exec');
       const { parsePackageRef } = await import('./fetch/catalog.js');
       const want = parsePackageRef(c.positionals[0] as string);
+      // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
+      await (await import('./renew.js')).renewAgentIfDue(requireString(c.values, 'dir', 'agent fetch'), c.log);
       const r = await withAgent(c, async (a) => {
         const { fetchPackage } = await import('./fetch/fetch.js');
-        const sources = await ranked(a);
+        const { sources } = await ranked(a, c.log);
         let progress: ReturnType<typeof createProgress> | undefined;
         const result = await fetchPackage({
           ...want,
@@ -138,10 +161,17 @@ export const agentCommands: Command[] = [
     summary: 'the order in which the agent uses its depots and the master, and why (probes round-trip times)',
     options: dirOption,
     async run(c) {
-      const rows = await withAgent(c, ranked);
+      const { sources: rows, directory: d } = await withAgent(c, (a) => ranked(a, c.log));
+      const adopted = d.adopted;
+      const directory = adopted
+        ? { version: adopted.directory.version, depots: adopted.directory.depots.length, generation: adopted.generation, source: adopted.source, refreshedFrom: d.source ?? null }
+        : null;
+      const head = adopted
+        ? `signed depot directory v${adopted.directory.version} (${adopted.directory.depots.length} depot(s), generation ${adopted.generation}, ${d.source ? `refreshed from ${d.source}` : 'not refreshed: every source failed'})`
+        : `no signed depot directory yet${d.source ? '' : ' (every source failed)'}`;
       return {
-        json: { sources: rows },
-        human: rows.map((s) => `${String(s.rank).padStart(2)}. ${s.name.padEnd(16)} ${s.url}  ${s.reasons.join('; ')}`).join('\n'),
+        json: { sources: rows, directory, directoryFailures: d.failures },
+        human: [head, ...rows.map((s) => `${String(s.rank).padStart(2)}. ${s.name.padEnd(16)} ${s.url}  ${s.reasons.join('; ')}`)].join('\n'),
       };
     },
   },

@@ -1,6 +1,6 @@
-import { createReadStream } from 'node:fs';
 import { DepotsyncError, fromSystemError } from '../errors.js';
 import { gearScan, scanFingerprint } from './gear.js';
+import { DEFAULT_READ_BLOCK_BYTES, readBlocks } from './read-blocks.js';
 import { resolveChunkerOptions, type ChunkerOptions, type ChunkerParams } from './options.js';
 
 export { DEFAULT_CHUNKER_OPTIONS, CHUNKER_LIMITS, resolveChunkerOptions, type ChunkerOptions } from './options.js';
@@ -105,8 +105,9 @@ export class Chunker {
     this.fp = 0;
     if (held === 0 && this.ownsInput) return data.subarray(from, to);
     // Not data.slice(): on a Buffer (what file streams yield) slice() is a view, not a copy.
-    // allocUnsafe: every byte is overwritten below, so zero-filling would be wasted work.
-    const chunk = Buffer.allocUnsafe(held + to - from);
+    // allocUnsafeSlow: every byte is overwritten below, so zero-filling would be wasted work; and never
+    // Node's shared pool, so each chunk owns its ArrayBuffer (ingest transfers it to a worker thread).
+    const chunk = Buffer.allocUnsafeSlow(held + to - from);
     if (held > 0) chunk.set(this.pending!.subarray(0, held), 0);
     chunk.set(data.subarray(from, to), held);
     return chunk;
@@ -144,21 +145,19 @@ async function* chunkWith(chunker: Chunker, source: AsyncIterable<Uint8Array>): 
   }
 }
 
-export const CHUNK_FILE_READ_BYTES = 1024 * 1024;
+/** Bytes per read of `chunkFile` (reads run ahead of the chunker: read-blocks.ts). */
+export const CHUNK_FILE_READ_BYTES = DEFAULT_READ_BLOCK_BYTES;
 
-/** Chunks of a file, read sequentially in 1 MiB reads. Errors name the file. */
+/** Chunks of a file, read sequentially in 4 MiB reads with one read ahead. Errors name the file. */
 export function chunkFile(path: string, opts: Partial<ChunkerOptions> = {}): AsyncGenerator<ChunkRecord> {
-  // The read stream allocates a fresh buffer per read and never reuses it: chunks may be views.
+  // readBlocks allocates a fresh buffer per read and never reuses it: chunks may be views.
   return chunkFileWith(new Chunker(opts, { ownsInput: true }), path); // options are checked before the file is opened
 }
 
 async function* chunkFileWith(chunker: Chunker, path: string): AsyncGenerator<ChunkRecord> {
-  const stream = createReadStream(path, { highWaterMark: CHUNK_FILE_READ_BYTES });
   try {
-    yield* chunkWith(chunker, stream as AsyncIterable<Uint8Array>);
+    yield* chunkWith(chunker, readBlocks(path, CHUNK_FILE_READ_BYTES));
   } catch (e) {
     throw e instanceof DepotsyncError ? e : fromSystemError(e, `chunking ${path}`);
-  } finally {
-    stream.destroy();
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import https from 'node:https';
 import { dirname, join } from 'node:path';
 import { DepotsyncError } from '../errors.js';
 import { freePort, runJson, startService, waitForHttps, type Service } from './processes.js';
@@ -21,7 +22,8 @@ export interface DemoResult {
 /**
  * `depotsync demo`: a master, two depots (depot-b tiered below depot-a) and an agent, each a separate
  * process on 127.0.0.1, end to end: publish → sync → tiered sync → verified fetch, then a new version with
- * scattered 4 KiB edits (100 by default) to show that only changed chunks move.
+ * scattered 4 KiB edits (100 by default), which the running depots fetch by themselves within seconds
+ * (distribute now), to show that only changed chunks move.
  */
 export async function runDemo(opts: { bytes: number; edits?: number; keep: boolean; log: (line: string) => void; dir?: string }): Promise<DemoResult> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'depotsync-demo-'));
@@ -80,9 +82,11 @@ export async function runDemo(opts: { bytes: number; edits?: number; keep: boole
     const edited = scatterEdits(data, edits, 4096);
     const installer2 = join(dir, 'setup-1.1.bin');
     writeFileSync(installer2, edited);
-    await step('master publish setup@1.1', () => runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', installer2]), (r) => `${edits} scattered 4 KiB edits: ${r.newChunks} new chunks, ${r.newBytes} new bytes`);
-    await step('depot-a delta sync', () => runJson(['depot', 'sync', '--dir', DA]), (r) => `generation ${r.generation}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes`);
-    await step('depot-b delta sync (from depot-a)', () => runJson(['depot', 'sync', '--dir', DB]), (r) => `generation ${r.generation}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes`);
+    const published = await step('master publish setup@1.1', () => runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', installer2]), (r) => `${edits} scattered 4 KiB edits: ${r.newChunks} new chunks, ${r.newBytes} new bytes`);
+    // Distribute now: the running depots hear of the new generation and sync by themselves.
+    const g2 = published.generation as number;
+    await step('depot-a delta sync', () => distributed(depotUrl(ap), DA, g2), (r) => `generation ${r.generation}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes`);
+    await step('depot-b delta sync (from depot-a)', () => distributed(depotUrl(bp), DB, g2), (r) => `generation ${r.generation}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes`);
     const out2 = join(dir, 'out', 'setup-1.1.bin');
     await step('agent fetch setup (latest)', () => runJson(['agent', 'fetch', '--dir', A, 'setup', '--out', out2]), (r) => `${r.name}@${r.version}: ${r.bytes} bytes from ${r.source.join(', ')}`);
     await step('verify setup@1.1 bytes', () => sameBytes(out2, edited), () => 'identical to what was published');
@@ -126,4 +130,38 @@ export function scatterEdits(data: Buffer, count: number, size: number): Buffer 
     for (let i = 0; i < size && at + i < out.length; i++) out[at + i] = (out[at + i]! ^ 0xa5) & 0xff;
   }
   return out;
+}
+
+/** The generation a server's public /healthz reports (undefined while it does not answer). */
+function healthGeneration(url: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = https.get(`${url}/healthz`, { rejectUnauthorized: false, timeout: 2000 }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => {
+        try {
+          resolve((JSON.parse(Buffer.concat(parts).toString('utf8')) as { generation?: number }).generation);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+/**
+ * Wait until a running depot serves `generation` by itself (its event stream to the upstream starts the
+ * sync: "distribute now"), then report the run that switched to it (`depot status`).
+ */
+async function distributed(url: string, dir: string, generation: number, timeoutMs = 120_000): Promise<{ generation: number; chunksFetched: number; bytesFetched: number }> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await healthGeneration(url)) !== generation) {
+    if (Date.now() > deadline) throw new DepotsyncError('timeout', `demo: ${url} did not serve generation ${generation} within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const runs = (runJson(['depot', 'status', '--dir', dir]) as { runs: Array<{ generation: number | null; chunksFetched: number; bytesFetched: number }> }).runs;
+  const run = [...runs].reverse().find((r) => r.generation === generation);
+  return { generation, chunksFetched: run?.chunksFetched ?? 0, bytesFetched: run?.bytesFetched ?? 0 };
 }

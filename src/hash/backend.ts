@@ -26,6 +26,8 @@ export interface Blake3Backend {
   createRaw(): RawHasher;
   /** Why the native addon could not be used (only set for 'wasm'). */
   readonly nativeError?: string;
+  /** File of the native addon (set for 'native'): a worker thread loads the same one. */
+  readonly nativeAddonPath?: string;
   /** What the `blake3` package itself re-exports: its install-time choice. */
   readonly packageChoice: Blake3Implementation | 'unknown';
 }
@@ -39,17 +41,18 @@ interface NativeBinding {
   createHash(): { update(d: Uint8Array): unknown; digest(length?: number): Buffer };
 }
 
-function loadNative(): NativeBinding {
+function loadNative(): { binding: NativeBinding; path: string } {
   // Resolve the addon as the `blake3` package would (its dependency, wherever npm placed it).
   const fromBlake3 = createRequire(req.resolve('blake3'));
   const pkgDir = dirname(fromBlake3.resolve('@c4312/blake3-native/package.json'));
-  const binding = fromBlake3(join(pkgDir, 'build', 'Release', 'blake3.node')) as Partial<NativeBinding>;
+  const path = join(pkgDir, 'build', 'Release', 'blake3.node');
+  const binding = fromBlake3(path) as Partial<NativeBinding>;
   if (typeof binding.createHash !== 'function') throw new Error('blake3.node has no createHash export');
   const probe = binding.createHash();
   probe.update(new Uint8Array(0));
   const hex = Buffer.from(probe.digest()).toString('hex');
   if (hex !== EMPTY_HASH_HEX) throw new Error(`blake3.node self-test failed: empty input hashed to ${hex}`);
-  return binding as NativeBinding;
+  return { binding: binding as NativeBinding, path };
 }
 
 function packageChoice(): Blake3Implementation | 'unknown' {
@@ -83,8 +86,9 @@ export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backe
 
 async function loadBackend(): Promise<Blake3Backend> {
   let native: NativeBinding;
+  let nativeAddonPath: string;
   try {
-    native = loadNative();
+    ({ binding: native, path: nativeAddonPath } = loadNative());
   } catch (e) {
     return loadWasmBackend(e instanceof Error ? e.message : String(e));
   }
@@ -92,6 +96,7 @@ async function loadBackend(): Promise<Blake3Backend> {
     implementation: 'native',
     maxUpdateBytes: Number.MAX_SAFE_INTEGER,
     createRaw: () => native.createHash(),
+    nativeAddonPath,
     packageChoice: packageChoice(),
   };
 }

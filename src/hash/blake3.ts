@@ -20,6 +20,9 @@ function toBuffer(d: Uint8Array): Buffer {
 }
 
 function feed(raw: RawHasher, data: Uint8Array, maxUpdateBytes: number): void {
+  // The native addon reads the bytes through napi_get_arraybuffer_info, which refuses a
+  // SharedArrayBuffer; the addon does not check and dereferences null (the process segfaults).
+  if (data.buffer instanceof SharedArrayBuffer) data = Uint8Array.prototype.slice.call(data);
   if (data.byteLength <= maxUpdateBytes) {
     raw.update(data);
     return;

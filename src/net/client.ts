@@ -1,11 +1,12 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { BodyGuard } from './body-guard.js';
 import { httpErrorFor, networkError } from './http-error.js';
-import { tlsBaseOptions } from './tls.js';
+import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
 
 /**
  * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
@@ -20,6 +21,8 @@ export interface HttpClientOptions {
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
+  /** HTTPS: the server must also present the machine certificate of this depot (tls.ts machineIdentityCheck). */
+  serverMachine?: { name: string; role: 'depot' };
   /** Connect, wait for headers, and longest silence on the socket. */
   timeoutMs?: number;
   /** Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off. */
@@ -46,6 +49,8 @@ export interface StreamResponse {
   headers: IncomingHttpHeaders;
   /** Counted, capped and watched: errors with 'too-large', 'truncated' or 'timeout'. */
   body: Readable;
+  /** HTTPS: the subject of the server certificate this response came over (verified against the CA). */
+  peerSubject?: { commonName: string; organizationalUnit: string };
 }
 
 export interface RequestOptions {
@@ -67,10 +72,13 @@ function positiveInt(name: string, value: unknown, min: number): number {
 
 export class HttpClient {
   readonly baseUrl: URL;
-  private readonly agent: http.Agent;
+  private agent: http.Agent;
+  private agentOptions: https.AgentOptions | undefined;
   private readonly mod: typeof http | typeof https;
   private readonly log: Logger;
   private readonly o: typeof HTTP_CLIENT_DEFAULTS;
+  /** The server certificate's subject from the last full handshake (for responses over resumed sessions). */
+  private lastPeerSubject: { commonName: string; organizationalUnit: string } | undefined;
 
   constructor(opts: HttpClientOptions) {
     let url: URL;
@@ -105,7 +113,7 @@ export class HttpClient {
         });
       }
       this.mod = https;
-      this.agent = new https.Agent({
+      this.agentOptions = {
         ...tlsBaseOptions(),
         keepAlive: true,
         maxSockets: this.o.maxSockets,
@@ -114,8 +122,10 @@ export class HttpClient {
         key: opts.keyPem,
         // Verify the server against the pinned CA and the URL's host name, always.
         rejectUnauthorized: true,
+        ...(opts.serverMachine ? { checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role) } : {}),
         highWaterMark: this.o.highWaterMarkBytes,
-      } as https.AgentOptions);
+      } as https.AgentOptions;
+      this.agent = new https.Agent(this.agentOptions);
     } else {
       this.mod = http;
       this.agent = new http.Agent({ keepAlive: true, maxSockets: this.o.maxSockets, highWaterMark: this.o.highWaterMarkBytes } as http.AgentOptions);
@@ -125,6 +135,18 @@ export class HttpClient {
   /** Close idle keep-alive connections. */
   close(): void {
     this.agent.destroy();
+  }
+
+  /**
+   * Present a new machine certificate from now on (after a renewal): new connections use it; the old
+   * connections are closed (call it while no request of this client is in flight).
+   */
+  setCredentials(creds: { certPem: string; keyPem: string }): void {
+    if (!this.agentOptions) throw new DepotsyncError('bad-input', `HttpClient: ${this.baseUrl.origin} is not https; it has no client certificate to replace`);
+    const old = this.agent;
+    this.agentOptions = { ...this.agentOptions, cert: creds.certPem, key: creds.keyPem };
+    this.agent = new https.Agent(this.agentOptions);
+    old.destroy();
   }
 
   url(path: string): string {
@@ -251,7 +273,13 @@ export class HttpClient {
         });
         res.pipe(g);
         settled = true;
-        resolve({ status, headers: res.headers, body: g });
+        const cert = res.socket && 'getPeerCertificate' in res.socket ? (res.socket as TLSSocket).getPeerCertificate() : undefined;
+        const subject = cert?.subject as { CN?: unknown; OU?: unknown } | undefined;
+        const fresh = subject && typeof subject.CN === 'string' ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' } : undefined;
+        if (fresh) this.lastPeerSubject = fresh;
+        // A resumed TLS session presents no certificate: it resumes a session of this client's one origin, verified earlier.
+        const peerSubject = fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
+        resolve({ status, headers: res.headers, body: g, ...(peerSubject ? { peerSubject } : {}) });
       });
       const body = opts.body;
       if (body === undefined) req.end();

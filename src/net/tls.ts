@@ -1,4 +1,4 @@
-import type { SecureContextOptions, TLSSocket, TlsOptions } from 'node:tls';
+import { checkServerIdentity, type PeerCertificate, type SecureContextOptions, type TLSSocket, type TlsOptions } from 'node:tls';
 import { certificateInfo, toX509 } from '../pki/cert-info.js';
 import type { MachineRole } from '../pki/names.js';
 
@@ -112,4 +112,23 @@ export function peerIdentity(socket: TLSSocket, opts: { now?: () => Date } = {})
   if (code === 'CERT_HAS_EXPIRED' || notAfter.getTime() < now) return { kind: 'expired', ...fields };
   if (info.notBefore.getTime() > now) return { kind: 'untrusted', reason: `not yet valid (from ${info.notBefore.toISOString()})` };
   return { kind: 'cert', ...fields };
+}
+
+/**
+ * A client-side `checkServerIdentity` that, after node's usual host-name check, also requires the
+ * server certificate to be the machine certificate of `commonName` (CN) with role `role` (OU): a depot
+ * the signed directory lists must present its own certificate, not any certificate of the CA that
+ * happens to cover the host.
+ */
+export function machineIdentityCheck(commonName: string, role: MachineRole): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (host, cert) => {
+    const hostError = checkServerIdentity(host, cert);
+    if (hostError) return hostError;
+    const subject = cert.subject as { CN?: unknown; OU?: unknown } | undefined;
+    if (subject?.CN !== commonName || subject?.OU !== role) {
+      const got = `${typeof subject?.OU === 'string' ? subject.OU : 'machine'} ${typeof subject?.CN === 'string' ? subject.CN : '(no name)'}`;
+      return Object.assign(new Error(`the server certificate belongs to ${got}, not ${role} ${commonName}`), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    }
+    return undefined;
+  };
 }

@@ -34,7 +34,7 @@ export function mutualTls(opts: { authorize: AuthorizeMachine; log: Logger; now?
       case 'untrusted':
         return refuse(401, 'unknown-issuer', `client certificate not issued by this master's CA (${peer.reason})`);
       case 'expired':
-        return refuse(403, 'expired', `client certificate expired at ${peer.notAfter.toISOString()}; renew it (depotsync master renew MACHINE)`);
+        return refuse(403, 'expired', `client certificate expired at ${peer.notAfter.toISOString()}; an expired certificate cannot renew: enroll the machine again`);
       case 'cert': {
         const verdict = opts.authorize(peer);
         if (!verdict.ok) return refuse(verdict.status, verdict.code, verdict.reason);

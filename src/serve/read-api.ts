@@ -3,13 +3,20 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
+import { CHUNK_DELTA_LIMITS, DELTA_CONTENT_TYPE, deltaRecords, parseDeltaRequest } from '../wire/chunk-delta.js';
 import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
+import { BatchBudget, RecentlyVerified } from './batch-budget.js';
 
 /** What the read API needs from the chunk store. */
 export interface ChunkReader {
   get(id: string, opts?: { verify?: boolean }): Promise<Buffer>;
   has(id: string): boolean;
+  /** Chunks in the order asked (ChunkStore.readMany): no data, and the problem, for one it cannot serve. */
+  readMany(
+    ids: readonly string[],
+    opts: { verify: boolean | ((id: string) => boolean); runBytes?: number; aheadRuns?: number },
+  ): AsyncIterable<{ id: string; data: Buffer | undefined; problem?: Error }>;
 }
 
 /** Where the served bytes come from: the master's catalog or a depot's served generation. */
@@ -28,6 +35,10 @@ export interface ReadApiOptions {
   batchMaxBodyBytes: number;
   /** Re-hash a chunk before serving it (STYLE.md §5: distrust your own disk). */
   verifyOnServe: boolean;
+  /** How long a chunk re-hashed before serving counts as verified for the next client. */
+  verifiedTtlMs: number;
+  /** Memory shared by all batch responses in flight (read-ahead and socket buffers). */
+  batchMemoryBytes: number;
   onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
 }
 
@@ -35,14 +46,16 @@ export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
   batchMaxIds: 4096,
   batchMaxBodyBytes: 4096 * 70 + 64,
   verifyOnServe: true,
+  verifiedTtlMs: 60_000,
+  batchMemoryBytes: 64 * 1024 * 1024,
 };
 
 const METADATA_NAME = /^(?:\d{1,10}\.(?:root|snapshot|targets|bin-[0-9a-f]{1,4})|timestamp)\.json$/;
 const ROOT_NAME = /^\d{1,10}\.root\.json$/;
 const TARGET_NAME = /^[0-9a-f]{64}\.[A-Za-z0-9._+@-]{1,300}$/;
 const CHUNK_ID = /^[0-9a-f]{64}$/;
-/** Chunks read ahead of the one being written in a batch response. */
-const READ_AHEAD = 16;
+/** Chunk ids remembered as recently verified (about 9 MB of map entries). */
+const VERIFIED_ENTRIES = 100_000;
 
 /** Public part of the read API: root versions, so a client can bootstrap from its pinned fingerprint. */
 export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
@@ -59,6 +72,8 @@ export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
 export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<ReadApiOptions> = {}): Hono<ServeEnv> {
   const opts = { ...DEFAULT_READ_API_OPTIONS, ...options };
   const app = new Hono<ServeEnv>();
+  const budget = new BatchBudget(opts.batchMemoryBytes);
+  const verified = new RecentlyVerified(VERIFIED_ENTRIES, opts.verifiedTtlMs);
 
   app.get('/v1/metadata/:name', (c) => {
     const name = c.req.param('name');
@@ -117,44 +132,107 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
   app.post('/v1/chunks/batch', async (c) => {
     const body = await readBodyCapped(c, opts.batchMaxBodyBytes, 'chunk batch request');
     const ids = parseBatchRequest(body, opts.batchMaxIds);
+    const share = budget.acquire();
+    const checked = new Set<string>();
+    const verify = opts.verifyOnServe ? (id: string) => !verified.fresh(id) && (checked.add(id), true) : false;
+    const records = source.chunks.readMany(ids, { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns });
     const outgoing = c.env?.outgoing;
     if (outgoing) {
-      // Hot path: records go straight to the socket with backpressure (bounded memory: at most
-      // READ_AHEAD chunks in flight), reading ahead so the disk and the TLS writer overlap.
+      // Hot path: records go straight to the socket (the store reads back-to-back records in runs, a
+      // few runs ahead); writes are corked so a run leaves as one large TLS write instead of two small
+      // ones per chunk, and no more than the response's share of memory waits on the socket.
       outgoing.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE });
-      const load = (id: string) =>
-        source.chunks.has(id) ? readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : Promise.resolve(undefined);
-      const inflight: Array<Promise<Buffer | undefined>> = [];
-      let next = 0;
-      const fill = () => {
-        while (inflight.length < READ_AHEAD && next < ids.length) inflight.push(load(ids[next++] as string));
-      };
+      let corked = 0;
       try {
-        fill();
-        for (const id of ids) {
-          const data = await inflight.shift();
-          fill();
+        outgoing.cork();
+        for await (const r of records) {
           if (outgoing.destroyed) break;
-          const header = encodeRecordHeader(id, data?.length);
-          const ok = outgoing.write(data ? Buffer.concat([header, data], header.length + data.length) : header);
-          if (data) opts.onServed?.('chunk', data.length);
-          if (!ok) await new Promise<void>((resolve) => outgoing.once('drain', resolve));
+          if (r.problem && isDepotsyncError(r.problem, 'corrupt')) log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
+          if (r.data && checked.has(r.id)) verified.add(r.id);
+          outgoing.write(encodeRecordHeader(r.id, r.data?.length));
+          if (!r.data) continue;
+          corked += r.data.length;
+          opts.onServed?.('chunk', r.data.length);
+          if (corked < share.flushBytes) {
+            outgoing.write(r.data);
+            continue;
+          }
+          corked = 0;
+          const flushed = new Promise<void>((resolve) => outgoing.write(r.data, () => resolve()));
+          outgoing.uncork();
+          if (outgoing.writableNeedDrain || outgoing.writableLength > share.flushBytes) await untilOrClose(outgoing, flushed);
+          outgoing.cork();
         }
       } finally {
+        share.release();
+        outgoing.uncork();
         outgoing.end();
       }
       return RESPONSE_ALREADY_SENT;
     }
     const parts: Buffer[] = [];
-    for (const id of ids) {
-      const data = source.chunks.has(id) ? await readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : undefined;
-      parts.push(encodeRecordHeader(id, data?.length));
-      if (data) parts.push(data);
+    try {
+      for await (const r of records) {
+        parts.push(encodeRecordHeader(r.id, r.data?.length));
+        if (r.data) parts.push(r.data);
+      }
+    } finally {
+      share.release();
     }
     return c.body(new Uint8Array(Buffer.concat(parts)), 200, { 'content-type': BATCH_CONTENT_TYPE });
   });
 
+  // Chunk deltas (src/wire/chunk-delta.ts): each target as the difference from a base the caller holds.
+  app.post('/v1/chunks/delta', async (c) => {
+    const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
+    const pairs = parseDeltaRequest(body, CHUNK_DELTA_LIMITS.maxPairs);
+    const load = (id: string) =>
+      source.chunks.has(id) ? readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : Promise.resolve(undefined);
+    const records = deltaRecords(pairs, load);
+    const outgoing = c.env?.outgoing;
+    if (!outgoing) {
+      const parts: Buffer[] = [];
+      for await (const r of records) parts.push(r.record);
+      return c.body(new Uint8Array(Buffer.concat(parts)), 200, { 'content-type': DELTA_CONTENT_TYPE });
+    }
+    // Straight to the socket with backpressure: at most CHUNK_DELTA_LIMITS.readAhead pairs in memory.
+    outgoing.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
+    try {
+      for await (const r of records) {
+        if (outgoing.destroyed) break;
+        if (r.payloadBytes) opts.onServed?.('chunk', r.payloadBytes);
+        if (!outgoing.write(r.record)) await drainOrClose(outgoing);
+      }
+      outgoing.end();
+    } catch (e) {
+      // The status line is gone: cut the stream (the caller sees it truncated and fetches whole).
+      log.error({ err: e }, 'chunk delta response failed part way');
+      outgoing.destroy();
+    }
+    return RESPONSE_ALREADY_SENT;
+  });
+
   return app;
+}
+
+/** Waits for the socket to drain, or for the caller to hang up: never forever. */
+function drainOrClose(outgoing: NodeJS.WritableStream & { off(e: string, f: () => void): unknown }): Promise<void> {
+  let onDrain = () => {};
+  const drained = new Promise<void>((resolve) => (onDrain = resolve));
+  outgoing.once('drain', onDrain);
+  return untilOrClose(outgoing, drained).finally(() => outgoing.off('drain', onDrain));
+}
+
+/** Waits for `done` (a write flushed), or for the caller to hang up: never forever. */
+function untilOrClose(outgoing: NodeJS.WritableStream & { off(e: string, f: () => void): unknown }, done: Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const finish = () => {
+      outgoing.off('close', finish);
+      resolve();
+    };
+    outgoing.on('close', finish);
+    void done.then(finish);
+  });
 }
 
 function metadataResponse(c: import('hono').Context<ServeEnv>, bytes: Buffer | undefined, name: string): Response {

@@ -52,3 +52,15 @@ export function hashedChunk(data: Uint8Array): ChunkInput {
 export function isSelfHashed(chunk: ChunkInput): boolean {
   return selfHashed.has(chunk);
 }
+
+/**
+ * A chunk whose id this process computed from its bytes on another thread (the ingest hash worker,
+ * hash-worker.ts, running the same native BLAKE3). Registered like `hashedChunk`; only the ingest
+ * pipeline calls it, with the digest the worker returned for exactly these bytes.
+ * @internal
+ */
+export function workerHashedChunk(id: string, data: Uint8Array): ChunkInput {
+  const chunk = Object.freeze({ id, data });
+  selfHashed.add(chunk);
+  return chunk;
+}

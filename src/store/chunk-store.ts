@@ -66,6 +66,35 @@ export const STORE_FORMAT_DIR = 'chunks-v1';
 /** highWaterMark of `createReadStream`: serving chunks over HTTP reads in 1 MiB pieces. */
 export const READ_STREAM_HIGH_WATER_MARK = 1024 * 1024;
 
+export interface ReadManyOptions {
+  /** Re-hash each chunk, or those for which it returns true (default: the store's `verifyOnRead`). */
+  verify?: boolean | ((id: string) => boolean);
+  /** Largest single read of back-to-back records (default 1 MiB). */
+  runBytes?: number;
+  /** Reads in flight ahead of the record being yielded (default 4). */
+  aheadRuns?: number;
+}
+
+export interface ReadManyRecord {
+  id: string;
+  data: Buffer | undefined;
+  /** Why `data` is missing: 'not-found', 'corrupt', 'truncated' or 'io'. */
+  problem?: DepotsyncError;
+}
+
+interface ReadRun {
+  pack: number;
+  start: number;
+  end: number;
+  items: Array<{ id: string; key: Buffer; row?: ChunkRow }>;
+}
+
+function corrupt(id: string): DepotsyncError {
+  return new DepotsyncError('corrupt', `chunk ${id}: stored bytes do not match its hash`, {
+    hint: 'the disk damaged this chunk; quarantine it (or run a scrub) and sync it again',
+  });
+}
+
 export interface PutResult {
   /** Chunks newly stored by this call (ids already present count as success, not as written). */
   written: number;
@@ -206,7 +235,7 @@ export class ChunkStore {
       items.push({ key, data: c.data });
     }
     if (items.length === 0) return { written: 0, bytesWritten: 0 };
-    return this.lock.transaction(async () => {
+    const out = await this.lock.transaction(async (): Promise<PutResult & { pack?: number }> => {
       const nowS = Math.floor(this.opts.now() / 1000);
       const fresh: typeof items = [];
       const present: Buffer[] = [];
@@ -220,9 +249,11 @@ export class ChunkStore {
       const { pack, size, rows } = await this.appendRecords(fresh);
       this.beforeIndexCommit?.();
       const { inserted, bytes } = this.index.addRows(pack, size, rows, nowS);
-      this.log.debug({ pack, chunks: inserted, bytes }, 'stored batch');
-      return { written: inserted, bytesWritten: bytes };
+      return { written: inserted, bytesWritten: bytes, pack };
     });
+    // Logged after COMMIT: "stored" means durable (a process killed after this line keeps the batch).
+    if (out.pack !== undefined) this.log.debug({ pack: out.pack, chunks: out.written, bytes: out.bytesWritten }, 'stored batch');
+    return { written: out.written, bytesWritten: out.bytesWritten };
   }
 
   async put(id: string, data: Uint8Array): Promise<PutResult> {
@@ -287,12 +318,61 @@ export class ChunkStore {
       const record = await this.packs.read(row.pack, row.offset, RECORD_HEADER_BYTES + row.length);
       return decodeRecord(record, key, row.length, `pack ${this.packs.path(row.pack)} at ${row.offset}`);
     });
-    if ((opts.verify ?? this.opts.verifyOnRead) && !matchesKey(key, data)) {
-      throw new DepotsyncError('corrupt', `chunk ${id}: stored bytes do not match its hash`, {
-        hint: 'the disk damaged this chunk; quarantine it (or run a scrub) and sync it again',
-      });
-    }
+    if ((opts.verify ?? this.opts.verifyOnRead) && !matchesKey(key, data)) throw corrupt(id);
     return data;
+  }
+
+  /**
+   * Many chunks in the order asked, for serving batches: one index lookup per id, and records that lie
+   * back to back in a pack read with one read of up to `runBytes` (a fresh sync asks for chunks in the
+   * order they were stored, so a batch becomes a few large reads instead of one per chunk), `aheadRuns`
+   * reads in flight. A missing, truncated or corrupt chunk (`verify`) yields no data and the problem;
+   * it never stops the others. `data` is a view into a shared run buffer: copy it to keep it.
+   */
+  async *readMany(ids: readonly string[], opts: ReadManyOptions = {}): AsyncGenerator<ReadManyRecord> {
+    this.assertOpen();
+    const verify = opts.verify ?? this.opts.verifyOnRead;
+    const runBytes = opts.runBytes ?? READ_STREAM_HIGH_WATER_MARK;
+    const aheadRuns = opts.aheadRuns ?? 4;
+    const runs: ReadRun[] = [];
+    let run: ReadRun | undefined;
+    for (const id of ids) {
+      assertChunkId(id);
+      const key = idToKey(id);
+      const row = this.index.lookup(key);
+      const bytes = row ? RECORD_HEADER_BYTES + row.length : 0;
+      if (row && run?.pack === row.pack && run.end === row.offset && run.end - run.start + bytes <= runBytes) {
+        run.items.push({ id, key, row });
+        run.end += bytes;
+        continue;
+      }
+      run = row ? { pack: row.pack, start: row.offset, end: row.offset + bytes, items: [{ id, key, row }] } : { pack: -1, start: 0, end: 0, items: [{ id, key }] };
+      runs.push(run);
+      if (!row) run = undefined;
+    }
+    const reads: Array<Promise<Buffer | undefined>> = [];
+    const startRead = (r: ReadRun) => (r.pack < 0 ? Promise.resolve(undefined) : this.packs.read(r.pack, r.start, r.end - r.start).catch(() => undefined));
+    let next = 0;
+    for (const r of runs) {
+      while (next < runs.length && reads.length < aheadRuns) reads.push(startRead(runs[next++] as ReadRun));
+      const buf = await reads.shift();
+      for (const it of r.items) {
+        if (!it.row) {
+          yield { id: it.id, data: undefined, problem: notFound(it.id) };
+          continue;
+        }
+        const where = `pack ${this.packs.path(it.row.pack)} at ${it.row.offset}`;
+        try {
+          // A run that could not be read as a whole (a pack moved by gc, a short pack) falls back to one
+          // chunk at a time, which re-resolves the row.
+          const data = buf ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where) : await this.get(it.id, { verify: false });
+          if ((verify === true || (typeof verify === 'function' && verify(it.id))) && !matchesKey(it.key, data)) throw corrupt(it.id);
+          yield { id: it.id, data };
+        } catch (e) {
+          yield { id: it.id, data: undefined, problem: e instanceof DepotsyncError ? e : fromSystemError(e, `read chunk ${it.id} from ${where}`) };
+        }
+      }
+    }
   }
 
   /**

@@ -1,7 +1,11 @@
-import { chunkFile, chunkStream, type ChunkerOptions, type ChunkRecord } from '../chunk/fastcdc.js';
+import { stat } from 'node:fs/promises';
+import { Chunker, chunkFile, chunkStream, type ChunkerOptions, type ChunkRecord } from '../chunk/fastcdc.js';
+import { BlockPool, DEFAULT_READ_BLOCK_BYTES, readBlocks } from '../chunk/read-blocks.js';
 import { intOption } from '../config/validate.js';
-import { hashedChunk, type ChunkInput } from './chunk-id.js';
+import { fromSystemError } from '../errors.js';
+import { hashedChunk, workerHashedChunk, type ChunkInput } from './chunk-id.js';
 import type { ChunkStore, PutResult } from './chunk-store.js';
+import { hashOnWorker, hashWorkerAvailable, type HashedPieces } from './hash-worker.js';
 
 export interface IngestOptions {
   chunker?: Partial<ChunkerOptions>;
@@ -9,6 +13,14 @@ export interface IngestOptions {
   batchBytes?: number;
   /** Called after each batch is durable, with the input bytes stored so far. */
   onProgress?: (bytesDone: number) => void;
+  /**
+   * Hash on a worker thread while this thread reads and chunks (ingestFile only; default: for files
+   * of at least `DEFAULT_INGEST.workerMinBytes`, when the native BLAKE3 addon is loaded). The result
+   * is the same either way.
+   */
+  hashWorker?: boolean;
+  /** Bytes per read of the file on the worker path (default DEFAULT_READ_BLOCK_BYTES, 4 MiB). */
+  readBlockBytes?: number;
 }
 
 export interface IngestResult {
@@ -20,79 +32,169 @@ export interface IngestResult {
   newBytes: number;
 }
 
-export const DEFAULT_INGEST_BATCH_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_INGEST = {
+  batchBytes: 32 * 1024 * 1024,
+  /** `putMany` batches queued at once: the next one waits for the write lock, not for this thread. */
+  putsInFlight: 2,
+  /** Read blocks out to the hash worker and not yet back. */
+  hashJobsInFlight: 4,
+  /** Smaller files hash in-thread: the worker round trip would cost more than it saves. */
+  workerMinBytes: 8 * 1024 * 1024,
+} as const;
 
-/** Chunk, hash and durably store a file, streaming (memory ≈ 2 × batchBytes). */
-export function ingestFile(store: ChunkStore, path: string, opts: IngestOptions = {}): Promise<IngestResult> {
-  return ingestChunks(store, chunkFile(path, opts.chunker ?? {}), opts);
+export const DEFAULT_INGEST_BATCH_BYTES = DEFAULT_INGEST.batchBytes;
+
+/**
+ * Chunk, hash and durably store a file, streaming (memory ≈ (putsInFlight + 1) × batchBytes plus
+ * hashJobsInFlight read blocks).
+ */
+export async function ingestFile(store: ChunkStore, path: string, opts: IngestOptions = {}): Promise<IngestResult> {
+  const chunker = new Chunker(opts.chunker ?? {}, { ownsInput: true }); // options checked before the file is touched
+  const sink = new BatchSink(store, opts);
+  let useWorker = opts.hashWorker ?? true;
+  if (useWorker && opts.hashWorker === undefined) {
+    const size = await stat(path).then((s) => s.size, (e: unknown) => Promise.reject(fromSystemError(e, `reading ${path}`)));
+    useWorker = size >= DEFAULT_INGEST.workerMinBytes;
+  }
+  if (!useWorker || !hashWorkerAvailable()) return sink.run(chunkFile(path, chunker.options));
+  const blockBytes = intOption('ingest', 'readBlockBytes', opts.readBlockBytes ?? DEFAULT_READ_BLOCK_BYTES, 4096, 1 << 30);
+  const pool = new BlockPool(blockBytes);
+  return sink.runPipelined(readBlocks(path, blockBytes, pool), chunker, pool);
 }
 
 /** The same for any byte stream. */
-export function ingestStream(store: ChunkStore, source: AsyncIterable<Uint8Array>, opts: IngestOptions = {}): Promise<IngestResult> {
-  return ingestChunks(store, chunkStream(source, opts.chunker ?? {}), opts);
+export async function ingestStream(store: ChunkStore, source: AsyncIterable<Uint8Array>, opts: IngestOptions = {}): Promise<IngestResult> {
+  return new BatchSink(store, opts).run(chunkStream(source, opts.chunker ?? {}));
 }
 
 /** The same for bytes in memory (tests, small inputs). */
-export function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: IngestOptions = {}): Promise<IngestResult> {
+export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: IngestOptions = {}): Promise<IngestResult> {
   return ingestStream(store, (async function* () { yield data; })(), opts);
 }
 
 /**
- * Measured (`node dist/bench/ingest.js`, 1 GiB random file, 32 MiB batches, shared 2-core machine;
- * figures vary ~2× between runs with the load of other jobs): cp+sync 0.9–1.1 s (~1 GB/s: this disk
- * flushes one big fsync far faster than the 0.3 GB/s first assumed), chunk+hash alone 1.2–2.2 s,
- * ingest 2.5–3.6 s (0.30–0.36 × cp+sync), re-ingest 1.9–2.6 s with 0 new bytes. The ceiling is
- * chunk+hash on this thread; the rest of the gap is the write+fdatasync of each batch, which runs
- * after the previous one (one writer under the lock). Writing batch N+1 into the page cache while
- * N's fdatasync runs measured ~30% faster in isolation; it needs a writer lock held across commits.
- *
- * The pipeline: while batch N is being written and fdatasynced (libuv threads), batch N+1 is read,
- * chunked and hashed on this thread. At most one batch is in flight, so memory stays bounded and a
- * failed write stops the ingest at the next batch boundary. Each chunk is hashed once, as it is cut
- * (`hashedChunk`), and `putMany` trusts that id instead of hashing it again.
+ * The ingest pipeline (issue 2). Measured with `node dist/bench/ingest.js` (1 GiB random file; see
+ * bench/README.md for the figures and the load they were taken under). Before: one thread read,
+ * chunked (TypeScript gear loop, 1.3 GB/s) and hashed each chunk, and one batch write was in flight:
+ * ingest 1.95 s against chunk+hash 1.14 s and cp+sync 0.75 s on a quiet machine (0.38 x cp+sync).
+ * Now, on four kinds of threads at once:
+ *   - libuv: the next 4 MiB read of the file (read-blocks.ts) and the pack writes + fdatasync of
+ *     earlier batches (putMany);
+ *   - this thread: the gear scan in WebAssembly (gear-wasm.ts, ~3 GB/s), batching, the index;
+ *   - the hash worker: BLAKE3 of each block's chunks (hash-worker.ts), zero-copy by transfer;
+ *   - SQLite's commit of each batch's index rows (on this thread, after the batch's fdatasync).
+ * Every guarantee of `putMany` holds: a chunk is indexed only after its bytes are fdatasynced, a
+ * failed write stops the ingest at the next batch boundary, nothing is half-visible. Each chunk is
+ * hashed once, as it is cut; `putMany` trusts those ids (`hashedChunk`, `workerHashedChunk`).
  */
-async function ingestChunks(store: ChunkStore, records: AsyncIterable<ChunkRecord>, opts: IngestOptions): Promise<IngestResult> {
-  const batchBytes = intOption('ingest', 'batchBytes', opts.batchBytes ?? DEFAULT_INGEST_BATCH_BYTES, 1, 2 ** 31);
-  const result: IngestResult = { size: 0, chunks: [], newChunks: 0, newBytes: 0 };
-  let batch: ChunkInput[] = [];
-  let pending = 0;
-  let stored = 0;
-  let inFlight: { put: Promise<PutResult>; bytes: number } | undefined;
+class BatchSink {
+  private readonly batchBytes: number;
+  private readonly result: IngestResult = { size: 0, chunks: [], newChunks: 0, newBytes: 0 };
+  private batch: ChunkInput[] = [];
+  private pending = 0;
+  private stored = 0;
+  private readonly inFlight: Array<{ put: Promise<PutResult>; bytes: number }> = [];
+  private batchesQueued = 0;
+  private batchesStored = 0;
+  private readonly releases: Array<{ batch: number; fn: () => void }> = [];
 
-  const settle = async (): Promise<void> => {
-    if (!inFlight) return;
-    const { put, bytes } = inFlight;
-    inFlight = undefined;
-    const r = await put;
-    result.newChunks += r.written;
-    result.newBytes += r.bytesWritten;
-    stored += bytes;
-    opts.onProgress?.(stored);
-  };
-  const flush = async (): Promise<void> => {
-    await settle();
-    if (batch.length === 0) return;
-    const put = store.putMany(batch);
-    put.catch(() => {}); // awaited by the next settle(); this only keeps it from counting as unhandled meanwhile
-    inFlight = { put, bytes: pending };
-    batch = [];
-    pending = 0;
-  };
-
-  try {
-    for await (const rec of records) {
-      const chunk = hashedChunk(rec.data);
-      result.chunks.push({ id: chunk.id, length: rec.length });
-      result.size += rec.length;
-      batch.push(chunk);
-      pending += rec.length;
-      if (pending >= batchBytes) await flush();
-    }
-    await flush();
-    await settle();
-  } finally {
-    // On a read or chunking error, let the write in flight finish (or fail) before reporting.
-    if (inFlight) await inFlight.put.catch(() => {});
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly opts: IngestOptions,
+  ) {
+    this.batchBytes = intOption('ingest', 'batchBytes', opts.batchBytes ?? DEFAULT_INGEST.batchBytes, 1, 2 ** 31);
   }
-  return result;
+
+  /** Chunks hashed on this thread. */
+  async run(records: AsyncIterable<ChunkRecord>): Promise<IngestResult> {
+    return this.guard(async () => {
+      for await (const rec of records) await this.add(hashedChunk(rec.data));
+    });
+  }
+
+  /**
+   * Blocks chunked on this thread and hashed on the worker, a few blocks ahead. A block goes back to
+   * the pool once every batch holding one of its chunks is stored (the pack write copied it).
+   */
+  async runPipelined(blocks: AsyncIterable<Buffer>, chunker: Chunker, pool: BlockPool): Promise<IngestResult> {
+    const jobs: Array<{ hashed: Promise<HashedPieces>; block: ArrayBufferLike }> = [];
+    const send = (pieces: Uint8Array[], block: ArrayBufferLike | undefined): void => {
+      if (pieces.length === 0) {
+        if (block) pool.give(block as ArrayBuffer); // all its bytes were copied into the chunker's carry-over
+        return;
+      }
+      const hashed = hashOnWorker(pieces);
+      hashed.catch(() => {}); // awaited in order below; this only keeps it from counting as unhandled meanwhile
+      jobs.push({ hashed, block: block ?? new ArrayBuffer(0) });
+    };
+    const take = async (job: { hashed: Promise<HashedPieces>; block: ArrayBufferLike }): Promise<void> => {
+      const { ids, pieces, moved } = await job.hashed;
+      for (let k = 0; k < ids.length; k++) await this.add(workerHashedChunk(ids[k]!, pieces[k]!));
+      const back = moved.get(job.block);
+      // Not among the moved buffers: no chunk is a view of it (each was copied), free now.
+      if (back) this.releaseAfterBatch(() => pool.give(back));
+      else if (job.block.byteLength > 0) pool.give(job.block as ArrayBuffer);
+    };
+    try {
+      return await this.guard(async () => {
+        for await (const block of blocks) {
+          send(chunker.push(block), block.buffer);
+          while (jobs.length > DEFAULT_INGEST.hashJobsInFlight) await take(jobs.shift()!);
+        }
+        send(chunker.finish(), undefined);
+        while (jobs.length > 0) await take(jobs.shift()!);
+      });
+    } finally {
+      await Promise.allSettled(jobs.map((j) => j.hashed)); // on failure: no job left running over buffers we drop
+    }
+  }
+
+  /** Run `fn` once the batch being filled now (and every one before it) is stored. */
+  private releaseAfterBatch(fn: () => void): void {
+    this.releases.push({ batch: this.batchesQueued, fn });
+  }
+
+  private async add(chunk: ChunkInput): Promise<void> {
+    const r = this.result;
+    r.chunks.push({ id: chunk.id, length: chunk.data.length });
+    r.size += chunk.data.length;
+    this.batch.push(chunk);
+    this.pending += chunk.data.length;
+    if (this.pending >= this.batchBytes) await this.flush();
+  }
+
+  /** Queue the batch; wait only while `putsInFlight` batches are already queued. */
+  private async flush(): Promise<void> {
+    while (this.inFlight.length >= DEFAULT_INGEST.putsInFlight) await this.settleOldest();
+    if (this.batch.length === 0) return;
+    const put = this.store.putMany(this.batch);
+    put.catch(() => {}); // awaited by settleOldest(); this only keeps it from counting as unhandled meanwhile
+    this.inFlight.push({ put, bytes: this.pending });
+    this.batchesQueued++;
+    this.batch = [];
+    this.pending = 0;
+  }
+
+  private async settleOldest(): Promise<void> {
+    const { put, bytes } = this.inFlight.shift()!;
+    const r = await put;
+    this.result.newChunks += r.written;
+    this.result.newBytes += r.bytesWritten;
+    this.stored += bytes;
+    this.batchesStored++;
+    while (this.releases.length > 0 && this.releases[0]!.batch < this.batchesStored) this.releases.shift()!.fn();
+    this.opts.onProgress?.(this.stored);
+  }
+
+  private async guard(produce: () => Promise<void>): Promise<IngestResult> {
+    try {
+      await produce();
+      await this.flush();
+      while (this.inFlight.length > 0) await this.settleOldest();
+    } finally {
+      // On a read or chunking error, let the writes in flight finish (or fail) before reporting.
+      await Promise.allSettled(this.inFlight.map((f) => f.put));
+    }
+    return this.result;
+  }
 }

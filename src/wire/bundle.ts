@@ -14,7 +14,7 @@ import { Fields } from './decode.js';
  *             A→B, the depot it is for and the validity window; signed by the master's TUF timestamp
  *             key(s) over its canonical JSON (the importer verifies with the keys of its trusted root)
  *   sections  contiguous, in table order: metadata (root versions, timestamp, snapshot, targets, bins),
- *             the revocation list, manifests, then chunk sections (records: 32-byte id, u32 BE length,
+ *             the validity window (update bundles), the revocation list, manifests, then chunk sections (records: 32-byte id, u32 BE length,
  *             data). Offsets in the table count from the end of the header.
  *
  * Integrity: a byte section's `sha256` is over its bytes. A chunk section's `sha256` is over its record
@@ -38,8 +38,9 @@ export const BUNDLE_LIMITS = {
 } as const;
 
 export type BundlePurpose = 'update' | 'enrollment';
-export type SectionKind = 'metadata' | 'revocations' | 'manifest' | 'chunks' | 'certificate' | 'ca-certificate';
-const KINDS: readonly SectionKind[] = ['metadata', 'revocations', 'manifest', 'chunks', 'certificate', 'ca-certificate'];
+/** `validity-window`: the window as a small document signed on its own (src/wire/validity-window.ts), for agents. */
+export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunks' | 'certificate' | 'ca-certificate';
+const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunks', 'certificate', 'ca-certificate'];
 
 export interface BundleSection {
   kind: SectionKind;

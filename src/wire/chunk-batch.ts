@@ -32,6 +32,8 @@ export interface BatchRecord {
  * Incremental decoder: feed it the response body as it arrives; it yields complete records. Caps each
  * record at `maxChunkBytes` (endless-data attack) and refuses ids that were not asked for, in order.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class BatchDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -91,11 +93,14 @@ export class BatchDecoder {
 
   private peek(n: number): Buffer {
     if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
-    const all = Buffer.concat(this.pending);
-    this.pending = [all];
-    return all.subarray(0, n);
+    return this.gather(n, false);
   }
 
+  /**
+   * The next `n` bytes. A record inside one network piece is a view of it (no copy: the records of a
+   * piece are stored, then dropped, together); one spanning pieces is gathered into a buffer of exactly
+   * `n` bytes (never a copy of everything pending).
+   */
   private take(n: number): Buffer {
     const first = this.pending[0]!;
     if (first.length >= n) {
@@ -103,13 +108,29 @@ export class BatchDecoder {
       if (first.length === n) this.pending.shift();
       else this.pending[0] = first.subarray(n);
       this.pendingBytes -= n;
-      // Copy so the record does not pin a large network buffer.
-      return n === first.length && first.byteOffset === 0 ? out : Buffer.from(out);
+      return out;
     }
-    const all = Buffer.concat(this.pending);
-    const out = Buffer.from(all.subarray(0, n));
-    this.pending = all.length > n ? [all.subarray(n)] : [];
-    this.pendingBytes -= n;
+    return this.gather(n, true);
+  }
+
+  private gather(n: number, consume: boolean): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    let i = 0;
+    for (; at < n; i++) {
+      const piece = this.pending[i]!;
+      const part = Math.min(piece.length, n - at);
+      piece.copy(out, at, 0, part);
+      at += part;
+      if (consume) {
+        if (part < piece.length) this.pending[i] = piece.subarray(part);
+        else this.pending[i] = EMPTY;
+      }
+    }
+    if (consume) {
+      this.pending = this.pending.filter((p) => p.length > 0);
+      this.pendingBytes -= n;
+    }
     return out;
   }
 }

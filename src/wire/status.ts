@@ -1,3 +1,4 @@
+import { MACHINE_NAME } from '../pki/names.js';
 import { Fields } from './decode.js';
 
 /**
@@ -23,7 +24,15 @@ export interface StatusReport {
   reportedAt: string;
   /** Strictly increasing per depot: a replayed or older report is ignored. */
   sequence: number;
+  /**
+   * Where the depot syncs from (tiers): 'master', or the parent depot's machine name as its verified TLS
+   * certificate names it. Absent when the depot does not know (offline, or never reached its upstream).
+   */
+  upstream?: string;
 }
+
+/** The `upstream` of a depot that syncs from the master itself. */
+export const UPSTREAM_MASTER = 'master';
 
 export const MAX_STATUS_BODY_BYTES = 64 * 1024;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -45,9 +54,12 @@ export function decodeStatusReport(value: unknown): StatusReport {
   const lastSuccess = f.optionalString('lastSuccess', { pattern: ISO });
   const lastError = f.optionalString('lastError', { max: 2000 });
   const validUntil = f.optionalString('validUntil', { pattern: ISO });
+  // A machine name (the same rule as certificates) or 'master': nothing else reaches the database or a page.
+  const upstream = f.optionalString('upstream', { max: 64, pattern: MACHINE_NAME });
   f.done();
   if (lastSuccess !== undefined) r.lastSuccess = lastSuccess;
   if (lastError !== undefined) r.lastError = lastError;
   if (validUntil !== undefined) r.validUntil = validUntil;
+  if (upstream !== undefined) r.upstream = upstream;
   return r;
 }

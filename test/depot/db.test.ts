@@ -101,4 +101,13 @@ describe('depot.json', () => {
     expect(() => decodeDepotConfig({ ...base, sync: { concurency: 2 } })).toThrow(/unknown setting "concurency"/);
     expect(() => decodeDepotConfig({ ...base, fingerprint: 'xyz' })).toThrow(/fingerprint must be a string matching/);
   });
+
+  it('has distribute-now on by default, and validates its notify settings', () => {
+    expect(newDepotConfig(base).notify).toEqual({ enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: 60_000, minGapMs: 2000, idleTimeoutMs: 60_000 });
+    expect(decodeDepotConfig({ ...base, notify: { enabled: false } }).notify.enabled).toBe(false);
+    expect(() => decodeDepotConfig({ ...base, notify: { enabled: 'yes' } })).toThrow(/notify: enabled must be a boolean, got "yes"/);
+    expect(() => decodeDepotConfig({ ...base, notify: { reconectBaseMs: 5 } })).toThrow(/unknown setting "reconectBaseMs"/);
+    expect(() => newDepotConfig({ ...base, notify: { reconnectBaseMs: 5000, reconnectMaxMs: 1000 } })).toThrow(/notify.reconnectMaxMs must be an integer from 5000/);
+    expect(() => newDepotConfig({ ...base, notify: { idleTimeoutMs: 100 } })).toThrow(/notify.idleTimeoutMs must be an integer from 5000/);
+  });
 });

@@ -77,12 +77,16 @@ export interface Faults {
   down: boolean;
   /** Take over a batch request: write part of the answer and cut the connection, etc. Return true when handled. */
   batch?: (ids: string[], res: import('node:http').ServerResponse) => boolean;
+  /** Take over a chunk delta request (`POST /v1/chunks/delta`) the same way. */
+  delta?: (pairs: Array<{ bases: string[]; offset: number; target: string }>, res: import('node:http').ServerResponse) => boolean;
 }
 
 export interface RecordedRequest {
   method: string;
   path: string;
   ids?: string[];
+  /** Chunk delta requests: the (bases, target) pairs asked for. */
+  pairs?: Array<{ bases: string[]; target: string }>;
 }
 
 /** A fake master: the real read API over real mutual TLS, serving a TufRepository's files and a ChunkStore. */
@@ -169,6 +173,12 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
         bad[0] = (bad[0]! ^ 0xff) & 0xff;
         return bad;
       },
+      async *readMany(ids, o) {
+        for await (const r of store.readMany(ids, o)) {
+          if (!r.data || !faults.corrupt.has(r.id)) yield r;
+          else yield { id: r.id, data: Buffer.concat([Buffer.from([(r.data[0]! ^ 0xff) & 0xff]), r.data.subarray(1)]) };
+        }
+      },
     },
   };
   const log = silentLogger();
@@ -184,6 +194,10 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
     if (rec.method === 'POST' && rec.path === '/v1/chunks/batch') {
       rec.ids = ((await c.req.raw.clone().json()) as { ids: string[] }).ids;
       if (faults.batch && faults.batch(rec.ids, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
+    }
+    if (rec.method === 'POST' && rec.path === '/v1/chunks/delta') {
+      rec.pairs = ((await c.req.raw.clone().json()) as { pairs: Array<{ bases: string[]; offset: number; target: string }> }).pairs;
+      if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     await next();
   });

@@ -53,7 +53,8 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
     const second = await d.engine.sync();
     expect(second.generation).toBe(up.repo.generation);
     expect(second.chunksFetched).toBe(newIds.length);
-    const asked = up.requests.filter((r) => r.ids).flatMap((r) => r.ids!);
+    // Whole, or as deltas against the chunks they replace (chunk-delta.test.ts).
+    const asked = up.requests.flatMap((r) => r.ids ?? r.pairs?.map((p) => p.target) ?? []);
     expect(asked.sort()).toEqual([...newIds].sort());
     expect(second.bytesFetched).toBeLessThan(first.bytesFetched);
     await expectServedComplete(d);

@@ -52,6 +52,9 @@ describe('dashboard in a browser', () => {
       if (name === 'depot-a') depotAPort = port;
       const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
       runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', name, '--listen', `127.0.0.1:${port}`]);
+      // These depots sync only when the test says so (no distribute-now), so their lag can be watched.
+      const config = JSON.parse(readFileSync(join(D, 'depot.json'), 'utf8'));
+      writeFileSync(join(D, 'depot.json'), JSON.stringify({ ...config, notify: { ...config.notify, enabled: false } }));
       runJson(['depot', 'sync', '--dir', D]);
       services.push(startService(name, ['depot', 'serve', '--dir', D], { log: (l) => logs.push(l) }));
       await waitForHttps(`https://127.0.0.1:${port}`);

@@ -69,6 +69,9 @@ describe('air-gapped depot (separate processes)', () => {
     const reply = join(dir, 'reply.bundle');
     expect(runJson(['master', 'approve', '--dir', M, '--request', init.request, '--out', reply]).state).toBe('approved');
     expect(runJson(['depot', 'import', '--dir', S, reply]).enrolled).toBe(true);
+    // The operator shortens the inbox's settle period (depot.json `inbox.settleMs`; copies here are instant).
+    const shipConfig = join(S, 'depot.json');
+    writeFileSync(shipConfig, JSON.stringify({ ...JSON.parse(readFileSync(shipConfig, 'utf8')), inbox: { settleMs: 500 } }, null, 2));
     const shipUrl = `https://127.0.0.1:${sp}`;
     services.push(startService('ship', ['depot', 'serve', '--dir', S]));
     await waitForHttps(shipUrl);

@@ -62,9 +62,9 @@ function drift(all: DepotView[]): Html {
     ${
       behind.length === 0
         ? html`<p class="quiet">Every depot serves the newest generation.</p>`
-        : html`<div class="scroll"><table><thead><tr><th>depot</th><th>behind</th><th>for</th><th>bytes left</th><th>ETA</th><th>last error</th></tr></thead><tbody>
+        : html`<div class="scroll"><table><thead><tr><th>depot</th><th>tier</th><th>behind</th><th>for</th><th>bytes left</th><th>ETA</th><th>last error</th></tr></thead><tbody>
         ${behind.map(
-          (d) => html`<tr data-drift="${d.name}"><td>${d.name}</td><td>${d.lagGenerations} gen.</td><td>${when(d.lagSince, '–')}</td><td>${formatBytes(d.bytesRemaining)}</td><td>${
+          (d) => html`<tr data-drift="${d.name}"><td>${d.name}</td><td>${tierCell(d)}</td><td>${d.lagGenerations} gen.</td><td>${when(d.lagSince, '–')}</td><td>${formatBytes(d.bytesRemaining)}</td><td>${
             d.etaSeconds === null ? '–' : duration(d.etaSeconds)
           }</td><td class="err">${d.lastError ?? ''}</td></tr>`,
         )}</tbody></table></div>`
@@ -78,13 +78,18 @@ function depots(all: DepotView[]): Html {
     ${all.map(
       (d) => html`<tr data-depot="${d.name}" data-state="${d.state}"><td>${d.name}${d.offline ? html` <small>(offline)</small>` : ''}</td><td><span class="badge ${d.state}">${d.state}</span></td><td>${d.servedGeneration ?? '–'} / ${
         d.targetGeneration ?? '–'
-      }</td><td>${d.tier}${d.parent ? html` <small>below ${d.parent}</small>` : ''}</td><td >${when(d.lastSeen)}</td><td >${when(d.lastSuccess)}</td><td>${d.scrub.ok} ok${
+      }</td><td data-tier="${d.tier ?? '?'}">${tierCell(d)}</td><td >${when(d.lastSeen)}</td><td >${when(d.lastSuccess)}</td><td>${d.scrub.ok} ok${
         d.scrub.failed ? html`, <b class="err">${d.scrub.failed} failed</b>` : ''
       }</td><td>${d.freeDiskBytes === null ? '–' : formatBytes(d.freeDiskBytes)}</td><td>${d.certificate.daysLeft === null ? '–' : `${d.certificate.daysLeft} days`}</td></tr>${
         d.lastError ? html`<tr class="detail"><td colspan="9" class="err">last error: ${d.lastError}</td></tr>` : ''
       }`,
     )}</tbody></table></div>
   </section>`;
+}
+
+/** "2 below depot-a", or "? (upstream cycle: …)" when the tier is unknown: every part escaped by html``. */
+function tierCell(d: DepotView): Html {
+  return html`${d.tier ?? '?'}${d.parent ? html` <small>below ${d.parent}</small>` : ''}${d.tierProblem ? html` <small class="err">${d.tierProblem}</small>` : ''}`;
 }
 
 function packages(all: PackageStatus[], fleet: number): Html {

@@ -3,10 +3,11 @@ import type { Logger } from 'pino';
 import { decodeManifest, type Manifest } from '../../content/manifest.js';
 import { validatePackageName, validateVersion } from '../../content/paths.js';
 import { DepotsyncError } from '../../errors.js';
-import { TufClient, type ClientLimits, type TargetInfo, type TrustedStore } from '../../tuf/client.js';
+import type { ClientLimits, TargetInfo, TrustedStore } from '../../tuf/client.js';
 import type { AgentStateStore } from '../state.js';
 import type { RemoteSource } from './remote.js';
 import { latestVersion } from './versions.js';
+import { refreshCatalog } from './validity-window.js';
 
 /** What to fetch: NAME, or NAME@VERSION. */
 export interface PackageRef {
@@ -58,22 +59,9 @@ export interface ResolveOptions {
  */
 export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage> {
   const src = o.remote.source.name;
-  const client = await TufClient.open({ source: o.remote, store: o.store, fingerprint: o.fingerprint, now: o.now, limits: o.limits, logger: o.log });
-  const r = await client.refresh({ bins: o.want.version ? 'none' : 'stale' });
-  // Rollback / lagging mirror: a generation or root older than this agent has already verified. The
-  // trusted store catches this too; this baseline also survives a wiped or re-keyed store.
-  const seenGen = o.state.highest('generation');
-  if (r.generation < seenGen) {
-    throw new DepotsyncError('version-rollback', `${src} serves catalog generation ${r.generation}, older than generation ${seenGen} this agent has already verified`, {
-      hint: 'the depot lags behind or replays old metadata; the agent uses a fresher source',
-    });
-  }
-  const seenRoot = o.state.highest('root');
-  if (r.rootVersion < seenRoot) {
-    throw new DepotsyncError('version-rollback', `${src} leads to root version ${r.rootVersion}, older than root ${seenRoot} this agent has already verified`);
-  }
-  o.state.raise('generation', r.generation);
-  o.state.raise('root', r.rootVersion);
+  // The TUF update; an air-gapped depot's expired metadata only under its signed validity window.
+  const { client, result: r } = await refreshCatalog({ remote: o.remote, store: o.store, fingerprint: o.fingerprint, now: o.now, limits: o.limits, log: o.log, bins: o.want.version ? 'none' : 'stale' });
+  checkAgainstSeen(r, o.state, src);
 
   const { name } = o.want;
   let version = o.want.version;
@@ -110,6 +98,26 @@ export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage
     });
   }
   return { path, name, version, target, manifest, manifestBytes: bytes, generation: r.generation, rootVersion: r.rootVersion };
+}
+
+/**
+ * Rollback / lagging mirror: a generation or root older than this agent has already verified. The
+ * trusted store catches this too; this baseline also survives a wiped or re-keyed store. Then the
+ * baseline is raised to what was just verified. (Also run by the depot directory refresh.)
+ */
+export function checkAgainstSeen(r: { generation: number; rootVersion: number }, state: AgentStateStore, src: string): void {
+  const seenGen = state.highest('generation');
+  if (r.generation < seenGen) {
+    throw new DepotsyncError('version-rollback', `${src} serves catalog generation ${r.generation}, older than generation ${seenGen} this agent has already verified`, {
+      hint: 'the depot lags behind or replays old metadata; the agent uses a fresher source',
+    });
+  }
+  const seenRoot = state.highest('root');
+  if (r.rootVersion < seenRoot) {
+    throw new DepotsyncError('version-rollback', `${src} leads to root version ${r.rootVersion}, older than root ${seenRoot} this agent has already verified`);
+  }
+  state.raise('generation', r.generation);
+  state.raise('root', r.rootVersion);
 }
 
 /** Mix-and-match / arbitrary-software attack: exactly the length and SHA-256 the signed target lists. */

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { manifestId, manifestTree } from '../../content/manifest.js';
+import { manifestId } from '../../content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { ChunkStore } from '../../store/chunk-store.js';
@@ -90,8 +90,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log });
     staging = await Staging.create(o.out, m, o.openSink ?? openFileSink);
     const stage = staging;
-    const tree = manifestTree(m);
-    const root = Buffer.from(m.tree.root, 'hex');
     const needs = planChunks(m);
     let done = 0;
     const progress = (n: number) => {
@@ -103,7 +101,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       progress(need.length * need.places.length);
     };
     o.onProgress?.(0, m.totalBytes);
-    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, tree, root, 'the local cache'), writePlaces, log) : new Set<string>();
+    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, 'the local cache'), writePlaces, log) : new Set<string>();
     if (cache) cacheWriter = new CacheWriter(cache, log);
     const toCache = cacheWriter;
     const bySource = await downloadChunks({
@@ -113,7 +111,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       batchMaxBytes: settings.batchMaxBytes,
       batchMaxChunks: settings.batchMaxChunks,
       requestTimeoutMs: settings.requestTimeoutMs,
-      verify: (need, data, source) => verifyChunk(need, data, tree, root, source),
+      verify: (need, data, source) => verifyChunk(need, data, source),
       deliver: async (group) => {
         await Promise.all(group.map((g) => writePlaces(g.need, g.chunk.data)));
         await toCache?.add(group.map((g) => g.chunk));

@@ -10,6 +10,8 @@ export interface Source {
   url: string;
   kind: 'depot' | 'master';
   site?: string;
+  /** Listed by the signed depot directory: the server must present the machine certificate of depot `name`. */
+  fromDirectory?: boolean;
 }
 
 /** URL paths of a repository: depotsync's read API, or a plain TUF layout (the conformance suite). */
@@ -108,7 +110,7 @@ export class RemoteSource implements MetadataSource {
       why === 'revoked'
         ? "this agent's certificate was revoked by the master operator; enroll it again (depotsync agent init)"
         : why === 'expired'
-          ? "this agent's certificate expired; ask the master operator to renew it (depotsync master renew)"
+          ? "this agent's certificate expired before it renewed itself (renewal starts at two thirds of its lifetime, at a fetch); enroll it again (depotsync agent init)"
           : why === 'blocked'
             ? 'the master operator blocked this agent; ask them to unblock it'
             : 'ask the master operator to approve this agent, or check that the depot belongs to this master';

@@ -70,8 +70,14 @@ export function rootKeysOf(root: Root): RootKeys {
   };
 }
 
-/** targets.json: no targets of its own; delegates every path to a hashed bin (terminating). */
-export function buildTopTargets(version: number, expires: string, binCount: BinCount, binsKey: TufPublicKey): Metadata<Targets> {
+/** targets.json: delegates every path to a hashed bin (terminating); its own targets are the few top-level ones (top-targets.ts). */
+export function buildTopTargets(
+  version: number,
+  expires: string,
+  binCount: BinCount,
+  binsKey: TufPublicKey,
+  ownTargets: Record<string, TargetFile> = {},
+): Metadata<Targets> {
   const keyid = keyIdOf(binsKey);
   const roles: Record<string, DelegatedRole> = {};
   for (const prefix of binPrefixes(binCount)) {
@@ -79,7 +85,7 @@ export function buildTopTargets(version: number, expires: string, binCount: BinC
     roles[name] = new DelegatedRole({ name, keyIDs: [keyid], threshold: 1, terminating: true, pathHashPrefixes: [prefix] });
   }
   const delegations = new Delegations({ keys: { [keyid]: toModelKey(binsKey) }, roles });
-  return new Metadata(new Targets({ version, specVersion: SPEC_VERSION, expires, targets: {}, delegations }));
+  return new Metadata(new Targets({ version, specVersion: SPEC_VERSION, expires, targets: ownTargets, delegations }));
 }
 
 export function buildBin(version: number, expires: string, targets: Record<string, TargetFile>): Metadata<Targets> {

@@ -13,6 +13,7 @@ import { refreshExpiring, rootExpiresSoon } from './refresh.js';
 import { rotateBinsKey, rotateRoot, type RootChange } from './rotate.js';
 import { publish, type RepoState, type StepContext } from './state.js';
 import { applyTargetChanges, targetInfoOf, type TargetChange, type TargetInfo, type TargetInput } from './targets.js';
+import { applyTopTargetChange } from './top-targets.js';
 
 /**
  * The master's TUF repository over in-memory state. No database and no files here: every operation
@@ -98,6 +99,20 @@ export class TufRepository {
 
   removeTarget(targetPath: string): MetadataFile[] {
     return this.updateTargets([{ path: targetPath, remove: true }]);
+  }
+
+  /** A target listed by targets.json itself (top-targets.ts), e.g. the depot directory. */
+  getTopTarget(targetPath: string): TargetInfo | undefined {
+    const t = own(this.state.targets.md.signed.targets, checkTargetPath(targetPath));
+    return t ? targetInfoOf(t) : undefined;
+  }
+
+  /** Add, replace or remove one top-level target: a new targets.json, snapshot and timestamp ([] when unchanged). */
+  updateTopTarget(change: TargetChange): MetadataFile[] {
+    const ctx = this.ctx();
+    const targets = applyTopTargetChange(this.state, ctx, change);
+    if (!targets) return [];
+    return this.commit(publish(this.state, ctx, { targets }), `top-level target ${change.path} changed`);
   }
 
   /** Re-sign what is close to expiry (call on a schedule). Returns [] when nothing needed it. */

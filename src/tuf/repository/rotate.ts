@@ -90,7 +90,7 @@ export function rotateBinsKey(state: RepoState, ctx: StepContext, newBins: Signe
   const now = ctx.now;
   const online = { ...ctx.online, bins: newBins };
   const t = state.targets.md.signed;
-  const targets = signed('targets', buildTopTargets(t.version + 1, expiresAt(now, ctx.opts.expiryMs.targets), state.binCount, newBins.publicKey), [online.targets]);
+  const targets = signed('targets', buildTopTargets(t.version + 1, expiresAt(now, ctx.opts.expiryMs.targets), state.binCount, newBins.publicKey, t.targets), [online.targets]);
   const bins = new Map<string, SignedRole<Targets>>();
   const expires = expiresAt(now, ctx.opts.expiryMs.bins);
   for (const [name, bin] of state.bins) {

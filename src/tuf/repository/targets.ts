@@ -19,7 +19,7 @@ export interface TargetInput {
 
 export type TargetChange = { path: string; target: TargetInput } | { path: string; remove: true };
 
-function toTargetFile(path: string, input: TargetInput): TargetFile {
+export function toTargetFile(path: string, input: TargetInput): TargetFile {
   const where = `target ${JSON.stringify(path)}`;
   if (!Number.isSafeInteger(input.length) || input.length < 0) {
     throw new DepotsyncError('bad-input', `${where}: length must be a non-negative integer, got ${JSON.stringify(input.length)}`);

@@ -4,6 +4,7 @@ import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
 import { decodeHeader, encodeHeader, encodePreamble, PREAMBLE_BYTES, type BundleSigned } from '../../../src/wire/bundle.js';
 import { resign } from '../../depot/fixture.js';
+import { encodeValidityWindow } from '../../../src/wire/validity-window.js';
 import { currentWindow } from '../../../depot/offline/window.js';
 import type { SyncStore } from '../../../depot/sync/chunks.js';
 import { bytesSeeded, copy, edited, flipped, rewrite, sectionOffset, servedComplete, startWorld, withDepot, type World } from './fixture.js';
@@ -78,6 +79,21 @@ describe('offline bundles: export, import, refusals', () => {
       sections: (ss) => ss.map((s) => (s.name === 'timestamp.json' ? { ...s, bytes: resign(s.bytes, [stranger], (signed) => (signed.version += 1)) } : s)),
     }, (id) => w.master.store.get(id));
     expect((await refused(w.importInto(D, forgedTs))).code).toBe('unknown-key');
+
+    // A validity window the master signed, but not the one of this bundle (spliced in, window end moved).
+    const spliced = w.file('spliced.bundle');
+    await rewrite(full, spliced, [w.master.signers.timestamp], {
+      sections: (ss) =>
+        ss.map((s) => {
+          if (s.kind !== 'validity-window') return s;
+          const doc = JSON.parse(Buffer.from(s.bytes).toString('utf8'));
+          doc.signed.validUntil = new Date(Date.parse(doc.signed.validUntil) + 300 * 86_400_000).toISOString();
+          return { ...s, bytes: encodeValidityWindow(doc.signed, [w.master.signers.timestamp]) };
+        }),
+    }, (id) => w.master.store.get(id));
+    const sp = await refused(w.importInto(D, spliced));
+    expect(sp.code).toBe('bad-metadata');
+    expect(sp.message).toMatch(/validity window differs from the header in validUntil/);
 
     // A table of contents declaring far more bytes than the file holds.
     const huge = reheader(w, full, w.file('huge.bundle'), (s) => {

@@ -114,8 +114,8 @@ describe('status model: per depot and per package version', () => {
 
   it('depotsync status --dir M prints it as tables, or the same model as JSON', async () => {
     const out = await statusCommand.run({ values: { dir: f.dir }, positionals: [], json: false, log: silentLogger(), stdout: process.stdout, stderr: process.stderr });
-    expect(out.human).toMatch(/^DEPOT\s+STATE\s+SERVED\s+TARGET/m);
-    expect(out.human).toMatch(/^d-lag\s+lagging\s+2\s+3\s+1 gen/m);
+    expect(out.human).toMatch(/^DEPOT\s+STATE\s+TIER\s+UPSTREAM\s+SERVED\s+TARGET/m);
+    expect(out.human).toMatch(/^d-lag\s+lagging\s+1\s+master\s+2\s+3\s+1 gen/m);
     expect(out.human).toMatch(/^tool@2\.0\s+3\s+3\s+1\s+1\s+2$/m);
     expect((out.json as FleetStatus).depots).toHaveLength(8);
     await expect(statusCommand.run({ values: { dir: f.dir + '-nope' }, positionals: [], json: true, log: silentLogger(), stdout: process.stdout, stderr: process.stderr })).rejects.toThrow(/neither a master directory/);

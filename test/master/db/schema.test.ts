@@ -12,7 +12,7 @@ describe('master schema', () => {
       (t.m.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
     const expected = [
       'alert_state', 'audit_log', 'bins', 'certificates', 'chunk_refs', 'depot_status', 'enrollment_tokens', 'generation_changes',
-      'generations', 'machines', 'manifests', 'metadata_files', 'operator_sessions', 'operators', 'package_versions', 'packages',
+      'generations', 'machines', 'manifests', 'metadata_files', 'notify_requests', 'operator_sessions', 'operators', 'package_versions', 'packages',
     ];
     expect(tables()).toEqual(expected);
     expect(t.m.db.pragma('user_version', { simple: true })).toBe(MASTER_MIGRATIONS.length);

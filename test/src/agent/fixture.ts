@@ -159,7 +159,7 @@ export interface TestServer {
 const log = silentLogger();
 
 /** The real read API (public root + healthz, mutual TLS for the rest) over real HTTPS on 127.0.0.1. */
-export async function startServer(served: Served, name: string, ca = testCa()): Promise<TestServer> {
+export async function startServer(served: Served, name: string, ca = testCa(), serverCert?: { keyPem: string; certPem: string }): Promise<TestServer> {
   const faults: Faults = { corrupt: new Set(), metadata: new Map(), trickle: false, endlessTargets: false, revoked: new Set() };
   const requests: TestServer['requests'] = [];
   const source: ReadApiSource = {
@@ -174,6 +174,12 @@ export async function startServer(served: Served, name: string, ca = testCa()): 
         const bad = Buffer.from(data);
         bad[0] = (bad[0]! ^ 0xff) & 0xff;
         return bad;
+      },
+      async *readMany(ids, o) {
+        for await (const r of served.store.readMany(ids, o)) {
+          if (!r.data || !faults.corrupt.has(r.id)) yield r;
+          else yield { id: r.id, data: Buffer.concat([Buffer.from([(r.data[0]! ^ 0xff) & 0xff]), r.data.subarray(1)]) };
+        }
       },
     },
   };
@@ -216,7 +222,8 @@ export async function startServer(served: Served, name: string, ca = testCa()): 
   });
   app.route('/', readRoutes(source, log));
 
-  const srv = issueServerCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+  // A plain server certificate by default; a depot's machine certificate (CN=name, OU=depot) when given.
+  const srv = serverCert ?? issueServerCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
   const server = https.createServer(tlsServerOptions({ ...srv, caPem: ca.certPem }), getRequestListener(app.fetch));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;

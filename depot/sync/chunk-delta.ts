@@ -1,0 +1,313 @@
+import { setMaxListeners } from 'node:events';
+import PQueue from 'p-queue';
+import { decodeManifest, type Manifest, type ManifestFile } from '../../src/content/manifest.js';
+import { DepotsyncError } from '../../src/errors.js';
+import type { HttpClient } from '../../src/net/client.js';
+import { HttpError } from '../../src/net/http-error.js';
+import type { ChunkInput } from '../../src/store/chunk-id.js';
+import { planBatches } from '../../src/wire/chunk-batch.js';
+import { CHUNK_DELTA_LIMITS, DELTA_CONTENT_TYPE, DELTA_RECORD_OVERHEAD, DeltaDecoder, encodeDeltaRequest, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import type { DepotDb } from '../db/depot-db.js';
+import { verifiedChunk, type ChunkNeed, type ChunkSinkDeps, type SyncStore } from './chunks.js';
+import { explainUpstream } from './upstream.js';
+
+/**
+ * Chunk deltas (issue 4): a chunk the depot lacks, asked for as the difference from the chunk it
+ * replaces, which the depot already holds (`POST /v1/chunks/delta`, src/wire/chunk-delta.ts). A 4 KiB
+ * edit then moves about 4 KiB instead of the whole ~64 KiB chunk around it.
+ *
+ * Deltas are an optimisation, never a trust path: a rebuilt chunk is hashed and compared with its id
+ * exactly like a downloaded one (`verifiedChunk`), and whatever a delta cannot deliver (the upstream
+ * lacks the route, a record is malformed or lies, the connection is cut) is left to the whole-chunk
+ * download that follows. Only a failure to store (disk full) and a refused certificate stop the sync.
+ */
+
+/** A chunk to fetch as a delta against `bases` (concatenated), chunks the depot's store holds. */
+export interface DeltaNeed extends ChunkNeed {
+  bases: string[];
+  /** Where the chunk starts in the concatenated bases if the edit kept file offsets. */
+  offset: number;
+}
+
+export interface DeltaFetchResult {
+  /** Chunks newly stored, and their bytes. */
+  chunks: number;
+  bytes: number;
+  /** Of those: rebuilt from a delta, or sent whole by the upstream (it lacked the base, or the overlap was small). */
+  rebuilt: number;
+  whole: number;
+  /** Records refused (bad lengths, wrong bytes): those chunks are left for the whole-chunk download. */
+  refused: number;
+  /** The upstream does not serve `POST /v1/chunks/delta` (an older version): everything is fetched whole. */
+  unsupported: boolean;
+}
+
+/** The package name of a target path `{name}@{version}.json` (names and versions never contain '@'). */
+function packageOf(path: string): string {
+  const at = path.lastIndexOf('@');
+  return at > 0 ? path.slice(0, at) : path;
+}
+
+/** The start offset of each chunk of a file, for a binary search by offset. */
+function chunkStarts(f: ManifestFile): number[] {
+  const starts = new Array<number>(f.chunks.length);
+  let off = 0;
+  f.chunks.forEach((c, i) => {
+    starts[i] = off;
+    off += c.length;
+  });
+  return starts;
+}
+
+/** Index of the chunk of a file that contains byte `offset`, or -1 past its end. */
+function chunkAt(starts: readonly number[], size: number, offset: number): number {
+  if (offset >= size || starts.length === 0) return -1;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Pair each needed chunk with the chunks it replaces. For every target still lacking chunks, the
+ * served generation's versions of the same package are the candidates; the one sharing most chunks
+ * with the new version is the base manifest. In each file, a new chunk's base is the old chunk of the
+ * same path that contains the new chunk's start offset (an in-place edit keeps offsets; after an
+ * insertion the changed chunk starts where the old one did), followed by the old chunks up to the one
+ * holding its last byte (an edit that moved a boundary makes a new chunk span two old ones, and the
+ * chunks after it start inside old ones: `offset` says where), at most `maxBases`. Only pairs whose
+ * bases the store all holds are kept.
+ */
+export function pairBases(db: DepotDb, store: SyncStore, needs: readonly ChunkNeed[]): DeltaNeed[] {
+  if (needs.length === 0) return [];
+  const served = db.slotTargets('served');
+  if (served.length === 0) return [];
+  const byPackage = new Map<string, string[]>();
+  for (const t of served) {
+    const pkg = packageOf(t.path);
+    byPackage.set(pkg, [...(byPackage.get(pkg) ?? []), t.name]);
+  }
+  const wanted = new Set(needs.map((n) => n.id));
+  const bases = new Map<string, { bases: string[]; offset: number }>();
+  const decoded = new Map<string, Manifest | undefined>();
+  const manifest = (name: string, bytes?: Buffer): Manifest | undefined => {
+    if (!decoded.has(name)) {
+      const b = bytes ?? db.targetBytes(name);
+      let m: Manifest | undefined;
+      try {
+        m = b ? decodeManifest(b, { what: `stored manifest ${name}` }) : undefined;
+      } catch {
+        m = undefined; // verified when it arrived; if it no longer decodes, it is simply no base
+      }
+      decoded.set(name, m);
+    }
+    return decoded.get(name);
+  };
+  for (const t of db.incompleteTargets()) {
+    const path = t.name.slice(65); // `{sha256}.{path}`
+    const olds = (byPackage.get(packageOf(path)) ?? []).filter((n) => n !== t.name);
+    if (olds.length === 0) continue;
+    const m = manifest(t.name, t.bytes);
+    if (!m || !m.files.some((f) => f.chunks.some((c) => wanted.has(c.id) && !bases.has(c.id)))) continue;
+    const ids = new Set(m.files.flatMap((f) => f.chunks.map((c) => c.id)));
+    let best: Manifest | undefined;
+    let bestShared = -1;
+    for (const name of olds) {
+      const om = manifest(name);
+      if (!om) continue;
+      let shared = 0;
+      for (const f of om.files) for (const c of f.chunks) if (ids.has(c.id)) shared++;
+      if (shared > bestShared) [best, bestShared] = [om, shared];
+    }
+    if (!best) continue;
+    const oldFiles = new Map(best.files.map((f) => [f.path, f]));
+    for (const f of m.files) {
+      const of = oldFiles.get(f.path);
+      if (!of) continue;
+      const starts = chunkStarts(of);
+      let offset = 0;
+      for (const c of f.chunks) {
+        if (wanted.has(c.id) && !bases.has(c.id)) {
+          const first = chunkAt(starts, of.size, offset);
+          if (first >= 0) {
+            const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
+            const last = Math.min(lastByte, first + CHUNK_DELTA_LIMITS.maxBases - 1);
+            bases.set(c.id, { bases: of.chunks.slice(first, last + 1).map((b) => b.id), offset: offset - starts[first]! });
+          }
+        }
+        offset += c.length;
+      }
+    }
+  }
+  if (bases.size === 0) return [];
+  const absent = new Set(store.missing([...new Set([...bases.values()].flatMap((b) => b.bases))]));
+  const out: DeltaNeed[] = [];
+  for (const n of needs) {
+    const b = bases.get(n.id);
+    if (b !== undefined && b.bases.every((id) => !absent.has(id))) out.push({ id: n.id, length: n.length, ...b });
+  }
+  return out;
+}
+
+export interface ChunkDeltaDeps extends ChunkSinkDeps {
+  upstream: HttpClient;
+}
+
+/** Errors that stop the sync: the depot cannot store, or the upstream refuses this depot. */
+function fatal(e: unknown): boolean {
+  return e instanceof StoreFailure || (e instanceof DepotsyncError && (e.code === 'unauthorized' || e.code === 'forbidden'));
+}
+
+class StoreFailure extends Error {
+  constructor(readonly error: unknown) {
+    super((error as Error)?.message ?? String(error));
+  }
+}
+
+/**
+ * Fetch `needs` as deltas, in batches of at most `batchMaxBytes` of chunk and `maxPairs` pairs,
+ * `concurrency` at a time. Verified chunks are stored; everything else stays missing for the
+ * whole-chunk download (the caller plans it from the store afterwards).
+ */
+export async function fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkDeltaDeps): Promise<DeltaFetchResult> {
+  const result: DeltaFetchResult = { chunks: 0, bytes: 0, rebuilt: 0, whole: 0, refused: 0, unsupported: false };
+  const read = deps.store.get?.bind(deps.store);
+  if (!read || needs.length === 0) return result;
+  const batches = planBatches(needs, deps.batchMaxBytes, Math.min(deps.batchMaxChunks, CHUNK_DELTA_LIMITS.maxPairs));
+  const queue = new PQueue({ concurrency: deps.concurrency });
+  const abort = new AbortController();
+  setMaxListeners(deps.concurrency + 8, abort.signal);
+  let failure: unknown;
+  const stop = (e?: unknown) => {
+    if (e !== undefined) failure ??= e;
+    queue.clear();
+    abort.abort();
+  };
+  for (const [i, batch] of batches.entries()) {
+    void queue.add(async () => {
+      if (abort.signal.aborted) return;
+      try {
+        await deltaBatch(batch, read, deps, abort.signal, result);
+      } catch (e) {
+        if (abort.signal.aborted && !fatal(e)) return;
+        if (fatal(e)) return stop(e instanceof StoreFailure ? e.error : e);
+        if (e instanceof HttpError && (e.status === 404 || e.status === 405)) {
+          result.unsupported = true;
+          deps.log.info({ upstream: deps.upstream.baseUrl.origin }, 'upstream does not serve chunk deltas; fetching whole chunks');
+          return stop();
+        }
+        deps.log.warn({ batch: i, pairs: batch.length, err: (e as Error).message }, 'chunk delta batch failed; its chunks are fetched whole');
+      }
+    });
+  }
+  await queue.onIdle();
+  if (failure) throw failure;
+  return result;
+}
+
+async function deltaBatch(
+  batch: readonly DeltaNeed[],
+  read: (id: string) => Promise<Uint8Array>,
+  deps: ChunkDeltaDeps,
+  signal: AbortSignal,
+  result: DeltaFetchResult,
+): Promise<void> {
+  const origin = deps.upstream.baseUrl.origin;
+  const maxChunk = batch.reduce((m, n) => Math.max(m, n.length), 0);
+  let res;
+  try {
+    res = await deps.upstream.request('POST', '/v1/chunks/delta', {
+      headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
+      body: encodeDeltaRequest(batch.map((n) => ({ bases: n.bases, offset: n.offset, target: n.id }))),
+      // Endless data: no answer is longer than every chunk sent whole with the largest record header.
+      maxBytes: batch.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n.length, 0),
+      what: `chunk delta batch of ${batch.length}`,
+      signal,
+    });
+  } catch (e) {
+    throw explainUpstream(e, origin);
+  }
+  const byId = new Map(batch.map((n) => [n.id, n]));
+  const decoder = new DeltaDecoder(batch.map((n) => n.id), maxChunk, `chunk delta response from ${origin}`);
+  const verified: ChunkInput[] = [];
+  let verifiedBytes = 0;
+  let rebuilt = 0;
+  let whole = 0;
+  const refuse = (id: string, why: string) => {
+    result.refused++;
+    deps.log.warn({ chunk: id, upstream: origin, reason: why }, 'chunk delta refused; the chunk is fetched whole');
+  };
+  let streamError: unknown;
+  try {
+    for await (const piece of res.body) {
+      const buf = piece as Buffer;
+      deps.counter.add(buf.length);
+      if (deps.bandwidth) await deps.bandwidth.take(buf.length);
+      for (const rec of decoder.push(buf)) {
+        const need = byId.get(rec.target)!;
+        if (rec.kind === 'absent') continue; // the whole-chunk download asks again and reports it
+        let data: Uint8Array;
+        if (rec.kind === 'whole') data = rec.data;
+        else {
+          const base = await readBase(need.bases, read);
+          if (typeof base === 'string') {
+            refuse(rec.target, base);
+            continue;
+          }
+          const out = rebuildChunk(base, rec, need.length);
+          if (typeof out === 'string') {
+            refuse(rec.target, out);
+            continue;
+          }
+          data = out;
+        }
+        // Threat: a lying upstream or a damaged path. The same check as every downloaded chunk.
+        const chunk = verifiedChunk(rec.target, data);
+        if (!chunk) {
+          refuse(rec.target, `its ${rec.kind === 'whole' ? 'bytes' : 'rebuilt bytes'} do not hash to its id`);
+          continue;
+        }
+        verified.push(chunk);
+        verifiedBytes += data.length;
+        if (rec.kind === 'whole') whole++;
+        else rebuilt++;
+        deps.log.debug({ chunk: rec.target, bases: need.bases, kind: rec.kind, bytes: data.length }, 'chunk from delta');
+      }
+    }
+    decoder.finish();
+  } catch (e) {
+    streamError = e;
+  }
+  // Keep what arrived intact, even when the stream failed part way.
+  if (verified.length) {
+    let r;
+    try {
+      r = await deps.store.putMany(verified);
+    } catch (e) {
+      throw new StoreFailure(e);
+    }
+    result.chunks += r.written;
+    result.bytes += verifiedBytes;
+    result.rebuilt += rebuilt;
+    result.whole += whole;
+    deps.onStored?.(r.written, verifiedBytes);
+  }
+  if (streamError) throw explainUpstream(streamError, origin);
+}
+
+/** The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not. */
+async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
+  const parts: Uint8Array[] = [];
+  for (const id of ids) {
+    try {
+      parts.push(await read(id));
+    } catch (e) {
+      return `base chunk ${id} could not be read from this depot's store (${(e as Error).message})`;
+    }
+  }
+  return parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts);
+}

@@ -1,0 +1,52 @@
+import type { MasterContext } from '../context.js';
+import { AUDIT_TARGET, backupDatabase, type BackupResult } from './backup.js';
+
+/**
+ * Scheduled online backups while `master serve` runs (issue 8 item 7): every `backupIntervalHours`,
+ * counted from the last successful backup on record (a restart does not postpone an overdue backup,
+ * nor repeat a fresh one). A failure is logged and audit-logged (which raises the alert, alert.ts) and
+ * retried at the next interval; it never stops serving. One backup at a time.
+ */
+export interface BackupSchedule {
+  /** Run one backup now (tests; the schedule goes on from it). */
+  runNow(): Promise<BackupResult | undefined>;
+  stop(): Promise<void>;
+}
+
+export function startBackupSchedule(ctx: MasterContext, opts: { intervalMs?: number; now?: () => Date } = {}): BackupSchedule | undefined {
+  const intervalMs = opts.intervalMs ?? ctx.config.backupIntervalHours * 3_600_000;
+  if (intervalMs <= 0) return undefined;
+  const now = opts.now ?? (() => new Date());
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<BackupResult | undefined> | undefined;
+  let stopped = false;
+
+  const run = (): Promise<BackupResult | undefined> => {
+    running ??= backupDatabase({ db: ctx.db, dir: ctx.layout.backups, retainCount: ctx.config.backupRetainCount, actor: 'schedule', log: ctx.log, now })
+      .catch(() => undefined) // logged and audit-logged by backupDatabase
+      .finally(() => {
+        running = undefined;
+        plan(intervalMs);
+      });
+    return running;
+  };
+  const plan = (delayMs: number) => {
+    if (stopped) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void run(), Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
+    timer.unref();
+  };
+  const last = ctx.db.db
+    .prepare("SELECT at FROM audit_log WHERE target = ? AND action = 'database.backup' ORDER BY id DESC LIMIT 1")
+    .pluck()
+    .get(AUDIT_TARGET) as string | undefined;
+  plan(last ? Date.parse(last) + intervalMs - now().getTime() : intervalMs);
+  return {
+    runNow: run,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}

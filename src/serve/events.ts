@@ -1,0 +1,288 @@
+import type { TLSSocket } from 'node:tls';
+import { Hono } from 'hono';
+import { intOption } from '../config/validate.js';
+import { DepotsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { peerIdentity } from '../net/tls.js';
+import { encodeComment, encodeEvent, EVENTS_CONTENT_TYPE, type StreamEvent } from '../wire/events.js';
+import type { MachineRef, ServeEnv } from './env.js';
+import type { AuthorizeMachine } from './mtls.js';
+
+/**
+ * `GET /v1/events` (issue 4 item 4, "distribute now"), served by the master and by every depot so a
+ * tiered child hears from its parent. What a server announces comes from an `EventFeed` it polls:
+ * the master's database (a publish by another process commits there), or the depot's served
+ * generation (a sync by `depot serve` or by `depot sync` in another process switches it there).
+ */
+export interface EventFeed {
+  /** The generation served now; undefined while there is none. Called every `pollMs` while streams are open. */
+  generation(): number | undefined;
+  /** Sync-now requests that arrived since the last call (the master's notify table). */
+  syncRequests?(): Array<{ seq: number; depot: string | null }>;
+  /** Forget the requests made so far: called when the first stream opens after none were open. */
+  skipPendingRequests?(): void;
+}
+
+export interface EventHubOptions {
+  /** How often the feed is polled while at least one stream is open (one cheap query). */
+  pollMs: number;
+  /** A comment line this often on every stream; each stream's machine is authorized again then. */
+  heartbeatMs: number;
+  /** Open streams in total (no resource exhaustion: each is a socket and a little memory). */
+  maxStreams: number;
+  /** Open streams per machine (a reconnect may overlap an old stream for a moment). */
+  maxStreamsPerMachine: number;
+  /** Bytes queued for a client that does not read before its stream is dropped. */
+  maxQueuedBytes: number;
+}
+
+export const EVENT_HUB_DEFAULTS: EventHubOptions = {
+  pollMs: 1000,
+  heartbeatMs: 20_000,
+  maxStreams: 1000,
+  maxStreamsPerMachine: 2,
+  maxQueuedBytes: 64 * 1024,
+};
+
+interface Subscriber {
+  machine: MachineRef;
+  /** Still allowed in (not revoked or blocked since it connected)? */
+  allowed(): boolean;
+  write(text: string): boolean;
+  close(): void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The open event streams of one server and what they are told. Polls its feed only while a stream is
+ * open (no background queries on an idle server), so a generation committed by another process reaches
+ * every listener within `pollMs`; `announce()` skips the wait when this process made the change.
+ */
+export class EventHub {
+  readonly options: EventHubOptions;
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly perMachine = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private lastGeneration: number | undefined;
+  private lastHeartbeatMs = 0;
+  private closed = false;
+  private readonly clockMs: () => number;
+  private readonly log: Logger;
+  /** false: no timer; the owner calls `tick()` (tests with an injected clock). */
+  private readonly autoPoll: boolean;
+
+  constructor(
+    private readonly feed: EventFeed,
+    /** `log`: a component logger (`{component: 'master.events'}`). */
+    o: { log: Logger; clockMs?: () => number; autoPoll?: boolean } & Partial<EventHubOptions>,
+  ) {
+    const opts = { ...EVENT_HUB_DEFAULTS, ...o };
+    const W = 'event streams';
+    intOption(W, 'pollMs', opts.pollMs, 10, 3_600_000);
+    intOption(W, 'heartbeatMs', opts.heartbeatMs, 10, 3_600_000);
+    intOption(W, 'maxStreams', opts.maxStreams, 1, 1_000_000);
+    intOption(W, 'maxStreamsPerMachine', opts.maxStreamsPerMachine, 1, 1000);
+    intOption(W, 'maxQueuedBytes', opts.maxQueuedBytes, 1024, 64 * 1024 * 1024);
+    this.options = {
+      pollMs: opts.pollMs,
+      heartbeatMs: opts.heartbeatMs,
+      maxStreams: opts.maxStreams,
+      maxStreamsPerMachine: opts.maxStreamsPerMachine,
+      maxQueuedBytes: opts.maxQueuedBytes,
+    };
+    this.clockMs = o.clockMs ?? Date.now;
+    this.log = o.log;
+    this.autoPoll = o.autoPoll ?? true;
+  }
+
+  get size(): number {
+    return this.subscribers.size;
+  }
+
+  /**
+   * Open a stream for `machine` and return its body. Refuses with 'rate-limited' (429) above the
+   * per-machine or total limit, and with 'conflict' once the hub is closed (server shutting down).
+   */
+  open(machine: MachineRef, allowed: () => boolean): ReadableStream<Uint8Array> {
+    if (this.closed) throw new DepotsyncError('conflict', 'event stream: the server is shutting down', { hint: 'reconnect later' });
+    if (this.subscribers.size >= this.options.maxStreams) {
+      throw new DepotsyncError('rate-limited', `event stream for ${machine.name}: this server already has ${this.subscribers.size} open event streams (limit ${this.options.maxStreams})`, { hint: 'retry later; sync on the interval meanwhile' });
+    }
+    const mine = this.perMachine.get(machine.name) ?? 0;
+    if (mine >= this.options.maxStreamsPerMachine) {
+      throw new DepotsyncError('rate-limited', `event stream for ${machine.name}: it already has ${mine} open event streams (limit ${this.options.maxStreamsPerMachine})`, { hint: 'one stream per machine is enough; close the others' });
+    }
+    if (this.subscribers.size === 0) this.feed.skipPendingRequests?.();
+    let sub: Subscriber | undefined;
+    const hub = this;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start(controller) {
+          let ended = false;
+          sub = {
+            machine,
+            allowed,
+            write(text) {
+              if (ended) return false;
+              // A client that stops reading is dropped instead of queueing without end.
+              if ((controller.desiredSize ?? 0) < -hub.options.maxQueuedBytes) {
+                hub.log.info({ machine: machine.name }, 'event stream dropped: the client does not read');
+                this.close();
+                return false;
+              }
+              controller.enqueue(encoder.encode(text));
+              return true;
+            },
+            close() {
+              if (ended) return;
+              ended = true;
+              hub.remove(this);
+              try {
+                controller.close();
+              } catch {
+                // Already cancelled by the client.
+              }
+            },
+          };
+          hub.add(sub);
+          sub.write(encodeComment('depotsync events'));
+          const g = hub.safeGeneration();
+          if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
+        },
+        cancel() {
+          // The client went away (the HTTP layer cancels the body when the socket closes).
+          if (sub) hub.remove(sub);
+        },
+      },
+      { highWaterMark: 16 * 1024, size: (chunk) => chunk.byteLength },
+    );
+    return stream;
+  }
+
+  /** Poll the feed now (tests; `announce` after a change this process made). */
+  tick(): void {
+    const g = this.safeGeneration();
+    if (g !== undefined && g !== this.lastGeneration) {
+      this.lastGeneration = g;
+      this.broadcast({ kind: 'generation', generation: g });
+    }
+    let requests: Array<{ seq: number; depot: string | null }> = [];
+    try {
+      requests = this.feed.syncRequests?.() ?? [];
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not read sync-now requests; will retry');
+    }
+    for (const r of requests) {
+      this.log.info({ seq: r.seq, depot: r.depot ?? 'all' }, 'sync-now request passed on');
+      this.broadcast({ kind: 'sync-now', seq: r.seq, depot: r.depot });
+    }
+    const now = this.clockMs();
+    if (now - this.lastHeartbeatMs >= this.options.heartbeatMs) {
+      this.lastHeartbeatMs = now;
+      for (const s of [...this.subscribers]) {
+        // A machine revoked or blocked since it connected loses its stream at the next heartbeat.
+        if (!this.stillAllowed(s)) {
+          this.log.info({ machine: s.machine.name }, 'event stream closed: the machine is no longer authorized');
+          s.close();
+        } else s.write(encodeComment('heartbeat'));
+      }
+    }
+  }
+
+  /** Tell every stream the current generation now (this process just switched or committed one). */
+  announce(): void {
+    this.tick();
+  }
+
+  /** Pass a sync-now request on (a depot relays its upstream's to its own children). */
+  syncNow(request: { seq: number; depot: string | null }): void {
+    this.broadcast({ kind: 'sync-now', seq: request.seq, depot: request.depot });
+  }
+
+  /** End every stream and refuse new ones (shutdown). */
+  close(): void {
+    this.closed = true;
+    for (const s of [...this.subscribers]) s.close();
+    this.stopPolling();
+  }
+
+  private broadcast(e: StreamEvent): void {
+    const text = encodeEvent(e);
+    for (const s of [...this.subscribers]) {
+      // Sync-now concerns depots only (a depot relays named requests on to its own children).
+      if (e.kind === 'sync-now' && s.machine.role !== 'depot') continue;
+      s.write(text);
+    }
+  }
+
+  private stillAllowed(s: Subscriber): boolean {
+    try {
+      return s.allowed();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message, machine: s.machine.name }, 'could not re-check an event stream; keeping it');
+      return true;
+    }
+  }
+
+  private safeGeneration(): number | undefined {
+    try {
+      return this.feed.generation();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not read the served generation; will retry');
+      return this.lastGeneration;
+    }
+  }
+
+  private add(s: Subscriber): void {
+    this.subscribers.add(s);
+    this.perMachine.set(s.machine.name, (this.perMachine.get(s.machine.name) ?? 0) + 1);
+    if (this.subscribers.size === 1) {
+      this.lastGeneration = this.safeGeneration();
+      this.lastHeartbeatMs = this.clockMs();
+      if (this.autoPoll && !this.timer) {
+        this.timer = setInterval(() => this.tick(), this.options.pollMs);
+        this.timer.unref();
+      }
+    }
+    this.log.debug({ machine: s.machine.name, streams: this.subscribers.size }, 'event stream opened');
+  }
+
+  private remove(s: Subscriber): void {
+    if (!this.subscribers.delete(s)) return;
+    const n = (this.perMachine.get(s.machine.name) ?? 1) - 1;
+    if (n <= 0) this.perMachine.delete(s.machine.name);
+    else this.perMachine.set(s.machine.name, n);
+    if (this.subscribers.size === 0) this.stopPolling();
+    this.log.debug({ machine: s.machine.name, streams: this.subscribers.size }, 'event stream closed');
+  }
+
+  private stopPolling(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/**
+ * The route, mounted after the mutual-TLS gate (so only an authorized machine gets here). `authorize`
+ * is the gate's own decision, run again on the connection's certificate at every heartbeat: a stream
+ * outlives the request that opened it, and a revoked machine must not keep hearing.
+ */
+export function eventRoutes(hub: EventHub, o: { authorize: AuthorizeMachine; now?: () => Date }): Hono<ServeEnv> {
+  const app = new Hono<ServeEnv>();
+  app.get('/v1/events', (c) => {
+    const machine = c.get('machine');
+    const socket = c.env?.incoming?.socket as TLSSocket | undefined;
+    const allowed = () => {
+      if (!socket || socket.destroyed) return false;
+      const peer = peerIdentity(socket, o.now ? { now: o.now } : {});
+      return peer.kind === 'cert' && o.authorize(peer).ok;
+    };
+    const body = hub.open(machine, allowed);
+    return new Response(body, {
+      status: 200,
+      headers: { 'content-type': `${EVENTS_CONTENT_TYPE}; charset=utf-8`, 'cache-control': 'no-store', 'x-accel-buffering': 'no' },
+    });
+  });
+  return app;
+}

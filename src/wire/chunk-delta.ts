@@ -1,0 +1,354 @@
+import { DepotsyncError } from '../errors.js';
+
+/**
+ * The `POST /v1/chunks/delta` wire format: a chunk sent as the difference from a base the receiver
+ * already holds: the old chunks (1 to `maxBases`, concatenated in order) that covered the same region
+ * of the same file. Several when an edit moved a chunk boundary, so the new chunk spans two old ones.
+ *
+ * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …]}`, at
+ * most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the edit
+ * kept file offsets (0 when the target starts where the first base does).
+ * Response (`application/vnd.depotsync.chunk-delta`): for each pair, in request order, a record
+ *   32 bytes  the target chunk id (binary)
+ *    1 byte   kind: 0 the sender does not have the target, 1 the whole target, 2 a delta
+ *   kind 1:   4 bytes big-endian length L, then L bytes: the chunk
+ *   kind 2:   five big-endian 4-byte numbers: prefix length P, prefix position PF, suffix length S,
+ *             suffix position SF, middle length M; then M bytes. The target is
+ *             base[PF, PF + P) ‖ middle ‖ base[SF, SF + S), where base is the pair's bases concatenated.
+ *             The sender tries the base's ends and the in-place position `offset` for each.
+ * The sender answers with the whole chunk when it lacks a base or the two share fewer than
+ * `minOverlapBytes` at their ends. The format carries no trust of its own: the receiver bounds every
+ * length before buffering, checks P + S ≤ its base's length and P + S + M = the length its verified
+ * manifest gives, rebuilds, and stores the result only if its BLAKE3 equals the target id.
+ */
+export const DELTA_CONTENT_TYPE = 'application/vnd.depotsync.chunk-delta';
+
+export const CHUNK_DELTA_LIMITS = {
+  /** Pairs in one request. */
+  maxPairs: 1024,
+  /** Base chunks of one pair. */
+  maxBases: 4,
+  /** Request body: `{"bases":["…", ×4],"offset":4294967295,"target":"…"},` is 376 bytes per pair. */
+  maxRequestBytes: 1024 * 380 + 64,
+  /** Common prefix + suffix below which the sender answers with the whole chunk. */
+  minOverlapBytes: 64,
+  /** Pairs whose chunks the sender reads ahead of the record being written. */
+  readAhead: 8,
+};
+
+export const DELTA_KIND = { absent: 0, whole: 1, delta: 2 } as const;
+
+const ID_BYTES = 32;
+const HEAD = ID_BYTES + 1;
+const WHOLE_HEAD = HEAD + 4;
+const DELTA_HEAD = HEAD + 20;
+const CHUNK_ID = /^[0-9a-f]{64}$/;
+/** Most bytes a record may add to the chunk it carries: the delta header. */
+export const DELTA_RECORD_OVERHEAD = DELTA_HEAD;
+
+export interface DeltaPair {
+  /** The old chunks, in file order, whose concatenation is the base. */
+  bases: string[];
+  /** Where the target starts in the base if the edit kept file offsets. */
+  offset: number;
+  target: string;
+}
+
+/** How a target is made of a base: base[prefixFrom, +prefix) ‖ middle ‖ base[suffixFrom, +suffix). */
+export interface DeltaCopy {
+  prefix: number;
+  prefixFrom: number;
+  suffix: number;
+  suffixFrom: number;
+}
+
+export type DeltaRecord =
+  | { target: string; kind: 'absent' }
+  | { target: string; kind: 'whole'; data: Buffer }
+  | ({ target: string; kind: 'delta'; middle: Buffer } & DeltaCopy);
+
+// ---- request ----------------------------------------------------------------------------------
+
+export function encodeDeltaRequest(pairs: readonly DeltaPair[]): Buffer {
+  return Buffer.from(JSON.stringify({ pairs: pairs.map((p) => ({ bases: p.bases, offset: p.offset, target: p.target })) }), 'utf8');
+}
+
+/**
+ * Decode a request at the border: a JSON object with only `pairs`, each pair 1..maxBases base ids, an
+ * offset and a target id, nothing else.
+ */
+export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.maxPairs): DeltaPair[] {
+  const what = 'chunk delta request';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new DepotsyncError('bad-json', `${what}: body is not JSON`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
+  }
+  const extra = Object.keys(parsed).filter((k) => k !== 'pairs');
+  if (extra.length) throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
+  const pairs = (parsed as { pairs?: unknown }).pairs;
+  if (!Array.isArray(pairs)) throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
+  if (pairs.length > maxPairs) throw new DepotsyncError('too-large', `${what}: ${pairs.length} pairs, limit ${maxPairs}`);
+  const problems: string[] = [];
+  pairs.forEach((p: unknown, i) => {
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) return void problems.push(`pairs[${i}] is not an object`);
+    const o = p as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (k !== 'bases' && k !== 'offset' && k !== 'target') problems.push(`pairs[${i}] has unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    if (typeof o.target !== 'string' || !CHUNK_ID.test(o.target)) problems.push(`pairs[${i}].target is not a chunk id (64 lower-case hex digits)`);
+    if (typeof o.offset !== 'number' || !Number.isInteger(o.offset) || o.offset < 0 || o.offset > 0xffffffff) problems.push(`pairs[${i}].offset is not an integer from 0 to 2^32 − 1`);
+    const bases = o.bases;
+    if (!Array.isArray(bases) || bases.length < 1 || bases.length > CHUNK_DELTA_LIMITS.maxBases) {
+      problems.push(`pairs[${i}].bases is not a list of 1 to ${CHUNK_DELTA_LIMITS.maxBases} chunk ids`);
+    } else {
+      bases.forEach((b: unknown, j) => {
+        if (typeof b !== 'string' || !CHUNK_ID.test(b)) problems.push(`pairs[${i}].bases[${j}] is not a chunk id (64 lower-case hex digits)`);
+      });
+    }
+  });
+  if (problems.length) throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
+  return pairs as DeltaPair[];
+}
+
+// ---- sender -----------------------------------------------------------------------------------
+
+/** Length of the common prefix of `a` and `b`, stopping at `limit`. */
+function commonPrefix(a: Uint8Array, b: Uint8Array, limit: number): number {
+  const ab = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const bb = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const BLOCK = 4096;
+  let i = 0;
+  // Whole blocks through the native comparison first, then byte by byte inside the first differing one.
+  while (i + BLOCK <= limit && ab.compare(bb, i, i + BLOCK, i, i + BLOCK) === 0) i += BLOCK;
+  while (i < limit && a[i] === b[i]) i++;
+  return i;
+}
+
+/** Length of the common suffix of `a` and `b`, stopping at `limit`. */
+function commonSuffix(a: Uint8Array, b: Uint8Array, limit: number): number {
+  const ab = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const bb = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const BLOCK = 4096;
+  let n = 0;
+  while (n + BLOCK <= limit && ab.compare(bb, b.length - n - BLOCK, b.length - n, a.length - n - BLOCK, a.length - n) === 0) n += BLOCK;
+  while (n < limit && a[a.length - 1 - n] === b[b.length - 1 - n]) n++;
+  return n;
+}
+
+/**
+ * The longest prefix and suffix of `target` found in `base` at either end of the base or in place
+ * (`offset`: where the target would start in the base if nothing moved). They never overlap in the target.
+ */
+export function computeDelta(base: Uint8Array, target: Uint8Array, offset = 0): DeltaCopy {
+  let best = { prefix: 0, prefixFrom: 0 };
+  for (const from of new Set([0, offset])) {
+    if (from >= base.length) continue;
+    const rest = base.subarray(from);
+    const n = commonPrefix(rest, target, Math.min(rest.length, target.length));
+    if (n > best.prefix) best = { prefix: n, prefixFrom: from };
+  }
+  const left = target.length - best.prefix;
+  let suffix = 0;
+  let suffixFrom = 0;
+  for (const end of new Set([base.length, offset + target.length])) {
+    if (end > base.length || end <= 0) continue;
+    const head = base.subarray(0, end);
+    const n = commonSuffix(head, target, Math.min(head.length, left));
+    if (n > suffix) [suffix, suffixFrom] = [n, end - n];
+  }
+  return { ...best, suffix, suffixFrom };
+}
+
+/**
+ * The record answering one pair, as buffers to write in order (the chunk bytes are not copied).
+ * `target` undefined: the sender lacks it; `base` undefined: it lacks the base (whole chunk).
+ */
+export function encodeDeltaRecord(targetId: string, target: Buffer | undefined, base: Buffer | undefined, offset = 0, minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes): Buffer[] {
+  if (!target) {
+    const h = Buffer.alloc(HEAD);
+    h.write(targetId, 0, ID_BYTES, 'hex');
+    h[ID_BYTES] = DELTA_KIND.absent;
+    return [h];
+  }
+  const d = base ? computeDelta(base, target, offset) : undefined;
+  if (!d || d.prefix + d.suffix < minOverlapBytes) {
+    const h = Buffer.alloc(WHOLE_HEAD);
+    h.write(targetId, 0, ID_BYTES, 'hex');
+    h[ID_BYTES] = DELTA_KIND.whole;
+    h.writeUInt32BE(target.length, HEAD);
+    return [h, target];
+  }
+  const h = Buffer.alloc(DELTA_HEAD);
+  h.write(targetId, 0, ID_BYTES, 'hex');
+  h[ID_BYTES] = DELTA_KIND.delta;
+  h.writeUInt32BE(d.prefix, HEAD);
+  h.writeUInt32BE(d.prefixFrom, HEAD + 4);
+  h.writeUInt32BE(d.suffix, HEAD + 8);
+  h.writeUInt32BE(d.suffixFrom, HEAD + 12);
+  h.writeUInt32BE(target.length - d.prefix - d.suffix, HEAD + 16);
+  return [h, target.subarray(d.prefix, target.length - d.suffix)];
+}
+
+/**
+ * The records answering `pairs`, in order, each one Buffer; chunks are loaded `readAhead` pairs ahead
+ * so the disk and the writer overlap. `load` resolves undefined for a chunk the sender does not have
+ * (or cannot read intact).
+ */
+export async function* deltaRecords(
+  pairs: readonly DeltaPair[],
+  load: (id: string) => Promise<Buffer | undefined>,
+  opts: { minOverlapBytes?: number; readAhead?: number } = {},
+): AsyncGenerator<{ record: Buffer; payloadBytes: number }> {
+  const ahead = opts.readAhead ?? CHUNK_DELTA_LIMITS.readAhead;
+  const inflight: Array<Promise<[Buffer | undefined, Buffer | undefined]>> = [];
+  let next = 0;
+  const fill = () => {
+    while (inflight.length < ahead && next < pairs.length) {
+      const p = pairs[next++]!;
+      // The base matters only when the target is there; all of it, or the target goes whole.
+      inflight.push(
+        load(p.target).then(async (t) => {
+          if (!t) return [undefined, undefined];
+          const parts = await Promise.all(p.bases.map(load));
+          return [t, parts.every((b) => b !== undefined) ? (parts.length === 1 ? parts[0] : Buffer.concat(parts as Buffer[])) : undefined];
+        }),
+      );
+    }
+  };
+  fill();
+  for (const p of pairs) {
+    const [target, base] = await inflight.shift()!;
+    fill();
+    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes);
+    const payloadBytes = parts.length > 1 ? parts[1]!.length : 0;
+    yield { record: parts.length === 1 ? parts[0]! : Buffer.concat(parts), payloadBytes };
+  }
+}
+
+// ---- receiver ---------------------------------------------------------------------------------
+
+/**
+ * Incremental decoder: feed it the response body as it arrives; it yields complete records. Refuses
+ * records for ids not asked for (in order), unknown kinds, and any length that could make it buffer
+ * more than `maxChunkBytes` for one record (endless-data attack): prefix, suffix and middle each, and
+ * their sum, must fit a chunk.
+ */
+export class DeltaDecoder {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private next = 0;
+
+  constructor(
+    private readonly expected: readonly string[],
+    private readonly maxChunkBytes: number,
+    private readonly what = 'chunk delta response',
+  ) {}
+
+  push(data: Buffer): DeltaRecord[] {
+    if (data.length) {
+      this.pending.push(data);
+      this.pendingBytes += data.length;
+    }
+    const out: DeltaRecord[] = [];
+    for (;;) {
+      if (this.pendingBytes < HEAD) break;
+      const head = this.peek(Math.min(this.pendingBytes, DELTA_HEAD));
+      const id = head.subarray(0, ID_BYTES).toString('hex');
+      const kind = head[ID_BYTES]!;
+      const want = this.expected[this.next];
+      if (want === undefined) throw new DepotsyncError('bad-input', `${this.what}: more records than the ${this.expected.length} pairs requested`);
+      if (id !== want) throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`);
+      if (kind === DELTA_KIND.absent) {
+        this.take(HEAD);
+        out.push({ target: id, kind: 'absent' });
+      } else if (kind === DELTA_KIND.whole) {
+        if (head.length < WHOLE_HEAD) break;
+        const len = head.readUInt32BE(HEAD);
+        this.bound(id, 'length', len);
+        if (this.pendingBytes < WHOLE_HEAD + len) break;
+        this.take(WHOLE_HEAD);
+        out.push({ target: id, kind: 'whole', data: this.take(len) });
+      } else if (kind === DELTA_KIND.delta) {
+        if (head.length < DELTA_HEAD) break;
+        const prefix = head.readUInt32BE(HEAD);
+        const prefixFrom = head.readUInt32BE(HEAD + 4);
+        const suffix = head.readUInt32BE(HEAD + 8);
+        const suffixFrom = head.readUInt32BE(HEAD + 12);
+        const mid = head.readUInt32BE(HEAD + 16);
+        this.bound(id, 'prefix', prefix);
+        this.bound(id, 'suffix', suffix);
+        this.bound(id, 'middle length', mid);
+        this.bound(id, 'prefix + suffix + middle', prefix + suffix + mid);
+        if (this.pendingBytes < DELTA_HEAD + mid) break;
+        this.take(DELTA_HEAD);
+        out.push({ target: id, kind: 'delta', prefix, prefixFrom, suffix, suffixFrom, middle: this.take(mid) });
+      } else {
+        throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} (chunk ${id.slice(0, 16)}…) has unknown kind ${kind}`);
+      }
+      this.next++;
+    }
+    return out;
+  }
+
+  /** Call at end of stream: every requested record must have arrived, with nothing left over. */
+  finish(): void {
+    if (this.pendingBytes > 0 || this.next < this.expected.length) {
+      throw new DepotsyncError('truncated', `${this.what}: stream ended after ${this.next} of ${this.expected.length} records`, {
+        hint: 'the connection was cut; the chunks not received are fetched whole',
+      });
+    }
+  }
+
+  private bound(id: string, field: string, n: number): void {
+    if (n > this.maxChunkBytes) {
+      throw new DepotsyncError('too-large', `${this.what}: chunk ${id.slice(0, 16)}… declares ${field} ${n}, above the limit of ${this.maxChunkBytes} bytes`);
+    }
+  }
+
+  private peek(n: number): Buffer {
+    if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
+    const all = Buffer.concat(this.pending);
+    this.pending = [all];
+    return all.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.pending[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      this.pendingBytes -= n;
+      // Copy so the record does not pin a large network buffer.
+      return Buffer.from(out);
+    }
+    const all = Buffer.concat(this.pending);
+    const out = Buffer.from(all.subarray(0, n));
+    this.pending = all.length > n ? [all.subarray(n)] : [];
+    this.pendingBytes -= n;
+    return out;
+  }
+}
+
+/**
+ * Rebuild a target chunk from its delta record and the receiver's base. Returns the bytes, or the
+ * reason the record cannot describe a chunk of `expectedLength` from this base (the caller then fetches
+ * the chunk whole). The result still has to be hashed against the target id before it is stored.
+ */
+export function rebuildChunk(base: Uint8Array, rec: Extract<DeltaRecord, { kind: 'delta' }>, expectedLength: number): Buffer | string {
+  const { prefix, prefixFrom, suffix, suffixFrom, middle } = rec;
+  if (prefixFrom + prefix > base.length) return `prefix ${prefixFrom}+${prefix} reaches past the base's ${base.length} bytes`;
+  if (suffixFrom + suffix > base.length) return `suffix ${suffixFrom}+${suffix} reaches past the base's ${base.length} bytes`;
+  if (prefix + suffix + middle.length !== expectedLength) {
+    return `prefix ${prefix} + suffix ${suffix} + middle ${middle.length} is not the chunk's length ${expectedLength}`;
+  }
+  const out = Buffer.allocUnsafe(expectedLength);
+  out.set(base.subarray(prefixFrom, prefixFrom + prefix), 0);
+  out.set(middle, prefix);
+  out.set(base.subarray(suffixFrom, suffixFrom + suffix), prefix + middle.length);
+  return out;
+}

@@ -1,0 +1,216 @@
+import { rmSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isDepotsyncError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { DELTA_CONTENT_TYPE, encodeDeltaRecord } from '../../src/wire/chunk-delta.js';
+import { openDepot, type Depot } from '../../depot/depot.js';
+import { pairBases } from '../../depot/sync/chunk-delta.js';
+import { randomBytesSeeded, startUpstream, writeDepotDir, type Published, type Upstream } from './fixture.js';
+import { expectServedComplete } from './helpers.js';
+
+/** Chunk lengths and start offsets of a published single-file package. */
+function layout(p: Published): Array<{ id: string; start: number; length: number }> {
+  let start = 0;
+  return p.manifest.files[0]!.chunks.map((c) => {
+    const out = { id: c.id, start, length: c.length };
+    start += c.length;
+    return out;
+  });
+}
+
+describe('depot sync: chunk deltas against the chunks the depot already has', () => {
+  let up: Upstream;
+  const depots: Depot[] = [];
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    up = await startUpstream();
+  });
+  afterAll(async () => {
+    await up.close();
+  });
+  afterEach(async () => {
+    for (const d of depots.splice(0)) await d.close();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+    up.faults.corrupt.clear();
+    up.faults.delta = undefined;
+    up.faults.batch = undefined;
+  });
+
+  function depot(): Depot {
+    const files = writeDepotDir(up, { name: 'depot-1' });
+    dirs.push(files.dir);
+    const d = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now, sleep: async () => {} });
+    depots.push(d);
+    return d;
+  }
+
+  /**
+   * A package at version 1 synced to a fresh depot (no previous version: no delta request), then
+   * version 2 with 100-byte edits at the start, in the middle and near the end of three chunks (chunk
+   * boundaries unchanged, checked).
+   */
+  async function twoVersions(name: string, seed: number) {
+    const data = randomBytesSeeded(400_000, seed);
+    const v1 = await up.publish(name, '1', data);
+    const d = depot();
+    up.requests.length = 0;
+    await d.engine.sync();
+    expect(up.requests.filter((r) => r.path === '/v1/chunks/delta')).toEqual([]);
+    const old = layout(v1);
+    expect(old.length).toBeGreaterThan(8);
+    const edits = [
+      { chunk: 2, at: 0 },
+      { chunk: 4, at: Math.floor(old[4]!.length / 2) },
+      { chunk: 6, at: old[6]!.length - 300 },
+    ];
+    const v2data = Buffer.from(data);
+    for (const [i, e] of edits.entries()) randomBytesSeeded(100, seed * 10 + i).copy(v2data, old[e.chunk]!.start + e.at);
+    const v2 = await up.publish(name, '2', v2data);
+    const now = layout(v2);
+    expect(now.map((c) => c.length)).toEqual(old.map((c) => c.length)); // the edits kept every boundary
+    const changed = edits.map((e) => ({ bases: [old[e.chunk]!.id], offset: 0, target: now[e.chunk]!.id, length: now[e.chunk]!.length }));
+    return { d, v1, v2, changed };
+  }
+
+  it('fetches each edited chunk as a delta against the chunk it replaces, verified, in a fraction of the bytes', async () => {
+    const { d, changed } = await twoVersions('delta-a', 11);
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.switched).toBe(true);
+    expect(r.chunksFetched).toBe(3);
+    const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
+    expect(asked.sort((a, b) => a.target.localeCompare(b.target))).toEqual(changed.map(({ bases, offset, target }) => ({ bases, offset, target })).sort((a, b) => a.target.localeCompare(b.target)));
+    // Nothing left for whole-chunk batches.
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
+    const whole = changed.reduce((s, c) => s + c.length, 0);
+    expect(r.bytesByStep.deltas).toBeGreaterThan(300);
+    expect(r.bytesByStep.deltas).toBeLessThan(3 * (100 + 53) + 200);
+    expect(r.bytesByStep.deltas!).toBeLessThan(whole / 20);
+    expect(r.bytesByStep.chunks).toBeUndefined();
+    expect(r.bytesFetched).toBe(Object.values(r.bytesByStep).reduce((s, n) => s + n, 0));
+    await expectServedComplete(d);
+  });
+
+  it('refuses tampered deltas (wrong middle byte, wrong lengths, lengths beyond the max chunk), stores none, and fetches those chunks whole', async () => {
+    const { d, changed } = await twoVersions('delta-b', 12);
+    const tampered: string[] = [];
+    up.faults.delta = (pairs, res: ServerResponse) => {
+      void (async () => {
+        res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
+        for (const [i, p] of pairs.entries()) {
+          const rec = Buffer.concat(encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)));
+          expect(rec[32]).toBe(2); // a delta
+          if (i === 0) rec[rec.length - 1] ^= 0x01; // wrong middle byte
+          if (i === 1) rec.writeUInt32BE(rec.readUInt32BE(33) + 1, 33); // prefix one longer: lengths do not add up
+          if (i === 2) rec.writeUInt32BE(0x7fffffff, 49); // middle beyond the largest chunk
+          tampered.push(p.target);
+          res.write(rec);
+        }
+        res.end();
+      })();
+      return true;
+    };
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(tampered.sort()).toEqual(changed.map((c) => c.target).sort());
+    // All three came again whole, and only those.
+    const batch = up.requests.filter((q) => q.path === '/v1/chunks/batch').flatMap((q) => q.ids!);
+    expect(batch.sort()).toEqual(changed.map((c) => c.target).sort());
+    expect(r.chunksFetched).toBe(3);
+    expect(r.switched).toBe(true);
+    await expectServedComplete(d); // every stored chunk re-hashes to its id
+  });
+
+  it('when the upstream serves damaged bytes both ways, fails clearly, stores nothing and keeps serving', async () => {
+    const { d, changed } = await twoVersions('delta-c', 13);
+    const before = d.db.served()!.generation;
+    const bad = changed[1]!.target;
+    up.faults.corrupt.add(bad);
+    const err = await d.engine.sync().catch((e: unknown) => e);
+    expect(isDepotsyncError(err, 'hash-mismatch')).toBe(true);
+    expect((err as Error).message).toContain(bad);
+    expect(d.store.has(bad)).toBe(false);
+    expect(d.db.served()!.generation).toBe(before);
+    // The next sync (upstream repaired) asks for the one chunk still missing.
+    up.faults.corrupt.clear();
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.chunksFetched).toBe(1);
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!.map((p) => p.target))).toEqual([bad]);
+    await expectServedComplete(d);
+  });
+
+  it('gets the whole chunk when the upstream lacks the base', async () => {
+    const { d, changed } = await twoVersions('delta-d', 14);
+    const gone = changed[0]!;
+    const base = gone.bases[0]!;
+    const kept = await up.store.get(base);
+    await up.store.delete([base]);
+    up.requests.length = 0;
+    const r = await d.engine.sync().finally(() => up.store.put(base, kept)); // other tests' depots need it
+    expect(r.chunksFetched).toBe(3);
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
+    // One whole chunk (its record header included) plus two small deltas.
+    expect(r.bytesByStep.deltas).toBeGreaterThan(gone.length);
+    expect(r.bytesByStep.deltas).toBeLessThan(gone.length + 37 + 2 * (100 + 53) + 200);
+    await expectServedComplete(d);
+  });
+
+  it('falls back to whole chunks when the upstream does not serve deltas (404), or cuts the delta stream', async () => {
+    const { d, changed } = await twoVersions('delta-e', 15);
+    up.faults.delta = (_pairs, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'not-found', message: 'no route POST /v1/chunks/delta' } }));
+      return true;
+    };
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.switched).toBe(true);
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/batch').flatMap((q) => q.ids!).sort()).toEqual(changed.map((c) => c.target).sort());
+    await expectServedComplete(d);
+
+    // A third version; the delta stream is cut after the first record: that one is kept, the rest come whole.
+    const { d: d2, changed: changed2 } = await twoVersions('delta-f', 16);
+    up.faults.delta = (pairs, res) => {
+      void (async () => {
+        res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
+        const p = pairs[0]!;
+        res.write(Buffer.concat(encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!))));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        res.socket?.destroy();
+      })();
+      return true;
+    };
+    up.requests.length = 0;
+    const r2 = await d2.engine.sync();
+    expect(r2.chunksFetched).toBe(3);
+    const batch = up.requests.filter((q) => q.path === '/v1/chunks/batch').flatMap((q) => q.ids!);
+    expect(batch).toHaveLength(2);
+    expect(changed2.map((c) => c.target)).toEqual(expect.arrayContaining(batch));
+    await expectServedComplete(d2);
+  });
+
+  it('pairs a chunk after an insertion with the old chunk that starts where it does; no served version, no pairs', async () => {
+    const data = randomBytesSeeded(300_000, 21);
+    const v1 = await up.publish(`delta-g`, '1', data);
+    const d = depot();
+    expect(pairBases(d.db, d.store, [{ id: 'ab'.repeat(32), length: 10 }])).toEqual([]);
+    await d.engine.sync();
+    const old = layout(v1);
+    const at = old[3]!.start + 1000;
+    const v2 = await up.publish('delta-g', '2', Buffer.concat([data.subarray(0, at), randomBytesSeeded(5000, 22), data.subarray(at)]));
+    // Make the new generation pending, as a sync does before it fetches chunks.
+    const now = layout(v2);
+    const newIds = new Set(now.map((c) => c.id).filter((id) => !old.some((o) => o.id === id)));
+    expect(newIds.has(now[3]!.id)).toBe(true); // the chunk holding the insertion start
+    d.db.putTarget({ name: v2.name, path: 'delta-g@2.json', length: v2.bytes.length, sha256: v2.name.slice(0, 64), manifestId: 'x'.repeat(64), totalBytes: v2.manifest.totalBytes, chunkCount: now.length, bytes: v2.bytes }, up.clock.now());
+    d.db.setPending(up.repo.generation, [{ path: 'delta-g@2.json', name: v2.name }], up.clock.now());
+    const needs = now.filter((c) => newIds.has(c.id)).map((c) => ({ id: c.id, length: c.length }));
+    const pairs = pairBases(d.db, d.store, needs);
+    expect(pairs.find((p) => p.id === now[3]!.id)?.bases[0]).toBe(old[3]!.id);
+    // Every base is a chunk of version 1 that the depot holds.
+    for (const p of pairs) for (const b of p.bases) expect(d.store.has(b)).toBe(true);
+  });
+});

@@ -1,0 +1,269 @@
+import { Hono } from 'hono';
+import { describe, expect, it } from 'vitest';
+import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
+import { blake3Hex } from '../../../src/hash/blake3.js';
+import { silentLogger } from '../../../src/log.js';
+import type { ServeEnv } from '../../../src/serve/env.js';
+import { errorHandler } from '../../../src/serve/http-errors.js';
+import { readRoutes, type ReadApiSource } from '../../../src/serve/read-api.js';
+import {
+  CHUNK_DELTA_LIMITS,
+  DELTA_CONTENT_TYPE,
+  DeltaDecoder,
+  computeDelta,
+  encodeDeltaRecord,
+  encodeDeltaRequest,
+  parseDeltaRequest,
+  rebuildChunk,
+  type DeltaRecord,
+} from '../../../src/wire/chunk-delta.js';
+
+function seeded(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function edited(base: Buffer, at: number, bytes: number, fill = 0xaa): Buffer {
+  const t = Buffer.from(base);
+  t.fill(fill, at, at + bytes);
+  return t;
+}
+
+/** Encode one answer, decode it (fed in small pieces: byte by byte for small records), rebuild against the base. */
+function roundTrip(base: Buffer | undefined, target: Buffer): { rec: DeltaRecord; wire: number; out: Buffer | string } {
+  const id = blake3Hex(target);
+  const wire = Buffer.concat(encodeDeltaRecord(id, target, base));
+  const dec = new DeltaDecoder([id], target.length);
+  const recs: DeltaRecord[] = [];
+  const step = wire.length < 10_000 ? 1 : 997;
+  for (let i = 0; i < wire.length; i += step) recs.push(...dec.push(wire.subarray(i, i + step)));
+  dec.finish();
+  expect(recs).toHaveLength(1);
+  const rec = recs[0]!;
+  const out = rec.kind === 'delta' ? rebuildChunk(base!, rec, target.length) : rec.kind === 'whole' ? rec.data : 'absent';
+  return { rec, wire: wire.length, out };
+}
+
+describe('chunk delta wire format', () => {
+  const base = seeded(70_000, 1);
+
+  it.each([
+    ['at the start', 0, 4096],
+    ['in the middle', 30_000, 4096],
+    ['at the end', 70_000 - 4096, 4096],
+    ['of one byte', 12_345, 1],
+  ])('rebuilds a chunk edited %s from prefix, suffix and the middle bytes only', (_name, at, n) => {
+    const target = edited(base, at, n);
+    const { rec, wire, out } = roundTrip(base, target);
+    expect(rec.kind).toBe('delta');
+    expect(Buffer.isBuffer(out) && out.equals(target)).toBe(true);
+    expect(wire).toBeLessThanOrEqual(53 + n);
+  });
+
+  it('rebuilds a chunk that grew or shrank (an insertion or a deletion inside it)', () => {
+    const grown = Buffer.concat([base.subarray(0, 20_000), seeded(3000, 9), base.subarray(20_000)]);
+    const shrunk = Buffer.concat([base.subarray(0, 20_000), base.subarray(25_000)]);
+    for (const target of [grown, shrunk]) {
+      const { rec, out } = roundTrip(base, target);
+      expect(rec.kind).toBe('delta');
+      expect((out as Buffer).equals(target)).toBe(true);
+    }
+    // Prefix and suffix never overlap in the target; they may copy the same bytes of the base.
+    const once = base.subarray(0, 100);
+    const twice = Buffer.concat([once, once]);
+    expect(computeDelta(once, twice)).toEqual({ prefix: 100, prefixFrom: 0, suffix: 100, suffixFrom: 0 });
+    const { out } = roundTrip(Buffer.from(once), twice);
+    expect((out as Buffer).equals(twice)).toBe(true);
+  });
+
+  it('finds a chunk whose boundaries moved inside the old ones (in place, at the offset the receiver names)', () => {
+    // Old chunks A ‖ B; an edit moved a boundary, so the new chunk starts inside A and ends inside B.
+    const ab = seeded(120_000, 3);
+    const start = 50_000;
+    const target = edited(ab.subarray(start, start + 60_000), 30_000, 2000);
+    const id = blake3Hex(target);
+    expect(computeDelta(ab, target, 0)).toMatchObject({ prefix: 0, suffix: 0 }); // no common end without the offset
+    const d = computeDelta(ab, target, start);
+    expect(d).toEqual({ prefix: 30_000, prefixFrom: start, suffix: 28_000, suffixFrom: start + 32_000 });
+    const wire = Buffer.concat(encodeDeltaRecord(id, target, ab, start));
+    expect(wire.length).toBe(53 + 2000);
+    const rec = new DeltaDecoder([id], target.length).push(wire)[0] as Extract<DeltaRecord, { kind: 'delta' }>;
+    expect((rebuildChunk(ab, rec, target.length) as Buffer).equals(target)).toBe(true);
+    // An offset beyond the base is ignored, not trusted.
+    expect(computeDelta(ab, target, 10_000_000)).toMatchObject({ prefix: 0, suffix: 0 });
+  });
+
+  it('sends the whole chunk when the base shares (almost) nothing, or the sender lacks the base', () => {
+    const other = seeded(70_000, 2);
+    const a = roundTrip(base, other);
+    expect(a.rec.kind).toBe('whole');
+    expect((a.out as Buffer).equals(other)).toBe(true);
+    const b = roundTrip(undefined, edited(base, 10, 10));
+    expect(b.rec.kind).toBe('whole');
+  });
+
+  it('says when the sender lacks the target', () => {
+    const id = 'ab'.repeat(32);
+    const wire = Buffer.concat(encodeDeltaRecord(id, undefined, base));
+    const dec = new DeltaDecoder([id], 1000);
+    expect(dec.push(wire)).toEqual([{ target: id, kind: 'absent' }]);
+    dec.finish();
+  });
+
+  describe('a lying or broken sender is refused', () => {
+    const target = edited(base, 30_000, 4096);
+    const id = blake3Hex(target);
+    const good = Buffer.concat(encodeDeltaRecord(id, target, base));
+    const decode = (wire: Buffer, max = target.length, ids = [id]) => {
+      const dec = new DeltaDecoder(ids, max);
+      const recs = dec.push(wire);
+      dec.finish();
+      return recs;
+    };
+    const refused = (f: () => unknown): DepotsyncError => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof DepotsyncError) return e;
+        throw e;
+      }
+      throw new Error('expected a refusal');
+    };
+
+    it('a wrong middle byte rebuilds bytes that do not hash to the id', () => {
+      const bad = Buffer.from(good);
+      bad[bad.length - 1] ^= 1;
+      const rec = decode(bad)[0] as Extract<DeltaRecord, { kind: 'delta' }>;
+      const out = rebuildChunk(base, rec, target.length) as Buffer;
+      expect(blake3Hex(out)).not.toBe(id);
+    });
+
+    it('lengths that do not add up to the chunk, or reach past the base, are refused by the rebuild', () => {
+      const rec = decode(good)[0] as Extract<DeltaRecord, { kind: 'delta' }>;
+      expect(rebuildChunk(base, { ...rec, prefix: rec.prefix + 1 }, target.length)).toMatch(/is not the chunk's length/);
+      expect(rebuildChunk(base.subarray(0, 1000), rec, target.length)).toMatch(/reaches past the base's 1000 bytes/);
+      expect(rebuildChunk(base, { ...rec, suffixFrom: base.length - 10 }, target.length)).toMatch(/suffix .* reaches past the base's 70000 bytes/);
+      expect(rebuildChunk(base, { ...rec, prefixFrom: 0xffffffff }, target.length)).toMatch(/prefix .* reaches past/);
+    });
+
+    it.each([
+      ['prefix', 33],
+      ['suffix', 41],
+      ['middle length', 49],
+    ])('a %s beyond the largest chunk is refused before anything is buffered', (field, at) => {
+      const bad = Buffer.from(good);
+      bad.writeUInt32BE(0xfffffff0, at);
+      const e = refused(() => decode(bad));
+      expect(e.code).toBe('too-large');
+      expect(e.message).toContain(`declares ${field} ${0xfffffff0}`);
+    });
+
+    it('a sum of lengths beyond the largest chunk is refused', () => {
+      const bad = Buffer.from(good);
+      bad.writeUInt32BE(target.length, 33);
+      bad.writeUInt32BE(target.length, 41);
+      expect(refused(() => decode(bad)).message).toContain('prefix + suffix + middle');
+    });
+
+    it('records for ids not asked for, unknown kinds, extra records and cut streams are refused', () => {
+      expect(refused(() => decode(good, target.length, ['00'.repeat(32)])).message).toMatch(/record 0 is chunk .*, expected 0000/);
+      const kind = Buffer.from(good);
+      kind[32] = 7;
+      expect(refused(() => decode(kind)).message).toContain('unknown kind 7');
+      expect(refused(() => decode(Buffer.concat([good, good]))).message).toContain('more records than the 1 pairs requested');
+      const cut = refused(() => decode(good.subarray(0, good.length - 1)));
+      expect(cut.code).toBe('truncated');
+      const whole = Buffer.concat(encodeDeltaRecord(id, target, undefined));
+      expect(refused(() => decode(whole, 100)).code).toBe('too-large');
+    });
+  });
+
+  describe('request', () => {
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+
+    it('round-trips and stays within the body limit at the pair limit', () => {
+      const pairs = Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs }, () => ({ bases: [a, a, a, a], offset: 0xffffffff, target: b }));
+      const body = encodeDeltaRequest(pairs);
+      expect(body.length).toBeLessThanOrEqual(CHUNK_DELTA_LIMITS.maxRequestBytes);
+      expect(parseDeltaRequest(body)).toEqual(pairs);
+    });
+
+    it.each([
+      ['not JSON', '{', 'bad-json', /not JSON/],
+      ['not an object', '[]', 'bad-input', /expected \{"pairs"/],
+      ['an unknown field', JSON.stringify({ pairs: [], more: 1 }), 'bad-input', /unknown field "more"/],
+      ['a bad id', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: 'B'.repeat(64) }] }), 'bad-input', /pairs\[0\]\.target is not a chunk id/],
+      ['a bad base id', JSON.stringify({ pairs: [{ bases: [a, 'x'], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases\[1\] is not a chunk id/],
+      ['no bases', JSON.stringify({ pairs: [{ bases: [], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases is not a list of 1 to 4 chunk ids/],
+      ['too many bases', JSON.stringify({ pairs: [{ bases: [a, a, a, a, a], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases is not a list of 1 to 4/],
+      ['a pair with extra fields', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: b, x: 1 }] }), 'bad-input', /pairs\[0\] has unknown field "x"/],
+      ['a missing offset', JSON.stringify({ pairs: [{ bases: [a], target: b }] }), 'bad-input', /pairs\[0\]\.offset is not an integer/],
+      ['a negative offset', JSON.stringify({ pairs: [{ bases: [a], offset: -1, target: b }] }), 'bad-input', /pairs\[0\]\.offset is not an integer/],
+      ['too many pairs', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: b }, { bases: [a], offset: 0, target: b }] }), 'too-large', /2 pairs, limit 1/],
+    ])('refuses %s', (_n, body, code, message) => {
+      try {
+        parseDeltaRequest(Buffer.from(body), 1);
+        expect.unreachable();
+      } catch (e) {
+        expect(isDepotsyncError(e, code as never)).toBe(true);
+        expect((e as Error).message).toMatch(message);
+      }
+    });
+  });
+});
+
+describe('POST /v1/chunks/delta (read API)', () => {
+  const base = seeded(50_000, 5);
+  const target = edited(base, 20_000, 2000);
+  const other = seeded(40_000, 6);
+  const chunks = new Map([base, target, other].map((c) => [blake3Hex(c), c]));
+  const [baseId, targetId, otherId] = [...chunks.keys()] as [string, string, string];
+  const source: ReadApiSource = {
+    metadata: () => undefined,
+    target: () => undefined,
+    revocations: () => undefined,
+    chunks: {
+      has: (id) => chunks.has(id),
+      get: async (id) => {
+        const c = chunks.get(id);
+        if (!c) throw new DepotsyncError('not-found', `chunk ${id} not found`);
+        return c;
+      },
+    },
+  };
+  const app = new Hono<ServeEnv>();
+  app.onError(errorHandler(silentLogger()));
+  app.route('/', readRoutes(source, silentLogger()));
+  const post = (body: string | Buffer) => app.request('/v1/chunks/delta', { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/json' } });
+
+  it('answers each pair in order: a delta, the whole chunk when a base is unknown, absent when the target is', async () => {
+    const unknown = 'c'.repeat(64);
+    const pairs = [
+      { bases: [baseId], offset: 0, target: targetId },
+      { bases: [baseId, unknown], offset: 0, target: otherId },
+      { bases: [baseId], offset: 0, target: unknown },
+    ];
+    const r = await post(encodeDeltaRequest(pairs));
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe(DELTA_CONTENT_TYPE);
+    const wire = Buffer.from(await r.arrayBuffer());
+    const recs = new DeltaDecoder(pairs.map((p) => p.target), 50_000).push(wire);
+    expect(recs.map((x) => x.kind)).toEqual(['delta', 'whole', 'absent']);
+    expect((rebuildChunk(base, recs[0] as Extract<DeltaRecord, { kind: 'delta' }>, target.length) as Buffer).equals(target)).toBe(true);
+    expect(wire.length).toBe(53 + 2000 + 37 + 40_000 + 33);
+  });
+
+  it('answers 400 to a bad request and 413 to one above the limits', async () => {
+    expect((await post('{"pairs":[1]}')).status).toBe(400);
+    const many = encodeDeltaRequest(Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs + 1 }, () => ({ bases: [baseId], offset: 0, target: targetId })));
+    expect((await post(many)).status).toBe(413);
+  });
+});
