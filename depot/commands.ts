@@ -1,16 +1,32 @@
 import { optionalString, requireString } from '../src/cli/args.js';
 import type { Command } from '../src/cli/command.js';
-import { DepotsyncError } from '../src/errors.js';
+import { DepotsyncError, isDepotsyncError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { openDepot, type OpenDepotOptions } from './depot.js';
 import { initDepot } from './init.js';
 import type { SyncResult } from './sync/engine.js';
 
-/** `depot sync`: one sync now (ignoring the window), single flight with any running `depot serve`. */
-export async function runDepotSync(dir: string, opts: { logger: Logger } & Partial<OpenDepotOptions>): Promise<SyncResult> {
+/**
+ * `depot sync`: one sync now (ignoring the window), single flight with any running `depot serve`. When
+ * that serve is syncing already (distribute now starts one within a second of a publish), this waits for
+ * it and then runs its own, which finds what the other left to do: the command always ends with a sync
+ * that started after it was asked for.
+ */
+export async function runDepotSync(dir: string, opts: { logger: Logger; waitMs?: number; pollMs?: number } & Partial<OpenDepotOptions>): Promise<SyncResult> {
   const depot = openDepot(dir, opts);
+  const deadline = Date.now() + (opts.waitMs ?? 30 * 60_000);
+  let told = false;
   try {
-    return await depot.engine.sync();
+    for (;;) {
+      try {
+        return await depot.engine.sync();
+      } catch (e) {
+        if (!isDepotsyncError(e, 'conflict') || Date.now() >= deadline) throw e;
+        if (!told) opts.logger.warn({ reason: (e as Error).message }, 'waiting for the sync already running on this depot');
+        told = true;
+        await new Promise((r) => setTimeout(r, opts.pollMs ?? 250));
+      }
+    }
   } finally {
     await depot.close();
   }

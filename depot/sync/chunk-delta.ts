@@ -157,6 +157,9 @@ export interface ChunkDeltaDeps extends ChunkSinkDeps {
   upstream: HttpClient;
 }
 
+/** Records whose base chunks are read ahead of the one being rebuilt. */
+const BASE_READ_AHEAD = 8;
+
 /** Errors that stop the sync: the depot cannot store, or the upstream refuses this depot. */
 function fatal(e: unknown): boolean {
   return e instanceof StoreFailure || (e instanceof DepotsyncError && (e.code === 'unauthorized' || e.code === 'forbidden'));
@@ -218,6 +221,23 @@ async function deltaBatch(
 ): Promise<void> {
   const origin = deps.upstream.baseUrl.origin;
   const maxChunk = batch.reduce((m, n) => Math.max(m, n.length), 0);
+  // Bases are read from the store BASE_READ_AHEAD records ahead of the one being rebuilt (records come
+  // in request order), so the disk and the network overlap; the first ones while the request is in flight.
+  const baseReads: Array<Promise<Buffer | string> | undefined> = [];
+  let nextRead = 0;
+  const readAhead = (index: number) => {
+    while (nextRead < Math.min(batch.length, index + BASE_READ_AHEAD + 1)) {
+      const n = batch[nextRead]!;
+      baseReads[nextRead++] = readBase(n.bases, read);
+    }
+  };
+  const baseAt = (index: number): Promise<Buffer | string> => {
+    readAhead(index);
+    const p = baseReads[index]!;
+    baseReads[index] = undefined;
+    return p;
+  };
+  readAhead(0);
   let res;
   try {
     res = await deps.upstream.request('POST', '/v1/chunks/delta', {
@@ -231,7 +251,7 @@ async function deltaBatch(
   } catch (e) {
     throw explainUpstream(e, origin);
   }
-  const byId = new Map(batch.map((n) => [n.id, n]));
+  let index = 0;
   const decoder = new DeltaDecoder(batch.map((n) => n.id), maxChunk, `chunk delta response from ${origin}`);
   const verified: ChunkInput[] = [];
   let verifiedBytes = 0;
@@ -248,17 +268,19 @@ async function deltaBatch(
       deps.counter.add(buf.length);
       if (deps.bandwidth) await deps.bandwidth.take(buf.length);
       for (const rec of decoder.push(buf)) {
-        const need = byId.get(rec.target)!;
+        const at = index++;
+        const need = batch[at]!; // the decoder holds records to the request's order
+        const base = baseAt(at);
         if (rec.kind === 'absent') continue; // the whole-chunk download asks again and reports it
         let data: Uint8Array;
         if (rec.kind === 'whole') data = rec.data;
         else {
-          const base = await readBase(need.bases, read);
-          if (typeof base === 'string') {
-            refuse(rec.target, base);
+          const b = await base;
+          if (typeof b === 'string') {
+            refuse(rec.target, b);
             continue;
           }
-          const out = rebuildChunk(base, rec, need.length);
+          const out = rebuildChunk(b, rec, need.length);
           if (typeof out === 'string') {
             refuse(rec.target, out);
             continue;

@@ -8,6 +8,8 @@ import { HttpClient } from '../../src/net/client.js';
 import { depotCommands, runDepotSync } from '../../depot/commands.js';
 import { initDepot } from '../../depot/init.js';
 import { depotLayout } from '../../depot/layout.js';
+import { DepotDb } from '../../depot/db/depot-db.js';
+import { SyncLock } from '../../depot/db/sync-lock.js';
 import { startDepotService } from '../../depot/service.js';
 import { depotStatus } from '../../depot/status.js';
 import { agentCredentials, randomBytesSeeded, startUpstream, type Upstream } from './fixture.js';
@@ -44,6 +46,27 @@ describe('depot init, enrollment, serve and the depot commands', () => {
     const status = await depotStatus(dir);
     expect(status).toMatchObject({ name: 'branch-a', servedGeneration: up.repo.generation, enrollment: 'approved', packages: 1, lastError: null });
     expect(status.store.chunks).toBeGreaterThan(0);
+  });
+
+  it('`depot sync` while another process syncs: waits for it, then runs its own sync (or gives up after its wait)', async () => {
+    up.tokens.add('tok-wait');
+    const dir = newDir();
+    await initDepot({ dir, masterUrl: up.url, fingerprint: up.fingerprint, token: 'tok-wait', name: 'branch-w', hosts: ['127.0.0.1'], listen: '127.0.0.1:0', log: silentLogger() });
+    // Another live process (our parent: alive, and not us) holds the lock, as a syncing `depot serve` would.
+    const db = DepotDb.open(depotLayout(dir).database, silentLogger());
+    const other = new SyncLock(db, { pid: process.ppid });
+    other.acquire();
+    const timedOut = await runDepotSync(dir, { logger: silentLogger(), now: up.clock.now, waitMs: 300, pollMs: 50 }).catch((e: unknown) => e);
+    expect(isDepotsyncError(timedOut, 'conflict')).toBe(true);
+    expect((timedOut as Error).message).toMatch(/another sync is running on this depot \(pid \d+/);
+    let finished = false;
+    const waiting = runDepotSync(dir, { logger: silentLogger(), now: up.clock.now, pollMs: 50 }).finally(() => (finished = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(finished).toBe(false); // still waiting for the other sync
+    other.release();
+    const s = await waiting;
+    expect(s.generation).toBe(up.repo.generation);
+    db.close();
   });
 
   it('refuses a master whose 1.root.json does not match the pinned fingerprint, and leaves nothing behind', async () => {
