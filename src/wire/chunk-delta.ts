@@ -4,6 +4,7 @@ import { DepotsyncError } from '../errors.js';
  * The `POST /v1/chunks/delta` wire format: a chunk sent as the difference from a base the receiver
  * already holds: the old chunks (1 to `maxBases`, concatenated in order) that covered the same region
  * of the same file. Several when an edit moved a chunk boundary, so the new chunk spans two old ones.
+ * On a 4 KiB edit this moves about 4 KiB instead of the ~64 KiB chunk around it.
  *
  * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …]}`, at
  * most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the edit
@@ -17,9 +18,10 @@ import { DepotsyncError } from '../errors.js';
  *             base[PF, PF + P) ‖ middle ‖ base[SF, SF + S), where base is the pair's bases concatenated.
  *             The sender tries the base's ends and the in-place position `offset` for each.
  * The sender answers with the whole chunk when it lacks a base or the two share fewer than
- * `minOverlapBytes` at their ends. The format carries no trust of its own: the receiver bounds every
- * length before buffering, checks P + S ≤ its base's length and P + S + M = the length its verified
- * manifest gives, rebuilds, and stores the result only if its BLAKE3 equals the target id.
+ * `minOverlapBytes`. The format carries no trust of its own: the receiver bounds every length before
+ * buffering (P, S, M and P + S + M ≤ the largest chunk asked for), checks PF + P and SF + S against its
+ * base's length and P + S + M against the length its verified manifest gives, rebuilds, and stores the
+ * result only if its BLAKE3 equals the target id.
  */
 export const DELTA_CONTENT_TYPE = 'application/vnd.depotsync.chunk-delta';
 

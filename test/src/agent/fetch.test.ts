@@ -326,6 +326,33 @@ describe('agent fetch: bad sources and faults', () => {
     expect(outEntries(a.outDir)).toEqual([]);
   });
 
+  it('a disk that returns other bytes than were written: the whole-file check refuses, no output', async () => {
+    resetFaults();
+    const a = newAgent();
+    const e = await failure(
+      a.fetch({
+        name: 'tool',
+        version: '1.0',
+        sources: [depot1.source()],
+        openSink: async (path, size) => {
+          const real = await openFileSink(path, size);
+          return {
+            ...real,
+            // Reads come back in blocks: flip one byte of the block that holds file offset 70,000.
+            async read(into, length, pos) {
+              const n = await real.read(into, length, pos);
+              if (pos <= 70_000 && 70_000 < pos + n) into[70_000 - pos] = (into[70_000 - pos]! ^ 0x40) & 0xff;
+              return n;
+            },
+          };
+        },
+      }),
+    );
+    expect(isDepotsyncError(e, 'corrupt')).toBe(true);
+    expect(e.message).toMatch(/assembled file .* bytes at offset \d+ do not match chunk/);
+    expect(outEntries(a.outDir)).toEqual([]);
+  });
+
   it('a revoked agent certificate: a clear error at once, no fallback', async () => {
     resetFaults();
     depot1.faults.revoked.add(id.serial);
