@@ -63,9 +63,9 @@ export function parseListen(text: string, what: string): { host: string; port: n
 export const masterCommands: Command[] = [
   {
     path: ['master', 'export'],
-    usage: 'master export --dir M --depot MACHINE --out FILE [--from GEN] [--valid 30d] [--json]',
+    usage: 'master export --dir M --depot MACHINE --out FILE [--from GEN] [--valid 30d] [--encrypt] [--json]',
     summary: 'write a signed offline bundle taking depot MACHINE from generation GEN (default: its last report) to the current one',
-    options: { ...dirOption, depot: { type: 'string' }, out: { type: 'string' }, from: { type: 'string' }, valid: { type: 'string' } },
+    options: { ...dirOption, depot: { type: 'string' }, out: { type: 'string' }, from: { type: 'string' }, valid: { type: 'string' }, encrypt: { type: 'boolean' } },
     run: async (c) => (await import('./offline/commands.js')).exportCommand(c),
   },
   {

@@ -33,6 +33,7 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
       out,
       from,
       validMs,
+      encrypt: c.values.encrypt === true,
       onProgress: (done, total) => {
         progress ??= createProgress('export', total);
         progress.update(done);
@@ -40,11 +41,12 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
     });
     progress?.finish();
     return {
-      json: { file: r.file, bytes: r.bytes, fromGeneration: r.fromGeneration, toGeneration: r.toGeneration, chunks: r.chunks, chunkBytes: r.chunkBytes, manifests: r.manifests, validUntil: r.validUntil },
+      json: { file: r.file, bytes: r.bytes, fromGeneration: r.fromGeneration, toGeneration: r.toGeneration, chunks: r.chunks, chunkBytes: r.chunkBytes, manifests: r.manifests, validUntil: r.validUntil, encryptedFor: r.encryptedFor },
       human:
         `bundle ${r.file}: ${formatBytes(r.bytes)} for depot ${depot}, generation ${r.fromGeneration} → ${r.toGeneration}` +
         `${r.base === 'last-report' ? ' (from its last status report)' : r.base === 'none' ? ' (full: no status report from it yet)' : ''}; ` +
-        `${r.chunks} chunks (${formatBytes(r.chunkBytes)}), ${r.manifests} manifests; valid until ${r.validUntil}`,
+        `${r.chunks} chunks (${formatBytes(r.chunkBytes)}), ${r.manifests} manifests; valid until ${r.validUntil}` +
+        `${r.encryptedFor ? `; encrypted for its certificate serial ${r.encryptedFor}` : ''}`,
     };
   });
 }

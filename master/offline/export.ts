@@ -2,6 +2,7 @@ import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { metadataDelta } from '../../src/tuf/repository.js';
 import { BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
+import { sealFor, type BundleSeal } from './seal.js';
 import { encodeValidityWindow, VALIDITY_WINDOW_FORMAT, VALIDITY_WINDOW_SECTION, VALIDITY_WINDOW_TYPE, type ValidityWindow } from '../../src/wire/validity-window.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
@@ -29,6 +30,10 @@ export interface ExportOptions {
   now?: () => Date;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   chunkSectionMaxBytes?: number;
+  /** `--encrypt`: seal the sections for the depot's certificate key on record (seal.ts). */
+  encrypt?: boolean;
+  /** Plaintext bytes per sealed block (default bundle-crypto.ts SEAL_DEFAULTS). */
+  sealBlockBytes?: number;
 }
 
 export interface ExportResult {
@@ -43,6 +48,8 @@ export interface ExportResult {
   validUntil: string;
   /** Where `fromGeneration` came from. */
   base: 'option' | 'last-report' | 'none';
+  /** Sealed for this certificate serial of the depot (`--encrypt`), else null. */
+  encryptedFor: string | null;
 }
 
 interface LiveRow {
@@ -78,6 +85,8 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   if (!Number.isSafeInteger(validMs) || validMs < 60_000 || validMs > EXPORT_DEFAULTS.maxValidMs) {
     throw new DepotsyncError('usage', `master export: --valid must be from 1m to 366d, got ${validMs} ms`);
   }
+  // Before any work: a depot with no certificate on record has no key to encrypt for.
+  const seal: BundleSeal | undefined = o.encrypt ? sealFor(machine, o.sealBlockBytes) : undefined;
 
   await refreshOnce(ctx, now);
   const to = currentGeneration(ctx.db);
@@ -159,8 +168,9 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     signers: [ctx.signers.timestamp],
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),
+    ...(seal ? { seal } : {}),
   });
-  recordAudit(ctx.db, { actor: o.actor ?? 'cli', action: 'offline.export', target: o.depot, detail: { from, to, bytes, chunks: chunks.length, validUntil } });
-  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, manifests, file: o.out }, 'offline bundle exported');
-  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, chunkBytes, manifests, metadataFiles, validUntil, base };
+  recordAudit(ctx.db, { actor: o.actor ?? 'cli', action: 'offline.export', target: o.depot, detail: { from, to, bytes, chunks: chunks.length, validUntil, encryptedFor: seal?.encryption.certificateSerial ?? null } });
+  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, manifests, file: o.out, encryptedFor: seal?.encryption.certificateSerial }, 'offline bundle exported');
+  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, chunkBytes, manifests, metadataFiles, validUntil, base, encryptedFor: seal?.encryption.certificateSerial ?? null };
 }

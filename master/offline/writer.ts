@@ -4,7 +4,9 @@ import { basename, dirname, join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
 import type { Signer } from '../../src/tuf/keys.js';
+import { headerAad, sealedLength, SectionSealer, type BundleEncryption } from '../../src/wire/bundle-crypto.js';
 import {
+  BUNDLE_FORMAT_VERSION_SEALED,
   CHUNK_RECORD_HEADER_BYTES,
   checkSectionName,
   encodeChunkRecordHeader,
@@ -47,6 +49,8 @@ export interface WriteBundleInput {
   signers: readonly Signer[];
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   chunkSectionMaxBytes?: number;
+  /** Seal every section (format version 2): the content key and its header entry (bundle-crypto.ts). */
+  seal?: { key: Buffer; encryption: BundleEncryption };
 }
 
 /** The buffers after the first `skip` bytes (a short writev continues where it stopped). */
@@ -104,8 +108,16 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
   const { sections, groups } = layoutSections(input.byteSections, input.chunks, input.chunkSectionMaxBytes ?? WRITER_DEFAULTS.chunkSectionMaxBytes);
   const sectionBytes = sections.reduce((n, s) => n + s.length, 0);
   const signed: BundleSigned = { ...input.head, sectionBytes, sections };
+  if (input.seal) {
+    signed.formatVersion = BUNDLE_FORMAT_VERSION_SEALED;
+    signed.encryption = input.seal.encryption;
+  }
   const header = encodeHeader(signed, input.signers);
-  const total = 16 + header.length + sectionBytes;
+  const blockBytes = input.seal?.encryption.blockBytes;
+  const storedBytes = blockBytes ? sections.reduce((n, s) => n + sealedLength(s.length, blockBytes), 0) : sectionBytes;
+  const total = 16 + header.length + storedBytes;
+  // Sealed: every section's plaintext goes through the sealer, bound to this header (its SHA-256 is the AAD).
+  const sealer = input.seal ? new SectionSealer(input.seal.key, headerAad(header), input.seal.encryption.blockBytes) : undefined;
   const tmp = join(dirname(input.out), `.${basename(input.out)}.${randomBytes(6).toString('hex')}.partial`);
   let fh;
   try {
@@ -137,9 +149,26 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
       pendingBytes += b.length;
       if (pendingBytes >= WRITER_DEFAULTS.writeBufferBytes || pending.length >= 512) await flush();
     };
-    await put(encodePreamble(header.length));
+    const sealed: Buffer[] = [];
+    const putPlain = async (b: Uint8Array) => {
+      if (!sealer) return put(b);
+      sealer.update(b, sealed);
+      for (const c of sealed) await put(c);
+      sealed.length = 0;
+    };
+    let section = 0;
+    const begin = () => sealer?.begin(section, sections[section]!.length);
+    const end = () => {
+      sealer?.end();
+      section++;
+    };
+    await put(encodePreamble(header.length, signed.formatVersion));
     await put(header);
-    for (const s of input.byteSections) await put(s.bytes);
+    for (const s of input.byteSections) {
+      begin();
+      await putPlain(s.bytes);
+      end();
+    }
     const all = groups.flat();
     if (all.length && !input.readChunk) throw new DepotsyncError('internal', 'bundle writer: chunks planned but no chunk reader');
     const reads: Array<Promise<Buffer>> = [];
@@ -151,14 +180,18 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
         reads.push(p);
       }
     };
-    for (const c of all) {
-      ahead();
-      const data = await reads.shift()!;
-      if (data.length !== c.length) {
-        throw new DepotsyncError('corrupt', `chunk ${c.id}: the store holds ${data.length} bytes, the manifest says ${c.length}`, { hint: 'run a scrub of the master store' });
+    for (const group of groups) {
+      begin();
+      for (const c of group) {
+        ahead();
+        const data = await reads.shift()!;
+        if (data.length !== c.length) {
+          throw new DepotsyncError('corrupt', `chunk ${c.id}: the store holds ${data.length} bytes, the manifest says ${c.length}`, { hint: 'run a scrub of the master store' });
+        }
+        await putPlain(encodeChunkRecordHeader(c.id, c.length));
+        await putPlain(data);
       }
-      await put(encodeChunkRecordHeader(c.id, c.length));
-      await put(data);
+      end();
     }
     await flush();
     if (done !== total) throw new DepotsyncError('internal', `bundle writer: wrote ${done} bytes, planned ${total}`);

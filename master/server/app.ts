@@ -22,6 +22,13 @@ import { masterReadSource } from './source.js';
 import { statusRoutes } from './status.js';
 import { renewRoutes } from './renew.js';
 
+/**
+ * How often a machine's last-seen time is written: every 5 minutes at most. Longer than the depots'
+ * one-minute status interval on purpose, so a report is not followed by a second commit (an fsync) for
+ * the touch; the status report itself records its own time.
+ */
+const LAST_SEEN_INTERVAL_MS = 5 * 60_000;
+
 export interface MasterAppDeps {
   ctx: MasterContext;
   /** Clock for certificate and record expiry (default: the database clock). */
@@ -31,7 +38,7 @@ export interface MasterAppDeps {
   /** Source address of a request (default: the TCP peer). Tests inject one. */
   addressOf?: AddressOf;
   readOptions?: Partial<ReadApiOptions>;
-  /** Record a machine's last-seen time at most this often. Default 30 s. */
+  /** Record a machine's last-seen time at most this often. Default 5 minutes (LAST_SEEN_INTERVAL_MS). */
   touchIntervalMs?: number;
   /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
   adminService?: AdminService;
@@ -92,7 +99,7 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   const authorize = masterAuthorize(ctx.db, now);
   const gate = mutualTls({ authorize, log, now });
   app.use('*', except(isPublicOrAdmin, gate));
-  app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? 30_000, clockMs, log })));
+  app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log })));
   app.route('/', readRoutes(source, log, readOptions));
   app.route('/', eventRoutes(deps.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' })), { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));

@@ -4,6 +4,7 @@ import type { MetadataKind } from '@tufjs/models';
 import { DepotsyncError } from '../errors.js';
 import { parseEnvelope, type Envelope } from '../tuf/envelope.js';
 import type { Signer } from '../tuf/keys.js';
+import { decodeEncryption, headerAad, sealedLength, type BundleEncryption } from './bundle-crypto.js';
 import { Fields } from './decode.js';
 
 /**
@@ -20,9 +21,16 @@ import { Fields } from './decode.js';
  * Integrity: a byte section's `sha256` is over its bytes. A chunk section's `sha256` is over its record
  * headers (id ‖ length, in order), and each record's data is committed by its id (BLAKE3), checked as it
  * is read; together they cover every byte while the exporter can sign the table before reading the chunks.
+ *
+ * Format version 2 is the same layout with every section stored sealed (AES-256-GCM blocks, the content
+ * key wrapped for the depot's certificate key: src/wire/bundle-crypto.ts, `master export --encrypt`);
+ * the table keeps plaintext offsets and lengths, and each section's stored place follows from them.
  */
 export const BUNDLE_MAGIC = Buffer.from('DSBUNDLE', 'latin1');
 export const BUNDLE_FORMAT_VERSION = 1;
+/** Sealed (encrypted) bundles: the header carries `encryption`. */
+export const BUNDLE_FORMAT_VERSION_SEALED = 2;
+const READABLE_VERSIONS: readonly number[] = [BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSION_SEALED];
 export const PREAMBLE_BYTES = 16;
 export const CHUNK_RECORD_HEADER_BYTES = 36;
 export const BUNDLE_TYPE = 'depotsync-bundle';
@@ -69,6 +77,14 @@ export interface BundleSigned {
   /** Bytes of all sections together (the file is PREAMBLE + H + this). */
   sectionBytes: number;
   sections: BundleSection[];
+  /** Format version 2 only: how the sections are sealed and for which certificate (bundle-crypto.ts). */
+  encryption?: BundleEncryption;
+}
+
+/** Where a section's bytes are in the file, from the end of the header (sealed sections are longer). */
+export interface StoredPlace {
+  offset: number;
+  length: number;
 }
 
 export interface DecodedHeader {
@@ -79,6 +95,10 @@ export interface DecodedHeader {
   /** Where the sections start in the file. */
   dataStart: number;
   totalBytes: number;
+  /** Each section's stored place, in table order (equal to offset/length unless sealed). */
+  stored: StoredPlace[];
+  /** Sealed bundles: the additional data of every block (SHA-256 of the header bytes). */
+  aad?: Buffer;
 }
 
 const SECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._+@-]{0,319}$/;
@@ -100,10 +120,10 @@ export function checkSectionName(name: string, what: string): string {
   return name;
 }
 
-export function encodePreamble(headerLength: number): Buffer {
+export function encodePreamble(headerLength: number, version: number = BUNDLE_FORMAT_VERSION): Buffer {
   const b = Buffer.alloc(PREAMBLE_BYTES);
   BUNDLE_MAGIC.copy(b, 0);
-  b.writeUInt32BE(BUNDLE_FORMAT_VERSION, 8);
+  b.writeUInt32BE(version, 8);
   b.writeUInt32BE(headerLength, 12);
   return b;
 }
@@ -114,8 +134,8 @@ export function decodePreamble(b: Uint8Array, what: string): number {
   const buf = Buffer.from(b.buffer, b.byteOffset, PREAMBLE_BYTES);
   if (!buf.subarray(0, 8).equals(BUNDLE_MAGIC)) throw bad(what, 'not a depotsync bundle (bad magic)');
   const version = buf.readUInt32BE(8);
-  if (version !== BUNDLE_FORMAT_VERSION) {
-    throw new DepotsyncError('bad-input', `${what}: bundle format version ${version}, this depotsync reads version ${BUNDLE_FORMAT_VERSION}`, {
+  if (!READABLE_VERSIONS.includes(version)) {
+    throw new DepotsyncError('bad-input', `${what}: bundle format version ${version}, this depotsync reads versions ${READABLE_VERSIONS.join(' and ')}`, {
       hint: 'export the bundle with the same depotsync version as the depot runs',
     });
   }
@@ -165,7 +185,7 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
   const f = Fields.of(`${what}: header`, envelope.signed);
   const signed: BundleSigned = {
     _type: BUNDLE_TYPE,
-    formatVersion: f.int('formatVersion', { min: 1, max: BUNDLE_FORMAT_VERSION }),
+    formatVersion: f.int('formatVersion', { min: 1, max: BUNDLE_FORMAT_VERSION_SEALED }),
     purpose: f.oneOf('purpose', ['update', 'enrollment'] as const),
     depot: f.string('depot', { pattern: MACHINE }),
     fromGeneration: f.int('fromGeneration'),
@@ -178,7 +198,13 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
     sections: [],
   };
   const rawSections = envelope.signed.sections;
+  const rawEncryption = envelope.signed.encryption;
   f.done();
+  // A sealed bundle says so twice (format version and `encryption`), so neither can be dropped alone.
+  if ((signed.formatVersion === BUNDLE_FORMAT_VERSION_SEALED) !== (rawEncryption !== undefined)) {
+    throw bad(what, `header: format version ${signed.formatVersion} ${rawEncryption === undefined ? 'without' : 'with'} an encryption entry`);
+  }
+  if (rawEncryption !== undefined) signed.encryption = decodeEncryption(rawEncryption, `${what}: header encryption`);
   if (!Array.isArray(rawSections)) throw bad(what, 'header: sections must be a list');
   if (rawSections.length > BUNDLE_LIMITS.sectionsMax) throw bad(what, `header: ${rawSections.length} sections, above ${BUNDLE_LIMITS.sectionsMax}`, 'too-large');
   let at = 0;
@@ -212,10 +238,17 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
   if (at !== signed.sectionBytes) throw bad(what, `sections add up to ${at} bytes, the header says ${signed.sectionBytes}`);
   if (Date.parse(signed.validUntil) <= Date.parse(signed.issuedAt)) throw bad(what, `validUntil ${signed.validUntil} is not after issuedAt ${signed.issuedAt}`);
   const dataStart = PREAMBLE_BYTES + header.length;
-  const totalBytes = dataStart + signed.sectionBytes;
+  const stored: StoredPlace[] = [];
+  let storedAt = 0;
+  for (const s of signed.sections) {
+    const length = signed.encryption ? sealedLength(s.length, signed.encryption.blockBytes) : s.length;
+    stored.push({ offset: storedAt, length });
+    storedAt += length;
+  }
+  const totalBytes = dataStart + storedAt;
   if (fileBytes !== undefined) {
     if (fileBytes < totalBytes) throw bad(what, `the table of contents declares ${totalBytes} bytes, the file holds ${fileBytes}`, 'truncated');
     if (fileBytes > totalBytes) throw bad(what, `${fileBytes - totalBytes} bytes follow the last section`);
   }
-  return { signed, envelope, headerBytes: header.length, dataStart, totalBytes };
+  return { signed, envelope, headerBytes: header.length, dataStart, totalBytes, stored, ...(signed.encryption ? { aad: headerAad(header) } : {}) };
 }
