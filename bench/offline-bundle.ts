@@ -5,7 +5,9 @@
  *  2. import of that bundle (`depotsync depot import`: verify, store, switch; durable) vs `tar -xf` into
  *     a folder followed by `sync`; the importing process's peak RSS;
  *  3. a delta bundle after 100 scattered 4 KiB edits: its bytes vs the bytes an online delta sync of
- *     the same change receives (`depotsync depot sync` against `depotsync master serve`).
+ *     the same change receives (`depotsync depot sync` against `depotsync master serve`);
+ *  4. export and import of the same full bundle with `--encrypt` (AES-256-GCM sealed for a second
+ *     air-gapped depot's certificate key) vs the plain ones measured in 1 and 2.
  * Every depotsync step runs as its own process through the built CLI, as an operator would run it.
  *
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/offline-bundle.js
@@ -106,6 +108,10 @@ async function main(): Promise<void> {
     const req = cli(['depot', 'init', '--dir', S, '--offline', '--fingerprint', fp, '--root', join(M, '1.root.json'), '--name', 'ship']).json;
     cli(['master', 'approve', '--dir', M, '--request', req.request, '--out', join(root, 'reply.bundle')]);
     cli(['depot', 'import', '--dir', S, join(root, 'reply.bundle')]);
+    const E = join(root, 'sealed');
+    const reqE = cli(['depot', 'init', '--dir', E, '--offline', '--fingerprint', fp, '--root', join(M, '1.root.json'), '--name', 'sealed']).json;
+    cli(['master', 'approve', '--dir', M, '--request', reqE.request, '--out', join(root, 'reply-sealed.bundle')]);
+    cli(['depot', 'import', '--dir', E, join(root, 'reply-sealed.bundle')]);
 
     // 1. export vs tar -cf
     execFileSync('sync');
@@ -118,6 +124,13 @@ async function main(): Promise<void> {
     mkdirSync(join(root, 'untar'));
     const tarX = timed('sh', ['-c', `tar -xf ${join(root, 'full.tar')} -C ${join(root, 'untar')} && sync`]);
     const bundleBytes = statSync(join(root, 'full.bundle')).size;
+
+    // 4. the same with --encrypt, into a fresh depot
+    execFileSync('sync');
+    const expE = cli(['master', 'export', '--dir', M, '--depot', 'sealed', '--out', join(root, 'sealed.bundle'), '--encrypt']);
+    const impE = cliRss(['depot', 'import', '--dir', E, join(root, 'sealed.bundle')]);
+    if (impE.json.generation !== 2) throw new Error(`encrypted import reached generation ${impE.json.generation}`);
+    const sealedBytes = statSync(join(root, 'sealed.bundle')).size;
 
     // 3. delta: an online depot at generation 2, then 100 scattered 4 KiB edits published as 1.1.
     const port = await freePort();
@@ -141,6 +154,9 @@ async function main(): Promise<void> {
       `| import full bundle (verify, store, switch; durable) | ${s(imp.ms)} s (${mbps(BYTES, imp.ms)} MiB/s) | tar -xf + sync ${s(tarX)} s | ${(tarX / imp.ms).toFixed(2)} × (≥ 0.8) |`,
       `| bundle bytes vs package bytes | ${bundleBytes} | ${BYTES} | ${(bundleBytes / BYTES).toFixed(4)} × (≤ 1.01) |`,
       `| import peak RSS | ${(imp.maxRssKiB / 1024).toFixed(0)} MiB | | (< 250 MiB) |`,
+      `| export full bundle --encrypt (durable) | ${s(expE.ms)} s (${mbps(BYTES, expE.ms)} MiB/s) | plain export ${s(exp.ms)} s | ${(exp.ms / expE.ms).toFixed(2)} × plain |`,
+      `| import full bundle --encrypt (decrypt, verify, store, switch; durable) | ${s(impE.ms)} s (${mbps(BYTES, impE.ms)} MiB/s), peak RSS ${(impE.maxRssKiB / 1024).toFixed(0)} MiB | plain import ${s(imp.ms)} s | ${(imp.ms / impE.ms).toFixed(2)} × plain |`,
+      `| encrypted bundle bytes vs plain bundle bytes | ${sealedBytes} | ${bundleBytes} | ${(sealedBytes / bundleBytes).toFixed(5)} × |`,
       `| delta bundle, 100 × 4 KiB edits (${pub2.newChunks} new chunks, ${pub2.newBytes} new bytes) | ${delta.json.bytes} bytes | online delta sync ${online.bytesFetched} bytes | ${(delta.json.bytes / online.bytesFetched).toFixed(3)} × (≤ 1.0) |`,
     ];
     if (RSS_BYTES > 0) {

@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
+import { unwrapKey } from '../../src/pki/key-wrap.js';
+import { SEAL_LIMITS, wrappedKeyBytes, type BundleEncryption } from '../../src/wire/bundle-crypto.js';
 import {
   bad,
   BUNDLE_LIMITS,
@@ -12,20 +14,12 @@ import {
   type BundleSection,
   type DecodedHeader,
   type SectionKind,
+  type StoredPlace,
 } from '../../src/wire/bundle.js';
+import { PlainCursor, readAt, SealedCursor, type SectionCursor } from './section-cursor.js';
 
 /** Bytes read per call while streaming chunk sections. */
 export const READ_BLOCK_BYTES = 4 * 1024 * 1024;
-
-async function readAt(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
-  let got = 0;
-  while (got < buf.length) {
-    const { bytesRead } = await fh.read(buf, got, buf.length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got;
-}
 
 export interface ChunkRecord {
   id: string;
@@ -44,9 +38,15 @@ export interface ChunkRecord {
  * the header (capped, schema, layout, size against the file) but trusts nothing: the caller verifies
  * the signatures. Byte sections are read by position and checked against the table's SHA-256; chunk
  * sections are streamed front to back in large reads, with memory bounded by the read size.
+ *
+ * A sealed bundle (format version 2, `master export --encrypt`) is read the same way once `unlock`
+ * unwrapped its content key with this depot's machine key: every block is authenticated (AES-256-GCM)
+ * and decrypted before its bytes are used, and the table's SHA-256 checks run on the plaintext as usual.
  */
 export class BundleFile {
   private readonly index = new Map<string, BundleSection>();
+  private readonly position = new Map<BundleSection, number>();
+  private contentKey: Buffer | undefined;
 
   private constructor(
     readonly path: string,
@@ -57,6 +57,7 @@ export class BundleFile {
       const key = `${s.kind}/${s.name}`;
       if (this.index.has(key)) throw bad(this.what, `section ${s.kind} ${s.name} appears twice`);
       this.index.set(key, s);
+      this.position.set(s, this.position.size);
     }
   }
 
@@ -76,12 +77,15 @@ export class BundleFile {
       const size = (await fh.stat()).size;
       const pre = Buffer.alloc(PREAMBLE_BYTES);
       decodePreamble(pre.subarray(0, await readAt(fh, pre, 0)), what);
+      const version = pre.readUInt32BE(8);
       const h = pre.readUInt32BE(12);
       // Threat: a header length larger than the file (a truncated copy, or a lie): refuse before allocating.
       if (PREAMBLE_BYTES + h > size) throw bad(what, `the header declares ${h} bytes, the file holds ${size - PREAMBLE_BYTES} after the preamble`, 'truncated');
       const header = Buffer.alloc(h);
       if ((await readAt(fh, header, PREAMBLE_BYTES)) !== h) throw bad(what, 'the header is cut short', 'truncated');
-      return new BundleFile(path, fh, decodeHeader(header, what, size));
+      const decoded = decodeHeader(header, what, size);
+      if (decoded.signed.formatVersion !== version) throw bad(what, `the preamble says format version ${version}, the header ${decoded.signed.formatVersion}`);
+      return new BundleFile(path, fh, decoded);
     } catch (e) {
       await fh.close();
       throw e;
@@ -90,6 +94,37 @@ export class BundleFile {
 
   async close(): Promise<void> {
     await this.fh.close();
+  }
+
+  /** How the sections are sealed (format version 2), or undefined for a plain bundle. */
+  get encryption(): BundleEncryption | undefined {
+    return this.header.signed.encryption;
+  }
+
+  /**
+   * A sealed bundle: unwrap its content key with the private key of this depot's certificate (the one
+   * the header names: the caller checks the serial first, for a clear message). A plain one: no-op.
+   */
+  unlock(keyPem: string): void {
+    const e = this.encryption;
+    if (!e) return;
+    this.contentKey = unwrapKey(wrappedKeyBytes(e), keyPem, `${this.what}: content key (wrapped for certificate serial ${e.certificateSerial})`, SEAL_LIMITS.keyBytes);
+  }
+
+  /** Where a section's bytes are stored in the file (absolute offset and stored length). */
+  storedPlace(s: BundleSection): StoredPlace {
+    const i = this.position.get(s);
+    const p = i === undefined ? undefined : this.header.stored[i];
+    if (!p) throw new DepotsyncError('internal', `${this.what}: section ${s.name} is not in its table`);
+    return { offset: this.header.dataStart + p.offset, length: p.length };
+  }
+
+  private cursor(s: BundleSection, readBytes: number): SectionCursor {
+    const place = { fh: this.fh, base: this.storedPlace(s).offset, length: s.length, what: `${this.what}: section ${s.name}`, readBytes };
+    const e = this.encryption;
+    if (!e) return new PlainCursor(place);
+    if (!this.contentKey) throw new DepotsyncError('internal', `${this.what} is encrypted and was not unlocked before reading section ${s.name}`);
+    return new SealedCursor(place, { key: this.contentKey, aad: this.header.aad!, blockBytes: e.blockBytes, section: this.position.get(s)! });
   }
 
   section(kind: SectionKind, name: string): BundleSection | undefined {
@@ -103,9 +138,14 @@ export class BundleFile {
   /** A byte section's bytes, checked against the signed table (length and SHA-256, constant time). */
   async readSection(s: BundleSection): Promise<Buffer> {
     if (s.kind === 'chunks') throw new DepotsyncError('internal', `readSection: ${s.name} is a chunk section`);
-    const buf = Buffer.alloc(s.length);
-    const got = await readAt(this.fh, buf, this.header.dataStart + s.offset);
-    if (got !== s.length) throw bad(this.what, `section ${s.name} is cut short (${got} of ${s.length} bytes)`, 'truncated');
+    let buf: Buffer;
+    if (this.encryption) {
+      buf = s.length ? await this.cursor(s, s.length).take(s.length) : Buffer.alloc(0);
+    } else {
+      buf = Buffer.alloc(s.length);
+      const got = await readAt(this.fh, buf, this.header.dataStart + s.offset);
+      if (got !== s.length) throw bad(this.what, `section ${s.name} is cut short (${got} of ${s.length} bytes)`, 'truncated');
+    }
     const digest = createHash('sha256').update(buf).digest();
     // Threat: a section altered after signing (tampering, a damaged disk): its hash is in the signed table.
     if (!timingSafeEqual(digest, Buffer.from(s.sha256, 'hex'))) {
@@ -123,32 +163,11 @@ export class BundleFile {
    * must match the signed table, else 'corrupt'.
    */
   async *chunkRecords(s: BundleSection, want: (id: string) => boolean): AsyncGenerator<ChunkRecord> {
-    const start = this.header.dataStart + s.offset;
-    const end = start + s.length;
-    let pos = start;
-    let block = Buffer.allocUnsafe(READ_BLOCK_BYTES);
-    let buf = block.subarray(0, 0);
-    let bufStart = start;
-    const take = async (n: number): Promise<Buffer> => {
-      const off = pos - bufStart;
-      if (off >= 0 && off + n <= buf.length) {
-        pos += n;
-        return buf.subarray(off, off + n);
-      }
-      if (pos + n > end) throw bad(this.what, `chunk section ${s.name}: a record runs past the section's end`);
-      if (n > block.length) block = Buffer.allocUnsafe(n); // a chunk larger than a read block (rare)
-      const b = block.subarray(0, Math.min(block.length, end - pos));
-      const got = await readAt(this.fh, b, pos);
-      if (got < n) throw bad(this.what, `chunk section ${s.name} is cut short at byte ${pos + got}`, 'truncated');
-      buf = b.subarray(0, got);
-      bufStart = pos;
-      pos += n;
-      return buf.subarray(0, n);
-    };
+    const c = this.cursor(s, READ_BLOCK_BYTES);
     const hash = new RecordHeaderHash();
     let count = 0;
-    while (pos < end) {
-      const head = await take(CHUNK_RECORD_HEADER_BYTES);
+    while (c.pos < s.length) {
+      const head = await c.take(CHUNK_RECORD_HEADER_BYTES);
       hash.update(head);
       const id = head.toString('hex', 0, 32);
       const length = head.readUInt32BE(32);
@@ -156,10 +175,9 @@ export class BundleFile {
       if (count > (s.chunks ?? 0)) throw bad(this.what, `chunk section ${s.name} holds more than the ${s.chunks} records its table entry declares`);
       if (length === 0 || length > BUNDLE_LIMITS.chunkMaxBytes) throw bad(this.what, `chunk section ${s.name}: record ${count} declares ${length} bytes`);
       if (want(id)) {
-        yield { id, data: await take(length), recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
+        yield { id, data: await c.take(length), recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
       } else {
-        if (pos + length > end) throw bad(this.what, `chunk section ${s.name}: a record runs past the section's end`);
-        pos += length;
+        c.skip(length);
         yield { id, recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
       }
     }

@@ -1,5 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { certificateInfo } from '../../src/pki/cert-info.js';
 import { loadDepotConfig } from '../config.js';
 import { openDepot, type Depot, type OpenDepotOptions } from '../depot.js';
 import { depotLayout } from '../layout.js';
@@ -53,7 +54,8 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
     const s = file.header.signed;
     // Threat: a bundle or reply made for another depot (its window and identity are not ours to use).
     if (s.depot !== config.name) {
-      throw new DepotsyncError('forbidden', `${file.what} is for depot ${s.depot}, this depot is ${config.name}`, {
+      const sealed = s.encryption ? ` (encrypted for its certificate serial ${s.encryption.certificateSerial})` : '';
+      throw new DepotsyncError('forbidden', `${file.what} is for depot ${s.depot}${sealed}, this depot is ${config.name}`, {
         hint: `export a bundle for ${config.name} (depotsync master export --depot ${config.name})`,
       });
     }
@@ -70,6 +72,23 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
   } finally {
     await file.close();
   }
+}
+
+/**
+ * An encrypted bundle (issue 7 item 6): it names the certificate serial whose key its content key is
+ * wrapped for; it must be this depot's current certificate, whose private key unwraps it. Nothing of
+ * the bundle beyond its plaintext header is read before this.
+ */
+export function unlockForDepot(file: BundleFile, depot: Pick<Depot, 'creds' | 'config'>): void {
+  const e = file.encryption;
+  if (!e) return;
+  const mine = certificateInfo(depot.creds.certPem).serial;
+  if (mine !== e.certificateSerial) {
+    throw new DepotsyncError('forbidden', `${file.what} is encrypted for depot ${file.header.signed.depot}'s certificate serial ${e.certificateSerial}; this depot's certificate is serial ${mine}, whose key cannot decrypt it`, {
+      hint: `the depot's certificate changed since the export; export the bundle again (depotsync master export --depot ${depot.config.name} --encrypt), which encrypts for the certificate on record`,
+    });
+  }
+  file.unlock(depot.creds.keyPem);
 }
 
 /** Freshness, rollback and base checks of an update bundle, with messages that say what to do. */
@@ -101,6 +120,7 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const s = file.header.signed;
   const root = depot.db.trustedLoad('root');
   if (!root) throw new DepotsyncError('not-found', `depot ${depot.layout.dir}: no trusted root`, { hint: 'run depotsync depot init first' });
+  unlockForDepot(file, depot);
   const signedBy = await verifyBundleSignature(file, root);
   checkUpdate(file, depot, now());
   const windowJson = await readBundleWindow(file, signedBy);

@@ -64,13 +64,14 @@ export class ChunkIndex {
   private readonly sPackAdd: Database.Statement<[number, number, number, number]>;
   private readonly sPacks: Database.Statement<[], PackRow>;
 
-  constructor(path: string) {
+  constructor(path: string, opts: { durable: boolean } = { durable: true }) {
     try {
       this.db = new Database(path, { timeout: 1000 });
       this.db.pragma('journal_mode = WAL');
       // Set on every open: better-sqlite3 reopening a WAL database starts at NORMAL, which can lose
       // the last commits on power loss; an index commit must be as durable as the pack fsync before it.
-      this.db.pragma('synchronous = FULL');
+      // A store that is not durable (a verified cache) keeps NORMAL: never corrupt, may lose the last commits.
+      this.db.pragma(opts.durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
       // 64 MiB of page cache (default 2 MiB): random 32-byte keys touch index pages all over the
       // B-tree, ~55 MB per million chunks.
       this.db.pragma('cache_size = -65536');

@@ -160,7 +160,7 @@ export class ChunkStore {
     } catch (e) {
       throw fromSystemError(e, `chunk store ${this.root}`);
     }
-    this.index = new ChunkIndex(join(this.root, 'index.sqlite'));
+    this.index = new ChunkIndex(join(this.root, 'index.sqlite'), { durable: this.opts.durable });
     this.packs = new PackFiles(packDir, opts.maxOpenPacks);
     this.lock = new WriteLock(this.index.db, opts.lockTimeoutMs, `chunk store ${this.root}`);
     this.checkPacks();
@@ -278,8 +278,8 @@ export class ChunkStore {
       rows.push({ key: r.key, offset, length: r.data.length });
       offset += RECORD_HEADER_BYTES + r.data.length;
     }
-    const size = await appendDurably(this.packs.path(pack), !reuse, reuse ? start : 0, buffers);
-    if (!reuse) await fsyncDir(this.packs.dir).catch((e: unknown) => Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)));
+    const size = await appendDurably(this.packs.path(pack), !reuse, reuse ? start : 0, buffers, this.opts.durable);
+    if (!reuse && this.opts.durable) await fsyncDir(this.packs.dir).catch((e: unknown) => Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)));
     return { pack, size, rows, grewBytes: size - (reuse ? start : 0) };
   }
 

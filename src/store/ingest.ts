@@ -73,19 +73,20 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
 }
 
 /**
- * The ingest pipeline (issue 2). Measured with `node dist/bench/ingest.js` (1 GiB random file; see
- * bench/README.md for the figures and the load they were taken under). Before: one thread read,
- * chunked (TypeScript gear loop, 1.3 GB/s) and hashed each chunk, and one batch write was in flight:
- * ingest 1.95 s against chunk+hash 1.14 s and cp+sync 0.75 s on a quiet machine (0.38 x cp+sync).
- * Now, on four kinds of threads at once:
- *   - libuv: the next 4 MiB read of the file (read-blocks.ts) and the pack writes + fdatasync of
- *     earlier batches (putMany);
- *   - this thread: the gear scan in WebAssembly (gear-wasm.ts, ~3 GB/s), batching, the index;
- *   - the hash worker: BLAKE3 of each block's chunks (hash-worker.ts), zero-copy by transfer;
- *   - SQLite's commit of each batch's index rows (on this thread, after the batch's fdatasync).
+ * The ingest pipeline (issue 2). Measured with `BENCH_BYTES=1073741824 node dist/bench/ingest.js`
+ * (1 GiB random file, load average 2-3 on the 2-core machine; bench/README.md). Before: one thread
+ * read (fresh 1 MiB buffers), chunked (TypeScript gear loop, 1.3 GB/s) and hashed each chunk; ingest
+ * 549 MB/s = 0.38 x cp+sync. Now 666 MB/s = 0.51 x, with the work spread over:
+ *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory cost
+ *     1.2 s of page faults per GiB here), and the pack writes + fdatasync of earlier batches;
+ *   - this thread: the gear scan in WebAssembly (gear-wasm.ts, ~2-3 GB/s), batching, the index;
+ *   - the hash worker: BLAKE3 of each block's chunks (hash-worker.ts), zero-copy by transfer.
+ * Chunk + hash now runs at 1.75 GB/s and a re-ingest (nothing to write) in 0.75 s, faster than
+ * cp+sync (0.8-1.0 s); what is left is the pack write path: per 32 MiB batch a writev, an fdatasync
+ * and the index COMMIT (a WAL fsync) under the write lock, ~1 s per GiB here.
  * Every guarantee of `putMany` holds: a chunk is indexed only after its bytes are fdatasynced, a
- * failed write stops the ingest at the next batch boundary, nothing is half-visible. Each chunk is
- * hashed once, as it is cut; `putMany` trusts those ids (`hashedChunk`, `workerHashedChunk`).
+ * failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as it is cut;
+ * `putMany` trusts those ids (`hashedChunk`, `workerHashedChunk`).
  */
 class BatchSink {
   private readonly batchBytes: number;

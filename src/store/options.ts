@@ -18,6 +18,13 @@ export interface ChunkStoreOptions {
   maxOpenPacks: number;
   /** Clock (ms since epoch); injectable so tests of the GC grace period need no sleeps. */
   now: () => number;
+  /**
+   * fdatasync each batch before indexing it, and commit the index with synchronous=FULL (default). A
+   * cache whose every read is verified (the agent's chunk cache) turns this off: a power loss may then
+   * lose recent chunks or leave index rows whose bytes never reached the disk, which the verification
+   * on read finds and drops; nothing is corrupted.
+   */
+  durable: boolean;
 }
 
 export const DEFAULT_CHUNK_STORE_OPTIONS: ChunkStoreOptions = {
@@ -29,6 +36,7 @@ export const DEFAULT_CHUNK_STORE_OPTIONS: ChunkStoreOptions = {
   lockTimeoutMs: 120_000,
   maxOpenPacks: 64,
   now: Date.now,
+  durable: true,
 };
 
 const WHERE = 'chunk store options';
@@ -39,6 +47,12 @@ export function resolveStoreOptions(given: Partial<ChunkStoreOptions> = {}): Chu
     if (v === undefined) continue;
     if (!(k in o)) throw new DepotsyncError('bad-input', `${WHERE}: unknown option ${JSON.stringify(k)}`);
     (o as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (typeof o.durable !== 'boolean') throw new DepotsyncError('bad-input', `${WHERE}: durable must be a boolean, got ${JSON.stringify(o.durable)}`);
+  if (!o.durable && !o.verifyOnRead) {
+    throw new DepotsyncError('bad-input', `${WHERE}: a store that is not durable must verify on read (verifyOnRead: true)`, {
+      hint: 'a power loss can leave index rows whose bytes never reached the disk; only verification finds them',
+    });
   }
   if (typeof o.verifyOnRead !== 'boolean') {
     throw new DepotsyncError('bad-input', `${WHERE}: verifyOnRead must be a boolean, got ${JSON.stringify(o.verifyOnRead)}`);

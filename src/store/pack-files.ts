@@ -81,9 +81,10 @@ export const APPEND_PIECE_BYTES = 8 * 1024 * 1024;
 /**
  * Write `buffers` at `position` of a pack, drop anything past the end (the uncommitted tail of an
  * interrupted batch), and fdatasync. Returns the new end of the written data. Durable when it
- * resolves: the last fdatasync starts after every write has completed.
+ * resolves: the last fdatasync starts after every write has completed (unless `durable` is false: a
+ * verified cache, see ChunkStoreOptions.durable).
  */
-export async function appendDurably(path: string, create: boolean, position: number, buffers: Buffer[]): Promise<number> {
+export async function appendDurably(path: string, create: boolean, position: number, buffers: Buffer[], durable = true): Promise<number> {
   let fh: FileHandle | undefined;
   let early: Promise<void> | undefined;
   let earlyError: unknown;
@@ -103,7 +104,7 @@ export async function appendDurably(path: string, create: boolean, position: num
       }
       pos += bytesWritten;
       sinceFlush += bytesWritten;
-      if (sinceFlush >= APPEND_PIECE_BYTES && early === undefined) {
+      if (durable && sinceFlush >= APPEND_PIECE_BYTES && early === undefined) {
         // Start writeback of what is written so far; at most one in flight, awaited before the end.
         // Its error must be kept: Linux reports a writeback error to one fsync per descriptor, so
         // the final fdatasync would not see it again.
@@ -124,7 +125,7 @@ export async function appendDurably(path: string, create: boolean, position: num
     if (earlyError !== undefined) throw earlyError;
     const { size } = await fh.stat();
     if (size > pos) await fh.truncate(pos);
-    await fh.datasync();
+    if (durable) await fh.datasync();
     return pos;
   } catch (e) {
     throw fromSystemError(e, `append to pack ${path}`);

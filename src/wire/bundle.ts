@@ -205,6 +205,7 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
     throw bad(what, `header: format version ${signed.formatVersion} ${rawEncryption === undefined ? 'without' : 'with'} an encryption entry`);
   }
   if (rawEncryption !== undefined) signed.encryption = decodeEncryption(rawEncryption, `${what}: header encryption`);
+  if (signed.encryption && signed.purpose !== 'update') throw bad(what, `header: an ${signed.purpose} file is never encrypted`);
   if (!Array.isArray(rawSections)) throw bad(what, 'header: sections must be a list');
   if (rawSections.length > BUNDLE_LIMITS.sectionsMax) throw bad(what, `header: ${rawSections.length} sections, above ${BUNDLE_LIMITS.sectionsMax}`, 'too-large');
   let at = 0;

@@ -86,12 +86,13 @@ describe('air-gapped depot (separate processes)', () => {
     const agentToken = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
     runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', agentToken, '--depot', shipUrl]);
 
-    // A new version; the master knows (from the status file) that the ship is at generation 2: a delta.
+    // A new version; the master knows (from the status file) that the ship is at generation 2: a delta,
+    // encrypted for the ship's certificate key (issue 7 item 6): the running depot decrypts it in its inbox.
     const v2 = scatterEdits(v1, 20, 4096);
     writeFileSync(join(dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', join(dir, 'v2.bin')]);
-    const delta = runJson(['master', 'export', '--dir', M, '--depot', 'ship', '--out', join(dir, 'delta.bundle')]);
-    expect(delta).toMatchObject({ fromGeneration: 2, toGeneration: 3 });
+    const delta = runJson(['master', 'export', '--dir', M, '--depot', 'ship', '--out', join(dir, 'delta.bundle'), '--encrypt']);
+    expect(delta).toMatchObject({ fromGeneration: 2, toGeneration: 3, encryptedFor: expect.stringMatching(/^[0-9a-f]+$/) });
     expect(delta.bytes).toBeLessThan(full.bytes / 2);
     copyFileSync(delta.file, join(S, 'inbox', 'delta.bundle'));
     await waitForFile(join(S, 'inbox', 'done', 'delta.bundle'));

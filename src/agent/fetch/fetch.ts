@@ -87,7 +87,9 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     await checkOutput(o.out, m);
 
     // 2. Chunks: the cache first (resume), then the sources not yet found wanting, in order.
-    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log });
+    // Not durable: every cached chunk is re-hashed when read (readCached), so a power loss costs a
+    // re-download, never a wrong byte; and the fetch does not pay a second fdatasync'd copy of the package.
+    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
     staging = await Staging.create(o.out, m, o.openSink ?? openFileSink);
     const stage = staging;
     const needs = planChunks(m);

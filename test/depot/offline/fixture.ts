@@ -134,7 +134,9 @@ export async function sectionOffset(path: string, kind: string, name?: string): 
   try {
     const s = f.header.signed.sections.find((x) => x.kind === kind && (name === undefined || x.name === name));
     if (!s) throw new Error(`no section ${kind} ${name ?? ''}`);
-    return { at: f.header.dataStart + s.offset, length: s.length };
+    // Stored bytes: equal to the table's offset and length, except in an encrypted (sealed) bundle.
+    const p = f.storedPlace(s);
+    return { at: p.offset, length: p.length };
   } finally {
     await f.close();
   }

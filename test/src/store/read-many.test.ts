@@ -62,3 +62,19 @@ describe('ChunkStore.readMany (batch serving)', () => {
     await store.close();
   });
 });
+
+describe('ChunkStore durable: false (a verified cache)', () => {
+  it('stores and reads back like a durable store, and refuses to be both non-durable and unverified', async () => {
+    const dir = tempDir();
+    const store = ChunkStore.open(dir, { durable: false });
+    const a = chunk(70_000);
+    expect(await store.putMany([a])).toEqual({ written: 1, bytesWritten: 70_000 });
+    expect((await store.get(a.id, { verify: true })).equals(a.data)).toBe(true);
+    await store.close();
+    const again = ChunkStore.open(dir);
+    expect(again.has(a.id)).toBe(true);
+    await again.close();
+    expect(() => ChunkStore.open(tempDir(), { durable: false, verifyOnRead: false })).toThrow(/not durable must verify on read/);
+    expect(() => ChunkStore.open(tempDir(), { durable: 'yes' as unknown as boolean })).toThrow(/durable must be a boolean/);
+  });
+});
