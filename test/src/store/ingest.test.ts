@@ -18,7 +18,7 @@ describe('ingest', () => {
     writeFileSync(file, data);
     const store = ChunkStore.open(dir);
     const progress: number[] = [];
-    const r = await ingestFile(store, file, { chunker: small, batchBytes: 100_000, onProgress: (n) => progress.push(n) });
+    const r = await ingestFile(store, file, { chunker: small, batchBytes: 100_000, checkpointBytes: 100_000, onProgress: (n) => progress.push(n) });
     expect(r.size).toBe(data.length);
     expect(r.chunks.length).toBeGreaterThan(20);
     expect(r.chunks.reduce((n, c) => n + c.length, 0)).toBe(data.length);
@@ -67,7 +67,7 @@ describe('ingest', () => {
     // batches of a few blocks (so blocks go back to the pool and are read into again while later
     // batches are still being written: a block reused too early would corrupt stored chunks).
     const SIZE = 3 * 1024 * 1024 + 123_457;
-    const opts = { chunker: small, batchBytes: 200_000, readBlockBytes: 64 * 1024 };
+    const opts = { chunker: small, batchBytes: 200_000, checkpointBytes: 200_000, readBlockBytes: 64 * 1024 };
 
     it('the worker is available here (native BLAKE3), so these tests exercise it', () => {
       expect(hashWorkerAvailable()).toBe(true);

@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
+import { tempDir } from './helpers.js';
+
+const groupsOf = (n: number, per: number, bytes: number) => Array.from({ length: n }, () => Array.from({ length: per }, () => hashedChunk(randomBytes(bytes))));
+
+async function* feed<T>(items: T[], failAt?: number): AsyncGenerator<T> {
+  for (const [i, x] of items.entries()) {
+    if (i === failAt) throw new Error('the producer failed');
+    yield x;
+  }
+}
+
+describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
+  it('stores every group, commits once per checkpoint, skips repeats and chunks already stored', async () => {
+    const dir = tempDir();
+    const store = ChunkStore.open(dir);
+    const groups = groupsOf(6, 4, 30_000);
+    await store.putMany(groups[0]!.slice(0, 2)); // already stored: skipped (and touched), not written twice
+    const written: number[] = [];
+    const durable: number[] = [];
+    const r = await store.putStream(feed([...groups, [groups[1]![0]!]]), { checkpointBytes: 200_000, onWritten: (i) => written.push(i), onDurable: (b) => durable.push(b) });
+    expect(r).toEqual({ written: 22, bytesWritten: 22 * 30_000 });
+    expect(written).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(durable.length).toBeGreaterThanOrEqual(3); // 720 KB in checkpoints of ~200 KB
+    expect(durable.at(-1)).toBe(22 * 30_000);
+    for (const c of groups.flat()) expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    expect(store.stats()).toMatchObject({ chunks: 24, bytes: 24 * 30_000 });
+    await store.close();
+  });
+
+  it('a producer that fails: earlier checkpoints stay, the open one is rolled back, the store reopens consistent', async () => {
+    const dir = tempDir();
+    const store = ChunkStore.open(dir);
+    const groups = groupsOf(6, 2, 50_000);
+    await expect(store.putStream(feed(groups, 5), { checkpointBytes: 150_000 })).rejects.toThrow(/producer failed/);
+    const kept = store.stats();
+    expect(kept.chunks).toBe(8); // two checkpoints of 2 groups each committed; the third (group 4) was open
+    await store.close();
+    const again = ChunkStore.open(dir);
+    expect(statSync(join(dir, 'chunks-v1', 'packs', 'pack-00000001.dat')).size).toBe(again.stats().packBytes);
+    for (const c of groups.slice(0, 4).flat()) expect((await again.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    expect(again.has(groups[4]![0]!.id)).toBe(false); // written to the pack, never indexed: dropped
+    await again.close();
+  });
+
+  it('refuses a chunk this process did not hash (no unverified bytes through the fast path)', async () => {
+    const store = ChunkStore.open(tempDir());
+    const data = randomBytes(1000);
+    const forged = { id: hashedChunk(data).id, data: Buffer.from(data) };
+    await expect(store.putStream(feed([[forged]]))).rejects.toThrow(/was not hashed by this process/);
+    expect(store.stats().chunks).toBe(0);
+    await store.close();
+  });
+});
