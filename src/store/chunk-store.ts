@@ -244,25 +244,61 @@ export class ChunkStore {
       items.push({ key, data: c.data });
     }
     if (items.length === 0) return { written: 0, bytesWritten: 0 };
-    const out = await this.lock.transaction(async (): Promise<PutResult & { pack?: number }> => {
-      const nowS = Math.floor(this.opts.now() / 1000);
-      const fresh: typeof items = [];
-      const present: Buffer[] = [];
-      for (const it of items) {
-        if (this.index.has(it.key)) present.push(it.key);
-        else fresh.push(it);
-      }
-      // Re-put of a stored chunk restarts its GC grace period (a publish referencing it is in flight).
-      if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
-      if (fresh.length === 0) return { written: 0, bytesWritten: 0 };
-      const { pack, size, rows } = await this.appendRecords(fresh);
-      this.beforeIndexCommit?.();
-      const { inserted, bytes } = this.index.addRows(pack, size, rows, nowS);
-      return { written: inserted, bytesWritten: bytes, pack };
+    // Group commit: calls that arrive while another batch is being written and fdatasynced (a sync
+    // fetches several batches at once) are stored together in the next transaction: one fdatasync and
+    // one index commit for all of them instead of one each (a waited fdatasync costs ~30 ms here).
+    return new Promise<PutResult>((resolve, reject) => {
+      this.commitQueue.push({ items, resolve, reject });
+      if (!this.committing) void this.commitQueued();
     });
-    // Logged after COMMIT: "stored" means durable (a process killed after this line keeps the batch).
-    if (out.pack !== undefined) this.log.debug({ pack: out.pack, chunks: out.written, bytes: out.bytesWritten }, 'stored batch');
-    return { written: out.written, bytesWritten: out.bytesWritten };
+  }
+
+  private readonly commitQueue: Array<{ items: Array<{ key: Buffer; data: Uint8Array }>; resolve: (r: PutResult) => void; reject: (e: unknown) => void }> = [];
+  private committing = false;
+
+  private async commitQueued(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.commitQueue.length > 0) {
+        const calls = this.commitQueue.splice(0);
+        try {
+          const results = await this.lock.transaction(async () => {
+            const nowS = Math.floor(this.opts.now() / 1000);
+            const perCall = calls.map(() => ({ written: 0, bytesWritten: 0 }));
+            const fresh: Array<{ key: Buffer; data: Uint8Array }> = [];
+            const present: Buffer[] = [];
+            const seen = new Set<string>();
+            calls.forEach((call, i) => {
+              for (const it of call.items) {
+                const hex = it.key.toString('hex');
+                if (seen.has(hex) || this.index.has(it.key)) {
+                  present.push(it.key);
+                  continue;
+                }
+                seen.add(hex);
+                fresh.push(it);
+                perCall[i]!.written++;
+                perCall[i]!.bytesWritten += it.data.length;
+              }
+            });
+            // Re-put of a stored chunk restarts its GC grace period (a publish referencing it is in flight).
+            if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
+            if (fresh.length === 0) return perCall;
+            const { pack, size, rows } = await this.appendRecords(fresh);
+            this.beforeIndexCommit?.();
+            this.index.addRows(pack, size, rows, nowS);
+            this.log.debug({ pack, chunks: fresh.length, calls: calls.length }, 'storing batch');
+            return perCall;
+          });
+          // Resolved after COMMIT: "stored" means durable (a process killed after this keeps the batch).
+          calls.forEach((c, i) => c.resolve(results[i]!));
+        } catch (e) {
+          for (const c of calls) c.reject(e);
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
   }
 
   /**
