@@ -261,6 +261,7 @@ export class ChunkStore {
     try {
       while (this.commitQueue.length > 0) {
         const calls = this.commitQueue.splice(0);
+        let stored: { pack: number; chunks: number } | undefined;
         try {
           const results = await this.lock.transaction(async () => {
             const nowS = Math.floor(this.opts.now() / 1000);
@@ -287,10 +288,12 @@ export class ChunkStore {
             const { pack, size, rows } = await this.appendRecords(fresh);
             this.beforeIndexCommit?.();
             this.index.addRows(pack, size, rows, nowS);
-            this.log.debug({ pack, chunks: fresh.length, calls: calls.length }, 'storing batch');
+            stored = { pack, chunks: fresh.length };
             return perCall;
           });
           // Resolved after COMMIT: "stored" means durable (a process killed after this keeps the batch).
+          // Logged after COMMIT too: a process killed after this line keeps the batch (tests kill on it).
+          if (stored) this.log.debug({ ...stored, calls: calls.length }, 'stored batch');
           calls.forEach((c, i) => c.resolve(results[i]!));
         } catch (e) {
           for (const c of calls) c.reject(e);
