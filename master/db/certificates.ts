@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { transaction } from '../../src/db/transaction.js';
 import { normalizeSerial } from '../../src/pki/cert-info.js';
-import { nowIso, type MasterDb } from './database.js';
+import { nowIso, statement, type MasterDb } from './database.js';
 import { byName, mustGet, type Machine, type Row } from './machine-record.js';
 import { pem } from './values.js';
 
@@ -61,7 +61,7 @@ export function bySerial(m: MasterDb, serial: string): { certificate: Certificat
   } catch {
     return undefined;
   }
-  const c = m.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s) as Row | undefined;
+  const c = statement(m, 'SELECT * FROM certificates WHERE serial = ?').get(s) as Row | undefined;
   if (!c) return undefined;
   const machine = byName(m, c.machine as string);
   return machine ? { certificate: toCertificate(c), machine } : { certificate: toCertificate(c) };

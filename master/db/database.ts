@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import { openDatabase, type Database } from '../../src/db/open.js';
 import type { Logger } from '../../src/log.js';
 import { MASTER_MIGRATIONS } from './schema.js';
@@ -38,6 +39,21 @@ export function openMasterDatabase(path: string, opts: OpenMasterDbOptions): Mas
 }
 
 /** The current time as stored: ISO-8601 UTC with milliseconds. */
+const statements = new WeakMap<Database, Map<string, Statement>>();
+
+/**
+ * A prepared statement, prepared once per connection: for queries on the hot path of every request
+ * (the mutual-TLS gate looks a machine up by certificate serial each time), where `db.prepare` would
+ * cost more than the query itself.
+ */
+export function statement(m: MasterDb, sql: string): Statement {
+  let cache = statements.get(m.db);
+  if (!cache) statements.set(m.db, (cache = new Map()));
+  let st = cache.get(sql);
+  if (!st) cache.set(sql, (st = m.db.prepare(sql)));
+  return st;
+}
+
 export function nowIso(m: MasterDb): string {
   return m.now().toISOString();
 }

@@ -1,5 +1,5 @@
 import { DepotsyncError } from '../../src/errors.js';
-import type { MasterDb } from './database.js';
+import { statement, type MasterDb } from './database.js';
 import { orNull, orUndefined } from './values.js';
 
 /** The machine record as stored, and reads of it (machines.ts changes it). */
@@ -53,7 +53,7 @@ export function toMachine(r: Row): Machine {
 }
 
 export function byName(m: MasterDb, name: string): Machine | undefined {
-  const r = m.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as Row | undefined;
+  const r = statement(m, 'SELECT * FROM machines WHERE name = ?').get(name) as Row | undefined;
   return r && toMachine(r);
 }
 

@@ -49,7 +49,7 @@ export interface StatusQueueOptions {
   clockMs: () => number;
 }
 
-export const STATUS_QUEUE_DEFAULTS: StatusQueueOptions = { batchMs: 250, maxBatch: 500, clockMs: () => performance.now() };
+export const STATUS_QUEUE_DEFAULTS: StatusQueueOptions = { batchMs: 1000, maxBatch: 500, clockMs: () => performance.now() };
 
 interface Pending {
   machine: string;

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -47,12 +48,20 @@ export function errorHandler(log: Logger) {
   };
 }
 
-/** Read a request body with a byte cap counted while streaming (never trusting Content-Length). */
+/**
+ * Read a request body with a byte cap counted while streaming (never trusting Content-Length). On the
+ * Node server the body is read straight from the socket's IncomingMessage: building the web
+ * ReadableStream of `c.req.raw.body` costs more than a small request's whole handling (status reports,
+ * batch requests). Elsewhere (tests' `app.request`) the web stream is read.
+ */
 export async function readBodyCapped(c: Context, maxBytes: number, what: string): Promise<Buffer> {
   const declared = Number(c.req.header('content-length') ?? '0');
   if (declared > maxBytes) {
     throw new DepotsyncError('too-large', `${what}: ${declared} bytes exceeds the limit of ${maxBytes}`);
   }
+  const tooLarge = () => new DepotsyncError('too-large', `${what}: body exceeds the limit of ${maxBytes} bytes`);
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead && !incoming.readableEnded) return readIncoming(incoming, maxBytes, tooLarge);
   const body = c.req.raw.body;
   if (!body) return Buffer.alloc(0);
   const parts: Buffer[] = [];
@@ -64,9 +73,50 @@ export async function readBodyCapped(c: Context, maxBytes: number, what: string)
     total += value.byteLength;
     if (total > maxBytes) {
       await reader.cancel();
-      throw new DepotsyncError('too-large', `${what}: body exceeds the limit of ${maxBytes} bytes`);
+      throw tooLarge();
     }
     parts.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }
   return Buffer.concat(parts, total);
+}
+
+function readIncoming(incoming: IncomingMessage, maxBytes: number, tooLarge: () => Error): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let total = 0;
+    const cleanup = () => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onError);
+      incoming.off('close', onClose);
+    };
+    const onData = (piece: Buffer) => {
+      total += piece.length;
+      if (total > maxBytes) {
+        cleanup();
+        // Stop reading; the response (413) is still sent, and the connection closed after it.
+        incoming.pause();
+        reject(tooLarge());
+        return;
+      }
+      parts.push(piece);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, total));
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = () => {
+      if (incoming.readableEnded) return;
+      cleanup();
+      reject(new DepotsyncError('network', 'request body: the client closed the connection before the body was complete'));
+    };
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onError);
+    incoming.on('close', onClose);
+  });
 }
