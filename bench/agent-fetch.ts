@@ -178,7 +178,16 @@ async function main(): Promise<void> {
     const connect = (s: { name: string; url: string; kind: 'depot' | 'master' }) =>
       new RemoteSource(s, new HttpClient({ baseUrl: s.url, caPem: m.certPem, certPem: agentPem, keyPem: a.keyPem, maxSockets: 8, logger: benchLog }));
 
-    const rows: Array<{ tool: string; ms: number; rssMiB?: number }> = [];
+    const rows: Array<{ tool: string; ms: number; rssMiB?: number; agentCpuMs?: number; depotCpuMs?: number }> = [];
+    // CPU time (user + system, all threads) of a process, from /proc: where the 2 cores go.
+    const procCpuMs = (pid: number) => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(f[11]) + Number(f[12])) * 10;
+    };
+    const selfCpuMs = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
     // The depot's ceiling: the same batches drained by the same client, nothing verified or written.
     {
       const ids = manifest.files[0]!.chunks.map((c) => c.id);
@@ -204,6 +213,7 @@ async function main(): Promise<void> {
       mkdirSync(join(agentDir, 'out'), { recursive: true });
       execFileSync('sync');
       const prof = process.env.BENCH_PROFILE ? await startProfile() : undefined;
+      const [a0, d0] = [selfCpuMs(), procCpuMs(depot.pid!)];
       const t0 = performance.now();
       const r = await fetchPackage({
         name: 'big',
@@ -219,14 +229,15 @@ async function main(): Promise<void> {
         logger: benchLog,
       });
       const ms = performance.now() - t0;
+      const [agentCpuMs, depotCpuMs] = [selfCpuMs() - a0, procCpuMs(depot.pid!) - d0];
       if (prof) await prof(`${process.env.BENCH_PROFILE}-${cacheMaxBytes}.cpuprofile`);
       if (r.bytes !== BYTES) throw new Error(`fetched ${r.bytes} bytes, expected ${BYTES}`);
-      rows.push({ tool: label, ms, rssMiB: process.resourceUsage().maxRSS / 1024 });
+      rows.push({ tool: label, ms, rssMiB: process.resourceUsage().maxRSS / 1024, agentCpuMs, depotCpuMs });
       rmSync(agentDir, { recursive: true, force: true });
     }
 
     if (process.env.BENCH_ONLY) {
-      for (const r of rows) console.log(r.tool, (r.ms / 1000).toFixed(2), 's');
+      for (const r of rows) console.log(r.tool, (r.ms / 1000).toFixed(2), 's', r.agentCpuMs === undefined ? '' : `agent CPU ${(r.agentCpuMs / 1000).toFixed(2)} s, depot CPU ${(r.depotCpuMs! / 1000).toFixed(2)} s`);
       return;
     }
     // nginx (ssl_verify_client on) → curl into a file, then sync.
@@ -254,10 +265,11 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
 
     const mibs = (ms: number) => (BYTES / MiB / (ms / 1000)).toFixed(0);
     console.log(`package: ${(BYTES / MiB).toFixed(0)} MiB, ${manifest.tree.count} chunks (FastCDC 16/64/256 KiB), one depot on 127.0.0.1 (own process), TLS 1.3 mutual\n`);
-    console.log('| tool | seconds | MiB/s | vs curl+sync | agent peak RSS MiB |');
-    console.log('|---|---:|---:|---:|---:|');
-    for (const r of rows) console.log(`| ${r.tool} | ${(r.ms / 1000).toFixed(2)} | ${mibs(r.ms)} | ${(curlMs / r.ms).toFixed(2)}× | ${r.rssMiB?.toFixed(0) ?? '-'} |`);
-    console.log(`| nginx → curl (client cert) + sync | ${(curlMs / 1000).toFixed(2)} | ${mibs(curlMs)} | 1.00× | - |`);
+    console.log('| tool | seconds | MiB/s | vs curl+sync | agent peak RSS MiB | agent CPU s | depot CPU s |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|');
+    const cpu = (ms?: number) => (ms === undefined ? '-' : (ms / 1000).toFixed(2));
+    for (const r of rows) console.log(`| ${r.tool} | ${(r.ms / 1000).toFixed(2)} | ${mibs(r.ms)} | ${(curlMs / r.ms).toFixed(2)}× | ${r.rssMiB?.toFixed(0) ?? '-'} | ${cpu(r.agentCpuMs)} | ${cpu(r.depotCpuMs)} |`);
+    console.log(`| nginx → curl (client cert) + sync | ${(curlMs / 1000).toFixed(2)} | ${mibs(curlMs)} | 1.00× | - | - | - |`);
   } finally {
     for (const p of procs) if (p.connected) p.disconnect(); else p.kill();
     rmSync(root, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
 import { CHUNK_DELTA_LIMITS, DELTA_CONTENT_TYPE, deltaRecords, parseDeltaRequest } from '../wire/chunk-delta.js';
 import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
+import { SizedBufferPool } from '../store/buffer-pool.js';
 import { BatchBudget, RecentlyVerified } from './batch-budget.js';
 
 /** What the read API needs from the chunk store. */
@@ -15,8 +16,8 @@ export interface ChunkReader {
   /** Chunks in the order asked (ChunkStore.readMany): no data, and the problem, for one it cannot serve. */
   readMany(
     ids: readonly string[],
-    opts: { verify: boolean | ((id: string) => boolean); runBytes?: number; aheadRuns?: number },
-  ): AsyncIterable<{ id: string; data: Buffer | undefined; problem?: Error }>;
+    opts: { verify: boolean | ((id: string) => boolean); runBytes?: number; aheadRuns?: number; pool?: SizedBufferPool },
+  ): AsyncIterable<{ id: string; data: Buffer | undefined; problem?: Error; release?: () => void }>;
 }
 
 /** Where the served bytes come from: the master's catalog or a depot's served generation. */
@@ -73,6 +74,8 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
   const opts = { ...DEFAULT_READ_API_OPTIONS, ...options };
   const app = new Hono<ServeEnv>();
   const budget = new BatchBudget(opts.batchMemoryBytes);
+  // Runs are read into recycled buffers, given back once the socket has taken their last record.
+  const pool = new SizedBufferPool(64 * 1024, 1024 * 1024, opts.batchMemoryBytes);
   const verified = new RecentlyVerified(VERIFIED_ENTRIES, opts.verifiedTtlMs);
 
   app.get('/v1/metadata/:name', (c) => {
@@ -135,8 +138,8 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const share = budget.acquire();
     const checked = new Set<string>();
     const verify = opts.verifyOnServe ? (id: string) => !verified.fresh(id) && (checked.add(id), true) : false;
-    const records = source.chunks.readMany(ids, { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns });
     const outgoing = c.env?.outgoing;
+    const records = source.chunks.readMany(ids, { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns, ...(outgoing ? { pool } : {}) });
     if (outgoing) {
       // Hot path: records go straight to the socket (the store reads back-to-back records in runs, a
       // few runs ahead); writes are corked so a run leaves as one large TLS write instead of two small
@@ -149,16 +152,27 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
           if (outgoing.destroyed) break;
           if (r.problem && isDepotsyncError(r.problem, 'corrupt')) log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
           if (r.data && checked.has(r.id)) verified.add(r.id);
-          outgoing.write(encodeRecordHeader(r.id, r.data?.length));
-          if (!r.data) continue;
+          // A run's buffer goes back to the pool when the write of its last record has completed
+          // (writes complete in order, so every earlier record of the run is out too).
+          const release = r.release;
+          if (!r.data) {
+            outgoing.write(encodeRecordHeader(r.id, undefined), release && ((e) => !e && release()));
+            continue;
+          }
+          outgoing.write(encodeRecordHeader(r.id, r.data.length));
           corked += r.data.length;
           opts.onServed?.('chunk', r.data.length);
           if (corked < share.flushBytes) {
-            outgoing.write(r.data);
+            outgoing.write(r.data, release && ((e) => !e && release()));
             continue;
           }
           corked = 0;
-          const flushed = new Promise<void>((resolve) => outgoing.write(r.data, () => resolve()));
+          const flushed = new Promise<void>((resolve) =>
+            outgoing.write(r.data, (e) => {
+              if (!e) release?.();
+              resolve();
+            }),
+          );
           outgoing.uncork();
           if (outgoing.writableNeedDrain || outgoing.writableLength > share.flushBytes) await untilOrClose(outgoing, flushed);
           outgoing.cork();

@@ -54,6 +54,7 @@ import { assertChunkId, idToKey, isSelfHashed, matchesKey, type ChunkInput } fro
 import { ChunkIndex, deadBytes, type ChunkRow, type NewRow } from './chunk-index.js';
 import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { resolveStoreOptions, type ChunkStoreOptions } from './options.js';
+import type { SizedBufferPool } from './buffer-pool.js';
 import { appendDurably, PackAppender, PackFiles } from './pack-files.js';
 import { checkRecordHeader, decodeRecord, truncated, MAX_CHUNK_BYTES, PACK_HEADER_BYTES, PACK_MAGIC, packIdFromName, RECORD_HEADER_BYTES, encodeRecordHeader } from './pack-format.js';
 import { WriteLock } from './write-lock.js';
@@ -82,6 +83,12 @@ export interface ReadManyOptions {
   runBytes?: number;
   /** Reads in flight ahead of the record being yielded (default 4). */
   aheadRuns?: number;
+  /**
+   * Read runs into recycled buffers. The last record of each pooled run carries `release`: call it
+   * once nothing uses the data of that record or of the records before it (for a socket: when the
+   * write of that record has completed). Not calling it is safe (the memory is collected).
+   */
+  pool?: SizedBufferPool;
 }
 
 export interface ReadManyRecord {
@@ -89,6 +96,8 @@ export interface ReadManyRecord {
   data: Buffer | undefined;
   /** Why `data` is missing: 'not-found', 'corrupt', 'truncated' or 'io'. */
   problem?: DepotsyncError;
+  /** With `pool`: on the last record of a run, gives the run's buffer back (see ReadManyOptions). */
+  release?: () => void;
 }
 
 interface ReadRun {
@@ -474,15 +483,31 @@ export class ChunkStore {
       runs.push(run);
       if (!row) run = undefined;
     }
-    const reads: Array<Promise<Buffer | undefined>> = [];
-    const startRead = (r: ReadRun) => (r.pack < 0 ? Promise.resolve(undefined) : this.packs.read(r.pack, r.start, r.end - r.start).catch(() => undefined));
+    const pool = opts.pool;
+    const reads: Array<Promise<{ buf: Buffer; block?: ArrayBuffer } | undefined>> = [];
+    const startRead = (r: ReadRun) => {
+      if (r.pack < 0) return Promise.resolve(undefined);
+      const target = pool?.take(r.end - r.start);
+      return this.packs.read(r.pack, r.start, r.end - r.start, target?.buf).then(
+        (buf) => (target?.block ? { buf, block: target.block } : { buf }),
+        () => {
+          if (target?.block) pool!.give(target.block);
+          return undefined;
+        },
+      );
+    };
     let next = 0;
     for (const r of runs) {
       while (next < runs.length && reads.length < aheadRuns) reads.push(startRead(runs[next++] as ReadRun));
-      const buf = await reads.shift();
-      for (const it of r.items) {
+      const got = await reads.shift();
+      const buf = got?.buf;
+      const block = got?.block;
+      const release = block ? () => pool!.give(block) : undefined;
+      const last = r.items.length - 1;
+      for (const [i, it] of r.items.entries()) {
+        const tail = i === last && release ? { release } : {};
         if (!it.row) {
-          yield { id: it.id, data: undefined, problem: notFound(it.id) };
+          yield { id: it.id, data: undefined, problem: notFound(it.id), ...tail };
           continue;
         }
         const where = `pack ${this.packs.path(it.row.pack)} at ${it.row.offset}`;
@@ -491,9 +516,9 @@ export class ChunkStore {
           // chunk at a time, which re-resolves the row.
           const data = buf ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where) : await this.get(it.id, { verify: false });
           if ((verify === true || (typeof verify === 'function' && verify(it.id))) && !matchesKey(it.key, data)) throw corrupt(it.id);
-          yield { id: it.id, data };
+          yield { id: it.id, data, ...tail };
         } catch (e) {
-          yield { id: it.id, data: undefined, problem: e instanceof DepotsyncError ? e : fromSystemError(e, `read chunk ${it.id} from ${where}`) };
+          yield { id: it.id, data: undefined, problem: e instanceof DepotsyncError ? e : fromSystemError(e, `read chunk ${it.id} from ${where}`), ...tail };
         }
       }
     }

@@ -22,10 +22,13 @@ export class PackFiles {
     return join(this.dir, packFileName(packId));
   }
 
-  /** Read up to `length` bytes at `position`; returns fewer only at end of file (a truncated pack). */
-  async read(packId: number, position: number, length: number): Promise<Buffer> {
+  /**
+   * Read up to `length` bytes at `position` (into `into`, of exactly `length` bytes, when given);
+   * returns fewer only at end of file (a truncated pack).
+   */
+  async read(packId: number, position: number, length: number, into?: Buffer): Promise<Buffer> {
     const fh = await this.reader(packId);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into ?? Buffer.allocUnsafe(length);
     let got = 0;
     while (got < length) {
       const { bytesRead } = await fh.read(buf, got, length - got, position + got);

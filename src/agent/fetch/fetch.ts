@@ -79,12 +79,21 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   let cache: ChunkStore | undefined;
   let staging: Staging | undefined;
   let cacheWriter: CacheWriter | undefined;
+  const t0 = performance.now();
+  const steps: Record<string, number> = {};
+  let mark = t0;
+  const step = (name: string) => {
+    const t = performance.now();
+    steps[name] = Math.round(t - mark);
+    mark = t;
+  };
   try {
     // 1. Catalog and manifest from the first source that passes every check.
     const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log);
     const metaSource = remotes[index] as RemoteSource;
     const m = pkg.manifest;
     await checkOutput(o.out, m);
+    step('metadataMs');
 
     // 2. Chunks: the cache first (resume), then the sources not yet found wanting, in order.
     // Not durable: every cached chunk is re-hashed when read (readCached), so a power loss costs a
@@ -123,16 +132,19 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     });
 
     await cacheWriter?.drain();
+    step('chunksMs');
     // 3. Whole files again, then one rename into place.
     await stage.verify(m);
+    step('verifyMs');
     await stage.commit(o.out, m);
+    step('commitMs');
     staging = undefined;
 
     const used = [metaSource.name, ...[...bySource.keys()].filter((n) => n !== metaSource.name)];
     // A source that served its part and never failed in this fetch is in good standing again.
     for (const r of remotes) if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
     if (cache) await trimCache(cache, settings.cacheMaxBytes, m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(), log);
-    log.info({ package: `${m.name}@${m.version}`, bytes: m.totalBytes, sources: used, fromCache: fromCache.size }, 'package fetched and verified');
+    log.info({ package: `${m.name}@${m.version}`, bytes: m.totalBytes, sources: used, fromCache: fromCache.size, durationMs: Math.round(performance.now() - t0), ...steps }, 'package fetched and verified');
     return {
       id: manifestId(pkg.manifestBytes),
       name: m.name,

@@ -9,6 +9,13 @@ import { digestEquals, blake3 } from '../../hash/blake3.js';
 /** The whole-file check reads the staged files back in blocks of this size. */
 const VERIFY_BLOCK_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Every this many bytes written to a staged file, a flush of it to disk starts in the background (one
+ * at a time per file): the disk writes the package back while the rest downloads, so the flush before
+ * the commit waits only for the last part (the role sync_file_range plays in C; Node has no binding).
+ */
+const WRITEBACK_BYTES = 64 * 1024 * 1024;
+
 /** Where assembled bytes go. A test seam: a writer that fails like a full disk. */
 export interface FileSink {
   write(data: Uint8Array, position: number): Promise<void>;
@@ -108,6 +115,9 @@ export async function checkOutput(out: string, m: Manifest): Promise<void> {
 export class Staging {
   private readonly sinks: FileSink[] = [];
   private closed = false;
+  /** Per file: bytes written since the last background flush started, and that flush. */
+  private readonly unflushed: number[] = [];
+  private readonly flushing: Array<Promise<void> | undefined> = [];
 
   private constructor(
     readonly dir: string,
@@ -153,6 +163,13 @@ export class Staging {
     } catch (e) {
       throw fromSystemError(e, `write ${this.paths[fileIndex]}`);
     }
+    this.unflushed[fileIndex] = (this.unflushed[fileIndex] ?? 0) + data.length;
+    if ((this.unflushed[fileIndex] as number) >= WRITEBACK_BYTES && !this.flushing[fileIndex]) {
+      this.unflushed[fileIndex] = 0;
+      // A failure here is not lost: the flush before the commit (verify) fails the same way.
+      const p = sink.sync().catch(() => undefined).finally(() => (this.flushing[fileIndex] = undefined));
+      this.flushing[fileIndex] = p;
+    }
   }
 
   /**
@@ -168,7 +185,11 @@ export class Staging {
       const sink = this.sinks[i] as FileSink;
       const path = this.paths[i];
       try {
-        await sink.sync();
+        // The flush to disk runs while the file is read back (from the page cache) and re-hashed; both
+        // must succeed before the commit.
+        await this.flushing[i];
+        const synced = sink.sync();
+        synced.catch(() => undefined);
         let filled = 0; // bytes of the file in buf[0, filled)
         let used = 0; // of which the chunks before `offset` took buf[0, used)
         let readAt = 0;
@@ -196,6 +217,7 @@ export class Staging {
           offset += c.length;
         }
         if (filled > used || (await sink.read(buf, 1, offset)) !== 0) throw new DepotsyncError('corrupt', `assembled file ${f.path} is longer than ${f.size} bytes`);
+        await synced;
       } catch (e) {
         throw fromSystemError(e, `check ${path}`);
       }
