@@ -181,10 +181,14 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     const nginx = spawn('nginx', ['-c', join(root, 'nginx.conf'), '-p', root], { stdio: 'ignore' });
     procs.push(nginx);
     await waitFor(`https://127.0.0.1:${nginxPort}/`);
+    // The same for the peer: the copy nginx serves is flushed first, and the peer's `sync` flushes its
+    // own output file only (coreutils `sync FILE`), not whatever else is dirty on the machine.
+    run('sync', []);
     const curlOut = join(root, 'curl.out');
     const c = run('curl', ['-sS', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nginxPort}/v1.bin`]);
-    const s = run('sync', []);
+    const s = run('sync', [curlOut]);
     const curlMs = c.ms + s.ms;
+    if (process.env.BENCH_LOG) console.error(`peer: curl ${c.ms.toFixed(0)} ms, sync ${s.ms.toFixed(0)} ms`);
     // A refused request would time an error page: the peer must have moved the whole package.
     if (statSync(curlOut).size !== BYTES) throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
     rmSync(curlOut);

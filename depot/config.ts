@@ -38,6 +38,11 @@ export interface SyncConfig {
   timeoutMs: number;
   /** A sync that changed nothing reports status to the master only if the last report is older than this. */
   statusEveryMs: number;
+  /**
+   * Chunk bytes stored between two durable commits (one fdatasync and index commit each): downloads
+   * stream to the disk in between. A crash re-fetches at most this much.
+   */
+  checkpointBytes: number;
 }
 
 /** "Distribute now" (issue 4 item 4): an event stream to the upstream starts a sync within seconds of a new generation. */
@@ -104,6 +109,7 @@ export const DEFAULT_SYNC: SyncConfig = {
   retryDelayMs: 500,
   timeoutMs: 30_000,
   statusEveryMs: 5 * MINUTE,
+  checkpointBytes: 256 * 1024 * 1024,
 };
 
 export const DEFAULT_SCRUB = { intervalMs: 24 * HOUR, bytesPerSecond: 32 * 1024 * 1024 };
@@ -142,6 +148,7 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'sync.retryDelayMs', y.retryDelayMs, 0, HOUR);
   intOption(W, 'sync.timeoutMs', y.timeoutMs, 100, HOUR);
   intOption(W, 'sync.statusEveryMs', y.statusEveryMs, 0, 24 * HOUR);
+  intOption(W, 'sync.checkpointBytes', y.checkpointBytes, 64 * 1024, 16 * 1024 * 1024 * 1024);
   intOption(W, 'scrub.intervalMs', c.scrub.intervalMs, MINUTE, 365 * 24 * HOUR);
   intOption(W, 'scrub.bytesPerSecond', c.scrub.bytesPerSecond, 64 * 1024, 2 ** 40);
   intOption(W, 'gc.graceMs', c.gc.graceMs, 0, 30 * 24 * HOUR);

@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
-import { verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
+import { openChunkStream, verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
 
@@ -76,7 +76,9 @@ export class BundleUpstream implements Upstream {
   async fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
     const wanted = new Set(needs.map((n) => n.id));
     const total = { chunks: 0, bytes: 0 };
-    // Two arenas, reused: one being filled (chunks copied out of the read buffer), one being stored.
+    // The same checkpointed stream as an online sync: the disk writes while the file is read.
+    const stream = openChunkStream(deps, total);
+    // Two arenas, reused: one being filled (chunks copied out of the read buffer), one being written.
     const arenas = [Buffer.allocUnsafe(this.storeBatchBytes), Buffer.allocUnsafe(this.storeBatchBytes)];
     let arena = 0;
     let batch: ChunkInput[] = [];
@@ -85,18 +87,13 @@ export class BundleUpstream implements Upstream {
     const flush = () => {
       if (!batch.length) return;
       const chunks = batch;
-      const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
       arena ^= 1;
-      // One store call in flight while the next batch is read and hashed.
-      storing = storing.then(async () => {
-        const r = await deps.store.putMany(chunks);
-        total.chunks += r.written;
-        total.bytes += bytes;
-        deps.onStored?.(r.written, bytes);
-      });
+      // One group in flight while the next is read and hashed; its arena is free once it is written.
+      storing = storing.then(() => stream.add(chunks));
     };
+    let failure: unknown;
     try {
       for (const s of this.file.sections('chunks')) {
         for await (const rec of this.file.chunkRecords(s, (id) => wanted.has(id))) {
@@ -120,10 +117,15 @@ export class BundleUpstream implements Upstream {
           batchBytes += rec.data.length;
         }
       }
-    } finally {
-      flush();
-      await storing;
+    } catch (e) {
+      failure = e;
     }
+    // Keep what was verified (committed), also when the file turned out damaged further on.
+    flush();
+    const written = await storing.then(() => undefined, (e: unknown) => e);
+    const ended = await stream.end().then(() => undefined, (e: unknown) => e);
+    failure ??= written ?? ended;
+    if (failure !== undefined) throw failure;
     if (wanted.size > 0) throw this.missing(`${wanted.size} chunk(s) of the new generation`);
     return total;
   }

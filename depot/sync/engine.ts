@@ -232,6 +232,7 @@ export class SyncEngine {
       concurrency: config.concurrency,
       batchMaxBytes: config.batchMaxBytes,
       batchMaxChunks: config.batchMaxChunks,
+      checkpointBytes: config.checkpointBytes,
       attempts: config.attempts,
       retryDelayMs: config.retryDelayMs,
       sleep: this.d.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),

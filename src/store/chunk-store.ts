@@ -383,6 +383,8 @@ export class ChunkStore {
         });
         total.written += r.inserted;
         total.bytesWritten += r.bytes;
+        // Logged after COMMIT: a process killed after this line keeps the checkpoint (tests kill on it).
+        this.log.debug({ chunks: r.inserted, bytes: r.bytes }, 'stored checkpoint');
         opts.onDurable?.(total.bytesWritten);
       }
     });

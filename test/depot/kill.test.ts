@@ -64,7 +64,7 @@ describe('kill -9 during a sync (separate process)', () => {
 
   beforeAll(async () => {
     [up, child] = await Promise.all([startUpstream(), bundleChild()]);
-    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2 } } });
+    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2, checkpointBytes: 512 * 1024 } } });
   });
   afterAll(async () => {
     await up?.close();
