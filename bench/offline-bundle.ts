@@ -25,9 +25,12 @@ const RSS_BYTES = Number(process.env.BENCH_RSS_BYTES ?? 0);
 const CLI = fileURLToPath(new URL('../../bin/depotsync.js', import.meta.url));
 const MiB = 1024 * 1024;
 
+/** BENCH_CLI_PROFILE=DIR: a CPU profile of every depotsync process the benchmark runs (node --cpu-prof). */
+const PROFILE = process.env.BENCH_CLI_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLI_PROFILE}`] : [];
+
 function cli(args: string[]): { json: any; ms: number } {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' }, maxBuffer: 64 * MiB });
+  const r = spawnSync(process.execPath, [...PROFILE, CLI, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' }, maxBuffer: 64 * MiB });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`depotsync ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
   return { json: JSON.parse(r.stdout.trim().split('\n').pop()!), ms };

@@ -48,6 +48,37 @@ function packageOf(path: string): string {
   return at > 0 ? path.slice(0, at) : path;
 }
 
+/**
+ * Files of the new version whose path the old version lacks, paired with the old file they most
+ * likely replace (installers are often renamed with their version: setup-1.0.exe → setup-1.1.exe):
+ * among the old files whose path is gone, the one sharing most chunks; a single renamed file pairs
+ * with a single vanished one even when they share no chunk (every chunk edited).
+ */
+function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
+  const nowPaths = new Set(now.files.map((f) => f.path));
+  const oldPaths = new Set(old.files.map((f) => f.path));
+  const gone = old.files.filter((f) => !nowPaths.has(f.path));
+  const added = now.files.filter((f) => !oldPaths.has(f.path));
+  const out = new Map<string, ManifestFile>();
+  if (gone.length === 0 || added.length === 0) return out;
+  if (gone.length === 1 && added.length === 1) {
+    out.set(added[0]!.path, gone[0]!);
+    return out;
+  }
+  const goneIds = gone.map((f) => new Set(f.chunks.map((c) => c.id)));
+  for (const f of added) {
+    let best = -1;
+    let bestShared = 0;
+    goneIds.forEach((ids, i) => {
+      let shared = 0;
+      for (const c of f.chunks) if (ids.has(c.id)) shared++;
+      if (shared > bestShared) [best, bestShared] = [i, shared];
+    });
+    if (best >= 0) out.set(f.path, gone[best]!);
+  }
+  return out;
+}
+
 /** The start offset of each chunk of a file, for a binary search by offset. */
 function chunkStarts(f: ManifestFile): number[] {
   const starts = new Array<number>(f.chunks.length);
@@ -125,8 +156,9 @@ export function pairBases(db: DepotDb, store: SyncStore, needs: readonly ChunkNe
     }
     if (!best) continue;
     const oldFiles = new Map(best.files.map((f) => [f.path, f]));
+    const renamed = renamedFiles(best, m);
     for (const f of m.files) {
-      const of = oldFiles.get(f.path);
+      const of = oldFiles.get(f.path) ?? renamed.get(f.path);
       if (!of) continue;
       const starts = chunkStarts(of);
       let offset = 0;

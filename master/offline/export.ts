@@ -1,4 +1,5 @@
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
+import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { metadataDelta } from '../../src/tuf/repository.js';
 import { BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
@@ -164,7 +165,9 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     },
     byteSections: sections,
     chunks,
-    readChunk: (id) => ctx.store.get(id),
+    // Back-to-back records in 1 MiB runs into recycled buffers, each chunk re-hashed (never export a
+    // damaged chunk); a run's buffer is reused once its records are written.
+    readChunks: (ids) => ctx.store.readMany(ids, { verify: true, runBytes: 1024 * 1024, aheadRuns: 4, pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 16 * 1024 * 1024) }),
     signers: [ctx.signers.timestamp],
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),

@@ -36,7 +36,21 @@ export const WRITER_DEFAULTS = {
   readAhead: 16,
   /** Bytes gathered before one write call. */
   writeBufferBytes: 4 * 1024 * 1024,
+  /**
+   * Every this many bytes written, a flush of the file to disk starts in the background (one at a
+   * time): the disk writes the bundle back while the rest is produced, and the closing fsync waits
+   * only for the last part (what sync_file_range does in C; Node has no binding for it).
+   */
+  writebackBytes: 64 * 1024 * 1024,
 } as const;
+
+/** A chunk as the writer receives it (ChunkStore.readMany's records). */
+export interface ChunkRecordIn {
+  id: string;
+  data: Buffer | undefined;
+  problem?: Error;
+  release?: () => void;
+}
 
 export interface WriteBundleInput {
   out: string;
@@ -46,6 +60,12 @@ export interface WriteBundleInput {
   chunks: readonly PlannedChunk[];
   /** Chunk bytes by id (the master's store, verified on read). */
   readChunk?: (id: string) => Promise<Buffer>;
+  /**
+   * Chunks in the order asked (the store's readMany: back-to-back records read in runs into recycled
+   * buffers, each verified). Preferred over `readChunk` when given. `release` on a record: its run's
+   * buffer may be reused once that record and those before it are written.
+   */
+  readChunks?: (ids: readonly string[]) => AsyncIterable<ChunkRecordIn>;
   signers: readonly Signer[];
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   chunkSectionMaxBytes?: number;
@@ -126,22 +146,35 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     throw fromSystemError(e, `bundle ${input.out}`);
   }
   let done = 0;
+  let writeback: Promise<void> | undefined;
+  let sinceWriteback = 0;
   try {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    /** Buffers to give back once the pending bytes are written. */
+    let releases: Array<() => void> = [];
     const flush = async () => {
       if (!pendingBytes) return;
       const bufs = pending;
       const n = pendingBytes;
+      const written_ = releases;
       pending = [];
       pendingBytes = 0;
+      releases = [];
       // writev: no copy into one large buffer (fresh memory costs a page fault per 4 KiB).
       let written = 0;
       while (written < n) {
         const r = await fh!.writev(written === 0 ? bufs : sliceFrom(bufs, written));
         written += r.bytesWritten;
       }
+      for (const r of written_) r();
       done += n;
+      sinceWriteback += n;
+      if (sinceWriteback >= WRITER_DEFAULTS.writebackBytes && !writeback) {
+        sinceWriteback = 0;
+        // Its failure is not lost: the closing fsync fails the same way.
+        writeback = fh!.datasync().catch(() => undefined).finally(() => (writeback = undefined));
+      }
       input.onProgress?.(done, total);
     };
     const put = async (b: Uint8Array) => {
@@ -170,31 +203,29 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
       end();
     }
     const all = groups.flat();
-    if (all.length && !input.readChunk) throw new DepotsyncError('internal', 'bundle writer: chunks planned but no chunk reader');
-    const reads: Array<Promise<Buffer>> = [];
-    let next = 0;
-    const ahead = () => {
-      while (next < all.length && reads.length < WRITER_DEFAULTS.readAhead) {
-        const p = input.readChunk!(all[next++]!.id);
-        p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
-        reads.push(p);
-      }
-    };
+    if (all.length && !input.readChunk && !input.readChunks) throw new DepotsyncError('internal', 'bundle writer: chunks planned but no chunk reader');
+    const records: AsyncIterator<ChunkRecordIn> = (input.readChunks ? input.readChunks(all.map((c) => c.id)) : readAhead(all, input.readChunk!))[Symbol.asyncIterator]();
     for (const group of groups) {
       begin();
       for (const c of group) {
-        ahead();
-        const data = await reads.shift()!;
-        if (data.length !== c.length) {
-          throw new DepotsyncError('corrupt', `chunk ${c.id}: the store holds ${data.length} bytes, the manifest says ${c.length}`, { hint: 'run a scrub of the master store' });
+        const next = await records.next();
+        const r = next.done ? undefined : next.value;
+        if (!r || r.id !== c.id || !r.data) {
+          throw new DepotsyncError('corrupt', `chunk ${c.id}: the master store cannot deliver it${r?.problem ? ` (${r.problem.message})` : ''}`, { hint: 'run a scrub of the master store' });
+        }
+        if (r.data.length !== c.length) {
+          throw new DepotsyncError('corrupt', `chunk ${c.id}: the store holds ${r.data.length} bytes, the manifest says ${c.length}`, { hint: 'run a scrub of the master store' });
         }
         await putPlain(encodeChunkRecordHeader(c.id, c.length));
-        await putPlain(data);
+        await putPlain(r.data);
+        if (r.release) releases.push(r.release);
       }
       end();
     }
+    await records.return?.(undefined);
     await flush();
     if (done !== total) throw new DepotsyncError('internal', `bundle writer: wrote ${done} bytes, planned ${total}`);
+    await writeback;
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -202,8 +233,27 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     await fsyncDir(dirname(input.out));
     return total;
   } catch (e) {
+    await writeback;
     await fh?.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e instanceof DepotsyncError ? e : fromSystemError(e, `write bundle ${input.out}`);
+  }
+}
+
+/** One chunk at a time through `readChunk`, `WRITER_DEFAULTS.readAhead` reads ahead. */
+async function* readAhead(all: readonly PlannedChunk[], readChunk: (id: string) => Promise<Buffer>): AsyncGenerator<ChunkRecordIn> {
+  const reads: Array<Promise<Buffer>> = [];
+  let next = 0;
+  for (const c of all) {
+    while (next < all.length && reads.length < WRITER_DEFAULTS.readAhead) {
+      const p = readChunk(all[next++]!.id);
+      p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
+      reads.push(p);
+    }
+    try {
+      yield { id: c.id, data: await reads.shift()! };
+    } catch (e) {
+      yield { id: c.id, data: undefined, problem: e as Error };
+    }
   }
 }

@@ -192,6 +192,24 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     await expectServedComplete(d2);
   });
 
+  it('pairs the chunks of a file renamed with its version (setup-1.bin → setup-2.bin) with the old file\'s', async () => {
+    const data = randomBytesSeeded(400_000, 31);
+    const v1 = await up.publish('delta-r', '1', data, 'setup-1.bin');
+    const d = depot();
+    await d.engine.sync();
+    const old = layout(v1);
+    const edited = Buffer.from(data);
+    for (const i of [1, 3]) edited.fill(0x5a, old[i]!.start + 500, old[i]!.start + 600);
+    await up.publish('delta-r', '2', edited, 'setup-2.bin');
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.chunksFetched).toBe(2);
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!.map((x) => x.bases[0]))).toEqual([old[1]!.id, old[3]!.id]);
+    expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
+    expect(r.bytesByStep.deltas!).toBeLessThan((old[1]!.length + old[3]!.length) / 20);
+    await expectServedComplete(d);
+  });
+
   it('pairs a chunk after an insertion with the old chunk that starts where it does; no served version, no pairs', async () => {
     const data = randomBytesSeeded(300_000, 21);
     const v1 = await up.publish(`delta-g`, '1', data);

@@ -108,7 +108,8 @@ export interface Upstream {
   /** One-time enrollment tokens the fake master accepts. */
   tokens: Set<string>;
   enrollments: Map<string, { req: EnrollRequest; approved: boolean }>;
-  publish(name: string, version: string, data: Buffer): Promise<Published>;
+  /** A single-file package; `file` is the file's path in it (default setup.bin). */
+  publish(name: string, version: string, data: Buffer, file?: string): Promise<Published>;
   unpublish(path: string): void;
   /** Sign and publish a revocation list naming these serials. */
   revoke(serials: string[]): void;
@@ -254,9 +255,9 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
     tokens,
     enrollments,
     putFiles,
-    async publish(name, version, data) {
+    async publish(name, version, data, file = 'setup.bin') {
       const r = await ingestBuffer(store, data, { chunker: CHUNKING });
-      const manifest = buildManifest({ name, version, chunking: CHUNKING, files: [{ path: 'setup.bin', mode: 0o644, size: r.size, chunks: r.chunks }] });
+      const manifest = buildManifest({ name, version, chunking: CHUNKING, files: [{ path: file, mode: 0o644, size: r.size, chunks: r.chunks }] });
       const bytes = encodeManifest(manifest);
       const path = `${name}@${version}.json`;
       const digest = sha256(bytes);
