@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
-import { decodeManifest, type Manifest, type ManifestFile } from '../../src/content/manifest.js';
+import { pairChunkBases } from '../../src/content/delta-pairs.js';
+import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { HttpClient } from '../../src/net/client.js';
 import { HttpError } from '../../src/net/http-error.js';
@@ -42,139 +43,26 @@ export interface DeltaFetchResult {
   unsupported: boolean;
 }
 
-/** The package name of a target path `{name}@{version}.json` (names and versions never contain '@'). */
-function packageOf(path: string): string {
-  const at = path.lastIndexOf('@');
-  return at > 0 ? path.slice(0, at) : path;
-}
-
 /**
- * Files of the new version whose path the old version lacks, paired with the old file they most
- * likely replace (installers are often renamed with their version: setup-1.0.exe → setup-1.1.exe):
- * among the old files whose path is gone, the one sharing most chunks; a single renamed file pairs
- * with a single vanished one even when they share no chunk (every chunk edited).
- */
-function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
-  const nowPaths = new Set(now.files.map((f) => f.path));
-  const oldPaths = new Set(old.files.map((f) => f.path));
-  const gone = old.files.filter((f) => !nowPaths.has(f.path));
-  const added = now.files.filter((f) => !oldPaths.has(f.path));
-  const out = new Map<string, ManifestFile>();
-  if (gone.length === 0 || added.length === 0) return out;
-  if (gone.length === 1 && added.length === 1) {
-    out.set(added[0]!.path, gone[0]!);
-    return out;
-  }
-  const goneIds = gone.map((f) => new Set(f.chunks.map((c) => c.id)));
-  for (const f of added) {
-    let best = -1;
-    let bestShared = 0;
-    goneIds.forEach((ids, i) => {
-      let shared = 0;
-      for (const c of f.chunks) if (ids.has(c.id)) shared++;
-      if (shared > bestShared) [best, bestShared] = [i, shared];
-    });
-    if (best >= 0) out.set(f.path, gone[best]!);
-  }
-  return out;
-}
-
-/** The start offset of each chunk of a file, for a binary search by offset. */
-function chunkStarts(f: ManifestFile): number[] {
-  const starts = new Array<number>(f.chunks.length);
-  let off = 0;
-  f.chunks.forEach((c, i) => {
-    starts[i] = off;
-    off += c.length;
-  });
-  return starts;
-}
-
-/** Index of the chunk of a file that contains byte `offset`, or -1 past its end. */
-function chunkAt(starts: readonly number[], size: number, offset: number): number {
-  if (offset >= size || starts.length === 0) return -1;
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (starts[mid]! <= offset) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-/**
- * Pair each needed chunk with the chunks it replaces. For every target still lacking chunks, the
- * served generation's versions of the same package are the candidates; the one sharing most chunks
- * with the new version is the base manifest. In each file, a new chunk's base is the old chunk of the
- * same path that contains the new chunk's start offset (an in-place edit keeps offsets; after an
- * insertion the changed chunk starts where the old one did), followed by the old chunks up to the one
- * holding its last byte (an edit that moved a boundary makes a new chunk span two old ones, and the
- * chunks after it start inside old ones: `offset` says where), at most `maxBases`. Only pairs whose
- * bases the store all holds are kept.
+ * Pair each needed chunk with the chunks it replaces (src/content/delta-pairs.ts): the targets still
+ * lacking chunks against the served generation's versions of the same package. Only pairs whose bases
+ * the store all holds are kept.
  */
 export function pairBases(db: DepotDb, store: SyncStore, needs: readonly ChunkNeed[]): DeltaNeed[] {
   if (needs.length === 0) return [];
   const served = db.slotTargets('served');
   if (served.length === 0) return [];
-  const byPackage = new Map<string, string[]>();
-  for (const t of served) {
-    const pkg = packageOf(t.path);
-    byPackage.set(pkg, [...(byPackage.get(pkg) ?? []), t.name]);
-  }
-  const wanted = new Set(needs.map((n) => n.id));
-  const bases = new Map<string, { bases: string[]; offset: number }>();
-  const decoded = new Map<string, Manifest | undefined>();
-  const manifest = (name: string, bytes?: Buffer): Manifest | undefined => {
-    if (!decoded.has(name)) {
-      const b = bytes ?? db.targetBytes(name);
-      let m: Manifest | undefined;
-      try {
-        m = b ? decodeManifest(b, { what: `stored manifest ${name}` }) : undefined;
-      } catch {
-        m = undefined; // verified when it arrived; if it no longer decodes, it is simply no base
-      }
-      decoded.set(name, m);
+  const load = (name: string, bytes?: Buffer) => (): Manifest | undefined => {
+    const b = bytes ?? db.targetBytes(name);
+    try {
+      return b ? decodeManifest(b, { what: `stored manifest ${name}` }) : undefined;
+    } catch {
+      return undefined; // verified when it arrived; if it no longer decodes, it is simply no base
     }
-    return decoded.get(name);
   };
-  for (const t of db.incompleteTargets()) {
-    const path = t.name.slice(65); // `{sha256}.{path}`
-    const olds = (byPackage.get(packageOf(path)) ?? []).filter((n) => n !== t.name);
-    if (olds.length === 0) continue;
-    const m = manifest(t.name, t.bytes);
-    if (!m || !m.files.some((f) => f.chunks.some((c) => wanted.has(c.id) && !bases.has(c.id)))) continue;
-    const ids = new Set(m.files.flatMap((f) => f.chunks.map((c) => c.id)));
-    let best: Manifest | undefined;
-    let bestShared = -1;
-    for (const name of olds) {
-      const om = manifest(name);
-      if (!om) continue;
-      let shared = 0;
-      for (const f of om.files) for (const c of f.chunks) if (ids.has(c.id)) shared++;
-      if (shared > bestShared) [best, bestShared] = [om, shared];
-    }
-    if (!best) continue;
-    const oldFiles = new Map(best.files.map((f) => [f.path, f]));
-    const renamed = renamedFiles(best, m);
-    for (const f of m.files) {
-      const of = oldFiles.get(f.path) ?? renamed.get(f.path);
-      if (!of) continue;
-      const starts = chunkStarts(of);
-      let offset = 0;
-      for (const c of f.chunks) {
-        if (wanted.has(c.id) && !bases.has(c.id)) {
-          const first = chunkAt(starts, of.size, offset);
-          if (first >= 0) {
-            const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
-            const last = Math.min(lastByte, first + CHUNK_DELTA_LIMITS.maxBases - 1);
-            bases.set(c.id, { bases: of.chunks.slice(first, last + 1).map((b) => b.id), offset: offset - starts[first]! });
-          }
-        }
-        offset += c.length;
-      }
-    }
-  }
+  const olds = served.map((t) => ({ name: t.name, path: t.path, load: load(t.name) }));
+  const targets = db.incompleteTargets().map((t) => ({ name: t.name, path: t.name.slice(65), load: load(t.name, t.bytes) })); // `{sha256}.{path}`
+  const bases = pairChunkBases(targets, olds, new Set(needs.map((n) => n.id)));
   if (bases.size === 0) return [];
   const absent = new Set(store.missing([...new Set([...bases.values()].flatMap((b) => b.bases))]));
   const out: DeltaNeed[] = [];

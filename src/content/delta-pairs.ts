@@ -1,0 +1,148 @@
+import { CHUNK_DELTA_LIMITS } from '../wire/chunk-delta.js';
+import type { Manifest, ManifestFile } from './manifest.js';
+
+/**
+ * Which old chunks a new chunk replaces: the pairing behind chunk deltas (src/wire/chunk-delta.ts),
+ * shared by a depot asking its upstream for deltas (depot/sync/chunk-delta.ts) and by the master
+ * writing deltas into an offline bundle (master/offline/export.ts), which the importing depot pairs
+ * again the same way. A pure function of the manifests: the same versions give the same pairs.
+ */
+
+/** A package version whose manifest is decoded on demand (undefined: unreadable, so no base). */
+export interface PairingVersion {
+  /** The consistent-snapshot target name `{sha256}.{path}` (identifies the version). */
+  name: string;
+  /** The target path `{name}@{version}.json`. */
+  path: string;
+  load: () => Manifest | undefined;
+}
+
+export interface ChunkBases {
+  /** The old chunks, in file order, whose concatenation is the base. */
+  bases: string[];
+  /** Where the new chunk starts in the concatenated bases if the edit kept file offsets. */
+  offset: number;
+}
+
+/** The package name of a target path `{name}@{version}.json` (names and versions never contain '@'). */
+export function packageOf(path: string): string {
+  const at = path.lastIndexOf('@');
+  return at > 0 ? path.slice(0, at) : path;
+}
+
+/**
+ * Files of the new version whose path the old version lacks, paired with the old file they most
+ * likely replace (installers are often renamed with their version: setup-1.0.exe → setup-1.1.exe):
+ * among the old files whose path is gone, the one sharing most chunks; a single renamed file pairs
+ * with a single vanished one even when they share no chunk (every chunk edited).
+ */
+function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
+  const nowPaths = new Set(now.files.map((f) => f.path));
+  const oldPaths = new Set(old.files.map((f) => f.path));
+  const gone = old.files.filter((f) => !nowPaths.has(f.path));
+  const added = now.files.filter((f) => !oldPaths.has(f.path));
+  const out = new Map<string, ManifestFile>();
+  if (gone.length === 0 || added.length === 0) return out;
+  if (gone.length === 1 && added.length === 1) {
+    out.set(added[0]!.path, gone[0]!);
+    return out;
+  }
+  const goneIds = gone.map((f) => new Set(f.chunks.map((c) => c.id)));
+  for (const f of added) {
+    let best = -1;
+    let bestShared = 0;
+    goneIds.forEach((ids, i) => {
+      let shared = 0;
+      for (const c of f.chunks) if (ids.has(c.id)) shared++;
+      if (shared > bestShared) [best, bestShared] = [i, shared];
+    });
+    if (best >= 0) out.set(f.path, gone[best]!);
+  }
+  return out;
+}
+
+/** The start offset of each chunk of a file, for a binary search by offset. */
+function chunkStarts(f: ManifestFile): number[] {
+  const starts = new Array<number>(f.chunks.length);
+  let off = 0;
+  f.chunks.forEach((c, i) => {
+    starts[i] = off;
+    off += c.length;
+  });
+  return starts;
+}
+
+/** Index of the chunk of a file that contains byte `offset`, or -1 past its end. */
+function chunkAt(starts: readonly number[], size: number, offset: number): number {
+  if (offset >= size || starts.length === 0) return -1;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+
+/**
+ * Pair each wanted chunk of `targets` with the chunks it replaces in `olds`. For every target, the old
+ * versions of the same package are the candidates; the one sharing most chunks with the new version is
+ * the base manifest. In each file (same path, or the file it was renamed from), a new chunk's base is
+ * the old chunk that contains the new chunk's start offset (an in-place edit keeps offsets; after an
+ * insertion the changed chunk starts where the old one did), followed by the old chunks up to the one
+ * holding its last byte (an edit that moved a boundary makes a new chunk span two old ones, and the
+ * chunks after it start inside old ones: `offset` says where), at most `maxBases`.
+ */
+export function pairChunkBases(targets: readonly PairingVersion[], olds: readonly PairingVersion[], wanted: ReadonlySet<string>): Map<string, ChunkBases> {
+  const bases = new Map<string, ChunkBases>();
+  if (wanted.size === 0 || olds.length === 0) return bases;
+  const byPackage = new Map<string, PairingVersion[]>();
+  for (const t of olds) {
+    const pkg = packageOf(t.path);
+    byPackage.set(pkg, [...(byPackage.get(pkg) ?? []), t]);
+  }
+  const decoded = new Map<string, Manifest | undefined>();
+  const manifest = (v: PairingVersion): Manifest | undefined => {
+    if (!decoded.has(v.name)) decoded.set(v.name, v.load());
+    return decoded.get(v.name);
+  };
+  for (const t of targets) {
+    const candidates = (byPackage.get(packageOf(t.path)) ?? []).filter((o) => o.name !== t.name);
+    if (candidates.length === 0) continue;
+    const m = manifest(t);
+    if (!m || !m.files.some((f) => f.chunks.some((c) => wanted.has(c.id) && !bases.has(c.id)))) continue;
+    const ids = new Set(m.files.flatMap((f) => f.chunks.map((c) => c.id)));
+    let best: Manifest | undefined;
+    let bestShared = -1;
+    for (const o of candidates) {
+      const om = manifest(o);
+      if (!om) continue;
+      let shared = 0;
+      for (const f of om.files) for (const c of f.chunks) if (ids.has(c.id)) shared++;
+      if (shared > bestShared) [best, bestShared] = [om, shared];
+    }
+    if (!best) continue;
+    const oldFiles = new Map(best.files.map((f) => [f.path, f]));
+    const renamed = renamedFiles(best, m);
+    for (const f of m.files) {
+      const of = oldFiles.get(f.path) ?? renamed.get(f.path);
+      if (!of) continue;
+      const starts = chunkStarts(of);
+      let offset = 0;
+      for (const c of f.chunks) {
+        if (wanted.has(c.id) && !bases.has(c.id)) {
+          const first = chunkAt(starts, of.size, offset);
+          if (first >= 0) {
+            const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
+            const last = Math.min(lastByte, first + CHUNK_DELTA_LIMITS.maxBases - 1);
+            bases.set(c.id, { bases: of.chunks.slice(first, last + 1).map((b) => b.id), offset: offset - starts[first]! });
+          }
+        }
+        offset += c.length;
+      }
+    }
+  }
+  return bases;
+}
