@@ -1,6 +1,10 @@
+import { inflateRawSync } from 'node:zlib';
 import { DepotsyncError } from '../../src/errors.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
+import type { BundlePair } from '../../src/content/delta-pairs.js';
+import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import { readBase, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
 import { openChunkStream, verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
@@ -27,6 +31,8 @@ export class BundleUpstream implements Upstream {
     /** The generation this depot serves (for messages). */
     private readonly servedGeneration: number,
     private readonly storeBatchBytes: number = STORE_BATCH_BYTES,
+    /** The pairs of the bundle's chunk-deltas section as this depot computes them (chunk-delta.ts bundlePairsFor). */
+    private readonly deltaPairs?: () => BundlePair[],
   ) {
     this.origin = `bundle ${file.path}`;
   }
@@ -65,7 +71,83 @@ export class BundleUpstream implements Upstream {
     if (!s) throw this.missing(what);
     // Endless data: the signed catalog's length caps what is read (the engine compares it exactly).
     if (s.length > maxBytes) throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`);
-    return this.file.readSection(s);
+    const stored = await this.file.readSection(s);
+    if (s.encoding !== 'deflate') return stored;
+    // Decompression bomb: inflate no further than the signed length; the engine then checks it and the SHA-256.
+    try {
+      return inflateRawSync(stored, { maxOutputLength: Math.max(1, maxBytes) });
+    } catch (e) {
+      throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: its compressed bytes do not inflate to at most the ${maxBytes} bytes the signed catalog says (${(e as Error).message})`, {
+        hint: 'the file was damaged or altered after export; export and copy it again',
+      });
+    }
+  }
+
+  /**
+   * The chunk-deltas section (src/wire/chunk-delta.ts): each record rebuilt against the base chunks this
+   * depot holds and hashed against its id before it is stored, exactly like a delta received online.
+   * A record that does not rebuild or verify is refused: its chunk stays missing, and the import then
+   * fails naming it (the chunk sections do not carry it). `needs` are the engine's pairs; the section's
+   * own pair list is computed again from the manifests.
+   */
+  async fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkSinkDeps): Promise<DeltaFetchResult> {
+    const result: DeltaFetchResult = { chunks: 0, bytes: 0, rebuilt: 0, whole: 0, refused: 0, unsupported: false };
+    const s = this.file.section('chunk-deltas', DELTA_SECTION);
+    const read = deps.store.get?.bind(deps.store);
+    if (!s || !this.deltaPairs || !read || needs.length === 0) return result;
+    const what = `${this.origin} section ${DELTA_SECTION}`;
+    const pairs = this.deltaPairs();
+    const bytes = await this.file.readSection(s);
+    deps.counter.add(bytes.length);
+    const { included, records } = decodeDeltaSection(bytes, pairs.length, what);
+    const carried = included.map((i) => pairs[i]!);
+    const missing = new Set(deps.store.missing(carried.map((p) => p.target)));
+    const decoder = new DeltaDecoder(carried.map((p) => p.target), carried.reduce((m, p) => Math.max(m, p.length), 0), what);
+    const stream = openChunkStream(deps, result);
+    const refuse = (id: string, why: string) => {
+      result.refused++;
+      deps.log.warn({ chunk: id, bundle: this.file.path, reason: why }, 'chunk delta in the bundle refused');
+    };
+    let batch: ChunkInput[] = [];
+    let failure: unknown;
+    try {
+      const recs = decoder.push(records);
+      decoder.finish();
+      for (const [j, rec] of recs.entries()) {
+        const p = carried[j]!;
+        if (!missing.has(p.target) || rec.kind === 'absent') continue;
+        let data: Uint8Array;
+        if (rec.kind === 'whole') data = rec.data;
+        else {
+          const base = await readBase(p.bases, read);
+          const out = typeof base === 'string' ? base : rebuildChunk(base, rec, p.length);
+          if (typeof out === 'string') {
+            refuse(p.target, out);
+            continue;
+          }
+          data = out;
+        }
+        const chunk = verifiedChunk(p.target, data);
+        if (!chunk) {
+          refuse(p.target, 'its rebuilt bytes do not hash to its id');
+          continue;
+        }
+        if (rec.kind === 'whole') result.whole++;
+        else result.rebuilt++;
+        batch.push(chunk);
+        if (batch.length >= 256) {
+          await stream.add(batch);
+          batch = [];
+        }
+      }
+      if (batch.length) await stream.add(batch);
+    } catch (e) {
+      failure = e;
+    }
+    const ended = await stream.end().then(() => undefined, (e: unknown) => e);
+    failure ??= ended;
+    if (failure !== undefined) throw failure;
+    return result;
   }
 
   /**

@@ -8,6 +8,7 @@ import type { SyncStore } from '../sync/chunks.js';
 import { SyncEngine, type SyncResult } from '../sync/engine.js';
 import { collectGarbage } from '../sync/gc.js';
 import { BundleFile } from './bundle-file.js';
+import { bundlePairsFor } from '../sync/chunk-delta.js';
 import { BundleUpstream } from './bundle-upstream.js';
 import { importEnrollmentReply } from './enroll.js';
 import { writeStatusFile } from './status-file.js';
@@ -128,7 +129,7 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const engine = new SyncEngine({
     db: depot.db,
     store: o.wrapStore ? o.wrapStore(depot.store) : depot.store,
-    upstream: new BundleUpstream(file, depot.db.served()?.generation ?? 0, o.storeBatchBytes),
+    upstream: new BundleUpstream(file, depot.db.served()?.generation ?? 0, o.storeBatchBytes, () => bundlePairsFor(depot.db)),
     caPem: depot.creds.caPem,
     fingerprint: depot.config.fingerprint,
     config: depot.config.sync,

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
-import { pairChunkBases } from '../../src/content/delta-pairs.js';
+import { bundleDeltaPairs, pairChunkBases, type BundlePair } from '../../src/content/delta-pairs.js';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { HttpClient } from '../../src/net/client.js';
@@ -71,6 +71,29 @@ export function pairBases(db: DepotDb, store: SyncStore, needs: readonly ChunkNe
     if (b !== undefined && b.bases.every((id) => !absent.has(id))) out.push({ id: n.id, length: n.length, ...b });
   }
   return out;
+}
+
+/**
+ * The pair list of an offline bundle's chunk-deltas section, as this depot computes it: its served
+ * generation's versions against the new versions of the pending one (src/content/delta-pairs.ts; the
+ * master computed the same list from the same manifests when it exported the bundle).
+ */
+export function bundlePairsFor(db: DepotDb): BundlePair[] {
+  const served = db.slotTargets('served');
+  const servedNames = new Set(served.map((t) => t.name));
+  const version = (t: { name: string; path: string }) => ({
+    name: t.name,
+    path: t.path,
+    load: (): Manifest | undefined => {
+      const b = db.targetBytes(t.name);
+      try {
+        return b ? decodeManifest(b, { what: `stored manifest ${t.name}` }) : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+  });
+  return bundleDeltaPairs(served.map(version), db.slotTargets('pending').filter((t) => !servedNames.has(t.name)).map(version));
 }
 
 export interface ChunkDeltaDeps extends ChunkSinkDeps {
@@ -242,7 +265,7 @@ async function deltaBatch(
 }
 
 /** The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not. */
-async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
+export async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
   const parts: Uint8Array[] = [];
   for (const id of ids) {
     try {

@@ -1,8 +1,11 @@
+import { deflateRawSync } from 'node:zlib';
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { metadataDelta } from '../../src/tuf/repository.js';
-import { BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
+import { BUNDLE_LIMITS, BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
+import { DELTA_KIND, DELTA_SECTION, deltaRecords, encodeDeltaSection } from '../../src/wire/chunk-delta.js';
+import { bundleDeltaPairs, type BundlePair } from '../../src/content/delta-pairs.js';
 import { sealFor, type BundleSeal } from './seal.js';
 import { encodeValidityWindow, VALIDITY_WINDOW_FORMAT, VALIDITY_WINDOW_SECTION, VALIDITY_WINDOW_TYPE, type ValidityWindow } from '../../src/wire/validity-window.js';
 import type { MasterContext } from '../context.js';
@@ -51,6 +54,8 @@ export interface ExportResult {
   base: 'option' | 'last-report' | 'none';
   /** Sealed for this certificate serial of the depot (`--encrypt`), else null. */
   encryptedFor: string | null;
+  /** Chunks carried as deltas against chunks of the depot's generation (the rest, `chunks`, whole). */
+  deltaChunks: number;
 }
 
 interface LiveRow {
@@ -138,7 +143,9 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     if (!bytes) throw new DepotsyncError('corrupt', `master database lacks manifest ${v.manifestId}`);
     const name = `${v.sha256}.${v.targetPath}`;
     if (!hadTargets.has(name)) {
-      sections.push({ kind: 'manifest', name, bytes });
+      // Stored compressed when that is smaller: a manifest's chunk list is base64 (6 bits a byte).
+      const deflated = deflateRawSync(bytes, { level: 9 });
+      sections.push(deflated.length < bytes.length ? { kind: 'manifest', name, bytes: deflated, encoding: 'deflate' } : { kind: 'manifest', name, bytes });
       manifests++;
     }
     for (const c of manifestChunks(decodeManifest(bytes, { what: `manifest ${v.targetPath}` }))) {
@@ -146,6 +153,28 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
       planned.add(c.id);
       chunks.push({ id: c.id, length: c.length });
       chunkBytes += c.length;
+    }
+  }
+
+  // 5. Chunks that replace chunks of generation A go as deltas against them (chunk-deltas section):
+  //    a 4 KiB edit then costs about 4 KiB instead of the ~64 KiB chunk around it, as online.
+  let deltas: { chunks: number; bytes: number } | undefined;
+  if (from > 0 && chunks.length > 0) {
+    const version = (v: LiveRow) => ({
+      name: `${v.sha256}.${v.targetPath}`,
+      path: v.targetPath,
+      load: () => {
+        const b = getManifest(ctx.db, v.manifestId);
+        return b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined;
+      },
+    });
+    const section = await deltaSection(ctx, bundleDeltaPairs(had.map(version), liveAt(ctx, to).filter((v) => !hadTargets.has(`${v.sha256}.${v.targetPath}`)).map(version)));
+    if (section) {
+      sections.push({ kind: 'chunk-deltas', name: DELTA_SECTION, bytes: section.bytes });
+      const sent = section.targets;
+      const whole = chunks.filter((c) => !sent.has(c.id));
+      deltas = { chunks: chunks.length - whole.length, bytes: section.bytes.length };
+      chunks.splice(0, chunks.length, ...whole);
     }
   }
 
@@ -174,6 +203,36 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     ...(seal ? { seal } : {}),
   });
   recordAudit(ctx.db, { actor: o.actor ?? 'cli', action: 'offline.export', target: o.depot, detail: { from, to, bytes, chunks: chunks.length, validUntil, encryptedFor: seal?.encryption.certificateSerial ?? null } });
-  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, manifests, file: o.out, encryptedFor: seal?.encryption.certificateSerial }, 'offline bundle exported');
-  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, chunkBytes, manifests, metadataFiles, validUntil, base, encryptedFor: seal?.encryption.certificateSerial ?? null };
+  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, deltaChunks: deltas?.chunks ?? 0, deltaBytes: deltas?.bytes ?? 0, manifests, file: o.out, encryptedFor: seal?.encryption.certificateSerial }, 'offline bundle exported');
+  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, deltaChunks: deltas?.chunks ?? 0, chunkBytes, manifests, metadataFiles, validUntil, base, encryptedFor: seal?.encryption.certificateSerial ?? null };
+}
+
+/** Most bytes of delta records in a bundle (one byte section, read whole by the importer). */
+const DELTA_SECTION_MAX_BYTES = BUNDLE_LIMITS.byteSectionMaxBytes - 1024 * 1024;
+
+/**
+ * The chunk-deltas section for `pairs` (src/wire/chunk-delta.ts): a record for each pair whose delta
+ * is smaller than the chunk, up to DELTA_SECTION_MAX_BYTES; the other chunks go whole in chunk
+ * sections. Undefined when no pair is worth a delta.
+ */
+async function deltaSection(ctx: MasterContext, pairs: readonly BundlePair[]): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
+  if (pairs.length === 0) return undefined;
+  const load = (id: string) => ctx.store.get(id, { verify: true }).catch(() => undefined);
+  const included = new Set<number>();
+  const targets = new Set<string>();
+  const records: Buffer[] = [];
+  let size = 0;
+  let i = 0;
+  for await (const r of deltaRecords(pairs, load)) {
+    const index = i++;
+    const p = pairs[index]!;
+    const isDelta = r.record[32] === DELTA_KIND.delta;
+    if (!isDelta || size + r.record.length > DELTA_SECTION_MAX_BYTES) continue;
+    included.add(index);
+    targets.add(p.target);
+    records.push(r.record);
+    size += r.record.length;
+  }
+  if (included.size === 0) return undefined;
+  return { bytes: encodeDeltaSection(pairs.length, included, records), targets };
 }

@@ -21,7 +21,9 @@ import {
 export interface ByteSection {
   kind: Exclude<SectionKind, 'chunks'>;
   name: string;
+  /** As stored (compressed when `encoding` says so). */
   bytes: Uint8Array;
+  encoding?: 'deflate';
 }
 
 export interface PlannedChunk {
@@ -93,7 +95,7 @@ export function layoutSections(byteSections: readonly ByteSection[], chunks: rea
   let at = 0;
   for (const s of byteSections) {
     checkSectionName(s.name, `bundle section ${s.kind}`);
-    sections.push({ kind: s.kind, name: s.name, offset: at, length: s.bytes.length, sha256: createHash('sha256').update(s.bytes).digest('hex') });
+    sections.push({ kind: s.kind, name: s.name, offset: at, length: s.bytes.length, sha256: createHash('sha256').update(s.bytes).digest('hex'), ...(s.encoding ? { encoding: s.encoding } : {}) });
     at += s.bytes.length;
   }
   const groups: PlannedChunk[][] = [];

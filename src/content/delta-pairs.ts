@@ -146,3 +146,32 @@ export function pairChunkBases(targets: readonly PairingVersion[], olds: readonl
   }
   return bases;
 }
+
+/** A pair of a bundle's `chunk-deltas` section (src/wire/chunk-delta.ts): the target chunk, its length, its bases. */
+export interface BundlePair extends ChunkBases {
+  target: string;
+  length: number;
+}
+
+/**
+ * The pairs of an offline bundle taking a depot from versions `olds` (its generation A) to the new
+ * versions `news` (of generation B, not in A): every chunk of the new versions that A lacks, paired
+ * where it replaces chunks of A, ordered by target id. The master writes records in this order and the
+ * importing depot computes the same list from the same manifests.
+ */
+export function bundleDeltaPairs(oldVersions: readonly PairingVersion[], newVersions: readonly PairingVersion[]): BundlePair[] {
+  const memo = (v: PairingVersion): PairingVersion => {
+    let m: Manifest | undefined | null = null;
+    return { ...v, load: () => (m === null ? (m = v.load()) : m) };
+  };
+  const olds = oldVersions.map(memo);
+  const news = newVersions.map(memo);
+  const had = new Set<string>();
+  for (const o of olds) for (const f of o.load()?.files ?? []) for (const c of f.chunks) had.add(c.id);
+  const lengths = new Map<string, number>();
+  for (const n of news) for (const f of n.load()?.files ?? []) for (const c of f.chunks) if (!had.has(c.id)) lengths.set(c.id, c.length);
+  const bases = pairChunkBases(news, olds, new Set(lengths.keys()));
+  return [...bases]
+    .map(([target, b]) => ({ target, length: lengths.get(target)!, ...b }))
+    .sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : 0));
+}

@@ -15,7 +15,9 @@ import { Fields } from './decode.js';
  *             A→B, the depot it is for and the validity window; signed by the master's TUF timestamp
  *             key(s) over its canonical JSON (the importer verifies with the keys of its trusted root)
  *   sections  contiguous, in table order: metadata (root versions, timestamp, snapshot, targets, bins),
- *             the validity window (update bundles), the revocation list, manifests, then chunk sections (records: 32-byte id, u32 BE length,
+ *             the validity window (update bundles), the revocation list, manifests (raw DEFLATE when
+ *             that is smaller: `encoding`), chunk deltas against the depot's generation A
+ *             (src/wire/chunk-delta.ts), then chunk sections (records: 32-byte id, u32 BE length,
  *             data). Offsets in the table count from the end of the header.
  *
  * Integrity: a byte section's `sha256` is over its bytes. A chunk section's `sha256` is over its record
@@ -47,8 +49,9 @@ export const BUNDLE_LIMITS = {
 
 export type BundlePurpose = 'update' | 'enrollment';
 /** `validity-window`: the window as a small document signed on its own (src/wire/validity-window.ts), for agents. */
-export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunks' | 'certificate' | 'ca-certificate';
-const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunks', 'certificate', 'ca-certificate'];
+/** `chunk-deltas`: chunks as deltas against chunks of the depot's generation A (src/wire/chunk-delta.ts). */
+export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunk-deltas' | 'chunks' | 'certificate' | 'ca-certificate';
+const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunk-deltas', 'chunks', 'certificate', 'ca-certificate'];
 
 export interface BundleSection {
   kind: SectionKind;
@@ -60,6 +63,12 @@ export interface BundleSection {
   sha256: string;
   /** Chunk sections: records in it. */
   chunks?: number;
+  /**
+   * Manifest sections: 'deflate' when stored compressed (raw DEFLATE, RFC 1951). `sha256` and `length`
+   * are of the stored bytes; the importer inflates with the signed catalog's length as the cap (no
+   * decompression bomb), then checks that length and SHA-256 as for any target.
+   */
+  encoding?: 'deflate';
 }
 
 export interface BundleSigned {
@@ -220,7 +229,12 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
       sha256: s.string('sha256', { pattern: HEX64 }),
     };
     const chunks = s.optionalInt('chunks');
+    const encoding = s.optionalString('encoding', { pattern: /^deflate$/ });
     s.done();
+    if (encoding !== undefined) {
+      if (section.kind !== 'manifest') throw bad(what, `section ${section.name}: only manifest sections may be compressed`);
+      section.encoding = 'deflate';
+    }
     checkSectionName(section.name, `${what}: sections[${i}]`);
     // Threat: overlapping or out-of-order sections (one byte range read as two things), gaps, and a
     // table that declares more than it should (endless data).

@@ -354,3 +354,41 @@ export function rebuildChunk(base: Uint8Array, rec: Extract<DeltaRecord, { kind:
   out.set(base.subarray(suffixFrom, suffixFrom + suffix), prefix + middle.length);
   return out;
 }
+
+// ---- offline bundles --------------------------------------------------------------------------
+
+/**
+ * A bundle's `chunk-deltas` section (master export → depot import): the chunks of the new generation
+ * that replace chunks of the depot's generation A, as deltas against them. Both sides compute the same
+ * pair list from the manifests (src/content/delta-pairs.ts: A's versions against the new ones, pairs
+ * ordered by target id), so no pair is written down:
+ *   u32 BE    N, the number of pairs (the importer refuses the section if it computed another number)
+ *   ⌈N/8⌉     bitmap, bit i (LSB first) set: pair i's record follows; clear: that chunk is in a chunk section
+ *   records   for the set pairs, in order, in the `POST /v1/chunks/delta` response format above
+ * The section's SHA-256 is in the signed table of contents, and every rebuilt chunk is hashed against
+ * its id like any other.
+ */
+export const DELTA_SECTION = 'chunk-deltas';
+
+export function encodeDeltaSection(pairCount: number, included: ReadonlySet<number>, records: readonly Buffer[]): Buffer {
+  const head = Buffer.alloc(4 + Math.ceil(pairCount / 8));
+  head.writeUInt32BE(pairCount, 0);
+  for (const i of included) head[4 + (i >> 3)]! |= 1 << (i & 7);
+  return Buffer.concat([head, ...records]);
+}
+
+/** The pair count, which pairs have a record, and the records' bytes; checked against `expectedPairs`. */
+export function decodeDeltaSection(bytes: Buffer, expectedPairs: number, what: string): { included: number[]; records: Buffer } {
+  if (bytes.length < 4) throw new DepotsyncError('bad-input', `${what}: ${bytes.length} bytes, too short for a pair count`);
+  const n = bytes.readUInt32BE(0);
+  if (n !== expectedPairs) {
+    throw new DepotsyncError('bad-input', `${what}: made for ${n} chunk pairs, this depot pairs ${expectedPairs} from its served generation`, {
+      hint: 'the bundle was exported for another base generation; export it again with --from set to the generation this depot serves',
+    });
+  }
+  const mapBytes = Math.ceil(n / 8);
+  if (bytes.length < 4 + mapBytes) throw new DepotsyncError('bad-input', `${what}: the pair bitmap is cut short`);
+  const included: number[] = [];
+  for (let i = 0; i < n; i++) if (bytes[4 + (i >> 3)]! & (1 << (i & 7))) included.push(i);
+  return { included, records: bytes.subarray(4 + mapBytes) };
+}

@@ -155,7 +155,7 @@ export async function rewrite(
     const signed = structuredClone(f.header.signed);
     change.head?.(signed);
     let sections: ByteSection[] = [];
-    for (const s of f.header.signed.sections) if (s.kind !== 'chunks') sections.push({ kind: s.kind, name: s.name, bytes: await f.readSection(s) });
+    for (const s of f.header.signed.sections) if (s.kind !== 'chunks') sections.push({ kind: s.kind, name: s.name, bytes: await f.readSection(s), ...(s.encoding ? { encoding: s.encoding } : {}) });
     sections = change.sections ? change.sections(sections) : sections;
     const chunks: PlannedChunk[] = [];
     for (const s of f.sections('chunks')) for await (const r of f.chunkRecords(s, () => true)) chunks.push({ id: r.id, length: r.data!.length });

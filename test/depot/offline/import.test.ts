@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
@@ -28,6 +29,20 @@ async function refused(p: Promise<unknown>): Promise<DepotsyncError> {
   );
   expect(e, 'expected the import to be refused').toBeInstanceOf(DepotsyncError);
   return e as DepotsyncError;
+}
+
+/** The bytes with the last one flipped (inside the last delta record's middle). */
+function flipLast(b: Uint8Array): Buffer {
+  const out = Buffer.from(b);
+  out[out.length - 1]! ^= 0xff;
+  return out;
+}
+
+/** A chunk-deltas section claiming another pair count. */
+function withPairCount(b: Uint8Array, n: number): Buffer {
+  const out = Buffer.from(b);
+  out.writeUInt32BE(n, 0);
+  return out;
 }
 
 describe('offline bundles: export, import, refusals', () => {
@@ -177,9 +192,46 @@ describe('offline bundles: export, import, refusals', () => {
     expect(e.code).toBe('conflict');
     expect(e.hint).toMatch(/--from 2/);
 
+    // The edited chunks travel as deltas against the chunks of generation 2 (chunk-deltas section).
+    expect(d.deltaChunks).toBeGreaterThan(0);
+    expect(d.bytes).toBeLessThan(d.chunkBytes + (d.deltaChunks * 65_536) / 4);
+
+    // A compressed manifest that would inflate far beyond its signed length (a decompression bomb):
+    // inflating stops at the signed length and the import is refused.
+    const bomb = w.file('bomb.bundle');
+    await rewrite(delta, bomb, [w.master.signers.timestamp], {
+      sections: (ss) => ss.map((s) => (s.kind === 'manifest' ? { ...s, bytes: deflateRawSync(Buffer.alloc(1024 * 1024)), encoding: 'deflate' as const } : s)),
+    }, (id) => w.master.store.get(id));
+    // (First: once a manifest has arrived intact, a later import of the same generation keeps it.)
+    const eb = await refused(w.importInto(D, bomb));
+    expect(eb.code).toBe('hash-mismatch');
+    expect(eb.message).toMatch(/do not inflate to at most the \d+ bytes the signed catalog says/);
+    expect(await servedComplete(D)).toBe(2);
+
+    // A forged delta record (signed header, valid table): the rebuilt chunk does not hash to its id, so
+    // it is refused, the import names the chunk it lacks, and nothing is switched.
+    const forged = w.file('forged-delta.bundle');
+    await rewrite(delta, forged, [w.master.signers.timestamp], {
+      sections: (ss) => ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: flipLast(s.bytes) } : s)),
+    }, (id) => w.master.store.get(id));
+    const ef = await refused(w.importInto(D, forged));
+    expect(ef.code).toBe('not-found');
+    expect(ef.message).toMatch(/does not carry 1 chunk\(s\) of the new generation/);
+    expect(await servedComplete(D)).toBe(2);
+    // A delta section made for another base (its pair count differs from what this depot computes).
+    const otherBase = w.file('other-base.bundle');
+    await rewrite(delta, otherBase, [w.master.signers.timestamp], {
+      sections: (ss) => ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: withPairCount(s.bytes, 999) } : s)),
+    }, (id) => w.master.store.get(id));
+    const eo = await refused(w.importInto(D, otherBase));
+    expect(eo.message).toMatch(/made for 999 chunk pairs, this depot pairs \d+ from its served generation/);
+    expect(eo.hint).toMatch(/--from/);
+    expect(await servedComplete(D)).toBe(2);
+
     const r = await w.importInto(D, delta);
     expect(r.generation).toBe(3);
-    expect(r.chunksImported).toBe(d.chunks);
+    // The forged bundle's intact deltas were verified and kept: only the refused one is left.
+    expect(r.chunksImported).toBe(d.chunks + 1);
     expect(await servedComplete(D)).toBe(3);
 
     const old = await refused(w.importInto(D, full));
