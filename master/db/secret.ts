@@ -6,12 +6,17 @@ import { DepotsyncError } from '../../src/errors.js';
  * base64url (43 characters). Only their SHA-256 is stored. Lookup is by the hash through a unique
  * index, so the database never compares a presented secret with a stored one character by character:
  * an attacker timing the comparison learns about a hash of their own guess, not about a real secret.
+ * A secret never starts with '-' or '_': operators paste it after `--token`, and a leading dash makes
+ * the command line read it as an option (a draw is repeated, which costs about one bit of 256).
  */
 export const SECRET_BYTES = 32;
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
 export function newSecret(): string {
-  return randomBytes(SECRET_BYTES).toString('base64url');
+  for (;;) {
+    const s = randomBytes(SECRET_BYTES).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(s)) return s;
+  }
 }
 
 export function hashSecret(secret: string): string {
