@@ -82,6 +82,11 @@ export class DepotDb {
     return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM metadata WHERE name = ?').get(name)?.bytes;
   }
 
+  /** The newest root version among the metadata files this depot serves. */
+  latestRootVersion(): number | undefined {
+    return this.db.prepare<[], { v: number | null }>("SELECT MAX(version) AS v FROM metadata WHERE role = 'root'").get()?.v ?? undefined;
+  }
+
   putMetadataFile(name: string, role: string, version: number, bytes: Uint8Array, now: Date): void {
     this.db
       .prepare('INSERT OR REPLACE INTO metadata (name, role, version, bytes, added_at) VALUES (?, ?, ?, ?, ?)')

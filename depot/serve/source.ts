@@ -19,6 +19,7 @@ export function depotReadSource(db: DepotDb, chunks: ChunkReader): ReadApiSource
     revocations(): Buffer | undefined {
       return db.revocations()?.bytes;
     },
+    latestRootVersion: () => db.latestRootVersion(),
     chunks,
   };
 }

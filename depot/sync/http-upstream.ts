@@ -17,8 +17,15 @@ export class HttpUpstream implements Upstream {
     this.origin = client.baseUrl.origin;
   }
 
+  private source: HttpMetadataSource | undefined;
+
   metadataSource(counter: ByteCounter): MetadataSource {
-    return new HttpMetadataSource(this.client, counter);
+    this.source = new HttpMetadataSource(this.client, counter);
+    return this.source;
+  }
+
+  revocationsUnchanged(sha256: string): boolean {
+    return this.source?.hints?.revocationsSha256 === sha256;
   }
 
   async revocationList(maxBytes: number): Promise<Buffer | undefined> {

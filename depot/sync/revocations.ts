@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/pki/revocations.js';
@@ -20,6 +21,15 @@ export async function syncRevocations(deps: {
   log: Logger;
 }): Promise<{ list: RevocationList | undefined; changed: boolean }> {
   const kept = deps.db.revocations();
+  // The upstream's timestamp said its list is the one kept (a hint: skipping the fetch is all a lie could
+  // cause): no request, as long as the kept list is still in date (else fetch the re-signed one).
+  if (kept && deps.upstream.revocationsUnchanged?.(createHash('sha256').update(kept.bytes).digest('hex'))) {
+    try {
+      return { list: verifyRevocationList(kept.bytes, deps.caPem, { now: deps.now() }), changed: false };
+    } catch {
+      // expired: fetch below
+    }
+  }
   const bytes = await deps.upstream.revocationList(REVOCATION_DEFAULTS.maxBytes);
   if (!bytes) {
     deps.log.warn({ upstream: deps.upstream.origin }, 'upstream has no revocation list yet; keeping the last one');

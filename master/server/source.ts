@@ -14,6 +14,7 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
   // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
   const versionOf = ctx.db.db.prepare('SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1');
   let revocations: { bytes: Buffer | undefined; stamp: string } | undefined;
+  const latestRoot = ctx.db.db.prepare("SELECT MAX(version) FROM metadata_files WHERE role = 'root'").pluck();
 
   return {
     metadata(name) {
@@ -36,6 +37,9 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
       const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'none';
       if (!revocations || revocations.stamp !== stamp) revocations = { bytes: readRevocationList(ctx.layout), stamp };
       return revocations.bytes;
+    },
+    latestRootVersion() {
+      return latestRoot.get() as number | undefined;
     },
     chunks: ctx.store,
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Hono } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { DepotsyncError, isDepotsyncError } from '../errors.js';
@@ -28,8 +29,18 @@ export interface ReadApiSource {
   target(name: string): Buffer | undefined;
   /** The signed revocation list. */
   revocations(): Buffer | undefined;
+  /** The newest root version served (for the timestamp's hint headers, SYNC_HINT_HEADERS). */
+  latestRootVersion?(): number | undefined;
   chunks: ChunkReader;
 }
+
+/**
+ * Headers on `timestamp.json` that let a syncing depot make one request when nothing changed
+ * (depot/sync/upstream.ts): the newest root version and the SHA-256 of the revocation list served.
+ * They are hints, never trusted: a lying upstream can only make a client skip a fetch, which is what
+ * withholding a file does anyway; whatever is fetched is verified as always.
+ */
+export const SYNC_HINT_HEADERS = { rootVersion: 'x-depotsync-root-version', revocations: 'x-depotsync-revocations-sha256' } as const;
 
 export interface ReadApiOptions {
   batchMaxIds: number;
@@ -83,6 +94,12 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     if (!METADATA_NAME.test(name)) throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
     const bytes = source.metadata(name);
     if (bytes) opts.onServed?.('metadata', bytes.length);
+    if (name === 'timestamp.json' && bytes) {
+      const root = source.latestRootVersion?.();
+      if (root !== undefined) c.header(SYNC_HINT_HEADERS.rootVersion, String(root));
+      const list = source.revocations();
+      if (list) c.header(SYNC_HINT_HEADERS.revocations, revocationsDigest(list));
+    }
     return metadataResponse(c, bytes, name);
   });
 
@@ -247,6 +264,13 @@ function untilOrClose(outgoing: NodeJS.WritableStream & { off(e: string, f: () =
     outgoing.on('close', finish);
     void done.then(finish);
   });
+}
+
+/** SHA-256 of the revocation list, remembered for the same buffer (it changes rarely). */
+let lastDigest: { list: Buffer; hex: string } | undefined;
+function revocationsDigest(list: Buffer): string {
+  if (lastDigest?.list !== list) lastDigest = { list, hex: createHash('sha256').update(list).digest('hex') };
+  return lastDigest.hex;
 }
 
 function metadataResponse(c: import('hono').Context<ServeEnv>, bytes: Buffer | undefined, name: string): Response {

@@ -165,6 +165,7 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Prom
     metadata: (name) => files.get(name),
     target: (name) => (faults.missingTargets.has(name) ? undefined : targets.get(name)),
     revocations: () => revocations,
+    latestRootVersion: () => Math.max(0, ...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))) || undefined,
     chunks: {
       has: (id) => store.has(id),
       async get(id, o) {

@@ -62,8 +62,16 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
     up.requests.length = 0;
     const third = await d.engine.sync();
     expect(third).toMatchObject({ generation: second.generation, chunksFetched: 0, switched: false });
-    // TUF's update checks for a next root first; then the timestamp; then the revocation list.
-    expect(up.requests.map((r) => r.path)).toEqual([`/v1/metadata/2.root.json`, '/v1/metadata/timestamp.json', '/v1/revocations.json']);
+    // TUF's update checks for a next root first, then the timestamp: the timestamp comes first, and its
+    // hint (the upstream's newest root is 1) answers the root question without a request. This
+    // upstream has no revocation list yet, so the depot asks for one.
+    expect(up.requests.map((r) => r.path)).toEqual(['/v1/metadata/timestamp.json', '/v1/revocations.json']);
+    // With a revocation list the depot already holds (the hint carries its SHA-256): one request.
+    up.revoke([]);
+    await d.engine.sync();
+    up.requests.length = 0;
+    expect(await d.engine.sync()).toMatchObject({ generation: second.generation, chunksFetched: 0, switched: false });
+    expect(up.requests.map((r) => r.path)).toEqual(['/v1/metadata/timestamp.json']);
     // Status went to the master under the depot's certificate name.
     const last = up.reports.at(-1)!;
     expect(last.machine).toBe('depot-1');
