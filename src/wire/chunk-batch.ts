@@ -1,4 +1,5 @@
 import { DepotsyncError } from '../errors.js';
+import type { SizedBufferPool } from '../store/buffer-pool.js';
 
 /**
  * The `POST /v1/chunks/batch` wire format (DESIGN.md §7).
@@ -26,14 +27,14 @@ export interface BatchRecord {
   id: string;
   /** undefined when the sender does not have the chunk. */
   data: Buffer | undefined;
+  /** The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with. */
+  block?: ArrayBuffer;
 }
 
 /**
  * Incremental decoder: feed it the response body as it arrives; it yields complete records. Caps each
  * record at `maxChunkBytes` (endless-data attack) and refuses ids that were not asked for, in order.
  */
-const EMPTY = Buffer.alloc(0);
-
 export class BatchDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -43,6 +44,8 @@ export class BatchDecoder {
     private readonly expected: readonly string[],
     private readonly maxChunkBytes: number,
     private readonly what = 'chunk batch',
+    /** Where records spanning network pieces are gathered (recycled by the caller), else fresh buffers. */
+    private readonly pool?: SizedBufferPool,
   ) {}
 
   push(data: Buffer): BatchRecord[] {
@@ -72,7 +75,14 @@ export class BatchDecoder {
       }
       if (this.pendingBytes < HEADER + len) break;
       this.take(HEADER);
-      out.push({ id, data: this.take(len) });
+      const first = this.pending[0] as Buffer | undefined;
+      if (this.pool && first && first.length < len) {
+        const { buf, block } = this.pool.take(len);
+        this.gatherInto(buf);
+        out.push(block ? { id, data: buf, block } : { id, data: buf });
+      } else {
+        out.push({ id, data: this.take(len) });
+      }
       this.next++;
     }
     return out;
@@ -115,22 +125,33 @@ export class BatchDecoder {
 
   private gather(n: number, consume: boolean): Buffer {
     const out = Buffer.allocUnsafe(n);
+    if (consume) return this.gatherInto(out);
     let at = 0;
-    let i = 0;
-    for (; at < n; i++) {
+    for (let i = 0; at < n; i++) {
       const piece = this.pending[i]!;
+      at += piece.copy(out, at, 0, Math.min(piece.length, n - at));
+    }
+    return out;
+  }
+
+  /** Move the next `out.length` pending bytes into `out` (they leave the pending pieces). */
+  private gatherInto(out: Buffer): Buffer {
+    const n = out.length;
+    let at = 0;
+    let used = 0; // pieces wholly consumed
+    while (at < n) {
+      const piece = this.pending[used]!;
       const part = Math.min(piece.length, n - at);
       piece.copy(out, at, 0, part);
       at += part;
-      if (consume) {
-        if (part < piece.length) this.pending[i] = piece.subarray(part);
-        else this.pending[i] = EMPTY;
+      if (part < piece.length) {
+        this.pending[used] = piece.subarray(part);
+        break;
       }
+      used++;
     }
-    if (consume) {
-      this.pending = this.pending.filter((p) => p.length > 0);
-      this.pendingBytes -= n;
-    }
+    this.pending.splice(0, used);
+    this.pendingBytes -= n;
     return out;
   }
 }

@@ -53,6 +53,8 @@ const CACHE_QUEUE_BYTES = 64 * 1024 * 1024;
  */
 export class CacheWriter {
   private queue: ChunkInput[] = [];
+  /** Called once the queued chunks are written (or dropped): their buffers may be reused. */
+  private released: Array<() => void> = [];
   private queuedBytes = 0;
   private running: Promise<void> | undefined;
   private ok = true;
@@ -62,12 +64,17 @@ export class CacheWriter {
     private readonly log: Logger,
   ) {}
 
-  async add(chunks: ChunkInput[]): Promise<void> {
-    if (!this.ok) return;
+  /** Queue `chunks` for the cache; `release` is called when their bytes are no longer needed. */
+  async add(chunks: ChunkInput[], release?: () => void): Promise<void> {
+    if (!this.ok) {
+      release?.();
+      return;
+    }
     for (const c of chunks) {
       this.queue.push(c);
       this.queuedBytes += c.data.length;
     }
+    if (release) this.released.push(release);
     this.running ??= this.pump();
     if (this.queuedBytes > CACHE_QUEUE_BYTES) await this.running;
   }
@@ -80,14 +87,19 @@ export class CacheWriter {
     try {
       while (this.queue.length > 0 && this.ok) {
         const batch = this.queue;
+        const released = this.released;
         this.queue = [];
+        this.released = [];
         this.queuedBytes = 0;
         await this.cache.putMany(batch).catch((e: unknown) => {
           this.ok = false;
           this.log.warn({ err: (e as Error).message }, 'chunk cache write failed; continuing without it');
         });
+        for (const r of released) r();
       }
     } finally {
+      for (const r of this.released) r();
+      this.released = [];
       this.queue = [];
       this.running = undefined;
     }

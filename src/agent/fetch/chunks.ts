@@ -5,6 +5,7 @@ import type { Manifest } from '../../content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../errors.js';
 import { digestEquals } from '../../hash/blake3.js';
 import { hashedChunk, type ChunkInput } from '../../store/chunk-id.js';
+import type { SizedBufferPool } from '../../store/buffer-pool.js';
 import { BatchDecoder } from '../../wire/chunk-batch.js';
 import { fatalRefusal, type RemoteSource } from './remote.js';
 
@@ -59,10 +60,16 @@ export interface DownloadOptions {
    * minimum rate but would still take forever). */
   requestTimeoutMs: number;
   verify(need: ChunkNeed, data: Uint8Array, source: string): ChunkInput;
-  /** Write verified chunks (staging and cache). An error here is local (disk) and ends the fetch. */
-  deliver(chunks: Array<{ need: ChunkNeed; chunk: ChunkInput }>): Promise<void>;
+  /**
+   * Write verified chunks (staging and cache). An error here is local (disk) and ends the fetch.
+   * `release()` says the chunks' bytes are no longer needed (their buffers are recycled): call it once
+   * nothing holds them, which may be after `deliver` resolved (a cache queue).
+   */
+  deliver(chunks: Array<{ need: ChunkNeed; chunk: ChunkInput }>, release: () => void): Promise<void>;
   /** A source failed (network, slow, oversized, forged content): it is not asked again in this fetch. */
   onSourceFailed(remote: RemoteSource, error: unknown): void;
+  /** Gather chunks that span network pieces into recycled buffers (given back on `deliver`'s release). */
+  pool?: SizedBufferPool;
   log: Logger;
 }
 
@@ -107,15 +114,21 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
     const byId = new Map(batch.needs.map((n) => [n.id, n]));
     const done = new Set<string>();
     const absent: ChunkNeed[] = [];
-    let pending: Array<{ need: ChunkNeed; chunk: ChunkInput }> = [];
+    let pending: Array<{ need: ChunkNeed; chunk: ChunkInput; block?: ArrayBuffer }> = [];
     let pendingBytes = 0;
     const flush = async () => {
       if (pending.length === 0) return;
       const group = pending;
       pending = [];
       pendingBytes = 0;
+      const pool = o.pool;
+      const release = pool
+        ? () => {
+            for (const g of group) if (g.block) pool.give(g.block);
+          }
+        : () => undefined;
       try {
-        await o.deliver(group);
+        await o.deliver(group, release);
       } catch (e) {
         throw new LocalError(e);
       }
@@ -137,8 +150,8 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
     const signal = AbortSignal.any([(controllers.get(remote.name) as AbortController).signal, deadline.signal]);
     try {
       const res = await remote.batch(ids, maxBytes, signal);
-      const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${remote.name}`);
-      await consume(res.body, async (piece) => {
+      const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${remote.name}`, o.pool);
+      await consume(res.body, (piece) => {
         for (const rec of decoder.push(piece)) {
           const need = byId.get(rec.id) as ChunkNeed;
           if (!rec.data) {
@@ -146,10 +159,11 @@ export async function downloadChunks(o: DownloadOptions): Promise<Map<string, nu
             continue;
           }
           // Verified before it is written anywhere: a chunk that does not match is never stored.
-          pending.push({ need, chunk: o.verify(need, rec.data, remote.name) });
+          const chunk = o.verify(need, rec.data, remote.name);
+          pending.push(rec.block ? { need, chunk, block: rec.block } : { need, chunk });
           pendingBytes += rec.data.length;
         }
-        if (pendingBytes >= DELIVER_BYTES) await flush();
+        return pendingBytes >= DELIVER_BYTES ? flush() : undefined;
       });
       decoder.finish();
       await flush();
@@ -208,11 +222,13 @@ function noSourceLeft(batch: Batch, sources: readonly RemoteSource[], failed: Ma
 
 /**
  * Feed a response body to `onPiece` piece by piece as it arrives ('data' events), pausing the stream
- * while `onPiece` works. Unlike `for await`, which makes `read()` concatenate everything buffered into
- * one new buffer, no byte is copied here: at 1 GiB that copy (and its garbage) was a fifth of the
- * agent's CPU time.
+ * while a promise `onPiece` returned is pending. Unlike `for await`, which makes `read()` concatenate
+ * everything buffered into one new buffer, no byte is copied here: at 1 GiB that copy (and its garbage)
+ * was a fifth of the agent's CPU time. Pieces are TLS records (about 11 KiB on average here: 94,000
+ * for 1 GiB), so the common case stays synchronous: pausing and resuming the stream for each one cost
+ * more than the records' handling.
  */
-export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void>): Promise<void> {
+export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void> | undefined): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let failed = false;
     let busy: Promise<void> = Promise.resolve();
@@ -227,8 +243,17 @@ export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void
       );
     };
     body.on('data', (piece: Buffer) => {
+      if (failed) return;
+      let work: Promise<void> | undefined;
+      try {
+        work = onPiece(piece);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      if (!work) return;
       body.pause();
-      busy = onPiece(piece).then(
+      busy = work.then(
         () => {
           if (!failed) body.resume();
         },

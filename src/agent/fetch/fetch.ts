@@ -10,6 +10,7 @@ import { CacheWriter, readCached, trimCache } from './cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunks.js';
 import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
+import { SizedBufferPool } from '../../store/buffer-pool.js';
 import { checkOutput, checkOutputParent, openFileSink, removeStaleStaging, Staging, type OpenSink } from './staging.js';
 
 /** A staging folder untouched this long belongs to a fetch that was killed. */
@@ -107,12 +108,12 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       done += n;
       o.onProgress?.(done, m.totalBytes);
     };
-    const writePlaces = async (need: ChunkNeed, data: Uint8Array) => {
-      for (const p of need.places) await stage.write(p.fileIndex, p.offset, data);
-      progress(need.length * need.places.length);
+    const writePlaces = async (chunks: ReadonlyArray<{ need: ChunkNeed; data: Uint8Array }>) => {
+      await stage.write(chunks.flatMap(({ need, data }) => need.places.map((p) => ({ fileIndex: p.fileIndex, offset: p.offset, data }))));
+      progress(chunks.reduce((s, { need }) => s + need.length * need.places.length, 0));
     };
     o.onProgress?.(0, m.totalBytes);
-    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, 'the local cache'), writePlaces, log) : new Set<string>();
+    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, 'the local cache'), (need, data) => writePlaces([{ need, data }]), log) : new Set<string>();
     if (cache) cacheWriter = new CacheWriter(cache, log);
     const toCache = cacheWriter;
     const bySource = await downloadChunks({
@@ -123,11 +124,14 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       batchMaxChunks: settings.batchMaxChunks,
       requestTimeoutMs: settings.requestTimeoutMs,
       verify: (need, data, source) => verifyChunk(need, data, source),
-      deliver: async (group) => {
-        await Promise.all(group.map((g) => writePlaces(g.need, g.chunk.data)));
-        await toCache?.add(group.map((g) => g.chunk));
+      deliver: async (group, release) => {
+        await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
+        if (toCache) await toCache.add(group.map((g) => g.chunk), release);
+        else release();
       },
       onSourceFailed: penalize,
+      // Recycled receive buffers: fresh memory is faulted in page by page, which is dear (src/store/buffer-pool.ts).
+      pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
       log,
     });
 

@@ -312,10 +312,10 @@ describe('agent fetch: bad sources and faults', () => {
           const real = await openFileSink(path, size);
           return {
             ...real,
-            async write(data, pos) {
-              written += data.length;
+            async write(parts, pos) {
+              written += parts.reduce((s, p) => s + p.length, 0);
               if (written > 200_000) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-              return real.write(data, pos);
+              return real.write(parts, pos);
             },
           };
         },
