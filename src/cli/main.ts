@@ -2,20 +2,19 @@ import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseCommandArgs } from './args.js';
 import type { Command } from './command.js';
-import { allCommands } from './registry.js';
+import { allCommands, commandsFor } from './registry.js';
 
 /**
  * The `depotsync` entry point (DESIGN.md §6): exit 0 on success; non-zero with one clear line on stderr
  * on failure (what failed, and what to do); `--json` prints exactly one JSON object on stdout.
  */
 export async function main(argv: string[]): Promise<number> {
-  const commands = allCommands();
-  const { command, rest } = route(commands, argv);
   const wantsJson = argv.includes('--json');
   try {
+    const { command, rest } = route(await commandsFor(argv), argv);
     if (!command) {
       if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
-        process.stdout.write(helpText(commands));
+        process.stdout.write(helpText(await allCommands()));
         return 0;
       }
       throw new DepotsyncError('usage', `unknown command: depotsync ${argv.slice(0, 2).join(' ')}`, {
