@@ -196,7 +196,7 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     chunks,
     // Back-to-back records in 1 MiB runs into recycled buffers, each chunk re-hashed (never export a
     // damaged chunk); a run's buffer is reused once its records are written.
-    readChunks: (ids) => ctx.store.readMany(ids, { verify: true, runBytes: 1024 * 1024, aheadRuns: 4, pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 16 * 1024 * 1024) }),
+    readChunks: (ids) => ctx.store.readMany(ids, { verify: true, runBytes: 1024 * 1024, aheadRuns: 8, pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024) }),
     signers: [ctx.signers.timestamp],
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),

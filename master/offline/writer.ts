@@ -150,19 +150,14 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
   let done = 0;
   let writeback: Promise<void> | undefined;
   let sinceWriteback = 0;
+  /** The write of the previous buffer-full: the next one is gathered (chunks read) while it runs. */
+  let writing: Promise<void> | undefined;
   try {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     /** Buffers to give back once the pending bytes are written. */
     let releases: Array<() => void> = [];
-    const flush = async () => {
-      if (!pendingBytes) return;
-      const bufs = pending;
-      const n = pendingBytes;
-      const written_ = releases;
-      pending = [];
-      pendingBytes = 0;
-      releases = [];
+    const write = async (bufs: Buffer[], n: number, written_: Array<() => void>) => {
       // writev: no copy into one large buffer (fresh memory costs a page fault per 4 KiB).
       let written = 0;
       while (written < n) {
@@ -178,6 +173,17 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
         writeback = fh!.datasync().catch(() => undefined).finally(() => (writeback = undefined));
       }
       input.onProgress?.(done, total);
+    };
+    /** Hand the gathered buffers to the file once the write before them is done (one in flight, in order). */
+    const flush = async () => {
+      await writing;
+      if (!pendingBytes) return;
+      const job = write(pending, pendingBytes, releases);
+      pending = [];
+      pendingBytes = 0;
+      releases = [];
+      writing = job;
+      job.catch(() => undefined); // awaited by the next flush, or below
     };
     const put = async (b: Uint8Array) => {
       pending.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -226,6 +232,7 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     }
     await records.return?.(undefined);
     await flush();
+    await writing;
     if (done !== total) throw new DepotsyncError('internal', `bundle writer: wrote ${done} bytes, planned ${total}`);
     await writeback;
     await fh.sync();
@@ -235,6 +242,7 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     await fsyncDir(dirname(input.out));
     return total;
   } catch (e) {
+    await writing?.catch(() => undefined);
     await writeback;
     await fh?.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
