@@ -12,6 +12,7 @@ import { silentLogger } from '../src/log.js';
 import { tlsServerOptions } from '../src/net/tls.js';
 import type { Ca } from '../src/pki/ca.js';
 import { issueServerCertificate } from '../src/pki/ca.js';
+import { createRevocationList } from '../src/pki/revocations.js';
 import type { ServeEnv } from '../src/serve/env.js';
 import { errorHandler } from '../src/serve/http-errors.js';
 import { mutualTls } from '../src/serve/mtls.js';
@@ -29,6 +30,8 @@ export interface BenchMaster {
   repo: TufRepository;
   /** Bytes sent in response bodies (everything the depot downloads). */
   sentBytes(): number;
+  /** HTTP requests received (what a no-op sync costs in round trips). */
+  requests(): number;
   /** Publish many packages in one generation, each a list of files with their chunks. */
   publish(packages: Array<{ name: string; version: string; size: number; chunks: ChunkRef[] }>): void;
   unpublish(paths: string[]): void;
@@ -50,12 +53,20 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
   const app = new Hono<ServeEnv>();
   let sent = 0;
   app.onError(errorHandler(log));
+  // A signed, empty revocation list, as a real master serves one: the depot checks it each sync.
+  const revocations = createRevocationList(ca, [], 1);
   const source = {
     metadata: (n: string) => files.get(n),
     target: (n: string) => targets.get(n),
-    revocations: () => undefined,
+    revocations: () => revocations,
+    latestRootVersion: () => Math.max(...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))),
     chunks: store,
   };
+  let requests = 0;
+  app.use('*', async (_c, next) => {
+    requests++;
+    await next();
+  });
   app.route('/', publicReadRoutes(source));
   app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: p.role ?? 'depot', serial: p.serial } }) }));
   app.post('/v1/status', (c) => c.json({ ok: true }));
@@ -68,6 +79,7 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
     fingerprint: rootFingerprint(files.get('1.root.json')!),
     repo: created.repository,
     sentBytes: () => sent,
+    requests: () => requests,
     publish(packages) {
       const changes: TargetChange[] = packages.map((p) => {
         const m = buildManifest({ name: p.name, version: p.version, chunking: BENCH_CHUNKING, files: [{ path: 'setup.bin', mode: 0o644, size: p.size, chunks: p.chunks }] });
