@@ -36,7 +36,7 @@ app.onError(errorHandler(log));
 app.get('/healthz', (c) => c.json({ status: 'ok' }));
 app.route('/', publicReadRoutes(source));
 app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
-app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0' }));
+app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0', ...(process.env.BENCH_BATCH_MEMORY_MIB ? { batchMemoryBytes: Number(process.env.BENCH_BATCH_MEMORY_MIB) * 1024 * 1024 } : {}) }));
 const server = https.createServer(
   { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: 1024 * 1024 } as https.ServerOptions,
   getRequestListener(app.fetch),
