@@ -6,6 +6,8 @@ import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { digestEquals } from '../../src/hash/blake3.js';
 import type { Logger } from '../../src/log.js';
 import type { HttpClient } from '../../src/net/client.js';
+import { consume } from '../../src/net/consume.js';
+import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { hashedChunk, type ChunkInput } from '../../src/store/chunk-id.js';
 import type { PutResult } from '../../src/store/chunk-store.js';
 import { ChunkStream, type StreamTarget } from '../../src/store/chunk-stream.js';
@@ -116,12 +118,13 @@ export async function fetchChunks(needs: readonly ChunkNeed[], deps: ChunkFetchD
   // One checkpointed stream for the whole download: the disk writes while batches arrive, with one
   // waited fdatasync per checkpoint instead of one per batch.
   const stream = openChunkStream(deps, total);
+  const pool = new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024);
   let failure: unknown;
   for (const [i, batch] of batches.entries()) {
     void queue.add(async () => {
       if (failure) return;
       try {
-        await fetchWithRetry(batch, i, deps, stream, abort.signal);
+        await fetchWithRetry(batch, i, deps, stream, abort.signal, pool);
       } catch (e) {
         if (failure) return;
         failure = e;
@@ -141,12 +144,12 @@ export async function fetchChunks(needs: readonly ChunkNeed[], deps: ChunkFetchD
   return total;
 }
 
-async function fetchWithRetry(batch: ChunkNeed[], index: number, deps: ChunkFetchDeps, stream: ChunkStream, signal: AbortSignal): Promise<void> {
+async function fetchWithRetry(batch: ChunkNeed[], index: number, deps: ChunkFetchDeps, stream: ChunkStream, signal: AbortSignal, pool: SizedBufferPool): Promise<void> {
   let remaining = batch;
   const received = new Set<string>();
   for (let attempt = 1; ; attempt++) {
     try {
-      await fetchBatch(remaining, deps, stream, signal, received);
+      await fetchBatch(remaining, deps, stream, signal, received, pool);
       return;
     } catch (e) {
       if (signal.aborted || !retryable(e) || attempt >= deps.attempts) throw e;
@@ -162,7 +165,7 @@ async function fetchWithRetry(batch: ChunkNeed[], index: number, deps: ChunkFetc
 /** Chunk bytes verified before they are handed to the store's stream (bounds memory per batch). */
 const HANDOFF_BYTES = 2 * 1024 * 1024;
 
-async function fetchBatch(batch: ChunkNeed[], deps: ChunkFetchDeps, stream: ChunkStream, signal: AbortSignal, received: Set<string>): Promise<void> {
+async function fetchBatch(batch: ChunkNeed[], deps: ChunkFetchDeps, stream: ChunkStream, signal: AbortSignal, received: Set<string>, pool: SizedBufferPool): Promise<void> {
   const ids = batch.map((n) => n.id);
   const origin = deps.upstream.baseUrl.origin;
   const maxChunk = batch.reduce((m, n) => Math.max(m, n.length), 0);
@@ -179,41 +182,49 @@ async function fetchBatch(batch: ChunkNeed[], deps: ChunkFetchDeps, stream: Chun
   } catch (e) {
     throw explainUpstream(e, origin);
   }
-  const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${origin}`);
+  // Records spanning network pieces are gathered into recycled buffers, given back once the store's
+  // stream has written them: garbage buffers waiting for a GC were a third of the depot's memory.
+  const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${origin}`, pool);
   let verified: ChunkInput[] = [];
+  let blocks: ArrayBuffer[] = [];
   let verifiedBytes = 0;
   const bad: string[] = [];
   const absent: string[] = [];
   const flush = async (): Promise<void> => {
     if (verified.length === 0) return;
     const chunks = verified;
+    const used = blocks;
     verified = [];
+    blocks = [];
     verifiedBytes = 0;
     await stream.add(chunks);
+    for (const b of used) pool.give(b);
     for (const c of chunks) received.add(c.id);
   };
-  try {
-    for await (const piece of res.body) {
-      const buf = piece as Buffer;
-      deps.counter.add(buf.length);
-      if (deps.bandwidth) await deps.bandwidth.take(buf.length);
-      for (const rec of decoder.push(buf)) {
-        if (!rec.data) {
-          absent.push(rec.id);
-          continue;
-        }
-        // Hash as it arrives; only a chunk whose BLAKE3 equals its id is ever stored.
-        const chunk = verifiedChunk(rec.id, rec.data);
-        if (!chunk) {
-          bad.push(rec.id);
-          deps.log.warn({ chunk: rec.id, bytes: rec.data.length, upstream: origin }, 'received chunk does not match its id; dropped');
-          continue;
-        }
-        verified.push(chunk);
-        verifiedBytes += rec.data.length;
+  const onPiece = (buf: Buffer): Promise<void> | undefined => {
+    deps.counter.add(buf.length);
+    for (const rec of decoder.push(buf)) {
+      if (!rec.data) {
+        absent.push(rec.id);
+        continue;
       }
-      if (verifiedBytes >= HANDOFF_BYTES) await flush();
+      // Hash as it arrives; only a chunk whose BLAKE3 equals its id is ever stored.
+      const chunk = verifiedChunk(rec.id, rec.data);
+      if (!chunk) {
+        bad.push(rec.id);
+        if (rec.block) pool.give(rec.block);
+        deps.log.warn({ chunk: rec.id, bytes: rec.data.length, upstream: origin }, 'received chunk does not match its id; dropped');
+        continue;
+      }
+      verified.push(chunk);
+      if (rec.block) blocks.push(rec.block);
+      verifiedBytes += rec.data.length;
     }
+    return verifiedBytes >= HANDOFF_BYTES ? flush() : undefined;
+  };
+  try {
+    // Piece by piece as they arrive (no `for await`: it concatenates what is buffered into new memory).
+    await consume(res.body, deps.bandwidth ? (buf) => deps.bandwidth!.take(buf.length).then(() => onPiece(buf)) : onPiece);
     decoder.finish();
   } finally {
     // Keep what arrived intact, even when the stream was cut: the retry asks only for the rest.

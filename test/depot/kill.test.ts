@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
@@ -121,7 +121,10 @@ describe('kill -9 during a sync (separate process)', () => {
   });
 
   it('kill -9 at a random moment 20 times in a row during a 1 GiB sync: every restart is consistent, the last one completes', async () => {
-    const big = writeDepotDir(up, { name: 'killed-big', config: { sync: { checkpointBytes: 16 * 1024 * 1024 } } });
+    // A bandwidth limit of 24 MiB/s keeps the whole sync above 40 s however fast the machine is, so
+    // twenty kills at most 1.8 s into each download (864 MiB at most) always land before it completes
+    // (unlimited, 1 GiB takes 5-12 s here); 8 MiB checkpoints commit every third of a second.
+    const big = writeDepotDir(up, { name: 'killed-big', config: { sync: { checkpointBytes: 8 * 1024 * 1024 }, schedule: { bandwidthBytesPerSecond: 24 * 1024 * 1024 } } });
     try {
       const pub = await up.publish('huge', '1.0', randomBytes(1024 * 1024 * 1024));
       const target = up.repo.generation;
@@ -133,14 +136,13 @@ describe('kill -9 during a sync (separate process)', () => {
       for (let i = 0; i < 20 && !finished; i++) {
         const run = runChild(child.file, big.dir);
         // A random moment once the run is under way: one run in five early (in the metadata and manifest
-        // steps), the others 0.2 to 0.9 s after the manifests (a checkpoint or two of 16 MiB each; the
-        // whole 1 GiB takes about 12 s here, so all 20 runs are cut before it completes).
+        // steps), the others 0.3 to 1.8 s after the manifests (up to five 8 MiB checkpoints).
         let armed = false;
         const early = rand(5) === 0;
         run.onLine((line) => {
           if (!armed && line.includes(early ? '"msg":"sync metadata"' : '"msg":"sync manifests"')) {
             armed = true;
-            setTimeout(() => run.kill(), early ? rand(300) : 200 + rand(700));
+            setTimeout(() => run.kill(), early ? rand(300) : 300 + rand(1500));
           }
           if (line.startsWith('stored ')) stored++;
         });
@@ -164,6 +166,11 @@ describe('kill -9 during a sync (separate process)', () => {
       }
       expect(killed, lastOut.slice(-3000)).toBe(20);
       expect(stored, lastOut.slice(-3000)).toBeGreaterThan(0); // checkpoints were committed between kills
+      // The last run at full speed: the limit only had to keep the killed runs from completing.
+      const configPath = join(big.dir, 'depot.json');
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as { schedule: { bandwidthBytesPerSecond: number } };
+      config.schedule.bandwidthBytesPerSecond = 0;
+      writeFileSync(configPath, JSON.stringify(config));
       const last = runChild(child.file, big.dir);
       const r = await last.exit;
       expect(r.code, r.out).toBe(0);

@@ -1,5 +1,4 @@
 import { planBatches } from '../../wire/chunk-batch.js';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Manifest } from '../../content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../errors.js';
@@ -7,6 +6,7 @@ import { digestEquals } from '../../hash/blake3.js';
 import { hashedChunk, type ChunkInput } from '../../store/chunk-id.js';
 import type { SizedBufferPool } from '../../store/buffer-pool.js';
 import { BatchDecoder } from '../../wire/chunk-batch.js';
+import { consume } from '../../net/consume.js';
 import { fatalRefusal, type RemoteSource } from './remote.js';
 
 /** One distinct chunk of the package: where it sits in the hash tree and every place it is written. */
@@ -219,53 +219,3 @@ function noSourceLeft(batch: Batch, sources: readonly RemoteSource[], failed: Ma
     cause: first,
   });
 }
-
-/**
- * Feed a response body to `onPiece` piece by piece as it arrives ('data' events), pausing the stream
- * while a promise `onPiece` returned is pending. Unlike `for await`, which makes `read()` concatenate
- * everything buffered into one new buffer, no byte is copied here: at 1 GiB that copy (and its garbage)
- * was a fifth of the agent's CPU time. Pieces are TLS records (about 11 KiB on average here: 94,000
- * for 1 GiB), so the common case stays synchronous: pausing and resuming the stream for each one cost
- * more than the records' handling.
- */
-export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void> | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let failed = false;
-    let busy: Promise<void> = Promise.resolve();
-    const fail = (e: unknown) => {
-      if (failed) return;
-      failed = true;
-      body.destroy();
-      // Settle only once the piece in hand is done: no write of this batch runs on after it failed.
-      void busy.then(
-        () => reject(e),
-        () => reject(e),
-      );
-    };
-    body.on('data', (piece: Buffer) => {
-      if (failed) return;
-      let work: Promise<void> | undefined;
-      try {
-        work = onPiece(piece);
-      } catch (e) {
-        fail(e);
-        return;
-      }
-      if (!work) return;
-      body.pause();
-      busy = work.then(
-        () => {
-          if (!failed) body.resume();
-        },
-        fail,
-      );
-    });
-    body.once('error', fail);
-    body.once('end', () => {
-      void busy.then(() => {
-        if (!failed) resolve();
-      });
-    });
-  });
-}
-
