@@ -135,10 +135,11 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       log,
     });
 
-    await cacheWriter?.drain();
     step('chunksMs');
-    // 3. Whole files again, then one rename into place.
+    // 3. Whole files again, then one rename into place. The cache's last writes finish meanwhile.
+    const drained = cacheWriter?.drain();
     await stage.verify(m);
+    await drained;
     step('verifyMs');
     await stage.commit(o.out, m);
     step('commitMs');
