@@ -96,7 +96,7 @@ export class HttpMetadataSource implements MetadataSource {
       if (!this.prefetched || version <= this.walkAt) this.prefetched = await this.timestamp(TIMESTAMP_PROBE_MAX_BYTES);
       this.walkAt = version;
       const newest = this.hints?.rootVersion;
-      if (newest !== undefined && Number(root[1]) > newest) {
+      if (newest !== undefined && version > newest) {
         throw new DepotsyncError('not-found', `metadata ${name}: the upstream's newest root is version ${newest}`);
       }
     }

@@ -3,6 +3,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
+import { writevAll } from '../../src/fs/writev-all.js';
 import type { Signer } from '../../src/tuf/keys.js';
 import { headerAad, sealedLength, SectionSealer, type BundleEncryption } from '../../src/wire/bundle-crypto.js';
 import {
@@ -75,20 +76,6 @@ export interface WriteBundleInput {
   seal?: { key: Buffer; encryption: BundleEncryption };
 }
 
-/** The buffers after the first `skip` bytes (a short writev continues where it stopped). */
-function sliceFrom(bufs: Buffer[], skip: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const b of bufs) {
-    if (skip >= b.length) {
-      skip -= b.length;
-      continue;
-    }
-    out.push(skip > 0 ? b.subarray(skip) : b);
-    skip = 0;
-  }
-  return out;
-}
-
 /** The table of contents, computed before any chunk is read: chunk sections commit to their record headers. */
 export function layoutSections(byteSections: readonly ByteSection[], chunks: readonly PlannedChunk[], chunkSectionMaxBytes: number): { sections: BundleSection[]; groups: PlannedChunk[][] } {
   const sections: BundleSection[] = [];
@@ -159,11 +146,7 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     let releases: Array<() => void> = [];
     const write = async (bufs: Buffer[], n: number, written_: Array<() => void>) => {
       // writev: no copy into one large buffer (fresh memory costs a page fault per 4 KiB).
-      let written = 0;
-      while (written < n) {
-        const r = await fh!.writev(written === 0 ? bufs : sliceFrom(bufs, written));
-        written += r.bytesWritten;
-      }
+      await writevAll(fh!, bufs);
       for (const r of written_) r();
       done += n;
       sinceWriteback += n;

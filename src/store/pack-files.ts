@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromSystemError } from '../errors.js';
+import { writevAll } from '../fs/writev-all.js';
 import { PACK_MAGIC, packFileName } from './pack-format.js';
 
 /** Most iovecs one writev may carry (IOV_MAX on Linux). */
@@ -96,15 +97,7 @@ export async function appendDurably(path: string, create: boolean, position: num
     let pos = position;
     let sinceFlush = 0;
     for (const group of pieces(buffers)) {
-      const want = group.reduce((n, b) => n + b.length, 0);
-      let { bytesWritten } = await fh.writev(group, pos);
-      // A short writev (rare: signals, huge groups) is finished with plain writes.
-      if (bytesWritten < want) {
-        const rest = Buffer.concat(group).subarray(bytesWritten);
-        let off = 0;
-        while (off < rest.length) off += (await fh.write(rest, off, rest.length - off, pos + bytesWritten + off)).bytesWritten;
-        bytesWritten = want;
-      }
+      const bytesWritten = await writevAll(fh, group, pos);
       pos += bytesWritten;
       sinceFlush += bytesWritten;
       if (durable && sinceFlush >= APPEND_PIECE_BYTES && early === undefined) {
@@ -202,14 +195,7 @@ export class PackAppender {
     let pos = this.position - want;
     try {
       for (const group of pieces(buffers)) {
-        const n = group.reduce((k, b) => k + b.length, 0);
-        let { bytesWritten } = await this.fh.writev(group, pos);
-        if (bytesWritten < n) {
-          const rest = Buffer.concat(group).subarray(bytesWritten);
-          let off = 0;
-          while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, pos + bytesWritten + off)).bytesWritten;
-          bytesWritten = n;
-        }
+        const bytesWritten = await writevAll(this.fh, group, pos);
         pos += bytesWritten;
         this.sinceWriteback += bytesWritten;
       }

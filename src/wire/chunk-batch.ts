@@ -75,14 +75,7 @@ export class BatchDecoder {
       }
       if (this.pendingBytes < HEADER + len) break;
       this.take(HEADER);
-      const first = this.pending[0] as Buffer | undefined;
-      if (this.pool && first && first.length < len) {
-        const { buf, block } = this.pool.take(len);
-        this.gatherInto(buf);
-        out.push(block ? { id, data: buf, block } : { id, data: buf });
-      } else {
-        out.push({ id, data: this.take(len) });
-      }
+      out.push(this.record(id, len));
       this.next++;
     }
     return out;
@@ -103,15 +96,30 @@ export class BatchDecoder {
 
   private peek(n: number): Buffer {
     if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
-    return this.gather(n, false);
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (let i = 0; at < n; i++) {
+      const piece = this.pending[i]!;
+      at += piece.copy(out, at, 0, Math.min(piece.length, n - at));
+    }
+    return out;
   }
 
   /**
-   * The next `n` bytes. A record inside one network piece is a view of it (no copy: the records of a
-   * piece are stored, then dropped, together); one spanning pieces is gathered into a buffer of exactly
-   * `n` bytes (never a copy of everything pending).
+   * A chunk's `len` bytes, all pending. Inside one network piece it is a view of it (no copy: the
+   * records of a piece are stored, then dropped, together); spanning pieces it is gathered into a buffer
+   * of exactly `len` bytes, a pooled block when the decoder has a pool.
    */
+  private record(id: string, len: number): BatchRecord {
+    if (len === 0 || this.pending[0]!.length >= len || !this.pool) return { id, data: this.take(len) };
+    const { buf, block } = this.pool.take(len);
+    this.gatherInto(buf);
+    return block ? { id, data: buf, block } : { id, data: buf };
+  }
+
+  /** The next `n` bytes: a view of the first piece when they lie in it, else gathered into a new buffer. */
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     const first = this.pending[0]!;
     if (first.length >= n) {
       const out = first.subarray(0, n);
@@ -120,18 +128,7 @@ export class BatchDecoder {
       this.pendingBytes -= n;
       return out;
     }
-    return this.gather(n, true);
-  }
-
-  private gather(n: number, consume: boolean): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    if (consume) return this.gatherInto(out);
-    let at = 0;
-    for (let i = 0; at < n; i++) {
-      const piece = this.pending[i]!;
-      at += piece.copy(out, at, 0, Math.min(piece.length, n - at));
-    }
-    return out;
+    return this.gatherInto(Buffer.allocUnsafe(n));
   }
 
   /** Move the next `out.length` pending bytes into `out` (they leave the pending pieces). */

@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { generateKeyPair } from '../../src/tuf/keys.js';
 import { openDepot, type Depot } from '../../depot/depot.js';
 import type { SyncConfig } from '../../depot/config.js';
 import { randomBytesSeeded, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
@@ -76,6 +77,42 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
     const last = up.reports.at(-1)!;
     expect(last.machine).toBe('depot-1');
     expect(last.report.servedGeneration).toBe(second.generation);
+  });
+
+  it('follows a root rotation that the timestamp hint announces, then is back to one request', async () => {
+    // An upstream of its own: the rotation must not change the root other tests' depots walk.
+    const up2 = await startUpstream();
+    const files = writeDepotDir(up2, { name: 'depot-rot' });
+    dirs.push(files.dir);
+    const d = openDepot(files.dir, { logger: silentLogger(), now: up2.clock.now, sleep: async () => {} });
+    depots.push(d);
+    try {
+      await up2.publish('rot', '1.0', randomBytesSeeded(100_000, 9));
+      up2.revoke([]);
+      await d.engine.sync();
+      // Root 2 moves the timestamp role to a new key: a depot that skipped 2.root.json (a wrong hint
+      // check) could not verify the new timestamp and the sync would fail.
+      const ts2 = generateKeyPair();
+      up2.putFiles(up2.repo.rotateRoot({ timestamp: ts2.publicKey }, [up2.keys.root.signer], { timestamp: ts2.signer }));
+      const p = await up2.publish('rot', '1.1', randomBytesSeeded(100_000, 10));
+      up2.requests.length = 0;
+      const r = await d.engine.sync();
+      expect(r).toMatchObject({ generation: up2.repo.generation, switched: true });
+      const paths = up2.requests.map((q) => q.path);
+      // The timestamp first (its hint says root 2 exists), then root 2; root 3 is known absent, never asked.
+      expect(paths.slice(0, 2)).toEqual(['/v1/metadata/timestamp.json', '/v1/metadata/2.root.json']);
+      expect(paths).not.toContain('/v1/metadata/3.root.json');
+      expect(d.db.latestRootVersion()).toBe(2);
+      await expectServedComplete(d);
+      expect(d.db.served()!.generation).toBe(up2.repo.generation);
+      expect(r.chunksFetched).toBeGreaterThan(0);
+      expect(r.chunksFetched).toBeLessThanOrEqual(p.chunkIds.length);
+      up2.requests.length = 0;
+      await d.engine.sync();
+      expect(up2.requests.map((q) => q.path)).toEqual(['/v1/metadata/timestamp.json']);
+    } finally {
+      await up2.close();
+    }
   });
 
   it('never stores a chunk whose bytes do not match its id; retries, then fails clearly; the served generation stays', async () => {

@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Manifest } from '../../content/manifest.js';
 import { DepotsyncError, fromSystemError } from '../../errors.js';
 import { fsyncDir } from '../../fs/atomic-write.js';
+import { writevAll } from '../../fs/writev-all.js';
 import { digestEquals, blake3 } from '../../hash/blake3.js';
 
 /** The whole-file check reads the staged files back in blocks of this size. */
@@ -37,13 +38,7 @@ export const openFileSink: OpenSink = async (path) => {
   }
   return {
     async write(parts, position) {
-      let rest = parts;
-      let at = position;
-      while (rest.length > 0) {
-        const { bytesWritten } = await fh.writev(rest as Uint8Array[], at);
-        at += bytesWritten;
-        rest = afterWritten(rest, bytesWritten);
-      }
+      await writevAll(fh, parts, position);
     },
     async read(into, length, position) {
       return (await fh.read(into, 0, length, position)).bytesRead;
@@ -52,16 +47,6 @@ export const openFileSink: OpenSink = async (path) => {
     close: () => fh.close(),
   };
 };
-
-/** What is left of `parts` once the first `n` bytes are written (a writev may write less than asked). */
-function afterWritten(parts: readonly Uint8Array[], n: number): readonly Uint8Array[] {
-  let i = 0;
-  while (i < parts.length && n >= (parts[i] as Uint8Array).length) n -= (parts[i++] as Uint8Array).length;
-  if (i === parts.length) return [];
-  if (n === 0 && i > 0) return parts.slice(i);
-  if (n === 0) throw new DepotsyncError('io', 'write made no progress');
-  return [(parts[i] as Uint8Array).subarray(n), ...parts.slice(i + 1)];
-}
 
 /** One verified chunk's bytes at one place of the package. */
 export interface Placed {
