@@ -61,9 +61,9 @@ export interface DownloadOptions {
   requestTimeoutMs: number;
   verify(need: ChunkNeed, data: Uint8Array, source: string): ChunkInput;
   /**
-   * Write verified chunks (staging and cache). An error here is local (disk) and ends the fetch.
+   * Write verified chunks (into the staging folder). An error here is local (disk) and ends the fetch.
    * `release()` says the chunks' bytes are no longer needed (their buffers are recycled): call it once
-   * nothing holds them, which may be after `deliver` resolved (a cache queue).
+   * nothing holds them.
    */
   deliver(chunks: Array<{ need: ChunkNeed; chunk: ChunkInput }>, release: () => void): Promise<void>;
   /** A source failed (network, slow, oversized, forged content): it is not asked again in this fetch. */

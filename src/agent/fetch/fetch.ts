@@ -6,14 +6,15 @@ import { ChunkStore } from '../../store/chunk-store.js';
 import type { ClientLimits, TrustedStore } from '../../tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
 import type { AgentStateStore } from '../state.js';
-import { CacheWriter, readCached, trimCache } from './cache.js';
+import { readCached, trimCache } from './cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunks.js';
 import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
 import { SizedBufferPool } from '../../store/buffer-pool.js';
-import { checkOutput, checkOutputParent, openFileSink, removeStaleStaging, Staging, type OpenSink } from './staging.js';
+import { checkOutput, checkOutputParent, openFileSink, salvageStaging, Staging, type OpenSink } from './staging.js';
+import type { Manifest } from '../../content/manifest.js';
 
-/** A staging folder untouched this long belongs to a fetch that was killed. */
+/** A staging folder without an owner file, untouched this long, belongs to a fetch that was killed. */
 const STALE_STAGING_MS = 60 * 60_000;
 
 export interface FetchPackageOptions {
@@ -24,7 +25,10 @@ export interface FetchPackageOptions {
   sources: readonly Source[];
   /** Build the HTTP(S) client of a source (mutual TLS with the agent's certificate). */
   connect: (source: Source) => RemoteSource;
-  /** The local chunk cache folder (resume); undefined = no cache. */
+  /**
+   * The local chunk cache folder (resume): the chunks an interrupted or killed fetch had verified and
+   * staged are kept there, and the next fetch takes them from it; undefined = no cache.
+   */
   cacheDir?: string | undefined;
   /** The trusted TUF metadata (rollback and freeze baseline), persisted in the agent directory. */
   store: TrustedStore;
@@ -68,8 +72,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   const label = `${o.name}${o.version ? `@${o.version}` : ''}`;
   if (o.sources.length === 0) throw new DepotsyncError('bad-input', `fetch ${label}: no sources configured`, { hint: 'give depots with --depot, or the master URL' });
   await checkOutputParent(o.out);
-  // Leftovers of a fetch killed mid-way (the output itself was never touched).
-  await removeStaleStaging(o.out, STALE_STAGING_MS, Date.now());
 
   const remotes = o.sources.map((s) => o.connect(s));
   const failedHere = new Set<string>();
@@ -79,7 +81,9 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   };
   let cache: ChunkStore | undefined;
   let staging: Staging | undefined;
-  let cacheWriter: CacheWriter | undefined;
+  let manifest: Manifest | undefined;
+  /** Chunks this fetch verified and wrote into the staging folder (salvaged into the cache on failure). */
+  const staged = new Set<string>();
   const t0 = performance.now();
   const steps: Record<string, number> = {};
   let mark = t0;
@@ -89,6 +93,15 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     mark = t;
   };
   try {
+    // The chunk cache holds only what failed or killed fetches had staged: a successful fetch writes
+    // the package once (into its staging folder), not a second time into a cache. Not durable: every
+    // cached chunk is re-hashed when read (readCached), so a power loss costs a re-download, never a
+    // wrong byte.
+    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
+    // Leftovers of a fetch to the same output that was killed mid-way (the output itself was never
+    // touched): their verified chunks go into the cache, the folders away.
+    await salvageStaging(o.out, cache, STALE_STAGING_MS, Date.now(), log);
+
     // 1. Catalog and manifest from the first source that passes every check.
     const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log);
     const metaSource = remotes[index] as RemoteSource;
@@ -97,10 +110,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     step('metadataMs');
 
     // 2. Chunks: the cache first (resume), then the sources not yet found wanting, in order.
-    // Not durable: every cached chunk is re-hashed when read (readCached), so a power loss costs a
-    // re-download, never a wrong byte; and the fetch does not pay a second fdatasync'd copy of the package.
-    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
-    staging = await Staging.create(o.out, m, o.openSink ?? openFileSink);
+    staging = await Staging.create(o.out, m, pkg.manifestBytes, o.openSink ?? openFileSink);
+    manifest = m;
     const stage = staging;
     const needs = planChunks(m);
     let done = 0;
@@ -114,8 +125,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     };
     o.onProgress?.(0, m.totalBytes);
     const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, 'the local cache'), (need, data) => writePlaces([{ need, data }]), log) : new Set<string>();
-    if (cache) cacheWriter = new CacheWriter(cache, log);
-    const toCache = cacheWriter;
     const bySource = await downloadChunks({
       needs: needs.filter((n) => !fromCache.has(n.id)),
       sources: remotes.slice(index),
@@ -125,9 +134,12 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       requestTimeoutMs: settings.requestTimeoutMs,
       verify: (need, data, source) => verifyChunk(need, data, source),
       deliver: async (group, release) => {
-        await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
-        if (toCache) await toCache.add(group.map((g) => g.chunk), release);
-        else release();
+        try {
+          await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
+        } finally {
+          release();
+        }
+        for (const g of group) staged.add(g.need.id);
       },
       onSourceFailed: penalize,
       // Recycled receive buffers: fresh memory is faulted in page by page, which is dear (src/store/buffer-pool.ts).
@@ -136,10 +148,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     });
 
     step('chunksMs');
-    // 3. Whole files again, then one rename into place. The cache's last writes finish meanwhile.
-    const drained = cacheWriter?.drain();
+    // 3. Whole files again, then one rename into place.
     await stage.verify(m);
-    await drained;
     step('verifyMs');
     await stage.commit(o.out, m);
     step('commitMs');
@@ -163,9 +173,17 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       chunksFromCache: fromCache.size,
     };
   } finally {
-    // Whatever was verified reaches the cache before it closes, also when the fetch failed (resume).
-    await cacheWriter?.drain();
-    if (staging) await staging.discard();
+    if (staging) {
+      // A failed fetch: what it verified and staged goes into the cache (resume), then the folder away.
+      if (cache && manifest) {
+        const kept = await staging.salvage(manifest, cache, staged).catch((e: unknown) => {
+          log.warn({ err: (e as Error).message }, 'chunk cache write failed; a retry downloads everything again');
+          return 0;
+        });
+        if (kept > 0) log.info({ chunks: kept }, 'verified chunks kept in the cache for the next attempt');
+      }
+      await staging.discard();
+    }
     await cache?.close();
     for (const r of remotes) r.close();
   }

@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import type { Manifest } from '../../content/manifest.js';
+import { decodeManifest, type Manifest } from '../../content/manifest.js';
 import { DepotsyncError, fromSystemError } from '../../errors.js';
 import { fsyncDir } from '../../fs/atomic-write.js';
 import { writevAll } from '../../fs/writev-all.js';
 import { digestEquals, blake3 } from '../../hash/blake3.js';
+import type { Logger } from '../../log.js';
+import { hashedChunk, type ChunkInput } from '../../store/chunk-id.js';
+import type { ChunkStore } from '../../store/chunk-store.js';
+import { planChunks } from './chunks.js';
 
 /** The whole-file check reads the staged files back in blocks of this size. */
 const VERIFY_BLOCK_BYTES = 4 * 1024 * 1024;
@@ -77,24 +81,121 @@ export async function checkOutputParent(out: string): Promise<void> {
 
 export const STAGING_MARK = '.depotsync-staging-';
 
+/** Beside the staged package in its folder: the fetching process's pid, and the manifest it stages. */
+const OWNER_FILE = 'owner';
+const MANIFEST_FILE = 'manifest.json';
+
+/** Is process `pid` running (a signal 0 probe; EPERM means it runs under another user)? */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * Remove staging folders of earlier fetches to the same output that were killed before they could
- * clean up (older than `olderThanMs`, so a fetch running now in another process is left alone).
+ * The staging folders left beside `out` by fetches that were killed (kill -9, power loss): their owner
+ * process is gone, or, for a folder without an owner file, it has been untouched for `olderThanMs`. A
+ * folder whose owner still runs (a fetch to the same output in another process) is left alone. With a
+ * cache, the chunks already staged in a leftover are salvaged into it first (each re-hashed against
+ * the leftover's manifest, so nothing the disk or another process changed gets in): the next fetch
+ * downloads only what the killed one had not written. Returns how many folders were removed.
  */
-export async function removeStaleStaging(out: string, olderThanMs: number, nowMs: number): Promise<number> {
+export async function salvageStaging(out: string, cache: ChunkStore | undefined, olderThanMs: number, nowMs: number, log: Logger): Promise<number> {
   const target = resolve(out);
   const prefix = `.${basename(target)}${STAGING_MARK}`;
   let removed = 0;
   const names = await readdir(dirname(target)).catch(() => [] as string[]);
   for (const name of names) {
     if (!name.startsWith(prefix) || !/^[0-9a-f]{12}$/.test(name.slice(prefix.length))) continue;
-    const path = join(dirname(target), name);
-    const info = await lstat(path).catch(() => undefined);
-    if (!info?.isDirectory() || nowMs - info.mtimeMs < olderThanMs) continue;
-    await rm(path, { recursive: true, force: true }).catch(() => undefined);
+    const dir = join(dirname(target), name);
+    const info = await lstat(dir).catch(() => undefined);
+    if (!info?.isDirectory()) continue;
+    const owner = Number((await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    const abandoned = Number.isSafeInteger(owner) && owner > 0 ? owner !== process.pid && !processAlive(owner) : nowMs - info.mtimeMs >= olderThanMs;
+    if (!abandoned) continue;
+    if (cache) {
+      try {
+        const n = await salvageLeftover(dir, cache);
+        if (n > 0) log.info({ staging: dir, chunks: n }, 'chunks of a killed fetch kept in the cache');
+      } catch (e) {
+        log.warn({ staging: dir, err: (e as Error).message }, 'staging left by a killed fetch could not be salvaged; removing it');
+      }
+    }
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     removed++;
   }
   return removed;
+}
+
+/** The verified chunks of one leftover staging folder into `cache`. */
+async function salvageLeftover(dir: string, cache: ChunkStore): Promise<number> {
+  const m = decodeManifest(await readFile(join(dir, MANIFEST_FILE)), { what: `manifest in ${dir}` });
+  const { paths } = stagedPaths(dir, m);
+  const files = await Promise.all(paths.map((p) => open(p, 'r').catch(() => undefined)));
+  try {
+    return await salvageChunks(m, cache, async (fileIndex, into, length, position) => {
+      const fh = files[fileIndex];
+      return fh ? (await fh.read(into, 0, length, position)).bytesRead : 0;
+    });
+  } finally {
+    await Promise.all(files.map((fh) => fh?.close()));
+  }
+}
+
+/** Bytes of salvaged chunks per cache commit. */
+const SALVAGE_BATCH_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Read each distinct chunk of `m` (or only those in `only`) at its first place in the staged files,
+ * and put the ones whose bytes hash to their id into `cache`. Never trusts what it reads: a region
+ * not yet written (a hole reads as zeros), half written or changed is simply not salvaged.
+ */
+async function salvageChunks(
+  m: Manifest,
+  cache: ChunkStore,
+  read: (fileIndex: number, into: Buffer, length: number, position: number) => Promise<number>,
+  only?: ReadonlySet<string>,
+): Promise<number> {
+  const wanted = planChunks(m).filter((n) => (only ? only.has(n.id) : true));
+  const missing = new Set(cache.missing(wanted.map((n) => n.id)));
+  let batch: ChunkInput[] = [];
+  let batchBytes = 0;
+  let saved = 0;
+  const commit = async () => {
+    if (batch.length) await cache.putMany(batch);
+    saved += batch.length;
+    batch = [];
+    batchBytes = 0;
+  };
+  for (const need of wanted) {
+    if (!missing.has(need.id)) continue;
+    const place = need.places[0] as { fileIndex: number; offset: number };
+    const data = Buffer.allocUnsafe(need.length);
+    let got = 0;
+    while (got < need.length) {
+      const n = await read(place.fileIndex, data.subarray(got), need.length - got, place.offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got !== need.length) continue;
+    const chunk = hashedChunk(data);
+    if (chunk.id !== need.id) continue;
+    batch.push(chunk);
+    batchBytes += data.length;
+    if (batchBytes >= SALVAGE_BATCH_BYTES) await commit();
+  }
+  await commit();
+  return saved;
+}
+
+/** Where the package's files sit inside a staging folder: under `file` or `package/`, never beside the owner and manifest files. */
+function stagedPaths(dir: string, m: Manifest): { staged: string; paths: string[] } {
+  const kind = packageKind(m);
+  const staged = join(dir, kind === 'file' ? 'file' : 'package');
+  return { staged, paths: kind === 'file' ? [staged] : m.files.map((f) => join(staged, ...f.path.split('/'))) };
 }
 
 /** Checks once the manifest is known: nothing in the way at --out, and room on the disk. */
@@ -135,7 +236,11 @@ export class Staging {
     private readonly paths: string[],
   ) {}
 
-  static async create(out: string, m: Manifest, openSink: OpenSink): Promise<Staging> {
+  /**
+   * `manifestBytes` (the manifest's canonical bytes) and this process's pid are kept in the folder, so
+   * if this process is killed the next fetch can tell the folder is abandoned and salvage its chunks.
+   */
+  static async create(out: string, m: Manifest, manifestBytes: Uint8Array, openSink: OpenSink): Promise<Staging> {
     const target = resolve(out);
     const dir = join(dirname(target), `.${basename(target)}${STAGING_MARK}${randomBytes(6).toString('hex')}`);
     const kind = packageKind(m);
@@ -144,10 +249,11 @@ export class Staging {
     } catch (e) {
       throw fromSystemError(e, `staging folder ${dir}`);
     }
-    const root = kind === 'file' ? dir : join(dir, 'package');
-    const paths = m.files.map((f) => (kind === 'file' ? join(dir, basename(f.path)) : join(root, ...f.path.split('/'))));
-    const staging = new Staging(dir, kind === 'file' ? (paths[0] as string) : root, kind, paths);
+    const { staged, paths } = stagedPaths(dir, m);
+    const staging = new Staging(dir, staged, kind, paths);
     try {
+      await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
+      await writeFile(join(dir, MANIFEST_FILE), manifestBytes, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
       for (const [i, f] of m.files.entries()) {
         const p = paths[i] as string;
         // Path traversal: the manifest's paths were checked when it was decoded; check the joined
@@ -161,6 +267,16 @@ export class Staging {
       throw e;
     }
     return staging;
+  }
+
+  /**
+   * After a failed fetch: keep the chunks of `written` (verified, then written here by this fetch)
+   * in the cache for the next attempt, each read back and re-hashed (a bad write is not kept). Errors
+   * are the caller's to ignore: the cache only speeds up a retry.
+   */
+  async salvage(m: Manifest, cache: ChunkStore, written: ReadonlySet<string>): Promise<number> {
+    if (this.closed || written.size === 0) return 0;
+    return salvageChunks(m, cache, (fileIndex, into, length, position) => (this.sinks[fileIndex] as FileSink).read(into, length, position), written);
   }
 
   /**

@@ -1,11 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchPackage, type FetchPackageOptions } from '../../../src/agent/fetch/fetch.js';
 import { openFileSink } from '../../../src/agent/fetch/staging.js';
 import { MemoryAgentState } from '../../../src/agent/state.js';
-import { buildManifest, encodeManifest } from '../../../src/content/manifest.js';
+import { buildManifest, decodeManifest, encodeManifest } from '../../../src/content/manifest.js';
 import { isDepotsyncError } from '../../../src/errors.js';
 import { ChunkStore } from '../../../src/store/chunk-store.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
@@ -381,22 +382,71 @@ describe('agent fetch: bad sources and faults', () => {
     expect(readFileSync(r.path).equals(big)).toBe(true);
   });
 
-  it('keeps the cache under its limit, and removes staging left by a killed fetch', async () => {
+  it('keeps the cache under its limit, and removes an old staging folder without an owner', async () => {
     resetFaults();
     const a = newAgent();
+    // An interrupted fetch leaves the chunks it had verified in the cache...
+    depot1.faults.cutAfterRecords = 20;
+    await failure(a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }));
+    depot1.faults.cutAfterRecords = undefined;
+    const cacheBytes = () => {
+      const cache = ChunkStore.open(join(a.dir, 'cache'));
+      try {
+        return cache.stats().bytes;
+      } finally {
+        void cache.close();
+      }
+    };
+    expect(cacheBytes()).toBeGreaterThan(100_000);
     const stale = join(a.outDir, '.tool.depotsync-staging-0123456789ab');
     mkdirSync(stale);
     const old = new Date(Date.now() - 2 * 3_600_000);
     utimesSync(stale, old, old);
+    // ...and a fetch that succeeds with a smaller limit trims it.
     const r = await a.fetch({ name: 'tool', version: '1.0', settings: { cacheMaxBytes: 100_000 }, sources: [depot1.source()] });
+    expect(r.chunksFromCache).toBeGreaterThan(0);
     expect(readFileSync(r.path).equals(big)).toBe(true);
     expect(outEntries(a.outDir)).toEqual(['tool']);
-    const cache = ChunkStore.open(join(a.dir, 'cache'));
-    try {
-      expect(cache.stats().bytes).toBe(0);
-    } finally {
-      await cache.close();
-    }
+    expect(cacheBytes()).toBe(0);
+  });
+
+  it('a fetch killed mid-way (kill -9): the next one salvages what it had staged, re-hashed, and downloads the rest', async () => {
+    resetFaults();
+    const a = newAgent();
+    const [path, mbytes] = [...repo.targets.entries()].find(([k]) => k.endsWith('.tool@1.0.json'))!;
+    expect(path).toBeTruthy();
+    const lengths = decodeManifest(mbytes).files[0]!.chunks.map((c) => c.length);
+    const ids = depot1ChunkIds('tool', '1.0');
+    const upTo = (n: number) => lengths.slice(0, n).reduce((x, y) => x + y, 0);
+    // What the killed fetch left: its pid (dead now), the manifest, and the file's first three chunks
+    // plus half of the fourth; the second chunk was changed on disk afterwards.
+    const left = join(a.outDir, '.tool.depotsync-staging-aaaaaaaaaaaa');
+    mkdirSync(left);
+    writeFileSync(join(left, 'owner'), `${spawnSync('true').pid}\n`);
+    writeFileSync(join(left, 'manifest.json'), mbytes);
+    const partial = Buffer.from(big.subarray(0, upTo(3) + lengths[3]! / 2));
+    partial[upTo(1) + 10] ^= 0x01;
+    writeFileSync(join(left, 'file'), partial);
+    depot1.requests.length = 0;
+    const r = await a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] });
+    expect(r.chunksFromCache).toBe(2);
+    const asked = depot1.requests.flatMap((q) => q.ids ?? []);
+    expect(asked.sort()).toEqual(ids.filter((_, i) => i !== 0 && i !== 2).sort());
+    expect(readFileSync(r.path).equals(big)).toBe(true);
+    expect(outEntries(a.outDir)).toEqual(['tool']);
+  });
+
+  it('a staging folder whose owner still runs (a fetch in progress) is left alone', async () => {
+    resetFaults();
+    const a = newAgent();
+    const busy = join(a.outDir, '.tool.depotsync-staging-bbbbbbbbbbbb');
+    mkdirSync(busy);
+    writeFileSync(join(busy, 'owner'), `${process.pid}\n`);
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    utimesSync(busy, old, old);
+    const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source()] });
+    expect(r.chunksFromCache).toBe(0);
+    expect(outEntries(a.outDir)).toEqual(['.tool.depotsync-staging-bbbbbbbbbbbb', 'tool']);
   });
 
   it('the preferred depot offline: the next one serves', async () => {
