@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { digestEquals } from '../../src/hash/blake3.js';
+import { collectGarbage } from '../../src/gc.js';
 import type { Logger } from '../../src/log.js';
 import type { HttpClient } from '../../src/net/client.js';
 import { consume } from '../../src/net/consume.js';
@@ -78,6 +79,8 @@ export function openChunkStream(deps: ChunkSinkDeps, total: { chunks: number; by
     onDurable: (chunks, bytes) => {
       total.chunks += chunks;
       total.bytes += bytes;
+      // The buffers of the checkpoint just written are garbage now: return them (src/gc.ts).
+      collectGarbage();
       deps.onStored?.(chunks, bytes);
     },
   });
