@@ -72,15 +72,24 @@ export interface ChunkSinkDeps {
   onStored?: (chunks: number, bytes: number) => void;
 }
 
+/** Bytes made durable between two forced garbage collections. */
+const COLLECT_AFTER_BYTES = 128 * 1024 * 1024;
+
 /** The chunk stream of one download: checkpointed writes, and the totals counted as they become durable. */
 export function openChunkStream(deps: ChunkSinkDeps, total: { chunks: number; bytes: number }): ChunkStream {
+  let sinceCollect = 0;
   return new ChunkStream(deps.store, {
     ...(deps.checkpointBytes === undefined ? {} : { checkpointBytes: deps.checkpointBytes }),
     onDurable: (chunks, bytes) => {
       total.chunks += chunks;
       total.bytes += bytes;
-      // The buffers of the checkpoint just written are garbage now: return them (src/gc.ts).
-      collectGarbage();
+      // The buffers of the checkpoints just written are garbage now: return them (src/gc.ts). Not for
+      // small amounts: a full collection of a depot holding a large catalog takes tens of milliseconds.
+      sinceCollect += bytes;
+      if (sinceCollect >= COLLECT_AFTER_BYTES) {
+        sinceCollect = 0;
+        collectGarbage();
+      }
       deps.onStored?.(chunks, bytes);
     },
   });
