@@ -11,7 +11,7 @@
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/agent-fetch.js
  * Needs nginx and curl (scripts/bench-deps.sh). Knobs: BENCH_ONLY=<part of a row name> (agent rows
  * only, no nginx), BENCH_PROFILE=/tmp/prefix (CPU profile of each agent fetch), BENCH_LOG=debug,
- * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving), BENCH_DEPOT_PROFILE=/tmp/dir (CPU
+ * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving), BENCH_HOT_MIB (the depot's hot-chunk memory), BENCH_DEPOT_PROFILE=/tmp/dir (CPU
  * profile of the depot process).
  */
 import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -69,7 +69,13 @@ async function depotMain(): Promise<void> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.route('/', publicReadRoutes(source));
   app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
-  app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0' }));
+  app.route(
+    '/',
+    readRoutes(source, log, {
+      verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0',
+      ...(process.env.BENCH_HOT_MIB ? { hotChunkBytes: Number(process.env.BENCH_HOT_MIB) * 1024 * 1024 } : {}),
+    }),
+  );
   const server = https.createServer(
     { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: MiB } as https.ServerOptions,
     getRequestListener(app.fetch),

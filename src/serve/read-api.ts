@@ -9,6 +9,8 @@ import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
 import { SizedBufferPool } from '../store/buffer-pool.js';
 import { BatchBudget, RecentlyVerified } from './batch-budget.js';
+import { HotChunks } from './hot-chunks.js';
+import { idToKey, matchesKey } from '../store/chunk-id.js';
 
 /** What the read API needs from the chunk store. */
 export interface ChunkReader {
@@ -51,6 +53,8 @@ export interface ReadApiOptions {
   verifiedTtlMs: number;
   /** Memory shared by all batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
+  /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
+  hotChunkBytes: number;
   onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
 }
 
@@ -60,6 +64,7 @@ export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
   verifyOnServe: true,
   verifiedTtlMs: 60_000,
   batchMemoryBytes: 64 * 1024 * 1024,
+  hotChunkBytes: 64 * 1024 * 1024,
 };
 
 const METADATA_NAME = /^(?:\d{1,10}\.(?:root|snapshot|targets|bin-[0-9a-f]{1,4})|timestamp)\.json$/;
@@ -88,6 +93,8 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
   // Runs are read into recycled buffers, given back once the socket has taken their last record.
   const pool = new SizedBufferPool(64 * 1024, 1024 * 1024, opts.batchMemoryBytes);
   const verified = new RecentlyVerified(VERIFIED_ENTRIES, opts.verifiedTtlMs);
+  // Kept chunks are re-hashed once as they go in (verify on serve), not each time they are served.
+  const hot = new HotChunks(opts.hotChunkBytes, opts.verifyOnServe ? (id, data) => matchesKey(idToKey(id), data) : undefined);
 
   app.get('/v1/metadata/:name', (c) => {
     const name = c.req.param('name');
@@ -156,7 +163,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const checked = new Set<string>();
     const verify = opts.verifyOnServe ? (id: string) => !verified.fresh(id) && (checked.add(id), true) : false;
     const outgoing = c.env?.outgoing;
-    const records = source.chunks.readMany(ids, { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns, ...(outgoing ? { pool } : {}) });
+    const records = hot.readMany(source.chunks, ids, { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns, ...(outgoing ? { pool } : {}) });
     if (outgoing) {
       // Hot path: records go straight to the socket (the store reads back-to-back records in runs, a
       // few runs ahead); writes are corked so a run leaves as one large TLS write instead of two small

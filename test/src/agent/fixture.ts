@@ -220,7 +220,9 @@ export async function startServer(served: Served, name: string, ca = testCa(), s
     }
     await next();
   });
-  app.route('/', readRoutes(source, log));
+  // No hot-chunk memory: the faults above stand for what a compromised depot sends, and a chunk kept in
+  // memory by an earlier test would be served past them.
+  app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
 
   // A plain server certificate by default; a depot's machine certificate (CN=name, OU=depot) when given.
   const srv = serverCert ?? issueServerCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
