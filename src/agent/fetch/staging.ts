@@ -5,7 +5,7 @@ import { decodeManifest, type Manifest } from '../../content/manifest.js';
 import { DepotsyncError, fromSystemError } from '../../errors.js';
 import { fsyncDir } from '../../fs/atomic-write.js';
 import { writevAll } from '../../fs/writev-all.js';
-import { digestEquals, blake3 } from '../../hash/blake3.js';
+import { createBlake3, digestEquals, blake3 } from '../../hash/blake3.js';
 import type { Logger } from '../../log.js';
 import { hashedChunk, type ChunkInput } from '../../store/chunk-id.js';
 import type { ChunkStore } from '../../store/chunk-store.js';
@@ -57,6 +57,69 @@ export interface Placed {
   fileIndex: number;
   offset: number;
   data: Uint8Array;
+}
+
+/**
+ * Read a staged file back in blocks of `blockBytes` and check that it is exactly `f`'s chunks. The
+ * next block is read while the chunks of the current one are hashed; a chunk across two blocks is
+ * hashed in two parts (a chunk is never longer than a block: the chunker's maximum is 256 KiB).
+ */
+export async function checkFileChunks(
+  read: (into: Buffer, length: number, position: number) => Promise<number>,
+  f: Manifest['files'][number],
+  blockBytes = VERIFY_BLOCK_BYTES,
+): Promise<void> {
+  const readBlock = async (buf: Buffer, position: number): Promise<number> => {
+    let got = 0;
+    while (got < buf.length) {
+      const n = await read(buf.subarray(got), buf.length - got, position + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got;
+  };
+  const longest = f.chunks.reduce((n, c) => Math.max(n, c.length), 1);
+  const size = Math.max(blockBytes, longest);
+  let [cur, spare] = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let curStart = 0;
+  let curLen = await readBlock(cur, 0);
+  let next = curLen === size ? readBlock(spare, size) : Promise.resolve(0);
+  next.catch(() => undefined);
+  /** Move to the next block (the spare buffer, read meanwhile); start reading the one after it. */
+  const advance = async (): Promise<boolean> => {
+    const n = await next;
+    if (n === 0) return false;
+    [cur, spare] = [spare, cur];
+    curStart += size;
+    curLen = n;
+    next = n === size ? readBlock(spare, curStart + size) : Promise.resolve(0);
+    next.catch(() => undefined);
+    return true;
+  };
+  const mismatch = (offset: number, id: string) =>
+    new DepotsyncError('corrupt', `assembled file ${f.path}: bytes at offset ${offset} do not match chunk ${id}`, {
+      hint: 'the disk returned other bytes than were written; check the disk, then fetch again',
+    });
+  let offset = 0;
+  for (const c of f.chunks) {
+    if (offset >= curStart + curLen && !(curLen === size && (await advance()))) throw mismatch(offset, c.id);
+    const from = offset - curStart;
+    let digest: Buffer;
+    if (from + c.length <= curLen) {
+      digest = blake3(cur.subarray(from, from + c.length));
+    } else {
+      // Across the block boundary: the first part now, the rest from the next block.
+      const h = createBlake3().update(cur.subarray(from, curLen));
+      const rest = c.length - (curLen - from);
+      if (curLen !== size || !(await advance()) || curLen < rest) throw mismatch(offset, c.id);
+      digest = h.update(cur.subarray(0, rest)).digest();
+    }
+    if (!digestEquals(digest, Buffer.from(c.id, 'hex'))) throw mismatch(offset, c.id);
+    offset += c.length;
+  }
+  // Nothing after the last chunk: not in this block, and no further block.
+  const beyond = offset - curStart < curLen || (curLen === size && (await next) > 0);
+  if (beyond) throw new DepotsyncError('corrupt', `assembled file ${f.path} is longer than ${f.size} bytes`);
 }
 
 /** Most buffers one writev takes (IOV_MAX on Linux is 1024). */
@@ -320,46 +383,15 @@ export class Staging {
    * manifest (catches a bad write, a short file, a disk that returns other bytes than it was given).
    */
   async verify(m: Manifest): Promise<void> {
-    let longest = 1;
-    for (const f of m.files) for (const c of f.chunks) longest = Math.max(longest, c.length);
-    // Read in large blocks and hash the chunks inside them: one read per 4 MiB, not one per chunk.
-    const buf = Buffer.allocUnsafe(Math.max(VERIFY_BLOCK_BYTES, 2 * longest));
     for (const [i, f] of m.files.entries()) {
       const sink = this.sinks[i] as FileSink;
       const path = this.paths[i];
       try {
-        // The flush to disk runs while the file is read back (from the page cache) and re-hashed; both
-        // must succeed before the commit.
+        // The flush to disk runs while the file is read back and re-hashed; both must succeed before the commit.
         await this.flushing[i];
         const synced = sink.sync();
         synced.catch(() => undefined);
-        let filled = 0; // bytes of the file in buf[0, filled)
-        let used = 0; // of which the chunks before `offset` took buf[0, used)
-        let readAt = 0;
-        let offset = 0;
-        const fill = async (): Promise<void> => {
-          buf.copy(buf, 0, used, filled);
-          filled -= used;
-          used = 0;
-          for (;;) {
-            const n = await sink.read(buf.subarray(filled), buf.length - filled, readAt);
-            filled += n;
-            readAt += n;
-            if (n === 0 || filled === buf.length) return;
-          }
-        };
-        for (const c of f.chunks) {
-          if (filled - used < c.length) await fill();
-          const ok = filled - used >= c.length && digestEquals(blake3(buf.subarray(used, used + c.length)), Buffer.from(c.id, 'hex'));
-          if (!ok) {
-            throw new DepotsyncError('corrupt', `assembled file ${f.path}: bytes at offset ${offset} do not match chunk ${c.id}`, {
-              hint: 'the disk returned other bytes than were written; check the disk, then fetch again',
-            });
-          }
-          used += c.length;
-          offset += c.length;
-        }
-        if (filled > used || (await sink.read(buf, 1, offset)) !== 0) throw new DepotsyncError('corrupt', `assembled file ${f.path} is longer than ${f.size} bytes`);
+        await checkFileChunks((into, length, position) => sink.read(into, length, position), f);
         await synced;
       } catch (e) {
         throw fromSystemError(e, `check ${path}`);
