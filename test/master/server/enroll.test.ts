@@ -24,9 +24,11 @@ describe('master server: enrollment', () => {
   let m: TestMaster;
   // The rate limiters' clock: the flood test moves it forward instead of sleeping.
   let offsetMs = 0;
+  /** When set, the master's clock stands still (no tokens earned back while a burst runs). */
+  let frozenAtMs: number | undefined;
 
   beforeAll(async () => {
-    m = await startTestMaster({ config: { enrollPerAddressPerMinute: 50, hosts: ['localhost', '127.0.0.1', 'master.example.org'] }, server: { app: { clockMs: () => Date.now() + offsetMs } } });
+    m = await startTestMaster({ config: { enrollPerAddressPerMinute: 50, hosts: ['localhost', '127.0.0.1', 'master.example.org'] }, server: { app: { clockMs: () => (frozenAtMs ?? Date.now()) + offsetMs } } });
   });
   afterAll(async () => {
     await m?.close();
@@ -157,6 +159,9 @@ describe('master server: enrollment', () => {
     const limit = m.ctx.config.enrollPerAddressPerMinute;
     const agent = new https.Agent({ ...tlsBaseOptions(), keepAlive: true, maxSockets: 16, ca: m.ctx.ca.certPem });
     const statuses: number[] = [];
+    // Time stands still for the burst and the check after it: on a slow machine the bucket would
+    // otherwise earn back a token (one per 1.2 s at 50 a minute) before the last request.
+    frozenAtMs = Date.now();
     try {
       for (let batch = 0; batch < 1000 / 50; batch++) {
         const rs = await Promise.all(Array.from({ length: 50 }, () => call(m, `/v1/enroll/${'B'.repeat(43)}`, { agent })));
@@ -182,5 +187,6 @@ describe('master server: enrollment', () => {
     // And the first address earns its budget back as the minute passes.
     offsetMs += 60_000;
     expect((await call(m, `/v1/enroll/${'B'.repeat(43)}`)).status).toBe(404);
+    frozenAtMs = undefined;
   });
 });
