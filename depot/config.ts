@@ -66,6 +66,14 @@ export interface InboxConfig {
   stalledMs: number;
 }
 
+/** How the depot serves agents and child depots (src/serve/read-api.ts). */
+export interface ServingConfig {
+  /** Chunks many clients ask for at once, kept in memory (src/serve/hot-chunks.ts); 0 = none. */
+  hotChunkBytes: number;
+  /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
+  batchMemoryBytes: number;
+}
+
 export interface DepotConfig {
   name: string;
   /** The master: enrollment and status reports. */
@@ -85,6 +93,7 @@ export interface DepotConfig {
   /** Offline bundles arriving in D/inbox/ (depot/offline/inbox.ts). */
   inbox: InboxConfig;
   notify: NotifyConfig;
+  serving: ServingConfig;
 }
 
 const MINUTE = 60_000;
@@ -115,6 +124,7 @@ export const DEFAULT_SYNC: SyncConfig = {
 export const DEFAULT_SCRUB = { intervalMs: 24 * HOUR, bytesPerSecond: 32 * 1024 * 1024 };
 export const DEFAULT_GC = { graceMs: HOUR };
 export const DEFAULT_INBOX: InboxConfig = { settleMs: 5_000, stalledMs: 10 * MINUTE };
+export const DEFAULT_SERVING: ServingConfig = { hotChunkBytes: 64 * 1024 * 1024, batchMemoryBytes: 64 * 1024 * 1024 };
 export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
 
 const W = 'depot.json';
@@ -159,18 +169,21 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'notify.reconnectMaxMs', c.notify.reconnectMaxMs, c.notify.reconnectBaseMs, 24 * HOUR);
   intOption(W, 'notify.minGapMs', c.notify.minGapMs, 0, HOUR);
   intOption(W, 'notify.idleTimeoutMs', c.notify.idleTimeoutMs, 5000, HOUR);
+  intOption(W, 'serving.hotChunkBytes', c.serving.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
+  intOption(W, 'serving.batchMemoryBytes', c.serving.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
   return c;
 }
 
 /** Settings given to `newDepotConfig`: the required ones, and any others (sections partially). */
 export type DepotConfigInput = Pick<DepotConfig, 'name' | 'masterUrl' | 'fingerprint'> &
-  Partial<Omit<DepotConfig, 'schedule' | 'sync' | 'scrub' | 'gc' | 'notify' | 'inbox'>> & {
+  Partial<Omit<DepotConfig, 'schedule' | 'sync' | 'scrub' | 'gc' | 'notify' | 'inbox' | 'serving'>> & {
     schedule?: Partial<ScheduleConfig>;
     sync?: Partial<SyncConfig>;
     scrub?: Partial<DepotConfig['scrub']>;
     gc?: Partial<DepotConfig['gc']>;
     inbox?: Partial<InboxConfig>;
     notify?: Partial<NotifyConfig>;
+    serving?: Partial<ServingConfig>;
   };
 
 /** Build a config from the values `depot init` knows, with defaults for the rest. */
@@ -186,6 +199,7 @@ export function newDepotConfig(v: DepotConfigInput): DepotConfig {
     gc: { ...DEFAULT_GC, ...v.gc },
     inbox: { ...DEFAULT_INBOX, ...v.inbox },
     notify: { ...DEFAULT_NOTIFY, ...v.notify },
+    serving: { ...DEFAULT_SERVING, ...v.serving },
   });
 }
 
@@ -195,7 +209,7 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     throw new DepotsyncError('bad-input', `${where}: expected a JSON object`);
   }
   const v = value as Record<string, unknown>;
-  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc', 'notify', 'inbox'];
+  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc', 'notify', 'inbox', 'serving'];
   for (const k of Object.keys(v)) if (!known.includes(k)) throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
   return validateDepotConfig({
     name: v.name as string,
@@ -210,6 +224,7 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     gc: mergeDefaults(`${where}: gc`, DEFAULT_GC, v.gc),
     inbox: mergeDefaults(`${where}: inbox`, DEFAULT_INBOX, v.inbox),
     notify: mergeDefaults(`${where}: notify`, DEFAULT_NOTIFY, v.notify),
+    serving: mergeDefaults(`${where}: serving`, DEFAULT_SERVING, v.serving),
   });
 }
 

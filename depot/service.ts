@@ -79,7 +79,15 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
   let server: DepotServer;
   const events = depotEventHub(depot.db, depot.log.child({ component: 'depot.events' }));
   try {
-    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: depot.log, name: config.name, events });
+    const app = createDepotApp({
+      db: depot.db,
+      store: depot.store,
+      revocations: depot.revocations,
+      logger: depot.log,
+      name: config.name,
+      events,
+      readOptions: { hotChunkBytes: config.serving.hotChunkBytes, batchMemoryBytes: config.serving.batchMemoryBytes },
+    });
     server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: listen.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(listen.slice(cut + 1)), logger: depot.log });
   } catch (e) {
     await depot.close();
