@@ -12,7 +12,6 @@ import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunk
 import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
 import { SizedBufferPool } from '../../store/buffer-pool.js';
 import { checkOutput, checkOutputParent, openFileSink, salvageStaging, Staging, type OpenSink } from './staging.js';
-import type { Manifest } from '../../content/manifest.js';
 
 /** A staging folder without an owner file, untouched this long, belongs to a fetch that was killed. */
 const STALE_STAGING_MS = 60 * 60_000;
@@ -81,7 +80,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   };
   let cache: ChunkStore | undefined;
   let staging: Staging | undefined;
-  let manifest: Manifest | undefined;
   /** Chunks this fetch verified and wrote into the staging folder (salvaged into the cache on failure). */
   const staged = new Set<string>();
   const t0 = performance.now();
@@ -111,7 +109,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
 
     // 2. Chunks: the cache first (resume), then the sources not yet found wanting, in order.
     staging = await Staging.create(o.out, m, pkg.manifestBytes, o.openSink ?? openFileSink);
-    manifest = m;
     const stage = staging;
     const needs = planChunks(m);
     let done = 0;
@@ -175,8 +172,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   } finally {
     if (staging) {
       // A failed fetch: what it verified and staged goes into the cache (resume), then the folder away.
-      if (cache && manifest) {
-        const kept = await staging.salvage(manifest, cache, staged).catch((e: unknown) => {
+      if (cache) {
+        const kept = await staging.salvage(cache, staged).catch((e: unknown) => {
           log.warn({ err: (e as Error).message }, 'chunk cache write failed; a retry downloads everything again');
           return 0;
         });

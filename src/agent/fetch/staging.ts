@@ -59,6 +59,17 @@ export interface Placed {
   data: Uint8Array;
 }
 
+/** Fill `into` from `position` (reads may come back short); fewer bytes only at the end of the file. */
+async function readFully(read: (into: Buffer, length: number, position: number) => Promise<number>, into: Buffer, position: number): Promise<number> {
+  let got = 0;
+  while (got < into.length) {
+    const n = await read(into.subarray(got), into.length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
 /**
  * Read a staged file back in blocks of `blockBytes` and check that it is exactly `f`'s chunks. The
  * next block is read while the chunks of the current one are hashed; a chunk across two blocks is
@@ -69,15 +80,7 @@ export async function checkFileChunks(
   f: Manifest['files'][number],
   blockBytes = VERIFY_BLOCK_BYTES,
 ): Promise<void> {
-  const readBlock = async (buf: Buffer, position: number): Promise<number> => {
-    let got = 0;
-    while (got < buf.length) {
-      const n = await read(buf.subarray(got), buf.length - got, position + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return got;
-  };
+  const readBlock = (buf: Buffer, position: number) => readFully(read, buf, position);
   const longest = f.chunks.reduce((n, c) => Math.max(n, c.length), 1);
   const size = Math.max(blockBytes, longest);
   let [cur, spare] = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
@@ -237,12 +240,7 @@ async function salvageChunks(
     if (!missing.has(need.id)) continue;
     const place = need.places[0] as { fileIndex: number; offset: number };
     const data = Buffer.allocUnsafe(need.length);
-    let got = 0;
-    while (got < need.length) {
-      const n = await read(place.fileIndex, data.subarray(got), need.length - got, place.offset + got);
-      if (n === 0) break;
-      got += n;
-    }
+    const got = await readFully((into, length, position) => read(place.fileIndex, into, length, position), data, place.offset);
     if (got !== need.length) continue;
     const chunk = hashedChunk(data);
     if (chunk.id !== need.id) continue;
@@ -297,6 +295,8 @@ export class Staging {
     readonly staged: string,
     readonly kind: 'file' | 'folder',
     private readonly paths: string[],
+    /** The manifest being staged. */
+    private readonly m: Manifest,
   ) {}
 
   /**
@@ -313,7 +313,7 @@ export class Staging {
       throw fromSystemError(e, `staging folder ${dir}`);
     }
     const { staged, paths } = stagedPaths(dir, m);
-    const staging = new Staging(dir, staged, kind, paths);
+    const staging = new Staging(dir, staged, kind, paths, m);
     try {
       await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
       await writeFile(join(dir, MANIFEST_FILE), manifestBytes, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
@@ -337,9 +337,9 @@ export class Staging {
    * in the cache for the next attempt, each read back and re-hashed (a bad write is not kept). Errors
    * are the caller's to ignore: the cache only speeds up a retry.
    */
-  async salvage(m: Manifest, cache: ChunkStore, written: ReadonlySet<string>): Promise<number> {
+  async salvage(cache: ChunkStore, written: ReadonlySet<string>): Promise<number> {
     if (this.closed || written.size === 0) return 0;
-    return salvageChunks(m, cache, (fileIndex, into, length, position) => (this.sinks[fileIndex] as FileSink).read(into, length, position), written);
+    return salvageChunks(this.m, cache, (fileIndex, into, length, position) => (this.sinks[fileIndex] as FileSink).read(into, length, position), written);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -439,14 +439,22 @@ describe('agent fetch: bad sources and faults', () => {
   it('a staging folder whose owner still runs (a fetch in progress) is left alone', async () => {
     resetFaults();
     const a = newAgent();
-    const busy = join(a.outDir, '.tool.depotsync-staging-bbbbbbbbbbbb');
-    mkdirSync(busy);
-    writeFileSync(join(busy, 'owner'), `${process.pid}\n`);
-    const old = new Date(Date.now() - 2 * 3_600_000);
-    utimesSync(busy, old, old);
-    const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source()] });
-    expect(r.chunksFromCache).toBe(0);
-    expect(outEntries(a.outDir)).toEqual(['.tool.depotsync-staging-bbbbbbbbbbbb', 'tool']);
+    // Owners that run: another process (a fetch to the same output elsewhere), and this process.
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const busy = [join(a.outDir, '.tool.depotsync-staging-bbbbbbbbbbbb'), join(a.outDir, '.tool.depotsync-staging-cccccccccccc')];
+      const old = new Date(Date.now() - 2 * 3_600_000);
+      for (const [i, dir] of busy.entries()) {
+        mkdirSync(dir);
+        writeFileSync(join(dir, 'owner'), `${i === 0 ? other.pid : process.pid}\n`);
+        utimesSync(dir, old, old);
+      }
+      const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source()] });
+      expect(r.chunksFromCache).toBe(0);
+      expect(outEntries(a.outDir)).toEqual(['.tool.depotsync-staging-bbbbbbbbbbbb', '.tool.depotsync-staging-cccccccccccc', 'tool']);
+    } finally {
+      other.kill();
+    }
   });
 
   it('the preferred depot offline: the next one serves', async () => {
