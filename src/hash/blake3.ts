@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { backend, type Blake3Backend, type Blake3Implementation, type RawHasher } from './backend.js';
+import { backend, ONE_SHOT_MAX_BYTES, type Blake3Backend, type Blake3Implementation, type RawHasher } from './backend.js';
 
 export { loadWasmBackend, type Blake3Backend, type Blake3Implementation } from './backend.js';
 export { hashFile, type HashFileOptions } from './hash-file.js';
@@ -50,10 +50,21 @@ export function createBlake3(): Blake3Hasher {
   return createBlake3With(backend);
 }
 
-/** One-shot BLAKE3 (32 bytes). The hot path: one native object, one update, one digest. */
+const oneShot = backend.oneShot;
+
+/**
+ * One-shot BLAKE3 (32 bytes). The hot path: chunk-sized inputs in one call to `backend.oneShot` when
+ * it loaded, larger ones (and everything without it) through one hasher of the main backend.
+ */
 export function blake3(data: Uint8Array): Buffer {
-  const raw = backend.createRaw();
-  feed(raw, data, backend.maxUpdateBytes);
+  if (oneShot !== undefined && data.byteLength <= ONE_SHOT_MAX_BYTES) return oneShot(data);
+  return blake3With(backend, data);
+}
+
+/** One-shot BLAKE3 through the main backend alone (tests compare the two paths). */
+export function blake3With(be: Blake3Backend, data: Uint8Array): Buffer {
+  const raw = be.createRaw();
+  feed(raw, data, be.maxUpdateBytes);
   return toBuffer(raw.digest());
 }
 
@@ -88,7 +99,7 @@ export function checkBlake3(log?: Logger): Blake3Implementation {
 /** `checkBlake3` on an explicit backend (for tests of the warning). */
 export function checkBlake3With(be: Blake3Backend, log?: Logger): Blake3Implementation {
   const impl = be.implementation;
-  const fields = { component: 'hash', blake3: impl, blake3Package: be.packageChoice };
+  const fields = { component: 'hash', blake3: impl, blake3Package: be.packageChoice, blake3OneShot: be.oneShot ? '@napi-rs/blake-hash' : 'none' };
   if (impl === 'native') {
     log?.debug(fields, 'BLAKE3: native addon @c4312/blake3-native');
     return impl;

@@ -11,12 +11,14 @@ import {
   checkBlake3,
   checkBlake3With,
   createBlake3,
+  blake3With,
   createBlake3With,
   digestEquals,
   hashFile,
   loadWasmBackend,
   type Blake3Backend,
 } from '../../../src/hash/blake3.js';
+import { backend, ONE_SHOT_MAX_BYTES } from '../../../src/hash/backend.js';
 import { isDepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 
@@ -128,6 +130,23 @@ describe('implementation', () => {
     }
     const big = vectorInput(3 * 1024 * 1024 + 5);
     expect(createBlake3With(wasm).update(big).digestHex()).toBe(blake3Hex(big));
+  });
+});
+
+describe('one-shot hashing of chunk-sized inputs (@napi-rs/blake-hash)', () => {
+  it('loaded here and passed its self-test, so blake3() takes it for inputs up to ONE_SHOT_MAX_BYTES', () => {
+    expect(backend.oneShot).toBeTypeOf('function');
+    expect(backend.oneShotPath).toMatch(/blake-hash/);
+  });
+
+  it('agrees with the main backend on every vector and on sizes around the block, chunk and switch-over edges', () => {
+    for (const v of vectors) expect(backend.oneShot!(vectorInput(v.input_len)).toString('hex')).toBe(v.hash);
+    const data = vectorInput(ONE_SHOT_MAX_BYTES + 4099);
+    for (const n of [0, 1, 64, 65, 1024, 1025, 65_536, 65_537, 262_143, ONE_SHOT_MAX_BYTES - 1, ONE_SHOT_MAX_BYTES, ONE_SHOT_MAX_BYTES + 1]) {
+      // An offset view too: the library must honour byteOffset, not hash from the buffer's start.
+      const piece = data.subarray(3, 3 + n);
+      expect(blake3(piece).equals(blake3With(backend, piece))).toBe(true);
+    }
   });
 });
 
