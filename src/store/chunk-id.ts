@@ -55,7 +55,7 @@ export function isSelfHashed(chunk: ChunkInput): boolean {
 
 /**
  * A chunk whose id this process computed from its bytes on another thread (the ingest hash worker,
- * hash-worker.ts, running the same native BLAKE3). Registered like `hashedChunk`; only the ingest
+ * chunk-worker.ts, running the same BLAKE3). Registered like `hashedChunk`; only the ingest
  * pipeline calls it, with the digest the worker returned for exactly these bytes.
  * @internal
  */

@@ -5,7 +5,7 @@ import { intOption } from '../config/validate.js';
 import { fromSystemError } from '../errors.js';
 import { hashedChunk, workerHashedChunk, type ChunkInput } from './chunk-id.js';
 import type { ChunkStore, PutResult } from './chunk-store.js';
-import { hashOnWorker, hashWorkerAvailable, type HashedPieces } from './hash-worker.js';
+import { chunkWorkerAvailable, ChunkWorkerStream, type ChunkedBlock } from './chunk-worker.js';
 
 export interface IngestOptions {
   chunker?: Partial<ChunkerOptions>;
@@ -14,9 +14,9 @@ export interface IngestOptions {
   /** Called after each durable checkpoint, with the input bytes stored so far. */
   onProgress?: (bytesDone: number) => void;
   /**
-   * Hash on a worker thread while this thread reads and chunks (ingestFile only; default: for files
-   * of at least `DEFAULT_INGEST.workerMinBytes`, when the native BLAKE3 addon is loaded). The result
-   * is the same either way.
+   * Chunk and hash on a worker thread while this thread reads, writes and indexes (ingestFile only;
+   * default: for files of at least `DEFAULT_INGEST.workerMinBytes`, when the native BLAKE3 addon is
+   * loaded). The result is the same either way.
    */
   hashWorker?: boolean;
   /** Bytes between two durable commits of the store's stream (default 256 MiB; ChunkStore.putStream). */
@@ -38,7 +38,7 @@ export const DEFAULT_INGEST = {
   batchBytes: 32 * 1024 * 1024,
   /** Batches queued for the store's stream before this thread waits for the pack writes. */
   putsInFlight: 2,
-  /** Read blocks out to the hash worker and not yet back. */
+  /** Read blocks out to the chunk worker and not yet back. */
   hashJobsInFlight: 4,
   /** Smaller files hash in-thread: the worker round trip would cost more than it saves. */
   workerMinBytes: 8 * 1024 * 1024,
@@ -51,17 +51,17 @@ export const DEFAULT_INGEST_BATCH_BYTES = DEFAULT_INGEST.batchBytes;
  * hashJobsInFlight read blocks).
  */
 export async function ingestFile(store: ChunkStore, path: string, opts: IngestOptions = {}): Promise<IngestResult> {
-  const chunker = new Chunker(opts.chunker ?? {}, { ownsInput: true }); // options checked before the file is touched
+  const chunker = new Chunker(opts.chunker ?? {}); // options checked before the file is touched
   const sink = new BatchSink(store, opts);
   let useWorker = opts.hashWorker ?? true;
   if (useWorker && opts.hashWorker === undefined) {
     const size = await stat(path).then((s) => s.size, (e: unknown) => Promise.reject(fromSystemError(e, `reading ${path}`)));
     useWorker = size >= DEFAULT_INGEST.workerMinBytes;
   }
-  if (!useWorker || !hashWorkerAvailable()) return sink.run(chunkFile(path, chunker.options));
+  if (!useWorker || !chunkWorkerAvailable()) return sink.run(chunkFile(path, chunker.options));
   const blockBytes = intOption('ingest', 'readBlockBytes', opts.readBlockBytes ?? DEFAULT_READ_BLOCK_BYTES, 4096, 1 << 30);
   const pool = new BlockPool(blockBytes);
-  return sink.runPipelined(readBlocks(path, blockBytes, pool), chunker, pool);
+  return sink.runPipelined(readBlocks(path, blockBytes, pool), new ChunkWorkerStream(chunker.options), pool);
 }
 
 /** The same for any byte stream. */
@@ -81,13 +81,20 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
  * 549 MB/s = 0.38 x cp+sync. Now 666 MB/s = 0.51 x, with the work spread over:
  *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory cost
  *     1.2 s of page faults per GiB here), and the pack writes + fdatasync of earlier batches;
- *   - this thread: the gear scan in WebAssembly (gear-wasm.ts, ~2-3 GB/s), batching, the index;
- *   - the hash worker: BLAKE3 of each block's chunks (hash-worker.ts), zero-copy by transfer.
- * Chunk + hash now runs at 1.75 GB/s and a re-ingest (nothing to write) in 0.75 s, faster than
+ *   - this thread: batching, the index (the gear scan was here until stop 13, see below);
+ *   - the chunk worker: FastCDC (gear scan in WebAssembly, gear-wasm.ts) and BLAKE3 of each chunk
+ *     right after it is cut (chunk-worker.ts), zero-copy by transfer.
+ * Chunk + hash ran at 1.75 GB/s and a re-ingest (nothing to write) in 0.75 s, faster than
  * cp+sync (0.8-1.0 s). The pack writes then were the rest: a waited fdatasync and an index COMMIT
  * per 32 MiB batch (4 s per GiB for the writes alone here). Now one `ChunkStore.putStream` per ingest:
  * records appended as batches come, writeback started every 32 MiB without waiting, one fdatasync and
  * one index commit per 256 MiB checkpoint (0.69 s per GiB for the writes alone).
+ * Stop 13: per-thread CPU of a 1 GiB ingest showed this thread busy 0.8 s (gear scan 0.5-0.6 s,
+ * garbage collection of the ArrayBuffers transferred back 0.15-0.2 s) and the hash worker 0.34-0.5 s,
+ * of which 0.3 s was the BLAKE3 addon's cost per call (one wrapped native object per hash). The scan
+ * moved to the worker, which hashes each block's chunks right after cutting them, and chunk-sized
+ * hashes go through a one-call hash (backend.ts, `oneShot`): this thread 0.2 s, the worker 0.7-0.9 s;
+ * in five back-to-back ingests per process (warm memory) 1.06-1.16 s against 1.20-1.44 s before.
  * Every guarantee of `putMany` holds: a chunk is indexed only after its bytes are fdatasynced, a
  * failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as it is cut;
  * the store trusts those ids (`hashedChunk`, `workerHashedChunk`).
@@ -124,39 +131,36 @@ class BatchSink {
   }
 
   /**
-   * Blocks chunked on this thread and hashed on the worker, a few blocks ahead. A block goes back to
-   * the pool once every batch holding one of its chunks is stored (the pack write copied it).
+   * Blocks chunked and hashed on the worker, a few blocks ahead, while this thread reads the next
+   * ones and stores what came back. A block goes back to the pool once every batch holding one of its
+   * chunks is stored (the pack write copied it); chunks that straddle two blocks are the worker's own
+   * copies and are simply dropped when stored.
    */
-  async runPipelined(blocks: AsyncIterable<Buffer>, chunker: Chunker, pool: BlockPool): Promise<IngestResult> {
-    const jobs: Array<{ hashed: Promise<HashedPieces>; block: ArrayBufferLike }> = [];
-    const send = (pieces: Uint8Array[], block: ArrayBufferLike | undefined): void => {
-      if (pieces.length === 0) {
-        if (block) pool.give(block as ArrayBuffer); // all its bytes were copied into the chunker's carry-over
-        return;
-      }
-      const hashed = hashOnWorker(pieces);
-      hashed.catch(() => {}); // awaited in order below; this only keeps it from counting as unhandled meanwhile
-      jobs.push({ hashed, block: block ?? new ArrayBuffer(0) });
+  async runPipelined(blocks: AsyncIterable<Buffer>, worker: ChunkWorkerStream, pool: BlockPool): Promise<IngestResult> {
+    const jobs: Array<Promise<ChunkedBlock>> = [];
+    const queue = (job: Promise<ChunkedBlock>): void => {
+      job.catch(() => {}); // awaited in order below; this only keeps it from counting as unhandled meanwhile
+      jobs.push(job);
     };
-    const take = async (job: { hashed: Promise<HashedPieces>; block: ArrayBufferLike }): Promise<void> => {
-      const { ids, pieces, moved } = await job.hashed;
+    const take = async (job: Promise<ChunkedBlock>): Promise<void> => {
+      const { ids, pieces, block } = await job;
       for (let k = 0; k < ids.length; k++) await this.add(workerHashedChunk(ids[k]!, pieces[k]!));
-      const back = moved.get(job.block);
-      // Not among the moved buffers: no chunk is a view of it (each was copied), free now.
-      if (back) this.releaseAfterBatch(() => pool.give(back));
-      else if (job.block.byteLength > 0) pool.give(job.block as ArrayBuffer);
+      if (!block) return;
+      if (pieces.some((p) => p.buffer === block)) this.releaseAfterBatch(() => pool.give(block));
+      else pool.give(block); // no chunk is a view of it (all its bytes went into the chunker's carry-over)
     };
     try {
       return await this.guard(async () => {
         for await (const block of blocks) {
-          send(chunker.push(block), block.buffer);
+          queue(worker.push(block));
           while (jobs.length > DEFAULT_INGEST.hashJobsInFlight) await take(jobs.shift()!);
         }
-        send(chunker.finish(), undefined);
+        queue(worker.finish());
         while (jobs.length > 0) await take(jobs.shift()!);
       });
     } finally {
-      await Promise.allSettled(jobs.map((j) => j.hashed)); // on failure: no job left running over buffers we drop
+      worker.close(); // after a failure: the worker drops this input's chunker state
+      await Promise.allSettled(jobs); // on failure: no job left running over buffers we drop
     }
   }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { blake3Hex } from '../../../src/hash/blake3.js';
 import { ChunkStore } from '../../../src/store/chunk-store.js';
-import { hashWorkerAvailable } from '../../../src/store/hash-worker.js';
+import { chunkWorkerAvailable } from '../../../src/store/chunk-worker.js';
 import { ingestBuffer, ingestFile } from '../../../src/store/ingest.js';
 import { errorOf, tempDir } from './helpers.js';
 
@@ -70,7 +70,7 @@ describe('ingest', () => {
     const opts = { chunker: small, batchBytes: 200_000, checkpointBytes: 200_000, readBlockBytes: 64 * 1024 };
 
     it('the worker is available here (native BLAKE3), so these tests exercise it', () => {
-      expect(hashWorkerAvailable()).toBe(true);
+      expect(chunkWorkerAvailable()).toBe(true);
     });
 
     it('gives exactly the result of the in-thread ingest, and the stored chunks reassemble the file', async () => {
