@@ -110,8 +110,14 @@ export const coreCommands: Command[] = [
       const { createRequire } = await import('node:module');
       const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
       const { blake3Implementation } = await import('../hash/blake3.js');
+      const { backend } = await import('../hash/backend.js');
       const impl = blake3Implementation();
-      return { json: { version: pkg.version, blake3: impl, node: process.version }, human: `depotsync ${pkg.version} (blake3: ${impl}, node ${process.version})` };
+      // The one-call hash for chunk-sized inputs (backend.ts): absent means slower chunk hashing, not wrong.
+      const oneShot = backend.oneShot !== undefined;
+      return {
+        json: { version: pkg.version, blake3: impl, blake3OneShot: oneShot, node: process.version },
+        human: `depotsync ${pkg.version} (blake3: ${impl}${oneShot ? ' + one-call chunk hash' : ''}, node ${process.version})`,
+      };
     },
   },
 ];

@@ -51,5 +51,7 @@ describe('developer commands', () => {
     const r = runCli(['version', '--json']);
     expect(r.status).toBe(0);
     expect(r.json.blake3).toBe('native');
+    expect(r.json.blake3OneShot).toBe(true);
+    expect(runCli(['version']).stdout).toMatch(/blake3: native \+ one-call chunk hash/);
   });
 });
