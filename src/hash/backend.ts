@@ -104,13 +104,20 @@ export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backe
  * `@napi-rs/blake-hash` (Rust's blake3 crate, prebuilt N-API binary from the registry): its
  * `blake3(data)` hashes in one call, where the `@c4312/blake3-native` addon constructs a wrapped
  * native object per hash (~7 µs) and a digest Buffer (~3 µs). At 14,000 chunks per GiB that overhead
- * was 0.3 s of CPU per GiB in every chunk-sized hash (ingest, sync, serve, fetch). Optional: when it
- * is missing or fails its self-test, everything hashes through the main backend. It also reads
+ * was 0.3 s of CPU per GiB in every chunk-sized hash (ingest, sync, serve, fetch). It also reads
  * SharedArrayBuffer views, which the c4312 addon cannot (it would crash; see blake3.ts).
+ *
+ * We depend on its Linux x64 glibc binary package directly, as an optional dependency: the wrapper
+ * package lists a binary package per platform, and this project's registry serves only the Linux x64
+ * ones, so a lock file with the wrapper could never be complete and `npm ci` refused it. Elsewhere
+ * (or when it is missing or fails its self-test) everything hashes through the main backend.
  */
+export const ONE_SHOT_PACKAGE = '@napi-rs/blake-hash-linux-x64-gnu';
+
 function loadOneShot(): { fn: (data: Uint8Array) => Buffer; path: string } | undefined {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return undefined;
   try {
-    const path = req.resolve('@napi-rs/blake-hash');
+    const path = req.resolve(ONE_SHOT_PACKAGE);
     const mod = req(path) as { blake3?: unknown };
     const fn = mod.blake3;
     if (typeof fn !== 'function') return undefined;
