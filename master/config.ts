@@ -32,6 +32,10 @@ export interface MasterConfig {
   /** Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the path is appended); null = none. */
   publishScanCommand: string[] | null;
   publishScanTimeoutMs: number;
+  /** Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none. */
+  hotChunkBytes: number;
+  /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
+  batchMemoryBytes: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -56,6 +60,9 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   backupRetainCount: 7,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
+  // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP stack into every master command).
+  hotChunkBytes: 64 * 1024 * 1024,
+  batchMemoryBytes: 64 * 1024 * 1024,
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -68,6 +75,9 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
   intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
   if (c.publishScanCommand !== null) validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
+  // The same ranges as depot.json's serving section (depot/config.ts).
+  intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
+  intOption(w, 'batchMemoryBytes', c.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
   return c;
 }
 

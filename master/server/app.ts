@@ -69,6 +69,8 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   const admin = deps.adminService ?? new AdminService({ ctx, now, clockMs });
   const onServed = deps.readOptions?.onServed;
   const readOptions: Partial<ReadApiOptions> = {
+    hotChunkBytes: ctx.config.hotChunkBytes,
+    batchMemoryBytes: ctx.config.batchMemoryBytes,
     ...deps.readOptions,
     onServed: (kind, bytes) => {
       admin.metrics.servedBytes.inc({ kind }, bytes);

@@ -1,0 +1,34 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MASTER_CONFIG, loadMasterConfig } from '../../master/config.js';
+import { DEFAULT_READ_API_OPTIONS } from '../../src/serve/read-api.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'depotsync-master-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function load(settings: Record<string, unknown>) {
+  const path = join(dir, 'master.json');
+  writeFileSync(path, JSON.stringify({ ...DEFAULT_MASTER_CONFIG, ...settings }));
+  return () => loadMasterConfig(path);
+}
+
+describe('master.json: the read API memory settings', () => {
+  it('default to the read API defaults, and a file without them gets those', () => {
+    expect(DEFAULT_MASTER_CONFIG.hotChunkBytes).toBe(DEFAULT_READ_API_OPTIONS.hotChunkBytes);
+    expect(DEFAULT_MASTER_CONFIG.batchMemoryBytes).toBe(DEFAULT_READ_API_OPTIONS.batchMemoryBytes);
+    const path = join(dir, 'older.json');
+    const { hotChunkBytes: _h, batchMemoryBytes: _b, ...older } = DEFAULT_MASTER_CONFIG;
+    writeFileSync(path, JSON.stringify(older));
+    expect(loadMasterConfig(path)).toMatchObject({ hotChunkBytes: 64 * 1024 * 1024, batchMemoryBytes: 64 * 1024 * 1024 });
+    expect(JSON.parse(readFileSync(path, 'utf8'))).not.toHaveProperty('hotChunkBytes');
+  });
+
+  it('take 0 to turn the hot-chunk memory off and refuse out-of-range values by name', () => {
+    expect(load({ hotChunkBytes: 0 })().hotChunkBytes).toBe(0);
+    expect(load({ hotChunkBytes: -1 })).toThrow(/master\.json: hotChunkBytes must be an integer from 0/);
+    expect(load({ batchMemoryBytes: 1024 })).toThrow(/master\.json: batchMemoryBytes must be an integer from 4194304/);
+    expect(load({ batchMemoryBytes: '64M' })).toThrow(/batchMemoryBytes/);
+  });
+});
