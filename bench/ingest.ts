@@ -2,14 +2,18 @@
  * Ingest benchmark: chunk (FastCDC) + hash (BLAKE3) + store durably (src/store/ingest.ts) a random
  * file, against the peer `cp FILE NEW && sync NEW` (coreutils; `sync NEW` fsyncs that one file, so
  * other processes' dirty data on this shared machine does not count against cp). The source is
- * written first; each contender runs twice (ingest into a fresh store each time) and the better time
- * counts (BENCH_RUNS to change that). Then the same file is ingested again into the filled store:
+ * written first, then 3 x its size is written through the page cache and deleted (bench/lib/page-cache.ts:
+ * memory this VM touches for the first time is slow, and both contenders should write into warm
+ * memory). cp+sync and ingest (into a fresh store each time) then take turns, BENCH_RUNS times, and
+ * each one's best time counts; cp and sync run in a shell started at the beginning
+ * (bench/lib/peer-shell.ts: forking this process for them made every page of the next ingest's
+ * memory copy-on-write). Then the same file is ingested again into the filled store:
  * ~0 new bytes. The in-thread ingest (hashWorker: false, no read-block recycling) is measured too, to
  * show what the pipeline of issue 2 buys. The load average is printed: on the shared 2-core machine
  * the wall-clock figures only mean something near idle.
  *
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/ingest.js
- *   BENCH_BYTES (default 1 GiB), BENCH_BATCH_MIB (default: the ingest default), BENCH_RUNS (default 2),
+ *   BENCH_BYTES (default 1 GiB), BENCH_BATCH_MIB (default: the ingest default), BENCH_RUNS (default 3),
  *   BENCH_DIR (scratch folder, default the OS temp folder; deleted afterwards).
  */
 import { randomBytes } from 'node:crypto';

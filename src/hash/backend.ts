@@ -26,8 +26,6 @@ export interface Blake3Backend {
   createRaw(): RawHasher;
   /** Why the native addon could not be used (only set for 'wasm'). */
   readonly nativeError?: string;
-  /** File of the native addon (set for 'native'): a worker thread loads the same one. */
-  readonly nativeAddonPath?: string;
   /** What the `blake3` package itself re-exports: its install-time choice. */
   readonly packageChoice: Blake3Implementation | 'unknown';
   /**
@@ -35,7 +33,7 @@ export interface Blake3Backend {
    * loaded and passed its self-test; see `loadOneShot`.
    */
   readonly oneShot?: (data: Uint8Array) => Buffer;
-  /** File that `oneShot` comes from (a worker thread loads the same one). */
+  /** File that `oneShot` was loaded from (reported; tests check which library it is). */
   readonly oneShotPath?: string;
 }
 
@@ -57,7 +55,7 @@ interface NativeBinding {
   createHash(): { update(d: Uint8Array): unknown; digest(length?: number): Buffer };
 }
 
-function loadNative(): { binding: NativeBinding; path: string } {
+function loadNative(): NativeBinding {
   // Resolve the addon as the `blake3` package would (its dependency, wherever npm placed it).
   const fromBlake3 = createRequire(req.resolve('blake3'));
   const pkgDir = dirname(fromBlake3.resolve('@c4312/blake3-native/package.json'));
@@ -68,7 +66,7 @@ function loadNative(): { binding: NativeBinding; path: string } {
   probe.update(new Uint8Array(0));
   const hex = Buffer.from(probe.digest()).toString('hex');
   if (hex !== EMPTY_HASH_HEX) throw new Error(`blake3.node self-test failed: empty input hashed to ${hex}`);
-  return { binding: binding as NativeBinding, path };
+  return binding as NativeBinding;
 }
 
 function packageChoice(): Blake3Implementation | 'unknown' {
@@ -135,9 +133,8 @@ function loadOneShot(): { fn: (data: Uint8Array) => Buffer; path: string } | und
 
 async function loadBackend(): Promise<Blake3Backend> {
   let native: NativeBinding;
-  let nativeAddonPath: string;
   try {
-    ({ binding: native, path: nativeAddonPath } = loadNative());
+    native = loadNative();
   } catch (e) {
     return loadWasmBackend(e instanceof Error ? e.message : String(e));
   }
@@ -146,7 +143,6 @@ async function loadBackend(): Promise<Blake3Backend> {
     implementation: 'native',
     maxUpdateBytes: Number.MAX_SAFE_INTEGER,
     createRaw: () => native.createHash(),
-    nativeAddonPath,
     packageChoice: packageChoice(),
     ...(oneShot ? { oneShot: oneShot.fn, oneShotPath: oneShot.path } : {}),
   };
