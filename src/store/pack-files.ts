@@ -148,9 +148,9 @@ function* pieces(buffers: Buffer[]): Generator<Buffer[]> {
 }
 
 /**
- * A long append to one pack (ChunkStore.putStream): positional writes at `position`, writeback started
- * every `writebackBytes` (one fdatasync in flight at a time, never waited for before `finish`), then
- * the uncommitted tail of an earlier interrupted append dropped and one final fdatasync.
+ * A long append to one pack (ChunkStore.putStream): the uncommitted tail of an earlier interrupted
+ * append dropped at `open`, positional writes at `position`, writeback started every `writebackBytes`
+ * (one fdatasync in flight at a time, never waited for before `finish`), then one final fdatasync.
  */
 export class PackAppender {
   /** Where the next record goes (the caller advances it as it lays records out). */
@@ -178,9 +178,18 @@ export class PackAppender {
       throw fromSystemError(e, `append to pack ${path}`);
     }
     const a = new PackAppender(fh, path, create ? 0 : position, writebackBytes);
-    if (create) {
-      a.position = PACK_MAGIC.length;
-      await a.write([PACK_MAGIC]);
+    try {
+      if (create) {
+        a.position = PACK_MAGIC.length;
+        await a.write([PACK_MAGIC]);
+      } else if ((await fh.stat()).size > position) {
+        // The uncommitted tail of an interrupted append: dropped now, so that `finish` has nothing
+        // to do but fdatasync (and nothing stale can outlast this append).
+        await fh.truncate(position);
+      }
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw fromSystemError(e, `append to pack ${path}`);
     }
     return a;
   }
@@ -218,18 +227,24 @@ export class PackAppender {
     }
   }
 
-  /** Drop anything past `position` (an interrupted append's tail) and fdatasync; returns the pack's size. */
-  async finish(durable: boolean): Promise<number> {
-    try {
-      await this.early;
-      if (this.earlyError !== undefined) throw this.earlyError;
-      const { size } = await this.fh.stat();
-      if (size > this.position) await this.fh.truncate(this.position);
-      if (durable) await this.fh.datasync();
-      return this.position;
-    } catch (e) {
-      throw fromSystemError(e, `fdatasync pack ${this.path}`);
-    }
+  /**
+   * Make everything written durable; returns the pack's size (`position`). The fdatasync is issued
+   * before this returns its promise (alongside a writeback one still in flight, whose error counts
+   * too), so the caller can do its own work meanwhile: putStream indexes the checkpoint's rows.
+   */
+  finish(durable: boolean): Promise<number> {
+    const final = durable ? this.fh.datasync() : undefined;
+    final?.catch(() => undefined); // awaited below, after the writeback in flight
+    return (async () => {
+      try {
+        await this.early;
+        if (this.earlyError !== undefined) throw this.earlyError;
+        await final;
+        return this.position;
+      } catch (e) {
+        throw fromSystemError(e, `fdatasync pack ${this.path}`);
+      }
+    })();
   }
 
   async close(): Promise<void> {

@@ -47,6 +47,33 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
     await again.close();
   });
 
+  it('a stream that ends right at a checkpoint opens no further, empty one', async () => {
+    const dir = tempDir();
+    const store = ChunkStore.open(dir);
+    const groups = groupsOf(4, 1, 50_000); // each group alone reaches the checkpoint
+    const durable: number[] = [];
+    const r = await store.putStream(feed(groups), { checkpointBytes: 50_000, onDurable: (b) => durable.push(b) });
+    expect(r.written).toBe(4);
+    expect(durable).toEqual([50_000, 100_000, 150_000, 200_000]); // one commit per group, none after the last
+    expect(store.stats()).toMatchObject({ chunks: 4, packs: 1 });
+    await store.close();
+  });
+
+  it('after a failed stream, the next one in the same process overwrites its unindexed tail and leaves none', async () => {
+    const dir = tempDir();
+    const store = ChunkStore.open(dir);
+    const big = groupsOf(4, 1, 80_000);
+    await expect(store.putStream(feed(big, 3), { checkpointBytes: 150_000 })).rejects.toThrow(/producer failed/);
+    expect(store.stats().chunks).toBe(2); // the second checkpoint (group 2) rolled back; its 80 KB stay in the pack file
+    const pack = join(dir, 'chunks-v1', 'packs', 'pack-00000001.dat');
+    expect(statSync(pack).size).toBeGreaterThan(store.stats().packBytes + 80_000);
+    const small = groupsOf(1, 1, 10_000);
+    await store.putStream(feed(small)); // appends to the same pack, at its committed end
+    expect(statSync(pack).size).toBe(store.stats().packBytes); // no stale bytes after the new end
+    expect((await store.get(small[0]![0]!.id, { verify: true })).equals(small[0]![0]!.data)).toBe(true);
+    await store.close();
+  });
+
   it('refuses a chunk this process did not hash (no unverified bytes through the fast path)', async () => {
     const store = ChunkStore.open(tempDir());
     const data = randomBytes(1000);
