@@ -2,10 +2,15 @@
  * Ingest benchmark: chunk (FastCDC) + hash (BLAKE3) + store durably (src/store/ingest.ts) a random
  * file, against the peer `cp FILE NEW && sync NEW` (coreutils; `sync NEW` fsyncs that one file, so
  * other processes' dirty data on this shared machine does not count against cp). The source is
- * written first, then 3 x its size is written through the page cache and deleted (bench/lib/page-cache.ts:
- * memory this VM touches for the first time is slow, and both contenders should write into warm
- * memory). cp+sync and ingest (into a fresh store each time) then take turns, BENCH_RUNS times, and
- * each one's best time counts; cp and sync run in a shell started at the beginning
+ * written first. cp+sync and ingest (into a fresh store each time) then take turns, BENCH_RUNS times,
+ * and each one's best time counts (every turn's time goes to stderr). Right before every timed turn,
+ * 1.25 x the file's size is written through the page cache and deleted (bench/lib/page-cache.ts), so
+ * that each contender writes into memory the machine has just used, as on a server whose memory is
+ * full of page cache: this VM hands memory freed more than ~2 s ago back to its host, and writing
+ * 1 GiB into such memory took 1.2-2.3 s of system CPU against 0.10-0.15 s into memory just freed.
+ * One warm-up at the start was gone by the second turn; cp (its writes done in 0.2 s) then mostly
+ * got warm pages and the ingest (writing for a second, on both cores) mostly did not. cp and sync
+ * run in a shell started at the beginning
  * (bench/lib/peer-shell.ts: forking this process for them made every page of the next ingest's
  * memory copy-on-write). Then the same file is ingested again into the filled store:
  * ~0 new bytes. The in-thread ingest (hashWorker: false, no read-block recycling) is measured too, to
@@ -63,6 +68,7 @@ async function timed<T>(fn: () => Promise<T> | T): Promise<{ s: number; out: T }
 }
 
 interface Contender<T> {
+  name: string;
   run: () => Promise<T> | T;
   /** Clean up after a run (not timed). */
   after: () => void;
@@ -73,7 +79,9 @@ async function bestInTurns<T>(contenders: Array<Contender<T>>): Promise<Array<{ 
   const best: Array<{ s: number; out: T } | undefined> = contenders.map(() => undefined);
   for (let r = 0; r < runs; r++) {
     for (const [i, c] of contenders.entries()) {
+      warmPageCache(scratch, Math.round(1.25 * bytes));
       const t = await timed(c.run);
+      console.error(`turn ${r + 1}: ${c.name} ${t.s.toFixed(3)} s`);
       c.after();
       if (!best[i] || t.s < best[i].s) best[i] = t;
     }
@@ -81,8 +89,8 @@ async function bestInTurns<T>(contenders: Array<Contender<T>>): Promise<Array<{ 
   return best.map((b) => b!);
 }
 
-async function best<T>(fn: () => Promise<T> | T, after: () => void): Promise<{ s: number; out: T }> {
-  return (await bestInTurns([{ run: fn, after }]))[0]!;
+async function best<T>(name: string, fn: () => Promise<T> | T, after: () => void): Promise<{ s: number; out: T }> {
+  return (await bestInTurns([{ name, run: fn, after }]))[0]!;
 }
 
 const load = (): string => (loadavg()[0] ?? 0).toFixed(2);
@@ -92,7 +100,6 @@ async function main(): Promise<void> {
   console.error(`scratch ${scratch}: writing a ${bytes}-byte random source file`);
   const loadBefore = load();
   await writeSource();
-  warmPageCache(scratch, 3 * bytes);
   const copy = join(scratch, 'copy.bin');
   const storeDir = join(scratch, 'store');
   try {
@@ -107,17 +114,18 @@ async function main(): Promise<void> {
     const removeStore = (): void => rmSync(storeDir, { recursive: true, force: true });
     const [cpTurn, ingestTurn] = await bestInTurns<IngestResult | undefined>([
       {
+        name: 'cp+sync',
         run: async () => {
           await peer.run(`cp ${shq(source)} ${shq(copy)} && sync ${shq(copy)}`);
           return undefined;
         },
         after: () => rmSync(copy, { force: true }),
       },
-      { run: () => ingestRun({ hashWorker: true }), after: removeStore },
+      { name: 'ingest', run: () => ingestRun({ hashWorker: true }), after: removeStore },
     ]);
     const cp = cpTurn!;
     const ingest = { s: ingestTurn!.s, out: ingestTurn!.out! };
-    const chunkHash = await best(async () => {
+    const chunkHash = await best('chunk + hash only', async () => {
       let n = 0;
       for await (const c of chunkFile(source)) {
         blake3(c.data);
@@ -125,7 +133,7 @@ async function main(): Promise<void> {
       }
       return n;
     }, () => {});
-    const inThread = await best(() => ingestRun({ hashWorker: false }), removeStore);
+    const inThread = await best('ingest in-thread', () => ingestRun({ hashWorker: false }), removeStore);
     // Re-ingest into a store that already holds the file.
     const store = ChunkStore.open(storeDir);
     await ingestFile(store, source, { batchBytes });
@@ -137,7 +145,7 @@ async function main(): Promise<void> {
     const row = (name: string, s: number, newBytes: string): string => `| ${name} | ${s.toFixed(2)} | ${mbs(s)} | ${vsCp(s)} | ${newBytes} |`;
     const ing: IngestResult = ingest.out;
     console.log(
-      `\n### Ingest of a ${(bytes / 1024 / 1024).toFixed(0)} MiB random file (best of ${runs}; batches of ${batchBytes / 1024 / 1024} MiB; ` +
+      `\n### Ingest of a ${(bytes / 1024 / 1024).toFixed(0)} MiB random file (best of ${runs}, page cache warmed before each; batches of ${batchBytes / 1024 / 1024} MiB; ` +
         `${ing.chunks.length} chunks; load average ${loadBefore} before, ${load()} after, ${cpus().length} cores)\n`,
     );
     console.log('| operation | seconds | MB/s | speed vs cp+sync (goal ≥ 0.8) | new bytes written |');
