@@ -104,13 +104,20 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
  * cp+sync (0.8-1.0 s). The pack writes then were the rest: a waited fdatasync and an index COMMIT
  * per 32 MiB batch (4 s per GiB for the writes alone here). Now one `ChunkStore.putStream` per ingest:
  * records appended as batches come, writeback started every 32 MiB without waiting, one fdatasync and
- * one index commit per 256 MiB checkpoint (0.69 s per GiB for the writes alone).
+ * one index commit per checkpoint (then 256 MiB; 0.69 s per GiB for the writes alone).
  * Stop 13: per-thread CPU of a 1 GiB ingest showed this thread busy 0.8 s (gear scan 0.5-0.6 s,
  * garbage collection of the ArrayBuffers transferred back 0.15-0.2 s) and the hash worker 0.34-0.5 s,
  * of which 0.3 s was the BLAKE3 addon's cost per call (one wrapped native object per hash). The scan
  * moved to the worker, which hashes each block's chunks right after cutting them, and chunk-sized
  * hashes go through a one-call hash (backend.ts, `oneShot`): this thread 0.2 s, the worker 0.7-0.9 s;
  * in five back-to-back ingests per process (warm memory) 1.06-1.16 s against 1.20-1.44 s before.
+ * Stop 14: the worker's idle time showed it stopped 40-75 ms at each 256 MiB checkpoint (nothing is
+ * written while the last fdatasync and the commit run, so no read block comes free); checkpoints are
+ * now 1 GiB (`DEFAULT_INGEST.checkpointBytes`) and the store indexes a checkpoint's rows while its
+ * fdatasync runs. The worker is then busy but for a few ms: a 1 GiB ingest is the worker's ~0.7 s of
+ * CPU (scan 0.3, BLAKE3 0.25, copies), preempted at times by this thread (0.2 s), the reads and
+ * writes (0.3 s of system time in memory just freed, 1.2 s in memory the VM handed back to its host;
+ * bench/ingest.ts) and the garbage collector (0.1 s): about 1.3 s of CPU on 2 cores.
  * Every guarantee of `putMany` holds: a chunk is indexed only after its bytes are fdatasynced, a
  * failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as it is cut;
  * the store trusts those ids (`hashedChunk`, `workerHashedChunk`).
