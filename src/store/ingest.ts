@@ -91,36 +91,27 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
 }
 
 /**
- * The ingest pipeline (issue 2). Measured with `BENCH_BYTES=1073741824 node dist/bench/ingest.js`
- * (1 GiB random file, load average 2-3 on the 2-core machine; bench/README.md). Before: one thread
- * read (fresh 1 MiB buffers), chunked (TypeScript gear loop, 1.3 GB/s) and hashed each chunk; ingest
- * 549 MB/s = 0.38 x cp+sync. Now 666 MB/s = 0.51 x, with the work spread over:
- *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory cost
- *     1.2 s of page faults per GiB here), and the pack writes + fdatasync of earlier batches;
- *   - this thread: batching, the index (the gear scan was here until stop 13, see below);
- *   - the chunk worker: FastCDC (gear scan in WebAssembly, gear-wasm.ts) and BLAKE3 of each chunk
- *     right after it is cut (chunk-worker.ts), zero-copy by transfer.
- * Chunk + hash ran at 1.75 GB/s and a re-ingest (nothing to write) in 0.75 s, faster than
- * cp+sync (0.8-1.0 s). The pack writes then were the rest: a waited fdatasync and an index COMMIT
- * per 32 MiB batch (4 s per GiB for the writes alone here). Now one `ChunkStore.putStream` per ingest:
- * records appended as batches come, writeback started every 32 MiB without waiting, one fdatasync and
- * one index commit per checkpoint (then 256 MiB; 0.69 s per GiB for the writes alone).
- * Stop 13: per-thread CPU of a 1 GiB ingest showed this thread busy 0.8 s (gear scan 0.5-0.6 s,
- * garbage collection of the ArrayBuffers transferred back 0.15-0.2 s) and the hash worker 0.34-0.5 s,
- * of which 0.3 s was the BLAKE3 addon's cost per call (one wrapped native object per hash). The scan
- * moved to the worker, which hashes each block's chunks right after cutting them, and chunk-sized
- * hashes go through a one-call hash (backend.ts, `oneShot`): this thread 0.2 s, the worker 0.7-0.9 s;
- * in five back-to-back ingests per process (warm memory) 1.06-1.16 s against 1.20-1.44 s before.
- * Stop 14: the worker's idle time showed it stopped 40-75 ms at each 256 MiB checkpoint (nothing is
- * written while the last fdatasync and the commit run, so no read block comes free); checkpoints are
- * now 1 GiB (`DEFAULT_INGEST.checkpointBytes`) and the store indexes a checkpoint's rows while its
- * fdatasync runs. The worker is then busy but for a few ms: a 1 GiB ingest is the worker's ~0.7 s of
- * CPU (scan 0.3, BLAKE3 0.25, copies), preempted at times by this thread (0.2 s), the reads and
- * writes (0.3 s of system time in memory just freed, 1.2 s in memory the VM handed back to its host;
- * bench/ingest.ts) and the garbage collector (0.1 s): about 1.3 s of CPU on 2 cores.
- * Every guarantee of `putMany` holds: a chunk is indexed only after its bytes are fdatasynced, a
- * failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as it is cut;
- * the store trusts those ids (`hashedChunk`, `workerHashedChunk`).
+ * The ingest pipeline (issue 2; figures in bench/ingest.ts and bench/README.md). For a large file the
+ * work is spread over three kinds of threads:
+ *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory is
+ *     dear on this VM), and the pack writes and fdatasyncs;
+ *   - the chunk worker (chunk-worker.ts): FastCDC (gear scan in WebAssembly, gear-wasm.ts) and BLAKE3
+ *     of each chunk right after it is cut, in one call per chunk (backend.ts, `oneShot`); blocks go
+ *     there and back by transfer, not copied;
+ *   - this thread: batching, the index lookups, and one `ChunkStore.putStream` per ingest: records
+ *     appended as batches come, writeback started every 32 MiB without waiting, one fdatasync and one
+ *     index commit per checkpoint (`DEFAULT_INGEST.checkpointBytes`; the rows go in while that
+ *     fdatasync runs).
+ * A 1 GiB ingest is about 1.3 s of CPU on 2 cores: the worker ~0.7 s (scan 0.3, BLAKE3 0.25, copies),
+ * this thread 0.2 s, the reads and writes 0.3 s of system time into memory just freed (1.2 s into
+ * memory the VM handed back to its host), the garbage collector 0.1 s. The worker is the critical path
+ * and is busy but for a few ms. Measured on the way here: one thread doing everything ran at 0.38 x
+ * cp+sync; a waited fdatasync and commit per 32 MiB batch cost 4 s per GiB; the gear scan ran at
+ * 1.3 GB/s in TypeScript against 2.8-3.1 in WebAssembly; the c4312 addon's object per hash cost 0.3 s
+ * per GiB; each 256 MiB checkpoint stopped the worker for 40-75 ms.
+ * Every guarantee of `putMany` holds: a chunk's index row is committed only after its bytes are
+ * fdatasynced, a failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as
+ * it is cut; the store trusts those ids (`hashedChunk`, `workerHashedChunk`).
  */
 class BatchSink {
   private readonly batchBytes: number;
