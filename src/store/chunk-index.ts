@@ -122,7 +122,15 @@ export class ChunkIndex {
    * own WAL read snapshot, which costs ~5 µs per id against ~1 µs inside (measured, bench/store.ts).
    */
   absent(keys: Buffer[]): boolean[] {
-    const run = (): boolean[] => keys.map((k) => this.sHas.get(k) === undefined);
+    return this.inReadTransaction(() => keys.map((k) => this.sHas.get(k) === undefined));
+  }
+
+  /** The rows of many keys (undefined where absent), looked up inside one read transaction as `absent`. */
+  lookupMany(keys: readonly Buffer[]): Array<ChunkRow | undefined> {
+    return this.inReadTransaction(() => keys.map((k) => this.sLookup.get(k)));
+  }
+
+  private inReadTransaction<T>(run: () => T): T {
     return this.db.inTransaction ? run() : this.db.transaction(run).deferred();
   }
 
