@@ -10,9 +10,9 @@
  * 1 GiB into such memory took 1.2-2.3 s of system CPU against 0.10-0.15 s into memory just freed.
  * One warm-up at the start was gone by the second turn; cp (its writes done in 0.2 s) then mostly
  * got warm pages and the ingest (writing for a second, on both cores) mostly did not. cp and sync
- * run in a shell started at the beginning
- * (bench/lib/peer-shell.ts: forking this process for them made every page of the next ingest's
- * memory copy-on-write). Then the same file is ingested again into the filled store:
+ * run in a shell started at the beginning (bench/lib/peer-shell.ts: forking this process for them
+ * made every page of the next ingest's memory copy-on-write). Then the same file is ingested again
+ * into the filled store:
  * ~0 new bytes. The in-thread ingest (hashWorker: false, no read-block recycling) is measured too, to
  * show what the pipeline of issue 2 buys. The load average is printed: on the shared 2-core machine
  * the wall-clock figures only mean something near idle.

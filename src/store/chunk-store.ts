@@ -333,12 +333,16 @@ export class ChunkStore {
     const it = groups[Symbol.asyncIterator]();
     const total: PutResult = { written: 0, bytesWritten: 0 };
     let index = 0;
+    const pull = async (): Promise<readonly ChunkInput[] | undefined> => {
+      const next = await it.next();
+      return next.done ? undefined : next.value;
+    };
     await this.lock.exclusive(async () => {
       // A checkpoint opens only when a group is waiting for it: a stream that ends right at a
       // checkpoint's end opens no further, empty one (no empty pack, no extra fdatasync).
-      let next = await it.next();
-      while (!next.done) {
-        let group: readonly ChunkInput[] | undefined = next.value;
+      let group = await pull();
+      while (group) {
+        let full = false; // this checkpoint ended for its size (the stream may go on), not at the end
         const r = await this.lock.inTransaction(async () => {
           const nowS = Math.floor(this.opts.now() / 1000);
           const last = this.index.packs().at(-1);
@@ -368,10 +372,11 @@ export class ChunkStore {
               if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
               await writer.write(buffers);
               opts.onWritten?.(index++);
-              group = undefined;
-              if (writer.written >= checkpointBytes) break;
-              next = await it.next();
-              if (!next.done) group = next.value;
+              if (writer.written >= checkpointBytes) {
+                full = true;
+                break;
+              }
+              group = await pull();
             }
             // The rows go in while the checkpoint's last fdatasync runs (`finish` has issued it):
             // 14,000 rows per GiB took ~18 ms of this thread, which the disk now overlaps. Other
@@ -394,8 +399,7 @@ export class ChunkStore {
         // Logged after COMMIT: a process killed after this line keeps the checkpoint (tests kill on it).
         this.log.debug({ chunks: r.inserted, bytes: r.bytes }, 'stored checkpoint');
         opts.onDurable?.(total.bytesWritten);
-        // `next` is the last group stored, or the end: fetch on after a checkpoint's end.
-        if (!next.done) next = await it.next();
+        group = full ? await pull() : undefined;
       }
     });
     return total;
