@@ -12,7 +12,8 @@
  *  - the full download: the new release's npm tarball (gzip).
  *
  *   npx tsc -p tsconfig.json && bash scripts/bench-deps.sh && node dist/bench/real-delta.js
- * Knobs: BENCH_PAIRS=esbuild,typescript (labels containing these words), BENCH_TMP (default .bench-tmp).
+ * Knobs: BENCH_PAIRS=esbuild,typescript (labels containing these words), BENCH_TMP (default .bench-tmp),
+ * BENCH_ZSTD_LEVEL (default 19; level 19 runs at ~1 MB/s: the node pair alone takes minutes).
  * Tarballs are cached in .bench-tmp/real-delta/cache; results also go to .bench-tmp/real-delta/results.json.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -76,6 +77,17 @@ async function rsyncBytes(proxy: CountingProxy, module: string, from: string, to
   return up + down;
 }
 
+const ZSTD_LEVEL = Number(process.env.BENCH_ZSTD_LEVEL ?? 19);
+
+/** Printed as each pair completes: a long run that is stopped still leaves its finished rows. */
+function printRow(r: Row): void {
+  const kb = (n: number) => (n / 1000).toFixed(0);
+  const r2 = (a: number, b: number) => (a / b).toFixed(2);
+  console.log(
+    `| ${r.pair.label} ${r.pair.from} → ${r.pair.to} | ${kb(r.newBytes)} | ${kb(r.tgzBytes)} | ${kb(r.firstSync)} | ${kb(r.depot)} | ${kb(r.rsync)} | ${kb(r.rsyncZ)} | ${kb(r.zstdPatch)} | ${kb(r.xdelta)} | ${r2(r.depot, r.zstdPatch)} | ${r2(r.depot, r.rsyncZ)} | ${r2(r.depot, r.tgzBytes)} |`,
+  );
+}
+
 async function main(): Promise<void> {
   const words = (process.env.BENCH_PAIRS ?? '').split(',').map((w) => w.trim().toLowerCase()).filter(Boolean);
   const pairs = RELEASE_PAIRS.filter((p) => !words.length || words.some((w) => p.label.toLowerCase().includes(w)));
@@ -89,6 +101,9 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     const t0 = performance.now();
+    console.log(`\n## real-world deltas (node ${process.version}; kB = 1000 B, both directions on the wire; zstd -${ZSTD_LEVEL})\n`);
+    console.log('| release pair | new size | npm .tgz | depotsync first sync | depotsync delta sync | rsync | rsync -z | zstd --patch-from | xdelta3 | depot / zstd | depot / rsync -z | depot / .tgz |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const p of pairs) {
       unpackRelease(p.name, p.from, x);
       unpackRelease(p.name, p.to, x);
@@ -139,7 +154,7 @@ async function main(): Promise<void> {
       const newTar = join(run, 'new.tar');
       await tarOf(oldDir, oldTar);
       await tarOf(newDir, newTar);
-      const z = await sh('zstd', ['-q', '-f', '-19', '--long=31', `--patch-from=${oldTar}`, newTar, '-o', join(run, 'patch.zst')]);
+      const z = await sh('zstd', ['-q', '-f', `-${ZSTD_LEVEL}`, '--long=31', `--patch-from=${oldTar}`, newTar, '-o', join(run, 'patch.zst')]);
       const xd = await sh('xdelta3', ['-e', '-f', '-s', oldTar, newTar, join(run, 'patch.vcdiff')]);
       rows.push({
         pair: p,
@@ -158,22 +173,12 @@ async function main(): Promise<void> {
       console.error(`  depot ${d.up + d.down} B (${(depotMs / 1000).toFixed(1)} s), zstd ${(z.ms / 1000).toFixed(1)} s, xdelta3 ${(xd.ms / 1000).toFixed(1)} s`);
       rmSync(oldTar);
       rmSync(newTar);
+      printRow(rows[rows.length - 1]!);
+      writeFileSync(join(benchTmp(), 'results.json'), JSON.stringify({ node: process.version, at: new Date().toISOString(), rows }, null, 2));
     }
     console.error(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-
-    const kb = (n: number) => (n / 1000).toFixed(0);
-    const r2 = (a: number, b: number) => (a / b).toFixed(2);
-    console.log(`\n## real-world deltas (node ${process.version}; bytes in kB = 1000 B, both directions on the wire)\n`);
-    console.log('| release pair | new size | npm .tgz | depotsync first sync | depotsync delta sync | rsync | rsync -z | zstd --patch-from | xdelta3 | depot / zstd | depot / rsync -z | depot / .tgz |');
-    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const r of rows) {
-      console.log(
-        `| ${r.pair.label} ${r.pair.from} → ${r.pair.to} | ${kb(r.newBytes)} | ${kb(r.tgzBytes)} | ${kb(r.firstSync)} | ${kb(r.depot)} | ${kb(r.rsync)} | ${kb(r.rsyncZ)} | ${kb(r.zstdPatch)} | ${kb(r.xdelta)} | ${r2(r.depot, r.zstdPatch)} | ${r2(r.depot, r.rsyncZ)} | ${r2(r.depot, r.tgzBytes)} |`,
-      );
-    }
     console.log('\ndepotsync delta sync, the depot\'s own count (`depot sync --json` bytesFetched: payload without TLS and HTTP framing), and its wall time:\n');
     for (const r of rows) console.log(`- ${r.pair.label}: ${r.depotOwnCount} B; ${(r.depotMs / 1000).toFixed(1)} s (zstd --patch-from: ${(r.zstdMs / 1000).toFixed(1)} s)`);
-    writeFileSync(join(benchTmp(), 'results.json'), JSON.stringify({ node: process.version, at: new Date().toISOString(), rows }, null, 2));
   } finally {
     for (const p of proxies) await p.close();
     for (const p of procs) p.kill();

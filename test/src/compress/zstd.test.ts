@@ -139,6 +139,17 @@ describe('zstd codec', () => {
     expect(applyDelta(base, d, { maxBytes: target.length, exact: true }).equals(target)).toBe(true);
   });
 
+  it('a large base is used whole at a fast level (loaded as history, with long-distance matching)', () => {
+    // Plain dictionary use at level 3 indexes an 8 MiB base in small tables and finds little of it.
+    const base = randomBytes(8 * 1024 * 1024);
+    const parts: Buffer[] = [];
+    for (let at = 0; at < base.length; at += 512 * 1024) parts.push(Buffer.from('sixteen new byte'), base.subarray(at, at + 512 * 1024));
+    const target = Buffer.concat(parts);
+    const d = delta(base, target, 3);
+    expect(d.length).toBeLessThan(16 * 1024);
+    expect(applyDelta(base, d, { maxBytes: target.length, exact: true }).equals(target)).toBe(true);
+  });
+
   it('a delta applied to the wrong base does not yield the target', () => {
     const base = Buffer.concat([randomBytes(200_000), text(100_000, 8)]);
     const target = Buffer.concat([base.subarray(0, 150_000), Buffer.from('new bytes'), base.subarray(150_000)]);
