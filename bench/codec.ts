@@ -5,7 +5,7 @@
  *     even sample of at most BENCH_SAMPLE_MIB per pair): zstd (src/compress/zstd.ts) at levels 3/9/19
  *     and Node's built-in brotli at qualities 4/9/11: compressed bytes, compress and decompress MB/s of
  *     CPU time on one core;
- *  2. per file (whole files of the new release): the same codecs (level 19 and quality 11 only where the
+ *  2. per file (whole files of the new release): the same codecs (level 19, qualities 9 and 11 only where the
  *     release is below BENCH_SLOW_MIB, as they run at ~1 MB/s);
  *  3. deltas per file (each file against the same path in the old release): zstd with the old file as
  *     the reference (`delta()`, what `zstd --patch-from` does) at levels 3/9/12/19, against `xdelta3 -e -s`;
@@ -44,9 +44,11 @@ const CODECS: Codec[] = [
   })),
   ...[4, 9, 11].map((q) => ({
     name: `brotli q${q}`,
-    slow: q >= 11,
+    slow: q >= 9,
     enc: (b: Uint8Array) =>
-      brotliCompressSync(b, { params: { [zc.BROTLI_PARAM_QUALITY]: q, [zc.BROTLI_PARAM_SIZE_HINT]: b.length } }),
+      brotliCompressSync(b, {
+        params: { [zc.BROTLI_PARAM_QUALITY]: q, [zc.BROTLI_PARAM_SIZE_HINT]: b.length },
+      }),
     dec: (b: Uint8Array, n: number) => brotliDecompressSync(b, { maxOutputLength: Math.max(1, n) }),
   })),
 ];
@@ -92,8 +94,13 @@ function sample<T extends { bytes: Uint8Array }>(items: T[], limit: number): T[]
 }
 
 function main(): void {
-  const words = (process.env.BENCH_PAIRS ?? '').split(',').map((w) => w.trim().toLowerCase()).filter(Boolean);
-  const pairs = RELEASE_PAIRS.filter((p) => !words.length || words.some((w) => p.label.toLowerCase().includes(w)));
+  const words = (process.env.BENCH_PAIRS ?? '')
+    .split(',')
+    .map((w) => w.trim().toLowerCase())
+    .filter(Boolean);
+  const pairs = RELEASE_PAIRS.filter(
+    (p) => !words.length || words.some((w) => p.label.toLowerCase().includes(w)),
+  );
   const x = join(benchTmp(), 'codec');
   mkdirSync(x, { recursive: true });
   const perChunk = new Map<string, Tally>(CODECS.map((c) => [c.name, tally()]));
@@ -112,7 +119,8 @@ function main(): void {
 
     // 1. chunks of the new release, and which of them the old release already has.
     const oldIds = new Set<string>();
-    for (const f of oldFiles) for (const c of chunksOf(readFileSync(join(oldDir, f)))) oldIds.add(blake3Hex(c));
+    for (const f of oldFiles)
+      for (const c of chunksOf(readFileSync(join(oldDir, f)))) oldIds.add(blake3Hex(c));
     const all: Array<{ file: string; offset: number; bytes: Uint8Array; fileLen: number }> = [];
     for (const f of files) {
       const data = readFileSync(join(newDir, f));
@@ -137,13 +145,17 @@ function main(): void {
     fileRows.push(
       `| ${p.label} ${p.to} | ${(total / 1e6).toFixed(1)} | ${CODECS.map((c) => {
         const t = fileT.get(c.name)!;
-        return t.skipped ? '—' : `${(t.packed / 1e6).toFixed(2)} (${(t.plain / 1e6 / t.encS).toFixed(1)} / ${(t.plain / 1e6 / t.decS).toFixed(0)})`;
+        return t.skipped
+          ? '—'
+          : `${(t.packed / 1e6).toFixed(2)} (${(t.plain / 1e6 / t.encS).toFixed(1)} / ${(t.plain / 1e6 / t.decS).toFixed(0)})`;
       }).join(' | ')} |`,
     );
 
     // 3. deltas per file against the same path in the old release (new files: compressed alone).
     const levels = slowOk ? [3, 9, 12, 19] : [3, 9, 12];
-    const d = new Map<number, { bytes: number; encS: number; decS: number }>(levels.map((l) => [l, { bytes: 0, encS: 0, decS: 0 }]));
+    const d = new Map<number, { bytes: number; encS: number; decS: number }>(
+      levels.map((l) => [l, { bytes: 0, encS: 0, decS: 0 }]),
+    );
     let xd = 0;
     let xdS = 0;
     const tmp = join(x, 'xd');
@@ -172,9 +184,13 @@ function main(): void {
     rmSync(tmp, { recursive: true, force: true });
     const dl = (l: number) => {
       const r = d.get(l);
-      return r ? `${(r.bytes / 1e3).toFixed(0)} (${(total / 1e6 / r.encS).toFixed(1)} / ${(total / 1e6 / r.decS).toFixed(0)})` : '—';
+      return r
+        ? `${(r.bytes / 1e3).toFixed(0)} (${(total / 1e6 / r.encS).toFixed(1)} / ${(total / 1e6 / r.decS).toFixed(0)})`
+        : '—';
     };
-    deltaRows.push(`| ${p.label} ${p.from} → ${p.to} | ${dl(3)} | ${dl(9)} | ${dl(12)} | ${dl(19)} | ${(xd / 1e3).toFixed(0)} (${(total / 1e6 / xdS).toFixed(1)} wall) |`);
+    deltaRows.push(
+      `| ${p.label} ${p.from} → ${p.to} | ${dl(3)} | ${dl(9)} | ${dl(12)} | ${dl(19)} | ${(xd / 1e3).toFixed(0)} (${(total / 1e6 / xdS).toFixed(1)} wall) |`,
+    );
 
     // 4. the sampled chunks the old release lacks: alone, or against a window of the old file.
     const fresh = sampled.filter((s) => !oldIds.has(blake3Hex(s.bytes)));
@@ -200,24 +216,36 @@ function main(): void {
     console.error(`${p.label}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
 
-  lines.push(`\n## codec choice (node ${process.version}, libzstd ${ZSTD_VERSION}; MB = 10^6 B; speeds are MB of plain bytes per CPU-second, one core)\n`);
-  lines.push(`### per chunk (FastCDC 16/64/256 KiB, sample of ≤ ${SAMPLE / 1048576} MiB per pair, all pairs together)\n`);
+  lines.push(
+    `\n## codec choice (node ${process.version}, libzstd ${ZSTD_VERSION}; MB = 10^6 B; speeds are MB of plain bytes per CPU-second, one core)\n`,
+  );
+  lines.push(
+    `### per chunk (FastCDC 16/64/256 KiB, sample of ≤ ${SAMPLE / 1048576} MiB per pair, all pairs together)\n`,
+  );
   lines.push('| codec | plain MB | compressed MB | ratio | compress MB/s | decompress MB/s |');
   lines.push('|---|---:|---:|---:|---:|---:|');
   for (const c of CODECS) {
     const t = perChunk.get(c.name)!;
-    lines.push(`| ${c.name} | ${(t.plain / 1e6).toFixed(1)} | ${(t.packed / 1e6).toFixed(2)} | ${(t.plain / t.packed).toFixed(2)} | ${(t.plain / 1e6 / t.encS).toFixed(1)} | ${(t.plain / 1e6 / t.decS).toFixed(0)} |`);
+    lines.push(
+      `| ${c.name} | ${(t.plain / 1e6).toFixed(1)} | ${(t.packed / 1e6).toFixed(2)} | ${(t.plain / t.packed).toFixed(2)} | ${(t.plain / 1e6 / t.encS).toFixed(1)} | ${(t.plain / 1e6 / t.decS).toFixed(0)} |`,
+    );
   }
   lines.push('\n### per file: compressed MB (compress / decompress MB/s)\n');
   lines.push(`| release | MB | ${CODECS.map((c) => c.name).join(' | ')} |`);
   lines.push(`|---|---:|${CODECS.map(() => '---:').join('|')}|`);
   lines.push(...fileRows);
-  lines.push('\n### delta per file against the same path in the old release: kB (encode / apply MB/s of the new release)\n');
-  lines.push('| pair | zstd -3 | zstd -9 | zstd -12 | zstd -19 | xdelta3 -e -s (MB/s wall, process start included) |');
+  lines.push(
+    '\n### delta per file against the same path in the old release: kB (encode / apply MB/s of the new release)\n',
+  );
+  lines.push(
+    '| pair | zstd -3 | zstd -9 | zstd -12 | zstd -19 | xdelta3 -e -s (MB/s wall, process start included) |',
+  );
   lines.push('|---|---:|---:|---:|---:|---:|');
   lines.push(...deltaRows);
   lines.push('\n### delta per chunk: sampled chunks the old release lacks, kB\n');
-  lines.push('| pair | chunks sampled / all | not in the old release | zstd -3 alone | zstd -3 vs 1 MiB of the old file | zstd -19 vs 1 MiB |');
+  lines.push(
+    '| pair | chunks sampled / all | not in the old release | zstd -3 alone | zstd -3 vs 1 MiB of the old file | zstd -19 vs 1 MiB |',
+  );
   lines.push('|---|---:|---:|---:|---:|---:|');
   lines.push(...chunkDeltaRows);
   console.log(lines.join('\n'));

@@ -22,7 +22,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startService, waitForHttps, type Service } from '../src/demo/processes.js';
 import { startCountingProxy, type CountingProxy } from './lib/counting-proxy.js';
-import { benchTmp, npmTarball, repoRoot, RELEASE_PAIRS, treeBytes, unpackRelease, type ReleasePair } from './lib/npm-releases.js';
+import {
+  benchTmp,
+  npmTarball,
+  repoRoot,
+  RELEASE_PAIRS,
+  treeBytes,
+  unpackRelease,
+  type ReleasePair,
+} from './lib/npm-releases.js';
 
 interface Row {
   pair: ReleasePair;
@@ -55,20 +63,47 @@ async function depotsync(args: string[]): Promise<any> {
     const { out } = await sh(process.execPath, [CLI, ...args, '--json']);
     return JSON.parse(out.trim().split('\n').pop() ?? '{}');
   } catch (e) {
-    throw new Error(`depotsync ${args.slice(0, 2).join(' ')} failed: ${String((e as { stderr?: string }).stderr ?? e).trim()}`);
+    throw new Error(
+      `depotsync ${args.slice(0, 2).join(' ')} failed: ${String((e as { stderr?: string }).stderr ?? e).trim()}`,
+    );
   }
 }
 
 /** A deterministic tar of `dir` (the tarball's `package/` folder) for the file-level peers. */
 async function tarOf(dir: string, out: string): Promise<void> {
-  await sh('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-cf', out, '-C', join(dir, '..'), 'package']);
+  await sh('tar', [
+    '--sort=name',
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mtime=@0',
+    '-cf',
+    out,
+    '-C',
+    join(dir, '..'),
+    'package',
+  ]);
 }
 
-async function rsyncBytes(proxy: CountingProxy, module: string, from: string, to: string, oldDir: string, z: boolean): Promise<number> {
+async function rsyncBytes(
+  proxy: CountingProxy,
+  module: string,
+  from: string,
+  to: string,
+  oldDir: string,
+  z: boolean,
+): Promise<number> {
   rmSync(to, { recursive: true, force: true });
   await sh('cp', ['-a', oldDir, to]);
   proxy.reset();
-  const args = ['-a', '--checksum', '--no-whole-file', ...(z ? ['-z'] : []), `rsync://127.0.0.1:${proxy.port}/${module}/${from}/`, `${to}/`];
+  const args = [
+    '-a',
+    '--checksum',
+    '--no-whole-file',
+    ...(z ? ['-z'] : []),
+    `rsync://127.0.0.1:${proxy.port}/${module}/${from}/`,
+    `${to}/`,
+  ];
   await sh('rsync', args);
   const { up, down } = proxy.counts();
   // The copy must now be the new release, or the bytes counted would mean nothing.
@@ -89,8 +124,13 @@ function printRow(r: Row): void {
 }
 
 async function main(): Promise<void> {
-  const words = (process.env.BENCH_PAIRS ?? '').split(',').map((w) => w.trim().toLowerCase()).filter(Boolean);
-  const pairs = RELEASE_PAIRS.filter((p) => !words.length || words.some((w) => p.label.toLowerCase().includes(w)));
+  const words = (process.env.BENCH_PAIRS ?? '')
+    .split(',')
+    .map((w) => w.trim().toLowerCase())
+    .filter(Boolean);
+  const pairs = RELEASE_PAIRS.filter(
+    (p) => !words.length || words.some((w) => p.label.toLowerCase().includes(w)),
+  );
   const run = join(benchTmp(), 'run');
   rmSync(run, { recursive: true, force: true });
   const x = join(run, 'x');
@@ -101,8 +141,12 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     const t0 = performance.now();
-    console.log(`\n## real-world deltas (node ${process.version}; kB = 1000 B, both directions on the wire; zstd -${ZSTD_LEVEL})\n`);
-    console.log('| release pair | new size | npm .tgz | depotsync first sync | depotsync delta sync | rsync | rsync -z | zstd --patch-from | xdelta3 | depot / zstd | depot / rsync -z | depot / .tgz |');
+    console.log(
+      `\n## real-world deltas (node ${process.version}; kB = 1000 B, both directions on the wire; zstd -${ZSTD_LEVEL})\n`,
+    );
+    console.log(
+      '| release pair | new size | npm .tgz | depotsync first sync | depotsync delta sync | rsync | rsync -z | zstd --patch-from | xdelta3 | depot / zstd | depot / rsync -z | depot / .tgz |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const p of pairs) {
       unpackRelease(p.name, p.from, x);
@@ -120,11 +164,33 @@ async function main(): Promise<void> {
     proxies.push(masterProxy);
     const D = join(run, 'depot');
     const token = (await depotsync(['master', 'token', '--dir', M, '--role', 'depot'])).token as string;
-    await depotsync(['depot', 'init', '--dir', D, '--master', `https://127.0.0.1:${masterProxy.port}`, '--fingerprint', fp, '--token', token, '--name', 'bench-depot', '--listen', '127.0.0.1:0']);
+    await depotsync([
+      'depot',
+      'init',
+      '--dir',
+      D,
+      '--master',
+      `https://127.0.0.1:${masterProxy.port}`,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'bench-depot',
+      '--listen',
+      '127.0.0.1:0',
+    ]);
 
     const rp = await freePort();
-    writeFileSync(join(run, 'rsyncd.conf'), `port = ${rp}\naddress = 127.0.0.1\nuse chroot = no\npid file = ${run}/rsyncd.pid\n[x]\npath = ${x}\nread only = yes\n`);
-    procs.push(spawn('rsync', ['--daemon', '--no-detach', `--config=${join(run, 'rsyncd.conf')}`], { stdio: 'ignore' }));
+    writeFileSync(
+      join(run, 'rsyncd.conf'),
+      `port = ${rp}\naddress = 127.0.0.1\nuse chroot = no\npid file = ${run}/rsyncd.pid\n[x]\npath = ${x}\nread only = yes\n`,
+    );
+    procs.push(
+      spawn('rsync', ['--daemon', '--no-detach', `--config=${join(run, 'rsyncd.conf')}`], {
+        stdio: 'ignore',
+      }),
+    );
     const rsyncProxy = await startCountingProxy(rp);
     proxies.push(rsyncProxy);
     await new Promise((r) => setTimeout(r, 300));
@@ -143,18 +209,41 @@ async function main(): Promise<void> {
       await depotsync(['master', 'publish', '--dir', M, '--name', pkg, '--version', p.to, newDir]);
       masterProxy.reset();
       const ts = performance.now();
-      const res = await depotsync(['depot', 'sync', '--dir', D]) as { bytesFetched: number };
+      const res = (await depotsync(['depot', 'sync', '--dir', D])) as { bytesFetched: number };
       const depotMs = performance.now() - ts;
       const d = masterProxy.counts();
 
-      const rsync = await rsyncBytes(rsyncProxy, 'x', `${slug(p.to)}/package`, join(run, 'rsync-dest'), oldDir, false);
-      const rsyncZ = await rsyncBytes(rsyncProxy, 'x', `${slug(p.to)}/package`, join(run, 'rsync-dest'), oldDir, true);
+      const rsync = await rsyncBytes(
+        rsyncProxy,
+        'x',
+        `${slug(p.to)}/package`,
+        join(run, 'rsync-dest'),
+        oldDir,
+        false,
+      );
+      const rsyncZ = await rsyncBytes(
+        rsyncProxy,
+        'x',
+        `${slug(p.to)}/package`,
+        join(run, 'rsync-dest'),
+        oldDir,
+        true,
+      );
 
       const oldTar = join(run, 'old.tar');
       const newTar = join(run, 'new.tar');
       await tarOf(oldDir, oldTar);
       await tarOf(newDir, newTar);
-      const z = await sh('zstd', ['-q', '-f', `-${ZSTD_LEVEL}`, '--long=31', `--patch-from=${oldTar}`, newTar, '-o', join(run, 'patch.zst')]);
+      const z = await sh('zstd', [
+        '-q',
+        '-f',
+        `-${ZSTD_LEVEL}`,
+        '--long=31',
+        `--patch-from=${oldTar}`,
+        newTar,
+        '-o',
+        join(run, 'patch.zst'),
+      ]);
       const xd = await sh('xdelta3', ['-e', '-f', '-s', oldTar, newTar, join(run, 'patch.vcdiff')]);
       rows.push({
         pair: p,
@@ -170,15 +259,25 @@ async function main(): Promise<void> {
         zstdMs: z.ms,
         xdelta: statSync(join(run, 'patch.vcdiff')).size,
       });
-      console.error(`  depot ${d.up + d.down} B (${(depotMs / 1000).toFixed(1)} s), zstd ${(z.ms / 1000).toFixed(1)} s, xdelta3 ${(xd.ms / 1000).toFixed(1)} s`);
+      console.error(
+        `  depot ${d.up + d.down} B (${(depotMs / 1000).toFixed(1)} s), zstd ${(z.ms / 1000).toFixed(1)} s, xdelta3 ${(xd.ms / 1000).toFixed(1)} s`,
+      );
       rmSync(oldTar);
       rmSync(newTar);
       printRow(rows[rows.length - 1]!);
-      writeFileSync(join(benchTmp(), 'results.json'), JSON.stringify({ node: process.version, at: new Date().toISOString(), rows }, null, 2));
+      writeFileSync(
+        join(benchTmp(), 'results.json'),
+        JSON.stringify({ node: process.version, at: new Date().toISOString(), rows }, null, 2),
+      );
     }
     console.error(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    console.log('\ndepotsync delta sync, the depot\'s own count (`depot sync --json` bytesFetched: payload without TLS and HTTP framing), and its wall time:\n');
-    for (const r of rows) console.log(`- ${r.pair.label}: ${r.depotOwnCount} B; ${(r.depotMs / 1000).toFixed(1)} s (zstd --patch-from: ${(r.zstdMs / 1000).toFixed(1)} s)`);
+    console.log(
+      "\ndepotsync delta sync, the depot's own count (`depot sync --json` bytesFetched: payload without TLS and HTTP framing), and its wall time:\n",
+    );
+    for (const r of rows)
+      console.log(
+        `- ${r.pair.label}: ${r.depotOwnCount} B; ${(r.depotMs / 1000).toFixed(1)} s (zstd --patch-from: ${(r.zstdMs / 1000).toFixed(1)} s)`,
+      );
   } finally {
     for (const p of proxies) await p.close();
     for (const p of procs) p.kill();

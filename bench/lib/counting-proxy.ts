@@ -13,7 +13,10 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<CountingProxy> {
+export async function startCountingProxy(
+  targetPort: number,
+  targetHost = '127.0.0.1',
+): Promise<CountingProxy> {
   let up = 0;
   let down = 0;
   let connections = 0;

@@ -45,7 +45,9 @@ export function npmTarball(name: string, version: string): string {
     const tmp = join(cache, `.pack-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
-    execFileSync('npm', ['pack', '--silent', '--pack-destination', tmp, `${name}@${version}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('npm', ['pack', '--silent', '--pack-destination', tmp, `${name}@${version}`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     const [got] = readdirSync(tmp);
     if (!got) throw new Error(`npm pack ${name}@${version} wrote nothing`);
     renameSync(join(tmp, got), file);

@@ -36,7 +36,10 @@ interface DCtx {
 interface Binding {
   CCtx: new () => CCtx;
   DCtx: new () => DCtx;
-  CParameter: Record<'compressionLevel' | 'windowLog' | 'enableLongDistanceMatching' | 'checksumFlag' | 'contentSizeFlag', number>;
+  CParameter: Record<
+    'compressionLevel' | 'windowLog' | 'enableLongDistanceMatching' | 'checksumFlag' | 'contentSizeFlag',
+    number
+  >;
   DParameter: Record<'windowLogMax', number>;
   ResetDirective: Record<'sessionOnly' | 'parameters' | 'sessionAndParameters', number>;
   compressBound(size: number): number;
@@ -87,10 +90,14 @@ function load(): { binding: Binding; cctx: CCtx; dctx: DCtx; version: string } {
   try {
     binding = createRequire(import.meta.url)(`${ZSTD_PACKAGE}/binding`) as Binding;
   } catch (e) {
-    throw new DepotsyncError('internal', `zstd: the native module ${ZSTD_PACKAGE} could not be loaded: ${(e as Error).message}`, {
-      hint: 'run `npm install` (it builds the addon: needs python3, make and g++) or `npm rebuild zstd-napi`',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'internal',
+      `zstd: the native module ${ZSTD_PACKAGE} could not be loaded: ${(e as Error).message}`,
+      {
+        hint: 'run `npm install` (it builds the addon: needs python3, make and g++) or `npm rebuild zstd-napi`',
+        cause: e,
+      },
+    );
   }
   const version = binding.versionString();
   try {
@@ -98,24 +105,32 @@ function load(): { binding: Binding; cctx: CCtx; dctx: DCtx; version: string } {
     const dctx = new binding.DCtx();
     // A frame made by the reference zstd tool must decode, and our own compression must round-trip.
     const known = boundedDecompress(binding, dctx, VECTOR_FRAME, VECTOR_PLAIN.length, undefined);
-    if (known.toString('latin1') !== VECTOR_PLAIN) throw new Error('the reference frame decoded to other bytes');
+    if (known.toString('latin1') !== VECTOR_PLAIN)
+      throw new Error('the reference frame decoded to other bytes');
     const plain = Buffer.from(VECTOR_PLAIN.repeat(50));
     const frame = compressWith(binding, cctx, plain, DEFAULT_LEVEL, undefined);
     if (frame.length >= plain.length) throw new Error(`compression did not compress (${frame.length} bytes)`);
-    if (!boundedDecompress(binding, dctx, frame, plain.length, undefined).equals(plain)) throw new Error('round trip differs');
+    if (!boundedDecompress(binding, dctx, frame, plain.length, undefined).equals(plain))
+      throw new Error('round trip differs');
     // A delta against a base it shares all but a few bytes with must be tiny, and rebuild the target.
     const base = Buffer.alloc(256 * 1024);
     for (let i = 0, x = 1; i < base.length; i++) base[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
     const target = Buffer.concat([base.subarray(0, 1000), plain.subarray(0, 16), base.subarray(1000)]);
     const d = compressWith(binding, cctx, target, DEFAULT_LEVEL, base);
-    if (d.length > 512) throw new Error(`a delta against its base took ${d.length} bytes: the base was not used`);
-    if (!boundedDecompress(binding, dctx, d, target.length, base).equals(target)) throw new Error('delta round trip differs');
+    if (d.length > 512)
+      throw new Error(`a delta against its base took ${d.length} bytes: the base was not used`);
+    if (!boundedDecompress(binding, dctx, d, target.length, base).equals(target))
+      throw new Error('delta round trip differs');
     return { binding, cctx, dctx, version };
   } catch (e) {
-    throw new DepotsyncError('internal', `zstd: the native module ${ZSTD_PACKAGE} (libzstd ${version}) failed its self-check: ${(e as Error).message}`, {
-      hint: 'reinstall it: `npm rebuild zstd-napi`',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'internal',
+      `zstd: the native module ${ZSTD_PACKAGE} (libzstd ${version}) failed its self-check: ${(e as Error).message}`,
+      {
+        hint: 'reinstall it: `npm rebuild zstd-napi`',
+        cause: e,
+      },
+    );
   }
 }
 
@@ -124,23 +139,37 @@ function windowLogFor(bytes: number): number {
 }
 
 function startsWithDictionaryMagic(base: Uint8Array): boolean {
-  return base.length >= 4 && Buffer.from(base.buffer, base.byteOffset, 4).readUInt32LE(0) === DICTIONARY_MAGIC;
+  return (
+    base.length >= 4 && Buffer.from(base.buffer, base.byteOffset, 4).readUInt32LE(0) === DICTIONARY_MAGIC
+  );
 }
 
 function checkLevel(level: number): void {
   if (!Number.isInteger(level) || level < MIN_LEVEL || level > MAX_LEVEL) {
-    throw new DepotsyncError('bad-input', `zstd: level must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}, got ${level}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `zstd: level must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}, got ${level}`,
+    );
   }
 }
 
 function checkMaxBytes(maxBytes: number, what: string): void {
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0 || maxBytes >= bufferConstants.MAX_LENGTH) {
-    throw new DepotsyncError('bad-input', `${what}: maxBytes must be a whole number of bytes below ${bufferConstants.MAX_LENGTH}, got ${maxBytes}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: maxBytes must be a whole number of bytes below ${bufferConstants.MAX_LENGTH}, got ${maxBytes}`,
+    );
   }
 }
 
 /** One frame of `plain`, with content size and checksum; against `base` as a raw-content reference when given. */
-function compressWith(binding: Binding, cctx: CCtx, plain: Uint8Array, level: number, base: Uint8Array | undefined): Buffer {
+function compressWith(
+  binding: Binding,
+  cctx: CCtx,
+  plain: Uint8Array,
+  level: number,
+  base: Uint8Array | undefined,
+): Buffer {
   const P = binding.CParameter;
   cctx.reset(binding.ResetDirective.sessionAndParameters);
   cctx.setParameter(P.compressionLevel, level);
@@ -172,35 +201,63 @@ function compressWith(binding: Binding, cctx: CCtx, plain: Uint8Array, level: nu
 function zstdError(e: unknown, what: string): DepotsyncError {
   const message = (e as Error)?.message ?? String(e);
   if (/too much memory|window/i.test(message)) {
-    return new DepotsyncError('too-large', `${what}: the frame needs a larger window than its declared size allows (${message})`, { cause: e });
+    return new DepotsyncError(
+      'too-large',
+      `${what}: the frame needs a larger window than its declared size allows (${message})`,
+      { cause: e },
+    );
   }
-  return new DepotsyncError('corrupt', `${what}: ${message}`, { hint: 'fetch the content again; the source may be damaged', cause: e });
+  return new DepotsyncError('corrupt', `${what}: ${message}`, {
+    hint: 'fetch the content again; the source may be damaged',
+    cause: e,
+  });
 }
 
 /**
  * Decode exactly one frame of at most `maxBytes` bytes. The output buffer is `maxBytes + 1` long: the
  * decoder can never write more, and one byte past the cap proves the frame is longer than declared.
  */
-function boundedDecompress(binding: Binding, dctx: DCtx, frame: Uint8Array, maxBytes: number, base: Uint8Array | undefined, what = 'zstd'): Buffer {
+function boundedDecompress(
+  binding: Binding,
+  dctx: DCtx,
+  frame: Uint8Array,
+  maxBytes: number,
+  base: Uint8Array | undefined,
+  what = 'zstd',
+): Buffer {
   if (frame.length < 4 || Buffer.from(frame.buffer, frame.byteOffset, 4).readUInt32LE(0) !== FRAME_MAGIC) {
-    throw new DepotsyncError('corrupt', `${what}: not a zstd frame (${frame.length < 4 ? 'shorter than its magic number' : 'wrong magic number'})`);
+    throw new DepotsyncError(
+      'corrupt',
+      `${what}: not a zstd frame (${frame.length < 4 ? 'shorter than its magic number' : 'wrong magic number'})`,
+    );
   }
   let declared: number | null;
   try {
     declared = binding.getFrameContentSize(frame);
   } catch (e) {
     // A header cut short reads as an error here too.
-    throw new DepotsyncError(frame.length < 18 ? 'truncated' : 'corrupt', `${what}: unreadable frame header`, { cause: e });
+    throw new DepotsyncError(
+      frame.length < 18 ? 'truncated' : 'corrupt',
+      `${what}: unreadable frame header`,
+      { cause: e },
+    );
   }
   if (declared !== null && declared > maxBytes) {
-    throw new DepotsyncError('too-large', `${what}: the frame declares ${declared} bytes, more than the ${maxBytes} expected`, {
-      hint: 'the content does not match its signed size; it is refused before decoding',
-    });
+    throw new DepotsyncError(
+      'too-large',
+      `${what}: the frame declares ${declared} bytes, more than the ${maxBytes} expected`,
+      {
+        hint: 'the content does not match its signed size; it is refused before decoding',
+      },
+    );
   }
   const withBase = base !== undefined && base.length > 0 && !startsWithDictionaryMagic(base);
   dctx.reset(binding.ResetDirective.sessionAndParameters);
   const needed = windowLogFor((withBase ? base.length : 0) + maxBytes) + 1;
-  dctx.setParameter(binding.DParameter.windowLogMax, Math.min(WINDOW_LOG_MAX, Math.max(DECODER_WINDOW_LOG_FLOOR, needed)));
+  dctx.setParameter(
+    binding.DParameter.windowLogMax,
+    Math.min(WINDOW_LOG_MAX, Math.max(DECODER_WINDOW_LOG_FLOOR, needed)),
+  );
   if (withBase) dctx.loadDictionary(base);
   const out = Buffer.allocUnsafe(maxBytes + 1);
   let produced = 0;
@@ -217,15 +274,23 @@ function boundedDecompress(binding: Binding, dctx: DCtx, frame: Uint8Array, maxB
       produced += p;
       consumed += c;
       if (produced > maxBytes) {
-        throw new DepotsyncError('too-large', `${what}: the frame decodes to more than the ${maxBytes} bytes expected`, {
-          hint: 'the content does not match its signed size; decoding stopped at the limit',
-        });
+        throw new DepotsyncError(
+          'too-large',
+          `${what}: the frame decodes to more than the ${maxBytes} bytes expected`,
+          {
+            hint: 'the content does not match its signed size; decoding stopped at the limit',
+          },
+        );
       }
       if (left === 0) break;
       if (consumed >= frame.length || (p === 0 && c === 0)) {
-        throw new DepotsyncError('truncated', `${what}: the frame ends early (${frame.length} bytes, ${produced} decoded)`, {
-          hint: 'fetch the content again',
-        });
+        throw new DepotsyncError(
+          'truncated',
+          `${what}: the frame ends early (${frame.length} bytes, ${produced} decoded)`,
+          {
+            hint: 'fetch the content again',
+          },
+        );
       }
     }
   } finally {
@@ -268,7 +333,11 @@ function finish(out: Buffer, opts: DecodeOptions, what: string): Buffer {
  */
 export function decompress(bytes: Uint8Array, opts: DecodeOptions): Buffer {
   checkMaxBytes(opts.maxBytes, 'zstd decompress');
-  return finish(boundedDecompress(zstd.binding, zstd.dctx, bytes, opts.maxBytes, undefined, 'zstd decompress'), opts, 'zstd decompress');
+  return finish(
+    boundedDecompress(zstd.binding, zstd.dctx, bytes, opts.maxBytes, undefined, 'zstd decompress'),
+    opts,
+    'zstd decompress',
+  );
 }
 
 /**
@@ -287,5 +356,9 @@ export function delta(base: Uint8Array, target: Uint8Array, level: number = DEFA
  */
 export function applyDelta(base: Uint8Array, deltaBytes: Uint8Array, opts: DecodeOptions): Buffer {
   checkMaxBytes(opts.maxBytes, 'zstd delta');
-  return finish(boundedDecompress(zstd.binding, zstd.dctx, deltaBytes, opts.maxBytes, base, 'zstd delta'), opts, 'zstd delta');
+  return finish(
+    boundedDecompress(zstd.binding, zstd.dctx, deltaBytes, opts.maxBytes, base, 'zstd delta'),
+    opts,
+    'zstd delta',
+  );
 }

@@ -6,7 +6,18 @@ import { isDepotsyncError, type ErrorCode } from '../../../src/errors.js';
 
 /** Text-like, compressible bytes that differ by seed (a shifted word list). */
 function text(bytes: number, seed = 1): Buffer {
-  const words = ['depot', 'chunk', 'manifest', 'agent', 'master', 'signed', 'verify', 'window', 'delta', 'frame'];
+  const words = [
+    'depot',
+    'chunk',
+    'manifest',
+    'agent',
+    'master',
+    'signed',
+    'verify',
+    'window',
+    'delta',
+    'frame',
+  ];
   let x = seed;
   let s = '';
   while (s.length < bytes) {
@@ -118,14 +129,18 @@ describe('zstd codec', () => {
     for (let i = 0; i < 40; i++) {
       const bad = Buffer.from(frame);
       const at = 4 + Math.floor(((i + 0.5) / 40) * (bad.length - 4));
-      bad[at]! ^= 1 << i % 8;
+      bad[at]! ^= 1 << (i % 8);
       const code = codeOf(() => decompress(bad, { maxBytes: plain.length, exact: true }));
       expect(['corrupt', 'truncated', 'too-large']).toContain(code);
     }
     expect(codeOf(() => decompress(Buffer.from('not zstd at all'), { maxBytes: 100 }))).toBe('corrupt');
-    expect(codeOf(() => decompress(Buffer.concat([frame, Buffer.from([0])]), { maxBytes: plain.length }))).toBe('corrupt');
+    expect(
+      codeOf(() => decompress(Buffer.concat([frame, Buffer.from([0])]), { maxBytes: plain.length })),
+    ).toBe('corrupt');
     // Two frames back to back are not one chunk's encoding.
-    expect(codeOf(() => decompress(Buffer.concat([frame, frame]), { maxBytes: 2 * plain.length }))).toBe('corrupt');
+    expect(codeOf(() => decompress(Buffer.concat([frame, frame]), { maxBytes: 2 * plain.length }))).toBe(
+      'corrupt',
+    );
   });
 
   it('a delta against the old version is small and rebuilds the new one', () => {
@@ -143,7 +158,8 @@ describe('zstd codec', () => {
     // Plain dictionary use at level 3 indexes an 8 MiB base in small tables and finds little of it.
     const base = randomBytes(8 * 1024 * 1024);
     const parts: Buffer[] = [];
-    for (let at = 0; at < base.length; at += 512 * 1024) parts.push(Buffer.from('sixteen new byte'), base.subarray(at, at + 512 * 1024));
+    for (let at = 0; at < base.length; at += 512 * 1024)
+      parts.push(Buffer.from('sixteen new byte'), base.subarray(at, at + 512 * 1024));
     const target = Buffer.concat(parts);
     const d = delta(base, target, 3);
     expect(d.length).toBeLessThan(16 * 1024);
@@ -152,7 +168,11 @@ describe('zstd codec', () => {
 
   it('a delta applied to the wrong base does not yield the target', () => {
     const base = Buffer.concat([randomBytes(200_000), text(100_000, 8)]);
-    const target = Buffer.concat([base.subarray(0, 150_000), Buffer.from('new bytes'), base.subarray(150_000)]);
+    const target = Buffer.concat([
+      base.subarray(0, 150_000),
+      Buffer.from('new bytes'),
+      base.subarray(150_000),
+    ]);
     const d = delta(base, target, 3);
     const wrongBases = [
       randomBytes(base.length), // another file of the same size
@@ -178,7 +198,9 @@ describe('zstd codec', () => {
     const target = Buffer.concat([base, text(50_000, 10)]);
     const d = delta(base, target);
     expect(codeOf(() => applyDelta(base, d, { maxBytes: target.length - 1 }))).toBe('too-large');
-    expect(codeOf(() => applyDelta(base, d.subarray(0, d.length - 2), { maxBytes: target.length }))).toBe('truncated');
+    expect(codeOf(() => applyDelta(base, d.subarray(0, d.length - 2), { maxBytes: target.length }))).toBe(
+      'truncated',
+    );
     const bomb = delta(base, Buffer.alloc(32 * 1024 * 1024), 3);
     expect(codeOf(() => applyDelta(base, bomb, { maxBytes: 1 << 20 }))).toBe('too-large');
   });
@@ -197,7 +219,15 @@ describe('zstd codec', () => {
     try {
       execFileSync('sh', ['-c', `cat > ${dir}/base`], { input: base });
       execFileSync('sh', ['-c', `cat > ${dir}/target`], { input: target });
-      execFileSync('zstd', ['-q', '-f', '-3', `--patch-from=${dir}/base`, `${dir}/target`, '-o', `${dir}/p.zst`]);
+      execFileSync('zstd', [
+        '-q',
+        '-f',
+        '-3',
+        `--patch-from=${dir}/base`,
+        `${dir}/target`,
+        '-o',
+        `${dir}/p.zst`,
+      ]);
     } catch {
       execFileSync('rm', ['-rf', dir]);
       return;
