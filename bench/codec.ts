@@ -5,8 +5,8 @@
  *     even sample of at most BENCH_SAMPLE_MIB per pair): zstd (src/compress/zstd.ts) at levels 3/9/19
  *     and Node's built-in brotli at qualities 4/9/11: compressed bytes, compress and decompress MB/s of
  *     CPU time on one core;
- *  2. per file (whole files of the new release): the same codecs (level 19, qualities 9 and 11 only where the
- *     release is below BENCH_SLOW_MIB, as they run at ~1 MB/s);
+ *  2. per file (whole files of the new release): the same codecs (level 19 and quality 9 only where the
+ *     release is below BENCH_SLOW_MIB, as they run at 1-3 MB/s; quality 11, 0.4 MB/s, only per chunk);
  *  3. deltas per file (each file against the same path in the old release): zstd with the old file as
  *     the reference (`delta()`, what `zstd --patch-from` does) at levels 3/9/12/19, against `xdelta3 -e -s`;
  *  4. deltas per chunk: each sampled chunk of the new release that the old release lacks, encoded
@@ -14,7 +14,7 @@
  *     next to the same chunks compressed alone.
  *
  *   npx tsc -p tsconfig.json && bash scripts/bench-deps.sh && node dist/bench/codec.js
- * Knobs: BENCH_PAIRS=esbuild,typescript, BENCH_SAMPLE_MIB (default 6), BENCH_SLOW_MIB (default 40).
+ * Knobs: BENCH_PAIRS=esbuild,typescript, BENCH_SAMPLE_MIB (default 4), BENCH_SLOW_MIB (default 12).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -25,8 +25,8 @@ import { applyDelta, compress, decompress, delta, ZSTD_VERSION } from '../src/co
 import { blake3Hex } from '../src/hash/blake3.js';
 import { benchTmp, listFiles, RELEASE_PAIRS, unpackRelease } from './lib/npm-releases.js';
 
-const SAMPLE = Number(process.env.BENCH_SAMPLE_MIB ?? 6) * 1024 * 1024;
-const SLOW = Number(process.env.BENCH_SLOW_MIB ?? 40) * 1024 * 1024;
+const SAMPLE = Number(process.env.BENCH_SAMPLE_MIB ?? 4) * 1024 * 1024;
+const SLOW = Number(process.env.BENCH_SLOW_MIB ?? 12) * 1024 * 1024;
 const WINDOW = 1024 * 1024;
 
 interface Codec {
@@ -138,7 +138,8 @@ function main(): void {
     const fileT = new Map<string, Tally>();
     for (const codec of CODECS) {
       const t = tally();
-      if (codec.slow && !slowOk) t.skipped = true;
+      // Quality 11 runs at ~0.4 MB/s: whole files only through the per-chunk sample.
+      if ((codec.slow && !slowOk) || codec.name === 'brotli q11') t.skipped = true;
       else for (const f of files) measure(codec, [readFileSync(join(newDir, f))], t);
       fileT.set(codec.name, t);
     }
@@ -213,7 +214,15 @@ function main(): void {
     chunkDeltaRows.push(
       `| ${p.label} | ${sampled.length} / ${all.length} | ${fresh.length} (${(freshBytes / 1e3).toFixed(0)} kB) | ${(cd.alone3 / 1e3).toFixed(0)} | ${(cd.win3 / 1e3).toFixed(0)} | ${(cd.win19 / 1e3).toFixed(0)} |`,
     );
+    // Each pair's rows as soon as they exist: a run stopped early keeps what it measured.
     console.error(`${p.label}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    for (const rows of [fileRows, deltaRows, chunkDeltaRows]) console.error(rows[rows.length - 1]);
+    for (const c of CODECS) {
+      const t = perChunk.get(c.name)!;
+      console.error(
+        `  chunks so far, ${c.name}: ${t.plain} -> ${t.packed} B, enc ${t.encS.toFixed(2)} s, dec ${t.decS.toFixed(2)} s`,
+      );
+    }
   }
 
   lines.push(
