@@ -20,7 +20,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, startService, waitForHttps, type Service } from '../src/demo/processes.js';
+import { get as httpsGet } from 'node:https';
+import { freePort } from './lib/package-depot.js';
 import { startCountingProxy, type CountingProxy } from './lib/counting-proxy.js';
 import {
   benchTmp,
@@ -112,6 +113,23 @@ async function rsyncBytes(
   return up + down;
 }
 
+/** Until the server answers over TLS (any status), at most 30 s. */
+async function waitForHealthz(url: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const req = httpsGet(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+        res.resume();
+        resolve(true);
+      });
+      req.on('error', () => resolve(false));
+      req.on('timeout', () => req.destroy());
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer within 30 s`);
+}
+
 const ZSTD_LEVEL = Number(process.env.BENCH_ZSTD_LEVEL ?? 19);
 
 /** Printed as each pair completes: a long run that is stopped still leaves its finished rows. */
@@ -135,7 +153,7 @@ async function main(): Promise<void> {
   rmSync(run, { recursive: true, force: true });
   const x = join(run, 'x');
   mkdirSync(x, { recursive: true });
-  const services: Service[] = [];
+  const services: ChildProcess[] = [];
   const procs: ChildProcess[] = [];
   const proxies: CountingProxy[] = [];
   const rows: Row[] = [];
@@ -158,8 +176,13 @@ async function main(): Promise<void> {
     const M = join(run, 'master');
     const fp = (await depotsync(['master', 'init', '--dir', M])).fingerprint as string;
     const mp = await freePort();
-    services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
-    await waitForHttps(`https://127.0.0.1:${mp}`);
+    services.push(
+      spawn(process.execPath, [CLI, 'master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`], {
+        env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
+    await waitForHealthz(`https://127.0.0.1:${mp}/healthz`);
     const masterProxy = await startCountingProxy(mp);
     proxies.push(masterProxy);
     const D = join(run, 'depot');
@@ -281,7 +304,11 @@ async function main(): Promise<void> {
   } finally {
     for (const p of proxies) await p.close();
     for (const p of procs) p.kill();
-    await Promise.all(services.map((s) => s.stop()));
+    await Promise.all(
+      services.map((c) =>
+        c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve).kill('SIGTERM')),
+      ),
+    );
     if (!process.env.BENCH_KEEP) rmSync(run, { recursive: true, force: true });
   }
 }
