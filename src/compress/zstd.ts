@@ -304,7 +304,7 @@ function boundedDecompress(
 
 const zstd = load();
 
-/** The libzstd version the addon was built with (reported by `depotsync version`, benchmarks). */
+/** The libzstd version the addon was built with (for reports and benchmarks). */
 export const ZSTD_VERSION: string = zstd.version;
 
 /** One zstd frame of `plain` (content size and checksum included). */
