@@ -21,8 +21,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_FETCH_SETTINGS } from '../src/agent/config.js';
-import { RemoteSource } from '../src/agent/fetch/remote.js';
+import { DEFAULT_FETCH_SETTINGS } from '../agent/config.js';
+import { RemoteSource } from '../agent/fetch/remote.js';
 import { HttpClient } from '../src/net/client.js';
 import { BatchDecoder, planBatches } from '../src/wire/chunk-batch.js';
 import { forkDepot, MiB, peakRssMiB, preparePackage, startNginx, type PreparedPackage } from './lib/package-depot.js';

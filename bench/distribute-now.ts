@@ -17,8 +17,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { demoBytes, scatterEdits } from '../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../cli/demo/processes.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BYTES = Number(process.env.BENCH_BYTES ?? 4 * 1024 * 1024);

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { demoBytes } from '../src/demo/demo.js';
+import { demoBytes } from '../cli/demo/demo.js';
 import { silentLogger } from '../src/log.js';
 import { openMaster } from '../master/context.js';
 import { initMaster } from '../master/init.js';

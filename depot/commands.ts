@@ -1,5 +1,5 @@
-import { optionalString, requireString } from '../src/cli/args.js';
-import type { Command } from '../src/cli/command.js';
+import { optionalString, requireString } from '../src/command/args.js';
+import type { Command } from '../src/command/command.js';
 import { DepotsyncError, isDepotsyncError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { openDepot, type OpenDepotOptions } from './depot.js';

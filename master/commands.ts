@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../src/errors.js';
-import { optionalString, requireString } from '../src/cli/args.js';
-import type { Command, CommandContext } from '../src/cli/command.js';
-import { createProgress, formatBytes } from '../src/cli/progress.js';
+import { optionalString, requireString } from '../src/command/args.js';
+import type { Command, CommandContext } from '../src/command/command.js';
+import { createProgress, formatBytes } from '../src/command/progress.js';
 import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
 

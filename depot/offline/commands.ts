@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { CommandContext, CommandResult } from '../../src/cli/command.js';
-import { formatBytes } from '../../src/cli/progress.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { CommandContext, CommandResult } from '../../src/command/command.js';
+import { formatBytes } from '../../src/command/progress.js';
 import { DepotsyncError } from '../../src/errors.js';
 
 /** The offline commands of the depot role (issue 7); depot/commands.ts registers them. */

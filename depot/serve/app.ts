@@ -99,7 +99,7 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   app.use('*', mutualTls({ authorize, log, ...(deps.now ? { now: deps.now } : {}) }));
   app.route('/', eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), { authorize, ...(deps.now ? { now: deps.now } : {}) }));
   // Issue 7 item 3: the master-signed validity window of a generation imported from an offline bundle.
-  // Agents of THIS depot use it when its timestamp expired (src/agent/fetch/validity-window.ts).
+  // Agents of THIS depot use it when its timestamp expired (agent/fetch/validity-window.ts).
   app.get('/v1/validity-window', async (c) => {
     const bytes = deps.db.path === ':memory:' ? undefined : await servedWindowBytes(deps.db, dir);
     if (!bytes) {

@@ -1,5 +1,5 @@
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { Command, CommandContext } from '../../src/cli/command.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { Command, CommandContext } from '../../src/command/command.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { MasterContext } from '../context.js';
 

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { CommandContext, CommandResult } from '../../src/cli/command.js';
-import { createProgress, formatBytes } from '../../src/cli/progress.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { CommandContext, CommandResult } from '../../src/command/command.js';
+import { createProgress, formatBytes } from '../../src/command/progress.js';
 import { parseDuration } from '../../src/config/validate.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { openMaster, type MasterContext } from '../context.js';

@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 

@@ -3,8 +3,8 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { demoBytes, scatterEdits } from '../../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { depotStatus } from '../../depot/status.js';
 
 /** The generation a server's public /healthz reports. */

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 

@@ -3,8 +3,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { demoBytes, scatterEdits } from '../../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMaster } from '../../master/context.js';
 import { latestStatusAll } from '../../master/db/status.js';

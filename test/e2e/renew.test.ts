@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { certificateInfo, normalizeSerial } from '../../src/pki/cert-info.js';
 import { openMaster } from '../../master/context.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pseudoRandomBytes } from '../../helpers/tmp.js';
 import type { FleetStatus } from '../../../master/admin/status-model.js';
-import { statusCommand } from '../../../src/cli/status-command.js';
+import { statusCommand } from '../../../cli/status-command.js';
 import { silentLogger } from '../../../src/log.js';
 import { adminFixture, insertDepot, publishBytes, report, type AdminFixture } from './helpers.js';
 
