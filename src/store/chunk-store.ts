@@ -1,21 +1,13 @@
 /**
- * The content-addressed chunk store (DESIGN.md §3): write-once chunks keyed by their BLAKE3 id.
+ * The content-addressed chunk store: write-once chunks keyed by their BLAKE3 id.
  *
  * Layout `DIR/chunks-v1/` (the on-disk format version is in the folder name):
  *   index.sqlite          SQLite (WAL, synchronous=FULL on every open): chunk id → pack, offset, length
  *   packs/pack-NNNNNNNN.dat   append-only pack files of self-describing records (pack-format.ts), ≤ 1 GiB
  *   quarantine/           bytes of chunks that a scrub found bad, kept for inspection
  *
- * Why packs and not one file per chunk (`ab/cd/<id>`, tmp + fsync + rename): measured with
- * `node dist/bench/store.js` on this machine (2 cores shared with other jobs, ext4 on virtio), 4 KiB
- * chunks, durable batches of 4096, warm page cache for the reads:
- *
- *   | layout                                   | chunks    | write chunks/s | exists/s present | exists/s absent | random reads/s | disk bytes/chunk |
- *   |------------------------------------------|----------:|---------------:|-----------------:|----------------:|---------------:|-----------------:|
- *   | file per chunk, batched fsync+rename+dir |   200,000 |            936 |           71,007 |          32,177 |          2,447 |            5,383 |
- *   | packs + SQLite index (this module)       | 1,000,000 |         16,823 |          359,252 |         219,884 |          7,741 |            4,194 |
- *
- *   (file per chunk measured at 200k: one fsync per chunk makes 1M take ~18 minutes here.)
+ * Why packs and not one file per chunk (`ab/cd/<id>`, tmp + fsync + rename), as measured by
+ * `bench/store.ts` (figures in bench/README.md, row `store`):
  *   - durable writes: a file per chunk pays an fsync per chunk plus one per touched shard folder
  *     (~1.9 ms each here) even when batched; a pack batch pays one fdatasync plus one WAL commit;
  *     18× the chunks/s at 5× the chunk count, and the gap widens with the count;
@@ -42,6 +34,8 @@
  * re-checked under the lock, so concurrent puts of one id store it once. Reads never take the lock.
  *
  * `open()` is synchronous (SQLite and a stat per pack); every call that touches pack bytes is async.
+ * Modules: this one opens and checks the store; store-writer.ts writes, store-reader.ts reads,
+ * compaction.ts sweeps unreferenced chunks and compacts packs.
  */
 import { mkdirSync, readdirSync, statSync, truncateSync, unlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
