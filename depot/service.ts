@@ -12,7 +12,7 @@ import { notifyListenerFor, type NotifyListener } from './sync/notify-listener.j
 import { isOfflineDepot } from './offline/offline-mode.js';
 import { startDepotServer, type DepotServer } from './serve/server.js';
 import type { SyncResult } from './sync/engine.js';
-import { collectGarbage } from './sync/gc.js';
+import { pruneUnreferenced } from './sync/prune.js';
 import { planOf, Scheduler, type Timers } from './sync/scheduler.js';
 import { scrub, type ScrubResult } from './sync/scrub.js';
 import { checkOfflineReady, startOfflineHooks, type OfflineHooks } from './offline/service-hooks.js';
@@ -113,7 +113,7 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
       if (r.switched) {
         // Tell this depot's children at once (a switch by `depot sync` in another process is polled).
         events.announce();
-        await depot.engine.exclusive('gc', () => collectGarbage(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
+        await depot.engine.exclusive('gc', () => pruneUnreferenced(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
           depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
         });
       }

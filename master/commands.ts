@@ -42,7 +42,7 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
           verb === 'approve' ? a.approveMachine(ctx, name, who)
           : verb === 'block' ? await a.blockMachine(ctx, name, who)
           : verb === 'revoke' ? (await a.revokeMachine(ctx, name, who)).machine
-          : a.renewMachine(ctx, name, who);
+          : (await import('./machines/renew.js')).renewMachine(ctx, name, who);
         return {
           json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null, renewRequested: m.renewRequested },
           human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}${verb === 'renew' ? '; it renews at its next contact with the master' : ''}`,

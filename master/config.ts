@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
-import { validateScanSettings } from './publish/scan.js';
+import { validateScanSettings } from './publish/scan-settings.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
 export interface MasterConfig {

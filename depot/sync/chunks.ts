@@ -4,7 +4,7 @@ import PQueue from 'p-queue';
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { digestEquals } from '../../src/hash/blake3.js';
-import { collectGarbage } from '../../src/gc.js';
+import { collectGarbage } from '../../src/heap-collection.js';
 import type { Logger } from '../../src/log.js';
 import type { HttpClient } from '../../src/net/client.js';
 import { consume } from '../../src/net/consume.js';
@@ -83,7 +83,7 @@ export function openChunkStream(deps: ChunkSinkDeps, total: { chunks: number; by
     onDurable: (chunks, bytes) => {
       total.chunks += chunks;
       total.bytes += bytes;
-      // The buffers of the checkpoints just written are garbage now: return them (src/gc.ts). Not for
+      // The buffers of the checkpoints just written are garbage now: return them (src/heap-collection.ts). Not for
       // small amounts: a full collection of a depot holding a large catalog takes tens of milliseconds.
       sinceCollect += bytes;
       if (sinceCollect >= COLLECT_AFTER_BYTES) {

@@ -7,7 +7,6 @@ import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/ser
 import type { MasterContext } from '../context.js';
 import { currentGeneration } from '../db/catalog.js';
 import { authenticateOperator } from '../db/operators.js';
-import { adminApiRoutes } from '../admin/api.js';
 import { dashboardRoutes } from '../admin/dashboard/routes.js';
 import { AdminService } from '../admin/service.js';
 import { countRequests } from '../../src/metrics/http.js';
@@ -94,8 +93,7 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   // 2. Operators: the API (bearer token), the dashboard (session cookie), metrics (bearer token).
   app.get('/metrics', metricsHandler(() => [admin.metrics.registry], (token) => authenticateOperator(ctx.db, token) !== null));
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
-  app.route('/v1/admin', adminApiRoutes(ctx, admin, addressOf));
-  app.route('/v1/admin', adminRoutes(ctx, addressOf));
+  app.route('/v1/admin', adminRoutes(ctx, admin, addressOf));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
   const authorize = masterAuthorize(ctx.db, now);

@@ -8,7 +8,8 @@ import { createMachineKeyAndCsr } from '../../../src/pki/csr.js';
 import { renewIfDue } from '../../../src/pki/renewal.js';
 import { listAudit } from '../../../master/db/audit.js';
 import { byName, certificatesOf } from '../../../master/db/machines.js';
-import { blockMachine, renewMachine, revokeMachine } from '../../../master/machines/actions.js';
+import { blockMachine, revokeMachine } from '../../../master/machines/actions.js';
+import { renewMachine } from '../../../master/machines/renew.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { call, enrollWithToken, startTestMaster, type MachineIdentity, type TestMaster } from './helpers.js';
 

@@ -4,10 +4,26 @@ import { DepotsyncError } from '../errors.js';
 import { fsyncDir } from '../fs/atomic-write.js';
 import { intOption } from '../config/validate.js';
 import { keyToId, matchesKey } from './chunk-id.js';
-import { deadBytes, type NewRow, type PackRow } from './chunk-index.js';
-import type { StoreInternals } from './chunk-store.js';
+import type { Logger } from '../log.js';
+import { deadBytes, type ChunkIndex, type NewRow, type PackRow } from './chunk-index.js';
+import type { ChunkStoreOptions } from './options.js';
+import type { PackFiles } from './pack-files.js';
 import { PACK_HEADER_BYTES, packIdFromName } from './pack-format.js';
 import { scanPack } from './pack-scan.js';
+import type { AppendResult, NewRecord } from './store-writer.js';
+import type { WriteLock } from './write-lock.js';
+
+/** What compaction works with: the store's index, pack files and write lock, and the writer's append. */
+export interface CompactionParts {
+  readonly index: ChunkIndex;
+  readonly packs: PackFiles;
+  readonly lock: WriteLock;
+  readonly log: Logger;
+  readonly opts: Pick<ChunkStoreOptions, 'gcGraceMs' | 'compactDeadFraction' | 'now'>;
+  readonly quarantineDir: string;
+  /** Append records durably to any pack but `avoidPack`; the caller's transaction commits the rows. */
+  append(records: NewRecord[], avoidPack: number): Promise<AppendResult>;
+}
 
 export interface GcOptions {
   /** Override the store's `gcGraceMs` for this run. */
@@ -33,7 +49,8 @@ const SWEEP_BATCH = 20_000;
 const COPY_BATCH_BYTES = 32 * 1024 * 1024;
 
 /**
- * Garbage collection as named, timed steps, each safe to interrupt:
+ * Reclaim the space of chunks nothing references any more (ChunkStore.gc), as named, timed steps, each
+ * safe to interrupt:
  *  1. mark:    list chunks for which `isLive` is false and whose grace period has passed;
  *  2. sweep:   delete their index rows in transactions (re-checking the grace period under the
  *              write lock, so a chunk re-put meanwhile by another process survives);
@@ -45,7 +62,7 @@ const COPY_BATCH_BYTES = 32 * 1024 * 1024;
  *  4. orphans: delete pack files no committed row refers to;
  *  5. checkpoint: fold the WAL back into the index file.
  */
-export async function runGc(s: StoreInternals, isLive: (id: string) => boolean, options: GcOptions): Promise<GcResult> {
+export async function sweepAndCompact(s: CompactionParts, isLive: (id: string) => boolean, options: GcOptions): Promise<GcResult> {
   const graceMs = intOption('gc', 'graceMs', options.graceMs ?? s.opts.gcGraceMs, 0, 2 ** 40);
   const threshold = options.compactDeadFraction ?? s.opts.compactDeadFraction;
   if (!(threshold > 0 && threshold <= 1)) {
@@ -112,7 +129,7 @@ export async function runGc(s: StoreInternals, isLive: (id: string) => boolean, 
 }
 
 /** Copy the live records of pack `p` elsewhere and delete it. Returns bytes copied, or undefined if the pack was kept. */
-async function compactPack(s: StoreInternals, p: PackRow, result: GcResult): Promise<number | undefined> {
+async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Promise<number | undefined> {
   let batch: Array<{ key: Buffer; data: Buffer; fromOffset: number }> = [];
   let batchBytes = 0;
   let copied = 0;
@@ -124,7 +141,7 @@ async function compactPack(s: StoreInternals, p: PackRow, result: GcResult): Pro
     batchBytes = 0;
     await s.lock.inTransaction(async () => {
       if (moves.length > 0) {
-        const { pack, size, rows, grewBytes } = await s.appendRecords(moves, p.id);
+        const { pack, size, rows, grewBytes } = await s.append(moves, p.id);
         copied += grewBytes;
         s.index.moveRows(p.id, pack, size, rows.map((r: NewRow, i) => ({ ...r, fromOffset: moves[i]!.fromOffset })));
       }
@@ -169,7 +186,7 @@ async function compactPack(s: StoreInternals, p: PackRow, result: GcResult): Pro
  * Delete a pack row if no chunk is indexed in it (checked under the write lock: another process may
  * have appended to it meanwhile), then its file. A crash in between leaves an orphan file, removed later.
  */
-async function dropPack(s: StoreInternals, packId: number): Promise<boolean> {
+async function dropPack(s: CompactionParts, packId: number): Promise<boolean> {
   const dropped = await s.lock.inTransaction(async () => {
     const row = s.index.pack(packId);
     if (!row || row.chunks > 0) return false;
@@ -183,7 +200,7 @@ async function dropPack(s: StoreInternals, packId: number): Promise<boolean> {
   return true;
 }
 
-async function removeOrphans(s: StoreInternals): Promise<number> {
+async function removeOrphans(s: CompactionParts): Promise<number> {
   return s.lock.inTransaction(async () => {
     const known = new Set(s.index.packs().map((p) => p.id));
     let removed = 0;

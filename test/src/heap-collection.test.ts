@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collectGarbage } from '../../src/gc.js';
+import { collectGarbage } from '../../src/heap-collection.js';
 
 describe('collectGarbage', () => {
   it('runs a full collection: an object nothing refers to is gone right after', async () => {

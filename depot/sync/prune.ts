@@ -4,7 +4,7 @@ import type { ChunkStore, GcResult } from '../../src/store/chunk-store.js';
 import { metadataFileName } from '../../src/tuf/context.js';
 import type { DepotDb } from '../db/depot-db.js';
 
-export interface DepotGcResult extends GcResult {
+export interface PruneResult extends GcResult {
   targetsPruned: number;
   metadataPruned: number;
   liveChunks: number;
@@ -24,13 +24,17 @@ function namedBySnapshot(bytes: Buffer | undefined, into: Set<string>): void {
 }
 
 /**
- * Garbage collection (run it through `SyncEngine.exclusive`, so no sync runs meanwhile):
+ * Drop what neither the served nor the pending generation references (run it through
+ * `SyncEngine.exclusive`, so no sync runs meanwhile):
  *  1. forget manifests neither the served nor the pending generation lists;
  *  2. forget metadata files (other than roots) neither generation's snapshot names;
  *  3. collect chunks no manifest of the served or pending generation references (ChunkStore.gc:
  *     mark, sweep, compact, with its grace period for chunks stored moments ago).
  */
-export async function collectGarbage(d: { db: DepotDb; store: ChunkStore; log: Logger }, opts: { graceMs?: number } = {}): Promise<DepotGcResult> {
+export async function pruneUnreferenced(
+  d: { db: DepotDb; store: ChunkStore; log: Logger },
+  opts: { graceMs?: number } = {},
+): Promise<PruneResult> {
   const log = d.log.child({ component: 'depot.gc' });
   const targetsPruned = d.db.pruneTargets();
   const keep = new Set<string>();

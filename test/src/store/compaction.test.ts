@@ -1,25 +1,12 @@
 import { closeSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ChunkStore } from '../../../src/store/chunk-store.js';
 import { RECORD_HEADER_BYTES } from '../../../src/store/pack-format.js';
-import { chunk, tempDir } from './helpers.js';
+import { capturingLogger, chunk, tempDir } from './helpers.js';
 
 const packDir = (dir: string): string => join(dir, 'chunks-v1', 'packs');
 const diskBytes = (dir: string): number => readdirSync(packDir(dir)).reduce((n, f) => n + statSync(join(packDir(dir), f)).size, 0);
-
-function capturingLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(buf: Buffer, _enc, cb) {
-      for (const l of buf.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink), lines };
-}
 
 describe('ChunkStore.gc', () => {
   it('removes only dead chunks, compacts the pack, keeps live ones readable, and logs timed steps', async () => {
