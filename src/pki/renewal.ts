@@ -174,7 +174,7 @@ export async function renewNow(o: RenewOptions): Promise<{ serial: string; notAf
     // Same checks as an enrollment reply, with the CA pinned to the one this machine already trusts:
     // blocks a reply that would install someone else's identity or an unrelated issuer.
     ok = checkEnrollReply(
-      { state: 'approved', request: '', name: reply.machine, certificate: reply.certificate, caCertificate: reply.caCertificate },
+      { certificate: reply.certificate, caCertificate: reply.caCertificate },
       { name: o.name, role: o.role, keyPem: made.keyPem, caFingerprint: caFingerprintOf(o.caPem) },
     );
   } catch (e) {

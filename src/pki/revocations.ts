@@ -1,6 +1,6 @@
 import { constants, createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
 import { DepotsyncError } from '../errors.js';
-import { canonicalize } from './canonical-json.js';
+import { canonicalize } from '../content/canonical-json.js';
 import { normalizeSerial, toX509 } from './cert-info.js';
 import { DAY_MS } from './forge-util.js';
 
@@ -52,7 +52,7 @@ export function createRevocationList(
     serials: [...new Set([...serials].map(normalizeSerial))].sort(),
   };
   const key = createPrivateKey(ca.keyPem);
-  const value = sign('sha256', Buffer.from(canonicalize(signed), 'utf8'), key).toString('base64');
+  const value = sign('sha256', canonicalize(signed), key).toString('base64');
   return Buffer.from(`${JSON.stringify({ signed, signature: { alg: 'RS256', value } }, null, 1)}\n`, 'utf8');
 }
 
@@ -69,7 +69,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 function verifySignature(signed: unknown, signature: Record<string, unknown>, caKey: KeyObject): boolean {
   const { alg, value } = signature;
   if (typeof value !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) throw fail('bad-metadata', 'signature.value is not base64');
-  const data = Buffer.from(canonicalize(signed, 'signed'), 'utf8');
+  const data = canonicalize(signed);
   const sig = Buffer.from(value, 'base64');
   if (alg === 'RS256') return verify('sha256', data, caKey, sig);
   if (alg === 'PS256') {

@@ -3,7 +3,7 @@ import { Hono } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
+import { BATCH_CONTENT_TYPE, encodeRecordHeader, parseBatchRequest } from '../wire/chunk-batch.js';
 import { CHUNK_DELTA_LIMITS, DELTA_CONTENT_TYPE, deltaRecords, parseDeltaRequest } from '../wire/chunk-delta.js';
 import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
@@ -158,7 +158,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
 
   app.post('/v1/chunks/batch', async (c) => {
     const body = await readBodyCapped(c, opts.batchMaxBodyBytes, 'chunk batch request');
-    const ids = parseBatchRequest(body, opts.batchMaxIds);
+    const ids = parseBatchRequest(body, opts.batchMaxIds, opts.batchMaxBodyBytes);
     const share = budget.acquire();
     const checked = new Set<string>();
     const verify = opts.verifyOnServe ? (id: string) => !verified.fresh(id) && (checked.add(id), true) : false;
@@ -299,24 +299,6 @@ async function readChunk(source: ReadApiSource, id: string, verify: boolean, log
     }
     throw e;
   }
-}
-
-export function parseBatchRequest(body: Buffer, maxIds: number): string[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', 'chunk batch request: body is not JSON');
-  }
-  const ids = (parsed as { ids?: unknown })?.ids;
-  if (!Array.isArray(ids)) throw new DepotsyncError('bad-input', 'chunk batch request: expected {"ids":[…]}');
-  if (ids.length > maxIds) throw new DepotsyncError('too-large', `chunk batch request: ${ids.length} ids, limit ${maxIds}`);
-  ids.forEach((id, i) => {
-    if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
-      throw new DepotsyncError('bad-input', `chunk batch request: ids[${i}] is not a chunk id`);
-    }
-  });
-  return ids as string[];
 }
 
 /** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range (multiple ranges are not supported). */

@@ -3,7 +3,7 @@ import { validatePackageName, validateVersion } from '../../../src/content/paths
 import { DepotsyncError } from '../../../src/errors.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { readBodyCapped } from '../../../src/serve/http-errors.js';
-import { Fields } from '../../../src/wire/decode.js';
+import { decodeJson, Fields } from '../../../src/wire/decode.js';
 import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, liveVersions } from '../../db/catalog.js';
@@ -13,7 +13,6 @@ import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../m
 import { publish } from '../../publish/publish.js';
 import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
-import { parseJson } from '../enroll.js';
 import { operatorAuth, requireRole } from './auth.js';
 import { spoolUpload } from './upload.js';
 
@@ -57,7 +56,8 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     return c.json({ machine: machineView(out.machine), revokedSerials: out.revokedSerials });
   });
   app.post('/tokens', requireRole('admin'), async (c) => {
-    const f = Fields.of('token request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'token request'), 'token request'));
+    const body = await readBodyCapped(c, SMALL_BODY_BYTES, 'token request');
+    const f = decodeJson(body, { what: 'token request', maxBytes: SMALL_BODY_BYTES }, (v) => Fields.of('token request', v));
     const role = f.oneOf('role', MACHINE_ROLES);
     const ttlMs = f.optionalInt('ttlMs', { min: 1 });
     f.done();
@@ -84,7 +84,8 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     }
   });
   app.post('/unpublish', requireRole('publisher'), async (c) => {
-    const f = Fields.of('unpublish request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'unpublish request'), 'unpublish request'));
+    const body = await readBodyCapped(c, SMALL_BODY_BYTES, 'unpublish request');
+    const f = decodeJson(body, { what: 'unpublish request', maxBytes: SMALL_BODY_BYTES }, (v) => Fields.of('unpublish request', v));
     const name = f.string('name', { max: 200 });
     const version = f.string('version', { max: 200 });
     f.done();
