@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
-import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../src/pki/renewal.js';
+import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../src/net/renewal.js';
 import { loadAgentConfig } from './config.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 

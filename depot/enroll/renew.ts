@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../../src/pki/renewal.js';
+import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../../src/net/renewal.js';
 import type { Depot, DepotCredentials } from '../depot.js';
 import type { DepotLayout } from '../layout.js';
 

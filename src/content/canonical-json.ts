@@ -48,13 +48,13 @@ export function canonicalString(value: unknown): string {
  * document two ids).
  */
 export function isCanonical(bytes: Uint8Array): boolean {
-  let value: unknown;
+  let canonical: Buffer;
   try {
-    value = parseStrictJson(bytes, { maxBytes: bytes.length, what: 'document' });
+    canonical = canonicalize(parseStrictJson(bytes, { maxBytes: bytes.length, what: 'document' }));
   } catch {
-    return false;
+    return false; // not strict JSON, or a value with no canonical form (a control character)
   }
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(canonicalize(value));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(canonical);
 }
 
 function fail(at: string, reason: string): never {
