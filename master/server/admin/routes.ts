@@ -3,7 +3,7 @@ import { validatePackageName, validateVersion } from '../../../src/content/paths
 import { DepotsyncError } from '../../../src/errors.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { readBodyCapped } from '../../../src/serve/http-errors.js';
-import { decodeJson, Fields } from '../../../src/wire/decode.js';
+import { MAX_ADMIN_BODY_BYTES, parseTokenRequest, parseUnpublishRequest } from '../../../src/wire/admin.js';
 import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, liveVersions } from '../../db/catalog.js';
@@ -15,8 +15,6 @@ import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
 import { operatorAuth, requireRole } from './auth.js';
 import { spoolUpload } from './upload.js';
-
-const SMALL_BODY_BYTES = 16 * 1024;
 
 /**
  * The operator API under `/v1/admin/` (bearer token; roles viewer < publisher < admin), mirroring the
@@ -56,11 +54,7 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     return c.json({ machine: machineView(out.machine), revokedSerials: out.revokedSerials });
   });
   app.post('/tokens', requireRole('admin'), async (c) => {
-    const body = await readBodyCapped(c, SMALL_BODY_BYTES, 'token request');
-    const f = decodeJson(body, { what: 'token request', maxBytes: SMALL_BODY_BYTES }, (v) => Fields.of('token request', v));
-    const role = f.oneOf('role', MACHINE_ROLES);
-    const ttlMs = f.optionalInt('ttlMs', { min: 1 });
-    f.done();
+    const { role, ttlMs } = parseTokenRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'token request'));
     const op = who(c);
     const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: op.actor, ...(ttlMs !== undefined ? { ttlMs } : {}) });
     recordAudit(ctx.db, { actor: op.actor, action: 'token.create', target: role, detail: { id: record.id, expiresAt: record.expiresAt }, ...(op.address ? { address: op.address } : {}) });
@@ -84,11 +78,7 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     }
   });
   app.post('/unpublish', requireRole('publisher'), async (c) => {
-    const body = await readBodyCapped(c, SMALL_BODY_BYTES, 'unpublish request');
-    const f = decodeJson(body, { what: 'unpublish request', maxBytes: SMALL_BODY_BYTES }, (v) => Fields.of('unpublish request', v));
-    const name = f.string('name', { max: 200 });
-    const version = f.string('version', { max: 200 });
-    f.done();
+    const { name, version } = parseUnpublishRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'unpublish request'));
     const r = await unpublish(ctx, `${validatePackageName(name)}@${validateVersion(version)}`, who(c).actor);
     return c.json(r);
   });

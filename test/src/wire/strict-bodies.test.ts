@@ -7,6 +7,7 @@ import { MAX_SETTINGS_FILE_BYTES, readJsonFile } from '../../../src/config/json-
 import { isDepotsyncError } from '../../../src/errors.js';
 import { HttpClient } from '../../../src/net/client.js';
 import { httpErrorFor } from '../../../src/net/http-error.js';
+import { MAX_ADMIN_BODY_BYTES, parseTokenRequest, parseUnpublishRequest } from '../../../src/wire/admin.js';
 import { parseBatchRequest } from '../../../src/wire/chunk-batch.js';
 import { decodeJson, Fields } from '../../../src/wire/decode.js';
 import { MAX_ENROLL_BODY_BYTES, parseEnrollReply, parseEnrollRequest } from '../../../src/wire/enroll.js';
@@ -120,6 +121,22 @@ describe('request bodies', () => {
     refused(() => parseRenewRequest(oversized(MAX_RENEW_BODY_BYTES), 'renewal request of d1'), 'too-large', /renewal request of d1/);
     refused(() => parseRenewRequest(enc('{"csr":"a","csr":"b"}')), 'bad-json', /duplicate key "csr"/);
     refused(() => parseRenewRequest(enc({ csr: null })), 'bad-input', /csr: expected a string, got null/);
+  });
+});
+
+describe('admin API bodies', () => {
+  it('token request: strict, capped, every bad field named', () => {
+    expect(parseTokenRequest(enc({ role: 'agent' }))).toEqual({ role: 'agent' });
+    expect(parseTokenRequest(enc({ role: 'depot', ttlMs: 1000 }))).toEqual({ role: 'depot', ttlMs: 1000 });
+    refused(() => parseTokenRequest(oversized(MAX_ADMIN_BODY_BYTES)), 'too-large', /token request: .* over the limit/);
+    refused(() => parseTokenRequest(enc('{"role":"agent","role":"depot"}')), 'bad-json', /duplicate key "role"/);
+    refused(() => parseTokenRequest(enc({ role: 'master', ttlMs: 0 })), 'bad-input', /role: expected one of depot, agent/, /ttlMs: expected an integer from 1/);
+  });
+
+  it('unpublish request: strict, capped, every bad field named', () => {
+    expect(parseUnpublishRequest(enc({ name: 'firefox', version: '1.0' }))).toEqual({ name: 'firefox', version: '1.0' });
+    refused(() => parseUnpublishRequest(oversized(MAX_ADMIN_BODY_BYTES)), 'too-large', /unpublish request: .* over the limit/);
+    refused(() => parseUnpublishRequest(enc({ name: 1 })), 'bad-input', /name: expected a string, got number/, /version: expected a string, got undefined/);
   });
 });
 
