@@ -6,8 +6,8 @@ import type { Logger } from '../src/log.js';
 import type { FirstContact } from '../src/net/first-contact.js';
 import { HttpError } from '../src/net/http-error.js';
 import { createMachineKeyAndCsr } from '../src/pki/csr.js';
-import { MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../src/wire/enroll.js';
-import { checkEnrollReply, normalizeFingerprint, parseEnrollReply } from '../src/pki/enroll-reply.js';
+import { MAX_ENROLL_BODY_BYTES, parseEnrollReply, type EnrollReply, type EnrollRequest } from '../src/wire/enroll.js';
+import { checkEnrollReply, normalizeFingerprint } from '../src/pki/enroll-reply.js';
 
 export { caFingerprintOf, checkEnrollReply, normalizeFingerprint } from '../src/pki/enroll-reply.js';
 import type { AgentLayout } from './layout.js';

@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
-import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../src/pki/renewal.js';
+import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../src/net/renewal.js';
 import { loadAgentConfig } from './config.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 
 /**
  * An agent renews its machine certificate at the start of each fetch (issue 8 item 6; the rule and the
- * exchange are src/pki/renewal.ts, shared with depots): due by age (two thirds of its lifetime), or
+ * exchange are src/net/renewal.ts, shared with depots): due by age (two thirds of its lifetime), or
  * asked for by the operator (`depotsync master renew AGENT`, seen through `GET /v1/renew` on the master).
  * It runs before the agent directory is opened, so the fetch reads the new key and certificate.
  */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import type { Logger } from '../src/log.js';
 import type { Ca } from '../src/pki/ca.js';
-import { createRevocationList, verifyRevocationList } from '../src/pki/revocations.js';
+import { createRevocationList, verifyRevocationList } from '../src/wire/revocations.js';
 import type { MasterConfig } from './config.js';
 import type { MasterDb } from './db/database.js';
 import { revokedSerials } from './db/machines.js';

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { recoverCredentials, type CredentialFiles } from '../../src/pki/renewal.js';
+import { recoverCredentials, type CredentialFiles } from '../../src/net/renewal.js';
 import type { DepotLayout } from '../layout.js';
 
-/** The files a certificate renewal of this depot writes (src/pki/renewal.ts): key, certificate, request. */
+/** The files a certificate renewal of this depot writes (src/net/renewal.ts): key, certificate, request. */
 export function depotCredentialFiles(layout: DepotLayout): CredentialFiles {
   return { key: layout.key, cert: layout.cert, csr: join(layout.tlsDir, 'depot.csr') };
 }

@@ -6,8 +6,8 @@ import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import type { Logger } from '../../src/log.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
-import { caFingerprintOf, checkEnrollReply, normalizeFingerprint, parseEnrollReply } from '../../src/pki/enroll-reply.js';
+import { MAX_ENROLL_BODY_BYTES, parseEnrollReply, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import { caFingerprintOf, checkEnrollReply, normalizeFingerprint } from '../../src/pki/enroll-reply.js';
 import type { DepotLayout } from '../layout.js';
 import { firstContact, type FirstContact } from './first-contact.js';
 

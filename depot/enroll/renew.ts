@@ -1,11 +1,11 @@
 import { isIP } from 'node:net';
-import { renewIfDue, type RenewOutcome } from '../../src/pki/renewal.js';
+import { renewIfDue, type RenewOutcome } from '../../src/net/renewal.js';
 import type { Depot, DepotCredentials } from '../depot.js';
 import { depotCredentialFiles } from './credential-files.js';
 
 /*
  * A serving depot renews its machine certificate before a sync (the rule and the
- * exchange are src/pki/renewal.ts, shared with agents): due by age (two thirds of its lifetime), or
+ * exchange are src/net/renewal.ts, shared with agents): due by age (two thirds of its lifetime), or
  * asked for by the operator (`depotsync master renew DEPOT`, seen through `GET /v1/renew`). After a
  * renewal the depot's clients to the master and its upstream present the new certificate from their
  * next connection, and `onRenewed` hands it to the HTTPS server, which serves agents with it from the

@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
-import type { RevocationList } from '../../src/pki/revocations.js';
+import type { RevocationList } from '../../src/wire/revocations.js';
 import { TufClient, type ClientLimits } from '../../src/tuf/client.js';
 import type { SyncConfig } from '../config.js';
 import type { DepotDb } from '../db/depot-db.js';

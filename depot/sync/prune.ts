@@ -1,4 +1,5 @@
 import { decodeManifest, uniqueChunkIds } from '../../src/content/manifest.js';
+import { parseStrictJson } from '../../src/content/strict-json.js';
 import type { Logger } from '../../src/log.js';
 import type { ChunkStore, GcResult } from '../../src/store/chunk-store.js';
 import { metadataFileName } from '../../src/tuf/context.js';
@@ -14,7 +15,8 @@ export interface PruneResult extends GcResult {
 function namedBySnapshot(bytes: Buffer | undefined, into: Set<string>): void {
   if (!bytes) return;
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { signed?: { version?: number; meta?: Record<string, { version?: number }> } };
+    type Snapshot = { signed?: { version?: number; meta?: Record<string, { version?: number }> } };
+    const doc = parseStrictJson(bytes, { what: 'snapshot', maxBytes: bytes.length }) as Snapshot;
     const s = doc.signed;
     if (typeof s?.version === 'number') into.add(metadataFileName('snapshot', s.version));
     for (const [file, m] of Object.entries(s?.meta ?? {})) if (typeof m.version === 'number') into.add(metadataFileName(file.replace(/\.json$/, ''), m.version));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/pki/revocations.js';
+import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/wire/revocations.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ByteCounter, Upstream } from './upstream.js';
 

@@ -1,6 +1,6 @@
 import { transaction } from '../../src/db/transaction.js';
 import { isDepotsyncError } from '../../src/errors.js';
-import { verifyRevocationList } from '../../src/pki/revocations.js';
+import { verifyRevocationList } from '../../src/wire/revocations.js';
 import type { MasterContext } from '../context.js';
 import { commitGeneration } from '../db/commit.js';
 import { currentGeneration, putMetadataFile, setGenerationTimestampVersion } from '../db/catalog.js';

@@ -1,6 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { fromSystemError } from '../errors.js';
-import { intOption } from '../config/validate.js';
+import { DepotsyncError, fromSystemError } from '../errors.js';
 import { backend, type RawHasher } from './backend.js';
 
 export interface HashFileOptions {
@@ -22,7 +21,12 @@ function feed(raw: RawHasher, data: Uint8Array): void {
  * libuv thread pool, so throughput approaches the hash speed instead of read + hash.
  */
 export async function hashFile(path: string, opts: HashFileOptions = {}): Promise<string> {
-  const readBytes = intOption('hashFile', 'readBytes', opts.readBytes ?? DEFAULT_HASH_FILE_OPTIONS.readBytes, 4096, 1 << 30);
+  const readBytes = opts.readBytes ?? DEFAULT_HASH_FILE_OPTIONS.readBytes;
+  // Checked here, not with src/config's helpers: src/config reads settings through the content parser,
+  // and content hashes, so that import would make the folders depend on each other.
+  if (!Number.isInteger(readBytes) || readBytes < 4096 || readBytes > 1 << 30) {
+    throw new DepotsyncError('bad-input', `hashFile: readBytes must be an integer from 4096 to ${1 << 30}, got ${JSON.stringify(readBytes)}`);
+  }
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');

@@ -2,6 +2,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { BodyGuard } from './body-guard.js';
@@ -163,7 +164,7 @@ export class HttpClient {
   }
 
   async getJson(path: string, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<unknown> {
-    return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`);
+    return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`, opts.maxBytes);
   }
 
   getStream(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<StreamResponse> {
@@ -177,7 +178,7 @@ export class HttpClient {
       body: Buffer.from(JSON.stringify(body), 'utf8'),
     });
     const bytes = await collect(res.body);
-    return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path);
+    return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path, opts.maxBytes);
   }
 
   postStream(path: string, body: Readable | Buffer, headers: Record<string, string>, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<StreamResponse> {
@@ -326,10 +327,7 @@ async function readErrorBody(res: IncomingMessage, maxBytes: number): Promise<Bu
   return Buffer.concat(parts);
 }
 
-function parseJson(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw new DepotsyncError('bad-json', `${what}: response is not JSON (${(e as Error).message})`, { cause: e });
-  }
+/** Response bodies are untrusted: the strict parser, capped again (the body guard caps while streaming). */
+function parseJson(bytes: Buffer, what: string, maxBytes: number): unknown {
+  return parseStrictJson(bytes, { what: `${what}: response`, maxBytes });
 }

@@ -1,12 +1,12 @@
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { DepotsyncError, isDepotsyncError } from '../errors.js';
+import { isDepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SizedBufferPool } from '../store/buffer-pool.js';
 import { idToKey, matchesKey } from '../store/chunk-id.js';
 import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
 import { BatchBudget, RecentlyVerified } from './batch-budget.js';
-import { CHUNK_ID, type ChunkReader } from './chunk-reader.js';
+import type { ChunkReader } from './chunk-reader.js';
 import type { ServeEnv } from './env.js';
 import { HotChunks } from './hot-chunks.js';
 import { untilOrClose } from './outgoing.js';
@@ -114,22 +114,4 @@ export class ChunkBatchWriter {
     }
     return RESPONSE_ALREADY_SENT;
   }
-}
-
-export function parseBatchRequest(body: Buffer, maxIds: number): string[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', 'chunk batch request: body is not JSON');
-  }
-  const ids = (parsed as { ids?: unknown })?.ids;
-  if (!Array.isArray(ids)) throw new DepotsyncError('bad-input', 'chunk batch request: expected {"ids":[…]}');
-  if (ids.length > maxIds) throw new DepotsyncError('too-large', `chunk batch request: ${ids.length} ids, limit ${maxIds}`);
-  ids.forEach((id, i) => {
-    if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
-      throw new DepotsyncError('bad-input', `chunk batch request: ids[${i}] is not a chunk id`);
-    }
-  });
-  return ids as string[];
 }

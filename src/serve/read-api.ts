@@ -3,7 +3,8 @@ import { Hono, type Context } from 'hono';
 import { DepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { CHUNK_DELTA_LIMITS, parseDeltaRequest } from '../wire/chunk-delta.js';
-import { ChunkBatchWriter, parseBatchRequest } from './chunk-batch-writer.js';
+import { parseBatchRequest } from '../wire/chunk-batch.js';
+import { ChunkBatchWriter } from './chunk-batch-writer.js';
 import { respondDelta } from './chunk-delta-writer.js';
 import { CHUNK_ID, readChunk, type ChunkReader } from './chunk-reader.js';
 import type { ServeEnv } from './env.js';
@@ -118,7 +119,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
 
   app.post('/v1/chunks/batch', async (c) => {
     const body = await readBodyCapped(c, opts.batchMaxBodyBytes, 'chunk batch request');
-    return batches.respond(c, parseBatchRequest(body, opts.batchMaxIds));
+    return batches.respond(c, parseBatchRequest(body, opts.batchMaxIds, opts.batchMaxBodyBytes));
   });
 
   // Chunk deltas (src/wire/chunk-delta.ts): each target as the difference from a base the caller holds.

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import type { MetadataKind } from '@tufjs/models';
 import { DepotsyncError } from '../errors.js';
 import { parseEnvelope, type Envelope } from '../tuf/envelope.js';
@@ -155,7 +155,7 @@ export function decodePreamble(b: Uint8Array, what: string): number {
 
 /** Canonical bytes the signatures are over. */
 export function signedBytes(signed: BundleSigned): Buffer {
-  return Buffer.from(canonicalize(signed as never), 'utf8');
+  return canonicalize(signed);
 }
 
 export function encodeHeader(signed: BundleSigned, signers: readonly Signer[]): Buffer {

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { DepotsyncError } from '../errors.js';
 import { MACHINE_NAME } from '../pki/names.js';
 import { Fields } from './decode.js';
@@ -101,7 +101,7 @@ export function decodeDirectory(value: unknown, what: string): DepotDirectory {
 
 /** The canonical bytes of a directory: what the target's length and SHA-256 describe. */
 export function encodeDirectory(d: DepotDirectory): Buffer {
-  return Buffer.from(canonicalize(d as unknown as Parameters<typeof canonicalize>[0]));
+  return canonicalize(d);
 }
 
 /** The directory with `entry` added or replaced (sorted by name), version + 1. */

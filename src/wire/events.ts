@@ -1,5 +1,6 @@
 import { DepotsyncError } from '../errors.js';
 import { MACHINE_NAME } from '../pki/names.js';
+import { parseStrictJson } from '../content/strict-json.js';
 
 /**
  * The "distribute now" event stream (`GET /v1/events`, issue 4 item 4): server-sent events over mutual
@@ -119,12 +120,11 @@ export class SseDecoder {
  */
 export function decodeEvent(raw: RawEvent, what = 'event stream'): StreamEvent | undefined {
   if (raw.event !== 'generation' && raw.event !== 'sync-now') return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(raw.data);
-  } catch {
-    throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not JSON`);
-  }
+  const v = parseStrictJson(Buffer.from(raw.data, 'utf8'), {
+    what: `${what}: ${raw.event} event data`,
+    maxBytes: SSE_DECODER_DEFAULTS.maxEventBytes,
+    maxDepth: 4,
+  });
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not an object`);
   const o = v as Record<string, unknown>;
   const count = (name: string): number => {

@@ -1,5 +1,5 @@
 import { MACHINE_NAME } from '../pki/names.js';
-import { Fields } from './decode.js';
+import { decodeJson, Fields } from './decode.js';
 
 /**
  * A depot's report about itself (`POST /v1/status`, mutual TLS; DESIGN.md §4.5). The master records it
@@ -62,4 +62,11 @@ export function decodeStatusReport(value: unknown): StatusReport {
   if (validUntil !== undefined) r.validUntil = validUntil;
   if (upstream !== undefined) r.upstream = upstream;
   return r;
+}
+
+/** A `POST /v1/status` body: strict JSON of at most MAX_STATUS_BODY_BYTES; `raw` is kept for the record. */
+export function parseStatusReport(body: Uint8Array, what = 'status report'): { report: StatusReport; raw: unknown } {
+  let raw: unknown;
+  const report = decodeJson(body, { what, maxBytes: MAX_STATUS_BODY_BYTES }, (v) => decodeStatusReport((raw = v)));
+  return { report, raw };
 }

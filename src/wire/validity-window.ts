@@ -1,5 +1,5 @@
 import type { MetadataKind, Root } from '@tufjs/models';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { DepotsyncError } from '../errors.js';
 import { topRoleKeys } from '../tuf/client/checks.js';
 import { parseEnvelope } from '../tuf/envelope.js';
@@ -39,7 +39,7 @@ export interface ValidityWindow {
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 export function encodeValidityWindow(w: ValidityWindow, signers: readonly Signer[]): Buffer {
-  const data = Buffer.from(canonicalize(w as never), 'utf8');
+  const data = canonicalize(w);
   const signatures = signers.map((s) => ({ keyid: s.keyid, sig: s.sign(data).toString('hex') }));
   return Buffer.from(JSON.stringify({ signed: w, signatures }), 'utf8');
 }

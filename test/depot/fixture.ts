@@ -14,7 +14,7 @@ import { tlsServerOptions } from '../../src/net/tls.js';
 import { createCa, issueMachineCertificate, issueServerCertificate, loadCa, type Ca } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { createRevocationList } from '../../src/pki/revocations.js';
+import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls } from '../../src/serve/mtls.js';

@@ -3,11 +3,11 @@ import { validatePackageName, validateVersion } from '../../../src/content/paths
 import { DepotsyncError } from '../../../src/errors.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { readBodyCapped } from '../../../src/serve/http-errors.js';
-import { Fields } from '../../../src/wire/decode.js';
 import { packageDepots } from '../../admin/package-status.js';
 import type { AdminService } from '../../admin/service.js';
 import { endSession, listSessions } from '../../admin/sessions.js';
 import { disableTotp, enableTotp } from '../../admin/totp.js';
+import { MAX_ADMIN_BODY_BYTES, parseTokenRequest, parseUnpublishRequest } from '../../../src/wire/admin.js';
 import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, findVersion, liveVersions } from '../../db/catalog.js';
@@ -18,11 +18,8 @@ import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../m
 import { publish } from '../../publish/publish.js';
 import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
-import { parseJson } from '../enroll.js';
 import { operatorAuth, requireRole } from './auth.js';
 import { spoolUpload } from './upload.js';
-
-const SMALL_BODY_BYTES = 16 * 1024;
 
 /**
  * The operator API under `/v1/admin/` (bearer token; roles viewer < publisher < admin), mirroring the
@@ -85,10 +82,7 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     return c.json({ machine: machineView(out.machine), revokedSerials: out.revokedSerials });
   });
   app.post('/tokens', requireRole('admin'), async (c) => {
-    const f = Fields.of('token request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'token request'), 'token request'));
-    const role = f.oneOf('role', MACHINE_ROLES);
-    const ttlMs = f.optionalInt('ttlMs', { min: 1 });
-    f.done();
+    const { role, ttlMs } = parseTokenRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'token request'));
     const op = who(c);
     const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: op.actor, ...(ttlMs !== undefined ? { ttlMs } : {}) });
     recordAudit(ctx.db, { actor: op.actor, action: 'token.create', target: role, detail: { id: record.id, expiresAt: record.expiresAt }, ...(op.address ? { address: op.address } : {}) });
@@ -138,10 +132,7 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     }
   });
   app.post('/unpublish', requireRole('publisher'), async (c) => {
-    const f = Fields.of('unpublish request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'unpublish request'), 'unpublish request'));
-    const name = f.string('name', { max: 200 });
-    const version = f.string('version', { max: 200 });
-    f.done();
+    const { name, version } = parseUnpublishRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'unpublish request'));
     const r = await unpublish(ctx, `${validatePackageName(name)}@${validateVersion(version)}`, who(c).actor);
     return c.json(r);
   });

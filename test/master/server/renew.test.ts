@@ -5,7 +5,7 @@ import { silentLogger } from '../../../src/log.js';
 import { HttpClient } from '../../../src/net/client.js';
 import { certificateInfo, verifyIssuedBy } from '../../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../../src/pki/csr.js';
-import { renewIfDue } from '../../../src/pki/renewal.js';
+import { renewIfDue } from '../../../src/net/renewal.js';
 import { listAudit } from '../../../master/db/audit.js';
 import { byName, certificatesOf } from '../../../master/db/machines.js';
 import { blockMachine, revokeMachine } from '../../../master/machines/actions.js';

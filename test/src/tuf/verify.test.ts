@@ -77,6 +77,12 @@ describe('verifyThreshold', () => {
   it('refuses oversized input before parsing and the wrong _type', () => {
     expect(() => parseEnvelope(Buffer.alloc(20_000, 0x7b), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(expect.objectContaining({ code: 'too-large' }));
     expect(() => parseEnvelope(timestamp([a]), ctx, { maxBytes: 16_384, type: MetadataKind.Snapshot })).toThrow(/signed._type is "timestamp", expected "snapshot"/);
-    expect(() => parseEnvelope(Buffer.from('{"signed":{"_type":"timestamp","x":1.5},"signatures":[]}'), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/canonicalised/);
+    expect(() => parseEnvelope(Buffer.from('{"signed":{"_type":"timestamp","x":1.5},"signatures":[]}'), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/non-integer number/);
+    // Duplicate keys: the signature would cover one value and the client read another.
+    const twice = '{"signed":{"_type":"timestamp","version":1,"version":2},"signatures":[]}';
+    expect(() => parseEnvelope(Buffer.from(twice), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/duplicate key "version"/);
+    // A string with a control character has no canonical form shared with OLPC canonical JSON.
+    const control = '{"signed":{"_type":"timestamp","x":"a\\nb"},"signatures":[]}';
+    expect(() => parseEnvelope(Buffer.from(control), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/canonicalised/);
   });
 });

@@ -49,11 +49,13 @@ describe('event stream wire format', () => {
   });
 
   it('names the field of a malformed known event', () => {
-    expect(() => decodeEvent({ event: 'generation', data: 'nope' })).toThrow(/generation event data is not JSON/);
+    expect(() => decodeEvent({ event: 'generation', data: 'nope' })).toThrow(/generation event data: unexpected character "n" at byte 0/);
     expect(() => decodeEvent({ event: 'generation', data: '[1]' })).toThrow(/not an object/);
     expect(() => decodeEvent({ event: 'generation', data: '{"generation":-1}' })).toThrow(/generation must be a non-negative integer, got -1/);
     expect(() => decodeEvent({ event: 'generation', data: '{"generation":"5"}' })).toThrow(/generation must be a non-negative integer, got "5"/);
-    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1.5}' })).toThrow(/seq must be/);
+    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1.5}' })).toThrow(/non-integer number/);
+    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"seq":2}' })).toThrow(/duplicate key "seq"/);
+    expect(() => decodeEvent({ event: 'sync-now', data: `{"seq":1,"pad":"${'x'.repeat(9000)}"}` })).toThrow(/over the limit of 8192 bytes/);
     expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"depot":"../x y"}' })).toThrow(/depot must be a machine name or null/);
   });
 

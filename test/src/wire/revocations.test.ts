@@ -2,8 +2,8 @@ import { constants, createPrivateKey, sign } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../../src/errors.js';
 import { createCa, type CaMaterial } from '../../../src/pki/ca.js';
-import { canonicalize } from '../../../src/pki/canonical-json.js';
-import { createRevocationList, isRevoked, verifyRevocationList } from '../../../src/pki/revocations.js';
+import { canonicalize } from '../../../src/content/canonical-json.js';
+import { createRevocationList, isRevoked, verifyRevocationList } from '../../../src/wire/revocations.js';
 
 function expectError(fn: () => unknown, code: string, text: RegExp): void {
   try {
@@ -67,7 +67,7 @@ describe('signed revocation list', () => {
 
   it('refuses too-large, non-JSON and malformed lists before trusting them', () => {
     const bytes = createRevocationList(ca, ['1', '2', '3'], 1, { now });
-    expectError(() => verifyRevocationList(bytes, ca.certPem, { now, maxBytes: 50 }), 'too-large', /revocation list.*exceeds the limit of 50/);
+    expectError(() => verifyRevocationList(bytes, ca.certPem, { now, maxBytes: 50 }), 'too-large', /revocation list.*is over the limit of 50 bytes/);
     expectError(() => verifyRevocationList(Buffer.from('{"signed":'), ca.certPem, { now }), 'bad-json', /revocation list/);
     expectError(() => verifyRevocationList(Buffer.from('[]'), ca.certPem, { now }), 'bad-metadata', /"signed" and "signature"/);
     const doc = JSON.parse(bytes.toString());
@@ -85,8 +85,15 @@ describe('signed revocation list', () => {
     expectError(() => verifyRevocationList(Buffer.from(JSON.stringify({ signed: badSigned, signature: { alg: 'RS256', value: v2 } })), ca.certPem, { now }), 'bad-metadata', /signed.version/);
   });
 
-  it('canonical JSON sorts keys and refuses non-integers', () => {
-    expect(canonicalize({ b: [1, 'x'], a: null, c: { z: true, y: '"' } })).toBe('{"a":null,"b":[1,"x"],"c":{"y":"\\"","z":true}}');
-    expectError(() => canonicalize({ a: 1.5 }), 'bad-metadata', /\$\.a is not a safe integer/);
+  it('refuses a list that only a lax parser reads as one value', () => {
+    const text = createRevocationList(ca, ['ab'], 1, { now }).toString();
+    // A second "signed": JSON.parse would verify one and use the other.
+    const twice = text.replace('"signed": {', '"signed": {"version": 1}, "signed": {');
+    expectError(() => verifyRevocationList(Buffer.from(twice), ca.certPem, { now }), 'bad-json', /duplicate key "signed"/);
+    expectError(() => verifyRevocationList(Buffer.from(text.replace('"version": 1', '"version": 1.0')), ca.certPem, { now }), 'bad-json', /non-integer/);
+    // A control character in the signed part has no canonical form: refused before the signature check.
+    const doc = JSON.parse(text);
+    doc.signed.note = 'a\nb';
+    expectError(() => verifyRevocationList(Buffer.from(JSON.stringify(doc)), ca.certPem, { now }), 'bad-metadata', /no canonical form/);
   });
 });

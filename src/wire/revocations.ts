@@ -1,8 +1,9 @@
 import { constants, createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalize } from '../content/canonical-json.js';
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
-import { canonicalize } from './canonical-json.js';
-import { normalizeSerial, toX509 } from './cert-info.js';
-import { DAY_MS } from './forge-util.js';
+import { normalizeSerial, toX509 } from '../pki/cert-info.js';
+import { DAY_MS } from '../pki/forge-util.js';
 
 /**
  * The signed revocation list served at `GET /v1/revocations.json` (DESIGN.md §2, §7). node-forge cannot
@@ -52,7 +53,7 @@ export function createRevocationList(
     serials: [...new Set([...serials].map(normalizeSerial))].sort(),
   };
   const key = createPrivateKey(ca.keyPem);
-  const value = sign('sha256', Buffer.from(canonicalize(signed), 'utf8'), key).toString('base64');
+  const value = sign('sha256', canonicalize(signed), key).toString('base64');
   return Buffer.from(`${JSON.stringify({ signed, signature: { alg: 'RS256', value } }, null, 1)}\n`, 'utf8');
 }
 
@@ -69,7 +70,12 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 function verifySignature(signed: unknown, signature: Record<string, unknown>, caKey: KeyObject): boolean {
   const { alg, value } = signature;
   if (typeof value !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) throw fail('bad-metadata', 'signature.value is not base64');
-  const data = Buffer.from(canonicalize(signed, 'signed'), 'utf8');
+  let data: Buffer;
+  try {
+    data = canonicalize(signed);
+  } catch (e) {
+    throw fail('bad-metadata', `the signed part has no canonical form (${(e as Error).message})`);
+  }
   const sig = Buffer.from(value, 'base64');
   if (alg === 'RS256') return verify('sha256', data, caKey, sig);
   if (alg === 'PS256') {
@@ -90,15 +96,8 @@ export function verifyRevocationList(
   caCertPem: string,
   opts: { maxBytes?: number; now?: Date; minVersion?: number } = {},
 ): RevocationList {
-  const maxBytes = opts.maxBytes ?? REVOCATION_DEFAULTS.maxBytes;
-  // Check the size before parsing: blocks an endless-data attack through a huge list.
-  if (bytes.length > maxBytes) throw new DepotsyncError('too-large', `${WHAT}: ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw new DepotsyncError('bad-json', `${WHAT}: not JSON (${(e as Error).message})`, { cause: e });
-  }
+  // Size checked before parsing (endless data); strict, so the signature and the reader see one value.
+  const doc = parseStrictJson(bytes, { what: WHAT, maxBytes: opts.maxBytes ?? REVOCATION_DEFAULTS.maxBytes });
   if (!isRecord(doc) || !isRecord(doc.signed) || !isRecord(doc.signature)) {
     throw fail('bad-metadata', 'expected an object with "signed" and "signature" objects');
   }

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createCa, issueMachineCertificate, loadCa } from '../../../src/pki/ca.js';
 import { certificateInfo } from '../../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../../src/pki/csr.js';
-import { installCredentials, recoverCredentials, renewalAt, renewalDue } from '../../../src/pki/renewal.js';
+import { installCredentials, recoverCredentials, renewalAt, renewalDue } from '../../../src/net/renewal.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const DAY = 86_400_000;

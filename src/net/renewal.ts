@@ -5,13 +5,13 @@ import { dirname } from 'node:path';
 import { DepotsyncError, fromSystemError, isDepotsyncError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log.js';
-import type { HttpClient } from '../net/client.js';
-import { HttpError } from '../net/http-error.js';
+import type { HttpClient } from './client.js';
+import { HttpError } from './http-error.js';
 import { decodeRenewReply, decodeRenewState, MAX_RENEW_BODY_BYTES, type RenewRequest, type RenewState } from '../wire/renew.js';
-import { certificateInfo } from './cert-info.js';
-import { createMachineKeyAndCsr } from './csr.js';
-import { caFingerprintOf, checkEnrollReply } from './enroll-reply.js';
-import type { MachineRole } from './names.js';
+import { certificateInfo } from '../pki/cert-info.js';
+import { createMachineKeyAndCsr } from '../pki/csr.js';
+import { caFingerprintOf, checkEnrollReply } from '../pki/enroll-reply.js';
+import type { MachineRole } from '../pki/names.js';
 
 /**
  * Machine-side certificate renewal, shared by depots and agents (issue 8 item 6):
@@ -174,7 +174,7 @@ export async function renewNow(o: RenewOptions): Promise<{ serial: string; notAf
     // Same checks as an enrollment reply, with the CA pinned to the one this machine already trusts:
     // blocks a reply that would install someone else's identity or an unrelated issuer.
     ok = checkEnrollReply(
-      { state: 'approved', request: '', name: reply.machine, certificate: reply.certificate, caCertificate: reply.caCertificate },
+      { certificate: reply.certificate, caCertificate: reply.caCertificate },
       { name: o.name, role: o.role, keyPem: made.keyPem, caFingerprint: caFingerprintOf(o.caPem) },
     );
   } catch (e) {
