@@ -31,12 +31,17 @@ export function noSourceLeft(
   lacking: ReadonlySet<string>,
 ): DepotsyncError {
   const reasons = sources.map(
-    (s) => `${s.name}: ${failed.has(s.name) ? (failed.get(s.name) as Error).message : lacking.has(s.name) ? 'does not have it' : 'not tried'}`,
+    (s) =>
+      `${s.name}: ${failed.has(s.name) ? (failed.get(s.name) as Error).message : lacking.has(s.name) ? 'does not have it' : 'not tried'}`,
   );
   const first = [...failed.values()][0];
   const code = isDepotsyncError(first) ? first.code : lacking.size ? 'not-found' : 'network';
-  return new DepotsyncError(code, `chunk ${needs[0]?.id} (and ${needs.length - 1} more): no source could deliver it verified (${reasons.join('; ')})`, {
-    hint: 'the chunks verified so far are cached; run the fetch again when a depot or the master is reachable',
-    cause: first,
-  });
+  return new DepotsyncError(
+    code,
+    `chunk ${needs[0]?.id} (and ${needs.length - 1} more): no source could deliver it verified (${reasons.join('; ')})`,
+    {
+      hint: 'the chunks verified so far are cached; run the fetch again when a depot or the master is reachable',
+      cause: first,
+    },
+  );
 }

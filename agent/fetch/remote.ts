@@ -21,6 +21,11 @@ export class RemoteSource extends ReadClient {
     http: HttpClient,
     layout?: RemoteLayout,
   ) {
-    super(http, { name: source.name, role: 'agent', refused: `${source.name} (${source.url}) refused this agent`, ...(layout ? { layout } : {}) });
+    super(http, {
+      name: source.name,
+      role: 'agent',
+      refused: `${source.name} (${source.url}) refused this agent`,
+      ...(layout ? { layout } : {}),
+    });
   }
 }

@@ -20,7 +20,11 @@ export class HttpUpstream implements Upstream {
 
   constructor(readonly client: HttpClient) {
     this.origin = client.baseUrl.origin;
-    this.read = new ReadClient(client, { name: this.origin, role: 'depot', refused: upstreamRefused(this.origin) });
+    this.read = new ReadClient(client, {
+      name: this.origin,
+      role: 'depot',
+      refused: upstreamRefused(this.origin),
+    });
   }
 
   private source: HttpMetadataSource | undefined;
@@ -43,10 +47,14 @@ export class HttpUpstream implements Upstream {
       return await this.read.targetByName(name, maxBytes, what);
     } catch (e) {
       if (isDepotsyncError(e, 'not-found')) {
-        throw new DepotsyncError('not-found', `${what}: the signed catalog lists it but upstream ${this.origin} does not have it (404)`, {
-          hint: 'the upstream is inconsistent (a half-published generation or a broken mirror); the served generation is unchanged; retry later',
-          cause: e,
-        });
+        throw new DepotsyncError(
+          'not-found',
+          `${what}: the signed catalog lists it but upstream ${this.origin} does not have it (404)`,
+          {
+            hint: 'the upstream is inconsistent (a half-published generation or a broken mirror); the served generation is unchanged; retry later',
+            cause: e,
+          },
+        );
       }
       throw e;
     }
@@ -58,7 +66,10 @@ export class HttpUpstream implements Upstream {
    * waited fdatasync per checkpoint instead of one per batch. What was written is committed (kept) even
    * when the download fails: the next run skips it.
    */
-  async fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
+  async fetchChunks(
+    needs: readonly ChunkNeed[],
+    deps: ChunkSinkDeps,
+  ): Promise<{ chunks: number; bytes: number }> {
     const total = { chunks: 0, bytes: 0 };
     const stream = openChunkStream(deps, total);
     const { counter, bandwidth } = deps;
@@ -110,7 +121,9 @@ const HANDOFF_BYTES = 2 * 1024 * 1024;
 
 /** Errors worth another try from the same upstream: the network, a cut stream, a damaged or missing chunk. */
 function retryable(e: unknown): boolean {
-  return isDepotsyncError(e) && ['network', 'timeout', 'truncated', 'hash-mismatch', 'not-found'].includes(e.code);
+  return (
+    isDepotsyncError(e) && ['network', 'timeout', 'truncated', 'hash-mismatch', 'not-found'].includes(e.code)
+  );
 }
 
 /** What the upstream's `timestamp.json` response said besides the file (src/serve/read-api.ts SYNC_HINT_HEADERS). */
@@ -163,11 +176,15 @@ export class HttpMetadataSource implements MetadataSource {
     if (root && Number(root[1]) > 1) {
       const version = Number(root[1]);
       // The first root of a walk: fetch the timestamp now (a leftover of an update that failed part way is replaced).
-      if (!this.prefetched || version <= this.walkAt) this.prefetched = await this.timestamp(TIMESTAMP_PROBE_MAX_BYTES);
+      if (!this.prefetched || version <= this.walkAt)
+        this.prefetched = await this.timestamp(TIMESTAMP_PROBE_MAX_BYTES);
       this.walkAt = version;
       const newest = this.hints?.rootVersion;
       if (newest !== undefined && version > newest) {
-        throw new DepotsyncError('not-found', `metadata ${name}: the upstream's newest root is version ${newest}`);
+        throw new DepotsyncError(
+          'not-found',
+          `metadata ${name}: the upstream's newest root is version ${newest}`,
+        );
       }
     }
     const bytes = await this.read.fetch(name, maxBytes);

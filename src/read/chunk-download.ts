@@ -52,7 +52,11 @@ export interface DownloadOptions<N extends ChunkWant> {
    * why, `lacking` those that said they do not have the chunks. Default: the first source failure,
    * else a 'not-found' naming the chunks.
    */
-  exhausted?: (needs: readonly N[], failed: ReadonlyMap<string, unknown>, lacking: ReadonlySet<string>) => unknown;
+  exhausted?: (
+    needs: readonly N[],
+    failed: ReadonlyMap<string, unknown>,
+    lacking: ReadonlySet<string>,
+  ) => unknown;
   /** A source failed (network, slow, oversized, forged content): it is not asked again in this download. */
   onSourceFailed?: (source: ChunkSource, error: unknown) => void;
   /** Each piece of a response as it arrives, before it is decoded (byte counting, bandwidth limit). */
@@ -91,9 +95,14 @@ class LocalError extends Error {
  * to another source without blaming it (or, when none is left, count as a 'not-found' of that source).
  * Returns chunk bytes delivered per source name.
  */
-export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>): Promise<Map<string, number>> {
+export async function downloadChunks<N extends ChunkWant>(
+  o: DownloadOptions<N>,
+): Promise<Map<string, number>> {
   const bySource = new Map<string, number>();
-  const queue: Array<Batch<N>> = planBatches(o.needs, o.batchMaxBytes, o.batchMaxChunks).map((needs) => ({ needs, lacking: new Set() }));
+  const queue: Array<Batch<N>> = planBatches(o.needs, o.batchMaxBytes, o.batchMaxChunks).map((needs) => ({
+    needs,
+    lacking: new Set(),
+  }));
   const failed = new Map<string, unknown>();
   const controllers = new Map(o.sources.map((s) => [s.name, new AbortController()]));
   // One listener per request in flight on a source's signal.
@@ -103,12 +112,16 @@ export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>)
   let stopped: { error: unknown } | undefined;
 
   const exhausted = (b: Batch<N>): unknown => (o.exhausted ?? defaultExhausted)(b.needs, failed, b.lacking);
-  const usable = (lacking: ReadonlySet<string>) => o.sources.find((s) => !failed.has(s.name) && !lacking.has(s.name));
+  const usable = (lacking: ReadonlySet<string>) =>
+    o.sources.find((s) => !failed.has(s.name) && !lacking.has(s.name));
   const fail = (source: ChunkSource, e: unknown) => {
     if (failed.has(source.name)) return;
     failed.set(source.name, e);
     controllers.get(source.name)?.abort();
-    o.log.warn({ source: source.name, err: (e as Error)?.message }, 'chunk source failed; using the next source');
+    o.log.warn(
+      { source: source.name, err: (e as Error)?.message },
+      'chunk source failed; using the next source',
+    );
     o.onSourceFailed?.(source, e);
   };
 
@@ -162,7 +175,10 @@ export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>)
         if (!chunk) {
           bad.push(rec.id);
           if (rec.block) o.pool?.give(rec.block);
-          o.log.warn({ chunk: rec.id, bytes: rec.data.length, source: source.name }, 'received chunk does not match its id; dropped');
+          o.log.warn(
+            { chunk: rec.id, bytes: rec.data.length, source: source.name },
+            'received chunk does not match its id; dropped',
+          );
           continue;
         }
         pending.push({ need, chunk });
@@ -188,10 +204,14 @@ export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>)
       if (caught instanceof LocalError) throw caught;
       got.error =
         deadline?.signal.aborted && !own.aborted
-          ? new DepotsyncError('timeout', `chunk batch of ${ids.length} from ${source.name}: not complete after ${o.requestTimeoutMs} ms`, {
-              hint: 'the source is too slow; the chunks are asked for from the next source',
-              cause: caught,
-            })
+          ? new DepotsyncError(
+              'timeout',
+              `chunk batch of ${ids.length} from ${source.name}: not complete after ${o.requestTimeoutMs} ms`,
+              {
+                hint: 'the source is too slow; the chunks are asked for from the next source',
+                cause: caught,
+              },
+            )
           : caught;
     } finally {
       if (timer) clearTimeout(timer);
@@ -199,48 +219,62 @@ export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>)
       await flush();
     }
     if (got.error === undefined && bad.length) {
-      got.error = new DepotsyncError('hash-mismatch', `chunk ${bad[0]} from ${source.name}: its bytes do not hash to its id${bad.length > 1 ? ` (and ${bad.length - 1} more in the batch)` : ''}; not stored`, {
-        hint: 'the source (or the network path) delivers damaged or forged data; the chunks are asked for again or from another source',
-      });
+      const more = bad.length > 1 ? ` (and ${bad.length - 1} more in the batch)` : '';
+      got.error = new DepotsyncError(
+        'hash-mismatch',
+        `chunk ${bad[0]} from ${source.name}: its bytes do not hash to its id${more}; not stored`,
+        {
+          hint:
+            'the source (or the network path) delivers damaged or forged data; ' +
+            'the chunks are asked for again or from another source',
+        },
+      );
     }
     return got;
   };
 
   /** A batch at one source, with its retries; returns what is left for other sources. */
   const runBatch = async (batch: Batch<N>, source: ChunkSource): Promise<Array<Batch<N>>> => {
+    const out: Array<Batch<N>> = [];
+    const lacking = new Set([...batch.lacking, source.name]);
     let needs = batch.needs;
     for (let tries = 1; ; tries++) {
       const got = await attempt(needs, source);
       if (stopped) return [];
       const absent = new Set(got.absent);
       const left = needs.filter((n) => !got.done.has(n.id) && !absent.has(n));
-      const lacking = new Set([...batch.lacking, source.name]);
-      const elsewhere = got.absent.length > 0 && usable(lacking) !== undefined;
       let error = got.error;
-      if (error === undefined && got.absent.length && !elsewhere) error = notFound(got.absent, source.name);
-      if (error === undefined && elsewhere) {
-        o.log.debug({ source: source.name, missing: got.absent.length }, 'source lacks chunks; asking another');
-        return [{ needs: got.absent, lacking }];
+      if (got.absent.length && usable(lacking)) {
+        o.log.debug(
+          { source: source.name, missing: got.absent.length },
+          'source lacks chunks; asking another',
+        );
+        out.push({ needs: got.absent, lacking });
+      } else if (got.absent.length) {
+        // No other source might have them: a 'not-found' of this one, asked again like any failure.
+        error ??= notFound(got.absent, source.name);
+        left.push(...got.absent);
       }
-      if (error === undefined) return [];
+      if (error === undefined) return out;
       if (o.fatal?.(error)) throw error;
-      // Another batch already failed this source (its requests were aborted): the rest goes elsewhere.
+      // A source another batch has failed (its requests were aborted) is not retried.
       if (!failed.has(source.name) && tries < o.attempts && retryable(error)) {
-        needs = elsewhere ? left : [...left, ...got.absent];
-        o.log.warn({ source: source.name, attempt: tries, left: needs.length, err: (error as Error)?.message }, 'chunk batch failed; retrying');
-        if (needs.length === 0) return elsewhere ? [{ needs: got.absent, lacking }] : [];
+        if (left.length === 0) return out;
+        o.log.warn(
+          { source: source.name, attempt: tries, left: left.length, err: (error as Error)?.message },
+          'chunk batch failed; retrying',
+        );
         await sleep((o.retryDelayMs ?? 0) * 2 ** (tries - 1));
         if (stopped) return [];
-        continue;
-      }
-      if (got.error === undefined) {
+        needs = left;
+        if (!failed.has(source.name)) continue;
+      } else if (got.error === undefined) {
         // Only missing chunks, and no source left that might have them: not this source's fault.
-        throw exhausted({ needs: got.absent, lacking });
+        throw exhausted({ needs: left, lacking });
+      } else {
+        fail(source, error);
       }
-      fail(source, error);
-      const out: Array<Batch<N>> = [];
       if (left.length) out.push({ needs: left, lacking: batch.lacking });
-      if (got.absent.length) out.push({ needs: got.absent, lacking });
       return out;
     }
   };
@@ -268,12 +302,20 @@ export async function downloadChunks<N extends ChunkWant>(o: DownloadOptions<N>)
 }
 
 function notFound(absent: readonly ChunkWant[], source: string): DepotsyncError {
-  return new DepotsyncError('not-found', `chunk ${absent[0]!.id}: ${source} does not have it${absent.length > 1 ? ` (nor ${absent.length - 1} more)` : ''}`, {
-    hint: 'the source is missing content of the generation it serves; it may be scrubbing or damaged',
-  });
+  return new DepotsyncError(
+    'not-found',
+    `chunk ${absent[0]!.id}: ${source} does not have it${absent.length > 1 ? ` (nor ${absent.length - 1} more)` : ''}`,
+    {
+      hint: 'the source is missing content of the generation it serves; it may be scrubbing or damaged',
+    },
+  );
 }
 
-function defaultExhausted(needs: readonly ChunkWant[], failed: ReadonlyMap<string, unknown>, lacking: ReadonlySet<string>): unknown {
+function defaultExhausted(
+  needs: readonly ChunkWant[],
+  failed: ReadonlyMap<string, unknown>,
+  lacking: ReadonlySet<string>,
+): unknown {
   const first = [...failed.values()][0];
   if (first !== undefined) return first;
   return notFound(needs, [...lacking].join(', ') || 'no source');

@@ -3,7 +3,12 @@ import { isDepotsyncError } from '../errors.js';
 import type { HttpClient, StreamResponse } from '../net/client.js';
 import { checkMetadataFileName, type MetadataSource } from '../tuf/client.js';
 import { BATCH_CONTENT_TYPE } from '../wire/chunk-batch.js';
-import { DELTA_CONTENT_TYPE, DELTA_RECORD_OVERHEAD, encodeDeltaRequest, type DeltaPair } from '../wire/chunk-delta.js';
+import {
+  DELTA_CONTENT_TYPE,
+  DELTA_RECORD_OVERHEAD,
+  encodeDeltaRequest,
+  type DeltaPair,
+} from '../wire/chunk-delta.js';
 import { explainRefusal, type ReaderRole } from './refusal.js';
 
 /** URL paths of a repository: depotsync's read API, or a plain TUF layout (the conformance suite). */
@@ -59,14 +64,25 @@ export class ReadClient implements MetadataSource {
   /** TUF metadata by its consistent-snapshot file name, at most `maxBytes`; a 404 is 'not-found'. */
   async fetch(name: string, maxBytes: number): Promise<Uint8Array> {
     checkMetadataFileName(name);
-    return this.explained(this.http.getBytes(this.layout.metadata(name), { maxBytes, what: `metadata ${name} from ${this.name}` }));
+    return this.explained(
+      this.http.getBytes(this.layout.metadata(name), {
+        maxBytes,
+        what: `metadata ${name} from ${this.name}`,
+      }),
+    );
   }
 
   /** TUF metadata with the response's headers (the read API's hints ride on `timestamp.json`). */
-  async metadataWithHeaders(name: string, maxBytes: number): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders }> {
+  async metadataWithHeaders(
+    name: string,
+    maxBytes: number,
+  ): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders }> {
     checkMetadataFileName(name);
     try {
-      const res = await this.http.getStream(this.layout.metadata(name), { maxBytes, what: `metadata ${name} from ${this.name}` });
+      const res = await this.http.getStream(this.layout.metadata(name), {
+        maxBytes,
+        what: `metadata ${name} from ${this.name}`,
+      });
       const parts: Buffer[] = [];
       for await (const piece of res.body) parts.push(piece as Buffer);
       return { bytes: Buffer.concat(parts), headers: res.headers };
@@ -116,7 +132,11 @@ export class ReadClient implements MetadataSource {
    * `POST /v1/chunks/delta` for `pairs` (src/wire/chunk-delta.ts). `targetLengths` bound the answer:
    * no answer is longer than every chunk sent whole with the largest record header (endless data).
    */
-  delta(pairs: readonly DeltaPair[], targetLengths: readonly number[], signal: AbortSignal): Promise<StreamResponse> {
+  delta(
+    pairs: readonly DeltaPair[],
+    targetLengths: readonly number[],
+    signal: AbortSignal,
+  ): Promise<StreamResponse> {
     return this.explained(
       this.http.request('POST', '/v1/chunks/delta', {
         headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
@@ -131,7 +151,11 @@ export class ReadClient implements MetadataSource {
   /** Round trip of the public `GET /healthz`, in milliseconds. */
   async probe(signal?: AbortSignal): Promise<number> {
     const t0 = performance.now();
-    await this.http.getBytes('/healthz', { maxBytes: 64 * 1024, what: `health probe of ${this.name}`, ...(signal ? { signal } : {}) });
+    await this.http.getBytes('/healthz', {
+      maxBytes: 64 * 1024,
+      what: `health probe of ${this.name}`,
+      ...(signal ? { signal } : {}),
+    });
     return performance.now() - t0;
   }
 

@@ -50,8 +50,12 @@ function refusalHint(why: string, role: ReaderRole): string {
 export function explainRefusal(e: unknown, role: ReaderRole, refused: string): unknown {
   if (!(e instanceof HttpError) || (e.status !== 401 && e.status !== 403)) return e;
   const why = e.serverCode ?? (e.status === 401 ? 'unauthorized' : 'forbidden');
-  return new DepotsyncError(e.status === 401 ? 'unauthorized' : 'forbidden', `${refused}: ${why} (${e.message})`, {
-    hint: refusalHint(why, role),
-    cause: e,
-  });
+  return new DepotsyncError(
+    e.status === 401 ? 'unauthorized' : 'forbidden',
+    `${refused}: ${why} (${e.message})`,
+    {
+      hint: refusalHint(why, role),
+      cause: e,
+    },
+  );
 }

@@ -18,14 +18,27 @@ export function verifiedChunk(id: string, data: Uint8Array): ChunkInput | undefi
  * from its chunk list and refused it unless the root is the one the catalog signed, so proving each
  * leaf again per chunk would check the same thing a second time.
  */
-export function checkChunk(need: { id: string; length: number }, data: Uint8Array, source: string): ChunkInput {
-  const hint = 'the source serves damaged or forged content; the chunk is asked for again or from another source';
+export function checkChunk(
+  need: { id: string; length: number },
+  data: Uint8Array,
+  source: string,
+): ChunkInput {
+  const hint =
+    'the source serves damaged or forged content; the chunk is asked for again or from another source';
   if (data.length !== need.length) {
-    throw new DepotsyncError('hash-mismatch', `chunk ${need.id} from ${source}: ${data.length} bytes, the manifest lists ${need.length}`, { hint });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `chunk ${need.id} from ${source}: ${data.length} bytes, the manifest lists ${need.length}`,
+      { hint },
+    );
   }
   const chunk = hashedChunk(data);
   if (!digestEquals(chunk.id, need.id)) {
-    throw new DepotsyncError('hash-mismatch', `chunk ${need.id} from ${source}: its bytes hash to ${chunk.id}; not written`, { hint });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `chunk ${need.id} from ${source}: its bytes hash to ${chunk.id}; not written`,
+      { hint },
+    );
   }
   return chunk;
 }

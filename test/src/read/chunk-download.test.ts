@@ -5,7 +5,12 @@ import { blake3Hex } from '../../../src/hash/blake3.js';
 import { silentLogger } from '../../../src/log.js';
 import type { StreamResponse } from '../../../src/net/client.js';
 import { HttpError } from '../../../src/net/http-error.js';
-import { downloadChunks, type ChunkSource, type ChunkWant, type DownloadOptions } from '../../../src/read/chunk-download.js';
+import {
+  downloadChunks,
+  type ChunkSource,
+  type ChunkWant,
+  type DownloadOptions,
+} from '../../../src/read/chunk-download.js';
 import { explainRefusal, fatalRefusal } from '../../../src/read/refusal.js';
 import { SizedBufferPool } from '../../../src/store/buffer-pool.js';
 import { encodeRecordHeader } from '../../../src/wire/chunk-batch.js';
@@ -61,7 +66,11 @@ function source(name: string, b: Behaviour = {}): ChunkSource & { asked: string[
       for (let at = 0; at < wire.length; at += 4096) pieces.push(wire.subarray(at, at + 4096));
       const body = b.stall ? new Readable({ read() {} }) : Readable.from(pieces, { objectMode: false });
       if (b.stall) body.push(pieces[0]);
-      signal.addEventListener('abort', () => body.destroy(new DepotsyncError('network', `${name}: aborted`)), { once: true });
+      signal.addEventListener(
+        'abort',
+        () => body.destroy(new DepotsyncError('network', `${name}: aborted`)),
+        { once: true },
+      );
       return { status: 200, headers: {}, body };
     },
   };
@@ -162,7 +171,11 @@ describe('chunk download engine', () => {
 
   it('after its last attempt a source fails; with none left the download ends with its error', async () => {
     const a = source('a', { cut: { records: 1, times: 100 } });
-    const { p, failed } = run([a], { attempts: 2, retryable: (e) => isDepotsyncError(e, 'truncated'), sleep: async () => undefined });
+    const { p, failed } = run([a], {
+      attempts: 2,
+      retryable: (e) => isDepotsyncError(e, 'truncated'),
+      sleep: async () => undefined,
+    });
     const e = await p.catch((x: unknown) => x);
     expect(isDepotsyncError(e, 'truncated')).toBe(true);
     expect(failed.map((f) => f.source)).toEqual(['a']);
@@ -202,7 +215,8 @@ describe('chunk download engine', () => {
     const a = source('a', { corrupt: new Set(NEEDS.map((n) => n.id)) });
     const b = source('b', { refuse: new DepotsyncError('network', 'connection refused') });
     const { p } = run([a, b], {
-      exhausted: (left, failed) => new DepotsyncError('network', `${left.length} left; ${[...failed.keys()].join(', ')} failed`),
+      exhausted: (left, failed) =>
+        new DepotsyncError('network', `${left.length} left; ${[...failed.keys()].join(', ')} failed`),
     });
     const e = await p.catch((x: unknown) => x);
     expect((e as Error).message).toMatch(/left; a, b failed/);
