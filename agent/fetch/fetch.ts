@@ -140,13 +140,12 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       attempts: 1,
       fatal: (e) => fatalRefusal(e) !== undefined,
       exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
-      // One staging write (and cache commit, on failure) per group.
       deliverBytes: DELIVER_BYTES,
       deliver: async (group) => {
         await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
         for (const g of group) staged.add(g.need.id);
       },
-      onSourceFailed: (s, e) => penalize(s as RemoteSource, e),
+      onSourceFailed: penalize,
       // Recycled receive buffers: fresh memory is faulted in page by page, which is dear (src/store/buffer-pool.ts).
       pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
       log,

@@ -20,10 +20,10 @@ export interface ChunkWant {
   length: number;
 }
 
-export interface DownloadOptions<N extends ChunkWant> {
+export interface DownloadOptions<N extends ChunkWant, S extends ChunkSource = ChunkSource> {
   needs: readonly N[];
   /** In order of preference: a batch goes to the first source that has not failed (failover). */
-  sources: readonly ChunkSource[];
+  sources: readonly S[];
   concurrency: number;
   batchMaxBytes: number;
   batchMaxChunks: number;
@@ -58,7 +58,7 @@ export interface DownloadOptions<N extends ChunkWant> {
     lacking: ReadonlySet<string>,
   ) => unknown;
   /** A source failed (network, slow, oversized, forged content): it is not asked again in this download. */
-  onSourceFailed?: (source: ChunkSource, error: unknown) => void;
+  onSourceFailed?: (source: S, error: unknown) => void;
   /** Each piece of a response as it arrives, before it is decoded (byte counting, bandwidth limit). */
   onPiece?: (bytes: number) => Promise<void> | undefined;
   /** Gather chunks that span network pieces into recycled buffers (given back after `deliver`). */
@@ -95,8 +95,8 @@ class LocalError extends Error {
  * to another source without blaming it (or, when none is left, count as a 'not-found' of that source).
  * Returns chunk bytes delivered per source name.
  */
-export async function downloadChunks<N extends ChunkWant>(
-  o: DownloadOptions<N>,
+export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>(
+  o: DownloadOptions<N, S>,
 ): Promise<Map<string, number>> {
   const bySource = new Map<string, number>();
   const queue: Array<Batch<N>> = planBatches(o.needs, o.batchMaxBytes, o.batchMaxChunks).map((needs) => ({
@@ -114,7 +114,7 @@ export async function downloadChunks<N extends ChunkWant>(
   const exhausted = (b: Batch<N>): unknown => (o.exhausted ?? defaultExhausted)(b.needs, failed, b.lacking);
   const usable = (lacking: ReadonlySet<string>) =>
     o.sources.find((s) => !failed.has(s.name) && !lacking.has(s.name));
-  const fail = (source: ChunkSource, e: unknown) => {
+  const fail = (source: S, e: unknown) => {
     if (failed.has(source.name)) return;
     failed.set(source.name, e);
     controllers.get(source.name)?.abort();
@@ -126,7 +126,7 @@ export async function downloadChunks<N extends ChunkWant>(
   };
 
   /** One request for `needs` to `source`; throws only LocalError (the sink failed). */
-  const attempt = async (needs: readonly N[], source: ChunkSource): Promise<Attempt<N>> => {
+  const attempt = async (needs: readonly N[], source: S): Promise<Attempt<N>> => {
     const ids = needs.map((n) => n.id);
     const byId = new Map(needs.map((n) => [n.id, n]));
     const got: Attempt<N> = { done: new Set(), absent: [] };
@@ -234,7 +234,7 @@ export async function downloadChunks<N extends ChunkWant>(
   };
 
   /** A batch at one source, with its retries; returns what is left for other sources. */
-  const runBatch = async (batch: Batch<N>, source: ChunkSource): Promise<Array<Batch<N>>> => {
+  const runBatch = async (batch: Batch<N>, source: S): Promise<Array<Batch<N>>> => {
     const out: Array<Batch<N>> = [];
     const lacking = new Set([...batch.lacking, source.name]);
     let needs = batch.needs;

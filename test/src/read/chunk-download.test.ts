@@ -76,10 +76,10 @@ function source(name: string, b: Behaviour = {}): ChunkSource & { asked: string[
   };
 }
 
-function run(sources: ChunkSource[], extra: Partial<DownloadOptions<ChunkWant>> = {}) {
+function run(sources: ChunkSource[], extra: Partial<DownloadOptions<ChunkWant, ChunkSource>> = {}) {
   const delivered: string[] = [];
   const failed: Array<{ source: string; error: unknown }> = [];
-  const p = downloadChunks<ChunkWant>({
+  const p = downloadChunks<ChunkWant, ChunkSource>({
     needs: NEEDS,
     sources,
     concurrency: 3,
