@@ -1,10 +1,9 @@
 import type { Manifest } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
+import type { ChunkWant } from '../../src/read/chunk-download.js';
 
-/** One distinct chunk of the package: where it sits in the hash tree and every place it is written. */
-export interface ChunkNeed {
-  id: string;
-  length: number;
+/** One distinct chunk of the package (id and length) and every place it is written. */
+export interface ChunkNeed extends ChunkWant {
   places: Array<{ fileIndex: number; offset: number }>;
 }
 

@@ -1,5 +1,6 @@
 import { decodeManifest, manifestChunks } from '../../src/content/manifest.js';
 import { collectGarbage } from '../../src/gc.js';
+import type { ChunkWant } from '../../src/read/chunk-download.js';
 import type { Logger } from '../../src/log.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { PutResult } from '../../src/store/chunk-store.js';
@@ -15,10 +16,8 @@ export interface SyncStore extends StreamTarget {
   get?(id: string): Promise<Uint8Array>;
 }
 
-export interface ChunkNeed {
-  id: string;
-  length: number;
-}
+/** A chunk the sync lacks: its id and the length its verified manifest lists. */
+export type ChunkNeed = ChunkWant;
 
 /**
  * The chunks that targets of the served or pending generation still lack. Targets found complete
