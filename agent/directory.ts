@@ -9,7 +9,8 @@ import { targetInfoOf } from '../src/tuf/target-info.js';
 import { DEPOT_DIRECTORY_TARGET, decodeDirectory, directoryFromTarget, encodeDirectory, EMPTY_DIRECTORY, type DepotDirectory } from '../src/wire/depot-directory.js';
 import { Fields } from '../src/wire/decode.js';
 import { checkAgainstSeen } from './fetch/catalog.js';
-import { fatalRefusal, type RemoteSource, type Source } from './fetch/remote.js';
+import { fatalRefusal } from '../src/read/refusal.js';
+import type { RemoteSource, Source } from './fetch/remote.js';
 import { refreshCatalog } from './fetch/validity-window.js';
 import type { AgentStateStore } from './state.js';
 

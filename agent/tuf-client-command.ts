@@ -8,7 +8,8 @@ import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
 import { verifyTargetFile } from './fetch/catalog.js';
-import { RemoteSource, type RemoteLayout } from './fetch/remote.js';
+import type { RemoteLayout } from '../src/read/client.js';
+import { RemoteSource } from './fetch/remote.js';
 
 /**
  * The TUF conformance suite's client-under-test CLI (theupdateframework/tuf-conformance, CLIENT-CLI.md):

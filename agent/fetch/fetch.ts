@@ -8,10 +8,16 @@ import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
 import type { AgentStateStore } from '../state.js';
 import { readCached, trimCache } from './cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
-import { downloadChunks, planChunks, verifyChunk, type ChunkNeed } from './chunks.js';
-import { fatalRefusal, type RemoteSource, type Source } from './remote.js';
+import { downloadChunks } from '../../src/read/chunk-download.js';
+import { fatalRefusal } from '../../src/read/refusal.js';
+import { checkChunk } from '../../src/read/verify.js';
 import { SizedBufferPool } from '../../src/store/buffer-pool.js';
+import { noSourceLeft, planChunks, type ChunkNeed } from './chunks.js';
+import type { RemoteSource, Source } from './remote.js';
 import { checkOutput, checkOutputParent, openFileSink, salvageStaging, Staging, type OpenSink } from './staging.js';
+
+/** Verified chunks are handed to the staging writer in groups of about this many bytes. */
+const DELIVER_BYTES = 4 * 1024 * 1024;
 
 /** A staging folder without an owner file, untouched this long, belongs to a fetch that was killed. */
 const STALE_STAGING_MS = 60 * 60_000;
@@ -121,21 +127,22 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       progress(chunks.reduce((s, { need }) => s + need.length * need.places.length, 0));
     };
     o.onProgress?.(0, m.totalBytes);
-    const fromCache = cache ? await readCached(cache, needs, (need, data) => verifyChunk(need, data, 'the local cache'), (need, data) => writePlaces([{ need, data }]), log) : new Set<string>();
+    const fromCache = cache ? await readCached(cache, needs, (need, data) => checkChunk(need, data, 'the local cache'), (need, data) => writePlaces([{ need, data }]), log) : new Set<string>();
+    const sources = remotes.slice(index);
+    // Fail over at once: a source that errs, stalls or forges is penalised and the next one asked.
     const bySource = await downloadChunks({
       needs: needs.filter((n) => !fromCache.has(n.id)),
-      sources: remotes.slice(index),
+      sources,
       concurrency: settings.concurrency,
       batchMaxBytes: settings.batchMaxBytes,
       batchMaxChunks: settings.batchMaxChunks,
       requestTimeoutMs: settings.requestTimeoutMs,
-      verify: (need, data, source) => verifyChunk(need, data, source),
-      deliver: async (group, release) => {
-        try {
-          await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
-        } finally {
-          release();
-        }
+      attempts: 1,
+      fatal: (e) => fatalRefusal(e) !== undefined,
+      exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
+      deliverBytes: DELIVER_BYTES,
+      deliver: async (group) => {
+        await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
         for (const g of group) staged.add(g.need.id);
       },
       onSourceFailed: penalize,

@@ -5,7 +5,8 @@ import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { BundlePair } from '../../src/content/delta-pairs.js';
 import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection, rebuildChunk } from '../../src/wire/chunk-delta.js';
 import { readBase, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
-import { openChunkStream, verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
+import { verifiedChunk } from '../../src/read/verify.js';
+import { openChunkStream, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
 
