@@ -25,7 +25,8 @@ export async function hashFile(path: string, opts: HashFileOptions = {}): Promis
   // Checked here, not with src/config's helpers: src/config reads settings through the content parser,
   // and content hashes, so that import would make the folders depend on each other.
   if (!Number.isInteger(readBytes) || readBytes < 4096 || readBytes > 1 << 30) {
-    throw new DepotsyncError('bad-input', `hashFile: readBytes must be an integer from 4096 to ${1 << 30}, got ${JSON.stringify(readBytes)}`);
+    const got = JSON.stringify(readBytes);
+    throw new DepotsyncError('bad-input', `hashFile: readBytes must be an integer from 4096 to ${1 << 30}, got ${got}`);
   }
   let fh: FileHandle;
   try {

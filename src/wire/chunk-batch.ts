@@ -36,9 +36,14 @@ export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: nu
   if (ids.length > maxIds) throw new DepotsyncError('too-large', `${what}: ids: ${ids.length} ids, limit ${maxIds}`);
   const problems: string[] = [];
   ids.forEach((id: unknown, i) => {
-    if (typeof id !== 'string' || !CHUNK_ID.test(id)) problems.push(`ids[${i}] is not a chunk id (64 lower-case hex digits)`);
+    if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
+      problems.push(`ids[${i}] is not a chunk id (64 lower-case hex digits)`);
+    }
   });
-  if (problems.length) throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
+  if (problems.length) {
+    const more = problems.length > 5 ? ` (and ${problems.length - 5} more)` : '';
+    throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${more}`);
+  }
   return ids as string[];
 }
 

@@ -82,7 +82,9 @@ export function statusSignedBytes(signed: StatusFileSigned): Buffer {
 export function encodeStatusFile(signed: StatusFileSigned, sign: (data: Buffer) => Buffer): Buffer {
   // Canonical JSON has no form for control characters: an error message's line breaks become spaces.
   const { lastError } = signed.report;
-  if (lastError !== undefined) signed = { ...signed, report: { ...signed.report, lastError: lastError.replace(/[\u0000-\u001f]/g, ' ') } };
+  if (lastError !== undefined) {
+    signed = { ...signed, report: { ...signed.report, lastError: lastError.replace(/[\u0000-\u001f]/g, ' ') } };
+  }
   return Buffer.from(`${JSON.stringify({ signed, signature: sign(statusSignedBytes(signed)).toString('base64') })}\n`);
 }
 
