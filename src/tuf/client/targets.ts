@@ -1,4 +1,5 @@
 import type { Snapshot, Targets } from '@tufjs/models';
+import type { DelegatedRole } from '@tufjs/models/dist/role.js';
 import { own } from '../codec.js';
 import { metaError, isTopLevelRole, type MetaContext } from '../context.js';
 import { targetPathHash } from '../hashbins.js';
@@ -59,18 +60,68 @@ export function delegatedRoleNames(delegator: Targets): string[] {
   return d.succinctRoles ? [...d.succinctRoles.getRoles()] : [];
 }
 
-/** The roles `delegator` delegates `path` to, in order, each with its `terminating` flag. */
-export function rolesForTarget(delegator: Targets, path: string): { role: string; terminating: boolean }[] {
-  return delegator.delegations ? [...delegator.delegations.rolesForTarget(path)] : [];
+/** Per delegator: roles by hash prefix (the bins of a big catalog), so a lookup does not scan them all. */
+interface RoleIndex {
+  readonly byPrefix: Map<string, number[]>;
+  readonly prefixLengths: number[];
+  readonly byPattern: number[];
+  readonly roles: readonly DelegatedRole[];
 }
 
-/** Identity of a delegation's keys and threshold: a copy verified under other keys is not current. */
-export function roleKeysId(k: RoleKeys): string {
-  const keys = k.keyids.map((id) => {
-    const key = own(k.keys as Record<string, RoleKeys['keys'][string]>, id);
-    return `${id}=${key ? `${key.keyType}/${key.scheme}/${key.keyVal.public}` : ''}`;
+const indexes = new WeakMap<Targets, RoleIndex>();
+
+function roleIndex(delegator: Targets): RoleIndex {
+  let index = indexes.get(delegator);
+  if (index) return index;
+  const roles = Object.values(delegator.delegations?.roles ?? {});
+  const byPrefix = new Map<string, number[]>();
+  const byPattern: number[] = [];
+  roles.forEach((r, i) => {
+    if (r.paths) byPattern.push(i);
+    for (const p of r.pathHashPrefixes ?? []) {
+      const list = byPrefix.get(p);
+      if (list) list.push(i);
+      else byPrefix.set(p, [i]);
+    }
   });
-  return `${k.threshold}|${keys.join(',')}`;
+  const prefixLengths = [...new Set([...byPrefix.keys()].map((p) => p.length))];
+  index = { byPrefix, prefixLengths, byPattern, roles };
+  indexes.set(delegator, index);
+  return index;
+}
+
+/** The roles `delegator` delegates `path` to, in its order, each with its `terminating` flag. */
+export function rolesForTarget(delegator: Targets, path: string): { role: string; terminating: boolean }[] {
+  const d = delegator.delegations;
+  if (!d) return [];
+  if (d.succinctRoles) return [{ role: d.succinctRoles.getRoleForTarget(path), terminating: true }];
+  const index = roleIndex(delegator);
+  const hits = new Set<number>();
+  if (index.prefixLengths.length) {
+    const hash = targetPathHash(path);
+    for (const len of index.prefixLengths) for (const i of index.byPrefix.get(hash.slice(0, len)) ?? []) hits.add(i);
+  }
+  for (const i of index.byPattern) if (index.roles[i]!.isDelegatedPath(path)) hits.add(i);
+  return [...hits].sort((a, b) => a - b).map((i) => ({ role: index.roles[i]!.name, terminating: index.roles[i]!.terminating }));
+}
+
+const keyIds = new WeakMap<Targets, Map<string, string | undefined>>();
+
+/**
+ * Identity of the keys and threshold `delegator` gives role `name` (undefined: not delegated). A copy
+ * verified under other keys is not current. Cached per delegator: a catalog lookup asks per target.
+ */
+export function delegationKeysId(delegator: Targets, name: string): string | undefined {
+  let cache = keyIds.get(delegator);
+  if (!cache) keyIds.set(delegator, (cache = new Map()));
+  if (cache.has(name)) return cache.get(name);
+  const k = delegatedRoleKeys(delegator, name);
+  const id = k && `${k.threshold}|${k.keyids.map((kid) => {
+    const key = own(k.keys as Record<string, RoleKeys['keys'][string]>, kid);
+    return `${kid}=${key ? `${key.keyType}/${key.scheme}/${key.keyVal.public}` : ''}`;
+  }).join(',')}`;
+  cache.set(name, id);
+  return id;
 }
 
 /**

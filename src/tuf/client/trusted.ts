@@ -8,7 +8,7 @@ import { topRoleKeys, type Verified } from './checks.js';
 import type { ClientLimits } from './options.js';
 import { finishRootWalk, trustRoot, verifyNextRoot } from './root.js';
 import { checkFinalSnapshot, loadStoredSnapshot, snapshotMaxBytes, verifySnapshot } from './snapshot.js';
-import { binDelegation, delegatedRoleKeys, delegatedRoleNames, roleKeysId, rolesForTarget, verifyTargetsRole } from './targets.js';
+import { binDelegation, delegatedRoleKeys, delegatedRoleNames, delegationKeysId, rolesForTarget, verifyTargetsRole } from './targets.js';
 import { loadStoredTimestamp, verifyTimestamp } from './timestamp.js';
 
 /**
@@ -157,8 +157,7 @@ export class TrustedMetadata {
     const e = this.delegated.get(delegationKey(name, parent));
     if (!e || e.v.md.signed.version !== this.expectedVersion(name)) return false;
     const d = this.delegator(parent);
-    const keys = d && delegatedRoleKeys(d, name);
-    return !!keys && roleKeysId(keys) === e.keysId;
+    return !!d && delegationKeysId(d, name) === e.keysId;
   }
 
   /** 5.6 for a delegated role, verified with the keys and threshold `parent` delegates it with. */
@@ -173,7 +172,7 @@ export class TrustedMetadata {
       bin: binDelegation(d, name),
       file: this.fileName(name),
     });
-    this.delegated.set(delegationKey(name, parent), { name, v, keysId: roleKeysId(keys) });
+    this.delegated.set(delegationKey(name, parent), { name, v, keysId: delegationKeysId(d, name)! });
   }
 
   /** The bin a target path belongs to, per targets.json's delegations (the first one that matches). */

@@ -61,6 +61,17 @@ describe('TufClient: key types', () => {
     await rejects(c.refresh(), 'bad-signature', /^root metadata 3.root.json: threshold not met: 1 of 2/);
   });
 
+  it('takes a keyid as a name (like python-tuf, TAP 12): a key under a keyid that is not its hash verifies', async () => {
+    const repo = new SpecRepo();
+    const k = makeKey('ecdsa');
+    const named = { ...k, keyid: 'my-ecdsa-key' };
+    repo.delegate('targets', { name: 'r', keys: [named], paths: ['*'] });
+    repo.addTarget('r', 'f', 'x');
+    repo.publish();
+    const c = await client(repo);
+    expect(await c.getTarget('f')).toMatchObject({ length: 1 });
+  });
+
   it('names an unsupported key type or scheme in the error, and uses the other keys', async () => {
     const repo = new SpecRepo();
     const odd = makeKey();
