@@ -61,7 +61,8 @@ async function init(dir: string, rootFile: string, log: Logger): Promise<void> {
 async function withClient<T>(dir: string, url: string, log: Logger, fn: (client: TufClient) => Promise<T>): Promise<T> {
   const source = metadataSource(url, log);
   try {
-    const client = await TufClient.open({ source, store: new DirectoryTrustedStore(dir), logger: log, requireConsistentSnapshot: false });
+    const store = new DirectoryTrustedStore(dir);
+    const client = await TufClient.open({ source, store, logger: log, requireConsistentSnapshot: false });
     await client.refresh({ bins: 'none' });
     return await fn(client);
   } finally {
@@ -106,9 +107,12 @@ async function download(o: { dir: string; url: string; name: string; baseUrl: st
 /** The signed length, and every listed hash (an unknown algorithm refuses the file). */
 function checkTargetFile(bytes: Uint8Array, target: TargetInfo, what: string): void {
   if (bytes.length !== target.length) {
-    throw new DepotsyncError('hash-mismatch', `${what}: ${bytes.length} bytes, but the signed metadata says ${target.length}`);
+    const says = `the signed metadata says ${target.length}`;
+    throw new DepotsyncError('hash-mismatch', `${what}: ${bytes.length} bytes, but ${says}`);
   }
-  if (!Object.keys(target.hashes).length) throw new DepotsyncError('bad-metadata', `${what}: the signed metadata lists no hash for it`);
+  if (!Object.keys(target.hashes).length) {
+    throw new DepotsyncError('bad-metadata', `${what}: the signed metadata lists no hash for it`);
+  }
   checkHashes(bytes, target.hashes, what, 'the signed targets metadata');
 }
 

@@ -24,8 +24,18 @@ interface Scheme {
 
 const SCHEMES: Readonly<Record<string, Scheme>> = {
   ed25519: { keytypes: ['ed25519'], kind: 'ed25519', digest: null },
-  'ecdsa-sha2-nistp256': { keytypes: ['ecdsa', 'ecdsa-sha2-nistp256'], kind: 'ecdsa', digest: 'sha256', curve: 'prime256v1' },
-  'ecdsa-sha2-nistp384': { keytypes: ['ecdsa', 'ecdsa-sha2-nistp384'], kind: 'ecdsa', digest: 'sha384', curve: 'secp384r1' },
+  'ecdsa-sha2-nistp256': {
+    keytypes: ['ecdsa', 'ecdsa-sha2-nistp256'],
+    kind: 'ecdsa',
+    digest: 'sha256',
+    curve: 'prime256v1',
+  },
+  'ecdsa-sha2-nistp384': {
+    keytypes: ['ecdsa', 'ecdsa-sha2-nistp384'],
+    kind: 'ecdsa',
+    digest: 'sha384',
+    curve: 'secp384r1',
+  },
   ...Object.fromEntries(
     ['sha224', 'sha256', 'sha384', 'sha512'].flatMap((h) => [
       [`rsassa-pss-${h}`, { keytypes: ['rsa'], kind: 'rsa-pss', digest: h }],
@@ -57,25 +67,41 @@ export function verifyKeyOf(key: Pick<Key, 'keyType' | 'scheme' | 'keyVal'>): Ve
   const hit = keyCache.get(cacheId);
   if (hit) return hit;
   const scheme = Object.prototype.hasOwnProperty.call(SCHEMES, key.scheme) ? SCHEMES[key.scheme] : undefined;
-  if (!scheme) throw new UnsupportedKeyError(`unsupported signature scheme ${JSON.stringify(key.scheme)} (key type ${JSON.stringify(key.keyType)})`);
+  if (!scheme)
+    throw new UnsupportedKeyError(
+      `unsupported signature scheme ${JSON.stringify(key.scheme)} (key type ${JSON.stringify(key.keyType)})`,
+    );
   if (!scheme.keytypes.includes(key.keyType)) {
-    throw new UnsupportedKeyError(`unsupported key type ${JSON.stringify(key.keyType)} for scheme ${JSON.stringify(key.scheme)}`);
+    throw new UnsupportedKeyError(
+      `unsupported key type ${JSON.stringify(key.keyType)} for scheme ${JSON.stringify(key.scheme)}`,
+    );
   }
   if (typeof pub !== 'string') throw new UnsupportedKeyError(`${key.keyType} key without keyval.public`);
   let obj: KeyObject;
   try {
     if (scheme.kind === 'ed25519') {
       if (!/^[0-9a-f]{64}$/.test(pub)) throw new Error('keyval.public must be 64 lowercase hex digits');
-      obj = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub, 'hex').toString('base64url') }, format: 'jwk' });
+      obj = createPublicKey({
+        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub, 'hex').toString('base64url') },
+        format: 'jwk',
+      });
     } else {
       obj = createPublicKey({ key: pub, format: 'pem' }); // SubjectPublicKeyInfo PEM, as securesystemslib writes
     }
   } catch (e) {
-    throw new UnsupportedKeyError(`${key.keyType}/${key.scheme} public key does not parse: ${(e as Error).message}`, e);
+    throw new UnsupportedKeyError(
+      `${key.keyType}/${key.scheme} public key does not parse: ${(e as Error).message}`,
+      e,
+    );
   }
   const want = scheme.kind === 'ed25519' ? 'ed25519' : scheme.kind === 'ecdsa' ? 'ec' : 'rsa';
-  if (obj.asymmetricKeyType !== want || (scheme.curve && obj.asymmetricKeyDetails?.namedCurve !== scheme.curve)) {
-    throw new UnsupportedKeyError(`${key.scheme} key holds a ${obj.asymmetricKeyType} ${obj.asymmetricKeyDetails?.namedCurve ?? ''} public key`.trimEnd());
+  if (
+    obj.asymmetricKeyType !== want ||
+    (scheme.curve && obj.asymmetricKeyDetails?.namedCurve !== scheme.curve)
+  ) {
+    throw new UnsupportedKeyError(
+      `${key.scheme} key holds a ${obj.asymmetricKeyType} ${obj.asymmetricKeyDetails?.namedCurve ?? ''} public key`.trimEnd(),
+    );
   }
   const out = { obj, scheme };
   if (keyCache.size >= 4096) keyCache.clear();
@@ -84,17 +110,28 @@ export function verifyKeyOf(key: Pick<Key, 'keyType' | 'scheme' | 'keyVal'>): Ve
 }
 
 /** One signature over `data` by a TUF key (hex-encoded signature, as in TUF metadata). */
-export function verifySignature(key: Pick<Key, 'keyType' | 'scheme' | 'keyVal'>, data: Buffer, sigHex: string): boolean {
+export function verifySignature(
+  key: Pick<Key, 'keyType' | 'scheme' | 'keyVal'>,
+  data: Buffer,
+  sigHex: string,
+): boolean {
   const { obj, scheme } = verifyKeyOf(key);
   if (!/^(?:[0-9a-f]{2})+$/.test(sigHex)) return false;
   const sig = Buffer.from(sigHex, 'hex');
   try {
     if (scheme.kind === 'rsa-pss') {
       // Salt length as the signer chose it (securesystemslib signs with the digest length).
-      return cryptoVerify(scheme.digest, data, { key: obj, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig);
+      return cryptoVerify(
+        scheme.digest,
+        data,
+        { key: obj, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        sig,
+      );
     }
-    if (scheme.kind === 'rsa-pkcs1') return cryptoVerify(scheme.digest, data, { key: obj, padding: constants.RSA_PKCS1_PADDING }, sig);
-    if (scheme.kind === 'ecdsa') return cryptoVerify(scheme.digest, data, { key: obj, dsaEncoding: 'der' }, sig);
+    if (scheme.kind === 'rsa-pkcs1')
+      return cryptoVerify(scheme.digest, data, { key: obj, padding: constants.RSA_PKCS1_PADDING }, sig);
+    if (scheme.kind === 'ecdsa')
+      return cryptoVerify(scheme.digest, data, { key: obj, dsaEncoding: 'der' }, sig);
     return sig.length === 64 && cryptoVerify(null, data, obj, sig);
   } catch {
     return false; // malformed DER or wrong length: not a valid signature
@@ -120,11 +157,20 @@ export function verifyThreshold(env: Envelope, role: RoleKeys): string[] {
   const { ctx } = env;
   if (!Number.isSafeInteger(role.threshold) || role.threshold < 1) {
     // A threshold of 0 would accept unsigned metadata.
-    throw metaError('bad-metadata', ctx, `the delegating role's threshold must be a positive integer, got ${JSON.stringify(role.threshold)}`);
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      `the delegating role's threshold must be a positive integer, got ${JSON.stringify(role.threshold)}`,
+    );
   }
   const seen = new Set<string>();
   for (const s of env.signatures) {
-    if (seen.has(s.keyid)) throw metaError('bad-metadata', ctx, `two signatures carry keyid ${short(s.keyid)}; a keyid may sign once`);
+    if (seen.has(s.keyid))
+      throw metaError(
+        'bad-metadata',
+        ctx,
+        `two signatures carry keyid ${short(s.keyid)}; a keyid may sign once`,
+      );
     seen.add(s.keyid);
   }
   const listed = new Set(role.keyids);
@@ -135,7 +181,10 @@ export function verifyThreshold(env: Envelope, role: RoleKeys): string[] {
   const unsupported: string[] = [];
   let duplicates = 0;
   for (const s of env.signatures) {
-    const key = listed.has(s.keyid) && Object.prototype.hasOwnProperty.call(role.keys, s.keyid) ? role.keys[s.keyid] : undefined;
+    const key =
+      listed.has(s.keyid) && Object.prototype.hasOwnProperty.call(role.keys, s.keyid)
+        ? role.keys[s.keyid]
+        : undefined;
     if (!key) {
       unknown.push(s.keyid);
       continue;
@@ -163,15 +212,31 @@ export function verifyThreshold(env: Envelope, role: RoleKeys): string[] {
   if (counted.size >= role.threshold) return [...counted];
 
   const details: string[] = [];
-  if (unsupported.length) details.push(`${plural(unsupported.length, 'key')} not usable (${unsupported.join('; ')})`);
-  if (invalid.length) details.push(`${plural(invalid.length, 'invalid signature')} by ${invalid.map(short).join(', ')}`);
-  if (unknown.length) details.push(`${plural(unknown.length, 'signature')} by unknown key${unknown.length === 1 ? '' : 's'} ${unknown.map(short).join(', ')}`);
+  if (unsupported.length)
+    details.push(`${plural(unsupported.length, 'key')} not usable (${unsupported.join('; ')})`);
+  if (invalid.length)
+    details.push(`${plural(invalid.length, 'invalid signature')} by ${invalid.map(short).join(', ')}`);
+  if (unknown.length)
+    details.push(
+      `${plural(unknown.length, 'signature')} by unknown key${unknown.length === 1 ? '' : 's'} ${unknown.map(short).join(', ')}`,
+    );
   if (duplicates) details.push(`${plural(duplicates, 'signature')} by an already counted key counted once`);
   if (!env.signatures.length) details.push('no signatures');
-  const code: ErrorCode = invalid.length ? 'bad-signature' : unsupported.length ? 'bad-metadata' : counted.size === 0 && unknown.length ? 'unknown-key' : 'threshold-not-met';
-  throw metaError(code, ctx, `threshold not met: ${counted.size} of ${role.threshold} valid signatures (${details.join('; ')})`, {
-    hint: unsupported.length
-      ? `this client verifies ${SUPPORTED_SCHEMES.join(', ')}`
-      : 'the metadata was not signed by the keys the trusted root names; it may be forged or from another repository',
-  });
+  const code: ErrorCode = invalid.length
+    ? 'bad-signature'
+    : unsupported.length
+      ? 'bad-metadata'
+      : counted.size === 0 && unknown.length
+        ? 'unknown-key'
+        : 'threshold-not-met';
+  throw metaError(
+    code,
+    ctx,
+    `threshold not met: ${counted.size} of ${role.threshold} valid signatures (${details.join('; ')})`,
+    {
+      hint: unsupported.length
+        ? `this client verifies ${SUPPORTED_SCHEMES.join(', ')}`
+        : 'the metadata was not signed by the keys the trusted root names; it may be forged or from another repository',
+    },
+  );
 }

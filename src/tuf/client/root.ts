@@ -61,7 +61,12 @@ export function verifyNextRoot(trusted: Verified<Root>, bytes: Uint8Array, file:
  * `{N}.role.json`), and the caller must forget the
  * trusted timestamp and snapshot if their keys changed (fast-forward attack recovery).
  */
-export function finishRootWalk(start: Root, final: Verified<Root>, now: Date, requireConsistentSnapshot = true): { onlineKeysRotated: boolean } {
+export function finishRootWalk(
+  start: Root,
+  final: Verified<Root>,
+  now: Date,
+  requireConsistentSnapshot = true,
+): { onlineKeysRotated: boolean } {
   const ctx: MetaContext = { role: 'root', file: final.file };
   checkExpiry(final.md, ctx, now);
   if (requireConsistentSnapshot && !final.md.signed.consistentSnapshot) {

@@ -17,7 +17,8 @@ export interface TrustedStore {
 
 function checkRole(role: string): string {
   if (typeof role !== 'string' || role.length === 0 || role.length > 200) {
-    throw new DepotsyncError('bad-path', `trusted metadata role ${JSON.stringify(role)} must be a name of 1 to 200 characters`);
+    const what = `trusted metadata role ${JSON.stringify(role)}`;
+    throw new DepotsyncError('bad-path', `${what} must be a name of 1 to 200 characters`);
   }
   return role;
 }
@@ -43,7 +44,7 @@ export class MemoryTrustedStore implements TrustedStore {
 }
 
 /**
- * One folder, `{role}.json` per role (role name quoted) (the layout python-tuf and the conformance suite use), each
+ * One folder, `{role}.json` per role, the name quoted (the layout python-tuf and the conformance suite use), each
  * written atomically; with `keepRootHistory`, every root version also as `{N}.root.json`.
  */
 export class DirectoryTrustedStore implements TrustedStore {

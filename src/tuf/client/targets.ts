@@ -23,13 +23,23 @@ export function checkDelegations(targets: Verified<Targets>, role: string): void
   const d = targets.md.signed.delegations;
   if (!d) return;
   for (const r of Object.values(d.roles ?? {})) {
-    if (!r.name || isTopLevelRole(r.name)) throw metaError('bad-metadata', ctx, `delegated role name ${JSON.stringify(r.name)} is not allowed`);
+    if (!r.name || isTopLevelRole(r.name))
+      throw metaError('bad-metadata', ctx, `delegated role name ${JSON.stringify(r.name)} is not allowed`);
     for (const p of r.pathHashPrefixes ?? []) {
-      if (!/^[0-9a-f]{0,64}$/.test(p)) throw metaError('bad-metadata', ctx, `delegated role ${r.name}: path_hash_prefix ${JSON.stringify(p)} is not lowercase hex`);
+      if (!/^[0-9a-f]{0,64}$/.test(p))
+        throw metaError(
+          'bad-metadata',
+          ctx,
+          `delegated role ${r.name}: path_hash_prefix ${JSON.stringify(p)} is not lowercase hex`,
+        );
     }
   }
   if (d.succinctRoles && isTopLevelRole(d.succinctRoles.namePrefix)) {
-    throw metaError('bad-metadata', ctx, `succinct_roles name_prefix ${JSON.stringify(d.succinctRoles.namePrefix)} is not allowed`);
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      `succinct_roles name_prefix ${JSON.stringify(d.succinctRoles.namePrefix)} is not allowed`,
+    );
   }
 }
 
@@ -41,7 +51,8 @@ export function delegatedRoleKeys(delegator: Targets, name: string): RoleKeys | 
     const r = own(d.roles, name);
     return r ? { keys: d.keys, keyids: r.keyIDs, threshold: r.threshold } : undefined;
   }
-  if (d.succinctRoles?.isDelegatedRole(name)) return { keys: d.keys, keyids: d.succinctRoles.keyIDs, threshold: d.succinctRoles.threshold };
+  if (d.succinctRoles?.isDelegatedRole(name))
+    return { keys: d.keys, keyids: d.succinctRoles.keyIDs, threshold: d.succinctRoles.threshold };
   return undefined;
 }
 
@@ -99,10 +110,13 @@ export function rolesForTarget(delegator: Targets, path: string): { role: string
   const hits = new Set<number>();
   if (index.prefixLengths.length) {
     const hash = targetPathHash(path);
-    for (const len of index.prefixLengths) for (const i of index.byPrefix.get(hash.slice(0, len)) ?? []) hits.add(i);
+    for (const len of index.prefixLengths)
+      for (const i of index.byPrefix.get(hash.slice(0, len)) ?? []) hits.add(i);
   }
   for (const i of index.byPattern) if (index.roles[i]!.isDelegatedPath(path)) hits.add(i);
-  return [...hits].sort((a, b) => a - b).map((i) => ({ role: index.roles[i]!.name, terminating: index.roles[i]!.terminating }));
+  return [...hits]
+    .sort((a, b) => a - b)
+    .map((i) => ({ role: index.roles[i]!.name, terminating: index.roles[i]!.terminating }));
 }
 
 const keyIds = new WeakMap<Targets, Map<string, string | undefined>>();
@@ -116,10 +130,14 @@ export function delegationKeysId(delegator: Targets, name: string): string | und
   if (!cache) keyIds.set(delegator, (cache = new Map()));
   if (cache.has(name)) return cache.get(name);
   const k = delegatedRoleKeys(delegator, name);
-  const id = k && `${k.threshold}|${k.keyids.map((kid) => {
-    const key = own(k.keys as Record<string, RoleKeys['keys'][string]>, kid);
-    return `${kid}=${key ? `${key.keyType}/${key.scheme}/${key.keyVal.public}` : ''}`;
-  }).join(',')}`;
+  const id =
+    k &&
+    `${k.threshold}|${k.keyids
+      .map((kid) => {
+        const key = own(k.keys as Record<string, RoleKeys['keys'][string]>, kid);
+        return `${kid}=${key ? `${key.keyType}/${key.scheme}/${key.keyVal.public}` : ''}`;
+      })
+      .join(',')}`;
   cache.set(name, id);
   return id;
 }
@@ -137,11 +155,17 @@ export function verifyTargetsRole(
   opts: { capBytes: number; now: Date; stored?: boolean; bin?: BinDelegation; file?: string },
 ): Verified<Targets> {
   const meta = own(snapshot.md.signed.meta, `${role}.json`);
-  if (!meta) throw metaError('bad-metadata', { role, file: `${role}.json` }, `not listed in snapshot v${snapshot.md.signed.version}`);
+  if (!meta)
+    throw metaError(
+      'bad-metadata',
+      { role, file: `${role}.json` },
+      `not listed in snapshot v${snapshot.md.signed.version}`,
+    );
   const file = opts.stored ? `stored ${role}.json` : (opts.file ?? `${meta.version}.${role}.json`);
   const ctx: MetaContext = { role, file };
   const maxBytes = Math.min(meta.length ?? opts.capBytes, opts.capBytes);
-  if (bytes.length > maxBytes) throw metaError('too-large', ctx, `${bytes.length} bytes exceeds the limit of ${maxBytes} bytes`);
+  if (bytes.length > maxBytes)
+    throw metaError('too-large', ctx, `${bytes.length} bytes exceeds the limit of ${maxBytes} bytes`);
   checkMetaFile(bytes, meta, ctx, snapshot.file);
   const v = verifyAndDecode(bytes, ctx, 'targets', maxBytes, delegator);
   checkExactVersion(v.md.signed.version, meta.version, ctx, snapshot.file);
@@ -160,11 +184,17 @@ function checkBinTargets(t: Targets, bin: BinDelegation, ctx: MetaContext): void
   for (const [path, target] of Object.entries(t.targets)) {
     const problem = targetPathProblem(path);
     if (problem) throw metaError('bad-path', ctx, `target path ${JSON.stringify(path)} ${problem}`);
-    if (!/^[0-9a-f]{64}$/.test(target.hashes.sha256 ?? '')) throw metaError('bad-metadata', ctx, `target ${JSON.stringify(path)} has no valid sha256 hash`);
-    if (!Number.isSafeInteger(target.length) || target.length < 0) throw metaError('bad-metadata', ctx, `target ${JSON.stringify(path)} has an invalid length`);
+    if (!/^[0-9a-f]{64}$/.test(target.hashes.sha256 ?? ''))
+      throw metaError('bad-metadata', ctx, `target ${JSON.stringify(path)} has no valid sha256 hash`);
+    if (!Number.isSafeInteger(target.length) || target.length < 0)
+      throw metaError('bad-metadata', ctx, `target ${JSON.stringify(path)} has an invalid length`);
     const hash = targetPathHash(path);
     if (!bin.prefixes.some((p) => hash.startsWith(p))) {
-      throw metaError('bad-metadata', ctx, `target ${JSON.stringify(path)} is outside the path_hash_prefixes delegated to ${bin.name}`);
+      throw metaError(
+        'bad-metadata',
+        ctx,
+        `target ${JSON.stringify(path)} is outside the path_hash_prefixes delegated to ${bin.name}`,
+      );
     }
   }
 }

@@ -8,7 +8,14 @@ import { topRoleKeys, type Verified } from './checks.js';
 import type { ClientLimits } from './options.js';
 import { finishRootWalk, trustRoot, verifyNextRoot } from './root.js';
 import { checkFinalSnapshot, loadStoredSnapshot, snapshotMaxBytes, verifySnapshot } from './snapshot.js';
-import { binDelegation, delegatedRoleKeys, delegatedRoleNames, delegationKeysId, rolesForTarget, verifyTargetsRole } from './targets.js';
+import {
+  binDelegation,
+  delegatedRoleKeys,
+  delegatedRoleNames,
+  delegationKeysId,
+  rolesForTarget,
+  verifyTargetsRole,
+} from './targets.js';
 import { loadStoredTimestamp, verifyTimestamp } from './timestamp.js';
 
 /**
@@ -106,7 +113,8 @@ export class TrustedMetadata {
 
   /** 5.6 for targets.json (downloaded, or `stored` from the trusted store). */
   updateTargets(bytes: Uint8Array, now: Date, stored = false): void {
-    this.targetsV = verifyTargetsRole('targets', topRoleKeys(this.rootV.md.signed, 'targets'), this.needSnapshot(), bytes, {
+    const keys = topRoleKeys(this.rootV.md.signed, 'targets');
+    this.targetsV = verifyTargetsRole('targets', keys, this.needSnapshot(), bytes, {
       capBytes: this.limits.targetsMaxBytes,
       now,
       stored,
@@ -187,7 +195,7 @@ export class TrustedMetadata {
    * visited. Returns `{ need }` when a role on the way has to be loaded first (the caller loads it and
    * asks again), else the target (if any) and the role that lists it.
    */
-  findTarget(path: string): { target?: TargetInfo; role?: string; parent?: string; need?: { role: string; parent: string } } {
+  findTarget(path: string): FoundTarget {
     checkTargetPath(path);
     const stack: { role: string; parent: string }[] = [{ role: 'targets', parent: 'root' }];
     const visited = new Set<string>();
@@ -229,6 +237,14 @@ export class TrustedMetadata {
     if (!this.targetsV) throw new DepotsyncError('internal', 'tuf client: no trusted targets yet (refresh first)');
     return this.targetsV;
   }
+}
+
+/** A target search's answer: the target and the role listing it, or a role to load first. */
+export interface FoundTarget {
+  target?: TargetInfo;
+  role?: string;
+  parent?: string;
+  need?: { role: string; parent: string };
 }
 
 const delegationKey = (name: string, parent: string) => `${parent}\u0000${name}`;

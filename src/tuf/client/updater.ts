@@ -84,7 +84,8 @@ export class TufClient {
     const limits = resolveLimits(opts.limits);
     const stored = await opts.store.load('root');
     if (stored) {
-      const trusted = new TrustedMetadata(stored, limits, 'stored root.json', opts.requireConsistentSnapshot ?? true);
+      const strict = opts.requireConsistentSnapshot ?? true;
+      const trusted = new TrustedMetadata(stored, limits, 'stored root.json', strict);
       if (opts.fingerprint && trusted.root.md.signed.version === 1) checkRootFingerprint(stored, opts.fingerprint, 'stored root.json');
       return new TufClient(trusted, opts, limits);
     }
@@ -225,12 +226,15 @@ export class TufClient {
       }
       return found.target;
     }
-    throw new DepotsyncError('internal', `tuf client: the delegation search for ${JSON.stringify(path)} did not settle`);
+    const what = `the delegation search for ${JSON.stringify(path)}`;
+    throw new DepotsyncError('internal', `tuf client: ${what} did not settle`);
   }
 
   private async loadDelegated(role: string, parent: string, now: Date): Promise<void> {
     const t = this.trusted;
-    if (!t.bin(role, parent)) await this.tryStored(role, (bytes) => t.updateDelegated(role, parent, bytes, now, true));
+    if (!t.bin(role, parent)) {
+      await this.tryStored(role, (bytes) => t.updateDelegated(role, parent, bytes, now, true));
+    }
     if (!t.isCurrent(role, parent)) await this.fetchRole(role, now, parent);
   }
 
@@ -284,7 +288,7 @@ export class TufClient {
     if (!this.trusted.targetsIsCurrent()) await this.fetchRole(role, now);
   }
 
-  /** Download a role's metadata as the snapshot names it (`{N}.{role}.json` or `{role}.json`), verify, save. */
+  /** Download a role's metadata under the name the snapshot gives (`{N}.{role}.json`, `{role}.json`). */
   private async fetchRole(role: string, now: Date, parent = 'targets'): Promise<void> {
     const version = this.trusted.expectedVersion(role);
     if (version === undefined) throw new DepotsyncError('bad-metadata', `${role} metadata: not listed in snapshot v${this.generation}`);

@@ -2,7 +2,14 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirectoryTrustedStore, MemoryTrustedStore, rootFingerprint, TufClient, type MetadataSource, type TrustedStore } from '../../../src/tuf/client.js';
+import {
+  DirectoryTrustedStore,
+  MemoryTrustedStore,
+  rootFingerprint,
+  TufClient,
+  type MetadataSource,
+  type TrustedStore,
+} from '../../../src/tuf/client.js';
 import { quoteRoleName, roleFileName } from '../../../src/tuf/context.js';
 import { checkHashes } from '../../../src/tuf/hashes.js';
 import { makeKey, SpecRepo, type KeyKind } from './spec-repo.js';
@@ -35,31 +42,37 @@ async function rejects(p: Promise<unknown>, code: string, message?: RegExp) {
     (e: unknown) => e as Error & { code: string },
   );
   expect(err, 'expected a rejection').toBeDefined();
-  expect({ code: err!.code, message: err!.message }).toMatchObject({ code, ...(message ? { message: expect.stringMatching(message) } : {}) });
+  expect({ code: err!.code, message: err!.message }).toMatchObject({
+    code,
+    ...(message ? { message: expect.stringMatching(message) } : {}),
+  });
 }
 
 const doc = (b: Uint8Array) => JSON.parse(Buffer.from(b).toString());
 
 describe('TufClient: key types', () => {
-  it.each<KeyKind>(['ed25519', 'ecdsa', 'rsa'])('verifies a repository whose every role uses %s keys', async (kind) => {
-    const repo = new SpecRepo(kind);
-    repo.addTarget('targets', 'a/file.txt', 'hello');
-    repo.publish(['targets']);
-    const c = await client(repo);
-    expect(await c.getTarget('a/file.txt')).toMatchObject({ length: 5 });
-    // a new root signed by the old key and a new ECDSA/RSA key of another kind
-    const extra = makeKey(kind === 'rsa' ? 'ecdsa' : 'rsa');
-    repo.top.root.push(extra);
-    repo.publishRoot((s) => ((s.roles as any).root.threshold = 2));
-    expect((await c.refresh()).rootVersion).toBe(2);
-    // the same, with the new key's signature replaced by a plausible but wrong one: refused
-    repo.publishRoot((s) => ((s.roles as any).root.threshold = 2));
-    const bad = doc(repo.roots[2]!);
-    const other = doc(repo.roots[1]!).signatures.find((s: any) => s.keyid === extra.keyid).sig;
-    bad.signatures.find((s: any) => s.keyid === extra.keyid).sig = other;
-    repo.mirror.set('3.root.json', Buffer.from(JSON.stringify(bad)));
-    await rejects(c.refresh(), 'bad-signature', /^root metadata 3.root.json: threshold not met: 1 of 2/);
-  });
+  it.each<KeyKind>(['ed25519', 'ecdsa', 'rsa'])(
+    'verifies a repository whose every role uses %s keys',
+    async (kind) => {
+      const repo = new SpecRepo(kind);
+      repo.addTarget('targets', 'a/file.txt', 'hello');
+      repo.publish(['targets']);
+      const c = await client(repo);
+      expect(await c.getTarget('a/file.txt')).toMatchObject({ length: 5 });
+      // a new root signed by the old key and a new ECDSA/RSA key of another kind
+      const extra = makeKey(kind === 'rsa' ? 'ecdsa' : 'rsa');
+      repo.top.root.push(extra);
+      repo.publishRoot((s) => ((s.roles as any).root.threshold = 2));
+      expect((await c.refresh()).rootVersion).toBe(2);
+      // the same, with the new key's signature replaced by a plausible but wrong one: refused
+      repo.publishRoot((s) => ((s.roles as any).root.threshold = 2));
+      const bad = doc(repo.roots[2]!);
+      const other = doc(repo.roots[1]!).signatures.find((s: any) => s.keyid === extra.keyid).sig;
+      bad.signatures.find((s: any) => s.keyid === extra.keyid).sig = other;
+      repo.mirror.set('3.root.json', Buffer.from(JSON.stringify(bad)));
+      await rejects(c.refresh(), 'bad-signature', /^root metadata 3.root.json: threshold not met: 1 of 2/);
+    },
+  );
 
   it('takes a keyid as a name (like python-tuf, TAP 12): a key under a keyid that is not its hash verifies', async () => {
     const repo = new SpecRepo();
@@ -83,10 +96,13 @@ describe('TufClient: key types', () => {
     repo.publish();
     const c = await client(repo); // the timestamp threshold (1) is met by the ed25519 key
     expect(c.rootVersion).toBe(2);
-    repo.publishRoot((s) => {
-      (s.keys as any)[odd.keyid] = oddJson;
-      (s.roles as any).root = { keyids: [odd.keyid], threshold: 1 };
-    }, [repo.top.root[0]!, { ...odd, sign: () => 'ab' }]);
+    repo.publishRoot(
+      (s) => {
+        (s.keys as any)[odd.keyid] = oddJson;
+        (s.roles as any).root = { keyids: [odd.keyid], threshold: 1 };
+      },
+      [repo.top.root[0]!, { ...odd, sign: () => 'ab' }],
+    );
     await rejects(
       c.refresh(),
       'bad-metadata',
@@ -96,10 +112,13 @@ describe('TufClient: key types', () => {
     const ec = makeKey('ecdsa');
     repo.roots.pop();
     repo.rootVersion--;
-    repo.publishRoot((s) => {
-      (s.keys as any)[ec.keyid] = { ...ec.json, keytype: 'rsa' };
-      (s.roles as any).root = { keyids: [ec.keyid], threshold: 1 };
-    }, [repo.top.root[0]!, ec]);
+    repo.publishRoot(
+      (s) => {
+        (s.keys as any)[ec.keyid] = { ...ec.json, keytype: 'rsa' };
+        (s.roles as any).root = { keyids: [ec.keyid], threshold: 1 };
+      },
+      [repo.top.root[0]!, ec],
+    );
     await rejects(c.refresh(), 'bad-metadata', /unsupported key type "rsa" for scheme "ecdsa-sha2-nistp256"/);
   });
 });
@@ -156,7 +175,11 @@ describe('TufClient: delegations', () => {
     const hp = new SpecRepo();
     const h = sha256hex('file');
     hp.delegate('targets', { name: 'low', keys: [makeKey()], path_hash_prefixes: [h.slice(0, 2)] });
-    hp.delegate('targets', { name: 'other', keys: [makeKey()], path_hash_prefixes: [h[0] === '0' ? '1' : '0'] });
+    hp.delegate('targets', {
+      name: 'other',
+      keys: [makeKey()],
+      path_hash_prefixes: [h[0] === '0' ? '1' : '0'],
+    });
     hp.addTarget('low', 'file', 'x');
     hp.publish();
     const c2 = await client(hp);
@@ -175,7 +198,11 @@ describe('TufClient: delegations', () => {
     repo.role('pair').signers = [k2!];
     repo.publish(['pair']);
     await c.refresh({ bins: 'none' });
-    await rejects(c.getTarget('t'), 'threshold-not-met', /^pair metadata 2.pair.json: threshold not met: 1 of 2 valid signatures/);
+    await rejects(
+      c.getTarget('t'),
+      'threshold-not-met',
+      /^pair metadata 2.pair.json: threshold not met: 1 of 2 valid signatures/,
+    );
   });
 
   it('refuses a delegated role the snapshot does not list, and one signed by the wrong key', async () => {
@@ -196,13 +223,25 @@ describe('TufClient: delegations', () => {
     const dir = await mkdtemp(join(tmpdir(), 'tuf-quote-'));
     try {
       const repo = new SpecRepo();
-      for (const name of ['?', '#', '/abs', '../up']) repo.delegate('targets', { name, keys: [makeKey()], paths: ['*'] });
+      for (const name of ['?', '#', '/abs', '../up'])
+        repo.delegate('targets', { name, keys: [makeKey()], paths: ['*'] });
       repo.publish();
       const counting = new CountingSource(repo.mirror);
       const c = await client(repo, { source: counting, store: new DirectoryTrustedStore(dir) });
       expect(await c.getTarget('nothing')).toBeUndefined();
-      expect(counting.asked).toEqual(expect.arrayContaining(['1.%3F.json', '1.%23.json', '1.%2Fabs.json', '1...%2Fup.json']));
-      expect((await readdir(dir)).sort()).toEqual(['%23.json', '%2Fabs.json', '%3F.json', '..%2Fup.json', 'root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+      expect(counting.asked).toEqual(
+        expect.arrayContaining(['1.%3F.json', '1.%23.json', '1.%2Fabs.json', '1...%2Fup.json']),
+      );
+      expect((await readdir(dir)).sort()).toEqual([
+        '%23.json',
+        '%2Fabs.json',
+        '%3F.json',
+        '..%2Fup.json',
+        'root.json',
+        'snapshot.json',
+        'targets.json',
+        'timestamp.json',
+      ]);
       expect(quoteRoleName("a b!'()*~._-")).toBe('a%20b%21%27%28%29%2A~._-');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -216,10 +255,25 @@ describe('TufClient: hashes and consistent_snapshot', () => {
     const sha512 = createHashHex('sha512', b);
     expect(() => checkHashes(b, { sha512 }, 'f', 'p')).not.toThrow();
     expect(() => checkHashes(b, { sha256: createHashHex('sha256', b), sha512 }, 'f', 'p')).not.toThrow();
-    expect(() => checkHashes(b, { sha256: createHashHex('sha256', b), sha512: createHashHex('sha512', Buffer.from('x')) }, 'f', 'p')).toThrow(
-      expect.objectContaining({ code: 'hash-mismatch', message: expect.stringMatching(/^f: sha512 .* does not match the one in p/) }),
+    expect(() =>
+      checkHashes(
+        b,
+        { sha256: createHashHex('sha256', b), sha512: createHashHex('sha512', Buffer.from('x')) },
+        'f',
+        'p',
+      ),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'hash-mismatch',
+        message: expect.stringMatching(/^f: sha512 .* does not match the one in p/),
+      }),
     );
-    expect(() => checkHashes(b, { md5: 'ab' }, 'f', 'p')).toThrow(expect.objectContaining({ code: 'bad-metadata', message: expect.stringMatching(/"md5" hash, an algorithm this client does not support/) }));
+    expect(() => checkHashes(b, { md5: 'ab' }, 'f', 'p')).toThrow(
+      expect.objectContaining({
+        code: 'bad-metadata',
+        message: expect.stringMatching(/"md5" hash, an algorithm this client does not support/),
+      }),
+    );
   });
 
   it('lists sha512-only targets and verifies sha512-only metadata entries', async () => {
@@ -236,7 +290,11 @@ describe('TufClient: hashes and consistent_snapshot', () => {
     const sig: string = snap.signatures[0].sig;
     snap.signatures[0].sig = (sig[0] === 'a' ? 'b' : 'a') + sig.slice(1);
     repo.mirror.set('2.snapshot.json', Buffer.from(JSON.stringify(snap)));
-    await rejects(c.refresh(), 'hash-mismatch', /^snapshot metadata 2.snapshot.json: sha512 [0-9a-f]{128} does not match the one in timestamp.json/);
+    await rejects(
+      c.refresh(),
+      'hash-mismatch',
+      /^snapshot metadata 2.snapshot.json: sha512 [0-9a-f]{128} does not match the one in timestamp.json/,
+    );
   });
 
   it('requests unversioned names when consistent_snapshot is false; depotsync clients refuse such roots', async () => {
@@ -247,10 +305,21 @@ describe('TufClient: hashes and consistent_snapshot', () => {
     const counting = new CountingSource(repo.mirror);
     const c = await client(repo, { source: counting });
     expect(await c.getTarget('f')).toMatchObject({ length: 3 });
-    expect(counting.asked).toEqual(['2.root.json', 'timestamp.json', 'snapshot.json', 'targets.json', 'del.json']);
+    expect(counting.asked).toEqual([
+      '2.root.json',
+      'timestamp.json',
+      'snapshot.json',
+      'targets.json',
+      'del.json',
+    ]);
     expect(roleFileName('del', 4, false)).toBe('del.json');
     expect(roleFileName('root', 4, false)).toBe('4.root.json');
-    const strict = await TufClient.open({ source: repo.mirror, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(repo.root1), initialRoot: repo.root1 });
+    const strict = await TufClient.open({
+      source: repo.mirror,
+      store: new MemoryTrustedStore(),
+      fingerprint: rootFingerprint(repo.root1),
+      initialRoot: repo.root1,
+    });
     await rejects(strict.refresh(), 'bad-metadata', /consistent_snapshot is false/);
   });
 
@@ -262,8 +331,17 @@ describe('TufClient: hashes and consistent_snapshot', () => {
       d.signatures.push(d.signatures[0]);
       return Buffer.from(JSON.stringify(d));
     });
-    const c = await TufClient.open({ source: repo.mirror, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(repo.root1), initialRoot: repo.root1 });
-    await rejects(c.refresh(), 'bad-metadata', /^snapshot metadata 1.snapshot.json: two signatures carry keyid .*; a keyid may sign once/);
+    const c = await TufClient.open({
+      source: repo.mirror,
+      store: new MemoryTrustedStore(),
+      fingerprint: rootFingerprint(repo.root1),
+      initialRoot: repo.root1,
+    });
+    await rejects(
+      c.refresh(),
+      'bad-metadata',
+      /^snapshot metadata 1.snapshot.json: two signatures carry keyid .*; a keyid may sign once/,
+    );
   });
 });
 

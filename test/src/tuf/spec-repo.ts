@@ -32,7 +32,8 @@ export function makeKey(kind: KeyKind = 'ed25519'): TestKey {
   } else {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     json = { keytype: 'rsa', scheme: 'rsassa-pss-sha256', keyval: { public: pem(publicKey) } };
-    signFn = (d) => sign('sha256', d, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+    signFn = (d) =>
+      sign('sha256', d, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
   }
   const keyid = createHash('sha256').update(canonicalize(json)).digest('hex');
   return { keyid, json, sign: (d) => signFn(d).toString('hex') };
@@ -78,7 +79,12 @@ export class SpecRepo {
     kind: KeyKind = 'ed25519',
     readonly consistent = true,
   ) {
-    this.top = { root: [makeKey(kind)], timestamp: [makeKey(kind)], snapshot: [makeKey(kind)], targets: [makeKey(kind)] };
+    this.top = {
+      root: [makeKey(kind)],
+      timestamp: [makeKey(kind)],
+      snapshot: [makeKey(kind)],
+      targets: [makeKey(kind)],
+    };
     this.roles.set('targets', { version: 1, signers: this.top.targets, targets: {} });
     this.publishRoot();
   }
@@ -96,7 +102,10 @@ export class SpecRepo {
   /** Add a target file to a role (hashes: the algorithms to list). */
   addTarget(role: string, path: string, content: string | Buffer, algos = ['sha256']): void {
     const bytes = Buffer.from(content);
-    this.role(role).targets[path] = { length: bytes.length, hashes: Object.fromEntries(algos.map((a) => [a, sha(a, bytes)])) };
+    this.role(role).targets[path] = {
+      length: bytes.length,
+      hashes: Object.fromEntries(algos.map((a) => [a, sha(a, bytes)])),
+    };
   }
 
   /** Delegate from `parent` (creating the delegated role, signed by its delegation's keys). */
@@ -118,7 +127,9 @@ export class SpecRepo {
 
   envelope(signed: unknown, signers: TestKey[]): Uint8Array {
     const data = Buffer.from(canonicalize(signed));
-    return Buffer.from(JSON.stringify({ signatures: signers.map((k) => ({ keyid: k.keyid, sig: k.sign(data) })), signed }));
+    return Buffer.from(
+      JSON.stringify({ signatures: signers.map((k) => ({ keyid: k.keyid, sig: k.sign(data) })), signed }),
+    );
   }
 
   rootSigned(): Record<string, unknown> {
@@ -152,12 +163,20 @@ export class SpecRepo {
 
   targetsSigned(name: string): Record<string, unknown> {
     const r = this.role(name);
-    const signed: Record<string, unknown> = { _type: 'targets', spec_version: '1.0.31', version: r.version, expires: EXPIRES, targets: r.targets };
+    const signed: Record<string, unknown> = {
+      _type: 'targets',
+      spec_version: '1.0.31',
+      version: r.version,
+      expires: EXPIRES,
+      targets: r.targets,
+    };
     if (r.delegations || r.succinct) {
       const keys: Record<string, unknown> = {};
-      for (const k of [...(r.delegations ?? []).flatMap((d) => d.keys), ...(r.succinct?.keys ?? [])]) keys[k.keyid] = k.json;
+      for (const k of [...(r.delegations ?? []).flatMap((d) => d.keys), ...(r.succinct?.keys ?? [])])
+        keys[k.keyid] = k.json;
       const d: Record<string, unknown> = { keys };
-      if (r.succinct) d.succinct_roles = { keyids: r.succinct.keys.map((k) => k.keyid), ...r.succinct, keys: undefined };
+      if (r.succinct)
+        d.succinct_roles = { keyids: r.succinct.keys.map((k) => k.keyid), ...r.succinct, keys: undefined };
       else {
         d.roles = r.delegations!.map((x) => ({
           name: x.name,
@@ -177,14 +196,21 @@ export class SpecRepo {
   }
 
   metaEntry(bytes: Uint8Array, version: number): Record<string, unknown> {
-    return { version, length: bytes.length, hashes: Object.fromEntries(this.metaHashes.map((a) => [a, sha(a, bytes)])) };
+    return {
+      version,
+      length: bytes.length,
+      hashes: Object.fromEntries(this.metaHashes.map((a) => [a, sha(a, bytes)])),
+    };
   }
 
   /**
    * Publish every targets role (bumping the versions of `changed`), a new snapshot and timestamp.
    * `tamper` may replace a role's bytes after signing (to hand the client something else).
    */
-  publish(changed: string[] = [], tamper: (role: string, bytes: Uint8Array) => Uint8Array = (_r, b) => b): void {
+  publish(
+    changed: string[] = [],
+    tamper: (role: string, bytes: Uint8Array) => Uint8Array = (_r, b) => b,
+  ): void {
     for (const name of changed) this.role(name).version++;
     const meta: Record<string, unknown> = {};
     for (const [name, r] of this.roles) {
@@ -193,11 +219,23 @@ export class SpecRepo {
       meta[`${name}.json`] = { version: r.version };
     }
     this.snapshotVersion++;
-    const snap = tamper('snapshot', this.envelope({ _type: 'snapshot', spec_version: '1.0.31', version: this.snapshotVersion, expires: EXPIRES, meta }, this.top.snapshot));
+    const snap = tamper(
+      'snapshot',
+      this.envelope(
+        { _type: 'snapshot', spec_version: '1.0.31', version: this.snapshotVersion, expires: EXPIRES, meta },
+        this.top.snapshot,
+      ),
+    );
     this.mirror.set(this.fileName('snapshot', this.snapshotVersion), snap);
     this.timestampVersion++;
     const ts = this.envelope(
-      { _type: 'timestamp', spec_version: '1.0.31', version: this.timestampVersion, expires: EXPIRES, meta: { 'snapshot.json': this.metaEntry(snap, this.snapshotVersion) } },
+      {
+        _type: 'timestamp',
+        spec_version: '1.0.31',
+        version: this.timestampVersion,
+        expires: EXPIRES,
+        meta: { 'snapshot.json': this.metaEntry(snap, this.snapshotVersion) },
+      },
       this.top.timestamp,
     );
     this.mirror.set('timestamp.json', ts);
