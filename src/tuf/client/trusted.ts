@@ -30,6 +30,8 @@ export class TrustedMetadata {
   private targetsV: Verified<Targets> | undefined;
   /** Delegated roles by delegator and name, with the identity of the keys they were verified under. */
   private readonly delegated = new Map<string, { name: string; v: Verified<Targets>; keysId: string }>();
+  /** The copy of each delegated role verified last, by name: what that role delegates further. */
+  private readonly lastByName = new Map<string, Verified<Targets>>();
 
   constructor(
     rootBytes: Uint8Array,
@@ -64,6 +66,7 @@ export class TrustedMetadata {
     if (out.onlineKeysRotated) {
       this.timestampV = this.snapshotV = this.targetsV = undefined;
       this.delegated.clear();
+      this.lastByName.clear();
     }
     return out;
   }
@@ -156,8 +159,7 @@ export class TrustedMetadata {
   /** The delegator's metadata: targets.json or a trusted delegated role. */
   private delegator(parent: string): Targets | undefined {
     if (parent === 'targets') return this.targetsV?.md.signed;
-    for (const e of this.delegated.values()) if (e.name === parent) return e.v.md.signed;
-    return undefined;
+    return this.lastByName.get(parent)?.md.signed;
   }
 
   /** Trusted, at the version the snapshot names, and verified under the keys its delegator gives now. */
@@ -181,6 +183,7 @@ export class TrustedMetadata {
       file: this.fileName(name),
     });
     this.delegated.set(delegationKey(name, parent), { name, v, keysId: delegationKeysId(d, name)! });
+    this.lastByName.set(name, v);
   }
 
   /** The bin a target path belongs to, per targets.json's delegations (the first one that matches). */
