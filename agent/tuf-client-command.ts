@@ -7,7 +7,8 @@ import { DepotsyncError, fromSystemError, isDepotsyncError } from '../src/errors
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
-import { verifyTargetFile } from './fetch/catalog.js';
+import { checkHashes } from '../src/tuf/hashes.js';
+import type { TargetInfo } from '../src/tuf/target-info.js';
 import type { RemoteLayout } from '../src/read/client.js';
 import { RemoteSource } from './fetch/remote.js';
 
@@ -19,9 +20,10 @@ import { RemoteSource } from './fetch/remote.js';
  *   tuf-client --metadata-dir D --metadata-url U --target-name P --target-base-url T --target-dir O download
  *
  * Exit 0 on success, 1 on any failure. Trusted metadata is kept in D under non-versioned names
- * (`root.json`, `timestamp.json`, …: DirectoryTrustedStore). The verification is the agent's own:
- * the same TufClient and RemoteSource as `agent fetch`, and the same target-file check
- * (length and SHA-256 from the signed metadata, download capped at that length), over plain HTTP.
+ * (`root.json`, `timestamp.json`, …, delegated roles percent-quoted: DirectoryTrustedStore). The
+ * verification is the agent's own TufClient and RemoteSource over plain HTTP, also for roots with
+ * `consistent_snapshot: false`; a target file is checked against its signed length and EVERY hash
+ * listed for it, its download capped at that length.
  */
 function plainLayout(): RemoteLayout {
   return {
@@ -46,14 +48,22 @@ async function init(dir: string, rootFile: string, log: Logger): Promise<void> {
   await mkdir(dir, { recursive: true }).catch((e: unknown) => Promise.reject(fromSystemError(e, dir)));
   const store = new DirectoryTrustedStore(dir);
   // Self-signed by a threshold of its own root keys, else refused (no request to the repository).
-  await TufClient.open({ source: { fetch: () => Promise.reject(new DepotsyncError('internal', 'no network during init')) }, store, initialRoot: bytes, fingerprint: sha256(bytes), logger: log });
+  await TufClient.open({
+    source: { fetch: () => Promise.reject(new DepotsyncError('internal', 'no network during init')) },
+    store,
+    initialRoot: bytes,
+    fingerprint: sha256(bytes),
+    logger: log,
+    requireConsistentSnapshot: false,
+  });
 }
 
 /** One TufClient over the repository at `url`, its trusted metadata in `dir`, refreshed (top-level roles). */
 async function withClient<T>(dir: string, url: string, log: Logger, fn: (client: TufClient) => Promise<T>): Promise<T> {
   const source = metadataSource(url, log);
   try {
-    const client = await TufClient.open({ source, store: new DirectoryTrustedStore(dir), logger: log });
+    const store = new DirectoryTrustedStore(dir);
+    const client = await TufClient.open({ source, store, logger: log, requireConsistentSnapshot: false });
     await client.refresh({ bins: 'none' });
     return await fn(client);
   } finally {
@@ -69,7 +79,7 @@ async function download(o: { dir: string; url: string; name: string; baseUrl: st
   const have = await readFile(file).catch(() => undefined);
   if (have) {
     try {
-      verifyTargetFile(have, target, `cached ${o.name}`);
+      checkTargetFile(have, target, `cached ${o.name}`);
       return file;
     } catch {
       // stale copy: download again
@@ -77,7 +87,9 @@ async function download(o: { dir: string; url: string; name: string; baseUrl: st
   }
   const slash = o.name.lastIndexOf('/');
   const consistent = client.trusted.root.md.signed.consistentSnapshot;
-  const path = consistent ? `${o.name.slice(0, slash + 1)}${target.hashes.sha256}.${o.name.slice(slash + 1)}` : o.name;
+  // Consistent snapshots name a target file `{dir}/{hash}.{name}` by one of its listed hashes (the first).
+  const hash = Object.values(target.hashes)[0];
+  const path = consistent ? `${o.name.slice(0, slash + 1)}${hash}.${o.name.slice(slash + 1)}` : o.name;
   const http = new HttpClient({ baseUrl: o.baseUrl, logger: o.log });
   let bytes: Buffer;
   try {
@@ -85,12 +97,24 @@ async function download(o: { dir: string; url: string; name: string; baseUrl: st
   } finally {
     http.close();
   }
-  verifyTargetFile(bytes, target, `target ${o.name}`);
+  checkTargetFile(bytes, target, `target ${o.name}`);
   await mkdir(o.outDir, { recursive: true });
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   await writeFile(tmp, bytes);
   await rename(tmp, file);
   return file;
+}
+
+/** The signed length, and every listed hash (an unknown algorithm refuses the file). */
+function checkTargetFile(bytes: Uint8Array, target: TargetInfo, what: string): void {
+  if (bytes.length !== target.length) {
+    const says = `the signed metadata says ${target.length}`;
+    throw new DepotsyncError('hash-mismatch', `${what}: ${bytes.length} bytes, but ${says}`);
+  }
+  if (!Object.keys(target.hashes).length) {
+    throw new DepotsyncError('bad-metadata', `${what}: the signed metadata lists no hash for it`);
+  }
+  checkHashes(bytes, target.hashes, what, 'the signed targets metadata');
 }
 
 function sha256(b: Uint8Array): string {

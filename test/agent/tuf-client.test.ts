@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tufClientCommand } from '../../agent/tuf-client-command.js';
 import { runCommand } from './cli-helpers.js';
 import { createRepo, pseudoRandomBytes, type Repo } from './fixture.js';
+import { makeKey, SpecRepo } from '../src/tuf/spec-repo.js';
 
 let repo: Repo;
 let server: http.Server;
@@ -72,7 +74,7 @@ describe('tuf-client (conformance CLIENT-CLI contract)', () => {
     try {
       const r = await dl(meta, join(dir, 'o2'));
       expect(r.result.exitCode).toBe(1);
-      expect(r.stderr).toMatch(/SHA-256 .* does not match/);
+      expect(r.stderr).toMatch(/target tool@1.0.json: sha256 [0-9a-f]{64} does not match the one in the signed targets metadata/);
       expect(existsSync(join(dir, 'o2', encodeURIComponent('tool@1.0.json')))).toBe(false);
     } finally {
       overrides.clear();
@@ -93,6 +95,57 @@ describe('tuf-client (conformance CLIENT-CLI contract)', () => {
       expect(r.stderr).toMatch(/older than the trusted version/);
     } finally {
       overrides.clear();
+    }
+  });
+});
+
+describe('tuf-client on plain TUF repositories (ECDSA/RSA keys, delegations, sha512, consistent_snapshot)', () => {
+  /** Serve a SpecRepo's metadata and target files over HTTP; the raw request paths are recorded. */
+  async function serve(spec: SpecRepo, files: Map<string, Buffer>) {
+    const asked: string[] = [];
+    const srv = http.createServer((req, res) => {
+      const url = req.url ?? '';
+      asked.push(url);
+      const name = url.replace(/^\/metadata\//, '');
+      const send = (body: Uint8Array | undefined) =>
+        body ? res.writeHead(200, { 'content-length': body.length }).end(body) : res.writeHead(404).end();
+      if (url.startsWith('/metadata/')) spec.mirror.fetch(name, 1e7).then(send, () => send(undefined));
+      else send(files.get(decodeURIComponent(url.replace(/^\/targets\//, ''))));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { asked, url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, close: () => srv.close() };
+  }
+
+  it.each([true, false])('consistent_snapshot %s: a sha512-only target in a delegated role "?"', async (consistent) => {
+    const spec = new SpecRepo('ecdsa', consistent);
+    spec.delegate('targets', { name: '?', keys: [makeKey('rsa')], paths: ['dir/*'] });
+    const content = Buffer.from('sha512 only');
+    spec.addTarget('?', 'dir/f.txt', content, ['sha512']);
+    spec.publish();
+    const sha512 = createHash('sha512').update(content).digest('hex');
+    const s = await serve(spec, new Map([[consistent ? `dir/${sha512}.f.txt` : 'dir/f.txt', content]]));
+    try {
+      const meta = join(dir, `plain-${consistent}`);
+      const rootFile = join(dir, `plain-root-${consistent}.json`);
+      writeFileSync(rootFile, spec.root1);
+      expect((await run(meta, 'init', rootFile)).result.exitCode ?? 0).toBe(0);
+      const out = join(dir, `plain-out-${consistent}`);
+      const args = ['--metadata-url', `${s.url}/metadata`, '--target-name', 'dir/f.txt'];
+      const r = await run(meta, ...args, '--target-base-url', `${s.url}/targets`, '--target-dir', out, 'download');
+      expect(r.result.exitCode ?? 0, r.stderr).toBe(0);
+      expect(readFileSync(join(out, encodeURIComponent('dir/f.txt'))).equals(content)).toBe(true);
+      const v = consistent ? '1.' : '';
+      expect(s.asked).toEqual([
+        '/metadata/2.root.json',
+        '/metadata/timestamp.json',
+        `/metadata/${v}snapshot.json`,
+        `/metadata/${v}targets.json`,
+        `/metadata/${v}%3F.json`,
+        consistent ? `/targets/dir/${sha512}.f.txt` : '/targets/dir/f.txt',
+      ]);
+      expect(readdirSync(meta).sort()).toEqual(['%3F.json', 'root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+    } finally {
+      s.close();
     }
   });
 });

@@ -34,11 +34,12 @@ describe('verifyThreshold', () => {
     expect(() => verifyThreshold(envelope(timestamp([a])), keys)).toThrow(/threshold not met: 1 of 2 valid signatures/);
   });
 
-  it('counts one key signing twice once', () => {
-    const once = timestamp([a]);
-    const twice = edit(once, (doc) => doc.signatures.push({ ...doc.signatures[0] }));
-    const keys = roleKeys([a, b], [a.keyid, b.keyid], 2);
-    expect(() => verifyThreshold(envelope(twice), keys)).toThrow(/1 of 2 valid signatures \(1 duplicate signature counted once\)/);
+  it('refuses a file whose signatures carry one keyid twice, even when the threshold is met', () => {
+    const twice = edit(timestamp([a]), (doc) => doc.signatures.push({ ...doc.signatures[0] }));
+    expect(() => verifyThreshold(envelope(twice), roleKeys([a, b], [a.keyid, b.keyid], 2))).toThrow(
+      expect.objectContaining({ code: 'bad-metadata', message: expect.stringMatching(/two signatures carry keyid .*; a keyid may sign once/) }),
+    );
+    expect(() => verifyThreshold(envelope(twice), roleKeys([a], [a.keyid], 1))).toThrow(/a keyid may sign once/);
   });
 
   it('counts one public key under two keyids once', () => {
