@@ -9,10 +9,10 @@ export { parseStrictJson, type StrictJsonOptions } from './strict-json.js';
  * (a manifest's id is the BLAKE3 hash of these bytes; TUF metadata, bundles, revocation lists and
  * validity windows are signed over them). The project's only implementation.
  *
- * For every value it accepts, the bytes equal both OLPC canonical JSON (what TUF and
- * `@tufjs/canonical-json` sign) and RFC 8785 (JCS): the two differ only in how a string's control
- * characters are written (raw in OLPC, which no JSON parser reads back, escaped in JCS), and those are
- * refused here. So metadata signed by `@tufjs/models` verifies against these bytes and vice versa.
+ * The bytes are OLPC canonical JSON, what TUF, securesystemslib and `@tufjs/canonical-json` sign, so
+ * metadata signed by any TUF implementation verifies against them and vice versa. A string's control
+ * characters are written raw, as OLPC does (PEM public keys of ECDSA and RSA roles hold newlines);
+ * such bytes are not JSON any parser reads back, so `isCanonical` refuses a document holding them.
  *
  * Rules:
  * - UTF-8, no byte order mark, no whitespace outside strings.
@@ -20,8 +20,8 @@ export { parseStrictJson, type StrictJsonOptions } from './strict-json.js';
  *   order). For the ASCII keys every depotsync document uses this is plain byte order.
  * - Numbers: safe integers only (|n| ≤ 2^53 − 1), written in decimal without sign for 0. Fractions,
  *   exponents, NaN, ±Infinity and −0 are refused, so no float formatting question ever arises.
- * - Strings: `"` and `\` escaped as `\"` and `\\`, everything else literal. Control characters
- *   (below U+0020) are refused (see above), and so are lone surrogates (they have no UTF-8 form).
+ * - Strings: `"` and `\` escaped as `\"` and `\\`, everything else literal, control characters
+ *   included. Lone surrogates are refused (they have no UTF-8 form).
  * - Values: null, booleans, numbers as above, strings, arrays and plain objects. undefined,
  *   functions, symbols, bigints, class instances (Date, Buffer, Map …) are refused, not skipped:
  *   a field silently vanishing from signed bytes is a bug we want to hear about.
@@ -111,9 +111,9 @@ function write(v: unknown, out: string[], depth: number, at: string): void {
   out.push('}');
 }
 
-/** Without control characters and lone surrogates, JSON.stringify writes exactly OLPC's form. */
+/** Without control characters JSON.stringify writes exactly OLPC's form; with them, OLPC writes them raw. */
 function quote(s: string, at: string, what: string): string {
   if (LONE_SURROGATE.test(s)) fail(at, `${what} contains a lone UTF-16 surrogate`);
-  if (CONTROL.test(s)) fail(at, `${what} contains a control character (canonical forms disagree on them)`);
+  if (CONTROL.test(s)) return `"${s.replace(/["\\]/g, '\\$&')}"`;
   return JSON.stringify(s);
 }
