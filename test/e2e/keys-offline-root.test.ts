@@ -1,13 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
-import { issueServerCertificate, loadCa } from '../../src/pki/ca.js';
 import { silentLogger } from '../../src/log.js';
 import { openMasterDatabase } from '../../master/db/database.js';
 import { getMetadataFile, latestMetadata } from '../../master/db/metadata.js';
@@ -29,40 +27,10 @@ function fails(day: number, args: string[]): { status: number; stderr: string } 
 }
 
 /**
- * A malicious mirror for the stolen-key drill: it passes every request on to a real depot (with the
- * agent's own certificate) but answers timestamp.json with one the attacker signed with the stolen key.
- */
-async function evilMirror(o: { M: string; A: string; depotPort: number; forged: () => Buffer }): Promise<{ url: string; close(): Promise<void> }> {
-  const ca = loadCa(readFileSync(join(o.M, 'ca', 'ca-key.pem'), 'utf8'), readFileSync(join(o.M, 'ca', 'ca-cert.pem'), 'utf8'));
-  const tls = issueServerCertificate(ca, { commonName: 'mirror', ipAddresses: ['127.0.0.1'] });
-  const agentKey = readFileSync(join(o.A, 'keys', 'agent-key.pem'), 'utf8');
-  const agentCert = readFileSync(join(o.A, 'keys', 'agent-cert.pem'), 'utf8');
-  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    if (req.url === '/v1/metadata/timestamp.json') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(o.forged());
-      return;
-    }
-    const headers = { ...req.headers };
-    delete headers.host;
-    const up = https.request({ host: '127.0.0.1', port: o.depotPort, path: req.url, method: req.method, headers, key: agentKey, cert: agentCert, ca: ca.certPem, servername: 'localhost', rejectUnauthorized: false }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/**
  * The root goes offline and changes shape, then serves through a stolen online key and a renewal:
  *  1. root 1-of-1 (on the master) is rotated to 2-of-3 with the new keys written to "removable media";
  *     the depot and the agent walk to it;
- *  2. the timestamp key is stolen: before the rotation a mirror's forged timestamp is believed; the
+ *  2. the timestamp key is stolen: before the rotation a compromised depot's forged timestamp is believed; the
  *     rotation needs a root signing request, signed offline by 2 of the 3 keys (1 is refused), and
  *     afterwards the forged timestamp is refused by the agent and by the depot's trusted root;
  *  3. without root keys on the master nothing renews the root: alerts at 60, 30 and 7 days; the
@@ -71,13 +39,11 @@ async function evilMirror(o: { M: string; A: string; depotPort: number; forged: 
 describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3, stolen timestamp key (separate processes)', () => {
   const tmp = tempDir('depotsync-keys-offline-');
   const services: Service[] = [];
-  const closers: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     await Promise.all(services.splice(0).map((s) => s.stop()));
   };
   afterAll(async () => {
     await stopAll();
-    for (const c of closers) await c();
     tmp.cleanup();
   });
 
@@ -128,7 +94,7 @@ describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3,
     run(0, ['master', 'publish', '--dir', M, '--name', 'tool', '--version', '1', join(tmp.dir, 'v1.bin')]);
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`], { env: daysAhead(0) }));
     await waitForHttps(masterUrl);
-    const token = (role: string) => run(0, ['master', 'token', '--dir', M, '--role', role]).token as string;
+    const token = (role: string, day = 0) => run(day, ['master', 'token', '--dir', M, '--role', role]).token as string;
     run(0, ['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'depot-1', '--listen', `127.0.0.1:${dp}`]);
     expect(sync(0)).toBe(2);
     run(0, ['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', token('agent'), '--depot', depotUrl]);
@@ -146,10 +112,17 @@ describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3,
     await up(1);
     expect(await synced()).toBeGreaterThan(2);
     expect(fetch(1, A, 'tool@1').sha).toBe(sha(v1));
+    // A second tier: depot-2 syncs from depot-1 and walks the same roots.
+    const D2 = join(tmp.dir, 'D2');
+    run(1, ['depot', 'init', '--dir', D2, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot', 1), '--name', 'depot-2', '--listen', '127.0.0.1:0', '--parent', depotUrl]);
+    const tier = (day: number) => run(day, ['depot', 'sync', '--dir', D2]).generation as number;
+    expect(tier(1)).toBe((await depotStatus(D)).servedGeneration);
 
-    // 2. The timestamp key is stolen. A second agent is pointed at the attacker's mirror.
+    // 2. The timestamp key is stolen. A second agent fetches through the depot.
+    await stopAll();
+    await up(2);
     const stolen = keyPairFromPem(readFileSync(join(M, 'keys', 'timestamp.pem'), 'utf8'), 'stolen timestamp key');
-    run(2, ['agent', 'init', '--dir', A2, '--master', masterUrl, '--fingerprint', fp, '--token', token('agent'), '--depot', depotUrl]);
+    run(2, ['agent', 'init', '--dir', A2, '--name', 'agent-2', '--master', masterUrl, '--fingerprint', fp, '--token', token('agent', 2), '--depot', depotUrl]);
     let forgedVersion = 10_000;
     const forge = (): Buffer => {
       // The newest real timestamp (from the depot's store is as good as any), re-signed with a higher version.
@@ -169,13 +142,18 @@ describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3,
     };
     const saveRealTimestamp = async () => writeFileSync(join(tmp.dir, 'current-timestamp.json'), stored('timestamp.json'));
     await saveRealTimestamp();
-    const mirror = await evilMirror({ M, A: A2, depotPort: dp, forged: forge });
-    closers.push(mirror.close);
-    const a2config = join(A2, 'agent.json');
-    const cfg = JSON.parse(readFileSync(a2config, 'utf8'));
-    writeFileSync(a2config, JSON.stringify({ ...cfg, depots: [{ url: mirror.url }] }, null, 2));
+    // The attacker also controls the depot (an untrusted mirror) and serves the forged timestamp from it.
+    const compromiseDepot = () => {
+      const db = new Database(join(D, 'depot.db'));
+      try {
+        db.prepare('UPDATE served SET timestamp = ? WHERE id = 1').run(forge());
+      } finally {
+        db.close();
+      }
+    };
+    compromiseDepot();
     // Before the rotation the forged timestamp is believed (the stolen key is still the timestamp key).
-    expect(fetch(2, A2, 'tool@1').source).toEqual([`127.0.0.1-${mirror.url.split(':').pop()}`]);
+    expect(fetch(2, A2, 'tool@1').source).toEqual([`127.0.0.1-${dp}`]);
 
     // Rotating it out needs the offline root: a signing request, signed by 2 of the 3 keys.
     const request = join(tmp.dir, 'rotate-timestamp.json');
@@ -193,13 +171,14 @@ describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3,
     await stopAll();
     await up(3);
     expect(await synced()).toBeGreaterThan(3);
+    // Root v3 names the new timestamp key: depot-2 could not verify this generation without walking to it.
+    expect(tier(3)).toBe((await depotStatus(D)).servedGeneration);
     await saveRealTimestamp();
-    // The agent that believed the forged timestamp walks to root v3 (through the mirror: roots come from
-    // the depot), forgets the timestamp signed by the rotated key, and refuses the forged one.
+    // The agent that believed the forged timestamp walks to root v3 (from the depot), forgets the
+    // timestamp signed by the rotated key, and refuses the newly forged one: with the master down, nothing.
     forgedVersion = 20_000;
-    await stopAll();
-    services.push(startService('depot', ['depot', 'serve', '--dir', D], { env: daysAhead(3) }));
-    await waitForHttps(depotUrl);
+    compromiseDepot();
+    await services.find((x) => x.name === 'master')!.stop();
     const refused = fails(3, ['agent', 'fetch', '--dir', A2, 'tool@1', '--out', join(tmp.dir, 'out', 'refused.bin')]);
     expect(refused.status).not.toBe(0);
     expect(refused.stderr).toMatch(/timestamp/);
@@ -208,11 +187,14 @@ describe.skipIf(!fakeTimeAvailable)('key drills: offline root, 1-of-1 to 2-of-3,
     const trusted = new TrustedMetadata(stored('1.root.json'), { ...DEFAULT_CLIENT_LIMITS }, '1.root.json');
     for (const v of [2, 3]) trusted.updateRoot(stored(`${v}.root.json`), `${v}.root.json`);
     expect(() => trusted.updateTimestamp(forge(), new Date(Date.now() + 3 * 86_400_000))).toThrow(/threshold not met|unknown/);
-    // With the real master reachable again, the agent goes on (its trusted timestamp was reset at the rotation).
+    // With the real master reachable again, the agent goes on from it (its trusted timestamp was reset at
+    // the rotation, so the forged version 10000 does not lock it out); the depot still serves the forgery.
     await stopAll();
     await up(3);
-    writeFileSync(a2config, JSON.stringify(cfg, null, 2));
-    expect(fetch(3, A2, 'tool@1').sha).toBe(sha(v1));
+    compromiseDepot();
+    const after = fetch(3, A2, 'tool@1');
+    expect(after.sha).toBe(sha(v1));
+    expect(after.source).toEqual(['master']);
 
     // 3. Root v3 expires on day 367 and no root key is on the master: alerts, then a renewal by request.
     // (On day 300 the depot and the agent renew their machine certificates, as they would in between.)
