@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
@@ -179,5 +179,30 @@ describe('master key lifecycle', () => {
     // An online role that is not re-signed (no master serve) is flagged before it expires.
     expect(keyAlerts(offline.db, start + 310 * DAY + 20 * 3_600_000).find((a) => a.key === 'metadata-expiry:timestamp')).toMatchObject({ level: 'warning' });
     expect(existsSync(join(offline.layout.keysDir, 'root.pem'))).toBe(false);
+  });
+  it('a serving master signs with a key rotated by another process; a crash between commit and rename is finished at the next start', async () => {
+    const dir = join(tmp.dir, 'live');
+    const serving = await make('live');
+    const cli = await openMaster(dir, log);
+    const r = await changeKeys(cli, 'timestamp', { actor: 'test' });
+    await cli.close();
+    // The serving context reads the new key file on its next re-signing.
+    const out = await refreshOnce(serving, () => new Date(Date.now() + 13 * 3_600_000));
+    expect(out.metadata).toEqual(['timestamp.json']);
+    expect(serving.signers.timestamp.keyid).toBe(r.newKeyIds[0]);
+
+    // A crash after the commit of a rotation, before its key was renamed into place: finished at open.
+    const again = await changeKeys(serving, 'snapshot', { actor: 'test' });
+    const keysDir = serving.layout.keysDir;
+    renameSync(join(keysDir, 'snapshot.pem'), join(keysDir, 'snapshot.next.pem'));
+    copyFileSync(join(keysDir, 'timestamp.pem'), join(keysDir, 'snapshot.pem'));
+    // And a key staged for a change that never committed: dropped.
+    copyFileSync(join(keysDir, 'targets.pem'), join(keysDir, 'bins.next.pem'));
+    const reopened = await openMaster(dir, log);
+    open.push(reopened);
+    expect(readKeyFile(join(keysDir, 'snapshot.pem')).keyid).toBe(again.newKeyIds[0]);
+    expect(existsSync(join(keysDir, 'snapshot.next.pem'))).toBe(false);
+    expect(existsSync(join(keysDir, 'bins.next.pem'))).toBe(false);
+    expect(loadRepository(reopened).generation).toBeGreaterThan(1);
   });
 });
