@@ -1,7 +1,13 @@
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
-import { generateKeyPair, keyPairFromPem, writePrivateKey, type KeyPair, type Signer } from '../src/tuf/keys.js';
+import {
+  generateKeyPair,
+  keyPairFromPem,
+  writePrivateKey,
+  type KeyPair,
+  type Signer,
+} from '../src/tuf/keys.js';
 import type { OnlineSigners } from '../src/tuf/repository.js';
 import type { MasterLayout } from './layout.js';
 
@@ -16,7 +22,10 @@ export const ONLINE_ROLES: readonly OnlineRole[] = ['targets', 'snapshot', 'time
 
 export function parseKeyRole(text: string, what: string): KeyRole {
   if ((KEY_ROLES as readonly string[]).includes(text)) return text as KeyRole;
-  throw new DepotsyncError('usage', `${what}: --role must be one of ${KEY_ROLES.join(', ')}, got ${JSON.stringify(text)}`);
+  throw new DepotsyncError(
+    'usage',
+    `${what}: --role must be one of ${KEY_ROLES.join(', ')}, got ${JSON.stringify(text)}`,
+  );
 }
 
 /** keys/{role}.pem for an online role; bins.pem exists only once the bins got a key of their own. */
@@ -147,7 +156,10 @@ export function dropStagedKey(layout: MasterLayout, role: OnlineRole): void {
  * the committed metadata names goes into place; one it does not name was never committed and goes.
  * `named(role)` gives the keyids the stored metadata names for the role.
  */
-export function recoverKeyFiles(layout: MasterLayout, named: (role: OnlineRole) => readonly string[]): OnlineRole[] {
+export function recoverKeyFiles(
+  layout: MasterLayout,
+  named: (role: OnlineRole) => readonly string[],
+): OnlineRole[] {
   const done: OnlineRole[] = [];
   for (const role of ONLINE_ROLES) {
     const staged = nextPath(onlineKeyPath(layout, role));

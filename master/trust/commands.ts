@@ -6,7 +6,11 @@ import type { KeyChangeResult } from './rotate.js';
 /** `depotsync master keys …` and `master root …`: the key lifecycle (docs/keys.md). */
 const dirOption = { dir: { type: 'string' as const } };
 
-async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: import('../context.js').MasterContext) => Promise<T>): Promise<T> {
+async function withMaster<T>(
+  c: CommandContext,
+  what: string,
+  fn: (ctx: import('../context.js').MasterContext) => Promise<T>,
+): Promise<T> {
   const { openMaster } = await import('../context.js');
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
   try {
@@ -19,7 +23,8 @@ async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: import('
 export function intFlag(c: CommandContext, name: string, what: string): number | undefined {
   const v = optionalString(c.values, name);
   if (v === undefined) return undefined;
-  if (!/^\d{1,3}$/.test(v)) throw new DepotsyncError('usage', `${what}: --${name} must be a whole number, got ${JSON.stringify(v)}`);
+  if (!/^\d{1,3}$/.test(v))
+    throw new DepotsyncError('usage', `${what}: --${name} must be a whole number, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
@@ -37,13 +42,17 @@ function changeOutput(r: KeyChangeResult) {
   return { json: r, human };
 }
 
-const rootKeyOptions = { 'root-key': { type: 'string' as const, multiple: true }, 'request-out': { type: 'string' as const } };
+const rootKeyOptions = {
+  'root-key': { type: 'string' as const, multiple: true },
+  'request-out': { type: 'string' as const },
+};
 
 export const trustCommands: Command[] = [
   {
     path: ['master', 'keys', 'status'],
     usage: 'master keys status --dir M [--json]',
-    summary: "every TUF role's key ids, threshold and metadata expiry, and which private keys are on the master",
+    summary:
+      "every TUF role's key ids, threshold and metadata expiry, and which private keys are on the master",
     options: dirOption,
     async run(c) {
       return withMaster(c, 'master keys status', async (ctx) => {
@@ -57,8 +66,16 @@ export const trustCommands: Command[] = [
     path: ['master', 'keys', 'rotate'],
     usage:
       'master keys rotate --dir M --role root|targets|snapshot|timestamp|bins [--root-keys N --root-threshold K] [--new-root-key-dir DIR] [--root-key FILE|DIR]... [--request-out FILE] [--json]',
-    summary: 'a new key for a role and a new root version signed by old and new root keys (or a signing request when the root keys are offline)',
-    options: { ...dirOption, role: { type: 'string' }, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' }, 'new-root-key-dir': { type: 'string' }, ...rootKeyOptions },
+    summary:
+      'a new key for a role and a new root version signed by old and new root keys (or a signing request when the root keys are offline)',
+    options: {
+      ...dirOption,
+      role: { type: 'string' },
+      'root-keys': { type: 'string' },
+      'root-threshold': { type: 'string' },
+      'new-root-key-dir': { type: 'string' },
+      ...rootKeyOptions,
+    },
     async run(c) {
       const what = 'master keys rotate';
       const { parseKeyRole } = await import('../keys.js');
@@ -66,8 +83,14 @@ export const trustCommands: Command[] = [
       const rootKeys = intFlag(c, 'root-keys', what);
       const rootThreshold = intFlag(c, 'root-threshold', what);
       const newDir = optionalString(c.values, 'new-root-key-dir');
-      if (role !== 'root' && (rootKeys !== undefined || rootThreshold !== undefined || newDir !== undefined)) {
-        throw new DepotsyncError('usage', `${what}: --root-keys, --root-threshold and --new-root-key-dir apply to --role root only`);
+      if (
+        role !== 'root' &&
+        (rootKeys !== undefined || rootThreshold !== undefined || newDir !== undefined)
+      ) {
+        throw new DepotsyncError(
+          'usage',
+          `${what}: --root-keys, --root-threshold and --new-root-key-dir apply to --role root only`,
+        );
       }
       return withMaster(c, what, async (ctx) => {
         const { changeKeys } = await import('./rotate.js');
@@ -87,21 +110,35 @@ export const trustCommands: Command[] = [
   {
     path: ['master', 'root', 'renew'],
     usage: 'master root renew --dir M [--root-key FILE|DIR]... [--request-out FILE] [--json]',
-    summary: 'root N+1 with the same keys and a new expiry now (or a signing request when the root keys are offline)',
+    summary:
+      'root N+1 with the same keys and a new expiry now (or a signing request when the root keys are offline)',
     options: { ...dirOption, ...rootKeyOptions },
     async run(c) {
       return withMaster(c, 'master root renew', async (ctx) => {
         const { changeKeys } = await import('./rotate.js');
         const out = optionalString(c.values, 'request-out');
-        return changeOutput(await changeKeys(ctx, 'renew', { actor: 'cli', rootKeys: list(c, 'root-key'), ...(out ? { requestOut: out } : {}) }));
+        return changeOutput(
+          await changeKeys(ctx, 'renew', {
+            actor: 'cli',
+            rootKeys: list(c, 'root-key'),
+            ...(out ? { requestOut: out } : {}),
+          }),
+        );
       });
     },
   },
   {
     path: ['master', 'root', 'sign'],
-    usage: 'master root sign --request FILE --key ROOTKEY.pem [--key ...] [--fingerprint FP] [--out FILE] [--json]',
-    summary: 'on the machine holding root keys: check a root signing request and add the signatures of these keys (written back to FILE, or --out)',
-    options: { request: { type: 'string' }, key: { type: 'string', multiple: true }, fingerprint: { type: 'string' }, out: { type: 'string' } },
+    usage:
+      'master root sign --request FILE --key ROOTKEY.pem [--key ...] [--fingerprint FP] [--out FILE] [--json]',
+    summary:
+      'on the machine holding root keys: check a root signing request and add the signatures of these keys (written back to FILE, or --out)',
+    options: {
+      request: { type: 'string' },
+      key: { type: 'string', multiple: true },
+      fingerprint: { type: 'string' },
+      out: { type: 'string' },
+    },
     async run(c) {
       const what = 'master root sign';
       const file = requireString(c.values, 'request', what);
@@ -126,25 +163,41 @@ export const trustCommands: Command[] = [
       const ready = outcome.old.valid >= outcome.old.threshold && outcome.new.valid >= outcome.new.threshold;
       const v = outcome.request.root.signed.version as number;
       return {
-        json: { file: out, master: request.master, rootVersion: v, purpose: request.purpose, digest: r.requestDigest(request), signedBy: outcome.signedBy, old: outcome.old, new: outcome.new, complete: ready },
+        json: {
+          file: out,
+          master: request.master,
+          rootVersion: v,
+          purpose: request.purpose,
+          digest: r.requestDigest(request),
+          signedBy: outcome.signedBy,
+          old: outcome.old,
+          new: outcome.new,
+          complete: ready,
+        },
         human:
           `signed root v${v} of master ${request.master} (${request.purpose}), digest ${r.requestDigest(request)}\n` +
           `signatures: ${outcome.old.valid} of ${outcome.old.threshold} current root keys, ${outcome.new.valid} of ${outcome.new.threshold} new root keys\n` +
-          (ready ? `complete: import it with depotsync master root import --dir M ${out}` : 'not complete yet: sign with more root keys'),
+          (ready
+            ? `complete: import it with depotsync master root import --dir M ${out}`
+            : 'not complete yet: sign with more root keys'),
       };
     },
   },
   {
     path: ['master', 'root', 'import'],
     usage: 'master root import --dir M FILE [--json]',
-    summary: 'adopt the root signed offline (a signed root signing request): a new root version and generation',
+    summary:
+      'adopt the root signed offline (a signed root signing request): a new root version and generation',
     options: dirOption,
     positionals: [1, 1],
     async run(c) {
       return withMaster(c, 'master root import', async (ctx) => {
         const { importRootRequest } = await import('./rotate.js');
         const r = await importRootRequest(ctx, c.positionals[0] as string, { actor: 'cli' });
-        return { json: r, human: `root v${r.rootVersion} imported (${r.purpose}), generation ${r.generation}` };
+        return {
+          json: r,
+          human: `root v${r.rootVersion} imported (${r.purpose}), generation ${r.generation}`,
+        };
       });
     },
   },

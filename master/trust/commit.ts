@@ -7,7 +7,11 @@ import { commitGeneration } from '../db/commit.js';
  * Commit the files of one or more repository steps (each ending with its snapshot and timestamp), one
  * generation per step, all in one transaction: a key change lands whole or not at all.
  */
-export function commitSteps(ctx: Pick<MasterContext, 'db'>, steps: readonly MetadataFile[][], o: { createdBy: string; note: string }): number {
+export function commitSteps(
+  ctx: Pick<MasterContext, 'db'>,
+  steps: readonly MetadataFile[][],
+  o: { createdBy: string; note: string },
+): number {
   return transaction(ctx.db.db, () => {
     let generation = 0;
     for (const files of steps) {
@@ -19,7 +23,9 @@ export function commitSteps(ctx: Pick<MasterContext, 'db'>, steps: readonly Meta
         createdBy: o.createdBy,
         note: o.note,
         ...(timestamp ? { timestampVersion: timestamp.version } : {}),
-        bins: files.filter((f) => f.role.startsWith('bin-')).map((f) => ({ name: f.role, version: f.version })),
+        bins: files
+          .filter((f) => f.role.startsWith('bin-'))
+          .map((f) => ({ name: f.role, version: f.version })),
         metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
       }).generation.generation;
     }

@@ -54,7 +54,14 @@ export function requestDigest(r: Pick<RootRequest, 'root'>): string {
 
 /** `root`: root N+1 as a metadata file (JSON), with the signatures the master could already add. */
 export function createRootRequest(
-  o: { master: string; rootFingerprint: string; purpose: string; now: Date; trustedRoot: Uint8Array; root: Uint8Array },
+  o: {
+    master: string;
+    rootFingerprint: string;
+    purpose: string;
+    now: Date;
+    trustedRoot: Uint8Array;
+    root: Uint8Array;
+  },
   timestampSigners: readonly Signer[],
 ): RootRequest {
   const json = JSON.parse(Buffer.from(o.root).toString('utf8')) as RootRequest['root'];
@@ -69,16 +76,21 @@ export function createRootRequest(
     root: json.signed,
   };
   const bytes = Buffer.from(canonicalize(body as never), 'utf8');
-  const masterSignatures = timestampSigners.map((s) => ({ keyid: s.keyid, sig: s.sign(bytes).toString('hex') }));
+  const masterSignatures = timestampSigners.map((s) => ({
+    keyid: s.keyid,
+    sig: s.sign(bytes).toString('hex'),
+  }));
   const { root: _r, ...rest } = body;
   return { ...rest, root: { signed: json.signed, signatures: json.signatures }, masterSignatures };
 }
 
-const bad = (what: string, msg: string, hint?: string) => new DepotsyncError('bad-input', `${what}: ${msg}`, hint ? { hint } : {});
+const bad = (what: string, msg: string, hint?: string) =>
+  new DepotsyncError('bad-input', `${what}: ${msg}`, hint ? { hint } : {});
 
 /** Decode a request file's bytes: shape only (the signatures are checked by `checkRootRequest`). */
 export function decodeRootRequest(bytes: Uint8Array, what: string): RootRequest {
-  if (bytes.length > ROOT_REQUEST_MAX_BYTES) throw new DepotsyncError('too-large', `${what}: ${bytes.length} bytes, above ${ROOT_REQUEST_MAX_BYTES}`);
+  if (bytes.length > ROOT_REQUEST_MAX_BYTES)
+    throw new DepotsyncError('too-large', `${what}: ${bytes.length} bytes, above ${ROOT_REQUEST_MAX_BYTES}`);
   let doc: unknown;
   try {
     doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
@@ -87,21 +99,36 @@ export function decodeRootRequest(bytes: Uint8Array, what: string): RootRequest 
   }
   const d = doc as Record<string, unknown>;
   if (typeof d !== 'object' || d === null || d._type !== ROOT_REQUEST_TYPE) {
-    throw bad(what, `not a root signing request (_type is ${JSON.stringify(d?._type)})`, 'give the file written by depotsync master keys rotate / master root renew');
+    throw bad(
+      what,
+      `not a root signing request (_type is ${JSON.stringify(d?._type)})`,
+      'give the file written by depotsync master keys rotate / master root renew',
+    );
   }
-  if (d.formatVersion !== ROOT_REQUEST_FORMAT) throw bad(what, `formatVersion ${JSON.stringify(d.formatVersion)} is not supported (expected ${ROOT_REQUEST_FORMAT})`);
+  if (d.formatVersion !== ROOT_REQUEST_FORMAT)
+    throw bad(
+      what,
+      `formatVersion ${JSON.stringify(d.formatVersion)} is not supported (expected ${ROOT_REQUEST_FORMAT})`,
+    );
   for (const f of ['master', 'rootFingerprint', 'purpose', 'createdAt', 'trustedRoot'] as const) {
     if (typeof d[f] !== 'string') throw bad(what, `field ${f} must be a string`);
   }
   const root = d.root as Record<string, unknown> | undefined;
-  if (typeof root !== 'object' || root === null || typeof root.signed !== 'object' || root.signed === null || !Array.isArray(root.signatures)) {
+  if (
+    typeof root !== 'object' ||
+    root === null ||
+    typeof root.signed !== 'object' ||
+    root.signed === null ||
+    !Array.isArray(root.signatures)
+  ) {
     throw bad(what, 'field root must be {signed, signatures}');
   }
   const sigs = (list: unknown, field: string): RawSignature[] => {
     if (!Array.isArray(list)) throw bad(what, `field ${field} must be an array`);
     return list.map((s: unknown, i) => {
       const x = s as Record<string, unknown>;
-      if (typeof x !== 'object' || x === null || typeof x.keyid !== 'string' || typeof x.sig !== 'string') throw bad(what, `${field}[${i}] must be {keyid, sig}`);
+      if (typeof x !== 'object' || x === null || typeof x.keyid !== 'string' || typeof x.sig !== 'string')
+        throw bad(what, `${field}[${i}] must be {keyid, sig}`);
       return { keyid: x.keyid, sig: x.sig };
     });
   };
@@ -113,7 +140,10 @@ export function decodeRootRequest(bytes: Uint8Array, what: string): RootRequest 
     purpose: d.purpose as string,
     createdAt: d.createdAt as string,
     trustedRoot: d.trustedRoot as string,
-    root: { signed: root.signed as Record<string, unknown>, signatures: sigs(root.signatures, 'root.signatures') },
+    root: {
+      signed: root.signed as Record<string, unknown>,
+      signatures: sigs(root.signatures, 'root.signatures'),
+    },
     masterSignatures: sigs(d.masterSignatures, 'masterSignatures'),
   };
 }
@@ -135,7 +165,8 @@ export interface CheckedRequest {
  */
 export function checkRootRequest(r: RootRequest, what: string): CheckedRequest {
   const trustedBytes = Buffer.from(r.trustedRoot, 'base64');
-  const trusted = trustRoot(trustedBytes, `${what}: trustedRoot`, DEFAULT_CLIENT_LIMITS.rootMaxBytes).md.signed;
+  const trusted = trustRoot(trustedBytes, `${what}: trustedRoot`, DEFAULT_CLIENT_LIMITS.rootMaxBytes).md
+    .signed;
   const body = bodyOf(r);
   const env: Envelope = {
     ctx: { role: 'root signing request', file: what },
@@ -148,16 +179,31 @@ export function checkRootRequest(r: RootRequest, what: string): CheckedRequest {
   try {
     verifyThreshold(env, topRoleKeys(trusted, 'timestamp'));
   } catch (e) {
-    throw new DepotsyncError('bad-signature', `${what}: the request was altered, or was not made by master ${JSON.stringify(r.master)} (its master signature does not verify: ${(e as Error).message})`, {
-      hint: 'ask the master for a new request (depotsync master keys rotate / master root renew) and sign that one',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'bad-signature',
+      `${what}: the request was altered, or was not made by master ${JSON.stringify(r.master)} (its master signature does not verify: ${(e as Error).message})`,
+      {
+        hint: 'ask the master for a new request (depotsync master keys rotate / master root renew) and sign that one',
+        cause: e,
+      },
+    );
   }
   const rootBytes = Buffer.from(JSON.stringify(r.root), 'utf8');
-  const renv = parseEnvelope(rootBytes, { role: 'root', file: `${what}: root` }, { maxBytes: DEFAULT_CLIENT_LIMITS.rootMaxBytes, type: MetadataKind.Root });
-  const next = decodeSigned(renv, 'root', renv.signatures.map((s) => s.keyid));
+  const renv = parseEnvelope(
+    rootBytes,
+    { role: 'root', file: `${what}: root` },
+    { maxBytes: DEFAULT_CLIENT_LIMITS.rootMaxBytes, type: MetadataKind.Root },
+  );
+  const next = decodeSigned(
+    renv,
+    'root',
+    renv.signatures.map((s) => s.keyid),
+  );
   if (next.signed.version !== trusted.version + 1) {
-    throw bad(what, `the new root is version ${next.signed.version}, but it follows root v${trusted.version}`);
+    throw bad(
+      what,
+      `the new root is version ${next.signed.version}, but it follows root v${trusted.version}`,
+    );
   }
   return { trusted, next, rootBytes };
 }
@@ -171,7 +217,11 @@ export interface SignOutcome {
 }
 
 const validCount = (root: Buffer, by: Root, what: string): number => {
-  const env = parseEnvelope(root, { role: 'root', file: what }, { maxBytes: DEFAULT_CLIENT_LIMITS.rootMaxBytes, type: MetadataKind.Root });
+  const env = parseEnvelope(
+    root,
+    { role: 'root', file: what },
+    { maxBytes: DEFAULT_CLIENT_LIMITS.rootMaxBytes, type: MetadataKind.Root },
+  );
   const role = topRoleKeys(by, 'root');
   try {
     return verifyThreshold(env, { ...role, threshold: 1 }).length;
@@ -184,19 +234,32 @@ const validCount = (root: Buffer, by: Root, what: string): number => {
  * `master root sign`: add the signatures of `keys` to the request's root N+1. Each key must be a root
  * key of root N or N+1 (else the request is for another master, or the key is the wrong one).
  */
-export function signRootRequest(r: RootRequest, keys: readonly KeyPair[], what: string, fingerprint?: string): SignOutcome {
+export function signRootRequest(
+  r: RootRequest,
+  keys: readonly KeyPair[],
+  what: string,
+  fingerprint?: string,
+): SignOutcome {
   if (fingerprint !== undefined && fingerprint.trim().toLowerCase() !== r.rootFingerprint) {
-    throw new DepotsyncError('bad-input', `${what}: the request is for master ${JSON.stringify(r.master)} with root fingerprint ${r.rootFingerprint}, not ${fingerprint}`, {
-      hint: 'this request belongs to another master; do not sign it',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: the request is for master ${JSON.stringify(r.master)} with root fingerprint ${r.rootFingerprint}, not ${fingerprint}`,
+      {
+        hint: 'this request belongs to another master; do not sign it',
+      },
+    );
   }
   const { trusted, next } = checkRootRequest(r, what);
   const allowed = new Set([...(trusted.roles.root?.keyIDs ?? []), ...(next.signed.roles.root?.keyIDs ?? [])]);
   for (const k of keys) {
     if (!allowed.has(k.keyid)) {
-      throw new DepotsyncError('bad-input', `${what}: key ${k.keyid.slice(0, 16)}… is not a root key of master ${JSON.stringify(r.master)} (neither root v${trusted.version} nor v${next.signed.version} lists it)`, {
-        hint: 'the request is for another master, or this is not one of its root keys',
-      });
+      throw new DepotsyncError(
+        'bad-input',
+        `${what}: key ${k.keyid.slice(0, 16)}… is not a root key of master ${JSON.stringify(r.master)} (neither root v${trusted.version} nor v${next.signed.version} lists it)`,
+        {
+          hint: 'the request is for another master, or this is not one of its root keys',
+        },
+      );
     }
   }
   // Over the canonical bytes of the signed part exactly as requested (nothing re-encoded in between).

@@ -23,7 +23,14 @@ import {
 } from '../keys.js';
 import { loadRepository } from '../repository.js';
 import { commitSteps } from './commit.js';
-import { checkRootRequest, createRootRequest, decodeRootRequest, encodeRootRequest, requestDigest, type RootRequest } from './request.js';
+import {
+  checkRootRequest,
+  createRootRequest,
+  decodeRootRequest,
+  encodeRootRequest,
+  requestDigest,
+  type RootRequest,
+} from './request.js';
 import { storedRoles } from './stored.js';
 
 /**
@@ -64,22 +71,34 @@ export interface KeyChangeResult {
   newKeyIds: string[];
   /** New private key files written (root keys may be in an offline folder). */
   newKeyFiles: string[];
-  request: { file: string; digest: string; oldSignatures: number; oldThreshold: number; newSignatures: number; newThreshold: number } | null;
+  request: {
+    file: string;
+    digest: string;
+    oldSignatures: number;
+    oldThreshold: number;
+    newSignatures: number;
+    newThreshold: number;
+  } | null;
 }
 
 const pendingDir = (ctx: Pick<MasterContext, 'layout'>) => join(ctx.layout.keysDir, 'pending');
 const pendingRequest = (ctx: Pick<MasterContext, 'layout'>) => join(pendingDir(ctx), 'request.json');
-const pendingKey = (ctx: Pick<MasterContext, 'layout'>, role: OnlineRole) => join(pendingDir(ctx), `${role}.pem`);
+const pendingKey = (ctx: Pick<MasterContext, 'layout'>, role: OnlineRole) =>
+  join(pendingDir(ctx), `${role}.pem`);
 
 function positive(n: number | undefined, what: string): number | undefined {
   if (n === undefined) return undefined;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 32) throw new DepotsyncError('usage', `${what} must be an integer from 1 to 32, got ${JSON.stringify(n)}`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 32)
+    throw new DepotsyncError('usage', `${what} must be an integer from 1 to 32, got ${JSON.stringify(n)}`);
   return n;
 }
 
 export function masterFingerprint(ctx: Pick<MasterContext, 'db'>): string {
   const v1 = getMetadataFile(ctx.db, '1.root.json');
-  if (!v1) throw new DepotsyncError('corrupt', 'master database has no 1.root.json', { hint: 'restore the master directory from a backup' });
+  if (!v1)
+    throw new DepotsyncError('corrupt', 'master database has no 1.root.json', {
+      hint: 'restore the master directory from a backup',
+    });
   return createHash('sha256').update(v1.bytes).digest('hex');
 }
 
@@ -98,27 +117,49 @@ function retireRootKeys(ctx: MasterContext, keep: ReadonlySet<string>): string[]
 /** True when the bins are still signed by the targets key (no bins.pem): a targets rotation moves them too. */
 const binsShareTargetsKey = (ctx: MasterContext) => !existsSync(onlineKeyPath(ctx.layout, 'bins'));
 
-export async function changeKeys(ctx: MasterContext, change: KeyChange, o: KeyChangeOptions): Promise<KeyChangeResult> {
+export async function changeKeys(
+  ctx: MasterContext,
+  change: KeyChange,
+  o: KeyChangeOptions,
+): Promise<KeyChangeResult> {
   const now = o.now ?? (() => new Date());
   const repo = loadRepository(ctx, now);
   const roles = storedRoles(ctx.db);
   const rootRole = roles.find((r) => r.role === 'root');
   if (!rootRole) throw new DepotsyncError('corrupt', 'master database: the root names no root role');
-  const oldKeyIds = change === 'renew' ? rootRole.keyids : (roles.find((r) => r.role === change)?.keyids ?? []);
+  const oldKeyIds =
+    change === 'renew' ? rootRole.keyids : (roles.find((r) => r.role === change)?.keyids ?? []);
 
   if (change === 'bins') {
     const pair = generateKeyPair();
     await stageOnlineKey(ctx.layout, 'bins', pair);
     let generation: number;
     try {
-      generation = commitSteps(ctx, [repo.rotateBinsKey(pair.signer)], { createdBy: o.actor, note: 'bins key rotated' });
+      generation = commitSteps(ctx, [repo.rotateBinsKey(pair.signer)], {
+        createdBy: o.actor,
+        note: 'bins key rotated',
+      });
     } catch (e) {
       dropStagedKey(ctx.layout, 'bins');
       throw e;
     }
     commitOnlineKey(ctx.layout, 'bins');
-    recordAudit(ctx.db, { actor: o.actor, action: 'keys.rotate', target: 'bins', detail: { old: oldKeyIds, new: [pair.keyid], generation } });
-    return { change, state: 'committed', rootVersion: repo.rootVersion, generation, oldKeyIds, newKeyIds: [pair.keyid], newKeyFiles: [onlineKeyPath(ctx.layout, 'bins')], request: null };
+    recordAudit(ctx.db, {
+      actor: o.actor,
+      action: 'keys.rotate',
+      target: 'bins',
+      detail: { old: oldKeyIds, new: [pair.keyid], generation },
+    });
+    return {
+      change,
+      state: 'committed',
+      rootVersion: repo.rootVersion,
+      generation,
+      oldKeyIds,
+      newKeyIds: [pair.keyid],
+      newKeyFiles: [onlineKeyPath(ctx.layout, 'bins')],
+      request: null,
+    };
   }
 
   // Everything else is a root N+1.
@@ -150,7 +191,11 @@ export async function changeKeys(ctx: MasterContext, change: KeyChange, o: KeyCh
       newKeyFiles.push(file);
     }
   }
-  const newKeyIds = onlinePair ? [onlinePair.keyid] : newRoot.length ? newRoot.map((k) => k.keyid) : rootRole.keyids;
+  const newKeyIds = onlinePair
+    ? [onlinePair.keyid]
+    : newRoot.length
+      ? newRoot.map((k) => k.keyid)
+      : rootRole.keyids;
   const what = change === 'renew' ? 'renew the root' : `rotate the ${change} key`;
 
   if (oldSigners.length >= rootRole.threshold) {
@@ -158,9 +203,19 @@ export async function changeKeys(ctx: MasterContext, change: KeyChange, o: KeyCh
     if (role && onlinePair) await stageOnlineKey(ctx.layout, role, onlinePair);
     let generation: number;
     try {
-      const steps: MetadataFile[][] = [repo.rotateRoot(rootChange, [...oldSigners, ...newRoot].map((k) => k.signer), newOnline)];
-      if (role === 'targets' && onlinePair && binsShareTargetsKey(ctx)) steps.push(repo.rotateBinsKey(onlinePair.signer));
-      generation = commitSteps(ctx, steps, { createdBy: o.actor, note: `root v${repo.rootVersion}: ${what}` });
+      const steps: MetadataFile[][] = [
+        repo.rotateRoot(
+          rootChange,
+          [...oldSigners, ...newRoot].map((k) => k.signer),
+          newOnline,
+        ),
+      ];
+      if (role === 'targets' && onlinePair && binsShareTargetsKey(ctx))
+        steps.push(repo.rotateBinsKey(onlinePair.signer));
+      generation = commitSteps(ctx, steps, {
+        createdBy: o.actor,
+        note: `root v${repo.rootVersion}: ${what}`,
+      });
     } catch (e) {
       if (role) dropStagedKey(ctx.layout, role);
       for (const f of newKeyFiles) rmSync(f, { force: true });
@@ -169,29 +224,62 @@ export async function changeKeys(ctx: MasterContext, change: KeyChange, o: KeyCh
     if (role) commitOnlineKey(ctx.layout, role);
     if (newRoot.length) retireRootKeys(ctx, new Set(newRoot.map((k) => k.keyid)));
     if (role) newKeyFiles.push(onlineKeyPath(ctx.layout, role));
-    recordAudit(ctx.db, { actor: o.actor, action: change === 'renew' ? 'keys.renew-root' : 'keys.rotate', target: change === 'renew' ? 'root' : change, detail: { old: oldKeyIds, new: newKeyIds, rootVersion: repo.rootVersion, generation } });
-    ctx.log.info({ change, rootVersion: repo.rootVersion, generation }, `${what}: root v${repo.rootVersion} committed`);
-    return { change, state: 'committed', rootVersion: repo.rootVersion, generation, oldKeyIds, newKeyIds, newKeyFiles, request: null };
+    recordAudit(ctx.db, {
+      actor: o.actor,
+      action: change === 'renew' ? 'keys.renew-root' : 'keys.rotate',
+      target: change === 'renew' ? 'root' : change,
+      detail: { old: oldKeyIds, new: newKeyIds, rootVersion: repo.rootVersion, generation },
+    });
+    ctx.log.info(
+      { change, rootVersion: repo.rootVersion, generation },
+      `${what}: root v${repo.rootVersion} committed`,
+    );
+    return {
+      change,
+      state: 'committed',
+      rootVersion: repo.rootVersion,
+      generation,
+      oldKeyIds,
+      newKeyIds,
+      newKeyFiles,
+      request: null,
+    };
   }
 
   // Root keys kept offline: a signing request, signed already by the keys at hand (the new root keys).
   mkdirSync(pendingDir(ctx), { recursive: true, mode: 0o700 });
-  for (const role of ['timestamp', 'snapshot', 'targets'] as const) rmSync(pendingKey(ctx, role), { force: true });
+  for (const role of ['timestamp', 'snapshot', 'targets'] as const)
+    rmSync(pendingKey(ctx, role), { force: true });
   if (onlinePair && change !== 'root' && change !== 'renew') {
     await writePrivateKey(pendingKey(ctx, change), onlinePair.privateKey);
     newKeyFiles.push(pendingKey(ctx, change));
   }
   const doc = JSON.parse(Buffer.from(prepared.bytes).toString('utf8')) as RootRequest['root'];
   const data = Buffer.from(canonicalize(doc.signed as never), 'utf8');
-  doc.signatures = [...oldSigners, ...newRoot].map((k) => ({ keyid: k.keyid, sig: k.signer.sign(data).toString('hex') }));
+  doc.signatures = [...oldSigners, ...newRoot].map((k) => ({
+    keyid: k.keyid,
+    sig: k.signer.sign(data).toString('hex'),
+  }));
   const request = createRootRequest(
-    { master: ctx.config.name, rootFingerprint: masterFingerprint(ctx), purpose: what, now: now(), trustedRoot: repo.rootFile.bytes, root: Buffer.from(JSON.stringify(doc)) },
+    {
+      master: ctx.config.name,
+      rootFingerprint: masterFingerprint(ctx),
+      purpose: what,
+      now: now(),
+      trustedRoot: repo.rootFile.bytes,
+      root: Buffer.from(JSON.stringify(doc)),
+    },
     [ctx.signers.timestamp],
   );
   const out = resolve(o.requestOut ?? join(ctx.layout.dir, `root-request-v${prepared.version}.json`));
   await writeFileAtomic(pendingRequest(ctx), encodeRootRequest(request), { mode: 0o600 });
   await writeFileAtomic(out, encodeRootRequest(request));
-  recordAudit(ctx.db, { actor: o.actor, action: 'keys.root-request', target: change === 'renew' ? 'root' : change, detail: { rootVersion: prepared.version, digest: requestDigest(request), file: out } });
+  recordAudit(ctx.db, {
+    actor: o.actor,
+    action: 'keys.root-request',
+    target: change === 'renew' ? 'root' : change,
+    detail: { rootVersion: prepared.version, digest: requestDigest(request), file: out },
+  });
   const oldThreshold = rootRole.threshold;
   return {
     change,
@@ -206,7 +294,9 @@ export async function changeKeys(ctx: MasterContext, change: KeyChange, o: KeyCh
       digest: requestDigest(request),
       oldSignatures: oldSigners.length,
       oldThreshold,
-      newSignatures: doc.signatures.filter((s) => (rootChange.root ? newRoot.some((k) => k.keyid === s.keyid) : rootRole.keyids.includes(s.keyid))).length,
+      newSignatures: doc.signatures.filter((s) =>
+        rootChange.root ? newRoot.some((k) => k.keyid === s.keyid) : rootRole.keyids.includes(s.keyid),
+      ).length,
       newThreshold: rootChange.root?.threshold ?? rootRole.threshold,
     },
   };
@@ -224,7 +314,11 @@ export interface ImportResult {
  * master, is not the one pending here (altered, or an old one), or does not meet root N's threshold
  * and its own (depots and agents could not walk to it).
  */
-export async function importRootRequest(ctx: MasterContext, file: string, o: { actor: string; now?: () => Date }): Promise<ImportResult> {
+export async function importRootRequest(
+  ctx: MasterContext,
+  file: string,
+  o: { actor: string; now?: () => Date },
+): Promise<ImportResult> {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -235,26 +329,43 @@ export async function importRootRequest(ctx: MasterContext, file: string, o: { a
   const r = decodeRootRequest(bytes, what);
   const fingerprint = masterFingerprint(ctx);
   if (r.rootFingerprint !== fingerprint || r.master !== ctx.config.name) {
-    throw new DepotsyncError('bad-input', `${what} is for master ${JSON.stringify(r.master)} (root fingerprint ${r.rootFingerprint.slice(0, 16)}…), not this master ${JSON.stringify(ctx.config.name)} (${fingerprint.slice(0, 16)}…)`, {
-      hint: 'import it on the master that wrote it',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what} is for master ${JSON.stringify(r.master)} (root fingerprint ${r.rootFingerprint.slice(0, 16)}…), not this master ${JSON.stringify(ctx.config.name)} (${fingerprint.slice(0, 16)}…)`,
+      {
+        hint: 'import it on the master that wrote it',
+      },
+    );
   }
   if (!existsSync(pendingRequest(ctx))) {
-    throw new DepotsyncError('not-found', `${what}: no root signing request is pending on this master`, { hint: 'it was imported already, or replaced; make a new one' });
+    throw new DepotsyncError('not-found', `${what}: no root signing request is pending on this master`, {
+      hint: 'it was imported already, or replaced; make a new one',
+    });
   }
   const pending = decodeRootRequest(readFileSync(pendingRequest(ctx)), 'pending root signing request');
-  if (canonicalize(pending.root.signed as never) !== canonicalize(r.root.signed as never) || pending.trustedRoot !== r.trustedRoot) {
-    throw new DepotsyncError('bad-input', `${what}: its root is not the one this master asked to be signed (digest ${requestDigest(r)}, pending ${requestDigest(pending)}); the file was altered or is an older request`, {
-      hint: 'sign the pending request (digest shown by depotsync master keys status) and import that one',
-    });
+  if (
+    canonicalize(pending.root.signed as never) !== canonicalize(r.root.signed as never) ||
+    pending.trustedRoot !== r.trustedRoot
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: its root is not the one this master asked to be signed (digest ${requestDigest(r)}, pending ${requestDigest(pending)}); the file was altered or is an older request`,
+      {
+        hint: 'sign the pending request (digest shown by depotsync master keys status) and import that one',
+      },
+    );
   }
   const checked = checkRootRequest(r, what);
   const now = o.now ?? (() => new Date());
   const repo = loadRepository(ctx, now);
   if (checked.next.signed.version !== repo.rootVersion + 1) {
-    throw new DepotsyncError('conflict', `${what}: it makes root v${checked.next.signed.version}, but this master is at root v${repo.rootVersion} already`, {
-      hint: 'make a new request from the current root',
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `${what}: it makes root v${checked.next.signed.version}, but this master is at root v${repo.rootVersion} already`,
+      {
+        hint: 'make a new request from the current root',
+      },
+    );
   }
   const newOnline: Partial<OnlineSigners> = {};
   const staged: OnlineRole[] = [];
@@ -271,7 +382,10 @@ export async function importRootRequest(ctx: MasterContext, file: string, o: { a
   try {
     const steps: MetadataFile[][] = [repo.adoptRoot(checked.rootBytes, newOnline)];
     if (targetsPair && binsShareTargetsKey(ctx)) steps.push(repo.rotateBinsKey(targetsPair.signer));
-    generation = commitSteps(ctx, steps, { createdBy: o.actor, note: `root v${repo.rootVersion}: ${r.purpose} (signed offline)` });
+    generation = commitSteps(ctx, steps, {
+      createdBy: o.actor,
+      note: `root v${repo.rootVersion}: ${r.purpose} (signed offline)`,
+    });
   } catch (e) {
     for (const role of staged) dropStagedKey(ctx.layout, role);
     throw e;
@@ -279,15 +393,27 @@ export async function importRootRequest(ctx: MasterContext, file: string, o: { a
   for (const role of staged) commitOnlineKey(ctx.layout, role);
   retireRootKeys(ctx, new Set(checked.next.signed.roles.root?.keyIDs ?? []));
   rmSync(pendingDir(ctx), { recursive: true, force: true });
-  recordAudit(ctx.db, { actor: o.actor, action: 'keys.root-import', target: 'root', detail: { rootVersion: repo.rootVersion, generation, purpose: r.purpose, digest: requestDigest(r) } });
+  recordAudit(ctx.db, {
+    actor: o.actor,
+    action: 'keys.root-import',
+    target: 'root',
+    detail: { rootVersion: repo.rootVersion, generation, purpose: r.purpose, digest: requestDigest(r) },
+  });
   return { rootVersion: repo.rootVersion, generation, purpose: r.purpose, digest: requestDigest(r) };
 }
 
 /** The pending request on this master, if any: its root version, purpose and digest. */
-export function pendingRootRequest(ctx: Pick<MasterContext, 'layout'>): { rootVersion: number; purpose: string; digest: string; createdAt: string } | null {
+export function pendingRootRequest(
+  ctx: Pick<MasterContext, 'layout'>,
+): { rootVersion: number; purpose: string; digest: string; createdAt: string } | null {
   if (!existsSync(pendingRequest(ctx))) return null;
   const r = decodeRootRequest(readFileSync(pendingRequest(ctx)), 'pending root signing request');
-  return { rootVersion: (r.root.signed.version as number) ?? 0, purpose: r.purpose, digest: requestDigest(r), createdAt: r.createdAt };
+  return {
+    rootVersion: (r.root.signed.version as number) ?? 0,
+    purpose: r.purpose,
+    digest: requestDigest(r),
+    createdAt: r.createdAt,
+  };
 }
 
 /**
@@ -295,15 +421,36 @@ export function pendingRootRequest(ctx: Pick<MasterContext, 'layout'>): { rootVe
  * expiry) once less than `rootRenewBeforeDays` remain. Synchronous, so it lands before the alerts
  * evaluated right after it. Returns the new root version, or undefined when nothing was due or possible.
  */
-export function renewRootIfDue(ctx: MasterContext, now: () => Date, repoIn?: TufRepository): number | undefined {
+export function renewRootIfDue(
+  ctx: MasterContext,
+  now: () => Date,
+  repoIn?: TufRepository,
+): number | undefined {
   const repo = repoIn ?? loadRepository(ctx, now);
   if (!repo.rootExpiresSoon()) return undefined;
   const root = storedRoles(ctx.db).find((r) => r.role === 'root');
   if (!root) return undefined;
   const signers = rootSignersFrom([ctx.layout.keysDir], new Set(root.keyids));
   if (signers.length < root.threshold) return undefined;
-  const generation = commitSteps(ctx, [repo.rotateRoot({}, signers.map((k) => k.signer))], { createdBy: 'system', note: `root v${repo.rootVersion}: renewed before expiry` });
-  recordAudit(ctx.db, { actor: 'system', action: 'keys.renew-root', target: 'root', detail: { rootVersion: repo.rootVersion, generation, expires: repo.rootExpires.toISOString() } });
-  ctx.log.info({ rootVersion: repo.rootVersion, generation, expires: repo.rootExpires.toISOString() }, 'root renewed before expiry');
+  const generation = commitSteps(
+    ctx,
+    [
+      repo.rotateRoot(
+        {},
+        signers.map((k) => k.signer),
+      ),
+    ],
+    { createdBy: 'system', note: `root v${repo.rootVersion}: renewed before expiry` },
+  );
+  recordAudit(ctx.db, {
+    actor: 'system',
+    action: 'keys.renew-root',
+    target: 'root',
+    detail: { rootVersion: repo.rootVersion, generation, expires: repo.rootExpires.toISOString() },
+  });
+  ctx.log.info(
+    { rootVersion: repo.rootVersion, generation, expires: repo.rootExpires.toISOString() },
+    'root renewed before expiry',
+  );
   return repo.rootVersion;
 }

@@ -26,8 +26,12 @@ export function keysStatus(ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>,
   const roles = storedRoles(ctx.db);
   const onMaster = (r: StoredRole): number => {
     const ids = new Set(r.keyids);
-    if (r.role === 'root') return rootKeyFiles(ctx.layout.keysDir).filter((f) => ids.has(readKeyFile(f).keyid)).length;
-    const file = r.role === 'bins' && !existsSync(onlineKeyPath(ctx.layout, 'bins')) ? onlineKeyPath(ctx.layout, 'targets') : onlineKeyPath(ctx.layout, r.role);
+    if (r.role === 'root')
+      return rootKeyFiles(ctx.layout.keysDir).filter((f) => ids.has(readKeyFile(f).keyid)).length;
+    const file =
+      r.role === 'bins' && !existsSync(onlineKeyPath(ctx.layout, 'bins'))
+        ? onlineKeyPath(ctx.layout, 'targets')
+        : onlineKeyPath(ctx.layout, r.role);
     return existsSync(file) && ids.has(readKeyFile(file).keyid) ? 1 : 0;
   };
   const out = roles.map((r) => ({
@@ -47,17 +51,26 @@ export function keysStatus(ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>,
 }
 
 export function keysStatusLines(s: KeysStatus): string {
-  const lines = [`master ${s.master}, root fingerprint ${s.rootFingerprint}`, 'role       version  threshold  keys (on master)               expires'];
+  const lines = [
+    `master ${s.master}, root fingerprint ${s.rootFingerprint}`,
+    'role       version  threshold  keys (on master)               expires',
+  ];
   for (const r of s.roles) {
     const keys = r.keyids.map((k) => k.slice(0, 8)).join(',');
     lines.push(
       `${r.role.padEnd(10)} ${String(r.version).padStart(7)}  ${`${r.threshold} of ${r.keyids.length}`.padEnd(9)}  ${`${keys} (${r.keysOnMaster})`.padEnd(30)} ${r.expires} (${r.daysLeft} days)`,
     );
   }
-  lines.push(s.rootRenewal === 'automatic' ? 'root renewal: automatic (root keys on the master; master serve renews before expiry)' : 'root renewal: offline (depotsync master root renew writes a signing request)');
+  lines.push(
+    s.rootRenewal === 'automatic'
+      ? 'root renewal: automatic (root keys on the master; master serve renews before expiry)'
+      : 'root renewal: offline (depotsync master root renew writes a signing request)',
+  );
   if (s.pendingRootRequest) {
     const p = s.pendingRootRequest;
-    lines.push(`pending root signing request: root v${p.rootVersion} (${p.purpose}), digest ${p.digest}, made ${p.createdAt}`);
+    lines.push(
+      `pending root signing request: root v${p.rootVersion} (${p.purpose}), digest ${p.digest}, made ${p.createdAt}`,
+    );
   }
   return lines.join('\n');
 }

@@ -27,7 +27,10 @@ interface SignedDoc {
 
 function signedOf(db: MasterDb, role: string): SignedDoc {
   const f = latestMetadata(db, role);
-  if (!f) throw new DepotsyncError('corrupt', `master database has no ${role} metadata`, { hint: 'restore the master directory from a backup' });
+  if (!f)
+    throw new DepotsyncError('corrupt', `master database has no ${role} metadata`, {
+      hint: 'restore the master directory from a backup',
+    });
   return (JSON.parse(f.bytes.toString('utf8')) as { signed: SignedDoc }).signed;
 }
 
@@ -39,7 +42,13 @@ export function storedRoles(db: MasterDb): StoredRole[] {
   const top = (role: 'root' | 'targets' | 'snapshot' | 'timestamp'): StoredRole => {
     const s = role === 'root' ? root : signedOf(db, role);
     const r = root.roles?.[role];
-    return { role, keyids: r?.keyids ?? [], threshold: r?.threshold ?? 1, version: s.version, expires: s.expires };
+    return {
+      role,
+      keyids: r?.keyids ?? [],
+      threshold: r?.threshold ?? 1,
+      version: s.version,
+      expires: s.expires,
+    };
   };
   const targets = signedOf(db, 'targets');
   const delegated = targets.delegations?.roles[0];
@@ -57,7 +66,13 @@ export function storedRoles(db: MasterDb): StoredRole[] {
     if (!expires || e < expires) expires = e;
     version = Math.min(version, b.version);
   }
-  const bins: StoredRole = { role: 'bins', keyids: delegated?.keyids ?? [], threshold: delegated?.threshold ?? 1, version: version === Number.MAX_SAFE_INTEGER ? 0 : version, expires };
+  const bins: StoredRole = {
+    role: 'bins',
+    keyids: delegated?.keyids ?? [],
+    threshold: delegated?.threshold ?? 1,
+    version: version === Number.MAX_SAFE_INTEGER ? 0 : version,
+    expires,
+  };
   return [top('root'), top('targets'), bins, top('snapshot'), top('timestamp')];
 }
 
@@ -70,6 +85,9 @@ export function namedKeyIds(db: MasterDb, role: KeyRole): string[] {
 /** The current root's file bytes and version. */
 export function storedRoot(db: MasterDb): { bytes: Buffer; version: number } {
   const f = latestMetadata(db, 'root');
-  if (!f) throw new DepotsyncError('corrupt', 'master database has no root metadata', { hint: 'restore the master directory from a backup' });
+  if (!f)
+    throw new DepotsyncError('corrupt', 'master database has no root metadata', {
+      hint: 'restore the master directory from a backup',
+    });
   return { bytes: f.bytes, version: f.version };
 }

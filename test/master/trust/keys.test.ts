@@ -19,14 +19,21 @@ import { pseudoRandomBytes, tempDir } from '../../helpers/tmp.js';
 const DAY = 86_400_000;
 const log = silentLogger();
 
-async function master(dir: string, opts: Parameters<typeof initMaster>[1] extends infer O ? Partial<O> : never = {}): Promise<MasterContext> {
+async function master(
+  dir: string,
+  opts: Parameters<typeof initMaster>[1] extends infer O ? Partial<O> : never = {},
+): Promise<MasterContext> {
   await initMaster(dir, { log, ...opts });
   return openMaster(dir, log);
 }
 
 /** Walk the stored roots from v1 as a client does (each signed by the previous root's threshold and its own). */
 function walk(ctx: MasterContext): number {
-  const t = new TrustedMetadata(getMetadataFile(ctx.db, '1.root.json')!.bytes, { ...DEFAULT_CLIENT_LIMITS }, '1.root.json');
+  const t = new TrustedMetadata(
+    getMetadataFile(ctx.db, '1.root.json')!.bytes,
+    { ...DEFAULT_CLIENT_LIMITS },
+    '1.root.json',
+  );
   for (let v = 2; ; v++) {
     const f = getMetadataFile(ctx.db, `${v}.root.json`);
     if (!f) return t.root.md.signed.version;
@@ -52,9 +59,17 @@ describe('master key lifecycle', () => {
   it('rotates every role: a new key, a root version signed by old and new root keys, the old key gone', async () => {
     const ctx = await make('all');
     const before = keysStatus(ctx, Date.now());
-    expect(before.roles.map((r) => [r.role, r.threshold, r.keyids.length])).toEqual([['root', 1, 1], ['targets', 1, 1], ['bins', 1, 1], ['snapshot', 1, 1], ['timestamp', 1, 1]]);
+    expect(before.roles.map((r) => [r.role, r.threshold, r.keyids.length])).toEqual([
+      ['root', 1, 1],
+      ['targets', 1, 1],
+      ['bins', 1, 1],
+      ['snapshot', 1, 1],
+      ['timestamp', 1, 1],
+    ]);
     // Bins are signed by the targets key until they get their own.
-    expect(before.roles.find((r) => r.role === 'bins')!.keyids).toEqual(before.roles.find((r) => r.role === 'targets')!.keyids);
+    expect(before.roles.find((r) => r.role === 'bins')!.keyids).toEqual(
+      before.roles.find((r) => r.role === 'targets')!.keyids,
+    );
     expect(before.rootRenewal).toBe('automatic');
     for (const role of ['timestamp', 'snapshot', 'targets', 'bins', 'root'] as const) {
       const r = await changeKeys(ctx, role, { actor: 'test' });
@@ -77,7 +92,9 @@ describe('master key lifecycle', () => {
   });
 
   it('init takes K of N root keys, and --offline-root keeps them off the master; bad thresholds are refused', async () => {
-    await expect(master(join(tmp.dir, 'bad'), { rootKeys: 2, rootThreshold: 3 })).rejects.toThrow(/--root-threshold must be an integer from 1 to 2/);
+    await expect(master(join(tmp.dir, 'bad'), { rootKeys: 2, rootThreshold: 3 })).rejects.toThrow(
+      /--root-threshold must be an integer from 1 to 2/,
+    );
     const usb = join(tmp.dir, 'usb');
     const ctx = await make('offline', { rootKeys: 3, rootThreshold: 2, offlineRootDir: usb });
     expect(rootKeyFiles(ctx.layout.keysDir)).toEqual([]);
@@ -92,7 +109,10 @@ describe('master key lifecycle', () => {
     const ctx = await make('req', { rootKeys: 3, rootThreshold: 2, offlineRootDir: usb });
     const r = await changeKeys(ctx, 'timestamp', { actor: 'test', requestOut: join(tmp.dir, 'req.json') });
     expect(r).toMatchObject({ state: 'signing-request', rootVersion: 2, generation: null });
-    expect(keysStatus(ctx, Date.now()).pendingRootRequest).toMatchObject({ rootVersion: 2, digest: r.request!.digest });
+    expect(keysStatus(ctx, Date.now()).pendingRootRequest).toMatchObject({
+      rootVersion: 2,
+      digest: r.request!.digest,
+    });
     const keys = rootKeyFiles(usb).map(readKeyFile);
     const file = requestFile(r);
     const one = signRootRequest(decodeRootRequest(readFileSync(file), file), [keys[0]!], file);
@@ -107,20 +127,28 @@ describe('master key lifecycle', () => {
     expect(readKeyFile(join(ctx.layout.keysDir, 'timestamp.pem')).keyid).toBe(r.newKeyIds[0]);
     expect(loadRepository(ctx).rootVersion).toBe(2);
     // Imported once: the same file again is refused.
-    await expect(importRootRequest(ctx, file, { actor: 'test' })).rejects.toThrow(/no root signing request is pending/);
+    await expect(importRootRequest(ctx, file, { actor: 'test' })).rejects.toThrow(
+      /no root signing request is pending/,
+    );
   });
 
   it('refuses a root below its own threshold and a rotation that would orphan depots', async () => {
     const ctx = await make('orphan', { offlineRootDir: join(tmp.dir, 'usb3') });
     const files = () => readdirSync(ctx.layout.keysDir).sort();
     const had = files();
-    await expect(changeKeys(ctx, 'root', { actor: 'test', newRootKeys: 2, newRootThreshold: 3 })).rejects.toThrow(/root threshold must be an integer from 1 to 2/);
+    await expect(
+      changeKeys(ctx, 'root', { actor: 'test', newRootKeys: 2, newRootThreshold: 3 }),
+    ).rejects.toThrow(/root threshold must be an integer from 1 to 2/);
     expect(files()).toEqual(had);
     // New root keys only (the old, offline one never signs): depots trusting v1 could not follow.
     const r = await changeKeys(ctx, 'root', { actor: 'test', newRootKeyDir: join(tmp.dir, 'usb3-new') });
     expect(r.state).toBe('signing-request');
     await expect(importRootRequest(ctx, requestFile(r), { actor: 'test' })).rejects.toThrow(
-      expect.objectContaining({ message: expect.stringMatching(/not signed by a threshold of the old root keys \(v1\); depots and agents that trust root v1 could not verify it \(they would be orphaned\)/) }),
+      expect.objectContaining({
+        message: expect.stringMatching(
+          /not signed by a threshold of the old root keys \(v1\); depots and agents that trust root v1 could not verify it \(they would be orphaned\)/,
+        ),
+      }),
     );
     expect(loadRepository(ctx).rootVersion).toBe(1);
   });
@@ -138,25 +166,47 @@ describe('master key lifecycle', () => {
     // Altered before signing: the master's signature over the request no longer verifies.
     const altered = decodeRootRequest(readFileSync(fa), fa);
     altered.root.signed.expires = '2099-01-01T00:00:00Z';
-    expect(() => signRootRequest(altered, keyA, 'altered')).toThrow(/the request was altered, or was not made by master/);
+    expect(() => signRootRequest(altered, keyA, 'altered')).toThrow(
+      /the request was altered, or was not made by master/,
+    );
     // For another master: its key is not a root key of this request; and it is refused by the other master.
-    expect(() => signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyB, fa)).toThrow(/is not a root key of master/);
+    expect(() => signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyB, fa)).toThrow(
+      /is not a root key of master/,
+    );
     const fpA = keysStatus(a, Date.now()).rootFingerprint;
-    expect(() => signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyA, fa, keysStatus(b, Date.now()).rootFingerprint)).toThrow(/belongs to another master|is for master/);
+    expect(() =>
+      signRootRequest(
+        decodeRootRequest(readFileSync(fa), fa),
+        keyA,
+        fa,
+        keysStatus(b, Date.now()).rootFingerprint,
+      ),
+    ).toThrow(/belongs to another master|is for master/);
     const signed = signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyA, fa, fpA);
     writeFileSync(fa, encodeRootRequest(signed.request));
-    await expect(importRootRequest(b, fa, { actor: 'test' })).rejects.toThrow(/is for master .* not this master/);
+    await expect(importRootRequest(b, fa, { actor: 'test' })).rejects.toThrow(
+      /is for master .* not this master/,
+    );
     // Altered after signing (another expiry): not the root this master asked for.
     const late = decodeRootRequest(readFileSync(fa), fa);
     late.root.signed.expires = '2099-01-01T00:00:00Z';
     writeFileSync(join(tmp.dir, 'late.json'), encodeRootRequest(late));
-    await expect(importRootRequest(a, join(tmp.dir, 'late.json'), { actor: 'test' })).rejects.toThrow(/not the one this master asked to be signed/);
+    await expect(importRootRequest(a, join(tmp.dir, 'late.json'), { actor: 'test' })).rejects.toThrow(
+      /not the one this master asked to be signed/,
+    );
     expect((await importRootRequest(a, fa, { actor: 'test' })).rootVersion).toBe(2);
     expect(rb.state).toBe('signing-request');
   });
 
   it('an unsupported role name is a usage error', () => {
-    expect(() => parseKeyRole('delegations', 'master keys rotate')).toThrow(expect.objectContaining({ code: 'usage', message: expect.stringMatching(/--role must be one of root, targets, snapshot, timestamp, bins, got "delegations"/) }));
+    expect(() => parseKeyRole('delegations', 'master keys rotate')).toThrow(
+      expect.objectContaining({
+        code: 'usage',
+        message: expect.stringMatching(
+          /--role must be one of root, targets, snapshot, timestamp, bins, got "delegations"/,
+        ),
+      }),
+    );
   });
 
   it('master serve renews the root 60 days before expiry while its keys are online; offline, alerts at 60, 30 and 7 days', async () => {
@@ -170,14 +220,25 @@ describe('master key lifecycle', () => {
 
     const offline = await make('alerts', { offlineRootDir: join(tmp.dir, 'usb4') });
     expect((await refreshOnce(offline, () => new Date(start + 310 * DAY))).rootVersion).toBeUndefined();
-    const rootAlert = (days: number) => keyAlerts(offline.db, start + days * DAY).find((a) => a.key === 'metadata-expiry:root');
+    const rootAlert = (days: number) =>
+      keyAlerts(offline.db, start + days * DAY).find((a) => a.key === 'metadata-expiry:root');
     expect(rootAlert(290)).toBeUndefined();
-    expect(rootAlert(306)).toMatchObject({ level: 'warning', message: expect.stringMatching(/expires in 5[89] day/) });
-    expect(rootAlert(336)).toMatchObject({ level: 'warning', message: expect.stringMatching(/expires in 2[89] day/) });
+    expect(rootAlert(306)).toMatchObject({
+      level: 'warning',
+      message: expect.stringMatching(/expires in 5[89] day/),
+    });
+    expect(rootAlert(336)).toMatchObject({
+      level: 'warning',
+      message: expect.stringMatching(/expires in 2[89] day/),
+    });
     expect(rootAlert(359)).toMatchObject({ level: 'error' });
     expect(rootAlert(366)).toMatchObject({ level: 'error', message: expect.stringMatching(/expired on/) });
     // An online role that is not re-signed (no master serve) is flagged before it expires.
-    expect(keyAlerts(offline.db, start + 310 * DAY + 20 * 3_600_000).find((a) => a.key === 'metadata-expiry:timestamp')).toMatchObject({ level: 'warning' });
+    expect(
+      keyAlerts(offline.db, start + 310 * DAY + 20 * 3_600_000).find(
+        (a) => a.key === 'metadata-expiry:timestamp',
+      ),
+    ).toMatchObject({ level: 'warning' });
     expect(existsSync(join(offline.layout.keysDir, 'root.pem'))).toBe(false);
   });
   it('a serving master signs with a key rotated by another process; a crash between commit and rename is finished at the next start', async () => {
