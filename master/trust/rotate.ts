@@ -5,7 +5,7 @@ import { canonicalize } from '@tufjs/canonical-json';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import { generateKeyPair, writePrivateKey, type KeyPair } from '../../src/tuf/keys.js';
-import type { MetadataFile, OnlineSigners, RootChange, TufRepository } from '../../src/tuf/repository.js';
+import type { MetadataFile, OnlineSigners, RootChange } from '../../src/tuf/repository.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { getMetadataFile } from '../db/metadata.js';
@@ -31,7 +31,7 @@ import {
   requestDigest,
   type RootRequest,
 } from './request.js';
-import { storedRoles } from './stored.js';
+import { storedRoles, storedRoot } from './stored.js';
 
 /**
  * Key changes on the master: `keys rotate` (a new key for one role), `root renew` (root N+1 with the
@@ -421,17 +421,18 @@ export function pendingRootRequest(
  * expiry) once less than `rootRenewBeforeDays` remain. Synchronous, so it lands before the alerts
  * evaluated right after it. Returns the new root version, or undefined when nothing was due or possible.
  */
-export function renewRootIfDue(
-  ctx: MasterContext,
-  now: () => Date,
-  repoIn?: TufRepository,
-): number | undefined {
-  const repo = repoIn ?? loadRepository(ctx, now);
-  if (!repo.rootExpiresSoon()) return undefined;
-  const root = storedRoles(ctx.db).find((r) => r.role === 'root');
-  if (!root) return undefined;
-  const signers = rootSignersFrom([ctx.layout.keysDir], new Set(root.keyids));
-  if (signers.length < root.threshold) return undefined;
+export function renewRootIfDue(ctx: MasterContext, now: () => Date): number | undefined {
+  // Cheap checks first (this runs on every refresh): the stored root's expiry, then the key files.
+  const stored = JSON.parse(storedRoot(ctx.db).bytes.toString('utf8')) as {
+    signed: { expires: string; roles: { root?: { keyids: string[]; threshold: number } } };
+  };
+  const leftMs = Date.parse(stored.signed.expires) - now().getTime();
+  if (leftMs >= ctx.config.rootRenewBeforeDays * 86_400_000) return undefined;
+  const role = stored.signed.roles.root;
+  if (!role) return undefined;
+  const signers = rootSignersFrom([ctx.layout.keysDir], new Set(role.keyids));
+  if (signers.length < role.threshold) return undefined;
+  const repo = loadRepository(ctx, now);
   const generation = commitSteps(
     ctx,
     [
