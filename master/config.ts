@@ -19,6 +19,8 @@ export interface MasterConfig {
   snapshotExpiryDays: number;
   targetsExpiryDays: number;
   rootExpiryDays: number;
+  /** With root keys on the master, `master serve` renews the root when less than this remains (docs/keys.md). */
+  rootRenewBeforeDays: number;
   revocationListExpiryDays: number;
   certificateValidDays: number;
   dropboxSettleMs: number;
@@ -50,6 +52,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   snapshotExpiryDays: 30,
   targetsExpiryDays: 365,
   rootExpiryDays: 365,
+  rootRenewBeforeDays: 60,
   revocationListExpiryDays: 7,
   certificateValidDays: 365,
   dropboxSettleMs: 10_000,
@@ -70,6 +73,8 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   if (![16, 256, 4096].includes(c.bins)) throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
   intOption(w, 'timestampExpiryHours', c.timestampExpiryHours, 1, 24 * 365);
   intOption(w, 'timestampRefreshHours', c.timestampRefreshHours, 0, c.timestampExpiryHours - 1);
+  intOption(w, 'rootExpiryDays', c.rootExpiryDays, 2, 3650);
+  intOption(w, 'rootRenewBeforeDays', c.rootRenewBeforeDays, 1, c.rootExpiryDays - 1);
   intOption(w, 'certificateValidDays', c.certificateValidDays, 1, 3650);
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);

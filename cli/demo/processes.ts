@@ -41,9 +41,9 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export function startService(name: string, args: string[], opts: { log?: (line: string) => void } = {}): Service {
+export function startService(name: string, args: string[], opts: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {}): Service {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, DEPOTSYNC_LOG_LEVEL: process.env.DEPOTSYNC_LOG_LEVEL ?? 'warn' },
+    env: { ...process.env, DEPOTSYNC_LOG_LEVEL: process.env.DEPOTSYNC_LOG_LEVEL ?? 'warn', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr?.setEncoding('utf8');

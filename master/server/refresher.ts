@@ -6,6 +6,7 @@ import { commitGeneration } from '../db/commit.js';
 import { currentGeneration, putMetadataFile, setGenerationTimestampVersion } from '../db/catalog.js';
 import { loadRepository } from '../repository.js';
 import { publishRevocationList, readRevocationList } from '../revocations.js';
+import { renewRootIfDue } from '../trust/rotate.js';
 
 /**
  * Freshness (DESIGN.md §3, issue 3 item 7): clients refuse expired metadata (freeze protection), so the
@@ -19,10 +20,15 @@ export interface RefreshOutcome {
   /** New generation when the snapshot was re-signed. */
   generation?: number;
   revocationListVersion?: number;
+  /** New root version when the root was renewed. */
+  rootVersion?: number;
 }
 
 export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.now): Promise<RefreshOutcome> {
   const out: RefreshOutcome = { metadata: [] };
+  // The root first, while its keys are on the master (trust/rotate.ts); otherwise alerts ask for it.
+  const rootVersion = renewRootIfDue(ctx, now);
+  if (rootVersion !== undefined) out.rootVersion = rootVersion;
   for (let attempt = 1; ; attempt++) {
     const repo = loadRepository(ctx, now);
     const files = repo.refresh();

@@ -14,6 +14,7 @@ import { createMasterApp, type MasterAppDeps } from './app.js';
 import { masterEventHub } from './events.js';
 import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
+import { renewServerCertificateIfDue } from './server-cert.js';
 
 export interface MasterServerOptions {
   host: string;
@@ -89,6 +90,18 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
   const port = (server.address() as AddressInfo).port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
 
+  // The server's own certificate: renewed when due, then served to new connections without a restart.
+  const now = opts.app?.now ?? (() => new Date());
+  const checkCertificate = () =>
+    renewServerCertificateIfDue(ctx, now())
+      .then((renewed) => {
+        if (renewed) server.setSecureContext({ ...serverOptions, key: readFileSync(ctx.layout.serverKey, 'utf8'), cert: readFileSync(ctx.layout.serverCert, 'utf8') });
+      })
+      .catch((e: unknown) => log.error({ err: (e as Error).message }, 'server certificate renewal failed; will retry'));
+  await checkCertificate();
+  const certTimer = setInterval(() => void checkCertificate(), 3_600_000);
+  certTimer.unref();
+
   const refreshIntervalMs = opts.refreshIntervalMs ?? Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
   const refresher = opts.refresher === false ? undefined : startRefresher(ctx, { intervalMs: refreshIntervalMs, ...(opts.app?.now ? { now: opts.app.now } : {}) });
   void refresher?.runNow();
@@ -118,6 +131,7 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
     admin: adminService,
     async close() {
+      clearInterval(certTimer);
       await refresher?.stop();
       await dropbox?.close();
       await adminService.close();

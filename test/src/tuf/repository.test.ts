@@ -125,13 +125,13 @@ describe('TufRepository', () => {
     expect(() => f.repo.rotateRoot(change, [f.keys.root[0]!.signer])).toThrow(/not signed by a threshold of the new root keys/);
     expect(f.repo.rootVersion).toBe(1);
     const files = f.repo.rotateRoot(change, [f.keys.root[0]!.signer, next.signer]);
-    expect(files.map((x) => x.name)).toEqual(['2.root.json']);
+    expect(files.map((x) => x.name)).toEqual(['2.root.json', '2.snapshot.json', 'timestamp.json']);
     expect(json(files[0]!.bytes).signatures).toHaveLength(2);
     // a new online key needs its signer
     const ts = generateKeyPair();
     expect(() => f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer])).toThrow(/timestamp signer/);
     const rotated = f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer], { timestamp: ts.signer });
-    expect(rotated.map((x) => x.name)).toEqual(['3.root.json', '2.snapshot.json', 'timestamp.json']);
+    expect(rotated.map((x) => x.name)).toEqual(['3.root.json', '3.snapshot.json', 'timestamp.json']);
   });
 
   it('rejects bad options naming the option and the value', () => {
