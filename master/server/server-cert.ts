@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { issueServerCertificate } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
-import { installCredentials, recoverCredentials, renewalDue } from '../../src/pki/renewal.js';
+import { installCredentials, recoverCredentials, renewalDue } from '../../src/net/renewal.js';
 import type { MasterContext } from '../context.js';
 
 /**

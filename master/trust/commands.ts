@@ -1,6 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { Command, CommandContext } from '../../src/cli/command.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { Command, CommandContext } from '../../src/command/command.js';
 import type { KeyChangeResult } from './rotate.js';
 
 /** `depotsync master keys …` and `master root …`: the key lifecycle (docs/keys.md). */

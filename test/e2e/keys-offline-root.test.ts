@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMasterDatabase } from '../../master/db/database.js';
 import { getMetadataFile, latestMetadata } from '../../master/db/metadata.js';
