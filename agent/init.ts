@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { firstContact, FirstContactRootSource } from '../src/net/first-contact.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, saveAgentConfig, type AgentConfig, type DepotEntry } from './config.js';
@@ -58,6 +59,7 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
       hint: existsSync(layout.enrollment) ? `its enrollment is pending: run depotsync agent init --dir ${o.dir} (without other flags) to check` : 'choose an empty directory',
     });
   }
+  requireHttpsUrl(o.masterUrl, 'agent init: --master');
   const fingerprint = o.fingerprint.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
     throw new DepotsyncError('usage', `agent init: --fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(o.fingerprint)}`);

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { TufClient } from '../src/tuf/client.js';
 import { newDepotConfig, saveDepotConfig } from './config.js';
@@ -53,6 +54,8 @@ function defaultName(): string {
  */
 export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
   const layout = depotLayout(o.dir);
+  requireHttpsUrl(o.masterUrl, 'depot init: --master');
+  if (o.parentUrl !== undefined) requireHttpsUrl(o.parentUrl, 'depot init: --parent');
   const fingerprint = o.fingerprint.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
     throw new DepotsyncError('usage', `depot init: --fingerprint must be the 64 hex digits of SHA-256(1.root.json), got ${JSON.stringify(o.fingerprint)}`, {

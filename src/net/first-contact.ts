@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { DepotsyncError } from '../errors.js';
 import { HttpClient } from './client.js';
+import { requireHttpsUrl } from './https-url.js';
 import { httpErrorFor, networkError } from './http-error.js';
 import { tlsBaseOptions } from './tls.js';
 import { checkMetadataFileName, type MetadataSource } from '../tuf/client.js';
@@ -34,12 +35,13 @@ export interface FirstContact {
 }
 
 /**
- * A verified client when the CA is known (or the URL is plain http), else the unverified first contact.
- * Both answer 2xx responses with status and body, and throw HttpError (with the server's code) otherwise.
+ * A verified client when the CA is known, else the unverified first contact (https only: plain http is
+ * refused). Both answer 2xx responses with status and body, and throw HttpError (with the server's code)
+ * otherwise.
  */
 export function firstContact(baseUrl: string, caPem: string | undefined, timeoutMs = 30_000): FirstContact {
-  const url = new URL(baseUrl);
-  if (caPem !== undefined || url.protocol === 'http:') {
+  const url = new URL(requireHttpsUrl(baseUrl, 'master URL', 'bad-input'));
+  if (caPem !== undefined) {
     const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs });
     const run = async (method: 'GET' | 'POST', path: string, body: unknown, maxBytes: number, what: string) => {
       const res = await client.request(method, path, {
