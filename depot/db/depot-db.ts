@@ -258,8 +258,20 @@ export class DepotDb {
     return r ? { version: r.version, bytes: r.bytes, fetchedAt: r.fetched_at } : undefined;
   }
 
+  /** The version of the kept list alone (polled each second while child depots listen). */
+  revocationsVersion(): number | undefined {
+    return this.db.prepare<[], number>('SELECT version FROM revocations WHERE id = 1').pluck().get();
+  }
+
+  /** Keep a verified list; never replaces a newer one (a sync and an event-driven refresh may race). */
   saveRevocations(version: number, bytes: Uint8Array, now: Date): void {
-    this.db.prepare('INSERT OR REPLACE INTO revocations (id, version, bytes, fetched_at) VALUES (1, ?, ?, ?)').run(version, Buffer.from(bytes), now.toISOString());
+    this.db
+      .prepare(
+        `INSERT INTO revocations (id, version, bytes, fetched_at) VALUES (1, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, bytes = excluded.bytes, fetched_at = excluded.fetched_at
+         WHERE excluded.version >= revocations.version`,
+      )
+      .run(version, Buffer.from(bytes), now.toISOString());
   }
 
   // ---- runs and counters ---------------------------------------------------------------------
