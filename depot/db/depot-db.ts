@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../src/log.js';
 import { openDatabase, type Database } from '../../src/db/open.js';
 import { transaction } from '../../src/db/transaction.js';
@@ -318,7 +319,14 @@ export class DepotDb {
     return this.tx('status sequence', () => {
       const n = Number(this.getKv('statusSequence') ?? '0') + 1;
       this.setKv('statusSequence', String(n));
+      // The counter's id, made with it: a rebuilt database starts a new counter the master accepts.
+      if (!this.getKv('statusBoot')) this.setKv('statusBoot', randomBytes(16).toString('hex'));
       return n;
     });
+  }
+
+  /** The id of the status sequence counter (made by the first `nextSequence`). */
+  statusBoot(): string | undefined {
+    return this.getKv('statusBoot') ?? undefined;
   }
 }
