@@ -38,10 +38,10 @@ export function checkRootSigned(file: MetadataFile, by: Root, which: string): vo
   }
 }
 
-export function signRoot(version: number, keys: RootKeys, ctx: StepContext, signers: readonly Signer[], allowed: Set<string>): SignedRole<Root> {
+export function signRoot(version: number, keys: RootKeys, ctx: StepContext, signers: readonly Signer[], allowed: Set<string>, fields: Record<string, string> = {}): SignedRole<Root> {
   checkRootKeys(keys.root);
   const usable = signers.filter((s) => allowed.has(s.keyid));
-  return signed('root', buildRoot(version, expiresAt(ctx.now, ctx.opts.expiryMs.root), keys), usable);
+  return signed('root', buildRoot(version, expiresAt(ctx.now, ctx.opts.expiryMs.root), keys, fields), usable);
 }
 
 /**
@@ -66,7 +66,8 @@ export function rotateRoot(
     }
   }
   const allowed = new Set([...(old.roles.root?.keyIDs ?? []), ...next.root.keys.map(keyIdOf)]);
-  const root = signRoot(old.version + 1, next, ctx, rootSigners, allowed);
+  // Extra signed fields (the master's CA certificate) are carried over into every new root.
+  const root = signRoot(old.version + 1, next, ctx, rootSigners, allowed, stringFields(old.unrecognizedFields));
   checkRootSigned(root.file, old, 'old');
   checkRootSigned(root.file, root.md.signed, 'new');
 
@@ -80,6 +81,10 @@ export function rotateRoot(
   // A new snapshot (signed with the possibly new snapshot key) and timestamp in every case.
   const out = publish(state, ctx, { root, ...(targets ? { targets } : {}) });
   return { state: out.state, files: out.files, online };
+}
+
+function stringFields(fields: Record<string, unknown> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(fields ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
 /**
