@@ -10,5 +10,6 @@ import type { DepotDb } from '../db/depot-db.js';
  * from its upstream.
  */
 export function depotEventHub(db: DepotDb, log: Logger, options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean } = {}): EventHub {
-  return new EventHub({ generation: () => db.served()?.generation, revocations: () => db.revocationsVersion() }, { log, ...options });
+  const feed = { generation: () => db.served()?.generation, revocations: () => db.revocationsVersion() };
+  return new EventHub(feed, { log, ...options });
 }

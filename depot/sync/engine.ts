@@ -114,7 +114,15 @@ export class SyncEngine {
    * exactly as in a sync's revocations step; the database never takes an older list than it holds.
    */
   async refreshRevocations(): Promise<RevocationList | undefined> {
-    const out = await syncRevocations({ db: this.d.db, upstream: this.upstream, caPem: this.d.caPem, counter: new ByteCounter(), now: this.verifyAt, log: this.log, force: true });
+    const out = await syncRevocations({
+      db: this.d.db,
+      upstream: this.upstream,
+      caPem: this.d.caPem,
+      counter: new ByteCounter(),
+      now: this.verifyAt,
+      log: this.log,
+      force: true,
+    });
     if (out.list) this.d.onRevocations?.(out.list);
     return out.list;
   }

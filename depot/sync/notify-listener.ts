@@ -239,7 +239,8 @@ export class NotifyListener {
         this.refreshing = false;
         const kept = this.o.revocationsVersion?.() ?? 0;
         // Once more only when a newer version was announced while this one ran (no loop on a liar).
-        if (this.refreshAgain && (this.revocationsAnnounced ?? 0) > kept && this.revocationsAnnounced !== announced) this.refreshRevocations();
+        const newer = (this.revocationsAnnounced ?? 0) > kept && this.revocationsAnnounced !== announced;
+        if (this.refreshAgain && newer) this.refreshRevocations();
       });
   }
 

@@ -126,7 +126,9 @@ export function recordDepotStatuses(
         if (!(e instanceof DepotsyncError)) throw e;
         // Flagged for the operator: a report that contradicts what the master signed or what the depot
         // said before is refused, and the audit log says why (the route's rate limit bounds the entries).
-        if (e instanceof RefusedReport) recordAudit(m, { actor: `machine:${machine}`, action: 'status.refused', target: machine, detail: { reason: e.message } });
+        if (e instanceof RefusedReport) {
+          recordAudit(m, { actor: `machine:${machine}`, action: 'status.refused', target: machine, detail: { reason: e.message } });
+        }
         results.push(e);
       }
     }
@@ -141,7 +143,9 @@ function prepare(m: MasterDb) {
   return {
     role: m.db.prepare('SELECT role FROM machines WHERE name = ?').pluck(),
     // The newest row (sequences only grow with id within a counter): one index seek on (machine, id).
-    last: m.db.prepare('SELECT sequence, received_at, reported_at, report FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1'),
+    last: m.db.prepare(
+      'SELECT sequence, received_at, reported_at, report FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1',
+    ),
     generation: m.db.prepare('SELECT max(generation) FROM generations').pluck(),
     insert: m.db.prepare(
       `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success,
@@ -174,7 +178,8 @@ function recordOne(st: Statements, machine: string, report: DepotStatusInput, op
   const newest = (st.generation.get() as number | null) ?? 0;
   for (const field of ['servedGeneration', 'targetGeneration'] as const) {
     if (report[field] > newest) {
-      throw new RefusedReport(`status report from ${machine}: ${field} ${report[field]} is above the master's newest generation ${newest}`, {
+      const claim = `${field} ${report[field]}`;
+      throw new RefusedReport(`status report from ${machine}: ${claim} is above the master's newest generation ${newest}`, {
         hint: 'the depot misreports, or serves a catalog this master no longer has (restored from an older backup?)',
       });
     }
@@ -191,7 +196,8 @@ function recordOne(st: Statements, machine: string, report: DepotStatusInput, op
       const elapsedS = Math.max(0, (Date.parse(receivedAt) - Date.parse(last.received_at)) / 1000);
       const limit = SEQUENCE_JUMP_LIMIT.base + Math.floor(elapsedS * SEQUENCE_JUMP_LIMIT.perSecond);
       if (sequence - last.sequence > limit) {
-        throw new RefusedReport(`status report from ${machine}: sequence ${sequence} jumps ${sequence - last.sequence} past the last one recorded (${last.sequence}); at most ${limit} now`, {
+        const jump = `sequence ${sequence} jumps ${sequence - last.sequence} past the last one recorded (${last.sequence})`;
+        throw new RefusedReport(`status report from ${machine}: ${jump}; at most ${limit} now`, {
           hint: 'the report was not adopted; the depot keeps reporting with its own counter',
         });
       }

@@ -104,7 +104,10 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.use('*', except(isPublicOrAdmin, gate));
   app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log })));
   app.route('/', readRoutes(source, log, readOptions));
-  app.route('/', eventRoutes(deps.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout) }), { authorize, now }));
+  const events =
+    deps.events ??
+    masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout) });
+  app.route('/', eventRoutes(events, { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
   app.route('/', renewRoutes(ctx, { clockMs }));
   return app;

@@ -66,7 +66,8 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
   const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
-  const events = opts.app?.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout), ...opts.events });
+  const eventsLog = ctx.log.child({ component: 'master.events' });
+  const events = opts.app?.events ?? masterEventHub(ctx.db, eventsLog, { revocations: revocationListVersionReader(ctx.layout), ...opts.events });
   const app = createMasterApp({ ctx, ...opts.app, adminService, events });
   const serverOptions = {
     ...tlsServerOptions({

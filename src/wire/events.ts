@@ -27,7 +27,10 @@ export type StreamEvent =
 
 /** One event as it goes on the wire. */
 export function encodeEvent(e: StreamEvent): string {
-  const data = e.kind === 'generation' ? { generation: e.generation } : e.kind === 'revocations' ? { version: e.version } : { seq: e.seq, depot: e.depot };
+  const data =
+    e.kind === 'generation' ? { generation: e.generation }
+    : e.kind === 'revocations' ? { version: e.version }
+    : { seq: e.seq, depot: e.depot };
   return `event: ${e.kind}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
