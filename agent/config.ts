@@ -2,6 +2,7 @@ import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { HTTPS_URL_PATTERN, refusePlainHttp } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { Fields } from '../src/wire/decode.js';
 
@@ -63,7 +64,7 @@ export interface AgentConfig {
   fetch: FetchSettings;
 }
 
-const URL_RE = /^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/;
+
 
 export function checkFetchSettings(where: string, s: FetchSettings): FetchSettings {
   intOption(where, 'concurrency', s.concurrency, 1, 64);
@@ -82,10 +83,11 @@ export function checkFetchSettings(where: string, s: FetchSettings): FetchSettin
 
 /** Decode agent.json at the border: every bad field named at once. */
 export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentConfig {
+  refusePlainHttp((value as { masterUrl?: unknown } | null)?.masterUrl, `${what}: masterUrl`);
   const f = Fields.of(what, value);
   f.int('format', { min: 1, max: 1 });
   const name = f.string('name', { max: 64, pattern: MACHINE_NAME });
-  const masterUrl = f.string('masterUrl', { max: 512, pattern: URL_RE });
+  const masterUrl = f.string('masterUrl', { max: 512, pattern: HTTPS_URL_PATTERN });
   const fingerprint = f.string('fingerprint', { pattern: /^[0-9a-f]{64}$/ });
   const site = f.optionalString('site', { max: 64, pattern: MACHINE_NAME });
   f.done();
@@ -101,10 +103,11 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
   return { format: 1, name, masterUrl, fingerprint, ...(site ? { site } : {}), depots, fetch };
 }
 
-export function decodeDepotEntry(value: unknown, what: string): DepotEntry {
+export function decodeDepotEntry(value: unknown, what: string, code: 'bad-input' | 'usage' = 'bad-input'): DepotEntry {
+  refusePlainHttp((value as { url?: unknown } | null)?.url, `${what}: url`, code);
   const f = Fields.of(what, value);
   const name = f.string('name', { max: 64, pattern: MACHINE_NAME });
-  const url = f.string('url', { max: 512, pattern: URL_RE });
+  const url = f.string('url', { max: 512, pattern: HTTPS_URL_PATTERN });
   const site = f.optionalString('site', { max: 64, pattern: MACHINE_NAME });
   f.done();
   return { name, url: url.replace(/\/+$/, ''), ...(site ? { site } : {}) };
@@ -124,7 +127,7 @@ export function parseDepotFlag(text: string): DepotEntry {
     throw new DepotsyncError('usage', `--depot ${JSON.stringify(text)}: expected URL, NAME=URL or NAME@SITE=URL`);
   }
   const name = m?.[1] ?? host.replace(/[^A-Za-z0-9._-]/g, '-');
-  return decodeDepotEntry({ name, url, ...(m?.[2] ? { site: m[2] } : {}) }, `--depot ${text}`);
+  return decodeDepotEntry({ name, url, ...(m?.[2] ? { site: m[2] } : {}) }, `--depot ${text}`, 'usage');
 }
 
 export function loadAgentConfig(path: string): AgentConfig {

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
-import { firstContact, FirstContactRootSource } from '../src/net/first-contact.js';
+import { enrollmentCa, firstContact, FirstContactRootSource } from '../src/net/first-contact.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, saveAgentConfig, type AgentConfig, type DepotEntry } from './config.js';
@@ -58,6 +59,7 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
       hint: existsSync(layout.enrollment) ? `its enrollment is pending: run depotsync agent init --dir ${o.dir} (without other flags) to check` : 'choose an empty directory',
     });
   }
+  requireHttpsUrl(o.masterUrl, 'agent init: --master');
   const fingerprint = o.fingerprint.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
     throw new DepotsyncError('usage', `agent init: --fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(o.fingerprint)}`);
@@ -66,18 +68,25 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   if (!MACHINE_NAME.test(name)) throw new DepotsyncError('usage', `agent init: --name ${JSON.stringify(name)} is not a machine name (letters, digits, . _ -)`);
   await mkdir(layout.dir, { recursive: true, mode: 0o700 }).catch((e: unknown) => Promise.reject(fromSystemError(e, layout.dir)));
 
-  const caFingerprint = o.caPem ? caFingerprintOf(o.caPem) : o.caFingerprint;
   const contact = firstContact(o.masterUrl, o.caPem);
   let outcome: EnrollOutcome;
   let rootVersion: number;
+  let enrollCa: string;
   try {
     // 1. The pinned root first (wrong-root attack: never trust whichever server answers).
     const client = await TufClient.open({ source: new FirstContactRootSource(contact), store: new DirectoryTrustedStore(layout.tufDir), fingerprint, logger: o.log });
     rootVersion = client.rootVersion;
-    // 2. Key, CSR, enrollment.
-    outcome = await requestEnrollment({ layout, name, contact, token: o.token, site: o.site, caFingerprint, log: o.log });
+    // The signed root names the master's CA (man in the middle at enrollment: the token goes nowhere else).
+    enrollCa = enrollmentCa(client.trusted.root.md.signed, { caPem: o.caPem, caFingerprint: o.caFingerprint }, 'agent init');
   } finally {
     contact.close();
+  }
+  // 2. Key, CSR, enrollment, over TLS verified against that CA.
+  const enrollContact = firstContact(o.masterUrl, enrollCa);
+  try {
+    outcome = await requestEnrollment({ layout, name, contact: enrollContact, token: o.token, site: o.site, caFingerprint: caFingerprintOf(enrollCa), log: o.log });
+  } finally {
+    enrollContact.close();
   }
   // 3. Settings and state.
   const config: AgentConfig = {

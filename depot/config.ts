@@ -2,6 +2,7 @@ import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults, stringOption } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { parseWindow } from './sync/window.js';
 
@@ -128,12 +129,11 @@ export const DEFAULT_SERVING: ServingConfig = { hotChunkBytes: 64 * 1024 * 1024,
 export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
 
 const W = 'depot.json';
-const URL_PATTERN = /^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/;
 
 export function validateDepotConfig(c: DepotConfig): DepotConfig {
   stringOption(W, 'name', c.name, MACHINE_NAME);
-  stringOption(W, 'masterUrl', c.masterUrl, URL_PATTERN);
-  stringOption(W, 'upstreamUrl', c.upstreamUrl, URL_PATTERN);
+  requireHttpsUrl(stringOption(W, 'masterUrl', c.masterUrl), `${W}: masterUrl`, 'bad-input');
+  requireHttpsUrl(stringOption(W, 'upstreamUrl', c.upstreamUrl), `${W}: upstreamUrl`, 'bad-input');
   stringOption(W, 'fingerprint', c.fingerprint, /^[0-9a-f]{64}$/);
   stringOption(W, 'listen', c.listen, /^[^\s]+:\d{1,5}$/);
   if (!Array.isArray(c.hosts) || c.hosts.length === 0 || !c.hosts.every((h) => typeof h === 'string' && h.length > 0)) {

@@ -136,6 +136,11 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
         sync: () => syncScheduler.runNow(),
         mayStart: () => syncScheduler.inWindow(),
         relay: (request) => events.syncNow(request),
+        // A newer revocation list: fetch and enforce it now, then tell this depot's children at once.
+        refreshRevocations: async () => {
+          await depot.engine.refreshRevocations();
+          events.announce();
+        },
         ...(o.timers ? { timers: o.timers } : {}),
       })
     : undefined;

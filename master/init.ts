@@ -6,6 +6,7 @@ import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import type { Logger } from '../src/log.js';
 import { createCa, issueServerCertificate, loadCa } from '../src/pki/ca.js';
+import { rootCaFields } from '../src/tuf/root-ca.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
 import { TufRepository } from '../src/tuf/repository.js';
 import { DEFAULT_MASTER_CONFIG, validateMasterConfig, type MasterConfig } from './config.js';
@@ -80,17 +81,18 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
     mkdirSync(d, { recursive: true, mode: 0o700 });
   }
 
+  // The internal CA first: the signed root carries its certificate, so the root fingerprint every
+  // machine is given authenticates the CA too (src/tuf/root-ca.ts).
+  const caMaterial = createCa({ commonName: `${config.name} depotsync CA` });
   // TUF: root key (may go offline later) and the online timestamp, snapshot and targets keys.
   if (offlineRootDir) mkdirSync(offlineRootDir, { recursive: true, mode: 0o700 });
   const keys = await createRoleKeys(layout, { rootKeys, ...(offlineRootDir ? { rootDir: offlineRootDir } : {}) });
   const { repository, files } = TufRepository.create({
-    root: { keys: keys.root.map((k) => k.publicKey), threshold: rootThreshold, signers: keys.root.map((k) => k.signer) },
+    root: { keys: keys.root.map((k) => k.publicKey), threshold: rootThreshold, signers: keys.root.map((k) => k.signer), fields: rootCaFields(caMaterial.certPem) },
     online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
     options: { binCount: config.bins as 16 | 256 | 4096, expiryMs: expiryOf(config) },
   });
 
-  // The internal CA and the master's own server certificate.
-  const caMaterial = createCa({ commonName: `${config.name} depotsync CA` });
   await writeFileAtomic(layout.caKey, caMaterial.keyPem, { mode: 0o600 });
   await writeFileAtomic(layout.caCert, caMaterial.certPem);
   const ca = loadCa(caMaterial.keyPem, caMaterial.certPem);

@@ -108,6 +108,25 @@ export class SyncEngine {
     return this.inflight;
   }
 
+  /**
+   * Fetch, verify and keep the upstream's revocation list now, outside a sync and without waiting for
+   * one (an event announced a newer list: a revoked machine must be refused within seconds). Verified
+   * exactly as in a sync's revocations step; the database never takes an older list than it holds.
+   */
+  async refreshRevocations(): Promise<RevocationList | undefined> {
+    const out = await syncRevocations({
+      db: this.d.db,
+      upstream: this.upstream,
+      caPem: this.d.caPem,
+      counter: new ByteCounter(),
+      now: this.verifyAt,
+      log: this.log,
+      force: true,
+    });
+    if (out.list) this.d.onRevocations?.(out.list);
+    return out.list;
+  }
+
   get running(): boolean {
     return this.inflight !== undefined;
   }

@@ -88,6 +88,8 @@ export function buildStatusReport(db: DepotDb, extra: { chunksFetched: number; b
   if (lastSuccess) report.lastSuccess = lastSuccess;
   if (lastError) report.lastError = lastError.slice(0, 2000);
   if (extra.upstream !== undefined) report.upstream = extra.upstream;
+  const boot = db.statusBoot();
+  if (boot) report.boot = boot;
   return report;
 }
 

@@ -4,12 +4,13 @@ import { issueMachineCertificate } from '../../src/pki/ca.js';
 import { recordAudit } from '../db/audit.js';
 import { approve, block, byName, revoke, type Machine } from '../db/machines.js';
 import type { MasterContext } from '../context.js';
-import { publishRevocationList } from '../revocations.js';
+import { publishRevocationList, publishRevocationListSync } from '../revocations.js';
 
 /**
  * Operator actions on machines, shared by the CLI and the admin API so both do exactly the same
- * thing: approve (issuing the certificate from the stored CSR), block, revoke (and re-sign the
- * revocation list so every depot refuses the machine at its next sync). Renewal is renew.ts.
+ * thing: approve (issuing the certificate from the stored CSR; an unblocked machine leaves the signed
+ * revocation list), block and revoke (both re-sign the list, which the event streams announce, so every
+ * depot refuses the machine within seconds). Renewal is renew.ts.
  */
 export interface Actor {
   actor: string;
@@ -50,6 +51,8 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
   const certificate = needsCert ? issueFromCsr(ctx, machine) : undefined;
   const out = approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
   recordAudit(ctx.db, { actor: who.actor, action: 'machine.approve', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
+  // Unblocked: its certificate leaves the signed list, which depots hear about within seconds.
+  if (machine.state === 'blocked') publishRevocationListSync(ctx);
   return out;
 }
 

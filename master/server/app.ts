@@ -16,6 +16,7 @@ import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
 import { enrollRoutes } from './enroll.js';
 import { masterEventHub } from './events.js';
+import { revocationListVersionReader } from '../revocations.js';
 import { RateLimiter } from './rate-limit.js';
 import { masterReadSource } from './source.js';
 import { statusRoutes } from './status.js';
@@ -101,7 +102,10 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.use('*', except(isPublicOrAdmin, gate));
   app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log })));
   app.route('/', readRoutes(source, log, readOptions));
-  app.route('/', eventRoutes(deps.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' })), { authorize, now }));
+  const events =
+    deps.events ??
+    masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout) });
+  app.route('/', eventRoutes(events, { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
   app.route('/', renewRoutes(ctx, { clockMs }));
   return app;

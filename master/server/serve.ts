@@ -12,6 +12,7 @@ import { uploadsDir } from './admin/upload.js';
 import { AdminService } from '../admin/service.js';
 import { createMasterApp, type MasterAppDeps } from './app.js';
 import { masterEventHub } from './events.js';
+import { revocationListVersionReader } from '../revocations.js';
 import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
 import { renewServerCertificateIfDue } from './server-cert.js';
@@ -66,7 +67,8 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
   const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
-  const events = opts.app?.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), opts.events);
+  const eventsLog = ctx.log.child({ component: 'master.events' });
+  const events = opts.app?.events ?? masterEventHub(ctx.db, eventsLog, { revocations: revocationListVersionReader(ctx.layout), ...opts.events });
   const app = createMasterApp({ ctx, ...opts.app, adminService, events });
   const serverOptions = {
     ...tlsServerOptions({

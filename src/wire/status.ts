@@ -29,6 +29,8 @@ export interface StatusReport {
    * certificate names it. Absent when the depot does not know (offline, or never reached its upstream).
    */
   upstream?: string;
+  /** Random id of the depot's sequence counter, made with it: a new id says the counter started again. */
+  boot?: string;
 }
 
 /** The `upstream` of a depot that syncs from the master itself. */
@@ -56,11 +58,13 @@ export function decodeStatusReport(value: unknown): StatusReport {
   const validUntil = f.optionalString('validUntil', { pattern: ISO });
   // A machine name (the same rule as certificates) or 'master': nothing else reaches the database or a page.
   const upstream = f.optionalString('upstream', { max: 64, pattern: MACHINE_NAME });
+  const boot = f.optionalString('boot', { pattern: /^[0-9a-f]{32}$/ });
   f.done();
   if (lastSuccess !== undefined) r.lastSuccess = lastSuccess;
   if (lastError !== undefined) r.lastError = lastError;
   if (validUntil !== undefined) r.validUntil = validUntil;
   if (upstream !== undefined) r.upstream = upstream;
+  if (boot !== undefined) r.boot = boot;
   return r;
 }
 

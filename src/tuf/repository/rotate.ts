@@ -43,10 +43,10 @@ export function checkRootSigned(file: MetadataFile, by: Root, which: string): vo
   }
 }
 
-export function signRoot(version: number, keys: RootKeys, ctx: StepContext, signers: readonly Signer[], allowed: Set<string>): SignedRole<Root> {
+export function signRoot(version: number, keys: RootKeys, ctx: StepContext, signers: readonly Signer[], allowed: Set<string>, fields: Record<string, string> = {}): SignedRole<Root> {
   checkRootKeys(keys.root);
   const usable = signers.filter((s) => allowed.has(s.keyid));
-  return signed('root', buildRoot(version, expiresAt(ctx.now, ctx.opts.expiryMs.root), keys), usable);
+  return signed('root', buildRoot(version, expiresAt(ctx.now, ctx.opts.expiryMs.root), keys, fields), usable);
 }
 
 /**
@@ -74,7 +74,9 @@ export function prepareRoot(state: RepoState, ctx: StepContext, change: RootChan
   const next: RootKeys = { ...rootKeysOf(old), ...change };
   checkRootKeys(next.root);
   const allowed = new Set([...(old.roles.root?.keyIDs ?? []), ...next.root.keys.map(keyIdOf)]);
-  return { md: buildRoot(old.version + 1, expiresAt(ctx.now, ctx.opts.expiryMs.root), next), allowed };
+  // Extra signed fields (the master's CA certificate) are carried over into every new root.
+  const fields = stringFields(old.unrecognizedFields);
+  return { md: buildRoot(old.version + 1, expiresAt(ctx.now, ctx.opts.expiryMs.root), next, fields), allowed };
 }
 
 /** A signed root N+1 as bytes (e.g. signed offline): parsed, its valid signatures kept, re-serialised. */
@@ -115,6 +117,10 @@ export function adoptRoot(state: RepoState, ctx: StepContext, root: SignedRole<R
   // travels with a new generation, which is what depots pick up and re-serve as a whole.
   const out = publish(state, ctx, { root, ...(targets ? { targets } : {}) });
   return { state: out.state, files: out.files, online };
+}
+
+function stringFields(fields: Record<string, unknown> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(fields ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
 /**

@@ -95,7 +95,7 @@ describe('webhook: never blocks the master', () => {
     // Accepts connections and never answers a byte.
     black = createServer((s) => sockets.push(s));
     await new Promise<void>((r) => black.listen(0, '127.0.0.1', () => r()));
-    url = `http://127.0.0.1:${(black.address() as { port: number }).port}/hook`;
+    url = `https://127.0.0.1:${(black.address() as { port: number }).port}/hook`;
   });
   afterEach(() => {
     for (const s of sockets.splice(0)) s.destroy();

@@ -57,6 +57,10 @@ describe('event stream wire format', () => {
     expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"seq":2}' })).toThrow(/duplicate key "seq"/);
     expect(() => decodeEvent({ event: 'sync-now', data: `{"seq":1,"pad":"${'x'.repeat(9000)}"}` })).toThrow(/over the limit of 8192 bytes/);
     expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"depot":"../x y"}' })).toThrow(/depot must be a machine name or null/);
+    expect(() => decodeEvent({ event: 'revocations', data: '{"version":1e400}' })).toThrow(/revocations event: version must be a non-negative integer/);
+    expect(() => decodeEvent({ event: 'revocations', data: '{}' })).toThrow(/version must be a non-negative integer, got undefined/);
+    const [raw] = new SseDecoder().push(Buffer.from(encodeEvent({ kind: 'revocations', version: 12 })));
+    expect(decodeEvent(raw!)).toEqual({ kind: 'revocations', version: 12 });
   });
 
   it('keeps comments on one line', () => {
