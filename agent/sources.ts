@@ -41,7 +41,7 @@ export function configuredSources(config: RankOptions['config'], directory?: Dep
 }
 
 /**
- * Depot choice (DESIGN.md §4.4). Order, most preferred first:
+ * Depot choice (docs/architecture.md). Order, most preferred first:
  *  1. sources not penalised before penalised ones (a source that failed verification or errored is
  *     avoided for `penaltyMs`, but stays a last resort rather than none at all);
  *  2. depots before the master (the master is the final fallback);

@@ -65,7 +65,7 @@ export interface FetchPackageResult {
 }
 
 /**
- * DESIGN.md §4.4, the verified fetch. Nothing unverified is ever at `out`: files are assembled in a
+ * The verified fetch (docs/architecture.md). Nothing unverified is ever at `out`: files are assembled in a
  * staging folder beside it from chunks verified as they arrive, checked again as whole files, and
  * moved into place in one rename. On any failure the staging folder is removed and `out` is untouched;
  * verified chunks stay in the cache, so the next attempt downloads only what is missing.

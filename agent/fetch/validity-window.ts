@@ -28,7 +28,7 @@ export interface CatalogRefresh {
 
 /**
  * The TUF update from one source (timestamp → snapshot → targets → bins, verified up to the pinned root),
- * with one exception to the freeze check, for air-gapped depots (issue 7 item 3; README "Freshness across
+ * with one exception to the freeze check, for air-gapped depots (README "Freshness across
  * an air gap"): when the update fails ONLY because timestamp, snapshot, targets or a bin expired, and the
  * source is a depot, the agent asks that depot for its validity window and accepts the metadata if:
  *   1. the window is signed by a threshold of the master's timestamp keys in the root this agent trusts

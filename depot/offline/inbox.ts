@@ -43,7 +43,7 @@ interface FileState {
 }
 
 /**
- * The inbox (issue 7 item 2): `D/inbox/FILE` is imported once its copy has finished, and never half:
+ * The inbox: `D/inbox/FILE` is imported once its copy has finished, and never half:
  *   1. every watcher event restarts the file's quiet period; the check itself compares size and mtime
  *      with the last look (catches writes the watcher missed);
  *   2. after `settleMs` of quiet, the header and table of contents must decode and the file must be

@@ -13,7 +13,7 @@ import type { DepotDb } from '../db/depot-db.js';
 import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
 
 /**
- * Chunk deltas (issue 4): a chunk the depot lacks, asked for as the difference from the chunk it
+ * Chunk deltas: a chunk the depot lacks, asked for as the difference from the chunk it
  * replaces, which the depot already holds (`POST /v1/chunks/delta`, src/wire/chunk-delta.ts). A 4 KiB
  * edit then moves about 4 KiB instead of the whole ~64 KiB chunk around it.
  *

@@ -63,7 +63,7 @@ export interface SyncEngineDeps {
 }
 
 /**
- * One depot sync (DESIGN.md §4.2), each step logged with its duration and bytes:
+ * One depot sync (docs/architecture.md), each step logged with its duration and bytes:
  *  1. metadata     the TUF client workflow against the upstream: root walk, timestamp, snapshot, the bins
  *                  whose versions changed; signatures, thresholds, expiry, rollback (src/tuf/client);
  *  2. revocations  the CA-signed revocation list, verified and kept;

@@ -6,7 +6,7 @@ import { computeTiers } from './tiers.js';
 import { UPSTREAM_MASTER } from '../../src/wire/status.js';
 
 /**
- * One depot as the admin sees it (DESIGN.md §4.5, issue 8 item 1): the machine record joined with its
+ * One depot as the admin sees it (docs/architecture.md): the machine record joined with its
  * newest status report, plus what the master derives: lag in generations and time, ETA from recent
  * throughput, failures in a row, and a single state for the fleet overview.
  */

@@ -7,7 +7,7 @@ import type { PublishResult } from '../publish/publish.js';
 import { dropProblem, rejectDrop, removePublishedDrop, snapshotDrop, type DropSnapshot } from './drop.js';
 
 /**
- * The drop folder (issue 3 item 4): `M/dropbox/NAME/VERSION/` is published as NAME@VERSION once nothing
+ * The drop folder: `M/dropbox/NAME/VERSION/` is published as NAME@VERSION once nothing
  * in it has changed for `settleMs`. A half-copied file is never published:
  *   1. every watcher event restarts the quiet period of its drop;
  *   2. after the quiet period the drop is snapshotted (names, sizes, mtimes), and again `recheckMs`

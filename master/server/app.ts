@@ -47,7 +47,7 @@ export interface MasterAppDeps {
 
 /**
  * The master's HTTP app (hono factory: tests call `app.request()`; serve.ts serves it over HTTPS).
- * Order matters, and is the security design of DESIGN.md §7:
+ * Order matters: it is the security design (docs/http.md, "Authentication"):
  *   1. public: `/healthz`, root metadata (bootstrap from the pinned fingerprint), enrollment (rate-limited
  *      per source address);
  *   2. operator API `/v1/admin/*`: bearer token with a role (operators have no machine certificate);

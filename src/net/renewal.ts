@@ -14,7 +14,7 @@ import { caFingerprintOf, checkEnrollReply } from '../pki/enroll-reply.js';
 import type { MachineRole } from '../pki/names.js';
 
 /**
- * Machine-side certificate renewal, shared by depots and agents (issue 8 item 6):
+ * Machine-side certificate renewal, shared by depots and agents:
  *  - the rule: renew once `fraction` (two thirds) of the certificate's lifetime has passed, or when the
  *    master says an operator asked for it (`GET /v1/renew`, `depotsync master renew MACHINE`);
  *  - the exchange: new key, new CSR, `POST /v1/renew` over mutual TLS with the CURRENT certificate;

@@ -9,7 +9,7 @@ import type { MachineRef, ServeEnv } from './env.js';
 import type { AuthorizeMachine } from './mtls.js';
 
 /**
- * `GET /v1/events` (issue 4 item 4, "distribute now"), served by the master and by every depot so a
+ * `GET /v1/events`, served by the master and by every depot so a
  * tiered child hears from its parent. What a server announces comes from an `EventFeed` it polls:
  * the master's database (a publish by another process commits there), or the depot's served
  * generation (a sync by `depot serve` or by `depot sync` in another process switches it there).

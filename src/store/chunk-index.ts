@@ -4,7 +4,7 @@ import { RECORD_HEADER_BYTES } from './pack-format.js';
 
 /**
  * The SQLite index of the chunk store: which pack holds a chunk and where, and how much of each pack
- * is committed and still live. Schema version in `user_version` (STYLE.md §8).
+ * is committed and still live. Schema version in `user_version` (docs/contributing.md).
  *
  * `chunks` is a WITHOUT ROWID table keyed by the 32-byte binary id: one B-tree, no separate rowid
  * index, about 55 bytes per chunk. There is deliberately no index by pack: compaction walks the pack

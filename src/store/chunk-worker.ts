@@ -7,7 +7,7 @@ import { backend } from '../hash/backend.js';
 
 /**
  * FastCDC + BLAKE3 of a file's blocks on a worker thread (chunk-worker-thread.ts), so that ingest's
- * main thread only reads, batches, writes and indexes (issue 2). The worker cuts each block and
+ * main thread only reads, batches, writes and indexes. The worker cuts each block and
  * hashes every chunk just after cutting it, while its bytes are still in the CPU cache: one pass of
  * the block through memory instead of two (a gear scan on one thread, the hash later on another).
  *

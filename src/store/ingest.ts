@@ -91,7 +91,7 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
 }
 
 /**
- * The ingest pipeline (issue 2; figures in bench/ingest.ts and bench/README.md). For a large file the
+ * The ingest pipeline (figures in bench/ingest.ts and bench/README.md). For a large file the
  * work is spread over three kinds of threads:
  *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory is
  *     dear on this VM), and the pack writes and fdatasyncs;

@@ -8,7 +8,7 @@ import { decodeEncryption, headerAad, sealedLength, type BundleEncryption } from
 import { Fields } from './decode.js';
 
 /**
- * The offline bundle file (DESIGN.md §4.3; issue 7). Laid out so an importer streams it front to back:
+ * The offline bundle file (docs/wire-formats.md). Laid out so an importer streams it front to back:
  *
  *   preamble  16 bytes: magic "DSBUNDLE", u32 BE format version, u32 BE header length H
  *   header    H bytes of JSON {signed, signatures}: `signed` is the table of contents, the generations

@@ -3,7 +3,7 @@ import { DepotsyncError } from '../errors.js';
 import type { SizedBufferPool } from '../store/buffer-pool.js';
 
 /**
- * The `POST /v1/chunks/batch` wire format (DESIGN.md §7).
+ * The `POST /v1/chunks/batch` wire format (docs/wire-formats.md).
  *
  * Request: JSON `{"ids":["<blake3 hex>", …]}`.
  * Response (`application/vnd.depotsync.chunks`): for each requested id, in request order, a record

@@ -19,7 +19,7 @@ import { dashboardPage } from './page.js';
 import { liveSections, type Viewer } from './sections.js';
 
 /**
- * `/dashboard` (issue 8 item 2): server-rendered, live by server-sent events, every action a POST with
+ * `/dashboard`: server-rendered, live by server-sent events, every action a POST with
  * the session's CSRF token. Without a valid session every page redirects to the login form (the
  * event stream answers with a `logout` event instead, so the page follows).
  */
