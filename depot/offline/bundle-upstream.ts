@@ -12,9 +12,8 @@ import type { BundleFile } from './bundle-file.js';
 
 /**
  * Verified chunk bytes gathered before one durable store call (one pack fsync and one index commit). Two
- * arenas of this size are resident for the whole import: at 32 MiB they made the import of a 4 GiB bundle
- * peak at 277 MiB RSS; 8 MiB keeps it under 250 MiB (bench/offline-bundle.ts, BENCH_RSS_BYTES) at a few
- * more fsyncs (128 per GiB), which the measured import time does not show.
+ * arenas of this size are resident for the whole import: 8 MiB keeps a 4 GiB import under 250 MiB RSS
+ * at a few more fsyncs, which the import time does not show (bench/README.md, `offline-bundle`).
  */
 export const STORE_BATCH_BYTES = 8 * 1024 * 1024;
 
