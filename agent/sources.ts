@@ -5,7 +5,9 @@ import type { Source } from './fetch/remote.js';
 
 /** A source in the agent's order of preference, with the reasons for its place. */
 export interface RankedSource extends Source {
-  /** Where the agent learnt of it: a `--depot` flag (agent.json), the signed depot directory, or the master. */
+  /**
+   * Where the agent learnt of it: a `--depot` flag (agent.json), the signed depot directory, or the master.
+   */
   origin: SourceOrigin;
   rank: number;
   rttMs: number | null;

@@ -49,7 +49,10 @@ export interface SyncConfig {
 export interface NotifyConfig {
   /** Keep an event stream open to the upstream; the interval schedule stays as the fallback. */
   enabled: boolean;
-  /** Reconnect after the stream drops: about reconnectBaseMs first (with jitter), doubling up to reconnectMaxMs. */
+  /**
+   * Reconnect after the stream drops: about reconnectBaseMs first (with jitter),
+   * doubling up to reconnectMaxMs.
+   */
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   /** Least time between two syncs the events start (an upstream cannot make the depot sync in a loop). */

@@ -146,7 +146,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         for (const g of group) staged.add(g.need.id);
       },
       onSourceFailed: penalize,
-      // Recycled receive buffers: fresh memory is faulted in page by page, which is dear (src/store/buffer-pool.ts).
+      // Recycled receive buffers: fresh memory is faulted in page by page, which is
+      // dear (src/store/buffer-pool.ts).
       pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
       log,
     });

@@ -31,7 +31,10 @@ export class BundleUpstream implements Upstream {
     /** The generation this depot serves (for messages). */
     private readonly servedGeneration: number,
     private readonly storeBatchBytes: number = STORE_BATCH_BYTES,
-    /** The pairs of the bundle's chunk-deltas section as this depot computes them (chunk-delta.ts bundlePairsFor). */
+    /**
+     * The pairs of the bundle's chunk-deltas section as this depot computes them
+     * (chunk-delta.ts bundlePairsFor).
+     */
     private readonly deltaPairs?: () => BundlePair[],
   ) {
     this.origin = `bundle ${file.path}`;
@@ -73,7 +76,8 @@ export class BundleUpstream implements Upstream {
     if (s.length > maxBytes) throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`);
     const stored = await this.file.readSection(s);
     if (s.encoding !== 'deflate') return stored;
-    // Decompression bomb: inflate no further than the signed length; the engine then checks it and the SHA-256.
+    // Decompression bomb: inflate no further than the signed length; the engine
+    // then checks it and the SHA-256.
     try {
       return inflateRawSync(stored, { maxOutputLength: Math.max(1, maxBytes) });
     } catch (e) {

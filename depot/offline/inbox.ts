@@ -28,7 +28,10 @@ export interface InboxOptions {
 /** settleMs and stalledMs come from depot.json (`inbox`, depot/config.ts); these are their defaults. */
 export const INBOX_DEFAULTS = { ...DEFAULT_INBOX, retryMs: 60_000 } as const;
 
-/** settling: changed recently; growing: shorter than its header declares; queued: going to import; retry: transient failure. */
+/**
+ * settling: changed recently; growing: shorter than its header declares; queued: going to
+ * import; retry: transient failure.
+ */
 export type InboxCheck = 'settling' | 'growing' | 'queued' | 'retry' | 'gone';
 
 export type InboxOutcome =

@@ -261,7 +261,9 @@ export class SyncEngine {
     }
   }
 
-  /** The TUF client, kept between syncs while the database agrees with it (another process may have synced). */
+  /**
+   * The TUF client, kept between syncs while the database agrees with it (another process may have synced).
+   */
   private async tufClient(counter: ByteCounter): Promise<TufClient> {
     this.counterRef.counter = counter;
     const { db } = this.d;

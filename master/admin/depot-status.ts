@@ -19,7 +19,9 @@ export interface DepotView {
   machineState: Machine['state'];
   /** 1 = syncs from the master; 2 = below a tier-1 depot; ...; null when unknown (tierProblem says why). */
   tier: number | null;
-  /** The depot it syncs from (its newest report's upstream, else its enrollment's parent); null = the master. */
+  /**
+   * The depot it syncs from (its newest report's upstream, else its enrollment's parent); null = the master.
+   */
   parent: string | null;
   /** Why the tier is unknown: an upstream cycle, or a parent that is not a fleet depot. */
   tierProblem: string | null;

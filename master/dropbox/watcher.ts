@@ -36,7 +36,10 @@ export interface DropboxOptions {
   onCheck?: (key: string, verdict: DropCheck) => void;
 }
 
-/** settling: changed less than settleMs ago; rechecking: first snapshot taken; queued: going to publish; idle: gone, empty or a package folder. */
+/**
+ * settling: changed less than settleMs ago; rechecking: first snapshot taken; queued: going to publish; idle:
+ * gone, empty or a package folder.
+ */
 export type DropCheck = 'settling' | 'rechecking' | 'queued' | 'idle';
 
 export type DropOutcome =

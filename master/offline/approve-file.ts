@@ -20,7 +20,10 @@ export interface ApproveFileResult {
   notAfter: string;
 }
 
-/** Checks that need no database: proof of possession (CSR signature), name and role, none of the master's names. */
+/**
+ * Checks that need no database: proof of possession (CSR signature), name and
+ * role, none of the master's names.
+ */
 function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string): void {
   const root = getMetadataFile(ctx.db, '1.root.json');
   if (!root) throw new DepotsyncError('corrupt', 'master database has no 1.root.json');

@@ -41,7 +41,10 @@ export interface MasterAppDeps {
   touchIntervalMs?: number;
   /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
   adminService?: AdminService;
-  /** The `GET /v1/events` streams ("distribute now"); made here when not given (serve.ts passes one it closes). */
+  /**
+   * The `GET /v1/events` streams ("distribute now"); made here when not given
+   * (serve.ts passes one it closes).
+   */
   events?: EventHub;
 }
 

@@ -15,7 +15,9 @@ import type { AuthorizeMachine } from './mtls.js';
  * generation (a sync by `depot serve` or by `depot sync` in another process switches it there).
  */
 export interface EventFeed {
-  /** The generation served now; undefined while there is none. Called every `pollMs` while streams are open. */
+  /**
+   * The generation served now; undefined while there is none. Called every `pollMs` while streams are open.
+   */
   generation(): number | undefined;
   /** Sync-now requests that arrived since the last call (the master's notify table). */
   syncRequests?(): Array<{ seq: number; depot: string | null }>;

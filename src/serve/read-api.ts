@@ -12,7 +12,10 @@ import { readBodyCapped } from './http-errors.js';
 
 /** Where the served bytes come from: the master's catalog or a depot's served generation. */
 export interface ReadApiSource {
-  /** A TUF metadata file by its served name (`timestamp.json`, `3.root.json`, `12.snapshot.json`, `7.bin-3a.json`). */
+  /**
+   * A TUF metadata file by its served name (`timestamp.json`, `3.root.json`,
+   * `12.snapshot.json`, `7.bin-3a.json`).
+   */
   metadata(name: string): Buffer | undefined;
   /** A TUF target (a package manifest) by its consistent-snapshot name `{sha256}.{name}`. */
   target(name: string): Buffer | undefined;

@@ -19,7 +19,10 @@ export interface IngestOptions {
    * loaded). The result is the same either way.
    */
   hashWorker?: boolean;
-  /** Bytes between two durable commits of the store's stream (default `DEFAULT_INGEST.checkpointBytes`; ChunkStore.putStream). */
+  /**
+   * Bytes between two durable commits of the store's stream (default
+   * `DEFAULT_INGEST.checkpointBytes`; ChunkStore.putStream).
+   */
   checkpointBytes?: number;
   /** Bytes per read of the file on the worker path (default DEFAULT_READ_BLOCK_BYTES, 4 MiB). */
   readBlockBytes?: number;

@@ -81,7 +81,10 @@ export class StoreReader {
     return this.index.has(idToKey(id));
   }
 
-  /** The ids of `ids` that are not stored, in first-seen order without repeats (one read transaction per call). */
+  /**
+   * The ids of `ids` that are not stored, in first-seen order without repeats
+   * (one read transaction per call).
+   */
   missing(ids: readonly string[]): string[] {
     this.assertOpen();
     const unique = [...new Set(ids)];
@@ -227,7 +230,10 @@ export class StoreReader {
     return Readable.from(pieces(), { objectMode: false, highWaterMark: READ_STREAM_HIGH_WATER_MARK });
   }
 
-  /** Look up a row and read through it; if the pack vanished under us (GC in another process), look again once. */
+  /**
+   * Look up a row and read through it; if the pack vanished under us (GC in
+   * another process), look again once.
+   */
   private async withRow<T>(key: Buffer, read: (row: ChunkRow) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const row = this.index.lookup(key);

@@ -23,7 +23,9 @@ export interface PutResult {
   bytesWritten: number;
 }
 
-/** Where a batch of records landed; `grewBytes` is what it added to the disk (a new pack's header included). */
+/**
+ * Where a batch of records landed; `grewBytes` is what it added to the disk (a new pack's header included).
+ */
 export interface AppendResult {
   pack: number;
   size: number;

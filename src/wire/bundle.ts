@@ -48,7 +48,10 @@ export const BUNDLE_LIMITS = {
 } as const;
 
 export type BundlePurpose = 'update' | 'enrollment';
-/** `validity-window`: the window as a small document signed on its own (src/wire/validity-window.ts), for agents. */
+/**
+ * `validity-window`: the window as a small document signed on its own
+ * (src/wire/validity-window.ts), for agents.
+ */
 /** `chunk-deltas`: chunks as deltas against chunks of the depot's generation A (src/wire/chunk-delta.ts). */
 export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunk-deltas' | 'chunks' | 'certificate' | 'ca-certificate';
 const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunk-deltas', 'chunks', 'certificate', 'ca-certificate'];

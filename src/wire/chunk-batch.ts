@@ -58,7 +58,9 @@ export interface BatchRecord {
   id: string;
   /** undefined when the sender does not have the chunk. */
   data: Buffer | undefined;
-  /** The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with. */
+  /**
+   * The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with.
+   */
   block?: ArrayBuffer;
 }
 

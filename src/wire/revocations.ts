@@ -90,7 +90,9 @@ function isoDate(v: unknown, field: string): Date {
   return d;
 }
 
-/** Decode and verify a revocation list from the network or disk, in the order TUF's client checks metadata. */
+/**
+ * Decode and verify a revocation list from the network or disk, in the order TUF's client checks metadata.
+ */
 export function verifyRevocationList(
   bytes: Buffer,
   caCertPem: string,

@@ -75,7 +75,8 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
     return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
   };
   app.get('/dashboard', (c) => {
-    // A flash only from a fixed set of verbs about a machine that exists: a crafted link cannot put text here.
+    // A flash only from a fixed set of verbs about a machine that exists: a
+    // crafted link cannot put text here.
     const done = c.req.query('done');
     const machine = c.req.query('machine');
     if ((done === 'approve' || done === 'block') && machine && byName(ctx.db, machine)) {
