@@ -3,7 +3,7 @@ import { optionalString, requireString } from '../src/command/args.js';
 import type { Command, CommandContext } from '../src/command/command.js';
 import { createProgress, formatBytes } from '../src/command/progress.js';
 
-/** `depotsync agent …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
+/** `depotsync agent …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
 async function withAgent<T>(c: CommandContext, fn: (a: import('./agent.js').AgentContext) => Promise<T>): Promise<T> {

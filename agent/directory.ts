@@ -15,7 +15,7 @@ import { refreshCatalog } from './fetch/validity-window.js';
 import type { AgentStateStore } from './state.js';
 
 /**
- * The agent's copy of the signed depot directory (issue 5, src/wire/depot-directory.ts). It is read
+ * The agent's copy of the signed depot directory (src/wire/depot-directory.ts). It is read
  * from targets.json after the TUF update verified it up to the pinned root (signatures, expiry, the
  * snapshot's version, this agent's generation baseline), then adopted into `A/directory.json` only if
  * its version is not older than the adopted one (rollback). Refreshed before every fetch; a depot that

@@ -56,7 +56,10 @@ function explain(e: unknown, name: string): unknown {
   return e;
 }
 
-/** `POST /v1/enroll` with the agent's CSR (and token): installed at once if approved, else recorded as pending. */
+/**
+ * `POST /v1/enroll` with the agent's CSR (and token): installed at once if
+ * approved, else recorded as pending.
+ */
 export async function requestEnrollment(o: { layout: AgentLayout; name: string; contact: FirstContact; token?: string | undefined; site?: string | undefined; caFingerprint?: string | undefined; log: Logger }): Promise<EnrollOutcome> {
   const { keyPem, csrPem } = await keyAndCsr(o.layout, o.name);
   const body: EnrollRequest = { name: o.name, role: 'agent', csr: csrPem };

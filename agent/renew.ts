@@ -6,7 +6,7 @@ import { loadAgentConfig } from './config.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 
 /**
- * An agent renews its machine certificate at the start of each fetch (issue 8 item 6; the rule and the
+ * An agent renews its machine certificate at the start of each fetch (the rule and the
  * exchange are src/net/renewal.ts, shared with depots): due by age (two thirds of its lifetime), or
  * asked for by the operator (`depotsync master renew AGENT`, seen through `GET /v1/renew` on the master).
  * It runs before the agent directory is opened, so the fetch reads the new key and certificate.

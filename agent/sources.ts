@@ -5,7 +5,9 @@ import type { Source } from './fetch/remote.js';
 
 /** A source in the agent's order of preference, with the reasons for its place. */
 export interface RankedSource extends Source {
-  /** Where the agent learnt of it: a `--depot` flag (agent.json), the signed depot directory, or the master. */
+  /**
+   * Where the agent learnt of it: a `--depot` flag (agent.json), the signed depot directory, or the master.
+   */
   origin: SourceOrigin;
   rank: number;
   rttMs: number | null;
@@ -41,7 +43,7 @@ export function configuredSources(config: RankOptions['config'], directory?: Dep
 }
 
 /**
- * Depot choice (DESIGN.md §4.4). Order, most preferred first:
+ * Depot choice (docs/architecture.md). Order, most preferred first:
  *  1. sources not penalised before penalised ones (a source that failed verification or errored is
  *     avoided for `penaltyMs`, but stays a last resort rather than none at all);
  *  2. depots before the master (the master is the final fallback);

@@ -1,6 +1,6 @@
 /**
  * `agent fetch` of one package from one depot to disk, against curl fetching the same bytes from nginx
- * with client certificates into a file followed by `sync` (issue 5 goal: ≥ 0.8 × curl+sync).
+ * with client certificates into a file followed by `sync` (goal: ≥ 0.8 × curl+sync).
  *
  * The depot is the shared read API (what `depot serve` mounts: mutual TLS, `POST /v1/chunks/batch`,
  * chunks re-hashed before serving) in its own process over a ChunkStore holding the package; nginx

@@ -1,5 +1,5 @@
 /**
- * 200 agents at once against one depot (issue 5): aggregate throughput, the depot's peak RSS and the
+ * 200 agents at once against one depot: aggregate throughput, the depot's peak RSS and the
  * failures (must be zero), against nginx serving the same file to the same load over mutual TLS
  * (issue goal: ≥ 0.8 × nginx).
  *

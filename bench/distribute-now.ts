@@ -1,5 +1,5 @@
 /**
- * "Distribute now" benchmark (issue 4 item 4): seconds from `depotsync master publish` returning (the new
+ * "Distribute now" benchmark: seconds from `depotsync master publish` returning (the new
  * generation is committed) to a depot SERVING it (its /healthz reports the generation), with real
  * processes on loopback, for three ways of getting there, measured in the same run:
  *  1. distribute now: the depot's event stream to the master, sync interval one hour;

@@ -1,5 +1,5 @@
 /**
- * Master publish benchmarks (issue 3):
+ * Master publish benchmarks:
  *  1. publish a new BENCH_BYTES installer (default 1 GiB), then the same installer with 100 scattered
  *     4 KiB changes: wall time and new chunks stored for each (peer: `cp FILE NEW && sync`, the cost of
  *     just writing the bytes durably);

@@ -5,7 +5,7 @@ import type { Command } from '../src/command/command.js';
 import { allCommands, commandsFor } from './registry.js';
 
 /**
- * The `depotsync` entry point (DESIGN.md §6): exit 0 on success; non-zero with one clear line on stderr
+ * The `depotsync` entry point (docs/cli.md): exit 0 on success; non-zero with one clear line on stderr
  * on failure (what failed, and what to do); `--json` prints exactly one JSON object on stdout.
  */
 export async function main(argv: string[]): Promise<number> {

@@ -14,7 +14,10 @@ const ROLES: Record<string, () => Promise<Command[]>> = {
   'tuf-client': async () => [(await import('../agent/tuf-client-command.js')).tufClientCommand],
 };
 
-/** Every sub-command of `depotsync` (help, and command lines that name no role). Role folders contribute theirs. */
+/**
+ * Every sub-command of `depotsync` (help, and command lines that name no role).
+ * Role folders contribute theirs.
+ */
 export async function allCommands(): Promise<Command[]> {
   const roles = await Promise.all(Object.values(ROLES).map((load) => load()));
   return [...coreCommands, ...roles.flat(), statusCommand];

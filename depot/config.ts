@@ -46,11 +46,14 @@ export interface SyncConfig {
   checkpointBytes: number;
 }
 
-/** "Distribute now" (issue 4 item 4): an event stream to the upstream starts a sync within seconds of a new generation. */
+/** "Distribute now": an event stream to the upstream starts a sync within seconds of a new generation. */
 export interface NotifyConfig {
   /** Keep an event stream open to the upstream; the interval schedule stays as the fallback. */
   enabled: boolean;
-  /** Reconnect after the stream drops: about reconnectBaseMs first (with jitter), doubling up to reconnectMaxMs. */
+  /**
+   * Reconnect after the stream drops: about reconnectBaseMs first (with jitter),
+   * doubling up to reconnectMaxMs.
+   */
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   /** Least time between two syncs the events start (an upstream cannot make the depot sync in a loop). */
@@ -59,7 +62,7 @@ export interface NotifyConfig {
   idleTimeoutMs: number;
 }
 
-/** When a file in D/inbox/ counts as completely copied (issue 7 item 2). */
+/** When a file in D/inbox/ counts as completely copied. */
 export interface InboxConfig {
   /** A file must keep its size and mtime this long before it is looked at (copy tools that preallocate). */
   settleMs: number;

@@ -26,7 +26,9 @@ export interface DepotService {
   scrub: Scheduler<ScrubResult>;
   /** The event streams this depot serves its children ("distribute now"). */
   events: EventHub;
-  /** The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped. */
+  /**
+   * The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped.
+   */
   notify: NotifyListener | undefined;
   stop(): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
 import { intFlag, trustCommands } from './trust/commands.js';
 
-/** `depotsync master …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
+/** `depotsync master …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
 async function withMaster<T>(c: CommandContext, fn: (ctx: import('./context.js').MasterContext) => Promise<T>): Promise<T> {

@@ -19,7 +19,9 @@ export interface MasterConfig {
   snapshotExpiryDays: number;
   targetsExpiryDays: number;
   rootExpiryDays: number;
-  /** With root keys on the master, `master serve` renews the root when less than this remains (docs/keys.md). */
+  /**
+   * With root keys on the master, `master serve` renews the root when less than this remains (docs/keys.md).
+   */
   rootRenewBeforeDays: number;
   revocationListExpiryDays: number;
   certificateValidDays: number;
@@ -31,10 +33,15 @@ export interface MasterConfig {
   backupIntervalHours: number;
   /** Scheduled and one-off backups kept in M/backups/ (the oldest beyond this are deleted). */
   backupRetainCount: number;
-  /** Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the path is appended); null = none. */
+  /**
+   * Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the
+   * path is appended); null = none.
+   */
   publishScanCommand: string[] | null;
   publishScanTimeoutMs: number;
-  /** Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none. */
+  /**
+   * Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none.
+   */
   hotChunkBytes: number;
   /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
@@ -63,7 +70,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   backupRetainCount: 7,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
-  // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP stack into every master command).
+  // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP
+  // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
   batchMemoryBytes: 64 * 1024 * 1024,
 };

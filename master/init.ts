@@ -40,7 +40,10 @@ export interface InitOptions {
   /** Root keys and the threshold of signatures root metadata needs (default 1 of 1). */
   rootKeys?: number;
   rootThreshold?: number;
-  /** Write the root private keys into this folder (e.g. removable media) instead of M/keys: the root is offline from the start. */
+  /**
+   * Write the root private keys into this folder (e.g. removable media) instead of M/keys: the
+   * root is offline from the start.
+   */
   offlineRootDir?: string;
 }
 

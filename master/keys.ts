@@ -14,7 +14,9 @@ import type { MasterLayout } from './layout.js';
 export const TUF_ROLES = ['root', 'timestamp', 'snapshot', 'targets'] as const;
 export type TufRole = (typeof TUF_ROLES)[number];
 
-/** Roles whose key `master keys rotate` can replace. `bins` is the key named in targets.json's delegations. */
+/**
+ * Roles whose key `master keys rotate` can replace. `bins` is the key named in targets.json's delegations.
+ */
 export const KEY_ROLES = ['root', 'targets', 'snapshot', 'timestamp', 'bins'] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
 export type OnlineRole = Exclude<KeyRole, 'root'>;
@@ -135,12 +137,18 @@ export class OnlineKeyring {
   }
 }
 
-/** Write a new online key beside the current one; `commitOnlineKey` puts it in place once its metadata is committed. */
+/**
+ * Write a new online key beside the current one; `commitOnlineKey` puts it in place
+ * once its metadata is committed.
+ */
 export async function stageOnlineKey(layout: MasterLayout, role: OnlineRole, pair: KeyPair): Promise<void> {
   await writePrivateKey(nextPath(onlineKeyPath(layout, role)), pair.privateKey);
 }
 
-/** The new key replaces the old one: the old private key is deleted (a stolen copy must not be usable here again). */
+/**
+ * The new key replaces the old one: the old private key is deleted (a stolen copy
+ * must not be usable here again).
+ */
 export function commitOnlineKey(layout: MasterLayout, role: OnlineRole): void {
   const path = onlineKeyPath(layout, role);
   renameSync(nextPath(path), path);

@@ -65,7 +65,7 @@ export interface FetchPackageResult {
 }
 
 /**
- * DESIGN.md §4.4, the verified fetch. Nothing unverified is ever at `out`: files are assembled in a
+ * The verified fetch (docs/architecture.md). Nothing unverified is ever at `out`: files are assembled in a
  * staging folder beside it from chunks verified as they arrive, checked again as whole files, and
  * moved into place in one rename. On any failure the staging folder is removed and `out` is untouched;
  * verified chunks stay in the cache, so the next attempt downloads only what is missing.
@@ -146,7 +146,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         for (const g of group) staged.add(g.need.id);
       },
       onSourceFailed: penalize,
-      // Recycled receive buffers: fresh memory is faulted in page by page, which is dear (src/store/buffer-pool.ts).
+      // Recycled receive buffers: fresh memory is faulted in page by page, which is
+      // dear (src/store/buffer-pool.ts).
       pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
       log,
     });

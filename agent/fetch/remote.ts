@@ -7,7 +7,9 @@ export interface Source {
   url: string;
   kind: 'depot' | 'master';
   site?: string;
-  /** Listed by the signed depot directory: the server must present the machine certificate of depot `name`. */
+  /**
+   * Listed by the signed depot directory: the server must present the machine certificate of depot `name`.
+   */
   fromDirectory?: boolean;
 }
 

@@ -252,7 +252,10 @@ async function salvageChunks(
   return saved;
 }
 
-/** Where the package's files sit inside a staging folder: under `file` or `package/`, never beside the owner and manifest files. */
+/**
+ * Where the package's files sit inside a staging folder: under `file` or `package/`, never
+ * beside the owner and manifest files.
+ */
 function stagedPaths(dir: string, m: Manifest): { staged: string; paths: string[] } {
   const kind = packageKind(m);
   const staged = join(dir, kind === 'file' ? 'file' : 'package');
@@ -387,7 +390,8 @@ export class Staging {
       const sink = this.sinks[i] as FileSink;
       const path = this.paths[i];
       try {
-        // The flush to disk runs while the file is read back and re-hashed; both must succeed before the commit.
+        // The flush to disk runs while the file is read back and re-hashed; both
+        // must succeed before the commit.
         await this.flushing[i];
         const synced = sink.sync();
         synced.catch(() => undefined);

@@ -28,7 +28,7 @@ export interface CatalogRefresh {
 
 /**
  * The TUF update from one source (timestamp → snapshot → targets → bins, verified up to the pinned root),
- * with one exception to the freeze check, for air-gapped depots (issue 7 item 3; README "Freshness across
+ * with one exception to the freeze check, for air-gapped depots (README "Freshness across
  * an air gap"): when the update fails ONLY because timestamp, snapshot, targets or a bin expired, and the
  * source is a depot, the agent asks that depot for its validity window and accepts the metadata if:
  *   1. the window is signed by a threshold of the master's timestamp keys in the root this agent trusts
@@ -92,7 +92,10 @@ async function refreshUnderWindow(o: CatalogRefreshOptions, root: Root, expired:
   return { client, result, window: w };
 }
 
-/** `GET /v1/validity-window` over the source's mutual-TLS client, with the subject of the certificate it came over. */
+/**
+ * `GET /v1/validity-window` over the source's mutual-TLS client, with the subject
+ * of the certificate it came over.
+ */
 async function fetchWindow(remote: RemoteSource, expired: DepotsyncError): Promise<{ bytes: Buffer; peer: { commonName: string; organizationalUnit: string } | undefined }> {
   const src = remote.source;
   try {
@@ -141,7 +144,9 @@ export class PendingTrustedStore implements TrustedStore {
     this.held.set(role, null);
   }
 
-  /** Write what was held back (the last write per role; the root walk happened before, outside this store). */
+  /**
+   * Write what was held back (the last write per role; the root walk happened before, outside this store).
+   */
   async commit(): Promise<void> {
     for (const [role, h] of this.held) {
       if (h === null) await this.base.remove(role);

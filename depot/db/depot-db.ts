@@ -201,7 +201,9 @@ export class DepotDb {
     return r ? { generation: r.generation, startedAt: r.started_at } : undefined;
   }
 
-  /** Record the generation being fetched and its target set (one transaction); its chunks become live for GC. */
+  /**
+   * Record the generation being fetched and its target set (one transaction); its chunks become live for GC.
+   */
   setPending(generation: number, entries: ReadonlyArray<{ path: string; name: string }>, now: Date): void {
     this.tx('record the pending generation', () => {
       this.db.prepare("DELETE FROM generation_targets WHERE slot = 'pending'").run();

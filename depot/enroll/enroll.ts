@@ -78,7 +78,10 @@ export async function installCertificate(layout: DepotLayout, reply: EnrollReply
 
 export type EnrollOutcome = { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
 
-/** `POST /v1/enroll` with the depot's CSR (and token): installed at once if approved, else recorded as pending. */
+/**
+ * `POST /v1/enroll` with the depot's CSR (and token): installed at once if
+ * approved, else recorded as pending.
+ */
 export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome> {
   const { keyPem, csrPem } = await keyAndCsr(o);
   const body: EnrollRequest = { name: o.name, role: 'depot', csr: csrPem };

@@ -76,7 +76,7 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
 }
 
 /**
- * An encrypted bundle (issue 7 item 6): it names the certificate serial whose key its content key is
+ * An encrypted bundle: it names the certificate serial whose key its content key is
  * wrapped for; it must be this depot's current certificate, whose private key unwraps it. Nothing of
  * the bundle beyond its plaintext header is read before this.
  */

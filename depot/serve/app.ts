@@ -63,7 +63,7 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 
-  // Metrics (issue 8 item 4): every request counted, /metrics behind its own bearer token.
+  // Metrics: every request counted, /metrics behind its own bearer token.
   const counters = depotCounters();
   const registry = newRegistry();
   const http = httpMetrics(registry);
@@ -99,7 +99,7 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   const authorize = depotAuthorize(deps.revocations);
   app.use('*', mutualTls({ authorize, log, ...(deps.now ? { now: deps.now } : {}) }));
   app.route('/', eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), { authorize, ...(deps.now ? { now: deps.now } : {}) }));
-  // Issue 7 item 3: the master-signed validity window of a generation imported from an offline bundle.
+  // The master-signed validity window of a generation imported from an offline bundle.
   // Agents of THIS depot use it when its timestamp expired (agent/fetch/validity-window.ts).
   app.get('/v1/validity-window', async (c) => {
     const bytes = deps.db.path === ':memory:' ? undefined : await servedWindowBytes(deps.db, dir);

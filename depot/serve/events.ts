@@ -3,7 +3,7 @@ import { EventHub, type EventHubOptions } from '../../src/serve/events.js';
 import type { DepotDb } from '../db/depot-db.js';
 
 /**
- * A depot's own event streams, for its child depots and agents (issue 4 item 4, tiers): the generation
+ * A depot's own event streams, for its child depots and agents (tiers): the generation
  * it serves, read from its database (a switch by `depot serve` or by `depot sync` in another process
  * lands there; the service also announces its own switches at once), the version of the revocation list
  * it enforces (so a revocation goes down every tier within seconds), and the sync-now requests it relays

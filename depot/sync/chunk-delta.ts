@@ -13,7 +13,7 @@ import type { DepotDb } from '../db/depot-db.js';
 import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
 
 /**
- * Chunk deltas (issue 4): a chunk the depot lacks, asked for as the difference from the chunk it
+ * Chunk deltas: a chunk the depot lacks, asked for as the difference from the chunk it
  * replaces, which the depot already holds (`POST /v1/chunks/delta`, src/wire/chunk-delta.ts). A 4 KiB
  * edit then moves about 4 KiB instead of the whole ~64 KiB chunk around it.
  *
@@ -34,7 +34,10 @@ export interface DeltaFetchResult {
   /** Chunks newly stored, and their bytes. */
   chunks: number;
   bytes: number;
-  /** Of those: rebuilt from a delta, or sent whole by the upstream (it lacked the base, or the overlap was small). */
+  /**
+   * Of those: rebuilt from a delta, or sent whole by the upstream (it lacked the
+   * base, or the overlap was small).
+   */
   rebuilt: number;
   whole: number;
   /** Records refused (bad lengths, wrong bytes): those chunks are left for the whole-chunk download. */
@@ -256,7 +259,9 @@ async function deltaBatch(
   if (streamError) throw deps.upstream.explain(streamError);
 }
 
-/** The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not. */
+/**
+ * The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not.
+ */
 export async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
   const parts: Uint8Array[] = [];
   for (const id of ids) {

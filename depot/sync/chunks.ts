@@ -78,8 +78,9 @@ export function openChunkStream(deps: ChunkSinkDeps, total: { chunks: number; by
     onDurable: (chunks, bytes) => {
       total.chunks += chunks;
       total.bytes += bytes;
-      // The buffers of the checkpoints just written are garbage now: return them (src/heap-collection.ts). Not for
-      // small amounts: a full collection of a depot holding a large catalog takes tens of milliseconds.
+      // The buffers of the checkpoints just written are garbage now: return them (src/heap-collection.ts).
+      // Not for small amounts: a full collection of a depot holding a large
+      // catalog takes tens of milliseconds.
       sinceCollect += bytes;
       if (sinceCollect >= COLLECT_AFTER_BYTES) {
         sinceCollect = 0;

@@ -63,7 +63,7 @@ export interface SyncEngineDeps {
 }
 
 /**
- * One depot sync (DESIGN.md §4.2), each step logged with its duration and bytes:
+ * One depot sync (docs/architecture.md), each step logged with its duration and bytes:
  *  1. metadata     the TUF client workflow against the upstream: root walk, timestamp, snapshot, the bins
  *                  whose versions changed; signatures, thresholds, expiry, rollback (src/tuf/client);
  *  2. revocations  the CA-signed revocation list, verified and kept;
@@ -280,7 +280,9 @@ export class SyncEngine {
     }
   }
 
-  /** The TUF client, kept between syncs while the database agrees with it (another process may have synced). */
+  /**
+   * The TUF client, kept between syncs while the database agrees with it (another process may have synced).
+   */
   private async tufClient(counter: ByteCounter): Promise<TufClient> {
     this.counterRef.counter = counter;
     const { db } = this.d;

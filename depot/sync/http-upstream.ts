@@ -126,13 +126,19 @@ function retryable(e: unknown): boolean {
   );
 }
 
-/** What the upstream's `timestamp.json` response said besides the file (src/serve/read-api.ts SYNC_HINT_HEADERS). */
+/**
+ * What the upstream's `timestamp.json` response said besides the file
+ * (src/serve/read-api.ts SYNC_HINT_HEADERS).
+ */
 export interface UpstreamHints {
   rootVersion?: number;
   revocationsSha256?: string;
 }
 
-/** Largest timestamp.json fetched ahead of the root walk (TUF's client default; the updater re-checks its own cap). */
+/**
+ * Largest timestamp.json fetched ahead of the root walk (TUF's client default; the
+ * updater re-checks its own cap).
+ */
 const TIMESTAMP_PROBE_MAX_BYTES = 16 * 1024;
 const TIMESTAMP = 'timestamp.json';
 const ROOT_FILE = /^(\d+)\.root\.json$/;
@@ -175,7 +181,8 @@ export class HttpMetadataSource implements MetadataSource {
     const root = ROOT_FILE.exec(name);
     if (root && Number(root[1]) > 1) {
       const version = Number(root[1]);
-      // The first root of a walk: fetch the timestamp now (a leftover of an update that failed part way is replaced).
+      // The first root of a walk: fetch the timestamp now (a leftover of an update
+      // that failed part way is replaced).
       if (!this.prefetched || version <= this.walkAt)
         this.prefetched = await this.timestamp(TIMESTAMP_PROBE_MAX_BYTES);
       this.walkAt = version;

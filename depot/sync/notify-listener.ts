@@ -8,7 +8,7 @@ import { backoffDelayMs, realTimers, type Timers } from './scheduler.js';
 import { explainUpstream } from './upstream.js';
 
 /**
- * "Distribute now", the depot's half (issue 4 item 4): one event stream open to the upstream (the master
+ * "Distribute now", the depot's half: one event stream open to the upstream (the master
  * or a parent depot, `GET /v1/events` over mutual TLS), reconnected with backoff and jitter whenever it
  * drops. An announced generation newer than the served one, or an operator's sync-now for this depot,
  * starts a sync at once instead of at the next interval; the interval stays the fallback.

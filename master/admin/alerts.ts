@@ -6,7 +6,7 @@ import type { DepotView } from './depot-status.js';
 /**
  * Alerts are derived, never entered: each evaluation computes the set of conditions true NOW from the
  * status model; `AlertMonitor` compares it with the previous set to raise, repeat and clear. So an alert
- * clears by itself when its cause is gone (issue 8 item 5).
+ * clears by itself when its cause is gone.
  */
 export type AlertLevel = 'warning' | 'error';
 export type AlertKind = 'certificate' | 'lagging' | 'silent' | 'failing' | 'low-disk' | 'validity' | 'scrub' | 'backup' | 'metadata-expiry';

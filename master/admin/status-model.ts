@@ -10,7 +10,7 @@ import { liveVersionRowsAt, packageStatuses, type PackageStatus } from './packag
 
 /**
  * The fleet's status: what `GET /v1/admin/status`, `depotsync status --dir M`, the dashboard and the
- * alerts all read (one model, so they never disagree). Shape (DESIGN.md §7):
+ * alerts all read (one model, so they never disagree). Shape (docs/http.md):
  *   {generation, generatedAt, summary, depots:[…], packages:[…], pending:[…], certificates:[…], alerts:[…]}
  */
 export interface PendingMachine {

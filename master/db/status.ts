@@ -5,8 +5,8 @@ import { nowIso, type MasterDb } from './database.js';
 import { count, orNull } from './values.js';
 
 /**
- * Depot status reports (DESIGN.md §4.5): the latest per depot for the dashboard and alerts, plus a short
- * history. A report is stored for the machine named by the caller (the mutual-TLS certificate, or the
+ * Depot status reports (docs/architecture.md): the latest per depot for the dashboard and alerts, plus a
+ * short history. A report is stored for the machine named by the caller (the mutual-TLS certificate, or the
  * signer of an outbox file), never for a name taken from the report body.
  */
 export interface DepotStatusInput {

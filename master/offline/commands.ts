@@ -6,7 +6,7 @@ import { parseDuration } from '../../src/config/validate.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { openMaster, type MasterContext } from '../context.js';
 
-/** The offline commands of the master role (issue 7); master/commands.ts registers them. */
+/** The offline commands of the master role; master/commands.ts registers them. */
 async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: MasterContext) => Promise<T>): Promise<T> {
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
   try {

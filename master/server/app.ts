@@ -42,13 +42,16 @@ export interface MasterAppDeps {
   touchIntervalMs?: number;
   /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
   adminService?: AdminService;
-  /** The `GET /v1/events` streams ("distribute now"); made here when not given (serve.ts passes one it closes). */
+  /**
+   * The `GET /v1/events` streams ("distribute now"); made here when not given
+   * (serve.ts passes one it closes).
+   */
   events?: EventHub;
 }
 
 /**
  * The master's HTTP app (hono factory: tests call `app.request()`; serve.ts serves it over HTTPS).
- * Order matters, and is the security design of DESIGN.md §7:
+ * Order matters: it is the security design (docs/http.md, "Authentication"):
  *   1. public: `/healthz`, root metadata (bootstrap from the pinned fingerprint), enrollment (rate-limited
  *      per source address);
  *   2. operator API `/v1/admin/*`: bearer token with a role (operators have no machine certificate);

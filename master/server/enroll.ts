@@ -13,7 +13,7 @@ import { approveMachine, reservedServerNames } from '../machines/actions.js';
 import type { AddressOf } from './client-address.js';
 
 /**
- * `POST /v1/enroll` and `GET /v1/enroll/{request}` (src/wire/enroll.ts; DESIGN.md §2). Public: the
+ * `POST /v1/enroll` and `GET /v1/enroll/{request}` (src/wire/enroll.ts; docs/architecture.md). Public: the
  * caller has no certificate yet. The app rate-limits both per source address before they get here.
  *
  *  - a valid one-time token of the same role → approved at once, certificate in the reply (200);

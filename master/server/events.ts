@@ -5,7 +5,7 @@ import { currentGeneration } from '../db/generations.js';
 import { lastNotifySeq, notifyRequestsAfter } from '../db/notify-requests.js';
 
 /**
- * What the master's event streams announce (issue 4 item 4). `master publish` and `master notify` run
+ * What the master's event streams announce. `master publish` and `master notify` run
  * as other processes and commit to the database, so the serving master learns of them by polling it:
  * `max(generation)` and `notify_requests WHERE seq > ?` both read a primary key, a few microseconds
  * each, once per `pollMs` and only while a depot is listening. A generation and its signed metadata

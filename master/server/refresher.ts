@@ -9,7 +9,7 @@ import { publishRevocationList, readRevocationList } from '../revocations.js';
 import { renewRootIfDue } from '../trust/rotate.js';
 
 /**
- * Freshness (DESIGN.md §3, issue 3 item 7): clients refuse expired metadata (freeze protection), so the
+ * Freshness (docs/architecture.md): clients refuse expired metadata (freeze protection), so the
  * master re-signs what nears its expiry even when nobody publishes: the timestamp once less than
  * `timestampRefreshHours` remain, snapshot/targets/bins the same way (a new generation with no catalog
  * change), and the signed revocation list once less than half its validity remains.

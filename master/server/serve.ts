@@ -56,7 +56,7 @@ export interface MasterServer {
  */
 export const MACHINE_KEEP_ALIVE_MS = 75_000;
 
-/** Stream bodies with a 1 MiB buffer: the default 64 KiB halves throughput here (issue 3 item 5). */
+/** Stream bodies with a 1 MiB buffer: the default 64 KiB halves throughput here. */
 const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 
 /**

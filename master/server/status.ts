@@ -10,7 +10,7 @@ import { rateLimited } from './client-address.js';
 import type { RateLimiter } from './rate-limit.js';
 
 /**
- * `POST /v1/status` (mutual TLS; DESIGN.md §4.5): a depot's report about itself. It is filed under the
+ * `POST /v1/status` (mutual TLS; docs/architecture.md): a depot's report about itself. It is filed under the
  * machine the client CERTIFICATE names: a name inside the body is ignored, so one depot cannot speak
  * for another. Rate-limited per machine; the body is capped while it streams, before parsing.
  *

@@ -47,7 +47,9 @@ const bodyOf = (r: RootRequest): RootRequestBody => {
   return { ...rest, root: root.signed };
 };
 
-/** The short digest both sides print, so the operator can compare what the master asked with what is signed. */
+/**
+ * The short digest both sides print, so the operator can compare what the master asked with what is signed.
+ */
 export function requestDigest(r: Pick<RootRequest, 'root'>): string {
   return createHash('sha256').update(canonicalize(r.root.signed)).digest('hex').slice(0, 16);
 }

@@ -52,18 +52,29 @@ export interface KeyChangeOptions {
   now?: () => Date;
   /** More places holding current root private keys (key files or folders), e.g. a mounted offline disk. */
   rootKeys?: readonly string[];
-  /** Role root: how many new root keys, and their threshold (default: as many and the same threshold as now). */
+  /**
+   * Role root: how many new root keys, and their threshold (default: as many and the same threshold as now).
+   */
   newRootKeys?: number;
   newRootThreshold?: number;
-  /** Role root: where the new root private keys are written (default M/keys; a folder elsewhere keeps them off the master). */
+  /**
+   * Role root: where the new root private keys are written (default M/keys; a folder
+   * elsewhere keeps them off the master).
+   */
   newRootKeyDir?: string;
-  /** Where the signing request goes when the root keys at hand are not enough (default M/root-request-v{N}.json). */
+  /**
+   * Where the signing request goes when the root keys at hand are not enough
+   * (default M/root-request-v{N}.json).
+   */
   requestOut?: string;
 }
 
 export interface KeyChangeResult {
   change: KeyChange;
-  /** 'committed': in the catalog now; 'signing-request': waits for `master root sign` and `master root import`. */
+  /**
+   * 'committed': in the catalog now; 'signing-request': waits for `master root
+   * sign` and `master root import`.
+   */
   state: 'committed' | 'signing-request';
   rootVersion: number;
   generation: number | null;
@@ -102,7 +113,9 @@ export function masterFingerprint(ctx: Pick<MasterContext, 'db'>): string {
   return createHash('sha256').update(v1.bytes).digest('hex');
 }
 
-/** Delete root key files in the master's keys folder that `keep` does not list (retired by a committed root). */
+/**
+ * Delete root key files in the master's keys folder that `keep` does not list (retired by a committed root).
+ */
 function retireRootKeys(ctx: MasterContext, keep: ReadonlySet<string>): string[] {
   const gone: string[] = [];
   for (const f of rootKeyFiles(ctx.layout.keysDir)) {
@@ -114,7 +127,9 @@ function retireRootKeys(ctx: MasterContext, keep: ReadonlySet<string>): string[]
   return gone;
 }
 
-/** True when the bins are still signed by the targets key (no bins.pem): a targets rotation moves them too. */
+/**
+ * True when the bins are still signed by the targets key (no bins.pem): a targets rotation moves them too.
+ */
 const binsShareTargetsKey = (ctx: MasterContext) => !existsSync(onlineKeyPath(ctx.layout, 'bins'));
 
 export async function changeKeys(

@@ -4,7 +4,9 @@ import { onlineKeyPath, readKeyFile, rootKeyFiles } from '../keys.js';
 import { masterFingerprint, pendingRootRequest } from './rotate.js';
 import { storedRoles, type StoredRole } from './stored.js';
 
-/** `master keys status`: every role's keys, threshold and expiry, and which private keys are on the master. */
+/**
+ * `master keys status`: every role's keys, threshold and expiry, and which private keys are on the master.
+ */
 export interface KeyRoleStatus extends StoredRole {
   daysLeft: number;
   /** How many of the role's private keys are in M/keys (root: may be 0, kept offline). */

@@ -3,7 +3,7 @@ import { formatBytes } from '../format.js';
 export { formatBytes };
 
 /**
- * A progress bar on stderr, only when stderr is a terminal (DESIGN.md §6): scripts and CI see nothing.
+ * A progress bar on stderr, only when stderr is a terminal (docs/cli.md): scripts and CI see nothing.
  */
 export interface Progress {
   update(done: number): void;

@@ -149,7 +149,10 @@ export function pairChunkBases(targets: readonly PairingVersion[], olds: readonl
   return bases;
 }
 
-/** A pair of a bundle's `chunk-deltas` section (src/wire/chunk-delta.ts): the target chunk, its length, its bases. */
+/**
+ * A pair of a bundle's `chunk-deltas` section (src/wire/chunk-delta.ts): the
+ * target chunk, its length, its bases.
+ */
 export interface BundlePair extends ChunkBases {
   target: string;
   length: number;

@@ -22,11 +22,15 @@ export interface HttpClientOptions {
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
-  /** HTTPS: the server must also present the machine certificate of this depot (tls.ts machineIdentityCheck). */
+  /**
+   * HTTPS: the server must also present the machine certificate of this depot (tls.ts machineIdentityCheck).
+   */
   serverMachine?: { name: string; role: 'depot' };
   /** Connect, wait for headers, and longest silence on the socket. */
   timeoutMs?: number;
-  /** Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off. */
+  /**
+   * Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off.
+   */
   minBytesPerSecond?: number;
   rateWindowMs?: number;
   maxSockets?: number;
@@ -220,7 +224,8 @@ export class HttpClient {
         new DepotsyncError('timeout', `${label}: ${what} for ${this.o.timeoutMs} ms`, { hint: 'the server is slow or unreachable; try another depot' });
       // Socket idle timeout: no byte in either direction for timeoutMs (connect, headers or body).
       req.on('timeout', () => {
-        // A socket paused because our reader is busy is not the server's silence; the timer re-arms on the next byte.
+        // A socket paused because our reader is busy is not the server's silence; the
+        // timer re-arms on the next byte.
         if (guard?.consumerBehind()) return;
         const e = timeoutError('no data');
         if (guard) guard.destroy(e); // report the stall, not the 'aborted' that destroying the socket causes
@@ -278,7 +283,8 @@ export class HttpClient {
         const subject = cert?.subject as { CN?: unknown; OU?: unknown } | undefined;
         const fresh = subject && typeof subject.CN === 'string' ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' } : undefined;
         if (fresh) this.lastPeerSubject = fresh;
-        // A resumed TLS session presents no certificate: it resumes a session of this client's one origin, verified earlier.
+        // A resumed TLS session presents no certificate: it resumes a session of this
+        // client's one origin, verified earlier.
         const peerSubject = fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
         resolve({ status, headers: res.headers, body: g, ...(peerSubject ? { peerSubject } : {}) });
       });

@@ -14,7 +14,7 @@ import { caFingerprintOf, checkEnrollReply } from '../pki/enroll-reply.js';
 import type { MachineRole } from '../pki/names.js';
 
 /**
- * Machine-side certificate renewal, shared by depots and agents (issue 8 item 6):
+ * Machine-side certificate renewal, shared by depots and agents:
  *  - the rule: renew once `fraction` (two thirds) of the certificate's lifetime has passed, or when the
  *    master says an operator asked for it (`GET /v1/renew`, `depotsync master renew MACHINE`);
  *  - the exchange: new key, new CSR, `POST /v1/renew` over mutual TLS with the CURRENT certificate;
@@ -55,7 +55,8 @@ const nextOf = (path: string) => `${path}.next`;
 
 /**
  * Replace key and certificate so that a crash at any instant leaves a matching pair:
- *   1. `key.next` (0600), then `cert.next`, each written atomically; `cert.next` existing is the commit point;
+ *   1. `key.next` (0600), then `cert.next`, each written atomically; `cert.next` existing is the
+ *      commit point;
  *   2. rename `key.next` over the key, then `cert.next` over the certificate, fsync the folder.
  * `recoverCredentials` finishes step 2 (or drops an uncommitted step 1) at the next start.
  */
@@ -115,7 +116,9 @@ export interface RenewOptions {
   name: string;
   role: MachineRole;
   files: CredentialFiles;
-  /** The machine's current certificate and the master's CA (the new certificate must chain to the same CA). */
+  /**
+   * The machine's current certificate and the master's CA (the new certificate must chain to the same CA).
+   */
   certPem: string;
   caPem: string;
   /** Server names a depot asks for again (its certificate serves agents under them). */

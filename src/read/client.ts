@@ -18,7 +18,10 @@ export interface RemoteLayout {
   target(path: string, sha256: string): string;
 }
 
-/** URL path of a target by its served name `{sha256}.{path}`: percent-encoded except what the read API allows as-is. */
+/**
+ * URL path of a target by its served name `{sha256}.{path}`: percent-encoded except
+ * what the read API allows as-is.
+ */
 export function targetUrlPath(name: string): string {
   return `/v1/targets/${encodeURIComponent(name).replace(/%40/g, '@').replace(/%2B/g, '+')}`;
 }

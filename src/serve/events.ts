@@ -9,13 +9,15 @@ import type { MachineRef, ServeEnv } from './env.js';
 import type { AuthorizeMachine } from './mtls.js';
 
 /**
- * `GET /v1/events` (issue 4 item 4, "distribute now"), served by the master and by every depot so a
+ * `GET /v1/events`, served by the master and by every depot so a
  * tiered child hears from its parent. What a server announces comes from an `EventFeed` it polls:
  * the master's database (a publish by another process commits there), or the depot's served
  * generation (a sync by `depot serve` or by `depot sync` in another process switches it there).
  */
 export interface EventFeed {
-  /** The generation served now; undefined while there is none. Called every `pollMs` while streams are open. */
+  /**
+   * The generation served now; undefined while there is none. Called every `pollMs` while streams are open.
+   */
   generation(): number | undefined;
   /** Sync-now requests that arrived since the last call (the master's notify table). */
   syncRequests?(): Array<{ seq: number; depot: string | null }>;

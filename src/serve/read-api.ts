@@ -12,7 +12,10 @@ import { readBodyCapped } from './http-errors.js';
 
 /** Where the served bytes come from: the master's catalog or a depot's served generation. */
 export interface ReadApiSource {
-  /** A TUF metadata file by its served name (`timestamp.json`, `3.root.json`, `12.snapshot.json`, `7.bin-3a.json`). */
+  /**
+   * A TUF metadata file by its served name (`timestamp.json`, `3.root.json`,
+   * `12.snapshot.json`, `7.bin-3a.json`).
+   */
   metadata(name: string): Buffer | undefined;
   /** A TUF target (a package manifest) by its consistent-snapshot name `{sha256}.{name}`. */
   target(name: string): Buffer | undefined;
@@ -34,7 +37,7 @@ export const SYNC_HINT_HEADERS = { rootVersion: 'x-depotsync-root-version', revo
 export interface ReadApiOptions {
   batchMaxIds: number;
   batchMaxBodyBytes: number;
-  /** Re-hash a chunk before serving it (STYLE.md §5: distrust your own disk). */
+  /** Re-hash a chunk before serving it (docs/contributing.md: distrust your own disk). */
   verifyOnServe: boolean;
   /** How long a chunk re-hashed before serving counts as verified for the next client. */
   verifiedTtlMs: number;
@@ -69,7 +72,7 @@ export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
   return app;
 }
 
-/** The mutual-TLS part of the read API (DESIGN.md §7): metadata, targets, chunks, batches, revocations. */
+/** The mutual-TLS part of the read API (docs/http.md): metadata, targets, chunks, batches, revocations. */
 export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<ReadApiOptions> = {}): Hono<ServeEnv> {
   const opts = { ...DEFAULT_READ_API_OPTIONS, ...options };
   const app = new Hono<ServeEnv>();

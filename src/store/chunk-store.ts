@@ -182,7 +182,10 @@ export class ChunkStore {
     return this.reader.has(id);
   }
 
-  /** The ids of `ids` that are not stored, in first-seen order without repeats (one read transaction per call). */
+  /**
+   * The ids of `ids` that are not stored, in first-seen order without repeats
+   * (one read transaction per call).
+   */
   missing(ids: readonly string[]): string[] {
     return this.reader.missing(ids);
   }

@@ -128,7 +128,10 @@ export async function sweepAndCompact(s: CompactionParts, isLive: (id: string) =
   });
 }
 
-/** Copy the live records of pack `p` elsewhere and delete it. Returns bytes copied, or undefined if the pack was kept. */
+/**
+ * Copy the live records of pack `p` elsewhere and delete it. Returns bytes copied, or
+ * undefined if the pack was kept.
+ */
 async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Promise<number | undefined> {
   let batch: Array<{ key: Buffer; data: Buffer; fromOffset: number }> = [];
   let batchBytes = 0;

@@ -81,7 +81,10 @@ export class StoreReader {
     return this.index.has(idToKey(id));
   }
 
-  /** The ids of `ids` that are not stored, in first-seen order without repeats (one read transaction per call). */
+  /**
+   * The ids of `ids` that are not stored, in first-seen order without repeats
+   * (one read transaction per call).
+   */
   missing(ids: readonly string[]): string[] {
     this.assertOpen();
     const unique = [...new Set(ids)];
@@ -128,9 +131,8 @@ export class StoreReader {
     let run: ReadRun | undefined;
     ids.forEach((id) => assertChunkId(id));
     const keys = ids.map(idToKey);
-    // One read transaction for the whole batch instead of a WAL snapshot per lookup: 2.5-3 µs per id
-    // against 10-11 µs (14,000 lookups of a 1 GiB package; `bench/store.ts` shows the same for has()
-    // against missing(): 115k against 387k ids/s), 0.1 s of a depot's CPU per GiB served.
+    // One read transaction for the whole batch instead of a WAL snapshot per lookup: a lookup costs
+    // a quarter as much (bench/README.md, `store`).
     const rows = this.index.lookupMany(keys);
     for (const [i, id] of ids.entries()) {
       const key = keys[i]!;
@@ -228,7 +230,10 @@ export class StoreReader {
     return Readable.from(pieces(), { objectMode: false, highWaterMark: READ_STREAM_HIGH_WATER_MARK });
   }
 
-  /** Look up a row and read through it; if the pack vanished under us (GC in another process), look again once. */
+  /**
+   * Look up a row and read through it; if the pack vanished under us (GC in
+   * another process), look again once.
+   */
   private async withRow<T>(key: Buffer, read: (row: ChunkRow) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const row = this.index.lookup(key);

@@ -23,7 +23,9 @@ export interface PutResult {
   bytesWritten: number;
 }
 
-/** Where a batch of records landed; `grewBytes` is what it added to the disk (a new pack's header included). */
+/**
+ * Where a batch of records landed; `grewBytes` is what it added to the disk (a new pack's header included).
+ */
 export interface AppendResult {
   pack: number;
   size: number;
@@ -167,8 +169,7 @@ export class StoreWriter {
    * fdatasynced and the rows of the checkpoint are indexed in one transaction. The same guarantee as
    * `putMany` (a chunk's row is committed only after its bytes are fdatasynced; a crash leaves at most an
    * unindexed tail, dropped at the next open), at the disk's streaming speed: one fdatasync waited for
-   * per checkpoint instead of one per group (measured here: 1 GiB in 32 MiB groups, 4.0 s with a
-   * waited fdatasync per group, 0.69 s this way, against 0.9-1.0 s for cp + sync).
+   * per checkpoint instead of one per group (bench/README.md, `ingest`).
    * Holds the write lock from start to end: other writers of this store wait. `onWritten(i)`: group i's
    * bytes are in the kernel (its buffers may be reused); `onDurable(bytes)`: a checkpoint committed.
    * Chunks must be checked already (`hashedChunk`/`workerHashedChunk`): this does not re-hash.
@@ -225,8 +226,8 @@ export class StoreWriter {
               }
               group = await pull();
             }
-            // The rows go in while the checkpoint's last fdatasync runs (`finish` has issued it):
-            // 14,000 rows per GiB took ~18 ms of this thread, which the disk now overlaps. Other
+            // The rows go in while the checkpoint's last fdatasync runs (`finish` has issued it), so
+            // the disk overlaps this thread's indexing. Other
             // connections see them only at COMMIT, which comes only once the fdatasync succeeded
             // (else ROLLBACK); reads on this process's own connection may see them meanwhile, and
             // every byte they point at is written (in the page cache, not yet certainly on disk).

@@ -5,7 +5,7 @@ import { signaturesFromJSON, signedFromJSON } from './codec.js';
 import { metaError, type MetaContext } from './context.js';
 
 /**
- * Decode at the border, in two steps (STYLE.md "check signatures before reading fields"):
+ * Decode at the border, in two steps (docs/contributing.md, "verify before reading"):
  * 1. `parseEnvelope` caps the size BEFORE parsing, parses JSON and reads only the envelope
  *    (`signed` object, `signatures` list) and `signed._type`;
  * 2. after the signatures were verified over `signedBytes`, `decodeSigned` turns `signed` into the

@@ -18,7 +18,10 @@ export function signMetadata(md: AnyMetadata, signers: readonly Signer[]): void 
   }
 }
 
-/** The file bytes: compact JSON of the whole Metadata, as `md.toJSON()` gives (what mirrors serve byte for byte). */
+/**
+ * The file bytes: compact JSON of the whole Metadata, as `md.toJSON()` gives
+ * (what mirrors serve byte for byte).
+ */
 export function serializeMetadata(md: AnyMetadata): Uint8Array {
   return Buffer.from(JSON.stringify(metadataToJSON(md as never)), 'utf8');
 }

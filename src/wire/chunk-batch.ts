@@ -3,7 +3,7 @@ import { DepotsyncError } from '../errors.js';
 import type { SizedBufferPool } from '../store/buffer-pool.js';
 
 /**
- * The `POST /v1/chunks/batch` wire format (DESIGN.md §7).
+ * The `POST /v1/chunks/batch` wire format (docs/wire-formats.md).
  *
  * Request: JSON `{"ids":["<blake3 hex>", …]}`.
  * Response (`application/vnd.depotsync.chunks`): for each requested id, in request order, a record
@@ -58,7 +58,9 @@ export interface BatchRecord {
   id: string;
   /** undefined when the sender does not have the chunk. */
   data: Buffer | undefined;
-  /** The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with. */
+  /**
+   * The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with.
+   */
   block?: ArrayBuffer;
 }
 

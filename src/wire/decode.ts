@@ -12,7 +12,7 @@ export function decodeJson<T>(bytes: Uint8Array, o: { what: string; maxBytes: nu
 }
 
 /**
- * Tiny decode-at-the-border helpers (STYLE.md §1): collect every bad field, then fail once with a
+ * Tiny decode-at-the-border helpers (docs/contributing.md): collect every bad field, then fail once with a
  * message naming each of them.
  */
 export class Fields {

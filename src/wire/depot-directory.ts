@@ -6,7 +6,7 @@ import { MACHINE_NAME } from '../pki/names.js';
 import { Fields } from './decode.js';
 
 /**
- * The signed depot directory (issue 5): each depot's name, URL and site, as the master operator sets
+ * The signed depot directory: each depot's name, URL and site, as the master operator sets
  * them. It travels as the target `depots.json` of the top-level targets role: its document is the
  * target's `custom.depotDirectory`, and the target's length and SHA-256 are those of the document's
  * canonical bytes. targets.json is signed by the targets key, pinned by version (and hash) in the

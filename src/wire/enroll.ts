@@ -1,7 +1,7 @@
 import { decodeJson, Fields } from './decode.js';
 
 /**
- * Enrollment over HTTPS (DESIGN.md §2, §7). Public and rate-limited.
+ * Enrollment over HTTPS (docs/architecture.md, docs/http.md). Public and rate-limited.
  *
  * `POST /v1/enroll` with JSON `EnrollRequest` →
  *   200 `EnrollReply` with state 'approved' (certificate issued at once: valid one-time token), or

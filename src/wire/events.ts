@@ -3,7 +3,7 @@ import { MACHINE_NAME } from '../pki/names.js';
 import { parseStrictJson } from '../content/strict-json.js';
 
 /**
- * The "distribute now" event stream (`GET /v1/events`, issue 4 item 4): server-sent events over mutual
+ * The "distribute now" event stream (`GET /v1/events`): server-sent events over mutual
  * TLS from the master or a parent depot. The wire format is text/event-stream (WHATWG HTML §9.2):
  *
  *   event: generation            the generation the server serves (on connect, then on every change)
@@ -53,7 +53,7 @@ export const SSE_DECODER_DEFAULTS = {
 };
 
 /**
- * Incremental text/event-stream parser with caps counted while reading (STYLE.md §3): a line or an
+ * Incremental text/event-stream parser with caps counted while reading (docs/contributing.md): a line or an
  * event above its cap fails with 'too-large' instead of growing a buffer without end. Comments,
  * `id:` and `retry:` fields are read and dropped.
  */

@@ -6,7 +6,7 @@ import { MACHINE_NAME_PATTERN } from './enroll.js';
 import { decodeStatusReport, MAX_STATUS_BODY_BYTES, type StatusReport } from './status.js';
 
 /**
- * The small files that cross an air gap besides bundles (DESIGN.md §4.3): an air-gapped depot's
+ * The small files that cross an air gap besides bundles (docs/architecture.md): an air-gapped depot's
  * enrollment request (depot → master; the reply is a bundle of purpose 'enrollment') and its signed
  * status report (depot → master, in D/outbox/).
  */

@@ -2,7 +2,7 @@ import { DepotsyncError } from '../errors.js';
 import { decodeJson, Fields } from './decode.js';
 
 /**
- * Certificate renewal over mutual TLS (DESIGN.md §2, §7; issue 8 item 6). Both routes speak for the
+ * Certificate renewal over mutual TLS (docs/http.md). Both routes speak for the
  * machine its CURRENT client certificate names; nothing in a body can name another machine.
  *
  * `GET /v1/renew`  → 200 `RenewState`: the certificate the master has on record for this machine and

@@ -6,7 +6,7 @@ import { normalizeSerial, toX509 } from '../pki/cert-info.js';
 import { DAY_MS } from '../pki/forge-util.js';
 
 /**
- * The signed revocation list served at `GET /v1/revocations.json` (DESIGN.md §2, §7). node-forge cannot
+ * The signed revocation list served at `GET /v1/revocations.json` (docs/http.md). node-forge cannot
  * make CRLs, so the list is a small JSON document signed by the CA key; depots fetch it with every sync
  * and refuse revoked agents without asking the master.
  *
@@ -90,7 +90,9 @@ function isoDate(v: unknown, field: string): Date {
   return d;
 }
 
-/** Decode and verify a revocation list from the network or disk, in the order TUF's client checks metadata. */
+/**
+ * Decode and verify a revocation list from the network or disk, in the order TUF's client checks metadata.
+ */
 export function verifyRevocationList(
   bytes: Buffer,
   caCertPem: string,

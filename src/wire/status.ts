@@ -2,7 +2,7 @@ import { MACHINE_NAME } from '../pki/names.js';
 import { decodeJson, Fields } from './decode.js';
 
 /**
- * A depot's report about itself (`POST /v1/status`, mutual TLS; DESIGN.md §4.5). The master records it
+ * A depot's report about itself (`POST /v1/status`, mutual TLS; docs/architecture.md). The master records it
  * for the machine its client certificate names, never for a name inside the body.
  */
 export interface StatusReport {

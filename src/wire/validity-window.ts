@@ -9,7 +9,7 @@ import { Fields } from './decode.js';
 import { MACHINE_NAME_PATTERN } from './enroll.js';
 
 /**
- * The validity window of an offline bundle (issue 7 item 3), as a small document of its own: the master
+ * The validity window of an offline bundle, as a small document of its own: the master
  * signs it with its TUF timestamp key(s), the bundle carries it as the section `validity-window.json`,
  * the importing depot keeps it, and serves it to its agents at `GET /v1/validity-window` (mutual TLS).
  * It says: "generation G with timestamp version T, as exported at issuedAt, may be used by depot NAME and

@@ -91,7 +91,7 @@ describe('agent init', () => {
 });
 
 describe('agent fetch', () => {
-  it('fetches from the master (depots unreachable), --json per DESIGN.md §6', async () => {
+  it('fetches from the master (depots unreachable), --json per docs/cli.md', async () => {
     const dir = await enrolled('agent-f', ['--depot', 'dead=https://127.0.0.1:1']);
     const out = join(root, 'f-out', 'setup.bin');
     mkdirSync(join(root, 'f-out'));

@@ -46,7 +46,7 @@ function longInterval(depotDir: string): void {
 const newestRun = async (dir: string) => (await depotStatus(dir)).runs[0]?.startedAt ?? '';
 
 /**
- * Issue 4 item 4, end to end with separate processes: a master, depot-a below it and depot-b below
+ * End to end with separate processes: a master, depot-a below it and depot-b below
  * depot-a, both with an interval of one hour. A `master publish` reaches both within seconds through
  * the event streams; `master notify` makes them sync (depot-b through depot-a's relay).
  */

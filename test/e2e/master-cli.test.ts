@@ -6,7 +6,7 @@ import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 
 /**
- * Issue 3 through the CLI against a real `master serve` process: enrollment with a token, a fetch
+ * The CLI against a real `master serve` process: enrollment with a token, a fetch
  * straight from the master, then `master block` and `master revoke` from another process take effect
  * on the running server at the next request.
  */

@@ -54,7 +54,7 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
 }
 
 /**
- * Issue 8 item 6 with real processes: `master renew DEPOT` → the serving depot renews at its next
+ * With real processes: `master renew DEPOT` → the serving depot renews at its next
  * contact (before its next sync), presents the new certificate to agents without a restart and keeps
  * syncing with it; `master renew AGENT` → the agent renews at the start of its next fetch.
  */

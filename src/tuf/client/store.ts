@@ -44,8 +44,8 @@ export class MemoryTrustedStore implements TrustedStore {
 }
 
 /**
- * One folder, `{role}.json` per role, the name quoted (the layout python-tuf and the conformance suite use), each
- * written atomically; with `keepRootHistory`, every root version also as `{N}.root.json`.
+ * One folder, `{role}.json` per role, the name quoted (the layout python-tuf and the conformance suite use),
+ * each written atomically; with `keepRootHistory`, every root version also as `{N}.root.json`.
  */
 export class DirectoryTrustedStore implements TrustedStore {
   constructor(

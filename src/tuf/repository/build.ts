@@ -71,7 +71,10 @@ export function rootKeysOf(root: Root): RootKeys {
   };
 }
 
-/** targets.json: delegates every path to a hashed bin (terminating); its own targets are the few top-level ones (top-targets.ts). */
+/**
+ * targets.json: delegates every path to a hashed bin (terminating); its own targets are the few
+ * top-level ones (top-targets.ts).
+ */
 export function buildTopTargets(
   version: number,
   expires: string,

@@ -80,7 +80,9 @@ export class TufRepository {
     for (const bin of this.state.bins.values()) for (const t of Object.values(bin.md.signed.targets)) yield targetInfoOf(t);
   }
 
-  /** The current file of every role (the latest root only: the caller keeps older roots for clients to walk). */
+  /**
+   * The current file of every role (the latest root only: the caller keeps older roots for clients to walk).
+   */
   currentFiles(): MetadataFile[] {
     const s = this.state;
     return [s.root.file, s.targets.file, ...[...s.bins.values()].map((b) => b.file), s.snapshot.file, s.timestamp.file];
@@ -108,7 +110,10 @@ export class TufRepository {
     return t ? targetInfoOf(t) : undefined;
   }
 
-  /** Add, replace or remove one top-level target: a new targets.json, snapshot and timestamp ([] when unchanged). */
+  /**
+   * Add, replace or remove one top-level target: a new targets.json, snapshot and
+   * timestamp ([] when unchanged).
+   */
   updateTopTarget(change: TargetChange): MetadataFile[] {
     const ctx = this.ctx();
     const targets = applyTopTargetChange(this.state, ctx, change);

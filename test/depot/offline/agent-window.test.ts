@@ -22,7 +22,7 @@ const log = silentLogger();
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /**
- * Issue 7 item 3: agents of an air-gapped depot accept its generation while the master-signed validity
+ * Agents of an air-gapped depot accept its generation while the master-signed validity
  * window is open, and only from that depot, only for that generation. Real master keys, real bundles,
  * the real depot app over HTTPS on 127.0.0.1, a real agent fetch with an injected clock.
  */

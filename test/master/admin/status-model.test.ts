@@ -95,7 +95,7 @@ describe('status model: per depot and per package version', () => {
     expect(v2).toMatchObject({ generation: 3, complete: 3, inProgress: 1, failed: 1, waiting: 2, inProgressDepots: ['d-lag'], failedDepots: ['d-fail'] });
   });
 
-  it('answers GET /v1/admin/status with that model (DESIGN.md §7), and 401 without a token', async () => {
+  it('answers GET /v1/admin/status with that model (docs/http.md), and 401 without a token', async () => {
     expect((await f.app.request('/v1/admin/status')).status).toBe(401);
     const r = await f.app.request('/v1/admin/status', { headers: { authorization: `Bearer ${f.tokens.viewer}` } });
     expect(r.status).toBe(200);
