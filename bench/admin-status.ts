@@ -1,5 +1,5 @@
 /**
- * The admin surface at fleet scale (issue 8): a master with BENCH_DEPOTS depots (default 1,000) that
+ * The admin surface at fleet scale: a master with BENCH_DEPOTS depots (default 1,000) that
  * report once a minute (BENCH_REPORTS reports of history each, default 60) and BENCH_VERSIONS live
  * package versions (default 10,000).
  *

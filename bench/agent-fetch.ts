@@ -1,6 +1,6 @@
 /**
  * `agent fetch` of one package from one depot to disk, against curl fetching the same bytes from nginx
- * with client certificates into a file followed by `sync` (issue 5 goal: ≥ 0.8 × curl+sync).
+ * with client certificates into a file followed by `sync` (goal: ≥ 0.8 × curl+sync).
  *
  * The depot is the shared read API (what `depot serve` mounts: mutual TLS, `POST /v1/chunks/batch`,
  * chunks re-hashed before serving) in its own process over a ChunkStore holding the package; nginx
@@ -23,9 +23,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
-import { fetchPackage } from '../src/agent/fetch/fetch.js';
-import { RemoteSource } from '../src/agent/fetch/remote.js';
-import { MemoryAgentState } from '../src/agent/state.js';
+import { fetchPackage } from '../agent/fetch/fetch.js';
+import { RemoteSource } from '../agent/fetch/remote.js';
+import { MemoryAgentState } from '../agent/state.js';
 import { buildManifest, encodeManifest, manifestId } from '../src/content/manifest.js';
 import { createLogger, silentLogger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';

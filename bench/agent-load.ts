@@ -1,5 +1,5 @@
 /**
- * 200 agents at once against one depot (issue 5): aggregate throughput, the depot's peak RSS and the
+ * 200 agents at once against one depot: aggregate throughput, the depot's peak RSS and the
  * failures (must be zero), against nginx serving the same file to the same load over mutual TLS
  * (issue goal: ≥ 0.8 × nginx).
  *
@@ -21,8 +21,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_FETCH_SETTINGS } from '../src/agent/config.js';
-import { RemoteSource } from '../src/agent/fetch/remote.js';
+import { DEFAULT_FETCH_SETTINGS } from '../agent/config.js';
+import { RemoteSource } from '../agent/fetch/remote.js';
 import { HttpClient } from '../src/net/client.js';
 import { BatchDecoder, planBatches } from '../src/wire/chunk-batch.js';
 import { forkDepot, MiB, peakRssMiB, preparePackage, startNginx, type PreparedPackage } from './lib/package-depot.js';

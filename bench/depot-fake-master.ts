@@ -12,7 +12,7 @@ import { silentLogger } from '../src/log.js';
 import { tlsServerOptions } from '../src/net/tls.js';
 import type { Ca } from '../src/pki/ca.js';
 import { issueServerCertificate } from '../src/pki/ca.js';
-import { createRevocationList } from '../src/pki/revocations.js';
+import { createRevocationList } from '../src/wire/revocations.js';
 import type { ServeEnv } from '../src/serve/env.js';
 import { errorHandler } from '../src/serve/http-errors.js';
 import { mutualTls } from '../src/serve/mtls.js';

@@ -1,5 +1,5 @@
 /**
- * Depot sync benchmarks (issue 4), each against a peer tool measured in the same run:
+ * Depot sync benchmarks, each against a peer tool measured in the same run:
  *  1. fresh sync of one BENCH_BYTES package master → depot over mutual TLS on loopback, durable, vs
  *     curl fetching the same bytes from nginx (ssl_verify_client on) into a file, then `sync`;
  *     the depot's peak RSS during that sync;

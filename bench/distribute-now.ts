@@ -1,5 +1,5 @@
 /**
- * "Distribute now" benchmark (issue 4 item 4): seconds from `depotsync master publish` returning (the new
+ * "Distribute now" benchmark: seconds from `depotsync master publish` returning (the new
  * generation is committed) to a depot SERVING it (its /healthz reports the generation), with real
  * processes on loopback, for three ways of getting there, measured in the same run:
  *  1. distribute now: the depot's event stream to the master, sync interval one hour;
@@ -17,8 +17,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { demoBytes, scatterEdits } from '../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../cli/demo/processes.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BYTES = Number(process.env.BENCH_BYTES ?? 4 * 1024 * 1024);

@@ -14,7 +14,7 @@
  * made every page of the next ingest's memory copy-on-write). Then the same file is ingested again
  * into the filled store:
  * ~0 new bytes. The in-thread ingest (hashWorker: false, no read-block recycling) is measured too, to
- * show what the pipeline of issue 2 buys. The load average is printed: on the shared 2-core machine
+ * show what the pipeline buys. The load average is printed: on the shared 2-core machine
  * the wall-clock figures only mean something near idle.
  *
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/ingest.js

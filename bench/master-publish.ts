@@ -1,5 +1,5 @@
 /**
- * Master publish benchmarks (issue 3):
+ * Master publish benchmarks:
  *  1. publish a new BENCH_BYTES installer (default 1 GiB), then the same installer with 100 scattered
  *     4 KiB changes: wall time and new chunks stored for each (peer: `cp FILE NEW && sync`, the cost of
  *     just writing the bytes durably);
@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { demoBytes } from '../src/demo/demo.js';
+import { demoBytes } from '../cli/demo/demo.js';
 import { silentLogger } from '../src/log.js';
 import { openMaster } from '../master/context.js';
 import { initMaster } from '../master/init.js';

@@ -1,5 +1,5 @@
 /**
- * Offline bundle benchmarks (issue 7), each against a peer measured in the same run:
+ * Offline bundle benchmarks, each against a peer measured in the same run:
  *  1. export of a full bundle holding one BENCH_BYTES package (`depotsync master export`, durable) vs
  *     `tar -cf` of the same bytes (and tar -cf + sync); bundle bytes vs package bytes;
  *  2. import of that bundle (`depotsync depot import`: verify, store, switch; durable) vs `tar -xf` into

@@ -1,5 +1,5 @@
-import { optionalString, requireString } from '../src/cli/args.js';
-import type { Command } from '../src/cli/command.js';
+import { optionalString, requireString } from '../src/command/args.js';
+import type { Command } from '../src/command/command.js';
 import { DepotsyncError, isDepotsyncError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { openDepot, type OpenDepotOptions } from './depot.js';
@@ -36,7 +36,7 @@ function strings(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : [];
 }
 
-/** The depot role's commands (DESIGN.md §6); the CLI registry adds them. */
+/** The depot role's commands (docs/cli.md); the CLI registry adds them. */
 export const depotCommands: Command[] = [
   {
     path: ['depot', 'init'],

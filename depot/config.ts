@@ -2,6 +2,7 @@ import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults, stringOption } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { parseWindow } from './sync/window.js';
 
@@ -45,11 +46,14 @@ export interface SyncConfig {
   checkpointBytes: number;
 }
 
-/** "Distribute now" (issue 4 item 4): an event stream to the upstream starts a sync within seconds of a new generation. */
+/** "Distribute now": an event stream to the upstream starts a sync within seconds of a new generation. */
 export interface NotifyConfig {
   /** Keep an event stream open to the upstream; the interval schedule stays as the fallback. */
   enabled: boolean;
-  /** Reconnect after the stream drops: about reconnectBaseMs first (with jitter), doubling up to reconnectMaxMs. */
+  /**
+   * Reconnect after the stream drops: about reconnectBaseMs first (with jitter),
+   * doubling up to reconnectMaxMs.
+   */
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   /** Least time between two syncs the events start (an upstream cannot make the depot sync in a loop). */
@@ -58,7 +62,7 @@ export interface NotifyConfig {
   idleTimeoutMs: number;
 }
 
-/** When a file in D/inbox/ counts as completely copied (issue 7 item 2). */
+/** When a file in D/inbox/ counts as completely copied. */
 export interface InboxConfig {
   /** A file must keep its size and mtime this long before it is looked at (copy tools that preallocate). */
   settleMs: number;
@@ -128,12 +132,11 @@ export const DEFAULT_SERVING: ServingConfig = { hotChunkBytes: 64 * 1024 * 1024,
 export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
 
 const W = 'depot.json';
-const URL_PATTERN = /^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/;
 
 export function validateDepotConfig(c: DepotConfig): DepotConfig {
   stringOption(W, 'name', c.name, MACHINE_NAME);
-  stringOption(W, 'masterUrl', c.masterUrl, URL_PATTERN);
-  stringOption(W, 'upstreamUrl', c.upstreamUrl, URL_PATTERN);
+  requireHttpsUrl(stringOption(W, 'masterUrl', c.masterUrl), `${W}: masterUrl`, 'bad-input');
+  requireHttpsUrl(stringOption(W, 'upstreamUrl', c.upstreamUrl), `${W}: upstreamUrl`, 'bad-input');
   stringOption(W, 'fingerprint', c.fingerprint, /^[0-9a-f]{64}$/);
   stringOption(W, 'listen', c.listen, /^[^\s]+:\d{1,5}$/);
   if (!Array.isArray(c.hosts) || c.hosts.length === 0 || !c.hosts.every((h) => typeof h === 'string' && h.length > 0)) {

@@ -5,7 +5,7 @@ import { HttpClient } from '../src/net/client.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
 import { loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
 import { DepotDb } from './db/depot-db.js';
-import { recoverDepotCredentials } from './enroll/renew.js';
+import { recoverDepotCredentials } from './enroll/credential-files.js';
 import { depotLayout, type DepotLayout } from './layout.js';
 import { RevocationGate } from './serve/revocation-gate.js';
 import { TokenBucket } from './sync/bandwidth.js';

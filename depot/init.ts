@@ -2,13 +2,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
+import { requireHttpsUrl } from '../src/net/https-url.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { TufClient } from '../src/tuf/client.js';
 import { newDepotConfig, saveDepotConfig } from './config.js';
 import { DepotDb } from './db/depot-db.js';
 import { DbTrustedStore } from './db/trusted-store.js';
 import { pollEnrollment, requestEnrollment, type EnrollOutcome } from './enroll/enroll.js';
-import { firstContact, FirstContactRootSource } from './enroll/first-contact.js';
+import { enrollmentCa, firstContact, FirstContactRootSource } from './enroll/first-contact.js';
 import { depotLayout } from './layout.js';
 
 export interface InitDepotOptions {
@@ -53,6 +54,8 @@ function defaultName(): string {
  */
 export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
   const layout = depotLayout(o.dir);
+  requireHttpsUrl(o.masterUrl, 'depot init: --master');
+  if (o.parentUrl !== undefined) requireHttpsUrl(o.parentUrl, 'depot init: --parent');
   const fingerprint = o.fingerprint.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
     throw new DepotsyncError('usage', `depot init: --fingerprint must be the 64 hex digits of SHA-256(1.root.json), got ${JSON.stringify(o.fingerprint)}`, {
@@ -75,10 +78,13 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
     // 1. Trust anchor first: 1.root.json must hash to the pinned fingerprint (TufClient.open checks it).
     const db = DepotDb.open(layout.database, o.log);
     let rootVersion: number;
+    let enrollCa: string;
     const contact = firstContact(o.masterUrl, caPem);
     try {
       const client = await TufClient.open({ fingerprint, source: new FirstContactRootSource(contact), store: new DbTrustedStore(db), logger: o.log });
       rootVersion = client.rootVersion;
+      // The signed root names the master's CA: enrollment (and its token) goes only to a server of that CA.
+      enrollCa = enrollmentCa(client.trusted.root.md.signed, { caPem, caFingerprint: o.caFingerprint }, 'depot init');
     } finally {
       contact.close();
       db.close();
@@ -94,14 +100,13 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
       hosts,
       token: o.token,
       url: port !== '0' ? `https://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}` : undefined,
-      caPem,
-      caFingerprint: o.caFingerprint,
+      caPem: enrollCa,
       log: o.log,
     });
     const deadline = Date.now() + (o.waitMs ?? 0);
     while (outcome.state === 'pending' && Date.now() < deadline) {
       await (o.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms))))(o.pollMs ?? 5000);
-      outcome = await pollEnrollment(layout, o.log, (url) => firstContact(url, caPem));
+      outcome = await pollEnrollment(layout, o.log, (url) => firstContact(url, enrollCa));
     }
     const result: InitDepotResult = { dir: layout.dir, name, state: outcome.state, rootFingerprint: fingerprint, rootVersion };
     if (outcome.state === 'approved') result.caFingerprint = outcome.caFingerprint;

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
  *   store/chunks-v1/  the content-addressed chunk store (src/store)
  *   tls/              machine key, machine certificate, the master's CA certificate
  *   enroll.json       an enrollment waiting for approval (request id), removed once approved
- *   inbox/ outbox/    offline bundles in, status files out (DESIGN.md §4.3)
+ *   inbox/ outbox/    offline bundles in, status files out (docs/architecture.md)
  */
 export interface DepotLayout {
   dir: string;

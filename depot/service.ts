@@ -12,7 +12,7 @@ import { notifyListenerFor, type NotifyListener } from './sync/notify-listener.j
 import { isOfflineDepot } from './offline/offline-mode.js';
 import { startDepotServer, type DepotServer } from './serve/server.js';
 import type { SyncResult } from './sync/engine.js';
-import { collectGarbage } from './sync/gc.js';
+import { pruneUnreferenced } from './sync/prune.js';
 import { planOf, Scheduler, type Timers } from './sync/scheduler.js';
 import { scrub, type ScrubResult } from './sync/scrub.js';
 import { checkOfflineReady, startOfflineHooks, type OfflineHooks } from './offline/service-hooks.js';
@@ -26,7 +26,9 @@ export interface DepotService {
   scrub: Scheduler<ScrubResult>;
   /** The event streams this depot serves its children ("distribute now"). */
   events: EventHub;
-  /** The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped. */
+  /**
+   * The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped.
+   */
   notify: NotifyListener | undefined;
   stop(): Promise<void>;
 }
@@ -113,7 +115,7 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
       if (r.switched) {
         // Tell this depot's children at once (a switch by `depot sync` in another process is polled).
         events.announce();
-        await depot.engine.exclusive('gc', () => collectGarbage(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
+        await depot.engine.exclusive('gc', () => pruneUnreferenced(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
           depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
         });
       }
@@ -136,6 +138,11 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
         sync: () => syncScheduler.runNow(),
         mayStart: () => syncScheduler.inWindow(),
         relay: (request) => events.syncNow(request),
+        // A newer revocation list: fetch and enforce it now, then tell this depot's children at once.
+        refreshRevocations: async () => {
+          await depot.engine.refreshRevocations();
+          events.announce();
+        },
         ...(o.timers ? { timers: o.timers } : {}),
       })
     : undefined;

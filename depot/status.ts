@@ -27,7 +27,7 @@ export interface DepotStatus {
   scrub: { ok: number; failed: number; at: string | null };
   revocationListVersion: number | null;
   store: { chunks: number; bytes: number; packBytes: number };
-  /** The validity window of a generation an offline bundle brought (issue 7), while it is served. */
+  /** The validity window of a generation an offline bundle brought, while it is served. */
   offlineWindow?: { validUntil: string; issuedAt: string; open: boolean };
   runs: Array<{ startedAt: string; outcome: string; generation: number | null; chunksFetched: number; bytesFetched: number; error: string | null }>;
 }

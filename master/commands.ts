@@ -1,11 +1,12 @@
 import { DepotsyncError } from '../src/errors.js';
-import { optionalString, requireString } from '../src/cli/args.js';
-import type { Command, CommandContext } from '../src/cli/command.js';
-import { createProgress, formatBytes } from '../src/cli/progress.js';
+import { optionalString, requireString } from '../src/command/args.js';
+import type { Command, CommandContext } from '../src/command/command.js';
+import { createProgress, formatBytes } from '../src/command/progress.js';
 import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
+import { intFlag, trustCommands } from './trust/commands.js';
 
-/** `depotsync master …` (DESIGN.md §6). Heavy modules load lazily so `depotsync help` stays fast. */
+/** `depotsync master …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
 async function withMaster<T>(c: CommandContext, fn: (ctx: import('./context.js').MasterContext) => Promise<T>): Promise<T> {
@@ -42,7 +43,7 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
           verb === 'approve' ? a.approveMachine(ctx, name, who)
           : verb === 'block' ? await a.blockMachine(ctx, name, who)
           : verb === 'revoke' ? (await a.revokeMachine(ctx, name, who)).machine
-          : a.renewMachine(ctx, name, who);
+          : (await import('./machines/renew.js')).renewMachine(ctx, name, who);
         return {
           json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null, renewRequested: m.renewRequested },
           human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}${verb === 'renew' ? '; it renews at its next contact with the master' : ''}`,
@@ -120,21 +121,29 @@ export const masterCommands: Command[] = [
   },
   {
     path: ['master', 'init'],
-    usage: 'master init --dir M [--name NAME] [--host NAME]...',
-    summary: 'create a master: TUF keys and root, internal CA, server certificate, database; prints the root fingerprint',
-    options: { ...dirOption, name: { type: 'string' }, host: { type: 'string', multiple: true } },
+    usage: 'master init --dir M [--name NAME] [--host NAME]... [--root-keys N] [--root-threshold K] [--offline-root DIR]',
+    summary: 'create a master: TUF keys and root (K of N root keys, default 1 of 1; --offline-root writes them to DIR, not M), internal CA, server certificate, database; prints the root fingerprint',
+    options: { ...dirOption, name: { type: 'string' }, host: { type: 'string', multiple: true }, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' }, 'offline-root': { type: 'string' } },
     async run(c) {
       const { initMaster } = await import('./init.js');
       const hosts = c.values.host as string[] | undefined;
       const name = optionalString(c.values, 'name');
+      const rootKeys = intFlag(c, 'root-keys', 'master init');
+      const rootThreshold = intFlag(c, 'root-threshold', 'master init');
+      const offline = optionalString(c.values, 'offline-root');
       const r = await initMaster(requireString(c.values, 'dir', 'master init'), {
         log: c.log,
+        ...(rootKeys !== undefined ? { rootKeys } : {}),
+        ...(rootThreshold !== undefined ? { rootThreshold } : {}),
+        ...(offline ? { offlineRootDir: offline } : {}),
         ...(name ? { name } : {}),
         ...(hosts?.length ? { hosts: [...new Set([...hosts, 'localhost', '127.0.0.1'])] } : {}),
       });
       return {
-        json: { fingerprint: r.fingerprint, dir: r.dir },
-        human: `master created in ${r.dir}\nroot fingerprint (SHA-256 of ${r.rootFile}):\n${r.fingerprint}`,
+        json: { fingerprint: r.fingerprint, dir: r.dir, rootKeyFiles: r.rootKeyFiles, rootThreshold: r.rootThreshold },
+        human:
+          `master created in ${r.dir}\nroot fingerprint (SHA-256 of ${r.rootFile}):\n${r.fingerprint}` +
+          (offline ? `\nroot private keys (${r.rootThreshold} of ${r.rootKeyFiles.length} sign; keep them off the master):\n  ${r.rootKeyFiles.join('\n  ')}` : ''),
       };
     },
   },
@@ -222,6 +231,7 @@ export const masterCommands: Command[] = [
   },
   ...directoryCommands,
   ...backupCommands,
+  ...trustCommands,
   machineCommand('approve'),
   machineCommand('block'),
   machineCommand('revoke'),

@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
-import { validateScanSettings } from './publish/scan.js';
+import { validateScanSettings } from './publish/scan-settings.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
 export interface MasterConfig {
@@ -19,6 +19,10 @@ export interface MasterConfig {
   snapshotExpiryDays: number;
   targetsExpiryDays: number;
   rootExpiryDays: number;
+  /**
+   * With root keys on the master, `master serve` renews the root when less than this remains (docs/keys.md).
+   */
+  rootRenewBeforeDays: number;
   revocationListExpiryDays: number;
   certificateValidDays: number;
   dropboxSettleMs: number;
@@ -29,10 +33,15 @@ export interface MasterConfig {
   backupIntervalHours: number;
   /** Scheduled and one-off backups kept in M/backups/ (the oldest beyond this are deleted). */
   backupRetainCount: number;
-  /** Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the path is appended); null = none. */
+  /**
+   * Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the
+   * path is appended); null = none.
+   */
   publishScanCommand: string[] | null;
   publishScanTimeoutMs: number;
-  /** Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none. */
+  /**
+   * Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none.
+   */
   hotChunkBytes: number;
   /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
@@ -50,6 +59,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   snapshotExpiryDays: 30,
   targetsExpiryDays: 365,
   rootExpiryDays: 365,
+  rootRenewBeforeDays: 60,
   revocationListExpiryDays: 7,
   certificateValidDays: 365,
   dropboxSettleMs: 10_000,
@@ -60,7 +70,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   backupRetainCount: 7,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
-  // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP stack into every master command).
+  // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP
+  // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
   batchMemoryBytes: 64 * 1024 * 1024,
 };
@@ -70,6 +81,8 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   if (![16, 256, 4096].includes(c.bins)) throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
   intOption(w, 'timestampExpiryHours', c.timestampExpiryHours, 1, 24 * 365);
   intOption(w, 'timestampRefreshHours', c.timestampRefreshHours, 0, c.timestampExpiryHours - 1);
+  intOption(w, 'rootExpiryDays', c.rootExpiryDays, 2, 3650);
+  intOption(w, 'rootRenewBeforeDays', c.rootRenewBeforeDays, 1, c.rootExpiryDays - 1);
   intOption(w, 'certificateValidDays', c.certificateValidDays, 1, 3650);
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);

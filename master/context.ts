@@ -6,7 +6,8 @@ import { ChunkStore } from '../src/store/chunk-store.js';
 import type { OnlineSigners } from '../src/tuf/repository.js';
 import { loadMasterConfig, type MasterConfig } from './config.js';
 import { openMasterDatabase, type MasterDb } from './db/database.js';
-import { loadOnlineSigners } from './keys.js';
+import { OnlineKeyring, recoverKeyFiles } from './keys.js';
+import { namedKeyIds } from './trust/stored.js';
 import { masterLayout, type MasterLayout } from './layout.js';
 
 /** Everything a master command or the server works with, opened once. */
@@ -31,14 +32,19 @@ export async function openMaster(dir: string, log: Logger, opts: { now?: () => D
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
   const store = ChunkStore.open(layout.storeDir, { logger: log.child({ component: 'master.store' }) });
-  const signers = await loadOnlineSigners(layout);
+  recoverKeyFiles(layout, (role) => namedKeyIds(db, role));
+  const keyring = new OnlineKeyring(layout);
+  keyring.current();
   const ca = loadCa(readFileSync(layout.caKey, 'utf8'), readFileSync(layout.caCert, 'utf8'));
   return {
     layout,
     config,
     db,
     store,
-    signers,
+    // Read again when a key file changes (a rotation by another process).
+    get signers() {
+      return keyring.current();
+    },
     ca,
     log,
     async close() {

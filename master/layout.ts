@@ -2,7 +2,8 @@ import { join, resolve } from 'node:path';
 
 /**
  * Where everything of a master lives inside its directory M. Private keys are mode 0600.
- * The root key may be moved offline after `master init`; it is needed again only by `rotate-keys`.
+ * Root keys may live elsewhere (offline media): they are needed only to renew or
+ * rotate the root (docs/keys.md).
  */
 export interface MasterLayout {
   dir: string;

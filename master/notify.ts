@@ -7,7 +7,7 @@ import { byName } from './db/machines.js';
 import { insertNotifyRequest, type NotifyRequest } from './db/notify-requests.js';
 
 /**
- * `master notify` (issue 4 item 4): ask depots to sync now instead of at their next interval. This runs
+ * `master notify`: ask depots to sync now instead of at their next interval. This runs
  * in its own process, so the request goes through the database: the running `master serve` polls it
  * and sends a `sync-now` event on every depot's event stream (a parent depot relays it to its children).
  * The request and its audit record commit together.

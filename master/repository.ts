@@ -25,7 +25,7 @@ export function loadRepository(ctx: Pick<MasterContext, 'db' | 'signers' | 'conf
   const stored: StoredMetadata = { root: role('root'), timestamp: role('timestamp'), snapshot: role('snapshot'), targets: role('targets'), bins };
   const repo = TufRepository.load(stored, ctx.signers, {
     expiryMs: expiryOf(ctx.config),
-    renewBeforeMs: { timestamp: ctx.config.timestampRefreshHours * 3_600_000 },
+    renewBeforeMs: { timestamp: ctx.config.timestampRefreshHours * 3_600_000, root: ctx.config.rootRenewBeforeDays * 86_400_000 },
     ...(now ? { now } : {}),
   });
   const gen = currentGeneration(m);

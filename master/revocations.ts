@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { writeFileAtomicSync } from '../src/fs/atomic-write.js';
 import type { Logger } from '../src/log.js';
 import type { Ca } from '../src/pki/ca.js';
-import { createRevocationList, verifyRevocationList } from '../src/pki/revocations.js';
+import { createRevocationList, verifyRevocationList } from '../src/wire/revocations.js';
 import type { MasterConfig } from './config.js';
 import type { MasterDb } from './db/database.js';
 import { revokedSerials } from './db/machines.js';
@@ -23,7 +23,14 @@ export function readRevocationList(layout: MasterLayout): Buffer | undefined {
  * Sign a new revocation list from the machine table (revoked certificates, and blocked machines'
  * certificates so that every depot refuses them too) with the next version number.
  */
-export async function publishRevocationList(ctx: { layout: MasterLayout; config: MasterConfig; ca: Ca; db: MasterDb; log: Logger }): Promise<Buffer> {
+export async function publishRevocationList(ctx: RevocationContext): Promise<Buffer> {
+  return publishRevocationListSync(ctx);
+}
+
+type RevocationContext = { layout: MasterLayout; config: MasterConfig; ca: Ca; db: MasterDb; log: Logger };
+
+/** The same, synchronously (approving a blocked machine again takes it off the list in the same call). */
+export function publishRevocationListSync(ctx: RevocationContext): Buffer {
   const current = readRevocationList(ctx.layout);
   let version = 1;
   if (current) {
@@ -32,7 +39,25 @@ export async function publishRevocationList(ctx: { layout: MasterLayout; config:
   }
   const serials = revokedSerials(ctx.db, { includeBlocked: true });
   const bytes = createRevocationList(ctx.ca, serials, version, { validDays: ctx.config.revocationListExpiryDays });
-  await writeFileAtomic(revocationListPath(ctx.layout), bytes);
+  writeFileAtomicSync(revocationListPath(ctx.layout), bytes);
   ctx.log.info({ version, serials: serials.length }, 'revocation list signed');
   return bytes;
+}
+
+/**
+ * The version of the list on disk, re-read only when the file was replaced (written atomically, by this
+ * process or by `master revoke`/`block`/`approve` in another): the event streams poll it each second.
+ */
+export function revocationListVersionReader(layout: MasterLayout): () => number | undefined {
+  let cached: { stamp: string; version: number | undefined } | undefined;
+  return () => {
+    const st = statSync(revocationListPath(layout), { throwIfNoEntry: false });
+    const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'none';
+    if (cached?.stamp !== stamp) {
+      const bytes = readRevocationList(layout);
+      const version = bytes ? (JSON.parse(bytes.toString('utf8')) as { signed?: { version?: unknown } }).signed?.version : undefined;
+      cached = { stamp, version: typeof version === 'number' && Number.isSafeInteger(version) ? version : undefined };
+    }
+    return cached.version;
+  };
 }

@@ -1,5 +1,5 @@
 /**
- * One error base for the whole project (STYLE.md §6): a typed code, a message that says what failed,
+ * One error base for the whole project (docs/contributing.md): a typed code, a message that says what failed,
  * an optional hint that says what to do, and the underlying cause. The HTTP layer maps codes to
  * statuses; the CLI prints `message` (and the hint) as one line on stderr.
  */

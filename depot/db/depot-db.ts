@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../src/log.js';
 import { openDatabase, type Database } from '../../src/db/open.js';
 import { transaction } from '../../src/db/transaction.js';
@@ -200,7 +201,9 @@ export class DepotDb {
     return r ? { generation: r.generation, startedAt: r.started_at } : undefined;
   }
 
-  /** Record the generation being fetched and its target set (one transaction); its chunks become live for GC. */
+  /**
+   * Record the generation being fetched and its target set (one transaction); its chunks become live for GC.
+   */
   setPending(generation: number, entries: ReadonlyArray<{ path: string; name: string }>, now: Date): void {
     this.tx('record the pending generation', () => {
       this.db.prepare("DELETE FROM generation_targets WHERE slot = 'pending'").run();
@@ -258,8 +261,20 @@ export class DepotDb {
     return r ? { version: r.version, bytes: r.bytes, fetchedAt: r.fetched_at } : undefined;
   }
 
+  /** The version of the kept list alone (polled each second while child depots listen). */
+  revocationsVersion(): number | undefined {
+    return this.db.prepare<[], number>('SELECT version FROM revocations WHERE id = 1').pluck().get();
+  }
+
+  /** Keep a verified list; never replaces a newer one (a sync and an event-driven refresh may race). */
   saveRevocations(version: number, bytes: Uint8Array, now: Date): void {
-    this.db.prepare('INSERT OR REPLACE INTO revocations (id, version, bytes, fetched_at) VALUES (1, ?, ?, ?)').run(version, Buffer.from(bytes), now.toISOString());
+    this.db
+      .prepare(
+        `INSERT INTO revocations (id, version, bytes, fetched_at) VALUES (1, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, bytes = excluded.bytes, fetched_at = excluded.fetched_at
+         WHERE excluded.version >= revocations.version`,
+      )
+      .run(version, Buffer.from(bytes), now.toISOString());
   }
 
   // ---- runs and counters ---------------------------------------------------------------------
@@ -306,7 +321,14 @@ export class DepotDb {
     return this.tx('status sequence', () => {
       const n = Number(this.getKv('statusSequence') ?? '0') + 1;
       this.setKv('statusSequence', String(n));
+      // The counter's id, made with it: a rebuilt database starts a new counter the master accepts.
+      if (!this.getKv('statusBoot')) this.setKv('statusBoot', randomBytes(16).toString('hex'));
       return n;
     });
+  }
+
+  /** The id of the status sequence counter (made by the first `nextSequence`). */
+  statusBoot(): string | undefined {
+    return this.getKv('statusBoot') ?? undefined;
   }
 }

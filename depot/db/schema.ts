@@ -1,7 +1,7 @@
 import type { Migration } from '../../src/db/open.js';
 
 /**
- * The depot database schema, versioned by SQLite's `user_version` (STYLE.md §8). A migration is
+ * The depot database schema, versioned by SQLite's `user_version` (docs/contributing.md). A migration is
  * appended, never edited: migration i takes the schema from version i to i + 1.
  *
  * trusted            the TUF client's trusted metadata by role (TrustedStore): only verified bytes

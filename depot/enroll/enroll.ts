@@ -6,8 +6,8 @@ import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import type { Logger } from '../../src/log.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
-import { caFingerprintOf, checkEnrollReply, normalizeFingerprint, parseEnrollReply } from '../../src/pki/enroll-reply.js';
+import { MAX_ENROLL_BODY_BYTES, parseEnrollReply, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import { caFingerprintOf, checkEnrollReply, normalizeFingerprint } from '../../src/pki/enroll-reply.js';
 import type { DepotLayout } from '../layout.js';
 import { firstContact, type FirstContact } from './first-contact.js';
 
@@ -78,7 +78,10 @@ export async function installCertificate(layout: DepotLayout, reply: EnrollReply
 
 export type EnrollOutcome = { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
 
-/** `POST /v1/enroll` with the depot's CSR (and token): installed at once if approved, else recorded as pending. */
+/**
+ * `POST /v1/enroll` with the depot's CSR (and token): installed at once if
+ * approved, else recorded as pending.
+ */
 export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome> {
   const { keyPem, csrPem } = await keyAndCsr(o);
   const body: EnrollRequest = { name: o.name, role: 'depot', csr: csrPem };

@@ -1,25 +1,16 @@
 import { isIP } from 'node:net';
-import { join } from 'node:path';
-import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../../src/pki/renewal.js';
+import { renewIfDue, type RenewOutcome } from '../../src/net/renewal.js';
 import type { Depot, DepotCredentials } from '../depot.js';
-import type { DepotLayout } from '../layout.js';
+import { depotCredentialFiles } from './credential-files.js';
 
-/**
- * A serving depot renews its machine certificate before a sync (issue 8 item 6; the rule and the
- * exchange are src/pki/renewal.ts, shared with agents): due by age (two thirds of its lifetime), or
+/*
+ * A serving depot renews its machine certificate before a sync (the rule and the
+ * exchange are src/net/renewal.ts, shared with agents): due by age (two thirds of its lifetime), or
  * asked for by the operator (`depotsync master renew DEPOT`, seen through `GET /v1/renew`). After a
  * renewal the depot's clients to the master and its upstream present the new certificate from their
  * next connection, and `onRenewed` hands it to the HTTPS server, which serves agents with it from the
  * next handshake: no restart. The old certificate stays valid until it expires.
  */
-export function depotCredentialFiles(layout: DepotLayout): CredentialFiles {
-  return { key: layout.key, cert: layout.cert, csr: join(layout.tlsDir, 'depot.csr') };
-}
-
-/** Finish (or drop) a renewal a crash interrupted; run before the credentials are read. */
-export function recoverDepotCredentials(layout: DepotLayout): ReturnType<typeof recoverCredentials> {
-  return recoverCredentials(depotCredentialFiles(layout));
-}
 
 /**
  * Renew if due or requested; never throws: a failed check (master unreachable, renewal refused) is

@@ -5,15 +5,15 @@ import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { BundlePair } from '../../src/content/delta-pairs.js';
 import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection, rebuildChunk } from '../../src/wire/chunk-delta.js';
 import { readBase, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
-import { openChunkStream, verifiedChunk, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
+import { verifiedChunk } from '../../src/read/verify.js';
+import { openChunkStream, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
 
 /**
  * Verified chunk bytes gathered before one durable store call (one pack fsync and one index commit). Two
- * arenas of this size are resident for the whole import: at 32 MiB they made the import of a 4 GiB bundle
- * peak at 277 MiB RSS; 8 MiB keeps it under 250 MiB (bench/offline-bundle.ts, BENCH_RSS_BYTES) at a few
- * more fsyncs (128 per GiB), which the measured import time does not show.
+ * arenas of this size are resident for the whole import: 8 MiB keeps a 4 GiB import under 250 MiB RSS
+ * at a few more fsyncs, which the import time does not show (bench/README.md, `offline-bundle`).
  */
 export const STORE_BATCH_BYTES = 8 * 1024 * 1024;
 
@@ -31,7 +31,10 @@ export class BundleUpstream implements Upstream {
     /** The generation this depot serves (for messages). */
     private readonly servedGeneration: number,
     private readonly storeBatchBytes: number = STORE_BATCH_BYTES,
-    /** The pairs of the bundle's chunk-deltas section as this depot computes them (chunk-delta.ts bundlePairsFor). */
+    /**
+     * The pairs of the bundle's chunk-deltas section as this depot computes them
+     * (chunk-delta.ts bundlePairsFor).
+     */
     private readonly deltaPairs?: () => BundlePair[],
   ) {
     this.origin = `bundle ${file.path}`;
@@ -73,7 +76,8 @@ export class BundleUpstream implements Upstream {
     if (s.length > maxBytes) throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`);
     const stored = await this.file.readSection(s);
     if (s.encoding !== 'deflate') return stored;
-    // Decompression bomb: inflate no further than the signed length; the engine then checks it and the SHA-256.
+    // Decompression bomb: inflate no further than the signed length; the engine
+    // then checks it and the SHA-256.
     try {
       return inflateRawSync(stored, { maxOutputLength: Math.max(1, maxBytes) });
     } catch (e) {

@@ -1,10 +1,10 @@
 import { resolve } from 'node:path';
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { CommandContext, CommandResult } from '../../src/cli/command.js';
-import { formatBytes } from '../../src/cli/progress.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { CommandContext, CommandResult } from '../../src/command/command.js';
+import { formatBytes } from '../../src/command/progress.js';
 import { DepotsyncError } from '../../src/errors.js';
 
-/** The offline commands of the depot role (issue 7); depot/commands.ts registers them. */
+/** The offline commands of the depot role; depot/commands.ts registers them. */
 export async function initOfflineCommand(c: CommandContext, hosts: string[]): Promise<CommandResult> {
   const cmd = 'depot init --offline';
   for (const online of ['master', 'token', 'parent', 'ca', 'ca-fingerprint', 'wait']) {

@@ -42,7 +42,7 @@ export function csrPath(layout: DepotLayout): string {
 }
 
 /**
- * `depot init --offline` (issue 7 item 4): check 1.root.json against the pinned fingerprint and trust
+ * `depot init --offline`: check 1.root.json against the pinned fingerprint and trust
  * it, write depot.json (no master URL: see offline-mode.ts), make the machine key (0600, never leaves
  * D/tls) and CSR, and write the enrollment request into D/outbox/ for the operator to carry to the
  * master. A failure removes what it created.

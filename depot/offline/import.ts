@@ -6,7 +6,7 @@ import { openDepot, type Depot, type OpenDepotOptions } from '../depot.js';
 import { depotLayout } from '../layout.js';
 import type { SyncStore } from '../sync/chunks.js';
 import { SyncEngine, type SyncResult } from '../sync/engine.js';
-import { collectGarbage } from '../sync/gc.js';
+import { pruneUnreferenced } from '../sync/prune.js';
 import { BundleFile } from './bundle-file.js';
 import { bundlePairsFor } from '../sync/chunk-delta.js';
 import { BundleUpstream } from './bundle-upstream.js';
@@ -76,7 +76,7 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
 }
 
 /**
- * An encrypted bundle (issue 7 item 6): it names the certificate serial whose key its content key is
+ * An encrypted bundle: it names the certificate serial whose key its content key is
  * wrapped for; it must be this depot's current certificate, whose private key unwraps it. Nothing of
  * the bundle beyond its plaintext header is read before this.
  */
@@ -150,7 +150,7 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const w = await saveWindow(depot.db, depot.layout.dir, s, windowJson, now());
   const status = await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: r.chunksFetched, bytes: r.bytesFetched, now: now() });
   if (r.switched) {
-    await engine.exclusive('gc', () => collectGarbage(depot, { graceMs: depot.config.gc.graceMs })).catch((e: unknown) => {
+    await engine.exclusive('gc', () => pruneUnreferenced(depot, { graceMs: depot.config.gc.graceMs })).catch((e: unknown) => {
       depot.log.error({ err: (e as Error).message }, 'garbage collection after the import failed');
     });
   }

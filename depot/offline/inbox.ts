@@ -28,7 +28,10 @@ export interface InboxOptions {
 /** settleMs and stalledMs come from depot.json (`inbox`, depot/config.ts); these are their defaults. */
 export const INBOX_DEFAULTS = { ...DEFAULT_INBOX, retryMs: 60_000 } as const;
 
-/** settling: changed recently; growing: shorter than its header declares; queued: going to import; retry: transient failure. */
+/**
+ * settling: changed recently; growing: shorter than its header declares; queued: going to
+ * import; retry: transient failure.
+ */
 export type InboxCheck = 'settling' | 'growing' | 'queued' | 'retry' | 'gone';
 
 export type InboxOutcome =
@@ -43,7 +46,7 @@ interface FileState {
 }
 
 /**
- * The inbox (issue 7 item 2): `D/inbox/FILE` is imported once its copy has finished, and never half:
+ * The inbox: `D/inbox/FILE` is imported once its copy has finished, and never half:
  *   1. every watcher event restarts the file's quiet period; the check itself compares size and mtime
  *      with the last look (catches writes the watcher missed);
  *   2. after `settleMs` of quiet, the header and table of contents must decode and the file must be

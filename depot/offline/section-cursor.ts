@@ -125,7 +125,8 @@ export class SealedCursor implements SectionCursor {
   private async refill(n: number): Promise<void> {
     const B = this.k.blockBytes;
     const end = this.plainStart + this.plainLen;
-    // Keep the unread tail of the current plaintext (a record straddling two blocks); else start at pos's block.
+    // Keep the unread tail of the current plaintext (a record straddling two
+    // blocks); else start at pos's block.
     const keep = this.pos >= this.plainStart && this.pos < end ? end - this.pos : 0;
     const start = keep ? this.pos : Math.floor(this.pos / B) * B;
     const first = keep ? end / B : start / B;

@@ -27,7 +27,7 @@ export interface OfflineHooks {
 }
 
 /**
- * What `depot serve` adds for offline bundles (issue 7): the inbox watcher (any depot may import
+ * What `depot serve` adds for offline bundles: the inbox watcher (any depot may import
  * bundles), and for an air-gapped depot a scheduled run that writes its signed status into the outbox
  * instead of syncing with a master it cannot reach.
  */

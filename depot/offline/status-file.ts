@@ -16,7 +16,7 @@ export interface StatusFileResult {
 }
 
 /**
- * Write the depot's status report into D/outbox/ (issue 7 item 5), signed with its machine key, so it
+ * Write the depot's status report into D/outbox/, signed with its machine key, so it
  * can travel to the master (`master import-status`). Same report as online (generation served, the
  * validity window's end, chunks and bytes imported, scrub results, last error, free disk); the
  * sequence number is strictly increasing, so the master ignores a replayed or older file; older status

@@ -9,7 +9,7 @@ import type { DepotDb } from '../db/depot-db.js';
 import type { BundleFile } from './bundle-file.js';
 
 /**
- * The validity window of the generation an offline bundle brought (issue 7 item 3). The master signs
+ * The validity window of the generation an offline bundle brought. The master signs
  * `validUntil` into the bundle, bound to this depot; the depot accepts that generation (its timestamp
  * judged at the bundle's signed `issuedAt`) until the window closes. Kept in the kv table; the window's
  * own signed document (src/wire/validity-window.ts) is kept as D/offline-window.json and served to this

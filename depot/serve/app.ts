@@ -4,7 +4,8 @@ import type { Logger } from '../../src/log.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls, type AuthorizeMachine } from '../../src/serve/mtls.js';
 import { eventRoutes, type EventHub } from '../../src/serve/events.js';
-import { publicReadRoutes, readRoutes, type ChunkReader, type ReadApiOptions } from '../../src/serve/read-api.js';
+import type { ChunkReader } from '../../src/serve/chunk-reader.js';
+import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { depotCounters } from '../../src/metrics/depot.js';
 import { depotGauges } from '../../src/metrics/depot-gauges.js';
@@ -62,7 +63,7 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 
-  // Metrics (issue 8 item 4): every request counted, /metrics behind its own bearer token.
+  // Metrics: every request counted, /metrics behind its own bearer token.
   const counters = depotCounters();
   const registry = newRegistry();
   const http = httpMetrics(registry);
@@ -98,8 +99,8 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   const authorize = depotAuthorize(deps.revocations);
   app.use('*', mutualTls({ authorize, log, ...(deps.now ? { now: deps.now } : {}) }));
   app.route('/', eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), { authorize, ...(deps.now ? { now: deps.now } : {}) }));
-  // Issue 7 item 3: the master-signed validity window of a generation imported from an offline bundle.
-  // Agents of THIS depot use it when its timestamp expired (src/agent/fetch/validity-window.ts).
+  // The master-signed validity window of a generation imported from an offline bundle.
+  // Agents of THIS depot use it when its timestamp expired (agent/fetch/validity-window.ts).
   app.get('/v1/validity-window', async (c) => {
     const bytes = deps.db.path === ':memory:' ? undefined : await servedWindowBytes(deps.db, dir);
     if (!bytes) {

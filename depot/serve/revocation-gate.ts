@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { isRevoked, verifyRevocationList, type RevocationList } from '../../src/pki/revocations.js';
+import { isRevoked, verifyRevocationList, type RevocationList } from '../../src/wire/revocations.js';
 import type { DepotDb } from '../db/depot-db.js';
 
 /**

@@ -10,7 +10,10 @@ import type { ServeEnv } from '../../src/serve/env.js';
 export interface DepotServer {
   server: https.Server;
   port: number;
-  /** Serve with a renewed machine certificate from the next handshake on (no restart; open connections keep theirs). */
+  /**
+   * Serve with a renewed machine certificate from the next handshake on (no restart;
+   * open connections keep theirs).
+   */
   setCredentials(creds: { keyPem: string; certPem: string; caPem: string }): void;
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
-import type { ChunkReader, ReadApiSource } from '../../src/serve/read-api.js';
+import type { ChunkReader } from '../../src/serve/chunk-reader.js';
+import type { ReadApiSource } from '../../src/serve/read-api.js';
 import type { DepotDb } from '../db/depot-db.js';
 
 /**

@@ -3,17 +3,17 @@ import PQueue from 'p-queue';
 import { bundleDeltaPairs, pairChunkBases, type BundlePair } from '../../src/content/delta-pairs.js';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
-import type { HttpClient } from '../../src/net/client.js';
 import { HttpError } from '../../src/net/http-error.js';
+import type { ReadClient } from '../../src/read/client.js';
+import { verifiedChunk } from '../../src/read/verify.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import { planBatches } from '../../src/wire/chunk-batch.js';
-import { CHUNK_DELTA_LIMITS, DELTA_CONTENT_TYPE, DELTA_RECORD_OVERHEAD, DeltaDecoder, encodeDeltaRequest, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import { CHUNK_DELTA_LIMITS, DeltaDecoder, rebuildChunk } from '../../src/wire/chunk-delta.js';
 import type { DepotDb } from '../db/depot-db.js';
-import { verifiedChunk, type ChunkNeed, type ChunkSinkDeps, type SyncStore } from './chunks.js';
-import { explainUpstream } from './upstream.js';
+import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
 
 /**
- * Chunk deltas (issue 4): a chunk the depot lacks, asked for as the difference from the chunk it
+ * Chunk deltas: a chunk the depot lacks, asked for as the difference from the chunk it
  * replaces, which the depot already holds (`POST /v1/chunks/delta`, src/wire/chunk-delta.ts). A 4 KiB
  * edit then moves about 4 KiB instead of the whole ~64 KiB chunk around it.
  *
@@ -34,7 +34,10 @@ export interface DeltaFetchResult {
   /** Chunks newly stored, and their bytes. */
   chunks: number;
   bytes: number;
-  /** Of those: rebuilt from a delta, or sent whole by the upstream (it lacked the base, or the overlap was small). */
+  /**
+   * Of those: rebuilt from a delta, or sent whole by the upstream (it lacked the
+   * base, or the overlap was small).
+   */
   rebuilt: number;
   whole: number;
   /** Records refused (bad lengths, wrong bytes): those chunks are left for the whole-chunk download. */
@@ -97,7 +100,7 @@ export function bundlePairsFor(db: DepotDb): BundlePair[] {
 }
 
 export interface ChunkDeltaDeps extends ChunkSinkDeps {
-  upstream: HttpClient;
+  upstream: ReadClient;
 }
 
 /** Records whose base chunks are read ahead of the one being rebuilt. */
@@ -143,7 +146,7 @@ export async function fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkD
         if (fatal(e)) return stop(e instanceof StoreFailure ? e.error : e);
         if (e instanceof HttpError && (e.status === 404 || e.status === 405)) {
           result.unsupported = true;
-          deps.log.info({ upstream: deps.upstream.baseUrl.origin }, 'upstream does not serve chunk deltas; fetching whole chunks');
+          deps.log.info({ upstream: deps.upstream.name }, 'upstream does not serve chunk deltas; fetching whole chunks');
           return stop();
         }
         deps.log.warn({ batch: i, pairs: batch.length, err: (e as Error).message }, 'chunk delta batch failed; its chunks are fetched whole');
@@ -162,7 +165,7 @@ async function deltaBatch(
   signal: AbortSignal,
   result: DeltaFetchResult,
 ): Promise<void> {
-  const origin = deps.upstream.baseUrl.origin;
+  const origin = deps.upstream.name;
   const maxChunk = batch.reduce((m, n) => Math.max(m, n.length), 0);
   // Bases are read from the store BASE_READ_AHEAD records ahead of the one being rebuilt (records come
   // in request order), so the disk and the network overlap; the first ones while the request is in flight.
@@ -181,19 +184,11 @@ async function deltaBatch(
     return p;
   };
   readAhead(0);
-  let res;
-  try {
-    res = await deps.upstream.request('POST', '/v1/chunks/delta', {
-      headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
-      body: encodeDeltaRequest(batch.map((n) => ({ bases: n.bases, offset: n.offset, target: n.id }))),
-      // Endless data: no answer is longer than every chunk sent whole with the largest record header.
-      maxBytes: batch.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n.length, 0),
-      what: `chunk delta batch of ${batch.length}`,
-      signal,
-    });
-  } catch (e) {
-    throw explainUpstream(e, origin);
-  }
+  const res = await deps.upstream.delta(
+    batch.map((n) => ({ bases: n.bases, offset: n.offset, target: n.id })),
+    batch.map((n) => n.length),
+    signal,
+  );
   let index = 0;
   const decoder = new DeltaDecoder(batch.map((n) => n.id), maxChunk, `chunk delta response from ${origin}`);
   const verified: ChunkInput[] = [];
@@ -261,10 +256,12 @@ async function deltaBatch(
     result.whole += whole;
     deps.onStored?.(r.written, verifiedBytes);
   }
-  if (streamError) throw explainUpstream(streamError, origin);
+  if (streamError) throw deps.upstream.explain(streamError);
 }
 
-/** The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not. */
+/**
+ * The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not.
+ */
 export async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
   const parts: Uint8Array[] = [];
   for (const id of ids) {

@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
-import type { RevocationList } from '../../src/pki/revocations.js';
+import type { RevocationList } from '../../src/wire/revocations.js';
 import { TufClient, type ClientLimits } from '../../src/tuf/client.js';
 import type { SyncConfig } from '../config.js';
 import type { DepotDb } from '../db/depot-db.js';
@@ -63,7 +63,7 @@ export interface SyncEngineDeps {
 }
 
 /**
- * One depot sync (DESIGN.md §4.2), each step logged with its duration and bytes:
+ * One depot sync (docs/architecture.md), each step logged with its duration and bytes:
  *  1. metadata     the TUF client workflow against the upstream: root walk, timestamp, snapshot, the bins
  *                  whose versions changed; signatures, thresholds, expiry, rollback (src/tuf/client);
  *  2. revocations  the CA-signed revocation list, verified and kept;
@@ -106,6 +106,25 @@ export class SyncEngine {
       });
     }
     return this.inflight;
+  }
+
+  /**
+   * Fetch, verify and keep the upstream's revocation list now, outside a sync and without waiting for
+   * one (an event announced a newer list: a revoked machine must be refused within seconds). Verified
+   * exactly as in a sync's revocations step; the database never takes an older list than it holds.
+   */
+  async refreshRevocations(): Promise<RevocationList | undefined> {
+    const out = await syncRevocations({
+      db: this.d.db,
+      upstream: this.upstream,
+      caPem: this.d.caPem,
+      counter: new ByteCounter(),
+      now: this.verifyAt,
+      log: this.log,
+      force: true,
+    });
+    if (out.list) this.d.onRevocations?.(out.list);
+    return out.list;
   }
 
   get running(): boolean {
@@ -261,7 +280,9 @@ export class SyncEngine {
     }
   }
 
-  /** The TUF client, kept between syncs while the database agrees with it (another process may have synced). */
+  /**
+   * The TUF client, kept between syncs while the database agrees with it (another process may have synced).
+   */
   private async tufClient(counter: ByteCounter): Promise<TufClient> {
     this.counterRef.counter = counter;
     const { db } = this.d;

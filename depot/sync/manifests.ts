@@ -30,11 +30,6 @@ export function catalogTargets(client: TufClient): CatalogTarget[] {
   return out;
 }
 
-/** URL path of a target: its name percent-encoded except the characters the read API allows as-is. */
-export function targetUrlPath(name: string): string {
-  return `/v1/targets/${encodeURIComponent(name).replace(/%40/g, '@').replace(/%2B/g, '+')}`;
-}
-
 export interface ManifestFetchDeps {
   db: DepotDb;
   upstream: Upstream;

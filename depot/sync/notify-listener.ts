@@ -8,7 +8,7 @@ import { backoffDelayMs, realTimers, type Timers } from './scheduler.js';
 import { explainUpstream } from './upstream.js';
 
 /**
- * "Distribute now", the depot's half (issue 4 item 4): one event stream open to the upstream (the master
+ * "Distribute now", the depot's half: one event stream open to the upstream (the master
  * or a parent depot, `GET /v1/events` over mutual TLS), reconnected with backoff and jitter whenever it
  * drops. An announced generation newer than the served one, or an operator's sync-now for this depot,
  * starts a sync at once instead of at the next interval; the interval stays the fallback.
@@ -37,6 +37,13 @@ export interface NotifyListenerOptions {
   mayStart?: () => boolean;
   /** Pass a sync-now request on to this depot's own children. */
   relay?: (request: { seq: number; depot: string | null }) => void;
+  /** The version of the signed revocation list this depot enforces now. */
+  revocationsVersion?: () => number | undefined;
+  /**
+   * Fetch, verify and enforce the upstream's signed revocation list now (a newer version was announced).
+   * Not held back by the daily window or `minGapMs`: a revoked machine must be refused within seconds.
+   */
+  refreshRevocations?: () => Promise<unknown>;
   config: Pick<NotifyConfig, 'reconnectBaseMs' | 'reconnectMaxMs' | 'minGapMs'>;
   /** Bytes one connection may deliver before it is dropped and opened again. */
   maxStreamBytes?: number;
@@ -74,6 +81,12 @@ export class NotifyListener {
   private gapTimer: unknown;
   private lastRunEndMs = -Infinity;
   private retriedFor: number | undefined;
+  // Revocation list refreshes: one at a time, once more if a newer version was announced meanwhile.
+  private revocationsAnnounced: number | undefined;
+  private refreshing = false;
+  private refreshAgain = false;
+  /** Refreshes of the revocation list started by events (tests, status). */
+  revocationRefreshes = 0;
   private readonly timers: Timers;
   private readonly random: () => number;
   private readonly log: Logger;
@@ -188,12 +201,47 @@ export class NotifyListener {
       if (served === undefined || e.generation > served) this.want('generation');
       return;
     }
+    if (e.kind === 'revocations') {
+      this.revocationsAnnounced = Math.max(this.revocationsAnnounced ?? 0, e.version);
+      const kept = this.o.revocationsVersion?.();
+      if (kept === undefined || e.version > kept) this.refreshRevocations();
+      return;
+    }
     const forMe = e.depot === null || e.depot === this.o.name;
     if (e.depot !== this.o.name) this.o.relay?.({ seq: e.seq, depot: e.depot });
     if (forMe) {
       this.log.info({ seq: e.seq }, 'sync requested by the master operator');
       this.want('sync-now');
     }
+  }
+
+  /**
+   * The event only means "go check": the list is fetched from the upstream and verified (CA signature,
+   * expiry, no rollback) before it is enforced, so a lying upstream can at most cause a fetch.
+   */
+  private refreshRevocations(): void {
+    if (this.closed || !this.o.refreshRevocations) return;
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = true;
+    this.refreshAgain = false;
+    this.revocationRefreshes++;
+    const announced = this.revocationsAnnounced;
+    this.log.info({ announced, kept: this.o.revocationsVersion?.() }, 'new revocation list announced; fetching it now');
+    this.o
+      .refreshRevocations()
+      .catch((e: unknown) => {
+        this.log.warn({ err: (e as Error).message }, 'revocation list refresh failed; the next sync fetches it');
+      })
+      .finally(() => {
+        this.refreshing = false;
+        const kept = this.o.revocationsVersion?.() ?? 0;
+        // Once more only when a newer version was announced while this one ran (no loop on a liar).
+        const newer = (this.revocationsAnnounced ?? 0) > kept && this.revocationsAnnounced !== announced;
+        if (this.refreshAgain && newer) this.refreshRevocations();
+      });
   }
 
   private want(reason: Reason): void {
@@ -250,7 +298,7 @@ export class NotifyListener {
 /** The listener of an open depot: its upstream, its current machine certificate, its notify settings. */
 export function notifyListenerFor(
   depot: Pick<Depot, 'config' | 'creds' | 'db' | 'log'>,
-  o: Pick<NotifyListenerOptions, 'sync' | 'mayStart' | 'relay' | 'timers' | 'random'>,
+  o: Pick<NotifyListenerOptions, 'sync' | 'mayStart' | 'relay' | 'refreshRevocations' | 'timers' | 'random'>,
 ): NotifyListener {
   const { config } = depot;
   return new NotifyListener({
@@ -258,6 +306,7 @@ export function notifyListenerFor(
     name: config.name,
     origin: new URL(config.upstreamUrl).origin,
     served: () => depot.db.served()?.generation,
+    revocationsVersion: () => depot.db.revocationsVersion(),
     client: () =>
       new HttpClient({
         baseUrl: config.upstreamUrl,

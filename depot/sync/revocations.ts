@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/pki/revocations.js';
+import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/wire/revocations.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ByteCounter, Upstream } from './upstream.js';
 
@@ -19,11 +19,13 @@ export async function syncRevocations(deps: {
   /** Reference time for the list's expiry (an offline bundle: its signed export time). */
   now: () => Date;
   log: Logger;
+  /** Fetch even when this sync's hint says the list is unchanged (an event announced a newer one). */
+  force?: boolean;
 }): Promise<{ list: RevocationList | undefined; changed: boolean }> {
   const kept = deps.db.revocations();
   // The upstream's timestamp said its list is the one kept (a hint: skipping the fetch is all a lie could
   // cause): no request, as long as the kept list is still in date (else fetch the re-signed one).
-  if (kept && deps.upstream.revocationsUnchanged?.(createHash('sha256').update(kept.bytes).digest('hex'))) {
+  if (kept && !deps.force && deps.upstream.revocationsUnchanged?.(createHash('sha256').update(kept.bytes).digest('hex'))) {
     try {
       return { list: verifyRevocationList(kept.bytes, deps.caPem, { now: deps.now() }), changed: false };
     } catch {

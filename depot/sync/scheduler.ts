@@ -44,7 +44,10 @@ export function nextRunAt(now: number, failures: number, p: SchedulePlan, random
   return intoWindow(t, p, random);
 }
 
-/** Exponential backoff with equal jitter (half fixed, half random) after `failures` (>= 1) failures in a row, at most maxMs. */
+/**
+ * Exponential backoff with equal jitter (half fixed, half random) after `failures` (>= 1)
+ * failures in a row, at most maxMs.
+ */
 export function backoffDelayMs(failures: number, baseMs: number, maxMs: number, random: () => number): number {
   const base = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
   return Math.floor(base / 2 + random() * (base / 2));

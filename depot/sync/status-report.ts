@@ -23,7 +23,7 @@ export const KV = {
 const HEALTHZ_MAX_BYTES = 4096;
 
 /**
- * Who this depot syncs from, for the master's tier view (issue 8 item 1): 'master' when the upstream is
+ * Who this depot syncs from, for the master's tier view: 'master' when the upstream is
  * the master, else the machine name in the parent depot's certificate (OU=depot), as verified against
  * the master's CA on the sync's own connection (a `GET /healthz`, normally over the kept-alive socket).
  * A body or a URL could claim any name; the certificate cannot. Remembered per upstream origin in the
@@ -67,7 +67,7 @@ export async function freeDiskBytes(dir: string): Promise<number> {
   }
 }
 
-/** The depot's report about itself, from its database (DESIGN.md §4.5). */
+/** The depot's report about itself, from its database (docs/architecture.md). */
 export function buildStatusReport(db: DepotDb, extra: { chunksFetched: number; bytesFetched: number; freeDiskBytes: number; now: Date; upstream?: string | undefined }): StatusReport {
   const served = db.served()?.generation ?? 0;
   const num = (k: string) => Number(db.getKv(k) ?? '0') || 0;
@@ -88,6 +88,8 @@ export function buildStatusReport(db: DepotDb, extra: { chunksFetched: number; b
   if (lastSuccess) report.lastSuccess = lastSuccess;
   if (lastError) report.lastError = lastError.slice(0, 2000);
   if (extra.upstream !== undefined) report.upstream = extra.upstream;
+  const boot = db.statusBoot();
+  if (boot) report.boot = boot;
   return report;
 }
 

@@ -6,10 +6,10 @@ import type { DepotView } from './depot-status.js';
 /**
  * Alerts are derived, never entered: each evaluation computes the set of conditions true NOW from the
  * status model; `AlertMonitor` compares it with the previous set to raise, repeat and clear. So an alert
- * clears by itself when its cause is gone (issue 8 item 5).
+ * clears by itself when its cause is gone.
  */
 export type AlertLevel = 'warning' | 'error';
-export type AlertKind = 'certificate' | 'lagging' | 'silent' | 'failing' | 'low-disk' | 'validity' | 'scrub' | 'backup';
+export type AlertKind = 'certificate' | 'lagging' | 'silent' | 'failing' | 'low-disk' | 'validity' | 'scrub' | 'backup' | 'metadata-expiry';
 
 export interface Alert {
   /** `kind:subject`: the identity that raising, repeating and clearing follow. */
@@ -63,7 +63,12 @@ export function computeAlerts(depots: DepotView[], certificates: ExpiringCertifi
       else if (hoursLeft <= t.validityWarningHours) out.push(alert('validity', d.name, 'warning', `offline depot ${d.name}: its validity window ends ${d.validUntil}; send it a new bundle`));
     }
   }
-  return out.sort((a, b) => (a.level === b.level ? a.key.localeCompare(b.key) : a.level === 'error' ? -1 : 1));
+  return sortAlerts(out);
+}
+
+/** Errors first, then by key. */
+export function sortAlerts(alerts: Alert[]): Alert[] {
+  return alerts.sort((a, b) => (a.level === b.level ? a.key.localeCompare(b.key) : a.level === 'error' ? -1 : 1));
 }
 
 export function formatMinutes(minutes: number): string {

@@ -3,6 +3,7 @@ import { readJsonFile } from '../../src/config/json-file.js';
 import { join } from 'node:path';
 import { intOption, mergeDefaults } from '../../src/config/validate.js';
 import { DepotsyncError } from '../../src/errors.js';
+import { requireHttpsUrl } from '../../src/net/https-url.js';
 
 /**
  * Settings of the admin surface (dashboard, sessions, alerts, webhook), units in the names. Read from the
@@ -106,9 +107,7 @@ export function validateAdminSettings(s: AdminSettings): AdminSettings {
   intOption(W, 'alerts.validityWarningHours', a.validityWarningHours, 0, 24 * 365);
   intOption(W, 'alerts.repeatMs', a.repeatMs, MINUTE, 30 * 24 * HOUR);
   const w = s.webhook;
-  if (w.url !== '' && !/^https?:\/\/[^\s/?#]+(?:\/[^\s]*)?$/.test(w.url)) {
-    throw new DepotsyncError('bad-input', `${W}: webhook.url must be an http(s) URL or "", got ${JSON.stringify(w.url)}`);
-  }
+  if (w.url !== '') requireHttpsUrl(w.url, `${W}: webhook.url`, 'bad-input');
   intOption(W, 'webhook.timeoutMs', w.timeoutMs, 100, 5 * MINUTE);
   intOption(W, 'webhook.attempts', w.attempts, 1, 100);
   intOption(W, 'webhook.backoffMs', w.backoffMs, 0, HOUR);

@@ -6,7 +6,7 @@ import { computeTiers } from './tiers.js';
 import { UPSTREAM_MASTER } from '../../src/wire/status.js';
 
 /**
- * One depot as the admin sees it (DESIGN.md §4.5, issue 8 item 1): the machine record joined with its
+ * One depot as the admin sees it (docs/architecture.md): the machine record joined with its
  * newest status report, plus what the master derives: lag in generations and time, ETA from recent
  * throughput, failures in a row, and a single state for the fleet overview.
  */
@@ -19,7 +19,9 @@ export interface DepotView {
   machineState: Machine['state'];
   /** 1 = syncs from the master; 2 = below a tier-1 depot; ...; null when unknown (tierProblem says why). */
   tier: number | null;
-  /** The depot it syncs from (its newest report's upstream, else its enrollment's parent); null = the master. */
+  /**
+   * The depot it syncs from (its newest report's upstream, else its enrollment's parent); null = the master.
+   */
   parent: string | null;
   /** Why the tier is unknown: an upstream cycle, or a parent that is not a fleet depot. */
   tierProblem: string | null;

@@ -5,7 +5,7 @@ import type { AlertMonitor } from './alert-monitor.js';
 import type { FleetStatus } from './status-model.js';
 
 /**
- * The master's Prometheus metrics (issue 8 item 4). Counters are fed as things happen (requests, bytes
+ * The master's Prometheus metrics. Counters are fed as things happen (requests, bytes
  * served); gauges read the fleet status model at scrape time, so `/metrics`, the API and the dashboard
  * agree. Per-depot series carry a `depot` label (one series per depot: thousands at most).
  */

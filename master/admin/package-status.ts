@@ -3,7 +3,7 @@ import type { DepotView } from './depot-status.js';
 
 /**
  * Per live package version: on how many depots it is complete, in progress, failed or still waiting,
- * and which (issue 8 item 1). Depots report generations, not packages, so a version added in generation
+ * and which. Depots report generations, not packages, so a version added in generation
  * G is, on a depot serving S with target T:
  *   complete     S >= G
  *   failed       S <  G and the depot's newest sync failed

@@ -59,7 +59,10 @@ export class AdminService {
     return { idleMs: this.settings.sessionIdleMs, maxMs: this.settings.sessionMaxMs };
   }
 
-  /** The fleet status with alerts passed through the monitor (so each carries `since`, and changes are announced). */
+  /**
+   * The fleet status with alerts passed through the monitor (so each carries
+   * `since`, and changes are announced).
+   */
   status(opts: Omit<StatusOptions, 'nowMs'> = {}): FleetStatus {
     const nowMs = this.now().getTime();
     const s = buildFleetStatus({ db: this.d.ctx.db, settings: this.settings, masterName: this.d.ctx.config.name, ownCertificates: this.own }, { ...opts, nowMs });

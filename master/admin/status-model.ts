@@ -1,7 +1,8 @@
 import { currentGeneration } from '../db/catalog.js';
 import type { MasterDb } from '../db/database.js';
 import { listMachines } from '../db/machines.js';
-import { computeAlerts, type Alert } from './alerts.js';
+import { computeAlerts, sortAlerts, type Alert } from './alerts.js';
+import { keyAlerts } from './key-alerts.js';
 import { expiringCertificates, type ExpiringCertificate, type OwnCertificate } from './certificates.js';
 import type { AdminSettings } from './config.js';
 import { DEPOT_STATES, depotViews, type DepotState, type DepotView } from './depot-status.js';
@@ -9,7 +10,7 @@ import { liveVersionRowsAt, packageStatuses, type PackageStatus } from './packag
 
 /**
  * The fleet's status: what `GET /v1/admin/status`, `depotsync status --dir M`, the dashboard and the
- * alerts all read (one model, so they never disagree). Shape (DESIGN.md §7):
+ * alerts all read (one model, so they never disagree). Shape (docs/http.md):
  *   {generation, generatedAt, summary, depots:[…], packages:[…], pending:[…], certificates:[…], alerts:[…]}
  */
 export interface PendingMachine {
@@ -57,7 +58,8 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
     const packages = opts.packages === false ? [] : packageStatuses(live, depots);
     const pending = listMachines(db, { state: 'pending' }).map((p) => ({ name: p.name, role: p.role, requestedAt: p.requestedAt, site: p.site ?? null, parent: p.parent ?? null }));
     const certificates = expiringCertificates(db, settings.alerts.certWarningDays, nowMs, deps.ownCertificates ?? []);
-    const alerts = computeAlerts(depots, certificates, settings.alerts, nowMs);
+    // The master's own signed metadata (root expiry above all) alongside the fleet's conditions.
+    const alerts = sortAlerts([...computeAlerts(depots, certificates, settings.alerts, nowMs), ...keyAlerts(db, nowMs)]);
     const created = db.db.prepare('SELECT created_at FROM generations WHERE generation = ?').pluck().get(generation) as string | undefined;
     const counts = Object.fromEntries(DEPOT_STATES.map((s) => [s, 0])) as Record<DepotState, number>;
     for (const d of depots) counts[d.state]++;

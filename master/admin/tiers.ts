@@ -1,5 +1,5 @@
 /**
- * Depot tiers (issue 8 item 1): tier 1 syncs from the master, tier 2 from a tier-1 depot, and so on.
+ * Depot tiers: tier 1 syncs from the master, tier 2 from a tier-1 depot, and so on.
  * Each depot names its upstream ('master' or a depot's machine name, from that depot's certificate) in
  * its status reports; a depot that never said so counts its enrollment's parent, else the master.
  *

@@ -14,7 +14,10 @@ function totpFor(name: string, secretBase32: string): TOTP {
   return new TOTP({ issuer: 'depotsync', label: name, algorithm: 'SHA1', digits: 6, period: PERIOD_S, secret: Secret.fromBase32(secretBase32) });
 }
 
-/** Give an operator a new TOTP secret; returns it (base32) and the otpauth:// URI once, for an authenticator app. */
+/**
+ * Give an operator a new TOTP secret; returns it (base32) and the otpauth:// URI
+ * once, for an authenticator app.
+ */
 export function enableTotp(m: MasterDb, name: string): { secret: string; uri: string } {
   const secret = new Secret({ size: 20 }).base32;
   if (m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(secret, name).changes === 0) {

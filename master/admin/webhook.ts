@@ -6,7 +6,7 @@ import type { WebhookSettings } from './config.js';
  * Alert notifications to a webhook: a JSON POST per event, retried with exponential backoff, and NEVER
  * awaited by the master. `notify` only queues; one delivery runs at a time, each bounded by `timeoutMs`;
  * the queue is bounded (oldest dropped first). A webhook that does not answer costs the master one
- * pending request and a few timers, nothing else (issue 8: "master unaffected").
+ * pending request and a few timers, nothing else.
  */
 export interface WebhookEvent {
   event: 'raised' | 'repeated' | 'cleared';

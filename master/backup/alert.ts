@@ -3,7 +3,7 @@ import type { MasterDb } from '../db/database.js';
 import { AUDIT_TARGET } from './backup.js';
 
 /**
- * The "backup failed" alert (issue 8 item 7), derived like every alert: it is active while the LATEST
+ * The "backup failed" alert, derived like every alert: it is active while the LATEST
  * backup outcome in the audit log (`database.backup` or `database.backup-failed`, scheduled or one-off,
  * from any process) is a failure, so it clears by itself on the next successful backup.
  */

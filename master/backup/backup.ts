@@ -9,7 +9,7 @@ import { recordAudit } from '../db/audit.js';
 import type { MasterDb } from '../db/database.js';
 
 /**
- * Online backup of the master's database (issue 8 item 7) with SQLite's backup API (better-sqlite3
+ * Online backup of the master's database with SQLite's backup API (better-sqlite3
  * `db.backup()`): a consistent copy of one moment while the master goes on serving and publishing.
  *   1. copy into `M/backups/.master-STAMP.db.tmp`;
  *   2. check the copy (`PRAGMA quick_check`) and make it self-contained (rollback journal, no -wal file);

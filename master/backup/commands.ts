@@ -1,8 +1,8 @@
-import { requireString } from '../../src/cli/args.js';
-import type { Command } from '../../src/cli/command.js';
+import { requireString } from '../../src/command/args.js';
+import type { Command } from '../../src/command/command.js';
 import { formatBytes } from '../../src/format.js';
 
-/** `depotsync master backup|restore` (issue 8 item 7); master/commands.ts registers them. Modules load lazily. */
+/** `depotsync master backup|restore`; master/commands.ts registers them. Modules load lazily. */
 const dirOption = { dir: { type: 'string' as const } };
 
 export const backupCommands: Command[] = [

@@ -13,7 +13,7 @@ import { AUDIT_TARGET, backupFileName } from './backup.js';
 import { acquireMasterLock } from './lock.js';
 
 /**
- * `depotsync master restore --dir M FILE` (issue 8 item 7). Refused while the master serves (the
+ * `depotsync master restore --dir M FILE`. Refused while the master serves (the
  * `M/master.lock` that `master serve` holds; restore holds it too while it works). Steps:
  *   1. check FILE without touching it: a SQLite file (header), copied to a temporary file beside the
  *      database; the copy passes `PRAGMA integrity_check`, has a depotsync master schema of a version

@@ -2,7 +2,7 @@ import type { MasterContext } from '../context.js';
 import { AUDIT_TARGET, backupDatabase, type BackupResult } from './backup.js';
 
 /**
- * Scheduled online backups while `master serve` runs (issue 8 item 7): every `backupIntervalHours`,
+ * Scheduled online backups while `master serve` runs: every `backupIntervalHours`,
  * counted from the last successful backup on record (a restart does not postpone an overdue backup,
  * nor repeat a fresh one). A failure is logged and audit-logged (which raises the alert, alert.ts) and
  * retried at the next interval; it never stops serving. One backup at a time.

@@ -29,7 +29,9 @@ function toCertificate(r: Row): CertificateRecord {
   return c;
 }
 
-/** Store a newly issued certificate for an approved machine (first issue or renewal) and keep it in history. */
+/**
+ * Store a newly issued certificate for an approved machine (first issue or renewal) and keep it in history.
+ */
 export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificate): Machine {
   const serial = normalizeSerial(cert.serial);
   const notAfter = isoTime(cert.notAfter, 'certificate notAfter');

@@ -10,7 +10,7 @@ export * from './machine-record.js';
 export * from './certificates.js';
 
 /**
- * Machines (depots and agents) and every certificate issued to them (DESIGN.md §2).
+ * Machines (depots and agents) and every certificate issued to them (docs/architecture.md).
  *
  *   (none) --requestEnrollment--> pending --approve--> approved <--approve-- blocked
  *                                    |                    |  ^                 ^

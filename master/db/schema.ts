@@ -1,7 +1,7 @@
 import type { Migration } from '../../src/db/open.js';
 
 /**
- * The master's database schema (DESIGN.md §2-§4). Conventions:
+ * The master's database schema (roles, trust and flows: docs/architecture.md). Conventions:
  * - times are ISO-8601 UTC strings with milliseconds (`Date.toISOString()`): readable in the sqlite3
  *   shell, the same form as the wire format, and they sort and compare as text;
  * - BLAKE3 and SHA-256 digests are lowercase hex TEXT, except chunk ids in `chunk_refs`, which are
@@ -227,7 +227,7 @@ ALTER TABLE operators ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
 `;
 
 /**
- * Version 3 (issue 4 item 4, "distribute now"): operators' sync-now requests (`master notify`). The
+ * Version 3: operators' sync-now requests (`master notify`). The
  * command runs in its own process; the serving master polls this table (by primary key) and passes
  * each new row to the depots' event streams. Pruning keeps the newest rows, so max(seq) never goes
  * back and a sequence number is never reused.

@@ -1,11 +1,12 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { transaction } from '../../src/db/transaction.js';
+import { recordAudit } from './audit.js';
 import { nowIso, type MasterDb } from './database.js';
 import { count, orNull } from './values.js';
 
 /**
- * Depot status reports (DESIGN.md §4.5): the latest per depot for the dashboard and alerts, plus a short
- * history. A report is stored for the machine named by the caller (the mutual-TLS certificate, or the
+ * Depot status reports (docs/architecture.md): the latest per depot for the dashboard and alerts, plus a
+ * short history. A report is stored for the machine named by the caller (the mutual-TLS certificate, or the
  * signer of an outbox file), never for a name taken from the report body.
  */
 export interface DepotStatusInput {
@@ -24,9 +25,18 @@ export interface DepotStatusInput {
   sequence: number;
   /** 'master' or the parent depot's machine name (tiers); absent when the report does not say. */
   upstream?: string;
+  /** The depot's sequence counter's id: a new one means the counter started again (a rebuilt database). */
+  boot?: string;
 }
 
-export interface DepotStatus extends Required<Omit<DepotStatusInput, 'lastSuccess' | 'lastError' | 'validUntil' | 'upstream'>> {
+/**
+ * How far a depot's sequence may advance past the last one recorded: this much, plus one per second since
+ * that report (a depot makes far fewer). A report beyond is refused, not adopted, so one wild sequence
+ * cannot make the master ignore the depot's genuine reports afterwards.
+ */
+export const SEQUENCE_JUMP_LIMIT = { base: 1000, perSecond: 1 } as const;
+
+export interface DepotStatus extends Required<Omit<DepotStatusInput, 'lastSuccess' | 'lastError' | 'validUntil' | 'upstream' | 'boot'>> {
   machine: string;
   receivedAt: string;
   lastSuccess?: string;
@@ -114,6 +124,11 @@ export function recordDepotStatuses(
         results.push(m.db.transaction(() => recordOne(st, machine, report, opts, receivedAt))());
       } catch (e) {
         if (!(e instanceof DepotsyncError)) throw e;
+        // Flagged for the operator: a report that contradicts what the master signed or what the depot
+        // said before is refused, and the audit log says why (the route's rate limit bounds the entries).
+        if (e instanceof RefusedReport) {
+          recordAudit(m, { actor: `machine:${machine}`, action: 'status.refused', target: machine, detail: { reason: e.message } });
+        }
         results.push(e);
       }
     }
@@ -127,8 +142,11 @@ const prepared = new WeakMap<MasterDb, Statements>();
 function prepare(m: MasterDb) {
   return {
     role: m.db.prepare('SELECT role FROM machines WHERE name = ?').pluck(),
-    // The newest row's sequence (sequences only grow with id): one index seek on (machine, id).
-    lastSequence: m.db.prepare('SELECT sequence FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1').pluck(),
+    // The newest row (sequences only grow with id within a counter): one index seek on (machine, id).
+    last: m.db.prepare(
+      'SELECT sequence, received_at, reported_at, report FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1',
+    ),
+    generation: m.db.prepare('SELECT max(generation) FROM generations').pluck(),
     insert: m.db.prepare(
       `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success,
          last_error, bytes_fetched, chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, address, report, upstream)
@@ -155,8 +173,36 @@ function recordOne(st: Statements, machine: string, report: DepotStatusInput, op
   const role = st.role.get(machine) as string | undefined;
   if (!role) throw new DepotsyncError('not-found', `machine ${machine} is not known; its status report was not stored`);
   if (role !== 'depot') throw new DepotsyncError('forbidden', `machine ${machine} is not a depot (role ${role}); only depots report status`);
-  const last = st.lastSequence.get(machine) as number | undefined;
-  if (last !== undefined && sequence <= last) return 'stale';
+  // Checked against what the master signed: no depot serves, or is heading for, a generation the master
+  // never made (it would show as current while it is not).
+  const newest = (st.generation.get() as number | null) ?? 0;
+  for (const field of ['servedGeneration', 'targetGeneration'] as const) {
+    if (report[field] > newest) {
+      const claim = `${field} ${report[field]}`;
+      throw new RefusedReport(`status report from ${machine}: ${claim} is above the master's newest generation ${newest}`, {
+        hint: 'the depot misreports, or serves a catalog this master no longer has (restored from an older backup?)',
+      });
+    }
+  }
+  const last = st.last.get(machine) as { sequence: number; received_at: string; reported_at: string; report: string } | undefined;
+  if (last !== undefined) {
+    const lastBoot = bootOf(last.report);
+    if (report.boot !== undefined && report.boot !== lastBoot) {
+      // The depot's counter started again (a new boot id): accepted whatever its sequence, unless it is
+      // older than the last report (a replayed report of an earlier counter).
+      if (Date.parse(report.reportedAt) < Date.parse(last.reported_at)) return 'stale';
+    } else {
+      if (sequence <= last.sequence) return 'stale';
+      const elapsedS = Math.max(0, (Date.parse(receivedAt) - Date.parse(last.received_at)) / 1000);
+      const limit = SEQUENCE_JUMP_LIMIT.base + Math.floor(elapsedS * SEQUENCE_JUMP_LIMIT.perSecond);
+      if (sequence - last.sequence > limit) {
+        const jump = `sequence ${sequence} jumps ${sequence - last.sequence} past the last one recorded (${last.sequence})`;
+        throw new RefusedReport(`status report from ${machine}: ${jump}; at most ${limit} now`, {
+          hint: 'the report was not adopted; the depot keeps reporting with its own counter',
+        });
+      }
+    }
+  }
   st.insert.run(
     machine, receivedAt, report.reportedAt, sequence,
     count(report.servedGeneration, 'servedGeneration'), count(report.targetGeneration, 'targetGeneration'),
@@ -168,6 +214,22 @@ function recordOne(st: Statements, machine: string, report: DepotStatusInput, op
   );
   st.trim.run(machine, machine, keep);
   return 'recorded';
+}
+
+/** A report refused because it contradicts the master's catalog or the depot's own earlier reports. */
+class RefusedReport extends DepotsyncError {
+  constructor(message: string, o: { hint: string }) {
+    super('bad-input', message, o);
+  }
+}
+
+function bootOf(rawReport: string): string | undefined {
+  try {
+    const boot = (JSON.parse(rawReport) as { boot?: unknown }).boot;
+    return typeof boot === 'string' ? boot : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The newest report of every depot that has reported, by machine name. */

@@ -6,8 +6,8 @@ import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
 import { count, machineName, oneOf, orUndefined, text } from './values.js';
 
 /**
- * One-time enrollment tokens (DESIGN.md §2): an operator makes one for a role; a machine that presents
- * it with its CSR is approved at once. The token is shown once and only its SHA-256 is stored.
+ * One-time enrollment tokens (docs/architecture.md): an operator makes one for a role; a machine that
+ * presents it with its CSR is approved at once. The token is shown once and only its SHA-256 is stored.
  */
 export interface EnrollmentToken {
   id: number;

@@ -1,9 +1,9 @@
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { Command, CommandContext } from '../../src/cli/command.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { Command, CommandContext } from '../../src/command/command.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { MasterContext } from '../context.js';
 
-/** `depotsync master directory set|remove|list` (issue 5); master/commands.ts registers them. */
+/** `depotsync master directory set|remove|list`; master/commands.ts registers them. */
 const dirOption = { dir: { type: 'string' as const } };
 
 async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: MasterContext, d: typeof import('./directory.js')) => T): Promise<T> {

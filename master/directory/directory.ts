@@ -21,7 +21,7 @@ import type { Actor } from '../machines/actions.js';
 import { loadRepository } from '../repository.js';
 
 /**
- * The depot directory on the master (issue 5): which depots agents may use, at which URL, in which
+ * The depot directory on the master: which depots agents may use, at which URL, in which
  * site. The signed `depots.json` target in targets.json is the only record of it (no second table to
  * drift from what agents verify); every change is a new catalog generation and an audit entry.
  */

@@ -7,7 +7,7 @@ import type { PublishResult } from '../publish/publish.js';
 import { dropProblem, rejectDrop, removePublishedDrop, snapshotDrop, type DropSnapshot } from './drop.js';
 
 /**
- * The drop folder (issue 3 item 4): `M/dropbox/NAME/VERSION/` is published as NAME@VERSION once nothing
+ * The drop folder: `M/dropbox/NAME/VERSION/` is published as NAME@VERSION once nothing
  * in it has changed for `settleMs`. A half-copied file is never published:
  *   1. every watcher event restarts the quiet period of its drop;
  *   2. after the quiet period the drop is snapshotted (names, sizes, mtimes), and again `recheckMs`
@@ -36,7 +36,10 @@ export interface DropboxOptions {
   onCheck?: (key: string, verdict: DropCheck) => void;
 }
 
-/** settling: changed less than settleMs ago; rechecking: first snapshot taken; queued: going to publish; idle: gone, empty or a package folder. */
+/**
+ * settling: changed less than settleMs ago; rechecking: first snapshot taken; queued: going to publish; idle:
+ * gone, empty or a package folder.
+ */
 export type DropCheck = 'settling' | 'rechecking' | 'queued' | 'idle';
 
 export type DropOutcome =

@@ -4,13 +4,13 @@ import { issueMachineCertificate } from '../../src/pki/ca.js';
 import { recordAudit } from '../db/audit.js';
 import { approve, block, byName, revoke, type Machine } from '../db/machines.js';
 import type { MasterContext } from '../context.js';
-import { publishRevocationList } from '../revocations.js';
-import { markForRenewal } from './renew.js';
+import { publishRevocationList, publishRevocationListSync } from '../revocations.js';
 
 /**
  * Operator actions on machines, shared by the CLI and the admin API so both do exactly the same
- * thing: approve (issuing the certificate from the stored CSR), block, revoke (and re-sign the
- * revocation list so every depot refuses the machine at its next sync), renew (mark for renewal).
+ * thing: approve (issuing the certificate from the stored CSR; an unblocked machine leaves the signed
+ * revocation list), block and revoke (both re-sign the list, which the event streams announce, so every
+ * depot refuses the machine within seconds). Renewal is renew.ts.
  */
 export interface Actor {
   actor: string;
@@ -51,6 +51,8 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
   const certificate = needsCert ? issueFromCsr(ctx, machine) : undefined;
   const out = approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
   recordAudit(ctx.db, { actor: who.actor, action: 'machine.approve', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
+  // Unblocked: its certificate leaves the signed list, which depots hear about within seconds.
+  if (machine.state === 'blocked') publishRevocationListSync(ctx);
   return out;
 }
 
@@ -69,15 +71,6 @@ export async function revokeMachine(ctx: MasterContext, name: string, who: Actor
   recordAudit(ctx.db, { actor: who.actor, action: 'machine.revoke', target: name, detail: { serials: out.revokedSerials }, ...(who.address ? { address: who.address } : {}) });
   await publishRevocationList(ctx);
   return out;
-}
-
-/**
- * `depotsync master renew MACHINE`: mark the machine so that it renews at its next contact, with a new
- * key, over mutual TLS (master/machines/renew.ts). Nothing is issued here: the master never holds a
- * machine's private key, so only the machine can make the CSR for its new one.
- */
-export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
-  return markForRenewal(ctx, name, who);
 }
 
 function mustExist(ctx: MasterContext, name: string): Machine {

@@ -10,7 +10,7 @@ import { byName, mustGet, requestRenewal, setCertificate, type Machine } from '.
 import { issueFromCsr, type Actor } from './actions.js';
 
 /**
- * Certificate renewal on the master (issue 8 item 6). Two halves:
+ * Certificate renewal on the master. Two halves:
  *  - an operator marks a machine (`depotsync master renew MACHINE`): `renew_requested` is set and the
  *    machine learns of it at its next contact (`GET /v1/renew`);
  *  - the machine renews over mutual TLS (`POST /v1/renew`) with a CSR for a NEW key: checked, signed,
@@ -25,8 +25,12 @@ export function renewalState(ctx: MasterContext, who: MachineRef): RenewState {
   return { machine: m.name, serial: m.certSerial ?? who.serial, notAfter: m.certNotAfter ?? '', renewRequested: m.renewRequested };
 }
 
-/** `depotsync master renew MACHINE`: the machine renews at its next contact, whatever its certificate's age. */
-export function markForRenewal(ctx: MasterContext, name: string, who: Actor): Machine {
+/**
+ * `depotsync master renew MACHINE`: mark the machine so that it renews at its next contact, whatever its
+ * certificate's age, with a new key, over mutual TLS. Nothing is issued here: the master never holds a
+ * machine's private key, so only the machine can make the CSR for its new one.
+ */
+export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
   const machine = byName(ctx.db, name);
   if (!machine) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, { hint: 'list machines with: depotsync status --dir M' });
   if (machine.state !== 'approved') {

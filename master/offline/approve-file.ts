@@ -20,7 +20,10 @@ export interface ApproveFileResult {
   notAfter: string;
 }
 
-/** Checks that need no database: proof of possession (CSR signature), name and role, none of the master's names. */
+/**
+ * Checks that need no database: proof of possession (CSR signature), name and
+ * role, none of the master's names.
+ */
 function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string): void {
   const root = getMetadataFile(ctx.db, '1.root.json');
   if (!root) throw new DepotsyncError('corrupt', 'master database has no 1.root.json');
@@ -40,7 +43,7 @@ function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string):
 }
 
 /**
- * `master approve --request FILE --out FILE` (issue 7 item 4): an air-gapped depot's request file in;
+ * `master approve --request FILE --out FILE`: an air-gapped depot's request file in;
  * the operator carrying it is the approval. Records the request as any enrollment, approves it (the
  * certificate is issued from the CSR), and writes the reply: a bundle of purpose 'enrollment', bound
  * to the depot's name and signed with the timestamp key, carrying the certificate, the CA certificate

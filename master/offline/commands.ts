@@ -1,12 +1,12 @@
 import { resolve } from 'node:path';
-import { optionalString, requireString } from '../../src/cli/args.js';
-import type { CommandContext, CommandResult } from '../../src/cli/command.js';
-import { createProgress, formatBytes } from '../../src/cli/progress.js';
+import { optionalString, requireString } from '../../src/command/args.js';
+import type { CommandContext, CommandResult } from '../../src/command/command.js';
+import { createProgress, formatBytes } from '../../src/command/progress.js';
 import { parseDuration } from '../../src/config/validate.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { openMaster, type MasterContext } from '../context.js';
 
-/** The offline commands of the master role (issue 7); master/commands.ts registers them. */
+/** The offline commands of the master role; master/commands.ts registers them. */
 async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: MasterContext) => Promise<T>): Promise<T> {
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
   try {

@@ -19,7 +19,7 @@ export interface ImportStatusResult {
 }
 
 /**
- * `master import-status --dir M FILE` (issue 7 item 5): a depot's outbox file. The report is filed for
+ * `master import-status --dir M FILE`: a depot's outbox file. The report is filed for
  * the machine whose certificate ON RECORD verifies the signature (never a name the file merely
  * claims), exactly like an online report over mutual TLS; unknown, pending, blocked and revoked
  * machines are refused, and a report not newer than the last one (its sequence) is ignored.

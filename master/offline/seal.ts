@@ -11,7 +11,7 @@ export interface BundleSeal {
 }
 
 /**
- * `master export --encrypt` (issue 7 item 6): a fresh random 256-bit content key, wrapped with
+ * `master export --encrypt`: a fresh random 256-bit content key, wrapped with
  * RSA-OAEP-SHA256 for the public key of the depot's current certificate on record, so only that depot
  * (the holder of its machine key) can read the bundle. The key lives in memory for the export only.
  */

@@ -76,7 +76,9 @@ export interface WriteBundleInput {
   seal?: { key: Buffer; encryption: BundleEncryption };
 }
 
-/** The table of contents, computed before any chunk is read: chunk sections commit to their record headers. */
+/**
+ * The table of contents, computed before any chunk is read: chunk sections commit to their record headers.
+ */
 export function layoutSections(byteSections: readonly ByteSection[], chunks: readonly PlannedChunk[], chunkSectionMaxBytes: number): { sections: BundleSection[]; groups: PlannedChunk[][] } {
   const sections: BundleSection[] = [];
   let at = 0;

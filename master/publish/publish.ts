@@ -36,9 +36,9 @@ export interface PublishResult {
 }
 
 /**
- * DESIGN.md §4.1: stream the file or folder through the chunker into the store, build the manifest,
- * then in ONE SQLite transaction add the target to its bin and produce generation N+1 with the changed
- * bin, the snapshot and the timestamp re-signed (O(bins touched), not O(catalog)).
+ * Publish (docs/architecture.md): stream the file or folder through the chunker into the store, build the
+ * manifest, then in ONE SQLite transaction add the target to its bin and produce generation N+1 with the
+ * changed bin, the snapshot and the timestamp re-signed (O(bins touched), not O(catalog)).
  */
 export async function publish(ctx: MasterContext, input: PublishInput): Promise<PublishResult> {
   const name = validatePackageName(input.name);

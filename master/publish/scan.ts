@@ -5,9 +5,10 @@ import type { Logger } from '../../src/log.js';
 import { recordAudit } from '../db/audit.js';
 import type { MasterContext } from '../context.js';
 import type { SourceFile } from './collect.js';
+import { SCAN_DEFAULTS, type ScanSettings } from './scan-settings.js';
 
 /**
- * Publishing safety (issue 8 item 8): an optional scan command (an antivirus scanner, a policy check)
+ * Publishing safety: an optional scan command (an antivirus scanner, a policy check)
  * that every publish runs against the content before it enters the catalog: the CLI, the operator API
  * upload and the drop folder all go through publish(), which calls this.
  *
@@ -25,18 +26,6 @@ import type { SourceFile } from './collect.js';
  * A refused publish adds nothing to the catalog; chunks it had already stored are unreferenced and left
  * to garbage collection.
  */
-export interface ScanSettings {
-  /** argv: the program and its arguments; the source path is appended. */
-  command: readonly string[];
-  timeoutMs: number;
-  /** How much of the scanner's output (its end) is kept for the error and the audit log. */
-  maxOutputBytes?: number;
-  /** After a timeout's kill, how long to wait for the pipes to close before giving up on them. */
-  killGraceMs?: number;
-}
-
-export const SCAN_DEFAULTS = { maxOutputBytes: 4096, killGraceMs: 1000 } as const;
-
 export interface ScanOutcome {
   passed: boolean;
   exitCode: number | null;
@@ -77,18 +66,6 @@ class TailBuffer {
     // A cut through a multi-byte character at the start decodes as U+FFFD: harmless.
     return Buffer.concat(this.parts, this.bytes).toString('utf8');
   }
-}
-
-export function validateScanSettings(where: string, s: ScanSettings): ScanSettings {
-  if (!Array.isArray(s.command) || s.command.length === 0 || !s.command.every((a) => typeof a === 'string' && a.length > 0 && !a.includes('\0'))) {
-    throw new DepotsyncError('bad-input', `${where}: publishScanCommand must be null or a non-empty list of non-empty strings (program, then arguments), got ${JSON.stringify(s.command)}`, {
-      hint: 'for example ["/usr/bin/clamscan", "--no-summary", "-r"]; it is run without a shell, with the path to scan appended',
-    });
-  }
-  if (!Number.isInteger(s.timeoutMs) || s.timeoutMs < 100 || s.timeoutMs > 24 * 3_600_000) {
-    throw new DepotsyncError('bad-input', `${where}: publishScanTimeoutMs must be an integer from 100 to 86400000, got ${JSON.stringify(s.timeoutMs)}`);
-  }
-  return s;
 }
 
 /** Run the scan command on `paths` (appended to its argv). Never throws for the scanner's own failures. */

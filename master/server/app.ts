@@ -7,7 +7,6 @@ import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/ser
 import type { MasterContext } from '../context.js';
 import { currentGeneration } from '../db/catalog.js';
 import { authenticateOperator } from '../db/operators.js';
-import { adminApiRoutes } from '../admin/api.js';
 import { dashboardRoutes } from '../admin/dashboard/routes.js';
 import { AdminService } from '../admin/service.js';
 import { countRequests } from '../../src/metrics/http.js';
@@ -17,6 +16,7 @@ import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
 import { enrollRoutes } from './enroll.js';
 import { masterEventHub } from './events.js';
+import { revocationListVersionReader } from '../revocations.js';
 import { RateLimiter } from './rate-limit.js';
 import { masterReadSource } from './source.js';
 import { statusRoutes } from './status.js';
@@ -42,13 +42,16 @@ export interface MasterAppDeps {
   touchIntervalMs?: number;
   /** Status model, dashboard, alerts and metrics (master/admin); made here when not given. */
   adminService?: AdminService;
-  /** The `GET /v1/events` streams ("distribute now"); made here when not given (serve.ts passes one it closes). */
+  /**
+   * The `GET /v1/events` streams ("distribute now"); made here when not given
+   * (serve.ts passes one it closes).
+   */
   events?: EventHub;
 }
 
 /**
  * The master's HTTP app (hono factory: tests call `app.request()`; serve.ts serves it over HTTPS).
- * Order matters, and is the security design of DESIGN.md §7:
+ * Order matters: it is the security design (docs/http.md, "Authentication"):
  *   1. public: `/healthz`, root metadata (bootstrap from the pinned fingerprint), enrollment (rate-limited
  *      per source address);
  *   2. operator API `/v1/admin/*`: bearer token with a role (operators have no machine certificate);
@@ -94,8 +97,7 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   // 2. Operators: the API (bearer token), the dashboard (session cookie), metrics (bearer token).
   app.get('/metrics', metricsHandler(() => [admin.metrics.registry], (token) => authenticateOperator(ctx.db, token) !== null));
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
-  app.route('/v1/admin', adminApiRoutes(ctx, admin, addressOf));
-  app.route('/v1/admin', adminRoutes(ctx, addressOf));
+  app.route('/v1/admin', adminRoutes(ctx, admin, addressOf));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
   const authorize = masterAuthorize(ctx.db, now);
@@ -103,7 +105,10 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.use('*', except(isPublicOrAdmin, gate));
   app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log })));
   app.route('/', readRoutes(source, log, readOptions));
-  app.route('/', eventRoutes(deps.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' })), { authorize, now }));
+  const events =
+    deps.events ??
+    masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout) });
+  app.route('/', eventRoutes(events, { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
   app.route('/', renewRoutes(ctx, { clockMs }));
   return app;

@@ -4,7 +4,7 @@ import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { readBodyCapped } from '../../src/serve/http-errors.js';
-import { decodeEnrollRequest, MAX_ENROLL_BODY_BYTES, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import { MAX_ENROLL_BODY_BYTES, parseEnrollRequest, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { byRequest, requestEnrollment, type Machine } from '../db/machines.js';
@@ -13,7 +13,7 @@ import { approveMachine, reservedServerNames } from '../machines/actions.js';
 import type { AddressOf } from './client-address.js';
 
 /**
- * `POST /v1/enroll` and `GET /v1/enroll/{request}` (src/wire/enroll.ts; DESIGN.md §2). Public: the
+ * `POST /v1/enroll` and `GET /v1/enroll/{request}` (src/wire/enroll.ts; docs/architecture.md). Public: the
  * caller has no certificate yet. The app rate-limits both per source address before they get here.
  *
  *  - a valid one-time token of the same role → approved at once, certificate in the reply (200);
@@ -26,7 +26,7 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
   const log = ctx.log.child({ component: 'master.enroll' });
 
   app.post('/v1/enroll', async (c) => {
-    const req = decodeEnrollRequest(parseJson(await readBodyCapped(c, MAX_ENROLL_BODY_BYTES, 'enrollment request'), 'enrollment request'));
+    const req = parseEnrollRequest(await readBodyCapped(c, MAX_ENROLL_BODY_BYTES, 'enrollment request'));
     checkCsr(ctx, req);
     const address = addressOf(c);
     const { machine, request } = transaction(ctx.db.db, () => {
@@ -106,13 +106,5 @@ function consumeTokenOr403(ctx: MasterContext, req: EnrollRequest): number {
     // An unknown or used token is a refusal of this request, not a missing login: 403 with the reason.
     if (isDepotsyncError(e, 'unauthorized')) throw new DepotsyncError('forbidden', e.message, e.hint ? { hint: e.hint } : {});
     throw e;
-  }
-}
-
-export function parseJson(body: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: body is not valid JSON`);
   }
 }

@@ -5,16 +5,17 @@ import { currentGeneration } from '../db/generations.js';
 import { lastNotifySeq, notifyRequestsAfter } from '../db/notify-requests.js';
 
 /**
- * What the master's event streams announce (issue 4 item 4). `master publish` and `master notify` run
+ * What the master's event streams announce. `master publish` and `master notify` run
  * as other processes and commit to the database, so the serving master learns of them by polling it:
  * `max(generation)` and `notify_requests WHERE seq > ?` both read a primary key, a few microseconds
  * each, once per `pollMs` and only while a depot is listening. A generation and its signed metadata
  * commit in one transaction, so an announced generation is always fully served already.
  */
-export function masterEventFeed(db: MasterDb): EventFeed {
+export function masterEventFeed(db: MasterDb, revocations?: () => number | undefined): EventFeed {
   let seenSeq = lastNotifySeq(db);
   return {
     generation: () => currentGeneration(db),
+    ...(revocations ? { revocations } : {}),
     syncRequests() {
       const rows = notifyRequestsAfter(db, seenSeq);
       const last = rows[rows.length - 1];
@@ -29,6 +30,12 @@ export function masterEventFeed(db: MasterDb): EventFeed {
   };
 }
 
-export function masterEventHub(db: MasterDb, log: Logger, options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean } = {}): EventHub {
-  return new EventHub(masterEventFeed(db), { log, ...options });
+/** `revocations`: the signed list's version (master/revocations.ts), announced to depots on change. */
+export function masterEventHub(
+  db: MasterDb,
+  log: Logger,
+  options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean; revocations?: () => number | undefined } = {},
+): EventHub {
+  const { revocations, ...rest } = options;
+  return new EventHub(masterEventFeed(db, revocations), { log, ...rest });
 }

@@ -1,14 +1,15 @@
 import { transaction } from '../../src/db/transaction.js';
 import { isDepotsyncError } from '../../src/errors.js';
-import { verifyRevocationList } from '../../src/pki/revocations.js';
+import { verifyRevocationList } from '../../src/wire/revocations.js';
 import type { MasterContext } from '../context.js';
 import { commitGeneration } from '../db/commit.js';
 import { currentGeneration, putMetadataFile, setGenerationTimestampVersion } from '../db/catalog.js';
 import { loadRepository } from '../repository.js';
 import { publishRevocationList, readRevocationList } from '../revocations.js';
+import { renewRootIfDue } from '../trust/rotate.js';
 
 /**
- * Freshness (DESIGN.md §3, issue 3 item 7): clients refuse expired metadata (freeze protection), so the
+ * Freshness (docs/architecture.md): clients refuse expired metadata (freeze protection), so the
  * master re-signs what nears its expiry even when nobody publishes: the timestamp once less than
  * `timestampRefreshHours` remain, snapshot/targets/bins the same way (a new generation with no catalog
  * change), and the signed revocation list once less than half its validity remains.
@@ -19,10 +20,15 @@ export interface RefreshOutcome {
   /** New generation when the snapshot was re-signed. */
   generation?: number;
   revocationListVersion?: number;
+  /** New root version when the root was renewed. */
+  rootVersion?: number;
 }
 
 export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.now): Promise<RefreshOutcome> {
   const out: RefreshOutcome = { metadata: [] };
+  // The root first, while its keys are on the master (trust/rotate.ts); otherwise alerts ask for it.
+  const rootVersion = renewRootIfDue(ctx, now);
+  if (rootVersion !== undefined) out.rootVersion = rootVersion;
   for (let attempt = 1; ; attempt++) {
     const repo = loadRepository(ctx, now);
     const files = repo.refresh();

@@ -2,11 +2,10 @@ import type { TLSSocket } from 'node:tls';
 import { Hono } from 'hono';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { readBodyCapped } from '../../src/serve/http-errors.js';
-import { decodeRenewRequest, MAX_RENEW_BODY_BYTES } from '../../src/wire/renew.js';
+import { MAX_RENEW_BODY_BYTES, parseRenewRequest } from '../../src/wire/renew.js';
 import type { MasterContext } from '../context.js';
 import { renewalState, renewFromCsr } from '../machines/renew.js';
 import { rateLimited } from './client-address.js';
-import { parseJson } from './enroll.js';
 import { RateLimiter } from './rate-limit.js';
 
 export const RENEW_ROUTE_DEFAULTS = {
@@ -28,7 +27,8 @@ export function renewRoutes(ctx: MasterContext, opts: { clockMs: () => number; p
 
   app.post('/v1/renew', rateLimited(limiter, (c) => c.get('machine').name, 'certificate renewals'), async (c) => {
     const machine = c.get('machine');
-    const req = decodeRenewRequest(parseJson(await readBodyCapped(c, MAX_RENEW_BODY_BYTES, `renewal request of ${machine.name}`), `renewal request of ${machine.name}`));
+    const what = `renewal request of ${machine.name}`;
+    const req = parseRenewRequest(await readBodyCapped(c, MAX_RENEW_BODY_BYTES, what), what);
     const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
     const reply = renewFromCsr(ctx, machine, req.csr, address);
     log.info({ machine: machine.name, role: machine.role, serial: reply.serial, previous: machine.serial, notAfter: reply.notAfter, address }, 'machine certificate renewed');

@@ -12,8 +12,10 @@ import { uploadsDir } from './admin/upload.js';
 import { AdminService } from '../admin/service.js';
 import { createMasterApp, type MasterAppDeps } from './app.js';
 import { masterEventHub } from './events.js';
+import { revocationListVersionReader } from '../revocations.js';
 import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
+import { renewServerCertificateIfDue } from './server-cert.js';
 
 export interface MasterServerOptions {
   host: string;
@@ -54,7 +56,7 @@ export interface MasterServer {
  */
 export const MACHINE_KEEP_ALIVE_MS = 75_000;
 
-/** Stream bodies with a 1 MiB buffer: the default 64 KiB halves throughput here (issue 3 item 5). */
+/** Stream bodies with a 1 MiB buffer: the default 64 KiB halves throughput here. */
 const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 
 /**
@@ -65,7 +67,8 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
 export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
   const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
-  const events = opts.app?.events ?? masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), opts.events);
+  const eventsLog = ctx.log.child({ component: 'master.events' });
+  const events = opts.app?.events ?? masterEventHub(ctx.db, eventsLog, { revocations: revocationListVersionReader(ctx.layout), ...opts.events });
   const app = createMasterApp({ ctx, ...opts.app, adminService, events });
   const serverOptions = {
     ...tlsServerOptions({
@@ -88,6 +91,18 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
   server.on('tlsClientError', (e: NodeJS.ErrnoException) => log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'));
   const port = (server.address() as AddressInfo).port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+
+  // The server's own certificate: renewed when due, then served to new connections without a restart.
+  const now = opts.app?.now ?? (() => new Date());
+  const checkCertificate = () =>
+    renewServerCertificateIfDue(ctx, now())
+      .then((renewed) => {
+        if (renewed) server.setSecureContext({ ...serverOptions, key: readFileSync(ctx.layout.serverKey, 'utf8'), cert: readFileSync(ctx.layout.serverCert, 'utf8') });
+      })
+      .catch((e: unknown) => log.error({ err: (e as Error).message }, 'server certificate renewal failed; will retry'));
+  await checkCertificate();
+  const certTimer = setInterval(() => void checkCertificate(), 3_600_000);
+  certTimer.unref();
 
   const refreshIntervalMs = opts.refreshIntervalMs ?? Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
   const refresher = opts.refresher === false ? undefined : startRefresher(ctx, { intervalMs: refreshIntervalMs, ...(opts.app?.now ? { now: opts.app.now } : {}) });
@@ -118,6 +133,7 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
     admin: adminService,
     async close() {
+      clearInterval(certTimer);
       await refresher?.stop();
       await dropbox?.close();
       await adminService.close();

@@ -3,14 +3,14 @@ import { Hono } from 'hono';
 import { DepotsyncError } from '../../src/errors.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { readBodyCapped } from '../../src/serve/http-errors.js';
-import { decodeStatusReport, MAX_STATUS_BODY_BYTES } from '../../src/wire/status.js';
+import { MAX_STATUS_BODY_BYTES, parseStatusReport } from '../../src/wire/status.js';
 import type { MasterDb } from '../db/database.js';
 import { recordDepotStatuses, type DepotStatusInput, type RecordOutcome, type StatusRecordOptions } from '../db/status.js';
 import { rateLimited } from './client-address.js';
 import type { RateLimiter } from './rate-limit.js';
 
 /**
- * `POST /v1/status` (mutual TLS; DESIGN.md §4.5): a depot's report about itself. It is filed under the
+ * `POST /v1/status` (mutual TLS; docs/architecture.md): a depot's report about itself. It is filed under the
  * machine the client CERTIFICATE names: a name inside the body is ignored, so one depot cannot speak
  * for another. Rate-limited per machine; the body is capped while it streams, before parsing.
  *
@@ -27,13 +27,7 @@ export function statusRoutes(db: MasterDb, limiter: RateLimiter, opts: Partial<S
       throw new DepotsyncError('forbidden', `machine ${machine.name} is ${machine.role === 'agent' ? 'an agent' : machine.role}; only depots report status`);
     }
     const body = await readBodyCapped(c, MAX_STATUS_BODY_BYTES, `status report from ${machine.name}`);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new DepotsyncError('bad-json', `status report from ${machine.name}: body is not valid JSON`);
-    }
-    const report = decodeStatusReport(raw);
+    const { report, raw } = parseStatusReport(body, `status report from ${machine.name}`);
     const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
     const outcome = await queue.submit(machine.name, report, { raw, ...(address ? { address } : {}) });
     return c.json({ machine: machine.name, sequence: report.sequence, outcome });

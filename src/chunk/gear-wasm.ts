@@ -3,11 +3,9 @@
  * 300 bytes; no toolchain, no binary blob to trust).
  *
  * Why: the scan is a loop of `h = (h << 1) + GEAR[byte]; if ((h & mask) == 0) cut`. In TypeScript V8
- * keeps two bounds checks per byte (the input and the table) and reaches 1.3-1.4 GB/s here; the same
- * loop in WebAssembly over linear memory runs at 2.8-3.1 GB/s (measured on this 2-core EPYC, CPU time,
- * 256 MiB of random bytes, both loops side by side). The input is copied into the module's memory one
- * window at a time (TypedArray.set, 9-20 GB/s here); `node dist/bench/chunk.js`: 2.06 GB/s for the
- * whole chunker against 1.34 GB/s before.
+ * keeps two bounds checks per byte (the input and the table); in WebAssembly over linear memory the same
+ * loop runs about twice as fast, even with the input copied into the module's memory one window at a
+ * time (figures in bench/README.md, `chunk`).
  *
  * The functions, in WebAssembly text (`$scan4` repeats the step UNROLL times per loop test, so it needs
  * a length that is a multiple of UNROLL; `$scan1` takes the last few bytes of a window):

@@ -6,11 +6,10 @@ import { fromSystemError } from '../errors.js';
 export const DEFAULT_READ_BLOCK_BYTES = 4 * 1024 * 1024;
 
 /**
- * Recycled read blocks. Measured here (`1 GiB` from the page cache in 4 MiB reads): into one reused
- * buffer 0.03 s user + 0.12-0.16 s system; into a fresh buffer per read 0.06 s user + 1.33 s system.
- * Fresh memory is faulted in page by page, and page faults are dear in this VM; so whoever knows when
- * a block is no longer needed gives it back, and the next read reuses it. Not bounded: the caller's
- * own back-pressure bounds how many blocks are out at once.
+ * Recycled read blocks. Fresh memory is faulted in page by page, and page faults are dear in this VM
+ * (reading into fresh buffers cost ten times the system time: bench/README.md, `ingest`); so whoever
+ * knows when a block is no longer needed gives it back, and the next read reuses it. Not bounded: the
+ * caller's own back-pressure bounds how many blocks are out at once.
  */
 export class BlockPool {
   private readonly free: ArrayBuffer[] = [];

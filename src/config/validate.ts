@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../errors.js';
 
 /**
- * Option checks that name the option, the expected and the received value (STYLE.md §9).
+ * Option checks that name the option, the expected and the received value (docs/contributing.md).
  */
 export function intOption(where: string, name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

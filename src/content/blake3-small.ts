@@ -4,8 +4,8 @@ import { blake3 } from '../hash/blake3.js';
  * BLAKE3 of a short input (≤ 1024 bytes, one BLAKE3 chunk) in plain JavaScript, for the hash tree.
  *
  * Why: the tree hashes 2n tiny inputs (33-byte leaves, 65-byte nodes). Through the native addon every
- * call creates and wraps a hasher object, ~15-20 µs a call, so a 16,384-chunk tree (1 GiB package)
- * took ~0.6 s; these one or two compressions in JavaScript take well under a microsecond each.
+ * call creates and wraps a hasher object, which cost more than the hashing; these one or two
+ * compressions in JavaScript take well under a microsecond each (bench/README.md, `content`).
  * It is a second implementation, so it proves itself against `../hash/blake3.js` when this module
  * loads (and the tests compare every length 0..1024); large inputs always go to the native hash.
  *

@@ -6,17 +6,22 @@ export { parseStrictJson, type StrictJsonOptions } from './strict-json.js';
 
 /**
  * Canonical JSON: the one byte form of a value, used for everything that is hashed or signed
- * (a manifest's id is the BLAKE3 hash of these bytes).
+ * (a manifest's id is the BLAKE3 hash of these bytes; TUF metadata, bundles, revocation lists and
+ * validity windows are signed over them). The project's only implementation.
  *
- * Rules (a subset of RFC 8785, JCS, restricted so that every rule is trivially deterministic):
+ * The bytes are OLPC canonical JSON, what TUF, securesystemslib and `@tufjs/canonical-json` sign, so
+ * metadata signed by any TUF implementation verifies against them and vice versa. A string's control
+ * characters are written raw, as OLPC does (PEM public keys of ECDSA and RSA roles hold newlines);
+ * such bytes are not JSON any parser reads back, so `isCanonical` refuses a document holding them.
+ *
+ * Rules:
  * - UTF-8, no byte order mark, no whitespace outside strings.
  * - Object keys sorted by their UTF-16 code units (RFC 8785 §3.2.3; JavaScript's default string
  *   order). For the ASCII keys every depotsync document uses this is plain byte order.
  * - Numbers: safe integers only (|n| ≤ 2^53 − 1), written in decimal without sign for 0. Fractions,
  *   exponents, NaN, ±Infinity and −0 are refused, so no float formatting question ever arises.
- * - Strings: escaped exactly as ECMAScript JSON.stringify does (RFC 8785 §3.2.2.2): `\"`, `\\`,
- *   `\b \f \n \r \t`, other characters below U+0020 as `\u00xx` (lower-case hex), everything else
- *   literal. Lone surrogates are refused (they have no UTF-8 form).
+ * - Strings: `"` and `\` escaped as `\"` and `\\`, everything else literal, control characters
+ *   included. Lone surrogates are refused (they have no UTF-8 form).
  * - Values: null, booleans, numbers as above, strings, arrays and plain objects. undefined,
  *   functions, symbols, bigints, class instances (Date, Buffer, Map …) are refused, not skipped:
  *   a field silently vanishing from signed bytes is a bug we want to hear about.
@@ -24,6 +29,7 @@ export { parseStrictJson, type StrictJsonOptions } from './strict-json.js';
 export const MAX_CANONICAL_DEPTH = 64;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const CONTROL = /[\u0000-\u001f]/;
 
 export function canonicalize(value: unknown): Buffer {
   const parts: string[] = [];
@@ -42,13 +48,13 @@ export function canonicalString(value: unknown): string {
  * document two ids).
  */
 export function isCanonical(bytes: Uint8Array): boolean {
-  let value: unknown;
+  let canonical: Buffer;
   try {
-    value = parseStrictJson(bytes, { maxBytes: bytes.length, what: 'document' });
+    canonical = canonicalize(parseStrictJson(bytes, { maxBytes: bytes.length, what: 'document' }));
   } catch {
-    return false;
+    return false; // not strict JSON, or a value with no canonical form (a control character)
   }
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(canonicalize(value));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(canonical);
 }
 
 function fail(at: string, reason: string): never {
@@ -61,8 +67,7 @@ function write(v: unknown, out: string[], depth: number, at: string): void {
   if (depth > MAX_CANONICAL_DEPTH) fail(at, `nested deeper than ${MAX_CANONICAL_DEPTH} levels (or a cycle)`);
   switch (typeof v) {
     case 'string':
-      if (LONE_SURROGATE.test(v)) fail(at, 'string contains a lone UTF-16 surrogate');
-      out.push(JSON.stringify(v));
+      out.push(quote(v, at, 'string'));
       return;
     case 'number':
       if (!Number.isFinite(v)) fail(at, `${v} is not a finite number`);
@@ -99,10 +104,16 @@ function write(v: unknown, out: string[], depth: number, at: string): void {
   out.push('{');
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
-    if (LONE_SURROGATE.test(k)) fail(at, 'a key contains a lone UTF-16 surrogate');
     if (i > 0) out.push(',');
-    out.push(JSON.stringify(k), ':');
+    out.push(quote(k, at, 'a key'), ':');
     write(obj[k], out, depth + 1, `${at}.${k}`);
   }
   out.push('}');
+}
+
+/** Without control characters JSON.stringify writes exactly OLPC's form; with them, OLPC writes them raw. */
+function quote(s: string, at: string, what: string): string {
+  if (LONE_SURROGATE.test(s)) fail(at, `${what} contains a lone UTF-16 surrogate`);
+  if (CONTROL.test(s)) return `"${s.replace(/["\\]/g, '\\$&')}"`;
+  return JSON.stringify(s);
 }

@@ -1,5 +1,7 @@
-import { CHUNK_DELTA_LIMITS } from '../wire/chunk-delta.js';
 import type { Manifest, ManifestFile } from './manifest.js';
+
+/** Base chunks of one pair (the wire format's limit, CHUNK_DELTA_LIMITS.maxBases, is this number). */
+export const MAX_DELTA_BASES = 4;
 
 /**
  * Which old chunks a new chunk replaces: the pairing behind chunk deltas (src/wire/chunk-delta.ts),
@@ -136,7 +138,7 @@ export function pairChunkBases(targets: readonly PairingVersion[], olds: readonl
           const first = chunkAt(starts, of.size, offset);
           if (first >= 0) {
             const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
-            const last = Math.min(lastByte, first + CHUNK_DELTA_LIMITS.maxBases - 1);
+            const last = Math.min(lastByte, first + MAX_DELTA_BASES - 1);
             bases.set(c.id, { bases: of.chunks.slice(first, last + 1).map((b) => b.id), offset: offset - starts[first]! });
           }
         }
@@ -147,7 +149,10 @@ export function pairChunkBases(targets: readonly PairingVersion[], olds: readonl
   return bases;
 }
 
-/** A pair of a bundle's `chunk-deltas` section (src/wire/chunk-delta.ts): the target chunk, its length, its bases. */
+/**
+ * A pair of a bundle's `chunk-deltas` section (src/wire/chunk-delta.ts): the
+ * target chunk, its length, its bases.
+ */
 export interface BundlePair extends ChunkBases {
   target: string;
   length: number;

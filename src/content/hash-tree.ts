@@ -4,7 +4,7 @@ import { blake3 } from '../hash/blake3.js';
 import { blake3Small, blake3SmallInto } from './blake3-small.js';
 
 /**
- * The package hash tree (DESIGN.md §3): a Merkle tree over the ordered chunk ids of a package, shaped
+ * The package hash tree (docs/wire-formats.md): a Merkle tree over the ordered chunk ids of a package, shaped
  * and hashed as RFC 6962 §2.1 (Certificate Transparency) with BLAKE3 in place of SHA-256:
  *
  *   leaf(id)          = BLAKE3(0x00 ‖ id)              id: a 32-byte chunk id

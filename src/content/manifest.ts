@@ -12,7 +12,7 @@ export { MAX_CHUNK_BYTES, MODE_EXECUTABLE, MODE_FILE, type ChunkingParams, type 
 export type { ChunkRef } from './chunk-records.js';
 
 /**
- * The package manifest (DESIGN.md §3), format 1. Canonical JSON (canonical-json.ts); the manifest id
+ * The package manifest (docs/wire-formats.md), format 1. Canonical JSON (canonical-json.ts); the manifest id
  * is the BLAKE3 hex of those bytes. Keys are shown here in their canonical (sorted) order:
  *
  *   {"chunking":{"avgBytes":65536,"maxBytes":262144,"minBytes":16384},

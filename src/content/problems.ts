@@ -1,7 +1,7 @@
 import { DepotsyncError, type ErrorCode } from '../errors.js';
 
 /**
- * Collects every bad field of a document before failing (STYLE.md: validation collects every bad
+ * Collects every bad field of a document before failing (docs/contributing.md: validation collects every bad
  * field), so that one error tells the whole story: `manifest: files[2].path "../x": ".." segment not
  * allowed; files[3].size: expected integer 0..2^53, got -1`.
  */

@@ -3,7 +3,7 @@ import { DepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
- * A versioned schema step (STYLE.md §8). The schema version lives in SQLite's `PRAGMA user_version`;
+ * A versioned schema step (docs/contributing.md). The schema version lives in SQLite's `PRAGMA user_version`;
  * migration N takes the database from version N-1 to N inside one transaction, so a crash mid-way
  * leaves the previous version intact. Migrations are append-only: never edit a released one.
  */

@@ -38,9 +38,8 @@ export interface Blake3Backend {
 }
 
 /**
- * Inputs up to this size go to `oneShot` when it is loaded. Measured (best of 3, 256 MiB in pieces,
- * hex digest included): 16 KiB pieces 2.89 vs 1.28 GB/s, 64 KiB 4.77 vs 3.28, 256 KiB 6.08 vs 5.31,
- * 1 MiB 6.38 vs 6.23; one 256 MiB input 5.9 vs 7.2 GB/s (the addon's AVX-512 assembly wins there).
+ * Inputs up to this size go to `oneShot` when it is loaded: it is faster for chunk-sized inputs, the
+ * addon's AVX-512 assembly for large ones (bench/README.md, `hash`).
  */
 export const ONE_SHOT_MAX_BYTES = 1024 * 1024;
 
@@ -101,8 +100,8 @@ export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backe
 /**
  * `@napi-rs/blake-hash` (Rust's blake3 crate, prebuilt N-API binary from the registry): its
  * `blake3(data)` hashes in one call, where the `@c4312/blake3-native` addon constructs a wrapped
- * native object per hash (~7 µs) and a digest Buffer (~3 µs). At 14,000 chunks per GiB that overhead
- * was 0.3 s of CPU per GiB in every chunk-sized hash (ingest, sync, serve, fetch). It also reads
+ * native object and a digest Buffer per hash, an overhead paid by every chunk-sized hash (ingest,
+ * sync, serve, fetch; bench/README.md, `hash`). It also reads
  * SharedArrayBuffer views, which the c4312 addon cannot (it would crash; see blake3.ts).
  *
  * We depend on its Linux x64 glibc binary package directly, as an optional dependency: the wrapper

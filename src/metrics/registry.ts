@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { Registry } from 'prom-client';
 
 /**
- * Prometheus exposition shared by the master and the depots (issue 8 item 4). Each app has its own
+ * Prometheus exposition shared by the master and the depots. Each app has its own
  * registry (tests run many apps in one process); counters that the depot's sync engine feeds live in one
  * registry per process (src/metrics/depot.ts). `/metrics` is bearer-token protected: the caller decides
  * which tokens are valid through `check`.

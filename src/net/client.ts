@@ -2,6 +2,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { BodyGuard } from './body-guard.js';
@@ -21,11 +22,15 @@ export interface HttpClientOptions {
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
-  /** HTTPS: the server must also present the machine certificate of this depot (tls.ts machineIdentityCheck). */
+  /**
+   * HTTPS: the server must also present the machine certificate of this depot (tls.ts machineIdentityCheck).
+   */
   serverMachine?: { name: string; role: 'depot' };
   /** Connect, wait for headers, and longest silence on the socket. */
   timeoutMs?: number;
-  /** Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off. */
+  /**
+   * Slow-retrieval guard: fewer bytes than this per second over `rateWindowMs` fails with 'timeout'. 0 = off.
+   */
   minBytesPerSecond?: number;
   rateWindowMs?: number;
   maxSockets?: number;
@@ -163,7 +168,7 @@ export class HttpClient {
   }
 
   async getJson(path: string, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<unknown> {
-    return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`);
+    return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`, opts.maxBytes);
   }
 
   getStream(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<StreamResponse> {
@@ -177,7 +182,7 @@ export class HttpClient {
       body: Buffer.from(JSON.stringify(body), 'utf8'),
     });
     const bytes = await collect(res.body);
-    return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path);
+    return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path, opts.maxBytes);
   }
 
   postStream(path: string, body: Readable | Buffer, headers: Record<string, string>, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<StreamResponse> {
@@ -219,7 +224,8 @@ export class HttpClient {
         new DepotsyncError('timeout', `${label}: ${what} for ${this.o.timeoutMs} ms`, { hint: 'the server is slow or unreachable; try another depot' });
       // Socket idle timeout: no byte in either direction for timeoutMs (connect, headers or body).
       req.on('timeout', () => {
-        // A socket paused because our reader is busy is not the server's silence; the timer re-arms on the next byte.
+        // A socket paused because our reader is busy is not the server's silence; the
+        // timer re-arms on the next byte.
         if (guard?.consumerBehind()) return;
         const e = timeoutError('no data');
         if (guard) guard.destroy(e); // report the stall, not the 'aborted' that destroying the socket causes
@@ -277,7 +283,8 @@ export class HttpClient {
         const subject = cert?.subject as { CN?: unknown; OU?: unknown } | undefined;
         const fresh = subject && typeof subject.CN === 'string' ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' } : undefined;
         if (fresh) this.lastPeerSubject = fresh;
-        // A resumed TLS session presents no certificate: it resumes a session of this client's one origin, verified earlier.
+        // A resumed TLS session presents no certificate: it resumes a session of this
+        // client's one origin, verified earlier.
         const peerSubject = fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
         resolve({ status, headers: res.headers, body: g, ...(peerSubject ? { peerSubject } : {}) });
       });
@@ -326,10 +333,7 @@ async function readErrorBody(res: IncomingMessage, maxBytes: number): Promise<Bu
   return Buffer.concat(parts);
 }
 
-function parseJson(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw new DepotsyncError('bad-json', `${what}: response is not JSON (${(e as Error).message})`, { cause: e });
-  }
+/** Response bodies are untrusted: the strict parser, capped again (the body guard caps while streaming). */
+function parseJson(bytes: Buffer, what: string, maxBytes: number): unknown {
+  return parseStrictJson(bytes, { what: `${what}: response`, maxBytes });
 }

@@ -4,8 +4,8 @@ import type { Readable } from 'node:stream';
  * Feed a response body to `onPiece` piece by piece as it arrives ('data' events), pausing the stream
  * while a promise `onPiece` returned is pending. Unlike `for await`, which makes `read()` concatenate
  * everything buffered into one new buffer, no byte is copied here: at 1 GiB that copy (and its garbage)
- * was a fifth of the agent's CPU time. Pieces are TLS records (about 11 KiB on average here: 94,000
- * for 1 GiB), so the common case stays synchronous: pausing and resuming the stream for each one cost
+ * was a fifth of the agent's CPU time. Pieces are TLS records (about 11 KiB), so the common case stays
+ * synchronous: pausing and resuming the stream for each one cost
  * more than the records' handling.
  */
 export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void> | undefined): Promise<void> {

@@ -2,29 +2,27 @@ import http from 'node:http';
 import https from 'node:https';
 import { DepotsyncError } from '../errors.js';
 import { HttpClient } from './client.js';
+import { requireHttpsUrl } from './https-url.js';
 import { httpErrorFor, networkError } from './http-error.js';
 import { tlsBaseOptions } from './tls.js';
+import type { Root } from '@tufjs/models';
+import { caFingerprintOf, normalizeFingerprint } from '../pki/enroll-reply.js';
 import { checkMetadataFileName, type MetadataSource } from '../tuf/client.js';
+import { caCertificateOfRoot } from '../tuf/root-ca.js';
 
 /**
  * The first contact with the master, before a depot or an agent has the master's CA certificate.
  *
- * Trust argument. Until enrollment returns the CA certificate, the machine cannot authenticate the
- * master's TLS server, so exactly two things are fetched over TLS WITHOUT server verification, and
- * neither is trusted because of the channel:
- *  1. `1.root.json`: accepted only if its SHA-256 equals the fingerprint the operator gave
- *     (`--fingerprint`, printed by `master init`). Every later catalog byte chains to this root, so a
- *     machine in the middle can withhold updates but never make a depot serve, or an agent install,
- *     anything unsigned.
- *  2. the enrollment exchange (`POST /v1/enroll`, `GET /v1/enroll/{id}`): the CSR is public (it
- *     carries no secret: the private key never leaves the machine), and the reply is checked: the
- *     certificate must be for this machine's own key, name and role, and be issued by the CA
- *     certificate in the same reply. What the channel cannot prove is that this CA is the master's: a
- *     machine in the middle AT ENROLLMENT TIME could enroll it into its own CA (and learn a one-time
- *     token). It still cannot forge the catalog (1.), and the machine's status never reaches the real
- *     master, so the operator sees it as not enrolled. To close that gap, give the master's CA
- *     certificate copied out of band (`--ca FILE`) or its fingerprint (`--ca-fingerprint HEX`): then the
- *     first contact is verified like every later one.
+ * Trust argument. Until it knows the master's CA, the machine cannot authenticate the master's TLS
+ * server, so exactly one thing is fetched over TLS WITHOUT server verification, and it is not trusted
+ * because of the channel: `1.root.json`, accepted only if its SHA-256 equals the fingerprint the operator
+ * gave (`--fingerprint`, printed by `master init`). Every later catalog byte chains to this root, and the
+ * root also carries the master's CA certificate (src/tuf/root-ca.ts): the enrollment exchange (the CSR,
+ * the one-time token, the certificate) then runs over TLS verified against that CA and the master's host
+ * name. A machine in the middle with a CA of its own fails the handshake before the token is sent, and
+ * could not put the machine under its CA either (the reply's CA must be the signed one). `--ca FILE` or
+ * `--ca-fingerprint HEX` may still be given; they must name the same CA. A root that names no CA (a
+ * master made before this check) needs `--ca FILE`.
  * After enrollment every connection uses mutual TLS with the CA pinned; verification is never off again.
  */
 export interface FirstContact {
@@ -34,12 +32,13 @@ export interface FirstContact {
 }
 
 /**
- * A verified client when the CA is known (or the URL is plain http), else the unverified first contact.
- * Both answer 2xx responses with status and body, and throw HttpError (with the server's code) otherwise.
+ * A verified client when the CA is known, else the unverified first contact (https only: plain http is
+ * refused). Both answer 2xx responses with status and body, and throw HttpError (with the server's code)
+ * otherwise.
  */
 export function firstContact(baseUrl: string, caPem: string | undefined, timeoutMs = 30_000): FirstContact {
-  const url = new URL(baseUrl);
-  if (caPem !== undefined || url.protocol === 'http:') {
+  const url = new URL(requireHttpsUrl(baseUrl, 'master URL', 'bad-input'));
+  if (caPem !== undefined) {
     const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs });
     const run = async (method: 'GET' | 'POST', path: string, body: unknown, maxBytes: number, what: string) => {
       const res = await client.request(method, path, {
@@ -104,4 +103,28 @@ export class FirstContactRootSource implements MetadataSource {
     if (!/^\d+\.root\.json$/.test(name)) throw new DepotsyncError('internal', `first contact: only root metadata may be fetched before enrollment, not ${name}`);
     return (await this.contact.get(`/v1/metadata/${name}`, maxBytes, `metadata ${name}`)).body;
   }
+}
+
+/**
+ * The CA the enrollment talks TLS to: the one the verified root names (or, for a root that names none,
+ * the operator's `--ca`). A `--ca` or `--ca-fingerprint` that names another CA is refused, and so is
+ * enrolling with no authenticated CA at all: the token would go to whoever answers.
+ */
+export function enrollmentCa(root: Root, given: { caPem?: string | undefined; caFingerprint?: string | undefined }, what: string): string {
+  const ca = caCertificateOfRoot(root) ?? given.caPem;
+  if (!ca) {
+    throw new DepotsyncError('bad-certificate', `${what}: the master's root metadata (v${root.version}) names no CA certificate, and no --ca was given`, {
+      hint: "copy the master's M/ca/ca-cert.pem and pass --ca FILE (a master made before this version does not sign its CA into its root)",
+    });
+  }
+  const fp = caFingerprintOf(ca);
+  if (given.caPem !== undefined && caFingerprintOf(given.caPem) !== fp) {
+    throw new DepotsyncError('bad-certificate', `${what}: the --ca certificate (SHA-256 ${caFingerprintOf(given.caPem)}) is not the CA the master's signed root names (${fp})`, {
+      hint: 'copy the CA certificate from the master again',
+    });
+  }
+  if (given.caFingerprint !== undefined && normalizeFingerprint(given.caFingerprint) !== fp) {
+    throw new DepotsyncError('bad-certificate', `${what}: --ca-fingerprint ${normalizeFingerprint(given.caFingerprint)} is not the CA the master's signed root names (${fp})`);
+  }
+  return ca;
 }

@@ -1,4 +1,5 @@
 import { DepotsyncError, type ErrorCode } from '../errors.js';
+import { decodeErrorBody } from '../wire/error-body.js';
 
 /**
  * A non-2xx answer from a depotsync server. Carries the HTTP status and the server's own error code
@@ -39,13 +40,11 @@ export function httpErrorFor(label: string, status: number, body: Buffer): HttpE
   let serverCode: string | undefined;
   let serverMessage: string | undefined;
   let serverHint: string | undefined;
-  try {
-    const doc = JSON.parse(body.toString('utf8')) as { error?: { code?: unknown; message?: unknown; hint?: unknown } };
-    const e = doc?.error;
-    if (typeof e?.code === 'string') serverCode = e.code.slice(0, 64);
-    if (typeof e?.message === 'string') serverMessage = e.message.slice(0, 500);
-    if (typeof e?.hint === 'string') serverHint = e.hint.slice(0, 500);
-  } catch {
+  // The reader already cut the body at the client's error-body limit.
+  const doc = decodeErrorBody(body, body.length);
+  if (doc) {
+    ({ code: serverCode, message: serverMessage, hint: serverHint } = doc);
+  } else {
     const text = body.toString('utf8').trim();
     // Only short printable text bodies are worth repeating; anything else is noise (or an attack on logs).
     if (text.length > 0 && text.length <= 200 && /^[\x20-\x7e]+$/.test(text)) serverMessage = text;

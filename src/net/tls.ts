@@ -3,7 +3,7 @@ import { certificateInfo, toX509 } from '../pki/cert-info.js';
 import type { MachineRole } from '../pki/names.js';
 
 /**
- * TLS settings shared by every depotsync HTTPS server and client (DESIGN.md §7: TLS 1.2+, AEAD only).
+ * TLS settings shared by every depotsync HTTPS server and client (docs/http.md: TLS 1.2+, AEAD only).
  *
  * TLS 1.2: ECDHE key exchange (forward secrecy) with AES-GCM or ChaCha20-Poly1305 only; CBC suites
  * (Lucky13, POODLE-style padding oracles) and static-RSA key exchange are never offered.

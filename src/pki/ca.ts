@@ -6,8 +6,8 @@ import { generateRsaKeySync, nodeSigner, publicKeyFromPem, randomSerialHex, utf8
 import { checkDnsNames, checkIpAddresses, checkMachineName, checkMachineRole, type MachineRole } from './names.js';
 
 /**
- * The master's internal certificate authority (DESIGN.md §2): one self-signed RSA 3072 root that issues
- * the HTTPS server certificates of the master and the machine certificates of depots and agents.
+ * The master's internal certificate authority (docs/architecture.md): one self-signed RSA 3072 root that
+ * issues the HTTPS server certificates of the master and the machine certificates of depots and agents.
  */
 export interface CaMaterial {
   keyPem: string;

@@ -6,8 +6,9 @@ import { checkDnsNames, checkIpAddresses, checkMachineName, checkMachineRole, is
 
 /**
  * Certificate signing requests: how a depot or agent asks the master for its machine certificate
- * (DESIGN.md §2). The private key never leaves the machine; the CSR carries the public key, the machine
- * name (CN), the role (OU) and, for depots, the host names it serves agents under (subjectAltName request).
+ * (docs/architecture.md). The private key never leaves the machine; the CSR carries the public key, the
+ * machine name (CN), the role (OU) and, for depots, the host names it serves agents
+ * under (subjectAltName request).
  */
 export interface ParsedCsr {
   commonName: string;

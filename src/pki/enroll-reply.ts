@@ -1,12 +1,11 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { DepotsyncError } from '../errors.js';
-import { decodeEnrollReply, type EnrollReply } from '../wire/enroll.js';
 import { certificateInfo, toX509, verifyIssuedBy } from './cert-info.js';
 import type { MachineRole } from './names.js';
 
 /**
- * The machine side of enrollment, shared by depots and agents: reading the master's reply and checking
- * an approved one before anything of it is installed.
+ * The machine side of enrollment, shared by depots and agents: checking an approved reply (decoded by
+ * src/wire/enroll.ts) before anything of it is installed.
  */
 export function normalizeFingerprint(hex: string): string {
   return hex.toLowerCase().replace(/[:\s]/g, '');
@@ -18,7 +17,7 @@ export function normalizeFingerprint(hex: string): string {
  * machine and role, is for this machine's own key, and was issued by that CA. Blocks a reply that
  * would make the machine present someone else's identity or trust an unrelated issuer.
  */
-export function checkEnrollReply(reply: EnrollReply, expect: { name: string; role: MachineRole; keyPem: string; caFingerprint?: string | undefined }): { caPem: string; certPem: string; caFingerprint: string; notAfter: string } {
+export function checkEnrollReply(reply: { certificate?: string; caCertificate?: string }, expect: { name: string; role: MachineRole; keyPem: string; caFingerprint?: string | undefined }): { caPem: string; certPem: string; caFingerprint: string; notAfter: string } {
   const what = `enrollment reply for ${expect.role} ${expect.name}`;
   if (!reply.certificate || !reply.caCertificate) throw new DepotsyncError('bad-certificate', `${what}: approved but without certificate and CA certificate`);
   const ca = toX509(reply.caCertificate, `${what}: CA certificate`);
@@ -45,15 +44,4 @@ export function checkEnrollReply(reply: EnrollReply, expect: { name: string; rol
 /** The CA certificate of a PEM file given out of band (`--ca FILE`), as its normalised fingerprint. */
 export function caFingerprintOf(pem: string): string {
   return normalizeFingerprint(new X509Certificate(pem).fingerprint256);
-}
-
-/** Decode the body of an enrollment answer (`what` names the request in errors). */
-export function parseEnrollReply(body: Buffer, what: string): EnrollReply {
-  let v: unknown;
-  try {
-    v = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: the master's answer is not JSON`);
-  }
-  return decodeEnrollReply(v);
 }

@@ -3,7 +3,7 @@ import { DepotsyncError } from '../errors.js';
 import { normalizeSerial, toX509 } from './cert-info.js';
 
 /**
- * Wrapping a symmetric key for a machine (issue 7 item 6, encrypted bundles): RSA-OAEP with SHA-256
+ * Wrapping a symmetric key for a machine (encrypted bundles): RSA-OAEP with SHA-256
  * (and MGF1-SHA-256) under the public key of the machine's certificate, so only the holder of that
  * machine's private key (which never leaves the machine, see csr.ts) can unwrap it. The OAEP label
  * separates this use of the machine key from its TLS signatures: a wrapped key made for another

@@ -9,18 +9,22 @@ import type { MachineRef, ServeEnv } from './env.js';
 import type { AuthorizeMachine } from './mtls.js';
 
 /**
- * `GET /v1/events` (issue 4 item 4, "distribute now"), served by the master and by every depot so a
+ * `GET /v1/events`, served by the master and by every depot so a
  * tiered child hears from its parent. What a server announces comes from an `EventFeed` it polls:
  * the master's database (a publish by another process commits there), or the depot's served
  * generation (a sync by `depot serve` or by `depot sync` in another process switches it there).
  */
 export interface EventFeed {
-  /** The generation served now; undefined while there is none. Called every `pollMs` while streams are open. */
+  /**
+   * The generation served now; undefined while there is none. Called every `pollMs` while streams are open.
+   */
   generation(): number | undefined;
   /** Sync-now requests that arrived since the last call (the master's notify table). */
   syncRequests?(): Array<{ seq: number; depot: string | null }>;
   /** Forget the requests made so far: called when the first stream opens after none were open. */
   skipPendingRequests?(): void;
+  /** The version of the signed revocation list served now (undefined: none yet). Polled like `generation`. */
+  revocations?(): number | undefined;
 }
 
 export interface EventHubOptions {
@@ -65,6 +69,7 @@ export class EventHub {
   private readonly perMachine = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private lastGeneration: number | undefined;
+  private lastRevocations: number | undefined;
   private lastHeartbeatMs = 0;
   private closed = false;
   private readonly clockMs: () => number;
@@ -149,6 +154,8 @@ export class EventHub {
           sub.write(encodeComment('depotsync events'));
           const g = hub.safeGeneration();
           if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
+          const r = hub.safeRevocations();
+          if (r !== undefined && machine.role === 'depot') sub.write(encodeEvent({ kind: 'revocations', version: r }));
         },
         cancel() {
           // The client went away (the HTTP layer cancels the body when the socket closes).
@@ -167,6 +174,14 @@ export class EventHub {
       this.lastGeneration = g;
       this.broadcast({ kind: 'generation', generation: g });
     }
+    const r = this.safeRevocations();
+    if (r !== undefined && r !== this.lastRevocations) {
+      this.lastRevocations = r;
+      // A machine revoked or blocked just now loses its stream at once, not at the next heartbeat;
+      // depots are told to fetch the new list right away (it reaches them in seconds, not at their next sync).
+      this.dropUnauthorized();
+      this.broadcast({ kind: 'revocations', version: r });
+    }
     let requests: Array<{ seq: number; depot: string | null }> = [];
     try {
       requests = this.feed.syncRequests?.() ?? [];
@@ -180,12 +195,18 @@ export class EventHub {
     const now = this.clockMs();
     if (now - this.lastHeartbeatMs >= this.options.heartbeatMs) {
       this.lastHeartbeatMs = now;
-      for (const s of [...this.subscribers]) {
-        // A machine revoked or blocked since it connected loses its stream at the next heartbeat.
-        if (!this.stillAllowed(s)) {
-          this.log.info({ machine: s.machine.name }, 'event stream closed: the machine is no longer authorized');
-          s.close();
-        } else s.write(encodeComment('heartbeat'));
+      // A machine revoked or blocked since it connected (by a path the feed does not see) loses its
+      // stream at the next heartbeat at the latest.
+      this.dropUnauthorized();
+      for (const s of [...this.subscribers]) s.write(encodeComment('heartbeat'));
+    }
+  }
+
+  private dropUnauthorized(): void {
+    for (const s of [...this.subscribers]) {
+      if (!this.stillAllowed(s)) {
+        this.log.info({ machine: s.machine.name }, 'event stream closed: the machine is no longer authorized');
+        s.close();
       }
     }
   }
@@ -210,8 +231,8 @@ export class EventHub {
   private broadcast(e: StreamEvent): void {
     const text = encodeEvent(e);
     for (const s of [...this.subscribers]) {
-      // Sync-now concerns depots only (a depot relays named requests on to its own children).
-      if (e.kind === 'sync-now' && s.machine.role !== 'depot') continue;
+      // Sync-now and revocations concern depots only (a depot relays them on to its own children).
+      if (e.kind !== 'generation' && s.machine.role !== 'depot') continue;
       s.write(text);
     }
   }
@@ -234,11 +255,21 @@ export class EventHub {
     }
   }
 
+  private safeRevocations(): number | undefined {
+    try {
+      return this.feed.revocations?.();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not read the revocation list version; will retry');
+      return this.lastRevocations;
+    }
+  }
+
   private add(s: Subscriber): void {
     this.subscribers.add(s);
     this.perMachine.set(s.machine.name, (this.perMachine.get(s.machine.name) ?? 0) + 1);
     if (this.subscribers.size === 1) {
       this.lastGeneration = this.safeGeneration();
+      this.lastRevocations = this.safeRevocations();
       this.lastHeartbeatMs = this.clockMs();
       if (this.autoPoll && !this.timer) {
         this.timer = setInterval(() => this.tick(), this.options.pollMs);

@@ -1,7 +1,6 @@
-import type { ChunkReader } from './read-api.js';
+import type { ChunkReader, ReadRecord } from './chunk-reader.js';
 
 type ReadOptions = Parameters<ChunkReader['readMany']>[1];
-type ReadRecord = { id: string; data: Buffer | undefined; problem?: Error; release?: () => void };
 
 /**
  * The chunks many clients are asking for at the same time, kept in memory (least recently used out).

@@ -12,7 +12,7 @@ export type AuthorizeMachine = (
 ) => { ok: true; machine: MachineRef } | { ok: false; status: 401 | 403; code: string; reason: string };
 
 /**
- * The mutual-TLS gate: the first middleware on every route that is not public (DESIGN.md §7). The TLS
+ * The mutual-TLS gate: the first middleware on every route that is not public (docs/http.md). The TLS
  * layer requests a certificate without rejecting, so that this answers 401/403 with the reason instead of
  * a reset socket. It runs on every request, not once per connection: a machine blocked while its
  * keep-alive connection is open is refused on its next request.

@@ -1,10 +1,10 @@
 /**
  * Recycled read buffers in power-of-two size classes, for reads whose size varies (the runs of
  * back-to-back chunk records a batch response reads: 64 KiB to 1 MiB). Fresh memory is faulted in
- * page by page, and page faults are dear in this VM: serving 1 GiB from runs read into fresh 1 MiB
- * buffers cost about 0.75 s of CPU in faults alone (the libuv pool's), a quarter of the serving
- * budget on 2 cores. Whoever knows when a buffer is no longer needed (here: the socket write of its
- * last record has completed) gives it back; a buffer that is never given back is simply collected.
+ * page by page, and page faults are dear in this VM: with fresh buffers they took a quarter of the
+ * depot's serving CPU (bench/README.md, `agent-load`). Whoever knows when a buffer is no longer
+ * needed (here: the socket write of its last record has completed) gives it back; a buffer that is
+ * never given back is simply collected.
  * What the pool keeps is bounded by `maxFreeBytes`.
  */
 export class SizedBufferPool {

@@ -9,7 +9,10 @@ export function isChunkId(id: unknown): id is string {
   return typeof id === 'string' && CHUNK_ID_RE.test(id);
 }
 
-/** Decode at the border: a bad id (wrong length, upper case, path characters) never reaches SQL or a file name. */
+/**
+ * Decode at the border: a bad id (wrong length, upper case, path characters)
+ * never reaches SQL or a file name.
+ */
 export function assertChunkId(id: unknown, what = 'chunk id'): asserts id is string {
   if (!isChunkId(id)) {
     const shown = typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : typeof id;

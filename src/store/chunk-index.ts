@@ -4,7 +4,7 @@ import { RECORD_HEADER_BYTES } from './pack-format.js';
 
 /**
  * The SQLite index of the chunk store: which pack holds a chunk and where, and how much of each pack
- * is committed and still live. Schema version in `user_version` (STYLE.md §8).
+ * is committed and still live. Schema version in `user_version` (docs/contributing.md).
  *
  * `chunks` is a WITHOUT ROWID table keyed by the 32-byte binary id: one B-tree, no separate rowid
  * index, about 55 bytes per chunk. There is deliberately no index by pack: compaction walks the pack
@@ -70,7 +70,8 @@ export class ChunkIndex {
       this.db.pragma('journal_mode = WAL');
       // Set on every open: better-sqlite3 reopening a WAL database starts at NORMAL, which can lose
       // the last commits on power loss; an index commit must be as durable as the pack fsync before it.
-      // A store that is not durable (a verified cache) keeps NORMAL: never corrupt, may lose the last commits.
+      // A store that is not durable (a verified cache) keeps NORMAL: never
+      // corrupt, may lose the last commits.
       this.db.pragma(opts.durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
       // 64 MiB of page cache (default 2 MiB): random 32-byte keys touch index pages all over the
       // B-tree, ~55 MB per million chunks.
@@ -146,7 +147,9 @@ export class ChunkIndex {
     this.db.prepare('DELETE FROM packs WHERE id = ?').run(id);
   }
 
-  /** Index rows for records appended to `pack`, which is now committed up to `size`. Returns rows inserted. */
+  /**
+   * Index rows for records appended to `pack`, which is now committed up to `size`. Returns rows inserted.
+   */
   addRows(pack: number, size: number, rows: NewRow[], nowS: number): { inserted: number; bytes: number } {
     let inserted = 0;
     let bytes = 0;

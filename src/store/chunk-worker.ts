@@ -7,7 +7,7 @@ import { backend } from '../hash/backend.js';
 
 /**
  * FastCDC + BLAKE3 of a file's blocks on a worker thread (chunk-worker-thread.ts), so that ingest's
- * main thread only reads, batches, writes and indexes (issue 2). The worker cuts each block and
+ * main thread only reads, batches, writes and indexes. The worker cuts each block and
  * hashes every chunk just after cutting it, while its bytes are still in the CPU cache: one pass of
  * the block through memory instead of two (a gear scan on one thread, the hash later on another).
  *
@@ -85,7 +85,7 @@ class ChunkWorker {
 
   push(stream: number, block: Uint8Array): Promise<ChunkedBlock> {
     // Shared memory would need no transfer, but V8 copies out of a SharedArrayBuffer byte-safely and
-    // the worker's gear scan copies every byte: measured, the worker got 0.3-0.5 s per GiB slower.
+    // the worker's gear scan copies every byte: the worker got slower (bench/README.md, `ingest`).
     if (block.buffer instanceof SharedArrayBuffer) return Promise.reject(new DepotsyncError('internal', 'chunk worker: a block lives in a SharedArrayBuffer'));
     const ab = block.buffer as ArrayBuffer;
     return this.call({ op: 'push', stream, seq: ++this.seq, block: ab, offset: block.byteOffset, length: block.byteLength }, [ab], true);

@@ -19,7 +19,10 @@ export interface IngestOptions {
    * loaded). The result is the same either way.
    */
   hashWorker?: boolean;
-  /** Bytes between two durable commits of the store's stream (default `DEFAULT_INGEST.checkpointBytes`; ChunkStore.putStream). */
+  /**
+   * Bytes between two durable commits of the store's stream (default
+   * `DEFAULT_INGEST.checkpointBytes`; ChunkStore.putStream).
+   */
   checkpointBytes?: number;
   /** Bytes per read of the file on the worker path (default DEFAULT_READ_BLOCK_BYTES, 4 MiB). */
   readBlockBytes?: number;
@@ -37,11 +40,8 @@ export interface IngestResult {
 export const DEFAULT_INGEST = {
   /**
    * One read block's worth. A block goes back to the pool only once the batches holding its chunks are
-   * written, so the batch size sets how many blocks an ingest has out: 26 blocks (104 MiB) at 32 MiB,
-   * about 9 at 4 MiB. Fresh blocks are page-faulted in (dear on this VM): a 1 GiB ingest in a new
-   * process took 42-50k faults and 0.84-1.30 s of kernel time at 32 MiB, 22k and 0.54-0.58 s at 4 MiB
-   * (1.46-1.74 s against 1.24-1.28 s, three runs each). The pack writes are not slower: writeback and
-   * the fdatasync checkpoints are set by bytes, not by batches.
+   * written, so the batch size sets how many blocks an ingest has out (about 9 at 4 MiB, 26 at 32 MiB),
+   * and fresh blocks cost page faults; the pack writes do not care (writeback and checkpoints go by bytes).
    */
   batchBytes: 4 * 1024 * 1024,
   /** Batches queued for the store's stream before this thread waits for the pack writes. */
@@ -51,11 +51,9 @@ export const DEFAULT_INGEST = {
   /** Smaller files hash in-thread: the worker round trip would cost more than it saves. */
   workerMinBytes: 8 * 1024 * 1024,
   /**
-   * Bytes between two durable checkpoints of the store's stream: the most a crash makes re-done
-   * (about a second of ingest here). While a checkpoint waits for its last fdatasync and commits,
-   * nothing is written, so the chunk worker stops for want of free read blocks: 40-75 ms each in a
-   * 1 GiB ingest (four per GiB at the store's 256 MiB default; measured with the worker's idle time).
-   * At 1 GiB a 1 GiB file has only the closing one, as cp + sync has its sync.
+   * Bytes between two durable checkpoints of the store's stream: the most a crash makes re-done. While
+   * a checkpoint waits for its fdatasync and commit the chunk worker stalls for want of free read
+   * blocks, so they are rare: a 1 GiB file has only the closing one, as cp + sync has its sync.
    */
   checkpointBytes: 1024 * 1024 * 1024,
 } as const;
@@ -91,7 +89,7 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
 }
 
 /**
- * The ingest pipeline (issue 2; figures in bench/ingest.ts and bench/README.md). For a large file the
+ * The ingest pipeline (figures in bench/README.md, `ingest`). For a large file the
  * work is spread over three kinds of threads:
  *   - libuv: the next 4 MiB read of the file into a recycled block (read-blocks.ts: fresh memory is
  *     dear on this VM), and the pack writes and fdatasyncs;
@@ -102,13 +100,7 @@ export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: In
  *     appended as batches come, writeback started every 32 MiB without waiting, one fdatasync and one
  *     index commit per checkpoint (`DEFAULT_INGEST.checkpointBytes`; the rows go in while that
  *     fdatasync runs).
- * A 1 GiB ingest is about 1.3 s of CPU on 2 cores: the worker ~0.7 s (scan 0.3, BLAKE3 0.25, copies),
- * this thread 0.2 s, the reads and writes 0.3 s of system time into memory just freed (1.2 s into
- * memory the VM handed back to its host), the garbage collector 0.1 s. The worker is the critical path
- * and is busy but for a few ms. Measured on the way here: one thread doing everything ran at 0.38 x
- * cp+sync; a waited fdatasync and commit per 32 MiB batch cost 4 s per GiB; the gear scan ran at
- * 1.3 GB/s in TypeScript against 2.8-3.1 in WebAssembly; the c4312 addon's object per hash cost 0.3 s
- * per GiB; each 256 MiB checkpoint stopped the worker for 40-75 ms.
+ * The chunk worker is the critical path (where the CPU goes: bench/README.md, `ingest`).
  * Every guarantee of `putMany` holds: a chunk's index row is committed only after its bytes are
  * fdatasynced, a failed write fails the ingest, nothing is half-visible. Each chunk is hashed once, as
  * it is cut; the store trusts those ids (`hashedChunk`, `workerHashedChunk`).

@@ -4,7 +4,7 @@ import { silentLogger, type Logger } from '../log.js';
 
 export interface ChunkStoreOptions {
   logger: Logger;
-  /** Re-hash every chunk that `get()` returns unless the call says otherwise (STYLE.md §5). */
+  /** Re-hash every chunk that `get()` returns unless the call says otherwise (docs/contributing.md). */
   verifyOnRead: boolean;
   /** A pack is closed to new batches once it reaches this size (a single batch may overshoot it). */
   maxPackBytes: number;

@@ -27,3 +27,22 @@ export function metadataFileName(role: string, version: number): string {
 export function tufDate(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/**
+ * A role name as it appears in a URL or a file name: percent-encoded like Python's
+ * `urllib.parse.quote(name, '')` (only letters, digits and `_.-~` stay), so `?`, `#` and `/` cannot
+ * change what is requested or where it is stored.
+ */
+export function quoteRoleName(role: string): string {
+  return encodeURIComponent(role).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * The file name to request a role's metadata under: root is always `{N}.root.json`, timestamp always
+ * `timestamp.json`; the others are version-prefixed only when the root sets `consistent_snapshot`.
+ */
+export function roleFileName(role: string, version: number, consistentSnapshot: boolean): string {
+  if (role === 'timestamp') return 'timestamp.json';
+  const quoted = quoteRoleName(role);
+  return role === 'root' || consistentSnapshot ? `${version}.${quoted}.json` : `${quoted}.json`;
+}

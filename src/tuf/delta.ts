@@ -1,3 +1,4 @@
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 import { metadataFileName, ROLE_NAME } from './context.js';
 
@@ -10,9 +11,9 @@ import { metadataFileName, ROLE_NAME } from './context.js';
 function snapshotInfo(bytes: Uint8Array, what: string): { version: number; meta: Map<string, number> } {
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    doc = parseStrictJson(bytes, { what, maxBytes: bytes.length });
   } catch (e) {
-    throw new DepotsyncError('bad-metadata', `${what}: not JSON`, { cause: e });
+    throw new DepotsyncError('bad-metadata', `${what}: not strict JSON (${(e as Error).message})`, { cause: e });
   }
   const signed = (doc as { signed?: { version?: unknown; meta?: unknown } })?.signed;
   if (!signed || typeof signed.version !== 'number' || typeof signed.meta !== 'object' || signed.meta === null) {

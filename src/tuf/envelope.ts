@@ -1,10 +1,11 @@
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
+import { parseStrictJson } from '../content/strict-json.js';
 import { Metadata, type MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { signaturesFromJSON, signedFromJSON } from './codec.js';
 import { metaError, type MetaContext } from './context.js';
 
 /**
- * Decode at the border, in two steps (STYLE.md "check signatures before reading fields"):
+ * Decode at the border, in two steps (docs/contributing.md, "verify before reading"):
  * 1. `parseEnvelope` caps the size BEFORE parsing, parses JSON and reads only the envelope
  *    (`signed` object, `signatures` list) and `signed._type`;
  * 2. after the signatures were verified over `signedBytes`, `decodeSigned` turns `signed` into the
@@ -27,8 +28,6 @@ export interface Envelope {
   readonly bytes: Uint8Array;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -42,9 +41,10 @@ export function parseEnvelope(bytes: Uint8Array, ctx: MetaContext, opts: { maxBy
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(utf8.decode(bytes));
+    // Strict: a duplicate key would let the signature cover one value and the client use another.
+    doc = parseStrictJson(bytes, { what: 'metadata', maxBytes: opts.maxBytes });
   } catch (e) {
-    throw metaError('bad-metadata', ctx, 'not valid UTF-8 JSON', { cause: e });
+    throw metaError('bad-metadata', ctx, `not strict UTF-8 JSON (${(e as Error).message})`, { cause: e });
   }
   if (!isPlainObject(doc)) throw metaError('bad-metadata', ctx, 'expected a JSON object');
   const { signed, signatures } = doc;
@@ -61,13 +61,13 @@ export function parseEnvelope(bytes: Uint8Array, ctx: MetaContext, opts: { maxBy
   if (signed._type !== opts.type) {
     throw metaError('bad-metadata', ctx, `signed._type is ${JSON.stringify(signed._type)}, expected ${JSON.stringify(opts.type)}`);
   }
-  let canonical: string;
+  let canonical: Buffer;
   try {
     canonical = canonicalize(signed);
   } catch (e) {
     throw metaError('bad-metadata', ctx, 'signed part cannot be canonicalised (floats or unsupported values)', { cause: e });
   }
-  return { ctx, type: opts.type, signed, signatures: sigs, signedBytes: Buffer.from(canonical, 'utf8'), bytes };
+  return { ctx, type: opts.type, signed, signatures: sigs, signedBytes: canonical, bytes };
 }
 
 type Kinds = { root: Root; timestamp: Timestamp; snapshot: Snapshot; targets: Targets };

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { Key } from '@tufjs/models';
 import { DepotsyncError, fromSystemError } from '../errors.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';

@@ -1,4 +1,4 @@
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { Signature, type Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { metadataToJSON, signedToJSON } from './codec.js';
 import type { Signer } from './keys.js';
@@ -7,7 +7,7 @@ export type AnyMetadata = Metadata<Root> | Metadata<Timestamp> | Metadata<Snapsh
 
 /** The bytes a TUF signature is over: the canonical JSON (OLPC) of the `signed` object. */
 export function canonicalSignedBytes(md: AnyMetadata): Buffer {
-  return Buffer.from(canonicalize(signedToJSON(md.signed)), 'utf8');
+  return canonicalize(signedToJSON(md.signed));
 }
 
 /** Add one signature per signer (replacing an older signature by the same key). */
@@ -18,7 +18,10 @@ export function signMetadata(md: AnyMetadata, signers: readonly Signer[]): void 
   }
 }
 
-/** The file bytes: compact JSON of the whole Metadata, as `md.toJSON()` gives (what mirrors serve byte for byte). */
+/**
+ * The file bytes: compact JSON of the whole Metadata, as `md.toJSON()` gives
+ * (what mirrors serve byte for byte).
+ */
 export function serializeMetadata(md: AnyMetadata): Uint8Array {
   return Buffer.from(JSON.stringify(metadataToJSON(md as never)), 'utf8');
 }

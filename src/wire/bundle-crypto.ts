@@ -3,7 +3,7 @@ import { DepotsyncError } from '../errors.js';
 import { Fields } from './decode.js';
 
 /**
- * Encrypted ("sealed") offline bundles (issue 7 item 6; format version 2 of src/wire/bundle.ts).
+ * Encrypted ("sealed") offline bundles (format version 2 of src/wire/bundle.ts).
  *
  * The preamble and the signed header stay plaintext, so a depot can say at once which depot and which
  * certificate a bundle is for. The header's `encryption` names the certificate serial and carries the

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import type { MetadataKind } from '@tufjs/models';
 import { DepotsyncError } from '../errors.js';
 import { parseEnvelope, type Envelope } from '../tuf/envelope.js';
@@ -8,7 +8,7 @@ import { decodeEncryption, headerAad, sealedLength, type BundleEncryption } from
 import { Fields } from './decode.js';
 
 /**
- * The offline bundle file (DESIGN.md §4.3; issue 7). Laid out so an importer streams it front to back:
+ * The offline bundle file (docs/wire-formats.md). Laid out so an importer streams it front to back:
  *
  *   preamble  16 bytes: magic "DSBUNDLE", u32 BE format version, u32 BE header length H
  *   header    H bytes of JSON {signed, signatures}: `signed` is the table of contents, the generations
@@ -48,7 +48,10 @@ export const BUNDLE_LIMITS = {
 } as const;
 
 export type BundlePurpose = 'update' | 'enrollment';
-/** `validity-window`: the window as a small document signed on its own (src/wire/validity-window.ts), for agents. */
+/**
+ * `validity-window`: the window as a small document signed on its own
+ * (src/wire/validity-window.ts), for agents.
+ */
 /** `chunk-deltas`: chunks as deltas against chunks of the depot's generation A (src/wire/chunk-delta.ts). */
 export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunk-deltas' | 'chunks' | 'certificate' | 'ca-certificate';
 const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunk-deltas', 'chunks', 'certificate', 'ca-certificate'];
@@ -155,7 +158,7 @@ export function decodePreamble(b: Uint8Array, what: string): number {
 
 /** Canonical bytes the signatures are over. */
 export function signedBytes(signed: BundleSigned): Buffer {
-  return Buffer.from(canonicalize(signed as never), 'utf8');
+  return canonicalize(signed);
 }
 
 export function encodeHeader(signed: BundleSigned, signers: readonly Signer[]): Buffer {

@@ -1,8 +1,9 @@
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 import type { SizedBufferPool } from '../store/buffer-pool.js';
 
 /**
- * The `POST /v1/chunks/batch` wire format (DESIGN.md §7).
+ * The `POST /v1/chunks/batch` wire format (docs/wire-formats.md).
  *
  * Request: JSON `{"ids":["<blake3 hex>", …]}`.
  * Response (`application/vnd.depotsync.chunks`): for each requested id, in request order, a record
@@ -16,6 +17,36 @@ export const BATCH_CONTENT_TYPE = 'application/vnd.depotsync.chunks';
 export const MISSING = 0xffffffff;
 const HEADER = 36;
 
+const CHUNK_ID = /^[0-9a-f]{64}$/;
+
+/**
+ * Decode a request at the border: strict JSON of at most `maxBytes`, an object with only `ids`, at most
+ * `maxIds` chunk ids; every bad id is named (the first five).
+ */
+export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: number): string[] {
+  const what = 'chunk batch request';
+  const parsed = parseStrictJson(body, { what, maxBytes });
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new DepotsyncError('bad-input', `${what}: expected {"ids":[…]}`);
+  }
+  const extra = Object.keys(parsed).filter((k) => k !== 'ids');
+  if (extra.length) throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0]?.slice(0, 40))}`);
+  const ids = (parsed as { ids?: unknown }).ids;
+  if (!Array.isArray(ids)) throw new DepotsyncError('bad-input', `${what}: ids: expected a list of chunk ids`);
+  if (ids.length > maxIds) throw new DepotsyncError('too-large', `${what}: ids: ${ids.length} ids, limit ${maxIds}`);
+  const problems: string[] = [];
+  ids.forEach((id: unknown, i) => {
+    if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
+      problems.push(`ids[${i}] is not a chunk id (64 lower-case hex digits)`);
+    }
+  });
+  if (problems.length) {
+    const more = problems.length > 5 ? ` (and ${problems.length - 5} more)` : '';
+    throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${more}`);
+  }
+  return ids as string[];
+}
+
 export function encodeRecordHeader(idHex: string, length: number | undefined): Buffer {
   const h = Buffer.alloc(HEADER);
   h.write(idHex, 0, 32, 'hex');
@@ -27,7 +58,9 @@ export interface BatchRecord {
   id: string;
   /** undefined when the sender does not have the chunk. */
   data: Buffer | undefined;
-  /** The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with. */
+  /**
+   * The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with.
+   */
   block?: ArrayBuffer;
 }
 

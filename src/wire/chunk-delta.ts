@@ -1,3 +1,5 @@
+import { MAX_DELTA_BASES } from '../content/delta-pairs.js';
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 
 /**
@@ -29,7 +31,7 @@ export const CHUNK_DELTA_LIMITS = {
   /** Pairs in one request. */
   maxPairs: 1024,
   /** Base chunks of one pair. */
-  maxBases: 4,
+  maxBases: MAX_DELTA_BASES,
   /** Request body: `{"bases":["…", ×4],"offset":4294967295,"target":"…"},` is 376 bytes per pair. */
   maxRequestBytes: 1024 * 380 + 64,
   /** Common prefix + suffix below which the sender answers with the whole chunk. */
@@ -81,12 +83,7 @@ export function encodeDeltaRequest(pairs: readonly DeltaPair[]): Buffer {
  */
 export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.maxPairs): DeltaPair[] {
   const what = 'chunk delta request';
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: body is not JSON`);
-  }
+  const parsed = parseStrictJson(body, { what, maxBytes: CHUNK_DELTA_LIMITS.maxRequestBytes });
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
   }

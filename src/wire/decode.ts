@@ -1,7 +1,18 @@
+import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 
 /**
- * Tiny decode-at-the-border helpers (STYLE.md §1): collect every bad field, then fail once with a
+ * The one way untrusted JSON bytes (request and response bodies, event data, files from another
+ * machine) become a typed value: the size cap before a byte is read ('too-large'), the strict parser
+ * (bad UTF-8, duplicate keys, fractions, deep nesting: 'bad-json' with the byte position), then the
+ * typed decoder, whose 'bad-input' error names every bad field. `what` names the document in errors.
+ */
+export function decodeJson<T>(bytes: Uint8Array, o: { what: string; maxBytes: number }, decode: (value: unknown) => T): T {
+  return decode(parseStrictJson(bytes, { what: o.what, maxBytes: o.maxBytes }));
+}
+
+/**
+ * Tiny decode-at-the-border helpers (docs/contributing.md): collect every bad field, then fail once with a
  * message naming each of them.
  */
 export class Fields {

@@ -1,12 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { DepotsyncError } from '../errors.js';
 import { MACHINE_NAME } from '../pki/names.js';
 import { Fields } from './decode.js';
 
 /**
- * The signed depot directory (issue 5): each depot's name, URL and site, as the master operator sets
+ * The signed depot directory: each depot's name, URL and site, as the master operator sets
  * them. It travels as the target `depots.json` of the top-level targets role: its document is the
  * target's `custom.depotDirectory`, and the target's length and SHA-256 are those of the document's
  * canonical bytes. targets.json is signed by the targets key, pinned by version (and hash) in the
@@ -101,7 +101,7 @@ export function decodeDirectory(value: unknown, what: string): DepotDirectory {
 
 /** The canonical bytes of a directory: what the target's length and SHA-256 describe. */
 export function encodeDirectory(d: DepotDirectory): Buffer {
-  return Buffer.from(canonicalize(d as unknown as Parameters<typeof canonicalize>[0]));
+  return canonicalize(d);
 }
 
 /** The directory with `entry` added or replaced (sorted by name), version + 1. */

@@ -1,7 +1,7 @@
-import { Fields } from './decode.js';
+import { decodeJson, Fields } from './decode.js';
 
 /**
- * Enrollment over HTTPS (DESIGN.md §2, §7). Public and rate-limited.
+ * Enrollment over HTTPS (docs/architecture.md, docs/http.md). Public and rate-limited.
  *
  * `POST /v1/enroll` with JSON `EnrollRequest` →
  *   200 `EnrollReply` with state 'approved' (certificate issued at once: valid one-time token), or
@@ -67,4 +67,14 @@ export function decodeEnrollReply(value: unknown): EnrollReply {
   if (caCertificate !== undefined) reply.caCertificate = caCertificate;
   if (message !== undefined) reply.message = message;
   return reply;
+}
+
+/** A `POST /v1/enroll` body: strict JSON of at most MAX_ENROLL_BODY_BYTES. */
+export function parseEnrollRequest(body: Uint8Array, what = 'enrollment request'): EnrollRequest {
+  return decodeJson(body, { what, maxBytes: MAX_ENROLL_BODY_BYTES }, decodeEnrollRequest);
+}
+
+/** The master's answer to an enrollment (`what` names the request in errors). */
+export function parseEnrollReply(body: Uint8Array, what: string): EnrollReply {
+  return decodeJson(body, { what, maxBytes: MAX_ENROLL_BODY_BYTES }, decodeEnrollReply);
 }

@@ -1,8 +1,9 @@
 import { DepotsyncError } from '../errors.js';
 import { MACHINE_NAME } from '../pki/names.js';
+import { parseStrictJson } from '../content/strict-json.js';
 
 /**
- * The "distribute now" event stream (`GET /v1/events`, issue 4 item 4): server-sent events over mutual
+ * The "distribute now" event stream (`GET /v1/events`): server-sent events over mutual
  * TLS from the master or a parent depot. The wire format is text/event-stream (WHATWG HTML §9.2):
  *
  *   event: generation            the generation the server serves (on connect, then on every change)
@@ -11,17 +12,26 @@ import { MACHINE_NAME } from '../pki/names.js';
  *   event: sync-now              an operator asked for a sync (`master notify`); depot null = every depot
  *   data: {"seq":3,"depot":"depot-a"}
  *
+ *   event: revocations           the version of the signed revocation list served (on connect, on change)
+ *   data: {"version":7}
+ *
  *   : heartbeat                  a comment every ~20 s, so both ends notice a dead connection
  *
  * An event is a hint, never trusted beyond "go check": the sync it starts verifies everything itself.
  */
 export const EVENTS_CONTENT_TYPE = 'text/event-stream';
 
-export type StreamEvent = { kind: 'generation'; generation: number } | { kind: 'sync-now'; seq: number; depot: string | null };
+export type StreamEvent =
+  | { kind: 'generation'; generation: number }
+  | { kind: 'sync-now'; seq: number; depot: string | null }
+  | { kind: 'revocations'; version: number };
 
 /** One event as it goes on the wire. */
 export function encodeEvent(e: StreamEvent): string {
-  const data = e.kind === 'generation' ? { generation: e.generation } : { seq: e.seq, depot: e.depot };
+  const data =
+    e.kind === 'generation' ? { generation: e.generation }
+    : e.kind === 'revocations' ? { version: e.version }
+    : { seq: e.seq, depot: e.depot };
   return `event: ${e.kind}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
@@ -43,7 +53,7 @@ export const SSE_DECODER_DEFAULTS = {
 };
 
 /**
- * Incremental text/event-stream parser with caps counted while reading (STYLE.md §3): a line or an
+ * Incremental text/event-stream parser with caps counted while reading (docs/contributing.md): a line or an
  * event above its cap fails with 'too-large' instead of growing a buffer without end. Comments,
  * `id:` and `retry:` fields are read and dropped.
  */
@@ -118,13 +128,12 @@ export class SseDecoder {
  * malformed.
  */
 export function decodeEvent(raw: RawEvent, what = 'event stream'): StreamEvent | undefined {
-  if (raw.event !== 'generation' && raw.event !== 'sync-now') return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(raw.data);
-  } catch {
-    throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not JSON`);
-  }
+  if (raw.event !== 'generation' && raw.event !== 'sync-now' && raw.event !== 'revocations') return undefined;
+  const v = parseStrictJson(Buffer.from(raw.data, 'utf8'), {
+    what: `${what}: ${raw.event} event data`,
+    maxBytes: SSE_DECODER_DEFAULTS.maxEventBytes,
+    maxDepth: 4,
+  });
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not an object`);
   const o = v as Record<string, unknown>;
   const count = (name: string): number => {
@@ -135,6 +144,7 @@ export function decodeEvent(raw: RawEvent, what = 'event stream'): StreamEvent |
     return n;
   };
   if (raw.event === 'generation') return { kind: 'generation', generation: count('generation') };
+  if (raw.event === 'revocations') return { kind: 'revocations', version: count('version') };
   const depot = o.depot ?? null;
   if (depot !== null && (typeof depot !== 'string' || !MACHINE_NAME.test(depot))) {
     throw new DepotsyncError('bad-input', `${what}: sync-now event: depot must be a machine name or null, got ${JSON.stringify(depot)}`);

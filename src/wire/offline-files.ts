@@ -1,11 +1,12 @@
-import { canonicalize } from '@tufjs/canonical-json';
-import { DepotsyncError } from '../errors.js';
+import { canonicalize } from '../content/canonical-json.js';
+import { parseStrictJson } from '../content/strict-json.js';
+import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import { Fields } from './decode.js';
 import { MACHINE_NAME_PATTERN } from './enroll.js';
 import { decodeStatusReport, MAX_STATUS_BODY_BYTES, type StatusReport } from './status.js';
 
 /**
- * The small files that cross an air gap besides bundles (DESIGN.md §4.3): an air-gapped depot's
+ * The small files that cross an air gap besides bundles (docs/architecture.md): an air-gapped depot's
  * enrollment request (depot → master; the reply is a bundle of purpose 'enrollment') and its signed
  * status report (depot → master, in D/outbox/).
  */
@@ -29,12 +30,11 @@ export interface EnrollRequestFile {
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 function parseCapped(bytes: Uint8Array, max: number, what: string): unknown {
-  // Endless data: refuse by size before parsing.
-  if (bytes.length > max) throw new DepotsyncError('too-large', `${what}: ${bytes.length} bytes exceeds the limit of ${max}`);
   try {
-    return JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    throw new DepotsyncError('bad-json', `${what}: not valid JSON`, { hint: 'the file is damaged or not a depotsync file' });
+    return parseStrictJson(bytes, { what, maxBytes: max });
+  } catch (e) {
+    if (!isDepotsyncError(e, 'bad-json')) throw e;
+    throw new DepotsyncError('bad-json', e.message, { hint: 'the file is damaged or not a depotsync file' });
   }
 }
 
@@ -76,10 +76,15 @@ export interface DecodedStatusFile {
 }
 
 export function statusSignedBytes(signed: StatusFileSigned): Buffer {
-  return Buffer.from(canonicalize(signed as never), 'utf8');
+  return canonicalize(signed);
 }
 
 export function encodeStatusFile(signed: StatusFileSigned, sign: (data: Buffer) => Buffer): Buffer {
+  // Canonical JSON has no form for control characters: an error message's line breaks become spaces.
+  const { lastError } = signed.report;
+  if (lastError !== undefined) {
+    signed = { ...signed, report: { ...signed.report, lastError: lastError.replace(/[\u0000-\u001f]/g, ' ') } };
+  }
   return Buffer.from(`${JSON.stringify({ signed, signature: sign(statusSignedBytes(signed)).toString('base64') })}\n`);
 }
 
@@ -102,7 +107,7 @@ export function decodeStatusFile(bytes: Uint8Array, what = 'status file'): Decod
   const signed: StatusFileSigned = { ...head, report: decodeStatusReport(rawReport) };
   let signedBytes: Buffer;
   try {
-    signedBytes = Buffer.from(canonicalize(signedRaw as never), 'utf8');
+    signedBytes = canonicalize(signedRaw);
   } catch {
     throw new DepotsyncError('bad-input', `${what}: the signed part cannot be canonicalised`);
   }

@@ -1,8 +1,8 @@
 import { DepotsyncError } from '../errors.js';
-import { Fields } from './decode.js';
+import { decodeJson, Fields } from './decode.js';
 
 /**
- * Certificate renewal over mutual TLS (DESIGN.md §2, §7; issue 8 item 6). Both routes speak for the
+ * Certificate renewal over mutual TLS (docs/http.md). Both routes speak for the
  * machine its CURRENT client certificate names; nothing in a body can name another machine.
  *
  * `GET /v1/renew`  → 200 `RenewState`: the certificate the master has on record for this machine and
@@ -38,6 +38,11 @@ export function decodeRenewRequest(value: unknown): RenewRequest {
   const req: RenewRequest = { csr: f.string('csr', { max: 16 * 1024 }) };
   f.done();
   return req;
+}
+
+/** A `POST /v1/renew` body: strict JSON of at most MAX_RENEW_BODY_BYTES. */
+export function parseRenewRequest(body: Uint8Array, what = 'renewal request'): RenewRequest {
+  return decodeJson(body, { what, maxBytes: MAX_RENEW_BODY_BYTES }, decodeRenewRequest);
 }
 
 export function decodeRenewState(value: unknown): RenewState {

@@ -1,8 +1,8 @@
 import { MACHINE_NAME } from '../pki/names.js';
-import { Fields } from './decode.js';
+import { decodeJson, Fields } from './decode.js';
 
 /**
- * A depot's report about itself (`POST /v1/status`, mutual TLS; DESIGN.md §4.5). The master records it
+ * A depot's report about itself (`POST /v1/status`, mutual TLS; docs/architecture.md). The master records it
  * for the machine its client certificate names, never for a name inside the body.
  */
 export interface StatusReport {
@@ -29,6 +29,8 @@ export interface StatusReport {
    * certificate names it. Absent when the depot does not know (offline, or never reached its upstream).
    */
   upstream?: string;
+  /** Random id of the depot's sequence counter, made with it: a new id says the counter started again. */
+  boot?: string;
 }
 
 /** The `upstream` of a depot that syncs from the master itself. */
@@ -56,10 +58,22 @@ export function decodeStatusReport(value: unknown): StatusReport {
   const validUntil = f.optionalString('validUntil', { pattern: ISO });
   // A machine name (the same rule as certificates) or 'master': nothing else reaches the database or a page.
   const upstream = f.optionalString('upstream', { max: 64, pattern: MACHINE_NAME });
+  const boot = f.optionalString('boot', { pattern: /^[0-9a-f]{32}$/ });
   f.done();
   if (lastSuccess !== undefined) r.lastSuccess = lastSuccess;
   if (lastError !== undefined) r.lastError = lastError;
   if (validUntil !== undefined) r.validUntil = validUntil;
   if (upstream !== undefined) r.upstream = upstream;
+  if (boot !== undefined) r.boot = boot;
   return r;
+}
+
+/** A `POST /v1/status` body: strict JSON of at most MAX_STATUS_BODY_BYTES; `raw` is kept for the record. */
+export function parseStatusReport(body: Uint8Array, what = 'status report'): { report: StatusReport; raw: unknown } {
+  let raw: unknown;
+  const report = decodeJson(body, { what, maxBytes: MAX_STATUS_BODY_BYTES }, (v) => {
+    raw = v;
+    return decodeStatusReport(v);
+  });
+  return { report, raw };
 }

@@ -1,5 +1,5 @@
 import type { MetadataKind, Root } from '@tufjs/models';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../content/canonical-json.js';
 import { DepotsyncError } from '../errors.js';
 import { topRoleKeys } from '../tuf/client/checks.js';
 import { parseEnvelope } from '../tuf/envelope.js';
@@ -9,7 +9,7 @@ import { Fields } from './decode.js';
 import { MACHINE_NAME_PATTERN } from './enroll.js';
 
 /**
- * The validity window of an offline bundle (issue 7 item 3), as a small document of its own: the master
+ * The validity window of an offline bundle, as a small document of its own: the master
  * signs it with its TUF timestamp key(s), the bundle carries it as the section `validity-window.json`,
  * the importing depot keeps it, and serves it to its agents at `GET /v1/validity-window` (mutual TLS).
  * It says: "generation G with timestamp version T, as exported at issuedAt, may be used by depot NAME and
@@ -39,7 +39,7 @@ export interface ValidityWindow {
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 export function encodeValidityWindow(w: ValidityWindow, signers: readonly Signer[]): Buffer {
-  const data = Buffer.from(canonicalize(w as never), 'utf8');
+  const data = canonicalize(w);
   const signatures = signers.map((s) => ({ keyid: s.keyid, sig: s.sign(data).toString('hex') }));
   return Buffer.from(JSON.stringify({ signed: w, signatures }), 'utf8');
 }

@@ -8,6 +8,8 @@ import { decodeDepotConfig, newDepotConfig } from '../../depot/config.js';
 import { DepotDb } from '../../depot/db/depot-db.js';
 import { SyncLock } from '../../depot/db/sync-lock.js';
 import { DbTrustedStore } from '../../depot/db/trusted-store.js';
+import { buildStatusReport } from '../../depot/sync/status-report.js';
+import { decodeStatusReport } from '../../src/wire/status.js';
 
 describe('depot database', () => {
   const dirs: string[] = [];
@@ -18,6 +20,36 @@ describe('depot database', () => {
   };
   afterEach(() => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('gives its status counter a boot id, made with it and kept with it; reports carry it', () => {
+    const a = open();
+    expect(a.statusBoot()).toBeUndefined();
+    expect(a.nextSequence()).toBe(1);
+    const boot = a.statusBoot();
+    expect(boot).toMatch(/^[0-9a-f]{32}$/);
+    expect(a.nextSequence()).toBe(2);
+    expect(a.statusBoot()).toBe(boot);
+    const report = buildStatusReport(a, { chunksFetched: 0, bytesFetched: 0, freeDiskBytes: 0, now: new Date() });
+    expect(decodeStatusReport(JSON.parse(JSON.stringify(report)))).toMatchObject({ sequence: 3, boot });
+    // Another database (rebuilt depot): another counter, another id.
+    const b = open();
+    b.nextSequence();
+    expect(b.statusBoot()).not.toBe(boot);
+    expect(() => decodeStatusReport({ ...report, boot: 'not hex' })).toThrow(/boot/);
+    a.close();
+    b.close();
+  });
+
+  it('never replaces a kept revocation list with an older one (a sync and an event-driven refresh may race)', () => {
+    const db = open();
+    db.saveRevocations(3, Buffer.from('v3'), new Date());
+    db.saveRevocations(2, Buffer.from('v2'), new Date());
+    expect(db.revocations()?.bytes.toString()).toBe('v3');
+    expect(db.revocationsVersion()).toBe(3);
+    db.saveRevocations(4, Buffer.from('v4'), new Date());
+    expect(db.revocationsVersion()).toBe(4);
+    db.close();
   });
 
   it('sets synchronous=FULL and WAL on open, and migrates to the current schema', () => {

@@ -14,7 +14,7 @@ import { tlsServerOptions } from '../../src/net/tls.js';
 import { createCa, issueMachineCertificate, issueServerCertificate, loadCa, type Ca } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { createRevocationList } from '../../src/pki/revocations.js';
+import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
 import { mutualTls } from '../../src/serve/mtls.js';
@@ -26,6 +26,7 @@ import { TufRepository, type MetadataFile } from '../../src/tuf/repository.js';
 import { rootFingerprint } from '../../src/tuf/client.js';
 import { encodeRecordHeader, BATCH_CONTENT_TYPE } from '../../src/wire/chunk-batch.js';
 import { decodeStatusReport, type StatusReport } from '../../src/wire/status.js';
+import { rootCaFields } from '../../src/tuf/root-ca.js';
 import { decodeEnrollRequest, type EnrollRequest } from '../../src/wire/enroll.js';
 import { newDepotConfig, type DepotConfig, type DepotConfigInput } from '../../depot/config.js';
 import { depotLayout } from '../../depot/layout.js';
@@ -127,13 +128,14 @@ export function testCa(): Ca {
   return sharedCa;
 }
 
-export async function startUpstream(opts: { clock?: Clock; ca?: Ca } = {}): Promise<Upstream> {
+export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?: Record<string, string> } = {}): Promise<Upstream> {
   const clock = opts.clock ?? new Clock();
   const ca = opts.ca ?? testCa();
   const dir = mkdtempSync(join(tmpdir(), 'depot-upstream-'));
   const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
   const created = TufRepository.create({
-    root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer] },
+    // The root names the CA, as a real master's does: enrollment talks TLS only to a server of it.
+    root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer], fields: opts.rootFields ?? rootCaFields(ca.certPem) },
     online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
     options: { now: clock.now, binCount: 16 },
   });

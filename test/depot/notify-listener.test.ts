@@ -250,4 +250,41 @@ describe('depot notify listener: what an event starts', () => {
       { seq: 2, depot: null },
     ]);
   });
+
+  it('fetches a newer revocation list at once (ignoring the sync gap and window), never an older or equal one', async () => {
+    const up = await fakeUpstream([(res) => sse(res, gen(5), encodeEvent({ kind: 'revocations', version: 2 }))]);
+    cleanups.push(up.close);
+    let kept = 2;
+    const refreshed: number[] = [];
+    let release: () => void = () => undefined;
+    const { l, calls } = listener(up.url, {
+      config: { reconnectBaseMs: 10, reconnectMaxMs: 40, minGapMs: 3_600_000 },
+      mayStart: () => false,
+      revocationsVersion: () => kept,
+      refreshRevocations: () =>
+        new Promise<void>((resolve) => {
+          refreshed.push(kept);
+          release = () => {
+            kept = 4;
+            resolve();
+          };
+        }),
+    });
+    l.start();
+    await until('connected', () => l.connected && l.announced === 5);
+    expect(l.revocationRefreshes).toBe(0); // the version it already enforces
+    sse(up.open[0]!, encodeEvent({ kind: 'revocations', version: 3 }));
+    await until('a refresh', () => l.revocationRefreshes === 1);
+    // Another announcement while the fetch runs: one more fetch afterwards only if still newer.
+    sse(up.open[0]!, encodeEvent({ kind: 'revocations', version: 4 }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(l.revocationRefreshes).toBe(1);
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(l.revocationRefreshes).toBe(1); // the fetch brought version 4: nothing more to do
+    sse(up.open[0]!, encodeEvent({ kind: 'revocations', version: 1 })); // older: ignored
+    await new Promise((r) => setTimeout(r, 50));
+    expect(l.revocationRefreshes).toBe(1);
+    expect(calls).toEqual([]); // revocations never start a catalog sync
+  });
 });

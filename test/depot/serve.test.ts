@@ -8,7 +8,7 @@ import { HttpError } from '../../src/net/http-error.js';
 import { openDepot, type Depot } from '../../depot/depot.js';
 import { createDepotApp } from '../../depot/serve/app.js';
 import { startDepotServer, type DepotServer } from '../../depot/serve/server.js';
-import { collectGarbage } from '../../depot/sync/gc.js';
+import { pruneUnreferenced } from '../../depot/sync/prune.js';
 import { scrub } from '../../depot/sync/scrub.js';
 import { agentCredentials, randomBytesSeeded, startUpstream, writeDepotDir, type Published, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
@@ -128,7 +128,7 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     const live = new Set([...parent.db.liveTargets(['served'])].flatMap((t) => uniqueChunkIds(decodeManifest(t.bytes))));
     const only1 = pkg.chunkIds.filter((id) => !live.has(id));
     expect(only1.length).toBeGreaterThan(0);
-    const r = await parent.engine.exclusive('gc', () => collectGarbage(parent, { graceMs: 0 }));
+    const r = await parent.engine.exclusive('gc', () => pruneUnreferenced(parent, { graceMs: 0 }));
     expect(r.removed).toBe(only1.length);
     expect(r.targetsPruned).toBe(1);
     await expectServedComplete(parent);

@@ -1,12 +1,12 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 
 /**
- * Issue 8 item 7 with real processes: an online backup while the master serves, a restore refused
+ * With real processes: an online backup while the master serves, a restore refused
  * while it serves, then restore, serve again, publish, and a depot enrolled before the backup syncs on.
  */
 describe('master database backup and restore (separate processes)', () => {

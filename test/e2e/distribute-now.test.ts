@@ -3,8 +3,8 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { demoBytes, scatterEdits } from '../../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { depotStatus } from '../../depot/status.js';
 
 /** The generation a server's public /healthz reports. */
@@ -46,7 +46,7 @@ function longInterval(depotDir: string): void {
 const newestRun = async (dir: string) => (await depotStatus(dir)).runs[0]?.startedAt ?? '';
 
 /**
- * Issue 4 item 4, end to end with separate processes: a master, depot-a below it and depot-b below
+ * End to end with separate processes: a master, depot-a below it and depot-b below
  * depot-a, both with an interval of one hour. A `master publish` reaches both within seconds through
  * the event streams; `master notify` makes them sync (depot-b through depot-a's relay).
  */

@@ -1,12 +1,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 
 /**
- * Issue 3 through the CLI against a real `master serve` process: enrollment with a token, a fetch
+ * The CLI against a real `master serve` process: enrollment with a token, a fetch
  * straight from the master, then `master block` and `master revoke` from another process take effect
  * on the running server at the next request.
  */

@@ -3,8 +3,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { demoBytes, scatterEdits } from '../../src/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMaster } from '../../master/context.js';
 import { latestStatusAll } from '../../master/db/status.js';
@@ -28,7 +28,7 @@ function newestStatus(depotDir: string): string {
 }
 
 /**
- * Issue 7, end to end with separate processes: a master, an online depot and an air-gapped depot. The
+ * End to end with separate processes: a master, an online depot and an air-gapped depot. The
  * air-gapped depot enrolls by file, imports a full and then a delta bundle through its inbox, serves an
  * agent the right bytes while the master is stopped, and its status file shows in the master's status.
  */
@@ -87,7 +87,7 @@ describe('air-gapped depot (separate processes)', () => {
     runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', agentToken, '--depot', shipUrl]);
 
     // A new version; the master knows (from the status file) that the ship is at generation 2: a delta,
-    // encrypted for the ship's certificate key (issue 7 item 6): the running depot decrypts it in its inbox.
+    // encrypted for the ship's certificate key: the running depot decrypts it in its inbox.
     const v2 = scatterEdits(v1, 20, 4096);
     writeFileSync(join(dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', join(dir, 'v2.bin')]);

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { certificateInfo, normalizeSerial } from '../../src/pki/cert-info.js';
 import { openMaster } from '../../master/context.js';
@@ -54,7 +54,7 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
 }
 
 /**
- * Issue 8 item 6 with real processes: `master renew DEPOT` → the serving depot renews at its next
+ * With real processes: `master renew DEPOT` → the serving depot renews at its next
  * contact (before its next sync), presents the new certificate to agents without a restart and keeps
  * syncing with it; `master renew AGENT` → the agent renews at the start of its next fetch.
  */

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../src/demo/processes.js';
+import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 
 /**
- * Tiers with real processes (issue 8 item 1): depot-b syncs from depot-a. Each depot's status report
+ * Tiers with real processes: depot-b syncs from depot-a. Each depot's status report
  * names its upstream as the upstream's TLS certificate names it, and the master's status shows
  * depot-a at tier 1 and depot-b at tier 2 below depot-a.
  */

@@ -16,7 +16,7 @@ describe('depotsync master CLI', () => {
     const r = runCli(['master', 'init', '--dir', M, '--json']);
     expect(r.status).toBe(0);
     const sha = createHash('sha256').update(readFileSync(join(M, '1.root.json'))).digest('hex');
-    expect(r.json).toEqual({ fingerprint: sha, dir: M });
+    expect(r.json).toEqual({ fingerprint: sha, dir: M, rootKeyFiles: [join(M, "keys", "root.pem")], rootThreshold: 1 });
   });
 
   it('publish --json prints {id,name,version,bytes,chunks,generation}', () => {

@@ -21,7 +21,8 @@ const FORM_MAX_BYTES = 8 * 1024;
 /**
  * Headers on every dashboard answer. The Content Security Policy forbids inline script, inline style,
  * plugins, framing and foreign origins: the page's only script is /dashboard/app.js. Threats: XSS through a
- * value that escaped escaping (it could not run), clickjacking (no framing), leaking the URL to other sites (referrer only to ourselves).
+ * value that escaped escaping (it could not run), clickjacking (no framing), leaking the URL to other
+ * sites (referrer only to ourselves).
  */
 export function securityHeaders(): MiddlewareHandler {
   return async (c, next) => {
@@ -29,7 +30,8 @@ export function securityHeaders(): MiddlewareHandler {
     c.header('content-security-policy', "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     c.header('x-content-type-options', 'nosniff');
     c.header('x-frame-options', 'DENY');
-    // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form posts, defeating the origin check.
+    // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form
+    // posts, defeating the origin check.
     c.header('referrer-policy', 'same-origin');
     if (!c.res.headers.has('cache-control')) c.header('cache-control', 'no-store');
   };

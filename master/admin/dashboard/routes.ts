@@ -19,7 +19,7 @@ import { dashboardPage } from './page.js';
 import { liveSections, type Viewer } from './sections.js';
 
 /**
- * `/dashboard` (issue 8 item 2): server-rendered, live by server-sent events, every action a POST with
+ * `/dashboard`: server-rendered, live by server-sent events, every action a POST with
  * the session's CSRF token. Without a valid session every page redirects to the login form (the
  * event stream answers with a `logout` event instead, so the page follows).
  */
@@ -75,7 +75,8 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
     return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
   };
   app.get('/dashboard', (c) => {
-    // A flash only from a fixed set of verbs about a machine that exists: a crafted link cannot put text here.
+    // A flash only from a fixed set of verbs about a machine that exists: a
+    // crafted link cannot put text here.
     const done = c.req.query('done');
     const machine = c.req.query('machine');
     if ((done === 'approve' || done === 'block') && machine && byName(ctx.db, machine)) {

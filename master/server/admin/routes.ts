@@ -3,28 +3,31 @@ import { validatePackageName, validateVersion } from '../../../src/content/paths
 import { DepotsyncError } from '../../../src/errors.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { readBodyCapped } from '../../../src/serve/http-errors.js';
-import { Fields } from '../../../src/wire/decode.js';
+import { packageDepots } from '../../admin/package-status.js';
+import type { AdminService } from '../../admin/service.js';
+import { endSession, listSessions } from '../../admin/sessions.js';
+import { disableTotp, enableTotp } from '../../admin/totp.js';
+import { MAX_ADMIN_BODY_BYTES, parseTokenRequest, parseUnpublishRequest } from '../../../src/wire/admin.js';
 import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
-import { currentGeneration, liveVersions } from '../../db/catalog.js';
+import { currentGeneration, findVersion, liveVersions } from '../../db/catalog.js';
 import { listMachines, MACHINE_ROLES, MACHINE_STATES, type Machine, type MachineRole, type MachineState } from '../../db/machines.js';
+import { getOperator } from '../../db/operators.js';
 import { createEnrollmentToken } from '../../db/tokens.js';
 import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../machines/actions.js';
 import { publish } from '../../publish/publish.js';
 import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
-import { parseJson } from '../enroll.js';
 import { operatorAuth, requireRole } from './auth.js';
 import { spoolUpload } from './upload.js';
-
-const SMALL_BODY_BYTES = 16 * 1024;
 
 /**
  * The operator API under `/v1/admin/` (bearer token; roles viewer < publisher < admin), mirroring the
  * CLI: list machines and packages, approve / block / revoke, enrollment tokens, streaming publish
- * upload, unpublish. Every change goes into the audit log with the operator's name and address.
+ * upload, unpublish; and the fleet's status (the model the dashboard shows), alerts, dashboard
+ * sessions and operators' TOTP. Every change goes into the audit log with the operator's name and address.
  */
-export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<ServeEnv> {
+export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.admin' });
   const who = (c: Context<ServeEnv>): Actor => ({ actor: c.get('operator').name, address: addressOf(c) });
@@ -49,6 +52,28 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     return c.json(listAudit(ctx.db, { ...(limit ? { limit: Number(limit) } : {}), ...(before ? { before: Number(before) } : {}) }));
   });
 
+  // --- viewer: the fleet's status (master/admin/status-model.ts)
+  app.get('/status', (c) => {
+    const packages = c.req.query('packages');
+    if (packages !== undefined && packages !== 'none' && packages !== 'all') {
+      throw new DepotsyncError('bad-input', `packages must be "all" or "none", got ${JSON.stringify(packages)}`);
+    }
+    return c.json(admin.status({ packages: packages !== 'none' }));
+  });
+  app.get('/status/package', (c) => {
+    const name = c.req.query('name');
+    const version = c.req.query('version');
+    if (!name || !version) throw new DepotsyncError('bad-input', 'give ?name=PACKAGE&version=VERSION');
+    const v = findVersion(ctx.db, name, version);
+    if (!v || v.removedGeneration !== undefined) throw new DepotsyncError('not-found', `${name}@${version} is not a live package version`);
+    const status = admin.status({ packages: false });
+    return c.json({ name, version, generation: v.addedGeneration, depots: packageDepots(status.depots, v.addedGeneration) });
+  });
+  app.get('/alerts', (c) => {
+    const s = admin.status({ packages: false });
+    return c.json({ generatedAt: s.generatedAt, alerts: s.alerts });
+  });
+
   // --- admin: machines and tokens
   app.post('/machines/:name/approve', requireRole('admin'), (c) => c.json({ machine: machineView(approveMachine(ctx, c.req.param('name'), who(c))) }));
   app.post('/machines/:name/block', requireRole('admin'), async (c) => c.json({ machine: machineView(await blockMachine(ctx, c.req.param('name'), who(c))) }));
@@ -57,14 +82,37 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     return c.json({ machine: machineView(out.machine), revokedSerials: out.revokedSerials });
   });
   app.post('/tokens', requireRole('admin'), async (c) => {
-    const f = Fields.of('token request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'token request'), 'token request'));
-    const role = f.oneOf('role', MACHINE_ROLES);
-    const ttlMs = f.optionalInt('ttlMs', { min: 1 });
-    f.done();
+    const { role, ttlMs } = parseTokenRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'token request'));
     const op = who(c);
     const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: op.actor, ...(ttlMs !== undefined ? { ttlMs } : {}) });
     recordAudit(ctx.db, { actor: op.actor, action: 'token.create', target: role, detail: { id: record.id, expiresAt: record.expiresAt }, ...(op.address ? { address: op.address } : {}) });
     return c.json({ token, role, id: record.id, expiresAt: record.expiresAt }, 201);
+  });
+
+  // --- admin: dashboard sessions and operators' second factor
+  app.get('/sessions', requireRole('admin'), (c) => c.json({ sessions: listSessions(ctx.db, admin.sessionTimes) }));
+  app.post('/sessions/:id/end', requireRole('admin'), (c) => {
+    const id = Number(c.req.param('id'));
+    if (!Number.isSafeInteger(id) || id < 1) throw new DepotsyncError('bad-input', `session id must be a positive integer, got ${JSON.stringify(c.req.param('id'))}`);
+    const op = who(c);
+    if (!endSession(ctx.db, id, op.actor, 'ended by admin')) throw new DepotsyncError('not-found', `session ${id} is not active`);
+    recordAudit(ctx.db, { actor: op.actor, action: 'session.end', target: `session:${id}`, address: op.address });
+    return c.json({ ended: id });
+  });
+  app.post('/operators/:name/totp', requireRole('admin'), (c) => {
+    const name = c.req.param('name');
+    if (!getOperator(ctx.db, name)) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
+    const out = enableTotp(ctx.db, name);
+    const op = who(c);
+    recordAudit(ctx.db, { actor: op.actor, action: 'operator.totp.enable', target: name, address: op.address });
+    return c.json({ operator: name, ...out }, 201);
+  });
+  app.post('/operators/:name/totp/disable', requireRole('admin'), (c) => {
+    const name = c.req.param('name');
+    disableTotp(ctx.db, name);
+    const op = who(c);
+    recordAudit(ctx.db, { actor: op.actor, action: 'operator.totp.disable', target: name, address: op.address });
+    return c.json({ operator: name, totp: false });
   });
 
   // --- publisher: publish and unpublish
@@ -84,10 +132,7 @@ export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Serv
     }
   });
   app.post('/unpublish', requireRole('publisher'), async (c) => {
-    const f = Fields.of('unpublish request', parseJson(await readBodyCapped(c, SMALL_BODY_BYTES, 'unpublish request'), 'unpublish request'));
-    const name = f.string('name', { max: 200 });
-    const version = f.string('version', { max: 200 });
-    f.done();
+    const { name, version } = parseUnpublishRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'unpublish request'));
     const r = await unpublish(ctx, `${validatePackageName(name)}@${validateVersion(version)}`, who(c).actor);
     return c.json(r);
   });

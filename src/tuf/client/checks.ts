@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MetaFile, Metadata, MetadataKind, Root, Snapshot, Targets, Timestamp } from '@tufjs/models';
 import { metaError, type MetaContext } from '../context.js';
 import { decodeSigned, parseEnvelope } from '../envelope.js';
+import { checkHashes } from '../hashes.js';
 import { verifyThreshold, type RoleKeys } from '../verify.js';
 
 type Model = Root | Timestamp | Snapshot | Targets;
@@ -40,23 +40,14 @@ export function checkExpiry(md: Metadata<Model>, ctx: MetaContext, now: Date): v
   }
 }
 
-/** Mix-and-match attack: the file must be the exact one (length, sha256) its parent names. */
+/** Mix-and-match attack: the file must be the exact one (length, every listed hash) its parent names. */
 export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, ctx: MetaContext, parent: string): void {
   if (meta.length !== undefined && bytes.length !== meta.length) {
     throw metaError('hash-mismatch', ctx, `length ${bytes.length} does not match ${meta.length} in ${parent}`, {
       hint: 'the source mixes files of different generations; retry or use another source',
     });
   }
-  const want = meta.hashes?.sha256;
-  if (want !== undefined) {
-    const got = createHash('sha256').update(bytes).digest();
-    const expected = /^[0-9a-f]{64}$/.test(want) ? Buffer.from(want, 'hex') : Buffer.alloc(0);
-    if (expected.length !== got.length || !timingSafeEqual(got, expected)) {
-      throw metaError('hash-mismatch', ctx, `sha256 does not match the one in ${parent}`, {
-        hint: 'the source mixes files of different generations; retry or use another source',
-      });
-    }
-  }
+  if (meta.hashes) checkHashes(bytes, meta.hashes, `${ctx.role} metadata ${ctx.file}`, parent);
 }
 
 /** Rollback attack: a version below the expected one; anything else but equal is malformed. */

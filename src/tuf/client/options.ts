@@ -10,6 +10,8 @@ export interface ClientLimits {
   maxRootRotations: number;
   /** Bins fetched at the same time. */
   binConcurrency: number;
+  /** Delegated roles visited in one target search (the specification's bound on delegation graphs). */
+  maxDelegations: number;
 }
 
 export const DEFAULT_CLIENT_LIMITS: Readonly<ClientLimits> = {
@@ -19,6 +21,7 @@ export const DEFAULT_CLIENT_LIMITS: Readonly<ClientLimits> = {
   targetsMaxBytes: 5_000_000,
   maxRootRotations: 32,
   binConcurrency: 8,
+  maxDelegations: 32,
 };
 
 export function resolveLimits(given: Partial<ClientLimits> = {}): ClientLimits {

@@ -57,13 +57,19 @@ export function verifyNextRoot(trusted: Verified<Root>, bytes: Uint8Array, file:
 
 /**
  * After the root walk (5.3.10-5.3.11): the final root must not be expired (freeze), must use
- * consistent snapshots (depotsync's mirrors serve `{N}.role.json`), and the caller must forget the
+ * consistent snapshots unless the caller reads plain TUF repositories (depotsync's mirrors serve
+ * `{N}.role.json`), and the caller must forget the
  * trusted timestamp and snapshot if their keys changed (fast-forward attack recovery).
  */
-export function finishRootWalk(start: Root, final: Verified<Root>, now: Date): { onlineKeysRotated: boolean } {
+export function finishRootWalk(
+  start: Root,
+  final: Verified<Root>,
+  now: Date,
+  requireConsistentSnapshot = true,
+): { onlineKeysRotated: boolean } {
   const ctx: MetaContext = { role: 'root', file: final.file };
   checkExpiry(final.md, ctx, now);
-  if (!final.md.signed.consistentSnapshot) {
+  if (requireConsistentSnapshot && !final.md.signed.consistentSnapshot) {
     throw metaError('bad-metadata', ctx, 'consistent_snapshot is false; depotsync requires version-prefixed metadata names');
   }
   const same = (role: string) => {

@@ -13,8 +13,11 @@ export interface MetadataSource {
   fetch(name: string, maxBytes: number): Promise<Uint8Array>;
 }
 
-/** Metadata file names are plain: no folders, no traversal. */
-export const METADATA_FILE_NAME = /^(?:\d{1,15}\.)?[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.json$/;
+/**
+ * Metadata file names are plain: no folders, no traversal. Delegated role names are percent-quoted
+ * (`%3F.json` for role `?`, `..%2Fx.json` for `../x`), so a name never holds a `/`.
+ */
+export const METADATA_FILE_NAME = /^(?:\d{1,15}\.)?[A-Za-z0-9%._~-]{1,255}\.json$/;
 
 export function checkMetadataFileName(name: string): string {
   if (!METADATA_FILE_NAME.test(name)) {

@@ -2,7 +2,7 @@ import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromSystemError } from '../../errors.js';
 import { writeFileAtomic } from '../../fs/atomic-write.js';
-import { ROLE_NAME } from '../context.js';
+import { quoteRoleName } from '../context.js';
 import { DepotsyncError } from '../../errors.js';
 
 /**
@@ -16,9 +16,15 @@ export interface TrustedStore {
 }
 
 function checkRole(role: string): string {
-  if (!ROLE_NAME.test(role)) throw new DepotsyncError('bad-path', `trusted metadata role ${JSON.stringify(role)} is not a plain role name`);
+  if (typeof role !== 'string' || role.length === 0 || role.length > 200) {
+    const what = `trusted metadata role ${JSON.stringify(role)}`;
+    throw new DepotsyncError('bad-path', `${what} must be a name of 1 to 200 characters`);
+  }
   return role;
 }
+
+/** `{role}.json` with the role name percent-quoted (`?` is stored as `%3F.json`, `../x` as `..%2Fx.json`). */
+const fileOf = (role: string) => `${quoteRoleName(checkRole(role))}.json`;
 
 export class MemoryTrustedStore implements TrustedStore {
   readonly files = new Map<string, Uint8Array>();
@@ -38,8 +44,8 @@ export class MemoryTrustedStore implements TrustedStore {
 }
 
 /**
- * One folder, `{role}.json` per role (the layout python-tuf and the conformance suite use), each
- * written atomically; with `keepRootHistory`, every root version also as `{N}.root.json`.
+ * One folder, `{role}.json` per role, the name quoted (the layout python-tuf and the conformance suite use),
+ * each written atomically; with `keepRootHistory`, every root version also as `{N}.root.json`.
  */
 export class DirectoryTrustedStore implements TrustedStore {
   constructor(
@@ -48,7 +54,7 @@ export class DirectoryTrustedStore implements TrustedStore {
   ) {}
 
   async load(role: string): Promise<Uint8Array | undefined> {
-    const path = join(this.dir, `${checkRole(role)}.json`);
+    const path = join(this.dir, fileOf(role));
     try {
       return await readFile(path);
     } catch (e) {
@@ -62,12 +68,12 @@ export class DirectoryTrustedStore implements TrustedStore {
       throw fromSystemError(e, `trusted metadata folder ${this.dir}`);
     });
     if (role === 'root' && this.opts.keepRootHistory) await writeFileAtomic(join(this.dir, `${version}.root.json`), bytes);
-    await writeFileAtomic(join(this.dir, `${checkRole(role)}.json`), bytes);
+    await writeFileAtomic(join(this.dir, fileOf(role)), bytes);
   }
 
   async remove(role: string): Promise<void> {
-    await unlink(join(this.dir, `${checkRole(role)}.json`)).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw fromSystemError(e, `trusted metadata ${role}.json`);
+    await unlink(join(this.dir, fileOf(role))).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw fromSystemError(e, `trusted metadata ${fileOf(role)}`);
     });
   }
 }

@@ -1,13 +1,21 @@
 import type { Root, Snapshot, Targets, Timestamp } from '@tufjs/models';
 import { DepotsyncError } from '../../errors.js';
 import { own } from '../codec.js';
+import { roleFileName } from '../context.js';
 import { checkTargetPath } from '../paths.js';
 import { targetInfoOf, type TargetInfo } from '../target-info.js';
 import { topRoleKeys, type Verified } from './checks.js';
 import type { ClientLimits } from './options.js';
 import { finishRootWalk, trustRoot, verifyNextRoot } from './root.js';
 import { checkFinalSnapshot, loadStoredSnapshot, snapshotMaxBytes, verifySnapshot } from './snapshot.js';
-import { binForPath, binIndexOf, verifyTargetsRole, type BinIndex } from './targets.js';
+import {
+  binDelegation,
+  delegatedRoleKeys,
+  delegatedRoleNames,
+  delegationKeysId,
+  rolesForTarget,
+  verifyTargetsRole,
+} from './targets.js';
 import { loadStoredTimestamp, verifyTimestamp } from './timestamp.js';
 
 /**
@@ -20,13 +28,16 @@ export class TrustedMetadata {
   private timestampV: Verified<Timestamp> | undefined;
   private snapshotV: Verified<Snapshot> | undefined;
   private targetsV: Verified<Targets> | undefined;
-  private index: BinIndex | undefined;
-  private readonly binsV = new Map<string, Verified<Targets>>();
+  /** Delegated roles by delegator and name, with the identity of the keys they were verified under. */
+  private readonly delegated = new Map<string, { name: string; v: Verified<Targets>; keysId: string }>();
+  /** The copy of each delegated role verified last, by name: what that role delegates further. */
+  private readonly lastByName = new Map<string, Verified<Targets>>();
 
   constructor(
     rootBytes: Uint8Array,
     private readonly limits: ClientLimits,
     rootFile = 'root.json',
+    private readonly requireConsistentSnapshot = true,
   ) {
     this.rootV = trustRoot(rootBytes, rootFile, limits.rootMaxBytes);
   }
@@ -43,10 +54,6 @@ export class TrustedMetadata {
   get targets(): Verified<Targets> | undefined {
     return this.targetsV;
   }
-  bin(name: string): Verified<Targets> | undefined {
-    return this.binsV.get(name);
-  }
-
   /** 5.3.4-5.3.7: root N+1 replaces the trusted root. */
   updateRoot(bytes: Uint8Array, file: string): Verified<Root> {
     this.rootV = verifyNextRoot(this.rootV, bytes, file, this.limits.rootMaxBytes);
@@ -55,10 +62,11 @@ export class TrustedMetadata {
 
   /** 5.3.10-5.3.11; on an online key rotation, everything below root is forgotten (fast-forward recovery). */
   finishRootWalk(start: Root, now: Date): { onlineKeysRotated: boolean } {
-    const out = finishRootWalk(start, this.rootV, now);
+    const out = finishRootWalk(start, this.rootV, now, this.requireConsistentSnapshot);
     if (out.onlineKeysRotated) {
-      this.timestampV = this.snapshotV = this.targetsV = this.index = undefined;
-      this.binsV.clear();
+      this.timestampV = this.snapshotV = this.targetsV = undefined;
+      this.delegated.clear();
+      this.lastByName.clear();
     }
     return out;
   }
@@ -108,25 +116,29 @@ export class TrustedMetadata {
 
   /** 5.6 for targets.json (downloaded, or `stored` from the trusted store). */
   updateTargets(bytes: Uint8Array, now: Date, stored = false): void {
-    const v = verifyTargetsRole('targets', topRoleKeys(this.rootV.md.signed, 'targets'), this.needSnapshot(), bytes, {
+    const keys = topRoleKeys(this.rootV.md.signed, 'targets');
+    this.targetsV = verifyTargetsRole('targets', keys, this.needSnapshot(), bytes, {
       capBytes: this.limits.targetsMaxBytes,
       now,
       stored,
+      file: this.fileName('targets'),
     });
-    const index = binIndexOf(v);
-    this.targetsV = v;
-    this.index = index;
-    for (const name of this.binsV.keys()) if (!index.bins.has(name)) this.binsV.delete(name);
+    // Copies verified under keys targets.json no longer gives are dropped by isCurrent's key check.
   }
 
-  /** All bins targets.json delegates to. */
+  /** The name to request a role's metadata under (consistent snapshot or not, role name quoted). */
+  fileName(role: string): string {
+    const version = role === 'root' ? this.rootV.md.signed.version + 1 : (this.expectedVersion(role) ?? 0);
+    return roleFileName(role, version, this.rootV.md.signed.consistentSnapshot);
+  }
+
+  /** All roles targets.json delegates to directly (depotsync's hashed bins). */
   binNames(): string[] {
-    return [...this.needIndex().bins.keys()];
+    return delegatedRoleNames(this.needTargets().md.signed);
   }
 
   binIsCurrent(name: string): boolean {
-    const bin = this.binsV.get(name);
-    return !!bin && bin.md.signed.version === this.expectedVersion(name);
+    return this.isCurrent(name, 'targets');
   }
 
   /** Bins whose trusted copy is missing or older than the snapshot says: the catalog delta to fetch. */
@@ -134,32 +146,86 @@ export class TrustedMetadata {
     return this.binNames().filter((name) => !this.binIsCurrent(name));
   }
 
-  /** 5.6 for one bin, verified with the keys targets.json delegates it to. */
+  /** 5.6 for one role targets.json delegates to. */
   updateBin(name: string, bytes: Uint8Array, now: Date, stored = false): void {
-    const bin = this.needIndex().bins.get(name);
-    if (!bin) throw new DepotsyncError('bad-metadata', `${name} metadata: not delegated by targets v${this.targetsV?.md.signed.version}`);
-    this.binsV.set(name, verifyTargetsRole(name, bin.keys, this.needSnapshot(), bytes, { capBytes: this.limits.targetsMaxBytes, now, stored, bin }));
+    this.updateDelegated(name, 'targets', bytes, now, stored);
   }
 
-  /** The bin a target path belongs to, per the signed delegations. */
+  /** A role's trusted copy as delegated by `parent` (targets.json by default). */
+  bin(name: string, parent = 'targets'): Verified<Targets> | undefined {
+    return this.delegated.get(delegationKey(name, parent))?.v;
+  }
+
+  /** The delegator's metadata: targets.json or a trusted delegated role. */
+  private delegator(parent: string): Targets | undefined {
+    if (parent === 'targets') return this.targetsV?.md.signed;
+    return this.lastByName.get(parent)?.md.signed;
+  }
+
+  /** Trusted, at the version the snapshot names, and verified under the keys its delegator gives now. */
+  isCurrent(name: string, parent: string): boolean {
+    const e = this.delegated.get(delegationKey(name, parent));
+    if (!e || e.v.md.signed.version !== this.expectedVersion(name)) return false;
+    const d = this.delegator(parent);
+    return !!d && delegationKeysId(d, name) === e.keysId;
+  }
+
+  /** 5.6 for a delegated role, verified with the keys and threshold `parent` delegates it with. */
+  updateDelegated(name: string, parent: string, bytes: Uint8Array, now: Date, stored = false): void {
+    const d = this.delegator(parent);
+    const keys = d && delegatedRoleKeys(d, name);
+    if (!d || !keys) throw new DepotsyncError('bad-metadata', `${name} metadata: not delegated by ${parent}`);
+    const v = verifyTargetsRole(name, keys, this.needSnapshot(), bytes, {
+      capBytes: this.limits.targetsMaxBytes,
+      now,
+      stored,
+      bin: binDelegation(d, name),
+      file: this.fileName(name),
+    });
+    this.delegated.set(delegationKey(name, parent), { name, v, keysId: delegationKeysId(d, name)! });
+    this.lastByName.set(name, v);
+  }
+
+  /** The bin a target path belongs to, per targets.json's delegations (the first one that matches). */
   binFor(path: string): string | undefined {
-    return binForPath(this.needIndex(), checkTargetPath(path));
+    return rolesForTarget(this.needTargets().md.signed, checkTargetPath(path))[0]?.role;
   }
 
   /**
-   * Look a target up: targets.json's own targets first, then its bin (which must be current).
-   * Returns `{ bin }` without `target` when that bin has to be loaded first.
+   * Look a target up by the specification's preorder depth-first search over the delegation graph
+   * (5.6.7): a role's own targets first, then its delegations for the path in their order; a
+   * terminating delegation ends the search of the roles after it; at most `maxDelegations` roles are
+   * visited. Returns `{ need }` when a role on the way has to be loaded first (the caller loads it and
+   * asks again), else the target (if any) and the role that lists it.
    */
-  findTarget(path: string): { target?: TargetInfo; bin?: string; needBin?: boolean } {
+  findTarget(path: string): FoundTarget {
     checkTargetPath(path);
-    const top = own(this.needTargets().md.signed.targets, path);
-    if (top) return { target: targetInfoOf(top) };
-    const bin = this.binFor(path);
-    if (!bin) return {};
-    if (!this.binIsCurrent(bin)) return { bin, needBin: true };
-    const binMd = this.binsV.get(bin);
-    const t = binMd ? own(binMd.md.signed.targets, path) : undefined;
-    return t ? { target: targetInfoOf(t), bin } : { bin };
+    const stack: { role: string; parent: string }[] = [{ role: 'targets', parent: 'root' }];
+    const visited = new Set<string>();
+    let budget = this.limits.maxDelegations;
+    while (budget > 0 && stack.length) {
+      const { role, parent } = stack.pop()!;
+      const key = delegationKey(role, parent);
+      if (visited.has(key)) continue;
+      let md: Targets;
+      if (role === 'targets') md = this.needTargets().md.signed;
+      else if (this.isCurrent(role, parent)) md = this.bin(role, parent)!.md.signed;
+      else return { need: { role, parent } };
+      const t = own(md.targets, path);
+      if (t) return { target: targetInfoOf(t), role, parent };
+      visited.add(key);
+      budget--;
+      const children: { role: string; parent: string }[] = [];
+      for (const c of rolesForTarget(md, path)) {
+        children.push({ role: c.role, parent: role });
+        if (c.terminating) {
+          stack.length = 0;
+          break;
+        }
+      }
+      stack.push(...children.reverse());
+    }
+    return {};
   }
 
   private needTimestamp(): Timestamp {
@@ -174,8 +240,14 @@ export class TrustedMetadata {
     if (!this.targetsV) throw new DepotsyncError('internal', 'tuf client: no trusted targets yet (refresh first)');
     return this.targetsV;
   }
-  private needIndex(): BinIndex {
-    if (!this.index) throw new DepotsyncError('internal', 'tuf client: no trusted targets yet (refresh first)');
-    return this.index;
-  }
 }
+
+/** A target search's answer: the target and the role listing it, or a role to load first. */
+export interface FoundTarget {
+  target?: TargetInfo;
+  role?: string;
+  parent?: string;
+  need?: { role: string; parent: string };
+}
+
+const delegationKey = (name: string, parent: string) => `${parent}\u0000${name}`;

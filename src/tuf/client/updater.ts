@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { DepotsyncError, isDepotsyncError } from '../../errors.js';
 import { silentLogger } from '../../log.js';
-import { metadataFileName } from '../context.js';
+import { own } from '../codec.js';
+import { metadataFileName, roleFileName } from '../context.js';
 import type { TargetInfo } from '../target-info.js';
 import { checkExpiry } from './checks.js';
 import { resolveLimits, type ClientLimits } from './options.js';
@@ -18,6 +19,11 @@ export interface TufClientOptions {
   now?: () => Date;
   limits?: Partial<ClientLimits>;
   logger?: Logger;
+  /**
+   * Refuse roots with `consistent_snapshot: false` (default: depotsync's mirrors serve `{N}.role.json`
+   * only). A client of plain TUF repositories sets false and requests `{role}.json` from such roots.
+   */
+  requireConsistentSnapshot?: boolean;
 }
 
 export interface OpenOptions extends TufClientOptions {
@@ -78,7 +84,8 @@ export class TufClient {
     const limits = resolveLimits(opts.limits);
     const stored = await opts.store.load('root');
     if (stored) {
-      const trusted = new TrustedMetadata(stored, limits, 'stored root.json');
+      const strict = opts.requireConsistentSnapshot ?? true;
+      const trusted = new TrustedMetadata(stored, limits, 'stored root.json', strict);
       if (opts.fingerprint && trusted.root.md.signed.version === 1) checkRootFingerprint(stored, opts.fingerprint, 'stored root.json');
       return new TufClient(trusted, opts, limits);
     }
@@ -90,7 +97,7 @@ export class TufClient {
     const file = metadataFileName('root', 1);
     const bytes = opts.initialRoot ?? (await fetchCapped(opts.source, file, limits.rootMaxBytes));
     checkRootFingerprint(bytes, opts.fingerprint, file);
-    const trusted = new TrustedMetadata(bytes, limits, file);
+    const trusted = new TrustedMetadata(bytes, limits, file, opts.requireConsistentSnapshot ?? true);
     await opts.store.save('root', bytes, trusted.root.md.signed.version);
     return new TufClient(trusted, opts, limits);
   }
@@ -149,7 +156,7 @@ export class TufClient {
 
     // 5.5 snapshot (only when the timestamp names another one than we trust)
     if (!t.snapshotIsCurrent()) {
-      const name = metadataFileName('snapshot', ts.snapshotMeta.version);
+      const name = roleFileName('snapshot', ts.snapshotMeta.version, t.root.md.signed.consistentSnapshot);
       const bytes = await fetchCapped(this.source, name, t.snapshotMaxBytes());
       t.updateSnapshot(bytes, now);
       await this.store.save('snapshot', bytes, ts.snapshotMeta.version);
@@ -199,21 +206,36 @@ export class TufClient {
     return [...names];
   }
 
-  /** A target's length, hashes and custom data, or undefined when the catalog does not list it. */
+  /**
+   * A target's length, hashes and custom data, or undefined when the catalog does not list it: the
+   * delegation search of TrustedMetadata.findTarget, loading (stored copy first, else download) each
+   * delegated role it reaches.
+   */
   async getTarget(path: string): Promise<TargetInfo | undefined> {
     const now = this.updateStart ?? this.now();
-    let found = this.trusted.findTarget(path);
-    if (found.needBin && found.bin) {
-      const bin = found.bin;
-      if (!this.trusted.bin(bin)) await this.tryStored(bin, (bytes) => this.trusted.updateBin(bin, bytes, now, true));
-      if (!this.trusted.binIsCurrent(bin)) await this.fetchRole(bin, now);
-      found = this.trusted.findTarget(path);
+    // Each round loads one more role of the search; the search visits at most maxDelegations roles.
+    for (let round = 0; round <= this.limits.maxDelegations + 1; round++) {
+      const found = this.trusted.findTarget(path);
+      if (found.need) {
+        await this.loadDelegated(found.need.role, found.need.parent, now);
+        continue;
+      }
+      if (found.role && found.parent && found.role !== 'targets') {
+        const v = this.trusted.bin(found.role, found.parent);
+        if (v) checkExpiry(v.md, { role: found.role, file: v.file }, now); // freeze
+      }
+      return found.target;
     }
-    if (found.bin) {
-      const v = this.trusted.bin(found.bin)!;
-      checkExpiry(v.md, { role: found.bin, file: v.file }, now); // freeze
+    const what = `the delegation search for ${JSON.stringify(path)}`;
+    throw new DepotsyncError('internal', `tuf client: ${what} did not settle`);
+  }
+
+  private async loadDelegated(role: string, parent: string, now: Date): Promise<void> {
+    const t = this.trusted;
+    if (!t.bin(role, parent)) {
+      await this.tryStored(role, (bytes) => t.updateDelegated(role, parent, bytes, now, true));
     }
-    return found.target;
+    if (!t.isCurrent(role, parent)) await this.fetchRole(role, now, parent);
   }
 
   /** Every target of the catalog (all bins must be current: refresh with `bins: 'stale'` first). */
@@ -221,6 +243,7 @@ export class TufClient {
     const stale = this.trusted.staleBins();
     if (stale.length) throw new DepotsyncError('internal', `tuf client: ${stale.length} bins are not current (refresh with bins: 'stale' first)`);
     for (const name of this.trusted.binNames()) {
+      // Targets reachable by the delegation search only (a nested delegation not loaded is skipped).
       for (const path of Object.keys(this.trusted.bin(name)!.md.signed.targets)) {
         const t = this.trusted.findTarget(path).target;
         if (t) yield t;
@@ -265,15 +288,15 @@ export class TufClient {
     if (!this.trusted.targetsIsCurrent()) await this.fetchRole(role, now);
   }
 
-  /** Download `{N}.{role}.json` as the snapshot names it, verify, then save. */
-  private async fetchRole(role: string, now: Date): Promise<void> {
+  /** Download a role's metadata under the name the snapshot gives (`{N}.{role}.json`, `{role}.json`). */
+  private async fetchRole(role: string, now: Date, parent = 'targets'): Promise<void> {
     const version = this.trusted.expectedVersion(role);
     if (version === undefined) throw new DepotsyncError('bad-metadata', `${role} metadata: not listed in snapshot v${this.generation}`);
-    const name = metadataFileName(role, version);
-    const meta = this.trusted.snapshot!.md.signed.meta[`${role}.json`];
+    const name = this.trusted.fileName(role);
+    const meta = own(this.trusted.snapshot!.md.signed.meta, `${role}.json`);
     const bytes = await fetchCapped(this.source, name, Math.min(meta?.length ?? this.limits.targetsMaxBytes, this.limits.targetsMaxBytes));
     if (role === 'targets') this.trusted.updateTargets(bytes, now);
-    else this.trusted.updateBin(role, bytes, now);
+    else this.trusted.updateDelegated(role, parent, bytes, now);
     await this.store.save(role, bytes, version);
   }
 

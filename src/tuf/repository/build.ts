@@ -37,7 +37,8 @@ export interface RootKeys {
   targets: TufPublicKey;
 }
 
-export function buildRoot(version: number, expires: string, k: RootKeys): Metadata<Root> {
+/** `fields`: extra signed root fields (the master's CA certificate, src/tuf/root-ca.ts), kept across rotations. */
+export function buildRoot(version: number, expires: string, k: RootKeys, fields: Record<string, string> = {}): Metadata<Root> {
   const keys: Record<string, Key> = {};
   const roleOf = (list: readonly TufPublicKey[], threshold: number) => {
     const keyIDs = [...new Set(list.map((pub) => keyIdOf(pub)))];
@@ -50,7 +51,7 @@ export function buildRoot(version: number, expires: string, k: RootKeys): Metada
     snapshot: roleOf([k.snapshot], 1),
     targets: roleOf([k.targets], 1),
   };
-  return new Metadata(new Root({ version, specVersion: SPEC_VERSION, expires, keys, roles, consistentSnapshot: true }));
+  return new Metadata(new Root({ version, specVersion: SPEC_VERSION, expires, keys, roles, consistentSnapshot: true, unrecognizedFields: fields }));
 }
 
 /** The keys of the root's top-level roles, as TUF public keys (to carry them over into N+1). */
@@ -70,7 +71,10 @@ export function rootKeysOf(root: Root): RootKeys {
   };
 }
 
-/** targets.json: delegates every path to a hashed bin (terminating); its own targets are the few top-level ones (top-targets.ts). */
+/**
+ * targets.json: delegates every path to a hashed bin (terminating); its own targets are the few
+ * top-level ones (top-targets.ts).
+ */
 export function buildTopTargets(
   version: number,
   expires: string,

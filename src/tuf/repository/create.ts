@@ -12,6 +12,8 @@ export interface CreateRoot {
   keys: readonly TufPublicKey[];
   threshold: number;
   signers: readonly Signer[];
+  /** Extra signed root fields (the master's CA certificate: src/tuf/root-ca.ts), carried across rotations. */
+  fields?: Record<string, string>;
 }
 
 /** Root v1, targets v1 delegating to every bin, every bin v1 (empty), snapshot v1, timestamp v1. */
@@ -24,7 +26,7 @@ export function createState(root: CreateRoot, online: Required<OnlineSigners>, o
     snapshot: online.snapshot.publicKey,
     targets: online.targets.publicKey,
   };
-  const rootRole = signRoot(1, keys, ctx, root.signers, new Set(root.keys.map(keyIdOf)));
+  const rootRole = signRoot(1, keys, ctx, root.signers, new Set(root.keys.map(keyIdOf)), root.fields);
   checkRootSigned(rootRole.file, rootRole.md.signed, 'initial');
   if (!root.signers.length) throw new DepotsyncError('bad-input', 'create repository: no root signers given');
 

@@ -48,7 +48,10 @@ export interface RepositoryOptions {
   binCount?: BinCount;
   expiryMs?: Partial<ExpiryMs>;
   renewBeforeMs?: Partial<ExpiryMs>;
-  /** Also put length and sha256 of targets.json and every bin into the snapshot (default false: versions only). */
+  /**
+   * Also put length and sha256 of targets.json and every bin into the snapshot
+   * (default false: versions only).
+   */
   snapshotHashes?: boolean;
   now?: () => Date;
 }

@@ -31,7 +31,9 @@ export function refreshExpiring(state: RepoState, ctx: StepContext): { state: Re
   return { state, files: [] };
 }
 
-/** True when the root expires within `renewBeforeMs.root`: the operator should renew it (`rotateRoot({})`). */
+/**
+ * True when the root expires within `renewBeforeMs.root`: the operator should renew it (`rotateRoot({})`).
+ */
 export function rootExpiresSoon(state: RepoState, ctx: StepContext): boolean {
   return Date.parse(state.root.md.signed.expires) - ctx.now.getTime() < ctx.opts.renewBeforeMs.root;
 }

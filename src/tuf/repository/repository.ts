@@ -10,7 +10,8 @@ import { createState, type CreateRoot } from './create.js';
 import { loadState, type StoredMetadata } from './load.js';
 import { resolveOptions, type OnlineSigners, type RepositoryOptions, type ResolvedOptions } from './options.js';
 import { refreshExpiring, rootExpiresSoon } from './refresh.js';
-import { rotateBinsKey, rotateRoot, type RootChange } from './rotate.js';
+import { adoptRoot, prepareRoot, rotateBinsKey, rotateRoot, signedRootFromBytes, type RootChange } from './rotate.js';
+import { serializeMetadata } from '../sign.js';
 import { publish, type RepoState, type StepContext } from './state.js';
 import { applyTargetChanges, targetInfoOf, type TargetChange, type TargetInfo, type TargetInput } from './targets.js';
 import { applyTopTargetChange } from './top-targets.js';
@@ -79,7 +80,9 @@ export class TufRepository {
     for (const bin of this.state.bins.values()) for (const t of Object.values(bin.md.signed.targets)) yield targetInfoOf(t);
   }
 
-  /** The current file of every role (the latest root only: the caller keeps older roots for clients to walk). */
+  /**
+   * The current file of every role (the latest root only: the caller keeps older roots for clients to walk).
+   */
   currentFiles(): MetadataFile[] {
     const s = this.state;
     return [s.root.file, s.targets.file, ...[...s.bins.values()].map((b) => b.file), s.snapshot.file, s.timestamp.file];
@@ -107,7 +110,10 @@ export class TufRepository {
     return t ? targetInfoOf(t) : undefined;
   }
 
-  /** Add, replace or remove one top-level target: a new targets.json, snapshot and timestamp ([] when unchanged). */
+  /**
+   * Add, replace or remove one top-level target: a new targets.json, snapshot and
+   * timestamp ([] when unchanged).
+   */
   updateTopTarget(change: TargetChange): MetadataFile[] {
     const ctx = this.ctx();
     const targets = applyTopTargetChange(this.state, ctx, change);
@@ -129,6 +135,34 @@ export class TufRepository {
     const online = { ...this.online, ...newOnline, bins: newOnline.bins ?? this.online.bins };
     const out = rotateRoot(this.state, { ...this.ctx(), online }, change, rootSigners);
     const files = this.commit(out, `root rotated to v${out.state.root.md.signed.version}`);
+    this.online = online;
+    return files;
+  }
+
+  /** The current root file (to hand to a signer as the trusted base of a signing request). */
+  get rootFile(): MetadataFile {
+    return this.state.root.file;
+  }
+
+  /** The keyid that signs the bins (named in targets.json's delegations). */
+  get binsKeyId(): string {
+    return this.online.bins.keyid;
+  }
+
+  /**
+   * Root N+1, unsigned, for signing elsewhere (root keys kept offline): its bytes (no signatures yet)
+   * and the keyids whose signatures count (old and new root keys). Nothing changes here.
+   */
+  prepareRoot(change: RootChange): { bytes: Uint8Array; version: number; allowed: string[] } {
+    const { md, allowed } = prepareRoot(this.state, this.ctx(), change);
+    return { bytes: serializeMetadata(md), version: md.signed.version, allowed: [...allowed] };
+  }
+
+  /** Make a root N+1 signed elsewhere current (checks as `rotateRoot`); `newOnline` as there. */
+  adoptRoot(bytes: Uint8Array, newOnline: Partial<OnlineSigners> = {}): MetadataFile[] {
+    const online = { ...this.online, ...newOnline, bins: newOnline.bins ?? this.online.bins };
+    const out = adoptRoot(this.state, { ...this.ctx(), online }, signedRootFromBytes(bytes, 'signed root'));
+    const files = this.commit(out, `root v${out.state.root.md.signed.version} adopted`);
     this.online = online;
     return files;
   }

@@ -1,4 +1,4 @@
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalize } from '../../content/canonical-json.js';
 import { TargetFile, type Targets } from '@tufjs/models';
 import { DepotsyncError } from '../../errors.js';
 import { put } from '../codec.js';

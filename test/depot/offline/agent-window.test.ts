@@ -6,9 +6,9 @@ import { openDepot, type Depot } from '../../../depot/depot.js';
 import { windowFile } from '../../../depot/offline/window.js';
 import { createDepotApp } from '../../../depot/serve/app.js';
 import { startDepotServer, type DepotServer } from '../../../depot/serve/server.js';
-import { fetchPackage, type FetchPackageResult } from '../../../src/agent/fetch/fetch.js';
-import { RemoteSource, type Source } from '../../../src/agent/fetch/remote.js';
-import { SqliteAgentState } from '../../../src/agent/state.js';
+import { fetchPackage, type FetchPackageResult } from '../../../agent/fetch/fetch.js';
+import { RemoteSource, type Source } from '../../../agent/fetch/remote.js';
+import { SqliteAgentState } from '../../../agent/state.js';
 import { DepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { HttpClient } from '../../../src/net/client.js';
@@ -22,7 +22,7 @@ const log = silentLogger();
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /**
- * Issue 7 item 3: agents of an air-gapped depot accept its generation while the master-signed validity
+ * Agents of an air-gapped depot accept its generation while the master-signed validity
  * window is open, and only from that depot, only for that generation. Real master keys, real bundles,
  * the real depot app over HTTPS on 127.0.0.1, a real agent fetch with an injected clock.
  */

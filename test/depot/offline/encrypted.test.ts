@@ -55,7 +55,7 @@ function headerEdit(src: string, dst: string, needle: string, skip: number, to: 
 }
 
 /**
- * Issue 7 item 6: `master export --encrypt` seals every section of the bundle for the depot's
+ * `master export --encrypt` seals every section of the bundle for the depot's
  * certificate key (AES-256-GCM blocks, the content key wrapped with RSA-OAEP-SHA256); the import
  * authenticates and decrypts each block before using it, then runs the usual checks.
  */

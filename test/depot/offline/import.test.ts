@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
 import { decodeHeader, encodeHeader, encodePreamble, PREAMBLE_BYTES, type BundleSigned } from '../../../src/wire/bundle.js';
-import { resign } from '../../depot/fixture.js';
+import { resign } from '../fixture.js';
 import { encodeValidityWindow } from '../../../src/wire/validity-window.js';
 import { currentWindow } from '../../../depot/offline/window.js';
 import type { SyncStore } from '../../../depot/sync/chunks.js';

@@ -8,7 +8,7 @@ import { startWorld, type World } from './fixture.js';
 
 const base = { name: 'ship', masterUrl: 'https://master.example:8443', fingerprint: 'a'.repeat(64) };
 
-/** Issue 7 item 2: the inbox's settle period comes from depot.json (`inbox.settleMs`, `inbox.stalledMs`). */
+/** The inbox's settle period comes from depot.json (`inbox.settleMs`, `inbox.stalledMs`). */
 describe('inbox timing in depot.json', () => {
   it('defaults, accepts a setting, and names the option it refuses', () => {
     expect(decodeDepotConfig(base).inbox).toEqual(DEFAULT_INBOX);

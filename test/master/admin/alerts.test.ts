@@ -15,8 +15,11 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
     sent.push(JSON.parse(init.body) as WebhookEvent);
     return new Response('ok', { status: 200 });
   }) as unknown as typeof fetch;
-  const keys = () => f.admin.status({ packages: false }).alerts.map((a) => `${a.level} ${a.key}`);
-  const events = () => sent.splice(0).map((e) => `${e.event} ${e.alert.level} ${e.alert.key}`);
+  // The fixture's clock runs days ahead with no master re-signing its metadata: the master's own expiry
+  // alerts (test/master/trust) are left out here.
+  const own = (a: { kind: string }) => a.kind !== 'metadata-expiry';
+  const keys = () => f.admin.status({ packages: false }).alerts.filter(own).map((a) => `${a.level} ${a.key}`);
+  const events = () => sent.splice(0).filter((e) => own(e.alert)).map((e) => `${e.event} ${e.alert.level} ${e.alert.key}`);
 
   beforeAll(async () => {
     f = await adminFixture({ fetch: fakeFetch, settings: { webhook: { url: 'https://hooks.example/alert' }, alerts: { lowDiskBytes: 1e9 } } });
@@ -67,7 +70,7 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
     report(f.ctx, 'd2', { servedGeneration: 1, targetGeneration: 2, freeDiskBytes: 5e10 });
     expect(keys()).toEqual(['warning lagging:d2']);
     const viaApi = (await (await f.app.request('/v1/admin/alerts', { headers: { authorization: `Bearer ${f.tokens.viewer}` } })).json()) as { alerts: Array<{ key: string; since: string; message: string }> };
-    expect(viaApi.alerts).toEqual([expect.objectContaining({ key: 'lagging:d2', since: expect.any(String), message: expect.stringMatching(/1 generation\(s\) behind for 7 h/) })]);
+    expect(viaApi.alerts.filter((a) => !a.key.startsWith('metadata-expiry:'))).toEqual([expect.objectContaining({ key: 'lagging:d2', since: expect.any(String), message: expect.stringMatching(/1 generation\(s\) behind for 7 h/) })]);
     report(f.ctx, 'd2', { servedGeneration: 2, freeDiskBytes: 5e10 });
     expect(keys()).toEqual([]);
     expect((await f.app.request('/v1/admin/alerts')).status).toBe(401);
@@ -79,7 +82,7 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
     const first = f.admin.status({ packages: false }).alerts.find((a) => a.key === 'certificate:d3')!;
     const { since: _since, ...bare } = first;
     const again = f.admin.monitor.evaluate([bare], f.clock.t + 1000);
-    expect(again.transitions).toEqual([]);
+    expect(again.transitions.filter((t) => own(t.alert))).toEqual([]);
     expect(again.active[0]!.since).toBe(first.since);
   });
 });
@@ -92,7 +95,7 @@ describe('webhook: never blocks the master', () => {
     // Accepts connections and never answers a byte.
     black = createServer((s) => sockets.push(s));
     await new Promise<void>((r) => black.listen(0, '127.0.0.1', () => r()));
-    url = `http://127.0.0.1:${(black.address() as { port: number }).port}/hook`;
+    url = `https://127.0.0.1:${(black.address() as { port: number }).port}/hook`;
   });
   afterEach(() => {
     for (const s of sockets.splice(0)) s.destroy();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pseudoRandomBytes } from '../../helpers/tmp.js';
 import type { FleetStatus } from '../../../master/admin/status-model.js';
-import { statusCommand } from '../../../src/cli/status-command.js';
+import { statusCommand } from '../../../cli/status-command.js';
 import { silentLogger } from '../../../src/log.js';
 import { adminFixture, insertDepot, publishBytes, report, type AdminFixture } from './helpers.js';
 
@@ -95,7 +95,7 @@ describe('status model: per depot and per package version', () => {
     expect(v2).toMatchObject({ generation: 3, complete: 3, inProgress: 1, failed: 1, waiting: 2, inProgressDepots: ['d-lag'], failedDepots: ['d-fail'] });
   });
 
-  it('answers GET /v1/admin/status with that model (DESIGN.md §7), and 401 without a token', async () => {
+  it('answers GET /v1/admin/status with that model (docs/http.md), and 401 without a token', async () => {
     expect((await f.app.request('/v1/admin/status')).status).toBe(401);
     const r = await f.app.request('/v1/admin/status', { headers: { authorization: `Bearer ${f.tokens.viewer}` } });
     expect(r.status).toBe(200);

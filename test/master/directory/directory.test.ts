@@ -14,7 +14,7 @@ import { approveMachine } from '../../../master/machines/actions.js';
 import { readDirectory, removeDirectoryEntry, setDirectoryEntry } from '../../../master/directory/directory.js';
 import { publish } from '../../../master/publish/publish.js';
 import { loadRepository } from '../../../master/repository.js';
-import { directoryOfClient } from '../../../src/agent/directory.js';
+import { directoryOfClient } from '../../../agent/directory.js';
 import { runCli } from '../../helpers/cli.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { writeFileSync } from 'node:fs';

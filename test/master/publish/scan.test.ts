@@ -16,7 +16,7 @@ import { runCli } from '../../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../../helpers/tmp.js';
 
 /**
- * Publishing safety (issue 8 item 8): a small shell script plays the antivirus scanner. It refuses any
+ * Publishing safety: a small shell script plays the antivirus scanner. It refuses any
  * path holding the word INFECTED (printing what it found, as clamscan does) and passes the rest.
  */
 const SCANNER = `#!/bin/sh

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
-import { verifyRevocationList } from '../../../src/pki/revocations.js';
+import { verifyRevocationList } from '../../../src/wire/revocations.js';
 import { openMaster, type MasterContext } from '../../../master/context.js';
 import { currentGeneration, getGeneration, latestMetadata } from '../../../master/db/catalog.js';
 import { initMaster } from '../../../master/init.js';

@@ -5,10 +5,11 @@ import { silentLogger } from '../../../src/log.js';
 import { HttpClient } from '../../../src/net/client.js';
 import { certificateInfo, verifyIssuedBy } from '../../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../../src/pki/csr.js';
-import { renewIfDue } from '../../../src/pki/renewal.js';
+import { renewIfDue } from '../../../src/net/renewal.js';
 import { listAudit } from '../../../master/db/audit.js';
 import { byName, certificatesOf } from '../../../master/db/machines.js';
-import { blockMachine, renewMachine, revokeMachine } from '../../../master/machines/actions.js';
+import { blockMachine, revokeMachine } from '../../../master/machines/actions.js';
+import { renewMachine } from '../../../master/machines/renew.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { call, enrollWithToken, startTestMaster, type MachineIdentity, type TestMaster } from './helpers.js';
 

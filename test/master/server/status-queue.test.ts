@@ -11,6 +11,9 @@ beforeEach(() => {
   const csrPem = '-----BEGIN CERTIFICATE REQUEST-----\nMII\n-----END CERTIFICATE REQUEST-----\n';
   for (const name of ['d1', 'd2', 'd3']) requestEnrollment(t.m, { name, role: 'depot', csrPem });
   requestEnrollment(t.m, { name: 'pc', role: 'agent', csrPem });
+  // The master has signed generations 1 to 20: reports are checked against them.
+  const g = t.m.db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')");
+  for (let i = 1; i <= 20; i++) g.run(i);
 });
 afterEach(() => t.cleanup());
 

@@ -1,3 +1,5 @@
+import { canonicalize as tufCanonicalize } from '@tufjs/canonical-json';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalize, canonicalString, isCanonical, parseStrictJson } from '../../../src/content/canonical-json.js';
 import { errorOf } from './helpers.js';
@@ -16,10 +18,17 @@ describe('canonicalize', () => {
     expect(canonicalString({ '\uE000': 1, '😀': 2, a: 3, B: 4 })).toBe('{"B":4,"a":3,"😀":2,"\uE000":1}');
   });
 
-  it('escapes strings minimally and like JSON.stringify', () => {
-    const s = '\u0001\u001f\n\t"\\/é😀\u007f\u2028';
-    expect(canonicalString(s)).toBe('"\\u0001\\u001f\\n\\t\\"\\\\/é😀\u007f\u2028"');
+  it('escapes only quote and backslash (OLPC canonical JSON, as TUF signs)', () => {
+    const s = '"\\/é😀\u007f\u2028';
+    expect(canonicalString(s)).toBe('"\\"\\\\/é😀\u007f\u2028"');
     expect(canonicalize('é')).toEqual(Buffer.from([0x22, 0xc3, 0xa9, 0x22]));
+  });
+
+  it('writes control characters raw in strings and keys, as OLPC and TUF do (PEM keys hold newlines)', () => {
+    for (const v of ['a\nb', '\u0000', { k: ['\u001f'] }, { 'a\tb': 1 }, '-----BEGIN PUBLIC KEY-----\nMFk=\n"\\']) {
+      expect(canonicalize(v).equals(Buffer.from(tufCanonicalize(v as never), 'utf8'))).toBe(true);
+    }
+    expect(canonicalString('a\nb')).toBe('"a\nb"');
   });
 
   it('writes safe integers only', () => {
@@ -186,7 +195,7 @@ describe('parseStrictJson', () => {
   });
 
   it('round-trips through canonicalize', () => {
-    const value = { z: [1, 'a\u0000"\\', { y: null, x: [] }], 'é': -42, '': 'empty key', long: 'x'.repeat(10_000) };
+    const value = { z: [1, 'a\u007f"\\', { y: null, x: [] }], 'é': -42, '': 'empty key', long: 'x'.repeat(10_000) };
     const bytes = canonicalize(value);
     expect(parse(bytes)).toEqual(value);
     expect(canonicalize(parse(bytes))).toEqual(bytes);
@@ -202,7 +211,50 @@ describe('isCanonical', () => {
     expect(isCanonical(enc('"\\/"'))).toBe(false); // needless escape
     expect(isCanonical(enc('"\\u0041"'))).toBe(false);
     expect(isCanonical(enc('"\\u001F"'))).toBe(false); // upper-case hex
-    expect(isCanonical(enc('"\\u001f"'))).toBe(true);
+    expect(isCanonical(enc('"\\u001f"'))).toBe(false); // a control character has no canonical form
     expect(isCanonical(enc('{"a":1,"a":1}'))).toBe(false); // not even strict JSON
+  });
+});
+
+describe('canonicalize and @tufjs/canonical-json (what TUF signatures are over)', () => {
+  // Strings from all of Unicode, including control characters, lone surrogates, quote and backslash.
+  const str = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('"', '\\', '\n', '\ud800', 'é😀'));
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.constant(null),
+      fc.boolean(),
+      fc.maxSafeInteger(),
+      str,
+      fc.array(tie('v')),
+      fc.dictionary(str, tie('v')),
+    ),
+  })).v;
+
+  it('writes the same bytes for every value it accepts, and refuses only lone surrogates and -0', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        let ours: Buffer;
+        try {
+          ours = canonicalize(v);
+        } catch (e) {
+          expect((e as Error).message).toMatch(/lone UTF-16 surrogate|-0 has no canonical form/);
+          return;
+        }
+        expect(ours.equals(Buffer.from(tufCanonicalize(v as never), 'utf8'))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('agrees on a TUF-shaped document', () => {
+    const signed = {
+      _type: 'targets',
+      spec_version: '1.0.31',
+      version: 7,
+      expires: '2030-01-01T00:00:00Z',
+      targets: { 'firefox@1.0.json': { length: 1234, hashes: { sha256: 'ab'.repeat(32) }, custom: { name: 'firefox' } } },
+    };
+    expect(canonicalize(signed).toString('utf8')).toBe(tufCanonicalize(signed));
   });
 });

@@ -34,9 +34,10 @@ class Reader {
 }
 
 function fixture(opts: Partial<ConstructorParameters<typeof EventHub>[1]> = {}) {
-  const state = { generation: 5 as number | undefined, requests: [] as Array<{ seq: number; depot: string | null }>, skipped: 0, t: 1_000_000 };
+  const state = { generation: 5 as number | undefined, revocations: undefined as number | undefined, requests: [] as Array<{ seq: number; depot: string | null }>, skipped: 0, t: 1_000_000 };
   const feed: EventFeed = {
     generation: () => state.generation,
+    revocations: () => state.revocations,
     syncRequests: () => state.requests.splice(0),
     skipPendingRequests: () => {
       state.skipped++;
@@ -118,6 +119,28 @@ describe('event hub (GET /v1/events)', () => {
     await b.take();
     expect(b.done).toBe(false);
     expect(hub.size).toBe(1);
+    hub.close();
+  });
+
+  it('announces a new revocation list to depots at once (not agents) and drops a just-revoked stream without waiting for a heartbeat', async () => {
+    const { state, hub, open } = fixture();
+    state.revocations = 3;
+    let revoked = false;
+    const d = open('depot-a');
+    const agent = open('agent-1', 'agent', () => !revoked);
+    expect(await d.take()).toEqual([
+      { kind: 'generation', generation: 5 },
+      { kind: 'revocations', version: 3 },
+    ]);
+    expect(await agent.take()).toEqual([{ kind: 'generation', generation: 5 }]);
+    hub.tick();
+    expect(await d.take()).toEqual([]); // unchanged: nothing
+    revoked = true;
+    state.revocations = 4;
+    hub.tick(); // no heartbeat is due (the clock did not move)
+    expect(await d.take()).toEqual([{ kind: 'revocations', version: 4 }]);
+    await agent.take();
+    expect(agent.done).toBe(true);
     hub.close();
   });
 

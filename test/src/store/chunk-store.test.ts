@@ -4,7 +4,7 @@ import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
 import { RECORD_HEADER_BYTES } from '../../../src/store/pack-format.js';
-import { chunk, errorOf, tempDir } from './helpers.js';
+import { chunk, errorOf, failIndexCommit, tempDir } from './helpers.js';
 
 const packsOf = (dir: string): string[] => readdirSync(join(dir, 'chunks-v1', 'packs')).map((n) => join(dir, 'chunks-v1', 'packs', n));
 
@@ -201,11 +201,9 @@ describe('ChunkStore damage and crashes', () => {
     await store.putMany([kept]);
     const committed = store.stats().packBytes;
     const lost = chunk(4096);
-    store.beforeIndexCommit = () => {
-      throw new Error('simulated crash after the pack fsync, before the index commit');
-    };
+    const heal = failIndexCommit(dir, 'simulated crash after the pack fsync, before the index commit');
     await expect(store.putMany([lost])).rejects.toThrow(/simulated crash/);
-    store.beforeIndexCommit = undefined;
+    heal();
     const pack = packsOf(dir)[0]!;
     expect(statSync(pack).size).toBeGreaterThan(committed); // the bytes reached the pack
     expect(store.has(lost.id)).toBe(false);
@@ -229,10 +227,9 @@ describe('ChunkStore damage and crashes', () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir);
     const c = chunk(100);
-    store.beforeIndexCommit = () => {
-      throw new Error('crash');
-    };
+    const heal = failIndexCommit(dir, 'crash');
     await expect(store.putMany([c])).rejects.toThrow('crash');
+    heal();
     expect(packsOf(dir).length).toBe(1); // file written, row rolled back
     await store.close();
     writeFileSync(join(dir, 'chunks-v1', 'packs', 'pack-00000077.dat'), 'orphan of an interrupted compaction');

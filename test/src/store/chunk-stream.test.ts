@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
 import { ChunkStream } from '../../../src/store/chunk-stream.js';
 import type { ChunkInput } from '../../../src/store/chunk-id.js';
-import { DepotsyncError } from '../../../src/errors.js';
-import { tempDir } from './helpers.js';
+import { failIndexCommit, tempDir } from './helpers.js';
 
 const group = (n: number, bytes: number) => Array.from({ length: n }, () => hashedChunk(randomBytes(bytes)));
 
@@ -57,9 +56,7 @@ describe('ChunkStream (push side of putStream)', () => {
     await stream.add(ok.slice(2));
     await committed;
     // The store fails at the next index commit, like a disk that filled up.
-    (store as unknown as { beforeIndexCommit?: () => void }).beforeIndexCommit = () => {
-      throw new DepotsyncError('disk-full', 'write pack: no space left on device (ENOSPC)');
-    };
+    failIndexCommit(dir, 'write pack: no space left on device (ENOSPC)');
     const late = stream.add(group(4, 40_000));
     await expect(Promise.all([late, stream.end()])).rejects.toThrow(/no space left on device/);
     await expect(stream.add(group(1, 10))).rejects.toThrow(/no space left on device/);

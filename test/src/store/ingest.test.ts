@@ -6,7 +6,7 @@ import { blake3Hex } from '../../../src/hash/blake3.js';
 import { ChunkStore } from '../../../src/store/chunk-store.js';
 import { chunkWorkerAvailable } from '../../../src/store/chunk-worker.js';
 import { ingestBuffer, ingestFile } from '../../../src/store/ingest.js';
-import { errorOf, tempDir } from './helpers.js';
+import { errorOf, failIndexCommit, tempDir } from './helpers.js';
 
 const small = { minBytes: 1024, avgBytes: 4096, maxBytes: 16384 };
 
@@ -110,12 +110,9 @@ describe('ingest', () => {
       const data = randomBytes(SIZE);
       writeFileSync(file, data);
       const store = ChunkStore.open(dir);
-      let commits = 0;
-      store.beforeIndexCommit = () => {
-        if (++commits === 5) throw new Error('simulated crash after the pack fsync, before the index commit');
-      };
+      const heal = failIndexCommit(dir, 'simulated crash after the pack fsync, before the index commit', 5);
       await expect(ingestFile(store, file, { ...opts, hashWorker: true })).rejects.toThrow(/simulated crash/);
-      store.beforeIndexCommit = undefined;
+      heal();
       const kept = store.stats();
       expect(kept.chunks).toBeGreaterThan(0); // the batches before the failed one are durable
       expect(kept.bytes).toBeLessThan(SIZE);

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
-import { tempDir } from './helpers.js';
+import { capturingLogger, failIndexCommit, tempDir } from './helpers.js';
 
 const groupsOf = (n: number, per: number, bytes: number) => Array.from({ length: n }, () => Array.from({ length: per }, () => hashedChunk(randomBytes(bytes))));
 
@@ -86,28 +86,28 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
 
 describe('ChunkStore.putMany group commit', () => {
   it('stores calls made while another is being committed together, each counting its own new chunks', async () => {
-    const store = ChunkStore.open(tempDir());
-    let commits = 0;
-    store.beforeIndexCommit = () => void commits++;
+    const { logger, lines } = capturingLogger('debug');
+    const store = ChunkStore.open(tempDir(), { logger });
     const groups = groupsOf(5, 3, 20_000);
     const shared = groups[0]![0]!; // in two calls: written once, counted by the first
     const results = await Promise.all([...groups.map((g) => store.putMany(g)), store.putMany([shared])]);
     expect(results.slice(0, 5)).toEqual(groups.map(() => ({ written: 3, bytesWritten: 60_000 })));
     expect(results[5]).toEqual({ written: 0, bytesWritten: 0 });
+    const commits = lines.filter((l) => l.msg === 'stored batch').length;
+    expect(commits).toBeGreaterThan(0);
     expect(commits).toBeLessThan(6); // the calls queued behind the first were committed together
     for (const c of groups.flat()) expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
     await store.close();
   });
 
   it('a failed group commit fails every call in it, and stores nothing of them', async () => {
-    const store = ChunkStore.open(tempDir());
+    const dir = tempDir();
+    const store = ChunkStore.open(dir);
     const groups = groupsOf(3, 2, 10_000);
-    store.beforeIndexCommit = () => {
-      throw new Error('simulated crash before the index commit');
-    };
+    const heal = failIndexCommit(dir, 'simulated crash before the index commit');
     const results = await Promise.allSettled(groups.map((g) => store.putMany(g)));
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
-    store.beforeIndexCommit = undefined;
+    heal();
     expect(store.stats().chunks).toBe(0);
     await store.close();
   });

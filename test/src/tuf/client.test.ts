@@ -149,14 +149,15 @@ describe('metadataDelta (offline bundle contents)', () => {
     f.publish(f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, next.signer]));
     const changed = f.repo.updateTargets([target(1), target(2)]);
     f.publish(changed);
-    const names = metadataDelta({ fromSnapshot, fromRootVersion: depot.rootVersion, toSnapshot: currentFile(f, '2.snapshot.json'), toRootVersion: f.repo.rootVersion });
+    // The root rotation is generation 2 (a root travels with a new snapshot), the targets change 3.
+    const names = metadataDelta({ fromSnapshot, fromRootVersion: depot.rootVersion, toSnapshot: currentFile(f, '3.snapshot.json'), toRootVersion: f.repo.rootVersion });
     const bins = changed.filter((x) => x.role.startsWith('bin-')).map((x) => x.name);
-    expect(names.sort()).toEqual(['2.root.json', 'timestamp.json', '2.snapshot.json', ...bins].sort());
+    expect(names.sort()).toEqual(['2.root.json', 'timestamp.json', '3.snapshot.json', ...bins].sort());
     const bundle = new MemorySource(await Promise.all(names.map(async (n) => [n, await f.mirror.fetch(n, 1e9)] as const)), 'bundle');
     const r = await (await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now })).refresh();
-    expect(r).toMatchObject({ rootVersion: 2, generation: 2, fetchedBins: bins.map((n) => n.split('.')[1]) });
+    expect(r).toMatchObject({ rootVersion: 2, generation: 3, fetchedBins: bins.map((n) => n.split('.')[1]) });
     // a fresh client needs every targets role
-    expect(metadataDelta({ fromRootVersion: 1, toSnapshot: currentFile(f, '2.snapshot.json'), toRootVersion: 2 })).toHaveLength(1 + 2 + 257);
+    expect(metadataDelta({ fromRootVersion: 1, toSnapshot: currentFile(f, '3.snapshot.json'), toRootVersion: 2 })).toHaveLength(1 + 2 + 257);
   });
 });
 
@@ -269,9 +270,9 @@ describe('TufClient: attacks', () => {
     f.publish(f.repo.rotateRoot({ root: { keys: [root2.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, root2.signer]));
     f.publish(f.repo.rotateRoot({ timestamp: ts2.publicKey }, [root2.signer], { timestamp: ts2.signer }));
     const r = await client.refresh();
-    expect(r).toMatchObject({ rootVersion: 3, rootsFetched: [2, 3], onlineKeysRotated: true, timestampVersion: 2, generation: 2 });
+    expect(r).toMatchObject({ rootVersion: 3, rootsFetched: [2, 3], onlineKeysRotated: true, timestampVersion: 3, generation: 3 });
     // the leaked key no longer counts
-    f.mirror.set('timestamp.json', resign(currentFile(f, 'timestamp.json'), [f.keys.timestamp], (s) => (s.version = 3)));
+    f.mirror.set('timestamp.json', resign(currentFile(f, 'timestamp.json'), [f.keys.timestamp], (s) => (s.version = 4)));
     await rejects(client.refresh(), 'unknown-key', /^timestamp metadata timestamp.json/);
     // a new client bootstrapping from the pinned 1.root.json walks the same chain
     f.mirror.set('timestamp.json', currentFile(f, 'timestamp.json'));
@@ -285,9 +286,9 @@ describe('TufClient: attacks', () => {
     const v2 = f.repo.rotateRoot({}, [k0.signer, k2.signer]);
     const good = v2[0]!.bytes;
     const client = await open(f);
-    // one key signing twice
+    // one key signing twice: the keyid appears twice in the signatures, refused outright
     f.mirror.set('2.root.json', resign(good, [k0, k0], () => {}));
-    await rejects(client.refresh(), 'threshold-not-met', /^root metadata 2.root.json: threshold not met: 1 of 2 valid signatures \(1 duplicate signature counted once\)/);
+    await rejects(client.refresh(), 'bad-metadata', /^root metadata 2.root.json: two signatures carry keyid .*; a keyid may sign once/);
     // one key listed twice in the new root's root role: refused as malformed before any counting
     // (the counting itself is covered in verify.test.ts)
     f.mirror.set('2.root.json', resign(good, [k0, k1], (s) => (s.roles.root.keyids = [k0.keyid, k0.keyid])));

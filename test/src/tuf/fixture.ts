@@ -26,7 +26,7 @@ export interface Fixture {
   publish(files: MetadataFile[]): void;
 }
 
-export function makeFixture(opts: { rootKeys?: number; threshold?: number; options?: RepositoryOptions } = {}): Fixture {
+export function makeFixture(opts: { rootKeys?: number; threshold?: number; options?: RepositoryOptions; rootFields?: Record<string, string> } = {}): Fixture {
   const clock = new Clock();
   const keys = {
     root: Array.from({ length: opts.rootKeys ?? 1 }, generateKeyPair),
@@ -35,7 +35,7 @@ export function makeFixture(opts: { rootKeys?: number; threshold?: number; optio
     targets: generateKeyPair(),
   };
   const { repository, files } = TufRepository.create({
-    root: { keys: keys.root.map((k) => k.publicKey), threshold: opts.threshold ?? 1, signers: keys.root.map((k) => k.signer) },
+    root: { keys: keys.root.map((k) => k.publicKey), threshold: opts.threshold ?? 1, signers: keys.root.map((k) => k.signer), ...(opts.rootFields ? { fields: opts.rootFields } : {}) },
     online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
     options: { now: clock.now, ...opts.options },
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { binFor, binPrefixes, targetPathHash, TufRepository } from '../../../src/tuf/repository.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
+import { ROOT_CA_FIELD } from '../../../src/tuf/root-ca.js';
 import { DAY, HOUR, makeFixture, sha256, target } from './fixture.js';
 
 const json = (b: Uint8Array) => JSON.parse(Buffer.from(b).toString('utf8'));
@@ -125,13 +126,25 @@ describe('TufRepository', () => {
     expect(() => f.repo.rotateRoot(change, [f.keys.root[0]!.signer])).toThrow(/not signed by a threshold of the new root keys/);
     expect(f.repo.rootVersion).toBe(1);
     const files = f.repo.rotateRoot(change, [f.keys.root[0]!.signer, next.signer]);
-    expect(files.map((x) => x.name)).toEqual(['2.root.json']);
+    expect(files.map((x) => x.name)).toEqual(['2.root.json', '2.snapshot.json', 'timestamp.json']);
     expect(json(files[0]!.bytes).signatures).toHaveLength(2);
     // a new online key needs its signer
     const ts = generateKeyPair();
     expect(() => f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer])).toThrow(/timestamp signer/);
     const rotated = f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer], { timestamp: ts.signer });
-    expect(rotated.map((x) => x.name)).toEqual(['3.root.json', '2.snapshot.json', 'timestamp.json']);
+    expect(rotated.map((x) => x.name)).toEqual(['3.root.json', '3.snapshot.json', 'timestamp.json']);
+  });
+
+  it("carries the signed CA certificate field of root 1 into every rotated root", () => {
+    const f = makeFixture({ rootFields: { [ROOT_CA_FIELD]: 'PEM' } });
+    expect(json(f.root1).signed[ROOT_CA_FIELD]).toBe('PEM');
+    const next = generateKeyPair();
+    const [r2] = f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, next.signer]);
+    expect(json(r2!.bytes).signed[ROOT_CA_FIELD]).toBe('PEM');
+    const ts = generateKeyPair();
+    const [r3] = f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer], { timestamp: ts.signer });
+    expect(json(r3!.bytes).signed[ROOT_CA_FIELD]).toBe('PEM');
+    expect(json(makeFixture().root1).signed[ROOT_CA_FIELD]).toBeUndefined();
   });
 
   it('rejects bad options naming the option and the value', () => {

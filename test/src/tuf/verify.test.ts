@@ -34,11 +34,12 @@ describe('verifyThreshold', () => {
     expect(() => verifyThreshold(envelope(timestamp([a])), keys)).toThrow(/threshold not met: 1 of 2 valid signatures/);
   });
 
-  it('counts one key signing twice once', () => {
-    const once = timestamp([a]);
-    const twice = edit(once, (doc) => doc.signatures.push({ ...doc.signatures[0] }));
-    const keys = roleKeys([a, b], [a.keyid, b.keyid], 2);
-    expect(() => verifyThreshold(envelope(twice), keys)).toThrow(/1 of 2 valid signatures \(1 duplicate signature counted once\)/);
+  it('refuses a file whose signatures carry one keyid twice, even when the threshold is met', () => {
+    const twice = edit(timestamp([a]), (doc) => doc.signatures.push({ ...doc.signatures[0] }));
+    expect(() => verifyThreshold(envelope(twice), roleKeys([a, b], [a.keyid, b.keyid], 2))).toThrow(
+      expect.objectContaining({ code: 'bad-metadata', message: expect.stringMatching(/two signatures carry keyid .*; a keyid may sign once/) }),
+    );
+    expect(() => verifyThreshold(envelope(twice), roleKeys([a], [a.keyid], 1))).toThrow(/a keyid may sign once/);
   });
 
   it('counts one public key under two keyids once', () => {
@@ -77,6 +78,12 @@ describe('verifyThreshold', () => {
   it('refuses oversized input before parsing and the wrong _type', () => {
     expect(() => parseEnvelope(Buffer.alloc(20_000, 0x7b), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(expect.objectContaining({ code: 'too-large' }));
     expect(() => parseEnvelope(timestamp([a]), ctx, { maxBytes: 16_384, type: MetadataKind.Snapshot })).toThrow(/signed._type is "timestamp", expected "snapshot"/);
-    expect(() => parseEnvelope(Buffer.from('{"signed":{"_type":"timestamp","x":1.5},"signatures":[]}'), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/canonicalised/);
+    expect(() => parseEnvelope(Buffer.from('{"signed":{"_type":"timestamp","x":1.5},"signatures":[]}'), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/non-integer number/);
+    // Duplicate keys: the signature would cover one value and the client read another.
+    const twice = '{"signed":{"_type":"timestamp","version":1,"version":2},"signatures":[]}';
+    expect(() => parseEnvelope(Buffer.from(twice), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/duplicate key "version"/);
+    // A lone surrogate has no UTF-8 form, so no canonical bytes to verify a signature over: refused unread.
+    const surrogate = '{"signed":{"_type":"timestamp","x":"\\ud800"},"signatures":[]}';
+    expect(() => parseEnvelope(Buffer.from(surrogate), ctx, { maxBytes: 16_384, type: MetadataKind.Timestamp })).toThrow(/surrogate/);
   });
 });

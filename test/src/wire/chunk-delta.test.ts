@@ -197,7 +197,9 @@ describe('chunk delta wire format', () => {
     });
 
     it.each([
-      ['not JSON', '{', 'bad-json', /not JSON/],
+      ['not JSON', '{', 'bad-json', /chunk delta request: expected a string key at byte 1/],
+      ['a duplicate key', '{"pairs":[],"pairs":[]}', 'bad-json', /duplicate key "pairs"/],
+      ['an oversized body', `{"pairs":[${' '.repeat(400 * 1024)}]}`, 'too-large', /over the limit/],
       ['not an object', '[]', 'bad-input', /expected \{"pairs"/],
       ['an unknown field', JSON.stringify({ pairs: [], more: 1 }), 'bad-input', /unknown field "more"/],
       ['a bad id', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: 'B'.repeat(64) }] }), 'bad-input', /pairs\[0\]\.target is not a chunk id/],

@@ -49,12 +49,18 @@ describe('event stream wire format', () => {
   });
 
   it('names the field of a malformed known event', () => {
-    expect(() => decodeEvent({ event: 'generation', data: 'nope' })).toThrow(/generation event data is not JSON/);
+    expect(() => decodeEvent({ event: 'generation', data: 'nope' })).toThrow(/generation event data: unexpected character "n" at byte 0/);
     expect(() => decodeEvent({ event: 'generation', data: '[1]' })).toThrow(/not an object/);
     expect(() => decodeEvent({ event: 'generation', data: '{"generation":-1}' })).toThrow(/generation must be a non-negative integer, got -1/);
     expect(() => decodeEvent({ event: 'generation', data: '{"generation":"5"}' })).toThrow(/generation must be a non-negative integer, got "5"/);
-    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1.5}' })).toThrow(/seq must be/);
+    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1.5}' })).toThrow(/non-integer number/);
+    expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"seq":2}' })).toThrow(/duplicate key "seq"/);
+    expect(() => decodeEvent({ event: 'sync-now', data: `{"seq":1,"pad":"${'x'.repeat(9000)}"}` })).toThrow(/over the limit of 8192 bytes/);
     expect(() => decodeEvent({ event: 'sync-now', data: '{"seq":1,"depot":"../x y"}' })).toThrow(/depot must be a machine name or null/);
+    expect(() => decodeEvent({ event: 'revocations', data: '{"version":1e400}' })).toThrow(/revocations event: version must be a non-negative integer/);
+    expect(() => decodeEvent({ event: 'revocations', data: '{}' })).toThrow(/version must be a non-negative integer, got undefined/);
+    const [raw] = new SseDecoder().push(Buffer.from(encodeEvent({ kind: 'revocations', version: 12 })));
+    expect(decodeEvent(raw!)).toEqual({ kind: 'revocations', version: 12 });
   });
 
   it('keeps comments on one line', () => {

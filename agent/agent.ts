@@ -1,0 +1,71 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { DepotsyncError, fromSystemError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { HttpClient } from '../src/net/client.js';
+import { DirectoryTrustedStore } from '../src/tuf/client.js';
+import { loadAgentConfig, type AgentConfig } from './config.js';
+import { pollAgentEnrollment } from './init.js';
+import { agentLayout, type AgentLayout } from './layout.js';
+import { RemoteSource, type Source } from './fetch/remote.js';
+import { SqliteAgentState } from './state.js';
+
+/** An initialised, enrolled agent directory, opened for one command. */
+export interface AgentContext {
+  layout: AgentLayout;
+  config: AgentConfig;
+  state: SqliteAgentState;
+  store: DirectoryTrustedStore;
+  tls: { caPem: string; certPem: string; keyPem: string };
+  /** A client for one source: mutual TLS with the agent's certificate, the configured limits. */
+  connect(source: Source, opts?: { timeoutMs?: number }): RemoteSource;
+  close(): void;
+}
+
+/**
+ * Open agent directory A. An enrollment still pending is polled once: approved → continue; else a
+ * clear error (nothing can be fetched without a certificate).
+ */
+export async function openAgent(dir: string, log: Logger): Promise<AgentContext> {
+  const layout = agentLayout(dir);
+  const config = loadAgentConfig(layout.config);
+  if (!existsSync(layout.cert) && existsSync(layout.enrollment)) {
+    const r = await pollAgentEnrollment(dir, config.masterUrl, log);
+    if (r.state === 'pending') {
+      throw new DepotsyncError('forbidden', `agent ${config.name}: enrollment request ${r.request} is still waiting for approval`, {
+        hint: `ask the master operator to run: depotsync master approve --dir M ${config.name}`,
+      });
+    }
+  }
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw fromSystemError(e, `agent ${config.name}: ${path}`);
+    }
+  };
+  const tls = { caPem: read(layout.caCert), certPem: read(layout.cert), keyPem: read(layout.key) };
+  const state = SqliteAgentState.open(layout.state, log);
+  const f = config.fetch;
+  return {
+    layout,
+    config,
+    state,
+    store: new DirectoryTrustedStore(layout.tufDir),
+    tls,
+    connect: (source, opts = {}) =>
+      new RemoteSource(
+        source,
+        new HttpClient({
+          baseUrl: source.url,
+          ...tls,
+          ...(source.fromDirectory ? { serverMachine: { name: source.name, role: 'depot' as const } } : {}),
+          timeoutMs: opts.timeoutMs ?? f.timeoutMs,
+          minBytesPerSecond: f.minBytesPerSecond,
+          rateWindowMs: f.rateWindowMs,
+          maxSockets: Math.max(8, f.concurrency),
+          logger: log,
+        }),
+      ),
+    close: () => state.close(),
+  };
+}

@@ -1,0 +1,181 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { isDepotsyncError } from '../errors.js';
+import type { HttpClient, StreamResponse } from '../net/client.js';
+import { checkMetadataFileName, type MetadataSource } from '../tuf/client.js';
+import { BATCH_CONTENT_TYPE } from '../wire/chunk-batch.js';
+import {
+  DELTA_CONTENT_TYPE,
+  DELTA_RECORD_OVERHEAD,
+  encodeDeltaRequest,
+  type DeltaPair,
+} from '../wire/chunk-delta.js';
+import { explainRefusal, type ReaderRole } from './refusal.js';
+
+/** URL paths of a repository: depotsync's read API, or a plain TUF layout (the conformance suite). */
+export interface RemoteLayout {
+  metadata(name: string): string;
+  /** A target file by its path and sha256 (consistent-snapshot naming). */
+  target(path: string, sha256: string): string;
+}
+
+/**
+ * URL path of a target by its served name `{sha256}.{path}`: percent-encoded except
+ * what the read API allows as-is.
+ */
+export function targetUrlPath(name: string): string {
+  return `/v1/targets/${encodeURIComponent(name).replace(/%40/g, '@').replace(/%2B/g, '+')}`;
+}
+
+/** The read API (docs: `/v1/metadata/{name}` and `/v1/targets/{sha256}.{path}`). */
+export const READ_API_LAYOUT: RemoteLayout = {
+  metadata: (name) => `/v1/metadata/${name}`,
+  target: (path, sha256) => targetUrlPath(`${sha256}.${path}`),
+};
+
+export interface ReadClientOptions {
+  /** Names the server in messages ("depot-1", or an origin). */
+  name: string;
+  role: ReaderRole;
+  /** Opens the message of a refusal: "depot-1 (https://…) refused this agent". */
+  refused: string;
+  layout?: RemoteLayout;
+}
+
+/**
+ * The client of the read API a master and every depot serve, for both readers (an agent, a depot
+ * syncing from its upstream): TUF metadata, target files, the revocation list, chunk batches and chunk
+ * deltas, each capped while streaming, and a refused certificate explained once (refusal.ts). Nothing
+ * it returns is trusted: callers verify every byte. It is a TUF `MetadataSource`, so the same
+ * verification code runs against any mirror.
+ */
+export class ReadClient implements MetadataSource {
+  readonly name: string;
+  readonly role: ReaderRole;
+  private readonly refused: string;
+  private readonly layout: RemoteLayout;
+
+  constructor(
+    readonly http: HttpClient,
+    o: ReadClientOptions,
+  ) {
+    this.name = o.name;
+    this.role = o.role;
+    this.refused = o.refused;
+    this.layout = o.layout ?? READ_API_LAYOUT;
+  }
+
+  /** TUF metadata by its consistent-snapshot file name, at most `maxBytes`; a 404 is 'not-found'. */
+  async fetch(name: string, maxBytes: number): Promise<Uint8Array> {
+    checkMetadataFileName(name);
+    return this.explained(
+      this.http.getBytes(this.layout.metadata(name), {
+        maxBytes,
+        what: `metadata ${name} from ${this.name}`,
+      }),
+    );
+  }
+
+  /** TUF metadata with the response's headers (the read API's hints ride on `timestamp.json`). */
+  async metadataWithHeaders(
+    name: string,
+    maxBytes: number,
+  ): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders }> {
+    checkMetadataFileName(name);
+    try {
+      const res = await this.http.getStream(this.layout.metadata(name), {
+        maxBytes,
+        what: `metadata ${name} from ${this.name}`,
+      });
+      const parts: Buffer[] = [];
+      for await (const piece of res.body) parts.push(piece as Buffer);
+      return { bytes: Buffer.concat(parts), headers: res.headers };
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
+  /** The target file's bytes, capped at the length the signed metadata gives (endless data). */
+  target(path: string, sha256: string, length: number): Promise<Buffer> {
+    return this.targetAt(this.layout.target(path, sha256), length, `target ${path} from ${this.name}`);
+  }
+
+  /** A target by its served name `{sha256}.{path}`, at most `maxBytes`. */
+  targetByName(name: string, maxBytes: number, what: string): Promise<Buffer> {
+    return this.targetAt(targetUrlPath(name), maxBytes, what);
+  }
+
+  private targetAt(urlPath: string, maxBytes: number, what: string): Promise<Buffer> {
+    return this.explained(this.http.getBytes(urlPath, { maxBytes, what }));
+  }
+
+  /** The CA-signed revocation list (at most maxBytes), or undefined when the server has none. */
+  async revocations(maxBytes: number): Promise<Buffer | undefined> {
+    try {
+      return await this.http.getBytes('/v1/revocations.json', { maxBytes, what: 'revocation list' });
+    } catch (e) {
+      if (isDepotsyncError(e, 'not-found')) return undefined;
+      throw this.explain(e);
+    }
+  }
+
+  /** `POST /v1/chunks/batch` for `ids` (src/wire/chunk-batch.ts); the body is capped at `maxBytes`. */
+  batch(ids: readonly string[], maxBytes: number, signal: AbortSignal): Promise<StreamResponse> {
+    return this.explained(
+      this.http.request('POST', '/v1/chunks/batch', {
+        headers: { 'content-type': 'application/json', accept: BATCH_CONTENT_TYPE },
+        body: Buffer.from(JSON.stringify({ ids })),
+        maxBytes,
+        what: `chunk batch of ${ids.length} from ${this.name}`,
+        signal,
+      }),
+    );
+  }
+
+  /**
+   * `POST /v1/chunks/delta` for `pairs` (src/wire/chunk-delta.ts). `targetLengths` bound the answer:
+   * no answer is longer than every chunk sent whole with the largest record header (endless data).
+   */
+  delta(
+    pairs: readonly DeltaPair[],
+    targetLengths: readonly number[],
+    signal: AbortSignal,
+  ): Promise<StreamResponse> {
+    return this.explained(
+      this.http.request('POST', '/v1/chunks/delta', {
+        headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
+        body: encodeDeltaRequest(pairs),
+        maxBytes: targetLengths.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n, 0),
+        what: `chunk delta batch of ${pairs.length} from ${this.name}`,
+        signal,
+      }),
+    );
+  }
+
+  /** Round trip of the public `GET /healthz`, in milliseconds. */
+  async probe(signal?: AbortSignal): Promise<number> {
+    const t0 = performance.now();
+    await this.http.getBytes('/healthz', {
+      maxBytes: 64 * 1024,
+      what: `health probe of ${this.name}`,
+      ...(signal ? { signal } : {}),
+    });
+    return performance.now() - t0;
+  }
+
+  close(): void {
+    this.http.close();
+  }
+
+  /** This server refusing this machine's certificate (401/403) as one clear error; others unchanged. */
+  explain(e: unknown): unknown {
+    return explainRefusal(e, this.role, this.refused);
+  }
+
+  private async explained<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+}

@@ -1,0 +1,41 @@
+import { DepotsyncError, isDepotsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SizedBufferPool } from '../store/buffer-pool.js';
+
+/** A chunk id as it appears in a URL or a request: 64 lowercase hex digits. */
+export const CHUNK_ID = /^[0-9a-f]{64}$/;
+
+/** One chunk of a `readMany`: no data, and the problem, for one that cannot be served. */
+export interface ReadRecord {
+  id: string;
+  data: Buffer | undefined;
+  problem?: Error;
+  release?: () => void;
+}
+
+/** What the read API needs from the chunk store. */
+export interface ChunkReader {
+  get(id: string, opts?: { verify?: boolean }): Promise<Buffer>;
+  has(id: string): boolean;
+  /** Chunks in the order asked (ChunkStore.readMany). */
+  readMany(
+    ids: readonly string[],
+    opts: { verify: boolean | ((id: string) => boolean); runBytes?: number; aheadRuns?: number; pool?: SizedBufferPool },
+  ): AsyncIterable<ReadRecord>;
+}
+
+/**
+ * A whole chunk for a response. A corrupt one is logged and answered like a missing one ('not-found'):
+ * the client fetches it elsewhere, and nothing damaged is served.
+ */
+export async function readChunk(chunks: ChunkReader, id: string, verify: boolean, log: Logger): Promise<Buffer> {
+  try {
+    return await chunks.get(id, { verify });
+  } catch (e) {
+    if (isDepotsyncError(e, 'corrupt')) log.error({ chunk: id }, 'stored chunk failed verification; not served');
+    if (isDepotsyncError(e, 'not-found') || isDepotsyncError(e, 'corrupt')) {
+      throw new DepotsyncError('not-found', `chunk ${id} not found`);
+    }
+    throw e;
+  }
+}
