@@ -37,7 +37,7 @@ port.on('message', (m: ChunkWorkerRequest) => {
   try {
     switch (m.op) {
       case 'open':
-        streams.set(m.stream, new Chunker(m.options as Partial<ChunkerOptions>, { ownsInput: true }));
+        streams.set(m.stream, new Chunker(m.options, { ownsInput: true }));
         return;
       case 'close':
         streams.delete(m.stream);
