@@ -207,7 +207,7 @@ async function salvageLeftover(dir: string, cache: ChunkStore): Promise<number> 
       return fh ? (await fh.read(into, 0, length, position)).bytesRead : 0;
     });
   } finally {
-    await Promise.all(files.map((fh) => fh?.close()));
+    await Promise.all(files.map(async (fh) => fh?.close()));
   }
 }
 

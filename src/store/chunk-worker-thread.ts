@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { Chunker, type ChunkerOptions } from '../chunk/fastcdc.js';
+import { Chunker } from '../chunk/fastcdc.js';
 import { blake3 } from '../hash/blake3.js';
 import type { ChunkWorkerReply, ChunkWorkerRequest } from './chunk-worker.js';
 
