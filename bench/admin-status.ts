@@ -94,7 +94,7 @@ function seed(ctx: MasterContext, nowMs: number): void {
   })();
 }
 
-async function time(fn: () => Promise<unknown> | unknown): Promise<{ median: number; p95: number }> {
+async function time(fn: () => unknown): Promise<{ median: number; p95: number }> {
   for (let i = 0; i < 3; i++) await fn();
   const t: number[] = [];
   for (let i = 0; i < RUNS; i++) {
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
       bytes = (await r.arrayBuffer()).byteLength;
     };
     const rows: string[][] = [];
-    const add = async (what: string, fn: () => Promise<unknown> | unknown, note = '') => {
+    const add = async (what: string, fn: () => unknown, note = '') => {
       const t = await time(fn);
       rows.push([what, t.median.toFixed(1), t.p95.toFixed(1), note || `${(bytes / 1024).toFixed(0)} KiB`]);
     };

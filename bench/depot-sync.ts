@@ -17,7 +17,7 @@
  * Needs nginx, curl and rsync (apt-get install -y nginx rsync curl).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, closeSync, writeSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, closeSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

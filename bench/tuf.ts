@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'depotsync-bench-tuf-'));
     dirs.push(dir);
     writeFileSync(join(dir, 'root.json'), root1);
-    const updater = () => new Updater({ metadataDir: dir, metadataBaseUrl: base, config: { fetchRetries: 0 } as never });
+    const updater = () => new Updater({ metadataDir: dir, metadataBaseUrl: base, config: { fetchRetries: 0 } });
     const peerFull = await time(async () => {
       const u = updater();
       await u.refresh();

@@ -207,7 +207,7 @@ async function salvageLeftover(dir: string, cache: ChunkStore): Promise<number> 
       return fh ? (await fh.read(into, 0, length, position)).bytesRead : 0;
     });
   } finally {
-    await Promise.all(files.map((fh) => fh?.close()));
+    await Promise.all(files.map(async (fh) => fh?.close()));
   }
 }
 
@@ -373,7 +373,7 @@ export class Staging {
       throw fromSystemError(e, `write ${this.paths[fileIndex]}`);
     }
     this.unflushed[fileIndex] = (this.unflushed[fileIndex] ?? 0) + bytes;
-    if ((this.unflushed[fileIndex] as number) >= WRITEBACK_BYTES && !this.flushing[fileIndex]) {
+    if (this.unflushed[fileIndex] >= WRITEBACK_BYTES && !this.flushing[fileIndex]) {
       this.unflushed[fileIndex] = 0;
       // A failure here is not lost: the flush before the commit (verify) fails the same way.
       const p = sink.sync().catch(() => undefined).finally(() => (this.flushing[fileIndex] = undefined));
@@ -433,6 +433,6 @@ export class Staging {
     this.closed = true;
     const results = await Promise.allSettled(this.sinks.map((s) => s.close()));
     const bad = results.find((r) => r.status === 'rejected');
-    if (bad) throw fromSystemError((bad as PromiseRejectedResult).reason, `close staging files in ${this.dir}`);
+    if (bad) throw fromSystemError(bad.reason, `close staging files in ${this.dir}`);
   }
 }

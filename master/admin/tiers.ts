@@ -39,10 +39,10 @@ export function computeTiers(upstreams: ReadonlyMap<string, string>, master = 'm
         break;
       }
       if (onPath.has(cur)) {
-        const cycle = [...path.slice(onPath.get(cur)!), cur];
+        const cycle = [...path.slice(onPath.get(cur)), cur];
         failure = `upstream cycle: ${cycle.join(' → ')}`;
         // Every depot on the cycle itself gets the cycle as its reason.
-        for (const d of path.slice(onPath.get(cur)!)) out.set(d, { tier: null, parent: parentOf(d), problem: failure });
+        for (const d of path.slice(onPath.get(cur))) out.set(d, { tier: null, parent: parentOf(d), problem: failure });
         break;
       }
       if (!upstreams.has(cur)) {

@@ -48,7 +48,7 @@ const statements = new WeakMap<Database, Map<string, Statement>>();
  */
 export function statement(m: MasterDb, sql: string): Statement {
   let cache = statements.get(m.db);
-  if (!cache) statements.set(m.db, (cache = new Map()));
+  if (!cache) statements.set(m.db, (cache = new Map<string, Statement>()));
   let st = cache.get(sql);
   if (!st) cache.set(sql, (st = m.db.prepare(sql)));
   return st;

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
@@ -130,7 +130,7 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
   // Sealed: every section's plaintext goes through the sealer, bound to this header (its SHA-256 is the AAD).
   const sealer = input.seal ? new SectionSealer(input.seal.key, headerAad(header), input.seal.encryption.blockBytes) : undefined;
   const tmp = join(dirname(input.out), `.${basename(input.out)}.${randomBytes(6).toString('hex')}.partial`);
-  let fh;
+  let fh: FileHandle | undefined;
   try {
     fh = await open(tmp, 'wx', 0o644);
   } catch (e) {

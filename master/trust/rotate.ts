@@ -359,7 +359,7 @@ export async function importRootRequest(
   }
   const pending = decodeRootRequest(readFileSync(pendingRequest(ctx)), 'pending root signing request');
   if (
-    canonicalize(pending.root.signed as never) !== canonicalize(r.root.signed as never) ||
+    canonicalize(pending.root.signed) !== canonicalize(r.root.signed) ||
     pending.trustedRoot !== r.trustedRoot
   ) {
     throw new DepotsyncError(

@@ -40,7 +40,7 @@ export function decodeChunkRecords(text: unknown): ChunkRef[] | string {
   const buf = Buffer.from(text, 'base64');
   if (buf.toString('base64') !== text) return 'not canonical base64 (RFC 4648 alphabet with padding)';
   if (buf.length % RECORD_BYTES !== 0) return `${buf.length} bytes is not a whole number of ${RECORD_BYTES}-byte chunk records`;
-  const out: ChunkRef[] = new Array(buf.length / RECORD_BYTES);
+  const out = new Array<ChunkRef>(buf.length / RECORD_BYTES);
   for (let i = 0; i < out.length; i++) {
     const at = i * RECORD_BYTES;
     out[i] = { id: buf.toString('hex', at, at + 32), length: buf.readUInt32BE(at + 32) };

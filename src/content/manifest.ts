@@ -61,7 +61,7 @@ export function normalizeMode(statMode: number): FileMode {
 export function buildManifest(input: BuildManifestInput): Manifest {
   const p = new Problems(`manifest for ${printable(input?.name)}@${printable(input?.version)}`);
   if (!isObject(input)) throw new DepotsyncError('bad-input', 'manifest: expected an object');
-  onlyKeys(p, '', input as unknown as Record<string, unknown>, ['name', 'version', 'chunking', 'files']);
+  onlyKeys(p, '', input, ['name', 'version', 'chunking', 'files']);
   const files = Array.isArray(input.files) ? [...input.files].sort((a, b) => comparePaths(a?.path, b?.path)) : input.files;
   const body = checkBody({ ...input, files }, p, (v, field, probs) => {
     if (!Array.isArray(v) || !v.every(isObject)) {

@@ -76,7 +76,7 @@ export function loadCa(keyPem: string, certPem: string): Ca {
       hint: 'the key and certificate files of the master CA belong to different key pairs; restore them from backup',
     });
   }
-  const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+  const ski: { subjectKeyIdentifier?: string } | undefined = cert.getExtension('subjectKeyIdentifier');
   const keyId = ski?.subjectKeyIdentifier
     ? forge.util.hexToBytes(ski.subjectKeyIdentifier)
     : cert.generateSubjectKeyIdentifier().getBytes();

@@ -120,10 +120,11 @@ export class EventHub {
     }
     if (this.subscribers.size === 0) this.feed.skipPendingRequests?.();
     let sub: Subscriber | undefined;
-    const hub = this;
+    const { options, log } = this;
+    const remove = (gone: Subscriber) => this.remove(gone);
     const stream = new ReadableStream<Uint8Array>(
       {
-        start(controller) {
+        start: (controller) => {
           let ended = false;
           sub = {
             machine,
@@ -131,8 +132,8 @@ export class EventHub {
             write(text) {
               if (ended) return false;
               // A client that stops reading is dropped instead of queueing without end.
-              if ((controller.desiredSize ?? 0) < -hub.options.maxQueuedBytes) {
-                hub.log.info({ machine: machine.name }, 'event stream dropped: the client does not read');
+              if ((controller.desiredSize ?? 0) < -options.maxQueuedBytes) {
+                log.info({ machine: machine.name }, 'event stream dropped: the client does not read');
                 this.close();
                 return false;
               }
@@ -142,7 +143,7 @@ export class EventHub {
             close() {
               if (ended) return;
               ended = true;
-              hub.remove(this);
+              remove(this);
               try {
                 controller.close();
               } catch {
@@ -150,16 +151,16 @@ export class EventHub {
               }
             },
           };
-          hub.add(sub);
+          this.add(sub);
           sub.write(encodeComment('depotsync events'));
-          const g = hub.safeGeneration();
+          const g = this.safeGeneration();
           if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
           const r = hub.safeRevocations();
           if (r !== undefined && machine.role === 'depot') sub.write(encodeEvent({ kind: 'revocations', version: r }));
         },
-        cancel() {
+        cancel: () => {
           // The client went away (the HTTP layer cancels the body when the socket closes).
-          if (sub) hub.remove(sub);
+          if (sub) this.remove(sub);
         },
       },
       { highWaterMark: 16 * 1024, size: (chunk) => chunk.byteLength },

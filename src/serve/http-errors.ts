@@ -66,7 +66,7 @@ export async function readBodyCapped(c: Context, maxBytes: number, what: string)
   if (!body) return Buffer.alloc(0);
   const parts: Buffer[] = [];
   let total = 0;
-  const reader = body.getReader();
+  const reader = (body as ReadableStream<Uint8Array>).getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;

@@ -24,7 +24,7 @@ export function mutualTls(opts: { authorize: AuthorizeMachine; log: Logger; now?
       opts.log.info({ path: c.req.path, status, code, address: socket?.remoteAddress }, 'mutual TLS refused');
       return c.json({ error: { code, message } }, status);
     };
-    if (!socket || typeof (socket as TLSSocket).getPeerCertificate !== 'function') {
+    if (!socket || typeof socket.getPeerCertificate !== 'function') {
       return refuse(401, 'no-certificate', 'this endpoint needs HTTPS with a machine certificate');
     }
     const peer = peerIdentity(socket, opts.now ? { now: opts.now } : undefined);

@@ -35,7 +35,7 @@ export class SizedBufferPool {
       return { buf: Buffer.from(block, 0, n), block };
     }
     const fresh = Buffer.allocUnsafeSlow(c);
-    return { buf: fresh.subarray(0, n), block: fresh.buffer as ArrayBuffer };
+    return { buf: fresh.subarray(0, n), block: fresh.buffer };
   }
 
   /** Give a block back (its views must no longer be in use). */

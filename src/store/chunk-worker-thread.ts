@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { Chunker, type ChunkerOptions } from '../chunk/fastcdc.js';
+import { Chunker } from '../chunk/fastcdc.js';
 import { blake3 } from '../hash/blake3.js';
 import type { ChunkWorkerReply, ChunkWorkerRequest } from './chunk-worker.js';
 
@@ -37,7 +37,7 @@ port.on('message', (m: ChunkWorkerRequest) => {
   try {
     switch (m.op) {
       case 'open':
-        streams.set(m.stream, new Chunker(m.options as Partial<ChunkerOptions>, { ownsInput: true }));
+        streams.set(m.stream, new Chunker(m.options, { ownsInput: true }));
         return;
       case 'close':
         streams.delete(m.stream);

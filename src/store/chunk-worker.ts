@@ -87,7 +87,7 @@ class ChunkWorker {
     // Shared memory would need no transfer, but V8 copies out of a SharedArrayBuffer byte-safely and
     // the worker's gear scan copies every byte: the worker got slower (bench/README.md, `ingest`).
     if (block.buffer instanceof SharedArrayBuffer) return Promise.reject(new DepotsyncError('internal', 'chunk worker: a block lives in a SharedArrayBuffer'));
-    const ab = block.buffer as ArrayBuffer;
+    const ab = block.buffer;
     return this.call({ op: 'push', stream, seq: ++this.seq, block: ab, offset: block.byteOffset, length: block.byteLength }, [ab], true);
   }
 
@@ -118,7 +118,7 @@ class ChunkWorker {
       return;
     }
     const pieces: Uint8Array[] = [];
-    for (let k = 0; k < m.spans.length; k += 3) pieces.push(Buffer.from(m.buffers[m.spans[k]!]!, m.spans[k + 1]!, m.spans[k + 2]!));
+    for (let k = 0; k < m.spans.length; k += 3) pieces.push(Buffer.from(m.buffers[m.spans[k]!]!, m.spans[k + 1], m.spans[k + 2]));
     p.resolve({ pieces, ids: m.ids, block: p.pushed ? m.buffers[0] : undefined });
   }
 

@@ -4,7 +4,7 @@ import { BlockPool, DEFAULT_READ_BLOCK_BYTES, readBlocks } from '../chunk/read-b
 import { intOption } from '../config/validate.js';
 import { fromSystemError } from '../errors.js';
 import { hashedChunk, workerHashedChunk, type ChunkInput } from './chunk-id.js';
-import type { ChunkStore, PutResult } from './chunk-store.js';
+import type { ChunkStore } from './chunk-store.js';
 import { chunkWorkerAvailable, ChunkWorkerStream, type ChunkedBlock } from './chunk-worker.js';
 
 export interface IngestOptions {

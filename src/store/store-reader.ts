@@ -220,11 +220,11 @@ export class StoreReader {
     const start = range?.start ?? 0;
     const end = range?.end ?? row.length - 1;
     if (row.length > 0 || range) checkRange(id, start, end, row.length);
-    const self = this;
+    const readRange = (from: number, to: number) => this.readRange(id, from, to);
     async function* pieces(): AsyncGenerator<Buffer> {
       for (let pos = start; pos <= end; pos += READ_STREAM_HIGH_WATER_MARK) {
         const n = Math.min(READ_STREAM_HIGH_WATER_MARK, end - pos + 1);
-        yield await self.readRange(id, pos, pos + n - 1);
+        yield await readRange(pos, pos + n - 1);
       }
     }
     return Readable.from(pieces(), { objectMode: false, highWaterMark: READ_STREAM_HIGH_WATER_MARK });

@@ -13,7 +13,6 @@ export function targetPathProblem(path: unknown): string | undefined {
   if (path.startsWith('/')) return 'must be relative, not absolute';
   if (path.includes('\\')) return 'must use "/" separators, not "\\"';
   if (/^[A-Za-z]:/.test(path)) return 'must not start with a drive letter';
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(path)) return 'must not contain control characters';
   for (const seg of path.split('/')) {
     if (seg === '') return 'must not contain empty segments ("//" or a trailing "/")';

@@ -36,7 +36,7 @@ const SCHEMES: Readonly<Record<string, Scheme>> = {
     digest: 'sha384',
     curve: 'secp384r1',
   },
-  ...Object.fromEntries(
+  ...Object.fromEntries<Scheme>(
     ['sha224', 'sha256', 'sha384', 'sha512'].flatMap((h) => [
       [`rsassa-pss-${h}`, { keytypes: ['rsa'], kind: 'rsa-pss', digest: h }],
       [`rsa-pkcs1v15-${h}`, { keytypes: ['rsa'], kind: 'rsa-pkcs1', digest: h }],

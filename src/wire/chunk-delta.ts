@@ -212,7 +212,7 @@ export async function* deltaRecords(
         load(p.target).then(async (t) => {
           if (!t) return [undefined, undefined];
           const parts = await Promise.all(p.bases.map(load));
-          return [t, parts.every((b) => b !== undefined) ? (parts.length === 1 ? parts[0] : Buffer.concat(parts as Buffer[])) : undefined];
+          return [t, parts.every((b) => b !== undefined) ? (parts.length === 1 ? parts[0] : Buffer.concat(parts)) : undefined];
         }),
       );
     }

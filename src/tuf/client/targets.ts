@@ -127,7 +127,7 @@ const keyIds = new WeakMap<Targets, Map<string, string | undefined>>();
  */
 export function delegationKeysId(delegator: Targets, name: string): string | undefined {
   let cache = keyIds.get(delegator);
-  if (!cache) keyIds.set(delegator, (cache = new Map()));
+  if (!cache) keyIds.set(delegator, (cache = new Map<string, string | undefined>()));
   if (cache.has(name)) return cache.get(name);
   const k = delegatedRoleKeys(delegator, name);
   const id =
