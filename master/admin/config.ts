@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { readJsonFile } from '../../src/config/json-file.js';
 import { join } from 'node:path';
 import { intOption, mergeDefaults } from '../../src/config/validate.js';
-import { DepotsyncError } from '../../src/errors.js';
 import { requireHttpsUrl } from '../../src/net/https-url.js';
 
 /**

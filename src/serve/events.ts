@@ -155,7 +155,7 @@ export class EventHub {
           sub.write(encodeComment('depotsync events'));
           const g = this.safeGeneration();
           if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
-          const r = hub.safeRevocations();
+          const r = this.safeRevocations();
           if (r !== undefined && machine.role === 'depot') sub.write(encodeEvent({ kind: 'revocations', version: r }));
         },
         cancel: () => {
