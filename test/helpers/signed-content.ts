@@ -12,7 +12,11 @@ export function sha256(b: Uint8Array): string {
 }
 
 /** Change a metadata file's `signed` part and sign it again with other keys (an attacker holding them). */
-export function resign(bytes: Uint8Array, signers: KeyPair[], mutate: (signed: any) => void = () => {}): Buffer {
+export function resign(
+  bytes: Uint8Array,
+  signers: KeyPair[],
+  mutate: (signed: any) => void = () => {},
+): Buffer {
   const doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
   mutate(doc.signed);
   const data = Buffer.from(canonicalize(doc.signed));
@@ -34,7 +38,10 @@ export function corruptingChunks(store: ChunkStore, corrupt: Set<string>): Chunk
     async *readMany(ids, o) {
       for await (const r of store.readMany(ids, o)) {
         if (!r.data || !corrupt.has(r.id)) yield r;
-        else yield { id: r.id, data: Buffer.concat([Buffer.from([(r.data[0]! ^ 0xff) & 0xff]), r.data.subarray(1)]) };
+        else {
+          const flipped = Buffer.from([(r.data[0]! ^ 0xff) & 0xff]);
+          yield { id: r.id, data: Buffer.concat([flipped, r.data.subarray(1)]) };
+        }
       }
     },
   };

@@ -39,7 +39,12 @@ export function useUpstreamDepots(started: (up: Upstream) => void): (opts?: Depo
   return ({ name, upstream = up, ...options } = {}) => {
     const files = writeDepotDir(upstream, name ? { name } : {});
     dirs.push(files.dir);
-    const d = openDepot(files.dir, { logger: silentLogger(), now: upstream.clock.now, sleep: async () => {}, ...options });
+    const d = openDepot(files.dir, {
+      logger: silentLogger(),
+      now: upstream.clock.now,
+      sleep: async () => {},
+      ...options,
+    });
     depots.push(d);
     return d;
   };
