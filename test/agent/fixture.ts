@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { ServerResponse } from 'node:http';
@@ -7,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { canonicalize } from '@tufjs/canonical-json';
 import { Hono } from 'hono';
 import { buildManifest, encodeManifest, manifestId, type Manifest } from '../../src/content/manifest.js';
 import { silentLogger } from '../../src/log.js';
@@ -27,21 +25,12 @@ import { TufRepository, type MetadataFile } from '../../src/tuf/repository.js';
 import { rootFingerprint } from '../../src/tuf/client.js';
 import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../../src/wire/chunk-batch.js';
 import { RemoteSource, type Source } from '../../agent/fetch/remote.js';
+import { Clock } from '../helpers/manual-clock.js';
+import { CHUNKING, corruptingChunks, sha256 } from '../helpers/signed-content.js';
 
-export const HOUR = 3_600_000;
-export const DAY = 24 * HOUR;
-export const CHUNKING = { minBytes: 4096, avgBytes: 16384, maxBytes: 65536 };
-
-/** A settable clock shared by the repository and the agent (no sleeps). */
-export class Clock {
-  constructor(public t = Math.floor(Date.now() / 1000) * 1000) {}
-  now = (): Date => new Date(this.t);
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-export const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+export { Clock, CHUNKING, sha256 };
+export { DAY, HOUR } from '../helpers/manual-clock.js';
+export { resign } from '../helpers/signed-content.js';
 
 let sharedCa: Ca | undefined;
 /** One CA per test file (RSA key generation is slow). */
@@ -122,15 +111,6 @@ export async function createRepo(clock = new Clock()): Promise<Repo> {
   };
 }
 
-/** Re-sign a metadata file's `signed` part with other keys (an attacker holding them). */
-export function resign(bytes: Uint8Array, signers: KeyPair[], mutate: (signed: any) => void = () => {}): Buffer {
-  const doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  mutate(doc.signed);
-  const data = Buffer.from(canonicalize(doc.signed));
-  doc.signatures = signers.map((k) => ({ keyid: k.keyid, sig: k.signer.sign(data).toString('hex') }));
-  return Buffer.from(JSON.stringify(doc));
-}
-
 /** Misbehaviour a test server can be told to show. */
 export interface Faults {
   /** Chunks served with one byte flipped. */
@@ -166,22 +146,7 @@ export async function startServer(served: Served, name: string, ca = testCa(), s
     metadata: (n) => faults.metadata.get(n) ?? served.files.get(n),
     target: (n) => served.targets.get(n),
     revocations: () => undefined,
-    chunks: {
-      has: (id) => served.store.has(id),
-      async get(id, o) {
-        const data = await served.store.get(id, o);
-        if (!faults.corrupt.has(id)) return data;
-        const bad = Buffer.from(data);
-        bad[0] = (bad[0]! ^ 0xff) & 0xff;
-        return bad;
-      },
-      async *readMany(ids, o) {
-        for await (const r of served.store.readMany(ids, o)) {
-          if (!r.data || !faults.corrupt.has(r.id)) yield r;
-          else yield { id: r.id, data: Buffer.concat([Buffer.from([(r.data[0]! ^ 0xff) & 0xff]), r.data.subarray(1)]) };
-        }
-      },
-    },
+    chunks: corruptingChunks(served.store, faults.corrupt),
   };
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(log));

@@ -1,13 +1,11 @@
-import { rmSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import { DELTA_CONTENT_TYPE, encodeDeltaRecord } from '../../src/wire/chunk-delta.js';
-import { openDepot, type Depot } from '../../depot/depot.js';
 import { pairBases } from '../../depot/sync/chunk-delta.js';
-import { randomBytesSeeded, startUpstream, writeDepotDir, type Published, type Upstream } from './fixture.js';
+import { randomBytesSeeded, type Published, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
+import { useUpstreamDepots } from '../helpers/upstream-depots.js';
 
 /** Chunk lengths and start offsets of a published single-file package. */
 function layout(p: Published): Array<{ id: string; start: number; length: number }> {
@@ -21,30 +19,7 @@ function layout(p: Published): Array<{ id: string; start: number; length: number
 
 describe('depot sync: chunk deltas against the chunks the depot already has', () => {
   let up: Upstream;
-  const depots: Depot[] = [];
-  const dirs: string[] = [];
-
-  beforeAll(async () => {
-    up = await startUpstream();
-  });
-  afterAll(async () => {
-    await up.close();
-  });
-  afterEach(async () => {
-    for (const d of depots.splice(0)) await d.close();
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-    up.faults.corrupt.clear();
-    up.faults.delta = undefined;
-    up.faults.batch = undefined;
-  });
-
-  function depot(): Depot {
-    const files = writeDepotDir(up, { name: 'depot-1' });
-    dirs.push(files.dir);
-    const d = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now, sleep: async () => {} });
-    depots.push(d);
-    return d;
-  }
+  const depot = useUpstreamDepots((started) => (up = started));
 
   /**
    * A package at version 1 synced to a fresh depot (no previous version: no delta request), then

@@ -1,39 +1,16 @@
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fromSystemError, isDepotsyncError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { generateKeyPair } from '../../src/tuf/keys.js';
-import { openDepot, type Depot, type OpenDepotOptions } from '../../depot/depot.js';
-import { cutAfter, DAY, randomBytesSeeded, resign, sha256, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
+import type { Depot, OpenDepotOptions } from '../../depot/depot.js';
+import { cutAfter, DAY, randomBytesSeeded, resign, sha256, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
+import { useUpstreamDepots } from '../helpers/upstream-depots.js';
 
 describe('depot sync: bad input and faults (each leaves the served generation intact)', () => {
   let up: Upstream;
-  const depots: Depot[] = [];
-  const dirs: string[] = [];
   let seed = 100;
-
-  beforeAll(async () => {
-    up = await startUpstream();
-  });
-  afterAll(async () => {
-    await up.close();
-  });
-  afterEach(async () => {
-    for (const d of depots.splice(0)) await d.close();
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-    up.faults.down = false;
-    up.faults.batch = undefined;
-  });
-
-  function depot(opts: Partial<OpenDepotOptions> = {}): Depot {
-    const files = writeDepotDir(up);
-    dirs.push(files.dir);
-    const d = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now, sleep: async () => {}, ...opts });
-    depots.push(d);
-    return d;
-  }
+  const depot = useUpstreamDepots((started) => (up = started));
 
   async function synced(opts: Partial<OpenDepotOptions> = {}): Promise<{ d: Depot; generation: number }> {
     await up.publish(`base${seed}`, '1.0', randomBytesSeeded(100_000, seed++));

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -6,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { canonicalize } from '@tufjs/canonical-json';
 import { Hono } from 'hono';
 import { buildManifest, encodeManifest, manifestId, uniqueChunkIds, type Manifest } from '../../src/content/manifest.js';
 import { silentLogger } from '../../src/log.js';
@@ -30,23 +28,12 @@ import { rootCaFields } from '../../src/tuf/root-ca.js';
 import { decodeEnrollRequest, type EnrollRequest } from '../../src/wire/enroll.js';
 import { newDepotConfig, type DepotConfig, type DepotConfigInput } from '../../depot/config.js';
 import { depotLayout } from '../../depot/layout.js';
+import { Clock } from '../helpers/manual-clock.js';
+import { CHUNKING, corruptingChunks, sha256 } from '../helpers/signed-content.js';
 
-export const HOUR = 3_600_000;
-export const DAY = 24 * HOUR;
-export const CHUNKING = { minBytes: 4096, avgBytes: 16384, maxBytes: 65536 };
-
-/** A settable clock shared by the fake master and the depot (no sleeps). */
-export class Clock {
-  constructor(public t = Math.floor(Date.now() / 1000) * 1000) {}
-  now = (): Date => new Date(this.t);
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-export function sha256(b: Uint8Array): string {
-  return createHash('sha256').update(b).digest('hex');
-}
+export { Clock, CHUNKING, sha256 };
+export { DAY, HOUR } from '../helpers/manual-clock.js';
+export { resign } from '../helpers/signed-content.js';
 
 /** Deterministic pseudo-random bytes (xorshift), so content is incompressible and repeatable. */
 export function randomBytesSeeded(n: number, seed: number): Buffer {
@@ -168,22 +155,7 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     target: (name) => (faults.missingTargets.has(name) ? undefined : targets.get(name)),
     revocations: () => revocations,
     latestRootVersion: () => Math.max(0, ...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))) || undefined,
-    chunks: {
-      has: (id) => store.has(id),
-      async get(id, o) {
-        const data = await store.get(id, o);
-        if (!faults.corrupt.has(id)) return data;
-        const bad = Buffer.from(data);
-        bad[0] = (bad[0]! ^ 0xff) & 0xff;
-        return bad;
-      },
-      async *readMany(ids, o) {
-        for await (const r of store.readMany(ids, o)) {
-          if (!r.data || !faults.corrupt.has(r.id)) yield r;
-          else yield { id: r.id, data: Buffer.concat([Buffer.from([(r.data[0]! ^ 0xff) & 0xff]), r.data.subarray(1)]) };
-        }
-      },
-    },
+    chunks: corruptingChunks(store, faults.corrupt),
   };
   const log = silentLogger();
   const app = new Hono<ServeEnv>();
@@ -310,15 +282,6 @@ export function cutAfter(up: Upstream, records: number, times = 1): Faults['batc
     })();
     return true;
   };
-}
-
-/** Re-sign a metadata file's `signed` part with other keys (an attacker holding them). */
-export function resign(bytes: Uint8Array, signers: KeyPair[], mutate: (signed: any) => void): Buffer {
-  const doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  mutate(doc.signed);
-  const data = Buffer.from(canonicalize(doc.signed));
-  doc.signatures = signers.map((k) => ({ keyid: k.keyid, sig: k.signer.sign(data).toString('hex') }));
-  return Buffer.from(JSON.stringify(doc));
 }
 
 export interface DepotFiles {

@@ -1,40 +1,13 @@
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import { generateKeyPair } from '../../src/tuf/keys.js';
-import { openDepot, type Depot } from '../../depot/depot.js';
-import type { SyncConfig } from '../../depot/config.js';
-import { randomBytesSeeded, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
+import { randomBytesSeeded, startUpstream, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
+import { useUpstreamDepots } from '../helpers/upstream-depots.js';
 
 describe('depot sync engine against a fake master over mutual TLS', () => {
   let up: Upstream;
-  const depots: Depot[] = [];
-  const dirs: string[] = [];
-
-  beforeAll(async () => {
-    up = await startUpstream();
-  });
-  afterAll(async () => {
-    await up.close();
-  });
-  afterEach(async () => {
-    for (const d of depots.splice(0)) await d.close();
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-    up.faults.corrupt.clear();
-    up.faults.missingTargets.clear();
-    up.faults.down = false;
-    up.faults.batch = undefined;
-  });
-
-  function depot(opts: { sync?: Partial<SyncConfig>; name?: string } = {}): Depot {
-    const files = writeDepotDir(up, { name: opts.name ?? 'depot-1' });
-    dirs.push(files.dir);
-    const d = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now, sleep: async () => {}, ...(opts.sync ? { sync: opts.sync } : {}) });
-    depots.push(d);
-    return d;
-  }
+  const depot = useUpstreamDepots((started) => (up = started));
 
   it('full sync, then a delta sync moves only the new chunks, then a no-op sync fetches no content', async () => {
     const a = await up.publish('alpha', '1.0', randomBytesSeeded(600_000, 1));
@@ -82,10 +55,7 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
   it('follows a root rotation that the timestamp hint announces, then is back to one request', async () => {
     // An upstream of its own: the rotation must not change the root other tests' depots walk.
     const up2 = await startUpstream();
-    const files = writeDepotDir(up2, { name: 'depot-rot' });
-    dirs.push(files.dir);
-    const d = openDepot(files.dir, { logger: silentLogger(), now: up2.clock.now, sleep: async () => {} });
-    depots.push(d);
+    const d = depot({ upstream: up2, name: 'depot-rot' });
     try {
       await up2.publish('rot', '1.0', randomBytesSeeded(100_000, 9));
       up2.revoke([]);

@@ -13,18 +13,9 @@ import { masterLayout } from '../../master/layout.js';
 import { storedRoles } from '../../master/trust/stored.js';
 import { daysAhead, fakeTimeAvailable } from '../helpers/clock.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
+import { until } from '../helpers/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 type Role = 'timestamp' | 'snapshot' | 'targets' | 'bins' | 'root';
 
@@ -226,7 +217,7 @@ describe.skipIf(!fakeTimeAvailable)(
         const served = await until(`depot-1 at generation ${bundle.toGeneration} on day ${day}`, async () => {
           const s = await depotStatus(D);
           return (s.servedGeneration ?? 0) >= bundle.toGeneration ? s : undefined;
-        });
+        }, { timeoutMs: 60_000, everyMs: 250 });
         mark('depot synced');
         expect(served.lastError ?? null, `day ${day}: depot-1`).toBeNull();
         const out = join(tmp.dir, 'out', `tool-${day}.bin`);

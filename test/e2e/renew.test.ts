@@ -10,6 +10,7 @@ import { openMaster } from '../../master/context.js';
 import { byName, certificatesOf } from '../../master/db/machines.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
+import { until } from '../helpers/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -40,16 +41,6 @@ async function record(M: string, name: string) {
     return { machine: byName(ctx.db, name), certificates: certificatesOf(ctx.db, name) };
   } finally {
     await ctx.close();
-  }
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
   }
 }
 

@@ -1,25 +1,14 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isDepotsyncError } from '../../../src/errors.js';
 import { createCa, issueMachineCertificate, issueServerCertificate, loadCa, type Ca } from '../../../src/pki/ca.js';
 import { certificateInfo, normalizeSerial, verifyIssuedBy } from '../../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr, parseCsr } from '../../../src/pki/csr.js';
 import { nodeSigner, utf8Field } from '../../../src/pki/forge-util.js';
+import { expectError } from '../../helpers/errors.js';
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-
-function expectError(fn: () => unknown, code: string, text: RegExp): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(isDepotsyncError(e) ? e.code : e).toBe(code);
-    expect((e as Error).message).toMatch(text);
-    return;
-  }
-  throw new Error('expected an error');
-}
 
 /** A CSR built by hand, for cases createMachineKeyAndCsr refuses to make. */
 function handMadeCsr(keyPem: string, publicKeyPem: string, cn: string, ou?: string): string {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
 import { generateKeyPair, type KeyPair } from '../../../src/tuf/keys.js';
 import { TufRepository, type MetadataFile, type RepositoryOptions } from '../../../src/tuf/repository.js';
 import { MemorySource } from '../../../src/tuf/client.js';
+import { resign } from '../../helpers/signed-content.js';
 
 /** A settable clock shared by repository and client (no sleeps). */
 export class Clock {
@@ -64,14 +64,7 @@ export function edit(bytes: Uint8Array, f: (doc: any) => void): Uint8Array {
   return Buffer.from(JSON.stringify(doc));
 }
 
-/** Change a metadata file's `signed` part and sign it again with the given keys (an attacker holding them). */
-export function resign(bytes: Uint8Array, signers: KeyPair[], mutate: (signed: any) => void): Uint8Array {
-  const doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  mutate(doc.signed);
-  const data = Buffer.from(canonicalize(doc.signed));
-  doc.signatures = signers.map((k) => ({ keyid: k.keyid, sig: k.signer.sign(data).toString('hex') }));
-  return Buffer.from(JSON.stringify(doc));
-}
+export { resign };
 
 /** The timestamp that names `snapshot` (version, length, sha256), signed with `key`. */
 export function timestampFor(f: Fixture, snapshot: Uint8Array, key: KeyPair, version: number): Uint8Array {

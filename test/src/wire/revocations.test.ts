@@ -1,20 +1,9 @@
 import { constants, createPrivateKey, sign } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isDepotsyncError } from '../../../src/errors.js';
 import { createCa, type CaMaterial } from '../../../src/pki/ca.js';
 import { canonicalize } from '../../../src/content/canonical-json.js';
 import { createRevocationList, isRevoked, verifyRevocationList } from '../../../src/wire/revocations.js';
-
-function expectError(fn: () => unknown, code: string, text: RegExp): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(isDepotsyncError(e) ? e.code : e).toBe(code);
-    expect((e as Error).message).toMatch(text);
-    return;
-  }
-  throw new Error('expected an error');
-}
+import { expectError } from '../../helpers/errors.js';
 
 describe('signed revocation list', () => {
   let ca: CaMaterial;
