@@ -1,6 +1,6 @@
 import type { GcResult } from '../../src/store/chunk-store.js';
 import { recordAudit } from '../db/audit.js';
-import { liveChunkIds } from '../db/live-chunks.js';
+import { LIVE_CHUNK_DEFAULTS, liveChunkIds } from '../db/live-chunks.js';
 import type { MasterContext } from '../context.js';
 
 export interface MasterGcResult extends GcResult {
@@ -28,7 +28,11 @@ export async function collectMasterGarbage(
   const retainSinceGeneration =
     (ctx.db.db.prepare('SELECT MAX(generation) FROM generations WHERE created_at <= ?').pluck().get(cutoff) as number | null) ?? 0;
   const live = new Set<string>();
-  for (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) live.add(id);
+  for (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) {
+    live.add(id);
+    // A large catalog's walk must not hold the serving event loop for long (ids come a page at a time).
+    if (live.size % LIVE_CHUNK_DEFAULTS.pageSize === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
   const r = await ctx.store.gc((id) => live.has(id), { graceMs });
   const out: MasterGcResult = { ...r, liveChunks: live.size, retainSinceGeneration };
   recordAudit(ctx.db, {
