@@ -4,6 +4,7 @@ import type { Command, CommandContext } from '../src/command/command.js';
 import { createProgress, formatBytes } from '../src/command/progress.js';
 import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
+import { maintenanceCommands } from './maintenance/commands.js';
 import { intFlag, trustCommands } from './trust/commands.js';
 
 /** `depotsync master …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
@@ -104,11 +105,13 @@ export const masterCommands: Command[] = [
       try {
         const server = await startMasterServer(ctx, { host, port });
         const backups = (await import('./backup/schedule.js')).startBackupSchedule(ctx);
+        const maintenance = (await import('./maintenance/schedule.js')).startMaintenanceSchedule(ctx);
         c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
         // A line other programs (and the demo) can wait for.
         c.stderr.write(`depotsync master listening on ${server.url}\n`);
         await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve())));
         await backups?.stop();
+        await maintenance?.stop();
         await server.close();
         return { json: { stopped: true, url: server.url }, human: 'master stopped' };
       } finally {
@@ -231,6 +234,7 @@ export const masterCommands: Command[] = [
   },
   ...directoryCommands,
   ...backupCommands,
+  ...maintenanceCommands,
   ...trustCommands,
   machineCommand('approve'),
   machineCommand('block'),

@@ -45,6 +45,20 @@ export interface MasterConfig {
   hotChunkBytes: number;
   /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
+  /**
+   * While serving, every this many hours: collect chunks no live version references and prune old
+   * status reports and audit entries (master/maintenance); 0 = no schedule (`master gc` still works).
+   */
+  gcIntervalHours: number;
+  /**
+   * GC spares chunks stored or re-put this recently, and chunks of versions removed this recently (depots
+   * still syncing the older generation). Must be longer than the longest publish.
+   */
+  gcGraceHours: number;
+  /** Depot status reports older than this are deleted (each depot's latest report is always kept). */
+  statusRetentionDays: number;
+  /** Audit log entries older than this are deleted. */
+  auditRetentionDays: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -74,6 +88,10 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
   batchMemoryBytes: 64 * 1024 * 1024,
+  gcIntervalHours: 24,
+  gcGraceHours: 6,
+  statusRetentionDays: 31,
+  auditRetentionDays: 365,
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -91,6 +109,10 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   // The same ranges as depot.json's serving section (depot/config.ts).
   intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
   intOption(w, 'batchMemoryBytes', c.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
+  intOption(w, 'gcIntervalHours', c.gcIntervalHours, 0, 24 * 365);
+  intOption(w, 'gcGraceHours', c.gcGraceHours, 1, 24 * 365);
+  intOption(w, 'statusRetentionDays', c.statusRetentionDays, 1, 3650);
+  intOption(w, 'auditRetentionDays', c.auditRetentionDays, 1, 36500);
   return c;
 }
 

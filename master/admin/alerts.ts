@@ -50,8 +50,8 @@ export function computeAlerts(depots: DepotView[], certificates: ExpiringCertifi
         alert('lagging', d.name, 'warning', `depot ${d.name} is ${d.lagGenerations} generation(s) behind for ${formatMinutes(Math.floor(d.lagSeconds / 60))} (thresholds ${t.lagGenerations} generations, ${t.lagHours} h)`),
       );
     }
-    if (t.lowDiskBytes > 0 && d.freeDiskBytes !== null && d.freeDiskBytes < Math.max(t.lowDiskBytes, d.bytesRemaining)) {
-      const level: AlertLevel = d.freeDiskBytes < d.bytesRemaining ? 'error' : 'warning';
+    const level = lowDiskLevel(d.freeDiskBytes, t.lowDiskBytes, d.bytesRemaining);
+    if (level && d.freeDiskBytes !== null) {
       out.push(alert('low-disk', d.name, level, `depot ${d.name} has ${formatBytes(d.freeDiskBytes)} free disk${d.bytesRemaining ? ` and ${formatBytes(d.bytesRemaining)} still to fetch` : ''}`));
     }
     if (d.scrub.failed > 0) {
@@ -65,6 +65,25 @@ export function computeAlerts(depots: DepotView[], certificates: ExpiringCertifi
   }
   return sortAlerts(out);
 }
+
+/**
+ * The low-disk rule of depots and the master: a warning under `thresholdBytes` (0 = off), an error when
+ * less is free than is still needed. A master has nothing pending, so it counts a quarter of the threshold
+ * as needed: its store and database must not fill up.
+ */
+export function lowDiskLevel(freeBytes: number | null, thresholdBytes: number, neededBytes: number): AlertLevel | undefined {
+  if (thresholdBytes <= 0 || freeBytes === null || freeBytes >= Math.max(thresholdBytes, neededBytes)) return undefined;
+  return freeBytes < neededBytes ? 'error' : 'warning';
+}
+
+/** The master's own low-disk alert, on the file system of its directory (store, database, backups). */
+export function masterDiskAlerts(freeBytes: number | null, t: Pick<AlertThresholds, 'lowDiskBytes'>): Alert[] {
+  const level = lowDiskLevel(freeBytes, t.lowDiskBytes, Math.floor(t.lowDiskBytes / 4));
+  if (!level || freeBytes === null) return [];
+  return [alert('low-disk', MASTER_DISK_SUBJECT, level, `the master has ${formatBytes(freeBytes)} free disk (threshold ${formatBytes(t.lowDiskBytes)})`)];
+}
+
+export const MASTER_DISK_SUBJECT = 'master (store)';
 
 /** Errors first, then by key. */
 export function sortAlerts(alerts: Alert[]): Alert[] {

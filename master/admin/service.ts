@@ -1,6 +1,8 @@
+import { statfsSync } from 'node:fs';
 import type { MasterContext } from '../context.js';
 import { listAudit, type AuditEntry } from '../db/audit.js';
 import { AlertMonitor } from './alert-monitor.js';
+import { masterDiskAlerts, sortAlerts } from './alerts.js';
 import { ownCertificates, type OwnCertificate } from './certificates.js';
 import { loadAdminSettings, type AdminSettings } from './config.js';
 import { LoginLimiter } from './login-limit.js';
@@ -24,6 +26,18 @@ export interface AdminServiceDeps {
   clockMs?: () => number;
   /** Webhook transport (tests). */
   fetch?: typeof fetch;
+  /** Free bytes on the master directory's file system, null when unknown (default: statfs; tests inject). */
+  freeDiskBytes?: () => number | null;
+}
+
+/** Free bytes available to the master on the file system of `dir`; null when it cannot be read. */
+export function statfsFreeBytes(dir: string): number | null {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
 }
 
 export class AdminService {
@@ -66,7 +80,10 @@ export class AdminService {
   status(opts: Omit<StatusOptions, 'nowMs'> = {}): FleetStatus {
     const nowMs = this.now().getTime();
     const s = buildFleetStatus({ db: this.d.ctx.db, settings: this.settings, masterName: this.d.ctx.config.name, ownCertificates: this.own }, { ...opts, nowMs });
-    s.alerts = this.monitor.evaluate(s.alerts, nowMs).active;
+    const free = this.d.freeDiskBytes ? this.d.freeDiskBytes() : statfsFreeBytes(this.d.ctx.layout.dir);
+    const conditions = sortAlerts([...s.alerts, ...masterDiskAlerts(free, this.settings.alerts)]);
+    s.alerts = this.monitor.evaluate(conditions, nowMs).active;
+    s.summary.alerts = { warning: s.alerts.filter((a) => a.level === 'warning').length, error: s.alerts.filter((a) => a.level === 'error').length };
     return s;
   }
 

@@ -27,7 +27,9 @@ export interface AdminFixture {
   close(): Promise<void>;
 }
 
-export async function adminFixture(opts: { settings?: AdminSettingsInput; fetch?: typeof fetch; start?: number } = {}): Promise<AdminFixture> {
+export async function adminFixture(
+  opts: { settings?: AdminSettingsInput; fetch?: typeof fetch; start?: number; freeDiskBytes?: () => number | null } = {},
+): Promise<AdminFixture> {
   const tmp = tempDir('depotsync-admin-');
   const dir = join(tmp.dir, 'M');
   await initMaster(dir, { log: silentLogger() });
@@ -41,7 +43,13 @@ export async function adminFixture(opts: { settings?: AdminSettingsInput; fetch?
   const ctx = await openMaster(dir, silentLogger(), { now });
   const tokens = {} as Record<OperatorRole, string>;
   for (const role of ['admin', 'publisher', 'viewer'] as const) tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
-  const admin = new AdminService({ ctx, now, settings: adminSettings(opts.settings), ...(opts.fetch ? { fetch: opts.fetch } : {}) });
+  const admin = new AdminService({
+    ctx,
+    now,
+    settings: adminSettings(opts.settings),
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
+    ...(opts.freeDiskBytes ? { freeDiskBytes: opts.freeDiskBytes } : {}),
+  });
   const app = createMasterApp({ ctx, now, adminService: admin, addressOf: (c) => c.req.header('x-test-address') ?? '192.0.2.1' });
   return {
     ctx,
