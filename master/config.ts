@@ -45,6 +45,14 @@ export interface MasterConfig {
   hotChunkBytes: number;
   /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
+  // --- operator administration ---
+  /** Operator tokens expire this many days after creation or rotation (`master operator rotate`). */
+  operatorTokenDays: number;
+  /** An alert warns this many days before an operator token expires; 0 = no warning. */
+  operatorTokenWarningDays: number;
+  /** Every operator must have TOTP: one without it may only enroll it (docs/operations.md). */
+  requireTotp: boolean;
+  // --- end operator administration ---
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -74,6 +82,11 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
   batchMemoryBytes: 64 * 1024 * 1024,
+  // --- operator administration ---
+  operatorTokenDays: 90,
+  operatorTokenWarningDays: 14,
+  requireTotp: false,
+  // --- end operator administration ---
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -91,6 +104,13 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   // The same ranges as depot.json's serving section (depot/config.ts).
   intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
   intOption(w, 'batchMemoryBytes', c.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
+  // --- operator administration ---
+  intOption(w, 'operatorTokenDays', c.operatorTokenDays, 1, 3650);
+  intOption(w, 'operatorTokenWarningDays', c.operatorTokenWarningDays, 0, c.operatorTokenDays - 1);
+  if (typeof c.requireTotp !== 'boolean') {
+    throw new DepotsyncError('bad-input', `${w}: requireTotp must be true or false, got ${JSON.stringify(c.requireTotp)}`);
+  }
+  // --- end operator administration ---
   return c;
 }
 
