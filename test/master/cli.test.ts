@@ -54,6 +54,26 @@ describe('depotsync master CLI', () => {
     expect(o.json.token.length).toBeGreaterThan(20);
   });
 
+  it('operator list shows role, TOTP, created, last used and expiry; rotate replaces the token', () => {
+    const l = runCli(['master', 'operator', 'list', '--dir', M, '--json']);
+    expect(l.status).toBe(0);
+    const alice = l.json.operators.find((o: { name: string }) => o.name === 'alice');
+    expect(alice).toMatchObject({ role: 'admin', totp: false, lastUsedAt: null, tokenExpired: false });
+    expect(Date.parse(alice.tokenExpiresAt) - Date.parse(alice.createdAt)).toBe(90 * 86_400_000);
+    const human = runCli(['master', 'operator', 'list', '--dir', M]);
+    expect(human.stdout).toMatch(/^NAME +ROLE +TOTP +CREATED +LAST USED +TOKEN EXPIRES\nalice +admin +off +\S+ \S+ +never +\d{4}-/);
+    const r = runCli(['master', 'operator', 'rotate', '--dir', M, '--name', 'alice', '--json']);
+    expect(r.status).toBe(0);
+    expect(r.json.token.length).toBeGreaterThan(20);
+    expect(r.json.name).toBe('alice');
+  });
+
+  it('operator rotate of an unknown operator fails naming it', () => {
+    const r = runCli(['master', 'operator', 'rotate', '--dir', M, '--name', 'nobody']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/operator nobody does not exist/);
+  });
+
   it('a directory that is not a master gives a clear error', () => {
     const r = runCli(['master', 'publish', '--dir', tmp.dir, '--name', 'a', '--version', '1', file]);
     expect(r.status).toBe(1);
