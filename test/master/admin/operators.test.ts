@@ -102,4 +102,17 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
     expect(Date.parse(body.operators[0]!.tokenExpiresAt as string) - f.clock.t).toBe(7 * DAY);
     expect(JSON.stringify(body)).not.toMatch(/token_hash|totp_secret/);
   });
+
+  it('shows admins (only) the operators on the dashboard, with an expired token marked', async () => {
+    addOperator(f.ctx.db, { name: 'dave', role: 'viewer', createdBy: 'test', tokenDays: 1 });
+    f.clock.advance(2 * DAY);
+    const admin = new Browser(f.app, '198.51.100.72');
+    expect((await admin.login('op-admin', f.tokens.admin)).status).toBe(303);
+    const page = await (await admin.request('/dashboard')).text();
+    expect(page).toMatch(/<section id="operators">/);
+    expect(page).toMatch(/<tr data-operator="dave"><td>dave<\/td><td>viewer<\/td><td>off<\/td>.*<td>never<\/td><td><b class="bad">expired /);
+    const viewer = new Browser(f.app, '198.51.100.73');
+    expect((await viewer.login('op-viewer', f.tokens.viewer)).status).toBe(303);
+    expect(await (await viewer.request('/dashboard')).text()).not.toContain('id="operators"');
+  });
 });
