@@ -1,5 +1,5 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { nowIso, type MasterDb } from './database.js';
+import type { MasterDb } from './database.js';
 import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
 import { oneOf, orUndefined, text } from './values.js';
 
@@ -27,8 +27,8 @@ export interface Operator {
 /** Token lifetime when the caller gives none: master.json's default `operatorTokenDays`. */
 export const DEFAULT_OPERATOR_TOKEN_DAYS = 90;
 const DAY_MS = 86_400_000;
-const expiryFrom = (m: MasterDb, days: number | undefined) =>
-  new Date(m.now().getTime() + (days ?? DEFAULT_OPERATOR_TOKEN_DAYS) * DAY_MS).toISOString();
+const expiryFrom = (now: Date, days: number | undefined) =>
+  new Date(now.getTime() + (days ?? DEFAULT_OPERATOR_TOKEN_DAYS) * DAY_MS).toISOString();
 
 interface OperatorRow {
   name: string;
@@ -66,12 +66,14 @@ export function addOperator(
   const name = operatorName(opts.name);
   const role = oneOf(opts.role, OPERATOR_ROLES, 'operator role');
   const token = newSecret();
+  // One reading of the clock: the expiry is exactly tokenDays after the creation time shown.
+  const now = m.now();
   const r = m.db
     .prepare(
       `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO NOTHING`,
     )
-    .run(name, role, hashSecret(token), nowIso(m), text(opts.createdBy, 'createdBy'), expiryFrom(m, opts.tokenDays));
+    .run(name, role, hashSecret(token), now.toISOString(), text(opts.createdBy, 'createdBy'), expiryFrom(now, opts.tokenDays));
   if (r.changes === 0) {
     throw new DepotsyncError('already-exists', `operator ${name} already exists`, { hint: 'choose another name, or remove the operator first' });
   }
@@ -94,7 +96,7 @@ export function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: numbe
 
 export function rotateOperator(m: MasterDb, name: string, tokenDays?: number): { token: string; expiresAt: string } {
   const token = newSecret();
-  const expiresAt = expiryFrom(m, tokenDays);
+  const expiresAt = expiryFrom(m.now(), tokenDays);
   const r = m.db.prepare('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?').run(hashSecret(token), expiresAt, name);
   if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`, {

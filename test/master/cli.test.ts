@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listAudit } from '../../master/db/audit.js';
+import { openMasterDatabase } from '../../master/db/database.js';
+import { silentLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 
@@ -66,6 +69,12 @@ describe('depotsync master CLI', () => {
     expect(r.status).toBe(0);
     expect(r.json.token.length).toBeGreaterThan(20);
     expect(r.json.name).toBe('alice');
+    const db = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
+    try {
+      expect(listAudit(db, { limit: 1 }).entries[0]).toMatchObject({ actor: 'cli', action: 'operator.rotate', target: 'alice' });
+    } finally {
+      db.close();
+    }
   });
 
   it('operator rotate of an unknown operator fails naming it', () => {
