@@ -52,7 +52,8 @@ export class AlertMonitor {
     const { db } = this.d;
     // Conditions the status model does not see: the master's own database backups (master/backup).
     // and operator tokens about to expire.
-    const current = [...conditions, ...backupAlerts(db), ...operatorTokenAlerts(db, this.d.operatorTokenWarningDays ?? 0, nowMs)];
+    const tokens = operatorTokenAlerts(db, this.d.operatorTokenWarningDays ?? 0, nowMs);
+    const current = [...conditions, ...backupAlerts(db), ...tokens];
     const now = new Date(nowMs).toISOString();
     const transitions: AlertTransition[] = [];
     const active = db.db.transaction(() => {

@@ -97,7 +97,9 @@ export function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: numbe
 export function rotateOperator(m: MasterDb, name: string, tokenDays?: number): { token: string; expiresAt: string } {
   const token = newSecret();
   const expiresAt = expiryFrom(m.now(), tokenDays);
-  const r = m.db.prepare('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?').run(hashSecret(token), expiresAt, name);
+  const r = m.db
+    .prepare('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?')
+    .run(hashSecret(token), expiresAt, name);
   if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`, {
       hint: '`depotsync master operator list --dir M` shows the operators',
@@ -131,6 +133,18 @@ export function authenticateOperator(m: MasterDb, token: string): { name: string
   return r.ok ? r.operator : null;
 }
 
+export type TokenCheck =
+  | { ok: true; operator: { name: string; role: OperatorRole } }
+  | { ok: false; reason: 'unknown' }
+  | { ok: false; reason: 'expired'; name: string; expiredAt: string };
+
+interface TokenRow {
+  name: string;
+  role: OperatorRole;
+  token_expires_at: string | null;
+  last_used_at: string | null;
+}
+
 /** How often the last-use time is written at most (one write per request would be wasted). */
 const LAST_USED_EVERY_MS = 60_000;
 
@@ -142,11 +156,11 @@ const LAST_USED_EVERY_MS = 60_000;
 export function checkOperatorToken(
   m: MasterDb,
   token: string,
-): { ok: true; operator: { name: string; role: OperatorRole } } | { ok: false; reason: 'unknown' } | { ok: false; reason: 'expired'; name: string; expiredAt: string } {
+): TokenCheck {
   if (!looksLikeSecret(token)) return { ok: false, reason: 'unknown' };
   const r = m.db
     .prepare('SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0')
-    .get(hashSecret(token)) as { name: string; role: OperatorRole; token_expires_at: string | null; last_used_at: string | null } | undefined;
+    .get(hashSecret(token)) as TokenRow | undefined;
   if (!r) return { ok: false, reason: 'unknown' };
   const now = m.now();
   if (r.token_expires_at !== null && now.getTime() >= Date.parse(r.token_expires_at)) {

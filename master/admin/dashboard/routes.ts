@@ -52,9 +52,13 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
           return;
         }
         const viewer: Viewer = { name: r.session.operator, role: r.session.role, csrf: csrfToken(secret!), sessionId: r.session.id };
-        const body = String(await liveSections({ ...feed.get(), sessions: viewer.role === 'admin' ? listSessions(ctx.db, times()) : undefined,
-          operators: viewer.role === 'admin' ? listOperators(ctx.db) : undefined,
-        }, viewer));
+        const isAdmin = viewer.role === 'admin';
+        const data = {
+          ...feed.get(),
+          sessions: isAdmin ? listSessions(ctx.db, times()) : undefined,
+          operators: isAdmin ? listOperators(ctx.db) : undefined,
+        };
+        const body = String(await liveSections(data, viewer));
         if (body !== last) {
           await stream.writeSSE({ event: 'update', data: body });
           last = body;

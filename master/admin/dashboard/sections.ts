@@ -149,8 +149,11 @@ function sessions(list: ActiveSession[], v: Viewer): Html {
 }
 
 function operators(list: Operator[], nowMs: number): Html {
-  const expiry = (o: Operator) =>
-    o.tokenExpiresAt === null ? 'never' : Date.parse(o.tokenExpiresAt) <= nowMs ? html`<b class="bad">expired ${stamp(o.tokenExpiresAt)}</b>` : stamp(o.tokenExpiresAt);
+  const expiry = (o: Operator) => {
+    if (o.tokenExpiresAt === null) return 'never';
+    if (Date.parse(o.tokenExpiresAt) <= nowMs) return html`<b class="bad">expired ${stamp(o.tokenExpiresAt)}</b>`;
+    return stamp(o.tokenExpiresAt);
+  };
   return html`<section id="operators"><h2>Operators <small>${list.length}</small></h2>
     <div class="scroll"><table><thead><tr><th>operator</th><th>role</th><th>TOTP</th><th>created</th><th>last used</th><th>token expires</th></tr></thead><tbody>
     ${list.map(

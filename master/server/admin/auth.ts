@@ -25,12 +25,15 @@ export function operatorAuth(db: MasterDb, opts: { requireTotp?: () => boolean }
     if (!checked.ok && checked.reason === 'expired') return refuse(expiredTokenMessage(checked.name, checked.expiredAt));
     if (!checked.ok) return refuse('operator token is not valid (unknown, removed or disabled)');
     const operator = checked.operator;
-    if (opts.requireTotp?.() && !getOperator(db, operator.name)?.hasTotp && !isTotpEnrollment(c.req.method, c.req.path, operator.name)) {
+    const enrollOnly = opts.requireTotp?.() && !getOperator(db, operator.name)?.hasTotp;
+    if (enrollOnly && !isTotpEnrollment(c.req.method, c.req.path, operator.name)) {
       return c.json(
         {
           error: {
             code: 'forbidden',
-            message: `master.json requires TOTP for every operator and operator ${operator.name} has none; until it is enrolled only TOTP enrollment is allowed`,
+            message:
+              `master.json requires TOTP for every operator and operator ${operator.name} has none; ` +
+              'until it is enrolled only TOTP enrollment is allowed',
             hint: `POST /v1/admin/operators/${operator.name}/totp with this token enrolls it (or an admin does)`,
           },
         },
@@ -58,5 +61,7 @@ export function requireRole(role: OperatorRole): MiddlewareHandler<ServeEnv> {
 
 /** The one request an operator without TOTP may make under `requireTotp`: enrolling their own. */
 function isTotpEnrollment(method: string, path: string, name: string): boolean {
-  return method === 'POST' && path.endsWith(`/operators/${encodeURIComponent(name)}/totp`);
+  if (method !== 'POST') return false;
+  // The name as sent, raw or percent-encoded (names may hold '@').
+  return path.endsWith(`/operators/${name}/totp`) || path.endsWith(`/operators/${encodeURIComponent(name)}/totp`);
 }

@@ -109,7 +109,8 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     if (caller.role !== 'admin') {
       const self = name === caller.name ? getOperator(ctx.db, name) : undefined;
       if (!self || self.hasTotp) {
-        return c.json({ error: { code: 'forbidden', message: `operator ${caller.name} has role ${caller.role}; only an admin enrolls TOTP for others or replaces an existing one` } }, 403);
+        const message = `operator ${caller.name} has role ${caller.role}; only an admin enrolls TOTP for others or replaces an existing one`;
+        return c.json({ error: { code: 'forbidden', message } }, 403);
       }
     } else if (!target) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
     const out = enableTotp(ctx.db, name);
