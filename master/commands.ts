@@ -252,9 +252,17 @@ export const masterCommands: Command[] = [
         const { addOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
         const name = requireString(c.values, 'name', 'master operator add');
-        const { operator, token } = addOperator(ctx.db, { name, role: role as 'admin' | 'publisher' | 'viewer', createdBy: 'cli' });
+        const { operator, token } = addOperator(ctx.db, {
+          name,
+          role: role as 'admin' | 'publisher' | 'viewer',
+          createdBy: 'cli',
+          tokenDays: ctx.config.operatorTokenDays,
+        });
         recordAudit(ctx.db, { actor: 'cli', action: 'operator.add', target: operator.name, detail: { role } });
-        return { json: { name: operator.name, role: operator.role, token }, human: `operator ${operator.name} (${operator.role}); token (shown once):\n${token}` };
+        return {
+          json: { name: operator.name, role: operator.role, token, tokenExpiresAt: operator.tokenExpiresAt },
+          human: `operator ${operator.name} (${operator.role}); token (shown once, valid until ${operator.tokenExpiresAt}):\n${token}`,
+        };
       });
     },
   },
@@ -271,6 +279,62 @@ export const masterCommands: Command[] = [
         removeOperator(ctx.db, name);
         recordAudit(ctx.db, { actor: 'cli', action: 'operator.remove', target: name });
         return { json: { name, removed: true }, human: `operator ${name} removed` };
+      });
+    },
+  },
+  // Operator administration: list and rotate.
+  {
+    path: ['master', 'operator', 'list'],
+    usage: 'master operator list --dir M [--json]',
+    summary: 'list operators: role, TOTP on/off, created, last used, token expiry',
+    options: dirOption,
+    async run(c) {
+      return withMaster(c, async (ctx) => {
+        const { listOperators } = await import('./db/operators.js');
+        const now = ctx.db.now().getTime();
+        const ops = listOperators(ctx.db).map((o) => ({
+          name: o.name,
+          role: o.role,
+          totp: o.hasTotp,
+          disabled: o.disabled,
+          createdAt: o.createdAt,
+          lastUsedAt: o.lastUsedAt,
+          tokenExpiresAt: o.tokenExpiresAt,
+          tokenExpired: o.tokenExpiresAt !== null && Date.parse(o.tokenExpiresAt) <= now,
+        }));
+        const rows = [
+          ['NAME', 'ROLE', 'TOTP', 'CREATED', 'LAST USED', 'TOKEN EXPIRES'],
+          ...ops.map((o) => [
+            o.disabled ? `${o.name} (disabled)` : o.name,
+            o.role,
+            o.totp ? 'on' : 'off',
+            o.createdAt.slice(0, 16).replace('T', ' '),
+            o.lastUsedAt ? o.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
+            o.tokenExpiresAt ? `${o.tokenExpiresAt.slice(0, 10)}${o.tokenExpired ? ' (expired)' : ''}` : 'never',
+          ]),
+        ];
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+        const table = rows.map((r) => r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+        return { json: { operators: ops }, human: ops.length ? table : 'no operators (add one with `depotsync master operator add`)' };
+      });
+    },
+  },
+  {
+    path: ['master', 'operator', 'rotate'],
+    usage: 'master operator rotate --dir M --name NAME [--json]',
+    summary: "replace an operator's token (printed once; the old one stops working at once)",
+    options: { ...dirOption, name: { type: 'string' } },
+    async run(c) {
+      const name = requireString(c.values, 'name', 'master operator rotate');
+      return withMaster(c, async (ctx) => {
+        const { rotateOperator } = await import('./db/operators.js');
+        const { recordAudit } = await import('./db/audit.js');
+        const { token, expiresAt } = rotateOperator(ctx.db, name, ctx.config.operatorTokenDays);
+        recordAudit(ctx.db, { actor: 'cli', action: 'operator.rotate', target: name, detail: { tokenExpiresAt: expiresAt } });
+        return {
+          json: { name, token, tokenExpiresAt: expiresAt },
+          human: `operator ${name}: new token (shown once, valid until ${expiresAt}; the old one no longer works):\n${token}`,
+        };
       });
     },
   },

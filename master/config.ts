@@ -59,6 +59,13 @@ export interface MasterConfig {
   statusRetentionDays: number;
   /** Audit log entries older than this are deleted. */
   auditRetentionDays: number;
+  // Operator administration.
+  /** Operator tokens expire this many days after creation or rotation (`master operator rotate`). */
+  operatorTokenDays: number;
+  /** An alert warns this many days before an operator token expires; 0 = no warning. */
+  operatorTokenWarningDays: number;
+  /** Every operator must have TOTP: one without it may only enroll it (docs/operations.md). */
+  requireTotp: boolean;
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -92,6 +99,10 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   gcGraceHours: 6,
   statusRetentionDays: 31,
   auditRetentionDays: 365,
+  // Operator administration.
+  operatorTokenDays: 90,
+  operatorTokenWarningDays: 14,
+  requireTotp: false,
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -113,6 +124,12 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'gcGraceHours', c.gcGraceHours, 1, 24 * 365);
   intOption(w, 'statusRetentionDays', c.statusRetentionDays, 1, 3650);
   intOption(w, 'auditRetentionDays', c.auditRetentionDays, 1, 36500);
+  // Operator administration.
+  intOption(w, 'operatorTokenDays', c.operatorTokenDays, 1, 3650);
+  intOption(w, 'operatorTokenWarningDays', c.operatorTokenWarningDays, 0, c.operatorTokenDays - 1);
+  if (typeof c.requireTotp !== 'boolean') {
+    throw new DepotsyncError('bad-input', `${w}: requireTotp must be true or false, got ${JSON.stringify(c.requireTotp)}`);
+  }
   return c;
 }
 

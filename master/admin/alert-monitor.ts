@@ -2,6 +2,7 @@ import type { Logger } from '../../src/log.js';
 import type { MasterDb } from '../db/database.js';
 import type { Alert, AlertLevel } from './alerts.js';
 import { backupAlerts } from '../backup/alert.js';
+import { operatorTokenAlerts } from './operator-alerts.js';
 import type { WebhookEvent, WebhookNotifier } from './webhook.js';
 
 /**
@@ -34,6 +35,8 @@ export interface AlertMonitorDeps {
   repeatMs: number;
   webhook?: WebhookNotifier | undefined;
   onTransition?: (t: AlertTransition) => void;
+  /** Warn this many days before an operator token expires (master.json); 0 or absent = no warning. */
+  operatorTokenWarningDays?: number;
 }
 
 export class AlertMonitor {
@@ -48,7 +51,9 @@ export class AlertMonitor {
   evaluate(conditions: Alert[], nowMs: number): { active: Alert[]; transitions: AlertTransition[] } {
     const { db } = this.d;
     // Conditions the status model does not see: the master's own database backups (master/backup).
-    const current = [...conditions, ...backupAlerts(db)];
+    // and operator tokens about to expire.
+    const tokens = operatorTokenAlerts(db, this.d.operatorTokenWarningDays ?? 0, nowMs);
+    const current = [...conditions, ...backupAlerts(db), ...tokens];
     const now = new Date(nowMs).toISOString();
     const transitions: AlertTransition[] = [];
     const active = db.db.transaction(() => {

@@ -9,7 +9,17 @@ import type { DepotView } from './depot-status.js';
  * clears by itself when its cause is gone.
  */
 export type AlertLevel = 'warning' | 'error';
-export type AlertKind = 'certificate' | 'lagging' | 'silent' | 'failing' | 'low-disk' | 'validity' | 'scrub' | 'backup' | 'metadata-expiry';
+export type AlertKind =
+  | 'certificate'
+  | 'lagging'
+  | 'silent'
+  | 'failing'
+  | 'low-disk'
+  | 'validity'
+  | 'scrub'
+  | 'backup'
+  | 'metadata-expiry'
+  | 'operator-token';
 
 export interface Alert {
   /** `kind:subject`: the identity that raising, repeating and clearing follow. */

@@ -59,7 +59,14 @@ export class AdminService {
     const log = ctx.log.child({ component: 'master.admin' });
     this.own = ownCertificates(ctx.layout);
     this.webhook = this.settings.webhook.url ? new WebhookNotifier({ settings: this.settings.webhook, log, ...(d.fetch ? { fetch: d.fetch } : {}) }) : undefined;
-    this.monitor = new AlertMonitor({ db: ctx.db, log, masterName: ctx.config.name, repeatMs: this.settings.alerts.repeatMs, webhook: this.webhook });
+    this.monitor = new AlertMonitor({
+      db: ctx.db,
+      log,
+      masterName: ctx.config.name,
+      repeatMs: this.settings.alerts.repeatMs,
+      webhook: this.webhook,
+      operatorTokenWarningDays: ctx.config.operatorTokenWarningDays,
+    });
     this.addressLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerAddress, windowMs: this.settings.loginWindowMs, clockMs });
     this.operatorLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerOperator, windowMs: this.settings.loginWindowMs, clockMs });
     this.metrics = masterMetrics({

@@ -1,5 +1,5 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { nowIso, type MasterDb } from './database.js';
+import type { MasterDb } from './database.js';
 import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
 import { oneOf, orUndefined, text } from './values.js';
 
@@ -18,7 +18,17 @@ export interface Operator {
   createdBy: string;
   disabled: boolean;
   hasTotp: boolean;
+  /** When the current token stops working (null only for a row no migration reached). */
+  tokenExpiresAt: string | null;
+  /** The last authenticated use of the token (API, dashboard login), or null. */
+  lastUsedAt: string | null;
 }
+
+/** Token lifetime when the caller gives none: master.json's default `operatorTokenDays`. */
+export const DEFAULT_OPERATOR_TOKEN_DAYS = 90;
+const DAY_MS = 86_400_000;
+const expiryFrom = (now: Date, days: number | undefined) =>
+  new Date(now.getTime() + (days ?? DEFAULT_OPERATOR_TOKEN_DAYS) * DAY_MS).toISOString();
 
 interface OperatorRow {
   name: string;
@@ -27,6 +37,8 @@ interface OperatorRow {
   created_by: string;
   totp_secret: string | null;
   disabled: number;
+  token_expires_at: string | null;
+  last_used_at: string | null;
 }
 
 const toOperator = (r: OperatorRow): Operator => ({
@@ -36,6 +48,8 @@ const toOperator = (r: OperatorRow): Operator => ({
   createdBy: r.created_by,
   disabled: r.disabled === 1,
   hasTotp: orUndefined(r.totp_secret) !== undefined,
+  tokenExpiresAt: r.token_expires_at,
+  lastUsedAt: r.last_used_at,
 });
 
 function operatorName(name: unknown): string {
@@ -45,13 +59,21 @@ function operatorName(name: unknown): string {
   return name;
 }
 
-export function addOperator(m: MasterDb, opts: { name: string; role: OperatorRole; createdBy: string }): { operator: Operator; token: string } {
+export function addOperator(
+  m: MasterDb,
+  opts: { name: string; role: OperatorRole; createdBy: string; tokenDays?: number },
+): { operator: Operator; token: string } {
   const name = operatorName(opts.name);
   const role = oneOf(opts.role, OPERATOR_ROLES, 'operator role');
   const token = newSecret();
+  // One reading of the clock: the expiry is exactly tokenDays after the creation time shown.
+  const now = m.now();
   const r = m.db
-    .prepare('INSERT INTO operators (name, role, token_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING')
-    .run(name, role, hashSecret(token), nowIso(m), text(opts.createdBy, 'createdBy'));
+    .prepare(
+      `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO NOTHING`,
+    )
+    .run(name, role, hashSecret(token), now.toISOString(), text(opts.createdBy, 'createdBy'), expiryFrom(now, opts.tokenDays));
   if (r.changes === 0) {
     throw new DepotsyncError('already-exists', `operator ${name} already exists`, { hint: 'choose another name, or remove the operator first' });
   }
@@ -64,13 +86,26 @@ export function removeOperator(m: MasterDb, name: string): void {
   }
 }
 
-/** Replace an operator's token (the old one stops working at once); the new token is returned once. */
-export function rotateOperatorToken(m: MasterDb, name: string): string {
+/**
+ * Replace an operator's token (the old one stops working at once) with one valid `tokenDays` from now;
+ * the new token is returned once.
+ */
+export function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: number): string {
+  return rotateOperator(m, name, tokenDays).token;
+}
+
+export function rotateOperator(m: MasterDb, name: string, tokenDays?: number): { token: string; expiresAt: string } {
   const token = newSecret();
-  if (m.db.prepare('UPDATE operators SET token_hash = ? WHERE name = ?').run(hashSecret(token), name).changes === 0) {
-    throw new DepotsyncError('not-found', `operator ${name} does not exist`);
+  const expiresAt = expiryFrom(m.now(), tokenDays);
+  const r = m.db
+    .prepare('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?')
+    .run(hashSecret(token), expiresAt, name);
+  if (r.changes === 0) {
+    throw new DepotsyncError('not-found', `operator ${name} does not exist`, {
+      hint: '`depotsync master operator list --dir M` shows the operators',
+    });
   }
-  return token;
+  return { token, expiresAt };
 }
 
 export function setOperatorDisabled(m: MasterDb, name: string, disabled: boolean): void {
@@ -94,9 +129,50 @@ export function listOperators(m: MasterDb): Operator[] {
  * malformed token is refused before any work.
  */
 export function authenticateOperator(m: MasterDb, token: string): { name: string; role: OperatorRole } | null {
-  if (!looksLikeSecret(token)) return null;
-  const r = m.db.prepare('SELECT name, role FROM operators WHERE token_hash = ? AND disabled = 0').get(hashSecret(token)) as
-    | { name: string; role: OperatorRole }
-    | undefined;
-  return r ?? null;
+  const r = checkOperatorToken(m, token);
+  return r.ok ? r.operator : null;
+}
+
+export type TokenCheck =
+  | { ok: true; operator: { name: string; role: OperatorRole } }
+  | { ok: false; reason: 'unknown' }
+  | { ok: false; reason: 'expired'; name: string; expiredAt: string };
+
+interface TokenRow {
+  name: string;
+  role: OperatorRole;
+  token_expires_at: string | null;
+  last_used_at: string | null;
+}
+
+/** How often the last-use time is written at most (one write per request would be wasted). */
+const LAST_USED_EVERY_MS = 60_000;
+
+/**
+ * `authenticateOperator` with the reason for a refusal: an expired token is told apart (it belonged to
+ * an operator; the message says when it expired and how to rotate it), an unknown or disabled one is
+ * not. A success records the last use.
+ */
+export function checkOperatorToken(
+  m: MasterDb,
+  token: string,
+): TokenCheck {
+  if (!looksLikeSecret(token)) return { ok: false, reason: 'unknown' };
+  const r = m.db
+    .prepare('SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0')
+    .get(hashSecret(token)) as TokenRow | undefined;
+  if (!r) return { ok: false, reason: 'unknown' };
+  const now = m.now();
+  if (r.token_expires_at !== null && now.getTime() >= Date.parse(r.token_expires_at)) {
+    return { ok: false, reason: 'expired', name: r.name, expiredAt: r.token_expires_at };
+  }
+  if (r.last_used_at === null || now.getTime() - Date.parse(r.last_used_at) >= LAST_USED_EVERY_MS) {
+    m.db.prepare('UPDATE operators SET last_used_at = ? WHERE name = ?').run(now.toISOString(), r.name);
+  }
+  return { ok: true, operator: { name: r.name, role: r.role } };
+}
+
+/** The message an expired operator token is refused with (API and dashboard). */
+export function expiredTokenMessage(name: string, expiredAt: string): string {
+  return `token of operator ${name} expired on ${expiredAt.slice(0, 10)}; rotate it with \`depotsync master operator rotate\``;
 }

@@ -250,9 +250,22 @@ const V4 = `
 ALTER TABLE depot_status ADD COLUMN upstream TEXT;
 `;
 
+// Operator administration (token expiry, last use).
+/**
+ * Version 5 (operator administration): operator tokens expire (`operatorTokenDays` in master.json,
+ * counted from creation or rotation) and the last authenticated use is kept for `master operator list`.
+ * Operators that exist already get 90 days from the migration, so nobody is locked out by upgrading.
+ */
+const V5 = `
+ALTER TABLE operators ADD COLUMN token_expires_at TEXT;
+ALTER TABLE operators ADD COLUMN last_used_at TEXT;
+UPDATE operators SET token_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+90 days');
+`;
+
 export const MASTER_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'catalog, machines, operators, audit, status', up: V1 },
   { version: 2, name: 'operator sessions, alert state, TOTP replay guard', up: V2 },
   { version: 3, name: 'sync-now requests (master notify)', up: V3 },
   { version: 4, name: 'status reports name the depot upstream (tiers)', up: V4 },
+  { version: 5, name: 'operator token expiry and last use', up: V5 },
 ];

@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listAudit } from '../../master/db/audit.js';
+import { openMasterDatabase } from '../../master/db/database.js';
+import { silentLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 
@@ -52,6 +55,32 @@ describe('depotsync master CLI', () => {
     expect(o.status).toBe(0);
     expect(o.json).toMatchObject({ name: 'alice', role: 'admin' });
     expect(o.json.token.length).toBeGreaterThan(20);
+  });
+
+  it('operator list shows role, TOTP, created, last used and expiry; rotate replaces the token', () => {
+    const l = runCli(['master', 'operator', 'list', '--dir', M, '--json']);
+    expect(l.status).toBe(0);
+    const alice = l.json.operators.find((o: { name: string }) => o.name === 'alice');
+    expect(alice).toMatchObject({ role: 'admin', totp: false, lastUsedAt: null, tokenExpired: false });
+    expect(Date.parse(alice.tokenExpiresAt) - Date.parse(alice.createdAt)).toBe(90 * 86_400_000);
+    const human = runCli(['master', 'operator', 'list', '--dir', M]);
+    expect(human.stdout).toMatch(/^NAME +ROLE +TOTP +CREATED +LAST USED +TOKEN EXPIRES\nalice +admin +off +\S+ \S+ +never +\d{4}-/);
+    const r = runCli(['master', 'operator', 'rotate', '--dir', M, '--name', 'alice', '--json']);
+    expect(r.status).toBe(0);
+    expect(r.json.token.length).toBeGreaterThan(20);
+    expect(r.json.name).toBe('alice');
+    const db = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
+    try {
+      expect(listAudit(db, { limit: 1 }).entries[0]).toMatchObject({ actor: 'cli', action: 'operator.rotate', target: 'alice' });
+    } finally {
+      db.close();
+    }
+  });
+
+  it('operator rotate of an unknown operator fails naming it', () => {
+    const r = runCli(['master', 'operator', 'rotate', '--dir', M, '--name', 'nobody']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/operator nobody does not exist/);
   });
 
   it('a directory that is not a master gives a clear error', () => {

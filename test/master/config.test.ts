@@ -32,3 +32,13 @@ describe('master.json: the read API memory settings', () => {
     expect(load({ batchMemoryBytes: '64M' })).toThrow(/batchMemoryBytes/);
   });
 });
+
+describe('master.json: operator administration settings', () => {
+  it('default to 90-day tokens, a 14-day warning and no TOTP policy; refuse bad values by name', () => {
+    expect(load({})()).toMatchObject({ operatorTokenDays: 90, operatorTokenWarningDays: 14, requireTotp: false });
+    expect(load({ requireTotp: true })().requireTotp).toBe(true);
+    expect(load({ operatorTokenDays: 0 })).toThrow(/master\.json: operatorTokenDays must be an integer from 1/);
+    expect(load({ operatorTokenDays: 10, operatorTokenWarningDays: 10 })).toThrow(/operatorTokenWarningDays must be an integer from 0 to 9/);
+    expect(load({ requireTotp: 'yes' })).toThrow(/requireTotp must be a boolean/);
+  });
+});

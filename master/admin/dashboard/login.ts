@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import type { MasterContext } from '../../context.js';
 import { recordAudit } from '../../db/audit.js';
-import { authenticateOperator, getOperator } from '../../db/operators.js';
+import { checkOperatorToken, expiredTokenMessage, getOperator } from '../../db/operators.js';
 import type { AddressOf } from '../../server/client-address.js';
 import type { AdminService } from '../service.js';
 import { createSession, csrfOk, endSession, resolveSession } from '../sessions.js';
@@ -73,12 +73,31 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       return form(c, 429, `Too many failed logins; try again in ${Math.ceil(wait / 60_000)} minute(s).`, operator);
     }
 
-    const who = authenticateOperator(ctx.db, token);
+    const checked = checkOperatorToken(ctx.db, token);
+    // The token was right but has expired: saying so reveals nothing its holder does not know.
+    if (!checked.ok && checked.reason === 'expired' && checked.name === operator) {
+      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+      audit('login.failed', operator, { reason: 'token expired', expiredAt: checked.expiredAt });
+      return form(c, 401, `The ${expiredTokenMessage(checked.name, checked.expiredAt)}.`, operator);
+    }
+    const who = checked.ok ? checked.operator : null;
     if (!who || who.name !== operator) {
       admin.addressLimiter.fail(address);
       admin.metrics.loginAttempts.inc({ outcome: 'failed' });
       audit('login.failed', operator, { reason: 'wrong operator name or token' });
       return form(c, 401, 'Operator name or token is wrong.', operator);
+    }
+    // Policy (master.json requireTotp): no dashboard without a second factor; enrollment is over the API.
+    if (ctx.config.requireTotp && !totpRequired(ctx.db, operator)) {
+      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+      audit('login.failed', operator, { reason: 'TOTP required by policy, none enrolled' });
+      return form(
+        c,
+        403,
+        `This master requires an authenticator (TOTP) for every operator and ${operator} has none. Enroll one with ` +
+          `POST /v1/admin/operators/${operator}/totp and your token (docs/operations.md), or ask an admin.`,
+        operator,
+      );
     }
     if (totpRequired(ctx.db, operator) && !verifyTotp(ctx.db, operator, code, admin.now().getTime())) {
       // The token was right: count against the operator too (guessing the 6-digit code).

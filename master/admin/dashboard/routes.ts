@@ -10,6 +10,7 @@ import { byName } from '../../db/machines.js';
 import { approveMachine, blockMachine } from '../../machines/actions.js';
 import type { AddressOf } from '../../server/client-address.js';
 import type { AdminService } from '../service.js';
+import { listOperators } from '../../db/operators.js';
 import { csrfOk, csrfToken, endSession, listSessions, resolveSession } from '../sessions.js';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.js';
 import { readForm, readSecretCookie, sameOrigin, securityHeaders, SESSION_COOKIE, type DashEnv } from './http.js';
@@ -51,7 +52,13 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
           return;
         }
         const viewer: Viewer = { name: r.session.operator, role: r.session.role, csrf: csrfToken(secret!), sessionId: r.session.id };
-        const body = String(await liveSections({ ...feed.get(), sessions: viewer.role === 'admin' ? listSessions(ctx.db, times()) : undefined }, viewer));
+        const isAdmin = viewer.role === 'admin';
+        const data = {
+          ...feed.get(),
+          sessions: isAdmin ? listSessions(ctx.db, times()) : undefined,
+          operators: isAdmin ? listOperators(ctx.db) : undefined,
+        };
+        const body = String(await liveSections(data, viewer));
         if (body !== last) {
           await stream.writeSSE({ event: 'update', data: body });
           last = body;
@@ -71,7 +78,9 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
   const render = async (c: Context<DashEnv>, flash?: { text: string; bad: boolean }, status: ContentfulStatusCode = 200) => {
     const s = c.get('session');
     const viewer: Viewer = { name: s.operator, role: s.role, csrf: csrfToken(s.secret), sessionId: s.id };
-    const data = { ...feed.get(), sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined };
+    const data = { ...feed.get(), sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined,
+      operators: s.role === 'admin' ? listOperators(ctx.db) : undefined,
+    };
     return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
   };
   app.get('/dashboard', (c) => {

@@ -1,6 +1,6 @@
 import { html } from 'hono/html';
 import type { AuditEntry } from '../../db/audit.js';
-import type { OperatorRole } from '../../db/operators.js';
+import type { Operator, OperatorRole } from '../../db/operators.js';
 import type { DepotView } from '../depot-status.js';
 import type { PackageStatus } from '../package-status.js';
 import type { ActiveSession } from '../sessions.js';
@@ -23,6 +23,8 @@ export interface LiveData {
   status: FleetStatus;
   audit: AuditEntry[];
   sessions: ActiveSession[] | undefined;
+  /** Operators with role, TOTP, last use and token expiry; admins only (undefined for others). */
+  operators?: Operator[] | undefined;
   nowMs: number;
 }
 
@@ -35,7 +37,7 @@ export function liveSections(d: LiveData, v: Viewer): Html {
   const s = d.status;
   return html`${overview(s)}${alerts(s)}${drift(s.depots)}${depots(s.depots)}${packages(s.packages, s.summary.depots)}${pending(s, v)}${certificates(s)}${
     d.sessions ? sessions(d.sessions, v) : ''
-  }${audit(d.audit)}`;
+  }${d.operators ? operators(d.operators, d.nowMs) : ''}${audit(d.audit)}`;
 }
 
 function overview(s: FleetStatus): Html {
@@ -143,6 +145,21 @@ function sessions(list: ActiveSession[], v: Viewer): Html {
     ${list.map(
       (x) => html`<tr data-session="${x.id}"><td>${x.operator}${x.id === v.sessionId ? html` <small>(this one)</small>` : ''}</td><td>${x.role}</td><td>${x.address ?? '?'}</td><td>${when(x.createdAt)}</td><td>${when(x.lastSeenAt)}</td><td><form method="post" action="/dashboard/sessions/${x.id}/end"><input type="hidden" name="_csrf" value="${v.csrf}"><button type="submit">end</button></form></td></tr>`,
     )}</tbody></table></div>
+  </section>`;
+}
+
+function operators(list: Operator[], nowMs: number): Html {
+  const expiry = (o: Operator) => {
+    if (o.tokenExpiresAt === null) return 'never';
+    if (Date.parse(o.tokenExpiresAt) <= nowMs) return html`<b class="bad">expired ${stamp(o.tokenExpiresAt)}</b>`;
+    return stamp(o.tokenExpiresAt);
+  };
+  return html`<section id="operators"><h2>Operators <small>${list.length}</small></h2>
+    <div class="scroll"><table><thead><tr><th>operator</th><th>role</th><th>TOTP</th><th>created</th><th>last used</th><th>token expires</th></tr></thead><tbody>
+    ${list.map(
+      (o) => html`<tr data-operator="${o.name}"><td>${o.name}${o.disabled ? html` <small>(disabled)</small>` : ''}</td><td>${o.role}</td><td>${o.hasTotp ? 'on' : 'off'}</td><td>${stamp(o.createdAt)}</td><td>${o.lastUsedAt ? when(o.lastUsedAt) : 'never'}</td><td>${expiry(o)}</td></tr>`,
+    )}</tbody></table></div>
+    <p class="quiet"><small>Rotate a token with <code>depotsync master operator rotate --name NAME</code>.</small></p>
   </section>`;
 }
 

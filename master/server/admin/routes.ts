@@ -12,7 +12,7 @@ import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, findVersion, liveVersions } from '../../db/catalog.js';
 import { listMachines, MACHINE_ROLES, MACHINE_STATES, type Machine, type MachineRole, type MachineState } from '../../db/machines.js';
-import { getOperator } from '../../db/operators.js';
+import { getOperator, listOperators } from '../../db/operators.js';
 import { createEnrollmentToken } from '../../db/tokens.js';
 import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../machines/actions.js';
 import { publish } from '../../publish/publish.js';
@@ -31,7 +31,7 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.admin' });
   const who = (c: Context<ServeEnv>): Actor => ({ actor: c.get('operator').name, address: addressOf(c) });
-  app.use('*', operatorAuth(ctx.db));
+  app.use('*', operatorAuth(ctx.db, { requireTotp: () => ctx.config.requireTotp }));
 
   // --- viewer: reads
   app.get('/machines', (c) => {
@@ -99,9 +99,20 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     recordAudit(ctx.db, { actor: op.actor, action: 'session.end', target: `session:${id}`, address: op.address });
     return c.json({ ended: id });
   });
-  app.post('/operators/:name/totp', requireRole('admin'), (c) => {
+  app.get('/operators', requireRole('admin'), (c) => c.json({ operators: listOperators(ctx.db) }));
+  // An admin enrolls anyone; an operator without TOTP may enroll their own (how `requireTotp` is met).
+  // Not a reset: with a stolen token, replacing an existing secret would skip the second factor.
+  app.post('/operators/:name/totp', (c) => {
     const name = c.req.param('name');
-    if (!getOperator(ctx.db, name)) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
+    const caller = c.get('operator');
+    const target = caller.role === 'admin' ? getOperator(ctx.db, name) : undefined;
+    if (caller.role !== 'admin') {
+      const self = name === caller.name ? getOperator(ctx.db, name) : undefined;
+      if (!self || self.hasTotp) {
+        const message = `operator ${caller.name} has role ${caller.role}; only an admin enrolls TOTP for others or replaces an existing one`;
+        return c.json({ error: { code: 'forbidden', message } }, 403);
+      }
+    } else if (!target) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
     const out = enableTotp(ctx.db, name);
     const op = who(c);
     recordAudit(ctx.db, { actor: op.actor, action: 'operator.totp.enable', target: name, address: op.address });
