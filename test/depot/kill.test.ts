@@ -136,15 +136,23 @@ describe('kill -9 during a sync (separate process)', () => {
       for (let i = 0; i < 20 && !finished; i++) {
         const run = runChild(child.file, big.dir);
         // A random moment once the run is under way: one run in five early (in the metadata and manifest
-        // steps), the others 0.3 to 1.8 s after the manifests (up to five 8 MiB checkpoints).
+        // steps), the others up to 1.5 s after the run's first durable checkpoint, so the test does not
+        // depend on how fast a loaded machine reaches one (a run that never reaches one is killed 20 s
+        // after its manifests, long before the limited sync could finish).
         let armed = false;
         const early = rand(5) === 0;
         run.onLine((line) => {
-          if (!armed && line.includes(early ? '"msg":"sync metadata"' : '"msg":"sync manifests"')) {
-            armed = true;
-            setTimeout(() => run.kill(), early ? rand(300) : 300 + rand(1500));
-          }
           if (line.startsWith('stored ')) stored++;
+          if (armed) return;
+          if (early && line.includes('"msg":"sync metadata"')) {
+            armed = true;
+            setTimeout(() => run.kill(), rand(300));
+          } else if (!early && line.includes('"msg":"sync manifests"')) {
+            setTimeout(() => run.kill(), 20_000);
+          } else if (!early && line.startsWith('stored ')) {
+            armed = true;
+            setTimeout(() => run.kill(), rand(1500));
+          }
         });
         const r = await run.exit;
         lastOut = r.out;
