@@ -56,13 +56,16 @@ export interface ReadApiOptions {
   /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
   hotChunkBytes: number;
   onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
+  /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
+  onCorrupt?: (id: string) => void;
 }
 
 export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
   batchMaxIds: 4096,
   batchMaxBodyBytes: 4096 * 70 + 64,
   verifyOnServe: true,
-  verifiedTtlMs: 60_000,
+  // 0: a chunk read from disk is re-hashed every time (disk rot after a check is never served).
+  verifiedTtlMs: 0,
   batchMemoryBytes: 64 * 1024 * 1024,
   hotChunkBytes: 64 * 1024 * 1024,
 };
@@ -134,7 +137,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const etag = `"${id}"`;
     const common = { etag, 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
     if (c.req.header('if-none-match') === etag) return c.body(null, 304, common);
-    const data = await readChunk(source, id, opts.verifyOnServe, log);
+    const data = await readChunk(source, id, opts.verifyOnServe, log, opts.onCorrupt);
     const range = c.req.header('range');
     if (range === undefined) {
       opts.onServed?.('chunk', data.length);
@@ -174,7 +177,10 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
         outgoing.cork();
         for await (const r of records) {
           if (outgoing.destroyed) break;
-          if (r.problem && isDepotsyncError(r.problem, 'corrupt')) log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
+          if (r.problem && isDepotsyncError(r.problem, 'corrupt')) {
+            log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
+            opts.onCorrupt?.(r.id);
+          }
           if (r.data && checked.has(r.id)) verified.add(r.id);
           // A run's buffer goes back to the pool when the write of its last record has completed
           // (writes complete in order, so every earlier record of the run is out too).
@@ -211,6 +217,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const parts: Buffer[] = [];
     try {
       for await (const r of records) {
+        if (r.problem && isDepotsyncError(r.problem, 'corrupt')) opts.onCorrupt?.(r.id);
         parts.push(encodeRecordHeader(r.id, r.data?.length));
         if (r.data) parts.push(r.data);
       }
@@ -225,7 +232,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
     const pairs = parseDeltaRequest(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
-      source.chunks.has(id) ? readChunk(source, id, opts.verifyOnServe, log).catch(() => undefined) : Promise.resolve(undefined);
+      source.chunks.has(id) ? readChunk(source, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined) : Promise.resolve(undefined);
     const records = deltaRecords(pairs, load);
     const outgoing = c.env?.outgoing;
     if (!outgoing) {
@@ -289,11 +296,14 @@ function metadataResponse(c: import('hono').Context<ServeEnv>, bytes: Buffer | u
   });
 }
 
-async function readChunk(source: ReadApiSource, id: string, verify: boolean, log: Logger): Promise<Buffer> {
+async function readChunk(source: ReadApiSource, id: string, verify: boolean, log: Logger, onCorrupt?: (id: string) => void): Promise<Buffer> {
   try {
     return await source.chunks.get(id, { verify });
   } catch (e) {
-    if (isDepotsyncError(e, 'corrupt')) log.error({ chunk: id }, 'stored chunk failed verification; not served');
+    if (isDepotsyncError(e, 'corrupt')) {
+      log.error({ chunk: id }, 'stored chunk failed verification; not served');
+      onCorrupt?.(id);
+    }
     if (isDepotsyncError(e, 'not-found') || isDepotsyncError(e, 'corrupt')) {
       throw new DepotsyncError('not-found', `chunk ${id} not found`);
     }
