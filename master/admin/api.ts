@@ -26,7 +26,7 @@ import { disableTotp, enableTotp } from './totp.js';
  */
 export function adminApiRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
-  const auth = operatorAuth(ctx.db);
+  const auth = operatorAuth(ctx.db, { limiter: admin.addressLimiter, addressOf });
   const who = (c: Context<ServeEnv>) => ({ actor: c.get('operator').name, address: addressOf(c) });
 
   app.get('/status', auth, (c) => {

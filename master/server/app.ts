@@ -12,6 +12,7 @@ import { dashboardRoutes } from '../admin/dashboard/routes.js';
 import { AdminService } from '../admin/service.js';
 import { countRequests } from '../../src/metrics/http.js';
 import { metricsHandler } from '../../src/metrics/registry.js';
+import { tokenLimited } from './admin/auth.js';
 import { adminRoutes } from './admin/routes.js';
 import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
@@ -92,10 +93,16 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.route('/', enrollRoutes(ctx, addressOf));
 
   // 2. Operators: the API (bearer token), the dashboard (session cookie), metrics (bearer token).
-  app.get('/metrics', metricsHandler(() => [admin.metrics.registry], (token) => authenticateOperator(ctx.db, token) !== null));
+  const tokenGuard = { limiter: admin.addressLimiter, addressOf };
+  app.get('/metrics', (c) => {
+    const limited = tokenLimited(c, tokenGuard);
+    if (limited) return limited;
+    const known = (token: string) => authenticateOperator(ctx.db, token) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
+    return metricsHandler(() => [admin.metrics.registry], known)(c);
+  });
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
   app.route('/v1/admin', adminApiRoutes(ctx, admin, addressOf));
-  app.route('/v1/admin', adminRoutes(ctx, addressOf));
+  app.route('/v1/admin', adminRoutes(ctx, addressOf, tokenGuard));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
   const authorize = masterAuthorize(ctx.db, now);

@@ -14,7 +14,7 @@ import { publish } from '../../publish/publish.js';
 import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
 import { parseJson } from '../enroll.js';
-import { operatorAuth, requireRole } from './auth.js';
+import { operatorAuth, requireRole, type TokenGuard } from './auth.js';
 import { spoolUpload } from './upload.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
@@ -24,11 +24,11 @@ const SMALL_BODY_BYTES = 16 * 1024;
  * CLI: list machines and packages, approve / block / revoke, enrollment tokens, streaming publish
  * upload, unpublish. Every change goes into the audit log with the operator's name and address.
  */
-export function adminRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<ServeEnv> {
+export function adminRoutes(ctx: MasterContext, addressOf: AddressOf, guard?: TokenGuard): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.admin' });
   const who = (c: Context<ServeEnv>): Actor => ({ actor: c.get('operator').name, address: addressOf(c) });
-  app.use('*', operatorAuth(ctx.db));
+  app.use('*', operatorAuth(ctx.db, guard));
 
   // --- viewer: reads
   app.get('/machines', (c) => {
