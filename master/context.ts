@@ -6,6 +6,7 @@ import { ChunkStore } from '../src/store/chunk-store.js';
 import type { OnlineSigners } from '../src/tuf/repository.js';
 import { loadMasterConfig, type MasterConfig } from './config.js';
 import { openMasterDatabase, type MasterDb } from './db/database.js';
+import { sealPlaintextSecrets } from './admin/totp-secrets.js';
 import { loadOnlineSigners } from './keys.js';
 import { masterLayout, type MasterLayout } from './layout.js';
 
@@ -30,6 +31,13 @@ export async function openMaster(dir: string, log: Logger, opts: { now?: () => D
   }
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
+  try {
+    const sealed = sealPlaintextSecrets(db);
+    if (sealed > 0) log.info({ operators: sealed }, 'TOTP secrets stored in plaintext by an older version are now encrypted');
+  } catch (e) {
+    db.close();
+    throw e;
+  }
   const store = ChunkStore.open(layout.storeDir, { logger: log.child({ component: 'master.store' }) });
   const signers = await loadOnlineSigners(layout);
   const ca = loadCa(readFileSync(layout.caKey, 'utf8'), readFileSync(layout.caCert, 'utf8'));

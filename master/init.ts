@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { loadOrCreateKey, totpKeyPath } from './admin/totp-secrets.js';
 import { isIP } from 'node:net';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
@@ -67,6 +68,8 @@ export async function initMaster(dir: string, opts: { name?: string; hosts?: str
   });
   await writeFileAtomic(layout.serverKey, server.keyPem, { mode: 0o600 });
   await writeFileAtomic(layout.serverCert, server.certPem);
+  // The key that encrypts operators' TOTP secrets in the database (kept out of it, with the other keys).
+  loadOrCreateKey(totpKeyPath(layout.database));
 
   // Database and store; generation 1 with the initial metadata, in one transaction.
   const db = openMasterDatabase(layout.database, { logger: opts.log });

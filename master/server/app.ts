@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
+import { hsts } from '../../src/serve/hsts.js';
 import { mutualTls } from '../../src/serve/mtls.js';
 import { eventRoutes, type EventHub } from '../../src/serve/events.js';
 import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
@@ -84,6 +85,7 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
   app.use('*', countRequests(admin.metrics.http));
+  app.use('*', hsts());
 
   // 1. Public.
   app.get('/healthz', (c) => c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }));

@@ -69,6 +69,8 @@ describe('depot serve verifies chunks before serving them (disk rot)', () => {
   async function batch(want: string[]): Promise<Array<Buffer | undefined>> {
     const res = await agent.postStream('/v1/chunks/batch', Buffer.from(JSON.stringify({ ids: want })), { 'content-type': 'application/json' }, { maxBytes: 1 << 26 });
     expect(res.headers['content-type']).toBe(BATCH_CONTENT_TYPE);
+    // Streamed straight to the socket, yet with the HSTS header every depot answer carries.
+    expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
     const dec = new BatchDecoder(want, 1 << 20);
     const out: Array<Buffer | undefined> = [];
     for await (const piece of res.body) for (const r of dec.push(piece as Buffer)) out.push(r.data && Buffer.from(r.data));
@@ -102,6 +104,9 @@ describe('depot serve verifies chunks before serving them (disk rot)', () => {
     const e = await agent.getBytes(`/v1/chunks/${c}`, { maxBytes: 1 << 20 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(HttpError);
     expect((e as HttpError).status).toBe(404);
+    const health = await agent.getStream('/healthz', { maxBytes: 4096 });
+    expect(health.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+    for await (const _ of health.body) void _;
     await until(() => quarantined(c), 'the quarantined copy');
     await until(() => intact(c), 'the chunk to be fetched again');
     expect((await agent.getBytes(`/v1/chunks/${c}`, { maxBytes: 1 << 20 })).equals(good)).toBe(true);

@@ -46,4 +46,18 @@ describe('operator API: wrong bearer tokens are rate limited', () => {
     for (let i = 0; i < 20; i++) expect((await app.request('/v1/admin/machines')).status).toBe(401);
     for (let i = 0; i < 20; i++) expect((await app.request('/v1/admin/machines', { headers: bearer(m.tokens.viewer) })).status).toBe(200);
   });
+
+  it('sends Strict-Transport-Security on every answer of the master (ok and refused)', async () => {
+    const app = createMasterApp({ ctx: m.ctx, addressOf: () => '192.0.2.10' });
+    for (const [path, headers, status] of [
+      ['/healthz', {}, 200],
+      ['/v1/admin/machines', bearer(m.tokens.viewer), 200],
+      ['/v1/admin/machines', {}, 401],
+      ['/v1/metadata/timestamp.json', {}, 401],
+    ] as const) {
+      const r = await app.request(path, { headers });
+      expect(r.status).toBe(status);
+      expect(r.headers.get('strict-transport-security')).toBe('max-age=31536000; includeSubDomains');
+    }
+  });
 });
