@@ -18,7 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import { freePort, runJson, startService, waitForHttps, type Service } from '../cli/demo/processes.js';
 import { decodeManifest, uniqueChunkIds } from '../src/content/manifest.js';
@@ -28,7 +29,12 @@ import { STAGING_MARK } from '../agent/fetch/staging.js';
 import { openMasterDatabase } from '../master/db/database.js';
 import { findVersion } from '../master/db/catalog.js';
 
-const CLI = new URL('../../bin/depotsync.js', import.meta.url).pathname;
+/** bin/depotsync.js above this module: it runs from dist/bench (built) and from bench/ (vitest). */
+const CLI = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++, dir = dirname(dir)) if (existsSync(join(dir, 'bin', 'depotsync.js')) && existsSync(join(dir, 'package.json'))) return join(dir, 'bin', 'depotsync.js');
+  throw new Error('kill-loop: cannot find bin/depotsync.js above this module');
+})();
 const KIND = ['publish', 'master-serve', 'depot-serve', 'depot-sync', 'depot-import', 'agent-fetch'] as const;
 type Kind = (typeof KIND)[number];
 
@@ -254,6 +260,7 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
             clearTimeout(timer);
             if (end.signal === 'SIGKILL') result.kills++;
             else if (end.code === 0) learn('depot-sync', end.ms);
+            else fail(`depot sync failed without a kill: ${end.stderr.trim()}`);
           }
           await servedComplete(D2, 'depot kd-sync');
           integrity(join(D2, 'depot.db'), 'depot kd-sync');
@@ -290,6 +297,7 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
             clearTimeout(timer);
             if (end.signal === 'SIGKILL') result.kills++;
             else if (end.code === 0) learn('agent-fetch', end.ms);
+            else fail(`agent fetch failed without a kill: ${end.stderr.trim()}`);
           }
           outputIsOldOrNew(before);
           integrity(join(A, 'state.sqlite'), 'agent');
