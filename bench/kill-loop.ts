@@ -157,6 +157,8 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
     const end = await r.done;
     clearTimeout(timer);
     if (end.signal !== 'SIGKILL' && end.code === 0) learn(k, end.ms);
+    // Killed: it takes longer than that, so aim a little later next time (else a slow host never sees one finish).
+    else if (end.signal === 'SIGKILL') took[k] = took[k]! * 1.1;
     return end;
   }
 
@@ -258,8 +260,10 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
             const timer = setTimeout(() => r.child.kill('SIGKILL'), at);
             const end = await r.done;
             clearTimeout(timer);
-            if (end.signal === 'SIGKILL') result.kills++;
-            else if (end.code === 0) learn('depot-sync', end.ms);
+            if (end.signal === 'SIGKILL') {
+              result.kills++;
+              took['depot-sync'] = took['depot-sync']! * 1.1;
+            } else if (end.code === 0) learn('depot-sync', end.ms);
             else fail(`depot sync failed without a kill: ${end.stderr.trim()}`);
           }
           await servedComplete(D2, 'depot kd-sync');
@@ -295,8 +299,10 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
             const timer = setTimeout(() => r.child.kill('SIGKILL'), at);
             const end = await r.done;
             clearTimeout(timer);
-            if (end.signal === 'SIGKILL') result.kills++;
-            else if (end.code === 0) learn('agent-fetch', end.ms);
+            if (end.signal === 'SIGKILL') {
+              result.kills++;
+              took['agent-fetch'] = took['agent-fetch']! * 1.1;
+            } else if (end.code === 0) learn('agent-fetch', end.ms);
             else fail(`agent fetch failed without a kill: ${end.stderr.trim()}`);
           }
           outputIsOldOrNew(before);
