@@ -16,7 +16,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +40,9 @@ import { findVersion } from '../master/db/catalog.js';
 /** bin/depotsync.js above this module: it runs from dist/bench (built) and from bench/ (vitest). */
 const CLI = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++, dir = dirname(dir)) if (existsSync(join(dir, 'bin', 'depotsync.js')) && existsSync(join(dir, 'package.json'))) return join(dir, 'bin', 'depotsync.js');
+  for (let i = 0; i < 4; i++, dir = dirname(dir))
+    if (existsSync(join(dir, 'bin', 'depotsync.js')) && existsSync(join(dir, 'package.json')))
+      return join(dir, 'bin', 'depotsync.js');
   throw new Error('kill-loop: cannot find bin/depotsync.js above this module');
 })();
 const KIND = ['publish', 'master-serve', 'depot-serve', 'depot-sync', 'depot-import', 'agent-fetch'] as const;
@@ -77,13 +87,24 @@ function run(args: string[]): Run {
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }>((resolve) =>
+  const done = new Promise<{
+    code: number | null;
+    signal: string | null;
+    stdout: string;
+    stderr: string;
+    ms: number;
+  }>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 })),
   );
   return { child, done };
 }
 
-export async function runKillLoop(o: { kills: number; seed?: number; dir?: string; log?: (line: string) => void }): Promise<KillLoopResult> {
+export async function runKillLoop(o: {
+  kills: number;
+  seed?: number;
+  dir?: string;
+  log?: (line: string) => void;
+}): Promise<KillLoopResult> {
   const random = rng(o.seed ?? 1);
   const log = o.log ?? (() => undefined);
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'depotsync-kill-loop-'));
@@ -96,7 +117,14 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
   const OUT = join(dir, 'out', 'pkg.bin');
   mkdirSync(join(dir, 'out'), { recursive: true });
   const services: Partial<Record<'master' | 'depot', Service>> = {};
-  const result: KillLoopResult = { kills: 0, byKind: Object.fromEntries(KIND.map((k) => [k, 0])) as Record<Kind, number>, checks: 0, failures: [], acknowledgedPublishes: 0, durationMs: 0 };
+  const result: KillLoopResult = {
+    kills: 0,
+    byKind: Object.fromEntries(KIND.map((k) => [k, 0])) as Record<Kind, number>,
+    checks: 0,
+    failures: [],
+    acknowledgedPublishes: 0,
+    durationMs: 0,
+  };
   const t0 = performance.now();
   const fail = (what: string) => {
     result.failures.push(what);
@@ -112,7 +140,8 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
   function newContent(): { version: string; file: string } {
     const version = `1.${nextVersion++}`;
     const b = Buffer.from(base);
-    for (let e = 0; e < 3; e++) b.write(`${version}:${random()}`.padEnd(4096, '#'), Math.floor(random() * (b.length - 4096)));
+    for (let e = 0; e < 3; e++)
+      b.write(`${version}:${random()}`.padEnd(4096, '#'), Math.floor(random() * (b.length - 4096)));
     const file = join(dir, `pkg-${version}.bin`);
     writeFileSync(file, b);
     attempted.set(version, sha(b));
@@ -125,7 +154,11 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
   const depotUrl = `https://127.0.0.1:${dp}`;
   const fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
   const first = newContent();
-  acked.set(first.version, runJson(['master', 'publish', '--dir', M, '--name', 'pkg', '--version', first.version, first.file]).id as string);
+  acked.set(
+    first.version,
+    runJson(['master', 'publish', '--dir', M, '--name', 'pkg', '--version', first.version, first.file])
+      .id as string,
+  );
   const startMaster = async () => {
     services.master = startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]);
     await waitForHttps(masterUrl, 60_000);
@@ -136,15 +169,82 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
   };
   await startMaster();
   const token = (role: string) => runJson(['master', 'token', '--dir', M, '--role', role]).token as string;
-  runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'kd-serve', '--listen', `127.0.0.1:${dp}`, '--host', '127.0.0.1']);
-  runJson(['depot', 'init', '--dir', D2, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'kd-sync', '--listen', '127.0.0.1:1']);
-  runJson(['depot', 'init', '--dir', D3, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'kd-import', '--listen', '127.0.0.1:1']);
+  runJson([
+    'depot',
+    'init',
+    '--dir',
+    D,
+    '--master',
+    masterUrl,
+    '--fingerprint',
+    fp,
+    '--token',
+    token('depot'),
+    '--name',
+    'kd-serve',
+    '--listen',
+    `127.0.0.1:${dp}`,
+    '--host',
+    '127.0.0.1',
+  ]);
+  runJson([
+    'depot',
+    'init',
+    '--dir',
+    D2,
+    '--master',
+    masterUrl,
+    '--fingerprint',
+    fp,
+    '--token',
+    token('depot'),
+    '--name',
+    'kd-sync',
+    '--listen',
+    '127.0.0.1:1',
+  ]);
+  runJson([
+    'depot',
+    'init',
+    '--dir',
+    D3,
+    '--master',
+    masterUrl,
+    '--fingerprint',
+    fp,
+    '--token',
+    token('depot'),
+    '--name',
+    'kd-import',
+    '--listen',
+    '127.0.0.1:1',
+  ]);
   runJson(['depot', 'sync', '--dir', D]);
   await startDepot();
-  runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', token('agent'), '--depot', depotUrl, '--name', 'ka']);
+  runJson([
+    'agent',
+    'init',
+    '--dir',
+    A,
+    '--master',
+    masterUrl,
+    '--fingerprint',
+    fp,
+    '--token',
+    token('agent'),
+    '--depot',
+    depotUrl,
+    '--name',
+    'ka',
+  ]);
 
   // Measured durations (ms) per command: kills land uniformly within them.
-  const took: Record<string, number> = { publish: 1500, 'depot-sync': 1500, 'depot-import': 1500, 'agent-fetch': 1500 };
+  const took: Record<string, number> = {
+    publish: 1500,
+    'depot-sync': 1500,
+    'depot-import': 1500,
+    'agent-fetch': 1500,
+  };
   const learn = (k: string, ms: number) => (took[k] = 0.7 * took[k]! + 0.3 * ms);
   let outHash: string | undefined;
 
@@ -180,7 +280,10 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
     try {
       for (const [version, id] of acked) {
         const v = findVersion(m, 'pkg', version);
-        if (!v || v.manifestId !== id) fail(`acknowledged publish pkg@${version} (${id.slice(0, 12)}) is ${v ? `now ${v.manifestId.slice(0, 12)}` : 'missing'}`);
+        if (!v || v.manifestId !== id)
+          fail(
+            `acknowledged publish pkg@${version} (${id.slice(0, 12)}) is ${v ? `now ${v.manifestId.slice(0, 12)}` : 'missing'}`,
+          );
       }
     } finally {
       m.db.close();
@@ -193,7 +296,13 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
       if (!d.db.served()) return;
       for (const t of d.db.liveTargets(['served'])) {
         for (const id of uniqueChunkIds(decodeManifest(t.bytes))) {
-          await d.store.get(id, { verify: true }).catch((e: unknown) => fail(`${what}: served generation ${d.db.served()!.generation} lacks a good chunk ${id.slice(0, 12)}: ${(e as Error).message}`));
+          await d.store
+            .get(id, { verify: true })
+            .catch((e: unknown) =>
+              fail(
+                `${what}: served generation ${d.db.served()!.generation} lacks a good chunk ${id.slice(0, 12)}: ${(e as Error).message}`,
+              ),
+            );
         }
       }
     } finally {
@@ -211,7 +320,8 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
     }
     const h = sha(readFileSync(OUT));
     const known = [...attempted.values()].includes(h);
-    if (h !== before && !known) fail(`agent output pkg.bin is neither the old version nor a published one (sha256 ${h.slice(0, 12)})`);
+    if (h !== before && !known)
+      fail(`agent output pkg.bin is neither the old version nor a published one (sha256 ${h.slice(0, 12)})`);
     outHash = h;
   }
   function noStaging(where: string, names: string[]): void {
@@ -238,9 +348,21 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
       switch (kind) {
         case 'publish': {
           const { version, file } = newContent();
-          const end = await runAndKill('publish', ['master', 'publish', '--dir', M, '--name', 'pkg', '--version', version, file]);
-          if (end.code === 0) acked.set(version, JSON.parse(end.stdout.trim().split('\n').pop()!).id as string);
-          else if (end.signal !== 'SIGKILL') fail(`master publish ${version} failed without a kill: ${end.stderr.trim()}`);
+          const end = await runAndKill('publish', [
+            'master',
+            'publish',
+            '--dir',
+            M,
+            '--name',
+            'pkg',
+            '--version',
+            version,
+            file,
+          ]);
+          if (end.code === 0)
+            acked.set(version, JSON.parse(end.stdout.trim().split('\n').pop()!).id as string);
+          else if (end.signal !== 'SIGKILL')
+            fail(`master publish ${version} failed without a kill: ${end.stderr.trim()}`);
           if (end.signal === 'SIGKILL') result.kills++;
           // A publish killed after its commit may be in the catalog: either way, the catalog stays whole.
           break;
@@ -252,7 +374,11 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
           if (kind === 'master-serve') {
             await Promise.race([sleep(at), r.done]);
             services.master!.child.kill('SIGKILL');
-            await new Promise((res) => (services.master!.child.exitCode !== null || services.master!.child.signalCode !== null ? res(undefined) : services.master!.child.once('exit', res)));
+            await new Promise((res) =>
+              services.master!.child.exitCode !== null || services.master!.child.signalCode !== null
+                ? res(undefined)
+                : services.master!.child.once('exit', res),
+            );
             result.kills++;
             await startMaster();
             await r.done;
@@ -289,7 +415,11 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
           if (kind === 'depot-serve') {
             await Promise.race([sleep(at), r.done]);
             services.depot!.child.kill('SIGKILL');
-            await new Promise((res) => (services.depot!.child.exitCode !== null || services.depot!.child.signalCode !== null ? res(undefined) : services.depot!.child.once('exit', res)));
+            await new Promise((res) =>
+              services.depot!.child.exitCode !== null || services.depot!.child.signalCode !== null
+                ? res(undefined)
+                : services.depot!.child.once('exit', res),
+            );
             result.kills++;
             await servedComplete(D, 'depot kd-serve');
             integrity(join(D, 'depot.db'), 'depot kd-serve');
@@ -323,9 +453,15 @@ export async function runKillLoop(o: { kills: number; seed?: number; dir?: strin
         noStaging('agent output folder', readdirSync(join(dir, 'out')));
         noStaging('depot kd-sync', filesUnder(D2));
         noStaging('depot kd-import', filesUnder(D3));
-        noStaging('master', filesUnder(M).filter((f) => !f.startsWith('dropbox')));
+        noStaging(
+          'master',
+          filesUnder(M).filter((f) => !f.startsWith('dropbox')),
+        );
       }
-      if (result.kills % 25 === 0) log(`${result.kills} kills, ${result.checks} checks, ${result.failures.length} failures, ${acked.size} publishes acknowledged`);
+      if (result.kills % 25 === 0)
+        log(
+          `${result.kills} kills, ${result.checks} checks, ${result.failures.length} failures, ${acked.size} publishes acknowledged`,
+        );
     }
   } finally {
     await services.depot?.stop();

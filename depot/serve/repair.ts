@@ -8,7 +8,10 @@ import type { DepotDb } from '../db/depot-db.js';
  * every manifest for checking, and ask for a sync, which fetches a good copy from the upstream.
  * Concurrent requests for the same bad chunk repair it once.
  */
-export function chunkRepairer(d: { db: DepotDb; store: ChunkStore; log: Logger }, requestSync?: (id: string) => void): (id: string) => void {
+export function chunkRepairer(
+  d: { db: DepotDb; store: ChunkStore; log: Logger },
+  requestSync?: (id: string) => void,
+): (id: string) => void {
   const log = d.log.child({ component: 'depot.repair' });
   const busy = new Set<string>();
   return (id) => {
@@ -19,10 +22,15 @@ export function chunkRepairer(d: { db: DepotDb; store: ChunkStore; log: Logger }
       .then((removed) => {
         if (!removed) return;
         d.db.markAllIncomplete();
-        log.warn({ chunk: id }, 'chunk failed verification on serve; quarantined, a sync will fetch it again');
+        log.warn(
+          { chunk: id },
+          'chunk failed verification on serve; quarantined, a sync will fetch it again',
+        );
         requestSync?.(id);
       })
-      .catch((e: unknown) => log.error({ chunk: id, err: (e as Error).message }, 'could not quarantine a bad chunk'))
+      .catch((e: unknown) =>
+        log.error({ chunk: id, err: (e as Error).message }, 'could not quarantine a bad chunk'),
+      )
       .finally(() => busy.delete(id));
   };
 }

@@ -34,7 +34,10 @@ export function totpKey(m: MasterDb): Buffer {
   const file = m.db.name;
   const known = keys.get(file);
   if (known) return known;
-  const key = file === ':memory:' || file === '' ? randomBytes(KEY_BYTES) : loadOrCreateKey(totpKeyPath(file), () => hasSealed(m));
+  const key =
+    file === ':memory:' || file === ''
+      ? randomBytes(KEY_BYTES)
+      : loadOrCreateKey(totpKeyPath(file), () => hasSealed(m));
   keys.set(file, key);
   return key;
 }
@@ -48,16 +51,24 @@ export function loadOrCreateKey(path: string, sealedExist: () => boolean = () =>
       throw fromSystemError(e, `TOTP key file ${path}`);
     }
     if (key.length !== KEY_BYTES) {
-      throw new DepotsyncError('corrupt', `TOTP key file ${path} holds ${key.length} bytes, expected ${KEY_BYTES}`, {
-        hint: 'restore the file from where the master keys are kept',
-      });
+      throw new DepotsyncError(
+        'corrupt',
+        `TOTP key file ${path} holds ${key.length} bytes, expected ${KEY_BYTES}`,
+        {
+          hint: 'restore the file from where the master keys are kept',
+        },
+      );
     }
     return key;
   }
   if (sealedExist()) {
-    throw new DepotsyncError('not-found', `TOTP key file ${path} is missing, but the database holds encrypted TOTP secrets`, {
-      hint: 'restore the file from where the master keys are kept, or disable and re-enable TOTP for each operator',
-    });
+    throw new DepotsyncError(
+      'not-found',
+      `TOTP key file ${path} is missing, but the database holds encrypted TOTP secrets`,
+      {
+        hint: 'restore the file from where the master keys are kept, or disable and re-enable TOTP for each operator',
+      },
+    );
   }
   const key = randomBytes(KEY_BYTES);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -67,7 +78,10 @@ export function loadOrCreateKey(path: string, sealedExist: () => boolean = () =>
 }
 
 function hasSealed(m: MasterDb): boolean {
-  return m.db.prepare(`SELECT 1 FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`).pluck().get() !== undefined;
+  return (
+    m.db.prepare(`SELECT 1 FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`).pluck().get() !==
+    undefined
+  );
 }
 
 export function isSealed(stored: string): boolean {
@@ -92,16 +106,24 @@ export function openSecret(key: Buffer, operator: string, stored: string): strin
     d.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
     return Buffer.concat([d.update(raw.subarray(IV_BYTES + TAG_BYTES)), d.final()]).toString('utf8');
   } catch (e) {
-    throw new DepotsyncError('corrupt', `the TOTP secret of operator ${operator} does not decrypt with the master's TOTP key`, {
-      hint: 'the key file M/keys/totp.key is not the one the secret was made with; restore it, or disable and re-enable TOTP for this operator',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'corrupt',
+      `the TOTP secret of operator ${operator} does not decrypt with the master's TOTP key`,
+      {
+        hint: 'the key file M/keys/totp.key is not the one the secret was made with; restore it, or disable and re-enable TOTP for this operator',
+        cause: e,
+      },
+    );
   }
 }
 
 /** Encrypt every plaintext secret left by an older master (one transaction); returns how many. */
 export function sealPlaintextSecrets(m: MasterDb): number {
-  const rows = m.db.prepare(`SELECT name, totp_secret AS secret FROM operators WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE '${PREFIX}%'`).all() as Array<{
+  const rows = m.db
+    .prepare(
+      `SELECT name, totp_secret AS secret FROM operators WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE '${PREFIX}%'`,
+    )
+    .all() as Array<{
     name: string;
     secret: string;
   }>;

@@ -8,7 +8,14 @@ import { HttpError } from '../../src/net/http-error.js';
 import { BatchDecoder, BATCH_CONTENT_TYPE } from '../../src/wire/chunk-batch.js';
 import { DEFAULT_SERVING } from '../../depot/config.js';
 import { startDepotService, type DepotService } from '../../depot/service.js';
-import { agentCredentials, randomBytesSeeded, startUpstream, writeDepotDir, type DepotFiles, type Upstream } from './fixture.js';
+import {
+  agentCredentials,
+  randomBytesSeeded,
+  startUpstream,
+  writeDepotDir,
+  type DepotFiles,
+  type Upstream,
+} from './fixture.js';
 
 /** Flip one byte of chunk `data` inside whichever pack file holds it (disk rot). */
 function rot(storeRoot: string, data: Buffer): void {
@@ -43,11 +50,23 @@ describe('depot serve verifies chunks before serving them (disk rot)', () => {
     up = await startUpstream();
     await up.publish('rotting', '1.0', randomBytesSeeded(600_000, 5));
     // hotChunkBytes 0: every chunk comes from disk (the in-memory copies are checked as they go in).
-    files = writeDepotDir(up, { name: 'rotting', config: { serving: { hotChunkBytes: 0 }, notify: { enabled: false } } });
-    service = (await startDepotService(files.dir, { logger: silentLogger(), listen: '127.0.0.1:0', open: { now: up.clock.now } }))!;
+    files = writeDepotDir(up, {
+      name: 'rotting',
+      config: { serving: { hotChunkBytes: 0 }, notify: { enabled: false } },
+    });
+    service = (await startDepotService(files.dir, {
+      logger: silentLogger(),
+      listen: '127.0.0.1:0',
+      open: { now: up.clock.now },
+    }))!;
     await service.sync.runNow();
     const { keyPem, certPem } = agentCredentials(up.ca, 'agent-rot');
-    agent = new HttpClient({ baseUrl: `https://127.0.0.1:${service.server.port}`, caPem: up.ca.certPem, keyPem, certPem });
+    agent = new HttpClient({
+      baseUrl: `https://127.0.0.1:${service.server.port}`,
+      caPem: up.ca.certPem,
+      keyPem,
+      certPem,
+    });
     const [t] = service.depot.db.slotTargets('served');
     ids = uniqueChunkIds(decodeManifest(service.depot.db.targetBytes(t!.name)!));
   });
@@ -58,7 +77,9 @@ describe('depot serve verifies chunks before serving them (disk rot)', () => {
     if (files) rmSync(files.dir, { recursive: true, force: true });
   });
 
-  const quarantined = (id: string) => existsSync(service.depot.store.quarantineDir) && readdirSync(service.depot.store.quarantineDir).some((f) => f.startsWith(id));
+  const quarantined = (id: string) =>
+    existsSync(service.depot.store.quarantineDir) &&
+    readdirSync(service.depot.store.quarantineDir).some((f) => f.startsWith(id));
   const intact = (id: string) =>
     service.depot.store.has(id) &&
     service.depot.store.get(id, { verify: true }).then(
@@ -67,13 +88,19 @@ describe('depot serve verifies chunks before serving them (disk rot)', () => {
     );
 
   async function batch(want: string[]): Promise<Array<Buffer | undefined>> {
-    const res = await agent.postStream('/v1/chunks/batch', Buffer.from(JSON.stringify({ ids: want })), { 'content-type': 'application/json' }, { maxBytes: 1 << 26 });
+    const res = await agent.postStream(
+      '/v1/chunks/batch',
+      Buffer.from(JSON.stringify({ ids: want })),
+      { 'content-type': 'application/json' },
+      { maxBytes: 1 << 26 },
+    );
     expect(res.headers['content-type']).toBe(BATCH_CONTENT_TYPE);
     // Streamed straight to the socket, yet with the HSTS header every depot answer carries.
     expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
     const dec = new BatchDecoder(want, 1 << 20);
     const out: Array<Buffer | undefined> = [];
-    for await (const piece of res.body) for (const r of dec.push(piece as Buffer)) out.push(r.data && Buffer.from(r.data));
+    for await (const piece of res.body)
+      for (const r of dec.push(piece as Buffer)) out.push(r.data && Buffer.from(r.data));
     dec.finish();
     return out;
   }

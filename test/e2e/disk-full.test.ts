@@ -25,7 +25,14 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
   function tmpfs(name: string, size: string, inodes?: number): string {
     const at = join(dir, name);
     mkdirSync(at);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}${inodes ? `,nr_inodes=${inodes}` : ''}`, 'tmpfs', at]);
+    execFileSync('mount', [
+      '-t',
+      'tmpfs',
+      '-o',
+      `size=${size}${inodes ? `,nr_inodes=${inodes}` : ''}`,
+      'tmpfs',
+      at,
+    ]);
     mounts.push(at);
     return at;
   }
@@ -64,7 +71,18 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
   it('master publish', () => {
     const fs = tmpfs('publish-fs', '3m');
     runJson(['master', 'init', '--dir', join(fs, 'M')]);
-    const r = runCli(['master', 'publish', '--dir', join(fs, 'M'), '--name', 'big', '--version', '1.0', join(dir, 'big.bin'), '--json']);
+    const r = runCli([
+      'master',
+      'publish',
+      '--dir',
+      join(fs, 'M'),
+      '--name',
+      'big',
+      '--version',
+      '1.0',
+      join(dir, 'big.bin'),
+      '--json',
+    ]);
     expectDiskFull(r, fs);
   }, 60_000);
 
@@ -72,7 +90,22 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
     const fs = tmpfs('depot-fs', '3m');
     const D = join(fs, 'D');
     const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', 'full-depot', '--listen', '127.0.0.1:1']);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      D,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'full-depot',
+      '--listen',
+      '127.0.0.1:1',
+    ]);
     expectDiskFull(runCli(['depot', 'sync', '--dir', D, '--json']), D);
     const bundle = join(dir, 'full-depot.bundle');
     runJson(['master', 'export', '--dir', M, '--depot', 'full-depot', '--out', bundle]);
@@ -87,12 +120,31 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
   it('agent fetch: the space check before downloading, and a disk that fills while staging', () => {
     const A = join(dir, 'A');
     const token = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
-    runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', 'full-agent']);
+    runJson([
+      'agent',
+      'init',
+      '--dir',
+      A,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'full-agent',
+    ]);
     const small = tmpfs('agent-small', '2m');
-    expectDiskFull(runCli(['agent', 'fetch', '--dir', A, 'big', '--out', join(small, 'big.bin'), '--json']), join(small, 'big.bin'));
+    expectDiskFull(
+      runCli(['agent', 'fetch', '--dir', A, 'big', '--out', join(small, 'big.bin'), '--json']),
+      join(small, 'big.bin'),
+    );
     // Room for the bytes but not for the staging files (3 inodes): the write itself fails.
     const few = tmpfs('agent-inodes', '32m', 4);
-    expectDiskFull(runCli(['agent', 'fetch', '--dir', A, 'big', '--out', join(few, 'big.bin'), '--json']), join(few, '.big.bin.depotsync-staging-'));
+    expectDiskFull(
+      runCli(['agent', 'fetch', '--dir', A, 'big', '--out', join(few, 'big.bin'), '--json']),
+      join(few, '.big.bin.depotsync-staging-'),
+    );
     expect(existsSync(join(few, 'big.bin'))).toBe(false);
     expect(readdirSync(few)).toEqual([]);
   }, 120_000);

@@ -8,7 +8,11 @@ import { runKillLoop } from '../../bench/kill-loop.js';
 describe('kill -9 loop (real processes)', () => {
   it('keeps every invariant across random kills of publish, serve, sync, import and fetch', async () => {
     const lines: string[] = [];
-    const r = await runKillLoop({ kills: Number(process.env.KILL_LOOP_KILLS ?? 3), seed: Number(process.env.KILL_SEED ?? 1), log: (l) => lines.push(l) });
+    const r = await runKillLoop({
+      kills: Number(process.env.KILL_LOOP_KILLS ?? 3),
+      seed: Number(process.env.KILL_SEED ?? 1),
+      log: (l) => lines.push(l),
+    });
     expect(r.failures, lines.join('\n')).toEqual([]);
     expect(r.kills).toBeGreaterThanOrEqual(3);
     expect(r.checks).toBeGreaterThan(r.kills);

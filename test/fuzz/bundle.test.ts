@@ -7,7 +7,12 @@ import { onlyTypedAsync, params } from './fuzz.js';
 
 /** A real bundle with a few byte edits, cuts or insertions, anywhere or within its header. */
 function editedBundle(valid: Buffer, headerEnd: number): fc.Arbitrary<Buffer> {
-  const edit = fc.record({ kind: fc.constantFrom('set', 'cut', 'insert'), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }), inHeader: fc.boolean() });
+  const edit = fc.record({
+    kind: fc.constantFrom('set', 'cut', 'insert'),
+    at: fc.nat(),
+    byte: fc.integer({ min: 0, max: 255 }),
+    inHeader: fc.boolean(),
+  });
   return fc.array(edit, { minLength: 1, maxLength: 4 }).map((edits) => {
     let b = Buffer.from(valid);
     for (const e of edits) {
@@ -49,7 +54,8 @@ describe('fuzz: offline bundles (section reader and import)', () => {
           const b = await BundleFile.open(path);
           try {
             for (const s of b.header.signed.sections) {
-              if (s.kind === 'chunks') for await (const r of b.chunkRecords(s, () => true)) expect(r.recordBytes).toBeGreaterThan(0);
+              if (s.kind === 'chunks')
+                for await (const r of b.chunkRecords(s, () => true)) expect(r.recordBytes).toBeGreaterThan(0);
               else await b.readSection(s);
             }
           } finally {

@@ -12,7 +12,15 @@ const valid = encodeManifest(
     version: '1.0',
     chunking: CHUNKING,
     files: [
-      { path: 'bin/tool', mode: 0o755, size: 100_000, chunks: [{ id: id(1), length: 60_000 }, { id: id(2), length: 40_000 }] },
+      {
+        path: 'bin/tool',
+        mode: 0o755,
+        size: 100_000,
+        chunks: [
+          { id: id(1), length: 60_000 },
+          { id: id(2), length: 40_000 },
+        ],
+      },
       { path: 'README.txt', mode: 0o644, size: 5, chunks: [{ id: id(3), length: 5 }] },
     ],
   }),
@@ -21,10 +29,18 @@ const valid = encodeManifest(
 describe('fuzz: strict JSON', () => {
   const opts = { maxBytes: 64 * 1024, what: 'fuzzed document' };
   it('arbitrary bytes: a value or a typed refusal', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (b) => void onlyTyped(() => parseStrictJson(b, opts))), params);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (b) => void onlyTyped(() => parseStrictJson(b, opts))),
+      params,
+    );
   });
   it('JSON-like text with edits: same as JSON.parse when it accepts, typed refusals otherwise', () => {
-    const text = fc.oneof(fc.json(), jsonish.map((v) => JSON.stringify(v) ?? 'null')).chain((t) => mutated(Buffer.from(t)));
+    const text = fc
+      .oneof(
+        fc.json(),
+        jsonish.map((v) => JSON.stringify(v) ?? 'null'),
+      )
+      .chain((t) => mutated(Buffer.from(t)));
     fc.assert(
       fc.property(text, (b) => {
         const r = onlyTyped(() => parseStrictJson(b, opts));
@@ -36,7 +52,9 @@ describe('fuzz: strict JSON', () => {
   it('deep nesting and huge documents are refused, not recursed into or read', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 100_000 }), fc.constantFrom('[', '{"a":'), (depth, open) => {
-        const r = onlyTyped(() => parseStrictJson(Buffer.from(open.repeat(depth)), { maxBytes: 1 << 20, what: 'deep' }));
+        const r = onlyTyped(() =>
+          parseStrictJson(Buffer.from(open.repeat(depth)), { maxBytes: 1 << 20, what: 'deep' }),
+        );
         expect(r).toBeInstanceOf(Error);
       }),
       { ...params, numRuns: Math.min(params.numRuns, 200) },
@@ -49,10 +67,19 @@ describe('fuzz: manifests', () => {
     expect(decodeManifest(valid).files).toHaveLength(2);
   });
   it('edited manifests: decoded or refused with a typed error', () => {
-    fc.assert(fc.property(mutated(valid), (b) => void onlyTyped(() => decodeManifest(b))), params);
+    fc.assert(
+      fc.property(mutated(valid), (b) => void onlyTyped(() => decodeManifest(b))),
+      params,
+    );
   });
   it('arbitrary JSON values as manifests', () => {
-    fc.assert(fc.property(jsonish, (v) => void onlyTyped(() => decodeManifest(Buffer.from(JSON.stringify(v) ?? 'null')))), params);
+    fc.assert(
+      fc.property(
+        jsonish,
+        (v) => void onlyTyped(() => decodeManifest(Buffer.from(JSON.stringify(v) ?? 'null'))),
+      ),
+      params,
+    );
   });
   it('manifest-shaped objects with fields replaced', () => {
     const base = JSON.parse(valid.toString('utf8')) as Record<string, unknown>;

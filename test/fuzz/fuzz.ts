@@ -12,7 +12,8 @@ export function onlyTyped<T>(f: () => T): T | DepotsyncError {
   try {
     return f();
   } catch (e) {
-    if (!(e instanceof DepotsyncError)) throw new Error(`untyped ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
+    if (!(e instanceof DepotsyncError))
+      throw new Error(`untyped ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     expect(typeof e.code).toBe('string');
     expect(e.message.length).toBeGreaterThan(0);
     return e;
@@ -23,7 +24,8 @@ export async function onlyTypedAsync<T>(f: () => Promise<T>): Promise<T | Depots
   try {
     return await f();
   } catch (e) {
-    if (!(e instanceof DepotsyncError)) throw new Error(`untyped ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
+    if (!(e instanceof DepotsyncError))
+      throw new Error(`untyped ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     return e;
   }
 }
@@ -41,7 +43,8 @@ export function mutated(valid: Uint8Array): fc.Arbitrary<Buffer> {
       const at = b.length ? e.at % (b.length + (e.kind === 'insert' ? 1 : 0)) : 0;
       if (e.kind === 'set' && b.length) b[at] = e.byte;
       else if (e.kind === 'cut') b = b.subarray(0, at);
-      else if (e.kind === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from([e.byte]), b.subarray(at)]);
+      else if (e.kind === 'insert')
+        b = Buffer.concat([b.subarray(0, at), Buffer.from([e.byte]), b.subarray(at)]);
     }
     return b;
   });
@@ -51,7 +54,21 @@ export function mutated(valid: Uint8Array): fc.Arbitrary<Buffer> {
 export const jsonish: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: 'small' },
-    fc.constantFrom(null, true, false, 0, -1, 1, 2 ** 53, -(2 ** 53), 1.5, 1e308, '', 'a'.repeat(64), '0'.repeat(64)),
+    fc.constantFrom(
+      null,
+      true,
+      false,
+      0,
+      -1,
+      1,
+      2 ** 53,
+      -(2 ** 53),
+      1.5,
+      1e308,
+      '',
+      'a'.repeat(64),
+      '0'.repeat(64),
+    ),
     fc.string({ maxLength: 40 }),
     fc.integer(),
     fc.double({ noNaN: true }),
@@ -62,5 +79,7 @@ export const jsonish: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
 
 /** An object with some of `keys` (the decoder's own field names) set to arbitrary values. */
 export function shaped(keys: readonly string[]): fc.Arbitrary<Record<string, unknown>> {
-  return fc.dictionary(fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 8 })), jsonish, { maxKeys: keys.length + 2 });
+  return fc.dictionary(fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 8 })), jsonish, {
+    maxKeys: keys.length + 2,
+  });
 }

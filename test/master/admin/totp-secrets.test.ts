@@ -11,7 +11,8 @@ import { initMaster } from '../../../master/init.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const T0 = Date.parse('2026-12-07T12:00:00Z');
-const secretOf = (ctx: MasterContext, name: string) => ctx.db.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) as string | null;
+const secretOf = (ctx: MasterContext, name: string) =>
+  ctx.db.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) as string | null;
 
 describe('TOTP secrets are encrypted at rest with a key outside the database', () => {
   const tmp = tempDir();
@@ -20,7 +21,8 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
   beforeAll(async () => {
     await initMaster(dir, { log: silentLogger() });
     ctx = await openMaster(dir, silentLogger());
-    for (const name of ['alice', 'bob', 'carol']) addOperator(ctx.db, { name, role: 'admin', createdBy: 'test' });
+    for (const name of ['alice', 'bob', 'carol'])
+      addOperator(ctx.db, { name, role: 'admin', createdBy: 'test' });
   });
   afterAll(async () => {
     await ctx?.close();
@@ -46,7 +48,9 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
 
   it('refuses a sealed secret copied into another operator row (bound to the name)', () => {
     enableTotp(ctx.db, 'bob');
-    ctx.db.db.prepare('UPDATE operators SET totp_secret = ? WHERE name = ?').run(secretOf(ctx, 'alice'), 'bob');
+    ctx.db.db
+      .prepare('UPDATE operators SET totp_secret = ? WHERE name = ?')
+      .run(secretOf(ctx, 'alice'), 'bob');
     const e = (() => {
       try {
         return verifyTotp(ctx.db, 'bob', '123456', T0);
@@ -60,7 +64,9 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
 
   it('encrypts plaintext secrets of an older master when the master opens', async () => {
     const plain = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
-    ctx.db.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(plain, 'carol');
+    ctx.db.db
+      .prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?')
+      .run(plain, 'carol');
     await ctx.close();
     ctx = await openMaster(dir, silentLogger());
     const stored = secretOf(ctx, 'carol')!;
@@ -71,7 +77,9 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
 
   it('never makes a new key over sealed secrets whose key is lost; a wrong key is refused', () => {
     const other = join(tmp.dir, 'other.key');
-    expect(() => loadOrCreateKey(other, () => true)).toThrow(/TOTP key file .* is missing, but the database holds encrypted TOTP secrets/);
+    expect(() => loadOrCreateKey(other, () => true)).toThrow(
+      /TOTP key file .* is missing, but the database holds encrypted TOTP secrets/,
+    );
     expect(existsSync(other)).toBe(false);
     const k1 = loadOrCreateKey(other);
     expect(loadOrCreateKey(other).equals(k1)).toBe(true);

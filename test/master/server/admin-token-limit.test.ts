@@ -44,7 +44,10 @@ describe('operator API: wrong bearer tokens are rate limited', () => {
   it('does not count a request without a token, nor right tokens', async () => {
     const app = createMasterApp({ ctx: m.ctx, addressOf: () => '192.0.2.9' });
     for (let i = 0; i < 20; i++) expect((await app.request('/v1/admin/machines')).status).toBe(401);
-    for (let i = 0; i < 20; i++) expect((await app.request('/v1/admin/machines', { headers: bearer(m.tokens.viewer) })).status).toBe(200);
+    for (let i = 0; i < 20; i++)
+      expect((await app.request('/v1/admin/machines', { headers: bearer(m.tokens.viewer) })).status).toBe(
+        200,
+      );
   });
 
   it('sends Strict-Transport-Security on every answer of the master (ok and refused)', async () => {
