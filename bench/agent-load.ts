@@ -14,6 +14,7 @@
  *   npx tsc -p tsconfig.json && node dist/bench/agent-load.js
  * Knobs: BENCH_AGENTS (200), BENCH_BYTES (100 MiB), BENCH_NGINX_WORKERS (1: one process each side;
  * "auto" for one per core), BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash chunks before serving),
+ * BENCH_VERIFIED_TTL_MS (how long a re-hashed chunk is served from disk unchecked; default 0, as depots),
  * BENCH_DEPOT_PROFILE=/tmp/dir (CPU profile of the depot process, written when it exits),
  * BENCH_BATCH_MEMORY_MIB (the read API's batch memory budget; default 64).
  * Needs nginx and curl (scripts/bench-deps.sh).

@@ -1,4 +1,5 @@
-import { DepotsyncError, isDepotsyncError } from '../src/errors.js';
+import { DepotsyncError, fromSystemError, isDepotsyncError } from '../src/errors.js';
+import { fromSqliteError } from '../src/db/errors.js';
 import { createLogger } from '../src/log.js';
 import { parseCommandArgs } from '../src/command/args.js';
 import type { Command } from '../src/command/command.js';
@@ -60,10 +61,20 @@ function route(commands: Command[], argv: string[]): { command: Command | undefi
   return { command: undefined, rest: argv };
 }
 
+/** A full disk somewhere in an untyped error's cause chain: reported as what it is, not as a bug. */
+function diskFullIn(e: unknown): DepotsyncError | undefined {
+  for (let c = e, depth = 0; c && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return fromSystemError(c, (c as NodeJS.ErrnoException).path ?? 'write');
+    if (code === 'SQLITE_FULL') return fromSqliteError(c, 'database');
+  }
+  return undefined;
+}
+
 function reportError(e: unknown, json: boolean): number {
   const err = isDepotsyncError(e)
     ? e
-    : new DepotsyncError('internal', `internal error: ${(e as Error)?.message ?? String(e)}`, {
+    : diskFullIn(e) ?? new DepotsyncError('internal', `internal error: ${(e as Error)?.message ?? String(e)}`, {
         hint: 'this is a bug; run again with --log-level debug and report it',
         cause: e,
       });

@@ -76,6 +76,10 @@ export interface ServingConfig {
   hotChunkBytes: number;
   /** Memory shared by all chunk-batch responses in flight (read-ahead and socket buffers). */
   batchMemoryBytes: number;
+  /** Re-hash every chunk read from disk before serving it; a bad one is quarantined and refetched. */
+  verifyOnServe: boolean;
+  /** How long a re-hashed chunk is served from disk without another check (0: never trusted). */
+  verifiedTtlMs: number;
 }
 
 export interface DepotConfig {
@@ -128,7 +132,12 @@ export const DEFAULT_SYNC: SyncConfig = {
 export const DEFAULT_SCRUB = { intervalMs: 24 * HOUR, bytesPerSecond: 32 * 1024 * 1024 };
 export const DEFAULT_GC = { graceMs: HOUR };
 export const DEFAULT_INBOX: InboxConfig = { settleMs: 5_000, stalledMs: 10 * MINUTE };
-export const DEFAULT_SERVING: ServingConfig = { hotChunkBytes: 64 * 1024 * 1024, batchMemoryBytes: 64 * 1024 * 1024 };
+export const DEFAULT_SERVING: ServingConfig = {
+  hotChunkBytes: 64 * 1024 * 1024,
+  batchMemoryBytes: 64 * 1024 * 1024,
+  verifyOnServe: true,
+  verifiedTtlMs: 0,
+};
 export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
 
 const W = 'depot.json';
@@ -174,6 +183,10 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'notify.idleTimeoutMs', c.notify.idleTimeoutMs, 5000, HOUR);
   intOption(W, 'serving.hotChunkBytes', c.serving.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
   intOption(W, 'serving.batchMemoryBytes', c.serving.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
+  if (typeof c.serving.verifyOnServe !== 'boolean') {
+    throw new DepotsyncError('bad-input', `${W}: serving.verifyOnServe must be true or false, got ${JSON.stringify(c.serving.verifyOnServe)}`);
+  }
+  intOption(W, 'serving.verifiedTtlMs', c.serving.verifiedTtlMs, 0, HOUR);
   return c;
 }
 

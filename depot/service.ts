@@ -6,6 +6,7 @@ import { pollEnrollment } from './enroll/enroll.js';
 import { renewDepotIfDue } from './enroll/renew.js';
 import { depotLayout } from './layout.js';
 import { createDepotApp } from './serve/app.js';
+import { chunkRepairer } from './serve/repair.js';
 import { depotEventHub } from './serve/events.js';
 import type { EventHub } from '../src/serve/events.js';
 import { notifyListenerFor, type NotifyListener } from './sync/notify-listener.js';
@@ -80,6 +81,8 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
   const cut = listen.lastIndexOf(':');
   let server: DepotServer;
   const events = depotEventHub(depot.db, depot.log.child({ component: 'depot.events' }));
+  // Bound once the sync scheduler exists (it needs the server's credentials hook, so it comes later).
+  let requestSync: ((id: string) => void) | undefined;
   try {
     const app = createDepotApp({
       db: depot.db,
@@ -88,7 +91,13 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
       logger: depot.log,
       name: config.name,
       events,
-      readOptions: { hotChunkBytes: config.serving.hotChunkBytes, batchMemoryBytes: config.serving.batchMemoryBytes },
+      readOptions: {
+        hotChunkBytes: config.serving.hotChunkBytes,
+        batchMemoryBytes: config.serving.batchMemoryBytes,
+        verifyOnServe: config.serving.verifyOnServe,
+        verifiedTtlMs: config.serving.verifiedTtlMs,
+        onCorrupt: chunkRepairer(depot, (id) => requestSync?.(id)),
+      },
     });
     server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: listen.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(listen.slice(cut + 1)), logger: depot.log });
   } catch (e) {
@@ -130,6 +139,15 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     ...(o.timers ? { timers: o.timers } : {}),
     task: () => scrub(depot, { bytesPerSecond: config.scrub.bytesPerSecond, signal: stopping.signal }),
   });
+  if (!offline.syncTask) {
+    // A run already under way may have planned before the chunk went missing: then one more.
+    requestSync = (id) =>
+      void syncScheduler
+        .runNow()
+        .catch(() => undefined)
+        .then(() => (depot.store.has(id) ? undefined : syncScheduler.runNow()))
+        .catch(() => undefined);
+  }
   syncScheduler.start(0);
   scrubScheduler.start(config.scrub.intervalMs);
   // "Distribute now": hear the upstream's new generations and the operator's sync-now at once.

@@ -152,9 +152,9 @@ export const masterCommands: Command[] = [
   },
   {
     path: ['master', 'publish'],
-    usage: 'master publish --dir M --name N --version V PATH',
+    usage: 'master publish --dir M --name N --version V [--allow-hardlinks] PATH',
     summary: 'publish a file or folder as package N@V: a new signed generation',
-    options: { ...dirOption, name: { type: 'string' }, version: { type: 'string' } },
+    options: { ...dirOption, name: { type: 'string' }, version: { type: 'string' }, 'allow-hardlinks': { type: 'boolean' } },
     positionals: [1, 1],
     async run(c) {
       return withMaster(c, async (ctx) => {
@@ -165,6 +165,7 @@ export const masterCommands: Command[] = [
           version: requireString(c.values, 'version', 'master publish'),
           path: c.positionals[0] as string,
           actor: 'cli',
+          ...(c.values['allow-hardlinks'] === true ? { allowHardlinks: true } : {}),
           onProgress: (done, total) => {
             progress ??= createProgress('publish', total);
             progress.update(done);

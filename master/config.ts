@@ -39,6 +39,8 @@ export interface MasterConfig {
    */
   publishScanCommand: string[] | null;
   publishScanTimeoutMs: number;
+  /** Publish (drop folder and operator API included) files with hard links outside the source folder. */
+  allowHardlinks: boolean;
   /**
    * Chunks many machines ask for at once, kept in memory by the read API (src/serve/hot-chunks.ts); 0 = none.
    */
@@ -91,6 +93,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   backupRetainCount: 7,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
+  allowHardlinks: false,
   // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP
   // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
@@ -116,6 +119,9 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
   intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
+  if (typeof c.allowHardlinks !== 'boolean') {
+    throw new DepotsyncError('bad-input', `${w}: allowHardlinks must be true or false, got ${JSON.stringify(c.allowHardlinks)}`);
+  }
   if (c.publishScanCommand !== null) validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
   // The same ranges as depot.json's serving section (depot/config.ts).
   intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);

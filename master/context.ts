@@ -8,6 +8,7 @@ import { loadMasterConfig, type MasterConfig } from './config.js';
 import { openMasterDatabase, type MasterDb } from './db/database.js';
 import { OnlineKeyring, recoverKeyFiles } from './keys.js';
 import { namedKeyIds } from './trust/stored.js';
+import { sealPlaintextSecrets } from './admin/totp-secrets.js';
 import { masterLayout, type MasterLayout } from './layout.js';
 
 /** Everything a master command or the server works with, opened once. */
@@ -31,6 +32,13 @@ export async function openMaster(dir: string, log: Logger, opts: { now?: () => D
   }
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
+  try {
+    const sealed = sealPlaintextSecrets(db);
+    if (sealed > 0) log.info({ operators: sealed }, 'TOTP secrets stored in plaintext by an older version are now encrypted');
+  } catch (e) {
+    db.close();
+    throw e;
+  }
   const store = ChunkStore.open(layout.storeDir, { logger: log.child({ component: 'master.store' }) });
   recoverKeyFiles(layout, (role) => namedKeyIds(db, role));
   const keyring = new OnlineKeyring(layout);

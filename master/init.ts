@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { loadOrCreateKey, totpKeyPath } from './admin/totp-secrets.js';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { DepotsyncError } from '../src/errors.js';
@@ -106,6 +107,8 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
   });
   await writeFileAtomic(layout.serverKey, server.keyPem, { mode: 0o600 });
   await writeFileAtomic(layout.serverCert, server.certPem);
+  // The key that encrypts operators' TOTP secrets in the database (kept out of it, with the other keys).
+  loadOrCreateKey(totpKeyPath(layout.database));
 
   // Database and store; generation 1 with the initial metadata, in one transaction.
   const db = openMasterDatabase(layout.database, { logger: opts.log });

@@ -63,6 +63,7 @@ export function fromSystemError(e: unknown, what: string): DepotsyncError {
   const err = e as NodeJS.ErrnoException;
   switch (err?.code) {
     case 'ENOSPC':
+    case 'EDQUOT':
       return new DepotsyncError('disk-full', `${what}: no space left on device`, {
         hint: 'free disk space and run the command again; nothing already stored was lost',
         cause: e,

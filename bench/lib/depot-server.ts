@@ -1,7 +1,7 @@
 /**
  * A depot's read API in its own process, for benchmarks (forked by bench/lib/package-depot.ts): what
  * `depot serve` mounts (mutual TLS, `POST /v1/chunks/batch`, chunks re-hashed before serving unless
- * BENCH_VERIFY_ON_SERVE=0) over the ChunkStore, metadata and targets that `preparePackage` wrote into
+ * BENCH_VERIFY_ON_SERVE=0; BENCH_VERIFIED_TTL_MS: how long a checked chunk is trusted, default 0) over the ChunkStore, metadata and targets that `preparePackage` wrote into
  * BENCH_ROOT. Sends `{port}` to its parent once listening; exits when the parent disconnects.
  */
 import https from 'node:https';
@@ -36,7 +36,7 @@ app.onError(errorHandler(log));
 app.get('/healthz', (c) => c.json({ status: 'ok' }));
 app.route('/', publicReadRoutes(source));
 app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
-app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0', ...(process.env.BENCH_BATCH_MEMORY_MIB ? { batchMemoryBytes: Number(process.env.BENCH_BATCH_MEMORY_MIB) * 1024 * 1024 } : {}) }));
+app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0', ...(process.env.BENCH_VERIFIED_TTL_MS ? { verifiedTtlMs: Number(process.env.BENCH_VERIFIED_TTL_MS) } : {}), ...(process.env.BENCH_BATCH_MEMORY_MIB ? { batchMemoryBytes: Number(process.env.BENCH_BATCH_MEMORY_MIB) * 1024 * 1024 } : {}) }));
 const server = https.createServer(
   { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: 1024 * 1024 } as https.ServerOptions,
   getRequestListener(app.fetch),

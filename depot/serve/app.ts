@@ -2,6 +2,7 @@ import { dirname, join } from 'node:path';
 import { Hono } from 'hono';
 import type { Logger } from '../../src/log.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
+import { hsts } from '../../src/serve/hsts.js';
 import { mutualTls, type AuthorizeMachine } from '../../src/serve/mtls.js';
 import { eventRoutes, type EventHub } from '../../src/serve/events.js';
 import type { ChunkReader } from '../../src/serve/chunk-reader.js';
@@ -76,6 +77,7 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
     certPath: depotLayout(dir).cert,
   });
   app.use('*', countRequests(http));
+  app.use('*', hsts());
   const metricsToken = deps.metricsToken ?? (deps.db.path === ':memory:' ? false : loadOrCreateMetricsToken(join(dir, METRICS_TOKEN_FILE)));
   if (metricsToken !== false) app.get('/metrics', metricsHandler(() => [registry, counters.registry], (t) => tokenEquals(t, metricsToken)));
   const onServed = deps.readOptions?.onServed;

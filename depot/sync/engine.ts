@@ -1,4 +1,5 @@
 import { DepotsyncError } from '../../src/errors.js';
+import { fromSqliteError } from '../../src/db/errors.js';
 import type { Logger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
 import type { RevocationList } from '../../src/wire/revocations.js';
@@ -139,11 +140,25 @@ export class SyncEngine {
     while (this.busy) await this.busy.catch(() => undefined);
     const p = (async () => {
       if (this.lock) this.lock.acquire(what);
+      let value: T;
       try {
-        return await fn();
-      } finally {
-        if (this.lock) this.lock.release();
+        value = await fn();
+      } catch (e) {
+        // Releasing can fail for the same reason the work did (a full disk): the work's error is the
+        // one to report. The row left behind names this process, so the next run takes it over.
+        try {
+          if (this.lock) this.lock.release();
+        } catch (releaseErr) {
+          this.log.warn({ err: (releaseErr as Error).message }, `${what}: could not release the sync lock`);
+        }
+        throw e;
       }
+      try {
+        if (this.lock) this.lock.release();
+      } catch (e) {
+        throw fromSqliteError(e, `${what}: release the sync lock in ${this.d.db.path}`);
+      }
+      return value;
     })();
     this.busy = p;
     try {

@@ -1,6 +1,7 @@
 import { Secret, TOTP } from 'otpauth';
 import { DepotsyncError } from '../../src/errors.js';
 import type { MasterDb } from '../db/database.js';
+import { openSecret, sealSecret, totpKey } from './totp-secrets.js';
 
 /**
  * Optional second factor per operator: TOTP (RFC 6238: SHA-1, 6 digits, 30 s), accepting the usual ±1
@@ -20,7 +21,9 @@ function totpFor(name: string, secretBase32: string): TOTP {
  */
 export function enableTotp(m: MasterDb, name: string): { secret: string; uri: string } {
   const secret = new Secret({ size: 20 }).base32;
-  if (m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(secret, name).changes === 0) {
+  // Stored encrypted (totp-secrets.ts); the plaintext leaves only in this answer.
+  const sealed = sealSecret(totpKey(m), name, secret);
+  if (m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(sealed, name).changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
   return { secret, uri: totpFor(name, secret).toString() };
@@ -42,7 +45,7 @@ export function verifyTotp(m: MasterDb, name: string, code: unknown, nowMs: numb
   if (typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
   const row = m.db.prepare('SELECT totp_secret, totp_last_step FROM operators WHERE name = ?').get(name) as { totp_secret: string | null; totp_last_step: number } | undefined;
   if (!row?.totp_secret) return false;
-  const totp = totpFor(name, row.totp_secret);
+  const totp = totpFor(name, openSecret(totpKey(m), name, row.totp_secret));
   const delta = totp.validate({ token: code, timestamp: nowMs, window: 1 });
   if (delta === null) return false;
   const step = totp.counter({ timestamp: nowMs }) + delta;

@@ -3,6 +3,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
+import { fromSqliteError } from '../../src/db/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
 import type { Logger } from '../../src/log.js';
 import { recordAudit } from '../db/audit.js';
@@ -109,6 +110,9 @@ function checkCopy(path: string): void {
     copy.pragma('journal_mode = DELETE');
   } catch (e) {
     if (e instanceof DepotsyncError) throw e;
+    // A full disk while making the copy self-contained is a full disk, not a damaged copy.
+    const typed = fromSqliteError(e, `backup copy ${path}`, path);
+    if (typed.code === 'disk-full') throw typed;
     throw new DepotsyncError('corrupt', `backup copy ${basename(path)} cannot be read back: ${(e as Error).message}`, { cause: e });
   } finally {
     copy?.close();

@@ -19,6 +19,8 @@ export interface PublishInput {
   /** Who publishes (audit log): 'cli', an operator name, 'dropbox'. */
   actor: string;
   address?: string;
+  /** Publish files with hard links outside the source folder (refused by default). */
+  allowHardlinks?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -43,7 +45,7 @@ export interface PublishResult {
 export async function publish(ctx: MasterContext, input: PublishInput): Promise<PublishResult> {
   const name = validatePackageName(input.name);
   const version = validateVersion(input.version);
-  const files = await collectSource(input.path);
+  const files = await collectSource(input.path, { allowHardlinks: input.allowHardlinks ?? ctx.config.allowHardlinks });
   // Publishing safety: the configured scanner sees the content before it can enter the catalog.
   const scanned = await scanPublishSource(ctx, { name, version, path: input.path, files, actor: input.actor, address: input.address });
   const total = files.reduce((n, f) => n + f.size, 0);

@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
+import { hsts } from '../../src/serve/hsts.js';
 import { mutualTls } from '../../src/serve/mtls.js';
 import { eventRoutes, type EventHub } from '../../src/serve/events.js';
 import { publicReadRoutes, readRoutes, type ReadApiOptions } from '../../src/serve/read-api.js';
@@ -11,6 +12,7 @@ import { dashboardRoutes } from '../admin/dashboard/routes.js';
 import { AdminService } from '../admin/service.js';
 import { countRequests } from '../../src/metrics/http.js';
 import { metricsHandler } from '../../src/metrics/registry.js';
+import { tokenLimited } from './admin/auth.js';
 import { adminRoutes } from './admin/routes.js';
 import { masterAuthorize, touchLastSeen } from './authorize.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
@@ -86,6 +88,7 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.onError(errorHandler(log));
   app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
   app.use('*', countRequests(admin.metrics.http));
+  app.use('*', hsts());
 
   // 1. Public.
   app.get('/healthz', (c) => c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }));
@@ -95,9 +98,15 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.route('/', enrollRoutes(ctx, addressOf));
 
   // 2. Operators: the API (bearer token), the dashboard (session cookie), metrics (bearer token).
-  app.get('/metrics', metricsHandler(() => [admin.metrics.registry], (token) => authenticateOperator(ctx.db, token) !== null));
+  const tokenGuard = { limiter: admin.addressLimiter, addressOf };
+  app.get('/metrics', (c) => {
+    const limited = tokenLimited(c, tokenGuard);
+    if (limited) return limited;
+    const known = (token: string) => authenticateOperator(ctx.db, token) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
+    return metricsHandler(() => [admin.metrics.registry], known)(c);
+  });
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
-  app.route('/v1/admin', adminRoutes(ctx, admin, addressOf));
+  app.route('/v1/admin', adminRoutes(ctx, admin, addressOf, tokenGuard));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
   const authorize = masterAuthorize(ctx.db, now);

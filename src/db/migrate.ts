@@ -1,3 +1,4 @@
+import { fromSqliteError } from './errors.js';
 import type { Database } from 'better-sqlite3';
 import { DepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -59,6 +60,7 @@ export function applyMigrations(db: Database, migrations: readonly Migration[], 
       if (step.immediate()) logger.info({ version: m.version, migration: m.name }, 'database migrated');
     } catch (e) {
       if (e instanceof DepotsyncError) throw e;
+      if ((e as { code?: unknown })?.code === 'SQLITE_FULL') throw fromSqliteError(e, `${what}: migration v${m.version} (${m.name})`);
       throw new DepotsyncError('internal', `${what}: migration v${m.version} (${m.name}) failed: ${(e as Error).message}`, {
         hint: 'the database was left at the previous schema version; report this with the log',
         cause: e,

@@ -45,7 +45,7 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): Database 
     if (/directory does not exist/i.test((e as Error)?.message ?? '')) {
       throw new DepotsyncError('not-found', `${what}: the directory does not exist`, { hint: 'create it first (init creates it)', cause: e });
     }
-    throw fromSqliteError(e, what);
+    throw fromSqliteError(e, what, path);
   }
   try {
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
@@ -67,6 +67,6 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): Database 
     return db;
   } catch (e) {
     db.close();
-    throw fromSqliteError(e, what);
+    throw fromSqliteError(e, what, path);
   }
 }

@@ -24,6 +24,8 @@ export interface ChunkBatchOptions {
   /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
   hotChunkBytes: number;
   onServed?: (kind: 'chunk', bytes: number) => void;
+  /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
+  onCorrupt?: (id: string) => void;
 }
 
 /**
@@ -63,6 +65,7 @@ export class ChunkBatchWriter {
       const parts: Buffer[] = [];
       try {
         for await (const r of records) {
+          if (r.problem && isDepotsyncError(r.problem, 'corrupt')) opts.onCorrupt?.(r.id);
           parts.push(encodeRecordHeader(r.id, r.data?.length));
           if (r.data) parts.push(r.data);
         }
@@ -80,7 +83,10 @@ export class ChunkBatchWriter {
       outgoing.cork();
       for await (const r of records) {
         if (outgoing.destroyed) break;
-        if (r.problem && isDepotsyncError(r.problem, 'corrupt')) log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
+        if (r.problem && isDepotsyncError(r.problem, 'corrupt')) {
+          log.error({ chunk: r.id }, 'stored chunk failed verification; not served');
+          opts.onCorrupt?.(r.id);
+        }
         if (r.data && checked.has(r.id)) verified.add(r.id);
         // A run's buffer goes back to the pool when the write of its last record has completed
         // (writes complete in order, so every earlier record of the run is out too).

@@ -28,11 +28,20 @@ export interface ChunkReader {
  * A whole chunk for a response. A corrupt one is logged and answered like a missing one ('not-found'):
  * the client fetches it elsewhere, and nothing damaged is served.
  */
-export async function readChunk(chunks: ChunkReader, id: string, verify: boolean, log: Logger): Promise<Buffer> {
+export async function readChunk(
+  chunks: ChunkReader,
+  id: string,
+  verify: boolean,
+  log: Logger,
+  onCorrupt?: (id: string) => void,
+): Promise<Buffer> {
   try {
     return await chunks.get(id, { verify });
   } catch (e) {
-    if (isDepotsyncError(e, 'corrupt')) log.error({ chunk: id }, 'stored chunk failed verification; not served');
+    if (isDepotsyncError(e, 'corrupt')) {
+      log.error({ chunk: id }, 'stored chunk failed verification; not served');
+      onCorrupt?.(id);
+    }
     if (isDepotsyncError(e, 'not-found') || isDepotsyncError(e, 'corrupt')) {
       throw new DepotsyncError('not-found', `chunk ${id} not found`);
     }

@@ -46,13 +46,16 @@ export interface ReadApiOptions {
   /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
   hotChunkBytes: number;
   onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
+  /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
+  onCorrupt?: (id: string) => void;
 }
 
 export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
   batchMaxIds: 4096,
   batchMaxBodyBytes: 4096 * 70 + 64,
   verifyOnServe: true,
-  verifiedTtlMs: 60_000,
+  // 0: a chunk read from disk is re-hashed every time (disk rot after a check is never served).
+  verifiedTtlMs: 0,
   batchMemoryBytes: 64 * 1024 * 1024,
   hotChunkBytes: 64 * 1024 * 1024,
 };
@@ -116,7 +119,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const etag = `"${id}"`;
     const common = { etag, 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
     if (c.req.header('if-none-match') === etag) return c.body(null, 304, common);
-    const data = await readChunk(source.chunks, id, opts.verifyOnServe, log);
+    const data = await readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt);
     return chunkResponse(c, id, data, common, opts.onServed);
   });
 
@@ -130,7 +133,7 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
     const pairs = parseDeltaRequest(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
-      source.chunks.has(id) ? readChunk(source.chunks, id, opts.verifyOnServe, log).catch(() => undefined) : Promise.resolve(undefined);
+      source.chunks.has(id) ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined) : Promise.resolve(undefined);
     return respondDelta(c, pairs, load, log, opts.onServed);
   });
 

@@ -18,7 +18,7 @@ import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../m
 import { publish } from '../../publish/publish.js';
 import { unpublish } from '../../publish/unpublish.js';
 import type { AddressOf } from '../client-address.js';
-import { operatorAuth, requireRole } from './auth.js';
+import { operatorAuth, requireRole, type TokenGuard } from './auth.js';
 import { spoolUpload } from './upload.js';
 
 /**
@@ -27,11 +27,11 @@ import { spoolUpload } from './upload.js';
  * upload, unpublish; and the fleet's status (the model the dashboard shows), alerts, dashboard
  * sessions and operators' TOTP. Every change goes into the audit log with the operator's name and address.
  */
-export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<ServeEnv> {
+export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf, guard?: TokenGuard): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.admin' });
   const who = (c: Context<ServeEnv>): Actor => ({ actor: c.get('operator').name, address: addressOf(c) });
-  app.use('*', operatorAuth(ctx.db, { requireTotp: () => ctx.config.requireTotp }));
+  app.use('*', operatorAuth(ctx.db, { requireTotp: () => ctx.config.requireTotp, ...(guard ? { guard } : {}) }));
 
   // --- viewer: reads
   app.get('/machines', (c) => {

@@ -1,4 +1,4 @@
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeManifest } from '../../../src/content/manifest.js';
@@ -146,6 +146,20 @@ describe('master drop folder', () => {
       expect(readdirSync(stray.movedTo).sort()).toEqual(['REASON.txt', 'stray.zip']);
     }
     expect(findVersion(ctx.db, 'linky', '1.0')).toBeUndefined();
+  });
+
+  it('rejects a drop holding a hard link to a file outside it', async () => {
+    const d = await harness();
+    const outside = join(tmp.dir, 'hard-secret.txt');
+    writeFileSync(outside, 'not for publishing');
+    mkdirSync(join(d.dropbox, 'hardy', '1.0'), { recursive: true });
+    writeFileSync(join(d.dropbox, 'hardy', '1.0', 'ok.txt'), 'ok');
+    linkSync(outside, join(d.dropbox, 'hardy', '1.0', 'notes.txt'));
+    await d.until(() => d.outcome('hardy/1.0') !== undefined, 'the hard-linked drop to be rejected');
+    const o = d.outcome('hardy/1.0')!;
+    expect(o.kind).toBe('rejected');
+    if (o.kind === 'rejected') expect(o.reason).toMatch(/notes\.txt: hard link to a file with 1 other name outside/);
+    expect(findVersion(ctx.db, 'hardy', '1.0')).toBeUndefined();
   });
 
   // Root reads any file, so this case can only be shown as an ordinary user.

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { decodeManifest } from '../../../src/content/manifest.js';
 import { openMaster, type MasterContext } from '../../../master/context.js';
@@ -115,6 +116,35 @@ describe('master publish', () => {
     await expect(publish(ctx, { name: 'evil', version: '1', path: dir, actor: 'test' })).rejects.toThrow(/link points outside the package folder/);
     expect(loadRepository(ctx).generation).toBe(gen);
     expect(findVersion(ctx.db, 'evil', '1')).toBeUndefined();
+  });
+
+  it('refuses a folder holding a hard link to a file outside it unless hard links are allowed', async () => {
+    const secret = join(tmp.dir, 'secret.key');
+    writeFileSync(secret, 'not for publishing');
+    const dir = join(tmp.dir, 'hardlinked');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'ok.txt'), 'fine');
+    linkSync(secret, join(dir, 'innocent.txt'));
+    const gen = loadRepository(ctx).generation;
+    const err = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DepotsyncError);
+    expect((err as DepotsyncError).code).toBe('bad-path');
+    expect((err as DepotsyncError).message).toMatch(/innocent\.txt: hard link to a file with 1 other name outside/);
+    expect((err as DepotsyncError).hint).toMatch(/--allow-hardlinks/);
+    expect(loadRepository(ctx).generation).toBe(gen);
+    expect(findVersion(ctx.db, 'hard', '1')).toBeUndefined();
+    const r = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test', allowHardlinks: true });
+    const m = decodeManifest(getManifest(ctx.db, r.id)!);
+    expect(m.files.map((f) => f.path)).toEqual(['innocent.txt', 'ok.txt']);
+  });
+
+  it('publishes a folder whose hard links all stay inside it', async () => {
+    const dir = join(tmp.dir, 'twins');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    writeFileSync(join(dir, 'a.bin'), 'same bytes');
+    linkSync(join(dir, 'a.bin'), join(dir, 'sub', 'b.bin'));
+    const r = await publish(ctx, { name: 'twins', version: '1', path: dir, actor: 'test' });
+    expect(decodeManifest(getManifest(ctx.db, r.id)!).files.map((f) => f.path)).toEqual(['a.bin', 'sub/b.bin']);
   });
 
   it('refuses a path that does not exist', async () => {
