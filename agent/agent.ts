@@ -31,9 +31,13 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
   if (!existsSync(layout.cert) && existsSync(layout.enrollment)) {
     const r = await pollAgentEnrollment(dir, config.masterUrl, log);
     if (r.state === 'pending') {
-      throw new DepotsyncError('forbidden', `agent ${config.name}: enrollment request ${r.request} is still waiting for approval`, {
-        hint: `ask the master operator to run: depotsync master approve --dir M ${config.name}`,
-      });
+      throw new DepotsyncError(
+        'forbidden',
+        `agent ${config.name}: enrollment request ${r.request} is still waiting for approval`,
+        {
+          hint: `ask the master operator to run: depotsync master approve --dir M ${config.name}`,
+        },
+      );
     }
   }
   const read = (path: string) => {

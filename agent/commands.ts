@@ -6,7 +6,10 @@ import { createProgress, formatBytes } from '../src/command/progress.js';
 /** `depotsync agent …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
-async function withAgent<T>(c: CommandContext, fn: (a: import('./agent.js').AgentContext) => Promise<T>): Promise<T> {
+async function withAgent<T>(
+  c: CommandContext,
+  fn: (a: import('./agent.js').AgentContext) => Promise<T>,
+): Promise<T> {
   const { openAgent } = await import('./agent.js');
   const a = await openAgent(requireString(c.values, 'dir', 'agent'), c.log);
   try {
@@ -57,8 +60,10 @@ async function ranked(a: import('./agent.js').AgentContext, log: CommandContext[
 export const agentCommands: Command[] = [
   {
     path: ['agent', 'init'],
-    usage: 'agent init --dir A --master URL --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
-    summary: 'set up an agent: pin the root, make its key, enroll with the master (token: at once; else pending until approved)',
+    usage:
+      'agent init --dir A --master URL --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
+    summary:
+      'set up an agent: pin the root, make its key, enroll with the master (token: at once; else pending until approved)',
     options: {
       ...dirOption,
       master: { type: 'string' },
@@ -82,7 +87,10 @@ export const agentCommands: Command[] = [
         const r = await pollAgentEnrollment(dir, config.masterUrl, c.log);
         return {
           json: { dir: layout.dir, name: config.name, ...r },
-          human: r.state === 'approved' ? `agent ${config.name}: approved; certificate installed` : `agent ${config.name}: still waiting for approval (request ${r.request})`,
+          human:
+            r.state === 'approved'
+              ? `agent ${config.name}: approved; certificate installed`
+              : `agent ${config.name}: still waiting for approval (request ${r.request})`,
         };
       }
       const { initAgent } = await import('./init.js');
@@ -112,7 +120,8 @@ export const agentCommands: Command[] = [
   {
     path: ['agent', 'fetch'],
     usage: 'agent fetch --dir A NAME[@VERSION] --out PATH [--exec CMD]',
-    summary: 'download a package from the nearest depot (or the master), verify everything, move it to PATH; --exec runs CMD PATH after verification',
+    summary:
+      'download a package from the nearest depot (or the master), verify everything, move it to PATH; --exec runs CMD PATH after verification',
     options: { ...dirOption, out: { type: 'string' }, exec: { type: 'string' } },
     positionals: [1, 1],
     async run(c) {
@@ -121,7 +130,9 @@ export const agentCommands: Command[] = [
       const { parsePackageRef } = await import('./fetch/catalog.js');
       const want = parsePackageRef(c.positionals[0] as string);
       // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
-      await (await import('./renew.js')).renewAgentIfDue(requireString(c.values, 'dir', 'agent fetch'), c.log);
+      await (
+        await import('./renew.js')
+      ).renewAgentIfDue(requireString(c.values, 'dir', 'agent fetch'), c.log);
       const r = await withAgent(c, async (a) => {
         const { fetchPackage } = await import('./fetch/fetch.js');
         const { sources } = await ranked(a, c.log);
@@ -164,14 +175,25 @@ export const agentCommands: Command[] = [
       const { sources: rows, directory: d } = await withAgent(c, (a) => ranked(a, c.log));
       const adopted = d.adopted;
       const directory = adopted
-        ? { version: adopted.directory.version, depots: adopted.directory.depots.length, generation: adopted.generation, source: adopted.source, refreshedFrom: d.source ?? null }
+        ? {
+            version: adopted.directory.version,
+            depots: adopted.directory.depots.length,
+            generation: adopted.generation,
+            source: adopted.source,
+            refreshedFrom: d.source ?? null,
+          }
         : null;
       const head = adopted
         ? `signed depot directory v${adopted.directory.version} (${adopted.directory.depots.length} depot(s), generation ${adopted.generation}, ${d.source ? `refreshed from ${d.source}` : 'not refreshed: every source failed'})`
         : `no signed depot directory yet${d.source ? '' : ' (every source failed)'}`;
       return {
         json: { sources: rows, directory, directoryFailures: d.failures },
-        human: [head, ...rows.map((s) => `${String(s.rank).padStart(2)}. ${s.name.padEnd(16)} ${s.url}  ${s.reasons.join('; ')}`)].join('\n'),
+        human: [
+          head,
+          ...rows.map(
+            (s) => `${String(s.rank).padStart(2)}. ${s.name.padEnd(16)} ${s.url}  ${s.reasons.join('; ')}`,
+          ),
+        ].join('\n'),
       };
     },
   },

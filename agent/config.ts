@@ -64,8 +64,6 @@ export interface AgentConfig {
   fetch: FetchSettings;
 }
 
-
-
 export function checkFetchSettings(where: string, s: FetchSettings): FetchSettings {
   intOption(where, 'concurrency', s.concurrency, 1, 64);
   intOption(where, 'batchMaxBytes', s.batchMaxBytes, 256 * 1024, 256 * 1024 * 1024);
@@ -96,14 +94,22 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
   const depots = v.depots.map((d, i) => decodeDepotEntry(d, `${what}: depots[${i}]`));
   const names = new Set<string>();
   for (const d of depots) {
-    if (names.has(d.name)) throw new DepotsyncError('bad-input', `${what}: depot name ${JSON.stringify(d.name)} appears twice`);
+    if (names.has(d.name))
+      throw new DepotsyncError('bad-input', `${what}: depot name ${JSON.stringify(d.name)} appears twice`);
     names.add(d.name);
   }
-  const fetch = checkFetchSettings(`${what}: fetch`, mergeDefaults(`${what}: fetch`, DEFAULT_FETCH_SETTINGS, v.fetch));
+  const fetch = checkFetchSettings(
+    `${what}: fetch`,
+    mergeDefaults(`${what}: fetch`, DEFAULT_FETCH_SETTINGS, v.fetch),
+  );
   return { format: 1, name, masterUrl, fingerprint, ...(site ? { site } : {}), depots, fetch };
 }
 
-export function decodeDepotEntry(value: unknown, what: string, code: 'bad-input' | 'usage' = 'bad-input'): DepotEntry {
+export function decodeDepotEntry(
+  value: unknown,
+  what: string,
+  code: 'bad-input' | 'usage' = 'bad-input',
+): DepotEntry {
   refusePlainHttp((value as { url?: unknown } | null)?.url, `${what}: url`, code);
   const f = Fields.of(what, value);
   const name = f.string('name', { max: 64, pattern: MACHINE_NAME });
@@ -124,7 +130,10 @@ export function parseDepotFlag(text: string): DepotEntry {
   try {
     host = new URL(url).host;
   } catch {
-    throw new DepotsyncError('usage', `--depot ${JSON.stringify(text)}: expected URL, NAME=URL or NAME@SITE=URL`);
+    throw new DepotsyncError(
+      'usage',
+      `--depot ${JSON.stringify(text)}: expected URL, NAME=URL or NAME@SITE=URL`,
+    );
   }
   const name = m?.[1] ?? host.replace(/[^A-Za-z0-9._-]/g, '-');
   return decodeDepotEntry({ name, url, ...(m?.[2] ? { site: m[2] } : {}) }, `--depot ${text}`, 'usage');
@@ -133,7 +142,10 @@ export function parseDepotFlag(text: string): DepotEntry {
 export function loadAgentConfig(path: string): AgentConfig {
   const value = readJsonFile(path, {
     what: 'agent config',
-    missing: { message: `${path}: not an agent directory (no agent.json)`, hint: 'create one with: depotsync agent init --dir A --master URL --fingerprint FP' },
+    missing: {
+      message: `${path}: not an agent directory (no agent.json)`,
+      hint: 'create one with: depotsync agent init --dir A --master URL --fingerprint FP',
+    },
     badJson: (reason) => ({ message: `${path}: not JSON (${reason})` }),
   });
   return decodeAgentConfig(value, path);

@@ -6,7 +6,14 @@ import type { Logger } from '../src/log.js';
 import type { ClientLimits, TrustedStore, TufClient } from '../src/tuf/client.js';
 import { own } from '../src/tuf/codec.js';
 import { targetInfoOf } from '../src/tuf/target-info.js';
-import { DEPOT_DIRECTORY_TARGET, decodeDirectory, directoryFromTarget, encodeDirectory, EMPTY_DIRECTORY, type DepotDirectory } from '../src/wire/depot-directory.js';
+import {
+  DEPOT_DIRECTORY_TARGET,
+  decodeDirectory,
+  directoryFromTarget,
+  encodeDirectory,
+  EMPTY_DIRECTORY,
+  type DepotDirectory,
+} from '../src/wire/depot-directory.js';
 import { Fields } from '../src/wire/decode.js';
 import { checkAgainstSeen } from './fetch/catalog.js';
 import { fatalRefusal } from '../src/read/refusal.js';
@@ -40,20 +47,32 @@ export function loadAdoptedDirectory(agentDir: string): AdoptedDirectory | undef
     value = readJsonFile(path, { what: 'depot directory', missing: { message: '', hint: '' } });
   } catch (e) {
     if (isDepotsyncError(e, 'not-found')) return undefined;
-    throw new DepotsyncError('corrupt', `${path}: the adopted depot directory cannot be read (${(e as Error).message})`, { hint: `delete ${path}; the next fetch adopts the signed directory again`, cause: e });
+    throw new DepotsyncError(
+      'corrupt',
+      `${path}: the adopted depot directory cannot be read (${(e as Error).message})`,
+      { hint: `delete ${path}; the next fetch adopts the signed directory again`, cause: e },
+    );
   }
   try {
     const f = Fields.of(path, value);
     const generation = f.int('generation', { min: 1 });
     const source = f.string('source', { max: 64 });
     f.done();
-    return { directory: decodeDirectory((value as Record<string, unknown>).directory, `${path}: directory`), generation, source };
+    return {
+      directory: decodeDirectory((value as Record<string, unknown>).directory, `${path}: directory`),
+      generation,
+      source,
+    };
   } catch (e) {
     // Not a source's fault: say so instead of penalising whichever depot is asked next.
-    throw new DepotsyncError('corrupt', `${path}: the adopted depot directory is damaged (${(e as Error).message})`, {
-      hint: `delete ${path}; the next fetch adopts the signed directory again`,
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'corrupt',
+      `${path}: the adopted depot directory is damaged (${(e as Error).message})`,
+      {
+        hint: `delete ${path}; the next fetch adopts the signed directory again`,
+        cause: e,
+      },
+    );
   }
 }
 
@@ -70,25 +89,40 @@ export function directoryOfClient(client: TufClient, what: string): DepotDirecto
  * directory would bring back a depot the operator removed) or differs under the same version.
  * Returns true when the file changed.
  */
-export async function adoptDirectory(agentDir: string, next: AdoptedDirectory, what: string): Promise<boolean> {
+export async function adoptDirectory(
+  agentDir: string,
+  next: AdoptedDirectory,
+  what: string,
+): Promise<boolean> {
   const current = loadAdoptedDirectory(agentDir);
   if (current) {
     const have = current.directory.version;
     if (next.directory.version < have) {
-      throw new DepotsyncError('version-rollback', `${what}: depot directory version ${next.directory.version} is older than version ${have} this agent has already adopted`, {
-        hint: 'the source replays an old directory; the agent uses another source',
-      });
+      throw new DepotsyncError(
+        'version-rollback',
+        `${what}: depot directory version ${next.directory.version} is older than version ${have} this agent has already adopted`,
+        {
+          hint: 'the source replays an old directory; the agent uses another source',
+        },
+      );
     }
     if (next.directory.version === have) {
       if (!encodeDirectory(next.directory).equals(encodeDirectory(current.directory))) {
-        throw new DepotsyncError('bad-metadata', `${what}: depot directory version ${have} differs from the one this agent adopted under the same version`, {
-          hint: 'two different directories were signed with one version; report it to the master operator',
-        });
+        throw new DepotsyncError(
+          'bad-metadata',
+          `${what}: depot directory version ${have} differs from the one this agent adopted under the same version`,
+          {
+            hint: 'two different directories were signed with one version; report it to the master operator',
+          },
+        );
       }
       if (next.generation <= current.generation) return false;
     }
   }
-  await writeFileAtomic(directoryFile(agentDir), `${JSON.stringify({ generation: next.generation, source: next.source, directory: next.directory }, null, 2)}\n`);
+  await writeFileAtomic(
+    directoryFile(agentDir),
+    `${JSON.stringify({ generation: next.generation, source: next.source, directory: next.directory }, null, 2)}\n`,
+  );
   return true;
 }
 
@@ -130,11 +164,27 @@ export async function refreshDirectory(o: RefreshDirectoryOptions): Promise<Dire
     const remote = o.connect(s);
     try {
       const what = `${s.name} (${s.url})`;
-      const { client, result } = await refreshCatalog({ remote, store: o.store, fingerprint: o.fingerprint, now: o.now, limits: o.limits, log: o.log, bins: 'none' });
+      const { client, result } = await refreshCatalog({
+        remote,
+        store: o.store,
+        fingerprint: o.fingerprint,
+        now: o.now,
+        limits: o.limits,
+        log: o.log,
+        bins: 'none',
+      });
       checkAgainstSeen(result, o.state, s.name);
-      const next = { directory: directoryOfClient(client, what), generation: result.generation, source: s.name };
+      const next = {
+        directory: directoryOfClient(client, what),
+        generation: result.generation,
+        source: s.name,
+      };
       const changed = await adoptDirectory(o.agentDir, next, what);
-      if (changed) o.log.info({ source: s.name, version: next.directory.version, depots: next.directory.depots.length }, 'depot directory adopted');
+      if (changed)
+        o.log.info(
+          { source: s.name, version: next.directory.version, depots: next.directory.depots.length },
+          'depot directory adopted',
+        );
       return { adopted: loadAdoptedDirectory(o.agentDir), source: s.name, changed, failures };
     } catch (e) {
       if (fatalRefusal(e)) throw remote.explain(e);
@@ -142,7 +192,10 @@ export async function refreshDirectory(o: RefreshDirectoryOptions): Promise<Dire
       const message = (e as Error)?.message ?? String(e);
       failures.push({ source: s.name, error: message });
       o.state.penalize(s.url, o.now().getTime() + o.penaltyMs, message);
-      o.log.warn({ source: s.name, err: message }, 'depot directory refresh failed at this source; trying the next');
+      o.log.warn(
+        { source: s.name, err: message },
+        'depot directory refresh failed at this source; trying the next',
+      );
     } finally {
       remote.close();
     }

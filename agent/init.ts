@@ -37,7 +37,10 @@ export interface InitAgentResult {
 
 /** A machine name from the host name: `agent-<host>`, cut to the allowed alphabet and length. */
 export function defaultAgentName(): string {
-  const host = hostname().toLowerCase().replace(/[^a-z0-9._-]/g, '-').replace(/^[.-]+/, '');
+  const host = hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-')
+    .replace(/^[.-]+/, '');
   return `agent-${host || 'host'}`.slice(0, 64);
 }
 
@@ -56,17 +59,28 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   const layout = agentLayout(o.dir);
   if (existsSync(layout.config)) {
     throw new DepotsyncError('already-exists', `${layout.dir} already holds an agent (agent.json exists)`, {
-      hint: existsSync(layout.enrollment) ? `its enrollment is pending: run depotsync agent init --dir ${o.dir} (without other flags) to check` : 'choose an empty directory',
+      hint: existsSync(layout.enrollment)
+        ? `its enrollment is pending: run depotsync agent init --dir ${o.dir} (without other flags) to check`
+        : 'choose an empty directory',
     });
   }
   requireHttpsUrl(o.masterUrl, 'agent init: --master');
   const fingerprint = o.fingerprint.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
-    throw new DepotsyncError('usage', `agent init: --fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(o.fingerprint)}`);
+    throw new DepotsyncError(
+      'usage',
+      `agent init: --fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(o.fingerprint)}`,
+    );
   }
   const name = o.name ?? defaultAgentName();
-  if (!MACHINE_NAME.test(name)) throw new DepotsyncError('usage', `agent init: --name ${JSON.stringify(name)} is not a machine name (letters, digits, . _ -)`);
-  await mkdir(layout.dir, { recursive: true, mode: 0o700 }).catch((e: unknown) => Promise.reject(fromSystemError(e, layout.dir)));
+  if (!MACHINE_NAME.test(name))
+    throw new DepotsyncError(
+      'usage',
+      `agent init: --name ${JSON.stringify(name)} is not a machine name (letters, digits, . _ -)`,
+    );
+  await mkdir(layout.dir, { recursive: true, mode: 0o700 }).catch((e: unknown) =>
+    Promise.reject(fromSystemError(e, layout.dir)),
+  );
 
   const contact = firstContact(o.masterUrl, o.caPem);
   let outcome: EnrollOutcome;
@@ -74,17 +88,34 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   let enrollCa: string;
   try {
     // 1. The pinned root first (wrong-root attack: never trust whichever server answers).
-    const client = await TufClient.open({ source: new FirstContactRootSource(contact), store: new DirectoryTrustedStore(layout.tufDir), fingerprint, logger: o.log });
+    const client = await TufClient.open({
+      source: new FirstContactRootSource(contact),
+      store: new DirectoryTrustedStore(layout.tufDir),
+      fingerprint,
+      logger: o.log,
+    });
     rootVersion = client.rootVersion;
     // The signed root names the master's CA (man in the middle at enrollment: the token goes nowhere else).
-    enrollCa = enrollmentCa(client.trusted.root.md.signed, { caPem: o.caPem, caFingerprint: o.caFingerprint }, 'agent init');
+    enrollCa = enrollmentCa(
+      client.trusted.root.md.signed,
+      { caPem: o.caPem, caFingerprint: o.caFingerprint },
+      'agent init',
+    );
   } finally {
     contact.close();
   }
   // 2. Key, CSR, enrollment, over TLS verified against that CA.
   const enrollContact = firstContact(o.masterUrl, enrollCa);
   try {
-    outcome = await requestEnrollment({ layout, name, contact: enrollContact, token: o.token, site: o.site, caFingerprint: caFingerprintOf(enrollCa), log: o.log });
+    outcome = await requestEnrollment({
+      layout,
+      name,
+      contact: enrollContact,
+      token: o.token,
+      site: o.site,
+      caFingerprint: caFingerprintOf(enrollCa),
+      log: o.log,
+    });
   } finally {
     enrollContact.close();
   }
@@ -110,14 +141,23 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
     name,
     state: outcome.state,
     rootVersion,
-    ...(outcome.state === 'pending' ? { request: outcome.request } : { caFingerprint: outcome.caFingerprint }),
+    ...(outcome.state === 'pending'
+      ? { request: outcome.request }
+      : { caFingerprint: outcome.caFingerprint }),
   };
 }
 
 /** `agent init --dir A` on an agent whose enrollment is pending: ask the master again. */
-export async function pollAgentEnrollment(dir: string, masterUrl: string, log: Logger): Promise<EnrollOutcome> {
+export async function pollAgentEnrollment(
+  dir: string,
+  masterUrl: string,
+  log: Logger,
+): Promise<EnrollOutcome> {
   const layout = agentLayout(dir);
-  const contact = firstContact(masterUrl, existsSync(layout.caCert) ? readFileSync(layout.caCert, 'utf8') : undefined);
+  const contact = firstContact(
+    masterUrl,
+    existsSync(layout.caCert) ? readFileSync(layout.caCert, 'utf8') : undefined,
+  );
   try {
     return await pollEnrollment({ layout, contact, log });
   } finally {

@@ -1,7 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
-import { recoverCredentials, renewIfDue, type CredentialFiles, type RenewOutcome } from '../src/net/renewal.js';
+import {
+  recoverCredentials,
+  renewIfDue,
+  type CredentialFiles,
+  type RenewOutcome,
+} from '../src/net/renewal.js';
 import { loadAgentConfig } from './config.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 
@@ -25,22 +30,49 @@ export function agentCredentialFiles(layout: AgentLayout): CredentialFiles {
  * for a blocked or revoked agent) is logged and the fetch goes on with the current certificate; a
  * refused agent then gets the depots' own clear refusal.
  */
-export async function renewAgentIfDue(dir: string, log: Logger, opts: { now?: Date; timeoutMs?: number } = {}): Promise<RenewOutcome | undefined> {
+export async function renewAgentIfDue(
+  dir: string,
+  log: Logger,
+  opts: { now?: Date; timeoutMs?: number } = {},
+): Promise<RenewOutcome | undefined> {
   const layout = agentLayout(dir);
   const rlog = log.child({ component: 'agent.renew' });
   try {
-    if (!existsSync(layout.config) || (!existsSync(layout.cert) && !existsSync(`${layout.cert}.next`))) return undefined; // not enrolled yet
-    if (recoverCredentials(agentCredentialFiles(layout)) !== 'none') rlog.warn('finished a certificate renewal that a crash interrupted');
+    if (!existsSync(layout.config) || (!existsSync(layout.cert) && !existsSync(`${layout.cert}.next`)))
+      return undefined; // not enrolled yet
+    if (recoverCredentials(agentCredentialFiles(layout)) !== 'none')
+      rlog.warn('finished a certificate renewal that a crash interrupted');
     const config = loadAgentConfig(layout.config);
-    const tls = { caPem: readFileSync(layout.caCert, 'utf8'), certPem: readFileSync(layout.cert, 'utf8'), keyPem: readFileSync(layout.key, 'utf8') };
-    const master = new HttpClient({ baseUrl: config.masterUrl, ...tls, timeoutMs: opts.timeoutMs ?? AGENT_RENEW_DEFAULTS.timeoutMs, logger: log });
+    const tls = {
+      caPem: readFileSync(layout.caCert, 'utf8'),
+      certPem: readFileSync(layout.cert, 'utf8'),
+      keyPem: readFileSync(layout.key, 'utf8'),
+    };
+    const master = new HttpClient({
+      baseUrl: config.masterUrl,
+      ...tls,
+      timeoutMs: opts.timeoutMs ?? AGENT_RENEW_DEFAULTS.timeoutMs,
+      logger: log,
+    });
     try {
-      return await renewIfDue({ master, name: config.name, role: 'agent', files: agentCredentialFiles(layout), certPem: tls.certPem, caPem: tls.caPem, now: opts.now ?? new Date(), log: rlog });
+      return await renewIfDue({
+        master,
+        name: config.name,
+        role: 'agent',
+        files: agentCredentialFiles(layout),
+        certPem: tls.certPem,
+        caPem: tls.caPem,
+        now: opts.now ?? new Date(),
+        log: rlog,
+      });
     } finally {
       master.close();
     }
   } catch (e) {
-    rlog.warn({ err: (e as Error).message, hint: (e as { hint?: string }).hint }, 'certificate renewal check failed; going on with the current certificate');
+    rlog.warn(
+      { err: (e as Error).message, hint: (e as { hint?: string }).hint },
+      'certificate renewal check failed; going on with the current certificate',
+    );
     return undefined;
   }
 }

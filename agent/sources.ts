@@ -17,7 +17,9 @@ export interface RankedSource extends Source {
 }
 
 export interface RankOptions {
-  config: Pick<AgentConfig, 'masterUrl' | 'depots' | 'site'> & { fetch: { rttTtlMs: number; probeTimeoutMs: number } };
+  config: Pick<AgentConfig, 'masterUrl' | 'depots' | 'site'> & {
+    fetch: { rttTtlMs: number; probeTimeoutMs: number };
+  };
   state: AgentStateStore;
   now: () => Date;
   /** Round trip of `GET /healthz` in ms (throws when unreachable). Absent: no probing, cached values only. */
@@ -33,13 +35,33 @@ export type SourceOrigin = 'flag' | 'directory' | 'master';
  * already names (by name or URL: the operator of this computer chose that one), then the master.
  * A directory depot must present its own machine certificate (`fromDirectory`).
  */
-export function configuredSources(config: RankOptions['config'], directory?: DepotDirectory): Array<Source & { origin: SourceOrigin }> {
-  const flagged = config.depots.map((d) => ({ name: d.name, url: d.url, kind: 'depot' as const, origin: 'flag' as const, ...(d.site ? { site: d.site } : {}) }));
+export function configuredSources(
+  config: RankOptions['config'],
+  directory?: DepotDirectory,
+): Array<Source & { origin: SourceOrigin }> {
+  const flagged = config.depots.map((d) => ({
+    name: d.name,
+    url: d.url,
+    kind: 'depot' as const,
+    origin: 'flag' as const,
+    ...(d.site ? { site: d.site } : {}),
+  }));
   const taken = new Set(flagged.flatMap((d) => [`name:${d.name}`, `url:${d.url}`]));
   const listed = (directory?.depots ?? [])
     .filter((d) => !taken.has(`name:${d.name}`) && !taken.has(`url:${d.url}`))
-    .map((d) => ({ name: d.name, url: d.url, kind: 'depot' as const, origin: 'directory' as const, fromDirectory: true, ...(d.site ? { site: d.site } : {}) }));
-  return [...flagged, ...listed, { name: 'master', url: config.masterUrl.replace(/\/+$/, ''), kind: 'master', origin: 'master' }];
+    .map((d) => ({
+      name: d.name,
+      url: d.url,
+      kind: 'depot' as const,
+      origin: 'directory' as const,
+      fromDirectory: true,
+      ...(d.site ? { site: d.site } : {}),
+    }));
+  return [
+    ...flagged,
+    ...listed,
+    { name: 'master', url: config.masterUrl.replace(/\/+$/, ''), kind: 'master', origin: 'master' },
+  ];
 }
 
 /**
@@ -60,7 +82,9 @@ export async function rankSources(o: RankOptions): Promise<RankedSource[]> {
   const ttl = o.config.fetch.rttTtlMs;
   if (o.probe) {
     const probe = o.probe;
-    const stale = sources.filter((s) => s.kind === 'depot' && nowMs - o.state.health(s.url).probedAtMs >= ttl);
+    const stale = sources.filter(
+      (s) => s.kind === 'depot' && nowMs - o.state.health(s.url).probedAtMs >= ttl,
+    );
     await Promise.all(
       stale.map(async (s) => {
         const rtt = await probe(s, o.config.fetch.probeTimeoutMs).catch(() => null);
@@ -77,19 +101,39 @@ export async function rankSources(o: RankOptions): Promise<RankedSource[]> {
     const reasons: string[] = [];
     // Where a depot came from matters only once the directory lists depots.
     if (inDirectory.size && s.origin !== 'master') {
-      const flagged = inDirectory.has(s.name) ? 'from --depot (the directory lists it too; the flag wins)' : 'from --depot';
-      reasons.push(s.origin === 'flag' ? flagged : `from the signed depot directory v${o.directory?.version}`);
+      const flagged = inDirectory.has(s.name)
+        ? 'from --depot (the directory lists it too; the flag wins)'
+        : 'from --depot';
+      reasons.push(
+        s.origin === 'flag' ? flagged : `from the signed depot directory v${o.directory?.version}`,
+      );
     }
     if (s.kind === 'master') reasons.push('the master: final fallback');
-    else if (o.config.site !== undefined) reasons.push(sameSite ? `same site (${s.site})` : `other site (${s.site ?? 'none'})`);
-    if (probed) reasons.push(h.rttMs === null ? 'unreachable at the last probe' : `round trip ${Math.round(h.rttMs)} ms`);
+    else if (o.config.site !== undefined)
+      reasons.push(sameSite ? `same site (${s.site})` : `other site (${s.site ?? 'none'})`);
+    if (probed)
+      reasons.push(
+        h.rttMs === null ? 'unreachable at the last probe' : `round trip ${Math.round(h.rttMs)} ms`,
+      );
     else if (s.kind === 'depot') reasons.push('not probed');
-    if (penalized) reasons.push(`penalised until ${new Date(h.penaltyUntilMs).toISOString()}: ${h.penaltyReason ?? 'failed'}`);
-    const key = [penalized ? 1 : 0, s.kind === 'master' ? 1 : 0, sameSite ? 0 : 1, s.origin === 'directory' ? 1 : 0, reachable ? 0 : 1, h.rttMs ?? Number.MAX_SAFE_INTEGER, order];
+    if (penalized)
+      reasons.push(
+        `penalised until ${new Date(h.penaltyUntilMs).toISOString()}: ${h.penaltyReason ?? 'failed'}`,
+      );
+    const key = [
+      penalized ? 1 : 0,
+      s.kind === 'master' ? 1 : 0,
+      sameSite ? 0 : 1,
+      s.origin === 'directory' ? 1 : 0,
+      reachable ? 0 : 1,
+      h.rttMs ?? Number.MAX_SAFE_INTEGER,
+      order,
+    ];
     return { s, h, key, reasons, penalized };
   });
   rows.sort((a, b) => {
-    for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return (a.key[i] as number) - (b.key[i] as number);
+    for (let i = 0; i < a.key.length; i++)
+      if (a.key[i] !== b.key[i]) return (a.key[i] as number) - (b.key[i] as number);
     return 0;
   });
   return rows.map((r, i) => ({

@@ -55,7 +55,12 @@ export class MemoryAgentState implements AgentStateStore {
   }
   penalize(url: string, untilMs: number, reason: string): void {
     const h = this.health(url);
-    this.sources.set(url, { ...h, penaltyUntilMs: untilMs, penaltyReason: reason.slice(0, 500), failures: h.failures + 1 });
+    this.sources.set(url, {
+      ...h,
+      penaltyUntilMs: untilMs,
+      penaltyReason: reason.slice(0, 500),
+      failures: h.failures + 1,
+    });
   }
   recordSuccess(url: string): void {
     this.sources.set(url, { ...this.health(url), penaltyUntilMs: 0, penaltyReason: null, failures: 0 });
@@ -89,28 +94,48 @@ export class SqliteAgentState implements AgentStateStore {
   }
 
   highest(key: 'generation' | 'root'): number {
-    const row = this.db.prepare('SELECT value FROM seen WHERE key = ?').get(key) as { value: number } | undefined;
+    const row = this.db.prepare('SELECT value FROM seen WHERE key = ?').get(key) as
+      { value: number } | undefined;
     return row?.value ?? 0;
   }
 
   raise(key: 'generation' | 'root', value: number): void {
-    if (!Number.isSafeInteger(value) || value < 0) throw new DepotsyncError('internal', `agent state: ${key} ${value} is not a count`);
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new DepotsyncError('internal', `agent state: ${key} ${value} is not a count`);
     this.db
-      .prepare('INSERT INTO seen (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)')
+      .prepare(
+        'INSERT INTO seen (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)',
+      )
       .run(key, value);
   }
 
   health(url: string): SourceHealth {
     const r = this.db.prepare('SELECT * FROM sources WHERE url = ?').get(url) as
-      | { url: string; rtt_ms: number | null; probed_at_ms: number; penalty_until_ms: number; penalty_reason: string | null; failures: number }
+      | {
+          url: string;
+          rtt_ms: number | null;
+          probed_at_ms: number;
+          penalty_until_ms: number;
+          penalty_reason: string | null;
+          failures: number;
+        }
       | undefined;
     if (!r) return fresh(url);
-    return { url, rttMs: r.rtt_ms, probedAtMs: r.probed_at_ms, penaltyUntilMs: r.penalty_until_ms, penaltyReason: r.penalty_reason, failures: r.failures };
+    return {
+      url,
+      rttMs: r.rtt_ms,
+      probedAtMs: r.probed_at_ms,
+      penaltyUntilMs: r.penalty_until_ms,
+      penaltyReason: r.penalty_reason,
+      failures: r.failures,
+    };
   }
 
   recordProbe(url: string, rttMs: number | null, atMs: number): void {
     this.db
-      .prepare('INSERT INTO sources (url, rtt_ms, probed_at_ms) VALUES (?, ?, ?) ON CONFLICT (url) DO UPDATE SET rtt_ms = excluded.rtt_ms, probed_at_ms = excluded.probed_at_ms')
+      .prepare(
+        'INSERT INTO sources (url, rtt_ms, probed_at_ms) VALUES (?, ?, ?) ON CONFLICT (url) DO UPDATE SET rtt_ms = excluded.rtt_ms, probed_at_ms = excluded.probed_at_ms',
+      )
       .run(url, rttMs === null ? null : Math.round(rttMs), atMs);
   }
 
@@ -124,7 +149,9 @@ export class SqliteAgentState implements AgentStateStore {
   }
 
   recordSuccess(url: string): void {
-    this.db.prepare('UPDATE sources SET penalty_until_ms = 0, penalty_reason = NULL, failures = 0 WHERE url = ?').run(url);
+    this.db
+      .prepare('UPDATE sources SET penalty_until_ms = 0, penalty_reason = NULL, failures = 0 WHERE url = ?')
+      .run(url);
   }
 
   close(): void {

@@ -35,7 +35,11 @@ function plainLayout(): RemoteLayout {
 }
 
 function metadataSource(url: string, log: Logger): RemoteSource {
-  return new RemoteSource({ name: 'repository', url, kind: 'master' }, new HttpClient({ baseUrl: url, logger: log }), plainLayout());
+  return new RemoteSource(
+    { name: 'repository', url, kind: 'master' },
+    new HttpClient({ baseUrl: url, logger: log }),
+    plainLayout(),
+  );
 }
 
 async function init(dir: string, rootFile: string, log: Logger): Promise<void> {
@@ -59,7 +63,12 @@ async function init(dir: string, rootFile: string, log: Logger): Promise<void> {
 }
 
 /** One TufClient over the repository at `url`, its trusted metadata in `dir`, refreshed (top-level roles). */
-async function withClient<T>(dir: string, url: string, log: Logger, fn: (client: TufClient) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  dir: string,
+  url: string,
+  log: Logger,
+  fn: (client: TufClient) => Promise<T>,
+): Promise<T> {
   const source = metadataSource(url, log);
   try {
     const store = new DirectoryTrustedStore(dir);
@@ -71,9 +80,20 @@ async function withClient<T>(dir: string, url: string, log: Logger, fn: (client:
   }
 }
 
-async function download(o: { dir: string; url: string; name: string; baseUrl: string; outDir: string; log: Logger }): Promise<string> {
-  const { client, target } = await withClient(o.dir, o.url, o.log, async (client) => ({ client, target: await client.getTarget(o.name) }));
-  if (!target) throw new DepotsyncError('not-found', `target ${o.name} is not in the repository's signed metadata`);
+async function download(o: {
+  dir: string;
+  url: string;
+  name: string;
+  baseUrl: string;
+  outDir: string;
+  log: Logger;
+}): Promise<string> {
+  const { client, target } = await withClient(o.dir, o.url, o.log, async (client) => ({
+    client,
+    target: await client.getTarget(o.name),
+  }));
+  if (!target)
+    throw new DepotsyncError('not-found', `target ${o.name} is not in the repository's signed metadata`);
   const file = join(o.outDir, encodeURIComponent(o.name));
   // Artifact cache: a file already here with the signed length and hash is not downloaded again.
   const have = await readFile(file).catch(() => undefined);
@@ -93,7 +113,10 @@ async function download(o: { dir: string; url: string; name: string; baseUrl: st
   const http = new HttpClient({ baseUrl: o.baseUrl, logger: o.log });
   let bytes: Buffer;
   try {
-    bytes = await http.getBytes(`/${path.split('/').map(encodeURIComponent).join('/')}`, { maxBytes: target.length, what: `target ${o.name}` });
+    bytes = await http.getBytes(`/${path.split('/').map(encodeURIComponent).join('/')}`, {
+      maxBytes: target.length,
+      what: `target ${o.name}`,
+    });
   } finally {
     http.close();
   }
@@ -123,7 +146,8 @@ function sha256(b: Uint8Array): string {
 
 export const tufClientCommand: Command = {
   path: ['tuf-client'],
-  usage: 'tuf-client --metadata-dir D [--metadata-url U] [--target-name P --target-base-url T --target-dir O] init ROOT.json | refresh | download',
+  usage:
+    'tuf-client --metadata-dir D [--metadata-url U] [--target-name P --target-base-url T --target-dir O] init ROOT.json | refresh | download',
   summary: 'the TUF conformance suite client contract (CLIENT-CLI.md), on the agent verification code',
   options: {
     'metadata-dir': { type: 'string' },
@@ -158,10 +182,13 @@ export const tufClientCommand: Command = {
         });
         return { json: { ok: true, file }, human: file };
       }
-      throw new DepotsyncError('usage', `tuf-client: unknown command ${JSON.stringify(verb)} (init, refresh or download)`);
+      throw new DepotsyncError(
+        'usage',
+        `tuf-client: unknown command ${JSON.stringify(verb)} (init, refresh or download)`,
+      );
     } catch (e) {
       // The contract: exit 1 on any failure (usage errors included), one clear line on stderr.
-      const line = isDepotsyncError(e) ? e.toLine() : (e as Error)?.message ?? String(e);
+      const line = isDepotsyncError(e) ? e.toLine() : ((e as Error)?.message ?? String(e));
       c.stderr.write(`depotsync tuf-client: ${line}\n`);
       return { json: { ok: false, error: isDepotsyncError(e) ? e.code : 'internal' }, exitCode: 1 };
     }

@@ -55,9 +55,13 @@ const iso = (ms: number) => new Date(ms).toISOString();
 function seed(ctx: MasterContext, nowMs: number): void {
   const db = ctx.db.db;
   db.transaction(() => {
-    const gen = db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')");
+    const gen = db.prepare(
+      "INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')",
+    );
     const pkg = db.prepare('INSERT OR IGNORE INTO packages (name, created_at) VALUES (?, ?)');
-    const man = db.prepare('INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)');
+    const man = db.prepare(
+      'INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)',
+    );
     const ver = db.prepare(
       `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin, total_bytes, chunk_count, added_generation, created_at, created_by)
        VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, 10, ?, 'bin-00', 1000000, 16, ?, ?, 'bench')`,
@@ -82,13 +86,32 @@ function seed(ctx: MasterContext, nowMs: number): void {
     );
     for (let d = 0; d < DEPOTS; d++) {
       const name = `depot-${String(d).padStart(5, '0')}`;
-      machine.run(name, iso(nowMs - 90 * 86_400_000), iso(nowMs - 90 * 86_400_000), iso(nowMs), hex(name).slice(0, 16), iso(nowMs + ((d * 7) % 365 + 1) * 86_400_000), iso(nowMs - 30_000));
+      machine.run(
+        name,
+        iso(nowMs - 90 * 86_400_000),
+        iso(nowMs - 90 * 86_400_000),
+        iso(nowMs),
+        hex(name).slice(0, 16),
+        iso(nowMs + (((d * 7) % 365) + 1) * 86_400_000),
+        iso(nowMs - 30_000),
+      );
       // 95% current, 4% a few generations behind (fetching), 1% failing.
       const lag = d % 100 < 95 ? 0 : d % 100 < 99 ? 3 : 10;
       const failing = d % 100 === 99;
       for (let r = 0; r < REPORTS; r++) {
         const at = iso(nowMs - (REPORTS - r) * 60_000);
-        report.run(name, at, at, r + 1, current - lag, current, at, failing ? 'sync failed: timeout' : null, lag ? 5_000_000 : 0, lag ? 50_000_000 : 0);
+        report.run(
+          name,
+          at,
+          at,
+          r + 1,
+          current - lag,
+          current,
+          at,
+          failing ? 'sync failed: timeout' : null,
+          lag ? 5_000_000 : 0,
+          lag ? 50_000_000 : 0,
+        );
       }
     }
   })();
@@ -103,7 +126,10 @@ async function time(fn: () => unknown): Promise<{ median: number; p95: number }>
     t.push(performance.now() - t0);
   }
   t.sort((a, b) => a - b);
-  return { median: t[Math.floor(t.length / 2)]!, p95: t[Math.min(t.length - 1, Math.ceil(t.length * 0.95) - 1)]! };
+  return {
+    median: t[Math.floor(t.length / 2)]!,
+    p95: t[Math.min(t.length - 1, Math.ceil(t.length * 0.95) - 1)]!,
+  };
 }
 
 async function main(): Promise<void> {
@@ -115,7 +141,9 @@ async function main(): Promise<void> {
     const nowMs = Date.now();
     const t0 = performance.now();
     seed(ctx, nowMs);
-    process.stdout.write(`seeded ${DEPOTS} depots × ${REPORTS} reports and ${VERSIONS} versions in ${Math.round(performance.now() - t0)} ms\n`);
+    process.stdout.write(
+      `seeded ${DEPOTS} depots × ${REPORTS} reports and ${VERSIONS} versions in ${Math.round(performance.now() - t0)} ms\n`,
+    );
 
     const admin = new AdminService({ ctx, settings: adminSettings() });
     const app = createMasterApp({ ctx, adminService: admin });
@@ -135,17 +163,38 @@ async function main(): Promise<void> {
     };
     await add(`GET /v1/admin/status (all ${VERSIONS} versions)`, () => get('/v1/admin/status', auth));
     await add('GET /v1/admin/status?packages=none', () => get('/v1/admin/status?packages=none', auth));
-    await add('GET /dashboard (session)', () => get('/dashboard', { cookie: `__Host-depotsync_session=${secret}` }));
+    await add('GET /dashboard (session)', () =>
+      get('/dashboard', { cookie: `__Host-depotsync_session=${secret}` }),
+    );
     await add('GET /metrics', () => get('/metrics', auth));
     let seq = REPORTS + 1;
-    await add('file one status report (recordDepotStatus)', () =>
-      recordDepotStatus(ctx.db, 'depot-00001', { servedGeneration: VERSIONS + 1, targetGeneration: VERSIONS + 1, bytesFetched: 0, chunksFetched: 0, reportedAt: iso(Date.now()), sequence: seq++ }),
-    '1 transaction');
+    await add(
+      'file one status report (recordDepotStatus)',
+      () =>
+        recordDepotStatus(ctx.db, 'depot-00001', {
+          servedGeneration: VERSIONS + 1,
+          targetGeneration: VERSIONS + 1,
+          bytesFetched: 0,
+          chunksFetched: 0,
+          reportedAt: iso(Date.now()),
+          sequence: seq++,
+        }),
+      '1 transaction',
+    );
     const sql = `SELECT s.machine, s.served_generation, s.target_generation, s.received_at, s.last_error FROM depot_status s
       JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) l ON l.id = s.id ORDER BY s.machine`;
-    await add('peer: sqlite3 -json, newest report per depot', () => execFileSync('sqlite3', ['-readonly', '-json', ctx.layout.database, sql], { maxBuffer: 64 * 1024 * 1024 }), 'process start included; no lag, packages or alerts');
+    await add(
+      'peer: sqlite3 -json, newest report per depot',
+      () =>
+        execFileSync('sqlite3', ['-readonly', '-json', ctx.layout.database, sql], {
+          maxBuffer: 64 * 1024 * 1024,
+        }),
+      'process start included; no lag, packages or alerts',
+    );
 
-    process.stdout.write(`Fleet: ${DEPOTS} depots, ${REPORTS} reports of history each, ${VERSIONS} live versions; ${RUNS} runs after 3 warm-ups; server time in process (goal < 100 ms).\n\n`);
+    process.stdout.write(
+      `Fleet: ${DEPOTS} depots, ${REPORTS} reports of history each, ${VERSIONS} live versions; ${RUNS} runs after 3 warm-ups; server time in process (goal < 100 ms).\n\n`,
+    );
     process.stdout.write('| request | median ms | p95 ms | answer |\n|---|---:|---:|---|\n');
     for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
     await admin.close();
@@ -169,8 +218,15 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
   for (let i = 0; i < data.length; i += 32) createHash('sha256').update(String(i)).digest().copy(data, i);
   writeFileSync(file, data);
   await publish(ctx, { name: 'big', version: '1', path: file, actor: 'bench' });
-  const ids = (ctx.db.db.prepare('SELECT DISTINCT hex(chunk_id) AS id FROM chunk_refs').all() as { id: string }[]).map((r) => r.id.toLowerCase());
-  const server = await startMasterServer(ctx, { host: '127.0.0.1', port: 0, dropbox: false, refresher: false });
+  const ids = (
+    ctx.db.db.prepare('SELECT DISTINCT hex(chunk_id) AS id FROM chunk_refs').all() as { id: string }[]
+  ).map((r) => r.id.toLowerCase());
+  const server = await startMasterServer(ctx, {
+    host: '127.0.0.1',
+    port: 0,
+    dropbox: false,
+    refresher: false,
+  });
   const reporters = Array.from({ length: REPORTERS }, (_, i) => {
     const name = `reporter-${i}`;
     const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot' });
@@ -183,8 +239,15 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
   // would otherwise take CPU from the server and the fetcher, a cost real depots pay on their own
   // machines, not the master's.
   const common = { url: server.url, ca: ctx.ca.certPem, tls: tlsBaseOptions() };
-  const fetcher = new Worker(FETCHER_JS, { eval: true, workerData: { ...common, cert: reporters[0]!.cert, key: reporters[0]!.key, ids } });
-  const ask = <T>(w: Worker, msg: unknown) => new Promise<T>((resolve) => { w.once('message', resolve); w.postMessage(msg); });
+  const fetcher = new Worker(FETCHER_JS, {
+    eval: true,
+    workerData: { ...common, cert: reporters[0]!.cert, key: reporters[0]!.key, ids },
+  });
+  const ask = <T>(w: Worker, msg: unknown) =>
+    new Promise<T>((resolve) => {
+      w.once('message', resolve);
+      w.postMessage(msg);
+    });
   await ask<number>(fetcher, 'fetch');
   const mainCpuMs = () => {
     const f = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -193,16 +256,32 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
   const modes = [
-    { mode: 'persistent', what: 'reports on open keep-alive connections (one per depot, as a depot\'s HttpClient keeps it)' },
+    {
+      mode: 'persistent',
+      what: "reports on open keep-alive connections (one per depot, as a depot's HttpClient keeps it)",
+    },
     { mode: 'handshake', what: 'every report on a new connection (full mutual-TLS handshake each)' },
   ] as const;
   const cpuRows: string[] = [];
   const serveRows: string[] = [];
   const onlyModes = process.env.BENCH_REPORT_MODES?.split(',');
   for (const { mode, what } of modes.filter((m) => !onlyModes || onlyModes.includes(m.mode))) {
-    const data = { ...common, mode, depots: DEPOTS, reporters: reporters.map((r) => ({ cert: r.cert, key: r.key })), intervalMs: 60_000 / DEPOTS, stale: Boolean(process.env.BENCH_STALE) };
-    const reporter = spawn('nice', ['-n', '19', process.execPath, '-e', REPORTER_JS], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const tell = <T>(msg: unknown) => new Promise<T>((resolve) => { reporter.once('message', (m) => resolve(m as T)); reporter.send(msg as string); });
+    const data = {
+      ...common,
+      mode,
+      depots: DEPOTS,
+      reporters: reporters.map((r) => ({ cert: r.cert, key: r.key })),
+      intervalMs: 60_000 / DEPOTS,
+      stale: Boolean(process.env.BENCH_STALE),
+    };
+    const reporter = spawn('nice', ['-n', '19', process.execPath, '-e', REPORTER_JS], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const tell = <T>(msg: unknown) =>
+      new Promise<T>((resolve) => {
+        reporter.once('message', (m) => resolve(m as T));
+        reporter.send(msg as string);
+      });
     await tell(data);
     // Persistent mode opens every depot's connection first (one report each): the steady state of a
     // fleet reporting once a minute to a master that keeps idle connections longer than that.
@@ -219,7 +298,9 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
     const idle = await cpuOver(false);
     const busy = await cpuOver(true);
     const perReport = (busy.cpu - idle.cpu) / Math.max(1, busy.sent);
-    cpuRows.push(`| ${what} | ${busy.sent} | ${idle.cpu.toFixed(0)} → ${busy.cpu.toFixed(0)} | ${perReport.toFixed(2)} | ${(((perReport * DEPOTS) / 60_000) * 100).toFixed(1)}% |`);
+    cpuRows.push(
+      `| ${what} | ${busy.sent} | ${idle.cpu.toFixed(0)} → ${busy.cpu.toFixed(0)} | ${perReport.toFixed(2)} | ${(((perReport * DEPOTS) / 60_000) * 100).toFixed(1)}% |`,
+    );
     if (SERVE_RUNS === 0) {
       reporter.kill();
       continue;
@@ -236,15 +317,25 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
     const sent = (await tell<number>('off')) - sent0;
     reporter.kill();
     const [x, y] = [median(alone), median(loaded)];
-    serveRows.push(`| ${what} | ${sent} | ${x.toFixed(0)} | ${y.toFixed(0)} | ${(((y - x) / x) * 100).toFixed(1)}% |`);
+    serveRows.push(
+      `| ${what} | ${sent} | ${x.toFixed(0)} | ${y.toFixed(0)} | ${(((y - x) / x) * 100).toFixed(1)}% |`,
+    );
   }
   await fetcher.terminate();
   await server.close();
-  process.stdout.write(`\nStatus reports at the fleet's rate (${DEPOTS} depots, one report a minute each), master main-thread CPU over ${CPU_WINDOW_MS / 1000} s without and with reports, no chunks fetched:\n\n`);
-  process.stdout.write('| reports | sent | main-thread CPU ms | per report ms | share of one core |\n|---|---:|---:|---:|---:|\n');
+  process.stdout.write(
+    `\nStatus reports at the fleet's rate (${DEPOTS} depots, one report a minute each), master main-thread CPU over ${CPU_WINDOW_MS / 1000} s without and with reports, no chunks fetched:\n\n`,
+  );
+  process.stdout.write(
+    '| reports | sent | main-thread CPU ms | per report ms | share of one core |\n|---|---:|---:|---:|---:|\n',
+  );
   process.stdout.write(cpuRows.join('\n') + '\n');
-  process.stdout.write(`\nChunk serving over mutual TLS (${(SERVE_BYTES / 1048576).toFixed(0)} MiB in batches of 512 chunks, median of ${SERVE_RUNS} alternating runs each; goal: < 5% lower under load):\n\n`);
-  process.stdout.write('| reports | sent | MiB/s alone | MiB/s under reports | change |\n|---|---:|---:|---:|---:|\n');
+  process.stdout.write(
+    `\nChunk serving over mutual TLS (${(SERVE_BYTES / 1048576).toFixed(0)} MiB in batches of 512 chunks, median of ${SERVE_RUNS} alternating runs each; goal: < 5% lower under load):\n\n`,
+  );
+  process.stdout.write(
+    '| reports | sent | MiB/s alone | MiB/s under reports | change |\n|---|---:|---:|---:|---:|\n',
+  );
   process.stdout.write(serveRows.join('\n') + '\n');
 }
 

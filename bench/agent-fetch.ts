@@ -16,7 +16,16 @@
  */
 import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, statSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  statSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -54,7 +63,8 @@ async function depotMain(): Promise<void> {
   const root = process.env.BENCH_ROOT as string;
   const f = (n: string) => readFileSync(join(root, n), 'utf8');
   const store = ChunkStore.open(join(root, 'store'));
-  const load = (dir: string) => new Map(readdirSync(join(root, dir)).map((n) => [n, readFileSync(join(root, dir, n))]));
+  const load = (dir: string) =>
+    new Map(readdirSync(join(root, dir)).map((n) => [n, readFileSync(join(root, dir, n))]));
   const metadata = load('metadata');
   const targets = load('targets');
   const log = silentLogger();
@@ -68,16 +78,27 @@ async function depotMain(): Promise<void> {
   app.onError(errorHandler(log));
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.route('/', publicReadRoutes(source));
-  app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
+  app.use(
+    '*',
+    mutualTls({
+      log,
+      authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }),
+    }),
+  );
   app.route(
     '/',
     readRoutes(source, log, {
       verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0',
-      ...(process.env.BENCH_HOT_MIB ? { hotChunkBytes: Number(process.env.BENCH_HOT_MIB) * 1024 * 1024 } : {}),
+      ...(process.env.BENCH_HOT_MIB
+        ? { hotChunkBytes: Number(process.env.BENCH_HOT_MIB) * 1024 * 1024 }
+        : {}),
     }),
   );
   const server = https.createServer(
-    { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: MiB } as https.ServerOptions,
+    {
+      ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }),
+      highWaterMark: MiB,
+    } as https.ServerOptions,
     getRequestListener(app.fetch),
   );
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
@@ -107,7 +128,18 @@ function timed(cmd: string, args: string[]): number {
 
 async function waitForNginx(url: string, root: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    const r = spawnSync('curl', ['-sS', '-o', '/dev/null', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), url]);
+    const r = spawnSync('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '--cacert',
+      join(root, 'ca.pem'),
+      '--cert',
+      join(root, 'agent.pem'),
+      '--key',
+      join(root, 'agent.key'),
+      url,
+    ]);
     if (r.status === 0) return;
     await new Promise((res) => setTimeout(res, 50));
   }
@@ -126,16 +158,37 @@ async function main(): Promise<void> {
     const store = ChunkStore.open(join(root, 'store'));
     const ing = await ingestFile(store, input, { chunker: CHUNKING });
     await store.close();
-    const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+    const keys = {
+      root: generateKeyPair(),
+      timestamp: generateKeyPair(),
+      snapshot: generateKeyPair(),
+      targets: generateKeyPair(),
+    };
     const { repository, files } = TufRepository.create({
       root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer] },
-      online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+      online: {
+        timestamp: keys.timestamp.signer,
+        snapshot: keys.snapshot.signer,
+        targets: keys.targets.signer,
+      },
       options: { binCount: 256 },
     });
-    const manifest = buildManifest({ name: 'big', version: '1', chunking: CHUNKING, files: [{ path: 'setup.bin', mode: 0o755, size: ing.size, chunks: ing.chunks }] });
+    const manifest = buildManifest({
+      name: 'big',
+      version: '1',
+      chunking: CHUNKING,
+      files: [{ path: 'setup.bin', mode: 0o755, size: ing.size, chunks: ing.chunks }],
+    });
     const mbytes = encodeManifest(manifest);
     const sha = createHash('sha256').update(mbytes).digest('hex');
-    const all = [...files, ...repository.addTarget('big@1.json', { length: mbytes.length, sha256: sha, custom: { manifestId: manifestId(mbytes), name: 'big', version: '1' } })];
+    const all = [
+      ...files,
+      ...repository.addTarget('big@1.json', {
+        length: mbytes.length,
+        sha256: sha,
+        custom: { manifestId: manifestId(mbytes), name: 'big', version: '1' },
+      }),
+    ];
     mkdirSync(join(root, 'metadata'));
     mkdirSync(join(root, 'targets'));
     for (const f of all) writeFileSync(join(root, 'metadata', f.name), f.bytes);
@@ -148,17 +201,48 @@ async function main(): Promise<void> {
     const srv = issueServerCertificate(ca, { commonName: 'depot', ipAddresses: ['127.0.0.1'] });
     const a = createMachineKeyAndCsr({ machineName: 'bench-agent', role: 'agent' });
     const agentPem = issueMachineCertificate(ca, a.csrPem, { machineName: 'bench-agent', role: 'agent' });
-    for (const [n, v] of Object.entries({ 'ca.pem': m.certPem, 'depot.pem': srv.certPem, 'depot.key': srv.keyPem, 'agent.pem': agentPem, 'agent.key': a.keyPem })) writeFileSync(join(root, n), v);
+    for (const [n, v] of Object.entries({
+      'ca.pem': m.certPem,
+      'depot.pem': srv.certPem,
+      'depot.key': srv.keyPem,
+      'agent.pem': agentPem,
+      'agent.key': a.keyPem,
+    }))
+      writeFileSync(join(root, n), v);
 
-    const depotProf = process.env.BENCH_DEPOT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`] : [];
-    const depot = fork(process.argv[1] as string, [], { env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root }, execArgv: depotProf });
+    const depotProf = process.env.BENCH_DEPOT_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`]
+      : [];
+    const depot = fork(process.argv[1] as string, [], {
+      env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root },
+      execArgv: depotProf,
+    });
     procs.push(depot);
-    const port = await new Promise<number>((r) => depot.once('message', (msg) => r((msg as { port: number }).port)));
+    const port = await new Promise<number>((r) =>
+      depot.once('message', (msg) => r((msg as { port: number }).port)),
+    );
     const url = `https://127.0.0.1:${port}`;
     const connect = (s: { name: string; url: string; kind: 'depot' | 'master' }) =>
-      new RemoteSource(s, new HttpClient({ baseUrl: s.url, caPem: m.certPem, certPem: agentPem, keyPem: a.keyPem, maxSockets: 8, logger: benchLog }));
+      new RemoteSource(
+        s,
+        new HttpClient({
+          baseUrl: s.url,
+          caPem: m.certPem,
+          certPem: agentPem,
+          keyPem: a.keyPem,
+          maxSockets: 8,
+          logger: benchLog,
+        }),
+      );
 
-    const rows: Array<{ tool: string; ms: number; rssMiB?: number; agentCpuMs?: number; agentSysMs?: number; depotCpuMs?: number }> = [];
+    const rows: Array<{
+      tool: string;
+      ms: number;
+      rssMiB?: number;
+      agentCpuMs?: number;
+      agentSysMs?: number;
+      depotCpuMs?: number;
+    }> = [];
     // CPU time (user + system, all threads) of a process, from /proc: where the 2 cores go.
     const procCpuMs = (pid: number) => {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -186,11 +270,21 @@ async function main(): Promise<void> {
           }
         }),
       );
-      rows.push({ tool: 'depot read API: batches drained, nothing verified or written (ceiling)', ms: performance.now() - t0, agentCpuMs: selfCpuMs() - a0, depotCpuMs: procCpuMs(depot.pid!) - d0 });
+      rows.push({
+        tool: 'depot read API: batches drained, nothing verified or written (ceiling)',
+        ms: performance.now() - t0,
+        agentCpuMs: selfCpuMs() - a0,
+        depotCpuMs: procCpuMs(depot.pid!) - d0,
+      });
       r.close();
     }
-    const variants = [['depotsync agent fetch (chunk cache on: written only if a fetch fails)', 8 * 1024 * MiB], ['depotsync agent fetch (no chunk cache)', 0]] as const;
-    for (const [label, cacheMaxBytes] of variants.filter((v) => !process.env.BENCH_ONLY || v[0].includes(process.env.BENCH_ONLY))) {
+    const variants = [
+      ['depotsync agent fetch (chunk cache on: written only if a fetch fails)', 8 * 1024 * MiB],
+      ['depotsync agent fetch (no chunk cache)', 0],
+    ] as const;
+    for (const [label, cacheMaxBytes] of variants.filter(
+      (v) => !process.env.BENCH_ONLY || v[0].includes(process.env.BENCH_ONLY),
+    )) {
       const agentDir = join(root, 'agent');
       rmSync(agentDir, { recursive: true, force: true });
       mkdirSync(join(agentDir, 'out'), { recursive: true });
@@ -208,7 +302,10 @@ async function main(): Promise<void> {
         store: new DirectoryTrustedStore(join(agentDir, 'tuf')),
         fingerprint,
         state: new MemoryAgentState(),
-        settings: { cacheMaxBytes, ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}) },
+        settings: {
+          cacheMaxBytes,
+          ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
+        },
         logger: benchLog,
       });
       const ms = performance.now() - t0;
@@ -217,12 +314,27 @@ async function main(): Promise<void> {
       const agentSysMs = split.system / 1000;
       if (prof) await prof(`${process.env.BENCH_PROFILE}-${cacheMaxBytes}.cpuprofile`);
       if (r.bytes !== BYTES) throw new Error(`fetched ${r.bytes} bytes, expected ${BYTES}`);
-      rows.push({ tool: label, ms, rssMiB: process.resourceUsage().maxRSS / 1024, agentCpuMs, agentSysMs, depotCpuMs });
+      rows.push({
+        tool: label,
+        ms,
+        rssMiB: process.resourceUsage().maxRSS / 1024,
+        agentCpuMs,
+        agentSysMs,
+        depotCpuMs,
+      });
       rmSync(agentDir, { recursive: true, force: true });
     }
 
     if (process.env.BENCH_ONLY) {
-      for (const r of rows) console.log(r.tool, (r.ms / 1000).toFixed(2), 's', r.agentCpuMs === undefined ? '' : `agent CPU ${(r.agentCpuMs / 1000).toFixed(2)} s (system ${((r.agentSysMs ?? 0) / 1000).toFixed(2)} s), depot CPU ${(r.depotCpuMs! / 1000).toFixed(2)} s`);
+      for (const r of rows)
+        console.log(
+          r.tool,
+          (r.ms / 1000).toFixed(2),
+          's',
+          r.agentCpuMs === undefined
+            ? ''
+            : `agent CPU ${(r.agentCpuMs / 1000).toFixed(2)} s (system ${((r.agentSysMs ?? 0) / 1000).toFixed(2)} s), depot CPU ${(r.depotCpuMs! / 1000).toFixed(2)} s`,
+        );
       return;
     }
     // nginx (ssl_verify_client on) → curl into a file, then sync.
@@ -244,19 +356,44 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     const curlOut = join(root, 'curl.out');
     rmSync(curlOut, { force: true });
     execFileSync('sync');
-    const curlMs = timed('curl', ['-sS', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nport}/setup.bin`]) + timed('sync', []);
-    if (statSync(curlOut).size !== BYTES) throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
+    const curlMs =
+      timed('curl', [
+        '-sS',
+        '--fail',
+        '--cacert',
+        join(root, 'ca.pem'),
+        '--cert',
+        join(root, 'agent.pem'),
+        '--key',
+        join(root, 'agent.key'),
+        '-o',
+        curlOut,
+        `https://127.0.0.1:${nport}/setup.bin`,
+      ]) + timed('sync', []);
+    if (statSync(curlOut).size !== BYTES)
+      throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
     rmSync(curlOut);
 
     const mibs = (ms: number) => (BYTES / MiB / (ms / 1000)).toFixed(0);
-    console.log(`package: ${(BYTES / MiB).toFixed(0)} MiB, ${manifest.tree.count} chunks (FastCDC 16/64/256 KiB), one depot on 127.0.0.1 (own process), TLS 1.3 mutual\n`);
-    console.log('| tool | seconds | MiB/s | vs curl+sync | agent peak RSS MiB | agent CPU s (of it system) | depot CPU s |');
+    console.log(
+      `package: ${(BYTES / MiB).toFixed(0)} MiB, ${manifest.tree.count} chunks (FastCDC 16/64/256 KiB), one depot on 127.0.0.1 (own process), TLS 1.3 mutual\n`,
+    );
+    console.log(
+      '| tool | seconds | MiB/s | vs curl+sync | agent peak RSS MiB | agent CPU s (of it system) | depot CPU s |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     const cpu = (ms?: number) => (ms === undefined ? '-' : (ms / 1000).toFixed(2));
-    for (const r of rows) console.log(`| ${r.tool} | ${(r.ms / 1000).toFixed(2)} | ${mibs(r.ms)} | ${(curlMs / r.ms).toFixed(2)}× | ${r.rssMiB?.toFixed(0) ?? '-'} | ${cpu(r.agentCpuMs)}${r.agentSysMs === undefined ? '' : ` (${cpu(r.agentSysMs)})`} | ${cpu(r.depotCpuMs)} |`);
-    console.log(`| nginx → curl (client cert) + sync | ${(curlMs / 1000).toFixed(2)} | ${mibs(curlMs)} | 1.00× | - | - | - |`);
+    for (const r of rows)
+      console.log(
+        `| ${r.tool} | ${(r.ms / 1000).toFixed(2)} | ${mibs(r.ms)} | ${(curlMs / r.ms).toFixed(2)}× | ${r.rssMiB?.toFixed(0) ?? '-'} | ${cpu(r.agentCpuMs)}${r.agentSysMs === undefined ? '' : ` (${cpu(r.agentSysMs)})`} | ${cpu(r.depotCpuMs)} |`,
+      );
+    console.log(
+      `| nginx → curl (client cert) + sync | ${(curlMs / 1000).toFixed(2)} | ${mibs(curlMs)} | 1.00× | - | - | - |`,
+    );
   } finally {
-    for (const p of procs) if (p.connected) p.disconnect(); else p.kill();
+    for (const p of procs)
+      if (p.connected) p.disconnect();
+      else p.kill();
     rmSync(root, { recursive: true, force: true });
   }
 }

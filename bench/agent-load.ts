@@ -26,7 +26,14 @@ import { DEFAULT_FETCH_SETTINGS } from '../agent/config.js';
 import { RemoteSource } from '../agent/fetch/remote.js';
 import { HttpClient } from '../src/net/client.js';
 import { BatchDecoder, planBatches } from '../src/wire/chunk-batch.js';
-import { forkDepot, MiB, peakRssMiB, preparePackage, startNginx, type PreparedPackage } from './lib/package-depot.js';
+import {
+  forkDepot,
+  MiB,
+  peakRssMiB,
+  preparePackage,
+  startNginx,
+  type PreparedPackage,
+} from './lib/package-depot.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 200);
 const BYTES = Number(process.env.BENCH_BYTES ?? 100 * MiB);
@@ -75,8 +82,15 @@ function client(pkg: PreparedPackage, url: string): HttpClient {
 async function depotLoad(pkg: PreparedPackage, url: string): Promise<LoadResult> {
   const seen = new Set<string>();
   const needs = pkg.manifest.files[0]!.chunks.filter((c) => !seen.has(c.id) && seen.add(c.id));
-  const batches = planBatches(needs, DEFAULT_FETCH_SETTINGS.batchMaxBytes, DEFAULT_FETCH_SETTINGS.batchMaxChunks);
-  const remotes = Array.from({ length: AGENTS }, () => new RemoteSource({ name: 'depot', url, kind: 'depot' }, client(pkg, url)));
+  const batches = planBatches(
+    needs,
+    DEFAULT_FETCH_SETTINGS.batchMaxBytes,
+    DEFAULT_FETCH_SETTINGS.batchMaxChunks,
+  );
+  const remotes = Array.from(
+    { length: AGENTS },
+    () => new RemoteSource({ name: 'depot', url, kind: 'depot' }, client(pkg, url)),
+  );
   try {
     return await load(async (i) => {
       const remote = remotes[i] as RemoteSource;
@@ -90,10 +104,13 @@ async function depotLoad(pkg: PreparedPackage, url: string): Promise<LoadResult>
         let records = 0;
         for await (const piece of res.body) {
           got += (piece as Buffer).length;
-          if (decoder) for (const r of decoder.push(piece as Buffer)) records += r.data && r.data.length === batch[records]!.length ? 1 : Number.NaN;
+          if (decoder)
+            for (const r of decoder.push(piece as Buffer))
+              records += r.data && r.data.length === batch[records]!.length ? 1 : Number.NaN;
         }
         if (got !== expected) throw new Error(`batch of ${ids.length}: ${got} bytes, expected ${expected}`);
-        if (decoder && records !== ids.length) throw new Error(`batch of ${ids.length}: ${records} good records`);
+        if (decoder && records !== ids.length)
+          throw new Error(`batch of ${ids.length}: ${records} good records`);
         total += got;
       }
       return total;
@@ -109,7 +126,10 @@ async function nginxLoad(pkg: PreparedPackage, url: string): Promise<LoadResult>
   const clients = Array.from({ length: AGENTS }, () => client(pkg, url));
   try {
     return await load(async (i) => {
-      const res = await (clients[i] as HttpClient).getStream('/setup.bin', { maxBytes: BYTES, what: 'setup.bin' });
+      const res = await (clients[i] as HttpClient).getStream('/setup.bin', {
+        maxBytes: BYTES,
+        what: 'setup.bin',
+      });
       let got = 0;
       for await (const piece of res.body) got += (piece as Buffer).length;
       if (got !== BYTES) throw new Error(`setup.bin: ${got} bytes, expected ${BYTES}`);
@@ -131,7 +151,8 @@ async function main(): Promise<void> {
     const depotRss = peakRssMiB(depot.child.pid as number);
     depot.child.disconnect();
 
-    const workers = process.env.BENCH_NGINX_WORKERS === 'auto' ? 'auto' : Number(process.env.BENCH_NGINX_WORKERS ?? 1);
+    const workers =
+      process.env.BENCH_NGINX_WORKERS === 'auto' ? 'auto' : Number(process.env.BENCH_NGINX_WORKERS ?? 1);
     const nginx = await startNginx(root, { workers });
     stops.push(() => nginx.proc.kill());
     const n = await nginxLoad(pkg, nginx.url);
@@ -139,16 +160,23 @@ async function main(): Promise<void> {
     nginx.proc.kill();
 
     const mibs = (r: LoadResult) => r.bytes / MiB / (r.ms / 1000);
-    const pct = (r: LoadResult, q: number) => ((r.agentMs[Math.min(r.agentMs.length - 1, Math.floor(q * r.agentMs.length))] ?? NaN) / 1000).toFixed(1);
+    const pct = (r: LoadResult, q: number) =>
+      ((r.agentMs[Math.min(r.agentMs.length - 1, Math.floor(q * r.agentMs.length))] ?? NaN) / 1000).toFixed(
+        1,
+      );
     const chunks = pkg.manifest.tree.count;
     console.log(
       `${AGENTS} agents at once, one mutual-TLS connection each, ${(BYTES / MiB).toFixed(0)} MiB package (${chunks} chunks, FastCDC 16/64/256 KiB), ` +
         `one load generator process, server on 127.0.0.1; depot verify-on-serve ${process.env.BENCH_VERIFY_ON_SERVE === '0' ? 'off' : 'on'}, nginx workers ${workers}\n`,
     );
-    console.log('| server | seconds | aggregate MiB/s | vs nginx | agent done p50 / max s | peak RSS MiB | failures |');
+    console.log(
+      '| server | seconds | aggregate MiB/s | vs nginx | agent done p50 / max s | peak RSS MiB | failures |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     const row = (name: string, r: LoadResult, rss: number | undefined) =>
-      console.log(`| ${name} | ${(r.ms / 1000).toFixed(1)} | ${mibs(r).toFixed(0)} | ${(mibs(r) / mibs(n)).toFixed(2)}× | ${pct(r, 0.5)} / ${pct(r, 1)} | ${rss?.toFixed(0) ?? '-'} | ${r.failures.length} |`);
+      console.log(
+        `| ${name} | ${(r.ms / 1000).toFixed(1)} | ${mibs(r).toFixed(0)} | ${(mibs(r) / mibs(n)).toFixed(2)}× | ${pct(r, 0.5)} / ${pct(r, 1)} | ${rss?.toFixed(0) ?? '-'} | ${r.failures.length} |`,
+      );
     row('depotsync depot: POST /v1/chunks/batch (agent fetch batches)', d, depotRss);
     row('nginx: GET of the same file (client cert)', n, nginxRss);
     for (const f of [...d.failures, ...n.failures].slice(0, 5)) console.log(`failure: ${f}`);

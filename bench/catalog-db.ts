@@ -36,7 +36,16 @@ function publish(m: MasterDb, name: string, version: string, chunkIds: string[])
     generation: g,
     createdBy: 'bench',
     manifests: [{ id, bytes, chunkIds }],
-    add: [{ name, version, manifestId: id, targetPath: `${name}/${version}`, bin: 'bin-00', totalBytes: chunkIds.length * 65536 }],
+    add: [
+      {
+        name,
+        version,
+        manifestId: id,
+        targetPath: `${name}/${version}`,
+        bin: 'bin-00',
+        totalBytes: chunkIds.length * 65536,
+      },
+    ],
     bins: [{ name: 'bin-00', version: g }],
     metadata: [
       { role: 'bin-00', version: g, bytes: Buffer.alloc(2048, 1) },
@@ -51,7 +60,12 @@ function commits(dir: string, synchronous: 'FULL' | 'NORMAL'): number {
   if (synchronous === 'NORMAL') m.db.pragma('synchronous = NORMAL');
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < PUBLISHES; i++) {
-    publish(m, 'app', String(i), Array.from({ length: 100 }, (_, c) => hex(`${synchronous} ${i} ${c}`)));
+    publish(
+      m,
+      'app',
+      String(i),
+      Array.from({ length: 100 }, (_, c) => hex(`${synchronous} ${i} ${c}`)),
+    );
   }
   const perCommit = ms(t0) / PUBLISHES;
   m.close();
@@ -65,7 +79,12 @@ function gcWalk(dir: string): { refs: number; live: number; oursMs: number; cliM
   // Each version shares half of its chunks with the previous one (a typical update).
   for (let v = 0; v < manifests; v++) {
     const base = v * (CHUNKS_PER_MANIFEST / 2);
-    publish(m, 'big', String(v), Array.from({ length: CHUNKS_PER_MANIFEST }, (_, c) => hex(`chunk ${base + c}`)));
+    publish(
+      m,
+      'big',
+      String(v),
+      Array.from({ length: CHUNKS_PER_MANIFEST }, (_, c) => hex(`chunk ${base + c}`)),
+    );
   }
   // Unpublish every other version.
   for (let v = 0; v < manifests; v += 2) {
@@ -93,12 +112,20 @@ try {
   const normal = commits(dir, 'NORMAL');
   const gc = gcWalk(dir);
   const sqliteVersion = execFileSync('sqlite3', ['--version']).toString().split(' ')[0];
-  console.log(`\n### master catalog database (${PUBLISHES} publishes of 100 chunks; ${gc.refs} chunk refs)\n`);
+  console.log(
+    `\n### master catalog database (${PUBLISHES} publishes of 100 chunks; ${gc.refs} chunk refs)\n`,
+  );
   console.log('| measurement | depotsync | peer | peer tool |');
   console.log('|---|---|---|---|');
-  console.log(`| publish commit, ms each | ${full.toFixed(2)} (synchronous=FULL) | ${normal.toFixed(2)} | same commit at synchronous=NORMAL (better-sqlite3 reopen default) |`);
-  console.log(`| GC walk of ${gc.live} live chunk ids, ms | ${gc.oursMs.toFixed(0)} (liveChunkIds, paged) | ${gc.cliMs.toFixed(0)} | sqlite3 ${sqliteVersion} shell, same query |`);
-  console.log(`| live ids per second | ${Math.round(gc.live / (gc.oursMs / 1000))} | ${Math.round(gc.live / (gc.cliMs / 1000))} | |`);
+  console.log(
+    `| publish commit, ms each | ${full.toFixed(2)} (synchronous=FULL) | ${normal.toFixed(2)} | same commit at synchronous=NORMAL (better-sqlite3 reopen default) |`,
+  );
+  console.log(
+    `| GC walk of ${gc.live} live chunk ids, ms | ${gc.oursMs.toFixed(0)} (liveChunkIds, paged) | ${gc.cliMs.toFixed(0)} | sqlite3 ${sqliteVersion} shell, same query |`,
+  );
+  console.log(
+    `| live ids per second | ${Math.round(gc.live / (gc.oursMs / 1000))} | ${Math.round(gc.live / (gc.cliMs / 1000))} | |`,
+  );
   console.log(`| database bytes per chunk ref | ${(gc.dbBytes / gc.refs).toFixed(1)} | | |`);
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -36,7 +36,11 @@ function run(data: Uint8Array, hash: boolean): Result {
   for (let i = 0; i < data.length; i += READ_BYTES) take(c.push(data.subarray(i, i + READ_BYTES)));
   take(c.finish());
   const cpu = process.cpuUsage(cpu0);
-  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, cpuSeconds: (cpu.user + cpu.system) / 1e6, chunks };
+  return {
+    seconds: Number(process.hrtime.bigint() - t) / 1e9,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    chunks,
+  };
 }
 
 function best(data: Uint8Array, hash: boolean): Result {
@@ -50,7 +54,8 @@ function best(data: Uint8Array, hash: boolean): Result {
 
 function main(): void {
   const data = new Uint8Array(BYTES);
-  for (let i = 0; i < BYTES; i += 64 * 1024 * 1024) randomFillSync(data, i, Math.min(64 * 1024 * 1024, BYTES - i));
+  for (let i = 0; i < BYTES; i += 64 * 1024 * 1024)
+    randomFillSync(data, i, Math.min(64 * 1024 * 1024, BYTES - i));
   run(data.subarray(0, Math.min(BYTES, 64 * 1024 * 1024)), true); // JIT warm-up
 
   const o = DEFAULT_CHUNKER_OPTIONS;
@@ -62,7 +67,9 @@ function main(): void {
     `\nFastCDC on ${(BYTES / 1024 ** 2).toFixed(0)} MiB of random bytes in memory ` +
       `(min ${o.minBytes / 1024} / avg ${o.avgBytes / 1024} / max ${o.maxBytes / 1024} KiB; best of ${RUNS})\n`,
   );
-  console.log('| run | MB/s (wall) | MB/s (per CPU second) | chunks | mean chunk (KiB) | wall vs reference 1.5 GB/s |');
+  console.log(
+    '| run | MB/s (wall) | MB/s (per CPU second) | chunks | mean chunk (KiB) | wall vs reference 1.5 GB/s |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|');
   for (const [name, r] of rows) {
     const gbps = BYTES / r.seconds / 1e9;
@@ -73,7 +80,9 @@ function main(): void {
     );
   }
   const load = loadavg()[0] ?? 0;
-  console.log(`\nLoad average during the run: ${load.toFixed(2)} on ${cpus().length} cores (wall-clock figures are only meaningful near idle).`);
+  console.log(
+    `\nLoad average during the run: ${load.toFixed(2)} on ${cpus().length} cores (wall-clock figures are only meaningful near idle).`,
+  );
 }
 
 main();

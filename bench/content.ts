@@ -33,7 +33,8 @@ function treeWith(ids: Buffer[], h: (data: Buffer) => Buffer): Buffer {
   let level = ids.map((id) => h(Buffer.concat([Buffer.of(0), id])));
   while (level.length > 1) {
     const up: Buffer[] = [];
-    for (let i = 0; i + 1 < level.length; i += 2) up.push(h(Buffer.concat([Buffer.of(1), level[i] as Buffer, level[i + 1] as Buffer])));
+    for (let i = 0; i + 1 < level.length; i += 2)
+      up.push(h(Buffer.concat([Buffer.of(1), level[i] as Buffer, level[i + 1] as Buffer])));
     if (level.length % 2 === 1) up.push(level[level.length - 1] as Buffer);
     level = up;
   }
@@ -55,7 +56,8 @@ function main(): void {
   console.log(`\n### Hash tree over ${CHUNKS} chunk ids (${hashes} hashes), best of ${RUNS}\n`);
   console.log('| implementation | ms | µs per hash |');
   console.log('|---|---:|---:|');
-  for (const [name, ms] of rows) console.log(`| ${name} | ${ms.toFixed(1)} | ${((ms * 1000) / hashes).toFixed(2)} |`);
+  for (const [name, ms] of rows)
+    console.log(`| ${name} | ${ms.toFixed(1)} | ${((ms * 1000) / hashes).toFixed(2)} |`);
 
   const chunks = ids.map((id) => ({ id: id.toString('hex'), length: 65_536 }));
   const m = buildManifest({
@@ -65,17 +67,33 @@ function main(): void {
     files: [{ path: 'package.bin', mode: 0o644, size: CHUNKS * 65_536, chunks }],
   });
   const bytes = encodeManifest(m);
-  const plain = Buffer.from(JSON.stringify({ ...m, files: m.files.map((f) => ({ ...f, chunks: f.chunks })) }));
+  const plain = Buffer.from(
+    JSON.stringify({ ...m, files: m.files.map((f) => ({ ...f, chunks: f.chunks })) }),
+  );
   console.log(`\n### Manifest of one file of ${CHUNKS} chunks, best of ${RUNS}\n`);
   console.log('| design / step | bytes | ms |');
   console.log('|---|---:|---:|');
-  console.log(`| depotsync: base64 of 36-byte records, encodeManifest | ${bytes.length} | ${bestMs(() => encodeManifest(m)).toFixed(1)} |`);
-  console.log(`| plain JSON: [{id: hex, length}], JSON.stringify | ${plain.length} | ${bestMs(() => JSON.stringify(m)).toFixed(1)} |`);
-  console.log(`| depotsync decodeManifest (strict parse, all checks, tree, canonical) | ${bytes.length} | ${bestMs(() => decodeManifest(bytes)).toFixed(1)} |`);
-  console.log(`| depotsync parseStrictJson alone | ${bytes.length} | ${bestMs(() => parseStrictJson(bytes, { maxBytes: bytes.length, what: 'm' })).toFixed(1)} |`);
-  console.log(`| JSON.parse (Node built-in, no checks) on the same bytes | ${bytes.length} | ${bestMs(() => JSON.parse(bytes.toString('utf8'))).toFixed(1)} |`);
-  console.log(`| parseStrictJson on the plain JSON design | ${plain.length} | ${bestMs(() => parseStrictJson(plain, { maxBytes: plain.length, what: 'm' })).toFixed(1)} |`);
-  console.log(`| JSON.parse on the plain JSON design | ${plain.length} | ${bestMs(() => JSON.parse(plain.toString('utf8'))).toFixed(1)} |`);
+  console.log(
+    `| depotsync: base64 of 36-byte records, encodeManifest | ${bytes.length} | ${bestMs(() => encodeManifest(m)).toFixed(1)} |`,
+  );
+  console.log(
+    `| plain JSON: [{id: hex, length}], JSON.stringify | ${plain.length} | ${bestMs(() => JSON.stringify(m)).toFixed(1)} |`,
+  );
+  console.log(
+    `| depotsync decodeManifest (strict parse, all checks, tree, canonical) | ${bytes.length} | ${bestMs(() => decodeManifest(bytes)).toFixed(1)} |`,
+  );
+  console.log(
+    `| depotsync parseStrictJson alone | ${bytes.length} | ${bestMs(() => parseStrictJson(bytes, { maxBytes: bytes.length, what: 'm' })).toFixed(1)} |`,
+  );
+  console.log(
+    `| JSON.parse (Node built-in, no checks) on the same bytes | ${bytes.length} | ${bestMs(() => JSON.parse(bytes.toString('utf8'))).toFixed(1)} |`,
+  );
+  console.log(
+    `| parseStrictJson on the plain JSON design | ${plain.length} | ${bestMs(() => parseStrictJson(plain, { maxBytes: plain.length, what: 'm' })).toFixed(1)} |`,
+  );
+  console.log(
+    `| JSON.parse on the plain JSON design | ${plain.length} | ${bestMs(() => JSON.parse(plain.toString('utf8'))).toFixed(1)} |`,
+  );
 }
 
 main();

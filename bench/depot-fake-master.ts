@@ -38,8 +38,17 @@ export interface BenchMaster {
   close(): Promise<void>;
 }
 
-export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 | 256 | 4096 = 256): Promise<BenchMaster> {
-  const k = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+export async function startBenchMaster(
+  ca: Ca,
+  store: ChunkStore,
+  binCount: 16 | 256 | 4096 = 256,
+): Promise<BenchMaster> {
+  const k = {
+    root: generateKeyPair(),
+    timestamp: generateKeyPair(),
+    snapshot: generateKeyPair(),
+    targets: generateKeyPair(),
+  };
   const created = TufRepository.create({
     root: { keys: [k.root.publicKey], threshold: 1, signers: [k.root.signer] },
     online: { timestamp: k.timestamp.signer, snapshot: k.snapshot.signer, targets: k.targets.signer },
@@ -59,7 +68,8 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
     metadata: (n: string) => files.get(n),
     target: (n: string) => targets.get(n),
     revocations: () => revocations,
-    latestRootVersion: () => Math.max(...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))),
+    latestRootVersion: () =>
+      Math.max(...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))),
     chunks: store,
   };
   let requests = 0;
@@ -68,11 +78,23 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
     await next();
   });
   app.route('/', publicReadRoutes(source));
-  app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: p.role ?? 'depot', serial: p.serial } }) }));
+  app.use(
+    '*',
+    mutualTls({
+      log,
+      authorize: (p) => ({
+        ok: true,
+        machine: { name: p.commonName, role: p.role ?? 'depot', serial: p.serial },
+      }),
+    }),
+  );
   app.post('/v1/status', (c) => c.json({ ok: true }));
   app.route('/', readRoutes(source, log, { verifyOnServe: false, onServed: (_k, n) => (sent += n) }));
   const srv = issueServerCertificate(ca, { commonName: 'master', ipAddresses: ['127.0.0.1'] });
-  const server = https.createServer({ ...tlsServerOptions({ ...srv, caPem: ca.certPem }), highWaterMark: 1024 * 1024 } as https.ServerOptions, getRequestListener(app.fetch));
+  const server = https.createServer(
+    { ...tlsServerOptions({ ...srv, caPem: ca.certPem }), highWaterMark: 1024 * 1024 } as https.ServerOptions,
+    getRequestListener(app.fetch),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -82,12 +104,30 @@ export async function startBenchMaster(ca: Ca, store: ChunkStore, binCount: 16 |
     requests: () => requests,
     publish(packages) {
       const changes: TargetChange[] = packages.map((p) => {
-        const m = buildManifest({ name: p.name, version: p.version, chunking: BENCH_CHUNKING, files: [{ path: 'setup.bin', mode: 0o644, size: p.size, chunks: p.chunks }] });
+        const m = buildManifest({
+          name: p.name,
+          version: p.version,
+          chunking: BENCH_CHUNKING,
+          files: [{ path: 'setup.bin', mode: 0o644, size: p.size, chunks: p.chunks }],
+        });
         const bytes = encodeManifest(m);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         const path = `${p.name}@${p.version}.json`;
         targets.set(`${sha256}.${path}`, bytes);
-        return { path, target: { length: bytes.length, sha256, custom: { manifestId: manifestId(bytes), name: p.name, version: p.version, bytes: p.size, chunks: m.tree.count } } };
+        return {
+          path,
+          target: {
+            length: bytes.length,
+            sha256,
+            custom: {
+              manifestId: manifestId(bytes),
+              name: p.name,
+              version: p.version,
+              bytes: p.size,
+              chunks: m.tree.count,
+            },
+          },
+        };
       });
       put(created.repository.updateTargets(changes));
     },

@@ -17,7 +17,17 @@
  * Needs nginx, curl and rsync (apt-get install -y nginx rsync curl).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, closeSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  closeSync,
+  writeSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,7 +51,8 @@ const MiB = 1024 * 1024;
 // ---- the depot, in its own process (its RSS and CPU are its own) --------------------------------
 
 type ChildMsg = { cmd: 'sync'; dir: string; cold: boolean };
-type ChildReply = { ok: true; result: SyncResult; ms: number; maxRssKiB: number } | { ok: false; error: string };
+type ChildReply =
+  { ok: true; result: SyncResult; ms: number; maxRssKiB: number } | { ok: false; error: string };
 
 async function depotChild(): Promise<void> {
   let depot: Depot | undefined;
@@ -56,14 +67,19 @@ async function depotChild(): Promise<void> {
     try {
       if (m.cold || !depot) {
         await depot?.close();
-        depot = openDepot(m.dir, { logger: process.env.BENCH_LOG ? createLogger({ level: 'info' }) : silentLogger() });
+        depot = openDepot(m.dir, {
+          logger: process.env.BENCH_LOG ? createLogger({ level: 'info' }) : silentLogger(),
+        });
       }
       const t0 = performance.now();
       // BENCH_HEAP=FILE:SECONDS: a heap snapshot that many seconds into the first sync (where memory goes).
       const heap = /^(.+):(\d+(?:\.\d+)?)$/.exec(process.env.BENCH_HEAP ?? '');
       if (heap) {
         process.env.BENCH_HEAP = '';
-        setTimeout(() => void import('node:v8').then((v8) => v8.writeHeapSnapshot(heap[1])), Number(heap[2]) * 1000);
+        setTimeout(
+          () => void import('node:v8').then((v8) => v8.writeHeapSnapshot(heap[1])),
+          Number(heap[2]) * 1000,
+        );
       }
       const result = await depot.engine.sync();
       const ms = performance.now() - t0;
@@ -71,7 +87,12 @@ async function depotChild(): Promise<void> {
         await depot.close();
         depot = undefined;
       }
-      if (process.env.BENCH_MEM) console.error(`depot memory peaks (MiB): ${Object.entries(peak).map(([k, v]) => `${k} ${(v / 1048576).toFixed(0)}`).join(', ')}`);
+      if (process.env.BENCH_MEM)
+        console.error(
+          `depot memory peaks (MiB): ${Object.entries(peak)
+            .map(([k, v]) => `${k} ${(v / 1048576).toFixed(0)}`)
+            .join(', ')}`,
+        );
       process.send!({ ok: true, result, ms, maxRssKiB: process.resourceUsage().maxRSS } satisfies ChildReply);
     } catch (e) {
       process.send!({ ok: false, error: (e as Error).stack ?? String(e) } satisfies ChildReply);
@@ -121,7 +142,13 @@ function run(cmd: string, args: string[]): { ms: number; out: string } {
   return { ms: performance.now() - t0, out };
 }
 
-async function publishFile(master: BenchMaster, store: ChunkStore, name: string, version: string, path: string): Promise<void> {
+async function publishFile(
+  master: BenchMaster,
+  store: ChunkStore,
+  name: string,
+  version: string,
+  path: string,
+): Promise<void> {
   const r = await ingestFile(store, path, { chunker: BENCH_CHUNKING });
   master.publish([{ name, version, size: r.size, chunks: r.chunks }]);
 }
@@ -142,11 +169,26 @@ function depotDir(root: string, ca: Ca, master: BenchMaster, name: string): stri
   const dir = join(root, name);
   const layout = depotLayout(dir);
   mkdirSync(layout.tlsDir, { recursive: true });
-  const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot', ipAddresses: ['127.0.0.1'] });
+  const { keyPem, csrPem } = createMachineKeyAndCsr({
+    machineName: name,
+    role: 'depot',
+    ipAddresses: ['127.0.0.1'],
+  });
   writeFileSync(layout.key, keyPem, { mode: 0o600 });
   writeFileSync(layout.cert, issueMachineCertificate(ca, csrPem, { machineName: name, role: 'depot' }));
   writeFileSync(layout.caCert, ca.certPem);
-  writeFileSync(layout.config, JSON.stringify(newDepotConfig({ name, masterUrl: master.url, fingerprint: master.fingerprint, hosts: ['127.0.0.1'], sync: { statusEveryMs: 0 } })));
+  writeFileSync(
+    layout.config,
+    JSON.stringify(
+      newDepotConfig({
+        name,
+        masterUrl: master.url,
+        fingerprint: master.fingerprint,
+        hosts: ['127.0.0.1'],
+        sync: { statusEveryMs: 0 },
+      }),
+    ),
+  );
   return dir;
 }
 
@@ -166,8 +208,13 @@ async function main(): Promise<void> {
     store = ChunkStore.open(join(root, 'master-store'));
     master = await startBenchMaster(ca, store);
     // BENCH_DEPOT_PROFILE=/tmp/dir: a CPU profile of the depot process (written when it exits).
-    const prof = process.env.BENCH_DEPOT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`] : [];
-    const child = fork(process.argv[1]!, ['depot-child'], { stdio: 'inherit', execArgv: [...prof, ...(process.env.BENCH_DEPOT_NODE_FLAGS ?? '').split(' ').filter(Boolean)] });
+    const prof = process.env.BENCH_DEPOT_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`]
+      : [];
+    const child = fork(process.argv[1]!, ['depot-child'], {
+      stdio: 'inherit',
+      execArgv: [...prof, ...(process.env.BENCH_DEPOT_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
+    });
     procs.push(child);
 
     // 1. Fresh sync vs nginx → curl + sync.
@@ -182,7 +229,9 @@ async function main(): Promise<void> {
     // The depot's writes and curl's, timed later, both into warm page cache (bench/lib/page-cache.ts).
     warmPageCache(root, 3 * BYTES);
     const fresh = await ask(child, dA, false);
-    console.error(`fresh sync: ${(fresh.ms / 1000).toFixed(2)} s, depot peak RSS ${(fresh.maxRssKiB / 1024).toFixed(0)} MiB`);
+    console.error(
+      `fresh sync: ${(fresh.ms / 1000).toFixed(2)} s, depot peak RSS ${(fresh.maxRssKiB / 1024).toFixed(0)} MiB`,
+    );
     // BENCH_ONLY=fresh: stop here (the peak-RSS runs at 4 GiB).
     if (process.env.BENCH_ONLY === 'fresh') return;
 
@@ -191,7 +240,14 @@ async function main(): Promise<void> {
     execFileSync('cp', [v1, join(www, 'v1.bin')]);
     const srv = issueServerCertificate(ca, { commonName: 'nginx', ipAddresses: ['127.0.0.1'] });
     const agent = createMachineKeyAndCsr({ machineName: 'bench-agent', role: 'agent' });
-    for (const [f, v] of Object.entries({ 'ca.pem': ca.certPem, 'srv.pem': srv.certPem, 'srv.key': srv.keyPem, 'agent.key': agent.keyPem, 'agent.pem': issueMachineCertificate(ca, agent.csrPem, { machineName: 'bench-agent', role: 'agent' }) })) writeFileSync(join(root, f), v);
+    for (const [f, v] of Object.entries({
+      'ca.pem': ca.certPem,
+      'srv.pem': srv.certPem,
+      'srv.key': srv.keyPem,
+      'agent.key': agent.keyPem,
+      'agent.pem': issueMachineCertificate(ca, agent.csrPem, { machineName: 'bench-agent', role: 'agent' }),
+    }))
+      writeFileSync(join(root, f), v);
     const nginxPort = await freePort();
     writeFileSync(
       join(root, 'nginx.conf'),
@@ -209,19 +265,33 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     // own output file only (coreutils `sync FILE`), not whatever else is dirty on the machine.
     run('sync', []);
     const curlOut = join(root, 'curl.out');
-    const c = run('curl', ['-sS', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), '-o', curlOut, `https://127.0.0.1:${nginxPort}/v1.bin`]);
+    const c = run('curl', [
+      '-sS',
+      '--fail',
+      '--cacert',
+      join(root, 'ca.pem'),
+      '--cert',
+      join(root, 'agent.pem'),
+      '--key',
+      join(root, 'agent.key'),
+      '-o',
+      curlOut,
+      `https://127.0.0.1:${nginxPort}/v1.bin`,
+    ]);
     const s = run('sync', [curlOut]);
     const curlMs = c.ms + s.ms;
     if (process.env.BENCH_LOG) console.error(`peer: curl ${c.ms.toFixed(0)} ms, sync ${s.ms.toFixed(0)} ms`);
     // A refused request would time an error page: the peer must have moved the whole package.
-    if (statSync(curlOut).size !== BYTES) throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
+    if (statSync(curlOut).size !== BYTES)
+      throw new Error(`curl fetched ${statSync(curlOut).size} bytes, expected ${BYTES}`);
     rmSync(curlOut);
 
     // 2. Deltas vs rsync --no-whole-file from a local daemon.
     const v2 = join(root, 'v2-edits.bin');
     execFileSync('cp', [v1, v2]);
     const fd = openSync(v2, 'r+');
-    for (let i = 0; i < 100; i++) writeSync(fd, Buffer.alloc(4096, i + 1), 0, 4096, Math.floor(((i + 0.5) * BYTES) / 100));
+    for (let i = 0; i < 100; i++)
+      writeSync(fd, Buffer.alloc(4096, i + 1), 0, 4096, Math.floor(((i + 0.5) * BYTES) / 100));
     closeSync(fd);
     const v3 = join(root, 'v3-insert.bin');
     execFileSync('sh', ['-c', `head -c ${BYTES / 2} ${v1} > ${v3}`]); // no readFileSync: packages may exceed 2 GiB
@@ -231,12 +301,26 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     const rsyncSrc = join(root, 'rsync-src');
     mkdirSync(rsyncSrc);
     const rsyncPort = await freePort();
-    writeFileSync(join(root, 'rsyncd.conf'), `port = ${rsyncPort}\naddress = 127.0.0.1\nuse chroot = no\npid file = ${root}/rsyncd.pid\n[bench]\npath = ${rsyncSrc}\nread only = yes\n`);
-    const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(root, 'rsyncd.conf')}`], { stdio: 'ignore' });
+    writeFileSync(
+      join(root, 'rsyncd.conf'),
+      `port = ${rsyncPort}\naddress = 127.0.0.1\nuse chroot = no\npid file = ${root}/rsyncd.pid\n[bench]\npath = ${rsyncSrc}\nread only = yes\n`,
+    );
+    const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(root, 'rsyncd.conf')}`], {
+      stdio: 'ignore',
+    });
     procs.push(rsyncd);
     await new Promise((r) => setTimeout(r, 300));
-    const deltas: Array<{ name: string; depot: Extract<ChildReply, { ok: true }>; rsyncBytes: number; rsyncMs: number; rsyncSyncMs: number }> = [];
-    for (const [name, file, version] of [['100 scattered 4 KiB edits', v2, '2'], ['1 MiB inserted in the middle', v3, '3']] as const) {
+    const deltas: Array<{
+      name: string;
+      depot: Extract<ChildReply, { ok: true }>;
+      rsyncBytes: number;
+      rsyncMs: number;
+      rsyncSyncMs: number;
+    }> = [];
+    for (const [name, file, version] of [
+      ['100 scattered 4 KiB edits', v2, '2'],
+      ['1 MiB inserted in the middle', v3, '3'],
+    ] as const) {
       await publishFile(master, store, 'big', version, file);
       const depot = await ask(child, dA, false);
       execFileSync('cp', [file, join(rsyncSrc, 'pkg.bin')]);
@@ -245,7 +329,13 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
       execFileSync('cp', [v1, join(dest, 'pkg.bin')]);
       execFileSync('sync');
       // --ignore-times: the two files have the same size and may share an mtime second; compare content.
-      const r = run('rsync', ['--no-whole-file', '--ignore-times', '--stats', `rsync://127.0.0.1:${rsyncPort}/bench/pkg.bin`, join(dest, 'pkg.bin')]);
+      const r = run('rsync', [
+        '--no-whole-file',
+        '--ignore-times',
+        '--stats',
+        `rsync://127.0.0.1:${rsyncPort}/bench/pkg.bin`,
+        join(dest, 'pkg.bin'),
+      ]);
       const sent = Number(/Total bytes sent: ([\d,]+)/.exec(r.out)?.[1]?.replace(/,/g, '') ?? NaN);
       const recv = Number(/Total bytes received: ([\d,]+)/.exec(r.out)?.[1]?.replace(/,/g, '') ?? NaN);
       const sy = run('sync', []);
@@ -255,7 +345,12 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
 
     // 3. A catalog of PACKAGES small packages: no-op sync, and the catalog delta of one change.
     master.unpublish(['big@1.json', 'big@2.json', 'big@3.json']);
-    const small: Array<{ name: string; version: string; size: number; chunks: Array<{ id: string; length: number }> }> = [];
+    const small: Array<{
+      name: string;
+      version: string;
+      size: number;
+      chunks: Array<{ id: string; length: number }>;
+    }> = [];
     const chunks = [];
     for (let i = 0; i < PACKAGES; i++) {
       const data = Buffer.alloc(1024);
@@ -263,7 +358,12 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
       data.write(`package ${i}`, 8);
       const ch = hashedChunk(data);
       chunks.push(ch);
-      small.push({ name: `pkg${i}`, version: '1.0', size: data.length, chunks: [{ id: ch.id, length: data.length }] });
+      small.push({
+        name: `pkg${i}`,
+        version: '1.0',
+        size: data.length,
+        chunks: [{ id: ch.id, length: data.length }],
+      });
     }
     await store.putMany(chunks);
     master.publish(small);
@@ -285,15 +385,23 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     // ---- report ----
     const mib = (b: number) => (b / MiB).toFixed(2);
     const sec = (ms: number) => (ms / 1000).toFixed(2);
-    console.log(`\n## depot sync benchmarks (node ${process.version}, ${BYTES / MiB} MiB package, ${PACKAGES} packages catalog)\n`);
+    console.log(
+      `\n## depot sync benchmarks (node ${process.version}, ${BYTES / MiB} MiB package, ${PACKAGES} packages catalog)\n`,
+    );
     console.log('### fresh sync of one package over mutual TLS on loopback (durable)\n');
     console.log('| tool | seconds | MiB/s | bytes moved | peak RSS |');
     console.log('|---|---:|---:|---:|---:|');
-    console.log(`| depotsync depot sync | ${sec(fresh.ms)} | ${(BYTES / MiB / (fresh.ms / 1000)).toFixed(0)} | ${mib(fresh.result.bytesFetched)} MiB | ${(fresh.maxRssKiB / 1024).toFixed(0)} MiB |`);
-    console.log(`| nginx → curl (client cert) + sync | ${sec(curlMs)} | ${(BYTES / MiB / (curlMs / 1000)).toFixed(0)} | ${mib(BYTES)} MiB | - |`);
+    console.log(
+      `| depotsync depot sync | ${sec(fresh.ms)} | ${(BYTES / MiB / (fresh.ms / 1000)).toFixed(0)} | ${mib(fresh.result.bytesFetched)} MiB | ${(fresh.maxRssKiB / 1024).toFixed(0)} MiB |`,
+    );
+    console.log(
+      `| nginx → curl (client cert) + sync | ${sec(curlMs)} | ${(BYTES / MiB / (curlMs / 1000)).toFixed(0)} | ${mib(BYTES)} MiB | - |`,
+    );
     console.log(`\ndepotsync / (curl+sync) throughput: ${(curlMs / fresh.ms).toFixed(2)} (goal ≥ 0.8)\n`);
     console.log('### delta sync vs rsync --no-whole-file (local daemon)\n');
-    console.log('| change | depot bytes (metadata+manifest+deltas+chunks) | rsync bytes | depot/rsync | depot s | rsync s | rsync+sync s |');
+    console.log(
+      '| change | depot bytes (metadata+manifest+deltas+chunks) | rsync bytes | depot/rsync | depot s | rsync s | rsync+sync s |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     for (const d of deltas) {
       const b = d.depot.result.bytesByStep;
@@ -304,14 +412,25 @@ http { access_log off; sendfile on; client_body_temp_path ${root}/ngx-body; prox
     console.log(`\n### catalog of ${PACKAGES} packages\n`);
     console.log('| case | ms | bytes received | requests |');
     console.log('|---|---:|---:|---:|');
-    console.log(`| first sync of the whole catalog (cold) | ${first.ms.toFixed(0)} | ${first.result.bytesFetched} | |`);
-    console.log(`| no-op sync, warm (depot serve) | ${warm.ms.toFixed(1)} | ${warm.result.bytesFetched} | ${warmRequests} |`);
-    console.log(`| no-op sync, cold (depot sync, new process) | ${cold.ms.toFixed(1)} | ${cold.result.bytesFetched} | ${coldRequests} |`);
-    console.log(`| one package changed: catalog delta (metadata only) | ${delta.ms.toFixed(1)} | ${delta.result.bytesByStep.metadata ?? 0} (total ${delta.result.bytesFetched}) | |`);
-    console.log('\n(requests include the status report the depot posts after each sync; a no-op sync itself asks only for timestamp.json)');
+    console.log(
+      `| first sync of the whole catalog (cold) | ${first.ms.toFixed(0)} | ${first.result.bytesFetched} | |`,
+    );
+    console.log(
+      `| no-op sync, warm (depot serve) | ${warm.ms.toFixed(1)} | ${warm.result.bytesFetched} | ${warmRequests} |`,
+    );
+    console.log(
+      `| no-op sync, cold (depot sync, new process) | ${cold.ms.toFixed(1)} | ${cold.result.bytesFetched} | ${coldRequests} |`,
+    );
+    console.log(
+      `| one package changed: catalog delta (metadata only) | ${delta.ms.toFixed(1)} | ${delta.result.bytesByStep.metadata ?? 0} (total ${delta.result.bytesFetched}) | |`,
+    );
+    console.log(
+      '\n(requests include the status report the depot posts after each sync; a no-op sync itself asks only for timestamp.json)',
+    );
   } finally {
     for (const p of procs) {
-      if (p.connected) p.disconnect(); // the depot child closes its database and exits
+      if (p.connected)
+        p.disconnect(); // the depot child closes its database and exits
       else p.kill();
     }
     await master?.close();

@@ -31,7 +31,9 @@ function healthGeneration(url: string): Promise<number | null> {
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => {
         try {
-          resolve((JSON.parse(Buffer.concat(parts).toString('utf8')) as { generation: number | null }).generation);
+          resolve(
+            (JSON.parse(Buffer.concat(parts).toString('utf8')) as { generation: number | null }).generation,
+          );
         } catch {
           resolve(null);
         }
@@ -47,12 +49,17 @@ async function servedAt(url: string, g: number, timeoutMs: number): Promise<numb
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if ((await healthGeneration(url)) === g) return performance.now();
-    if (performance.now() > deadline) throw new Error(`${url} did not serve generation ${g} within ${timeoutMs} ms`);
+    if (performance.now() > deadline)
+      throw new Error(`${url} did not serve generation ${g} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-function configure(depotDir: string, schedule: Record<string, unknown>, notify: Record<string, unknown>): void {
+function configure(
+  depotDir: string,
+  schedule: Record<string, unknown>,
+  notify: Record<string, unknown>,
+): void {
   const path = join(depotDir, 'depot.json');
   const c = JSON.parse(readFileSync(path, 'utf8'));
   c.schedule = { ...c.schedule, ...schedule };
@@ -81,11 +88,31 @@ async function main(): Promise<void> {
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
     await waitForHttps(masterUrl);
 
-    const depot = async (name: string, schedule: Record<string, unknown>, notify: Record<string, unknown>, serve: boolean) => {
+    const depot = async (
+      name: string,
+      schedule: Record<string, unknown>,
+      notify: Record<string, unknown>,
+      serve: boolean,
+    ) => {
       const D = join(dir, name);
       const port = await freePort();
       const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-      runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', name, '--listen', `127.0.0.1:${port}`]);
+      runJson([
+        'depot',
+        'init',
+        '--dir',
+        D,
+        '--master',
+        masterUrl,
+        '--fingerprint',
+        fp,
+        '--token',
+        token,
+        '--name',
+        name,
+        '--listen',
+        `127.0.0.1:${port}`,
+      ]);
       configure(D, schedule, notify);
       runJson(['depot', 'sync', '--dir', D]);
       const url = `https://127.0.0.1:${port}`;
@@ -97,9 +124,19 @@ async function main(): Promise<void> {
     };
     const pushed = await depot('depot-push', { intervalMs: 3_600_000, jitterMs: 0 }, { enabled: true }, true);
     const polled = await depot('depot-poll', { intervalMs: POLL_MS, jitterMs: 0 }, { enabled: false }, true);
-    const manual = await depot('depot-manual', { intervalMs: 3_600_000, jitterMs: 0 }, { enabled: false }, false);
+    const manual = await depot(
+      'depot-manual',
+      { intervalMs: 3_600_000, jitterMs: 0 },
+      { enabled: false },
+      false,
+    );
 
-    const rows = { push: [] as number[], poll: [] as number[], manual: [] as number[], publish: [] as number[] };
+    const rows = {
+      push: [] as number[],
+      poll: [] as number[],
+      manual: [] as number[],
+      publish: [] as number[],
+    };
     for (let round = 1; round <= ROUNDS; round++) {
       data = scatterEdits(data, 10, 4096);
       const file = join(dir, `v${round}.bin`);
@@ -107,21 +144,41 @@ async function main(): Promise<void> {
       // Publish at a random phase of the polling depot's interval, so its figure is a fair sample.
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * POLL_MS)));
       const t0 = performance.now();
-      const g = runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', String(round), file]).generation as number;
+      const g = runJson([
+        'master',
+        'publish',
+        '--dir',
+        M,
+        '--name',
+        'setup',
+        '--version',
+        String(round),
+        file,
+      ]).generation as number;
       const published = performance.now();
       rows.publish.push(published - t0);
-      const [push, poll] = await Promise.all([servedAt(pushed.url, g, 60_000), servedAt(polled.url, g, POLL_MS * 3 + 60_000)]);
+      const [push, poll] = await Promise.all([
+        servedAt(pushed.url, g, 60_000),
+        servedAt(polled.url, g, POLL_MS * 3 + 60_000),
+      ]);
       rows.push.push(push - published);
       rows.poll.push(poll - published);
       // The floor, measured after the others so it does not compete with them for the 2 cores.
       const m0 = performance.now();
-      const r = spawnSync(process.execPath, [join(process.cwd(), 'bin', 'depotsync.js'), 'depot', 'sync', '--dir', manual.D, '--json'], { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' } });
+      const r = spawnSync(
+        process.execPath,
+        [join(process.cwd(), 'bin', 'depotsync.js'), 'depot', 'sync', '--dir', manual.D, '--json'],
+        { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' } },
+      );
       if (r.status !== 0) throw new Error(`depot sync failed: ${r.stderr}`);
       rows.manual.push(performance.now() - m0);
-      process.stderr.write(`round ${round}/${ROUNDS}: generation ${g}: push ${sec(push - published)} s, poll ${sec(poll - published)} s\n`);
+      process.stderr.write(
+        `round ${round}/${ROUNDS}: generation ${g}: push ${sec(push - published)} s, poll ${sec(poll - published)} s\n`,
+      );
     }
 
-    const line = (what: string, xs: number[]) => `| ${what} | ${sec(median(xs))} | ${sec(Math.min(...xs))} | ${sec(Math.max(...xs))} |`;
+    const line = (what: string, xs: number[]) =>
+      `| ${what} | ${sec(median(xs))} | ${sec(Math.min(...xs))} | ${sec(Math.max(...xs))} |`;
     process.stdout.write(
       [
         `publish → depot serving it: ${ROUNDS} publishes of a ${(BYTES / 1048576).toFixed(0)} MiB package with 10 scattered 4 KiB edits (seconds after \`master publish\` returned; median ${sec(median(rows.publish))} s for the publish itself)`,

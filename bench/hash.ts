@@ -31,7 +31,10 @@ function makeFile(path: string, bytes: number): void {
 }
 
 /** Best of `runs` wall-clock timings (the machine is shared: the best run is the least disturbed). */
-async function best(runs: number, f: () => Promise<string> | string): Promise<{ seconds: number; hex: string }> {
+async function best(
+  runs: number,
+  f: () => Promise<string> | string,
+): Promise<{ seconds: number; hex: string }> {
   let seconds = Infinity;
   let hex = '';
   for (let r = 0; r < runs; r++) {
@@ -86,16 +89,22 @@ async function main(): Promise<void> {
         : ['b3sum --num-threads 1', 'b3sum not installed (apt-get install b3sum)', 'n/a'],
       ['blake3-wasm fallback', rate(wasmRun.seconds).toFixed(2), vs(wasmRun.seconds)],
     ];
-    console.log(`\nBLAKE3 of a ${(BYTES / 1024 ** 2).toFixed(0)} MiB file in the page cache (best of ${RUNS}; wasm 1 run)\n`);
+    console.log(
+      `\nBLAKE3 of a ${(BYTES / 1024 ** 2).toFixed(0)} MiB file in the page cache (best of ${RUNS}; wasm 1 run)\n`,
+    );
     console.log('| implementation | GB/s | vs b3sum |');
     console.log('|---|---:|---:|');
     for (const r of rows) console.log(`| ${r.join(' | ')} |`);
     if (peer) {
       const ratio = peer.seconds / native.seconds;
-      console.log(`\nGoal: native >= 0.9 x b3sum (single thread): ${ratio.toFixed(2)}x, ${ratio >= 0.9 ? 'met' : 'NOT met'}`);
-      if (peer.hex !== native.hex) throw new Error(`digest mismatch: b3sum ${peer.hex}, depotsync ${native.hex}`);
+      console.log(
+        `\nGoal: native >= 0.9 x b3sum (single thread): ${ratio.toFixed(2)}x, ${ratio >= 0.9 ? 'met' : 'NOT met'}`,
+      );
+      if (peer.hex !== native.hex)
+        throw new Error(`digest mismatch: b3sum ${peer.hex}, depotsync ${native.hex}`);
     }
-    if (wasmRun.hex !== native.hex) throw new Error(`digest mismatch: wasm ${wasmRun.hex}, native ${native.hex}`);
+    if (wasmRun.hex !== native.hex)
+      throw new Error(`digest mismatch: wasm ${wasmRun.hex}, native ${native.hex}`);
     console.log('Digests agree across all implementations.');
     console.log(`Load average during the run: ${(loadavg()[0] ?? 0).toFixed(2)} on ${cpus().length} cores.`);
   } finally {

@@ -29,7 +29,12 @@ import { join } from 'node:path';
 import { chunkFile } from '../src/chunk/fastcdc.js';
 import { blake3 } from '../src/hash/blake3.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
-import { DEFAULT_INGEST_BATCH_BYTES, ingestFile, type IngestOptions, type IngestResult } from '../src/store/ingest.js';
+import {
+  DEFAULT_INGEST_BATCH_BYTES,
+  ingestFile,
+  type IngestOptions,
+  type IngestResult,
+} from '../src/store/ingest.js';
 import { warmPageCache } from './lib/page-cache.js';
 import { PeerShell, shq } from './lib/peer-shell.js';
 
@@ -37,7 +42,8 @@ const envInt = (name: string, dflt: number): number => {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;
   const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return n;
 };
 
@@ -50,7 +56,7 @@ const source = join(scratch, 'source.bin');
 async function writeSource(): Promise<void> {
   const fh = await open(source, 'w');
   try {
-    for (let done = 0; done < bytes; ) {
+    for (let done = 0; done < bytes;) {
       const n = Math.min(16 * 1024 * 1024, bytes - done);
       await fh.write(randomBytes(n));
       done += n;
@@ -89,7 +95,11 @@ async function bestInTurns<T>(contenders: Array<Contender<T>>): Promise<Array<{ 
   return best.map((b) => b!);
 }
 
-async function best<T>(name: string, fn: () => Promise<T> | T, after: () => void): Promise<{ s: number; out: T }> {
+async function best<T>(
+  name: string,
+  fn: () => Promise<T> | T,
+  after: () => void,
+): Promise<{ s: number; out: T }> {
   return (await bestInTurns([{ name, run: fn, after }]))[0]!;
 }
 
@@ -125,14 +135,18 @@ async function main(): Promise<void> {
     ]);
     const cp = cpTurn!;
     const ingest = { s: ingestTurn!.s, out: ingestTurn!.out! };
-    const chunkHash = await best('chunk + hash only', async () => {
-      let n = 0;
-      for await (const c of chunkFile(source)) {
-        blake3(c.data);
-        n++;
-      }
-      return n;
-    }, () => {});
+    const chunkHash = await best(
+      'chunk + hash only',
+      async () => {
+        let n = 0;
+        for await (const c of chunkFile(source)) {
+          blake3(c.data);
+          n++;
+        }
+        return n;
+      },
+      () => {},
+    );
     const inThread = await best('ingest in-thread', () => ingestRun({ hashWorker: false }), removeStore);
     // Re-ingest into a store that already holds the file.
     const store = ChunkStore.open(storeDir);
@@ -142,7 +156,8 @@ async function main(): Promise<void> {
 
     const mbs = (s: number): string => (bytes / s / 1e6).toFixed(0);
     const vsCp = (s: number): string => (cp.s / s).toFixed(2);
-    const row = (name: string, s: number, newBytes: string): string => `| ${name} | ${s.toFixed(2)} | ${mbs(s)} | ${vsCp(s)} | ${newBytes} |`;
+    const row = (name: string, s: number, newBytes: string): string =>
+      `| ${name} | ${s.toFixed(2)} | ${mbs(s)} | ${vsCp(s)} | ${newBytes} |`;
     const ing: IngestResult = ingest.out;
     console.log(
       `\n### Ingest of a ${(bytes / 1024 / 1024).toFixed(0)} MiB random file (best of ${runs}, page cache warmed before each; batches of ${batchBytes / 1024 / 1024} MiB; ` +
@@ -152,8 +167,20 @@ async function main(): Promise<void> {
     console.log('|---|---:|---:|---:|---:|');
     console.log(row('`cp FILE NEW && sync NEW` (peer)', cp.s, String(bytes)));
     console.log(row('chunk + hash only (FastCDC + BLAKE3, no store; reference)', chunkHash.s, '0'));
-    console.log(row('ingest: chunk + hash + store, durable (depotsync: chunk worker, recycled read blocks)', ingest.s, String(ing.newBytes)));
-    console.log(row('ingest with chunking and hashing on the main thread (hashWorker: false)', inThread.s, String(inThread.out.newBytes)));
+    console.log(
+      row(
+        'ingest: chunk + hash + store, durable (depotsync: chunk worker, recycled read blocks)',
+        ingest.s,
+        String(ing.newBytes),
+      ),
+    );
+    console.log(
+      row(
+        'ingest with chunking and hashing on the main thread (hashWorker: false)',
+        inThread.s,
+        String(inThread.out.newBytes),
+      ),
+    );
     console.log(row('re-ingest of the same file into the filled store', again.s, String(again.out.newBytes)));
   } finally {
     peer.close();

@@ -27,7 +27,6 @@ import { targetPathOf } from '../master/publish/target-path.js';
 const BYTES = Number(process.env.BENCH_BYTES ?? 1024 * 1024 * 1024);
 const PACKAGES = Number(process.env.BENCH_PACKAGES ?? 10_000);
 
-
 const ms = (t0: number) => performance.now() - t0;
 
 async function main(): Promise<void> {
@@ -41,7 +40,8 @@ async function main(): Promise<void> {
     const f1 = join(root, 'setup-1.bin');
     writeFileSync(f1, data);
     const stride = Math.floor(BYTES / 101);
-    for (let k = 1; k <= 100; k++) for (let i = 0; i < 4096; i++) data[k * stride + i] = data[k * stride + i]! ^ 0x5a;
+    for (let k = 1; k <= 100; k++)
+      for (let i = 0; i < 4096; i++) data[k * stride + i] = data[k * stride + i]! ^ 0x5a;
     const f2 = join(root, 'setup-2.bin');
     writeFileSync(f2, data);
     execFileSync('sync');
@@ -59,9 +59,15 @@ async function main(): Promise<void> {
     console.log(`### publish of a ${mib} MiB installer\n`);
     console.log('| case | wall s | MiB/s | chunks | new chunks | new bytes |');
     console.log('|---|---:|---:|---:|---:|---:|');
-    console.log(`| new installer | ${(p1Ms / 1000).toFixed(2)} | ${(mib / (p1Ms / 1000)).toFixed(0)} | ${p1.chunks} | ${p1.newChunks} | ${p1.newBytes} |`);
-    console.log(`| same installer + 100 scattered 4 KiB edits | ${(p2Ms / 1000).toFixed(2)} | ${(mib / (p2Ms / 1000)).toFixed(0)} | ${p2.chunks} | ${p2.newChunks} | ${p2.newBytes} |`);
-    console.log(`| peer: cp + sync of the new installer | ${(cpMs / 1000).toFixed(2)} | ${(mib / (cpMs / 1000)).toFixed(0)} | - | - | ${BYTES} |`);
+    console.log(
+      `| new installer | ${(p1Ms / 1000).toFixed(2)} | ${(mib / (p1Ms / 1000)).toFixed(0)} | ${p1.chunks} | ${p1.newChunks} | ${p1.newBytes} |`,
+    );
+    console.log(
+      `| same installer + 100 scattered 4 KiB edits | ${(p2Ms / 1000).toFixed(2)} | ${(mib / (p2Ms / 1000)).toFixed(0)} | ${p2.chunks} | ${p2.newChunks} | ${p2.newBytes} |`,
+    );
+    console.log(
+      `| peer: cp + sync of the new installer | ${(cpMs / 1000).toFixed(2)} | ${(mib / (cpMs / 1000)).toFixed(0)} | - | - | ${BYTES} |`,
+    );
 
     // 2. A catalog of PACKAGES packages, made in one bulk generation (the manifests are tiny).
     t0 = performance.now();
@@ -77,8 +83,23 @@ async function main(): Promise<void> {
     for (let i = 0; i < PACKAGES; i++) {
       const name = `pkg${i}`;
       const path = targetPathOf(name, '1.0');
-      changes.push({ path, target: { length: manifestBytes.length, sha256, custom: { manifestId: seed.id, name, version: '1.0', bytes: 4096, chunks: 1 } } });
-      adds.push({ name, version: '1.0', manifestId: seed.id, targetPath: path, bin: repo2.binFor(path), totalBytes: 4096, chunkCount: 1 });
+      changes.push({
+        path,
+        target: {
+          length: manifestBytes.length,
+          sha256,
+          custom: { manifestId: seed.id, name, version: '1.0', bytes: 4096, chunks: 1 },
+        },
+      });
+      adds.push({
+        name,
+        version: '1.0',
+        manifestId: seed.id,
+        targetPath: path,
+        bin: repo2.binFor(path),
+        totalBytes: 4096,
+        chunkCount: 1,
+      });
     }
     const files = repo2.updateTargets(changes);
     commitGeneration(ctx.db, {
@@ -114,13 +135,17 @@ async function main(): Promise<void> {
     const binName = loadRepository(ctx).binFor(targetPathOf('extra4', '1'));
     const bin = latestMetadata(ctx.db, binName);
     const deltaBytes = ts.length + snap.length + (bin?.length ?? 0);
-    console.log(`\n### one more package in a catalog of ${PACKAGES} (catalog built in ${(buildMs / 1000).toFixed(1)} s)\n`);
+    console.log(
+      `\n### one more package in a catalog of ${PACKAGES} (catalog built in ${(buildMs / 1000).toFixed(1)} s)\n`,
+    );
     console.log('| measure | depotsync | goal |');
     console.log('|---|---:|---|');
     console.log(`| publish one 64 KiB package, median of 5 (ms) | ${median.toFixed(1)} | - |`);
     console.log(`| of which ingest (chunk+hash+durable store, ms) | ${ingestMs.toFixed(1)} | - |`);
     console.log(`| beyond the ingest (ms) | ${(median - ingestMs).toFixed(1)} | < 200 |`);
-    console.log(`| metadata a client needs: timestamp ${ts.length} + snapshot ${snap.length} + ${binName} ${bin?.length ?? 0} (bytes) | ${deltaBytes} | < 65536 |`);
+    console.log(
+      `| metadata a client needs: timestamp ${ts.length} + snapshot ${snap.length} + ${binName} ${bin?.length ?? 0} (bytes) | ${deltaBytes} | < 65536 |`,
+    );
     console.log(`| generation after the last publish | ${last.generation} | - |`);
     await ctx.close();
   } finally {

@@ -24,19 +24,23 @@ async function serverMain(): Promise<void> {
   const f = (n: string) => readFileSync(join(dir, n), 'utf8');
   const slice = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < slice.length; i += 1) slice[i] = (i * 2654435761) >>> 24;
-  const server = https.createServer(tlsServerOptions({ keyPem: f('server.key'), certPem: f('server.pem'), caPem: f('ca.pem') }), (_req, res) => {
-    res.setHeader('content-length', String(BYTES));
-    let left = BYTES;
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, slice.length);
-        left -= n;
-        if (!res.write(n === slice.length ? slice : slice.subarray(0, n))) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    pump();
-  });
+  const server = https.createServer(
+    tlsServerOptions({ keyPem: f('server.key'), certPem: f('server.pem'), caPem: f('ca.pem') }),
+    (_req, res) => {
+      res.setHeader('content-length', String(BYTES));
+      let left = BYTES;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, slice.length);
+          left -= n;
+          if (!res.write(n === slice.length ? slice : slice.subarray(0, n)))
+            return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    },
+  );
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
   process.on('disconnect', () => process.exit(0));
 }
@@ -49,7 +53,20 @@ async function timeIt(fn: () => Promise<number>): Promise<{ seconds: number; byt
 
 function curl(dir: string, url: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const p = spawn('curl', ['-sS', '--cacert', join(dir, 'ca.pem'), '--cert', join(dir, 'agent.pem'), '--key', join(dir, 'agent.key'), '-o', '/dev/null', '-w', '%{size_download}', url]);
+    const p = spawn('curl', [
+      '-sS',
+      '--cacert',
+      join(dir, 'ca.pem'),
+      '--cert',
+      join(dir, 'agent.pem'),
+      '--key',
+      join(dir, 'agent.key'),
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download}',
+      url,
+    ]);
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.on('error', reject);
@@ -63,7 +80,11 @@ async function main(): Promise<void> {
   try {
     const m = createCa({ commonName: 'bench CA' });
     const ca = loadCa(m.keyPem, m.certPem);
-    const srv = issueServerCertificate(ca, { commonName: 'bench', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const srv = issueServerCertificate(ca, {
+      commonName: 'bench',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     const a = createMachineKeyAndCsr({ machineName: 'bench-agent', role: 'agent' });
     const agentCert = issueMachineCertificate(ca, a.csrPem, { machineName: 'bench-agent', role: 'agent' });
     writeFileSync(join(dir, 'ca.pem'), m.certPem);
@@ -71,12 +92,22 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'server.key'), srv.keyPem);
     writeFileSync(join(dir, 'agent.pem'), agentCert);
     writeFileSync(join(dir, 'agent.key'), a.keyPem);
-    const child = fork(process.argv[1] as string, [], { env: { ...process.env, BENCH_NET_ROLE: 'server', BENCH_NET_DIR: dir } });
-    const port = await new Promise<number>((r) => child.once('message', (msg) => r((msg as { port: number }).port)));
+    const child = fork(process.argv[1] as string, [], {
+      env: { ...process.env, BENCH_NET_ROLE: 'server', BENCH_NET_DIR: dir },
+    });
+    const port = await new Promise<number>((r) =>
+      child.once('message', (msg) => r((msg as { port: number }).port)),
+    );
     const base = `https://127.0.0.1:${port}`;
     const cases: Array<{ tool: string; run: () => Promise<number> }> = [];
     for (const hwm of [16 * 1024, 1024 * 1024]) {
-      const client = new HttpClient({ baseUrl: base, caPem: m.certPem, certPem: agentCert, keyPem: a.keyPem, highWaterMarkBytes: hwm });
+      const client = new HttpClient({
+        baseUrl: base,
+        caPem: m.certPem,
+        certPem: agentCert,
+        keyPem: a.keyPem,
+        highWaterMarkBytes: hwm,
+      });
       cases.push({
         tool: `depotsync HttpClient, highWaterMark ${hwm >= 1024 * 1024 ? `${hwm / 1024 / 1024} MiB` : `${hwm / 1024} KiB`}`,
         run: async () => {
@@ -100,7 +131,9 @@ async function main(): Promise<void> {
       const median = times[Math.floor(times.length / 2)] as number;
       rows.push(`| ${c.tool} | ${(BYTES / 1024 / 1024 / median).toFixed(0)} | ${median.toFixed(3)} |`);
     }
-    console.log(`\nmutual-TLS download of ${(BYTES / 1024 / 1024).toFixed(0)} MiB over loopback, median of ${RUNS} runs (node ${process.version})\n`);
+    console.log(
+      `\nmutual-TLS download of ${(BYTES / 1024 / 1024).toFixed(0)} MiB over loopback, median of ${RUNS} runs (node ${process.version})\n`,
+    );
     console.log('| client | MiB/s | seconds |');
     console.log('|---|---:|---:|');
     for (const r of rows) console.log(r);

@@ -27,11 +27,17 @@ const CLI = fileURLToPath(new URL('../../bin/depotsync.js', import.meta.url));
 const MiB = 1024 * 1024;
 
 /** BENCH_CLI_PROFILE=DIR: a CPU profile of every depotsync process the benchmark runs (node --cpu-prof). */
-const PROFILE = process.env.BENCH_CLI_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLI_PROFILE}`] : [];
+const PROFILE = process.env.BENCH_CLI_PROFILE
+  ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLI_PROFILE}`]
+  : [];
 
 function cli(args: string[]): { json: any; ms: number } {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [...PROFILE, CLI, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' }, maxBuffer: 64 * MiB });
+  const r = spawnSync(process.execPath, [...PROFILE, CLI, ...args, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
+    maxBuffer: 64 * MiB,
+  });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`depotsync ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
   return { json: JSON.parse(r.stdout.trim().split('\n').pop()!), ms };
@@ -40,7 +46,10 @@ function cli(args: string[]): { json: any; ms: number } {
 /** A depotsync command under /usr/bin/time: wall time and the process's peak RSS. */
 function cliRss(args: string[]): { json: any; ms: number; maxRssKiB: number } {
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', process.execPath, CLI, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' } });
+  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', process.execPath, CLI, ...args, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
+  });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`depotsync ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
   const rss = /MAXRSS (\d+)/.exec(r.stderr);
@@ -88,7 +97,11 @@ function freePort(): Promise<number> {
 async function waitHealthy(url: string): Promise<void> {
   const https = await import('node:https');
   for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((r) => https.get(`${url}/healthz`, { rejectUnauthorized: false }, (res) => (res.resume(), r(true))).on('error', () => r(false)));
+    const ok = await new Promise<boolean>((r) =>
+      https
+        .get(`${url}/healthz`, { rejectUnauthorized: false }, (res) => (res.resume(), r(true)))
+        .on('error', () => r(false)),
+    );
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -109,12 +122,45 @@ async function main(): Promise<void> {
     writePackage(pkg, BYTES, 0x5eed);
     const fp = cli(['master', 'init', '--dir', M]).json.fingerprint as string;
     cli(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.0', pkg]);
-    const req = cli(['depot', 'init', '--dir', S, '--offline', '--fingerprint', fp, '--root', join(M, '1.root.json'), '--name', 'ship']).json;
+    const req = cli([
+      'depot',
+      'init',
+      '--dir',
+      S,
+      '--offline',
+      '--fingerprint',
+      fp,
+      '--root',
+      join(M, '1.root.json'),
+      '--name',
+      'ship',
+    ]).json;
     cli(['master', 'approve', '--dir', M, '--request', req.request, '--out', join(root, 'reply.bundle')]);
     cli(['depot', 'import', '--dir', S, join(root, 'reply.bundle')]);
     const E = join(root, 'sealed');
-    const reqE = cli(['depot', 'init', '--dir', E, '--offline', '--fingerprint', fp, '--root', join(M, '1.root.json'), '--name', 'sealed']).json;
-    cli(['master', 'approve', '--dir', M, '--request', reqE.request, '--out', join(root, 'reply-sealed.bundle')]);
+    const reqE = cli([
+      'depot',
+      'init',
+      '--dir',
+      E,
+      '--offline',
+      '--fingerprint',
+      fp,
+      '--root',
+      join(M, '1.root.json'),
+      '--name',
+      'sealed',
+    ]).json;
+    cli([
+      'master',
+      'approve',
+      '--dir',
+      M,
+      '--request',
+      reqE.request,
+      '--out',
+      join(root, 'reply-sealed.bundle'),
+    ]);
     cli(['depot', 'import', '--dir', E, join(root, 'reply-sealed.bundle')]);
 
     // 1. export vs tar -cf (page cache warmed for both tools: bench/lib/page-cache.ts)
@@ -132,23 +178,63 @@ async function main(): Promise<void> {
 
     // 4. the same with --encrypt, into a fresh depot
     execFileSync('sync');
-    const expE = cli(['master', 'export', '--dir', M, '--depot', 'sealed', '--out', join(root, 'sealed.bundle'), '--encrypt']);
+    const expE = cli([
+      'master',
+      'export',
+      '--dir',
+      M,
+      '--depot',
+      'sealed',
+      '--out',
+      join(root, 'sealed.bundle'),
+      '--encrypt',
+    ]);
     const impE = cliRss(['depot', 'import', '--dir', E, join(root, 'sealed.bundle')]);
-    if (impE.json.generation !== 2) throw new Error(`encrypted import reached generation ${impE.json.generation}`);
+    if (impE.json.generation !== 2)
+      throw new Error(`encrypted import reached generation ${impE.json.generation}`);
     const sealedBytes = statSync(join(root, 'sealed.bundle')).size;
 
     // 3. delta: an online depot at generation 2, then 100 scattered 4 KiB edits published as 1.1.
     const port = await freePort();
-    master = spawn(process.execPath, [CLI, 'master', 'serve', '--dir', M, '--listen', `127.0.0.1:${port}`], { stdio: 'ignore', env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' } });
+    master = spawn(process.execPath, [CLI, 'master', 'serve', '--dir', M, '--listen', `127.0.0.1:${port}`], {
+      stdio: 'ignore',
+      env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
+    });
     await waitHealthy(`https://127.0.0.1:${port}`);
     const token = cli(['master', 'token', '--dir', M, '--role', 'depot']).json.token as string;
-    cli(['depot', 'init', '--dir', O, '--master', `https://127.0.0.1:${port}`, '--fingerprint', fp, '--token', token, '--name', 'online', '--listen', '127.0.0.1:0']);
+    cli([
+      'depot',
+      'init',
+      '--dir',
+      O,
+      '--master',
+      `https://127.0.0.1:${port}`,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'online',
+      '--listen',
+      '127.0.0.1:0',
+    ]);
     cli(['depot', 'sync', '--dir', O]);
     const pkg2 = join(root, 'setup-1.1.bin');
     writePackage(pkg2, BYTES, 0x5eed, 100);
     const pub2 = cli(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', pkg2]).json;
     const online = cli(['depot', 'sync', '--dir', O]).json;
-    const delta = cli(['master', 'export', '--dir', M, '--depot', 'ship', '--from', '2', '--out', join(root, 'delta.bundle')]);
+    const delta = cli([
+      'master',
+      'export',
+      '--dir',
+      M,
+      '--depot',
+      'ship',
+      '--from',
+      '2',
+      '--out',
+      join(root, 'delta.bundle'),
+    ]);
     const deltaImp = cli(['depot', 'import', '--dir', S, join(root, 'delta.bundle')]).json;
     if (deltaImp.generation !== 3) throw new Error(`delta import reached generation ${deltaImp.generation}`);
 
@@ -169,14 +255,41 @@ async function main(): Promise<void> {
       writePackage(big, RSS_BYTES, 0xb16);
       cli(['master', 'publish', '--dir', M, '--name', 'big', '--version', '1.0', big]);
       rmSync(big);
-      const bigExp = cli(['master', 'export', '--dir', M, '--depot', 'ship', '--from', '3', '--out', join(root, 'big.bundle')]);
+      const bigExp = cli([
+        'master',
+        'export',
+        '--dir',
+        M,
+        '--depot',
+        'ship',
+        '--from',
+        '3',
+        '--out',
+        join(root, 'big.bundle'),
+      ]);
       const bigImp = cliRss(['depot', 'import', '--dir', S, join(root, 'big.bundle')]);
-      rows.push(`| import of a ${(bigExp.json.bytes / MiB / 1024).toFixed(2)} GiB bundle: wall, peak RSS | ${s(bigImp.ms)} s, ${(bigImp.maxRssKiB / 1024).toFixed(0)} MiB | | (< 250 MiB) |`);
+      rows.push(
+        `| import of a ${(bigExp.json.bytes / MiB / 1024).toFixed(2)} GiB bundle: wall, peak RSS | ${s(bigImp.ms)} s, ${(bigImp.maxRssKiB / 1024).toFixed(0)} MiB | | (< 250 MiB) |`,
+      );
       // The same content encrypted, into the depot that holds only the first package (generation 2).
-      const bigExpE = cli(['master', 'export', '--dir', M, '--depot', 'sealed', '--from', '2', '--out', join(root, 'big-sealed.bundle'), '--encrypt']);
+      const bigExpE = cli([
+        'master',
+        'export',
+        '--dir',
+        M,
+        '--depot',
+        'sealed',
+        '--from',
+        '2',
+        '--out',
+        join(root, 'big-sealed.bundle'),
+        '--encrypt',
+      ]);
       rmSync(join(root, 'big.bundle'));
       const bigImpE = cliRss(['depot', 'import', '--dir', E, join(root, 'big-sealed.bundle')]);
-      rows.push(`| import of a ${(bigExpE.json.bytes / MiB / 1024).toFixed(2)} GiB bundle --encrypt: wall, peak RSS | ${s(bigImpE.ms)} s, ${(bigImpE.maxRssKiB / 1024).toFixed(0)} MiB | | (< 250 MiB) |`);
+      rows.push(
+        `| import of a ${(bigExpE.json.bytes / MiB / 1024).toFixed(2)} GiB bundle --encrypt: wall, peak RSS | ${s(bigImpE.ms)} s, ${(bigImpE.maxRssKiB / 1024).toFixed(0)} MiB | | (< 250 MiB) |`,
+      );
     }
     process.stdout.write(`${rows.join('\n')}\n`);
   } finally {
@@ -186,4 +299,3 @@ async function main(): Promise<void> {
 }
 
 await main();
-

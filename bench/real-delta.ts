@@ -306,7 +306,9 @@ async function main(): Promise<void> {
     for (const p of procs) p.kill();
     await Promise.all(
       services.map((c) =>
-        c.exitCode !== null ? Promise.resolve() : new Promise((resolve) => c.once('exit', resolve).kill('SIGTERM')),
+        c.exitCode !== null
+          ? Promise.resolve()
+          : new Promise((resolve) => c.once('exit', resolve).kill('SIGTERM')),
       ),
     );
     if (!process.env.BENCH_KEEP) rmSync(run, { recursive: true, force: true });

@@ -27,7 +27,8 @@ const envInt = (name: string, dflt: number): number => {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;
   const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return n;
 };
 
@@ -139,7 +140,16 @@ async function benchFiles(n: number): Promise<Row> {
   const readMs = performance.now() - t;
   const diskBytes = duBytes(root);
   rmSync(root, { recursive: true, force: true });
-  return { layout: 'file per chunk (ab/cd/<id>, batched fsync+rename+dir fsync)', chunks: n, writeS: writeMs / 1000, existsPresentS: presentMs / 1000, existsAbsentS: absentMs / 1000, reads: sample.length, readS: readMs / 1000, diskBytes };
+  return {
+    layout: 'file per chunk (ab/cd/<id>, batched fsync+rename+dir fsync)',
+    chunks: n,
+    writeS: writeMs / 1000,
+    existsPresentS: presentMs / 1000,
+    existsAbsentS: absentMs / 1000,
+    reads: sample.length,
+    readS: readMs / 1000,
+    diskBytes,
+  };
 }
 
 // ---- (b) packs + SQLite index -------------------------------------------------------------------
@@ -159,11 +169,14 @@ async function benchPacks(n: number): Promise<{ row: Row; missingS: number; hasS
   }
   // Existence: missing() over every id in slices of 4096 (what a sync asks), and has() per id.
   let t = performance.now();
-  for (let i = 0; i < ids.length; i += 4096) if (store.missing(ids.slice(i, i + 4096)).length !== 0) throw new Error('packs: stored chunk missing');
+  for (let i = 0; i < ids.length; i += 4096)
+    if (store.missing(ids.slice(i, i + 4096)).length !== 0) throw new Error('packs: stored chunk missing');
   const missingMs = performance.now() - t;
   const absent = absentIds(ids.length);
   t = performance.now();
-  for (let i = 0; i < absent.length; i += 4096) if (store.missing(absent.slice(i, i + 4096)).length !== Math.min(4096, absent.length - i)) throw new Error('packs: absent chunk found');
+  for (let i = 0; i < absent.length; i += 4096)
+    if (store.missing(absent.slice(i, i + 4096)).length !== Math.min(4096, absent.length - i))
+      throw new Error('packs: absent chunk found');
   const absentMs = performance.now() - t;
   t = performance.now();
   for (const id of ids) if (!store.has(id)) throw new Error('packs: has() false');
@@ -175,7 +188,16 @@ async function benchPacks(n: number): Promise<{ row: Row; missingS: number; hasS
   await store.close();
   const diskBytes = duBytes(dir);
   rmSync(dir, { recursive: true, force: true });
-  const row: Row = { layout: 'packs + SQLite index (chunks-v1, one fdatasync + one commit per batch)', chunks: n, writeS: writeMs / 1000, existsPresentS: missingMs / 1000, existsAbsentS: absentMs / 1000, reads: sample.length, readS: readMs / 1000, diskBytes };
+  const row: Row = {
+    layout: 'packs + SQLite index (chunks-v1, one fdatasync + one commit per batch)',
+    chunks: n,
+    writeS: writeMs / 1000,
+    existsPresentS: missingMs / 1000,
+    existsAbsentS: absentMs / 1000,
+    reads: sample.length,
+    readS: readMs / 1000,
+    diskBytes,
+  };
   return { row, missingS: missingMs / 1000, hasS: hasMs / 1000 };
 }
 
@@ -185,22 +207,33 @@ const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const mib = (b: number): string => (b / 1024 / 1024).toFixed(0);
 
 async function main(): Promise<void> {
-  console.error(`scratch: ${scratch}; pack store ${packChunks} chunks, file per chunk ${fileChunks} chunks of ${CHUNK_BYTES} bytes`);
+  console.error(
+    `scratch: ${scratch}; pack store ${packChunks} chunks, file per chunk ${fileChunks} chunks of ${CHUNK_BYTES} bytes`,
+  );
   try {
     const packs = await benchPacks(packChunks);
     console.error('packs done');
     const files = await benchFiles(fileChunks);
     const rows = [files, packs.row];
-    console.log(`\n### Chunk store layouts: ${CHUNK_BYTES}-byte chunks, durable batches of ${BATCH} (warm page cache for reads)\n`);
-    console.log('| layout | chunks | write chunks/s | write MB/s | exists chunks/s (present) | exists chunks/s (absent) | random reads/s | disk used MiB | disk bytes per chunk |');
+    console.log(
+      `\n### Chunk store layouts: ${CHUNK_BYTES}-byte chunks, durable batches of ${BATCH} (warm page cache for reads)\n`,
+    );
+    console.log(
+      '| layout | chunks | write chunks/s | write MB/s | exists chunks/s (present) | exists chunks/s (absent) | random reads/s | disk used MiB | disk bytes per chunk |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) {
       console.log(
         `| ${r.layout} | ${fmt(r.chunks)} | ${fmt(r.chunks / r.writeS)} | ${((r.chunks * CHUNK_BYTES) / r.writeS / 1e6).toFixed(1)} | ${fmt(r.chunks / r.existsPresentS)} | ${fmt(r.chunks / r.existsAbsentS)} | ${fmt(r.reads / r.readS)} | ${mib(r.diskBytes)} | ${fmt(r.diskBytes / r.chunks)} |`,
       );
     }
-    console.log(`\npack store has() one id at a time: ${fmt(packChunks / packs.hasS)} chunks/s; missing() in slices of 4096: ${fmt(packChunks / packs.missingS)} chunks/s`);
-    if (fileChunks < packChunks) console.log(`file per chunk measured at ${fmt(fileChunks)} chunks (one fsync per chunk makes ${fmt(packChunks)} take too long here)`);
+    console.log(
+      `\npack store has() one id at a time: ${fmt(packChunks / packs.hasS)} chunks/s; missing() in slices of 4096: ${fmt(packChunks / packs.missingS)} chunks/s`,
+    );
+    if (fileChunks < packChunks)
+      console.log(
+        `file per chunk measured at ${fmt(fileChunks)} chunks (one fsync per chunk makes ${fmt(packChunks)} take too long here)`,
+      );
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -79,11 +79,17 @@ export const coreCommands: Command[] = [
       const { runDemo } = await import('./demo/demo.js');
       const bytes = typeof ctx.values.bytes === 'string' ? Number(ctx.values.bytes) : 64 * 1024 * 1024;
       if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 64 * 1024 ** 3) {
-        throw new DepotsyncError('usage', `demo: --bytes must be an integer from 1024 to 68719476736, got ${JSON.stringify(ctx.values.bytes)}`);
+        throw new DepotsyncError(
+          'usage',
+          `demo: --bytes must be an integer from 1024 to 68719476736, got ${JSON.stringify(ctx.values.bytes)}`,
+        );
       }
       const edits = typeof ctx.values.edits === 'string' ? Number(ctx.values.edits) : 100;
       if (!Number.isSafeInteger(edits) || edits < 1 || edits > 100_000) {
-        throw new DepotsyncError('usage', `demo: --edits must be an integer from 1 to 100000, got ${JSON.stringify(ctx.values.edits)}`);
+        throw new DepotsyncError(
+          'usage',
+          `demo: --edits must be an integer from 1 to 100000, got ${JSON.stringify(ctx.values.edits)}`,
+        );
       }
       const lines: string[] = [];
       const r = await runDemo({
@@ -91,8 +97,9 @@ export const coreCommands: Command[] = [
         edits,
         keep: ctx.values.keep === true,
         log: (line) => {
-          if (line.startsWith('[')) { if (!line.includes('listening on')) ctx.stderr.write(`${line}\n`); }
-          else if (!ctx.json) ctx.stdout.write(`${line}\n`);
+          if (line.startsWith('[')) {
+            if (!line.includes('listening on')) ctx.stderr.write(`${line}\n`);
+          } else if (!ctx.json) ctx.stdout.write(`${line}\n`);
           lines.push(line);
         },
       });

@@ -28,7 +28,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const log = createLogger({
-      level: (values['log-level'] as string | undefined) ?? process.env.DEPOTSYNC_LOG_LEVEL ?? command.logLevel ?? 'warn',
+      level:
+        (values['log-level'] as string | undefined) ??
+        process.env.DEPOTSYNC_LOG_LEVEL ??
+        command.logLevel ??
+        'warn',
       pretty: values.pretty === true ? true : undefined,
     });
     const result = await command.run({
@@ -65,7 +69,8 @@ function route(commands: Command[], argv: string[]): { command: Command | undefi
 function diskFullIn(e: unknown): DepotsyncError | undefined {
   for (let c = e, depth = 0; c && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
     const code = (c as { code?: unknown }).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT') return fromSystemError(c, (c as NodeJS.ErrnoException).path ?? 'write');
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      return fromSystemError(c, (c as NodeJS.ErrnoException).path ?? 'write');
     if (code === 'SQLITE_FULL') return fromSqliteError(c, 'database');
   }
   return undefined;
@@ -74,14 +79,19 @@ function diskFullIn(e: unknown): DepotsyncError | undefined {
 function reportError(e: unknown, json: boolean): number {
   const err = isDepotsyncError(e)
     ? e
-    : diskFullIn(e) ?? new DepotsyncError('internal', `internal error: ${(e as Error)?.message ?? String(e)}`, {
+    : (diskFullIn(e) ??
+      new DepotsyncError('internal', `internal error: ${(e as Error)?.message ?? String(e)}`, {
         hint: 'this is a bug; run again with --log-level debug and report it',
         cause: e,
-      });
+      }));
   const line = `depotsync: ${err.toLine()}`.replace(/\s*\n\s*/g, ' ');
   process.stderr.write(`${line}\n`);
-  if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint } })}\n`);
-  if (err.code === 'internal' && process.env.DEPOTSYNC_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+  if (json)
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint } })}\n`,
+    );
+  if (err.code === 'internal' && process.env.DEPOTSYNC_DEBUG)
+    process.stderr.write(`${(e as Error)?.stack}\n`);
   return err.code === 'usage' ? 2 : 1;
 }
 

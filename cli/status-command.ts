@@ -22,9 +22,13 @@ export const statusCommand: Command = {
       const s = await depotStatus(dir);
       return { json: s, human: depotStatusLines(s) };
     }
-    throw new DepotsyncError('not-found', `${dir} is neither a master directory (master.json) nor a depot directory (depot.json)`, {
-      hint: 'give the directory made by `depotsync master init` or `depotsync depot init`',
-    });
+    throw new DepotsyncError(
+      'not-found',
+      `${dir} is neither a master directory (master.json) nor a depot directory (depot.json)`,
+      {
+        hint: 'give the directory made by `depotsync master init` or `depotsync depot init`',
+      },
+    );
   },
 };
 
@@ -41,7 +45,12 @@ async function masterStatus(dir: string) {
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: silentLogger() });
   try {
-    const status = buildFleetStatus({ db, settings: loadAdminSettings(layout.dir), masterName: config.name, ownCertificates: ownCertificates(layout) });
+    const status = buildFleetStatus({
+      db,
+      settings: loadAdminSettings(layout.dir),
+      masterName: config.name,
+      ownCertificates: ownCertificates(layout),
+    });
     return { json: status, human: fleetTables(status) };
   } finally {
     db.close();

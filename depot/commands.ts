@@ -12,7 +12,10 @@ import type { SyncResult } from './sync/engine.js';
  * it and then runs its own, which finds what the other left to do: the command always ends with a sync
  * that started after it was asked for.
  */
-export async function runDepotSync(dir: string, opts: { logger: Logger; waitMs?: number; pollMs?: number } & Partial<OpenDepotOptions>): Promise<SyncResult> {
+export async function runDepotSync(
+  dir: string,
+  opts: { logger: Logger; waitMs?: number; pollMs?: number } & Partial<OpenDepotOptions>,
+): Promise<SyncResult> {
   const depot = openDepot(dir, opts);
   const deadline = Date.now() + (opts.waitMs ?? 30 * 60_000);
   let told = false;
@@ -22,7 +25,11 @@ export async function runDepotSync(dir: string, opts: { logger: Logger; waitMs?:
         return await depot.engine.sync();
       } catch (e) {
         if (!isDepotsyncError(e, 'conflict') || Date.now() >= deadline) throw e;
-        if (!told) opts.logger.warn({ reason: (e as Error).message }, 'waiting for the sync already running on this depot');
+        if (!told)
+          opts.logger.warn(
+            { reason: (e as Error).message },
+            'waiting for the sync already running on this depot',
+          );
         told = true;
         await new Promise((r) => setTimeout(r, opts.pollMs ?? 250));
       }
@@ -33,15 +40,21 @@ export async function runDepotSync(dir: string, opts: { logger: Logger; waitMs?:
 }
 
 function strings(v: unknown): string[] {
-  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : [];
+  return Array.isArray(v)
+    ? v.filter((x): x is string => typeof x === 'string')
+    : typeof v === 'string'
+      ? [v]
+      : [];
 }
 
 /** The depot role's commands (docs/cli.md); the CLI registry adds them. */
 export const depotCommands: Command[] = [
   {
     path: ['depot', 'init'],
-    usage: 'depot init --dir D --master URL --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS] | depot init --dir D --offline --fingerprint FP --root 1.root.json [--name NAME] [--listen HOST:PORT] [--host NAME]...',
-    summary: "create the depot's key, verify the master's root against the pinned fingerprint, and enroll (with a token, or pending approval)",
+    usage:
+      'depot init --dir D --master URL --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS] | depot init --dir D --offline --fingerprint FP --root 1.root.json [--name NAME] [--listen HOST:PORT] [--host NAME]...',
+    summary:
+      "create the depot's key, verify the master's root against the pinned fingerprint, and enroll (with a token, or pending approval)",
     options: {
       dir: { type: 'string' },
       master: { type: 'string' },
@@ -59,10 +72,15 @@ export const depotCommands: Command[] = [
     },
     async run(ctx) {
       const cmd = 'depot init';
-      if (ctx.values.offline) return (await import('./offline/commands.js')).initOfflineCommand(ctx, strings(ctx.values.host));
+      if (ctx.values.offline)
+        return (await import('./offline/commands.js')).initOfflineCommand(ctx, strings(ctx.values.host));
       const waitText = optionalString(ctx.values, 'wait');
       const waitS = waitText === undefined ? 0 : Number(waitText);
-      if (!Number.isInteger(waitS) || waitS < 0) throw new DepotsyncError('usage', `${cmd}: --wait must be a number of seconds, got ${JSON.stringify(waitText)}`);
+      if (!Number.isInteger(waitS) || waitS < 0)
+        throw new DepotsyncError(
+          'usage',
+          `${cmd}: --wait must be a number of seconds, got ${JSON.stringify(waitText)}`,
+        );
       const r = await initDepot({
         dir: requireString(ctx.values, 'dir', cmd),
         masterUrl: requireString(ctx.values, 'master', cmd),
@@ -96,10 +114,16 @@ export const depotCommands: Command[] = [
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       try {
-        const service = await startDepotService(requireString(ctx.values, 'dir', 'depot serve'), { logger: ctx.log, listen: optionalString(ctx.values, 'listen'), signal: stop.signal });
+        const service = await startDepotService(requireString(ctx.values, 'dir', 'depot serve'), {
+          logger: ctx.log,
+          listen: optionalString(ctx.values, 'listen'),
+          signal: stop.signal,
+        });
         if (!service) return { json: { stopped: true }, human: 'stopped before the enrollment was approved' };
         ctx.log.info({ url: service.url }, 'depot serve running; Ctrl-C stops it');
-        await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve())));
+        await new Promise<void>((resolve) =>
+          stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve()),
+        );
         const generation = service.depot.db.served()?.generation ?? null;
         await service.stop();
         return { json: { stopped: true, generation }, human: 'depot stopped' };
@@ -112,7 +136,8 @@ export const depotCommands: Command[] = [
   {
     path: ['depot', 'sync'],
     usage: 'depot sync --dir D [--json]',
-    summary: 'sync now: fetch, verify and switch to the newest generation; --json: {generation,chunksFetched,bytesFetched}',
+    summary:
+      'sync now: fetch, verify and switch to the newest generation; --json: {generation,chunksFetched,bytesFetched}',
     options: { dir: { type: 'string' } },
     async run(ctx) {
       const r = await runDepotSync(requireString(ctx.values, 'dir', 'depot sync'), { logger: ctx.log });
@@ -125,7 +150,8 @@ export const depotCommands: Command[] = [
   {
     path: ['depot', 'import'],
     usage: 'depot import --dir D FILE [--json]',
-    summary: 'import an offline bundle (same verification as a sync) or an offline enrollment reply; --json: {generation,chunksImported,bytesImported}',
+    summary:
+      'import an offline bundle (same verification as a sync) or an offline enrollment reply; --json: {generation,chunksImported,bytesImported}',
     options: { dir: { type: 'string' } },
     positionals: [1, 1],
     run: async (ctx) => (await import('./offline/commands.js')).importCommand(ctx),

@@ -138,7 +138,13 @@ export const DEFAULT_SERVING: ServingConfig = {
   verifyOnServe: true,
   verifiedTtlMs: 0,
 };
-export const DEFAULT_NOTIFY: NotifyConfig = { enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: MINUTE, minGapMs: 2000, idleTimeoutMs: MINUTE };
+export const DEFAULT_NOTIFY: NotifyConfig = {
+  enabled: true,
+  reconnectBaseMs: 1000,
+  reconnectMaxMs: MINUTE,
+  minGapMs: 2000,
+  idleTimeoutMs: MINUTE,
+};
 
 const W = 'depot.json';
 
@@ -148,15 +154,25 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   requireHttpsUrl(stringOption(W, 'upstreamUrl', c.upstreamUrl), `${W}: upstreamUrl`, 'bad-input');
   stringOption(W, 'fingerprint', c.fingerprint, /^[0-9a-f]{64}$/);
   stringOption(W, 'listen', c.listen, /^[^\s]+:\d{1,5}$/);
-  if (!Array.isArray(c.hosts) || c.hosts.length === 0 || !c.hosts.every((h) => typeof h === 'string' && h.length > 0)) {
-    throw new DepotsyncError('bad-input', `${W}: hosts must be a non-empty list of host names or addresses, got ${JSON.stringify(c.hosts)}`);
+  if (
+    !Array.isArray(c.hosts) ||
+    c.hosts.length === 0 ||
+    !c.hosts.every((h) => typeof h === 'string' && h.length > 0)
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${W}: hosts must be a non-empty list of host names or addresses, got ${JSON.stringify(c.hosts)}`,
+    );
   }
   const s = c.schedule;
   intOption(W, 'schedule.intervalMs', s.intervalMs, 1000, 30 * 24 * HOUR);
   intOption(W, 'schedule.jitterMs', s.jitterMs, 0, 24 * HOUR);
   intOption(W, 'schedule.bandwidthBytesPerSecond', s.bandwidthBytesPerSecond, 0, 2 ** 40);
   if (s.bandwidthBytesPerSecond !== 0 && s.bandwidthBytesPerSecond < 16 * 1024) {
-    throw new DepotsyncError('bad-input', `${W}: schedule.bandwidthBytesPerSecond must be 0 (unlimited) or at least 16384, got ${s.bandwidthBytesPerSecond}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${W}: schedule.bandwidthBytesPerSecond must be 0 (unlimited) or at least 16384, got ${s.bandwidthBytesPerSecond}`,
+    );
   }
   intOption(W, 'schedule.backoffBaseMs', s.backoffBaseMs, 100, 24 * HOUR);
   intOption(W, 'schedule.backoffMaxMs', s.backoffMaxMs, s.backoffBaseMs, 7 * 24 * HOUR);
@@ -176,15 +192,28 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'gc.graceMs', c.gc.graceMs, 0, 30 * 24 * HOUR);
   intOption(W, 'inbox.settleMs', c.inbox.settleMs, 100, HOUR);
   intOption(W, 'inbox.stalledMs', c.inbox.stalledMs, c.inbox.settleMs, 7 * 24 * HOUR);
-  if (typeof c.notify.enabled !== 'boolean') throw new DepotsyncError('bad-input', `${W}: notify.enabled must be true or false, got ${JSON.stringify(c.notify.enabled)}`);
+  if (typeof c.notify.enabled !== 'boolean')
+    throw new DepotsyncError(
+      'bad-input',
+      `${W}: notify.enabled must be true or false, got ${JSON.stringify(c.notify.enabled)}`,
+    );
   intOption(W, 'notify.reconnectBaseMs', c.notify.reconnectBaseMs, 100, HOUR);
   intOption(W, 'notify.reconnectMaxMs', c.notify.reconnectMaxMs, c.notify.reconnectBaseMs, 24 * HOUR);
   intOption(W, 'notify.minGapMs', c.notify.minGapMs, 0, HOUR);
   intOption(W, 'notify.idleTimeoutMs', c.notify.idleTimeoutMs, 5000, HOUR);
   intOption(W, 'serving.hotChunkBytes', c.serving.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
-  intOption(W, 'serving.batchMemoryBytes', c.serving.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
+  intOption(
+    W,
+    'serving.batchMemoryBytes',
+    c.serving.batchMemoryBytes,
+    4 * 1024 * 1024,
+    64 * 1024 * 1024 * 1024,
+  );
   if (typeof c.serving.verifyOnServe !== 'boolean') {
-    throw new DepotsyncError('bad-input', `${W}: serving.verifyOnServe must be true or false, got ${JSON.stringify(c.serving.verifyOnServe)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${W}: serving.verifyOnServe must be true or false, got ${JSON.stringify(c.serving.verifyOnServe)}`,
+    );
   }
   intOption(W, 'serving.verifiedTtlMs', c.serving.verifiedTtlMs, 0, HOUR);
   return c;
@@ -225,8 +254,24 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     throw new DepotsyncError('bad-input', `${where}: expected a JSON object`);
   }
   const v = value as Record<string, unknown>;
-  const known = ['name', 'masterUrl', 'upstreamUrl', 'fingerprint', 'listen', 'hosts', 'schedule', 'sync', 'scrub', 'gc', 'notify', 'inbox', 'serving'];
-  for (const k of Object.keys(v)) if (!known.includes(k)) throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
+  const known = [
+    'name',
+    'masterUrl',
+    'upstreamUrl',
+    'fingerprint',
+    'listen',
+    'hosts',
+    'schedule',
+    'sync',
+    'scrub',
+    'gc',
+    'notify',
+    'inbox',
+    'serving',
+  ];
+  for (const k of Object.keys(v))
+    if (!known.includes(k))
+      throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
   return validateDepotConfig({
     name: v.name as string,
     masterUrl: v.masterUrl as string,
@@ -247,8 +292,14 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
 export function loadDepotConfig(path: string): DepotConfig {
   const parsed = readJsonFile(path, {
     what: 'depot config',
-    missing: { message: `depot config ${path}: no such file`, hint: 'this is not a depot directory; run `depotsync depot init --dir D ...` first' },
-    badJson: () => ({ message: `depot config ${path} is not valid JSON`, hint: 'fix the file or run `depotsync depot init` again' }),
+    missing: {
+      message: `depot config ${path}: no such file`,
+      hint: 'this is not a depot directory; run `depotsync depot init --dir D ...` first',
+    },
+    badJson: () => ({
+      message: `depot config ${path} is not valid JSON`,
+      hint: 'fix the file or run `depotsync depot init` again',
+    }),
   });
   return decodeDepotConfig(parsed, path);
 }

@@ -48,11 +48,17 @@ export interface OpenDepotOptions {
 export function readCredentials(layout: DepotLayout): DepotCredentials {
   if (!existsSync(layout.cert)) {
     if (existsSync(layout.enrollment)) {
-      throw new DepotsyncError('unauthorized', `depot ${layout.dir}: its enrollment is waiting for approval by the master operator`, {
-        hint: 'ask the operator to approve it (depotsync master approve NAME), then run `depotsync depot serve`, which finishes the enrollment',
-      });
+      throw new DepotsyncError(
+        'unauthorized',
+        `depot ${layout.dir}: its enrollment is waiting for approval by the master operator`,
+        {
+          hint: 'ask the operator to approve it (depotsync master approve NAME), then run `depotsync depot serve`, which finishes the enrollment',
+        },
+      );
     }
-    throw new DepotsyncError('not-found', `depot ${layout.dir}: no machine certificate (${layout.cert})`, { hint: 'run `depotsync depot init` first' });
+    throw new DepotsyncError('not-found', `depot ${layout.dir}: no machine certificate (${layout.cert})`, {
+      hint: 'run `depotsync depot init` first',
+    });
   }
   const read = (path: string) => {
     try {
@@ -71,7 +77,8 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   const recovered = recoverDepotCredentials(layout);
   const creds = readCredentials(layout);
   const log = opts.logger.child({ depot: config.name });
-  if (recovered !== 'none') log.warn({ recovered }, 'finished a certificate renewal that a crash interrupted');
+  if (recovered !== 'none')
+    log.warn({ recovered }, 'finished a certificate renewal that a crash interrupted');
   const sync = { ...config.sync, ...opts.sync };
   const db = DepotDb.open(layout.database, log);
   let store: ChunkStore;
@@ -82,7 +89,14 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     throw e;
   }
   const client = (baseUrl: string) =>
-    new HttpClient({ baseUrl, caPem: creds.caPem, certPem: creds.certPem, keyPem: creds.keyPem, timeoutMs: sync.timeoutMs, logger: log });
+    new HttpClient({
+      baseUrl,
+      caPem: creds.caPem,
+      certPem: creds.certPem,
+      keyPem: creds.keyPem,
+      timeoutMs: sync.timeoutMs,
+      logger: log,
+    });
   const upstream = client(config.upstreamUrl);
   const master = config.masterUrl === config.upstreamUrl ? upstream : client(config.masterUrl);
   const revocations = new RevocationGate(db, creds.caPem, log);

@@ -58,20 +58,39 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
   if (o.parentUrl !== undefined) requireHttpsUrl(o.parentUrl, 'depot init: --parent');
   const fingerprint = o.fingerprint.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
-    throw new DepotsyncError('usage', `depot init: --fingerprint must be the 64 hex digits of SHA-256(1.root.json), got ${JSON.stringify(o.fingerprint)}`, {
-      hint: '`depotsync master init` printed it',
-    });
+    throw new DepotsyncError(
+      'usage',
+      `depot init: --fingerprint must be the 64 hex digits of SHA-256(1.root.json), got ${JSON.stringify(o.fingerprint)}`,
+      {
+        hint: '`depotsync master init` printed it',
+      },
+    );
   }
   if (existsSync(layout.config)) {
-    throw new DepotsyncError('already-exists', `depot init: ${layout.config} exists; this directory is already a depot`, { hint: 'use another --dir, or remove the directory to start over' });
+    throw new DepotsyncError(
+      'already-exists',
+      `depot init: ${layout.config} exists; this directory is already a depot`,
+      { hint: 'use another --dir, or remove the directory to start over' },
+    );
   }
   const name = o.name ?? defaultName();
-  if (!MACHINE_NAME.test(name)) throw new DepotsyncError('usage', `depot init: --name ${JSON.stringify(name)} must be 1-64 letters, digits, ".", "_" or "-"`);
+  if (!MACHINE_NAME.test(name))
+    throw new DepotsyncError(
+      'usage',
+      `depot init: --name ${JSON.stringify(name)} must be 1-64 letters, digits, ".", "_" or "-"`,
+    );
   const caPem = o.caFile ? readCa(o.caFile) : undefined;
   const created = !existsSync(layout.dir);
   const listen = o.listen ?? '0.0.0.0:8443';
   const hosts = o.hosts?.length ? o.hosts : ['localhost', '127.0.0.1'];
-  const config = newDepotConfig({ name, masterUrl: o.masterUrl, upstreamUrl: o.parentUrl ?? o.masterUrl, fingerprint, listen, hosts });
+  const config = newDepotConfig({
+    name,
+    masterUrl: o.masterUrl,
+    upstreamUrl: o.parentUrl ?? o.masterUrl,
+    fingerprint,
+    listen,
+    hosts,
+  });
   try {
     for (const d of [layout.dir, layout.inbox, layout.outbox]) mkdirSync(d, { recursive: true });
     mkdirSync(layout.tlsDir, { recursive: true, mode: 0o700 });
@@ -81,10 +100,19 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
     let enrollCa: string;
     const contact = firstContact(o.masterUrl, caPem);
     try {
-      const client = await TufClient.open({ fingerprint, source: new FirstContactRootSource(contact), store: new DbTrustedStore(db), logger: o.log });
+      const client = await TufClient.open({
+        fingerprint,
+        source: new FirstContactRootSource(contact),
+        store: new DbTrustedStore(db),
+        logger: o.log,
+      });
       rootVersion = client.rootVersion;
       // The signed root names the master's CA: enrollment (and its token) goes only to a server of that CA.
-      enrollCa = enrollmentCa(client.trusted.root.md.signed, { caPem, caFingerprint: o.caFingerprint }, 'depot init');
+      enrollCa = enrollmentCa(
+        client.trusted.root.md.signed,
+        { caPem, caFingerprint: o.caFingerprint },
+        'depot init',
+      );
     } finally {
       contact.close();
       db.close();
@@ -99,7 +127,10 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
       masterUrl: o.masterUrl,
       hosts,
       token: o.token,
-      url: port !== '0' ? `https://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}` : undefined,
+      url:
+        port !== '0'
+          ? `https://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`
+          : undefined,
       caPem: enrollCa,
       log: o.log,
     });
@@ -108,7 +139,13 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
       await (o.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms))))(o.pollMs ?? 5000);
       outcome = await pollEnrollment(layout, o.log, (url) => firstContact(url, enrollCa));
     }
-    const result: InitDepotResult = { dir: layout.dir, name, state: outcome.state, rootFingerprint: fingerprint, rootVersion };
+    const result: InitDepotResult = {
+      dir: layout.dir,
+      name,
+      state: outcome.state,
+      rootFingerprint: fingerprint,
+      rootVersion,
+    };
     if (outcome.state === 'approved') result.caFingerprint = outcome.caFingerprint;
     else result.request = outcome.request;
     return result;
@@ -116,7 +153,9 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
     // Nothing half-made stays behind: the next `depot init` starts clean. (A pending enrollment is kept.)
     if (!existsSync(layout.enrollment) && !existsSync(layout.cert)) {
       if (created) rmSync(layout.dir, { recursive: true, force: true });
-      else for (const p of [layout.config, layout.database, `${layout.database}-wal`, `${layout.database}-shm`]) rmSync(p, { force: true });
+      else
+        for (const p of [layout.config, layout.database, `${layout.database}-wal`, `${layout.database}-shm`])
+          rmSync(p, { force: true });
     }
     throw e;
   }

@@ -62,7 +62,10 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * over HTTPS, sync on the schedule (collecting garbage after each switch), and scrub on its own
  * schedule. A failing sync never stops serving: the last good generation stays served.
  */
-export async function startDepotService(dir: string, o: StartServiceOptions): Promise<DepotService | undefined> {
+export async function startDepotService(
+  dir: string,
+  o: StartServiceOptions,
+): Promise<DepotService | undefined> {
   const layout = depotLayout(dir);
   const log = o.logger;
   while (!existsSync(layout.cert) && existsSync(layout.enrollment)) {
@@ -99,7 +102,15 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
         onCorrupt: chunkRepairer(depot, (id) => requestSync?.(id)),
       },
     });
-    server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: listen.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(listen.slice(cut + 1)), logger: depot.log });
+    server = await startDepotServer({
+      app,
+      keyPem: depot.creds.keyPem,
+      certPem: depot.creds.certPem,
+      caPem: depot.creds.caPem,
+      host: listen.slice(0, cut).replace(/^\[|\]$/g, ''),
+      port: Number(listen.slice(cut + 1)),
+      logger: depot.log,
+    });
   } catch (e) {
     await depot.close();
     throw e;
@@ -117,25 +128,37 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
     logger: depot.log,
     plan: planOf(config.schedule),
     ...(o.timers ? { timers: o.timers } : {}),
-    task: offline.syncTask ?? (async () => {
-      // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
-      await renewDepotIfDue(depot, { now: o.open?.now?.() ?? new Date(), onRenewed: (creds) => server.setCredentials(creds) });
-      const r = await depot.engine.sync();
-      if (r.switched) {
-        // Tell this depot's children at once (a switch by `depot sync` in another process is polled).
-        events.announce();
-        await depot.engine.exclusive('gc', () => pruneUnreferenced(depot, { graceMs: config.gc.graceMs })).catch((e: unknown) => {
-          depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
+    task:
+      offline.syncTask ??
+      (async () => {
+        // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
+        await renewDepotIfDue(depot, {
+          now: o.open?.now?.() ?? new Date(),
+          onRenewed: (creds) => server.setCredentials(creds),
         });
-      }
-      return r;
-    }),
+        const r = await depot.engine.sync();
+        if (r.switched) {
+          // Tell this depot's children at once (a switch by `depot sync` in another process is polled).
+          events.announce();
+          await depot.engine
+            .exclusive('gc', () => pruneUnreferenced(depot, { graceMs: config.gc.graceMs }))
+            .catch((e: unknown) => {
+              depot.log.error({ err: (e as Error).message }, 'garbage collection failed');
+            });
+        }
+        return r;
+      }),
   });
   const stopping = new AbortController();
   const scrubScheduler = new Scheduler<ScrubResult>({
     name: 'scrub',
     logger: depot.log,
-    plan: planOf({ ...config.schedule, intervalMs: config.scrub.intervalMs, jitterMs: Math.floor(config.scrub.intervalMs / 10), window: '' }),
+    plan: planOf({
+      ...config.schedule,
+      intervalMs: config.scrub.intervalMs,
+      jitterMs: Math.floor(config.scrub.intervalMs / 10),
+      window: '',
+    }),
     ...(o.timers ? { timers: o.timers } : {}),
     task: () => scrub(depot, { bytesPerSecond: config.scrub.bytesPerSecond, signal: stopping.signal }),
   });
@@ -151,19 +174,20 @@ export async function startDepotService(dir: string, o: StartServiceOptions): Pr
   syncScheduler.start(0);
   scrubScheduler.start(config.scrub.intervalMs);
   // "Distribute now": hear the upstream's new generations and the operator's sync-now at once.
-  const notify = config.notify.enabled && !isOfflineDepot(config)
-    ? notifyListenerFor(depot, {
-        sync: () => syncScheduler.runNow(),
-        mayStart: () => syncScheduler.inWindow(),
-        relay: (request) => events.syncNow(request),
-        // A newer revocation list: fetch and enforce it now, then tell this depot's children at once.
-        refreshRevocations: async () => {
-          await depot.engine.refreshRevocations();
-          events.announce();
-        },
-        ...(o.timers ? { timers: o.timers } : {}),
-      })
-    : undefined;
+  const notify =
+    config.notify.enabled && !isOfflineDepot(config)
+      ? notifyListenerFor(depot, {
+          sync: () => syncScheduler.runNow(),
+          mayStart: () => syncScheduler.inWindow(),
+          relay: (request) => events.syncNow(request),
+          // A newer revocation list: fetch and enforce it now, then tell this depot's children at once.
+          refreshRevocations: async () => {
+            await depot.engine.refreshRevocations();
+            events.announce();
+          },
+          ...(o.timers ? { timers: o.timers } : {}),
+        })
+      : undefined;
   notify?.start();
   const host = config.hosts[0] ?? '127.0.0.1';
   return {

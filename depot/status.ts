@@ -29,7 +29,14 @@ export interface DepotStatus {
   store: { chunks: number; bytes: number; packBytes: number };
   /** The validity window of a generation an offline bundle brought, while it is served. */
   offlineWindow?: { validUntil: string; issuedAt: string; open: boolean };
-  runs: Array<{ startedAt: string; outcome: string; generation: number | null; chunksFetched: number; bytesFetched: number; error: string | null }>;
+  runs: Array<{
+    startedAt: string;
+    outcome: string;
+    generation: number | null;
+    chunksFetched: number;
+    bytesFetched: number;
+    error: string | null;
+  }>;
 }
 
 export async function depotStatus(dir: string): Promise<DepotStatus> {
@@ -56,13 +63,29 @@ export async function depotStatus(dir: string): Promise<DepotStatus> {
       scrub: { ok: Number(kv(KV.scrubOk)) || 0, failed: Number(kv(KV.scrubFailed)) || 0, at: kv(KV.scrubAt) },
       revocationListVersion: db.revocations()?.version ?? null,
       store: { chunks: 0, bytes: 0, packBytes: 0 },
-      runs: db.recentRuns(10).map((r) => ({ startedAt: r.startedAt, outcome: r.outcome, generation: r.generation, chunksFetched: r.chunksFetched, bytesFetched: r.bytesFetched, error: r.error })),
+      runs: db.recentRuns(10).map((r) => ({
+        startedAt: r.startedAt,
+        outcome: r.outcome,
+        generation: r.generation,
+        chunksFetched: r.chunksFetched,
+        bytesFetched: r.bytesFetched,
+        error: r.error,
+      })),
     };
     const w = currentWindow(db);
-    if (w) status.offlineWindow = { validUntil: w.validUntil, issuedAt: w.issuedAt, open: Date.now() < Date.parse(w.validUntil) };
+    if (w)
+      status.offlineWindow = {
+        validUntil: w.validUntil,
+        issuedAt: w.issuedAt,
+        open: Date.now() < Date.parse(w.validUntil),
+      };
     if (existsSync(layout.cert)) {
       const info = certificateInfo(readFileSync(layout.cert, 'utf8'));
-      status.certificate = { serial: info.serial, notAfter: info.notAfter.toISOString(), daysLeft: daysLeft(info) };
+      status.certificate = {
+        serial: info.serial,
+        notAfter: info.notAfter.toISOString(),
+        daysLeft: daysLeft(info),
+      };
     }
     if (existsSync(layout.storeDir)) {
       const store = ChunkStore.open(layout.storeDir);
@@ -87,7 +110,13 @@ export function depotStatusLines(s: DepotStatus): string {
     `  last success ${s.lastSuccess ?? 'never'}${s.lastError ? `; last error: ${s.lastError}` : ''}`,
     `  store ${s.store.chunks} chunks, ${s.store.bytes} bytes; scrub ${s.scrub.ok} ok, ${s.scrub.failed} failed${s.scrub.at ? ` at ${s.scrub.at}` : ''}`,
   ];
-  if (s.offlineWindow) lines.push(`  offline bundle valid until ${s.offlineWindow.validUntil}${s.offlineWindow.open ? '' : ' (CLOSED: import a fresh bundle)'}`);
-  if (s.certificate) lines.push(`  certificate ${s.certificate.serial} valid until ${s.certificate.notAfter} (${s.certificate.daysLeft} days)`);
+  if (s.offlineWindow)
+    lines.push(
+      `  offline bundle valid until ${s.offlineWindow.validUntil}${s.offlineWindow.open ? '' : ' (CLOSED: import a fresh bundle)'}`,
+    );
+  if (s.certificate)
+    lines.push(
+      `  certificate ${s.certificate.serial} valid until ${s.certificate.notAfter} (${s.certificate.daysLeft} days)`,
+    );
   return lines.join('\n');
 }

@@ -10,7 +10,10 @@ import { intFlag, trustCommands } from './trust/commands.js';
 /** `depotsync master …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
-async function withMaster<T>(c: CommandContext, fn: (ctx: import('./context.js').MasterContext) => Promise<T>): Promise<T> {
+async function withMaster<T>(
+  c: CommandContext,
+  fn: (ctx: import('./context.js').MasterContext) => Promise<T>,
+): Promise<T> {
   const { openMaster } = await import('./context.js');
   const ctx = await openMaster(requireString(c.values, 'dir', 'master'), c.log);
   try {
@@ -22,31 +25,46 @@ async function withMaster<T>(c: CommandContext, fn: (ctx: import('./context.js')
 
 function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command {
   const summary = {
-    approve: 'approve a pending machine (issues its certificate); with --request/--out: offline enrollment by file',
+    approve:
+      'approve a pending machine (issues its certificate); with --request/--out: offline enrollment by file',
     block: 'refuse a machine at once (it also goes on the signed revocation list)',
     revoke: "revoke a machine's certificates and publish the signed revocation list",
     renew: 'ask an approved machine to renew its certificate (new key, over mutual TLS) at its next contact',
   }[verb];
   return {
     path: ['master', verb],
-    usage: verb === 'approve' ? 'master approve --dir M MACHINE | master approve --dir M --request FILE --out FILE' : `master ${verb} --dir M MACHINE`,
+    usage:
+      verb === 'approve'
+        ? 'master approve --dir M MACHINE | master approve --dir M --request FILE --out FILE'
+        : `master ${verb} --dir M MACHINE`,
     summary,
     options: { ...dirOption, request: { type: 'string' }, out: { type: 'string' } },
     positionals: [0, 1],
     async run(c) {
-      if (verb === 'approve' && (c.values.request || c.values.out)) return (await import('./offline/commands.js')).approveByFile(c);
+      if (verb === 'approve' && (c.values.request || c.values.out))
+        return (await import('./offline/commands.js')).approveByFile(c);
       const name = c.positionals[0];
       if (!name) throw new DepotsyncError('usage', `master ${verb}: give the MACHINE name`);
       return withMaster(c, async (ctx) => {
         const a = await import('./machines/actions.js');
         const who = { actor: 'cli' };
         const m =
-          verb === 'approve' ? a.approveMachine(ctx, name, who)
-          : verb === 'block' ? await a.blockMachine(ctx, name, who)
-          : verb === 'revoke' ? (await a.revokeMachine(ctx, name, who)).machine
-          : (await import('./machines/renew.js')).renewMachine(ctx, name, who);
+          verb === 'approve'
+            ? a.approveMachine(ctx, name, who)
+            : verb === 'block'
+              ? await a.blockMachine(ctx, name, who)
+              : verb === 'revoke'
+                ? (await a.revokeMachine(ctx, name, who)).machine
+                : (await import('./machines/renew.js')).renewMachine(ctx, name, who);
         return {
-          json: { name: m.name, role: m.role, state: m.state, serial: m.certSerial ?? null, notAfter: m.certNotAfter ?? null, renewRequested: m.renewRequested },
+          json: {
+            name: m.name,
+            role: m.role,
+            state: m.state,
+            serial: m.certSerial ?? null,
+            notAfter: m.certNotAfter ?? null,
+            renewRequested: m.renewRequested,
+          },
           human: `${m.name} (${m.role}): ${m.state}${m.certSerial ? `, certificate ${m.certSerial} valid until ${m.certNotAfter}` : ''}${verb === 'renew' ? '; it renews at its next contact with the master' : ''}`,
         };
       });
@@ -58,7 +76,11 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
 export function parseListen(text: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new DepotsyncError('usage', `${what}: --listen must be HOST:PORT (e.g. 127.0.0.1:8443), got ${JSON.stringify(text)}`);
+  if (!m || port > 65535)
+    throw new DepotsyncError(
+      'usage',
+      `${what}: --listen must be HOST:PORT (e.g. 127.0.0.1:8443), got ${JSON.stringify(text)}`,
+    );
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
@@ -66,8 +88,16 @@ export const masterCommands: Command[] = [
   {
     path: ['master', 'export'],
     usage: 'master export --dir M --depot MACHINE --out FILE [--from GEN] [--valid 30d] [--encrypt] [--json]',
-    summary: 'write a signed offline bundle taking depot MACHINE from generation GEN (default: its last report) to the current one',
-    options: { ...dirOption, depot: { type: 'string' }, out: { type: 'string' }, from: { type: 'string' }, valid: { type: 'string' }, encrypt: { type: 'boolean' } },
+    summary:
+      'write a signed offline bundle taking depot MACHINE from generation GEN (default: its last report) to the current one',
+    options: {
+      ...dirOption,
+      depot: { type: 'string' },
+      out: { type: 'string' },
+      from: { type: 'string' },
+      valid: { type: 'string' },
+      encrypt: { type: 'boolean' },
+    },
     run: async (c) => (await import('./offline/commands.js')).exportCommand(c),
   },
   {
@@ -81,13 +111,17 @@ export const masterCommands: Command[] = [
   {
     path: ['master', 'serve'],
     usage: 'master serve --dir M --listen HOST:PORT',
-    summary: 'serve the HTTPS API (mutual TLS), the operator API and the drop folder; re-signs the timestamp on schedule',
+    summary:
+      'serve the HTTPS API (mutual TLS), the operator API and the drop folder; re-signs the timestamp on schedule',
     options: { ...dirOption, listen: { type: 'string' } },
     logLevel: 'info',
     async run(c) {
       const { openMaster } = await import('./context.js');
       const { startMasterServer } = await import('./server/serve.js');
-      const { host, port } = parseListen(optionalString(c.values, 'listen') ?? '127.0.0.1:8443', 'master serve');
+      const { host, port } = parseListen(
+        optionalString(c.values, 'listen') ?? '127.0.0.1:8443',
+        'master serve',
+      );
       const { acquireMasterLock } = await import('./backup/lock.js');
       const { masterLayout } = await import('./layout.js');
       const { existsSync } = await import('node:fs');
@@ -109,7 +143,9 @@ export const masterCommands: Command[] = [
         c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
         // A line other programs (and the demo) can wait for.
         c.stderr.write(`depotsync master listening on ${server.url}\n`);
-        await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve())));
+        await new Promise<void>((resolve) =>
+          stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve()),
+        );
         await backups?.stop();
         await maintenance?.stop();
         await server.close();
@@ -124,9 +160,18 @@ export const masterCommands: Command[] = [
   },
   {
     path: ['master', 'init'],
-    usage: 'master init --dir M [--name NAME] [--host NAME]... [--root-keys N] [--root-threshold K] [--offline-root DIR]',
-    summary: 'create a master: TUF keys and root (K of N root keys, default 1 of 1; --offline-root writes them to DIR, not M), internal CA, server certificate, database; prints the root fingerprint',
-    options: { ...dirOption, name: { type: 'string' }, host: { type: 'string', multiple: true }, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' }, 'offline-root': { type: 'string' } },
+    usage:
+      'master init --dir M [--name NAME] [--host NAME]... [--root-keys N] [--root-threshold K] [--offline-root DIR]',
+    summary:
+      'create a master: TUF keys and root (K of N root keys, default 1 of 1; --offline-root writes them to DIR, not M), internal CA, server certificate, database; prints the root fingerprint',
+    options: {
+      ...dirOption,
+      name: { type: 'string' },
+      host: { type: 'string', multiple: true },
+      'root-keys': { type: 'string' },
+      'root-threshold': { type: 'string' },
+      'offline-root': { type: 'string' },
+    },
     async run(c) {
       const { initMaster } = await import('./init.js');
       const hosts = c.values.host as string[] | undefined;
@@ -143,10 +188,17 @@ export const masterCommands: Command[] = [
         ...(hosts?.length ? { hosts: [...new Set([...hosts, 'localhost', '127.0.0.1'])] } : {}),
       });
       return {
-        json: { fingerprint: r.fingerprint, dir: r.dir, rootKeyFiles: r.rootKeyFiles, rootThreshold: r.rootThreshold },
+        json: {
+          fingerprint: r.fingerprint,
+          dir: r.dir,
+          rootKeyFiles: r.rootKeyFiles,
+          rootThreshold: r.rootThreshold,
+        },
         human:
           `master created in ${r.dir}\nroot fingerprint (SHA-256 of ${r.rootFile}):\n${r.fingerprint}` +
-          (offline ? `\nroot private keys (${r.rootThreshold} of ${r.rootKeyFiles.length} sign; keep them off the master):\n  ${r.rootKeyFiles.join('\n  ')}` : ''),
+          (offline
+            ? `\nroot private keys (${r.rootThreshold} of ${r.rootKeyFiles.length} sign; keep them off the master):\n  ${r.rootKeyFiles.join('\n  ')}`
+            : ''),
       };
     },
   },
@@ -154,7 +206,12 @@ export const masterCommands: Command[] = [
     path: ['master', 'publish'],
     usage: 'master publish --dir M --name N --version V [--allow-hardlinks] PATH',
     summary: 'publish a file or folder as package N@V: a new signed generation',
-    options: { ...dirOption, name: { type: 'string' }, version: { type: 'string' }, 'allow-hardlinks': { type: 'boolean' } },
+    options: {
+      ...dirOption,
+      name: { type: 'string' },
+      version: { type: 'string' },
+      'allow-hardlinks': { type: 'boolean' },
+    },
     positionals: [1, 1],
     async run(c) {
       return withMaster(c, async (ctx) => {
@@ -173,7 +230,17 @@ export const masterCommands: Command[] = [
         });
         progress?.finish();
         return {
-          json: { id: r.id, name: r.name, version: r.version, bytes: r.bytes, chunks: r.chunks, generation: r.generation, newChunks: r.newChunks, newBytes: r.newBytes, unchanged: r.unchanged },
+          json: {
+            id: r.id,
+            name: r.name,
+            version: r.version,
+            bytes: r.bytes,
+            chunks: r.chunks,
+            generation: r.generation,
+            newChunks: r.newChunks,
+            newBytes: r.newBytes,
+            unchanged: r.unchanged,
+          },
           human: r.unchanged
             ? `${r.name}@${r.version} is already published with this exact content (generation ${r.generation}); nothing changed`
             : `published ${r.name}@${r.version}: ${formatBytes(r.bytes)} in ${r.chunks} chunks (${r.newChunks} new, ${formatBytes(r.newBytes)} stored), generation ${r.generation}\nmanifest ${r.id}`,
@@ -202,14 +269,27 @@ export const masterCommands: Command[] = [
     options: { ...dirOption, role: { type: 'string' }, ttl: { type: 'string' } },
     async run(c) {
       const role = requireString(c.values, 'role', 'master token');
-      if (role !== 'depot' && role !== 'agent') throw new DepotsyncError('usage', `master token: --role must be depot or agent, got ${JSON.stringify(role)}`);
+      if (role !== 'depot' && role !== 'agent')
+        throw new DepotsyncError(
+          'usage',
+          `master token: --role must be depot or agent, got ${JSON.stringify(role)}`,
+        );
       const { parseDuration } = await import('../src/config/validate.js');
       const ttl = optionalString(c.values, 'ttl');
       return withMaster(c, async (ctx) => {
         const { createEnrollmentToken } = await import('./db/tokens.js');
         const { recordAudit } = await import('./db/audit.js');
-        const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: 'cli', ...(ttl ? { ttlMs: parseDuration('--ttl', ttl) } : {}) });
-        recordAudit(ctx.db, { actor: 'cli', action: 'token.create', target: role, detail: { id: record.id } });
+        const { token, record } = createEnrollmentToken(ctx.db, {
+          role,
+          createdBy: 'cli',
+          ...(ttl ? { ttlMs: parseDuration('--ttl', ttl) } : {}),
+        });
+        recordAudit(ctx.db, {
+          actor: 'cli',
+          action: 'token.create',
+          target: role,
+          detail: { id: record.id },
+        });
         return { json: { token, role, expiresAt: record.expiresAt }, human: token };
       });
     },
@@ -217,12 +297,17 @@ export const masterCommands: Command[] = [
   {
     path: ['master', 'notify'],
     usage: 'master notify --dir M [--depot NAME] [--json]',
-    summary: 'ask depots (all, or one) to sync now: the running `master serve` passes it on their event streams',
+    summary:
+      'ask depots (all, or one) to sync now: the running `master serve` passes it on their event streams',
     options: { ...dirOption, depot: { type: 'string' } },
     async run(c) {
       const depot = optionalString(c.values, 'depot');
       const { MACHINE_NAME } = await import('../src/pki/names.js');
-      if (depot !== undefined && !MACHINE_NAME.test(depot)) throw new DepotsyncError('usage', `master notify: --depot must be a depot's machine name, got ${JSON.stringify(depot)}`);
+      if (depot !== undefined && !MACHINE_NAME.test(depot))
+        throw new DepotsyncError(
+          'usage',
+          `master notify: --depot must be a depot's machine name, got ${JSON.stringify(depot)}`,
+        );
       return withMaster(c, async (ctx) => {
         const { requestSyncNow } = await import('./notify.js');
         const r = requestSyncNow(ctx.db, { depot, actor: 'cli' });
@@ -248,7 +333,11 @@ export const masterCommands: Command[] = [
     options: { ...dirOption, name: { type: 'string' }, role: { type: 'string' } },
     async run(c) {
       const role = optionalString(c.values, 'role') ?? 'viewer';
-      if (!['admin', 'publisher', 'viewer'].includes(role)) throw new DepotsyncError('usage', `master operator add: --role must be admin, publisher or viewer, got ${JSON.stringify(role)}`);
+      if (!['admin', 'publisher', 'viewer'].includes(role))
+        throw new DepotsyncError(
+          'usage',
+          `master operator add: --role must be admin, publisher or viewer, got ${JSON.stringify(role)}`,
+        );
       return withMaster(c, async (ctx) => {
         const { addOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
@@ -259,7 +348,12 @@ export const masterCommands: Command[] = [
           createdBy: 'cli',
           tokenDays: ctx.config.operatorTokenDays,
         });
-        recordAudit(ctx.db, { actor: 'cli', action: 'operator.add', target: operator.name, detail: { role } });
+        recordAudit(ctx.db, {
+          actor: 'cli',
+          action: 'operator.add',
+          target: operator.name,
+          detail: { role },
+        });
         return {
           json: { name: operator.name, role: operator.role, token, tokenExpiresAt: operator.tokenExpiresAt },
           human: `operator ${operator.name} (${operator.role}); token (shown once, valid until ${operator.tokenExpiresAt}):\n${token}`,
@@ -311,12 +405,24 @@ export const masterCommands: Command[] = [
             o.totp ? 'on' : 'off',
             o.createdAt.slice(0, 16).replace('T', ' '),
             o.lastUsedAt ? o.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
-            o.tokenExpiresAt ? `${o.tokenExpiresAt.slice(0, 10)}${o.tokenExpired ? ' (expired)' : ''}` : 'never',
+            o.tokenExpiresAt
+              ? `${o.tokenExpiresAt.slice(0, 10)}${o.tokenExpired ? ' (expired)' : ''}`
+              : 'never',
           ]),
         ];
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-        const table = rows.map((r) => r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-        return { json: { operators: ops }, human: ops.length ? table : 'no operators (add one with `depotsync master operator add`)' };
+        const table = rows
+          .map((r) =>
+            r
+              .map((v, i) => v.padEnd(widths[i]!))
+              .join('  ')
+              .trimEnd(),
+          )
+          .join('\n');
+        return {
+          json: { operators: ops },
+          human: ops.length ? table : 'no operators (add one with `depotsync master operator add`)',
+        };
       });
     },
   },
@@ -331,7 +437,12 @@ export const masterCommands: Command[] = [
         const { rotateOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
         const { token, expiresAt } = rotateOperator(ctx.db, name, ctx.config.operatorTokenDays);
-        recordAudit(ctx.db, { actor: 'cli', action: 'operator.rotate', target: name, detail: { tokenExpiresAt: expiresAt } });
+        recordAudit(ctx.db, {
+          actor: 'cli',
+          action: 'operator.rotate',
+          target: name,
+          detail: { tokenExpiresAt: expiresAt },
+        });
         return {
           json: { name, token, tokenExpiresAt: expiresAt },
           human: `operator ${name}: new token (shown once, valid until ${expiresAt}; the old one no longer works):\n${token}`,

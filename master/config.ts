@@ -110,7 +110,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
   const w = 'master.json';
-  if (![16, 256, 4096].includes(c.bins)) throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
+  if (![16, 256, 4096].includes(c.bins))
+    throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
   intOption(w, 'timestampExpiryHours', c.timestampExpiryHours, 1, 24 * 365);
   intOption(w, 'timestampRefreshHours', c.timestampRefreshHours, 0, c.timestampExpiryHours - 1);
   intOption(w, 'rootExpiryDays', c.rootExpiryDays, 2, 3650);
@@ -120,9 +121,13 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
   intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
   if (typeof c.allowHardlinks !== 'boolean') {
-    throw new DepotsyncError('bad-input', `${w}: allowHardlinks must be true or false, got ${JSON.stringify(c.allowHardlinks)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${w}: allowHardlinks must be true or false, got ${JSON.stringify(c.allowHardlinks)}`,
+    );
   }
-  if (c.publishScanCommand !== null) validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
+  if (c.publishScanCommand !== null)
+    validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
   // The same ranges as depot.json's serving section (depot/config.ts).
   intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
   intOption(w, 'batchMemoryBytes', c.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
@@ -134,7 +139,10 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'operatorTokenDays', c.operatorTokenDays, 1, 3650);
   intOption(w, 'operatorTokenWarningDays', c.operatorTokenWarningDays, 0, c.operatorTokenDays - 1);
   if (typeof c.requireTotp !== 'boolean') {
-    throw new DepotsyncError('bad-input', `${w}: requireTotp must be true or false, got ${JSON.stringify(c.requireTotp)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${w}: requireTotp must be true or false, got ${JSON.stringify(c.requireTotp)}`,
+    );
   }
   return c;
 }

@@ -23,18 +23,30 @@ export interface MasterContext {
   close(): Promise<void>;
 }
 
-export async function openMaster(dir: string, log: Logger, opts: { now?: () => Date } = {}): Promise<MasterContext> {
+export async function openMaster(
+  dir: string,
+  log: Logger,
+  opts: { now?: () => Date } = {},
+): Promise<MasterContext> {
   const layout = masterLayout(dir);
   if (!existsSync(layout.config)) {
-    throw new DepotsyncError('not-found', `${layout.dir} is not a depotsync master directory (no master.json)`, {
-      hint: `create one with: depotsync master init --dir ${dir}`,
-    });
+    throw new DepotsyncError(
+      'not-found',
+      `${layout.dir} is not a depotsync master directory (no master.json)`,
+      {
+        hint: `create one with: depotsync master init --dir ${dir}`,
+      },
+    );
   }
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
   try {
     const sealed = sealPlaintextSecrets(db);
-    if (sealed > 0) log.info({ operators: sealed }, 'TOTP secrets stored in plaintext by an older version are now encrypted');
+    if (sealed > 0)
+      log.info(
+        { operators: sealed },
+        'TOTP secrets stored in plaintext by an older version are now encrypted',
+      );
   } catch (e) {
     db.close();
     throw e;

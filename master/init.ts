@@ -53,19 +53,37 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
   const rootKeys = opts.rootKeys ?? 1;
   const rootThreshold = opts.rootThreshold ?? 1;
   if (!Number.isSafeInteger(rootKeys) || rootKeys < 1 || rootKeys > 32) {
-    throw new DepotsyncError('usage', `master init: --root-keys must be an integer from 1 to 32, got ${JSON.stringify(opts.rootKeys)}`);
+    throw new DepotsyncError(
+      'usage',
+      `master init: --root-keys must be an integer from 1 to 32, got ${JSON.stringify(opts.rootKeys)}`,
+    );
   }
   if (!Number.isSafeInteger(rootThreshold) || rootThreshold < 1 || rootThreshold > rootKeys) {
-    throw new DepotsyncError('usage', `master init: --root-threshold must be an integer from 1 to ${rootKeys} (the number of root keys), got ${JSON.stringify(opts.rootThreshold)}`, {
-      hint: 'a root that needs more signatures than it has keys could never be renewed or rotated',
-    });
+    throw new DepotsyncError(
+      'usage',
+      `master init: --root-threshold must be an integer from 1 to ${rootKeys} (the number of root keys), got ${JSON.stringify(opts.rootThreshold)}`,
+      {
+        hint: 'a root that needs more signatures than it has keys could never be renewed or rotated',
+      },
+    );
   }
   const offlineRootDir = opts.offlineRootDir ? resolve(opts.offlineRootDir) : undefined;
   if (offlineRootDir && (offlineRootDir === layout.dir || offlineRootDir.startsWith(`${layout.dir}/`))) {
-    throw new DepotsyncError('usage', `master init: --offline-root ${offlineRootDir} is inside the master directory; give a folder on other media`);
+    throw new DepotsyncError(
+      'usage',
+      `master init: --offline-root ${offlineRootDir} is inside the master directory; give a folder on other media`,
+    );
   }
-  if (offlineRootDir && existsSync(offlineRootDir) && readdirSync(offlineRootDir).some((f) => f.startsWith('root'))) {
-    throw new DepotsyncError('already-exists', `master init: ${offlineRootDir} already holds root key files`, { hint: 'give an empty folder for the new root keys' });
+  if (
+    offlineRootDir &&
+    existsSync(offlineRootDir) &&
+    readdirSync(offlineRootDir).some((f) => f.startsWith('root'))
+  ) {
+    throw new DepotsyncError(
+      'already-exists',
+      `master init: ${offlineRootDir} already holds root key files`,
+      { hint: 'give an empty folder for the new root keys' },
+    );
   }
   if (existsSync(layout.config)) {
     throw new DepotsyncError('already-exists', `${layout.dir} already holds a master (master.json exists)`, {
@@ -73,7 +91,9 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
     });
   }
   if (existsSync(layout.dir) && readdirSync(layout.dir).length > 0) {
-    throw new DepotsyncError('already-exists', `${layout.dir} is not empty`, { hint: 'choose a new or empty directory for the master' });
+    throw new DepotsyncError('already-exists', `${layout.dir} is not empty`, {
+      hint: 'choose a new or empty directory for the master',
+    });
   }
   const config = validateMasterConfig({
     ...DEFAULT_MASTER_CONFIG,
@@ -81,7 +101,15 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
     ...(opts.name ? { name: opts.name } : {}),
     ...(opts.hosts ? { hosts: opts.hosts } : {}),
   });
-  for (const d of [layout.dir, layout.keysDir, `${layout.dir}/ca`, `${layout.dir}/tls`, layout.dropbox, layout.dropboxRejected, layout.backups]) {
+  for (const d of [
+    layout.dir,
+    layout.keysDir,
+    `${layout.dir}/ca`,
+    `${layout.dir}/tls`,
+    layout.dropbox,
+    layout.dropboxRejected,
+    layout.backups,
+  ]) {
     mkdirSync(d, { recursive: true, mode: 0o700 });
   }
 
@@ -90,10 +118,22 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
   const caMaterial = createCa({ commonName: `${config.name} depotsync CA` });
   // TUF: root key (may go offline later) and the online timestamp, snapshot and targets keys.
   if (offlineRootDir) mkdirSync(offlineRootDir, { recursive: true, mode: 0o700 });
-  const keys = await createRoleKeys(layout, { rootKeys, ...(offlineRootDir ? { rootDir: offlineRootDir } : {}) });
+  const keys = await createRoleKeys(layout, {
+    rootKeys,
+    ...(offlineRootDir ? { rootDir: offlineRootDir } : {}),
+  });
   const { repository, files } = TufRepository.create({
-    root: { keys: keys.root.map((k) => k.publicKey), threshold: rootThreshold, signers: keys.root.map((k) => k.signer), fields: rootCaFields(caMaterial.certPem) },
-    online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+    root: {
+      keys: keys.root.map((k) => k.publicKey),
+      threshold: rootThreshold,
+      signers: keys.root.map((k) => k.signer),
+      fields: rootCaFields(caMaterial.certPem),
+    },
+    online: {
+      timestamp: keys.timestamp.signer,
+      snapshot: keys.snapshot.signer,
+      targets: keys.targets.signer,
+    },
     options: { binCount: config.bins as 16 | 256 | 4096, expiryMs: expiryOf(config) },
   });
 
@@ -123,7 +163,12 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
       bins: files.filter((f) => f.role.startsWith('bin-')).map((f) => ({ name: f.role, version: f.version })),
       metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
     });
-    recordAudit(db, { actor: 'cli', action: 'master.init', target: config.name, detail: { rootVersion: repository.rootVersion, rootKeys, rootThreshold, offlineRoot: !!offlineRootDir } });
+    recordAudit(db, {
+      actor: 'cli',
+      action: 'master.init',
+      target: config.name,
+      detail: { rootVersion: repository.rootVersion, rootKeys, rootThreshold, offlineRoot: !!offlineRootDir },
+    });
     await writeFileAtomic(`${layout.dir}/1.root.json`, root.bytes);
     const store = ChunkStore.open(layout.storeDir, { logger: opts.log });
     await store.close();
@@ -131,7 +176,13 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
     await writeFileAtomic(layout.config, `${JSON.stringify(config, null, 2)}\n`);
     const fingerprint = createHash('sha256').update(root.bytes).digest('hex');
     const rootKeyFiles = (await import('./keys.js')).rootKeyFiles(offlineRootDir ?? layout.keysDir);
-    return { dir: layout.dir, fingerprint, rootFile: `${layout.dir}/1.root.json`, rootKeyFiles, rootThreshold };
+    return {
+      dir: layout.dir,
+      fingerprint,
+      rootFile: `${layout.dir}/1.root.json`,
+      rootKeyFiles,
+      rootThreshold,
+    };
   } finally {
     db.close();
   }

@@ -12,22 +12,41 @@ import { insertNotifyRequest, type NotifyRequest } from './db/notify-requests.js
  * and sends a `sync-now` event on every depot's event stream (a parent depot relays it to its children).
  * The request and its audit record commit together.
  */
-export function requestSyncNow(m: MasterDb, input: { depot?: string | undefined; actor: string; address?: string }): NotifyRequest {
+export function requestSyncNow(
+  m: MasterDb,
+  input: { depot?: string | undefined; actor: string; address?: string },
+): NotifyRequest {
   const depot = input.depot ?? null;
   if (depot !== null) {
-    if (!MACHINE_NAME.test(depot)) throw new DepotsyncError('bad-input', `master notify: ${JSON.stringify(depot)} is not a machine name`);
+    if (!MACHINE_NAME.test(depot))
+      throw new DepotsyncError('bad-input', `master notify: ${JSON.stringify(depot)} is not a machine name`);
     const machine = byName(m, depot);
     if (!machine) {
-      throw new DepotsyncError('not-found', `master notify: no machine named ${depot}`, { hint: 'list the depots with `depotsync status --dir M`; leave out --depot to notify every depot' });
+      throw new DepotsyncError('not-found', `master notify: no machine named ${depot}`, {
+        hint: 'list the depots with `depotsync status --dir M`; leave out --depot to notify every depot',
+      });
     }
-    if (machine.role !== 'depot') throw new DepotsyncError('bad-input', `master notify: ${depot} is an ${machine.role}, not a depot`, { hint: 'agents fetch on demand; notify a depot' });
+    if (machine.role !== 'depot')
+      throw new DepotsyncError('bad-input', `master notify: ${depot} is an ${machine.role}, not a depot`, {
+        hint: 'agents fetch on demand; notify a depot',
+      });
     if (machine.state !== 'approved') {
-      throw new DepotsyncError('conflict', `master notify: depot ${depot} is ${machine.state}, so it cannot sync`, { hint: 'approve it first (depotsync master approve NAME)' });
+      throw new DepotsyncError(
+        'conflict',
+        `master notify: depot ${depot} is ${machine.state}, so it cannot sync`,
+        { hint: 'approve it first (depotsync master approve NAME)' },
+      );
     }
   }
   return transaction(m.db, () => {
     const r = insertNotifyRequest(m, { depot, by: input.actor });
-    recordAudit(m, { actor: input.actor, action: 'depot.notify', target: depot ?? '*', detail: { seq: r.seq }, ...(input.address ? { address: input.address } : {}) });
+    recordAudit(m, {
+      actor: input.actor,
+      action: 'depot.notify',
+      target: depot ?? '*',
+      detail: { seq: r.seq },
+      ...(input.address ? { address: input.address } : {}),
+    });
     return r;
   });
 }

@@ -9,11 +9,17 @@ import type { MasterContext } from './context.js';
  * (a `master publish` in another process may have moved the catalog on), and re-verified on the way
  * in: the master distrusts its own disk too.
  */
-export function loadRepository(ctx: Pick<MasterContext, 'db' | 'signers' | 'config'>, now?: () => Date): TufRepository {
+export function loadRepository(
+  ctx: Pick<MasterContext, 'db' | 'signers' | 'config'>,
+  now?: () => Date,
+): TufRepository {
   const m = ctx.db;
   const role = (r: string): Buffer => {
     const f = latestMetadata(m, r);
-    if (!f) throw new DepotsyncError('corrupt', `master database has no ${r} metadata`, { hint: 'restore the master directory from a backup' });
+    if (!f)
+      throw new DepotsyncError('corrupt', `master database has no ${r} metadata`, {
+        hint: 'restore the master directory from a backup',
+      });
     return f.bytes;
   };
   const bins = new Map<string, Uint8Array>();
@@ -22,15 +28,27 @@ export function loadRepository(ctx: Pick<MasterContext, 'db' | 'signers' | 'conf
     if (!f) throw new DepotsyncError('corrupt', `master database lacks ${b.version}.${b.name}.json`);
     bins.set(b.name, f.bytes);
   }
-  const stored: StoredMetadata = { root: role('root'), timestamp: role('timestamp'), snapshot: role('snapshot'), targets: role('targets'), bins };
+  const stored: StoredMetadata = {
+    root: role('root'),
+    timestamp: role('timestamp'),
+    snapshot: role('snapshot'),
+    targets: role('targets'),
+    bins,
+  };
   const repo = TufRepository.load(stored, ctx.signers, {
     expiryMs: expiryOf(ctx.config),
-    renewBeforeMs: { timestamp: ctx.config.timestampRefreshHours * 3_600_000, root: ctx.config.rootRenewBeforeDays * 86_400_000 },
+    renewBeforeMs: {
+      timestamp: ctx.config.timestampRefreshHours * 3_600_000,
+      root: ctx.config.rootRenewBeforeDays * 86_400_000,
+    },
     ...(now ? { now } : {}),
   });
   const gen = currentGeneration(m);
   if (repo.generation !== gen) {
-    throw new DepotsyncError('corrupt', `master database: catalog generation ${gen} but snapshot v${repo.generation}`);
+    throw new DepotsyncError(
+      'corrupt',
+      `master database: catalog generation ${gen} but snapshot v${repo.generation}`,
+    );
   }
   return repo;
 }

@@ -38,7 +38,9 @@ export function publishRevocationListSync(ctx: RevocationContext): Buffer {
     version = prev.version + 1;
   }
   const serials = revokedSerials(ctx.db, { includeBlocked: true });
-  const bytes = createRevocationList(ctx.ca, serials, version, { validDays: ctx.config.revocationListExpiryDays });
+  const bytes = createRevocationList(ctx.ca, serials, version, {
+    validDays: ctx.config.revocationListExpiryDays,
+  });
   writeFileAtomicSync(revocationListPath(ctx.layout), bytes);
   ctx.log.info({ version, serials: serials.length }, 'revocation list signed');
   return bytes;
@@ -55,8 +57,13 @@ export function revocationListVersionReader(layout: MasterLayout): () => number 
     const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'none';
     if (cached?.stamp !== stamp) {
       const bytes = readRevocationList(layout);
-      const version = bytes ? (JSON.parse(bytes.toString('utf8')) as { signed?: { version?: unknown } }).signed?.version : undefined;
-      cached = { stamp, version: typeof version === 'number' && Number.isSafeInteger(version) ? version : undefined };
+      const version = bytes
+        ? (JSON.parse(bytes.toString('utf8')) as { signed?: { version?: unknown } }).signed?.version
+        : undefined;
+      cached = {
+        stamp,
+        version: typeof version === 'number' && Number.isSafeInteger(version) ? version : undefined,
+      };
     }
     return cached.version;
   };

@@ -8,7 +8,13 @@ import { execFileSync } from 'node:child_process';
 const roots = ['src', 'master', 'depot', 'agent', 'cli'];
 const run = (args) => {
   try {
-    return { out: execFileSync('npx', ['depcruise', ...roots, '--config', '.dependency-cruiser.cjs', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 }), ok: true };
+    return {
+      out: execFileSync('npx', ['depcruise', ...roots, '--config', '.dependency-cruiser.cjs', ...args], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      }),
+      ok: true,
+    };
   } catch (e) {
     return { out: `${e.stdout ?? ''}${e.stderr ?? ''}`, ok: false };
   }
@@ -36,24 +42,39 @@ for (const m of graph.modules) {
 }
 // Tarjan's strongly connected components: a component of more than one folder is a folder cycle.
 let index = 0;
-const idx = new Map(), low = new Map(), stack = [], on = new Set(), cycles = [];
+const idx = new Map(),
+  low = new Map(),
+  stack = [],
+  on = new Set(),
+  cycles = [];
 const visit = (v) => {
-  idx.set(v, index); low.set(v, index); index++; stack.push(v); on.add(v);
+  idx.set(v, index);
+  low.set(v, index);
+  index++;
+  stack.push(v);
+  on.add(v);
   for (const w of edges.get(v)?.keys() ?? []) {
-    if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-    else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+    if (!idx.has(w)) {
+      visit(w);
+      low.set(v, Math.min(low.get(v), low.get(w)));
+    } else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
   }
   if (low.get(v) === idx.get(v)) {
     const comp = [];
     let w;
-    do { w = stack.pop(); on.delete(w); comp.push(w); } while (w !== v);
+    do {
+      w = stack.pop();
+      on.delete(w);
+      comp.push(w);
+    } while (w !== v);
     if (comp.length > 1) cycles.push(comp);
   }
 };
 for (const v of edges.keys()) if (!idx.has(v)) visit(v);
 for (const comp of cycles) {
   console.log(`folder cycle: ${comp.join(' <-> ')}`);
-  for (const a of comp) for (const [b, why] of edges.get(a) ?? []) if (comp.includes(b)) console.log(`  ${why}`);
+  for (const a of comp)
+    for (const [b, why] of edges.get(a) ?? []) if (comp.includes(b)) console.log(`  ${why}`);
 }
 if (!files.ok || cycles.length > 0) process.exit(1);
 console.log('deps: no file or folder cycles; src/ imports no role; roles import no other role');

@@ -36,7 +36,12 @@ export async function readCached(
 }
 
 /** Keep the cache under its limit: when over, keep only the chunks of the package just fetched. */
-export async function trimCache(cache: ChunkStore, maxBytes: number, keep: Set<string>, log: Logger): Promise<void> {
+export async function trimCache(
+  cache: ChunkStore,
+  maxBytes: number,
+  keep: Set<string>,
+  log: Logger,
+): Promise<void> {
   if (cache.stats().bytes <= maxBytes) return;
   const r = await cache.gc((id) => keep.has(id), { graceMs: 0 });
   log.info({ removed: r.removed, bytesFreed: r.bytesFreed }, 'chunk cache trimmed');

@@ -60,7 +60,15 @@ export interface ResolveOptions {
 export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage> {
   const src = o.remote.source.name;
   // The TUF update; an air-gapped depot's expired metadata only under its signed validity window.
-  const { client, result: r } = await refreshCatalog({ remote: o.remote, store: o.store, fingerprint: o.fingerprint, now: o.now, limits: o.limits, log: o.log, bins: o.want.version ? 'none' : 'stale' });
+  const { client, result: r } = await refreshCatalog({
+    remote: o.remote,
+    store: o.store,
+    fingerprint: o.fingerprint,
+    now: o.now,
+    limits: o.limits,
+    log: o.log,
+    bins: o.want.version ? 'none' : 'stale',
+  });
   checkAgainstSeen(r, o.state, src);
 
   const { name } = o.want;
@@ -80,9 +88,15 @@ export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage
     target = version === undefined ? undefined : byVersion.get(version);
   }
   if (!target || version === undefined) {
-    throw new DepotsyncError('not-found', `${name}${o.want.version ? `@${o.want.version}` : ''} is not in the catalog (generation ${r.generation} from ${src})`, {
-      hint: o.want.version ? 'check the name and version (depotsync master publish lists them)' : 'check the package name',
-    });
+    throw new DepotsyncError(
+      'not-found',
+      `${name}${o.want.version ? `@${o.want.version}` : ''} is not in the catalog (generation ${r.generation} from ${src})`,
+      {
+        hint: o.want.version
+          ? 'check the name and version (depotsync master publish lists them)'
+          : 'check the package name',
+      },
+    );
   }
   const path = packageTargetPath(name, version);
   const sha256 = target.hashes.sha256 ?? '';
@@ -93,11 +107,24 @@ export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage
   const manifest = decodeManifest(bytes, { maxBytes: target.length, what: `manifest ${path} from ${src}` });
   // Wrong-software attack: a signed target whose manifest names another package or version.
   if (manifest.name !== name || manifest.version !== version) {
-    throw new DepotsyncError('bad-metadata', `manifest ${path} from ${src} describes ${manifest.name}@${manifest.version}, not ${name}@${version}`, {
-      hint: 'the catalog is inconsistent; report it to the master operator',
-    });
+    throw new DepotsyncError(
+      'bad-metadata',
+      `manifest ${path} from ${src} describes ${manifest.name}@${manifest.version}, not ${name}@${version}`,
+      {
+        hint: 'the catalog is inconsistent; report it to the master operator',
+      },
+    );
   }
-  return { path, name, version, target, manifest, manifestBytes: bytes, generation: r.generation, rootVersion: r.rootVersion };
+  return {
+    path,
+    name,
+    version,
+    target,
+    manifest,
+    manifestBytes: bytes,
+    generation: r.generation,
+    rootVersion: r.rootVersion,
+  };
 }
 
 /**
@@ -105,16 +132,27 @@ export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage
  * trusted store catches this too; this baseline also survives a wiped or re-keyed store. Then the
  * baseline is raised to what was just verified. (Also run by the depot directory refresh.)
  */
-export function checkAgainstSeen(r: { generation: number; rootVersion: number }, state: AgentStateStore, src: string): void {
+export function checkAgainstSeen(
+  r: { generation: number; rootVersion: number },
+  state: AgentStateStore,
+  src: string,
+): void {
   const seenGen = state.highest('generation');
   if (r.generation < seenGen) {
-    throw new DepotsyncError('version-rollback', `${src} serves catalog generation ${r.generation}, older than generation ${seenGen} this agent has already verified`, {
-      hint: 'the depot lags behind or replays old metadata; the agent uses a fresher source',
-    });
+    throw new DepotsyncError(
+      'version-rollback',
+      `${src} serves catalog generation ${r.generation}, older than generation ${seenGen} this agent has already verified`,
+      {
+        hint: 'the depot lags behind or replays old metadata; the agent uses a fresher source',
+      },
+    );
   }
   const seenRoot = state.highest('root');
   if (r.rootVersion < seenRoot) {
-    throw new DepotsyncError('version-rollback', `${src} leads to root version ${r.rootVersion}, older than root ${seenRoot} this agent has already verified`);
+    throw new DepotsyncError(
+      'version-rollback',
+      `${src} leads to root version ${r.rootVersion}, older than root ${seenRoot} this agent has already verified`,
+    );
   }
   state.raise('generation', r.generation);
   state.raise('root', r.rootVersion);
@@ -123,16 +161,25 @@ export function checkAgainstSeen(r: { generation: number; rootVersion: number },
 /** Mix-and-match / arbitrary-software attack: exactly the length and SHA-256 the signed target lists. */
 export function verifyTargetFile(bytes: Uint8Array, target: TargetInfo, what: string): void {
   if (bytes.length !== target.length) {
-    throw new DepotsyncError('hash-mismatch', `${what}: ${bytes.length} bytes, but the signed catalog says ${target.length}`, {
-      hint: 'the source serves a file that is not the one the master signed; the agent tries another source',
-    });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `${what}: ${bytes.length} bytes, but the signed catalog says ${target.length}`,
+      {
+        hint: 'the source serves a file that is not the one the master signed; the agent tries another source',
+      },
+    );
   }
   const want = target.hashes.sha256;
-  if (!want || !/^[0-9a-f]{64}$/.test(want)) throw new DepotsyncError('bad-metadata', `${what}: the signed catalog lists no SHA-256 for it`);
+  if (!want || !/^[0-9a-f]{64}$/.test(want))
+    throw new DepotsyncError('bad-metadata', `${what}: the signed catalog lists no SHA-256 for it`);
   const got = createHash('sha256').update(bytes).digest();
   if (!timingSafeEqual(got, Buffer.from(want, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `${what}: SHA-256 ${got.toString('hex')} does not match the signed ${want}`, {
-      hint: 'the source serves a file that is not the one the master signed; the agent tries another source',
-    });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `${what}: SHA-256 ${got.toString('hex')} does not match the signed ${want}`,
+      {
+        hint: 'the source serves a file that is not the one the master signed; the agent tries another source',
+      },
+    );
   }
 }

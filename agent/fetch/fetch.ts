@@ -14,7 +14,14 @@ import { checkChunk } from '../../src/read/verify.js';
 import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { noSourceLeft, planChunks, type ChunkNeed } from './chunks.js';
 import type { RemoteSource, Source } from './remote.js';
-import { checkOutput, checkOutputParent, openFileSink, salvageStaging, Staging, type OpenSink } from './staging.js';
+import {
+  checkOutput,
+  checkOutputParent,
+  openFileSink,
+  salvageStaging,
+  Staging,
+  type OpenSink,
+} from './staging.js';
 
 /** Verified chunks are handed to the staging writer in groups of about this many bytes. */
 const DELIVER_BYTES = 4 * 1024 * 1024;
@@ -75,7 +82,10 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   const now = o.now ?? (() => new Date());
   const settings = { ...DEFAULT_FETCH_SETTINGS, ...o.settings };
   const label = `${o.name}${o.version ? `@${o.version}` : ''}`;
-  if (o.sources.length === 0) throw new DepotsyncError('bad-input', `fetch ${label}: no sources configured`, { hint: 'give depots with --depot, or the master URL' });
+  if (o.sources.length === 0)
+    throw new DepotsyncError('bad-input', `fetch ${label}: no sources configured`, {
+      hint: 'give depots with --depot, or the master URL',
+    });
   await checkOutputParent(o.out);
 
   const remotes = o.sources.map((s) => o.connect(s));
@@ -101,7 +111,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     // the package once (into its staging folder), not a second time into a cache. Not durable: every
     // cached chunk is re-hashed when read (readCached), so a power loss costs a re-download, never a
     // wrong byte.
-    if (o.cacheDir && settings.cacheMaxBytes > 0) cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
+    if (o.cacheDir && settings.cacheMaxBytes > 0)
+      cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
     // Leftovers of a fetch to the same output that was killed mid-way (the output itself was never
     // touched): their verified chunks go into the cache, the folders away.
     await salvageStaging(o.out, cache, STALE_STAGING_MS, Date.now(), log);
@@ -123,11 +134,23 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       o.onProgress?.(done, m.totalBytes);
     };
     const writePlaces = async (chunks: ReadonlyArray<{ need: ChunkNeed; data: Uint8Array }>) => {
-      await stage.write(chunks.flatMap(({ need, data }) => need.places.map((p) => ({ fileIndex: p.fileIndex, offset: p.offset, data }))));
+      await stage.write(
+        chunks.flatMap(({ need, data }) =>
+          need.places.map((p) => ({ fileIndex: p.fileIndex, offset: p.offset, data })),
+        ),
+      );
       progress(chunks.reduce((s, { need }) => s + need.length * need.places.length, 0));
     };
     o.onProgress?.(0, m.totalBytes);
-    const fromCache = cache ? await readCached(cache, needs, (need, data) => checkChunk(need, data, 'the local cache'), (need, data) => writePlaces([{ need, data }]), log) : new Set<string>();
+    const fromCache = cache
+      ? await readCached(
+          cache,
+          needs,
+          (need, data) => checkChunk(need, data, 'the local cache'),
+          (need, data) => writePlaces([{ need, data }]),
+          log,
+        )
+      : new Set<string>();
     const sources = remotes.slice(index);
     // Fail over at once: a source that errs, stalls or forges is penalised and the next one asked.
     const bySource = await downloadChunks({
@@ -162,9 +185,26 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
 
     const used = [metaSource.name, ...[...bySource.keys()].filter((n) => n !== metaSource.name)];
     // A source that served its part and never failed in this fetch is in good standing again.
-    for (const r of remotes) if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
-    if (cache) await trimCache(cache, settings.cacheMaxBytes, m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(), log);
-    log.info({ package: `${m.name}@${m.version}`, bytes: m.totalBytes, sources: used, fromCache: fromCache.size, durationMs: Math.round(performance.now() - t0), ...steps }, 'package fetched and verified');
+    for (const r of remotes)
+      if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
+    if (cache)
+      await trimCache(
+        cache,
+        settings.cacheMaxBytes,
+        m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(),
+        log,
+      );
+    log.info(
+      {
+        package: `${m.name}@${m.version}`,
+        bytes: m.totalBytes,
+        sources: used,
+        fromCache: fromCache.size,
+        durationMs: Math.round(performance.now() - t0),
+        ...steps,
+      },
+      'package fetched and verified',
+    );
     return {
       id: manifestId(pkg.manifestBytes),
       name: m.name,
@@ -182,7 +222,10 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       // A failed fetch: what it verified and staged goes into the cache (resume), then the folder away.
       if (cache) {
         const kept = await staging.salvage(cache, staged).catch((e: unknown) => {
-          log.warn({ err: (e as Error).message }, 'chunk cache write failed; a retry downloads everything again');
+          log.warn(
+            { err: (e as Error).message },
+            'chunk cache write failed; a retry downloads everything again',
+          );
           return 0;
         });
         if (kept > 0) log.info({ chunks: kept }, 'verified chunks kept in the cache for the next attempt');
@@ -210,7 +253,16 @@ async function resolveFromSources(
   for (const [index, remote] of remotes.entries()) {
     try {
       const want = o.version ? { name: o.name, version: o.version } : { name: o.name };
-      const pkg = await resolvePackage({ remote, store: o.store, fingerprint: o.fingerprint, now, limits: o.limits, state: o.state, want, log });
+      const pkg = await resolvePackage({
+        remote,
+        store: o.store,
+        fingerprint: o.fingerprint,
+        now,
+        limits: o.limits,
+        state: o.state,
+        want,
+        log,
+      });
       return { pkg, index };
     } catch (e) {
       if (fatalRefusal(e)) throw e;
@@ -229,6 +281,12 @@ function allFailed(what: string, errors: Array<{ source: string; error: unknown 
   const first = errors[0]?.error;
   const code = isDepotsyncError(first) ? first.code : 'network';
   const reasons = errors.map((x) => `${x.source}: ${(x.error as Error)?.message ?? String(x.error)}`);
-  const hint = isDepotsyncError(first) && first.hint ? first.hint : 'check the depots and the master (depotsync agent depots)';
-  return new DepotsyncError(code, `${what}: no source passed verification (${reasons.join('; ')})`, { hint, cause: first });
+  const hint =
+    isDepotsyncError(first) && first.hint
+      ? first.hint
+      : 'check the depots and the master (depotsync agent depots)';
+  return new DepotsyncError(code, `${what}: no source passed verification (${reasons.join('; ')})`, {
+    hint,
+    cause: first,
+  });
 }

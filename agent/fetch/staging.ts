@@ -1,5 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
@@ -60,7 +73,11 @@ export interface Placed {
 }
 
 /** Fill `into` from `position` (reads may come back short); fewer bytes only at the end of the file. */
-async function readFully(read: (into: Buffer, length: number, position: number) => Promise<number>, into: Buffer, position: number): Promise<number> {
+async function readFully(
+  read: (into: Buffer, length: number, position: number) => Promise<number>,
+  into: Buffer,
+  position: number,
+): Promise<number> {
   let got = 0;
   while (got < into.length) {
     const n = await read(into.subarray(got), into.length - got, position + got);
@@ -100,9 +117,13 @@ export async function checkFileChunks(
     return true;
   };
   const mismatch = (offset: number, id: string) =>
-    new DepotsyncError('corrupt', `assembled file ${f.path}: bytes at offset ${offset} do not match chunk ${id}`, {
-      hint: 'the disk returned other bytes than were written; check the disk, then fetch again',
-    });
+    new DepotsyncError(
+      'corrupt',
+      `assembled file ${f.path}: bytes at offset ${offset} do not match chunk ${id}`,
+      {
+        hint: 'the disk returned other bytes than were written; check the disk, then fetch again',
+      },
+    );
   let offset = 0;
   for (const c of f.chunks) {
     if (offset >= curStart + curLen && !(curLen === size && (await advance()))) throw mismatch(offset, c.id);
@@ -138,7 +159,9 @@ export async function checkOutputParent(out: string): Promise<void> {
   const parent = dirname(resolve(out));
   const info = await stat(parent).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') {
-      throw new DepotsyncError('not-found', `output folder ${parent} does not exist`, { hint: `create it first (mkdir -p ${parent}), or choose another --out` });
+      throw new DepotsyncError('not-found', `output folder ${parent} does not exist`, {
+        hint: `create it first (mkdir -p ${parent}), or choose another --out`,
+      });
     }
     throw fromSystemError(e, `output folder ${parent}`);
   });
@@ -169,7 +192,13 @@ function processAlive(pid: number): boolean {
  * the leftover's manifest, so nothing the disk or another process changed gets in): the next fetch
  * downloads only what the killed one had not written. Returns how many folders were removed.
  */
-export async function salvageStaging(out: string, cache: ChunkStore | undefined, olderThanMs: number, nowMs: number, log: Logger): Promise<number> {
+export async function salvageStaging(
+  out: string,
+  cache: ChunkStore | undefined,
+  olderThanMs: number,
+  nowMs: number,
+  log: Logger,
+): Promise<number> {
   const target = resolve(out);
   const prefix = `.${basename(target)}${STAGING_MARK}`;
   let removed = 0;
@@ -180,14 +209,20 @@ export async function salvageStaging(out: string, cache: ChunkStore | undefined,
     const info = await lstat(dir).catch(() => undefined);
     if (!info?.isDirectory()) continue;
     const owner = Number((await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
-    const abandoned = Number.isSafeInteger(owner) && owner > 0 ? owner !== process.pid && !processAlive(owner) : nowMs - info.mtimeMs >= olderThanMs;
+    const abandoned =
+      Number.isSafeInteger(owner) && owner > 0
+        ? owner !== process.pid && !processAlive(owner)
+        : nowMs - info.mtimeMs >= olderThanMs;
     if (!abandoned) continue;
     if (cache) {
       try {
         const n = await salvageLeftover(dir, cache);
         if (n > 0) log.info({ staging: dir, chunks: n }, 'chunks of a killed fetch kept in the cache');
       } catch (e) {
-        log.warn({ staging: dir, err: (e as Error).message }, 'staging left by a killed fetch could not be salvaged; removing it');
+        log.warn(
+          { staging: dir, err: (e as Error).message },
+          'staging left by a killed fetch could not be salvaged; removing it',
+        );
       }
     }
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -240,7 +275,11 @@ async function salvageChunks(
     if (!missing.has(need.id)) continue;
     const place = need.places[0] as { fileIndex: number; offset: number };
     const data = Buffer.allocUnsafe(need.length);
-    const got = await readFully((into, length, position) => read(place.fileIndex, into, length, position), data, place.offset);
+    const got = await readFully(
+      (into, length, position) => read(place.fileIndex, into, length, position),
+      data,
+      place.offset,
+    );
     if (got !== need.length) continue;
     const chunk = hashedChunk(data);
     if (chunk.id !== need.id) continue;
@@ -259,24 +298,40 @@ async function salvageChunks(
 function stagedPaths(dir: string, m: Manifest): { staged: string; paths: string[] } {
   const kind = packageKind(m);
   const staged = join(dir, kind === 'file' ? 'file' : 'package');
-  return { staged, paths: kind === 'file' ? [staged] : m.files.map((f) => join(staged, ...f.path.split('/'))) };
+  return {
+    staged,
+    paths: kind === 'file' ? [staged] : m.files.map((f) => join(staged, ...f.path.split('/'))),
+  };
 }
 
 /** Checks once the manifest is known: nothing in the way at --out, and room on the disk. */
 export async function checkOutput(out: string, m: Manifest): Promise<void> {
   const path = resolve(out);
   const kind = packageKind(m);
-  const existing = await lstat(path).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(fromSystemError(e, `output ${path}`))));
+  const existing = await lstat(path).catch((e: NodeJS.ErrnoException) =>
+    e.code === 'ENOENT' ? undefined : Promise.reject(fromSystemError(e, `output ${path}`)),
+  );
   if (existing && (kind === 'folder' || !existing.isFile())) {
-    throw new DepotsyncError('already-exists', `output ${path} already exists${existing.isDirectory() ? ' (a folder)' : ''}; ${m.name}@${m.version} is a ${kind} package`, {
-      hint: kind === 'folder' ? 'remove it or choose another --out (a folder package is never merged into an existing folder)' : 'remove it or choose another --out',
-    });
+    throw new DepotsyncError(
+      'already-exists',
+      `output ${path} already exists${existing.isDirectory() ? ' (a folder)' : ''}; ${m.name}@${m.version} is a ${kind} package`,
+      {
+        hint:
+          kind === 'folder'
+            ? 'remove it or choose another --out (a folder package is never merged into an existing folder)'
+            : 'remove it or choose another --out',
+      },
+    );
   }
   const fs = await statfs(dirname(path)).catch(() => undefined);
   if (fs && fs.bavail * fs.bsize < m.totalBytes) {
-    throw new DepotsyncError('disk-full', `output ${path}: ${m.totalBytes} bytes needed, ${fs.bavail * fs.bsize} free on its disk`, {
-      hint: 'free disk space or choose another --out; nothing was downloaded',
-    });
+    throw new DepotsyncError(
+      'disk-full',
+      `output ${path}: ${m.totalBytes} bytes needed, ${fs.bavail * fs.bsize} free on its disk`,
+      {
+        hint: 'free disk space or choose another --out; nothing was downloaded',
+      },
+    );
   }
 }
 
@@ -306,7 +361,12 @@ export class Staging {
    * `manifestBytes` (the manifest's canonical bytes) and this process's pid are kept in the folder, so
    * if this process is killed the next fetch can tell the folder is abandoned and salvage its chunks.
    */
-  static async create(out: string, m: Manifest, manifestBytes: Uint8Array, openSink: OpenSink): Promise<Staging> {
+  static async create(
+    out: string,
+    m: Manifest,
+    manifestBytes: Uint8Array,
+    openSink: OpenSink,
+  ): Promise<Staging> {
     const target = resolve(out);
     const dir = join(dirname(target), `.${basename(target)}${STAGING_MARK}${randomBytes(6).toString('hex')}`);
     const kind = packageKind(m);
@@ -318,14 +378,24 @@ export class Staging {
     const { staged, paths } = stagedPaths(dir, m);
     const staging = new Staging(dir, staged, kind, paths, m);
     try {
-      await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
-      await writeFile(join(dir, MANIFEST_FILE), manifestBytes, { flag: 'wx' }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dir}`)));
+      await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`, { flag: 'wx' }).catch((e: unknown) =>
+        Promise.reject(fromSystemError(e, `staging folder ${dir}`)),
+      );
+      await writeFile(join(dir, MANIFEST_FILE), manifestBytes, { flag: 'wx' }).catch((e: unknown) =>
+        Promise.reject(fromSystemError(e, `staging folder ${dir}`)),
+      );
       for (const [i, f] of m.files.entries()) {
         const p = paths[i] as string;
         // Path traversal: the manifest's paths were checked when it was decoded; check the joined
         // result again so no file can land outside the staging folder whatever the check missed.
-        if (!p.startsWith(dir + sep)) throw new DepotsyncError('bad-path', `manifest path ${JSON.stringify(f.path)} leaves the package folder`);
-        await mkdir(dirname(p), { recursive: true, mode: 0o755 }).catch((e: unknown) => Promise.reject(fromSystemError(e, `staging folder ${dirname(p)}`)));
+        if (!p.startsWith(dir + sep))
+          throw new DepotsyncError(
+            'bad-path',
+            `manifest path ${JSON.stringify(f.path)} leaves the package folder`,
+          );
+        await mkdir(dirname(p), { recursive: true, mode: 0o755 }).catch((e: unknown) =>
+          Promise.reject(fromSystemError(e, `staging folder ${dirname(p)}`)),
+        );
         staging.sinks.push(await openSink(p, f.size));
       }
     } catch (e) {
@@ -342,7 +412,12 @@ export class Staging {
    */
   async salvage(cache: ChunkStore, written: ReadonlySet<string>): Promise<number> {
     if (this.closed || written.size === 0) return 0;
-    return salvageChunks(this.m, cache, (fileIndex, into, length, position) => (this.sinks[fileIndex] as FileSink).read(into, length, position), written);
+    return salvageChunks(
+      this.m,
+      cache,
+      (fileIndex, into, length, position) => (this.sinks[fileIndex] as FileSink).read(into, length, position),
+      written,
+    );
   }
 
   /**
@@ -358,13 +433,23 @@ export class Staging {
         last.parts.push(p.data);
         last.end += p.data.length;
       } else {
-        runs.push({ fileIndex: p.fileIndex, offset: p.offset, parts: [p.data], end: p.offset + p.data.length });
+        runs.push({
+          fileIndex: p.fileIndex,
+          offset: p.offset,
+          parts: [p.data],
+          end: p.offset + p.data.length,
+        });
       }
     }
     await Promise.all(runs.map((r) => this.writeRun(r.fileIndex, r.offset, r.parts, r.end - r.offset)));
   }
 
-  private async writeRun(fileIndex: number, offset: number, parts: Uint8Array[], bytes: number): Promise<void> {
+  private async writeRun(
+    fileIndex: number,
+    offset: number,
+    parts: Uint8Array[],
+    bytes: number,
+  ): Promise<void> {
     const sink = this.sinks[fileIndex];
     if (!sink) throw new DepotsyncError('internal', `staging: no file ${fileIndex}`);
     try {
@@ -376,7 +461,10 @@ export class Staging {
     if (this.unflushed[fileIndex] >= WRITEBACK_BYTES && !this.flushing[fileIndex]) {
       this.unflushed[fileIndex] = 0;
       // A failure here is not lost: the flush before the commit (verify) fails the same way.
-      const p = sink.sync().catch(() => undefined).finally(() => (this.flushing[fileIndex] = undefined));
+      const p = sink
+        .sync()
+        .catch(() => undefined)
+        .finally(() => (this.flushing[fileIndex] = undefined));
       this.flushing[fileIndex] = p;
     }
   }

@@ -3,7 +3,11 @@ import type { Logger } from 'pino';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { TufClient, type ClientLimits, type RefreshResult, type TrustedStore } from '../../src/tuf/client.js';
-import { VALIDITY_WINDOW_MAX_BYTES, verifyValidityWindow, type ValidityWindow } from '../../src/wire/validity-window.js';
+import {
+  VALIDITY_WINDOW_MAX_BYTES,
+  verifyValidityWindow,
+  type ValidityWindow,
+} from '../../src/wire/validity-window.js';
 import type { RemoteSource } from './remote.js';
 
 /** Where a depot serves the validity window of a generation it imported from an offline bundle. */
@@ -43,7 +47,14 @@ export interface CatalogRefresh {
  * the plain TUF freeze check.
  */
 export async function refreshCatalog(o: CatalogRefreshOptions): Promise<CatalogRefresh> {
-  const client = await TufClient.open({ source: o.remote, store: o.store, fingerprint: o.fingerprint, now: o.now, limits: o.limits, logger: o.log });
+  const client = await TufClient.open({
+    source: o.remote,
+    store: o.store,
+    fingerprint: o.fingerprint,
+    now: o.now,
+    limits: o.limits,
+    logger: o.log,
+  });
   try {
     return { client, result: await client.refresh({ bins: o.bins }) };
   } catch (e) {
@@ -55,7 +66,11 @@ export async function refreshCatalog(o: CatalogRefreshOptions): Promise<CatalogR
   }
 }
 
-async function refreshUnderWindow(o: CatalogRefreshOptions, root: Root, expired: DepotsyncError): Promise<CatalogRefresh> {
+async function refreshUnderWindow(
+  o: CatalogRefreshOptions,
+  root: Root,
+  expired: DepotsyncError,
+): Promise<CatalogRefresh> {
   const src = o.remote.source;
   const label = `${src.name} (${src.url})`;
   const { bytes, peer } = await fetchWindow(o.remote, expired);
@@ -63,32 +78,54 @@ async function refreshUnderWindow(o: CatalogRefreshOptions, root: Root, expired:
   const w = verifyValidityWindow(bytes, root, `validity window from ${label}`);
   // 2. A window made for another depot, presented by this one.
   if (!peer || peer.organizationalUnit !== 'depot' || peer.commonName !== w.depot) {
-    throw new DepotsyncError('forbidden', `validity window from ${label} is for depot ${w.depot}, but the server's certificate names ${peer ? `${peer.organizationalUnit || 'machine'} ${peer.commonName}` : 'no depot'}; its expired metadata is refused (${expired.message})`, {
-      hint: 'a depot may only use its own validity window; import a fresh bundle into that depot, or use another source',
-      cause: expired,
-    });
+    throw new DepotsyncError(
+      'forbidden',
+      `validity window from ${label} is for depot ${w.depot}, but the server's certificate names ${peer ? `${peer.organizationalUnit || 'machine'} ${peer.commonName}` : 'no depot'}; its expired metadata is refused (${expired.message})`,
+      {
+        hint: 'a depot may only use its own validity window; import a fresh bundle into that depot, or use another source',
+        cause: expired,
+      },
+    );
   }
   // 3. Freeze: the window itself must still be open.
   const now = o.now();
   if (now.getTime() >= Date.parse(w.validUntil)) {
-    throw new DepotsyncError('expired', `${label}: the validity window of depot ${w.depot} for generation ${w.generation} closed at ${w.validUntil} (now ${now.toISOString()}), and its metadata expired (${expired.message})`, {
-      hint: `carry a fresh bundle to depot ${w.depot} (depotsync master export --depot ${w.depot}), or fetch from a source with current metadata`,
-      cause: expired,
-    });
+    throw new DepotsyncError(
+      'expired',
+      `${label}: the validity window of depot ${w.depot} for generation ${w.generation} closed at ${w.validUntil} (now ${now.toISOString()}), and its metadata expired (${expired.message})`,
+      {
+        hint: `carry a fresh bundle to depot ${w.depot} (depotsync master export --depot ${w.depot}), or fetch from a source with current metadata`,
+        cause: expired,
+      },
+    );
   }
   // 4. The metadata as of the window's export time, kept aside until it proves to be the window's generation.
   const issuedAt = new Date(w.issuedAt);
   const pending = new PendingTrustedStore(o.store);
-  const client = await TufClient.open({ source: o.remote, store: pending, fingerprint: o.fingerprint, now: () => issuedAt, limits: o.limits, logger: o.log });
+  const client = await TufClient.open({
+    source: o.remote,
+    store: pending,
+    fingerprint: o.fingerprint,
+    now: () => issuedAt,
+    limits: o.limits,
+    logger: o.log,
+  });
   const result = await client.refresh({ bins: o.bins });
   if (result.generation !== w.generation || result.timestampVersion !== w.timestampVersion) {
-    throw new DepotsyncError('forbidden', `${label} serves generation ${result.generation} (timestamp v${result.timestampVersion}), but its validity window covers generation ${w.generation} (timestamp v${w.timestampVersion}); its expired metadata is refused`, {
-      hint: 'the depot mixes metadata of different imports; import a fresh bundle into it, or use another source',
-      cause: expired,
-    });
+    throw new DepotsyncError(
+      'forbidden',
+      `${label} serves generation ${result.generation} (timestamp v${result.timestampVersion}), but its validity window covers generation ${w.generation} (timestamp v${w.timestampVersion}); its expired metadata is refused`,
+      {
+        hint: 'the depot mixes metadata of different imports; import a fresh bundle into it, or use another source',
+        cause: expired,
+      },
+    );
   }
   await pending.commit();
-  o.log.info({ source: src.name, depot: w.depot, generation: w.generation, validUntil: w.validUntil }, 'expired metadata accepted under the depot\'s validity window');
+  o.log.info(
+    { source: src.name, depot: w.depot, generation: w.generation, validUntil: w.validUntil },
+    "expired metadata accepted under the depot's validity window",
+  );
   return { client, result, window: w };
 }
 
@@ -96,24 +133,38 @@ async function refreshUnderWindow(o: CatalogRefreshOptions, root: Root, expired:
  * `GET /v1/validity-window` over the source's mutual-TLS client, with the subject
  * of the certificate it came over.
  */
-async function fetchWindow(remote: RemoteSource, expired: DepotsyncError): Promise<{ bytes: Buffer; peer: { commonName: string; organizationalUnit: string } | undefined }> {
+async function fetchWindow(
+  remote: RemoteSource,
+  expired: DepotsyncError,
+): Promise<{ bytes: Buffer; peer: { commonName: string; organizationalUnit: string } | undefined }> {
   const src = remote.source;
   try {
-    const res = await remote.http.request('GET', VALIDITY_WINDOW_PATH, { maxBytes: VALIDITY_WINDOW_MAX_BYTES, what: `validity window from ${src.name}` });
+    const res = await remote.http.request('GET', VALIDITY_WINDOW_PATH, {
+      maxBytes: VALIDITY_WINDOW_MAX_BYTES,
+      what: `validity window from ${src.name}`,
+    });
     const parts: Buffer[] = [];
     for await (const part of res.body) parts.push(part as Buffer);
     return { bytes: Buffer.concat(parts), peer: res.peerSubject };
   } catch (e) {
     // Freeze protection: expired metadata from a depot without a window stays refused.
     if (e instanceof HttpError && e.status === 404) {
-      throw new DepotsyncError('expired', `${expired.message}; ${src.name} (${src.url}) has no validity window for it (its generation did not come from an offline bundle)`, {
-        hint: expired.hint ?? 'the source serves stale metadata; use another source',
-        cause: expired,
-      });
+      throw new DepotsyncError(
+        'expired',
+        `${expired.message}; ${src.name} (${src.url}) has no validity window for it (its generation did not come from an offline bundle)`,
+        {
+          hint: expired.hint ?? 'the source serves stale metadata; use another source',
+          cause: expired,
+        },
+      );
     }
     const explained = remote.explain(e);
     throw isDepotsyncError(explained)
-      ? new DepotsyncError(explained.code, `${expired.message}; the validity window of ${src.name} could not be read: ${explained.message}`, { ...(explained.hint ? { hint: explained.hint } : {}), cause: explained })
+      ? new DepotsyncError(
+          explained.code,
+          `${expired.message}; the validity window of ${src.name} could not be read: ${explained.message}`,
+          { ...(explained.hint ? { hint: explained.hint } : {}), cause: explained },
+        )
       : explained;
   }
 }

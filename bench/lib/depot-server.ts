@@ -21,7 +21,8 @@ import { ChunkStore } from '../../src/store/chunk-store.js';
 const root = process.env.BENCH_ROOT as string;
 const f = (n: string) => readFileSync(join(root, n), 'utf8');
 const store = ChunkStore.open(join(root, 'store'));
-const load = (dir: string) => new Map(readdirSync(join(root, dir)).map((n) => [n, readFileSync(join(root, dir, n))]));
+const load = (dir: string) =>
+  new Map(readdirSync(join(root, dir)).map((n) => [n, readFileSync(join(root, dir, n))]));
 const metadata = load('metadata');
 const targets = load('targets');
 const log = silentLogger();
@@ -35,10 +36,30 @@ const app = new Hono<ServeEnv>();
 app.onError(errorHandler(log));
 app.get('/healthz', (c) => c.json({ status: 'ok' }));
 app.route('/', publicReadRoutes(source));
-app.use('*', mutualTls({ log, authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }) }));
-app.route('/', readRoutes(source, log, { verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0', ...(process.env.BENCH_VERIFIED_TTL_MS ? { verifiedTtlMs: Number(process.env.BENCH_VERIFIED_TTL_MS) } : {}), ...(process.env.BENCH_BATCH_MEMORY_MIB ? { batchMemoryBytes: Number(process.env.BENCH_BATCH_MEMORY_MIB) * 1024 * 1024 } : {}) }));
+app.use(
+  '*',
+  mutualTls({
+    log,
+    authorize: (p) => ({ ok: true, machine: { name: p.commonName, role: 'agent', serial: p.serial } }),
+  }),
+);
+app.route(
+  '/',
+  readRoutes(source, log, {
+    verifyOnServe: process.env.BENCH_VERIFY_ON_SERVE !== '0',
+    ...(process.env.BENCH_VERIFIED_TTL_MS
+      ? { verifiedTtlMs: Number(process.env.BENCH_VERIFIED_TTL_MS) }
+      : {}),
+    ...(process.env.BENCH_BATCH_MEMORY_MIB
+      ? { batchMemoryBytes: Number(process.env.BENCH_BATCH_MEMORY_MIB) * 1024 * 1024 }
+      : {}),
+  }),
+);
 const server = https.createServer(
-  { ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }), highWaterMark: 1024 * 1024 } as https.ServerOptions,
+  {
+    ...tlsServerOptions({ keyPem: f('depot.key'), certPem: f('depot.pem'), caPem: f('ca.pem') }),
+    highWaterMark: 1024 * 1024,
+  } as https.ServerOptions,
   getRequestListener(app.fetch),
 );
 server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));

@@ -27,7 +27,7 @@ export function randomFile(path: string, size: number, seed = 0x9e3779b9): void 
   const fd = openSync(path, 'w');
   const block = Buffer.allocUnsafe(4 * MiB);
   let x = seed >>> 0 || 1;
-  for (let done = 0; done < size; ) {
+  for (let done = 0; done < size;) {
     for (let i = 0; i < block.length; i += 4) {
       x ^= x << 13;
       x ^= x >>> 17;
@@ -71,16 +71,37 @@ export async function preparePackage(root: string, bytes: number): Promise<Prepa
   const store = ChunkStore.open(join(root, 'store'));
   const ing = await ingestFile(store, file, { chunker: CHUNKING });
   await store.close();
-  const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+  const keys = {
+    root: generateKeyPair(),
+    timestamp: generateKeyPair(),
+    snapshot: generateKeyPair(),
+    targets: generateKeyPair(),
+  };
   const { repository, files } = TufRepository.create({
     root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer] },
-    online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+    online: {
+      timestamp: keys.timestamp.signer,
+      snapshot: keys.snapshot.signer,
+      targets: keys.targets.signer,
+    },
     options: { binCount: 256 },
   });
-  const manifest = buildManifest({ name: 'big', version: '1', chunking: CHUNKING, files: [{ path: 'setup.bin', mode: 0o755, size: ing.size, chunks: ing.chunks }] });
+  const manifest = buildManifest({
+    name: 'big',
+    version: '1',
+    chunking: CHUNKING,
+    files: [{ path: 'setup.bin', mode: 0o755, size: ing.size, chunks: ing.chunks }],
+  });
   const mbytes = encodeManifest(manifest);
   const sha = createHash('sha256').update(mbytes).digest('hex');
-  const all = [...files, ...repository.addTarget('big@1.json', { length: mbytes.length, sha256: sha, custom: { manifestId: manifestId(mbytes), name: 'big', version: '1' } })];
+  const all = [
+    ...files,
+    ...repository.addTarget('big@1.json', {
+      length: mbytes.length,
+      sha256: sha,
+      custom: { manifestId: manifestId(mbytes), name: 'big', version: '1' },
+    }),
+  ];
   mkdirSync(join(root, 'metadata'), { recursive: true });
   mkdirSync(join(root, 'targets'), { recursive: true });
   for (const f of all) writeFileSync(join(root, 'metadata', f.name), f.bytes);
@@ -91,12 +112,27 @@ export async function preparePackage(root: string, bytes: number): Promise<Prepa
   const srv = issueServerCertificate(ca, { commonName: 'depot', ipAddresses: ['127.0.0.1'] });
   const a = createMachineKeyAndCsr({ machineName: 'bench-agent', role: 'agent' });
   const agentPem = issueMachineCertificate(ca, a.csrPem, { machineName: 'bench-agent', role: 'agent' });
-  for (const [n, v] of Object.entries({ 'ca.pem': m.certPem, 'depot.pem': srv.certPem, 'depot.key': srv.keyPem, 'agent.pem': agentPem, 'agent.key': a.keyPem })) writeFileSync(join(root, n), v);
-  return { file, manifest, fingerprint: rootFingerprint(readFileSync(join(root, 'metadata', '1.root.json'))), tls: { caPem: m.certPem, agentCertPem: agentPem, agentKeyPem: a.keyPem } };
+  for (const [n, v] of Object.entries({
+    'ca.pem': m.certPem,
+    'depot.pem': srv.certPem,
+    'depot.key': srv.keyPem,
+    'agent.pem': agentPem,
+    'agent.key': a.keyPem,
+  }))
+    writeFileSync(join(root, n), v);
+  return {
+    file,
+    manifest,
+    fingerprint: rootFingerprint(readFileSync(join(root, 'metadata', '1.root.json'))),
+    tls: { caPem: m.certPem, agentCertPem: agentPem, agentKeyPem: a.keyPem },
+  };
 }
 
 /** The depot read API (bench/lib/depot-server.ts) in its own process; `profileDir` adds --cpu-prof. */
-export async function forkDepot(root: string, opts: { profileDir?: string | undefined } = {}): Promise<{ child: ChildProcess; url: string }> {
+export async function forkDepot(
+  root: string,
+  opts: { profileDir?: string | undefined } = {},
+): Promise<{ child: ChildProcess; url: string }> {
   const script = fileURLToPath(new URL('./depot-server.js', import.meta.url));
   const execArgv = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
   const child = fork(script, [], { env: { ...process.env, BENCH_ROOT: root }, execArgv });
@@ -111,7 +147,10 @@ export async function forkDepot(root: string, opts: { profileDir?: string | unde
  * nginx (ssl_verify_client on, TLS 1.2/1.3) serving `root/www` with the depot's server certificate.
  * Workers run as an unprivileged user: `root` is opened to them (mkdtemp makes it 0700).
  */
-export async function startNginx(root: string, opts: { workers?: number | 'auto' } = {}): Promise<{ proc: ChildProcess; url: string }> {
+export async function startNginx(
+  root: string,
+  opts: { workers?: number | 'auto' } = {},
+): Promise<{ proc: ChildProcess; url: string }> {
   const port = await freePort();
   writeFileSync(
     join(root, 'nginx.conf'),
@@ -126,7 +165,19 @@ http { access_log off; sendfile on; keepalive_requests 100000; client_body_temp_
   const proc = spawn('nginx', ['-c', join(root, 'nginx.conf'), '-p', root], { stdio: 'ignore' });
   const url = `https://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
-    const r = spawnSync('curl', ['-sS', '-o', '/dev/null', '--fail', '--cacert', join(root, 'ca.pem'), '--cert', join(root, 'agent.pem'), '--key', join(root, 'agent.key'), `${url}/setup.bin`]);
+    const r = spawnSync('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '--fail',
+      '--cacert',
+      join(root, 'ca.pem'),
+      '--cert',
+      join(root, 'agent.pem'),
+      '--key',
+      join(root, 'agent.key'),
+      `${url}/setup.bin`,
+    ]);
     if (r.status === 0) return { proc, url };
     await new Promise((res) => setTimeout(res, 50));
   }
@@ -146,7 +197,11 @@ export function peakRssMiB(pid: number): number | undefined {
   };
   let children: number[] = [];
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return undefined;
   }

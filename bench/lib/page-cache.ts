@@ -15,7 +15,8 @@ export function warmPageCache(dir: string, bytes: number): void {
   const block = Buffer.alloc(4 * 1024 * 1024, 0x5a);
   const fd = openSync(path, 'w');
   try {
-    for (let left = bytes; left > 0; left -= block.length) writeSync(fd, block, 0, Math.min(left, block.length));
+    for (let left = bytes; left > 0; left -= block.length)
+      writeSync(fd, block, 0, Math.min(left, block.length));
   } finally {
     closeSync(fd);
     rmSync(path, { force: true });

@@ -29,7 +29,10 @@ export function runJson(args: string[], env: NodeJS.ProcessEnv = {}): any {
     timeout: 600_000,
   });
   if (r.status !== 0) {
-    throw new DepotsyncError('internal', `depotsync ${args.slice(0, 2).join(' ')} failed (exit ${r.status}): ${r.stderr.trim().split('\n').pop() ?? ''}`);
+    throw new DepotsyncError(
+      'internal',
+      `depotsync ${args.slice(0, 2).join(' ')} failed (exit ${r.status}): ${r.stderr.trim().split('\n').pop() ?? ''}`,
+    );
   }
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
 }
@@ -41,7 +44,11 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export function startService(name: string, args: string[], opts: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {}): Service {
+export function startService(
+  name: string,
+  args: string[],
+  opts: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {},
+): Service {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, DEPOTSYNC_LOG_LEVEL: process.env.DEPOTSYNC_LOG_LEVEL ?? 'warn', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -95,7 +102,8 @@ export async function waitForHttps(url: string, timeoutMs = 20_000): Promise<voi
       });
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new DepotsyncError('timeout', `${url} did not start within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new DepotsyncError('timeout', `${url} did not start within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -80,24 +80,33 @@ export class DepotDb {
   // ---- metadata files ------------------------------------------------------------------------
 
   metadataFile(name: string): Buffer | undefined {
-    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM metadata WHERE name = ?').get(name)?.bytes;
+    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM metadata WHERE name = ?').get(name)
+      ?.bytes;
   }
 
   /** The newest root version among the metadata files this depot serves. */
   latestRootVersion(): number | undefined {
-    return this.db.prepare<[], { v: number | null }>("SELECT MAX(version) AS v FROM metadata WHERE role = 'root'").get()?.v ?? undefined;
+    return (
+      this.db
+        .prepare<[], { v: number | null }>("SELECT MAX(version) AS v FROM metadata WHERE role = 'root'")
+        .get()?.v ?? undefined
+    );
   }
 
   putMetadataFile(name: string, role: string, version: number, bytes: Uint8Array, now: Date): void {
     this.db
-      .prepare('INSERT OR REPLACE INTO metadata (name, role, version, bytes, added_at) VALUES (?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT OR REPLACE INTO metadata (name, role, version, bytes, added_at) VALUES (?, ?, ?, ?, ?)',
+      )
       .run(name, role, version, Buffer.from(bytes), now.toISOString());
   }
 
   /** Delete metadata files of other roles than root that are not in `keep`; returns how many. */
   pruneMetadata(keep: ReadonlySet<string>): number {
     return this.tx('prune metadata', () => {
-      const names = this.db.prepare<[], { name: string }>("SELECT name FROM metadata WHERE role != 'root'").all();
+      const names = this.db
+        .prepare<[], { name: string }>("SELECT name FROM metadata WHERE role != 'root'")
+        .all();
       const del = this.db.prepare('DELETE FROM metadata WHERE name = ?');
       let n = 0;
       for (const { name } of names) if (!keep.has(name)) n += del.run(name).changes;
@@ -108,15 +117,20 @@ export class DepotDb {
   // ---- trusted metadata (TUF client state) ---------------------------------------------------
 
   trustedLoad(role: string): Buffer | undefined {
-    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM trusted WHERE role = ?').get(role)?.bytes;
+    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM trusted WHERE role = ?').get(role)
+      ?.bytes;
   }
 
   trustedVersion(role: string): number | undefined {
-    return this.db.prepare<[string], { version: number }>('SELECT version FROM trusted WHERE role = ?').get(role)?.version;
+    return this.db
+      .prepare<[string], { version: number }>('SELECT version FROM trusted WHERE role = ?')
+      .get(role)?.version;
   }
 
   trustedSave(role: string, version: number, bytes: Uint8Array): void {
-    this.db.prepare('INSERT OR REPLACE INTO trusted (role, version, bytes) VALUES (?, ?, ?)').run(role, version, Buffer.from(bytes));
+    this.db
+      .prepare('INSERT OR REPLACE INTO trusted (role, version, bytes) VALUES (?, ?, ?)')
+      .run(role, version, Buffer.from(bytes));
   }
 
   trustedRemove(role: string): void {
@@ -126,7 +140,10 @@ export class DepotDb {
   // ---- targets (manifests) -------------------------------------------------------------------
 
   hasTarget(name: string): boolean {
-    return this.db.prepare<[string], { n: number }>('SELECT 1 AS n FROM targets WHERE name = ?').get(name) !== undefined;
+    return (
+      this.db.prepare<[string], { n: number }>('SELECT 1 AS n FROM targets WHERE name = ?').get(name) !==
+      undefined
+    );
   }
 
   putTarget(t: NewTarget, now: Date): void {
@@ -135,22 +152,52 @@ export class DepotDb {
         `INSERT OR IGNORE INTO targets (name, path, length, sha256, manifest_id, total_bytes, chunk_count, bytes, complete, added_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       )
-      .run(t.name, t.path, t.length, t.sha256, t.manifestId, t.totalBytes, t.chunkCount, t.bytes, now.toISOString());
+      .run(
+        t.name,
+        t.path,
+        t.length,
+        t.sha256,
+        t.manifestId,
+        t.totalBytes,
+        t.chunkCount,
+        t.bytes,
+        now.toISOString(),
+      );
   }
 
   /** The bytes of a stored manifest by served name (any generation the depot still keeps). */
   targetBytes(name: string): Buffer | undefined {
-    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM targets WHERE name = ?').get(name)?.bytes;
+    return this.db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM targets WHERE name = ?').get(name)
+      ?.bytes;
   }
 
   slotTargets(slot: Slot): TargetRow[] {
     return this.db
-      .prepare<[string], { name: string; path: string; length: number; manifest_id: string; total_bytes: number; chunk_count: number; complete: number }>(
+      .prepare<
+        [string],
+        {
+          name: string;
+          path: string;
+          length: number;
+          manifest_id: string;
+          total_bytes: number;
+          chunk_count: number;
+          complete: number;
+        }
+      >(
         `SELECT t.name, t.path, t.length, t.manifest_id, t.total_bytes, t.chunk_count, t.complete
            FROM generation_targets g JOIN targets t ON t.name = g.name WHERE g.slot = ? ORDER BY g.path`,
       )
       .all(slot)
-      .map((r) => ({ name: r.name, path: r.path, length: r.length, manifestId: r.manifest_id, totalBytes: r.total_bytes, chunkCount: r.chunk_count, complete: r.complete === 1 }));
+      .map((r) => ({
+        name: r.name,
+        path: r.path,
+        length: r.length,
+        manifestId: r.manifest_id,
+        totalBytes: r.total_bytes,
+        chunkCount: r.chunk_count,
+        complete: r.complete === 1,
+      }));
   }
 
   /** Targets of the served or pending generation that still lack chunks (or were never checked). */
@@ -163,10 +210,14 @@ export class DepotDb {
   }
 
   /** Manifest bytes of every target the served or the pending generation needs (GC's live set, scrub). */
-  *liveTargets(slots: readonly Slot[] = ['served', 'pending']): IterableIterator<{ name: string; bytes: Buffer }> {
+  *liveTargets(
+    slots: readonly Slot[] = ['served', 'pending'],
+  ): IterableIterator<{ name: string; bytes: Buffer }> {
     const marks = slots.map(() => '?').join(', ');
     yield* this.db
-      .prepare<string[], { name: string; bytes: Buffer }>(`SELECT name, bytes FROM targets WHERE name IN (SELECT name FROM generation_targets WHERE slot IN (${marks}))`)
+      .prepare<string[], { name: string; bytes: Buffer }>(
+        `SELECT name, bytes FROM targets WHERE name IN (SELECT name FROM generation_targets WHERE slot IN (${marks}))`,
+      )
       .iterate(...slots);
   }
 
@@ -184,20 +235,35 @@ export class DepotDb {
 
   /** Forget manifests no generation slot refers to; returns how many. */
   pruneTargets(): number {
-    return this.db.prepare('DELETE FROM targets WHERE name NOT IN (SELECT name FROM generation_targets)').run().changes;
+    return this.db
+      .prepare('DELETE FROM targets WHERE name NOT IN (SELECT name FROM generation_targets)')
+      .run().changes;
   }
 
   // ---- generations ---------------------------------------------------------------------------
 
   served(): ServedState | undefined {
     const r = this.db
-      .prepare<[], { generation: number; timestamp: Buffer; ts_version: number; switched_at: string }>('SELECT generation, timestamp, ts_version, switched_at FROM served WHERE id = 1')
+      .prepare<[], { generation: number; timestamp: Buffer; ts_version: number; switched_at: string }>(
+        'SELECT generation, timestamp, ts_version, switched_at FROM served WHERE id = 1',
+      )
       .get();
-    return r ? { generation: r.generation, timestamp: r.timestamp, timestampVersion: r.ts_version, switchedAt: r.switched_at } : undefined;
+    return r
+      ? {
+          generation: r.generation,
+          timestamp: r.timestamp,
+          timestampVersion: r.ts_version,
+          switchedAt: r.switched_at,
+        }
+      : undefined;
   }
 
   pending(): { generation: number; startedAt: string } | undefined {
-    const r = this.db.prepare<[], { generation: number; started_at: string }>('SELECT generation, started_at FROM pending WHERE id = 1').get();
+    const r = this.db
+      .prepare<[], { generation: number; started_at: string }>(
+        'SELECT generation, started_at FROM pending WHERE id = 1',
+      )
+      .get();
     return r ? { generation: r.generation, startedAt: r.started_at } : undefined;
   }
 
@@ -207,10 +273,15 @@ export class DepotDb {
   setPending(generation: number, entries: ReadonlyArray<{ path: string; name: string }>, now: Date): void {
     this.tx('record the pending generation', () => {
       this.db.prepare("DELETE FROM generation_targets WHERE slot = 'pending'").run();
-      const ins = this.db.prepare("INSERT INTO generation_targets (slot, path, name) VALUES ('pending', ?, ?)");
+      const ins = this.db.prepare(
+        "INSERT INTO generation_targets (slot, path, name) VALUES ('pending', ?, ?)",
+      );
       for (const e of entries) ins.run(e.path, e.name);
-      const started = this.pending()?.generation === generation ? this.pending()!.startedAt : now.toISOString();
-      this.db.prepare('INSERT OR REPLACE INTO pending (id, generation, started_at) VALUES (1, ?, ?)').run(generation, started);
+      const started =
+        this.pending()?.generation === generation ? this.pending()!.startedAt : now.toISOString();
+      this.db
+        .prepare('INSERT OR REPLACE INTO pending (id, generation, started_at) VALUES (1, ?, ?)')
+        .run(generation, started);
     });
   }
 
@@ -230,17 +301,28 @@ export class DepotDb {
     this.tx('switch the served generation', () => {
       const p = this.pending();
       if (!p || p.generation !== generation) {
-        throw new DepotsyncError('internal', `switch to generation ${generation}: the pending generation is ${p?.generation ?? 'none'}`);
+        throw new DepotsyncError(
+          'internal',
+          `switch to generation ${generation}: the pending generation is ${p?.generation ?? 'none'}`,
+        );
       }
       const missing = this.db
-        .prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM generation_targets g JOIN targets t ON t.name = g.name WHERE g.slot = 'pending' AND t.complete = 0")
+        .prepare<[], { n: number }>(
+          "SELECT COUNT(*) AS n FROM generation_targets g JOIN targets t ON t.name = g.name WHERE g.slot = 'pending' AND t.complete = 0",
+        )
         .get()!.n;
-      if (missing > 0) throw new DepotsyncError('internal', `switch to generation ${generation}: ${missing} target(s) still lack chunks`);
+      if (missing > 0)
+        throw new DepotsyncError(
+          'internal',
+          `switch to generation ${generation}: ${missing} target(s) still lack chunks`,
+        );
       this.db.prepare("DELETE FROM generation_targets WHERE slot = 'served'").run();
       this.db.prepare("UPDATE generation_targets SET slot = 'served' WHERE slot = 'pending'").run();
       this.db.prepare('DELETE FROM pending WHERE id = 1').run();
       this.db
-        .prepare('INSERT OR REPLACE INTO served (id, generation, timestamp, ts_version, switched_at) VALUES (1, ?, ?, ?, ?)')
+        .prepare(
+          'INSERT OR REPLACE INTO served (id, generation, timestamp, ts_version, switched_at) VALUES (1, ?, ?, ?, ?)',
+        )
         .run(generation, Buffer.from(timestamp), timestampVersion, now.toISOString());
     });
   }
@@ -249,15 +331,25 @@ export class DepotDb {
   updateServedTimestamp(generation: number, timestamp: Uint8Array, timestampVersion: number): void {
     this.tx('update the served timestamp', () => {
       const s = this.served();
-      if (!s || s.generation !== generation) throw new DepotsyncError('internal', `timestamp update: served generation is ${s?.generation ?? 'none'}, not ${generation}`);
-      this.db.prepare('UPDATE served SET timestamp = ?, ts_version = ? WHERE id = 1').run(Buffer.from(timestamp), timestampVersion);
+      if (!s || s.generation !== generation)
+        throw new DepotsyncError(
+          'internal',
+          `timestamp update: served generation is ${s?.generation ?? 'none'}, not ${generation}`,
+        );
+      this.db
+        .prepare('UPDATE served SET timestamp = ?, ts_version = ? WHERE id = 1')
+        .run(Buffer.from(timestamp), timestampVersion);
     });
   }
 
   // ---- revocation list -----------------------------------------------------------------------
 
   revocations(): { version: number; bytes: Buffer; fetchedAt: string } | undefined {
-    const r = this.db.prepare<[], { version: number; bytes: Buffer; fetched_at: string }>('SELECT version, bytes, fetched_at FROM revocations WHERE id = 1').get();
+    const r = this.db
+      .prepare<[], { version: number; bytes: Buffer; fetched_at: string }>(
+        'SELECT version, bytes, fetched_at FROM revocations WHERE id = 1',
+      )
+      .get();
     return r ? { version: r.version, bytes: r.bytes, fetchedAt: r.fetched_at } : undefined;
   }
 
@@ -280,20 +372,54 @@ export class DepotDb {
   // ---- runs and counters ---------------------------------------------------------------------
 
   startRun(pid: number, now: Date): number {
-    return Number(this.db.prepare('INSERT INTO runs (pid, started_at) VALUES (?, ?)').run(pid, now.toISOString()).lastInsertRowid);
+    return Number(
+      this.db.prepare('INSERT INTO runs (pid, started_at) VALUES (?, ?)').run(pid, now.toISOString())
+        .lastInsertRowid,
+    );
   }
 
-  finishRun(id: number, r: { outcome: 'ok' | 'noop' | 'failed'; generation?: number; chunksFetched: number; bytesFetched: number; error?: string }, now: Date): void {
+  finishRun(
+    id: number,
+    r: {
+      outcome: 'ok' | 'noop' | 'failed';
+      generation?: number;
+      chunksFetched: number;
+      bytesFetched: number;
+      error?: string;
+    },
+    now: Date,
+  ): void {
     this.db
-      .prepare('UPDATE runs SET finished_at = ?, outcome = ?, generation = ?, chunks_fetched = ?, bytes_fetched = ?, error = ? WHERE id = ?')
-      .run(now.toISOString(), r.outcome, r.generation ?? null, r.chunksFetched, r.bytesFetched, r.error ?? null, id);
+      .prepare(
+        'UPDATE runs SET finished_at = ?, outcome = ?, generation = ?, chunks_fetched = ?, bytes_fetched = ?, error = ? WHERE id = ?',
+      )
+      .run(
+        now.toISOString(),
+        r.outcome,
+        r.generation ?? null,
+        r.chunksFetched,
+        r.bytesFetched,
+        r.error ?? null,
+        id,
+      );
   }
 
   recentRuns(limit = 20): RunRow[] {
     return this.db
-      .prepare<[number], { id: number; pid: number; started_at: string; finished_at: string | null; outcome: string; generation: number | null; chunks_fetched: number; bytes_fetched: number; error: string | null }>(
-        'SELECT * FROM runs ORDER BY id DESC LIMIT ?',
-      )
+      .prepare<
+        [number],
+        {
+          id: number;
+          pid: number;
+          started_at: string;
+          finished_at: string | null;
+          outcome: string;
+          generation: number | null;
+          chunks_fetched: number;
+          bytes_fetched: number;
+          error: string | null;
+        }
+      >('SELECT * FROM runs ORDER BY id DESC LIMIT ?')
       .all(limit)
       .map((r) => ({
         id: r.id,

@@ -29,7 +29,12 @@ export class SyncLock {
 
   constructor(
     private readonly db: DepotDb,
-    private readonly opts: { pid?: number; host?: string; isAlive?: (pid: number) => boolean; now?: () => Date } = {},
+    private readonly opts: {
+      pid?: number;
+      host?: string;
+      isAlive?: (pid: number) => boolean;
+      now?: () => Date;
+    } = {},
   ) {}
 
   /** Take the lock or throw 'conflict' naming the holder. */
@@ -39,21 +44,31 @@ export class SyncLock {
     const isAlive = this.opts.isAlive ?? processAlive;
     const token = randomBytes(12).toString('hex');
     const holder = this.db.tx('take the sync lock', () => {
-      const row = this.db.db.prepare<[], { pid: number; host: string; acquired_at: string; token: string }>('SELECT pid, host, token, acquired_at FROM sync_lock WHERE id = 1').get();
+      const row = this.db.db
+        .prepare<[], { pid: number; host: string; acquired_at: string; token: string }>(
+          'SELECT pid, host, token, acquired_at FROM sync_lock WHERE id = 1',
+        )
+        .get();
       if (row && row.token !== this.token) {
         // A holder on another host cannot be checked: the depot folder must not be shared, so refuse.
         const stale = row.host === host && row.pid !== pid && !isAlive(row.pid);
         if (!stale) return { pid: row.pid, host: row.host, acquiredAt: row.acquired_at } satisfies LockHolder;
       }
       this.db.db
-        .prepare('INSERT OR REPLACE INTO sync_lock (id, pid, host, token, acquired_at) VALUES (1, ?, ?, ?, ?)')
+        .prepare(
+          'INSERT OR REPLACE INTO sync_lock (id, pid, host, token, acquired_at) VALUES (1, ?, ?, ?, ?)',
+        )
         .run(pid, host, token, (this.opts.now ?? (() => new Date()))().toISOString());
       return undefined;
     });
     if (holder) {
-      throw new DepotsyncError('conflict', `${what}: another sync is running on this depot (pid ${holder.pid} on ${holder.host} since ${holder.acquiredAt})`, {
-        hint: 'wait for it to finish; two syncs never run at once on one depot',
-      });
+      throw new DepotsyncError(
+        'conflict',
+        `${what}: another sync is running on this depot (pid ${holder.pid} on ${holder.host} since ${holder.acquiredAt})`,
+        {
+          hint: 'wait for it to finish; two syncs never run at once on one depot',
+        },
+      );
     }
     this.token = token;
   }

@@ -53,11 +53,16 @@ export class DbTrustedStore implements TrustedStore {
 
   private write(role: string, bytes: Uint8Array, version: number): void {
     this.db.trustedSave(role, version, bytes);
-    if (role !== 'timestamp') this.db.putMetadataFile(metadataFileName(role, version), role, version, bytes, this.now());
+    if (role !== 'timestamp')
+      this.db.putMetadataFile(metadataFileName(role, version), role, version, bytes, this.now());
   }
 }
 
 function checkRole(role: string): string {
-  if (!ROLE_NAME.test(role)) throw new DepotsyncError('bad-path', `trusted metadata role ${JSON.stringify(role)} is not a plain role name`);
+  if (!ROLE_NAME.test(role))
+    throw new DepotsyncError(
+      'bad-path',
+      `trusted metadata role ${JSON.stringify(role)} is not a plain role name`,
+    );
   return role;
 }

@@ -6,7 +6,12 @@ import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import type { Logger } from '../../src/log.js';
 import { HttpError } from '../../src/net/http-error.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
-import { MAX_ENROLL_BODY_BYTES, parseEnrollReply, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import {
+  MAX_ENROLL_BODY_BYTES,
+  parseEnrollReply,
+  type EnrollReply,
+  type EnrollRequest,
+} from '../../src/wire/enroll.js';
 import { caFingerprintOf, checkEnrollReply, normalizeFingerprint } from '../../src/pki/enroll-reply.js';
 import type { DepotLayout } from '../layout.js';
 import { firstContact, type FirstContact } from './first-contact.js';
@@ -63,9 +68,18 @@ async function keyAndCsr(o: EnrollOptions): Promise<{ keyPem: string; csrPem: st
  * any), and the certificate is for this depot's own key, name and role, issued by that CA. Blocks a
  * reply that would make the depot present someone else's identity or trust an unrelated issuer.
  */
-export async function installCertificate(layout: DepotLayout, reply: EnrollReply, expect: { name: string; keyPem: string; caPem?: string | undefined; caFingerprint?: string | undefined }): Promise<{ caFingerprint: string; notAfter: string }> {
+export async function installCertificate(
+  layout: DepotLayout,
+  reply: EnrollReply,
+  expect: { name: string; keyPem: string; caPem?: string | undefined; caFingerprint?: string | undefined },
+): Promise<{ caFingerprint: string; notAfter: string }> {
   const pinned = expect.caPem ? caFingerprintOf(expect.caPem) : expect.caFingerprint;
-  const ok = checkEnrollReply(reply, { name: expect.name, role: 'depot', keyPem: expect.keyPem, caFingerprint: pinned });
+  const ok = checkEnrollReply(reply, {
+    name: expect.name,
+    role: 'depot',
+    keyPem: expect.keyPem,
+    caFingerprint: pinned,
+  });
   await writeFileAtomic(layout.caCert, ok.caPem);
   await writeFileAtomic(layout.cert, ok.certPem);
   try {
@@ -76,7 +90,8 @@ export async function installCertificate(layout: DepotLayout, reply: EnrollReply
   return { caFingerprint: ok.caFingerprint, notAfter: ok.notAfter };
 }
 
-export type EnrollOutcome = { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
+export type EnrollOutcome =
+  { state: 'approved'; caFingerprint: string; notAfter: string } | { state: 'pending'; request: string };
 
 /**
  * `POST /v1/enroll` with the depot's CSR (and token): installed at once if
@@ -89,11 +104,31 @@ export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome
   if (o.url) body.url = o.url;
   const contact = firstContact(o.masterUrl, o.caPem);
   try {
-    const res = await contact.postJson('/v1/enroll', body, MAX_ENROLL_BODY_BYTES, 'enrollment').catch((e: unknown) => Promise.reject(explainEnroll(e, o.name)));
+    const res = await contact
+      .postJson('/v1/enroll', body, MAX_ENROLL_BODY_BYTES, 'enrollment')
+      .catch((e: unknown) => Promise.reject(explainEnroll(e, o.name)));
     const reply = parseEnrollReply(res.body, 'enrollment');
-    if (reply.state === 'approved') return { state: 'approved', ...(await installCertificate(o.layout, reply, { name: o.name, keyPem, caPem: o.caPem, caFingerprint: o.caFingerprint })) };
-    if (!REQUEST_ID.test(reply.request)) throw new DepotsyncError('bad-input', `enrollment: the request id ${JSON.stringify(reply.request.slice(0, 40))} is malformed`);
-    const pending: PendingEnrollment = { request: reply.request, name: o.name, masterUrl: o.masterUrl, requestedAt: new Date().toISOString() };
+    if (reply.state === 'approved')
+      return {
+        state: 'approved',
+        ...(await installCertificate(o.layout, reply, {
+          name: o.name,
+          keyPem,
+          caPem: o.caPem,
+          caFingerprint: o.caFingerprint,
+        })),
+      };
+    if (!REQUEST_ID.test(reply.request))
+      throw new DepotsyncError(
+        'bad-input',
+        `enrollment: the request id ${JSON.stringify(reply.request.slice(0, 40))} is malformed`,
+      );
+    const pending: PendingEnrollment = {
+      request: reply.request,
+      name: o.name,
+      masterUrl: o.masterUrl,
+      requestedAt: new Date().toISOString(),
+    };
     const fp = o.caPem ? caFingerprintOf(o.caPem) : o.caFingerprint;
     if (fp) pending.caFingerprint = normalizeFingerprint(fp);
     await writeFileAtomic(o.layout.enrollment, `${JSON.stringify(pending, null, 2)}\n`);
@@ -105,20 +140,31 @@ export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome
 }
 
 /** Ask the master whether a pending enrollment was approved; installs the certificate when it was. */
-export async function pollEnrollment(layout: DepotLayout, log: Logger, contactFor: (url: string) => FirstContact = (url) => firstContact(url, undefined)): Promise<EnrollOutcome> {
+export async function pollEnrollment(
+  layout: DepotLayout,
+  log: Logger,
+  contactFor: (url: string) => FirstContact = (url) => firstContact(url, undefined),
+): Promise<EnrollOutcome> {
   let pending: PendingEnrollment;
   try {
     pending = JSON.parse(readFileSync(layout.enrollment, 'utf8')) as PendingEnrollment;
   } catch (e) {
     throw fromSystemError(e, `pending enrollment ${layout.enrollment}`);
   }
-  if (!REQUEST_ID.test(String(pending.request))) throw new DepotsyncError('bad-input', `pending enrollment ${layout.enrollment}: malformed request id`);
+  if (!REQUEST_ID.test(String(pending.request)))
+    throw new DepotsyncError('bad-input', `pending enrollment ${layout.enrollment}: malformed request id`);
   const contact = contactFor(pending.masterUrl);
   try {
-    const res = await contact.get(`/v1/enroll/${pending.request}`, MAX_ENROLL_BODY_BYTES, 'enrollment status').catch((e: unknown) => Promise.reject(explainEnroll(e, pending.name)));
+    const res = await contact
+      .get(`/v1/enroll/${pending.request}`, MAX_ENROLL_BODY_BYTES, 'enrollment status')
+      .catch((e: unknown) => Promise.reject(explainEnroll(e, pending.name)));
     const reply = parseEnrollReply(res.body, 'enrollment status');
     if (reply.state !== 'approved') return { state: 'pending', request: pending.request };
-    const out = await installCertificate(layout, reply, { name: pending.name, keyPem: readFileSync(layout.key, 'utf8'), caFingerprint: pending.caFingerprint });
+    const out = await installCertificate(layout, reply, {
+      name: pending.name,
+      keyPem: readFileSync(layout.key, 'utf8'),
+      caFingerprint: pending.caFingerprint,
+    });
     log.info({ name: pending.name }, 'enrollment approved; certificate installed');
     return { state: 'approved', ...out };
   } finally {
@@ -128,10 +174,14 @@ export async function pollEnrollment(layout: DepotLayout, log: Logger, contactFo
 
 function explainEnroll(e: unknown, name: string): unknown {
   if (e instanceof HttpError && (e.status === 403 || e.status === 401)) {
-    return new DepotsyncError('forbidden', `enrollment of depot ${name} refused by the master: ${e.serverCode ?? e.status} (${e.message})`, {
-      hint: 'the token is wrong or used, or the operator blocked this machine; ask for a new token',
-      cause: e,
-    });
+    return new DepotsyncError(
+      'forbidden',
+      `enrollment of depot ${name} refused by the master: ${e.serverCode ?? e.status} (${e.message})`,
+      {
+        hint: 'the token is wrong or used, or the operator blocked this machine; ask for a new token',
+        cause: e,
+      },
+    );
   }
   return e;
 }

@@ -17,7 +17,10 @@ import { depotCredentialFiles } from './credential-files.js';
  * logged and the depot goes on with its current certificate, which is still valid. Call it while no
  * sync runs (the clients' connections are replaced).
  */
-export async function renewDepotIfDue(depot: Depot, opts: { now: Date; onRenewed?: (creds: DepotCredentials) => void }): Promise<RenewOutcome | undefined> {
+export async function renewDepotIfDue(
+  depot: Depot,
+  opts: { now: Date; onRenewed?: (creds: DepotCredentials) => void },
+): Promise<RenewOutcome | undefined> {
   const { config, layout, creds } = depot;
   const log = depot.log.child({ component: 'depot.renew' });
   try {
@@ -42,7 +45,10 @@ export async function renewDepotIfDue(depot: Depot, opts: { now: Date; onRenewed
     }
     return out;
   } catch (e) {
-    log.warn({ err: (e as Error).message, hint: (e as { hint?: string }).hint }, 'certificate renewal check failed; going on with the current certificate');
+    log.warn(
+      { err: (e as Error).message, hint: (e as { hint?: string }).hint },
+      'certificate renewal check failed; going on with the current certificate',
+    );
     return undefined;
   }
 }

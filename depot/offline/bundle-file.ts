@@ -80,11 +80,21 @@ export class BundleFile {
       const version = pre.readUInt32BE(8);
       const h = pre.readUInt32BE(12);
       // Threat: a header length larger than the file (a truncated copy, or a lie): refuse before allocating.
-      if (PREAMBLE_BYTES + h > size) throw bad(what, `the header declares ${h} bytes, the file holds ${size - PREAMBLE_BYTES} after the preamble`, 'truncated');
+      if (PREAMBLE_BYTES + h > size)
+        throw bad(
+          what,
+          `the header declares ${h} bytes, the file holds ${size - PREAMBLE_BYTES} after the preamble`,
+          'truncated',
+        );
       const header = Buffer.alloc(h);
-      if ((await readAt(fh, header, PREAMBLE_BYTES)) !== h) throw bad(what, 'the header is cut short', 'truncated');
+      if ((await readAt(fh, header, PREAMBLE_BYTES)) !== h)
+        throw bad(what, 'the header is cut short', 'truncated');
       const decoded = decodeHeader(header, what, size);
-      if (decoded.signed.formatVersion !== version) throw bad(what, `the preamble says format version ${version}, the header ${decoded.signed.formatVersion}`);
+      if (decoded.signed.formatVersion !== version)
+        throw bad(
+          what,
+          `the preamble says format version ${version}, the header ${decoded.signed.formatVersion}`,
+        );
       return new BundleFile(path, fh, decoded);
     } catch (e) {
       await fh.close();
@@ -108,7 +118,12 @@ export class BundleFile {
   unlock(keyPem: string): void {
     const e = this.encryption;
     if (!e) return;
-    this.contentKey = unwrapKey(wrappedKeyBytes(e), keyPem, `${this.what}: content key (wrapped for certificate serial ${e.certificateSerial})`, SEAL_LIMITS.keyBytes);
+    this.contentKey = unwrapKey(
+      wrappedKeyBytes(e),
+      keyPem,
+      `${this.what}: content key (wrapped for certificate serial ${e.certificateSerial})`,
+      SEAL_LIMITS.keyBytes,
+    );
   }
 
   /** Where a section's bytes are stored in the file (absolute offset and stored length). */
@@ -120,11 +135,26 @@ export class BundleFile {
   }
 
   private cursor(s: BundleSection, readBytes: number): SectionCursor {
-    const place = { fh: this.fh, base: this.storedPlace(s).offset, length: s.length, what: `${this.what}: section ${s.name}`, readBytes };
+    const place = {
+      fh: this.fh,
+      base: this.storedPlace(s).offset,
+      length: s.length,
+      what: `${this.what}: section ${s.name}`,
+      readBytes,
+    };
     const e = this.encryption;
     if (!e) return new PlainCursor(place);
-    if (!this.contentKey) throw new DepotsyncError('internal', `${this.what} is encrypted and was not unlocked before reading section ${s.name}`);
-    return new SealedCursor(place, { key: this.contentKey, aad: this.header.aad!, blockBytes: e.blockBytes, section: this.position.get(s)! });
+    if (!this.contentKey)
+      throw new DepotsyncError(
+        'internal',
+        `${this.what} is encrypted and was not unlocked before reading section ${s.name}`,
+      );
+    return new SealedCursor(place, {
+      key: this.contentKey,
+      aad: this.header.aad!,
+      blockBytes: e.blockBytes,
+      section: this.position.get(s)!,
+    });
   }
 
   section(kind: SectionKind, name: string): BundleSection | undefined {
@@ -137,21 +167,27 @@ export class BundleFile {
 
   /** A byte section's bytes, checked against the signed table (length and SHA-256, constant time). */
   async readSection(s: BundleSection): Promise<Buffer> {
-    if (s.kind === 'chunks') throw new DepotsyncError('internal', `readSection: ${s.name} is a chunk section`);
+    if (s.kind === 'chunks')
+      throw new DepotsyncError('internal', `readSection: ${s.name} is a chunk section`);
     let buf: Buffer;
     if (this.encryption) {
       buf = s.length ? await this.cursor(s, s.length).take(s.length) : Buffer.alloc(0);
     } else {
       buf = Buffer.alloc(s.length);
       const got = await readAt(this.fh, buf, this.header.dataStart + s.offset);
-      if (got !== s.length) throw bad(this.what, `section ${s.name} is cut short (${got} of ${s.length} bytes)`, 'truncated');
+      if (got !== s.length)
+        throw bad(this.what, `section ${s.name} is cut short (${got} of ${s.length} bytes)`, 'truncated');
     }
     const digest = createHash('sha256').update(buf).digest();
     // Threat: a section altered after signing (tampering, a damaged disk): its hash is in the signed table.
     if (!timingSafeEqual(digest, Buffer.from(s.sha256, 'hex'))) {
-      throw new DepotsyncError('hash-mismatch', `${this.what}: section ${s.kind} ${s.name} does not match the SHA-256 in the signed table of contents`, {
-        hint: 'the file was damaged or altered after the master signed it; export and copy it again',
-      });
+      throw new DepotsyncError(
+        'hash-mismatch',
+        `${this.what}: section ${s.kind} ${s.name} does not match the SHA-256 in the signed table of contents`,
+        {
+          hint: 'the file was damaged or altered after the master signed it; export and copy it again',
+        },
+      );
     }
     return buf;
   }
@@ -172,8 +208,13 @@ export class BundleFile {
       const id = head.toString('hex', 0, 32);
       const length = head.readUInt32BE(32);
       count++;
-      if (count > (s.chunks ?? 0)) throw bad(this.what, `chunk section ${s.name} holds more than the ${s.chunks} records its table entry declares`);
-      if (length === 0 || length > BUNDLE_LIMITS.chunkMaxBytes) throw bad(this.what, `chunk section ${s.name}: record ${count} declares ${length} bytes`);
+      if (count > (s.chunks ?? 0))
+        throw bad(
+          this.what,
+          `chunk section ${s.name} holds more than the ${s.chunks} records its table entry declares`,
+        );
+      if (length === 0 || length > BUNDLE_LIMITS.chunkMaxBytes)
+        throw bad(this.what, `chunk section ${s.name}: record ${count} declares ${length} bytes`);
       if (want(id)) {
         yield { id, data: await c.take(length), recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
       } else {
@@ -183,9 +224,13 @@ export class BundleFile {
     }
     const digest = Buffer.from(hash.digest(), 'hex');
     if (count !== s.chunks || !timingSafeEqual(digest, Buffer.from(s.sha256, 'hex'))) {
-      throw new DepotsyncError('hash-mismatch', `${this.what}: chunk section ${s.name} does not match its signed table entry (${count} of ${s.chunks} records, record headers ${digest.equals(Buffer.from(s.sha256, 'hex')) ? 'match' : 'differ'})`, {
-        hint: 'the file was damaged or altered after the master signed it; export and copy it again',
-      });
+      throw new DepotsyncError(
+        'hash-mismatch',
+        `${this.what}: chunk section ${s.name} does not match its signed table entry (${count} of ${s.chunks} records, record headers ${digest.equals(Buffer.from(s.sha256, 'hex')) ? 'match' : 'differ'})`,
+        {
+          hint: 'the file was damaged or altered after the master signed it; export and copy it again',
+        },
+      );
     }
   }
 }

@@ -42,9 +42,13 @@ export class BundleUpstream implements Upstream {
 
   private missing(what: string): DepotsyncError {
     const from = this.file.header.signed.fromGeneration;
-    return new DepotsyncError('not-found', `${this.origin} does not carry ${what}, which this depot lacks (the bundle starts at generation ${from}, this depot serves ${this.servedGeneration || 'nothing yet'})`, {
-      hint: `export a bundle for this depot with --from ${this.servedGeneration}`,
-    });
+    return new DepotsyncError(
+      'not-found',
+      `${this.origin} does not carry ${what}, which this depot lacks (the bundle starts at generation ${from}, this depot serves ${this.servedGeneration || 'nothing yet'})`,
+      {
+        hint: `export a bundle for this depot with --from ${this.servedGeneration}`,
+      },
+    );
   }
 
   metadataSource(counter: ByteCounter): MetadataSource {
@@ -54,7 +58,11 @@ export class BundleUpstream implements Upstream {
         const s = this.file.section('metadata', name);
         // 'not-found' ends the TUF client's root walk, as a 404 does online.
         if (!s) throw new DepotsyncError('not-found', `metadata ${name}: not in ${this.origin}`);
-        if (s.length > maxBytes) throw new DepotsyncError('too-large', `metadata ${name} in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`);
+        if (s.length > maxBytes)
+          throw new DepotsyncError(
+            'too-large',
+            `metadata ${name} in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`,
+          );
         const bytes = await this.file.readSection(s);
         counter.add(bytes.length);
         return bytes;
@@ -65,7 +73,11 @@ export class BundleUpstream implements Upstream {
   async revocationList(maxBytes: number): Promise<Buffer | undefined> {
     const s = this.file.section('revocations', 'revocations.json');
     if (!s) return undefined;
-    if (s.length > maxBytes) throw new DepotsyncError('too-large', `revocation list in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`);
+    if (s.length > maxBytes)
+      throw new DepotsyncError(
+        'too-large',
+        `revocation list in ${this.origin}: ${s.length} bytes exceeds the limit of ${maxBytes}`,
+      );
     return this.file.readSection(s);
   }
 
@@ -73,7 +85,11 @@ export class BundleUpstream implements Upstream {
     const s = this.file.section('manifest', name);
     if (!s) throw this.missing(what);
     // Endless data: the signed catalog's length caps what is read (the engine compares it exactly).
-    if (s.length > maxBytes) throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`);
+    if (s.length > maxBytes)
+      throw new DepotsyncError(
+        'hash-mismatch',
+        `${what} in ${this.origin}: ${s.length} bytes, the signed catalog says ${maxBytes}`,
+      );
     const stored = await this.file.readSection(s);
     if (s.encoding !== 'deflate') return stored;
     // Decompression bomb: inflate no further than the signed length; the engine
@@ -81,9 +97,13 @@ export class BundleUpstream implements Upstream {
     try {
       return inflateRawSync(stored, { maxOutputLength: Math.max(1, maxBytes) });
     } catch (e) {
-      throw new DepotsyncError('hash-mismatch', `${what} in ${this.origin}: its compressed bytes do not inflate to at most the ${maxBytes} bytes the signed catalog says (${(e as Error).message})`, {
-        hint: 'the file was damaged or altered after export; export and copy it again',
-      });
+      throw new DepotsyncError(
+        'hash-mismatch',
+        `${what} in ${this.origin}: its compressed bytes do not inflate to at most the ${maxBytes} bytes the signed catalog says (${(e as Error).message})`,
+        {
+          hint: 'the file was damaged or altered after export; export and copy it again',
+        },
+      );
     }
   }
 
@@ -95,7 +115,14 @@ export class BundleUpstream implements Upstream {
    * own pair list is computed again from the manifests.
    */
   async fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkSinkDeps): Promise<DeltaFetchResult> {
-    const result: DeltaFetchResult = { chunks: 0, bytes: 0, rebuilt: 0, whole: 0, refused: 0, unsupported: false };
+    const result: DeltaFetchResult = {
+      chunks: 0,
+      bytes: 0,
+      rebuilt: 0,
+      whole: 0,
+      refused: 0,
+      unsupported: false,
+    };
     const s = this.file.section('chunk-deltas', DELTA_SECTION);
     const read = deps.store.get?.bind(deps.store);
     if (!s || !this.deltaPairs || !read || needs.length === 0) return result;
@@ -106,7 +133,11 @@ export class BundleUpstream implements Upstream {
     const { included, records } = decodeDeltaSection(bytes, pairs.length, what);
     const carried = included.map((i) => pairs[i]!);
     const missing = new Set(deps.store.missing(carried.map((p) => p.target)));
-    const decoder = new DeltaDecoder(carried.map((p) => p.target), carried.reduce((m, p) => Math.max(m, p.length), 0), what);
+    const decoder = new DeltaDecoder(
+      carried.map((p) => p.target),
+      carried.reduce((m, p) => Math.max(m, p.length), 0),
+      what,
+    );
     const stream = openChunkStream(deps, result);
     const refuse = (id: string, why: string) => {
       result.refused++;
@@ -148,7 +179,10 @@ export class BundleUpstream implements Upstream {
     } catch (e) {
       failure = e;
     }
-    const ended = await stream.end().then(() => undefined, (e: unknown) => e);
+    const ended = await stream.end().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     failure ??= ended;
     if (failure !== undefined) throw failure;
     return result;
@@ -159,7 +193,10 @@ export class BundleUpstream implements Upstream {
    * after an interruption skips what is stored), store verified ones in batches, stop at the first
    * chunk whose bytes do not hash to its id (what was stored before it stays: it was verified).
    */
-  async fetchChunks(needs: readonly ChunkNeed[], deps: ChunkSinkDeps): Promise<{ chunks: number; bytes: number }> {
+  async fetchChunks(
+    needs: readonly ChunkNeed[],
+    deps: ChunkSinkDeps,
+  ): Promise<{ chunks: number; bytes: number }> {
     const wanted = new Set(needs.map((n) => n.id));
     const total = { chunks: 0, bytes: 0 };
     // The same checkpointed stream as an online sync: the disk writes while the file is read.
@@ -190,13 +227,20 @@ export class BundleUpstream implements Upstream {
             flush();
           }
           // Copy first, then hash the copy: the bytes verified are exactly the bytes stored.
-          const target = rec.data.length > this.storeBatchBytes ? Buffer.allocUnsafe(rec.data.length) : arenas[arena]!.subarray(batchBytes, batchBytes + rec.data.length);
+          const target =
+            rec.data.length > this.storeBatchBytes
+              ? Buffer.allocUnsafe(rec.data.length)
+              : arenas[arena]!.subarray(batchBytes, batchBytes + rec.data.length);
           rec.data.copy(target);
           const chunk = verifiedChunk(rec.id, target);
           if (!chunk) {
-            throw new DepotsyncError('hash-mismatch', `chunk ${rec.id} in ${this.origin} (section ${s.name}): its bytes do not hash to its id; not stored`, {
-              hint: 'the file was damaged or altered after export; export and copy it again (chunks stored so far are kept)',
-            });
+            throw new DepotsyncError(
+              'hash-mismatch',
+              `chunk ${rec.id} in ${this.origin} (section ${s.name}): its bytes do not hash to its id; not stored`,
+              {
+                hint: 'the file was damaged or altered after export; export and copy it again (chunks stored so far are kept)',
+              },
+            );
           }
           wanted.delete(rec.id);
           batch.push(chunk);
@@ -208,8 +252,14 @@ export class BundleUpstream implements Upstream {
     }
     // Keep what was verified (committed), also when the file turned out damaged further on.
     flush();
-    const written = await storing.then(() => undefined, (e: unknown) => e);
-    const ended = await stream.end().then(() => undefined, (e: unknown) => e);
+    const written = await storing.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const ended = await stream.end().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     failure ??= written ?? ended;
     if (failure !== undefined) throw failure;
     if (wanted.size > 0) throw this.missing(`${wanted.size} chunk(s) of the new generation`);

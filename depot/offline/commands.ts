@@ -8,7 +8,8 @@ import { DepotsyncError } from '../../src/errors.js';
 export async function initOfflineCommand(c: CommandContext, hosts: string[]): Promise<CommandResult> {
   const cmd = 'depot init --offline';
   for (const online of ['master', 'token', 'parent', 'ca', 'ca-fingerprint', 'wait']) {
-    if (c.values[online] !== undefined) throw new DepotsyncError('usage', `${cmd}: --${online} does not apply to an air-gapped depot`);
+    if (c.values[online] !== undefined)
+      throw new DepotsyncError('usage', `${cmd}: --${online} does not apply to an air-gapped depot`);
   }
   const { initOfflineDepot } = await import('./enroll.js');
   const { hostname } = await import('node:os');
@@ -32,10 +33,27 @@ export async function importCommand(c: CommandContext): Promise<CommandResult> {
   const { importFile } = await import('./import.js');
   const r = await importFile(dir, resolve(c.positionals[0] as string), { logger: c.log });
   if (r.kind === 'enrollment') {
-    return { json: { kind: r.kind, enrolled: true, notAfter: r.validUntil, generation: null, chunksImported: 0, bytesImported: 0 }, human: `enrollment complete: certificate valid until ${r.validUntil}; start the depot with: depotsync depot serve --dir ${dir}` };
+    return {
+      json: {
+        kind: r.kind,
+        enrolled: true,
+        notAfter: r.validUntil,
+        generation: null,
+        chunksImported: 0,
+        bytesImported: 0,
+      },
+      human: `enrollment complete: certificate valid until ${r.validUntil}; start the depot with: depotsync depot serve --dir ${dir}`,
+    };
   }
   return {
-    json: { generation: r.generation, chunksImported: r.chunksImported, bytesImported: r.bytesImported, switched: r.switched, validUntil: r.validUntil, statusFile: r.statusFile ?? null },
+    json: {
+      generation: r.generation,
+      chunksImported: r.chunksImported,
+      bytesImported: r.bytesImported,
+      switched: r.switched,
+      validUntil: r.validUntil,
+      statusFile: r.statusFile ?? null,
+    },
     human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksImported} chunks, ${formatBytes(r.bytesImported)} imported; valid until ${r.validUntil}; status file ${r.statusFile}`,
   };
 }

@@ -55,14 +55,28 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
     const s = file.header.signed;
     // Threat: a bundle or reply made for another depot (its window and identity are not ours to use).
     if (s.depot !== config.name) {
-      const sealed = s.encryption ? ` (encrypted for its certificate serial ${s.encryption.certificateSerial})` : '';
-      throw new DepotsyncError('forbidden', `${file.what} is for depot ${s.depot}${sealed}, this depot is ${config.name}`, {
-        hint: `export a bundle for ${config.name} (depotsync master export --depot ${config.name})`,
-      });
+      const sealed = s.encryption
+        ? ` (encrypted for its certificate serial ${s.encryption.certificateSerial})`
+        : '';
+      throw new DepotsyncError(
+        'forbidden',
+        `${file.what} is for depot ${s.depot}${sealed}, this depot is ${config.name}`,
+        {
+          hint: `export a bundle for ${config.name} (depotsync master export --depot ${config.name})`,
+        },
+      );
     }
     if (s.purpose === 'enrollment') {
       const r = await importEnrollmentReply(layout, config, file, o.logger);
-      return { kind: 'enrollment', file: path, generation: null, chunksImported: 0, bytesImported: 0, switched: false, validUntil: r.notAfter };
+      return {
+        kind: 'enrollment',
+        file: path,
+        generation: null,
+        chunksImported: 0,
+        bytesImported: 0,
+        switched: false,
+        validUntil: r.notAfter,
+      };
     }
     const depot = o.depot ?? openDepot(dir, { logger: o.logger, ...o.open });
     try {
@@ -85,9 +99,13 @@ export function unlockForDepot(file: BundleFile, depot: Pick<Depot, 'creds' | 'c
   if (!e) return;
   const mine = certificateInfo(depot.creds.certPem).serial;
   if (mine !== e.certificateSerial) {
-    throw new DepotsyncError('forbidden', `${file.what} is encrypted for depot ${file.header.signed.depot}'s certificate serial ${e.certificateSerial}; this depot's certificate is serial ${mine}, whose key cannot decrypt it`, {
-      hint: `the depot's certificate changed since the export; export the bundle again (depotsync master export --depot ${depot.config.name} --encrypt), which encrypts for the certificate on record`,
-    });
+    throw new DepotsyncError(
+      'forbidden',
+      `${file.what} is encrypted for depot ${file.header.signed.depot}'s certificate serial ${e.certificateSerial}; this depot's certificate is serial ${mine}, whose key cannot decrypt it`,
+      {
+        hint: `the depot's certificate changed since the export; export the bundle again (depotsync master export --depot ${depot.config.name} --encrypt), which encrypts for the certificate on record`,
+      },
+    );
   }
   file.unlock(depot.creds.keyPem);
 }
@@ -97,22 +115,37 @@ function checkUpdate(file: BundleFile, depot: Depot, now: Date): void {
   const s = file.header.signed;
   // Freeze attack across the air gap: the window the master signed is the limit.
   if (now.getTime() >= Date.parse(s.validUntil)) {
-    throw new DepotsyncError('expired', `${file.what}: its validity window closed at ${s.validUntil} (now ${now.toISOString()})`, {
-      hint: `export a fresh bundle (depotsync master export --depot ${s.depot})`,
-    });
+    throw new DepotsyncError(
+      'expired',
+      `${file.what}: its validity window closed at ${s.validUntil} (now ${now.toISOString()})`,
+      {
+        hint: `export a fresh bundle (depotsync master export --depot ${s.depot})`,
+      },
+    );
   }
   const served = depot.db.served();
   const g = served?.generation ?? 0;
   // Rollback attack: never go back to an older generation (or an older timestamp of the same one).
-  if (s.toGeneration < g || (served && s.toGeneration === g && s.timestampVersion < served.timestampVersion)) {
-    throw new DepotsyncError('version-rollback', `${file.what} brings generation ${s.toGeneration} (timestamp v${s.timestampVersion}), older than generation ${g} (timestamp v${served?.timestampVersion}) this depot serves`, {
-      hint: 'it is an old bundle; import the newest one, or export a new one',
-    });
+  if (
+    s.toGeneration < g ||
+    (served && s.toGeneration === g && s.timestampVersion < served.timestampVersion)
+  ) {
+    throw new DepotsyncError(
+      'version-rollback',
+      `${file.what} brings generation ${s.toGeneration} (timestamp v${s.timestampVersion}), older than generation ${g} (timestamp v${served?.timestampVersion}) this depot serves`,
+      {
+        hint: 'it is an old bundle; import the newest one, or export a new one',
+      },
+    );
   }
   if (s.fromGeneration > g) {
-    throw new DepotsyncError('conflict', `${file.what} starts at generation ${s.fromGeneration}, but this depot serves generation ${g || 'nothing yet'}`, {
-      hint: `export a bundle for it with: depotsync master export --depot ${s.depot} --from ${g}`,
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `${file.what} starts at generation ${s.fromGeneration}, but this depot serves generation ${g || 'nothing yet'}`,
+      {
+        hint: `export a bundle for it with: depotsync master export --depot ${s.depot} --from ${g}`,
+      },
+    );
   }
 }
 
@@ -120,7 +153,10 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const now = o.now ?? (() => new Date());
   const s = file.header.signed;
   const root = depot.db.trustedLoad('root');
-  if (!root) throw new DepotsyncError('not-found', `depot ${depot.layout.dir}: no trusted root`, { hint: 'run depotsync depot init first' });
+  if (!root)
+    throw new DepotsyncError('not-found', `depot ${depot.layout.dir}: no trusted root`, {
+      hint: 'run depotsync depot init first',
+    });
   unlockForDepot(file, depot);
   const signedBy = await verifyBundleSignature(file, root);
   checkUpdate(file, depot, now());
@@ -129,7 +165,9 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   const engine = new SyncEngine({
     db: depot.db,
     store: o.wrapStore ? o.wrapStore(depot.store) : depot.store,
-    upstream: new BundleUpstream(file, depot.db.served()?.generation ?? 0, o.storeBatchBytes, () => bundlePairsFor(depot.db)),
+    upstream: new BundleUpstream(file, depot.db.served()?.generation ?? 0, o.storeBatchBytes, () =>
+      bundlePairsFor(depot.db),
+    ),
     caPem: depot.creds.caPem,
     fingerprint: depot.config.fingerprint,
     config: depot.config.sync,
@@ -144,17 +182,27 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
   try {
     r = await engine.sync();
   } catch (e) {
-    await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: 0, bytes: 0, now: now() }).catch(() => undefined);
+    await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: 0, bytes: 0, now: now() }).catch(
+      () => undefined,
+    );
     throw e;
   }
   const w = await saveWindow(depot.db, depot.layout.dir, s, windowJson, now());
-  const status = await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: r.chunksFetched, bytes: r.bytesFetched, now: now() });
+  const status = await writeStatusFile(
+    { ...depot, name: depot.config.name },
+    { chunks: r.chunksFetched, bytes: r.bytesFetched, now: now() },
+  );
   if (r.switched) {
-    await engine.exclusive('gc', () => pruneUnreferenced(depot, { graceMs: depot.config.gc.graceMs })).catch((e: unknown) => {
-      depot.log.error({ err: (e as Error).message }, 'garbage collection after the import failed');
-    });
+    await engine
+      .exclusive('gc', () => pruneUnreferenced(depot, { graceMs: depot.config.gc.graceMs }))
+      .catch((e: unknown) => {
+        depot.log.error({ err: (e as Error).message }, 'garbage collection after the import failed');
+      });
   }
-  depot.log.info({ file: file.path, generation: r.generation, chunks: r.chunksFetched, validUntil: w.validUntil }, 'offline bundle imported');
+  depot.log.info(
+    { file: file.path, generation: r.generation, chunks: r.chunksFetched, validUntil: w.validUntil },
+    'offline bundle imported',
+  );
   return {
     kind: 'update',
     file: file.path,

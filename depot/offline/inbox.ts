@@ -68,7 +68,11 @@ export class InboxWatcher {
 
   constructor(private readonly o: InboxOptions) {
     for (const k of ['settleMs', 'stalledMs', 'retryMs'] as const) {
-      if (!Number.isInteger(o[k]) || o[k] < 0) throw new DepotsyncError('bad-input', `inbox: ${k} must be an integer >= 0, got ${JSON.stringify(o[k])}`);
+      if (!Number.isInteger(o[k]) || o[k] < 0)
+        throw new DepotsyncError(
+          'bad-input',
+          `inbox: ${k} must be an integer >= 0, got ${JSON.stringify(o[k])}`,
+        );
     }
     this.clock = o.clockMs ?? Date.now;
     this.done = join(o.inbox, 'done');
@@ -86,8 +90,11 @@ export class InboxWatcher {
       ignoreInitial: false,
       followSymlinks: false,
       depth: 0,
-      ignored: (p: string) => p !== this.o.inbox && (basename(p).startsWith('.') || p === this.done || p === this.rejected),
-      ...(this.o.usePolling ? { usePolling: true, interval: Math.max(50, Math.floor(this.o.settleMs / 4)) } : {}),
+      ignored: (p: string) =>
+        p !== this.o.inbox && (basename(p).startsWith('.') || p === this.done || p === this.rejected),
+      ...(this.o.usePolling
+        ? { usePolling: true, interval: Math.max(50, Math.floor(this.o.settleMs / 4)) }
+        : {}),
     });
     this.watcher = w;
     w.on('add', (p) => this.touched(p));
@@ -117,7 +124,13 @@ export class InboxWatcher {
   private schedule(name: string, state: FileState, ms: number): void {
     if (this.closed) return;
     clearTimeout(state.timer);
-    state.timer = setTimeout(() => void this.check(name).catch((e: unknown) => this.o.log.error({ file: name, err: (e as Error).message }, 'inbox check failed')), ms);
+    state.timer = setTimeout(
+      () =>
+        void this.check(name).catch((e: unknown) =>
+          this.o.log.error({ file: name, err: (e as Error).message }, 'inbox check failed'),
+        ),
+      ms,
+    );
     state.timer.unref();
   }
 
@@ -165,7 +178,9 @@ export class InboxWatcher {
     this.busy.add(name);
     this.queue = this.queue
       .then(job)
-      .catch((e: unknown) => this.o.log.error({ file: name, err: (e as Error).message }, 'inbox processing failed'))
+      .catch((e: unknown) =>
+        this.o.log.error({ file: name, err: (e as Error).message }, 'inbox processing failed'),
+      )
       .finally(() => this.busy.delete(name));
   }
 
@@ -175,11 +190,17 @@ export class InboxWatcher {
     try {
       const result = await this.o.importFile(path);
       const movedTo = await moveAside(path, this.done);
-      this.o.log.info({ file: name, generation: result.generation, chunks: result.chunksImported, movedTo }, 'inbox file imported');
+      this.o.log.info(
+        { file: name, generation: result.generation, chunks: result.chunksImported, movedTo },
+        'inbox file imported',
+      );
       this.o.onOutcome?.({ kind: 'imported', name, result, movedTo });
     } catch (e) {
       if (transient(e)) {
-        this.o.log.warn({ file: name, err: (e as Error).message, retryMs: this.o.retryMs }, 'inbox import failed for now; the file stays in the inbox and is tried again');
+        this.o.log.warn(
+          { file: name, err: (e as Error).message, retryMs: this.o.retryMs },
+          'inbox import failed for now; the file stays in the inbox and is tried again',
+        );
         this.o.onCheck?.(name, 'retry');
         const state: FileState = { size: -1, mtimeMs: -1, changedAt: this.clock() };
         this.files.set(name, state);
@@ -196,14 +217,21 @@ export class InboxWatcher {
       this.o.log.warn({ file: name, reason, movedTo }, 'inbox file refused');
       this.o.onOutcome?.({ kind: 'rejected', name, reason, movedTo });
     } catch (e) {
-      this.o.log.error({ file: name, reason, err: (e as Error).message }, 'inbox file refused, but it could not be moved aside');
+      this.o.log.error(
+        { file: name, reason, err: (e as Error).message },
+        'inbox file refused, but it could not be moved aside',
+      );
     }
   }
 }
 
 /** Another sync holding the lock, a full disk or an I/O error: the bundle is fine, try again later. */
 function transient(e: unknown): boolean {
-  return (isDepotsyncError(e, 'conflict') && /another sync is running/.test((e as Error).message)) || isDepotsyncError(e, 'disk-full') || isDepotsyncError(e, 'io');
+  return (
+    (isDepotsyncError(e, 'conflict') && /another sync is running/.test((e as Error).message)) ||
+    isDepotsyncError(e, 'disk-full') ||
+    isDepotsyncError(e, 'io')
+  );
 }
 
 function describe(e: unknown): string {
@@ -215,8 +243,15 @@ function describe(e: unknown): string {
 async function moveAside(path: string, folder: string): Promise<string> {
   await mkdir(folder, { recursive: true });
   let target = join(folder, basename(path));
-  if (await stat(target).then(() => true, () => false)) target = join(folder, `${basename(path)}.${Date.now()}-${randomBytes(3).toString('hex')}`);
-  if (dirname(target) !== folder) throw new DepotsyncError('internal', `inbox: ${target} is not in ${folder}`);
+  if (
+    await stat(target).then(
+      () => true,
+      () => false,
+    )
+  )
+    target = join(folder, `${basename(path)}.${Date.now()}-${randomBytes(3).toString('hex')}`);
+  if (dirname(target) !== folder)
+    throw new DepotsyncError('internal', `inbox: ${target} is not in ${folder}`);
   await rename(path, target);
   return target;
 }

@@ -53,7 +53,7 @@ export class PlainCursor implements SectionCursor {
       this.pos += n;
       return this.buf.subarray(off, off + n);
     }
-    if (this.pos + n > this.p.length) throw bad(this.p.what, 'a record runs past the section\'s end');
+    if (this.pos + n > this.p.length) throw bad(this.p.what, "a record runs past the section's end");
     if (n > this.block.length) this.block = Buffer.allocUnsafe(n); // a record larger than a read (rare)
     const b = this.block.subarray(0, Math.min(this.block.length, this.p.length - this.pos));
     const got = await readAt(this.p.fh, b, this.p.base + this.pos);
@@ -65,7 +65,7 @@ export class PlainCursor implements SectionCursor {
   }
 
   skip(n: number): void {
-    if (this.pos + n > this.p.length) throw bad(this.p.what, 'a record runs past the section\'s end');
+    if (this.pos + n > this.p.length) throw bad(this.p.what, "a record runs past the section's end");
     this.pos += n;
   }
 }
@@ -107,7 +107,7 @@ export class SealedCursor implements SectionCursor {
   }
 
   async take(n: number): Promise<Buffer> {
-    if (this.pos + n > this.p.length) throw bad(this.p.what, 'a record runs past the section\'s end');
+    if (this.pos + n > this.p.length) throw bad(this.p.what, "a record runs past the section's end");
     let off = this.pos - this.plainStart;
     if (off < 0 || off + n > this.plainLen) {
       await this.refill(n);
@@ -118,7 +118,7 @@ export class SealedCursor implements SectionCursor {
   }
 
   skip(n: number): void {
-    if (this.pos + n > this.p.length) throw bad(this.p.what, 'a record runs past the section\'s end');
+    if (this.pos + n > this.p.length) throw bad(this.p.what, "a record runs past the section's end");
     this.pos += n;
   }
 
@@ -138,7 +138,7 @@ export class SealedCursor implements SectionCursor {
       bytes += Math.min(B, this.p.length - last * B);
       last++;
     }
-    if (bytes < this.pos + n - start) throw bad(this.p.what, 'a record runs past the section\'s end');
+    if (bytes < this.pos + n - start) throw bad(this.p.what, "a record runs past the section's end");
     let plain = this.plain;
     if (plain.length < bytes) {
       plain = Buffer.allocUnsafe(Math.max(bytes, Math.min(2 * B, this.p.length)));
@@ -148,7 +148,14 @@ export class SealedCursor implements SectionCursor {
     }
     let at = keep;
     for (let b = first; b < last; b++) {
-      const clear = openBlock(this.k.key, this.k.aad, this.k.section, b, await this.sealedBlock(b), this.p.what);
+      const clear = openBlock(
+        this.k.key,
+        this.k.aad,
+        this.k.section,
+        b,
+        await this.sealedBlock(b),
+        this.p.what,
+      );
       clear.copy(plain, at);
       at += clear.length;
     }
@@ -160,7 +167,8 @@ export class SealedCursor implements SectionCursor {
   /** Block b's stored bytes (ciphertext ‖ tag), from a read-ahead window of about readBytes. */
   private async sealedBlock(b: number): Promise<Buffer> {
     const B = this.k.blockBytes;
-    const storedOf = (x: number) => x * this.storedBlock - (x === this.blocks ? this.blocks * B - this.p.length : 0);
+    const storedOf = (x: number) =>
+      x * this.storedBlock - (x === this.blocks ? this.blocks * B - this.p.length : 0);
     if (b < this.windowFirst || b >= this.windowLast) {
       const last = Math.min(this.blocks, b + Math.max(1, Math.floor(this.p.readBytes / this.storedBlock)));
       const from = storedOf(b);

@@ -14,9 +14,13 @@ import { writeStatusFile } from './status-file.js';
 /** An air-gapped depot without its certificate yet cannot serve: say how to finish the enrollment. */
 export function checkOfflineReady(layout: DepotLayout, config: DepotConfig): void {
   if (!isOfflineDepot(config) || existsSync(layout.cert)) return;
-  throw new DepotsyncError('unauthorized', `depot ${config.name}: its offline enrollment waits for the master's reply`, {
-    hint: `carry ${join(layout.outbox, `enroll-request-${config.name}.json`)} to the master (depotsync master approve --request FILE --out REPLY), then run depotsync depot import --dir ${layout.dir} REPLY`,
-  });
+  throw new DepotsyncError(
+    'unauthorized',
+    `depot ${config.name}: its offline enrollment waits for the master's reply`,
+    {
+      hint: `carry ${join(layout.outbox, `enroll-request-${config.name}.json`)} to the master (depotsync master approve --request FILE --out REPLY), then run depotsync depot import --dir ${layout.dir} REPLY`,
+    },
+  );
 }
 
 export interface OfflineHooks {
@@ -31,7 +35,10 @@ export interface OfflineHooks {
  * bundles), and for an air-gapped depot a scheduled run that writes its signed status into the outbox
  * instead of syncing with a master it cannot reach.
  */
-export async function startOfflineHooks(depot: Depot, o: { logger: Logger; inbox?: Partial<InboxOptions> }): Promise<OfflineHooks> {
+export async function startOfflineHooks(
+  depot: Depot,
+  o: { logger: Logger; inbox?: Partial<InboxOptions> },
+): Promise<OfflineHooks> {
   const inbox = new InboxWatcher({
     inbox: depot.layout.inbox,
     log: depot.log.child({ component: 'depot.inbox' }),
@@ -49,7 +56,14 @@ export async function startOfflineHooks(depot: Depot, o: { logger: Logger; inbox
     hooks.syncTask = async () => {
       await writeStatusFile({ ...depot, name: depot.config.name }, { chunks: 0, bytes: 0, now: new Date() });
       const generation = depot.db.served()?.generation ?? 0;
-      return { generation, chunksFetched: 0, bytesFetched: 0, switched: false, bytesByStep: {}, durationMs: 0 };
+      return {
+        generation,
+        chunksFetched: 0,
+        bytesFetched: 0,
+        switched: false,
+        bytesByStep: {},
+        durationMs: 0,
+      };
     };
   }
   return hooks;

@@ -26,12 +26,23 @@ export async function writeStatusFile(
   d: { db: DepotDb; layout: DepotLayout; creds: DepotCredentials; name: string },
   extra: { chunks: number; bytes: number; now: Date },
 ): Promise<StatusFileResult> {
-  const report = buildStatusReport(d.db, { chunksFetched: extra.chunks, bytesFetched: extra.bytes, freeDiskBytes: await freeDiskBytes(d.layout.dir), now: extra.now });
+  const report = buildStatusReport(d.db, {
+    chunksFetched: extra.chunks,
+    bytesFetched: extra.bytes,
+    freeDiskBytes: await freeDiskBytes(d.layout.dir),
+    now: extra.now,
+  });
   const window = currentWindow(d.db);
   if (window) report.validUntil = window.validUntil;
   const key = createPrivateKey(d.creds.keyPem);
   const bytes = encodeStatusFile(
-    { _type: STATUS_FILE_TYPE, formatVersion: OFFLINE_FILE_FORMAT, machine: d.name, certSerial: certificateInfo(d.creds.certPem).serial, report },
+    {
+      _type: STATUS_FILE_TYPE,
+      formatVersion: OFFLINE_FILE_FORMAT,
+      machine: d.name,
+      certSerial: certificateInfo(d.creds.certPem).serial,
+      report,
+    },
     (data) => sign('sha256', data, key),
   );
   await mkdir(d.layout.outbox, { recursive: true });
@@ -41,7 +52,8 @@ export async function writeStatusFile(
   // the newest, so weeks of scheduled runs do not pile up files to carry.
   const prefix = `status-${d.name}-`;
   for (const f of await readdir(d.layout.outbox)) {
-    if (f.startsWith(prefix) && f.endsWith('.json') && join(d.layout.outbox, f) !== file) await unlink(join(d.layout.outbox, f)).catch(() => undefined);
+    if (f.startsWith(prefix) && f.endsWith('.json') && join(d.layout.outbox, f) !== file)
+      await unlink(join(d.layout.outbox, f)).catch(() => undefined);
   }
   return { file, sequence: report.sequence };
 }

@@ -22,18 +22,30 @@ export async function verifyBundleSignature(file: BundleFile, trustedRoot: Uint8
   for (let v = trusted.root.md.signed.version + 1; v <= want; v++) {
     const name = metadataFileName('root', v);
     const s = file.section('metadata', name);
-    if (!s) throw new DepotsyncError('bad-metadata', `${file.what}: signed under root v${want} but does not carry ${name}`);
-    if (s.length > limits.rootMaxBytes) throw new DepotsyncError('too-large', `${file.what}: ${name} is ${s.length} bytes, above ${limits.rootMaxBytes}`);
+    if (!s)
+      throw new DepotsyncError(
+        'bad-metadata',
+        `${file.what}: signed under root v${want} but does not carry ${name}`,
+      );
+    if (s.length > limits.rootMaxBytes)
+      throw new DepotsyncError(
+        'too-large',
+        `${file.what}: ${name} is ${s.length} bytes, above ${limits.rootMaxBytes}`,
+      );
     trusted.updateRoot(await file.readSection(s), name);
   }
   try {
     verifyThreshold(file.header.envelope, topRoleKeys(trusted.root.md.signed, 'timestamp'));
   } catch (e) {
     const err = e as DepotsyncError;
-    throw new DepotsyncError(err.code, `${file.what}: the header is not signed by the master's timestamp key this depot trusts (${err.message})`, {
-      hint: 'the bundle was altered, or it comes from another master; export it again from the master this depot was enrolled with',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      err.code,
+      `${file.what}: the header is not signed by the master's timestamp key this depot trusts (${err.message})`,
+      {
+        hint: 'the bundle was altered, or it comes from another master; export it again from the master this depot was enrolled with',
+        cause: e,
+      },
+    );
   }
   return trusted.root.md.signed;
 }

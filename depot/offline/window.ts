@@ -4,7 +4,11 @@ import type { Root } from '@tufjs/models';
 import { DepotsyncError } from '../../src/errors.js';
 import { writeFileAtomic } from '../../src/fs/atomic-write.js';
 import type { BundleSigned } from '../../src/wire/bundle.js';
-import { VALIDITY_WINDOW_MAX_BYTES, VALIDITY_WINDOW_SECTION, verifyValidityWindow } from '../../src/wire/validity-window.js';
+import {
+  VALIDITY_WINDOW_MAX_BYTES,
+  VALIDITY_WINDOW_SECTION,
+  verifyValidityWindow,
+} from '../../src/wire/validity-window.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { BundleFile } from './bundle-file.js';
 
@@ -43,7 +47,11 @@ export async function readBundleWindow(file: BundleFile, root: Root): Promise<Bu
       hint: 'it was exported by an older depotsync; export it again from the master',
     });
   }
-  if (s.length > VALIDITY_WINDOW_MAX_BYTES) throw new DepotsyncError('too-large', `${file.what}: ${VALIDITY_WINDOW_SECTION} is ${s.length} bytes, above ${VALIDITY_WINDOW_MAX_BYTES}`);
+  if (s.length > VALIDITY_WINDOW_MAX_BYTES)
+    throw new DepotsyncError(
+      'too-large',
+      `${file.what}: ${VALIDITY_WINDOW_SECTION} is ${s.length} bytes, above ${VALIDITY_WINDOW_MAX_BYTES}`,
+    );
   const bytes = await file.readSection(s);
   const w = verifyValidityWindow(bytes, root, `${file.what}: ${VALIDITY_WINDOW_SECTION}`);
   const h = file.header.signed;
@@ -57,9 +65,13 @@ export async function readBundleWindow(file: BundleFile, root: Root): Promise<Bu
     ] as const
   ).filter(([, a, b]) => a !== b);
   if (differs.length) {
-    throw new DepotsyncError('bad-metadata', `${file.what}: its validity window differs from the header in ${differs.map(([k, a, b]) => `${k} (${a} vs ${b})`).join(', ')}`, {
-      hint: 'the bundle was assembled from pieces of different exports; export it again',
-    });
+    throw new DepotsyncError(
+      'bad-metadata',
+      `${file.what}: its validity window differs from the header in ${differs.map(([k, a, b]) => `${k} (${a} vs ${b})`).join(', ')}`,
+      {
+        hint: 'the bundle was assembled from pieces of different exports; export it again',
+      },
+    );
   }
   return bytes;
 }
@@ -75,7 +87,13 @@ export async function servedWindowBytes(db: DepotDb, dir: string): Promise<Buffe
   }
 }
 
-export async function saveWindow(db: DepotDb, dir: string, signed: BundleSigned, windowJson: Uint8Array, now: Date): Promise<OfflineWindow> {
+export async function saveWindow(
+  db: DepotDb,
+  dir: string,
+  signed: BundleSigned,
+  windowJson: Uint8Array,
+  now: Date,
+): Promise<OfflineWindow> {
   const w: OfflineWindow = {
     generation: signed.toGeneration,
     timestampVersion: signed.timestampVersion,
@@ -100,5 +118,7 @@ export function currentWindow(db: DepotDb): OfflineWindow | undefined {
     return undefined;
   }
   const served = db.served();
-  return served && served.generation === w.generation && served.timestampVersion === w.timestampVersion ? w : undefined;
+  return served && served.generation === w.generation && served.timestampVersion === w.timestampVersion
+    ? w
+    : undefined;
 }

@@ -47,10 +47,20 @@ export interface DepotAppDeps {
 export function depotAuthorize(revocations: RevocationGate): AuthorizeMachine {
   return (peer) => {
     if (peer.role !== 'agent' && peer.role !== 'depot') {
-      return { ok: false, status: 403, code: 'wrong-role', reason: `certificate of ${peer.commonName} is not an agent or depot certificate` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'wrong-role',
+        reason: `certificate of ${peer.commonName} is not an agent or depot certificate`,
+      };
     }
     if (revocations.isRevoked(peer.serial)) {
-      return { ok: false, status: 403, code: 'revoked', reason: `certificate ${peer.serial} of ${peer.commonName} was revoked by the master` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'revoked',
+        reason: `certificate ${peer.serial} of ${peer.commonName} was revoked by the master`,
+      };
     }
     return { ok: true, machine: { name: peer.commonName, role: peer.role, serial: peer.serial } };
   };
@@ -62,7 +72,9 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   const source = depotReadSource(deps.db, deps.store);
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(log));
-  app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+  app.notFound((c) =>
+    c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404),
+  );
 
   // Metrics: every request counted, /metrics behind its own bearer token.
   const counters = depotCounters();
@@ -78,8 +90,17 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   });
   app.use('*', countRequests(http));
   app.use('*', hsts());
-  const metricsToken = deps.metricsToken ?? (deps.db.path === ':memory:' ? false : loadOrCreateMetricsToken(join(dir, METRICS_TOKEN_FILE)));
-  if (metricsToken !== false) app.get('/metrics', metricsHandler(() => [registry, counters.registry], (t) => tokenEquals(t, metricsToken)));
+  const metricsToken =
+    deps.metricsToken ??
+    (deps.db.path === ':memory:' ? false : loadOrCreateMetricsToken(join(dir, METRICS_TOKEN_FILE)));
+  if (metricsToken !== false)
+    app.get(
+      '/metrics',
+      metricsHandler(
+        () => [registry, counters.registry],
+        (t) => tokenEquals(t, metricsToken),
+      ),
+    );
   const onServed = deps.readOptions?.onServed;
   const readOptions: Partial<ReadApiOptions> = {
     ...deps.readOptions,
@@ -100,15 +121,32 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   // Everything else: mutual TLS first.
   const authorize = depotAuthorize(deps.revocations);
   app.use('*', mutualTls({ authorize, log, ...(deps.now ? { now: deps.now } : {}) }));
-  app.route('/', eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), { authorize, ...(deps.now ? { now: deps.now } : {}) }));
+  app.route(
+    '/',
+    eventRoutes(deps.events ?? depotEventHub(deps.db, deps.logger.child({ component: 'depot.events' })), {
+      authorize,
+      ...(deps.now ? { now: deps.now } : {}),
+    }),
+  );
   // The master-signed validity window of a generation imported from an offline bundle.
   // Agents of THIS depot use it when its timestamp expired (agent/fetch/validity-window.ts).
   app.get('/v1/validity-window', async (c) => {
     const bytes = deps.db.path === ':memory:' ? undefined : await servedWindowBytes(deps.db, dir);
     if (!bytes) {
-      return c.json({ error: { code: 'not-found', message: `depot${deps.name ? ` ${deps.name}` : ''} serves no validity window: its served generation did not come from an offline bundle` } }, 404);
+      return c.json(
+        {
+          error: {
+            code: 'not-found',
+            message: `depot${deps.name ? ` ${deps.name}` : ''} serves no validity window: its served generation did not come from an offline bundle`,
+          },
+        },
+        404,
+      );
     }
-    return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    return c.body(new Uint8Array(bytes), 200, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+    });
   });
   app.route('/', readRoutes(source, log, readOptions));
   return app;

@@ -9,7 +9,11 @@ import type { DepotDb } from '../db/depot-db.js';
  * it enforces (so a revocation goes down every tier within seconds), and the sync-now requests it relays
  * from its upstream.
  */
-export function depotEventHub(db: DepotDb, log: Logger, options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean } = {}): EventHub {
+export function depotEventHub(
+  db: DepotDb,
+  log: Logger,
+  options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean } = {},
+): EventHub {
   const feed = { generation: () => db.served()?.generation, revocations: () => db.revocationsVersion() };
   return new EventHub(feed, { log, ...options });
 }

@@ -44,7 +44,10 @@ export class RevocationGate {
       // Distrust our own disk: the stored list is verified again (signature) before it is used.
       this.set(verifyRevocationList(kept.bytes, this.caPem, { now: new Date(0) }));
     } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'stored revocation list does not verify; keeping the previous one');
+      this.log.error(
+        { err: (e as Error).message },
+        'stored revocation list does not verify; keeping the previous one',
+      );
     }
   }
 }

@@ -34,8 +34,13 @@ export async function startDepotServer(opts: {
   logger: Logger;
 }): Promise<DepotServer> {
   const log = opts.logger.child({ component: 'depot.server' });
-  const server = https.createServer(tlsServerOptions({ keyPem: opts.keyPem, certPem: opts.certPem, caPem: opts.caPem }), getRequestListener(opts.app.fetch));
-  server.on('tlsClientError', (e: NodeJS.ErrnoException) => log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'));
+  const server = https.createServer(
+    tlsServerOptions({ keyPem: opts.keyPem, certPem: opts.certPem, caPem: opts.caPem }),
+    getRequestListener(opts.app.fetch),
+  );
+  server.on('tlsClientError', (e: NodeJS.ErrnoException) =>
+    log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(fromSystemError(e, `depot server on ${opts.host}:${opts.port}`)));
     server.listen(opts.port, opts.host, () => resolve());

@@ -12,10 +12,20 @@ export class TokenBucket {
 
   constructor(
     private readonly bytesPerSecond: number,
-    private readonly opts: { burstBytes?: number; now?: () => number; sleep?: (ms: number) => Promise<void> } = {},
+    private readonly opts: {
+      burstBytes?: number;
+      now?: () => number;
+      sleep?: (ms: number) => Promise<void>;
+    } = {},
   ) {
     intOption('bandwidth limit', 'bytesPerSecond', bytesPerSecond, 1, 2 ** 40);
-    this.burst = intOption('bandwidth limit', 'burstBytes', opts.burstBytes ?? Math.max(64 * 1024, Math.floor(bytesPerSecond / 4)), 1, 2 ** 40);
+    this.burst = intOption(
+      'bandwidth limit',
+      'burstBytes',
+      opts.burstBytes ?? Math.max(64 * 1024, Math.floor(bytesPerSecond / 4)),
+      1,
+      2 ** 40,
+    );
     this.tokens = this.burst;
     this.last = this.now();
   }

@@ -64,14 +64,17 @@ export function pairBases(db: DepotDb, store: SyncStore, needs: readonly ChunkNe
     }
   };
   const olds = served.map((t) => ({ name: t.name, path: t.path, load: load(t.name) }));
-  const targets = db.incompleteTargets().map((t) => ({ name: t.name, path: t.name.slice(65), load: load(t.name, t.bytes) })); // `{sha256}.{path}`
+  const targets = db
+    .incompleteTargets()
+    .map((t) => ({ name: t.name, path: t.name.slice(65), load: load(t.name, t.bytes) })); // `{sha256}.{path}`
   const bases = pairChunkBases(targets, olds, new Set(needs.map((n) => n.id)));
   if (bases.size === 0) return [];
   const absent = new Set(store.missing([...new Set([...bases.values()].flatMap((b) => b.bases))]));
   const out: DeltaNeed[] = [];
   for (const n of needs) {
     const b = bases.get(n.id);
-    if (b !== undefined && b.bases.every((id) => !absent.has(id))) out.push({ id: n.id, length: n.length, ...b });
+    if (b !== undefined && b.bases.every((id) => !absent.has(id)))
+      out.push({ id: n.id, length: n.length, ...b });
   }
   return out;
 }
@@ -96,7 +99,13 @@ export function bundlePairsFor(db: DepotDb): BundlePair[] {
       }
     },
   });
-  return bundleDeltaPairs(served.map(version), db.slotTargets('pending').filter((t) => !servedNames.has(t.name)).map(version));
+  return bundleDeltaPairs(
+    served.map(version),
+    db
+      .slotTargets('pending')
+      .filter((t) => !servedNames.has(t.name))
+      .map(version),
+  );
 }
 
 export interface ChunkDeltaDeps extends ChunkSinkDeps {
@@ -108,7 +117,10 @@ const BASE_READ_AHEAD = 8;
 
 /** Errors that stop the sync: the depot cannot store, or the upstream refuses this depot. */
 function fatal(e: unknown): boolean {
-  return e instanceof StoreFailure || (e instanceof DepotsyncError && (e.code === 'unauthorized' || e.code === 'forbidden'));
+  return (
+    e instanceof StoreFailure ||
+    (e instanceof DepotsyncError && (e.code === 'unauthorized' || e.code === 'forbidden'))
+  );
 }
 
 class StoreFailure extends Error {
@@ -122,11 +134,25 @@ class StoreFailure extends Error {
  * `concurrency` at a time. Verified chunks are stored; everything else stays missing for the
  * whole-chunk download (the caller plans it from the store afterwards).
  */
-export async function fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkDeltaDeps): Promise<DeltaFetchResult> {
-  const result: DeltaFetchResult = { chunks: 0, bytes: 0, rebuilt: 0, whole: 0, refused: 0, unsupported: false };
+export async function fetchChunkDeltas(
+  needs: readonly DeltaNeed[],
+  deps: ChunkDeltaDeps,
+): Promise<DeltaFetchResult> {
+  const result: DeltaFetchResult = {
+    chunks: 0,
+    bytes: 0,
+    rebuilt: 0,
+    whole: 0,
+    refused: 0,
+    unsupported: false,
+  };
   const read = deps.store.get?.bind(deps.store);
   if (!read || needs.length === 0) return result;
-  const batches = planBatches(needs, deps.batchMaxBytes, Math.min(deps.batchMaxChunks, CHUNK_DELTA_LIMITS.maxPairs));
+  const batches = planBatches(
+    needs,
+    deps.batchMaxBytes,
+    Math.min(deps.batchMaxChunks, CHUNK_DELTA_LIMITS.maxPairs),
+  );
   const queue = new PQueue({ concurrency: deps.concurrency });
   const abort = new AbortController();
   setMaxListeners(deps.concurrency + 8, abort.signal);
@@ -146,10 +172,16 @@ export async function fetchChunkDeltas(needs: readonly DeltaNeed[], deps: ChunkD
         if (fatal(e)) return stop(e instanceof StoreFailure ? e.error : e);
         if (e instanceof HttpError && (e.status === 404 || e.status === 405)) {
           result.unsupported = true;
-          deps.log.info({ upstream: deps.upstream.name }, 'upstream does not serve chunk deltas; fetching whole chunks');
+          deps.log.info(
+            { upstream: deps.upstream.name },
+            'upstream does not serve chunk deltas; fetching whole chunks',
+          );
           return stop();
         }
-        deps.log.warn({ batch: i, pairs: batch.length, err: (e as Error).message }, 'chunk delta batch failed; its chunks are fetched whole');
+        deps.log.warn(
+          { batch: i, pairs: batch.length, err: (e as Error).message },
+          'chunk delta batch failed; its chunks are fetched whole',
+        );
       }
     });
   }
@@ -190,14 +222,21 @@ async function deltaBatch(
     signal,
   );
   let index = 0;
-  const decoder = new DeltaDecoder(batch.map((n) => n.id), maxChunk, `chunk delta response from ${origin}`);
+  const decoder = new DeltaDecoder(
+    batch.map((n) => n.id),
+    maxChunk,
+    `chunk delta response from ${origin}`,
+  );
   const verified: ChunkInput[] = [];
   let verifiedBytes = 0;
   let rebuilt = 0;
   let whole = 0;
   const refuse = (id: string, why: string) => {
     result.refused++;
-    deps.log.warn({ chunk: id, upstream: origin, reason: why }, 'chunk delta refused; the chunk is fetched whole');
+    deps.log.warn(
+      { chunk: id, upstream: origin, reason: why },
+      'chunk delta refused; the chunk is fetched whole',
+    );
   };
   let streamError: unknown;
   try {
@@ -235,7 +274,10 @@ async function deltaBatch(
         verifiedBytes += data.length;
         if (rec.kind === 'whole') whole++;
         else rebuilt++;
-        deps.log.debug({ chunk: rec.target, bases: need.bases, kind: rec.kind, bytes: data.length }, 'chunk from delta');
+        deps.log.debug(
+          { chunk: rec.target, bases: need.bases, kind: rec.kind, bytes: data.length },
+          'chunk from delta',
+        );
       }
     }
     decoder.finish();
@@ -262,7 +304,10 @@ async function deltaBatch(
 /**
  * The concatenated base chunks from this depot's store (unverified: the rebuilt chunk is hashed), or why not.
  */
-export async function readBase(ids: readonly string[], read: (id: string) => Promise<Uint8Array>): Promise<Buffer | string> {
+export async function readBase(
+  ids: readonly string[],
+  read: (id: string) => Promise<Uint8Array>,
+): Promise<Buffer | string> {
   const parts: Uint8Array[] = [];
   for (const id of ids) {
     try {
@@ -271,5 +316,7 @@ export async function readBase(ids: readonly string[], read: (id: string) => Pro
       return `base chunk ${id} could not be read from this depot's store (${(e as Error).message})`;
     }
   }
-  return parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts);
+  return parts.length === 1
+    ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength)
+    : Buffer.concat(parts);
 }

@@ -23,13 +23,17 @@ export type ChunkNeed = ChunkWant;
  * The chunks that targets of the served or pending generation still lack. Targets found complete
  * are marked so (the next sync skips them); `pendingTargets` are those waiting for `needs`.
  */
-export function planMissing(db: DepotDb, store: SyncStore): { needs: ChunkNeed[]; pendingTargets: string[]; bytes: number } {
+export function planMissing(
+  db: DepotDb,
+  store: SyncStore,
+): { needs: ChunkNeed[]; pendingTargets: string[]; bytes: number } {
   const needs = new Map<string, number>();
   const complete: string[] = [];
   const pendingTargets: string[] = [];
   for (const t of db.incompleteTargets()) {
     const lengths = new Map<string, number>();
-    for (const c of manifestChunks(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` }))) lengths.set(c.id, c.length);
+    for (const c of manifestChunks(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` })))
+      lengths.set(c.id, c.length);
     const missing = store.missing([...lengths.keys()]);
     if (missing.length === 0) complete.push(t.name);
     else pendingTargets.push(t.name);

@@ -176,22 +176,54 @@ export class SyncEngine {
     const totals = { chunks: 0, bytes: 0 };
     const origin = this.upstream.origin;
     const bytesByStep: Record<string, number> = {};
-    const step = async <T>(name: string, fn: () => Promise<T>, fields: (out: T) => Record<string, unknown> = () => ({})): Promise<T> => {
+    const step = async <T>(
+      name: string,
+      fn: () => Promise<T>,
+      fields: (out: T) => Record<string, unknown> = () => ({}),
+    ): Promise<T> => {
       const t = performance.now();
       const before = counter.bytes;
       const out = await fn();
       bytesByStep[name] = counter.bytes - before;
-      this.log.info({ step: name, durationMs: Math.round(performance.now() - t), bytes: bytesByStep[name], ...fields(out) }, `sync ${name}`);
+      this.log.info(
+        {
+          step: name,
+          durationMs: Math.round(performance.now() - t),
+          bytes: bytesByStep[name],
+          ...fields(out),
+        },
+        `sync ${name}`,
+      );
       return out;
     };
     try {
       const client = await this.tufClient(counter);
-      const r = await step('metadata', () => client.refresh({ bins: 'stale' }).finally(() => this.trustedStore.flush()), (o) => ({ generation: o.generation, changed: o.changed, bins: o.fetchedBins.length, roots: o.rootsFetched }));
-      await step('revocations', async () => {
-        const out = await syncRevocations({ db, upstream: this.upstream, caPem: this.d.caPem, counter, now: this.verifyAt, log: this.log });
-        if (out.list) this.d.onRevocations?.(out.list);
-        return out;
-      }, (o) => ({ version: o.list?.version, changed: o.changed }));
+      const r = await step(
+        'metadata',
+        () => client.refresh({ bins: 'stale' }).finally(() => this.trustedStore.flush()),
+        (o) => ({
+          generation: o.generation,
+          changed: o.changed,
+          bins: o.fetchedBins.length,
+          roots: o.rootsFetched,
+        }),
+      );
+      await step(
+        'revocations',
+        async () => {
+          const out = await syncRevocations({
+            db,
+            upstream: this.upstream,
+            caPem: this.d.caPem,
+            counter,
+            now: this.verifyAt,
+            log: this.log,
+          });
+          if (out.list) this.d.onRevocations?.(out.list);
+          return out;
+        },
+        (o) => ({ version: o.list?.version, changed: o.changed }),
+      );
 
       const ts = client.trusted.timestamp!;
       const tsVersion = ts.md.signed.version;
@@ -207,25 +239,65 @@ export class SyncEngine {
       } else {
         db.setKv(KV.targetGeneration, String(generation));
         const targets = catalogTargets(client);
-        await step('manifests', () => fetchManifests(targets, { db, upstream: this.upstream, counter, concurrency: this.d.config.manifestConcurrency, now: this.now, log: this.log }), (o) => ({ targets: targets.length, fetched: o.fetched }));
+        await step(
+          'manifests',
+          () =>
+            fetchManifests(targets, {
+              db,
+              upstream: this.upstream,
+              counter,
+              concurrency: this.d.config.manifestConcurrency,
+              now: this.now,
+              log: this.log,
+            }),
+          (o) => ({ targets: targets.length, fetched: o.fetched }),
+        );
         db.setPending(generation, targets, this.now());
         await this.fetchMissing(step, counter, totals);
-        await step('switch', async () => db.switchServed(generation, ts.bytes, tsVersion, this.now()), () => ({ generation, from: served?.generation ?? null }));
+        await step(
+          'switch',
+          async () => db.switchServed(generation, ts.bytes, tsVersion, this.now()),
+          () => ({ generation, from: served?.generation ?? null }),
+        );
         switched = true;
       }
 
       const now = this.now();
-      const result: SyncResult = { generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes, switched, bytesByStep, durationMs: Math.round(performance.now() - t0) };
+      const result: SyncResult = {
+        generation,
+        chunksFetched: totals.chunks,
+        bytesFetched: counter.bytes,
+        switched,
+        bytesByStep,
+        durationMs: Math.round(performance.now() - t0),
+      };
       // One commit (one fsync) for the bookkeeping: a no-op sync should cost little more than its requests.
       db.tx('record the sync', () => {
         db.setKv(KV.targetGeneration, String(generation));
         db.setKv(KV.lastSuccess, now.toISOString());
         db.setKv(KV.lastError, '');
         db.setKv(KV.bytesRemaining, '0');
-        db.finishRun(runId, { outcome: switched || totals.chunks > 0 ? 'ok' : 'noop', generation, chunksFetched: totals.chunks, bytesFetched: counter.bytes }, now);
+        db.finishRun(
+          runId,
+          {
+            outcome: switched || totals.chunks > 0 ? 'ok' : 'noop',
+            generation,
+            chunksFetched: totals.chunks,
+            bytesFetched: counter.bytes,
+          },
+          now,
+        );
       });
-      recordSync(switched || totals.chunks > 0 ? 'ok' : 'noop', result.durationMs, totals.chunks, counter.bytes);
-      this.log.info({ ...result, upstream: origin }, switched ? 'sync done: generation switched' : 'sync done');
+      recordSync(
+        switched || totals.chunks > 0 ? 'ok' : 'noop',
+        result.durationMs,
+        totals.chunks,
+        counter.bytes,
+      );
+      this.log.info(
+        { ...result, upstream: origin },
+        switched ? 'sync done: generation switched' : 'sync done',
+      );
       if (switched) this.d.onSwitched?.(generation);
       await this.report(totals, counter, switched || totals.chunks > 0);
       return result;
@@ -242,7 +314,11 @@ export class SyncEngine {
       const message = (err as Error)?.message ?? String(err);
       try {
         db.setKv(KV.lastError, message);
-        db.finishRun(runId, { outcome: 'failed', chunksFetched: totals.chunks, bytesFetched: counter.bytes, error: message }, this.now());
+        db.finishRun(
+          runId,
+          { outcome: 'failed', chunksFetched: totals.chunks, bytesFetched: counter.bytes, error: message },
+          this.now(),
+        );
       } catch (dbErr) {
         this.log.error({ err: (dbErr as Error).message }, 'could not record the failed sync');
       }
@@ -254,7 +330,11 @@ export class SyncEngine {
   }
 
   /** Chunks the served or pending generation still lacks: plan, fetch, and check that none is left. */
-  private async fetchMissing(step: <T>(name: string, fn: () => Promise<T>, fields?: (o: T) => Record<string, unknown>) => Promise<T>, counter: ByteCounter, totals: { chunks: number; bytes: number }): Promise<void> {
+  private async fetchMissing(
+    step: <T>(name: string, fn: () => Promise<T>, fields?: (o: T) => Record<string, unknown>) => Promise<T>,
+    counter: ByteCounter,
+    totals: { chunks: number; bytes: number },
+  ): Promise<void> {
     const { db, store, config } = this.d;
     const plan = planMissing(db, store);
     if (plan.needs.length === 0) return;
@@ -282,16 +362,41 @@ export class SyncEngine {
     let needs = plan.needs;
     const pairs = this.upstream.fetchChunkDeltas && store.get ? pairBases(db, store, needs) : [];
     if (pairs.length > 0) {
-      await step('deltas', () => this.upstream.fetchChunkDeltas!(pairs, deps), (o) => ({ paired: pairs.length, chunks: o.chunks, chunkBytes: o.bytes, rebuilt: o.rebuilt, whole: o.whole, refused: o.refused, unsupported: o.unsupported }));
+      await step(
+        'deltas',
+        () => this.upstream.fetchChunkDeltas!(pairs, deps),
+        (o) => ({
+          paired: pairs.length,
+          chunks: o.chunks,
+          chunkBytes: o.bytes,
+          rebuilt: o.rebuilt,
+          whole: o.whole,
+          refused: o.refused,
+          unsupported: o.unsupported,
+        }),
+      );
       const still = new Set(store.missing(needs.map((n) => n.id)));
       needs = needs.filter((n) => still.has(n.id));
     }
     if (needs.length > 0) {
-      await step('chunks', () => this.upstream.fetchChunks(needs, deps), (o) => ({ chunks: o.chunks, chunkBytes: o.bytes, planned: needs.length, plannedBytes: needs.reduce((s, n) => s + n.length, 0) }));
+      await step(
+        'chunks',
+        () => this.upstream.fetchChunks(needs, deps),
+        (o) => ({
+          chunks: o.chunks,
+          chunkBytes: o.bytes,
+          planned: needs.length,
+          plannedBytes: needs.reduce((s, n) => s + n.length, 0),
+        }),
+      );
     }
     const left = planMissing(db, store);
     if (left.needs.length > 0) {
-      throw new DepotsyncError('internal', `after the download, ${left.needs.length} chunk(s) are still missing`, { hint: 'sync again; it fetches only what is missing' });
+      throw new DepotsyncError(
+        'internal',
+        `after the download, ${left.needs.length} chunk(s) are still missing`,
+        { hint: 'sync again; it fetches only what is missing' },
+      );
     }
   }
 
@@ -302,7 +407,12 @@ export class SyncEngine {
     this.counterRef.counter = counter;
     const { db } = this.d;
     const c = this.client;
-    if (c && db.trustedVersion('root') === c.rootVersion && db.trustedVersion('timestamp') === c.trusted.timestamp?.md.signed.version) return c;
+    if (
+      c &&
+      db.trustedVersion('root') === c.rootVersion &&
+      db.trustedVersion('timestamp') === c.trusted.timestamp?.md.signed.version
+    )
+      return c;
     this.trustedStore = new DbTrustedStore(db, this.now);
     this.client = await TufClient.open({
       source: this.metadataSource(),
@@ -340,6 +450,7 @@ export class SyncEngine {
       now: this.now(),
       upstream: await upstreamIdentity(this.d.db, this.d.upstream, this.d.master, this.log),
     });
-    if (await sendStatusReport(this.d.master, report, this.log)) this.d.db.setKv(KV.lastReport, report.reportedAt);
+    if (await sendStatusReport(this.d.master, report, this.log))
+      this.d.db.setKv(KV.lastReport, report.reportedAt);
   }
 }

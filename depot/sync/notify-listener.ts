@@ -147,7 +147,10 @@ export class NotifyListener {
       const delay = this.reconnectDelayMs(this.failures);
       this.lastError = (why as Error).message;
       const level = this.failures >= 3 ? 'warn' : 'info';
-      this.log[level]({ err: this.lastError, failures: this.failures, retryInMs: delay }, 'event stream closed; reconnecting (the interval schedule still runs)');
+      this.log[level](
+        { err: this.lastError, failures: this.failures, retryInMs: delay },
+        'event stream closed; reconnecting (the interval schedule still runs)',
+      );
       await this.sleep(delay);
     }
   }
@@ -174,7 +177,13 @@ export class NotifyListener {
     const type = String(res.headers['content-type'] ?? '');
     if (!type.startsWith(EVENTS_CONTENT_TYPE)) {
       res.body.destroy();
-      throw new DepotsyncError('bad-input', `event stream from ${origin}: content type ${JSON.stringify(type)}, expected ${EVENTS_CONTENT_TYPE}`, { hint: 'the upstream does not serve depotsync events (an older version?); the depot syncs on its interval' });
+      throw new DepotsyncError(
+        'bad-input',
+        `event stream from ${origin}: content type ${JSON.stringify(type)}, expected ${EVENTS_CONTENT_TYPE}`,
+        {
+          hint: 'the upstream does not serve depotsync events (an older version?); the depot syncs on its interval',
+        },
+      );
     }
     this.connects++;
     this.open = true;
@@ -229,11 +238,17 @@ export class NotifyListener {
     this.refreshAgain = false;
     this.revocationRefreshes++;
     const announced = this.revocationsAnnounced;
-    this.log.info({ announced, kept: this.o.revocationsVersion?.() }, 'new revocation list announced; fetching it now');
+    this.log.info(
+      { announced, kept: this.o.revocationsVersion?.() },
+      'new revocation list announced; fetching it now',
+    );
     this.o
       .refreshRevocations()
       .catch((e: unknown) => {
-        this.log.warn({ err: (e as Error).message }, 'revocation list refresh failed; the next sync fetches it');
+        this.log.warn(
+          { err: (e as Error).message },
+          'revocation list refresh failed; the next sync fetches it',
+        );
       })
       .finally(() => {
         this.refreshing = false;

@@ -19,7 +19,8 @@ function namedBySnapshot(bytes: Buffer | undefined, into: Set<string>): void {
     const doc = parseStrictJson(bytes, { what: 'snapshot', maxBytes: bytes.length }) as Snapshot;
     const s = doc.signed;
     if (typeof s?.version === 'number') into.add(metadataFileName('snapshot', s.version));
-    for (const [file, m] of Object.entries(s?.meta ?? {})) if (typeof m.version === 'number') into.add(metadataFileName(file.replace(/\.json$/, ''), m.version));
+    for (const [file, m] of Object.entries(s?.meta ?? {}))
+      if (typeof m.version === 'number') into.add(metadataFileName(file.replace(/\.json$/, ''), m.version));
   } catch {
     // Our own verified bytes; if they do not parse, keep everything (prune nothing more than named).
   }
@@ -45,8 +46,13 @@ export async function pruneUnreferenced(
   namedBySnapshot(d.db.trustedLoad('snapshot'), keep);
   const metadataPruned = keep.size > 0 ? d.db.pruneMetadata(keep) : 0;
   const live = new Set<string>();
-  for (const t of d.db.liveTargets()) for (const id of uniqueChunkIds(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` }))) live.add(id);
-  const r = await d.store.gc((id) => live.has(id), opts.graceMs === undefined ? {} : { graceMs: opts.graceMs });
+  for (const t of d.db.liveTargets())
+    for (const id of uniqueChunkIds(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` })))
+      live.add(id);
+  const r = await d.store.gc(
+    (id) => live.has(id),
+    opts.graceMs === undefined ? {} : { graceMs: opts.graceMs },
+  );
   const out = { ...r, targetsPruned, metadataPruned, liveChunks: live.size };
   log.info(out, 'depot gc done');
   return out;

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { REVOCATION_DEFAULTS, verifyRevocationList, type RevocationList } from '../../src/wire/revocations.js';
+import {
+  REVOCATION_DEFAULTS,
+  verifyRevocationList,
+  type RevocationList,
+} from '../../src/wire/revocations.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ByteCounter, Upstream } from './upstream.js';
 
@@ -25,7 +29,11 @@ export async function syncRevocations(deps: {
   const kept = deps.db.revocations();
   // The upstream's timestamp said its list is the one kept (a hint: skipping the fetch is all a lie could
   // cause): no request, as long as the kept list is still in date (else fetch the re-signed one).
-  if (kept && !deps.force && deps.upstream.revocationsUnchanged?.(createHash('sha256').update(kept.bytes).digest('hex'))) {
+  if (
+    kept &&
+    !deps.force &&
+    deps.upstream.revocationsUnchanged?.(createHash('sha256').update(kept.bytes).digest('hex'))
+  ) {
     try {
       return { list: verifyRevocationList(kept.bytes, deps.caPem, { now: deps.now() }), changed: false };
     } catch {
@@ -34,16 +42,28 @@ export async function syncRevocations(deps: {
   }
   const bytes = await deps.upstream.revocationList(REVOCATION_DEFAULTS.maxBytes);
   if (!bytes) {
-    deps.log.warn({ upstream: deps.upstream.origin }, 'upstream has no revocation list yet; keeping the last one');
-    return { list: kept ? verifyRevocationList(kept.bytes, deps.caPem, { now: new Date(0) }) : undefined, changed: false };
+    deps.log.warn(
+      { upstream: deps.upstream.origin },
+      'upstream has no revocation list yet; keeping the last one',
+    );
+    return {
+      list: kept ? verifyRevocationList(kept.bytes, deps.caPem, { now: new Date(0) }) : undefined,
+      changed: false,
+    };
   }
   deps.counter.add(bytes.length);
   let list: RevocationList;
   try {
-    list = verifyRevocationList(bytes, deps.caPem, { now: deps.now(), ...(kept ? { minVersion: kept.version } : {}) });
+    list = verifyRevocationList(bytes, deps.caPem, {
+      now: deps.now(),
+      ...(kept ? { minVersion: kept.version } : {}),
+    });
   } catch (e) {
     if (e instanceof DepotsyncError) {
-      throw new DepotsyncError(e.code, `${e.message} (from ${deps.upstream.origin})`, { hint: e.hint ?? 'the upstream served a bad revocation list', cause: e });
+      throw new DepotsyncError(e.code, `${e.message} (from ${deps.upstream.origin})`, {
+        hint: e.hint ?? 'the upstream served a bad revocation list',
+        cause: e,
+      });
     }
     throw e;
   }

@@ -1,6 +1,13 @@
 import type { Logger } from '../../src/log.js';
 import type { ScheduleConfig } from '../config.js';
-import { inWindow, localOffsetMin, nextInWindow, parseWindow, windowLengthMs, type DailyWindow } from './window.js';
+import {
+  inWindow,
+  localOffsetMin,
+  nextInWindow,
+  parseWindow,
+  windowLengthMs,
+  type DailyWindow,
+} from './window.js';
 
 /** Injected time: tests drive the scheduler with a fake clock instead of sleeping. */
 export interface Timers {
@@ -19,14 +26,21 @@ export const realTimers: Timers = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
-export type SchedulePlan = Pick<ScheduleConfig, 'intervalMs' | 'jitterMs' | 'backoffBaseMs' | 'backoffMaxMs'> & {
+export type SchedulePlan = Pick<
+  ScheduleConfig,
+  'intervalMs' | 'jitterMs' | 'backoffBaseMs' | 'backoffMaxMs'
+> & {
   window?: DailyWindow | undefined;
   /** Minutes east of UTC the window is read in (fixed in tests; the machine's zone otherwise). */
   offsetMin?: number | undefined;
 };
 
 export function planOf(s: ScheduleConfig): SchedulePlan {
-  return { ...s, window: s.window ? parseWindow(s.window, 'schedule.window') : undefined, offsetMin: s.windowUtc ? 0 : undefined };
+  return {
+    ...s,
+    window: s.window ? parseWindow(s.window, 'schedule.window') : undefined,
+    offsetMin: s.windowUtc ? 0 : undefined,
+  };
 }
 
 /**
@@ -39,7 +53,9 @@ export function nextRunAt(now: number, failures: number, p: SchedulePlan, random
   if (failures === 0) {
     t = now + p.intervalMs + Math.floor(random() * p.jitterMs);
   } else {
-    t = now + Math.min(p.intervalMs + p.jitterMs, backoffDelayMs(failures, p.backoffBaseMs, p.backoffMaxMs, random));
+    t =
+      now +
+      Math.min(p.intervalMs + p.jitterMs, backoffDelayMs(failures, p.backoffBaseMs, p.backoffMaxMs, random));
   }
   return intoWindow(t, p, random);
 }
@@ -48,7 +64,12 @@ export function nextRunAt(now: number, failures: number, p: SchedulePlan, random
  * Exponential backoff with equal jitter (half fixed, half random) after `failures` (>= 1)
  * failures in a row, at most maxMs.
  */
-export function backoffDelayMs(failures: number, baseMs: number, maxMs: number, random: () => number): number {
+export function backoffDelayMs(
+  failures: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number,
+): number {
   const base = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
   return Math.floor(base / 2 + random() * (base / 2));
 }
@@ -78,7 +99,15 @@ export class Scheduler<T> {
   private readonly random: () => number;
 
   constructor(
-    private readonly o: { name: string; task: () => Promise<T>; plan: SchedulePlan; logger: Logger; timers?: Timers; random?: () => number; onResult?: (r: { ok: true; value: T } | { ok: false; error: unknown }) => void },
+    private readonly o: {
+      name: string;
+      task: () => Promise<T>;
+      plan: SchedulePlan;
+      logger: Logger;
+      timers?: Timers;
+      random?: () => number;
+      onResult?: (r: { ok: true; value: T } | { ok: false; error: unknown }) => void;
+    },
   ) {
     this.timers = o.timers ?? realTimers;
     this.random = o.random ?? Math.random;
@@ -115,22 +144,27 @@ export class Scheduler<T> {
     this.timer = undefined;
     const run = this.o.task();
     this.inflight = run;
-    run.then(
-      (value) => {
-        this.failures = 0;
-        this.lastError = undefined;
-        this.o.onResult?.({ ok: true, value });
-      },
-      (error: unknown) => {
-        this.failures++;
-        this.lastError = (error as Error)?.message ?? String(error);
-        this.o.logger.warn({ task: this.o.name, failures: this.failures, err: this.lastError }, `${this.o.name} failed; will retry`);
-        this.o.onResult?.({ ok: false, error });
-      },
-    ).finally(() => {
-      this.inflight = undefined;
-      if (!this.stopped) this.arm(nextRunAt(this.timers.now(), this.failures, this.o.plan, this.random));
-    });
+    run
+      .then(
+        (value) => {
+          this.failures = 0;
+          this.lastError = undefined;
+          this.o.onResult?.({ ok: true, value });
+        },
+        (error: unknown) => {
+          this.failures++;
+          this.lastError = (error as Error)?.message ?? String(error);
+          this.o.logger.warn(
+            { task: this.o.name, failures: this.failures, err: this.lastError },
+            `${this.o.name} failed; will retry`,
+          );
+          this.o.onResult?.({ ok: false, error });
+        },
+      )
+      .finally(() => {
+        this.inflight = undefined;
+        if (!this.stopped) this.arm(nextRunAt(this.timers.now(), this.failures, this.o.plan, this.random));
+      });
     return run;
   }
 
@@ -138,7 +172,10 @@ export class Scheduler<T> {
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.nextAt = at;
     const delay = Math.max(0, at - this.timers.now());
-    this.o.logger.debug({ task: this.o.name, inMs: delay, at: new Date(at).toISOString() }, `next ${this.o.name} planned`);
+    this.o.logger.debug(
+      { task: this.o.name, inMs: delay, at: new Date(at).toISOString() },
+      `next ${this.o.name} planned`,
+    );
     this.timer = this.timers.setTimeout(() => {
       this.timer = undefined;
       this.runNow().catch(() => undefined);

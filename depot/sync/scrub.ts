@@ -27,7 +27,9 @@ export async function scrub(
   const t0 = performance.now();
   const bucket = opts.bucket ?? new TokenBucket(opts.bytesPerSecond);
   const ids = new Set<string>();
-  for (const t of d.db.liveTargets(['served'])) for (const id of uniqueChunkIds(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` }))) ids.add(id);
+  for (const t of d.db.liveTargets(['served']))
+    for (const id of uniqueChunkIds(decodeManifest(t.bytes, { what: `stored manifest ${t.name}` })))
+      ids.add(id);
   const r: ScrubResult = { ok: 0, failed: 0, bytes: 0, durationMs: 0 };
   for (const id of ids) {
     if (opts.signal?.aborted) break; // stopping: the next scrub starts over
@@ -43,7 +45,12 @@ export async function scrub(
       r.ok++;
       r.bytes += size;
     } catch (e) {
-      if (!isDepotsyncError(e, 'corrupt') && !isDepotsyncError(e, 'truncated') && !isDepotsyncError(e, 'not-found')) throw e;
+      if (
+        !isDepotsyncError(e, 'corrupt') &&
+        !isDepotsyncError(e, 'truncated') &&
+        !isDepotsyncError(e, 'not-found')
+      )
+        throw e;
       r.failed++;
       log.error({ chunk: id, err: (e as Error).message }, 'scrub: chunk failed verification; quarantined');
       await d.store.quarantine(id);

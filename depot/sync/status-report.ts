@@ -30,20 +30,32 @@ const HEALTHZ_MAX_BYTES = 4096;
  * kv table, so a report made while the parent is unreachable still names it. Undefined when unknown
  * (an offline bundle, or a parent never reached).
  */
-export async function upstreamIdentity(db: DepotDb, upstream: HttpClient | Upstream, master: HttpClient | undefined, log: Logger): Promise<string | undefined> {
+export async function upstreamIdentity(
+  db: DepotDb,
+  upstream: HttpClient | Upstream,
+  master: HttpClient | undefined,
+  log: Logger,
+): Promise<string | undefined> {
   if (!(upstream instanceof HttpClient)) return undefined;
   const origin = upstream.baseUrl.origin;
   if (upstream === master || origin === master?.baseUrl.origin) return UPSTREAM_MASTER;
   let name: string | undefined;
   try {
-    const res = await upstream.getStream('/healthz', { maxBytes: HEALTHZ_MAX_BYTES, what: 'upstream identity' });
+    const res = await upstream.getStream('/healthz', {
+      maxBytes: HEALTHZ_MAX_BYTES,
+      what: 'upstream identity',
+    });
     res.body.resume();
     const peer = res.peerSubject;
     log.debug({ upstream: origin, peer }, 'upstream certificate');
     if (peer?.organizationalUnit === 'server') name = UPSTREAM_MASTER;
-    else if (peer?.organizationalUnit === 'depot' && MACHINE_NAME.test(peer.commonName)) name = peer.commonName;
+    else if (peer?.organizationalUnit === 'depot' && MACHINE_NAME.test(peer.commonName))
+      name = peer.commonName;
   } catch (e) {
-    log.debug({ err: (e as Error).message, upstream: origin }, 'upstream identity not read; using the last one known');
+    log.debug(
+      { err: (e as Error).message, upstream: origin },
+      'upstream identity not read; using the last one known',
+    );
   }
   if (name !== undefined) {
     const value = JSON.stringify({ origin, name });
@@ -68,7 +80,16 @@ export async function freeDiskBytes(dir: string): Promise<number> {
 }
 
 /** The depot's report about itself, from its database (docs/architecture.md). */
-export function buildStatusReport(db: DepotDb, extra: { chunksFetched: number; bytesFetched: number; freeDiskBytes: number; now: Date; upstream?: string | undefined }): StatusReport {
+export function buildStatusReport(
+  db: DepotDb,
+  extra: {
+    chunksFetched: number;
+    bytesFetched: number;
+    freeDiskBytes: number;
+    now: Date;
+    upstream?: string | undefined;
+  },
+): StatusReport {
   const served = db.served()?.generation ?? 0;
   const num = (k: string) => Number(db.getKv(k) ?? '0') || 0;
   const report: StatusReport = {
@@ -97,7 +118,11 @@ export function buildStatusReport(db: DepotDb, extra: { chunksFetched: number; b
  * POST the report to the master over mutual TLS (the master files it under the machine its client
  * certificate names). A failed report is logged, never fatal: the sync itself succeeded or failed already.
  */
-export async function sendStatusReport(master: HttpClient, report: StatusReport, log: Logger): Promise<boolean> {
+export async function sendStatusReport(
+  master: HttpClient,
+  report: StatusReport,
+  log: Logger,
+): Promise<boolean> {
   try {
     await master.postJson('/v1/status', report, { maxBytes: MAX_STATUS_BODY_BYTES, what: 'status report' });
     log.debug({ sequence: report.sequence }, 'status reported');

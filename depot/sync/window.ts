@@ -10,10 +10,18 @@ const DAY_MIN = 24 * 60;
 
 export function parseWindow(text: string, where = 'window'): DailyWindow {
   const m = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$/.exec(text.trim());
-  if (!m) throw new DepotsyncError('bad-input', `${where}: expected "HH:MM-HH:MM" (e.g. "22:00-05:00"), got ${JSON.stringify(text)}`);
+  if (!m)
+    throw new DepotsyncError(
+      'bad-input',
+      `${where}: expected "HH:MM-HH:MM" (e.g. "22:00-05:00"), got ${JSON.stringify(text)}`,
+    );
   const startMin = Number(m[1]) * 60 + Number(m[2]);
   const endMin = Math.min(DAY_MIN, Number(m[3]) * 60 + Number(m[4]));
-  if (startMin === endMin) throw new DepotsyncError('bad-input', `${where}: start and end are equal in ${JSON.stringify(text)}; leave the window empty for "any time"`);
+  if (startMin === endMin)
+    throw new DepotsyncError(
+      'bad-input',
+      `${where}: start and end are equal in ${JSON.stringify(text)}; leave the window empty for "any time"`,
+    );
   return { startMin, endMin };
 }
 
@@ -38,7 +46,7 @@ export function nextInWindow(w: DailyWindow, t: number, offsetMin: number): numb
 
 /** Length of the window in milliseconds. */
 export function windowLengthMs(w: DailyWindow): number {
-  return (((w.endMin - w.startMin) + DAY_MIN) % DAY_MIN || DAY_MIN) * 60_000;
+  return ((w.endMin - w.startMin + DAY_MIN) % DAY_MIN || DAY_MIN) * 60_000;
 }
 
 /** Offset of the machine's local zone at `t`, in minutes east of UTC. */

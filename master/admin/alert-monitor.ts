@@ -57,7 +57,12 @@ export class AlertMonitor {
     const now = new Date(nowMs).toISOString();
     const transitions: AlertTransition[] = [];
     const active = db.db.transaction(() => {
-      const known = new Map((db.db.prepare('SELECT * FROM alert_state WHERE cleared_at IS NULL').all() as StateRow[]).map((r) => [r.key, r]));
+      const known = new Map(
+        (db.db.prepare('SELECT * FROM alert_state WHERE cleared_at IS NULL').all() as StateRow[]).map((r) => [
+          r.key,
+          r,
+        ]),
+      );
       const out: Alert[] = [];
       for (const a of current) {
         const row = known.get(a.key);
@@ -77,8 +82,13 @@ export class AlertMonitor {
         const levelChanged = row.level !== a.level;
         const due = nowMs - Date.parse(row.last_notified_at) >= this.d.repeatMs;
         if (levelChanged || due) {
-          db.db.prepare('UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?').run(a.level, a.message, now, a.key);
-          transitions.push({ event: levelChanged ? 'raised' : 'repeated', alert: { ...a, since: row.raised_at } });
+          db.db
+            .prepare('UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?')
+            .run(a.level, a.message, now, a.key);
+          transitions.push({
+            event: levelChanged ? 'raised' : 'repeated',
+            alert: { ...a, since: row.raised_at },
+          });
         } else if (row.message !== a.message) {
           db.db.prepare('UPDATE alert_state SET message = ? WHERE key = ?').run(a.message, a.key);
         }
@@ -86,7 +96,17 @@ export class AlertMonitor {
       }
       for (const row of known.values()) {
         db.db.prepare('UPDATE alert_state SET cleared_at = ? WHERE key = ?').run(now, row.key);
-        transitions.push({ event: 'cleared', alert: { key: row.key, kind: row.kind as Alert['kind'], subject: row.subject, level: row.level, message: row.message, since: row.raised_at } });
+        transitions.push({
+          event: 'cleared',
+          alert: {
+            key: row.key,
+            kind: row.kind as Alert['kind'],
+            subject: row.subject,
+            level: row.level,
+            message: row.message,
+            since: row.raised_at,
+          },
+        });
       }
       return out;
     })();

@@ -25,7 +25,10 @@ export interface OwnCertificate {
 /** The master's server and CA certificates (read once; they change only by re-initialisation). */
 export function ownCertificates(layout: Pick<MasterLayout, 'serverCert' | 'caCert'>): OwnCertificate[] {
   const out: OwnCertificate[] = [];
-  for (const [subject, path] of [['master (server)', layout.serverCert], ['master (CA)', layout.caCert]] as const) {
+  for (const [subject, path] of [
+    ['master (server)', layout.serverCert],
+    ['master (CA)', layout.caCert],
+  ] as const) {
     try {
       const info = certificateInfo(readFileSync(path, 'utf8'));
       out.push({ subject, serial: info.serial, notAfter: info.notAfter.toISOString() });
@@ -37,7 +40,12 @@ export function ownCertificates(layout: Pick<MasterLayout, 'serverCert' | 'caCer
 }
 
 /** Certificates expiring within `withinDays` (or already expired), soonest first. */
-export function expiringCertificates(m: MasterDb, withinDays: number, nowMs: number, own: OwnCertificate[] = []): ExpiringCertificate[] {
+export function expiringCertificates(
+  m: MasterDb,
+  withinDays: number,
+  nowMs: number,
+  own: OwnCertificate[] = [],
+): ExpiringCertificate[] {
   // Whole days left (floor) <= withinDays: anything before the end of day withinDays + 1.
   const limit = new Date(nowMs + (withinDays + 1) * DAY_MS).toISOString();
   const rows = m.db
@@ -45,17 +53,33 @@ export function expiringCertificates(m: MasterDb, withinDays: number, nowMs: num
       `SELECT name, role, cert_serial, cert_not_after, renew_requested FROM machines
        WHERE state = 'approved' AND cert_not_after IS NOT NULL AND cert_not_after <= ? ORDER BY cert_not_after, name`,
     )
-    .all(limit) as { name: string; role: 'depot' | 'agent'; cert_serial: string | null; cert_not_after: string; renew_requested: number }[];
-  const out: ExpiringCertificate[] = rows.filter((r) => daysLeft(r.cert_not_after, nowMs) <= withinDays).map((r) => ({
-    subject: r.name,
-    role: r.role,
-    serial: r.cert_serial,
-    notAfter: r.cert_not_after,
-    daysLeft: daysLeft(r.cert_not_after, nowMs),
-    renewRequested: r.renew_requested === 1,
-  }));
+    .all(limit) as {
+    name: string;
+    role: 'depot' | 'agent';
+    cert_serial: string | null;
+    cert_not_after: string;
+    renew_requested: number;
+  }[];
+  const out: ExpiringCertificate[] = rows
+    .filter((r) => daysLeft(r.cert_not_after, nowMs) <= withinDays)
+    .map((r) => ({
+      subject: r.name,
+      role: r.role,
+      serial: r.cert_serial,
+      notAfter: r.cert_not_after,
+      daysLeft: daysLeft(r.cert_not_after, nowMs),
+      renewRequested: r.renew_requested === 1,
+    }));
   for (const c of own) {
-    if (daysLeft(c.notAfter, nowMs) <= withinDays) out.push({ subject: c.subject, role: 'master', serial: c.serial, notAfter: c.notAfter, daysLeft: daysLeft(c.notAfter, nowMs), renewRequested: false });
+    if (daysLeft(c.notAfter, nowMs) <= withinDays)
+      out.push({
+        subject: c.subject,
+        role: 'master',
+        serial: c.serial,
+        notAfter: c.notAfter,
+        daysLeft: daysLeft(c.notAfter, nowMs),
+        renewRequested: false,
+      });
   }
   return out.sort((a, b) => (a.notAfter < b.notAfter ? -1 : a.notAfter > b.notAfter ? 1 : 0));
 }

@@ -71,7 +71,13 @@ export const DEFAULT_ALERTS: AlertThresholds = {
   repeatMs: 24 * HOUR,
 };
 
-export const DEFAULT_WEBHOOK: WebhookSettings = { url: '', timeoutMs: 5000, attempts: 5, backoffMs: 1000, maxQueue: 1000 };
+export const DEFAULT_WEBHOOK: WebhookSettings = {
+  url: '',
+  timeoutMs: 5000,
+  attempts: 5,
+  backoffMs: 1000,
+  maxQueue: 1000,
+};
 
 export const DEFAULT_ADMIN_SETTINGS: AdminSettings = {
   sessionIdleMs: 15 * MINUTE,
@@ -126,10 +132,21 @@ export function decodeAdminSettings(value: unknown, where = W): AdminSettings {
 }
 
 /** Settings overridden in code (tests, the bench), section by section. */
-export type AdminSettingsInput = Partial<Omit<AdminSettings, 'alerts' | 'webhook'>> & { alerts?: Partial<AlertThresholds>; webhook?: Partial<WebhookSettings> };
+export type AdminSettingsInput = Partial<Omit<AdminSettings, 'alerts' | 'webhook'>> & {
+  alerts?: Partial<AlertThresholds>;
+  webhook?: Partial<WebhookSettings>;
+};
 
-export function adminSettings(over: AdminSettingsInput = {}, base: AdminSettings = DEFAULT_ADMIN_SETTINGS): AdminSettings {
-  return validateAdminSettings({ ...base, ...over, alerts: { ...base.alerts, ...over.alerts }, webhook: { ...base.webhook, ...over.webhook } });
+export function adminSettings(
+  over: AdminSettingsInput = {},
+  base: AdminSettings = DEFAULT_ADMIN_SETTINGS,
+): AdminSettings {
+  return validateAdminSettings({
+    ...base,
+    ...over,
+    alerts: { ...base.alerts, ...over.alerts },
+    webhook: { ...base.webhook, ...over.webhook },
+  });
 }
 
 export function adminSettingsPath(masterDir: string): string {
@@ -142,7 +159,10 @@ export function loadAdminSettings(masterDir: string): AdminSettings {
   if (!existsSync(path)) return adminSettings();
   const parsed = readJsonFile(path, {
     what: 'admin settings',
-    badJson: () => ({ message: `admin settings ${path} is not valid JSON`, hint: 'fix the file or remove it to use the defaults' }),
+    badJson: () => ({
+      message: `admin settings ${path} is not valid JSON`,
+      hint: 'fix the file or remove it to use the defaults',
+    }),
   });
   return decodeAdminSettings(parsed, path);
 }

@@ -6,7 +6,10 @@ import { reportSummaryOf, type ReportSummary } from '../db/status.js';
  * The rows behind the depot views, read with only the columns they need: a thousand machine rows
  * without their PEM text, and each depot's newest report without the raw JSON it was stored with.
  */
-export type FleetMachine = Pick<Machine, 'name' | 'state' | 'parent' | 'site' | 'url' | 'certSerial' | 'certNotAfter' | 'lastSeen' | 'approvedAt'>;
+export type FleetMachine = Pick<
+  Machine,
+  'name' | 'state' | 'parent' | 'site' | 'url' | 'certSerial' | 'certNotAfter' | 'lastSeen' | 'approvedAt'
+>;
 export type LatestReport = ReportSummary;
 
 /** Approved and blocked depots: only the columns the view needs (no PEM text for a thousand rows). */

@@ -11,7 +11,14 @@ import { UPSTREAM_MASTER } from '../../src/wire/status.js';
  * throughput, failures in a row, and a single state for the fleet overview.
  */
 export type DepotState = 'current' | 'lagging' | 'failing' | 'silent' | 'never-reported' | 'blocked';
-export const DEPOT_STATES: readonly DepotState[] = ['current', 'lagging', 'failing', 'silent', 'never-reported', 'blocked'];
+export const DEPOT_STATES: readonly DepotState[] = [
+  'current',
+  'lagging',
+  'failing',
+  'silent',
+  'never-reported',
+  'blocked',
+];
 
 export interface DepotView {
   name: string;
@@ -59,25 +66,51 @@ const RATE_WINDOW_MS = 6 * 3_600_000;
 const MAX_STREAK = 100;
 
 /** Every approved or blocked depot, newest facts first; pending depots are enrollment requests, not fleet. */
-export function depotViews(m: MasterDb, current: number, thresholds: AlertThresholds, nowMs: number): DepotView[] {
+export function depotViews(
+  m: MasterDb,
+  current: number,
+  thresholds: AlertThresholds,
+  nowMs: number,
+): DepotView[] {
   const machines = fleetMachines(m);
   const latest = latestReports(m);
   // Tiers: what each depot's newest report says it syncs from, else its enrollment's parent, else the master.
-  const tiers = computeTiers(new Map(machines.map((d) => [d.name, latest.get(d.name)?.upstream ?? d.parent ?? UPSTREAM_MASTER])), UPSTREAM_MASTER);
+  const tiers = computeTiers(
+    new Map(machines.map((d) => [d.name, latest.get(d.name)?.upstream ?? d.parent ?? UPSTREAM_MASTER])),
+    UPSTREAM_MASTER,
+  );
   const createdAt = generationTimes(m);
-  const streakStmt = m.db.prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').pluck();
-  const rateStmt = m.db.prepare('SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?');
+  const streakStmt = m.db
+    .prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?')
+    .pluck();
+  const rateStmt = m.db.prepare(
+    'SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?',
+  );
   return machines.map((d) => {
     const s = latest.get(d.name);
     const served = s?.servedGeneration ?? null;
     const lagGenerations = served === null ? current : Math.max(0, current - served);
     const firstMissing = createdAt(served === null ? 1 : served + 1);
-    const lagSeconds = lagGenerations > 0 && firstMissing !== undefined ? Math.max(0, Math.round((nowMs - firstMissing) / 1000)) : 0;
+    const lagSeconds =
+      lagGenerations > 0 && firstMissing !== undefined
+        ? Math.max(0, Math.round((nowMs - firstMissing) / 1000))
+        : 0;
     const lastError = s?.lastError ? s.lastError : null;
     // Failures in a row: only depots whose newest report failed pay for the history query.
-    const consecutiveFailures = lastError ? countLeading(streakStmt.all(d.name, MAX_STREAK) as (string | null)[]) : 0;
+    const consecutiveFailures = lastError
+      ? countLeading(streakStmt.all(d.name, MAX_STREAK) as (string | null)[])
+      : 0;
     const bytesRemaining = s?.bytesRemaining ?? 0;
-    const rate = bytesRemaining > 0 ? throughput(rateStmt.all(d.name, new Date(nowMs - RATE_WINDOW_MS).toISOString(), HISTORY_FOR_RATE) as RateRow[]) : null;
+    const rate =
+      bytesRemaining > 0
+        ? throughput(
+            rateStmt.all(
+              d.name,
+              new Date(nowMs - RATE_WINDOW_MS).toISOString(),
+              HISTORY_FOR_RATE,
+            ) as RateRow[],
+          )
+        : null;
     const lastSeen = latest2(d.lastSeen, s?.receivedAt);
     const offline = s?.validUntil !== undefined;
     const notAfter = d.certNotAfter ?? null;
@@ -96,7 +129,8 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
       targetGeneration: s ? s.targetGeneration : null,
       lagGenerations,
       lagSeconds,
-      lagSince: lagGenerations > 0 && firstMissing !== undefined ? new Date(firstMissing).toISOString() : null,
+      lagSince:
+        lagGenerations > 0 && firstMissing !== undefined ? new Date(firstMissing).toISOString() : null,
       bytesRemaining,
       throughputBytesPerSecond: rate,
       etaSeconds: rate && bytesRemaining > 0 ? Math.ceil(bytesRemaining / rate) : null,
@@ -108,7 +142,11 @@ export function depotViews(m: MasterDb, current: number, thresholds: AlertThresh
       consecutiveFailures,
       scrub: { ok: s?.scrubOk ?? 0, failed: s?.scrubFailed ?? 0 },
       freeDiskBytes: s && s.freeDiskBytes > 0 ? s.freeDiskBytes : null,
-      certificate: { serial: d.certSerial ?? null, notAfter, daysLeft: notAfter ? Math.floor((Date.parse(notAfter) - nowMs) / DAY_MS) : null },
+      certificate: {
+        serial: d.certSerial ?? null,
+        notAfter,
+        daysLeft: notAfter ? Math.floor((Date.parse(notAfter) - nowMs) / DAY_MS) : null,
+      },
       validUntil: s?.validUntil ?? null,
     };
     view.state = classify(view, s, thresholds, nowMs);

@@ -22,10 +22,16 @@ export class LoginLimiter {
 
   constructor(private readonly o: LoginLimiterOptions) {
     if (!Number.isInteger(o.maxFailures) || o.maxFailures < 1) {
-      throw new DepotsyncError('bad-input', `LoginLimiter: maxFailures must be an integer >= 1, got ${JSON.stringify(o.maxFailures)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `LoginLimiter: maxFailures must be an integer >= 1, got ${JSON.stringify(o.maxFailures)}`,
+      );
     }
     if (!Number.isInteger(o.windowMs) || o.windowMs < 1) {
-      throw new DepotsyncError('bad-input', `LoginLimiter: windowMs must be an integer >= 1, got ${JSON.stringify(o.windowMs)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `LoginLimiter: windowMs must be an integer >= 1, got ${JSON.stringify(o.windowMs)}`,
+      );
     }
     this.maxKeys = o.maxKeys ?? 100_000;
   }

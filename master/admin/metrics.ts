@@ -34,7 +34,12 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
     if (!cached || now - cached.at > 1000) cached = { at: now, fleet: src.fleet() };
     return cached.fleet;
   };
-  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, f: FleetStatus) => void) =>
+  const gauge = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (g: Gauge<string>, f: FleetStatus) => void,
+  ) =>
     new Gauge({
       name,
       help,
@@ -46,36 +51,81 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
       },
     });
 
-  gauge('depotsync_master_generation', 'Newest generation the master has published', [], (g, f) => g.set(f.generation));
-  gauge('depotsync_depots', 'Depots by state (current, lagging, failing, silent, never-reported, blocked)', ['state'], (g, f) => {
-    for (const [state, n] of Object.entries(f.summary)) if (typeof n === 'number' && state !== 'depots' && state !== 'offline' && state !== 'packages' && state !== 'pending') g.set({ state }, n);
-  });
-  gauge('depotsync_depot_served_generation', 'Generation each depot serves, from its newest report', ['depot'], (g, f) => {
-    for (const d of f.depots) if (d.servedGeneration !== null) g.set({ depot: d.name }, d.servedGeneration);
-  });
-  gauge('depotsync_depot_lag_generations', 'Generations each depot is behind the master', ['depot'], (g, f) => {
-    for (const d of f.depots) g.set({ depot: d.name }, d.lagGenerations);
-  });
-  gauge('depotsync_depot_lag_seconds', 'Seconds since the first generation a depot lacks was published', ['depot'], (g, f) => {
-    for (const d of f.depots) g.set({ depot: d.name }, d.lagSeconds);
-  });
+  gauge('depotsync_master_generation', 'Newest generation the master has published', [], (g, f) =>
+    g.set(f.generation),
+  );
+  gauge(
+    'depotsync_depots',
+    'Depots by state (current, lagging, failing, silent, never-reported, blocked)',
+    ['state'],
+    (g, f) => {
+      for (const [state, n] of Object.entries(f.summary))
+        if (
+          typeof n === 'number' &&
+          state !== 'depots' &&
+          state !== 'offline' &&
+          state !== 'packages' &&
+          state !== 'pending'
+        )
+          g.set({ state }, n);
+    },
+  );
+  gauge(
+    'depotsync_depot_served_generation',
+    'Generation each depot serves, from its newest report',
+    ['depot'],
+    (g, f) => {
+      for (const d of f.depots) if (d.servedGeneration !== null) g.set({ depot: d.name }, d.servedGeneration);
+    },
+  );
+  gauge(
+    'depotsync_depot_lag_generations',
+    'Generations each depot is behind the master',
+    ['depot'],
+    (g, f) => {
+      for (const d of f.depots) g.set({ depot: d.name }, d.lagGenerations);
+    },
+  );
+  gauge(
+    'depotsync_depot_lag_seconds',
+    'Seconds since the first generation a depot lacks was published',
+    ['depot'],
+    (g, f) => {
+      for (const d of f.depots) g.set({ depot: d.name }, d.lagSeconds);
+    },
+  );
   gauge('depotsync_depot_remaining_bytes', 'Bytes each depot still has to fetch', ['depot'], (g, f) => {
     for (const d of f.depots) g.set({ depot: d.name }, d.bytesRemaining);
   });
-  gauge('depotsync_depot_scrub_failed_chunks', 'Damaged chunks found by each depot\'s last scrub', ['depot'], (g, f) => {
-    for (const d of f.depots) g.set({ depot: d.name }, d.scrub.failed);
-  });
+  gauge(
+    'depotsync_depot_scrub_failed_chunks',
+    "Damaged chunks found by each depot's last scrub",
+    ['depot'],
+    (g, f) => {
+      for (const d of f.depots) g.set({ depot: d.name }, d.scrub.failed);
+    },
+  );
   gauge('depotsync_depot_free_disk_bytes', 'Free disk each depot reported', ['depot'], (g, f) => {
     for (const d of f.depots) if (d.freeDiskBytes !== null) g.set({ depot: d.name }, d.freeDiskBytes);
   });
   gauge('depotsync_depot_consecutive_failed_syncs', 'Failed syncs in a row per depot', ['depot'], (g, f) => {
     for (const d of f.depots) g.set({ depot: d.name }, d.consecutiveFailures);
   });
-  gauge('depotsync_certificate_expiry_timestamp_seconds', 'Unix time at which a certificate expires: every depot, and machines or master certificates nearing expiry', ['subject', 'role'], (g, f) => {
-    for (const d of f.depots) if (d.certificate.notAfter) g.set({ subject: d.name, role: 'depot' }, Math.floor(Date.parse(d.certificate.notAfter) / 1000));
-    for (const c of f.certificates) g.set({ subject: c.subject, role: c.role }, Math.floor(Date.parse(c.notAfter) / 1000));
-  });
-  gauge('depotsync_enrollment_queue_length', 'Machines waiting for approval', [], (g, f) => g.set(f.pending.length));
+  gauge(
+    'depotsync_certificate_expiry_timestamp_seconds',
+    'Unix time at which a certificate expires: every depot, and machines or master certificates nearing expiry',
+    ['subject', 'role'],
+    (g, f) => {
+      for (const d of f.depots)
+        if (d.certificate.notAfter)
+          g.set({ subject: d.name, role: 'depot' }, Math.floor(Date.parse(d.certificate.notAfter) / 1000));
+      for (const c of f.certificates)
+        g.set({ subject: c.subject, role: c.role }, Math.floor(Date.parse(c.notAfter) / 1000));
+    },
+  );
+  gauge('depotsync_enrollment_queue_length', 'Machines waiting for approval', [], (g, f) =>
+    g.set(f.pending.length),
+  );
   gauge('depotsync_alerts_active', 'Active alerts by level', ['level'], (g, f) => {
     g.set({ level: 'warning' }, f.summary.alerts.warning);
     g.set({ level: 'error' }, f.summary.alerts.error);
@@ -100,8 +150,22 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
   return {
     registry,
     http: httpMetrics(registry),
-    servedBytes: new Counter({ name: 'depotsync_served_bytes_total', help: 'Bytes served to depots and agents, by kind (chunk, metadata, target)', labelNames: ['kind'], registers: reg }),
-    servedChunks: new Counter({ name: 'depotsync_served_chunks_total', help: 'Chunks served to depots and agents', registers: reg }),
-    loginAttempts: new Counter({ name: 'depotsync_dashboard_logins_total', help: 'Dashboard login attempts by outcome (ok, failed, limited)', labelNames: ['outcome'], registers: reg }),
+    servedBytes: new Counter({
+      name: 'depotsync_served_bytes_total',
+      help: 'Bytes served to depots and agents, by kind (chunk, metadata, target)',
+      labelNames: ['kind'],
+      registers: reg,
+    }),
+    servedChunks: new Counter({
+      name: 'depotsync_served_chunks_total',
+      help: 'Chunks served to depots and agents',
+      registers: reg,
+    }),
+    loginAttempts: new Counter({
+      name: 'depotsync_dashboard_logins_total',
+      help: 'Dashboard login attempts by outcome (ok, failed, limited)',
+      labelNames: ['outcome'],
+      registers: reg,
+    }),
   };
 }

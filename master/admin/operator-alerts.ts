@@ -16,10 +16,19 @@ export function operatorTokenAlerts(m: MasterDb, warningDays: number, nowMs: num
     const day = op.tokenExpiresAt.slice(0, 10);
     const rotate = `rotate it with \`depotsync master operator rotate --name ${op.name}\``;
     const base = { key: `operator-token:${op.name}`, kind: 'operator-token' as const, subject: op.name };
-    if (leftMs <= 0) out.push({ ...base, level: 'error', message: `token of operator ${op.name} expired on ${day}; ${rotate}` });
+    if (leftMs <= 0)
+      out.push({
+        ...base,
+        level: 'error',
+        message: `token of operator ${op.name} expired on ${day}; ${rotate}`,
+      });
     else if (warningDays > 0 && leftMs <= warningDays * DAY_MS) {
       const days = Math.ceil(leftMs / DAY_MS);
-      out.push({ ...base, level: 'warning', message: `token of operator ${op.name} expires in ${days} day(s) (${day}); ${rotate}` });
+      out.push({
+        ...base,
+        level: 'warning',
+        message: `token of operator ${op.name} expires in ${days} day(s) (${day}); ${rotate}`,
+      });
     }
   }
   return out;

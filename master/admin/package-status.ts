@@ -68,7 +68,11 @@ export function categoryOn(d: DepotView, generation: number): DistributionCatego
   return 'waiting';
 }
 
-export function packageStatuses(rows: LiveRow[], depots: DepotView[], namesPerCategory = 20): PackageStatus[] {
+export function packageStatuses(
+  rows: LiveRow[],
+  depots: DepotView[],
+  namesPerCategory = 20,
+): PackageStatus[] {
   const fleet = depots.filter((d) => d.machineState === 'approved');
   const reported = fleet.filter((d) => d.servedGeneration !== null);
   const served = sorted(reported.map((d) => d.servedGeneration!));
@@ -114,8 +118,16 @@ export function packageStatuses(rows: LiveRow[], depots: DepotView[], namesPerCa
 }
 
 /** Every depot of one version, by category (the "which" of the issue, in full). */
-export function packageDepots(depots: DepotView[], generation: number): Record<DistributionCategory, string[]> {
-  const out: Record<DistributionCategory, string[]> = { complete: [], inProgress: [], failed: [], waiting: [] };
+export function packageDepots(
+  depots: DepotView[],
+  generation: number,
+): Record<DistributionCategory, string[]> {
+  const out: Record<DistributionCategory, string[]> = {
+    complete: [],
+    inProgress: [],
+    failed: [],
+    waiting: [],
+  };
   for (const d of depots) if (d.machineState === 'approved') out[categoryOn(d, generation)].push(d.name);
   return out;
 }

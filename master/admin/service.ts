@@ -58,7 +58,9 @@ export class AdminService {
     const clockMs = d.clockMs ?? (() => this.now().getTime());
     const log = ctx.log.child({ component: 'master.admin' });
     this.own = ownCertificates(ctx.layout);
-    this.webhook = this.settings.webhook.url ? new WebhookNotifier({ settings: this.settings.webhook, log, ...(d.fetch ? { fetch: d.fetch } : {}) }) : undefined;
+    this.webhook = this.settings.webhook.url
+      ? new WebhookNotifier({ settings: this.settings.webhook, log, ...(d.fetch ? { fetch: d.fetch } : {}) })
+      : undefined;
     this.monitor = new AlertMonitor({
       db: ctx.db,
       log,
@@ -67,8 +69,16 @@ export class AdminService {
       webhook: this.webhook,
       operatorTokenWarningDays: ctx.config.operatorTokenWarningDays,
     });
-    this.addressLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerAddress, windowMs: this.settings.loginWindowMs, clockMs });
-    this.operatorLimiter = new LoginLimiter({ maxFailures: this.settings.loginFailuresPerOperator, windowMs: this.settings.loginWindowMs, clockMs });
+    this.addressLimiter = new LoginLimiter({
+      maxFailures: this.settings.loginFailuresPerAddress,
+      windowMs: this.settings.loginWindowMs,
+      clockMs,
+    });
+    this.operatorLimiter = new LoginLimiter({
+      maxFailures: this.settings.loginFailuresPerOperator,
+      windowMs: this.settings.loginWindowMs,
+      clockMs,
+    });
     this.metrics = masterMetrics({
       fleet: () => this.status({ packages: false }),
       monitor: this.monitor,
@@ -86,11 +96,22 @@ export class AdminService {
    */
   status(opts: Omit<StatusOptions, 'nowMs'> = {}): FleetStatus {
     const nowMs = this.now().getTime();
-    const s = buildFleetStatus({ db: this.d.ctx.db, settings: this.settings, masterName: this.d.ctx.config.name, ownCertificates: this.own }, { ...opts, nowMs });
+    const s = buildFleetStatus(
+      {
+        db: this.d.ctx.db,
+        settings: this.settings,
+        masterName: this.d.ctx.config.name,
+        ownCertificates: this.own,
+      },
+      { ...opts, nowMs },
+    );
     const free = this.d.freeDiskBytes ? this.d.freeDiskBytes() : statfsFreeBytes(this.d.ctx.layout.dir);
     const conditions = sortAlerts([...s.alerts, ...masterDiskAlerts(free, this.settings.alerts)]);
     s.alerts = this.monitor.evaluate(conditions, nowMs).active;
-    s.summary.alerts = { warning: s.alerts.filter((a) => a.level === 'warning').length, error: s.alerts.filter((a) => a.level === 'error').length };
+    s.summary.alerts = {
+      warning: s.alerts.filter((a) => a.level === 'warning').length,
+      error: s.alerts.filter((a) => a.level === 'error').length,
+    };
     return s;
   }
 
@@ -105,7 +126,10 @@ export class AdminService {
       try {
         this.status({ packages: false });
       } catch (e) {
-        this.d.ctx.log.error({ err: (e as Error).message, component: 'master.alerts' }, 'alert evaluation failed');
+        this.d.ctx.log.error(
+          { err: (e as Error).message, component: 'master.alerts' },
+          'alert evaluation failed',
+        );
       }
     };
     tick();

@@ -40,13 +40,26 @@ interface Row {
   user_agent: string | null;
 }
 
-export function createSession(m: MasterDb, operator: string, opts: SessionTimes & { address?: string; userAgent?: string }): { secret: string; session: ActiveSession } {
+export function createSession(
+  m: MasterDb,
+  operator: string,
+  opts: SessionTimes & { address?: string; userAgent?: string },
+): { secret: string; session: ActiveSession } {
   const secret = newSecret();
   const now = m.now();
   const id = m.db
-    .prepare('INSERT INTO operator_sessions (secret_hash, operator, created_at, last_seen_at, expires_at, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .run(hashSecret(secret), operator, now.toISOString(), now.toISOString(), new Date(now.getTime() + opts.maxMs).toISOString(), orNull(opts.address), orNull(opts.userAgent?.slice(0, 200)))
-    .lastInsertRowid;
+    .prepare(
+      'INSERT INTO operator_sessions (secret_hash, operator, created_at, last_seen_at, expires_at, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    )
+    .run(
+      hashSecret(secret),
+      operator,
+      now.toISOString(),
+      now.toISOString(),
+      new Date(now.getTime() + opts.maxMs).toISOString(),
+      orNull(opts.address),
+      orNull(opts.userAgent?.slice(0, 200)),
+    ).lastInsertRowid;
   const session = listSessions(m, opts).find((s) => s.id === Number(id));
   if (!session) throw new DepotsyncError('internal', `session of ${operator} was not stored`);
   return { secret, session };
@@ -60,34 +73,53 @@ export function resolveSession(
   m: MasterDb,
   secret: string | undefined,
   opts: SessionTimes & { touch: boolean },
-): { ok: true; session: ActiveSession } | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' } {
+):
+  | { ok: true; session: ActiveSession }
+  | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' } {
   if (!secret) return { ok: false, reason: 'none' };
   if (!looksLikeSecret(secret)) return { ok: false, reason: 'unknown' };
-  const r = m.db.prepare('SELECT * FROM operator_sessions WHERE secret_hash = ?').get(hashSecret(secret)) as Row | undefined;
+  const r = m.db.prepare('SELECT * FROM operator_sessions WHERE secret_hash = ?').get(hashSecret(secret)) as
+    Row | undefined;
   if (!r) return { ok: false, reason: 'unknown' };
   if (r.ended_at) return { ok: false, reason: 'ended' };
   const now = m.now();
   const end = (reason: 'idle' | 'expired' | 'operator') => {
-    m.db.prepare('UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL').run(now.toISOString(), 'system', reason, r.id);
+    m.db
+      .prepare(
+        'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
+      )
+      .run(now.toISOString(), 'system', reason, r.id);
     return { ok: false as const, reason };
   };
   if (now.getTime() >= Date.parse(r.expires_at)) return end('expired');
   if (now.getTime() - Date.parse(r.last_seen_at) >= opts.idleMs) return end('idle');
   const op = getOperator(m, r.operator);
   if (!op || op.disabled) return end('operator');
-  if (opts.touch) m.db.prepare('UPDATE operator_sessions SET last_seen_at = ? WHERE id = ?').run(now.toISOString(), r.id);
-  return { ok: true, session: { ...toSession(r), role: op.role, ...(opts.touch ? { lastSeenAt: now.toISOString() } : {}) } };
+  if (opts.touch)
+    m.db.prepare('UPDATE operator_sessions SET last_seen_at = ? WHERE id = ?').run(now.toISOString(), r.id);
+  return {
+    ok: true,
+    session: { ...toSession(r), role: op.role, ...(opts.touch ? { lastSeenAt: now.toISOString() } : {}) },
+  };
 }
 
 /** End one session (logout, or an admin). Returns false when it was not active. */
 export function endSession(m: MasterDb, id: number, by: string, reason: string): boolean {
-  return m.db.prepare('UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL').run(m.now().toISOString(), by, reason, id).changes === 1;
+  return (
+    m.db
+      .prepare(
+        'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
+      )
+      .run(m.now().toISOString(), by, reason, id).changes === 1
+  );
 }
 
 /** Sessions still active now (idle or expired ones are left out even before anyone touches them). */
 export function listSessions(m: MasterDb, opts: SessionTimes): ActiveSession[] {
   const now = m.now().getTime();
-  const rows = m.db.prepare('SELECT * FROM operator_sessions WHERE ended_at IS NULL ORDER BY id').all() as Row[];
+  const rows = m.db
+    .prepare('SELECT * FROM operator_sessions WHERE ended_at IS NULL ORDER BY id')
+    .all() as Row[];
   const roles = new Map<string, OperatorRole | undefined>();
   const out: ActiveSession[] = [];
   for (const r of rows) {

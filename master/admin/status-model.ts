@@ -26,7 +26,13 @@ export interface FleetStatus {
   generation: number;
   generationCreatedAt: string | null;
   generatedAt: string;
-  summary: Record<DepotState, number> & { depots: number; offline: number; packages: number; pending: number; alerts: { warning: number; error: number } };
+  summary: Record<DepotState, number> & {
+    depots: number;
+    offline: number;
+    packages: number;
+    pending: number;
+    alerts: { warning: number; error: number };
+  };
   depots: DepotView[];
   packages: PackageStatus[];
   pending: PendingMachine[];
@@ -56,11 +62,28 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
     const depots = depotViews(db, generation, settings.alerts, nowMs);
     const live = liveVersionRowsAt(db, generation);
     const packages = opts.packages === false ? [] : packageStatuses(live, depots);
-    const pending = listMachines(db, { state: 'pending' }).map((p) => ({ name: p.name, role: p.role, requestedAt: p.requestedAt, site: p.site ?? null, parent: p.parent ?? null }));
-    const certificates = expiringCertificates(db, settings.alerts.certWarningDays, nowMs, deps.ownCertificates ?? []);
+    const pending = listMachines(db, { state: 'pending' }).map((p) => ({
+      name: p.name,
+      role: p.role,
+      requestedAt: p.requestedAt,
+      site: p.site ?? null,
+      parent: p.parent ?? null,
+    }));
+    const certificates = expiringCertificates(
+      db,
+      settings.alerts.certWarningDays,
+      nowMs,
+      deps.ownCertificates ?? [],
+    );
     // The master's own signed metadata (root expiry above all) alongside the fleet's conditions.
-    const alerts = sortAlerts([...computeAlerts(depots, certificates, settings.alerts, nowMs), ...keyAlerts(db, nowMs)]);
-    const created = db.db.prepare('SELECT created_at FROM generations WHERE generation = ?').pluck().get(generation) as string | undefined;
+    const alerts = sortAlerts([
+      ...computeAlerts(depots, certificates, settings.alerts, nowMs),
+      ...keyAlerts(db, nowMs),
+    ]);
+    const created = db.db
+      .prepare('SELECT created_at FROM generations WHERE generation = ?')
+      .pluck()
+      .get(generation) as string | undefined;
     const counts = Object.fromEntries(DEPOT_STATES.map((s) => [s, 0])) as Record<DepotState, number>;
     for (const d of depots) counts[d.state]++;
     return {
@@ -74,7 +97,10 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
         offline: depots.filter((d) => d.offline).length,
         packages: live.length,
         pending: pending.length,
-        alerts: { warning: alerts.filter((a) => a.level === 'warning').length, error: alerts.filter((a) => a.level === 'error').length },
+        alerts: {
+          warning: alerts.filter((a) => a.level === 'warning').length,
+          error: alerts.filter((a) => a.level === 'error').length,
+        },
       },
       depots,
       packages,

@@ -16,7 +16,20 @@ export function fleetTables(s: FleetStatus, opts: { maxPackages?: number } = {})
   if (s.depots.length) {
     out.push(
       table(
-        ['DEPOT', 'STATE', 'TIER', 'UPSTREAM', 'SERVED', 'TARGET', 'BEHIND', 'LEFT', 'ETA', 'LAST SEEN', 'CERT DAYS', 'LAST ERROR'],
+        [
+          'DEPOT',
+          'STATE',
+          'TIER',
+          'UPSTREAM',
+          'SERVED',
+          'TARGET',
+          'BEHIND',
+          'LEFT',
+          'ETA',
+          'LAST SEEN',
+          'CERT DAYS',
+          'LAST ERROR',
+        ],
         s.depots.map((d) => [
           d.name + (d.offline ? ' (offline)' : ''),
           d.state,
@@ -35,16 +48,40 @@ export function fleetTables(s: FleetStatus, opts: { maxPackages?: number } = {})
       '',
     );
     const unknown = s.depots.filter((d) => d.tierProblem);
-    if (unknown.length) out.push('tiers unknown:', ...unknown.map((d) => `  ${d.name}: ${clean(d.tierProblem!)}`), '');
+    if (unknown.length)
+      out.push('tiers unknown:', ...unknown.map((d) => `  ${d.name}: ${clean(d.tierProblem!)}`), '');
   }
-  const open = s.packages.filter((p) => p.inProgress + p.failed + p.waiting > 0).slice(0, opts.maxPackages ?? 50);
+  const open = s.packages
+    .filter((p) => p.inProgress + p.failed + p.waiting > 0)
+    .slice(0, opts.maxPackages ?? 50);
   if (open.length) {
-    out.push(table(['PACKAGE', 'GEN', 'COMPLETE', 'IN PROGRESS', 'FAILED', 'WAITING'], open.map((p) => [`${p.name}@${p.version}`, String(p.generation), String(p.complete), String(p.inProgress), String(p.failed), String(p.waiting)])), '');
+    out.push(
+      table(
+        ['PACKAGE', 'GEN', 'COMPLETE', 'IN PROGRESS', 'FAILED', 'WAITING'],
+        open.map((p) => [
+          `${p.name}@${p.version}`,
+          String(p.generation),
+          String(p.complete),
+          String(p.inProgress),
+          String(p.failed),
+          String(p.waiting),
+        ]),
+      ),
+      '',
+    );
   } else if (s.packages.length) {
     out.push(`packages: all ${s.packages.length} live version(s) complete on every depot that reported`, '');
   }
-  if (s.pending.length) out.push(table(['PENDING MACHINE', 'ROLE', 'REQUESTED'], s.pending.map((p) => [p.name, p.role, p.requestedAt])), '');
-  if (s.alerts.length) out.push('alerts:', ...s.alerts.map((a) => `  ${a.level.toUpperCase().padEnd(7)} ${clean(a.message)}`));
+  if (s.pending.length)
+    out.push(
+      table(
+        ['PENDING MACHINE', 'ROLE', 'REQUESTED'],
+        s.pending.map((p) => [p.name, p.role, p.requestedAt]),
+      ),
+      '',
+    );
+  if (s.alerts.length)
+    out.push('alerts:', ...s.alerts.map((a) => `  ${a.level.toUpperCase().padEnd(7)} ${clean(a.message)}`));
   else out.push('alerts: none');
   return out.join('\n');
 }
@@ -56,5 +93,12 @@ function clean(v: string): string {
 function table(head: string[], rows: string[][]): string {
   const cells = [head, ...rows.map((r) => r.map(clean))];
   const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -18,7 +18,10 @@ export interface TierInfo {
 export const MAX_TIER = 64;
 
 /** `upstreams`: every fleet depot → 'master' | the parent depot's name. */
-export function computeTiers(upstreams: ReadonlyMap<string, string>, master = 'master'): Map<string, TierInfo> {
+export function computeTiers(
+  upstreams: ReadonlyMap<string, string>,
+  master = 'master',
+): Map<string, TierInfo> {
   const out = new Map<string, TierInfo>();
   const parentOf = (name: string): string | null => {
     const up = upstreams.get(name);
@@ -42,7 +45,8 @@ export function computeTiers(upstreams: ReadonlyMap<string, string>, master = 'm
         const cycle = [...path.slice(onPath.get(cur)), cur];
         failure = `upstream cycle: ${cycle.join(' → ')}`;
         // Every depot on the cycle itself gets the cycle as its reason.
-        for (const d of path.slice(onPath.get(cur))) out.set(d, { tier: null, parent: parentOf(d), problem: failure });
+        for (const d of path.slice(onPath.get(cur)))
+          out.set(d, { tier: null, parent: parentOf(d), problem: failure });
         break;
       }
       if (!upstreams.has(cur)) {

@@ -12,7 +12,14 @@ import { openSecret, sealSecret, totpKey } from './totp-secrets.js';
 const PERIOD_S = 30;
 
 function totpFor(name: string, secretBase32: string): TOTP {
-  return new TOTP({ issuer: 'depotsync', label: name, algorithm: 'SHA1', digits: 6, period: PERIOD_S, secret: Secret.fromBase32(secretBase32) });
+  return new TOTP({
+    issuer: 'depotsync',
+    label: name,
+    algorithm: 'SHA1',
+    digits: 6,
+    period: PERIOD_S,
+    secret: Secret.fromBase32(secretBase32),
+  });
 }
 
 /**
@@ -23,27 +30,36 @@ export function enableTotp(m: MasterDb, name: string): { secret: string; uri: st
   const secret = new Secret({ size: 20 }).base32;
   // Stored encrypted (totp-secrets.ts); the plaintext leaves only in this answer.
   const sealed = sealSecret(totpKey(m), name, secret);
-  if (m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(sealed, name).changes === 0) {
+  if (
+    m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(sealed, name)
+      .changes === 0
+  ) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
   return { secret, uri: totpFor(name, secret).toString() };
 }
 
 export function disableTotp(m: MasterDb, name: string): void {
-  if (m.db.prepare('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?').run(name).changes === 0) {
+  if (
+    m.db.prepare('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?').run(name)
+      .changes === 0
+  ) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
 }
 
 /** Does the operator need a second factor? */
 export function totpRequired(m: MasterDb, name: string): boolean {
-  return (m.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) ?? null) !== null;
+  return (
+    (m.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) ?? null) !== null
+  );
 }
 
 /** Check a code for `name` at `nowMs`; on success the step is spent. */
 export function verifyTotp(m: MasterDb, name: string, code: unknown, nowMs: number): boolean {
   if (typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
-  const row = m.db.prepare('SELECT totp_secret, totp_last_step FROM operators WHERE name = ?').get(name) as { totp_secret: string | null; totp_last_step: number } | undefined;
+  const row = m.db.prepare('SELECT totp_secret, totp_last_step FROM operators WHERE name = ?').get(name) as
+    { totp_secret: string | null; totp_last_step: number } | undefined;
   if (!row?.totp_secret) return false;
   const totp = totpFor(name, openSecret(totpKey(m), name, row.totp_secret));
   const delta = totp.validate({ token: code, timestamp: nowMs, window: 1 });
@@ -51,7 +67,11 @@ export function verifyTotp(m: MasterDb, name: string, code: unknown, nowMs: numb
   const step = totp.counter({ timestamp: nowMs }) + delta;
   // Threat: replay of a code already used.
   if (step <= row.totp_last_step) return false;
-  return m.db.prepare('UPDATE operators SET totp_last_step = ? WHERE name = ? AND totp_last_step < ?').run(step, name, step).changes === 1;
+  return (
+    m.db
+      .prepare('UPDATE operators SET totp_last_step = ? WHERE name = ? AND totp_last_step < ?')
+      .run(step, name, step).changes === 1
+  );
 }
 
 /** The code for `nowMs` (tests, and `depotsync` helpers that show what an app would). */

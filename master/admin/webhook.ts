@@ -35,7 +35,11 @@ export class WebhookNotifier {
   failed = 0;
 
   constructor(private readonly d: WebhookDeps) {
-    if (!d.settings.url) throw new DepotsyncError('bad-input', 'WebhookNotifier: settings.url is empty; create no notifier instead');
+    if (!d.settings.url)
+      throw new DepotsyncError(
+        'bad-input',
+        'WebhookNotifier: settings.url is empty; create no notifier instead',
+      );
   }
 
   /** Queue an event; returns at once. */
@@ -84,7 +88,13 @@ export class WebhookNotifier {
       const onClose = () => ac.abort();
       this.abort.signal.addEventListener('abort', onClose);
       try {
-        const res = await doFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(e), signal: ac.signal, redirect: 'error' });
+        const res = await doFetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(e),
+          signal: ac.signal,
+          redirect: 'error',
+        });
         await res.body?.cancel().catch(() => undefined);
         if (res.ok) {
           this.delivered++;
@@ -98,7 +108,10 @@ export class WebhookNotifier {
         clearTimeout(timer);
         this.abort.signal.removeEventListener('abort', onClose);
       }
-      this.d.log.warn({ url: redact(url), attempt, attempts, err: lastError, alert: e.alert.key }, 'webhook delivery failed');
+      this.d.log.warn(
+        { url: redact(url), attempt, attempts, err: lastError, alert: e.alert.key },
+        'webhook delivery failed',
+      );
       if (attempt < attempts) await sleep(backoffMs * 2 ** (attempt - 1));
     }
     this.failed++;

@@ -21,5 +21,13 @@ export function backupAlerts(m: MasterDb): Alert[] {
   } catch {
     // keep the generic reason
   }
-  return [{ key: 'backup:master.db', kind: 'backup', subject: 'master.db', level: 'error', message: `database backup failed at ${row.at}: ${error}` }];
+  return [
+    {
+      key: 'backup:master.db',
+      kind: 'backup',
+      subject: 'master.db',
+      level: 'error',
+      message: `database backup failed at ${row.at}: ${error}`,
+    },
+  ];
 }

@@ -48,7 +48,9 @@ export function backupFileName(at: Date): string {
 /** Backups in `dir`, oldest first. */
 export function listBackups(dir: string): string[] {
   try {
-    return readdirSync(dir).filter((f) => BACKUP_FILE.test(f)).sort();
+    return readdirSync(dir)
+      .filter((f) => BACKUP_FILE.test(f))
+      .sort();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw fromSystemError(e, `backup folder ${dir}`);
@@ -83,20 +85,40 @@ export async function backupDatabase(o: BackupOptions): Promise<BackupResult> {
     await rename(tmp, file);
     await fsyncDir(o.dir);
     const removed = prune(o.dir, o.retainCount, log);
-    const result: BackupResult = { file, bytes: statSync(file).size, durationMs: Math.round(performance.now() - t0), removed };
-    recordAudit(o.db, { actor: o.actor, action: 'database.backup', target: AUDIT_TARGET, detail: { file: name, bytes: result.bytes, removed: removed.length } });
+    const result: BackupResult = {
+      file,
+      bytes: statSync(file).size,
+      durationMs: Math.round(performance.now() - t0),
+      removed,
+    };
+    recordAudit(o.db, {
+      actor: o.actor,
+      action: 'database.backup',
+      target: AUDIT_TARGET,
+      detail: { file: name, bytes: result.bytes, removed: removed.length },
+    });
     log.info({ file, bytes: result.bytes, durationMs: result.durationMs, removed }, 'database backed up');
     return result;
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    const err = e instanceof DepotsyncError ? e : fromSystemError(e, `backup of the master database into ${o.dir}`);
+    const err =
+      e instanceof DepotsyncError ? e : fromSystemError(e, `backup of the master database into ${o.dir}`);
     log.error({ err: err.message }, 'database backup failed');
     try {
-      recordAudit(o.db, { actor: o.actor, action: 'database.backup-failed', target: AUDIT_TARGET, detail: { error: err.message.slice(0, 1000) } });
+      recordAudit(o.db, {
+        actor: o.actor,
+        action: 'database.backup-failed',
+        target: AUDIT_TARGET,
+        detail: { error: err.message.slice(0, 1000) },
+      });
     } catch (auditErr) {
       log.error({ err: (auditErr as Error).message }, 'could not record the failed backup');
     }
-    throw new DepotsyncError(err.code, err.message, { hint: err.hint ?? `check that ${o.dir} exists, is writable and has space; the database itself is unchanged`, cause: e });
+    throw new DepotsyncError(err.code, err.message, {
+      hint:
+        err.hint ?? `check that ${o.dir} exists, is writable and has space; the database itself is unchanged`,
+      cause: e,
+    });
   }
 }
 
@@ -106,14 +128,23 @@ function checkCopy(path: string): void {
   try {
     copy = new BetterSqlite3(path);
     const check = copy.pragma('quick_check', { simple: true });
-    if (check !== 'ok') throw new DepotsyncError('corrupt', `backup copy ${basename(path)} fails its check: ${String(check).slice(0, 200)}`, { hint: 'run `PRAGMA integrity_check` on M/master.db' });
+    if (check !== 'ok')
+      throw new DepotsyncError(
+        'corrupt',
+        `backup copy ${basename(path)} fails its check: ${String(check).slice(0, 200)}`,
+        { hint: 'run `PRAGMA integrity_check` on M/master.db' },
+      );
     copy.pragma('journal_mode = DELETE');
   } catch (e) {
     if (e instanceof DepotsyncError) throw e;
     // A full disk while making the copy self-contained is a full disk, not a damaged copy.
     const typed = fromSqliteError(e, `backup copy ${path}`, path);
     if (typed.code === 'disk-full') throw typed;
-    throw new DepotsyncError('corrupt', `backup copy ${basename(path)} cannot be read back: ${(e as Error).message}`, { cause: e });
+    throw new DepotsyncError(
+      'corrupt',
+      `backup copy ${basename(path)} cannot be read back: ${(e as Error).message}`,
+      { cause: e },
+    );
   } finally {
     copy?.close();
   }

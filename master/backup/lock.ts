@@ -37,9 +37,16 @@ export function acquireMasterLock(dir: string, purpose: string): MasterLock {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e, `master lock ${path}`);
       const holder = readHolder(path);
       if (holder && isAlive(holder)) {
-        throw new DepotsyncError('conflict', `master directory ${dir} is in use: ${holder.purpose} by process ${holder.pid} on ${holder.host} since ${holder.since}`, {
-          hint: holder.purpose === 'serve' ? 'stop `depotsync master serve` first (Ctrl-C or SIGTERM), then try again' : 'wait for it to finish, then try again',
-        });
+        throw new DepotsyncError(
+          'conflict',
+          `master directory ${dir} is in use: ${holder.purpose} by process ${holder.pid} on ${holder.host} since ${holder.since}`,
+          {
+            hint:
+              holder.purpose === 'serve'
+                ? 'stop `depotsync master serve` first (Ctrl-C or SIGTERM), then try again'
+                : 'wait for it to finish, then try again',
+          },
+        );
       }
       try {
         unlinkSync(path); // stale: its holder is gone
@@ -70,7 +77,11 @@ export function acquireMasterLock(dir: string, purpose: string): MasterLock {
       },
     };
   }
-  throw new DepotsyncError('conflict', `master lock ${path}: could not be taken (another process took it at the same moment)`, { hint: 'try again' });
+  throw new DepotsyncError(
+    'conflict',
+    `master lock ${path}: could not be taken (another process took it at the same moment)`,
+    { hint: 'try again' },
+  );
 }
 
 /** The current holder, or undefined when there is none (or the file is unreadable: treated as stale). */
@@ -78,7 +89,12 @@ export function readHolder(path: string): LockHolder | undefined {
   try {
     const v = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
     if (typeof v.pid !== 'number' || typeof v.host !== 'string') return undefined;
-    return { pid: v.pid, host: v.host, purpose: String(v.purpose ?? 'unknown'), since: String(v.since ?? '?') };
+    return {
+      pid: v.pid,
+      host: v.host,
+      purpose: String(v.purpose ?? 'unknown'),
+      since: String(v.since ?? '?'),
+    };
   } catch {
     return undefined;
   }

@@ -1,4 +1,14 @@
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -26,7 +36,15 @@ import { acquireMasterLock } from './lock.js';
  */
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 /** Tables every master schema version has: a database without them is not a depotsync master's. */
-const MASTER_TABLES = ['machines', 'certificates', 'generations', 'metadata_files', 'package_versions', 'manifests', 'audit_log'];
+const MASTER_TABLES = [
+  'machines',
+  'certificates',
+  'generations',
+  'metadata_files',
+  'package_versions',
+  'manifests',
+  'audit_log',
+];
 
 export interface RestoreResult {
   restored: string;
@@ -35,12 +53,20 @@ export interface RestoreResult {
   keptAside?: string;
 }
 
-export async function restoreDatabase(dir: string, file: string, opts: { log: Logger; actor?: string; now?: () => Date }): Promise<RestoreResult> {
+export async function restoreDatabase(
+  dir: string,
+  file: string,
+  opts: { log: Logger; actor?: string; now?: () => Date },
+): Promise<RestoreResult> {
   const layout = masterLayout(dir);
   const source = resolve(file);
   const now = opts.now ?? (() => new Date());
   if (!existsSync(layout.config)) {
-    throw new DepotsyncError('not-found', `${layout.dir} is not a depotsync master directory (no master.json)`, { hint: 'give the --dir of the master whose database to restore' });
+    throw new DepotsyncError(
+      'not-found',
+      `${layout.dir} is not a depotsync master directory (no master.json)`,
+      { hint: 'give the --dir of the master whose database to restore' },
+    );
   }
   const lock = acquireMasterLock(layout.dir, 'restore');
   const tmp = join(layout.dir, `.master.db.restore-${randomBytes(6).toString('hex')}.tmp`);
@@ -57,7 +83,10 @@ export async function restoreDatabase(dir: string, file: string, opts: { log: Lo
     // 2. The current database aside, whole.
     let keptAside: string | undefined;
     if (existsSync(layout.database)) {
-      keptAside = join(layout.backups, `pre-restore-${backupFileName(now()).slice('master-'.length, -'.db'.length)}`);
+      keptAside = join(
+        layout.backups,
+        `pre-restore-${backupFileName(now()).slice('master-'.length, -'.db'.length)}`,
+      );
       keepAside(layout.database, keptAside, opts.log);
     }
     // 3. One rename puts the checked copy in place.
@@ -68,9 +97,17 @@ export async function restoreDatabase(dir: string, file: string, opts: { log: Lo
       throw fromSystemError(e, `replace ${layout.database}`);
     }
     // 4. Open as the master does (migrations), and leave a trace in the restored audit log.
-    const db = openMasterDatabase(layout.database, { logger: opts.log, ...(opts.now ? { now: opts.now } : {}) });
+    const db = openMasterDatabase(layout.database, {
+      logger: opts.log,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
     try {
-      recordAudit(db, { actor: opts.actor ?? 'cli', action: 'database.restore', target: AUDIT_TARGET, detail: { from: source, schemaVersion, ...(keptAside ? { keptAside } : {}) } });
+      recordAudit(db, {
+        actor: opts.actor ?? 'cli',
+        action: 'database.restore',
+        target: AUDIT_TARGET,
+        detail: { from: source, schemaVersion, ...(keptAside ? { keptAside } : {}) },
+      });
     } finally {
       db.close();
     }
@@ -109,9 +146,13 @@ function checkHeader(path: string): void {
     closeSync(fd);
   }
   if (st.size < 512 || !head.equals(SQLITE_HEADER)) {
-    throw new DepotsyncError('bad-input', `restore source ${path} is not a SQLite database (no "SQLite format 3" header)`, {
-      hint: 'give a backup made by `depotsync master backup` (M/backups/master-*.db); the current database was not changed',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `restore source ${path} is not a SQLite database (no "SQLite format 3" header)`,
+      {
+        hint: 'give a backup made by `depotsync master backup` (M/backups/master-*.db); the current database was not changed',
+      },
+    );
   }
 }
 
@@ -125,18 +166,34 @@ function checkMasterDatabase(path: string, source: string): number {
     const problems = db.pragma('integrity_check', { simple: false }) as Array<{ integrity_check: string }>;
     const bad = problems.map((p) => p.integrity_check).filter((p) => p !== 'ok');
     if (bad.length > 0) {
-      throw new DepotsyncError('corrupt', `${what} fails PRAGMA integrity_check: ${bad.slice(0, 3).join('; ').slice(0, 300)}`, { hint: `use another backup; ${keep}` });
+      throw new DepotsyncError(
+        'corrupt',
+        `${what} fails PRAGMA integrity_check: ${bad.slice(0, 3).join('; ').slice(0, 300)}`,
+        { hint: `use another backup; ${keep}` },
+      );
     }
     const version = db.pragma('user_version', { simple: true }) as number;
-    const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+    const tables = new Set(
+      (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+        (r) => r.name,
+      ),
+    );
     const missing = MASTER_TABLES.filter((t) => !tables.has(t));
     if (version < 1 || missing.length > 0) {
-      throw new DepotsyncError('bad-input', `${what} is not a depotsync master database (schema version ${version}${missing.length ? `; no table ${missing.join(', ')}` : ''})`, {
-        hint: `give a backup made by \`depotsync master backup\`; ${keep}`,
-      });
+      throw new DepotsyncError(
+        'bad-input',
+        `${what} is not a depotsync master database (schema version ${version}${missing.length ? `; no table ${missing.join(', ')}` : ''})`,
+        {
+          hint: `give a backup made by \`depotsync master backup\`; ${keep}`,
+        },
+      );
     }
     if (version > MASTER_MIGRATIONS.length) {
-      throw new DepotsyncError('conflict', `${what} has schema version ${version}, newer than this depotsync knows (${MASTER_MIGRATIONS.length})`, { hint: `upgrade depotsync first; ${keep}` });
+      throw new DepotsyncError(
+        'conflict',
+        `${what} has schema version ${version}, newer than this depotsync knows (${MASTER_MIGRATIONS.length})`,
+        { hint: `upgrade depotsync first; ${keep}` },
+      );
     }
     // One self-contained file (no -wal beside it) before it is renamed into place.
     db.pragma('journal_mode = DELETE');
@@ -144,7 +201,10 @@ function checkMasterDatabase(path: string, source: string): number {
   } catch (e) {
     if (e instanceof DepotsyncError) throw e;
     // SQLITE_NOTADB, SQLITE_CORRUPT: a damaged or truncated file.
-    throw new DepotsyncError('corrupt', `${what} cannot be read as a database: ${(e as Error).message}`, { hint: `use another backup; ${keep}`, cause: e });
+    throw new DepotsyncError('corrupt', `${what} cannot be read as a database: ${(e as Error).message}`, {
+      hint: `use another backup; ${keep}`,
+      cause: e,
+    });
   } finally {
     db?.close();
   }
@@ -160,15 +220,20 @@ function keepAside(database: string, aside: string, log: Logger): void {
       cur.close();
     }
   } catch (e) {
-    log.warn({ err: (e as Error).message }, 'could not checkpoint the current database; keeping its files as they are');
+    log.warn(
+      { err: (e as Error).message },
+      'could not checkpoint the current database; keeping its files as they are',
+    );
   }
   try {
     mkdirSync(aside, { recursive: true, mode: 0o700 });
     for (const side of ['', '-wal']) {
-      if (existsSync(`${database}${side}`)) copyFileSync(`${database}${side}`, join(aside, `${basename(database)}${side}`));
+      if (existsSync(`${database}${side}`))
+        copyFileSync(`${database}${side}`, join(aside, `${basename(database)}${side}`));
     }
     // The -wal and -shm belong to the old file: the restored one must not replay them.
-    for (const side of ['-wal', '-shm']) if (existsSync(`${database}${side}`)) unlinkSync(`${database}${side}`);
+    for (const side of ['-wal', '-shm'])
+      if (existsSync(`${database}${side}`)) unlinkSync(`${database}${side}`);
   } catch (e) {
     throw fromSystemError(e, `keep the current database aside in ${aside}`);
   }

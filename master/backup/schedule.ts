@@ -13,7 +13,10 @@ export interface BackupSchedule {
   stop(): Promise<void>;
 }
 
-export function startBackupSchedule(ctx: MasterContext, opts: { intervalMs?: number; now?: () => Date } = {}): BackupSchedule | undefined {
+export function startBackupSchedule(
+  ctx: MasterContext,
+  opts: { intervalMs?: number; now?: () => Date } = {},
+): BackupSchedule | undefined {
   const intervalMs = opts.intervalMs ?? ctx.config.backupIntervalHours * 3_600_000;
   if (intervalMs <= 0) return undefined;
   const now = opts.now ?? (() => new Date());
@@ -22,7 +25,14 @@ export function startBackupSchedule(ctx: MasterContext, opts: { intervalMs?: num
   let stopped = false;
 
   const run = (): Promise<BackupResult | undefined> => {
-    running ??= backupDatabase({ db: ctx.db, dir: ctx.layout.backups, retainCount: ctx.config.backupRetainCount, actor: 'schedule', log: ctx.log, now })
+    running ??= backupDatabase({
+      db: ctx.db,
+      dir: ctx.layout.backups,
+      retainCount: ctx.config.backupRetainCount,
+      actor: 'schedule',
+      log: ctx.log,
+      now,
+    })
       .catch(() => undefined) // logged and audit-logged by backupDatabase
       .finally(() => {
         running = undefined;
@@ -37,7 +47,9 @@ export function startBackupSchedule(ctx: MasterContext, opts: { intervalMs?: num
     timer.unref();
   };
   const last = ctx.db.db
-    .prepare("SELECT at FROM audit_log WHERE target = ? AND action = 'database.backup' ORDER BY id DESC LIMIT 1")
+    .prepare(
+      "SELECT at FROM audit_log WHERE target = ? AND action = 'database.backup' ORDER BY id DESC LIMIT 1",
+    )
     .pluck()
     .get(AUDIT_TARGET) as string | undefined;
   plan(last ? Date.parse(last) + intervalMs - now().getTime() : intervalMs);

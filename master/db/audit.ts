@@ -40,7 +40,14 @@ interface AuditRow {
 }
 
 const toEntry = (r: AuditRow): AuditEntry => {
-  const e: AuditEntry = { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, detail: JSON.parse(r.detail) as Record<string, unknown> };
+  const e: AuditEntry = {
+    id: r.id,
+    at: r.at,
+    actor: r.actor,
+    action: r.action,
+    target: r.target,
+    detail: JSON.parse(r.detail) as Record<string, unknown>,
+  };
   if (r.address !== null) e.address = r.address;
   return e;
 };
@@ -48,12 +55,21 @@ const toEntry = (r: AuditRow): AuditEntry => {
 export function recordAudit(m: MasterDb, input: AuditInput): AuditEntry {
   const detail = JSON.stringify(input.detail ?? {});
   if (Buffer.byteLength(detail) > AUDIT_LIMITS.maxDetailBytes) {
-    throw new DepotsyncError('too-large', `audit detail for ${input.action} is larger than ${AUDIT_LIMITS.maxDetailBytes} bytes`);
+    throw new DepotsyncError(
+      'too-large',
+      `audit detail for ${input.action} is larger than ${AUDIT_LIMITS.maxDetailBytes} bytes`,
+    );
   }
   const id = m.db
     .prepare('INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(nowIso(m), text(input.actor, 'audit actor'), text(input.action, 'audit action', 64), input.target === undefined ? '' : text(input.target, 'audit target', 512), detail, orNull(input.address))
-    .lastInsertRowid;
+    .run(
+      nowIso(m),
+      text(input.actor, 'audit actor'),
+      text(input.action, 'audit action', 64),
+      input.target === undefined ? '' : text(input.target, 'audit target', 512),
+      detail,
+      orNull(input.address),
+    ).lastInsertRowid;
   return toEntry(m.db.prepare('SELECT * FROM audit_log WHERE id = ?').get(id) as AuditRow);
 }
 
@@ -65,7 +81,10 @@ export function listAudit(
   m: MasterDb,
   opts: { limit?: number; before?: number; actor?: string; action?: string; target?: string } = {},
 ): { entries: AuditEntry[]; nextBefore?: number } {
-  const limit = Math.min(count(opts.limit ?? AUDIT_LIMITS.defaultPage, 'audit limit', 1), AUDIT_LIMITS.maxPage);
+  const limit = Math.min(
+    count(opts.limit ?? AUDIT_LIMITS.defaultPage, 'audit limit', 1),
+    AUDIT_LIMITS.maxPage,
+  );
   const rows = m.db
     .prepare(
       `SELECT * FROM audit_log WHERE id < @before AND (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action)

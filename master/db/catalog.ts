@@ -102,9 +102,9 @@ export function addVersion(m: MasterDb, generation: number, input: NewVersion): 
   requireNewest(m, generation);
   const name = text(input.name, 'package name', 214);
   const version = text(input.version, 'package version', 128);
-  const manifest = m.db.prepare('SELECT sha256, length, chunk_count FROM manifests WHERE id = ?').get(input.manifestId) as
-    | { sha256: string; length: number; chunk_count: number }
-    | undefined;
+  const manifest = m.db
+    .prepare('SELECT sha256, length, chunk_count FROM manifests WHERE id = ?')
+    .get(input.manifestId) as { sha256: string; length: number; chunk_count: number } | undefined;
   if (!manifest) {
     throw new DepotsyncError('not-found', `${name}@${version}: manifest ${input.manifestId} is not stored`, {
       hint: 'store the manifest with putManifest in the same transaction first',
@@ -112,12 +112,18 @@ export function addVersion(m: MasterDb, generation: number, input: NewVersion): 
   }
   const live = findVersion(m, name, version);
   if (live) {
-    throw new DepotsyncError('already-exists', `${name}@${version} is already published (generation ${live.addedGeneration})`, {
-      hint: 'publish under a new version, or unpublish this one first',
-    });
+    throw new DepotsyncError(
+      'already-exists',
+      `${name}@${version} is already published (generation ${live.addedGeneration})`,
+      {
+        hint: 'publish under a new version, or unpublish this one first',
+      },
+    );
   }
   const now = nowIso(m);
-  m.db.prepare('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(name, now);
+  m.db
+    .prepare('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
+    .run(name, now);
   const id = m.db
     .prepare(
       `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin,
@@ -143,15 +149,25 @@ export function addVersion(m: MasterDb, generation: number, input: NewVersion): 
 }
 
 /** Unpublish the live `name@version` in `generation`. The row stays, with `removedGeneration` set. */
-export function removeVersion(m: MasterDb, generation: number, name: string, version: string): PackageVersion {
+export function removeVersion(
+  m: MasterDb,
+  generation: number,
+  name: string,
+  version: string,
+): PackageVersion {
   requireTransaction(m, 'removeVersion');
   requireNewest(m, generation);
   const live = findVersion(m, name, version);
   if (!live) {
-    throw new DepotsyncError('not-found', `${name}@${version} is not published`, { hint: 'list packages to see what is published' });
+    throw new DepotsyncError('not-found', `${name}@${version} is not published`, {
+      hint: 'list packages to see what is published',
+    });
   }
   if (live.addedGeneration === generation) {
-    throw new DepotsyncError('conflict', `${name}@${version} was added in this same generation ${generation}`);
+    throw new DepotsyncError(
+      'conflict',
+      `${name}@${version} was added in this same generation ${generation}`,
+    );
   }
   m.db.prepare('UPDATE package_versions SET removed_generation = ? WHERE id = ?').run(generation, live.id);
   recordChange(m, generation, 'remove', live.name, live.version, live.manifestId);
@@ -185,7 +201,9 @@ export function findVersion(m: MasterDb, name: string, version?: string): Packag
 
 /** Every row of a package, live and removed, oldest first. */
 export function versionHistory(m: MasterDb, name: string): PackageVersion[] {
-  const rows = m.db.prepare(`${SELECT_VERSION} WHERE p.name = ? ORDER BY v.added_generation, v.id`).all(name) as VersionRow[];
+  const rows = m.db
+    .prepare(`${SELECT_VERSION} WHERE p.name = ? ORDER BY v.added_generation, v.id`)
+    .all(name) as VersionRow[];
   return rows.map(toVersion);
 }
 
@@ -200,9 +218,17 @@ export function changesSince(m: MasterDb, generation: number): GenerationChange[
   return rows;
 }
 
-function recordChange(m: MasterDb, generation: number, kind: 'add' | 'remove', name: string, version: string, manifestId: string): void {
+function recordChange(
+  m: MasterDb,
+  generation: number,
+  kind: 'add' | 'remove',
+  name: string,
+  version: string,
+  manifestId: string,
+): void {
   m.db
-    .prepare('INSERT INTO generation_changes (generation, kind, package, version, manifest_id) VALUES (?, ?, ?, ?, ?)')
+    .prepare(
+      'INSERT INTO generation_changes (generation, kind, package, version, manifest_id) VALUES (?, ?, ?, ?, ?)',
+    )
     .run(generation, kind, name, version, manifestId);
 }
-

@@ -24,7 +24,12 @@ export interface IssuedCertificate {
 }
 
 function toCertificate(r: Row): CertificateRecord {
-  const c: CertificateRecord = { serial: r.serial as string, machine: r.machine as string, issuedAt: r.issued_at as string, notAfter: r.not_after as string };
+  const c: CertificateRecord = {
+    serial: r.serial as string,
+    machine: r.machine as string,
+    issuedAt: r.issued_at as string,
+    notAfter: r.not_after as string,
+  };
   if (r.revoked_at !== null && r.revoked_at !== undefined) c.revokedAt = r.revoked_at as string;
   return c;
 }
@@ -39,14 +44,26 @@ export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificat
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
     if (machine.state !== 'approved') {
-      throw new DepotsyncError('conflict', `machine ${name} is ${machine.state}; a certificate is issued only to an approved machine`);
+      throw new DepotsyncError(
+        'conflict',
+        `machine ${name} is ${machine.state}; a certificate is issued only to an approved machine`,
+      );
     }
-    const clash = m.db.prepare('SELECT machine FROM certificates WHERE serial = ?').get(serial) as { machine: string } | undefined;
-    if (clash) throw new DepotsyncError('conflict', `certificate serial ${serial} was already issued (to ${clash.machine})`);
+    const clash = m.db.prepare('SELECT machine FROM certificates WHERE serial = ?').get(serial) as
+      { machine: string } | undefined;
+    if (clash)
+      throw new DepotsyncError(
+        'conflict',
+        `certificate serial ${serial} was already issued (to ${clash.machine})`,
+      );
     const now = nowIso(m);
-    m.db.prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)').run(serial, name, now, notAfter);
     m.db
-      .prepare('UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?')
+      .prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)')
+      .run(serial, name, now, notAfter);
+    m.db
+      .prepare(
+        'UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?',
+      )
       .run(certPem, serial, notAfter, name);
     return mustGet(m, name);
   });
@@ -56,7 +73,10 @@ export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificat
  * The certificate with this serial and its machine's current record (absent if the machine was removed).
  * The mutual-TLS middleware uses it: the serial, not the name in the certificate, decides.
  */
-export function bySerial(m: MasterDb, serial: string): { certificate: CertificateRecord; machine?: Machine } | undefined {
+export function bySerial(
+  m: MasterDb,
+  serial: string,
+): { certificate: CertificateRecord; machine?: Machine } | undefined {
   let s: string;
   try {
     s = normalizeSerial(serial);
@@ -70,7 +90,9 @@ export function bySerial(m: MasterDb, serial: string): { certificate: Certificat
 }
 
 export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
-  return (m.db.prepare('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial').all(name) as Row[]).map(toCertificate);
+  return (
+    m.db.prepare('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial').all(name) as Row[]
+  ).map(toCertificate);
 }
 
 /**
@@ -78,7 +100,10 @@ export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
  * anyway, and the list stays short. With `includeBlocked`, the current serials of blocked machines are
  * added, so depots refuse a blocked agent too (unblocking takes them off the next list).
  */
-export function revokedSerials(m: MasterDb, opts: { includeExpired?: boolean; includeBlocked?: boolean } = {}): string[] {
+export function revokedSerials(
+  m: MasterDb,
+  opts: { includeExpired?: boolean; includeBlocked?: boolean } = {},
+): string[] {
   const now = opts.includeExpired ? '' : nowIso(m);
   const rows = m.db
     .prepare(
@@ -94,6 +119,7 @@ export function revokedSerials(m: MasterDb, opts: { includeExpired?: boolean; in
 
 function isoTime(value: Date | string, field: string): string {
   const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new DepotsyncError('bad-input', `${field} is not a valid time: ${String(value)}`);
+  if (Number.isNaN(d.getTime()))
+    throw new DepotsyncError('bad-input', `${field} is not a valid time: ${String(value)}`);
   return d.toISOString();
 }

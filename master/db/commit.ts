@@ -61,7 +61,12 @@ export function commitGeneration(m: MasterDb, c: GenerationCommit): CommittedGen
   });
   const { generation, added, removed, metadata } = result;
   m.logger.info(
-    { generation: generation.generation, added: added.length, removed: removed.length, metadata: metadata.length },
+    {
+      generation: generation.generation,
+      added: added.length,
+      removed: removed.length,
+      metadata: metadata.length,
+    },
     'generation committed',
   );
   return result;

@@ -23,7 +23,12 @@ interface GenerationRow {
 }
 
 const toGeneration = (r: GenerationRow): Generation => {
-  const g: Generation = { generation: r.generation, createdAt: r.created_at, createdBy: r.created_by, note: r.note };
+  const g: Generation = {
+    generation: r.generation,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    note: r.note,
+  };
   if (r.timestamp_version !== null) g.timestampVersion = r.timestamp_version;
   return g;
 };
@@ -51,15 +56,19 @@ export function createGeneration(
     });
   }
   const note = input.note === undefined || input.note === '' ? '' : text(input.note, 'generation note', 1000);
-  const ts = input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
+  const ts =
+    input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
   m.db
-    .prepare('INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)')
+    .prepare(
+      'INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)',
+    )
     .run(next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts);
   return getGeneration(m, next) as Generation;
 }
 
 export function getGeneration(m: MasterDb, generation: number): Generation | undefined {
-  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as GenerationRow | undefined;
+  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as
+    GenerationRow | undefined;
   return r && toGeneration(r);
 }
 
@@ -72,7 +81,11 @@ export function listGenerations(m: MasterDb, opts: { limit?: number; before?: nu
 }
 
 /** Record the timestamp version that announced `generation` (when it is signed after the generation row). */
-export function setGenerationTimestampVersion(m: MasterDb, generation: number, timestampVersion: number): void {
+export function setGenerationTimestampVersion(
+  m: MasterDb,
+  generation: number,
+  timestampVersion: number,
+): void {
   m.db
     .prepare('UPDATE generations SET timestamp_version = ? WHERE generation = ?')
     .run(count(timestampVersion, 'timestampVersion', 1), generation);
@@ -88,16 +101,26 @@ export function requireTransaction(m: MasterDb, fn: string): void {
 export function requireNewest(m: MasterDb, generation: number): void {
   const current = currentGeneration(m);
   if (generation !== current) {
-    throw new DepotsyncError('conflict', `generation ${generation} is not the newest (${current}); a catalog change belongs to a new generation`, {
-      hint: 'call createGeneration in the same transaction and use the number it returns',
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `generation ${generation} is not the newest (${current}); a catalog change belongs to a new generation`,
+      {
+        hint: 'call createGeneration in the same transaction and use the number it returns',
+      },
+    );
   }
   // A generation whose snapshot is signed is published: changing it afterwards would make the catalog
   // disagree with metadata that depots already hold.
-  const signed = m.db.prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?").get(generation);
+  const signed = m.db
+    .prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?")
+    .get(generation);
   if (signed) {
-    throw new DepotsyncError('conflict', `generation ${generation} is already signed (${generation}.snapshot.json exists)`, {
-      hint: 'make catalog changes in a new generation',
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `generation ${generation} is already signed (${generation}.snapshot.json exists)`,
+      {
+        hint: 'make catalog changes in a new generation',
+      },
+    );
   }
 }

@@ -46,9 +46,15 @@ export function* liveChunkIds(m: MasterDb, opts: LiveChunkOptions = {}): Generat
 }
 
 /** True when a live (or retained) manifest references `chunkId`. */
-export function isChunkLive(m: MasterDb, chunkId: string, opts: Pick<LiveChunkOptions, 'retainSinceGeneration'> = {}): boolean {
+export function isChunkLive(
+  m: MasterDb,
+  chunkId: string,
+  opts: Pick<LiveChunkOptions, 'retainSinceGeneration'> = {},
+): boolean {
   const id = Buffer.from(hex64(chunkId, 'chunk id'), 'hex');
-  const r = m.db.prepare(`SELECT 1 FROM chunk_refs r WHERE r.chunk_id = ? AND ${LIVE_MANIFEST} LIMIT 1`).get(id, retainGeneration(opts));
+  const r = m.db
+    .prepare(`SELECT 1 FROM chunk_refs r WHERE r.chunk_id = ? AND ${LIVE_MANIFEST} LIMIT 1`)
+    .get(id, retainGeneration(opts));
   return r !== undefined;
 }
 
@@ -56,7 +62,10 @@ function retainGeneration(opts: Pick<LiveChunkOptions, 'retainSinceGeneration'>)
   const g = opts.retainSinceGeneration;
   if (g === undefined) return Number.MAX_SAFE_INTEGER;
   if (!Number.isSafeInteger(g) || g < 0) {
-    throw new DepotsyncError('bad-input', `liveChunkIds: option retainSinceGeneration must be an integer >= 0, got ${JSON.stringify(g)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `liveChunkIds: option retainSinceGeneration must be an integer >= 0, got ${JSON.stringify(g)}`,
+    );
   }
   return g;
 }

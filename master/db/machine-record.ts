@@ -41,9 +41,18 @@ export function toMachine(r: Row): Machine {
     renewRequested: r.renew_requested === 1,
   };
   const optional: [keyof Machine, string][] = [
-    ['csrPem', 'csr_pem'], ['certPem', 'cert_pem'], ['certSerial', 'cert_serial'], ['certNotAfter', 'cert_not_after'],
-    ['approvedAt', 'approved_at'], ['approvedBy', 'approved_by'], ['stateChangedBy', 'state_changed_by'],
-    ['lastSeen', 'last_seen'], ['lastAddress', 'last_address'], ['parent', 'parent'], ['site', 'site'], ['url', 'url'],
+    ['csrPem', 'csr_pem'],
+    ['certPem', 'cert_pem'],
+    ['certSerial', 'cert_serial'],
+    ['certNotAfter', 'cert_not_after'],
+    ['approvedAt', 'approved_at'],
+    ['approvedBy', 'approved_by'],
+    ['stateChangedBy', 'state_changed_by'],
+    ['lastSeen', 'last_seen'],
+    ['lastAddress', 'last_address'],
+    ['parent', 'parent'],
+    ['site', 'site'],
+    ['url', 'url'],
   ];
   for (const [key, col] of optional) {
     const v = orUndefined(r[col] ?? null);
@@ -59,15 +68,22 @@ export function byName(m: MasterDb, name: string): Machine | undefined {
 
 export function mustGet(m: MasterDb, name: string): Machine {
   const found = byName(m, name);
-  if (!found) throw new DepotsyncError('not-found', `machine ${name} is not known`, { hint: 'list machines to see the enrolled names' });
+  if (!found)
+    throw new DepotsyncError('not-found', `machine ${name} is not known`, {
+      hint: 'list machines to see the enrolled names',
+    });
   return found;
 }
 
 /** Machines by name; optionally one role and/or state. */
-export function listMachines(m: MasterDb, filter: { role?: MachineRole; state?: MachineState } = {}): Machine[] {
+export function listMachines(
+  m: MasterDb,
+  filter: { role?: MachineRole; state?: MachineState } = {},
+): Machine[] {
   const rows = m.db
-    .prepare('SELECT * FROM machines WHERE (@role IS NULL OR role = @role) AND (@state IS NULL OR state = @state) ORDER BY name')
+    .prepare(
+      'SELECT * FROM machines WHERE (@role IS NULL OR role = @role) AND (@state IS NULL OR state = @state) ORDER BY name',
+    )
     .all({ role: orNull(filter.role), state: orNull(filter.state) }) as Row[];
   return rows.map(toMachine);
 }
-

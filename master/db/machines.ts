@@ -2,7 +2,15 @@ import { DepotsyncError } from '../../src/errors.js';
 import { transaction } from '../../src/db/transaction.js';
 import { setCertificate, type IssuedCertificate } from './certificates.js';
 import { nowIso, type MasterDb } from './database.js';
-import { MACHINE_ROLES, byName, mustGet, toMachine, type Machine, type MachineRole, type Row } from './machine-record.js';
+import {
+  MACHINE_ROLES,
+  byName,
+  mustGet,
+  toMachine,
+  type Machine,
+  type MachineRole,
+  type Row,
+} from './machine-record.js';
 import { hashSecret, looksLikeSecret, newSecret } from './secret.js';
 import { machineName, oneOf, optional, orNull, pem, text } from './values.js';
 
@@ -36,7 +44,10 @@ export interface EnrollmentInput {
  * new poll id. Refused: a different CSR for a pending name (it would swap the key an operator is about
  * to approve), an enrolled name (renew over mutual TLS instead), a blocked or revoked name.
  */
-export function requestEnrollment(m: MasterDb, input: EnrollmentInput): { machine: Machine; request: string } {
+export function requestEnrollment(
+  m: MasterDb,
+  input: EnrollmentInput,
+): { machine: Machine; request: string } {
   const name = machineName(input.name);
   const parent = optional(input.parent, (v) => machineName(v, 'parent'));
   const site = optional(input.site, (v) => machineName(v, 'site'));
@@ -58,7 +69,10 @@ export function requestEnrollment(m: MasterDb, input: EnrollmentInput): { machin
     }
     if (existing.state === 'blocked' || existing.state === 'revoked') {
       throw new DepotsyncError('forbidden', `machine ${name} is ${existing.state}`, {
-        hint: existing.state === 'blocked' ? 'ask an operator to approve it again' : 'ask an operator to remove the revoked record, or enroll under a new name',
+        hint:
+          existing.state === 'blocked'
+            ? 'ask an operator to approve it again'
+            : 'ask an operator to remove the revoked record, or enroll under a new name',
       });
     }
     if (existing.state === 'approved') {
@@ -67,11 +81,17 @@ export function requestEnrollment(m: MasterDb, input: EnrollmentInput): { machin
       });
     }
     if (existing.role !== role || existing.csrPem !== csr) {
-      throw new DepotsyncError('conflict', `machine ${name} already has a pending request with a different ${existing.role !== role ? 'role' : 'key'}`, {
-        hint: 'ask an operator to approve or block the pending request, or enroll under a new name',
-      });
+      throw new DepotsyncError(
+        'conflict',
+        `machine ${name} already has a pending request with a different ${existing.role !== role ? 'role' : 'key'}`,
+        {
+          hint: 'ask an operator to approve or block the pending request, or enroll under a new name',
+        },
+      );
     }
-    m.db.prepare('UPDATE machines SET request_hash = ?, requested_at = ? WHERE name = ?').run(hashSecret(request), now, name);
+    m.db
+      .prepare('UPDATE machines SET request_hash = ?, requested_at = ? WHERE name = ?')
+      .run(hashSecret(request), now, name);
   });
   return { machine: mustGet(m, name), request };
 }
@@ -79,7 +99,8 @@ export function requestEnrollment(m: MasterDb, input: EnrollmentInput): { machin
 /** The machine whose enrollment poll id is `request`, if any (hash lookup; malformed ids match nothing). */
 export function byRequest(m: MasterDb, request: string): Machine | undefined {
   if (!looksLikeSecret(request)) return undefined;
-  const r = m.db.prepare('SELECT * FROM machines WHERE request_hash = ?').get(hashSecret(request)) as Row | undefined;
+  const r = m.db.prepare('SELECT * FROM machines WHERE request_hash = ?').get(hashSecret(request)) as
+    Row | undefined;
   return r && toMachine(r);
 }
 
@@ -87,7 +108,11 @@ export function byRequest(m: MasterDb, request: string): Machine | undefined {
  * Approve a pending (or unblock a blocked) machine, optionally storing the certificate issued for it in
  * the same transaction. Approving an approved machine changes nothing. A revoked machine stays revoked.
  */
-export function approve(m: MasterDb, name: string, opts: { by: string; certificate?: IssuedCertificate }): Machine {
+export function approve(
+  m: MasterDb,
+  name: string,
+  opts: { by: string; certificate?: IssuedCertificate },
+): Machine {
   const by = text(opts.by, 'approved by');
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
@@ -114,7 +139,8 @@ export function requestRenewal(m: MasterDb, name: string, csrPem: string): Machi
   const csr = pem(csrPem, 'CSR');
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
-    if (machine.state !== 'approved') throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state} and cannot renew`);
+    if (machine.state !== 'approved')
+      throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state} and cannot renew`);
     m.db.prepare('UPDATE machines SET csr_pem = ?, renew_requested = 1 WHERE name = ?').run(csr, name);
     return mustGet(m, name);
   });
@@ -124,27 +150,44 @@ export function block(m: MasterDb, name: string, opts: { by: string }): Machine 
   const by = text(opts.by, 'blocked by');
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
-    if (machine.state === 'revoked') throw new DepotsyncError('conflict', `machine ${name} is already revoked`);
+    if (machine.state === 'revoked')
+      throw new DepotsyncError('conflict', `machine ${name} is already revoked`);
     if (machine.state !== 'blocked') {
-      m.db.prepare("UPDATE machines SET state = 'blocked', state_changed_at = ?, state_changed_by = ? WHERE name = ?").run(nowIso(m), by, name);
+      m.db
+        .prepare(
+          "UPDATE machines SET state = 'blocked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
+        )
+        .run(nowIso(m), by, name);
     }
     return mustGet(m, name);
   });
 }
 
 /** Revoke a machine and every certificate it was ever issued; returns the serials newly revoked. */
-export function revoke(m: MasterDb, name: string, opts: { by: string }): { machine: Machine; revokedSerials: string[] } {
+export function revoke(
+  m: MasterDb,
+  name: string,
+  opts: { by: string },
+): { machine: Machine; revokedSerials: string[] } {
   const by = text(opts.by, 'revoked by');
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
     const now = nowIso(m);
     if (machine.state !== 'revoked') {
-      m.db.prepare("UPDATE machines SET state = 'revoked', state_changed_at = ?, state_changed_by = ? WHERE name = ?").run(now, by, name);
+      m.db
+        .prepare(
+          "UPDATE machines SET state = 'revoked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
+        )
+        .run(now, by, name);
     }
-    const serials = (m.db.prepare('SELECT serial FROM certificates WHERE machine = ? AND revoked_at IS NULL ORDER BY serial').all(name) as { serial: string }[]).map(
-      (r) => r.serial,
-    );
-    m.db.prepare('UPDATE certificates SET revoked_at = ? WHERE machine = ? AND revoked_at IS NULL').run(now, name);
+    const serials = (
+      m.db
+        .prepare('SELECT serial FROM certificates WHERE machine = ? AND revoked_at IS NULL ORDER BY serial')
+        .all(name) as { serial: string }[]
+    ).map((r) => r.serial);
+    m.db
+      .prepare('UPDATE certificates SET revoked_at = ? WHERE machine = ? AND revoked_at IS NULL')
+      .run(now, name);
     return { machine: mustGet(m, name), revokedSerials: serials };
   });
 }
@@ -154,9 +197,13 @@ export function forget(m: MasterDb, name: string): void {
   transaction(m.db, () => {
     const machine = mustGet(m, name);
     if (machine.state !== 'pending' && machine.state !== 'revoked') {
-      throw new DepotsyncError('conflict', `machine ${name} is ${machine.state}; only a pending or revoked machine can be removed`, {
-        hint: 'revoke it first',
-      });
+      throw new DepotsyncError(
+        'conflict',
+        `machine ${name} is ${machine.state}; only a pending or revoked machine can be removed`,
+        {
+          hint: 'revoke it first',
+        },
+      );
     }
     m.db.prepare('DELETE FROM machines WHERE name = ?').run(name);
   });
@@ -164,6 +211,7 @@ export function forget(m: MasterDb, name: string): void {
 
 /** Note that a machine was seen (a request over mutual TLS). */
 export function touch(m: MasterDb, name: string, address?: string): void {
-  m.db.prepare('UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?').run(nowIso(m), orNull(address), name);
+  m.db
+    .prepare('UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?')
+    .run(nowIso(m), orNull(address), name);
 }
-

@@ -64,7 +64,9 @@ export function putManifest(m: MasterDb, input: ManifestInput): ManifestInfo {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   return transaction(m.db, () => {
     const seq = m.db
-      .prepare('INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
       .run(id, sha256, bytes.length, bytes, chunks.size, nowIso(m)).lastInsertRowid;
     const ref = m.db.prepare('INSERT INTO chunk_refs (manifest_seq, chunk_id) VALUES (?, ?)');
     for (const c of chunks) ref.run(seq, Buffer.from(c, 'hex'));
@@ -85,15 +87,16 @@ export function getManifestInfo(m: MasterDb, id: string): ManifestInfo | undefin
 /** For `GET /v1/targets/{sha256}.{name}`: the manifest whose canonical bytes hash to `sha256`. */
 export function getManifestBySha256(m: MasterDb, sha256: string): { id: string; bytes: Buffer } | undefined {
   const r = m.db.prepare('SELECT id, bytes FROM manifests WHERE sha256 = ? LIMIT 1').get(sha256) as
-    | { id: string; bytes: Buffer }
-    | undefined;
+    { id: string; bytes: Buffer } | undefined;
   return r;
 }
 
 /** The distinct chunk ids of one manifest, sorted. */
 export function manifestChunkIds(m: MasterDb, id: string): string[] {
   const rows = m.db
-    .prepare('SELECT r.chunk_id FROM chunk_refs r JOIN manifests m ON m.seq = r.manifest_seq WHERE m.id = ? ORDER BY r.chunk_id')
+    .prepare(
+      'SELECT r.chunk_id FROM chunk_refs r JOIN manifests m ON m.seq = r.manifest_seq WHERE m.id = ? ORDER BY r.chunk_id',
+    )
     .all(id) as { chunk_id: Buffer }[];
   return rows.map((r) => r.chunk_id.toString('hex'));
 }

@@ -49,14 +49,23 @@ interface MetadataRow {
 const ROLE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 const toFile = (r: MetadataRow): MetadataFile => {
-  const f: MetadataFile = { name: r.name, role: r.role, version: r.version, bytes: r.bytes, sha256: r.sha256, length: r.length, createdAt: r.created_at };
+  const f: MetadataFile = {
+    name: r.name,
+    role: r.role,
+    version: r.version,
+    bytes: r.bytes,
+    sha256: r.sha256,
+    length: r.length,
+    createdAt: r.created_at,
+  };
   const g = orUndefined(r.generation);
   if (g !== undefined) f.generation = g;
   return f;
 };
 
 export function metadataFileName(role: string, version: number): string {
-  if (!ROLE.test(role)) throw new DepotsyncError('bad-input', `metadata role ${JSON.stringify(role)} is not a valid role name`);
+  if (!ROLE.test(role))
+    throw new DepotsyncError('bad-input', `metadata role ${JSON.stringify(role)} is not a valid role name`);
   return role === 'timestamp' ? 'timestamp.json' : `${count(version, `${role} version`, 1)}.${role}.json`;
 }
 
@@ -72,14 +81,22 @@ export function putMetadataFile(m: MasterDb, input: MetadataInput): MetadataFile
   const latest = latestMetadata(m, input.role);
   if (latest && latest.version === version) {
     if (latest.bytes.equals(bytes)) return latest;
-    throw new DepotsyncError('conflict', `metadata ${name} version ${version} is already stored with different bytes`, {
-      hint: 'sign a new version instead of replacing a published one',
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `metadata ${name} version ${version} is already stored with different bytes`,
+      {
+        hint: 'sign a new version instead of replacing a published one',
+      },
+    );
   }
   if (latest && latest.version > version) {
-    throw new DepotsyncError('version-rollback', `metadata ${name}: version ${version} is older than the stored version ${latest.version}`, {
-      hint: 'the signer must start from the newest stored version',
-    });
+    throw new DepotsyncError(
+      'version-rollback',
+      `metadata ${name}: version ${version} is older than the stored version ${latest.version}`,
+      {
+        hint: 'the signer must start from the newest stored version',
+      },
+    );
   }
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const row = [name, input.role, version, bytes, sha256, bytes.length, orNull(input.generation), nowIso(m)];
@@ -92,7 +109,11 @@ export function putMetadataFile(m: MasterDb, input: MetadataInput): MetadataFile
       )
       .run(...row);
   } else {
-    m.db.prepare('INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(...row);
+    m.db
+      .prepare(
+        'INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(...row);
   }
   return getMetadataFile(m, name) as MetadataFile;
 }
@@ -104,27 +125,38 @@ export function getMetadataFile(m: MasterDb, name: string): MetadataFile | undef
 
 /** The newest stored version of a role's metadata. */
 export function latestMetadata(m: MasterDb, role: string): MetadataFile | undefined {
-  const r = m.db.prepare('SELECT * FROM metadata_files WHERE role = ? ORDER BY version DESC LIMIT 1').get(role) as MetadataRow | undefined;
+  const r = m.db
+    .prepare('SELECT * FROM metadata_files WHERE role = ? ORDER BY version DESC LIMIT 1')
+    .get(role) as MetadataRow | undefined;
   return r && toFile(r);
 }
 
 /** Every root version, oldest first (agents walk the chain from their pinned root). */
 export function rootVersions(m: MasterDb): number[] {
-  return (m.db.prepare("SELECT version FROM metadata_files WHERE role = 'root' ORDER BY version").all() as { version: number }[]).map(
-    (r) => r.version,
-  );
+  return (
+    m.db.prepare("SELECT version FROM metadata_files WHERE role = 'root' ORDER BY version").all() as {
+      version: number;
+    }[]
+  ).map((r) => r.version);
 }
 
 /** Record that bin `name` is now at `version`, signed in `generation`. Versions only move forward. */
 export function setBinVersion(m: MasterDb, name: string, version: number, generation: number): BinVersion {
-  if (!ROLE.test(name)) throw new DepotsyncError('bad-input', `bin name ${JSON.stringify(name)} is not a valid role name`);
+  if (!ROLE.test(name))
+    throw new DepotsyncError('bad-input', `bin name ${JSON.stringify(name)} is not a valid role name`);
   const v = count(version, `bin ${name} version`, 1);
-  const old = m.db.prepare('SELECT version FROM bins WHERE name = ?').get(name) as { version: number } | undefined;
+  const old = m.db.prepare('SELECT version FROM bins WHERE name = ?').get(name) as
+    { version: number } | undefined;
   if (old && old.version > v) {
-    throw new DepotsyncError('version-rollback', `bin ${name}: version ${v} is older than the recorded version ${old.version}`);
+    throw new DepotsyncError(
+      'version-rollback',
+      `bin ${name}: version ${v} is older than the recorded version ${old.version}`,
+    );
   }
   m.db
-    .prepare('INSERT INTO bins (name, version, generation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version, generation = excluded.generation')
+    .prepare(
+      'INSERT INTO bins (name, version, generation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version, generation = excluded.generation',
+    )
     .run(name, v, generation);
   return { name, version: v, generation };
 }

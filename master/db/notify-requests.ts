@@ -23,15 +23,23 @@ interface Row {
   requested_by: string;
 }
 
-const toRequest = (r: Row): NotifyRequest => ({ seq: r.seq, depot: r.depot, requestedAt: r.requested_at, requestedBy: r.requested_by });
+const toRequest = (r: Row): NotifyRequest => ({
+  seq: r.seq,
+  depot: r.depot,
+  requestedAt: r.requested_at,
+  requestedBy: r.requested_by,
+});
 
 /** Insert a request (call inside the transaction that also audits it). */
 export function insertNotifyRequest(m: MasterDb, input: { depot: string | null; by: string }): NotifyRequest {
   const seq = Number(
     m.db
       .prepare('INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (?, ?, ?)')
-      .run(input.depot === null ? null : text(input.depot, 'notify depot', 64), nowIso(m), text(input.by, 'notify requested_by'))
-      .lastInsertRowid,
+      .run(
+        input.depot === null ? null : text(input.depot, 'notify depot', 64),
+        nowIso(m),
+        text(input.by, 'notify requested_by'),
+      ).lastInsertRowid,
   );
   m.db.prepare('DELETE FROM notify_requests WHERE seq <= ?').run(seq - NOTIFY_KEEP_ROWS);
   return toRequest(m.db.prepare<[number], Row>('SELECT * FROM notify_requests WHERE seq = ?').get(seq)!);
@@ -39,7 +47,10 @@ export function insertNotifyRequest(m: MasterDb, input: { depot: string | null; 
 
 /** Requests after `seq`, oldest first (at most `limit`). */
 export function notifyRequestsAfter(m: MasterDb, seq: number, limit = 100): NotifyRequest[] {
-  return m.db.prepare<[number, number], Row>('SELECT * FROM notify_requests WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit).map(toRequest);
+  return m.db
+    .prepare<[number, number], Row>('SELECT * FROM notify_requests WHERE seq > ? ORDER BY seq LIMIT ?')
+    .all(seq, limit)
+    .map(toRequest);
 }
 
 /** The newest request's sequence number (0 when there is none). */

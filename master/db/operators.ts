@@ -54,7 +54,10 @@ const toOperator = (r: OperatorRow): Operator => ({
 
 function operatorName(name: unknown): string {
   if (typeof name !== 'string' || !NAME.test(name)) {
-    throw new DepotsyncError('bad-input', `operator name must be 1-64 characters of letters, digits and . _ @ -, got ${JSON.stringify(name)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `operator name must be 1-64 characters of letters, digits and . _ @ -, got ${JSON.stringify(name)}`,
+    );
   }
   return name;
 }
@@ -73,9 +76,18 @@ export function addOperator(
       `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO NOTHING`,
     )
-    .run(name, role, hashSecret(token), now.toISOString(), text(opts.createdBy, 'createdBy'), expiryFrom(now, opts.tokenDays));
+    .run(
+      name,
+      role,
+      hashSecret(token),
+      now.toISOString(),
+      text(opts.createdBy, 'createdBy'),
+      expiryFrom(now, opts.tokenDays),
+    );
   if (r.changes === 0) {
-    throw new DepotsyncError('already-exists', `operator ${name} already exists`, { hint: 'choose another name, or remove the operator first' });
+    throw new DepotsyncError('already-exists', `operator ${name} already exists`, {
+      hint: 'choose another name, or remove the operator first',
+    });
   }
   return { operator: getOperator(m, name) as Operator, token };
 }
@@ -94,7 +106,11 @@ export function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: numbe
   return rotateOperator(m, name, tokenDays).token;
 }
 
-export function rotateOperator(m: MasterDb, name: string, tokenDays?: number): { token: string; expiresAt: string } {
+export function rotateOperator(
+  m: MasterDb,
+  name: string,
+  tokenDays?: number,
+): { token: string; expiresAt: string } {
   const token = newSecret();
   const expiresAt = expiryFrom(m.now(), tokenDays);
   const r = m.db
@@ -109,7 +125,9 @@ export function rotateOperator(m: MasterDb, name: string, tokenDays?: number): {
 }
 
 export function setOperatorDisabled(m: MasterDb, name: string, disabled: boolean): void {
-  if (m.db.prepare('UPDATE operators SET disabled = ? WHERE name = ?').run(disabled ? 1 : 0, name).changes === 0) {
+  if (
+    m.db.prepare('UPDATE operators SET disabled = ? WHERE name = ?').run(disabled ? 1 : 0, name).changes === 0
+  ) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
 }
@@ -128,7 +146,10 @@ export function listOperators(m: MasterDb): Operator[] {
  * a unique index: no stored secret is ever compared with the presented one (no timing oracle), and a
  * malformed token is refused before any work.
  */
-export function authenticateOperator(m: MasterDb, token: string): { name: string; role: OperatorRole } | null {
+export function authenticateOperator(
+  m: MasterDb,
+  token: string,
+): { name: string; role: OperatorRole } | null {
   const r = checkOperatorToken(m, token);
   return r.ok ? r.operator : null;
 }
@@ -153,13 +174,12 @@ const LAST_USED_EVERY_MS = 60_000;
  * an operator; the message says when it expired and how to rotate it), an unknown or disabled one is
  * not. A success records the last use.
  */
-export function checkOperatorToken(
-  m: MasterDb,
-  token: string,
-): TokenCheck {
+export function checkOperatorToken(m: MasterDb, token: string): TokenCheck {
   if (!looksLikeSecret(token)) return { ok: false, reason: 'unknown' };
   const r = m.db
-    .prepare('SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0')
+    .prepare(
+      'SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0',
+    )
     .get(hashSecret(token)) as TokenRow | undefined;
   if (!r) return { ok: false, reason: 'unknown' };
   const now = m.now();

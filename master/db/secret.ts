@@ -30,7 +30,9 @@ export function looksLikeSecret(s: unknown): s is string {
 
 export function requireSecretShape(s: unknown, what: string): string {
   if (!looksLikeSecret(s)) {
-    throw new DepotsyncError('unauthorized', `${what} is not valid`, { hint: `a ${what} is 43 characters of base64url` });
+    throw new DepotsyncError('unauthorized', `${what} is not valid`, {
+      hint: `a ${what} is 43 characters of base64url`,
+    });
   }
   return s;
 }

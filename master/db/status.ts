@@ -36,7 +36,9 @@ export interface DepotStatusInput {
  */
 export const SEQUENCE_JUMP_LIMIT = { base: 1000, perSecond: 1 } as const;
 
-export interface DepotStatus extends Required<Omit<DepotStatusInput, 'lastSuccess' | 'lastError' | 'validUntil' | 'upstream' | 'boot'>> {
+export interface DepotStatus extends Required<
+  Omit<DepotStatusInput, 'lastSuccess' | 'lastError' | 'validUntil' | 'upstream' | 'boot'>
+> {
   machine: string;
   receivedAt: string;
   lastSuccess?: string;
@@ -100,7 +102,12 @@ export interface StatusRecordOptions {
  * stored for this depot: a replayed or reordered report cannot overwrite newer status.
  * Keeps the newest `historyPerDepot` rows per depot.
  */
-export function recordDepotStatus(m: MasterDb, machine: string, report: DepotStatusInput, opts: StatusRecordOptions = {}): RecordOutcome {
+export function recordDepotStatus(
+  m: MasterDb,
+  machine: string,
+  report: DepotStatusInput,
+  opts: StatusRecordOptions = {},
+): RecordOutcome {
   const [out] = recordDepotStatuses(m, [{ machine, report, opts }]);
   if (out instanceof Error) throw out;
   return out!;
@@ -127,7 +134,12 @@ export function recordDepotStatuses(
         // Flagged for the operator: a report that contradicts what the master signed or what the depot
         // said before is refused, and the audit log says why (the route's rate limit bounds the entries).
         if (e instanceof RefusedReport) {
-          recordAudit(m, { actor: `machine:${machine}`, action: 'status.refused', target: machine, detail: { reason: e.message } });
+          recordAudit(m, {
+            actor: `machine:${machine}`,
+            action: 'status.refused',
+            target: machine,
+            detail: { reason: e.message },
+          });
         }
         results.push(e);
       }
@@ -152,7 +164,9 @@ function prepare(m: MasterDb) {
          last_error, bytes_fetched, chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, address, report, upstream)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    trim: m.db.prepare('DELETE FROM depot_status WHERE machine = ? AND id <= (SELECT id FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1 OFFSET ?)'),
+    trim: m.db.prepare(
+      'DELETE FROM depot_status WHERE machine = ? AND id <= (SELECT id FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
+    ),
   };
 }
 
@@ -165,26 +179,45 @@ function statements(m: MasterDb): Statements {
   return st;
 }
 
-function recordOne(st: Statements, machine: string, report: DepotStatusInput, opts: StatusRecordOptions, receivedAt: string): RecordOutcome {
+function recordOne(
+  st: Statements,
+  machine: string,
+  report: DepotStatusInput,
+  opts: StatusRecordOptions,
+  receivedAt: string,
+): RecordOutcome {
   const keep = count(opts.historyPerDepot ?? STATUS_DEFAULTS.historyPerDepot, 'historyPerDepot', 1);
   const sequence = count(report.sequence, 'status sequence', 1);
   const raw = JSON.stringify(opts.raw ?? report);
-  if (raw.length > 64 * 1024) throw new DepotsyncError('too-large', `status report from ${machine} is larger than 64 KiB`);
+  if (raw.length > 64 * 1024)
+    throw new DepotsyncError('too-large', `status report from ${machine} is larger than 64 KiB`);
   const role = st.role.get(machine) as string | undefined;
-  if (!role) throw new DepotsyncError('not-found', `machine ${machine} is not known; its status report was not stored`);
-  if (role !== 'depot') throw new DepotsyncError('forbidden', `machine ${machine} is not a depot (role ${role}); only depots report status`);
+  if (!role)
+    throw new DepotsyncError(
+      'not-found',
+      `machine ${machine} is not known; its status report was not stored`,
+    );
+  if (role !== 'depot')
+    throw new DepotsyncError(
+      'forbidden',
+      `machine ${machine} is not a depot (role ${role}); only depots report status`,
+    );
   // Checked against what the master signed: no depot serves, or is heading for, a generation the master
   // never made (it would show as current while it is not).
   const newest = (st.generation.get() as number | null) ?? 0;
   for (const field of ['servedGeneration', 'targetGeneration'] as const) {
     if (report[field] > newest) {
       const claim = `${field} ${report[field]}`;
-      throw new RefusedReport(`status report from ${machine}: ${claim} is above the master's newest generation ${newest}`, {
-        hint: 'the depot misreports, or serves a catalog this master no longer has (restored from an older backup?)',
-      });
+      throw new RefusedReport(
+        `status report from ${machine}: ${claim} is above the master's newest generation ${newest}`,
+        {
+          hint: 'the depot misreports, or serves a catalog this master no longer has (restored from an older backup?)',
+        },
+      );
     }
   }
-  const last = st.last.get(machine) as { sequence: number; received_at: string; reported_at: string; report: string } | undefined;
+  const last = st.last.get(machine) as
+    { sequence: number; received_at: string; reported_at: string; report: string } | undefined;
   if (last !== undefined) {
     const lastBoot = bootOf(last.report);
     if (report.boot !== undefined && report.boot !== lastBoot) {
@@ -204,13 +237,24 @@ function recordOne(st: Statements, machine: string, report: DepotStatusInput, op
     }
   }
   st.insert.run(
-    machine, receivedAt, report.reportedAt, sequence,
-    count(report.servedGeneration, 'servedGeneration'), count(report.targetGeneration, 'targetGeneration'),
-    orNull(report.lastSuccess), orNull(report.lastError),
-    count(report.bytesFetched, 'bytesFetched'), count(report.chunksFetched, 'chunksFetched'),
-    count(report.bytesRemaining ?? 0, 'bytesRemaining'), count(report.scrubOk ?? 0, 'scrubOk'),
-    count(report.scrubFailed ?? 0, 'scrubFailed'), count(report.freeDiskBytes ?? 0, 'freeDiskBytes'),
-    orNull(report.validUntil), orNull(opts.address), raw, orNull(report.upstream),
+    machine,
+    receivedAt,
+    report.reportedAt,
+    sequence,
+    count(report.servedGeneration, 'servedGeneration'),
+    count(report.targetGeneration, 'targetGeneration'),
+    orNull(report.lastSuccess),
+    orNull(report.lastError),
+    count(report.bytesFetched, 'bytesFetched'),
+    count(report.chunksFetched, 'chunksFetched'),
+    count(report.bytesRemaining ?? 0, 'bytesRemaining'),
+    count(report.scrubOk ?? 0, 'scrubOk'),
+    count(report.scrubFailed ?? 0, 'scrubFailed'),
+    count(report.freeDiskBytes ?? 0, 'freeDiskBytes'),
+    orNull(report.validUntil),
+    orNull(opts.address),
+    raw,
+    orNull(report.upstream),
   );
   st.trim.run(machine, machine, keep);
   return 'recorded';
@@ -246,5 +290,9 @@ export function latestStatusAll(m: MasterDb): DepotStatus[] {
 
 /** One depot's reports, newest first. */
 export function statusHistory(m: MasterDb, machine: string, limit = 20): DepotStatus[] {
-  return (m.db.prepare('SELECT * FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?').all(machine, limit) as Row[]).map(toStatus);
+  return (
+    m.db
+      .prepare('SELECT * FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?')
+      .all(machine, limit) as Row[]
+  ).map(toStatus);
 }

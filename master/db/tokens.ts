@@ -35,7 +35,13 @@ interface TokenRow {
 }
 
 function toToken(r: TokenRow): EnrollmentToken {
-  const t: EnrollmentToken = { id: r.id, role: r.role, createdAt: r.created_at, createdBy: r.created_by, expiresAt: r.expires_at };
+  const t: EnrollmentToken = {
+    id: r.id,
+    role: r.role,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    expiresAt: r.expires_at,
+  };
   const usedAt = orUndefined(r.used_at);
   const usedBy = orUndefined(r.used_by);
   if (usedAt !== undefined) t.usedAt = usedAt;
@@ -51,14 +57,24 @@ export function createEnrollmentToken(
   const role = oneOf(opts.role, MACHINE_ROLES, 'token role');
   const ttlMs = count(opts.ttlMs ?? TOKEN_DEFAULTS.ttlMs, 'token ttlMs', 1);
   if (ttlMs > TOKEN_DEFAULTS.maxTtlMs) {
-    throw new DepotsyncError('bad-input', `token ttlMs must be at most ${TOKEN_DEFAULTS.maxTtlMs} (30 days), got ${ttlMs}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `token ttlMs must be at most ${TOKEN_DEFAULTS.maxTtlMs} (30 days), got ${ttlMs}`,
+    );
   }
   const token = newSecret();
   const now = m.now();
   const id = m.db
-    .prepare('INSERT INTO enrollment_tokens (token_hash, role, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)')
-    .run(hashSecret(token), role, now.toISOString(), text(opts.createdBy, 'createdBy'), new Date(now.getTime() + ttlMs).toISOString())
-    .lastInsertRowid;
+    .prepare(
+      'INSERT INTO enrollment_tokens (token_hash, role, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)',
+    )
+    .run(
+      hashSecret(token),
+      role,
+      now.toISOString(),
+      text(opts.createdBy, 'createdBy'),
+      new Date(now.getTime() + ttlMs).toISOString(),
+    ).lastInsertRowid;
   return { token, record: getToken(m, Number(id)) as EnrollmentToken };
 }
 
@@ -68,9 +84,15 @@ export function createEnrollmentToken(
  * looked up by its hash, never compared as a string (no timing signal about stored tokens).
  * Run it in the same transaction as the approval, so a failed approval does not burn the token.
  */
-export function consumeEnrollmentToken(m: MasterDb, token: string, opts: { machine: string; role: MachineRole }): EnrollmentToken {
+export function consumeEnrollmentToken(
+  m: MasterDb,
+  token: string,
+  opts: { machine: string; role: MachineRole },
+): EnrollmentToken {
   const invalid = () =>
-    new DepotsyncError('unauthorized', 'enrollment token is not valid', { hint: 'ask the operator for a new token (depotsync master token)' });
+    new DepotsyncError('unauthorized', 'enrollment token is not valid', {
+      hint: 'ask the operator for a new token (depotsync master token)',
+    });
   if (!looksLikeSecret(token)) throw invalid();
   const hash = hashSecret(token);
   const now = nowIso(m);
@@ -82,7 +104,8 @@ export function consumeEnrollmentToken(m: MasterDb, token: string, opts: { machi
     .get(now, machineName(opts.machine), hash, now, opts.role) as TokenRow | undefined;
   if (claimed) return toToken(claimed);
   // Not claimed: say why.
-  const row = m.db.prepare('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(hash) as TokenRow | undefined;
+  const row = m.db.prepare('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(hash) as
+    TokenRow | undefined;
   if (!row) throw invalid();
   if (row.used_at !== null) {
     throw new DepotsyncError('unauthorized', `enrollment token was already used at ${row.used_at}`, {
@@ -90,11 +113,17 @@ export function consumeEnrollmentToken(m: MasterDb, token: string, opts: { machi
     });
   }
   if (row.expires_at <= now) {
-    throw new DepotsyncError('expired', `enrollment token expired at ${row.expires_at}`, { hint: 'ask the operator for a new token' });
+    throw new DepotsyncError('expired', `enrollment token expired at ${row.expires_at}`, {
+      hint: 'ask the operator for a new token',
+    });
   }
-  throw new DepotsyncError('forbidden', `enrollment token is for ${article(row.role)}, but this machine enrolls as ${article(opts.role)}`, {
-    hint: `enroll as ${article(row.role)}, or ask for ${article(opts.role)} token`,
-  });
+  throw new DepotsyncError(
+    'forbidden',
+    `enrollment token is for ${article(row.role)}, but this machine enrolls as ${article(opts.role)}`,
+    {
+      hint: `enroll as ${article(row.role)}, or ask for ${article(opts.role)} token`,
+    },
+  );
 }
 
 export function getToken(m: MasterDb, id: number): EnrollmentToken | undefined {
@@ -105,7 +134,9 @@ export function getToken(m: MasterDb, id: number): EnrollmentToken | undefined {
 /** Tokens, newest first; by default only those still usable. */
 export function listEnrollmentTokens(m: MasterDb, opts: { all?: boolean } = {}): EnrollmentToken[] {
   const rows = m.db
-    .prepare('SELECT * FROM enrollment_tokens WHERE @all OR (used_at IS NULL AND expires_at > @now) ORDER BY id DESC')
+    .prepare(
+      'SELECT * FROM enrollment_tokens WHERE @all OR (used_at IS NULL AND expires_at > @now) ORDER BY id DESC',
+    )
     .all({ all: opts.all ? 1 : 0, now: nowIso(m) }) as TokenRow[];
   return rows.map(toToken);
 }

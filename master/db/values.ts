@@ -6,15 +6,26 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 export function hex64(value: unknown, field: string): string {
   if (typeof value !== 'string' || !HEX64.test(value)) {
-    throw new DepotsyncError('bad-input', `${field} must be 64 lowercase hex characters, got ${preview(value)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${field} must be 64 lowercase hex characters, got ${preview(value)}`,
+    );
   }
   return value;
 }
 
 export function text(value: unknown, field: string, maxLength = 256): string {
   // Control characters would corrupt logs, the audit trail and the dashboard.
-  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength || /[\u0000-\u001f\u007f]/.test(value)) {
-    throw new DepotsyncError('bad-input', `${field} must be 1-${maxLength} printable characters, got ${preview(value)}`);
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > maxLength ||
+    /[\u0000-\u001f\u007f]/.test(value)
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${field} must be 1-${maxLength} printable characters, got ${preview(value)}`,
+    );
   }
   return value;
 }
@@ -28,7 +39,10 @@ export function count(value: unknown, field: string, min = 0): number {
 
 export function oneOf<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
-    throw new DepotsyncError('bad-input', `${field} must be one of ${allowed.join(', ')}, got ${preview(value)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${field} must be one of ${allowed.join(', ')}, got ${preview(value)}`,
+    );
   }
   return value as T;
 }
@@ -49,8 +63,15 @@ export function orUndefined<T>(v: T | null): T | undefined {
 
 /** A PEM block: printable ASCII and line breaks only, bounded. Parsing it is the PKI layer's job. */
 export function pem(value: unknown, field: string, maxLength = 16 * 1024): string {
-  if (typeof value !== 'string' || value.length > maxLength || !/^-----BEGIN [A-Z0-9 ]+-----\r?\n[\x20-\x7e\r\n]+-----END [A-Z0-9 ]+-----\s*$/.test(value)) {
-    throw new DepotsyncError('bad-input', `${field} must be a PEM block of at most ${maxLength} characters, got ${preview(value)}`);
+  if (
+    typeof value !== 'string' ||
+    value.length > maxLength ||
+    !/^-----BEGIN [A-Z0-9 ]+-----\r?\n[\x20-\x7e\r\n]+-----END [A-Z0-9 ]+-----\s*$/.test(value)
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${field} must be a PEM block of at most ${maxLength} characters, got ${preview(value)}`,
+    );
   }
   return value;
 }
@@ -60,7 +81,10 @@ export const MACHINE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function machineName(value: unknown, field = 'machine name'): string {
   if (typeof value !== 'string' || !MACHINE_NAME.test(value)) {
-    throw new DepotsyncError('bad-input', `${field} must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, got ${preview(value)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${field} must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, got ${preview(value)}`,
+    );
   }
   return value;
 }

@@ -6,7 +6,11 @@ import type { MasterContext } from '../context.js';
 /** `depotsync master directory set|remove|list`; master/commands.ts registers them. */
 const dirOption = { dir: { type: 'string' as const } };
 
-async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: MasterContext, d: typeof import('./directory.js')) => T): Promise<T> {
+async function withMaster<T>(
+  c: CommandContext,
+  what: string,
+  fn: (ctx: MasterContext, d: typeof import('./directory.js')) => T,
+): Promise<T> {
   const { openMaster } = await import('../context.js');
   const d = await import('./directory.js');
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
@@ -29,7 +33,7 @@ export const directoryCommands: Command[] = [
   {
     path: ['master', 'directory', 'set'],
     usage: 'master directory set --dir M NAME --url https://HOST[:PORT] [--site SITE]',
-    summary: "add or change an approved depot in the signed depot directory agents use (a new generation)",
+    summary: 'add or change an approved depot in the signed depot directory agents use (a new generation)',
     options: { ...dirOption, url: { type: 'string' }, site: { type: 'string' } },
     positionals: [1, 1],
     async run(c) {
@@ -41,7 +45,14 @@ export const directoryCommands: Command[] = [
         const r = d.setDirectoryEntry(ctx, { name: depot, url, site }, who);
         const entry = r.directory.depots.find((e) => e.name === depot);
         return {
-          json: { name: depot, url: entry?.url, site: entry?.site ?? null, directoryVersion: r.directory.version, generation: r.generation, changed: r.changed },
+          json: {
+            name: depot,
+            url: entry?.url,
+            site: entry?.site ?? null,
+            directoryVersion: r.directory.version,
+            generation: r.generation,
+            changed: r.changed,
+          },
           human: r.changed
             ? `depot ${depot} → ${entry?.url}${entry?.site ? ` (site ${entry.site})` : ''}: directory v${r.directory.version}, generation ${r.generation}`
             : `depot ${depot} is already in the directory exactly so (v${r.directory.version}); nothing changed`,
@@ -61,7 +72,12 @@ export const directoryCommands: Command[] = [
       return withMaster(c, what, (ctx, d) => {
         const r = d.removeDirectoryEntry(ctx, depot, who);
         return {
-          json: { name: depot, removed: true, directoryVersion: r.directory.version, generation: r.generation },
+          json: {
+            name: depot,
+            removed: true,
+            directoryVersion: r.directory.version,
+            generation: r.generation,
+          },
           human: `depot ${depot} removed from the directory: directory v${r.directory.version}, generation ${r.generation}`,
         };
       });
@@ -75,10 +91,16 @@ export const directoryCommands: Command[] = [
     async run(c) {
       return withMaster(c, 'master directory list', (ctx, d) => {
         const r = d.readDirectory(ctx);
-        const lines = r.entries.map((e) => `${e.name.padEnd(20)} ${e.url}  ${e.site ? `site ${e.site}` : 'no site'}${e.state === 'approved' ? '' : `  (machine ${e.state}: remove it)`}`);
+        const lines = r.entries.map(
+          (e) =>
+            `${e.name.padEnd(20)} ${e.url}  ${e.site ? `site ${e.site}` : 'no site'}${e.state === 'approved' ? '' : `  (machine ${e.state}: remove it)`}`,
+        );
         return {
           json: { directoryVersion: r.directory.version, generation: r.generation, depots: r.entries },
-          human: [`depot directory v${r.directory.version} (generation ${r.generation}): ${r.entries.length} depot(s)`, ...lines].join('\n'),
+          human: [
+            `depot directory v${r.directory.version} (generation ${r.generation}): ${r.entries.length} depot(s)`,
+            ...lines,
+          ].join('\n'),
         };
       });
     },

@@ -42,10 +42,17 @@ export function directoryOf(repo: TufRepository): DepotDirectory {
   return t ? directoryFromTarget(t, `${DEPOT_DIRECTORY_TARGET} in the master's catalog`) : EMPTY_DIRECTORY;
 }
 
-export function readDirectory(ctx: MasterContext): { directory: DepotDirectory; generation: number; entries: ListedEntry[] } {
+export function readDirectory(ctx: MasterContext): {
+  directory: DepotDirectory;
+  generation: number;
+  entries: ListedEntry[];
+} {
   const repo = loadRepository(ctx);
   const directory = directoryOf(repo);
-  const entries = directory.depots.map((e): ListedEntry => ({ ...e, state: byName(ctx.db, e.name)?.state ?? 'missing' }));
+  const entries = directory.depots.map((e): ListedEntry => ({
+    ...e,
+    state: byName(ctx.db, e.name)?.state ?? 'missing',
+  }));
   return { directory, generation: repo.generation, entries };
 }
 
@@ -53,24 +60,37 @@ export function readDirectory(ctx: MasterContext): { directory: DepotDirectory; 
  * `directory set`: refused unless NAME is an approved depot whose certificate names the URL's host
  * (agents check both: a URL its certificate does not cover could never be used).
  */
-export function setDirectoryEntry(ctx: MasterContext, input: { name: string; url: string; site?: string | undefined }, who: Actor): DirectoryChange {
+export function setDirectoryEntry(
+  ctx: MasterContext,
+  input: { name: string; url: string; site?: string | undefined },
+  who: Actor,
+): DirectoryChange {
   const entry = decodeDirectoryEntry(
     { name: input.name, url: input.url, ...(input.site !== undefined ? { site: input.site } : {}) },
     `directory entry ${JSON.stringify(input.name)}`,
   );
   const machine = approvedDepot(ctx, entry.name);
   checkCertificateCoversUrl(machine, entry.url);
-  return change(ctx, who, 'directory.set', entry.name, (d) => {
-    const old = d.depots.find((e) => e.name === entry.name);
-    if (old && old.url === entry.url && old.site === entry.site) return undefined;
-    return withEntry(d, entry);
-  }, { url: entry.url, ...(entry.site ? { site: entry.site } : {}) });
+  return change(
+    ctx,
+    who,
+    'directory.set',
+    entry.name,
+    (d) => {
+      const old = d.depots.find((e) => e.name === entry.name);
+      if (old && old.url === entry.url && old.site === entry.site) return undefined;
+      return withEntry(d, entry);
+    },
+    { url: entry.url, ...(entry.site ? { site: entry.site } : {}) },
+  );
 }
 
 export function removeDirectoryEntry(ctx: MasterContext, name: string, who: Actor): DirectoryChange {
   return change(ctx, who, 'directory.remove', name, (d) => {
     if (!d.depots.some((e) => e.name === name)) {
-      throw new DepotsyncError('not-found', `depot ${JSON.stringify(name)} is not in the depot directory`, { hint: 'list it with: depotsync master directory list --dir M' });
+      throw new DepotsyncError('not-found', `depot ${JSON.stringify(name)} is not in the depot directory`, {
+        hint: 'list it with: depotsync master directory list --dir M',
+      });
     }
     return withoutEntry(d, name);
   });
@@ -118,12 +138,23 @@ function change(
 
 function approvedDepot(ctx: MasterContext, name: string): Machine {
   const m = byName(ctx.db, name);
-  if (!m) throw new DepotsyncError('not-found', `directory set: no machine named ${JSON.stringify(name)}`, { hint: 'enroll the depot first (depotsync depot init), then approve it' });
-  if (m.role !== 'depot') throw new DepotsyncError('bad-input', `directory set: ${name} is an ${m.role}, not a depot`);
-  if (m.state !== 'approved' || !m.certPem) {
-    throw new DepotsyncError('conflict', `directory set: depot ${name} is ${m.state}; only approved depots go into the directory`, {
-      hint: m.state === 'pending' ? `approve it first: depotsync master approve --dir M ${name}` : 'agents must not be sent to a blocked or revoked depot',
+  if (!m)
+    throw new DepotsyncError('not-found', `directory set: no machine named ${JSON.stringify(name)}`, {
+      hint: 'enroll the depot first (depotsync depot init), then approve it',
     });
+  if (m.role !== 'depot')
+    throw new DepotsyncError('bad-input', `directory set: ${name} is an ${m.role}, not a depot`);
+  if (m.state !== 'approved' || !m.certPem) {
+    throw new DepotsyncError(
+      'conflict',
+      `directory set: depot ${name} is ${m.state}; only approved depots go into the directory`,
+      {
+        hint:
+          m.state === 'pending'
+            ? `approve it first: depotsync master approve --dir M ${name}`
+            : 'agents must not be sent to a blocked or revoked depot',
+      },
+    );
   }
   return m;
 }
@@ -133,8 +164,12 @@ function checkCertificateCoversUrl(m: Machine, url: string): void {
   const { host, ip } = urlHost(url);
   const ok = ip ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined;
   if (!ok) {
-    throw new DepotsyncError('bad-input', `directory set: the certificate of depot ${m.name} does not name ${host}, the host of ${url}; agents would refuse the connection`, {
-      hint: `use a host name the depot enrolled with, or re-enroll the depot with --host ${host}`,
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `directory set: the certificate of depot ${m.name} does not name ${host}, the host of ${url}; agents would refuse the connection`,
+      {
+        hint: `use a host name the depot enrolled with, or re-enroll the depot with --host ${host}`,
+      },
+    );
   }
 }

@@ -35,7 +35,12 @@ export async function snapshotDrop(abs: string): Promise<DropSnapshot | undefine
   };
   try {
     const top = await lstat(abs);
-    if (!top.isDirectory()) return { signature: `${top.size}\0${top.mtimeMs}\0${top.isSymbolicLink()}`, files: 1, isDirectory: false };
+    if (!top.isDirectory())
+      return {
+        signature: `${top.size}\0${top.mtimeMs}\0${top.isSymbolicLink()}`,
+        files: 1,
+        isDirectory: false,
+      };
     await walk(abs, '');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -55,10 +60,13 @@ export async function dropProblem(dropbox: string, segments: string[]): Promise<
   }
   const nameSt = await lstat(join(dropbox, name));
   // A linked package or version folder would publish whatever it points to, from anywhere on the disk.
-  if (nameSt.isSymbolicLink()) return `package folder ${name} is a link; copy the folder into the drop folder instead`;
+  if (nameSt.isSymbolicLink())
+    return `package folder ${name} is a link; copy the folder into the drop folder instead`;
   const st = await lstat(join(dropbox, name, version));
-  if (st.isSymbolicLink()) return `version folder ${name}/${version} is a link pointing elsewhere; copy the files into the drop folder instead`;
-  if (!st.isDirectory()) return `${name}/${version} is a file; a drop must be a folder NAME/VERSION/ holding the package files`;
+  if (st.isSymbolicLink())
+    return `version folder ${name}/${version} is a link pointing elsewhere; copy the files into the drop folder instead`;
+  if (!st.isDirectory())
+    return `${name}/${version} is a file; a drop must be a folder NAME/VERSION/ holding the package files`;
   const badName = nameProblem(name);
   if (badName) return `bad package name ${JSON.stringify(name)}: ${badName}`;
   const badVersion = nameProblem(version);
@@ -70,7 +78,13 @@ export async function dropProblem(dropbox: string, segments: string[]): Promise<
  * Move a bad drop to `rejected/NAME/VERSION-<time>/` (or `rejected/NAME-<time>/` for a stray entry) with
  * a REASON.txt next to its files; a drop that is a single file is put inside that folder. Returns where.
  */
-export async function rejectDrop(dropbox: string, rejected: string, segments: string[], reason: string, now: Date): Promise<string> {
+export async function rejectDrop(
+  dropbox: string,
+  rejected: string,
+  segments: string[],
+  reason: string,
+  now: Date,
+): Promise<string> {
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   const src = join(dropbox, ...segments);
   const dest = join(rejected, ...segments.slice(0, -1), `${segments[segments.length - 1]}-${stamp}`);
@@ -81,12 +95,16 @@ export async function rejectDrop(dropbox: string, rejected: string, segments: st
   try {
     await rename(src, target);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw fromSystemError(e, `moving rejected drop ${src}`);
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV')
+      throw fromSystemError(e, `moving rejected drop ${src}`);
     // The drop folder is on another file system: copy (links as links), then remove.
     await cp(src, target, { recursive: true, verbatimSymlinks: true });
     await rm(src, { recursive: true, force: true });
   }
-  await writeFile(join(dest, 'REASON.txt'), `${reason}\n\nrejected at ${now.toISOString()} from ${segments.join('/')}\n`);
+  await writeFile(
+    join(dest, 'REASON.txt'),
+    `${reason}\n\nrejected at ${now.toISOString()} from ${segments.join('/')}\n`,
+  );
   return dest;
 }
 

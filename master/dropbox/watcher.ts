@@ -53,7 +53,9 @@ interface DropState {
 }
 
 export class DropboxWatcher {
-  private readonly o: Required<Omit<DropboxOptions, 'onOutcome' | 'onCheck' | 'usePolling' | 'pollIntervalMs'>> &
+  private readonly o: Required<
+    Omit<DropboxOptions, 'onOutcome' | 'onCheck' | 'usePolling' | 'pollIntervalMs'>
+  > &
     Pick<DropboxOptions, 'onOutcome' | 'onCheck' | 'usePolling' | 'pollIntervalMs'>;
   private readonly drops = new Map<string, DropState>();
   private watcher: FSWatcher | undefined;
@@ -63,13 +65,24 @@ export class DropboxWatcher {
 
   constructor(opts: DropboxOptions) {
     if (!Number.isInteger(opts.settleMs) || opts.settleMs < 0) {
-      throw new DepotsyncError('bad-input', `dropbox: settleMs must be an integer >= 0, got ${JSON.stringify(opts.settleMs)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `dropbox: settleMs must be an integer >= 0, got ${JSON.stringify(opts.settleMs)}`,
+      );
     }
     const recheckMs = opts.recheckMs ?? Math.min(1000, Math.max(50, Math.floor(opts.settleMs / 4)));
     if (!Number.isInteger(recheckMs) || recheckMs < 1) {
-      throw new DepotsyncError('bad-input', `dropbox: recheckMs must be an integer >= 1, got ${JSON.stringify(opts.recheckMs)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `dropbox: recheckMs must be an integer >= 1, got ${JSON.stringify(opts.recheckMs)}`,
+      );
     }
-    this.o = { ...opts, recheckMs, clockMs: opts.clockMs ?? Date.now, log: opts.log.child({ component: 'master.dropbox' }) };
+    this.o = {
+      ...opts,
+      recheckMs,
+      clockMs: opts.clockMs ?? Date.now,
+      log: opts.log.child({ component: 'master.dropbox' }),
+    };
   }
 
   /** Start watching; resolves once the initial scan is done (drops already there are picked up too). */
@@ -112,7 +125,13 @@ export class DropboxWatcher {
   private schedule(key: string, state: DropState, ms: number): void {
     if (this.closed) return;
     clearTimeout(state.timer);
-    state.timer = setTimeout(() => void this.check(key).catch((e: unknown) => this.o.log.error({ key, err: (e as Error).message }, 'drop check failed')), ms);
+    state.timer = setTimeout(
+      () =>
+        void this.check(key).catch((e: unknown) =>
+          this.o.log.error({ key, err: (e as Error).message }, 'drop check failed'),
+        ),
+      ms,
+    );
     state.timer.unref();
   }
 
@@ -162,7 +181,9 @@ export class DropboxWatcher {
     this.busy.add(key);
     this.queue = this.queue
       .then(job)
-      .catch((e: unknown) => this.o.log.error({ drop: key, err: (e as Error).message }, 'drop processing failed'))
+      .catch((e: unknown) =>
+        this.o.log.error({ drop: key, err: (e as Error).message }, 'drop processing failed'),
+      )
       .finally(() => this.busy.delete(key));
   }
 
@@ -170,19 +191,33 @@ export class DropboxWatcher {
     if (this.closed) return;
     const segments = key.split('/');
     const log = this.o.log.child({ drop: key });
-    const problem = await dropProblem(this.o.dropbox, segments).catch((e: unknown) => `cannot inspect the drop: ${(e as Error).message}`);
+    const problem = await dropProblem(this.o.dropbox, segments).catch(
+      (e: unknown) => `cannot inspect the drop: ${(e as Error).message}`,
+    );
     if (problem) return this.reject(key, segments, problem);
     const [name, version] = segments as [string, string];
     try {
       const result = await this.o.publish(name, version, join(this.o.dropbox, name, version));
       await removePublishedDrop(this.o.dropbox, segments);
-      log.info({ name, version, generation: result.generation, unchanged: result.unchanged, newChunks: result.newChunks }, 'drop published');
+      log.info(
+        {
+          name,
+          version,
+          generation: result.generation,
+          unchanged: result.unchanged,
+          newChunks: result.newChunks,
+        },
+        'drop published',
+      );
       this.o.onOutcome?.({ kind: 'published', key, result });
     } catch (e) {
       const now = await snapshotDrop(join(this.o.dropbox, name, version)).catch(() => undefined);
       if (now && now.signature !== snap.signature) {
         // Still being written: not a bad drop. The watcher events (or this re-check) bring it back.
-        log.info({ err: (e as Error).message }, 'drop changed while it was published; waiting for it to settle');
+        log.info(
+          { err: (e as Error).message },
+          'drop changed while it was published; waiting for it to settle',
+        );
         this.touched(join(this.o.dropbox, name, version));
         return;
       }
@@ -193,11 +228,20 @@ export class DropboxWatcher {
 
   private async reject(key: string, segments: string[], reason: string): Promise<void> {
     try {
-      const movedTo = await rejectDrop(this.o.dropbox, this.o.rejected, segments, reason, new Date(this.o.clockMs()));
+      const movedTo = await rejectDrop(
+        this.o.dropbox,
+        this.o.rejected,
+        segments,
+        reason,
+        new Date(this.o.clockMs()),
+      );
       this.o.log.warn({ drop: key, reason, movedTo }, 'drop rejected');
       this.o.onOutcome?.({ kind: 'rejected', key, reason, movedTo });
     } catch (e) {
-      this.o.log.error({ drop: key, reason, err: (e as Error).message }, 'drop rejected, but it could not be moved aside');
+      this.o.log.error(
+        { drop: key, reason, err: (e as Error).message },
+        'drop rejected, but it could not be moved aside',
+      );
     }
   }
 }

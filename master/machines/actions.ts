@@ -18,8 +18,12 @@ export interface Actor {
 }
 
 /** Issue a certificate for `machine` from its stored CSR (the master's names are reserved). */
-export function issueFromCsr(ctx: MasterContext, machine: Machine): { pem: string; serial: string; notAfter: Date } {
-  if (!machine.csrPem) throw new DepotsyncError('conflict', `machine ${machine.name} has no certificate request on record`);
+export function issueFromCsr(
+  ctx: MasterContext,
+  machine: Machine,
+): { pem: string; serial: string; notAfter: Date } {
+  if (!machine.csrPem)
+    throw new DepotsyncError('conflict', `machine ${machine.name} has no certificate request on record`);
   const pem = issueMachineCertificate(ctx.ca, machine.csrPem, {
     machineName: machine.name,
     role: machine.role,
@@ -37,7 +41,9 @@ export function issueFromCsr(ctx: MasterContext, machine: Machine): { pem: strin
  * only from that machine.
  */
 export function reservedServerNames(hosts: readonly string[]): string[] {
-  return hosts.filter((h) => !['localhost', '127.0.0.1', '::1'].includes(h.toLowerCase()) && !h.startsWith('127.'));
+  return hosts.filter(
+    (h) => !['localhost', '127.0.0.1', '::1'].includes(h.toLowerCase()) && !h.startsWith('127.'),
+  );
 }
 
 export function approveMachine(ctx: MasterContext, name: string, who: Actor): Machine {
@@ -50,7 +56,13 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
   const needsCert = !machine.certPem || machine.state === 'pending';
   const certificate = needsCert ? issueFromCsr(ctx, machine) : undefined;
   const out = approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
-  recordAudit(ctx.db, { actor: who.actor, action: 'machine.approve', target: name, detail: { serial: out.certSerial }, ...(who.address ? { address: who.address } : {}) });
+  recordAudit(ctx.db, {
+    actor: who.actor,
+    action: 'machine.approve',
+    target: name,
+    detail: { serial: out.certSerial },
+    ...(who.address ? { address: who.address } : {}),
+  });
   // Unblocked: its certificate leaves the signed list, which depots hear about within seconds.
   if (machine.state === 'blocked') publishRevocationListSync(ctx);
   return out;
@@ -59,22 +71,40 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
 export async function blockMachine(ctx: MasterContext, name: string, who: Actor): Promise<Machine> {
   mustExist(ctx, name);
   const out = block(ctx.db, name, { by: who.actor });
-  recordAudit(ctx.db, { actor: who.actor, action: 'machine.block', target: name, ...(who.address ? { address: who.address } : {}) });
+  recordAudit(ctx.db, {
+    actor: who.actor,
+    action: 'machine.block',
+    target: name,
+    ...(who.address ? { address: who.address } : {}),
+  });
   // Blocked machines go on the signed list too, so depots refuse them as well.
   await publishRevocationList(ctx);
   return out;
 }
 
-export async function revokeMachine(ctx: MasterContext, name: string, who: Actor): Promise<{ machine: Machine; revokedSerials: string[] }> {
+export async function revokeMachine(
+  ctx: MasterContext,
+  name: string,
+  who: Actor,
+): Promise<{ machine: Machine; revokedSerials: string[] }> {
   mustExist(ctx, name);
   const out = revoke(ctx.db, name, { by: who.actor });
-  recordAudit(ctx.db, { actor: who.actor, action: 'machine.revoke', target: name, detail: { serials: out.revokedSerials }, ...(who.address ? { address: who.address } : {}) });
+  recordAudit(ctx.db, {
+    actor: who.actor,
+    action: 'machine.revoke',
+    target: name,
+    detail: { serials: out.revokedSerials },
+    ...(who.address ? { address: who.address } : {}),
+  });
   await publishRevocationList(ctx);
   return out;
 }
 
 function mustExist(ctx: MasterContext, name: string): Machine {
   const m = byName(ctx.db, name);
-  if (!m) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, { hint: 'list machines with: depotsync status --dir M' });
+  if (!m)
+    throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, {
+      hint: 'list machines with: depotsync status --dir M',
+    });
   return m;
 }

@@ -22,7 +22,12 @@ import { issueFromCsr, type Actor } from './actions.js';
 /** What `GET /v1/renew` answers: the newest certificate on record and the operator's mark. */
 export function renewalState(ctx: MasterContext, who: MachineRef): RenewState {
   const m = mustGet(ctx.db, who.name);
-  return { machine: m.name, serial: m.certSerial ?? who.serial, notAfter: m.certNotAfter ?? '', renewRequested: m.renewRequested };
+  return {
+    machine: m.name,
+    serial: m.certSerial ?? who.serial,
+    notAfter: m.certNotAfter ?? '',
+    renewRequested: m.renewRequested,
+  };
 }
 
 /**
@@ -32,16 +37,35 @@ export function renewalState(ctx: MasterContext, who: MachineRef): RenewState {
  */
 export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
   const machine = byName(ctx.db, name);
-  if (!machine) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, { hint: 'list machines with: depotsync status --dir M' });
-  if (machine.state !== 'approved') {
-    throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state}; only an approved machine renews its certificate`, {
-      hint: machine.state === 'blocked' ? 'approve it again first' : machine.state === 'pending' ? 'approve it first' : 'a revoked machine must enroll again',
+  if (!machine)
+    throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, {
+      hint: 'list machines with: depotsync status --dir M',
     });
+  if (machine.state !== 'approved') {
+    throw new DepotsyncError(
+      'forbidden',
+      `machine ${name} is ${machine.state}; only an approved machine renews its certificate`,
+      {
+        hint:
+          machine.state === 'blocked'
+            ? 'approve it again first'
+            : machine.state === 'pending'
+              ? 'approve it first'
+              : 'a revoked machine must enroll again',
+      },
+    );
   }
-  if (!machine.csrPem) throw new DepotsyncError('conflict', `machine ${name} has no certificate request on record`);
+  if (!machine.csrPem)
+    throw new DepotsyncError('conflict', `machine ${name} has no certificate request on record`);
   return transaction(ctx.db.db, () => {
     const out = requestRenewal(ctx.db, name, machine.csrPem as string);
-    recordAudit(ctx.db, { actor: who.actor, action: 'machine.renew-request', target: name, detail: { serial: out.certSerial ?? null }, ...(who.address ? { address: who.address } : {}) });
+    recordAudit(ctx.db, {
+      actor: who.actor,
+      action: 'machine.renew-request',
+      target: name,
+      detail: { serial: out.certSerial ?? null },
+      ...(who.address ? { address: who.address } : {}),
+    });
     return out;
   });
 }
@@ -51,20 +75,34 @@ export function renewMachine(ctx: MasterContext, name: string, who: Actor): Mach
  * (proof of possession), name this machine and role, and carry a key other than the current one (a
  * renewal that keeps a possibly exposed key would renew the exposure too).
  */
-export function renewFromCsr(ctx: MasterContext, who: MachineRef, csrPem: string, address?: string): RenewReply {
+export function renewFromCsr(
+  ctx: MasterContext,
+  who: MachineRef,
+  csrPem: string,
+  address?: string,
+): RenewReply {
   const machine = mustGet(ctx.db, who.name);
   if (machine.state !== 'approved') {
-    throw new DepotsyncError('forbidden', `machine ${who.name} is ${machine.state} and cannot renew its certificate`);
+    throw new DepotsyncError(
+      'forbidden',
+      `machine ${who.name} is ${machine.state} and cannot renew its certificate`,
+    );
   }
   const what = `renewal CSR of ${machine.role} ${machine.name}`;
   const csr = parseCsr(csrPem, { what });
   if (csr.commonName !== machine.name || (csr.role !== null && csr.role !== machine.role)) {
-    throw new DepotsyncError('bad-certificate', `${what}: it is for ${csr.commonName} (${csr.role ?? 'no role'}), not for the machine whose certificate made the request`, {
-      hint: 'a machine renews only its own certificate',
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: it is for ${csr.commonName} (${csr.role ?? 'no role'}), not for the machine whose certificate made the request`,
+      {
+        hint: 'a machine renews only its own certificate',
+      },
+    );
   }
   if (machine.certPem && spkiFingerprint(machine.certPem) === csr.fingerprint) {
-    throw new DepotsyncError('bad-certificate', `${what}: it reuses the key of the current certificate`, { hint: 'make a new key for the renewal' });
+    throw new DepotsyncError('bad-certificate', `${what}: it reuses the key of the current certificate`, {
+      hint: 'make a new key for the renewal',
+    });
   }
   const issued = issueFromCsr(ctx, { ...machine, csrPem });
   const out = transaction(ctx.db.db, () => {
@@ -79,9 +117,17 @@ export function renewFromCsr(ctx: MasterContext, who: MachineRef, csrPem: string
     });
     return m;
   });
-  return { machine: out.name, serial: issued.serial, notAfter: issued.notAfter.toISOString(), certificate: issued.pem, caCertificate: ctx.ca.certPem };
+  return {
+    machine: out.name,
+    serial: issued.serial,
+    notAfter: issued.notAfter.toISOString(),
+    certificate: issued.pem,
+    caCertificate: ctx.ca.certPem,
+  };
 }
 
 function spkiFingerprint(certPem: string): string {
-  return createHash('sha256').update(new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+  return createHash('sha256')
+    .update(new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }

@@ -26,12 +26,16 @@ export async function collectMasterGarbage(
   const cutoff = new Date(ctx.db.now().getTime() - graceMs).toISOString();
   // The newest generation already older than the grace period; removals after it are still retained.
   const retainSinceGeneration =
-    (ctx.db.db.prepare('SELECT MAX(generation) FROM generations WHERE created_at <= ?').pluck().get(cutoff) as number | null) ?? 0;
+    (ctx.db.db
+      .prepare('SELECT MAX(generation) FROM generations WHERE created_at <= ?')
+      .pluck()
+      .get(cutoff) as number | null) ?? 0;
   const live = new Set<string>();
   for (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) {
     live.add(id);
     // A large catalog's walk must not hold the serving event loop for long (ids come a page at a time).
-    if (live.size % LIVE_CHUNK_DEFAULTS.pageSize === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (live.size % LIVE_CHUNK_DEFAULTS.pageSize === 0)
+      await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const r = await ctx.store.gc((id) => live.has(id), { graceMs });
   const out: MasterGcResult = { ...r, liveChunks: live.size, retainSinceGeneration };
@@ -39,7 +43,12 @@ export async function collectMasterGarbage(
     actor: opts.actor ?? 'system',
     action: 'store.gc',
     target: 'store',
-    detail: { removed: r.removed, bytesFreed: r.bytesFreed, liveChunks: live.size, quarantined: r.quarantined },
+    detail: {
+      removed: r.removed,
+      bytesFreed: r.bytesFreed,
+      liveChunks: live.size,
+      quarantined: r.quarantined,
+    },
   });
   log.info(out, 'master gc done');
   return out;

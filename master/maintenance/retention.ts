@@ -11,7 +11,10 @@ const DAY_MS = 86_400_000;
 
 function days(v: number, name: string): number {
   if (!Number.isSafeInteger(v) || v < 1) {
-    throw new DepotsyncError('bad-input', `pruneHistory: ${name} must be an integer >= 1, got ${JSON.stringify(v)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `pruneHistory: ${name} must be an integer >= 1, got ${JSON.stringify(v)}`,
+    );
   }
   return v;
 }
@@ -26,8 +29,12 @@ export function pruneHistory(
   opts: { statusRetentionDays: number; auditRetentionDays: number; actor?: string },
 ): RetentionResult {
   const nowMs = m.now().getTime();
-  const statusCutoff = new Date(nowMs - days(opts.statusRetentionDays, 'statusRetentionDays') * DAY_MS).toISOString();
-  const auditCutoff = new Date(nowMs - days(opts.auditRetentionDays, 'auditRetentionDays') * DAY_MS).toISOString();
+  const statusCutoff = new Date(
+    nowMs - days(opts.statusRetentionDays, 'statusRetentionDays') * DAY_MS,
+  ).toISOString();
+  const auditCutoff = new Date(
+    nowMs - days(opts.auditRetentionDays, 'auditRetentionDays') * DAY_MS,
+  ).toISOString();
   const r = m.db.transaction(() => {
     const statusPruned = m.db
       .prepare(

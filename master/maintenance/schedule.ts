@@ -8,7 +8,10 @@ export interface MaintenanceResult {
 }
 
 /** One maintenance pass: chunk GC, then status and audit retention. */
-export async function runMaintenance(ctx: MasterContext, opts: { graceMs?: number; actor?: string } = {}): Promise<MaintenanceResult> {
+export async function runMaintenance(
+  ctx: MasterContext,
+  opts: { graceMs?: number; actor?: string } = {},
+): Promise<MaintenanceResult> {
   const gc = await collectMasterGarbage(ctx, opts);
   const retention = pruneHistory(ctx.db, {
     statusRetentionDays: ctx.config.statusRetentionDays,
@@ -29,7 +32,10 @@ export interface MaintenanceSchedule {
  * restart neither postpones an overdue pass nor repeats a fresh one). A failure is logged and retried at
  * the next interval; it never stops serving. One pass at a time.
  */
-export function startMaintenanceSchedule(ctx: MasterContext, opts: { intervalMs?: number; graceMs?: number } = {}): MaintenanceSchedule | undefined {
+export function startMaintenanceSchedule(
+  ctx: MasterContext,
+  opts: { intervalMs?: number; graceMs?: number } = {},
+): MaintenanceSchedule | undefined {
   const intervalMs = opts.intervalMs ?? ctx.config.gcIntervalHours * 3_600_000;
   if (intervalMs <= 0) return undefined;
   const log = ctx.log.child({ component: 'master.gc' });
@@ -38,9 +44,15 @@ export function startMaintenanceSchedule(ctx: MasterContext, opts: { intervalMs?
   let stopped = false;
 
   const run = (): Promise<MaintenanceResult | undefined> => {
-    running ??= runMaintenance(ctx, { actor: 'schedule', ...(opts.graceMs === undefined ? {} : { graceMs: opts.graceMs }) })
+    running ??= runMaintenance(ctx, {
+      actor: 'schedule',
+      ...(opts.graceMs === undefined ? {} : { graceMs: opts.graceMs }),
+    })
       .catch((e: unknown) => {
-        log.error({ err: (e as Error).message }, 'scheduled maintenance failed; will retry at the next interval');
+        log.error(
+          { err: (e as Error).message },
+          'scheduled maintenance failed; will retry at the next interval',
+        );
         return undefined;
       })
       .finally(() => {

@@ -4,7 +4,11 @@ import { transaction } from '../../src/db/transaction.js';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { BUNDLE_FORMAT_VERSION, BUNDLE_TYPE } from '../../src/wire/bundle.js';
-import { decodeEnrollRequest, MAX_ENROLL_REQUEST_BYTES, type EnrollRequestFile } from '../../src/wire/offline-files.js';
+import {
+  decodeEnrollRequest,
+  MAX_ENROLL_REQUEST_BYTES,
+  type EnrollRequestFile,
+} from '../../src/wire/offline-files.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { currentGeneration, getMetadataFile, latestMetadata, rootVersions } from '../db/catalog.js';
@@ -30,16 +34,29 @@ function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string):
   const mine = createHash('sha256').update(root.bytes).digest();
   // Threat: a request made for another master (its operator would approve a stranger's depot here).
   if (!timingSafeEqual(mine, Buffer.from(req.rootFingerprint, 'hex'))) {
-    throw new DepotsyncError('forbidden', `${what}: made for the master whose root fingerprint is ${req.rootFingerprint}, not this one (${mine.toString('hex')})`, {
-      hint: 'carry the request to the master whose fingerprint the depot pinned',
-    });
+    throw new DepotsyncError(
+      'forbidden',
+      `${what}: made for the master whose root fingerprint is ${req.rootFingerprint}, not this one (${mine.toString('hex')})`,
+      {
+        hint: 'carry the request to the master whose fingerprint the depot pinned',
+      },
+    );
   }
   const csr = parseCsr(req.csr, { what: `${what}: CSR` });
-  if (csr.commonName !== req.name) throw new DepotsyncError('bad-certificate', `${what}: the CSR's common name is ${JSON.stringify(csr.commonName)}, not ${req.name}`);
-  if (csr.role !== null && csr.role !== 'depot') throw new DepotsyncError('bad-certificate', `${what}: the CSR asks for role ${csr.role}, not depot`);
+  if (csr.commonName !== req.name)
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: the CSR's common name is ${JSON.stringify(csr.commonName)}, not ${req.name}`,
+    );
+  if (csr.role !== null && csr.role !== 'depot')
+    throw new DepotsyncError('bad-certificate', `${what}: the CSR asks for role ${csr.role}, not depot`);
   const reserved = new Set(reservedServerNames(ctx.config.hosts).map((h) => h.toLowerCase()));
   const taken = [...csr.dnsNames, ...csr.ipAddresses].find((n) => reserved.has(n.toLowerCase()));
-  if (taken !== undefined) throw new DepotsyncError('bad-certificate', `${what}: the CSR asks for the master's own server name ${taken}`);
+  if (taken !== undefined)
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: the CSR asks for the master's own server name ${taken}`,
+    );
 }
 
 /**
@@ -50,7 +67,10 @@ function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string):
  * and the root versions after 1 (so the depot can check the signature after key rotations).
  * Approving the same request again writes the same certificate again.
  */
-export async function approveRequestFile(ctx: MasterContext, o: { request: string; out: string; actor?: string; validMs?: number; now?: () => Date }): Promise<ApproveFileResult> {
+export async function approveRequestFile(
+  ctx: MasterContext,
+  o: { request: string; out: string; actor?: string; validMs?: number; now?: () => Date },
+): Promise<ApproveFileResult> {
   const what = `enrollment request ${o.request}`;
   let raw: Buffer;
   try {
@@ -58,7 +78,8 @@ export async function approveRequestFile(ctx: MasterContext, o: { request: strin
   } catch (e) {
     throw fromSystemError(e, what);
   }
-  if (raw.length > MAX_ENROLL_REQUEST_BYTES) throw new DepotsyncError('too-large', `${what}: ${raw.length} bytes, above ${MAX_ENROLL_REQUEST_BYTES}`);
+  if (raw.length > MAX_ENROLL_REQUEST_BYTES)
+    throw new DepotsyncError('too-large', `${what}: ${raw.length} bytes, above ${MAX_ENROLL_REQUEST_BYTES}`);
   const req = decodeEnrollRequest(raw, what);
   checkRequest(ctx, req, what);
   const actor = o.actor ?? 'cli';
@@ -66,10 +87,16 @@ export async function approveRequestFile(ctx: MasterContext, o: { request: strin
     const existing = byName(ctx.db, req.name);
     if (existing?.state === 'approved' && existing.csrPem === req.csr && existing.certPem) return existing;
     requestEnrollment(ctx.db, { name: req.name, role: 'depot', csrPem: req.csr });
-    recordAudit(ctx.db, { actor: `machine:${req.name}`, action: 'machine.enroll', target: req.name, detail: { role: 'depot', offline: true } });
+    recordAudit(ctx.db, {
+      actor: `machine:${req.name}`,
+      action: 'machine.enroll',
+      target: req.name,
+      detail: { role: 'depot', offline: true },
+    });
     return approveMachine(ctx, req.name, { actor });
   });
-  if (!machine.certPem || !machine.certSerial) throw new DepotsyncError('internal', `machine ${req.name} is approved without a certificate`);
+  if (!machine.certPem || !machine.certSerial)
+    throw new DepotsyncError('internal', `machine ${req.name} is approved without a certificate`);
 
   const roots = rootVersions(ctx.db);
   const sections: ByteSection[] = roots
@@ -101,6 +128,17 @@ export async function approveRequestFile(ctx: MasterContext, o: { request: strin
     chunks: [],
     signers: [ctx.signers.timestamp],
   });
-  recordAudit(ctx.db, { actor, action: 'offline.approve', target: req.name, detail: { serial: machine.certSerial, file: o.out } });
-  return { name: req.name, file: o.out, bytes, serial: machine.certSerial, notAfter: machine.certNotAfter ?? '' };
+  recordAudit(ctx.db, {
+    actor,
+    action: 'offline.approve',
+    target: req.name,
+    detail: { serial: machine.certSerial, file: o.out },
+  });
+  return {
+    name: req.name,
+    file: o.out,
+    bytes,
+    serial: machine.certSerial,
+    notAfter: machine.certNotAfter ?? '',
+  };
 }

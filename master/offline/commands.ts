@@ -7,7 +7,11 @@ import { DepotsyncError } from '../../src/errors.js';
 import { openMaster, type MasterContext } from '../context.js';
 
 /** The offline commands of the master role; master/commands.ts registers them. */
-async function withMaster<T>(c: CommandContext, what: string, fn: (ctx: MasterContext) => Promise<T>): Promise<T> {
+async function withMaster<T>(
+  c: CommandContext,
+  what: string,
+  fn: (ctx: MasterContext) => Promise<T>,
+): Promise<T> {
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
   try {
     return await fn(ctx);
@@ -22,7 +26,11 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
   const out = resolve(requireString(c.values, 'out', cmd));
   const fromText = optionalString(c.values, 'from');
   const from = fromText === undefined ? undefined : Number(fromText);
-  if (from !== undefined && (!Number.isSafeInteger(from) || from < 0)) throw new DepotsyncError('usage', `${cmd}: --from must be a generation number (0 for a full bundle), got ${JSON.stringify(fromText)}`);
+  if (from !== undefined && (!Number.isSafeInteger(from) || from < 0))
+    throw new DepotsyncError(
+      'usage',
+      `${cmd}: --from must be a generation number (0 for a full bundle), got ${JSON.stringify(fromText)}`,
+    );
   const validText = optionalString(c.values, 'valid');
   const validMs = validText === undefined ? undefined : parseDuration(`${cmd} --valid`, validText);
   return withMaster(c, cmd, async (ctx) => {
@@ -41,7 +49,17 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
     });
     progress?.finish();
     return {
-      json: { file: r.file, bytes: r.bytes, fromGeneration: r.fromGeneration, toGeneration: r.toGeneration, chunks: r.chunks, chunkBytes: r.chunkBytes, manifests: r.manifests, validUntil: r.validUntil, encryptedFor: r.encryptedFor },
+      json: {
+        file: r.file,
+        bytes: r.bytes,
+        fromGeneration: r.fromGeneration,
+        toGeneration: r.toGeneration,
+        chunks: r.chunks,
+        chunkBytes: r.chunkBytes,
+        manifests: r.manifests,
+        validUntil: r.validUntil,
+        encryptedFor: r.encryptedFor,
+      },
       human:
         `bundle ${r.file}: ${formatBytes(r.bytes)} for depot ${depot}, generation ${r.fromGeneration} → ${r.toGeneration}` +
         `${r.base === 'last-report' ? ' (from its last status report)' : r.base === 'none' ? ' (full: no status report from it yet)' : ''}; ` +
@@ -53,14 +71,22 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
 
 export async function approveByFile(c: CommandContext): Promise<CommandResult> {
   const cmd = 'master approve --request';
-  if (c.positionals.length) throw new DepotsyncError('usage', `${cmd}: give either MACHINE or --request FILE --out FILE, not both`);
+  if (c.positionals.length)
+    throw new DepotsyncError('usage', `${cmd}: give either MACHINE or --request FILE --out FILE, not both`);
   const request = requireString(c.values, 'request', cmd);
   const out = resolve(requireString(c.values, 'out', cmd));
   return withMaster(c, cmd, async (ctx) => {
     const { approveRequestFile } = await import('./approve-file.js');
     const r = await approveRequestFile(ctx, { request, out });
     return {
-      json: { name: r.name, state: 'approved', serial: r.serial, notAfter: r.notAfter, file: r.file, bytes: r.bytes },
+      json: {
+        name: r.name,
+        state: 'approved',
+        serial: r.serial,
+        notAfter: r.notAfter,
+        file: r.file,
+        bytes: r.bytes,
+      },
       human: `${r.name} approved: certificate ${r.serial} valid until ${r.notAfter}; reply written to ${r.file} (carry it to the depot: depotsync depot import --dir D ${r.file})`,
     };
   });

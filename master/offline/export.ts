@@ -7,10 +7,23 @@ import { BUNDLE_LIMITS, BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wir
 import { DELTA_KIND, DELTA_SECTION, deltaRecords, encodeDeltaSection } from '../../src/wire/chunk-delta.js';
 import { bundleDeltaPairs, type BundlePair } from '../../src/content/delta-pairs.js';
 import { sealFor, type BundleSeal } from './seal.js';
-import { encodeValidityWindow, VALIDITY_WINDOW_FORMAT, VALIDITY_WINDOW_SECTION, VALIDITY_WINDOW_TYPE, type ValidityWindow } from '../../src/wire/validity-window.js';
+import {
+  encodeValidityWindow,
+  VALIDITY_WINDOW_FORMAT,
+  VALIDITY_WINDOW_SECTION,
+  VALIDITY_WINDOW_TYPE,
+  type ValidityWindow,
+} from '../../src/wire/validity-window.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
-import { currentGeneration, getManifest, getMetadataFile, latestMetadata, manifestChunkIds, rootVersions } from '../db/catalog.js';
+import {
+  currentGeneration,
+  getManifest,
+  getMetadataFile,
+  latestMetadata,
+  manifestChunkIds,
+  rootVersions,
+} from '../db/catalog.js';
 import { byName } from '../db/machines.js';
 import { statusHistory } from '../db/status.js';
 import { readRevocationList } from '../revocations.js';
@@ -84,9 +97,20 @@ export function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number): Live
 export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promise<ExportResult> {
   const now = o.now ?? (() => new Date());
   const machine = byName(ctx.db, o.depot);
-  if (!machine) throw new DepotsyncError('not-found', `master export: no machine named ${JSON.stringify(o.depot)}`, { hint: 'the depot enrolls first (depotsync depot init --offline, then master approve --request)' });
-  if (machine.role !== 'depot') throw new DepotsyncError('bad-input', `master export: ${o.depot} is ${machine.role === 'agent' ? 'an agent' : machine.role}, not a depot`);
-  if (machine.state !== 'approved') throw new DepotsyncError('forbidden', `master export: depot ${o.depot} is ${machine.state}; bundles go only to approved depots`);
+  if (!machine)
+    throw new DepotsyncError('not-found', `master export: no machine named ${JSON.stringify(o.depot)}`, {
+      hint: 'the depot enrolls first (depotsync depot init --offline, then master approve --request)',
+    });
+  if (machine.role !== 'depot')
+    throw new DepotsyncError(
+      'bad-input',
+      `master export: ${o.depot} is ${machine.role === 'agent' ? 'an agent' : machine.role}, not a depot`,
+    );
+  if (machine.state !== 'approved')
+    throw new DepotsyncError(
+      'forbidden',
+      `master export: depot ${o.depot} is ${machine.state}; bundles go only to approved depots`,
+    );
   const validMs = o.validMs ?? EXPORT_DEFAULTS.validMs;
   if (!Number.isSafeInteger(validMs) || validMs < 60_000 || validMs > EXPORT_DEFAULTS.maxValidMs) {
     throw new DepotsyncError('usage', `master export: --valid must be from 1m to 366d, got ${validMs} ms`);
@@ -97,24 +121,41 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   await refreshOnce(ctx, now);
   const to = currentGeneration(ctx.db);
   const reported = statusHistory(ctx.db, o.depot, 1)[0]?.servedGeneration;
-  const base: ExportResult['base'] = o.from !== undefined ? 'option' : reported !== undefined ? 'last-report' : 'none';
+  const base: ExportResult['base'] =
+    o.from !== undefined ? 'option' : reported !== undefined ? 'last-report' : 'none';
   const from = o.from ?? reported ?? 0;
   if (!Number.isSafeInteger(from) || from < 0 || from > to) {
-    throw new DepotsyncError('usage', `master export: --from ${from} is not a generation of this master (0 to ${to})`, { hint: '--from 0 makes a full bundle' });
+    throw new DepotsyncError(
+      'usage',
+      `master export: --from ${from} is not a generation of this master (0 to ${to})`,
+      { hint: '--from 0 makes a full bundle' },
+    );
   }
 
   // 1. Metadata A → B.
   const toSnapshot = latestMetadata(ctx.db, 'snapshot');
   const timestamp = latestMetadata(ctx.db, 'timestamp');
-  if (!toSnapshot || !timestamp || toSnapshot.version !== to) throw new DepotsyncError('corrupt', `master database: generation ${to} has no snapshot v${to}`);
+  if (!toSnapshot || !timestamp || toSnapshot.version !== to)
+    throw new DepotsyncError('corrupt', `master database: generation ${to} has no snapshot v${to}`);
   const fromSnapshot = from > 0 ? getMetadataFile(ctx.db, `${from}.snapshot.json`) : undefined;
-  if (from > 0 && !fromSnapshot) throw new DepotsyncError('not-found', `master export: generation ${from} has no snapshot on record`, { hint: 'export a full bundle with --from 0' });
+  if (from > 0 && !fromSnapshot)
+    throw new DepotsyncError('not-found', `master export: generation ${from} has no snapshot on record`, {
+      hint: 'export a full bundle with --from 0',
+    });
   const roots = rootVersions(ctx.db);
   const rootVersion = roots[roots.length - 1] ?? 1;
-  const names = metadataDelta({ ...(fromSnapshot ? { fromSnapshot: fromSnapshot.bytes } : {}), fromRootVersion: 1, toSnapshot: toSnapshot.bytes, toRootVersion: rootVersion });
+  const names = metadataDelta({
+    ...(fromSnapshot ? { fromSnapshot: fromSnapshot.bytes } : {}),
+    fromRootVersion: 1,
+    toSnapshot: toSnapshot.bytes,
+    toRootVersion: rootVersion,
+  });
   const sections: ByteSection[] = names.map((name) => {
     const file = name === 'timestamp.json' ? timestamp : getMetadataFile(ctx.db, name);
-    if (!file) throw new DepotsyncError('corrupt', `master database lacks metadata ${name}`, { hint: 'restore the master directory from a backup' });
+    if (!file)
+      throw new DepotsyncError('corrupt', `master database lacks metadata ${name}`, {
+        hint: 'restore the master directory from a backup',
+      });
     return { kind: 'metadata', name, bytes: file.bytes };
   });
   const metadataFiles = sections.length;
@@ -122,8 +163,20 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   const validUntil = new Date(issued.getTime() + validMs).toISOString();
   const tsVersion = timestamp.version;
   // The window again as a small document of its own, for the agents the depot serves (validity-window.ts).
-  const windowDoc: ValidityWindow = { _type: VALIDITY_WINDOW_TYPE, formatVersion: VALIDITY_WINDOW_FORMAT, depot: o.depot, generation: to, timestampVersion: tsVersion, issuedAt: issued.toISOString(), validUntil };
-  sections.push({ kind: 'validity-window', name: VALIDITY_WINDOW_SECTION, bytes: encodeValidityWindow(windowDoc, [ctx.signers.timestamp]) });
+  const windowDoc: ValidityWindow = {
+    _type: VALIDITY_WINDOW_TYPE,
+    formatVersion: VALIDITY_WINDOW_FORMAT,
+    depot: o.depot,
+    generation: to,
+    timestampVersion: tsVersion,
+    issuedAt: issued.toISOString(),
+    validUntil,
+  };
+  sections.push({
+    kind: 'validity-window',
+    name: VALIDITY_WINDOW_SECTION,
+    bytes: encodeValidityWindow(windowDoc, [ctx.signers.timestamp]),
+  });
 
   // 2. Revocation list.
   const revocations = readRevocationList(ctx.layout);
@@ -145,7 +198,11 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     if (!hadTargets.has(name)) {
       // Stored compressed when that is smaller: a manifest's chunk list is base64 (6 bits a byte).
       const deflated = deflateRawSync(bytes, { level: 9 });
-      sections.push(deflated.length < bytes.length ? { kind: 'manifest', name, bytes: deflated, encoding: 'deflate' } : { kind: 'manifest', name, bytes });
+      sections.push(
+        deflated.length < bytes.length
+          ? { kind: 'manifest', name, bytes: deflated, encoding: 'deflate' }
+          : { kind: 'manifest', name, bytes },
+      );
       manifests++;
     }
     for (const c of manifestChunks(decodeManifest(bytes, { what: `manifest ${v.targetPath}` }))) {
@@ -168,7 +225,15 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
         return b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined;
       },
     });
-    const section = await deltaSection(ctx, bundleDeltaPairs(had.map(version), liveAt(ctx, to).filter((v) => !hadTargets.has(`${v.sha256}.${v.targetPath}`)).map(version)));
+    const section = await deltaSection(
+      ctx,
+      bundleDeltaPairs(
+        had.map(version),
+        liveAt(ctx, to)
+          .filter((v) => !hadTargets.has(`${v.sha256}.${v.targetPath}`))
+          .map(version),
+      ),
+    );
     if (section) {
       sections.push({ kind: 'chunk-deltas', name: DELTA_SECTION, bytes: section.bytes });
       const sent = section.targets;
@@ -196,15 +261,60 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     chunks,
     // Back-to-back records in 1 MiB runs into recycled buffers, each chunk re-hashed (never export a
     // damaged chunk); a run's buffer is reused once its records are written.
-    readChunks: (ids) => ctx.store.readMany(ids, { verify: true, runBytes: 1024 * 1024, aheadRuns: 8, pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024) }),
+    readChunks: (ids) =>
+      ctx.store.readMany(ids, {
+        verify: true,
+        runBytes: 1024 * 1024,
+        aheadRuns: 8,
+        pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024),
+      }),
     signers: [ctx.signers.timestamp],
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),
     ...(seal ? { seal } : {}),
   });
-  recordAudit(ctx.db, { actor: o.actor ?? 'cli', action: 'offline.export', target: o.depot, detail: { from, to, bytes, chunks: chunks.length, validUntil, encryptedFor: seal?.encryption.certificateSerial ?? null } });
-  ctx.log.info({ depot: o.depot, from, to, bytes, chunks: chunks.length, deltaChunks: deltas?.chunks ?? 0, deltaBytes: deltas?.bytes ?? 0, manifests, file: o.out, encryptedFor: seal?.encryption.certificateSerial }, 'offline bundle exported');
-  return { file: o.out, bytes, fromGeneration: from, toGeneration: to, chunks: chunks.length, deltaChunks: deltas?.chunks ?? 0, chunkBytes, manifests, metadataFiles, validUntil, base, encryptedFor: seal?.encryption.certificateSerial ?? null };
+  recordAudit(ctx.db, {
+    actor: o.actor ?? 'cli',
+    action: 'offline.export',
+    target: o.depot,
+    detail: {
+      from,
+      to,
+      bytes,
+      chunks: chunks.length,
+      validUntil,
+      encryptedFor: seal?.encryption.certificateSerial ?? null,
+    },
+  });
+  ctx.log.info(
+    {
+      depot: o.depot,
+      from,
+      to,
+      bytes,
+      chunks: chunks.length,
+      deltaChunks: deltas?.chunks ?? 0,
+      deltaBytes: deltas?.bytes ?? 0,
+      manifests,
+      file: o.out,
+      encryptedFor: seal?.encryption.certificateSerial,
+    },
+    'offline bundle exported',
+  );
+  return {
+    file: o.out,
+    bytes,
+    fromGeneration: from,
+    toGeneration: to,
+    chunks: chunks.length,
+    deltaChunks: deltas?.chunks ?? 0,
+    chunkBytes,
+    manifests,
+    metadataFiles,
+    validUntil,
+    base,
+    encryptedFor: seal?.encryption.certificateSerial ?? null,
+  };
 }
 
 /** Most bytes of delta records in a bundle (one byte section, read whole by the importer). */
@@ -215,7 +325,10 @@ const DELTA_SECTION_MAX_BYTES = BUNDLE_LIMITS.byteSectionMaxBytes - 1024 * 1024;
  * is smaller than the chunk, up to DELTA_SECTION_MAX_BYTES; the other chunks go whole in chunk
  * sections. Undefined when no pair is worth a delta.
  */
-async function deltaSection(ctx: MasterContext, pairs: readonly BundlePair[]): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
+async function deltaSection(
+  ctx: MasterContext,
+  pairs: readonly BundlePair[],
+): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
   if (pairs.length === 0) return undefined;
   const load = (id: string) => ctx.store.get(id, { verify: true }).catch(() => undefined);
   const included = new Set<number>();

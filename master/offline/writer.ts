@@ -5,7 +5,12 @@ import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
 import { writevAll } from '../../src/fs/writev-all.js';
 import type { Signer } from '../../src/tuf/keys.js';
-import { headerAad, sealedLength, SectionSealer, type BundleEncryption } from '../../src/wire/bundle-crypto.js';
+import {
+  headerAad,
+  sealedLength,
+  SectionSealer,
+  type BundleEncryption,
+} from '../../src/wire/bundle-crypto.js';
 import {
   BUNDLE_FORMAT_VERSION_SEALED,
   CHUNK_RECORD_HEADER_BYTES,
@@ -79,12 +84,23 @@ export interface WriteBundleInput {
 /**
  * The table of contents, computed before any chunk is read: chunk sections commit to their record headers.
  */
-export function layoutSections(byteSections: readonly ByteSection[], chunks: readonly PlannedChunk[], chunkSectionMaxBytes: number): { sections: BundleSection[]; groups: PlannedChunk[][] } {
+export function layoutSections(
+  byteSections: readonly ByteSection[],
+  chunks: readonly PlannedChunk[],
+  chunkSectionMaxBytes: number,
+): { sections: BundleSection[]; groups: PlannedChunk[][] } {
   const sections: BundleSection[] = [];
   let at = 0;
   for (const s of byteSections) {
     checkSectionName(s.name, `bundle section ${s.kind}`);
-    sections.push({ kind: s.kind, name: s.name, offset: at, length: s.bytes.length, sha256: createHash('sha256').update(s.bytes).digest('hex'), ...(s.encoding ? { encoding: s.encoding } : {}) });
+    sections.push({
+      kind: s.kind,
+      name: s.name,
+      offset: at,
+      length: s.bytes.length,
+      sha256: createHash('sha256').update(s.bytes).digest('hex'),
+      ...(s.encoding ? { encoding: s.encoding } : {}),
+    });
     at += s.bytes.length;
   }
   const groups: PlannedChunk[][] = [];
@@ -95,7 +111,14 @@ export function layoutSections(byteSections: readonly ByteSection[], chunks: rea
     const h = new RecordHeaderHash();
     for (const c of cur) h.update(encodeChunkRecordHeader(c.id, c.length));
     const length = curBytes + cur.length * CHUNK_RECORD_HEADER_BYTES;
-    sections.push({ kind: 'chunks', name: `chunks-${String(groups.length + 1).padStart(4, '0')}`, offset: at, length, sha256: h.digest(), chunks: cur.length });
+    sections.push({
+      kind: 'chunks',
+      name: `chunks-${String(groups.length + 1).padStart(4, '0')}`,
+      offset: at,
+      length,
+      sha256: h.digest(),
+      chunks: cur.length,
+    });
     at += length;
     groups.push(cur);
     cur = [];
@@ -116,7 +139,11 @@ export function layoutSections(byteSections: readonly ByteSection[], chunks: rea
  * the temporary file: nothing partial is ever at `out`. Returns the file's size.
  */
 export async function writeBundle(input: WriteBundleInput): Promise<number> {
-  const { sections, groups } = layoutSections(input.byteSections, input.chunks, input.chunkSectionMaxBytes ?? WRITER_DEFAULTS.chunkSectionMaxBytes);
+  const { sections, groups } = layoutSections(
+    input.byteSections,
+    input.chunks,
+    input.chunkSectionMaxBytes ?? WRITER_DEFAULTS.chunkSectionMaxBytes,
+  );
   const sectionBytes = sections.reduce((n, s) => n + s.length, 0);
   const signed: BundleSigned = { ...input.head, sectionBytes, sections };
   if (input.seal) {
@@ -125,10 +152,14 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
   }
   const header = encodeHeader(signed, input.signers);
   const blockBytes = input.seal?.encryption.blockBytes;
-  const storedBytes = blockBytes ? sections.reduce((n, s) => n + sealedLength(s.length, blockBytes), 0) : sectionBytes;
+  const storedBytes = blockBytes
+    ? sections.reduce((n, s) => n + sealedLength(s.length, blockBytes), 0)
+    : sectionBytes;
   const total = 16 + header.length + storedBytes;
   // Sealed: every section's plaintext goes through the sealer, bound to this header (its SHA-256 is the AAD).
-  const sealer = input.seal ? new SectionSealer(input.seal.key, headerAad(header), input.seal.encryption.blockBytes) : undefined;
+  const sealer = input.seal
+    ? new SectionSealer(input.seal.key, headerAad(header), input.seal.encryption.blockBytes)
+    : undefined;
   const tmp = join(dirname(input.out), `.${basename(input.out)}.${randomBytes(6).toString('hex')}.partial`);
   let fh: FileHandle | undefined;
   try {
@@ -155,7 +186,10 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
       if (sinceWriteback >= WRITER_DEFAULTS.writebackBytes && !writeback) {
         sinceWriteback = 0;
         // Its failure is not lost: the closing fsync fails the same way.
-        writeback = fh!.datasync().catch(() => undefined).finally(() => (writeback = undefined));
+        writeback = fh!
+          .datasync()
+          .catch(() => undefined)
+          .finally(() => (writeback = undefined));
       }
       input.onProgress?.(done, total);
     };
@@ -196,18 +230,29 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
       end();
     }
     const all = groups.flat();
-    if (all.length && !input.readChunk && !input.readChunks) throw new DepotsyncError('internal', 'bundle writer: chunks planned but no chunk reader');
-    const records: AsyncIterator<ChunkRecordIn> = (input.readChunks ? input.readChunks(all.map((c) => c.id)) : readAhead(all, input.readChunk!))[Symbol.asyncIterator]();
+    if (all.length && !input.readChunk && !input.readChunks)
+      throw new DepotsyncError('internal', 'bundle writer: chunks planned but no chunk reader');
+    const records: AsyncIterator<ChunkRecordIn> = (
+      input.readChunks ? input.readChunks(all.map((c) => c.id)) : readAhead(all, input.readChunk!)
+    )[Symbol.asyncIterator]();
     for (const group of groups) {
       begin();
       for (const c of group) {
         const next = await records.next();
         const r = next.done ? undefined : next.value;
         if (!r || r.id !== c.id || !r.data) {
-          throw new DepotsyncError('corrupt', `chunk ${c.id}: the master store cannot deliver it${r?.problem ? ` (${r.problem.message})` : ''}`, { hint: 'run a scrub of the master store' });
+          throw new DepotsyncError(
+            'corrupt',
+            `chunk ${c.id}: the master store cannot deliver it${r?.problem ? ` (${r.problem.message})` : ''}`,
+            { hint: 'run a scrub of the master store' },
+          );
         }
         if (r.data.length !== c.length) {
-          throw new DepotsyncError('corrupt', `chunk ${c.id}: the store holds ${r.data.length} bytes, the manifest says ${c.length}`, { hint: 'run a scrub of the master store' });
+          throw new DepotsyncError(
+            'corrupt',
+            `chunk ${c.id}: the store holds ${r.data.length} bytes, the manifest says ${c.length}`,
+            { hint: 'run a scrub of the master store' },
+          );
         }
         await putPlain(encodeChunkRecordHeader(c.id, c.length));
         await putPlain(r.data);
@@ -218,7 +263,8 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     await records.return?.(undefined);
     await flush();
     await writing;
-    if (done !== total) throw new DepotsyncError('internal', `bundle writer: wrote ${done} bytes, planned ${total}`);
+    if (done !== total)
+      throw new DepotsyncError('internal', `bundle writer: wrote ${done} bytes, planned ${total}`);
     await writeback;
     await fh.sync();
     await fh.close();
@@ -236,7 +282,10 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
 }
 
 /** One chunk at a time through `readChunk`, `WRITER_DEFAULTS.readAhead` reads ahead. */
-async function* readAhead(all: readonly PlannedChunk[], readChunk: (id: string) => Promise<Buffer>): AsyncGenerator<ChunkRecordIn> {
+async function* readAhead(
+  all: readonly PlannedChunk[],
+  readChunk: (id: string) => Promise<Buffer>,
+): AsyncGenerator<ChunkRecordIn> {
   const reads: Array<Promise<Buffer>> = [];
   let next = 0;
   for (const c of all) {

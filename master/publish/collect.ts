@@ -36,12 +36,16 @@ export async function collectSource(path: string, options: CollectOptions = {}):
     validateRelativePath(name, 'file name');
     return [{ absPath: path, path: name, mode: normalizeMode(top.mode), size: top.size }];
   }
-  if (!top.isDirectory()) throw new DepotsyncError('bad-input', `publish source ${path} is neither a file nor a folder`);
+  if (!top.isDirectory())
+    throw new DepotsyncError('bad-input', `publish source ${path} is neither a file nor a folder`);
   const root = await realpath(path);
   const out: SourceFile[] = [];
   const links = new Map<string, LinkedFile>();
   await walk(root, root, out, links);
-  if (out.length === 0) throw new DepotsyncError('bad-input', `publish source ${path} holds no files`, { hint: 'a package needs at least one file' });
+  if (out.length === 0)
+    throw new DepotsyncError('bad-input', `publish source ${path} holds no files`, {
+      hint: 'a package needs at least one file',
+    });
   if (!options.allowHardlinks) refuseOutsideHardlinks(path, links);
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
@@ -58,13 +62,22 @@ function refuseOutsideHardlinks(path: string, links: Map<string, LinkedFile>): v
   for (const f of links.values()) {
     if (f.seen >= f.nlink) continue;
     const outside = f.nlink - f.seen;
-    throw new DepotsyncError('bad-path', `publish source ${f.rel}: hard link to a file with ${outside} other name${outside === 1 ? '' : 's'} outside ${path}`, {
-      hint: 'copy the file into the folder instead of linking it, or pass --allow-hardlinks (allowHardlinks in master.json for the drop folder) to publish it anyway',
-    });
+    throw new DepotsyncError(
+      'bad-path',
+      `publish source ${f.rel}: hard link to a file with ${outside} other name${outside === 1 ? '' : 's'} outside ${path}`,
+      {
+        hint: 'copy the file into the folder instead of linking it, or pass --allow-hardlinks (allowHardlinks in master.json for the drop folder) to publish it anyway',
+      },
+    );
   }
 }
 
-async function walk(root: string, dir: string, out: SourceFile[], links: Map<string, LinkedFile>): Promise<void> {
+async function walk(
+  root: string,
+  dir: string,
+  out: SourceFile[],
+  links: Map<string, LinkedFile>,
+): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -84,13 +97,19 @@ async function walk(root: string, dir: string, out: SourceFile[], links: Map<str
         throw new DepotsyncError('bad-input', `publish source ${rel}: broken link`, { cause: e });
       });
       if (real !== root && !real.startsWith(root + sep)) {
-        throw new DepotsyncError('bad-path', `publish source ${rel}: link points outside the package folder (to ${real})`, {
-          hint: 'copy the file into the folder instead of linking to it',
-        });
+        throw new DepotsyncError(
+          'bad-path',
+          `publish source ${rel}: link points outside the package folder (to ${real})`,
+          {
+            hint: 'copy the file into the folder instead of linking to it',
+          },
+        );
       }
       info = await stat(real);
       if (info.isDirectory()) {
-        throw new DepotsyncError('bad-path', `publish source ${rel}: link to a folder is not supported`, { hint: 'replace the link with the folder itself' });
+        throw new DepotsyncError('bad-path', `publish source ${rel}: link to a folder is not supported`, {
+          hint: 'replace the link with the folder itself',
+        });
       }
     }
     if (info.isDirectory()) {
@@ -106,7 +125,10 @@ async function walk(root: string, dir: string, out: SourceFile[], links: Map<str
       }
       out.push({ absPath: real, path: rel, mode: normalizeMode(info.mode), size: info.size });
     } else {
-      throw new DepotsyncError('bad-input', `publish source ${rel}: not a regular file (device, socket or pipe)`);
+      throw new DepotsyncError(
+        'bad-input',
+        `publish source ${rel}: not a regular file (device, socket or pipe)`,
+      );
     }
   }
 }

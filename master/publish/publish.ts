@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { buildManifest, encodeManifest, manifestId, uniqueChunkIds, type ChunkRef } from '../../src/content/manifest.js';
+import {
+  buildManifest,
+  encodeManifest,
+  manifestId,
+  uniqueChunkIds,
+  type ChunkRef,
+} from '../../src/content/manifest.js';
 import { validatePackageName, validateVersion } from '../../src/content/paths.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { ingestFile } from '../../src/store/ingest.js';
@@ -45,11 +51,24 @@ export interface PublishResult {
 export async function publish(ctx: MasterContext, input: PublishInput): Promise<PublishResult> {
   const name = validatePackageName(input.name);
   const version = validateVersion(input.version);
-  const files = await collectSource(input.path, { allowHardlinks: input.allowHardlinks ?? ctx.config.allowHardlinks });
+  const files = await collectSource(input.path, {
+    allowHardlinks: input.allowHardlinks ?? ctx.config.allowHardlinks,
+  });
   // Publishing safety: the configured scanner sees the content before it can enter the catalog.
-  const scanned = await scanPublishSource(ctx, { name, version, path: input.path, files, actor: input.actor, address: input.address });
+  const scanned = await scanPublishSource(ctx, {
+    name,
+    version,
+    path: input.path,
+    files,
+    actor: input.actor,
+    address: input.address,
+  });
   const total = files.reduce((n, f) => n + f.size, 0);
-  const chunker = { minBytes: ctx.config.chunkMinBytes, avgBytes: ctx.config.chunkAvgBytes, maxBytes: ctx.config.chunkMaxBytes };
+  const chunker = {
+    minBytes: ctx.config.chunkMinBytes,
+    avgBytes: ctx.config.chunkAvgBytes,
+    maxBytes: ctx.config.chunkMaxBytes,
+  };
 
   let done = 0;
   let newChunks = 0;
@@ -63,9 +82,13 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
     });
     if (r.size !== f.size) {
       // The file changed while we read it: never publish a half-copied file.
-      throw new DepotsyncError('conflict', `publish ${name}@${version}: ${f.path} changed size while it was read (${f.size} → ${r.size} bytes)`, {
-        hint: 'wait until the file is completely written, then publish again',
-      });
+      throw new DepotsyncError(
+        'conflict',
+        `publish ${name}@${version}: ${f.path} changed size while it was read (${f.size} → ${r.size} bytes)`,
+        {
+          hint: 'wait until the file is completely written, then publish again',
+        },
+      );
     }
     done += r.size;
     newChunks += r.newChunks;
@@ -82,11 +105,25 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
     const existing = findVersion(ctx.db, name, version);
     if (existing) {
       if (existing.manifestId === id) {
-        return { id, name, version, bytes: manifest.totalBytes, chunks: chunkIds.length, generation: existing.addedGeneration, newChunks, newBytes, unchanged: true };
+        return {
+          id,
+          name,
+          version,
+          bytes: manifest.totalBytes,
+          chunks: chunkIds.length,
+          generation: existing.addedGeneration,
+          newChunks,
+          newBytes,
+          unchanged: true,
+        };
       }
-      throw new DepotsyncError('conflict', `${name}@${version} is already published with other content (manifest ${existing.manifestId.slice(0, 16)}…)`, {
-        hint: `published versions are immutable: publish a new version, or unpublish ${name}@${version} first`,
-      });
+      throw new DepotsyncError(
+        'conflict',
+        `${name}@${version} is already published with other content (manifest ${existing.manifestId.slice(0, 16)}…)`,
+        {
+          hint: `published versions are immutable: publish a new version, or unpublish ${name}@${version} first`,
+        },
+      );
     }
     const repo = loadRepository(ctx);
     const targetPath = targetPathOf(name, version);
@@ -104,15 +141,34 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
         note: `publish ${name}@${version}`,
         ...(timestamp ? { timestampVersion: timestamp.version } : {}),
         manifests: [{ id, bytes, chunkIds }],
-        add: [{ name, version, manifestId: id, targetPath, bin: repo.binFor(targetPath), totalBytes: manifest.totalBytes, chunkCount: chunkIds.length }],
-        bins: metadata.filter((f) => f.role.startsWith('bin-')).map((f) => ({ name: f.role, version: f.version })),
+        add: [
+          {
+            name,
+            version,
+            manifestId: id,
+            targetPath,
+            bin: repo.binFor(targetPath),
+            totalBytes: manifest.totalBytes,
+            chunkCount: chunkIds.length,
+          },
+        ],
+        bins: metadata
+          .filter((f) => f.role.startsWith('bin-'))
+          .map((f) => ({ name: f.role, version: f.version })),
         metadata: metadata.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
       });
       recordAudit(ctx.db, {
         actor: input.actor,
         action: 'publish',
         target: `${name}@${version}`,
-        detail: { manifestId: id, bytes: manifest.totalBytes, chunks: chunkIds.length, newChunks, newBytes, generation: committed.generation.generation },
+        detail: {
+          manifestId: id,
+          bytes: manifest.totalBytes,
+          chunks: chunkIds.length,
+          newChunks,
+          newBytes,
+          generation: committed.generation.generation,
+        },
         ...(input.address ? { address: input.address } : {}),
       });
       return {

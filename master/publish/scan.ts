@@ -69,7 +69,11 @@ class TailBuffer {
 }
 
 /** Run the scan command on `paths` (appended to its argv). Never throws for the scanner's own failures. */
-export function runScan(settings: ScanSettings, paths: readonly string[], log?: Logger): Promise<ScanOutcome> {
+export function runScan(
+  settings: ScanSettings,
+  paths: readonly string[],
+  log?: Logger,
+): Promise<ScanOutcome> {
   const maxOutput = settings.maxOutputBytes ?? SCAN_DEFAULTS.maxOutputBytes;
   const graceMs = settings.killGraceMs ?? SCAN_DEFAULTS.killGraceMs;
   const [program, ...args] = settings.command as [string, ...string[]];
@@ -82,7 +86,12 @@ export function runScan(settings: ScanSettings, paths: readonly string[], log?: 
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     // detached: the scanner leads its own process group, so a timeout kills its children too (a
     // wrapper script's `sleep` would otherwise keep the pipes open).
-    const child = spawn(program, [...args, ...paths], { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    const child = spawn(program, [...args, ...paths], {
+      shell: false,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
     const finish = () => {
       if (done) return;
       done = true;
@@ -150,8 +159,10 @@ export function flattenOutput(output: string): string {
 }
 
 function refusalReason(o: ScanOutcome, settings: ScanSettings): string {
-  if (o.startError !== undefined) return `the scan command ${settings.command[0]} could not be started (${o.startError})`;
-  if (o.timedOut) return `the scan command did not finish within ${settings.timeoutMs} ms (publishScanTimeoutMs) and was killed`;
+  if (o.startError !== undefined)
+    return `the scan command ${settings.command[0]} could not be started (${o.startError})`;
+  if (o.timedOut)
+    return `the scan command did not finish within ${settings.timeoutMs} ms (publishScanTimeoutMs) and was killed`;
   if (o.signal) return `the scan command was killed by ${o.signal}`;
   return `the scan command exited with status ${o.exitCode}`;
 }
@@ -188,7 +199,14 @@ const NOTHING_TO_CHECK: ScannedSource = { assertUnchanged: async () => undefined
  */
 export async function scanPublishSource(
   ctx: MasterContext,
-  input: { name: string; version: string; path: string; files: readonly SourceFile[]; actor: string; address?: string | undefined },
+  input: {
+    name: string;
+    version: string;
+    path: string;
+    files: readonly SourceFile[];
+    actor: string;
+    address?: string | undefined;
+  },
 ): Promise<ScannedSource> {
   const command = ctx.config.publishScanCommand;
   if (!command) return NOTHING_TO_CHECK;
@@ -216,13 +234,28 @@ export async function scanPublishSource(
       ...(input.address ? { address: input.address } : {}),
     });
     // info, not warn: the caller gets the error and the audit log keeps it; a one-shot CLI prints one line.
-    log.info({ name: input.name, version: input.version, reason, exitCode: outcome.exitCode, timedOut: outcome.timedOut, output: outcome.output }, 'publish refused by the scan command');
+    log.info(
+      {
+        name: input.name,
+        version: input.version,
+        reason,
+        exitCode: outcome.exitCode,
+        timedOut: outcome.timedOut,
+        output: outcome.output,
+      },
+      'publish refused by the scan command',
+    );
     const shown = flattenOutput(outcome.output);
-    throw new DepotsyncError('forbidden', `${what} refused: ${reason}${shown ? `; scanner output${outcome.truncated ? ' (end)' : ''}: ${shown}` : ''}`, {
-      hint: outcome.startError !== undefined || outcome.timedOut
-        ? 'check publishScanCommand and publishScanTimeoutMs in master.json; nothing was published'
-        : 'nothing was published; remove what the scanner found and publish again',
-    });
+    throw new DepotsyncError(
+      'forbidden',
+      `${what} refused: ${reason}${shown ? `; scanner output${outcome.truncated ? ' (end)' : ''}: ${shown}` : ''}`,
+      {
+        hint:
+          outcome.startError !== undefined || outcome.timedOut
+            ? 'check publishScanCommand and publishScanTimeoutMs in master.json; nothing was published'
+            : 'nothing was published; remove what the scanner found and publish again',
+      },
+    );
   }
   log.info({ name: input.name, version: input.version, durationMs: outcome.durationMs }, 'scan passed');
   return {
@@ -231,10 +264,20 @@ export async function scanPublishSource(
       for (let i = 0; i < after.length; i++) {
         const a = before[i]!;
         const b = after[i]!;
-        if (a.dev !== b.dev || a.ino !== b.ino || a.size !== b.size || a.mtimeMs !== b.mtimeMs || a.ctimeMs !== b.ctimeMs) {
-          throw new DepotsyncError('conflict', `${what}: ${input.files[i]!.path} changed after it was scanned`, {
-            hint: 'wait until the file is completely written, then publish again; nothing was published',
-          });
+        if (
+          a.dev !== b.dev ||
+          a.ino !== b.ino ||
+          a.size !== b.size ||
+          a.mtimeMs !== b.mtimeMs ||
+          a.ctimeMs !== b.ctimeMs
+        ) {
+          throw new DepotsyncError(
+            'conflict',
+            `${what}: ${input.files[i]!.path} changed after it was scanned`,
+            {
+              hint: 'wait until the file is completely written, then publish again; nothing was published',
+            },
+          );
         }
       }
     },

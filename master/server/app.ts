@@ -86,12 +86,16 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
 
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(log));
-  app.notFound((c) => c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+  app.notFound((c) =>
+    c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404),
+  );
   app.use('*', countRequests(admin.metrics.http));
   app.use('*', hsts());
 
   // 1. Public.
-  app.get('/healthz', (c) => c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }));
+  app.get('/healthz', (c) =>
+    c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }),
+  );
   app.route('/', publicReadRoutes(source));
   // '/v1/enroll/*' matches '/v1/enroll' itself too: one token per request.
   app.use('/v1/enroll/*', rateLimited(enrollLimiter, addressOf, 'enrollment requests'));
@@ -102,7 +106,8 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.get('/metrics', (c) => {
     const limited = tokenLimited(c, tokenGuard);
     if (limited) return limited;
-    const known = (token: string) => authenticateOperator(ctx.db, token) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
+    const known = (token: string) =>
+      authenticateOperator(ctx.db, token) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
     return metricsHandler(() => [admin.metrics.registry], known)(c);
   });
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);
@@ -112,11 +117,19 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   const authorize = masterAuthorize(ctx.db, now);
   const gate = mutualTls({ authorize, log, now });
   app.use('*', except(isPublicOrAdmin, gate));
-  app.use('*', except(isPublicOrAdmin, touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log })));
+  app.use(
+    '*',
+    except(
+      isPublicOrAdmin,
+      touchLastSeen(ctx.db, { intervalMs: deps.touchIntervalMs ?? LAST_SEEN_INTERVAL_MS, clockMs, log }),
+    ),
+  );
   app.route('/', readRoutes(source, log, readOptions));
   const events =
     deps.events ??
-    masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), { revocations: revocationListVersionReader(ctx.layout) });
+    masterEventHub(ctx.db, ctx.log.child({ component: 'master.events' }), {
+      revocations: revocationListVersionReader(ctx.layout),
+    });
   app.route('/', eventRoutes(events, { authorize, now }));
   app.route('/', statusRoutes(ctx.db, statusLimiter));
   app.route('/', renewRoutes(ctx, { clockMs }));
@@ -126,11 +139,20 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
 /** Paths served without a machine certificate (their own routes answer, or 404). */
 function isPublicOrAdmin(path: string): boolean {
   return (
-    path === '/healthz' || path === '/v1/enroll' || path.startsWith('/v1/enroll/') || path === '/v1/admin' || path.startsWith('/v1/admin/') ||
-    path === '/metrics' || path === '/dashboard' || path.startsWith('/dashboard/')
+    path === '/healthz' ||
+    path === '/v1/enroll' ||
+    path.startsWith('/v1/enroll/') ||
+    path === '/v1/admin' ||
+    path.startsWith('/v1/admin/') ||
+    path === '/metrics' ||
+    path === '/dashboard' ||
+    path.startsWith('/dashboard/')
   );
 }
 
-function except(skip: (path: string) => boolean, mw: MiddlewareHandler<ServeEnv>): MiddlewareHandler<ServeEnv> {
+function except(
+  skip: (path: string) => boolean,
+  mw: MiddlewareHandler<ServeEnv>,
+): MiddlewareHandler<ServeEnv> {
   return async (c, next) => (skip(c.req.path) ? next() : mw(c, next));
 }

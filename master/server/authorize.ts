@@ -23,26 +23,61 @@ export function masterAuthorize(db: MasterDb, now: () => Date): AuthorizeMachine
       // A CA-issued certificate for a machine still waiting for approval (offline or restored records).
       const named = byName(db, peer.commonName);
       if (named && named.state === 'pending') {
-        return { ok: false, status: 403, code: 'pending', reason: `machine ${named.name} is still pending approval by the master operator` };
+        return {
+          ok: false,
+          status: 403,
+          code: 'pending',
+          reason: `machine ${named.name} is still pending approval by the master operator`,
+        };
       }
-      return { ok: false, status: 401, code: 'unknown-certificate', reason: `certificate ${peer.serial} (${peer.commonName}) is not known to this master; enroll the machine` };
+      return {
+        ok: false,
+        status: 401,
+        code: 'unknown-certificate',
+        reason: `certificate ${peer.serial} (${peer.commonName}) is not known to this master; enroll the machine`,
+      };
     }
     const { certificate, machine } = found;
     if (machine.state === 'pending') {
-      return { ok: false, status: 403, code: 'pending', reason: `machine ${machine.name} is still pending approval by the master operator` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'pending',
+        reason: `machine ${machine.name} is still pending approval by the master operator`,
+      };
     }
     if (machine.state === 'blocked') {
-      return { ok: false, status: 403, code: 'blocked', reason: `machine ${machine.name} is blocked by the master operator` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'blocked',
+        reason: `machine ${machine.name} is blocked by the master operator`,
+      };
     }
     if (machine.state === 'revoked' || certificate.revokedAt !== undefined) {
-      return { ok: false, status: 403, code: 'revoked', reason: `certificate ${certificate.serial} of machine ${machine.name} is revoked` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'revoked',
+        reason: `certificate ${certificate.serial} of machine ${machine.name} is revoked`,
+      };
     }
     if (Date.parse(certificate.notAfter) <= now().getTime()) {
-      return { ok: false, status: 403, code: 'expired', reason: `certificate ${certificate.serial} of machine ${machine.name} expired at ${certificate.notAfter}; renew it` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'expired',
+        reason: `certificate ${certificate.serial} of machine ${machine.name} expired at ${certificate.notAfter}; renew it`,
+      };
     }
     // Block a certificate issued to one machine from passing as another (the CA names it in CN/OU).
     if (peer.commonName !== machine.name || (peer.role !== null && peer.role !== machine.role)) {
-      return { ok: false, status: 403, code: 'wrong-identity', reason: `certificate ${certificate.serial} names ${peer.commonName}, but it was issued to ${machine.role} ${machine.name}` };
+      return {
+        ok: false,
+        status: 403,
+        code: 'wrong-identity',
+        reason: `certificate ${certificate.serial} names ${peer.commonName}, but it was issued to ${machine.role} ${machine.name}`,
+      };
     }
     return { ok: true, machine: { name: machine.name, role: machine.role, serial: certificate.serial } };
   };
@@ -52,7 +87,10 @@ export function masterAuthorize(db: MasterDb, now: () => Date): AuthorizeMachine
  * After the gate: note when each machine was last seen and from where, at most once per `intervalMs`
  * per machine (a sync makes hundreds of requests; one write is enough).
  */
-export function touchLastSeen(db: MasterDb, opts: { intervalMs: number; clockMs: () => number; log: Logger }): MiddlewareHandler<ServeEnv> {
+export function touchLastSeen(
+  db: MasterDb,
+  opts: { intervalMs: number; clockMs: () => number; log: Logger },
+): MiddlewareHandler<ServeEnv> {
   const last = new Map<string, number>();
   return async (c, next) => {
     const machine = c.get('machine');

@@ -4,7 +4,12 @@ import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { readBodyCapped } from '../../src/serve/http-errors.js';
-import { MAX_ENROLL_BODY_BYTES, parseEnrollRequest, type EnrollReply, type EnrollRequest } from '../../src/wire/enroll.js';
+import {
+  MAX_ENROLL_BODY_BYTES,
+  parseEnrollRequest,
+  type EnrollReply,
+  type EnrollRequest,
+} from '../../src/wire/enroll.js';
 import type { MasterContext } from '../context.js';
 import { recordAudit } from '../db/audit.js';
 import { byRequest, requestEnrollment, type Machine } from '../db/machines.js';
@@ -38,14 +43,26 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
         ...(req.site ? { site: req.site } : {}),
         ...(req.parent ? { parent: req.parent } : {}),
       });
-      recordAudit(ctx.db, { actor: `machine:${req.name}`, action: 'machine.enroll', target: req.name, detail: { role: req.role, token: req.token !== undefined }, address });
+      recordAudit(ctx.db, {
+        actor: `machine:${req.name}`,
+        action: 'machine.enroll',
+        target: req.name,
+        detail: { role: req.role, token: req.token !== undefined },
+        address,
+      });
       if (req.token === undefined) return r;
       // Token, approval and certificate in one transaction: a failed approval does not burn the token,
       // and a bad token leaves no pending record behind.
       const token = consumeTokenOr403(ctx, req);
-      return { machine: approveMachine(ctx, req.name, { actor: `token:${token}`, address }), request: r.request };
+      return {
+        machine: approveMachine(ctx, req.name, { actor: `token:${token}`, address }),
+        request: r.request,
+      };
     });
-    log.info({ machine: machine.name, role: machine.role, state: machine.state, address }, 'enrollment request');
+    log.info(
+      { machine: machine.name, role: machine.role, state: machine.state, address },
+      'enrollment request',
+    );
     return reply(c, ctx, machine, request);
   });
 
@@ -53,7 +70,9 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
     const request = c.req.param('request');
     const machine = byRequest(ctx.db, request);
     if (!machine) {
-      throw new DepotsyncError('not-found', 'enrollment request not found', { hint: 'enroll again: the request id is unknown or its machine record was removed' });
+      throw new DepotsyncError('not-found', 'enrollment request not found', {
+        hint: 'enroll again: the request id is unknown or its machine record was removed',
+      });
     }
     return reply(c, ctx, machine, request);
   });
@@ -64,19 +83,35 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
 function reply(c: Context<ServeEnv>, ctx: MasterContext, machine: Machine, request: string): Response {
   switch (machine.state) {
     case 'approved': {
-      if (!machine.certPem) throw new DepotsyncError('internal', `machine ${machine.name} is approved without a certificate`);
-      const body: EnrollReply = { state: 'approved', request, name: machine.name, certificate: machine.certPem, caCertificate: ctx.ca.certPem };
+      if (!machine.certPem)
+        throw new DepotsyncError('internal', `machine ${machine.name} is approved without a certificate`);
+      const body: EnrollReply = {
+        state: 'approved',
+        request,
+        name: machine.name,
+        certificate: machine.certPem,
+        caCertificate: ctx.ca.certPem,
+      };
       return c.json(body, 200);
     }
     case 'pending': {
-      const body: EnrollReply = { state: 'pending', request, name: machine.name, message: 'waiting for approval by the master operator (depotsync master approve)' };
+      const body: EnrollReply = {
+        state: 'pending',
+        request,
+        name: machine.name,
+        message: 'waiting for approval by the master operator (depotsync master approve)',
+      };
       return c.json(body, 202);
     }
     case 'blocked':
     case 'revoked':
-      throw new DepotsyncError('forbidden', `enrollment of ${machine.name} was refused: the machine is ${machine.state}`, {
-        hint: 'ask the master operator',
-      });
+      throw new DepotsyncError(
+        'forbidden',
+        `enrollment of ${machine.name} was refused: the machine is ${machine.state}`,
+        {
+          hint: 'ask the master operator',
+        },
+      );
   }
 }
 
@@ -84,18 +119,29 @@ function reply(c: Context<ServeEnv>, ctx: MasterContext, machine: Machine, reque
 function checkCsr(ctx: MasterContext, req: EnrollRequest): void {
   const csr = parseCsr(req.csr, { what: `CSR of ${req.name}` });
   if (csr.commonName !== req.name) {
-    throw new DepotsyncError('bad-certificate', `CSR of ${req.name}: its common name is ${JSON.stringify(csr.commonName)}`, {
-      hint: 'make the request on the machine itself with its own name',
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `CSR of ${req.name}: its common name is ${JSON.stringify(csr.commonName)}`,
+      {
+        hint: 'make the request on the machine itself with its own name',
+      },
+    );
   }
   if (csr.role !== null && csr.role !== req.role) {
-    throw new DepotsyncError('bad-certificate', `CSR of ${req.name}: it asks for role ${csr.role}, but the enrollment is for ${req.role}`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `CSR of ${req.name}: it asks for role ${csr.role}, but the enrollment is for ${req.role}`,
+    );
   }
   if (req.role === 'depot') {
     // Blocks a depot from obtaining a server certificate for the master's own host name.
     const reserved = new Set(reservedServerNames(ctx.config.hosts).map((h) => h.toLowerCase()));
     const taken = [...csr.dnsNames, ...csr.ipAddresses].find((n) => reserved.has(n.toLowerCase()));
-    if (taken !== undefined) throw new DepotsyncError('bad-certificate', `CSR of ${req.name}: asks for the master's own server name ${taken}`);
+    if (taken !== undefined)
+      throw new DepotsyncError(
+        'bad-certificate',
+        `CSR of ${req.name}: asks for the master's own server name ${taken}`,
+      );
   }
 }
 
@@ -104,7 +150,8 @@ function consumeTokenOr403(ctx: MasterContext, req: EnrollRequest): number {
     return consumeEnrollmentToken(ctx.db, req.token as string, { machine: req.name, role: req.role }).id;
   } catch (e) {
     // An unknown or used token is a refusal of this request, not a missing login: 403 with the reason.
-    if (isDepotsyncError(e, 'unauthorized')) throw new DepotsyncError('forbidden', e.message, e.hint ? { hint: e.hint } : {});
+    if (isDepotsyncError(e, 'unauthorized'))
+      throw new DepotsyncError('forbidden', e.message, e.hint ? { hint: e.hint } : {});
     throw e;
   }
 }

@@ -34,7 +34,11 @@ export function masterEventFeed(db: MasterDb, revocations?: () => number | undef
 export function masterEventHub(
   db: MasterDb,
   log: Logger,
-  options: Partial<EventHubOptions> & { clockMs?: () => number; autoPoll?: boolean; revocations?: () => number | undefined } = {},
+  options: Partial<EventHubOptions> & {
+    clockMs?: () => number;
+    autoPoll?: boolean;
+    revocations?: () => number | undefined;
+  } = {},
 ): EventHub {
   const { revocations, ...rest } = options;
   return new EventHub(masterEventFeed(db, revocations), { log, ...rest });

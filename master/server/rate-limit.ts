@@ -32,11 +32,17 @@ export class RateLimiter {
 
   constructor(opts: RateLimiterOptions) {
     if (!Number.isInteger(opts.perMinute) || opts.perMinute < 1) {
-      throw new DepotsyncError('bad-input', `RateLimiter: perMinute must be an integer >= 1, got ${JSON.stringify(opts.perMinute)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `RateLimiter: perMinute must be an integer >= 1, got ${JSON.stringify(opts.perMinute)}`,
+      );
     }
     const maxKeys = opts.maxKeys ?? 100_000;
     if (!Number.isInteger(maxKeys) || maxKeys < 1) {
-      throw new DepotsyncError('bad-input', `RateLimiter: maxKeys must be an integer >= 1, got ${JSON.stringify(opts.maxKeys)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `RateLimiter: maxKeys must be an integer >= 1, got ${JSON.stringify(opts.maxKeys)}`,
+      );
     }
     this.perMinute = opts.perMinute;
     this.clockMs = opts.clockMs ?? Date.now;

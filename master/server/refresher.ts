@@ -41,14 +41,21 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
           createdBy: 'system',
           note: 'expiring metadata re-signed',
           ...(timestamp ? { timestampVersion: timestamp.version } : {}),
-          bins: files.filter((f) => f.role.startsWith('bin-')).map((f) => ({ name: f.role, version: f.version })),
+          bins: files
+            .filter((f) => f.role.startsWith('bin-'))
+            .map((f) => ({ name: f.role, version: f.version })),
           metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
         });
         out.generation = c.generation.generation;
       } else if (timestamp) {
         transaction(ctx.db.db, () => {
           const generation = currentGeneration(ctx.db);
-          putMetadataFile(ctx.db, { role: 'timestamp', version: timestamp.version, bytes: timestamp.bytes, generation });
+          putMetadataFile(ctx.db, {
+            role: 'timestamp',
+            version: timestamp.version,
+            bytes: timestamp.bytes,
+            generation,
+          });
           setGenerationTimestampVersion(ctx.db, generation, timestamp.version);
         });
       }
@@ -57,7 +64,8 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
       break;
     } catch (e) {
       // A publish committed in between (generation taken, or a newer timestamp stored): start again from it.
-      if ((isDepotsyncError(e, 'conflict') || isDepotsyncError(e, 'version-rollback')) && attempt < 3) continue;
+      if ((isDepotsyncError(e, 'conflict') || isDepotsyncError(e, 'version-rollback')) && attempt < 3)
+        continue;
       throw e;
     }
   }
@@ -68,13 +76,17 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
   if (!list || list.expires.getTime() - now().getTime() < halfLifeMs) {
     await publishRevocationList(ctx);
     const fresh = readRevocationList(ctx.layout);
-    if (fresh) out.revocationListVersion = verifyRevocationList(fresh, ctx.ca.certPem, { now: new Date(0) }).version;
+    if (fresh)
+      out.revocationListVersion = verifyRevocationList(fresh, ctx.ca.certPem, { now: new Date(0) }).version;
   }
   return out;
 }
 
 /** Run `refreshOnce` every `intervalMs` (unref'd: it never keeps the process alive). */
-export function startRefresher(ctx: MasterContext, opts: { intervalMs: number; now?: () => Date }): { stop(): Promise<void>; runNow(): Promise<RefreshOutcome | undefined> } {
+export function startRefresher(
+  ctx: MasterContext,
+  opts: { intervalMs: number; now?: () => Date },
+): { stop(): Promise<void>; runNow(): Promise<RefreshOutcome | undefined> } {
   const log = ctx.log.child({ component: 'master.refresh' });
   let running: Promise<RefreshOutcome | undefined> | undefined;
   const run = (): Promise<RefreshOutcome | undefined> => {

@@ -18,21 +18,41 @@ export const RENEW_ROUTE_DEFAULTS = {
  * machine is the one its current certificate names (a blocked, revoked or expired certificate was
  * refused there with the reason), never a name from the body. The body is capped while it streams.
  */
-export function renewRoutes(ctx: MasterContext, opts: { clockMs: () => number; perMinute?: number }): Hono<ServeEnv> {
+export function renewRoutes(
+  ctx: MasterContext,
+  opts: { clockMs: () => number; perMinute?: number },
+): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.renew' });
-  const limiter = new RateLimiter({ perMinute: opts.perMinute ?? RENEW_ROUTE_DEFAULTS.renewalsPerMachinePerMinute, clockMs: opts.clockMs });
+  const limiter = new RateLimiter({
+    perMinute: opts.perMinute ?? RENEW_ROUTE_DEFAULTS.renewalsPerMachinePerMinute,
+    clockMs: opts.clockMs,
+  });
 
   app.get('/v1/renew', (c) => c.json(renewalState(ctx, c.get('machine'))));
 
-  app.post('/v1/renew', rateLimited(limiter, (c) => c.get('machine').name, 'certificate renewals'), async (c) => {
-    const machine = c.get('machine');
-    const what = `renewal request of ${machine.name}`;
-    const req = parseRenewRequest(await readBodyCapped(c, MAX_RENEW_BODY_BYTES, what), what);
-    const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
-    const reply = renewFromCsr(ctx, machine, req.csr, address);
-    log.info({ machine: machine.name, role: machine.role, serial: reply.serial, previous: machine.serial, notAfter: reply.notAfter, address }, 'machine certificate renewed');
-    return c.json(reply);
-  });
+  app.post(
+    '/v1/renew',
+    rateLimited(limiter, (c) => c.get('machine').name, 'certificate renewals'),
+    async (c) => {
+      const machine = c.get('machine');
+      const what = `renewal request of ${machine.name}`;
+      const req = parseRenewRequest(await readBodyCapped(c, MAX_RENEW_BODY_BYTES, what), what);
+      const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
+      const reply = renewFromCsr(ctx, machine, req.csr, address);
+      log.info(
+        {
+          machine: machine.name,
+          role: machine.role,
+          serial: reply.serial,
+          previous: machine.serial,
+          notAfter: reply.notAfter,
+          address,
+        },
+        'machine certificate renewed',
+      );
+      return c.json(reply);
+    },
+  );
   return app;
 }

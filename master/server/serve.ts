@@ -64,11 +64,25 @@ const HIGH_WATER_MARK_BYTES = 1024 * 1024;
  * requested but not required by the TLS layer, so the mutual-TLS middleware can answer 401/403 with the
  * reason), the metadata refresher and the drop folder watcher.
  */
-export async function startMasterServer(ctx: MasterContext, opts: MasterServerOptions): Promise<MasterServer> {
+export async function startMasterServer(
+  ctx: MasterContext,
+  opts: MasterServerOptions,
+): Promise<MasterServer> {
   const log = ctx.log.child({ component: 'master.server' });
-  const adminService = opts.app?.adminService ?? new AdminService({ ctx, ...(opts.app?.now ? { now: opts.app.now } : {}), ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}) });
+  const adminService =
+    opts.app?.adminService ??
+    new AdminService({
+      ctx,
+      ...(opts.app?.now ? { now: opts.app.now } : {}),
+      ...(opts.app?.clockMs ? { clockMs: opts.app.clockMs } : {}),
+    });
   const eventsLog = ctx.log.child({ component: 'master.events' });
-  const events = opts.app?.events ?? masterEventHub(ctx.db, eventsLog, { revocations: revocationListVersionReader(ctx.layout), ...opts.events });
+  const events =
+    opts.app?.events ??
+    masterEventHub(ctx.db, eventsLog, {
+      revocations: revocationListVersionReader(ctx.layout),
+      ...opts.events,
+    });
   const app = createMasterApp({ ctx, ...opts.app, adminService, events });
   const serverOptions = {
     ...tlsServerOptions({
@@ -84,11 +98,19 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
   await rm(uploadsDir(ctx.layout.dir), { recursive: true, force: true });
 
   const server = await new Promise<https.Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, createServer: https.createServer, serverOptions, port: opts.port, hostname: opts.host }) as https.Server;
+    const s = serve({
+      fetch: app.fetch,
+      createServer: https.createServer,
+      serverOptions,
+      port: opts.port,
+      hostname: opts.host,
+    }) as https.Server;
     s.once('error', (e) => reject(fromSystemError(e, `master server on ${opts.host}:${opts.port}`)));
     s.once('listening', () => resolve(s));
   });
-  server.on('tlsClientError', (e: NodeJS.ErrnoException) => log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'));
+  server.on('tlsClientError', (e: NodeJS.ErrnoException) =>
+    log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'),
+  );
   const port = (server.address() as AddressInfo).port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
 
@@ -97,15 +119,30 @@ export async function startMasterServer(ctx: MasterContext, opts: MasterServerOp
   const checkCertificate = () =>
     renewServerCertificateIfDue(ctx, now())
       .then((renewed) => {
-        if (renewed) server.setSecureContext({ ...serverOptions, key: readFileSync(ctx.layout.serverKey, 'utf8'), cert: readFileSync(ctx.layout.serverCert, 'utf8') });
+        if (renewed)
+          server.setSecureContext({
+            ...serverOptions,
+            key: readFileSync(ctx.layout.serverKey, 'utf8'),
+            cert: readFileSync(ctx.layout.serverCert, 'utf8'),
+          });
       })
-      .catch((e: unknown) => log.error({ err: (e as Error).message }, 'server certificate renewal failed; will retry'));
+      .catch((e: unknown) =>
+        log.error({ err: (e as Error).message }, 'server certificate renewal failed; will retry'),
+      );
   await checkCertificate();
   const certTimer = setInterval(() => void checkCertificate(), 3_600_000);
   certTimer.unref();
 
-  const refreshIntervalMs = opts.refreshIntervalMs ?? Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
-  const refresher = opts.refresher === false ? undefined : startRefresher(ctx, { intervalMs: refreshIntervalMs, ...(opts.app?.now ? { now: opts.app.now } : {}) });
+  const refreshIntervalMs =
+    opts.refreshIntervalMs ??
+    Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
+  const refresher =
+    opts.refresher === false
+      ? undefined
+      : startRefresher(ctx, {
+          intervalMs: refreshIntervalMs,
+          ...(opts.app?.now ? { now: opts.app.now } : {}),
+        });
   void refresher?.runNow();
 
   let dropbox: DropboxWatcher | undefined;

@@ -12,7 +12,9 @@ import { readRevocationList, revocationListPath } from '../revocations.js';
  */
 export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layout'>): ReadApiSource {
   // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
-  const versionOf = ctx.db.db.prepare('SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1');
+  const versionOf = ctx.db.db.prepare(
+    'SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1',
+  );
   let revocations: { bytes: Buffer | undefined; stamp: string } | undefined;
   const latestRoot = ctx.db.db.prepare("SELECT MAX(version) FROM metadata_files WHERE role = 'root'").pluck();
 
@@ -25,7 +27,8 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
       // version with exactly that manifest, so one manifest cannot be fetched under another package's name.
       const sha256 = name.slice(0, 64);
       const targetPath = name.slice(65);
-      if (name[64] !== '.' || !/^[0-9a-f]{64}$/.test(sha256) || !targetPath.endsWith('.json')) return undefined;
+      if (name[64] !== '.' || !/^[0-9a-f]{64}$/.test(sha256) || !targetPath.endsWith('.json'))
+        return undefined;
       const manifest = getManifestBySha256(ctx.db, sha256);
       if (!manifest) return undefined;
       return versionOf.get(sha256, targetPath) ? manifest.bytes : undefined;
@@ -35,7 +38,8 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
       // `master revoke` in another one; a stat per request is cheap next to the TLS work.
       const st = statSync(revocationListPath(ctx.layout), { throwIfNoEntry: false });
       const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'none';
-      if (!revocations || revocations.stamp !== stamp) revocations = { bytes: readRevocationList(ctx.layout), stamp };
+      if (!revocations || revocations.stamp !== stamp)
+        revocations = { bytes: readRevocationList(ctx.layout), stamp };
       return revocations.bytes;
     },
     latestRootVersion() {

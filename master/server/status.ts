@@ -5,7 +5,12 @@ import type { ServeEnv } from '../../src/serve/env.js';
 import { readBodyCapped } from '../../src/serve/http-errors.js';
 import { MAX_STATUS_BODY_BYTES, parseStatusReport } from '../../src/wire/status.js';
 import type { MasterDb } from '../db/database.js';
-import { recordDepotStatuses, type DepotStatusInput, type RecordOutcome, type StatusRecordOptions } from '../db/status.js';
+import {
+  recordDepotStatuses,
+  type DepotStatusInput,
+  type RecordOutcome,
+  type StatusRecordOptions,
+} from '../db/status.js';
 import { rateLimited } from './client-address.js';
 import type { RateLimiter } from './rate-limit.js';
 
@@ -18,20 +23,31 @@ import type { RateLimiter } from './rate-limit.js';
  * thousand depots reporting once a minute costs a few commits (fsyncs) a second, not one per report.
  * A depot gets its answer only after its report's commit, so nothing acknowledged is ever lost.
  */
-export function statusRoutes(db: MasterDb, limiter: RateLimiter, opts: Partial<StatusQueueOptions> = {}): Hono<ServeEnv> {
+export function statusRoutes(
+  db: MasterDb,
+  limiter: RateLimiter,
+  opts: Partial<StatusQueueOptions> = {},
+): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const queue = new StatusCommitQueue(db, opts);
-  app.post('/v1/status', rateLimited(limiter, (c) => c.get('machine').name, 'status reports'), async (c) => {
-    const machine = c.get('machine');
-    if (machine.role !== 'depot') {
-      throw new DepotsyncError('forbidden', `machine ${machine.name} is ${machine.role === 'agent' ? 'an agent' : machine.role}; only depots report status`);
-    }
-    const body = await readBodyCapped(c, MAX_STATUS_BODY_BYTES, `status report from ${machine.name}`);
-    const { report, raw } = parseStatusReport(body, `status report from ${machine.name}`);
-    const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
-    const outcome = await queue.submit(machine.name, report, { raw, ...(address ? { address } : {}) });
-    return c.json({ machine: machine.name, sequence: report.sequence, outcome });
-  });
+  app.post(
+    '/v1/status',
+    rateLimited(limiter, (c) => c.get('machine').name, 'status reports'),
+    async (c) => {
+      const machine = c.get('machine');
+      if (machine.role !== 'depot') {
+        throw new DepotsyncError(
+          'forbidden',
+          `machine ${machine.name} is ${machine.role === 'agent' ? 'an agent' : machine.role}; only depots report status`,
+        );
+      }
+      const body = await readBodyCapped(c, MAX_STATUS_BODY_BYTES, `status report from ${machine.name}`);
+      const { report, raw } = parseStatusReport(body, `status report from ${machine.name}`);
+      const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
+      const outcome = await queue.submit(machine.name, report, { raw, ...(address ? { address } : {}) });
+      return c.json({ machine: machine.name, sequence: report.sequence, outcome });
+    },
+  );
   return app;
 }
 
@@ -43,7 +59,11 @@ export interface StatusQueueOptions {
   clockMs: () => number;
 }
 
-export const STATUS_QUEUE_DEFAULTS: StatusQueueOptions = { batchMs: 1000, maxBatch: 500, clockMs: () => performance.now() };
+export const STATUS_QUEUE_DEFAULTS: StatusQueueOptions = {
+  batchMs: 1000,
+  maxBatch: 500,
+  clockMs: () => performance.now(),
+};
 
 interface Pending {
   machine: string;
@@ -71,10 +91,16 @@ export class StatusCommitQueue {
   ) {
     this.o = { ...STATUS_QUEUE_DEFAULTS, ...opts };
     if (!Number.isInteger(this.o.batchMs) || this.o.batchMs < 0 || this.o.batchMs > 10_000) {
-      throw new DepotsyncError('bad-input', `status queue: batchMs must be an integer from 0 to 10000, got ${JSON.stringify(this.o.batchMs)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `status queue: batchMs must be an integer from 0 to 10000, got ${JSON.stringify(this.o.batchMs)}`,
+      );
     }
     if (!Number.isInteger(this.o.maxBatch) || this.o.maxBatch < 1) {
-      throw new DepotsyncError('bad-input', `status queue: maxBatch must be an integer >= 1, got ${JSON.stringify(this.o.maxBatch)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `status queue: maxBatch must be an integer >= 1, got ${JSON.stringify(this.o.maxBatch)}`,
+      );
     }
   }
 

@@ -3,7 +3,12 @@ import { gearScan, scanFingerprint } from './gear.js';
 import { DEFAULT_READ_BLOCK_BYTES, readBlocks } from './read-blocks.js';
 import { resolveChunkerOptions, type ChunkerOptions, type ChunkerParams } from './options.js';
 
-export { DEFAULT_CHUNKER_OPTIONS, CHUNKER_LIMITS, resolveChunkerOptions, type ChunkerOptions } from './options.js';
+export {
+  DEFAULT_CHUNKER_OPTIONS,
+  CHUNKER_LIMITS,
+  resolveChunkerOptions,
+  type ChunkerOptions,
+} from './options.js';
 
 /**
  * FastCDC content-defined chunking with normalized chunking (level 2).
@@ -35,7 +40,11 @@ export class Chunker {
   constructor(opts: Partial<ChunkerOptions> = {}, io: { ownsInput?: boolean } = {}) {
     this.ownsInput = io.ownsInput === true;
     this.p = resolveChunkerOptions(opts);
-    this.options = Object.freeze({ minBytes: this.p.minBytes, avgBytes: this.p.avgBytes, maxBytes: this.p.maxBytes });
+    this.options = Object.freeze({
+      minBytes: this.p.minBytes,
+      avgBytes: this.p.avgBytes,
+      maxBytes: this.p.maxBytes,
+    });
   }
 
   /** Feed the next bytes; returns the chunks completed by them, in order. */
@@ -122,7 +131,10 @@ export interface ChunkRecord {
 }
 
 /** Chunks of an async byte source, with offsets. */
-export function chunkStream(source: AsyncIterable<Uint8Array>, opts: Partial<ChunkerOptions> = {}): AsyncGenerator<ChunkRecord> {
+export function chunkStream(
+  source: AsyncIterable<Uint8Array>,
+  opts: Partial<ChunkerOptions> = {},
+): AsyncGenerator<ChunkRecord> {
   return chunkWith(new Chunker(opts), source); // options are checked here, before the first read
 }
 
@@ -130,9 +142,13 @@ async function* chunkWith(chunker: Chunker, source: AsyncIterable<Uint8Array>): 
   let offset = 0;
   for await (const data of source) {
     if (!(data instanceof Uint8Array)) {
-      throw new DepotsyncError('bad-input', `chunkStream: the source yielded ${typeof data}, expected bytes (Uint8Array)`, {
-        hint: 'open streams without an encoding so they yield Buffers',
-      });
+      throw new DepotsyncError(
+        'bad-input',
+        `chunkStream: the source yielded ${typeof data}, expected bytes (Uint8Array)`,
+        {
+          hint: 'open streams without an encoding so they yield Buffers',
+        },
+      );
     }
     for (const chunk of chunker.push(data)) {
       yield { offset, length: chunk.length, data: chunk };

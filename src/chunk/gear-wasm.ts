@@ -61,9 +61,27 @@ const vector = (items: number[][]): number[] => [...uleb(items.length), ...items
 const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'latin1')];
 
 const OP = {
-  block: 0x02, loop: 0x03, if: 0x04, end: 0x0b, br: 0x0c, brIf: 0x0d, return: 0x0f, void: 0x40,
-  localGet: 0x20, localSet: 0x21, globalSet: 0x24, i32Load: 0x28, i32Load8U: 0x2d, i32Const: 0x41,
-  i32Eqz: 0x45, i32GeU: 0x4f, i32Add: 0x6a, i32And: 0x71, i32Shl: 0x74, i32: 0x7f, func: 0x60,
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  return: 0x0f,
+  void: 0x40,
+  localGet: 0x20,
+  localSet: 0x21,
+  globalSet: 0x24,
+  i32Load: 0x28,
+  i32Load8U: 0x2d,
+  i32Const: 0x41,
+  i32Eqz: 0x45,
+  i32GeU: 0x4f,
+  i32Add: 0x6a,
+  i32And: 0x71,
+  i32Shl: 0x74,
+  i32: 0x7f,
+  func: 0x60,
 } as const;
 const [I, END, H, MASK] = [0, 1, 2, 3]; // parameter indices
 
@@ -71,24 +89,71 @@ const [I, END, H, MASK] = [0, 1, 2, 3]; // parameter indices
 const exitAtEnd = [OP.localGet, I, OP.localGet, END, OP.i32GeU, OP.brIf, 1];
 /** One byte: roll the fingerprint, advance, return just past the byte if the mask bits are zero. */
 const step = [
-  OP.localGet, H, OP.i32Const, 1, OP.i32Shl,
-  OP.localGet, I, OP.i32Load8U, 0, 0, OP.i32Const, 2, OP.i32Shl, OP.i32Load, 2, 0,
-  OP.i32Add, OP.localSet, H,
-  OP.localGet, I, OP.i32Const, 1, OP.i32Add, OP.localSet, I,
-  OP.localGet, H, OP.localGet, MASK, OP.i32And, OP.i32Eqz,
-  OP.if, OP.void, OP.localGet, H, OP.globalSet, 0, OP.localGet, I, OP.return, OP.end,
+  OP.localGet,
+  H,
+  OP.i32Const,
+  1,
+  OP.i32Shl,
+  OP.localGet,
+  I,
+  OP.i32Load8U,
+  0,
+  0,
+  OP.i32Const,
+  2,
+  OP.i32Shl,
+  OP.i32Load,
+  2,
+  0,
+  OP.i32Add,
+  OP.localSet,
+  H,
+  OP.localGet,
+  I,
+  OP.i32Const,
+  1,
+  OP.i32Add,
+  OP.localSet,
+  I,
+  OP.localGet,
+  H,
+  OP.localGet,
+  MASK,
+  OP.i32And,
+  OP.i32Eqz,
+  OP.if,
+  OP.void,
+  OP.localGet,
+  H,
+  OP.globalSet,
+  0,
+  OP.localGet,
+  I,
+  OP.return,
+  OP.end,
 ];
 
 /** A scan function whose loop runs `steps` bytes per end test. */
 function scanBody(steps: number): number[] {
   const body = [
     0x00, // no locals besides the parameters
-    OP.block, OP.void,
-    OP.loop, OP.void,
+    OP.block,
+    OP.void,
+    OP.loop,
+    OP.void,
     ...exitAtEnd,
     ...Array.from({ length: steps }, () => step).flat(),
-    OP.br, 0, OP.end, OP.end,
-    OP.localGet, H, OP.globalSet, 0, OP.i32Const, ...sleb(-1), OP.end,
+    OP.br,
+    0,
+    OP.end,
+    OP.end,
+    OP.localGet,
+    H,
+    OP.globalSet,
+    0,
+    OP.i32Const,
+    ...sleb(-1),
+    OP.end,
   ];
   return [...uleb(body.length), ...body];
 }
@@ -96,17 +161,27 @@ function scanBody(steps: number): number[] {
 function moduleBytes(): Uint8Array {
   const pages = Math.ceil((WINDOW_AT + WASM_GEAR_WINDOW_BYTES) / PAGE_BYTES);
   return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00, // "\0asm", version 1
     ...section(1, vector([[OP.func, 4, OP.i32, OP.i32, OP.i32, OP.i32, 1, OP.i32]])), // type 0: (i32 x4) -> i32
     ...section(3, vector([[0], [0]])), // functions 0 ($scan4) and 1 ($scan1) have type 0
     ...section(5, vector([[0x00, ...uleb(pages)]])), // one memory, fixed size
     ...section(6, vector([[OP.i32, 0x01, OP.i32Const, 0, OP.end]])), // global $fp: mutable i32 = 0
-    ...section(7, vector([
-      [...name('scan4'), 0x00, 0],
-      [...name('scan1'), 0x00, 1],
-      [...name('memory'), 0x02, 0],
-      [...name('fp'), 0x03, 0],
-    ])),
+    ...section(
+      7,
+      vector([
+        [...name('scan4'), 0x00, 0],
+        [...name('scan1'), 0x00, 1],
+        [...name('memory'), 0x02, 0],
+        [...name('fp'), 0x03, 0],
+      ]),
+    ),
     ...section(10, vector([scanBody(UNROLL), scanBody(1)])),
   ]);
 }
@@ -133,7 +208,12 @@ export function createWasmGearScanner(gear: Int32Array): WasmGearScanner {
   if (gear.length !== 256) throw new Error(`gear table must have 256 entries, got ${gear.length}`);
   const instance = new wasmApi.Instance(new wasmApi.Module(moduleBytes()));
   type Scan = (i: number, end: number, h: number, mask: number) => number;
-  const { scan4, scan1, memory, fp: fpGlobal } = instance.exports as {
+  const {
+    scan4,
+    scan1,
+    memory,
+    fp: fpGlobal,
+  } = instance.exports as {
     scan4: Scan;
     scan1: Scan;
     memory: { buffer: ArrayBuffer };

@@ -50,26 +50,37 @@ function isPowerOfTwo(n: number): boolean {
 export function resolveChunkerOptions(given: Partial<ChunkerOptions> = {}): ChunkerParams {
   const problems: string[] = [];
   if (typeof given !== 'object' || given === null) {
-    throw new DepotsyncError('bad-input', `chunker options: expected an object, got ${JSON.stringify(given)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `chunker options: expected an object, got ${JSON.stringify(given)}`,
+    );
   }
   for (const key of Object.keys(given)) {
-    if (!(KEYS as readonly string[]).includes(key)) problems.push(`unknown option ${JSON.stringify(key)} (known: ${KEYS.join(', ')})`);
+    if (!(KEYS as readonly string[]).includes(key))
+      problems.push(`unknown option ${JSON.stringify(key)} (known: ${KEYS.join(', ')})`);
   }
   const o = { ...DEFAULT_CHUNKER_OPTIONS, ...given };
   const L = CHUNKER_LIMITS;
   const got = (k: keyof ChunkerOptions): string => JSON.stringify(o[k]);
   for (const k of KEYS) {
-    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k])) problems.push(`${k} must be an integer number of bytes, got ${got(k)}`);
+    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]))
+      problems.push(`${k} must be an integer number of bytes, got ${got(k)}`);
   }
   if (problems.length === 0) {
     if (!isPowerOfTwo(o.avgBytes) || o.avgBytes < L.minAvgBytes || o.avgBytes > L.maxAvgBytes) {
-      problems.push(`avgBytes must be a power of two from ${L.minAvgBytes} to ${L.maxAvgBytes}, got ${got('avgBytes')}`);
+      problems.push(
+        `avgBytes must be a power of two from ${L.minAvgBytes} to ${L.maxAvgBytes}, got ${got('avgBytes')}`,
+      );
     }
     if (o.minBytes < L.minMinBytes || o.minBytes >= o.avgBytes) {
-      problems.push(`minBytes must be at least ${L.minMinBytes} and less than avgBytes (${o.avgBytes}), got ${got('minBytes')}`);
+      problems.push(
+        `minBytes must be at least ${L.minMinBytes} and less than avgBytes (${o.avgBytes}), got ${got('minBytes')}`,
+      );
     }
     if (o.maxBytes <= o.avgBytes || o.maxBytes > L.maxMaxBytes) {
-      problems.push(`maxBytes must be greater than avgBytes (${o.avgBytes}) and at most ${L.maxMaxBytes}, got ${got('maxBytes')}`);
+      problems.push(
+        `maxBytes must be greater than avgBytes (${o.avgBytes}) and at most ${L.maxMaxBytes}, got ${got('maxBytes')}`,
+      );
     }
   }
   if (problems.length > 0) {

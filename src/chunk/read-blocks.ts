@@ -39,9 +39,14 @@ export class BlockPool {
  * it. Either way a block's ArrayBuffer is its own (never Node's shared pool): it may be transferred
  * to a worker thread. Errors name the file.
  */
-export async function* readBlocks(path: string, blockBytes = DEFAULT_READ_BLOCK_BYTES, pool?: BlockPool): AsyncGenerator<Buffer> {
+export async function* readBlocks(
+  path: string,
+  blockBytes = DEFAULT_READ_BLOCK_BYTES,
+  pool?: BlockPool,
+): AsyncGenerator<Buffer> {
   intOption('readBlocks', 'blockBytes', blockBytes, 1, 1 << 30);
-  if (pool && pool.blockBytes !== blockBytes) throw new Error(`readBlocks: pool of ${pool.blockBytes}-byte blocks for ${blockBytes}-byte reads`);
+  if (pool && pool.blockBytes !== blockBytes)
+    throw new Error(`readBlocks: pool of ${pool.blockBytes}-byte blocks for ${blockBytes}-byte reads`);
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');

@@ -12,7 +12,11 @@ export interface Progress {
 
 const NO_PROGRESS: Progress = { update() {}, finish() {} };
 
-export function createProgress(label: string, total: number, stream: NodeJS.WriteStream = process.stderr): Progress {
+export function createProgress(
+  label: string,
+  total: number,
+  stream: NodeJS.WriteStream = process.stderr,
+): Progress {
   if (!stream.isTTY || total <= 0) return NO_PROGRESS;
   let last = 0;
   const started = Date.now();
@@ -40,4 +44,3 @@ export function createProgress(label: string, total: number, stream: NodeJS.Writ
     },
   };
 }
-

@@ -14,7 +14,11 @@ export const MAX_SETTINGS_FILE_BYTES = 1024 * 1024;
  */
 export function readJsonFile(
   path: string,
-  o: { what: string; missing?: { message: string; hint: string }; badJson?: (reason: string) => { message: string; hint?: string } },
+  o: {
+    what: string;
+    missing?: { message: string; hint: string };
+    badJson?: (reason: string) => { message: string; hint?: string };
+  },
 ): unknown {
   let raw: Buffer;
   try {

@@ -24,7 +24,8 @@ export function encodeChunkRecords(chunks: readonly ChunkRef[]): string {
   const buf = Buffer.allocUnsafe(chunks.length * RECORD_BYTES);
   chunks.forEach((c, i) => {
     const at = i * RECORD_BYTES;
-    if (buf.write(c.id, at, 32, 'hex') !== 32) throw new DepotsyncError('internal', `chunk id ${i} is not 64 hex digits`);
+    if (buf.write(c.id, at, 32, 'hex') !== 32)
+      throw new DepotsyncError('internal', `chunk id ${i} is not 64 hex digits`);
     buf.writeUInt32BE(c.length, at + 32);
   });
   return buf.toString('base64');
@@ -39,7 +40,8 @@ export function decodeChunkRecords(text: unknown): ChunkRef[] | string {
   if (typeof text !== 'string') return 'expected a base64 string';
   const buf = Buffer.from(text, 'base64');
   if (buf.toString('base64') !== text) return 'not canonical base64 (RFC 4648 alphabet with padding)';
-  if (buf.length % RECORD_BYTES !== 0) return `${buf.length} bytes is not a whole number of ${RECORD_BYTES}-byte chunk records`;
+  if (buf.length % RECORD_BYTES !== 0)
+    return `${buf.length} bytes is not a whole number of ${RECORD_BYTES}-byte chunk records`;
   const out = new Array<ChunkRef>(buf.length / RECORD_BYTES);
   for (let i = 0; i < out.length; i++) {
     const at = i * RECORD_BYTES;

@@ -87,7 +87,6 @@ function chunkAt(starts: readonly number[], size: number, offset: number): numbe
   return lo;
 }
 
-
 /**
  * Pair each wanted chunk of `targets` with the chunks it replaces in `olds`. For every target, the old
  * versions of the same package are the candidates; the one sharing most chunks with the new version is
@@ -97,7 +96,11 @@ function chunkAt(starts: readonly number[], size: number, offset: number): numbe
  * holding its last byte (an edit that moved a boundary makes a new chunk span two old ones, and the
  * chunks after it start inside old ones: `offset` says where), at most `maxBases`.
  */
-export function pairChunkBases(targets: readonly PairingVersion[], olds: readonly PairingVersion[], wanted: ReadonlySet<string>): Map<string, ChunkBases> {
+export function pairChunkBases(
+  targets: readonly PairingVersion[],
+  olds: readonly PairingVersion[],
+  wanted: ReadonlySet<string>,
+): Map<string, ChunkBases> {
   const bases = new Map<string, ChunkBases>();
   if (wanted.size === 0 || olds.length === 0) return bases;
   const byPackage = new Map<string, PairingVersion[]>();
@@ -139,7 +142,10 @@ export function pairChunkBases(targets: readonly PairingVersion[], olds: readonl
           if (first >= 0) {
             const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
             const last = Math.min(lastByte, first + MAX_DELTA_BASES - 1);
-            bases.set(c.id, { bases: of.chunks.slice(first, last + 1).map((b) => b.id), offset: offset - starts[first]! });
+            bases.set(c.id, {
+              bases: of.chunks.slice(first, last + 1).map((b) => b.id),
+              offset: offset - starts[first]!,
+            });
           }
         }
         offset += c.length;
@@ -164,7 +170,10 @@ export interface BundlePair extends ChunkBases {
  * where it replaces chunks of A, ordered by target id. The master writes records in this order and the
  * importing depot computes the same list from the same manifests.
  */
-export function bundleDeltaPairs(oldVersions: readonly PairingVersion[], newVersions: readonly PairingVersion[]): BundlePair[] {
+export function bundleDeltaPairs(
+  oldVersions: readonly PairingVersion[],
+  newVersions: readonly PairingVersion[],
+): BundlePair[] {
   const memo = (v: PairingVersion): PairingVersion => {
     let m: Manifest | undefined | null = null;
     return { ...v, load: () => (m === null ? (m = v.load()) : m) };
@@ -174,7 +183,9 @@ export function bundleDeltaPairs(oldVersions: readonly PairingVersion[], newVers
   const had = new Set<string>();
   for (const o of olds) for (const f of o.load()?.files ?? []) for (const c of f.chunks) had.add(c.id);
   const lengths = new Map<string, number>();
-  for (const n of news) for (const f of n.load()?.files ?? []) for (const c of f.chunks) if (!had.has(c.id)) lengths.set(c.id, c.length);
+  for (const n of news)
+    for (const f of n.load()?.files ?? [])
+      for (const c of f.chunks) if (!had.has(c.id)) lengths.set(c.id, c.length);
   const bases = pairChunkBases(news, olds, new Set(lengths.keys()));
   return [...bases]
     .map(([target, b]) => ({ target, length: lengths.get(target)!, ...b }))

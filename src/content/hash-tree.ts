@@ -59,7 +59,7 @@ export class MerkleTree {
     const levels = [leaves];
     const scratch = Buffer.allocUnsafe(1 + 2 * ID_BYTES);
     scratch[0] = NODE;
-    for (let level = leaves, n = count; n > 1; ) {
+    for (let level = leaves, n = count; n > 1;) {
       const up = Buffer.allocUnsafe(Math.ceil(n / 2) * ID_BYTES);
       let i = 0;
       for (; i + 1 < n; i += 2) {
@@ -81,7 +81,10 @@ export class MerkleTree {
   /** The audit path of leaf `index`: sibling hashes from the leaf up to the root. */
   proof(index: number): Buffer[] {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.count) {
-      throw new DepotsyncError('bad-input', `hash tree: leaf index ${index} is outside the ${this.count} leaves`);
+      throw new DepotsyncError(
+        'bad-input',
+        `hash tree: leaf index ${index} is outside the ${this.count} leaves`,
+      );
     }
     const path: Buffer[] = [];
     let i = index;
@@ -112,9 +115,16 @@ export function inclusionProof(ids: ChunkIds, index: number): Buffer[] {
  * (RFC 9162 §2.1.3.2). Returns false, never throws, for any malformed argument.
  * Threat: a depot serves a chunk that is not the one the signed manifest lists at that place.
  */
-export function verifyInclusion(root: Uint8Array, index: number, count: number, id: Uint8Array, proof: readonly Uint8Array[]): boolean {
+export function verifyInclusion(
+  root: Uint8Array,
+  index: number,
+  count: number,
+  id: Uint8Array,
+  proof: readonly Uint8Array[],
+): boolean {
   if (root.length !== ID_BYTES || id.length !== ID_BYTES) return false;
-  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(index) || index < 0 || index >= count) return false;
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(index) || index < 0 || index >= count)
+    return false;
   // Bit operations below would wrap past 2^31 leaves; no package comes near (that is 128 TiB at 64 KiB).
   if (count > 0x7fffffff) return false;
   let fn = index;
@@ -147,7 +157,10 @@ function leafLevel(ids: ChunkIds): Buffer {
   if (!Array.isArray(ids)) {
     const buf = ids as Uint8Array;
     if (buf.length % ID_BYTES !== 0) {
-      throw new DepotsyncError('bad-input', `hash tree: ${buf.length} bytes of chunk ids is not a multiple of ${ID_BYTES}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `hash tree: ${buf.length} bytes of chunk ids is not a multiple of ${ID_BYTES}`,
+      );
     }
     const out = Buffer.allocUnsafe(buf.length);
     for (let at = 0; at < buf.length; at += ID_BYTES) {

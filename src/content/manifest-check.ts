@@ -51,18 +51,35 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function expectInt(p: Problems, field: string, v: unknown, min: number, max: number, range: string): number | undefined {
+export function expectInt(
+  p: Problems,
+  field: string,
+  v: unknown,
+  min: number,
+  max: number,
+  range: string,
+): number | undefined {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max) return v;
   p.add(field, `expected integer ${range}, got ${printable(v)}`);
   return undefined;
 }
 
 /** Unknown fields are refused: a manifest has one byte form, and format changes bump `format`. */
-export function onlyKeys(p: Problems, field: string, obj: Record<string, unknown>, keys: readonly string[]): void {
-  for (const k of Object.keys(obj)) if (!keys.includes(k)) p.add(field ? `${field}.${k}` : k, 'unknown field');
+export function onlyKeys(
+  p: Problems,
+  field: string,
+  obj: Record<string, unknown>,
+  keys: readonly string[],
+): void {
+  for (const k of Object.keys(obj))
+    if (!keys.includes(k)) p.add(field ? `${field}.${k}` : k, 'unknown field');
 }
 
-export function checkBody(input: Record<string, unknown>, p: Problems, readChunks: ChunkReader): ManifestBody | undefined {
+export function checkBody(
+  input: Record<string, unknown>,
+  p: Problems,
+  readChunks: ChunkReader,
+): ManifestBody | undefined {
   const before = p.count;
   const name = input.name;
   const nameBad = nameProblem(name);
@@ -74,15 +91,17 @@ export function checkBody(input: Record<string, unknown>, p: Problems, readChunk
   const files: ManifestFile[] = [];
   if (!Array.isArray(input.files)) p.add('files', `expected an array, got ${printable(input.files)}`);
   else if (input.files.length === 0) p.add('files', 'a package needs at least one file');
-  else input.files.forEach((f, i) => {
-    const file = checkFile(p, `files[${i}]`, f, chunking, readChunks);
-    if (file) files.push(file);
-  });
+  else
+    input.files.forEach((f, i) => {
+      const file = checkFile(p, `files[${i}]`, f, chunking, readChunks);
+      if (file) files.push(file);
+    });
   if (p.count > before) return undefined;
   const paths = files.map((f) => f.path);
   for (const [i, msg] of pathListProblems(paths)) p.add(`files[${i}].path`, msg);
   for (let i = 1; i < paths.length; i++) {
-    if ((paths[i - 1] as string) > (paths[i] as string)) p.add(`files[${i}].path`, `${printable(paths[i])} is out of order (files are sorted by path)`);
+    if ((paths[i - 1] as string) > (paths[i] as string))
+      p.add(`files[${i}].path`, `${printable(paths[i])} is out of order (files are sorted by path)`);
   }
   if (p.count > before) return undefined;
   return { name: name as string, version: version as string, chunking: chunking as ChunkingParams, files };
@@ -106,7 +125,13 @@ function checkChunking(p: Problems, v: unknown): ChunkingParams | undefined {
   return { minBytes, avgBytes, maxBytes };
 }
 
-function checkFile(p: Problems, at: string, f: unknown, chunking: ChunkingParams | undefined, readChunks: ChunkReader): ManifestFile | undefined {
+function checkFile(
+  p: Problems,
+  at: string,
+  f: unknown,
+  chunking: ChunkingParams | undefined,
+  readChunks: ChunkReader,
+): ManifestFile | undefined {
   if (!isObject(f)) {
     p.add(at, `expected an object, got ${printable(f)}`);
     return undefined;
@@ -116,7 +141,10 @@ function checkFile(p: Problems, at: string, f: unknown, chunking: ChunkingParams
   const pathBad = pathProblem(f.path);
   if (pathBad) p.add(`${at}.path`, typeof f.path === 'string' ? `${printable(f.path)}: ${pathBad}` : pathBad);
   if (f.mode !== MODE_FILE && f.mode !== MODE_EXECUTABLE) {
-    p.add(`${at}.mode`, `expected ${MODE_FILE} (0o644) or ${MODE_EXECUTABLE} (0o755), got ${printable(f.mode)}`);
+    p.add(
+      `${at}.mode`,
+      `expected ${MODE_FILE} (0o644) or ${MODE_EXECUTABLE} (0o755), got ${printable(f.mode)}`,
+    );
   }
   const size = expectInt(p, `${at}.size`, f.size, 0, Number.MAX_SAFE_INTEGER, '0..2^53 − 1');
   const chunks = readChunks(f.chunks, `${at}.chunks`, p);
@@ -126,12 +154,22 @@ function checkFile(p: Problems, at: string, f: unknown, chunking: ChunkingParams
     let bad = 0;
     chunks.forEach((c, j) => {
       if (!Number.isSafeInteger(c.length) || c.length < 1 || c.length > limit) {
-        if (bad++ < 3) p.add(`${at}.chunks[${j}].length`, `expected integer 1..${limit} (chunking.maxBytes), got ${printable(c.length)}`);
+        if (bad++ < 3)
+          p.add(
+            `${at}.chunks[${j}].length`,
+            `expected integer 1..${limit} (chunking.maxBytes), got ${printable(c.length)}`,
+          );
       } else sum += c.length;
     });
     if (bad > 3) p.add(`${at}.chunks`, `${bad - 3} more chunks with a bad length`);
-    if (bad === 0 && size !== undefined && sum !== size) p.add(`${at}.size`, `${size} is not the sum of its chunk lengths (${sum})`);
+    if (bad === 0 && size !== undefined && sum !== size)
+      p.add(`${at}.size`, `${size} is not the sum of its chunk lengths (${sum})`);
   }
   if (p.count > before) return undefined;
-  return { path: f.path as string, mode: f.mode as FileMode, size: size as number, chunks: chunks as ChunkRef[] };
+  return {
+    path: f.path as string,
+    mode: f.mode as FileMode,
+    size: size as number,
+    chunks: chunks as ChunkRef[],
+  };
 }

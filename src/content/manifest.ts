@@ -3,12 +3,27 @@ import { blake3Hex } from '../hash/blake3.js';
 import { canonicalize } from './canonical-json.js';
 import { decodeChunkRecords, encodeChunkRecords, isChunkIdHex, type ChunkRef } from './chunk-records.js';
 import { MerkleTree } from './hash-tree.js';
-import { checkBody, expectInt, isObject, onlyKeys, type ChunkingParams, type FileMode, type ManifestFile } from './manifest-check.js';
+import {
+  checkBody,
+  expectInt,
+  isObject,
+  onlyKeys,
+  type ChunkingParams,
+  type FileMode,
+  type ManifestFile,
+} from './manifest-check.js';
 import { printable } from './printable.js';
 import { Problems } from './problems.js';
 import { parseStrictJson } from './strict-json.js';
 
-export { MAX_CHUNK_BYTES, MODE_EXECUTABLE, MODE_FILE, type ChunkingParams, type FileMode, type ManifestFile } from './manifest-check.js';
+export {
+  MAX_CHUNK_BYTES,
+  MODE_EXECUTABLE,
+  MODE_FILE,
+  type ChunkingParams,
+  type FileMode,
+  type ManifestFile,
+} from './manifest-check.js';
 export type { ChunkRef } from './chunk-records.js';
 
 /**
@@ -62,7 +77,9 @@ export function buildManifest(input: BuildManifestInput): Manifest {
   const p = new Problems(`manifest for ${printable(input?.name)}@${printable(input?.version)}`);
   if (!isObject(input)) throw new DepotsyncError('bad-input', 'manifest: expected an object');
   onlyKeys(p, '', input, ['name', 'version', 'chunking', 'files']);
-  const files = Array.isArray(input.files) ? [...input.files].sort((a, b) => comparePaths(a?.path, b?.path)) : input.files;
+  const files = Array.isArray(input.files)
+    ? [...input.files].sort((a, b) => comparePaths(a?.path, b?.path))
+    : input.files;
   const body = checkBody({ ...input, files }, p, (v, field, probs) => {
     if (!Array.isArray(v) || !v.every(isObject)) {
       probs.add(field, 'expected an array of {id, length}');
@@ -70,21 +87,28 @@ export function buildManifest(input: BuildManifestInput): Manifest {
     }
     const before = probs.count;
     v.forEach((c, j) => {
-      if (!isChunkIdHex(c.id)) probs.add(`${field}[${j}].id`, `expected 64 lower-case hex digits, got ${printable(c.id)}`);
+      if (!isChunkIdHex(c.id))
+        probs.add(`${field}[${j}].id`, `expected 64 lower-case hex digits, got ${printable(c.id)}`);
     });
     return probs.count === before ? (v as unknown as ChunkRef[]) : undefined;
   });
   p.throwIfAny('bad-input', 'fix the package source (names, paths, modes) and publish again');
   const b = body as NonNullable<typeof body>;
   const totalBytes = b.files.reduce((s, f) => s + f.size, 0);
-  if (!Number.isSafeInteger(totalBytes)) throw new DepotsyncError('bad-input', `manifest: total size ${totalBytes} is over 2^53 − 1 bytes`);
+  if (!Number.isSafeInteger(totalBytes))
+    throw new DepotsyncError('bad-input', `manifest: total size ${totalBytes} is over 2^53 − 1 bytes`);
   const tree = MerkleTree.build(chunkIdBuffer(b.files));
   return {
     format: MANIFEST_FORMAT,
     name: b.name,
     version: b.version,
     chunking: { ...b.chunking },
-    files: b.files.map((f) => ({ path: f.path, mode: f.mode, size: f.size, chunks: f.chunks.map((c) => ({ id: c.id, length: c.length })) })),
+    files: b.files.map((f) => ({
+      path: f.path,
+      mode: f.mode,
+      size: f.size,
+      chunks: f.chunks.map((c) => ({ id: c.id, length: c.length })),
+    })),
     totalBytes,
     tree: { count: tree.count, root: tree.root.toString('hex') },
   };
@@ -97,7 +121,12 @@ export function encodeManifest(m: Manifest): Buffer {
     name: m.name,
     version: m.version,
     chunking: { minBytes: m.chunking.minBytes, avgBytes: m.chunking.avgBytes, maxBytes: m.chunking.maxBytes },
-    files: m.files.map((f) => ({ path: f.path, mode: f.mode, size: f.size, chunks: encodeChunkRecords(f.chunks) })),
+    files: m.files.map((f) => ({
+      path: f.path,
+      mode: f.mode,
+      size: f.size,
+      chunks: encodeChunkRecords(f.chunks),
+    })),
     totalBytes: m.totalBytes,
     tree: { count: m.tree.count, root: m.tree.root },
   });
@@ -120,13 +149,18 @@ export function manifestId(bytes: Uint8Array): string {
  */
 export function decodeManifest(bytes: Uint8Array, opts: { maxBytes?: number; what?: string } = {}): Manifest {
   const what = opts.what ?? 'manifest';
-  const hint = 'the manifest is damaged or was not made by a depotsync master; do not install from this source';
+  const hint =
+    'the manifest is damaged or was not made by a depotsync master; do not install from this source';
   const value = parseStrictJson(bytes, { maxBytes: opts.maxBytes ?? MANIFEST_DEFAULTS.maxBytes, what });
   if (!isObject(value)) throw new DepotsyncError('bad-input', `${what}: expected a JSON object`, { hint });
   if (value.format !== MANIFEST_FORMAT) {
-    throw new DepotsyncError('bad-input', `${what}: format ${printable(value.format)} is not supported (this depotsync reads format ${MANIFEST_FORMAT})`, {
-      hint: 'upgrade depotsync on this machine',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: format ${printable(value.format)} is not supported (this depotsync reads format ${MANIFEST_FORMAT})`,
+      {
+        hint: 'upgrade depotsync on this machine',
+      },
+    );
   }
   const p = new Problems(what);
   onlyKeys(p, '', value, ['format', 'name', 'version', 'chunking', 'files', 'totalBytes', 'tree']);
@@ -147,9 +181,11 @@ export function decodeManifest(bytes: Uint8Array, opts: { maxBytes?: number; wha
   }
   if (body) {
     const sum = body.files.reduce((s, f) => s + f.size, 0);
-    if (totalBytes !== undefined && sum !== totalBytes) p.add('totalBytes', `${totalBytes} is not the sum of the file sizes (${sum})`);
+    if (totalBytes !== undefined && sum !== totalBytes)
+      p.add('totalBytes', `${totalBytes} is not the sum of the file sizes (${sum})`);
     const chunks = body.files.reduce((s, f) => s + f.chunks.length, 0);
-    if (count !== undefined && chunks !== count) p.add('tree.count', `${count} is not the number of chunks (${chunks})`);
+    if (count !== undefined && chunks !== count)
+      p.add('tree.count', `${count} is not the number of chunks (${chunks})`);
   }
   p.throwIfAny('bad-input', hint);
   const m = body as NonNullable<typeof body>;
@@ -162,18 +198,28 @@ export function decodeManifest(bytes: Uint8Array, opts: { maxBytes?: number; wha
   // Threat: a chunk list the signed tree root does not commit to.
   const actual = MerkleTree.build(chunkIdBuffer(manifest.files)).root;
   if (!actual.equals(Buffer.from(manifest.tree.root, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `${what} ${printable(manifest.name)}@${printable(manifest.version)}: manifest tree root does not match its chunk list`, { hint });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `${what} ${printable(manifest.name)}@${printable(manifest.version)}: manifest tree root does not match its chunk list`,
+      { hint },
+    );
   }
   // Threat: a second byte form of the same manifest (key order, whitespace, escapes) with another id.
   const again = encodeManifest(manifest);
   if (!again.equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length))) {
-    throw new DepotsyncError('bad-input', `${what}: not in canonical JSON form (sorted keys, no whitespace, minimal escapes)`, { hint });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: not in canonical JSON form (sorted keys, no whitespace, minimal escapes)`,
+      { hint },
+    );
   }
   return manifest;
 }
 
 /** Every chunk of the package in order, with the file it belongs to and its offset in that file. */
-export function manifestChunks(m: Manifest): Array<{ id: string; length: number; fileIndex: number; offset: number }> {
+export function manifestChunks(
+  m: Manifest,
+): Array<{ id: string; length: number; fileIndex: number; offset: number }> {
   const out: Array<{ id: string; length: number; fileIndex: number; offset: number }> = [];
   m.files.forEach((f, fileIndex) => {
     let offset = 0;

@@ -50,9 +50,12 @@ export function pathProblem(path: unknown): string | undefined {
 }
 
 function segmentProblem(seg: string): string | undefined {
-  if (Buffer.byteLength(seg, 'utf8') > MAX_SEGMENT_BYTES) return `segment longer than ${MAX_SEGMENT_BYTES} bytes`;
-  if (WINDOWS_RESERVED_CHARS.test(seg)) return `character ${printable(WINDOWS_RESERVED_CHARS.exec(seg)?.[0])} not allowed (reserved on Windows)`;
-  if (/[. ]$/.test(seg)) return `segment ${printable(seg)} ends with a dot or a space (Windows would drop it)`;
+  if (Buffer.byteLength(seg, 'utf8') > MAX_SEGMENT_BYTES)
+    return `segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  if (WINDOWS_RESERVED_CHARS.test(seg))
+    return `character ${printable(WINDOWS_RESERVED_CHARS.exec(seg)?.[0])} not allowed (reserved on Windows)`;
+  if (/[. ]$/.test(seg))
+    return `segment ${printable(seg)} ends with a dot or a space (Windows would drop it)`;
   if (WINDOWS_DEVICE.test(seg)) return `segment ${printable(seg)} is a Windows device name`;
   return undefined;
 }
@@ -81,13 +84,20 @@ export function pathListProblems(paths: readonly string[]): Array<[number, strin
   folded.forEach((key, i) => {
     const first = files.get(key);
     if (first === undefined) files.set(key, i);
-    else problems.push([i, `${printable(paths[i])} is the same file as ${printable(paths[first])} ignoring case`]);
+    else
+      problems.push([
+        i,
+        `${printable(paths[i])} is the same file as ${printable(paths[first])} ignoring case`,
+      ]);
   });
   folded.forEach((key, i) => {
     for (let cut = key.indexOf('/'); cut !== -1; cut = key.indexOf('/', cut + 1)) {
       const asFile = files.get(key.slice(0, cut));
       if (asFile !== undefined) {
-        problems.push([i, `${printable(paths[asFile])} is a file, so it cannot also be a folder of ${printable(paths[i])}`]);
+        problems.push([
+          i,
+          `${printable(paths[asFile])} is a file, so it cannot also be a folder of ${printable(paths[i])}`,
+        ]);
         break;
       }
     }

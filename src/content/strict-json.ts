@@ -31,15 +31,21 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export function parseStrictJson(bytes: Uint8Array, opts: StrictJsonOptions): unknown {
   // Size first: a 2 GiB document is refused by its length, before it is decoded or parsed.
   if (bytes.length > opts.maxBytes) {
-    throw new DepotsyncError('too-large', `${opts.what}: ${bytes.length} bytes is over the limit of ${opts.maxBytes} bytes`, {
-      hint: 'the document is refused before parsing; raise the limit only if the source is trusted to produce documents that large',
-    });
+    throw new DepotsyncError(
+      'too-large',
+      `${opts.what}: ${bytes.length} bytes is over the limit of ${opts.maxBytes} bytes`,
+      {
+        hint: 'the document is refused before parsing; raise the limit only if the source is trusted to produce documents that large',
+      },
+    );
   }
   let text: string;
   try {
     text = utf8.decode(bytes);
   } catch (e) {
-    throw new DepotsyncError('bad-json', `${opts.what}: invalid UTF-8 at byte ${firstBadUtf8(bytes)}`, { cause: e });
+    throw new DepotsyncError('bad-json', `${opts.what}: invalid UTF-8 at byte ${firstBadUtf8(bytes)}`, {
+      cause: e,
+    });
   }
   return new Parser(text, opts.what, opts.maxDepth ?? 32).document();
 }
@@ -83,11 +89,12 @@ class Parser {
     if (c === 0x7b) return this.object(depth + 1);
     if (c === 0x5b) return this.array(depth + 1);
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return this.number();
-    if (this.s.startsWith('true', this.i)) return (this.i += 4), true;
-    if (this.s.startsWith('false', this.i)) return (this.i += 5), false;
-    if (this.s.startsWith('null', this.i)) return (this.i += 4), null;
+    if (this.s.startsWith('true', this.i)) return ((this.i += 4), true);
+    if (this.s.startsWith('false', this.i)) return ((this.i += 5), false);
+    if (this.s.startsWith('null', this.i)) return ((this.i += 4), null);
     if (Number.isNaN(c)) this.fail('unexpected end of data');
-    if (this.s.startsWith('NaN', this.i) || this.s.startsWith('Infinity', this.i)) this.fail('NaN and Infinity are not JSON');
+    if (this.s.startsWith('NaN', this.i) || this.s.startsWith('Infinity', this.i))
+      this.fail('NaN and Infinity are not JSON');
     this.fail(`unexpected character ${printable(this.s[this.i])}`);
   }
 
@@ -96,7 +103,7 @@ class Parser {
     const out: Record<string, unknown> = {};
     this.i++; // {
     this.ws();
-    if (this.s.charCodeAt(this.i) === 0x7d) return this.i++, out;
+    if (this.s.charCodeAt(this.i) === 0x7d) return (this.i++, out);
     for (;;) {
       if (this.s.charCodeAt(this.i) !== 0x22) this.fail('expected a string key');
       const keyAt = this.i;
@@ -109,7 +116,8 @@ class Parser {
       this.ws();
       const v = this.value(depth);
       // `__proto__` becomes an own property, never the prototype (prototype pollution).
-      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
       else out[key] = v;
       this.ws();
       const c = this.s.charCodeAt(this.i);
@@ -128,7 +136,7 @@ class Parser {
     const out: unknown[] = [];
     this.i++; // [
     this.ws();
-    if (this.s.charCodeAt(this.i) === 0x5d) return this.i++, out;
+    if (this.s.charCodeAt(this.i) === 0x5d) return (this.i++, out);
     for (;;) {
       out.push(this.value(depth));
       this.ws();
@@ -153,7 +161,8 @@ class Parser {
     else if (first >= 0x31 && first <= 0x39) while (isDigit(s.charCodeAt(i))) i++;
     else this.fail('invalid number', start);
     const next = s.charCodeAt(i);
-    if (next === 0x2e || next === 0x65 || next === 0x45) this.fail('non-integer number (fractions and exponents are not accepted)', start);
+    if (next === 0x2e || next === 0x65 || next === 0x45)
+      this.fail('non-integer number (fractions and exponents are not accepted)', start);
     if (isDigit(next)) this.fail('number with a leading zero', start);
     this.i = i;
     const text = s.slice(start, i);
@@ -212,7 +221,16 @@ class Parser {
   }
 }
 
-const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+const ESCAPES: Record<string, string> = {
+  '"': '"',
+  '\\': '\\',
+  '/': '/',
+  b: '\b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+};
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function isDigit(c: number): boolean {

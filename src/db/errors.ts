@@ -27,18 +27,30 @@ export function fromSqliteError(e: unknown, what: string, file?: string): Depots
     });
   }
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new DepotsyncError('corrupt', `${what}: the database file is damaged or is not a SQLite database (${message})`, {
-      hint: 'restore the database from a backup',
-      cause: e,
-    });
+    return new DepotsyncError(
+      'corrupt',
+      `${what}: the database file is damaged or is not a SQLite database (${message})`,
+      {
+        hint: 'restore the database from a backup',
+        cause: e,
+      },
+    );
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new DepotsyncError('timeout', `${what}: the database stayed locked by another process (${message})`, {
-      hint: 'another depotsync process is writing; try again, or stop the other process',
-      cause: e,
-    });
+    return new DepotsyncError(
+      'timeout',
+      `${what}: the database stayed locked by another process (${message})`,
+      {
+        hint: 'another depotsync process is writing; try again, or stop the other process',
+        cause: e,
+      },
+    );
   }
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_CANTOPEN')) {
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_PERM') ||
+    code.startsWith('SQLITE_CANTOPEN')
+  ) {
     return new DepotsyncError('io', `${what}: cannot open or write the database (${message})`, {
       hint: 'check that the directory exists and is writable by this user',
       cause: e,
@@ -47,5 +59,7 @@ export function fromSqliteError(e: unknown, what: string, file?: string): Depots
   if (code.startsWith('SQLITE_CONSTRAINT')) {
     return new DepotsyncError('conflict', `${what}: ${message}`, { cause: e });
   }
-  return new DepotsyncError(code.startsWith('SQLITE_IOERR') ? 'io' : 'internal', `${what}: ${message}`, { cause: e });
+  return new DepotsyncError(code.startsWith('SQLITE_IOERR') ? 'io' : 'internal', `${what}: ${message}`, {
+    cause: e,
+  });
 }

@@ -18,11 +18,15 @@ export interface Migration {
 export function validateMigrations(migrations: readonly Migration[], what: string): void {
   const problems: string[] = [];
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1) problems.push(`migration #${i + 1} has version ${JSON.stringify(m.version)}, expected ${i + 1}`);
-    if (typeof m.name !== 'string' || m.name.trim() === '') problems.push(`migration v${m.version} has no name`);
-    if (typeof m.up !== 'string' && typeof m.up !== 'function') problems.push(`migration v${m.version} has no up step`);
+    if (m.version !== i + 1)
+      problems.push(`migration #${i + 1} has version ${JSON.stringify(m.version)}, expected ${i + 1}`);
+    if (typeof m.name !== 'string' || m.name.trim() === '')
+      problems.push(`migration v${m.version} has no name`);
+    if (typeof m.up !== 'string' && typeof m.up !== 'function')
+      problems.push(`migration v${m.version} has no up step`);
   });
-  if (problems.length) throw new DepotsyncError('internal', `${what}: invalid migration list: ${problems.join('; ')}`);
+  if (problems.length)
+    throw new DepotsyncError('internal', `${what}: invalid migration list: ${problems.join('; ')}`);
 }
 
 export function schemaVersion(db: Database): number {
@@ -35,13 +39,22 @@ export function schemaVersion(db: Database): number {
  * Each step re-reads the version under the write lock (BEGIN IMMEDIATE), so two processes opening the
  * same new database at once do not both run a step.
  */
-export function applyMigrations(db: Database, migrations: readonly Migration[], what: string, logger: Logger): number {
+export function applyMigrations(
+  db: Database,
+  migrations: readonly Migration[],
+  what: string,
+  logger: Logger,
+): number {
   validateMigrations(migrations, what);
   const known = migrations.length;
   const refuseNewer = (found: number): never => {
-    throw new DepotsyncError('conflict', `${what}: database schema v${found} is newer than this depotsync (knows v${known})`, {
-      hint: 'upgrade depotsync',
-    });
+    throw new DepotsyncError(
+      'conflict',
+      `${what}: database schema v${found} is newer than this depotsync (knows v${known})`,
+      {
+        hint: 'upgrade depotsync',
+      },
+    );
   };
   const start = schemaVersion(db);
   if (start > known) refuseNewer(start);
@@ -60,11 +73,16 @@ export function applyMigrations(db: Database, migrations: readonly Migration[], 
       if (step.immediate()) logger.info({ version: m.version, migration: m.name }, 'database migrated');
     } catch (e) {
       if (e instanceof DepotsyncError) throw e;
-      if ((e as { code?: unknown })?.code === 'SQLITE_FULL') throw fromSqliteError(e, `${what}: migration v${m.version} (${m.name})`);
-      throw new DepotsyncError('internal', `${what}: migration v${m.version} (${m.name}) failed: ${(e as Error).message}`, {
-        hint: 'the database was left at the previous schema version; report this with the log',
-        cause: e,
-      });
+      if ((e as { code?: unknown })?.code === 'SQLITE_FULL')
+        throw fromSqliteError(e, `${what}: migration v${m.version} (${m.name})`);
+      throw new DepotsyncError(
+        'internal',
+        `${what}: migration v${m.version} (${m.name}) failed: ${(e as Error).message}`,
+        {
+          hint: 'the database was left at the previous schema version; report this with the log',
+          cause: e,
+        },
+      );
     }
   }
   return schemaVersion(db);

@@ -35,7 +35,10 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): Database 
   const what = `database ${path}`;
   const busyTimeoutMs = opts.busyTimeoutMs ?? DB_DEFAULTS.busyTimeoutMs;
   if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
-    throw new DepotsyncError('bad-input', `openDatabase: option busyTimeoutMs must be a non-negative integer, got ${JSON.stringify(busyTimeoutMs)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `openDatabase: option busyTimeoutMs must be a non-negative integer, got ${JSON.stringify(busyTimeoutMs)}`,
+    );
   }
   const log = opts.logger.child({ component: 'db' });
   let db: Database;
@@ -43,7 +46,10 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): Database 
     db = new BetterSqlite3(path);
   } catch (e) {
     if (/directory does not exist/i.test((e as Error)?.message ?? '')) {
-      throw new DepotsyncError('not-found', `${what}: the directory does not exist`, { hint: 'create it first (init creates it)', cause: e });
+      throw new DepotsyncError('not-found', `${what}: the directory does not exist`, {
+        hint: 'create it first (init creates it)',
+        cause: e,
+      });
     }
     throw fromSqliteError(e, what, path);
   }
@@ -51,15 +57,22 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): Database 
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal') {
-      throw new DepotsyncError('io', `${what}: cannot use write-ahead logging (journal_mode is ${String(mode)})`, {
-        hint: 'put the directory on a local file system that supports shared memory (not a network share)',
-      });
+      throw new DepotsyncError(
+        'io',
+        `${what}: cannot use write-ahead logging (journal_mode is ${String(mode)})`,
+        {
+          hint: 'put the directory on a local file system that supports shared memory (not a network share)',
+        },
+      );
     }
     // Set after journal_mode: entering WAL applies the WAL default to a connection that has not set it.
     db.pragma('synchronous = FULL');
     const sync = db.pragma('synchronous', { simple: true });
     if (sync !== SYNCHRONOUS_FULL) {
-      throw new DepotsyncError('internal', `${what}: PRAGMA synchronous reads ${String(sync)} after setting FULL (2)`);
+      throw new DepotsyncError(
+        'internal',
+        `${what}: PRAGMA synchronous reads ${String(sync)} after setting FULL (2)`,
+      );
     }
     db.pragma('foreign_keys = ON');
     const version = applyMigrations(db, opts.migrations, what, log);

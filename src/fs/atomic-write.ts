@@ -8,7 +8,11 @@ import { fromSystemError } from '../errors.js';
  * Write a file so that a reader (or a crash) sees either the old content or the new, never half:
  * temporary name in the same folder, fsync, rename, fsync of the folder.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+  opts: { mode?: number } = {},
+): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
@@ -27,7 +31,11 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, o
 }
 
 /** Synchronous twin for start-up code paths (init) that have no event loop work to overlap. */
-export function writeFileAtomicSync(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): void {
+export function writeFileAtomicSync(
+  path: string,
+  data: Uint8Array | string,
+  opts: { mode?: number } = {},
+): void {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);

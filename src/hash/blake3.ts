@@ -1,6 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { backend, ONE_SHOT_MAX_BYTES, ONE_SHOT_PACKAGE, type Blake3Backend, type Blake3Implementation, type RawHasher } from './backend.js';
+import {
+  backend,
+  ONE_SHOT_MAX_BYTES,
+  ONE_SHOT_PACKAGE,
+  type Blake3Backend,
+  type Blake3Implementation,
+  type RawHasher,
+} from './backend.js';
 
 export { loadWasmBackend, type Blake3Backend, type Blake3Implementation } from './backend.js';
 export { hashFile, type HashFileOptions } from './hash-file.js';
@@ -99,7 +106,12 @@ export function checkBlake3(log?: Logger): Blake3Implementation {
 /** `checkBlake3` on an explicit backend (for tests of the warning). */
 export function checkBlake3With(be: Blake3Backend, log?: Logger): Blake3Implementation {
   const impl = be.implementation;
-  const fields = { component: 'hash', blake3: impl, blake3Package: be.packageChoice, blake3OneShot: be.oneShot ? ONE_SHOT_PACKAGE : 'none' };
+  const fields = {
+    component: 'hash',
+    blake3: impl,
+    blake3Package: be.packageChoice,
+    blake3OneShot: be.oneShot ? ONE_SHOT_PACKAGE : 'none',
+  };
   if (impl === 'native') {
     log?.debug(fields, 'BLAKE3: native addon @c4312/blake3-native');
     return impl;

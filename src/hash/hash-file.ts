@@ -12,7 +12,8 @@ export const DEFAULT_HASH_FILE_OPTIONS = { readBytes: 2 * 1024 * 1024 } as const
 
 function feed(raw: RawHasher, data: Uint8Array): void {
   const max = backend.maxUpdateBytes;
-  for (let i = 0; i < data.byteLength; i += max) raw.update(data.subarray(i, Math.min(data.byteLength, i + max)));
+  for (let i = 0; i < data.byteLength; i += max)
+    raw.update(data.subarray(i, Math.min(data.byteLength, i + max)));
 }
 
 /**
@@ -26,7 +27,10 @@ export async function hashFile(path: string, opts: HashFileOptions = {}): Promis
   // and content hashes, so that import would make the folders depend on each other.
   if (!Number.isInteger(readBytes) || readBytes < 4096 || readBytes > 1 << 30) {
     const got = JSON.stringify(readBytes);
-    throw new DepotsyncError('bad-input', `hashFile: readBytes must be an integer from 4096 to ${1 << 30}, got ${got}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `hashFile: readBytes must be an integer from 4096 to ${1 << 30}, got ${got}`,
+    );
   }
   let fh: FileHandle;
   try {

@@ -24,7 +24,12 @@ export function depotCounters(): DepotCounters {
   const registry = newRegistry();
   counters = {
     registry,
-    syncRuns: new Counter({ name: 'depotsync_depot_sync_runs_total', help: 'Depot syncs finished, by outcome (ok, noop, failed)', labelNames: ['outcome'], registers: [registry] }),
+    syncRuns: new Counter({
+      name: 'depotsync_depot_sync_runs_total',
+      help: 'Depot syncs finished, by outcome (ok, noop, failed)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     syncDuration: new Histogram({
       name: 'depotsync_depot_sync_duration_seconds',
       help: 'Depot sync duration, by outcome',
@@ -32,16 +37,38 @@ export function depotCounters(): DepotCounters {
       buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
       registers: [registry],
     }),
-    fetchedBytes: new Counter({ name: 'depotsync_depot_fetched_bytes_total', help: 'Bytes received from the upstream by syncs (metadata, manifests, chunks)', registers: [registry] }),
-    fetchedChunks: new Counter({ name: 'depotsync_depot_fetched_chunks_total', help: 'Chunks received and stored by syncs', registers: [registry] }),
-    servedBytes: new Counter({ name: 'depotsync_served_bytes_total', help: 'Bytes served to agents and child depots, by kind (chunk, metadata, target)', labelNames: ['kind'], registers: [registry] }),
-    servedChunks: new Counter({ name: 'depotsync_served_chunks_total', help: 'Chunks served to agents and child depots', registers: [registry] }),
+    fetchedBytes: new Counter({
+      name: 'depotsync_depot_fetched_bytes_total',
+      help: 'Bytes received from the upstream by syncs (metadata, manifests, chunks)',
+      registers: [registry],
+    }),
+    fetchedChunks: new Counter({
+      name: 'depotsync_depot_fetched_chunks_total',
+      help: 'Chunks received and stored by syncs',
+      registers: [registry],
+    }),
+    servedBytes: new Counter({
+      name: 'depotsync_served_bytes_total',
+      help: 'Bytes served to agents and child depots, by kind (chunk, metadata, target)',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    servedChunks: new Counter({
+      name: 'depotsync_served_chunks_total',
+      help: 'Chunks served to agents and child depots',
+      registers: [registry],
+    }),
   };
   return counters;
 }
 
 /** Record one finished sync (called by the sync engine). */
-export function recordSync(outcome: 'ok' | 'noop' | 'failed', durationMs: number, chunks: number, bytes: number): void {
+export function recordSync(
+  outcome: 'ok' | 'noop' | 'failed',
+  durationMs: number,
+  chunks: number,
+  bytes: number,
+): void {
   const c = depotCounters();
   c.syncRuns.inc({ outcome });
   c.syncDuration.observe({ outcome }, durationMs / 1000);

@@ -35,7 +35,12 @@ export interface HttpMetrics {
 
 export function httpMetrics(registry: Registry): HttpMetrics {
   return {
-    requests: new Counter({ name: 'depotsync_http_requests_total', help: 'HTTP requests answered, by route pattern, method and status', labelNames: ['route', 'method', 'status'], registers: [registry] }),
+    requests: new Counter({
+      name: 'depotsync_http_requests_total',
+      help: 'HTTP requests answered, by route pattern, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
     duration: new Histogram({
       name: 'depotsync_http_request_duration_seconds',
       help: 'Time to the response headers, by route pattern (streamed bodies continue after)',

@@ -13,17 +13,33 @@ export function newRegistry(): Registry {
 }
 
 /** `GET /metrics`: 401 without an accepted bearer token, else the text exposition of every registry. */
-export function metricsHandler(registries: () => Registry[], check: (token: string) => boolean | Promise<boolean>) {
+export function metricsHandler(
+  registries: () => Registry[],
+  check: (token: string) => boolean | Promise<boolean>,
+) {
   return async (c: Context): Promise<Response> => {
     const m = /^Bearer ([^\s]+)$/i.exec((c.req.header('authorization') ?? '').trim());
     if (!m || !(await check(m[1] as string))) {
-      return c.json({ error: { code: 'unauthorized', message: '/metrics needs a bearer token', hint: 'send Authorization: Bearer <token> (see the README: metrics)' } }, 401, {
-        'www-authenticate': 'Bearer realm="depotsync-metrics"',
-      });
+      return c.json(
+        {
+          error: {
+            code: 'unauthorized',
+            message: '/metrics needs a bearer token',
+            hint: 'send Authorization: Bearer <token> (see the README: metrics)',
+          },
+        },
+        401,
+        {
+          'www-authenticate': 'Bearer realm="depotsync-metrics"',
+        },
+      );
     }
     const regs = registries();
     const parts = await Promise.all(regs.map((r) => r.metrics()));
-    return c.body(parts.join('\n'), 200, { 'content-type': regs[0]?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
+    return c.body(parts.join('\n'), 200, {
+      'content-type': regs[0]?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8',
+      'cache-control': 'no-store',
+    });
   };
 }
 

@@ -18,7 +18,11 @@ export function loadOrCreateMetricsToken(path: string): string {
     }
     const token = readFileSync(path, 'utf8').trim();
     if (token.length < 16 || /\s/.test(token)) {
-      throw new DepotsyncError('bad-input', `metrics token file ${path} must hold one token of at least 16 characters without spaces`, { hint: 'delete the file; the depot makes a new one when it starts' });
+      throw new DepotsyncError(
+        'bad-input',
+        `metrics token file ${path} must hold one token of at least 16 characters without spaces`,
+        { hint: 'delete the file; the depot makes a new one when it starts' },
+      );
     }
     return token;
   } catch (e) {

@@ -40,9 +40,13 @@ export class BodyGuard extends Transform {
     const needed = (this.o.minBytesPerSecond * this.o.rateWindowMs) / 1000;
     if (!this.consumerBehind() && this.windowBytes < needed) {
       this.destroy(
-        new DepotsyncError('timeout', `${this.o.label}: only ${this.windowBytes} bytes in ${this.o.rateWindowMs} ms (minimum ${this.o.minBytesPerSecond} bytes/s)`, {
-          hint: 'the server sends too slowly (or stalled); try another depot',
-        }),
+        new DepotsyncError(
+          'timeout',
+          `${this.o.label}: only ${this.windowBytes} bytes in ${this.o.rateWindowMs} ms (minimum ${this.o.minBytesPerSecond} bytes/s)`,
+          {
+            hint: 'the server sends too slowly (or stalled); try another depot',
+          },
+        ),
       );
     }
     this.windowBytes = 0;
@@ -52,11 +56,22 @@ export class BodyGuard extends Transform {
     this.bytes += chunk.length;
     this.windowBytes += chunk.length;
     if (this.bytes > this.o.maxBytes) {
-      cb(new DepotsyncError('too-large', `${this.o.label}: body exceeds the limit of ${this.o.maxBytes} bytes`, { hint: 'the server sends more than this object may be; try another depot' }));
+      cb(
+        new DepotsyncError(
+          'too-large',
+          `${this.o.label}: body exceeds the limit of ${this.o.maxBytes} bytes`,
+          { hint: 'the server sends more than this object may be; try another depot' },
+        ),
+      );
       return;
     }
     if (this.o.declaredBytes !== undefined && this.bytes > this.o.declaredBytes) {
-      cb(new DepotsyncError('too-large', `${this.o.label}: body exceeds its declared Content-Length of ${this.o.declaredBytes} bytes`));
+      cb(
+        new DepotsyncError(
+          'too-large',
+          `${this.o.label}: body exceeds its declared Content-Length of ${this.o.declaredBytes} bytes`,
+        ),
+      );
       return;
     }
     cb(null, chunk);

@@ -70,7 +70,10 @@ export interface RequestOptions {
 
 function positiveInt(name: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new DepotsyncError('bad-input', `HttpClient: ${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `HttpClient: ${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -90,23 +93,43 @@ export class HttpClient {
     try {
       url = new URL(opts.baseUrl);
     } catch {
-      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(opts.baseUrl)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(opts.baseUrl)}`,
+      );
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must start with https:// or http://, got ${JSON.stringify(opts.baseUrl)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: baseUrl must start with https:// or http://, got ${JSON.stringify(opts.baseUrl)}`,
+      );
     }
     if (url.search || url.hash || url.username) {
-      throw new DepotsyncError('bad-input', `HttpClient: baseUrl must not carry a query, fragment or user, got ${JSON.stringify(opts.baseUrl)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: baseUrl must not carry a query, fragment or user, got ${JSON.stringify(opts.baseUrl)}`,
+      );
     }
     if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
-      throw new DepotsyncError('bad-input', 'HttpClient: certPem and keyPem go together; got only one of them');
+      throw new DepotsyncError(
+        'bad-input',
+        'HttpClient: certPem and keyPem go together; got only one of them',
+      );
     }
     this.o = {
       timeoutMs: positiveInt('timeoutMs', opts.timeoutMs ?? HTTP_CLIENT_DEFAULTS.timeoutMs, 1),
-      minBytesPerSecond: positiveInt('minBytesPerSecond', opts.minBytesPerSecond ?? HTTP_CLIENT_DEFAULTS.minBytesPerSecond, 0),
+      minBytesPerSecond: positiveInt(
+        'minBytesPerSecond',
+        opts.minBytesPerSecond ?? HTTP_CLIENT_DEFAULTS.minBytesPerSecond,
+        0,
+      ),
       rateWindowMs: positiveInt('rateWindowMs', opts.rateWindowMs ?? HTTP_CLIENT_DEFAULTS.rateWindowMs, 1),
       maxSockets: positiveInt('maxSockets', opts.maxSockets ?? HTTP_CLIENT_DEFAULTS.maxSockets, 1),
-      highWaterMarkBytes: positiveInt('highWaterMarkBytes', opts.highWaterMarkBytes ?? HTTP_CLIENT_DEFAULTS.highWaterMarkBytes, 1024),
+      highWaterMarkBytes: positiveInt(
+        'highWaterMarkBytes',
+        opts.highWaterMarkBytes ?? HTTP_CLIENT_DEFAULTS.highWaterMarkBytes,
+        1024,
+      ),
       errorBodyMaxBytes: HTTP_CLIENT_DEFAULTS.errorBodyMaxBytes,
     };
     this.baseUrl = url;
@@ -127,13 +150,19 @@ export class HttpClient {
         key: opts.keyPem,
         // Verify the server against the pinned CA and the URL's host name, always.
         rejectUnauthorized: true,
-        ...(opts.serverMachine ? { checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role) } : {}),
+        ...(opts.serverMachine
+          ? { checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role) }
+          : {}),
         highWaterMark: this.o.highWaterMarkBytes,
       } as https.AgentOptions;
       this.agent = new https.Agent(this.agentOptions);
     } else {
       this.mod = http;
-      this.agent = new http.Agent({ keepAlive: true, maxSockets: this.o.maxSockets, highWaterMark: this.o.highWaterMarkBytes } as http.AgentOptions);
+      this.agent = new http.Agent({
+        keepAlive: true,
+        maxSockets: this.o.maxSockets,
+        highWaterMark: this.o.highWaterMarkBytes,
+      } as http.AgentOptions);
     }
   }
 
@@ -147,7 +176,11 @@ export class HttpClient {
    * connections are closed (call it while no request of this client is in flight).
    */
   setCredentials(creds: { certPem: string; keyPem: string }): void {
-    if (!this.agentOptions) throw new DepotsyncError('bad-input', `HttpClient: ${this.baseUrl.origin} is not https; it has no client certificate to replace`);
+    if (!this.agentOptions)
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: ${this.baseUrl.origin} is not https; it has no client certificate to replace`,
+      );
     const old = this.agent;
     this.agentOptions = { ...this.agentOptions, cert: creds.certPem, key: creds.keyPem };
     this.agent = new https.Agent(this.agentOptions);
@@ -157,25 +190,41 @@ export class HttpClient {
   url(path: string): string {
     // Printable ASCII only: callers build paths from names in signed metadata, which are encoded by then.
     if (!/^\/[\x21-\x7e]*$/.test(path)) {
-      throw new DepotsyncError('bad-input', `HttpClient: path must start with '/' and be printable ASCII without spaces, got ${JSON.stringify(path)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: path must start with '/' and be printable ASCII without spaces, got ${JSON.stringify(path)}`,
+      );
     }
     return `${this.baseUrl.origin}${this.baseUrl.pathname.replace(/\/+$/, '')}${path}`;
   }
 
-  async getBytes(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Buffer> {
+  async getBytes(
+    path: string,
+    opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<Buffer> {
     const res = await this.request('GET', path, opts);
     return collect(res.body);
   }
 
-  async getJson(path: string, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<unknown> {
+  async getJson(
+    path: string,
+    opts: { maxBytes: number; what?: string; signal?: AbortSignal },
+  ): Promise<unknown> {
     return parseJson(await this.getBytes(path, opts), `${opts.what ?? path}`, opts.maxBytes);
   }
 
-  getStream(path: string, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<StreamResponse> {
+  getStream(
+    path: string,
+    opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<StreamResponse> {
     return this.request('GET', path, opts);
   }
 
-  async postJson(path: string, body: unknown, opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<unknown> {
+  async postJson(
+    path: string,
+    body: unknown,
+    opts: { maxBytes: number; what?: string; headers?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<unknown> {
     const res = await this.request('POST', path, {
       ...opts,
       headers: { 'content-type': 'application/json', accept: 'application/json', ...opts.headers },
@@ -185,12 +234,21 @@ export class HttpClient {
     return bytes.length === 0 ? undefined : parseJson(bytes, opts.what ?? path, opts.maxBytes);
   }
 
-  postStream(path: string, body: Readable | Buffer, headers: Record<string, string>, opts: { maxBytes: number; what?: string; signal?: AbortSignal }): Promise<StreamResponse> {
+  postStream(
+    path: string,
+    body: Readable | Buffer,
+    headers: Record<string, string>,
+    opts: { maxBytes: number; what?: string; signal?: AbortSignal },
+  ): Promise<StreamResponse> {
     return this.request('POST', path, { ...opts, headers, body });
   }
 
   /** One request; resolves once a 2xx response's headers arrive, with its body guarded. */
-  request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, opts: RequestOptions): Promise<StreamResponse> {
+  request(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    opts: RequestOptions,
+  ): Promise<StreamResponse> {
     const url = this.url(path);
     const label = `${opts.what ? `${opts.what}: ` : ''}${method} ${url}`;
     positiveInt(`maxBytes (${label})`, opts.maxBytes, 0);
@@ -221,7 +279,9 @@ export class HttpClient {
       };
       const req = this.mod.request(url, reqOptions);
       const timeoutError = (what: string) =>
-        new DepotsyncError('timeout', `${label}: ${what} for ${this.o.timeoutMs} ms`, { hint: 'the server is slow or unreachable; try another depot' });
+        new DepotsyncError('timeout', `${label}: ${what} for ${this.o.timeoutMs} ms`, {
+          hint: 'the server is slow or unreachable; try another depot',
+        });
       // Socket idle timeout: no byte in either direction for timeoutMs (connect, headers or body).
       req.on('timeout', () => {
         // A socket paused because our reader is busy is not the server's silence; the
@@ -253,7 +313,13 @@ export class HttpClient {
         const declared = cl !== undefined && /^\d{1,15}$/.test(cl) ? Number(cl) : undefined;
         if (declared !== undefined && declared > opts.maxBytes) {
           // Refuse before reading a byte: the server announces more than this object may be.
-          fail(new DepotsyncError('too-large', `${label}: declared ${declared} bytes exceeds the limit of ${opts.maxBytes}`, { hint: 'the server sends more than this object may be; try another depot' }));
+          fail(
+            new DepotsyncError(
+              'too-large',
+              `${label}: declared ${declared} bytes exceeds the limit of ${opts.maxBytes}`,
+              { hint: 'the server sends more than this object may be; try another depot' },
+            ),
+          );
           req.destroy();
           return;
         }
@@ -275,17 +341,27 @@ export class HttpClient {
         g.on('close', () => {
           // The consumer stopped early or the guard failed: release the socket instead of draining it.
           if (!res.complete) req.destroy();
-          this.log.debug({ method, url, status, bytes: g.bytes, ms: Date.now() - started }, 'response body done');
+          this.log.debug(
+            { method, url, status, bytes: g.bytes, ms: Date.now() - started },
+            'response body done',
+          );
         });
         res.pipe(g);
         settled = true;
-        const cert = res.socket && 'getPeerCertificate' in res.socket ? (res.socket as TLSSocket).getPeerCertificate() : undefined;
+        const cert =
+          res.socket && 'getPeerCertificate' in res.socket
+            ? (res.socket as TLSSocket).getPeerCertificate()
+            : undefined;
         const subject = cert?.subject as { CN?: unknown; OU?: unknown } | undefined;
-        const fresh = subject && typeof subject.CN === 'string' ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' } : undefined;
+        const fresh =
+          subject && typeof subject.CN === 'string'
+            ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' }
+            : undefined;
         if (fresh) this.lastPeerSubject = fresh;
         // A resumed TLS session presents no certificate: it resumes a session of this
         // client's one origin, verified earlier.
-        const peerSubject = fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
+        const peerSubject =
+          fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
         resolve({ status, headers: res.headers, body: g, ...(peerSubject ? { peerSubject } : {}) });
       });
       const body = opts.body;

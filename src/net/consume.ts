@@ -8,7 +8,10 @@ import type { Readable } from 'node:stream';
  * synchronous: pausing and resuming the stream for each one cost
  * more than the records' handling.
  */
-export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void> | undefined): Promise<void> {
+export function consume(
+  body: Readable,
+  onPiece: (piece: Buffer) => Promise<void> | undefined,
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let failed = false;
     let busy: Promise<void> = Promise.resolve();
@@ -33,12 +36,9 @@ export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void
       }
       if (!work) return;
       body.pause();
-      busy = work.then(
-        () => {
-          if (!failed) body.resume();
-        },
-        fail,
-      );
+      busy = work.then(() => {
+        if (!failed) body.resume();
+      }, fail);
     });
     body.once('error', fail);
     body.once('end', () => {
@@ -48,4 +48,3 @@ export function consume(body: Readable, onPiece: (piece: Buffer) => Promise<void
     });
   });
 }
-

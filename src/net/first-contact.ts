@@ -27,7 +27,12 @@ import { caCertificateOfRoot } from '../tuf/root-ca.js';
  */
 export interface FirstContact {
   get(path: string, maxBytes: number, what: string): Promise<{ status: number; body: Buffer }>;
-  postJson(path: string, body: unknown, maxBytes: number, what: string): Promise<{ status: number; body: Buffer }>;
+  postJson(
+    path: string,
+    body: unknown,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ status: number; body: Buffer }>;
   close(): void;
 }
 
@@ -40,11 +45,19 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
   const url = new URL(requireHttpsUrl(baseUrl, 'master URL', 'bad-input'));
   if (caPem !== undefined) {
     const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs });
-    const run = async (method: 'GET' | 'POST', path: string, body: unknown, maxBytes: number, what: string) => {
+    const run = async (
+      method: 'GET' | 'POST',
+      path: string,
+      body: unknown,
+      maxBytes: number,
+      what: string,
+    ) => {
       const res = await client.request(method, path, {
         maxBytes,
         what,
-        ...(body === undefined ? {} : { body: Buffer.from(JSON.stringify(body)), headers: { 'content-type': 'application/json' } }),
+        ...(body === undefined
+          ? {}
+          : { body: Buffer.from(JSON.stringify(body)), headers: { 'content-type': 'application/json' } }),
       });
       const parts: Buffer[] = [];
       for await (const p of res.body) parts.push(p as Buffer);
@@ -57,7 +70,13 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
     };
   }
   const agent = new https.Agent({ ...tlsBaseOptions(), rejectUnauthorized: false, keepAlive: false });
-  const request = (method: 'GET' | 'POST', path: string, body: Buffer | undefined, maxBytes: number, what: string) =>
+  const request = (
+    method: 'GET' | 'POST',
+    path: string,
+    body: Buffer | undefined,
+    maxBytes: number,
+    what: string,
+  ) =>
     new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
       const label = `${what}: ${method} ${url.origin}${path}`;
       const req = https.request(`${url.origin}${url.pathname.replace(/\/+$/, '')}${path}`, {
@@ -66,7 +85,9 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
         timeout: timeoutMs,
         headers: body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {},
       });
-      req.on('timeout', () => req.destroy(new DepotsyncError('timeout', `${label}: no data for ${timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(new DepotsyncError('timeout', `${label}: no data for ${timeoutMs} ms`)),
+      );
       req.on('error', (e) => reject(networkError(label, e)));
       req.on('response', (res: http.IncomingMessage) => {
         const parts: Buffer[] = [];
@@ -74,7 +95,8 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
         res.on('data', (d: Buffer) => {
           n += d.length;
           // Cap while streaming: the unverified peer gets no more memory than a valid answer needs.
-          if (n > maxBytes) req.destroy(new DepotsyncError('too-large', `${label}: more than ${maxBytes} bytes`));
+          if (n > maxBytes)
+            req.destroy(new DepotsyncError('too-large', `${label}: more than ${maxBytes} bytes`));
           else parts.push(d);
         });
         res.on('end', () => {
@@ -89,7 +111,8 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
     });
   return {
     get: (path, maxBytes, what) => request('GET', path, undefined, maxBytes, what),
-    postJson: (path, body, maxBytes, what) => request('POST', path, Buffer.from(JSON.stringify(body)), maxBytes, what),
+    postJson: (path, body, maxBytes, what) =>
+      request('POST', path, Buffer.from(JSON.stringify(body)), maxBytes, what),
     close: () => agent.destroy(),
   };
 }
@@ -100,7 +123,11 @@ export class FirstContactRootSource implements MetadataSource {
 
   async fetch(name: string, maxBytes: number): Promise<Uint8Array> {
     checkMetadataFileName(name);
-    if (!/^\d+\.root\.json$/.test(name)) throw new DepotsyncError('internal', `first contact: only root metadata may be fetched before enrollment, not ${name}`);
+    if (!/^\d+\.root\.json$/.test(name))
+      throw new DepotsyncError(
+        'internal',
+        `first contact: only root metadata may be fetched before enrollment, not ${name}`,
+      );
     return (await this.contact.get(`/v1/metadata/${name}`, maxBytes, `metadata ${name}`)).body;
   }
 }
@@ -110,21 +137,36 @@ export class FirstContactRootSource implements MetadataSource {
  * the operator's `--ca`). A `--ca` or `--ca-fingerprint` that names another CA is refused, and so is
  * enrolling with no authenticated CA at all: the token would go to whoever answers.
  */
-export function enrollmentCa(root: Root, given: { caPem?: string | undefined; caFingerprint?: string | undefined }, what: string): string {
+export function enrollmentCa(
+  root: Root,
+  given: { caPem?: string | undefined; caFingerprint?: string | undefined },
+  what: string,
+): string {
   const ca = caCertificateOfRoot(root) ?? given.caPem;
   if (!ca) {
-    throw new DepotsyncError('bad-certificate', `${what}: the master's root metadata (v${root.version}) names no CA certificate, and no --ca was given`, {
-      hint: "copy the master's M/ca/ca-cert.pem and pass --ca FILE (a master made before this version does not sign its CA into its root)",
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: the master's root metadata (v${root.version}) names no CA certificate, and no --ca was given`,
+      {
+        hint: "copy the master's M/ca/ca-cert.pem and pass --ca FILE (a master made before this version does not sign its CA into its root)",
+      },
+    );
   }
   const fp = caFingerprintOf(ca);
   if (given.caPem !== undefined && caFingerprintOf(given.caPem) !== fp) {
-    throw new DepotsyncError('bad-certificate', `${what}: the --ca certificate (SHA-256 ${caFingerprintOf(given.caPem)}) is not the CA the master's signed root names (${fp})`, {
-      hint: 'copy the CA certificate from the master again',
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: the --ca certificate (SHA-256 ${caFingerprintOf(given.caPem)}) is not the CA the master's signed root names (${fp})`,
+      {
+        hint: 'copy the CA certificate from the master again',
+      },
+    );
   }
   if (given.caFingerprint !== undefined && normalizeFingerprint(given.caFingerprint) !== fp) {
-    throw new DepotsyncError('bad-certificate', `${what}: --ca-fingerprint ${normalizeFingerprint(given.caFingerprint)} is not the CA the master's signed root names (${fp})`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: --ca-fingerprint ${normalizeFingerprint(given.caFingerprint)} is not the CA the master's signed root names (${fp})`,
+    );
   }
   return ca;
 }

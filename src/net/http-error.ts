@@ -10,7 +10,13 @@ export class HttpError extends DepotsyncError {
   readonly status: number;
   readonly serverCode: string | undefined;
 
-  constructor(code: ErrorCode, message: string, status: number, serverCode: string | undefined, hint: string | undefined) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    status: number,
+    serverCode: string | undefined,
+    hint: string | undefined,
+  ) {
     super(code, message, hint ? { hint } : {});
     this.name = 'HttpError';
     this.status = status;
@@ -30,7 +36,8 @@ const BY_STATUS: Record<number, ErrorCode> = {
 };
 
 const DEFAULT_HINTS: Partial<Record<ErrorCode, string>> = {
-  unauthorized: 'this machine needs a certificate from the master: enroll it (depotsync depot init / agent init)',
+  unauthorized:
+    'this machine needs a certificate from the master: enroll it (depotsync depot init / agent init)',
   forbidden: 'ask the master operator to approve, unblock or renew this machine',
   'rate-limited': 'wait a moment and try again',
 };
@@ -52,7 +59,15 @@ export function httpErrorFor(label: string, status: number, body: Buffer): HttpE
   const code = BY_STATUS[status] ?? 'network';
   const detail = [serverCode, serverMessage].filter((s) => s !== undefined).join(': ');
   const message = `${label}: ${status}${detail ? ` ${detail}` : ''}`;
-  return new HttpError(code, message, status, serverCode, serverHint ?? DEFAULT_HINTS[code] ?? (status >= 500 ? 'the server failed; try another depot or later' : undefined));
+  return new HttpError(
+    code,
+    message,
+    status,
+    serverCode,
+    serverHint ??
+      DEFAULT_HINTS[code] ??
+      (status >= 500 ? 'the server failed; try another depot or later' : undefined),
+  );
 }
 
 const CERT_ERRORS = new Set([
@@ -73,10 +88,14 @@ export function networkError(label: string, e: unknown): DepotsyncError {
   const err = e as NodeJS.ErrnoException;
   const code = err?.code ?? '';
   if (CERT_ERRORS.has(code)) {
-    return new DepotsyncError('bad-certificate', `${label}: server certificate not trusted (${code}: ${err.message})`, {
-      hint: 'the server is not one of this master\'s servers, or its certificate does not name this host; check the URL',
-      cause: e,
-    });
+    return new DepotsyncError(
+      'bad-certificate',
+      `${label}: server certificate not trusted (${code}: ${err.message})`,
+      {
+        hint: "the server is not one of this master's servers, or its certificate does not name this host; check the URL",
+        cause: e,
+      },
+    );
   }
   const what: Record<string, string> = {
     ECONNREFUSED: 'connection refused',
@@ -86,8 +105,12 @@ export function networkError(label: string, e: unknown): DepotsyncError {
     EPIPE: 'connection closed while sending',
     ETIMEDOUT: 'connection timed out',
   };
-  return new DepotsyncError('network', `${label}: ${what[code] ?? err?.message ?? String(e)}${code && !what[code] ? ` (${code})` : ''}`, {
-    hint: 'check the URL and the network; a depot falls back to another source',
-    cause: e,
-  });
+  return new DepotsyncError(
+    'network',
+    `${label}: ${what[code] ?? err?.message ?? String(e)}${code && !what[code] ? ` (${code})` : ''}`,
+    {
+      hint: 'check the URL and the network; a depot falls back to another source',
+      cause: e,
+    },
+  );
 }

@@ -16,12 +16,19 @@ export function requireHttpsUrl(value: string, where: string, code: ErrorCode = 
     url = undefined;
   }
   if (url?.protocol === 'http:') {
-    throw new DepotsyncError(code, `${where}: ${JSON.stringify(value)} uses plain http://; only https:// is accepted`, {
-      hint: 'tokens and requests would travel in cleartext; use the https:// address of the same server',
-    });
+    throw new DepotsyncError(
+      code,
+      `${where}: ${JSON.stringify(value)} uses plain http://; only https:// is accepted`,
+      {
+        hint: 'tokens and requests would travel in cleartext; use the https:// address of the same server',
+      },
+    );
   }
   if (!url || !HTTPS_URL_PATTERN.test(value)) {
-    throw new DepotsyncError(code, `${where}: expected an https:// URL (https://HOST[:PORT][/PATH]), got ${JSON.stringify(value)}`);
+    throw new DepotsyncError(
+      code,
+      `${where}: expected an https:// URL (https://HOST[:PORT][/PATH]), got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }

@@ -7,7 +7,13 @@ import { fsyncDir, writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log.js';
 import type { HttpClient } from './client.js';
 import { HttpError } from './http-error.js';
-import { decodeRenewReply, decodeRenewState, MAX_RENEW_BODY_BYTES, type RenewRequest, type RenewState } from '../wire/renew.js';
+import {
+  decodeRenewReply,
+  decodeRenewState,
+  MAX_RENEW_BODY_BYTES,
+  type RenewRequest,
+  type RenewState,
+} from '../wire/renew.js';
 import { certificateInfo } from '../pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../pki/csr.js';
 import { caFingerprintOf, checkEnrollReply } from '../pki/enroll-reply.js';
@@ -34,7 +40,11 @@ export interface Lifetime {
 
 /** The moment a certificate becomes due for renewal: notBefore + fraction × lifetime. */
 export function renewalAt(cert: Lifetime, fraction = RENEWAL_DEFAULTS.fraction): Date {
-  if (!(fraction > 0 && fraction < 1)) throw new DepotsyncError('bad-input', `renewal fraction must be between 0 and 1 (exclusive), got ${fraction}`);
+  if (!(fraction > 0 && fraction < 1))
+    throw new DepotsyncError(
+      'bad-input',
+      `renewal fraction must be between 0 and 1 (exclusive), got ${fraction}`,
+    );
   const start = cert.notBefore.getTime();
   return new Date(start + Math.floor((cert.notAfter.getTime() - start) * fraction));
 }
@@ -60,7 +70,10 @@ const nextOf = (path: string) => `${path}.next`;
  *   2. rename `key.next` over the key, then `cert.next` over the certificate, fsync the folder.
  * `recoverCredentials` finishes step 2 (or drops an uncommitted step 1) at the next start.
  */
-export async function installCredentials(files: CredentialFiles, creds: { keyPem: string; certPem: string; csrPem?: string }): Promise<void> {
+export async function installCredentials(
+  files: CredentialFiles,
+  creds: { keyPem: string; certPem: string; csrPem?: string },
+): Promise<void> {
   await writeFileAtomic(nextOf(files.key), creds.keyPem, { mode: 0o600 });
   await writeFileAtomic(nextOf(files.cert), creds.certPem);
   try {
@@ -95,7 +108,8 @@ export function recoverCredentials(files: CredentialFiles): 'none' | 'completed'
   }
   try {
     const keyPem = readFileSync(existsSync(keyNext) ? keyNext : files.key, 'utf8');
-    if (!new X509Certificate(readFileSync(certNext, 'utf8')).checkPrivateKey(createPrivateKey(keyPem))) throw new Error('key mismatch');
+    if (!new X509Certificate(readFileSync(certNext, 'utf8')).checkPrivateKey(createPrivateKey(keyPem)))
+      throw new Error('key mismatch');
   } catch {
     drop(certNext);
     drop(keyNext);
@@ -130,7 +144,14 @@ export interface RenewOptions {
 }
 
 export type RenewOutcome =
-  | { renewed: true; reason: 'due' | 'requested'; serial: string; notAfter: string; keyPem: string; certPem: string }
+  | {
+      renewed: true;
+      reason: 'due' | 'requested';
+      serial: string;
+      notAfter: string;
+      keyPem: string;
+      certPem: string;
+    }
   | { renewed: false; reason: 'not-due'; renewAt: string };
 
 /**
@@ -149,25 +170,40 @@ export async function renewIfDue(o: RenewOptions): Promise<RenewOutcome> {
   }
   if (!reason) return { renewed: false, reason: 'not-due', renewAt: at.toISOString() };
   const out = await renewNow(o);
-  o.log.info({ reason, serial: out.serial, previous: current.serial, notAfter: out.notAfter }, 'machine certificate renewed');
+  o.log.info(
+    { reason, serial: out.serial, previous: current.serial, notAfter: out.notAfter },
+    'machine certificate renewed',
+  );
   return { renewed: true, reason, ...out };
 }
 
 async function askMaster(o: RenewOptions): Promise<RenewState> {
   try {
-    return decodeRenewState(await o.master.getJson('/v1/renew', { maxBytes: MAX_RENEW_BODY_BYTES, what: 'renewal state' }));
+    return decodeRenewState(
+      await o.master.getJson('/v1/renew', { maxBytes: MAX_RENEW_BODY_BYTES, what: 'renewal state' }),
+    );
   } catch (e) {
     throw explainRenew(e, o);
   }
 }
 
 /** New key and CSR, `POST /v1/renew`, check the reply, install. Returns the new credentials. */
-export async function renewNow(o: RenewOptions): Promise<{ serial: string; notAfter: string; keyPem: string; certPem: string }> {
-  const made = createMachineKeyAndCsr({ machineName: o.name, role: o.role, ...(o.dnsNames ? { dnsNames: o.dnsNames } : {}), ...(o.ipAddresses ? { ipAddresses: o.ipAddresses } : {}) });
+export async function renewNow(
+  o: RenewOptions,
+): Promise<{ serial: string; notAfter: string; keyPem: string; certPem: string }> {
+  const made = createMachineKeyAndCsr({
+    machineName: o.name,
+    role: o.role,
+    ...(o.dnsNames ? { dnsNames: o.dnsNames } : {}),
+    ...(o.ipAddresses ? { ipAddresses: o.ipAddresses } : {}),
+  });
   const body: RenewRequest = { csr: made.csrPem };
   let raw: unknown;
   try {
-    raw = await o.master.postJson('/v1/renew', body, { maxBytes: MAX_RENEW_BODY_BYTES, what: 'certificate renewal' });
+    raw = await o.master.postJson('/v1/renew', body, {
+      maxBytes: MAX_RENEW_BODY_BYTES,
+      what: 'certificate renewal',
+    });
   } catch (e) {
     throw explainRenew(e, o);
   }
@@ -182,10 +218,18 @@ export async function renewNow(o: RenewOptions): Promise<{ serial: string; notAf
     );
   } catch (e) {
     if (!isDepotsyncError(e)) throw e;
-    throw new DepotsyncError(e.code, `certificate renewal of ${o.role} ${o.name}: ${e.message}`, { cause: e, hint: 'the current certificate stays in use; check the master URL' });
+    throw new DepotsyncError(e.code, `certificate renewal of ${o.role} ${o.name}: ${e.message}`, {
+      cause: e,
+      hint: 'the current certificate stays in use; check the master URL',
+    });
   }
   await installCredentials(o.files, { keyPem: made.keyPem, certPem: ok.certPem, csrPem: made.csrPem });
-  return { serial: certificateInfo(ok.certPem).serial, notAfter: ok.notAfter, keyPem: made.keyPem, certPem: ok.certPem };
+  return {
+    serial: certificateInfo(ok.certPem).serial,
+    notAfter: ok.notAfter,
+    keyPem: made.keyPem,
+    certPem: ok.certPem,
+  };
 }
 
 /** The master refusing the renewal (blocked, revoked, expired) becomes one clear message. */
@@ -200,5 +244,9 @@ function explainRenew(e: unknown, o: RenewOptions): unknown {
         : why === 'expired'
           ? `the certificate expired before it was renewed; enroll this ${o.role} again`
           : 'ask the master operator';
-  return new DepotsyncError(e.status === 401 ? 'unauthorized' : 'forbidden', `certificate renewal of ${o.role} ${o.name} refused by ${o.master.baseUrl.origin}: ${why} (${e.message})`, { hint, cause: e });
+  return new DepotsyncError(
+    e.status === 401 ? 'unauthorized' : 'forbidden',
+    `certificate renewal of ${o.role} ${o.name} refused by ${o.master.baseUrl.origin}: ${why} (${e.message})`,
+    { hint, cause: e },
+  );
 }

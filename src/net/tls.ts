@@ -1,4 +1,10 @@
-import { checkServerIdentity, type PeerCertificate, type SecureContextOptions, type TLSSocket, type TlsOptions } from 'node:tls';
+import {
+  checkServerIdentity,
+  type PeerCertificate,
+  type SecureContextOptions,
+  type TLSSocket,
+  type TlsOptions,
+} from 'node:tls';
 import { certificateInfo, toX509 } from '../pki/cert-info.js';
 import type { MachineRole } from '../pki/names.js';
 
@@ -18,7 +24,11 @@ export const TLS12_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ];
-export const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
+export const TLS13_SUITES = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+];
 export const CIPHERS = [...TLS13_SUITES, ...TLS12_CIPHERS].join(':');
 
 /** Options for a client or server TLS context: protocol floor and cipher list. */
@@ -91,17 +101,23 @@ export function peerIdentity(socket: TLSSocket, opts: { now?: () => Date } = {})
   const now = (opts.now ?? (() => new Date()))().getTime();
   // Expired credentials are refused with their own reason, so the operator knows to renew, not re-enroll.
   if (code === 'CERT_HAS_EXPIRED' || fields.notAfter.getTime() < now) return { kind: 'expired', ...fields };
-  if (fields.notBefore.getTime() > now) return { kind: 'untrusted', reason: `not yet valid (from ${fields.notBefore.toISOString()})` };
+  if (fields.notBefore.getTime() > now)
+    return { kind: 'untrusted', reason: `not yet valid (from ${fields.notBefore.toISOString()})` };
   return { kind: 'cert', ...fields };
 }
 
-type ParsedPeer = { kind: 'none' } | { kind: 'untrusted'; reason: string } | { kind: 'cert'; fields: CertFields; code: string | undefined };
+type ParsedPeer =
+  | { kind: 'none' }
+  | { kind: 'untrusted'; reason: string }
+  | { kind: 'cert'; fields: CertFields; code: string | undefined };
 const parsedPeers = new WeakMap<TLSSocket, ParsedPeer>();
 
 function parsePeer(socket: TLSSocket): ParsedPeer {
   const peer = socket.getPeerCertificate(true);
   if (!peer || !peer.raw || peer.raw.length === 0) return { kind: 'none' };
-  const code = socket.authorizationError ? String((socket.authorizationError as unknown as { code?: string }).code ?? socket.authorizationError) : undefined;
+  const code = socket.authorizationError
+    ? String((socket.authorizationError as unknown as { code?: string }).code ?? socket.authorizationError)
+    : undefined;
   if (!socket.authorized && code !== 'CERT_HAS_EXPIRED') {
     const why = code ? (NOT_TRUSTED_REASONS[code] ?? code.toLowerCase().replace(/_/g, ' ')) : 'not verified';
     return { kind: 'untrusted', reason: code ? `${why} (${code})` : why };
@@ -138,14 +154,19 @@ function parsePeer(socket: TLSSocket): ParsedPeer {
  * the signed directory lists must present its own certificate, not any certificate of the CA that
  * happens to cover the host.
  */
-export function machineIdentityCheck(commonName: string, role: MachineRole): (host: string, cert: PeerCertificate) => Error | undefined {
+export function machineIdentityCheck(
+  commonName: string,
+  role: MachineRole,
+): (host: string, cert: PeerCertificate) => Error | undefined {
   return (host, cert) => {
     const hostError = checkServerIdentity(host, cert);
     if (hostError) return hostError;
     const subject = cert.subject as { CN?: unknown; OU?: unknown } | undefined;
     if (subject?.CN !== commonName || subject?.OU !== role) {
       const got = `${typeof subject?.OU === 'string' ? subject.OU : 'machine'} ${typeof subject?.CN === 'string' ? subject.CN : '(no name)'}`;
-      return Object.assign(new Error(`the server certificate belongs to ${got}, not ${role} ${commonName}`), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+      return Object.assign(new Error(`the server certificate belongs to ${got}, not ${role} ${commonName}`), {
+        code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+      });
     }
     return undefined;
   };

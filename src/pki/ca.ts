@@ -2,8 +2,21 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { DepotsyncError } from '../errors.js';
 import { parseCsr } from './csr.js';
-import { generateRsaKeySync, nodeSigner, publicKeyFromPem, randomSerialHex, utf8Field, validity } from './forge-util.js';
-import { checkDnsNames, checkIpAddresses, checkMachineName, checkMachineRole, type MachineRole } from './names.js';
+import {
+  generateRsaKeySync,
+  nodeSigner,
+  publicKeyFromPem,
+  randomSerialHex,
+  utf8Field,
+  validity,
+} from './forge-util.js';
+import {
+  checkDnsNames,
+  checkIpAddresses,
+  checkMachineName,
+  checkMachineRole,
+  type MachineRole,
+} from './names.js';
 
 /**
  * The master's internal certificate authority (docs/architecture.md): one self-signed RSA 3072 root that
@@ -38,10 +51,7 @@ export function createCa(opts: { commonName: string; validDays?: number; now?: D
   const v = validity(opts.now ?? new Date(), opts.validDays ?? 3650);
   cert.validity.notBefore = v.notBefore;
   cert.validity.notAfter = v.notAfter;
-  const subject = [
-    utf8Field('commonName', opts.commonName),
-    utf8Field('organizationName', 'depotsync'),
-  ];
+  const subject = [utf8Field('commonName', opts.commonName), utf8Field('organizationName', 'depotsync')];
   cert.setSubject(subject);
   cert.setIssuer(subject);
   cert.setExtensions([
@@ -62,15 +72,20 @@ export function loadCa(keyPem: string, certPem: string): Ca {
     cert = forge.pki.certificateFromPem(certPem);
     x509 = new X509Certificate(certPem);
   } catch (e) {
-    throw new DepotsyncError('bad-certificate', `CA certificate: cannot parse (${(e as Error).message})`, { cause: e });
+    throw new DepotsyncError('bad-certificate', `CA certificate: cannot parse (${(e as Error).message})`, {
+      cause: e,
+    });
   }
   let key;
   try {
     key = createPrivateKey(keyPem);
   } catch (e) {
-    throw new DepotsyncError('bad-certificate', `CA key: cannot parse (${(e as Error).message})`, { cause: e });
+    throw new DepotsyncError('bad-certificate', `CA key: cannot parse (${(e as Error).message})`, {
+      cause: e,
+    });
   }
-  if (!x509.ca) throw new DepotsyncError('bad-certificate', 'CA certificate: basicConstraints does not say CA:true');
+  if (!x509.ca)
+    throw new DepotsyncError('bad-certificate', 'CA certificate: basicConstraints does not say CA:true');
   if (!x509.checkPrivateKey(key)) {
     throw new DepotsyncError('bad-certificate', 'CA key: does not match the CA certificate', {
       hint: 'the key and certificate files of the master CA belong to different key pairs; restore them from backup',
@@ -122,14 +137,23 @@ function signLeaf(ca: Ca, spec: LeafSpec): string {
 /** A key and certificate for the master's (or a test depot's) HTTPS server: serverAuth, with SANs. */
 export function issueServerCertificate(
   ca: Ca,
-  opts: { commonName: string; dnsNames?: string[]; ipAddresses?: string[]; validDays?: number } & ValidityOverride,
+  opts: {
+    commonName: string;
+    dnsNames?: string[];
+    ipAddresses?: string[];
+    validDays?: number;
+  } & ValidityOverride,
 ): { keyPem: string; certPem: string } {
   const dnsNames = checkDnsNames(opts.dnsNames ?? [], 'server certificate');
   const ipAddresses = checkIpAddresses(opts.ipAddresses ?? [], 'server certificate');
   if (dnsNames.length + ipAddresses.length === 0) {
-    throw new DepotsyncError('bad-input', `server certificate ${opts.commonName}: needs at least one DNS name or IP address`, {
-      hint: 'clients check the host name they connect to against these names',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `server certificate ${opts.commonName}: needs at least one DNS name or IP address`,
+      {
+        hint: 'clients check the host name they connect to against these names',
+      },
+    );
   }
   const { keyPem, publicKeyPem } = generateRsaKeySync(2048);
   const certPem = signLeaf(ca, {
@@ -169,27 +193,43 @@ export function issueMachineCertificate(ca: Ca, csrPem: string, opts: IssueMachi
   // Signature, shape and name rules: a CSR whose signature does not verify was not made by the key holder.
   const csr = parseCsr(csrPem, { what: `CSR for ${machineName}` });
   if (csr.commonName !== machineName) {
-    throw new DepotsyncError('bad-certificate', `CSR for ${machineName}: its common name is ${JSON.stringify(csr.commonName)}, not ${JSON.stringify(machineName)}`, {
-      hint: 'the request was made for another machine; enroll again from the machine itself',
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `CSR for ${machineName}: its common name is ${JSON.stringify(csr.commonName)}, not ${JSON.stringify(machineName)}`,
+      {
+        hint: 'the request was made for another machine; enroll again from the machine itself',
+      },
+    );
   }
   if (csr.role !== null && csr.role !== role) {
-    throw new DepotsyncError('bad-certificate', `CSR for ${machineName}: it asks for role ${csr.role}, but the approval is for ${role}`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `CSR for ${machineName}: it asks for role ${csr.role}, but the approval is for ${role}`,
+    );
   }
   const validDays = opts.validDays ?? 365;
   if (!Number.isInteger(validDays) || validDays < 1 || validDays > 3650) {
-    throw new DepotsyncError('bad-input', `machine certificate: validDays must be an integer from 1 to 3650, got ${JSON.stringify(validDays)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `machine certificate: validDays must be an integer from 1 to 3650, got ${JSON.stringify(validDays)}`,
+    );
   }
   let dnsNames: string[] = [];
   let ipAddresses: string[] = [];
   if (role === 'depot') {
     dnsNames = checkDnsNames(opts.dnsNames ?? csr.dnsNames, `machine certificate for ${machineName}`);
-    ipAddresses = checkIpAddresses(opts.ipAddresses ?? csr.ipAddresses, `machine certificate for ${machineName}`);
+    ipAddresses = checkIpAddresses(
+      opts.ipAddresses ?? csr.ipAddresses,
+      `machine certificate for ${machineName}`,
+    );
     const reserved = new Set((opts.reservedNames ?? []).map((n) => n.toLowerCase()));
     const taken = [...dnsNames, ...ipAddresses].find((n) => reserved.has(n.toLowerCase()));
     if (taken !== undefined) {
       // Blocks a depot from obtaining a server certificate for the master's own host name.
-      throw new DepotsyncError('bad-certificate', `CSR for ${machineName}: asks for the reserved server name ${taken}`);
+      throw new DepotsyncError(
+        'bad-certificate',
+        `CSR for ${machineName}: asks for the reserved server name ${taken}`,
+      );
     }
   }
   return signLeaf(ca, {

@@ -33,13 +33,18 @@ export function toX509(pemOrDer: string | Buffer | X509Certificate, what = 'cert
   try {
     return new X509Certificate(pemOrDer);
   } catch (e) {
-    throw new DepotsyncError('bad-certificate', `${what}: cannot parse (${(e as Error).message})`, { cause: e });
+    throw new DepotsyncError('bad-certificate', `${what}: cannot parse (${(e as Error).message})`, {
+      cause: e,
+    });
   }
 }
 
 /** Parse node's multi-line DN ("CN=a\nOU=b"); node escapes control characters, so lines are safe to split. */
 function dnField(dn: string, key: string): string | null {
-  const values = dn.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+  const values = dn
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1));
   return values.length === 1 ? (values[0] ?? null) : null;
 }
 
@@ -58,7 +63,10 @@ export function certificateInfo(pemOrDer: string | Buffer | X509Certificate): Ce
 }
 
 /** True when `cert` names `ca` as its issuer and carries a valid signature by the CA's key. */
-export function verifyIssuedBy(cert: string | Buffer | X509Certificate, ca: string | Buffer | X509Certificate | { certPem: string }): boolean {
+export function verifyIssuedBy(
+  cert: string | Buffer | X509Certificate,
+  ca: string | Buffer | X509Certificate | { certPem: string },
+): boolean {
   const leaf = toX509(cert);
   const issuer = toX509(typeof ca === 'object' && 'certPem' in ca ? ca.certPem : ca, 'CA certificate');
   return leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey);

@@ -1,4 +1,11 @@
-import { createPrivateKey, generateKeyPair, generateKeyPairSync, privateEncrypt, randomBytes, constants } from 'node:crypto';
+import {
+  createPrivateKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  privateEncrypt,
+  randomBytes,
+  constants,
+} from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { DepotsyncError } from '../errors.js';
@@ -44,12 +51,19 @@ const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420',
 export function nodeSigner(keyPem: string): forge.pki.rsa.PrivateKey {
   const key = createPrivateKey(keyPem);
   if (key.asymmetricKeyType !== 'rsa') {
-    throw new DepotsyncError('bad-certificate', `signing key: expected an RSA key, got ${key.asymmetricKeyType ?? 'unknown'}`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `signing key: expected an RSA key, got ${key.asymmetricKeyType ?? 'unknown'}`,
+    );
   }
   const sign = (md: forge.md.MessageDigest): forge.Bytes => {
-    if (md.algorithm !== 'sha256') throw new DepotsyncError('internal', `signer: only SHA-256 is supported, got ${md.algorithm}`);
+    if (md.algorithm !== 'sha256')
+      throw new DepotsyncError('internal', `signer: only SHA-256 is supported, got ${md.algorithm}`);
     const digest = Buffer.from(md.digest().getBytes(), 'binary');
-    const sig = privateEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([SHA256_DIGEST_INFO, digest]));
+    const sig = privateEncrypt(
+      { key, padding: constants.RSA_PKCS1_PADDING },
+      Buffer.concat([SHA256_DIGEST_INFO, digest]),
+    );
     return sig.toString('binary');
   };
   return { sign } as unknown as forge.pki.rsa.PrivateKey;
@@ -71,18 +85,27 @@ export function publicKeyFromPem(pem: string, what: string): forge.pki.rsa.Publi
   try {
     return forge.pki.publicKeyFromPem(pem);
   } catch (e) {
-    throw new DepotsyncError('bad-certificate', `${what}: not an RSA public key (${(e as Error).message})`, { cause: e });
+    throw new DepotsyncError('bad-certificate', `${what}: not an RSA public key (${(e as Error).message})`, {
+      cause: e,
+    });
   }
 }
 
 export const DAY_MS = 86_400_000;
 
-export function validity(now: Date, validDays: number, override?: { notBefore?: Date; notAfter?: Date }): { notBefore: Date; notAfter: Date } {
+export function validity(
+  now: Date,
+  validDays: number,
+  override?: { notBefore?: Date; notAfter?: Date },
+): { notBefore: Date; notAfter: Date } {
   // Back-date by 5 minutes so a peer whose clock runs a little behind still accepts a fresh certificate.
   const notBefore = override?.notBefore ?? new Date(now.getTime() - 5 * 60_000);
   const notAfter = override?.notAfter ?? new Date(now.getTime() + validDays * DAY_MS);
   if (notAfter.getTime() <= notBefore.getTime()) {
-    throw new DepotsyncError('bad-input', `certificate validity: notAfter ${notAfter.toISOString()} is not after notBefore ${notBefore.toISOString()}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `certificate validity: notAfter ${notAfter.toISOString()} is not after notBefore ${notBefore.toISOString()}`,
+    );
   }
   return { notBefore, notAfter };
 }

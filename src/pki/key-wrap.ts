@@ -11,7 +11,11 @@ import { normalizeSerial, toX509 } from './cert-info.js';
  */
 export const KEY_WRAP_LABEL = Buffer.from('depotsync key wrap v1', 'utf8');
 
-const OAEP = { padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: KEY_WRAP_LABEL } as const;
+const OAEP = {
+  padding: constants.RSA_PKCS1_OAEP_PADDING,
+  oaepHash: 'sha256',
+  oaepLabel: KEY_WRAP_LABEL,
+} as const;
 
 export interface WrappedKey {
   /** Serial (normalised) of the certificate whose public key the key is wrapped for. */
@@ -23,9 +27,15 @@ export function wrapKeyForCertificate(key: Uint8Array, certPem: string, what: st
   const x = toX509(certPem, what);
   const pub = x.publicKey;
   if (pub.asymmetricKeyType !== 'rsa') {
-    throw new DepotsyncError('bad-certificate', `${what}: its key is ${pub.asymmetricKeyType ?? 'unknown'}, a key can be wrapped only for an RSA certificate key`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: its key is ${pub.asymmetricKeyType ?? 'unknown'}, a key can be wrapped only for an RSA certificate key`,
+    );
   }
-  return { certificateSerial: normalizeSerial(x.serialNumber), wrapped: publicEncrypt({ key: pub, ...OAEP }, key) };
+  return {
+    certificateSerial: normalizeSerial(x.serialNumber),
+    wrapped: publicEncrypt({ key: pub, ...OAEP }, key),
+  };
 }
 
 /**
@@ -37,13 +47,21 @@ export function unwrapKey(wrapped: Uint8Array, keyPem: string, what: string, exp
   try {
     key = privateDecrypt({ key: createPrivateKey(keyPem), ...OAEP }, wrapped);
   } catch (e) {
-    throw new DepotsyncError('corrupt', `${what}: the wrapped key does not unwrap with this machine's private key (RSA-OAEP failed)`, {
-      hint: 'the wrapped key was damaged or altered, or it was made for another key; export the file again for this machine',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'corrupt',
+      `${what}: the wrapped key does not unwrap with this machine's private key (RSA-OAEP failed)`,
+      {
+        hint: 'the wrapped key was damaged or altered, or it was made for another key; export the file again for this machine',
+        cause: e,
+      },
+    );
   }
   if (key.length !== expectBytes) {
-    throw new DepotsyncError('corrupt', `${what}: the unwrapped key is ${key.length} bytes, expected ${expectBytes}`, { hint: 'export the file again for this machine' });
+    throw new DepotsyncError(
+      'corrupt',
+      `${what}: the unwrapped key is ${key.length} bytes, expected ${expectBytes}`,
+      { hint: 'export the file again for this machine' },
+    );
   }
   return key;
 }

@@ -18,27 +18,38 @@ export const MACHINE_NAME = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
 
 export function checkMachineName(name: unknown, what: string): string {
   if (typeof name !== 'string' || !MACHINE_NAME.test(name)) {
-    throw new DepotsyncError('bad-certificate', `${what}: machine name ${JSON.stringify(name)} is not allowed`, {
-      hint: 'use 1 to 64 letters, digits, ".", "_" or "-", not starting with "."',
-    });
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: machine name ${JSON.stringify(name)} is not allowed`,
+      {
+        hint: 'use 1 to 64 letters, digits, ".", "_" or "-", not starting with "."',
+      },
+    );
   }
   return name;
 }
 
 export function checkMachineRole(role: unknown, what: string): MachineRole {
   if (!isMachineRole(role)) {
-    throw new DepotsyncError('bad-certificate', `${what}: role must be "depot" or "agent", got ${JSON.stringify(role)}`);
+    throw new DepotsyncError(
+      'bad-certificate',
+      `${what}: role must be "depot" or "agent", got ${JSON.stringify(role)}`,
+    );
   }
   return role;
 }
 
 /** DNS names allowed in a subjectAltName: LDH labels, optional single leading wildcard label refused. */
-const DNS_NAME = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS_NAME =
+  /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function checkDnsNames(names: readonly unknown[], what: string): string[] {
   return names.map((n) => {
     if (typeof n !== 'string' || !DNS_NAME.test(n)) {
-      throw new DepotsyncError('bad-certificate', `${what}: DNS name ${JSON.stringify(n)} is not a valid host name`);
+      throw new DepotsyncError(
+        'bad-certificate',
+        `${what}: DNS name ${JSON.stringify(n)} is not a valid host name`,
+      );
     }
     return n.toLowerCase();
   });

@@ -25,7 +25,9 @@ export class BatchBudget {
 
   constructor(private readonly totalBytes: number) {
     if (!Number.isSafeInteger(totalBytes) || totalBytes < MIN_RUN_BYTES) {
-      throw new RangeError(`batch memory budget: expected an integer ≥ ${MIN_RUN_BYTES} bytes, got ${totalBytes}`);
+      throw new RangeError(
+        `batch memory budget: expected an integer ≥ ${MIN_RUN_BYTES} bytes, got ${totalBytes}`,
+      );
     }
   }
 

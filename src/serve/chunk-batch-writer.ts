@@ -48,7 +48,9 @@ export class ChunkBatchWriter {
     this.pool = new SizedBufferPool(64 * 1024, 1024 * 1024, opts.batchMemoryBytes);
     this.verified = new RecentlyVerified(VERIFIED_ENTRIES, opts.verifiedTtlMs);
     // Kept chunks are re-hashed once as they go in (verify on serve), not each time they are served.
-    const check = opts.verifyOnServe ? (id: string, data: Buffer) => matchesKey(idToKey(id), data) : undefined;
+    const check = opts.verifyOnServe
+      ? (id: string, data: Buffer) => matchesKey(idToKey(id), data)
+      : undefined;
     this.hot = new HotChunks(opts.hotChunkBytes, check);
   }
 
@@ -57,9 +59,16 @@ export class ChunkBatchWriter {
     const { opts, verified, pool, log } = this;
     const share = this.budget.acquire();
     const checked = new Set<string>();
-    const verify = opts.verifyOnServe ? (id: string) => !verified.fresh(id) && (checked.add(id), true) : false;
+    const verify = opts.verifyOnServe
+      ? (id: string) => !verified.fresh(id) && (checked.add(id), true)
+      : false;
     const outgoing = c.env?.outgoing;
-    const read = { verify, runBytes: share.runBytes, aheadRuns: share.aheadRuns, ...(outgoing ? { pool } : {}) };
+    const read = {
+      verify,
+      runBytes: share.runBytes,
+      aheadRuns: share.aheadRuns,
+      ...(outgoing ? { pool } : {}),
+    };
     const records = this.hot.readMany(this.chunks, ids, read);
     if (!outgoing) {
       const parts: Buffer[] = [];
@@ -110,7 +119,8 @@ export class ChunkBatchWriter {
           }),
         );
         outgoing.uncork();
-        if (outgoing.writableNeedDrain || outgoing.writableLength > share.flushBytes) await untilOrClose(outgoing, flushed);
+        if (outgoing.writableNeedDrain || outgoing.writableLength > share.flushBytes)
+          await untilOrClose(outgoing, flushed);
         outgoing.cork();
       }
     } finally {

@@ -20,7 +20,12 @@ export interface ChunkReader {
   /** Chunks in the order asked (ChunkStore.readMany). */
   readMany(
     ids: readonly string[],
-    opts: { verify: boolean | ((id: string) => boolean); runBytes?: number; aheadRuns?: number; pool?: SizedBufferPool },
+    opts: {
+      verify: boolean | ((id: string) => boolean);
+      runBytes?: number;
+      aheadRuns?: number;
+      pool?: SizedBufferPool;
+    },
   ): AsyncIterable<ReadRecord>;
 }
 

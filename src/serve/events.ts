@@ -110,13 +110,24 @@ export class EventHub {
    * per-machine or total limit, and with 'conflict' once the hub is closed (server shutting down).
    */
   open(machine: MachineRef, allowed: () => boolean): ReadableStream<Uint8Array> {
-    if (this.closed) throw new DepotsyncError('conflict', 'event stream: the server is shutting down', { hint: 'reconnect later' });
+    if (this.closed)
+      throw new DepotsyncError('conflict', 'event stream: the server is shutting down', {
+        hint: 'reconnect later',
+      });
     if (this.subscribers.size >= this.options.maxStreams) {
-      throw new DepotsyncError('rate-limited', `event stream for ${machine.name}: this server already has ${this.subscribers.size} open event streams (limit ${this.options.maxStreams})`, { hint: 'retry later; sync on the interval meanwhile' });
+      throw new DepotsyncError(
+        'rate-limited',
+        `event stream for ${machine.name}: this server already has ${this.subscribers.size} open event streams (limit ${this.options.maxStreams})`,
+        { hint: 'retry later; sync on the interval meanwhile' },
+      );
     }
     const mine = this.perMachine.get(machine.name) ?? 0;
     if (mine >= this.options.maxStreamsPerMachine) {
-      throw new DepotsyncError('rate-limited', `event stream for ${machine.name}: it already has ${mine} open event streams (limit ${this.options.maxStreamsPerMachine})`, { hint: 'one stream per machine is enough; close the others' });
+      throw new DepotsyncError(
+        'rate-limited',
+        `event stream for ${machine.name}: it already has ${mine} open event streams (limit ${this.options.maxStreamsPerMachine})`,
+        { hint: 'one stream per machine is enough; close the others' },
+      );
     }
     if (this.subscribers.size === 0) this.feed.skipPendingRequests?.();
     let sub: Subscriber | undefined;
@@ -156,7 +167,8 @@ export class EventHub {
           const g = this.safeGeneration();
           if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
           const r = this.safeRevocations();
-          if (r !== undefined && machine.role === 'depot') sub.write(encodeEvent({ kind: 'revocations', version: r }));
+          if (r !== undefined && machine.role === 'depot')
+            sub.write(encodeEvent({ kind: 'revocations', version: r }));
         },
         cancel: () => {
           // The client went away (the HTTP layer cancels the body when the socket closes).
@@ -206,7 +218,10 @@ export class EventHub {
   private dropUnauthorized(): void {
     for (const s of [...this.subscribers]) {
       if (!this.stillAllowed(s)) {
-        this.log.info({ machine: s.machine.name }, 'event stream closed: the machine is no longer authorized');
+        this.log.info(
+          { machine: s.machine.name },
+          'event stream closed: the machine is no longer authorized',
+        );
         s.close();
       }
     }
@@ -242,7 +257,10 @@ export class EventHub {
     try {
       return s.allowed();
     } catch (e) {
-      this.log.warn({ err: (e as Error).message, machine: s.machine.name }, 'could not re-check an event stream; keeping it');
+      this.log.warn(
+        { err: (e as Error).message, machine: s.machine.name },
+        'could not re-check an event stream; keeping it',
+      );
       return true;
     }
   }
@@ -300,7 +318,10 @@ export class EventHub {
  * is the gate's own decision, run again on the connection's certificate at every heartbeat: a stream
  * outlives the request that opened it, and a revoked machine must not keep hearing.
  */
-export function eventRoutes(hub: EventHub, o: { authorize: AuthorizeMachine; now?: () => Date }): Hono<ServeEnv> {
+export function eventRoutes(
+  hub: EventHub,
+  o: { authorize: AuthorizeMachine; now?: () => Date },
+): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   app.get('/v1/events', (c) => {
     const machine = c.get('machine');
@@ -313,7 +334,11 @@ export function eventRoutes(hub: EventHub, o: { authorize: AuthorizeMachine; now
     const body = hub.open(machine, allowed);
     return new Response(body, {
       status: 200,
-      headers: { 'content-type': `${EVENTS_CONTENT_TYPE}; charset=utf-8`, 'cache-control': 'no-store', 'x-accel-buffering': 'no' },
+      headers: {
+        'content-type': `${EVENTS_CONTENT_TYPE}; charset=utf-8`,
+        'cache-control': 'no-store',
+        'x-accel-buffering': 'no',
+      },
     });
   });
   return app;

@@ -40,7 +40,11 @@ export class HotChunks {
    * The records of `ids` in order: hot ones from memory, runs of the others from `reader` (with
    * `opts`). Records read from the store that came back whole are offered to the hot set.
    */
-  async *readMany(reader: Pick<ChunkReader, 'readMany'>, ids: readonly string[], opts: ReadOptions): AsyncGenerator<ReadRecord> {
+  async *readMany(
+    reader: Pick<ChunkReader, 'readMany'>,
+    ids: readonly string[],
+    opts: ReadOptions,
+  ): AsyncGenerator<ReadRecord> {
     if (this.maxBytes <= 0) {
       yield* reader.readMany(ids, opts);
       return;

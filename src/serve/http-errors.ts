@@ -59,9 +59,11 @@ export async function readBodyCapped(c: Context, maxBytes: number, what: string)
   if (declared > maxBytes) {
     throw new DepotsyncError('too-large', `${what}: ${declared} bytes exceeds the limit of ${maxBytes}`);
   }
-  const tooLarge = () => new DepotsyncError('too-large', `${what}: body exceeds the limit of ${maxBytes} bytes`);
+  const tooLarge = () =>
+    new DepotsyncError('too-large', `${what}: body exceeds the limit of ${maxBytes} bytes`);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead && !incoming.readableEnded) return readIncoming(incoming, maxBytes, tooLarge);
+  if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead && !incoming.readableEnded)
+    return readIncoming(incoming, maxBytes, tooLarge);
   const body = c.req.raw.body;
   if (!body) return Buffer.alloc(0);
   const parts: Buffer[] = [];
@@ -112,7 +114,12 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number, tooLarge: () 
     const onClose = () => {
       if (incoming.readableEnded) return;
       cleanup();
-      reject(new DepotsyncError('network', 'request body: the client closed the connection before the body was complete'));
+      reject(
+        new DepotsyncError(
+          'network',
+          'request body: the client closed the connection before the body was complete',
+        ),
+      );
     };
     incoming.on('data', onData);
     incoming.on('end', onEnd);

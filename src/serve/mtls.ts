@@ -17,7 +17,11 @@ export type AuthorizeMachine = (
  * a reset socket. It runs on every request, not once per connection: a machine blocked while its
  * keep-alive connection is open is refused on its next request.
  */
-export function mutualTls(opts: { authorize: AuthorizeMachine; log: Logger; now?: () => Date }): MiddlewareHandler<ServeEnv> {
+export function mutualTls(opts: {
+  authorize: AuthorizeMachine;
+  log: Logger;
+  now?: () => Date;
+}): MiddlewareHandler<ServeEnv> {
   return async (c, next) => {
     const socket = c.env?.incoming?.socket as TLSSocket | undefined;
     const refuse = (status: 401 | 403, code: string, message: string) => {
@@ -30,11 +34,23 @@ export function mutualTls(opts: { authorize: AuthorizeMachine; log: Logger; now?
     const peer = peerIdentity(socket, opts.now ? { now: opts.now } : undefined);
     switch (peer.kind) {
       case 'none':
-        return refuse(401, 'no-certificate', 'no client certificate: this endpoint needs a machine certificate (enroll with `depotsync depot init` or `depotsync agent init`)');
+        return refuse(
+          401,
+          'no-certificate',
+          'no client certificate: this endpoint needs a machine certificate (enroll with `depotsync depot init` or `depotsync agent init`)',
+        );
       case 'untrusted':
-        return refuse(401, 'unknown-issuer', `client certificate not issued by this master's CA (${peer.reason})`);
+        return refuse(
+          401,
+          'unknown-issuer',
+          `client certificate not issued by this master's CA (${peer.reason})`,
+        );
       case 'expired':
-        return refuse(403, 'expired', `client certificate expired at ${peer.notAfter.toISOString()}; an expired certificate cannot renew: enroll the machine again`);
+        return refuse(
+          403,
+          'expired',
+          `client certificate expired at ${peer.notAfter.toISOString()}; an expired certificate cannot renew: enroll the machine again`,
+        );
       case 'cert': {
         const verdict = opts.authorize(peer);
         if (!verdict.ok) return refuse(verdict.status, verdict.code, verdict.reason);

@@ -32,7 +32,10 @@ export interface ReadApiSource {
  * They are hints, never trusted: a lying upstream can only make a client skip a fetch, which is what
  * withholding a file does anyway; whatever is fetched is verified as always.
  */
-export const SYNC_HINT_HEADERS = { rootVersion: 'x-depotsync-root-version', revocations: 'x-depotsync-revocations-sha256' } as const;
+export const SYNC_HINT_HEADERS = {
+  rootVersion: 'x-depotsync-root-version',
+  revocations: 'x-depotsync-revocations-sha256',
+} as const;
 
 export interface ReadApiOptions {
   batchMaxIds: number;
@@ -69,21 +72,27 @@ export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   app.get('/v1/metadata/:name{[0-9]+\\.root\\.json}', (c) => {
     const name = c.req.param('name');
-    if (!ROOT_NAME.test(name)) throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
+    if (!ROOT_NAME.test(name))
+      throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
     return metadataResponse(c, source.metadata(name), name);
   });
   return app;
 }
 
 /** The mutual-TLS part of the read API (docs/http.md): metadata, targets, chunks, batches, revocations. */
-export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<ReadApiOptions> = {}): Hono<ServeEnv> {
+export function readRoutes(
+  source: ReadApiSource,
+  log: Logger,
+  options: Partial<ReadApiOptions> = {},
+): Hono<ServeEnv> {
   const opts = { ...DEFAULT_READ_API_OPTIONS, ...options };
   const app = new Hono<ServeEnv>();
   const batches = new ChunkBatchWriter(source.chunks, log, opts);
 
   app.get('/v1/metadata/:name', (c) => {
     const name = c.req.param('name');
-    if (!METADATA_NAME.test(name)) throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
+    if (!METADATA_NAME.test(name))
+      throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
     const bytes = source.metadata(name);
     if (bytes) opts.onServed?.('metadata', bytes.length);
     if (name === 'timestamp.json' && bytes) {
@@ -97,7 +106,8 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
 
   app.get('/v1/targets/:name', (c) => {
     const name = c.req.param('name');
-    if (!TARGET_NAME.test(name)) throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(name)}`);
+    if (!TARGET_NAME.test(name))
+      throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(name)}`);
     const bytes = source.target(name);
     if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
     opts.onServed?.('target', bytes.length);
@@ -110,12 +120,16 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
   app.get('/v1/revocations.json', (c) => {
     const bytes = source.revocations();
     if (!bytes) throw new DepotsyncError('not-found', 'no revocation list has been published yet');
-    return c.body(new Uint8Array(bytes), 200, { 'content-type': 'application/json', 'cache-control': 'no-cache' });
+    return c.body(new Uint8Array(bytes), 200, {
+      'content-type': 'application/json',
+      'cache-control': 'no-cache',
+    });
   });
 
   app.get('/v1/chunks/:id', async (c) => {
     const id = c.req.param('id');
-    if (!CHUNK_ID.test(id)) throw new DepotsyncError('bad-input', `bad chunk id: ${JSON.stringify(id.slice(0, 80))}`);
+    if (!CHUNK_ID.test(id))
+      throw new DepotsyncError('bad-input', `bad chunk id: ${JSON.stringify(id.slice(0, 80))}`);
     const etag = `"${id}"`;
     const common = { etag, 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
     if (c.req.header('if-none-match') === etag) return c.body(null, 304, common);
@@ -133,7 +147,9 @@ export function readRoutes(source: ReadApiSource, log: Logger, options: Partial<
     const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
     const pairs = parseDeltaRequest(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
-      source.chunks.has(id) ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined) : Promise.resolve(undefined);
+      source.chunks.has(id)
+        ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined)
+        : Promise.resolve(undefined);
     return respondDelta(c, pairs, load, log, opts.onServed);
   });
 
@@ -172,7 +188,12 @@ function chunkResponse(
   const r = parseRange(range, data.length);
   if (r === 'unsatisfiable') {
     return c.json(
-      { error: { code: 'range', message: `range ${range} is beyond the end of chunk ${id} (${data.length} bytes)` } },
+      {
+        error: {
+          code: 'range',
+          message: `range ${range} is beyond the end of chunk ${id} (${data.length} bytes)`,
+        },
+      },
       416,
       { 'content-range': `bytes */${data.length}` },
     );
@@ -188,7 +209,8 @@ function chunkResponse(
 /** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range (multiple ranges are not supported). */
 export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) throw new DepotsyncError('bad-input', `bad Range header: ${JSON.stringify(header)}`);
+  if (!m || (m[1] === '' && m[2] === ''))
+    throw new DepotsyncError('bad-input', `bad Range header: ${JSON.stringify(header)}`);
   let start: number;
   let end: number;
   if (m[1] === '') {

@@ -16,7 +16,10 @@ export function isChunkId(id: unknown): id is string {
 export function assertChunkId(id: unknown, what = 'chunk id'): asserts id is string {
   if (!isChunkId(id)) {
     const shown = typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : typeof id;
-    throw new DepotsyncError('bad-input', `${what} ${shown} is not 64 lowercase hex characters (a BLAKE3 hash)`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${what} ${shown} is not 64 lowercase hex characters (a BLAKE3 hash)`,
+    );
   }
 }
 

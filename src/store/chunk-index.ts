@@ -87,11 +87,19 @@ export class ChunkIndex {
     const db = this.db;
     this.sLookup = db.prepare('SELECT pack, offset, length, added_s FROM chunks WHERE id = ?');
     this.sHas = db.prepare<[Buffer], number>('SELECT 1 FROM chunks WHERE id = ?').pluck();
-    this.sInsert = db.prepare('INSERT OR IGNORE INTO chunks (id, pack, offset, length, added_s) VALUES (?, ?, ?, ?, ?)');
+    this.sInsert = db.prepare(
+      'INSERT OR IGNORE INTO chunks (id, pack, offset, length, added_s) VALUES (?, ?, ?, ?, ?)',
+    );
     this.sTouch = db.prepare('UPDATE chunks SET added_s = ? WHERE id = ? AND added_s < ?');
-    this.sDelete = db.prepare('DELETE FROM chunks WHERE id = ? AND added_s <= ? RETURNING pack, offset, length, added_s');
-    this.sMove = db.prepare('UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND offset = ?');
-    this.sPackAdd = db.prepare('UPDATE packs SET size = max(size, ?), chunks = chunks + ?, live_bytes = live_bytes + ? WHERE id = ?');
+    this.sDelete = db.prepare(
+      'DELETE FROM chunks WHERE id = ? AND added_s <= ? RETURNING pack, offset, length, added_s',
+    );
+    this.sMove = db.prepare(
+      'UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND offset = ?',
+    );
+    this.sPackAdd = db.prepare(
+      'UPDATE packs SET size = max(size, ?), chunks = chunks + ?, live_bytes = live_bytes + ? WHERE id = ?',
+    );
     this.sPacks = db.prepare('SELECT id, size, chunks, live_bytes FROM packs ORDER BY id');
   }
 
@@ -99,15 +107,21 @@ export class ChunkIndex {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version === SCHEMA_VERSION) return;
     if (version === 0) {
-      this.db.transaction(() => {
-        this.db.exec(SCHEMA);
-        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(SCHEMA);
+          this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        })
+        .immediate();
       return;
     }
-    throw new DepotsyncError('bad-input', `chunk index has schema version ${version}; this program knows ${SCHEMA_VERSION}`, {
-      hint: 'run the depotsync version that created this store, or a newer one',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `chunk index has schema version ${version}; this program knows ${SCHEMA_VERSION}`,
+      {
+        hint: 'run the depotsync version that created this store, or a newer one',
+      },
+    );
   }
 
   lookup(key: Buffer): ChunkRow | undefined {
@@ -167,7 +181,12 @@ export class ChunkIndex {
    * Point rows at their copies in another pack (compaction); `size` is the target pack's new
    * committed size. A row is moved only if it still points where the copy was read from.
    */
-  moveRows(fromPack: number, toPack: number, size: number, moves: Array<NewRow & { fromOffset: number }>): number {
+  moveRows(
+    fromPack: number,
+    toPack: number,
+    size: number,
+    moves: Array<NewRow & { fromOffset: number }>,
+  ): number {
     let moved = 0;
     let bytes = 0;
     for (const m of moves) {
@@ -200,12 +219,16 @@ export class ChunkIndex {
   }
 
   pack(id: number): PackRow | undefined {
-    return this.db.prepare<[number], PackRow>('SELECT id, size, chunks, live_bytes FROM packs WHERE id = ?').get(id);
+    return this.db
+      .prepare<[number], PackRow>('SELECT id, size, chunks, live_bytes FROM packs WHERE id = ?')
+      .get(id);
   }
 
   /** Every indexed chunk (for GC's mark step), streamed without loading 10 million rows at once. */
   *iterateIds(): IterableIterator<{ id: Buffer; length: number; added_s: number }> {
-    yield* this.db.prepare<[], { id: Buffer; length: number; added_s: number }>('SELECT id, length, added_s FROM chunks').iterate();
+    yield* this.db
+      .prepare<[], { id: Buffer; length: number; added_s: number }>('SELECT id, length, added_s FROM chunks')
+      .iterate();
   }
 
   close(): void {

@@ -132,14 +132,23 @@ export class ChunkStore {
         try {
           size = statSync(path).size;
         } catch {
-          this.log.error({ pack: path, chunks: p.chunks }, 'pack file is missing: its chunks cannot be read; run a scrub and sync again');
+          this.log.error(
+            { pack: path, chunks: p.chunks },
+            'pack file is missing: its chunks cannot be read; run a scrub and sync again',
+          );
           continue;
         }
         if (size < p.size) {
-          this.log.error({ pack: path, committedBytes: p.size, fileBytes: size }, 'pack file is shorter than committed: chunks at its end are lost; run a scrub and sync again');
+          this.log.error(
+            { pack: path, committedBytes: p.size, fileBytes: size },
+            'pack file is shorter than committed: chunks at its end are lost; run a scrub and sync again',
+          );
         } else if (size > p.size) {
           truncateSync(path, p.size);
-          this.log.warn({ pack: path, droppedBytes: size - p.size }, 'dropped the uncommitted tail of an interrupted batch');
+          this.log.warn(
+            { pack: path, droppedBytes: size - p.size },
+            'dropped the uncommitted tail of an interrupted batch',
+          );
         }
       }
       // Files with no pack row: a new pack whose first batch never committed, or a compacted pack
@@ -240,7 +249,10 @@ export class ChunkStore {
         await mkdir(this.quarantineDir, { recursive: true });
         await writeFile(join(this.quarantineDir, `${id}.${this.opts.now()}.bin`), bytes);
       } catch (e) {
-        this.log.warn({ chunk: id, err: (e as Error).message }, 'could not keep a copy of the quarantined chunk');
+        this.log.warn(
+          { chunk: id, err: (e as Error).message },
+          'could not keep a copy of the quarantined chunk',
+        );
       }
       this.index.deleteRows([key]);
       this.log.warn({ chunk: id }, 'chunk quarantined');
@@ -255,7 +267,8 @@ export class ChunkStore {
   async gc(isLive: (id: string) => boolean, options: GcOptions = {}): Promise<GcResult> {
     this.assertOpen();
     const { index, packs, lock, log, opts, quarantineDir, writer } = this;
-    const append: CompactionParts['append'] = (records, avoidPack) => writer.appendRecords(records, avoidPack);
+    const append: CompactionParts['append'] = (records, avoidPack) =>
+      writer.appendRecords(records, avoidPack);
     return sweepAndCompact({ index, packs, lock, log, opts, quarantineDir, append }, isLive, options);
   }
 

@@ -80,7 +80,10 @@ export class ChunkStream {
     this.queue.push({ chunks, bytes, written });
     this.queuedBytes += bytes;
     this.pendingRejects.add(failed);
-    p.then(() => this.pendingRejects.delete(failed), () => this.pendingRejects.delete(failed));
+    p.then(
+      () => this.pendingRejects.delete(failed),
+      () => this.pendingRejects.delete(failed),
+    );
     this.wake?.();
     return p;
   }
@@ -105,13 +108,14 @@ export class ChunkStream {
   private take(): Group {
     const g = this.queue.shift() as Group;
     this.queuedBytes -= g.bytes;
-    while (this.spaceWaiters.length > 0 && this.queuedBytes < this.o.maxQueuedBytes) this.spaceWaiters.shift()!();
+    while (this.spaceWaiters.length > 0 && this.queuedBytes < this.o.maxQueuedBytes)
+      this.spaceWaiters.shift()!();
     return g;
   }
 
   /** Yields queued groups as putStream pulls them; `order` maps each one's index to it until written. */
   private async *groups(order: Map<number, Group>): AsyncGenerator<readonly ChunkInput[]> {
-    for (let i = 0; ; ) {
+    for (let i = 0; ;) {
       if (this.queue.length > 0) {
         const g = this.take();
         order.set(i++, g);

@@ -58,7 +58,10 @@ port.on('message', (m: ChunkWorkerRequest) => {
       }
     }
   } catch (e) {
-    const out: ChunkWorkerReply = { seq: 'seq' in m ? m.seq : 0, error: e instanceof Error ? (e.stack ?? e.message) : String(e) };
+    const out: ChunkWorkerReply = {
+      seq: 'seq' in m ? m.seq : 0,
+      error: e instanceof Error ? (e.stack ?? e.message) : String(e),
+    };
     port.postMessage(out);
   }
 });

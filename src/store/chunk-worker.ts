@@ -53,7 +53,11 @@ function workerFile(): URL {
   if (!here.endsWith('.ts')) return new URL('./chunk-worker-thread.js', here);
   const built = new URL('../../dist/src/store/chunk-worker-thread.js', here);
   if (!existsSync(fileURLToPath(built))) {
-    throw new DepotsyncError('internal', `the chunk worker is not built (${fileURLToPath(built)} is missing)`, { hint: 'run `npm run build`' });
+    throw new DepotsyncError(
+      'internal',
+      `the chunk worker is not built (${fileURLToPath(built)} is missing)`,
+      { hint: 'run `npm run build`' },
+    );
   }
   return built;
 }
@@ -86,16 +90,27 @@ class ChunkWorker {
   push(stream: number, block: Uint8Array): Promise<ChunkedBlock> {
     // Shared memory would need no transfer, but V8 copies out of a SharedArrayBuffer byte-safely and
     // the worker's gear scan copies every byte: the worker got slower (bench/README.md, `ingest`).
-    if (block.buffer instanceof SharedArrayBuffer) return Promise.reject(new DepotsyncError('internal', 'chunk worker: a block lives in a SharedArrayBuffer'));
+    if (block.buffer instanceof SharedArrayBuffer)
+      return Promise.reject(
+        new DepotsyncError('internal', 'chunk worker: a block lives in a SharedArrayBuffer'),
+      );
     const ab = block.buffer;
-    return this.call({ op: 'push', stream, seq: ++this.seq, block: ab, offset: block.byteOffset, length: block.byteLength }, [ab], true);
+    return this.call(
+      { op: 'push', stream, seq: ++this.seq, block: ab, offset: block.byteOffset, length: block.byteLength },
+      [ab],
+      true,
+    );
   }
 
   finish(stream: number): Promise<ChunkedBlock> {
     return this.call({ op: 'finish', stream, seq: ++this.seq }, [], false);
   }
 
-  private call(m: ChunkWorkerRequest & { seq: number }, transfer: ArrayBuffer[], pushed: boolean): Promise<ChunkedBlock> {
+  private call(
+    m: ChunkWorkerRequest & { seq: number },
+    transfer: ArrayBuffer[],
+    pushed: boolean,
+  ): Promise<ChunkedBlock> {
     if (this.dead) return Promise.reject(workerError(this.dead));
     return new Promise<ChunkedBlock>((resolve, reject) => {
       this.pending.set(m.seq, { resolve, reject, pushed });
@@ -118,7 +133,8 @@ class ChunkWorker {
       return;
     }
     const pieces: Uint8Array[] = [];
-    for (let k = 0; k < m.spans.length; k += 3) pieces.push(Buffer.from(m.buffers[m.spans[k]!]!, m.spans[k + 1], m.spans[k + 2]));
+    for (let k = 0; k < m.spans.length; k += 3)
+      pieces.push(Buffer.from(m.buffers[m.spans[k]!]!, m.spans[k + 1], m.spans[k + 2]));
     p.resolve({ pieces, ids: m.ids, block: p.pushed ? m.buffers[0] : undefined });
   }
 
@@ -153,7 +169,8 @@ export class ChunkWorkerStream {
   private open = true;
 
   constructor(options: Readonly<ChunkerOptions>) {
-    if (!chunkWorkerAvailable()) throw new DepotsyncError('internal', 'chunk worker: the native BLAKE3 addon is not loaded');
+    if (!chunkWorkerAvailable())
+      throw new DepotsyncError('internal', 'chunk worker: the native BLAKE3 addon is not loaded');
     if (!shared || shared.dead) shared = new ChunkWorker();
     this.worker = shared;
     this.stream = this.worker.open(options);

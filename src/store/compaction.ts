@@ -62,19 +62,36 @@ const COPY_BATCH_BYTES = 32 * 1024 * 1024;
  *  4. orphans: delete pack files no committed row refers to;
  *  5. checkpoint: fold the WAL back into the index file.
  */
-export async function sweepAndCompact(s: CompactionParts, isLive: (id: string) => boolean, options: GcOptions): Promise<GcResult> {
+export async function sweepAndCompact(
+  s: CompactionParts,
+  isLive: (id: string) => boolean,
+  options: GcOptions,
+): Promise<GcResult> {
   const graceMs = intOption('gc', 'graceMs', options.graceMs ?? s.opts.gcGraceMs, 0, 2 ** 40);
   const threshold = options.compactDeadFraction ?? s.opts.compactDeadFraction;
   if (!(threshold > 0 && threshold <= 1)) {
-    throw new DepotsyncError('bad-input', `gc: compactDeadFraction must be in (0, 1], got ${JSON.stringify(threshold)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `gc: compactDeadFraction must be in (0, 1], got ${JSON.stringify(threshold)}`,
+    );
   }
   return s.lock.exclusive(async () => {
     const t0 = performance.now();
-    const result: GcResult = { removed: 0, bytesFreed: 0, durationMs: 0, packsCompacted: 0, packsDeleted: 0, quarantined: 0 };
+    const result: GcResult = {
+      removed: 0,
+      bytesFreed: 0,
+      durationMs: 0,
+      packsCompacted: 0,
+      packsDeleted: 0,
+      quarantined: 0,
+    };
     const step = async <T extends object>(name: string, fn: () => Promise<T>): Promise<T> => {
       const t = performance.now();
       const out = await fn();
-      s.log.info({ step: name, durationMs: Math.round(performance.now() - t), ...(out as Record<string, unknown>) }, `gc ${name}`);
+      s.log.info(
+        { step: name, durationMs: Math.round(performance.now() - t), ...(out as Record<string, unknown>) },
+        `gc ${name}`,
+      );
       return out;
     };
     const cutoffS = Math.floor((s.opts.now() - graceMs) / 1000);
@@ -114,7 +131,11 @@ export async function sweepAndCompact(s: CompactionParts, isLive: (id: string) =
           }
         }
       }
-      return { packsCompacted: result.packsCompacted, packsDeleted: result.packsDeleted, bytesFreed: result.bytesFreed };
+      return {
+        packsCompacted: result.packsCompacted,
+        packsDeleted: result.packsDeleted,
+        bytesFreed: result.bytesFreed,
+      };
     });
 
     await step('orphans', async () => ({ removed: await removeOrphans(s) }));
@@ -146,7 +167,12 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
       if (moves.length > 0) {
         const { pack, size, rows, grewBytes } = await s.append(moves, p.id);
         copied += grewBytes;
-        s.index.moveRows(p.id, pack, size, rows.map((r: NewRow, i) => ({ ...r, fromOffset: moves[i]!.fromOffset })));
+        s.index.moveRows(
+          p.id,
+          pack,
+          size,
+          rows.map((r: NewRow, i) => ({ ...r, fromOffset: moves[i]!.fromOffset })),
+        );
       }
       if (quarantine.length > 0) result.quarantined += s.index.deleteRows(quarantine).removed;
     });
@@ -156,7 +182,10 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
     const next = await records.next();
     if (next.done) {
       if (next.value.bad !== undefined) {
-        s.log.error({ pack: s.packs.path(p.id), offset: next.value.bad }, 'gc: damaged record header; pack kept (run a scrub)');
+        s.log.error(
+          { pack: s.packs.path(p.id), offset: next.value.bad },
+          'gc: damaged record header; pack kept (run a scrub)',
+        );
         await flush();
         return undefined;
       }
@@ -167,7 +196,10 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
     if (!row || row.pack !== p.id || row.offset !== offset) continue; // dead record
     if (!matchesKey(key, data)) {
       // Never copy corruption into a fresh pack: keep the bytes aside and let the next sync refetch.
-      s.log.error({ chunk: keyToId(key), pack: s.packs.path(p.id) }, 'gc: live chunk failed its hash; quarantined');
+      s.log.error(
+        { chunk: keyToId(key), pack: s.packs.path(p.id) },
+        'gc: live chunk failed its hash; quarantined',
+      );
       await mkdir(s.quarantineDir, { recursive: true });
       await writeFile(join(s.quarantineDir, `${keyToId(key)}.${s.opts.now()}.bin`), data).catch(() => {});
       bad.push(key);
@@ -179,7 +211,10 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
   }
   await flush();
   if (!(await dropPack(s, p.id))) {
-    s.log.warn({ pack: s.packs.path(p.id) }, 'gc: pack still has chunks after compaction (written meanwhile); kept');
+    s.log.warn(
+      { pack: s.packs.path(p.id) },
+      'gc: pack still has chunks after compaction (written meanwhile); kept',
+    );
     return undefined;
   }
   return copied;

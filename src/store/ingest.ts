@@ -64,28 +64,55 @@ export const DEFAULT_INGEST_BATCH_BYTES = DEFAULT_INGEST.batchBytes;
  * Chunk, hash and durably store a file, streaming (memory ≈ (putsInFlight + 1) × batchBytes plus
  * hashJobsInFlight read blocks).
  */
-export async function ingestFile(store: ChunkStore, path: string, opts: IngestOptions = {}): Promise<IngestResult> {
+export async function ingestFile(
+  store: ChunkStore,
+  path: string,
+  opts: IngestOptions = {},
+): Promise<IngestResult> {
   const chunker = new Chunker(opts.chunker ?? {}); // options checked before the file is touched
   const sink = new BatchSink(store, opts);
   let useWorker = opts.hashWorker ?? true;
   if (useWorker && opts.hashWorker === undefined) {
-    const size = await stat(path).then((s) => s.size, (e: unknown) => Promise.reject(fromSystemError(e, `reading ${path}`)));
+    const size = await stat(path).then(
+      (s) => s.size,
+      (e: unknown) => Promise.reject(fromSystemError(e, `reading ${path}`)),
+    );
     useWorker = size >= DEFAULT_INGEST.workerMinBytes;
   }
   if (!useWorker || !chunkWorkerAvailable()) return sink.run(chunkFile(path, chunker.options));
-  const blockBytes = intOption('ingest', 'readBlockBytes', opts.readBlockBytes ?? DEFAULT_READ_BLOCK_BYTES, 4096, 1 << 30);
+  const blockBytes = intOption(
+    'ingest',
+    'readBlockBytes',
+    opts.readBlockBytes ?? DEFAULT_READ_BLOCK_BYTES,
+    4096,
+    1 << 30,
+  );
   const pool = new BlockPool(blockBytes);
   return sink.runPipelined(readBlocks(path, blockBytes, pool), new ChunkWorkerStream(chunker.options), pool);
 }
 
 /** The same for any byte stream. */
-export async function ingestStream(store: ChunkStore, source: AsyncIterable<Uint8Array>, opts: IngestOptions = {}): Promise<IngestResult> {
+export async function ingestStream(
+  store: ChunkStore,
+  source: AsyncIterable<Uint8Array>,
+  opts: IngestOptions = {},
+): Promise<IngestResult> {
   return new BatchSink(store, opts).run(chunkStream(source, opts.chunker ?? {}));
 }
 
 /** The same for bytes in memory (tests, small inputs). */
-export async function ingestBuffer(store: ChunkStore, data: Uint8Array, opts: IngestOptions = {}): Promise<IngestResult> {
-  return ingestStream(store, (async function* () { yield data; })(), opts);
+export async function ingestBuffer(
+  store: ChunkStore,
+  data: Uint8Array,
+  opts: IngestOptions = {},
+): Promise<IngestResult> {
+  return ingestStream(
+    store,
+    (async function* () {
+      yield data;
+    })(),
+    opts,
+  );
 }
 
 /**
@@ -126,7 +153,13 @@ class BatchSink {
     private readonly store: ChunkStore,
     private readonly opts: IngestOptions,
   ) {
-    this.batchBytes = intOption('ingest', 'batchBytes', opts.batchBytes ?? DEFAULT_INGEST.batchBytes, 1, 2 ** 31);
+    this.batchBytes = intOption(
+      'ingest',
+      'batchBytes',
+      opts.batchBytes ?? DEFAULT_INGEST.batchBytes,
+      1,
+      2 ** 31,
+    );
   }
 
   /** Chunks hashed on this thread. */
@@ -142,7 +175,11 @@ class BatchSink {
    * chunks is stored (the pack write copied it); chunks that straddle two blocks are the worker's own
    * copies and are simply dropped when stored.
    */
-  async runPipelined(blocks: AsyncIterable<Buffer>, worker: ChunkWorkerStream, pool: BlockPool): Promise<IngestResult> {
+  async runPipelined(
+    blocks: AsyncIterable<Buffer>,
+    worker: ChunkWorkerStream,
+    pool: BlockPool,
+  ): Promise<IngestResult> {
     const jobs: Array<Promise<ChunkedBlock>> = [];
     const queue = (job: Promise<ChunkedBlock>): void => {
       job.catch(() => {}); // awaited in order below; this only keeps it from counting as unhandled meanwhile
@@ -186,7 +223,8 @@ class BatchSink {
 
   /** Hand the batch to the store's stream; wait only while `putsInFlight` batches wait to be written. */
   private async flush(): Promise<void> {
-    while (this.queue.length >= DEFAULT_INGEST.putsInFlight && this.failure === undefined) await this.waitForChange();
+    while (this.queue.length >= DEFAULT_INGEST.putsInFlight && this.failure === undefined)
+      await this.waitForChange();
     if (this.failure !== undefined) throw this.failure;
     if (this.batch.length === 0) return;
     this.queue.push(this.batch);
@@ -222,7 +260,8 @@ class BatchSink {
   private written(): void {
     this.batchesWritten++;
     this.writtenBytes += this.queuedBytes.shift() ?? 0;
-    while (this.releases.length > 0 && this.releases[0]!.batch < this.batchesWritten) this.releases.shift()!.fn();
+    while (this.releases.length > 0 && this.releases[0]!.batch < this.batchesWritten)
+      this.releases.shift()!.fn();
     this.poke();
   }
 

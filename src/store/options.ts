@@ -48,22 +48,40 @@ export function resolveStoreOptions(given: Partial<ChunkStoreOptions> = {}): Chu
     if (!(k in o)) throw new DepotsyncError('bad-input', `${WHERE}: unknown option ${JSON.stringify(k)}`);
     (o as unknown as Record<string, unknown>)[k] = v;
   }
-  if (typeof o.durable !== 'boolean') throw new DepotsyncError('bad-input', `${WHERE}: durable must be a boolean, got ${JSON.stringify(o.durable)}`);
+  if (typeof o.durable !== 'boolean')
+    throw new DepotsyncError(
+      'bad-input',
+      `${WHERE}: durable must be a boolean, got ${JSON.stringify(o.durable)}`,
+    );
   if (!o.durable && !o.verifyOnRead) {
-    throw new DepotsyncError('bad-input', `${WHERE}: a store that is not durable must verify on read (verifyOnRead: true)`, {
-      hint: 'a power loss can leave index rows whose bytes never reached the disk; only verification finds them',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${WHERE}: a store that is not durable must verify on read (verifyOnRead: true)`,
+      {
+        hint: 'a power loss can leave index rows whose bytes never reached the disk; only verification finds them',
+      },
+    );
   }
   if (typeof o.verifyOnRead !== 'boolean') {
-    throw new DepotsyncError('bad-input', `${WHERE}: verifyOnRead must be a boolean, got ${JSON.stringify(o.verifyOnRead)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${WHERE}: verifyOnRead must be a boolean, got ${JSON.stringify(o.verifyOnRead)}`,
+    );
   }
   intOption(WHERE, 'maxPackBytes', o.maxPackBytes, 64 * 1024, 2 ** 40);
   intOption(WHERE, 'gcGraceMs', o.gcGraceMs, 0, 2 ** 40);
   intOption(WHERE, 'lockTimeoutMs', o.lockTimeoutMs, 0, 2 ** 31);
   intOption(WHERE, 'maxOpenPacks', o.maxOpenPacks, 1, 65_536);
-  if (typeof o.compactDeadFraction !== 'number' || !(o.compactDeadFraction > 0 && o.compactDeadFraction <= 1)) {
-    throw new DepotsyncError('bad-input', `${WHERE}: compactDeadFraction must be a number in (0, 1], got ${JSON.stringify(o.compactDeadFraction)}`);
+  if (
+    typeof o.compactDeadFraction !== 'number' ||
+    !(o.compactDeadFraction > 0 && o.compactDeadFraction <= 1)
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${WHERE}: compactDeadFraction must be a number in (0, 1], got ${JSON.stringify(o.compactDeadFraction)}`,
+    );
   }
-  if (typeof o.now !== 'function') throw new DepotsyncError('bad-input', `${WHERE}: now must be a function returning milliseconds`);
+  if (typeof o.now !== 'function')
+    throw new DepotsyncError('bad-input', `${WHERE}: now must be a function returning milliseconds`);
   return o;
 }

@@ -54,7 +54,10 @@ export class PackFiles {
       const [oldest, oldP] = this.readers.entries().next().value as [number, Promise<FileHandle>];
       this.readers.delete(oldest);
       // A read in flight on the evicted handle finishes first: close after a grace tick.
-      void oldP.then((fh) => setTimeout(() => void fh.close().catch(() => {}), 1000).unref(), () => {});
+      void oldP.then(
+        (fh) => setTimeout(() => void fh.close().catch(() => {}), 1000).unref(),
+        () => {},
+      );
     }
     return p;
   }
@@ -64,13 +67,27 @@ export class PackFiles {
     const p = this.readers.get(packId);
     if (!p) return;
     this.readers.delete(packId);
-    await p.then((fh) => fh.close(), () => {}).catch(() => {});
+    await p
+      .then(
+        (fh) => fh.close(),
+        () => {},
+      )
+      .catch(() => {});
   }
 
   async closeAll(): Promise<void> {
     const all = [...this.readers.values()];
     this.readers.clear();
-    await Promise.all(all.map((p) => p.then((fh) => fh.close(), () => {}).catch(() => {})));
+    await Promise.all(
+      all.map((p) =>
+        p
+          .then(
+            (fh) => fh.close(),
+            () => {},
+          )
+          .catch(() => {}),
+      ),
+    );
   }
 }
 
@@ -88,7 +105,13 @@ export const APPEND_PIECE_BYTES = 8 * 1024 * 1024;
  * resolves: the last fdatasync starts after every write has completed (unless `durable` is false: a
  * verified cache, see ChunkStoreOptions.durable).
  */
-export async function appendDurably(path: string, create: boolean, position: number, buffers: Buffer[], durable = true): Promise<number> {
+export async function appendDurably(
+  path: string,
+  create: boolean,
+  position: number,
+  buffers: Buffer[],
+  durable = true,
+): Promise<number> {
   let fh: FileHandle | undefined;
   let early: Promise<void> | undefined;
   let earlyError: unknown;
@@ -170,7 +193,12 @@ export class PackAppender {
     this.position = start;
   }
 
-  static async open(path: string, create: boolean, position: number, writebackBytes: number): Promise<PackAppender> {
+  static async open(
+    path: string,
+    create: boolean,
+    position: number,
+    writebackBytes: number,
+  ): Promise<PackAppender> {
     let fh: FileHandle;
     try {
       fh = await open(path, create ? 'w' : 'r+');

@@ -44,11 +44,18 @@ export function encodeRecordHeader(key: Buffer, length: number): Buffer {
 export function checkRecordHeader(header: Buffer, key: Buffer, length: number, where: string): void {
   const id = key.toString('hex');
   if (header.length < RECORD_HEADER_BYTES) throw truncated(id, where, 0, length);
-  const ok = header.subarray(0, 4).equals(RECORD_MAGIC) && header.readUInt32BE(4) === length && header.subarray(8, RECORD_HEADER_BYTES).equals(key);
+  const ok =
+    header.subarray(0, 4).equals(RECORD_MAGIC) &&
+    header.readUInt32BE(4) === length &&
+    header.subarray(8, RECORD_HEADER_BYTES).equals(key);
   if (!ok) {
-    throw new DepotsyncError('corrupt', `chunk ${id}: the record header in ${where} does not match the index`, {
-      hint: 'the pack file was damaged or the index is stale; quarantine the chunk (or run a scrub) and sync it again',
-    });
+    throw new DepotsyncError(
+      'corrupt',
+      `chunk ${id}: the record header in ${where} does not match the index`,
+      {
+        hint: 'the pack file was damaged or the index is stale; quarantine the chunk (or run a scrub) and sync it again',
+      },
+    );
   }
 }
 
@@ -58,7 +65,8 @@ export function checkRecordHeader(header: Buffer, key: Buffer, length: number, w
  */
 export function decodeRecord(record: Buffer, key: Buffer, length: number, where: string): Buffer {
   checkRecordHeader(record, key, length, where);
-  if (record.length < RECORD_HEADER_BYTES + length) throw truncated(key.toString('hex'), where, record.length - RECORD_HEADER_BYTES, length);
+  if (record.length < RECORD_HEADER_BYTES + length)
+    throw truncated(key.toString('hex'), where, record.length - RECORD_HEADER_BYTES, length);
   return record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length);
 }
 

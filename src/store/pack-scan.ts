@@ -15,7 +15,12 @@ export interface ScannedRecord {
  * sequential reads. Stops with `{ bad: offset }` at a record header that is not a record (damage):
  * the caller then keeps the pack instead of guessing where the next record starts.
  */
-export async function* scanPack(packs: PackFiles, packId: number, startBytes: number, endBytes: number): AsyncGenerator<ScannedRecord, { bad?: number }> {
+export async function* scanPack(
+  packs: PackFiles,
+  packId: number,
+  startBytes: number,
+  endBytes: number,
+): AsyncGenerator<ScannedRecord, { bad?: number }> {
   let block: Buffer = Buffer.alloc(0);
   let blockStart = startBytes;
   // Make [pos, pos + n) available in `block`; a fresh Buffer per read so yielded slices stay valid.

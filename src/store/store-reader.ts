@@ -138,12 +138,19 @@ export class StoreReader {
       const key = keys[i]!;
       const row = rows[i];
       const bytes = row ? RECORD_HEADER_BYTES + row.length : 0;
-      if (row && run?.pack === row.pack && run.end === row.offset && run.end - run.start + bytes <= runBytes) {
+      if (
+        row &&
+        run?.pack === row.pack &&
+        run.end === row.offset &&
+        run.end - run.start + bytes <= runBytes
+      ) {
         run.items.push({ id, key, row });
         run.end += bytes;
         continue;
       }
-      run = row ? { pack: row.pack, start: row.offset, end: row.offset + bytes, items: [{ id, key, row }] } : { pack: -1, start: 0, end: 0, items: [{ id, key }] };
+      run = row
+        ? { pack: row.pack, start: row.offset, end: row.offset + bytes, items: [{ id, key, row }] }
+        : { pack: -1, start: 0, end: 0, items: [{ id, key }] };
       runs.push(run);
       if (!row) run = undefined;
     }
@@ -178,11 +185,23 @@ export class StoreReader {
         try {
           // A run that could not be read as a whole (a pack moved by gc, a short pack) falls back to one
           // chunk at a time, which re-resolves the row.
-          const data = buf ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where) : await this.get(it.id, { verify: false });
-          if ((verify === true || (typeof verify === 'function' && verify(it.id))) && !matchesKey(it.key, data)) throw corrupt(it.id);
+          const data = buf
+            ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where)
+            : await this.get(it.id, { verify: false });
+          if (
+            (verify === true || (typeof verify === 'function' && verify(it.id))) &&
+            !matchesKey(it.key, data)
+          )
+            throw corrupt(it.id);
           yield { id: it.id, data, ...tail };
         } catch (e) {
-          yield { id: it.id, data: undefined, problem: e instanceof DepotsyncError ? e : fromSystemError(e, `read chunk ${it.id} from ${where}`), ...tail };
+          yield {
+            id: it.id,
+            data: undefined,
+            problem:
+              e instanceof DepotsyncError ? e : fromSystemError(e, `read chunk ${it.id} from ${where}`),
+            ...tail,
+          };
         }
       }
     }
@@ -253,11 +272,16 @@ export class StoreReader {
 }
 
 function notFound(id: string): DepotsyncError {
-  return new DepotsyncError('not-found', `chunk ${id} is not in the store`, { hint: 'sync again to fetch it' });
+  return new DepotsyncError('not-found', `chunk ${id} is not in the store`, {
+    hint: 'sync again to fetch it',
+  });
 }
 
 function checkRange(id: string, start: number, end: number, length: number): void {
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end >= length) {
-    throw new DepotsyncError('bad-input', `chunk ${id}: range ${start}-${end} is outside its ${length} bytes`);
+    throw new DepotsyncError(
+      'bad-input',
+      `chunk ${id}: range ${start}-${end} is outside its ${length} bytes`,
+    );
   }
 }

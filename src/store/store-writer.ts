@@ -5,7 +5,13 @@ import { assertChunkId, idToKey, isSelfHashed, matchesKey, type ChunkInput } fro
 import type { ChunkIndex, NewRow } from './chunk-index.js';
 import type { ChunkStoreOptions } from './options.js';
 import { appendDurably, PackAppender, type PackFiles } from './pack-files.js';
-import { encodeRecordHeader, MAX_CHUNK_BYTES, PACK_HEADER_BYTES, PACK_MAGIC, RECORD_HEADER_BYTES } from './pack-format.js';
+import {
+  encodeRecordHeader,
+  MAX_CHUNK_BYTES,
+  PACK_HEADER_BYTES,
+  PACK_MAGIC,
+  RECORD_HEADER_BYTES,
+} from './pack-format.js';
 import type { WriteLock } from './write-lock.js';
 
 export interface PutStreamOptions {
@@ -83,13 +89,18 @@ export class StoreWriter {
    */
   async putMany(chunks: readonly ChunkInput[]): Promise<PutResult> {
     this.assertOpen();
-    if (!Array.isArray(chunks)) throw new DepotsyncError('bad-input', 'putMany: expected an array of {id, data}');
+    if (!Array.isArray(chunks))
+      throw new DepotsyncError('bad-input', 'putMany: expected an array of {id, data}');
     const unique = new Map<string, ChunkInput>();
     chunks.forEach((c: ChunkInput, i) => {
       assertChunkId(c?.id, `putMany: chunks[${i}].id`);
-      if (!(c.data instanceof Uint8Array)) throw new DepotsyncError('bad-input', `putMany: chunks[${i}].data (chunk ${c.id}) is not bytes`);
+      if (!(c.data instanceof Uint8Array))
+        throw new DepotsyncError('bad-input', `putMany: chunks[${i}].data (chunk ${c.id}) is not bytes`);
       if (c.data.length > MAX_CHUNK_BYTES) {
-        throw new DepotsyncError('too-large', `chunk ${c.id}: ${c.data.length} bytes, above the store's limit of ${MAX_CHUNK_BYTES}`);
+        throw new DepotsyncError(
+          'too-large',
+          `chunk ${c.id}: ${c.data.length} bytes, above the store's limit of ${MAX_CHUNK_BYTES}`,
+        );
       }
       if (!unique.has(c.id)) unique.set(c.id, c);
     });
@@ -99,9 +110,13 @@ export class StoreWriter {
     for (const c of unique.values()) {
       const key = idToKey(c.id);
       if (!isSelfHashed(c) && !matchesKey(key, c.data)) {
-        throw new DepotsyncError('hash-mismatch', `chunk ${c.id}: its ${c.data.length} bytes do not hash to its id`, {
-          hint: 'the sender delivered damaged or forged data; nothing of this batch was stored; fetch it again',
-        });
+        throw new DepotsyncError(
+          'hash-mismatch',
+          `chunk ${c.id}: its ${c.data.length} bytes do not hash to its id`,
+          {
+            hint: 'the sender delivered damaged or forged data; nothing of this batch was stored; fetch it again',
+          },
+        );
       }
       items.push({ key, data: c.data });
     }
@@ -145,7 +160,7 @@ export class StoreWriter {
             if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
             if (fresh.length === 0) return perCall;
             const { pack, size, rows } = await this.appendRecords(fresh);
-                        this.index.addRows(pack, size, rows, nowS);
+            this.index.addRows(pack, size, rows, nowS);
             stored = { pack, chunks: fresh.length };
             return perCall;
           });
@@ -174,7 +189,10 @@ export class StoreWriter {
    * bytes are in the kernel (its buffers may be reused); `onDurable(bytes)`: a checkpoint committed.
    * Chunks must be checked already (`hashedChunk`/`workerHashedChunk`): this does not re-hash.
    */
-  async putStream(groups: AsyncIterable<readonly ChunkInput[]>, opts: PutStreamOptions = {}): Promise<PutResult> {
+  async putStream(
+    groups: AsyncIterable<readonly ChunkInput[]>,
+    opts: PutStreamOptions = {},
+  ): Promise<PutResult> {
     this.assertOpen();
     const checkpointBytes = opts.checkpointBytes ?? 256 * 1024 * 1024;
     const writebackBytes = opts.writebackBytes ?? 32 * 1024 * 1024;
@@ -194,9 +212,16 @@ export class StoreWriter {
         const r = await this.lock.inTransaction(async () => {
           const nowS = Math.floor(this.opts.now() / 1000);
           const last = this.index.packs().at(-1);
-          const reuse = last !== undefined && (last.size + checkpointBytes <= this.opts.maxPackBytes || last.size === PACK_HEADER_BYTES);
+          const reuse =
+            last !== undefined &&
+            (last.size + checkpointBytes <= this.opts.maxPackBytes || last.size === PACK_HEADER_BYTES);
           const pack = reuse ? last.id : this.index.createPack(PACK_HEADER_BYTES);
-          const writer = await PackAppender.open(this.packs.path(pack), !reuse, reuse ? last.size : 0, this.opts.durable ? writebackBytes : 0);
+          const writer = await PackAppender.open(
+            this.packs.path(pack),
+            !reuse,
+            reuse ? last.size : 0,
+            this.opts.durable ? writebackBytes : 0,
+          );
           const rows: NewRow[] = [];
           const seen = new Set<string>();
           try {
@@ -204,7 +229,11 @@ export class StoreWriter {
               const present: Buffer[] = [];
               const buffers: Buffer[] = [];
               for (const c of group) {
-                if (!isSelfHashed(c)) throw new DepotsyncError('internal', `putStream: chunk ${c.id} was not hashed by this process`);
+                if (!isSelfHashed(c))
+                  throw new DepotsyncError(
+                    'internal',
+                    `putStream: chunk ${c.id} was not hashed by this process`,
+                  );
                 if (seen.has(c.id)) continue;
                 seen.add(c.id);
                 const key = idToKey(c.id);
@@ -235,8 +264,11 @@ export class StoreWriter {
             finishing.catch(() => undefined); // awaited just below, once the rows are in
             const added = this.index.addRows(pack, writer.position, rows, nowS);
             await finishing;
-            if (!reuse && this.opts.durable) await fsyncDir(this.packs.dir).catch((e: unknown) => Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)));
-                        return added;
+            if (!reuse && this.opts.durable)
+              await fsyncDir(this.packs.dir).catch((e: unknown) =>
+                Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)),
+              );
+            return added;
           } finally {
             await writer.close();
           }
@@ -259,19 +291,34 @@ export class StoreWriter {
   async appendRecords(records: NewRecord[], avoidPack?: number): Promise<AppendResult> {
     const batchBytes = records.reduce((n, r) => n + RECORD_HEADER_BYTES + r.data.length, 0);
     const last = this.index.packs().at(-1);
-    const reuse = last !== undefined && last.id !== avoidPack && (last.size + batchBytes <= this.opts.maxPackBytes || last.size === PACK_HEADER_BYTES);
+    const reuse =
+      last !== undefined &&
+      last.id !== avoidPack &&
+      (last.size + batchBytes <= this.opts.maxPackBytes || last.size === PACK_HEADER_BYTES);
     const pack = reuse ? last.id : this.index.createPack(PACK_HEADER_BYTES);
     const start = reuse ? last.size : PACK_HEADER_BYTES;
     const buffers: Buffer[] = reuse ? [] : [PACK_MAGIC];
     const rows: NewRow[] = [];
     let offset = start;
     for (const r of records) {
-      buffers.push(encodeRecordHeader(r.key, r.data.length), Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length));
+      buffers.push(
+        encodeRecordHeader(r.key, r.data.length),
+        Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length),
+      );
       rows.push({ key: r.key, offset, length: r.data.length });
       offset += RECORD_HEADER_BYTES + r.data.length;
     }
-    const size = await appendDurably(this.packs.path(pack), !reuse, reuse ? start : 0, buffers, this.opts.durable);
-    if (!reuse && this.opts.durable) await fsyncDir(this.packs.dir).catch((e: unknown) => Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)));
+    const size = await appendDurably(
+      this.packs.path(pack),
+      !reuse,
+      reuse ? start : 0,
+      buffers,
+      this.opts.durable,
+    );
+    if (!reuse && this.opts.durable)
+      await fsyncDir(this.packs.dir).catch((e: unknown) =>
+        Promise.reject(fromSystemError(e, `fsync ${this.packs.dir}`)),
+      );
     return { pack, size, rows, grewBytes: size - (reuse ? start : 0) };
   }
 }

@@ -80,10 +80,14 @@ export class WriteLock {
       } catch (e) {
         if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
         if (Date.now() >= deadline) {
-          throw new DepotsyncError('timeout', `${this.what}: another process held the write lock for more than ${this.timeoutMs} ms`, {
-            hint: 'another depotsync process is writing to the same store; wait for it to finish and try again',
-            cause: e,
-          });
+          throw new DepotsyncError(
+            'timeout',
+            `${this.what}: another process held the write lock for more than ${this.timeoutMs} ms`,
+            {
+              hint: 'another depotsync process is writing to the same store; wait for it to finish and try again',
+              cause: e,
+            },
+          );
         }
         await delay(waitMs);
         waitMs = Math.min(waitMs * 2, 100);

@@ -1,4 +1,14 @@
-import { Key, MetaFile, Root, Signature, Snapshot, TargetFile, Targets, Timestamp, type Metadata } from '@tufjs/models';
+import {
+  Key,
+  MetaFile,
+  Root,
+  Signature,
+  Snapshot,
+  TargetFile,
+  Targets,
+  Timestamp,
+  type Metadata,
+} from '@tufjs/models';
 import { Signed } from '@tufjs/models/dist/base.js';
 import { Delegations } from '@tufjs/models/dist/delegations.js';
 import { DelegatedRole, SuccinctRoles } from '@tufjs/models/dist/role.js';
@@ -34,7 +44,8 @@ function isObject(v: unknown): v is JSONObject {
 }
 
 function objectRecord(v: unknown, what: string): Record<string, JSONObject> {
-  if (!isObject(v) || !Object.values(v).every(isObject)) throw new TypeError(`${what} must be an object of objects`);
+  if (!isObject(v) || !Object.values(v).every(isObject))
+    throw new TypeError(`${what} must be an object of objects`);
   return v as Record<string, JSONObject>;
 }
 
@@ -72,7 +83,11 @@ export function signedToJSON(signed: Model): JSONObject {
 }
 
 export function metadataToJSON(md: Metadata<Model>): JSONObject {
-  return { signatures: Object.values(md.signatures).map((s) => s.toJSON()), signed: signedToJSON(md.signed), ...md.unrecognizedFields };
+  return {
+    signatures: Object.values(md.signatures).map((s) => s.toJSON()),
+    signed: signedToJSON(md.signed),
+    ...md.unrecognizedFields,
+  };
 }
 
 function delegationsFromJSON(data: unknown): Delegations {
@@ -81,15 +96,19 @@ function delegationsFromJSON(data: unknown): Delegations {
   const keyMap = mapValues(objectRecord(keys, 'delegations.keys'), (k, id) => Key.fromJSON(id, k as never));
   let roleMap: Record<string, DelegatedRole> | undefined;
   if (roles !== undefined) {
-    if (!Array.isArray(roles) || !roles.every(isObject)) throw new TypeError('delegations.roles must be an array of objects');
+    if (!Array.isArray(roles) || !roles.every(isObject))
+      throw new TypeError('delegations.roles must be an array of objects');
     roleMap = {};
     for (const r of roles) {
       const role = DelegatedRole.fromJSON(r as never);
-      if (Object.prototype.hasOwnProperty.call(roleMap, role.name)) throw new TypeError(`delegated role ${role.name} is listed twice`);
+      if (Object.prototype.hasOwnProperty.call(roleMap, role.name))
+        throw new TypeError(`delegated role ${role.name} is listed twice`);
       put(roleMap, role.name, role);
     }
   }
-  const succinctRoles = isObject(succinct_roles) ? SuccinctRoles.fromJSON(succinct_roles as never) : undefined;
+  const succinctRoles = isObject(succinct_roles)
+    ? SuccinctRoles.fromJSON(succinct_roles as never)
+    : undefined;
   return new Delegations({
     keys: keyMap,
     ...(roleMap ? { roles: roleMap } : {}),
@@ -106,11 +125,21 @@ export function signedFromJSON(kind: 'root' | 'timestamp' | 'snapshot' | 'target
   const fields = unrecognizedFields as JSONObject; // `_type` stays among them, as in the models
   if (kind === 'snapshot') {
     const { meta, ...rest } = fields;
-    const metaMap = meta === undefined ? undefined : mapValues(objectRecord(meta, 'meta'), (m) => MetaFile.fromJSON(m as never));
-    return new Snapshot({ ...common, ...(metaMap ? { meta: metaMap } : {}), unrecognizedFields: rest as never });
+    const metaMap =
+      meta === undefined
+        ? undefined
+        : mapValues(objectRecord(meta, 'meta'), (m) => MetaFile.fromJSON(m as never));
+    return new Snapshot({
+      ...common,
+      ...(metaMap ? { meta: metaMap } : {}),
+      unrecognizedFields: rest as never,
+    });
   }
   const { targets, delegations, ...rest } = fields;
-  const targetMap = targets === undefined ? undefined : mapValues(objectRecord(targets, 'targets'), (t, path) => TargetFile.fromJSON(path, t as never));
+  const targetMap =
+    targets === undefined
+      ? undefined
+      : mapValues(objectRecord(targets, 'targets'), (t, path) => TargetFile.fromJSON(path, t as never));
   return new Targets({
     ...common,
     ...(targetMap ? { targets: targetMap } : {}),
@@ -119,7 +148,9 @@ export function signedFromJSON(kind: 'root' | 'timestamp' | 'snapshot' | 'target
   });
 }
 
-export function signaturesFromJSON(list: readonly { keyid: string; sig: string }[]): Record<string, Signature> {
+export function signaturesFromJSON(
+  list: readonly { keyid: string; sig: string }[],
+): Record<string, Signature> {
   const out: Record<string, Signature> = {};
   for (const s of list) put(out, s.keyid, Signature.fromJSON(s as never));
   return out;

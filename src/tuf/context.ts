@@ -7,7 +7,12 @@ export interface MetaContext {
 }
 
 /** Every TUF error names the role, the file and the reason. */
-export function metaError(code: ErrorCode, ctx: MetaContext, reason: string, opts: { hint?: string; cause?: unknown } = {}): DepotsyncError {
+export function metaError(
+  code: ErrorCode,
+  ctx: MetaContext,
+  reason: string,
+  opts: { hint?: string; cause?: unknown } = {},
+): DepotsyncError {
   return new DepotsyncError(code, `${ctx.role} metadata ${ctx.file}: ${reason}`, opts);
 }
 
@@ -34,7 +39,10 @@ export function tufDate(d: Date): string {
  * change what is requested or where it is stored.
  */
 export function quoteRoleName(role: string): string {
-  return encodeURIComponent(role).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return encodeURIComponent(role).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
 }
 
 /**

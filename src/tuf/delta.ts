@@ -13,16 +13,24 @@ function snapshotInfo(bytes: Uint8Array, what: string): { version: number; meta:
   try {
     doc = parseStrictJson(bytes, { what, maxBytes: bytes.length });
   } catch (e) {
-    throw new DepotsyncError('bad-metadata', `${what}: not strict JSON (${(e as Error).message})`, { cause: e });
+    throw new DepotsyncError('bad-metadata', `${what}: not strict JSON (${(e as Error).message})`, {
+      cause: e,
+    });
   }
   const signed = (doc as { signed?: { version?: unknown; meta?: unknown } })?.signed;
-  if (!signed || typeof signed.version !== 'number' || typeof signed.meta !== 'object' || signed.meta === null) {
+  if (
+    !signed ||
+    typeof signed.version !== 'number' ||
+    typeof signed.meta !== 'object' ||
+    signed.meta === null
+  ) {
     throw new DepotsyncError('bad-metadata', `${what}: not snapshot metadata`);
   }
   const meta = new Map<string, number>();
   for (const [name, m] of Object.entries(signed.meta as Record<string, { version?: unknown }>)) {
     const role = name.replace(/\.json$/, '');
-    if (!ROLE_NAME.test(role) || typeof m?.version !== 'number') throw new DepotsyncError('bad-metadata', `${what}: bad meta entry ${JSON.stringify(name)}`);
+    if (!ROLE_NAME.test(role) || typeof m?.version !== 'number')
+      throw new DepotsyncError('bad-metadata', `${what}: bad meta entry ${JSON.stringify(name)}`);
     meta.set(role, m.version);
   }
   return { version: signed.version, meta };
@@ -42,7 +50,8 @@ export function metadataDelta(input: DeltaInput): string[] {
   const to = snapshotInfo(input.toSnapshot, 'target snapshot');
   const from = input.fromSnapshot ? snapshotInfo(input.fromSnapshot, 'base snapshot') : undefined;
   const names: string[] = [];
-  for (let v = input.fromRootVersion + 1; v <= input.toRootVersion; v++) names.push(metadataFileName('root', v));
+  for (let v = input.fromRootVersion + 1; v <= input.toRootVersion; v++)
+    names.push(metadataFileName('root', v));
   names.push('timestamp.json', metadataFileName('snapshot', to.version));
   for (const [role, version] of to.meta) {
     if (from?.meta.get(role) !== version) names.push(metadataFileName(role, version));

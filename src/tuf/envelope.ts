@@ -1,6 +1,13 @@
 import { canonicalize } from '../content/canonical-json.js';
 import { parseStrictJson } from '../content/strict-json.js';
-import { Metadata, type MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
+import {
+  Metadata,
+  type MetadataKind,
+  type Root,
+  type Snapshot,
+  type Targets,
+  type Timestamp,
+} from '@tufjs/models';
 import { signaturesFromJSON, signedFromJSON } from './codec.js';
 import { metaError, type MetaContext } from './context.js';
 
@@ -32,7 +39,11 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function parseEnvelope(bytes: Uint8Array, ctx: MetaContext, opts: { maxBytes: number; type: MetadataKind }): Envelope {
+export function parseEnvelope(
+  bytes: Uint8Array,
+  ctx: MetaContext,
+  opts: { maxBytes: number; type: MetadataKind },
+): Envelope {
   // Endless-data attack: refuse oversized metadata before spending any work on it.
   if (bytes.length > opts.maxBytes) {
     throw metaError('too-large', ctx, `${bytes.length} bytes exceeds the limit of ${opts.maxBytes} bytes`, {
@@ -59,13 +70,22 @@ export function parseEnvelope(bytes: Uint8Array, ctx: MetaContext, opts: { maxBy
   });
   // Wrong-role confusion: a snapshot signed by a key that is also a timestamp key is not a timestamp.
   if (signed._type !== opts.type) {
-    throw metaError('bad-metadata', ctx, `signed._type is ${JSON.stringify(signed._type)}, expected ${JSON.stringify(opts.type)}`);
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      `signed._type is ${JSON.stringify(signed._type)}, expected ${JSON.stringify(opts.type)}`,
+    );
   }
   let canonical: Buffer;
   try {
     canonical = canonicalize(signed);
   } catch (e) {
-    throw metaError('bad-metadata', ctx, 'signed part cannot be canonicalised (floats or unsupported values)', { cause: e });
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      'signed part cannot be canonicalised (floats or unsupported values)',
+      { cause: e },
+    );
   }
   return { ctx, type: opts.type, signed, signatures: sigs, signedBytes: canonical, bytes };
 }
@@ -76,10 +96,16 @@ type Kinds = { root: Root; timestamp: Timestamp; snapshot: Snapshot; targets: Ta
  * The typed metadata of an envelope whose signatures were verified. `keptKeyids` are the keyids whose
  * signatures are carried over (one per keyid: the models refuse duplicates, the verifier counts them once).
  */
-export function decodeSigned<K extends keyof Kinds>(env: Envelope, kind: K, keptKeyids: Iterable<string>): Metadata<Kinds[K]> {
+export function decodeSigned<K extends keyof Kinds>(
+  env: Envelope,
+  kind: K,
+  keptKeyids: Iterable<string>,
+): Metadata<Kinds[K]> {
   const keep = new Set(keptKeyids);
   const seen = new Set<string>();
-  const signatures = env.signatures.filter((s) => keep.has(s.keyid) && !seen.has(s.keyid) && seen.add(s.keyid));
+  const signatures = env.signatures.filter(
+    (s) => keep.has(s.keyid) && !seen.has(s.keyid) && seen.add(s.keyid),
+  );
   let md: Metadata<Kinds[K]>;
   try {
     md = new Metadata(signedFromJSON(kind, env.signed) as Kinds[K], signaturesFromJSON(signatures));
@@ -88,10 +114,18 @@ export function decodeSigned<K extends keyof Kinds>(env: Envelope, kind: K, kept
   }
   const { version, expires } = md.signed;
   if (!Number.isSafeInteger(version) || version < 1) {
-    throw metaError('bad-metadata', env.ctx, `version must be a positive integer, got ${JSON.stringify(version)}`);
+    throw metaError(
+      'bad-metadata',
+      env.ctx,
+      `version must be a positive integer, got ${JSON.stringify(version)}`,
+    );
   }
   if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(expires) || Number.isNaN(Date.parse(expires))) {
-    throw metaError('bad-metadata', env.ctx, `expires must be an ISO 8601 UTC date, got ${JSON.stringify(expires)}`);
+    throw metaError(
+      'bad-metadata',
+      env.ctx,
+      `expires must be an ISO 8601 UTC date, got ${JSON.stringify(expires)}`,
+    );
   }
   return md;
 }

@@ -17,7 +17,10 @@ export function isBinCount(n: unknown): n is BinCount {
 
 export function prefixLength(binCount: BinCount): number {
   if (!isBinCount(binCount)) {
-    throw new DepotsyncError('bad-input', `binCount must be 16, 256 or 4096, got ${JSON.stringify(binCount)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `binCount must be 16, 256 or 4096, got ${JSON.stringify(binCount)}`,
+    );
   }
   return binCount === 16 ? 1 : binCount === 256 ? 2 : 3;
 }

@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { canonicalize } from '../content/canonical-json.js';
 import { Key } from '@tufjs/models';
@@ -38,7 +45,10 @@ export function keyIdOf(key: TufPublicKey): string {
 
 export function tufPublicKeyFromKeyObject(key: KeyObject): TufPublicKey {
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new DepotsyncError('bad-input', `key: expected an Ed25519 key, got ${key.asymmetricKeyType ?? 'a secret key'}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `key: expected an Ed25519 key, got ${key.asymmetricKeyType ?? 'a secret key'}`,
+    );
   }
   const jwk = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'jwk' });
   const raw = Buffer.from(String(jwk.x), 'base64url');
@@ -48,9 +58,13 @@ export function tufPublicKeyFromKeyObject(key: KeyObject): TufPublicKey {
 /** The node:crypto public key for a TUF Ed25519 key; `what` names the key in errors. */
 export function publicKeyObject(key: TufPublicKey, what: string): KeyObject {
   if (key.keytype !== 'ed25519' || key.scheme !== 'ed25519') {
-    throw new DepotsyncError('bad-metadata', `${what}: unsupported key type ${JSON.stringify(key.keytype)}/${JSON.stringify(key.scheme)}`, {
-      hint: 'depotsync accepts Ed25519 keys only',
-    });
+    throw new DepotsyncError(
+      'bad-metadata',
+      `${what}: unsupported key type ${JSON.stringify(key.keytype)}/${JSON.stringify(key.scheme)}`,
+      {
+        hint: 'depotsync accepts Ed25519 keys only',
+      },
+    );
   }
   const hex = key.keyval?.public;
   if (typeof hex !== 'string' || !HEX64.test(hex)) {
@@ -77,7 +91,12 @@ export function generateKeyPair(): KeyPair {
 
 /** The `@tufjs/models` Key for a TUF public key (for building Root and Delegations). */
 export function toModelKey(key: TufPublicKey): Key {
-  return new Key({ keyID: keyIdOf(key), keyType: key.keytype, scheme: key.scheme, keyVal: { ...key.keyval } });
+  return new Key({
+    keyID: keyIdOf(key),
+    keyType: key.keytype,
+    scheme: key.scheme,
+    keyVal: { ...key.keyval },
+  });
 }
 
 export function privateKeyToPem(privateKey: KeyObject): string {
@@ -89,7 +108,10 @@ export function keyPairFromPem(pem: string, what: string): KeyPair {
   try {
     key = createPrivateKey({ key: pem, format: 'pem' });
   } catch (e) {
-    throw new DepotsyncError('bad-input', `${what}: not a PEM private key`, { cause: e, hint: 'expected a PKCS#8 Ed25519 key written by depotsync' });
+    throw new DepotsyncError('bad-input', `${what}: not a PEM private key`, {
+      cause: e,
+      hint: 'expected a PKCS#8 Ed25519 key written by depotsync',
+    });
   }
   if (key.asymmetricKeyType !== 'ed25519') {
     throw new DepotsyncError('bad-input', `${what}: expected an Ed25519 key, got ${key.asymmetricKeyType}`);

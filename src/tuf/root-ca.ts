@@ -25,7 +25,10 @@ export function caCertificateOfRoot(root: Root): string | undefined {
     const cert = new X509Certificate(v);
     if (!cert.ca) throw new Error('not a CA certificate');
   } catch (e) {
-    throw new DepotsyncError('bad-metadata', `root v${root.version}: ${ROOT_CA_FIELD} is not a CA certificate (${(e as Error).message})`);
+    throw new DepotsyncError(
+      'bad-metadata',
+      `root v${root.version}: ${ROOT_CA_FIELD} is not a CA certificate (${(e as Error).message})`,
+    );
   }
   return v;
 }

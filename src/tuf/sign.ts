@@ -1,5 +1,12 @@
 import { canonicalize } from '../content/canonical-json.js';
-import { Signature, type Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
+import {
+  Signature,
+  type Metadata,
+  type Root,
+  type Snapshot,
+  type Targets,
+  type Timestamp,
+} from '@tufjs/models';
 import { metadataToJSON, signedToJSON } from './codec.js';
 import type { Signer } from './keys.js';
 

@@ -60,8 +60,15 @@ export function decodeEncryption(raw: unknown, what: string): BundleEncryption {
   };
   f.done();
   const n = wrappedKeyBytes(e).length;
-  if (n < SEAL_LIMITS.wrappedKeyBytesMin || n > SEAL_LIMITS.wrappedKeyBytesMax || Buffer.from(e.wrappedKey, 'base64').toString('base64') !== e.wrappedKey) {
-    throw new DepotsyncError('bad-input', `${what}: wrappedKey is not the base64 of ${SEAL_LIMITS.wrappedKeyBytesMin}-${SEAL_LIMITS.wrappedKeyBytesMax} bytes`);
+  if (
+    n < SEAL_LIMITS.wrappedKeyBytesMin ||
+    n > SEAL_LIMITS.wrappedKeyBytesMax ||
+    Buffer.from(e.wrappedKey, 'base64').toString('base64') !== e.wrappedKey
+  ) {
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: wrappedKey is not the base64 of ${SEAL_LIMITS.wrappedKeyBytesMin}-${SEAL_LIMITS.wrappedKeyBytesMax} bytes`,
+    );
   }
   return e;
 }
@@ -103,18 +110,27 @@ export class SectionSealer {
     private readonly aad: Uint8Array,
     readonly blockBytes: number,
   ) {
-    if (key.length !== SEAL_LIMITS.keyBytes) throw new DepotsyncError('internal', `section sealer: key of ${key.length} bytes, expected ${SEAL_LIMITS.keyBytes}`);
+    if (key.length !== SEAL_LIMITS.keyBytes)
+      throw new DepotsyncError(
+        'internal',
+        `section sealer: key of ${key.length} bytes, expected ${SEAL_LIMITS.keyBytes}`,
+      );
   }
 
   begin(section: number, length: number): void {
-    if (this.remaining !== 0 || this.cipher) throw new DepotsyncError('internal', `section sealer: section ${this.section} is not finished`);
+    if (this.remaining !== 0 || this.cipher)
+      throw new DepotsyncError('internal', `section sealer: section ${this.section} is not finished`);
     this.section = section;
     this.block = 0;
     this.remaining = length;
   }
 
   update(plain: Uint8Array, out: Buffer[]): void {
-    if (plain.length > this.remaining) throw new DepotsyncError('internal', `section sealer: section ${this.section} got ${plain.length - this.remaining} bytes more than its length`);
+    if (plain.length > this.remaining)
+      throw new DepotsyncError(
+        'internal',
+        `section sealer: section ${this.section} got ${plain.length - this.remaining} bytes more than its length`,
+      );
     let at = 0;
     while (at < plain.length) {
       if (!this.cipher) {
@@ -138,7 +154,11 @@ export class SectionSealer {
   }
 
   end(): void {
-    if (this.remaining !== 0 || this.cipher) throw new DepotsyncError('internal', `section sealer: section ${this.section} ended ${this.remaining} bytes short`);
+    if (this.remaining !== 0 || this.cipher)
+      throw new DepotsyncError(
+        'internal',
+        `section sealer: section ${this.section} ended ${this.remaining} bytes short`,
+      );
   }
 }
 
@@ -146,8 +166,16 @@ export class SectionSealer {
  * Decrypt and authenticate one sealed block (ciphertext ‖ tag). The plaintext is returned only after
  * the tag checked out: a damaged block is never used, not even in part.
  */
-export function openBlock(key: Uint8Array, aad: Uint8Array, section: number, block: number, sealed: Uint8Array, what: string): Buffer {
-  if (sealed.length <= SEAL_LIMITS.tagBytes) throw new DepotsyncError('truncated', `${what}: block ${block} is cut short`);
+export function openBlock(
+  key: Uint8Array,
+  aad: Uint8Array,
+  section: number,
+  block: number,
+  sealed: Uint8Array,
+  what: string,
+): Buffer {
+  if (sealed.length <= SEAL_LIMITS.tagBytes)
+    throw new DepotsyncError('truncated', `${what}: block ${block} is cut short`);
   const ct = sealed.subarray(0, sealed.length - SEAL_LIMITS.tagBytes);
   const d = createDecipheriv('aes-256-gcm', key, blockNonce(section, block));
   d.setAAD(aad);
@@ -158,10 +186,14 @@ export function openBlock(key: Uint8Array, aad: Uint8Array, section: number, blo
   } catch (e) {
     // Threat: a bundle altered or damaged on the way (or a block spliced in from another bundle, or a
     // changed header): GCM authentication fails, the block's bytes are dropped unused.
-    throw new DepotsyncError('hash-mismatch', `${what}: block ${block} fails its AES-256-GCM authentication (damaged or altered after export); none of its bytes were used`, {
-      hint: 'the file was damaged or altered after export; export and copy it again',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `${what}: block ${block} fails its AES-256-GCM authentication (damaged or altered after export); none of its bytes were used`,
+      {
+        hint: 'the file was damaged or altered after export; export and copy it again',
+        cause: e,
+      },
+    );
   }
   return plain;
 }

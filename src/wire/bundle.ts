@@ -53,8 +53,25 @@ export type BundlePurpose = 'update' | 'enrollment';
  * (src/wire/validity-window.ts), for agents.
  */
 /** `chunk-deltas`: chunks as deltas against chunks of the depot's generation A (src/wire/chunk-delta.ts). */
-export type SectionKind = 'metadata' | 'validity-window' | 'revocations' | 'manifest' | 'chunk-deltas' | 'chunks' | 'certificate' | 'ca-certificate';
-const KINDS: readonly SectionKind[] = ['metadata', 'validity-window', 'revocations', 'manifest', 'chunk-deltas', 'chunks', 'certificate', 'ca-certificate'];
+export type SectionKind =
+  | 'metadata'
+  | 'validity-window'
+  | 'revocations'
+  | 'manifest'
+  | 'chunk-deltas'
+  | 'chunks'
+  | 'certificate'
+  | 'ca-certificate';
+const KINDS: readonly SectionKind[] = [
+  'metadata',
+  'validity-window',
+  'revocations',
+  'manifest',
+  'chunk-deltas',
+  'chunks',
+  'certificate',
+  'ca-certificate',
+];
 
 export interface BundleSection {
   kind: SectionKind;
@@ -118,16 +135,27 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MACHINE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export function bad(what: string, reason: string, code: 'corrupt' | 'truncated' | 'bad-path' | 'too-large' = 'corrupt'): DepotsyncError {
+export function bad(
+  what: string,
+  reason: string,
+  code: 'corrupt' | 'truncated' | 'bad-path' | 'too-large' = 'corrupt',
+): DepotsyncError {
   return new DepotsyncError(code, `${what}: ${reason}`, {
-    hint: code === 'truncated' ? 'the copy of the file is incomplete; copy it again' : 'the file is damaged or not a depotsync bundle; export and copy it again',
+    hint:
+      code === 'truncated'
+        ? 'the copy of the file is incomplete; copy it again'
+        : 'the file is damaged or not a depotsync bundle; export and copy it again',
   });
 }
 
 /** Threat: a section name used as a path (`../x`, `a/b`) or otherwise unexpected. */
 export function checkSectionName(name: string, what: string): string {
   if (typeof name !== 'string' || !SECTION_NAME.test(name) || name.includes('..')) {
-    throw bad(what, `section name ${JSON.stringify(String(name).slice(0, 80))} is not a plain name (no "/", no "..")`, 'bad-path');
+    throw bad(
+      what,
+      `section name ${JSON.stringify(String(name).slice(0, 80))} is not a plain name (no "/", no "..")`,
+      'bad-path',
+    );
   }
   return name;
 }
@@ -142,17 +170,23 @@ export function encodePreamble(headerLength: number, version: number = BUNDLE_FO
 
 /** The header length the preamble declares, after checking magic, format version and the cap. */
 export function decodePreamble(b: Uint8Array, what: string): number {
-  if (b.length < PREAMBLE_BYTES) throw bad(what, `${b.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`, 'truncated');
+  if (b.length < PREAMBLE_BYTES)
+    throw bad(what, `${b.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`, 'truncated');
   const buf = Buffer.from(b.buffer, b.byteOffset, PREAMBLE_BYTES);
   if (!buf.subarray(0, 8).equals(BUNDLE_MAGIC)) throw bad(what, 'not a depotsync bundle (bad magic)');
   const version = buf.readUInt32BE(8);
   if (!READABLE_VERSIONS.includes(version)) {
-    throw new DepotsyncError('bad-input', `${what}: bundle format version ${version}, this depotsync reads versions ${READABLE_VERSIONS.join(' and ')}`, {
-      hint: 'export the bundle with the same depotsync version as the depot runs',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: bundle format version ${version}, this depotsync reads versions ${READABLE_VERSIONS.join(' and ')}`,
+      {
+        hint: 'export the bundle with the same depotsync version as the depot runs',
+      },
+    );
   }
   const h = buf.readUInt32BE(12);
-  if (h < 2 || h > BUNDLE_LIMITS.headerMaxBytes) throw bad(what, `header length ${h} is outside 2..${BUNDLE_LIMITS.headerMaxBytes}`, 'too-large');
+  if (h < 2 || h > BUNDLE_LIMITS.headerMaxBytes)
+    throw bad(what, `header length ${h} is outside 2..${BUNDLE_LIMITS.headerMaxBytes}`, 'too-large');
   return h;
 }
 
@@ -193,7 +227,11 @@ export function encodeChunkRecordHeader(id: string, length: number): Buffer {
  */
 export function decodeHeader(header: Uint8Array, what: string, fileBytes?: number): DecodedHeader {
   // Wrong-type confusion: `_type` keeps a bundle header from passing as TUF metadata, and vice versa.
-  const envelope = parseEnvelope(header, { role: 'bundle', file: what }, { maxBytes: BUNDLE_LIMITS.headerMaxBytes, type: BUNDLE_TYPE as unknown as MetadataKind });
+  const envelope = parseEnvelope(
+    header,
+    { role: 'bundle', file: what },
+    { maxBytes: BUNDLE_LIMITS.headerMaxBytes, type: BUNDLE_TYPE as unknown as MetadataKind },
+  );
   const f = Fields.of(`${what}: header`, envelope.signed);
   const signed: BundleSigned = {
     _type: BUNDLE_TYPE,
@@ -214,12 +252,22 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
   f.done();
   // A sealed bundle says so twice (format version and `encryption`), so neither can be dropped alone.
   if ((signed.formatVersion === BUNDLE_FORMAT_VERSION_SEALED) !== (rawEncryption !== undefined)) {
-    throw bad(what, `header: format version ${signed.formatVersion} ${rawEncryption === undefined ? 'without' : 'with'} an encryption entry`);
+    throw bad(
+      what,
+      `header: format version ${signed.formatVersion} ${rawEncryption === undefined ? 'without' : 'with'} an encryption entry`,
+    );
   }
-  if (rawEncryption !== undefined) signed.encryption = decodeEncryption(rawEncryption, `${what}: header encryption`);
-  if (signed.encryption && signed.purpose !== 'update') throw bad(what, `header: an ${signed.purpose} file is never encrypted`);
+  if (rawEncryption !== undefined)
+    signed.encryption = decodeEncryption(rawEncryption, `${what}: header encryption`);
+  if (signed.encryption && signed.purpose !== 'update')
+    throw bad(what, `header: an ${signed.purpose} file is never encrypted`);
   if (!Array.isArray(rawSections)) throw bad(what, 'header: sections must be a list');
-  if (rawSections.length > BUNDLE_LIMITS.sectionsMax) throw bad(what, `header: ${rawSections.length} sections, above ${BUNDLE_LIMITS.sectionsMax}`, 'too-large');
+  if (rawSections.length > BUNDLE_LIMITS.sectionsMax)
+    throw bad(
+      what,
+      `header: ${rawSections.length} sections, above ${BUNDLE_LIMITS.sectionsMax}`,
+      'too-large',
+    );
   let at = 0;
   let sawChunks = false;
   rawSections.forEach((raw, i) => {
@@ -235,26 +283,40 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
     const encoding = s.optionalString('encoding', { pattern: /^deflate$/ });
     s.done();
     if (encoding !== undefined) {
-      if (section.kind !== 'manifest') throw bad(what, `section ${section.name}: only manifest sections may be compressed`);
+      if (section.kind !== 'manifest')
+        throw bad(what, `section ${section.name}: only manifest sections may be compressed`);
       section.encoding = 'deflate';
     }
     checkSectionName(section.name, `${what}: sections[${i}]`);
     // Threat: overlapping or out-of-order sections (one byte range read as two things), gaps, and a
     // table that declares more than it should (endless data).
-    if (section.offset !== at) throw bad(what, `section ${section.name} starts at ${section.offset}, expected ${at} (sections must be contiguous)`);
+    if (section.offset !== at)
+      throw bad(
+        what,
+        `section ${section.name} starts at ${section.offset}, expected ${at} (sections must be contiguous)`,
+      );
     if (section.kind === 'chunks') {
-      if (chunks === undefined || chunks < 1) throw bad(what, `chunk section ${section.name}: no record count`);
+      if (chunks === undefined || chunks < 1)
+        throw bad(what, `chunk section ${section.name}: no record count`);
       section.chunks = chunks;
       sawChunks = true;
     } else {
-      if (sawChunks) throw bad(what, `section ${section.name} follows a chunk section (chunk sections come last)`);
-      if (section.length > BUNDLE_LIMITS.byteSectionMaxBytes) throw bad(what, `section ${section.name}: ${section.length} bytes, above ${BUNDLE_LIMITS.byteSectionMaxBytes}`, 'too-large');
+      if (sawChunks)
+        throw bad(what, `section ${section.name} follows a chunk section (chunk sections come last)`);
+      if (section.length > BUNDLE_LIMITS.byteSectionMaxBytes)
+        throw bad(
+          what,
+          `section ${section.name}: ${section.length} bytes, above ${BUNDLE_LIMITS.byteSectionMaxBytes}`,
+          'too-large',
+        );
     }
     at += section.length;
     signed.sections.push(section);
   });
-  if (at !== signed.sectionBytes) throw bad(what, `sections add up to ${at} bytes, the header says ${signed.sectionBytes}`);
-  if (Date.parse(signed.validUntil) <= Date.parse(signed.issuedAt)) throw bad(what, `validUntil ${signed.validUntil} is not after issuedAt ${signed.issuedAt}`);
+  if (at !== signed.sectionBytes)
+    throw bad(what, `sections add up to ${at} bytes, the header says ${signed.sectionBytes}`);
+  if (Date.parse(signed.validUntil) <= Date.parse(signed.issuedAt))
+    throw bad(what, `validUntil ${signed.validUntil} is not after issuedAt ${signed.issuedAt}`);
   const dataStart = PREAMBLE_BYTES + header.length;
   const stored: StoredPlace[] = [];
   let storedAt = 0;
@@ -265,8 +327,21 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
   }
   const totalBytes = dataStart + storedAt;
   if (fileBytes !== undefined) {
-    if (fileBytes < totalBytes) throw bad(what, `the table of contents declares ${totalBytes} bytes, the file holds ${fileBytes}`, 'truncated');
+    if (fileBytes < totalBytes)
+      throw bad(
+        what,
+        `the table of contents declares ${totalBytes} bytes, the file holds ${fileBytes}`,
+        'truncated',
+      );
     if (fileBytes > totalBytes) throw bad(what, `${fileBytes - totalBytes} bytes follow the last section`);
   }
-  return { signed, envelope, headerBytes: header.length, dataStart, totalBytes, stored, ...(signed.encryption ? { aad: headerAad(header) } : {}) };
+  return {
+    signed,
+    envelope,
+    headerBytes: header.length,
+    dataStart,
+    totalBytes,
+    stored,
+    ...(signed.encryption ? { aad: headerAad(header) } : {}),
+  };
 }

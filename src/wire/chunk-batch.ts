@@ -30,10 +30,13 @@ export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: nu
     throw new DepotsyncError('bad-input', `${what}: expected {"ids":[…]}`);
   }
   const extra = Object.keys(parsed).filter((k) => k !== 'ids');
-  if (extra.length) throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0]?.slice(0, 40))}`);
+  if (extra.length)
+    throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0]?.slice(0, 40))}`);
   const ids = (parsed as { ids?: unknown }).ids;
-  if (!Array.isArray(ids)) throw new DepotsyncError('bad-input', `${what}: ids: expected a list of chunk ids`);
-  if (ids.length > maxIds) throw new DepotsyncError('too-large', `${what}: ids: ${ids.length} ids, limit ${maxIds}`);
+  if (!Array.isArray(ids))
+    throw new DepotsyncError('bad-input', `${what}: ids: expected a list of chunk ids`);
+  if (ids.length > maxIds)
+    throw new DepotsyncError('too-large', `${what}: ids: ${ids.length} ids, limit ${maxIds}`);
   const problems: string[] = [];
   ids.forEach((id: unknown, i) => {
     if (typeof id !== 'string' || !CHUNK_ID.test(id)) {
@@ -92,10 +95,16 @@ export class BatchDecoder {
       const len = head.readUInt32BE(32);
       const want = this.expected[this.next];
       if (want === undefined) {
-        throw new DepotsyncError('bad-input', `${this.what}: more records than the ${this.expected.length} requested`);
+        throw new DepotsyncError(
+          'bad-input',
+          `${this.what}: more records than the ${this.expected.length} requested`,
+        );
       }
       if (id !== want) {
-        throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`);
+        throw new DepotsyncError(
+          'bad-input',
+          `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`,
+        );
       }
       if (len === MISSING) {
         this.take(HEADER);
@@ -104,7 +113,10 @@ export class BatchDecoder {
         continue;
       }
       if (len > this.maxChunkBytes) {
-        throw new DepotsyncError('too-large', `${this.what}: chunk ${id.slice(0, 16)}… declares ${len} bytes, above the limit of ${this.maxChunkBytes}`);
+        throw new DepotsyncError(
+          'too-large',
+          `${this.what}: chunk ${id.slice(0, 16)}… declares ${len} bytes, above the limit of ${this.maxChunkBytes}`,
+        );
       }
       if (this.pendingBytes < HEADER + len) break;
       this.take(HEADER);
@@ -117,9 +129,13 @@ export class BatchDecoder {
   /** Call at end of stream: every requested record must have arrived, with nothing left over. */
   finish(): void {
     if (this.pendingBytes > 0 || this.next < this.expected.length) {
-      throw new DepotsyncError('truncated', `${this.what}: stream ended after ${this.next} of ${this.expected.length} chunks`, {
-        hint: 'the connection was cut; the next sync resumes from the chunks already stored',
-      });
+      throw new DepotsyncError(
+        'truncated',
+        `${this.what}: stream ended after ${this.next} of ${this.expected.length} chunks`,
+        {
+          hint: 'the connection was cut; the next sync resumes from the chunks already stored',
+        },
+      );
     }
   }
 
@@ -190,7 +206,11 @@ export class BatchDecoder {
  * Group chunks into batches of at most `maxBytes` of chunk data and `maxChunks` ids (at least one chunk
  * per batch), in order. Shared by the depot sync and the agent fetch.
  */
-export function planBatches<T extends { length: number }>(needs: readonly T[], maxBytes: number, maxChunks: number): T[][] {
+export function planBatches<T extends { length: number }>(
+  needs: readonly T[],
+  maxBytes: number,
+  maxChunks: number,
+): T[][] {
   const out: T[][] = [];
   let cur: T[] = [];
   let curBytes = 0;

@@ -74,7 +74,10 @@ export type DeltaRecord =
 // ---- request ----------------------------------------------------------------------------------
 
 export function encodeDeltaRequest(pairs: readonly DeltaPair[]): Buffer {
-  return Buffer.from(JSON.stringify({ pairs: pairs.map((p) => ({ bases: p.bases, offset: p.offset, target: p.target })) }), 'utf8');
+  return Buffer.from(
+    JSON.stringify({ pairs: pairs.map((p) => ({ bases: p.bases, offset: p.offset, target: p.target })) }),
+    'utf8',
+  );
 }
 
 /**
@@ -88,27 +91,40 @@ export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.ma
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
   }
   const extra = Object.keys(parsed).filter((k) => k !== 'pairs');
-  if (extra.length) throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
+  if (extra.length)
+    throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
   const pairs = (parsed as { pairs?: unknown }).pairs;
-  if (!Array.isArray(pairs)) throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
-  if (pairs.length > maxPairs) throw new DepotsyncError('too-large', `${what}: ${pairs.length} pairs, limit ${maxPairs}`);
+  if (!Array.isArray(pairs))
+    throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
+  if (pairs.length > maxPairs)
+    throw new DepotsyncError('too-large', `${what}: ${pairs.length} pairs, limit ${maxPairs}`);
   const problems: string[] = [];
   pairs.forEach((p: unknown, i) => {
-    if (typeof p !== 'object' || p === null || Array.isArray(p)) return void problems.push(`pairs[${i}] is not an object`);
+    if (typeof p !== 'object' || p === null || Array.isArray(p))
+      return void problems.push(`pairs[${i}] is not an object`);
     const o = p as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (k !== 'bases' && k !== 'offset' && k !== 'target') problems.push(`pairs[${i}] has unknown field ${JSON.stringify(k.slice(0, 40))}`);
-    if (typeof o.target !== 'string' || !CHUNK_ID.test(o.target)) problems.push(`pairs[${i}].target is not a chunk id (64 lower-case hex digits)`);
-    if (typeof o.offset !== 'number' || !Number.isInteger(o.offset) || o.offset < 0 || o.offset > 0xffffffff) problems.push(`pairs[${i}].offset is not an integer from 0 to 2^32 − 1`);
+    for (const k of Object.keys(o))
+      if (k !== 'bases' && k !== 'offset' && k !== 'target')
+        problems.push(`pairs[${i}] has unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    if (typeof o.target !== 'string' || !CHUNK_ID.test(o.target))
+      problems.push(`pairs[${i}].target is not a chunk id (64 lower-case hex digits)`);
+    if (typeof o.offset !== 'number' || !Number.isInteger(o.offset) || o.offset < 0 || o.offset > 0xffffffff)
+      problems.push(`pairs[${i}].offset is not an integer from 0 to 2^32 − 1`);
     const bases = o.bases;
     if (!Array.isArray(bases) || bases.length < 1 || bases.length > CHUNK_DELTA_LIMITS.maxBases) {
       problems.push(`pairs[${i}].bases is not a list of 1 to ${CHUNK_DELTA_LIMITS.maxBases} chunk ids`);
     } else {
       bases.forEach((b: unknown, j) => {
-        if (typeof b !== 'string' || !CHUNK_ID.test(b)) problems.push(`pairs[${i}].bases[${j}] is not a chunk id (64 lower-case hex digits)`);
+        if (typeof b !== 'string' || !CHUNK_ID.test(b))
+          problems.push(`pairs[${i}].bases[${j}] is not a chunk id (64 lower-case hex digits)`);
       });
     }
   });
-  if (problems.length) throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
+  if (problems.length)
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`,
+    );
   return pairs as DeltaPair[];
 }
 
@@ -132,7 +148,11 @@ function commonSuffix(a: Uint8Array, b: Uint8Array, limit: number): number {
   const bb = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   const BLOCK = 4096;
   let n = 0;
-  while (n + BLOCK <= limit && ab.compare(bb, b.length - n - BLOCK, b.length - n, a.length - n - BLOCK, a.length - n) === 0) n += BLOCK;
+  while (
+    n + BLOCK <= limit &&
+    ab.compare(bb, b.length - n - BLOCK, b.length - n, a.length - n - BLOCK, a.length - n) === 0
+  )
+    n += BLOCK;
   while (n < limit && a[a.length - 1 - n] === b[b.length - 1 - n]) n++;
   return n;
 }
@@ -165,7 +185,13 @@ export function computeDelta(base: Uint8Array, target: Uint8Array, offset = 0): 
  * The record answering one pair, as buffers to write in order (the chunk bytes are not copied).
  * `target` undefined: the sender lacks it; `base` undefined: it lacks the base (whole chunk).
  */
-export function encodeDeltaRecord(targetId: string, target: Buffer | undefined, base: Buffer | undefined, offset = 0, minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes): Buffer[] {
+export function encodeDeltaRecord(
+  targetId: string,
+  target: Buffer | undefined,
+  base: Buffer | undefined,
+  offset = 0,
+  minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes,
+): Buffer[] {
   if (!target) {
     const h = Buffer.alloc(HEAD);
     h.write(targetId, 0, ID_BYTES, 'hex');
@@ -212,7 +238,14 @@ export async function* deltaRecords(
         load(p.target).then(async (t) => {
           if (!t) return [undefined, undefined];
           const parts = await Promise.all(p.bases.map(load));
-          return [t, parts.every((b) => b !== undefined) ? (parts.length === 1 ? parts[0] : Buffer.concat(parts)) : undefined];
+          return [
+            t,
+            parts.every((b) => b !== undefined)
+              ? parts.length === 1
+                ? parts[0]
+                : Buffer.concat(parts)
+              : undefined,
+          ];
         }),
       );
     }
@@ -258,8 +291,16 @@ export class DeltaDecoder {
       const id = head.subarray(0, ID_BYTES).toString('hex');
       const kind = head[ID_BYTES]!;
       const want = this.expected[this.next];
-      if (want === undefined) throw new DepotsyncError('bad-input', `${this.what}: more records than the ${this.expected.length} pairs requested`);
-      if (id !== want) throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`);
+      if (want === undefined)
+        throw new DepotsyncError(
+          'bad-input',
+          `${this.what}: more records than the ${this.expected.length} pairs requested`,
+        );
+      if (id !== want)
+        throw new DepotsyncError(
+          'bad-input',
+          `${this.what}: record ${this.next} is chunk ${id.slice(0, 16)}…, expected ${want.slice(0, 16)}…`,
+        );
       if (kind === DELTA_KIND.absent) {
         this.take(HEAD);
         out.push({ target: id, kind: 'absent' });
@@ -283,9 +324,20 @@ export class DeltaDecoder {
         this.bound(id, 'prefix + suffix + middle', prefix + suffix + mid);
         if (this.pendingBytes < DELTA_HEAD + mid) break;
         this.take(DELTA_HEAD);
-        out.push({ target: id, kind: 'delta', prefix, prefixFrom, suffix, suffixFrom, middle: this.take(mid) });
+        out.push({
+          target: id,
+          kind: 'delta',
+          prefix,
+          prefixFrom,
+          suffix,
+          suffixFrom,
+          middle: this.take(mid),
+        });
       } else {
-        throw new DepotsyncError('bad-input', `${this.what}: record ${this.next} (chunk ${id.slice(0, 16)}…) has unknown kind ${kind}`);
+        throw new DepotsyncError(
+          'bad-input',
+          `${this.what}: record ${this.next} (chunk ${id.slice(0, 16)}…) has unknown kind ${kind}`,
+        );
       }
       this.next++;
     }
@@ -295,15 +347,22 @@ export class DeltaDecoder {
   /** Call at end of stream: every requested record must have arrived, with nothing left over. */
   finish(): void {
     if (this.pendingBytes > 0 || this.next < this.expected.length) {
-      throw new DepotsyncError('truncated', `${this.what}: stream ended after ${this.next} of ${this.expected.length} records`, {
-        hint: 'the connection was cut; the chunks not received are fetched whole',
-      });
+      throw new DepotsyncError(
+        'truncated',
+        `${this.what}: stream ended after ${this.next} of ${this.expected.length} records`,
+        {
+          hint: 'the connection was cut; the chunks not received are fetched whole',
+        },
+      );
     }
   }
 
   private bound(id: string, field: string, n: number): void {
     if (n > this.maxChunkBytes) {
-      throw new DepotsyncError('too-large', `${this.what}: chunk ${id.slice(0, 16)}… declares ${field} ${n}, above the limit of ${this.maxChunkBytes} bytes`);
+      throw new DepotsyncError(
+        'too-large',
+        `${this.what}: chunk ${id.slice(0, 16)}… declares ${field} ${n}, above the limit of ${this.maxChunkBytes} bytes`,
+      );
     }
   }
 
@@ -338,10 +397,16 @@ export class DeltaDecoder {
  * reason the record cannot describe a chunk of `expectedLength` from this base (the caller then fetches
  * the chunk whole). The result still has to be hashed against the target id before it is stored.
  */
-export function rebuildChunk(base: Uint8Array, rec: Extract<DeltaRecord, { kind: 'delta' }>, expectedLength: number): Buffer | string {
+export function rebuildChunk(
+  base: Uint8Array,
+  rec: Extract<DeltaRecord, { kind: 'delta' }>,
+  expectedLength: number,
+): Buffer | string {
   const { prefix, prefixFrom, suffix, suffixFrom, middle } = rec;
-  if (prefixFrom + prefix > base.length) return `prefix ${prefixFrom}+${prefix} reaches past the base's ${base.length} bytes`;
-  if (suffixFrom + suffix > base.length) return `suffix ${suffixFrom}+${suffix} reaches past the base's ${base.length} bytes`;
+  if (prefixFrom + prefix > base.length)
+    return `prefix ${prefixFrom}+${prefix} reaches past the base's ${base.length} bytes`;
+  if (suffixFrom + suffix > base.length)
+    return `suffix ${suffixFrom}+${suffix} reaches past the base's ${base.length} bytes`;
   if (prefix + suffix + middle.length !== expectedLength) {
     return `prefix ${prefix} + suffix ${suffix} + middle ${middle.length} is not the chunk's length ${expectedLength}`;
   }
@@ -367,7 +432,11 @@ export function rebuildChunk(base: Uint8Array, rec: Extract<DeltaRecord, { kind:
  */
 export const DELTA_SECTION = 'chunk-deltas';
 
-export function encodeDeltaSection(pairCount: number, included: ReadonlySet<number>, records: readonly Buffer[]): Buffer {
+export function encodeDeltaSection(
+  pairCount: number,
+  included: ReadonlySet<number>,
+  records: readonly Buffer[],
+): Buffer {
   const head = Buffer.alloc(4 + Math.ceil(pairCount / 8));
   head.writeUInt32BE(pairCount, 0);
   for (const i of included) head[4 + (i >> 3)]! |= 1 << (i & 7);
@@ -375,16 +444,26 @@ export function encodeDeltaSection(pairCount: number, included: ReadonlySet<numb
 }
 
 /** The pair count, which pairs have a record, and the records' bytes; checked against `expectedPairs`. */
-export function decodeDeltaSection(bytes: Buffer, expectedPairs: number, what: string): { included: number[]; records: Buffer } {
-  if (bytes.length < 4) throw new DepotsyncError('bad-input', `${what}: ${bytes.length} bytes, too short for a pair count`);
+export function decodeDeltaSection(
+  bytes: Buffer,
+  expectedPairs: number,
+  what: string,
+): { included: number[]; records: Buffer } {
+  if (bytes.length < 4)
+    throw new DepotsyncError('bad-input', `${what}: ${bytes.length} bytes, too short for a pair count`);
   const n = bytes.readUInt32BE(0);
   if (n !== expectedPairs) {
-    throw new DepotsyncError('bad-input', `${what}: made for ${n} chunk pairs, this depot pairs ${expectedPairs} from its served generation`, {
-      hint: 'the bundle was exported for another base generation; export it again with --from set to the generation this depot serves',
-    });
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: made for ${n} chunk pairs, this depot pairs ${expectedPairs} from its served generation`,
+      {
+        hint: 'the bundle was exported for another base generation; export it again with --from set to the generation this depot serves',
+      },
+    );
   }
   const mapBytes = Math.ceil(n / 8);
-  if (bytes.length < 4 + mapBytes) throw new DepotsyncError('bad-input', `${what}: the pair bitmap is cut short`);
+  if (bytes.length < 4 + mapBytes)
+    throw new DepotsyncError('bad-input', `${what}: the pair bitmap is cut short`);
   const included: number[] = [];
   for (let i = 0; i < n; i++) if (bytes[4 + (i >> 3)]! & (1 << (i & 7))) included.push(i);
   return { included, records: bytes.subarray(4 + mapBytes) };

@@ -7,7 +7,11 @@ import { DepotsyncError } from '../errors.js';
  * (bad UTF-8, duplicate keys, fractions, deep nesting: 'bad-json' with the byte position), then the
  * typed decoder, whose 'bad-input' error names every bad field. `what` names the document in errors.
  */
-export function decodeJson<T>(bytes: Uint8Array, o: { what: string; maxBytes: number }, decode: (value: unknown) => T): T {
+export function decodeJson<T>(
+  bytes: Uint8Array,
+  o: { what: string; maxBytes: number },
+  decode: (value: unknown) => T,
+): T {
   return decode(parseStrictJson(bytes, { what: o.what, maxBytes: o.maxBytes }));
 }
 
@@ -33,7 +37,8 @@ export class Fields {
     const v = this.obj[name];
     if (v === undefined && opts.optional) return '';
     if (typeof v !== 'string') return this.bad(name, `expected a string, got ${typeName(v)}`, '');
-    if (v.length > (opts.max ?? 65536)) return this.bad(name, `longer than ${opts.max ?? 65536} characters`, '');
+    if (v.length > (opts.max ?? 65536))
+      return this.bad(name, `longer than ${opts.max ?? 65536} characters`, '');
     if (opts.pattern && !opts.pattern.test(v)) return this.bad(name, `does not match ${opts.pattern}`, '');
     return v;
   }
@@ -48,7 +53,11 @@ export class Fields {
     const min = opts.min ?? 0;
     const max = opts.max ?? Number.MAX_SAFE_INTEGER;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-      return this.bad(name, `expected an integer from ${min} to ${max}, got ${JSON.stringify(v)?.slice(0, 40)}`, 0);
+      return this.bad(
+        name,
+        `expected an integer from ${min} to ${max}, got ${JSON.stringify(v)?.slice(0, 40)}`,
+        0,
+      );
     }
     return v;
   }
@@ -60,7 +69,11 @@ export class Fields {
   oneOf<T extends string>(name: string, allowed: readonly T[]): T {
     const v = this.obj[name];
     if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      return this.bad(name, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(v)?.slice(0, 40)}`, allowed[0] as T);
+      return this.bad(
+        name,
+        `expected one of ${allowed.join(', ')}, got ${JSON.stringify(v)?.slice(0, 40)}`,
+        allowed[0] as T,
+      );
     }
     return v as T;
   }

@@ -40,16 +40,19 @@ export const EMPTY_DIRECTORY: DepotDirectory = { format: 1, version: 0, depots: 
 
 /** Why `url` is not an acceptable depot URL, or undefined. */
 export function directoryUrlProblem(url: string): string | undefined {
-  if (url.length > DIRECTORY_LIMITS.maxUrlChars) return `is longer than ${DIRECTORY_LIMITS.maxUrlChars} characters`;
+  if (url.length > DIRECTORY_LIMITS.maxUrlChars)
+    return `is longer than ${DIRECTORY_LIMITS.maxUrlChars} characters`;
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     return 'is not a URL';
   }
-  if (u.protocol !== 'https:') return `must use https:// (agents talk to depots over mutual TLS only), not ${u.protocol}//`;
+  if (u.protocol !== 'https:')
+    return `must use https:// (agents talk to depots over mutual TLS only), not ${u.protocol}//`;
   if (u.username || u.password) return 'must not carry a user or password';
-  if (u.search || u.hash || url.includes('?') || url.includes('#')) return 'must not carry a query or fragment';
+  if (u.search || u.hash || url.includes('?') || url.includes('#'))
+    return 'must not carry a query or fragment';
   if (!u.hostname) return 'has no host';
   if (/\s/.test(url)) return 'contains white space';
   return undefined;
@@ -75,9 +78,13 @@ export function decodeDirectoryEntry(value: unknown, what: string): DirectoryEnt
   f.done();
   const known = new Set(['name', 'url', 'site']);
   const extra = Object.keys(value as object).filter((k) => !known.has(k));
-  if (extra.length) throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
+  if (extra.length)
+    throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
   const problem = directoryUrlProblem(url);
-  if (problem) throw new DepotsyncError('bad-input', `${what}: url ${JSON.stringify(url)} ${problem}`, { hint: 'give the https:// URL agents use to reach this depot' });
+  if (problem)
+    throw new DepotsyncError('bad-input', `${what}: url ${JSON.stringify(url)} ${problem}`, {
+      hint: 'give the https:// URL agents use to reach this depot',
+    });
   return { name, url: normalizeDirectoryUrl(url), ...(site ? { site } : {}) };
 }
 
@@ -89,11 +96,18 @@ export function decodeDirectory(value: unknown, what: string): DepotDirectory {
   f.done();
   const v = value as Record<string, unknown>;
   if (!Array.isArray(v.depots)) throw new DepotsyncError('bad-input', `${what}: depots: expected an array`);
-  if (v.depots.length > DIRECTORY_LIMITS.maxDepots) throw new DepotsyncError('too-large', `${what}: ${v.depots.length} depots; at most ${DIRECTORY_LIMITS.maxDepots}`);
+  if (v.depots.length > DIRECTORY_LIMITS.maxDepots)
+    throw new DepotsyncError(
+      'too-large',
+      `${what}: ${v.depots.length} depots; at most ${DIRECTORY_LIMITS.maxDepots}`,
+    );
   const depots = v.depots.map((d, i) => decodeDirectoryEntry(d, `${what}: depots[${i}]`));
   for (let i = 1; i < depots.length; i++) {
     if ((depots[i - 1] as DirectoryEntry).name >= (depots[i] as DirectoryEntry).name) {
-      throw new DepotsyncError('bad-input', `${what}: depots must be sorted by name without duplicates (at ${JSON.stringify(depots[i]?.name)})`);
+      throw new DepotsyncError(
+        'bad-input',
+        `${what}: depots must be sorted by name without duplicates (at ${JSON.stringify(depots[i]?.name)})`,
+      );
     }
   }
   return { format: 1, version, depots };
@@ -106,7 +120,9 @@ export function encodeDirectory(d: DepotDirectory): Buffer {
 
 /** The directory with `entry` added or replaced (sorted by name), version + 1. */
 export function withEntry(d: DepotDirectory, entry: DirectoryEntry): DepotDirectory {
-  const depots = [...d.depots.filter((e) => e.name !== entry.name), entry].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const depots = [...d.depots.filter((e) => e.name !== entry.name), entry].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
   return { format: 1, version: d.version + 1, depots };
 }
 
@@ -115,31 +131,56 @@ export function withoutEntry(d: DepotDirectory, name: string): DepotDirectory {
 }
 
 /** The TUF target describing a directory (for the repository to sign into targets.json). */
-export function directoryTarget(d: DepotDirectory): { length: number; sha256: string; custom: Record<string, unknown> } {
+export function directoryTarget(d: DepotDirectory): {
+  length: number;
+  sha256: string;
+  custom: Record<string, unknown>;
+} {
   const bytes = encodeDirectory(d);
-  return { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), custom: { [DIRECTORY_CUSTOM_KEY]: structuredClone(d) } };
+  return {
+    length: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    custom: { [DIRECTORY_CUSTOM_KEY]: structuredClone(d) },
+  };
 }
 
 /**
  * The directory carried by a signed target: decoded at the border, and its canonical bytes must be
  * exactly the length and SHA-256 the target lists (the two signed descriptions must agree).
  */
-export function directoryFromTarget(target: { length: number; hashes: Record<string, string>; custom: Record<string, unknown> }, what: string): DepotDirectory {
-  const raw = Object.prototype.hasOwnProperty.call(target.custom, DIRECTORY_CUSTOM_KEY) ? target.custom[DIRECTORY_CUSTOM_KEY] : undefined;
-  if (raw === undefined) throw new DepotsyncError('bad-metadata', `${what}: the target carries no ${DIRECTORY_CUSTOM_KEY}`);
+export function directoryFromTarget(
+  target: { length: number; hashes: Record<string, string>; custom: Record<string, unknown> },
+  what: string,
+): DepotDirectory {
+  const raw = Object.prototype.hasOwnProperty.call(target.custom, DIRECTORY_CUSTOM_KEY)
+    ? target.custom[DIRECTORY_CUSTOM_KEY]
+    : undefined;
+  if (raw === undefined)
+    throw new DepotsyncError('bad-metadata', `${what}: the target carries no ${DIRECTORY_CUSTOM_KEY}`);
   let d: DepotDirectory;
   try {
     d = decodeDirectory(raw, what);
   } catch (e) {
-    throw new DepotsyncError('bad-metadata', (e as Error).message, { hint: 'the master signed a malformed depot directory; report it to the master operator', cause: e });
+    throw new DepotsyncError('bad-metadata', (e as Error).message, {
+      hint: 'the master signed a malformed depot directory; report it to the master operator',
+      cause: e,
+    });
   }
   const bytes = encodeDirectory(d);
   const want = target.hashes.sha256 ?? '';
   const got = createHash('sha256').update(bytes).digest();
-  if (bytes.length !== target.length || !/^[0-9a-f]{64}$/.test(want) || !timingSafeEqual(got, Buffer.from(want, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `${what}: the document does not match the length and SHA-256 its target lists`, {
-      hint: 'the master signed an inconsistent depot directory; report it to the master operator',
-    });
+  if (
+    bytes.length !== target.length ||
+    !/^[0-9a-f]{64}$/.test(want) ||
+    !timingSafeEqual(got, Buffer.from(want, 'hex'))
+  ) {
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `${what}: the document does not match the length and SHA-256 its target lists`,
+      {
+        hint: 'the master signed an inconsistent depot directory; report it to the master operator',
+      },
+    );
   }
   return d;
 }

@@ -29,9 +29,11 @@ export type StreamEvent =
 /** One event as it goes on the wire. */
 export function encodeEvent(e: StreamEvent): string {
   const data =
-    e.kind === 'generation' ? { generation: e.generation }
-    : e.kind === 'revocations' ? { version: e.version }
-    : { seq: e.seq, depot: e.depot };
+    e.kind === 'generation'
+      ? { generation: e.generation }
+      : e.kind === 'revocations'
+        ? { version: e.version }
+        : { seq: e.seq, depot: e.depot };
   return `event: ${e.kind}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
@@ -65,7 +67,10 @@ export class SseDecoder {
   private dataBytes = 0;
   private readonly o: typeof SSE_DECODER_DEFAULTS;
 
-  constructor(opts: Partial<typeof SSE_DECODER_DEFAULTS> = {}, private readonly what = 'event stream') {
+  constructor(
+    opts: Partial<typeof SSE_DECODER_DEFAULTS> = {},
+    private readonly what = 'event stream',
+  ) {
     this.o = { ...SSE_DECODER_DEFAULTS, ...opts };
   }
 
@@ -78,7 +83,9 @@ export class SseDecoder {
       if (nl < 0) break;
       const piece = chunk.subarray(start, nl);
       this.count(piece.length);
-      const line = (this.partial.length ? Buffer.concat([...this.partial, piece]) : piece).toString('utf8').replace(/\r$/, '');
+      const line = (this.partial.length ? Buffer.concat([...this.partial, piece]) : piece)
+        .toString('utf8')
+        .replace(/\r$/, '');
       this.partial = [];
       this.partialBytes = 0;
       this.line(line, out);
@@ -95,7 +102,9 @@ export class SseDecoder {
   private count(n: number): void {
     this.partialBytes += n;
     if (this.partialBytes > this.o.maxLineBytes) {
-      throw new DepotsyncError('too-large', `${this.what}: a line longer than ${this.o.maxLineBytes} bytes`, { hint: 'the upstream is not a depotsync event stream, or is misbehaving' });
+      throw new DepotsyncError('too-large', `${this.what}: a line longer than ${this.o.maxLineBytes} bytes`, {
+        hint: 'the upstream is not a depotsync event stream, or is misbehaving',
+      });
     }
   }
 
@@ -115,7 +124,11 @@ export class SseDecoder {
     else if (field === 'data') {
       this.dataBytes += value.length + 1;
       if (this.dataBytes > this.o.maxEventBytes) {
-        throw new DepotsyncError('too-large', `${this.what}: an event with more than ${this.o.maxEventBytes} bytes of data`, { hint: 'the upstream is not a depotsync event stream, or is misbehaving' });
+        throw new DepotsyncError(
+          'too-large',
+          `${this.what}: an event with more than ${this.o.maxEventBytes} bytes of data`,
+          { hint: 'the upstream is not a depotsync event stream, or is misbehaving' },
+        );
       }
       this.data.push(value);
     }
@@ -134,12 +147,16 @@ export function decodeEvent(raw: RawEvent, what = 'event stream'): StreamEvent |
     maxBytes: SSE_DECODER_DEFAULTS.maxEventBytes,
     maxDepth: 4,
   });
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not an object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new DepotsyncError('bad-input', `${what}: ${raw.event} event data is not an object`);
   const o = v as Record<string, unknown>;
   const count = (name: string): number => {
     const n = o[name];
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-      throw new DepotsyncError('bad-input', `${what}: ${raw.event} event: ${name} must be a non-negative integer, got ${JSON.stringify(n)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `${what}: ${raw.event} event: ${name} must be a non-negative integer, got ${JSON.stringify(n)}`,
+      );
     }
     return n;
   };
@@ -147,7 +164,10 @@ export function decodeEvent(raw: RawEvent, what = 'event stream'): StreamEvent |
   if (raw.event === 'revocations') return { kind: 'revocations', version: count('version') };
   const depot = o.depot ?? null;
   if (depot !== null && (typeof depot !== 'string' || !MACHINE_NAME.test(depot))) {
-    throw new DepotsyncError('bad-input', `${what}: sync-now event: depot must be a machine name or null, got ${JSON.stringify(depot)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: sync-now event: depot must be a machine name or null, got ${JSON.stringify(depot)}`,
+    );
   }
   return { kind: 'sync-now', seq: count('seq'), depot };
 }

@@ -83,9 +83,14 @@ export function encodeStatusFile(signed: StatusFileSigned, sign: (data: Buffer) 
   // Canonical JSON has no form for control characters: an error message's line breaks become spaces.
   const { lastError } = signed.report;
   if (lastError !== undefined) {
-    signed = { ...signed, report: { ...signed.report, lastError: lastError.replace(/[\u0000-\u001f]/g, ' ') } };
+    signed = {
+      ...signed,
+      report: { ...signed.report, lastError: lastError.replace(/[\u0000-\u001f]/g, ' ') },
+    };
   }
-  return Buffer.from(`${JSON.stringify({ signed, signature: sign(statusSignedBytes(signed)).toString('base64') })}\n`);
+  return Buffer.from(
+    `${JSON.stringify({ signed, signature: sign(statusSignedBytes(signed)).toString('base64') })}\n`,
+  );
 }
 
 /** Decode at the border (size, envelope, schema); the caller verifies `signature` over `signedBytes`. */

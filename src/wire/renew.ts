@@ -55,7 +55,11 @@ export function decodeRenewState(value: unknown): RenewState {
   };
   f.done();
   const flag = (value as Record<string, unknown>).renewRequested;
-  if (typeof flag !== 'boolean') throw new DepotsyncError('bad-input', `renewal state: renewRequested: expected a boolean, got ${JSON.stringify(flag)?.slice(0, 40)}`);
+  if (typeof flag !== 'boolean')
+    throw new DepotsyncError(
+      'bad-input',
+      `renewal state: renewRequested: expected a boolean, got ${JSON.stringify(flag)?.slice(0, 40)}`,
+    );
   state.renewRequested = flag;
   return state;
 }

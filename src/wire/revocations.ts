@@ -42,7 +42,10 @@ export function createRevocationList(
   opts: { validDays?: number; now?: Date } = {},
 ): Buffer {
   if (!Number.isSafeInteger(version) || version < 1) {
-    throw new DepotsyncError('bad-input', `${WHAT}: version must be a positive integer, got ${JSON.stringify(version)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${WHAT}: version must be a positive integer, got ${JSON.stringify(version)}`,
+    );
   }
   const now = opts.now ?? new Date();
   const validDays = opts.validDays ?? REVOCATION_DEFAULTS.validDays;
@@ -59,7 +62,10 @@ export function createRevocationList(
 
 function fail(code: 'bad-metadata' | 'bad-signature', reason: string): DepotsyncError {
   return new DepotsyncError(code, `${WHAT}: ${reason}`, {
-    hint: code === 'bad-signature' ? 'the list was not signed by this master\'s CA; the mirror may be compromised' : undefined,
+    hint:
+      code === 'bad-signature'
+        ? "the list was not signed by this master's CA; the mirror may be compromised"
+        : undefined,
   });
 }
 
@@ -69,7 +75,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 function verifySignature(signed: unknown, signature: Record<string, unknown>, caKey: KeyObject): boolean {
   const { alg, value } = signature;
-  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) throw fail('bad-metadata', 'signature.value is not base64');
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(value))
+    throw fail('bad-metadata', 'signature.value is not base64');
   let data: Buffer;
   try {
     data = canonicalize(signed);
@@ -79,14 +86,23 @@ function verifySignature(signed: unknown, signature: Record<string, unknown>, ca
   const sig = Buffer.from(value, 'base64');
   if (alg === 'RS256') return verify('sha256', data, caKey, sig);
   if (alg === 'PS256') {
-    return verify('sha256', data, { key: caKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig);
+    return verify(
+      'sha256',
+      data,
+      { key: caKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+      sig,
+    );
   }
   throw fail('bad-metadata', `signature.alg ${JSON.stringify(alg)} is not RS256 or PS256`);
 }
 
 function isoDate(v: unknown, field: string): Date {
-  const d = typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z$/.test(v) ? new Date(v) : undefined;
-  if (!d || Number.isNaN(d.getTime())) throw fail('bad-metadata', `signed.${field} must be an ISO 8601 UTC time, got ${JSON.stringify(v)}`);
+  const d =
+    typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z$/.test(v)
+      ? new Date(v)
+      : undefined;
+  if (!d || Number.isNaN(d.getTime()))
+    throw fail('bad-metadata', `signed.${field} must be an ISO 8601 UTC time, got ${JSON.stringify(v)}`);
   return d;
 }
 
@@ -105,12 +121,16 @@ export function verifyRevocationList(
   }
   // Check the signature before reading any signed field: blocks arbitrary (forged or altered) lists.
   const caKey = toX509(caCertPem, 'CA certificate').publicKey;
-  if (!verifySignature(doc.signed, doc.signature, caKey)) throw fail('bad-signature', 'signature does not verify with the CA key');
+  if (!verifySignature(doc.signed, doc.signature, caKey))
+    throw fail('bad-signature', 'signature does not verify with the CA key');
   const { version, issued, expires, serials } = doc.signed;
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
     throw fail('bad-metadata', `signed.version must be a positive integer, got ${JSON.stringify(version)}`);
   }
-  if (!Array.isArray(serials) || !serials.every((s) => typeof s === 'string' && /^[0-9a-fA-F]{1,80}$/.test(s))) {
+  if (
+    !Array.isArray(serials) ||
+    !serials.every((s) => typeof s === 'string' && /^[0-9a-fA-F]{1,80}$/.test(s))
+  ) {
     throw fail('bad-metadata', 'signed.serials must be a list of hexadecimal serials');
   }
   const list: RevocationList = {
@@ -121,9 +141,13 @@ export function verifyRevocationList(
   };
   // Check for a rollback attack: an older list would un-revoke machines revoked since.
   if (opts.minVersion !== undefined && version < opts.minVersion) {
-    throw new DepotsyncError('version-rollback', `${WHAT}: version ${version} is older than version ${opts.minVersion} already seen`, {
-      hint: 'the server replays an old list; sync from another depot or the master',
-    });
+    throw new DepotsyncError(
+      'version-rollback',
+      `${WHAT}: version ${version} is older than version ${opts.minVersion} already seen`,
+      {
+        hint: 'the server replays an old list; sync from another depot or the master',
+      },
+    );
   }
   // Check for a freeze attack: an expired list could hide revocations made since.
   const now = opts.now ?? new Date();

@@ -69,7 +69,10 @@ export function decodeStatusReport(value: unknown): StatusReport {
 }
 
 /** A `POST /v1/status` body: strict JSON of at most MAX_STATUS_BODY_BYTES; `raw` is kept for the record. */
-export function parseStatusReport(body: Uint8Array, what = 'status report'): { report: StatusReport; raw: unknown } {
+export function parseStatusReport(
+  body: Uint8Array,
+  what = 'status report',
+): { report: StatusReport; raw: unknown } {
   let raw: unknown;
   const report = decodeJson(body, { what, maxBytes: MAX_STATUS_BODY_BYTES }, (v) => {
     raw = v;

@@ -50,15 +50,23 @@ export function encodeValidityWindow(w: ValidityWindow, signers: readonly Signer
  * a TUF metadata file or a bundle header passed off as a window (wrong-type confusion, by `_type`).
  */
 export function verifyValidityWindow(bytes: Uint8Array, root: Root, what: string): ValidityWindow {
-  const envelope = parseEnvelope(bytes, { role: 'validity window', file: what }, { maxBytes: VALIDITY_WINDOW_MAX_BYTES, type: VALIDITY_WINDOW_TYPE as unknown as MetadataKind });
+  const envelope = parseEnvelope(
+    bytes,
+    { role: 'validity window', file: what },
+    { maxBytes: VALIDITY_WINDOW_MAX_BYTES, type: VALIDITY_WINDOW_TYPE as unknown as MetadataKind },
+  );
   try {
     verifyThreshold(envelope, topRoleKeys(root, 'timestamp'));
   } catch (e) {
     const err = e as DepotsyncError;
-    throw new DepotsyncError(err.code, `${what}: not signed by the master's timestamp key (root v${root.version}): ${err.message}`, {
-      hint: 'the validity window was forged, altered, or comes from another master',
-      cause: e,
-    });
+    throw new DepotsyncError(
+      err.code,
+      `${what}: not signed by the master's timestamp key (root v${root.version}): ${err.message}`,
+      {
+        hint: 'the validity window was forged, altered, or comes from another master',
+        cause: e,
+      },
+    );
   }
   const f = Fields.of(what, envelope.signed);
   const w: ValidityWindow = {
@@ -72,7 +80,10 @@ export function verifyValidityWindow(bytes: Uint8Array, root: Root, what: string
   };
   f.done();
   if (Date.parse(w.validUntil) <= Date.parse(w.issuedAt)) {
-    throw new DepotsyncError('bad-metadata', `${what}: validUntil ${w.validUntil} is not after issuedAt ${w.issuedAt}`);
+    throw new DepotsyncError(
+      'bad-metadata',
+      `${what}: validUntil ${w.validUntil} is not after issuedAt ${w.issuedAt}`,
+    );
   }
   return w;
 }

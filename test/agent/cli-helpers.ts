@@ -12,11 +12,21 @@ class Capture extends Writable {
 }
 
 /** Run one Command in-process as `depotsync` would (flags parsed strictly), capturing its output. */
-export async function runCommand(cmd: Command, argv: string[]): Promise<{ result: CommandResult; stdout: string; stderr: string }> {
+export async function runCommand(
+  cmd: Command,
+  argv: string[],
+): Promise<{ result: CommandResult; stdout: string; stderr: string }> {
   const { values, positionals } = parseCommandArgs(cmd, argv);
   const stdout = new Capture();
   const stderr = new Capture();
-  const result = await cmd.run({ values, positionals, json: values.json === true, log: silentLogger(), stdout, stderr });
+  const result = await cmd.run({
+    values,
+    positionals,
+    json: values.json === true,
+    log: silentLogger(),
+    stdout,
+    stderr,
+  });
   return { result, stdout: stdout.text, stderr: stderr.text };
 }
 

@@ -45,7 +45,20 @@ const token = () => createEnrollmentToken(ctx.db, { role: 'agent', createdBy: 't
 
 async function enrolled(name: string, extra: string[] = []): Promise<string> {
   const dir = join(root, name);
-  const r = await runCommand(init, ['--dir', dir, '--master', server.url, '--fingerprint', fingerprint, '--token', token(), '--name', name, '--json', ...extra]);
+  const r = await runCommand(init, [
+    '--dir',
+    dir,
+    '--master',
+    server.url,
+    '--fingerprint',
+    fingerprint,
+    '--token',
+    token(),
+    '--name',
+    name,
+    '--json',
+    ...extra,
+  ]);
   expect(r.result.json).toMatchObject({ name, state: 'approved', rootVersion: 1 });
   return dir;
 }
@@ -63,14 +76,28 @@ describe('agent init', () => {
   it('pins the root, makes a key, enrolls with a token', async () => {
     const dir = await enrolled('agent-a');
     const l = agentLayout(dir);
-    for (const p of [l.config, l.key, l.cert, l.caCert, join(l.tufDir, 'root.json'), l.state]) expect(existsSync(p)).toBe(true);
+    for (const p of [l.config, l.key, l.cert, l.caCert, join(l.tufDir, 'root.json'), l.state])
+      expect(existsSync(p)).toBe(true);
     expect(statSync(l.key).mode & 0o777).toBe(0o600);
     expect(readFileSync(l.caCert, 'utf8')).toBe(ctx.ca.certPem);
   });
 
   it('refuses a master whose root does not match the fingerprint, before making any key', async () => {
     const dir = join(root, 'agent-wrongfp');
-    const e = await fails(runCommand(init, ['--dir', dir, '--master', server.url, '--fingerprint', 'ab'.repeat(32), '--token', token(), '--name', 'agent-wrongfp']));
+    const e = await fails(
+      runCommand(init, [
+        '--dir',
+        dir,
+        '--master',
+        server.url,
+        '--fingerprint',
+        'ab'.repeat(32),
+        '--token',
+        token(),
+        '--name',
+        'agent-wrongfp',
+      ]),
+    );
     expect(e.code).toBe('hash-mismatch');
     expect(e.message).toMatch(/pinned fingerprint/);
     expect(existsSync(agentLayout(dir).key)).toBe(false);
@@ -79,7 +106,17 @@ describe('agent init', () => {
 
   it('without a token: pending until approved, and fetch says so clearly', async () => {
     const dir = join(root, 'agent-p');
-    const r = await runCommand(init, ['--dir', dir, '--master', server.url, '--fingerprint', fingerprint, '--name', 'agent-p', '--json']);
+    const r = await runCommand(init, [
+      '--dir',
+      dir,
+      '--master',
+      server.url,
+      '--fingerprint',
+      fingerprint,
+      '--name',
+      'agent-p',
+      '--json',
+    ]);
     expect(r.result.json).toMatchObject({ state: 'pending' });
     const e = await fails(runCommand(fetch, ['--dir', dir, 'app@1.0', '--out', join(root, 'p-out')]));
     expect(e.code).toBe('forbidden');
@@ -97,11 +134,17 @@ describe('agent fetch', () => {
     mkdirSync(join(root, 'f-out'));
     // No version: "latest" reads every bin of the catalog once (kept in A/tuf; later only the changed ones).
     const r = await runCommand(fetch, ['--dir', dir, 'app', '--out', out, '--json']);
-    expect(r.result.json).toMatchObject({ name: 'app', version: '1.0', bytes: payload.length, source: ['master'] });
+    expect(r.result.json).toMatchObject({
+      name: 'app',
+      version: '1.0',
+      bytes: payload.length,
+      source: ['master'],
+    });
     expect((r.result.json as { id: string }).id).toMatch(/^[0-9a-f]{64}$/);
     expect(readFileSync(out).equals(payload)).toBe(true);
     const d = await runCommand(depots, ['--dir', dir, '--json']);
-    const rows = (d.result.json as { sources: Array<{ name: string; rank: number; reasons: string[] }> }).sources;
+    const rows = (d.result.json as { sources: Array<{ name: string; rank: number; reasons: string[] }> })
+      .sources;
     expect(rows.map((x) => x.name)).toEqual(['master', 'dead']);
     expect(rows[1]!.reasons.join(' ')).toMatch(/unreachable|penalised/);
   });
@@ -112,12 +155,31 @@ describe('agent fetch', () => {
     mkdirSync(outDir);
     const script = join(root, 'installer.sh');
     writeFileSync(script, `#!/bin/sh\ncp "$1" "${join(outDir, 'copy')}"\nexit 7\n`);
-    const r = await runCommand(fetch, ['--dir', dir, 'app@1.0', '--out', join(outDir, 'setup bin'), '--exec', `/bin/sh ${script}`, '--json']);
+    const r = await runCommand(fetch, [
+      '--dir',
+      dir,
+      'app@1.0',
+      '--out',
+      join(outDir, 'setup bin'),
+      '--exec',
+      `/bin/sh ${script}`,
+      '--json',
+    ]);
     expect(r.result.exitCode).toBe(7);
     expect(readFileSync(join(outDir, 'copy')).equals(payload)).toBe(true);
     // A fetch that fails never runs the command.
     const marker = join(outDir, 'ran');
-    await fails(runCommand(fetch, ['--dir', dir, 'app@9.9', '--out', join(outDir, 'nope'), '--exec', `touch ${marker}; true`]));
+    await fails(
+      runCommand(fetch, [
+        '--dir',
+        dir,
+        'app@9.9',
+        '--out',
+        join(outDir, 'nope'),
+        '--exec',
+        `touch ${marker}; true`,
+      ]),
+    );
     expect(existsSync(marker)).toBe(false);
   });
 

@@ -2,7 +2,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adoptDirectory, directoryFile, loadAdoptedDirectory, refreshDirectory } from '../../agent/directory.js';
+import {
+  adoptDirectory,
+  directoryFile,
+  loadAdoptedDirectory,
+  refreshDirectory,
+} from '../../agent/directory.js';
 import { DEFAULT_FETCH_SETTINGS } from '../../agent/config.js';
 import { fetchPackage } from '../../agent/fetch/fetch.js';
 import { RemoteSource, type Source } from '../../agent/fetch/remote.js';
@@ -13,8 +18,25 @@ import { HttpClient } from '../../src/net/client.js';
 import { issueMachineCertificate } from '../../src/pki/ca.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
 import { DirectoryTrustedStore } from '../../src/tuf/client.js';
-import { DEPOT_DIRECTORY_TARGET, directoryTarget, EMPTY_DIRECTORY, withEntry, withoutEntry, type DepotDirectory } from '../../src/wire/depot-directory.js';
-import { agentIdentity, Clock, createRepo, pseudoRandomBytes, startServer, testCa, type AgentIdentity, type Repo, type TestServer } from './fixture.js';
+import {
+  DEPOT_DIRECTORY_TARGET,
+  directoryTarget,
+  EMPTY_DIRECTORY,
+  withEntry,
+  withoutEntry,
+  type DepotDirectory,
+} from '../../src/wire/depot-directory.js';
+import {
+  agentIdentity,
+  Clock,
+  createRepo,
+  pseudoRandomBytes,
+  startServer,
+  testCa,
+  type AgentIdentity,
+  type Repo,
+  type TestServer,
+} from './fixture.js';
 
 /**
  * The signed depot directory on the agent: adopted from targets.json after the TUF update, merged
@@ -34,13 +56,18 @@ const payload = pseudoRandomBytes(200_000, 11);
 
 /** A depot's machine certificate (CN=name, OU=depot) for 127.0.0.1, as a real depot serves with. */
 function depotCert(name: string) {
-  const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot', ipAddresses: ['127.0.0.1'] });
+  const { keyPem, csrPem } = createMachineKeyAndCsr({
+    machineName: name,
+    role: 'depot',
+    ipAddresses: ['127.0.0.1'],
+  });
   return { keyPem, certPem: issueMachineCertificate(testCa(), csrPem, { machineName: name, role: 'depot' }) };
 }
 
 /** The operator's `master directory set/remove`: sign the directory into targets.json. */
 function signDirectory(d: DepotDirectory): void {
-  for (const f of repo.repo.updateTopTarget({ path: DEPOT_DIRECTORY_TARGET, target: directoryTarget(d) })) repo.files.set(f.name, Buffer.from(f.bytes));
+  for (const f of repo.repo.updateTopTarget({ path: DEPOT_DIRECTORY_TARGET, target: directoryTarget(d) }))
+    repo.files.set(f.name, Buffer.from(f.bytes));
 }
 
 /** agent.ts's connect: mutual TLS, and a directory depot must present its own machine certificate. */
@@ -64,7 +91,17 @@ function newAgent() {
 }
 
 function refresh(a: ReturnType<typeof newAgent>, sources: Source[]) {
-  return refreshDirectory({ agentDir: a.dir, sources, connect, store: a.store, fingerprint: repo.fingerprint, state: a.state, now: clock.now, penaltyMs: 60_000, log });
+  return refreshDirectory({
+    agentDir: a.dir,
+    sources,
+    connect,
+    store: a.store,
+    fingerprint: repo.fingerprint,
+    state: a.state,
+    now: clock.now,
+    penaltyMs: 60_000,
+    log,
+  });
 }
 
 const config = (site?: string, depots: Array<{ name: string; url: string; site?: string }> = []) => ({
@@ -85,7 +122,11 @@ beforeAll(async () => {
   depot2 = await startServer(repo, 'depot-2', testCa(), depotCert('depot-2'));
   // A machine of the same CA at an address the directory gives for depot-3.
   impostor = await startServer(repo, 'depot-x', testCa(), depotCert('depot-x'));
-  v1 = withEntry(withEntry(EMPTY_DIRECTORY, { name: 'depot-1', url: depot1.url, site: 'lyon' }), { name: 'depot-2', url: depot2.url, site: 'paris' });
+  v1 = withEntry(withEntry(EMPTY_DIRECTORY, { name: 'depot-1', url: depot1.url, site: 'lyon' }), {
+    name: 'depot-2',
+    url: depot2.url,
+    site: 'paris',
+  });
   signDirectory(v1);
 });
 
@@ -105,22 +146,45 @@ describe('agent depot directory', () => {
 
     // depot-1 is also given with --depot under another URL: the flag wins, and flags rank before directory depots.
     const flagged = { name: 'depot-1', url: depot1.url.replace('127.0.0.1', 'localhost'), site: 'lyon' };
-    const ranked = await rankSources({ config: config('paris', [flagged]), state: a.state, now: clock.now, directory: r.adopted?.directory });
+    const ranked = await rankSources({
+      config: config('paris', [flagged]),
+      state: a.state,
+      now: clock.now,
+      directory: r.adopted?.directory,
+    });
     expect(ranked.map((s) => [s.name, s.origin])).toEqual([
       ['depot-2', 'directory'],
       ['depot-1', 'flag'],
       ['master', 'master'],
     ]);
     expect(ranked[0]).toMatchObject({ url: depot2.url, fromDirectory: true });
-    expect(ranked[0]!.reasons).toEqual([`from the signed depot directory v${v1.version}`, 'same site (paris)', 'not probed']);
+    expect(ranked[0]!.reasons).toEqual([
+      `from the signed depot directory v${v1.version}`,
+      'same site (paris)',
+      'not probed',
+    ]);
     expect(ranked[1]!.reasons[0]).toBe('from --depot (the directory lists it too; the flag wins)');
     // Without a site preference the flagged depot comes first.
-    const noSite = await rankSources({ config: config(undefined, [flagged]), state: a.state, now: clock.now, directory: r.adopted?.directory });
+    const noSite = await rankSources({
+      config: config(undefined, [flagged]),
+      state: a.state,
+      now: clock.now,
+      directory: r.adopted?.directory,
+    });
     expect(noSite.map((s) => s.name)).toEqual(['depot-1', 'depot-2', 'master']);
 
     const out = join(a.dir, 'tool.bin');
     depot2.requests.length = 0;
-    const f = await fetchPackage({ name: 'tool', out, sources: ranked, connect, store: a.store, state: a.state, now: clock.now, logger: log });
+    const f = await fetchPackage({
+      name: 'tool',
+      out,
+      sources: ranked,
+      connect,
+      store: a.store,
+      state: a.state,
+      now: clock.now,
+      logger: log,
+    });
     expect(f.source).toEqual(['depot-2']);
     expect(readFileSync(out).equals(payload)).toBe(true);
     expect(depot2.requests.some((q) => q.path === '/v1/chunks/batch')).toBe(true);
@@ -153,11 +217,25 @@ describe('agent depot directory', () => {
     try {
       const r = await refresh(a, [master.source('master')]);
       expect(r.adopted?.directory.version).toBe(d.version);
-      const ranked = await rankSources({ config: config('rome'), state: a.state, now: clock.now, directory: r.adopted?.directory });
+      const ranked = await rankSources({
+        config: config('rome'),
+        state: a.state,
+        now: clock.now,
+        directory: r.adopted?.directory,
+      });
       expect(ranked[0]).toMatchObject({ name: 'depot-3', fromDirectory: true });
       impostor.requests.length = 0;
       const out = join(a.dir, 'tool.bin');
-      const f = await fetchPackage({ name: 'tool', out, sources: ranked, connect, store: a.store, state: a.state, now: clock.now, logger: log });
+      const f = await fetchPackage({
+        name: 'tool',
+        out,
+        sources: ranked,
+        connect,
+        store: a.store,
+        state: a.state,
+        now: clock.now,
+        logger: log,
+      });
       expect(f.source[0]).not.toBe('depot-3');
       expect(impostor.requests).toEqual([]); // no HTTP request got past the handshake
       expect(a.state.health(impostor.url).penaltyReason).toMatch(/depot depot-x, not depot depot-3/);
@@ -173,7 +251,12 @@ describe('agent depot directory', () => {
     expect(oldVersion.depots.map((d) => d.name)).toContain('depot-2');
     signDirectory(withoutEntry(oldVersion, 'depot-2'));
     const r = await refresh(a, [master.source('master')]);
-    const ranked = await rankSources({ config: config('paris'), state: a.state, now: clock.now, directory: r.adopted?.directory });
+    const ranked = await rankSources({
+      config: config('paris'),
+      state: a.state,
+      now: clock.now,
+      directory: r.adopted?.directory,
+    });
     expect(ranked.map((s) => s.name)).toEqual(['depot-1', 'master']);
 
     // A lagging depot still serving the old generation (and so the old directory) is refused.
@@ -188,9 +271,13 @@ describe('agent depot directory', () => {
     }
     // The adoption check on its own: an older version never replaces a newer one, the file stays.
     const before = readFileSync(directoryFile(a.dir));
-    await expect(adoptDirectory(a.dir, { directory: oldVersion, generation: 999, source: 'x' }, 'depot-1')).rejects.toMatchObject({ code: 'version-rollback' });
+    await expect(
+      adoptDirectory(a.dir, { directory: oldVersion, generation: 999, source: 'x' }, 'depot-1'),
+    ).rejects.toMatchObject({ code: 'version-rollback' });
     const forged = { ...oldVersion, version: r.adopted!.directory.version };
-    await expect(adoptDirectory(a.dir, { directory: forged, generation: 999, source: 'x' }, 'depot-1')).rejects.toMatchObject({ code: 'bad-metadata' });
+    await expect(
+      adoptDirectory(a.dir, { directory: forged, generation: 999, source: 'x' }, 'depot-1'),
+    ).rejects.toMatchObject({ code: 'bad-metadata' });
     expect(readFileSync(directoryFile(a.dir)).equals(before)).toBe(true);
   });
 

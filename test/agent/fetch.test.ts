@@ -1,5 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +21,20 @@ import { isDepotsyncError } from '../../src/errors.js';
 import { ChunkStore } from '../../src/store/chunk-store.js';
 import { generateKeyPair } from '../../src/tuf/keys.js';
 import { DirectoryTrustedStore } from '../../src/tuf/client.js';
-import { agentIdentity, Clock, connector, createRepo, DAY, pseudoRandomBytes, resign, sha256, startServer, type AgentIdentity, type Repo, type TestServer } from './fixture.js';
+import {
+  agentIdentity,
+  Clock,
+  connector,
+  createRepo,
+  DAY,
+  pseudoRandomBytes,
+  resign,
+  sha256,
+  startServer,
+  type AgentIdentity,
+  type Repo,
+  type TestServer,
+} from './fixture.js';
 
 let repo: Repo;
 let master: TestServer;
@@ -29,7 +52,10 @@ beforeAll(async () => {
     { path: 'bin/run', data: pseudoRandomBytes(70_000, 2), mode: 0o755 },
     { path: 'docs/readme.txt', data: Buffer.from('hello\n') },
     { path: 'empty.dat', data: Buffer.alloc(0) },
-    { path: 'same-twice.bin', data: Buffer.concat([pseudoRandomBytes(40_000, 3), pseudoRandomBytes(40_000, 3)]) },
+    {
+      path: 'same-twice.bin',
+      data: Buffer.concat([pseudoRandomBytes(40_000, 3), pseudoRandomBytes(40_000, 3)]),
+    },
   ]);
   await repo.publish('multi', '1.9', [{ path: 'm.bin', data: Buffer.from('nine') }]);
   await repo.publish('multi', '1.10', [{ path: 'm.bin', data: Buffer.from('ten') }]);
@@ -63,7 +89,9 @@ function newAgent() {
   mkdirSync(join(dir, 'out'));
   const state = new MemoryAgentState();
   const store = new DirectoryTrustedStore(join(dir, 'tuf'));
-  const base = (over: Partial<FetchPackageOptions> & Pick<FetchPackageOptions, 'name' | 'sources'>): FetchPackageOptions => ({
+  const base = (
+    over: Partial<FetchPackageOptions> & Pick<FetchPackageOptions, 'name' | 'sources'>,
+  ): FetchPackageOptions => ({
     out: join(dir, 'out', over.name),
     connect: connector(id),
     cacheDir: join(dir, 'cache'),
@@ -73,7 +101,14 @@ function newAgent() {
     now: clock.now,
     ...over,
   });
-  return { dir, state, store, outDir: join(dir, 'out'), fetch: (o: Partial<FetchPackageOptions> & Pick<FetchPackageOptions, 'name' | 'sources'>) => fetchPackage(base(o)) };
+  return {
+    dir,
+    state,
+    store,
+    outDir: join(dir, 'out'),
+    fetch: (o: Partial<FetchPackageOptions> & Pick<FetchPackageOptions, 'name' | 'sources'>) =>
+      fetchPackage(base(o)),
+  };
 }
 
 /** Nothing but the listed names in the output folder: no staging left, no partial output. */
@@ -94,7 +129,11 @@ describe('agent fetch: happy paths', () => {
   it('fetches a file package from a depot, verified, into place', async () => {
     resetFaults();
     const a = newAgent();
-    const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source(), master.source('master')] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      sources: [depot1.source(), master.source('master')],
+    });
     expect(r.name).toBe('tool');
     expect(r.version).toBe('1.0');
     expect(r.kind).toBe('file');
@@ -144,7 +183,11 @@ describe('agent fetch: bad sources and faults', () => {
     const a = newAgent();
     const ids = depot1ChunkIds('tool', '1.0');
     depot1.faults.corrupt.add(ids[1]!);
-    const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source(), master.source('master')] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      sources: [depot1.source(), master.source('master')],
+    });
     expect(r.source).toEqual(['depot-1', 'master']);
     expect(readFileSync(r.path).equals(big)).toBe(true);
     expect(a.state.health(depot1.url).penaltyReason).toMatch(/hash/);
@@ -181,12 +224,18 @@ describe('agent fetch: bad sources and faults', () => {
       await repo.publish('newer', '1.0', [{ path: 'n.bin', data: Buffer.from('new') }]);
       const a = newAgent();
       await a.fetch({ name: 'newer', sources: [master.source('master')] });
-      const r = await a.fetch({ name: 'tool', version: '1.0', sources: [lagging.source(), master.source('master')] });
+      const r = await a.fetch({
+        name: 'tool',
+        version: '1.0',
+        sources: [lagging.source(), master.source('master')],
+      });
       expect(r.source[0]).toBe('master');
       expect(a.state.health(lagging.url).penaltyReason).toMatch(/older than/);
       expect(lagging.requests.some((q) => q.path === '/v1/chunks/batch')).toBe(false);
       // Only the lagging one: a rollback error, nothing written.
-      const e = await failure(a.fetch({ name: 'multi', out: join(a.outDir, 'multi'), sources: [lagging.source()] }));
+      const e = await failure(
+        a.fetch({ name: 'multi', out: join(a.outDir, 'multi'), sources: [lagging.source()] }),
+      );
       expect(isDepotsyncError(e, 'version-rollback')).toBe(true);
       expect(existsSync(join(a.outDir, 'multi'))).toBe(false);
     } finally {
@@ -198,7 +247,14 @@ describe('agent fetch: bad sources and faults', () => {
     resetFaults();
     const a = newAgent();
     const later = new Clock(clock.t + 3 * DAY);
-    const e = await failure(a.fetch({ name: 'tool', version: '1.0', now: later.now, sources: [depot1.source(), master.source('master')] }));
+    const e = await failure(
+      a.fetch({
+        name: 'tool',
+        version: '1.0',
+        now: later.now,
+        sources: [depot1.source(), master.source('master')],
+      }),
+    );
     expect(isDepotsyncError(e, 'expired')).toBe(true);
     expect(e.message).toMatch(/depot-1: .*expired at \d{4}-/);
     expect(e.message).toMatch(/master: .*expired at/);
@@ -237,11 +293,25 @@ describe('agent fetch: bad sources and faults', () => {
 
   it('a manifest whose hash tree does not match its chunks: refused', async () => {
     resetFaults();
-    const m = buildManifest({ name: 'badtree', version: '1', chunking: { minBytes: 4096, avgBytes: 16384, maxBytes: 65536 }, files: [{ path: 'x', mode: 0o644, size: 4, chunks: [{ id: sha256(Buffer.from('x')).replace(/^./, 'a'), length: 4 }] }] });
+    const m = buildManifest({
+      name: 'badtree',
+      version: '1',
+      chunking: { minBytes: 4096, avgBytes: 16384, maxBytes: 65536 },
+      files: [
+        {
+          path: 'x',
+          mode: 0o644,
+          size: 4,
+          chunks: [{ id: sha256(Buffer.from('x')).replace(/^./, 'a'), length: 4 }],
+        },
+      ],
+    });
     const bytes = encodeManifest({ ...m, tree: { count: 1, root: 'ab'.repeat(32) } });
     repo.publishBytes('badtree', '1', bytes);
     const a = newAgent();
-    const e = await failure(a.fetch({ name: 'badtree', sources: [depot1.source(), master.source('master')] }));
+    const e = await failure(
+      a.fetch({ name: 'badtree', sources: [depot1.source(), master.source('master')] }),
+    );
     expect(isDepotsyncError(e, 'hash-mismatch')).toBe(true);
     expect(e.message).toMatch(/tree root does not match/);
     expect(outEntries(a.outDir)).toEqual([]);
@@ -251,7 +321,11 @@ describe('agent fetch: bad sources and faults', () => {
     resetFaults();
     const data = Buffer.from('evil');
     const m = await repo.publish('evil-src', '1', [{ path: 'ok.txt', data }]);
-    const bytes = encodeManifest({ ...m.manifest, name: 'evil', files: [{ ...m.manifest.files[0]!, path: '../escaped.txt' }] });
+    const bytes = encodeManifest({
+      ...m.manifest,
+      name: 'evil',
+      files: [{ ...m.manifest.files[0]!, path: '../escaped.txt' }],
+    });
     repo.publishBytes('evil', '1', bytes);
     const a = newAgent();
     const e = await failure(a.fetch({ name: 'evil', sources: [depot1.source()] }));
@@ -265,7 +339,12 @@ describe('agent fetch: bad sources and faults', () => {
     resetFaults();
     depot1.faults.trickle = true;
     const a = newAgent();
-    const r = await a.fetch({ name: 'tool', version: '1.0', connect: connector(id, { minBytesPerSecond: 64 * 1024, rateWindowMs: 300 }), sources: [depot1.source(), master.source('master')] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      connect: connector(id, { minBytesPerSecond: 64 * 1024, rateWindowMs: 300 }),
+      sources: [depot1.source(), master.source('master')],
+    });
     expect(r.source).toEqual(['depot-1', 'master']);
     expect(a.state.health(depot1.url).penaltyReason).toMatch(/bytes\/s|no data/);
     expect(readFileSync(r.path).equals(big)).toBe(true);
@@ -275,7 +354,12 @@ describe('agent fetch: bad sources and faults', () => {
     resetFaults();
     depot1.faults.trickle = true;
     const a = newAgent();
-    const r = await a.fetch({ name: 'tool', version: '1.0', settings: { requestTimeoutMs: 300 }, sources: [depot1.source(), depot2.source()] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      settings: { requestTimeoutMs: 300 },
+      sources: [depot1.source(), depot2.source()],
+    });
     expect(r.source).toEqual(['depot-1', 'depot-2']);
     expect(a.state.health(depot1.url).penaltyReason).toMatch(/not complete after 300 ms/);
   });
@@ -294,7 +378,9 @@ describe('agent fetch: bad sources and faults', () => {
   it('a missing output folder: a clear error before any download', async () => {
     resetFaults();
     const a = newAgent();
-    const e = await failure(a.fetch({ name: 'tool', out: join(a.dir, 'nope', 'tool'), sources: [depot1.source()] }));
+    const e = await failure(
+      a.fetch({ name: 'tool', out: join(a.dir, 'nope', 'tool'), sources: [depot1.source()] }),
+    );
     expect(isDepotsyncError(e, 'not-found')).toBe(true);
     expect(e.message).toMatch(/output folder .*nope does not exist/);
     expect(depot1.requests).toHaveLength(0);
@@ -315,7 +401,8 @@ describe('agent fetch: bad sources and faults', () => {
             ...real,
             async write(parts, pos) {
               written += parts.reduce((s, p) => s + p.length, 0);
-              if (written > 200_000) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+              if (written > 200_000)
+                throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
               return real.write(parts, pos);
             },
           };
@@ -358,7 +445,9 @@ describe('agent fetch: bad sources and faults', () => {
     resetFaults();
     depot1.faults.revoked.add(id.serial);
     const a = newAgent();
-    const e = await failure(a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source(), master.source('master')] }));
+    const e = await failure(
+      a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source(), master.source('master')] }),
+    );
     expect(isDepotsyncError(e, 'forbidden')).toBe(true);
     expect(e.message).toMatch(/depot-1 .*refused this agent: revoked/);
     expect(e.hint).toMatch(/revoked/);
@@ -371,11 +460,18 @@ describe('agent fetch: bad sources and faults', () => {
     const a = newAgent();
     const ids = depot1ChunkIds('tool', '1.0');
     depot1.faults.cutAfterRecords = 3;
-    const e = await failure(a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }));
+    const e = await failure(
+      a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }),
+    );
     expect(e.code).toMatch(/truncated|network/);
     expect(outEntries(a.outDir)).toEqual([]);
     depot1.requests.length = 0;
-    const r = await a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      settings: { concurrency: 1 },
+      sources: [depot1.source()],
+    });
     expect(r.chunksFromCache).toBe(3);
     const asked = depot1.requests.flatMap((q) => q.ids ?? []);
     expect(asked.sort()).toEqual(ids.slice(3).sort());
@@ -387,7 +483,9 @@ describe('agent fetch: bad sources and faults', () => {
     const a = newAgent();
     // An interrupted fetch leaves the chunks it had verified in the cache...
     depot1.faults.cutAfterRecords = 20;
-    await failure(a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }));
+    await failure(
+      a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }),
+    );
     depot1.faults.cutAfterRecords = undefined;
     const cacheBytes = () => {
       const cache = ChunkStore.open(join(a.dir, 'cache'));
@@ -403,7 +501,12 @@ describe('agent fetch: bad sources and faults', () => {
     const old = new Date(Date.now() - 2 * 3_600_000);
     utimesSync(stale, old, old);
     // ...and a fetch that succeeds with a smaller limit trims it.
-    const r = await a.fetch({ name: 'tool', version: '1.0', settings: { cacheMaxBytes: 100_000 }, sources: [depot1.source()] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      settings: { cacheMaxBytes: 100_000 },
+      sources: [depot1.source()],
+    });
     expect(r.chunksFromCache).toBeGreaterThan(0);
     expect(readFileSync(r.path).equals(big)).toBe(true);
     expect(outEntries(a.outDir)).toEqual(['tool']);
@@ -428,7 +531,12 @@ describe('agent fetch: bad sources and faults', () => {
     partial[upTo(1) + 10] ^= 0x01;
     writeFileSync(join(left, 'file'), partial);
     depot1.requests.length = 0;
-    const r = await a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      settings: { concurrency: 1 },
+      sources: [depot1.source()],
+    });
     expect(r.chunksFromCache).toBe(2);
     const asked = depot1.requests.flatMap((q) => q.ids ?? []);
     expect(asked.sort()).toEqual(ids.filter((_, i) => i !== 0 && i !== 2).sort());
@@ -442,7 +550,10 @@ describe('agent fetch: bad sources and faults', () => {
     // Owners that run: another process (a fetch to the same output elsewhere), and this process.
     const other = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
-      const busy = [join(a.outDir, '.tool.depotsync-staging-bbbbbbbbbbbb'), join(a.outDir, '.tool.depotsync-staging-cccccccccccc')];
+      const busy = [
+        join(a.outDir, '.tool.depotsync-staging-bbbbbbbbbbbb'),
+        join(a.outDir, '.tool.depotsync-staging-cccccccccccc'),
+      ];
       const old = new Date(Date.now() - 2 * 3_600_000);
       for (const [i, dir] of busy.entries()) {
         mkdirSync(dir);
@@ -451,7 +562,11 @@ describe('agent fetch: bad sources and faults', () => {
       }
       const r = await a.fetch({ name: 'tool', version: '1.0', sources: [depot1.source()] });
       expect(r.chunksFromCache).toBe(0);
-      expect(outEntries(a.outDir)).toEqual(['.tool.depotsync-staging-bbbbbbbbbbbb', '.tool.depotsync-staging-cccccccccccc', 'tool']);
+      expect(outEntries(a.outDir)).toEqual([
+        '.tool.depotsync-staging-bbbbbbbbbbbb',
+        '.tool.depotsync-staging-cccccccccccc',
+        'tool',
+      ]);
     } finally {
       other.kill();
     }
@@ -463,7 +578,11 @@ describe('agent fetch: bad sources and faults', () => {
     const goneSource = gone.source();
     await gone.close();
     const a = newAgent();
-    const r = await a.fetch({ name: 'tool', version: '1.0', sources: [goneSource, depot2.source(), master.source('master')] });
+    const r = await a.fetch({
+      name: 'tool',
+      version: '1.0',
+      sources: [goneSource, depot2.source(), master.source('master')],
+    });
     expect(r.source).toEqual(['depot-2']);
     expect(a.state.health(goneSource.url).penaltyReason).toMatch(/refused|connect/);
   });

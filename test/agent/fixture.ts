@@ -11,7 +11,13 @@ import { buildManifest, encodeManifest, manifestId, type Manifest } from '../../
 import { silentLogger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
 import { tlsServerOptions } from '../../src/net/tls.js';
-import { createCa, issueMachineCertificate, issueServerCertificate, loadCa, type Ca } from '../../src/pki/ca.js';
+import {
+  createCa,
+  issueMachineCertificate,
+  issueServerCertificate,
+  loadCa,
+  type Ca,
+} from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
 import type { ServeEnv } from '../../src/serve/env.js';
@@ -55,7 +61,11 @@ export interface Repo extends Served {
   repo: TufRepository;
   keys: { root: KeyPair; timestamp: KeyPair; snapshot: KeyPair; targets: KeyPair };
   fingerprint: string;
-  publish(name: string, version: string, files: Array<{ path: string; data: Buffer; mode?: number }>): Promise<{ manifest: Manifest; bytes: Buffer }>;
+  publish(
+    name: string,
+    version: string,
+    files: Array<{ path: string; data: Buffer; mode?: number }>,
+  ): Promise<{ manifest: Manifest; bytes: Buffer }>;
   /** Publish exact manifest bytes (crafted by a test) as NAME@VERSION. */
   publishBytes(name: string, version: string, bytes: Buffer): void;
   /** A frozen copy of what is served now. */
@@ -65,10 +75,19 @@ export interface Repo extends Served {
 
 export async function createRepo(clock = new Clock()): Promise<Repo> {
   const dir = mkdtempSync(join(tmpdir(), 'agent-repo-'));
-  const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+  const keys = {
+    root: generateKeyPair(),
+    timestamp: generateKeyPair(),
+    snapshot: generateKeyPair(),
+    targets: generateKeyPair(),
+  };
   const created = TufRepository.create({
     root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer] },
-    online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+    online: {
+      timestamp: keys.timestamp.signer,
+      snapshot: keys.snapshot.signer,
+      targets: keys.targets.signer,
+    },
     options: { now: clock.now, binCount: 16 },
   });
   const files = new Map<string, Buffer>();
@@ -81,7 +100,13 @@ export async function createRepo(clock = new Clock()): Promise<Repo> {
     const path = `${name}@${version}.json`;
     const digest = sha256(bytes);
     targets.set(`${digest}.${path}`, bytes);
-    put(repo.addTarget(path, { length: bytes.length, sha256: digest, custom: { manifestId: manifestId(bytes), name, version } }));
+    put(
+      repo.addTarget(path, {
+        length: bytes.length,
+        sha256: digest,
+        custom: { manifestId: manifestId(bytes), name, version },
+      }),
+    );
   };
   return {
     clock,
@@ -139,8 +164,19 @@ export interface TestServer {
 const log = silentLogger();
 
 /** The real read API (public root + healthz, mutual TLS for the rest) over real HTTPS on 127.0.0.1. */
-export async function startServer(served: Served, name: string, ca = testCa(), serverCert?: { keyPem: string; certPem: string }): Promise<TestServer> {
-  const faults: Faults = { corrupt: new Set(), metadata: new Map(), trickle: false, endlessTargets: false, revoked: new Set() };
+export async function startServer(
+  served: Served,
+  name: string,
+  ca = testCa(),
+  serverCert?: { keyPem: string; certPem: string },
+): Promise<TestServer> {
+  const faults: Faults = {
+    corrupt: new Set(),
+    metadata: new Map(),
+    trickle: false,
+    endlessTargets: false,
+    revoked: new Set(),
+  };
   const requests: TestServer['requests'] = [];
   const source: ReadApiSource = {
     metadata: (n) => faults.metadata.get(n) ?? served.files.get(n),
@@ -153,7 +189,8 @@ export async function startServer(served: Served, name: string, ca = testCa(), s
   app.use('*', async (c, next) => {
     const rec: TestServer['requests'][number] = { method: c.req.method, path: c.req.path };
     requests.push(rec);
-    if (rec.method === 'POST' && rec.path === '/v1/chunks/batch') rec.ids = ((await c.req.raw.clone().json()) as { ids: string[] }).ids;
+    if (rec.method === 'POST' && rec.path === '/v1/chunks/batch')
+      rec.ids = ((await c.req.raw.clone().json()) as { ids: string[] }).ids;
     await next();
   });
   app.get('/healthz', (c) => c.json({ status: 'ok', name }));
@@ -163,7 +200,13 @@ export async function startServer(served: Served, name: string, ca = testCa(), s
     mutualTls({
       log,
       authorize: (peer) => {
-        if (faults.revoked.has(peer.serial)) return { ok: false, status: 403, code: 'revoked', reason: `certificate ${peer.serial} was revoked` };
+        if (faults.revoked.has(peer.serial))
+          return {
+            ok: false,
+            status: 403,
+            code: 'revoked',
+            reason: `certificate ${peer.serial} was revoked`,
+          };
         return { ok: true, machine: { name: peer.commonName, role: 'agent', serial: peer.serial } };
       },
     }),
@@ -190,8 +233,13 @@ export async function startServer(served: Served, name: string, ca = testCa(), s
   app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
 
   // A plain server certificate by default; a depot's machine certificate (CN=name, OU=depot) when given.
-  const srv = serverCert ?? issueServerCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
-  const server = https.createServer(tlsServerOptions({ ...srv, caPem: ca.certPem }), getRequestListener(app.fetch));
+  const srv =
+    serverCert ??
+    issueServerCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+  const server = https.createServer(
+    tlsServerOptions({ ...srv, caPem: ca.certPem }),
+    getRequestListener(app.fetch),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
@@ -217,7 +265,12 @@ function trickle(out: ServerResponse): typeof RESPONSE_ALREADY_SENT {
   return RESPONSE_ALREADY_SENT;
 }
 
-function cutAfter(out: ServerResponse, ids: string[], n: number, store: ChunkStore): typeof RESPONSE_ALREADY_SENT {
+function cutAfter(
+  out: ServerResponse,
+  ids: string[],
+  n: number,
+  store: ChunkStore,
+): typeof RESPONSE_ALREADY_SENT {
   void (async () => {
     out.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE });
     for (const id of ids.slice(0, n)) {
@@ -260,7 +313,10 @@ export function agentIdentity(name = 'agent-1', ca = testCa()): AgentIdentity {
 }
 
 /** `connect` for fetchPackage: mutual TLS with the agent's identity and tight slow-retrieval limits. */
-export function connector(id: AgentIdentity, opts: { timeoutMs?: number; minBytesPerSecond?: number; rateWindowMs?: number } = {}) {
+export function connector(
+  id: AgentIdentity,
+  opts: { timeoutMs?: number; minBytesPerSecond?: number; rateWindowMs?: number } = {},
+) {
   return (s: Source) =>
     new RemoteSource(
       s,

@@ -64,7 +64,12 @@ describe('rankSources', () => {
     expect(r.map((s) => s.name)).toEqual(['near', 'far', 'master', 'other']);
     expect(r[3]!.reasons.join(' ')).toMatch(/penalised until .*hash mismatch/);
     expect(probes).toBe(3);
-    r = await rankSources({ config: config('lyon'), state, now: () => new Date(t + 10_000), probe: counting });
+    r = await rankSources({
+      config: config('lyon'),
+      state,
+      now: () => new Date(t + 10_000),
+      probe: counting,
+    });
     expect(r.map((s) => s.name)).toEqual(['other', 'near', 'far', 'master']);
     expect(probes).toBe(3);
     await rankSources({ config: config('lyon'), state, now: () => new Date(t + 60_000), probe: counting });
@@ -83,7 +88,13 @@ describe('rankSources', () => {
     s.close();
     s = SqliteAgentState.open(path, silentLogger());
     expect(s.highest('generation')).toBe(7);
-    expect(s.health('https://a')).toMatchObject({ rttMs: 12, probedAtMs: 99, penaltyUntilMs: 1234, penaltyReason: 'slow', failures: 1 });
+    expect(s.health('https://a')).toMatchObject({
+      rttMs: 12,
+      probedAtMs: 99,
+      penaltyUntilMs: 1234,
+      penaltyReason: 'slow',
+      failures: 1,
+    });
     s.recordSuccess('https://a');
     expect(s.health('https://a')).toMatchObject({ penaltyUntilMs: 0, failures: 0 });
     s.close();
@@ -110,10 +121,28 @@ describe('versions and names', () => {
   });
 
   it('decodes agent.json naming every bad field, and --depot flags', () => {
-    expect(() => decodeAgentConfig({ format: 1, name: '..', masterUrl: 'ftp://x', fingerprint: 'zz', depots: [] })).toThrow(/name.*masterUrl.*fingerprint/);
-    expect(() => decodeAgentConfig({ format: 1, name: 'a', masterUrl: 'https://m', fingerprint: 'a'.repeat(64), depots: [], fetch: { concurrency: 0 } })).toThrow(/concurrency must be an integer from 1/);
-    expect(parseDepotFlag('https://d1.example:8443')).toEqual({ name: 'd1.example-8443', url: 'https://d1.example:8443' });
-    expect(parseDepotFlag('lyon-1@lyon=https://d1/')).toEqual({ name: 'lyon-1', site: 'lyon', url: 'https://d1' });
+    expect(() =>
+      decodeAgentConfig({ format: 1, name: '..', masterUrl: 'ftp://x', fingerprint: 'zz', depots: [] }),
+    ).toThrow(/name.*masterUrl.*fingerprint/);
+    expect(() =>
+      decodeAgentConfig({
+        format: 1,
+        name: 'a',
+        masterUrl: 'https://m',
+        fingerprint: 'a'.repeat(64),
+        depots: [],
+        fetch: { concurrency: 0 },
+      }),
+    ).toThrow(/concurrency must be an integer from 1/);
+    expect(parseDepotFlag('https://d1.example:8443')).toEqual({
+      name: 'd1.example-8443',
+      url: 'https://d1.example:8443',
+    });
+    expect(parseDepotFlag('lyon-1@lyon=https://d1/')).toEqual({
+      name: 'lyon-1',
+      site: 'lyon',
+      url: 'https://d1',
+    });
     expect(() => parseDepotFlag('not a url')).toThrow(/--depot/);
   });
 });

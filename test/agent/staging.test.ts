@@ -12,11 +12,14 @@ function setup(bytes: Buffer, lengths: number[], maxRead = Infinity) {
     at += n;
   }
   const f = { path: 'x.bin', mode: 0o644, size: at, chunks };
-  return { f, reader: (data: Buffer) => async (into: Buffer, length: number, position: number) => {
-    const n = Math.max(0, Math.min(length, maxRead, data.length - position));
-    data.copy(into, 0, position, position + n);
-    return n;
-  } };
+  return {
+    f,
+    reader: (data: Buffer) => async (into: Buffer, length: number, position: number) => {
+      const n = Math.max(0, Math.min(length, maxRead, data.length - position));
+      data.copy(into, 0, position, position + n);
+      return n;
+    },
+  };
 }
 
 describe('checkFileChunks (the whole-file check, reading ahead)', () => {
@@ -30,7 +33,12 @@ describe('checkFileChunks (the whole-file check, reading ahead)', () => {
   }
 
   it('passes the file as written, whatever the block size and however short the reads', async () => {
-    for (const [block, maxRead] of [[8192, Infinity], [8192, 1000], [4096, 5000], [1 << 20, Infinity]] as const) {
+    for (const [block, maxRead] of [
+      [8192, Infinity],
+      [8192, 1000],
+      [4096, 5000],
+      [1 << 20, Infinity],
+    ] as const) {
       const { f, reader } = setup(data, lengths, maxRead);
       await expect(checkFileChunks(reader(data), f, block)).resolves.toBeUndefined();
     }
@@ -43,7 +51,9 @@ describe('checkFileChunks (the whole-file check, reading ahead)', () => {
       if (Math.floor(at / 8192) !== Math.floor((at + n - 1) / 8192) && i > 2) {
         const bad = Buffer.from(data);
         bad[at + n - 1] ^= 0x01; // the last byte: in the second block
-        await expect(checkFileChunks(reader(bad), f, 8192)).rejects.toThrow(`bytes at offset ${at} do not match chunk ${f.chunks[i]!.id}`);
+        await expect(checkFileChunks(reader(bad), f, 8192)).rejects.toThrow(
+          `bytes at offset ${at} do not match chunk ${f.chunks[i]!.id}`,
+        );
         return;
       }
       at += n;
@@ -53,13 +63,19 @@ describe('checkFileChunks (the whole-file check, reading ahead)', () => {
 
   it('refuses a short file and a longer one', async () => {
     const { f, reader } = setup(data, lengths);
-    await expect(checkFileChunks(reader(data.subarray(0, data.length - 1)), f, 8192)).rejects.toThrow(/do not match chunk/);
-    await expect(checkFileChunks(reader(Buffer.concat([data, Buffer.from([0])])), f, 8192)).rejects.toThrow('is longer than 300000 bytes');
+    await expect(checkFileChunks(reader(data.subarray(0, data.length - 1)), f, 8192)).rejects.toThrow(
+      /do not match chunk/,
+    );
+    await expect(checkFileChunks(reader(Buffer.concat([data, Buffer.from([0])])), f, 8192)).rejects.toThrow(
+      'is longer than 300000 bytes',
+    );
     // A file that ends exactly on a block boundary, with one more block after it.
     const exact = data.subarray(0, 8192 * 4);
     const e = setup(exact, [8192, 8192, 16384]);
     await expect(checkFileChunks(e.reader(exact), e.f, 8192)).resolves.toBeUndefined();
-    await expect(checkFileChunks(e.reader(Buffer.concat([exact, Buffer.alloc(8192)])), e.f, 8192)).rejects.toThrow(/longer than/);
+    await expect(
+      checkFileChunks(e.reader(Buffer.concat([exact, Buffer.alloc(8192)])), e.f, 8192),
+    ).rejects.toThrow(/longer than/);
   });
 
   it('an empty file: no chunks and no bytes', async () => {

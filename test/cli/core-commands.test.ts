@@ -28,7 +28,11 @@ describe('developer commands', () => {
   it('chunk --json lists contiguous chunks whose ids and tree root match the bytes', () => {
     const r = runCli(['chunk', file, '--json']);
     expect(r.status).toBe(0);
-    const { bytes, root, chunks } = r.json as { bytes: number; root: string; chunks: Array<{ offset: number; length: number; id: string }> };
+    const { bytes, root, chunks } = r.json as {
+      bytes: number;
+      root: string;
+      chunks: Array<{ offset: number; length: number; id: string }>;
+    };
     expect(bytes).toBe(data.length);
     let offset = 0;
     for (const c of chunks) {

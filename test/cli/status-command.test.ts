@@ -6,7 +6,14 @@ import { openDepot } from '../../depot/depot.js';
 import { randomBytesSeeded, startUpstream, writeDepotDir, type Upstream } from '../depot/fixture.js';
 
 const run = (dir: string, json = false) =>
-  statusCommand.run({ values: { dir }, positionals: [], json, log: silentLogger(), stdout: process.stdout, stderr: process.stderr });
+  statusCommand.run({
+    values: { dir },
+    positionals: [],
+    json,
+    log: silentLogger(),
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
 
 describe('depotsync status --dir D', () => {
   let up: Upstream;

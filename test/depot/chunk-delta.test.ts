@@ -41,11 +41,17 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
       { chunk: 6, at: old[6]!.length - 300 },
     ];
     const v2data = Buffer.from(data);
-    for (const [i, e] of edits.entries()) randomBytesSeeded(100, seed * 10 + i).copy(v2data, old[e.chunk]!.start + e.at);
+    for (const [i, e] of edits.entries())
+      randomBytesSeeded(100, seed * 10 + i).copy(v2data, old[e.chunk]!.start + e.at);
     const v2 = await up.publish(name, '2', v2data);
     const now = layout(v2);
     expect(now.map((c) => c.length)).toEqual(old.map((c) => c.length)); // the edits kept every boundary
-    const changed = edits.map((e) => ({ bases: [old[e.chunk]!.id], offset: 0, target: now[e.chunk]!.id, length: now[e.chunk]!.length }));
+    const changed = edits.map((e) => ({
+      bases: [old[e.chunk]!.id],
+      offset: 0,
+      target: now[e.chunk]!.id,
+      length: now[e.chunk]!.length,
+    }));
     return { d, v1, v2, changed };
   }
 
@@ -56,7 +62,11 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     expect(r.switched).toBe(true);
     expect(r.chunksFetched).toBe(3);
     const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
-    expect(asked.sort((a, b) => a.target.localeCompare(b.target))).toEqual(changed.map(({ bases, offset, target }) => ({ bases, offset, target })).sort((a, b) => a.target.localeCompare(b.target)));
+    expect(asked.sort((a, b) => a.target.localeCompare(b.target))).toEqual(
+      changed
+        .map(({ bases, offset, target }) => ({ bases, offset, target }))
+        .sort((a, b) => a.target.localeCompare(b.target)),
+    );
     // Nothing left for whole-chunk batches.
     expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
     const whole = changed.reduce((s, c) => s + c.length, 0);
@@ -75,7 +85,9 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
       void (async () => {
         res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
         for (const [i, p] of pairs.entries()) {
-          const rec = Buffer.concat(encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)));
+          const rec = Buffer.concat(
+            encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)),
+          );
           expect(rec[32]).toBe(2); // a delta
           if (i === 0) rec[rec.length - 1] ^= 0x01; // wrong middle byte
           if (i === 1) rec.writeUInt32BE(rec.readUInt32BE(33) + 1, 33); // prefix one longer: lengths do not add up
@@ -113,7 +125,9 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     up.requests.length = 0;
     const r = await d.engine.sync();
     expect(r.chunksFetched).toBe(1);
-    expect(up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!.map((p) => p.target))).toEqual([bad]);
+    expect(
+      up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!.map((p) => p.target)),
+    ).toEqual([bad]);
     await expectServedComplete(d);
   });
 
@@ -143,7 +157,12 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     up.requests.length = 0;
     const r = await d.engine.sync();
     expect(r.switched).toBe(true);
-    expect(up.requests.filter((q) => q.path === '/v1/chunks/batch').flatMap((q) => q.ids!).sort()).toEqual(changed.map((c) => c.target).sort());
+    expect(
+      up.requests
+        .filter((q) => q.path === '/v1/chunks/batch')
+        .flatMap((q) => q.ids!)
+        .sort(),
+    ).toEqual(changed.map((c) => c.target).sort());
     await expectServedComplete(d);
 
     // A third version; the delta stream is cut after the first record: that one is kept, the rest come whole.
@@ -152,7 +171,11 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
       void (async () => {
         res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
         const p = pairs[0]!;
-        res.write(Buffer.concat(encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!))));
+        res.write(
+          Buffer.concat(
+            encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)),
+          ),
+        );
         await new Promise((resolve) => setTimeout(resolve, 20));
         res.socket?.destroy();
       })();
@@ -167,7 +190,7 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     await expectServedComplete(d2);
   });
 
-  it('pairs the chunks of a file renamed with its version (setup-1.bin → setup-2.bin) with the old file\'s', async () => {
+  it("pairs the chunks of a file renamed with its version (setup-1.bin → setup-2.bin) with the old file's", async () => {
     const data = randomBytesSeeded(400_000, 31);
     const v1 = await up.publish('delta-r', '1', data, 'setup-1.bin');
     const d = depot();
@@ -179,7 +202,11 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     up.requests.length = 0;
     const r = await d.engine.sync();
     expect(r.chunksFetched).toBe(2);
-    expect(up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!.map((x) => x.bases[0]))).toEqual([old[1]!.id, old[3]!.id]);
+    expect(
+      up.requests
+        .filter((q) => q.path === '/v1/chunks/delta')
+        .flatMap((q) => q.pairs!.map((x) => x.bases[0])),
+    ).toEqual([old[1]!.id, old[3]!.id]);
     expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
     expect(r.bytesByStep.deltas!).toBeLessThan((old[1]!.length + old[3]!.length) / 20);
     await expectServedComplete(d);
@@ -193,12 +220,28 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     await d.engine.sync();
     const old = layout(v1);
     const at = old[3]!.start + 1000;
-    const v2 = await up.publish('delta-g', '2', Buffer.concat([data.subarray(0, at), randomBytesSeeded(5000, 22), data.subarray(at)]));
+    const v2 = await up.publish(
+      'delta-g',
+      '2',
+      Buffer.concat([data.subarray(0, at), randomBytesSeeded(5000, 22), data.subarray(at)]),
+    );
     // Make the new generation pending, as a sync does before it fetches chunks.
     const now = layout(v2);
     const newIds = new Set(now.map((c) => c.id).filter((id) => !old.some((o) => o.id === id)));
     expect(newIds.has(now[3]!.id)).toBe(true); // the chunk holding the insertion start
-    d.db.putTarget({ name: v2.name, path: 'delta-g@2.json', length: v2.bytes.length, sha256: v2.name.slice(0, 64), manifestId: 'x'.repeat(64), totalBytes: v2.manifest.totalBytes, chunkCount: now.length, bytes: v2.bytes }, up.clock.now());
+    d.db.putTarget(
+      {
+        name: v2.name,
+        path: 'delta-g@2.json',
+        length: v2.bytes.length,
+        sha256: v2.name.slice(0, 64),
+        manifestId: 'x'.repeat(64),
+        totalBytes: v2.manifest.totalBytes,
+        chunkCount: now.length,
+        bytes: v2.bytes,
+      },
+      up.clock.now(),
+    );
     d.db.setPending(up.repo.generation, [{ path: 'delta-g@2.json', name: v2.name }], up.clock.now());
     const needs = now.filter((c) => newIds.has(c.id)).map((c) => ({ id: c.id, length: c.length }));
     const pairs = pairBases(d.db, d.store, needs);

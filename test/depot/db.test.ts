@@ -30,7 +30,12 @@ describe('depot database', () => {
     expect(boot).toMatch(/^[0-9a-f]{32}$/);
     expect(a.nextSequence()).toBe(2);
     expect(a.statusBoot()).toBe(boot);
-    const report = buildStatusReport(a, { chunksFetched: 0, bytesFetched: 0, freeDiskBytes: 0, now: new Date() });
+    const report = buildStatusReport(a, {
+      chunksFetched: 0,
+      bytesFetched: 0,
+      freeDiskBytes: 0,
+      now: new Date(),
+    });
     expect(decodeStatusReport(JSON.parse(JSON.stringify(report)))).toMatchObject({ sequence: 3, boot });
     // Another database (rebuilt depot): another counter, another id.
     const b = open();
@@ -63,7 +68,19 @@ describe('depot database', () => {
   it('switches the served generation only when every pending target is complete, in one transaction', () => {
     const db = open();
     const now = new Date();
-    db.putTarget({ name: 'a'.repeat(64) + '.p@1.json', path: 'p@1.json', length: 3, sha256: 'a'.repeat(64), manifestId: 'b'.repeat(64), totalBytes: 1, chunkCount: 1, bytes: Buffer.from('abc') }, now);
+    db.putTarget(
+      {
+        name: 'a'.repeat(64) + '.p@1.json',
+        path: 'p@1.json',
+        length: 3,
+        sha256: 'a'.repeat(64),
+        manifestId: 'b'.repeat(64),
+        totalBytes: 1,
+        chunkCount: 1,
+        bytes: Buffer.from('abc'),
+      },
+      now,
+    );
     db.setPending(7, [{ path: 'p@1.json', name: 'a'.repeat(64) + '.p@1.json' }], now);
     const e = (() => {
       try {
@@ -126,20 +143,44 @@ describe('depot.json', () => {
   const base = { name: 'd1', masterUrl: 'https://m:8443', fingerprint: 'a'.repeat(64) };
   it('fills defaults and validates, naming the option, the expectation and the value', () => {
     expect(newDepotConfig(base).sync.batchMaxBytes).toBe(8 * 1024 * 1024);
-    expect(() => newDepotConfig({ ...base, schedule: { intervalMs: 10 } })).toThrow(/schedule.intervalMs must be an integer from 1000 to .*, got 10/);
-    expect(() => newDepotConfig({ ...base, schedule: { window: '25:00-01:00' } })).toThrow(/schedule.window: expected "HH:MM-HH:MM"/);
-    expect(() => newDepotConfig({ ...base, schedule: { bandwidthBytesPerSecond: 100 } })).toThrow(/at least 16384/);
+    expect(() => newDepotConfig({ ...base, schedule: { intervalMs: 10 } })).toThrow(
+      /schedule.intervalMs must be an integer from 1000 to .*, got 10/,
+    );
+    expect(() => newDepotConfig({ ...base, schedule: { window: '25:00-01:00' } })).toThrow(
+      /schedule.window: expected "HH:MM-HH:MM"/,
+    );
+    expect(() => newDepotConfig({ ...base, schedule: { bandwidthBytesPerSecond: 100 } })).toThrow(
+      /at least 16384/,
+    );
     expect(() => decodeDepotConfig({ ...base, surprise: 1 })).toThrow(/unknown setting "surprise"/);
-    expect(() => decodeDepotConfig({ ...base, sync: { concurency: 2 } })).toThrow(/unknown setting "concurency"/);
-    expect(() => decodeDepotConfig({ ...base, fingerprint: 'xyz' })).toThrow(/fingerprint must be a string matching/);
+    expect(() => decodeDepotConfig({ ...base, sync: { concurency: 2 } })).toThrow(
+      /unknown setting "concurency"/,
+    );
+    expect(() => decodeDepotConfig({ ...base, fingerprint: 'xyz' })).toThrow(
+      /fingerprint must be a string matching/,
+    );
   });
 
   it('has distribute-now on by default, and validates its notify settings', () => {
-    expect(newDepotConfig(base).notify).toEqual({ enabled: true, reconnectBaseMs: 1000, reconnectMaxMs: 60_000, minGapMs: 2000, idleTimeoutMs: 60_000 });
+    expect(newDepotConfig(base).notify).toEqual({
+      enabled: true,
+      reconnectBaseMs: 1000,
+      reconnectMaxMs: 60_000,
+      minGapMs: 2000,
+      idleTimeoutMs: 60_000,
+    });
     expect(decodeDepotConfig({ ...base, notify: { enabled: false } }).notify.enabled).toBe(false);
-    expect(() => decodeDepotConfig({ ...base, notify: { enabled: 'yes' } })).toThrow(/notify: enabled must be a boolean, got "yes"/);
-    expect(() => decodeDepotConfig({ ...base, notify: { reconectBaseMs: 5 } })).toThrow(/unknown setting "reconectBaseMs"/);
-    expect(() => newDepotConfig({ ...base, notify: { reconnectBaseMs: 5000, reconnectMaxMs: 1000 } })).toThrow(/notify.reconnectMaxMs must be an integer from 5000/);
-    expect(() => newDepotConfig({ ...base, notify: { idleTimeoutMs: 100 } })).toThrow(/notify.idleTimeoutMs must be an integer from 5000/);
+    expect(() => decodeDepotConfig({ ...base, notify: { enabled: 'yes' } })).toThrow(
+      /notify: enabled must be a boolean, got "yes"/,
+    );
+    expect(() => decodeDepotConfig({ ...base, notify: { reconectBaseMs: 5 } })).toThrow(
+      /unknown setting "reconectBaseMs"/,
+    );
+    expect(() =>
+      newDepotConfig({ ...base, notify: { reconnectBaseMs: 5000, reconnectMaxMs: 1000 } }),
+    ).toThrow(/notify.reconnectMaxMs must be an integer from 5000/);
+    expect(() => newDepotConfig({ ...base, notify: { idleTimeoutMs: 100 } })).toThrow(
+      /notify.idleTimeoutMs must be an integer from 5000/,
+    );
   });
 });

@@ -9,7 +9,13 @@ import { createDepotApp } from '../../depot/serve/app.js';
 import { depotEventHub } from '../../depot/serve/events.js';
 import { startDepotServer, type DepotServer } from '../../depot/serve/server.js';
 import { notifyListenerFor, type NotifyListener } from '../../depot/sync/notify-listener.js';
-import { agentCredentials, randomBytesSeeded, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
+import {
+  agentCredentials,
+  randomBytesSeeded,
+  startUpstream,
+  writeDepotDir,
+  type Upstream,
+} from './fixture.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -44,10 +50,30 @@ describe('depot event stream to child depots (real mutual TLS, real sync)', () =
     parent = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now });
     await parent.engine.sync();
     hub = depotEventHub(parent.db, silentLogger(), { pollMs: 20, heartbeatMs: 50 });
-    const app = createDepotApp({ db: parent.db, store: parent.store, revocations: parent.revocations, logger: silentLogger(), name: 'parent', events: hub, metricsToken: false });
-    server = await startDepotServer({ app, keyPem: parent.creds.keyPem, certPem: parent.creds.certPem, caPem: parent.creds.caPem, host: '127.0.0.1', port: 0, logger: silentLogger() });
+    const app = createDepotApp({
+      db: parent.db,
+      store: parent.store,
+      revocations: parent.revocations,
+      logger: silentLogger(),
+      name: 'parent',
+      events: hub,
+      metricsToken: false,
+    });
+    server = await startDepotServer({
+      app,
+      keyPem: parent.creds.keyPem,
+      certPem: parent.creds.certPem,
+      caPem: parent.creds.caPem,
+      host: '127.0.0.1',
+      port: 0,
+      logger: silentLogger(),
+    });
     parentUrl = `https://127.0.0.1:${server.port}`;
-    const cf = writeDepotDir(up, { name: 'child', upstreamUrl: parentUrl, config: { notify: { reconnectBaseMs: 100, reconnectMaxMs: 200, minGapMs: 0 } } });
+    const cf = writeDepotDir(up, {
+      name: 'child',
+      upstreamUrl: parentUrl,
+      config: { notify: { reconnectBaseMs: 100, reconnectMaxMs: 200, minGapMs: 0 } },
+    });
     dirs.push(cf.dir);
     child = openDepot(cf.dir, { logger: silentLogger(), now: up.clock.now });
     listener = notifyListenerFor(child, {
@@ -101,7 +127,13 @@ describe('depot event stream to child depots (real mutual TLS, real sync)', () =
 
   it('ends the stream of an agent revoked while connected, and refuses its next one (403 revoked)', async () => {
     const bad = agentCredentials(up.ca, 'agent-bad');
-    const c = new HttpClient({ baseUrl: parentUrl, caPem: up.ca.certPem, keyPem: bad.keyPem, certPem: bad.certPem, minBytesPerSecond: 0 });
+    const c = new HttpClient({
+      baseUrl: parentUrl,
+      caPem: up.ca.certPem,
+      keyPem: bad.keyPem,
+      certPem: bad.certPem,
+      minBytesPerSecond: 0,
+    });
     clients.push(c);
     const res = await c.getStream('/v1/events', { maxBytes: 1e6 });
     expect(res.headers['content-type']).toMatch(/^text\/event-stream/);

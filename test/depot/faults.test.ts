@@ -42,7 +42,11 @@ describe('depot sync: bad input and faults (each leaves the served generation in
       'timestamp.json',
       resign(ts, [up.keys.timestamp], (s) => {
         s.version += 1;
-        s.meta['snapshot.json'] = { version: v, length: forgedSnap.length, hashes: { sha256: sha256(forgedSnap) } };
+        s.meta['snapshot.json'] = {
+          version: v,
+          length: forgedSnap.length,
+          hashes: { sha256: sha256(forgedSnap) },
+        };
       }),
     );
     try {
@@ -53,7 +57,10 @@ describe('depot sync: bad input and faults (each leaves the served generation in
     } finally {
       up.files.delete(`${v}.snapshot.json`);
       up.putFiles(up.repo.refresh()); // a real, newer timestamp
-      up.files.set('timestamp.json', Buffer.from(up.repo.currentFiles().find((f) => f.name === 'timestamp.json')!.bytes));
+      up.files.set(
+        'timestamp.json',
+        Buffer.from(up.repo.currentFiles().find((f) => f.name === 'timestamp.json')!.bytes),
+      );
     }
   });
 
@@ -139,7 +146,11 @@ describe('depot sync: bad input and faults (each leaves the served generation in
       wrapStore: (s) => ({
         missing: (ids) => s.missing(ids),
         putMany: async (chunks) => {
-          if (full && ++puts > 1) throw fromSystemError(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), `chunk store ${s.root}`);
+          if (full && ++puts > 1)
+            throw fromSystemError(
+              Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+              `chunk store ${s.root}`,
+            );
           return s.putMany(chunks);
         },
       }),

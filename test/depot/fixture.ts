@@ -6,10 +6,22 @@ import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono } from 'hono';
-import { buildManifest, encodeManifest, manifestId, uniqueChunkIds, type Manifest } from '../../src/content/manifest.js';
+import {
+  buildManifest,
+  encodeManifest,
+  manifestId,
+  uniqueChunkIds,
+  type Manifest,
+} from '../../src/content/manifest.js';
 import { silentLogger } from '../../src/log.js';
 import { tlsServerOptions } from '../../src/net/tls.js';
-import { createCa, issueMachineCertificate, issueServerCertificate, loadCa, type Ca } from '../../src/pki/ca.js';
+import {
+  createCa,
+  issueMachineCertificate,
+  issueServerCertificate,
+  loadCa,
+  type Ca,
+} from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
 import { createRevocationList } from '../../src/wire/revocations.js';
@@ -66,7 +78,10 @@ export interface Faults {
   /** Take over a batch request: write part of the answer and cut the connection, etc. Return true when handled. */
   batch?: (ids: string[], res: import('node:http').ServerResponse) => boolean;
   /** Take over a chunk delta request (`POST /v1/chunks/delta`) the same way. */
-  delta?: (pairs: Array<{ bases: string[]; offset: number; target: string }>, res: import('node:http').ServerResponse) => boolean;
+  delta?: (
+    pairs: Array<{ bases: string[]; offset: number; target: string }>,
+    res: import('node:http').ServerResponse,
+  ) => boolean;
 }
 
 export interface RecordedRequest {
@@ -115,15 +130,31 @@ export function testCa(): Ca {
   return sharedCa;
 }
 
-export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?: Record<string, string> } = {}): Promise<Upstream> {
+export async function startUpstream(
+  opts: { clock?: Clock; ca?: Ca; rootFields?: Record<string, string> } = {},
+): Promise<Upstream> {
   const clock = opts.clock ?? new Clock();
   const ca = opts.ca ?? testCa();
   const dir = mkdtempSync(join(tmpdir(), 'depot-upstream-'));
-  const keys = { root: generateKeyPair(), timestamp: generateKeyPair(), snapshot: generateKeyPair(), targets: generateKeyPair() };
+  const keys = {
+    root: generateKeyPair(),
+    timestamp: generateKeyPair(),
+    snapshot: generateKeyPair(),
+    targets: generateKeyPair(),
+  };
   const created = TufRepository.create({
     // The root names the CA, as a real master's does: enrollment talks TLS only to a server of it.
-    root: { keys: [keys.root.publicKey], threshold: 1, signers: [keys.root.signer], fields: opts.rootFields ?? rootCaFields(ca.certPem) },
-    online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+    root: {
+      keys: [keys.root.publicKey],
+      threshold: 1,
+      signers: [keys.root.signer],
+      fields: opts.rootFields ?? rootCaFields(ca.certPem),
+    },
+    online: {
+      timestamp: keys.timestamp.signer,
+      snapshot: keys.snapshot.signer,
+      targets: keys.targets.signer,
+    },
     options: { now: clock.now, binCount: 16 },
   });
   const repo = created.repository;
@@ -146,7 +177,10 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     if (!e) return c.json({ error: { code: 'not-found', message: `no enrollment ${id}` } }, 404);
     if (!e.approved) return c.json({ state: 'pending', request: id, name: e.req.name }, 202);
     const certificate = issueMachineCertificate(ca, e.req.csr, { machineName: e.req.name, role: e.req.role });
-    return c.json({ state: 'approved', request: id, name: e.req.name, certificate, caCertificate: ca.certPem }, 200);
+    return c.json(
+      { state: 'approved', request: id, name: e.req.name, certificate, caCertificate: ca.certPem },
+      200,
+    );
   };
   let revocationVersion = 0;
 
@@ -154,7 +188,9 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     metadata: (name) => files.get(name),
     target: (name) => (faults.missingTargets.has(name) ? undefined : targets.get(name)),
     revocations: () => revocations,
-    latestRootVersion: () => Math.max(0, ...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))) || undefined,
+    latestRootVersion: () =>
+      Math.max(0, ...[...files.keys()].map((n) => Number(/^(\d+)\.root\.json$/.exec(n)?.[1] ?? 0))) ||
+      undefined,
     chunks: corruptingChunks(store, faults.corrupt),
   };
   const log = silentLogger();
@@ -172,7 +208,11 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
       if (faults.batch && faults.batch(rec.ids, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     if (rec.method === 'POST' && rec.path === '/v1/chunks/delta') {
-      rec.pairs = ((await c.req.raw.clone().json()) as { pairs: Array<{ bases: string[]; offset: number; target: string }> }).pairs;
+      rec.pairs = (
+        (await c.req.raw.clone().json()) as {
+          pairs: Array<{ bases: string[]; offset: number; target: string }>;
+        }
+      ).pairs;
       if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     await next();
@@ -184,7 +224,8 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     const id = `req-${++enrollSeq}`;
     enrollments.set(id, { req, approved: false });
     if (req.token !== undefined) {
-      if (!tokens.delete(req.token)) return c.json({ error: { code: 'bad-token', message: 'enrollment token unknown or used' } }, 403);
+      if (!tokens.delete(req.token))
+        return c.json({ error: { code: 'bad-token', message: 'enrollment token unknown or used' } }, 403);
       enrollments.get(id)!.approved = true;
     }
     return enrollReply(c, id);
@@ -195,8 +236,15 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     mutualTls({
       log,
       authorize: (peer) => {
-        if (revoked.has(peer.serial)) return { ok: false, status: 403, code: 'revoked', reason: `certificate ${peer.serial} was revoked` };
-        if (peer.role !== 'depot' && peer.role !== 'agent') return { ok: false, status: 403, code: 'wrong-role', reason: 'not a machine certificate' };
+        if (revoked.has(peer.serial))
+          return {
+            ok: false,
+            status: 403,
+            code: 'revoked',
+            reason: `certificate ${peer.serial} was revoked`,
+          };
+        if (peer.role !== 'depot' && peer.role !== 'agent')
+          return { ok: false, status: 403, code: 'wrong-role', reason: 'not a machine certificate' };
         return { ok: true, machine: { name: peer.commonName, role: peer.role, serial: peer.serial } };
       },
     }),
@@ -209,8 +257,15 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
   // memory by an earlier test would be served past them.
   app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
 
-  const srv = issueServerCertificate(ca, { commonName: 'master', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
-  const server = https.createServer(tlsServerOptions({ ...srv, caPem: ca.certPem }), getRequestListener(app.fetch));
+  const srv = issueServerCertificate(ca, {
+    commonName: 'master',
+    ipAddresses: ['127.0.0.1'],
+    dnsNames: ['localhost'],
+  });
+  const server = https.createServer(
+    tlsServerOptions({ ...srv, caPem: ca.certPem }),
+    getRequestListener(app.fetch),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
 
@@ -234,7 +289,12 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
     putFiles,
     async publish(name, version, data, file = 'setup.bin') {
       const r = await ingestBuffer(store, data, { chunker: CHUNKING });
-      const manifest = buildManifest({ name, version, chunking: CHUNKING, files: [{ path: file, mode: 0o644, size: r.size, chunks: r.chunks }] });
+      const manifest = buildManifest({
+        name,
+        version,
+        chunking: CHUNKING,
+        files: [{ path: file, mode: 0o644, size: r.size, chunks: r.chunks }],
+      });
       const bytes = encodeManifest(manifest);
       const path = `${name}@${version}.json`;
       const digest = sha256(bytes);
@@ -243,7 +303,13 @@ export async function startUpstream(opts: { clock?: Clock; ca?: Ca; rootFields?:
         repo.addTarget(path, {
           length: bytes.length,
           sha256: digest,
-          custom: { manifestId: manifestId(bytes), name, version, bytes: manifest.totalBytes, chunks: manifest.tree.count },
+          custom: {
+            manifestId: manifestId(bytes),
+            name,
+            version,
+            bytes: manifest.totalBytes,
+            chunks: manifest.tree.count,
+          },
         }),
       );
       return { path, name: `${digest}.${path}`, manifest, bytes, chunkIds: uniqueChunkIds(manifest) };
@@ -294,11 +360,19 @@ export interface DepotFiles {
 }
 
 /** Write an enrolled depot directory (machine key and certificate from the test CA, depot.json). */
-export function writeDepotDir(up: Pick<Upstream, 'url' | 'ca' | 'fingerprint'>, opts: { name?: string; upstreamUrl?: string; config?: Partial<DepotConfigInput>; dir?: string } = {}): DepotFiles {
+export function writeDepotDir(
+  up: Pick<Upstream, 'url' | 'ca' | 'fingerprint'>,
+  opts: { name?: string; upstreamUrl?: string; config?: Partial<DepotConfigInput>; dir?: string } = {},
+): DepotFiles {
   const name = opts.name ?? 'depot-1';
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `depot-${name}-`));
   const layout = depotLayout(dir);
-  const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+  const { keyPem, csrPem } = createMachineKeyAndCsr({
+    machineName: name,
+    role: 'depot',
+    ipAddresses: ['127.0.0.1'],
+    dnsNames: ['localhost'],
+  });
   const certPem = issueMachineCertificate(up.ca, csrPem, { machineName: name, role: 'depot' });
   mkdirSync(layout.tlsDir, { recursive: true });
   writeFileSync(layout.key, keyPem, { mode: 0o600 });

@@ -17,4 +17,3 @@ export async function expectServedComplete(d: Depot): Promise<number> {
   }
   return chunks;
 }
-

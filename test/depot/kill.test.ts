@@ -5,7 +5,13 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { openDepot } from '../../depot/depot.js';
-import { randomBytesSeeded, startUpstream, writeDepotDir, type DepotFiles, type Upstream } from './fixture.js';
+import {
+  randomBytesSeeded,
+  startUpstream,
+  writeDepotDir,
+  type DepotFiles,
+  type Upstream,
+} from './fixture.js';
 import { expectServedComplete } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -65,7 +71,10 @@ describe('kill -9 during a sync (separate process)', () => {
 
   beforeAll(async () => {
     [up, child] = await Promise.all([startUpstream(), bundleChild()]);
-    files = writeDepotDir(up, { name: 'killed', config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2, checkpointBytes: 512 * 1024 } } });
+    files = writeDepotDir(up, {
+      name: 'killed',
+      config: { sync: { batchMaxBytes: 256 * 1024, concurrency: 2, checkpointBytes: 512 * 1024 } },
+    });
   });
   afterAll(async () => {
     await up?.close();
@@ -92,7 +101,16 @@ describe('kill -9 during a sync (separate process)', () => {
     const served: Array<number | undefined> = [];
     // Where each run is killed: after k durable stores, at a random instant after the metadata step,
     // right before the switch (every chunk stored), right after the switch (before the report).
-    const plans = ['stores', 'metadata', 'before-switch', 'after-switch', 'stores', 'metadata', 'before-switch', 'after-switch'];
+    const plans = [
+      'stores',
+      'metadata',
+      'before-switch',
+      'after-switch',
+      'stores',
+      'metadata',
+      'before-switch',
+      'after-switch',
+    ];
     for (const [i, plan] of plans.entries()) {
       if (i === 2 || i === 4) await up.publish('big', `1.${i}`, randomBytesSeeded(2_000_000, seed++)); // the target moves on
       const run = runChild(child.file, files.dir);
@@ -112,7 +130,12 @@ describe('kill -9 during a sync (separate process)', () => {
     const final = runChild(child.file, files.dir);
     const r = await final.exit;
     expect(r.code, r.out).toBe(0);
-    const done = JSON.parse(r.out.split('\n').find((l) => l.startsWith('done '))!.slice(5));
+    const done = JSON.parse(
+      r.out
+        .split('\n')
+        .find((l) => l.startsWith('done '))!
+        .slice(5),
+    );
     expect(done.generation).toBe(up.repo.generation);
     expect(await checkServed()).toBe(up.repo.generation);
     // Served generations only move forward.
@@ -124,7 +147,13 @@ describe('kill -9 during a sync (separate process)', () => {
     // A bandwidth limit of 24 MiB/s keeps the whole sync above 40 s however fast the machine is, so
     // twenty kills at most 1.8 s into each download (864 MiB at most) always land before it completes
     // (unlimited, 1 GiB takes 5-12 s here); 8 MiB checkpoints commit every third of a second.
-    const big = writeDepotDir(up, { name: 'killed-big', config: { sync: { checkpointBytes: 8 * 1024 * 1024 }, schedule: { bandwidthBytesPerSecond: 24 * 1024 * 1024 } } });
+    const big = writeDepotDir(up, {
+      name: 'killed-big',
+      config: {
+        sync: { checkpointBytes: 8 * 1024 * 1024 },
+        schedule: { bandwidthBytesPerSecond: 24 * 1024 * 1024 },
+      },
+    });
     try {
       const pub = await up.publish('huge', '1.0', randomBytes(1024 * 1024 * 1024));
       const target = up.repo.generation;
@@ -176,14 +205,21 @@ describe('kill -9 during a sync (separate process)', () => {
       expect(stored, lastOut.slice(-3000)).toBeGreaterThan(0); // checkpoints were committed between kills
       // The last run at full speed: the limit only had to keep the killed runs from completing.
       const configPath = join(big.dir, 'depot.json');
-      const config = JSON.parse(readFileSync(configPath, 'utf8')) as { schedule: { bandwidthBytesPerSecond: number } };
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as {
+        schedule: { bandwidthBytesPerSecond: number };
+      };
       config.schedule.bandwidthBytesPerSecond = 0;
       writeFileSync(configPath, JSON.stringify(config));
       const last = runChild(child.file, big.dir);
       const r = await last.exit;
       expect(r.code, r.out).toBe(0);
       // The last run fetched only what the killed ones had not stored.
-      const done = JSON.parse(r.out.split('\n').find((l) => l.startsWith('done '))!.slice(5)) as { chunksFetched: number };
+      const done = JSON.parse(
+        r.out
+          .split('\n')
+          .find((l) => l.startsWith('done '))!
+          .slice(5),
+      ) as { chunksFetched: number };
       const total = new Set(pub.manifest.files[0]!.chunks.map((c) => c.id)).size;
       expect(done.chunksFetched).toBeGreaterThan(0);
       expect(done.chunksFetched).toBeLessThan(total);

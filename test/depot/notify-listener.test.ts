@@ -81,7 +81,10 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((c) => c()));
 });
 
-function listener(url: string, o: Partial<NotifyListenerOptions> & { served?: () => number | undefined } = {}) {
+function listener(
+  url: string,
+  o: Partial<NotifyListenerOptions> & { served?: () => number | undefined } = {},
+) {
   const calls: string[] = [];
   const relayed: Array<{ seq: number; depot: string | null }> = [];
   let served = 5;
@@ -120,7 +123,10 @@ describe('depot notify listener: the event stream to the upstream', () => {
 
   it('reconnects with backoff after a refusal and after the stream drops, and keeps listening', async () => {
     const up = await fakeUpstream([
-      (res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"internal","message":"busy"}}'),
+      (res) =>
+        res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end('{"error":{"code":"internal","message":"busy"}}'),
       (res) => sse(res, gen(5)) as unknown as void, // then cut below
       (res) => sse(res, gen(7)),
     ]);
@@ -148,7 +154,9 @@ describe('depot notify listener: the event stream to the upstream', () => {
   });
 
   it('refuses an answer that is not an event stream (an old upstream), naming it', async () => {
-    const up = await fakeUpstream([(res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}')]);
+    const up = await fakeUpstream([
+      (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+    ]);
     cleanups.push(up.close);
     const { l } = listener(up.url);
     l.start();
@@ -158,7 +166,19 @@ describe('depot notify listener: the event stream to the upstream', () => {
   });
 
   it('grows the reconnect delay exponentially with jitter, capped', () => {
-    const mk = (random: number) => new NotifyListener({ client: () => { throw new Error('unused'); }, origin: 'x', name: 'd', served: () => 0, sync: async () => undefined, config: { reconnectBaseMs: 1000, reconnectMaxMs: 60_000, minGapMs: 0 }, logger: silentLogger(), random: () => random });
+    const mk = (random: number) =>
+      new NotifyListener({
+        client: () => {
+          throw new Error('unused');
+        },
+        origin: 'x',
+        name: 'd',
+        served: () => 0,
+        sync: async () => undefined,
+        config: { reconnectBaseMs: 1000, reconnectMaxMs: 60_000, minGapMs: 0 },
+        logger: silentLogger(),
+        random: () => random,
+      });
     const low = mk(0);
     const high = mk(0.999999);
     expect([1, 2, 3, 4].map((f) => low.reconnectDelayMs(f))).toEqual([500, 1000, 2000, 4000]);
@@ -252,7 +272,9 @@ describe('depot notify listener: what an event starts', () => {
   });
 
   it('fetches a newer revocation list at once (ignoring the sync gap and window), never an older or equal one', async () => {
-    const up = await fakeUpstream([(res) => sse(res, gen(5), encodeEvent({ kind: 'revocations', version: 2 }))]);
+    const up = await fakeUpstream([
+      (res) => sse(res, gen(5), encodeEvent({ kind: 'revocations', version: 2 })),
+    ]);
     cleanups.push(up.close);
     let kept = 2;
     const refreshed: number[] = [];

@@ -58,7 +58,13 @@ describe('daily window', () => {
 });
 
 describe('next run planning', () => {
-  const plan = planOf({ ...DEFAULT_SCHEDULE, intervalMs: 10 * MIN, jitterMs: 2 * MIN, backoffBaseMs: 30_000, backoffMaxMs: 8 * MIN });
+  const plan = planOf({
+    ...DEFAULT_SCHEDULE,
+    intervalMs: 10 * MIN,
+    jitterMs: 2 * MIN,
+    backoffBaseMs: 30_000,
+    backoffMaxMs: 8 * MIN,
+  });
   it('adds jitter to the interval after a success', () => {
     const now = utcAt('12:00');
     expect(nextRunAt(now, 0, plan, () => 0)).toBe(now + 10 * MIN);
@@ -75,7 +81,13 @@ describe('next run planning', () => {
     expect(at(10, 0)).toBe(4 * MIN);
   });
   it('moves runs into the window', () => {
-    const p = planOf({ ...DEFAULT_SCHEDULE, intervalMs: 10 * MIN, jitterMs: 0, window: '22:00-05:00', windowUtc: true });
+    const p = planOf({
+      ...DEFAULT_SCHEDULE,
+      intervalMs: 10 * MIN,
+      jitterMs: 0,
+      window: '22:00-05:00',
+      windowUtc: true,
+    });
     expect(nextRunAt(utcAt('12:00'), 0, p, () => 0)).toBe(utcAt('22:00'));
     expect(nextRunAt(utcAt('22:30'), 0, p, () => 0)).toBe(utcAt('22:40'));
   });
@@ -91,7 +103,13 @@ describe('Scheduler', () => {
       logger: silentLogger(),
       timers,
       random: () => 0,
-      plan: planOf({ ...DEFAULT_SCHEDULE, intervalMs: 10 * MIN, jitterMs: 0, backoffBaseMs: 60_000, backoffMaxMs: 10 * MIN }),
+      plan: planOf({
+        ...DEFAULT_SCHEDULE,
+        intervalMs: 10 * MIN,
+        jitterMs: 0,
+        backoffBaseMs: 60_000,
+        backoffMaxMs: 10 * MIN,
+      }),
       task: async () => {
         const ok = outcomes[runs++];
         if (!ok) throw new Error('upstream unreachable');
@@ -145,7 +163,14 @@ describe('TokenBucket', () => {
   it('holds the received-byte rate by making readers wait', async () => {
     let t = 0;
     const slept: number[] = [];
-    const bucket = new TokenBucket(100_000, { burstBytes: 10_000, now: () => t, sleep: async (ms) => { slept.push(ms); t += ms; } });
+    const bucket = new TokenBucket(100_000, {
+      burstBytes: 10_000,
+      now: () => t,
+      sleep: async (ms) => {
+        slept.push(ms);
+        t += ms;
+      },
+    });
     await bucket.take(10_000); // the burst
     expect(slept).toEqual([]);
     await bucket.take(50_000);

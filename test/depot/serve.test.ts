@@ -10,7 +10,14 @@ import { createDepotApp } from '../../depot/serve/app.js';
 import { startDepotServer, type DepotServer } from '../../depot/serve/server.js';
 import { pruneUnreferenced } from '../../depot/sync/prune.js';
 import { scrub } from '../../depot/sync/scrub.js';
-import { agentCredentials, randomBytesSeeded, startUpstream, writeDepotDir, type Published, type Upstream } from './fixture.js';
+import {
+  agentCredentials,
+  randomBytesSeeded,
+  startUpstream,
+  writeDepotDir,
+  type Published,
+  type Upstream,
+} from './fixture.js';
 import { expectServedComplete } from './helpers.js';
 
 describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)', () => {
@@ -25,7 +32,11 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
   const clients: HttpClient[] = [];
 
   function agent(creds?: { keyPem: string; certPem: string }): HttpClient {
-    const c = new HttpClient({ baseUrl: parentUrl, caPem: up.ca.certPem, ...(creds ? { keyPem: creds.keyPem, certPem: creds.certPem } : {}) });
+    const c = new HttpClient({
+      baseUrl: parentUrl,
+      caPem: up.ca.certPem,
+      ...(creds ? { keyPem: creds.keyPem, certPem: creds.certPem } : {}),
+    });
     clients.push(c);
     return c;
   }
@@ -37,8 +48,22 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     dirs.push(files.dir);
     parent = openDepot(files.dir, { logger: silentLogger(), now: up.clock.now });
     await parent.engine.sync();
-    const app = createDepotApp({ db: parent.db, store: parent.store, revocations: parent.revocations, logger: silentLogger(), name: 'parent' });
-    server = await startDepotServer({ app, keyPem: parent.creds.keyPem, certPem: parent.creds.certPem, caPem: parent.creds.caPem, host: '127.0.0.1', port: 0, logger: silentLogger() });
+    const app = createDepotApp({
+      db: parent.db,
+      store: parent.store,
+      revocations: parent.revocations,
+      logger: silentLogger(),
+      name: 'parent',
+    });
+    server = await startDepotServer({
+      app,
+      keyPem: parent.creds.keyPem,
+      certPem: parent.creds.certPem,
+      caPem: parent.creds.caPem,
+      host: '127.0.0.1',
+      port: 0,
+      logger: silentLogger(),
+    });
     parentUrl = `https://127.0.0.1:${server.port}`;
     good = agentCredentials(up.ca, 'agent-good');
     bad = agentCredentials(up.ca, 'agent-bad');
@@ -57,7 +82,11 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     const ts = await a.getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 });
     expect(ts.equals(up.files.get('timestamp.json')!)).toBe(true);
     const gen = up.repo.generation;
-    expect((await a.getBytes(`/v1/metadata/${gen}.snapshot.json`, { maxBytes: 1e6 })).equals(up.files.get(`${gen}.snapshot.json`)!)).toBe(true);
+    expect(
+      (await a.getBytes(`/v1/metadata/${gen}.snapshot.json`, { maxBytes: 1e6 })).equals(
+        up.files.get(`${gen}.snapshot.json`)!,
+      ),
+    ).toBe(true);
     expect((await a.getBytes(`/v1/targets/${pkg.name}`, { maxBytes: 1e6 })).equals(pkg.bytes)).toBe(true);
     const id = pkg.chunkIds[0]!;
     const chunk = await up.store.get(id);
@@ -67,25 +96,40 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     const parts: Buffer[] = [];
     for await (const p of res.body) parts.push(p as Buffer);
     expect(Buffer.concat(parts).equals(chunk.subarray(10, 20))).toBe(true);
-    const cached = await a.request('GET', `/v1/chunks/${id}`, { maxBytes: 1e6, headers: { 'if-none-match': `"${id}"` } }).catch((e: unknown) => e);
+    const cached = await a
+      .request('GET', `/v1/chunks/${id}`, { maxBytes: 1e6, headers: { 'if-none-match': `"${id}"` } })
+      .catch((e: unknown) => e);
     expect((cached as HttpError).status ?? (cached as { status: number }).status).toBe(304);
   });
 
   it('answers /healthz and root metadata without a certificate, everything else only with one', async () => {
     const anon = agent();
-    expect(await anon.getJson('/healthz', { maxBytes: 4096 })).toMatchObject({ status: 'ok', generation: up.repo.generation });
-    expect((await anon.getBytes('/v1/metadata/1.root.json', { maxBytes: 1e6 })).equals(up.files.get('1.root.json')!)).toBe(true);
-    const e = await anon.getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 }).catch((x: unknown) => x);
+    expect(await anon.getJson('/healthz', { maxBytes: 4096 })).toMatchObject({
+      status: 'ok',
+      generation: up.repo.generation,
+    });
+    expect(
+      (await anon.getBytes('/v1/metadata/1.root.json', { maxBytes: 1e6 })).equals(
+        up.files.get('1.root.json')!,
+      ),
+    ).toBe(true);
+    const e = await anon
+      .getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(HttpError);
     expect((e as HttpError).status).toBe(401);
     expect((e as HttpError).serverCode).toBe('no-certificate');
   });
 
   it('refuses an agent the master revoked, once the depot has synced the signed revocation list', async () => {
-    expect((await agent(bad).getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 })).length).toBeGreaterThan(0);
+    expect(
+      (await agent(bad).getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 })).length,
+    ).toBeGreaterThan(0);
     up.revoke([bad.serial]);
     await parent.engine.sync();
-    const e = await agent(bad).getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 }).catch((x: unknown) => x);
+    const e = await agent(bad)
+      .getBytes('/v1/metadata/timestamp.json', { maxBytes: 16_384 })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(HttpError);
     expect((e as HttpError).status).toBe(403);
     expect((e as HttpError).serverCode).toBe('revoked');
@@ -125,7 +169,9 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     up.unpublish(pkg.path);
     await parent.engine.sync();
     const { decodeManifest, uniqueChunkIds } = await import('../../src/content/manifest.js');
-    const live = new Set([...parent.db.liveTargets(['served'])].flatMap((t) => uniqueChunkIds(decodeManifest(t.bytes))));
+    const live = new Set(
+      [...parent.db.liveTargets(['served'])].flatMap((t) => uniqueChunkIds(decodeManifest(t.bytes))),
+    );
     const only1 = pkg.chunkIds.filter((id) => !live.has(id));
     expect(only1.length).toBeGreaterThan(0);
     const r = await parent.engine.exclusive('gc', () => pruneUnreferenced(parent, { graceMs: 0 }));
@@ -163,6 +209,13 @@ describe('depot serving agents and child depots (real mutual TLS on 127.0.0.1)',
     expect(r.chunksFetched).toBe(1);
     await expectServedComplete(parent);
     expect(up.reports.filter((x) => x.machine === 'parent').at(-1)!.report).toMatchObject({ scrubFailed: 1 });
-    expect(isDepotsyncError(await parent.store.get(id).then(() => undefined, (e: unknown) => e))).toBe(false);
+    expect(
+      isDepotsyncError(
+        await parent.store.get(id).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(false);
   });
 });

@@ -44,7 +44,11 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
     up.revoke([]);
     await d.engine.sync();
     up.requests.length = 0;
-    expect(await d.engine.sync()).toMatchObject({ generation: second.generation, chunksFetched: 0, switched: false });
+    expect(await d.engine.sync()).toMatchObject({
+      generation: second.generation,
+      chunksFetched: 0,
+      switched: false,
+    });
     expect(up.requests.map((r) => r.path)).toEqual(['/v1/metadata/timestamp.json']);
     // Status went to the master under the depot's certificate name.
     const last = up.reports.at(-1)!;
@@ -63,7 +67,9 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
       // Root 2 moves the timestamp role to a new key: a depot that skipped 2.root.json (a wrong hint
       // check) could not verify the new timestamp and the sync would fail.
       const ts2 = generateKeyPair();
-      up2.putFiles(up2.repo.rotateRoot({ timestamp: ts2.publicKey }, [up2.keys.root.signer], { timestamp: ts2.signer }));
+      up2.putFiles(
+        up2.repo.rotateRoot({ timestamp: ts2.publicKey }, [up2.keys.root.signer], { timestamp: ts2.signer }),
+      );
       const p = await up2.publish('rot', '1.1', randomBytesSeeded(100_000, 10));
       up2.requests.length = 0;
       const r = await d.engine.sync();
@@ -112,7 +118,9 @@ describe('depot sync engine against a fake master over mutual TLS', () => {
     up.faults.missingTargets.add(p.name);
     const err = await d.engine.sync().catch((e: unknown) => e);
     expect(isDepotsyncError(err, 'not-found')).toBe(true);
-    expect((err as Error).message).toMatch(/manifest charlie@1\.0\.json: the signed catalog lists it but upstream .* does not have it/);
+    expect((err as Error).message).toMatch(
+      /manifest charlie@1\.0\.json: the signed catalog lists it but upstream .* does not have it/,
+    );
     expect(d.db.served()!.generation).toBe(before.generation);
   });
 });

@@ -27,14 +27,29 @@ describe('master database backup and restore (separate processes)', () => {
     const url = `https://127.0.0.1:${port}`;
     const lines: string[] = [];
     const serve = () => {
-      const s = startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${port}`], { log: (l) => lines.push(l) });
+      const s = startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${port}`], {
+        log: (l) => lines.push(l),
+      });
       services.push(s);
       return s;
     };
     let master = serve();
     await waitForHttps(url);
     const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson(['depot', 'init', '--dir', D, '--master', url, '--fingerprint', fp, '--token', token, '--name', 'depot-1']);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      D,
+      '--master',
+      url,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'depot-1',
+    ]);
     expect(runJson(['depot', 'sync', '--dir', D]).generation).toBe(2);
 
     // Online backup from another process while the master serves.
@@ -55,11 +70,16 @@ describe('master database backup and restore (separate processes)', () => {
     expect(restored.status).toBe(0);
     expect(existsSync(join(restored.json.keptAside, 'master.db'))).toBe(true);
     master = serve();
-    await waitForHttps(url).catch((e: unknown) => Promise.reject(new Error(`${(e as Error).message}; the master said: ${lines.slice(-5).join(' | ')}`)));
+    await waitForHttps(url).catch((e: unknown) =>
+      Promise.reject(new Error(`${(e as Error).message}; the master said: ${lines.slice(-5).join(' | ')}`)),
+    );
 
     // The restored master publishes on, and the depot (enrolled before the backup) syncs on.
     writeFileSync(join(tmp.dir, 'v2.bin'), pseudoRandomBytes(200_000, 12));
-    expect(runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '2', join(tmp.dir, 'v2.bin')]).generation).toBe(3);
+    expect(
+      runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '2', join(tmp.dir, 'v2.bin')])
+        .generation,
+    ).toBe(3);
     expect(runJson(['depot', 'sync', '--dir', D])).toMatchObject({ generation: 3 });
   }, 120_000);
 });

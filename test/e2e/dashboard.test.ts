@@ -33,7 +33,9 @@ describe('dashboard in a browser', () => {
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: the dashboard browser test needs Debian's chromium; install it with scripts/system-deps.sh (apt-get install -y chromium)`);
+      throw new Error(
+        `${CHROMIUM} is missing: the dashboard browser test needs Debian's chromium; install it with scripts/system-deps.sh (apt-get install -y chromium)`,
+      );
     }
     const fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
     // Live updates twice a second, so the test waits less.
@@ -41,38 +43,90 @@ describe('dashboard in a browser', () => {
     const installer = join(dir, 'setup.bin');
     writeFileSync(installer, demoBytes(300_000, 1));
     runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.0', installer]);
-    adminToken = runJson(['master', 'operator', 'add', '--dir', M, '--name', 'web-admin', '--role', 'admin']).token as string;
+    adminToken = runJson(['master', 'operator', 'add', '--dir', M, '--name', 'web-admin', '--role', 'admin'])
+      .token as string;
 
     const mp = await freePort();
     masterUrl = `https://127.0.0.1:${mp}`;
-    services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`], { log: (l) => logs.push(l) }));
+    services.push(
+      startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`], {
+        log: (l) => logs.push(l),
+      }),
+    );
     await waitForHttps(masterUrl);
-    for (const [name, D] of [['depot-a', DA], ['depot-b', DB]] as const) {
+    for (const [name, D] of [
+      ['depot-a', DA],
+      ['depot-b', DB],
+    ] as const) {
       const port = await freePort();
       if (name === 'depot-a') depotAPort = port;
       const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-      runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', name, '--listen', `127.0.0.1:${port}`]);
+      runJson([
+        'depot',
+        'init',
+        '--dir',
+        D,
+        '--master',
+        masterUrl,
+        '--fingerprint',
+        fp,
+        '--token',
+        token,
+        '--name',
+        name,
+        '--listen',
+        `127.0.0.1:${port}`,
+      ]);
       // These depots sync only when the test says so (no distribute-now), so their lag can be watched.
       const config = JSON.parse(readFileSync(join(D, 'depot.json'), 'utf8'));
-      writeFileSync(join(D, 'depot.json'), JSON.stringify({ ...config, notify: { ...config.notify, enabled: false } }));
+      writeFileSync(
+        join(D, 'depot.json'),
+        JSON.stringify({ ...config, notify: { ...config.notify, enabled: false } }),
+      );
       runJson(['depot', 'sync', '--dir', D]);
       services.push(startService(name, ['depot', 'serve', '--dir', D], { log: (l) => logs.push(l) }));
       await waitForHttps(`https://127.0.0.1:${port}`);
     }
     // A machine waiting for approval (a real enrollment without a token)...
-    expect(runJson(['agent', 'init', '--dir', join(dir, 'agent'), '--master', masterUrl, '--fingerprint', fp, '--name', 'agent-1']).state).toBe('pending');
+    expect(
+      runJson([
+        'agent',
+        'init',
+        '--dir',
+        join(dir, 'agent'),
+        '--master',
+        masterUrl,
+        '--fingerprint',
+        fp,
+        '--name',
+        'agent-1',
+      ]).state,
+    ).toBe('pending');
     // ...and a record whose name bypassed validation (as from an old import): it must render as text.
     const db = new Database(join(M, 'master.db'));
     const now = new Date().toISOString();
-    db.prepare("INSERT INTO machines (name, role, state, requested_at, state_changed_at) VALUES (?, 'agent', 'pending', ?, ?)").run(HOSTILE, now, now);
+    db.prepare(
+      "INSERT INTO machines (name, role, state, requested_at, state_changed_at) VALUES (?, 'agent', 'pending', ?, ?)",
+    ).run(HOSTILE, now, now);
     db.close();
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     });
     // The master's certificate comes from its own CA, which this throwaway browser profile does not know.
-    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
+    const context = await browser.newContext({
+      ignoreHTTPSErrors: true,
+      viewport: { width: 390, height: 844 },
+    });
     page = await context.newPage();
     page.on('dialog', (d) => {
       dialogs.push(d.message());
@@ -86,7 +140,8 @@ describe('dashboard in a browser', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const row = (name: string, state: string) => page.locator(`tr[data-depot="${name}"][data-state="${state}"]`);
+  const row = (name: string, state: string) =>
+    page.locator(`tr[data-depot="${name}"][data-state="${state}"]`);
 
   it('logs in with an operator token and sees both depots current', async () => {
     await page.goto(`${masterUrl}/dashboard`);
@@ -131,7 +186,9 @@ describe('dashboard in a browser', () => {
     await Promise.all([page.waitForURL(/\/dashboard\?done=approve&machine=agent-1$/), approve.click()]);
     await expect(page.locator('p.flash').textContent()).resolves.toBe('approved agent-1');
     expect(await page.locator('tr[data-pending="agent-1"]').count()).toBe(0);
-    const status = JSON.parse((await get(`${masterUrl}/v1/admin/status?packages=none`, adminToken)).body) as { pending: Array<{ name: string }> };
+    const status = JSON.parse((await get(`${masterUrl}/v1/admin/status?packages=none`, adminToken)).body) as {
+      pending: Array<{ name: string }>;
+    };
     expect(status.pending.map((p) => p.name)).toEqual([HOSTILE]);
     expect(dialogs).toEqual([]);
   });
@@ -148,8 +205,6 @@ describe('dashboard in a browser', () => {
     expect((await get(`https://127.0.0.1:${depotAPort}/metrics`, adminToken)).status).toBe(401);
   });
 });
-
-
 
 function get(url: string, token: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -11,7 +11,9 @@ describe('depotsync demo', () => {
     const r = runCli(['demo', '--bytes', String(8 * 1024 * 1024), '--edits', '10', '--json']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const steps = Object.fromEntries((r.json.steps as Array<{ step: string; detail: string }>).map((s) => [s.step, s.detail]));
+    const steps = Object.fromEntries(
+      (r.json.steps as Array<{ step: string; detail: string }>).map((s) => [s.step, s.detail]),
+    );
     expect(r.json.ok).toBe(true);
     expect(steps['verify setup@1.0 bytes']).toBe('identical to what was published');
     expect(steps['verify setup@1.1 bytes']).toBe('identical to what was published');

@@ -15,7 +15,9 @@ function healthGeneration(url: string): Promise<number | null> {
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => {
         try {
-          resolve((JSON.parse(Buffer.concat(parts).toString('utf8')) as { generation: number | null }).generation);
+          resolve(
+            (JSON.parse(Buffer.concat(parts).toString('utf8')) as { generation: number | null }).generation,
+          );
         } catch {
           resolve(null);
         }
@@ -74,14 +76,46 @@ describe('distribute now (separate processes)', () => {
     await waitForHttps(masterUrl);
 
     const token = () => runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson(['depot', 'init', '--dir', DA, '--master', masterUrl, '--fingerprint', fp, '--token', token(), '--name', 'depot-a', '--listen', `127.0.0.1:${ap}`]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DA,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token(),
+      '--name',
+      'depot-a',
+      '--listen',
+      `127.0.0.1:${ap}`,
+    ]);
     longInterval(DA);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(urlA);
     const g1 = await healthGeneration(masterUrl);
     await until('depot-a serving the first generation', async () => (await healthGeneration(urlA)) === g1);
 
-    runJson(['depot', 'init', '--dir', DB, '--master', masterUrl, '--fingerprint', fp, '--token', token(), '--name', 'depot-b', '--listen', `127.0.0.1:${bp}`, '--parent', urlA]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DB,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token(),
+      '--name',
+      'depot-b',
+      '--listen',
+      `127.0.0.1:${bp}`,
+      '--parent',
+      urlA,
+    ]);
     longInterval(DB);
     services.push(startService('depot-b', ['depot', 'serve', '--dir', DB]));
     await waitForHttps(urlB);
@@ -89,10 +123,23 @@ describe('distribute now (separate processes)', () => {
 
     // A publish by another process: both depots (one of them tiered) follow without waiting an hour.
     writeFileSync(join(dir, 'v2.bin'), scatterEdits(v1, 10, 4096));
-    const g2 = runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', join(dir, 'v2.bin')]).generation as number;
+    const g2 = runJson([
+      'master',
+      'publish',
+      '--dir',
+      M,
+      '--name',
+      'setup',
+      '--version',
+      '1.1',
+      join(dir, 'v2.bin'),
+    ]).generation as number;
     expect(g2).toBeGreaterThan(g1!);
     await until('depot-a at the published generation', async () => (await healthGeneration(urlA)) === g2);
-    await until('depot-b at the published generation (from depot-a)', async () => (await healthGeneration(urlB)) === g2);
+    await until(
+      'depot-b at the published generation (from depot-a)',
+      async () => (await healthGeneration(urlB)) === g2,
+    );
 
     // master notify: every depot syncs now (depot-b hears it relayed by depot-a).
     const [a0, b0] = [await newestRun(DA), await newestRun(DB)];
@@ -102,7 +149,9 @@ describe('distribute now (separate processes)', () => {
 
     // One depot by name: depot-b (below depot-a).
     const b1 = await newestRun(DB);
-    expect(runJson(['master', 'notify', '--dir', M, '--depot', 'depot-b'])).toMatchObject({ depot: 'depot-b' });
+    expect(runJson(['master', 'notify', '--dir', M, '--depot', 'depot-b'])).toMatchObject({
+      depot: 'depot-b',
+    });
     await until('depot-b ran a sync', async () => (await newestRun(DB)) > b1);
   }, 180_000);
 });

@@ -214,10 +214,14 @@ describe.skipIf(!fakeTimeAvailable)(
         mark('master up');
         services.push(startService('depot-1', ['depot', 'serve', '--dir', D], { env: at(day) }));
         await waitForHttps(depotUrl);
-        const served = await until(`depot-1 at generation ${bundle.toGeneration} on day ${day}`, async () => {
-          const s = await depotStatus(D);
-          return (s.servedGeneration ?? 0) >= bundle.toGeneration ? s : undefined;
-        }, { timeoutMs: 60_000, everyMs: 250 });
+        const served = await until(
+          `depot-1 at generation ${bundle.toGeneration} on day ${day}`,
+          async () => {
+            const s = await depotStatus(D);
+            return (s.servedGeneration ?? 0) >= bundle.toGeneration ? s : undefined;
+          },
+          { timeoutMs: 60_000, everyMs: 250 },
+        );
         mark('depot synced');
         expect(served.lastError ?? null, `day ${day}: depot-1`).toBeNull();
         const out = join(tmp.dir, 'out', `tool-${day}.bin`);

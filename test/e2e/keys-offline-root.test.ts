@@ -65,24 +65,24 @@ describe.skipIf(!fakeTimeAvailable)(
       const depotUrl = `https://127.0.0.1:${dp}`;
       const run = (day: number, args: string[]) => runJson(args, daysAhead(day));
       // `master serve` prints its "listening" line after its first re-signing: a depot started after it
-    // never sees the metadata the clock jump made stale.
-    const startMaster = (day: number) =>
-      new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`master serve (day ${day}) did not start`)), 60_000);
-        const log = (line: string) => {
-          if (!line.includes('listening on')) return;
-          clearTimeout(t);
-          resolve();
-        };
-        const args = ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`];
-        services.push(startService('master', args, { env: daysAhead(day), log }));
-      });
-    const up = async (day: number) => {
-      await startMaster(day);
-      services.push(startService('depot', ['depot', 'serve', '--dir', D], { env: daysAhead(day) }));
-      await waitForHttps(depotUrl);
-    };
-    const sync = (day: number) => run(day, ['depot', 'sync', '--dir', D]).generation as number;
+      // never sees the metadata the clock jump made stale.
+      const startMaster = (day: number) =>
+        new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`master serve (day ${day}) did not start`)), 60_000);
+          const log = (line: string) => {
+            if (!line.includes('listening on')) return;
+            clearTimeout(t);
+            resolve();
+          };
+          const args = ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`];
+          services.push(startService('master', args, { env: daysAhead(day), log }));
+        });
+      const up = async (day: number) => {
+        await startMaster(day);
+        services.push(startService('depot', ['depot', 'serve', '--dir', D], { env: daysAhead(day) }));
+        await waitForHttps(depotUrl);
+      };
+      const sync = (day: number) => run(day, ['depot', 'sync', '--dir', D]).generation as number;
       // The serving depot syncs (after renewing its certificate when due) as it starts: wait for the master's generation.
       const synced = async (): Promise<number> => {
         const want = (() => {

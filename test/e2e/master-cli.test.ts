@@ -22,7 +22,20 @@ describe('master CLI against a running master process', () => {
     const M = join(tmp.dir, 'M');
     const fp = runCli(['master', 'init', '--dir', M, '--json']).json.fingerprint as string;
     writeFileSync(join(tmp.dir, 'tool.bin'), pseudoRandomBytes(300_000, 3));
-    expect(runCli(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '1', join(tmp.dir, 'tool.bin'), '--json']).status).toBe(0);
+    expect(
+      runCli([
+        'master',
+        'publish',
+        '--dir',
+        M,
+        '--name',
+        'tool',
+        '--version',
+        '1',
+        join(tmp.dir, 'tool.bin'),
+        '--json',
+      ]).status,
+    ).toBe(0);
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${port}`]));
@@ -31,10 +44,37 @@ describe('master CLI against a running master process', () => {
     // A used token is refused clearly; a fresh one enrolls at once.
     const token = runCli(['master', 'token', '--dir', M, '--role', 'agent', '--json']).json.token as string;
     const A = join(tmp.dir, 'A');
-    const init = runCli(['agent', 'init', '--dir', A, '--master', url, '--fingerprint', fp, '--token', token, '--name', 'pc-1', '--json']);
+    const init = runCli([
+      'agent',
+      'init',
+      '--dir',
+      A,
+      '--master',
+      url,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'pc-1',
+      '--json',
+    ]);
     expect(init.status).toBe(0);
     expect(init.json.state).toBe('approved');
-    const again = runCli(['agent', 'init', '--dir', join(tmp.dir, 'A2'), '--master', url, '--fingerprint', fp, '--token', token, '--name', 'pc-2']);
+    const again = runCli([
+      'agent',
+      'init',
+      '--dir',
+      join(tmp.dir, 'A2'),
+      '--master',
+      url,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'pc-2',
+    ]);
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/enrollment token was already used/);
 

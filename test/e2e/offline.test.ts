@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,8 +20,6 @@ import { latestStatusAll } from '../../master/db/status.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-
-
 /** Poll for a file (the inbox settles for a few seconds before it imports). */
 async function waitForFile(path: string, timeoutMs = 40_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -23,7 +30,9 @@ async function waitForFile(path: string, timeoutMs = 40_000): Promise<void> {
 }
 
 function newestStatus(depotDir: string): string {
-  const files = readdirSync(join(depotDir, 'outbox')).filter((f) => f.startsWith('status-')).sort();
+  const files = readdirSync(join(depotDir, 'outbox'))
+    .filter((f) => f.startsWith('status-'))
+    .sort();
   return join(depotDir, 'outbox', files[files.length - 1]!);
 }
 
@@ -58,41 +67,117 @@ describe('air-gapped depot (separate processes)', () => {
 
     // The online depot, as usual.
     const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson(['depot', 'init', '--dir', DA, '--master', masterUrl, '--fingerprint', fp, '--token', token, '--name', 'depot-a', '--listen', `127.0.0.1:${ap}`]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DA,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'depot-a',
+      '--listen',
+      `127.0.0.1:${ap}`,
+    ]);
     expect(runJson(['depot', 'sync', '--dir', DA]).generation).toBe(2);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(`https://127.0.0.1:${ap}`);
 
     // The air-gapped depot enrolls by file.
-    const init = runJson(['depot', 'init', '--dir', S, '--offline', '--fingerprint', fp, '--root', join(M, '1.root.json'), '--name', 'ship', '--listen', `127.0.0.1:${sp}`, '--host', '127.0.0.1']);
+    const init = runJson([
+      'depot',
+      'init',
+      '--dir',
+      S,
+      '--offline',
+      '--fingerprint',
+      fp,
+      '--root',
+      join(M, '1.root.json'),
+      '--name',
+      'ship',
+      '--listen',
+      `127.0.0.1:${sp}`,
+      '--host',
+      '127.0.0.1',
+    ]);
     expect(init.state).toBe('pending');
     const reply = join(dir, 'reply.bundle');
-    expect(runJson(['master', 'approve', '--dir', M, '--request', init.request, '--out', reply]).state).toBe('approved');
+    expect(runJson(['master', 'approve', '--dir', M, '--request', init.request, '--out', reply]).state).toBe(
+      'approved',
+    );
     expect(runJson(['depot', 'import', '--dir', S, reply]).enrolled).toBe(true);
     // The operator shortens the inbox's settle period (depot.json `inbox.settleMs`; copies here are instant).
     const shipConfig = join(S, 'depot.json');
-    writeFileSync(shipConfig, JSON.stringify({ ...JSON.parse(readFileSync(shipConfig, 'utf8')), inbox: { settleMs: 500 } }, null, 2));
+    writeFileSync(
+      shipConfig,
+      JSON.stringify({ ...JSON.parse(readFileSync(shipConfig, 'utf8')), inbox: { settleMs: 500 } }, null, 2),
+    );
     const shipUrl = `https://127.0.0.1:${sp}`;
     services.push(startService('ship', ['depot', 'serve', '--dir', S]));
     await waitForHttps(shipUrl);
 
     // Full bundle through the inbox.
-    const full = runJson(['master', 'export', '--dir', M, '--depot', 'ship', '--out', join(dir, 'full.bundle')]);
+    const full = runJson([
+      'master',
+      'export',
+      '--dir',
+      M,
+      '--depot',
+      'ship',
+      '--out',
+      join(dir, 'full.bundle'),
+    ]);
     expect(full).toMatchObject({ fromGeneration: 0, toGeneration: 2 });
     copyFileSync(full.file, join(S, 'inbox', 'full.bundle'));
     await waitForFile(join(S, 'inbox', 'done', 'full.bundle'));
-    expect(runJson(['master', 'import-status', '--dir', M, newestStatus(S)])).toMatchObject({ machine: 'ship', outcome: 'recorded', servedGeneration: 2 });
+    expect(runJson(['master', 'import-status', '--dir', M, newestStatus(S)])).toMatchObject({
+      machine: 'ship',
+      outcome: 'recorded',
+      servedGeneration: 2,
+    });
 
     const agentToken = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
-    runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', agentToken, '--depot', shipUrl]);
+    runJson([
+      'agent',
+      'init',
+      '--dir',
+      A,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      agentToken,
+      '--depot',
+      shipUrl,
+    ]);
 
     // A new version; the master knows (from the status file) that the ship is at generation 2: a delta,
     // encrypted for the ship's certificate key: the running depot decrypts it in its inbox.
     const v2 = scatterEdits(v1, 20, 4096);
     writeFileSync(join(dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1.1', join(dir, 'v2.bin')]);
-    const delta = runJson(['master', 'export', '--dir', M, '--depot', 'ship', '--out', join(dir, 'delta.bundle'), '--encrypt']);
-    expect(delta).toMatchObject({ fromGeneration: 2, toGeneration: 3, encryptedFor: expect.stringMatching(/^[0-9a-f]+$/) });
+    const delta = runJson([
+      'master',
+      'export',
+      '--dir',
+      M,
+      '--depot',
+      'ship',
+      '--out',
+      join(dir, 'delta.bundle'),
+      '--encrypt',
+    ]);
+    expect(delta).toMatchObject({
+      fromGeneration: 2,
+      toGeneration: 3,
+      encryptedFor: expect.stringMatching(/^[0-9a-f]+$/),
+    });
     expect(delta.bytes).toBeLessThan(full.bytes / 2);
     copyFileSync(delta.file, join(S, 'inbox', 'delta.bundle'));
     await waitForFile(join(S, 'inbox', 'done', 'delta.bundle'));
@@ -109,7 +194,10 @@ describe('air-gapped depot (separate processes)', () => {
     expect(sha(readFileSync(out))).toBe(sha(v2));
 
     // The ship's status file, carried back, is the master's status of it.
-    expect(runJson(['master', 'import-status', '--dir', M, newestStatus(S)])).toMatchObject({ outcome: 'recorded', servedGeneration: 3 });
+    expect(runJson(['master', 'import-status', '--dir', M, newestStatus(S)])).toMatchObject({
+      outcome: 'recorded',
+      servedGeneration: 3,
+    });
     const ctx = await openMaster(M, silentLogger());
     try {
       const ship = latestStatusAll(ctx.db).find((s) => s.machine === 'ship');

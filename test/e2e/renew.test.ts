@@ -71,7 +71,22 @@ describe('certificate renewal (separate processes)', () => {
     await waitForHttps(masterUrl);
 
     const depotToken = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson(['depot', 'init', '--dir', D, '--master', masterUrl, '--fingerprint', fp, '--token', depotToken, '--name', 'depot-1', '--listen', `127.0.0.1:${dp}`]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      D,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      depotToken,
+      '--name',
+      'depot-1',
+      '--listen',
+      `127.0.0.1:${dp}`,
+    ]);
     // Sync every second, so "the next contact" comes quickly.
     const cfgPath = join(D, 'depot.json');
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
@@ -85,7 +100,22 @@ describe('certificate renewal (separate processes)', () => {
     expect(await servedSerial(dp, caPem)).toBe(firstSerial);
 
     const agentToken = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
-    runJson(['agent', 'init', '--dir', A, '--master', masterUrl, '--fingerprint', fp, '--token', agentToken, '--name', 'pc-1', '--depot', depotUrl]);
+    runJson([
+      'agent',
+      'init',
+      '--dir',
+      A,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      agentToken,
+      '--name',
+      'pc-1',
+      '--depot',
+      depotUrl,
+    ]);
 
     // The operator asks; the depot renews before its next sync and serves with the new certificate.
     expect(askRenewal(M, 'depot-1')).toBe(firstSerial);
@@ -93,7 +123,9 @@ describe('certificate renewal (separate processes)', () => {
       const now = certificateInfo(readFileSync(join(D, 'tls', 'depot-cert.pem'), 'utf8')).serial;
       return now !== firstSerial ? now : undefined;
     });
-    await until('the depot to present the new certificate', async () => ((await servedSerial(dp, caPem)) === renewedSerial ? true : undefined));
+    await until('the depot to present the new certificate', async () =>
+      (await servedSerial(dp, caPem)) === renewedSerial ? true : undefined,
+    );
 
     // It keeps syncing with the new certificate: a new version reaches the agent through the depot.
     const v2 = pseudoRandomBytes(300_000, 8);
@@ -101,7 +133,9 @@ describe('certificate renewal (separate processes)', () => {
     runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '2', join(tmp.dir, 'v2.bin')]);
     const agentSerial = certificateInfo(readFileSync(join(A, 'keys', 'agent-cert.pem'), 'utf8')).serial;
     expect(askRenewal(M, 'pc-1')).toBe(agentSerial); // and the agent is asked to renew too
-    await until('the depot to sync generation 3', () => (runCli(['status', '--dir', D, '--json']).json?.servedGeneration === 3 ? true : undefined));
+    await until('the depot to sync generation 3', () =>
+      runCli(['status', '--dir', D, '--json']).json?.servedGeneration === 3 ? true : undefined,
+    );
     const out = join(tmp.dir, 'out.bin');
     const fetched = runCli(['agent', 'fetch', '--dir', A, 'tool@2', '--out', out, '--json']);
     expect(fetched.status).toBe(0);
@@ -113,7 +147,12 @@ describe('certificate renewal (separate processes)', () => {
     // The master has the new serials on record, the marks cleared, and the old certificates not revoked.
     const depot = await record(M, 'depot-1');
     expect(depot.machine).toMatchObject({ certSerial: renewedSerial, renewRequested: false });
-    expect(depot.certificates.map((c) => [c.serial, c.revokedAt ?? null]).sort()).toEqual([[firstSerial, null], [renewedSerial, null]].sort());
+    expect(depot.certificates.map((c) => [c.serial, c.revokedAt ?? null]).sort()).toEqual(
+      [
+        [firstSerial, null],
+        [renewedSerial, null],
+      ].sort(),
+    );
     expect((await record(M, 'pc-1')).machine).toMatchObject({ certSerial: agentNow, renewRequested: false });
   }, 120_000);
 });

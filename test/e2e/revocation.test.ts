@@ -11,10 +11,14 @@ function statusAs(agentDir: string, url: string): Promise<number> {
   const l = agentLayout(agentDir);
   const tls = { key: readFileSync(l.key), cert: readFileSync(l.cert), ca: readFileSync(l.caCert) };
   return new Promise((resolve) => {
-    const req = https.get(`${url}/v1/metadata/timestamp.json`, { ...tls, agent: false, timeout: 3000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = https.get(
+      `${url}/v1/metadata/timestamp.json`,
+      { ...tls, agent: false, timeout: 3000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', () => resolve(0));
     req.on('timeout', () => req.destroy());
   });
@@ -29,7 +33,12 @@ async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 45_
 }
 
 /** Milliseconds from `t0` until the agent is refused (403) at every depot; undefined past `limitMs`. */
-async function refusedEverywhere(agentDir: string, urls: string[], t0: number, limitMs: number): Promise<number | undefined> {
+async function refusedEverywhere(
+  agentDir: string,
+  urls: string[],
+  t0: number,
+  limitMs: number,
+): Promise<number | undefined> {
   while (Date.now() - t0 < limitMs) {
     const codes = await Promise.all(urls.map((u) => statusAs(agentDir, u)));
     if (codes.every((c) => c === 403)) return Date.now() - t0;
@@ -73,8 +82,40 @@ describe('revocation reaches every tier within seconds (separate processes)', ()
 
     const token = (role: string) => runJson(['master', 'token', '--dir', M, '--role', role]).token as string;
     const [DA, DB] = [join(dir, 'depot-a'), join(dir, 'depot-b')];
-    runJson(['depot', 'init', '--dir', DA, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'depot-a', '--listen', `127.0.0.1:${ap}`]);
-    runJson(['depot', 'init', '--dir', DB, '--master', masterUrl, '--fingerprint', fp, '--token', token('depot'), '--name', 'depot-b', '--listen', `127.0.0.1:${bp}`, '--parent', urlA]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DA,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token('depot'),
+      '--name',
+      'depot-a',
+      '--listen',
+      `127.0.0.1:${ap}`,
+    ]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DB,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token('depot'),
+      '--name',
+      'depot-b',
+      '--listen',
+      `127.0.0.1:${bp}`,
+      '--parent',
+      urlA,
+    ]);
     longInterval(DA);
     longInterval(DB);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
@@ -84,20 +125,42 @@ describe('revocation reaches every tier within seconds (separate processes)', ()
 
     const agents = ['agent-r', 'agent-b'].map((name) => {
       const A = join(dir, name);
-      runJson(['agent', 'init', '--dir', A, '--name', name, '--master', masterUrl, '--fingerprint', fp, '--token', token('agent'), '--depot', `depot-b=${urlB}`]);
+      runJson([
+        'agent',
+        'init',
+        '--dir',
+        A,
+        '--name',
+        name,
+        '--master',
+        masterUrl,
+        '--fingerprint',
+        fp,
+        '--token',
+        token('agent'),
+        '--depot',
+        `depot-b=${urlB}`,
+      ]);
       return A;
     });
     // Both depots have synced (each syncs at start) and serve both agents.
     for (const A of agents) {
-      await until(`${A} served by both depots`, async () => (await statusAs(A, urlA)) === 200 && (await statusAs(A, urlB)) === 200);
+      await until(
+        `${A} served by both depots`,
+        async () => (await statusAs(A, urlA)) === 200 && (await statusAs(A, urlB)) === 200,
+      );
     }
-    expect(runJson(['agent', 'fetch', '--dir', agents[0]!, 'setup', '--out', join(dir, 'out.bin')]).name).toBe('setup');
+    expect(
+      runJson(['agent', 'fetch', '--dir', agents[0]!, 'setup', '--out', join(dir, 'out.bin')]).name,
+    ).toBe('setup');
 
     // Revoke: the clock starts before the CLI process does.
     const t0 = Date.now();
     runJson(['master', 'revoke', '--dir', M, 'agent-r']);
     const revokeMs = await refusedEverywhere(agents[0]!, [urlA, urlB], t0, 30_000);
-    console.log(`revocation: agent refused at depot-a and depot-b (tier 2) ${revokeMs} ms after \`master revoke\` started`);
+    console.log(
+      `revocation: agent refused at depot-a and depot-b (tier 2) ${revokeMs} ms after \`master revoke\` started`,
+    );
     expect(revokeMs).toBeDefined();
     expect(revokeMs!).toBeLessThanOrEqual(10_000);
     expect(await statusAs(agents[1]!, urlB)).toBe(200); // the other agent is unaffected
@@ -106,13 +169,21 @@ describe('revocation reaches every tier within seconds (separate processes)', ()
     const t1 = Date.now();
     runJson(['master', 'block', '--dir', M, 'agent-b']);
     const blockMs = await refusedEverywhere(agents[1]!, [urlA, urlB], t1, 30_000);
-    console.log(`block: agent refused at depot-a and depot-b (tier 2) ${blockMs} ms after \`master block\` started`);
+    console.log(
+      `block: agent refused at depot-a and depot-b (tier 2) ${blockMs} ms after \`master block\` started`,
+    );
     expect(blockMs).toBeDefined();
     expect(blockMs!).toBeLessThanOrEqual(10_000);
     const t2 = Date.now();
     runJson(['master', 'approve', '--dir', M, 'agent-b']);
-    await until('agent-b accepted again at both depots', async () => (await statusAs(agents[1]!, urlA)) === 200 && (await statusAs(agents[1]!, urlB)) === 200, 10_000);
-    console.log(`unblock: agent accepted again at both depots ${Date.now() - t2} ms after \`master approve\` started`);
+    await until(
+      'agent-b accepted again at both depots',
+      async () => (await statusAs(agents[1]!, urlA)) === 200 && (await statusAs(agents[1]!, urlB)) === 200,
+      10_000,
+    );
+    console.log(
+      `unblock: agent accepted again at both depots ${Date.now() - t2} ms after \`master approve\` started`,
+    );
     expect(await statusAs(agents[0]!, urlB)).toBe(403); // the revoked one stays out
   }, 240_000);
 });

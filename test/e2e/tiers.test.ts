@@ -29,18 +29,64 @@ describe('depot tiers (separate processes)', () => {
 
     const token = () => runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
     const DA = join(dir, 'depot-a');
-    runJson(['depot', 'init', '--dir', DA, '--master', masterUrl, '--fingerprint', fp, '--token', token(), '--name', 'depot-a', '--listen', `127.0.0.1:${ap}`]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DA,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token(),
+      '--name',
+      'depot-a',
+      '--listen',
+      `127.0.0.1:${ap}`,
+    ]);
     runJson(['depot', 'sync', '--dir', DA]);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(`https://127.0.0.1:${ap}`);
 
     const DB = join(dir, 'depot-b');
-    runJson(['depot', 'init', '--dir', DB, '--master', masterUrl, '--fingerprint', fp, '--token', token(), '--name', 'depot-b', '--listen', '127.0.0.1:0', '--parent', `https://127.0.0.1:${ap}`]);
+    runJson([
+      'depot',
+      'init',
+      '--dir',
+      DB,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token(),
+      '--name',
+      'depot-b',
+      '--listen',
+      '127.0.0.1:0',
+      '--parent',
+      `https://127.0.0.1:${ap}`,
+    ]);
     expect(runJson(['depot', 'sync', '--dir', DB]).generation).toBe(2);
 
     const status = runJson(['status', '--dir', M]);
-    const by = Object.fromEntries((status.depots as Array<{ name: string; tier: number; parent: string | null; tierProblem: string | null }>).map((d) => [d.name, d]));
+    const by = Object.fromEntries(
+      (
+        status.depots as Array<{
+          name: string;
+          tier: number;
+          parent: string | null;
+          tierProblem: string | null;
+        }>
+      ).map((d) => [d.name, d]),
+    );
     expect(by['depot-a']).toMatchObject({ tier: 1, parent: null, tierProblem: null });
-    expect(by['depot-b']).toMatchObject({ tier: 2, parent: 'depot-a', tierProblem: null, servedGeneration: 2 });
+    expect(by['depot-b']).toMatchObject({
+      tier: 2,
+      parent: 'depot-a',
+      tierProblem: null,
+      servedGeneration: 2,
+    });
   }, 120_000);
 });

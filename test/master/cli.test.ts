@@ -18,8 +18,15 @@ describe('depotsync master CLI', () => {
   it('init --json prints the fingerprint anyone can check with sha256sum', () => {
     const r = runCli(['master', 'init', '--dir', M, '--json']);
     expect(r.status).toBe(0);
-    const sha = createHash('sha256').update(readFileSync(join(M, '1.root.json'))).digest('hex');
-    expect(r.json).toEqual({ fingerprint: sha, dir: M, rootKeyFiles: [join(M, "keys", "root.pem")], rootThreshold: 1 });
+    const sha = createHash('sha256')
+      .update(readFileSync(join(M, '1.root.json')))
+      .digest('hex');
+    expect(r.json).toEqual({
+      fingerprint: sha,
+      dir: M,
+      rootKeyFiles: [join(M, 'keys', 'root.pem')],
+      rootThreshold: 1,
+    });
   });
 
   it('publish --json prints {id,name,version,bytes,chunks,generation}', () => {
@@ -31,7 +38,17 @@ describe('depotsync master CLI', () => {
   });
 
   it('a failure exits non-zero with one clear line on stderr', () => {
-    const r = runCli(['master', 'publish', '--dir', M, '--name', 'app', '--version', '2', join(tmp.dir, 'nope')]);
+    const r = runCli([
+      'master',
+      'publish',
+      '--dir',
+      M,
+      '--name',
+      'app',
+      '--version',
+      '2',
+      join(tmp.dir, 'nope'),
+    ]);
     expect(r.status).toBe(1);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -51,7 +68,18 @@ describe('depotsync master CLI', () => {
     const t = runCli(['master', 'token', '--dir', M, '--role', 'depot', '--json']);
     expect(t.status).toBe(0);
     expect(t.json.token).toMatch(/^[A-Za-z0-9_-]{20,}$/);
-    const o = runCli(['master', 'operator', 'add', '--dir', M, '--name', 'alice', '--role', 'admin', '--json']);
+    const o = runCli([
+      'master',
+      'operator',
+      'add',
+      '--dir',
+      M,
+      '--name',
+      'alice',
+      '--role',
+      'admin',
+      '--json',
+    ]);
     expect(o.status).toBe(0);
     expect(o.json).toMatchObject({ name: 'alice', role: 'admin' });
     expect(o.json.token.length).toBeGreaterThan(20);
@@ -64,14 +92,20 @@ describe('depotsync master CLI', () => {
     expect(alice).toMatchObject({ role: 'admin', totp: false, lastUsedAt: null, tokenExpired: false });
     expect(Date.parse(alice.tokenExpiresAt) - Date.parse(alice.createdAt)).toBe(90 * 86_400_000);
     const human = runCli(['master', 'operator', 'list', '--dir', M]);
-    expect(human.stdout).toMatch(/^NAME +ROLE +TOTP +CREATED +LAST USED +TOKEN EXPIRES\nalice +admin +off +\S+ \S+ +never +\d{4}-/);
+    expect(human.stdout).toMatch(
+      /^NAME +ROLE +TOTP +CREATED +LAST USED +TOKEN EXPIRES\nalice +admin +off +\S+ \S+ +never +\d{4}-/,
+    );
     const r = runCli(['master', 'operator', 'rotate', '--dir', M, '--name', 'alice', '--json']);
     expect(r.status).toBe(0);
     expect(r.json.token.length).toBeGreaterThan(20);
     expect(r.json.name).toBe('alice');
     const db = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
     try {
-      expect(listAudit(db, { limit: 1 }).entries[0]).toMatchObject({ actor: 'cli', action: 'operator.rotate', target: 'alice' });
+      expect(listAudit(db, { limit: 1 }).entries[0]).toMatchObject({
+        actor: 'cli',
+        action: 'operator.rotate',
+        target: 'alice',
+      });
     } finally {
       db.close();
     }

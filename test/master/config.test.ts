@@ -21,24 +21,37 @@ describe('master.json: the read API memory settings', () => {
     const path = join(dir, 'older.json');
     const { hotChunkBytes: _h, batchMemoryBytes: _b, ...older } = DEFAULT_MASTER_CONFIG;
     writeFileSync(path, JSON.stringify(older));
-    expect(loadMasterConfig(path)).toMatchObject({ hotChunkBytes: 64 * 1024 * 1024, batchMemoryBytes: 64 * 1024 * 1024 });
+    expect(loadMasterConfig(path)).toMatchObject({
+      hotChunkBytes: 64 * 1024 * 1024,
+      batchMemoryBytes: 64 * 1024 * 1024,
+    });
     expect(JSON.parse(readFileSync(path, 'utf8'))).not.toHaveProperty('hotChunkBytes');
   });
 
   it('take 0 to turn the hot-chunk memory off and refuse out-of-range values by name', () => {
     expect(load({ hotChunkBytes: 0 })().hotChunkBytes).toBe(0);
     expect(load({ hotChunkBytes: -1 })).toThrow(/master\.json: hotChunkBytes must be an integer from 0/);
-    expect(load({ batchMemoryBytes: 1024 })).toThrow(/master\.json: batchMemoryBytes must be an integer from 4194304/);
+    expect(load({ batchMemoryBytes: 1024 })).toThrow(
+      /master\.json: batchMemoryBytes must be an integer from 4194304/,
+    );
     expect(load({ batchMemoryBytes: '64M' })).toThrow(/batchMemoryBytes/);
   });
 });
 
 describe('master.json: operator administration settings', () => {
   it('default to 90-day tokens, a 14-day warning and no TOTP policy; refuse bad values by name', () => {
-    expect(load({})()).toMatchObject({ operatorTokenDays: 90, operatorTokenWarningDays: 14, requireTotp: false });
+    expect(load({})()).toMatchObject({
+      operatorTokenDays: 90,
+      operatorTokenWarningDays: 14,
+      requireTotp: false,
+    });
     expect(load({ requireTotp: true })().requireTotp).toBe(true);
-    expect(load({ operatorTokenDays: 0 })).toThrow(/master\.json: operatorTokenDays must be an integer from 1/);
-    expect(load({ operatorTokenDays: 10, operatorTokenWarningDays: 10 })).toThrow(/operatorTokenWarningDays must be an integer from 0 to 9/);
+    expect(load({ operatorTokenDays: 0 })).toThrow(
+      /master\.json: operatorTokenDays must be an integer from 1/,
+    );
+    expect(load({ operatorTokenDays: 10, operatorTokenWarningDays: 10 })).toThrow(
+      /operatorTokenWarningDays must be an integer from 0 to 9/,
+    );
     expect(load({ requireTotp: 'yes' })).toThrow(/requireTotp must be a boolean/);
   });
 });

@@ -35,11 +35,18 @@ describe('master notify: sync-now requests through the database', () => {
     expect(lastNotifySeq(t.m)).toBe(0);
     const all = requestSyncNow(t.m, { actor: 'cli' });
     const one = requestSyncNow(t.m, { actor: 'alice', depot: 'depot-a' });
-    expect(all).toMatchObject({ seq: 1, depot: null, requestedBy: 'cli', requestedAt: '2030-01-01T00:00:00.000Z' });
+    expect(all).toMatchObject({
+      seq: 1,
+      depot: null,
+      requestedBy: 'cli',
+      requestedAt: '2030-01-01T00:00:00.000Z',
+    });
     expect(one).toMatchObject({ seq: 2, depot: 'depot-a' });
     expect(notifyRequestsAfter(t.m, 0).map((r) => r.seq)).toEqual([1, 2]);
     expect(notifyRequestsAfter(t.m, 1).map((r) => r.depot)).toEqual(['depot-a']);
-    const audit = listAudit(t.m, { action: "depot.notify" }).entries.filter((e) => e.action === 'depot.notify');
+    const audit = listAudit(t.m, { action: 'depot.notify' }).entries.filter(
+      (e) => e.action === 'depot.notify',
+    );
     expect(audit.map((e) => [e.actor, e.target, e.detail])).toEqual(
       expect.arrayContaining([
         ['cli', '*', { seq: 1 }],
@@ -55,22 +62,37 @@ describe('master notify: sync-now requests through the database', () => {
     const unknown = fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'depot-x' }));
     expect(isDepotsyncError(unknown, 'not-found')).toBe(true);
     expect(unknown.message).toMatch(/no machine named depot-x/);
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' })).message).toMatch(/agent-1 is an agent, not a depot/);
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' })).message).toMatch(/depot depot-p is pending, so it cannot sync/);
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: '../etc' })).message).toMatch(/is not a machine name/);
+    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' })).message).toMatch(
+      /agent-1 is an agent, not a depot/,
+    );
+    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' })).message).toMatch(
+      /depot depot-p is pending, so it cannot sync/,
+    );
+    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: '../etc' })).message).toMatch(
+      /is not a machine name/,
+    );
     expect(lastNotifySeq(t.m)).toBe(0);
-    expect(listAudit(t.m, { action: "depot.notify" }).entries.filter((e) => e.action === 'depot.notify')).toEqual([]);
+    expect(
+      listAudit(t.m, { action: 'depot.notify' }).entries.filter((e) => e.action === 'depot.notify'),
+    ).toEqual([]);
   });
 
   it(`keeps the newest ${NOTIFY_KEEP_ROWS} requests and never reuses a sequence number`, () => {
     t = testMaster();
-    const insert = t.m.db.prepare("INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (NULL, 'x', 'y')");
+    const insert = t.m.db.prepare(
+      "INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (NULL, 'x', 'y')",
+    );
     t.m.db.transaction(() => {
       for (let i = 0; i < NOTIFY_KEEP_ROWS + 10; i++) insert.run();
     })();
     const r = requestSyncNow(t.m, { actor: 'cli' });
     expect(r.seq).toBe(NOTIFY_KEEP_ROWS + 11);
-    expect((t.m.db.prepare('SELECT count(*) AS n, min(seq) AS lo FROM notify_requests').get() as { n: number; lo: number })).toEqual({ n: NOTIFY_KEEP_ROWS, lo: 12 });
+    expect(
+      t.m.db.prepare('SELECT count(*) AS n, min(seq) AS lo FROM notify_requests').get() as {
+        n: number;
+        lo: number;
+      },
+    ).toEqual({ n: NOTIFY_KEEP_ROWS, lo: 12 });
     expect(requestSyncNow(t.m, { actor: 'cli' }).seq).toBe(NOTIFY_KEEP_ROWS + 12);
   });
 });
@@ -80,19 +102,23 @@ describe('depotsync master notify (CLI)', () => {
   const M = join(tmp.dir, 'M');
   afterAll(() => tmp.cleanup());
 
-  it('prints one JSON object; a bad --depot is a usage error (exit 2), an unknown depot a failure (exit 1) with one line', { timeout: 60_000 }, () => {
-    expect(runCli(['master', 'init', '--dir', M, '--json']).status).toBe(0);
-    const r = runCli(['master', 'notify', '--dir', M, '--json']);
-    expect(r.status).toBe(0);
-    expect(r.json).toMatchObject({ seq: 1, depot: null });
-    expect(typeof r.json.requestedAt).toBe('string');
+  it(
+    'prints one JSON object; a bad --depot is a usage error (exit 2), an unknown depot a failure (exit 1) with one line',
+    { timeout: 60_000 },
+    () => {
+      expect(runCli(['master', 'init', '--dir', M, '--json']).status).toBe(0);
+      const r = runCli(['master', 'notify', '--dir', M, '--json']);
+      expect(r.status).toBe(0);
+      expect(r.json).toMatchObject({ seq: 1, depot: null });
+      expect(typeof r.json.requestedAt).toBe('string');
 
-    const bad = runCli(['master', 'notify', '--dir', M, '--depot', 'no good']);
-    expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/--depot must be a depot's machine name/);
-    const unknown = runCli(['master', 'notify', '--dir', M, '--depot', 'depot-z']);
-    expect(unknown.status).toBe(1);
-    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
-    expect(unknown.stderr).toMatch(/no machine named depot-z/);
-  });
+      const bad = runCli(['master', 'notify', '--dir', M, '--depot', 'no good']);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/--depot must be a depot's machine name/);
+      const unknown = runCli(['master', 'notify', '--dir', M, '--depot', 'depot-z']);
+      expect(unknown.status).toBe(1);
+      expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+      expect(unknown.stderr).toMatch(/no machine named depot-z/);
+    },
+  );
 });

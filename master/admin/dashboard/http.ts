@@ -27,7 +27,10 @@ const FORM_MAX_BYTES = 8 * 1024;
 export function securityHeaders(): MiddlewareHandler {
   return async (c, next) => {
     await next();
-    c.header('content-security-policy', "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    c.header(
+      'content-security-policy',
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
     c.header('x-content-type-options', 'nosniff');
     c.header('x-frame-options', 'DENY');
     // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form
@@ -54,7 +57,10 @@ export function clearSecretCookie(c: Context, name: string): void {
 export async function readForm(c: Context, what: string): Promise<URLSearchParams> {
   const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/x-www-form-urlencoded') {
-    throw new DepotsyncError('bad-input', `${what}: expected a form (application/x-www-form-urlencoded), got ${JSON.stringify(type)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `${what}: expected a form (application/x-www-form-urlencoded), got ${JSON.stringify(type)}`,
+    );
   }
   return new URLSearchParams((await readBodyCapped(c, FORM_MAX_BYTES, what)).toString('utf8'));
 }

@@ -30,7 +30,11 @@ export class LiveFeed {
     if (!this.cached || this.cached.key !== key || nowMs - this.cached.atMs >= this.maxAgeMs) {
       const status = this.admin.status();
       // Key again after computing: the alert monitor may have written (its own change is no news).
-      this.cached = { key: this.changeKey(), atMs: nowMs, data: { status, audit: this.admin.audit(), nowMs } };
+      this.cached = {
+        key: this.changeKey(),
+        atMs: nowMs,
+        data: { status, audit: this.admin.audit(), nowMs },
+      };
     }
     return this.cached.data;
   }

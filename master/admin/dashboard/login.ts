@@ -8,7 +8,17 @@ import type { AddressOf } from '../../server/client-address.js';
 import type { AdminService } from '../service.js';
 import { createSession, csrfOk, endSession, resolveSession } from '../sessions.js';
 import { totpRequired, verifyTotp } from '../totp.js';
-import { clearSecretCookie, equalSecrets, LOGIN_COOKIE, readForm, readSecretCookie, sameOrigin, SESSION_COOKIE, setSecretCookie, type DashEnv } from './http.js';
+import {
+  clearSecretCookie,
+  equalSecrets,
+  LOGIN_COOKIE,
+  readForm,
+  readSecretCookie,
+  sameOrigin,
+  SESSION_COOKIE,
+  setSecretCookie,
+  type DashEnv,
+} from './http.js';
 import { loginPage } from './page.js';
 
 /**
@@ -32,20 +42,39 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
   const name = ctx.config.name;
   const limitedAudited = new Map<string, number>();
 
-  const form = (c: Context<DashEnv>, status: 200 | 400 | 401 | 403 | 429, message?: string, operator?: string) => {
+  const form = (
+    c: Context<DashEnv>,
+    status: 200 | 400 | 401 | 403 | 429,
+    message?: string,
+    operator?: string,
+  ) => {
     const token = randomBytes(24).toString('base64url');
     setSecretCookie(c, LOGIN_COOKIE, token);
-    return c.html(loginPage(name, { csrf: token, ...(message ? { message } : {}), ...(operator ? { name: operator } : {}) }), status);
+    return c.html(
+      loginPage(name, {
+        csrf: token,
+        ...(message ? { message } : {}),
+        ...(operator ? { name: operator } : {}),
+      }),
+      status,
+    );
   };
 
   app.get('/dashboard/login', (c) => {
     const ended = c.req.query('ended') !== undefined;
-    return form(c, 200, ended ? 'Your session ended (logged out, idle for too long, or past its lifetime). Log in again.' : undefined);
+    return form(
+      c,
+      200,
+      ended
+        ? 'Your session ended (logged out, idle for too long, or past its lifetime). Log in again.'
+        : undefined,
+    );
   });
 
   app.post('/dashboard/login', async (c) => {
     const address = addressOf(c as unknown as Context<ServeEnv>);
-    const audit = (action: string, target: string, detail: Record<string, unknown> = {}) => recordAudit(ctx.db, { actor: 'dashboard', action, target, detail, address });
+    const audit = (action: string, target: string, detail: Record<string, unknown> = {}) =>
+      recordAudit(ctx.db, { actor: 'dashboard', action, target, detail, address });
     const body = await readForm(c, 'login form').catch(() => undefined);
     const loginCookie = readSecretCookie(c, LOGIN_COOKIE);
     if (!body || !sameOrigin(c) || !loginCookie || !equalSecrets(loginCookie, body.get('_csrf') ?? '')) {
@@ -70,7 +99,12 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         audit('login.limited', operator, { limitedBy: key });
       }
       c.header('retry-after', String(Math.ceil(wait / 1000)));
-      return form(c, 429, `Too many failed logins; try again in ${Math.ceil(wait / 60_000)} minute(s).`, operator);
+      return form(
+        c,
+        429,
+        `Too many failed logins; try again in ${Math.ceil(wait / 60_000)} minute(s).`,
+        operator,
+      );
     }
 
     const checked = checkOperatorToken(ctx.db, token);
@@ -104,11 +138,24 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       admin.addressLimiter.fail(address);
       admin.operatorLimiter.fail(opKey);
       admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-      audit('login.failed', operator, { reason: code ? 'wrong authenticator code' : 'authenticator code missing' });
-      return form(c, 401, code ? 'Authenticator code is wrong (or already used).' : 'This operator needs an authenticator code.', operator);
+      audit('login.failed', operator, {
+        reason: code ? 'wrong authenticator code' : 'authenticator code missing',
+      });
+      return form(
+        c,
+        401,
+        code
+          ? 'Authenticator code is wrong (or already used).'
+          : 'This operator needs an authenticator code.',
+        operator,
+      );
     }
 
-    const { secret, session } = createSession(ctx.db, operator, { ...admin.sessionTimes, address, userAgent: c.req.header('user-agent') ?? '' });
+    const { secret, session } = createSession(ctx.db, operator, {
+      ...admin.sessionTimes,
+      address,
+      userAgent: c.req.header('user-agent') ?? '',
+    });
     admin.metrics.loginAttempts.inc({ outcome: 'ok' });
     audit('login', operator, { session: session.id, role: getOperator(ctx.db, operator)?.role });
     setSecretCookie(c, SESSION_COOKIE, secret);
@@ -122,9 +169,18 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     if (r.ok) {
       const body = await readForm(c, 'logout form').catch(() => undefined);
       // Logout is a state change too: without the CSRF token a foreign page could end sessions at will.
-      if (!body || !sameOrigin(c) || !csrfOk(secret!, body.get('_csrf'))) return c.html('<!doctype html><title>refused</title><p>Refused: missing or wrong security token.</p>', 403);
+      if (!body || !sameOrigin(c) || !csrfOk(secret!, body.get('_csrf')))
+        return c.html(
+          '<!doctype html><title>refused</title><p>Refused: missing or wrong security token.</p>',
+          403,
+        );
       endSession(ctx.db, r.session.id, r.session.operator, 'logout');
-      recordAudit(ctx.db, { actor: r.session.operator, action: 'logout', target: `session:${r.session.id}`, address: addressOf(c as unknown as Context<ServeEnv>) });
+      recordAudit(ctx.db, {
+        actor: r.session.operator,
+        action: 'logout',
+        target: `session:${r.session.id}`,
+        address: addressOf(c as unknown as Context<ServeEnv>),
+      });
     }
     clearSecretCookie(c, SESSION_COOKIE);
     return c.redirect('/dashboard/login', 303);

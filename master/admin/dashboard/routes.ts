@@ -13,7 +13,14 @@ import type { AdminService } from '../service.js';
 import { listOperators } from '../../db/operators.js';
 import { csrfOk, csrfToken, endSession, listSessions, resolveSession } from '../sessions.js';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.js';
-import { readForm, readSecretCookie, sameOrigin, securityHeaders, SESSION_COOKIE, type DashEnv } from './http.js';
+import {
+  readForm,
+  readSecretCookie,
+  sameOrigin,
+  securityHeaders,
+  SESSION_COOKIE,
+  type DashEnv,
+} from './http.js';
 import { LiveFeed } from './live.js';
 import { loginRoutes } from './login.js';
 import { dashboardPage } from './page.js';
@@ -24,7 +31,11 @@ import { liveSections, type Viewer } from './sections.js';
  * the session's CSRF token. Without a valid session every page redirects to the login form (the
  * event stream answers with a `logout` event instead, so the page follows).
  */
-export function dashboardRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf): Hono<DashEnv> {
+export function dashboardRoutes(
+  ctx: MasterContext,
+  admin: AdminService,
+  addressOf: AddressOf,
+): Hono<DashEnv> {
   const app = new Hono<DashEnv>();
   const feed = new LiveFeed(ctx.db, admin);
   const log = ctx.log.child({ component: 'master.dashboard' });
@@ -32,53 +43,75 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
   app.use('/dashboard', securityHeaders());
   app.use('/dashboard/*', securityHeaders());
 
-  app.get('/dashboard/app.js', (c) => c.body(DASHBOARD_JS, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }));
-  app.get('/dashboard/style.css', (c) => c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache' }));
+  app.get('/dashboard/app.js', (c) =>
+    c.body(DASHBOARD_JS, 200, {
+      'content-type': 'text/javascript; charset=utf-8',
+      'cache-control': 'no-cache',
+    }),
+  );
+  app.get('/dashboard/style.css', (c) =>
+    c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache' }),
+  );
   app.route('/', loginRoutes(ctx, admin, addressOf));
 
   // The event stream: checks the session on every tick, without counting as activity.
   app.get('/dashboard/events', (c) =>
-    streamSSE(c, async (stream) => {
-      const secret = readSecretCookie(c, SESSION_COOKIE);
-      let last = '';
-      let aborted = false;
-      stream.onAbort(() => {
-        aborted = true;
-      });
-      while (!aborted) {
-        const r = resolveSession(ctx.db, secret, { ...times(), touch: false });
-        if (!r.ok) {
-          await stream.writeSSE({ event: 'logout', data: r.reason });
-          return;
+    streamSSE(
+      c,
+      async (stream) => {
+        const secret = readSecretCookie(c, SESSION_COOKIE);
+        let last = '';
+        let aborted = false;
+        stream.onAbort(() => {
+          aborted = true;
+        });
+        while (!aborted) {
+          const r = resolveSession(ctx.db, secret, { ...times(), touch: false });
+          if (!r.ok) {
+            await stream.writeSSE({ event: 'logout', data: r.reason });
+            return;
+          }
+          const viewer: Viewer = {
+            name: r.session.operator,
+            role: r.session.role,
+            csrf: csrfToken(secret!),
+            sessionId: r.session.id,
+          };
+          const isAdmin = viewer.role === 'admin';
+          const data = {
+            ...feed.get(),
+            sessions: isAdmin ? listSessions(ctx.db, times()) : undefined,
+            operators: isAdmin ? listOperators(ctx.db) : undefined,
+          };
+          const body = String(await liveSections(data, viewer));
+          if (body !== last) {
+            await stream.writeSSE({ event: 'update', data: body });
+            last = body;
+          }
+          await stream.sleep(admin.settings.liveIntervalMs);
         }
-        const viewer: Viewer = { name: r.session.operator, role: r.session.role, csrf: csrfToken(secret!), sessionId: r.session.id };
-        const isAdmin = viewer.role === 'admin';
-        const data = {
-          ...feed.get(),
-          sessions: isAdmin ? listSessions(ctx.db, times()) : undefined,
-          operators: isAdmin ? listOperators(ctx.db) : undefined,
-        };
-        const body = String(await liveSections(data, viewer));
-        if (body !== last) {
-          await stream.writeSSE({ event: 'update', data: body });
-          last = body;
-        }
-        await stream.sleep(admin.settings.liveIntervalMs);
-      }
-    }, async (err) => {
-      // The stream ends (the page reconnects by itself); the reason goes to the log, not to the page.
-      log.warn({ err: err.message }, 'dashboard event stream ended by an error');
-    }),
+      },
+      async (err) => {
+        // The stream ends (the page reconnects by itself); the reason goes to the log, not to the page.
+        log.warn({ err: err.message }, 'dashboard event stream ended by an error');
+      },
+    ),
   );
 
   // Everything below needs a session.
   app.use('/dashboard', requireSession(ctx, admin));
   app.use('/dashboard/*', requireSession(ctx, admin));
 
-  const render = async (c: Context<DashEnv>, flash?: { text: string; bad: boolean }, status: ContentfulStatusCode = 200) => {
+  const render = async (
+    c: Context<DashEnv>,
+    flash?: { text: string; bad: boolean },
+    status: ContentfulStatusCode = 200,
+  ) => {
     const s = c.get('session');
     const viewer: Viewer = { name: s.operator, role: s.role, csrf: csrfToken(s.secret), sessionId: s.id };
-    const data = { ...feed.get(), sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined,
+    const data = {
+      ...feed.get(),
+      sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined,
       operators: s.role === 'admin' ? listOperators(ctx.db) : undefined,
     };
     return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
@@ -98,11 +131,20 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
   const action = (verb: 'approve' | 'block') => async (c: Context<DashEnv>) => {
     const s = c.get('session');
     const name = c.req.param('name') ?? '';
-    if (s.role !== 'admin') return render(c, { text: `operator ${s.operator} has role ${s.role}; ${verb} needs role admin`, bad: true }, 403);
+    if (s.role !== 'admin')
+      return render(
+        c,
+        { text: `operator ${s.operator} has role ${s.role}; ${verb} needs role admin`, bad: true },
+        403,
+      );
     const address = addressOf(c as unknown as Context<ServeEnv>);
     try {
-      if (!byName(ctx.db, name)) throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`);
-      const m = verb === 'approve' ? approveMachine(ctx, name, { actor: s.operator, address }) : await blockMachine(ctx, name, { actor: s.operator, address });
+      if (!byName(ctx.db, name))
+        throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`);
+      const m =
+        verb === 'approve'
+          ? approveMachine(ctx, name, { actor: s.operator, address })
+          : await blockMachine(ctx, name, { actor: s.operator, address });
       return c.redirect(`/dashboard?done=${verb}&machine=${encodeURIComponent(m.name)}`, 303);
     } catch (e) {
       if (!(e instanceof DepotsyncError)) throw e;
@@ -113,10 +155,20 @@ export function dashboardRoutes(ctx: MasterContext, admin: AdminService, address
   app.post('/dashboard/machines/:name/block', csrf(), action('block'));
   app.post('/dashboard/sessions/:id/end', csrf(), (c) => {
     const s = c.get('session');
-    if (s.role !== 'admin') return render(c, { text: `operator ${s.operator} has role ${s.role}; ending sessions needs role admin`, bad: true }, 403);
+    if (s.role !== 'admin')
+      return render(
+        c,
+        { text: `operator ${s.operator} has role ${s.role}; ending sessions needs role admin`, bad: true },
+        403,
+      );
     const id = Number(c.req.param('id'));
     if (Number.isSafeInteger(id) && endSession(ctx.db, id, s.operator, 'ended by admin')) {
-      recordAudit(ctx.db, { actor: s.operator, action: 'session.end', target: `session:${id}`, address: addressOf(c as unknown as Context<ServeEnv>) });
+      recordAudit(ctx.db, {
+        actor: s.operator,
+        action: 'session.end',
+        target: `session:${id}`,
+        address: addressOf(c as unknown as Context<ServeEnv>),
+      });
     }
     return c.redirect(id === s.id ? '/dashboard/login?ended=1' : '/dashboard', 303);
   });
@@ -128,8 +180,17 @@ function requireSession(ctx: MasterContext, admin: AdminService): MiddlewareHand
   return async (c, next) => {
     const secret = readSecretCookie(c, SESSION_COOKIE);
     const r = resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: true });
-    if (!r.ok) return c.redirect(r.reason === 'none' || r.reason === 'unknown' ? '/dashboard/login' : '/dashboard/login?ended=1', 303);
-    c.set('session', { id: r.session.id, secret: secret!, operator: r.session.operator, role: r.session.role });
+    if (!r.ok)
+      return c.redirect(
+        r.reason === 'none' || r.reason === 'unknown' ? '/dashboard/login' : '/dashboard/login?ended=1',
+        303,
+      );
+    c.set('session', {
+      id: r.session.id,
+      secret: secret!,
+      operator: r.session.operator,
+      role: r.session.role,
+    });
     await next();
     return;
   };
@@ -143,10 +204,12 @@ function csrf(): MiddlewareHandler<DashEnv> {
   return async (c, next) => {
     const form = await readForm(c, 'dashboard action').catch(() => undefined);
     if (!sameOrigin(c) || !form || !csrfOk(c.get('session').secret, form.get('_csrf'))) {
-      return c.html('<!doctype html><title>refused</title><p>Refused: the form\'s security token is missing or wrong. Reload the dashboard and try again.</p>', 403);
+      return c.html(
+        "<!doctype html><title>refused</title><p>Refused: the form's security token is missing or wrong. Reload the dashboard and try again.</p>",
+        403,
+      );
     }
     await next();
     return;
   };
 }
-

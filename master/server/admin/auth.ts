@@ -2,7 +2,12 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import type { LoginLimiter } from '../../admin/login-limit.js';
 import type { MasterDb } from '../../db/database.js';
-import { checkOperatorToken, expiredTokenMessage, getOperator, type OperatorRole } from '../../db/operators.js';
+import {
+  checkOperatorToken,
+  expiredTokenMessage,
+  getOperator,
+  type OperatorRole,
+} from '../../db/operators.js';
 import type { AddressOf } from '../client-address.js';
 
 /** Wrong bearer tokens counted per source address, with the limiter of the dashboard logins. */
@@ -34,12 +39,23 @@ export function operatorAuth(
     const header = c.req.header('authorization') ?? '';
     const m = /^Bearer ([^\s]+)$/i.exec(header.trim());
     const refuse = (message: string) =>
-      c.json({ error: { code: 'unauthorized', message, hint: 'send Authorization: Bearer <token> (depotsync master operator add prints one)' } }, 401, {
-        'www-authenticate': 'Bearer realm="depotsync"',
-      });
+      c.json(
+        {
+          error: {
+            code: 'unauthorized',
+            message,
+            hint: 'send Authorization: Bearer <token> (depotsync master operator add prints one)',
+          },
+        },
+        401,
+        {
+          'www-authenticate': 'Bearer realm="depotsync"',
+        },
+      );
     if (!m) return refuse('the operator API needs an operator bearer token');
     const checked = checkOperatorToken(db, m[1] as string);
-    if (!checked.ok && checked.reason === 'expired') return refuse(expiredTokenMessage(checked.name, checked.expiredAt));
+    if (!checked.ok && checked.reason === 'expired')
+      return refuse(expiredTokenMessage(checked.name, checked.expiredAt));
     if (!checked.ok) {
       if (guard && address !== undefined) guard.limiter.fail(address);
       return refuse('operator token is not valid (unknown, removed or disabled)');
@@ -91,7 +107,15 @@ export function requireRole(role: OperatorRole): MiddlewareHandler<ServeEnv> {
     const op = c.get('operator');
     if (RANK[op.role] < RANK[role]) {
       const needs = role === 'admin' ? 'admin' : `${role} or admin`;
-      return c.json({ error: { code: 'forbidden', message: `operator ${op.name} has role ${op.role}; this action needs role ${needs}` } }, 403);
+      return c.json(
+        {
+          error: {
+            code: 'forbidden',
+            message: `operator ${op.name} has role ${op.role}; this action needs role ${needs}`,
+          },
+        },
+        403,
+      );
     }
     await next();
     return;
@@ -102,5 +126,7 @@ export function requireRole(role: OperatorRole): MiddlewareHandler<ServeEnv> {
 function isTotpEnrollment(method: string, path: string, name: string): boolean {
   if (method !== 'POST') return false;
   // The name as sent, raw or percent-encoded (names may hold '@').
-  return path.endsWith(`/operators/${name}/totp`) || path.endsWith(`/operators/${encodeURIComponent(name)}/totp`);
+  return (
+    path.endsWith(`/operators/${name}/totp`) || path.endsWith(`/operators/${encodeURIComponent(name)}/totp`)
+  );
 }

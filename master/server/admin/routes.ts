@@ -11,7 +11,14 @@ import { MAX_ADMIN_BODY_BYTES, parseTokenRequest, parseUnpublishRequest } from '
 import type { MasterContext } from '../../context.js';
 import { listAudit, recordAudit } from '../../db/audit.js';
 import { currentGeneration, findVersion, liveVersions } from '../../db/catalog.js';
-import { listMachines, MACHINE_ROLES, MACHINE_STATES, type Machine, type MachineRole, type MachineState } from '../../db/machines.js';
+import {
+  listMachines,
+  MACHINE_ROLES,
+  MACHINE_STATES,
+  type Machine,
+  type MachineRole,
+  type MachineState,
+} from '../../db/machines.js';
 import { getOperator, listOperators } from '../../db/operators.js';
 import { createEnrollmentToken } from '../../db/tokens.js';
 import { approveMachine, blockMachine, revokeMachine, type Actor } from '../../machines/actions.js';
@@ -27,36 +34,66 @@ import { spoolUpload } from './upload.js';
  * upload, unpublish; and the fleet's status (the model the dashboard shows), alerts, dashboard
  * sessions and operators' TOTP. Every change goes into the audit log with the operator's name and address.
  */
-export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: AddressOf, guard?: TokenGuard): Hono<ServeEnv> {
+export function adminRoutes(
+  ctx: MasterContext,
+  admin: AdminService,
+  addressOf: AddressOf,
+  guard?: TokenGuard,
+): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
   const log = ctx.log.child({ component: 'master.admin' });
   const who = (c: Context<ServeEnv>): Actor => ({ actor: c.get('operator').name, address: addressOf(c) });
-  app.use('*', operatorAuth(ctx.db, { requireTotp: () => ctx.config.requireTotp, ...(guard ? { guard } : {}) }));
+  app.use(
+    '*',
+    operatorAuth(ctx.db, { requireTotp: () => ctx.config.requireTotp, ...(guard ? { guard } : {}) }),
+  );
 
   // --- viewer: reads
   app.get('/machines', (c) => {
     const role = c.req.query('role');
     const state = c.req.query('state');
-    if (role !== undefined && !MACHINE_ROLES.includes(role as MachineRole)) throw new DepotsyncError('bad-input', `role must be one of ${MACHINE_ROLES.join(', ')}, got ${JSON.stringify(role)}`);
-    if (state !== undefined && !MACHINE_STATES.includes(state as MachineState)) throw new DepotsyncError('bad-input', `state must be one of ${MACHINE_STATES.join(', ')}, got ${JSON.stringify(state)}`);
-    const machines = listMachines(ctx.db, { ...(role ? { role: role as MachineRole } : {}), ...(state ? { state: state as MachineState } : {}) });
+    if (role !== undefined && !MACHINE_ROLES.includes(role as MachineRole))
+      throw new DepotsyncError(
+        'bad-input',
+        `role must be one of ${MACHINE_ROLES.join(', ')}, got ${JSON.stringify(role)}`,
+      );
+    if (state !== undefined && !MACHINE_STATES.includes(state as MachineState))
+      throw new DepotsyncError(
+        'bad-input',
+        `state must be one of ${MACHINE_STATES.join(', ')}, got ${JSON.stringify(state)}`,
+      );
+    const machines = listMachines(ctx.db, {
+      ...(role ? { role: role as MachineRole } : {}),
+      ...(state ? { state: state as MachineState } : {}),
+    });
     return c.json({ machines: machines.map(machineView) });
   });
   app.get('/packages', (c) => {
     const name = c.req.query('name');
-    return c.json({ generation: currentGeneration(ctx.db), packages: liveVersions(ctx.db, name ? { name } : {}) });
+    return c.json({
+      generation: currentGeneration(ctx.db),
+      packages: liveVersions(ctx.db, name ? { name } : {}),
+    });
   });
   app.get('/audit', (c) => {
     const limit = c.req.query('limit');
     const before = c.req.query('before');
-    return c.json(listAudit(ctx.db, { ...(limit ? { limit: Number(limit) } : {}), ...(before ? { before: Number(before) } : {}) }));
+    return c.json(
+      listAudit(ctx.db, {
+        ...(limit ? { limit: Number(limit) } : {}),
+        ...(before ? { before: Number(before) } : {}),
+      }),
+    );
   });
 
   // --- viewer: the fleet's status (master/admin/status-model.ts)
   app.get('/status', (c) => {
     const packages = c.req.query('packages');
     if (packages !== undefined && packages !== 'none' && packages !== 'all') {
-      throw new DepotsyncError('bad-input', `packages must be "all" or "none", got ${JSON.stringify(packages)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `packages must be "all" or "none", got ${JSON.stringify(packages)}`,
+      );
     }
     return c.json(admin.status({ packages: packages !== 'none' }));
   });
@@ -65,9 +102,15 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     const version = c.req.query('version');
     if (!name || !version) throw new DepotsyncError('bad-input', 'give ?name=PACKAGE&version=VERSION');
     const v = findVersion(ctx.db, name, version);
-    if (!v || v.removedGeneration !== undefined) throw new DepotsyncError('not-found', `${name}@${version} is not a live package version`);
+    if (!v || v.removedGeneration !== undefined)
+      throw new DepotsyncError('not-found', `${name}@${version} is not a live package version`);
     const status = admin.status({ packages: false });
-    return c.json({ name, version, generation: v.addedGeneration, depots: packageDepots(status.depots, v.addedGeneration) });
+    return c.json({
+      name,
+      version,
+      generation: v.addedGeneration,
+      depots: packageDepots(status.depots, v.addedGeneration),
+    });
   });
   app.get('/alerts', (c) => {
     const s = admin.status({ packages: false });
@@ -75,8 +118,12 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
   });
 
   // --- admin: machines and tokens
-  app.post('/machines/:name/approve', requireRole('admin'), (c) => c.json({ machine: machineView(approveMachine(ctx, c.req.param('name'), who(c))) }));
-  app.post('/machines/:name/block', requireRole('admin'), async (c) => c.json({ machine: machineView(await blockMachine(ctx, c.req.param('name'), who(c))) }));
+  app.post('/machines/:name/approve', requireRole('admin'), (c) =>
+    c.json({ machine: machineView(approveMachine(ctx, c.req.param('name'), who(c))) }),
+  );
+  app.post('/machines/:name/block', requireRole('admin'), async (c) =>
+    c.json({ machine: machineView(await blockMachine(ctx, c.req.param('name'), who(c))) }),
+  );
   app.post('/machines/:name/revoke', requireRole('admin'), async (c) => {
     const out = await revokeMachine(ctx, c.req.param('name'), who(c));
     return c.json({ machine: machineView(out.machine), revokedSerials: out.revokedSerials });
@@ -84,19 +131,41 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
   app.post('/tokens', requireRole('admin'), async (c) => {
     const { role, ttlMs } = parseTokenRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'token request'));
     const op = who(c);
-    const { token, record } = createEnrollmentToken(ctx.db, { role, createdBy: op.actor, ...(ttlMs !== undefined ? { ttlMs } : {}) });
-    recordAudit(ctx.db, { actor: op.actor, action: 'token.create', target: role, detail: { id: record.id, expiresAt: record.expiresAt }, ...(op.address ? { address: op.address } : {}) });
+    const { token, record } = createEnrollmentToken(ctx.db, {
+      role,
+      createdBy: op.actor,
+      ...(ttlMs !== undefined ? { ttlMs } : {}),
+    });
+    recordAudit(ctx.db, {
+      actor: op.actor,
+      action: 'token.create',
+      target: role,
+      detail: { id: record.id, expiresAt: record.expiresAt },
+      ...(op.address ? { address: op.address } : {}),
+    });
     return c.json({ token, role, id: record.id, expiresAt: record.expiresAt }, 201);
   });
 
   // --- admin: dashboard sessions and operators' second factor
-  app.get('/sessions', requireRole('admin'), (c) => c.json({ sessions: listSessions(ctx.db, admin.sessionTimes) }));
+  app.get('/sessions', requireRole('admin'), (c) =>
+    c.json({ sessions: listSessions(ctx.db, admin.sessionTimes) }),
+  );
   app.post('/sessions/:id/end', requireRole('admin'), (c) => {
     const id = Number(c.req.param('id'));
-    if (!Number.isSafeInteger(id) || id < 1) throw new DepotsyncError('bad-input', `session id must be a positive integer, got ${JSON.stringify(c.req.param('id'))}`);
+    if (!Number.isSafeInteger(id) || id < 1)
+      throw new DepotsyncError(
+        'bad-input',
+        `session id must be a positive integer, got ${JSON.stringify(c.req.param('id'))}`,
+      );
     const op = who(c);
-    if (!endSession(ctx.db, id, op.actor, 'ended by admin')) throw new DepotsyncError('not-found', `session ${id} is not active`);
-    recordAudit(ctx.db, { actor: op.actor, action: 'session.end', target: `session:${id}`, address: op.address });
+    if (!endSession(ctx.db, id, op.actor, 'ended by admin'))
+      throw new DepotsyncError('not-found', `session ${id} is not active`);
+    recordAudit(ctx.db, {
+      actor: op.actor,
+      action: 'session.end',
+      target: `session:${id}`,
+      address: op.address,
+    });
     return c.json({ ended: id });
   });
   app.get('/operators', requireRole('admin'), (c) => c.json({ operators: listOperators(ctx.db) }));
@@ -115,14 +184,24 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     } else if (!target) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
     const out = enableTotp(ctx.db, name);
     const op = who(c);
-    recordAudit(ctx.db, { actor: op.actor, action: 'operator.totp.enable', target: name, address: op.address });
+    recordAudit(ctx.db, {
+      actor: op.actor,
+      action: 'operator.totp.enable',
+      target: name,
+      address: op.address,
+    });
     return c.json({ operator: name, ...out }, 201);
   });
   app.post('/operators/:name/totp/disable', requireRole('admin'), (c) => {
     const name = c.req.param('name');
     disableTotp(ctx.db, name);
     const op = who(c);
-    recordAudit(ctx.db, { actor: op.actor, action: 'operator.totp.disable', target: name, address: op.address });
+    recordAudit(ctx.db, {
+      actor: op.actor,
+      action: 'operator.totp.disable',
+      target: name,
+      address: op.address,
+    });
     return c.json({ operator: name, totp: false });
   });
 
@@ -133,17 +212,29 @@ export function adminRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
     const version = validateVersion(c.req.query('version'));
     const filename = c.req.query('filename') ?? name;
     const op = who(c);
-    const upload = await spoolUpload(c, { masterDir: ctx.layout.dir, filename, maxBytes: ctx.config.maxUploadBytes });
+    const upload = await spoolUpload(c, {
+      masterDir: ctx.layout.dir,
+      filename,
+      maxBytes: ctx.config.maxUploadBytes,
+    });
     try {
       log.info({ name, version, bytes: upload.bytes, operator: op.actor }, 'upload received; publishing');
-      const r = await publish(ctx, { name, version, path: upload.path, actor: op.actor, ...(op.address ? { address: op.address } : {}) });
+      const r = await publish(ctx, {
+        name,
+        version,
+        path: upload.path,
+        actor: op.actor,
+        ...(op.address ? { address: op.address } : {}),
+      });
       return c.json(r, r.unchanged ? 200 : 201);
     } finally {
       await upload.cleanup();
     }
   });
   app.post('/unpublish', requireRole('publisher'), async (c) => {
-    const { name, version } = parseUnpublishRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'unpublish request'));
+    const { name, version } = parseUnpublishRequest(
+      await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'unpublish request'),
+    );
     const r = await unpublish(ctx, `${validatePackageName(name)}@${validateVersion(version)}`, who(c).actor);
     return c.json(r);
   });

@@ -28,15 +28,28 @@ export interface Upload {
  * (Content-Length is checked first but never trusted): blocks filling the master's disk through an
  * endless upload. Memory stays bounded whatever the size.
  */
-export async function spoolUpload(c: Context<ServeEnv>, opts: { masterDir: string; filename: string; maxBytes: number; highWaterMarkBytes?: number }): Promise<Upload> {
+export async function spoolUpload(
+  c: Context<ServeEnv>,
+  opts: { masterDir: string; filename: string; maxBytes: number; highWaterMarkBytes?: number },
+): Promise<Upload> {
   const filename = validateRelativePath(opts.filename, 'upload filename');
-  if (filename.includes('/')) throw new DepotsyncError('bad-path', `upload filename ${JSON.stringify(filename)}: must be a plain file name without folders`);
+  if (filename.includes('/'))
+    throw new DepotsyncError(
+      'bad-path',
+      `upload filename ${JSON.stringify(filename)}: must be a plain file name without folders`,
+    );
   const declared = Number(c.req.header('content-length') ?? '0');
   if (declared > opts.maxBytes) {
-    throw new DepotsyncError('too-large', `upload of ${declared} bytes exceeds the limit of ${opts.maxBytes} (maxUploadBytes)`);
+    throw new DepotsyncError(
+      'too-large',
+      `upload of ${declared} bytes exceeds the limit of ${opts.maxBytes} (maxUploadBytes)`,
+    );
   }
   const body = c.req.raw.body;
-  if (!body) throw new DepotsyncError('bad-input', 'upload: the request has no body', { hint: 'send the file as the raw request body' });
+  if (!body)
+    throw new DepotsyncError('bad-input', 'upload: the request has no body', {
+      hint: 'send the file as the raw request body',
+    });
 
   const dir = join(uploadsDir(opts.masterDir), randomBytes(12).toString('hex'));
   const cleanup = () => rm(dir, { recursive: true, force: true });
@@ -47,7 +60,12 @@ export async function spoolUpload(c: Context<ServeEnv>, opts: { masterDir: strin
     transform(chunk: Buffer, _enc, done) {
       bytes += chunk.length;
       if (bytes > opts.maxBytes) {
-        done(new DepotsyncError('too-large', `upload exceeds the limit of ${opts.maxBytes} bytes (maxUploadBytes)`));
+        done(
+          new DepotsyncError(
+            'too-large',
+            `upload exceeds the limit of ${opts.maxBytes} bytes (maxUploadBytes)`,
+          ),
+        );
         return;
       }
       done(null, chunk);
@@ -56,9 +74,15 @@ export async function spoolUpload(c: Context<ServeEnv>, opts: { masterDir: strin
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await pipeline(
-      Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>, { highWaterMark: opts.highWaterMarkBytes ?? 1024 * 1024 }),
+      Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>, {
+        highWaterMark: opts.highWaterMarkBytes ?? 1024 * 1024,
+      }),
       counter,
-      createWriteStream(path, { flags: 'wx', mode: 0o600, highWaterMark: opts.highWaterMarkBytes ?? 1024 * 1024 }),
+      createWriteStream(path, {
+        flags: 'wx',
+        mode: 0o600,
+        highWaterMark: opts.highWaterMarkBytes ?? 1024 * 1024,
+      }),
     );
   } catch (e) {
     await cleanup();

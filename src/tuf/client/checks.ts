@@ -34,24 +34,40 @@ export function verifyAndDecode<K extends 'root' | 'timestamp' | 'snapshot' | 't
 /** Freeze attack: metadata past its expiry is refused, judged at the update's fixed start time. */
 export function checkExpiry(md: Metadata<Model>, ctx: MetaContext, now: Date): void {
   if (now.getTime() >= Date.parse(md.signed.expires)) {
-    throw metaError('expired', ctx, `version ${md.signed.version} expired at ${md.signed.expires} (now ${now.toISOString()})`, {
-      hint: 'the source serves stale metadata (a freeze attack, or the master stopped re-signing); check the master, or this computer\'s clock',
-    });
+    throw metaError(
+      'expired',
+      ctx,
+      `version ${md.signed.version} expired at ${md.signed.expires} (now ${now.toISOString()})`,
+      {
+        hint: "the source serves stale metadata (a freeze attack, or the master stopped re-signing); check the master, or this computer's clock",
+      },
+    );
   }
 }
 
 /** Mix-and-match attack: the file must be the exact one (length, every listed hash) its parent names. */
 export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, ctx: MetaContext, parent: string): void {
   if (meta.length !== undefined && bytes.length !== meta.length) {
-    throw metaError('hash-mismatch', ctx, `length ${bytes.length} does not match ${meta.length} in ${parent}`, {
-      hint: 'the source mixes files of different generations; retry or use another source',
-    });
+    throw metaError(
+      'hash-mismatch',
+      ctx,
+      `length ${bytes.length} does not match ${meta.length} in ${parent}`,
+      {
+        hint: 'the source mixes files of different generations; retry or use another source',
+      },
+    );
   }
   if (meta.hashes) checkHashes(bytes, meta.hashes, `${ctx.role} metadata ${ctx.file}`, parent);
 }
 
 /** Rollback attack: a version below the expected one; anything else but equal is malformed. */
 export function checkExactVersion(got: number, expected: number, ctx: MetaContext, parent: string): void {
-  if (got < expected) throw metaError('version-rollback', ctx, `version ${got} is older than version ${expected} named by ${parent}`);
-  if (got !== expected) throw metaError('bad-metadata', ctx, `version ${got} is not version ${expected} named by ${parent}`);
+  if (got < expected)
+    throw metaError(
+      'version-rollback',
+      ctx,
+      `version ${got} is older than version ${expected} named by ${parent}`,
+    );
+  if (got !== expected)
+    throw metaError('bad-metadata', ctx, `version ${got} is not version ${expected} named by ${parent}`);
 }

@@ -27,10 +27,17 @@ export const DEFAULT_CLIENT_LIMITS: Readonly<ClientLimits> = {
 export function resolveLimits(given: Partial<ClientLimits> = {}): ClientLimits {
   const out = { ...DEFAULT_CLIENT_LIMITS };
   for (const [k, v] of Object.entries(given)) {
-    if (!(k in out)) throw new DepotsyncError('bad-input', `tuf client: unknown limit ${JSON.stringify(k)} (expected one of ${Object.keys(out).join(', ')})`);
+    if (!(k in out))
+      throw new DepotsyncError(
+        'bad-input',
+        `tuf client: unknown limit ${JSON.stringify(k)} (expected one of ${Object.keys(out).join(', ')})`,
+      );
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
-      throw new DepotsyncError('bad-input', `tuf client: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `tuf client: ${k} must be a positive integer, got ${JSON.stringify(v)}`,
+      );
     }
     out[k as keyof ClientLimits] = v;
   }

@@ -15,13 +15,20 @@ export function rootFingerprint(bytes: Uint8Array): string {
 export function checkRootFingerprint(bytes: Uint8Array, fingerprint: string, file: string): void {
   const want = fingerprint.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(want)) {
-    throw new DepotsyncError('bad-input', `root fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(fingerprint)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `root fingerprint must be 64 hex digits (SHA-256 of 1.root.json), got ${JSON.stringify(fingerprint)}`,
+    );
   }
   const got = createHash('sha256').update(bytes).digest();
   if (!timingSafeEqual(got, Buffer.from(want, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `root metadata ${file}: SHA-256 ${got.toString('hex')} does not match the pinned fingerprint ${want}`, {
-      hint: 'this source does not serve the repository you trust; check the --fingerprint and the master URL',
-    });
+    throw new DepotsyncError(
+      'hash-mismatch',
+      `root metadata ${file}: SHA-256 ${got.toString('hex')} does not match the pinned fingerprint ${want}`,
+      {
+        hint: 'this source does not serve the repository you trust; check the --fingerprint and the master URL',
+      },
+    );
   }
 }
 
@@ -32,7 +39,11 @@ export function checkRootFingerprint(bytes: Uint8Array, fingerprint: string, fil
 export function trustRoot(bytes: Uint8Array, file: string, maxBytes: number): Verified<Root> {
   const ctx: MetaContext = { role: 'root', file };
   const env = parseEnvelope(bytes, ctx, { maxBytes, type: MetadataKind.Root });
-  const self = decodeSigned(env, 'root', env.signatures.map((s) => s.keyid).filter((k, i, a) => a.indexOf(k) === i)).signed;
+  const self = decodeSigned(
+    env,
+    'root',
+    env.signatures.map((s) => s.keyid).filter((k, i, a) => a.indexOf(k) === i),
+  ).signed;
   const kept = verifyThreshold(env, topRoleKeys(self, 'root'));
   return { md: decodeSigned(env, 'root', kept), bytes, file };
 }
@@ -42,16 +53,35 @@ export function trustRoot(bytes: Uint8Array, file: string, maxBytes: number): Ve
  * attacker cannot swap in their own root), then by a threshold of its OWN keys (so the new keys
  * really hold), and its version is exactly N+1 (rollback / skipped-version attack).
  */
-export function verifyNextRoot(trusted: Verified<Root>, bytes: Uint8Array, file: string, maxBytes: number): Verified<Root> {
+export function verifyNextRoot(
+  trusted: Verified<Root>,
+  bytes: Uint8Array,
+  file: string,
+  maxBytes: number,
+): Verified<Root> {
   const ctx: MetaContext = { role: 'root', file };
   const env = parseEnvelope(bytes, ctx, { maxBytes, type: MetadataKind.Root });
   const byOld = verifyThreshold(env, topRoleKeys(trusted.md.signed, 'root'));
-  const candidate = decodeSigned(env, 'root', env.signatures.map((s) => s.keyid).filter((k, i, a) => a.indexOf(k) === i)).signed;
+  const candidate = decodeSigned(
+    env,
+    'root',
+    env.signatures.map((s) => s.keyid).filter((k, i, a) => a.indexOf(k) === i),
+  ).signed;
   const byNew = verifyThreshold(env, topRoleKeys(candidate, 'root'));
   const md = decodeSigned(env, 'root', new Set([...byOld, ...byNew]));
   const expected = trusted.md.signed.version + 1;
-  if (md.signed.version < expected) throw metaError('version-rollback', ctx, `version ${md.signed.version} is not newer than the trusted root v${trusted.md.signed.version}`);
-  if (md.signed.version !== expected) throw metaError('bad-metadata', ctx, `version ${md.signed.version} is not ${expected} (the trusted root is v${trusted.md.signed.version})`);
+  if (md.signed.version < expected)
+    throw metaError(
+      'version-rollback',
+      ctx,
+      `version ${md.signed.version} is not newer than the trusted root v${trusted.md.signed.version}`,
+    );
+  if (md.signed.version !== expected)
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      `version ${md.signed.version} is not ${expected} (the trusted root is v${trusted.md.signed.version})`,
+    );
   return { md, bytes, file };
 }
 
@@ -70,12 +100,22 @@ export function finishRootWalk(
   const ctx: MetaContext = { role: 'root', file: final.file };
   checkExpiry(final.md, ctx, now);
   if (requireConsistentSnapshot && !final.md.signed.consistentSnapshot) {
-    throw metaError('bad-metadata', ctx, 'consistent_snapshot is false; depotsync requires version-prefixed metadata names');
+    throw metaError(
+      'bad-metadata',
+      ctx,
+      'consistent_snapshot is false; depotsync requires version-prefixed metadata names',
+    );
   }
   const same = (role: string) => {
     const a = start.roles[role];
     const b = final.md.signed.roles[role];
-    return !!a && !!b && a.threshold === b.threshold && a.keyIDs.length === b.keyIDs.length && a.keyIDs.every((k) => b.keyIDs.includes(k));
+    return (
+      !!a &&
+      !!b &&
+      a.threshold === b.threshold &&
+      a.keyIDs.length === b.keyIDs.length &&
+      a.keyIDs.every((k) => b.keyIDs.includes(k))
+    );
   };
   return { onlineKeysRotated: !(same('timestamp') && same('snapshot') && same('targets')) };
 }

@@ -1,7 +1,14 @@
 import type { Root, Snapshot, Timestamp } from '@tufjs/models';
 import { own } from '../codec.js';
 import { metadataFileName, metaError, type MetaContext } from '../context.js';
-import { checkExactVersion, checkExpiry, checkMetaFile, topRoleKeys, verifyAndDecode, type Verified } from './checks.js';
+import {
+  checkExactVersion,
+  checkExpiry,
+  checkMetaFile,
+  topRoleKeys,
+  verifyAndDecode,
+  type Verified,
+} from './checks.js';
 
 export function snapshotFileName(timestamp: Timestamp): string {
   return metadataFileName('snapshot', timestamp.snapshotMeta.version);
@@ -22,7 +29,8 @@ export function verifySnapshot(
 ): Verified<Snapshot> {
   const file = snapshotFileName(timestamp);
   const ctx: MetaContext = { role: 'snapshot', file };
-  if (bytes.length > opts.maxBytes) throw metaError('too-large', ctx, `${bytes.length} bytes exceeds the limit of ${opts.maxBytes} bytes`);
+  if (bytes.length > opts.maxBytes)
+    throw metaError('too-large', ctx, `${bytes.length} bytes exceeds the limit of ${opts.maxBytes} bytes`);
   // 5.5.2 mix-and-match attack: exactly the snapshot the timestamp names.
   checkMetaFile(bytes, timestamp.snapshotMeta, ctx, 'timestamp.json');
   // 5.5.3 signed by a threshold of the root's snapshot keys.
@@ -40,19 +48,39 @@ export function verifySnapshot(
  * older version (that would un-publish a fix or resurrect a withdrawn package).
  */
 export function checkNoRollback(had: Snapshot, got: Snapshot, ctx: MetaContext): void {
-  if (got.version < had.version) throw metaError('version-rollback', ctx, `version ${got.version} is older than the trusted version ${had.version}`);
+  if (got.version < had.version)
+    throw metaError(
+      'version-rollback',
+      ctx,
+      `version ${got.version} is older than the trusted version ${had.version}`,
+    );
   for (const [name, old] of Object.entries(had.meta)) {
     const now = own(got.meta, name);
-    if (!now) throw metaError('version-rollback', ctx, `${name} (version ${old.version} in the trusted snapshot) is no longer listed`);
+    if (!now)
+      throw metaError(
+        'version-rollback',
+        ctx,
+        `${name} (version ${old.version} in the trusted snapshot) is no longer listed`,
+      );
     if (now.version < old.version) {
-      throw metaError('version-rollback', ctx, `${name} version ${now.version} is older than the trusted version ${old.version}`);
+      throw metaError(
+        'version-rollback',
+        ctx,
+        `${name} version ${now.version} is older than the trusted version ${old.version}`,
+      );
     }
   }
 }
 
 /** A stored snapshot: signatures only; it is the rollback baseline and, if current, the final one. */
 export function loadStoredSnapshot(root: Root, bytes: Uint8Array, maxBytes: number): Verified<Snapshot> {
-  return verifyAndDecode(bytes, { role: 'snapshot', file: 'stored snapshot.json' }, 'snapshot', maxBytes, topRoleKeys(root, 'snapshot'));
+  return verifyAndDecode(
+    bytes,
+    { role: 'snapshot', file: 'stored snapshot.json' },
+    'snapshot',
+    maxBytes,
+    topRoleKeys(root, 'snapshot'),
+  );
 }
 
 /** The snapshot used for targets must be the one the timestamp names, and not expired. */

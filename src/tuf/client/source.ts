@@ -21,15 +21,22 @@ export const METADATA_FILE_NAME = /^(?:\d{1,15}\.)?[A-Za-z0-9%._~-]{1,255}\.json
 
 export function checkMetadataFileName(name: string): string {
   if (!METADATA_FILE_NAME.test(name)) {
-    throw new DepotsyncError('bad-path', `metadata file name ${JSON.stringify(name)} is not of the form [N.]role.json`);
+    throw new DepotsyncError(
+      'bad-path',
+      `metadata file name ${JSON.stringify(name)} is not of the form [N.]role.json`,
+    );
   }
   return name;
 }
 
 export function tooLarge(name: string, maxBytes: number, got?: number): DepotsyncError {
-  return new DepotsyncError('too-large', `metadata ${name}: ${got === undefined ? 'more than' : `${got} bytes exceeds`} the limit of ${maxBytes} bytes`, {
-    hint: 'the source sent more than any valid file of this role; try another source',
-  });
+  return new DepotsyncError(
+    'too-large',
+    `metadata ${name}: ${got === undefined ? 'more than' : `${got} bytes exceeds`} the limit of ${maxBytes} bytes`,
+    {
+      hint: 'the source sent more than any valid file of this role; try another source',
+    },
+  );
 }
 
 export function notFound(name: string, where: string): DepotsyncError {
@@ -40,7 +47,10 @@ export function notFound(name: string, where: string): DepotsyncError {
 export class MemorySource implements MetadataSource {
   private readonly files: Map<string, Uint8Array>;
 
-  constructor(files: Iterable<readonly [string, Uint8Array]> = [], private readonly where = 'memory') {
+  constructor(
+    files: Iterable<readonly [string, Uint8Array]> = [],
+    private readonly where = 'memory',
+  ) {
     this.files = new Map(files);
   }
 

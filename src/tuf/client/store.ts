@@ -67,7 +67,8 @@ export class DirectoryTrustedStore implements TrustedStore {
     await mkdir(this.dir, { recursive: true }).catch((e) => {
       throw fromSystemError(e, `trusted metadata folder ${this.dir}`);
     });
-    if (role === 'root' && this.opts.keepRootHistory) await writeFileAtomic(join(this.dir, `${version}.root.json`), bytes);
+    if (role === 'root' && this.opts.keepRootHistory)
+      await writeFileAtomic(join(this.dir, `${version}.root.json`), bytes);
     await writeFileAtomic(join(this.dir, fileOf(role)), bytes);
   }
 

@@ -24,13 +24,22 @@ export function verifyTimestamp(
     const got = fresh.md.signed;
     // 5.4.3.1 rollback attack: never accept an older timestamp.
     if (got.version < had.version) {
-      throw metaError('version-rollback', ctx, `version ${got.version} is older than the trusted version ${had.version}`, {
-        hint: 'the source serves old metadata; try another source',
-      });
+      throw metaError(
+        'version-rollback',
+        ctx,
+        `version ${got.version} is older than the trusted version ${had.version}`,
+        {
+          hint: 'the source serves old metadata; try another source',
+        },
+      );
     }
     // 5.4.3.2 rollback attack: the snapshot it names must not be older than the one trusted.
     if (got.snapshotMeta.version < had.snapshotMeta.version) {
-      throw metaError('version-rollback', ctx, `names snapshot version ${got.snapshotMeta.version}, older than the trusted ${had.snapshotMeta.version}`);
+      throw metaError(
+        'version-rollback',
+        ctx,
+        `names snapshot version ${got.snapshotMeta.version}, older than the trusted ${had.snapshotMeta.version}`,
+      );
     }
     if (got.version === had.version) {
       result = trusted;
@@ -44,5 +53,11 @@ export function verifyTimestamp(
 
 /** A stored timestamp: signatures only (rollback baseline); expiry is judged on the final one. */
 export function loadStoredTimestamp(root: Root, bytes: Uint8Array, maxBytes: number): Verified<Timestamp> {
-  return verifyAndDecode(bytes, { role: 'timestamp', file: `stored ${TIMESTAMP_FILE}` }, 'timestamp', maxBytes, topRoleKeys(root, 'timestamp'));
+  return verifyAndDecode(
+    bytes,
+    { role: 'timestamp', file: `stored ${TIMESTAMP_FILE}` },
+    'timestamp',
+    maxBytes,
+    topRoleKeys(root, 'timestamp'),
+  );
 }

@@ -77,7 +77,10 @@ export class TrustedMetadata {
 
   /** 5.4; returns whether the repository published a new timestamp. */
   updateTimestamp(bytes: Uint8Array, now: Date): boolean {
-    const out = verifyTimestamp(this.rootV.md.signed, this.timestampV, bytes, { maxBytes: this.limits.timestampMaxBytes, now });
+    const out = verifyTimestamp(this.rootV.md.signed, this.timestampV, bytes, {
+      maxBytes: this.limits.timestampMaxBytes,
+      now,
+    });
     this.timestampV = out.timestamp;
     return out.changed;
   }
@@ -98,7 +101,10 @@ export class TrustedMetadata {
   /** 5.5 */
   updateSnapshot(bytes: Uint8Array, now: Date): void {
     const ts = this.needTimestamp();
-    this.snapshotV = verifySnapshot(this.rootV.md.signed, ts, this.snapshotV, bytes, { maxBytes: this.snapshotMaxBytes(), now });
+    this.snapshotV = verifySnapshot(this.rootV.md.signed, ts, this.snapshotV, bytes, {
+      maxBytes: this.snapshotMaxBytes(),
+      now,
+    });
   }
 
   checkFinalSnapshot(now: Date): void {
@@ -229,15 +235,18 @@ export class TrustedMetadata {
   }
 
   private needTimestamp(): Timestamp {
-    if (!this.timestampV) throw new DepotsyncError('internal', 'tuf client: no trusted timestamp yet (refresh first)');
+    if (!this.timestampV)
+      throw new DepotsyncError('internal', 'tuf client: no trusted timestamp yet (refresh first)');
     return this.timestampV.md.signed;
   }
   private needSnapshot(): Verified<Snapshot> {
-    if (!this.snapshotV) throw new DepotsyncError('internal', 'tuf client: no trusted snapshot yet (refresh first)');
+    if (!this.snapshotV)
+      throw new DepotsyncError('internal', 'tuf client: no trusted snapshot yet (refresh first)');
     return this.snapshotV;
   }
   private needTargets(): Verified<Targets> {
-    if (!this.targetsV) throw new DepotsyncError('internal', 'tuf client: no trusted targets yet (refresh first)');
+    if (!this.targetsV)
+      throw new DepotsyncError('internal', 'tuf client: no trusted targets yet (refresh first)');
     return this.targetsV;
   }
 }

@@ -71,7 +71,11 @@ export class TufClient {
   private storedLoaded = false;
   private updateStart: Date | undefined;
 
-  private constructor(readonly trusted: TrustedMetadata, opts: TufClientOptions, limits: ClientLimits) {
+  private constructor(
+    readonly trusted: TrustedMetadata,
+    opts: TufClientOptions,
+    limits: ClientLimits,
+  ) {
     this.source = opts.source;
     this.store = opts.store;
     this.now = opts.now ?? (() => new Date());
@@ -86,13 +90,18 @@ export class TufClient {
     if (stored) {
       const strict = opts.requireConsistentSnapshot ?? true;
       const trusted = new TrustedMetadata(stored, limits, 'stored root.json', strict);
-      if (opts.fingerprint && trusted.root.md.signed.version === 1) checkRootFingerprint(stored, opts.fingerprint, 'stored root.json');
+      if (opts.fingerprint && trusted.root.md.signed.version === 1)
+        checkRootFingerprint(stored, opts.fingerprint, 'stored root.json');
       return new TufClient(trusted, opts, limits);
     }
     if (!opts.fingerprint) {
-      throw new DepotsyncError('bad-input', 'tuf client: no trusted root yet and no root fingerprint to bootstrap one', {
-        hint: 'give the SHA-256 fingerprint of 1.root.json that `depotsync master init` printed',
-      });
+      throw new DepotsyncError(
+        'bad-input',
+        'tuf client: no trusted root yet and no root fingerprint to bootstrap one',
+        {
+          hint: 'give the SHA-256 fingerprint of 1.root.json that `depotsync master init` printed',
+        },
+      );
     }
     const file = metadataFileName('root', 1);
     const bytes = opts.initialRoot ?? (await fetchCapped(opts.source, file, limits.rootMaxBytes));
@@ -142,7 +151,8 @@ export class TufClient {
       rootsFetched.push(version);
     }
     const { onlineKeysRotated } = t.finishRootWalk(start, now);
-    if (rootsFetched.length) this.log.info({ root: t.root.md.signed.version, onlineKeysRotated }, 'trusted root updated');
+    if (rootsFetched.length)
+      this.log.info({ root: t.root.md.signed.version, onlineKeysRotated }, 'trusted root updated');
     if (onlineKeysRotated) {
       await this.store.remove('timestamp');
       await this.store.remove('snapshot');
@@ -179,7 +189,8 @@ export class TufClient {
       fetchedBins,
       staleBins: opts.bins === 'none' ? stale : [],
     };
-    if (changed) this.log.info({ generation: result.generation, bins: fetchedBins.length }, 'catalog updated');
+    if (changed)
+      this.log.info({ generation: result.generation, bins: fetchedBins.length }, 'catalog updated');
     return result;
   }
 
@@ -188,7 +199,8 @@ export class TufClient {
     const now = this.updateStart ?? this.now();
     const stale: string[] = [];
     for (const name of this.trusted.staleBins()) {
-      if (!this.trusted.bin(name)) await this.tryStored(name, (bytes) => this.trusted.updateBin(name, bytes, now, true));
+      if (!this.trusted.bin(name))
+        await this.tryStored(name, (bytes) => this.trusted.updateBin(name, bytes, now, true));
       if (!this.trusted.binIsCurrent(name)) stale.push(name);
     }
     return stale;
@@ -199,7 +211,8 @@ export class TufClient {
     const now = this.updateStart ?? this.now();
     const queue = [...names];
     const worker = async () => {
-      for (let name = queue.shift(); name !== undefined; name = queue.shift()) await this.fetchRole(name, now);
+      for (let name = queue.shift(); name !== undefined; name = queue.shift())
+        await this.fetchRole(name, now);
     };
     await Promise.all(Array.from({ length: Math.min(this.limits.binConcurrency, queue.length) }, worker));
     if (names.length) this.log.debug({ bins: names.length }, 'bins updated');
@@ -241,7 +254,11 @@ export class TufClient {
   /** Every target of the catalog (all bins must be current: refresh with `bins: 'stale'` first). */
   *targets(): Generator<TargetInfo> {
     const stale = this.trusted.staleBins();
-    if (stale.length) throw new DepotsyncError('internal', `tuf client: ${stale.length} bins are not current (refresh with bins: 'stale' first)`);
+    if (stale.length)
+      throw new DepotsyncError(
+        'internal',
+        `tuf client: ${stale.length} bins are not current (refresh with bins: 'stale' first)`,
+      );
     for (const name of this.trusted.binNames()) {
       // Targets reachable by the delegation search only (a nested delegation not loaded is skipped).
       for (const path of Object.keys(this.trusted.bin(name)!.md.signed.targets)) {
@@ -256,7 +273,13 @@ export class TufClient {
     const t = this.trusted;
     const out: TrustedFile[] = [];
     const add = (role: string, v: { md: { signed: { version: number } }; bytes: Uint8Array } | undefined) => {
-      if (v) out.push({ role, version: v.md.signed.version, name: metadataFileName(role, v.md.signed.version), bytes: v.bytes });
+      if (v)
+        out.push({
+          role,
+          version: v.md.signed.version,
+          name: metadataFileName(role, v.md.signed.version),
+          bytes: v.bytes,
+        });
     };
     add('root', t.root);
     add('timestamp', t.timestamp);
@@ -284,17 +307,26 @@ export class TufClient {
   }
 
   private async loadOrFetch(role: 'targets', now: Date): Promise<void> {
-    if (!this.trusted.targets) await this.tryStored(role, (bytes) => this.trusted.updateTargets(bytes, now, true));
+    if (!this.trusted.targets)
+      await this.tryStored(role, (bytes) => this.trusted.updateTargets(bytes, now, true));
     if (!this.trusted.targetsIsCurrent()) await this.fetchRole(role, now);
   }
 
   /** Download a role's metadata under the name the snapshot gives (`{N}.{role}.json`, `{role}.json`). */
   private async fetchRole(role: string, now: Date, parent = 'targets'): Promise<void> {
     const version = this.trusted.expectedVersion(role);
-    if (version === undefined) throw new DepotsyncError('bad-metadata', `${role} metadata: not listed in snapshot v${this.generation}`);
+    if (version === undefined)
+      throw new DepotsyncError(
+        'bad-metadata',
+        `${role} metadata: not listed in snapshot v${this.generation}`,
+      );
     const name = this.trusted.fileName(role);
     const meta = own(this.trusted.snapshot!.md.signed.meta, `${role}.json`);
-    const bytes = await fetchCapped(this.source, name, Math.min(meta?.length ?? this.limits.targetsMaxBytes, this.limits.targetsMaxBytes));
+    const bytes = await fetchCapped(
+      this.source,
+      name,
+      Math.min(meta?.length ?? this.limits.targetsMaxBytes, this.limits.targetsMaxBytes),
+    );
     if (role === 'targets') this.trusted.updateTargets(bytes, now);
     else this.trusted.updateDelegated(role, parent, bytes, now);
     await this.store.save(role, bytes, version);

@@ -27,7 +27,12 @@ export function expiresAt(now: Date, ms: number): string {
 
 export function signAndSerialize(role: string, md: AnyMetadata, signers: readonly Signer[]): MetadataFile {
   signMetadata(md, signers);
-  return { role, version: md.signed.version, name: metadataFileName(role, md.signed.version), bytes: serializeMetadata(md) };
+  return {
+    role,
+    version: md.signed.version,
+    name: metadataFileName(role, md.signed.version),
+    bytes: serializeMetadata(md),
+  };
 }
 
 export interface RootKeys {
@@ -38,7 +43,12 @@ export interface RootKeys {
 }
 
 /** `fields`: extra signed root fields (the master's CA certificate, src/tuf/root-ca.ts), kept across rotations. */
-export function buildRoot(version: number, expires: string, k: RootKeys, fields: Record<string, string> = {}): Metadata<Root> {
+export function buildRoot(
+  version: number,
+  expires: string,
+  k: RootKeys,
+  fields: Record<string, string> = {},
+): Metadata<Root> {
   const keys: Record<string, Key> = {};
   const roleOf = (list: readonly TufPublicKey[], threshold: number) => {
     const keyIDs = [...new Set(list.map((pub) => keyIdOf(pub)))];
@@ -51,7 +61,17 @@ export function buildRoot(version: number, expires: string, k: RootKeys, fields:
     snapshot: roleOf([k.snapshot], 1),
     targets: roleOf([k.targets], 1),
   };
-  return new Metadata(new Root({ version, specVersion: SPEC_VERSION, expires, keys, roles, consistentSnapshot: true, unrecognizedFields: fields }));
+  return new Metadata(
+    new Root({
+      version,
+      specVersion: SPEC_VERSION,
+      expires,
+      keys,
+      roles,
+      consistentSnapshot: true,
+      unrecognizedFields: fields,
+    }),
+  );
 }
 
 /** The keys of the root's top-level roles, as TUF public keys (to carry them over into N+1). */
@@ -86,13 +106,25 @@ export function buildTopTargets(
   const roles: Record<string, DelegatedRole> = {};
   for (const prefix of binPrefixes(binCount)) {
     const name = binName(prefix);
-    roles[name] = new DelegatedRole({ name, keyIDs: [keyid], threshold: 1, terminating: true, pathHashPrefixes: [prefix] });
+    roles[name] = new DelegatedRole({
+      name,
+      keyIDs: [keyid],
+      threshold: 1,
+      terminating: true,
+      pathHashPrefixes: [prefix],
+    });
   }
   const delegations = new Delegations({ keys: { [keyid]: toModelKey(binsKey) }, roles });
-  return new Metadata(new Targets({ version, specVersion: SPEC_VERSION, expires, targets: ownTargets, delegations }));
+  return new Metadata(
+    new Targets({ version, specVersion: SPEC_VERSION, expires, targets: ownTargets, delegations }),
+  );
 }
 
-export function buildBin(version: number, expires: string, targets: Record<string, TargetFile>): Metadata<Targets> {
+export function buildBin(
+  version: number,
+  expires: string,
+  targets: Record<string, TargetFile>,
+): Metadata<Targets> {
   return new Metadata(new Targets({ version, specVersion: SPEC_VERSION, expires, targets }));
 }
 
@@ -102,11 +134,21 @@ export function metaFileFor(file: MetadataFile, withHashes: boolean): MetaFile {
   return new MetaFile({ version: file.version, length: file.bytes.length, hashes: { sha256 } });
 }
 
-export function buildSnapshot(version: number, expires: string, meta: Record<string, MetaFile>): Metadata<Snapshot> {
+export function buildSnapshot(
+  version: number,
+  expires: string,
+  meta: Record<string, MetaFile>,
+): Metadata<Snapshot> {
   return new Metadata(new Snapshot({ version, specVersion: SPEC_VERSION, expires, meta }));
 }
 
 /** timestamp.json names the snapshot by version, length and sha256 (mix-and-match protection). */
-export function buildTimestamp(version: number, expires: string, snapshot: MetadataFile): Metadata<Timestamp> {
-  return new Metadata(new Timestamp({ version, specVersion: SPEC_VERSION, expires, snapshotMeta: metaFileFor(snapshot, true) }));
+export function buildTimestamp(
+  version: number,
+  expires: string,
+  snapshot: MetadataFile,
+): Metadata<Timestamp> {
+  return new Metadata(
+    new Timestamp({ version, specVersion: SPEC_VERSION, expires, snapshotMeta: metaFileFor(snapshot, true) }),
+  );
 }

@@ -64,12 +64,23 @@ export interface ResolvedOptions {
   now: () => Date;
 }
 
-function durations(name: string, defaults: Readonly<ExpiryMs>, given: Partial<ExpiryMs> | undefined): ExpiryMs {
+function durations(
+  name: string,
+  defaults: Readonly<ExpiryMs>,
+  given: Partial<ExpiryMs> | undefined,
+): ExpiryMs {
   const out = { ...defaults };
   for (const [k, v] of Object.entries(given ?? {})) {
-    if (!(k in defaults)) throw new DepotsyncError('bad-input', `tuf repository: ${name}.${k} is not a role (expected root, targets, bins, snapshot or timestamp)`);
+    if (!(k in defaults))
+      throw new DepotsyncError(
+        'bad-input',
+        `tuf repository: ${name}.${k} is not a role (expected root, targets, bins, snapshot or timestamp)`,
+      );
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1000) {
-      throw new DepotsyncError('bad-input', `tuf repository: ${name}.${k} must be an integer number of milliseconds >= 1000, got ${JSON.stringify(v)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `tuf repository: ${name}.${k} must be an integer number of milliseconds >= 1000, got ${JSON.stringify(v)}`,
+      );
     }
     out[k as keyof ExpiryMs] = v;
   }
@@ -79,14 +90,26 @@ function durations(name: string, defaults: Readonly<ExpiryMs>, given: Partial<Ex
 export function resolveOptions(opts: RepositoryOptions = {}): ResolvedOptions {
   const binCount = opts.binCount ?? DEFAULT_BIN_COUNT;
   if (!isBinCount(binCount)) {
-    throw new DepotsyncError('bad-input', `tuf repository: binCount must be 16, 256 or 4096, got ${JSON.stringify(binCount)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `tuf repository: binCount must be 16, 256 or 4096, got ${JSON.stringify(binCount)}`,
+    );
   }
   const expiryMs = durations('expiryMs', DEFAULT_EXPIRY_MS, opts.expiryMs);
   const renewBeforeMs = durations('renewBeforeMs', DEFAULT_RENEW_BEFORE_MS, opts.renewBeforeMs);
   for (const k of Object.keys(expiryMs) as (keyof ExpiryMs)[]) {
     if (renewBeforeMs[k] >= expiryMs[k]) {
-      throw new DepotsyncError('bad-input', `tuf repository: renewBeforeMs.${k} (${renewBeforeMs[k]}) must be less than expiryMs.${k} (${expiryMs[k]})`);
+      throw new DepotsyncError(
+        'bad-input',
+        `tuf repository: renewBeforeMs.${k} (${renewBeforeMs[k]}) must be less than expiryMs.${k} (${expiryMs[k]})`,
+      );
     }
   }
-  return { binCount, expiryMs, renewBeforeMs, snapshotHashes: opts.snapshotHashes ?? false, now: opts.now ?? (() => new Date()) };
+  return {
+    binCount,
+    expiryMs,
+    renewBeforeMs,
+    snapshotHashes: opts.snapshotHashes ?? false,
+    now: opts.now ?? (() => new Date()),
+  };
 }

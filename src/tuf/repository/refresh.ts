@@ -1,7 +1,15 @@
 import type { Targets } from '@tufjs/models';
 import { expiresAt, type MetadataFile } from './build.js';
 import type { ExpiryMs } from './options.js';
-import { binsSigner, nextTimestamp, publish, resignTargets, type RepoState, type SignedRole, type StepContext } from './state.js';
+import {
+  binsSigner,
+  nextTimestamp,
+  publish,
+  resignTargets,
+  type RepoState,
+  type SignedRole,
+  type StepContext,
+} from './state.js';
 
 /**
  * Re-sign whatever expires within its `renewBeforeMs` (run on a schedule, e.g. hourly): targets and
@@ -9,17 +17,27 @@ import { binsSigner, nextTimestamp, publish, resignTargets, type RepoState, type
  * new timestamp. Without this, clients would rightly refuse a catalog that nobody changed (freeze
  * protection works both ways). Root cannot be renewed here: its keys may be offline.
  */
-export function refreshExpiring(state: RepoState, ctx: StepContext): { state: RepoState; files: MetadataFile[] } {
+export function refreshExpiring(
+  state: RepoState,
+  ctx: StepContext,
+): { state: RepoState; files: MetadataFile[] } {
   const nowMs = ctx.now.getTime();
-  const soon = (expires: string, role: keyof ExpiryMs) => Date.parse(expires) - nowMs < ctx.opts.renewBeforeMs[role];
+  const soon = (expires: string, role: keyof ExpiryMs) =>
+    Date.parse(expires) - nowMs < ctx.opts.renewBeforeMs[role];
 
   const targets = soon(state.targets.md.signed.expires, 'targets')
-    ? resignTargets('targets', state.targets, expiresAt(ctx.now, ctx.opts.expiryMs.targets), ctx.online.targets)
+    ? resignTargets(
+        'targets',
+        state.targets,
+        expiresAt(ctx.now, ctx.opts.expiryMs.targets),
+        ctx.online.targets,
+      )
     : undefined;
   const bins = new Map<string, SignedRole<Targets>>();
   const binExpires = expiresAt(ctx.now, ctx.opts.expiryMs.bins);
   for (const [name, bin] of state.bins) {
-    if (soon(bin.md.signed.expires, 'bins')) bins.set(name, resignTargets(name, bin, binExpires, binsSigner(ctx.online)));
+    if (soon(bin.md.signed.expires, 'bins'))
+      bins.set(name, resignTargets(name, bin, binExpires, binsSigner(ctx.online)));
   }
   if (targets || bins.size || soon(state.snapshot.md.signed.expires, 'snapshot')) {
     return publish(state, ctx, { ...(targets ? { targets } : {}), bins });

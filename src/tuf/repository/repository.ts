@@ -8,12 +8,30 @@ import type { Signer } from '../keys.js';
 import type { MetadataFile } from './build.js';
 import { createState, type CreateRoot } from './create.js';
 import { loadState, type StoredMetadata } from './load.js';
-import { resolveOptions, type OnlineSigners, type RepositoryOptions, type ResolvedOptions } from './options.js';
+import {
+  resolveOptions,
+  type OnlineSigners,
+  type RepositoryOptions,
+  type ResolvedOptions,
+} from './options.js';
 import { refreshExpiring, rootExpiresSoon } from './refresh.js';
-import { adoptRoot, prepareRoot, rotateBinsKey, rotateRoot, signedRootFromBytes, type RootChange } from './rotate.js';
+import {
+  adoptRoot,
+  prepareRoot,
+  rotateBinsKey,
+  rotateRoot,
+  signedRootFromBytes,
+  type RootChange,
+} from './rotate.js';
 import { serializeMetadata } from '../sign.js';
 import { publish, type RepoState, type StepContext } from './state.js';
-import { applyTargetChanges, targetInfoOf, type TargetChange, type TargetInfo, type TargetInput } from './targets.js';
+import {
+  applyTargetChanges,
+  targetInfoOf,
+  type TargetChange,
+  type TargetInfo,
+  type TargetInput,
+} from './targets.js';
 import { applyTopTargetChange } from './top-targets.js';
 
 /**
@@ -28,14 +46,24 @@ export class TufRepository {
   private readonly opts: ResolvedOptions;
   private readonly log: Logger;
 
-  private constructor(state: RepoState, online: Required<OnlineSigners>, opts: ResolvedOptions, log: Logger | undefined) {
+  private constructor(
+    state: RepoState,
+    online: Required<OnlineSigners>,
+    opts: ResolvedOptions,
+    log: Logger | undefined,
+  ) {
     this.state = state;
     this.online = online;
     this.opts = opts;
     this.log = (log ?? silentLogger()).child({ component: 'tuf.repository' });
   }
 
-  static create(init: { root: CreateRoot; online: OnlineSigners; options?: RepositoryOptions; logger?: Logger }): { repository: TufRepository; files: MetadataFile[] } {
+  static create(init: {
+    root: CreateRoot;
+    online: OnlineSigners;
+    options?: RepositoryOptions;
+    logger?: Logger;
+  }): { repository: TufRepository; files: MetadataFile[] } {
     const opts = resolveOptions(init.options);
     const online = { ...init.online, bins: init.online.bins ?? init.online.targets };
     const { state, files } = createState(init.root, online, opts);
@@ -43,7 +71,11 @@ export class TufRepository {
   }
 
   /** Rebuild from the latest persisted files (verified again: signatures and consistency, not expiry). */
-  static load(stored: StoredMetadata, online: OnlineSigners, options?: RepositoryOptions & { logger?: Logger }): TufRepository {
+  static load(
+    stored: StoredMetadata,
+    online: OnlineSigners,
+    options?: RepositoryOptions & { logger?: Logger },
+  ): TufRepository {
     const full = { ...online, bins: online.bins ?? online.targets };
     const state = loadState(stored, full);
     const opts = resolveOptions({ ...options, binCount: state.binCount });
@@ -77,7 +109,8 @@ export class TufRepository {
   }
 
   *targets(): Generator<TargetInfo> {
-    for (const bin of this.state.bins.values()) for (const t of Object.values(bin.md.signed.targets)) yield targetInfoOf(t);
+    for (const bin of this.state.bins.values())
+      for (const t of Object.values(bin.md.signed.targets)) yield targetInfoOf(t);
   }
 
   /**
@@ -85,7 +118,13 @@ export class TufRepository {
    */
   currentFiles(): MetadataFile[] {
     const s = this.state;
-    return [s.root.file, s.targets.file, ...[...s.bins.values()].map((b) => b.file), s.snapshot.file, s.timestamp.file];
+    return [
+      s.root.file,
+      s.targets.file,
+      ...[...s.bins.values()].map((b) => b.file),
+      s.snapshot.file,
+      s.timestamp.file,
+    ];
   }
 
   /** Add, replace or remove targets in one new generation; re-signs only the bins touched. */
@@ -131,7 +170,11 @@ export class TufRepository {
    * Root N+1 signed by old and new root keys. `newOnline` carries the signer of any online role whose
    * key changes (its public key must equal the one in `change`).
    */
-  rotateRoot(change: RootChange, rootSigners: readonly Signer[], newOnline: Partial<OnlineSigners> = {}): MetadataFile[] {
+  rotateRoot(
+    change: RootChange,
+    rootSigners: readonly Signer[],
+    newOnline: Partial<OnlineSigners> = {},
+  ): MetadataFile[] {
     const online = { ...this.online, ...newOnline, bins: newOnline.bins ?? this.online.bins };
     const out = rotateRoot(this.state, { ...this.ctx(), online }, change, rootSigners);
     const files = this.commit(out, `root rotated to v${out.state.root.md.signed.version}`);
@@ -176,13 +219,17 @@ export class TufRepository {
 
   private ctx(): StepContext {
     const now = this.opts.now();
-    if (Number.isNaN(now.getTime())) throw new DepotsyncError('internal', 'tuf repository: the clock returned an invalid date');
+    if (Number.isNaN(now.getTime()))
+      throw new DepotsyncError('internal', 'tuf repository: the clock returned an invalid date');
     return { opts: this.opts, online: this.online, now };
   }
 
   private commit(out: { state: RepoState; files: MetadataFile[] }, why: string): MetadataFile[] {
     this.state = out.state;
-    this.log.info({ generation: this.generation, root: this.rootVersion, files: out.files.map((f) => f.name) }, why);
+    this.log.info(
+      { generation: this.generation, root: this.rootVersion, files: out.files.map((f) => f.name) },
+      why,
+    );
     return out.files;
   }
 }

@@ -3,7 +3,14 @@ import type { BinCount } from '../hashbins.js';
 import type { Signer } from '../keys.js';
 import { DepotsyncError } from '../../errors.js';
 import type { AnyMetadata } from '../sign.js';
-import { buildSnapshot, buildTimestamp, expiresAt, metaFileFor, signAndSerialize, type MetadataFile } from './build.js';
+import {
+  buildSnapshot,
+  buildTimestamp,
+  expiresAt,
+  metaFileFor,
+  signAndSerialize,
+  type MetadataFile,
+} from './build.js';
 import type { OnlineSigners, ResolvedOptions } from './options.js';
 
 /** One role's current metadata: the model and the exact signed bytes. */
@@ -36,12 +43,20 @@ export function binsSigner(online: OnlineSigners): Signer {
 /** Client default for targets/bins; a bigger bin would be refused by every client. */
 export const MAX_TARGETS_FILE_BYTES = 5_000_000;
 
-export function signed<T extends Root | Timestamp | Snapshot | Targets>(role: string, md: Metadata<T>, signers: readonly Signer[]): SignedRole<T> {
+export function signed<T extends Root | Timestamp | Snapshot | Targets>(
+  role: string,
+  md: Metadata<T>,
+  signers: readonly Signer[],
+): SignedRole<T> {
   const file = signAndSerialize(role, md as unknown as AnyMetadata, signers);
   if (role !== 'root' && file.bytes.length > MAX_TARGETS_FILE_BYTES) {
-    throw new DepotsyncError('too-large', `${role} metadata ${file.name}: ${file.bytes.length} bytes exceeds the client limit of ${MAX_TARGETS_FILE_BYTES}`, {
-      hint: 'create the repository with more bins (binCount 4096) so each bin stays small',
-    });
+    throw new DepotsyncError(
+      'too-large',
+      `${role} metadata ${file.name}: ${file.bytes.length} bytes exceeds the client limit of ${MAX_TARGETS_FILE_BYTES}`,
+      {
+        hint: 'create the repository with more bins (binCount 4096) so each bin stays small',
+      },
+    );
   }
   return { md, file };
 }
@@ -54,7 +69,11 @@ export function signed<T extends Root | Timestamp | Snapshot | Targets>(role: st
 export function publish(
   state: RepoState,
   ctx: StepContext,
-  changed: { targets?: SignedRole<Targets>; bins?: ReadonlyMap<string, SignedRole<Targets>>; root?: SignedRole<Root> },
+  changed: {
+    targets?: SignedRole<Targets>;
+    bins?: ReadonlyMap<string, SignedRole<Targets>>;
+    root?: SignedRole<Root>;
+  },
 ): { state: RepoState; files: MetadataFile[] } {
   const { opts, now, online } = ctx;
   const meta = { ...state.snapshot.md.signed.meta };
@@ -74,22 +93,46 @@ export function publish(
     }
     bins = next;
   }
-  const snapshot = signed('snapshot', buildSnapshot(state.snapshot.md.signed.version + 1, expiresAt(now, opts.expiryMs.snapshot), meta), [online.snapshot]);
+  const snapshot = signed(
+    'snapshot',
+    buildSnapshot(state.snapshot.md.signed.version + 1, expiresAt(now, opts.expiryMs.snapshot), meta),
+    [online.snapshot],
+  );
   const timestamp = nextTimestamp(state, ctx, snapshot.file);
   files.push(snapshot.file, timestamp.file);
   return {
-    state: { ...state, root: changed.root ?? state.root, targets: changed.targets ?? state.targets, bins, snapshot, timestamp },
+    state: {
+      ...state,
+      root: changed.root ?? state.root,
+      targets: changed.targets ?? state.targets,
+      bins,
+      snapshot,
+      timestamp,
+    },
     files,
   };
 }
 
-export function nextTimestamp(state: RepoState, ctx: StepContext, snapshotFile: MetadataFile): SignedRole<Timestamp> {
-  const md = buildTimestamp(state.timestamp.md.signed.version + 1, expiresAt(ctx.now, ctx.opts.expiryMs.timestamp), snapshotFile);
+export function nextTimestamp(
+  state: RepoState,
+  ctx: StepContext,
+  snapshotFile: MetadataFile,
+): SignedRole<Timestamp> {
+  const md = buildTimestamp(
+    state.timestamp.md.signed.version + 1,
+    expiresAt(ctx.now, ctx.opts.expiryMs.timestamp),
+    snapshotFile,
+  );
   return signed('timestamp', md, [ctx.online.timestamp]);
 }
 
 /** The same targets (or bin) content with version + 1 and a new expiry, signed again. */
-export function resignTargets(name: string, current: SignedRole<Targets>, expires: string, signer: Signer): SignedRole<Targets> {
+export function resignTargets(
+  name: string,
+  current: SignedRole<Targets>,
+  expires: string,
+  signer: Signer,
+): SignedRole<Targets> {
   const t = current.md.signed;
   const md = new Metadata(
     new Targets({

@@ -13,16 +13,27 @@ import { toTargetFile, type TargetChange } from './targets.js';
  * and live in the bins: a path with `@` is refused here). Each change is a new targets.json
  * (version + 1, the same delegations), then a new snapshot and timestamp.
  */
-export function applyTopTargetChange(state: RepoState, ctx: StepContext, change: TargetChange): SignedRole<Targets> | undefined {
+export function applyTopTargetChange(
+  state: RepoState,
+  ctx: StepContext,
+  change: TargetChange,
+): SignedRole<Targets> | undefined {
   const path = checkTargetPath(change.path);
   if (path.includes('@')) {
-    throw new DepotsyncError('bad-input', `top-level target ${JSON.stringify(path)}: a path with "@" is a package target and belongs in a bin`);
+    throw new DepotsyncError(
+      'bad-input',
+      `top-level target ${JSON.stringify(path)}: a path with "@" is a package target and belongs in a bin`,
+    );
   }
   const t = state.targets.md.signed;
   const record: Record<string, TargetFile> = {};
   for (const [p, f] of Object.entries(t.targets)) put(record, p, f);
   if ('remove' in change) {
-    if (!own(record, path)) throw new DepotsyncError('not-found', `top-level target ${JSON.stringify(path)} is not in targets.json`);
+    if (!own(record, path))
+      throw new DepotsyncError(
+        'not-found',
+        `top-level target ${JSON.stringify(path)} is not in targets.json`,
+      );
     delete record[path];
   } else {
     const file = toTargetFile(path, change.target);

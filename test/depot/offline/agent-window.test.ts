@@ -44,10 +44,29 @@ describe('agents honour the validity window of their air-gapped depot', () => {
     validUntil = x.validUntil;
     await w.importInto(D, x.file);
     depot = openDepot(D, { logger: log });
-    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: log, name: 'ship', metricsToken: false });
-    server = await startDepotServer({ app, keyPem: depot.creds.keyPem, certPem: depot.creds.certPem, caPem: depot.creds.caPem, host: '127.0.0.1', port: 0, logger: log });
+    const app = createDepotApp({
+      db: depot.db,
+      store: depot.store,
+      revocations: depot.revocations,
+      logger: log,
+      name: 'ship',
+      metricsToken: false,
+    });
+    server = await startDepotServer({
+      app,
+      keyPem: depot.creds.keyPem,
+      certPem: depot.creds.certPem,
+      caPem: depot.creds.caPem,
+      host: '127.0.0.1',
+      port: 0,
+      logger: log,
+    });
     const k = createMachineKeyAndCsr({ machineName: 'pc-1', role: 'agent' });
-    tls = { caPem: w.master.ca.certPem, certPem: issueMachineCertificate(w.master.ca, k.csrPem, { machineName: 'pc-1', role: 'agent' }), keyPem: k.keyPem };
+    tls = {
+      caPem: w.master.ca.certPem,
+      certPem: issueMachineCertificate(w.master.ca, k.csrPem, { machineName: 'pc-1', role: 'agent' }),
+      keyPem: k.keyPem,
+    };
   }, 60_000);
   afterAll(async () => {
     await server?.close();
@@ -56,7 +75,10 @@ describe('agents honour the validity window of their air-gapped depot', () => {
   });
 
   /** A fresh agent (its own trusted store and state) fetching setup@VERSION from the ship at `now`. */
-  async function fetchAt(now: Date, version = '1.0'): Promise<{ result?: FetchPackageResult; error?: DepotsyncError; tufDir: string }> {
+  async function fetchAt(
+    now: Date,
+    version = '1.0',
+  ): Promise<{ result?: FetchPackageResult; error?: DepotsyncError; tufDir: string }> {
     const A = w.file(`agent-${++agents}`);
     mkdirSync(A, { recursive: true });
     const state = SqliteAgentState.open(join(A, 'state.db'), log);
@@ -94,7 +116,9 @@ describe('agents honour the validity window of their air-gapped depot', () => {
 
     const closed = await fetchAt(later(4 * DAY));
     expect(closed.error?.code).toBe('expired');
-    expect(closed.error?.message).toContain(`validity window of depot ship for generation 2 closed at ${validUntil}`);
+    expect(closed.error?.message).toContain(
+      `validity window of depot ship for generation 2 closed at ${validUntil}`,
+    );
     expect(existsSync(join(closed.tufDir, 'timestamp.json'))).toBe(false);
   });
 
@@ -108,7 +132,9 @@ describe('agents honour the validity window of their air-gapped depot', () => {
     try {
       const foreign = await fetchAt(later(2 * DAY));
       expect(foreign.error?.code).toBe('forbidden');
-      expect(foreign.error?.message).toMatch(/is for depot yard, but the server's certificate names depot ship/);
+      expect(foreign.error?.message).toMatch(
+        /is for depot yard, but the server's certificate names depot ship/,
+      );
       // Nothing the refused window vouched for became trusted.
       expect(existsSync(join(foreign.tufDir, 'timestamp.json'))).toBe(false);
 
@@ -116,7 +142,9 @@ describe('agents honour the validity window of their air-gapped depot', () => {
       rmSync(own);
       const none = await fetchAt(later(2 * DAY));
       expect(none.error?.code).toBe('expired');
-      expect(none.error?.message).toMatch(/timestamp metadata timestamp\.json: version \d+ expired at .*has no validity window/);
+      expect(none.error?.message).toMatch(
+        /timestamp metadata timestamp\.json: version \d+ expired at .*has no validity window/,
+      );
     } finally {
       writeFileSync(own, saved);
     }
@@ -135,7 +163,9 @@ describe('agents honour the validity window of their air-gapped depot', () => {
     writeFileSync(own, gen2Window);
     const mixed = await fetchAt(later(2 * DAY), '1.1');
     expect(mixed.error?.code).toBe('forbidden');
-    expect(mixed.error?.message).toMatch(/serves generation 3 \(timestamp v\d+\), but its validity window covers generation 2/);
+    expect(mixed.error?.message).toMatch(
+      /serves generation 3 \(timestamp v\d+\), but its validity window covers generation 2/,
+    );
     expect(existsSync(join(mixed.tufDir, 'timestamp.json'))).toBe(false);
   });
 });

@@ -14,7 +14,16 @@ import { InboxWatcher, type InboxOutcome } from '../../../depot/offline/inbox.js
 import { depotLayout } from '../../../depot/layout.js';
 import { approve, requestEnrollment } from '../../../master/db/machines.js';
 import { runCli } from '../../helpers/cli.js';
-import { bytesSeeded, copy, flipped, sectionOffset, servedComplete, startWorld, withDepot, type World } from './fixture.js';
+import {
+  bytesSeeded,
+  copy,
+  flipped,
+  sectionOffset,
+  servedComplete,
+  startWorld,
+  withDepot,
+  type World,
+} from './fixture.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const BLOCK = 64 * 1024;
@@ -43,7 +52,13 @@ async function servedBytes(dir: string, name: string): Promise<Buffer> {
 }
 
 /** Change one character of the header's JSON text, `skip` characters after `needle` (the sections stay byte for byte). */
-function headerEdit(src: string, dst: string, needle: string, skip: number, to: (c: string) => string): string {
+function headerEdit(
+  src: string,
+  dst: string,
+  needle: string,
+  skip: number,
+  to: (c: string) => string,
+): string {
   const b = readFileSync(src);
   const at = b.indexOf(needle, PREAMBLE_BYTES) + needle.length + skip;
   expect(at).toBeGreaterThan(needle.length + skip);
@@ -82,19 +97,25 @@ describe('encrypted offline bundles', () => {
     try {
       expect(f.header.signed.formatVersion).toBe(2);
       const serial = await withDepot(D, (d) => certificateInfo(d.creds.certPem).serial);
-      expect(f.encryption).toMatchObject({ algorithm: 'AES-256-GCM+RSA-OAEP-SHA256', certificateSerial: serial, blockBytes: BLOCK });
+      expect(f.encryption).toMatchObject({
+        algorithm: 'AES-256-GCM+RSA-OAEP-SHA256',
+        certificateSerial: serial,
+        blockBytes: BLOCK,
+      });
       expect(f.header.signed.depot).toBe('ship');
     } finally {
       await f.close();
     }
     const raw = readFileSync(sealed);
     // No 32-byte piece of the installer, and no metadata or manifest text.
-    for (let at = 0; at + 32 <= v1.length; at += 150_000) expect(raw.indexOf(v1.subarray(at, at + 32))).toBe(-1);
+    for (let at = 0; at + 32 <= v1.length; at += 150_000)
+      expect(raw.indexOf(v1.subarray(at, at + 32))).toBe(-1);
     expect(raw.indexOf('"_type":"timestamp"')).toBe(-1);
     expect(raw.indexOf('"_type":"root"')).toBe(-1);
     // Size: the plain bundle plus 16 bytes a block.
     const plain = await w.exportFor('ship');
-    const sections = decodeHeader(raw.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + raw.readUInt32BE(12)), 'x').signed.sections;
+    const sections = decodeHeader(raw.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + raw.readUInt32BE(12)), 'x')
+      .signed.sections;
     const tags = sections.reduce((n, s) => n + Math.ceil(s.length / BLOCK) * 16, 0);
     expect(raw.length - plain.bytes).toBeGreaterThanOrEqual(tags);
     expect(raw.length - plain.bytes).toBeLessThan(tags + 2048); // + the encryption entry in the header
@@ -103,7 +124,9 @@ describe('encrypted offline bundles', () => {
   it('refuses the bundle at another depot, naming the depot and certificate it is for', async () => {
     const e = await refused(w.importInto(other, sealed));
     expect(e.code).toBe('forbidden');
-    expect(e.message).toMatch(/is for depot ship \(encrypted for its certificate serial [0-9a-f]+\), this depot is other/);
+    expect(e.message).toMatch(
+      /is for depot ship \(encrypted for its certificate serial [0-9a-f]+\), this depot is other/,
+    );
     // Same name, other certificate (a depot whose certificate changed since the export).
     const f = await BundleFile.open(sealed);
     try {
@@ -116,7 +139,9 @@ describe('encrypted offline bundles', () => {
         return undefined;
       });
       expect(e2?.code).toBe('forbidden');
-      expect(e2?.message).toMatch(/encrypted for depot ship's certificate serial [0-9a-f]+; this depot's certificate is serial [0-9a-f]+/);
+      expect(e2?.message).toMatch(
+        /encrypted for depot ship's certificate serial [0-9a-f]+; this depot's certificate is serial [0-9a-f]+/,
+      );
       expect(e2?.hint).toMatch(/--encrypt/);
     } finally {
       await f.close();
@@ -126,23 +151,38 @@ describe('encrypted offline bundles', () => {
 
   it('refuses a changed wrapped key, a changed header, a header re-signed by the master, and sections of another bundle', async () => {
     // One byte of the wrapped key: RSA-OAEP refuses it.
-    const k = await refused(w.importInto(D, headerEdit(sealed, w.file('key.bundle'), '"wrappedKey":"', 100, (c) => (c === 'A' ? 'B' : 'A'))));
+    const k = await refused(
+      w.importInto(
+        D,
+        headerEdit(sealed, w.file('key.bundle'), '"wrappedKey":"', 100, (c) => (c === 'A' ? 'B' : 'A')),
+      ),
+    );
     expect(k.code).toBe('corrupt');
     expect(k.message).toMatch(/wrapped key does not unwrap with this machine's private key/);
 
     // One byte of the signed header (the generation it starts at): the signature fails.
-    const h = await refused(w.importInto(D, headerEdit(sealed, w.file('hdr.bundle'), '"fromGeneration":', 0, () => '1')));
+    const h = await refused(
+      w.importInto(
+        D,
+        headerEdit(sealed, w.file('hdr.bundle'), '"fromGeneration":', 0, () => '1'),
+      ),
+    );
     expect(h.code).toBe('bad-signature');
 
     // A header the master did sign, but not the one the sections were sealed under (window moved): every
     // block is bound to the header's SHA-256, so the first section read fails its authentication.
     const b = readFileSync(sealed);
     const len = b.readUInt32BE(12);
-    const signed = structuredClone(decodeHeader(b.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + len), 'x').signed);
+    const signed = structuredClone(
+      decodeHeader(b.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + len), 'x').signed,
+    );
     signed.validUntil = new Date(Date.parse(signed.validUntil) + 86_400_000).toISOString();
     const header = encodeHeader(signed, [w.master.signers.timestamp]);
     const resigned = w.file('resigned.bundle');
-    writeFileSync(resigned, Buffer.concat([encodePreamble(header.length, 2), header, b.subarray(PREAMBLE_BYTES + len)]));
+    writeFileSync(
+      resigned,
+      Buffer.concat([encodePreamble(header.length, 2), header, b.subarray(PREAMBLE_BYTES + len)]),
+    );
     const r = await refused(w.importInto(D, resigned));
     expect(r.code).toBe('hash-mismatch');
     expect(r.message).toMatch(/fails its AES-256-GCM authentication/);
@@ -152,7 +192,10 @@ describe('encrypted offline bundles', () => {
     const b2 = readFileSync(second);
     const len2 = b2.readUInt32BE(12);
     const mixed = w.file('mixed.bundle');
-    writeFileSync(mixed, Buffer.concat([b.subarray(0, PREAMBLE_BYTES + len), b2.subarray(PREAMBLE_BYTES + len2)]));
+    writeFileSync(
+      mixed,
+      Buffer.concat([b.subarray(0, PREAMBLE_BYTES + len), b2.subarray(PREAMBLE_BYTES + len2)]),
+    );
     expect(b.length).toBe(b2.length);
     const m = await refused(w.importInto(D, mixed));
     expect(m.code).toBe('hash-mismatch');
@@ -219,7 +262,8 @@ describe('encrypted offline bundles', () => {
     try {
       copy(bundle, join(depotLayout(dock).inbox, 'sealed.bundle'));
       const deadline = Date.now() + 20_000;
-      while (!outcomes.length && Date.now() < deadline) await new Promise<void>((r) => ((wake = r), setTimeout(r, 250).unref()));
+      while (!outcomes.length && Date.now() < deadline)
+        await new Promise<void>((r) => ((wake = r), setTimeout(r, 250).unref()));
     } finally {
       await watcher.close();
     }
@@ -238,18 +282,44 @@ describe('encrypted offline bundles', () => {
     expect(e.code).toBe('not-found');
     expect(e.message).toMatch(/depot bare has no certificate on record/);
     expect(existsSync(out)).toBe(false);
-    expect((await refused(w.exportFor('ship', { encrypt: true, sealBlockBytes: 100, out }))).code).toBe('usage');
+    expect((await refused(w.exportFor('ship', { encrypt: true, sealBlockBytes: 100, out }))).code).toBe(
+      'usage',
+    );
     expect(existsSync(out)).toBe(false);
 
     // The command line: exit 1, one line on stderr; and --encrypt --json for a depot that has one.
-    const cli = runCli(['master', 'export', '--dir', w.master.layout.dir, '--depot', 'bare', '--out', out, '--encrypt']);
+    const cli = runCli([
+      'master',
+      'export',
+      '--dir',
+      w.master.layout.dir,
+      '--depot',
+      'bare',
+      '--out',
+      out,
+      '--encrypt',
+    ]);
     expect(cli.status).toBe(1);
     expect(cli.stderr.trim().split('\n')).toHaveLength(1);
     expect(cli.stderr).toMatch(/depot bare has no certificate on record/);
     expect(existsSync(out)).toBe(false);
-    const ok = runCli(['master', 'export', '--dir', w.master.layout.dir, '--depot', 'ship', '--out', out, '--encrypt', '--json']);
+    const ok = runCli([
+      'master',
+      'export',
+      '--dir',
+      w.master.layout.dir,
+      '--depot',
+      'ship',
+      '--out',
+      out,
+      '--encrypt',
+      '--json',
+    ]);
     expect(ok.status, ok.stderr).toBe(0);
-    expect(ok.json).toMatchObject({ file: out, encryptedFor: await withDepot(D, (d) => certificateInfo(d.creds.certPem).serial) });
+    expect(ok.json).toMatchObject({
+      file: out,
+      encryptedFor: await withDepot(D, (d) => certificateInfo(d.creds.certPem).serial),
+    });
     expect(readFileSync(out).readUInt32BE(8)).toBe(2);
   });
 });

@@ -35,7 +35,8 @@ export function bytesSeeded(n: number, seed: number): Buffer {
 export function edited(data: Buffer, count: number): Buffer {
   const out = Buffer.from(data);
   const stride = Math.floor(data.length / (count + 1));
-  for (let k = 1; k <= count; k++) for (let i = 0; i < 4096; i++) out[k * stride + i] = (out[k * stride + i]! ^ 0xa5) & 0xff;
+  for (let k = 1; k <= count; k++)
+    for (let i = 0; i < 4096; i++) out[k * stride + i] = (out[k * stride + i]! ^ 0xa5) & 0xff;
   return out;
 }
 
@@ -78,7 +79,15 @@ export async function startWorld(): Promise<World> {
     },
     async newDepot(name) {
       const D = file(`depot-${name}`);
-      const r = await initOfflineDepot({ dir: D, fingerprint: init.fingerprint, rootFile: join(M, '1.root.json'), name, hosts: ['127.0.0.1'], listen: '127.0.0.1:0', log });
+      const r = await initOfflineDepot({
+        dir: D,
+        fingerprint: init.fingerprint,
+        rootFile: join(M, '1.root.json'),
+        name,
+        hosts: ['127.0.0.1'],
+        listen: '127.0.0.1:0',
+        log,
+      });
       const reply = file(`reply-${name}.bundle`);
       await approveRequestFile(master, { request: r.request, out: reply });
       const out = await importFile(D, reply, { logger: log });
@@ -109,7 +118,8 @@ export async function servedComplete(dir: string): Promise<number | undefined> {
   return withDepot(dir, async (d) => {
     const served = d.db.served();
     if (!served) return undefined;
-    for (const t of d.db.liveTargets(['served'])) for (const id of uniqueChunkIds(decodeManifest(t.bytes))) await d.store.get(id, { verify: true });
+    for (const t of d.db.liveTargets(['served']))
+      for (const id of uniqueChunkIds(decodeManifest(t.bytes))) await d.store.get(id, { verify: true });
     return served.generation;
   });
 }
@@ -129,10 +139,16 @@ export function copy(src: string, dst: string): string {
 }
 
 /** Where a section starts in the file. */
-export async function sectionOffset(path: string, kind: string, name?: string): Promise<{ at: number; length: number }> {
+export async function sectionOffset(
+  path: string,
+  kind: string,
+  name?: string,
+): Promise<{ at: number; length: number }> {
   const f = await BundleFile.open(path);
   try {
-    const s = f.header.signed.sections.find((x) => x.kind === kind && (name === undefined || x.name === name));
+    const s = f.header.signed.sections.find(
+      (x) => x.kind === kind && (name === undefined || x.name === name),
+    );
     if (!s) throw new Error(`no section ${kind} ${name ?? ''}`);
     // Stored bytes: equal to the table's offset and length, except in an encrypted (sealed) bundle.
     const p = f.storedPlace(s);
@@ -155,12 +171,27 @@ export async function rewrite(
     const signed = structuredClone(f.header.signed);
     change.head?.(signed);
     let sections: ByteSection[] = [];
-    for (const s of f.header.signed.sections) if (s.kind !== 'chunks') sections.push({ kind: s.kind, name: s.name, bytes: await f.readSection(s), ...(s.encoding ? { encoding: s.encoding } : {}) });
+    for (const s of f.header.signed.sections)
+      if (s.kind !== 'chunks')
+        sections.push({
+          kind: s.kind,
+          name: s.name,
+          bytes: await f.readSection(s),
+          ...(s.encoding ? { encoding: s.encoding } : {}),
+        });
     sections = change.sections ? change.sections(sections) : sections;
     const chunks: PlannedChunk[] = [];
-    for (const s of f.sections('chunks')) for await (const r of f.chunkRecords(s, () => true)) chunks.push({ id: r.id, length: r.data!.length });
+    for (const s of f.sections('chunks'))
+      for await (const r of f.chunkRecords(s, () => true)) chunks.push({ id: r.id, length: r.data!.length });
     const { sections: _t, sectionBytes: _b, ...head } = signed;
-    await writeBundle({ out: dst, head, byteSections: sections, chunks, signers, ...(readChunk ? { readChunk } : {}) });
+    await writeBundle({
+      out: dst,
+      head,
+      byteSections: sections,
+      chunks,
+      signers,
+      ...(readChunk ? { readChunk } : {}),
+    });
   } finally {
     await f.close();
   }

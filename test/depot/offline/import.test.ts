@@ -3,12 +3,29 @@ import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
-import { decodeHeader, encodeHeader, encodePreamble, PREAMBLE_BYTES, type BundleSigned } from '../../../src/wire/bundle.js';
+import {
+  decodeHeader,
+  encodeHeader,
+  encodePreamble,
+  PREAMBLE_BYTES,
+  type BundleSigned,
+} from '../../../src/wire/bundle.js';
 import { resign } from '../fixture.js';
 import { encodeValidityWindow } from '../../../src/wire/validity-window.js';
 import { currentWindow } from '../../../depot/offline/window.js';
 import type { SyncStore } from '../../../depot/sync/chunks.js';
-import { bytesSeeded, copy, edited, flipped, rewrite, sectionOffset, servedComplete, startWorld, withDepot, type World } from './fixture.js';
+import {
+  bytesSeeded,
+  copy,
+  edited,
+  flipped,
+  rewrite,
+  sectionOffset,
+  servedComplete,
+  startWorld,
+  withDepot,
+  type World,
+} from './fixture.js';
 
 /** Rewrite only the header of a bundle (the sections stay byte for byte) and sign it with `signer`s. */
 function reheader(w: World, src: string, dst: string, mutate: (s: BundleSigned) => void): string {
@@ -76,11 +93,15 @@ describe('offline bundles: export, import, refusals', () => {
     const at = raw.indexOf('"sha256":"', PREAMBLE_BYTES) + 10;
     let digit = at;
     while (!/[0-8]/.test(String.fromCharCode(raw[digit]!))) digit++;
-    expect((await refused(w.importInto(D, flipped(full, w.file('toc.bundle'), digit)))).code).toBe('bad-signature');
+    expect((await refused(w.importInto(D, flipped(full, w.file('toc.bundle'), digit)))).code).toBe(
+      'bad-signature',
+    );
 
     // One flipped byte in a metadata file: its SHA-256 is in the signed table.
     const ts = await sectionOffset(full, 'metadata', 'timestamp.json');
-    expect((await refused(w.importInto(D, flipped(full, w.file('meta.bundle'), ts.at + 40)))).code).toBe('hash-mismatch');
+    expect((await refused(w.importInto(D, flipped(full, w.file('meta.bundle'), ts.at + 40)))).code).toBe(
+      'hash-mismatch',
+    );
 
     // The header signed by a key the trusted root does not name.
     const stranger = generateKeyPair();
@@ -90,22 +111,41 @@ describe('offline bundles: export, import, refusals', () => {
 
     // Metadata signed by an unknown key, inside a header the master did sign: the TUF client refuses it.
     const forgedTs = w.file('forged-ts.bundle');
-    await rewrite(full, forgedTs, [w.master.signers.timestamp], {
-      sections: (ss) => ss.map((s) => (s.name === 'timestamp.json' ? { ...s, bytes: resign(s.bytes, [stranger], (signed) => (signed.version += 1)) } : s)),
-    }, (id) => w.master.store.get(id));
+    await rewrite(
+      full,
+      forgedTs,
+      [w.master.signers.timestamp],
+      {
+        sections: (ss) =>
+          ss.map((s) =>
+            s.name === 'timestamp.json'
+              ? { ...s, bytes: resign(s.bytes, [stranger], (signed) => (signed.version += 1)) }
+              : s,
+          ),
+      },
+      (id) => w.master.store.get(id),
+    );
     expect((await refused(w.importInto(D, forgedTs))).code).toBe('unknown-key');
 
     // A validity window the master signed, but not the one of this bundle (spliced in, window end moved).
     const spliced = w.file('spliced.bundle');
-    await rewrite(full, spliced, [w.master.signers.timestamp], {
-      sections: (ss) =>
-        ss.map((s) => {
-          if (s.kind !== 'validity-window') return s;
-          const doc = JSON.parse(Buffer.from(s.bytes).toString('utf8'));
-          doc.signed.validUntil = new Date(Date.parse(doc.signed.validUntil) + 300 * 86_400_000).toISOString();
-          return { ...s, bytes: encodeValidityWindow(doc.signed, [w.master.signers.timestamp]) };
-        }),
-    }, (id) => w.master.store.get(id));
+    await rewrite(
+      full,
+      spliced,
+      [w.master.signers.timestamp],
+      {
+        sections: (ss) =>
+          ss.map((s) => {
+            if (s.kind !== 'validity-window') return s;
+            const doc = JSON.parse(Buffer.from(s.bytes).toString('utf8'));
+            doc.signed.validUntil = new Date(
+              Date.parse(doc.signed.validUntil) + 300 * 86_400_000,
+            ).toISOString();
+            return { ...s, bytes: encodeValidityWindow(doc.signed, [w.master.signers.timestamp]) };
+          }),
+      },
+      (id) => w.master.store.get(id),
+    );
     const sp = await refused(w.importInto(D, spliced));
     expect(sp.code).toBe('bad-metadata');
     expect(sp.message).toMatch(/validity window differs from the header in validUntil/);
@@ -199,9 +239,20 @@ describe('offline bundles: export, import, refusals', () => {
     // A compressed manifest that would inflate far beyond its signed length (a decompression bomb):
     // inflating stops at the signed length and the import is refused.
     const bomb = w.file('bomb.bundle');
-    await rewrite(delta, bomb, [w.master.signers.timestamp], {
-      sections: (ss) => ss.map((s) => (s.kind === 'manifest' ? { ...s, bytes: deflateRawSync(Buffer.alloc(1024 * 1024)), encoding: 'deflate' as const } : s)),
-    }, (id) => w.master.store.get(id));
+    await rewrite(
+      delta,
+      bomb,
+      [w.master.signers.timestamp],
+      {
+        sections: (ss) =>
+          ss.map((s) =>
+            s.kind === 'manifest'
+              ? { ...s, bytes: deflateRawSync(Buffer.alloc(1024 * 1024)), encoding: 'deflate' as const }
+              : s,
+          ),
+      },
+      (id) => w.master.store.get(id),
+    );
     // (First: once a manifest has arrived intact, a later import of the same generation keeps it.)
     const eb = await refused(w.importInto(D, bomb));
     expect(eb.code).toBe('hash-mismatch');
@@ -211,18 +262,31 @@ describe('offline bundles: export, import, refusals', () => {
     // A forged delta record (signed header, valid table): the rebuilt chunk does not hash to its id, so
     // it is refused, the import names the chunk it lacks, and nothing is switched.
     const forged = w.file('forged-delta.bundle');
-    await rewrite(delta, forged, [w.master.signers.timestamp], {
-      sections: (ss) => ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: flipLast(s.bytes) } : s)),
-    }, (id) => w.master.store.get(id));
+    await rewrite(
+      delta,
+      forged,
+      [w.master.signers.timestamp],
+      {
+        sections: (ss) => ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: flipLast(s.bytes) } : s)),
+      },
+      (id) => w.master.store.get(id),
+    );
     const ef = await refused(w.importInto(D, forged));
     expect(ef.code).toBe('not-found');
     expect(ef.message).toMatch(/does not carry 1 chunk\(s\) of the new generation/);
     expect(await servedComplete(D)).toBe(2);
     // A delta section made for another base (its pair count differs from what this depot computes).
     const otherBase = w.file('other-base.bundle');
-    await rewrite(delta, otherBase, [w.master.signers.timestamp], {
-      sections: (ss) => ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: withPairCount(s.bytes, 999) } : s)),
-    }, (id) => w.master.store.get(id));
+    await rewrite(
+      delta,
+      otherBase,
+      [w.master.signers.timestamp],
+      {
+        sections: (ss) =>
+          ss.map((s) => (s.kind === 'chunk-deltas' ? { ...s, bytes: withPairCount(s.bytes, 999) } : s)),
+      },
+      (id) => w.master.store.get(id),
+    );
     const eo = await refused(w.importInto(D, otherBase));
     expect(eo.message).toMatch(/made for 999 chunk pairs, this depot pairs \d+ from its served generation/);
     expect(eo.hint).toMatch(/--from/);
@@ -254,8 +318,20 @@ describe('offline bundles: export, import, refusals', () => {
     const { approveRequestFile } = await import('../../../master/offline/approve-file.js');
     const { silentLogger } = await import('../../../src/log.js');
     const { join } = await import('node:path');
-    const a = await initOfflineDepot({ dir: w.file('depot-a'), fingerprint: w.fingerprint, rootFile: join(w.master.layout.dir, '1.root.json'), name: 'yard-a', log: silentLogger() });
-    await initOfflineDepot({ dir: w.file('depot-b'), fingerprint: w.fingerprint, rootFile: join(w.master.layout.dir, '1.root.json'), name: 'yard-b', log: silentLogger() });
+    const a = await initOfflineDepot({
+      dir: w.file('depot-a'),
+      fingerprint: w.fingerprint,
+      rootFile: join(w.master.layout.dir, '1.root.json'),
+      name: 'yard-a',
+      log: silentLogger(),
+    });
+    await initOfflineDepot({
+      dir: w.file('depot-b'),
+      fingerprint: w.fingerprint,
+      rootFile: join(w.master.layout.dir, '1.root.json'),
+      name: 'yard-b',
+      log: silentLogger(),
+    });
     await approveRequestFile(w.master, { request: a.request, out: w.file('reply-a.bundle') });
     const e = await refused(w.importInto(w.file('depot-b'), w.file('reply-a.bundle')));
     expect(e.code).toBe('forbidden');

@@ -13,11 +13,22 @@ describe('inbox timing in depot.json', () => {
   it('defaults, accepts a setting, and names the option it refuses', () => {
     expect(decodeDepotConfig(base).inbox).toEqual(DEFAULT_INBOX);
     expect(DEFAULT_INBOX.settleMs).toBe(5_000);
-    expect(decodeDepotConfig({ ...base, inbox: { settleMs: 250 } }).inbox).toEqual({ settleMs: 250, stalledMs: DEFAULT_INBOX.stalledMs });
-    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: 10 } })).toThrow(/inbox\.settleMs must be an integer from 100 to 3600000, got 10/);
-    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: '5s' } })).toThrow(/inbox: settleMs must be a number, got "5s"/);
-    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: 60_000, stalledMs: 1000 } })).toThrow(/inbox\.stalledMs must be an integer from 60000/);
-    expect(() => decodeDepotConfig({ ...base, inbox: { settle: 1 } })).toThrow(/inbox: unknown setting "settle"/);
+    expect(decodeDepotConfig({ ...base, inbox: { settleMs: 250 } }).inbox).toEqual({
+      settleMs: 250,
+      stalledMs: DEFAULT_INBOX.stalledMs,
+    });
+    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: 10 } })).toThrow(
+      /inbox\.settleMs must be an integer from 100 to 3600000, got 10/,
+    );
+    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: '5s' } })).toThrow(
+      /inbox: settleMs must be a number, got "5s"/,
+    );
+    expect(() => decodeDepotConfig({ ...base, inbox: { settleMs: 60_000, stalledMs: 1000 } })).toThrow(
+      /inbox\.stalledMs must be an integer from 60000/,
+    );
+    expect(() => decodeDepotConfig({ ...base, inbox: { settle: 1 } })).toThrow(
+      /inbox: unknown setting "settle"/,
+    );
   });
 
   describe('depot serve', () => {

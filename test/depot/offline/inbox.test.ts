@@ -33,7 +33,8 @@ class Harness {
   async until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(this.outcomes)}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}: ${JSON.stringify(this.outcomes)}`);
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, 250).unref();
@@ -64,11 +65,16 @@ describe('the inbox imports a bundle only once its copy is complete', () => {
     try {
       // Damaged: refused at once, with a reason file beside it.
       const c = await sectionOffset(bundle, 'chunks');
-      writeFileSync(join(inbox, 'damaged.bundle'), readFileSync(flipped(bundle, w.file('damaged.bundle'), c.at + 100)));
+      writeFileSync(
+        join(inbox, 'damaged.bundle'),
+        readFileSync(flipped(bundle, w.file('damaged.bundle'), c.at + 100)),
+      );
       await h.until(() => h.outcomes.some((o) => o.name === 'damaged.bundle'), 'damaged refused');
       const rejected = h.outcomes.find((o) => o.name === 'damaged.bundle')!;
       expect(rejected.kind).toBe('rejected');
-      expect(readFileSync(`${rejected.movedTo}.reason.txt`, 'utf8')).toMatch(/^hash-mismatch: .*chunk [0-9a-f]{64} .*do not hash to its id/);
+      expect(readFileSync(`${rejected.movedTo}.reason.txt`, 'utf8')).toMatch(
+        /^hash-mismatch: .*chunk [0-9a-f]{64} .*do not hash to its id/,
+      );
       expect(await servedComplete(D)).toBeUndefined();
 
       // A copy that stopped short for longer than stalledMs: refused as truncated, never imported.
@@ -76,15 +82,24 @@ describe('the inbox imports a bundle only once its copy is complete', () => {
       writeFileSync(join(inbox, 'short.bundle'), whole.subarray(0, whole.length - 5000));
       await h.until(() => h.outcomes.some((o) => o.name === 'short.bundle'), 'short refused');
       expect(h.checks.some((x) => x.name === 'short.bundle' && x.verdict === 'growing')).toBe(true);
-      expect(h.outcomes.find((o) => o.name === 'short.bundle')).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^truncated:/) });
+      expect(h.outcomes.find((o) => o.name === 'short.bundle')).toMatchObject({
+        kind: 'rejected',
+        reason: expect.stringMatching(/^truncated:/),
+      });
       expect(await servedComplete(D)).toBeUndefined();
 
       // A growing file: the first half, seen as growing (not imported), then the rest.
       const grow = join(inbox, 'full.bundle');
       writeFileSync(grow, whole.subarray(0, 1000));
-      await h.until(() => h.checks.filter((x) => x.name === 'full.bundle' && x.verdict === 'growing').length >= 1, 'growing');
+      await h.until(
+        () => h.checks.filter((x) => x.name === 'full.bundle' && x.verdict === 'growing').length >= 1,
+        'growing',
+      );
       appendFileSync(grow, whole.subarray(1000, whole.length >> 1));
-      await h.until(() => h.checks.filter((x) => x.name === 'full.bundle' && x.verdict === 'growing').length >= 2, 'still growing');
+      await h.until(
+        () => h.checks.filter((x) => x.name === 'full.bundle' && x.verdict === 'growing').length >= 2,
+        'still growing',
+      );
       expect(h.outcomes.some((o) => o.name === 'full.bundle')).toBe(false);
       appendFileSync(grow, whole.subarray(whole.length >> 1));
       await h.until(() => h.outcomes.some((o) => o.name === 'full.bundle'), 'imported');

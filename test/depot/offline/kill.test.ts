@@ -7,7 +7,11 @@ import { bytesSeeded, servedComplete, startWorld, type World } from './fixture.j
 
 /** `depotsync depot import` as its own process (the built CLI), killed with SIGKILL after its first durable checkpoint. */
 function importKilledAfterFirstStore(dir: string, file: string): Promise<{ killed: boolean; out: string }> {
-  const child = spawn(process.execPath, [CLI, 'depot', 'import', '--dir', dir, file, '--json', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'depot', 'import', '--dir', dir, file, '--json', '--log-level', 'debug'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let killed = false;
   child.stderr.on('data', (d: Buffer) => {

@@ -18,11 +18,22 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
   // The fixture's clock runs days ahead with no master re-signing its metadata: the master's own expiry
   // alerts (test/master/trust) are left out here.
   const own = (a: { kind: string }) => a.kind !== 'metadata-expiry';
-  const keys = () => f.admin.status({ packages: false }).alerts.filter(own).map((a) => `${a.level} ${a.key}`);
-  const events = () => sent.splice(0).filter((e) => own(e.alert)).map((e) => `${e.event} ${e.alert.level} ${e.alert.key}`);
+  const keys = () =>
+    f.admin
+      .status({ packages: false })
+      .alerts.filter(own)
+      .map((a) => `${a.level} ${a.key}`);
+  const events = () =>
+    sent
+      .splice(0)
+      .filter((e) => own(e.alert))
+      .map((e) => `${e.event} ${e.alert.level} ${e.alert.key}`);
 
   beforeAll(async () => {
-    f = await adminFixture({ fetch: fakeFetch, settings: { webhook: { url: 'https://hooks.example/alert' }, alerts: { lowDiskBytes: 1e9 } } });
+    f = await adminFixture({
+      fetch: fakeFetch,
+      settings: { webhook: { url: 'https://hooks.example/alert' }, alerts: { lowDiskBytes: 1e9 } },
+    });
   });
   afterAll(async () => {
     await f?.close();
@@ -38,12 +49,23 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
       return { keys: k, events: events() };
     };
     expect(await step(0)).toEqual({ keys: [], events: [] });
-    expect(await step(DAY + HOUR)).toEqual({ keys: ['warning certificate:d1'], events: ['raised warning certificate:d1'] });
+    expect(await step(DAY + HOUR)).toEqual({
+      keys: ['warning certificate:d1'],
+      events: ['raised warning certificate:d1'],
+    });
     expect(await step(12 * HOUR)).toEqual({ keys: ['warning certificate:d1'], events: [] }); // not a day yet
-    expect(await step(12 * HOUR)).toEqual({ keys: ['warning certificate:d1'], events: ['repeated warning certificate:d1'] });
-    expect(await step(24 * DAY)).toEqual({ keys: ['error certificate:d1'], events: ['raised error certificate:d1'] });
+    expect(await step(12 * HOUR)).toEqual({
+      keys: ['warning certificate:d1'],
+      events: ['repeated warning certificate:d1'],
+    });
+    expect(await step(24 * DAY)).toEqual({
+      keys: ['error certificate:d1'],
+      events: ['raised error certificate:d1'],
+    });
     // Renewed: a new certificate far from expiry.
-    f.ctx.db.db.prepare('UPDATE machines SET cert_not_after = ? WHERE name = ?').run(new Date(f.clock.t + 365 * DAY).toISOString(), 'd1');
+    f.ctx.db.db
+      .prepare('UPDATE machines SET cert_not_after = ? WHERE name = ?')
+      .run(new Date(f.clock.t + 365 * DAY).toISOString(), 'd1');
     expect(await step(0)).toEqual({ keys: [], events: ['cleared error certificate:d1'] });
     f.ctx.db.db.prepare("UPDATE machines SET state = 'blocked' WHERE name = 'd1'").run();
   });
@@ -61,16 +83,33 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
     expect(keys()).toEqual([]);
     await f.admin.webhook!.idle();
     expect(events().sort()).toEqual(
-      ['raised warning low-disk:d2', 'raised error failing:d2', 'raised error silent:d2', 'cleared error failing:d2', 'cleared error silent:d2', 'cleared warning low-disk:d2'].sort(),
+      [
+        'raised warning low-disk:d2',
+        'raised error failing:d2',
+        'raised error silent:d2',
+        'cleared error failing:d2',
+        'cleared error silent:d2',
+        'cleared warning low-disk:d2',
+      ].sort(),
     );
     // Lagging: beyond 5 generations behind (the threshold), or behind for over 6 hours.
-    f.ctx.db.db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (2, ?, 'test')").run(f.ctx.db.now().toISOString());
+    f.ctx.db.db
+      .prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (2, ?, 'test')")
+      .run(f.ctx.db.now().toISOString());
     expect(keys()).toEqual([]);
     f.clock.advance(7 * HOUR);
     report(f.ctx, 'd2', { servedGeneration: 1, targetGeneration: 2, freeDiskBytes: 5e10 });
     expect(keys()).toEqual(['warning lagging:d2']);
-    const viaApi = (await (await f.app.request('/v1/admin/alerts', { headers: { authorization: `Bearer ${f.tokens.viewer}` } })).json()) as { alerts: Array<{ key: string; since: string; message: string }> };
-    expect(viaApi.alerts.filter((a) => !a.key.startsWith('metadata-expiry:'))).toEqual([expect.objectContaining({ key: 'lagging:d2', since: expect.any(String), message: expect.stringMatching(/1 generation\(s\) behind for 7 h/) })]);
+    const viaApi = (await (
+      await f.app.request('/v1/admin/alerts', { headers: { authorization: `Bearer ${f.tokens.viewer}` } })
+    ).json()) as { alerts: Array<{ key: string; since: string; message: string }> };
+    expect(viaApi.alerts.filter((a) => !a.key.startsWith('metadata-expiry:'))).toEqual([
+      expect.objectContaining({
+        key: 'lagging:d2',
+        since: expect.any(String),
+        message: expect.stringMatching(/1 generation\(s\) behind for 7 h/),
+      }),
+    ]);
     report(f.ctx, 'd2', { servedGeneration: 2, freeDiskBytes: 5e10 });
     expect(keys()).toEqual([]);
     expect((await f.app.request('/v1/admin/alerts')).status).toBe(401);
@@ -116,7 +155,12 @@ describe('webhook: never blocks the master', () => {
       onFailed: (_e, err) => failed.push(err),
     });
     const t = performance.now();
-    w.notify({ event: 'raised', master: 'm', at: new Date().toISOString(), alert: { key: 'k', kind: 'silent', subject: 's', level: 'error', message: 'x' } });
+    w.notify({
+      event: 'raised',
+      master: 'm',
+      at: new Date().toISOString(),
+      alert: { key: 'k', kind: 'silent', subject: 's', level: 'error', message: 'x' },
+    });
     expect(performance.now() - t).toBeLessThan(50);
     await w.idle();
     expect(delays).toEqual([1000, 2000]);
@@ -130,7 +174,9 @@ describe('webhook: never blocks the master', () => {
     try {
       insertDepot(f.ctx, 'dx', { certNotAfter: new Date(f.clock.t + 5 * DAY).toISOString() });
       for (let i = 0; i < 3; i++) {
-        const r = await f.app.request('/v1/admin/status', { headers: { authorization: `Bearer ${f.tokens.viewer}` } });
+        const r = await f.app.request('/v1/admin/status', {
+          headers: { authorization: `Bearer ${f.tokens.viewer}` },
+        });
         expect(r.status).toBe(200);
       }
       await vi.waitFor(() => expect(sockets.length).toBe(1)); // one delivery in flight, hanging; nothing waits for it
@@ -143,8 +189,17 @@ describe('webhook: never blocks the master', () => {
   });
 
   it('drops the oldest notifications beyond its queue bound', async () => {
-    const w = new WebhookNotifier({ settings: adminSettings({ webhook: { url, timeoutMs: 60_000, attempts: 1, maxQueue: 3 } }).webhook, log: silentLogger() });
-    for (let i = 0; i < 10; i++) w.notify({ event: 'raised', master: 'm', at: '', alert: { key: `k${i}`, kind: 'silent', subject: 's', level: 'error', message: 'x' } });
+    const w = new WebhookNotifier({
+      settings: adminSettings({ webhook: { url, timeoutMs: 60_000, attempts: 1, maxQueue: 3 } }).webhook,
+      log: silentLogger(),
+    });
+    for (let i = 0; i < 10; i++)
+      w.notify({
+        event: 'raised',
+        master: 'm',
+        at: '',
+        alert: { key: `k${i}`, kind: 'silent', subject: 's', level: 'error', message: 'x' },
+      });
     expect(w.dropped).toBe(6); // one in flight, three queued
     await w.close();
   });

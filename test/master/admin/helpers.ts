@@ -28,7 +28,12 @@ export interface AdminFixture {
 }
 
 export async function adminFixture(
-  opts: { settings?: AdminSettingsInput; fetch?: typeof fetch; start?: number; freeDiskBytes?: () => number | null } = {},
+  opts: {
+    settings?: AdminSettingsInput;
+    fetch?: typeof fetch;
+    start?: number;
+    freeDiskBytes?: () => number | null;
+  } = {},
 ): Promise<AdminFixture> {
   const tmp = tempDir('depotsync-admin-');
   const dir = join(tmp.dir, 'M');
@@ -42,7 +47,8 @@ export async function adminFixture(
   const now = () => new Date(clock.t);
   const ctx = await openMaster(dir, silentLogger(), { now });
   const tokens = {} as Record<OperatorRole, string>;
-  for (const role of ['admin', 'publisher', 'viewer'] as const) tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
+  for (const role of ['admin', 'publisher', 'viewer'] as const)
+    tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
   const admin = new AdminService({
     ctx,
     now,
@@ -50,7 +56,12 @@ export async function adminFixture(
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
     ...(opts.freeDiskBytes ? { freeDiskBytes: opts.freeDiskBytes } : {}),
   });
-  const app = createMasterApp({ ctx, now, adminService: admin, addressOf: (c) => c.req.header('x-test-address') ?? '192.0.2.1' });
+  const app = createMasterApp({
+    ctx,
+    now,
+    adminService: admin,
+    addressOf: (c) => c.req.header('x-test-address') ?? '192.0.2.1',
+  });
   return {
     ctx,
     admin,
@@ -70,7 +81,13 @@ export async function adminFixture(
 export function insertDepot(
   ctx: MasterContext,
   name: string,
-  o: { parent?: string; state?: 'approved' | 'blocked' | 'pending'; role?: 'depot' | 'agent'; certNotAfter?: string; at?: string } = {},
+  o: {
+    parent?: string;
+    state?: 'approved' | 'blocked' | 'pending';
+    role?: 'depot' | 'agent';
+    certNotAfter?: string;
+    at?: string;
+  } = {},
 ): void {
   const at = o.at ?? ctx.db.now().toISOString();
   const state = o.state ?? 'approved';
@@ -79,13 +96,31 @@ export function insertDepot(
       `INSERT INTO machines (name, role, state, requested_at, state_changed_at, cert_serial, cert_not_after, parent, csr_pem)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    .run(name, o.role ?? 'depot', state, at, at, state === 'pending' ? null : `${Buffer.from(name).toString('hex').slice(0, 16)}`, state === 'pending' ? null : (o.certNotAfter ?? new Date(Date.parse(at) + 365 * 86_400_000).toISOString()), o.parent ?? null, state === 'pending' ? '-----BEGIN CERTIFICATE REQUEST-----\nx\n-----END CERTIFICATE REQUEST-----' : null);
+    .run(
+      name,
+      o.role ?? 'depot',
+      state,
+      at,
+      at,
+      state === 'pending' ? null : `${Buffer.from(name).toString('hex').slice(0, 16)}`,
+      state === 'pending'
+        ? null
+        : (o.certNotAfter ?? new Date(Date.parse(at) + 365 * 86_400_000).toISOString()),
+      o.parent ?? null,
+      state === 'pending'
+        ? '-----BEGIN CERTIFICATE REQUEST-----\nx\n-----END CERTIFICATE REQUEST-----'
+        : null,
+    );
 }
 
 const sequences = new Map<string, number>();
 
 /** File a status report for `name` as the mutual-TLS route would. */
-export function report(ctx: MasterContext, name: string, r: Partial<DepotStatusInput> & { servedGeneration: number }): void {
+export function report(
+  ctx: MasterContext,
+  name: string,
+  r: Partial<DepotStatusInput> & { servedGeneration: number },
+): void {
   const key = `${ctx.layout.dir}:${name}`;
   const sequence = (sequences.get(key) ?? 0) + 1;
   sequences.set(key, sequence);
@@ -100,7 +135,12 @@ export function report(ctx: MasterContext, name: string, r: Partial<DepotStatusI
 }
 
 /** Publish `bytes` as name@version from a temp file; returns the new generation. */
-export async function publishBytes(f: AdminFixture, name: string, version: string, bytes: Buffer): Promise<number> {
+export async function publishBytes(
+  f: AdminFixture,
+  name: string,
+  version: string,
+  bytes: Buffer,
+): Promise<number> {
   const path = join(f.dir, '..', `${name}-${version}.bin`);
   writeFileSync(path, bytes);
   return (await publish(f.ctx, { name, version, path, actor: 'test' })).generation;
@@ -114,15 +154,26 @@ export class Browser {
     private readonly address = '198.51.100.7',
   ) {}
 
-  async request(path: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
-    const headers: Record<string, string> = { 'x-test-address': this.address, host: 'master.test', ...init.headers };
+  async request(
+    path: string,
+    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = {
+      'x-test-address': this.address,
+      host: 'master.test',
+      ...init.headers,
+    };
     if (this.cookies.size) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     let body: string | undefined;
     if (init.form) {
       body = new URLSearchParams(init.form).toString();
       headers['content-type'] = 'application/x-www-form-urlencoded';
     }
-    const res = await this.app.request(`https://master.test${path}`, { method: init.method ?? (body !== undefined ? 'POST' : 'GET'), headers, ...(body !== undefined ? { body } : {}) });
+    const res = await this.app.request(`https://master.test${path}`, {
+      method: init.method ?? (body !== undefined ? 'POST' : 'GET'),
+      headers,
+      ...(body !== undefined ? { body } : {}),
+    });
     for (const c of res.headers.getSetCookie()) {
       const [pair] = c.split(';');
       const eq = pair!.indexOf('=');

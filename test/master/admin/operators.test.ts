@@ -5,7 +5,9 @@ import { addOperator, getOperator, rotateOperator } from '../../../master/db/ope
 import { adminFixture, Browser, type AdminFixture } from './helpers.js';
 
 const DAY = 86_400_000;
-const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}`, 'x-test-address': '192.0.2.9' } });
+const bearer = (token: string) => ({
+  headers: { authorization: `Bearer ${token}`, 'x-test-address': '192.0.2.9' },
+});
 
 describe('operator administration: token expiry, rotation, TOTP policy', () => {
   let f: AdminFixture;
@@ -47,7 +49,9 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
       ['op-publisher', 'warning'],
       ['op-viewer', 'warning'],
     ]);
-    expect(warn[0]!.message).toMatch(/^token of operator op-admin expires in 10 day\(s\) .*master operator rotate --name op-admin/);
+    expect(warn[0]!.message).toMatch(
+      /^token of operator op-admin expires in 10 day\(s\) .*master operator rotate --name op-admin/,
+    );
     f.clock.advance(10 * DAY);
     rotateOperator(f.ctx.db, 'op-admin');
     const after = f.admin.status({ packages: false }).alerts.filter((a) => a.kind === 'operator-token');
@@ -72,22 +76,38 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
     const b = new Browser(f.app, '198.51.100.71');
     const refused = await b.login('op-publisher', f.tokens.publisher);
     expect(refused.status).toBe(403);
-    expect(await refused.text()).toContain('requires an authenticator (TOTP) for every operator and op-publisher has none');
-    expect(listAudit(f.ctx.db, { limit: 5 }).entries[0]).toMatchObject({ action: 'login.failed', target: 'op-publisher' });
+    expect(await refused.text()).toContain(
+      'requires an authenticator (TOTP) for every operator and op-publisher has none',
+    );
+    expect(listAudit(f.ctx.db, { limit: 5 }).entries[0]).toMatchObject({
+      action: 'login.failed',
+      target: 'op-publisher',
+    });
 
     const api = await f.app.request('/v1/admin/status', bearer(f.tokens.publisher));
     expect(api.status).toBe(403);
-    expect(((await api.json()) as { error: { message: string } }).error.message).toMatch(/requires TOTP .* only TOTP enrollment/);
+    expect(((await api.json()) as { error: { message: string } }).error.message).toMatch(
+      /requires TOTP .* only TOTP enrollment/,
+    );
     // Not someone else's enrollment either.
-    const other = await f.app.request('/v1/admin/operators/op-viewer/totp', { method: 'POST', ...bearer(f.tokens.publisher) });
+    const other = await f.app.request('/v1/admin/operators/op-viewer/totp', {
+      method: 'POST',
+      ...bearer(f.tokens.publisher),
+    });
     expect(other.status).toBe(403);
 
-    const enrolled = await f.app.request('/v1/admin/operators/op-publisher/totp', { method: 'POST', ...bearer(f.tokens.publisher) });
+    const enrolled = await f.app.request('/v1/admin/operators/op-publisher/totp', {
+      method: 'POST',
+      ...bearer(f.tokens.publisher),
+    });
     expect(enrolled.status).toBe(201);
     const { secret } = (await enrolled.json()) as { secret: string };
     expect((await f.app.request('/v1/admin/status', bearer(f.tokens.publisher))).status).toBe(200);
     // Once enrolled, a non-admin cannot replace it (a stolen token must not reset the second factor).
-    const again = await f.app.request('/v1/admin/operators/op-publisher/totp', { method: 'POST', ...bearer(f.tokens.publisher) });
+    const again = await f.app.request('/v1/admin/operators/op-publisher/totp', {
+      method: 'POST',
+      ...bearer(f.tokens.publisher),
+    });
     expect(again.status).toBe(403);
     expect((await b.login('op-publisher', f.tokens.publisher, totpCode(secret, f.clock.t))).status).toBe(303);
   });
@@ -110,7 +130,9 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
     expect((await admin.login('op-admin', f.tokens.admin)).status).toBe(303);
     const page = await (await admin.request('/dashboard')).text();
     expect(page).toMatch(/<section id="operators">/);
-    expect(page).toMatch(/<tr data-operator="dave"><td>dave<\/td><td>viewer<\/td><td>off<\/td>.*<td>never<\/td><td><b class="bad">expired /);
+    expect(page).toMatch(
+      /<tr data-operator="dave"><td>dave<\/td><td>viewer<\/td><td>off<\/td>.*<td>never<\/td><td><b class="bad">expired /,
+    );
     const viewer = new Browser(f.app, '198.51.100.73');
     expect((await viewer.login('op-viewer', f.tokens.viewer)).status).toBe(303);
     expect(await (await viewer.request('/dashboard')).text()).not.toContain('id="operators"');

@@ -5,10 +5,18 @@ import { decodeStatusReport } from '../../../src/wire/status.js';
 import { adminFixture, Browser, insertDepot, report, type AdminFixture } from './helpers.js';
 
 describe('depot tiers: computeTiers', () => {
-  const tiers = (pairs: Array<[string, string]>) => Object.fromEntries([...computeTiers(new Map(pairs))].map(([k, v]) => [k, v]));
+  const tiers = (pairs: Array<[string, string]>) =>
+    Object.fromEntries([...computeTiers(new Map(pairs))].map(([k, v]) => [k, v]));
 
   it('tier 1 syncs from the master, 2 below a tier-1 depot, 3 below that, whatever the order given', () => {
-    expect(tiers([['c', 'b'], ['b', 'a'], ['a', 'master'], ['z', 'master']])).toEqual({
+    expect(
+      tiers([
+        ['c', 'b'],
+        ['b', 'a'],
+        ['a', 'master'],
+        ['z', 'master'],
+      ]),
+    ).toEqual({
       a: { tier: 1, parent: null, problem: null },
       b: { tier: 2, parent: 'a', problem: null },
       c: { tier: 3, parent: 'b', problem: null },
@@ -17,14 +25,24 @@ describe('depot tiers: computeTiers', () => {
   });
 
   it('an unknown parent gives no tier, with the reason, to the depot and every depot below it', () => {
-    const t = tiers([['a', 'ghost'], ['b', 'a'], ['c', 'master']]);
+    const t = tiers([
+      ['a', 'ghost'],
+      ['b', 'a'],
+      ['c', 'master'],
+    ]);
     expect(t.a).toEqual({ tier: null, parent: 'ghost', problem: 'upstream ghost is not a known depot' });
     expect(t.b).toEqual({ tier: null, parent: 'a', problem: 'below a, whose tier is unknown' });
     expect(t.c?.tier).toBe(1);
   });
 
   it('detects cycles (including a depot naming itself) without hanging', () => {
-    const t = tiers([['a', 'b'], ['b', 'a'], ['self', 'self'], ['under', 'a'], ['ok', 'master']]);
+    const t = tiers([
+      ['a', 'b'],
+      ['b', 'a'],
+      ['self', 'self'],
+      ['under', 'a'],
+      ['ok', 'master'],
+    ]);
     expect(t.a).toEqual({ tier: null, parent: 'b', problem: 'upstream cycle: a → b → a' });
     expect(t.b).toEqual({ tier: null, parent: 'a', problem: 'upstream cycle: a → b → a' });
     expect(t.self).toEqual({ tier: null, parent: 'self', problem: 'upstream cycle: self → self' });
@@ -53,7 +71,14 @@ describe('depot tiers: computeTiers', () => {
 });
 
 describe('status report: upstream field', () => {
-  const base = { servedGeneration: 1, targetGeneration: 1, bytesFetched: 0, chunksFetched: 0, reportedAt: '2031-01-01T00:00:00.000Z', sequence: 1 };
+  const base = {
+    servedGeneration: 1,
+    targetGeneration: 1,
+    bytesFetched: 0,
+    chunksFetched: 0,
+    reportedAt: '2031-01-01T00:00:00.000Z',
+    sequence: 1,
+  };
   it('decodes "master" or a machine name, and refuses anything else by name', () => {
     expect(decodeStatusReport({ ...base, upstream: 'master' }).upstream).toBe('master');
     expect(decodeStatusReport({ ...base, upstream: 'depot-a' }).upstream).toBe('depot-a');
@@ -64,11 +89,12 @@ describe('status report: upstream field', () => {
   });
 });
 
-describe('status model: tiers from the depots\' reports', () => {
+describe("status model: tiers from the depots' reports", () => {
   let f: AdminFixture;
   beforeAll(async () => {
     f = await adminFixture({ start: Date.parse('2031-03-01T10:00:00.000Z') });
-    for (const n of ['hq', 'branch', 'shop', 'loop-a', 'loop-b', 'orphan', 'old', 'enrolled-child']) insertDepot(f.ctx, n);
+    for (const n of ['hq', 'branch', 'shop', 'loop-a', 'loop-b', 'orphan', 'old', 'enrolled-child'])
+      insertDepot(f.ctx, n);
     // The enrollment's parent counts only until a report says otherwise.
     f.ctx.db.db.prepare("UPDATE machines SET parent = 'hq' WHERE name IN ('enrolled-child', 'shop')").run();
     report(f.ctx, 'hq', { servedGeneration: 1, upstream: 'master' });
@@ -84,8 +110,12 @@ describe('status model: tiers from the depots\' reports', () => {
   });
 
   it('computes tier and parent per depot for the status API and the status table', async () => {
-    const r = await f.app.request('/v1/admin/status?packages=none', { headers: { authorization: `Bearer ${f.tokens.viewer}` } });
-    const s = (await r.json()) as { depots: Array<{ name: string; tier: number | null; parent: string | null; tierProblem: string | null }> };
+    const r = await f.app.request('/v1/admin/status?packages=none', {
+      headers: { authorization: `Bearer ${f.tokens.viewer}` },
+    });
+    const s = (await r.json()) as {
+      depots: Array<{ name: string; tier: number | null; parent: string | null; tierProblem: string | null }>;
+    };
     const by = Object.fromEntries(s.depots.map((d) => [d.name, [d.tier, d.parent, d.tierProblem]]));
     expect(by).toEqual({
       hq: [1, null, null],
@@ -108,6 +138,8 @@ describe('status model: tiers from the depots\' reports', () => {
     await b.login('op-viewer', f.tokens.viewer);
     const page = await (await b.request('/dashboard')).text();
     expect(page).toMatch(/data-tier="3">3 <small>below branch<\/small>/);
-    expect(page).toMatch(/data-tier="\?">\? <small>below gone<\/small> <small class="err">upstream gone is not a known depot<\/small>/);
+    expect(page).toMatch(
+      /data-tier="\?">\? <small>below gone<\/small> <small class="err">upstream gone is not a known depot<\/small>/,
+    );
   });
 });

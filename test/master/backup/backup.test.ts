@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  copyFileSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +35,15 @@ describe('master database backup: online copy, retention, alert on failure', () 
   afterAll(async () => {
     await f?.close();
   });
-  const backup = (actor = 'schedule') => backupDatabase({ db: f.ctx.db, dir: f.ctx.layout.backups, retainCount: 3, actor, log, now: () => new Date(f.clock.t) });
+  const backup = (actor = 'schedule') =>
+    backupDatabase({
+      db: f.ctx.db,
+      dir: f.ctx.layout.backups,
+      retainCount: 3,
+      actor,
+      log,
+      now: () => new Date(f.clock.t),
+    });
 
   it('writes a checked, self-contained, timestamped copy and keeps only the newest N', async () => {
     insertDepot(f.ctx, 'depot-a');
@@ -44,15 +61,27 @@ describe('master database backup: online copy, retention, alert on failure', () 
       f.clock.advance(HOUR);
       await backup();
     }
-    expect(listBackups(f.ctx.layout.backups)).toEqual(['master-20260501T020000000Z.db', 'master-20260501T030000000Z.db', 'master-20260501T040000000Z.db']);
+    expect(listBackups(f.ctx.layout.backups)).toEqual([
+      'master-20260501T020000000Z.db',
+      'master-20260501T030000000Z.db',
+      'master-20260501T040000000Z.db',
+    ]);
     expect(readdirSync(f.ctx.layout.backups).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     const audit = listAudit(f.ctx.db, { limit: 10 }).entries.filter((e) => e.action === 'database.backup');
     expect(audit).toHaveLength(5);
-    expect(audit[0]).toMatchObject({ actor: 'schedule', target: 'master.db', detail: { file: 'master-20260501T040000000Z.db', removed: 1 } });
+    expect(audit[0]).toMatchObject({
+      actor: 'schedule',
+      target: 'master.db',
+      detail: { file: 'master-20260501T040000000Z.db', removed: 1 },
+    });
   });
 
   it('a failed backup raises an error alert, which clears on the next successful one', async () => {
-    const keys = () => f.admin.status({ packages: false }).alerts.filter((a) => a.kind === 'backup').map((a) => `${a.level} ${a.key}`);
+    const keys = () =>
+      f.admin
+        .status({ packages: false })
+        .alerts.filter((a) => a.kind === 'backup')
+        .map((a) => `${a.level} ${a.key}`);
     expect(keys()).toEqual([]);
     // The backup folder cannot be made: a file stands in its place.
     rmSync(f.ctx.layout.backups, { recursive: true });
@@ -60,7 +89,9 @@ describe('master database backup: online copy, retention, alert on failure', () 
     f.clock.advance(HOUR);
     await expect(backup()).rejects.toThrow(/backup folder .*backups/);
     expect(keys()).toEqual(['error backup:master.db']);
-    expect(f.admin.status({ packages: false }).alerts.find((a) => a.kind === 'backup')?.message).toMatch(/database backup failed at 2026-05-01T05:00:00.000Z: backup folder/);
+    expect(f.admin.status({ packages: false }).alerts.find((a) => a.kind === 'backup')?.message).toMatch(
+      /database backup failed at 2026-05-01T05:00:00.000Z: backup folder/,
+    );
     rmSync(f.ctx.layout.backups);
     f.clock.advance(HOUR);
     await backup();
@@ -77,7 +108,9 @@ describe('master database restore', () => {
     const ctx = await openMaster(M, log);
     try {
       insertDepot(ctx, 'depot-old');
-      good = (await backupDatabase({ db: ctx.db, dir: ctx.layout.backups, retainCount: 5, actor: 'cli', log })).file;
+      good = (
+        await backupDatabase({ db: ctx.db, dir: ctx.layout.backups, retainCount: 5, actor: 'cli', log })
+      ).file;
       insertDepot(ctx, 'depot-new'); // after the backup
     } finally {
       await ctx.close(); // a restore runs with the master stopped
@@ -89,14 +122,17 @@ describe('master database restore', () => {
   const fingerprint = () => {
     const db = new BetterSqlite3(join(M, 'master.db'), { readonly: true });
     try {
-      return { machines: db.prepare('SELECT name FROM machines ORDER BY name').pluck().all(), sha: sha(join(M, 'master.db')) };
+      return {
+        machines: db.prepare('SELECT name FROM machines ORDER BY name').pluck().all(),
+        sha: sha(join(M, 'master.db')),
+      };
     } finally {
       db.close();
     }
   };
   const leftovers = () => readdirSync(M).filter((n) => n.includes('restore') || n === 'master.lock');
 
-  it('refuses a non-SQLite file, a truncated backup and another application\'s database, changing nothing', async () => {
+  it("refuses a non-SQLite file, a truncated backup and another application's database, changing nothing", async () => {
     const before = fingerprint();
     const text = join(tmp.dir, 'notes.txt');
     writeFileSync(text, 'these are not the bytes you are looking for\n'.repeat(100));
@@ -105,21 +141,29 @@ describe('master database restore', () => {
     const truncated = join(tmp.dir, 'truncated.db');
     copyFileSync(good, truncated);
     truncateSync(truncated, Math.floor(statSync(good).size / 2));
-    await expect(restoreDatabase(M, truncated, { log })).rejects.toThrow(/truncated\.db (fails PRAGMA integrity_check|cannot be read as a database)/);
+    await expect(restoreDatabase(M, truncated, { log })).rejects.toThrow(
+      /truncated\.db (fails PRAGMA integrity_check|cannot be read as a database)/,
+    );
 
     const other = join(tmp.dir, 'other.db');
     const o = new BetterSqlite3(other);
     o.exec("CREATE TABLE recipes (name TEXT); INSERT INTO recipes VALUES ('soup'); PRAGMA user_version = 2;");
     o.close();
-    await expect(restoreDatabase(M, other, { log })).rejects.toThrow(/other\.db is not a depotsync master database \(schema version 2; no table machines/);
+    await expect(restoreDatabase(M, other, { log })).rejects.toThrow(
+      /other\.db is not a depotsync master database \(schema version 2; no table machines/,
+    );
 
     const newer = join(tmp.dir, 'newer.db');
     copyFileSync(good, newer);
     const n = new BetterSqlite3(newer);
     n.pragma('user_version = 999');
     n.close();
-    await expect(restoreDatabase(M, newer, { log })).rejects.toThrow(/schema version 999, newer than this depotsync knows/);
-    await expect(restoreDatabase(M, join(tmp.dir, 'missing.db'), { log })).rejects.toThrow(/missing\.db: no such file/);
+    await expect(restoreDatabase(M, newer, { log })).rejects.toThrow(
+      /schema version 999, newer than this depotsync knows/,
+    );
+    await expect(restoreDatabase(M, join(tmp.dir, 'missing.db'), { log })).rejects.toThrow(
+      /missing\.db: no such file/,
+    );
 
     expect(fingerprint()).toEqual(before);
     expect(leftovers()).toEqual([]);
@@ -128,7 +172,9 @@ describe('master database restore', () => {
   it('is refused while the master serves (its lock), and restores a backup with the current database kept aside', async () => {
     const serving = acquireMasterLock(M, 'serve');
     try {
-      await expect(restoreDatabase(M, good, { log })).rejects.toThrow(new RegExp(`master directory .* is in use: serve by process ${process.pid}`));
+      await expect(restoreDatabase(M, good, { log })).rejects.toThrow(
+        new RegExp(`master directory .* is in use: serve by process ${process.pid}`),
+      );
     } finally {
       serving.release();
     }
@@ -140,13 +186,19 @@ describe('master database restore', () => {
     try {
       expect(byName(ctx.db, 'depot-new')).toBeUndefined();
       expect(byName(ctx.db, 'depot-old')).toBeDefined();
-      expect(listAudit(ctx.db, { limit: 1 }).entries[0]).toMatchObject({ action: 'database.restore', detail: { from: good } });
+      expect(listAudit(ctx.db, { limit: 1 }).entries[0]).toMatchObject({
+        action: 'database.restore',
+        detail: { from: good },
+      });
     } finally {
       await ctx.close();
     }
     const aside = new BetterSqlite3(join(r.keptAside!, 'master.db'), { readonly: true });
     try {
-      expect(aside.prepare('SELECT name FROM machines ORDER BY name').pluck().all()).toEqual(['depot-new', 'depot-old']);
+      expect(aside.prepare('SELECT name FROM machines ORDER BY name').pluck().all()).toEqual([
+        'depot-new',
+        'depot-old',
+      ]);
     } finally {
       aside.close();
     }

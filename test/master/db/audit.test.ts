@@ -13,7 +13,13 @@ afterEach(() => t.cleanup());
 
 describe('audit log', () => {
   it('records who did what, and pages newest first', () => {
-    const first = recordAudit(m, { actor: 'alice', action: 'publish', target: 'app@1', detail: { generation: 1, bytes: 10 }, address: '127.0.0.1' });
+    const first = recordAudit(m, {
+      actor: 'alice',
+      action: 'publish',
+      target: 'app@1',
+      detail: { generation: 1, bytes: 10 },
+      address: '127.0.0.1',
+    });
     expect(first).toEqual({
       id: 1,
       at: '2030-01-01T00:00:00.000Z',
@@ -39,7 +45,9 @@ describe('audit log', () => {
   });
 
   it('refuses oversized detail and control characters', () => {
-    expect(caught(() => recordAudit(m, { actor: 'a', action: 'x', detail: { big: 'x'.repeat(20_000) } })).code).toBe('too-large');
+    expect(
+      caught(() => recordAudit(m, { actor: 'a', action: 'x', detail: { big: 'x'.repeat(20_000) } })).code,
+    ).toBe('too-large');
     expect(caught(() => recordAudit(m, { actor: 'a\nforged line', action: 'x' })).code).toBe('bad-input');
   });
 });

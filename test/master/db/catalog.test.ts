@@ -37,7 +37,15 @@ function manifestFor(name: string, version: string, chunks: number[]): NewVersio
   const bytes = Buffer.from(JSON.stringify({ name, version, chunks }));
   const id = hexId(bytes.toString());
   putManifest(m, { id, bytes, chunkIds: chunks.map(chunk) });
-  return { name, version, manifestId: id, targetPath: `${name}/${version}.manifest.json`, bin: 'bin-0', totalBytes: 100 * chunks.length, createdBy: 'alice' };
+  return {
+    name,
+    version,
+    manifestId: id,
+    targetPath: `${name}/${version}.manifest.json`,
+    bin: 'bin-0',
+    totalBytes: 100 * chunks.length,
+    createdBy: 'alice',
+  };
 }
 
 function publish(name: string, version: string, chunks: number[]): number {
@@ -64,10 +72,22 @@ describe('generations and versions', () => {
     expect(publish('app', '2.0', [2, 3])).toBe(2);
     expect(publish('tool', '1', [4])).toBe(3);
     expect(currentGeneration(m)).toBe(3);
-    expect(getGeneration(m, 1)).toMatchObject({ generation: 1, createdBy: 'alice', note: 'publish app@1.0', createdAt: '2030-01-01T00:00:00.000Z' });
+    expect(getGeneration(m, 1)).toMatchObject({
+      generation: 1,
+      createdBy: 'alice',
+      note: 'publish app@1.0',
+      createdAt: '2030-01-01T00:00:00.000Z',
+    });
 
     const v1 = findVersion(m, 'app', '1.0');
-    expect(v1).toMatchObject({ name: 'app', version: '1.0', addedGeneration: 1, totalBytes: 200, chunkCount: 2, bin: 'bin-0' });
+    expect(v1).toMatchObject({
+      name: 'app',
+      version: '1.0',
+      addedGeneration: 1,
+      totalBytes: 200,
+      chunkCount: 2,
+      bin: 'bin-0',
+    });
     expect(v1?.removedGeneration).toBeUndefined();
     expect(v1?.manifestSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(v1?.manifestLength).toBe(getManifest(m, v1!.manifestId)?.length);
@@ -80,8 +100,20 @@ describe('generations and versions', () => {
     expect(findVersion(m, 'app', '2.0')).toBeUndefined();
     expect(findVersion(m, 'app')?.version).toBe('1.0');
     expect(changesSince(m, 2)).toEqual([
-      { generation: 3, kind: 'add', name: 'tool', version: '1', manifestId: findVersion(m, 'tool')!.manifestId },
-      { generation: 4, kind: 'remove', name: 'app', version: '2.0', manifestId: versionHistory(m, 'app')[1]!.manifestId },
+      {
+        generation: 3,
+        kind: 'add',
+        name: 'tool',
+        version: '1',
+        manifestId: findVersion(m, 'tool')!.manifestId,
+      },
+      {
+        generation: 4,
+        kind: 'remove',
+        name: 'app',
+        version: '2.0',
+        manifestId: versionHistory(m, 'app')[1]!.manifestId,
+      },
     ]);
     expect(changesSince(m, 4)).toEqual([]);
   });
@@ -130,8 +162,12 @@ describe('generations and versions', () => {
 
   it('guards generations: inside a transaction, the newest one, compare-and-set, not after signing', () => {
     const v = manifestFor('app', '1.0', [1]);
-    expect(caught(() => createGeneration(m, { createdBy: 'alice' })).message).toMatch(/must run inside transaction/);
-    expect(caught(() => transaction(m.db, () => createGeneration(m, { createdBy: 'a', generation: 5 }))).code).toBe('conflict');
+    expect(caught(() => createGeneration(m, { createdBy: 'alice' })).message).toMatch(
+      /must run inside transaction/,
+    );
+    expect(
+      caught(() => transaction(m.db, () => createGeneration(m, { createdBy: 'a', generation: 5 }))).code,
+    ).toBe('conflict');
     publish('x', '1', [7]);
     const stale = caught(() => transaction(m.db, () => addVersion(m, 0, v)));
     expect(stale.code).toBe('conflict');
@@ -139,7 +175,11 @@ describe('generations and versions', () => {
     transaction(m.db, () => {
       const g = createGeneration(m, { createdBy: 'alice', generation: 2 });
       addVersion(m, g.generation, v);
-      m.db.prepare("INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES ('2.snapshot.json', 'snapshot', 2, x'00', 'h', 1, 2, 'now')").run();
+      m.db
+        .prepare(
+          "INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES ('2.snapshot.json', 'snapshot', 2, x'00', 'h', 1, 2, 'now')",
+        )
+        .run();
     });
     const late = caught(() => transaction(m.db, () => removeVersion(m, 2, 'app', '1.0')));
     expect(late.message).toMatch(/generation 2 is already signed/);
@@ -149,7 +189,15 @@ describe('generations and versions', () => {
     const e = caught(() =>
       transaction(m.db, () => {
         const g = createGeneration(m, { createdBy: 'a' });
-        addVersion(m, g.generation, { name: 'a', version: '1', manifestId: hexId('missing'), targetPath: 'a/1', bin: 'bin-0', totalBytes: 1, createdBy: 'a' });
+        addVersion(m, g.generation, {
+          name: 'a',
+          version: '1',
+          manifestId: hexId('missing'),
+          targetPath: 'a/1',
+          bin: 'bin-0',
+          totalBytes: 1,
+          createdBy: 'a',
+        });
       }),
     );
     expect(e.code).toBe('not-found');
@@ -165,13 +213,17 @@ describe('manifests', () => {
     expect(putManifest(m, { id, bytes, chunkIds: [] })).toEqual(a);
     expect(getManifestBySha256(m, a.sha256)?.bytes.equals(bytes)).toBe(true);
     expect(manifestChunkIds(m, id)).toEqual([chunk(1), chunk(2)].sort());
-    expect(caught(() => putManifest(m, { id, bytes: Buffer.from('other'), chunkIds: [] })).code).toBe('conflict');
-    expect(caught(() => putManifest(m, { id: 'ABC', bytes, chunkIds: [] })).message).toMatch(/manifest id must be 64 lowercase hex/);
+    expect(caught(() => putManifest(m, { id, bytes: Buffer.from('other'), chunkIds: [] })).code).toBe(
+      'conflict',
+    );
+    expect(caught(() => putManifest(m, { id: 'ABC', bytes, chunkIds: [] })).message).toMatch(
+      /manifest id must be 64 lowercase hex/,
+    );
   });
 });
 
 describe('liveChunkIds', () => {
-  it('drops an unpublished version\'s chunks only when no live manifest shares them', () => {
+  it("drops an unpublished version's chunks only when no live manifest shares them", () => {
     publish('app', '1.0', [1, 2, 3]);
     publish('app', '2.0', [3, 4]);
     publish('tool', '1', [2]);
@@ -193,8 +245,16 @@ describe('liveChunkIds', () => {
 
   it('pages through many ids in order without holding the connection between pages', () => {
     const n = 2_500;
-    publish('big', '1', Array.from({ length: n }, (_, i) => i));
-    publish('big', '2', Array.from({ length: n }, (_, i) => i + n / 2));
+    publish(
+      'big',
+      '1',
+      Array.from({ length: n }, (_, i) => i),
+    );
+    publish(
+      'big',
+      '2',
+      Array.from({ length: n }, (_, i) => i + n / 2),
+    );
     const seen: string[] = [];
     for (const id of liveChunkIds(m, { pageSize: 97 })) {
       seen.push(id);
@@ -211,7 +271,14 @@ describe('commitGeneration', () => {
   it('commits manifests, changes, bins and metadata together, or nothing', () => {
     const bytes = Buffer.from('{"m":"app 1"}');
     const id = hexId('app 1');
-    const add = { name: 'app', version: '1', manifestId: id, targetPath: 'app/1', bin: 'bin-3a', totalBytes: 5 };
+    const add = {
+      name: 'app',
+      version: '1',
+      manifestId: id,
+      targetPath: 'app/1',
+      bin: 'bin-3a',
+      totalBytes: 5,
+    };
     const r = commitGeneration(m, {
       generation: 1,
       createdBy: 'alice',
@@ -259,7 +326,9 @@ describe('commitGeneration', () => {
     ]);
     expect(m.db.prepare('SELECT version FROM bins').all()).toEqual([{ version: 1 }]);
     // A racing publisher that built metadata for generation 1 loses cleanly.
-    expect(caught(() => commitGeneration(m, { generation: 1, createdBy: 'bob' })).message).toMatch(/the next generation is 2/);
+    expect(caught(() => commitGeneration(m, { generation: 1, createdBy: 'bob' })).message).toMatch(
+      /the next generation is 2/,
+    );
   });
 
   it('can replace a version within one generation (remove then add)', () => {

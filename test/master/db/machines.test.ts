@@ -26,7 +26,8 @@ beforeEach(() => {
 });
 afterEach(() => t.cleanup());
 
-const csr = (label: string) => `-----BEGIN CERTIFICATE REQUEST-----\nMII${label}\n-----END CERTIFICATE REQUEST-----\n`;
+const csr = (label: string) =>
+  `-----BEGIN CERTIFICATE REQUEST-----\nMII${label}\n-----END CERTIFICATE REQUEST-----\n`;
 const cert = (serial: string, days = 365) => ({
   pem: `-----BEGIN CERTIFICATE-----\nMIIcert${serial}\n-----END CERTIFICATE-----\n`,
   serial,
@@ -35,8 +36,21 @@ const cert = (serial: string, days = 365) => ({
 
 describe('machines', () => {
   it('enrolls: pending with a one-time poll id, then approved with a certificate', () => {
-    const { machine, request } = requestEnrollment(m, { name: 'depot-1', role: 'depot', csrPem: csr('a'), url: 'https://d1:8443', site: 'paris' });
-    expect(machine).toMatchObject({ name: 'depot-1', role: 'depot', state: 'pending', csrPem: csr('a'), site: 'paris', renewRequested: false });
+    const { machine, request } = requestEnrollment(m, {
+      name: 'depot-1',
+      role: 'depot',
+      csrPem: csr('a'),
+      url: 'https://d1:8443',
+      site: 'paris',
+    });
+    expect(machine).toMatchObject({
+      name: 'depot-1',
+      role: 'depot',
+      state: 'pending',
+      csrPem: csr('a'),
+      site: 'paris',
+      renewRequested: false,
+    });
     expect(request).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(m.db.prepare('SELECT request_hash FROM machines').get()).not.toEqual({ request_hash: request });
     expect(byRequest(m, request)?.name).toBe('depot-1');
@@ -45,7 +59,12 @@ describe('machines', () => {
 
     t.clock.advance(1000);
     const approved = approve(m, 'depot-1', { by: 'alice', certificate: cert('0A1B') });
-    expect(approved).toMatchObject({ state: 'approved', approvedBy: 'alice', approvedAt: '2030-01-01T00:00:01.000Z', certSerial: 'a1b' });
+    expect(approved).toMatchObject({
+      state: 'approved',
+      approvedBy: 'alice',
+      approvedAt: '2030-01-01T00:00:01.000Z',
+      certSerial: 'a1b',
+    });
     expect(bySerial(m, '0x0a1b')?.machine?.name).toBe('depot-1');
     expect(listMachines(m, { state: 'approved' }).map((x) => x.name)).toEqual(['depot-1']);
   });
@@ -56,36 +75,58 @@ describe('machines', () => {
     expect(byRequest(m, again.request)?.name).toBe('a1');
     expect(byRequest(m, first.request)).toBeUndefined();
     // Swapping the key of a pending request would let an attacker ride on the operator's approval.
-    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('evil') })).code).toBe('conflict');
-    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'depot', csrPem: csr('a') })).message).toMatch(/different role/);
+    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('evil') })).code).toBe(
+      'conflict',
+    );
+    expect(
+      caught(() => requestEnrollment(m, { name: 'a1', role: 'depot', csrPem: csr('a') })).message,
+    ).toMatch(/different role/);
     approve(m, 'a1', { by: 'alice' });
-    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('a') })).code).toBe('already-exists');
+    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('a') })).code).toBe(
+      'already-exists',
+    );
     block(m, 'a1', { by: 'alice' });
-    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('a') })).message).toBe('machine a1 is blocked');
-    expect(caught(() => requestEnrollment(m, { name: 'bad name!', role: 'agent', csrPem: csr('a') })).code).toBe('bad-input');
-    expect(caught(() => requestEnrollment(m, { name: 'a2', role: 'agent', csrPem: 'not pem' })).message).toMatch(/CSR must be a PEM block/);
+    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('a') })).message).toBe(
+      'machine a1 is blocked',
+    );
+    expect(
+      caught(() => requestEnrollment(m, { name: 'bad name!', role: 'agent', csrPem: csr('a') })).code,
+    ).toBe('bad-input');
+    expect(
+      caught(() => requestEnrollment(m, { name: 'a2', role: 'agent', csrPem: 'not pem' })).message,
+    ).toMatch(/CSR must be a PEM block/);
   });
 
   it('walks the state machine: block, unblock, revoke (terminal), forget', () => {
     requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('a') });
-    expect(caught(() => setCertificate(m, 'a1', cert('1'))).message).toMatch(/a1 is pending; a certificate is issued only to an approved machine/);
+    expect(caught(() => setCertificate(m, 'a1', cert('1'))).message).toMatch(
+      /a1 is pending; a certificate is issued only to an approved machine/,
+    );
     approve(m, 'a1', { by: 'alice', certificate: cert('1') });
     expect(block(m, 'a1', { by: 'bob' })).toMatchObject({ state: 'blocked', stateChangedBy: 'bob' });
-    expect(approve(m, 'a1', { by: 'carol' })).toMatchObject({ state: 'approved', approvedBy: 'alice', stateChangedBy: 'carol' });
+    expect(approve(m, 'a1', { by: 'carol' })).toMatchObject({
+      state: 'approved',
+      approvedBy: 'alice',
+      stateChangedBy: 'carol',
+    });
     expect(caught(() => forget(m, 'a1')).hint).toBe('revoke it first');
     const r = revoke(m, 'a1', { by: 'bob' });
     expect(r.machine.state).toBe('revoked');
     expect(r.revokedSerials).toEqual(['1']);
     expect(caught(() => approve(m, 'a1', { by: 'alice' })).code).toBe('conflict');
     expect(caught(() => block(m, 'a1', { by: 'alice' })).code).toBe('conflict');
-    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('b') })).code).toBe('forbidden');
+    expect(caught(() => requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('b') })).code).toBe(
+      'forbidden',
+    );
     forget(m, 'a1');
     expect(byName(m, 'a1')).toBeUndefined();
     // The revocation outlives the record, and the name can enroll again.
     expect(revokedSerials(m)).toEqual(['1']);
     expect(bySerial(m, '1')).toMatchObject({ certificate: { serial: '1', machine: 'a1' } });
     expect(bySerial(m, '1')?.machine).toBeUndefined();
-    expect(requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('b') }).machine.state).toBe('pending');
+    expect(requestEnrollment(m, { name: 'a1', role: 'agent', csrPem: csr('b') }).machine.state).toBe(
+      'pending',
+    );
     expect(caught(() => approve(m, 'ghost', { by: 'alice' })).code).toBe('not-found');
   });
 

@@ -49,10 +49,14 @@ describe('metadata files', () => {
   it('never changes a signed file and never rolls a role back', () => {
     putMetadataFile(m, { role: 'snapshot', version: 1, bytes: Buffer.from('a'), generation: 1 });
     putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('c'), generation: 1 });
-    const changed = caught(() => putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('x') }));
+    const changed = caught(() =>
+      putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('x') }),
+    );
     expect(changed.code).toBe('conflict');
     expect(changed.message).toMatch(/3.snapshot.json version 3 is already stored with different bytes/);
-    expect(caught(() => putMetadataFile(m, { role: 'snapshot', version: 2, bytes: Buffer.from('b') })).code).toBe('version-rollback');
+    expect(
+      caught(() => putMetadataFile(m, { role: 'snapshot', version: 2, bytes: Buffer.from('b') })).code,
+    ).toBe('version-rollback');
   });
 
   it('replaces timestamp.json only with a newer version', () => {
@@ -61,8 +65,12 @@ describe('metadata files', () => {
     const t2 = putMetadataFile(m, { role: 'timestamp', version: 2, bytes: Buffer.from('t2'), generation: 1 });
     expect(t2).toMatchObject({ name: 'timestamp.json', version: 2, createdAt: '2030-01-01T00:01:00.000Z' });
     expect(getMetadataFile(m, 'timestamp.json')?.bytes.toString()).toBe('t2');
-    expect(caught(() => putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1') })).code).toBe('version-rollback');
-    expect(m.db.prepare("SELECT count(*) AS n FROM metadata_files WHERE role = 'timestamp'").get()).toEqual({ n: 1 });
+    expect(
+      caught(() => putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1') })).code,
+    ).toBe('version-rollback');
+    expect(m.db.prepare("SELECT count(*) AS n FROM metadata_files WHERE role = 'timestamp'").get()).toEqual({
+      n: 1,
+    });
   });
 
   it('tracks bin versions forward only', () => {

@@ -36,9 +36,15 @@ describe('operators', () => {
 
   it('refuses duplicates and bad names/roles; removes, disables and rotates', () => {
     const { token } = addOperator(m, { name: 'alice', role: 'publisher', createdBy: 'cli' });
-    expect(caught(() => addOperator(m, { name: 'alice', role: 'viewer', createdBy: 'cli' })).code).toBe('already-exists');
-    expect(caught(() => addOperator(m, { name: 'a b', role: 'viewer', createdBy: 'cli' })).code).toBe('bad-input');
-    expect(caught(() => addOperator(m, { name: 'bob', role: 'root' as 'admin', createdBy: 'cli' })).message).toMatch(/operator role must be one of admin, publisher, viewer/);
+    expect(caught(() => addOperator(m, { name: 'alice', role: 'viewer', createdBy: 'cli' })).code).toBe(
+      'already-exists',
+    );
+    expect(caught(() => addOperator(m, { name: 'a b', role: 'viewer', createdBy: 'cli' })).code).toBe(
+      'bad-input',
+    );
+    expect(
+      caught(() => addOperator(m, { name: 'bob', role: 'root' as 'admin', createdBy: 'cli' })).message,
+    ).toMatch(/operator role must be one of admin, publisher, viewer/);
 
     setOperatorDisabled(m, 'alice', true);
     expect(authenticateOperator(m, token)).toBeNull();

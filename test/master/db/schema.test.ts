@@ -13,14 +13,35 @@ describe('master schema', () => {
   it('creates every table once and reopens without migrating again', () => {
     t = testMaster();
     const tables = () =>
-      (t.m.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+      (
+        t.m.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name);
     const expected = [
-      'alert_state', 'audit_log', 'bins', 'certificates', 'chunk_refs', 'depot_status', 'enrollment_tokens', 'generation_changes',
-      'generations', 'machines', 'manifests', 'metadata_files', 'notify_requests', 'operator_sessions', 'operators', 'package_versions', 'packages',
+      'alert_state',
+      'audit_log',
+      'bins',
+      'certificates',
+      'chunk_refs',
+      'depot_status',
+      'enrollment_tokens',
+      'generation_changes',
+      'generations',
+      'machines',
+      'manifests',
+      'metadata_files',
+      'notify_requests',
+      'operator_sessions',
+      'operators',
+      'package_versions',
+      'packages',
     ];
     expect(tables()).toEqual(expected);
     expect(t.m.db.pragma('user_version', { simple: true })).toBe(MASTER_MIGRATIONS.length);
-    t.m.db.prepare("INSERT INTO audit_log (at, actor, action) VALUES ('2030-01-01T00:00:00.000Z', 'x', 'y')").run();
+    t.m.db
+      .prepare("INSERT INTO audit_log (at, actor, action) VALUES ('2030-01-01T00:00:00.000Z', 'x', 'y')")
+      .run();
     t.reopen();
     expect(tables()).toEqual(expected);
     expect(t.m.db.pragma('synchronous', { simple: true })).toBe(2);
@@ -29,9 +50,13 @@ describe('master schema', () => {
 
   it('enforces column types (STRICT tables)', () => {
     t = testMaster();
-    expect(() => t.m.db.prepare("INSERT INTO operators (name, role, token_hash, created_at, created_by, disabled) VALUES ('a', 'admin', 'h', 't', 'c', 'yes')").run()).toThrow(
-      /cannot store TEXT value in INTEGER column/,
-    );
+    expect(() =>
+      t.m.db
+        .prepare(
+          "INSERT INTO operators (name, role, token_hash, created_at, created_by, disabled) VALUES ('a', 'admin', 'h', 't', 'c', 'yes')",
+        )
+        .run(),
+    ).toThrow(/cannot store TEXT value in INTEGER column/);
   });
 
   it('gives operators that existed before token expiry 90 days from the upgrade', () => {
@@ -40,7 +65,11 @@ describe('master schema', () => {
     const path = join(t.dir, 'old.db');
     const mine = MASTER_MIGRATIONS.findIndex((m) => m.name === 'operator token expiry and last use');
     const old = openDatabase(path, { migrations: MASTER_MIGRATIONS.slice(0, mine), logger: silentLogger() });
-    old.prepare("INSERT INTO operators (name, role, token_hash, created_at, created_by) VALUES ('old', 'admin', 'h', '2020-01-01T00:00:00.000Z', 'cli')").run();
+    old
+      .prepare(
+        "INSERT INTO operators (name, role, token_hash, created_at, created_by) VALUES ('old', 'admin', 'h', '2020-01-01T00:00:00.000Z', 'cli')",
+      )
+      .run();
     old.close();
     const before = Date.now();
     const m = openDatabase(path, { migrations: MASTER_MIGRATIONS, logger: silentLogger() });

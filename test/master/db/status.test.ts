@@ -2,7 +2,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MasterDb } from '../../../master/db/database.js';
 import { requestEnrollment } from '../../../master/db/machines.js';
 import { listAudit } from '../../../master/db/audit.js';
-import { latestStatusAll, recordDepotStatus, SEQUENCE_JUMP_LIMIT, statusHistory, type DepotStatusInput } from '../../../master/db/status.js';
+import {
+  latestStatusAll,
+  recordDepotStatus,
+  SEQUENCE_JUMP_LIMIT,
+  statusHistory,
+  type DepotStatusInput,
+} from '../../../master/db/status.js';
 import { caught, testMaster, type TestMaster } from './helpers.js';
 
 let t: TestMaster;
@@ -14,12 +20,18 @@ beforeEach(() => {
   for (const name of ['d1', 'd2']) requestEnrollment(m, { name, role: 'depot', csrPem });
   requestEnrollment(m, { name: 'pc', role: 'agent', csrPem });
   // The master has signed generations 1 to 20: reports are checked against them.
-  const g = m.db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')");
+  const g = m.db.prepare(
+    "INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')",
+  );
   for (let i = 1; i <= 20; i++) g.run(i);
 });
 afterEach(() => t.cleanup());
 
-const report = (sequence: number, served: number, extra: Partial<DepotStatusInput> = {}): DepotStatusInput => ({
+const report = (
+  sequence: number,
+  served: number,
+  extra: Partial<DepotStatusInput> = {},
+): DepotStatusInput => ({
   servedGeneration: served,
   targetGeneration: served + 1,
   bytesFetched: 1000 * sequence,
@@ -33,8 +45,12 @@ describe('depot status', () => {
   it('keeps the latest report per depot and ignores replays', () => {
     expect(recordDepotStatus(m, 'd1', report(1, 3), { address: '10.0.0.1' })).toBe('recorded');
     t.clock.advance(1000);
-    expect(recordDepotStatus(m, 'd1', report(2, 4, { lastError: 'network: timeout', scrubFailed: 1 }))).toBe('recorded');
-    expect(recordDepotStatus(m, 'd2', report(1, 4, { lastSuccess: '2030-01-01T00:00:00.000Z' }))).toBe('recorded');
+    expect(recordDepotStatus(m, 'd1', report(2, 4, { lastError: 'network: timeout', scrubFailed: 1 }))).toBe(
+      'recorded',
+    );
+    expect(recordDepotStatus(m, 'd2', report(1, 4, { lastSuccess: '2030-01-01T00:00:00.000Z' }))).toBe(
+      'recorded',
+    );
     // An old report replayed later does not overwrite newer status.
     expect(recordDepotStatus(m, 'd1', report(2, 1))).toBe('stale');
     expect(recordDepotStatus(m, 'd1', report(1, 1))).toBe('stale');
@@ -43,7 +59,12 @@ describe('depot status', () => {
       ['d1', 2, 4],
       ['d2', 1, 4],
     ]);
-    expect(latest[0]).toMatchObject({ lastError: 'network: timeout', scrubFailed: 1, bytesRemaining: 0, receivedAt: '2030-01-01T00:00:01.000Z' });
+    expect(latest[0]).toMatchObject({
+      lastError: 'network: timeout',
+      scrubFailed: 1,
+      bytesRemaining: 0,
+      receivedAt: '2030-01-01T00:00:01.000Z',
+    });
     expect(latest[0]?.address).toBeUndefined();
     expect(latest[1]?.lastSuccess).toBe('2030-01-01T00:00:00.000Z');
     expect(latest[0]?.report).toMatchObject({ sequence: 2, servedGeneration: 4 });
@@ -61,15 +82,21 @@ describe('depot status', () => {
     expect(latestStatusAll(m)[0]?.report).toMatchObject({ futureField: 'x' });
     expect(caught(() => recordDepotStatus(m, 'ghost', report(1, 1))).code).toBe('not-found');
     expect(caught(() => recordDepotStatus(m, 'pc', report(1, 1))).code).toBe('forbidden');
-    expect(caught(() => recordDepotStatus(m, 'd1', report(2, -1))).message).toMatch(/servedGeneration must be an integer >= 0/);
+    expect(caught(() => recordDepotStatus(m, 'd1', report(2, -1))).message).toMatch(
+      /servedGeneration must be an integer >= 0/,
+    );
   });
 
-  it('refuses, and flags in the audit log, a generation above the master\'s newest (it would show as current)', () => {
+  it("refuses, and flags in the audit log, a generation above the master's newest (it would show as current)", () => {
     expect(recordDepotStatus(m, 'd1', report(1, 19))).toBe('recorded'); // target 20: the newest
     const e = caught(() => recordDepotStatus(m, 'd1', report(2, 25)));
     expect(e.code).toBe('bad-input');
-    expect(e.message).toBe("status report from d1: servedGeneration 25 is above the master's newest generation 20");
-    expect(caught(() => recordDepotStatus(m, 'd1', report(3, 20))).message).toMatch(/targetGeneration 21 is above the master's newest generation 20/);
+    expect(e.message).toBe(
+      "status report from d1: servedGeneration 25 is above the master's newest generation 20",
+    );
+    expect(caught(() => recordDepotStatus(m, 'd1', report(3, 20))).message).toMatch(
+      /targetGeneration 21 is above the master's newest generation 20/,
+    );
     expect(latestStatusAll(m)[0]).toMatchObject({ sequence: 1, servedGeneration: 19 });
     const flagged = listAudit(m, { action: 'status.refused' }).entries;
     expect(flagged.map((a) => [a.actor, a.target])).toEqual([
@@ -83,8 +110,12 @@ describe('depot status', () => {
   it('refuses a sequence jump beyond the bound instead of adopting it, so genuine reports keep being recorded', () => {
     expect(recordDepotStatus(m, 'd1', report(5, 1))).toBe('recorded');
     const e = caught(() => recordDepotStatus(m, 'd1', report(Number.MAX_SAFE_INTEGER, 2)));
-    expect(e.message).toMatch(/^status report from d1: sequence 9007199254740991 jumps .* past the last one recorded \(5\); at most 1000 now/);
-    expect(caught(() => recordDepotStatus(m, 'd1', report(5 + SEQUENCE_JUMP_LIMIT.base + 1, 2))).code).toBe('bad-input');
+    expect(e.message).toMatch(
+      /^status report from d1: sequence 9007199254740991 jumps .* past the last one recorded \(5\); at most 1000 now/,
+    );
+    expect(caught(() => recordDepotStatus(m, 'd1', report(5 + SEQUENCE_JUMP_LIMIT.base + 1, 2))).code).toBe(
+      'bad-input',
+    );
     expect(recordDepotStatus(m, 'd1', report(6, 2))).toBe('recorded');
     expect(recordDepotStatus(m, 'd1', report(6 + SEQUENCE_JUMP_LIMIT.base, 3))).toBe('recorded');
     // A depot that could not report for a day may be up to a day's seconds further on.

@@ -22,9 +22,18 @@ afterEach(() => t.cleanup());
 
 describe('enrollment tokens', () => {
   it('returns the token once and stores only its hash', () => {
-    const { token, record } = createEnrollmentToken(m, { role: 'depot', createdBy: 'alice', ttlMs: 3_600_000 });
+    const { token, record } = createEnrollmentToken(m, {
+      role: 'depot',
+      createdBy: 'alice',
+      ttlMs: 3_600_000,
+    });
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(record).toMatchObject({ role: 'depot', createdBy: 'alice', createdAt: '2030-01-01T00:00:00.000Z', expiresAt: '2030-01-01T01:00:00.000Z' });
+    expect(record).toMatchObject({
+      role: 'depot',
+      createdBy: 'alice',
+      createdAt: '2030-01-01T00:00:00.000Z',
+      expiresAt: '2030-01-01T01:00:00.000Z',
+    });
     const stored = m.db.prepare('SELECT * FROM enrollment_tokens').get() as Record<string, unknown>;
     expect(Object.values(stored)).not.toContain(token);
     expect(stored.token_hash).toBe(hashSecret(token));
@@ -46,18 +55,26 @@ describe('enrollment tokens', () => {
     const other = openMasterDatabase(t.path, { logger: silentLogger(), now: () => new Date(t.clock.t) });
     try {
       expect(consumeEnrollmentToken(other, token, { machine: 'pc-1', role: 'agent' }).usedBy).toBe('pc-1');
-      expect(caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-2', role: 'agent' })).message).toMatch(/already used/);
+      expect(
+        caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-2', role: 'agent' })).message,
+      ).toMatch(/already used/);
     } finally {
       other.close();
     }
   });
 
   it('refuses unknown, malformed, expired and wrong-role tokens', () => {
-    const unknown = caught(() => consumeEnrollmentToken(m, 'A'.repeat(43), { machine: 'pc-1', role: 'agent' }));
+    const unknown = caught(() =>
+      consumeEnrollmentToken(m, 'A'.repeat(43), { machine: 'pc-1', role: 'agent' }),
+    );
     expect(unknown.code).toBe('unauthorized');
     expect(unknown.message).toBe('enrollment token is not valid');
-    expect(caught(() => consumeEnrollmentToken(m, '', { machine: 'pc-1', role: 'agent' })).code).toBe('unauthorized');
-    expect(caught(() => consumeEnrollmentToken(m, 'x'.repeat(10_000), { machine: 'pc-1', role: 'agent' })).code).toBe('unauthorized');
+    expect(caught(() => consumeEnrollmentToken(m, '', { machine: 'pc-1', role: 'agent' })).code).toBe(
+      'unauthorized',
+    );
+    expect(
+      caught(() => consumeEnrollmentToken(m, 'x'.repeat(10_000), { machine: 'pc-1', role: 'agent' })).code,
+    ).toBe('unauthorized');
 
     const { token } = createEnrollmentToken(m, { role: 'depot', createdBy: 'alice', ttlMs: 1000 });
     const wrongRole = caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-1', role: 'agent' }));
@@ -71,7 +88,11 @@ describe('enrollment tokens', () => {
 
   it('is consumed together with the approval, or not at all', () => {
     const { token } = createEnrollmentToken(m, { role: 'agent', createdBy: 'alice' });
-    requestEnrollment(m, { name: 'pc-1', role: 'agent', csrPem: '-----BEGIN CERTIFICATE REQUEST-----\nMII\n-----END CERTIFICATE REQUEST-----\n' });
+    requestEnrollment(m, {
+      name: 'pc-1',
+      role: 'agent',
+      csrPem: '-----BEGIN CERTIFICATE REQUEST-----\nMII\n-----END CERTIFICATE REQUEST-----\n',
+    });
     expect(() =>
       transaction(m.db, () => {
         consumeEnrollmentToken(m, token, { machine: 'pc-1', role: 'agent' });
@@ -83,12 +104,21 @@ describe('enrollment tokens', () => {
   });
 
   it('validates the lifetime and can withdraw an unused token', () => {
-    expect(caught(() => createEnrollmentToken(m, { role: 'agent', createdBy: 'a', ttlMs: 0 })).message).toMatch(/ttlMs must be an integer >= 1/);
-    expect(caught(() => createEnrollmentToken(m, { role: 'agent', createdBy: 'a', ttlMs: 31 * 86_400_000 })).message).toMatch(/at most/);
-    expect(caught(() => createEnrollmentToken(m, { role: 'admin' as 'agent', createdBy: 'a' })).code).toBe('bad-input');
+    expect(
+      caught(() => createEnrollmentToken(m, { role: 'agent', createdBy: 'a', ttlMs: 0 })).message,
+    ).toMatch(/ttlMs must be an integer >= 1/);
+    expect(
+      caught(() => createEnrollmentToken(m, { role: 'agent', createdBy: 'a', ttlMs: 31 * 86_400_000 }))
+        .message,
+    ).toMatch(/at most/);
+    expect(caught(() => createEnrollmentToken(m, { role: 'admin' as 'agent', createdBy: 'a' })).code).toBe(
+      'bad-input',
+    );
     const { token, record } = createEnrollmentToken(m, { role: 'agent', createdBy: 'alice' });
     expect(deleteEnrollmentToken(m, record.id)).toBe(true);
     expect(deleteEnrollmentToken(m, record.id)).toBe(false);
-    expect(caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-1', role: 'agent' })).message).toBe('enrollment token is not valid');
+    expect(caught(() => consumeEnrollmentToken(m, token, { machine: 'pc-1', role: 'agent' })).message).toBe(
+      'enrollment token is not valid',
+    );
   });
 });

@@ -11,7 +11,11 @@ import { currentGeneration } from '../../../master/db/catalog.js';
 import { getMetadataFile, latestMetadata } from '../../../master/db/metadata.js';
 import { requestEnrollment } from '../../../master/db/machines.js';
 import { approveMachine } from '../../../master/machines/actions.js';
-import { readDirectory, removeDirectoryEntry, setDirectoryEntry } from '../../../master/directory/directory.js';
+import {
+  readDirectory,
+  removeDirectoryEntry,
+  setDirectoryEntry,
+} from '../../../master/directory/directory.js';
 import { publish } from '../../../master/publish/publish.js';
 import { loadRepository } from '../../../master/repository.js';
 import { directoryOfClient } from '../../../agent/directory.js';
@@ -35,8 +39,16 @@ describe('master depot directory', () => {
   let ctx: MasterContext;
   let fingerprint: string;
 
-  const enroll = (name: string, role: 'depot' | 'agent', hosts: { dnsNames?: string[]; ipAddresses?: string[] } = {}) =>
-    requestEnrollment(ctx.db, { name, role, csrPem: createMachineKeyAndCsr({ machineName: name, role, ...hosts }).csrPem });
+  const enroll = (
+    name: string,
+    role: 'depot' | 'agent',
+    hosts: { dnsNames?: string[]; ipAddresses?: string[] } = {},
+  ) =>
+    requestEnrollment(ctx.db, {
+      name,
+      role,
+      csrPem: createMachineKeyAndCsr({ machineName: name, role, ...hosts }).csrPem,
+    });
 
   beforeAll(async () => {
     fingerprint = (await initMaster(dir, { log: silentLogger() })).fingerprint;
@@ -57,27 +69,54 @@ describe('master depot directory', () => {
   /** What an agent verifies: the master's metadata through the TUF client, up to the pinned root. */
   async function clientView() {
     const files = new Map<string, Uint8Array>();
-    for (const name of ['1.root.json', 'timestamp.json']) files.set(name, getMetadataFile(ctx.db, name)!.bytes);
+    for (const name of ['1.root.json', 'timestamp.json'])
+      files.set(name, getMetadataFile(ctx.db, name)!.bytes);
     for (const role of ['snapshot', 'targets']) {
       const f = latestMetadata(ctx.db, role)!;
       files.set(f.name, f.bytes);
     }
-    const client = await TufClient.open({ source: new MemorySource(files), store: new MemoryTrustedStore(), fingerprint });
+    const client = await TufClient.open({
+      source: new MemorySource(files),
+      store: new MemoryTrustedStore(),
+      fingerprint,
+    });
     const r = await client.refresh({ bins: 'none' });
     return { directory: directoryOfClient(client, 'master'), generation: r.generation };
   }
 
   it('set signs a new generation whose targets.json carries the directory, audit-logged', async () => {
     const before = currentGeneration(ctx.db);
-    const r = setDirectoryEntry(ctx, { name: 'depot-a', url: 'https://depot-a.example:8443/', site: 'paris' }, who);
-    expect(r).toMatchObject({ changed: true, generation: before + 1, directory: { version: 1, depots: [{ name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' }] } });
+    const r = setDirectoryEntry(
+      ctx,
+      { name: 'depot-a', url: 'https://depot-a.example:8443/', site: 'paris' },
+      who,
+    );
+    expect(r).toMatchObject({
+      changed: true,
+      generation: before + 1,
+      directory: {
+        version: 1,
+        depots: [{ name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' }],
+      },
+    });
     const view = await clientView();
     expect(view.generation).toBe(before + 1);
     expect(view.directory).toEqual(r.directory);
     const audit = listAudit(ctx.db, { action: 'directory.set' }).entries[0]!;
-    expect(audit).toMatchObject({ actor: 'cli', target: 'depot-a', detail: { url: 'https://depot-a.example:8443', site: 'paris', directoryVersion: 1, generation: before + 1 } });
+    expect(audit).toMatchObject({
+      actor: 'cli',
+      target: 'depot-a',
+      detail: {
+        url: 'https://depot-a.example:8443',
+        site: 'paris',
+        directoryVersion: 1,
+        generation: before + 1,
+      },
+    });
     // The same entry again: nothing signed.
-    expect(setDirectoryEntry(ctx, { name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' }, who)).toMatchObject({ changed: false, generation: before + 1 });
+    expect(
+      setDirectoryEntry(ctx, { name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' }, who),
+    ).toMatchObject({ changed: false, generation: before + 1 });
   });
 
   it('publishing a package and reloading the repository keep the directory', async () => {
@@ -105,9 +144,17 @@ describe('master depot directory', () => {
       [{ name: '../depot', url: 'https://127.0.0.1:9000' }, 'bad-input', /name: does not match/],
       [{ name: 'depot-b', url: 'https://127.0.0.1', site: 'two words' }, 'bad-input', /site: does not match/],
       [{ name: 'nobody', url: 'https://127.0.0.1' }, 'not-found', /no machine named "nobody"/],
-      [{ name: 'depot-pending', url: 'https://pending.example' }, 'conflict', /depot-pending is pending; only approved depots/],
+      [
+        { name: 'depot-pending', url: 'https://pending.example' },
+        'conflict',
+        /depot-pending is pending; only approved depots/,
+      ],
       [{ name: 'agent-1', url: 'https://127.0.0.1' }, 'bad-input', /agent-1 is an agent, not a depot/],
-      [{ name: 'depot-b', url: 'https://depot-b.example' }, 'bad-input', /certificate of depot depot-b does not name depot-b\.example/],
+      [
+        { name: 'depot-b', url: 'https://depot-b.example' },
+        'bad-input',
+        /certificate of depot depot-b does not name depot-b\.example/,
+      ],
     ];
     for (const [input, code, why] of cases) {
       const e = caught(() => setDirectoryEntry(ctx, input, who));
@@ -128,18 +175,48 @@ describe('master depot directory', () => {
     expect(r.directory).toMatchObject({ version: 3, depots: [{ name: 'depot-b' }] });
     expect((await clientView()).directory).toEqual(r.directory);
     expect(caught(() => removeDirectoryEntry(ctx, 'depot-a', who)).code).toBe('not-found');
-    expect(listAudit(ctx.db, { action: 'directory.remove' }).entries[0]).toMatchObject({ target: 'depot-a', detail: { directoryVersion: 3 } });
+    expect(listAudit(ctx.db, { action: 'directory.remove' }).entries[0]).toMatchObject({
+      target: 'depot-a',
+      detail: { directoryVersion: 3 },
+    });
   });
 
   it('CLI: set/list/remove with --json; a bad URL is one clear stderr line and exit 1', async () => {
     await ctx.close();
     try {
-      const set = runCli(['master', 'directory', 'set', '--dir', dir, 'depot-a', '--url', 'https://depot-a.example', '--site', 'lyon', '--json']);
+      const set = runCli([
+        'master',
+        'directory',
+        'set',
+        '--dir',
+        dir,
+        'depot-a',
+        '--url',
+        'https://depot-a.example',
+        '--site',
+        'lyon',
+        '--json',
+      ]);
       expect(set.status, set.stderr).toBe(0);
-      expect(set.json).toMatchObject({ name: 'depot-a', url: 'https://depot-a.example', site: 'lyon', directoryVersion: 4, changed: true });
+      expect(set.json).toMatchObject({
+        name: 'depot-a',
+        url: 'https://depot-a.example',
+        site: 'lyon',
+        directoryVersion: 4,
+        changed: true,
+      });
       const list = runCli(['master', 'directory', 'list', '--dir', dir, '--json']);
       expect(list.json.depots.map((d: { name: string }) => d.name)).toEqual(['depot-a', 'depot-b']);
-      const bad = runCli(['master', 'directory', 'set', '--dir', dir, 'depot-a', '--url', 'http://depot-a.example']);
+      const bad = runCli([
+        'master',
+        'directory',
+        'set',
+        '--dir',
+        dir,
+        'depot-a',
+        '--url',
+        'http://depot-a.example',
+      ]);
       expect(bad.status).toBe(1);
       expect(bad.stderr.trim().split('\n')).toHaveLength(1);
       expect(bad.stderr).toMatch(/must use https/);

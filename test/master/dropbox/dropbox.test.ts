@@ -1,4 +1,14 @@
-import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeManifest } from '../../../src/content/manifest.js';
@@ -6,7 +16,12 @@ import { DepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { openMaster, type MasterContext } from '../../../master/context.js';
 import { findVersion, getManifest } from '../../../master/db/catalog.js';
-import { DropboxWatcher, type DropCheck, type DropOutcome, type DropboxOptions } from '../../../master/dropbox/watcher.js';
+import {
+  DropboxWatcher,
+  type DropCheck,
+  type DropOutcome,
+  type DropboxOptions,
+} from '../../../master/dropbox/watcher.js';
 import { initMaster } from '../../../master/init.js';
 import { publish } from '../../../master/publish/publish.js';
 import { pseudoRandomBytes, tempDir } from '../../helpers/tmp.js';
@@ -18,7 +33,11 @@ class Harness {
   private waiters: Array<() => void> = [];
   readonly watcher: DropboxWatcher;
 
-  constructor(readonly dropbox: string, readonly rejected: string, opts: Partial<DropboxOptions> & Pick<DropboxOptions, 'publish'>) {
+  constructor(
+    readonly dropbox: string,
+    readonly rejected: string,
+    opts: Partial<DropboxOptions> & Pick<DropboxOptions, 'publish'>,
+  ) {
     this.watcher = new DropboxWatcher({
       dropbox,
       rejected,
@@ -46,7 +65,10 @@ class Harness {
   async until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; outcomes ${JSON.stringify(this.outcomes.map((o) => [o.kind, o.key]))}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out waiting for ${what}; outcomes ${JSON.stringify(this.outcomes.map((o) => [o.kind, o.key]))}`,
+        );
       await new Promise<void>((resolve) => {
         this.waiters.push(resolve);
         setTimeout(resolve, 250).unref();
@@ -83,7 +105,10 @@ describe('master drop folder', () => {
     n += 1;
     const dropbox = join(tmp.dir, `dropbox-${n}`);
     const rejected = join(tmp.dir, `rejected-${n}`);
-    h = new Harness(dropbox, rejected, { publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }), ...opts });
+    h = new Harness(dropbox, rejected, {
+      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+      ...opts,
+    });
     await h.watcher.start();
     return h;
   }
@@ -132,7 +157,10 @@ describe('master drop folder', () => {
     writeFileSync(join(d.dropbox, 'linky', '1.0', 'ok.txt'), 'ok');
     symlinkSync(outside, join(d.dropbox, 'linky', '1.0', 'evil'));
     writeFileSync(join(d.dropbox, 'stray.zip'), 'zip');
-    await d.until(() => d.outcome('linky/1.0') !== undefined && d.outcome('stray.zip') !== undefined, 'both bad drops to be rejected');
+    await d.until(
+      () => d.outcome('linky/1.0') !== undefined && d.outcome('stray.zip') !== undefined,
+      'both bad drops to be rejected',
+    );
     const link = d.outcome('linky/1.0')!;
     expect(link.kind).toBe('rejected');
     if (link.kind === 'rejected') {
@@ -158,7 +186,8 @@ describe('master drop folder', () => {
     await d.until(() => d.outcome('hardy/1.0') !== undefined, 'the hard-linked drop to be rejected');
     const o = d.outcome('hardy/1.0')!;
     expect(o.kind).toBe('rejected');
-    if (o.kind === 'rejected') expect(o.reason).toMatch(/notes\.txt: hard link to a file with 1 other name outside/);
+    if (o.kind === 'rejected')
+      expect(o.reason).toMatch(/notes\.txt: hard link to a file with 1 other name outside/);
     expect(findVersion(ctx.db, 'hardy', '1.0')).toBeUndefined();
   });
 
@@ -203,7 +232,10 @@ describe('master drop folder', () => {
         if (calls === 1) {
           // The copy is still going on: more bytes arrive, and publish refuses the file that grew.
           appendFileSync(join(path, 'big.bin'), pseudoRandomBytes(5_000, 9));
-          throw new DepotsyncError('conflict', `publish ${name}@${version}: big.bin changed size while it was read`);
+          throw new DepotsyncError(
+            'conflict',
+            `publish ${name}@${version}: big.bin changed size while it was read`,
+          );
         }
         return publish(ctx, { name, version, path, actor: 'dropbox' });
       },
@@ -211,7 +243,10 @@ describe('master drop folder', () => {
     const dir = join(d.dropbox, 'growing', '2.0');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'big.bin'), pseudoRandomBytes(50_000, 8));
-    await d.until(() => d.outcome('growing/2.0') !== undefined, 'the drop to be published after it settled again');
+    await d.until(
+      () => d.outcome('growing/2.0') !== undefined,
+      'the drop to be published after it settled again',
+    );
     expect(d.outcome('growing/2.0')!.kind).toBe('published');
     expect(calls).toBe(2);
     expect(findVersion(ctx.db, 'growing', '2.0')!.totalBytes).toBe(55_000);
@@ -223,7 +258,9 @@ describe('master drop folder', () => {
     const dropbox = join(tmp.dir, `dropbox-${n}`);
     mkdirSync(join(dropbox, 'editor', '3.1'), { recursive: true });
     writeFileSync(join(dropbox, 'editor', '3.1', 'other.txt'), 'different content');
-    h = new Harness(dropbox, join(tmp.dir, `rejected-${n}`), { publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }) });
+    h = new Harness(dropbox, join(tmp.dir, `rejected-${n}`), {
+      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+    });
     const d = h;
     await d.watcher.start();
     await d.until(() => d.outcome('editor/3.1') !== undefined, 'the existing drop to be handled');
@@ -233,8 +270,15 @@ describe('master drop folder', () => {
   });
 
   it('validates its options', () => {
-    expect(() => new DropboxWatcher({ dropbox: 'x', rejected: 'y', log: silentLogger(), settleMs: -1, publish: async () => ({}) as never })).toThrow(
-      /settleMs must be an integer >= 0, got -1/,
-    );
+    expect(
+      () =>
+        new DropboxWatcher({
+          dropbox: 'x',
+          rejected: 'y',
+          log: silentLogger(),
+          settleMs: -1,
+          publish: async () => ({}) as never,
+        }),
+    ).toThrow(/settleMs must be an integer >= 0, got -1/);
   });
 });

@@ -13,7 +13,9 @@ describe('depotsync master gc', () => {
   beforeAll(() => {
     writeFileSync(file, pseudoRandomBytes(500_000, 9));
     expect(runCli(['master', 'init', '--dir', M, '--json']).status).toBe(0);
-    expect(runCli(['master', 'publish', '--dir', M, '--name', 'app', '--version', '1', file, '--json']).status).toBe(0);
+    expect(
+      runCli(['master', 'publish', '--dir', M, '--name', 'app', '--version', '1', file, '--json']).status,
+    ).toBe(0);
   });
   afterAll(() => tmp.cleanup());
 
@@ -21,7 +23,10 @@ describe('depotsync master gc', () => {
     expect(runCli(['master', 'unpublish', '--dir', M, 'app@1', '--json']).status).toBe(0);
     const r = runCli(['master', 'gc', '--dir', M, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ gc: { removed: 0, liveChunks: expect.any(Number) }, retention: { statusPruned: 0, auditPruned: 0 } });
+    expect(r.json).toMatchObject({
+      gc: { removed: 0, liveChunks: expect.any(Number) },
+      retention: { statusPruned: 0, auditPruned: 0 },
+    });
     expect(r.json.gc.liveChunks).toBeGreaterThan(0); // the version removed moments ago is retained
     expect(existsSync(join(M, 'master.lock'))).toBe(false);
     const human = runCli(['master', 'gc', '--dir', M]);
@@ -60,9 +65,20 @@ describe('master.json: maintenance settings', () => {
 
   it('default to daily GC, 6 h grace, 31 days of status and 365 days of audit, also for older files', () => {
     const path = join(tmp.dir, 'older.json');
-    const { gcIntervalHours: _a, gcGraceHours: _b, statusRetentionDays: _c, auditRetentionDays: _d, ...older } = DEFAULT_MASTER_CONFIG;
+    const {
+      gcIntervalHours: _a,
+      gcGraceHours: _b,
+      statusRetentionDays: _c,
+      auditRetentionDays: _d,
+      ...older
+    } = DEFAULT_MASTER_CONFIG;
     writeFileSync(path, JSON.stringify(older));
-    expect(loadMasterConfig(path)).toMatchObject({ gcIntervalHours: 24, gcGraceHours: 6, statusRetentionDays: 31, auditRetentionDays: 365 });
+    expect(loadMasterConfig(path)).toMatchObject({
+      gcIntervalHours: 24,
+      gcGraceHours: 6,
+      statusRetentionDays: 31,
+      auditRetentionDays: 365,
+    });
     expect(JSON.parse(readFileSync(path, 'utf8'))).not.toHaveProperty('gcIntervalHours');
     expect(load({ gcIntervalHours: 0 })().gcIntervalHours).toBe(0);
   });
@@ -70,10 +86,14 @@ describe('master.json: maintenance settings', () => {
   it('refuse bad values by name', () => {
     expect(load({ gcIntervalHours: -1 })).toThrow(/master\.json: gcIntervalHours must be an integer from 0/);
     expect(load({ gcGraceHours: 0 })).toThrow(/master\.json: gcGraceHours must be an integer from 1/);
-    expect(load({ statusRetentionDays: 0 })).toThrow(/master\.json: statusRetentionDays must be an integer from 1/);
+    expect(load({ statusRetentionDays: 0 })).toThrow(
+      /master\.json: statusRetentionDays must be an integer from 1/,
+    );
     expect(load({ statusRetentionDays: 0.5 })).toThrow(/non-integer number/);
     expect(load({ auditRetentionDays: '365' })).toThrow(/master\.json: auditRetentionDays must be a number/);
-    expect(load({ auditRetentionDays: 0 })).toThrow(/master\.json: auditRetentionDays must be an integer from 1/);
+    expect(load({ auditRetentionDays: 0 })).toThrow(
+      /master\.json: auditRetentionDays must be an integer from 1/,
+    );
     expect(load({ gcIntervalHour: 24 })).toThrow(/gcIntervalHour/);
   });
 });

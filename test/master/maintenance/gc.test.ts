@@ -53,7 +53,12 @@ describe('master gc: chunks no live version references are collected', () => {
   });
 
   it('keeps everything within the grace period, then shrinks the store to what live versions use', async () => {
-    const keep = await publish(ctx, { name: 'keep', version: '1', path: file('keep.bin', 2, 11), actor: 'test' });
+    const keep = await publish(ctx, {
+      name: 'keep',
+      version: '1',
+      path: file('keep.bin', 2, 11),
+      actor: 'test',
+    });
     await publish(ctx, { name: 'gone', version: '1', path: file('gone1.bin', 4, 12), actor: 'test' });
     await publish(ctx, { name: 'gone', version: '2', path: file('gone2.bin', 4, 13), actor: 'test' });
     const full = diskBytes(ctx.layout.storeDir);
@@ -75,7 +80,10 @@ describe('master gc: chunks no live version references are collected', () => {
     expect(s.deadBytes).toBe(0);
     expect(diskBytes(ctx.layout.storeDir)).toBeLessThan(full - 8 * 1024 * 1024);
     await expectAllVerify(ctx, await chunksOf(ctx, keep.id));
-    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({ actor: 'system', detail: { removed: r.removed } });
+    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({
+      actor: 'system',
+      detail: { removed: r.removed },
+    });
   });
 
   it('unpublishing everything then collecting leaves a store of near zero bytes', async () => {

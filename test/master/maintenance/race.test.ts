@@ -28,10 +28,14 @@ describe('master gc racing a publish in another process', () => {
   it('collects over and over while `master publish` runs; the published version has every chunk', async () => {
     const file = join(tmp.dir, 'big.bin');
     writeFileSync(file, pseudoRandomBytes(48 * 1024 * 1024, 31));
-    const child = spawn(process.execPath, [CLI, 'master', 'publish', '--dir', M, '--name', 'big', '--version', '1', file, '--json'], {
-      env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'master', 'publish', '--dir', M, '--name', 'big', '--version', '1', file, '--json'],
+      {
+        env: { ...process.env, DEPOTSYNC_LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -52,7 +56,9 @@ describe('master gc racing a publish in another process', () => {
     await collectMasterGarbage(ctx, { graceMs: 60_000 });
     const v = findVersion(ctx.db, 'big', '1');
     expect(v).toBeDefined();
-    const ids = uniqueChunkIds(decodeManifest(getManifest(ctx.db, v!.manifestId)!, { what: 'test manifest' }));
+    const ids = uniqueChunkIds(
+      decodeManifest(getManifest(ctx.db, v!.manifestId)!, { what: 'test manifest' }),
+    );
     for (const id of ids) await expect(ctx.store.get(id, { verify: true })).resolves.toBeInstanceOf(Buffer);
   }, 120_000);
 });

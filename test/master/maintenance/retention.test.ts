@@ -15,7 +15,10 @@ describe('retention of status reports and the audit log', () => {
     await f?.close();
   });
   const statusRows = (machine: string) =>
-    f.ctx.db.db.prepare('SELECT received_at FROM depot_status WHERE machine = ? ORDER BY id').pluck().all(machine) as string[];
+    f.ctx.db.db
+      .prepare('SELECT received_at FROM depot_status WHERE machine = ? ORDER BY id')
+      .pluck()
+      .all(machine) as string[];
 
   it('deletes only rows older than the retention, and keeps each depot latest report however old', () => {
     insertDepot(f.ctx, 'busy');
@@ -36,14 +39,24 @@ describe('retention of status reports and the audit log', () => {
     const ticks = listAudit(f.ctx.db, { action: 'test.tick', limit: 1000 }).entries.map((e) => e.target);
     expect(ticks).toHaveLength(10);
     expect(ticks[ticks.length - 1]).toBe('day30');
-    expect(listAudit(f.ctx.db, { action: 'history.prune' }).entries[0]).toMatchObject({ actor: 'system', detail: { statusPruned: 9, auditPruned: r.auditPruned } });
+    expect(listAudit(f.ctx.db, { action: 'history.prune' }).entries[0]).toMatchObject({
+      actor: 'system',
+      detail: { statusPruned: 9, auditPruned: r.auditPruned },
+    });
     // Operators, machines and everything else survive; a second run right away prunes nothing.
-    expect(pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 })).toEqual({ statusPruned: 0, auditPruned: 0 });
+    expect(pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 })).toEqual({
+      statusPruned: 0,
+      auditPruned: 0,
+    });
   });
 
   it('refuses retentions that are not whole days >= 1', () => {
-    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 0, auditRetentionDays: 10 })).toThrow(/statusRetentionDays must be an integer >= 1/);
-    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 1, auditRetentionDays: 1.5 })).toThrow(/auditRetentionDays must be an integer >= 1/);
+    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 0, auditRetentionDays: 10 })).toThrow(
+      /statusRetentionDays must be an integer >= 1/,
+    );
+    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 1, auditRetentionDays: 1.5 })).toThrow(
+      /auditRetentionDays must be an integer >= 1/,
+    );
   });
 });
 
@@ -56,12 +69,19 @@ describe('the master low-disk alert', () => {
   afterAll(async () => {
     await f?.close();
   });
-  const master = () => f.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT);
+  const master = () =>
+    f.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT);
 
   it('warns under the threshold, errors under a quarter of it, clears when space is back', () => {
     expect(master()).toEqual([]);
     free = 5e8;
-    expect(master()).toMatchObject([{ key: `low-disk:${MASTER_DISK_SUBJECT}`, level: 'warning', message: expect.stringMatching(/free disk/) }]);
+    expect(master()).toMatchObject([
+      {
+        key: `low-disk:${MASTER_DISK_SUBJECT}`,
+        level: 'warning',
+        message: expect.stringMatching(/free disk/),
+      },
+    ]);
     free = 1e8;
     expect(master()).toMatchObject([{ level: 'error' }]);
     expect(f.admin.status({ packages: false }).summary.alerts.error).toBeGreaterThanOrEqual(1);
@@ -74,7 +94,9 @@ describe('the master low-disk alert', () => {
   it('is off with lowDiskBytes 0', async () => {
     const g = await adminFixture({ settings: { alerts: { lowDiskBytes: 0 } }, freeDiskBytes: () => 1 });
     try {
-      expect(g.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT)).toEqual([]);
+      expect(
+        g.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT),
+      ).toEqual([]);
     } finally {
       await g.close();
     }

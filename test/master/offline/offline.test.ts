@@ -13,7 +13,10 @@ import { BundleFile } from '../../../depot/offline/bundle-file.js';
 import { bytesSeeded, edited, startWorld, type World } from '../../depot/offline/fixture.js';
 
 async function refused(p: Promise<unknown>): Promise<DepotsyncError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(DepotsyncError);
   return e as DepotsyncError;
 }
@@ -22,7 +25,8 @@ async function refused(p: Promise<unknown>): Promise<DepotsyncError> {
 async function statusOf(dir: string): Promise<string> {
   const d = openDepot(dir, { logger: silentLogger() });
   try {
-    return (await writeStatusFile({ ...d, name: d.config.name }, { chunks: 1, bytes: 2, now: new Date() })).file;
+    return (await writeStatusFile({ ...d, name: d.config.name }, { chunks: 1, bytes: 2, now: new Date() }))
+      .file;
   } finally {
     await d.close();
   }
@@ -134,10 +138,18 @@ describe('master side of offline depots: export, approve by file, import-status'
     req.rootFingerprint = 'ab'.repeat(32);
     writeFileSync(w.file('req-other.json'), JSON.stringify(req));
     const { approveRequestFile } = await import('../../../master/offline/approve-file.js');
-    const e = await refused(approveRequestFile(w.master, { request: w.file('req-other.json'), out: w.file('r.bundle') }));
+    const e = await refused(
+      approveRequestFile(w.master, { request: w.file('req-other.json'), out: w.file('r.bundle') }),
+    );
     expect(e.code).toBe('forbidden');
     writeFileSync(w.file('req-bad.json'), '{"_type":"depotsync-enroll-request"');
-    expect((await refused(approveRequestFile(w.master, { request: w.file('req-bad.json'), out: w.file('r.bundle') }))).code).toBe('bad-json');
+    expect(
+      (
+        await refused(
+          approveRequestFile(w.master, { request: w.file('req-bad.json'), out: w.file('r.bundle') }),
+        )
+      ).code,
+    ).toBe('bad-json');
     expect(existsSync(w.file('r.bundle'))).toBe(false);
     expect(PREAMBLE_BYTES).toBe(16);
   });

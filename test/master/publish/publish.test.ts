@@ -45,7 +45,9 @@ describe('master publish', () => {
   });
 
   it('refuses to initialise over an existing master', async () => {
-    await expect(initMaster(join(tmp.dir, 'M'), { log: silentLogger() })).rejects.toThrow(/already holds a master/);
+    await expect(initMaster(join(tmp.dir, 'M'), { log: silentLogger() })).rejects.toThrow(
+      /already holds a master/,
+    );
   });
 
   it('publishes a file as generation N+1 re-signing one bin, the snapshot and the timestamp', async () => {
@@ -91,7 +93,9 @@ describe('master publish', () => {
   it('refuses the same version with other content', async () => {
     const f3 = join(tmp.dir, 'other.bin');
     writeFileSync(f3, pseudoRandomBytes(100_000, 9));
-    await expect(publish(ctx, { name: 'setup', version: '1.0', path: f3, actor: 'test' })).rejects.toThrow(/already published with other content/);
+    await expect(publish(ctx, { name: 'setup', version: '1.0', path: f3, actor: 'test' })).rejects.toThrow(
+      /already published with other content/,
+    );
   });
 
   it('publishes a folder with nested files and an executable', async () => {
@@ -113,7 +117,9 @@ describe('master publish', () => {
     writeFileSync(join(dir, 'ok.txt'), 'fine');
     symlinkSync('/etc/passwd', join(dir, 'passwd'));
     const gen = loadRepository(ctx).generation;
-    await expect(publish(ctx, { name: 'evil', version: '1', path: dir, actor: 'test' })).rejects.toThrow(/link points outside the package folder/);
+    await expect(publish(ctx, { name: 'evil', version: '1', path: dir, actor: 'test' })).rejects.toThrow(
+      /link points outside the package folder/,
+    );
     expect(loadRepository(ctx).generation).toBe(gen);
     expect(findVersion(ctx.db, 'evil', '1')).toBeUndefined();
   });
@@ -126,14 +132,24 @@ describe('master publish', () => {
     writeFileSync(join(dir, 'ok.txt'), 'fine');
     linkSync(secret, join(dir, 'innocent.txt'));
     const gen = loadRepository(ctx).generation;
-    const err = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test' }).catch((e: unknown) => e);
+    const err = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test' }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(DepotsyncError);
     expect((err as DepotsyncError).code).toBe('bad-path');
-    expect((err as DepotsyncError).message).toMatch(/innocent\.txt: hard link to a file with 1 other name outside/);
+    expect((err as DepotsyncError).message).toMatch(
+      /innocent\.txt: hard link to a file with 1 other name outside/,
+    );
     expect((err as DepotsyncError).hint).toMatch(/--allow-hardlinks/);
     expect(loadRepository(ctx).generation).toBe(gen);
     expect(findVersion(ctx.db, 'hard', '1')).toBeUndefined();
-    const r = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test', allowHardlinks: true });
+    const r = await publish(ctx, {
+      name: 'hard',
+      version: '1',
+      path: dir,
+      actor: 'test',
+      allowHardlinks: true,
+    });
     const m = decodeManifest(getManifest(ctx.db, r.id)!);
     expect(m.files.map((f) => f.path)).toEqual(['innocent.txt', 'ok.txt']);
   });
@@ -144,11 +160,16 @@ describe('master publish', () => {
     writeFileSync(join(dir, 'a.bin'), 'same bytes');
     linkSync(join(dir, 'a.bin'), join(dir, 'sub', 'b.bin'));
     const r = await publish(ctx, { name: 'twins', version: '1', path: dir, actor: 'test' });
-    expect(decodeManifest(getManifest(ctx.db, r.id)!).files.map((f) => f.path)).toEqual(['a.bin', 'sub/b.bin']);
+    expect(decodeManifest(getManifest(ctx.db, r.id)!).files.map((f) => f.path)).toEqual([
+      'a.bin',
+      'sub/b.bin',
+    ]);
   });
 
   it('refuses a path that does not exist', async () => {
-    await expect(publish(ctx, { name: 'x', version: '1', path: join(tmp.dir, 'missing'), actor: 'test' })).rejects.toMatchObject({
+    await expect(
+      publish(ctx, { name: 'x', version: '1', path: join(tmp.dir, 'missing'), actor: 'test' }),
+    ).rejects.toMatchObject({
       code: 'not-found',
       message: expect.stringContaining('no such file or directory'),
     });
@@ -162,7 +183,9 @@ describe('master publish', () => {
     ['version with ..', 'ok', '..'],
     ['version with a newline', 'ok', '1\n2'],
   ])('refuses a package %s', async (_what, name, version) => {
-    await expect(publish(ctx, { name, version, path: file, actor: 'test' })).rejects.toMatchObject({ code: 'bad-input' });
+    await expect(publish(ctx, { name, version, path: file, actor: 'test' })).rejects.toMatchObject({
+      code: 'bad-input',
+    });
   });
 
   it('unpublish removes a version from the next generation', async () => {

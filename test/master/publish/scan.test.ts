@@ -42,8 +42,15 @@ describe('publish scan command', () => {
     // A scanner that never answers; its `sleep` child holds the pipes open too (the whole group must go).
     writeFileSync(hanging, '#!/bin/sh\necho "starting"\nsleep 60\necho never\n', { mode: 0o755 });
     // 20,000 lines of output, then a refusal: only the end is kept.
-    writeFileSync(chatty, '#!/bin/sh\ni=0\nwhile [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done\necho "LAST LINE"\nexit 3\n', { mode: 0o755 });
-    await initMaster(M, { log: silentLogger(), config: { publishScanCommand: [scanner], publishScanTimeoutMs: 20_000, dropboxSettleMs: 100 } });
+    writeFileSync(
+      chatty,
+      '#!/bin/sh\ni=0\nwhile [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done\necho "LAST LINE"\nexit 3\n',
+      { mode: 0o755 },
+    );
+    await initMaster(M, {
+      log: silentLogger(),
+      config: { publishScanCommand: [scanner], publishScanTimeoutMs: 20_000, dropboxSettleMs: 100 },
+    });
     ctx = await openMaster(M, silentLogger());
   });
   afterAll(async () => {
@@ -78,7 +85,9 @@ describe('publish scan command', () => {
     expect(r).toMatchObject({ passed: false, exitCode: 3, truncated: true });
     expect(Buffer.byteLength(r.output)).toBeLessThanOrEqual(4096);
     expect(r.output.trimEnd().endsWith('LAST LINE')).toBe(true);
-    const missing = await runScan({ command: [join(tmp.dir, 'no-such-scanner')], timeoutMs: 1000 }, [tmp.dir]);
+    const missing = await runScan({ command: [join(tmp.dir, 'no-such-scanner')], timeoutMs: 1000 }, [
+      tmp.dir,
+    ]);
     expect(missing).toMatchObject({ passed: false, startError: 'ENOENT' });
     expect(flattenOutput('a\nb\r\nc\u001b[31m\n')).toBe('a | b | c [31m');
   });
@@ -97,15 +106,27 @@ describe('publish scan command', () => {
     writeFileSync(join(dir, 'readme.txt'), 'fine');
     writeFileSync(join(dir, 'sub', 'payload.exe'), 'MZ... INFECTED ...');
     const before = currentGeneration(ctx.db);
-    const err = await publish(ctx, { name: 'bad', version: '1', path: dir, actor: 'op-alice', address: '10.0.0.9' }).catch((e: unknown) => e);
+    const err = await publish(ctx, {
+      name: 'bad',
+      version: '1',
+      path: dir,
+      actor: 'op-alice',
+      address: '10.0.0.9',
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DepotsyncError);
     expect((err as DepotsyncError).code).toBe('forbidden');
-    expect((err as DepotsyncError).message).toMatch(/^publish bad@1 refused: the scan command exited with status 1; scanner output: .*payload\.exe: Eicar-Test-Signature FOUND/);
+    expect((err as DepotsyncError).message).toMatch(
+      /^publish bad@1 refused: the scan command exited with status 1; scanner output: .*payload\.exe: Eicar-Test-Signature FOUND/,
+    );
     expect((err as DepotsyncError).message).not.toContain('\n');
     expect(findVersion(ctx.db, 'bad', '1')).toBeUndefined();
     expect(currentGeneration(ctx.db)).toBe(before);
     const audit = listAudit(ctx.db, { action: 'publish.refused', target: 'bad@1' }).entries[0];
-    expect(audit).toMatchObject({ actor: 'op-alice', address: '10.0.0.9', detail: { exitCode: 1, timedOut: false } });
+    expect(audit).toMatchObject({
+      actor: 'op-alice',
+      address: '10.0.0.9',
+      detail: { exitCode: 1, timedOut: false },
+    });
     expect(audit?.detail.output).toContain('Eicar-Test-Signature FOUND');
     expect(listAudit(ctx.db, { action: 'publish', target: 'bad@1' }).entries).toHaveLength(0);
   });
@@ -117,9 +138,13 @@ describe('publish scan command', () => {
     try {
       const file = join(tmp.dir, 'slow.bin');
       writeFileSync(file, 'x');
-      await expect(publish(ctx, { name: 'slow', version: '1', path: file, actor: 'test' })).rejects.toThrow(/did not finish within 300 ms.*scanner output: starting/);
+      await expect(publish(ctx, { name: 'slow', version: '1', path: file, actor: 'test' })).rejects.toThrow(
+        /did not finish within 300 ms.*scanner output: starting/,
+      );
       expect(findVersion(ctx.db, 'slow', '1')).toBeUndefined();
-      expect(listAudit(ctx.db, { action: 'publish.refused', target: 'slow@1' }).entries[0]?.detail).toMatchObject({ timedOut: true });
+      expect(
+        listAudit(ctx.db, { action: 'publish.refused', target: 'slow@1' }).entries[0]?.detail,
+      ).toMatchObject({ timedOut: true });
     } finally {
       Object.assign(ctx.config, saved);
     }
@@ -134,7 +159,9 @@ describe('publish scan command', () => {
     writeFileSync(swapper, `#!/bin/sh\nprintf 'INFECTED-18-bytes!' > "$1"\nexit 0\n`, { mode: 0o755 });
     ctx.config.publishScanCommand = [swapper];
     try {
-      await expect(publish(ctx, { name: 'swap', version: '1', path: file, actor: 'test' })).rejects.toThrow(/swap\.bin changed after it was scanned/);
+      await expect(publish(ctx, { name: 'swap', version: '1', path: file, actor: 'test' })).rejects.toThrow(
+        /swap\.bin changed after it was scanned/,
+      );
       expect(findVersion(ctx.db, 'swap', '1')).toBeUndefined();
     } finally {
       Object.assign(ctx.config, saved);
@@ -155,13 +182,22 @@ describe('publish scan command', () => {
     expect(body.error.message).toMatch(/publish upl@1 refused: .*setup\.exe: Eicar-Test-Signature FOUND/);
     expect(findVersion(ctx.db, 'upl', '1')).toBeUndefined();
     expect(readdirSync(join(M, 'uploads'))).toEqual([]);
-    expect(listAudit(ctx.db, { action: 'publish.refused', target: 'upl@1' }).entries[0]?.actor).toBe('op-pub');
+    expect(listAudit(ctx.db, { action: 'publish.refused', target: 'upl@1' }).entries[0]?.actor).toBe(
+      'op-pub',
+    );
   });
 
   it('rejects a bad publishScanCommand in master.json by name', async () => {
     const dir = join(tmp.dir, 'M-bad');
-    await expect(initMaster(dir, { log: silentLogger(), config: { publishScanCommand: [] } })).rejects.toThrow(/publishScanCommand must be null or a non-empty list/);
-    await expect(initMaster(join(tmp.dir, 'M-bad2'), { log: silentLogger(), config: { publishScanCommand: ['/bin/true'], publishScanTimeoutMs: 5 } })).rejects.toThrow(/publishScanTimeoutMs must be an integer from 100/);
+    await expect(
+      initMaster(dir, { log: silentLogger(), config: { publishScanCommand: [] } }),
+    ).rejects.toThrow(/publishScanCommand must be null or a non-empty list/);
+    await expect(
+      initMaster(join(tmp.dir, 'M-bad2'), {
+        log: silentLogger(),
+        config: { publishScanCommand: ['/bin/true'], publishScanTimeoutMs: 5 },
+      }),
+    ).rejects.toThrow(/publishScanTimeoutMs must be an integer from 100/);
   });
 
   it('the drop folder: a flagged drop is moved aside with the scanner output in REASON.txt; a clean one is published', async () => {
@@ -187,17 +223,22 @@ describe('publish scan command', () => {
       mkdirSync(join(dropbox, 'tool', '3'), { recursive: true });
       writeFileSync(join(dropbox, 'tool', '3', 'setup.exe'), 'clean');
       const deadline = Date.now() + 20_000;
-      while (outcomes.length < 2 && Date.now() < deadline) await new Promise<void>((r) => ((wake = r), setTimeout(r, 250).unref()));
+      while (outcomes.length < 2 && Date.now() < deadline)
+        await new Promise<void>((r) => ((wake = r), setTimeout(r, 250).unref()));
       const bad = outcomes.find((o) => o.key === 'tool/2');
       expect(bad?.kind).toBe('rejected');
       if (bad?.kind !== 'rejected') return;
-      expect(bad.reason).toMatch(/refused: the scan command exited with status 1; scanner output: .*setup\.exe: Eicar-Test-Signature FOUND/);
+      expect(bad.reason).toMatch(
+        /refused: the scan command exited with status 1; scanner output: .*setup\.exe: Eicar-Test-Signature FOUND/,
+      );
       expect(readFileSync(join(bad.movedTo, 'REASON.txt'), 'utf8')).toContain('Eicar-Test-Signature FOUND');
       expect(readdirSync(bad.movedTo).sort()).toEqual(['REASON.txt', 'setup.exe']);
       expect(findVersion(ctx.db, 'tool', '2')).toBeUndefined();
       expect(outcomes.find((o) => o.key === 'tool/3')?.kind).toBe('published');
       expect(findVersion(ctx.db, 'tool', '3')).toBeDefined();
-      expect(listAudit(ctx.db, { action: 'publish.refused', target: 'tool@2' }).entries[0]?.actor).toBe('dropbox');
+      expect(listAudit(ctx.db, { action: 'publish.refused', target: 'tool@2' }).entries[0]?.actor).toBe(
+        'dropbox',
+      );
     } finally {
       await watcher.close();
     }
@@ -212,10 +253,23 @@ describe('publish scan command', () => {
       expect(r.status).toBe(1);
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(/publish clibad@1 refused: the scan command exited with status 1; scanner output: .*cli-bad\.bin: Eicar-Test-Signature FOUND/);
+      expect(lines[0]).toMatch(
+        /publish clibad@1 refused: the scan command exited with status 1; scanner output: .*cli-bad\.bin: Eicar-Test-Signature FOUND/,
+      );
       const good = join(tmp.dir, 'cli-good.bin');
       writeFileSync(good, 'clean');
-      const ok = runCli(['master', 'publish', '--dir', M, '--name', 'cligood', '--version', '1', good, '--json']);
+      const ok = runCli([
+        'master',
+        'publish',
+        '--dir',
+        M,
+        '--name',
+        'cligood',
+        '--version',
+        '1',
+        good,
+        '--json',
+      ]);
       expect(ok.status).toBe(0);
       expect(ok.json).toMatchObject({ name: 'cligood', version: '1', unchanged: false });
     } finally {

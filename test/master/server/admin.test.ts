@@ -7,7 +7,14 @@ import { listAudit } from '../../../master/db/audit.js';
 import { findVersion } from '../../../master/db/catalog.js';
 import { createMasterApp } from '../../../master/server/app.js';
 import { pseudoRandomBytes } from '../../helpers/tmp.js';
-import { bearer, call, enrollWithToken, startTestMaster, type MachineIdentity, type TestMaster } from './helpers.js';
+import {
+  bearer,
+  call,
+  enrollWithToken,
+  startTestMaster,
+  type MachineIdentity,
+  type TestMaster,
+} from './helpers.js';
 
 describe('master server: operator API', () => {
   let m: TestMaster;
@@ -43,15 +50,29 @@ describe('master server: operator API', () => {
   });
 
   it('answers 403 naming the role needed when a viewer calls a mutating route', async () => {
-    const block = await call(m, '/v1/admin/machines/depot-x/block', { method: 'POST', headers: bearer(m.tokens.viewer) });
+    const block = await call(m, '/v1/admin/machines/depot-x/block', {
+      method: 'POST',
+      headers: bearer(m.tokens.viewer),
+    });
     expect(block.status).toBe(403);
-    expect(block.json().error.message).toBe('operator op-viewer has role viewer; this action needs role admin');
-    const pub = await call(m, '/v1/admin/publish?name=a&version=1', { headers: bearer(m.tokens.viewer), body: Buffer.from('x') });
+    expect(block.json().error.message).toBe(
+      'operator op-viewer has role viewer; this action needs role admin',
+    );
+    const pub = await call(m, '/v1/admin/publish?name=a&version=1', {
+      headers: bearer(m.tokens.viewer),
+      body: Buffer.from('x'),
+    });
     expect(pub.status).toBe(403);
     expect(pub.json().error.message).toMatch(/needs role publisher or admin/);
-    const token = await call(m, '/v1/admin/tokens', { headers: bearer(m.tokens.publisher), body: { role: 'agent' } });
+    const token = await call(m, '/v1/admin/tokens', {
+      headers: bearer(m.tokens.publisher),
+      body: { role: 'agent' },
+    });
     expect(token.status).toBe(403);
-    expect((await call(m, '/v1/admin/machines?state=approved', { headers: bearer(m.tokens.viewer) })).json().machines).toHaveLength(1);
+    expect(
+      (await call(m, '/v1/admin/machines?state=approved', { headers: bearer(m.tokens.viewer) })).json()
+        .machines,
+    ).toHaveLength(1);
   });
 
   it('publishes a streamed upload, and the metadata, target and chunks are then served to machines', async () => {
@@ -91,43 +112,70 @@ describe('master server: operator API', () => {
     expect(audit).toMatchObject({ actor: 'op-publisher', address: '127.0.0.1' });
 
     const listed = await call(m, '/v1/admin/packages', { headers: bearer(m.tokens.viewer) });
-    expect(listed.json().packages.map((p: { name: string; version: string }) => `${p.name}@${p.version}`)).toContain('tool@2.0');
+    expect(
+      listed.json().packages.map((p: { name: string; version: string }) => `${p.name}@${p.version}`),
+    ).toContain('tool@2.0');
   });
 
   it('refuses an upload over maxUploadBytes (413) and leaves no spooled file', async () => {
-    const r = await call(m, '/v1/admin/publish?name=big&version=1', { headers: bearer(m.tokens.admin), body: Buffer.alloc(MAX_UPLOAD + 1) });
+    const r = await call(m, '/v1/admin/publish?name=big&version=1', {
+      headers: bearer(m.tokens.admin),
+      body: Buffer.alloc(MAX_UPLOAD + 1),
+    });
     expect(r.status).toBe(413);
     expect(existsSync(join(m.dir, 'uploads')) ? readdirSync(join(m.dir, 'uploads')) : []).toEqual([]);
     expect(findVersion(m.ctx.db, 'big', '1')).toBeUndefined();
     // Without Content-Length the cap is counted while the body streams.
-    const chunked = await call(m, '/v1/admin/publish?name=big&version=1', { headers: bearer(m.tokens.admin), body: Buffer.alloc(MAX_UPLOAD + 1), chunkedBytes: 256 * 1024 });
+    const chunked = await call(m, '/v1/admin/publish?name=big&version=1', {
+      headers: bearer(m.tokens.admin),
+      body: Buffer.alloc(MAX_UPLOAD + 1),
+      chunkedBytes: 256 * 1024,
+    });
     expect(chunked.status).toBe(413);
     expect(chunked.json().error.message).toMatch(/exceeds the limit/);
     expect(readdirSync(join(m.dir, 'uploads'))).toEqual([]);
   });
 
   it('refuses a bad package name or file name before taking the upload', async () => {
-    const name = await call(m, '/v1/admin/publish?name=..%2Fetc&version=1', { headers: bearer(m.tokens.admin), body: Buffer.from('x') });
+    const name = await call(m, '/v1/admin/publish?name=..%2Fetc&version=1', {
+      headers: bearer(m.tokens.admin),
+      body: Buffer.from('x'),
+    });
     expect(name.status).toBe(400);
     expect(name.json().error.message).toMatch(/package name/);
-    const file = await call(m, '/v1/admin/publish?name=ok&version=1&filename=..%2Fx', { headers: bearer(m.tokens.admin), body: Buffer.from('x') });
+    const file = await call(m, '/v1/admin/publish?name=ok&version=1&filename=..%2Fx', {
+      headers: bearer(m.tokens.admin),
+      body: Buffer.from('x'),
+    });
     expect(file.status).toBe(400);
   });
 
   it('unpublishes a version for a publisher, recording the operator', async () => {
-    const r = await call(m, '/v1/admin/unpublish', { headers: bearer(m.tokens.publisher), body: { name: 'tool', version: '2.0' } });
+    const r = await call(m, '/v1/admin/unpublish', {
+      headers: bearer(m.tokens.publisher),
+      body: { name: 'tool', version: '2.0' },
+    });
     expect(r.status).toBe(200);
     expect(findVersion(m.ctx.db, 'tool', '2.0')).toBeUndefined();
     expect(listAudit(m.ctx.db, { action: 'unpublish' }).entries[0]).toMatchObject({ actor: 'op-publisher' });
-    const again = await call(m, '/v1/admin/unpublish', { headers: bearer(m.tokens.publisher), body: { name: 'tool', version: '2.0' } });
+    const again = await call(m, '/v1/admin/unpublish', {
+      headers: bearer(m.tokens.publisher),
+      body: { name: 'tool', version: '2.0' },
+    });
     expect(again.status).toBe(404);
   });
 
   it('makes enrollment tokens for an admin and shows depot status', async () => {
-    const r = await call(m, '/v1/admin/tokens', { headers: bearer(m.tokens.admin), body: { role: 'agent', ttlMs: 60_000 } });
+    const r = await call(m, '/v1/admin/tokens', {
+      headers: bearer(m.tokens.admin),
+      body: { role: 'agent', ttlMs: 60_000 },
+    });
     expect(r.status).toBe(201);
     expect(r.json()).toMatchObject({ role: 'agent' });
-    expect(listAudit(m.ctx.db, { action: 'token.create' }).entries[0]).toMatchObject({ actor: 'op-admin', address: '127.0.0.1' });
+    expect(listAudit(m.ctx.db, { action: 'token.create' }).entries[0]).toMatchObject({
+      actor: 'op-admin',
+      address: '127.0.0.1',
+    });
     const status = await call(m, '/v1/admin/status', { headers: bearer(m.tokens.viewer) });
     expect(status.status).toBe(200);
     const body = status.json();

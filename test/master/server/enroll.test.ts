@@ -16,7 +16,10 @@ function tamperCsr(pem: string): string {
   const b64 = pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
   const der = Buffer.from(b64, 'base64');
   der[der.length - 5] = (der[der.length - 5]! ^ 0x01) & 0xff;
-  const lines = der.toString('base64').match(/.{1,64}/g)!.join('\n');
+  const lines = der
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n');
   return `-----BEGIN CERTIFICATE REQUEST-----\n${lines}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
@@ -28,17 +31,29 @@ describe('master server: enrollment', () => {
   let frozenAtMs: number | undefined;
 
   beforeAll(async () => {
-    m = await startTestMaster({ config: { enrollPerAddressPerMinute: 50, hosts: ['localhost', '127.0.0.1', 'master.example.org'] }, server: { app: { clockMs: () => (frozenAtMs ?? Date.now()) + offsetMs } } });
+    m = await startTestMaster({
+      config: { enrollPerAddressPerMinute: 50, hosts: ['localhost', '127.0.0.1', 'master.example.org'] },
+      server: { app: { clockMs: () => (frozenAtMs ?? Date.now()) + offsetMs } },
+    });
   });
   afterAll(async () => {
     await m?.close();
   });
 
   it('approves at once with a valid one-time token and returns the certificate and CA', async () => {
-    const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: 'depot-1', role: 'depot', dnsNames: ['depot-1.example'] });
-    const created = await call(m, '/v1/admin/tokens', { headers: bearer(m.tokens.admin), body: { role: 'depot' } });
+    const { keyPem, csrPem } = createMachineKeyAndCsr({
+      machineName: 'depot-1',
+      role: 'depot',
+      dnsNames: ['depot-1.example'],
+    });
+    const created = await call(m, '/v1/admin/tokens', {
+      headers: bearer(m.tokens.admin),
+      body: { role: 'depot' },
+    });
     expect(created.status).toBe(201);
-    const r = await call(m, '/v1/enroll', { body: { name: 'depot-1', role: 'depot', csr: csrPem, token: created.json().token } });
+    const r = await call(m, '/v1/enroll', {
+      body: { name: 'depot-1', role: 'depot', csr: csrPem, token: created.json().token },
+    });
     expect(r.status).toBe(200);
     const reply = decodeEnrollReply(r.json());
     expect(reply.state).toBe('approved');
@@ -46,7 +61,11 @@ describe('master server: enrollment', () => {
     const info = certificateInfo(reply.certificate!);
     expect(info.commonName).toBe('depot-1');
     expect(info.role).toBe('depot');
-    expect(new X509Certificate(reply.certificate!).checkPrivateKey((await import('node:crypto')).createPrivateKey(keyPem))).toBe(true);
+    expect(
+      new X509Certificate(reply.certificate!).checkPrivateKey(
+        (await import('node:crypto')).createPrivateKey(keyPem),
+      ),
+    ).toBe(true);
     expect(byName(m.ctx.db, 'depot-1')).toMatchObject({ state: 'approved', certSerial: info.serial });
     // The poll id keeps answering with the certificate.
     const polled = await call(m, `/v1/enroll/${reply.request}`);
@@ -65,7 +84,10 @@ describe('master server: enrollment', () => {
     expect(reply.state).toBe('pending');
     expect(reply.certificate).toBeUndefined();
     expect((await call(m, `/v1/enroll/${reply.request}`)).status).toBe(202);
-    const approved = await call(m, '/v1/admin/machines/agent-1/approve', { method: 'POST', headers: bearer(m.tokens.admin) });
+    const approved = await call(m, '/v1/admin/machines/agent-1/approve', {
+      method: 'POST',
+      headers: bearer(m.tokens.admin),
+    });
     expect(approved.status).toBe(200);
     expect(approved.json().machine).toMatchObject({ name: 'agent-1', state: 'approved' });
     const polled = await call(m, `/v1/enroll/${reply.request}`);
@@ -86,15 +108,21 @@ describe('master server: enrollment', () => {
 
   it('answers 403 to an unknown token and to a token already used, leaving no pending record', async () => {
     const { csrPem } = createMachineKeyAndCsr({ machineName: 'depot-2', role: 'depot' });
-    const unknown = await call(m, '/v1/enroll', { body: { name: 'depot-2', role: 'depot', csr: csrPem, token: 'A'.repeat(43) } });
+    const unknown = await call(m, '/v1/enroll', {
+      body: { name: 'depot-2', role: 'depot', csr: csrPem, token: 'A'.repeat(43) },
+    });
     expect(unknown.status).toBe(403);
     expect(unknown.json().error.message).toMatch(/enrollment token is not valid/);
     expect(byName(m.ctx.db, 'depot-2')).toBeUndefined();
 
     const { token } = createEnrollmentToken(m.ctx.db, { role: 'depot', createdBy: 'test' });
-    expect((await call(m, '/v1/enroll', { body: { name: 'depot-2', role: 'depot', csr: csrPem, token } })).status).toBe(200);
+    expect(
+      (await call(m, '/v1/enroll', { body: { name: 'depot-2', role: 'depot', csr: csrPem, token } })).status,
+    ).toBe(200);
     const other = createMachineKeyAndCsr({ machineName: 'depot-3', role: 'depot' });
-    const reused = await call(m, '/v1/enroll', { body: { name: 'depot-3', role: 'depot', csr: other.csrPem, token } });
+    const reused = await call(m, '/v1/enroll', {
+      body: { name: 'depot-3', role: 'depot', csr: other.csrPem, token },
+    });
     expect(reused.status).toBe(403);
     expect(reused.json().error.message).toMatch(/already used/);
     expect(byName(m.ctx.db, 'depot-3')).toBeUndefined();
@@ -110,7 +138,9 @@ describe('master server: enrollment', () => {
 
   it('answers 400 to a CSR whose signature does not verify, and to one made for another name', async () => {
     const { csrPem } = createMachineKeyAndCsr({ machineName: 'depot-5', role: 'depot' });
-    const bad = await call(m, '/v1/enroll', { body: { name: 'depot-5', role: 'depot', csr: tamperCsr(csrPem) } });
+    const bad = await call(m, '/v1/enroll', {
+      body: { name: 'depot-5', role: 'depot', csr: tamperCsr(csrPem) },
+    });
     expect(bad.status).toBe(400);
     expect(bad.json().error.message).toMatch(/signature does not verify/);
     const wrongName = await call(m, '/v1/enroll', { body: { name: 'depot-6', role: 'depot', csr: csrPem } });
@@ -119,12 +149,21 @@ describe('master server: enrollment', () => {
   });
 
   it("answers 400 to a depot asking for the master's own host name", async () => {
-    const { csrPem } = createMachineKeyAndCsr({ machineName: 'depot-7', role: 'depot', dnsNames: ['master.example.org'] });
+    const { csrPem } = createMachineKeyAndCsr({
+      machineName: 'depot-7',
+      role: 'depot',
+      dnsNames: ['master.example.org'],
+    });
     const r = await call(m, '/v1/enroll', { body: { name: 'depot-7', role: 'depot', csr: csrPem } });
     expect(r.status).toBe(400);
     expect(r.json().error.message).toMatch(/master's own server name master\.example\.org/);
     // Loopback names are shared by every process on one machine (demo, tests) and stay allowed.
-    const loop = createMachineKeyAndCsr({ machineName: 'depot-8', role: 'depot', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const loop = createMachineKeyAndCsr({
+      machineName: 'depot-8',
+      role: 'depot',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     const ok = await call(m, '/v1/enroll', { body: { name: 'depot-8', role: 'depot', csr: loop.csrPem } });
     expect(ok.status).toBe(202);
   });
@@ -157,14 +196,21 @@ describe('master server: enrollment', () => {
 
   it('limits 1,000 enrollment requests from one address in a minute while another address is still served', async () => {
     const limit = m.ctx.config.enrollPerAddressPerMinute;
-    const agent = new https.Agent({ ...tlsBaseOptions(), keepAlive: true, maxSockets: 16, ca: m.ctx.ca.certPem });
+    const agent = new https.Agent({
+      ...tlsBaseOptions(),
+      keepAlive: true,
+      maxSockets: 16,
+      ca: m.ctx.ca.certPem,
+    });
     const statuses: number[] = [];
     // Time stands still for the burst and the check after it: on a slow machine the bucket would
     // otherwise earn back a token (one per 1.2 s at 50 a minute) before the last request.
     frozenAtMs = Date.now();
     try {
       for (let batch = 0; batch < 1000 / 50; batch++) {
-        const rs = await Promise.all(Array.from({ length: 50 }, () => call(m, `/v1/enroll/${'B'.repeat(43)}`, { agent })));
+        const rs = await Promise.all(
+          Array.from({ length: 50 }, () => call(m, `/v1/enroll/${'B'.repeat(43)}`, { agent })),
+        );
         statuses.push(...rs.map((r) => r.status));
       }
     } finally {

@@ -32,9 +32,22 @@ describe('master event stream (real mutual TLS)', () => {
   const listeners: NotifyListener[] = [];
 
   function listen(id: MachineIdentity) {
-    const state = { served: currentGeneration(m.ctx.db), syncs: 0, reasons: [] as string[], relayed: [] as unknown[] };
+    const state = {
+      served: currentGeneration(m.ctx.db),
+      syncs: 0,
+      reasons: [] as string[],
+      relayed: [] as unknown[],
+    };
     const l: NotifyListener = new NotifyListener({
-      client: () => new HttpClient({ baseUrl: m.server.url, caPem: m.ctx.ca.certPem, certPem: id.cert, keyPem: id.keyPem, timeoutMs: 5000, minBytesPerSecond: 0 }),
+      client: () =>
+        new HttpClient({
+          baseUrl: m.server.url,
+          caPem: m.ctx.ca.certPem,
+          certPem: id.cert,
+          keyPem: id.keyPem,
+          timeoutMs: 5000,
+          minBytesPerSecond: 0,
+        }),
       origin: m.server.url,
       name: id.name,
       served: () => state.served,
@@ -96,7 +109,10 @@ describe('master event stream (real mutual TLS)', () => {
     expect(b.connected).toBe(true);
     const before = b.connects;
     await revokeMachine(m.ctx, 'depot-b', { actor: 'test' });
-    await until('the stream closed and a reconnect refused', () => b.lastError !== undefined && /revoked/.test(b.lastError));
+    await until(
+      'the stream closed and a reconnect refused',
+      () => b.lastError !== undefined && /revoked/.test(b.lastError),
+    );
     expect(b.lastError).toMatch(/refused by upstream .*: revoked/);
     expect(b.connects).toBe(before);
     const r = await call(m, '/v1/events', { cert: depotB.cert, key: depotB.keyPem });

@@ -8,7 +8,11 @@ import { initMaster } from '../../../master/init.js';
 import type { MasterConfig } from '../../../master/config.js';
 import { addOperator, type OperatorRole } from '../../../master/db/operators.js';
 import { createEnrollmentToken } from '../../../master/db/tokens.js';
-import { startMasterServer, type MasterServer, type MasterServerOptions } from '../../../master/server/serve.js';
+import {
+  startMasterServer,
+  type MasterServer,
+  type MasterServerOptions,
+} from '../../../master/server/serve.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 export interface Reply {
@@ -61,14 +65,21 @@ export function call(m: TestMaster, path: string, o: CallOptions = {}): Promise<
         res.on('data', (d: Buffer) => parts.push(d));
         res.on('end', () => {
           const b = Buffer.concat(parts);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, reusedSocket: req.reusedSocket, json: () => JSON.parse(b.toString('utf8')) });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: b,
+            reusedSocket: req.reusedSocket,
+            json: () => JSON.parse(b.toString('utf8')),
+          });
         });
         res.on('error', reject);
       },
     );
     req.on('error', reject);
     if (body && o.chunkedBytes) {
-      for (let at = 0; at < body.length; at += o.chunkedBytes) req.write(body.subarray(at, at + o.chunkedBytes));
+      for (let at = 0; at < body.length; at += o.chunkedBytes)
+        req.write(body.subarray(at, at + o.chunkedBytes));
       req.end();
     } else {
       req.end(body);
@@ -85,7 +96,9 @@ export interface TestMaster {
   close(): Promise<void>;
 }
 
-export async function startTestMaster(opts: { config?: Partial<MasterConfig>; server?: Partial<MasterServerOptions> } = {}): Promise<TestMaster> {
+export async function startTestMaster(
+  opts: { config?: Partial<MasterConfig>; server?: Partial<MasterServerOptions> } = {},
+): Promise<TestMaster> {
   const tmp = tempDir('depotsync-master-server-');
   const dir = join(tmp.dir, 'M');
   await initMaster(dir, { log: silentLogger(), ...(opts.config ? { config: opts.config } : {}) });
@@ -94,7 +107,13 @@ export async function startTestMaster(opts: { config?: Partial<MasterConfig>; se
   for (const role of ['admin', 'publisher', 'viewer'] as const) {
     tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
   }
-  const server = await startMasterServer(ctx, { host: '127.0.0.1', port: 0, dropbox: false, refresher: false, ...opts.server });
+  const server = await startMasterServer(ctx, {
+    host: '127.0.0.1',
+    port: 0,
+    dropbox: false,
+    refresher: false,
+    ...opts.server,
+  });
   return {
     ctx,
     server,
@@ -117,7 +136,11 @@ export interface MachineIdentity {
 }
 
 /** Enroll a machine with a fresh one-time token: approved at once, certificate returned. */
-export async function enrollWithToken(m: TestMaster, name: string, role: 'depot' | 'agent' = 'depot'): Promise<MachineIdentity> {
+export async function enrollWithToken(
+  m: TestMaster,
+  name: string,
+  role: 'depot' | 'agent' = 'depot',
+): Promise<MachineIdentity> {
   const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role });
   const { token } = createEnrollmentToken(m.ctx.db, { role, createdBy: 'test' });
   const r = await call(m, '/v1/enroll', { body: { name, role, csr: csrPem, token } });

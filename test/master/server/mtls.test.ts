@@ -9,7 +9,14 @@ import { byName, listMachines } from '../../../master/db/machines.js';
 import { latestStatusAll, statusHistory } from '../../../master/db/status.js';
 import { publish } from '../../../master/publish/publish.js';
 import { pseudoRandomBytes, tempDir } from '../../helpers/tmp.js';
-import { bearer, call, enrollWithToken, startTestMaster, type MachineIdentity, type TestMaster } from './helpers.js';
+import {
+  bearer,
+  call,
+  enrollWithToken,
+  startTestMaster,
+  type MachineIdentity,
+  type TestMaster,
+} from './helpers.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -104,24 +111,39 @@ describe('master server: the mutual-TLS gate', () => {
   it('answers 403 "revoked" once an operator revokes the machine', async () => {
     const agent = await enrollWithToken(m, 'agent-r', 'agent');
     expect((await call(m, '/v1/revocations.json', { cert: agent.cert, key: agent.keyPem })).status).toBe(200);
-    const rv = await call(m, '/v1/admin/machines/agent-r/revoke', { method: 'POST', headers: bearer(m.tokens.admin) });
+    const rv = await call(m, '/v1/admin/machines/agent-r/revoke', {
+      method: 'POST',
+      headers: bearer(m.tokens.admin),
+    });
     expect(rv.status).toBe(200);
     const r = await call(m, '/v1/metadata/timestamp.json', { cert: agent.cert, key: agent.keyPem });
     expect(r.status).toBe(403);
     expect(r.json().error.code).toBe('revoked');
     expect(r.json().error.message).toMatch(/revoked/);
     // ... and its serial is on the signed list depots enforce.
-    const list = JSON.parse((await call(m, '/v1/revocations.json', { cert: depot.cert, key: depot.keyPem })).body.toString());
+    const list = JSON.parse(
+      (await call(m, '/v1/revocations.json', { cert: depot.cert, key: depot.keyPem })).body.toString(),
+    );
     expect(list.signed.serials).toContain(byName(m.ctx.db, 'agent-r')?.certSerial);
   });
 
   it('refuses a machine blocked while its keep-alive connection is open, on its next request', async () => {
     const agentId = await enrollWithToken(m, 'agent-k', 'agent');
-    const agent = new https.Agent({ ...tlsBaseOptions(), keepAlive: true, maxSockets: 1, ca: m.ctx.ca.certPem, cert: agentId.cert, key: agentId.keyPem });
+    const agent = new https.Agent({
+      ...tlsBaseOptions(),
+      keepAlive: true,
+      maxSockets: 1,
+      ca: m.ctx.ca.certPem,
+      cert: agentId.cert,
+      key: agentId.keyPem,
+    });
     try {
       const first = await call(m, '/v1/metadata/timestamp.json', { agent });
       expect(first.status).toBe(200);
-      const blocked = await call(m, '/v1/admin/machines/agent-k/block', { method: 'POST', headers: bearer(m.tokens.admin) });
+      const blocked = await call(m, '/v1/admin/machines/agent-k/block', {
+        method: 'POST',
+        headers: bearer(m.tokens.admin),
+      });
       expect(blocked.status).toBe(200);
       const second = await call(m, '/v1/metadata/timestamp.json', { agent });
       expect(second.reusedSocket).toBe(true);
@@ -138,17 +160,29 @@ describe('master server: the mutual-TLS gate', () => {
     writeFileSync(file, pseudoRandomBytes(100_000, 3));
     const r = await publish(m.ctx, { name: 'small', version: '1', path: file, actor: 'test' });
     const id = decodeManifest(getManifest(m.ctx.db, r.id)!).files[0]!.chunks[0]!.id;
-    const beyond = await call(m, `/v1/chunks/${id}`, { cert: depot.cert, key: depot.keyPem, headers: { range: 'bytes=99999999-' } });
+    const beyond = await call(m, `/v1/chunks/${id}`, {
+      cert: depot.cert,
+      key: depot.keyPem,
+      headers: { range: 'bytes=99999999-' },
+    });
     expect(beyond.status).toBe(416);
     expect(beyond.headers['content-range']).toMatch(/^bytes \*\/\d+$/);
-    const inside = await call(m, `/v1/chunks/${id}`, { cert: depot.cert, key: depot.keyPem, headers: { range: 'bytes=0-9' } });
+    const inside = await call(m, `/v1/chunks/${id}`, {
+      cert: depot.cert,
+      key: depot.keyPem,
+      headers: { range: 'bytes=0-9' },
+    });
     expect(inside.status).toBe(206);
     expect(inside.body.length).toBe(10);
   });
 
   it('files a status report under the machine the certificate names, not a name in the body', async () => {
     await enrollWithToken(m, 'depot-b');
-    const r = await call(m, '/v1/status', { cert: depot.cert, key: depot.keyPem, body: report(1, { name: 'depot-b', machine: 'depot-b' }) });
+    const r = await call(m, '/v1/status', {
+      cert: depot.cert,
+      key: depot.keyPem,
+      body: report(1, { name: 'depot-b', machine: 'depot-b' }),
+    });
     expect(r.status).toBe(200);
     expect(r.json()).toMatchObject({ machine: 'depot-a', outcome: 'recorded' });
     expect(statusHistory(m.ctx.db, 'depot-b')).toHaveLength(0);
@@ -159,7 +193,11 @@ describe('master server: the mutual-TLS gate', () => {
   });
 
   it('answers 413 to a status report over the size limit, and 403 to an agent reporting', async () => {
-    const big = await call(m, '/v1/status', { cert: depot.cert, key: depot.keyPem, body: report(5, { lastError: 'x'.repeat(70 * 1024) }) });
+    const big = await call(m, '/v1/status', {
+      cert: depot.cert,
+      key: depot.keyPem,
+      body: report(5, { lastError: 'x'.repeat(70 * 1024) }),
+    });
     expect(big.status).toBe(413);
     const agent = await enrollWithToken(m, 'agent-s', 'agent');
     const r = await call(m, '/v1/status', { cert: agent.cert, key: agent.keyPem, body: report(1) });
@@ -168,7 +206,11 @@ describe('master server: the mutual-TLS gate', () => {
   });
 
   it('answers 400 to a malformed status report, naming the field', async () => {
-    const r = await call(m, '/v1/status', { cert: depot.cert, key: depot.keyPem, body: { ...report(9), servedGeneration: -1 } });
+    const r = await call(m, '/v1/status', {
+      cert: depot.cert,
+      key: depot.keyPem,
+      body: { ...report(9), servedGeneration: -1 },
+    });
     expect(r.status).toBe(400);
     expect(r.json().error.message).toMatch(/servedGeneration/);
   });

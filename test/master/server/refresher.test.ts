@@ -62,7 +62,9 @@ describe('master metadata refresher', () => {
     expect(latestMetadata(ctx.db, 'snapshot')!.version).toBe(gen + 1);
     expect(timestamp().meta['snapshot.json'].version).toBe(gen + 1);
     expect(out.revocationListVersion).toBe(2);
-    expect(verifyRevocationList(readRevocationList(ctx.layout)!, ctx.ca.certPem, { now: new Date() }).version).toBe(2);
+    expect(
+      verifyRevocationList(readRevocationList(ctx.layout)!, ctx.ca.certPem, { now: new Date() }).version,
+    ).toBe(2);
     expect(loadRepository(ctx, () => now).generation).toBe(gen + 1);
   });
 });

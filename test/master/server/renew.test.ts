@@ -27,7 +27,8 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     tmp.cleanup();
   });
 
-  const renew = (id: MachineIdentity, csr: string, cert = id.cert, key = id.keyPem) => call(m, '/v1/renew', { body: { csr }, cert, key });
+  const renew = (id: MachineIdentity, csr: string, cert = id.cert, key = id.keyPem) =>
+    call(m, '/v1/renew', { body: { csr }, cert, key });
 
   it('signs a CSR for a new key, records it, audits it, and keeps the old certificate valid', async () => {
     const d = await enrollWithToken(m, 'depot-r1');
@@ -39,19 +40,44 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     const info = certificateInfo(body.certificate);
     expect(info).toMatchObject({ commonName: 'depot-r1', role: 'depot', serial: body.serial });
     expect(verifyIssuedBy(body.certificate, m.ctx.ca)).toBe(true);
-    expect(certificatesOf(m.ctx.db, 'depot-r1').map((c) => c.serial).sort()).toEqual([certificateInfo(d.cert).serial, body.serial].sort());
-    expect(byName(m.ctx.db, 'depot-r1')).toMatchObject({ certSerial: body.serial, csrPem: next.csrPem, renewRequested: false });
-    expect(listAudit(m.ctx.db, { limit: 5 }).entries.find((e) => e.action === 'machine.renew')).toMatchObject({ actor: 'machine:depot-r1', target: 'depot-r1', detail: { serial: body.serial, previous: certificateInfo(d.cert).serial } });
+    expect(
+      certificatesOf(m.ctx.db, 'depot-r1')
+        .map((c) => c.serial)
+        .sort(),
+    ).toEqual([certificateInfo(d.cert).serial, body.serial].sort());
+    expect(byName(m.ctx.db, 'depot-r1')).toMatchObject({
+      certSerial: body.serial,
+      csrPem: next.csrPem,
+      renewRequested: false,
+    });
+    expect(listAudit(m.ctx.db, { limit: 5 }).entries.find((e) => e.action === 'machine.renew')).toMatchObject(
+      {
+        actor: 'machine:depot-r1',
+        target: 'depot-r1',
+        detail: { serial: body.serial, previous: certificateInfo(d.cert).serial },
+      },
+    );
     // Both certificates speak for the machine until the old one expires.
     expect((await call(m, '/v1/renew', { cert: d.cert, key: d.keyPem })).status).toBe(200);
-    expect((await call(m, '/v1/renew', { cert: body.certificate, key: next.keyPem })).json()).toMatchObject({ serial: body.serial, renewRequested: false });
+    expect((await call(m, '/v1/renew', { cert: body.certificate, key: next.keyPem })).json()).toMatchObject({
+      serial: body.serial,
+      renewRequested: false,
+    });
   });
 
   it('`master renew` marks the machine; GET /v1/renew tells it; the renewal clears the mark', async () => {
     const a = await enrollWithToken(m, 'agent-r1', 'agent');
-    expect((await call(m, '/v1/renew', { cert: a.cert, key: a.keyPem })).json()).toMatchObject({ machine: 'agent-r1', renewRequested: false });
-    expect(renewMachine(m.ctx, 'agent-r1', cli)).toMatchObject({ renewRequested: true, certSerial: certificateInfo(a.cert).serial });
-    expect((await call(m, '/v1/renew', { cert: a.cert, key: a.keyPem })).json()).toMatchObject({ renewRequested: true });
+    expect((await call(m, '/v1/renew', { cert: a.cert, key: a.keyPem })).json()).toMatchObject({
+      machine: 'agent-r1',
+      renewRequested: false,
+    });
+    expect(renewMachine(m.ctx, 'agent-r1', cli)).toMatchObject({
+      renewRequested: true,
+      certSerial: certificateInfo(a.cert).serial,
+    });
+    expect((await call(m, '/v1/renew', { cert: a.cert, key: a.keyPem })).json()).toMatchObject({
+      renewRequested: true,
+    });
     const r = await renew(a, createMachineKeyAndCsr({ machineName: 'agent-r1', role: 'agent' }).csrPem);
     expect(r.status).toBe(200);
     expect(byName(m.ctx.db, 'agent-r1')?.renewRequested).toBe(false);
@@ -69,9 +95,18 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     const role = await renew(d, createMachineKeyAndCsr({ machineName: 'depot-r2', role: 'agent' }).csrPem);
     expect(role.status).toBe(400);
     expect((await renew(d, 'hello')).json().error.code).toBe('bad-certificate');
-    const junk = await call(m, '/v1/renew', { body: '{"csr":', cert: d.cert, key: d.keyPem, headers: { 'content-type': 'application/json' } });
+    const junk = await call(m, '/v1/renew', {
+      body: '{"csr":',
+      cert: d.cert,
+      key: d.keyPem,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(junk.status).toBe(400);
-    const big = await call(m, '/v1/renew', { body: { csr: 'x'.repeat(40 * 1024) }, cert: d.cert, key: d.keyPem });
+    const big = await call(m, '/v1/renew', {
+      body: { csr: 'x'.repeat(40 * 1024) },
+      cert: d.cert,
+      key: d.keyPem,
+    });
     expect(big.status).toBe(413);
     expect(certificatesOf(m.ctx.db, 'depot-r2')).toHaveLength(1);
   });
@@ -79,14 +114,20 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
   it('refuses a blocked machine, a revoked one, and a caller without a certificate, clearly', async () => {
     const b = await enrollWithToken(m, 'depot-blocked');
     await blockMachine(m.ctx, 'depot-blocked', cli);
-    const blocked = await renew(b, createMachineKeyAndCsr({ machineName: 'depot-blocked', role: 'depot' }).csrPem);
+    const blocked = await renew(
+      b,
+      createMachineKeyAndCsr({ machineName: 'depot-blocked', role: 'depot' }).csrPem,
+    );
     expect(blocked.status).toBe(403);
     expect(blocked.json().error).toMatchObject({ code: 'blocked' });
     expect(() => renewMachine(m.ctx, 'depot-blocked', cli)).toThrow(/is blocked; only an approved machine/);
 
     const v = await enrollWithToken(m, 'agent-revoked', 'agent');
     await revokeMachine(m.ctx, 'agent-revoked', cli);
-    const revoked = await renew(v, createMachineKeyAndCsr({ machineName: 'agent-revoked', role: 'agent' }).csrPem);
+    const revoked = await renew(
+      v,
+      createMachineKeyAndCsr({ machineName: 'agent-revoked', role: 'agent' }).csrPem,
+    );
     expect(revoked.status).toBe(403);
     expect(revoked.json().error).toMatchObject({ code: 'revoked' });
     expect(certificatesOf(m.ctx.db, 'agent-revoked')).toHaveLength(1);
@@ -99,8 +140,18 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     const files = { key: join(tmp.dir, 'agent-key.pem'), cert: join(tmp.dir, 'agent-cert.pem') };
     writeFileSync(files.key, a.keyPem, { mode: 0o600 });
     writeFileSync(files.cert, a.cert);
-    const client = (certPem: string, keyPem: string) => new HttpClient({ baseUrl: m.server.url, caPem: m.ctx.ca.certPem, certPem, keyPem });
-    const opts = (certPem: string, keyPem: string, now: Date) => ({ master: client(certPem, keyPem), name: 'agent-r2', role: 'agent' as const, files, certPem, caPem: m.ctx.ca.certPem, now, log: silentLogger() });
+    const client = (certPem: string, keyPem: string) =>
+      new HttpClient({ baseUrl: m.server.url, caPem: m.ctx.ca.certPem, certPem, keyPem });
+    const opts = (certPem: string, keyPem: string, now: Date) => ({
+      master: client(certPem, keyPem),
+      name: 'agent-r2',
+      role: 'agent' as const,
+      files,
+      certPem,
+      caPem: m.ctx.ca.certPem,
+      now,
+      log: silentLogger(),
+    });
 
     const issued = certificateInfo(a.cert);
     const quiet = await renewIfDue(opts(a.cert, a.keyPem, new Date(issued.notBefore.getTime() + DAY)));
@@ -112,10 +163,21 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     if (!requested.renewed) throw new Error('not renewed');
     expect(readFileSync(files.cert, 'utf8')).toBe(requested.certPem);
     expect(readFileSync(files.key, 'utf8')).toBe(requested.keyPem);
-    expect(byName(m.ctx.db, 'agent-r2')).toMatchObject({ certSerial: requested.serial, renewRequested: false });
+    expect(byName(m.ctx.db, 'agent-r2')).toMatchObject({
+      certSerial: requested.serial,
+      renewRequested: false,
+    });
 
-    const lifeMs = certificateInfo(requested.certPem).notAfter.getTime() - certificateInfo(requested.certPem).notBefore.getTime();
-    const due = await renewIfDue(opts(requested.certPem, requested.keyPem, new Date(certificateInfo(requested.certPem).notBefore.getTime() + Math.ceil((lifeMs * 2) / 3) + 1000)));
+    const lifeMs =
+      certificateInfo(requested.certPem).notAfter.getTime() -
+      certificateInfo(requested.certPem).notBefore.getTime();
+    const due = await renewIfDue(
+      opts(
+        requested.certPem,
+        requested.keyPem,
+        new Date(certificateInfo(requested.certPem).notBefore.getTime() + Math.ceil((lifeMs * 2) / 3) + 1000),
+      ),
+    );
     expect(due).toMatchObject({ renewed: true, reason: 'due' });
     expect(certificatesOf(m.ctx.db, 'agent-r2')).toHaveLength(3);
 
@@ -123,8 +185,12 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     await blockMachine(m.ctx, 'agent-r2', cli);
     const before = readFileSync(files.cert, 'utf8');
     if (!due.renewed) throw new Error('not renewed');
-    await expect(renewIfDue(opts(due.certPem, due.keyPem, new Date(Date.now() + 400 * DAY)))).rejects.toThrow(/certificate renewal of agent agent-r2 refused by https:\/\/127\.0\.0\.1:\d+: (blocked|expired)/);
-    await expect(renewIfDue(opts(due.certPem, due.keyPem, new Date()))).rejects.toThrow(/refused by .*: blocked/);
+    await expect(renewIfDue(opts(due.certPem, due.keyPem, new Date(Date.now() + 400 * DAY)))).rejects.toThrow(
+      /certificate renewal of agent agent-r2 refused by https:\/\/127\.0\.0\.1:\d+: (blocked|expired)/,
+    );
+    await expect(renewIfDue(opts(due.certPem, due.keyPem, new Date()))).rejects.toThrow(
+      /refused by .*: blocked/,
+    );
     expect(readFileSync(files.cert, 'utf8')).toBe(before);
   });
 });

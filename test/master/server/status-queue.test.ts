@@ -12,7 +12,9 @@ beforeEach(() => {
   for (const name of ['d1', 'd2', 'd3']) requestEnrollment(t.m, { name, role: 'depot', csrPem });
   requestEnrollment(t.m, { name: 'pc', role: 'agent', csrPem });
   // The master has signed generations 1 to 20: reports are checked against them.
-  const g = t.m.db.prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')");
+  const g = t.m.db.prepare(
+    "INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')",
+  );
   for (let i = 1; i <= 20; i++) g.run(i);
 });
 afterEach(() => t.cleanup());
@@ -65,7 +67,11 @@ describe('status reports: group commit', () => {
       q.submit('d3', report(1), { raw: { junk: 'x'.repeat(70_000) } }),
     ]);
     expect(out[0]).toEqual({ status: 'fulfilled', value: 'stale' });
-    for (const [i, msg] of [[1, /pc is not a depot/], [2, /ghost is not known/], [4, /larger than 64 KiB/]] as const) {
+    for (const [i, msg] of [
+      [1, /pc is not a depot/],
+      [2, /ghost is not known/],
+      [4, /larger than 64 KiB/],
+    ] as const) {
       const r = out[i]!;
       expect(r.status).toBe('rejected');
       expect((r as PromiseRejectedResult).reason).toBeInstanceOf(DepotsyncError);
@@ -77,7 +83,9 @@ describe('status reports: group commit', () => {
   });
 
   it('refuses bad options by name', () => {
-    expect(() => new StatusCommitQueue(t.m, { batchMs: -1 })).toThrow(/batchMs must be an integer from 0 to 10000/);
+    expect(() => new StatusCommitQueue(t.m, { batchMs: -1 })).toThrow(
+      /batchMs must be an integer from 0 to 10000/,
+    );
     expect(() => new StatusCommitQueue(t.m, { maxBatch: 0 })).toThrow(/maxBatch must be an integer >= 1/);
   });
 });

@@ -130,14 +130,17 @@ describe('Chunker: content-defined boundaries', () => {
   it('is pinned: the gear table and the boundaries of a known input never change', () => {
     // Chunk ids depend on these; a change here would make every stored chunk useless for dedup.
     expect(GEAR_SEED).toBe(0x67656172);
-    expect(Array.from(GEAR.subarray(0, 4), (v) => v >>> 0)).toEqual([0x98299b9d, 0xb3d47618, 0xbb4a3e94, 0x3f778]);
+    expect(Array.from(GEAR.subarray(0, 4), (v) => v >>> 0)).toEqual([
+      0x98299b9d, 0xb3d47618, 0xbb4a3e94, 0x3f778,
+    ]);
     const data = randomBytes(4 * MiB, 0x5eed);
     expect(lengths(chunkAll(data, MiB)).slice(0, 12)).toEqual([
       114987, 93832, 110003, 87683, 17254, 61627, 87167, 68880, 70280, 75936, 33161, 71969,
     ]);
     const small = { minBytes: 256, avgBytes: 1024, maxBytes: 4096 };
     expect(lengths(chunkAll(data.subarray(0, 20_000), 777, small))).toEqual([
-      1408, 1138, 1221, 1122, 1222, 1062, 1331, 1117, 1270, 1185, 1046, 516, 1095, 1688, 1134, 1096, 1184, 165,
+      1408, 1138, 1221, 1122, 1222, 1062, 1331, 1117, 1270, 1185, 1046, 516, 1095, 1688, 1134, 1096, 1184,
+      165,
     ]);
   });
 });

@@ -3,7 +3,13 @@ import { GEAR, gearScan, highBitsMask, scanFingerprint } from '../../../src/chun
 import { WASM_GEAR_WINDOW_BYTES } from '../../../src/chunk/gear-wasm.js';
 
 /** The gear scan as the plain loop it replaces: the reference the WebAssembly scanner must match. */
-function referenceScan(data: Uint8Array, from: number, end: number, fp: number, mask: number): { cut: number; fp: number } {
+function referenceScan(
+  data: Uint8Array,
+  from: number,
+  end: number,
+  fp: number,
+  mask: number,
+): { cut: number; fp: number } {
   let h = fp | 0;
   for (let i = from; i < end; i++) {
     h = ((h << 1) + GEAR[data[i]!]!) | 0;
@@ -53,7 +59,10 @@ describe('gearScan (WebAssembly) matches the plain loop', () => {
     for (let from = 0; from < 9; from++) {
       for (let len = 0; len <= 13; len++) {
         const want = referenceScan(data, from, from + len, -7, mask);
-        expect([gearScan(data, from, from + len, -7, mask), scanFingerprint], `from ${from}, ${len} bytes`).toEqual([want.cut, want.fp]);
+        expect(
+          [gearScan(data, from, from + len, -7, mask), scanFingerprint],
+          `from ${from}, ${len} bytes`,
+        ).toEqual([want.cut, want.fp]);
       }
     }
   });

@@ -6,12 +6,16 @@ describe('blake3Small', () => {
   it('equals the blake3 package for every length 0..1024', () => {
     const data = Uint8Array.from({ length: 1024 }, (_, i) => (i * 251 + 7) & 0xff);
     for (let n = 0; n <= 1024; n++) {
-      expect(blake3Small(data.subarray(0, n)).toString('hex'), `n=${n}`).toBe((hash(data.subarray(0, n)) as Buffer).toString('hex'));
+      expect(blake3Small(data.subarray(0, n)).toString('hex'), `n=${n}`).toBe(
+        (hash(data.subarray(0, n)) as Buffer).toString('hex'),
+      );
     }
   });
 
   it('matches the official empty-input vector and writes at an offset', () => {
-    expect(blake3Small(new Uint8Array(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
+    expect(blake3Small(new Uint8Array(0)).toString('hex')).toBe(
+      'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262',
+    );
     const input = Buffer.from('xxabcxx');
     const out = Buffer.alloc(40, 0xee);
     blake3SmallInto(input, 2, 3, out, 4);

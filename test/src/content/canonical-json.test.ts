@@ -1,16 +1,27 @@
 import { canonicalize as tufCanonicalize } from '@tufjs/canonical-json';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalize, canonicalString, isCanonical, parseStrictJson } from '../../../src/content/canonical-json.js';
+import {
+  canonicalize,
+  canonicalString,
+  isCanonical,
+  parseStrictJson,
+} from '../../../src/content/canonical-json.js';
 import { errorOf } from './helpers.js';
 
 const enc = (s: string): Buffer => Buffer.from(s, 'utf8');
 const parse = (s: string | Uint8Array, maxDepth?: number): unknown =>
-  parseStrictJson(typeof s === 'string' ? enc(s) : s, { maxBytes: 1 << 20, what: 'manifest', ...(maxDepth ? { maxDepth } : {}) });
+  parseStrictJson(typeof s === 'string' ? enc(s) : s, {
+    maxBytes: 1 << 20,
+    what: 'manifest',
+    ...(maxDepth ? { maxDepth } : {}),
+  });
 
 describe('canonicalize', () => {
   it('sorts keys at every level and writes no whitespace', () => {
-    expect(canonicalString({ b: 1, a: [true, null, 'x', { z: 0, y: -5 }], c: {} })).toBe('{"a":[true,null,"x",{"y":-5,"z":0}],"b":1,"c":{}}');
+    expect(canonicalString({ b: 1, a: [true, null, 'x', { z: 0, y: -5 }], c: {} })).toBe(
+      '{"a":[true,null,"x",{"y":-5,"z":0}],"b":1,"c":{}}',
+    );
   });
 
   it('sorts keys by UTF-16 code units (RFC 8785), not by code point', () => {
@@ -25,14 +36,22 @@ describe('canonicalize', () => {
   });
 
   it('writes control characters raw in strings and keys, as OLPC and TUF do (PEM keys hold newlines)', () => {
-    for (const v of ['a\nb', '\u0000', { k: ['\u001f'] }, { 'a\tb': 1 }, '-----BEGIN PUBLIC KEY-----\nMFk=\n"\\']) {
+    for (const v of [
+      'a\nb',
+      '\u0000',
+      { k: ['\u001f'] },
+      { 'a\tb': 1 },
+      '-----BEGIN PUBLIC KEY-----\nMFk=\n"\\',
+    ]) {
       expect(canonicalize(v).equals(Buffer.from(tufCanonicalize(v as never), 'utf8'))).toBe(true);
     }
     expect(canonicalString('a\nb')).toBe('"a\nb"');
   });
 
   it('writes safe integers only', () => {
-    expect(canonicalString([0, -1, 9007199254740991, -9007199254740991])).toBe('[0,-1,9007199254740991,-9007199254740991]');
+    expect(canonicalString([0, -1, 9007199254740991, -9007199254740991])).toBe(
+      '[0,-1,9007199254740991,-9007199254740991]',
+    );
     for (const [v, reason] of [
       [NaN, 'NaN is not a finite number'],
       [Infinity, 'Infinity is not a finite number'],
@@ -158,7 +177,9 @@ describe('parseStrictJson', () => {
 
   it('refuses a byte order mark, trailing data and truncated documents', () => {
     expect(errorOf(() => parse('\ufeff{}')).message).toContain('unexpected character "\\ufeff" at byte 0');
-    expect(errorOf(() => parse('{} x')).message).toBe('manifest: unexpected data after the JSON value at byte 3');
+    expect(errorOf(() => parse('{} x')).message).toBe(
+      'manifest: unexpected data after the JSON value at byte 3',
+    );
     expect(errorOf(() => parse('{}{}')).message).toContain('unexpected data after the JSON value');
     expect(errorOf(() => parse('{"a":[1,2')).message).toContain('expected "," or "]"');
     expect(errorOf(() => parse('{"a":"xy')).message).toContain('unterminated string');
@@ -191,11 +212,18 @@ describe('parseStrictJson', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.keys(v)).toEqual(['__proto__', 'a']);
     expect(canonicalString(v)).toBe('{"__proto__":{"polluted":true},"a":1}');
-    expect(errorOf(() => parse('{"__proto__":1,"__proto__":2}')).message).toContain('duplicate key "__proto__"');
+    expect(errorOf(() => parse('{"__proto__":1,"__proto__":2}')).message).toContain(
+      'duplicate key "__proto__"',
+    );
   });
 
   it('round-trips through canonicalize', () => {
-    const value = { z: [1, 'a\u007f"\\', { y: null, x: [] }], 'é': -42, '': 'empty key', long: 'x'.repeat(10_000) };
+    const value = {
+      z: [1, 'a\u007f"\\', { y: null, x: [] }],
+      é: -42,
+      '': 'empty key',
+      long: 'x'.repeat(10_000),
+    };
     const bytes = canonicalize(value);
     expect(parse(bytes)).toEqual(value);
     expect(canonicalize(parse(bytes))).toEqual(bytes);
@@ -218,7 +246,11 @@ describe('isCanonical', () => {
 
 describe('canonicalize and @tufjs/canonical-json (what TUF signatures are over)', () => {
   // Strings from all of Unicode, including control characters, lone surrogates, quote and backslash.
-  const str = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('"', '\\', '\n', '\ud800', 'é😀'));
+  const str = fc.oneof(
+    fc.string(),
+    fc.string({ unit: 'binary' }),
+    fc.constantFrom('"', '\\', '\n', '\ud800', 'é😀'),
+  );
   const value = fc.letrec((tie) => ({
     v: fc.oneof(
       { depthSize: 'small' },
@@ -253,7 +285,13 @@ describe('canonicalize and @tufjs/canonical-json (what TUF signatures are over)'
       spec_version: '1.0.31',
       version: 7,
       expires: '2030-01-01T00:00:00Z',
-      targets: { 'firefox@1.0.json': { length: 1234, hashes: { sha256: 'ab'.repeat(32) }, custom: { name: 'firefox' } } },
+      targets: {
+        'firefox@1.0.json': {
+          length: 1234,
+          hashes: { sha256: 'ab'.repeat(32) },
+          custom: { name: 'firefox' },
+        },
+      },
     };
     expect(canonicalize(signed).toString('utf8')).toBe(tufCanonicalize(signed));
   });

@@ -1,6 +1,13 @@
 import { hash } from 'blake3';
 import { describe, expect, it } from 'vitest';
-import { inclusionProof, leafHash, MerkleTree, nodeHash, treeRoot, verifyInclusion } from '../../../src/content/hash-tree.js';
+import {
+  inclusionProof,
+  leafHash,
+  MerkleTree,
+  nodeHash,
+  treeRoot,
+  verifyInclusion,
+} from '../../../src/content/hash-tree.js';
 import { errorOf } from './helpers.js';
 
 // Reference hashing straight from the blake3 package, independent of src/hash.
@@ -21,12 +28,16 @@ function mth(d: Buffer[]): Buffer {
 describe('treeRoot', () => {
   it('matches trees computed by hand', () => {
     const [a, b, c, d, e] = ids(5) as [Buffer, Buffer, Buffer, Buffer, Buffer];
-    expect(treeRoot([])).toEqual(Buffer.from('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262', 'hex')); // BLAKE3("")
+    expect(treeRoot([])).toEqual(
+      Buffer.from('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262', 'hex'),
+    ); // BLAKE3("")
     expect(treeRoot([a])).toEqual(leaf(a));
     expect(treeRoot([a, b])).toEqual(node(leaf(a), leaf(b)));
     expect(treeRoot([a, b, c])).toEqual(node(node(leaf(a), leaf(b)), leaf(c)));
     expect(treeRoot([a, b, c, d])).toEqual(node(node(leaf(a), leaf(b)), node(leaf(c), leaf(d))));
-    expect(treeRoot([a, b, c, d, e])).toEqual(node(node(node(leaf(a), leaf(b)), node(leaf(c), leaf(d))), leaf(e)));
+    expect(treeRoot([a, b, c, d, e])).toEqual(
+      node(node(node(leaf(a), leaf(b)), node(leaf(c), leaf(d))), leaf(e)),
+    );
     expect(leafHash(a)).toEqual(leaf(a));
     expect(nodeHash(a, b)).toEqual(node(a, b));
   });
@@ -49,7 +60,9 @@ describe('treeRoot', () => {
     const e = errorOf(() => treeRoot(Buffer.alloc(33)));
     expect(e.code).toBe('bad-input');
     expect(e.message).toBe('hash tree: 33 bytes of chunk ids is not a multiple of 32');
-    expect(errorOf(() => treeRoot([Buffer.alloc(32), Buffer.alloc(31)])).message).toBe('hash tree: chunk id 1 is not 32 bytes');
+    expect(errorOf(() => treeRoot([Buffer.alloc(32), Buffer.alloc(31)])).message).toBe(
+      'hash tree: chunk id 1 is not 32 bytes',
+    );
   });
 
   it('handles a 1 GiB package worth of leaves (16,384)', () => {
@@ -79,7 +92,11 @@ describe('inclusion proofs', () => {
   it('gives the RFC 6962 audit path for a small tree', () => {
     const [a, b, c, d, e, f, g] = ids(7) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
     // RFC 6962 §2.1.3, the example tree of 7 leaves: PATH(3, D7) = [c, k, j] and PATH(6, D7) = [i, l].
-    expect(inclusionProof([a, b, c, d, e, f, g], 3)).toEqual([leaf(c), node(leaf(a), leaf(b)), node(node(leaf(e), leaf(f)), leaf(g))]);
+    expect(inclusionProof([a, b, c, d, e, f, g], 3)).toEqual([
+      leaf(c),
+      node(leaf(a), leaf(b)),
+      node(node(leaf(e), leaf(f)), leaf(g)),
+    ]);
     expect(inclusionProof([a, b, c, d, e, f, g], 6)).toEqual([node(leaf(e), leaf(f)), mth([a, b, c, d])]);
   });
 

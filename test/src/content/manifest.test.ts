@@ -19,7 +19,8 @@ import { errorOf } from './helpers.js';
 
 const chunking = { minBytes: 16_384, avgBytes: 65_536, maxBytes: 262_144 };
 const cid = (s: string): string => blake3Hex(Buffer.from(s));
-const chunks = (prefix: string, lengths: number[]): ChunkRef[] => lengths.map((length, i) => ({ id: cid(`${prefix}${i}`), length }));
+const chunks = (prefix: string, lengths: number[]): ChunkRef[] =>
+  lengths.map((length, i) => ({ id: cid(`${prefix}${i}`), length }));
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 function input(): BuildManifestInput {
@@ -80,7 +81,12 @@ describe('build, encode, decode', () => {
   it('stays under 800 KB for 16,384 chunks (a 1 GiB package at 64 KiB)', () => {
     const lengths = Array.from({ length: 16_384 }, () => 65_536);
     const big = lengths.map((length, i) => ({ id: i.toString(16).padStart(64, 'a'), length }));
-    const m = buildManifest({ name: 'big', version: '1', chunking, files: [{ path: 'big.iso', mode: 0o644, size: sum(lengths), chunks: big }] });
+    const m = buildManifest({
+      name: 'big',
+      version: '1',
+      chunking,
+      files: [{ path: 'big.iso', mode: 0o644, size: sum(lengths), chunks: big }],
+    });
     const bytes = encodeManifest(m);
     expect(bytes.length).toBeLessThan(800_000);
     expect(bytes.length).toBeGreaterThan(16_384 * 48); // base64 of 36 bytes per chunk
@@ -125,7 +131,9 @@ describe('untrusted manifests', () => {
     w.files[2].path = 'docs/readme.txt'; // sorts after docs/README.txt
     let e = errorOf(() => decode(w));
     expect(e.code).toBe('bad-input');
-    expect(e.message).toBe('manifest: files[2].path: "docs/readme.txt" is the same file as "docs/README.txt" ignoring case');
+    expect(e.message).toBe(
+      'manifest: files[2].path: "docs/readme.txt" is the same file as "docs/README.txt" ignoring case',
+    );
     const build = input();
     (build.files[0] as { path: string }).path = 'DOCS';
     e = errorOf(() => buildManifest(build));
@@ -157,7 +165,9 @@ describe('untrusted manifests', () => {
     const text = encodeManifest(buildManifest(input())).toString('utf8').replace('"size":0', '"size":0.5');
     const e = errorOf(() => decodeManifest(Buffer.from(text)));
     expect(e.code).toBe('bad-json');
-    expect(e.message).toContain('manifest: non-integer number (fractions and exponents are not accepted) at byte');
+    expect(e.message).toContain(
+      'manifest: non-integer number (fractions and exponents are not accepted) at byte',
+    );
   });
 
   it('refuses a tree root that does not match the chunk list', () => {
@@ -179,7 +189,9 @@ describe('untrusted manifests', () => {
     const spaced = Buffer.from(JSON.stringify(JSON.parse(bytes.toString('utf8')), null, 1));
     const e = errorOf(() => decodeManifest(spaced));
     expect(e.code).toBe('bad-input');
-    expect(e.message).toBe('manifest: not in canonical JSON form (sorted keys, no whitespace, minimal escapes)');
+    expect(e.message).toBe(
+      'manifest: not in canonical JSON form (sorted keys, no whitespace, minimal escapes)',
+    );
     const escaped = Buffer.from(bytes.toString('utf8').replace('"firefox"', '"fire\\u0066ox"'));
     expect(errorOf(() => decodeManifest(escaped)).message).toContain('not in canonical JSON form');
   });
@@ -210,13 +222,17 @@ describe('untrusted manifests', () => {
     w.totalBytes = 5;
     w.tree.count = 9;
     const e = errorOf(() => decode(w));
-    expect(e.message).toContain('files[1].chunks[0].length: expected integer 1..262144 (chunking.maxBytes), got 262145');
+    expect(e.message).toContain(
+      'files[1].chunks[0].length: expected integer 1..262144 (chunking.maxBytes), got 262145',
+    );
     expect(e.message).toContain('files[3].size: 71001 is not the sum of its chunk lengths (71000)');
     const w2 = good();
     w2.totalBytes = 5;
     w2.tree.count = 9;
     const e2 = errorOf(() => decode(w2));
-    expect(e2.message).toBe('manifest: totalBytes: 5 is not the sum of the file sizes (161000); tree.count: 9 is not the number of chunks (4)');
+    expect(e2.message).toBe(
+      'manifest: totalBytes: 5 is not the sum of the file sizes (161000); tree.count: 9 is not the number of chunks (4)',
+    );
   });
 
   it('refuses unknown fields, a newer format, bad names and bad shapes', () => {
@@ -241,12 +257,19 @@ describe('untrusted manifests', () => {
     const w4 = good();
     w4.files = [w4.files[1], w4.files[0], w4.files[2], w4.files[3]];
     expect(errorOf(() => decode(w4)).message).toContain('files[1].path: "bin/copy.exe" is out of order');
-    expect(errorOf(() => decode({ ...good(), tree: { count: 4, root: 'AB' } })).message).toContain('tree.root: expected 64 lower-case hex digits, got "AB"');
+    expect(errorOf(() => decode({ ...good(), tree: { count: 4, root: 'AB' } })).message).toContain(
+      'tree.root: expected 64 lower-case hex digits, got "AB"',
+    );
   });
 
   it('caps the length of an error listing thousands of bad fields', () => {
     const w = good();
-    w.files = Array.from({ length: 5_000 }, (_, i) => ({ path: `../${i}`, mode: 0o644, size: 0, chunks: '' }));
+    w.files = Array.from({ length: 5_000 }, (_, i) => ({
+      path: `../${i}`,
+      mode: 0o644,
+      size: 0,
+      chunks: '',
+    }));
     const e = errorOf(() => decode(w));
     expect(e.message).toMatch(/; and 4950 more problems$/);
     expect(e.message.length).toBeLessThan(5_000);
@@ -263,7 +286,9 @@ describe('buildManifest', () => {
     (bad.files[2] as { size: number }).size = 1;
     const e = errorOf(() => buildManifest(bad));
     expect(e.code).toBe('bad-input');
-    expect(e.message).toMatch(/^manifest for "-rf"@"128.0.1": name: "-rf": must not start with a dot or a dash; /);
+    expect(e.message).toMatch(
+      /^manifest for "-rf"@"128.0.1": name: "-rf": must not start with a dot or a dash; /,
+    );
     expect(e.message).toContain('expected 420 (0o644) or 493 (0o755), got 511');
     expect(e.message).toContain('size: 1 is not the sum of its chunk lengths (20000)');
     expect(e.message).toContain('chunks[0].id: expected 64 lower-case hex digits, got "XYZ"');
@@ -291,6 +316,8 @@ describe('helpers', () => {
     expect(uniqueChunkIds(m)).toEqual([cid('s0'), cid('r0'), cid('s1')]);
     const tree = manifestTree(m);
     const root = Buffer.from(m.tree.root, 'hex');
-    all.forEach((c, i) => expect(verifyInclusion(root, i, m.tree.count, Buffer.from(c.id, 'hex'), tree.proof(i))).toBe(true));
+    all.forEach((c, i) =>
+      expect(verifyInclusion(root, i, m.tree.count, Buffer.from(c.id, 'hex'), tree.proof(i))).toBe(true),
+    );
   });
 });

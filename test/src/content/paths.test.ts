@@ -13,7 +13,18 @@ import { errorOf } from './helpers.js';
 
 describe('relative paths', () => {
   it('accepts ordinary relative paths', () => {
-    for (const p of ['setup.exe', 'bin/tool', 'a/b/c/d.txt', '.config/x', 'résumé.pdf', '日本/語.txt', 'a..b', '...x', 'x-1_2+3', 'con-fig.txt']) {
+    for (const p of [
+      'setup.exe',
+      'bin/tool',
+      'a/b/c/d.txt',
+      '.config/x',
+      'résumé.pdf',
+      '日本/語.txt',
+      'a..b',
+      '...x',
+      'x-1_2+3',
+      'con-fig.txt',
+    ]) {
       expect(pathProblem(p), p).toBeUndefined();
       expect(validateRelativePath(p)).toBe(p);
     }
@@ -70,7 +81,9 @@ describe('relative paths', () => {
 
 describe('path lists', () => {
   it('refuses two paths that are one file ignoring case or Unicode normalisation', () => {
-    expect(pathListProblems(['README.txt', 'docs/a', 'readme.TXT'])).toEqual([[2, '"readme.TXT" is the same file as "README.txt" ignoring case']]);
+    expect(pathListProblems(['README.txt', 'docs/a', 'readme.TXT'])).toEqual([
+      [2, '"readme.TXT" is the same file as "README.txt" ignoring case'],
+    ]);
     const nfc = 'caf\u00e9';
     const nfd = 'cafe\u0301';
     expect(pathListProblems([nfc, nfd])).toHaveLength(1);
@@ -81,14 +94,20 @@ describe('path lists', () => {
   });
 
   it('refuses a file that is also a folder of another path', () => {
-    expect(pathListProblems(['a', 'a/b'])).toEqual([[1, '"a" is a file, so it cannot also be a folder of "a/b"']]);
-    expect(pathListProblems(['x/y/z/w', 'X/Y'])).toEqual([[0, '"X/Y" is a file, so it cannot also be a folder of "x/y/z/w"']]);
+    expect(pathListProblems(['a', 'a/b'])).toEqual([
+      [1, '"a" is a file, so it cannot also be a folder of "a/b"'],
+    ]);
+    expect(pathListProblems(['x/y/z/w', 'X/Y'])).toEqual([
+      [0, '"X/Y" is a file, so it cannot also be a folder of "x/y/z/w"'],
+    ]);
     expect(pathListProblems(['a', 'ab/c', 'a.txt', 'b/a'])).toEqual([]);
   });
 
   it('checks every path on its own first and reports all of them', () => {
     const e = errorOf(() => checkPathList(['ok', '/abs', '../up'], 'files'));
-    expect(e.message).toBe('files[1] "/abs": absolute path not allowed; files[2] "../up": ".." segment not allowed');
+    expect(e.message).toBe(
+      'files[1] "/abs": absolute path not allowed; files[2] "../up": ".." segment not allowed',
+    );
     expect(checkPathList(['a', 'b/c'])).toEqual(['a', 'b/c']);
   });
 });
@@ -127,6 +146,8 @@ describe('package names and versions', () => {
       expect(e.message).toContain(reason);
       expect(errorOf(() => validateVersion(v)).message).toMatch(/^package version /);
     }
-    expect(errorOf(() => validatePackageName('a\u0000')).message).toBe('package name "a\\u0000": only letters, digits and . _ + - are allowed');
+    expect(errorOf(() => validatePackageName('a\u0000')).message).toBe(
+      'package name "a\\u0000": only letters, digits and . _ + - are allowed',
+    );
   });
 });

@@ -16,7 +16,11 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const twoSteps = (calls: number[] = []): Migration[] => [
-  { version: 1, name: 'items', up: 'CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT;' },
+  {
+    version: 1,
+    name: 'items',
+    up: 'CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT;',
+  },
   {
     version: 2,
     name: 'tags',
@@ -115,7 +119,9 @@ describe('openDatabase', () => {
 
   it('rejects a migration list with gaps', () => {
     const list = [twoSteps()[0]!, { ...twoSteps()[1]!, version: 3 }];
-    expect(() => openDatabase(join(dir, 'a.db'), { migrations: list, logger })).toThrow(/migration #2 has version 3, expected 2/);
+    expect(() => openDatabase(join(dir, 'a.db'), { migrations: list, logger })).toThrow(
+      /migration #2 has version 3, expected 2/,
+    );
   });
 
   it('names the file when it is not a database, or its directory is missing', () => {
@@ -129,7 +135,9 @@ describe('openDatabase', () => {
   });
 
   it('validates options', () => {
-    expect(() => openDatabase(join(dir, 'a.db'), { migrations: [], logger, busyTimeoutMs: -1 })).toThrow(/busyTimeoutMs must be a non-negative integer, got -1/);
+    expect(() => openDatabase(join(dir, 'a.db'), { migrations: [], logger, busyTimeoutMs: -1 })).toThrow(
+      /busyTimeoutMs must be a non-negative integer, got -1/,
+    );
   });
 });
 

@@ -41,7 +41,7 @@ function vectorInput(len: number): Uint8Array {
 function streamed(update: (d: Uint8Array) => unknown, data: Uint8Array): void {
   const sizes = [1, 7, 63, 64, 65, 1023, 1024, 1025, 0, 4099];
   let k = 0;
-  for (let i = 0; i < data.length; ) {
+  for (let i = 0; i < data.length;) {
     const n = sizes[k++ % sizes.length]!;
     update(data.subarray(i, i + n));
     i += n;
@@ -53,7 +53,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('BLAKE3 official vectors', () => {
   it('has the vectors for the lengths we rely on', () => {
-    expect(vectors.map((v) => v.input_len)).toEqual(expect.arrayContaining([0, 1, 1023, 1024, 1025, 2048, 31744, 102400]));
+    expect(vectors.map((v) => v.input_len)).toEqual(
+      expect.arrayContaining([0, 1, 1023, 1024, 1025, 2048, 31744, 102400]),
+    );
   });
 
   for (const v of vectors) {
@@ -116,7 +118,9 @@ describe('implementation', () => {
       }),
     );
     expect(checkBlake3With(wasm, log)).toBe('wasm');
-    const warned = lines.map((l) => JSON.parse(l) as { level: number; msg: string; hint: string }).find((l) => l.level === 40);
+    const warned = lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string; hint: string })
+      .find((l) => l.level === 40);
     expect(warned?.msg).toMatch(/slow WebAssembly fallback.*cannot open shared object/);
     expect(warned?.hint).toMatch(/npm rebuild @c4312\/blake3-native/);
   });
@@ -142,7 +146,20 @@ describe('one-shot hashing of chunk-sized inputs (@napi-rs/blake-hash)', () => {
   it('agrees with the main backend on every vector and on sizes around the block, chunk and switch-over edges', () => {
     for (const v of vectors) expect(backend.oneShot!(vectorInput(v.input_len)).toString('hex')).toBe(v.hash);
     const data = vectorInput(ONE_SHOT_MAX_BYTES + 4099);
-    for (const n of [0, 1, 64, 65, 1024, 1025, 65_536, 65_537, 262_143, ONE_SHOT_MAX_BYTES - 1, ONE_SHOT_MAX_BYTES, ONE_SHOT_MAX_BYTES + 1]) {
+    for (const n of [
+      0,
+      1,
+      64,
+      65,
+      1024,
+      1025,
+      65_536,
+      65_537,
+      262_143,
+      ONE_SHOT_MAX_BYTES - 1,
+      ONE_SHOT_MAX_BYTES,
+      ONE_SHOT_MAX_BYTES + 1,
+    ]) {
       // An offset view too: the library must honour byteOffset, not hash from the buffer's start.
       const piece = data.subarray(3, 3 + n);
       expect(blake3(piece).equals(blake3With(backend, piece))).toBe(true);

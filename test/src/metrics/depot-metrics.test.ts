@@ -27,13 +27,21 @@ describe('depot /metrics', () => {
   });
 
   it('makes D/metrics.token (0600) on first start and answers only with that bearer token', async () => {
-    const app = createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: silentLogger(), name: 'metrics-depot' });
+    const app = createDepotApp({
+      db: depot.db,
+      store: depot.store,
+      revocations: depot.revocations,
+      logger: silentLogger(),
+      name: 'metrics-depot',
+    });
     const path = join(dir, 'metrics.token');
     const token = readFileSync(path, 'utf8').trim();
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect((await app.request('/metrics')).status).toBe(401);
-    expect((await app.request('/metrics', { headers: { authorization: `Bearer ${token}x` } })).status).toBe(401);
+    expect((await app.request('/metrics', { headers: { authorization: `Bearer ${token}x` } })).status).toBe(
+      401,
+    );
     const r = await app.request('/metrics', { headers: { authorization: `Bearer ${token}` } });
     expect(r.status).toBe(200);
     const text = await r.text();
@@ -46,7 +54,12 @@ describe('depot /metrics', () => {
     expect(text).toMatch(/^depotsync_depot_fetched_chunks_total [1-9]/m);
     expect(text).toMatch(/^depotsync_http_requests_total\{route="\/metrics",method="GET",status="401"\} 2$/m);
     // A second app on the same directory keeps the token.
-    createDepotApp({ db: depot.db, store: depot.store, revocations: depot.revocations, logger: silentLogger() });
+    createDepotApp({
+      db: depot.db,
+      store: depot.store,
+      revocations: depot.revocations,
+      logger: silentLogger(),
+    });
     expect(readFileSync(path, 'utf8').trim()).toBe(token);
   });
 

@@ -39,7 +39,12 @@ function evilServer(): net.Server {
           socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
           const chunk = Buffer.alloc(16 * 1024, 0x61);
           const pump = () => {
-            while (!socket.destroyed && socket.write(`${chunk.length.toString(16)}\r\n`) && socket.write(chunk) && socket.write('\r\n'));
+            while (
+              !socket.destroyed &&
+              socket.write(`${chunk.length.toString(16)}\r\n`) &&
+              socket.write(chunk) &&
+              socket.write('\r\n')
+            );
           };
           socket.on('drain', pump);
           pump();
@@ -74,14 +79,29 @@ function goodServer(): http.Server {
       const body = Buffer.concat(parts);
       if (req.url === '/echo') {
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ method: req.method, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex'), type: req.headers['content-type'] }));
+        res.end(
+          JSON.stringify({
+            method: req.method,
+            bytes: body.length,
+            sha256: createHash('sha256').update(body).digest('hex'),
+            type: req.headers['content-type'],
+          }),
+        );
       } else if (req.url === '/big') {
         res.setHeader('content-length', String(3 * 1024 * 1024));
         res.end(Buffer.alloc(3 * 1024 * 1024, 0x62));
       } else if (req.url === '/forbidden') {
         res.statusCode = 403;
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ error: { code: 'revoked', message: 'certificate 1a2b of pc-1 was revoked', hint: 'ask the operator' } }));
+        res.end(
+          JSON.stringify({
+            error: {
+              code: 'revoked',
+              message: 'certificate 1a2b of pc-1 was revoked',
+              hint: 'ask the operator',
+            },
+          }),
+        );
       } else {
         res.statusCode = 404;
         res.end(JSON.stringify({ error: { code: 'not-found', message: `no ${req.url}` } }));
@@ -111,7 +131,13 @@ describe('HttpClient caps, timeouts and errors', () => {
     await new Promise((r) => good.close(r));
   });
 
-  const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: unknown) => e as Error & { code: string });
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => {
+        throw new Error('expected a failure');
+      },
+      (e: unknown) => e as Error & { code: string },
+    );
 
   it('reads a small body', async () => {
     const c = new HttpClient({ baseUrl: evilUrl });
@@ -123,7 +149,9 @@ describe('HttpClient caps, timeouts and errors', () => {
     const c = new HttpClient({ baseUrl: evilUrl });
     const e = await failure(c.getBytes('/declared-big', { maxBytes: 1000, what: 'timestamp.json' }));
     expect(e.code).toBe('too-large');
-    expect(e.message).toMatch(/^timestamp.json: GET http:\/\/127.0.0.1:\d+\/declared-big: declared 10000000 bytes exceeds the limit of 1000/);
+    expect(e.message).toMatch(
+      /^timestamp.json: GET http:\/\/127.0.0.1:\d+\/declared-big: declared 10000000 bytes exceeds the limit of 1000/,
+    );
     c.close();
   });
 
@@ -187,15 +215,28 @@ describe('HttpClient caps, timeouts and errors', () => {
     const c = new HttpClient({ baseUrl: goodUrl });
     const e = await failure(c.getBytes('/forbidden', { maxBytes: 10 }));
     expect(e).toBeInstanceOf(HttpError);
-    expect(e).toMatchObject({ code: 'forbidden', status: 403, serverCode: 'revoked', hint: 'ask the operator' });
-    expect(e.message).toMatch(/^GET http:\/\/127.0.0.1:\d+\/forbidden: 403 revoked: certificate 1a2b of pc-1 was revoked$/);
-    expect(await failure(c.getBytes('/nothing', { maxBytes: 10 }))).toMatchObject({ code: 'not-found', status: 404 });
+    expect(e).toMatchObject({
+      code: 'forbidden',
+      status: 403,
+      serverCode: 'revoked',
+      hint: 'ask the operator',
+    });
+    expect(e.message).toMatch(
+      /^GET http:\/\/127.0.0.1:\d+\/forbidden: 403 revoked: certificate 1a2b of pc-1 was revoked$/,
+    );
+    expect(await failure(c.getBytes('/nothing', { maxBytes: 10 }))).toMatchObject({
+      code: 'not-found',
+      status: 404,
+    });
     c.close();
   });
 
   it('maps a 500 and a refused connection to network errors', async () => {
     const c = new HttpClient({ baseUrl: evilUrl });
-    expect(await failure(c.getBytes('/whatever', { maxBytes: 10 }))).toMatchObject({ code: 'network', status: 500 });
+    expect(await failure(c.getBytes('/whatever', { maxBytes: 10 }))).toMatchObject({
+      code: 'network',
+      status: 500,
+    });
     c.close();
     const dead = net.createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
@@ -210,20 +251,38 @@ describe('HttpClient caps, timeouts and errors', () => {
 
   it('posts JSON and streams', async () => {
     const c = new HttpClient({ baseUrl: `${goodUrl}/` });
-    expect(await c.postJson('/echo', { ids: ['a', 'b'] }, { maxBytes: 1000 })).toMatchObject({ method: 'POST', bytes: 17, type: 'application/json' });
+    expect(await c.postJson('/echo', { ids: ['a', 'b'] }, { maxBytes: 1000 })).toMatchObject({
+      method: 'POST',
+      bytes: 17,
+      type: 'application/json',
+    });
     const data = Buffer.alloc(1024 * 1024 + 3, 7);
-    const res = await c.postStream('/echo', Readable.from([data.subarray(0, 1000), data.subarray(1000)]), { 'content-type': 'application/octet-stream' }, { maxBytes: 1000 });
+    const res = await c.postStream(
+      '/echo',
+      Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
+      { 'content-type': 'application/octet-stream' },
+      { maxBytes: 1000 },
+    );
     let text = '';
     for await (const chunk of res.body) text += chunk.toString();
-    expect(JSON.parse(text)).toMatchObject({ bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+    expect(JSON.parse(text)).toMatchObject({
+      bytes: data.length,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    });
     c.close();
   });
 
   it('validates its options, naming the option', () => {
-    expect(() => new HttpClient({ baseUrl: 'ftp://x' })).toThrow(/baseUrl must start with https:\/\/ or http:\/\//);
+    expect(() => new HttpClient({ baseUrl: 'ftp://x' })).toThrow(
+      /baseUrl must start with https:\/\/ or http:\/\//,
+    );
     expect(() => new HttpClient({ baseUrl: 'https://x' })).toThrow(/caPem is required/);
-    expect(() => new HttpClient({ baseUrl: 'http://x', timeoutMs: 0 })).toThrow(/timeoutMs must be an integer >= 1, got 0/);
-    expect(() => new HttpClient({ baseUrl: 'http://x', certPem: 'c' })).toThrow(/certPem and keyPem go together/);
+    expect(() => new HttpClient({ baseUrl: 'http://x', timeoutMs: 0 })).toThrow(
+      /timeoutMs must be an integer >= 1, got 0/,
+    );
+    expect(() => new HttpClient({ baseUrl: 'http://x', certPem: 'c' })).toThrow(
+      /certPem and keyPem go together/,
+    );
     expect(new HttpClient({ baseUrl: 'http://x/base/' }).url('/v1/x')).toBe('http://x/base/v1/x');
     expect(() => new HttpClient({ baseUrl: 'http://x' }).url('v1')).toThrow(/path must start with '\/'/);
     expect(() => new HttpClient({ baseUrl: 'http://x' }).url('/a b')).toThrow(/without spaces/);

@@ -10,7 +10,10 @@ import { tempDir } from '../../helpers/tmp.js';
 const DAY = 86_400_000;
 
 describe('renewal: the two-thirds rule', () => {
-  const life = { notBefore: new Date('2026-01-01T00:00:00Z'), notAfter: new Date('2026-01-01T00:00:00Z').getTime() + 300 * DAY };
+  const life = {
+    notBefore: new Date('2026-01-01T00:00:00Z'),
+    notAfter: new Date('2026-01-01T00:00:00Z').getTime() + 300 * DAY,
+  };
   const cert = { notBefore: life.notBefore, notAfter: new Date(life.notAfter) };
 
   it('is due from notBefore + 2/3 of the lifetime on, judged by the injected clock', () => {
@@ -22,10 +25,14 @@ describe('renewal: the two-thirds rule', () => {
   });
 
   it('applies to a real certificate of any lifetime, and refuses a nonsensical fraction', () => {
-    const ca = loadCa(...(({ keyPem, certPem }) => [keyPem, certPem] as const)(createCa({ commonName: 'test CA' })));
+    const ca = loadCa(
+      ...(({ keyPem, certPem }) => [keyPem, certPem] as const)(createCa({ commonName: 'test CA' })),
+    );
     const { csrPem } = createMachineKeyAndCsr({ machineName: 'agent-1', role: 'agent' });
     const now = new Date('2026-03-01T00:00:00Z');
-    const info = certificateInfo(issueMachineCertificate(ca, csrPem, { machineName: 'agent-1', role: 'agent', validDays: 30, now }));
+    const info = certificateInfo(
+      issueMachineCertificate(ca, csrPem, { machineName: 'agent-1', role: 'agent', validDays: 30, now }),
+    );
     expect(renewalDue(info, new Date(now.getTime() + 19 * DAY))).toBe(false);
     expect(renewalDue(info, new Date(now.getTime() + 21 * DAY))).toBe(true);
     expect(() => renewalAt(info, 1)).toThrow(/between 0 and 1/);
@@ -35,15 +42,29 @@ describe('renewal: the two-thirds rule', () => {
 describe('renewal: installing the new key and certificate', () => {
   const tmp = tempDir();
   afterAll(() => tmp.cleanup());
-  const ca = loadCa(...(({ keyPem, certPem }) => [keyPem, certPem] as const)(createCa({ commonName: 'test CA' })));
+  const ca = loadCa(
+    ...(({ keyPem, certPem }) => [keyPem, certPem] as const)(createCa({ commonName: 'test CA' })),
+  );
   const pair = () => {
-    const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: 'depot-1', role: 'depot', dnsNames: ['localhost'] });
-    return { keyPem, csrPem, certPem: issueMachineCertificate(ca, csrPem, { machineName: 'depot-1', role: 'depot' }) };
+    const { keyPem, csrPem } = createMachineKeyAndCsr({
+      machineName: 'depot-1',
+      role: 'depot',
+      dnsNames: ['localhost'],
+    });
+    return {
+      keyPem,
+      csrPem,
+      certPem: issueMachineCertificate(ca, csrPem, { machineName: 'depot-1', role: 'depot' }),
+    };
   };
   let n = 0;
   const files = () => {
     n += 1;
-    const f = { key: join(tmp.dir, `k${n}.pem`), cert: join(tmp.dir, `c${n}.pem`), csr: join(tmp.dir, `r${n}.csr`) };
+    const f = {
+      key: join(tmp.dir, `k${n}.pem`),
+      cert: join(tmp.dir, `c${n}.pem`),
+      csr: join(tmp.dir, `r${n}.csr`),
+    };
     const old = pair();
     writeFileSync(f.key, old.keyPem, { mode: 0o600 });
     writeFileSync(f.cert, old.certPem);
@@ -90,6 +111,9 @@ describe('renewal: installing the new key and certificate', () => {
     const d = files();
     writeFileSync(`${d.f.cert}.next`, pair().certPem);
     expect(recoverCredentials(d.f)).toBe('discarded');
-    expect([readFileSync(d.f.key, 'utf8'), readFileSync(d.f.cert, 'utf8')]).toEqual([d.old.keyPem, d.old.certPem]);
+    expect([readFileSync(d.f.key, 'utf8'), readFileSync(d.f.cert, 'utf8')]).toEqual([
+      d.old.keyPem,
+      d.old.certPem,
+    ]);
   });
 });

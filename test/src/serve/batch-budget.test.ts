@@ -11,7 +11,9 @@ describe('BatchBudget', () => {
     expect(budget.inFlight).toBe(200);
     // 200 responses: each may hold ~320 KiB (read-ahead plus what waits on its socket), not 4 MiB.
     expect(last.runBytes).toBe(81_920);
-    expect(last.runBytes * (last.aheadRuns + 2)).toBeLessThanOrEqual(Math.ceil((64 * 1024 * 1024) / 200) + 64 * 1024);
+    expect(last.runBytes * (last.aheadRuns + 2)).toBeLessThanOrEqual(
+      Math.ceil((64 * 1024 * 1024) / 200) + 64 * 1024,
+    );
     const tiny = new BatchBudget(64 * 1024).acquire();
     expect(tiny).toMatchObject({ runBytes: 64 * 1024, aheadRuns: 1 });
   });

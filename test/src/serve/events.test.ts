@@ -17,7 +17,10 @@ class Reader {
     const out: StreamEvent[] = [];
     for (;;) {
       this.pending ??= this.r.read();
-      const got = await Promise.race([this.pending, new Promise<null>((res) => setImmediate(() => res(null)))]);
+      const got = await Promise.race([
+        this.pending,
+        new Promise<null>((res) => setImmediate(() => res(null))),
+      ]);
       if (got === null) return out;
       this.pending = undefined;
       if (got.done) {
@@ -34,7 +37,13 @@ class Reader {
 }
 
 function fixture(opts: Partial<ConstructorParameters<typeof EventHub>[1]> = {}) {
-  const state = { generation: 5 as number | undefined, revocations: undefined as number | undefined, requests: [] as Array<{ seq: number; depot: string | null }>, skipped: 0, t: 1_000_000 };
+  const state = {
+    generation: 5 as number | undefined,
+    revocations: undefined as number | undefined,
+    requests: [] as Array<{ seq: number; depot: string | null }>,
+    skipped: 0,
+    t: 1_000_000,
+  };
   const feed: EventFeed = {
     generation: () => state.generation,
     revocations: () => state.revocations,
@@ -44,8 +53,15 @@ function fixture(opts: Partial<ConstructorParameters<typeof EventHub>[1]> = {}) 
       state.requests = [];
     },
   };
-  const hub = new EventHub(feed, { log: silentLogger(), autoPoll: false, clockMs: () => state.t, heartbeatMs: 20_000, ...opts });
-  const open = (name: string, role: MachineRef['role'] = 'depot', allowed = () => true) => new Reader(hub.open({ name, role, serial: `s-${name}` }, allowed).getReader());
+  const hub = new EventHub(feed, {
+    log: silentLogger(),
+    autoPoll: false,
+    clockMs: () => state.t,
+    heartbeatMs: 20_000,
+    ...opts,
+  });
+  const open = (name: string, role: MachineRef['role'] = 'depot', allowed = () => true) =>
+    new Reader(hub.open({ name, role, serial: `s-${name}` }, allowed).getReader());
   return { state, hub, open };
 }
 
@@ -207,7 +223,11 @@ describe('event hub (GET /v1/events)', () => {
   });
 
   it('validates its options by name', () => {
-    expect(() => new EventHub({ generation: () => 1 }, { log: silentLogger(), pollMs: 0 })).toThrow(/pollMs must be an integer from 10/);
-    expect(() => new EventHub({ generation: () => 1 }, { log: silentLogger(), maxStreamsPerMachine: 0 })).toThrow(/maxStreamsPerMachine/);
+    expect(() => new EventHub({ generation: () => 1 }, { log: silentLogger(), pollMs: 0 })).toThrow(
+      /pollMs must be an integer from 10/,
+    );
+    expect(
+      () => new EventHub({ generation: () => 1 }, { log: silentLogger(), maxStreamsPerMachine: 0 }),
+    ).toThrow(/maxStreamsPerMachine/);
   });
 });

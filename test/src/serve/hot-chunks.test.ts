@@ -31,7 +31,8 @@ function fakeStore() {
 
 async function read(hot: HotChunks, store: ReturnType<typeof fakeStore>, ids: string[]) {
   const out: Array<{ id: string; data: Buffer | undefined }> = [];
-  for await (const r of hot.readMany(store, ids, { verify: false })) out.push({ id: r.id, data: r.data && Buffer.from(r.data) });
+  for await (const r of hot.readMany(store, ids, { verify: false }))
+    out.push({ id: r.id, data: r.data && Buffer.from(r.data) });
   return out;
 }
 
@@ -61,7 +62,8 @@ describe('HotChunks', () => {
     };
     for (let i = 0; i < 2; i++) for await (const _ of hot.readMany(store, ['x'], { verify: false })) void _;
     shared.fill(9); // the pool hands the buffer to another read
-    for await (const r of hot.readMany(store, ['x'], { verify: false })) expect(r.data!.every((b) => b === 7)).toBe(true);
+    for await (const r of hot.readMany(store, ['x'], { verify: false }))
+      expect(r.data!.every((b) => b === 7)).toBe(true);
   });
 
   it('never keeps a chunk that came back with a problem', async () => {
@@ -95,7 +97,10 @@ describe('HotChunks', () => {
 
   it('keeps only bytes that pass the check (verify on serve: the disk returned a damaged chunk)', async () => {
     const checked: string[] = [];
-    const hot = new HotChunks(1_000_000, (id, data) => (checked.push(id), data[0] === id.charCodeAt(0) && id !== 'z'));
+    const hot = new HotChunks(
+      1_000_000,
+      (id, data) => (checked.push(id), data[0] === id.charCodeAt(0) && id !== 'z'),
+    );
     const store = fakeStore();
     for (let i = 0; i < 3; i++) await read(hot, store, ['y', 'z']);
     expect(hot.size).toBe(1); // y kept, z refused (and asked for again each time)
@@ -121,12 +126,21 @@ describe('hot chunks behind the read API (real store, verify on serve)', () => {
     try {
       const [a, b, d] = [1, 2, 3].map((seed) => hashedChunk(pseudoRandomBytes(50_000 + seed, seed)));
       await store.putMany([a!, b!, d!]);
-      const source: ReadApiSource = { metadata: () => undefined, target: () => undefined, revocations: () => undefined, chunks: store };
+      const source: ReadApiSource = {
+        metadata: () => undefined,
+        target: () => undefined,
+        revocations: () => undefined,
+        chunks: store,
+      };
       const app = new Hono<ServeEnv>();
       app.onError(errorHandler(silentLogger()));
       app.route('/', readRoutes(source, silentLogger(), { verifyOnServe: true, verifiedTtlMs: 0 }));
       const batch = async (ids: string[]) => {
-        const r = await app.request('/v1/chunks/batch', { method: 'POST', body: JSON.stringify({ ids }), headers: { 'content-type': 'application/json' } });
+        const r = await app.request('/v1/chunks/batch', {
+          method: 'POST',
+          body: JSON.stringify({ ids }),
+          headers: { 'content-type': 'application/json' },
+        });
         expect(r.status).toBe(200);
         return new BatchDecoder(ids, 60_000).push(Buffer.from(await r.arrayBuffer()));
       };

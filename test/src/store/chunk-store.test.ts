@@ -1,4 +1,14 @@
-import { closeSync, openSync, readdirSync, readSync, statSync, truncateSync, writeSync, appendFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  truncateSync,
+  writeSync,
+  appendFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +16,8 @@ import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
 import { RECORD_HEADER_BYTES } from '../../../src/store/pack-format.js';
 import { chunk, errorOf, failIndexCommit, tempDir } from './helpers.js';
 
-const packsOf = (dir: string): string[] => readdirSync(join(dir, 'chunks-v1', 'packs')).map((n) => join(dir, 'chunks-v1', 'packs', n));
+const packsOf = (dir: string): string[] =>
+  readdirSync(join(dir, 'chunks-v1', 'packs')).map((n) => join(dir, 'chunks-v1', 'packs', n));
 
 describe('ChunkStore basics', () => {
   it('puts, gets, has, missing, size, stats, and keeps data across reopen', async () => {
@@ -39,7 +50,10 @@ describe('ChunkStore basics', () => {
     const a = chunk(3000);
     expect(await store.put(a.id, a.data)).toEqual({ written: 1, bytesWritten: 3000 });
     const packBytes = store.stats().packBytes;
-    expect(await store.putMany([a, a, { id: a.id, data: Buffer.from(a.data) }])).toEqual({ written: 0, bytesWritten: 0 });
+    expect(await store.putMany([a, a, { id: a.id, data: Buffer.from(a.data) }])).toEqual({
+      written: 0,
+      bytesWritten: 0,
+    });
     expect(store.stats().packBytes).toBe(packBytes);
     expect(statSync(packsOf(dir)[0]!).size).toBe(packBytes);
     await store.close();
@@ -92,12 +106,16 @@ describe('ChunkStore basics', () => {
     const shared = Array.from({ length: 50 }, () => chunk(2000));
     const onlyA = Array.from({ length: 10 }, () => chunk(2000));
     const onlyB = Array.from({ length: 10 }, () => chunk(2000));
-    const [ra, rb] = await Promise.all([store.putMany([...shared, ...onlyA]), store.putMany([...onlyB, ...shared])]);
+    const [ra, rb] = await Promise.all([
+      store.putMany([...shared, ...onlyA]),
+      store.putMany([...onlyB, ...shared]),
+    ]);
     expect(ra.written + rb.written).toBe(70);
     expect(ra.bytesWritten + rb.bytesWritten).toBe(70 * 2000);
     expect(store.stats()).toMatchObject({ chunks: 70, bytes: 140_000, deadBytes: 0 });
     expect(statSync(packsOf(dir)[0]!).size).toBe(8 + 70 * (RECORD_HEADER_BYTES + 2000));
-    for (const c of [...shared, ...onlyA, ...onlyB]) expect((await store.get(c.id)).equals(c.data)).toBe(true);
+    for (const c of [...shared, ...onlyA, ...onlyB])
+      expect((await store.get(c.id)).equals(c.data)).toBe(true);
     await store.close();
   });
 
@@ -125,7 +143,9 @@ describe('ChunkStore basics', () => {
   });
 
   it('validates its options, naming the option and the value', () => {
-    expect(() => ChunkStore.open(tempDir(), { maxPackBytes: 12 })).toThrow(/maxPackBytes must be an integer from 65536 .* got 12/);
+    expect(() => ChunkStore.open(tempDir(), { maxPackBytes: 12 })).toThrow(
+      /maxPackBytes must be an integer from 65536 .* got 12/,
+    );
     expect(() => ChunkStore.open(tempDir(), { compactDeadFraction: 2 })).toThrow(/compactDeadFraction/);
   });
 });
@@ -156,7 +176,9 @@ describe('ChunkStore damage and crashes', () => {
     // A scrub takes it out of service; a good copy can then be stored again.
     expect(await store.quarantine(a.id)).toBe(true);
     expect(store.has(a.id)).toBe(false);
-    expect(readdirSync(join(dir, 'chunks-v1', 'quarantine'))[0]).toMatch(new RegExp(`^${a.id}\\.\\d+\\.bin$`));
+    expect(readdirSync(join(dir, 'chunks-v1', 'quarantine'))[0]).toMatch(
+      new RegExp(`^${a.id}\\.\\d+\\.bin$`),
+    );
     expect((await store.put(a.id, a.data)).written).toBe(1);
     expect((await store.get(a.id)).equals(a.data)).toBe(true);
     await store.close();
@@ -232,7 +254,10 @@ describe('ChunkStore damage and crashes', () => {
     heal();
     expect(packsOf(dir).length).toBe(1); // file written, row rolled back
     await store.close();
-    writeFileSync(join(dir, 'chunks-v1', 'packs', 'pack-00000077.dat'), 'orphan of an interrupted compaction');
+    writeFileSync(
+      join(dir, 'chunks-v1', 'packs', 'pack-00000077.dat'),
+      'orphan of an interrupted compaction',
+    );
     const again = ChunkStore.open(dir);
     expect(packsOf(dir)).toEqual([]);
     expect(again.stats()).toMatchObject({ chunks: 0, packs: 0 });

@@ -11,7 +11,10 @@ describe('ChunkStream (push side of putStream)', () => {
   it('stores groups added from several producers at once, reporting each checkpoint as it becomes durable', async () => {
     const store = ChunkStore.open(tempDir());
     const durable: Array<[number, number]> = [];
-    const stream = new ChunkStream(store, { checkpointBytes: 100_000, onDurable: (c, b) => durable.push([c, b]) });
+    const stream = new ChunkStream(store, {
+      checkpointBytes: 100_000,
+      onDurable: (c, b) => durable.push([c, b]),
+    });
     const groups = Array.from({ length: 8 }, () => group(3, 20_000));
     await Promise.all(groups.map((g) => stream.add(g)));
     const r = await stream.end();
@@ -19,7 +22,8 @@ describe('ChunkStream (push side of putStream)', () => {
     expect(durable.length).toBeGreaterThanOrEqual(3); // 480 KB in checkpoints of ~100 KB
     expect(durable.reduce((s, [c]) => s + c, 0)).toBe(24);
     expect(durable.reduce((s, [, b]) => s + b, 0)).toBe(24 * 20_000);
-    for (const c of groups.flat()) expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    for (const c of groups.flat())
+      expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
     await store.close();
   });
 

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Chunker } from '../../../src/chunk/fastcdc.js';
 import { blake3Hex } from '../../../src/hash/blake3.js';
-import { chunkWorkerAvailable, ChunkWorkerStream, type ChunkedBlock } from '../../../src/store/chunk-worker.js';
+import {
+  chunkWorkerAvailable,
+  ChunkWorkerStream,
+  type ChunkedBlock,
+} from '../../../src/store/chunk-worker.js';
 import { errorOf } from './helpers.js';
 
 const small = { minBytes: 1024, avgBytes: 4096, maxBytes: 16384 };
@@ -56,9 +60,12 @@ describe('chunk worker', () => {
     const pushed = got.slice(0, -1);
     for (const r of pushed) {
       expect(r.block?.byteLength).toBe(10_000);
-      for (const p of r.pieces) expect(p.buffer === r.block || p.buffer.byteLength === p.byteLength).toBe(true);
+      for (const p of r.pieces)
+        expect(p.buffer === r.block || p.buffer.byteLength === p.byteLength).toBe(true);
     }
-    expect(pushed.filter((r) => r.pieces.some((p) => p.buffer === r.block)).length).toBeGreaterThan(pushed.length / 2);
+    expect(pushed.filter((r) => r.pieces.some((p) => p.buffer === r.block)).length).toBeGreaterThan(
+      pushed.length / 2,
+    );
     expect(got.at(-1)!.block).toBeUndefined();
   });
 

@@ -6,7 +6,8 @@ import { RECORD_HEADER_BYTES } from '../../../src/store/pack-format.js';
 import { capturingLogger, chunk, tempDir } from './helpers.js';
 
 const packDir = (dir: string): string => join(dir, 'chunks-v1', 'packs');
-const diskBytes = (dir: string): number => readdirSync(packDir(dir)).reduce((n, f) => n + statSync(join(packDir(dir), f)).size, 0);
+const diskBytes = (dir: string): number =>
+  readdirSync(packDir(dir)).reduce((n, f) => n + statSync(join(packDir(dir), f)).size, 0);
 
 describe('ChunkStore.gc', () => {
   it('removes only dead chunks, compacts the pack, keeps live ones readable, and logs timed steps', async () => {
@@ -37,7 +38,11 @@ describe('ChunkStore.gc', () => {
     // Everything survives a reopen, and a second GC finds nothing to do.
     await store.close();
     const again = ChunkStore.open(dir, { gcGraceMs: 0 });
-    expect(await again.gc((id) => liveIds.has(id))).toMatchObject({ removed: 0, bytesFreed: 0, packsCompacted: 0 });
+    expect(await again.gc((id) => liveIds.has(id))).toMatchObject({
+      removed: 0,
+      bytesFreed: 0,
+      packsCompacted: 0,
+    });
     for (const c of live) expect((await again.get(c.id)).equals(c.data)).toBe(true);
     await again.close();
   });
@@ -90,13 +95,21 @@ describe('ChunkStore.gc', () => {
     await store.putMany([good, damaged, ...dead]);
     const pack = join(packDir(dir), readdirSync(packDir(dir))[0]!);
     const fd = openSync(pack, 'r+');
-    writeSync(fd, Buffer.from([0x42, 0x42]), 0, 2, 8 + (RECORD_HEADER_BYTES + 2000) + RECORD_HEADER_BYTES + 500);
+    writeSync(
+      fd,
+      Buffer.from([0x42, 0x42]),
+      0,
+      2,
+      8 + (RECORD_HEADER_BYTES + 2000) + RECORD_HEADER_BYTES + 500,
+    );
     closeSync(fd);
     const r = await store.gc((id) => id === good.id || id === damaged.id);
     expect(r).toMatchObject({ removed: 5, quarantined: 1, packsCompacted: 1 });
     expect(store.has(damaged.id)).toBe(false);
     expect((await store.get(good.id)).equals(good.data)).toBe(true);
-    expect(readdirSync(join(dir, 'chunks-v1', 'quarantine')).some((f) => f.startsWith(damaged.id))).toBe(true);
+    expect(readdirSync(join(dir, 'chunks-v1', 'quarantine')).some((f) => f.startsWith(damaged.id))).toBe(
+      true,
+    );
     await store.close();
   });
 

@@ -36,11 +36,15 @@ export async function errorOf(p: Promise<unknown> | (() => unknown)): Promise<De
 }
 
 /** A logger whose lines are kept, parsed, in `lines`. */
-export function capturingLogger(level: 'info' | 'debug' = 'info'): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+export function capturingLogger(level: 'info' | 'debug' = 'info'): {
+  logger: pino.Logger;
+  lines: Array<Record<string, unknown>>;
+} {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(buf: Buffer, _enc, cb) {
-      for (const l of buf.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of buf.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(l) as Record<string, unknown>);
       cb();
     },
   });

@@ -18,7 +18,12 @@ describe('ingest', () => {
     writeFileSync(file, data);
     const store = ChunkStore.open(dir);
     const progress: number[] = [];
-    const r = await ingestFile(store, file, { chunker: small, batchBytes: 100_000, checkpointBytes: 100_000, onProgress: (n) => progress.push(n) });
+    const r = await ingestFile(store, file, {
+      chunker: small,
+      batchBytes: 100_000,
+      checkpointBytes: 100_000,
+      onProgress: (n) => progress.push(n),
+    });
     expect(r.size).toBe(data.length);
     expect(r.chunks.length).toBeGreaterThan(20);
     expect(r.chunks.reduce((n, c) => n + c.length, 0)).toBe(data.length);
@@ -54,11 +59,18 @@ describe('ingest', () => {
   it('an empty input has no chunks; a missing file is a not-found error naming it', async () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir);
-    expect(await ingestBuffer(store, Buffer.alloc(0))).toEqual({ size: 0, chunks: [], newChunks: 0, newBytes: 0 });
+    expect(await ingestBuffer(store, Buffer.alloc(0))).toEqual({
+      size: 0,
+      chunks: [],
+      newChunks: 0,
+      newBytes: 0,
+    });
     const err = await errorOf(ingestFile(store, join(dir, 'nope.bin')));
     expect(err.code).toBe('not-found');
     expect(err.message).toContain('nope.bin');
-    expect((await errorOf(ingestBuffer(store, Buffer.alloc(1), { batchBytes: 0 }))).message).toMatch(/batchBytes/);
+    expect((await errorOf(ingestBuffer(store, Buffer.alloc(1), { batchBytes: 0 }))).message).toMatch(
+      /batchBytes/,
+    );
     await store.close();
   });
 
@@ -81,7 +93,11 @@ describe('ingest', () => {
       const a = ChunkStore.open(join(dir, 'a'));
       const b = ChunkStore.open(join(dir, 'b'));
       const progress: number[] = [];
-      const piped = await ingestFile(a, file, { ...opts, hashWorker: true, onProgress: (n) => progress.push(n) });
+      const piped = await ingestFile(a, file, {
+        ...opts,
+        hashWorker: true,
+        onProgress: (n) => progress.push(n),
+      });
       const plain = await ingestFile(b, file, { ...opts, hashWorker: false });
       expect(piped).toEqual(plain);
       expect(piped.chunks.length).toBeGreaterThan(500);
@@ -100,7 +116,11 @@ describe('ingest', () => {
       }
       expect(Buffer.concat(parts).equals(data)).toBe(true);
       // Again into the filled store: nothing new.
-      expect(await ingestFile(a, file, { ...opts, hashWorker: true })).toMatchObject({ newChunks: 0, newBytes: 0, chunks: piped.chunks });
+      expect(await ingestFile(a, file, { ...opts, hashWorker: true })).toMatchObject({
+        newChunks: 0,
+        newBytes: 0,
+        chunks: piped.chunks,
+      });
       await Promise.all([a.close(), b.close()]);
     });
 

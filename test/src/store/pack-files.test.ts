@@ -11,7 +11,9 @@ describe('appendDurably', () => {
     const head = Buffer.alloc(100, 0x11);
     writeFileSync(path, Buffer.concat([head, Buffer.alloc(5000, 0xee)])); // 5000 bytes of uncommitted tail
     // More than two pieces, in buffers of uneven sizes (some larger than a piece's remainder).
-    const buffers = Array.from({ length: 40 }, (_, i) => randomBytes(i % 7 === 0 ? 3 * 1024 * 1024 : 100_003));
+    const buffers = Array.from({ length: 40 }, (_, i) =>
+      randomBytes(i % 7 === 0 ? 3 * 1024 * 1024 : 100_003),
+    );
     const total = buffers.reduce((n, b) => n + b.length, 0);
     expect(total).toBeGreaterThan(2 * APPEND_PIECE_BYTES);
     const end = await appendDurably(path, false, head.length, buffers);

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { ChunkStore, hashedChunk } from '../../../src/store/chunk-store.js';
 import { capturingLogger, failIndexCommit, tempDir } from './helpers.js';
 
-const groupsOf = (n: number, per: number, bytes: number) => Array.from({ length: n }, () => Array.from({ length: per }, () => hashedChunk(randomBytes(bytes))));
+const groupsOf = (n: number, per: number, bytes: number) =>
+  Array.from({ length: n }, () => Array.from({ length: per }, () => hashedChunk(randomBytes(bytes))));
 
 async function* feed<T>(items: T[], failAt?: number): AsyncGenerator<T> {
   for (const [i, x] of items.entries()) {
@@ -22,12 +23,17 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
     await store.putMany(groups[0]!.slice(0, 2)); // already stored: skipped (and touched), not written twice
     const written: number[] = [];
     const durable: number[] = [];
-    const r = await store.putStream(feed([...groups, [groups[1]![0]!]]), { checkpointBytes: 200_000, onWritten: (i) => written.push(i), onDurable: (b) => durable.push(b) });
+    const r = await store.putStream(feed([...groups, [groups[1]![0]!]]), {
+      checkpointBytes: 200_000,
+      onWritten: (i) => written.push(i),
+      onDurable: (b) => durable.push(b),
+    });
     expect(r).toEqual({ written: 22, bytesWritten: 22 * 30_000 });
     expect(written).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(durable.length).toBeGreaterThanOrEqual(3); // 720 KB in checkpoints of ~200 KB
     expect(durable.at(-1)).toBe(22 * 30_000);
-    for (const c of groups.flat()) expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    for (const c of groups.flat())
+      expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
     expect(store.stats()).toMatchObject({ chunks: 24, bytes: 24 * 30_000 });
     await store.close();
   });
@@ -36,13 +42,16 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir);
     const groups = groupsOf(6, 2, 50_000);
-    await expect(store.putStream(feed(groups, 5), { checkpointBytes: 150_000 })).rejects.toThrow(/producer failed/);
+    await expect(store.putStream(feed(groups, 5), { checkpointBytes: 150_000 })).rejects.toThrow(
+      /producer failed/,
+    );
     const kept = store.stats();
     expect(kept.chunks).toBe(8); // two checkpoints of 2 groups each committed; the third (group 4) was open
     await store.close();
     const again = ChunkStore.open(dir);
     expect(statSync(join(dir, 'chunks-v1', 'packs', 'pack-00000001.dat')).size).toBe(again.stats().packBytes);
-    for (const c of groups.slice(0, 4).flat()) expect((await again.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    for (const c of groups.slice(0, 4).flat())
+      expect((await again.get(c.id, { verify: true })).equals(c.data)).toBe(true);
     expect(again.has(groups[4]![0]!.id)).toBe(false); // written to the pack, never indexed: dropped
     await again.close();
   });
@@ -52,7 +61,10 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
     const store = ChunkStore.open(dir);
     const groups = groupsOf(4, 1, 50_000); // each group alone reaches the checkpoint
     const durable: number[] = [];
-    const r = await store.putStream(feed(groups), { checkpointBytes: 50_000, onDurable: (b) => durable.push(b) });
+    const r = await store.putStream(feed(groups), {
+      checkpointBytes: 50_000,
+      onDurable: (b) => durable.push(b),
+    });
     expect(r.written).toBe(4);
     expect(durable).toEqual([50_000, 100_000, 150_000, 200_000]); // one commit per group, none after the last
     expect(store.stats()).toMatchObject({ chunks: 4, packs: 1 });
@@ -63,7 +75,9 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir);
     const big = groupsOf(4, 1, 80_000);
-    await expect(store.putStream(feed(big, 3), { checkpointBytes: 150_000 })).rejects.toThrow(/producer failed/);
+    await expect(store.putStream(feed(big, 3), { checkpointBytes: 150_000 })).rejects.toThrow(
+      /producer failed/,
+    );
     expect(store.stats().chunks).toBe(2); // the second checkpoint (group 2) rolled back; its 80 KB stay in the pack file
     const pack = join(dir, 'chunks-v1', 'packs', 'pack-00000001.dat');
     expect(statSync(pack).size).toBeGreaterThan(store.stats().packBytes + 80_000);
@@ -96,7 +110,8 @@ describe('ChunkStore.putMany group commit', () => {
     const commits = lines.filter((l) => l.msg === 'stored batch').length;
     expect(commits).toBeGreaterThan(0);
     expect(commits).toBeLessThan(6); // the calls queued behind the first were committed together
-    for (const c of groups.flat()) expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
+    for (const c of groups.flat())
+      expect((await store.get(c.id, { verify: true })).equals(c.data)).toBe(true);
     await store.close();
   });
 

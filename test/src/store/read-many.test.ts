@@ -5,9 +5,16 @@ import { ChunkStore, type ReadManyRecord } from '../../../src/store/chunk-store.
 import { RECORD_HEADER_BYTES } from '../../../src/store/pack-format.js';
 import { chunk, tempDir } from './helpers.js';
 
-async function all(it: AsyncIterable<ReadManyRecord>): Promise<Array<{ id: string; data?: string; problem?: string }>> {
+async function all(
+  it: AsyncIterable<ReadManyRecord>,
+): Promise<Array<{ id: string; data?: string; problem?: string }>> {
   const out: Array<{ id: string; data?: string; problem?: string }> = [];
-  for await (const r of it) out.push({ id: r.id, ...(r.data ? { data: r.data.toString('hex') } : {}), ...(r.problem ? { problem: (r.problem as { code?: string }).code ?? 'error' } : {}) });
+  for await (const r of it)
+    out.push({
+      id: r.id,
+      ...(r.data ? { data: r.data.toString('hex') } : {}),
+      ...(r.problem ? { problem: (r.problem as { code?: string }).code ?? 'error' } : {}),
+    });
   return out;
 }
 
@@ -19,7 +26,12 @@ describe('ChunkStore.readMany (batch serving)', () => {
     for (let i = 0; i < chunks.length; i += 3) await store.putMany(chunks.slice(i, i + 3));
     const order = [0, 1, 2, 5, 4, 3, 6, 6, 11, 7, 8, 9, 10, 0].map((i) => chunks[i]!);
     for (const runBytes of [1, 50_000, 1 << 20]) {
-      const got = await all(store.readMany(order.map((c) => c.id), { verify: true, runBytes, aheadRuns: 2 }));
+      const got = await all(
+        store.readMany(
+          order.map((c) => c.id),
+          { verify: true, runBytes, aheadRuns: 2 },
+        ),
+      );
       expect(got).toEqual(order.map((c) => ({ id: c.id, data: Buffer.from(c.data).toString('hex') })));
     }
     await store.close();
@@ -74,7 +86,11 @@ describe('ChunkStore durable: false (a verified cache)', () => {
     const again = ChunkStore.open(dir);
     expect(again.has(a.id)).toBe(true);
     await again.close();
-    expect(() => ChunkStore.open(tempDir(), { durable: false, verifyOnRead: false })).toThrow(/not durable must verify on read/);
-    expect(() => ChunkStore.open(tempDir(), { durable: 'yes' as unknown as boolean })).toThrow(/durable must be a boolean/);
+    expect(() => ChunkStore.open(tempDir(), { durable: false, verifyOnRead: false })).toThrow(
+      /not durable must verify on read/,
+    );
+    expect(() => ChunkStore.open(tempDir(), { durable: 'yes' as unknown as boolean })).toThrow(
+      /durable must be a boolean/,
+    );
   });
 });

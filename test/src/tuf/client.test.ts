@@ -14,7 +14,17 @@ import {
 } from '../../../src/tuf/client.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
 import { binFor, metadataDelta } from '../../../src/tuf/repository.js';
-import { currentFile, DAY, HOUR, makeFixture, resign, sha256, target, timestampFor, type Fixture } from './fixture.js';
+import {
+  currentFile,
+  DAY,
+  HOUR,
+  makeFixture,
+  resign,
+  sha256,
+  target,
+  timestampFor,
+  type Fixture,
+} from './fixture.js';
 
 /** Counts what the client asks the source for. */
 class CountingSource implements MetadataSource {
@@ -27,7 +37,12 @@ class CountingSource implements MetadataSource {
 }
 
 function open(f: Fixture, opts: { store?: TrustedStore; source?: MetadataSource } = {}) {
-  return TufClient.open({ source: opts.source ?? f.mirror, store: opts.store ?? new MemoryTrustedStore(), fingerprint: rootFingerprint(f.root1), now: f.clock.now });
+  return TufClient.open({
+    source: opts.source ?? f.mirror,
+    store: opts.store ?? new MemoryTrustedStore(),
+    fingerprint: rootFingerprint(f.root1),
+    now: f.clock.now,
+  });
 }
 
 async function rejects(p: Promise<unknown>, code: string, message?: RegExp) {
@@ -36,7 +51,10 @@ async function rejects(p: Promise<unknown>, code: string, message?: RegExp) {
     (e: unknown) => e as Error & { code: string },
   );
   expect(err, 'expected a rejection').toBeDefined();
-  expect({ code: err!.code, message: err!.message }).toMatchObject({ code, ...(message ? { message: expect.stringMatching(message) } : {}) });
+  expect({ code: err!.code, message: err!.message }).toMatchObject({
+    code,
+    ...(message ? { message: expect.stringMatching(message) } : {}),
+  });
 }
 
 const json = (b: Uint8Array) => JSON.parse(Buffer.from(b).toString());
@@ -48,7 +66,13 @@ describe('TufClient: round trip', () => {
     f.publish(f.repo.updateTargets(changes));
     const client = await open(f);
     const r = await client.refresh();
-    expect(r).toMatchObject({ rootVersion: 1, generation: 2, timestampVersion: 2, changed: true, staleBins: [] });
+    expect(r).toMatchObject({
+      rootVersion: 1,
+      generation: 2,
+      timestampVersion: 2,
+      changed: true,
+      staleBins: [],
+    });
     expect(r.fetchedBins).toHaveLength(256);
     for (const c of changes) expect(await client.getTarget(c.path)).toEqual(f.repo.getTarget(c.path));
     expect([...client.targets()]).toHaveLength(300);
@@ -56,11 +80,18 @@ describe('TufClient: round trip', () => {
     await rejects(client.getTarget('../escape'), 'bad-path');
     // nothing new: only the timestamp is fetched
     const counting = new CountingSource(f.mirror);
-    const again = await TufClient.open({ source: counting, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(f.root1), now: f.clock.now });
+    const again = await TufClient.open({
+      source: counting,
+      store: new MemoryTrustedStore(),
+      fingerprint: rootFingerprint(f.root1),
+      now: f.clock.now,
+    });
     await again.refresh({ bins: 'none' });
     counting.asked.length = 0;
     expect((await again.refresh()).changed).toBe(false);
-    expect(counting.asked.filter((n) => n !== 'timestamp.json' && !n.endsWith('.root.json')).length).toBe(256); // first full fetch of bins
+    expect(counting.asked.filter((n) => n !== 'timestamp.json' && !n.endsWith('.root.json')).length).toBe(
+      256,
+    ); // first full fetch of bins
     counting.asked.length = 0;
     expect((await again.refresh()).fetchedBins).toEqual([]);
     expect(counting.asked).toEqual(['2.root.json', 'timestamp.json']);
@@ -70,7 +101,12 @@ describe('TufClient: round trip', () => {
     const f = makeFixture();
     f.publish(f.repo.updateTargets(Array.from({ length: 300 }, (_, i) => target(i))));
     const source = new CountingSource(f.mirror);
-    const client = await TufClient.open({ source, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(f.root1), now: f.clock.now });
+    const client = await TufClient.open({
+      source,
+      store: new MemoryTrustedStore(),
+      fingerprint: rootFingerprint(f.root1),
+      now: f.clock.now,
+    });
     await client.refresh();
     const added = target(300);
     const files = f.repo.addTarget(added.path, added.target);
@@ -95,7 +131,11 @@ describe('TufClient: round trip', () => {
       f.publish(files);
       const source = new CountingSource(f.mirror);
       // no fingerprint needed once a root is trusted
-      const client = await TufClient.open({ source, store: new DirectoryTrustedStore(dir), now: f.clock.now });
+      const client = await TufClient.open({
+        source,
+        store: new DirectoryTrustedStore(dir),
+        now: f.clock.now,
+      });
       const r = await client.refresh();
       expect(r.fetchedBins).toEqual([binFor(added.path)]);
       expect(source.asked).toEqual(['2.root.json', 'timestamp.json', '3.snapshot.json', files[0]!.name]);
@@ -111,10 +151,25 @@ describe('TufClient: round trip', () => {
     await depot.refresh();
     // the master exports only what changed since the depot's generation
     const changed = f.repo.updateTargets([target(1), target(2)]);
-    const bundle = new MemorySource(changed.map((x) => [x.name, x.bytes] as const), 'bundle depot-7.bundle');
-    const offline = await TufClient.open({ source: bundle, store: new MemoryTrustedStore(), initialRoot: f.root1, fingerprint: rootFingerprint(f.root1), now: f.clock.now });
-    await rejects(offline.refresh(), 'not-found', /^metadata 1.targets.json: not found in bundle depot-7.bundle$/); // a fresh client needs the full catalog
-    const r = await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now }).then((c) => c.refresh());
+    const bundle = new MemorySource(
+      changed.map((x) => [x.name, x.bytes] as const),
+      'bundle depot-7.bundle',
+    );
+    const offline = await TufClient.open({
+      source: bundle,
+      store: new MemoryTrustedStore(),
+      initialRoot: f.root1,
+      fingerprint: rootFingerprint(f.root1),
+      now: f.clock.now,
+    });
+    await rejects(
+      offline.refresh(),
+      'not-found',
+      /^metadata 1.targets.json: not found in bundle depot-7.bundle$/,
+    ); // a fresh client needs the full catalog
+    const r = await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now }).then((c) =>
+      c.refresh(),
+    );
     expect(r.generation).toBe(2);
     bundle.delete(changed[0]!.name);
     const f2 = await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now });
@@ -146,18 +201,35 @@ describe('metadataDelta (offline bundle contents)', () => {
     await depot.refresh();
     const fromSnapshot = depot.trusted.snapshot!.bytes;
     const next = generateKeyPair();
-    f.publish(f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, next.signer]));
+    f.publish(
+      f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [
+        f.keys.root[0]!.signer,
+        next.signer,
+      ]),
+    );
     const changed = f.repo.updateTargets([target(1), target(2)]);
     f.publish(changed);
     // The root rotation is generation 2 (a root travels with a new snapshot), the targets change 3.
-    const names = metadataDelta({ fromSnapshot, fromRootVersion: depot.rootVersion, toSnapshot: currentFile(f, '3.snapshot.json'), toRootVersion: f.repo.rootVersion });
+    const names = metadataDelta({
+      fromSnapshot,
+      fromRootVersion: depot.rootVersion,
+      toSnapshot: currentFile(f, '3.snapshot.json'),
+      toRootVersion: f.repo.rootVersion,
+    });
     const bins = changed.filter((x) => x.role.startsWith('bin-')).map((x) => x.name);
     expect(names.sort()).toEqual(['2.root.json', 'timestamp.json', '3.snapshot.json', ...bins].sort());
-    const bundle = new MemorySource(await Promise.all(names.map(async (n) => [n, await f.mirror.fetch(n, 1e9)] as const)), 'bundle');
-    const r = await (await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now })).refresh();
+    const bundle = new MemorySource(
+      await Promise.all(names.map(async (n) => [n, await f.mirror.fetch(n, 1e9)] as const)),
+      'bundle',
+    );
+    const r = await (
+      await TufClient.open({ source: bundle, store: storeOf(depot), now: f.clock.now })
+    ).refresh();
     expect(r).toMatchObject({ rootVersion: 2, generation: 3, fetchedBins: bins.map((n) => n.split('.')[1]) });
     // a fresh client needs every targets role
-    expect(metadataDelta({ fromRootVersion: 1, toSnapshot: currentFile(f, '3.snapshot.json'), toRootVersion: 2 })).toHaveLength(1 + 2 + 257);
+    expect(
+      metadataDelta({ fromRootVersion: 1, toSnapshot: currentFile(f, '3.snapshot.json'), toRootVersion: 2 }),
+    ).toHaveLength(1 + 2 + 257);
   });
 });
 
@@ -172,8 +244,17 @@ describe('TufClient: attacks', () => {
   it('refuses a timestamp signed by an unknown key, naming role, file and key', async () => {
     const f = makeFixture();
     const stranger = generateKeyPair();
-    f.mirror.set('timestamp.json', resign(currentFile(f, 'timestamp.json'), [stranger], () => {}));
-    await rejects((await open(f)).refresh(), 'unknown-key', new RegExp(`^timestamp metadata timestamp.json: threshold not met: 0 of 1 valid signatures \\(1 signature by unknown key ${stranger.keyid.slice(0, 8)}…\\)$`));
+    f.mirror.set(
+      'timestamp.json',
+      resign(currentFile(f, 'timestamp.json'), [stranger], () => {}),
+    );
+    await rejects(
+      (await open(f)).refresh(),
+      'unknown-key',
+      new RegExp(
+        `^timestamp metadata timestamp.json: threshold not met: 0 of 1 valid signatures \\(1 signature by unknown key ${stranger.keyid.slice(0, 8)}…\\)$`,
+      ),
+    );
   });
 
   it('refuses metadata changed after signing', async () => {
@@ -181,7 +262,11 @@ describe('TufClient: attacks', () => {
     const doc = json(currentFile(f, 'timestamp.json'));
     doc.signed.expires = '2099-01-01T00:00:00Z';
     f.mirror.set('timestamp.json', Buffer.from(JSON.stringify(doc)));
-    await rejects((await open(f)).refresh(), 'bad-signature', /timestamp metadata timestamp.json: threshold not met: 0 of 1/);
+    await rejects(
+      (await open(f)).refresh(),
+      'bad-signature',
+      /timestamp metadata timestamp.json: threshold not met: 0 of 1/,
+    );
   });
 
   it('refuses an expired timestamp (freeze) until the master re-signs it', async () => {
@@ -189,7 +274,11 @@ describe('TufClient: attacks', () => {
     const client = await open(f);
     await client.refresh();
     f.clock.advance(25 * HOUR);
-    await rejects(client.refresh(), 'expired', /^timestamp metadata timestamp.json: version 1 expired at 2030-01-02T00:00:00Z/);
+    await rejects(
+      client.refresh(),
+      'expired',
+      /^timestamp metadata timestamp.json: version 1 expired at 2030-01-02T00:00:00Z/,
+    );
     f.publish(f.repo.refresh());
     expect((await client.refresh()).timestampVersion).toBe(2);
   });
@@ -210,7 +299,11 @@ describe('TufClient: attacks', () => {
     f.publish(f.repo.addTarget(target(2).path, target(2).target));
     await client.refresh();
     f.mirror.set('timestamp.json', old);
-    await rejects(client.refresh(), 'version-rollback', /timestamp metadata timestamp.json: version 2 is older than the trusted version 3/);
+    await rejects(
+      client.refresh(),
+      'version-rollback',
+      /timestamp metadata timestamp.json: version 2 is older than the trusted version 3/,
+    );
   });
 
   it('refuses a snapshot that lowers or drops a bin version (rollback)', async () => {
@@ -230,7 +323,11 @@ describe('TufClient: attacks', () => {
       });
       f.mirror.set(`${v}.snapshot.json`, snap);
       f.mirror.set('timestamp.json', timestampFor(f, snap, f.keys.timestamp, v));
-      await rejects(client.refresh(), 'version-rollback', new RegExp(`^snapshot metadata ${v}.snapshot.json: ${bin}.json`));
+      await rejects(
+        client.refresh(),
+        'version-rollback',
+        new RegExp(`^snapshot metadata ${v}.snapshot.json: ${bin}.json`),
+      );
     }
   });
 
@@ -242,7 +339,13 @@ describe('TufClient: attacks', () => {
     await client.refresh();
     f.publish(f.repo.addTarget(t.path, t.target));
     f.mirror.set(`2.${bin}.json`, await f.mirror.fetch(`1.${bin}.json`, 1e6));
-    await rejects(client.refresh(), 'version-rollback', new RegExp(`^${bin} metadata 2.${bin}.json: version 1 is older than version 2 named by 2.snapshot.json`));
+    await rejects(
+      client.refresh(),
+      'version-rollback',
+      new RegExp(
+        `^${bin} metadata 2.${bin}.json: version 1 is older than version 2 named by 2.snapshot.json`,
+      ),
+    );
   });
 
   it('refuses a snapshot other than the one the timestamp names (mix-and-match)', async () => {
@@ -251,7 +354,11 @@ describe('TufClient: attacks', () => {
     await client.refresh();
     f.publish(f.repo.addTarget(target(1).path, target(1).target));
     // same version, validly signed by the snapshot key, but not the bytes the timestamp names
-    const other = resign(currentFile(f, '2.snapshot.json'), [f.keys.snapshot], (s) => (s.expires = '2030-01-05T00:00:00Z'));
+    const other = resign(
+      currentFile(f, '2.snapshot.json'),
+      [f.keys.snapshot],
+      (s) => (s.expires = '2030-01-05T00:00:00Z'),
+    );
     f.mirror.set('2.snapshot.json', other);
     await rejects(client.refresh(), 'hash-mismatch', /^snapshot metadata 2.snapshot.json: (length|sha256)/);
   });
@@ -267,12 +374,26 @@ describe('TufClient: attacks', () => {
     // the master rotates: new root key (v2), new timestamp key (v3)
     const root2 = generateKeyPair();
     const ts2 = generateKeyPair();
-    f.publish(f.repo.rotateRoot({ root: { keys: [root2.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, root2.signer]));
+    f.publish(
+      f.repo.rotateRoot({ root: { keys: [root2.publicKey], threshold: 1 } }, [
+        f.keys.root[0]!.signer,
+        root2.signer,
+      ]),
+    );
     f.publish(f.repo.rotateRoot({ timestamp: ts2.publicKey }, [root2.signer], { timestamp: ts2.signer }));
     const r = await client.refresh();
-    expect(r).toMatchObject({ rootVersion: 3, rootsFetched: [2, 3], onlineKeysRotated: true, timestampVersion: 3, generation: 3 });
+    expect(r).toMatchObject({
+      rootVersion: 3,
+      rootsFetched: [2, 3],
+      onlineKeysRotated: true,
+      timestampVersion: 3,
+      generation: 3,
+    });
     // the leaked key no longer counts
-    f.mirror.set('timestamp.json', resign(currentFile(f, 'timestamp.json'), [f.keys.timestamp], (s) => (s.version = 4)));
+    f.mirror.set(
+      'timestamp.json',
+      resign(currentFile(f, 'timestamp.json'), [f.keys.timestamp], (s) => (s.version = 4)),
+    );
     await rejects(client.refresh(), 'unknown-key', /^timestamp metadata timestamp.json/);
     // a new client bootstrapping from the pinned 1.root.json walks the same chain
     f.mirror.set('timestamp.json', currentFile(f, 'timestamp.json'));
@@ -287,11 +408,21 @@ describe('TufClient: attacks', () => {
     const good = v2[0]!.bytes;
     const client = await open(f);
     // one key signing twice: the keyid appears twice in the signatures, refused outright
-    f.mirror.set('2.root.json', resign(good, [k0, k0], () => {}));
-    await rejects(client.refresh(), 'bad-metadata', /^root metadata 2.root.json: two signatures carry keyid .*; a keyid may sign once/);
+    f.mirror.set(
+      '2.root.json',
+      resign(good, [k0, k0], () => {}),
+    );
+    await rejects(
+      client.refresh(),
+      'bad-metadata',
+      /^root metadata 2.root.json: two signatures carry keyid .*; a keyid may sign once/,
+    );
     // one key listed twice in the new root's root role: refused as malformed before any counting
     // (the counting itself is covered in verify.test.ts)
-    f.mirror.set('2.root.json', resign(good, [k0, k1], (s) => (s.roles.root.keyids = [k0.keyid, k0.keyid])));
+    f.mirror.set(
+      '2.root.json',
+      resign(good, [k0, k1], (s) => (s.roles.root.keyids = [k0.keyid, k0.keyid])),
+    );
     await rejects(client.refresh(), 'bad-metadata', /^root metadata 2.root.json: schema: duplicate key IDs/);
     f.mirror.set('2.root.json', good);
     expect((await client.refresh()).rootVersion).toBe(2);
@@ -301,14 +432,27 @@ describe('TufClient: attacks', () => {
     const f = makeFixture();
     const client = await open(f);
     f.mirror.set('timestamp.json', Buffer.alloc(20_000, 0x20));
-    await rejects(client.refresh(), 'too-large', /timestamp.json: 20000 bytes exceeds the limit of 16384 bytes/);
+    await rejects(
+      client.refresh(),
+      'too-large',
+      /timestamp.json: 20000 bytes exceeds the limit of 16384 bytes/,
+    );
     // a source that ignores the cap is refused by the client itself, still before parsing
-    const careless: MetadataSource = { fetch: (name) => (name === 'timestamp.json' ? Promise.resolve(Buffer.alloc(20_000, 0x7b)) : f.mirror.fetch(name, 1e9)) };
+    const careless: MetadataSource = {
+      fetch: (name) =>
+        name === 'timestamp.json' ? Promise.resolve(Buffer.alloc(20_000, 0x7b)) : f.mirror.fetch(name, 1e9),
+    };
     const c2 = await open(f, { source: careless });
     await rejects(c2.refresh(), 'too-large');
     // configurable caps
     f.mirror.set('timestamp.json', currentFile(f, 'timestamp.json'));
-    const small = await TufClient.open({ source: f.mirror, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(f.root1), now: f.clock.now, limits: { targetsMaxBytes: 100 } });
+    const small = await TufClient.open({
+      source: f.mirror,
+      store: new MemoryTrustedStore(),
+      fingerprint: rootFingerprint(f.root1),
+      now: f.clock.now,
+      limits: { targetsMaxBytes: 100 },
+    });
     await rejects(small.refresh(), 'too-large', /1.targets.json/);
   });
 
@@ -335,7 +479,19 @@ describe('TufClient: attacks', () => {
   it('bootstraps only from the pinned fingerprint', async () => {
     const f = makeFixture();
     const other = makeFixture();
-    await rejects(TufClient.open({ source: other.mirror, store: new MemoryTrustedStore(), fingerprint: rootFingerprint(f.root1) }), 'hash-mismatch', /does not match the pinned fingerprint/);
-    await rejects(TufClient.open({ source: f.mirror, store: new MemoryTrustedStore() }), 'bad-input', /no root fingerprint/);
+    await rejects(
+      TufClient.open({
+        source: other.mirror,
+        store: new MemoryTrustedStore(),
+        fingerprint: rootFingerprint(f.root1),
+      }),
+      'hash-mismatch',
+      /does not match the pinned fingerprint/,
+    );
+    await rejects(
+      TufClient.open({ source: f.mirror, store: new MemoryTrustedStore() }),
+      'bad-input',
+      /no root fingerprint/,
+    );
   });
 });

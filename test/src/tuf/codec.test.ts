@@ -7,7 +7,11 @@ describe('linear codec', () => {
   it('gives exactly the JSON and models that @tufjs/models gives', () => {
     const f = makeFixture({ options: { binCount: 16, snapshotHashes: true } });
     f.repo.updateTargets([target(1), target(2), target(3), { path: '__proto__', target: target(4).target }]);
-    const kinds: Record<string, MetadataKind> = { root: MetadataKind.Root, timestamp: MetadataKind.Timestamp, snapshot: MetadataKind.Snapshot };
+    const kinds: Record<string, MetadataKind> = {
+      root: MetadataKind.Root,
+      timestamp: MetadataKind.Timestamp,
+      snapshot: MetadataKind.Snapshot,
+    };
     for (const file of f.repo.currentFiles()) {
       const doc = JSON.parse(Buffer.from(file.bytes).toString());
       const kind = kinds[file.role] ?? MetadataKind.Targets;

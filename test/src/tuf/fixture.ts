@@ -26,7 +26,14 @@ export interface Fixture {
   publish(files: MetadataFile[]): void;
 }
 
-export function makeFixture(opts: { rootKeys?: number; threshold?: number; options?: RepositoryOptions; rootFields?: Record<string, string> } = {}): Fixture {
+export function makeFixture(
+  opts: {
+    rootKeys?: number;
+    threshold?: number;
+    options?: RepositoryOptions;
+    rootFields?: Record<string, string>;
+  } = {},
+): Fixture {
   const clock = new Clock();
   const keys = {
     root: Array.from({ length: opts.rootKeys ?? 1 }, generateKeyPair),
@@ -35,8 +42,17 @@ export function makeFixture(opts: { rootKeys?: number; threshold?: number; optio
     targets: generateKeyPair(),
   };
   const { repository, files } = TufRepository.create({
-    root: { keys: keys.root.map((k) => k.publicKey), threshold: opts.threshold ?? 1, signers: keys.root.map((k) => k.signer), ...(opts.rootFields ? { fields: opts.rootFields } : {}) },
-    online: { timestamp: keys.timestamp.signer, snapshot: keys.snapshot.signer, targets: keys.targets.signer },
+    root: {
+      keys: keys.root.map((k) => k.publicKey),
+      threshold: opts.threshold ?? 1,
+      signers: keys.root.map((k) => k.signer),
+      ...(opts.rootFields ? { fields: opts.rootFields } : {}),
+    },
+    online: {
+      timestamp: keys.timestamp.signer,
+      snapshot: keys.snapshot.signer,
+      targets: keys.targets.signer,
+    },
     options: { now: clock.now, ...opts.options },
   });
   const mirror = new MemorySource([], 'test mirror');
@@ -50,10 +66,17 @@ export function sha256(s: string | Uint8Array): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-export function target(i: number): { path: string; target: { length: number; sha256: string; custom: Record<string, unknown> } } {
+export function target(i: number): {
+  path: string;
+  target: { length: number; sha256: string; custom: Record<string, unknown> };
+} {
   return {
     path: `pkg${i}/1.0.${i}/manifest.json`,
-    target: { length: 100 + i, sha256: sha256(`manifest ${i}`), custom: { name: `pkg${i}`, version: `1.0.${i}`, manifestId: sha256(`id ${i}`) } },
+    target: {
+      length: 100 + i,
+      sha256: sha256(`manifest ${i}`),
+      custom: { name: `pkg${i}`, version: `1.0.${i}`, manifestId: sha256(`id ${i}`) },
+    },
   };
 }
 
@@ -71,7 +94,11 @@ export function timestampFor(f: Fixture, snapshot: Uint8Array, key: KeyPair, ver
   const snapVersion = JSON.parse(Buffer.from(snapshot).toString()).signed.version;
   return resign(currentFile(f, 'timestamp.json'), [key], (s) => {
     s.version = version;
-    s.meta['snapshot.json'] = { version: snapVersion, length: snapshot.length, hashes: { sha256: sha256(snapshot) } };
+    s.meta['snapshot.json'] = {
+      version: snapVersion,
+      length: snapshot.length,
+      hashes: { sha256: sha256(snapshot) },
+    };
   });
 }
 

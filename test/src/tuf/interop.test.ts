@@ -40,7 +40,8 @@ describe('interop with tuf-js (reference client)', () => {
 
   it('refreshes, walks a root rotation and finds targets in hashed bins', async () => {
     await writeFile(join(dir, 'root.json'), f.root1);
-    const updater = () => new Updater({ metadataDir: dir, metadataBaseUrl: base, config: { fetchRetries: 0 } as never });
+    const updater = () =>
+      new Updater({ metadataDir: dir, metadataBaseUrl: base, config: { fetchRetries: 0 } as never });
     await updater().refresh();
     const info = await updater().getTargetInfo(target(3).path);
     expect(info?.length).toBe(target(3).target.length);
@@ -51,13 +52,20 @@ describe('interop with tuf-js (reference client)', () => {
     // rotate the root key, add a target: tuf-js walks 2.root.json and fetches the new bin
     const { generateKeyPair } = await import('../../../src/tuf/keys.js');
     const next = generateKeyPair();
-    f.publish(f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, next.signer]));
+    f.publish(
+      f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [
+        f.keys.root[0]!.signer,
+        next.signer,
+      ]),
+    );
     f.publish(f.repo.addTarget(target(100).path, target(100).target));
     const u = updater();
     await u.refresh();
     expect((await u.getTargetInfo(target(100).path))?.length).toBe(target(100).target.length);
     const trustedRoot = JSON.parse(await readFile(join(dir, 'root.json'), 'utf8'));
     expect(trustedRoot.signed.version).toBe(2);
-    expect(Buffer.from(await readFile(join(dir, 'root.json'))).equals(Buffer.from(currentFile(f, '2.root.json')))).toBe(true);
+    expect(
+      Buffer.from(await readFile(join(dir, 'root.json'))).equals(Buffer.from(currentFile(f, '2.root.json'))),
+    ).toBe(true);
   });
 });

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { createPublicKey, verify } from 'node:crypto';
 import { canonicalize } from '@tufjs/canonical-json';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateKeyPair, keyIdOf, publicKeyObject, readPrivateKey, writePrivateKey } from '../../../src/tuf/keys.js';
+import {
+  generateKeyPair,
+  keyIdOf,
+  publicKeyObject,
+  readPrivateKey,
+  writePrivateKey,
+} from '../../../src/tuf/keys.js';
 import { sha256 } from './fixture.js';
 
 describe('tuf keys', () => {
@@ -46,7 +52,11 @@ describe('tuf keys', () => {
   });
 
   it('refuses keys that are not Ed25519 hex', () => {
-    expect(() => publicKeyObject({ keytype: 'rsa' as never, scheme: 'ed25519', keyval: { public: 'ab' } }, 'k')).toThrow(/unsupported key type/);
-    expect(() => publicKeyObject({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: 'xyz' } }, 'k')).toThrow(/64 lowercase hex/);
+    expect(() =>
+      publicKeyObject({ keytype: 'rsa' as never, scheme: 'ed25519', keyval: { public: 'ab' } }, 'k'),
+    ).toThrow(/unsupported key type/);
+    expect(() =>
+      publicKeyObject({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: 'xyz' } }, 'k'),
+    ).toThrow(/64 lowercase hex/);
   });
 });

@@ -32,7 +32,12 @@ describe('TufRepository', () => {
     expect(names).toHaveLength(256 + 4);
     const targets = json(f.repo.currentFiles().find((x) => x.name === '1.targets.json')!.bytes);
     expect(targets.signed.delegations.roles).toHaveLength(256);
-    expect(targets.signed.delegations.roles[0]).toMatchObject({ name: 'bin-00', path_hash_prefixes: ['00'], terminating: true, threshold: 1 });
+    expect(targets.signed.delegations.roles[0]).toMatchObject({
+      name: 'bin-00',
+      path_hash_prefixes: ['00'],
+      terminating: true,
+      threshold: 1,
+    });
     const root = json(f.root1);
     expect(root.signed.consistent_snapshot).toBe(true);
     expect(root.signed.expires).toBe('2031-01-01T00:00:00Z');
@@ -40,7 +45,11 @@ describe('TufRepository', () => {
     expect(Buffer.from(f.root1).toString()).not.toContain('\n');
     const ts = json(f.repo.currentFiles().find((x) => x.name === 'timestamp.json')!.bytes);
     expect(ts.signed.expires).toBe('2030-01-02T00:00:00Z');
-    expect(ts.signed.meta['snapshot.json']).toMatchObject({ version: 1, length: expect.any(Number), hashes: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(ts.signed.meta['snapshot.json']).toMatchObject({
+      version: 1,
+      length: expect.any(Number),
+      hashes: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    });
   });
 
   it('re-signs only the touched bin, the snapshot and the timestamp', () => {
@@ -50,7 +59,12 @@ describe('TufRepository', () => {
     const bin = binFor(t.path);
     expect(files.map((x) => x.name)).toEqual([`2.${bin}.json`, '2.snapshot.json', 'timestamp.json']);
     expect(f.repo.generation).toBe(2);
-    expect(f.repo.getTarget(t.path)).toEqual({ path: t.path, length: t.target.length, hashes: { sha256: t.target.sha256 }, custom: t.target.custom });
+    expect(f.repo.getTarget(t.path)).toEqual({
+      path: t.path,
+      length: t.target.length,
+      hashes: { sha256: t.target.sha256 },
+      custom: t.target.custom,
+    });
     const snap = json(files[1]!.bytes);
     expect(snap.signed.meta[`${bin}.json`]).toEqual({ version: 2 });
     expect(snap.signed.meta['targets.json']).toEqual({ version: 1 });
@@ -58,7 +72,9 @@ describe('TufRepository', () => {
     expect(f.repo.addTarget(t.path, t.target)).toEqual([]);
     // batch over two bins: two bins, one snapshot, one timestamp
     const batch = f.repo.updateTargets([target(2), target(3), { path: t.path, remove: true }]);
-    expect(batch.filter((x) => x.role.startsWith('bin-')).length).toBe(new Set([2, 3, 1].map((i) => binFor(target(i).path))).size);
+    expect(batch.filter((x) => x.role.startsWith('bin-')).length).toBe(
+      new Set([2, 3, 1].map((i) => binFor(target(i).path))).size,
+    );
     expect(batch.filter((x) => x.role === 'snapshot')).toHaveLength(1);
     expect(f.repo.getTarget(t.path)).toBeUndefined();
   });
@@ -66,11 +82,19 @@ describe('TufRepository', () => {
   it('validates targets before signing anything', () => {
     const f = makeFixture();
     const gen = f.repo.generation;
-    expect(() => f.repo.updateTargets([target(1), { path: '../etc/passwd', target: target(2).target }])).toThrow(expect.objectContaining({ code: 'bad-path' }));
-    expect(() => f.repo.addTarget('/abs', target(1).target)).toThrow(expect.objectContaining({ code: 'bad-path' }));
-    expect(() => f.repo.addTarget('a/./b', target(1).target)).toThrow(expect.objectContaining({ code: 'bad-path' }));
+    expect(() =>
+      f.repo.updateTargets([target(1), { path: '../etc/passwd', target: target(2).target }]),
+    ).toThrow(expect.objectContaining({ code: 'bad-path' }));
+    expect(() => f.repo.addTarget('/abs', target(1).target)).toThrow(
+      expect.objectContaining({ code: 'bad-path' }),
+    );
+    expect(() => f.repo.addTarget('a/./b', target(1).target)).toThrow(
+      expect.objectContaining({ code: 'bad-path' }),
+    );
     expect(() => f.repo.addTarget('ok', { ...target(1).target, sha256: 'abc' })).toThrow(/sha256 must be 64/);
-    expect(() => f.repo.addTarget('ok', { ...target(1).target, custom: { ratio: 0.5 } })).toThrow(/canonical JSON/);
+    expect(() => f.repo.addTarget('ok', { ...target(1).target, custom: { ratio: 0.5 } })).toThrow(
+      /canonical JSON/,
+    );
     expect(() => f.repo.removeTarget('missing')).toThrow(expect.objectContaining({ code: 'not-found' }));
     expect(f.repo.generation).toBe(gen);
   });
@@ -89,17 +113,34 @@ describe('TufRepository', () => {
     f.repo.addTarget(target(1).path, target(1).target);
     const cur = new Map(f.repo.currentFiles().map((x) => [x.role, x.bytes]));
     const bins = new Map([...cur].filter(([r]) => r.startsWith('bin-')));
-    const stored = { root: cur.get('root')!, timestamp: cur.get('timestamp')!, snapshot: cur.get('snapshot')!, targets: cur.get('targets')!, bins };
-    const online = { timestamp: f.keys.timestamp.signer, snapshot: f.keys.snapshot.signer, targets: f.keys.targets.signer };
+    const stored = {
+      root: cur.get('root')!,
+      timestamp: cur.get('timestamp')!,
+      snapshot: cur.get('snapshot')!,
+      targets: cur.get('targets')!,
+      bins,
+    };
+    const online = {
+      timestamp: f.keys.timestamp.signer,
+      snapshot: f.keys.snapshot.signer,
+      targets: f.keys.targets.signer,
+    };
     const again = TufRepository.load(stored, online, { now: f.clock.now });
     expect(again.generation).toBe(2);
     expect(again.getTarget(target(1).path)?.length).toBe(target(1).target.length);
     expect(again.addTarget(target(2).path, target(2).target).at(-2)!.name).toBe('3.snapshot.json');
     // wrong signer, tampered bytes, missing bin
-    expect(() => TufRepository.load(stored, { ...online, timestamp: generateKeyPair().signer })).toThrow(/timestamp signer/);
+    expect(() => TufRepository.load(stored, { ...online, timestamp: generateKeyPair().signer })).toThrow(
+      /timestamp signer/,
+    );
     const tampered = new Map(bins);
-    tampered.set('bin-00', Buffer.from(Buffer.from(bins.get('bin-00')!).toString().replace('"version":1', '"version":9')));
-    expect(() => TufRepository.load({ ...stored, bins: tampered }, online)).toThrow(expect.objectContaining({ code: 'bad-signature' }));
+    tampered.set(
+      'bin-00',
+      Buffer.from(Buffer.from(bins.get('bin-00')!).toString().replace('"version":1', '"version":9')),
+    );
+    expect(() => TufRepository.load({ ...stored, bins: tampered }, online)).toThrow(
+      expect.objectContaining({ code: 'bad-signature' }),
+    );
     const missing = new Map(bins);
     missing.delete('bin-7f');
     expect(() => TufRepository.load({ ...stored, bins: missing }, online)).toThrow(/bin-7f is missing/);
@@ -122,8 +163,12 @@ describe('TufRepository', () => {
     const f = makeFixture();
     const next = generateKeyPair();
     const change = { root: { keys: [next.publicKey], threshold: 1 } };
-    expect(() => f.repo.rotateRoot(change, [next.signer])).toThrow(/not signed by a threshold of the old root keys/);
-    expect(() => f.repo.rotateRoot(change, [f.keys.root[0]!.signer])).toThrow(/not signed by a threshold of the new root keys/);
+    expect(() => f.repo.rotateRoot(change, [next.signer])).toThrow(
+      /not signed by a threshold of the old root keys/,
+    );
+    expect(() => f.repo.rotateRoot(change, [f.keys.root[0]!.signer])).toThrow(
+      /not signed by a threshold of the new root keys/,
+    );
     expect(f.repo.rootVersion).toBe(1);
     const files = f.repo.rotateRoot(change, [f.keys.root[0]!.signer, next.signer]);
     expect(files.map((x) => x.name)).toEqual(['2.root.json', '2.snapshot.json', 'timestamp.json']);
@@ -135,11 +180,14 @@ describe('TufRepository', () => {
     expect(rotated.map((x) => x.name)).toEqual(['3.root.json', '3.snapshot.json', 'timestamp.json']);
   });
 
-  it("carries the signed CA certificate field of root 1 into every rotated root", () => {
+  it('carries the signed CA certificate field of root 1 into every rotated root', () => {
     const f = makeFixture({ rootFields: { [ROOT_CA_FIELD]: 'PEM' } });
     expect(json(f.root1).signed[ROOT_CA_FIELD]).toBe('PEM');
     const next = generateKeyPair();
-    const [r2] = f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [f.keys.root[0]!.signer, next.signer]);
+    const [r2] = f.repo.rotateRoot({ root: { keys: [next.publicKey], threshold: 1 } }, [
+      f.keys.root[0]!.signer,
+      next.signer,
+    ]);
     expect(json(r2!.bytes).signed[ROOT_CA_FIELD]).toBe('PEM');
     const ts = generateKeyPair();
     const [r3] = f.repo.rotateRoot({ timestamp: ts.publicKey }, [next.signer], { timestamp: ts.signer });
@@ -148,8 +196,14 @@ describe('TufRepository', () => {
   });
 
   it('rejects bad options naming the option and the value', () => {
-    expect(() => makeFixture({ options: { binCount: 100 as never } })).toThrow(/binCount must be 16, 256 or 4096, got 100/);
-    expect(() => makeFixture({ options: { expiryMs: { timestamp: 10 } } })).toThrow(/expiryMs.timestamp must be/);
-    expect(() => makeFixture({ rootKeys: 2, threshold: 3 })).toThrow(/threshold must be an integer from 1 to 2/);
+    expect(() => makeFixture({ options: { binCount: 100 as never } })).toThrow(
+      /binCount must be 16, 256 or 4096, got 100/,
+    );
+    expect(() => makeFixture({ options: { expiryMs: { timestamp: 10 } } })).toThrow(
+      /expiryMs.timestamp must be/,
+    );
+    expect(() => makeFixture({ rootKeys: 2, threshold: 3 })).toThrow(
+      /threshold must be an integer from 1 to 2/,
+    );
   });
 });

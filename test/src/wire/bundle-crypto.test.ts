@@ -8,7 +8,14 @@ import { DepotsyncError } from '../../../src/errors.js';
 import { createCa, issueMachineCertificate, loadCa } from '../../../src/pki/ca.js';
 import { createMachineKeyAndCsr } from '../../../src/pki/csr.js';
 import { unwrapKey, wrapKeyForCertificate } from '../../../src/pki/key-wrap.js';
-import { decodeEncryption, headerAad, openBlock, sealedLength, SectionSealer, BUNDLE_SEAL_ALGORITHM } from '../../../src/wire/bundle-crypto.js';
+import {
+  decodeEncryption,
+  headerAad,
+  openBlock,
+  sealedLength,
+  SectionSealer,
+  BUNDLE_SEAL_ALGORITHM,
+} from '../../../src/wire/bundle-crypto.js';
 import { SealedCursor } from '../../../depot/offline/section-cursor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bundle-crypto-'));
@@ -29,7 +36,7 @@ function seal(key: Buffer, aad: Buffer, blockBytes: number, sections: Buffer[], 
   const next = sizes(7, pieceMax);
   sections.forEach((plain, i) => {
     s.begin(i, plain.length);
-    for (let at = 0; at < plain.length; ) {
+    for (let at = 0; at < plain.length;) {
       const n = Math.min(next(), plain.length - at);
       s.update(plain.subarray(at, at + n), out);
       at += n;
@@ -54,7 +61,10 @@ describe('sealed bundle sections (AES-256-GCM blocks)', () => {
     const fh = await open(path, 'r');
     try {
       for (const readBytes of [1, B, 3 * B, 1 << 20]) {
-        const c = new SealedCursor({ fh, base: 10, length: a.length, what: 'a', readBytes }, { key, aad, blockBytes: B, section: 0 });
+        const c = new SealedCursor(
+          { fh, base: 10, length: a.length, what: 'a', readBytes },
+          { key, aad, blockBytes: B, section: 0 },
+        );
         const next = sizes(readBytes, 2 * B + 17);
         let at = 0;
         let k = 0;
@@ -66,10 +76,16 @@ describe('sealed bundle sections (AES-256-GCM blocks)', () => {
         }
         await expect(c.take(1)).rejects.toThrow(/runs past the section's end/);
       }
-      const c2 = new SealedCursor({ fh, base: 10 + sealedLength(a.length, B), length: b.length, what: 'b', readBytes: B }, { key, aad, blockBytes: B, section: 1 });
+      const c2 = new SealedCursor(
+        { fh, base: 10 + sealedLength(a.length, B), length: b.length, what: 'b', readBytes: B },
+        { key, aad, blockBytes: B, section: 1 },
+      );
       expect((await c2.take(b.length)).equals(b)).toBe(true);
       // The nonce names the section: read as section 0, section 1's block fails.
-      const wrong = new SealedCursor({ fh, base: 10 + sealedLength(a.length, B), length: b.length, what: 'b', readBytes: B }, { key, aad, blockBytes: B, section: 0 });
+      const wrong = new SealedCursor(
+        { fh, base: 10 + sealedLength(a.length, B), length: b.length, what: 'b', readBytes: B },
+        { key, aad, blockBytes: B, section: 0 },
+      );
       await expect(wrong.take(1)).rejects.toThrow(/block 0 fails its AES-256-GCM authentication/);
     } finally {
       await fh.close();
@@ -100,11 +116,18 @@ describe('sealed bundle sections (AES-256-GCM blocks)', () => {
   });
 
   it('decodes the header entry strictly', () => {
-    const ok = { algorithm: BUNDLE_SEAL_ALGORITHM, certificateSerial: 'ab12', wrappedKey: randomBytes(256).toString('base64'), blockBytes: B };
+    const ok = {
+      algorithm: BUNDLE_SEAL_ALGORITHM,
+      certificateSerial: 'ab12',
+      wrappedKey: randomBytes(256).toString('base64'),
+      blockBytes: B,
+    };
     expect(decodeEncryption(ok, 'h')).toEqual(ok);
     expect(() => decodeEncryption({ ...ok, algorithm: 'AES-128-CBC' }, 'h')).toThrow(/algorithm/);
     expect(() => decodeEncryption({ ...ok, blockBytes: 10 }, 'h')).toThrow(/blockBytes/);
-    expect(() => decodeEncryption({ ...ok, wrappedKey: randomBytes(16).toString('base64') }, 'h')).toThrow(/wrappedKey/);
+    expect(() => decodeEncryption({ ...ok, wrappedKey: randomBytes(16).toString('base64') }, 'h')).toThrow(
+      /wrappedKey/,
+    );
     expect(() => decodeEncryption({ ...ok, certificateSerial: '../x' }, 'h')).toThrow(/certificateSerial/);
   });
 });
@@ -118,14 +141,25 @@ describe('key wrapping for a machine certificate (RSA-OAEP-SHA256)', () => {
     const certPem = issueMachineCertificate(ca, mine.csrPem, { machineName: 'ship', role: 'depot' });
     const key = randomBytes(32);
     const w = wrapKeyForCertificate(key, certPem, 'ship certificate');
-    expect(w.certificateSerial).toBe(new X509Certificate(certPem).serialNumber.toLowerCase().replace(/^0+/, ''));
+    expect(w.certificateSerial).toBe(
+      new X509Certificate(certPem).serialNumber.toLowerCase().replace(/^0+/, ''),
+    );
     expect(unwrapKey(w.wrapped, mine.keyPem, 'w', 32).equals(key)).toBe(true);
-    expect(() => unwrapKey(w.wrapped, theirs.keyPem, 'w', 32)).toThrow(/does not unwrap with this machine's private key/);
+    expect(() => unwrapKey(w.wrapped, theirs.keyPem, 'w', 32)).toThrow(
+      /does not unwrap with this machine's private key/,
+    );
     const damaged = Buffer.from(w.wrapped);
     damaged[7]! ^= 1;
     expect(() => unwrapKey(damaged, mine.keyPem, 'w', 32)).toThrow(/does not unwrap/);
     // The same key wrapped without the depotsync label (another purpose) does not unwrap here.
-    const unlabeled = publicEncrypt({ key: new X509Certificate(certPem).publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, key);
+    const unlabeled = publicEncrypt(
+      {
+        key: new X509Certificate(certPem).publicKey,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: 'sha256',
+      },
+      key,
+    );
     expect(() => unwrapKey(unlabeled, mine.keyPem, 'w', 32)).toThrow(/does not unwrap/);
   });
 });

@@ -23,7 +23,8 @@ const expected = [ids[0]!, ids[1]!, missingId, ids[2]!, ids[3]!];
 function decodeIn(pieceBytes: number, pool?: SizedBufferPool): BatchRecord[] {
   const d = new BatchDecoder(expected, 256 * 1024, 'test batch', pool);
   const out: BatchRecord[] = [];
-  for (let at = 0; at < wire.length; at += pieceBytes) out.push(...d.push(wire.subarray(at, at + pieceBytes)));
+  for (let at = 0; at < wire.length; at += pieceBytes)
+    out.push(...d.push(wire.subarray(at, at + pieceBytes)));
   d.finish();
   return out;
 }

@@ -37,7 +37,10 @@ function edited(base: Buffer, at: number, bytes: number, fill = 0xaa): Buffer {
 }
 
 /** Encode one answer, decode it (fed in small pieces: byte by byte for small records), rebuild against the base. */
-function roundTrip(base: Buffer | undefined, target: Buffer): { rec: DeltaRecord; wire: number; out: Buffer | string } {
+function roundTrip(
+  base: Buffer | undefined,
+  target: Buffer,
+): { rec: DeltaRecord; wire: number; out: Buffer | string } {
   const id = blake3Hex(target);
   const wire = Buffer.concat(encodeDeltaRecord(id, target, base));
   const dec = new DeltaDecoder([id], target.length);
@@ -47,7 +50,12 @@ function roundTrip(base: Buffer | undefined, target: Buffer): { rec: DeltaRecord
   dec.finish();
   expect(recs).toHaveLength(1);
   const rec = recs[0]!;
-  const out = rec.kind === 'delta' ? rebuildChunk(base!, rec, target.length) : rec.kind === 'whole' ? rec.data : 'absent';
+  const out =
+    rec.kind === 'delta'
+      ? rebuildChunk(base!, rec, target.length)
+      : rec.kind === 'whole'
+        ? rec.data
+        : 'absent';
   return { rec, wire: wire.length, out };
 }
 
@@ -94,7 +102,10 @@ describe('chunk delta wire format', () => {
     expect(d).toEqual({ prefix: 30_000, prefixFrom: start, suffix: 28_000, suffixFrom: start + 32_000 });
     const wire = Buffer.concat(encodeDeltaRecord(id, target, ab, start));
     expect(wire.length).toBe(53 + 2000);
-    const rec = new DeltaDecoder([id], target.length).push(wire)[0] as Extract<DeltaRecord, { kind: 'delta' }>;
+    const rec = new DeltaDecoder([id], target.length).push(wire)[0] as Extract<
+      DeltaRecord,
+      { kind: 'delta' }
+    >;
     expect((rebuildChunk(ab, rec, target.length) as Buffer).equals(target)).toBe(true);
     // An offset beyond the base is ignored, not trusted.
     expect(computeDelta(ab, target, 10_000_000)).toMatchObject({ prefix: 0, suffix: 0 });
@@ -147,10 +158,18 @@ describe('chunk delta wire format', () => {
 
     it('lengths that do not add up to the chunk, or reach past the base, are refused by the rebuild', () => {
       const rec = decode(good)[0] as Extract<DeltaRecord, { kind: 'delta' }>;
-      expect(rebuildChunk(base, { ...rec, prefix: rec.prefix + 1 }, target.length)).toMatch(/is not the chunk's length/);
-      expect(rebuildChunk(base.subarray(0, 1000), rec, target.length)).toMatch(/reaches past the base's 1000 bytes/);
-      expect(rebuildChunk(base, { ...rec, suffixFrom: base.length - 10 }, target.length)).toMatch(/suffix .* reaches past the base's 70000 bytes/);
-      expect(rebuildChunk(base, { ...rec, prefixFrom: 0xffffffff }, target.length)).toMatch(/prefix .* reaches past/);
+      expect(rebuildChunk(base, { ...rec, prefix: rec.prefix + 1 }, target.length)).toMatch(
+        /is not the chunk's length/,
+      );
+      expect(rebuildChunk(base.subarray(0, 1000), rec, target.length)).toMatch(
+        /reaches past the base's 1000 bytes/,
+      );
+      expect(rebuildChunk(base, { ...rec, suffixFrom: base.length - 10 }, target.length)).toMatch(
+        /suffix .* reaches past the base's 70000 bytes/,
+      );
+      expect(rebuildChunk(base, { ...rec, prefixFrom: 0xffffffff }, target.length)).toMatch(
+        /prefix .* reaches past/,
+      );
     });
 
     it.each([
@@ -173,11 +192,15 @@ describe('chunk delta wire format', () => {
     });
 
     it('records for ids not asked for, unknown kinds, extra records and cut streams are refused', () => {
-      expect(refused(() => decode(good, target.length, ['00'.repeat(32)])).message).toMatch(/record 0 is chunk .*, expected 0000/);
+      expect(refused(() => decode(good, target.length, ['00'.repeat(32)])).message).toMatch(
+        /record 0 is chunk .*, expected 0000/,
+      );
       const kind = Buffer.from(good);
       kind[32] = 7;
       expect(refused(() => decode(kind)).message).toContain('unknown kind 7');
-      expect(refused(() => decode(Buffer.concat([good, good]))).message).toContain('more records than the 1 pairs requested');
+      expect(refused(() => decode(Buffer.concat([good, good]))).message).toContain(
+        'more records than the 1 pairs requested',
+      );
       const cut = refused(() => decode(good.subarray(0, good.length - 1)));
       expect(cut.code).toBe('truncated');
       const whole = Buffer.concat(encodeDeltaRecord(id, target, undefined));
@@ -190,7 +213,11 @@ describe('chunk delta wire format', () => {
     const b = 'b'.repeat(64);
 
     it('round-trips and stays within the body limit at the pair limit', () => {
-      const pairs = Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs }, () => ({ bases: [a, a, a, a], offset: 0xffffffff, target: b }));
+      const pairs = Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs }, () => ({
+        bases: [a, a, a, a],
+        offset: 0xffffffff,
+        target: b,
+      }));
       const body = encodeDeltaRequest(pairs);
       expect(body.length).toBeLessThanOrEqual(CHUNK_DELTA_LIMITS.maxRequestBytes);
       expect(parseDeltaRequest(body)).toEqual(pairs);
@@ -202,14 +229,59 @@ describe('chunk delta wire format', () => {
       ['an oversized body', `{"pairs":[${' '.repeat(400 * 1024)}]}`, 'too-large', /over the limit/],
       ['not an object', '[]', 'bad-input', /expected \{"pairs"/],
       ['an unknown field', JSON.stringify({ pairs: [], more: 1 }), 'bad-input', /unknown field "more"/],
-      ['a bad id', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: 'B'.repeat(64) }] }), 'bad-input', /pairs\[0\]\.target is not a chunk id/],
-      ['a bad base id', JSON.stringify({ pairs: [{ bases: [a, 'x'], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases\[1\] is not a chunk id/],
-      ['no bases', JSON.stringify({ pairs: [{ bases: [], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases is not a list of 1 to 4 chunk ids/],
-      ['too many bases', JSON.stringify({ pairs: [{ bases: [a, a, a, a, a], offset: 0, target: b }] }), 'bad-input', /pairs\[0\]\.bases is not a list of 1 to 4/],
-      ['a pair with extra fields', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: b, x: 1 }] }), 'bad-input', /pairs\[0\] has unknown field "x"/],
-      ['a missing offset', JSON.stringify({ pairs: [{ bases: [a], target: b }] }), 'bad-input', /pairs\[0\]\.offset is not an integer/],
-      ['a negative offset', JSON.stringify({ pairs: [{ bases: [a], offset: -1, target: b }] }), 'bad-input', /pairs\[0\]\.offset is not an integer/],
-      ['too many pairs', JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: b }, { bases: [a], offset: 0, target: b }] }), 'too-large', /2 pairs, limit 1/],
+      [
+        'a bad id',
+        JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: 'B'.repeat(64) }] }),
+        'bad-input',
+        /pairs\[0\]\.target is not a chunk id/,
+      ],
+      [
+        'a bad base id',
+        JSON.stringify({ pairs: [{ bases: [a, 'x'], offset: 0, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.bases\[1\] is not a chunk id/,
+      ],
+      [
+        'no bases',
+        JSON.stringify({ pairs: [{ bases: [], offset: 0, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.bases is not a list of 1 to 4 chunk ids/,
+      ],
+      [
+        'too many bases',
+        JSON.stringify({ pairs: [{ bases: [a, a, a, a, a], offset: 0, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.bases is not a list of 1 to 4/,
+      ],
+      [
+        'a pair with extra fields',
+        JSON.stringify({ pairs: [{ bases: [a], offset: 0, target: b, x: 1 }] }),
+        'bad-input',
+        /pairs\[0\] has unknown field "x"/,
+      ],
+      [
+        'a missing offset',
+        JSON.stringify({ pairs: [{ bases: [a], target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.offset is not an integer/,
+      ],
+      [
+        'a negative offset',
+        JSON.stringify({ pairs: [{ bases: [a], offset: -1, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.offset is not an integer/,
+      ],
+      [
+        'too many pairs',
+        JSON.stringify({
+          pairs: [
+            { bases: [a], offset: 0, target: b },
+            { bases: [a], offset: 0, target: b },
+          ],
+        }),
+        'too-large',
+        /2 pairs, limit 1/,
+      ],
     ])('refuses %s', (_n, body, code, message) => {
       try {
         parseDeltaRequest(Buffer.from(body), 1);
@@ -244,7 +316,12 @@ describe('POST /v1/chunks/delta (read API)', () => {
   const app = new Hono<ServeEnv>();
   app.onError(errorHandler(silentLogger()));
   app.route('/', readRoutes(source, silentLogger()));
-  const post = (body: string | Buffer) => app.request('/v1/chunks/delta', { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/json' } });
+  const post = (body: string | Buffer) =>
+    app.request('/v1/chunks/delta', {
+      method: 'POST',
+      body: typeof body === 'string' ? body : new Uint8Array(body),
+      headers: { 'content-type': 'application/json' },
+    });
 
   it('answers each pair in order: a delta, the whole chunk when a base is unknown, absent when the target is', async () => {
     const unknown = 'c'.repeat(64);
@@ -257,15 +334,28 @@ describe('POST /v1/chunks/delta (read API)', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe(DELTA_CONTENT_TYPE);
     const wire = Buffer.from(await r.arrayBuffer());
-    const recs = new DeltaDecoder(pairs.map((p) => p.target), 50_000).push(wire);
+    const recs = new DeltaDecoder(
+      pairs.map((p) => p.target),
+      50_000,
+    ).push(wire);
     expect(recs.map((x) => x.kind)).toEqual(['delta', 'whole', 'absent']);
-    expect((rebuildChunk(base, recs[0] as Extract<DeltaRecord, { kind: 'delta' }>, target.length) as Buffer).equals(target)).toBe(true);
+    expect(
+      (
+        rebuildChunk(base, recs[0] as Extract<DeltaRecord, { kind: 'delta' }>, target.length) as Buffer
+      ).equals(target),
+    ).toBe(true);
     expect(wire.length).toBe(53 + 2000 + 37 + 40_000 + 33);
   });
 
   it('answers 400 to a bad request and 413 to one above the limits', async () => {
     expect((await post('{"pairs":[1]}')).status).toBe(400);
-    const many = encodeDeltaRequest(Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs + 1 }, () => ({ bases: [baseId], offset: 0, target: targetId })));
+    const many = encodeDeltaRequest(
+      Array.from({ length: CHUNK_DELTA_LIMITS.maxPairs + 1 }, () => ({
+        bases: [baseId],
+        offset: 0,
+        target: targetId,
+      })),
+    );
     expect((await post(many)).status).toBe(413);
   });
 });

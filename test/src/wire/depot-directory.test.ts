@@ -27,7 +27,9 @@ describe('depot directory document', () => {
     expect(d.depots.map((e) => e.name)).toEqual(['alpha', 'zeta']);
     expect(d.depots[1]!.url).toBe('https://zeta2.example');
     const t = directoryTarget(d);
-    expect(directoryFromTarget({ length: t.length, hashes: { sha256: t.sha256 }, custom: t.custom }, 'test')).toEqual(d);
+    expect(
+      directoryFromTarget({ length: t.length, hashes: { sha256: t.sha256 }, custom: t.custom }, 'test'),
+    ).toEqual(d);
     expect(withoutEntry(d, 'alpha')).toEqual({ format: 1, version: 4, depots: [d.depots[1]] });
   });
 
@@ -49,19 +51,53 @@ describe('depot directory document', () => {
     const e = caught(() => decodeDirectoryEntry({ name: '../etc', url: 'https://x', site: 'a b' }, 'entry'));
     expect(e.message).toMatch(/name: does not match/);
     expect(e.message).toMatch(/site: does not match/);
-    expect(caught(() => decodeDirectoryEntry({ name: 'ok', url: 'https://x', port: 1 }, 'entry')).message).toMatch(/unknown field "port"/);
+    expect(
+      caught(() => decodeDirectoryEntry({ name: 'ok', url: 'https://x', port: 1 }, 'entry')).message,
+    ).toMatch(/unknown field "port"/);
   });
 
   it('a document that is unsorted, duplicated, or disagrees with its signed length and hash is refused', () => {
-    expect(caught(() => decodeDirectory({ format: 1, version: 1, depots: [{ name: 'b', url: 'https://b' }, { name: 'a', url: 'https://a' }] }, 'doc')).message).toMatch(/sorted by name/);
-    expect(caught(() => decodeDirectory({ format: 2, version: 1, depots: [] }, 'doc')).message).toMatch(/format/);
+    expect(
+      caught(() =>
+        decodeDirectory(
+          {
+            format: 1,
+            version: 1,
+            depots: [
+              { name: 'b', url: 'https://b' },
+              { name: 'a', url: 'https://a' },
+            ],
+          },
+          'doc',
+        ),
+      ).message,
+    ).toMatch(/sorted by name/);
+    expect(caught(() => decodeDirectory({ format: 2, version: 1, depots: [] }, 'doc')).message).toMatch(
+      /format/,
+    );
     const d = withEntry(EMPTY_DIRECTORY, { name: 'a', url: 'https://a' });
     const t = directoryTarget(d);
     const other = directoryTarget(withEntry(d, { name: 'b', url: 'https://b' }));
-    const mixed = caught(() => directoryFromTarget({ length: t.length, hashes: { sha256: t.sha256 }, custom: other.custom }, 'depots.json'));
+    const mixed = caught(() =>
+      directoryFromTarget(
+        { length: t.length, hashes: { sha256: t.sha256 }, custom: other.custom },
+        'depots.json',
+      ),
+    );
     expect(mixed.code).toBe('hash-mismatch');
-    const bad = caught(() => directoryFromTarget({ length: 1, hashes: { sha256: t.sha256 }, custom: { depotDirectory: { format: 1, version: 1, depots: [{ name: 'x', url: 'http://x' }] } } }, 'depots.json'));
+    const bad = caught(() =>
+      directoryFromTarget(
+        {
+          length: 1,
+          hashes: { sha256: t.sha256 },
+          custom: { depotDirectory: { format: 1, version: 1, depots: [{ name: 'x', url: 'http://x' }] } },
+        },
+        'depots.json',
+      ),
+    );
     expect(bad.code).toBe('bad-metadata');
-    expect(caught(() => directoryFromTarget({ length: 1, hashes: {}, custom: {} }, 'depots.json')).message).toMatch(/carries no depotDirectory/);
+    expect(
+      caught(() => directoryFromTarget({ length: 1, hashes: {}, custom: {} }, 'depots.json')).message,
+    ).toMatch(/carries no depotDirectory/);
   });
 });
