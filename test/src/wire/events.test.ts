@@ -79,7 +79,10 @@ describe('event stream wire format', () => {
       /depot must be a machine name or null/,
     );
     expect(() => decodeEvent({ event: 'revocations', data: '{"version":1e400}' })).toThrow(
-      /revocations event: version must be a non-negative integer/,
+      /revocations event data: non-integer number/,
+    );
+    expect(() => decodeEvent({ event: 'revocations', data: '{"version":-1}' })).toThrow(
+      /revocations event: version must be a non-negative integer, got -1/,
     );
     expect(() => decodeEvent({ event: 'revocations', data: '{}' })).toThrow(
       /version must be a non-negative integer, got undefined/,
