@@ -41,18 +41,16 @@ describe('master gc racing a publish in another process', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let done = false;
     void exited.then(() => (done = true));
+    // Whether a collection lands between the chunks' commit and the version's depends on the machine's
+    // speed; gc.test.ts ("a publish in flight while gc runs") starts one in that window. Here: many runs, nothing lost.
     let runs = 0;
-    let sawChunksBeforeCommit = false;
     while (!done) {
-      const before = ctx.store.stats().chunks;
-      if (before > 0 && !findVersion(ctx.db, 'big', '1')) sawChunksBeforeCommit = true;
       await collectMasterGarbage(ctx, { graceMs: 60_000 });
       runs++;
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(await exited, stderr).toBe(0);
     expect(runs).toBeGreaterThan(1);
-    expect(sawChunksBeforeCommit).toBe(true);
     await collectMasterGarbage(ctx, { graceMs: 60_000 });
     const v = findVersion(ctx.db, 'big', '1');
     expect(v).toBeDefined();
