@@ -1,7 +1,7 @@
 import { createPrivateKey, sign } from 'node:crypto';
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../src/fs/atomic-write.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../../src/fs/atomic-write.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { encodeStatusFile, OFFLINE_FILE_FORMAT, STATUS_FILE_TYPE } from '../../src/wire/offline-files.js';
 import type { DepotCredentials } from '../depot.js';
@@ -51,6 +51,8 @@ export async function writeStatusFile(
   // A newer report supersedes the older ones (the master ignores them anyway): the outbox keeps only
   // the newest, so weeks of scheduled runs do not pile up files to carry.
   const prefix = `status-${d.name}-`;
+  // A writer killed mid-write left its temporary file: nobody else removes it.
+  await removeStaleTempFiles(d.layout.outbox, prefix);
   for (const f of await readdir(d.layout.outbox)) {
     if (f.startsWith(prefix) && f.endsWith('.json') && join(d.layout.outbox, f) !== file)
       await unlink(join(d.layout.outbox, f)).catch(() => undefined);

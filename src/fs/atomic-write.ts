@@ -1,8 +1,45 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../errors.js';
+
+/**
+ * The temporary name of an atomic write: `.NAME.PID-RANDOM.tmp` beside the file. The writer's pid lets a
+ * later writer remove what a killed one left (removeStaleTempFiles) without touching one still running.
+ */
+function tempName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+const TEMP_NAME = /^\.(.+)\.(\d+)-[0-9a-f]{12}\.tmp$/;
+
+/**
+ * Remove the temporary files of atomic writes into `dir` whose file name starts with `prefix` and whose
+ * writer process is gone (killed mid-write). Files of live writers (this process included) stay.
+ */
+export async function removeStaleTempFiles(dir: string, prefix: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = TEMP_NAME.exec(name);
+    if (!m || !m[1]!.startsWith(prefix) || processAlive(Number(m[2]))) continue;
+    await unlink(join(dir, name)).then(
+      () => removed.push(name),
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+  }
+}
 
 /**
  * Write a file so that a reader (or a crash) sees either the old content or the new, never half:
@@ -13,7 +50,7 @@ export async function writeFileAtomic(
   data: Uint8Array | string,
   opts: { mode?: number } = {},
 ): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempName(path);
   try {
     const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
     try {
@@ -36,7 +73,7 @@ export function writeFileAtomicSync(
   data: Uint8Array | string,
   opts: { mode?: number } = {},
 ): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempName(path);
   try {
     const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);
     try {
