@@ -110,7 +110,7 @@ export async function waitForHttps(url: string, timeoutMs = 20_000): Promise<voi
 
 /**
  * Mint a one-time depot token on the master at `master` (a directory) and run `depot init` with it;
- * returns the parsed JSON of `depot init`. `args` are appended after the standard flags.
+ * returns the parsed JSON of `depot init`. `args` follow the standard flags; `env` goes to both runs.
  */
 export function enrollDepot(o: {
   master: string;
@@ -121,24 +121,28 @@ export function enrollDepot(o: {
   port: number;
   parent?: string;
   args?: string[];
+  env?: NodeJS.ProcessEnv;
 }): any {
-  const token = runJson(['master', 'token', '--dir', o.master, '--role', 'depot']).token as string;
-  return runJson([
-    'depot',
-    'init',
-    '--dir',
-    o.dir,
-    '--master',
-    o.masterUrl,
-    '--fingerprint',
-    o.fingerprint,
-    '--token',
-    token,
-    '--name',
-    o.name,
-    '--listen',
-    `127.0.0.1:${o.port}`,
-    ...(o.parent ? ['--parent', o.parent] : []),
-    ...(o.args ?? []),
-  ]);
+  const token = runJson(['master', 'token', '--dir', o.master, '--role', 'depot'], o.env).token as string;
+  return runJson(
+    [
+      'depot',
+      'init',
+      '--dir',
+      o.dir,
+      '--master',
+      o.masterUrl,
+      '--fingerprint',
+      o.fingerprint,
+      '--token',
+      token,
+      '--name',
+      o.name,
+      '--listen',
+      `127.0.0.1:${o.port}`,
+      ...(o.parent ? ['--parent', o.parent] : []),
+      ...(o.args ?? []),
+    ],
+    o.env,
+  );
 }
