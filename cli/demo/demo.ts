@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import https from 'node:https';
 import { dirname, join } from 'node:path';
 import { DepotsyncError } from '../../src/errors.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from './processes.js';
+import { enrollDepot, freePort, runJson, startService, waitForHttps, type Service } from './processes.js';
 
 export interface DemoStep {
   step: string;
@@ -84,27 +84,9 @@ export async function runDemo(opts: {
       ['depot-a', DA, ap, undefined],
       ['depot-b', DB, bp, depotUrl(ap)],
     ] as const) {
-      const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
       await step(
         `${name} init (token)`,
-        () =>
-          runJson([
-            'depot',
-            'init',
-            '--dir',
-            D,
-            '--master',
-            masterUrl,
-            '--fingerprint',
-            fp,
-            '--token',
-            token,
-            '--name',
-            name,
-            '--listen',
-            `127.0.0.1:${port}`,
-            ...(parent ? ['--parent', parent] : []),
-          ]),
+        () => enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name, port, parent }),
         (r) => `${r.state}${parent ? `, parent ${parent}` : ''}`,
       );
       await step(

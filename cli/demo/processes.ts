@@ -107,3 +107,42 @@ export async function waitForHttps(url: string, timeoutMs = 20_000): Promise<voi
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Mint a one-time depot token on the master at `master` (a directory) and run `depot init` with it;
+ * returns the parsed JSON of `depot init`. `args` follow the standard flags; `env` goes to both runs.
+ */
+export function enrollDepot(o: {
+  master: string;
+  masterUrl: string;
+  fingerprint: string;
+  dir: string;
+  name: string;
+  port: number;
+  parent?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}): any {
+  const token = runJson(['master', 'token', '--dir', o.master, '--role', 'depot'], o.env).token as string;
+  return runJson(
+    [
+      'depot',
+      'init',
+      '--dir',
+      o.dir,
+      '--master',
+      o.masterUrl,
+      '--fingerprint',
+      o.fingerprint,
+      '--token',
+      token,
+      '--name',
+      o.name,
+      '--listen',
+      `127.0.0.1:${o.port}`,
+      ...(o.parent ? ['--parent', o.parent] : []),
+      ...(o.args ?? []),
+    ],
+    o.env,
+  );
+}

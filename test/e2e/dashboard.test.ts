@@ -6,7 +6,14 @@ import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoBytes } from '../../cli/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against real processes:
@@ -60,23 +67,7 @@ describe('dashboard in a browser', () => {
     ] as const) {
       const port = await freePort();
       if (name === 'depot-a') depotAPort = port;
-      const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-      runJson([
-        'depot',
-        'init',
-        '--dir',
-        D,
-        '--master',
-        masterUrl,
-        '--fingerprint',
-        fp,
-        '--token',
-        token,
-        '--name',
-        name,
-        '--listen',
-        `127.0.0.1:${port}`,
-      ]);
+      enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name, port });
       // These depots sync only when the test says so (no distribute-now), so their lag can be watched.
       const config = JSON.parse(readFileSync(join(D, 'depot.json'), 'utf8'));
       writeFileSync(

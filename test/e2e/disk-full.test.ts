@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoBytes } from '../../cli/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -89,23 +96,7 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
   it('depot sync and depot import (the failed sync cannot be recorded either), then a sync once there is room', () => {
     const fs = tmpfs('depot-fs', '3m');
     const D = join(fs, 'D');
-    const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      D,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token,
-      '--name',
-      'full-depot',
-      '--listen',
-      '127.0.0.1:1',
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name: 'full-depot', port: 1 });
     expectDiskFull(runCli(['depot', 'sync', '--dir', D, '--json']), D);
     const bundle = join(dir, 'full-depot.bundle');
     runJson(['master', 'export', '--dir', M, '--depot', 'full-depot', '--out', bundle]);

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { depotStatus } from '../../depot/status.js';
 
 /** The generation a server's public /healthz reports. */
@@ -75,47 +82,14 @@ describe('distribute now (separate processes)', () => {
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
     await waitForHttps(masterUrl);
 
-    const token = () => runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DA,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token(),
-      '--name',
-      'depot-a',
-      '--listen',
-      `127.0.0.1:${ap}`,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DA, name: 'depot-a', port: ap });
     longInterval(DA);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(urlA);
     const g1 = await healthGeneration(masterUrl);
     await until('depot-a serving the first generation', async () => (await healthGeneration(urlA)) === g1);
 
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DB,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token(),
-      '--name',
-      'depot-b',
-      '--listen',
-      `127.0.0.1:${bp}`,
-      '--parent',
-      urlA,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DB, name: 'depot-b', port: bp, parent: urlA });
     longInterval(DB);
     services.push(startService('depot-b', ['depot', 'serve', '--dir', DB]));
     await waitForHttps(urlB);

@@ -2,7 +2,14 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { depotStatus } from '../../depot/status.js';
 import { ownCertificates } from '../../master/admin/certificates.js';
@@ -108,22 +115,7 @@ describe.skipIf(!fakeTimeAvailable)(
       };
       await startMaster(0);
       const token = (role: string) => run(0, ['master', 'token', '--dir', M, '--role', role]).token as string;
-      run(0, [
-        'depot',
-        'init',
-        '--dir',
-        D,
-        '--master',
-        masterUrl,
-        '--fingerprint',
-        fp,
-        '--token',
-        token('depot'),
-        '--name',
-        'depot-1',
-        '--listen',
-        `127.0.0.1:${dp}`,
-      ]);
+      enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name: 'depot-1', port: dp, env: at(0) });
       run(0, [
         'agent',
         'init',

@@ -5,7 +5,14 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMasterDatabase } from '../../master/db/database.js';
 import { getMetadataFile, latestMetadata } from '../../master/db/metadata.js';
@@ -120,22 +127,15 @@ describe.skipIf(!fakeTimeAvailable)(
       await waitForHttps(masterUrl);
       const token = (role: string, day = 0) =>
         run(day, ['master', 'token', '--dir', M, '--role', role]).token as string;
-      run(0, [
-        'depot',
-        'init',
-        '--dir',
-        D,
-        '--master',
+      enrollDepot({
+        master: M,
         masterUrl,
-        '--fingerprint',
-        fp,
-        '--token',
-        token('depot'),
-        '--name',
-        'depot-1',
-        '--listen',
-        `127.0.0.1:${dp}`,
-      ]);
+        fingerprint: fp,
+        dir: D,
+        name: 'depot-1',
+        port: dp,
+        env: daysAhead(0),
+      });
       expect(sync(0)).toBe(2);
       run(0, [
         'agent',
@@ -186,24 +186,16 @@ describe.skipIf(!fakeTimeAvailable)(
       expect(fetch(1, A, 'tool@1').sha).toBe(sha(v1));
       // A second tier: depot-2 syncs from depot-1 and walks the same roots.
       const D2 = join(tmp.dir, 'D2');
-      run(1, [
-        'depot',
-        'init',
-        '--dir',
-        D2,
-        '--master',
+      enrollDepot({
+        master: M,
         masterUrl,
-        '--fingerprint',
-        fp,
-        '--token',
-        token('depot', 1),
-        '--name',
-        'depot-2',
-        '--listen',
-        '127.0.0.1:0',
-        '--parent',
-        depotUrl,
-      ]);
+        fingerprint: fp,
+        dir: D2,
+        name: 'depot-2',
+        port: 0,
+        parent: depotUrl,
+        env: daysAhead(1),
+      });
       const tier = (day: number) => run(day, ['depot', 'sync', '--dir', D2]).generation as number;
       expect(tier(1)).toBe((await depotStatus(D)).servedGeneration);
 

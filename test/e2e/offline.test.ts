@@ -13,7 +13,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { demoBytes, scatterEdits } from '../../cli/demo/demo.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { openMaster } from '../../master/context.js';
 import { latestStatusAll } from '../../master/db/status.js';
@@ -66,23 +73,7 @@ describe('air-gapped depot (separate processes)', () => {
     await waitForHttps(masterUrl);
 
     // The online depot, as usual.
-    const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DA,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token,
-      '--name',
-      'depot-a',
-      '--listen',
-      `127.0.0.1:${ap}`,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DA, name: 'depot-a', port: ap });
     expect(runJson(['depot', 'sync', '--dir', DA]).generation).toBe(2);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(`https://127.0.0.1:${ap}`);

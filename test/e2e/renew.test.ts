@@ -3,7 +3,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 import { silentLogger } from '../../src/log.js';
 import { certificateInfo, normalizeSerial } from '../../src/pki/cert-info.js';
 import { openMaster } from '../../master/context.js';
@@ -70,23 +77,7 @@ describe('certificate renewal (separate processes)', () => {
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
     await waitForHttps(masterUrl);
 
-    const depotToken = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      D,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      depotToken,
-      '--name',
-      'depot-1',
-      '--listen',
-      `127.0.0.1:${dp}`,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name: 'depot-1', port: dp });
     // Sync every second, so "the next contact" comes quickly.
     const cfgPath = join(D, 'depot.json');
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { agentLayout } from '../../agent/layout.js';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 
 /** Status of one request to `url` with an agent's own certificate, on a fresh connection (0: no answer). */
 function statusAs(agentDir: string, url: string): Promise<number> {
@@ -82,40 +89,8 @@ describe('revocation reaches every tier within seconds (separate processes)', ()
 
     const token = (role: string) => runJson(['master', 'token', '--dir', M, '--role', role]).token as string;
     const [DA, DB] = [join(dir, 'depot-a'), join(dir, 'depot-b')];
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DA,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token('depot'),
-      '--name',
-      'depot-a',
-      '--listen',
-      `127.0.0.1:${ap}`,
-    ]);
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DB,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token('depot'),
-      '--name',
-      'depot-b',
-      '--listen',
-      `127.0.0.1:${bp}`,
-      '--parent',
-      urlA,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DA, name: 'depot-a', port: ap });
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DB, name: 'depot-b', port: bp, parent: urlA });
     longInterval(DA);
     longInterval(DB);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));

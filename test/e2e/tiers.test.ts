@@ -2,7 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
+import {
+  enrollDepot,
+  freePort,
+  runJson,
+  startService,
+  waitForHttps,
+  type Service,
+} from '../../cli/demo/processes.js';
 
 /**
  * Tiers with real processes: depot-b syncs from depot-a. Each depot's status report
@@ -27,47 +34,22 @@ describe('depot tiers (separate processes)', () => {
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
     await waitForHttps(masterUrl);
 
-    const token = () => runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
     const DA = join(dir, 'depot-a');
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DA,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token(),
-      '--name',
-      'depot-a',
-      '--listen',
-      `127.0.0.1:${ap}`,
-    ]);
+    enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: DA, name: 'depot-a', port: ap });
     runJson(['depot', 'sync', '--dir', DA]);
     services.push(startService('depot-a', ['depot', 'serve', '--dir', DA]));
     await waitForHttps(`https://127.0.0.1:${ap}`);
 
     const DB = join(dir, 'depot-b');
-    runJson([
-      'depot',
-      'init',
-      '--dir',
-      DB,
-      '--master',
+    enrollDepot({
+      master: M,
       masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token(),
-      '--name',
-      'depot-b',
-      '--listen',
-      '127.0.0.1:0',
-      '--parent',
-      `https://127.0.0.1:${ap}`,
-    ]);
+      fingerprint: fp,
+      dir: DB,
+      name: 'depot-b',
+      port: 0,
+      parent: `https://127.0.0.1:${ap}`,
+    });
     expect(runJson(['depot', 'sync', '--dir', DB]).generation).toBe(2);
 
     const status = runJson(['status', '--dir', M]);
