@@ -262,6 +262,14 @@ export async function runKillLoop(o: {
     return end;
   }
 
+  /** kill -9 a running service and wait until it is gone. */
+  async function killService(service: { child: ChildProcess }): Promise<void> {
+    const c = service.child;
+    c.kill('SIGKILL');
+    if (c.exitCode === null && c.signalCode === null) await new Promise((res) => c.once('exit', res));
+    result.kills++;
+  }
+
   // ---- invariants ----------------------------------------------------------------------------
   function integrity(file: string, what: string): void {
     if (!existsSync(file)) return;
@@ -369,28 +377,17 @@ export async function runKillLoop(o: {
         }
         case 'depot-sync':
         case 'master-serve': {
-          const r = run(['depot', 'sync', '--dir', D2]);
-          const at = random() * 2 * took['depot-sync']!;
+          const args = ['depot', 'sync', '--dir', D2];
           if (kind === 'master-serve') {
-            await Promise.race([sleep(at), r.done]);
-            services.master!.child.kill('SIGKILL');
-            await new Promise((res) =>
-              services.master!.child.exitCode !== null || services.master!.child.signalCode !== null
-                ? res(undefined)
-                : services.master!.child.once('exit', res),
-            );
-            result.kills++;
+            const r = run(args);
+            await Promise.race([sleep(random() * 2 * took['depot-sync']!), r.done]);
+            await killService(services.master!);
             await startMaster();
             await r.done;
           } else {
-            const timer = setTimeout(() => r.child.kill('SIGKILL'), at);
-            const end = await r.done;
-            clearTimeout(timer);
-            if (end.signal === 'SIGKILL') {
-              result.kills++;
-              took['depot-sync'] = took['depot-sync']! * 1.1;
-            } else if (end.code === 0) learn('depot-sync', end.ms);
-            else fail(`depot sync failed without a kill: ${end.stderr.trim()}`);
+            const end = await runAndKill('depot-sync', args);
+            if (end.signal === 'SIGKILL') result.kills++;
+            else if (end.code !== 0) fail(`depot sync failed without a kill: ${end.stderr.trim()}`);
           }
           await servedComplete(D2, 'depot kd-sync');
           integrity(join(D2, 'depot.db'), 'depot kd-sync');
@@ -410,30 +407,19 @@ export async function runKillLoop(o: {
         case 'depot-serve':
         case 'agent-fetch': {
           const before = outHash;
-          const r = run(['agent', 'fetch', '--dir', A, 'pkg', '--out', OUT]);
-          const at = random() * 2 * took['agent-fetch']!;
+          const args = ['agent', 'fetch', '--dir', A, 'pkg', '--out', OUT];
           if (kind === 'depot-serve') {
-            await Promise.race([sleep(at), r.done]);
-            services.depot!.child.kill('SIGKILL');
-            await new Promise((res) =>
-              services.depot!.child.exitCode !== null || services.depot!.child.signalCode !== null
-                ? res(undefined)
-                : services.depot!.child.once('exit', res),
-            );
-            result.kills++;
+            const r = run(args);
+            await Promise.race([sleep(random() * 2 * took['agent-fetch']!), r.done]);
+            await killService(services.depot!);
             await servedComplete(D, 'depot kd-serve');
             integrity(join(D, 'depot.db'), 'depot kd-serve');
             await startDepot();
             await r.done;
           } else {
-            const timer = setTimeout(() => r.child.kill('SIGKILL'), at);
-            const end = await r.done;
-            clearTimeout(timer);
-            if (end.signal === 'SIGKILL') {
-              result.kills++;
-              took['agent-fetch'] = took['agent-fetch']! * 1.1;
-            } else if (end.code === 0) learn('agent-fetch', end.ms);
-            else fail(`agent fetch failed without a kill: ${end.stderr.trim()}`);
+            const end = await runAndKill('agent-fetch', args);
+            if (end.signal === 'SIGKILL') result.kills++;
+            else if (end.code !== 0) fail(`agent fetch failed without a kill: ${end.stderr.trim()}`);
           }
           outputIsOldOrNew(before);
           integrity(join(A, 'state.sqlite'), 'agent');
