@@ -2,6 +2,7 @@ import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
 import { dirname } from 'node:path';
+import { decodeLdapSettings, type LdapSettings } from './admin/ldap-settings.js';
 import { decodeSmtpSettings, type SmtpSettings } from './admin/mail-settings.js';
 import { validateScanSettings } from './publish/scan-settings.js';
 
@@ -72,6 +73,8 @@ export interface MasterConfig {
   requireTotp: boolean;
   /** Alert delivery beside the log, dashboard and webhook (admin.json): e-mail over SMTP. */
   alerts: { smtp: SmtpSettings | null };
+  /** Operator login through the organisation's directory, beside local operators. */
+  directory: { ldap: LdapSettings | null };
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -111,6 +114,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   operatorTokenWarningDays: 14,
   requireTotp: false,
   alerts: { smtp: null },
+  directory: { ldap: null },
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -159,9 +163,11 @@ export function loadMasterConfig(path: string): MasterConfig {
 }
 
 /** The nested sections, each decoded by its owner (unknown keys refused by name). */
-function decodeSections(c: MasterConfig, masterDir: string): Pick<MasterConfig, 'alerts'> {
+function decodeSections(c: MasterConfig, masterDir: string): Pick<MasterConfig, 'alerts' | 'directory'> {
   const alerts = mergeDefaults('master.json: alerts', DEFAULT_MASTER_CONFIG.alerts, c.alerts);
+  const directory = mergeDefaults('master.json: directory', DEFAULT_MASTER_CONFIG.directory, c.directory);
   return {
     alerts: { smtp: decodeSmtpSettings('master.json: alerts.smtp', alerts.smtp, masterDir) },
+    directory: { ldap: decodeLdapSettings('master.json: directory.ldap', directory.ldap, masterDir) },
   };
 }

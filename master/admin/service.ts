@@ -5,6 +5,7 @@ import { AlertMonitor } from './alert-monitor.js';
 import { masterDiskAlerts, sortAlerts } from './alerts.js';
 import { ownCertificates, type OwnCertificate } from './certificates.js';
 import { loadAdminSettings, type AdminSettings } from './config.js';
+import { DirectoryLogin } from './ldap-login.js';
 import { LoginLimiter } from './login-limit.js';
 import { mailAlerts, MailNotifier } from './mail.js';
 import { masterMetrics, type MasterMetrics } from './metrics.js';
@@ -47,6 +48,8 @@ export class AdminService {
   readonly webhook: WebhookNotifier | undefined;
   /** Alert e-mail, when master.json has `alerts.smtp`. */
   readonly mail: MailNotifier | undefined;
+  /** Operator login through LDAP, when master.json has `directory.ldap`. */
+  readonly directory: DirectoryLogin | undefined;
   readonly metrics: MasterMetrics;
   readonly addressLimiter: LoginLimiter;
   readonly operatorLimiter: LoginLimiter;
@@ -66,6 +69,8 @@ export class AdminService {
       : undefined;
     const smtp = ctx.config.alerts.smtp;
     this.mail = smtp ? new MailNotifier({ settings: smtp, log }) : undefined;
+    const ldap = ctx.config.directory.ldap;
+    this.directory = ldap ? new DirectoryLogin(ldap) : undefined;
     this.monitor = new AlertMonitor({
       db: ctx.db,
       log,
