@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../../src/errors.js';
@@ -13,6 +12,7 @@ import { loadMasterConfig } from '../../../master/config.js';
 import { openMaster } from '../../../master/context.js';
 import { initMaster } from '../../../master/init.js';
 import type { WebhookEvent } from '../../../master/admin/webhook.js';
+import { startSmtp, type Smtp } from '../../helpers/smtp.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 /**
@@ -20,54 +20,6 @@ import { tempDir } from '../../helpers/tmp.js';
  * 127.0.0.1: STARTTLS with a certificate from a test CA, AUTH, and the bad cases (no STARTTLS offered,
  * wrong password, a certificate from another CA).
  */
-const PYTHON = '/usr/bin/python3'; // Debian's, where python3-aiosmtpd is installed
-const SCRIPT = join(import.meta.dirname, '..', '..', 'helpers', 'smtp-server.py');
-
-interface Smtp {
-  port: number;
-  out: string;
-  messages(): { from: string; to: string[]; tls: boolean; user: string | false; data: string }[];
-  auths(): { tls: boolean; ok: boolean; login: string }[];
-  stop(): Promise<void>;
-}
-
-const jsonl = <T>(path: string): T[] =>
-  existsSync(path)
-    ? readFileSync(path, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as T)
-    : [];
-
-async function startSmtp(dir: string, tls?: { cert: string; key: string }): Promise<Smtp> {
-  const args = [SCRIPT, '--out', dir, '--user', 'alerts', '--password', 'right horse battery'];
-  if (tls) args.push('--cert', tls.cert, '--key', tls.key);
-  const child: ChildProcess = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = /ready (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`smtp-server.py exited ${code}: ${stderr}`)));
-  });
-  return {
-    port,
-    out: dir,
-    messages: () => jsonl(join(dir, 'messages.jsonl')),
-    auths: () => jsonl(join(dir, 'auth.jsonl')),
-    stop: () =>
-      new Promise<void>((r) => {
-        if (child.exitCode !== null) return r();
-        child.once('exit', () => r());
-        child.kill('SIGTERM');
-      }),
-  };
-}
-
 const event = (message: string, event: WebhookEvent['event'] = 'raised'): WebhookEvent => ({
   event,
   master: 'm1',
