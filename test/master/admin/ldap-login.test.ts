@@ -129,6 +129,12 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       'network',
       /unreachable .*certificate/i,
     );
+    expect(() => new DirectoryLogin({ ...settings, bindPasswordFile: join(tmp.dir, 'absent') })).toThrow(
+      /LDAP bind password file .*absent/,
+    );
+    expect(() => new DirectoryLogin({ ...settings, caFile: wrongBind })).toThrow(
+      /LDAP CA file .* holds no PEM/,
+    );
     const bad = (v: unknown, re: RegExp) =>
       expect(() => decodeLdapSettings('master.json: directory.ldap', v, '/m')).toThrow(re);
     const ok = { url: 'ldaps://ldap.example.org', bindDn: 'cn=s', bindPasswordFile: 'pw', baseDn: 'dc=x' };
@@ -160,7 +166,10 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       const r = await b.login('alice', 'alice pw');
       expect(r.status).toBe(303);
       expect(r.headers.get('location')).toBe('/dashboard');
-      expect((await b.request('/dashboard')).status).toBe(200);
+      const dash = await b.request('/dashboard');
+      expect(dash.status).toBe(200);
+      // An admin: the Operators section lists her, with no token to expire.
+      expect(await dash.text()).toMatch(/data-operator="alice">.*<td>admin<\/td>.*directory login/);
       expect(getOperator(f.ctx.db, 'alice')).toMatchObject({
         role: 'admin',
         directoryDn: `uid=alice,ou=people,${SUFFIX}`,
