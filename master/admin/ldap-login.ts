@@ -34,7 +34,27 @@ export class DirectoryLogin {
     };
   }
 
+  /**
+   * The whole login within four times `timeoutMs`: ldapts bounds connecting and each operation but not a
+   * StartTLS handshake, and a login form must not hang on a directory that stalls.
+   */
   async authenticate(name: string, password: string): Promise<DirectoryUser> {
+    const limitMs = 4 * this.settings.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(this.unreachable(new Error(`no answer within ${limitMs} ms`), 'login')),
+        limitMs,
+      );
+    });
+    try {
+      return await Promise.race([this.login(name, password), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async login(name: string, password: string): Promise<DirectoryUser> {
     // An empty password would be an "unauthenticated bind", which servers accept as success (RFC 4513).
     if (password === '') throw wrongPassword();
     const service = await this.connect();

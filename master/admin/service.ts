@@ -71,6 +71,9 @@ export class AdminService {
     this.mail = smtp ? new MailNotifier({ settings: smtp, log }) : undefined;
     const ldap = ctx.config.directory.ldap;
     this.directory = ldap ? new DirectoryLogin(ldap) : undefined;
+    if (smtp)
+      log.info({ smtp: `${smtp.host}:${smtp.port}`, to: smtp.to }, 'alert e-mail on (STARTTLS required)');
+    if (ldap) log.info({ url: ldap.url }, 'directory login on (LDAP over TLS)');
     this.monitor = new AlertMonitor({
       db: ctx.db,
       log,

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Attribute, Change, Client } from 'ldapts';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,25 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       'network',
       /StartTLS/,
     );
+    // A directory that accepts connections and never answers: a clear error within the time limits.
+    const held: Socket[] = [];
+    const silent = createServer((sock) => held.push(sock));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silentPort = (silent.address() as AddressInfo).port;
+    try {
+      for (const url of [`ldap://127.0.0.1:${silentPort}`, `ldaps://127.0.0.1:${silentPort}`]) {
+        const t0 = Date.now();
+        await expectCode(
+          new DirectoryLogin({ ...settings, url, timeoutMs: 300 }).authenticate('alice', 'alice pw'),
+          'network',
+          /is unreachable/,
+        );
+        expect(Date.now() - t0).toBeLessThan(1500);
+      }
+    } finally {
+      for (const sock of held) sock.destroy();
+      silent.close();
+    }
     // A certificate the master does not trust (no caFile: the system CAs).
     await expectCode(
       new DirectoryLogin({ ...settings, caFile: null }).authenticate('alice', 'alice pw'),
