@@ -1,6 +1,9 @@
 import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
+import { dirname } from 'node:path';
+import { decodeLdapSettings, type LdapSettings } from './admin/ldap-settings.js';
+import { decodeSmtpSettings, type SmtpSettings } from './admin/mail-settings.js';
 import { validateScanSettings } from './publish/scan-settings.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
@@ -68,6 +71,10 @@ export interface MasterConfig {
   operatorTokenWarningDays: number;
   /** Every operator must have TOTP: one without it may only enroll it (docs/operations.md). */
   requireTotp: boolean;
+  /** Alert delivery beside the log, dashboard and webhook (admin.json): e-mail over SMTP. */
+  alerts: { smtp: SmtpSettings | null };
+  /** Operator login through the organisation's directory, beside local operators. */
+  directory: { ldap: LdapSettings | null };
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -106,6 +113,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   operatorTokenDays: 90,
   operatorTokenWarningDays: 14,
   requireTotp: false,
+  alerts: { smtp: null },
+  directory: { ldap: null },
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -149,5 +158,16 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
 
 export function loadMasterConfig(path: string): MasterConfig {
   const parsed = readJsonFile(path, { what: 'master config' });
-  return validateMasterConfig(mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed));
+  const c = mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed);
+  return validateMasterConfig({ ...c, ...decodeSections(c, dirname(path)) });
+}
+
+/** The nested sections, each decoded by its owner (unknown keys refused by name). */
+function decodeSections(c: MasterConfig, masterDir: string): Pick<MasterConfig, 'alerts' | 'directory'> {
+  const alerts = mergeDefaults('master.json: alerts', DEFAULT_MASTER_CONFIG.alerts, c.alerts);
+  const directory = mergeDefaults('master.json: directory', DEFAULT_MASTER_CONFIG.directory, c.directory);
+  return {
+    alerts: { smtp: decodeSmtpSettings('master.json: alerts.smtp', alerts.smtp, masterDir) },
+    directory: { ldap: decodeLdapSettings('master.json: directory.ldap', directory.ldap, masterDir) },
+  };
 }
