@@ -125,7 +125,9 @@ export const agentCommands: Command[] = [
     options: { ...dirOption, out: { type: 'string' }, exec: { type: 'string' } },
     positionals: [1, 1],
     async run(c) {
-      const out = requireString(c.values, 'out', 'agent fetch');
+      const { checkOutputPath } = await import('./windows/paths.js');
+      // Reserved device names, drive-relative and over-long paths: refused before anything is fetched.
+      const out = checkOutputPath(requireString(c.values, 'out', 'agent fetch'));
       const exec = optionalString(c.values, 'exec');
       const { parsePackageRef } = await import('./fetch/catalog.js');
       const want = parsePackageRef(c.positionals[0] as string);
