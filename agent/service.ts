@@ -24,12 +24,18 @@ export function quoteWindowsArg(a: string): string {
  * LocalSystem, restarted by the service manager 1 minute after each failure (the failure count resets
  * after a day), and a description. `sc.exe` wants `option= value` as two arguments.
  */
-export function installPlan(exe: string, dir: string, name = SERVICE_NAME): ServicePlan {
+export function installPlan(
+  exe: string,
+  dir: string,
+  name = SERVICE_NAME,
+  selfPackage?: string,
+): ServicePlan {
   if (!win32.isAbsolute(exe) || !win32.isAbsolute(dir))
     throw new DepotsyncError('usage', 'service install: the executable and --dir must be full paths', {
       hint: 'give --dir as a full path such as C:\\ProgramData\\depotsync\\agent',
     });
-  const binPath = [exe, 'service', 'run', '--dir', dir].map(quoteWindowsArg).join(' ');
+  const args = [exe, 'service', 'run', '--dir', dir, ...(selfPackage ? ['--package', selfPackage] : [])];
+  const binPath = args.map(quoteWindowsArg).join(' ');
   return {
     name,
     steps: [
@@ -47,7 +53,6 @@ export function installPlan(exe: string, dir: string, name = SERVICE_NAME): Serv
       ],
       ['description', name, 'Fetches and verifies signed packages for this computer (depotsync agent)'],
       ['failure', name, 'reset=', '86400', 'actions=', 'restart/60000/restart/60000/restart/60000'],
-      ['failureflag', name, '1'],
     ],
   };
 }
@@ -79,7 +84,9 @@ function runPlan(plan: ServicePlan, tolerateFirst: boolean): string[] {
     } catch (e) {
       // `sc stop` of a service that is not running fails; deleting it still works.
       if (tolerateFirst && i === 0) return;
-      const out = String((e as { stdout?: Buffer }).stdout ?? '').trim().replace(/\s+/g, ' ');
+      const out = String((e as { stdout?: Buffer }).stdout ?? '')
+        .trim()
+        .replace(/\s+/g, ' ');
       throw new DepotsyncError(
         'io',
         `sc.exe ${args[0]} ${plan.name} failed: ${out || (e as Error).message}`,
@@ -99,14 +106,15 @@ const dirOption = { dir: { type: 'string' as const } };
 export const serviceCommands: Command[] = [
   {
     path: ['agent', 'service', 'install'],
-    usage: 'agent service install --dir A [--name N]',
+    usage: 'agent service install --dir A [--name N] [--package NAME]',
     summary: 'register the agent as a Windows service (sc.exe; automatic start, restart on failure)',
-    options: { ...dirOption, name: { type: 'string' } },
+    options: { ...dirOption, name: { type: 'string' }, package: { type: 'string' } },
     async run(c) {
       const plan = installPlan(
         process.execPath,
         requireString(c.values, 'dir', 'service install'),
         optionalString(c.values, 'name'),
+        optionalString(c.values, 'package'),
       );
       const done = runPlan(plan, false);
       return {
@@ -128,10 +136,10 @@ export const serviceCommands: Command[] = [
   },
   {
     path: ['agent', 'service', 'run'],
-    usage: 'agent service run --dir A [--interval SECONDS]',
+    usage: 'agent service run --dir A [--interval SECONDS] [--package NAME]',
     summary:
       'what the service runs: renew the machine certificate when due and refresh the signed depot directory, every interval',
-    options: { ...dirOption, interval: { type: 'string' } },
+    options: { ...dirOption, interval: { type: 'string' }, package: { type: 'string' } },
     logLevel: 'info',
     async run(c) {
       const dir = requireString(c.values, 'dir', 'service run');
@@ -141,6 +149,9 @@ export const serviceCommands: Command[] = [
           'usage',
           `service run: --interval ${seconds} is not a whole number of seconds from 10 to 86400`,
         );
+      // Installed through the channel: an executable altered since its release does not start.
+      if (optionalString(c.values, 'package'))
+        await (await import('./self-check.js')).selfCheckCommand.run(c);
       const { renewAgentIfDue } = await import('./renew.js');
       const stop = new AbortController();
       for (const s of ['SIGINT', 'SIGTERM', 'SIGBREAK'] as const) process.once(s, () => stop.abort());

@@ -1,4 +1,5 @@
 import { agentCommands } from '../agent/commands.js';
+import { selfCheckCommand } from '../agent/self-check.js';
 import { serviceCommands } from '../agent/service.js';
 import { defaultAgentDir } from '../agent/windows/paths.js';
 import type { Command } from '../src/command/command.js';
@@ -36,7 +37,7 @@ const versionCommand: Command = {
 };
 
 export function agentExeCommands(): Command[] {
-  return [...agentCommands, ...serviceCommands].map(unprefixed).concat(versionCommand);
+  return [...agentCommands, ...serviceCommands, selfCheckCommand].map(unprefixed).concat(versionCommand);
 }
 
 /**

@@ -96,10 +96,49 @@ function nodeBinary(target, cacheDir) {
   return dest;
 }
 
-/** esbuild plugins: native addons stubbed (and recorded), Emscripten WebAssembly inlined. */
+/**
+ * Modules the agent's code loads through `createRequire` (optional backends) that the bundle carries.
+ * Everything else such a require asks for is refused, Node's own modules aside: an executable that
+ * looked for node_modules folders above where it was installed (C:\\node_modules) would run whatever
+ * someone put there, as SYSTEM.
+ */
+const BUNDLED_REQUIRES = ['blake3-wasm'];
+
+const REFUSE = `(id) => { const e = new Error("Cannot find module '" + id + "': the self-contained agent loads no modules from disk"); e.code = "MODULE_NOT_FOUND"; throw e; }`;
+
+const SEALED_REQUIRE_BANNER = `import { createRequire as __cr, isBuiltin as __ib } from "node:module";
+const require = (id) => __ib(id) ? __cr(globalThis.__depotsyncAgentUrl)(id) : (${REFUSE})(id);
+const __filename = process.execPath, __dirname = __filename.replace(/[\\\\/][^\\\\/]*$/, "");`;
+
+/** esbuild plugins: createRequire sealed, native addons stubbed (and recorded), Emscripten WebAssembly inlined. */
 function plugins(met) {
   const filter = new RegExp(`^(${NATIVE.map((n) => n.replace(/[/.]/g, '\\$&')).join('|')})(/.*)?$`);
   return [
+    {
+      name: 'sealed-require',
+      setup(build) {
+        build.onResolve({ filter: /^(node:)?module$/ }, (a) =>
+          a.namespace === 'sealed-module' || a.importer.includes('node_modules')
+            ? { path: 'node:module', external: true }
+            : { path: 'node:module', namespace: 'sealed-module' },
+        );
+        build.onLoad({ filter: /.*/, namespace: 'sealed-module' }, () => ({
+          resolveDir: ROOT,
+          loader: 'js',
+          contents: `import * as real from "node:module";
+${BUNDLED_REQUIRES.map((m, i) => `import * as m${i} from ${JSON.stringify(m)};`).join('\n')}
+const bundled = { ${BUNDLED_REQUIRES.map((m, i) => `${JSON.stringify(m)}: m${i}`).join(', ')} };
+const refuse = ${REFUSE};
+export function createRequire(from) {
+  const req = (id) => Object.hasOwn(bundled, id) ? bundled[id] : real.isBuiltin(id) ? real.createRequire(from)(id) : refuse(id);
+  req.resolve = (id) => Object.hasOwn(bundled, id) || real.isBuiltin(id) ? id : refuse(id);
+  return req;
+}
+export const isBuiltin = real.isBuiltin;
+export default { ...real, createRequire };`,
+        }));
+      },
+    },
     {
       name: 'native-stub',
       setup(build) {
@@ -150,11 +189,14 @@ export async function bundleAgent() {
     charset: 'utf8',
     logLevel: 'error',
     // A data: URL has no file: import.meta.url is the executable's (set by the launcher).
-    define: { 'import.meta.url': 'globalThis.__depotsyncAgentUrl' },
-    // CommonJS packages inside an ES module bundle call require() for Node's own modules.
-    banner: {
-      js: 'import { createRequire as __cr } from "node:module"; const require = __cr(globalThis.__depotsyncAgentUrl);',
+    define: {
+      'import.meta.url': 'globalThis.__depotsyncAgentUrl',
+      DEPOTSYNC_AGENT_VERSION: JSON.stringify(
+        JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
+      ),
     },
+    // CommonJS packages inside an ES module bundle call require() for Node's own modules: only those.
+    banner: { js: SEALED_REQUIRE_BANNER },
     plugins: plugins(met),
   });
   const code = r.outputFiles[0].contents;
