@@ -83,3 +83,17 @@ export function checkOutputPath(
     );
   return full;
 }
+
+/**
+ * The paths a fetch writes (the staged files, longer than their final places) against the Windows limit:
+ * a package whose deepest file would not fit under `--out` is refused before anything is downloaded.
+ */
+export function checkWindowsPathLengths(out: string, written: readonly string[]): void {
+  const longest = written.reduce((a, b) => (b.length > a.length ? b : a), '');
+  if (longest.length <= WINDOWS_MAX_PATH) return;
+  throw new DepotsyncError(
+    'bad-path',
+    `output path ${JSON.stringify(out)} is too deep for this package: a file would be written at a path of ${longest.length} characters (${longest}); Windows programs are limited to ${WINDOWS_MAX_PATH}`,
+    { hint: 'choose a shorter folder for --out, e.g. C:\\Packages' },
+  );
+}

@@ -2,7 +2,12 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkPrivateFiles, parseIcacls, posixVerdict, windowsVerdict } from '../../agent/windows/acl.js';
-import { checkOutputPath, defaultAgentDir, WINDOWS_MAX_PATH } from '../../agent/windows/paths.js';
+import {
+  checkOutputPath,
+  checkWindowsPathLengths,
+  defaultAgentDir,
+  WINDOWS_MAX_PATH,
+} from '../../agent/windows/paths.js';
 import { installPlan, quoteWindowsArg, uninstallPlan } from '../../agent/service.js';
 import { expectError } from '../helpers/errors.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -122,5 +127,18 @@ describe('Windows service registration', () => {
       ['delete', 'depotsync-agent'],
     ]);
     expectError(() => installPlan('depotsync-agent.exe', 'agent'), 'usage', /full paths/);
+  });
+});
+
+describe('package paths under --out on Windows', () => {
+  it('refuses a package whose deepest staged file would pass 259 characters', () => {
+    const out = 'C:\\Packages\\tool';
+    checkWindowsPathLengths(out, [`${out}\\a.txt`, `C:\\${'b'.repeat(WINDOWS_MAX_PATH - 3)}`]);
+    const deep = `C:\\${'d'.repeat(WINDOWS_MAX_PATH)}`;
+    expectError(
+      () => checkWindowsPathLengths(out, [`${out}\\a.txt`, deep]),
+      'bad-path',
+      /too deep for this package: a file would be written at a path of 262 characters/,
+    );
   });
 });
