@@ -32,6 +32,7 @@ const wineEnv = {
   WINEPREFIX: join(root, '.cache', 'package-agent', 'wineprefix'),
   WINEDEBUG: '-all',
   NODE_SKIP_PLATFORM_CHECK: '1',
+  WINEDLLOVERRIDES: 'mscoree,mshtml=',
 };
 
 function time(cmd: string, args: string[], env = process.env): { best: number; median: number } {
