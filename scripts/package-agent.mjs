@@ -250,18 +250,20 @@ export async function packageAgent({ outDir, cacheDir, targets }) {
   if (nativeStubs.length > 0) log(`native addons stubbed (fail when used): ${nativeStubs.join(', ')}`);
   writeFileSync(join(work, 'agent.mjs'), code);
   writeFileSync(join(work, 'launcher.cjs'), LAUNCHER);
+  // Paths relative to the work folder: the blob records the main script's name, which must not vary.
   const config = {
-    main: join(work, 'launcher.cjs'),
-    output: join(work, 'sea.blob'),
+    main: 'launcher.cjs',
+    output: 'sea.blob',
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: false,
-    assets: { 'agent.mjs': join(work, 'agent.mjs') },
+    assets: { 'agent.mjs': 'agent.mjs' },
   };
   writeFileSync(join(work, 'sea.json'), JSON.stringify(config));
   // The blob's format belongs to the Node.js version: it is made by the pinned one (it runs here).
-  execFileSync(nodeBinary('linux-x64', cacheDir), ['--experimental-sea-config', join(work, 'sea.json')], {
-    stdio: ['ignore', 'ignore', 'inherit'],
+  execFileSync(nodeBinary('linux-x64', cacheDir), ['--experimental-sea-config', 'sea.json'], {
+    cwd: work,
+    stdio: ['ignore', 'ignore', 'ignore'],
   });
   const blob = readFileSync(join(work, 'sea.blob'));
   const files = {};
