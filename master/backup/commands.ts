@@ -39,7 +39,7 @@ export const backupCommands: Command[] = [
     usage:
       'master restore --dir M [--passphrase-file FILE] [--fingerprint FP] [--version-step N] FILE [--json]',
     summary:
-      'a whole master from an encrypted backup into a new or empty folder M, with versions moved past what the fleet saw; --fingerprint checks it is the master the fleet pins; --json: {dir,fingerprint,generation,backupCreatedAt}',
+      'a whole master from an encrypted backup into a new or empty folder M, with versions moved past what the fleet saw; --fingerprint checks it is the master the fleet pins; --json: {dir,fingerprint,backupCreatedAt,files,fromGeneration,generation}',
     options: {
       dir: { type: 'string' as const },
       'passphrase-file': { type: 'string' as const },
