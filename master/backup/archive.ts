@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { DepotsyncError } from '../../src/errors.js';
+import { fsyncDir } from '../../src/fs/atomic-write.js';
 
 /**
  * The plaintext inside an encrypted backup (container.ts): a sequence of entries, each
@@ -106,6 +107,21 @@ export class ArchiveExtractor {
         'corrupt',
         `${this.what}: the end entry counts ${this.ended.files} files / ${this.ended.bytes} bytes, the archive holds ${this.files} / ${this.bytes}`,
       );
+    // Durable before the caller moves them into place: one fsync per file, several at a time (the
+    // journal commits them together; one by one costs a commit each).
+    const queue = [...this.written];
+    const worker = async () => {
+      for (let rel = queue.pop(); rel !== undefined; rel = queue.pop()) {
+        const fh = await open(join(this.root, rel), 'r');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    for (const d of new Set(this.written.map((rel) => dirname(join(this.root, rel))))) await fsyncDir(d);
     return { files: this.files, bytes: this.bytes };
   }
 
@@ -119,7 +135,6 @@ export class ArchiveExtractor {
     const c = this.current;
     this.current = undefined;
     if (!c) return;
-    await c.fh.sync();
     await c.fh.close();
   }
 }
