@@ -11,7 +11,7 @@
  * (deduplicated in the store), half its own; 100 packages. The backup uses the real scrypt cost.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../src/log.js';
@@ -154,6 +154,21 @@ async function main(): Promise<void> {
     const dbBytes = statSync(join(M, 'master.db')).size;
     const storeBytes = du(join(M, 'store'));
     const backupBytes = statSync(backupFile).size;
+    // The peer: tar of the stopped master folder (no online copy, no encryption), and its extraction
+    // followed by `sync` (restore fsyncs what it wrote).
+    const tar = join(dir, 'M.tar');
+    const tTar = process.hrtime.bigint();
+    execFileSync('tar', ['-cf', tar, '-C', dir, 'M']);
+    execFileSync('sync', [tar]);
+    const tarMs = ms(tTar);
+    const tarBytes = statSync(tar).size;
+    mkdirSync(join(dir, 'untar'));
+    const tUntar = process.hrtime.bigint();
+    execFileSync('tar', ['-xf', tar, '-C', join(dir, 'untar')]);
+    execFileSync('sync', ['-f', join(dir, 'untar')]);
+    const untarMs = ms(tUntar);
+    rmSync(tar);
+    rmSync(join(dir, 'untar'), { recursive: true, force: true });
     const t1 = process.hrtime.bigint();
     const restored = await restoreMaster(join(dir, 'R'), backupFile, { passphrase: PASS, log });
     const restoreMs = ms(t1);
@@ -172,6 +187,8 @@ async function main(): Promise<void> {
         `${mib(masterBytes)} MiB (master.db ${mib(dbBytes)} MiB, store ${mib(storeBytes)} MiB)`,
       ],
       ['backup file', `${mib(backupBytes)} MiB, ${restored.files} files`],
+      ['tar -cf + sync (peer)', `${(tarMs / 1000).toFixed(1)} s, ${mib(tarBytes)} MiB`],
+      ['tar -xf + sync (peer)', `${(untarMs / 1000).toFixed(1)} s`],
       ['backup time', `${(backupMs / 1000).toFixed(1)} s (${mib(backupBytes / (backupMs / 1000))} MiB/s)`],
       [
         'restore time',

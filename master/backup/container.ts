@@ -27,7 +27,7 @@ export const BACKUP_FORMAT_VERSION = 1;
 const FRAME_BYTES = 1 << 20;
 const TAG_BYTES = 16;
 const MAX_HEADER_BYTES = 64 * 1024;
-/** scrypt cost: 2^17 × 8 × 128 B = 128 MiB of memory and about half a second per derivation. */
+/** scrypt cost: 2^17 × 8 × 128 B = 128 MiB of memory per derivation (a guess costs as much). */
 export const SCRYPT_DEFAULTS = { N: 2 ** 17, r: 8, p: 1 } as const;
 /** A header asking for more than this is refused before any work (a crafted file must not exhaust memory). */
 const SCRYPT_MAX_MEMORY = 1024 * 1024 * 1024;
@@ -251,7 +251,7 @@ export async function* readBackup(
   if (check.length !== mine.length || !timingSafeEqual(check, mine)) {
     throw new DepotsyncError(
       'unauthorized',
-      `${what}: wrong passphrase (backup of master ${header.masterName}, ${header.fingerprint.slice(0, 16)}…, made ${header.createdAt})`,
+      `${what}: wrong passphrase (backup of master ${header.masterName}, ${header.fingerprint.slice(0, 16)}…, made ${header.createdAt}), or its header was altered`,
       {
         hint: 'give the passphrase the backup was made with (--passphrase-file FILE or DEPOTSYNC_BACKUP_PASSPHRASE); nothing was written',
       },
