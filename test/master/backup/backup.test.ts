@@ -29,6 +29,7 @@ import { restoreMaster } from '../../../master/backup/restore.js';
 import { certificateAdopter } from '../../../master/backup/adopt.js';
 import { readRestoreRecord } from '../../../master/backup/epoch.js';
 import { loadRepository } from '../../../master/repository.js';
+import { liveChunkIds } from '../../../master/db/live-chunks.js';
 import { masterAuthorize } from '../../../master/server/authorize.js';
 import { publish } from '../../../master/publish/publish.js';
 import { adminFixture, insertDepot, type AdminFixture } from '../admin/helpers.js';
@@ -184,9 +185,11 @@ describe('master restore', () => {
         timestamp: before.versions.timestamp! + 1_000_000,
       });
       expect([...loadRepository(ctx).targets()].map((t) => t.path)).toHaveLength(1);
-      // The store came back: the restored master reads the content and publishes on.
-      const v1 = await ctx.store.stats();
-      expect(v1.chunks).toBeGreaterThan(0);
+      // The store came back: every chunk the catalog references is there and reads back whole.
+      const live = [...liveChunkIds(ctx.db)];
+      expect(live.length).toBeGreaterThan(10);
+      expect(ctx.store.missing(live)).toEqual([]);
+      for (const id of live.slice(0, 5)) await ctx.store.get(id, { verify: true });
       writeFileSync(join(tmp.dir, 'v2.bin'), pseudoRandomBytes(100_000, 4));
       const p = await publish(ctx, {
         name: 'tool',
@@ -331,6 +334,40 @@ describe('master restore', () => {
       ).toHaveLength(2);
     } finally {
       await ctx.close();
+    }
+  });
+});
+
+describe('master backup during a publish', () => {
+  const tmp = tempDir('depotsync-backup-busy-');
+  afterAll(() => tmp.cleanup());
+
+  it('is consistent: every chunk the restored catalog references is in the restored store', async () => {
+    const M = join(tmp.dir, 'M');
+    await initMaster(M, { log });
+    const ctx = await openMaster(M, log);
+    let file: string;
+    try {
+      writeFileSync(join(tmp.dir, 'a.bin'), pseudoRandomBytes(6_000_000, 21));
+      writeFileSync(join(tmp.dir, 'b.bin'), pseudoRandomBytes(6_000_000, 22));
+      await publish(ctx, { name: 'a', version: '1', path: join(tmp.dir, 'a.bin'), actor: 'test' });
+      const [, b] = await Promise.all([
+        publish(ctx, { name: 'b', version: '1', path: join(tmp.dir, 'b.bin'), actor: 'test' }),
+        withPass(PASS, () => backupOpenMaster(ctx, { actor: 'cli', scrypt })),
+      ]);
+      file = b.file;
+    } finally {
+      await ctx.close();
+    }
+    const R = join(tmp.dir, 'R');
+    await restoreMaster(R, file, { passphrase: PASS, log });
+    const r = await openMaster(R, log);
+    try {
+      const live = [...liveChunkIds(r.db)];
+      expect(live.length).toBeGreaterThan(40);
+      expect(r.store.missing(live)).toEqual([]);
+    } finally {
+      await r.close();
     }
   });
 });
