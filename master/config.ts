@@ -34,8 +34,15 @@ export interface MasterConfig {
   maxUploadBytes: number;
   /** Online backup of master.db into M/backups/ while serving, every this many hours; 0 = no schedule. */
   backupIntervalHours: number;
-  /** Scheduled and one-off backups kept in M/backups/ (the oldest beyond this are deleted). */
+  /** Scheduled and one-off backups kept in the backup folder (the oldest beyond this are deleted). */
   backupRetainCount: number;
+  /** Where backups go; null = M/backups. Best on other media than the master's own disk. */
+  backupDir: string | null;
+  /**
+   * File holding the passphrase of scheduled backups (mode 0600); null = the environment variable
+   * DEPOTSYNC_BACKUP_PASSPHRASE of `master serve`. Without either, scheduled backups fail and alert.
+   */
+  backupPassphraseFile: string | null;
   /**
    * Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the
    * path is appended); null = none.
@@ -98,6 +105,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   maxUploadBytes: 64 * 1024 * 1024 * 1024,
   backupIntervalHours: 24,
   backupRetainCount: 7,
+  backupDir: null,
+  backupPassphraseFile: null,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
   allowHardlinks: false,
@@ -129,6 +138,11 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
   intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
+  for (const k of ['backupDir', 'backupPassphraseFile'] as const) {
+    const v = c[k];
+    if (v !== null && (typeof v !== 'string' || v === ''))
+      throw new DepotsyncError('bad-input', `${w}: ${k} must be a path or null, got ${JSON.stringify(v)}`);
+  }
   if (typeof c.allowHardlinks !== 'boolean') {
     throw new DepotsyncError(
       'bad-input',
