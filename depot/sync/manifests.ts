@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import PQueue from 'p-queue';
 import { decodeManifest, manifestId, MANIFEST_DEFAULTS } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { checkSignedTarget, fetchTargetWithDelta } from '../../src/read/target-delta.js';
 import type { TufClient } from '../../src/tuf/client.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ByteCounter, Upstream } from './upstream.js';
@@ -50,16 +50,21 @@ export interface ManifestFetchDeps {
 export async function fetchManifests(
   targets: readonly CatalogTarget[],
   deps: ManifestFetchDeps,
-): Promise<{ fetched: number; bytes: number }> {
+): Promise<{ fetched: number; bytes: number; plainBytes: number; viaDelta: number }> {
   const todo = targets.filter((t) => !deps.db.hasTarget(t.name));
   const queue = new PQueue({ concurrency: deps.concurrency });
   let bytes = 0;
+  let plainBytes = 0;
+  let viaDelta = 0;
   let failure: unknown;
   for (const t of todo) {
     void queue.add(async () => {
       if (failure) return;
       try {
-        bytes += await fetchOne(t, deps);
+        const one = await fetchOne(t, deps);
+        bytes += one.wireBytes;
+        plainBytes += t.length;
+        if (one.viaDelta) viaDelta++;
       } catch (e) {
         failure ??= e;
         queue.clear();
@@ -68,10 +73,23 @@ export async function fetchManifests(
   }
   await queue.onIdle();
   if (failure) throw failure;
-  return { fetched: todo.length, bytes };
+  return { fetched: todo.length, bytes, plainBytes, viaDelta };
 }
 
-async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<number> {
+/**
+ * The manifest this depot stored last of the same package (`{name}@…`), which the new one usually
+ * repeats almost entirely: the base of a manifest delta. Paths outside that convention get none.
+ */
+function deltaBase(t: CatalogTarget, db: DepotDb): { name: string; bytes: Buffer } | undefined {
+  const at = t.path.indexOf('@');
+  if (at <= 0) return undefined;
+  return db.latestTargetWithPrefix(t.path.slice(0, at + 1), t.name);
+}
+
+async function fetchOne(
+  t: CatalogTarget,
+  deps: ManifestFetchDeps,
+): Promise<{ wireBytes: number; viaDelta: boolean }> {
   const what = `manifest ${t.path}`;
   if (t.length > MANIFEST_DEFAULTS.maxBytes) {
     throw new DepotsyncError(
@@ -79,20 +97,25 @@ async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<numb
       `${what}: the catalog lists ${t.length} bytes, above the limit of ${MANIFEST_DEFAULTS.maxBytes}`,
     );
   }
-  const bytes = await deps.upstream.target(t.name, t.length, what);
-  deps.counter.add(bytes.length);
+  const up = deps.upstream;
+  const get = up.targetDelta?.bind(up);
+  const fetched = await fetchTargetWithDelta(
+    t,
+    get ? deltaBase(t, deps.db) : undefined,
+    get,
+    () => up.target(t.name, t.length, what),
+    what,
+    deps.log,
+  );
+  deps.counter.add(fetched.wireBytes);
+  const bytes = fetched.bytes;
   // Threat: a mirror substituting or truncating a manifest (TUF: arbitrary installation, endless data).
-  if (bytes.length !== t.length) {
-    throw new DepotsyncError(
-      'hash-mismatch',
-      `${what}: received ${bytes.length} bytes, the signed catalog says ${t.length}`,
-      { hint: 'the upstream served a different file; nothing was stored' },
-    );
-  }
-  const digest = createHash('sha256').update(bytes).digest();
-  if (!timingSafeEqual(digest, Buffer.from(t.sha256, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `${what}: its SHA-256 does not match the signed catalog`, {
+  try {
+    checkSignedTarget(bytes, t, what);
+  } catch (e) {
+    throw new DepotsyncError('hash-mismatch', (e as Error).message, {
       hint: 'the upstream served a different file; nothing was stored',
+      cause: e,
     });
   }
   const m = decodeManifest(bytes, { what });
@@ -110,6 +133,15 @@ async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<numb
     },
     deps.now(),
   );
-  deps.log.debug({ target: t.path, bytes: bytes.length, chunks: chunkCount }, 'manifest stored');
-  return bytes.length;
+  deps.log.debug(
+    {
+      target: t.path,
+      bytes: bytes.length,
+      wireBytes: fetched.wireBytes,
+      viaDelta: fetched.viaDelta,
+      chunks: chunkCount,
+    },
+    'manifest stored',
+  );
+  return fetched;
 }
