@@ -80,7 +80,8 @@ function peerKey(p: ReleasePair, tool: string): string {
 function byteFields(json: Record<string, unknown>, prefix = ''): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(json)) {
-    if (typeof v === 'number' && /bytes/i.test(k)) out[prefix + k] = v;
+    // Inside an object named for bytes (bytesByStep), every number is bytes.
+    if (typeof v === 'number' && (prefix || /bytes/i.test(k))) out[prefix + k] = v;
     else if (v && typeof v === 'object' && !Array.isArray(v) && /bytes/i.test(k))
       Object.assign(out, byteFields(v as Record<string, unknown>, `${prefix}${k}.`));
   }
@@ -91,10 +92,36 @@ const execFileAsync = promisify(execFile);
 const CLI = join(repoRoot(), 'bin', 'depotsync.js');
 
 // Everything runs asynchronously: the counting proxies live in this process's event loop.
-async function sh(cmd: string, args: string[]): Promise<{ ms: number; out: string }> {
+async function sh(
+  cmd: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<{ ms: number; out: string; err: string }> {
   const t0 = performance.now();
-  const { stdout } = await execFileAsync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { ms: performance.now() - t0, out: stdout };
+  const { stdout, stderr } = await execFileAsync(cmd, args, {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    ...(env ? { env } : {}),
+  });
+  return { ms: performance.now() - t0, out: stdout, err: stderr };
+}
+
+/**
+ * `depot sync --json` with its info log: the log's `sync done` line carries the bytes of each step
+ * (metadata, manifests, chunks, deltas), which the JSON answer does not.
+ */
+async function depotSync(dir: string): Promise<Record<string, unknown>> {
+  const { out, err } = await sh(process.execPath, [CLI, 'depot', 'sync', '--dir', dir, '--json'], {
+    ...process.env,
+    DEPOTSYNC_LOG_LEVEL: 'info',
+  });
+  const json = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+  for (const line of err.split('\n')) {
+    if (!line.includes('"sync done')) continue;
+    const done = JSON.parse(line) as { bytesByStep?: Record<string, number> };
+    if (done.bytesByStep) json.bytesByStep = done.bytesByStep;
+  }
+  return json;
 }
 
 /** `depotsync ARGS --json`, its last stdout line parsed. */
@@ -314,7 +341,7 @@ async function main(): Promise<void> {
       await depotsync(['master', 'publish', '--dir', M, '--name', pkg, '--version', p.to, newDir]);
       masterProxy.reset();
       const ts = performance.now();
-      const res = (await depotsync(['depot', 'sync', '--dir', D])) as Record<string, unknown>;
+      const res = await depotSync(D);
       const depotMs = performance.now() - ts;
       const d = masterProxy.counts();
 
