@@ -43,6 +43,8 @@ interface Row {
   newBytes: number;
   tgzBytes: number;
   firstSync: number;
+  /** The first sync's own counts (its manifests step: the old release's manifest, whole). */
+  firstOwn: Record<string, number>;
   /** Both directions on the wire (the proxy), TLS and HTTP included. */
   depot: number;
   /** The byte counts `depot sync --json` reports about itself (payload, and plain where it says). */
@@ -336,7 +338,7 @@ async function main(): Promise<void> {
 
       await depotsync(['master', 'publish', '--dir', M, '--name', pkg, '--version', p.from, oldDir]);
       masterProxy.reset();
-      await depotsync(['depot', 'sync', '--dir', D]);
+      const firstRes = await depotSync(D);
       const first = masterProxy.counts();
       await depotsync(['master', 'publish', '--dir', M, '--name', pkg, '--version', p.to, newDir]);
       masterProxy.reset();
@@ -444,6 +446,7 @@ async function main(): Promise<void> {
         newBytes: treeBytes(newDir),
         tgzBytes: statSync(npmTarball(p.name, p.to)).size,
         firstSync: first.up + first.down,
+        firstOwn: byteFields(firstRes),
         depot: d.up + d.down,
         depotOwn: byteFields(res),
         depotMs,
@@ -478,7 +481,7 @@ async function main(): Promise<void> {
         .join(', ');
     for (const r of rows)
       console.log(
-        `- ${r.pair.label}: depot sync ${own(r.depotOwn)}; ${(r.depotMs / 1000).toFixed(1)} s (zstd --patch-from: ${(r.zstdMs / 1000).toFixed(1)} s). agent fetch from ${r.agentSources.join(', ')}: ${own(r.agentOwn)}; ${(r.agentMs / 1000).toFixed(1)} s`,
+        `- ${r.pair.label}: first sync ${own(r.firstOwn)}. delta sync ${own(r.depotOwn)}; ${(r.depotMs / 1000).toFixed(1)} s (zstd --patch-from: ${(r.zstdMs / 1000).toFixed(1)} s). agent fetch from ${r.agentSources.join(', ')}: ${own(r.agentOwn)}; ${(r.agentMs / 1000).toFixed(1)} s`,
       );
   } finally {
     for (const p of proxies) await p.close();

@@ -52,27 +52,39 @@ export async function fetchManifests(
   deps: ManifestFetchDeps,
 ): Promise<{ fetched: number; bytes: number; plainBytes: number; viaDelta: number }> {
   const todo = targets.filter((t) => !deps.db.hasTarget(t.name));
+  // Two waves: one manifest of each package first, then the other versions, which can then come as
+  // deltas against it (a new depot, or one that missed several releases).
+  const seen = new Set<string>();
+  const waves: CatalogTarget[][] = [[], []];
+  for (const t of [...todo].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    const pkg = packagePrefix(t.path);
+    const later = pkg !== undefined && seen.has(pkg);
+    if (pkg !== undefined) seen.add(pkg);
+    waves[later ? 1 : 0]!.push(t);
+  }
   const queue = new PQueue({ concurrency: deps.concurrency });
   let bytes = 0;
   let plainBytes = 0;
   let viaDelta = 0;
   let failure: unknown;
-  for (const t of todo) {
-    void queue.add(async () => {
-      if (failure) return;
-      try {
-        const one = await fetchOne(t, deps);
-        bytes += one.wireBytes;
-        plainBytes += t.length;
-        if (one.viaDelta) viaDelta++;
-      } catch (e) {
-        failure ??= e;
-        queue.clear();
-      }
-    });
+  for (const wave of waves) {
+    for (const t of wave) {
+      void queue.add(async () => {
+        if (failure) return;
+        try {
+          const one = await fetchOne(t, deps);
+          bytes += one.wireBytes;
+          plainBytes += t.length;
+          if (one.viaDelta) viaDelta++;
+        } catch (e) {
+          failure ??= e;
+          queue.clear();
+        }
+      });
+    }
+    await queue.onIdle();
+    if (failure) throw failure;
   }
-  await queue.onIdle();
-  if (failure) throw failure;
   return { fetched: todo.length, bytes, plainBytes, viaDelta };
 }
 
@@ -81,9 +93,14 @@ export async function fetchManifests(
  * repeats almost entirely: the base of a manifest delta. Paths outside that convention get none.
  */
 function deltaBase(t: CatalogTarget, db: DepotDb): { name: string; bytes: Buffer } | undefined {
-  const at = t.path.indexOf('@');
-  if (at <= 0) return undefined;
-  return db.latestTargetWithPrefix(t.path.slice(0, at + 1), t.name);
+  const pkg = packagePrefix(t.path);
+  return pkg === undefined ? undefined : db.latestTargetWithPrefix(pkg, t.name);
+}
+
+/** `{name}@` of a target path `{name}@{version}.json`; undefined outside that convention. */
+function packagePrefix(path: string): string | undefined {
+  const at = path.indexOf('@');
+  return at > 0 ? path.slice(0, at + 1) : undefined;
 }
 
 async function fetchOne(

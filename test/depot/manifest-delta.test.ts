@@ -52,6 +52,22 @@ describe('depot sync: a manifest as a delta against the previous version the dep
     await expectServedComplete(d);
   });
 
+  it('a new depot fetches one version of a package whole, then the others as deltas against it', async () => {
+    const data = randomBytesSeeded(6_000_000, 20);
+    const v1 = await up.publish('mdelta-fresh', '1', data);
+    const v2data = Buffer.from(data);
+    randomBytesSeeded(100, 21).copy(v2data, 3_000_000);
+    const v2 = await up.publish('mdelta-fresh', '2', v2data);
+    up.requests.length = 0;
+    const d = depot();
+    const r = await d.engine.sync();
+    expect(r.switched).toBe(true);
+    expect(deltaAsks('mdelta-fresh').map((q) => q.path)).toEqual([`/v1/targets-delta/${v1.name}/${v2.name}`]);
+    expect(wholeAsks(v1)).toHaveLength(1);
+    expect(wholeAsks(v2)).toEqual([]);
+    expect(d.db.targetBytes(v2.name)!.equals(v2.bytes)).toBe(true);
+  });
+
   /** A bad delta answer: the depot fetches the manifest whole, stores exactly the signed bytes, syncs. */
   async function fallsBack(
     name: string,
