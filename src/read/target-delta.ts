@@ -52,6 +52,7 @@ export function checkSignedTarget(bytes: Uint8Array, t: SignedTarget, what: stri
  * then its length and SHA-256 checked against the signed catalog. Any failure of the delta (no such
  * route, base not held upstream, a frame that is damaged, cut short, too long or decodes to other
  * bytes) is logged and the target is fetched whole with `full`; a refused certificate ends it at once.
+ * A base that is the target itself (same served name) is used as it is once it passes the same checks.
  * Nothing unverified is returned.
  */
 export async function fetchTargetWithDelta(
@@ -63,7 +64,15 @@ export async function fetchTargetWithDelta(
   log: Logger,
 ): Promise<TargetFetched> {
   let wireBytes = 0;
-  if (base && get && base.name !== t.name) {
+  if (base && base.name === t.name) {
+    // The caller already holds this very file (the same version again): nothing to download.
+    try {
+      checkSignedTarget(base.bytes, t, `${what} (held)`);
+      return { bytes: base.bytes, wireBytes: 0, viaDelta: false };
+    } catch (e) {
+      log.warn({ target: t.name, err: (e as Error).message }, 'held manifest differs; fetching it whole');
+    }
+  } else if (base && get) {
     try {
       const answer = await get(base.name, t.name, t.length, `${what} (delta)`);
       wireBytes += answer.bytes.length;

@@ -217,5 +217,24 @@ describe('manifest deltas: the server side and the client check', () => {
     );
     expect(fb.viaDelta).toBe(false);
     expect(fb.wireBytes).toBe(2 * target.length);
+    // The very file held already (its served name): nothing fetched; a held copy that differs: `full`.
+    const none = async () => {
+      throw new Error('not called');
+    };
+    const held = await fetchTargetWithDelta(t, { name: t.name, bytes: target }, none, none, 'm', log);
+    expect(held).toMatchObject({ wireBytes: 0, viaDelta: false });
+    expect(held.bytes.equals(target)).toBe(true);
+    const damaged = Buffer.from(target);
+    damaged[0] ^= 1;
+    const refetched = await fetchTargetWithDelta(
+      t,
+      { name: t.name, bytes: damaged },
+      none,
+      async () => target,
+      'm',
+      log,
+    );
+    expect(refetched.bytes.equals(target)).toBe(true);
+    expect(refetched.wireBytes).toBe(target.length);
   });
 });
