@@ -109,6 +109,25 @@ async function sh(
 }
 
 /**
+ * `agent fetch --json` with its debug log: the `manifest rebuilt from a delta` line gives the bytes the
+ * manifest took and its length (`manifestBytes.delta`, `manifestBytes.whole`).
+ */
+async function agentFetch(dir: string, ref: string, out: string): Promise<Record<string, unknown>> {
+  const { out: stdout, err } = await sh(
+    process.execPath,
+    [CLI, 'agent', 'fetch', '--dir', dir, ref, '--out', out, '--json'],
+    { ...process.env, DEPOTSYNC_LOG_LEVEL: 'debug' },
+  );
+  const json = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+  for (const line of err.split('\n')) {
+    if (!line.includes('manifest rebuilt from a delta')) continue;
+    const l = JSON.parse(line) as { wireBytes: number; length: number };
+    json.manifestBytes = { delta: l.wireBytes, whole: l.length };
+  }
+  return json;
+}
+
+/**
  * `depot sync --json` with its info log: the log's `sync done` line carries the bytes of each step
  * (metadata, manifests, chunks, deltas), which the JSON answer does not.
  */
@@ -362,15 +381,7 @@ async function main(): Promise<void> {
         await depotsync(['agent', 'fetch', '--dir', A, `${pkg}@${p.from}`, '--out', join(outs, 'old')]);
         depotProxy.reset();
         const ta = performance.now();
-        const ar = (await depotsync([
-          'agent',
-          'fetch',
-          '--dir',
-          A,
-          `${pkg}@${p.to}`,
-          '--out',
-          join(outs, 'new'),
-        ])) as Record<string, unknown>;
+        const ar = await agentFetch(A, `${pkg}@${p.to}`, join(outs, 'new'));
         const ac = depotProxy.counts();
         await sh('diff', ['-r', '-q', join(outs, 'new'), newDir]);
         agent = {
