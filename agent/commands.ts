@@ -145,6 +145,7 @@ export const agentCommands: Command[] = [
           sources,
           connect: (s) => a.connect(s),
           cacheDir: a.layout.cacheDir,
+          manifestDir: a.layout.manifestsDir,
           store: a.store,
           fingerprint: a.config.fingerprint,
           state: a.state,

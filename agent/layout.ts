@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
  *   enroll.json       an enrollment waiting for approval (request id), removed once approved
  *   tuf/              the trusted TUF metadata, one `{role}.json` per role (rollback and freeze baseline)
  *   cache/chunks-v1/  verified chunks (src/store), so an interrupted fetch resumes; size-limited by gc
+ *   manifests/        the manifest of each package fetched last (the base of the next one's delta)
  *   state.sqlite      highest generation and root version seen, depot round-trip times, penalties
  */
 export interface AgentLayout {
@@ -21,6 +22,7 @@ export interface AgentLayout {
   enrollment: string;
   tufDir: string;
   cacheDir: string;
+  manifestsDir: string;
   state: string;
 }
 
@@ -37,6 +39,7 @@ export function agentLayout(dir: string): AgentLayout {
     enrollment: join(d, 'enroll.json'),
     tufDir: join(d, 'tuf'),
     cacheDir: join(d, 'cache'),
+    manifestsDir: join(d, 'manifests'),
     state: join(d, 'state.sqlite'),
   };
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
 import { validatePackageName, validateVersion } from '../../src/content/paths.js';
 import { DepotsyncError } from '../../src/errors.js';
+import { fetchTargetWithDelta, type TargetBase } from '../../src/read/target-delta.js';
 import type { ClientLimits, TargetInfo, TrustedStore } from '../../src/tuf/client.js';
 import type { AgentStateStore } from '../state.js';
 import type { RemoteSource } from './remote.js';
@@ -51,6 +52,8 @@ export interface ResolveOptions {
   state: AgentStateStore;
   want: PackageRef;
   log: Logger;
+  /** A manifest of the same package this agent holds (manifests.ts): the new one comes as a delta of it. */
+  manifestBase?: TargetBase | undefined;
 }
 
 /**
@@ -100,8 +103,16 @@ export async function resolvePackage(o: ResolveOptions): Promise<ResolvedPackage
   }
   const path = packageTargetPath(name, version);
   const sha256 = target.hashes.sha256 ?? '';
-  const bytes = await o.remote.target(path, sha256, target.length);
-  verifyTargetFile(bytes, target, `target ${path} from ${src}`);
+  const what = `target ${path} from ${src}`;
+  const { bytes } = await fetchTargetWithDelta(
+    { name: `${sha256}.${path}`, length: target.length, sha256 },
+    o.manifestBase,
+    (base, served, max, w) => o.remote.targetDelta(base, served, max, w),
+    () => o.remote.target(path, sha256, target.length),
+    what,
+    o.log,
+  );
+  verifyTargetFile(bytes, target, what);
   // The manifest is now the exact file the catalog signed; decoding checks its schema, paths (no
   // `..`, no absolute paths), sizes, and that its hash tree commits to its chunk list.
   const manifest = decodeManifest(bytes, { maxBytes: target.length, what: `manifest ${path} from ${src}` });

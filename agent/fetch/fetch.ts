@@ -8,6 +8,7 @@ import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
 import type { AgentStateStore } from '../state.js';
 import { readCached, trimCache } from './cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
+import { ManifestShelf } from './manifests.js';
 import { downloadChunks } from '../../src/read/chunk-download.js';
 import { fatalRefusal } from '../../src/read/refusal.js';
 import { checkChunk } from '../../src/read/verify.js';
@@ -42,6 +43,11 @@ export interface FetchPackageOptions {
    * staged are kept there, and the next fetch takes them from it; undefined = no cache.
    */
   cacheDir?: string | undefined;
+  /**
+   * Where the manifest of each package fetched is kept (manifests.ts), so the next version's manifest
+   * comes as a delta against it; undefined = none kept, manifests are fetched whole.
+   */
+  manifestDir?: string | undefined;
   /** The trusted TUF metadata (rollback and freeze baseline), persisted in the agent directory. */
   store: TrustedStore;
   /** Needed only while the store holds no root yet. */
@@ -118,7 +124,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     await salvageStaging(o.out, cache, STALE_STAGING_MS, Date.now(), log);
 
     // 1. Catalog and manifest from the first source that passes every check.
-    const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log);
+    const shelf = o.manifestDir ? new ManifestShelf(o.manifestDir, log) : undefined;
+    const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log, shelf);
     const metaSource = remotes[index] as RemoteSource;
     const m = pkg.manifest;
     await checkOutput(o.out, m);
@@ -194,6 +201,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(),
         log,
       );
+    shelf?.keep(`${pkg.target.hashes.sha256}.${pkg.path}`, pkg.manifestBytes);
     log.info(
       {
         package: `${m.name}@${m.version}`,
@@ -248,8 +256,10 @@ async function resolveFromSources(
   now: () => Date,
   penalize: (r: RemoteSource, e: unknown) => void,
   log: Logger,
+  shelf: ManifestShelf | undefined,
 ): Promise<{ pkg: ResolvedPackage; index: number }> {
   const errors: Array<{ source: string; error: unknown }> = [];
+  const manifestBase = shelf?.base(o.name);
   for (const [index, remote] of remotes.entries()) {
     try {
       const want = o.version ? { name: o.name, version: o.version } : { name: o.name };
@@ -262,6 +272,7 @@ async function resolveFromSources(
         state: o.state,
         want,
         log,
+        manifestBase,
       });
       return { pkg, index };
     } catch (e) {

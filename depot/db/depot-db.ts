@@ -171,6 +171,19 @@ export class DepotDb {
       ?.bytes;
   }
 
+  /**
+   * The manifest stored last of the package whose target paths start with `prefix` (`{name}@`),
+   * other than `except`: the base a manifest delta is asked against (depot/sync/manifests.ts).
+   */
+  latestTargetWithPrefix(prefix: string, except: string): { name: string; bytes: Buffer } | undefined {
+    return this.db
+      .prepare<[string, string, string], { name: string; bytes: Buffer }>(
+        `SELECT name, bytes FROM targets WHERE substr(path, 1, length(?)) = ? AND name <> ?
+          ORDER BY added_at DESC, rowid DESC LIMIT 1`,
+      )
+      .get(prefix, prefix, except);
+  }
+
   slotTargets(slot: Slot): TargetRow[] {
     return this.db
       .prepare<

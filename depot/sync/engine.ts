@@ -250,7 +250,12 @@ export class SyncEngine {
               now: this.now,
               log: this.log,
             }),
-          (o) => ({ targets: targets.length, fetched: o.fetched }),
+          (o) => ({
+            targets: targets.length,
+            fetched: o.fetched,
+            viaDelta: o.viaDelta,
+            plainBytes: o.plainBytes,
+          }),
         );
         db.setPending(generation, targets, this.now());
         await this.fetchMissing(step, counter, totals);

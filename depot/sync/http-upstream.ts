@@ -60,6 +60,15 @@ export class HttpUpstream implements Upstream {
     }
   }
 
+  targetDelta(
+    base: string,
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+    return this.read.targetDelta(base, name, maxBytes, what);
+  }
+
   /**
    * Batches `deps.concurrency` at a time, each retried up to `deps.attempts` times on the errors worth
    * it. One checkpointed stream for the whole download: the disk writes while batches arrive, with one

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import PQueue from 'p-queue';
 import { decodeManifest, manifestId, MANIFEST_DEFAULTS } from '../../src/content/manifest.js';
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { checkSignedTarget, fetchTargetWithDelta } from '../../src/read/target-delta.js';
 import type { TufClient } from '../../src/tuf/client.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ByteCounter, Upstream } from './upstream.js';
@@ -50,28 +50,63 @@ export interface ManifestFetchDeps {
 export async function fetchManifests(
   targets: readonly CatalogTarget[],
   deps: ManifestFetchDeps,
-): Promise<{ fetched: number; bytes: number }> {
+): Promise<{ fetched: number; bytes: number; plainBytes: number; viaDelta: number }> {
   const todo = targets.filter((t) => !deps.db.hasTarget(t.name));
+  // Two waves: one manifest of each package first, then the other versions, which can then come as
+  // deltas against it (a new depot, or one that missed several releases).
+  const seen = new Set<string>();
+  const waves: CatalogTarget[][] = [[], []];
+  for (const t of [...todo].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    const pkg = packagePrefix(t.path);
+    const later = pkg !== undefined && seen.has(pkg);
+    if (pkg !== undefined) seen.add(pkg);
+    waves[later ? 1 : 0]!.push(t);
+  }
   const queue = new PQueue({ concurrency: deps.concurrency });
   let bytes = 0;
+  let plainBytes = 0;
+  let viaDelta = 0;
   let failure: unknown;
-  for (const t of todo) {
-    void queue.add(async () => {
-      if (failure) return;
-      try {
-        bytes += await fetchOne(t, deps);
-      } catch (e) {
-        failure ??= e;
-        queue.clear();
-      }
-    });
+  for (const wave of waves) {
+    for (const t of wave) {
+      void queue.add(async () => {
+        if (failure) return;
+        try {
+          const one = await fetchOne(t, deps);
+          bytes += one.wireBytes;
+          plainBytes += t.length;
+          if (one.viaDelta) viaDelta++;
+        } catch (e) {
+          failure ??= e;
+          queue.clear();
+        }
+      });
+    }
+    await queue.onIdle();
+    if (failure) throw failure;
   }
-  await queue.onIdle();
-  if (failure) throw failure;
-  return { fetched: todo.length, bytes };
+  return { fetched: todo.length, bytes, plainBytes, viaDelta };
 }
 
-async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<number> {
+/**
+ * The manifest this depot stored last of the same package (`{name}@…`), which the new one usually
+ * repeats almost entirely: the base of a manifest delta. Paths outside that convention get none.
+ */
+function deltaBase(t: CatalogTarget, db: DepotDb): { name: string; bytes: Buffer } | undefined {
+  const pkg = packagePrefix(t.path);
+  return pkg === undefined ? undefined : db.latestTargetWithPrefix(pkg, t.name);
+}
+
+/** `{name}@` of a target path `{name}@{version}.json`; undefined outside that convention. */
+function packagePrefix(path: string): string | undefined {
+  const at = path.indexOf('@');
+  return at > 0 ? path.slice(0, at + 1) : undefined;
+}
+
+async function fetchOne(
+  t: CatalogTarget,
+  deps: ManifestFetchDeps,
+): Promise<{ wireBytes: number; viaDelta: boolean }> {
   const what = `manifest ${t.path}`;
   if (t.length > MANIFEST_DEFAULTS.maxBytes) {
     throw new DepotsyncError(
@@ -79,20 +114,25 @@ async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<numb
       `${what}: the catalog lists ${t.length} bytes, above the limit of ${MANIFEST_DEFAULTS.maxBytes}`,
     );
   }
-  const bytes = await deps.upstream.target(t.name, t.length, what);
-  deps.counter.add(bytes.length);
+  const up = deps.upstream;
+  const get = up.targetDelta?.bind(up);
+  const fetched = await fetchTargetWithDelta(
+    t,
+    get ? deltaBase(t, deps.db) : undefined,
+    get,
+    () => up.target(t.name, t.length, what),
+    what,
+    deps.log,
+  );
+  deps.counter.add(fetched.wireBytes);
+  const bytes = fetched.bytes;
   // Threat: a mirror substituting or truncating a manifest (TUF: arbitrary installation, endless data).
-  if (bytes.length !== t.length) {
-    throw new DepotsyncError(
-      'hash-mismatch',
-      `${what}: received ${bytes.length} bytes, the signed catalog says ${t.length}`,
-      { hint: 'the upstream served a different file; nothing was stored' },
-    );
-  }
-  const digest = createHash('sha256').update(bytes).digest();
-  if (!timingSafeEqual(digest, Buffer.from(t.sha256, 'hex'))) {
-    throw new DepotsyncError('hash-mismatch', `${what}: its SHA-256 does not match the signed catalog`, {
+  try {
+    checkSignedTarget(bytes, t, what);
+  } catch (e) {
+    throw new DepotsyncError('hash-mismatch', (e as Error).message, {
       hint: 'the upstream served a different file; nothing was stored',
+      cause: e,
     });
   }
   const m = decodeManifest(bytes, { what });
@@ -110,6 +150,15 @@ async function fetchOne(t: CatalogTarget, deps: ManifestFetchDeps): Promise<numb
     },
     deps.now(),
   );
-  deps.log.debug({ target: t.path, bytes: bytes.length, chunks: chunkCount }, 'manifest stored');
-  return bytes.length;
+  deps.log.debug(
+    {
+      target: t.path,
+      bytes: bytes.length,
+      wireBytes: fetched.wireBytes,
+      viaDelta: fetched.viaDelta,
+      chunks: chunkCount,
+    },
+    'manifest stored',
+  );
+  return fetched;
 }

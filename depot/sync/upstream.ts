@@ -23,6 +23,17 @@ export interface Upstream {
   /** A manifest by its served name `{sha256}.{path}`, at most maxBytes; 'not-found' when absent. */
   target(name: string, maxBytes: number, what: string): Promise<Buffer>;
   /**
+   * Optional (the network upstream has it, a bundle does not): manifest `name` as a delta against
+   * manifest `base` the depot holds (`GET /v1/targets-delta`), or whole when the upstream found no
+   * smaller delta; at most maxBytes, unverified (src/read/target-delta.ts checks it).
+   */
+  targetDelta?(
+    base: string,
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }>;
+  /**
    * Deliver the chunks in `needs` into `deps.store`: each hashed and compared with its id before it is
    * stored (src/read/verify.ts), what arrived intact kept even when the delivery fails part way.
    */

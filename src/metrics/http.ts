@@ -10,6 +10,7 @@ const ROUTES: [RegExp, string][] = [
   [/^\/v1\/chunks\/[^/]+$/, '/v1/chunks/{id}'],
   [/^\/v1\/metadata\/[^/]+$/, '/v1/metadata/{file}'],
   [/^\/v1\/targets\/[^/]+$/, '/v1/targets/{file}'],
+  [/^\/v1\/targets-delta\/[^/]+\/[^/]+$/, '/v1/targets-delta/{base}/{file}'],
   [/^\/v1\/revocations\.json$/, '/v1/revocations.json'],
   [/^\/v1\/enroll(\/[^/]+)?$/, '/v1/enroll'],
   [/^\/v1\/renew$/, '/v1/renew'],

@@ -1,7 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { isDepotsyncError } from '../errors.js';
+import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import type { HttpClient, StreamResponse } from '../net/client.js';
 import { checkMetadataFileName, type MetadataSource } from '../tuf/client.js';
+import {
+  TARGET_DELTA_BASE_HEADER,
+  TARGET_DELTA_CONTENT_TYPE,
+  targetDeltaUrlPath,
+} from '../wire/target-delta.js';
 import { BATCH_CONTENT_TYPE } from '../wire/chunk-batch.js';
 import {
   DELTA_CONTENT_TYPE,
@@ -102,6 +107,41 @@ export class ReadClient implements MetadataSource {
   /** A target by its served name `{sha256}.{path}`, at most `maxBytes`. */
   targetByName(name: string, maxBytes: number, what: string): Promise<Buffer> {
     return this.targetAt(targetUrlPath(name), maxBytes, what);
+  }
+
+  /**
+   * `GET /v1/targets-delta/{base}/{name}`: target `name` as a zstd frame against target `base`, which
+   * the caller holds, or the target whole when the server found no smaller delta; at most `maxBytes`
+   * (the target's signed length: a delta that is not smaller is worthless). Unverified: the caller
+   * decodes with src/read/target-delta.ts, which checks the result against the signed catalog.
+   */
+  async targetDelta(
+    base: string,
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+    try {
+      const res = await this.http.getStream(targetDeltaUrlPath(base, name), {
+        maxBytes,
+        what,
+      });
+      const parts: Buffer[] = [];
+      for await (const piece of res.body) parts.push(piece as Buffer);
+      const bytes = Buffer.concat(parts);
+      const type = String(res.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim();
+      if (type === 'application/json') return { kind: 'full', bytes };
+      if (type === TARGET_DELTA_CONTENT_TYPE && res.headers[TARGET_DELTA_BASE_HEADER] === base)
+        return { kind: 'delta', bytes };
+      throw new DepotsyncError(
+        'corrupt',
+        `${what}: an answer of type ${JSON.stringify(type)} made against ${JSON.stringify(res.headers[TARGET_DELTA_BASE_HEADER] ?? null)}, not a delta against ${base}`,
+      );
+    } catch (e) {
+      throw this.explain(e);
+    }
   }
 
   private targetAt(urlPath: string, maxBytes: number, what: string): Promise<Buffer> {

@@ -7,6 +7,8 @@ import { parseBatchRequest } from '../wire/chunk-batch.js';
 import { ChunkBatchWriter } from './chunk-batch-writer.js';
 import { respondDelta } from './chunk-delta-writer.js';
 import { CHUNK_ID, readChunk, type ChunkReader } from './chunk-reader.js';
+import { TargetDeltaCache } from './target-delta.js';
+import { TARGET_DELTA_BASE_HEADER, TARGET_DELTA_CONTENT_TYPE } from '../wire/target-delta.js';
 import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
 
@@ -115,6 +117,32 @@ export function readRoutes(
       'content-type': 'application/json',
       'cache-control': 'public, max-age=31536000, immutable',
     });
+  });
+
+  // A manifest as the difference from another one the reader holds (target-delta.ts); both must be
+  // served here, so a reader cannot make the server read anything it would not serve whole.
+  const targetDeltas = new TargetDeltaCache();
+  app.get('/v1/targets-delta/:base/:name', (c) => {
+    const base = c.req.param('base');
+    const name = c.req.param('name');
+    for (const n of [base, name])
+      if (!TARGET_NAME.test(n))
+        throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(n)}`);
+    const bytes = source.target(name);
+    if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
+    const baseBytes = source.target(base);
+    if (!baseBytes)
+      throw new DepotsyncError('not-found', `delta base ${base} not found`, {
+        hint: 'fetch the target whole: GET /v1/targets/{name}',
+      });
+    const answer = targetDeltas.answer(base, baseBytes, name, bytes);
+    opts.onServed?.('target', answer.bytes.length);
+    const headers: Record<string, string> = {
+      'content-type': answer.kind === 'delta' ? TARGET_DELTA_CONTENT_TYPE : 'application/json',
+      'cache-control': 'public, max-age=31536000, immutable',
+    };
+    if (answer.kind === 'delta') headers[TARGET_DELTA_BASE_HEADER] = base;
+    return c.body(new Uint8Array(answer.bytes), 200, headers);
   });
 
   app.get('/v1/revocations.json', (c) => {

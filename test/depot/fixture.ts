@@ -82,6 +82,8 @@ export interface Faults {
     pairs: Array<{ bases: string[]; offset: number; target: string }>,
     res: import('node:http').ServerResponse,
   ) => boolean;
+  /** Take over a manifest delta request (`GET /v1/targets-delta/{base}/{name}`) the same way. */
+  targetDelta?: (base: string, name: string, res: import('node:http').ServerResponse) => boolean;
 }
 
 export interface RecordedRequest {
@@ -214,6 +216,11 @@ export async function startUpstream(
         }
       ).pairs;
       if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
+    }
+    const td = /^\/v1\/targets-delta\/([^/]+)\/([^/]+)$/.exec(rec.path);
+    if (rec.method === 'GET' && td && faults.targetDelta) {
+      const [base, name] = [decodeURIComponent(td[1]!), decodeURIComponent(td[2]!)];
+      if (faults.targetDelta(base, name, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     await next();
   });

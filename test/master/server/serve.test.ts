@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findVersion } from '../../../master/db/catalog.js';
 import type { DropOutcome } from '../../../master/dropbox/watcher.js';
+import { applyDelta } from '../../../src/compress/zstd.js';
 import { pseudoRandomBytes } from '../../helpers/tmp.js';
 import { call, enrollWithToken, startTestMaster, type TestMaster } from './helpers.js';
 
@@ -58,5 +59,21 @@ describe('master serve: HTTPS server with drop folder and refresher', () => {
     });
     expect(target.status).toBe(200);
     expect(JSON.parse(target.body.toString())).toMatchObject({ name: 'agent-setup', version: '7.0' });
+
+    // The manifest as a delta against a manifest the caller holds (here the same one): a small zstd
+    // frame that rebuilds it; a base the master does not serve is 404, a bad name 400.
+    const name = `${v.manifestSha256}.${v.targetPath}`;
+    const tls = { cert: depot.cert, key: depot.keyPem };
+    const d = await call(m, `/v1/targets-delta/${name}/${name}`, tls);
+    expect(d.status).toBe(200);
+    expect(d.headers['content-type']).toBe('application/zstd');
+    expect(d.headers['x-depotsync-delta-base']).toBe(name);
+    expect(d.body.length).toBeLessThan(target.body.length / 4);
+    expect(applyDelta(target.body, d.body, { maxBytes: target.body.length, exact: true })).toEqual(
+      target.body,
+    );
+    const missing = await call(m, `/v1/targets-delta/${'0'.repeat(64)}.agent-setup@6.0.json/${name}`, tls);
+    expect(missing.status).toBe(404);
+    expect((await call(m, `/v1/targets-delta/..%2Fx/${name}`, tls)).status).toBe(400);
   });
 });
