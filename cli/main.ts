@@ -29,9 +29,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const log = createLogger({
       level:
-        (values['log-level'] as string | undefined) ??
-        process.env.DEPOTSYNC_LOG_LEVEL ??
-        command.logLevel ??
+        (values['log-level'] as string | undefined) ||
+        process.env.DEPOTSYNC_LOG_LEVEL ||
+        command.logLevel ||
         'warn',
       pretty: values.pretty === true ? true : undefined,
     });

@@ -19,6 +19,11 @@ export interface HttpClientOptions {
   baseUrl: string;
   /** The master's CA certificate: the only issuer trusted for the server. Required for https URLs. */
   caPem?: string;
+  /**
+   * The organisation's CA bundle (a `tls.caFile`), trusted for the server's certificate besides the
+   * internal CA: for listeners with an operator-supplied certificate (docs/operations.md).
+   */
+  listenerCaPem?: string | undefined;
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
@@ -145,13 +150,17 @@ export class HttpClient {
         ...tlsBaseOptions(),
         keepAlive: true,
         maxSockets: this.o.maxSockets,
-        ca: opts.caPem,
+        ca: opts.listenerCaPem ? [opts.caPem, opts.listenerCaPem] : opts.caPem,
         cert: opts.certPem,
         key: opts.keyPem,
         // Verify the server against the pinned CA and the URL's host name, always.
         rejectUnauthorized: true,
         ...(opts.serverMachine
-          ? { checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role) }
+          ? {
+              checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role, {
+                internalCaPem: opts.caPem,
+              }),
+            }
           : {}),
         highWaterMark: this.o.highWaterMarkBytes,
       } as https.AgentOptions;
