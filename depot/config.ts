@@ -5,6 +5,7 @@ import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import { logLevelOption } from '../src/config/reload.js';
 import { requireHttpsUrl } from '../src/net/https-url.js';
 import { decodeListenerTls, type ListenerTlsConfig } from '../src/net/listener-cert.js';
+import { proxyOption } from '../src/net/proxy.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { parseWindow } from './sync/window.js';
 
@@ -103,6 +104,10 @@ export interface DepotConfig {
    * (caFile) besides the internal CA; '' = none (docs/operations.md).
    */
   tls: ListenerTlsConfig;
+  /** HTTP proxy to the upstream and the master: '' = HTTPS_PROXY, 'direct' = none, or http://HOST:PORT. */
+  proxy: string;
+  /** Hosts reached without the proxy (NO_PROXY syntax), besides the NO_PROXY environment variable. */
+  noProxy: string;
   schedule: ScheduleConfig;
   sync: SyncConfig;
   scrub: { intervalMs: number; bytesPerSecond: number };
@@ -175,6 +180,9 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   }
   logLevelOption(W, c.logLevel);
   c.tls = decodeListenerTls(W, c.tls, ['certFile', 'keyFile', 'caFile']);
+  proxyOption(W, c.proxy);
+  if (typeof c.noProxy !== 'string')
+    throw new DepotsyncError('bad-input', `${W}: noProxy must be a string, got ${JSON.stringify(c.noProxy)}`);
   const s = c.schedule;
   intOption(W, 'schedule.intervalMs', s.intervalMs, 1000, 30 * 24 * HOUR);
   intOption(W, 'schedule.jitterMs', s.jitterMs, 0, 24 * HOUR);
@@ -250,6 +258,8 @@ export function newDepotConfig(v: DepotConfigInput): DepotConfig {
     hosts: ['localhost', '127.0.0.1'],
     logLevel: '',
     tls: { certFile: '', keyFile: '', caFile: '' },
+    proxy: '',
+    noProxy: '',
     ...v,
     schedule: { ...DEFAULT_SCHEDULE, ...v.schedule },
     sync: { ...DEFAULT_SYNC, ...v.sync },
@@ -276,6 +286,8 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     'hosts',
     'logLevel',
     'tls',
+    'proxy',
+    'noProxy',
     'schedule',
     'sync',
     'scrub',
@@ -296,6 +308,8 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     hosts: (v.hosts ?? ['localhost', '127.0.0.1']) as string[],
     logLevel: (v.logLevel ?? '') as string,
     tls: decodeListenerTls(`${where}`, v.tls, ['certFile', 'keyFile', 'caFile']),
+    proxy: (v.proxy ?? '') as string,
+    noProxy: (v.noProxy ?? '') as string,
     schedule: mergeDefaults(`${where}: schedule`, DEFAULT_SCHEDULE, v.schedule),
     sync: mergeDefaults(`${where}: sync`, DEFAULT_SYNC, v.sync),
     scrub: mergeDefaults(`${where}: scrub`, DEFAULT_SCRUB, v.scrub),

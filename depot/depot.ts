@@ -10,6 +10,7 @@ import { depotLayout, type DepotLayout } from './layout.js';
 import { RevocationGate } from './serve/revocation-gate.js';
 import { TokenBucket } from './sync/bandwidth.js';
 import { readTrustedCa } from '../src/net/listener-cert.js';
+import { resolveProxy } from '../src/net/proxy.js';
 import type { SyncStore } from './sync/chunks.js';
 import { SyncEngine } from './sync/engine.js';
 
@@ -92,11 +93,13 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     throw e;
   }
   const listenerCaPem = readTrustedCa(config.tls.caFile);
+  const proxy = resolveProxy('depot.json', config);
   const client = (baseUrl: string) =>
     new HttpClient({
       baseUrl,
       caPem: creds.caPem,
       listenerCaPem,
+      proxy,
       certPem: creds.certPem,
       keyPem: creds.keyPem,
       timeoutMs: sync.timeoutMs,

@@ -7,6 +7,7 @@ import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { BodyGuard } from './body-guard.js';
 import { httpErrorFor, networkError } from './http-error.js';
+import { bypassesProxy, proxyLabel, TunnelingAgent, type ProxySettings } from './proxy.js';
 import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
 
 /**
@@ -24,6 +25,11 @@ export interface HttpClientOptions {
    * internal CA: for listeners with an operator-supplied certificate (docs/operations.md).
    */
   listenerCaPem?: string | undefined;
+  /**
+   * An HTTP proxy for https URLs (CONNECT tunnel; proxy.ts); NO_PROXY-exempt hosts connect directly.
+   * Plain http:// URLs never use it.
+   */
+  proxy?: ProxySettings | undefined;
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
@@ -90,6 +96,8 @@ export class HttpClient {
   private readonly mod: typeof http | typeof https;
   private readonly log: Logger;
   private readonly o: typeof HTTP_CLIENT_DEFAULTS;
+  /** The proxy https requests of this client go through; undefined = direct. */
+  readonly proxy: URL | undefined;
   /** The server certificate's subject from the last full handshake (for responses over resumed sessions). */
   private lastPeerSubject: { commonName: string; organizationalUnit: string } | undefined;
 
@@ -164,7 +172,11 @@ export class HttpClient {
           : {}),
         highWaterMark: this.o.highWaterMarkBytes,
       } as https.AgentOptions;
-      this.agent = new https.Agent(this.agentOptions);
+      const port = Number(url.port || 443);
+      this.proxy =
+        opts.proxy && !bypassesProxy(url.hostname, port, opts.proxy.noProxy) ? opts.proxy.url : undefined;
+      if (this.proxy) this.log.debug({ proxy: proxyLabel(this.proxy) }, 'HTTPS through a proxy (CONNECT)');
+      this.agent = this.newAgent();
     } else {
       this.mod = http;
       this.agent = new http.Agent({
@@ -173,6 +185,12 @@ export class HttpClient {
         highWaterMark: this.o.highWaterMarkBytes,
       } as http.AgentOptions);
     }
+  }
+
+  /** The https agent: direct, or through the proxy's CONNECT tunnels (same TLS options either way). */
+  private newAgent(): https.Agent {
+    const options = this.agentOptions!;
+    return this.proxy ? new TunnelingAgent(options, this.proxy, this.o.timeoutMs) : new https.Agent(options);
   }
 
   /** Close idle keep-alive connections. */
@@ -192,7 +210,7 @@ export class HttpClient {
       );
     const old = this.agent;
     this.agentOptions = { ...this.agentOptions, cert: creds.certPem, key: creds.keyPem };
-    this.agent = new https.Agent(this.agentOptions);
+    this.agent = this.newAgent();
     old.destroy();
   }
 
