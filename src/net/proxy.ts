@@ -75,7 +75,11 @@ export function bypassesProxy(host: string, port: number, noProxy: readonly stri
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
   for (const entry of noProxy) {
     if (entry === '*') return true;
-    const m = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[|\](?=:|$)/g, ''))!;
+    // A bare IPv6 address has colons of its own: "[::1]:443" carries a port, "::1" none.
+    const bare6 = isIP(entry) === 6;
+    const m = bare6
+      ? [entry, entry, undefined]
+      : /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[|\](?=:|$)/g, ''))!;
     const [, name = '', p] = m;
     if (p !== undefined && Number(p) !== port) continue;
     if (isIP(h) || isIP(name)) {
