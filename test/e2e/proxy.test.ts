@@ -100,23 +100,30 @@ describe('HTTPS through proxies (separate processes)', () => {
     const tunnels = proxy.log().filter((l) => l.includes(`CONNECT 127.0.0.1:${mp}`)).length;
     expect(tunnels).toBeGreaterThan(0);
 
-    // An agent: the proxy from the environment.
+    // An agent: the proxy from the environment, for its enrollment too.
     const token = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
     const A = join(dir, 'agent');
-    runJson([
-      'agent',
-      'init',
-      '--dir',
-      A,
-      '--master',
-      masterUrl,
-      '--fingerprint',
-      fp,
-      '--token',
-      token,
-      '--name',
-      'pc-1',
-    ]);
+    const beforeInit = proxy.log().filter((l) => l.includes(`CONNECT 127.0.0.1:${mp}`)).length;
+    runJson(
+      [
+        'agent',
+        'init',
+        '--dir',
+        A,
+        '--master',
+        masterUrl,
+        '--fingerprint',
+        fp,
+        '--token',
+        token,
+        '--name',
+        'pc-1',
+      ],
+      { HTTPS_PROXY: proxy.url },
+    );
+    expect(proxy.log().filter((l) => l.includes(`CONNECT 127.0.0.1:${mp}`)).length).toBeGreaterThan(
+      beforeInit,
+    );
     const out = join(dir, 'out.bin');
     const f = runCli(['agent', 'fetch', '--dir', A, 'setup@1.0', '--out', out, '--json'], {
       env: { HTTPS_PROXY: proxy.url },
