@@ -1,7 +1,11 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { reloadReport, type ReloadReport } from '../src/config/reload.js';
-import { loadListenerCertificate, type ListenerCertificate } from '../src/net/listener-cert.js';
+import {
+  ListenerCertificateWatcher,
+  loadListenerCertificate,
+  type ListenerCertificate,
+} from '../src/net/listener-cert.js';
 import { loadDepotConfig, type DepotConfig } from './config.js';
 import { openDepot, type Depot, type OpenDepotOptions } from './depot.js';
 import { pollEnrollment } from './enroll/enroll.js';
@@ -218,6 +222,12 @@ export async function startDepotService(
         })
       : undefined;
   notify?.start();
+  // A certificate renewed in place (same files) is served without a reload too.
+  const certWatch = new ListenerCertificateWatcher({
+    apply: (cert) => server.setListenerCertificate(cert),
+    log: depot.log.child({ component: 'depot.server' }),
+  });
+  certWatch.watch(config.tls);
   if (operatorCert)
     log.info(
       { subject: operatorCert.subject, notAfter: operatorCert.notAfter.toISOString() },
@@ -252,6 +262,7 @@ export async function startDepotService(
       depot.bandwidth.setRate(next.schedule.bandwidthBytesPerSecond);
       // Read again even when the paths did not change: a renewed certificate replaces the files.
       server.setListenerCertificate(cert);
+      certWatch.watch(next.tls);
       current = next;
       log.info(
         {
@@ -270,6 +281,7 @@ export async function startDepotService(
     },
     async stop() {
       stopping.abort();
+      certWatch.close();
       await notify?.stop();
       events.close();
       await offline.stop();

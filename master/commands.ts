@@ -155,6 +155,14 @@ export const masterCommands: Command[] = [
             { subject: listener.subject, notAfter: listener.notAfter.toISOString() },
             'serving the operator certificate of master.json tls.certFile',
           );
+        // A certificate renewed in place (same files) is served without a reload too.
+        const { ListenerCertificateWatcher } = await import('../src/net/listener-cert.js');
+        const certWatch = new ListenerCertificateWatcher({
+          apply: (cert) => server.setListenerCertificate(cert),
+          log: c.log.child({ component: 'master.server' }),
+        });
+        certWatch.watch(ctx.config.tls);
+        stop.signal.addEventListener('abort', () => certWatch.close());
         const reloader = new reloading.MasterReloader({
           dir: layout.dir,
           configPath: layout.config,
@@ -162,6 +170,7 @@ export const masterCommands: Command[] = [
           server,
           log: c.log,
           onLogLevel,
+          onListenerFiles: (tls) => certWatch.watch(tls),
         });
         reload = () => {
           try {

@@ -47,6 +47,8 @@ export class MasterReloader {
       server: MasterServer;
       log: Logger;
       onLogLevel: (configured: string) => void;
+      /** The operator certificate files after a reload (to follow them for changes). */
+      onListenerFiles?: (tls: MasterConfig['tls']) => void;
       now?: () => Date;
     },
   ) {
@@ -73,6 +75,7 @@ export class MasterReloader {
     const adminReport = reloadReport(server.admin.settings, admin, ADMIN_LIVE_SETTINGS);
     this.d.onLogLevel(next.logLevel);
     server.setListenerCertificate(cert);
+    this.d.onListenerFiles?.(next.tls);
     const { repeatMs } = server.admin.settings.alerts;
     Object.assign(server.admin.settings.alerts, admin.alerts, { repeatMs });
     this.config = next;

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { DepotsyncError, fromSystemError } from '../errors.js';
+import type { Logger } from '../log.js';
 
 /**
  * The `tls` section of master.json, depot.json and agent.json (docs/operations.md, "Certificates"):
@@ -136,4 +137,73 @@ export function readTrustedCa(caFile: string | undefined): string | undefined {
   if (!/-----BEGIN CERTIFICATE-----/.test(pem))
     throw new DepotsyncError('bad-certificate', `tls.caFile ${caFile}: no PEM certificate in it`);
   return pem;
+}
+
+/**
+ * Follows the files of an operator certificate: when either changes (a renewal tool replaced them), the
+ * pair is loaded and checked once they have been quiet for `settleMs` (a certificate and key are rarely
+ * replaced in the same instant), then `apply` serves it. A pair that does not pass is logged and ignored:
+ * the certificate in use stays. Polls with stat (`fs.watchFile`), which also follows files replaced by
+ * rename or through symbolic links.
+ */
+export class ListenerCertificateWatcher {
+  private files: Pick<ListenerTlsConfig, 'certFile' | 'keyFile'> | undefined;
+  private settle: NodeJS.Timeout | undefined;
+  private readonly onChange = () => {
+    clearTimeout(this.settle);
+    this.settle = setTimeout(() => this.load(), this.o.settleMs ?? 2000);
+    this.settle.unref();
+  };
+
+  constructor(
+    private readonly o: {
+      apply: (cert: ListenerCertificate) => void;
+      log: Logger;
+      /** stat polling interval; default one minute. */
+      intervalMs?: number;
+      settleMs?: number;
+      now?: () => Date;
+    },
+  ) {}
+
+  /** Follow these files from now on (after a reload, the new ones); undefined: none. */
+  watch(files: Pick<ListenerTlsConfig, 'certFile' | 'keyFile'> | undefined): void {
+    const same =
+      files && this.files && files.certFile === this.files.certFile && files.keyFile === this.files.keyFile;
+    if (same) return;
+    this.unwatch();
+    if (!files || !files.certFile) return;
+    this.files = { certFile: files.certFile, keyFile: files.keyFile };
+    const interval = this.o.intervalMs ?? 60_000;
+    for (const f of [files.certFile, files.keyFile])
+      watchFile(f, { interval, persistent: false }, this.onChange);
+  }
+
+  close(): void {
+    this.unwatch();
+  }
+
+  private unwatch(): void {
+    clearTimeout(this.settle);
+    if (!this.files) return;
+    for (const f of [this.files.certFile, this.files.keyFile]) unwatchFile(f, this.onChange);
+    this.files = undefined;
+  }
+
+  private load(): void {
+    if (!this.files) return;
+    try {
+      const cert = loadListenerCertificate(this.files, (this.o.now ?? (() => new Date()))());
+      this.o.apply(cert);
+      this.o.log.info(
+        { subject: cert.subject, notAfter: cert.notAfter.toISOString(), certFile: this.files.certFile },
+        'listener certificate files changed; serving the new certificate',
+      );
+    } catch (e) {
+      this.o.log.error(
+        { err: (e as Error).message, hint: (e as { hint?: string }).hint },
+        'listener certificate files changed but were refused; the certificate in use stays',
+      );
+    }
+  }
 }

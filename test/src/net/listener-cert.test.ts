@@ -1,7 +1,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeListenerTls, loadListenerCertificate, readTrustedCa } from '../../../src/net/listener-cert.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import {
+  decodeListenerTls,
+  ListenerCertificateWatcher,
+  loadListenerCertificate,
+  readTrustedCa,
+  type ListenerCertificate,
+} from '../../../src/net/listener-cert.js';
 import { createCa, issueServerCertificate, loadCa } from '../../../src/pki/ca.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -66,5 +74,54 @@ describe('operator listener certificates', () => {
       keyFile: '',
       caFile: 'x',
     });
+  });
+
+  it('follows the files: a renewed pair is applied, a pair that does not match is refused and the old stays', async () => {
+    const cert = file('watched-cert.pem', good.certPem);
+    const key = file('watched-key.pem', good.keyPem);
+    const applied: ListenerCertificate[] = [];
+    const lines: Array<{ msg: string; err?: string }> = [];
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(JSON.parse(chunk.toString()));
+          cb();
+        },
+      }),
+    );
+    const watcher = new ListenerCertificateWatcher({
+      apply: (c) => applied.push(c),
+      log,
+      intervalMs: 20,
+      settleMs: 60,
+    });
+    watcher.watch({ certFile: cert, keyFile: key });
+    const until = async (cond: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error('timed out');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      const renewed = issueServerCertificate(ca, {
+        commonName: 'renewed.example',
+        dnsNames: ['renewed.example'],
+      });
+      writeFileSync(cert, renewed.certPem);
+      writeFileSync(key, renewed.keyPem);
+      await until(() => applied.length === 1);
+      expect(applied[0]!.subject).toContain('CN=renewed.example');
+
+      writeFileSync(key, issue().keyPem);
+      await until(() => lines.some((l) => l.msg.includes('were refused')));
+      expect(lines.find((l) => l.msg.includes('were refused'))!.err).toContain(
+        'is not the key of the certificate',
+      );
+      expect(applied).toHaveLength(1);
+    } finally {
+      watcher.close();
+    }
   });
 });
