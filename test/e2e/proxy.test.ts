@@ -152,6 +152,38 @@ describe('HTTPS through proxies (separate processes)', () => {
     expect(r.stderr).toContain(`proxy ${proxy.url} refused CONNECT 127.0.0.1:${mp}: 403`);
     expect(proxy.log().some((l) => l.includes(`Refused CONNECT method on port ${mp}`))).toBe(true);
 
+    // An agent whose depot is only reachable through that proxy falls back to the master (NO_PROXY).
+    const dp = await freePort();
+    const token = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
+    const A = join(dir, 'agent-b');
+    runJson([
+      'agent',
+      'init',
+      '--dir',
+      A,
+      '--master',
+      masterUrl,
+      '--fingerprint',
+      fp,
+      '--token',
+      token,
+      '--name',
+      'pc-b',
+      '--depot',
+      `depot-b=https://127.0.0.1:${dp}`,
+    ]);
+    const out = join(dir, 'out-b.bin');
+    const f = runCli(
+      ['agent', 'fetch', '--dir', A, 'setup@1.0', '--out', out, '--json', '--log-level', 'warn'],
+      {
+        env: { HTTPS_PROXY: proxy.url, NO_PROXY: `127.0.0.1:${mp}` },
+      },
+    );
+    expect(f.status, f.stderr).toBe(0);
+    expect(f.json.source).not.toContain(String(dp));
+    expect(f.stderr).toContain(`refused CONNECT 127.0.0.1:${dp}`);
+    expect(readFileSync(out).equals(payload)).toBe(true);
+
     // A proxy setting that is not a URL is refused by name.
     setProxy(D, 'https://127.0.0.1:3128');
     const bad = runCli(['depot', 'sync', '--dir', D]);
