@@ -12,13 +12,17 @@ import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
 
 /**
  * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
- * a certificate from the pinned CA that names the host in the URL; this client never turns verification
- * off. Every body is capped and timed while it streams (TUF's endless-data and slow-retrieval attacks).
+ * a certificate from the pinned CA (or from the organisation's CA of `listenerCaPem`, when given) that
+ * names the host in the URL; this client never turns verification off. Through a proxy, TLS runs inside
+ * a CONNECT tunnel (proxy.ts). Every body is capped and timed while it streams (TUF's endless-data and slow-retrieval attacks).
  * Plain `http://` is allowed too (the TUF conformance suite serves plain HTTP), with the same caps.
  */
 export interface HttpClientOptions {
   baseUrl: string;
-  /** The master's CA certificate: the only issuer trusted for the server. Required for https URLs. */
+  /**
+   * The master's CA certificate: the issuer trusted for the server (besides `listenerCaPem`) and for
+   * machine identities. Required for https URLs.
+   */
   caPem?: string;
   /**
    * The organisation's CA bundle (a `tls.caFile`), trusted for the server's certificate besides the
