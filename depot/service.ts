@@ -263,7 +263,14 @@ export async function startDepotService(
       // Read again even when the paths did not change: a renewed certificate replaces the files.
       server.setListenerCertificate(cert);
       certWatch.watch(next.tls);
-      current = next;
+      // Only what was applied: a setting that needs a restart is reported again at the next reload.
+      current = {
+        ...current,
+        logLevel: next.logLevel,
+        schedule: next.schedule,
+        scrub: next.scrub,
+        tls: { ...current.tls, certFile: next.tls.certFile, keyFile: next.tls.keyFile },
+      };
       log.info(
         {
           applied: report.applied,

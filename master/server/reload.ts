@@ -78,7 +78,8 @@ export class MasterReloader {
     this.d.onListenerFiles?.(next.tls);
     const { repeatMs } = server.admin.settings.alerts;
     Object.assign(server.admin.settings.alerts, admin.alerts, { repeatMs });
-    this.config = next;
+    // Only what was applied: a setting that needs a restart is reported again at the next reload.
+    this.config = { ...this.config, logLevel: next.logLevel, tls: next.tls };
     log.info(
       {
         applied: [...master.applied, ...adminReport.applied.map((p) => `admin.json ${p}`)],
