@@ -232,6 +232,7 @@ describe('SIGHUP reload and operator certificates (separate processes)', () => {
 
     // The depot: schedule and bandwidth live, its own operator certificate, a rename needs a restart.
     editJson(join(D, 'depot.json'), (v) => {
+      v.logLevel = 'debug';
       v.schedule.intervalMs = 600_000;
       v.schedule.bandwidthBytesPerSecond = 1024 * 1024;
       v.tls = { certFile: files.cert, keyFile: files.key, caFile: files.ca };
@@ -246,12 +247,22 @@ describe('SIGHUP reload and operator certificates (separate processes)', () => {
       'depot reload',
     );
     expect(depotReload.applied).toEqual([
+      'logLevel',
       'schedule.bandwidthBytesPerSecond',
       'schedule.intervalMs',
       'tls.certFile',
       'tls.keyFile',
     ]);
     expect(depotReload.needsRestart).toEqual(['listen']);
+    // Debug from now on: the sync planned again under the new interval says so.
+    const planned = await waitForLine(
+      depot.lines,
+      from,
+      (l) => l.level === 20 && l.msg === 'next sync planned',
+      'a debug line after the reload',
+    );
+    expect(planned.inMs).toBeGreaterThan(500_000);
+    expect(depot.lines.slice(0, from).some((l) => l.level === 20)).toBe(false);
     expect(await servedIssuer(dp)).toBe('Example Org CA');
 
     // A depot.json that does not validate is refused as a whole; the depot keeps serving.
