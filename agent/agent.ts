@@ -1,3 +1,5 @@
+import { readTrustedCa } from '../src/net/listener-cert.js';
+import { resolveProxy } from '../src/net/proxy.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
@@ -50,7 +52,13 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
   };
   // The key (and on Windows the state) readable by more than the agent's owner: refuse (docs/windows-agent.md).
   checkPrivateFiles(process.platform === 'win32' ? [layout.key, layout.state] : [layout.key], log);
-  const tls = { caPem: read(layout.caCert), certPem: read(layout.cert), keyPem: read(layout.key) };
+  const tls = {
+    caPem: read(layout.caCert),
+    certPem: read(layout.cert),
+    keyPem: read(layout.key),
+    listenerCaPem: readTrustedCa(config.tls?.caFile),
+  };
+  const proxy = resolveProxy('agent.json', { proxy: config.proxy ?? '', noProxy: config.noProxy ?? '' });
   const state = SqliteAgentState.open(layout.state, log);
   const f = config.fetch;
   return {
@@ -65,6 +73,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
         new HttpClient({
           baseUrl: source.url,
           ...tls,
+          proxy,
           ...(source.fromDirectory ? { serverMachine: { name: source.name, role: 'depot' as const } } : {}),
           timeoutMs: opts.timeoutMs ?? f.timeoutMs,
           minBytesPerSecond: f.minBytesPerSecond,

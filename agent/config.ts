@@ -1,3 +1,5 @@
+import { decodeListenerTls } from '../src/net/listener-cert.js';
+import { proxyOption } from '../src/net/proxy.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
@@ -62,6 +64,12 @@ export interface AgentConfig {
   site?: string;
   depots: DepotEntry[];
   fetch: FetchSettings;
+  /** HTTP proxy: absent or '' = HTTPS_PROXY, 'direct' = none, or http://HOST:PORT (docs/operations.md). */
+  proxy?: string;
+  /** Hosts reached without the proxy (NO_PROXY syntax), besides the NO_PROXY environment variable. */
+  noProxy?: string;
+  /** `caFile`: the organisation's CA bundle, trusted for listeners with an operator certificate. */
+  tls?: { caFile: string };
 }
 
 export function checkFetchSettings(where: string, s: FetchSettings): FetchSettings {
@@ -88,7 +96,10 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
   const masterUrl = f.string('masterUrl', { max: 512, pattern: HTTPS_URL_PATTERN });
   const fingerprint = f.string('fingerprint', { pattern: /^[0-9a-f]{64}$/ });
   const site = f.optionalString('site', { max: 64, pattern: MACHINE_NAME });
+  const proxy = f.optionalString('proxy', { max: 512 });
+  const noProxy = f.optionalString('noProxy', { max: 4096 });
   f.done();
+  if (proxy !== undefined) proxyOption(what, proxy);
   const v = value as Record<string, unknown>;
   if (!Array.isArray(v.depots)) throw new DepotsyncError('bad-input', `${what}: depots: expected an array`);
   const depots = v.depots.map((d, i) => decodeDepotEntry(d, `${what}: depots[${i}]`));
@@ -102,7 +113,19 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
     `${what}: fetch`,
     mergeDefaults(`${what}: fetch`, DEFAULT_FETCH_SETTINGS, v.fetch),
   );
-  return { format: 1, name, masterUrl, fingerprint, ...(site ? { site } : {}), depots, fetch };
+  const caFile = decodeListenerTls(what, v.tls, ['caFile']).caFile;
+  return {
+    format: 1,
+    name,
+    masterUrl,
+    fingerprint,
+    ...(site ? { site } : {}),
+    depots,
+    fetch,
+    ...(proxy ? { proxy } : {}),
+    ...(noProxy ? { noProxy } : {}),
+    ...(caFile ? { tls: { caFile } } : {}),
+  };
 }
 
 export function decodeDepotEntry(

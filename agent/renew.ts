@@ -1,3 +1,5 @@
+import { readTrustedCa } from '../src/net/listener-cert.js';
+import { resolveProxy } from '../src/net/proxy.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
@@ -47,6 +49,8 @@ export async function renewAgentIfDue(
       caPem: readFileSync(layout.caCert, 'utf8'),
       certPem: readFileSync(layout.cert, 'utf8'),
       keyPem: readFileSync(layout.key, 'utf8'),
+      listenerCaPem: readTrustedCa(config.tls?.caFile),
+      proxy: resolveProxy('agent.json', { proxy: config.proxy ?? '', noProxy: config.noProxy ?? '' }),
     };
     const master = new HttpClient({
       baseUrl: config.masterUrl,

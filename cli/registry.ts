@@ -12,6 +12,7 @@ const ROLES: Record<string, () => Promise<Command[]>> = {
   depot: async () => (await import('../depot/commands.js')).depotCommands,
   agent: async () => (await import('../agent/commands.js')).agentCommands,
   'tuf-client': async () => [(await import('../agent/tuf-client-command.js')).tufClientCommand],
+  service: async () => (await import('./service/commands.js')).serviceCommands,
 };
 
 /**

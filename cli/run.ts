@@ -37,9 +37,9 @@ export async function runCommandLine(argv: string[], cl: CommandLine): Promise<n
     }
     const log = createLogger({
       level:
-        (values['log-level'] as string | undefined) ??
-        process.env.DEPOTSYNC_LOG_LEVEL ??
-        command.logLevel ??
+        (values['log-level'] as string | undefined) ||
+        process.env.DEPOTSYNC_LOG_LEVEL ||
+        command.logLevel ||
         'warn',
       pretty: values.pretty === true ? true : undefined,
     });

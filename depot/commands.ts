@@ -105,21 +105,42 @@ export const depotCommands: Command[] = [
   {
     path: ['depot', 'serve'],
     usage: 'depot serve --dir D [--listen HOST:PORT]',
-    summary: 'serve agents and child depots over mutual TLS, sync on the schedule, scrub and collect garbage',
+    summary:
+      'serve agents and child depots over mutual TLS, sync on the schedule, scrub and collect garbage; SIGHUP reloads depot.json',
     options: { dir: { type: 'string' }, listen: { type: 'string' } },
+    logLevel: 'info',
     async run(ctx) {
       const { startDepotService } = await import('./service.js');
+      const { serviceLogLevel } = await import('../src/config/reload.js');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      // Until the service is up a SIGHUP has nothing to reload (and must not end the process).
+      let reload = () => ctx.log.warn('SIGHUP before depot serve started; nothing reloaded');
+      const onHangup = () => reload();
+      process.on('SIGHUP', onHangup);
       try {
         const service = await startDepotService(requireString(ctx.values, 'dir', 'depot serve'), {
           logger: ctx.log,
           listen: optionalString(ctx.values, 'listen'),
           signal: stop.signal,
+          onLogLevel: (configured) => {
+            ctx.log.level = serviceLogLevel(
+              optionalString(ctx.values, 'log-level'),
+              configured,
+              'info',
+            ).level;
+          },
         });
         if (!service) return { json: { stopped: true }, human: 'stopped before the enrollment was approved' };
+        reload = () => {
+          try {
+            service.reload();
+          } catch {
+            // Logged by reload with its reason; the running settings stay.
+          }
+        };
         ctx.log.info({ url: service.url }, 'depot serve running; Ctrl-C stops it');
         await new Promise<void>((resolve) =>
           stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve()),
@@ -130,6 +151,7 @@ export const depotCommands: Command[] = [
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        process.off('SIGHUP', onHangup);
       }
     },
   },

@@ -2,7 +2,10 @@ import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults, stringOption } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
+import { logLevelOption } from '../src/config/reload.js';
 import { requireHttpsUrl } from '../src/net/https-url.js';
+import { decodeListenerTls, type ListenerTlsConfig } from '../src/net/listener-cert.js';
+import { proxyOption } from '../src/net/proxy.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { parseWindow } from './sync/window.js';
 
@@ -94,6 +97,17 @@ export interface DepotConfig {
   listen: string;
   /** Host names and addresses agents reach this depot under (its certificate names them). */
   hosts: string[];
+  /** `depot serve`'s log level ('' = info); --log-level and DEPOTSYNC_LOG_LEVEL override it. Reloaded on SIGHUP. */
+  logLevel: string;
+  /**
+   * An operator-supplied listener certificate (certFile, keyFile) and the CA bundle trusted for an upstream's
+   * (caFile) besides the internal CA; '' = none (docs/operations.md).
+   */
+  tls: ListenerTlsConfig;
+  /** HTTP proxy to the upstream and the master: '' = HTTPS_PROXY, 'direct' = none, or http://HOST:PORT. */
+  proxy: string;
+  /** Hosts reached without the proxy (NO_PROXY syntax), besides the NO_PROXY environment variable. */
+  noProxy: string;
   schedule: ScheduleConfig;
   sync: SyncConfig;
   scrub: { intervalMs: number; bytesPerSecond: number };
@@ -164,6 +178,11 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
       `${W}: hosts must be a non-empty list of host names or addresses, got ${JSON.stringify(c.hosts)}`,
     );
   }
+  logLevelOption(W, c.logLevel);
+  c.tls = decodeListenerTls(W, c.tls, ['certFile', 'keyFile', 'caFile']);
+  proxyOption(W, c.proxy);
+  if (typeof c.noProxy !== 'string')
+    throw new DepotsyncError('bad-input', `${W}: noProxy must be a string, got ${JSON.stringify(c.noProxy)}`);
   const s = c.schedule;
   intOption(W, 'schedule.intervalMs', s.intervalMs, 1000, 30 * 24 * HOUR);
   intOption(W, 'schedule.jitterMs', s.jitterMs, 0, 24 * HOUR);
@@ -237,6 +256,10 @@ export function newDepotConfig(v: DepotConfigInput): DepotConfig {
     upstreamUrl: v.masterUrl,
     listen: '0.0.0.0:8443',
     hosts: ['localhost', '127.0.0.1'],
+    logLevel: '',
+    tls: { certFile: '', keyFile: '', caFile: '' },
+    proxy: '',
+    noProxy: '',
     ...v,
     schedule: { ...DEFAULT_SCHEDULE, ...v.schedule },
     sync: { ...DEFAULT_SYNC, ...v.sync },
@@ -261,6 +284,10 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     'fingerprint',
     'listen',
     'hosts',
+    'logLevel',
+    'tls',
+    'proxy',
+    'noProxy',
     'schedule',
     'sync',
     'scrub',
@@ -279,6 +306,10 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     fingerprint: v.fingerprint as string,
     listen: (v.listen ?? '0.0.0.0:8443') as string,
     hosts: (v.hosts ?? ['localhost', '127.0.0.1']) as string[],
+    logLevel: (v.logLevel ?? '') as string,
+    tls: decodeListenerTls(`${where}`, v.tls, ['certFile', 'keyFile', 'caFile']),
+    proxy: (v.proxy ?? '') as string,
+    noProxy: (v.noProxy ?? '') as string,
     schedule: mergeDefaults(`${where}: schedule`, DEFAULT_SCHEDULE, v.schedule),
     sync: mergeDefaults(`${where}: sync`, DEFAULT_SYNC, v.sync),
     scrub: mergeDefaults(`${where}: scrub`, DEFAULT_SCRUB, v.scrub),

@@ -9,6 +9,8 @@ import { recoverDepotCredentials } from './enroll/credential-files.js';
 import { depotLayout, type DepotLayout } from './layout.js';
 import { RevocationGate } from './serve/revocation-gate.js';
 import { TokenBucket } from './sync/bandwidth.js';
+import { readTrustedCa } from '../src/net/listener-cert.js';
+import { resolveProxy } from '../src/net/proxy.js';
 import type { SyncStore } from './sync/chunks.js';
 import { SyncEngine } from './sync/engine.js';
 
@@ -29,6 +31,8 @@ export interface Depot {
   master: HttpClient;
   engine: SyncEngine;
   revocations: RevocationGate;
+  /** The sync's bandwidth limit (rate 0 = none); a reload sets a new rate. */
+  bandwidth: TokenBucket;
   log: Logger;
   close(): Promise<void>;
 }
@@ -88,10 +92,14 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     db.close();
     throw e;
   }
+  const listenerCaPem = readTrustedCa(config.tls.caFile);
+  const proxy = resolveProxy('depot.json', config);
   const client = (baseUrl: string) =>
     new HttpClient({
       baseUrl,
       caPem: creds.caPem,
+      listenerCaPem,
+      proxy,
       certPem: creds.certPem,
       keyPem: creds.keyPem,
       timeoutMs: sync.timeoutMs,
@@ -100,7 +108,7 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   const upstream = client(config.upstreamUrl);
   const master = config.masterUrl === config.upstreamUrl ? upstream : client(config.masterUrl);
   const revocations = new RevocationGate(db, creds.caPem, log);
-  const bw = config.schedule.bandwidthBytesPerSecond;
+  const bandwidth = new TokenBucket(config.schedule.bandwidthBytesPerSecond);
   const engine = new SyncEngine({
     db,
     store: opts.wrapStore ? opts.wrapStore(store) : store,
@@ -110,7 +118,7 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     fingerprint: config.fingerprint,
     config: sync,
     logger: log,
-    bandwidth: bw > 0 ? new TokenBucket(bw) : undefined,
+    bandwidth,
     dataDir: layout.dir,
     onRevocations: (list) => revocations.set(list),
     ...(opts.now ? { now: opts.now } : {}),
@@ -127,6 +135,7 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     master,
     engine,
     revocations,
+    bandwidth,
     log,
     async close() {
       upstream.close();

@@ -1,6 +1,12 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
-import { loadDepotConfig } from './config.js';
+import { reloadReport, type ReloadReport } from '../src/config/reload.js';
+import {
+  ListenerCertificateWatcher,
+  loadListenerCertificate,
+  type ListenerCertificate,
+} from '../src/net/listener-cert.js';
+import { loadDepotConfig, type DepotConfig } from './config.js';
 import { openDepot, type Depot, type OpenDepotOptions } from './depot.js';
 import { pollEnrollment } from './enroll/enroll.js';
 import { renewDepotIfDue } from './enroll/renew.js';
@@ -31,8 +37,18 @@ export interface DepotService {
    * The event stream to the upstream; undefined when `notify.enabled` is false or the depot is air-gapped.
    */
   notify: NotifyListener | undefined;
+  /**
+   * Read depot.json again (SIGHUP) and apply what a running depot can change: log level, schedule
+   * (window, interval, bandwidth), scrub settings, the listener certificate. The rest is reported as
+   * needing a restart. A configuration or certificate that does not validate is refused as a whole
+   * (thrown), and the running settings stay.
+   */
+  reload(): ReloadReport;
   stop(): Promise<void>;
 }
+
+/** Settings `reload` applies to a running depot (paths, or sections ending in '.'). */
+export const DEPOT_LIVE_SETTINGS = ['logLevel', 'schedule.', 'scrub.', 'tls.certFile', 'tls.keyFile'];
 
 export interface StartServiceOptions {
   logger: Logger;
@@ -45,6 +61,22 @@ export interface StartServiceOptions {
   open?: Partial<OpenDepotOptions>;
   /** Inbox settings (offline bundles; tests shorten the settle period). */
   inbox?: Partial<InboxOptions>;
+  /** Called with depot.json's `logLevel` at start and on every reload (the command applies precedence). */
+  onLogLevel?: (configured: string) => void;
+}
+
+function scrubPlan(config: DepotConfig) {
+  return planOf({
+    ...config.schedule,
+    intervalMs: config.scrub.intervalMs,
+    jitterMs: Math.floor(config.scrub.intervalMs / 10),
+    window: '',
+  });
+}
+
+/** The operator certificate depot.json names, checked; undefined when it names none. */
+function listenerCertificate(config: DepotConfig, now: Date): ListenerCertificate | undefined {
+  return config.tls.certFile ? loadListenerCertificate(config.tls, now) : undefined;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -79,6 +111,11 @@ export async function startDepotService(
   }
   const config = loadDepotConfig(layout.config);
   checkOfflineReady(layout, config);
+  o.onLogLevel?.(config.logLevel);
+  const clock = () => o.open?.now?.() ?? new Date();
+  // Refused before anything starts: a depot does not come up serving a certificate that cannot work.
+  const operatorCert = listenerCertificate(config, clock());
+  let current = config;
   const depot = openDepot(dir, { logger: log, ...o.open });
   const listen = o.listen ?? config.listen;
   const cut = listen.lastIndexOf(':');
@@ -107,6 +144,7 @@ export async function startDepotService(
       keyPem: depot.creds.keyPem,
       certPem: depot.creds.certPem,
       caPem: depot.creds.caPem,
+      listener: operatorCert,
       host: listen.slice(0, cut).replace(/^\[|\]$/g, ''),
       port: Number(listen.slice(cut + 1)),
       logger: depot.log,
@@ -153,14 +191,9 @@ export async function startDepotService(
   const scrubScheduler = new Scheduler<ScrubResult>({
     name: 'scrub',
     logger: depot.log,
-    plan: planOf({
-      ...config.schedule,
-      intervalMs: config.scrub.intervalMs,
-      jitterMs: Math.floor(config.scrub.intervalMs / 10),
-      window: '',
-    }),
+    plan: scrubPlan(config),
     ...(o.timers ? { timers: o.timers } : {}),
-    task: () => scrub(depot, { bytesPerSecond: config.scrub.bytesPerSecond, signal: stopping.signal }),
+    task: () => scrub(depot, { bytesPerSecond: current.scrub.bytesPerSecond, signal: stopping.signal }),
   });
   if (!offline.syncTask) {
     // A run already under way may have planned before the chunk went missing: then one more.
@@ -189,6 +222,17 @@ export async function startDepotService(
         })
       : undefined;
   notify?.start();
+  // A certificate renewed in place (same files) is served without a reload too.
+  const certWatch = new ListenerCertificateWatcher({
+    apply: (cert) => server.setListenerCertificate(cert),
+    log: depot.log.child({ component: 'depot.server' }),
+  });
+  certWatch.watch(config.tls);
+  if (operatorCert)
+    log.info(
+      { subject: operatorCert.subject, notAfter: operatorCert.notAfter.toISOString() },
+      'serving the operator certificate of depot.json tls.certFile',
+    );
   const host = config.hosts[0] ?? '127.0.0.1';
   return {
     depot,
@@ -198,8 +242,53 @@ export async function startDepotService(
     scrub: scrubScheduler,
     events,
     notify,
+    reload() {
+      let next: DepotConfig;
+      let cert: ListenerCertificate | undefined;
+      try {
+        next = loadDepotConfig(layout.config);
+        cert = listenerCertificate(next, clock());
+      } catch (e) {
+        log.error(
+          { err: (e as Error).message, hint: (e as { hint?: string }).hint },
+          'configuration reload refused; the running settings stay',
+        );
+        throw e;
+      }
+      const report = reloadReport(current, next, DEPOT_LIVE_SETTINGS);
+      o.onLogLevel?.(next.logLevel);
+      syncScheduler.setPlan(planOf(next.schedule));
+      scrubScheduler.setPlan(scrubPlan(next));
+      depot.bandwidth.setRate(next.schedule.bandwidthBytesPerSecond);
+      // Read again even when the paths did not change: a renewed certificate replaces the files.
+      server.setListenerCertificate(cert);
+      certWatch.watch(next.tls);
+      // Only what was applied: a setting that needs a restart is reported again at the next reload.
+      current = {
+        ...current,
+        logLevel: next.logLevel,
+        schedule: next.schedule,
+        scrub: next.scrub,
+        tls: { ...current.tls, certFile: next.tls.certFile, keyFile: next.tls.keyFile },
+      };
+      log.info(
+        {
+          applied: report.applied,
+          needsRestart: report.needsRestart,
+          ...(cert ? { certificate: { subject: cert.subject, notAfter: cert.notAfter.toISOString() } } : {}),
+        },
+        'configuration reloaded',
+      );
+      if (report.needsRestart.length > 0)
+        log.warn(
+          { settings: report.needsRestart },
+          'changed settings take effect only after a restart of depot serve',
+        );
+      return report;
+    },
     async stop() {
       stopping.abort();
+      certWatch.close();
       await notify?.stop();
       events.close();
       await offline.stop();

@@ -112,7 +112,7 @@ export const masterCommands: Command[] = [
     path: ['master', 'serve'],
     usage: 'master serve --dir M --listen HOST:PORT',
     summary:
-      'serve the HTTPS API (mutual TLS), the operator API and the drop folder; re-signs the timestamp on schedule',
+      'serve the HTTPS API (mutual TLS), the operator API and the drop folder; re-signs the timestamp on schedule; SIGHUP reloads master.json and admin.json',
     options: { ...dirOption, listen: { type: 'string' } },
     logLevel: 'info',
     async run(c) {
@@ -136,8 +136,49 @@ export const masterCommands: Command[] = [
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      const reloading = await import('./server/reload.js');
+      const { serviceLogLevel } = await import('../src/config/reload.js');
+      const onLogLevel = (configured: string) => {
+        c.log.level = serviceLogLevel(optionalString(c.values, 'log-level'), configured, 'info').level;
+      };
+      // Until the server is up a SIGHUP has nothing to reload (and must not end the process).
+      let reload = () => c.log.warn('SIGHUP before master serve started; nothing reloaded');
+      const onHangup = () => reload();
+      process.on('SIGHUP', onHangup);
       try {
-        const server = await startMasterServer(ctx, { host, port });
+        onLogLevel(ctx.config.logLevel);
+        // Refused before serving: a master does not come up with a certificate that cannot work.
+        const listener = reloading.masterListenerCertificate(ctx.config, new Date());
+        const server = await startMasterServer(ctx, { host, port, listener });
+        if (listener)
+          c.log.info(
+            { subject: listener.subject, notAfter: listener.notAfter.toISOString() },
+            'serving the operator certificate of master.json tls.certFile',
+          );
+        // A certificate renewed in place (same files) is served without a reload too.
+        const { ListenerCertificateWatcher } = await import('../src/net/listener-cert.js');
+        const certWatch = new ListenerCertificateWatcher({
+          apply: (cert) => server.setListenerCertificate(cert),
+          log: c.log.child({ component: 'master.server' }),
+        });
+        certWatch.watch(ctx.config.tls);
+        stop.signal.addEventListener('abort', () => certWatch.close());
+        const reloader = new reloading.MasterReloader({
+          dir: layout.dir,
+          configPath: layout.config,
+          config: ctx.config,
+          server,
+          log: c.log,
+          onLogLevel,
+          onListenerFiles: (tls) => certWatch.watch(tls),
+        });
+        reload = () => {
+          try {
+            reloader.reload();
+          } catch {
+            // Logged by reload with its reason; the running settings stay.
+          }
+        };
         const backups = (await import('./backup/schedule.js')).startBackupSchedule(ctx);
         const maintenance = (await import('./maintenance/schedule.js')).startMaintenanceSchedule(ctx);
         c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
@@ -153,6 +194,7 @@ export const masterCommands: Command[] = [
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        process.off('SIGHUP', onHangup);
         await ctx.close();
         lock?.release();
       }

@@ -4,6 +4,8 @@ import { intOption, mergeDefaults } from '../src/config/validate.js';
 import { dirname } from 'node:path';
 import { decodeLdapSettings, type LdapSettings } from './admin/ldap-settings.js';
 import { decodeSmtpSettings, type SmtpSettings } from './admin/mail-settings.js';
+import { logLevelOption } from '../src/config/reload.js';
+import { decodeListenerTls, type ListenerTlsConfig } from '../src/net/listener-cert.js';
 import { validateScanSettings } from './publish/scan-settings.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
@@ -11,6 +13,13 @@ export interface MasterConfig {
   name: string;
   /** Host names and addresses the master's TLS certificate is valid for. */
   hosts: string[];
+  /** `master serve`'s log level ('' = info); --log-level and DEPOTSYNC_LOG_LEVEL override it. Reloaded on SIGHUP. */
+  logLevel: string;
+  /**
+   * An operator-supplied certificate (chain) and key for the HTTPS listener instead of the internal one;
+   * machines still authenticate with internal-CA certificates (docs/operations.md). '' = internal.
+   */
+  tls: ListenerTlsConfig;
   chunkMinBytes: number;
   chunkAvgBytes: number;
   chunkMaxBytes: number;
@@ -87,6 +96,8 @@ export interface MasterConfig {
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   name: 'master',
   hosts: ['localhost', '127.0.0.1'],
+  logLevel: '',
+  tls: { certFile: '', keyFile: '' },
   chunkMinBytes: 16 * 1024,
   chunkAvgBytes: 64 * 1024,
   chunkMaxBytes: 256 * 1024,
@@ -128,6 +139,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
   const w = 'master.json';
+  logLevelOption(w, c.logLevel);
+  c.tls = decodeListenerTls(w, c.tls);
   if (![16, 256, 4096].includes(c.bins))
     throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);
   intOption(w, 'timestampExpiryHours', c.timestampExpiryHours, 1, 24 * 365);

@@ -15,6 +15,12 @@ export interface DepotServer {
    * open connections keep theirs).
    */
   setCredentials(creds: { keyPem: string; certPem: string; caPem: string }): void;
+  /**
+   * Serve an operator-supplied certificate and key (checked by the caller) instead of the machine
+   * certificate from the next handshake on; undefined goes back to the machine certificate. Client
+   * certificates are still checked against the internal CA.
+   */
+  setListenerCertificate(cert: { keyPem: string; certPem: string } | undefined): void;
   close(): Promise<void>;
 }
 
@@ -29,15 +35,17 @@ export async function startDepotServer(opts: {
   keyPem: string;
   certPem: string;
   caPem: string;
+  /** An operator certificate to serve instead of the machine certificate. */
+  listener?: { keyPem: string; certPem: string } | undefined;
   host: string;
   port: number;
   logger: Logger;
 }): Promise<DepotServer> {
   const log = opts.logger.child({ component: 'depot.server' });
-  const server = https.createServer(
-    tlsServerOptions({ keyPem: opts.keyPem, certPem: opts.certPem, caPem: opts.caPem }),
-    getRequestListener(opts.app.fetch),
-  );
+  let machine = { keyPem: opts.keyPem, certPem: opts.certPem, caPem: opts.caPem };
+  let listener = opts.listener;
+  const context = () => tlsServerOptions({ ...machine, ...(listener ?? {}) });
+  const server = https.createServer(context(), getRequestListener(opts.app.fetch));
   server.on('tlsClientError', (e: NodeJS.ErrnoException) =>
     log.debug({ err: e.message, code: e.code }, 'TLS handshake failed'),
   );
@@ -50,7 +58,14 @@ export async function startDepotServer(opts: {
   return {
     server,
     port,
-    setCredentials: (creds) => server.setSecureContext(tlsServerOptions(creds)),
+    setCredentials: (creds) => {
+      machine = creds;
+      server.setSecureContext(context());
+    },
+    setListenerCertificate: (cert) => {
+      listener = cert;
+      server.setSecureContext(context());
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -8,17 +8,18 @@ import { intOption } from '../../src/config/validate.js';
 export class TokenBucket {
   private tokens: number;
   private last: number;
-  private readonly burst: number;
+  private burst: number;
 
   constructor(
-    private readonly bytesPerSecond: number,
+    private bytesPerSecond: number,
     private readonly opts: {
       burstBytes?: number;
       now?: () => number;
       sleep?: (ms: number) => Promise<void>;
     } = {},
   ) {
-    intOption('bandwidth limit', 'bytesPerSecond', bytesPerSecond, 1, 2 ** 40);
+    // 0: unlimited (a depot keeps one bucket, so a configuration reload can set or lift the limit).
+    intOption('bandwidth limit', 'bytesPerSecond', bytesPerSecond, 0, 2 ** 40);
     this.burst = intOption(
       'bandwidth limit',
       'burstBytes',
@@ -34,7 +35,20 @@ export class TokenBucket {
     return (this.opts.now ?? performance.now.bind(performance))();
   }
 
+  /** A new rate from the next `take` on (0 = unlimited); the burst follows unless it was given. */
+  setRate(bytesPerSecond: number): void {
+    intOption('bandwidth limit', 'bytesPerSecond', bytesPerSecond, 0, 2 ** 40);
+    this.bytesPerSecond = bytesPerSecond;
+    if (this.opts.burstBytes === undefined) this.burst = Math.max(64 * 1024, Math.floor(bytesPerSecond / 4));
+    this.tokens = Math.min(this.tokens, this.burst);
+  }
+
+  get rate(): number {
+    return this.bytesPerSecond;
+  }
+
   async take(n: number): Promise<void> {
+    if (this.bytesPerSecond === 0) return;
     const t = this.now();
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.bytesPerSecond) / 1000);
     this.last = t;

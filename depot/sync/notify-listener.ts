@@ -1,5 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { readTrustedCa } from '../../src/net/listener-cert.js';
+import { resolveProxy } from '../../src/net/proxy.js';
 import { HttpClient } from '../../src/net/client.js';
 import { decodeEvent, EVENTS_CONTENT_TYPE, SseDecoder, type StreamEvent } from '../../src/wire/events.js';
 import type { NotifyConfig } from '../config.js';
@@ -326,6 +328,8 @@ export function notifyListenerFor(
       new HttpClient({
         baseUrl: config.upstreamUrl,
         caPem: depot.creds.caPem,
+        listenerCaPem: readTrustedCa(config.tls.caFile),
+        proxy: resolveProxy('depot.json', config),
         certPem: depot.creds.certPem,
         keyPem: depot.creds.keyPem,
         // Silence longer than this (heartbeats come about every 20 s) means a dead connection.

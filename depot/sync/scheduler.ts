@@ -127,6 +127,16 @@ export class Scheduler<T> {
     await this.inflight?.catch(() => undefined);
   }
 
+  /**
+   * A new plan (a configuration reload): a run in progress finishes and plans under it; a planned run is
+   * planned again as if the last one ended now.
+   */
+  setPlan(plan: SchedulePlan): void {
+    (this.o as { plan: SchedulePlan }).plan = plan;
+    if (!this.stopped && !this.inflight)
+      this.arm(nextRunAt(this.timers.now(), this.failures, plan, this.random));
+  }
+
   /** Is `t` inside the daily window (always true without one)? */
   inWindow(t = this.timers.now()): boolean {
     const w = this.o.plan.window;

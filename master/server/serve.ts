@@ -29,6 +29,8 @@ export interface MasterServerOptions {
   app?: Omit<MasterAppDeps, 'ctx'>;
   /** Settings of the `GET /v1/events` streams (poll and heartbeat intervals, limits); defaults otherwise. */
   events?: Partial<EventHubOptions>;
+  /** An operator certificate to serve instead of the internal server certificate (master.json `tls`). */
+  listener?: { keyPem: string; certPem: string } | undefined;
   /**
    * Longest time to receive one whole request. Node's default (5 min) would cut a large publish upload;
    * headers must still arrive within `headersTimeout` (60 s), which is what stops slow-header attacks.
@@ -45,6 +47,11 @@ export interface MasterServer {
   refreshNow(): Promise<unknown>;
   /** Status model, alerts, dashboard sessions and metrics of this server. */
   admin: AdminService;
+  /**
+   * Serve an operator certificate (checked by the caller: src/net/listener-cert.ts) instead of the
+   * internal server certificate from the next handshake on; undefined goes back to the internal one.
+   */
+  setListenerCertificate(cert: { keyPem: string; certPem: string } | undefined): void;
   close(): Promise<void>;
 }
 
@@ -84,10 +91,11 @@ export async function startMasterServer(
       ...opts.events,
     });
   const app = createMasterApp({ ctx, ...opts.app, adminService, events });
+  let listener = opts.listener;
   const serverOptions = {
     ...tlsServerOptions({
-      keyPem: readFileSync(ctx.layout.serverKey, 'utf8'),
-      certPem: readFileSync(ctx.layout.serverCert, 'utf8'),
+      keyPem: listener?.keyPem ?? readFileSync(ctx.layout.serverKey, 'utf8'),
+      certPem: listener?.certPem ?? readFileSync(ctx.layout.serverCert, 'utf8'),
       caPem: ctx.ca.certPem,
     }),
     highWaterMark: HIGH_WATER_MARK_BYTES,
@@ -116,15 +124,17 @@ export async function startMasterServer(
 
   // The server's own certificate: renewed when due, then served to new connections without a restart.
   const now = opts.app?.now ?? (() => new Date());
+  // The operator certificate when there is one, else the internal certificate as it is on disk now.
+  const serveCurrent = () =>
+    server.setSecureContext({
+      ...serverOptions,
+      key: listener?.keyPem ?? readFileSync(ctx.layout.serverKey, 'utf8'),
+      cert: listener?.certPem ?? readFileSync(ctx.layout.serverCert, 'utf8'),
+    });
   const checkCertificate = () =>
     renewServerCertificateIfDue(ctx, now())
       .then((renewed) => {
-        if (renewed)
-          server.setSecureContext({
-            ...serverOptions,
-            key: readFileSync(ctx.layout.serverKey, 'utf8'),
-            cert: readFileSync(ctx.layout.serverCert, 'utf8'),
-          });
+        if (renewed) serveCurrent();
       })
       .catch((e: unknown) =>
         log.error({ err: (e as Error).message }, 'server certificate renewal failed; will retry'),
@@ -169,6 +179,10 @@ export async function startMasterServer(
     server,
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
     admin: adminService,
+    setListenerCertificate(cert) {
+      listener = cert;
+      serveCurrent();
+    },
     async close() {
       clearInterval(certTimer);
       await refresher?.stop();

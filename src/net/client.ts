@@ -7,18 +7,33 @@ import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { BodyGuard } from './body-guard.js';
 import { httpErrorFor, networkError } from './http-error.js';
+import { bypassesProxy, proxyLabel, TunnelingAgent, type ProxySettings } from './proxy.js';
 import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
 
 /**
  * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
- * a certificate from the pinned CA that names the host in the URL; this client never turns verification
- * off. Every body is capped and timed while it streams (TUF's endless-data and slow-retrieval attacks).
+ * a certificate from the pinned CA (or from the organisation's CA of `listenerCaPem`, when given) that
+ * names the host in the URL; this client never turns verification off. Through a proxy, TLS runs inside
+ * a CONNECT tunnel (proxy.ts). Every body is capped and timed while it streams (TUF's endless-data and slow-retrieval attacks).
  * Plain `http://` is allowed too (the TUF conformance suite serves plain HTTP), with the same caps.
  */
 export interface HttpClientOptions {
   baseUrl: string;
-  /** The master's CA certificate: the only issuer trusted for the server. Required for https URLs. */
+  /**
+   * The master's CA certificate: the issuer trusted for the server (besides `listenerCaPem`) and for
+   * machine identities. Required for https URLs.
+   */
   caPem?: string;
+  /**
+   * The organisation's CA bundle (a `tls.caFile`), trusted for the server's certificate besides the
+   * internal CA: for listeners with an operator-supplied certificate (docs/operations.md).
+   */
+  listenerCaPem?: string | undefined;
+  /**
+   * An HTTP proxy for https URLs (CONNECT tunnel; proxy.ts); NO_PROXY-exempt hosts connect directly.
+   * Plain http:// URLs never use it.
+   */
+  proxy?: ProxySettings | undefined;
   /** This machine's certificate and key, for mutual TLS. */
   certPem?: string;
   keyPem?: string;
@@ -85,6 +100,8 @@ export class HttpClient {
   private readonly mod: typeof http | typeof https;
   private readonly log: Logger;
   private readonly o: typeof HTTP_CLIENT_DEFAULTS;
+  /** The proxy https requests of this client go through; undefined = direct. */
+  readonly proxy: URL | undefined;
   /** The server certificate's subject from the last full handshake (for responses over resumed sessions). */
   private lastPeerSubject: { commonName: string; organizationalUnit: string } | undefined;
 
@@ -145,17 +162,25 @@ export class HttpClient {
         ...tlsBaseOptions(),
         keepAlive: true,
         maxSockets: this.o.maxSockets,
-        ca: opts.caPem,
+        ca: opts.listenerCaPem ? [opts.caPem, opts.listenerCaPem] : opts.caPem,
         cert: opts.certPem,
         key: opts.keyPem,
         // Verify the server against the pinned CA and the URL's host name, always.
         rejectUnauthorized: true,
         ...(opts.serverMachine
-          ? { checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role) }
+          ? {
+              checkServerIdentity: machineIdentityCheck(opts.serverMachine.name, opts.serverMachine.role, {
+                internalCaPem: opts.caPem,
+              }),
+            }
           : {}),
         highWaterMark: this.o.highWaterMarkBytes,
       } as https.AgentOptions;
-      this.agent = new https.Agent(this.agentOptions);
+      const port = Number(url.port || 443);
+      this.proxy =
+        opts.proxy && !bypassesProxy(url.hostname, port, opts.proxy.noProxy) ? opts.proxy.url : undefined;
+      if (this.proxy) this.log.debug({ proxy: proxyLabel(this.proxy) }, 'HTTPS through a proxy (CONNECT)');
+      this.agent = this.newAgent();
     } else {
       this.mod = http;
       this.agent = new http.Agent({
@@ -164,6 +189,12 @@ export class HttpClient {
         highWaterMark: this.o.highWaterMarkBytes,
       } as http.AgentOptions);
     }
+  }
+
+  /** The https agent: direct, or through the proxy's CONNECT tunnels (same TLS options either way). */
+  private newAgent(): https.Agent {
+    const options = this.agentOptions!;
+    return this.proxy ? new TunnelingAgent(options, this.proxy, this.o.timeoutMs) : new https.Agent(options);
   }
 
   /** Close idle keep-alive connections. */
@@ -183,7 +214,7 @@ export class HttpClient {
       );
     const old = this.agent;
     this.agentOptions = { ...this.agentOptions, cert: creds.certPem, key: creds.keyPem };
-    this.agent = new https.Agent(this.agentOptions);
+    this.agent = this.newAgent();
     old.destroy();
   }
 

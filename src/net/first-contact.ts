@@ -4,6 +4,7 @@ import { DepotsyncError } from '../errors.js';
 import { HttpClient } from './client.js';
 import { requireHttpsUrl } from './https-url.js';
 import { httpErrorFor, networkError } from './http-error.js';
+import { bypassesProxy, resolveProxy, TunnelingAgent } from './proxy.js';
 import { tlsBaseOptions } from './tls.js';
 import type { Root } from '@tufjs/models';
 import { caFingerprintOf, normalizeFingerprint } from '../pki/enroll-reply.js';
@@ -43,8 +44,10 @@ export interface FirstContact {
  */
 export function firstContact(baseUrl: string, caPem: string | undefined, timeoutMs = 30_000): FirstContact {
   const url = new URL(requireHttpsUrl(baseUrl, 'master URL', 'bad-input'));
+  // Enrollment runs before any configuration file exists: the proxy comes from HTTPS_PROXY / NO_PROXY.
+  const proxy = resolveProxy('enrollment', { proxy: '', noProxy: '' });
   if (caPem !== undefined) {
-    const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs });
+    const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs, proxy });
     const run = async (
       method: 'GET' | 'POST',
       path: string,
@@ -69,7 +72,11 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
       close: () => client.close(),
     };
   }
-  const agent = new https.Agent({ ...tlsBaseOptions(), rejectUnauthorized: false, keepAlive: false });
+  const agentOptions = { ...tlsBaseOptions(), rejectUnauthorized: false, keepAlive: false };
+  const agent =
+    proxy && !bypassesProxy(url.hostname, Number(url.port || 443), proxy.noProxy)
+      ? new TunnelingAgent(agentOptions, proxy.url, timeoutMs)
+      : new https.Agent(agentOptions);
   const request = (
     method: 'GET' | 'POST',
     path: string,

@@ -1,10 +1,12 @@
 import {
   checkServerIdentity,
+  type DetailedPeerCertificate,
   type PeerCertificate,
   type SecureContextOptions,
   type TLSSocket,
   type TlsOptions,
 } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { certificateInfo, toX509 } from '../pki/cert-info.js';
 import type { MachineRole } from '../pki/names.js';
 
@@ -157,10 +159,15 @@ function parsePeer(socket: TLSSocket): ParsedPeer {
 export function machineIdentityCheck(
   commonName: string,
   role: MachineRole,
+  opts: { internalCaPem?: string } = {},
 ): (host: string, cert: PeerCertificate) => Error | undefined {
+  const internalCa = opts.internalCaPem ? new X509Certificate(opts.internalCaPem).fingerprint256 : undefined;
   return (host, cert) => {
     const hostError = checkServerIdentity(host, cert);
     if (hostError) return hostError;
+    // An operator-supplied listener certificate (issued by the organisation's CA, trusted through
+    // tls.caFile) names the host, not the machine: the host-name check above is what applies to it.
+    if (internalCa && !issuedBy(cert, internalCa)) return undefined;
     const subject = cert.subject as { CN?: unknown; OU?: unknown } | undefined;
     if (subject?.CN !== commonName || subject?.OU !== role) {
       const got = `${typeof subject?.OU === 'string' ? subject.OU : 'machine'} ${typeof subject?.CN === 'string' ? subject.CN : '(no name)'}`;
@@ -170,4 +177,15 @@ export function machineIdentityCheck(
     }
     return undefined;
   };
+}
+
+/** Does the verified chain of `cert` go through the CA with this SHA-256 fingerprint? */
+function issuedBy(cert: PeerCertificate, caFingerprint256: string): boolean {
+  let c = (cert as DetailedPeerCertificate).issuerCertificate;
+  for (let depth = 0; c && depth < 8; depth += 1) {
+    if (c.fingerprint256 === caFingerprint256) return true;
+    if (c.issuerCertificate === c) break;
+    c = c.issuerCertificate;
+  }
+  return false;
 }

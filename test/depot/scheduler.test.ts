@@ -182,3 +182,54 @@ describe('TokenBucket', () => {
     expect(t).toBeGreaterThanOrEqual(1500 + 10_000);
   });
 });
+
+describe('live changes (configuration reload)', () => {
+  it('setPlan plans the next run again under the new interval', async () => {
+    const timers = new FakeTimers();
+    let runs = 0;
+    const s = new Scheduler({
+      name: 'sync',
+      logger: silentLogger(),
+      timers,
+      random: () => 0,
+      plan: planOf({ ...DEFAULT_SCHEDULE, intervalMs: 60 * MIN, jitterMs: 0 }),
+      task: async () => ++runs,
+    });
+    s.start();
+    await timers.next();
+    expect(s.nextAt).toBe(timers.t + 60 * MIN);
+    timers.t += 5 * MIN;
+    s.setPlan(planOf({ ...DEFAULT_SCHEDULE, intervalMs: 10 * MIN, jitterMs: 0 }));
+    expect(s.nextAt).toBe(timers.t + 10 * MIN);
+    expect(timers.armed).toBe(1);
+    expect(await timers.next()).toBe(timers.t);
+    expect(runs).toBe(2);
+    expect(s.nextAt).toBe(timers.t + 10 * MIN);
+    await s.stop();
+    // Stopped: a new plan arms nothing.
+    s.setPlan(planOf(DEFAULT_SCHEDULE));
+    expect(timers.armed).toBe(0);
+  });
+
+  it('TokenBucket.setRate sets, changes and lifts the limit', async () => {
+    let t = 0;
+    const slept: number[] = [];
+    const bucket = new TokenBucket(0, {
+      now: () => t,
+      sleep: async (ms) => {
+        slept.push(ms);
+        t += ms;
+      },
+    });
+    await bucket.take(10_000_000); // unlimited
+    expect(slept).toEqual([]);
+    bucket.setRate(100_000);
+    expect(bucket.rate).toBe(100_000);
+    await bucket.take(65_536 + 100_000); // the burst (64 KiB minimum), then one second of debt
+    expect(slept).toEqual([1000]);
+    bucket.setRate(0);
+    await bucket.take(10_000_000);
+    expect(slept).toEqual([1000]);
+    expect(() => bucket.setRate(-1)).toThrow(/bytesPerSecond must be an integer from 0/);
+  });
+});
