@@ -15,6 +15,7 @@ import { masterEventHub } from './events.js';
 import { revocationListVersionReader } from '../revocations.js';
 import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
+import { startMasterDeltas, type MasterDeltas } from '../deltas/deltas.js';
 import { renewServerCertificateIfDue } from './server-cert.js';
 
 export interface MasterServerOptions {
@@ -45,6 +46,8 @@ export interface MasterServer {
   refreshNow(): Promise<unknown>;
   /** Status model, alerts, dashboard sessions and metrics of this server. */
   admin: AdminService;
+  /** Version deltas (master/deltas): `runNow` computes the missing ones. */
+  deltas: MasterDeltas;
   close(): Promise<void>;
 }
 
@@ -83,7 +86,15 @@ export async function startMasterServer(
       revocations: revocationListVersionReader(ctx.layout),
       ...opts.events,
     });
-  const app = createMasterApp({ ctx, ...opts.app, adminService, events });
+  // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
+  const deltas = startMasterDeltas(ctx);
+  const app = createMasterApp({
+    ctx,
+    ...opts.app,
+    readOptions: { ...opts.app?.readOptions, zstdDeltas: deltas.source },
+    adminService,
+    events,
+  });
   const serverOptions = {
     ...tlsServerOptions({
       keyPem: readFileSync(ctx.layout.serverKey, 'utf8'),
@@ -169,7 +180,9 @@ export async function startMasterServer(
     server,
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
     admin: adminService,
+    deltas,
     async close() {
+      await deltas.close();
       clearInterval(certTimer);
       await refresher?.stop();
       await dropbox?.close();

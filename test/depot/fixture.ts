@@ -24,6 +24,7 @@ import {
 } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
+import { parseDeltaRequest } from '../../src/wire/chunk-delta.js';
 import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
@@ -208,11 +209,8 @@ export async function startUpstream(
       if (faults.batch && faults.batch(rec.ids, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     if (rec.method === 'POST' && rec.path === '/v1/chunks/delta') {
-      rec.pairs = (
-        (await c.req.raw.clone().json()) as {
-          pairs: Array<{ bases: string[]; offset: number; target: string }>;
-        }
-      ).pairs;
+      // Parsed as the read API does (a pair's bases may name an earlier pair's).
+      rec.pairs = parseDeltaRequest(Buffer.from(await c.req.raw.clone().arrayBuffer()));
       if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     await next();

@@ -226,7 +226,7 @@ describe('chunk delta wire format', () => {
     it.each([
       ['not JSON', '{', 'bad-json', /chunk delta request: expected a string key at byte 1/],
       ['a duplicate key', '{"pairs":[],"pairs":[]}', 'bad-json', /duplicate key "pairs"/],
-      ['an oversized body', `{"pairs":[${' '.repeat(400 * 1024)}]}`, 'too-large', /over the limit/],
+      ['an oversized body', `{"pairs":[${' '.repeat(1800 * 1024)}]}`, 'too-large', /over the limit/],
       ['not an object', '[]', 'bad-input', /expected \{"pairs"/],
       ['an unknown field', JSON.stringify({ pairs: [], more: 1 }), 'bad-input', /unknown field "more"/],
       [
@@ -245,13 +245,25 @@ describe('chunk delta wire format', () => {
         'no bases',
         JSON.stringify({ pairs: [{ bases: [], offset: 0, target: b }] }),
         'bad-input',
-        /pairs\[0\]\.bases is not a list of 1 to 4 chunk ids/,
+        /pairs\[0\]\.bases is not a list of 1 to 24 chunk ids/,
       ],
       [
         'too many bases',
-        JSON.stringify({ pairs: [{ bases: [a, a, a, a, a], offset: 0, target: b }] }),
+        JSON.stringify({ pairs: [{ bases: new Array(25).fill(a), offset: 0, target: b }] }),
         'bad-input',
-        /pairs\[0\]\.bases is not a list of 1 to 4/,
+        /pairs\[0\]\.bases is not a list of 1 to 24/,
+      ],
+      [
+        'bases naming a later pair',
+        JSON.stringify({ pairs: [{ bases: 0, offset: 0, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.bases is not the index of an earlier pair/,
+      ],
+      [
+        'a zstd flag that is not a boolean',
+        JSON.stringify({ pairs: [], zstd: 1 }),
+        'bad-input',
+        /"zstd" is not true or false/,
       ],
       [
         'a pair with extra fields',
