@@ -55,6 +55,8 @@ export interface BuildResult {
   chunkBytes: number;
   /** Pairs whose delta was already cached. */
   cached: number;
+  /** Pairs still without a delta (with `dryRun`: not computed). */
+  missing: number;
 }
 
 /**
@@ -64,10 +66,18 @@ export interface BuildResult {
 export async function buildDeltas(
   ctx: MasterContext,
   cache: DeltaCache,
-  pool: DeltaPool,
+  pool: DeltaPool | undefined,
   opts: { versions: number; level: number; done?: Set<string>; signal?: AbortSignal },
 ): Promise<BuildResult> {
-  const out: BuildResult = { versionPairs: 0, computed: 0, kept: 0, deltaBytes: 0, chunkBytes: 0, cached: 0 };
+  const out: BuildResult = {
+    versionPairs: 0,
+    computed: 0,
+    kept: 0,
+    deltaBytes: 0,
+    chunkBytes: 0,
+    cached: 0,
+    missing: 0,
+  };
   if (opts.versions <= 0) return out;
   const byPackage = new Map<string, PackageVersion[]>();
   for (const v of liveVersions(ctx.db)) byPackage.set(v.name, [...(byPackage.get(v.name) ?? []), v]);
@@ -100,7 +110,7 @@ export async function buildDeltas(
 async function buildPair(
   ctx: MasterContext,
   cache: DeltaCache,
-  pool: DeltaPool,
+  pool: DeltaPool | undefined,
   now: PairingVersion,
   old: PairingVersion,
   opts: { level: number; signal?: AbortSignal },
@@ -121,6 +131,11 @@ async function buildPair(
       out.cached++;
       continue;
     }
+    if (!pool) {
+      out.missing++;
+      complete = false;
+      continue;
+    }
     const job = (async () => {
       const t = await ctx.store.get(target, { verify: true }).catch(() => undefined);
       const parts = await Promise.all(b.bases.map((id) => ctx.store.get(id).catch(() => undefined)));
@@ -131,6 +146,7 @@ async function buildPair(
         return undefined;
       });
       if (!r) {
+        out.missing++;
         complete = false;
         return;
       }
@@ -162,7 +178,8 @@ export interface MasterDeltas {
 
 /**
  * Start the master's deltas: the on-request pool, and the background computation, at start and every
- * `intervalMs` (a publish is picked up within that time, whichever process published it).
+ * `intervalMs` (a publish is picked up within that time, whichever process published it; version
+ * pairs already complete are remembered, so a round with nothing new costs a catalog query).
  */
 export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: number } = {}): MasterDeltas {
   const log = ctx.log.child({ component: 'master.deltas' });
@@ -193,7 +210,7 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
     })();
     return running;
   };
-  const timer = setInterval(() => void runNow(), opts.intervalMs ?? 30_000);
+  const timer = setInterval(() => void runNow(), opts.intervalMs ?? 5_000);
   timer.unref();
   if (ctx.config.deltaVersions > 0) void runNow();
   return {

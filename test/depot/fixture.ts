@@ -24,6 +24,7 @@ import {
 } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
+import type { ZstdDeltaSource } from '../../src/deltas/source.js';
 import { parseDeltaRequest } from '../../src/wire/chunk-delta.js';
 import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
@@ -105,6 +106,8 @@ export interface Upstream {
   store: ChunkStore;
   targets: Map<string, Buffer>;
   faults: Faults;
+  /** Where the fake master's zstd chunk deltas come from (none while unset), as `master serve`'s. */
+  zstd: { source?: ZstdDeltaSource };
   requests: RecordedRequest[];
   reports: Array<{ machine: string; report: StatusReport }>;
   revoked: Set<string>;
@@ -253,7 +256,16 @@ export async function startUpstream(
   });
   // No hot-chunk memory: the faults above stand for what a compromised master sends, and a chunk kept in
   // memory by an earlier test would be served past them.
-  app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
+  const zstd: { source?: ZstdDeltaSource } = {};
+  app.route(
+    '/',
+    readRoutes(source, log, {
+      hotChunkBytes: 0,
+      zstdDeltas: {
+        frame: (t, b, tb, bb) => zstd.source?.frame(t, b, tb, bb) ?? Promise.resolve(undefined),
+      },
+    }),
+  );
 
   const srv = issueServerCertificate(ca, {
     commonName: 'master',
@@ -278,6 +290,7 @@ export async function startUpstream(
     store,
     targets,
     faults,
+    zstd,
     requests,
     reports,
     revoked,

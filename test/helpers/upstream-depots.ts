@@ -35,6 +35,7 @@ export function useUpstreamDepots(started: (up: Upstream) => void): (opts?: Depo
     up.faults.down = false;
     up.faults.batch = undefined;
     up.faults.delta = undefined;
+    up.zstd.source = undefined;
   });
   return ({ name, upstream = up, ...options } = {}) => {
     const files = writeDepotDir(upstream, name ? { name } : {});
