@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -54,6 +54,9 @@ describe('version deltas (separate processes)', () => {
   it('a rebuilt executable travels master → depot → child depot as zstd deltas, and into a bundle', async () => {
     const M = join(dir, 'master');
     const fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
+    // A fast level keeps the test short on a loaded machine (the flow is the same at 19, the default).
+    const config = join(M, 'master.json');
+    writeFileSync(config, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), deltaLevel: 3 }));
     const v1 = noise(3 * 1024 * 1024, 1);
     const v2 = rebuilt(v1);
     writeFileSync(join(dir, 'v1.bin'), v1);
