@@ -189,9 +189,15 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
   const done = new Set<string>();
   const abort = new AbortController();
   let running: Promise<BuildResult | undefined> | undefined;
+  // The newest generation whose deltas are all there: a round at the same generation has nothing to do.
+  let completeAt = -1;
+  const newest = () =>
+    (ctx.db.db.prepare('SELECT MAX(generation) FROM generations').pluck().get() as number | null) ?? 0;
   const runNow = () => {
     running ??= (async () => {
       try {
+        const generation = newest();
+        if (generation === completeAt) return undefined;
         const t0 = Date.now();
         const r = await buildDeltas(ctx, cache, background, {
           versions: ctx.config.deltaVersions,
@@ -200,6 +206,7 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
           signal: abort.signal,
         });
         if (r.computed > 0) log.info({ ...r, ms: Date.now() - t0 }, 'version deltas computed');
+        if (r.missing === 0 && !abort.signal.aborted) completeAt = generation;
         return r;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'version delta computation failed; will retry');
