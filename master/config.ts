@@ -62,11 +62,12 @@ export interface MasterConfig {
   /**
    * Version deltas (master/deltas): computed in the background against this many previous versions of
    * each package (0 = none; deltas are then computed on request only), at this zstd level, on this many
-   * low-priority worker threads, kept up to this many bytes.
+   * worker threads at nice value `deltaNice` (19: only CPU time nothing else wants), kept up to this many bytes.
    */
   deltaVersions: number;
   deltaLevel: number;
   deltaWorkers: number;
+  deltaNice: number;
   deltaCacheBytes: number;
   /** Audit log entries older than this are deleted. */
   auditRetentionDays: number;
@@ -113,6 +114,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   deltaVersions: 2,
   deltaLevel: 19,
   deltaWorkers: 2,
+  deltaNice: 19,
   deltaCacheBytes: 16 * 1024 * 1024 * 1024,
   auditRetentionDays: 365,
   // Operator administration.
@@ -150,6 +152,7 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'deltaVersions', c.deltaVersions, 0, 16);
   intOption(w, 'deltaLevel', c.deltaLevel, 1, 19);
   intOption(w, 'deltaWorkers', c.deltaWorkers, 1, 64);
+  intOption(w, 'deltaNice', c.deltaNice, 0, 19);
   intOption(w, 'deltaCacheBytes', c.deltaCacheBytes, 0, 1024 * 1024 * 1024 * 1024);
   intOption(w, 'auditRetentionDays', c.auditRetentionDays, 1, 36500);
   // Operator administration.

@@ -185,7 +185,11 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
   const log = ctx.log.child({ component: 'master.deltas' });
   const cache = masterDeltaCache(ctx);
   const requests = new DeltaPool({ workers: 1, maxQueued: 32, nice: 5 });
-  const background = new DeltaPool({ workers: ctx.config.deltaWorkers, maxQueued: 1024, nice: 19 });
+  const background = new DeltaPool({
+    workers: ctx.config.deltaWorkers,
+    maxQueued: 1024,
+    nice: ctx.config.deltaNice,
+  });
   const done = new Set<string>();
   const abort = new AbortController();
   let running: Promise<BuildResult | undefined> | undefined;
@@ -193,28 +197,30 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
   let completeAt = -1;
   const newest = () =>
     (ctx.db.db.prepare('SELECT MAX(generation) FROM generations').pluck().get() as number | null) ?? 0;
+  const round = async (): Promise<BuildResult | undefined> => {
+    try {
+      const generation = newest();
+      if (generation === completeAt) return undefined;
+      const t0 = Date.now();
+      const r = await buildDeltas(ctx, cache, background, {
+        versions: ctx.config.deltaVersions,
+        level: ctx.config.deltaLevel,
+        done,
+        signal: abort.signal,
+      });
+      if (r.computed > 0) log.info({ ...r, ms: Date.now() - t0 }, 'version deltas computed');
+      if (r.missing === 0 && !abort.signal.aborted) completeAt = generation;
+      return r;
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'version delta computation failed; will retry');
+      return undefined;
+    }
+  };
   const runNow = () => {
-    running ??= (async () => {
-      try {
-        const generation = newest();
-        if (generation === completeAt) return undefined;
-        const t0 = Date.now();
-        const r = await buildDeltas(ctx, cache, background, {
-          versions: ctx.config.deltaVersions,
-          level: ctx.config.deltaLevel,
-          done,
-          signal: abort.signal,
-        });
-        if (r.computed > 0) log.info({ ...r, ms: Date.now() - t0 }, 'version deltas computed');
-        if (r.missing === 0 && !abort.signal.aborted) completeAt = generation;
-        return r;
-      } catch (e) {
-        log.error({ err: (e as Error).message }, 'version delta computation failed; will retry');
-        return undefined;
-      } finally {
-        running = undefined;
-      }
-    })();
+    // Cleared in a later microtask, so also after a round that returns at once.
+    running ??= round().finally(() => {
+      running = undefined;
+    });
     return running;
   };
   const timer = setInterval(() => void runNow(), opts.intervalMs ?? 5_000);
