@@ -3,7 +3,8 @@ import { DepotsyncError } from '../../src/errors.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { BundlePair } from '../../src/content/delta-pairs.js';
-import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
+import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection } from '../../src/wire/chunk-delta.js';
 import { readBase, type ChunkDeltaDeps, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
 import { verifiedChunk } from '../../src/read/verify.js';
 import { openChunkStream, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
@@ -157,7 +158,7 @@ export class BundleUpstream implements Upstream {
         if (rec.kind === 'whole') data = rec.data;
         else {
           const base = await readBase(p.bases, read);
-          const out = typeof base === 'string' ? base : rebuildChunk(base, rec, p.length);
+          const out = typeof base === 'string' ? base : rebuildFromRecord(base, rec, p.length);
           if (typeof out === 'string') {
             refuse(p.target, out);
             continue;

@@ -9,7 +9,8 @@ import type { ReadClient } from '../../src/read/client.js';
 import { verifiedChunk } from '../../src/read/verify.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import { planBatches } from '../../src/wire/chunk-batch.js';
-import { CHUNK_DELTA_LIMITS, DeltaDecoder, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
+import { CHUNK_DELTA_LIMITS, DeltaDecoder } from '../../src/wire/chunk-delta.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
 
@@ -265,7 +266,7 @@ async function deltaBatch(
             refuse(rec.target, b);
             continue;
           }
-          const out = rebuildChunk(b, rec, need.length);
+          const out = rebuildFromRecord(b, rec, need.length);
           if (typeof out === 'string') {
             refuse(rec.target, out);
             continue;

@@ -1,4 +1,3 @@
-import { applyDelta } from '../compress/zstd.js';
 import { MAX_DELTA_BASES } from '../content/delta-pairs.js';
 import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
@@ -453,17 +452,9 @@ export class DeltaDecoder {
  */
 export function rebuildChunk(
   base: Uint8Array,
-  rec: Extract<DeltaRecord, { kind: 'delta' | 'zstd' }>,
+  rec: Extract<DeltaRecord, { kind: 'delta' }>,
   expectedLength: number,
 ): Buffer | string {
-  if (rec.kind === 'zstd') {
-    try {
-      // The signed length caps the output (a bomb stops there); a wrong base fails zstd's checksum.
-      return applyDelta(base, rec.frame, { maxBytes: expectedLength, exact: true });
-    } catch (e) {
-      return `its zstd delta does not decode against this base (${(e as Error).message})`;
-    }
-  }
   const { prefix, prefixFrom, suffix, suffixFrom, middle } = rec;
   if (prefixFrom + prefix > base.length)
     return `prefix ${prefixFrom}+${prefix} reaches past the base's ${base.length} bytes`;

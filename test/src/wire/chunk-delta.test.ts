@@ -7,6 +7,7 @@ import type { ServeEnv } from '../../../src/serve/env.js';
 import { errorHandler } from '../../../src/serve/http-errors.js';
 import { readRoutes, type ReadApiSource } from '../../../src/serve/read-api.js';
 import { delta } from '../../../src/compress/zstd.js';
+import { rebuildFromRecord } from '../../../src/deltas/rebuild.js';
 import {
   CHUNK_DELTA_LIMITS,
   DELTA_CONTENT_TYPE,
@@ -393,7 +394,7 @@ describe('zstd delta records (kind 3)', () => {
     dec.finish();
     expect(recs).toHaveLength(1);
     expect(recs[0]!.kind).toBe('zstd');
-    const out = rebuildChunk(base, recs[0] as Extract<DeltaRecord, { kind: 'zstd' }>, target.length);
+    const out = rebuildFromRecord(base, recs[0] as Extract<DeltaRecord, { kind: 'zstd' }>, target.length);
     expect(Buffer.isBuffer(out) && out.equals(target)).toBe(true);
     // A frame no smaller than the chunk is not sent: the byte delta or the chunk goes instead.
     const big = Buffer.alloc(target.length + 1);
@@ -421,16 +422,20 @@ describe('zstd delta records (kind 3)', () => {
 
   it('rebuilds nothing from a bomb, a truncated frame, a damaged frame or another base: it says why', () => {
     const rec = (f: Buffer) => ({ target: id, kind: 'zstd' as const, frame: f });
-    expect(rebuildChunk(base, rec(frame), target.length - 1)).toMatch(/more than the \d+ (bytes )?expected/);
-    expect(rebuildChunk(base, rec(frame.subarray(0, frame.length - 5)), target.length)).toMatch(
+    expect(rebuildFromRecord(base, rec(frame), target.length - 1)).toMatch(
+      /more than the \d+ (bytes )?expected/,
+    );
+    expect(rebuildFromRecord(base, rec(frame.subarray(0, frame.length - 5)), target.length)).toMatch(
       /does not decode against this base/,
     );
     const damaged = Buffer.from(frame);
     damaged[damaged.length >> 1]! ^= 0xff;
-    expect(rebuildChunk(base, rec(damaged), target.length)).toMatch(/does not decode against this base/);
+    expect(rebuildFromRecord(base, rec(damaged), target.length)).toMatch(/does not decode against this base/);
     const otherBase = Buffer.from(base);
     otherBase.fill(0, 50_000, 150_000);
-    expect(rebuildChunk(otherBase, rec(frame), target.length)).toMatch(/does not decode against this base/);
+    expect(rebuildFromRecord(otherBase, rec(frame), target.length)).toMatch(
+      /does not decode against this base/,
+    );
   });
 
   it("is sent by the read API only to a caller that accepts it; a pair may name an earlier pair's bases", async () => {
