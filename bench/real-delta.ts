@@ -200,6 +200,16 @@ async function rsyncBytes(
   return up + down;
 }
 
+/** Until `master deltas` reports none missing (the serving master computes them), in ms. */
+async function deltasReady(dir: string): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const r = (await depotsync(['master', 'deltas', '--dir', dir])) as { missing: number };
+    if (r.missing === 0) return performance.now() - t0;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 /** Until the server answers over TLS (any status), at most 30 s. */
 async function waitForHealthz(url: string): Promise<void> {
   for (let i = 0; i < 300; i++) {
@@ -360,6 +370,10 @@ async function main(): Promise<void> {
       const firstRes = await depotSync(D);
       const first = masterProxy.counts();
       await depotsync(['master', 'publish', '--dir', M, '--name', pkg, '--version', p.to, newDir]);
+      // The serving master computes the version deltas in the background; the depot syncs once they
+      // are ready (BENCH_DELTAS=request: at once, deltas computed on request).
+      const deltasMs = process.env.BENCH_DELTAS === 'request' ? 0 : await deltasReady(M);
+      console.error(`  version deltas ready ${(deltasMs / 1000).toFixed(1)} s after the publish`);
       masterProxy.reset();
       const ts = performance.now();
       const res = await depotSync(D);

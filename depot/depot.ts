@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { DeltaCache } from '../src/deltas/cache.js';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
@@ -33,9 +34,14 @@ export interface Depot {
   revocations: RevocationGate;
   /** The sync's bandwidth limit (rate 0 = none); a reload sets a new rate. */
   bandwidth: TokenBucket;
+  /** zstd chunk deltas received from upstream, served again (src/deltas/cache.ts). */
+  deltas: DeltaCache;
   log: Logger;
   close(): Promise<void>;
 }
+
+/** Most bytes of zstd deltas a depot keeps; the least recently received go first. */
+export const DEPOT_DELTA_CACHE_BYTES = 2 * 1024 * 1024 * 1024;
 
 export interface OpenDepotOptions {
   logger: Logger;
@@ -109,7 +115,9 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   const master = config.masterUrl === config.upstreamUrl ? upstream : client(config.masterUrl);
   const revocations = new RevocationGate(db, creds.caPem, log);
   const bandwidth = new TokenBucket(config.schedule.bandwidthBytesPerSecond);
+  const deltas = new DeltaCache({ dir: layout.deltasDir, maxBytes: DEPOT_DELTA_CACHE_BYTES, log });
   const engine = new SyncEngine({
+    deltaCache: deltas,
     db,
     store: opts.wrapStore ? opts.wrapStore(store) : store,
     upstream,
@@ -136,6 +144,7 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     engine,
     revocations,
     bandwidth,
+    deltas,
     log,
     async close() {
       upstream.close();

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
  *   tls/              machine key, machine certificate, the master's CA certificate
  *   enroll.json       an enrollment waiting for approval (request id), removed once approved
  *   inbox/ outbox/    offline bundles in, status files out (docs/architecture.md)
+ *   deltas/           zstd chunk deltas received, kept to serve down the tiers (src/deltas/cache.ts)
  */
 export interface DepotLayout {
   dir: string;
@@ -23,6 +24,8 @@ export interface DepotLayout {
   enrollment: string;
   inbox: string;
   outbox: string;
+  /** zstd chunk deltas received from upstream, served again to children and agents (src/deltas/cache.ts). */
+  deltasDir: string;
 }
 
 export function depotLayout(dir: string): DepotLayout {
@@ -39,5 +42,6 @@ export function depotLayout(dir: string): DepotLayout {
     enrollment: join(d, 'enroll.json'),
     inbox: join(d, 'inbox'),
     outbox: join(d, 'outbox'),
+    deltasDir: join(d, 'deltas'),
   };
 }

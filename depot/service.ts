@@ -1,3 +1,4 @@
+import { CachedZstdDeltas } from '../src/deltas/source.js';
 import { existsSync } from 'node:fs';
 import type { Logger } from '../src/log.js';
 import { reloadReport, type ReloadReport } from '../src/config/reload.js';
@@ -136,6 +137,8 @@ export async function startDepotService(
         batchMemoryBytes: config.serving.batchMemoryBytes,
         verifyOnServe: config.serving.verifyOnServe,
         verifiedTtlMs: config.serving.verifiedTtlMs,
+        // The deltas this depot received are served again; none are computed here.
+        zstdDeltas: new CachedZstdDeltas(depot.deltas, undefined),
         onCorrupt: chunkRepairer(depot, (id) => requestSync?.(id)),
       },
     });

@@ -4,6 +4,7 @@ import type { Command, CommandContext } from '../src/command/command.js';
 import { createProgress, formatBytes } from '../src/command/progress.js';
 import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
+import { deltaCommands } from './deltas/commands.js';
 import { maintenanceCommands } from './maintenance/commands.js';
 import { intFlag, trustCommands } from './trust/commands.js';
 
@@ -363,6 +364,7 @@ export const masterCommands: Command[] = [
   ...directoryCommands,
   ...backupCommands,
   ...maintenanceCommands,
+  ...deltaCommands,
   ...trustCommands,
   machineCommand('approve'),
   machineCommand('block'),

@@ -78,6 +78,16 @@ export interface MasterConfig {
   gcGraceHours: number;
   /** Depot status reports older than this are deleted (each depot's latest report is always kept). */
   statusRetentionDays: number;
+  /**
+   * Version deltas (master/deltas): computed in the background against this many previous versions of
+   * each package (0 = none; deltas are then computed on request only), at this zstd level, on this many
+   * worker threads at nice value `deltaNice` (19: only CPU time nothing else wants), kept up to this many bytes.
+   */
+  deltaVersions: number;
+  deltaLevel: number;
+  deltaWorkers: number;
+  deltaNice: number;
+  deltaCacheBytes: number;
   /** Audit log entries older than this are deleted. */
   auditRetentionDays: number;
   // Operator administration.
@@ -128,6 +138,11 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   gcIntervalHours: 24,
   gcGraceHours: 6,
   statusRetentionDays: 31,
+  deltaVersions: 2,
+  deltaLevel: 19,
+  deltaWorkers: 2,
+  deltaNice: 19,
+  deltaCacheBytes: 16 * 1024 * 1024 * 1024,
   auditRetentionDays: 365,
   // Operator administration.
   operatorTokenDays: 90,
@@ -170,6 +185,11 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'gcIntervalHours', c.gcIntervalHours, 0, 24 * 365);
   intOption(w, 'gcGraceHours', c.gcGraceHours, 1, 24 * 365);
   intOption(w, 'statusRetentionDays', c.statusRetentionDays, 1, 3650);
+  intOption(w, 'deltaVersions', c.deltaVersions, 0, 16);
+  intOption(w, 'deltaLevel', c.deltaLevel, 1, 19);
+  intOption(w, 'deltaWorkers', c.deltaWorkers, 1, 64);
+  intOption(w, 'deltaNice', c.deltaNice, 0, 19);
+  intOption(w, 'deltaCacheBytes', c.deltaCacheBytes, 0, 1024 * 1024 * 1024 * 1024);
   intOption(w, 'auditRetentionDays', c.auditRetentionDays, 1, 36500);
   // Operator administration.
   intOption(w, 'operatorTokenDays', c.operatorTokenDays, 1, 3650);

@@ -3,8 +3,9 @@ import { DepotsyncError } from '../../src/errors.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { BundlePair } from '../../src/content/delta-pairs.js';
-import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection, rebuildChunk } from '../../src/wire/chunk-delta.js';
-import { readBase, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
+import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
+import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection } from '../../src/wire/chunk-delta.js';
+import { readBase, type ChunkDeltaDeps, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
 import { verifiedChunk } from '../../src/read/verify.js';
 import { openChunkStream, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
@@ -145,6 +146,8 @@ export class BundleUpstream implements Upstream {
     };
     let batch: ChunkInput[] = [];
     let failure: unknown;
+    // Verified zstd deltas, kept to serve children and agents that hold the same old version.
+    const keep: Array<{ target: string; bases: string[]; frame: Buffer }> = [];
     try {
       const recs = decoder.push(records);
       decoder.finish();
@@ -155,7 +158,7 @@ export class BundleUpstream implements Upstream {
         if (rec.kind === 'whole') data = rec.data;
         else {
           const base = await readBase(p.bases, read);
-          const out = typeof base === 'string' ? base : rebuildChunk(base, rec, p.length);
+          const out = typeof base === 'string' ? base : rebuildFromRecord(base, rec, p.length);
           if (typeof out === 'string') {
             refuse(p.target, out);
             continue;
@@ -169,6 +172,10 @@ export class BundleUpstream implements Upstream {
         }
         if (rec.kind === 'whole') result.whole++;
         else result.rebuilt++;
+        if (rec.kind === 'zstd') {
+          result.zstd = (result.zstd ?? 0) + 1;
+          keep.push({ target: p.target, bases: p.bases, frame: rec.frame });
+        }
         batch.push(chunk);
         if (batch.length >= 256) {
           await stream.add(batch);
@@ -185,6 +192,8 @@ export class BundleUpstream implements Upstream {
     );
     failure ??= ended;
     if (failure !== undefined) throw failure;
+    const cache = (deps as ChunkDeltaDeps).deltaCache;
+    for (const k of keep) await cache?.put(k.target, k.bases, k.frame);
     return result;
   }
 

@@ -177,6 +177,7 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
     verifyAt: () => issuedAt,
     dataDir: depot.layout.dir,
     onRevocations: (list) => depot.revocations.set(list),
+    deltaCache: depot.deltas,
   });
   let r: SyncResult;
   try {

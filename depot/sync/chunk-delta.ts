@@ -2,13 +2,15 @@ import { setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
 import { bundleDeltaPairs, pairChunkBases, type BundlePair } from '../../src/content/delta-pairs.js';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
+import type { DeltaCache } from '../../src/deltas/cache.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { HttpError } from '../../src/net/http-error.js';
 import type { ReadClient } from '../../src/read/client.js';
 import { verifiedChunk } from '../../src/read/verify.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import { planBatches } from '../../src/wire/chunk-batch.js';
-import { CHUNK_DELTA_LIMITS, DeltaDecoder, rebuildChunk } from '../../src/wire/chunk-delta.js';
+import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
+import { CHUNK_DELTA_LIMITS, DeltaDecoder } from '../../src/wire/chunk-delta.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
 
@@ -39,6 +41,8 @@ export interface DeltaFetchResult {
    * base, or the overlap was small).
    */
   rebuilt: number;
+  /** Of the rebuilt: from zstd deltas (against a window of the old file). */
+  zstd?: number;
   whole: number;
   /** Records refused (bad lengths, wrong bytes): those chunks are left for the whole-chunk download. */
   refused: number;
@@ -110,6 +114,8 @@ export function bundlePairsFor(db: DepotDb): BundlePair[] {
 
 export interface ChunkDeltaDeps extends ChunkSinkDeps {
   upstream: ReadClient;
+  /** Where verified zstd deltas are kept, to serve them again to this depot's children and agents. */
+  deltaCache?: DeltaCache;
 }
 
 /** Records whose base chunks are read ahead of the one being rebuilt. */
@@ -220,6 +226,7 @@ async function deltaBatch(
     batch.map((n) => ({ bases: n.bases, offset: n.offset, target: n.id })),
     batch.map((n) => n.length),
     signal,
+    true,
   );
   let index = 0;
   const decoder = new DeltaDecoder(
@@ -230,7 +237,9 @@ async function deltaBatch(
   const verified: ChunkInput[] = [];
   let verifiedBytes = 0;
   let rebuilt = 0;
+  let zstd = 0;
   let whole = 0;
+  const keep: Array<{ target: string; bases: string[]; frame: Buffer }> = [];
   const refuse = (id: string, why: string) => {
     result.refused++;
     deps.log.warn(
@@ -257,7 +266,7 @@ async function deltaBatch(
             refuse(rec.target, b);
             continue;
           }
-          const out = rebuildChunk(b, rec, need.length);
+          const out = rebuildFromRecord(b, rec, need.length);
           if (typeof out === 'string') {
             refuse(rec.target, out);
             continue;
@@ -274,6 +283,10 @@ async function deltaBatch(
         verifiedBytes += data.length;
         if (rec.kind === 'whole') whole++;
         else rebuilt++;
+        if (rec.kind === 'zstd') {
+          zstd++;
+          keep.push({ target: rec.target, bases: need.bases, frame: rec.frame });
+        }
         deps.log.debug(
           { chunk: rec.target, bases: need.bases, kind: rec.kind, bytes: data.length },
           'chunk from delta',
@@ -295,8 +308,11 @@ async function deltaBatch(
     result.chunks += r.written;
     result.bytes += verifiedBytes;
     result.rebuilt += rebuilt;
+    result.zstd = (result.zstd ?? 0) + zstd;
     result.whole += whole;
     deps.onStored?.(r.written, verifiedBytes);
+    // Only deltas whose chunk verified and was stored are kept for children and agents.
+    for (const k of keep) await deps.deltaCache?.put(k.target, k.bases, k.frame);
   }
   if (streamError) throw deps.upstream.explain(streamError);
 }

@@ -1,3 +1,4 @@
+import type { DeltaCache } from '../../src/deltas/cache.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { fromSqliteError } from '../../src/db/errors.js';
 import type { Logger } from '../../src/log.js';
@@ -45,6 +46,8 @@ export interface SyncEngineDeps {
   config: SyncConfig;
   logger: Logger;
   bandwidth?: TokenBucket | undefined;
+  /** Where zstd chunk deltas received are kept to be served again (chunk-delta.ts). */
+  deltaCache?: DeltaCache;
   now?: () => Date;
   /**
    * Reference time for the expiry checks of metadata and of the revocation list (default: `now`). An
@@ -365,16 +368,20 @@ export class SyncEngine {
     // Chunks that replace a chunk of the served version of the same package come as deltas against
     // it (chunk-delta.ts); the rest, and whatever a delta could not deliver, come whole.
     let needs = plan.needs;
+    // The cache rides along in deps (chunk-delta.ts ChunkDeltaDeps.deltaCache) to the upstream's delta fetch.
+    const withCache = { ...deps, deltaCache: this.d.deltaCache };
+    const deltaDeps: ChunkSinkDeps = withCache;
     const pairs = this.upstream.fetchChunkDeltas && store.get ? pairBases(db, store, needs) : [];
     if (pairs.length > 0) {
       await step(
         'deltas',
-        () => this.upstream.fetchChunkDeltas!(pairs, deps),
+        () => this.upstream.fetchChunkDeltas!(pairs, deltaDeps),
         (o) => ({
           paired: pairs.length,
           chunks: o.chunks,
           chunkBytes: o.bytes,
           rebuilt: o.rebuilt,
+          zstd: o.zstd ?? 0,
           whole: o.whole,
           refused: o.refused,
           unsupported: o.unsupported,

@@ -1,3 +1,4 @@
+import type { DeltaCache } from '../../src/deltas/cache.js';
 import { decodeManifest, uniqueChunkIds } from '../../src/content/manifest.js';
 import { parseStrictJson } from '../../src/content/strict-json.js';
 import type { Logger } from '../../src/log.js';
@@ -9,6 +10,8 @@ export interface PruneResult extends GcResult {
   targetsPruned: number;
   metadataPruned: number;
   liveChunks: number;
+  /** Kept version deltas removed with their chunks. */
+  deltasRemoved: number;
 }
 
 /** Metadata files a snapshot names (and the snapshot itself), by consistent-snapshot name. */
@@ -32,10 +35,11 @@ function namedBySnapshot(bytes: Buffer | undefined, into: Set<string>): void {
  *  1. forget manifests neither the served nor the pending generation lists;
  *  2. forget metadata files (other than roots) neither generation's snapshot names;
  *  3. collect chunks no manifest of the served or pending generation references (ChunkStore.gc:
- *     mark, sweep, compact, with its grace period for chunks stored moments ago).
+ *     mark, sweep, compact, with its grace period for chunks stored moments ago), and the kept
+ *     version deltas of those chunks.
  */
 export async function pruneUnreferenced(
-  d: { db: DepotDb; store: ChunkStore; log: Logger },
+  d: { db: DepotDb; store: ChunkStore; log: Logger; deltas?: DeltaCache },
   opts: { graceMs?: number } = {},
 ): Promise<PruneResult> {
   const log = d.log.child({ component: 'depot.gc' });
@@ -53,7 +57,15 @@ export async function pruneUnreferenced(
     (id) => live.has(id),
     opts.graceMs === undefined ? {} : { graceMs: opts.graceMs },
   );
-  const out = { ...r, targetsPruned, metadataPruned, liveChunks: live.size };
+  // Kept version deltas go with their chunks: one whose target is no longer live is never asked for.
+  const deltas = await d.deltas?.collect((id) => live.has(id));
+  const out = {
+    ...r,
+    targetsPruned,
+    metadataPruned,
+    liveChunks: live.size,
+    deltasRemoved: deltas?.removed ?? 0,
+  };
   log.info(out, 'depot gc done');
   return out;
 }

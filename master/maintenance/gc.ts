@@ -2,12 +2,16 @@ import type { GcResult } from '../../src/store/chunk-store.js';
 import { recordAudit } from '../db/audit.js';
 import { LIVE_CHUNK_DEFAULTS, liveChunkIds } from '../db/live-chunks.js';
 import type { MasterContext } from '../context.js';
+import { masterDeltaCache } from '../deltas/deltas.js';
 
 export interface MasterGcResult extends GcResult {
   /** Distinct chunks live (or retained) versions reference. */
   liveChunks: number;
   /** Versions removed after this generation still kept their chunks (the grace period). */
   retainSinceGeneration: number;
+  /** Cached version deltas removed with their versions (or beyond the cache's size), and their bytes. */
+  deltasRemoved: number;
+  deltaBytesFreed: number;
 }
 
 /**
@@ -38,7 +42,15 @@ export async function collectMasterGarbage(
       await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const r = await ctx.store.gc((id) => live.has(id), { graceMs });
-  const out: MasterGcResult = { ...r, liveChunks: live.size, retainSinceGeneration };
+  // Version deltas go with their versions: an entry whose target chunk no version references.
+  const deltas = await masterDeltaCache(ctx).collect((target) => live.has(target));
+  const out: MasterGcResult = {
+    ...r,
+    liveChunks: live.size,
+    retainSinceGeneration,
+    deltasRemoved: deltas.removed,
+    deltaBytesFreed: deltas.bytes,
+  };
   recordAudit(ctx.db, {
     actor: opts.actor ?? 'system',
     action: 'store.gc',

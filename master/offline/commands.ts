@@ -55,6 +55,7 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
         fromGeneration: r.fromGeneration,
         toGeneration: r.toGeneration,
         chunks: r.chunks,
+        deltaChunks: r.deltaChunks,
         chunkBytes: r.chunkBytes,
         manifests: r.manifests,
         validUntil: r.validUntil,
@@ -63,7 +64,7 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
       human:
         `bundle ${r.file}: ${formatBytes(r.bytes)} for depot ${depot}, generation ${r.fromGeneration} → ${r.toGeneration}` +
         `${r.base === 'last-report' ? ' (from its last status report)' : r.base === 'none' ? ' (full: no status report from it yet)' : ''}; ` +
-        `${r.chunks} chunks (${formatBytes(r.chunkBytes)}), ${r.manifests} manifests; valid until ${r.validUntil}` +
+        `${r.chunks} chunks whole and ${r.deltaChunks} as deltas (${formatBytes(r.chunkBytes)} plain), ${r.manifests} manifests; valid until ${r.validUntil}` +
         `${r.encryptedFor ? `; encrypted for its certificate serial ${r.encryptedFor}` : ''}`,
     };
   });

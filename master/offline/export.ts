@@ -4,7 +4,16 @@ import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { metadataDelta } from '../../src/tuf/repository.js';
 import { BUNDLE_LIMITS, BUNDLE_TYPE, BUNDLE_FORMAT_VERSION } from '../../src/wire/bundle.js';
-import { DELTA_KIND, DELTA_SECTION, deltaRecords, encodeDeltaSection } from '../../src/wire/chunk-delta.js';
+import { DeltaPool } from '../../src/deltas/pool.js';
+import { CachedZstdDeltas, ON_REQUEST_LEVEL } from '../../src/deltas/source.js';
+import {
+  DELTA_KIND,
+  DELTA_SECTION,
+  deltaRecords,
+  encodeDeltaSection,
+  type DeltaPair,
+} from '../../src/wire/chunk-delta.js';
+import { masterDeltaCache } from '../deltas/deltas.js';
 import { bundleDeltaPairs, type BundlePair } from '../../src/content/delta-pairs.js';
 import { sealFor, type BundleSeal } from './seal.js';
 import {
@@ -331,15 +340,31 @@ async function deltaSection(
 ): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
   if (pairs.length === 0) return undefined;
   const load = (id: string) => ctx.store.get(id, { verify: true }).catch(() => undefined);
+  // zstd deltas: the ones `master serve` computed in the background, else computed here at a fast level.
+  const pool = new DeltaPool({ workers: 2, maxQueued: 1024, nice: 10 });
+  const zstd = new CachedZstdDeltas(masterDeltaCache(ctx), pool, ON_REQUEST_LEVEL);
+  try {
+    return await deltaRecordsOf(pairs, load, zstd);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function deltaRecordsOf(
+  pairs: readonly BundlePair[],
+  load: (id: string) => Promise<Buffer | undefined>,
+  zstd: CachedZstdDeltas,
+): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
   const included = new Set<number>();
   const targets = new Set<string>();
   const records: Buffer[] = [];
   let size = 0;
   let i = 0;
-  for await (const r of deltaRecords(pairs, load)) {
+  const opts = { zstd: (p: DeltaPair, t: Buffer, b: Buffer) => zstd.frame(p.target, p.bases, t, b) };
+  for await (const r of deltaRecords(pairs, load, opts)) {
     const index = i++;
     const p = pairs[index]!;
-    const isDelta = r.record[32] === DELTA_KIND.delta;
+    const isDelta = r.record[32] === DELTA_KIND.delta || r.record[32] === DELTA_KIND.zstd;
     if (!isDelta || size + r.record.length > DELTA_SECTION_MAX_BYTES) continue;
     included.add(index);
     targets.add(p.target);

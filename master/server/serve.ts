@@ -15,6 +15,7 @@ import { masterEventHub } from './events.js';
 import { revocationListVersionReader } from '../revocations.js';
 import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
+import { startMasterDeltas, type MasterDeltas } from '../deltas/deltas.js';
 import { renewServerCertificateIfDue } from './server-cert.js';
 
 export interface MasterServerOptions {
@@ -52,6 +53,8 @@ export interface MasterServer {
    * internal server certificate from the next handshake on; undefined goes back to the internal one.
    */
   setListenerCertificate(cert: { keyPem: string; certPem: string } | undefined): void;
+  /** Version deltas (master/deltas): `runNow` computes the missing ones. */
+  deltas: MasterDeltas;
   close(): Promise<void>;
 }
 
@@ -90,7 +93,15 @@ export async function startMasterServer(
       revocations: revocationListVersionReader(ctx.layout),
       ...opts.events,
     });
-  const app = createMasterApp({ ctx, ...opts.app, adminService, events });
+  // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
+  const deltas = startMasterDeltas(ctx);
+  const app = createMasterApp({
+    ctx,
+    ...opts.app,
+    readOptions: { ...opts.app?.readOptions, zstdDeltas: deltas.source },
+    adminService,
+    events,
+  });
   let listener = opts.listener;
   const serverOptions = {
     ...tlsServerOptions({
@@ -183,7 +194,9 @@ export async function startMasterServer(
       listener = cert;
       serveCurrent();
     },
+    deltas,
     async close() {
+      await deltas.close();
       clearInterval(certTimer);
       await refresher?.stop();
       await dropbox?.close();

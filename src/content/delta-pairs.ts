@@ -1,7 +1,15 @@
 import type { Manifest, ManifestFile } from './manifest.js';
 
 /** Base chunks of one pair (the wire format's limit, CHUNK_DELTA_LIMITS.maxBases, is this number). */
-export const MAX_DELTA_BASES = 4;
+export const MAX_DELTA_BASES = 24;
+
+/**
+ * The window of the old file a new chunk is encoded against: this many bytes around the new chunk's
+ * relative position, its centre rounded to `DELTA_WINDOW_STEP` so that neighbouring chunks share one
+ * window (one list of ids on the wire). Measured in bench/README.md ("Version deltas").
+ */
+export const DELTA_WINDOW_BYTES = 256 * 1024;
+export const DELTA_WINDOW_STEP = 128 * 1024;
 
 /**
  * Which old chunks a new chunk replaces: the pairing behind chunk deltas (src/wire/chunk-delta.ts),
@@ -88,13 +96,46 @@ function chunkAt(starts: readonly number[], size: number, offset: number): numbe
 }
 
 /**
+ * The run of old chunks a new chunk at `offset` (of `length`) in a file of `newSize` bytes is encoded
+ * against: the chunks of the old file covering DELTA_WINDOW_BYTES around the same relative position
+ * (compiled code shifts everywhere, but stays roughly in place), at most MAX_DELTA_BASES, nearest the
+ * centre first. `offset` in the result: where the new chunk would start in the run if the edit kept
+ * file offsets (0 when that is outside the run).
+ */
+function windowBases(
+  of: ManifestFile,
+  starts: readonly number[],
+  offset: number,
+  length: number,
+  newSize: number,
+): ChunkBases | undefined {
+  if (of.chunks.length === 0 || of.size === 0) return undefined;
+  const scale = newSize > 0 ? of.size / newSize : 1;
+  const centre = Math.round(((offset + length / 2) * scale) / DELTA_WINDOW_STEP) * DELTA_WINDOW_STEP;
+  const lo = Math.max(0, Math.min(of.size - 1, centre - DELTA_WINDOW_BYTES / 2));
+  const hi = Math.max(lo, Math.min(of.size - 1, centre + DELTA_WINDOW_BYTES / 2 - 1));
+  let first = chunkAt(starts, of.size, lo);
+  let last = chunkAt(starts, of.size, hi);
+  while (last - first + 1 > MAX_DELTA_BASES) {
+    // Trim the end farther from the centre.
+    if (centre - starts[first]! > starts[last]! - centre) first++;
+    else last--;
+  }
+  const runStart = starts[first]!;
+  const runEnd = starts[last]! + of.chunks[last]!.length;
+  return {
+    bases: of.chunks.slice(first, last + 1).map((b) => b.id),
+    offset: offset >= runStart && offset < runEnd ? offset - runStart : 0,
+  };
+}
+
+/**
  * Pair each wanted chunk of `targets` with the chunks it replaces in `olds`. For every target, the old
  * versions of the same package are the candidates; the one sharing most chunks with the new version is
  * the base manifest. In each file (same path, or the file it was renamed from), a new chunk's base is
- * the old chunk that contains the new chunk's start offset (an in-place edit keeps offsets; after an
- * insertion the changed chunk starts where the old one did), followed by the old chunks up to the one
- * holding its last byte (an edit that moved a boundary makes a new chunk span two old ones, and the
- * chunks after it start inside old ones: `offset` says where), at most `maxBases`.
+ * the window of old chunks around its relative position (`windowBases`): it holds the old chunk at the
+ * same offset for an in-place edit (`offset` says where) and, for compiled code that moved, the code
+ * the chunk came from.
  */
 export function pairChunkBases(
   targets: readonly PairingVersion[],
@@ -138,15 +179,8 @@ export function pairChunkBases(
       let offset = 0;
       for (const c of f.chunks) {
         if (wanted.has(c.id) && !bases.has(c.id)) {
-          const first = chunkAt(starts, of.size, offset);
-          if (first >= 0) {
-            const lastByte = chunkAt(starts, of.size, Math.min(offset + c.length, of.size) - 1);
-            const last = Math.min(lastByte, first + MAX_DELTA_BASES - 1);
-            bases.set(c.id, {
-              bases: of.chunks.slice(first, last + 1).map((b) => b.id),
-              offset: offset - starts[first]!,
-            });
-          }
+          const w = windowBases(of, starts, offset, c.length, f.size);
+          if (w) bases.set(c.id, w);
         }
         offset += c.length;
       }

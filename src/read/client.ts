@@ -174,16 +174,18 @@ export class ReadClient implements MetadataSource {
   /**
    * `POST /v1/chunks/delta` for `pairs` (src/wire/chunk-delta.ts). `targetLengths` bound the answer:
    * no answer is longer than every chunk sent whole with the largest record header (endless data).
+   * `zstd`: accept zstd delta records.
    */
   delta(
     pairs: readonly DeltaPair[],
     targetLengths: readonly number[],
     signal: AbortSignal,
+    zstd = false,
   ): Promise<StreamResponse> {
     return this.explained(
       this.http.request('POST', '/v1/chunks/delta', {
         headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
-        body: encodeDeltaRequest(pairs),
+        body: encodeDeltaRequest(pairs, zstd),
         maxBytes: targetLengths.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n, 0),
         what: `chunk delta batch of ${pairs.length} from ${this.name}`,
         signal,

@@ -1,13 +1,15 @@
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Logger } from '../log.js';
+import type { ZstdDeltaSource } from '../deltas/source.js';
 import { DELTA_CONTENT_TYPE, deltaRecords, type DeltaPair } from '../wire/chunk-delta.js';
 import type { ServeEnv } from './env.js';
 import { drainOrClose } from './outgoing.js';
 
 /**
  * Answers `POST /v1/chunks/delta` (src/wire/chunk-delta.ts): each target as the difference from a base
- * the caller holds, chunks read through `load` (undefined for one not served).
+ * the caller holds, chunks read through `load` (undefined for one not served); with `zstd` (the
+ * caller accepts them and this server has a source), zstd deltas where they pay off.
  */
 export async function respondDelta(
   c: Context<ServeEnv>,
@@ -15,8 +17,13 @@ export async function respondDelta(
   load: (id: string) => Promise<Buffer | undefined>,
   log: Logger,
   onServed?: (kind: 'chunk', bytes: number) => void,
+  zstd?: ZstdDeltaSource,
 ): Promise<Response> {
-  const records = deltaRecords(pairs, load);
+  const records = deltaRecords(
+    pairs,
+    load,
+    zstd ? { zstd: (p, target, base) => zstd.frame(p.target, p.bases, target, base) } : {},
+  );
   const outgoing = c.env?.outgoing;
   if (!outgoing) {
     const parts: Buffer[] = [];

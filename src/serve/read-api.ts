@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { DepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CHUNK_DELTA_LIMITS, parseDeltaRequest } from '../wire/chunk-delta.js';
+import type { ZstdDeltaSource } from '../deltas/source.js';
+import { CHUNK_DELTA_LIMITS, parseDeltaRequestWith } from '../wire/chunk-delta.js';
 import { parseBatchRequest } from '../wire/chunk-batch.js';
 import { ChunkBatchWriter } from './chunk-batch-writer.js';
 import { respondDelta } from './chunk-delta-writer.js';
@@ -53,6 +54,8 @@ export interface ReadApiOptions {
   onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
   /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
   onCorrupt?: (id: string) => void;
+  /** zstd chunk deltas (cached, or computed on request) for callers that accept them. */
+  zstdDeltas?: ZstdDeltaSource;
 }
 
 export const DEFAULT_READ_API_OPTIONS: ReadApiOptions = {
@@ -173,12 +176,12 @@ export function readRoutes(
   // Chunk deltas (src/wire/chunk-delta.ts): each target as the difference from a base the caller holds.
   app.post('/v1/chunks/delta', async (c) => {
     const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
-    const pairs = parseDeltaRequest(body, CHUNK_DELTA_LIMITS.maxPairs);
+    const { pairs, zstd } = parseDeltaRequestWith(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
       source.chunks.has(id)
         ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined)
         : Promise.resolve(undefined);
-    return respondDelta(c, pairs, load, log, opts.onServed);
+    return respondDelta(c, pairs, load, log, opts.onServed, zstd ? opts.zstdDeltas : undefined);
   });
 
   return app;

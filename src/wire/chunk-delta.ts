@@ -8,9 +8,11 @@ import { DepotsyncError } from '../errors.js';
  * of the same file. Several when an edit moved a chunk boundary, so the new chunk spans two old ones.
  * On a 4 KiB edit this moves about 4 KiB instead of the ~64 KiB chunk around it.
  *
- * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …]}`, at
- * most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the edit
- * kept file offsets (0 when the target starts where the first base does).
+ * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …],"zstd":true}`,
+ * at most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the
+ * edit kept file offsets (0 when the target starts where the first base does). `bases` may instead be
+ * the index of an earlier pair with the same bases (neighbouring chunks share their window of the old
+ * file). `zstd` (optional): the receiver accepts kind 3 records.
  * Response (`application/vnd.depotsync.chunk-delta`): for each pair, in request order, a record
  *   32 bytes  the target chunk id (binary)
  *    1 byte   kind: 0 the sender does not have the target, 1 the whole target, 2 a delta
@@ -19,6 +21,11 @@ import { DepotsyncError } from '../errors.js';
  *             suffix position SF, middle length M; then M bytes. The target is
  *             base[PF, PF + P) ‖ middle ‖ base[SF, SF + S), where base is the pair's bases concatenated.
  *             The sender tries the base's ends and the in-place position `offset` for each.
+ *   kind 3:   4 bytes big-endian length F, then F bytes: one zstd frame of the target with the base as
+ *             its raw-content reference (`zstd --patch-from`, src/compress/zstd.ts), content size and
+ *             checksum included. Sent only when asked for, and only when smaller than the chunk
+ *             compressed alone and than the kind 2 middle. The receiver decodes it with the chunk's
+ *             signed length as the hard cap on the output.
  * The sender answers with the whole chunk when it lacks a base or the two share fewer than
  * `minOverlapBytes`. The format carries no trust of its own: the receiver bounds every length before
  * buffering (P, S, M and P + S + M ≤ the largest chunk asked for), checks PF + P and SF + S against its
@@ -32,15 +39,15 @@ export const CHUNK_DELTA_LIMITS = {
   maxPairs: 1024,
   /** Base chunks of one pair. */
   maxBases: MAX_DELTA_BASES,
-  /** Request body: `{"bases":["…", ×4],"offset":4294967295,"target":"…"},` is 376 bytes per pair. */
-  maxRequestBytes: 1024 * 380 + 64,
+  /** Request body: `{"bases":["…", ×24],"offset":4294967295,"target":"…"},` is 1716 bytes per pair. */
+  maxRequestBytes: 1024 * 1720 + 64,
   /** Common prefix + suffix below which the sender answers with the whole chunk. */
   minOverlapBytes: 64,
   /** Pairs whose chunks the sender reads ahead of the record being written. */
   readAhead: 8,
 };
 
-export const DELTA_KIND = { absent: 0, whole: 1, delta: 2 } as const;
+export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3 } as const;
 
 const ID_BYTES = 32;
 const HEAD = ID_BYTES + 1;
@@ -69,15 +76,26 @@ export interface DeltaCopy {
 export type DeltaRecord =
   | { target: string; kind: 'absent' }
   | { target: string; kind: 'whole'; data: Buffer }
-  | ({ target: string; kind: 'delta'; middle: Buffer } & DeltaCopy);
+  | ({ target: string; kind: 'delta'; middle: Buffer } & DeltaCopy)
+  | { target: string; kind: 'zstd'; frame: Buffer };
+
+/** A parsed request: the pairs, and whether the receiver accepts zstd records. */
+export interface DeltaRequest {
+  pairs: DeltaPair[];
+  zstd: boolean;
+}
 
 // ---- request ----------------------------------------------------------------------------------
 
-export function encodeDeltaRequest(pairs: readonly DeltaPair[]): Buffer {
-  return Buffer.from(
-    JSON.stringify({ pairs: pairs.map((p) => ({ bases: p.bases, offset: p.offset, target: p.target })) }),
-    'utf8',
-  );
+export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false): Buffer {
+  const seen = new Map<string, number>();
+  const out = pairs.map((p, i) => {
+    const key = p.bases.join(',');
+    const earlier = seen.get(key);
+    if (earlier === undefined) seen.set(key, i);
+    return { bases: earlier ?? p.bases, offset: p.offset, target: p.target };
+  });
+  return Buffer.from(JSON.stringify(zstd ? { pairs: out, zstd: true } : { pairs: out }), 'utf8');
 }
 
 /**
@@ -85,14 +103,22 @@ export function encodeDeltaRequest(pairs: readonly DeltaPair[]): Buffer {
  * offset and a target id, nothing else.
  */
 export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.maxPairs): DeltaPair[] {
+  return parseDeltaRequestWith(body, maxPairs).pairs;
+}
+
+/** `parseDeltaRequest`, with the request's `zstd` flag. */
+export function parseDeltaRequestWith(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.maxPairs): DeltaRequest {
   const what = 'chunk delta request';
   const parsed = parseStrictJson(body, { what, maxBytes: CHUNK_DELTA_LIMITS.maxRequestBytes });
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
   }
-  const extra = Object.keys(parsed).filter((k) => k !== 'pairs');
+  const extra = Object.keys(parsed).filter((k) => k !== 'pairs' && k !== 'zstd');
   if (extra.length)
     throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
+  const zstd = (parsed as { zstd?: unknown }).zstd;
+  if (zstd !== undefined && typeof zstd !== 'boolean')
+    throw new DepotsyncError('bad-input', `${what}: "zstd" is not true or false`);
   const pairs = (parsed as { pairs?: unknown }).pairs;
   if (!Array.isArray(pairs))
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
@@ -110,7 +136,13 @@ export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.ma
       problems.push(`pairs[${i}].target is not a chunk id (64 lower-case hex digits)`);
     if (typeof o.offset !== 'number' || !Number.isInteger(o.offset) || o.offset < 0 || o.offset > 0xffffffff)
       problems.push(`pairs[${i}].offset is not an integer from 0 to 2^32 − 1`);
-    const bases = o.bases;
+    let bases = o.bases;
+    if (typeof bases === 'number') {
+      // The bases of an earlier pair, already checked.
+      if (!Number.isInteger(bases) || bases < 0 || bases >= i)
+        return void problems.push(`pairs[${i}].bases is not the index of an earlier pair`);
+      bases = o.bases = (pairs[bases] as { bases: unknown }).bases;
+    }
     if (!Array.isArray(bases) || bases.length < 1 || bases.length > CHUNK_DELTA_LIMITS.maxBases) {
       problems.push(`pairs[${i}].bases is not a list of 1 to ${CHUNK_DELTA_LIMITS.maxBases} chunk ids`);
     } else {
@@ -125,7 +157,7 @@ export function parseDeltaRequest(body: Buffer, maxPairs = CHUNK_DELTA_LIMITS.ma
       'bad-input',
       `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`,
     );
-  return pairs as DeltaPair[];
+  return { pairs: pairs as DeltaPair[], zstd: zstd === true };
 }
 
 // ---- sender -----------------------------------------------------------------------------------
@@ -191,6 +223,7 @@ export function encodeDeltaRecord(
   base: Buffer | undefined,
   offset = 0,
   minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes,
+  frame?: Buffer,
 ): Buffer[] {
   if (!target) {
     const h = Buffer.alloc(HEAD);
@@ -199,6 +232,14 @@ export function encodeDeltaRecord(
     return [h];
   }
   const d = base ? computeDelta(base, target, offset) : undefined;
+  const middle = d ? target.length - d.prefix - d.suffix : target.length;
+  if (frame && frame.length < target.length && (!d || frame.length < middle)) {
+    const h = Buffer.alloc(WHOLE_HEAD);
+    h.write(targetId, 0, ID_BYTES, 'hex');
+    h[ID_BYTES] = DELTA_KIND.zstd;
+    h.writeUInt32BE(frame.length, HEAD);
+    return [h, frame];
+  }
   if (!d || d.prefix + d.suffix < minOverlapBytes) {
     const h = Buffer.alloc(WHOLE_HEAD);
     h.write(targetId, 0, ID_BYTES, 'hex');
@@ -225,10 +266,15 @@ export function encodeDeltaRecord(
 export async function* deltaRecords(
   pairs: readonly DeltaPair[],
   load: (id: string) => Promise<Buffer | undefined>,
-  opts: { minOverlapBytes?: number; readAhead?: number } = {},
+  opts: {
+    minOverlapBytes?: number;
+    readAhead?: number;
+    /** A zstd frame of the target against the base (kind 3), when the receiver accepts them. */
+    zstd?: (pair: DeltaPair, target: Buffer, base: Buffer) => Promise<Buffer | undefined>;
+  } = {},
 ): AsyncGenerator<{ record: Buffer; payloadBytes: number }> {
   const ahead = opts.readAhead ?? CHUNK_DELTA_LIMITS.readAhead;
-  const inflight: Array<Promise<[Buffer | undefined, Buffer | undefined]>> = [];
+  const inflight: Array<Promise<[Buffer | undefined, Buffer | undefined, Buffer | undefined]>> = [];
   let next = 0;
   const fill = () => {
     while (inflight.length < ahead && next < pairs.length) {
@@ -236,25 +282,24 @@ export async function* deltaRecords(
       // The base matters only when the target is there; all of it, or the target goes whole.
       inflight.push(
         load(p.target).then(async (t) => {
-          if (!t) return [undefined, undefined];
+          if (!t) return [undefined, undefined, undefined];
           const parts = await Promise.all(p.bases.map(load));
-          return [
-            t,
-            parts.every((b) => b !== undefined)
-              ? parts.length === 1
-                ? parts[0]
-                : Buffer.concat(parts)
-              : undefined,
-          ];
+          const base = parts.every((b) => b !== undefined)
+            ? parts.length === 1
+              ? parts[0]
+              : Buffer.concat(parts)
+            : undefined;
+          const frame = base && opts.zstd ? await opts.zstd(p, t, base).catch(() => undefined) : undefined;
+          return [t, base, frame];
         }),
       );
     }
   };
   fill();
   for (const p of pairs) {
-    const [target, base] = await inflight.shift()!;
+    const [target, base, frame] = await inflight.shift()!;
     fill();
-    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes);
+    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes, frame);
     const payloadBytes = parts.length > 1 ? parts[1]!.length : 0;
     yield { record: parts.length === 1 ? parts[0]! : Buffer.concat(parts), payloadBytes };
   }
@@ -311,6 +356,14 @@ export class DeltaDecoder {
         if (this.pendingBytes < WHOLE_HEAD + len) break;
         this.take(WHOLE_HEAD);
         out.push({ target: id, kind: 'whole', data: this.take(len) });
+      } else if (kind === DELTA_KIND.zstd) {
+        if (head.length < WHOLE_HEAD) break;
+        const len = head.readUInt32BE(HEAD);
+        // A delta is never larger than its chunk: the sender sends the chunk instead.
+        this.bound(id, 'delta length', len);
+        if (this.pendingBytes < WHOLE_HEAD + len) break;
+        this.take(WHOLE_HEAD);
+        out.push({ target: id, kind: 'zstd', frame: this.take(len) });
       } else if (kind === DELTA_KIND.delta) {
         if (head.length < DELTA_HEAD) break;
         const prefix = head.readUInt32BE(HEAD);

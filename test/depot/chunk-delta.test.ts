@@ -7,6 +7,25 @@ import { randomBytesSeeded, type Published, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
 import { useUpstreamDepots } from '../helpers/upstream-depots.js';
 
+/** The concatenated bases of a pair, as the upstream holds them. */
+async function baseOf(up: Upstream, p: { bases: string[] }): Promise<Buffer> {
+  return Buffer.concat(await Promise.all(p.bases.map((b) => up.store.get(b))));
+}
+
+/**
+ * A pair's bases are the window of old chunks around the new chunk's position; it holds the chunk
+ * the new one replaces, and `offset` points at that chunk's start in the window.
+ */
+function expectWindowOf(
+  old: ReadonlyArray<{ id: string; start: number }>,
+  pair: { bases: string[]; offset: number },
+  replaced: number,
+): void {
+  expect(pair.bases).toContain(old[replaced]!.id);
+  const first = old.findIndex((o) => o.id === pair.bases[0]);
+  expect(old[first]!.start + pair.offset).toBe(old[replaced]!.start);
+}
+
 /** Chunk lengths and start offsets of a published single-file package. */
 function layout(p: Published): Array<{ id: string; start: number; length: number }> {
   let start = 0;
@@ -48,25 +67,27 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     expect(now.map((c) => c.length)).toEqual(old.map((c) => c.length)); // the edits kept every boundary
     const changed = edits.map((e) => ({
       bases: [old[e.chunk]!.id],
-      offset: 0,
+      replaced: e.chunk,
       target: now[e.chunk]!.id,
       length: now[e.chunk]!.length,
     }));
-    return { d, v1, v2, changed };
+    return { d, v1, v2, changed, old };
   }
 
   it('fetches each edited chunk as a delta against the chunk it replaces, verified, in a fraction of the bytes', async () => {
-    const { d, changed } = await twoVersions('delta-a', 11);
+    const { d, changed, old } = await twoVersions('delta-a', 11);
     up.requests.length = 0;
     const r = await d.engine.sync();
     expect(r.switched).toBe(true);
     expect(r.chunksFetched).toBe(3);
     const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
-    expect(asked.sort((a, b) => a.target.localeCompare(b.target))).toEqual(
-      changed
-        .map(({ bases, offset, target }) => ({ bases, offset, target }))
-        .sort((a, b) => a.target.localeCompare(b.target)),
-    );
+    expect(asked.map((p) => p.target).sort()).toEqual(changed.map((c) => c.target).sort());
+    for (const c of changed)
+      expectWindowOf(
+        old,
+        asked.find((p) => p.target === c.target)!,
+        c.replaced,
+      );
     // Nothing left for whole-chunk batches.
     expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
     const whole = changed.reduce((s, c) => s + c.length, 0);
@@ -86,7 +107,7 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
         res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
         for (const [i, p] of pairs.entries()) {
           const rec = Buffer.concat(
-            encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)),
+            encodeDeltaRecord(p.target, await up.store.get(p.target), await baseOf(up, p), p.offset),
           );
           expect(rec[32]).toBe(2); // a delta
           if (i === 0) rec[rec.length - 1] ^= 0x01; // wrong middle byte
@@ -141,9 +162,14 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     const r = await d.engine.sync().finally(() => up.store.put(base, kept)); // other tests' depots need it
     expect(r.chunksFetched).toBe(3);
     expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
-    // One whole chunk (its record header included) plus two small deltas.
-    expect(r.bytesByStep.deltas).toBeGreaterThan(gone.length);
-    expect(r.bytesByStep.deltas).toBeLessThan(gone.length + 37 + 2 * (100 + 53) + 200);
+    // Whole chunks (record header included) for the pairs whose window holds the missing base, small
+    // deltas for the others.
+    const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
+    const whole = changed.filter((c) => asked.find((p) => p.target === c.target)!.bases.includes(base));
+    expect(whole.map((c) => c.target)).toContain(gone.target);
+    const wholeBytes = whole.reduce((n, c) => n + c.length + 37, 0);
+    expect(r.bytesByStep.deltas).toBeGreaterThanOrEqual(wholeBytes);
+    expect(r.bytesByStep.deltas).toBeLessThan(wholeBytes + (3 - whole.length) * (100 + 53) + 200);
     await expectServedComplete(d);
   });
 
@@ -173,7 +199,7 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
         const p = pairs[0]!;
         res.write(
           Buffer.concat(
-            encodeDeltaRecord(p.target, await up.store.get(p.target), await up.store.get(p.bases[0]!)),
+            encodeDeltaRecord(p.target, await up.store.get(p.target), await baseOf(up, p), p.offset),
           ),
         );
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -202,11 +228,10 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     up.requests.length = 0;
     const r = await d.engine.sync();
     expect(r.chunksFetched).toBe(2);
-    expect(
-      up.requests
-        .filter((q) => q.path === '/v1/chunks/delta')
-        .flatMap((q) => q.pairs!.map((x) => x.bases[0])),
-    ).toEqual([old[1]!.id, old[3]!.id]);
+    const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
+    expect(asked).toHaveLength(2);
+    expectWindowOf(old, asked[0]!, 1);
+    expectWindowOf(old, asked[1]!, 3);
     expect(up.requests.filter((q) => q.path === '/v1/chunks/batch')).toEqual([]);
     expect(r.bytesByStep.deltas!).toBeLessThan((old[1]!.length + old[3]!.length) / 20);
     await expectServedComplete(d);
@@ -245,7 +270,11 @@ describe('depot sync: chunk deltas against the chunks the depot already has', ()
     d.db.setPending(up.repo.generation, [{ path: 'delta-g@2.json', name: v2.name }], up.clock.now());
     const needs = now.filter((c) => newIds.has(c.id)).map((c) => ({ id: c.id, length: c.length }));
     const pairs = pairBases(d.db, d.store, needs);
-    expect(pairs.find((p) => p.id === now[3]!.id)?.bases[0]).toBe(old[3]!.id);
+    expectWindowOf(
+      old,
+      pairs.find((p) => p.id === now[3]!.id)!,
+      3,
+    );
     // Every base is a chunk of version 1 that the depot holds.
     for (const p of pairs) for (const b of p.bases) expect(d.store.has(b)).toBe(true);
   });

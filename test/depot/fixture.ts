@@ -24,6 +24,8 @@ import {
 } from '../../src/pki/ca.js';
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
+import type { ZstdDeltaSource } from '../../src/deltas/source.js';
+import { parseDeltaRequest } from '../../src/wire/chunk-delta.js';
 import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
@@ -106,6 +108,8 @@ export interface Upstream {
   store: ChunkStore;
   targets: Map<string, Buffer>;
   faults: Faults;
+  /** Where the fake master's zstd chunk deltas come from (none while unset), as `master serve`'s. */
+  zstd: { source?: ZstdDeltaSource };
   requests: RecordedRequest[];
   reports: Array<{ machine: string; report: StatusReport }>;
   revoked: Set<string>;
@@ -210,11 +214,8 @@ export async function startUpstream(
       if (faults.batch && faults.batch(rec.ids, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     if (rec.method === 'POST' && rec.path === '/v1/chunks/delta') {
-      rec.pairs = (
-        (await c.req.raw.clone().json()) as {
-          pairs: Array<{ bases: string[]; offset: number; target: string }>;
-        }
-      ).pairs;
+      // Parsed as the read API does (a pair's bases may name an earlier pair's).
+      rec.pairs = parseDeltaRequest(Buffer.from(await c.req.raw.clone().arrayBuffer()));
       if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     const td = /^\/v1\/targets-delta\/([^/]+)\/([^/]+)$/.exec(rec.path);
@@ -262,7 +263,16 @@ export async function startUpstream(
   });
   // No hot-chunk memory: the faults above stand for what a compromised master sends, and a chunk kept in
   // memory by an earlier test would be served past them.
-  app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
+  const zstd: { source?: ZstdDeltaSource } = {};
+  app.route(
+    '/',
+    readRoutes(source, log, {
+      hotChunkBytes: 0,
+      zstdDeltas: {
+        frame: (t, b, tb, bb) => zstd.source?.frame(t, b, tb, bb) ?? Promise.resolve(undefined),
+      },
+    }),
+  );
 
   const srv = issueServerCertificate(ca, {
     commonName: 'master',
@@ -287,6 +297,7 @@ export async function startUpstream(
     store,
     targets,
     faults,
+    zstd,
     requests,
     reports,
     revoked,

@@ -36,6 +36,7 @@ export function useUpstreamDepots(started: (up: Upstream) => void): (opts?: Depo
     up.faults.batch = undefined;
     up.faults.delta = undefined;
     up.faults.targetDelta = undefined;
+    up.zstd.source = undefined;
   });
   return ({ name, upstream = up, ...options } = {}) => {
     const files = writeDepotDir(upstream, name ? { name } : {});

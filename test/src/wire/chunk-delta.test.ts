@@ -6,9 +6,12 @@ import { silentLogger } from '../../../src/log.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { errorHandler } from '../../../src/serve/http-errors.js';
 import { readRoutes, type ReadApiSource } from '../../../src/serve/read-api.js';
+import { delta } from '../../../src/compress/zstd.js';
+import { rebuildFromRecord } from '../../../src/deltas/rebuild.js';
 import {
   CHUNK_DELTA_LIMITS,
   DELTA_CONTENT_TYPE,
+  DELTA_KIND,
   DeltaDecoder,
   computeDelta,
   encodeDeltaRecord,
@@ -226,7 +229,7 @@ describe('chunk delta wire format', () => {
     it.each([
       ['not JSON', '{', 'bad-json', /chunk delta request: expected a string key at byte 1/],
       ['a duplicate key', '{"pairs":[],"pairs":[]}', 'bad-json', /duplicate key "pairs"/],
-      ['an oversized body', `{"pairs":[${' '.repeat(400 * 1024)}]}`, 'too-large', /over the limit/],
+      ['an oversized body', `{"pairs":[${' '.repeat(1800 * 1024)}]}`, 'too-large', /over the limit/],
       ['not an object', '[]', 'bad-input', /expected \{"pairs"/],
       ['an unknown field', JSON.stringify({ pairs: [], more: 1 }), 'bad-input', /unknown field "more"/],
       [
@@ -245,13 +248,25 @@ describe('chunk delta wire format', () => {
         'no bases',
         JSON.stringify({ pairs: [{ bases: [], offset: 0, target: b }] }),
         'bad-input',
-        /pairs\[0\]\.bases is not a list of 1 to 4 chunk ids/,
+        /pairs\[0\]\.bases is not a list of 1 to 24 chunk ids/,
       ],
       [
         'too many bases',
-        JSON.stringify({ pairs: [{ bases: [a, a, a, a, a], offset: 0, target: b }] }),
+        JSON.stringify({ pairs: [{ bases: new Array(25).fill(a), offset: 0, target: b }] }),
         'bad-input',
-        /pairs\[0\]\.bases is not a list of 1 to 4/,
+        /pairs\[0\]\.bases is not a list of 1 to 24/,
+      ],
+      [
+        'bases naming a later pair',
+        JSON.stringify({ pairs: [{ bases: 0, offset: 0, target: b }] }),
+        'bad-input',
+        /pairs\[0\]\.bases is not the index of an earlier pair/,
+      ],
+      [
+        'a zstd flag that is not a boolean',
+        JSON.stringify({ pairs: [], zstd: 1 }),
+        'bad-input',
+        /"zstd" is not true or false/,
       ],
       [
         'a pair with extra fields',
@@ -357,5 +372,106 @@ describe('POST /v1/chunks/delta (read API)', () => {
       })),
     );
     expect((await post(many)).status).toBe(413);
+  });
+});
+
+describe('zstd delta records (kind 3)', () => {
+  // An old "build" and the next one: 300 bytes inserted, every 5000th byte changed.
+  const base = seeded(200_000, 7);
+  const target = Buffer.concat([base.subarray(0, 1000), seeded(300, 8), base.subarray(1000)]);
+  for (let i = 3000; i < target.length; i += 5000) target[i]! ^= 0x11;
+  const id = blake3Hex(target);
+  const frame = delta(base, target, 3);
+
+  it('is chosen when smaller than the byte delta and the chunk, round-trips, and rebuilds the chunk', () => {
+    expect(frame.length).toBeLessThan(target.length / 20);
+    const wire = Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, frame));
+    expect(wire[32]).toBe(DELTA_KIND.zstd);
+    expect(wire.length).toBe(37 + frame.length);
+    const dec = new DeltaDecoder([id], target.length);
+    const recs: DeltaRecord[] = [];
+    for (let i = 0; i < wire.length; i += 1000) recs.push(...dec.push(wire.subarray(i, i + 1000)));
+    dec.finish();
+    expect(recs).toHaveLength(1);
+    expect(recs[0]!.kind).toBe('zstd');
+    const out = rebuildFromRecord(base, recs[0] as Extract<DeltaRecord, { kind: 'zstd' }>, target.length);
+    expect(Buffer.isBuffer(out) && out.equals(target)).toBe(true);
+    // A frame no smaller than the chunk is not sent: the byte delta or the chunk goes instead.
+    const big = Buffer.alloc(target.length + 1);
+    expect(Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, big))[32]).not.toBe(DELTA_KIND.zstd);
+  });
+
+  it('refuses a frame longer than the largest chunk before buffering it, and a cut record', () => {
+    const h = Buffer.alloc(37);
+    h.write(id, 0, 32, 'hex');
+    h[32] = DELTA_KIND.zstd;
+    h.writeUInt32BE(0x7fffffff, 33);
+    expect(() => new DeltaDecoder([id], target.length).push(h)).toThrow(
+      /delta length 2147483647, above the limit/,
+    );
+    const wire = Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, frame));
+    const dec = new DeltaDecoder([id], target.length);
+    expect(dec.push(wire.subarray(0, wire.length - 1))).toEqual([]);
+    try {
+      dec.finish();
+      expect.unreachable();
+    } catch (e) {
+      expect(isDepotsyncError(e, 'truncated')).toBe(true);
+    }
+  });
+
+  it('rebuilds nothing from a bomb, a truncated frame, a damaged frame or another base: it says why', () => {
+    const rec = (f: Buffer) => ({ target: id, kind: 'zstd' as const, frame: f });
+    expect(rebuildFromRecord(base, rec(frame), target.length - 1)).toMatch(
+      /more than the \d+ (bytes )?expected/,
+    );
+    expect(rebuildFromRecord(base, rec(frame.subarray(0, frame.length - 5)), target.length)).toMatch(
+      /does not decode against this base/,
+    );
+    const damaged = Buffer.from(frame);
+    damaged[damaged.length >> 1]! ^= 0xff;
+    expect(rebuildFromRecord(base, rec(damaged), target.length)).toMatch(/does not decode against this base/);
+    const otherBase = Buffer.from(base);
+    otherBase.fill(0, 50_000, 150_000);
+    expect(rebuildFromRecord(otherBase, rec(frame), target.length)).toMatch(
+      /does not decode against this base/,
+    );
+  });
+
+  it("is sent by the read API only to a caller that accepts it; a pair may name an earlier pair's bases", async () => {
+    const chunks = new Map([base, target].map((c) => [blake3Hex(c), c]));
+    const source: ReadApiSource = {
+      metadata: () => undefined,
+      target: () => undefined,
+      revocations: () => undefined,
+      chunks: {
+        has: (x) => chunks.has(x),
+        get: async (x) => chunks.get(x)!,
+      },
+    };
+    const app = new Hono<ServeEnv>();
+    app.onError(errorHandler(silentLogger()));
+    app.route(
+      '/',
+      readRoutes(source, silentLogger(), {
+        zstdDeltas: { frame: async (_t, _b, t, b) => delta(b, t, 3) },
+      }),
+    );
+    const pairs = [
+      { bases: [blake3Hex(base)], offset: 0, target: id },
+      { bases: [blake3Hex(base)], offset: 0, target: id },
+    ];
+    const body = encodeDeltaRequest(pairs, true);
+    expect(JSON.parse(body.toString()).pairs[1].bases).toBe(0);
+    expect(parseDeltaRequest(body)).toEqual(pairs);
+    for (const zstd of [true, false]) {
+      const r = await app.request('/v1/chunks/delta', {
+        method: 'POST',
+        body: new Uint8Array(encodeDeltaRequest(pairs, zstd)),
+        headers: { 'content-type': 'application/json' },
+      });
+      const recs = new DeltaDecoder([id, id], target.length).push(Buffer.from(await r.arrayBuffer()));
+      expect(recs.map((x) => x.kind)).toEqual(zstd ? ['zstd', 'zstd'] : ['delta', 'delta']);
+    }
   });
 });

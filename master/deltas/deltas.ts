@@ -1,0 +1,240 @@
+import { join } from 'node:path';
+import { pairChunkBases, packageOf, type PairingVersion } from '../../src/content/delta-pairs.js';
+import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
+import { DeltaCache } from '../../src/deltas/cache.js';
+import { DeltaPool } from '../../src/deltas/pool.js';
+import { CachedZstdDeltas, ON_REQUEST_LEVEL } from '../../src/deltas/source.js';
+import { liveVersions, versionHistory, type PackageVersion } from '../db/catalog.js';
+import { getManifest } from '../db/manifests.js';
+import type { MasterContext } from '../context.js';
+
+/**
+ * Version-to-version zstd deltas on the master (docs/architecture.md, "Version deltas"). After a
+ * publish, in the background, each chunk of the new version that an earlier version lacks is encoded
+ * against the window of the earlier version's file around the same relative position (the pairing of
+ * src/content/delta-pairs.ts, which a depot holding that version computes the same way), at a high
+ * level, for the previous `deltaVersions` versions of the package, and kept in `{master}/deltas/`
+ * (src/deltas/cache.ts). Until an entry exists, a delta request computes one at a fast level on its own
+ * small pool, or answers with the byte delta or the whole chunk. Both pools are worker threads at a
+ * low priority and bounded in number, so serving continues at full speed meanwhile.
+ */
+
+export function masterDeltaDir(ctx: MasterContext): string {
+  return join(ctx.layout.dir, 'deltas');
+}
+
+export function masterDeltaCache(ctx: MasterContext): DeltaCache {
+  return new DeltaCache({ dir: masterDeltaDir(ctx), maxBytes: ctx.config.deltaCacheBytes, log: ctx.log });
+}
+
+function pairingVersion(ctx: MasterContext, v: PackageVersion): PairingVersion {
+  let m: Manifest | undefined | null = null;
+  return {
+    name: `${v.manifestSha256}.${v.targetPath}`,
+    path: v.targetPath,
+    load: () => {
+      if (m !== null) return m;
+      const b = getManifest(ctx.db, v.manifestId);
+      try {
+        m = b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined;
+      } catch {
+        m = undefined;
+      }
+      return m;
+    },
+  };
+}
+
+export interface BuildResult {
+  /** Version pairs (new, old) looked at. */
+  versionPairs: number;
+  /** Chunk deltas computed now; of those, kept because they pay off; their bytes and the chunks' bytes. */
+  computed: number;
+  kept: number;
+  deltaBytes: number;
+  chunkBytes: number;
+  /** Pairs whose delta was already cached. */
+  cached: number;
+  /** Pairs still without a delta (with `dryRun`: not computed). */
+  missing: number;
+}
+
+/**
+ * Compute the missing deltas of every live version against its previous `versions` versions (publish
+ * order, live or not while their manifest is kept). `done` remembers version pairs already complete.
+ */
+export async function buildDeltas(
+  ctx: MasterContext,
+  cache: DeltaCache,
+  pool: DeltaPool | undefined,
+  opts: { versions: number; level: number; done?: Set<string>; signal?: AbortSignal },
+): Promise<BuildResult> {
+  const out: BuildResult = {
+    versionPairs: 0,
+    computed: 0,
+    kept: 0,
+    deltaBytes: 0,
+    chunkBytes: 0,
+    cached: 0,
+    missing: 0,
+  };
+  if (opts.versions <= 0) return out;
+  const byPackage = new Map<string, PackageVersion[]>();
+  for (const v of liveVersions(ctx.db)) byPackage.set(v.name, [...(byPackage.get(v.name) ?? []), v]);
+  for (const [name, live] of byPackage) {
+    const history = versionHistory(ctx.db, name);
+    for (const v of live) {
+      const i = history.findIndex((h) => h.id === v.id);
+      const olds = history.slice(Math.max(0, i - opts.versions), Math.max(0, i));
+      for (const o of olds) {
+        if (opts.signal?.aborted) return out;
+        const key = `${v.id}:${o.id}`;
+        if (opts.done?.has(key)) continue;
+        out.versionPairs++;
+        const ok = await buildPair(
+          ctx,
+          cache,
+          pool,
+          pairingVersion(ctx, v),
+          pairingVersion(ctx, o),
+          opts,
+          out,
+        );
+        if (ok) opts.done?.add(key);
+      }
+    }
+  }
+  return out;
+}
+
+async function buildPair(
+  ctx: MasterContext,
+  cache: DeltaCache,
+  pool: DeltaPool | undefined,
+  now: PairingVersion,
+  old: PairingVersion,
+  opts: { level: number; signal?: AbortSignal },
+  out: BuildResult,
+): Promise<boolean> {
+  const nm = now.load();
+  const om = old.load();
+  if (!nm || !om || packageOf(now.path) !== packageOf(old.path)) return true;
+  const had = new Set(om.files.flatMap((f) => f.chunks.map((c) => c.id)));
+  const wanted = new Set(nm.files.flatMap((f) => f.chunks.filter((c) => !had.has(c.id)).map((c) => c.id)));
+  const pairs = pairChunkBases([now], [old], wanted);
+  let complete = true;
+  // A few at a time: the pool's workers are the limit, this only keeps them fed.
+  const inflight = new Set<Promise<void>>();
+  for (const [target, b] of pairs) {
+    if (opts.signal?.aborted) return false;
+    if (await cache.has(target, b.bases)) {
+      out.cached++;
+      continue;
+    }
+    if (!pool) {
+      out.missing++;
+      complete = false;
+      continue;
+    }
+    const job = (async () => {
+      const t = await ctx.store.get(target, { verify: true }).catch(() => undefined);
+      const parts = await Promise.all(b.bases.map((id) => ctx.store.get(id).catch(() => undefined)));
+      if (!t || parts.some((p) => !p)) return; // collected meanwhile: nothing to serve anyway
+      const base = Buffer.concat(parts as Uint8Array[]);
+      const r = await pool.run(base, t, opts.level).catch((e: unknown) => {
+        ctx.log.warn({ err: (e as Error).message, target }, 'delta computation failed');
+        return undefined;
+      });
+      if (!r) {
+        out.missing++;
+        complete = false;
+        return;
+      }
+      out.computed++;
+      out.chunkBytes += t.length;
+      // Kept only when it pays off against the chunk compressed alone; an empty entry says it does not.
+      const pays = r.frame.length < r.alone && r.frame.length < t.length;
+      if (pays) {
+        out.kept++;
+        out.deltaBytes += r.frame.length;
+      }
+      await cache.put(target, b.bases, pays ? r.frame : Buffer.alloc(0));
+    })().finally(() => inflight.delete(job));
+    inflight.add(job);
+    if (inflight.size >= pool.opts.workers * 2) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  return complete;
+}
+
+export interface MasterDeltas {
+  /** The read API's source of zstd deltas: the cache, else computed on request. */
+  source: CachedZstdDeltas;
+  cache: DeltaCache;
+  /** Run the background computation now (resolves when this round is done). */
+  runNow(): Promise<BuildResult | undefined>;
+  close(): Promise<void>;
+}
+
+/**
+ * Start the master's deltas: the on-request pool, and the background computation, at start and every
+ * `intervalMs` (a publish is picked up within that time, whichever process published it; version
+ * pairs already complete are remembered, so a round with nothing new costs a catalog query).
+ */
+export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: number } = {}): MasterDeltas {
+  const log = ctx.log.child({ component: 'master.deltas' });
+  const cache = masterDeltaCache(ctx);
+  const requests = new DeltaPool({ workers: 1, maxQueued: 32, nice: 5 });
+  const background = new DeltaPool({
+    workers: ctx.config.deltaWorkers,
+    maxQueued: 1024,
+    nice: ctx.config.deltaNice,
+  });
+  const done = new Set<string>();
+  const abort = new AbortController();
+  let running: Promise<BuildResult | undefined> | undefined;
+  // The newest generation whose deltas are all there: a round at the same generation has nothing to do.
+  let completeAt = -1;
+  const newest = () =>
+    (ctx.db.db.prepare('SELECT MAX(generation) FROM generations').pluck().get() as number | null) ?? 0;
+  const round = async (): Promise<BuildResult | undefined> => {
+    try {
+      const generation = newest();
+      if (generation === completeAt) return undefined;
+      const t0 = Date.now();
+      const r = await buildDeltas(ctx, cache, background, {
+        versions: ctx.config.deltaVersions,
+        level: ctx.config.deltaLevel,
+        done,
+        signal: abort.signal,
+      });
+      if (r.computed > 0) log.info({ ...r, ms: Date.now() - t0 }, 'version deltas computed');
+      if (r.missing === 0 && !abort.signal.aborted) completeAt = generation;
+      return r;
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'version delta computation failed; will retry');
+      return undefined;
+    }
+  };
+  const runNow = () => {
+    // Cleared in a later microtask, so also after a round that returns at once.
+    running ??= round().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  const timer = setInterval(() => void runNow(), opts.intervalMs ?? 5_000);
+  timer.unref();
+  if (ctx.config.deltaVersions > 0) void runNow();
+  return {
+    source: new CachedZstdDeltas(cache, requests, ON_REQUEST_LEVEL),
+    cache,
+    runNow,
+    async close() {
+      clearInterval(timer);
+      abort.abort();
+      await Promise.all([requests.close(), background.close()]);
+      await running;
+    },
+  };
+}

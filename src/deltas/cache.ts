@@ -1,0 +1,125 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+
+/**
+ * Zstd chunk deltas kept on disk (src/wire/chunk-delta.ts, kind `zstd`): the master's, computed in the
+ * background after a publish, and a depot's, received from its upstream and served again to its own
+ * children and agents, who pair the same chunks from the same signed manifests and so ask for the same
+ * (target, bases) keys. An entry is never trusted: whoever rebuilds a chunk from it hashes the result.
+ *
+ * One file per (target, bases): `{dir}/{target[0:2]}/{target}.{sha256(bases)[0:32]}`. Written to a
+ * temporary name and renamed, so a crash leaves a whole entry or none (stray temporaries are removed
+ * by `collect`). An empty file records "no delta pays off for this pair" so it is not computed again.
+ * Bounded: past `maxBytes`, `collect` removes the least recently written entries.
+ */
+export interface DeltaCacheOptions {
+  dir: string;
+  /** Most bytes of entries kept; 0 = no limit. */
+  maxBytes: number;
+  log?: Logger;
+}
+
+const TARGET = /^[0-9a-f]{64}$/;
+
+export function deltaKey(target: string, bases: readonly string[]): string {
+  return `${target}.${createHash('sha256').update(bases.join(',')).digest('hex').slice(0, 32)}`;
+}
+
+export class DeltaCache {
+  private bytesSinceCollect = 0;
+
+  constructor(readonly opts: DeltaCacheOptions) {}
+
+  private path(key: string): string {
+    return join(this.opts.dir, key.slice(0, 2), key);
+  }
+
+  /** The stored frame; an empty Buffer when the pair was found not to pay off; undefined when unknown. */
+  async get(target: string, bases: readonly string[]): Promise<Buffer | undefined> {
+    try {
+      return await fs.readFile(this.path(deltaKey(target, bases)));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async has(target: string, bases: readonly string[]): Promise<boolean> {
+    try {
+      await fs.stat(this.path(deltaKey(target, bases)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Store `frame` (empty: no delta pays off) for the pair, atomically. Errors are logged, not thrown. */
+  async put(target: string, bases: readonly string[], frame: Uint8Array): Promise<void> {
+    if (!TARGET.test(target)) return;
+    const final = this.path(deltaKey(target, bases));
+    const tmp = `${final}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      await fs.mkdir(join(this.opts.dir, target.slice(0, 2)), { recursive: true });
+      await fs.writeFile(tmp, frame);
+      await fs.rename(tmp, final);
+      this.bytesSinceCollect += frame.length;
+      if (this.opts.maxBytes > 0 && this.bytesSinceCollect > this.opts.maxBytes / 8) {
+        this.bytesSinceCollect = 0;
+        await this.collect();
+      }
+    } catch (e) {
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      this.opts.log?.warn({ err: (e as Error).message, target }, 'delta cache: entry not stored');
+    }
+  }
+
+  /**
+   * Remove temporaries, entries whose target `live` rejects (its versions were collected), then the
+   * oldest entries beyond `maxBytes`. Returns what was removed.
+   */
+  async collect(
+    live?: (target: string) => boolean,
+  ): Promise<{ removed: number; bytes: number; kept: number }> {
+    const entries: Array<{ path: string; size: number; mtime: number }> = [];
+    let removed = 0;
+    let freed = 0;
+    let dirs: string[];
+    try {
+      dirs = await fs.readdir(this.opts.dir);
+    } catch {
+      return { removed: 0, bytes: 0, kept: 0 };
+    }
+    for (const d of dirs) {
+      let names: string[];
+      try {
+        names = await fs.readdir(join(this.opts.dir, d));
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const path = join(this.opts.dir, d, name);
+        const st = await fs.stat(path).catch(() => undefined);
+        if (!st) continue;
+        const stale = name.includes('.tmp-') && Date.now() - st.mtimeMs > 3_600_000;
+        if (stale || (live && !name.includes('.tmp-') && !live(name.slice(0, 64)))) {
+          await fs.rm(path, { force: true });
+          removed++;
+          freed += st.size;
+        } else if (!name.includes('.tmp-')) entries.push({ path, size: st.size, mtime: st.mtimeMs });
+      }
+    }
+    let total = entries.reduce((s, e) => s + e.size, 0);
+    if (this.opts.maxBytes > 0 && total > this.opts.maxBytes) {
+      entries.sort((a, b) => a.mtime - b.mtime);
+      for (const e of entries) {
+        if (total <= this.opts.maxBytes) break;
+        await fs.rm(e.path, { force: true });
+        total -= e.size;
+        removed++;
+        freed += e.size;
+      }
+    }
+    return { removed, bytes: freed, kept: total };
+  }
+}
