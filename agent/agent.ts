@@ -7,13 +7,13 @@ import { loadAgentConfig, type AgentConfig } from './config.js';
 import { pollAgentEnrollment } from './init.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 import { RemoteSource, type Source } from './fetch/remote.js';
-import { SqliteAgentState } from './state.js';
+import { FileAgentState } from './state.js';
 
 /** An initialised, enrolled agent directory, opened for one command. */
 export interface AgentContext {
   layout: AgentLayout;
   config: AgentConfig;
-  state: SqliteAgentState;
+  state: FileAgentState;
   store: DirectoryTrustedStore;
   tls: { caPem: string; certPem: string; keyPem: string };
   /** A client for one source: mutual TLS with the agent's certificate, the configured limits. */
@@ -48,7 +48,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
     }
   };
   const tls = { caPem: read(layout.caCert), certPem: read(layout.cert), keyPem: read(layout.key) };
-  const state = SqliteAgentState.open(layout.state, log);
+  const state = FileAgentState.open(layout.state, log, { legacySqlite: layout.legacyState });
   const f = config.fetch;
   return {
     layout,

@@ -7,8 +7,10 @@ import { join, resolve } from 'node:path';
  *   keys/             machine key (0600), its CSR, the machine certificate, the master's CA certificate
  *   enroll.json       an enrollment waiting for approval (request id), removed once approved
  *   tuf/              the trusted TUF metadata, one `{role}.json` per role (rollback and freeze baseline)
- *   cache/chunks-v1/  verified chunks (src/store), so an interrupted fetch resumes; size-limited by gc
- *   state.sqlite      highest generation and root version seen, depot round-trip times, penalties
+ *   cache/files-v1/   verified chunks, one file each (fetch/file-cache.ts), so an interrupted fetch
+ *                     resumes; size-limited
+ *   state.json        highest generation and root version seen, depot round-trip times, penalties
+ *   state.sqlite      the same in agents of earlier versions (carried over once into state.json)
  */
 export interface AgentLayout {
   dir: string;
@@ -22,6 +24,7 @@ export interface AgentLayout {
   tufDir: string;
   cacheDir: string;
   state: string;
+  legacyState: string;
 }
 
 export function agentLayout(dir: string): AgentLayout {
@@ -37,6 +40,7 @@ export function agentLayout(dir: string): AgentLayout {
     enrollment: join(d, 'enroll.json'),
     tufDir: join(d, 'tuf'),
     cacheDir: join(d, 'cache'),
-    state: join(d, 'state.sqlite'),
+    state: join(d, 'state.json'),
+    legacyState: join(d, 'state.sqlite'),
   };
 }
