@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { manifestId } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
+import { blake3Implementation } from '../../src/hash/blake3.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import type { ClientLimits, TrustedStore } from '../../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
@@ -200,6 +201,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         bytes: m.totalBytes,
         sources: used,
         fromCache: fromCache.size,
+        blake3: blake3Implementation(),
         durationMs: Math.round(performance.now() - t0),
         ...steps,
       },
