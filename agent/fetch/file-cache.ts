@@ -19,7 +19,7 @@ import { assertChunkId, isChunkId, isSelfHashed, type ChunkInput } from '../../s
  * A file holds a chunk as it was stored, with its encoding and plain length in a 16-byte header, so a
  * compressed record can be kept as it arrived:
  *
- *   magic "DSC1" | encoding (0 plain, 1 zstd) | 3 zero bytes | plain length (u64 LE) | stored bytes
+ *   magic "DSA1" | encoding (0 plain, 1 zstd) | 3 zero bytes | plain length (u64 LE) | stored bytes
  */
 
 export type CacheEncoding = 'plain' | 'zstd';
@@ -56,7 +56,7 @@ export const FILE_CACHE_DIR = 'files-v1';
 /** The SQLite chunk store earlier agents kept under A/cache: removed at open (a cache starts afresh). */
 const LEGACY_STORE_DIR = 'chunks-v1';
 
-const MAGIC = Buffer.from('DSC1', 'latin1');
+const MAGIC = Buffer.from('DSA1', 'latin1');
 const HEADER_BYTES = 16;
 const ENCODINGS: readonly CacheEncoding[] = ['plain', 'zstd'];
 /** The longest plain chunk a record may claim (the chunker's maximum is 256 KiB; room to spare). */
