@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import zstdWasm from '@bokuweb/zstd-wasm';
 import { DepotsyncError } from '../errors.js';
 import type { DecodeOptions } from './zstd.js';
 
@@ -243,9 +243,9 @@ function decoderOn(binding: Binding): ZstdWasmDecoder {
  * against its base (so raw-content dictionaries work), each byte for byte.
  */
 export async function loadZstdWasm(): Promise<ZstdWasmDecoder> {
-  let binding: Binding;
+  // A static import, so a bundler takes the package's JavaScript along (its .wasm file it reads at init).
+  const binding = zstdWasm as unknown as Binding;
   try {
-    binding = createRequire(import.meta.url)(ZSTD_WASM_PACKAGE) as Binding;
     await binding.init();
   } catch (e) {
     throw new DepotsyncError(

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import blake3Wasm from 'blake3-wasm';
 
 /**
  * Loads the BLAKE3 implementation once, at module load.
@@ -97,7 +98,8 @@ interface WasmModule {
  * buffer), and every hasher is disposed of at its digest.
  */
 export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backend> {
-  const wasm = req('blake3-wasm') as WasmModule;
+  // Imported statically (a bundler takes it along); the native addons are only ever required at run time.
+  const wasm = blake3Wasm as unknown as WasmModule;
   await wasm.load();
   const createRaw = (): RawHasher => {
     const h = wasm.createHash();
@@ -130,7 +132,7 @@ export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backe
     ...(nativeError === undefined ? {} : { nativeError }),
     packageChoice: packageChoice(),
     oneShot,
-    oneShotPath: req.resolve('blake3-wasm'),
+    oneShotPath: 'blake3-wasm',
   };
 }
 

@@ -38,6 +38,8 @@ describe('the agent imports no native addon', () => {
     expect(Object.keys(r.metafile.inputs)).toContain('agent/fetch/fetch.ts');
     expect(Object.keys(r.metafile.inputs)).toContain('agent/fetch/file-cache.ts');
     expect([...external.keys()]).toContain('node-forge');
+    // BLAKE3's WebAssembly build is a static import, so a bundle carries it.
+    expect([...external.keys()]).toContain('blake3-wasm');
     // Nothing of the SQLite-based stores either.
     const ours = Object.keys(r.metafile.inputs).filter((f) =>
       /^src\/(db|store\/chunk-(store|index))/.test(f),

@@ -1,20 +1,9 @@
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { frameContentSize, loadZstdWasm, ZSTD_WASM_PACKAGE } from '../../../src/compress/zstd-wasm.js';
+import { frameContentSize, loadZstdWasm } from '../../../src/compress/zstd-wasm.js';
 import { loadZstdDecoder } from '../../../src/compress/zstd-decoder.js';
 import { applyDelta, compress, delta } from '../../../src/compress/zstd.js';
 import { isDepotsyncError } from '../../../src/errors.js';
 import { pseudoRandomBytes } from '../../helpers/tmp.js';
-
-/** The package is a new dependency: these tests run once it is installed (npm install @bokuweb/zstd-wasm@0.0.27). */
-const installed = (() => {
-  try {
-    createRequire(import.meta.url).resolve(ZSTD_WASM_PACKAGE);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 function code(fn: () => unknown): string {
   try {
@@ -33,8 +22,8 @@ function sample(bytes: number, seed: number): Buffer {
   return Buffer.from(s.slice(0, bytes));
 }
 
-describe.skipIf(!installed)('zstd WebAssembly decoder', async () => {
-  const w = installed ? await loadZstdWasm() : undefined!;
+describe('zstd WebAssembly decoder', async () => {
+  const w = await loadZstdWasm();
 
   it('decodes what the native encoder writes, plain and as a delta against a base', () => {
     const plain = sample(3_000_000, 1);
@@ -103,16 +92,5 @@ describe.skipIf(!installed)('zstd WebAssembly decoder', async () => {
     const plain = sample(50_000, 8);
     expect(dec.decompress(compress(plain), { maxBytes: plain.length }).equals(plain)).toBe(true);
     expect((await loadZstdDecoder()).implementation).toBe('native');
-  });
-});
-
-describe.runIf(!installed)('zstd WebAssembly decoder, package not installed', () => {
-  it('says how to install it', async () => {
-    const e = await loadZstdWasm().then(
-      () => undefined,
-      (x: unknown) => x,
-    );
-    expect(isDepotsyncError(e, 'internal')).toBe(true);
-    expect((e as Error).message).toMatch(/could not be loaded/);
   });
 });
