@@ -8,6 +8,7 @@ import { pollAgentEnrollment } from './init.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 import { RemoteSource, type Source } from './fetch/remote.js';
 import { FileAgentState } from './state.js';
+import { checkPrivateFiles } from './windows/acl.js';
 
 /** An initialised, enrolled agent directory, opened for one command. */
 export interface AgentContext {
@@ -47,6 +48,8 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
       throw fromSystemError(e, `agent ${config.name}: ${path}`);
     }
   };
+  // The key (and on Windows the state) readable by more than the agent's owner: refuse (docs/windows-agent.md).
+  checkPrivateFiles(process.platform === 'win32' ? [layout.key, layout.state] : [layout.key], log);
   const tls = { caPem: read(layout.caCert), certPem: read(layout.cert), keyPem: read(layout.key) };
   const state = FileAgentState.open(layout.state, log, { legacySqlite: layout.legacyState });
   const f = config.fetch;

@@ -6,7 +6,7 @@ import { createProgress, formatBytes } from '../src/command/progress.js';
 /** `depotsync agent …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
 
-async function withAgent<T>(
+export async function withAgent<T>(
   c: CommandContext,
   fn: (a: import('./agent.js').AgentContext) => Promise<T>,
 ): Promise<T> {
@@ -23,7 +23,7 @@ async function withAgent<T>(
  * The ranking, with the signed depot directory refreshed first (from the sources in the previous
  * order): a depot the operator removed is dropped, a new one joins, and the order is made again.
  */
-async function ranked(a: import('./agent.js').AgentContext, log: CommandContext['log']) {
+export async function ranked(a: import('./agent.js').AgentContext, log: CommandContext['log']) {
   const { rankSources } = await import('./sources.js');
   const { loadAdoptedDirectory, refreshDirectory } = await import('./directory.js');
   const now = () => new Date();
@@ -125,7 +125,9 @@ export const agentCommands: Command[] = [
     options: { ...dirOption, out: { type: 'string' }, exec: { type: 'string' } },
     positionals: [1, 1],
     async run(c) {
-      const out = requireString(c.values, 'out', 'agent fetch');
+      const { checkOutputPath } = await import('./windows/paths.js');
+      // Reserved device names, drive-relative and over-long paths: refused before anything is fetched.
+      const out = checkOutputPath(requireString(c.values, 'out', 'agent fetch'));
       const exec = optionalString(c.values, 'exec');
       const { parsePackageRef } = await import('./fetch/catalog.js');
       const want = parsePackageRef(c.positionals[0] as string);

@@ -11,6 +11,7 @@ import { DEFAULT_FETCH_SETTINGS, saveAgentConfig, type AgentConfig, type DepotEn
 import { caFingerprintOf, pollEnrollment, requestEnrollment, type EnrollOutcome } from './enroll.js';
 import { agentLayout } from './layout.js';
 import { FileAgentState } from './state.js';
+import { restrictAgentDir } from './windows/acl.js';
 
 export interface InitAgentOptions {
   dir: string;
@@ -81,6 +82,8 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   await mkdir(layout.dir, { recursive: true, mode: 0o700 }).catch((e: unknown) =>
     Promise.reject(fromSystemError(e, layout.dir)),
   );
+  // Before the key and state exist, so they inherit SYSTEM + Administrators only (Windows).
+  restrictAgentDir(layout.dir);
 
   const contact = firstContact(o.masterUrl, o.caPem);
   let outcome: EnrollOutcome;

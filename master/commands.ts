@@ -396,6 +396,7 @@ export const masterCommands: Command[] = [
           lastUsedAt: o.lastUsedAt,
           tokenExpiresAt: o.tokenExpiresAt,
           tokenExpired: o.tokenExpiresAt !== null && Date.parse(o.tokenExpiresAt) <= now,
+          directoryDn: o.directoryDn,
         }));
         const rows = [
           ['NAME', 'ROLE', 'TOTP', 'CREATED', 'LAST USED', 'TOKEN EXPIRES'],
@@ -407,7 +408,9 @@ export const masterCommands: Command[] = [
             o.lastUsedAt ? o.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
             o.tokenExpiresAt
               ? `${o.tokenExpiresAt.slice(0, 10)}${o.tokenExpired ? ' (expired)' : ''}`
-              : 'never',
+              : o.directoryDn
+                ? 'directory login'
+                : 'never',
           ]),
         ];
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

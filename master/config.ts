@@ -1,6 +1,9 @@
 import { DepotsyncError } from '../src/errors.js';
 import { readJsonFile } from '../src/config/json-file.js';
 import { intOption, mergeDefaults } from '../src/config/validate.js';
+import { dirname } from 'node:path';
+import { decodeLdapSettings, type LdapSettings } from './admin/ldap-settings.js';
+import { decodeSmtpSettings, type SmtpSettings } from './admin/mail-settings.js';
 import { validateScanSettings } from './publish/scan-settings.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
@@ -31,8 +34,15 @@ export interface MasterConfig {
   maxUploadBytes: number;
   /** Online backup of master.db into M/backups/ while serving, every this many hours; 0 = no schedule. */
   backupIntervalHours: number;
-  /** Scheduled and one-off backups kept in M/backups/ (the oldest beyond this are deleted). */
+  /** Scheduled and one-off backups kept in the backup folder (the oldest beyond this are deleted). */
   backupRetainCount: number;
+  /** Where backups go; null = M/backups. Best on other media than the master's own disk. */
+  backupDir: string | null;
+  /**
+   * File holding the passphrase of scheduled backups (mode 0600); null = the environment variable
+   * DEPOTSYNC_BACKUP_PASSPHRASE of `master serve`. Without either, scheduled backups fail and alert.
+   */
+  backupPassphraseFile: string | null;
   /**
    * Publishing safety: a scanner run on every publish before it enters the catalog (argv, no shell; the
    * path is appended); null = none.
@@ -68,6 +78,10 @@ export interface MasterConfig {
   operatorTokenWarningDays: number;
   /** Every operator must have TOTP: one without it may only enroll it (docs/operations.md). */
   requireTotp: boolean;
+  /** Alert delivery beside the log, dashboard and webhook (admin.json): e-mail over SMTP. */
+  alerts: { smtp: SmtpSettings | null };
+  /** Operator login through the organisation's directory, beside local operators. */
+  directory: { ldap: LdapSettings | null };
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -91,6 +105,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   maxUploadBytes: 64 * 1024 * 1024 * 1024,
   backupIntervalHours: 24,
   backupRetainCount: 7,
+  backupDir: null,
+  backupPassphraseFile: null,
   publishScanCommand: null,
   publishScanTimeoutMs: 10 * 60_000,
   allowHardlinks: false,
@@ -106,6 +122,8 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   operatorTokenDays: 90,
   operatorTokenWarningDays: 14,
   requireTotp: false,
+  alerts: { smtp: null },
+  directory: { ldap: null },
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -120,6 +138,11 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   intOption(w, 'dropboxSettleMs', c.dropboxSettleMs, 0, 24 * 3_600_000);
   intOption(w, 'backupIntervalHours', c.backupIntervalHours, 0, 24 * 365);
   intOption(w, 'backupRetainCount', c.backupRetainCount, 1, 1000);
+  for (const k of ['backupDir', 'backupPassphraseFile'] as const) {
+    const v = c[k];
+    if (v !== null && (typeof v !== 'string' || v === ''))
+      throw new DepotsyncError('bad-input', `${w}: ${k} must be a path or null, got ${JSON.stringify(v)}`);
+  }
   if (typeof c.allowHardlinks !== 'boolean') {
     throw new DepotsyncError(
       'bad-input',
@@ -149,5 +172,16 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
 
 export function loadMasterConfig(path: string): MasterConfig {
   const parsed = readJsonFile(path, { what: 'master config' });
-  return validateMasterConfig(mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed));
+  const c = mergeDefaults('master.json', DEFAULT_MASTER_CONFIG, parsed);
+  return validateMasterConfig({ ...c, ...decodeSections(c, dirname(path)) });
+}
+
+/** The nested sections, each decoded by its owner (unknown keys refused by name). */
+function decodeSections(c: MasterConfig, masterDir: string): Pick<MasterConfig, 'alerts' | 'directory'> {
+  const alerts = mergeDefaults('master.json: alerts', DEFAULT_MASTER_CONFIG.alerts, c.alerts);
+  const directory = mergeDefaults('master.json: directory', DEFAULT_MASTER_CONFIG.directory, c.directory);
+  return {
+    alerts: { smtp: decodeSmtpSettings('master.json: alerts.smtp', alerts.smtp, masterDir) },
+    directory: { ldap: decodeLdapSettings('master.json: directory.ldap', directory.ldap, masterDir) },
+  };
 }

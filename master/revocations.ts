@@ -23,19 +23,20 @@ export function readRevocationList(layout: MasterLayout): Buffer | undefined {
  * Sign a new revocation list from the machine table (revoked certificates, and blocked machines'
  * certificates so that every depot refuses them too) with the next version number.
  */
-export async function publishRevocationList(ctx: RevocationContext): Promise<Buffer> {
-  return publishRevocationListSync(ctx);
+export async function publishRevocationList(ctx: RevocationContext, versionStep = 1): Promise<Buffer> {
+  return publishRevocationListSync(ctx, versionStep);
 }
 
 type RevocationContext = { layout: MasterLayout; config: MasterConfig; ca: Ca; db: MasterDb; log: Logger };
 
 /** The same, synchronously (approving a blocked machine again takes it off the list in the same call). */
-export function publishRevocationListSync(ctx: RevocationContext): Buffer {
+export function publishRevocationListSync(ctx: RevocationContext, versionStep = 1): Buffer {
   const current = readRevocationList(ctx.layout);
   let version = 1;
   if (current) {
     const prev = verifyRevocationList(current, ctx.ca.certPem, { now: new Date(0) });
-    version = prev.version + 1;
+    // A restored master skips ahead (master/backup/epoch.ts): depots refuse an older list.
+    version = prev.version + versionStep;
   }
   const serials = revokedSerials(ctx.db, { includeBlocked: true });
   const bytes = createRevocationList(ctx.ca, serials, version, {

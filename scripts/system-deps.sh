@@ -2,7 +2,11 @@
 # Debian packages the test suite needs. Installed by the project's own files, never by hand.
 # Benchmarks need more (b3sum, rsync, nginx): see bench/README.md and scripts/bench-deps.sh.
 set -euo pipefail
-NEEDED=(chromium faketime)   # chromium: the dashboard browser test (playwright-core); faketime: the key drills (test/e2e/keys-*)
+# chromium: the dashboard browser test (playwright-core); faketime: the key drills (test/e2e/keys-*);
+# python3-aiosmtpd: the SMTP server of the alert e-mail tests; slapd, ldap-utils: the directory login tests
+# (a throw-away slapd per test; the package's own service is not used); wine, wine64: the Windows agent
+# executable (test/e2e/agent-exe).
+NEEDED=(chromium faketime python3-aiosmtpd slapd ldap-utils wine wine64)
 missing=()
 for p in "${NEEDED[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -21,6 +21,7 @@ import { writevAll } from '../../src/fs/writev-all.js';
 import { createBlake3, digestEquals, blake3 } from '../../src/hash/blake3.js';
 import type { Logger } from '../../src/log.js';
 import { hashedChunk, type ChunkInput } from '../../src/store/chunk-id.js';
+import { checkWindowsPathLengths } from '../windows/paths.js';
 import { planChunks } from './chunks.js';
 import type { ChunkCache } from './file-cache.js';
 
@@ -308,6 +309,10 @@ function stagedPaths(dir: string, m: Manifest): { staged: string; paths: string[
 export async function checkOutput(out: string, m: Manifest): Promise<void> {
   const path = resolve(out);
   const kind = packageKind(m);
+  if (process.platform === 'win32') {
+    const staging = join(dirname(path), `.${basename(path)}${STAGING_MARK}${'0'.repeat(12)}`);
+    checkWindowsPathLengths(out, stagedPaths(staging, m).paths);
+  }
   const existing = await lstat(path).catch((e: NodeJS.ErrnoException) =>
     e.code === 'ENOENT' ? undefined : Promise.reject(fromSystemError(e, `output ${path}`)),
   );

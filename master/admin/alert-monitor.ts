@@ -3,14 +3,15 @@ import type { MasterDb } from '../db/database.js';
 import type { Alert, AlertLevel } from './alerts.js';
 import { backupAlerts } from '../backup/alert.js';
 import { operatorTokenAlerts } from './operator-alerts.js';
+import type { MailNotifier } from './mail.js';
 import type { WebhookEvent, WebhookNotifier } from './webhook.js';
 
 /**
  * Alert state across evaluations (table `alert_state`, so a restart neither forgets nor re-announces):
- *   new condition              -> raised    (log at warn/error, webhook, metrics)
+ *   new condition              -> raised    (log at warn/error, webhook, e-mail, metrics)
  *   still true, level changed  -> raised again with the new level
  *   still true after repeatMs  -> repeated  (a certificate warning every day, as the issue asks)
- *   no longer true             -> cleared   (log at info, webhook)
+ *   no longer true             -> cleared   (log at info, webhook, e-mail)
  * `evaluate` returns the active alerts with the time each was first raised.
  */
 export interface AlertTransition {
@@ -34,6 +35,7 @@ export interface AlertMonitorDeps {
   masterName: string;
   repeatMs: number;
   webhook?: WebhookNotifier | undefined;
+  mail?: MailNotifier | undefined;
   onTransition?: (t: AlertTransition) => void;
   /** Warn this many days before an operator token expires (master.json); 0 or absent = no warning. */
   operatorTokenWarningDays?: number;
@@ -125,7 +127,9 @@ export class AlertMonitor {
       if (alert.level === 'error') this.log.error(fields, `alert ${t.event}: ${alert.message}`);
       else this.log.warn(fields, `alert ${t.event}: ${alert.message}`);
     }
-    this.d.webhook?.notify({ event: t.event, master: this.d.masterName, at, alert });
+    const e: WebhookEvent = { event: t.event, master: this.d.masterName, at, alert };
+    this.d.webhook?.notify(e);
+    this.d.mail?.notify(e);
     this.d.onTransition?.(t);
   }
 }

@@ -19,7 +19,8 @@ export type AlertKind =
   | 'scrub'
   | 'backup'
   | 'metadata-expiry'
-  | 'operator-token';
+  | 'operator-token'
+  | 'notification';
 
 export interface Alert {
   /** `kind:subject`: the identity that raising, repeating and clearing follow. */

@@ -22,6 +22,15 @@ export interface MasterMetricsSource {
   fleet(): FleetStatus;
   monitor?: AlertMonitor | undefined;
   sessions(): number;
+  /** Alert notification channels and their counts so far. */
+  deliveries?: () => Partial<Record<'webhook' | 'mail', DeliveryCounts>>;
+}
+
+export interface DeliveryCounts {
+  delivered?: number;
+  sent?: number;
+  failed: number;
+  dropped: number;
 }
 
 export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
@@ -145,6 +154,20 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
     collect() {
       this.reset();
       this.inc(src.monitor?.raisedTotal ?? 0);
+    },
+  });
+  new Counter({
+    name: 'depotsync_alert_notifications_total',
+    help: 'Alert notifications by channel (webhook, mail) and outcome (delivered, failed after every retry, dropped from a full queue)',
+    labelNames: ['channel', 'outcome'],
+    registers: reg,
+    collect() {
+      this.reset();
+      for (const [channel, n] of Object.entries(src.deliveries?.() ?? {})) {
+        this.inc({ channel, outcome: 'delivered' }, n.delivered ?? n.sent ?? 0);
+        this.inc({ channel, outcome: 'failed' }, n.failed);
+        this.inc({ channel, outcome: 'dropped' }, n.dropped);
+      }
     },
   });
   return {

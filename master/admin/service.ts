@@ -5,7 +5,9 @@ import { AlertMonitor } from './alert-monitor.js';
 import { masterDiskAlerts, sortAlerts } from './alerts.js';
 import { ownCertificates, type OwnCertificate } from './certificates.js';
 import { loadAdminSettings, type AdminSettings } from './config.js';
+import { DirectoryLogin } from './ldap-login.js';
 import { LoginLimiter } from './login-limit.js';
+import { mailAlerts, MailNotifier } from './mail.js';
 import { masterMetrics, type MasterMetrics } from './metrics.js';
 import { listSessions } from './sessions.js';
 import { buildFleetStatus, type FleetStatus, type StatusOptions } from './status-model.js';
@@ -44,6 +46,10 @@ export class AdminService {
   readonly settings: AdminSettings;
   readonly monitor: AlertMonitor;
   readonly webhook: WebhookNotifier | undefined;
+  /** Alert e-mail, when master.json has `alerts.smtp`. */
+  readonly mail: MailNotifier | undefined;
+  /** Operator login through LDAP, when master.json has `directory.ldap`. */
+  readonly directory: DirectoryLogin | undefined;
   readonly metrics: MasterMetrics;
   readonly addressLimiter: LoginLimiter;
   readonly operatorLimiter: LoginLimiter;
@@ -61,12 +67,20 @@ export class AdminService {
     this.webhook = this.settings.webhook.url
       ? new WebhookNotifier({ settings: this.settings.webhook, log, ...(d.fetch ? { fetch: d.fetch } : {}) })
       : undefined;
+    const smtp = ctx.config.alerts.smtp;
+    this.mail = smtp ? new MailNotifier({ settings: smtp, log }) : undefined;
+    const ldap = ctx.config.directory.ldap;
+    this.directory = ldap ? new DirectoryLogin(ldap) : undefined;
+    if (smtp)
+      log.info({ smtp: `${smtp.host}:${smtp.port}`, to: smtp.to }, 'alert e-mail on (STARTTLS required)');
+    if (ldap) log.info({ url: ldap.url }, 'directory login on (LDAP over TLS)');
     this.monitor = new AlertMonitor({
       db: ctx.db,
       log,
       masterName: ctx.config.name,
       repeatMs: this.settings.alerts.repeatMs,
       webhook: this.webhook,
+      mail: this.mail,
       operatorTokenWarningDays: ctx.config.operatorTokenWarningDays,
     });
     this.addressLimiter = new LoginLimiter({
@@ -83,6 +97,10 @@ export class AdminService {
       fleet: () => this.status({ packages: false }),
       monitor: this.monitor,
       sessions: () => listSessions(ctx.db, this.sessionTimes).length,
+      deliveries: () => ({
+        ...(this.webhook ? { webhook: this.webhook } : {}),
+        ...(this.mail ? { mail: this.mail } : {}),
+      }),
     });
   }
 
@@ -106,7 +124,11 @@ export class AdminService {
       { ...opts, nowMs },
     );
     const free = this.d.freeDiskBytes ? this.d.freeDiskBytes() : statfsFreeBytes(this.d.ctx.layout.dir);
-    const conditions = sortAlerts([...s.alerts, ...masterDiskAlerts(free, this.settings.alerts)]);
+    const conditions = sortAlerts([
+      ...s.alerts,
+      ...masterDiskAlerts(free, this.settings.alerts),
+      ...mailAlerts(this.mail?.state(), this.d.ctx.config.alerts.smtp),
+    ]);
     s.alerts = this.monitor.evaluate(conditions, nowMs).active;
     s.summary.alerts = {
       warning: s.alerts.filter((a) => a.level === 'warning').length,
@@ -141,5 +163,6 @@ export class AdminService {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.webhook?.close();
+    await this.mail?.close();
   }
 }

@@ -27,7 +27,7 @@ export function backupAlerts(m: MasterDb): Alert[] {
       kind: 'backup',
       subject: 'master.db',
       level: 'error',
-      message: `database backup failed at ${row.at}: ${error}`,
+      message: `master backup failed at ${row.at}: ${error}`,
     },
   ];
 }

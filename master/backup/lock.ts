@@ -110,3 +110,9 @@ function isAlive(h: LockHolder): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** The live holder of `dir`'s lock, if any (a stale lock file counts as none). Changes nothing. */
+export function liveHolder(dir: string): LockHolder | undefined {
+  const h = readHolder(lockPath(dir));
+  return h && isAlive(h) ? h : undefined;
+}

@@ -1,8 +1,9 @@
 import type { MasterContext } from '../context.js';
-import { AUDIT_TARGET, backupDatabase, type BackupResult } from './backup.js';
+import { AUDIT_TARGET, type BackupResult } from './backup.js';
+import { backupOpenMaster } from './run.js';
 
 /**
- * Scheduled online backups while `master serve` runs: every `backupIntervalHours`,
+ * Scheduled backups (backup.ts) while `master serve` runs: every `backupIntervalHours`,
  * counted from the last successful backup on record (a restart does not postpone an overdue backup,
  * nor repeat a fresh one). A failure is logged and audit-logged (which raises the alert, alert.ts) and
  * retried at the next interval; it never stops serving. One backup at a time.
@@ -25,15 +26,8 @@ export function startBackupSchedule(
   let stopped = false;
 
   const run = (): Promise<BackupResult | undefined> => {
-    running ??= backupDatabase({
-      db: ctx.db,
-      dir: ctx.layout.backups,
-      retainCount: ctx.config.backupRetainCount,
-      actor: 'schedule',
-      log: ctx.log,
-      now,
-    })
-      .catch(() => undefined) // logged and audit-logged by backupDatabase
+    running ??= backupOpenMaster(ctx, { actor: 'schedule', now })
+      .catch(() => undefined) // logged and audit-logged by backupMaster
       .finally(() => {
         running = undefined;
         plan(intervalMs);

@@ -25,6 +25,8 @@ export interface GenerationCommit {
   createdBy: string;
   note?: string;
   timestampVersion?: number;
+  /** `generation` may skip numbers (a version epoch after a restore). */
+  skip?: boolean;
   manifests?: ManifestInput[];
   remove?: { name: string; version: string }[];
   add?: Omit<NewVersion, 'createdBy'>[];
@@ -48,6 +50,7 @@ export function commitGeneration(m: MasterDb, c: GenerationCommit): CommittedGen
       ...(c.note === undefined ? {} : { note: c.note }),
       ...(c.generation === undefined ? {} : { generation: c.generation }),
       ...(c.timestampVersion === undefined ? {} : { timestampVersion: c.timestampVersion }),
+      ...(c.skip ? { skip: true } : {}),
     });
     const n = generation.generation;
     // Removals first, so one generation can replace a version (unpublish X@1, publish X@1 again).

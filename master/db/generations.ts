@@ -46,10 +46,19 @@ export function currentGeneration(m: MasterDb): number {
  */
 export function createGeneration(
   m: MasterDb,
-  input: { createdBy: string; note?: string; generation?: number; timestampVersion?: number },
+  input: {
+    createdBy: string;
+    note?: string;
+    generation?: number;
+    timestampVersion?: number;
+    /** A version epoch (a restored master, master/backup/epoch.ts): `generation` may skip numbers. */
+    skip?: boolean;
+  },
 ): Generation {
   requireTransaction(m, 'createGeneration');
-  const next = currentGeneration(m) + 1;
+  const current = currentGeneration(m);
+  let next = current + 1;
+  if (input.skip && input.generation !== undefined && input.generation > current) next = input.generation;
   if (input.generation !== undefined && input.generation !== next) {
     throw new DepotsyncError('conflict', `generation ${input.generation}: the next generation is ${next}`, {
       hint: 'another publish committed first; rebuild the metadata and try again',

@@ -134,14 +134,19 @@ export function approve(
   });
 }
 
-/** An approved machine asks (over mutual TLS) for a new certificate for a new key. */
-export function requestRenewal(m: MasterDb, name: string, csrPem: string): Machine {
-  const csr = pem(csrPem, 'CSR');
+/**
+ * An approved machine asks (over mutual TLS) for a new certificate for a new key. Without a CSR (a
+ * machine a restored master adopted has none on record) only the mark is set.
+ */
+export function requestRenewal(m: MasterDb, name: string, csrPem: string | undefined): Machine {
+  const csr = csrPem === undefined ? undefined : pem(csrPem, 'CSR');
   return transaction(m.db, () => {
     const machine = mustGet(m, name);
     if (machine.state !== 'approved')
       throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state} and cannot renew`);
-    m.db.prepare('UPDATE machines SET csr_pem = ?, renew_requested = 1 WHERE name = ?').run(csr, name);
+    m.db
+      .prepare('UPDATE machines SET csr_pem = coalesce(?, csr_pem), renew_requested = 1 WHERE name = ?')
+      .run(csr ?? null, name);
     return mustGet(m, name);
   });
 }

@@ -22,6 +22,8 @@ export interface Operator {
   tokenExpiresAt: string | null;
   /** The last authenticated use of the token (API, dashboard login), or null. */
   lastUsedAt: string | null;
+  /** The directory entry of an operator who logs in through LDAP; null for a local operator. */
+  directoryDn: string | null;
 }
 
 /** Token lifetime when the caller gives none: master.json's default `operatorTokenDays`. */
@@ -39,6 +41,7 @@ interface OperatorRow {
   disabled: number;
   token_expires_at: string | null;
   last_used_at: string | null;
+  directory_dn: string | null;
 }
 
 const toOperator = (r: OperatorRow): Operator => ({
@@ -50,6 +53,7 @@ const toOperator = (r: OperatorRow): Operator => ({
   hasTotp: orUndefined(r.totp_secret) !== undefined,
   tokenExpiresAt: r.token_expires_at,
   lastUsedAt: r.last_used_at,
+  directoryDn: r.directory_dn,
 });
 
 function operatorName(name: unknown): string {
@@ -122,6 +126,45 @@ export function rotateOperator(
     });
   }
   return { token, expiresAt };
+}
+
+/**
+ * After a directory login: create or update the operator's row with the role its groups give now. A
+ * local operator of the same name is never taken over ('conflict'). An admin's `disabled` stays.
+ */
+export function recordDirectoryOperator(
+  m: MasterDb,
+  opts: { name: string; dn: string; role: OperatorRole },
+): Operator {
+  const name = operatorName(opts.name);
+  const role = oneOf(opts.role, OPERATOR_ROLES, 'operator role');
+  const r = m.db
+    .prepare(
+      `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at, directory_dn, last_used_at)
+       VALUES (?, ?, ?, ?, 'directory', NULL, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET role = excluded.role, directory_dn = excluded.directory_dn,
+         last_used_at = excluded.last_used_at WHERE operators.directory_dn IS NOT NULL`,
+    )
+    .run(
+      name,
+      role,
+      hashSecret(newSecret()),
+      m.now().toISOString(),
+      text(opts.dn, 'dn'),
+      m.now().toISOString(),
+    );
+  if (r.changes === 0)
+    throw new DepotsyncError('conflict', `operator ${name} is a local operator, not a directory one`, {
+      hint: 'a local operator logs in with their token; rename one of the two',
+    });
+  return getOperator(m, name) as Operator;
+}
+
+/** A directory operator the directory no longer maps to a role: the row goes, ending their sessions. */
+export function forgetDirectoryOperator(m: MasterDb, name: string): boolean {
+  return (
+    m.db.prepare('DELETE FROM operators WHERE name = ? AND directory_dn IS NOT NULL').run(name).changes === 1
+  );
 }
 
 export function setOperatorDisabled(m: MasterDb, name: string, disabled: boolean): void {

@@ -262,10 +262,20 @@ ALTER TABLE operators ADD COLUMN last_used_at TEXT;
 UPDATE operators SET token_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+90 days');
 `;
 
+/**
+ * Version 6: operators that log in through the directory (LDAP). Their row exists so sessions, roles and
+ * TOTP work as for local operators; `directory_dn` marks them (their role is rewritten at each login,
+ * and they have no usable token: the stored hash is of a secret nobody was shown).
+ */
+const V6 = `
+ALTER TABLE operators ADD COLUMN directory_dn TEXT;
+`;
+
 export const MASTER_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'catalog, machines, operators, audit, status', up: V1 },
   { version: 2, name: 'operator sessions, alert state, TOTP replay guard', up: V2 },
   { version: 3, name: 'sync-now requests (master notify)', up: V3 },
   { version: 4, name: 'status reports name the depot upstream (tiers)', up: V4 },
   { version: 5, name: 'operator token expiry and last use', up: V5 },
+  { version: 6, name: 'directory operators (LDAP login)', up: V6 },
 ];

@@ -55,10 +55,8 @@ export function renewMachine(ctx: MasterContext, name: string, who: Actor): Mach
       },
     );
   }
-  if (!machine.csrPem)
-    throw new DepotsyncError('conflict', `machine ${name} has no certificate request on record`);
   return transaction(ctx.db.db, () => {
-    const out = requestRenewal(ctx.db, name, machine.csrPem as string);
+    const out = requestRenewal(ctx.db, name, machine.csrPem);
     recordAudit(ctx.db, {
       actor: who.actor,
       action: 'machine.renew-request',

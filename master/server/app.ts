@@ -15,6 +15,8 @@ import { metricsHandler } from '../../src/metrics/registry.js';
 import { tokenLimited } from './admin/auth.js';
 import { adminRoutes } from './admin/routes.js';
 import { masterAuthorize, touchLastSeen } from './authorize.js';
+import { certificateAdopter } from '../backup/adopt.js';
+import { readRestoreRecord } from '../backup/epoch.js';
 import { rateLimited, socketAddress, type AddressOf } from './client-address.js';
 import { enrollRoutes } from './enroll.js';
 import { masterEventHub } from './events.js';
@@ -114,7 +116,12 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.route('/v1/admin', adminRoutes(ctx, admin, addressOf, tokenGuard));
 
   // 3. Machines: mutual TLS first, on every request (not once per connection).
-  const authorize = masterAuthorize(ctx.db, now);
+  const restored = readRestoreRecord(ctx.layout.dir);
+  const authorize = masterAuthorize(
+    ctx.db,
+    now,
+    restored ? certificateAdopter(ctx.db, restored, log) : undefined,
+  );
   const gate = mutualTls({ authorize, log, now });
   app.use('*', except(isPublicOrAdmin, gate));
   app.use(

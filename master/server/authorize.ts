@@ -5,6 +5,7 @@ import type { AuthorizeMachine } from '../../src/serve/mtls.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import type { MasterDb } from '../db/database.js';
 import { byName, bySerial, touch } from '../db/machines.js';
+import type { Adopt } from '../backup/adopt.js';
 
 /**
  * The master's decision on a client certificate that chains to its CA and is in date (the TLS layer and
@@ -14,11 +15,14 @@ import { byName, bySerial, touch } from '../db/machines.js';
  *   - the machine is pending, blocked or revoked → 403 naming the state (blocks a machine an operator
  *     refused, even while its keep-alive connection stays open);
  *   - the certificate itself is revoked, or is an older certificate of the machine past its end → 403.
+ * A restored master first offers an unknown serial to `adopt` (master/backup/adopt.ts): certificates the
+ * lost master issued after the backup are recorded, then decided like any other.
  * The identity handed on is the machine record's name and role, never a name taken from a request.
  */
-export function masterAuthorize(db: MasterDb, now: () => Date): AuthorizeMachine {
-  return (peer) => {
-    const found = bySerial(db, peer.serial);
+export function masterAuthorize(db: MasterDb, now: () => Date, adopt?: Adopt): AuthorizeMachine {
+  return (peer, socket) => {
+    let found = bySerial(db, peer.serial);
+    if (!found && adopt?.(peer, socket)) found = bySerial(db, peer.serial);
     if (!found || !found.machine) {
       // A CA-issued certificate for a machine still waiting for approval (offline or restored records).
       const named = byName(db, peer.commonName);

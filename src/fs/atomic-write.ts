@@ -12,6 +12,12 @@ function tempName(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/**
+ * Windows cannot open a folder as a file (EPERM: Node does not pass FILE_FLAG_BACKUP_SEMANTICS), so
+ * there is no folder to fsync; NTFS journals the rename's metadata itself.
+ */
+const FOLDERS_OPEN_AS_FILES = process.platform !== 'win32';
+
 const TEMP_NAME = /^\.(.+)\.(\d+)-[0-9a-f]{12}\.tmp$/;
 
 /**
@@ -85,6 +91,7 @@ export function writeFileAtomicSync(
       closeSync(fd);
     }
     renameSync(tmp, path);
+    if (!FOLDERS_OPEN_AS_FILES) return;
     const dfd = openSync(dirname(path), 'r');
     try {
       fsyncSync(dfd);
@@ -102,6 +109,7 @@ export function writeFileAtomicSync(
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
+  if (!FOLDERS_OPEN_AS_FILES) return;
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

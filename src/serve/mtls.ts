@@ -9,6 +9,8 @@ export type CertifiedPeer = Extract<PeerIdentity, { kind: 'cert' }>;
 /** The role-specific decision on a certificate that chains to our CA and is in date. */
 export type AuthorizeMachine = (
   peer: CertifiedPeer,
+  /** The connection, for a decision that needs the certificate itself (a restored master adopting it). */
+  socket?: TLSSocket,
 ) => { ok: true; machine: MachineRef } | { ok: false; status: 401 | 403; code: string; reason: string };
 
 /**
@@ -52,7 +54,7 @@ export function mutualTls(opts: {
           `client certificate expired at ${peer.notAfter.toISOString()}; an expired certificate cannot renew: enroll the machine again`,
         );
       case 'cert': {
-        const verdict = opts.authorize(peer);
+        const verdict = opts.authorize(peer, socket);
         if (!verdict.ok) return refuse(verdict.status, verdict.code, verdict.reason);
         c.set('machine', verdict.machine);
         await next();

@@ -151,7 +151,12 @@ describe.skipIf(!isRoot)('a full disk is reported as a full disk, with the path 
     } catch {
       // dd stops with "no space left": the point.
     }
-    expectDiskFull(runCli(['master', 'backup', '--dir', B, '--json']), fs);
+    expectDiskFull(
+      runCli(['master', 'backup', '--dir', B, '--json'], {
+        env: { DEPOTSYNC_BACKUP_PASSPHRASE: 'a passphrase long enough' },
+      }),
+      fs,
+    );
   }, 60_000);
 });
 

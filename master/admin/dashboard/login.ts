@@ -3,7 +3,14 @@ import { Hono, type Context } from 'hono';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import type { MasterContext } from '../../context.js';
 import { recordAudit } from '../../db/audit.js';
-import { checkOperatorToken, expiredTokenMessage, getOperator } from '../../db/operators.js';
+import { isDepotsyncError } from '../../../src/errors.js';
+import {
+  checkOperatorToken,
+  expiredTokenMessage,
+  forgetDirectoryOperator,
+  getOperator,
+  recordDirectoryOperator,
+} from '../../db/operators.js';
 import type { AddressOf } from '../../server/client-address.js';
 import type { AdminService } from '../service.js';
 import { createSession, csrfOk, endSession, resolveSession } from '../sessions.js';
@@ -31,6 +38,10 @@ import { loginPage } from './page.js';
  *   3. the token, looked up by hash (no timing oracle), must belong to the named operator;
  *   4. the TOTP code (±1 step, never the same step twice);
  * then a new session (its secret only in an HttpOnly, Secure, SameSite=Strict `__Host-` cookie).
+ * With `directory.ldap` in master.json, a name that is not a local operator is checked against the
+ * directory instead of step 3 (the token field holds the directory password; the role comes from the
+ * user's groups at each login). Local operators never touch the directory, so they log in while it is
+ * down; the TOTP steps apply to both.
  * The wrong-token message never says whether the operator exists. Every outcome is in the audit log
  * (refusals by the limiter at most once a minute per key, so a flood cannot flood the log).
  */
@@ -41,10 +52,11 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
   const app = new Hono<DashEnv>();
   const name = ctx.config.name;
   const limitedAudited = new Map<string, number>();
+  const log = ctx.log.child({ component: 'master.login' });
 
   const form = (
     c: Context<DashEnv>,
-    status: 200 | 400 | 401 | 403 | 429,
+    status: 200 | 400 | 401 | 403 | 429 | 503,
     message?: string,
     operator?: string,
   ) => {
@@ -55,6 +67,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         csrf: token,
         ...(message ? { message } : {}),
         ...(operator ? { name: operator } : {}),
+        directory: admin.directory !== undefined,
       }),
       status,
     );
@@ -107,19 +120,65 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       );
     }
 
-    const checked = checkOperatorToken(ctx.db, token);
-    // The token was right but has expired: saying so reveals nothing its holder does not know.
-    if (!checked.ok && checked.reason === 'expired' && checked.name === operator) {
-      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-      audit('login.failed', operator, { reason: 'token expired', expiredAt: checked.expiredAt });
-      return form(c, 401, `The ${expiredTokenMessage(checked.name, checked.expiredAt)}.`, operator);
-    }
-    const who = checked.ok ? checked.operator : null;
-    if (!who || who.name !== operator) {
-      admin.addressLimiter.fail(address);
-      admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-      audit('login.failed', operator, { reason: 'wrong operator name or token' });
-      return form(c, 401, 'Operator name or token is wrong.', operator);
+    const local = getOperator(ctx.db, operator);
+    let source: Record<string, unknown> = {};
+    if (admin.directory && (!local || local.directoryDn !== null)) {
+      // Directory operator: the password goes to the directory only (never compared here).
+      const outcome = await admin.directory.authenticate(operator, token).catch((e: unknown) => e as Error);
+      if (outcome instanceof Error) {
+        admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+        const reason = outcome.message;
+        if (isDepotsyncError(outcome, 'unauthorized')) {
+          admin.addressLimiter.fail(address);
+          admin.operatorLimiter.fail(opKey);
+          audit('login.failed', operator, { reason, source: 'directory' });
+          return form(c, 401, 'Operator name or password is wrong.', operator);
+        }
+        if (isDepotsyncError(outcome, 'forbidden')) {
+          // No mapped group any more: the role is gone, and so are the operator's sessions.
+          const removed = forgetDirectoryOperator(ctx.db, operator);
+          audit('login.failed', operator, { reason, source: 'directory', removed });
+          return form(
+            c,
+            403,
+            `${operator} is in none of the directory groups that give a role on this master; ask an admin.`,
+            operator,
+          );
+        }
+        const unreachable = isDepotsyncError(outcome, 'network');
+        log[unreachable ? 'warn' : 'error']({ operator, err: reason }, 'directory login failed');
+        audit('login.failed', operator, { reason, source: 'directory' });
+        return form(
+          c,
+          503,
+          unreachable
+            ? 'The directory cannot be reached, so directory operators cannot log in now (local operators still can). Try again later.'
+            : "Directory login is not available: the master's directory settings are wrong (its log says why).",
+          operator,
+        );
+      }
+      const op = recordDirectoryOperator(ctx.db, { name: operator, dn: outcome.dn, role: outcome.role });
+      if (op.disabled) {
+        admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+        audit('login.failed', operator, { reason: 'operator disabled', source: 'directory' });
+        return form(c, 403, `Operator ${operator} is disabled on this master; ask an admin.`, operator);
+      }
+      source = { source: 'directory', groups: outcome.groups };
+    } else {
+      const checked = checkOperatorToken(ctx.db, token);
+      // The token was right but has expired: saying so reveals nothing its holder does not know.
+      if (!checked.ok && checked.reason === 'expired' && checked.name === operator) {
+        admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+        audit('login.failed', operator, { reason: 'token expired', expiredAt: checked.expiredAt });
+        return form(c, 401, `The ${expiredTokenMessage(checked.name, checked.expiredAt)}.`, operator);
+      }
+      const who = checked.ok ? checked.operator : null;
+      if (!who || who.name !== operator) {
+        admin.addressLimiter.fail(address);
+        admin.metrics.loginAttempts.inc({ outcome: 'failed' });
+        audit('login.failed', operator, { reason: 'wrong operator name or token' });
+        return form(c, 401, 'Operator name or token is wrong.', operator);
+      }
     }
     // Policy (master.json requireTotp): no dashboard without a second factor; enrollment is over the API.
     if (ctx.config.requireTotp && !totpRequired(ctx.db, operator)) {
@@ -128,8 +187,10 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       return form(
         c,
         403,
-        `This master requires an authenticator (TOTP) for every operator and ${operator} has none. Enroll one with ` +
-          `POST /v1/admin/operators/${operator}/totp and your token (docs/operations.md), or ask an admin.`,
+        `This master requires an authenticator (TOTP) for every operator and ${operator} has none. ` +
+          (source.source === 'directory'
+            ? 'Directory operators have no API token to enroll one with: ask an admin (docs/operations.md).'
+            : `Enroll one with POST /v1/admin/operators/${operator}/totp and your token (docs/operations.md), or ask an admin.`),
         operator,
       );
     }
@@ -157,7 +218,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       userAgent: c.req.header('user-agent') ?? '',
     });
     admin.metrics.loginAttempts.inc({ outcome: 'ok' });
-    audit('login', operator, { session: session.id, role: getOperator(ctx.db, operator)?.role });
+    audit('login', operator, { session: session.id, role: getOperator(ctx.db, operator)?.role, ...source });
     setSecretCookie(c, SESSION_COOKIE, secret);
     clearSecretCookie(c, LOGIN_COOKIE);
     return c.redirect('/dashboard', 303);

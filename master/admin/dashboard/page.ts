@@ -26,7 +26,10 @@ export function dashboardPage(
   );
 }
 
-export function loginPage(masterName: string, opts: { csrf: string; message?: string; name?: string }): Html {
+export function loginPage(
+  masterName: string,
+  opts: { csrf: string; message?: string; name?: string; directory?: boolean },
+): Html {
   return shell(
     `depotsync · log in`,
     html`<form class="login" method="post" action="/dashboard/login" autocomplete="off">
@@ -34,7 +37,7 @@ export function loginPage(masterName: string, opts: { csrf: string; message?: st
       ${opts.message ? html`<p class="notice" role="alert">${opts.message}</p>` : ''}
       <input type="hidden" name="_csrf" value="${opts.csrf}">
       <label for="operator">Operator</label><input id="operator" name="operator" required maxlength="64" value="${opts.name ?? ''}" autocapitalize="none">
-      <label for="token">Token</label><input id="token" name="token" type="password" required maxlength="200">
+      <label for="token">${opts.directory ? 'Token or directory password' : 'Token'}</label><input id="token" name="token" type="password" required maxlength="200">
       <label for="code">Authenticator code <small>(if enabled)</small></label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6">
       <button type="submit">Log in</button>
     </form>`,

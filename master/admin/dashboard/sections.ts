@@ -165,7 +165,7 @@ function sessions(list: ActiveSession[], v: Viewer): Html {
 
 function operators(list: Operator[], nowMs: number): Html {
   const expiry = (o: Operator) => {
-    if (o.tokenExpiresAt === null) return 'never';
+    if (o.tokenExpiresAt === null) return o.directoryDn ? 'directory login' : 'never';
     if (Date.parse(o.tokenExpiresAt) <= nowMs)
       return html`<b class="bad">expired ${stamp(o.tokenExpiresAt)}</b>`;
     return stamp(o.tokenExpiresAt);

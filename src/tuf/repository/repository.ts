@@ -15,6 +15,7 @@ import {
   type ResolvedOptions,
 } from './options.js';
 import { refreshExpiring, rootExpiresSoon } from './refresh.js';
+import { advanceAll } from './advance.js';
 import {
   adoptRoot,
   prepareRoot,
@@ -164,6 +165,15 @@ export class TufRepository {
   refresh(): MetadataFile[] {
     const out = refreshExpiring(this.state, this.ctx());
     return out.files.length ? this.commit(out, 'expiring metadata re-signed') : [];
+  }
+
+  /**
+   * Every non-root role signed again at its version + `step` (same content): the version epoch of a
+   * restored master (advance.ts). The generation moves by `step` too.
+   */
+  advanceVersions(step: number): MetadataFile[] {
+    const out = advanceAll(this.state, this.ctx(), step);
+    return this.commit(out, `versions advanced by ${step}`);
   }
 
   /**

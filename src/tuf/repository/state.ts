@@ -126,17 +126,18 @@ export function nextTimestamp(
   return signed('timestamp', md, [ctx.online.timestamp]);
 }
 
-/** The same targets (or bin) content with version + 1 and a new expiry, signed again. */
+/** The same targets (or bin) content with version + `step` (1) and a new expiry, signed again. */
 export function resignTargets(
   name: string,
   current: SignedRole<Targets>,
   expires: string,
   signer: Signer,
+  step = 1,
 ): SignedRole<Targets> {
   const t = current.md.signed;
   const md = new Metadata(
     new Targets({
-      version: t.version + 1,
+      version: t.version + step,
       specVersion: t.specVersion,
       expires,
       targets: t.targets,

@@ -5,6 +5,7 @@ import { silentLogger } from '../../../src/log.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { adminSettings, type AdminSettingsInput } from '../../../master/admin/config.js';
 import { AdminService } from '../../../master/admin/service.js';
+import type { MasterConfig } from '../../../master/config.js';
 import { openMaster, type MasterContext } from '../../../master/context.js';
 import { recordDepotStatus, type DepotStatusInput } from '../../../master/db/status.js';
 import { addOperator, type OperatorRole } from '../../../master/db/operators.js';
@@ -33,11 +34,13 @@ export async function adminFixture(
     fetch?: typeof fetch;
     start?: number;
     freeDiskBytes?: () => number | null;
+    /** master.json settings written by `master init` (read back through the file, as a master would). */
+    masterConfig?: Partial<MasterConfig>;
   } = {},
 ): Promise<AdminFixture> {
   const tmp = tempDir('depotsync-admin-');
   const dir = join(tmp.dir, 'M');
-  await initMaster(dir, { log: silentLogger() });
+  await initMaster(dir, { log: silentLogger(), ...(opts.masterConfig ? { config: opts.masterConfig } : {}) });
   const clock = {
     t: opts.start ?? Date.now(),
     advance(ms: number) {
