@@ -9,14 +9,14 @@ import { loadAgentConfig, type AgentConfig } from './config.js';
 import { pollAgentEnrollment } from './init.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 import { RemoteSource, type Source } from './fetch/remote.js';
-import { SqliteAgentState } from './state.js';
+import { FileAgentState } from './state.js';
 import { checkPrivateFiles } from './windows/acl.js';
 
 /** An initialised, enrolled agent directory, opened for one command. */
 export interface AgentContext {
   layout: AgentLayout;
   config: AgentConfig;
-  state: SqliteAgentState;
+  state: FileAgentState;
   store: DirectoryTrustedStore;
   tls: { caPem: string; certPem: string; keyPem: string };
   /** A client for one source: mutual TLS with the agent's certificate, the configured limits. */
@@ -59,7 +59,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
     listenerCaPem: readTrustedCa(config.tls?.caFile),
   };
   const proxy = resolveProxy('agent.json', { proxy: config.proxy ?? '', noProxy: config.noProxy ?? '' });
-  const state = SqliteAgentState.open(layout.state, log);
+  const state = FileAgentState.open(layout.state, log, { legacySqlite: layout.legacyState });
   const f = config.fetch;
   return {
     layout,

@@ -10,7 +10,7 @@ import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, saveAgentConfig, type AgentConfig, type DepotEntry } from './config.js';
 import { caFingerprintOf, pollEnrollment, requestEnrollment, type EnrollOutcome } from './enroll.js';
 import { agentLayout } from './layout.js';
-import { SqliteAgentState } from './state.js';
+import { FileAgentState } from './state.js';
 import { restrictAgentDir } from './windows/acl.js';
 
 export interface InitAgentOptions {
@@ -133,7 +133,7 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
     fetch: { ...DEFAULT_FETCH_SETTINGS },
   };
   await saveAgentConfig(layout.config, config);
-  const state = SqliteAgentState.open(layout.state, o.log);
+  const state = FileAgentState.open(layout.state, o.log, { legacySqlite: layout.legacyState });
   try {
     state.raise('root', rootVersion);
   } finally {

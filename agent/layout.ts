@@ -7,9 +7,11 @@ import { join, resolve } from 'node:path';
  *   keys/             machine key (0600), its CSR, the machine certificate, the master's CA certificate
  *   enroll.json       an enrollment waiting for approval (request id), removed once approved
  *   tuf/              the trusted TUF metadata, one `{role}.json` per role (rollback and freeze baseline)
- *   cache/chunks-v1/  verified chunks (src/store), so an interrupted fetch resumes; size-limited by gc
+ *   cache/files-v1/   verified chunks, one file each (fetch/file-cache.ts), so an interrupted fetch
+ *                     resumes; size-limited
  *   manifests/        the manifest of each package fetched last (the base of the next one's delta)
- *   state.sqlite      highest generation and root version seen, depot round-trip times, penalties
+ *   state.json        highest generation and root version seen, depot round-trip times, penalties
+ *   state.sqlite      the same in agents of earlier versions (carried over once into state.json)
  */
 export interface AgentLayout {
   dir: string;
@@ -24,6 +26,7 @@ export interface AgentLayout {
   cacheDir: string;
   manifestsDir: string;
   state: string;
+  legacyState: string;
 }
 
 export function agentLayout(dir: string): AgentLayout {
@@ -40,6 +43,7 @@ export function agentLayout(dir: string): AgentLayout {
     tufDir: join(d, 'tuf'),
     cacheDir: join(d, 'cache'),
     manifestsDir: join(d, 'manifests'),
-    state: join(d, 'state.sqlite'),
+    state: join(d, 'state.json'),
+    legacyState: join(d, 'state.sqlite'),
   };
 }

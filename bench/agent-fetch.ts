@@ -12,7 +12,8 @@
  * Needs nginx and curl (scripts/bench-deps.sh). Knobs: BENCH_ONLY=<part of a row name> (agent rows
  * only, no nginx), BENCH_PROFILE=/tmp/prefix (CPU profile of each agent fetch), BENCH_LOG=debug,
  * BENCH_VERIFY_ON_SERVE=0 (depot does not re-hash before serving), BENCH_HOT_MIB (the depot's hot-chunk memory), BENCH_DEPOT_PROFILE=/tmp/dir (CPU
- * profile of the depot process).
+ * profile of the depot process). DEPOTSYNC_BLAKE3=wasm: the agent hashes on WebAssembly, as the
+ * self-contained agent does (the depot process keeps the addon).
  */
 import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -36,6 +37,7 @@ import { fetchPackage } from '../agent/fetch/fetch.js';
 import { RemoteSource } from '../agent/fetch/remote.js';
 import { MemoryAgentState } from '../agent/state.js';
 import { buildManifest, encodeManifest, manifestId } from '../src/content/manifest.js';
+import { blake3Implementation } from '../src/hash/blake3.js';
 import { createLogger, silentLogger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { tlsServerOptions } from '../src/net/tls.js';
@@ -214,7 +216,7 @@ async function main(): Promise<void> {
       ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DEPOT_PROFILE}`]
       : [];
     const depot = fork(process.argv[1] as string, [], {
-      env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root },
+      env: { ...process.env, BENCH_ROLE: 'depot', BENCH_ROOT: root, DEPOTSYNC_BLAKE3: '' },
       execArgv: depotProf,
     });
     procs.push(depot);
@@ -315,7 +317,7 @@ async function main(): Promise<void> {
       if (prof) await prof(`${process.env.BENCH_PROFILE}-${cacheMaxBytes}.cpuprofile`);
       if (r.bytes !== BYTES) throw new Error(`fetched ${r.bytes} bytes, expected ${BYTES}`);
       rows.push({
-        tool: label,
+        tool: `${label}, BLAKE3 ${blake3Implementation()}`,
         ms,
         rssMiB: process.resourceUsage().maxRSS / 1024,
         agentCpuMs,

@@ -34,6 +34,7 @@ import { decodeManifest, uniqueChunkIds } from '../src/content/manifest.js';
 import { silentLogger } from '../src/log.js';
 import { openDepot } from '../depot/depot.js';
 import { STAGING_MARK } from '../agent/fetch/staging.js';
+import { FileAgentState } from '../agent/state.js';
 import { openMasterDatabase } from '../master/db/database.js';
 import { findVersion } from '../master/db/catalog.js';
 
@@ -282,6 +283,16 @@ export async function runKillLoop(o: {
       db.close();
     }
   }
+  /** The agent's state file (replaced atomically) must parse after any kill. */
+  function agentStateReadable(): void {
+    if (!existsSync(join(A, 'state.json'))) return;
+    result.checks++;
+    try {
+      FileAgentState.open(join(A, 'state.json'), silentLogger()).close();
+    } catch (e) {
+      fail(`agent state: ${(e as Error).message}`);
+    }
+  }
   function publishesKept(): void {
     result.checks++;
     const m = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
@@ -422,7 +433,7 @@ export async function runKillLoop(o: {
             else if (end.code !== 0) fail(`agent fetch failed without a kill: ${end.stderr.trim()}`);
           }
           outputIsOldOrNew(before);
-          integrity(join(A, 'state.sqlite'), 'agent');
+          agentStateReadable();
           break;
         }
       }

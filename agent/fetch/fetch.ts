@@ -1,12 +1,13 @@
 import { resolve } from 'node:path';
 import { manifestId } from '../../src/content/manifest.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
+import { blake3Implementation } from '../../src/hash/blake3.js';
 import { silentLogger, type Logger } from '../../src/log.js';
-import { ChunkStore } from '../../src/store/chunk-store.js';
 import type { ClientLimits, TrustedStore } from '../../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, type FetchSettings } from '../config.js';
 import type { AgentStateStore } from '../state.js';
 import { readCached, trimCache } from './cache.js';
+import { FileChunkCache, type ChunkCache } from './file-cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { ManifestShelf } from './manifests.js';
 import { downloadChunks } from '../../src/read/chunk-download.js';
@@ -100,7 +101,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     failedHere.add(r.name);
     o.state.penalize(r.source.url, now().getTime() + settings.penaltyMs, (e as Error)?.message ?? String(e));
   };
-  let cache: ChunkStore | undefined;
+  let cache: ChunkCache | undefined;
   let staging: Staging | undefined;
   /** Chunks this fetch verified and wrote into the staging folder (salvaged into the cache on failure). */
   const staged = new Set<string>();
@@ -118,7 +119,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     // cached chunk is re-hashed when read (readCached), so a power loss costs a re-download, never a
     // wrong byte.
     if (o.cacheDir && settings.cacheMaxBytes > 0)
-      cache = ChunkStore.open(o.cacheDir, { logger: log, durable: false });
+      cache = await FileChunkCache.open(o.cacheDir, { logger: log, durable: false });
     // Leftovers of a fetch to the same output that was killed mid-way (the output itself was never
     // touched): their verified chunks go into the cache, the folders away.
     await salvageStaging(o.out, cache, STALE_STAGING_MS, Date.now(), log);
@@ -208,6 +209,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         bytes: m.totalBytes,
         sources: used,
         fromCache: fromCache.size,
+        blake3: blake3Implementation(),
         durationMs: Math.round(performance.now() - t0),
         ...steps,
       },

@@ -21,9 +21,9 @@ import { writevAll } from '../../src/fs/writev-all.js';
 import { createBlake3, digestEquals, blake3 } from '../../src/hash/blake3.js';
 import type { Logger } from '../../src/log.js';
 import { hashedChunk, type ChunkInput } from '../../src/store/chunk-id.js';
-import type { ChunkStore } from '../../src/store/chunk-store.js';
 import { checkWindowsPathLengths } from '../windows/paths.js';
 import { planChunks } from './chunks.js';
+import type { ChunkCache } from './file-cache.js';
 
 /** The whole-file check reads the staged files back in blocks of this size. */
 const VERIFY_BLOCK_BYTES = 4 * 1024 * 1024;
@@ -195,7 +195,7 @@ function processAlive(pid: number): boolean {
  */
 export async function salvageStaging(
   out: string,
-  cache: ChunkStore | undefined,
+  cache: ChunkCache | undefined,
   olderThanMs: number,
   nowMs: number,
   log: Logger,
@@ -233,7 +233,7 @@ export async function salvageStaging(
 }
 
 /** The verified chunks of one leftover staging folder into `cache`. */
-async function salvageLeftover(dir: string, cache: ChunkStore): Promise<number> {
+async function salvageLeftover(dir: string, cache: ChunkCache): Promise<number> {
   const m = decodeManifest(await readFile(join(dir, MANIFEST_FILE)), { what: `manifest in ${dir}` });
   const { paths } = stagedPaths(dir, m);
   const files = await Promise.all(paths.map((p) => open(p, 'r').catch(() => undefined)));
@@ -257,7 +257,7 @@ const SALVAGE_BATCH_BYTES = 32 * 1024 * 1024;
  */
 async function salvageChunks(
   m: Manifest,
-  cache: ChunkStore,
+  cache: ChunkCache,
   read: (fileIndex: number, into: Buffer, length: number, position: number) => Promise<number>,
   only?: ReadonlySet<string>,
 ): Promise<number> {
@@ -415,7 +415,7 @@ export class Staging {
    * in the cache for the next attempt, each read back and re-hashed (a bad write is not kept). Errors
    * are the caller's to ignore: the cache only speeds up a retry.
    */
-  async salvage(cache: ChunkStore, written: ReadonlySet<string>): Promise<number> {
+  async salvage(cache: ChunkCache, written: ReadonlySet<string>): Promise<number> {
     if (this.closed || written.size === 0) return 0;
     return salvageChunks(
       this.m,

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import blake3Wasm from 'blake3-wasm';
 
 /**
  * Loads the BLAKE3 implementation once, at module load.
@@ -29,8 +30,8 @@ export interface Blake3Backend {
   /** What the `blake3` package itself re-exports: its install-time choice. */
   readonly packageChoice: Blake3Implementation | 'unknown';
   /**
-   * One-shot BLAKE3 for inputs up to `ONE_SHOT_MAX_BYTES` (chunk ids), when `@napi-rs/blake-hash`
-   * loaded and passed its self-test; see `loadOneShot`.
+   * One-shot BLAKE3 for inputs up to `ONE_SHOT_MAX_BYTES` (chunk ids): `@napi-rs/blake-hash` when it
+   * loaded and passed its self-test (see `loadOneShot`), blake3-wasm's own for the wasm backend.
    */
   readonly oneShot?: (data: Uint8Array) => Buffer;
   /** File that `oneShot` was loaded from (reported; tests check which library it is). */
@@ -81,19 +82,57 @@ function packageChoice(): Blake3Implementation | 'unknown' {
   return 'unknown';
 }
 
-/** The WebAssembly fallback; exported so tests and benchmarks can exercise it even when native loads. */
+interface WasmModule {
+  load(): Promise<void>;
+  hash(input: Uint8Array): Buffer;
+  createHash(): { update(d: Uint8Array): unknown; digest(): Uint8Array; dispose(): void };
+}
+
+/**
+ * The WebAssembly fallback (blake3-wasm), and the self-contained agent's only BLAKE3; exported so
+ * tests and benchmarks can exercise it even when native loads.
+ *
+ * Its hashers live in the WebAssembly heap, a fixed 16 MiB, and are freed only by a finalizer: a
+ * hasher per chunk, thousands of them before a garbage collection, exhausts the heap (the process
+ * aborts with OOM). So chunk-sized inputs go through its one-shot `hash` (no hasher: a scratch
+ * buffer), and every hasher is disposed of at its digest.
+ */
 export async function loadWasmBackend(nativeError?: string): Promise<Blake3Backend> {
-  const wasm = req('blake3-wasm') as {
-    load(): Promise<void>;
-    createHash(): { update(d: Uint8Array): unknown; digest(): Uint8Array };
-  };
+  // Imported statically (a bundler takes it along); the native addons are only ever required at run time.
+  const wasm = blake3Wasm as unknown as WasmModule;
   await wasm.load();
+  const createRaw = (): RawHasher => {
+    const h = wasm.createHash();
+    let digest: Uint8Array | undefined;
+    return {
+      update: (d) => h.update(d),
+      digest: () => {
+        if (digest === undefined) {
+          digest = h.digest();
+          h.dispose();
+        }
+        return digest;
+      },
+    };
+  };
+  const oneShot = (data: Uint8Array) => wasm.hash(data);
+  // Self-check, as for the addons: the official vectors through both paths.
+  const input = Uint8Array.from({ length: 1025 }, (_, i) => i % 251);
+  const viaHasher = createRaw();
+  viaHasher.update(input);
+  const got = [oneShot(new Uint8Array(0)), oneShot(input), viaHasher.digest()].map((d) =>
+    Buffer.from(d).toString('hex'),
+  );
+  if (got.join() !== [EMPTY_HASH_HEX, VECTOR_1025_HEX, VECTOR_1025_HEX].join())
+    throw new Error(`blake3-wasm self-test failed: ${got.join(', ')}`);
   return {
     implementation: 'wasm',
     maxUpdateBytes: WASM_SCRATCH_BYTES,
-    createRaw: () => wasm.createHash(),
+    createRaw,
     ...(nativeError === undefined ? {} : { nativeError }),
     packageChoice: packageChoice(),
+    oneShot,
+    oneShotPath: 'blake3-wasm',
   };
 }
 
@@ -130,7 +169,14 @@ function loadOneShot(): { fn: (data: Uint8Array) => Buffer; path: string } | und
   }
 }
 
+/**
+ * `DEPOTSYNC_BLAKE3=wasm` makes the process hash on WebAssembly even where the addon is built: how a
+ * self-contained agent hashes, measured or tested on a machine that has the addon.
+ */
+export const FORCE_WASM_ENV = 'DEPOTSYNC_BLAKE3';
+
 async function loadBackend(): Promise<Blake3Backend> {
+  if (process.env[FORCE_WASM_ENV] === 'wasm') return loadWasmBackend(`${FORCE_WASM_ENV}=wasm`);
   let native: NativeBinding;
   try {
     native = loadNative();

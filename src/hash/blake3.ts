@@ -110,7 +110,7 @@ export function checkBlake3With(be: Blake3Backend, log?: Logger): Blake3Implemen
     component: 'hash',
     blake3: impl,
     blake3Package: be.packageChoice,
-    blake3OneShot: be.oneShot ? ONE_SHOT_PACKAGE : 'none',
+    blake3OneShot: be.oneShot ? (impl === 'wasm' ? 'blake3-wasm' : ONE_SHOT_PACKAGE) : 'none',
   };
   if (impl === 'native') {
     log?.debug(fields, 'BLAKE3: native addon @c4312/blake3-native');

@@ -18,7 +18,8 @@ import { openFileSink } from '../../agent/fetch/staging.js';
 import { MemoryAgentState } from '../../agent/state.js';
 import { buildManifest, decodeManifest, encodeManifest } from '../../src/content/manifest.js';
 import { isDepotsyncError } from '../../src/errors.js';
-import { ChunkStore } from '../../src/store/chunk-store.js';
+import { FileChunkCache } from '../../agent/fetch/file-cache.js';
+import { silentLogger } from '../../src/log.js';
 import { generateKeyPair } from '../../src/tuf/keys.js';
 import { DirectoryTrustedStore } from '../../src/tuf/client.js';
 import {
@@ -191,10 +192,10 @@ describe('agent fetch: bad sources and faults', () => {
     expect(r.source).toEqual(['depot-1', 'master']);
     expect(readFileSync(r.path).equals(big)).toBe(true);
     expect(a.state.health(depot1.url).penaltyReason).toMatch(/hash/);
-    const cache = ChunkStore.open(join(a.dir, 'cache'));
+    const cache = await FileChunkCache.open(join(a.dir, 'cache'), { logger: silentLogger() });
     try {
       // Whatever is cached verifies (the tampered copy was never written).
-      for (const cid of ids) if (cache.has(cid)) await cache.get(cid, { verify: true });
+      for (const cid of ids) if (cache.missing([cid]).length === 0) await cache.get(cid, { verify: true });
     } finally {
       await cache.close();
     }
@@ -209,9 +210,9 @@ describe('agent fetch: bad sources and faults', () => {
     expect(isDepotsyncError(e, 'hash-mismatch')).toBe(true);
     expect(e.message).toContain(ids[0]!);
     expect(outEntries(a.outDir)).toEqual([]);
-    const cache = ChunkStore.open(join(a.dir, 'cache'));
+    const cache = await FileChunkCache.open(join(a.dir, 'cache'), { logger: silentLogger() });
     try {
-      expect(cache.has(ids[0]!)).toBe(false);
+      expect(cache.missing([ids[0]!])).toEqual([ids[0]!]);
     } finally {
       await cache.close();
     }
@@ -487,15 +488,15 @@ describe('agent fetch: bad sources and faults', () => {
       a.fetch({ name: 'tool', version: '1.0', settings: { concurrency: 1 }, sources: [depot1.source()] }),
     );
     depot1.faults.cutAfterRecords = undefined;
-    const cacheBytes = () => {
-      const cache = ChunkStore.open(join(a.dir, 'cache'));
+    const cacheBytes = async () => {
+      const cache = await FileChunkCache.open(join(a.dir, 'cache'), { logger: silentLogger() });
       try {
         return cache.stats().bytes;
       } finally {
-        void cache.close();
+        await cache.close();
       }
     };
-    expect(cacheBytes()).toBeGreaterThan(100_000);
+    expect(await cacheBytes()).toBeGreaterThan(100_000);
     const stale = join(a.outDir, '.tool.depotsync-staging-0123456789ab');
     mkdirSync(stale);
     const old = new Date(Date.now() - 2 * 3_600_000);
@@ -510,7 +511,7 @@ describe('agent fetch: bad sources and faults', () => {
     expect(r.chunksFromCache).toBeGreaterThan(0);
     expect(readFileSync(r.path).equals(big)).toBe(true);
     expect(outEntries(a.outDir)).toEqual(['tool']);
-    expect(cacheBytes()).toBe(0);
+    expect(await cacheBytes()).toBe(0);
   });
 
   it('a fetch killed mid-way (kill -9): the next one salvages what it had staged, re-hashed, and downloads the rest', async () => {

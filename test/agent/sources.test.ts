@@ -6,7 +6,7 @@ import { DEFAULT_FETCH_SETTINGS, decodeAgentConfig, parseDepotFlag } from '../..
 import { compareVersions, latestVersion } from '../../agent/fetch/versions.js';
 import { parsePackageRef } from '../../agent/fetch/catalog.js';
 import { rankSources } from '../../agent/sources.js';
-import { MemoryAgentState, SqliteAgentState } from '../../agent/state.js';
+import { FileAgentState, MemoryAgentState } from '../../agent/state.js';
 import { silentLogger } from '../../src/log.js';
 
 const dirs: string[] = [];
@@ -76,17 +76,17 @@ describe('rankSources', () => {
     expect(probes).toBe(6);
   });
 
-  it('the SQLite state keeps probes, penalties and the highest generation across opens', () => {
+  it('the file state keeps probes, penalties and the highest generation across opens', () => {
     const dir = mkdtempSync(join(tmpdir(), 'agent-state-'));
     dirs.push(dir);
-    const path = join(dir, 'state.sqlite');
-    let s = SqliteAgentState.open(path, silentLogger());
+    const path = join(dir, 'state.json');
+    let s = FileAgentState.open(path, silentLogger());
     s.raise('generation', 7);
     s.raise('generation', 3);
     s.recordProbe('https://a', 12.4, 99);
     s.penalize('https://a', 1234, 'slow');
     s.close();
-    s = SqliteAgentState.open(path, silentLogger());
+    s = FileAgentState.open(path, silentLogger());
     expect(s.highest('generation')).toBe(7);
     expect(s.health('https://a')).toMatchObject({
       rttMs: 12,

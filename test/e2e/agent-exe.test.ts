@@ -96,6 +96,12 @@ describe('self-contained agent executables', () => {
     services.push(startService('master', ['master', 'serve', '--dir', M, '--listen', `127.0.0.1:${mp}`]));
     await waitForHttps(masterUrl);
     enrollDepot({ master: M, masterUrl, fingerprint: fp, dir: D, name: 'depot-1', port: dp });
+    // No chunks in the depot's memory: the second flow fetches what the first did, and chunks asked for
+    // twice are served from memory, which would hide the packs altered on disk from the tampered-depot step.
+    const depotJson = join(D, 'depot.json');
+    const settings = JSON.parse(readFileSync(depotJson, 'utf8')) as { serving?: Record<string, unknown> };
+    settings.serving = { ...settings.serving, hotChunkBytes: 0 };
+    writeFileSync(depotJson, `${JSON.stringify(settings, null, 2)}\n`);
     services.push(startService('depot-1', ['depot', 'serve', '--dir', D]));
     await waitForHttps(depotUrl);
     await until(

@@ -8,7 +8,7 @@ import { createDepotApp } from '../../../depot/serve/app.js';
 import { startDepotServer, type DepotServer } from '../../../depot/serve/server.js';
 import { fetchPackage, type FetchPackageResult } from '../../../agent/fetch/fetch.js';
 import { RemoteSource, type Source } from '../../../agent/fetch/remote.js';
-import { SqliteAgentState } from '../../../agent/state.js';
+import { FileAgentState } from '../../../agent/state.js';
 import { DepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { HttpClient } from '../../../src/net/client.js';
@@ -81,7 +81,7 @@ describe('agents honour the validity window of their air-gapped depot', () => {
   ): Promise<{ result?: FetchPackageResult; error?: DepotsyncError; tufDir: string }> {
     const A = w.file(`agent-${++agents}`);
     mkdirSync(A, { recursive: true });
-    const state = SqliteAgentState.open(join(A, 'state.db'), log);
+    const state = FileAgentState.open(join(A, 'state.json'), log);
     const source: Source = { name: 'ship', url: `https://127.0.0.1:${server.port}`, kind: 'depot' };
     const tufDir = join(A, 'tuf');
     try {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -134,7 +135,22 @@ describe('implementation', () => {
     }
     const big = vectorInput(3 * 1024 * 1024 + 5);
     expect(createBlake3With(wasm).update(big).digestHex()).toBe(blake3Hex(big));
+    for (const v of vectors) expect(wasm.oneShot!(vectorInput(v.input_len)).toString('hex')).toBe(v.hash);
   });
+
+  it('the wasm backend hashes 1 GiB as chunks without exhausting its heap (no garbage collection between)', async () => {
+    const wasm = await loadWasmBackend();
+    const chunk = vectorInput(64 * 1024);
+    const want = blake3Hex(chunk);
+    // 16,384 chunks of 64 KiB, in one synchronous loop: finalizers never run, so a hasher not freed at
+    // its digest would exhaust the 16 MiB WebAssembly heap (the process aborts).
+    for (let i = 0; i < 16_384; i++) {
+      if (blake3With(wasm, chunk).toString('hex') !== want) throw new Error(`one-shot ${i} differs`);
+      if (createBlake3With(wasm).update(chunk).digestHex() !== want) throw new Error(`streamed ${i} differs`);
+    }
+    const h = createBlake3With(wasm).update(chunk);
+    expect(h.digestHex()).toBe(h.digestHex()); // a second digest of the same hasher still answers
+  }, 120_000);
 });
 
 describe('one-shot hashing of chunk-sized inputs (@napi-rs/blake-hash)', () => {
@@ -183,5 +199,21 @@ describe('BLAKE3 of bytes in a SharedArrayBuffer', () => {
     for (let i = 0; i < shared.length; i++) shared[i] = i % 251;
     const plain = Uint8Array.from(shared);
     expect(blake3(shared.subarray(7, 9000)).equals(blake3(plain.subarray(7, 9000)))).toBe(true);
+  });
+});
+
+describe('DEPOTSYNC_BLAKE3=wasm', () => {
+  it('makes the process hash on WebAssembly although the addon is built', () => {
+    const mod = new URL('../../../dist/src/hash/blake3.js', import.meta.url).href;
+    const script = `const b = await import(${JSON.stringify(mod)}); console.log(b.blake3Implementation(), b.blake3Hex(new Uint8Array(0)));`;
+    const run = (env: Record<string, string>) =>
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+      }).trim();
+    expect(run({ DEPOTSYNC_BLAKE3: 'wasm' })).toBe(
+      'wasm af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262',
+    );
+    expect(run({ DEPOTSYNC_BLAKE3: '' }).split(' ')[0]).toBe('native');
   });
 });
