@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { applyDelta } from '../compress/zstd.js';
+import { loadZstdDecoder } from '../compress/zstd-decoder.js';
 import { DepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fatalRefusal } from './refusal.js';
@@ -78,7 +78,11 @@ export async function fetchTargetWithDelta(
       wireBytes += answer.bytes.length;
       const bytes =
         answer.kind === 'delta'
-          ? applyDelta(base.bytes, answer.bytes, { maxBytes: t.length, exact: true })
+          ? // The decoder, not zstd.ts: agents may run without the native addon.
+            (await loadZstdDecoder()).applyDelta(base.bytes, answer.bytes, {
+              maxBytes: t.length,
+              exact: true,
+            })
           : answer.bytes;
       checkSignedTarget(bytes, t, `${what} (rebuilt from a delta against ${base.name})`);
       log.debug(
