@@ -10,6 +10,11 @@ import { readCached, trimCache } from './cache.js';
 import { FileChunkCache, type ChunkCache } from './file-cache.js';
 import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { ManifestShelf } from './manifests.js';
+import { OldVersion } from './old-version.js';
+import { pairChunkBases } from '../../src/content/delta-pairs.js';
+import { loadZstdDecoder } from '../../src/compress/zstd-decoder.js';
+import { downloadDeltas } from '../../src/read/delta-download.js';
+import type { TargetBase } from '../../src/read/target-delta.js';
 import { downloadChunks } from '../../src/read/chunk-download.js';
 import { fatalRefusal } from '../../src/read/refusal.js';
 import { checkChunk } from '../../src/read/verify.js';
@@ -76,6 +81,10 @@ export interface FetchPackageResult {
   kind: 'file' | 'folder';
   chunks: number;
   chunksFromCache: number;
+  /** Chunks copied from the previous version's output (unchanged since it was fetched). */
+  chunksFromOld: number;
+  /** Chunks rebuilt from deltas against the previous version (or sent whole in the delta answer). */
+  chunksFromDeltas: number;
 }
 
 /**
@@ -103,6 +112,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
   };
   let cache: ChunkCache | undefined;
   let staging: Staging | undefined;
+  let old: OldVersion | undefined;
   /** Chunks this fetch verified and wrote into the staging folder (salvaged into the cache on failure). */
   const staged = new Set<string>();
   const t0 = performance.now();
@@ -126,7 +136,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
 
     // 1. Catalog and manifest from the first source that passes every check.
     const shelf = o.manifestDir ? new ManifestShelf(o.manifestDir, log) : undefined;
-    const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log, shelf);
+    const kept = shelf?.base(o.name);
+    const { pkg, index } = await resolveFromSources(o, remotes, now, penalize, log, kept);
     const metaSource = remotes[index] as RemoteSource;
     const m = pkg.manifest;
     await checkOutput(o.out, m);
@@ -160,9 +171,85 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         )
       : new Set<string>();
     const sources = remotes.slice(index);
+    let left = needs.filter((n) => !fromCache.has(n.id));
+
+    // The previous version, read back from its output: what is unchanged is copied, what changed
+    // comes as deltas against the old chunks it replaces (old-version.ts).
+    const keptOut = kept && shelf?.output(kept.name);
+    old = kept && keptOut ? OldVersion.from(kept, keptOut, log) : undefined;
+    let fromOld = 0;
+    let fromDeltas = 0;
+    let deltaWire = 0;
+    if (old) {
+      const prev = old;
+      const rest: ChunkNeed[] = [];
+      for (const need of left) {
+        const data = prev.has(need.id) ? await prev.chunk(need.id) : undefined;
+        if (!data) {
+          rest.push(need);
+          continue;
+        }
+        await writePlaces([{ need, data }]);
+        staged.add(need.id);
+        fromOld++;
+      }
+      left = rest;
+      const served = `${pkg.target.hashes.sha256}.${pkg.path}`;
+      const pairs = pairChunkBases(
+        [{ name: served, path: pkg.path, load: () => m }],
+        [prev.version],
+        new Set(left.map((n) => n.id)),
+      );
+      const wants = left.flatMap((n) => {
+        const b = pairs.get(n.id);
+        return b ? [{ ...n, ...b }] : [];
+      });
+      const decoder = wants.length
+        ? await loadZstdDecoder().catch((e: unknown) => {
+            log.warn({ err: (e as Error).message }, 'no zstd decoder; changed chunks are fetched whole');
+            return undefined;
+          })
+        : undefined;
+      if (decoder) {
+        const got = new Set<string>();
+        const r = await downloadDeltas({
+          needs: wants,
+          source: metaSource,
+          readBase: (ids) => prev.base(ids),
+          applyDelta: decoder.applyDelta,
+          batchMaxBytes: settings.batchMaxBytes,
+          batchMaxChunks: settings.batchMaxChunks,
+          requestTimeoutMs: settings.requestTimeoutMs,
+          fatal: (e) => fatalRefusal(e) !== undefined,
+          deliver: async (need, chunk) => {
+            await writePlaces([{ need, data: chunk.data }]);
+            staged.add(need.id);
+            got.add(need.id);
+          },
+          log,
+        });
+        fromDeltas = got.size;
+        deltaWire = r.wireBytes;
+        left = left.filter((n) => !got.has(n.id));
+        log.info(
+          {
+            source: metaSource.name,
+            pairs: wants.length,
+            rebuilt: r.rebuilt,
+            whole: r.whole,
+            refused: r.refused,
+            wireBytes: r.wireBytes,
+            zstd: decoder.implementation,
+          },
+          'chunks fetched as deltas against the previous version',
+        );
+      }
+      step('deltaMs');
+    }
+
     // Fail over at once: a source that errs, stalls or forges is penalised and the next one asked.
     const bySource = await downloadChunks({
-      needs: needs.filter((n) => !fromCache.has(n.id)),
+      needs: left,
       sources,
       concurrency: settings.concurrency,
       batchMaxBytes: settings.batchMaxBytes,
@@ -192,6 +279,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     staging = undefined;
 
     const used = [metaSource.name, ...[...bySource.keys()].filter((n) => n !== metaSource.name)];
+    await old?.close();
+    old = undefined;
     // A source that served its part and never failed in this fetch is in good standing again.
     for (const r of remotes)
       if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
@@ -202,13 +291,16 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         m.totalBytes <= settings.cacheMaxBytes ? new Set(needs.map((n) => n.id)) : new Set(),
         log,
       );
-    shelf?.keep(`${pkg.target.hashes.sha256}.${pkg.path}`, pkg.manifestBytes);
+    shelf?.keep(`${pkg.target.hashes.sha256}.${pkg.path}`, pkg.manifestBytes, o.out);
     log.info(
       {
         package: `${m.name}@${m.version}`,
         bytes: m.totalBytes,
         sources: used,
         fromCache: fromCache.size,
+        fromOld,
+        fromDeltas,
+        deltaWireBytes: deltaWire,
         blake3: blake3Implementation(),
         durationMs: Math.round(performance.now() - t0),
         ...steps,
@@ -226,8 +318,11 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       kind: stage.kind,
       chunks: needs.length,
       chunksFromCache: fromCache.size,
+      chunksFromOld: fromOld,
+      chunksFromDeltas: fromDeltas,
     };
   } finally {
+    await old?.close().catch(() => undefined);
     if (staging) {
       // A failed fetch: what it verified and staged goes into the cache (resume), then the folder away.
       if (cache) {
@@ -258,10 +353,9 @@ async function resolveFromSources(
   now: () => Date,
   penalize: (r: RemoteSource, e: unknown) => void,
   log: Logger,
-  shelf: ManifestShelf | undefined,
+  manifestBase: TargetBase | undefined,
 ): Promise<{ pkg: ResolvedPackage; index: number }> {
   const errors: Array<{ source: string; error: unknown }> = [];
-  const manifestBase = shelf?.base(o.name);
   for (const [index, remote] of remotes.entries()) {
     try {
       const want = o.version ? { name: o.name, version: o.version } : { name: o.name };

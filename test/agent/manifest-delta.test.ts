@@ -70,7 +70,8 @@ describe('agent fetch: the manifest of an upgrade as a delta against the one the
     await fetch('1.0');
     expect(deltaAsks()).toEqual([]);
     const kept = `${sha256(p1.bytes)}.app@1.0.json`;
-    expect(readdirSync(manifests)).toEqual([kept]);
+    // Beside it, the output it was written to (the next upgrade reads the old chunks back from there).
+    expect(readdirSync(manifests)).toEqual([kept, `${kept}.out`]);
 
     const p2 = await repo.publish('app', '1.1', [{ path: 'app.bin', data: version(1) }]);
     depot.requests.length = 0;
@@ -81,7 +82,7 @@ describe('agent fetch: the manifest of an upgrade as a delta against the one the
     expect(deltaAsks().map((q) => q.path)).toEqual([`/v1/targets-delta/${kept}/${name2}`]);
     expect(wholeAsks()).toEqual([]);
     // Only the newest manifest of the package is kept.
-    expect(readdirSync(manifests)).toEqual([name2]);
+    expect(readdirSync(manifests)).toEqual([name2, `${name2}.out`]);
   });
 
   it('a kept manifest that no longer matches its hash is removed; the manifest is fetched whole', async () => {
@@ -96,6 +97,7 @@ describe('agent fetch: the manifest of an upgrade as a delta against the one the
     expect(readFileSync(join(dir, 'out', 'app-1.2')).equals(version(2))).toBe(true);
     expect(deltaAsks()).toEqual([]);
     expect(wholeAsks()).toHaveLength(1);
-    expect(readdirSync(manifests)).toEqual([`${sha256(p3.bytes)}.app@1.2.json`]);
+    const name3 = `${sha256(p3.bytes)}.app@1.2.json`;
+    expect(readdirSync(manifests)).toEqual([name3, `${name3}.out`]);
   });
 });
