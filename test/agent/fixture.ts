@@ -30,6 +30,8 @@ import { generateKeyPair, type KeyPair } from '../../src/tuf/keys.js';
 import { TufRepository, type MetadataFile } from '../../src/tuf/repository.js';
 import { rootFingerprint } from '../../src/tuf/client.js';
 import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../../src/wire/chunk-batch.js';
+import { delta as zstdDelta } from '../../src/compress/zstd.js';
+import type { ZstdDeltaSource } from '../../src/deltas/source.js';
 import { RemoteSource, type Source } from '../../agent/fetch/remote.js';
 import { Clock } from '../helpers/manual-clock.js';
 import { CHUNKING, corruptingChunks, sha256 } from '../helpers/signed-content.js';
@@ -150,6 +152,12 @@ export interface Faults {
   cutAfterRecords?: number;
   /** Certificate serials refused with 403 revoked. */
   revoked: Set<string>;
+  /**
+   * zstd chunk deltas (`POST /v1/chunks/delta`), computed against the asked bases: 'honest', or a lying
+   * depot's: frames that decode to other bytes of the right length ('wrong'), to more than the chunk
+   * ('bomb'), or cut short ('truncated'); 'off' serves byte deltas only.
+   */
+  zstdDeltas: 'honest' | 'wrong' | 'bomb' | 'truncated' | 'off';
 }
 
 export interface TestServer {
@@ -176,6 +184,25 @@ export async function startServer(
     trickle: false,
     endlessTargets: false,
     revoked: new Set(),
+    zstdDeltas: 'honest',
+  };
+  const zstdDeltas: ZstdDeltaSource = {
+    frame: (_target, _bases, target, base) => {
+      const mode = faults.zstdDeltas;
+      if (mode === 'off') return Promise.resolve(undefined);
+      let frame: Buffer;
+      if (mode === 'wrong') {
+        const other = Buffer.from(target);
+        other[other.length >> 1] ^= 0x5a;
+        frame = zstdDelta(base, other, 3);
+      } else if (mode === 'bomb') {
+        frame = zstdDelta(base, Buffer.concat([target, Buffer.alloc(1024 * 1024)]), 3);
+      } else {
+        frame = zstdDelta(base, target, 3);
+        if (mode === 'truncated') frame = frame.subarray(0, frame.length >> 1);
+      }
+      return Promise.resolve(frame);
+    },
   };
   const requests: TestServer['requests'] = [];
   const source: ReadApiSource = {
@@ -230,7 +257,7 @@ export async function startServer(
   });
   // No hot-chunk memory: the faults above stand for what a compromised depot sends, and a chunk kept in
   // memory by an earlier test would be served past them.
-  app.route('/', readRoutes(source, log, { hotChunkBytes: 0 }));
+  app.route('/', readRoutes(source, log, { hotChunkBytes: 0, zstdDeltas }));
 
   // A plain server certificate by default; a depot's machine certificate (CN=name, OU=depot) when given.
   const srv =
