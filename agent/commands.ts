@@ -159,7 +159,16 @@ export const agentCommands: Command[] = [
         progress?.finish();
         return result;
       });
-      const json = { id: r.id, name: r.name, version: r.version, bytes: r.bytes, source: r.source };
+      const json = {
+        id: r.id,
+        name: r.name,
+        version: r.version,
+        bytes: r.bytes,
+        source: r.source,
+        chunks: r.chunks,
+        chunksFromOld: r.chunksFromOld,
+        chunksFromDeltas: r.chunksFromDeltas,
+      };
       const human = `fetched ${r.name}@${r.version} (${formatBytes(r.bytes)}, verified) from ${r.source.join(', ')} into ${r.path}`;
       if (!exec) return { json, human };
       // Only reached after fetchPackage verified and committed: nothing unverified is ever run.
