@@ -51,7 +51,7 @@ import { PackFiles } from './pack-files.js';
 import { PACK_HEADER_BYTES, packIdFromName, RECORD_HEADER_BYTES } from './pack-format.js';
 import { StoreReader, type ReadManyOptions, type ReadManyRecord, type StoredChunk } from './store-reader.js';
 import { hashedChunk } from './chunk-id.js';
-import { plainBytes, type ChunkEncoding } from './encoding.js';
+import { plainBytes } from './encoding.js';
 import { StoreWriter, type PutResult, type PutStreamOptions } from './store-writer.js';
 import { WriteLock } from './write-lock.js';
 
