@@ -243,6 +243,13 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     }
   }
 
+  // Chunks go as the store holds them (compressed where that paid at publish): the table of contents
+  // commits to their stored lengths, read from the index before any chunk is read.
+  const forms = ctx.store.storedForms(chunks.map((c) => c.id));
+  chunks.forEach((c, i) => {
+    const f = forms[i];
+    if (f && f.plainLength === c.length) c.stored = { encoding: f.encoding, length: f.length };
+  });
   const bytes = await writeBundle({
     out: o.out,
     head: {
@@ -264,6 +271,7 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     readChunks: (ids) =>
       ctx.store.readMany(ids, {
         verify: true,
+        stored: true,
         runBytes: 1024 * 1024,
         aheadRuns: 8,
         pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024),

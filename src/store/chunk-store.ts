@@ -44,14 +44,14 @@ import type { Readable } from 'node:stream';
 import { DepotsyncError, fromSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { assertChunkId, idToKey, type ChunkInput } from './chunk-id.js';
-import { ChunkIndex, deadBytes } from './chunk-index.js';
+import { ChunkIndex, deadBytes, rowEncoding, rowPlainLength } from './chunk-index.js';
 import { sweepAndCompact, type CompactionParts, type GcOptions, type GcResult } from './compaction.js';
 import { resolveStoreOptions, type ChunkStoreOptions } from './options.js';
 import { PackFiles } from './pack-files.js';
 import { PACK_HEADER_BYTES, packIdFromName, RECORD_HEADER_BYTES } from './pack-format.js';
 import { StoreReader, type ReadManyOptions, type ReadManyRecord, type StoredChunk } from './store-reader.js';
 import { hashedChunk } from './chunk-id.js';
-import { plainBytes } from './encoding.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import { StoreWriter, type PutResult, type PutStreamOptions } from './store-writer.js';
 import { WriteLock } from './write-lock.js';
 
@@ -239,6 +239,24 @@ export class ChunkStore {
   /** The chunk's bytes, re-hashed unless `verify` is false (default: the store's `verifyOnRead`). */
   get(id: string, opts: { verify?: boolean } = {}): Promise<Buffer> {
     return this.reader.get(id, opts);
+  }
+
+  /**
+   * How each chunk is held (encoding, stored and plain length), from the index alone; undefined where
+   * absent. For planning what reads of the stored form will return (a bundle's table of contents).
+   */
+  storedForms(
+    ids: readonly string[],
+  ): Array<{ encoding: ChunkEncoding; length: number; plainLength: number } | undefined> {
+    this.assertOpen();
+    ids.forEach((id) => assertChunkId(id));
+    return this.index
+      .lookupMany(ids.map(idToKey))
+      .map((row) =>
+        row
+          ? { encoding: rowEncoding(row), length: row.length, plainLength: rowPlainLength(row) }
+          : undefined,
+      );
   }
 
   /** The chunk as stored (see StoreReader.getStored), re-hashed through its plain bytes unless `verify` is false. */
