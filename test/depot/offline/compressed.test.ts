@@ -75,7 +75,7 @@ describe('offline bundles carry compressed chunks', () => {
     expect(r.switched).toBe(true);
     expect(await servedComplete(D)).toBe(r.generation);
     await withDepot(D, async (d) => {
-      const served = d.db.liveTargets(['served']);
+      const served = [...d.db.liveTargets(['served'])];
       const ids = served.flatMap((t) => uniqueChunkIds(decodeManifest(t.bytes)));
       const forms = await Promise.all(ids.map((id) => d.store.getStored(id)));
       expect(forms.some((f) => f.encoding === 'zstd')).toBe(true);
