@@ -8,7 +8,11 @@ import { ChunkStore } from '../../src/store/chunk-store.js';
 import { openDepot, type Depot } from '../../depot/depot.js';
 import { createDepotApp } from '../../depot/serve/app.js';
 import { startDepotServer, type DepotServer } from '../../depot/serve/server.js';
-import { startUpstream, writeDepotDir, type Upstream } from './fixture.js';
+import { decompress } from '../../src/compress/zstd.js';
+import { blake3Hex } from '../../src/hash/blake3.js';
+import { HttpClient } from '../../src/net/client.js';
+import { consume } from '../../src/net/consume.js';
+import { agentCredentials, startUpstream, writeDepotDir, type Upstream } from './fixture.js';
 import { expectServedComplete } from './helpers.js';
 
 /** Text-like bytes (about 3-5× with zstd -3), deterministic. */
@@ -129,6 +133,39 @@ describe('compressed chunks through a depot (real mutual TLS on 127.0.0.1)', () 
         for (const id of uniqueChunkIds(decodeManifest(t.bytes)))
           encodings.add((await parent.store.getStored(id)).encoding);
       expect([...encodings].sort()).toEqual(['plain', 'zstd']);
+
+      // A single chunk: the stored frame to a client that accepts zstd, plain bytes to one that does not.
+      const creds = agentCredentials(up.ca, 'agent-z');
+      const http = new HttpClient({ baseUrl: parentUrl, caPem: up.ca.certPem, ...creds });
+      try {
+        const ids = [...parent.db.liveTargets(['served'])].flatMap((t) =>
+          uniqueChunkIds(decodeManifest(t.bytes)),
+        );
+        let zstdId: string | undefined;
+        for (const id of ids) if ((await parent.store.getStored(id)).encoding === 'zstd') zstdId ??= id;
+        const get = async (accept: string | undefined) => {
+          const res = await http.request('GET', `/v1/chunks/${zstdId}`, {
+            headers: accept ? { 'accept-encoding': accept } : {},
+            maxBytes: 1024 * 1024,
+            what: 'chunk',
+          });
+          const parts: Buffer[] = [];
+          await consume(res.body, (b: Buffer) => {
+            parts.push(Buffer.from(b));
+            return undefined;
+          });
+          return { headers: res.headers, body: Buffer.concat(parts) };
+        };
+        const z = await get('gzip, zstd');
+        expect(z.headers['content-encoding']).toBe('zstd');
+        const plainLength = Number(z.headers['x-depotsync-plain-length']);
+        expect(blake3Hex(decompress(z.body, { maxBytes: plainLength, exact: true }))).toBe(zstdId);
+        const p = await get(undefined);
+        expect(p.headers['content-encoding']).toBeUndefined();
+        expect(blake3Hex(p.body)).toBe(zstdId);
+      } finally {
+        http.close();
+      }
       expect(parent.store.plainBytes()).toBeGreaterThan(parent.store.stats().bytes);
     } finally {
       await child.close();
