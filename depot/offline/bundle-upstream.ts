@@ -244,6 +244,7 @@ export class BundleUpstream implements Upstream {
               target,
               rec.plainLength,
               `${this.origin} (section ${s.name})`,
+              s.records === 2,
             );
           } catch (e) {
             throw new DepotsyncError(

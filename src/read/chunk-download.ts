@@ -209,7 +209,14 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
         // is dropped, never delivered.
         let chunk: ChunkInput | undefined;
         try {
-          chunk = receivedChunk(need, rec.encoding, rec.data, rec.plainLength, source.name);
+          chunk = receivedChunk(
+            need,
+            rec.encoding,
+            rec.data,
+            rec.plainLength,
+            source.name,
+            decoder.format === 2,
+          );
         } catch (e) {
           undecodable ??= e;
         }

@@ -49,7 +49,9 @@ export function checkChunk(
  * lists: a frame is decoded with the listed length as a hard cap and must come out exactly that long
  * (else a typed error: 'too-large' for a bomb, 'corrupt' or 'truncated' for a damaged or cut frame),
  * and the plain bytes must hash to the id (else undefined, like `verifiedChunk`). The chunk returned
- * carries the frame, so the store keeps it as it came.
+ * carries the frame, so the store keeps it as it came. `senderCompresses`: the sender stores compressed
+ * chunks (format 2), so a plain record is one compression did not pay for: it is stored plain without
+ * trying again.
  */
 export function receivedChunk(
   need: { id: string; length: number },
@@ -57,8 +59,14 @@ export function receivedChunk(
   bytes: Uint8Array,
   declaredPlainLength: number,
   source: string,
+  senderCompresses = false,
 ): ChunkInput | undefined {
-  if (encoding === 'plain') return bytes.length === need.length ? verifiedChunk(need.id, bytes) : undefined;
+  if (encoding === 'plain') {
+    if (bytes.length !== need.length) return undefined;
+    if (!senderCompresses) return verifiedChunk(need.id, bytes);
+    const chunk = hashedChunk(bytes, null);
+    return digestEquals(chunk.id, need.id) ? chunk : undefined;
+  }
   if (declaredPlainLength !== need.length) return undefined;
   const plain = plainBytes(encoding, bytes, need.length, `chunk ${need.id} from ${source}`);
   const chunk = hashedChunk(plain, bytes);
