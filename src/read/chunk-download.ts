@@ -231,7 +231,8 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
         }
         pending.push({ need, chunk });
         if (rec.block) blocks.push(rec.block);
-        pendingBytes += rec.data.length;
+        // A decoded chunk holds its plain bytes beside the frame: both count against the hand-off size.
+        pendingBytes += rec.data.length + (chunk.data === rec.data ? 0 : chunk.data.length);
         wire += rec.data.length + (decoder.format === 2 ? BATCH_RECORD_OVERHEAD : 36);
       }
       return pendingBytes >= o.deliverBytes ? flush() : undefined;
