@@ -159,7 +159,15 @@ export const agentCommands: Command[] = [
         progress?.finish();
         return result;
       });
-      const json = { id: r.id, name: r.name, version: r.version, bytes: r.bytes, source: r.source };
+      const json = {
+        id: r.id,
+        name: r.name,
+        version: r.version,
+        bytes: r.bytes,
+        source: r.source,
+        chunkPlainBytes: r.chunkPlainBytes,
+        chunkWireBytes: r.chunkWireBytes,
+      };
       const human = `fetched ${r.name}@${r.version} (${formatBytes(r.bytes)}, verified) from ${r.source.join(', ')} into ${r.path}`;
       if (!exec) return { json, human };
       // Only reached after fetchPackage verified and committed: nothing unverified is ever run.

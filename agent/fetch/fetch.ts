@@ -76,6 +76,10 @@ export interface FetchPackageResult {
   kind: 'file' | 'folder';
   chunks: number;
   chunksFromCache: number;
+  /** Plain bytes of the chunks downloaded (not from the cache). */
+  chunkPlainBytes: number;
+  /** Bytes of the chunk records received for them (compressed where the source stores them so). */
+  chunkWireBytes: number;
 }
 
 /**
@@ -160,28 +164,33 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         )
       : new Set<string>();
     const sources = remotes.slice(index);
+    const wireBySource = new Map<string, number>();
     // Fail over at once: a source that errs, stalls or forges is penalised and the next one asked.
-    const bySource = await downloadChunks({
-      needs: needs.filter((n) => !fromCache.has(n.id)),
-      sources,
-      concurrency: settings.concurrency,
-      batchMaxBytes: settings.batchMaxBytes,
-      batchMaxChunks: settings.batchMaxChunks,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      attempts: 1,
-      fatal: (e) => fatalRefusal(e) !== undefined,
-      exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
-      deliverBytes: DELIVER_BYTES,
-      deliver: async (group) => {
-        await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
-        for (const g of group) staged.add(g.need.id);
+    const bySource = await downloadChunks(
+      {
+        needs: needs.filter((n) => !fromCache.has(n.id)),
+        sources,
+        concurrency: settings.concurrency,
+        batchMaxBytes: settings.batchMaxBytes,
+        batchMaxChunks: settings.batchMaxChunks,
+        requestTimeoutMs: settings.requestTimeoutMs,
+        attempts: 1,
+        fatal: (e) => fatalRefusal(e) !== undefined,
+        exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
+        deliverBytes: DELIVER_BYTES,
+        deliver: async (group) => {
+          await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
+          for (const g of group) staged.add(g.need.id);
+        },
+        onSourceFailed: penalize,
+        // Recycled receive buffers: fresh memory is faulted in page by page, which is
+        // dear (src/store/buffer-pool.ts).
+        pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
+        log,
       },
-      onSourceFailed: penalize,
-      // Recycled receive buffers: fresh memory is faulted in page by page, which is
-      // dear (src/store/buffer-pool.ts).
-      pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
-      log,
-    });
+      wireBySource,
+    );
+    const sum = (m: Map<string, number>) => [...m.values()].reduce((s, n) => s + n, 0);
 
     step('chunksMs');
     // 3. Whole files again, then one rename into place.
@@ -226,6 +235,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       kind: stage.kind,
       chunks: needs.length,
       chunksFromCache: fromCache.size,
+      chunkPlainBytes: sum(bySource),
+      chunkWireBytes: sum(wireBySource),
     };
   } finally {
     if (staging) {
