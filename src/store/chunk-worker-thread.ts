@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { Chunker } from '../chunk/fastcdc.js';
 import { blake3 } from '../hash/blake3.js';
-import { compressChunk } from './encoding.js';
+import { compressChunk } from './compress-chunk.js';
 import type { ChunkWorkerReply, ChunkWorkerRequest } from './chunk-worker.js';
 
 /**

@@ -1,5 +1,5 @@
 import { DepotsyncError } from '../errors.js';
-import { compress, decompress } from '../compress/zstd.js';
+import { zstdDecoder } from '../compress/zstd-decoder.js';
 
 /**
  * How a chunk is held on disk and on the wire: its plain bytes, or one zstd frame of them (made once,
@@ -20,23 +20,8 @@ export function encodingFromCode(code: number, what: string): ChunkEncoding {
   });
 }
 
-/** Compression is kept only when it saves at least this fraction of the chunk and this many bytes. */
-const MIN_SAVED_FRACTION = 0.03;
-const MIN_SAVED_BYTES = 64;
-
 /** Default zstd level of chunks (bench/README.md, "Real-world deltas"). */
 export const DEFAULT_CHUNK_LEVEL = 3;
-
-/**
- * The zstd frame of a chunk when it pays (saves ≥ 3% and ≥ 64 bytes), else null (kept plain).
- * `level` 0 keeps everything plain.
- */
-export function compressChunk(plain: Uint8Array, level: number): Buffer | null {
-  if (level === 0 || plain.length < 2 * MIN_SAVED_BYTES) return null;
-  const frame = compress(plain, level);
-  const saved = plain.length - frame.length;
-  return saved >= MIN_SAVED_BYTES && saved >= plain.length * MIN_SAVED_FRACTION ? frame : null;
-}
 
 /**
  * The plain bytes of a stored or received form: a zstd frame is decoded with `plainLength` as a hard
@@ -55,7 +40,7 @@ export function plainBytes(
     return bytes;
   }
   try {
-    return decompress(bytes, { maxBytes: plainLength, exact: true });
+    return zstdDecoder().decompress(bytes, { maxBytes: plainLength, exact: true });
   } catch (e) {
     if (e instanceof DepotsyncError)
       throw new DepotsyncError(e.code, `${what}: ${e.message}`, {

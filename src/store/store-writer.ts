@@ -3,7 +3,8 @@ import { fsyncDir } from '../fs/atomic-write.js';
 import type { Logger } from '../log.js';
 import { assertChunkId, idToKey, isSelfHashed, matchesKey, type ChunkInput } from './chunk-id.js';
 import type { ChunkIndex, NewRow } from './chunk-index.js';
-import { compressChunk, plainBytes, type ChunkEncoding } from './encoding.js';
+import { compressChunk } from './compress-chunk.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import type { ChunkStoreOptions } from './options.js';
 import { appendDurably, PackAppender, type PackFiles } from './pack-files.js';
 import {
