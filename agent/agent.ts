@@ -10,6 +10,7 @@ import { pollAgentEnrollment } from './init.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 import { RemoteSource, type Source } from './fetch/remote.js';
 import { FileAgentState } from './state.js';
+import { loadZstdDecoder } from '../src/compress/zstd-decoder.js';
 import { checkPrivateFiles } from './windows/acl.js';
 
 /** An initialised, enrolled agent directory, opened for one command. */
@@ -60,6 +61,10 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
   };
   const proxy = resolveProxy('agent.json', { proxy: config.proxy ?? '', noProxy: config.noProxy ?? '' });
   const state = FileAgentState.open(layout.state, log, { legacySqlite: layout.legacyState });
+  // Chunks and deltas arrive zstd-compressed: the native decoder where the addon was built, else WebAssembly.
+  const zstd = await loadZstdDecoder();
+  if (zstd.implementation === 'wasm')
+    log.debug({ reason: zstd.nativeError }, 'zstd: decoding with WebAssembly');
   const f = config.fetch;
   return {
     layout,

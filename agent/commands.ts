@@ -168,6 +168,8 @@ export const agentCommands: Command[] = [
         chunks: r.chunks,
         chunksFromOld: r.chunksFromOld,
         chunksFromDeltas: r.chunksFromDeltas,
+        chunkPlainBytes: r.chunkPlainBytes,
+        chunkWireBytes: r.chunkWireBytes,
       };
       const human = `fetched ${r.name}@${r.version} (${formatBytes(r.bytes)}, verified) from ${r.source.join(', ')} into ${r.path}`;
       if (!exec) return { json, human };

@@ -19,10 +19,15 @@
  *
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/ingest.js
  *   BENCH_BYTES (default 1 GiB), BENCH_BATCH_MIB (default: the ingest default), BENCH_RUNS (default 3),
- *   BENCH_DIR (scratch folder, default the OS temp folder; deleted afterwards).
+ *   BENCH_DIR (scratch folder, default the OS temp folder; deleted afterwards),
+ *   BENCH_ZSTD_LEVEL (the store's chunk compression level, 0 = plain as before compression; default the
+ *   store's), BENCH_CONTENT=text (compressible content instead of random: TypeScript's own compiler
+ *   sources, repeated with every 512th byte varied per copy so that no chunk repeats).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { open } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,15 +55,28 @@ const envInt = (name: string, dflt: number): number => {
 const bytes = envInt('BENCH_BYTES', 1024 * 1024 * 1024);
 const batchBytes = envInt('BENCH_BATCH_MIB', DEFAULT_INGEST_BATCH_BYTES / 1024 / 1024) * 1024 * 1024;
 const runs = envInt('BENCH_RUNS', 3);
+const zstdLevel =
+  process.env.BENCH_ZSTD_LEVEL === undefined ? undefined : Number(process.env.BENCH_ZSTD_LEVEL);
+const content = process.env.BENCH_CONTENT === 'text' ? 'text' : 'random';
+
+/** Compressible source bytes: the TypeScript compiler's JavaScript, varied per copy (see the header). */
+function textBlock(copy: number): Buffer {
+  const lib = dirname(createRequire(import.meta.url).resolve('typescript'));
+  const base = readFileSync(join(lib, 'typescript.js'));
+  const out = Buffer.from(base);
+  for (let i = copy % 512; i < out.length; i += 512) out[i] = (out[i]! + 1 + (copy >> 9)) & 0xff;
+  return out;
+}
 const scratch = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'depotsync-bench-ingest-'));
 const source = join(scratch, 'source.bin');
 
 async function writeSource(): Promise<void> {
   const fh = await open(source, 'w');
   try {
-    for (let done = 0; done < bytes;) {
-      const n = Math.min(16 * 1024 * 1024, bytes - done);
-      await fh.write(randomBytes(n));
+    for (let done = 0, copy = 0; done < bytes; copy++) {
+      const block = content === 'text' ? textBlock(copy) : randomBytes(16 * 1024 * 1024);
+      const n = Math.min(block.length, bytes - done);
+      await fh.write(block.subarray(0, n));
       done += n;
     }
     await fh.sync();
@@ -114,7 +132,7 @@ async function main(): Promise<void> {
   const storeDir = join(scratch, 'store');
   try {
     const ingestRun = async (opts: IngestOptions): Promise<IngestResult> => {
-      const store = ChunkStore.open(storeDir);
+      const store = ChunkStore.open(storeDir, zstdLevel === undefined ? {} : { compressLevel: zstdLevel });
       try {
         return await ingestFile(store, source, { batchBytes, ...opts });
       } finally {
@@ -160,7 +178,7 @@ async function main(): Promise<void> {
       `| ${name} | ${s.toFixed(2)} | ${mbs(s)} | ${vsCp(s)} | ${newBytes} |`;
     const ing: IngestResult = ingest.out;
     console.log(
-      `\n### Ingest of a ${(bytes / 1024 / 1024).toFixed(0)} MiB random file (best of ${runs}, page cache warmed before each; batches of ${batchBytes / 1024 / 1024} MiB; ` +
+      `\n### Ingest of a ${(bytes / 1024 / 1024).toFixed(0)} MiB ${content} file, zstd level ${zstdLevel ?? 'default'} (best of ${runs}, page cache warmed before each; batches of ${batchBytes / 1024 / 1024} MiB; ` +
         `${ing.chunks.length} chunks; load average ${loadBefore} before, ${load()} after, ${cpus().length} cores)\n`,
     );
     console.log('| operation | seconds | MB/s | speed vs cp+sync (goal ≥ 0.8) | new bytes written |');

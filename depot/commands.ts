@@ -159,13 +159,19 @@ export const depotCommands: Command[] = [
     path: ['depot', 'sync'],
     usage: 'depot sync --dir D [--json]',
     summary:
-      'sync now: fetch, verify and switch to the newest generation; --json: {generation,chunksFetched,bytesFetched}',
+      'sync now: fetch, verify and switch to the newest generation; --json: {generation,chunksFetched,bytesFetched,chunkWireBytes,chunkPlainBytes}',
     options: { dir: { type: 'string' } },
     async run(ctx) {
       const r = await runDepotSync(requireString(ctx.values, 'dir', 'depot sync'), { logger: ctx.log });
       return {
-        json: { generation: r.generation, chunksFetched: r.chunksFetched, bytesFetched: r.bytesFetched },
-        human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksFetched} chunks, ${r.bytesFetched} bytes fetched in ${r.durationMs} ms`,
+        json: {
+          generation: r.generation,
+          chunksFetched: r.chunksFetched,
+          bytesFetched: r.bytesFetched,
+          chunkWireBytes: r.chunkWireBytes,
+          chunkPlainBytes: r.chunkPlainBytes,
+        },
+        human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksFetched} chunks (${r.chunkPlainBytes} bytes plain, ${r.chunkWireBytes} on the wire), ${r.bytesFetched} bytes fetched in ${r.durationMs} ms`,
       };
     },
   },
@@ -173,7 +179,7 @@ export const depotCommands: Command[] = [
     path: ['depot', 'import'],
     usage: 'depot import --dir D FILE [--json]',
     summary:
-      'import an offline bundle (same verification as a sync) or an offline enrollment reply; --json: {generation,chunksImported,bytesImported}',
+      'import an offline bundle (same verification as a sync) or an offline enrollment reply; --json: {generation,chunksImported,bytesImported,chunkWireBytes,chunkPlainBytes}',
     options: { dir: { type: 'string' } },
     positionals: [1, 1],
     run: async (ctx) => (await import('./offline/commands.js')).importCommand(ctx),

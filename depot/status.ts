@@ -26,7 +26,8 @@ export interface DepotStatus {
   bytesRemaining: number;
   scrub: { ok: number; failed: number; at: string | null };
   revocationListVersion: number | null;
-  store: { chunks: number; bytes: number; packBytes: number };
+  /** `bytes`: chunk bytes as stored (compressed where that paid); `plainBytes`: their plain size. */
+  store: { chunks: number; bytes: number; plainBytes: number; packBytes: number };
   /** The validity window of a generation an offline bundle brought, while it is served. */
   offlineWindow?: { validUntil: string; issuedAt: string; open: boolean };
   runs: Array<{
@@ -62,7 +63,7 @@ export async function depotStatus(dir: string): Promise<DepotStatus> {
       bytesRemaining: Number(kv(KV.bytesRemaining)) || 0,
       scrub: { ok: Number(kv(KV.scrubOk)) || 0, failed: Number(kv(KV.scrubFailed)) || 0, at: kv(KV.scrubAt) },
       revocationListVersion: db.revocations()?.version ?? null,
-      store: { chunks: 0, bytes: 0, packBytes: 0 },
+      store: { chunks: 0, bytes: 0, plainBytes: 0, packBytes: 0 },
       runs: db.recentRuns(10).map((r) => ({
         startedAt: r.startedAt,
         outcome: r.outcome,
@@ -91,7 +92,12 @@ export async function depotStatus(dir: string): Promise<DepotStatus> {
       const store = ChunkStore.open(layout.storeDir);
       try {
         const s = store.stats();
-        status.store = { chunks: s.chunks, bytes: s.bytes, packBytes: s.packBytes };
+        status.store = {
+          chunks: s.chunks,
+          bytes: s.bytes,
+          plainBytes: store.plainBytes(),
+          packBytes: s.packBytes,
+        };
       } finally {
         await store.close();
       }
@@ -108,7 +114,7 @@ export function depotStatusLines(s: DepotStatus): string {
     `  upstream ${s.upstream}${s.upstream !== s.master ? ` (master ${s.master})` : ''}; enrollment ${s.enrollment}`,
     `  target generation ${s.targetGeneration ?? '?'}${s.pendingGeneration ? `, fetching generation ${s.pendingGeneration} (${s.bytesRemaining} bytes to go)` : ''}`,
     `  last success ${s.lastSuccess ?? 'never'}${s.lastError ? `; last error: ${s.lastError}` : ''}`,
-    `  store ${s.store.chunks} chunks, ${s.store.bytes} bytes; scrub ${s.scrub.ok} ok, ${s.scrub.failed} failed${s.scrub.at ? ` at ${s.scrub.at}` : ''}`,
+    `  store ${s.store.chunks} chunks, ${s.store.bytes} bytes stored (${s.store.plainBytes} plain); scrub ${s.scrub.ok} ok, ${s.scrub.failed} failed${s.scrub.at ? ` at ${s.scrub.at}` : ''}`,
   ];
   if (s.offlineWindow)
     lines.push(

@@ -51,7 +51,10 @@ export async function openMaster(
     db.close();
     throw e;
   }
-  const store = ChunkStore.open(layout.storeDir, { logger: log.child({ component: 'master.store' }) });
+  const store = ChunkStore.open(layout.storeDir, {
+    logger: log.child({ component: 'master.store' }),
+    compressLevel: config.chunkCompressLevel,
+  });
   recoverKeyFiles(layout, (role) => namedKeyIds(db, role));
   const keyring = new OnlineKeyring(layout);
   keyring.current();

@@ -85,6 +85,10 @@ export interface FetchPackageResult {
   chunksFromOld: number;
   /** Chunks rebuilt from deltas against the previous version (or sent whole in the delta answer). */
   chunksFromDeltas: number;
+  /** Plain bytes of the chunks downloaded (not from the cache). */
+  chunkPlainBytes: number;
+  /** Bytes of the chunk records received for them (compressed where the source stores them so). */
+  chunkWireBytes: number;
 }
 
 /**
@@ -180,6 +184,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     let fromOld = 0;
     let fromDeltas = 0;
     let deltaWire = 0;
+    let deltaPlain = 0;
     if (old) {
       const prev = old;
       const rest: ChunkNeed[] = [];
@@ -225,6 +230,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
             await writePlaces([{ need, data: chunk.data }]);
             staged.add(need.id);
             got.add(need.id);
+            deltaPlain += need.length;
           },
           log,
         });
@@ -247,28 +253,36 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       step('deltaMs');
     }
 
+    const wireBySource = new Map<string, number>();
     // Fail over at once: a source that errs, stalls or forges is penalised and the next one asked.
-    const bySource = await downloadChunks({
-      needs: left,
-      sources,
-      concurrency: settings.concurrency,
-      batchMaxBytes: settings.batchMaxBytes,
-      batchMaxChunks: settings.batchMaxChunks,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      attempts: 1,
-      fatal: (e) => fatalRefusal(e) !== undefined,
-      exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
-      deliverBytes: DELIVER_BYTES,
-      deliver: async (group) => {
-        await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
-        for (const g of group) staged.add(g.need.id);
+    const bySource = await downloadChunks(
+      {
+        needs: left,
+        sources,
+        concurrency: settings.concurrency,
+        batchMaxBytes: settings.batchMaxBytes,
+        batchMaxChunks: settings.batchMaxChunks,
+        requestTimeoutMs: settings.requestTimeoutMs,
+        attempts: 1,
+        fatal: (e) => fatalRefusal(e) !== undefined,
+        exhausted: (left, failed, lacking) => noSourceLeft(left, sources, failed, lacking),
+        deliverBytes: DELIVER_BYTES,
+        deliver: async (group) => {
+          await writePlaces(group.map((g) => ({ need: g.need, data: g.chunk.data })));
+          for (const g of group) staged.add(g.need.id);
+        },
+        onSourceFailed: penalize,
+        // Recycled receive buffers: fresh memory is faulted in page by page, which is
+        // dear (src/store/buffer-pool.ts).
+        pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
+        log,
       },
-      onSourceFailed: penalize,
-      // Recycled receive buffers: fresh memory is faulted in page by page, which is
-      // dear (src/store/buffer-pool.ts).
-      pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 128 * 1024 * 1024),
-      log,
-    });
+      wireBySource,
+    );
+    const sum = (m: Map<string, number>) => [...m.values()].reduce((s, n) => s + n, 0);
+    // Closed before the commit: Windows does not rename over a file that is open.
+    await old?.close();
+    old = undefined;
 
     step('chunksMs');
     // 3. Whole files again, then one rename into place.
@@ -279,8 +293,6 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
     staging = undefined;
 
     const used = [metaSource.name, ...[...bySource.keys()].filter((n) => n !== metaSource.name)];
-    await old?.close();
-    old = undefined;
     // A source that served its part and never failed in this fetch is in good standing again.
     for (const r of remotes)
       if (used.includes(r.name) && !failedHere.has(r.name)) o.state.recordSuccess(r.source.url);
@@ -320,6 +332,8 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
       chunksFromCache: fromCache.size,
       chunksFromOld: fromOld,
       chunksFromDeltas: fromDeltas,
+      chunkPlainBytes: sum(bySource) + deltaPlain,
+      chunkWireBytes: sum(wireBySource) + deltaWire,
     };
   } finally {
     await old?.close().catch(() => undefined);

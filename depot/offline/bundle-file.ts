@@ -2,11 +2,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { unwrapKey } from '../../src/pki/key-wrap.js';
+import { encodingFromCode, type ChunkEncoding } from '../../src/store/encoding.js';
 import { SEAL_LIMITS, wrappedKeyBytes, type BundleEncryption } from '../../src/wire/bundle-crypto.js';
 import {
   bad,
   BUNDLE_LIMITS,
   CHUNK_RECORD_HEADER_BYTES,
+  CHUNK_RECORD_HEADER_BYTES_V2,
   decodeHeader,
   decodePreamble,
   PREAMBLE_BYTES,
@@ -29,6 +31,10 @@ export interface ChunkRecord {
    * costs a page fault per 4 KiB, which made imports several times slower than the disk.
    */
   data?: Buffer;
+  /** How `data` is encoded ('plain' in sections of plain records). */
+  encoding: ChunkEncoding;
+  /** The plain length the record declares (its own length for plain records); NOT verified yet. */
+  plainLength: number;
   /** Bytes of the record, header included. */
   recordBytes: number;
 }
@@ -202,12 +208,18 @@ export class BundleFile {
     const c = this.cursor(s, READ_BLOCK_BYTES);
     const hash = new RecordHeaderHash();
     let count = 0;
+    const v2 = s.records === 2;
+    const headerBytes = v2 ? CHUNK_RECORD_HEADER_BYTES_V2 : CHUNK_RECORD_HEADER_BYTES;
     while (c.pos < s.length) {
-      const head = await c.take(CHUNK_RECORD_HEADER_BYTES);
+      const head = await c.take(headerBytes);
       hash.update(head);
       const id = head.toString('hex', 0, 32);
       const length = head.readUInt32BE(32);
       count++;
+      const encoding = v2 ? encodingFromCode(head[36]!, `${this.what}: chunk section ${s.name}`) : 'plain';
+      const plainLength = v2 ? head.readUInt32BE(37) : length;
+      if (plainLength > BUNDLE_LIMITS.chunkMaxBytes)
+        throw bad(this.what, `chunk section ${s.name}: record ${count} declares ${plainLength} plain bytes`);
       if (count > (s.chunks ?? 0))
         throw bad(
           this.what,
@@ -216,10 +228,10 @@ export class BundleFile {
       if (length === 0 || length > BUNDLE_LIMITS.chunkMaxBytes)
         throw bad(this.what, `chunk section ${s.name}: record ${count} declares ${length} bytes`);
       if (want(id)) {
-        yield { id, data: await c.take(length), recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
+        yield { id, data: await c.take(length), encoding, plainLength, recordBytes: headerBytes + length };
       } else {
         c.skip(length);
-        yield { id, recordBytes: CHUNK_RECORD_HEADER_BYTES + length };
+        yield { id, encoding, plainLength, recordBytes: headerBytes + length };
       }
     }
     const digest = Buffer.from(hash.digest(), 'hex');

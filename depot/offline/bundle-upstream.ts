@@ -1,12 +1,12 @@
 import { inflateRawSync } from 'node:zlib';
-import { DepotsyncError } from '../../src/errors.js';
+import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { checkMetadataFileName, type MetadataSource } from '../../src/tuf/client.js';
 import type { ChunkInput } from '../../src/store/chunk-id.js';
 import type { BundlePair } from '../../src/content/delta-pairs.js';
 import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
 import { DELTA_SECTION, DeltaDecoder, decodeDeltaSection } from '../../src/wire/chunk-delta.js';
 import { readBase, type ChunkDeltaDeps, type DeltaFetchResult, type DeltaNeed } from '../sync/chunk-delta.js';
-import { verifiedChunk } from '../../src/read/verify.js';
+import { receivedChunk, verifiedChunk } from '../../src/read/verify.js';
 import { openChunkStream, type ChunkNeed, type ChunkSinkDeps } from '../sync/chunks.js';
 import type { ByteCounter, Upstream } from '../sync/upstream.js';
 import type { BundleFile } from './bundle-file.js';
@@ -207,6 +207,7 @@ export class BundleUpstream implements Upstream {
     deps: ChunkSinkDeps,
   ): Promise<{ chunks: number; bytes: number }> {
     const wanted = new Set(needs.map((n) => n.id));
+    const lengthOf = new Map(needs.map((n) => [n.id, n.length]));
     const total = { chunks: 0, bytes: 0 };
     // The same checkpointed stream as an online sync: the disk writes while the file is read.
     const stream = openChunkStream(deps, total);
@@ -241,7 +242,29 @@ export class BundleUpstream implements Upstream {
               ? Buffer.allocUnsafe(rec.data.length)
               : arenas[arena]!.subarray(batchBytes, batchBytes + rec.data.length);
           rec.data.copy(target);
-          const chunk = verifiedChunk(rec.id, target);
+          // A compressed record is decoded (capped at the manifest's length) from the copy and its plain
+          // bytes hashed; it is stored as it came. Damage or tampering fails here with a typed error.
+          const need = { id: rec.id, length: lengthOf.get(rec.id)! };
+          let chunk: ChunkInput | undefined;
+          try {
+            chunk = receivedChunk(
+              need,
+              rec.encoding,
+              target,
+              rec.plainLength,
+              `${this.origin} (section ${s.name})`,
+              s.records === 2,
+            );
+          } catch (e) {
+            throw new DepotsyncError(
+              isDepotsyncError(e) ? e.code : 'corrupt',
+              `chunk ${rec.id} in ${this.origin} (section ${s.name}): its compressed record does not decode: ${(e as Error).message}; not stored`,
+              {
+                hint: 'the file was damaged or altered after export; export and copy it again (chunks stored so far are kept)',
+                cause: e,
+              },
+            );
+          }
           if (!chunk) {
             throw new DepotsyncError(
               'hash-mismatch',

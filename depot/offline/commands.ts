@@ -50,10 +50,12 @@ export async function importCommand(c: CommandContext): Promise<CommandResult> {
       generation: r.generation,
       chunksImported: r.chunksImported,
       bytesImported: r.bytesImported,
+      chunkWireBytes: r.chunkWireBytes,
+      chunkPlainBytes: r.chunkPlainBytes,
       switched: r.switched,
       validUntil: r.validUntil,
       statusFile: r.statusFile ?? null,
     },
-    human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksImported} chunks, ${formatBytes(r.bytesImported)} imported; valid until ${r.validUntil}; status file ${r.statusFile}`,
+    human: `generation ${r.generation}${r.switched ? ' (switched)' : ' (unchanged)'}: ${r.chunksImported} chunks (${formatBytes(r.chunkPlainBytes)} plain, ${formatBytes(r.chunkWireBytes)} in the file), ${formatBytes(r.bytesImported)} imported; valid until ${r.validUntil}; status file ${r.statusFile}`,
   };
 }

@@ -21,7 +21,12 @@ export interface ImportResult {
   /** The generation served after the import (null: an enrollment reply). */
   generation: number | null;
   chunksImported: number;
+  /** Bytes read from the bundle (records as stored: compressed where the master stored them so). */
   bytesImported: number;
+  /** Bytes of the chunk records (and deltas) read, as in the file. */
+  chunkWireBytes: number;
+  /** Plain bytes of the chunks stored. */
+  chunkPlainBytes: number;
   switched: boolean;
   /** End of the validity window of the generation now served. */
   validUntil: string | null;
@@ -74,6 +79,8 @@ export async function importFile(dir: string, path: string, o: ImportOptions): P
         generation: null,
         chunksImported: 0,
         bytesImported: 0,
+        chunkWireBytes: 0,
+        chunkPlainBytes: 0,
         switched: false,
         validUntil: r.notAfter,
       };
@@ -210,6 +217,8 @@ async function importUpdate(depot: Depot, file: BundleFile, o: ImportOptions): P
     generation: r.generation,
     chunksImported: r.chunksFetched,
     bytesImported: r.bytesFetched,
+    chunkWireBytes: r.chunkWireBytes,
+    chunkPlainBytes: r.chunkPlainBytes,
     switched: r.switched,
     validUntil: w.validUntil,
     statusFile: status.file,

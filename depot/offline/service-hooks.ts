@@ -60,6 +60,8 @@ export async function startOfflineHooks(
         generation,
         chunksFetched: 0,
         bytesFetched: 0,
+        chunkWireBytes: 0,
+        chunkPlainBytes: 0,
         switched: false,
         bytesByStep: {},
         durationMs: 0,

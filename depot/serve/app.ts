@@ -104,10 +104,13 @@ export function createDepotApp(deps: DepotAppDeps): Hono<ServeEnv> {
   const onServed = deps.readOptions?.onServed;
   const readOptions: Partial<ReadApiOptions> = {
     ...deps.readOptions,
-    onServed: (kind, bytes) => {
+    onServed: (kind, bytes, plainBytes) => {
       counters.servedBytes.inc({ kind }, bytes);
-      if (kind === 'chunk') counters.servedChunks.inc();
-      onServed?.(kind, bytes);
+      if (kind === 'chunk') {
+        counters.servedChunks.inc();
+        counters.servedChunkPlainBytes.inc(plainBytes ?? bytes);
+      }
+      onServed?.(kind, bytes, plainBytes);
     },
   };
 

@@ -23,8 +23,12 @@ export interface SyncResult {
   /** The generation served after this sync. */
   generation: number;
   chunksFetched: number;
-  /** Every byte received: metadata, manifests, chunks, revocation list. */
+  /** Every byte received: metadata, manifests, chunks, revocation list (as on the wire: compressed). */
   bytesFetched: number;
+  /** Bytes of chunk transfers on the wire (batches and deltas, compressed where sent so). */
+  chunkWireBytes: number;
+  /** Plain bytes of the chunks stored by this sync. */
+  chunkPlainBytes: number;
   /** The served generation changed. */
   switched: boolean;
   /** Bytes received per step (metadata, revocations, manifests, chunks). */
@@ -275,6 +279,8 @@ export class SyncEngine {
         generation,
         chunksFetched: totals.chunks,
         bytesFetched: counter.bytes,
+        chunkWireBytes: (bytesByStep.chunks ?? 0) + (bytesByStep.deltas ?? 0),
+        chunkPlainBytes: totals.bytes,
         switched,
         bytesByStep,
         durationMs: Math.round(performance.now() - t0),
@@ -301,6 +307,7 @@ export class SyncEngine {
         result.durationMs,
         totals.chunks,
         counter.bytes,
+        totals.bytes,
       );
       this.log.info(
         { ...result, upstream: origin },
@@ -330,7 +337,7 @@ export class SyncEngine {
       } catch (dbErr) {
         this.log.error({ err: (dbErr as Error).message }, 'could not record the failed sync');
       }
-      recordSync('failed', performance.now() - t0, totals.chunks, counter.bytes);
+      recordSync('failed', performance.now() - t0, totals.chunks, counter.bytes, totals.bytes);
       this.log.error({ err: message, upstream: origin, servedGeneration: servedNow }, 'sync failed');
       await this.report(totals, counter, true).catch(() => undefined);
       throw err;

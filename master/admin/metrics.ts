@@ -13,6 +13,7 @@ export interface MasterMetrics {
   registry: Registry;
   http: HttpMetrics;
   servedBytes: Counter<'kind'>;
+  servedChunkPlainBytes: Counter;
   servedChunks: Counter;
   loginAttempts: Counter<'outcome'>;
 }
@@ -175,8 +176,13 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
     http: httpMetrics(registry),
     servedBytes: new Counter({
       name: 'depotsync_served_bytes_total',
-      help: 'Bytes served to depots and agents, by kind (chunk, metadata, target)',
+      help: 'Bytes served to depots and agents, as sent (chunks compressed where sent so), by kind (chunk, metadata, target)',
       labelNames: ['kind'],
+      registers: reg,
+    }),
+    servedChunkPlainBytes: new Counter({
+      name: 'depotsync_served_chunk_plain_bytes_total',
+      help: 'Plain (decompressed) bytes of the chunks served',
       registers: reg,
     }),
     servedChunks: new Counter({

@@ -57,6 +57,8 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
         chunks: r.chunks,
         deltaChunks: r.deltaChunks,
         chunkBytes: r.chunkBytes,
+        chunkPlainBytes: r.chunkPlainBytes,
+        chunkWireBytes: r.chunkWireBytes,
         manifests: r.manifests,
         validUntil: r.validUntil,
         encryptedFor: r.encryptedFor,
@@ -64,7 +66,7 @@ export async function exportCommand(c: CommandContext): Promise<CommandResult> {
       human:
         `bundle ${r.file}: ${formatBytes(r.bytes)} for depot ${depot}, generation ${r.fromGeneration} → ${r.toGeneration}` +
         `${r.base === 'last-report' ? ' (from its last status report)' : r.base === 'none' ? ' (full: no status report from it yet)' : ''}; ` +
-        `${r.chunks} chunks whole and ${r.deltaChunks} as deltas (${formatBytes(r.chunkBytes)} plain), ${r.manifests} manifests; valid until ${r.validUntil}` +
+        `${r.chunks} chunks whole and ${r.deltaChunks} as deltas (${formatBytes(r.chunkPlainBytes)} plain, ${formatBytes(r.chunkWireBytes)} as stored), ${r.manifests} manifests; valid until ${r.validUntil}` +
         `${r.encryptedFor ? `; encrypted for its certificate serial ${r.encryptedFor}` : ''}`,
     };
   });

@@ -69,6 +69,9 @@ export interface ExportResult {
   toGeneration: number;
   chunks: number;
   chunkBytes: number;
+  /** Plain bytes of the chunks carried whole, and what their records hold in the file (compressed). */
+  chunkPlainBytes: number;
+  chunkWireBytes: number;
   manifests: number;
   metadataFiles: number;
   validUntil: string;
@@ -252,6 +255,17 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     }
   }
 
+  // Chunks go as the store holds them (compressed where that paid at publish): the table of contents
+  // commits to their stored lengths, read from the index before any chunk is read.
+  const forms = ctx.store.storedForms(chunks.map((c) => c.id));
+  let chunkPlainBytes = 0;
+  let chunkWireBytes = 0;
+  chunks.forEach((c, i) => {
+    const f = forms[i];
+    if (f && f.plainLength === c.length) c.stored = { encoding: f.encoding, length: f.length };
+    chunkPlainBytes += c.length;
+    chunkWireBytes += c.stored?.length ?? c.length;
+  });
   const bytes = await writeBundle({
     out: o.out,
     head: {
@@ -273,6 +287,7 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     readChunks: (ids) =>
       ctx.store.readMany(ids, {
         verify: true,
+        stored: true,
         runBytes: 1024 * 1024,
         aheadRuns: 8,
         pool: new SizedBufferPool(64 * 1024, 1024 * 1024, 32 * 1024 * 1024),
@@ -318,6 +333,8 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     chunks: chunks.length,
     deltaChunks: deltas?.chunks ?? 0,
     chunkBytes,
+    chunkPlainBytes,
+    chunkWireBytes,
     manifests,
     metadataFiles,
     validUntil,

@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { fsyncDir } from '../../src/fs/atomic-write.js';
 import { writevAll } from '../../src/fs/writev-all.js';
+import type { ChunkEncoding } from '../../src/store/chunk-store.js';
 import type { Signer } from '../../src/tuf/keys.js';
 import {
   headerAad,
@@ -14,8 +15,10 @@ import {
 import {
   BUNDLE_FORMAT_VERSION_SEALED,
   CHUNK_RECORD_HEADER_BYTES,
+  CHUNK_RECORD_HEADER_BYTES_V2,
   checkSectionName,
   encodeChunkRecordHeader,
+  encodeChunkRecordHeaderV2,
   encodeHeader,
   encodePreamble,
   RecordHeaderHash,
@@ -34,7 +37,20 @@ export interface ByteSection {
 
 export interface PlannedChunk {
   id: string;
+  /** Plain length (the manifest's). */
   length: number;
+  /**
+   * How the store holds it, from its index: the chunk goes into the bundle as stored (a
+   * `"records":2` section). Without it, plain records.
+   */
+  stored?: { encoding: ChunkEncoding; length: number };
+}
+
+/** The header of a chunk's record in its section's format. */
+function recordHeader(c: PlannedChunk, v2: boolean): Buffer {
+  return v2
+    ? encodeChunkRecordHeaderV2(c.id, c.stored?.length ?? c.length, c.stored?.encoding ?? 'plain', c.length)
+    : encodeChunkRecordHeader(c.id, c.length);
 }
 
 export const WRITER_DEFAULTS = {
@@ -55,7 +71,9 @@ export const WRITER_DEFAULTS = {
 /** A chunk as the writer receives it (ChunkStore.readMany's records). */
 export interface ChunkRecordIn {
   id: string;
+  /** Plain bytes, or the stored form (`encoding`) for chunks planned with `stored`. */
   data: Buffer | undefined;
+  encoding?: ChunkEncoding;
   problem?: Error;
   release?: () => void;
 }
@@ -108,9 +126,10 @@ export function layoutSections(
   let curBytes = 0;
   const close = () => {
     if (!cur.length) return;
+    const v2 = cur.some((c) => c.stored !== undefined);
     const h = new RecordHeaderHash();
-    for (const c of cur) h.update(encodeChunkRecordHeader(c.id, c.length));
-    const length = curBytes + cur.length * CHUNK_RECORD_HEADER_BYTES;
+    for (const c of cur) h.update(recordHeader(c, v2));
+    const length = curBytes + cur.length * (v2 ? CHUNK_RECORD_HEADER_BYTES_V2 : CHUNK_RECORD_HEADER_BYTES);
     sections.push({
       kind: 'chunks',
       name: `chunks-${String(groups.length + 1).padStart(4, '0')}`,
@@ -118,6 +137,7 @@ export function layoutSections(
       length,
       sha256: h.digest(),
       chunks: cur.length,
+      ...(v2 ? { records: 2 as const } : {}),
     });
     at += length;
     groups.push(cur);
@@ -125,9 +145,10 @@ export function layoutSections(
     curBytes = 0;
   };
   for (const c of chunks) {
-    if (cur.length && curBytes + c.length > chunkSectionMaxBytes) close();
+    const bytes = c.stored?.length ?? c.length;
+    if (cur.length && curBytes + bytes > chunkSectionMaxBytes) close();
     cur.push(c);
-    curBytes += c.length;
+    curBytes += bytes;
   }
   close();
   return { sections, groups };
@@ -237,6 +258,7 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
     )[Symbol.asyncIterator]();
     for (const group of groups) {
       begin();
+      const v2 = group.some((c) => c.stored !== undefined);
       for (const c of group) {
         const next = await records.next();
         const r = next.done ? undefined : next.value;
@@ -247,14 +269,15 @@ export async function writeBundle(input: WriteBundleInput): Promise<number> {
             { hint: 'run a scrub of the master store' },
           );
         }
-        if (r.data.length !== c.length) {
+        const want = c.stored ?? { encoding: 'plain', length: c.length };
+        if (r.data.length !== want.length || (r.encoding ?? 'plain') !== want.encoding) {
           throw new DepotsyncError(
             'corrupt',
-            `chunk ${c.id}: the store holds ${r.data.length} bytes, the manifest says ${c.length}`,
-            { hint: 'run a scrub of the master store' },
+            `chunk ${c.id}: the store holds ${r.data.length} bytes (${r.encoding ?? 'plain'}), planned ${want.length} (${want.encoding})`,
+            { hint: 'run a scrub of the master store, then export again' },
           );
         }
-        await putPlain(encodeChunkRecordHeader(c.id, c.length));
+        await putPlain(recordHeader(c, v2));
         await putPlain(r.data);
         if (r.release) releases.push(r.release);
       }

@@ -79,10 +79,13 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
     hotChunkBytes: ctx.config.hotChunkBytes,
     batchMemoryBytes: ctx.config.batchMemoryBytes,
     ...deps.readOptions,
-    onServed: (kind, bytes) => {
+    onServed: (kind, bytes, plainBytes) => {
       admin.metrics.servedBytes.inc({ kind }, bytes);
-      if (kind === 'chunk') admin.metrics.servedChunks.inc();
-      onServed?.(kind, bytes);
+      if (kind === 'chunk') {
+        admin.metrics.servedChunks.inc();
+        admin.metrics.servedChunkPlainBytes.inc(plainBytes ?? bytes);
+      }
+      onServed?.(kind, bytes, plainBytes);
     },
   };
 

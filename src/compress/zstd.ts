@@ -1,6 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createRequire } from 'node:module';
 import { DepotsyncError } from '../errors.js';
+import { setZstdDecoder } from './zstd-decoder.js';
 
 /**
  * Zstandard through the native `zstd-napi` addon (its bundled libzstd, built at install): plain
@@ -362,3 +363,7 @@ export function applyDelta(base: Uint8Array, deltaBytes: Uint8Array, opts: Decod
     'zstd delta',
   );
 }
+
+// Shared code decodes records through zstdDecoder() (zstd-decoder.ts); where this module is loaded, the
+// native addon is the decoder.
+setZstdDecoder({ implementation: 'native', decompress, applyDelta });

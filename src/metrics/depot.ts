@@ -13,7 +13,9 @@ export interface DepotCounters {
   syncDuration: Histogram<'outcome'>;
   fetchedBytes: Counter;
   fetchedChunks: Counter;
+  fetchedChunkPlainBytes: Counter;
   servedBytes: Counter<'kind'>;
+  servedChunkPlainBytes: Counter;
   servedChunks: Counter;
 }
 
@@ -47,10 +49,20 @@ export function depotCounters(): DepotCounters {
       help: 'Chunks received and stored by syncs',
       registers: [registry],
     }),
+    fetchedChunkPlainBytes: new Counter({
+      name: 'depotsync_depot_fetched_chunk_plain_bytes_total',
+      help: 'Plain (decompressed) bytes of the chunks syncs stored; fetched_bytes counts what the wire carried',
+      registers: [registry],
+    }),
     servedBytes: new Counter({
       name: 'depotsync_served_bytes_total',
-      help: 'Bytes served to agents and child depots, by kind (chunk, metadata, target)',
+      help: 'Bytes served to agents and child depots, as sent (chunks compressed where sent so), by kind (chunk, metadata, target)',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    servedChunkPlainBytes: new Counter({
+      name: 'depotsync_served_chunk_plain_bytes_total',
+      help: 'Plain (decompressed) bytes of the chunks served',
       registers: [registry],
     }),
     servedChunks: new Counter({
@@ -68,10 +80,12 @@ export function recordSync(
   durationMs: number,
   chunks: number,
   bytes: number,
+  chunkPlainBytes = 0,
 ): void {
   const c = depotCounters();
   c.syncRuns.inc({ outcome });
   c.syncDuration.observe({ outcome }, durationMs / 1000);
   if (bytes > 0) c.fetchedBytes.inc(bytes);
   if (chunks > 0) c.fetchedChunks.inc(chunks);
+  if (chunkPlainBytes > 0) c.fetchedChunkPlainBytes.inc(chunkPlainBytes);
 }

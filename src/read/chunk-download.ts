@@ -5,13 +5,27 @@ import type { StreamResponse } from '../net/client.js';
 import { consume } from '../net/consume.js';
 import type { SizedBufferPool } from '../store/buffer-pool.js';
 import type { ChunkInput } from '../store/chunk-id.js';
-import { BatchDecoder, planBatches } from '../wire/chunk-batch.js';
-import { verifiedChunk } from './verify.js';
+import {
+  BATCH_CONTENT_TYPE_V2,
+  BATCH_RECORD_OVERHEAD,
+  BatchDecoder,
+  planBatches,
+} from '../wire/chunk-batch.js';
+import { receivedChunk } from './verify.js';
 
 /** Where chunk batches come from (a `ReadClient`, or anything answering `POST /v1/chunks/batch`). */
 export interface ChunkSource {
   readonly name: string;
-  batch(ids: readonly string[], maxBytes: number, signal: AbortSignal): Promise<StreamResponse>;
+  /**
+   * `zstd`: ask for records as the source stores them (format 2, compressed where stored so); the
+   * response's content type says which format came.
+   */
+  batch(
+    ids: readonly string[],
+    maxBytes: number,
+    signal: AbortSignal,
+    opts?: { zstd: boolean },
+  ): Promise<StreamResponse>;
 }
 
 /** A chunk to download: its id (BLAKE3) and the length the verified manifest lists. */
@@ -45,6 +59,11 @@ export interface DownloadOptions<N extends ChunkWant, S extends ChunkSource = Ch
   sleep?: (ms: number) => Promise<void>;
   /** Errors worth another try at the same source; default none. */
   retryable?: (e: unknown) => boolean;
+  /**
+   * Ask for compressed records (default true). A source that sends one that does not decode is asked
+   * for plain records for the rest of the download.
+   */
+  compressed?: boolean;
   /** Errors that end the download at once, whatever sources are left (a refused certificate). */
   fatal?: (e: unknown) => boolean;
   /**
@@ -77,6 +96,8 @@ interface Attempt<N> {
   done: Set<string>;
   absent: N[];
   error?: unknown;
+  /** A compressed record did not decode within its plain length (bomb, damage, cut): retry plain. */
+  undecodable?: boolean;
 }
 
 class LocalError extends Error {
@@ -93,12 +114,20 @@ class LocalError extends Error {
  * declared (endless data) or a chunk that does not verify is retried up to `attempts` times, then
  * failed: the chunks it has not delivered go to the next source. Chunks a source reports missing go
  * to another source without blaming it (or, when none is left, count as a 'not-found' of that source).
- * Returns chunk bytes delivered per source name.
+ * Compressed records (format 2) are decoded with the length the manifest lists as a hard cap and the
+ * plain bytes verified; what reaches `deliver` carries the frame as received, to be stored as it came.
+ * A record that does not decode fails the attempt with its typed error ('too-large', 'corrupt',
+ * 'truncated'), and the source is asked again, once, for plain records.
+ * Returns chunk bytes delivered per source name (plain); `wireBytes` (when given) adds, per source, the
+ * bytes of the chunk records as received.
  */
 export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>(
   o: DownloadOptions<N, S>,
+  wireBytes?: Map<string, number>,
 ): Promise<Map<string, number>> {
   const bySource = new Map<string, number>();
+  /** Sources that sent a compressed record that did not decode: asked for plain records from then on. */
+  const plainOnly = new Set<string>();
   const queue: Array<Batch<N>> = planBatches(o.needs, o.batchMaxBytes, o.batchMaxChunks).map((needs) => ({
     needs,
     lacking: new Set(),
@@ -131,6 +160,8 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
     const byId = new Map(needs.map((n) => [n.id, n]));
     const got: Attempt<N> = { done: new Set(), absent: [] };
     const bad: string[] = [];
+    let undecodable: unknown;
+    let wire = 0;
     let pending: Array<{ need: N; chunk: ChunkInput }> = [];
     let blocks: ArrayBuffer[] = [];
     let pendingBytes = 0;
@@ -153,16 +184,20 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
         bytes += g.need.length;
       }
       bySource.set(source.name, (bySource.get(source.name) ?? 0) + bytes);
+      if (wireBytes) wireBytes.set(source.name, (wireBytes.get(source.name) ?? 0) + wire);
+      wire = 0;
     };
     const maxChunk = needs.reduce((m, n) => Math.max(m, n.length), 0);
-    const maxBytes = needs.reduce((s, n) => s + 36 + n.length, 0);
+    // A compressed record is never sent larger than its plain form (encoding.ts keeps only savings).
+    const maxBytes = needs.reduce((s, n) => s + BATCH_RECORD_OVERHEAD + n.length, 0);
+    const zstd = (o.compressed ?? true) && !plainOnly.has(source.name);
     const deadline = o.requestTimeoutMs === undefined ? undefined : new AbortController();
     const timer = deadline && setTimeout(() => deadline.abort(), o.requestTimeoutMs);
     const own = controllers.get(source.name)!.signal;
     const signal = deadline ? AbortSignal.any([own, deadline.signal]) : own;
     // Records spanning network pieces are gathered into recycled buffers, given back once delivered:
     // garbage buffers waiting for a GC were a third of the depot's memory.
-    const decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${source.name}`, o.pool);
+    let decoder!: BatchDecoder;
     const onRecords = (piece: Buffer): Promise<void> | undefined => {
       for (const rec of decoder.push(piece)) {
         const need = byId.get(rec.id)!; // the decoder holds records to the request's ids and order
@@ -170,8 +205,21 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
           got.absent.push(need);
           continue;
         }
-        // Hashed as it arrives: a chunk that does not match is dropped, never delivered.
-        const chunk = rec.data.length === need.length ? verifiedChunk(need.id, rec.data) : undefined;
+        // Decoded (capped at the listed length) and hashed as it arrives: a chunk that does not match
+        // is dropped, never delivered.
+        let chunk: ChunkInput | undefined;
+        try {
+          chunk = receivedChunk(
+            need,
+            rec.encoding,
+            rec.data,
+            rec.plainLength,
+            source.name,
+            decoder.format === 2,
+          );
+        } catch (e) {
+          undecodable ??= e;
+        }
         if (!chunk) {
           bad.push(rec.id);
           if (rec.block) o.pool?.give(rec.block);
@@ -183,13 +231,17 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
         }
         pending.push({ need, chunk });
         if (rec.block) blocks.push(rec.block);
-        pendingBytes += rec.data.length;
+        // A decoded chunk holds its plain bytes beside the frame: both count against the hand-off size.
+        pendingBytes += rec.data.length + (chunk.data === rec.data ? 0 : chunk.data.length);
+        wire += rec.data.length + (decoder.format === 2 ? BATCH_RECORD_OVERHEAD : 36);
       }
       return pendingBytes >= o.deliverBytes ? flush() : undefined;
     };
     const onPiece = o.onPiece;
     try {
-      const res = await source.batch(ids, maxBytes, signal);
+      const res = await source.batch(ids, maxBytes, signal, { zstd });
+      const format = String(res.headers['content-type'] ?? '').startsWith(BATCH_CONTENT_TYPE_V2) ? 2 : 1;
+      decoder = new BatchDecoder(ids, maxChunk, `chunk batch from ${source.name}`, o.pool, format);
       // Piece by piece as they arrive (no `for await`: it concatenates what is buffered into new memory).
       // Synchronous unless a hook or a delivery waits: a promise per piece would pause the stream each time.
       const each = onPiece
@@ -218,7 +270,10 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
       // Keep what arrived intact, even when the stream was cut: the retry asks only for the rest.
       await flush();
     }
-    if (got.error === undefined && bad.length) {
+    if (got.error === undefined && undecodable !== undefined) {
+      got.error = undecodable;
+      got.undecodable = true;
+    } else if (got.error === undefined && bad.length) {
       const more = bad.length > 1 ? ` (and ${bad.length - 1} more in the batch)` : '';
       got.error = new DepotsyncError(
         'hash-mismatch',
@@ -257,6 +312,17 @@ export async function downloadChunks<N extends ChunkWant, S extends ChunkSource>
       }
       if (error === undefined) return out;
       if (o.fatal?.(error)) throw error;
+      if (got.undecodable && !plainOnly.has(source.name) && left.length > 0) {
+        // Fallback: the chunks that arrived intact are kept; the rest are asked for plain.
+        plainOnly.add(source.name);
+        o.log.warn(
+          { source: source.name, left: left.length, err: (error as Error)?.message },
+          'compressed chunk record did not decode; asking for plain records',
+        );
+        needs = left;
+        tries--;
+        continue;
+      }
       // A source another batch has failed (its requests were aborted) is not retried.
       if (!failed.has(source.name) && tries < o.attempts && retryable(error)) {
         if (left.length === 0) return out;

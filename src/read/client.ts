@@ -7,7 +7,7 @@ import {
   TARGET_DELTA_CONTENT_TYPE,
   targetDeltaUrlPath,
 } from '../wire/target-delta.js';
-import { BATCH_CONTENT_TYPE } from '../wire/chunk-batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_CONTENT_TYPE_V2, encodeBatchRequest } from '../wire/chunk-batch.js';
 import {
   DELTA_CONTENT_TYPE,
   DELTA_RECORD_OVERHEAD,
@@ -159,11 +159,19 @@ export class ReadClient implements MetadataSource {
   }
 
   /** `POST /v1/chunks/batch` for `ids` (src/wire/chunk-batch.ts); the body is capped at `maxBytes`. */
-  batch(ids: readonly string[], maxBytes: number, signal: AbortSignal): Promise<StreamResponse> {
+  batch(
+    ids: readonly string[],
+    maxBytes: number,
+    signal: AbortSignal,
+    opts: { zstd: boolean } = { zstd: true },
+  ): Promise<StreamResponse> {
     return this.explained(
       this.http.request('POST', '/v1/chunks/batch', {
-        headers: { 'content-type': 'application/json', accept: BATCH_CONTENT_TYPE },
-        body: Buffer.from(JSON.stringify({ ids })),
+        headers: {
+          'content-type': 'application/json',
+          accept: opts.zstd ? `${BATCH_CONTENT_TYPE_V2}, ${BATCH_CONTENT_TYPE}` : BATCH_CONTENT_TYPE,
+        },
+        body: encodeBatchRequest(ids, opts.zstd),
         maxBytes,
         what: `chunk batch of ${ids.length} from ${this.name}`,
         signal,

@@ -4,7 +4,15 @@ import { isDepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SizedBufferPool } from '../store/buffer-pool.js';
 import { idToKey, matchesKey } from '../store/chunk-id.js';
-import { BATCH_CONTENT_TYPE, encodeRecordHeader } from '../wire/chunk-batch.js';
+import { plainBytes } from '../store/encoding.js';
+import {
+  BATCH_CONTENT_TYPE,
+  BATCH_CONTENT_TYPE_V2,
+  encodeRecordHeader,
+  encodeRecordHeaderV2,
+  type BatchRequest,
+} from '../wire/chunk-batch.js';
+import type { ReadRecord } from './chunk-reader.js';
 import { BatchBudget, RecentlyVerified } from './batch-budget.js';
 import type { ChunkReader } from './chunk-reader.js';
 import type { ServeEnv } from './env.js';
@@ -23,7 +31,8 @@ export interface ChunkBatchOptions {
   batchMemoryBytes: number;
   /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
   hotChunkBytes: number;
-  onServed?: (kind: 'chunk', bytes: number) => void;
+  /** Bytes of a chunk sent (`bytes`, compressed where it was sent so) and its plain length. */
+  onServed?: (kind: 'chunk', bytes: number, plainBytes?: number) => void;
   /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
   onCorrupt?: (id: string) => void;
 }
@@ -49,14 +58,51 @@ export class ChunkBatchWriter {
     this.verified = new RecentlyVerified(VERIFIED_ENTRIES, opts.verifiedTtlMs);
     // Kept chunks are re-hashed once as they go in (verify on serve), not each time they are served.
     const check = opts.verifyOnServe
-      ? (id: string, data: Buffer) => matchesKey(idToKey(id), data)
+      ? (id: string, data: Buffer, encoding: 'plain' | 'zstd', plainLength: number) => {
+          try {
+            return matchesKey(idToKey(id), plainBytes(encoding, data, plainLength, `chunk ${id}`));
+          } catch {
+            return false;
+          }
+        }
       : undefined;
     this.hot = new HotChunks(opts.hotChunkBytes, check);
   }
 
-  /** Answer a batch of `ids`: straight to the socket when the server gives one, else as one body. */
-  async respond(c: Context<ServeEnv>, ids: readonly string[]): Promise<Response> {
+  /**
+   * Answer a batch: straight to the socket when the server gives one, else as one body. Chunks are read
+   * as stored; a receiver that takes zstd records (format 2) gets them as they are, an older one (format
+   * 1) gets plain bytes decoded here.
+   */
+  async respond(c: Context<ServeEnv>, req: BatchRequest): Promise<Response> {
     const { opts, verified, pool, log } = this;
+    const { ids } = req;
+    const v2 = req.zstd;
+    const contentType = v2 ? BATCH_CONTENT_TYPE_V2 : BATCH_CONTENT_TYPE;
+    // A record's header and the bytes that follow it, in the response's format.
+    const framed = (r: ReadRecord): { header: Buffer; data: Buffer | undefined } => {
+      if (!r.data) {
+        const header = v2
+          ? encodeRecordHeaderV2(r.id, undefined, 'plain', 0)
+          : encodeRecordHeader(r.id, undefined);
+        return { header, data: undefined };
+      }
+      const encoding = r.encoding ?? 'plain';
+      const plainLength = r.plainLength ?? r.data.length;
+      if (v2)
+        return { header: encodeRecordHeaderV2(r.id, r.data.length, encoding, plainLength), data: r.data };
+      let plain: Uint8Array;
+      try {
+        plain = plainBytes(encoding, r.data, plainLength, `chunk ${r.id}`);
+      } catch {
+        // A stored frame that does not decode is damage: answered as missing, like a failed hash.
+        log.error({ chunk: r.id }, 'stored chunk failed to decode; not served');
+        opts.onCorrupt?.(r.id);
+        return { header: encodeRecordHeader(r.id, undefined), data: undefined };
+      }
+      const data = Buffer.from(plain.buffer, plain.byteOffset, plain.length);
+      return { header: encodeRecordHeader(r.id, data.length), data };
+    };
     const share = this.budget.acquire();
     const checked = new Set<string>();
     const verify = opts.verifyOnServe
@@ -67,6 +113,7 @@ export class ChunkBatchWriter {
       verify,
       runBytes: share.runBytes,
       aheadRuns: share.aheadRuns,
+      stored: true,
       ...(outgoing ? { pool } : {}),
     };
     const records = this.hot.readMany(this.chunks, ids, read);
@@ -75,18 +122,19 @@ export class ChunkBatchWriter {
       try {
         for await (const r of records) {
           if (r.problem && isDepotsyncError(r.problem, 'corrupt')) opts.onCorrupt?.(r.id);
-          parts.push(encodeRecordHeader(r.id, r.data?.length));
-          if (r.data) parts.push(r.data);
+          const { header, data } = framed(r);
+          parts.push(header);
+          if (data) parts.push(data);
         }
       } finally {
         share.release();
       }
-      return c.body(new Uint8Array(Buffer.concat(parts)), 200, { 'content-type': BATCH_CONTENT_TYPE });
+      return c.body(new Uint8Array(Buffer.concat(parts)), 200, { 'content-type': contentType });
     }
     // Hot path: records go straight to the socket (the store reads back-to-back records in runs, a
     // few runs ahead); writes are corked so a run leaves as one large TLS write instead of two small
     // ones per chunk, and no more than the response's share of memory waits on the socket.
-    outgoing.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE });
+    outgoing.writeHead(200, { 'content-type': contentType });
     let corked = 0;
     try {
       outgoing.cork();
@@ -100,20 +148,21 @@ export class ChunkBatchWriter {
         // A run's buffer goes back to the pool when the write of its last record has completed
         // (writes complete in order, so every earlier record of the run is out too).
         const release = r.release;
-        if (!r.data) {
-          outgoing.write(encodeRecordHeader(r.id, undefined), release && ((e) => !e && release()));
+        const { header, data } = framed(r);
+        if (!data) {
+          outgoing.write(header, release && ((e) => !e && release()));
           continue;
         }
-        outgoing.write(encodeRecordHeader(r.id, r.data.length));
-        corked += r.data.length;
-        opts.onServed?.('chunk', r.data.length);
+        outgoing.write(header);
+        corked += data.length;
+        opts.onServed?.('chunk', data.length, r.plainLength ?? data.length);
         if (corked < share.flushBytes) {
-          outgoing.write(r.data, release && ((e) => !e && release()));
+          outgoing.write(data, release && ((e) => !e && release()));
           continue;
         }
         corked = 0;
         const flushed = new Promise<void>((resolve) =>
-          outgoing.write(r.data, (e) => {
+          outgoing.write(data, (e) => {
             if (!e) release?.();
             resolve();
           }),

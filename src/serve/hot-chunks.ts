@@ -1,4 +1,11 @@
+import type { ChunkEncoding } from '../store/chunk-store.js';
 import type { ChunkReader, ReadRecord } from './chunk-reader.js';
+
+interface Hot {
+  data: Buffer;
+  encoding: ChunkEncoding;
+  plainLength: number;
+}
 
 type ReadOptions = Parameters<ChunkReader['readMany']>[1];
 
@@ -9,9 +16,11 @@ type ReadOptions = Parameters<ChunkReader['readMany']>[1];
  * 200 agents, bench/agent-load.ts). A chunk's bytes never change (its id is their hash), so an entry is
  * never stale. Only chunks asked for a second time while still remembered are kept: a single large
  * fetch (a child depot's sync, one agent) passes through without copying anything into memory.
+ * Chunks are kept as they were read (stored form, or plain) with their encoding: the batch writer reads
+ * the stored form only.
  */
 export class HotChunks {
-  private readonly chunks = new Map<string, Buffer>();
+  private readonly chunks = new Map<string, Hot>();
   private bytes = 0;
   /** Ids asked for once recently (insertion order: oldest first). */
   private readonly seen = new Set<string>();
@@ -23,7 +32,12 @@ export class HotChunks {
      * verifies on serve): whatever the store returned, only bytes that match their id stay in memory,
      * however long they stay.
      */
-    private readonly check?: (id: string, data: Buffer) => boolean,
+    private readonly check?: (
+      id: string,
+      data: Buffer,
+      encoding: ChunkEncoding,
+      plainLength: number,
+    ) => boolean,
     /** How many once-asked ids are remembered for admission. */
     private readonly maxSeen = Math.max(1024, Math.ceil(maxBytes / 16384)),
   ) {}
@@ -53,14 +67,15 @@ export class HotChunks {
     while (i < ids.length) {
       const hot = this.take(ids[i] as string);
       if (hot) {
-        yield { id: ids[i] as string, data: hot };
+        yield { id: ids[i] as string, ...hot };
         i++;
         continue;
       }
       let j = i + 1;
       while (j < ids.length && !this.chunks.has(ids[j] as string)) j++;
       for await (const r of reader.readMany(ids.slice(i, j), opts)) {
-        if (r.data && !r.problem) this.offer(r.id, r.data);
+        if (r.data && !r.problem)
+          this.offer(r.id, r.data, r.encoding ?? 'plain', r.plainLength ?? r.data.length);
         yield r;
       }
       i = j;
@@ -68,7 +83,7 @@ export class HotChunks {
   }
 
   /** A hot chunk's bytes (marked as just used), or undefined. */
-  private take(id: string): Buffer | undefined {
+  private take(id: string): Hot | undefined {
     const data = this.chunks.get(id);
     if (data) {
       this.chunks.delete(id);
@@ -78,7 +93,7 @@ export class HotChunks {
   }
 
   /** Keep a copy of `data` if `id` was asked for before (its buffer may be recycled after this call). */
-  private offer(id: string, data: Buffer): void {
+  private offer(id: string, data: Buffer, encoding: ChunkEncoding, plainLength: number): void {
     if (this.chunks.has(id) || data.length > this.maxBytes / 8) return;
     if (!this.seen.has(id)) {
       this.seen.add(id);
@@ -86,13 +101,13 @@ export class HotChunks {
       return;
     }
     this.seen.delete(id);
-    if (this.check && !this.check(id, data)) return;
-    this.chunks.set(id, Buffer.from(data));
+    if (this.check && !this.check(id, data, encoding, plainLength)) return;
+    this.chunks.set(id, { data: Buffer.from(data), encoding, plainLength });
     this.bytes += data.length;
     while (this.bytes > this.maxBytes) {
-      const [oldId, old] = this.chunks.entries().next().value as [string, Buffer];
+      const [oldId, old] = this.chunks.entries().next().value as [string, Hot];
       this.chunks.delete(oldId);
-      this.bytes -= old.length;
+      this.bytes -= old.data.length;
     }
   }
 }

@@ -7,9 +7,12 @@ import { CHUNK_DELTA_LIMITS, parseDeltaRequestWith } from '../wire/chunk-delta.j
 import { parseBatchRequest } from '../wire/chunk-batch.js';
 import { ChunkBatchWriter } from './chunk-batch-writer.js';
 import { respondDelta } from './chunk-delta-writer.js';
-import { CHUNK_ID, readChunk, type ChunkReader } from './chunk-reader.js';
+import { CHUNK_ID, readChunk, readStoredChunk, type ChunkReader } from './chunk-reader.js';
 import { TargetDeltaCache } from './target-delta.js';
 import { TARGET_DELTA_BASE_HEADER, TARGET_DELTA_CONTENT_TYPE } from '../wire/target-delta.js';
+
+/** The plain length of a chunk sent with `content-encoding: zstd` (`GET /v1/chunks/{id}`). */
+export const PLAIN_LENGTH_HEADER = 'x-depotsync-plain-length';
 import type { ServeEnv } from './env.js';
 import { readBodyCapped } from './http-errors.js';
 
@@ -51,7 +54,8 @@ export interface ReadApiOptions {
   batchMemoryBytes: number;
   /** Chunks many clients ask for at once, kept in memory (hot-chunks.ts); 0 = none. */
   hotChunkBytes: number;
-  onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number) => void;
+  /** Bytes sent (compressed where a chunk went compressed) and, for chunks, their plain length. */
+  onServed?: (kind: 'chunk' | 'metadata' | 'target', bytes: number, plainBytes?: number) => void;
   /** A stored chunk failed its hash and was not served: the owner quarantines and refetches it. */
   onCorrupt?: (id: string) => void;
   /** zstd chunk deltas (cached, or computed on request) for callers that accept them. */
@@ -161,11 +165,37 @@ export function readRoutes(
     const id = c.req.param('id');
     if (!CHUNK_ID.test(id))
       throw new DepotsyncError('bad-input', `bad chunk id: ${JSON.stringify(id.slice(0, 80))}`);
-    const etag = `"${id}"`;
-    const common = { etag, 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
-    if (c.req.header('if-none-match') === etag) return c.body(null, 304, common);
+    // A client that accepts zstd (and asks for the whole chunk) gets the stored frame as it is, with
+    // `content-encoding: zstd` and the plain length in `x-depotsync-plain-length`; a chunk stored plain
+    // goes plain. Ranges are of the plain bytes.
+    const zstd =
+      /(^|[\s,])zstd($|[\s,;])/.test(c.req.header('accept-encoding') ?? '') && !c.req.header('range');
+    const common = {
+      'cache-control': 'public, max-age=31536000, immutable',
+      'accept-ranges': 'bytes',
+      vary: 'accept-encoding',
+    };
+    const plainTag = `"${id}"`;
+    const zstdTag = `"${id}.zstd"`;
+    const match = c.req.header('if-none-match');
+    if (match === plainTag || (zstd && match === zstdTag))
+      return c.body(null, 304, { ...common, etag: match });
+    if (zstd) {
+      const s = await readStoredChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt);
+      if (s.encoding === 'zstd') {
+        opts.onServed?.('chunk', s.data.length, s.plainLength);
+        return c.body(new Uint8Array(s.data), 200, {
+          ...common,
+          etag: zstdTag,
+          'content-type': 'application/octet-stream',
+          'content-encoding': 'zstd',
+          [PLAIN_LENGTH_HEADER]: String(s.plainLength),
+        });
+      }
+      return chunkResponse(c, id, s.data, { ...common, etag: plainTag }, opts.onServed);
+    }
     const data = await readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt);
-    return chunkResponse(c, id, data, common, opts.onServed);
+    return chunkResponse(c, id, data, { ...common, etag: plainTag }, opts.onServed);
   });
 
   app.post('/v1/chunks/batch', async (c) => {

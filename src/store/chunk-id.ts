@@ -39,18 +39,26 @@ export function matchesKey(key: Buffer, data: Uint8Array): boolean {
 
 export interface ChunkInput {
   readonly id: string;
+  /** The plain bytes (the id is their BLAKE3). */
   readonly data: Uint8Array;
+  /**
+   * The zstd frame of `data` to store and serve instead of it (store/encoding.ts); null: compression
+   * was tried and does not pay, keep it plain; absent: the store compresses it when it puts it.
+   */
+  readonly zstd?: Uint8Array | null;
 }
 
 /**
- * Chunks whose id this module computed itself from their bytes. `putMany` skips re-hashing these
+ * Chunks whose id this module computed itself from their bytes (and whose `zstd` frame, when given,
+ * this process made from them or decoded into them). `putMany` skips re-hashing these
  * (ingest hashes every chunk once, as it is cut); every other chunk is hashed and checked against
  * its claimed id. Objects are frozen and registered here, so a caller cannot relabel one.
  */
 const selfHashed = new WeakSet<object>();
 
-export function hashedChunk(data: Uint8Array): ChunkInput {
-  const chunk = Object.freeze({ id: blake3(data).toString('hex'), data });
+export function hashedChunk(data: Uint8Array, zstd?: Uint8Array | null): ChunkInput {
+  const id = blake3(data).toString('hex');
+  const chunk = Object.freeze(zstd === undefined ? { id, data } : { id, data, zstd });
   selfHashed.add(chunk);
   return chunk;
 }
@@ -65,8 +73,8 @@ export function isSelfHashed(chunk: ChunkInput): boolean {
  * pipeline calls it, with the digest the worker returned for exactly these bytes.
  * @internal
  */
-export function workerHashedChunk(id: string, data: Uint8Array): ChunkInput {
-  const chunk = Object.freeze({ id, data });
+export function workerHashedChunk(id: string, data: Uint8Array, zstd?: Uint8Array | null): ChunkInput {
+  const chunk = Object.freeze(zstd === undefined ? { id, data } : { id, data, zstd });
   selfHashed.add(chunk);
   return chunk;
 }

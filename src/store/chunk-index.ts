@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { DepotsyncError } from '../errors.js';
+import { ENCODING_CODE, encodingFromCode, type ChunkEncoding } from './encoding.js';
 import { RECORD_HEADER_BYTES } from './pack-format.js';
 
 /**
@@ -10,7 +11,7 @@ import { RECORD_HEADER_BYTES } from './pack-format.js';
  * index, about 55 bytes per chunk. There is deliberately no index by pack: compaction walks the pack
  * file itself and asks, per record, whether the index still points there.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE packs (
@@ -28,11 +29,33 @@ CREATE TABLE chunks (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * Version 2: chunks may be stored compressed. `length` (and `live_bytes`) count stored bytes; `encoding`
+ * is 0 for plain, 1 for zstd (encoding.ts), and `plain` the plain length of a compressed chunk (NULL
+ * for plain ones). Rows of a version 1 store are plain and stay as they are.
+ */
+const TO_V2 = `
+ALTER TABLE chunks ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chunks ADD COLUMN plain INTEGER;
+`;
 export interface ChunkRow {
   pack: number;
   offset: number;
+  /** Stored bytes. */
   length: number;
   added_s: number;
+  /** 0 plain, 1 zstd (ENCODING_CODE). */
+  encoding: number;
+  /** Plain length of a compressed chunk; null for a plain one. */
+  plain: number | null;
+}
+
+export function rowEncoding(row: ChunkRow): ChunkEncoding {
+  return encodingFromCode(row.encoding, 'chunk index row');
+}
+
+export function rowPlainLength(row: ChunkRow): number {
+  return row.plain ?? row.length;
 }
 
 export interface PackRow {
@@ -45,7 +68,10 @@ export interface PackRow {
 export interface NewRow {
   key: Buffer;
   offset: number;
+  /** Stored bytes. */
   length: number;
+  encoding: ChunkEncoding;
+  plainLength: number;
 }
 
 /** Record bytes in a pack that no index row points at any more. */
@@ -57,7 +83,9 @@ export class ChunkIndex {
   readonly db: Database.Database;
   private readonly sLookup: Database.Statement<[Buffer], ChunkRow>;
   private readonly sHas: Database.Statement<[Buffer], number>;
-  private readonly sInsert: Database.Statement<[Buffer, number, number, number, number]>;
+  private readonly sInsert: Database.Statement<
+    [Buffer, number, number, number, number, number, number | null]
+  >;
   private readonly sTouch: Database.Statement<[number, Buffer, number]>;
   private readonly sDelete: Database.Statement<[Buffer, number], ChunkRow>;
   private readonly sMove: Database.Statement<[number, number, Buffer, number, number]>;
@@ -85,14 +113,16 @@ export class ChunkIndex {
       });
     }
     const db = this.db;
-    this.sLookup = db.prepare('SELECT pack, offset, length, added_s FROM chunks WHERE id = ?');
+    this.sLookup = db.prepare(
+      'SELECT pack, offset, length, added_s, encoding, plain FROM chunks WHERE id = ?',
+    );
     this.sHas = db.prepare<[Buffer], number>('SELECT 1 FROM chunks WHERE id = ?').pluck();
     this.sInsert = db.prepare(
-      'INSERT OR IGNORE INTO chunks (id, pack, offset, length, added_s) VALUES (?, ?, ?, ?, ?)',
+      'INSERT OR IGNORE INTO chunks (id, pack, offset, length, added_s, encoding, plain) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     this.sTouch = db.prepare('UPDATE chunks SET added_s = ? WHERE id = ? AND added_s < ?');
     this.sDelete = db.prepare(
-      'DELETE FROM chunks WHERE id = ? AND added_s <= ? RETURNING pack, offset, length, added_s',
+      'DELETE FROM chunks WHERE id = ? AND added_s <= ? RETURNING pack, offset, length, added_s, encoding, plain',
     );
     this.sMove = db.prepare(
       'UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND offset = ?',
@@ -106,10 +136,12 @@ export class ChunkIndex {
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version === SCHEMA_VERSION) return;
-    if (version === 0) {
+    if (version === 0 || version === 1) {
+      // A new store is made as version 1 and migrated like an old one: one path for both.
       this.db
         .transaction(() => {
-          this.db.exec(SCHEMA);
+          if (version === 0) this.db.exec(SCHEMA);
+          this.db.exec(TO_V2);
           this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })
         .immediate();
@@ -164,17 +196,26 @@ export class ChunkIndex {
   /**
    * Index rows for records appended to `pack`, which is now committed up to `size`. Returns rows inserted.
    */
-  addRows(pack: number, size: number, rows: NewRow[], nowS: number): { inserted: number; bytes: number } {
+  addRows(
+    pack: number,
+    size: number,
+    rows: NewRow[],
+    nowS: number,
+  ): { inserted: number; bytes: number; plainBytes: number } {
     let inserted = 0;
     let bytes = 0;
+    let plainBytes = 0;
     for (const r of rows) {
-      if (this.sInsert.run(r.key, pack, r.offset, r.length, nowS).changes > 0) {
+      const code = ENCODING_CODE[r.encoding];
+      const plain = r.encoding === 'plain' ? null : r.plainLength;
+      if (this.sInsert.run(r.key, pack, r.offset, r.length, nowS, code, plain).changes > 0) {
         inserted++;
         bytes += r.length;
+        plainBytes += r.plainLength;
       }
     }
     this.sPackAdd.run(size, inserted, bytes, pack);
-    return { inserted, bytes };
+    return { inserted, bytes, plainBytes };
   }
 
   /**
@@ -222,6 +263,13 @@ export class ChunkIndex {
     return this.db
       .prepare<[number], PackRow>('SELECT id, size, chunks, live_bytes FROM packs WHERE id = ?')
       .get(id);
+  }
+
+  /** Plain bytes of every indexed chunk (one scan of the index: for status, not for hot paths). */
+  plainBytes(): number {
+    return (
+      (this.db.prepare('SELECT sum(coalesce(plain, length)) FROM chunks').pluck().get() as number | null) ?? 0
+    );
   }
 
   /** Every indexed chunk (for GC's mark step), streamed without loading 10 million rows at once. */

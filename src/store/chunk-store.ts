@@ -44,26 +44,34 @@ import type { Readable } from 'node:stream';
 import { DepotsyncError, fromSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { assertChunkId, idToKey, type ChunkInput } from './chunk-id.js';
-import { ChunkIndex, deadBytes } from './chunk-index.js';
+import { ChunkIndex, deadBytes, rowEncoding, rowPlainLength } from './chunk-index.js';
 import { sweepAndCompact, type CompactionParts, type GcOptions, type GcResult } from './compaction.js';
 import { resolveStoreOptions, type ChunkStoreOptions } from './options.js';
 import { PackFiles } from './pack-files.js';
 import { PACK_HEADER_BYTES, packIdFromName, RECORD_HEADER_BYTES } from './pack-format.js';
-import { StoreReader, type ReadManyOptions, type ReadManyRecord } from './store-reader.js';
+import { StoreReader, type ReadManyOptions, type ReadManyRecord, type StoredChunk } from './store-reader.js';
+import { hashedChunk } from './chunk-id.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import { StoreWriter, type PutResult, type PutStreamOptions } from './store-writer.js';
 import { WriteLock } from './write-lock.js';
 
 export { hashedChunk, type ChunkInput } from './chunk-id.js';
 export type { GcOptions, GcResult } from './compaction.js';
 export type { ChunkStoreOptions } from './options.js';
-export { READ_STREAM_HIGH_WATER_MARK, type ReadManyOptions, type ReadManyRecord } from './store-reader.js';
+export {
+  READ_STREAM_HIGH_WATER_MARK,
+  type ReadManyOptions,
+  type ReadManyRecord,
+  type StoredChunk,
+} from './store-reader.js';
+export type { ChunkEncoding } from './encoding.js';
 export type { PutResult, PutStreamOptions } from './store-writer.js';
 
 export const STORE_FORMAT_DIR = 'chunks-v1';
 
 export interface StoreStats {
   chunks: number;
-  /** Chunk bytes held (without pack overhead). */
+  /** Chunk bytes held as stored (compressed where that paid; without pack overhead). */
   bytes: number;
   packs: number;
   /** Committed bytes of all pack files, dead records included. */
@@ -89,6 +97,11 @@ export class ChunkStore {
   private readonly reader: StoreReader;
   private readonly writer: StoreWriter;
   private closed = false;
+
+  /** The zstd level chunks put plain are compressed at (0: kept plain). */
+  get compressLevel(): number {
+    return this.opts.compressLevel;
+  }
 
   /** Open (creating if needed) the store in `dir`/chunks-v1. Synchronous. */
   static open(dir: string, options: Partial<ChunkStoreOptions> = {}): ChunkStore {
@@ -178,6 +191,26 @@ export class ChunkStore {
   }
 
   /**
+   * Store chunks received in their stored form (a zstd frame from an upstream or a bundle), as they
+   * came: each is decoded with its declared plain length as a hard cap and its plain bytes are checked
+   * against its id before anything of the batch is written (else 'too-large', 'corrupt', 'truncated'
+   * or 'hash-mismatch', and nothing is stored).
+   */
+  async putStored(records: ReadonlyArray<{ id: string } & StoredChunk>): Promise<PutResult> {
+    const checked = records.map((r) => {
+      assertChunkId(r.id, 'putStored: id');
+      const plain = plainBytes(r.encoding, r.data, r.plainLength, `chunk ${r.id}`);
+      const c = hashedChunk(plain, r.encoding === 'zstd' ? r.data : null);
+      if (c.id !== r.id)
+        throw new DepotsyncError('hash-mismatch', `chunk ${r.id}: its plain bytes hash to ${c.id}`, {
+          hint: 'the sender delivered damaged or forged data; nothing of this batch was stored; fetch it again',
+        });
+      return c;
+    });
+    return this.writer.putMany(checked);
+  }
+
+  /**
    * Store a long stream of chunk groups (an ingest) with a durable commit every `checkpointBytes`
    * instead of one per group. Chunks must be checked already (`hashedChunk`/`workerHashedChunk`).
    */
@@ -206,6 +239,30 @@ export class ChunkStore {
   /** The chunk's bytes, re-hashed unless `verify` is false (default: the store's `verifyOnRead`). */
   get(id: string, opts: { verify?: boolean } = {}): Promise<Buffer> {
     return this.reader.get(id, opts);
+  }
+
+  /**
+   * How each chunk is held (encoding, stored and plain length), from the index alone; undefined where
+   * absent. For planning what reads of the stored form will return (a bundle's table of contents).
+   */
+  storedForms(
+    ids: readonly string[],
+  ): Array<{ encoding: ChunkEncoding; length: number; plainLength: number } | undefined> {
+    this.assertOpen();
+    ids.forEach((id) => assertChunkId(id));
+    return this.index
+      .lookupMany(ids.map(idToKey))
+      .map((row) =>
+        row
+          ? { encoding: rowEncoding(row), length: row.length, plainLength: rowPlainLength(row) }
+          : undefined,
+      );
+  }
+
+  /** The chunk as stored (see StoreReader.getStored), re-hashed through its plain bytes unless `verify` is false. */
+  async getStored(id: string, opts: { verify?: boolean } = {}): Promise<StoredChunk> {
+    const { data, encoding, plainLength } = await this.reader.getStored(id, opts);
+    return { data, encoding, plainLength };
   }
 
   /** Many chunks in the order asked, for serving batches; a chunk it cannot serve comes with its problem. */
@@ -273,6 +330,12 @@ export class ChunkStore {
   }
 
   // ---- the rest ------------------------------------------------------------------------------
+
+  /** Plain bytes of every stored chunk (one scan of the index: for status and reports). */
+  plainBytes(): number {
+    this.assertOpen();
+    return this.index.plainBytes();
+  }
 
   stats(): StoreStats {
     this.assertOpen();

@@ -155,13 +155,14 @@ export class ChunkStream {
         });
         return r;
       }
-      const total: PutResult = { written: 0, bytesWritten: 0 };
+      const total: PutResult = { written: 0, bytesWritten: 0, storedBytes: 0 };
       const order = new Map<number, Group>();
       let i = 0;
       for await (const chunks of this.groups(order)) {
         const r = await this.store.putMany(chunks);
         total.written += r.written;
         total.bytesWritten += r.bytesWritten;
+        total.storedBytes += r.storedBytes;
         // putMany is durable on return: written and durable at once.
         const g = order.get(i) as Group;
         order.delete(i++);

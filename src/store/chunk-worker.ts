@@ -23,13 +23,24 @@ import { backend } from '../hash/backend.js';
  */
 
 export type ChunkWorkerRequest =
-  | { op: 'open'; stream: number; options: Readonly<ChunkerOptions> }
+  | { op: 'open'; stream: number; options: Readonly<ChunkerOptions>; level: number }
   | { op: 'push'; stream: number; seq: number; block: ArrayBuffer; offset: number; length: number }
   | { op: 'finish'; stream: number; seq: number }
   | { op: 'close'; stream: number };
 
 export type ChunkWorkerReply =
-  | { seq: number; buffers: ArrayBuffer[]; spans: number[]; ids: string[]; error?: undefined }
+  | {
+      seq: number;
+      buffers: ArrayBuffer[];
+      spans: number[];
+      ids: string[];
+      /** Compression was tried (level > 0): a chunk without a frame stays plain. */
+      compressed: boolean;
+      /** The zstd frames of the chunks, per chunk `offset, length` in `frameBuffer`, or -1 for none. */
+      frameBuffer?: ArrayBuffer;
+      frameSpans?: number[];
+      error?: undefined;
+    }
   | { seq: number; error: string };
 
 export interface ChunkedBlock {
@@ -37,6 +48,11 @@ export interface ChunkedBlock {
   pieces: Uint8Array[];
   /** The hex BLAKE3 id of each piece. */
   ids: string[];
+  /**
+   * Per piece, its zstd frame, or null when compression does not pay (store/encoding.ts); undefined
+   * when the stream compresses nothing (level 0).
+   */
+  frames: Array<Uint8Array | null> | undefined;
   /** The pushed block's memory, back on this thread (undefined for `finish`). */
   block: ArrayBuffer | undefined;
 }
@@ -77,9 +93,9 @@ class ChunkWorker {
     this.worker.on('exit', (code) => this.fail(new Error(`chunk worker exited with code ${code}`)));
   }
 
-  open(options: Readonly<ChunkerOptions>): number {
+  open(options: Readonly<ChunkerOptions>, level: number): number {
     const stream = ++this.streams;
-    this.post({ op: 'open', stream, options: { ...options } }, []);
+    this.post({ op: 'open', stream, options: { ...options }, level }, []);
     return stream;
   }
 
@@ -135,7 +151,21 @@ class ChunkWorker {
     const pieces: Uint8Array[] = [];
     for (let k = 0; k < m.spans.length; k += 3)
       pieces.push(Buffer.from(m.buffers[m.spans[k]!]!, m.spans[k + 1], m.spans[k + 2]));
-    p.resolve({ pieces, ids: m.ids, block: p.pushed ? m.buffers[0] : undefined });
+    let frames: Array<Uint8Array | null> | undefined;
+    if (m.compressed) {
+      frames = [];
+      const fs = m.frameSpans ?? [];
+      for (let k = 0, i = 0; i < m.ids.length; i++) {
+        if (m.frameBuffer === undefined || fs[k] === -1) {
+          frames.push(null);
+          k += m.frameBuffer === undefined ? 0 : 1;
+          continue;
+        }
+        frames.push(Buffer.from(m.frameBuffer, fs[k], fs[k + 1]));
+        k += 2;
+      }
+    }
+    p.resolve({ pieces, ids: m.ids, frames, block: p.pushed ? m.buffers[0] : undefined });
   }
 
   private fail(e: Error): void {
@@ -168,12 +198,13 @@ export class ChunkWorkerStream {
   private readonly stream: number;
   private open = true;
 
-  constructor(options: Readonly<ChunkerOptions>) {
+  /** `level`: zstd level each chunk is compressed at on the worker (0: none; store/encoding.ts). */
+  constructor(options: Readonly<ChunkerOptions>, level = 0) {
     if (!chunkWorkerAvailable())
       throw new DepotsyncError('internal', 'chunk worker: the native BLAKE3 addon is not loaded');
     if (!shared || shared.dead) shared = new ChunkWorker();
     this.worker = shared;
-    this.stream = this.worker.open(options);
+    this.stream = this.worker.open(options, level);
   }
 
   push(block: Uint8Array): Promise<ChunkedBlock> {

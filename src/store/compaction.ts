@@ -5,7 +5,8 @@ import { fsyncDir } from '../fs/atomic-write.js';
 import { intOption } from '../config/validate.js';
 import { keyToId, matchesKey } from './chunk-id.js';
 import type { Logger } from '../log.js';
-import { deadBytes, type ChunkIndex, type NewRow, type PackRow } from './chunk-index.js';
+import { deadBytes, rowPlainLength, type ChunkIndex, type NewRow, type PackRow } from './chunk-index.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import type { ChunkStoreOptions } from './options.js';
 import type { PackFiles } from './pack-files.js';
 import { PACK_HEADER_BYTES, packIdFromName } from './pack-format.js';
@@ -149,12 +150,21 @@ export async function sweepAndCompact(
   });
 }
 
+/** Do stored bytes decode (capped at the plain length) to bytes that hash to `key`? */
+function storedMatches(key: Buffer, encoding: ChunkEncoding, data: Buffer, plainLength: number): boolean {
+  try {
+    return matchesKey(key, plainBytes(encoding, data, plainLength, `chunk ${keyToId(key)}`));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Copy the live records of pack `p` elsewhere and delete it. Returns bytes copied, or
  * undefined if the pack was kept.
  */
 async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Promise<number | undefined> {
-  let batch: Array<{ key: Buffer; data: Buffer; fromOffset: number }> = [];
+  let batch: Array<NewRecord & { fromOffset: number }> = [];
   let batchBytes = 0;
   let copied = 0;
   const bad: Buffer[] = [];
@@ -191,10 +201,11 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
       }
       break;
     }
-    const { key, offset, data } = next.value;
+    const { key, offset, data, encoding } = next.value;
     const row = s.index.lookup(key);
     if (!row || row.pack !== p.id || row.offset !== offset) continue; // dead record
-    if (!matchesKey(key, data)) {
+    const plainLength = rowPlainLength(row);
+    if (!storedMatches(key, encoding, data, plainLength)) {
       // Never copy corruption into a fresh pack: keep the bytes aside and let the next sync refetch.
       s.log.error(
         { chunk: keyToId(key), pack: s.packs.path(p.id) },
@@ -205,7 +216,7 @@ async function compactPack(s: CompactionParts, p: PackRow, result: GcResult): Pr
       bad.push(key);
       continue;
     }
-    batch.push({ key, data, fromOffset: offset });
+    batch.push({ key, data, encoding, plainLength, fromOffset: offset });
     batchBytes += data.length;
     if (batchBytes >= COPY_BATCH_BYTES) await flush();
   }

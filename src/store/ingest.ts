@@ -88,7 +88,8 @@ export async function ingestFile(
     1 << 30,
   );
   const pool = new BlockPool(blockBytes);
-  return sink.runPipelined(readBlocks(path, blockBytes, pool), new ChunkWorkerStream(chunker.options), pool);
+  const worker = new ChunkWorkerStream(chunker.options, store.compressLevel);
+  return sink.runPipelined(readBlocks(path, blockBytes, pool), worker, pool);
 }
 
 /** The same for any byte stream. */
@@ -186,8 +187,9 @@ class BatchSink {
       jobs.push(job);
     };
     const take = async (job: Promise<ChunkedBlock>): Promise<void> => {
-      const { ids, pieces, block } = await job;
-      for (let k = 0; k < ids.length; k++) await this.add(workerHashedChunk(ids[k]!, pieces[k]!));
+      const { ids, pieces, frames, block } = await job;
+      for (let k = 0; k < ids.length; k++)
+        await this.add(workerHashedChunk(ids[k]!, pieces[k]!, frames?.[k]));
       if (!block) return;
       if (pieces.some((p) => p.buffer === block)) this.releaseAfterBatch(() => pool.give(block));
       else pool.give(block); // no chunk is a view of it (all its bytes went into the chunker's carry-over)

@@ -1,6 +1,8 @@
 import { intOption } from '../config/validate.js';
 import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { DEFAULT_CHUNK_LEVEL } from './encoding.js';
+import { MAX_LEVEL } from '../compress/zstd.js';
 
 export interface ChunkStoreOptions {
   logger: Logger;
@@ -25,6 +27,11 @@ export interface ChunkStoreOptions {
    * on read finds and drops; nothing is corrupted.
    */
   durable: boolean;
+  /**
+   * zstd level of chunks put plain (store/encoding.ts): a chunk is kept compressed when that saves
+   * space; 0 stores everything plain. Chunks that arrive compressed are stored as they came.
+   */
+  compressLevel: number;
 }
 
 export const DEFAULT_CHUNK_STORE_OPTIONS: ChunkStoreOptions = {
@@ -37,6 +44,7 @@ export const DEFAULT_CHUNK_STORE_OPTIONS: ChunkStoreOptions = {
   maxOpenPacks: 64,
   now: Date.now,
   durable: true,
+  compressLevel: DEFAULT_CHUNK_LEVEL,
 };
 
 const WHERE = 'chunk store options';
@@ -72,6 +80,7 @@ export function resolveStoreOptions(given: Partial<ChunkStoreOptions> = {}): Chu
   intOption(WHERE, 'gcGraceMs', o.gcGraceMs, 0, 2 ** 40);
   intOption(WHERE, 'lockTimeoutMs', o.lockTimeoutMs, 0, 2 ** 31);
   intOption(WHERE, 'maxOpenPacks', o.maxOpenPacks, 1, 65_536);
+  intOption(WHERE, 'compressLevel', o.compressLevel, 0, MAX_LEVEL);
   if (
     typeof o.compactDeadFraction !== 'number' ||
     !(o.compactDeadFraction > 0 && o.compactDeadFraction <= 1)

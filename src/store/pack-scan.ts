@@ -1,5 +1,6 @@
 import type { PackFiles } from './pack-files.js';
-import { RECORD_HEADER_BYTES, RECORD_MAGIC } from './pack-format.js';
+import type { ChunkEncoding } from './encoding.js';
+import { RECORD_HEADER_BYTES, recordEncoding } from './pack-format.js';
 
 /** Read-ahead of the sequential pack scan. */
 const BLOCK_BYTES = 8 * 1024 * 1024;
@@ -7,7 +8,9 @@ const BLOCK_BYTES = 8 * 1024 * 1024;
 export interface ScannedRecord {
   key: Buffer;
   offset: number;
+  /** The stored bytes (a zstd frame when `encoding` says so). */
   data: Buffer;
+  encoding: ChunkEncoding;
 }
 
 /**
@@ -36,13 +39,14 @@ export async function* scanPack(
   while (pos < endBytes) {
     if (!(await need(pos, RECORD_HEADER_BYTES))) return { bad: pos };
     const h = block.subarray(pos - blockStart, pos - blockStart + RECORD_HEADER_BYTES);
-    if (!h.subarray(0, 4).equals(RECORD_MAGIC)) return { bad: pos };
+    const encoding = recordEncoding(h.subarray(0, 4));
+    if (!encoding) return { bad: pos };
     const length = h.readUInt32BE(4);
     const key = Buffer.from(h.subarray(8, RECORD_HEADER_BYTES));
     if (pos + RECORD_HEADER_BYTES + length > endBytes) return { bad: pos };
     if (!(await need(pos, RECORD_HEADER_BYTES + length))) return { bad: pos };
     const at = pos - blockStart + RECORD_HEADER_BYTES;
-    yield { key, offset: pos, data: block.subarray(at, at + length) };
+    yield { key, offset: pos, data: block.subarray(at, at + length), encoding };
     pos += RECORD_HEADER_BYTES + length;
   }
   return {};

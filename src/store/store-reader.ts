@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { DepotsyncError, fromSystemError } from '../errors.js';
 import type { SizedBufferPool } from './buffer-pool.js';
 import { assertChunkId, idToKey, matchesKey } from './chunk-id.js';
-import type { ChunkIndex, ChunkRow } from './chunk-index.js';
+import { rowEncoding, rowPlainLength, type ChunkIndex, type ChunkRow } from './chunk-index.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import type { PackFiles } from './pack-files.js';
 import { checkRecordHeader, decodeRecord, RECORD_HEADER_BYTES, truncated } from './pack-format.js';
 
@@ -22,11 +23,21 @@ export interface ReadManyOptions {
    * write of that record has completed). Not calling it is safe (the memory is collected).
    */
   pool?: SizedBufferPool;
+  /**
+   * Yield chunks as stored (a zstd frame where the store holds one, to serve without recompressing)
+   * instead of their plain bytes (default).
+   */
+  stored?: boolean;
 }
 
 export interface ReadManyRecord {
   id: string;
+  /** The plain bytes, or with `stored` the bytes as stored (see `encoding`). */
   data: Buffer | undefined;
+  /** How `data` is encoded ('plain' unless read with `stored`). */
+  encoding?: ChunkEncoding;
+  /** The chunk's plain length (with `data`). */
+  plainLength?: number;
   /** Why `data` is missing: 'not-found', 'corrupt', 'truncated' or 'io'. */
   problem?: DepotsyncError;
   /** With `pool`: on the last record of a run, gives the run's buffer back (see ReadManyOptions). */
@@ -44,6 +55,28 @@ function corrupt(id: string): DepotsyncError {
   return new DepotsyncError('corrupt', `chunk ${id}: stored bytes do not match its hash`, {
     hint: 'the disk damaged this chunk; quarantine it (or run a scrub) and sync it again',
   });
+}
+
+/** A chunk as stored: its bytes (a zstd frame when `encoding` says so) and its plain length. */
+export interface StoredChunk {
+  data: Buffer;
+  encoding: ChunkEncoding;
+  plainLength: number;
+}
+
+/** The plain bytes of a record as read, decoded with its row's plain length as the cap. */
+function decodeStored(id: string, row: ChunkRow, stored: Buffer, where: string): Buffer {
+  const encoding = rowEncoding(row);
+  if (encoding === 'plain') return stored;
+  try {
+    const plain = plainBytes(encoding, stored, rowPlainLength(row), `chunk ${id} in ${where}`);
+    return Buffer.from(plain.buffer, plain.byteOffset, plain.length);
+  } catch (e) {
+    // A stored frame that does not decode is disk damage like a wrong hash.
+    if (e instanceof DepotsyncError && e.code !== 'corrupt')
+      throw new DepotsyncError('corrupt', e.message, { hint: e.hint, cause: e });
+    throw e;
+  }
 }
 
 /** What the reader works with. */
@@ -96,7 +129,8 @@ export class StoreReader {
   size(id: string): number | undefined {
     this.assertOpen();
     assertChunkId(id);
-    return this.index.lookup(idToKey(id))?.length;
+    const row = this.index.lookup(idToKey(id));
+    return row && rowPlainLength(row);
   }
 
   /**
@@ -104,15 +138,35 @@ export class StoreReader {
    * 'corrupt' error, a short pack a 'truncated' error, an unknown id 'not-found'; each names the id.
    */
   async get(id: string, opts: { verify?: boolean } = {}): Promise<Buffer> {
+    const s = await this.getStored(id, { verify: false });
+    const data = s.encoding === 'plain' ? s.data : decodeStored(id, s.row, s.data, s.where);
+    if ((opts.verify ?? this.verifyOnRead) && !matchesKey(idToKey(id), data)) throw corrupt(id);
+    return data;
+  }
+
+  /**
+   * The chunk as stored (a zstd frame or plain bytes), for serving it without recompressing. `verify`
+   * (default: `verifyOnRead`) decodes it, capped at its plain length, and re-hashes the result.
+   */
+  async getStored(
+    id: string,
+    opts: { verify?: boolean } = {},
+  ): Promise<StoredChunk & { row: ChunkRow; where: string }> {
     this.assertOpen();
     assertChunkId(id);
     const key = idToKey(id);
-    const data = await this.withRow(key, async (row) => {
+    const got = await this.withRow(key, async (row) => {
+      const where = `pack ${this.packs.path(row.pack)} at ${row.offset}`;
       const record = await this.packs.read(row.pack, row.offset, RECORD_HEADER_BYTES + row.length);
-      return decodeRecord(record, key, row.length, `pack ${this.packs.path(row.pack)} at ${row.offset}`);
+      return { row, where, data: decodeRecord(record, key, row.length, where, rowEncoding(row)) };
     });
-    if ((opts.verify ?? this.verifyOnRead) && !matchesKey(key, data)) throw corrupt(id);
-    return data;
+    const { row, where, data } = got;
+    const encoding = rowEncoding(row);
+    if (opts.verify ?? this.verifyOnRead) {
+      const plain = encoding === 'plain' ? data : decodeStored(id, row, data, where);
+      if (!matchesKey(key, plain)) throw corrupt(id);
+    }
+    return { data, encoding, plainLength: rowPlainLength(row), row, where };
   }
 
   /**
@@ -125,6 +179,7 @@ export class StoreReader {
   async *readMany(ids: readonly string[], opts: ReadManyOptions = {}): AsyncGenerator<ReadManyRecord> {
     this.assertOpen();
     const verify = opts.verify ?? this.verifyOnRead;
+    const stored = opts.stored ?? false;
     const runBytes = opts.runBytes ?? READ_STREAM_HIGH_WATER_MARK;
     const aheadRuns = opts.aheadRuns ?? 4;
     const runs: ReadRun[] = [];
@@ -185,15 +240,22 @@ export class StoreReader {
         try {
           // A run that could not be read as a whole (a pack moved by gc, a short pack) falls back to one
           // chunk at a time, which re-resolves the row.
-          const data = buf
-            ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where)
-            : await this.get(it.id, { verify: false });
-          if (
-            (verify === true || (typeof verify === 'function' && verify(it.id))) &&
-            !matchesKey(it.key, data)
-          )
-            throw corrupt(it.id);
-          yield { id: it.id, data, ...tail };
+          const encoding = rowEncoding(it.row);
+          const raw = buf
+            ? decodeRecord(buf.subarray(it.row.offset - r.start), it.key, it.row.length, where, encoding)
+            : (await this.getStored(it.id, { verify: false })).data;
+          const check = verify === true || (typeof verify === 'function' && verify(it.id));
+          // Decoded when the caller wants plain bytes or the hash must be checked; served as stored else.
+          const plain =
+            encoding === 'plain'
+              ? raw
+              : !stored || check
+                ? decodeStored(it.id, it.row, raw, where)
+                : undefined;
+          if (check && !matchesKey(it.key, plain!)) throw corrupt(it.id);
+          const plainLength = rowPlainLength(it.row);
+          if (stored) yield { id: it.id, data: raw, encoding, plainLength, ...tail };
+          else yield { id: it.id, data: plain!, encoding: 'plain', plainLength, ...tail };
         } catch (e) {
           yield {
             id: it.id,
@@ -215,6 +277,13 @@ export class StoreReader {
     this.assertOpen();
     assertChunkId(id);
     const key = idToKey(id);
+    const first = this.index.lookup(key);
+    if (first && rowEncoding(first) !== 'plain') {
+      // A part of a frame is no part of the chunk: decode the whole (at most a few hundred KiB).
+      const plain = await this.get(id, { verify: false });
+      checkRange(id, start, end, plain.length);
+      return plain.subarray(start, end + 1);
+    }
     return this.withRow(key, async (row) => {
       checkRange(id, start, end, row.length);
       const where = `pack ${this.packs.path(row.pack)} at ${row.offset}`;
@@ -236,9 +305,10 @@ export class StoreReader {
     assertChunkId(id);
     const row = this.index.lookup(idToKey(id));
     if (!row) throw notFound(id);
+    const length = rowPlainLength(row);
     const start = range?.start ?? 0;
-    const end = range?.end ?? row.length - 1;
-    if (row.length > 0 || range) checkRange(id, start, end, row.length);
+    const end = range?.end ?? length - 1;
+    if (length > 0 || range) checkRange(id, start, end, length);
     const readRange = (from: number, to: number) => this.readRange(id, from, to);
     async function* pieces(): AsyncGenerator<Buffer> {
       for (let pos = start; pos <= end; pos += READ_STREAM_HIGH_WATER_MARK) {

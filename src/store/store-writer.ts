@@ -3,6 +3,8 @@ import { fsyncDir } from '../fs/atomic-write.js';
 import type { Logger } from '../log.js';
 import { assertChunkId, idToKey, isSelfHashed, matchesKey, type ChunkInput } from './chunk-id.js';
 import type { ChunkIndex, NewRow } from './chunk-index.js';
+import { compressChunk } from './compress-chunk.js';
+import { plainBytes, type ChunkEncoding } from './encoding.js';
 import type { ChunkStoreOptions } from './options.js';
 import { appendDurably, PackAppender, type PackFiles } from './pack-files.js';
 import {
@@ -26,7 +28,10 @@ export interface PutStreamOptions {
 export interface PutResult {
   /** Chunks newly stored by this call (ids already present count as success, not as written). */
   written: number;
+  /** Plain bytes of the chunks newly stored. */
   bytesWritten: number;
+  /** What they took on disk (compressed where that paid). */
+  storedBytes: number;
 }
 
 /**
@@ -50,10 +55,12 @@ export interface WriterParts {
   readonly assertOpen: () => void;
 }
 
-/** A record to append: the binary chunk id and its bytes. */
+/** A record to append: the binary chunk id, its bytes as stored, their encoding and the plain length. */
 export interface NewRecord {
   key: Buffer;
   data: Uint8Array;
+  encoding: ChunkEncoding;
+  plainLength: number;
 }
 
 type QueuedPut = { items: NewRecord[]; resolve: (r: PutResult) => void; reject: (e: unknown) => void };
@@ -118,9 +125,17 @@ export class StoreWriter {
           },
         );
       }
-      items.push({ key, data: c.data });
+      if (!isSelfHashed(c) && c.zstd) {
+        // A frame given with bytes this process did not hash: it must decode (capped) to exactly them.
+        const back = plainBytes('zstd', c.zstd, c.data.length, `chunk ${c.id}`);
+        if (!Buffer.from(back).equals(c.data))
+          throw new DepotsyncError('hash-mismatch', `chunk ${c.id}: its zstd frame decodes to other bytes`, {
+            hint: 'nothing of this batch was stored; fetch it again',
+          });
+      }
+      items.push(this.record(key, c));
     }
-    if (items.length === 0) return { written: 0, bytesWritten: 0 };
+    if (items.length === 0) return { written: 0, bytesWritten: 0, storedBytes: 0 };
     // Group commit: calls that arrive while another batch is being written and fdatasynced (a sync
     // fetches several batches at once) are stored together in the next transaction: one fdatasync and
     // one index commit for all of them instead of one each (a waited fdatasync costs ~30 ms here).
@@ -139,7 +154,7 @@ export class StoreWriter {
         try {
           const results = await this.lock.transaction(async () => {
             const nowS = Math.floor(this.opts.now() / 1000);
-            const perCall = calls.map(() => ({ written: 0, bytesWritten: 0 }));
+            const perCall = calls.map(() => ({ written: 0, bytesWritten: 0, storedBytes: 0 }));
             const fresh: NewRecord[] = [];
             const present: Buffer[] = [];
             const seen = new Set<string>();
@@ -153,7 +168,8 @@ export class StoreWriter {
                 seen.add(hex);
                 fresh.push(it);
                 perCall[i]!.written++;
-                perCall[i]!.bytesWritten += it.data.length;
+                perCall[i]!.bytesWritten += it.plainLength;
+                perCall[i]!.storedBytes += it.data.length;
               }
             });
             // Re-put of a stored chunk restarts its GC grace period (a publish referencing it is in flight).
@@ -197,7 +213,7 @@ export class StoreWriter {
     const checkpointBytes = opts.checkpointBytes ?? 256 * 1024 * 1024;
     const writebackBytes = opts.writebackBytes ?? 32 * 1024 * 1024;
     const it = groups[Symbol.asyncIterator]();
-    const total: PutResult = { written: 0, bytesWritten: 0 };
+    const total: PutResult = { written: 0, bytesWritten: 0, storedBytes: 0 };
     let index = 0;
     const pull = async (): Promise<readonly ChunkInput[] | undefined> => {
       const next = await it.next();
@@ -241,10 +257,17 @@ export class StoreWriter {
                   present.push(key);
                   continue;
                 }
-                const header = encodeRecordHeader(key, c.data.length);
-                rows.push({ key, offset: writer.position, length: c.data.length });
-                buffers.push(header, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.length));
-                writer.position += header.length + c.data.length;
+                const r = this.record(key, c);
+                const header = encodeRecordHeader(key, r.data.length, r.encoding);
+                rows.push({
+                  key,
+                  offset: writer.position,
+                  length: r.data.length,
+                  encoding: r.encoding,
+                  plainLength: r.plainLength,
+                });
+                buffers.push(header, Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length));
+                writer.position += header.length + r.data.length;
               }
               if (present.length > 0) this.index.touch(present, nowS, nowS - 60);
               await writer.write(buffers);
@@ -274,7 +297,8 @@ export class StoreWriter {
           }
         });
         total.written += r.inserted;
-        total.bytesWritten += r.bytes;
+        total.bytesWritten += r.plainBytes;
+        total.storedBytes += r.bytes;
         // Logged after COMMIT: a process killed after this line keeps the checkpoint (tests kill on it).
         this.log.debug({ chunks: r.inserted, bytes: r.bytes }, 'stored checkpoint');
         opts.onDurable?.(total.bytesWritten);
@@ -282,6 +306,18 @@ export class StoreWriter {
       }
     });
     return total;
+  }
+
+  /**
+   * The record a checked chunk is stored as: the zstd frame it came with, else its plain bytes
+   * compressed at the store's level when that pays (encoding.ts), else plain.
+   */
+  private record(key: Buffer, c: ChunkInput): NewRecord {
+    const plainLength = c.data.length;
+    const zstd = c.zstd === undefined ? compressChunk(c.data, this.opts.compressLevel) : c.zstd;
+    return zstd
+      ? { key, data: zstd, encoding: 'zstd', plainLength }
+      : { key, data: c.data, encoding: 'plain', plainLength };
   }
 
   /**
@@ -302,10 +338,16 @@ export class StoreWriter {
     let offset = start;
     for (const r of records) {
       buffers.push(
-        encodeRecordHeader(r.key, r.data.length),
+        encodeRecordHeader(r.key, r.data.length, r.encoding),
         Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length),
       );
-      rows.push({ key: r.key, offset, length: r.data.length });
+      rows.push({
+        key: r.key,
+        offset,
+        length: r.data.length,
+        encoding: r.encoding,
+        plainLength: r.plainLength,
+      });
       offset += RECORD_HEADER_BYTES + r.data.length;
     }
     const size = await appendDurably(

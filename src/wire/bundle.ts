@@ -6,6 +6,7 @@ import { parseEnvelope, type Envelope } from '../tuf/envelope.js';
 import type { Signer } from '../tuf/keys.js';
 import { decodeEncryption, headerAad, sealedLength, type BundleEncryption } from './bundle-crypto.js';
 import { Fields } from './decode.js';
+import { ENCODING_CODE, type ChunkEncoding } from '../store/encoding.js';
 
 /**
  * The offline bundle file (docs/wire-formats.md). Laid out so an importer streams it front to back:
@@ -18,11 +19,13 @@ import { Fields } from './decode.js';
  *             the validity window (update bundles), the revocation list, manifests (raw DEFLATE when
  *             that is smaller: `encoding`), chunk deltas against the depot's generation A
  *             (src/wire/chunk-delta.ts), then chunk sections (records: 32-byte id, u32 BE length,
- *             data). Offsets in the table count from the end of the header.
+ *             data; or, in a section whose entry says `"records":2`, 32-byte id, u32 BE length, one
+ *             encoding byte (0 plain, 1 zstd), u32 BE plain length, data as stored by the master).
+ *             Offsets in the table count from the end of the header.
  *
  * Integrity: a byte section's `sha256` is over its bytes. A chunk section's `sha256` is over its record
- * headers (id ‖ length, in order), and each record's data is committed by its id (BLAKE3), checked as it
- * is read; together they cover every byte while the exporter can sign the table before reading the chunks.
+ * headers (in order), and each record's data is committed by its id (BLAKE3 of the plain bytes; a
+ * compressed record is decoded with its plain length as a hard cap first), checked as it is read; together they cover every byte while the exporter can sign the table before reading the chunks.
  *
  * Format version 2 is the same layout with every section stored sealed (AES-256-GCM blocks, the content
  * key wrapped for the depot's certificate key: src/wire/bundle-crypto.ts, `master export --encrypt`);
@@ -35,6 +38,8 @@ export const BUNDLE_FORMAT_VERSION_SEALED = 2;
 const READABLE_VERSIONS: readonly number[] = [BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSION_SEALED];
 export const PREAMBLE_BYTES = 16;
 export const CHUNK_RECORD_HEADER_BYTES = 36;
+/** Records of a `"records":2` chunk section: encoding byte and plain length added. */
+export const CHUNK_RECORD_HEADER_BYTES_V2 = 41;
 export const BUNDLE_TYPE = 'depotsync-bundle';
 
 export const BUNDLE_LIMITS = {
@@ -83,6 +88,8 @@ export interface BundleSection {
   sha256: string;
   /** Chunk sections: records in it. */
   chunks?: number;
+  /** Chunk sections of records with encoding and plain length (compressed chunks): 2. */
+  records?: 2;
   /**
    * Manifest sections: 'deflate' when stored compressed (raw DEFLATE, RFC 1951). `sha256` and `length`
    * are of the stored bytes; the importer inflates with the signed catalog's length as the cap (no
@@ -219,6 +226,21 @@ export function encodeChunkRecordHeader(id: string, length: number): Buffer {
   return b;
 }
 
+/** The header of a record in a `"records":2` section: `length` bytes follow, encoded as `encoding`. */
+export function encodeChunkRecordHeaderV2(
+  id: string,
+  length: number,
+  encoding: ChunkEncoding,
+  plainLength: number,
+): Buffer {
+  const b = Buffer.alloc(CHUNK_RECORD_HEADER_BYTES_V2);
+  b.write(id, 0, 32, 'hex');
+  b.writeUInt32BE(length, 32);
+  b.writeUInt8(ENCODING_CODE[encoding], 36);
+  b.writeUInt32BE(plainLength, 37);
+  return b;
+}
+
 /**
  * Decode the header at the border: size cap, envelope, schema of `signed`, every section name, and the
  * layout (contiguous sections in table order, exact total, chunk sections after byte sections). Nothing
@@ -280,6 +302,7 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
       sha256: s.string('sha256', { pattern: HEX64 }),
     };
     const chunks = s.optionalInt('chunks');
+    const records = s.optionalInt('records', { min: 2, max: 2 });
     const encoding = s.optionalString('encoding', { pattern: /^deflate$/ });
     s.done();
     if (encoding !== undefined) {
@@ -295,10 +318,13 @@ export function decodeHeader(header: Uint8Array, what: string, fileBytes?: numbe
         what,
         `section ${section.name} starts at ${section.offset}, expected ${at} (sections must be contiguous)`,
       );
+    if (records !== undefined && section.kind !== 'chunks')
+      throw bad(what, `section ${section.name}: only chunk sections have a record format`);
     if (section.kind === 'chunks') {
       if (chunks === undefined || chunks < 1)
         throw bad(what, `chunk section ${section.name}: no record count`);
       section.chunks = chunks;
+      if (records !== undefined) section.records = 2;
       sawChunks = true;
     } else {
       if (sawChunks)

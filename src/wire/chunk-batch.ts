@@ -1,21 +1,46 @@
 import { parseStrictJson } from '../content/strict-json.js';
 import { DepotsyncError } from '../errors.js';
 import type { SizedBufferPool } from '../store/buffer-pool.js';
+import { ENCODING_CODE, encodingFromCode, type ChunkEncoding } from '../store/encoding.js';
 
 /**
  * The `POST /v1/chunks/batch` wire format (docs/wire-formats.md).
  *
- * Request: JSON `{"ids":["<blake3 hex>", …]}`.
- * Response (`application/vnd.depotsync.chunks`): for each requested id, in request order, a record
+ * Request: JSON `{"ids":["<blake3 hex>", …]}`, with `"encodings":["zstd"]` from a receiver that takes
+ * compressed records.
+ * Response (`application/vnd.depotsync.chunks`, to a request without encodings): for each requested
+ * id, in request order, a record
  *   32 bytes  the chunk id (binary)
  *    4 bytes  big-endian length L, or 0xFFFFFFFF when the server does not have the chunk
  *    L bytes  the chunk
- * The receiver checks every id against its request and every chunk against its id before storing it:
- * the format carries no trust of its own.
+ * Response (`application/vnd.depotsync.chunks.v2`, to a request with encodings): records of
+ *   32 bytes  the chunk id (binary)
+ *    4 bytes  big-endian length L of the bytes sent, or 0xFFFFFFFF when the server does not have it
+ *    1 byte   encoding: 0 plain, 1 zstd (one frame, sent as stored, never recompressed)
+ *    4 bytes  big-endian plain length of the chunk
+ *    L bytes  the chunk as encoded
+ * The receiver checks every id against its request, decodes a compressed record with the plain length
+ * its manifest lists as a hard cap, and checks the plain bytes against the id before storing it: the
+ * format carries no trust of its own.
  */
 export const BATCH_CONTENT_TYPE = 'application/vnd.depotsync.chunks';
+export const BATCH_CONTENT_TYPE_V2 = 'application/vnd.depotsync.chunks.v2';
 export const MISSING = 0xffffffff;
 const HEADER = 36;
+const HEADER_V2 = 41;
+/** Bytes of one record besides its data, in the larger of the two formats (for response caps). */
+export const BATCH_RECORD_OVERHEAD = HEADER_V2;
+
+export interface BatchRequest {
+  ids: string[];
+  /** The receiver takes zstd records (answer in format 2). */
+  zstd: boolean;
+}
+
+/** The request body: format 2 asked for with `zstd`. */
+export function encodeBatchRequest(ids: readonly string[], zstd: boolean): Buffer {
+  return Buffer.from(JSON.stringify(zstd ? { ids, encodings: ['zstd'] } : { ids }));
+}
 
 const CHUNK_ID = /^[0-9a-f]{64}$/;
 
@@ -23,15 +48,23 @@ const CHUNK_ID = /^[0-9a-f]{64}$/;
  * Decode a request at the border: strict JSON of at most `maxBytes`, an object with only `ids`, at most
  * `maxIds` chunk ids; every bad id is named (the first five).
  */
-export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: number): string[] {
+export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: number): BatchRequest {
   const what = 'chunk batch request';
   const parsed = parseStrictJson(body, { what, maxBytes });
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new DepotsyncError('bad-input', `${what}: expected {"ids":[…]}`);
   }
-  const extra = Object.keys(parsed).filter((k) => k !== 'ids');
+  const extra = Object.keys(parsed).filter((k) => k !== 'ids' && k !== 'encodings');
   if (extra.length)
     throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0]?.slice(0, 40))}`);
+  const encodings = (parsed as { encodings?: unknown }).encodings;
+  if (
+    encodings !== undefined &&
+    (!Array.isArray(encodings) || encodings.length > 8 || !encodings.every((e) => typeof e === 'string'))
+  )
+    throw new DepotsyncError('bad-input', `${what}: encodings: expected a short list of names`);
+  // Names this server does not know are ignored: the receiver gets what both sides know.
+  const zstd = Array.isArray(encodings) && encodings.includes('zstd');
   const ids = (parsed as { ids?: unknown }).ids;
   if (!Array.isArray(ids))
     throw new DepotsyncError('bad-input', `${what}: ids: expected a list of chunk ids`);
@@ -47,7 +80,7 @@ export function parseBatchRequest(body: Uint8Array, maxIds: number, maxBytes: nu
     const more = problems.length > 5 ? ` (and ${problems.length - 5} more)` : '';
     throw new DepotsyncError('bad-input', `${what}: ${problems.slice(0, 5).join('; ')}${more}`);
   }
-  return ids as string[];
+  return { ids: ids as string[], zstd };
 }
 
 export function encodeRecordHeader(idHex: string, length: number | undefined): Buffer {
@@ -57,10 +90,29 @@ export function encodeRecordHeader(idHex: string, length: number | undefined): B
   return h;
 }
 
+/** A format 2 record header: `encoding` and `plainLength` are ignored for a missing chunk. */
+export function encodeRecordHeaderV2(
+  idHex: string,
+  length: number | undefined,
+  encoding: ChunkEncoding,
+  plainLength: number,
+): Buffer {
+  const h = Buffer.alloc(HEADER_V2);
+  h.write(idHex, 0, 32, 'hex');
+  h.writeUInt32BE(length === undefined ? MISSING : length, 32);
+  h.writeUInt8(length === undefined ? 0 : ENCODING_CODE[encoding], 36);
+  h.writeUInt32BE(length === undefined ? 0 : plainLength, 37);
+  return h;
+}
+
 export interface BatchRecord {
   id: string;
   /** undefined when the sender does not have the chunk. */
   data: Buffer | undefined;
+  /** How `data` is encoded (always 'plain' in format 1). */
+  encoding: ChunkEncoding;
+  /** The plain length the sender declares (its own length in format 1). */
+  plainLength: number;
   /**
    * The pooled block `data` was gathered into (decoder given a pool): give it back once `data` is done with.
    */
@@ -75,6 +127,7 @@ export class BatchDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private next = 0;
+  private readonly header: number;
 
   constructor(
     private readonly expected: readonly string[],
@@ -82,12 +135,17 @@ export class BatchDecoder {
     private readonly what = 'chunk batch',
     /** Where records spanning network pieces are gathered (recycled by the caller), else fresh buffers. */
     private readonly pool?: SizedBufferPool,
-  ) {}
+    /** Format 1 (plain records) or 2 (encoding and plain length per record): the response's content type. */
+    readonly format: 1 | 2 = 1,
+  ) {
+    this.header = format === 2 ? HEADER_V2 : HEADER;
+  }
 
   push(data: Buffer): BatchRecord[] {
     this.pending.push(data);
     this.pendingBytes += data.length;
     const out: BatchRecord[] = [];
+    const HEADER = this.header;
     for (;;) {
       if (this.pendingBytes < HEADER) break;
       const head = this.peek(HEADER);
@@ -108,19 +166,22 @@ export class BatchDecoder {
       }
       if (len === MISSING) {
         this.take(HEADER);
-        out.push({ id, data: undefined });
+        out.push({ id, data: undefined, encoding: 'plain', plainLength: 0 });
         this.next++;
         continue;
       }
-      if (len > this.maxChunkBytes) {
+      const encoding =
+        this.format === 2 ? encodingFromCode(head[36]!, `${this.what}: record ${this.next}`) : 'plain';
+      const plainLength = this.format === 2 ? head.readUInt32BE(37) : len;
+      if (len > this.maxChunkBytes || plainLength > this.maxChunkBytes) {
         throw new DepotsyncError(
           'too-large',
-          `${this.what}: chunk ${id.slice(0, 16)}… declares ${len} bytes, above the limit of ${this.maxChunkBytes}`,
+          `${this.what}: chunk ${id.slice(0, 16)}… declares ${Math.max(len, plainLength)} bytes, above the limit of ${this.maxChunkBytes}`,
         );
       }
       if (this.pendingBytes < HEADER + len) break;
       this.take(HEADER);
-      out.push(this.record(id, len));
+      out.push({ ...this.record(id, len), encoding, plainLength });
       this.next++;
     }
     return out;
@@ -159,7 +220,7 @@ export class BatchDecoder {
    * records of a piece are stored, then dropped, together); spanning pieces it is gathered into a buffer
    * of exactly `len` bytes, a pooled block when the decoder has a pool.
    */
-  private record(id: string, len: number): BatchRecord {
+  private record(id: string, len: number): Omit<BatchRecord, 'encoding' | 'plainLength'> {
     if (len === 0 || this.pending[0]!.length >= len || !this.pool) return { id, data: this.take(len) };
     const { buf, block } = this.pool.take(len);
     this.gatherInto(buf);

@@ -35,12 +35,19 @@ export function corruptingChunks(store: ChunkStore, corrupt: Set<string>): Chunk
       bad[0] = (bad[0]! ^ 0xff) & 0xff;
       return bad;
     },
+    async getStored(id, o) {
+      const s = await store.getStored(id, o);
+      if (!corrupt.has(id)) return s;
+      const bad = Buffer.from(s.data);
+      bad[0] = (bad[0]! ^ 0xff) & 0xff;
+      return { ...s, data: bad };
+    },
     async *readMany(ids, o) {
       for await (const r of store.readMany(ids, o)) {
         if (!r.data || !corrupt.has(r.id)) yield r;
         else {
           const flipped = Buffer.from([(r.data[0]! ^ 0xff) & 0xff]);
-          yield { id: r.id, data: Buffer.concat([flipped, r.data.subarray(1)]) };
+          yield { ...r, data: Buffer.concat([flipped, r.data.subarray(1)]) };
         }
       }
     },

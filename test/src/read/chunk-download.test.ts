@@ -13,7 +13,12 @@ import {
 } from '../../../src/read/chunk-download.js';
 import { explainRefusal, fatalRefusal } from '../../../src/read/refusal.js';
 import { SizedBufferPool } from '../../../src/store/buffer-pool.js';
-import { encodeRecordHeader } from '../../../src/wire/chunk-batch.js';
+import { compress } from '../../../src/compress/zstd.js';
+import {
+  BATCH_CONTENT_TYPE_V2,
+  encodeRecordHeader,
+  encodeRecordHeaderV2,
+} from '../../../src/wire/chunk-batch.js';
 
 function bytes(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -36,6 +41,24 @@ interface Behaviour {
   refuse?: unknown;
   /** The body never ends after its first record (a stalled source). */
   stall?: boolean;
+  /** Answer a request that takes zstd in format 2, every chunk compressed; `always`: whatever is asked. */
+  zstd?: 'asked' | 'always';
+  /** Compressed records that decode to more than their chunk (a bomb). */
+  bomb?: Set<string>;
+  /** Compressed records with a flipped byte. */
+  damaged?: Set<string>;
+  /** Compressed records cut short. */
+  cutFrame?: Set<string>;
+}
+
+/** The compressed record a source sends for `id` (bad as its behaviour says). */
+function frameOf(id: string, b: Behaviour): Buffer {
+  const plain = BY_ID.get(id)!;
+  if (b.bomb?.has(id)) return compress(Buffer.alloc(plain.length * 50, 1));
+  const f = compress(plain);
+  if (b.damaged?.has(id)) f[Math.floor(f.length / 2)]! ^= 0xff;
+  if (b.cutFrame?.has(id)) return f.subarray(0, f.length - 30);
+  return f;
 }
 
 /** A source speaking the real batch wire format, in pieces of 4 KiB (records span pieces). */
@@ -44,8 +67,14 @@ function source(name: string, b: Behaviour = {}): ChunkSource & { asked: string[
   return {
     name,
     asked,
-    async batch(ids: readonly string[], _maxBytes: number, signal: AbortSignal): Promise<StreamResponse> {
+    async batch(
+      ids: readonly string[],
+      _maxBytes: number,
+      signal: AbortSignal,
+      opts?: { zstd: boolean },
+    ): Promise<StreamResponse> {
       asked.push([...ids]);
+      const v2 = b.zstd === 'always' || (b.zstd === 'asked' && opts?.zstd === true);
       if (b.refuse) throw b.refuse;
       const parts: Buffer[] = [];
       let records = ids.length;
@@ -54,6 +83,15 @@ function source(name: string, b: Behaviour = {}): ChunkSource & { asked: string[
         records = Math.min(records, b.cut.records);
       }
       for (const id of ids.slice(0, records)) {
+        if (v2) {
+          if (b.lacks?.has(id)) {
+            parts.push(encodeRecordHeaderV2(id, undefined, 'plain', 0));
+            continue;
+          }
+          const f = frameOf(id, b);
+          parts.push(encodeRecordHeaderV2(id, f.length, 'zstd', BY_ID.get(id)!.length), f);
+          continue;
+        }
         if (b.lacks?.has(id)) {
           parts.push(encodeRecordHeader(id, undefined));
           continue;
@@ -71,7 +109,7 @@ function source(name: string, b: Behaviour = {}): ChunkSource & { asked: string[
         () => body.destroy(new DepotsyncError('network', `${name}: aborted`)),
         { once: true },
       );
-      return { status: 200, headers: {}, body };
+      return { status: 200, headers: v2 ? { 'content-type': BATCH_CONTENT_TYPE_V2 } : {}, body };
     },
   };
 }
@@ -243,5 +281,49 @@ describe('refusal explanation', () => {
     expect(fatalRefusal(e)).toBeUndefined();
     const other = new HttpError('not-found', 'HTTP 404', 404, undefined, undefined);
     expect(explainRefusal(other, 'agent', 'x')).toBe(other);
+  });
+
+  it('takes compressed records: decoded within the listed length, verified, and delivered with their frame', async () => {
+    const a = source('a', { zstd: 'asked' });
+    const frames: Array<Uint8Array | null | undefined> = [];
+    const { p, delivered, failed } = run([a], {
+      deliver: async (group) => {
+        for (const g of group) {
+          expect(blake3Hex(g.chunk.data)).toBe(g.need.id);
+          frames.push(g.chunk.zstd);
+          delivered.push(g.need.id);
+        }
+      },
+    });
+    const bySource = await p;
+    expect(delivered.length).toBe(NEEDS.length);
+    expect(failed).toEqual([]);
+    expect(frames.every((f) => f instanceof Uint8Array)).toBe(true);
+    expect(bySource.get('a')).toBe(NEEDS.reduce((s, n) => s + n.length, 0));
+  });
+
+  for (const [what, b] of [
+    ['a bomb (decodes past the listed length)', { bomb: new Set([NEEDS[3]!.id]) }],
+    ['a damaged frame', { damaged: new Set([NEEDS[3]!.id]) }],
+    ['a truncated frame', { cutFrame: new Set([NEEDS[3]!.id]) }],
+  ] as const) {
+    it(`${what}: nothing wrong delivered; the source is asked again for plain records`, async () => {
+      const a = source('a', { zstd: 'asked', ...b });
+      const { p, delivered, failed } = run([a]);
+      await p;
+      expect([...delivered].sort()).toEqual(NEEDS.map((n) => n.id).sort());
+      expect(failed).toEqual([]);
+      expect(a.asked.length).toBeGreaterThan(Math.ceil(NEEDS.length / 4)); // the retry
+    });
+  }
+
+  it('a source that keeps sending a bomb fails with a typed too-large error, nothing of it delivered', async () => {
+    const bomb = NEEDS[3]!.id;
+    const a = source('a', { zstd: 'always', bomb: new Set([bomb]) });
+    const { p, delivered } = run([a], { concurrency: 1 });
+    const e = await p.catch((x: unknown) => x);
+    expect(isDepotsyncError(e, 'too-large')).toBe(true);
+    expect((e as Error).message).toContain(bomb);
+    expect(delivered).not.toContain(bomb);
   });
 });

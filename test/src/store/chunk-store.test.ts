@@ -26,7 +26,7 @@ describe('ChunkStore basics', () => {
     const a = chunk(5000);
     const b = chunk(0);
     const c = chunk(70_000);
-    expect(await store.putMany([a, b])).toEqual({ written: 2, bytesWritten: 5000 });
+    expect(await store.putMany([a, b])).toEqual({ written: 2, bytesWritten: 5000, storedBytes: 5000 });
     expect(store.has(a.id)).toBe(true);
     expect(store.has(c.id)).toBe(false);
     expect(store.missing([c.id, a.id, c.id, b.id])).toEqual([c.id]);
@@ -48,11 +48,12 @@ describe('ChunkStore basics', () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir);
     const a = chunk(3000);
-    expect(await store.put(a.id, a.data)).toEqual({ written: 1, bytesWritten: 3000 });
+    expect(await store.put(a.id, a.data)).toEqual({ written: 1, bytesWritten: 3000, storedBytes: 3000 });
     const packBytes = store.stats().packBytes;
     expect(await store.putMany([a, a, { id: a.id, data: Buffer.from(a.data) }])).toEqual({
       written: 0,
       bytesWritten: 0,
+      storedBytes: 0,
     });
     expect(store.stats().packBytes).toBe(packBytes);
     expect(statSync(packsOf(dir)[0]!).size).toBe(packBytes);

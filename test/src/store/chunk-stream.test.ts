@@ -18,7 +18,7 @@ describe('ChunkStream (push side of putStream)', () => {
     const groups = Array.from({ length: 8 }, () => group(3, 20_000));
     await Promise.all(groups.map((g) => stream.add(g)));
     const r = await stream.end();
-    expect(r).toEqual({ written: 24, bytesWritten: 24 * 20_000 });
+    expect(r).toEqual({ written: 24, bytesWritten: 24 * 20_000, storedBytes: 24 * 20_000 });
     expect(durable.length).toBeGreaterThanOrEqual(3); // 480 KB in checkpoints of ~100 KB
     expect(durable.reduce((s, [c]) => s + c, 0)).toBe(24);
     expect(durable.reduce((s, [, b]) => s + b, 0)).toBe(24 * 20_000);
@@ -35,7 +35,8 @@ describe('ChunkStream (push side of putStream)', () => {
       putMany: async (chunks: readonly ChunkInput[]) => {
         await gate;
         seen.push(chunks.length);
-        return { written: chunks.length, bytesWritten: chunks.reduce((s, c) => s + c.data.length, 0) };
+        const bytes = chunks.reduce((s, c) => s + c.data.length, 0);
+        return { written: chunks.length, bytesWritten: bytes, storedBytes: bytes };
       },
     };
     const stream = new ChunkStream(target, { maxQueuedBytes: 50_000 });

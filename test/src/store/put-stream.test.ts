@@ -28,7 +28,7 @@ describe('ChunkStore.putStream (checkpointed appends for an ingest)', () => {
       onWritten: (i) => written.push(i),
       onDurable: (b) => durable.push(b),
     });
-    expect(r).toEqual({ written: 22, bytesWritten: 22 * 30_000 });
+    expect(r).toEqual({ written: 22, bytesWritten: 22 * 30_000, storedBytes: 22 * 30_000 });
     expect(written).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(durable.length).toBeGreaterThanOrEqual(3); // 720 KB in checkpoints of ~200 KB
     expect(durable.at(-1)).toBe(22 * 30_000);
@@ -105,8 +105,10 @@ describe('ChunkStore.putMany group commit', () => {
     const groups = groupsOf(5, 3, 20_000);
     const shared = groups[0]![0]!; // in two calls: written once, counted by the first
     const results = await Promise.all([...groups.map((g) => store.putMany(g)), store.putMany([shared])]);
-    expect(results.slice(0, 5)).toEqual(groups.map(() => ({ written: 3, bytesWritten: 60_000 })));
-    expect(results[5]).toEqual({ written: 0, bytesWritten: 0 });
+    expect(results.slice(0, 5)).toEqual(
+      groups.map(() => ({ written: 3, bytesWritten: 60_000, storedBytes: 60_000 })),
+    );
+    expect(results[5]).toEqual({ written: 0, bytesWritten: 0, storedBytes: 0 });
     const commits = lines.filter((l) => l.msg === 'stored batch').length;
     expect(commits).toBeGreaterThan(0);
     expect(commits).toBeLessThan(6); // the calls queued behind the first were committed together

@@ -80,7 +80,7 @@ describe('ChunkStore durable: false (a verified cache)', () => {
     const dir = tempDir();
     const store = ChunkStore.open(dir, { durable: false });
     const a = chunk(70_000);
-    expect(await store.putMany([a])).toEqual({ written: 1, bytesWritten: 70_000 });
+    expect(await store.putMany([a])).toEqual({ written: 1, bytesWritten: 70_000, storedBytes: 70_000 });
     expect((await store.get(a.id, { verify: true })).equals(a.data)).toBe(true);
     await store.close();
     const again = ChunkStore.open(dir);

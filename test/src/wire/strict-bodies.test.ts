@@ -82,7 +82,21 @@ describe('decodeJson: the one path from untrusted bytes to a typed value', () =>
 
 describe('request bodies', () => {
   it('chunk batch request: strict, capped, every bad id named', () => {
-    expect(parseBatchRequest(enc({ ids: [ID] }), 10, 4096)).toEqual([ID]);
+    expect(parseBatchRequest(enc({ ids: [ID] }), 10, 4096)).toEqual({ ids: [ID], zstd: false });
+    expect(parseBatchRequest(enc({ ids: [ID], encodings: ['zstd'] }), 10, 4096)).toEqual({
+      ids: [ID],
+      zstd: true,
+    });
+    // Names this server does not know are ignored (the sender gets what both know).
+    expect(parseBatchRequest(enc({ ids: [ID], encodings: ['lzma9'] }), 10, 4096)).toEqual({
+      ids: [ID],
+      zstd: false,
+    });
+    refused(
+      () => parseBatchRequest(enc({ ids: [ID], encodings: 'zstd' }), 10, 4096),
+      'bad-input',
+      /encodings: expected a short list/,
+    );
     refused(
       () => parseBatchRequest(enc({ ids: [ID, 'x'.repeat(5000)] }), 10, 4096),
       'too-large',
