@@ -12,7 +12,7 @@ import { resolvePackage, type ResolvedPackage } from './catalog.js';
 import { ManifestShelf } from './manifests.js';
 import { OldVersion } from './old-version.js';
 import { pairChunkBases } from '../../src/content/delta-pairs.js';
-import { loadZstdDecoder } from '../../src/compress/zstd-decoder.js';
+import { loadZstdDecoder, type ZstdDecoder } from '../../src/compress/zstd-decoder.js';
 import { downloadDeltas } from '../../src/read/delta-download.js';
 import type { TargetBase } from '../../src/read/target-delta.js';
 import { downloadChunks } from '../../src/read/chunk-download.js';
@@ -64,6 +64,8 @@ export interface FetchPackageOptions {
   settings?: Partial<FetchSettings> | undefined;
   logger?: Logger;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** The zstd decoder deltas are applied with; default `loadZstdDecoder()` (native, else WebAssembly). */
+  zstd?: ZstdDecoder | undefined;
   /** Test seam: how staged files are written (a failing writer simulates a full disk). */
   openSink?: OpenSink;
 }
@@ -210,7 +212,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         return b ? [{ ...n, ...b }] : [];
       });
       const decoder = wants.length
-        ? await loadZstdDecoder().catch((e: unknown) => {
+        ? await (o.zstd ? Promise.resolve(o.zstd) : loadZstdDecoder()).catch((e: unknown) => {
             log.warn({ err: (e as Error).message }, 'no zstd decoder; changed chunks are fetched whole');
             return undefined;
           })

@@ -242,7 +242,19 @@ function decoderOn(binding: Binding): ZstdWasmDecoder {
  * Load the package and prove it decodes: the reference frame of zstd.ts, and a `--patch-from` delta
  * against its base (so raw-content dictionaries work), each byte for byte.
  */
-export async function loadZstdWasm(): Promise<ZstdWasmDecoder> {
+export function loadZstdWasm(): Promise<ZstdWasmDecoder> {
+  // Once per process: the package's init() instantiates its module again on each call, and from the
+  // third call on the decoders it returns fail (prefix_unknown on valid frames).
+  loading ??= loadOnce().catch((e: unknown) => {
+    loading = undefined;
+    throw e;
+  });
+  return loading;
+}
+
+let loading: Promise<ZstdWasmDecoder> | undefined;
+
+async function loadOnce(): Promise<ZstdWasmDecoder> {
   // A static import, so a bundler takes the package's JavaScript along (its .wasm file it reads at init).
   const binding = zstdWasm as unknown as Binding;
   try {

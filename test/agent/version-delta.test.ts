@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchPackage } from '../../agent/fetch/fetch.js';
 import { MemoryAgentState } from '../../agent/state.js';
+import { loadZstdDecoder, type ZstdDecoder } from '../../src/compress/zstd-decoder.js';
 import { createLogger } from '../../src/log.js';
 import { DirectoryTrustedStore } from '../../src/tuf/client.js';
 import {
@@ -49,7 +50,7 @@ afterAll(async () => {
 });
 
 const state = new MemoryAgentState();
-async function fetch(version: string) {
+async function fetch(version: string, zstd?: ZstdDecoder) {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -70,6 +71,7 @@ async function fetch(version: string) {
     state,
     now: clock.now,
     logger: createLogger({ level: 'debug', destination: sink }),
+    zstd,
   });
   return { r, lines };
 }
@@ -116,12 +118,21 @@ describe('agent fetch: an upgrade as zstd deltas against the version it fetched 
     expect(refusedLines(lines)).toEqual([]);
   });
 
-  for (const mode of ['wrong', 'bomb', 'truncated'] as const) {
-    it(`a depot sending ${mode} zstd deltas: refused, the chunks fetched whole, the output exact`, async () => {
+  for (const [mode, decoder] of [
+    ['wrong', 'native'],
+    ['bomb', 'native'],
+    ['truncated', 'native'],
+    ['wrong', 'wasm'],
+    ['bomb', 'wasm'],
+    ['truncated', 'wasm'],
+  ] as const) {
+    it(`a depot sending ${mode} zstd deltas (${decoder} decoder): refused, fetched whole, the output exact`, async () => {
       depot.faults.zstdDeltas = mode;
       try {
         const next = await nextBuild();
-        const { r, lines } = await fetch(next.version);
+        const zstd = await loadZstdDecoder({ preferWasm: decoder === 'wasm' });
+        expect(zstd.implementation).toBe(decoder);
+        const { r, lines } = await fetch(next.version, zstd);
         expect(readFileSync(join(dir, 'out', `app-${next.version}`)).equals(next.bytes)).toBe(true);
         expect(refusedLines(lines).length).toBeGreaterThan(0);
         expect(r.chunksFromDeltas).toBeLessThan(r.chunks);
@@ -147,6 +158,18 @@ describe('agent fetch: an upgrade as zstd deltas against the version it fetched 
     expect(wholeAsked(next.lengths)).toBeGreaterThan(0);
     expect(wholeAsked(next.lengths)).toBeLessThan(next.bytes.length * 0.8);
     expect(refusedLines(lines).every((l) => String(l.reason).includes('no longer intact'))).toBe(true);
+  });
+
+  it('with the WebAssembly zstd decoder (an agent without native addons), the same deltas rebuild', async () => {
+    const wasm = await loadZstdDecoder({ preferWasm: true });
+    expect(wasm.implementation).toBe('wasm');
+    const next = await nextBuild();
+    const { r, lines } = await fetch(next.version, wasm);
+    expect(readFileSync(join(dir, 'out', `app-${next.version}`)).equals(next.bytes)).toBe(true);
+    expect(r.chunksFromDeltas).toBeGreaterThan(r.chunks / 2);
+    const d = lines.find((l) => l.msg === 'chunks fetched as deltas against the previous version')!;
+    expect(d.zstd).toBe('wasm');
+    expect(refusedLines(lines)).toEqual([]);
   });
 
   it('an unchanged chunk is copied from the old output instead of downloaded', async () => {

@@ -94,3 +94,14 @@ describe('zstd WebAssembly decoder', async () => {
     expect((await loadZstdDecoder()).implementation).toBe('native');
   });
 });
+
+describe('loading the WebAssembly decoder more than once', () => {
+  it('every load in a process gives a working decoder (the package is initialised once)', async () => {
+    for (let k = 0; k < 4; k++) {
+      const w = await loadZstdWasm();
+      const dec = await loadZstdDecoder({ preferWasm: true });
+      expect(dec.implementation).toBe('wasm');
+      expect(w).toBeDefined();
+    }
+  });
+});
