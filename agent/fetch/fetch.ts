@@ -223,7 +223,7 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
           needs: wants,
           source: metaSource,
           readBase: (ids) => prev.base(ids),
-          applyDelta: decoder.applyDelta,
+          applyDelta: (base, frame, opts) => decoder.applyDelta(base, frame, opts),
           batchMaxBytes: settings.batchMaxBytes,
           batchMaxChunks: settings.batchMaxChunks,
           requestTimeoutMs: settings.requestTimeoutMs,
