@@ -207,10 +207,11 @@ export async function fetchPackage(o: FetchPackageOptions): Promise<FetchPackage
         [prev.version],
         new Set(left.map((n) => n.id)),
       );
-      const wants = left.flatMap((n) => {
+      const wants = [];
+      for (const n of left) {
         const b = pairs.get(n.id);
-        return b ? [{ ...n, ...b }] : [];
-      });
+        if (b && (await prev.present(b.bases))) wants.push({ ...n, ...b });
+      }
       const decoder = wants.length
         ? await (o.zstd ? Promise.resolve(o.zstd) : loadZstdDecoder()).catch((e: unknown) => {
             log.warn({ err: (e as Error).message }, 'no zstd decoder; changed chunks are fetched whole');

@@ -105,6 +105,15 @@ export class OldVersion {
     return data;
   }
 
+  /** Whether the files holding old chunks `ids` are still there (a removed output asks for no deltas). */
+  async present(ids: readonly string[]): Promise<boolean> {
+    for (const id of ids) {
+      const place = this.places.get(id);
+      if (!place || this.bad.has(id) || !(await this.handle(place.fileIndex))) return false;
+    }
+    return true;
+  }
+
   /** The concatenated base chunks `ids`, or why not (one of them changed in the output). */
   async base(ids: readonly string[]): Promise<Buffer | string> {
     const parts: Buffer[] = [];

@@ -172,6 +172,16 @@ describe('agent fetch: an upgrade as zstd deltas against the version it fetched 
     expect(refusedLines(lines)).toEqual([]);
   });
 
+  it('an old output the user removed: no delta is asked for, the chunks come whole', async () => {
+    rmSync(join(dir, 'out', `app-1.${n}`));
+    const next = await nextBuild();
+    const { r } = await fetch(next.version);
+    expect(readFileSync(join(dir, 'out', `app-${next.version}`)).equals(next.bytes)).toBe(true);
+    expect(deltaAsks()).toBe(0);
+    expect(r.chunksFromOld + r.chunksFromDeltas).toBe(0);
+    expect(wholeAsked(next.lengths)).toBe(next.bytes.length);
+  });
+
   it('an unchanged chunk is copied from the old output instead of downloaded', async () => {
     n++;
     const version = `1.${n}`;
