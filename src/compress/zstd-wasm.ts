@@ -1,6 +1,6 @@
 import zstdWasm from '@bokuweb/zstd-wasm';
 import { DepotsyncError } from '../errors.js';
-import type { DecodeOptions } from './zstd.js';
+import type { DecodeOptions } from './decoder-registry.js';
 
 /**
  * A Zstandard *decoder* in WebAssembly (`@bokuweb/zstd-wasm`: libzstd compiled with emscripten), for

@@ -1,7 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createRequire } from 'node:module';
 import { DepotsyncError } from '../errors.js';
-import { setZstdDecoder } from './zstd-decoder.js';
+import { setZstdDecoder, type DecodeOptions } from './decoder-registry.js';
 
 /**
  * Zstandard through the native `zstd-napi` addon (its bundled libzstd, built at install): plain
@@ -314,12 +314,7 @@ export function compress(plain: Uint8Array, level: number = DEFAULT_LEVEL): Buff
   return compressWith(zstd.binding, zstd.cctx, plain, level, undefined);
 }
 
-export interface DecodeOptions {
-  /** The most bytes the output may have: the length the caller's signed metadata declares. */
-  maxBytes: number;
-  /** Also refuse an output shorter than `maxBytes` (when the exact length is known). */
-  exact?: boolean;
-}
+export type { DecodeOptions } from './decoder-registry.js';
 
 function finish(out: Buffer, opts: DecodeOptions, what: string): Buffer {
   if (opts.exact && out.length !== opts.maxBytes) {
