@@ -349,6 +349,9 @@ describe('depot init, enrollment, serve and the depot commands', () => {
       generation: up.repo.generation,
       chunksFetched: 0,
       bytesFetched: expect.any(Number),
+      // Nothing new to fetch: no chunk bytes, on the wire or plain.
+      chunkWireBytes: 0,
+      chunkPlainBytes: 0,
     });
   });
 });

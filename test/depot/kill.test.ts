@@ -30,7 +30,8 @@ async function bundleChild(): Promise<{ file: string; dir: string }> {
     resolve: { extensionAlias: { '.js': ['.ts', '.js'] } },
     logLevel: 'silent',
   });
-  await bundle.write({ file, format: 'esm' });
+  // One file: the zstd decoder's dynamic imports would otherwise become chunks of their own.
+  await bundle.write({ file, format: 'esm', codeSplitting: false });
   await bundle.close();
   return { file, dir };
 }
