@@ -49,7 +49,7 @@ describe('depot sync: whole chunks as stored zstd frames in a delta answer (kind
   }
 
   it('receives the compressed chunks through the delta route and keeps them compressed', async () => {
-    const { d, v2, newChunks } = await twoVersions('stored-a', 3);
+    const { d, v2, newChunks, log } = await twoVersions('stored-a', 3);
     expect(newChunks.length).toBeGreaterThan(3);
     expect(up.store.storedForms(newChunks).every((f) => f?.encoding === 'zstd')).toBe(true);
     up.requests.length = 0;
@@ -63,6 +63,8 @@ describe('depot sync: whole chunks as stored zstd frames in a delta answer (kind
     expect(stored).toBeLessThan(v2.manifest.totalBytes / 2);
     expect(r.bytesByStep.deltas!).toBeLessThan(stored + 40 * newChunks.length + 1);
     expect(d.store.storedForms(newChunks).every((f) => f?.encoding === 'zstd')).toBe(true);
+    const step = log.lines.find((l) => l.msg === 'sync deltas');
+    expect(step).toMatchObject({ stored: newChunks.length, whole: newChunks.length, refused: 0 });
     await expectServedComplete(d);
   });
 
