@@ -156,7 +156,11 @@ export class BundleUpstream implements Upstream {
         if (!missing.has(p.target) || rec.kind === 'absent') continue;
         let data: Uint8Array;
         if (rec.kind === 'whole') data = rec.data;
-        else {
+        else if (rec.kind === 'stored') {
+          // Exports put whole chunks in chunk sections; a frame here is not what the bundle's format allows.
+          refuse(p.target, 'a whole chunk as a zstd frame in a delta section');
+          continue;
+        } else {
           const base = await readBase(p.bases, read);
           const out = typeof base === 'string' ? base : rebuildFromRecord(base, rec, p.length);
           if (typeof out === 'string') {

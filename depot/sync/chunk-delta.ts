@@ -7,7 +7,9 @@ import { DepotsyncError } from '../../src/errors.js';
 import { HttpError } from '../../src/net/http-error.js';
 import type { ReadClient } from '../../src/read/client.js';
 import { verifiedChunk } from '../../src/read/verify.js';
-import type { ChunkInput } from '../../src/store/chunk-id.js';
+import { hashedChunk, type ChunkInput } from '../../src/store/chunk-id.js';
+import { plainBytes } from '../../src/store/encoding.js';
+import { digestEquals } from '../../src/hash/blake3.js';
 import { planBatches } from '../../src/wire/chunk-batch.js';
 import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
 import { CHUNK_DELTA_LIMITS, DeltaDecoder } from '../../src/wire/chunk-delta.js';
@@ -43,6 +45,8 @@ export interface DeltaFetchResult {
   rebuilt: number;
   /** Of the rebuilt: from zstd deltas (against a window of the old file). */
   zstd?: number;
+  /** Sent whole (counted in `whole`) as the upstream's stored zstd frame, kept as it came. */
+  stored?: number;
   whole: number;
   /** Records refused (bad lengths, wrong bytes): those chunks are left for the whole-chunk download. */
   refused: number;
@@ -227,6 +231,7 @@ async function deltaBatch(
     batch.map((n) => n.length),
     signal,
     true,
+    true,
   );
   let index = 0;
   const decoder = new DeltaDecoder(
@@ -239,6 +244,7 @@ async function deltaBatch(
   let rebuilt = 0;
   let zstd = 0;
   let whole = 0;
+  let stored = 0;
   const keep: Array<{ target: string; bases: string[]; frame: Buffer }> = [];
   const refuse = (id: string, why: string) => {
     result.refused++;
@@ -260,7 +266,15 @@ async function deltaBatch(
         if (rec.kind === 'absent') continue; // the whole-chunk download asks again and reports it
         let data: Uint8Array;
         if (rec.kind === 'whole') data = rec.data;
-        else {
+        else if (rec.kind === 'stored') {
+          // The signed length caps the output: a bomb stops there, a damaged or cut frame is refused.
+          try {
+            data = plainBytes('zstd', rec.frame, need.length, `chunk ${rec.target}`);
+          } catch (e) {
+            refuse(rec.target, `its zstd frame does not decode (${(e as Error).message})`);
+            continue;
+          }
+        } else {
           const b = await base;
           if (typeof b === 'string') {
             refuse(rec.target, b);
@@ -274,15 +288,20 @@ async function deltaBatch(
           data = out;
         }
         // Threat: a lying upstream or a damaged path. The same check as every downloaded chunk.
-        const chunk = verifiedChunk(rec.target, data);
+        // A stored frame is kept as it came once its plain bytes hash to the id.
+        const chunk =
+          rec.kind === 'stored' ? storedChunk(rec.target, data, rec.frame) : verifiedChunk(rec.target, data);
         if (!chunk) {
-          refuse(rec.target, `its ${rec.kind === 'whole' ? 'bytes' : 'rebuilt bytes'} do not hash to its id`);
+          const what =
+            rec.kind === 'whole' ? 'bytes' : rec.kind === 'stored' ? 'decoded bytes' : 'rebuilt bytes';
+          refuse(rec.target, `its ${what} do not hash to its id`);
           continue;
         }
         verified.push(chunk);
         verifiedBytes += data.length;
-        if (rec.kind === 'whole') whole++;
+        if (rec.kind === 'whole' || rec.kind === 'stored') whole++;
         else rebuilt++;
+        if (rec.kind === 'stored') stored++;
         if (rec.kind === 'zstd') {
           zstd++;
           keep.push({ target: rec.target, bases: need.bases, frame: rec.frame });
@@ -310,11 +329,18 @@ async function deltaBatch(
     result.rebuilt += rebuilt;
     result.zstd = (result.zstd ?? 0) + zstd;
     result.whole += whole;
+    result.stored = (result.stored ?? 0) + stored;
     deps.onStored?.(r.written, verifiedBytes);
     // Only deltas whose chunk verified and was stored are kept for children and agents.
     for (const k of keep) await deps.deltaCache?.put(k.target, k.bases, k.frame);
   }
   if (streamError) throw deps.upstream.explain(streamError);
+}
+
+/** The chunk of plain bytes `data` with its zstd `frame`, if they hash to `id`. */
+function storedChunk(id: string, data: Uint8Array, frame: Buffer): ChunkInput | undefined {
+  const chunk = hashedChunk(data, frame);
+  return digestEquals(chunk.id, id) ? chunk : undefined;
 }
 
 /**

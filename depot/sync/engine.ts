@@ -390,6 +390,7 @@ export class SyncEngine {
           rebuilt: o.rebuilt,
           zstd: o.zstd ?? 0,
           whole: o.whole,
+          stored: o.stored ?? 0,
           refused: o.refused,
           unsupported: o.unsupported,
         }),

@@ -361,7 +361,11 @@ async function deltaSection(
   const pool = new DeltaPool({ workers: 2, maxQueued: 1024, nice: 10 });
   const zstd = new CachedZstdDeltas(masterDeltaCache(ctx), pool, ON_REQUEST_LEVEL);
   try {
-    return await deltaRecordsOf(pairs, load, zstd);
+    const stored = async (id: string) => {
+      const s = await ctx.store.getStored(id, { verify: false });
+      return s.encoding === 'zstd' ? s.data : undefined;
+    };
+    return await deltaRecordsOf(pairs, load, zstd, stored);
   } finally {
     await pool.close();
   }
@@ -371,13 +375,19 @@ async function deltaRecordsOf(
   pairs: readonly BundlePair[],
   load: (id: string) => Promise<Buffer | undefined>,
   zstd: CachedZstdDeltas,
+  stored: (id: string) => Promise<Buffer | undefined>,
 ): Promise<{ bytes: Buffer; targets: Set<string> } | undefined> {
   const included = new Set<number>();
   const targets = new Set<string>();
   const records: Buffer[] = [];
   let size = 0;
   let i = 0;
-  const opts = { zstd: (p: DeltaPair, t: Buffer, b: Buffer) => zstd.frame(p.target, p.bases, t, b) };
+  const opts = {
+    zstd: (p: DeltaPair, t: Buffer, b: Buffer) => zstd.frame(p.target, p.bases, t, b),
+    // Asked only so a zstd delta must also beat the chunk's stored frame; a pair answered with that
+    // frame (kind 4) leaves its chunk to the chunk sections, which carry stored forms.
+    stored: (id: string) => stored(id),
+  };
   for await (const r of deltaRecords(pairs, load, opts)) {
     const index = i++;
     const p = pairs[index]!;

@@ -182,18 +182,19 @@ export class ReadClient implements MetadataSource {
   /**
    * `POST /v1/chunks/delta` for `pairs` (src/wire/chunk-delta.ts). `targetLengths` bound the answer:
    * no answer is longer than every chunk sent whole with the largest record header (endless data).
-   * `zstd`: accept zstd delta records.
+   * `zstd`: accept zstd delta records; `stored`: accept whole chunks as zstd frames (kind 4).
    */
   delta(
     pairs: readonly DeltaPair[],
     targetLengths: readonly number[],
     signal: AbortSignal,
     zstd = false,
+    stored = false,
   ): Promise<StreamResponse> {
     return this.explained(
       this.http.request('POST', '/v1/chunks/delta', {
         headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
-        body: encodeDeltaRequest(pairs, zstd),
+        body: encodeDeltaRequest(pairs, zstd, stored),
         maxBytes: targetLengths.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n, 0),
         what: `chunk delta batch of ${pairs.length} from ${this.name}`,
         signal,

@@ -9,7 +9,8 @@ import { drainOrClose } from './outgoing.js';
 /**
  * Answers `POST /v1/chunks/delta` (src/wire/chunk-delta.ts): each target as the difference from a base
  * the caller holds, chunks read through `load` (undefined for one not served); with `zstd` (the
- * caller accepts them and this server has a source), zstd deltas where they pay off.
+ * caller accepts them and this server has a source), zstd deltas where they pay off; with `stored`
+ * (the caller accepts them), whole chunks as the zstd frames the store holds where those are smaller.
  */
 export async function respondDelta(
   c: Context<ServeEnv>,
@@ -18,12 +19,14 @@ export async function respondDelta(
   log: Logger,
   onServed?: (kind: 'chunk', bytes: number) => void,
   zstd?: ZstdDeltaSource,
+  stored?: (id: string) => Promise<Buffer | undefined>,
 ): Promise<Response> {
-  const records = deltaRecords(
-    pairs,
-    load,
-    zstd ? { zstd: (p, target, base) => zstd.frame(p.target, p.bases, target, base) } : {},
-  );
+  const records = deltaRecords(pairs, load, {
+    ...(zstd
+      ? { zstd: (p: DeltaPair, target: Buffer, base: Buffer) => zstd.frame(p.target, p.bases, target, base) }
+      : {}),
+    ...(stored ? { stored } : {}),
+  });
   const outgoing = c.env?.outgoing;
   if (!outgoing) {
     const parts: Buffer[] = [];

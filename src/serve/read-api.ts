@@ -206,12 +206,18 @@ export function readRoutes(
   // Chunk deltas (src/wire/chunk-delta.ts): each target as the difference from a base the caller holds.
   app.post('/v1/chunks/delta', async (c) => {
     const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
-    const { pairs, zstd } = parseDeltaRequestWith(body, CHUNK_DELTA_LIMITS.maxPairs);
+    const { pairs, zstd, stored } = parseDeltaRequestWith(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
       source.chunks.has(id)
         ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined)
         : Promise.resolve(undefined);
-    return respondDelta(c, pairs, load, log, opts.onServed, zstd ? opts.zstdDeltas : undefined);
+    // The frame as stored; the receiver decodes and hashes it, and a bad one is fetched whole.
+    const frame = async (id: string) => {
+      const s = await source.chunks.getStored(id, { verify: opts.verifyOnServe });
+      return s.encoding === 'zstd' ? s.data : undefined;
+    };
+    const zstdDeltas = zstd ? opts.zstdDeltas : undefined;
+    return respondDelta(c, pairs, load, log, opts.onServed, zstdDeltas, stored ? frame : undefined);
   });
 
   return app;

@@ -8,14 +8,16 @@ import { DepotsyncError } from '../errors.js';
  * of the same file. Several when an edit moved a chunk boundary, so the new chunk spans two old ones.
  * On a 4 KiB edit this moves about 4 KiB instead of the ~64 KiB chunk around it.
  *
- * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …],"zstd":true}`,
+ * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …],"zstd":true,
+ * "stored":true}`,
  * at most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the
  * edit kept file offsets (0 when the target starts where the first base does). `bases` may instead be
  * the index of an earlier pair with the same bases (neighbouring chunks share their window of the old
- * file). `zstd` (optional): the receiver accepts kind 3 records.
+ * file). `zstd` (optional): the receiver accepts kind 3 records; `stored` (optional): kind 4 records.
  * Response (`application/vnd.depotsync.chunk-delta`): for each pair, in request order, a record
  *   32 bytes  the target chunk id (binary)
- *    1 byte   kind: 0 the sender does not have the target, 1 the whole target, 2 a delta
+ *    1 byte   kind: 0 the sender does not have the target, 1 the whole target, 2 a delta, 3 a zstd
+ *             delta, 4 the whole target as one zstd frame
  *   kind 1:   4 bytes big-endian length L, then L bytes: the chunk
  *   kind 2:   five big-endian 4-byte numbers: prefix length P, prefix position PF, suffix length S,
  *             suffix position SF, middle length M; then M bytes. The target is
@@ -26,6 +28,11 @@ import { DepotsyncError } from '../errors.js';
  *             checksum included. Sent only when asked for, and only when smaller than the chunk
  *             compressed alone and than the kind 2 middle. The receiver decodes it with the chunk's
  *             signed length as the hard cap on the output.
+ *   kind 4:   4 bytes big-endian length F, then F bytes: one zstd frame of the target alone, as the
+ *             sender stores it (src/store/encoding.ts). Sent only when asked for (`stored`) and when
+ *             smaller than every other record for the pair; kind 3 must then also beat it. The
+ *             receiver decodes it with the chunk's signed length as the hard cap, checks the BLAKE3 of
+ *             the plain bytes, and may keep the frame as it came.
  * The sender answers with the whole chunk when it lacks a base or the two share fewer than
  * `minOverlapBytes`. The format carries no trust of its own: the receiver bounds every length before
  * buffering (P, S, M and P + S + M ≤ the largest chunk asked for), checks PF + P and SF + S against its
@@ -47,7 +54,7 @@ export const CHUNK_DELTA_LIMITS = {
   readAhead: 8,
 };
 
-export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3 } as const;
+export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3, stored: 4 } as const;
 
 const ID_BYTES = 32;
 const HEAD = ID_BYTES + 1;
@@ -77,17 +84,19 @@ export type DeltaRecord =
   | { target: string; kind: 'absent' }
   | { target: string; kind: 'whole'; data: Buffer }
   | ({ target: string; kind: 'delta'; middle: Buffer } & DeltaCopy)
-  | { target: string; kind: 'zstd'; frame: Buffer };
+  | { target: string; kind: 'zstd'; frame: Buffer }
+  | { target: string; kind: 'stored'; frame: Buffer };
 
-/** A parsed request: the pairs, and whether the receiver accepts zstd records. */
+/** A parsed request: the pairs, and whether the receiver accepts zstd deltas and stored frames. */
 export interface DeltaRequest {
   pairs: DeltaPair[];
   zstd: boolean;
+  stored: boolean;
 }
 
 // ---- request ----------------------------------------------------------------------------------
 
-export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false): Buffer {
+export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false, stored = false): Buffer {
   const seen = new Map<string, number>();
   const out = pairs.map((p, i) => {
     const key = p.bases.join(',');
@@ -95,7 +104,11 @@ export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false): B
     if (earlier === undefined) seen.set(key, i);
     return { bases: earlier ?? p.bases, offset: p.offset, target: p.target };
   });
-  return Buffer.from(JSON.stringify(zstd ? { pairs: out, zstd: true } : { pairs: out }), 'utf8');
+  // Flags only when set, so a request without them reads as before to older senders.
+  return Buffer.from(
+    JSON.stringify({ pairs: out, ...(zstd ? { zstd: true } : {}), ...(stored ? { stored: true } : {}) }),
+    'utf8',
+  );
 }
 
 /**
@@ -113,12 +126,15 @@ export function parseDeltaRequestWith(body: Buffer, maxPairs = CHUNK_DELTA_LIMIT
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
   }
-  const extra = Object.keys(parsed).filter((k) => k !== 'pairs' && k !== 'zstd');
+  const extra = Object.keys(parsed).filter((k) => k !== 'pairs' && k !== 'zstd' && k !== 'stored');
   if (extra.length)
     throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
   const zstd = (parsed as { zstd?: unknown }).zstd;
   if (zstd !== undefined && typeof zstd !== 'boolean')
     throw new DepotsyncError('bad-input', `${what}: "zstd" is not true or false`);
+  const stored = (parsed as { stored?: unknown }).stored;
+  if (stored !== undefined && typeof stored !== 'boolean')
+    throw new DepotsyncError('bad-input', `${what}: "stored" is not true or false`);
   const pairs = (parsed as { pairs?: unknown }).pairs;
   if (!Array.isArray(pairs))
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
@@ -157,7 +173,7 @@ export function parseDeltaRequestWith(body: Buffer, maxPairs = CHUNK_DELTA_LIMIT
       'bad-input',
       `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`,
     );
-  return { pairs: pairs as DeltaPair[], zstd: zstd === true };
+  return { pairs: pairs as DeltaPair[], zstd: zstd === true, stored: stored === true };
 }
 
 // ---- sender -----------------------------------------------------------------------------------
@@ -216,6 +232,8 @@ export function computeDelta(base: Uint8Array, target: Uint8Array, offset = 0): 
 /**
  * The record answering one pair, as buffers to write in order (the chunk bytes are not copied).
  * `target` undefined: the sender lacks it; `base` undefined: it lacks the base (whole chunk).
+ * `frame`: a zstd delta of the target against the base (kind 3); `stored`: the target's own zstd
+ * frame (kind 4). The smallest record wins; ties go to the simpler kind.
  */
 export function encodeDeltaRecord(
   targetId: string,
@@ -224,6 +242,7 @@ export function encodeDeltaRecord(
   offset = 0,
   minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes,
   frame?: Buffer,
+  stored?: Buffer,
 ): Buffer[] {
   if (!target) {
     const h = Buffer.alloc(HEAD);
@@ -233,6 +252,15 @@ export function encodeDeltaRecord(
   }
   const d = base ? computeDelta(base, target, offset) : undefined;
   const middle = d ? target.length - d.prefix - d.suffix : target.length;
+  const byteDelta = d && d.prefix + d.suffix >= minOverlapBytes ? middle + DELTA_HEAD - WHOLE_HEAD : Infinity;
+  const cheapest = Math.min(target.length, byteDelta);
+  if (stored && stored.length < cheapest && (!frame || stored.length <= frame.length)) {
+    const h = Buffer.alloc(WHOLE_HEAD);
+    h.write(targetId, 0, ID_BYTES, 'hex');
+    h[ID_BYTES] = DELTA_KIND.stored;
+    h.writeUInt32BE(stored.length, HEAD);
+    return [h, stored];
+  }
   if (frame && frame.length < target.length && (!d || frame.length < middle)) {
     const h = Buffer.alloc(WHOLE_HEAD);
     h.write(targetId, 0, ID_BYTES, 'hex');
@@ -271,18 +299,22 @@ export async function* deltaRecords(
     readAhead?: number;
     /** A zstd frame of the target against the base (kind 3), when the receiver accepts them. */
     zstd?: (pair: DeltaPair, target: Buffer, base: Buffer) => Promise<Buffer | undefined>;
+    /** The target's stored zstd frame, if it has one (kind 4), when the receiver accepts them. */
+    stored?: (id: string) => Promise<Buffer | undefined>;
   } = {},
 ): AsyncGenerator<{ record: Buffer; payloadBytes: number }> {
   const ahead = opts.readAhead ?? CHUNK_DELTA_LIMITS.readAhead;
-  const inflight: Array<Promise<[Buffer | undefined, Buffer | undefined, Buffer | undefined]>> = [];
+  type Loaded = [Buffer | undefined, Buffer | undefined, Buffer | undefined, Buffer | undefined];
+  const inflight: Array<Promise<Loaded>> = [];
   let next = 0;
   const fill = () => {
     while (inflight.length < ahead && next < pairs.length) {
       const p = pairs[next++]!;
       // The base matters only when the target is there; all of it, or the target goes whole.
       inflight.push(
-        load(p.target).then(async (t) => {
-          if (!t) return [undefined, undefined, undefined];
+        load(p.target).then(async (t): Promise<Loaded> => {
+          if (!t) return [undefined, undefined, undefined, undefined];
+          const own = opts.stored ? opts.stored(p.target).catch(() => undefined) : undefined;
           const parts = await Promise.all(p.bases.map(load));
           const base = parts.every((b) => b !== undefined)
             ? parts.length === 1
@@ -290,16 +322,16 @@ export async function* deltaRecords(
               : Buffer.concat(parts)
             : undefined;
           const frame = base && opts.zstd ? await opts.zstd(p, t, base).catch(() => undefined) : undefined;
-          return [t, base, frame];
+          return [t, base, frame, await own];
         }),
       );
     }
   };
   fill();
   for (const p of pairs) {
-    const [target, base, frame] = await inflight.shift()!;
+    const [target, base, frame, stored] = await inflight.shift()!;
     fill();
-    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes, frame);
+    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes, frame, stored);
     const payloadBytes = parts.length > 1 ? parts[1]!.length : 0;
     yield { record: parts.length === 1 ? parts[0]! : Buffer.concat(parts), payloadBytes };
   }
@@ -356,14 +388,15 @@ export class DeltaDecoder {
         if (this.pendingBytes < WHOLE_HEAD + len) break;
         this.take(WHOLE_HEAD);
         out.push({ target: id, kind: 'whole', data: this.take(len) });
-      } else if (kind === DELTA_KIND.zstd) {
+      } else if (kind === DELTA_KIND.zstd || kind === DELTA_KIND.stored) {
         if (head.length < WHOLE_HEAD) break;
         const len = head.readUInt32BE(HEAD);
-        // A delta is never larger than its chunk: the sender sends the chunk instead.
-        this.bound(id, 'delta length', len);
+        // A frame is never larger than its chunk: the sender sends the chunk instead.
+        this.bound(id, 'frame length', len);
         if (this.pendingBytes < WHOLE_HEAD + len) break;
         this.take(WHOLE_HEAD);
-        out.push({ target: id, kind: 'zstd', frame: this.take(len) });
+        const frame = this.take(len);
+        out.push({ target: id, kind: kind === DELTA_KIND.zstd ? 'zstd' : 'stored', frame });
       } else if (kind === DELTA_KIND.delta) {
         if (head.length < DELTA_HEAD) break;
         const prefix = head.readUInt32BE(HEAD);

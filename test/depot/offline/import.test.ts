@@ -1,5 +1,7 @@
 import { existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { deflateRawSync } from 'node:zlib';
+import { compress } from '../../../src/compress/zstd.js';
+import { DELTA_KIND } from '../../../src/wire/chunk-delta.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DepotsyncError, isDepotsyncError } from '../../../src/errors.js';
 import { generateKeyPair } from '../../../src/tuf/keys.js';
@@ -53,6 +55,30 @@ function flipLast(b: Uint8Array): Buffer {
   const out = Buffer.from(b);
   out[out.length - 1]! ^= 0xff;
   return out;
+}
+
+/**
+ * The section with its last record replaced by a kind 4 record (the whole chunk as a zstd frame), which
+ * exports never write into a chunk-deltas section.
+ */
+async function lastAsStoredFrame(b: Uint8Array, get: (id: string) => Promise<Uint8Array>): Promise<Buffer> {
+  const buf = Buffer.from(b);
+  let at = 4 + Math.ceil(buf.readUInt32BE(0) / 8);
+  let last = at;
+  while (at < buf.length) {
+    last = at;
+    const kind = buf[at + 32]!;
+    if (kind === DELTA_KIND.delta) at += 53 + buf.readUInt32BE(at + 49);
+    else if (kind === DELTA_KIND.zstd || kind === DELTA_KIND.whole) at += 37 + buf.readUInt32BE(at + 33);
+    else at += 33;
+  }
+  const id = buf.subarray(last, last + 32).toString('hex');
+  const frame = compress(await get(id), 3);
+  const h = Buffer.alloc(37);
+  buf.copy(h, 0, last, last + 32);
+  h[32] = DELTA_KIND.stored;
+  h.writeUInt32BE(frame.length, 33);
+  return Buffer.concat([buf.subarray(0, last), h, frame]);
 }
 
 /** A chunk-deltas section claiming another pair count. */
@@ -274,6 +300,28 @@ describe('offline bundles: export, import, refusals', () => {
     const ef = await refused(w.importInto(D, forged));
     expect(ef.code).toBe('not-found');
     expect(ef.message).toMatch(/does not carry 1 chunk\(s\) of the new generation/);
+    expect(await servedComplete(D)).toBe(2);
+    // A whole chunk as a zstd frame in the delta section (exports never write one there): refused.
+    const framed = w.file('framed-delta.bundle');
+    let original: Uint8Array | undefined;
+    const keep = <S extends { kind: string; bytes: Uint8Array }>(ss: S[]): S[] => {
+      original = ss.find((x) => x.kind === 'chunk-deltas')?.bytes;
+      return ss;
+    };
+    await rewrite(delta, framed, [w.master.signers.timestamp], { sections: keep }, (id) =>
+      w.master.store.get(id),
+    );
+    const replaced = await lastAsStoredFrame(original!, (id) => w.master.store.get(id));
+    await rewrite(
+      delta,
+      framed,
+      [w.master.signers.timestamp],
+      { sections: (ss) => ss.map((x) => (x.kind === 'chunk-deltas' ? { ...x, bytes: replaced } : x)) },
+      (id) => w.master.store.get(id),
+    );
+    const ew = await refused(w.importInto(D, framed));
+    expect(ew.code).toBe('not-found');
+    expect(ew.message).toMatch(/does not carry 1 chunk\(s\) of the new generation/);
     expect(await servedComplete(D)).toBe(2);
     // A delta section made for another base (its pair count differs from what this depot computes).
     const otherBase = w.file('other-base.bundle');

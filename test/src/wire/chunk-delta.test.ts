@@ -6,7 +6,8 @@ import { silentLogger } from '../../../src/log.js';
 import type { ServeEnv } from '../../../src/serve/env.js';
 import { errorHandler } from '../../../src/serve/http-errors.js';
 import { readRoutes, type ReadApiSource } from '../../../src/serve/read-api.js';
-import { delta } from '../../../src/compress/zstd.js';
+import { compress, delta } from '../../../src/compress/zstd.js';
+import { plainBytes } from '../../../src/store/encoding.js';
 import { rebuildFromRecord } from '../../../src/deltas/rebuild.js';
 import {
   CHUNK_DELTA_LIMITS,
@@ -407,7 +408,7 @@ describe('zstd delta records (kind 3)', () => {
     h[32] = DELTA_KIND.zstd;
     h.writeUInt32BE(0x7fffffff, 33);
     expect(() => new DeltaDecoder([id], target.length).push(h)).toThrow(
-      /delta length 2147483647, above the limit/,
+      /frame length 2147483647, above the limit/,
     );
     const wire = Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, frame));
     const dec = new DeltaDecoder([id], target.length);
@@ -473,5 +474,93 @@ describe('zstd delta records (kind 3)', () => {
       const recs = new DeltaDecoder([id, id], target.length).push(Buffer.from(await r.arrayBuffer()));
       expect(recs.map((x) => x.kind)).toEqual(zstd ? ['zstd', 'zstd'] : ['delta', 'delta']);
     }
+  });
+});
+
+describe('whole chunks as stored zstd frames (kind 4)', () => {
+  // Text-like content: compresses well alone, shares nothing with the base.
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta'];
+  const text = (n: number, seed: number) => {
+    const r = seeded(n, seed);
+    const parts: string[] = [];
+    for (let i = 0; parts.join(' ').length < n; i++) parts.push(words[r[i % n]! & 7]!);
+    return Buffer.from(parts.join(' ').slice(0, n));
+  };
+  const base = seeded(60_000, 21);
+  const target = text(60_000, 22);
+  const id = blake3Hex(target);
+  const stored = compress(target, 3);
+
+  it('is chosen when smaller than the chunk, the byte delta and the zstd delta; decodes to the chunk', () => {
+    expect(stored.length).toBeLessThan(target.length / 3);
+    const wire = Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, undefined, stored));
+    expect(wire[32]).toBe(DELTA_KIND.stored);
+    expect(wire.length).toBe(37 + stored.length);
+    const dec = new DeltaDecoder([id], target.length);
+    const recs: DeltaRecord[] = [];
+    for (let i = 0; i < wire.length; i += 999) recs.push(...dec.push(wire.subarray(i, i + 999)));
+    dec.finish();
+    expect(recs).toEqual([{ target: id, kind: 'stored', frame: stored }]);
+    expect(Buffer.from(plainBytes('zstd', stored, target.length, 'x')).equals(target)).toBe(true);
+    // A zstd delta smaller than the stored frame wins; one no smaller loses to it.
+    const small = stored.subarray(0, stored.length - 1);
+    expect(Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, small, stored))[32]).toBe(
+      DELTA_KIND.zstd,
+    );
+    expect(Buffer.concat(encodeDeltaRecord(id, target, base, 0, 64, stored, stored))[32]).toBe(
+      DELTA_KIND.stored,
+    );
+    // A byte delta that moves fewer bytes wins over it.
+    const near = Buffer.from(target);
+    near.fill(0x41, 30_000, 30_100);
+    const bd = encodeDeltaRecord(blake3Hex(near), near, target, 0, 64, undefined, compress(near, 3));
+    expect(Buffer.concat(bd)[32]).toBe(DELTA_KIND.delta);
+  });
+
+  it('is sent only to a caller that asks (`stored`); others get the plain chunk as before', async () => {
+    const chunks = new Map([base, target].map((c) => [blake3Hex(c), c]));
+    const source: ReadApiSource = {
+      metadata: () => undefined,
+      target: () => undefined,
+      revocations: () => undefined,
+      chunks: {
+        has: (x) => chunks.has(x),
+        get: async (x) => chunks.get(x)!,
+        getStored: async (x) =>
+          x === id
+            ? { data: stored, encoding: 'zstd' as const, plainLength: target.length }
+            : { data: chunks.get(x)!, encoding: 'plain' as const, plainLength: chunks.get(x)!.length },
+      } as unknown as ReadApiSource['chunks'],
+    };
+    const app = new Hono<ServeEnv>();
+    app.onError(errorHandler(silentLogger()));
+    app.route('/', readRoutes(source, silentLogger()));
+    const pairs = [{ bases: [blake3Hex(base)], offset: 0, target: id }];
+    expect(JSON.parse(encodeDeltaRequest(pairs, false, true).toString()).stored).toBe(true);
+    expect(JSON.parse(encodeDeltaRequest(pairs).toString())).toEqual({ pairs });
+    for (const asks of [true, false]) {
+      const r = await app.request('/v1/chunks/delta', {
+        method: 'POST',
+        body: new Uint8Array(encodeDeltaRequest(pairs, true, asks)),
+        headers: { 'content-type': 'application/json' },
+      });
+      const wire = Buffer.from(await r.arrayBuffer());
+      expect(wire[32]).toBe(asks ? DELTA_KIND.stored : DELTA_KIND.whole);
+      expect(wire.length).toBe(37 + (asks ? stored.length : target.length));
+    }
+    const bad = await app.request('/v1/chunks/delta', {
+      method: 'POST',
+      body: JSON.stringify({ pairs, stored: 1 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(bad.status).toBe(400);
+  });
+
+  it('refuses a frame longer than the largest chunk before buffering it', () => {
+    const h = Buffer.alloc(37);
+    h.write(id, 0, 32, 'hex');
+    h[32] = DELTA_KIND.stored;
+    h.writeUInt32BE(target.length + 1, 33);
+    expect(() => new DeltaDecoder([id], target.length).push(h)).toThrow(/frame length \d+, above the limit/);
   });
 });
