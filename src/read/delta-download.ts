@@ -9,6 +9,7 @@ import { CHUNK_DELTA_LIMITS, DeltaDecoder, type DeltaPair } from '../wire/chunk-
 import type { ReadClient } from './client.js';
 import type { ChunkWant } from './chunk-download.js';
 import { verifiedChunk } from './verify.js';
+import { plainBytes } from '../store/encoding.js';
 
 /** A chunk to ask for as a delta against `bases` (src/content/delta-pairs.ts), which the receiver holds. */
 export interface DeltaWant extends ChunkWant {
@@ -132,7 +133,15 @@ async function deltaBatch<N extends DeltaWant>(
           if (rec.kind === 'absent') continue;
           let data: Uint8Array;
           if (rec.kind === 'whole') data = rec.data;
-          else {
+          else if (rec.kind === 'stored') {
+            // A whole chunk as its stored zstd frame, decoded within the chunk's signed length.
+            try {
+              data = plainBytes('zstd', rec.frame, need.length, `chunk ${rec.target}`);
+            } catch (e) {
+              refuse(rec.target, (e as Error).message);
+              continue;
+            }
+          } else {
             const base = await o.readBase(need.bases);
             if (typeof base === 'string') {
               refuse(rec.target, base);
