@@ -32,7 +32,7 @@ function reply(seq: number, pieces: readonly Uint8Array[], given: ArrayBuffer[],
   }
   // Compressed right after hashing, on this thread (publish compresses once, here); the frames of a
   // reply travel in one transferred buffer.
-  const frames = level > 0 ? pieces.map((p) => compressChunk(p, level)) : [];
+  const frames = level !== 0 ? pieces.map((p) => compressChunk(p, level)) : [];
   const framed = frames.reduce((n, f) => n + (f ? f.length : 0), 0);
   let frameBuffer: ArrayBuffer | undefined;
   const frameSpans: number[] = [];
@@ -55,7 +55,7 @@ function reply(seq: number, pieces: readonly Uint8Array[], given: ArrayBuffer[],
     buffers,
     spans,
     ids,
-    compressed: level > 0,
+    compressed: level !== 0,
     ...(frameBuffer ? { frameBuffer, frameSpans } : {}),
   };
   port!.postMessage(out, frameBuffer ? [...buffers, frameBuffer] : buffers);

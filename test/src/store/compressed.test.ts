@@ -59,6 +59,22 @@ describe('compressed chunks in the store', () => {
     await store.close();
   });
 
+  it('compresses at a fast (negative) level, and keeps a chunk whose head is incompressible plain', async () => {
+    const store = ChunkStore.open(tempDir(), { compressLevel: -5 });
+    const text = plainChunk(textish(60_000, 3));
+    // Random first 4 KiB, text after: the trial on the head says "incompressible", so no frame is made.
+    const mixed = plainChunk(Buffer.concat([randomBytes(4096), textish(56_000, 4)]));
+    await store.putMany([text, mixed]);
+    const st = await store.getStored(text.id);
+    expect(st.encoding).toBe('zstd');
+    expect(st.data.length).toBeLessThan(40_000);
+    expect((await store.get(text.id)).equals(text.data)).toBe(true);
+    expect((await store.getStored(mixed.id)).encoding).toBe('plain');
+    expect((await store.get(mixed.id)).equals(mixed.data)).toBe(true);
+    await store.close();
+    expect((await errorOf(() => ChunkStore.open(tempDir(), { compressLevel: -8 }))).code).toBe('bad-input');
+  });
+
   it('keeps everything plain at level 0', async () => {
     const store = ChunkStore.open(tempDir(), { compressLevel: 0 });
     const text = plainChunk(textish(60_000));
