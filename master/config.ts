@@ -141,7 +141,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP
   // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
-  chunkCompressLevel: 3,
+  chunkCompressLevel: 1,
   batchMemoryBytes: 64 * 1024 * 1024,
   gcIntervalHours: 24,
   gcGraceHours: 6,
