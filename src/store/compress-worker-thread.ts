@@ -15,8 +15,7 @@ export interface CompressRequest {
   lengths: number[];
 }
 export type CompressReply =
-  | { frames: ArrayBuffer; spans: number[]; error?: undefined }
-  | { error: string; frames?: undefined };
+  { frames: ArrayBuffer; spans: number[]; error?: undefined } | { error: string; frames?: undefined };
 
 const { port, flag } = workerData as { port: MessagePort; flag: SharedArrayBuffer };
 const done = new Int32Array(flag);
