@@ -20,6 +20,8 @@
  *   npx tsc -p tsconfig.json && BENCH_BYTES=1073741824 node dist/bench/ingest.js
  *   BENCH_BYTES (default 1 GiB), BENCH_BATCH_MIB (default: the ingest default), BENCH_RUNS (default 3),
  *   BENCH_DIR (scratch folder, default the OS temp folder; deleted afterwards),
+ *   BENCH_ONLY=publish (only the ingest, every run's time listed, with the stored bytes: the publish
+ *   figures of bench/README.md "Compressed chunks"),
  *   BENCH_ZSTD_LEVEL (the store's chunk compression level, 0 = plain as before compression; default the
  *   store's), BENCH_CONTENT=text (compressible content instead of random: TypeScript's own compiler
  *   sources, repeated with every 512th byte varied per copy so that no chunk repeats).
@@ -140,6 +142,29 @@ async function main(): Promise<void> {
       }
     };
     const removeStore = (): void => rmSync(storeDir, { recursive: true, force: true });
+    if (process.env.BENCH_ONLY === 'publish') {
+      const times: number[] = [];
+      let stored = 0;
+      for (let r = 0; r < runs; r++) {
+        warmPageCache(scratch, Math.round(1.25 * bytes));
+        const loadAt = load();
+        const t = await timed(() => ingestRun({ hashWorker: true }));
+        const st = ChunkStore.open(storeDir);
+        stored = st.stats().bytes;
+        await st.close();
+        removeStore();
+        times.push(t.s);
+        console.error(`run ${r + 1}: ingest ${t.s.toFixed(3)} s (load ${loadAt})`);
+      }
+      const sorted = [...times].sort((a, b) => a - b);
+      console.log(
+        `publish ${(bytes / 1024 / 1024).toFixed(0)} MiB ${content}, level ${zstdLevel ?? 'default'}: ` +
+          `min ${sorted[0]!.toFixed(2)} median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} ` +
+          `max ${sorted[sorted.length - 1]!.toFixed(2)} s (runs ${times.map((x) => x.toFixed(2)).join(', ')}); ` +
+          `stored ${stored} bytes (${(bytes / stored).toFixed(2)} ×); load ${loadBefore} before, ${load()} after`,
+      );
+      return;
+    }
     const [cpTurn, ingestTurn] = await bestInTurns<IngestResult | undefined>([
       {
         name: 'cp+sync',

@@ -66,7 +66,8 @@ export interface MasterConfig {
   hotChunkBytes: number;
   /**
    * zstd level chunks are compressed at when published (kept compressed only where that saves space;
-   * 0 = store and send them plain). Higher compresses more and publishes slower (bench/README.md,
+   * 0 = store and send them plain; -7..-1 are zstd's fast levels). Higher compresses more and publishes
+   * slower (bench/README.md,
    * "Compressed chunks").
    */
   chunkCompressLevel: number;
@@ -140,7 +141,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   // As the read API's defaults (src/serve/read-api.ts; not imported: it would load the HTTP
   // stack into every master command).
   hotChunkBytes: 64 * 1024 * 1024,
-  chunkCompressLevel: 3,
+  chunkCompressLevel: 1,
   batchMemoryBytes: 64 * 1024 * 1024,
   gcIntervalHours: 24,
   gcGraceHours: 6,
@@ -188,7 +189,8 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
     validateScanSettings(w, { command: c.publishScanCommand, timeoutMs: c.publishScanTimeoutMs });
   // The same ranges as depot.json's serving section (depot/config.ts).
   intOption(w, 'hotChunkBytes', c.hotChunkBytes, 0, 64 * 1024 * 1024 * 1024);
-  intOption(w, 'chunkCompressLevel', c.chunkCompressLevel, 0, 19);
+  // zstd's fast levels (-7..-1) down to the store's MIN_FAST_LEVEL, kept literal so config needs no addon.
+  intOption(w, 'chunkCompressLevel', c.chunkCompressLevel, -7, 19);
   intOption(w, 'batchMemoryBytes', c.batchMemoryBytes, 4 * 1024 * 1024, 64 * 1024 * 1024 * 1024);
   intOption(w, 'gcIntervalHours', c.gcIntervalHours, 0, 24 * 365);
   intOption(w, 'gcGraceHours', c.gcGraceHours, 1, 24 * 365);

@@ -51,8 +51,14 @@ interface Binding {
 }
 
 export const ZSTD_PACKAGE = 'zstd-napi';
-/** Levels callers may ask for (zstd's own range is wider; negative levels are not used here). */
+/** Levels callers may ask for (zstd's own range is wider). */
 export const MIN_LEVEL = 1;
+/**
+ * `compress` also takes zstd's fast (negative) levels down to this one: several times the speed of level 1
+ * for a worse ratio, for chunks compressed on the publish path (bench/README.md, "Compressed chunks").
+ * Deltas keep the 1..19 range.
+ */
+export const MIN_FAST_LEVEL = -7;
 export const MAX_LEVEL = 19;
 export const DEFAULT_LEVEL = 3;
 
@@ -145,11 +151,11 @@ function startsWithDictionaryMagic(base: Uint8Array): boolean {
   );
 }
 
-function checkLevel(level: number): void {
-  if (!Number.isInteger(level) || level < MIN_LEVEL || level > MAX_LEVEL) {
+function checkLevel(level: number, min = MIN_LEVEL): void {
+  if (!Number.isInteger(level) || level < min || level > MAX_LEVEL || level === 0) {
     throw new DepotsyncError(
       'bad-input',
-      `zstd: level must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}, got ${level}`,
+      `zstd: level must be a non-zero integer from ${min} to ${MAX_LEVEL}, got ${level}`,
     );
   }
 }
@@ -308,9 +314,9 @@ const zstd = load();
 /** The libzstd version the addon was built with (for reports and benchmarks). */
 export const ZSTD_VERSION: string = zstd.version;
 
-/** One zstd frame of `plain` (content size and checksum included). */
+/** One zstd frame of `plain` (content size and checksum included); `level` may be a fast (negative) one. */
 export function compress(plain: Uint8Array, level: number = DEFAULT_LEVEL): Buffer {
-  checkLevel(level);
+  checkLevel(level, MIN_FAST_LEVEL);
   return compressWith(zstd.binding, zstd.cctx, plain, level, undefined);
 }
 

@@ -1,8 +1,11 @@
-import { parentPort } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { MessageChannel, parentPort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { Chunker } from '../chunk/fastcdc.js';
 import { blake3 } from '../hash/blake3.js';
 import { compressChunk } from './compress-chunk.js';
 import type { ChunkWorkerReply, ChunkWorkerRequest } from './chunk-worker.js';
+import type { CompressReply, CompressRequest } from './compress-worker-thread.js';
 
 /**
  * The ingest worker thread (started by chunk-worker.ts): cuts the blocks of each stream with its own
@@ -15,6 +18,73 @@ const port = parentPort;
 if (!port) throw new Error('chunk-worker-thread.ts runs as a worker thread only (see chunk-worker.ts)');
 
 const streams = new Map<number, { chunker: Chunker; level: number }>();
+
+/**
+ * Replies with less than this many bytes of chunks are compressed here alone: handing a share to the
+ * helper costs a copy and a round trip.
+ */
+const HELPER_MIN_BYTES = 256 * 1024;
+/** A helper that has not answered by then is taken as gone (the chunk worker blocks while it waits). */
+const HELPER_TIMEOUT_MS = 120_000;
+
+interface Helper {
+  worker: Worker;
+  port: MessagePort;
+  done: Int32Array;
+}
+let helper: Helper | null | undefined;
+
+/**
+ * The compression helper (compress-worker-thread.ts), started on first use where there is a core to
+ * spare; null on a single core. zstd is the slowest step of ingest on compressible content, several
+ * times chunking and hashing, so a second core compressing half of it shortens publish the most.
+ */
+function compressHelper(): Helper | null {
+  if (helper !== undefined) return helper;
+  if (availableParallelism() < 2) return (helper = null);
+  const flag = new SharedArrayBuffer(4);
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(new URL('./compress-worker-thread.js', import.meta.url), {
+    workerData: { port: port2, flag },
+    transferList: [port2],
+  });
+  // Never what keeps this thread alive; it dies with it.
+  worker.unref();
+  port1.unref();
+  return (helper = { worker, port: port1, done: new Int32Array(flag) });
+}
+
+/**
+ * The frames of `pieces` (null where compression does not pay): the first ones, up to about half the
+ * bytes, on the helper thread, the rest here at the same time.
+ */
+function compressAll(pieces: readonly Uint8Array[], level: number): Array<Buffer | null> {
+  const total = pieces.reduce((n, p) => n + p.length, 0);
+  const h = total >= HELPER_MIN_BYTES ? compressHelper() : null;
+  if (!h) return pieces.map((p) => compressChunk(p, level));
+  let split = 0;
+  for (let given = 0; split < pieces.length - 1 && given + pieces[split]!.length <= total / 2; split++)
+    given += pieces[split]!.length;
+  if (split === 0) return pieces.map((p) => compressChunk(p, level));
+  const lengths = pieces.slice(0, split).map((p) => p.length);
+  const data = new Uint8Array(lengths.reduce((n, l) => n + l, 0));
+  for (let i = 0, at = 0; i < split; at += lengths[i]!, i++) data.set(pieces[i]!, at);
+  Atomics.store(h.done, 0, 0);
+  const req: CompressRequest = { level, data: data.buffer, lengths };
+  h.port.postMessage(req, [data.buffer]);
+  const mine = pieces.slice(split).map((p) => compressChunk(p, level));
+  if (Atomics.wait(h.done, 0, 0, HELPER_TIMEOUT_MS) === 'timed-out')
+    throw new Error(`the compression helper did not answer in ${HELPER_TIMEOUT_MS / 1000} s`);
+  const got = receiveMessageOnPort(h.port)?.message as CompressReply | undefined;
+  if (!got) throw new Error('the compression helper raised its flag without an answer');
+  if (got.error !== undefined) throw new Error(`compression helper: ${got.error}`);
+  const theirs: Array<Buffer | null> = [];
+  for (let i = 0; i < split; i++) {
+    const at = got.spans[2 * i]!;
+    theirs.push(at < 0 ? null : Buffer.from(got.frames, at, got.spans[2 * i + 1]));
+  }
+  return [...theirs, ...mine];
+}
 
 function reply(seq: number, pieces: readonly Uint8Array[], given: ArrayBuffer[], level: number): void {
   const buffers = [...given];
@@ -30,9 +100,9 @@ function reply(seq: number, pieces: readonly Uint8Array[], given: ArrayBuffer[],
     spans.push(b, p.byteOffset, p.byteLength);
     ids.push(blake3(p).toString('hex'));
   }
-  // Compressed right after hashing, on this thread (publish compresses once, here); the frames of a
-  // reply travel in one transferred buffer.
-  const frames = level > 0 ? pieces.map((p) => compressChunk(p, level)) : [];
+  // Compressed right after hashing, here and on the helper (publish compresses once, here); the frames
+  // of a reply travel in one transferred buffer.
+  const frames = level !== 0 ? compressAll(pieces, level) : [];
   const framed = frames.reduce((n, f) => n + (f ? f.length : 0), 0);
   let frameBuffer: ArrayBuffer | undefined;
   const frameSpans: number[] = [];
@@ -55,7 +125,7 @@ function reply(seq: number, pieces: readonly Uint8Array[], given: ArrayBuffer[],
     buffers,
     spans,
     ids,
-    compressed: level > 0,
+    compressed: level !== 0,
     ...(frameBuffer ? { frameBuffer, frameSpans } : {}),
   };
   port!.postMessage(out, frameBuffer ? [...buffers, frameBuffer] : buffers);

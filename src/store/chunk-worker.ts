@@ -34,7 +34,7 @@ export type ChunkWorkerReply =
       buffers: ArrayBuffer[];
       spans: number[];
       ids: string[];
-      /** Compression was tried (level > 0): a chunk without a frame stays plain. */
+      /** Compression was tried (level ≠ 0): a chunk without a frame stays plain. */
       compressed: boolean;
       /** The zstd frames of the chunks, per chunk `offset, length` in `frameBuffer`, or -1 for none. */
       frameBuffer?: ArrayBuffer;

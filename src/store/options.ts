@@ -2,7 +2,7 @@ import { intOption } from '../config/validate.js';
 import { DepotsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { DEFAULT_CHUNK_LEVEL } from './encoding.js';
-import { MAX_LEVEL } from '../compress/zstd.js';
+import { MAX_LEVEL, MIN_FAST_LEVEL } from '../compress/zstd.js';
 
 export interface ChunkStoreOptions {
   logger: Logger;
@@ -29,7 +29,7 @@ export interface ChunkStoreOptions {
   durable: boolean;
   /**
    * zstd level of chunks put plain (store/encoding.ts): a chunk is kept compressed when that saves
-   * space; 0 stores everything plain. Chunks that arrive compressed are stored as they came.
+   * space; 0 stores everything plain, negative levels are zstd's fast ones. Chunks that arrive compressed are stored as they came.
    */
   compressLevel: number;
 }
@@ -80,7 +80,7 @@ export function resolveStoreOptions(given: Partial<ChunkStoreOptions> = {}): Chu
   intOption(WHERE, 'gcGraceMs', o.gcGraceMs, 0, 2 ** 40);
   intOption(WHERE, 'lockTimeoutMs', o.lockTimeoutMs, 0, 2 ** 31);
   intOption(WHERE, 'maxOpenPacks', o.maxOpenPacks, 1, 65_536);
-  intOption(WHERE, 'compressLevel', o.compressLevel, 0, MAX_LEVEL);
+  intOption(WHERE, 'compressLevel', o.compressLevel, MIN_FAST_LEVEL, MAX_LEVEL);
   if (
     typeof o.compactDeadFraction !== 'number' ||
     !(o.compactDeadFraction > 0 && o.compactDeadFraction <= 1)

@@ -38,6 +38,19 @@ describe('master.json: the read API memory settings', () => {
   });
 });
 
+describe('master.json: chunkCompressLevel', () => {
+  it("takes 0 (plain), zstd's fast levels down to -7 and levels up to 19, and refuses the rest by name", () => {
+    expect(load({ chunkCompressLevel: 0 })().chunkCompressLevel).toBe(0);
+    expect(load({ chunkCompressLevel: -7 })().chunkCompressLevel).toBe(-7);
+    expect(load({ chunkCompressLevel: 19 })().chunkCompressLevel).toBe(19);
+    expect(load({ chunkCompressLevel: -8 })).toThrow(
+      /master\.json: chunkCompressLevel must be an integer from -7/,
+    );
+    expect(load({ chunkCompressLevel: 20 })).toThrow(/chunkCompressLevel/);
+    expect(load({ chunkCompressLevel: 'fast' })).toThrow(/chunkCompressLevel/);
+  });
+});
+
 describe('master.json: operator administration settings', () => {
   it('default to 90-day tokens, a 14-day warning and no TOTP policy; refuse bad values by name', () => {
     expect(load({})()).toMatchObject({

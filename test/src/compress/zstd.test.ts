@@ -61,7 +61,21 @@ describe('zstd codec', () => {
     expect(compress(t, 3).length).toBeLessThan(t.length / 3);
   });
 
-  it('refuses levels outside 1..19 and a maxBytes that is not a byte count', () => {
+  it('compresses at the fast (negative) levels down to -7, less tightly than level 1', () => {
+    const t = text(1_000_000, 5);
+    const sizes = [-7, -3, -1, 1].map((level) => {
+      const frame = compress(t, level);
+      expect(decompress(frame, { maxBytes: t.length, exact: true }).equals(t)).toBe(true);
+      return frame.length;
+    });
+    expect(sizes[0]).toBeLessThan(t.length / 2);
+    expect(sizes[0]).toBeGreaterThan(sizes[3]!);
+    expect(codeOf(() => compress(t, -8))).toBe('bad-input');
+    // Deltas keep 1..19.
+    expect(codeOf(() => delta(t, t, -1))).toBe('bad-input');
+  });
+
+  it('refuses levels outside -7..19 (and 0) and a maxBytes that is not a byte count', () => {
     expect(codeOf(() => compress(Buffer.from('a'), 0))).toBe('bad-input');
     expect(codeOf(() => compress(Buffer.from('a'), 22))).toBe('bad-input');
     expect(codeOf(() => compress(Buffer.from('a'), 2.5))).toBe('bad-input');

@@ -59,6 +59,22 @@ describe('compressed chunks in the store', () => {
     await store.close();
   });
 
+  it('compresses at a fast (negative) level, and keeps a chunk whose head is incompressible plain', async () => {
+    const store = ChunkStore.open(tempDir(), { compressLevel: -5 });
+    const text = plainChunk(textish(60_000, 3));
+    // Random first 4 KiB, text after: the trial on the head says "incompressible", so no frame is made.
+    const mixed = plainChunk(Buffer.concat([randomBytes(4096), textish(56_000, 4)]));
+    await store.putMany([text, mixed]);
+    const st = await store.getStored(text.id);
+    expect(st.encoding).toBe('zstd');
+    expect(st.data.length).toBeLessThan(40_000);
+    expect((await store.get(text.id)).equals(text.data)).toBe(true);
+    expect((await store.getStored(mixed.id)).encoding).toBe('plain');
+    expect((await store.get(mixed.id)).equals(mixed.data)).toBe(true);
+    await store.close();
+    expect((await errorOf(() => ChunkStore.open(tempDir(), { compressLevel: -8 }))).code).toBe('bad-input');
+  });
+
   it('keeps everything plain at level 0', async () => {
     const store = ChunkStore.open(tempDir(), { compressLevel: 0 });
     const text = plainChunk(textish(60_000));
@@ -178,6 +194,31 @@ describe('compressed chunks in the store', () => {
     const check = new Database(join(dir, 'chunks-v1', 'index.sqlite'));
     expect(check.pragma('user_version', { simple: true })).toBe(2);
     check.close();
+  });
+
+  it('an ingest of mixed content through the chunk worker and its compression helper stores what in-thread ingest does', async () => {
+    // Random and text stretches: replies of several hundred KiB are split between the chunk worker and
+    // its helper, and both halves hold compressed and plain chunks.
+    const dir = tempDir();
+    const file = join(dir, 'mixed.bin');
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 6; i++) parts.push(i % 2 ? randomBytes(700_000) : textish(900_000, 30 + i));
+    const data = Buffer.concat(parts);
+    writeFileSync(file, data);
+    const store = ChunkStore.open(join(dir, 's1'));
+    const r = await ingestFile(store, file, { hashWorker: true });
+    const inThread = ChunkStore.open(join(dir, 's2'));
+    const r2 = await ingestFile(inThread, file, { hashWorker: false });
+    expect(r.chunks.map((c) => c.id)).toEqual(r2.chunks.map((c) => c.id));
+    expect(store.stats().bytes).toBe(inThread.stats().bytes);
+    expect(store.stats().bytes).toBeLessThan(data.length * 0.6);
+    const encodings = new Set<string>();
+    for (const c of r.chunks) encodings.add((await store.getStored(c.id)).encoding);
+    expect([...encodings].sort()).toEqual(['plain', 'zstd']);
+    const back = Buffer.concat(await Promise.all(r.chunks.map((c) => store.get(c.id))));
+    expect(back.equals(data)).toBe(true);
+    await inThread.close();
+    await store.close();
   });
 
   it('an ingest through the chunk worker compresses on the worker, once', async () => {
