@@ -83,7 +83,8 @@ describe('self-contained agent executables', () => {
     D = join(tmp.dir, 'D');
     fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
     v1 = pseudoRandomBytes(1_500_000, 21);
-    v2 = pseudoRandomBytes(8_000_000, 22);
+    // v1 and more: the manifest of v2 shares v1's chunk list, so it comes as a delta against v1's.
+    v2 = Buffer.concat([v1, pseudoRandomBytes(6_500_000, 22)]);
     writeFileSync(join(tmp.dir, 'v1.bin'), v1);
     writeFileSync(join(tmp.dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '1', join(tmp.dir, 'v1.bin')]);
@@ -152,11 +153,15 @@ describe('self-contained agent executables', () => {
 
     // Killed mid-way, then run again: the verified chunks staged before the kill are reused.
     const out2 = join(tmp.dir, `out2-${tag}.bin`);
-    const [cmd, ...rest] = spawnArgs(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2)]);
+    const debug = ['--log-level', 'debug'];
+    const [cmd, ...rest] = spawnArgs(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), ...debug]);
+    const childLog = join(tmp.dir, `killed-${tag}.log`);
+    const childErr = openSync(childLog, 'w');
     const child = spawn(cmd as string, rest, {
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', childErr],
       env: { ...process.env, NODE_SKIP_PLATFORM_CHECK: '1' },
     });
+    closeSync(childErr);
     // Killed once its staging folder (beside --out) exists, or when it ended first on a fast machine.
     await until(
       'the fetch to stage chunks',
@@ -168,9 +173,17 @@ describe('self-contained agent executables', () => {
     );
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    const f2 = run(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), '--json']);
+    const f2 = run(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), '--json', ...debug]);
     expect(f2.status, f2.stderr).toBe(0);
     expect(sha(readFileSync(out2))).toBe(sha(v2));
+    // v2's manifest came as a delta against v1's, decoded by the WebAssembly zstd inside the executable:
+    // in the killed run, or in the second one when the first was killed before keeping v1's successor.
+    const rebuilt = `${readFileSync(childLog, 'utf8')}\n${f2.stderr}`
+      .split(/\r?\n/)
+      .filter((l) => l.includes('manifest rebuilt from a delta'))
+      .map((l) => JSON.parse(l) as { zstd?: string });
+    expect(rebuilt.length, f2.stderr).toBeGreaterThan(0);
+    for (const r of rebuilt) expect(r.zstd).toBe('wasm');
 
     // A depot whose stored chunks were altered: its bytes are refused, the package still arrives intact.
     const packs = join(D, 'store', 'chunks-v1');
@@ -211,7 +224,7 @@ describe('self-contained agent executables', () => {
       return parse(r.status, r.stdout, r.stderr, args);
     };
 
-    it('runs without node_modules: version, BLAKE3 through WebAssembly', () => {
+    it('runs without node_modules: version, BLAKE3 and zstd through WebAssembly', () => {
       const r = run(['version', '--json']);
       expect(r.status, r.stderr).toBe(0);
       expect(r.json).toMatchObject({
@@ -219,6 +232,7 @@ describe('self-contained agent executables', () => {
         node: 'v20.20.2',
         platform: 'linux-x64',
         blake3: 'wasm',
+        zstd: 'wasm',
       });
     });
 
@@ -414,7 +428,7 @@ describe('self-contained agent executables', () => {
       spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
     });
 
-    it('runs: version, win32, BLAKE3 through WebAssembly', () => {
+    it('runs: version, win32, BLAKE3 and zstd through WebAssembly', () => {
       const r = run(['version', '--json']);
       expect(r.status, r.stderr).toBe(0);
       expect(r.json).toMatchObject({
@@ -422,6 +436,7 @@ describe('self-contained agent executables', () => {
         node: 'v20.20.2',
         platform: 'win32-x64',
         blake3: 'wasm',
+        zstd: 'wasm',
       });
     }, 120_000);
 
