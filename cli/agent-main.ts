@@ -20,7 +20,7 @@ function unprefixed(c: Command): Command {
 const versionCommand: Command = {
   path: ['version'],
   usage: 'version',
-  summary: 'print the agent version, the Node.js it runs on and which BLAKE3 implementation loaded',
+  summary: 'print the agent version, the Node.js it runs on and which BLAKE3 and zstd implementations loaded',
   async run() {
     const version = typeof DEPOTSYNC_AGENT_VERSION === 'string' ? DEPOTSYNC_AGENT_VERSION : 'development';
     let blake3: string;
@@ -29,9 +29,18 @@ const versionCommand: Command = {
     } catch (e) {
       blake3 = `unavailable (${(e as Error).message})`;
     }
+    // The zstd decoder of manifest deltas: the WebAssembly build in the executables (no native addon).
+    let zstd: string;
+    try {
+      zstd = (await import('../src/compress/zstd-decoder.js').then((m) => m.loadZstdDecoder()))
+        .implementation;
+    } catch (e) {
+      zstd = `unavailable (${(e as Error).message})`;
+    }
+    const platform = `${process.platform}-${process.arch}`;
     return {
-      json: { version, node: process.version, platform: `${process.platform}-${process.arch}`, blake3 },
-      human: `${AGENT_PROGRAM} ${version} (node ${process.version}, ${process.platform}-${process.arch}, blake3: ${blake3})`,
+      json: { version, node: process.version, platform, blake3, zstd },
+      human: `${AGENT_PROGRAM} ${version} (node ${process.version}, ${platform}, blake3: ${blake3}, zstd: ${zstd})`,
     };
   },
 };

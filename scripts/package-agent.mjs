@@ -52,8 +52,25 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
  */
 const NATIVE = ['better-sqlite3', 'zstd-napi', 'blake3', '@c4312/blake3-native', '@napi-rs/blake-hash'];
 
-/** WebAssembly loaded by Emscripten glue from a file beside it: the glue gets the bytes inline instead. */
-const EMSCRIPTEN_WASM = [{ glue: /blake3-wasm[\\/]dist[\\/]wasm[\\/]blake3\.js$/, wasm: 'blake3.wasm' }];
+/**
+ * WebAssembly a package reads from a file beside its code at run time: the statement that reads it
+ * (`anchor`) is replaced by the bytes inline. blake3-wasm's Emscripten glue takes them as wasmBinary;
+ * @bokuweb/zstd-wasm's init() reads zstd.wasm with readFile (the agent's zstd decoder, manifest deltas).
+ */
+const EMBEDDED_WASM = [
+  {
+    file: /blake3-wasm[\\/]dist[\\/]wasm[\\/]blake3\.js$/,
+    wasm: 'blake3.wasm',
+    anchor: 'if (Module["wasmBinary"]) wasmBinary = Module["wasmBinary"];',
+    inline: (b64) => `wasmBinary = Buffer.from(${JSON.stringify(b64)}, "base64");`,
+  },
+  {
+    file: /@bokuweb[\\/]zstd-wasm[\\/]dist[\\/]common[\\/]index\.node\.js$/,
+    wasm: 'zstd.wasm',
+    anchor: "const buf = yield readFile(resolve(__dirname, './zstd.wasm'));",
+    inline: (b64) => `const buf = Buffer.from(${JSON.stringify(b64)}, "base64");`,
+  },
+];
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 
@@ -158,14 +175,13 @@ export default new Proxy(function () {}, { get: fail, apply: fail, construct: fa
       name: 'inline-wasm',
       setup(build) {
         build.onLoad({ filter: /\.js$/ }, (a) => {
-          const hit = EMSCRIPTEN_WASM.find((e) => e.glue.test(a.path));
+          const hit = EMBEDDED_WASM.find((e) => e.file.test(a.path));
           if (!hit) return undefined;
           const wasm = readFileSync(join(dirname(a.path), hit.wasm));
           const src = readFileSync(a.path, 'utf8');
-          const anchor = 'if (Module["wasmBinary"]) wasmBinary = Module["wasmBinary"];';
-          if (!src.includes(anchor)) throw new Error(`${a.path}: the Emscripten wasmBinary hook moved`);
-          const inline = `wasmBinary = Buffer.from(${JSON.stringify(wasm.toString('base64'))}, "base64");`;
-          return { contents: src.replace(anchor, inline), loader: 'js' };
+          if (!src.includes(hit.anchor))
+            throw new Error(`${a.path}: the statement loading ${hit.wasm} moved`);
+          return { contents: src.replace(hit.anchor, hit.inline(wasm.toString('base64'))), loader: 'js' };
         });
       },
     },
@@ -201,7 +217,7 @@ export async function bundleAgent() {
   });
   const code = r.outputFiles[0].contents;
   const text = Buffer.from(code).toString('utf8');
-  const stray = text.match(/["'][\w./-]+\.wasm["']/g)?.filter((m) => !/blake3\.wasm/.test(m));
+  const stray = text.match(/["'][\w./-]+\.wasm["']/g)?.filter((m) => !/^["']blake3\.wasm["']$/.test(m));
   if (stray && stray.length > 0)
     throw new Error(`the bundle loads WebAssembly from files it does not embed: ${stray.join(', ')}`);
   return { code: Buffer.from(code), nativeStubs: [...met].sort() };

@@ -76,17 +76,20 @@ export async function fetchTargetWithDelta(
     try {
       const answer = await get(base.name, t.name, t.length, `${what} (delta)`);
       wireBytes += answer.bytes.length;
-      const bytes =
-        answer.kind === 'delta'
-          ? // The decoder, not zstd.ts: agents may run without the native addon.
-            (await loadZstdDecoder()).applyDelta(base.bytes, answer.bytes, {
-              maxBytes: t.length,
-              exact: true,
-            })
-          : answer.bytes;
+      // The decoder, not zstd.ts: agents may run without the native addon.
+      const zstd = answer.kind === 'delta' ? await loadZstdDecoder() : undefined;
+      const bytes = zstd
+        ? zstd.applyDelta(base.bytes, answer.bytes, { maxBytes: t.length, exact: true })
+        : answer.bytes;
       checkSignedTarget(bytes, t, `${what} (rebuilt from a delta against ${base.name})`);
       log.debug(
-        { target: t.name, base: base.name, wireBytes: answer.bytes.length, length: t.length },
+        {
+          target: t.name,
+          base: base.name,
+          wireBytes: answer.bytes.length,
+          length: t.length,
+          ...(zstd ? { zstd: zstd.implementation } : {}),
+        },
         answer.kind === 'delta' ? 'manifest rebuilt from a delta' : 'manifest delta not smaller: sent whole',
       );
       return { bytes, wireBytes, viaDelta: answer.kind === 'delta' };

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -58,10 +58,17 @@ export function agentBuild(): AgentBuild {
   return { dir, linux, windows, info, pendingNative: info.nativeStubs };
 }
 
-/** Rebuild one target into `out` (the determinism check). */
-export function rebuild(target: 'linux-x64' | 'win-x64', out: string): void {
-  execFileSync(process.execPath, [SCRIPT, '--out', out, '--cache', CACHE, '--target', target], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    timeout: 300_000,
+/**
+ * Rebuild one target into `out` (the determinism check), in a child process the caller need not wait
+ * for at once: it can run while the master and depot start.
+ */
+export function rebuild(target: 'linux-x64' | 'win-x64', out: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [SCRIPT, '--out', out, '--cache', CACHE, '--target', target],
+      { timeout: 300_000 },
+      (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve()),
+    );
   });
 }

@@ -69,9 +69,16 @@ describe('self-contained agent executables', () => {
   let depotUrl: string;
   let v1: Buffer;
   let v2: Buffer;
+  /** The second build of the Linux executable (the determinism check), made while the services start. */
+  let again: Promise<string | undefined>;
 
   beforeAll(async () => {
     build = agentBuild();
+    const againDir = join(tmp.dir, 'again');
+    again = rebuild('linux-x64', againDir).then(
+      () => sha(readFileSync(join(againDir, 'depotsync-agent-linux-x64'))),
+      (e: Error) => e.message,
+    );
     // A folder with nothing else: no node_modules above it either (the temporary folder is outside the project).
     const clean = join(tmp.dir, 'bin');
     mkdirSync(clean);
@@ -83,13 +90,20 @@ describe('self-contained agent executables', () => {
     D = join(tmp.dir, 'D');
     fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
     v1 = pseudoRandomBytes(1_500_000, 21);
-    v2 = pseudoRandomBytes(8_000_000, 22);
+    // v1 and more: the manifest of v2 shares v1's chunk list, so it comes as a delta against v1's.
+    v2 = Buffer.concat([v1, pseudoRandomBytes(6_500_000, 22)]);
     writeFileSync(join(tmp.dir, 'v1.bin'), v1);
     writeFileSync(join(tmp.dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '1', join(tmp.dir, 'v1.bin')]);
     runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '2', join(tmp.dir, 'v2.bin')]);
-    // The release folder as a package: the channel distributes the agent itself.
-    runJson(['master', 'publish', '--dir', M, '--name', 'depotsync-agent', '--version', '1', build.dir]);
+    // A release folder as a package: the channel distributes the agent itself. The Linux executable and
+    // build-info.json only: the self-check runs here on Linux, and the 70 MiB Windows one would only add
+    // to the publish, the depot's sync and the fetch (package-agent's folder is published whole in use).
+    const release = join(tmp.dir, 'release');
+    mkdirSync(release);
+    for (const f of ['depotsync-agent-linux-x64', 'build-info.json'])
+      copyFileSync(join(build.dir, f), join(release, f));
+    runJson(['master', 'publish', '--dir', M, '--name', 'depotsync-agent', '--version', '1', release]);
     const [mp, dp] = [await freePort(), await freePort()];
     masterUrl = `https://127.0.0.1:${mp}`;
     depotUrl = `https://127.0.0.1:${dp}`;
@@ -113,6 +127,7 @@ describe('self-contained agent executables', () => {
 
   afterAll(async () => {
     await Promise.all(services.map((s) => s.stop()));
+    await again; // its output is in tmp.dir
     tmp.cleanup();
   });
 
@@ -152,11 +167,15 @@ describe('self-contained agent executables', () => {
 
     // Killed mid-way, then run again: the verified chunks staged before the kill are reused.
     const out2 = join(tmp.dir, `out2-${tag}.bin`);
-    const [cmd, ...rest] = spawnArgs(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2)]);
+    const debug = ['--log-level', 'debug'];
+    const [cmd, ...rest] = spawnArgs(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), ...debug]);
+    const childLog = join(tmp.dir, `killed-${tag}.log`);
+    const childErr = openSync(childLog, 'w');
     const child = spawn(cmd as string, rest, {
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', childErr],
       env: { ...process.env, NODE_SKIP_PLATFORM_CHECK: '1' },
     });
+    closeSync(childErr);
     // Killed once its staging folder (beside --out) exists, or when it ended first on a fast machine.
     await until(
       'the fetch to stage chunks',
@@ -168,9 +187,17 @@ describe('self-contained agent executables', () => {
     );
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    const f2 = run(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), '--json']);
+    const f2 = run(['fetch', '--dir', where(A), 'tool@2', '--out', where(out2), '--json', ...debug]);
     expect(f2.status, f2.stderr).toBe(0);
     expect(sha(readFileSync(out2))).toBe(sha(v2));
+    // v2's manifest came as a delta against v1's, decoded by the WebAssembly zstd inside the executable:
+    // in the killed run, or in the second one when the first was killed before keeping v1's successor.
+    const rebuilt = `${readFileSync(childLog, 'utf8')}\n${f2.stderr}`
+      .split(/\r?\n/)
+      .filter((l) => l.includes('manifest rebuilt from a delta'))
+      .map((l) => JSON.parse(l) as { zstd?: string });
+    expect(rebuilt.length, f2.stderr).toBeGreaterThan(0);
+    for (const r of rebuilt) expect(r.zstd).toBe('wasm');
 
     // A depot whose stored chunks were altered: its bytes are refused, the package still arrives intact.
     const packs = join(D, 'store', 'chunks-v1');
@@ -211,7 +238,7 @@ describe('self-contained agent executables', () => {
       return parse(r.status, r.stdout, r.stderr, args);
     };
 
-    it('runs without node_modules: version, BLAKE3 through WebAssembly', () => {
+    it('runs without node_modules: version, BLAKE3 and zstd through WebAssembly', () => {
       const r = run(['version', '--json']);
       expect(r.status, r.stderr).toBe(0);
       expect(r.json).toMatchObject({
@@ -219,15 +246,12 @@ describe('self-contained agent executables', () => {
         node: 'v20.20.2',
         platform: 'linux-x64',
         blake3: 'wasm',
+        zstd: 'wasm',
       });
     });
 
-    it('the same build twice gives the same bytes', () => {
-      const again = join(tmp.dir, 'again');
-      rebuild('linux-x64', again);
-      expect(sha(readFileSync(join(again, 'depotsync-agent-linux-x64')))).toBe(
-        build.info.files['depotsync-agent-linux-x64']?.sha256,
-      );
+    it('the same build twice gives the same bytes', async () => {
+      expect(await again).toBe(build.info.files['depotsync-agent-linux-x64']?.sha256);
     }, 120_000);
 
     it('refuses an output path longer than the file system holds, before fetching', () => {
@@ -414,7 +438,7 @@ describe('self-contained agent executables', () => {
       spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
     });
 
-    it('runs: version, win32, BLAKE3 through WebAssembly', () => {
+    it('runs: version, win32, BLAKE3 and zstd through WebAssembly', () => {
       const r = run(['version', '--json']);
       expect(r.status, r.stderr).toBe(0);
       expect(r.json).toMatchObject({
@@ -422,6 +446,7 @@ describe('self-contained agent executables', () => {
         node: 'v20.20.2',
         platform: 'win32-x64',
         blake3: 'wasm',
+        zstd: 'wasm',
       });
     }, 120_000);
 
