@@ -87,6 +87,9 @@ export class NotifyListener {
   private revocationsAnnounced: number | undefined;
   private refreshing = false;
   private refreshAgain = false;
+  /** Retries of a refresh that still found an older list than announced, and the timer of the next one. */
+  private revocationRetries = 0;
+  private revocationRetryTimer: unknown;
   /** Refreshes of the revocation list started by events (tests, status). */
   revocationRefreshes = 0;
   private readonly timers: Timers;
@@ -122,6 +125,8 @@ export class NotifyListener {
     this.wake?.();
     if (this.gapTimer !== undefined) this.timers.clearTimeout(this.gapTimer);
     this.gapTimer = undefined;
+    if (this.revocationRetryTimer !== undefined) this.timers.clearTimeout(this.revocationRetryTimer);
+    this.revocationRetryTimer = undefined;
     await this.loop;
   }
 
@@ -258,7 +263,23 @@ export class NotifyListener {
         // Once more only when a newer version was announced while this one ran (no loop on a liar).
         const newer = (this.revocationsAnnounced ?? 0) > kept && this.revocationsAnnounced !== announced;
         if (this.refreshAgain && newer) this.refreshRevocations();
+        else if ((this.revocationsAnnounced ?? 0) > kept) this.retryRevocations();
+        else this.revocationRetries = 0;
       });
+  }
+
+  /**
+   * The upstream announced a list it did not serve yet (a parent depot relays the event while it
+   * stores the list, or the fetch failed): ask again a few times, 0.5 s doubling, rather than wait for
+   * the next sync. Bounded, so an upstream that announces what it never serves costs a few fetches.
+   */
+  private retryRevocations(): void {
+    if (this.closed || this.revocationRetryTimer !== undefined || this.revocationRetries >= 6) return;
+    const waitMs = 500 * 2 ** this.revocationRetries++;
+    this.revocationRetryTimer = this.timers.setTimeout(() => {
+      this.revocationRetryTimer = undefined;
+      this.refreshRevocations();
+    }, waitMs);
   }
 
   private want(reason: Reason): void {

@@ -309,4 +309,32 @@ describe('depot notify listener: what an event starts', () => {
     expect(l.revocationRefreshes).toBe(1);
     expect(calls).toEqual([]); // revocations never start a catalog sync
   });
+
+  it('asks again, a bounded number of times, while the upstream serves an older list than it announced', async () => {
+    const up = await fakeUpstream([
+      (res) => sse(res, gen(5), encodeEvent({ kind: 'revocations', version: 2 })),
+    ]);
+    cleanups.push(up.close);
+    let kept = 2;
+    let serves = 2; // what the upstream hands out: still the old list (a parent storing the new one)
+    const { l } = listener(up.url, {
+      config: { reconnectBaseMs: 10, reconnectMaxMs: 40, minGapMs: 3_600_000 },
+      mayStart: () => false,
+      revocationsVersion: () => kept,
+      refreshRevocations: () => {
+        kept = serves;
+        return Promise.resolve();
+      },
+    });
+    l.start();
+    await until('connected', () => l.connected && l.announced === 5);
+    sse(up.open[0]!, encodeEvent({ kind: 'revocations', version: 3 }));
+    await until('a first refresh', () => l.revocationRefreshes === 1);
+    await until('a retry 0.5 s later', () => l.revocationRefreshes === 2, 3_000);
+    serves = 3; // the upstream has it now: the next retry brings it, and the retries stop
+    await until('the list arrives', () => kept === 3, 5_000);
+    const done = l.revocationRefreshes;
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(l.revocationRefreshes).toBe(done);
+  });
 });
