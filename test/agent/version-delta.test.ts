@@ -19,22 +19,13 @@ import {
   type Repo,
   type TestServer,
 } from './fixture.js';
+import { rebuiltBuild } from '../helpers/tmp.js';
 
 let repo: Repo;
 let depot: TestServer;
 let id: AgentIdentity;
 const clock = new Clock();
 const dir = mkdtempSync(join(tmpdir(), 'agent-vdelta-'));
-
-/**
- * The next build of an executable: bytes inserted near the start (every later chunk boundary moves)
- * and small edits all through the file, so no chunk id of the old build survives.
- */
-function rebuilt(data: Buffer, seed: number): Buffer {
-  const out = Buffer.concat([data.subarray(0, 5000), pseudoRandomBytes(700, seed), data.subarray(5000)]);
-  for (let i = 0; i < 200; i++) out[10_000 + Math.floor(((out.length - 20_000) * i) / 200)]! ^= 0x33;
-  return out;
-}
 
 beforeAll(async () => {
   repo = await createRepo(clock);
@@ -91,7 +82,7 @@ let n = 1;
 /** Publish the next build of the current one and return its bytes and chunk lengths. */
 async function nextBuild(): Promise<{ version: string; bytes: Buffer; lengths: Map<string, number> }> {
   n++;
-  current = rebuilt(current, n);
+  current = rebuiltBuild(current, { seed: n, edits: 200 });
   const version = `1.${n}`;
   const { manifest: m } = await repo.publish('app', version, [{ path: 'app.bin', data: current }]);
   const lengths = new Map(m.files.flatMap((f) => f.chunks.map((c) => [c.id, c.length] as const)));

@@ -12,19 +12,7 @@ import {
   type Service,
 } from '../../cli/demo/processes.js';
 import { CLI } from '../helpers/cli.js';
-
-/** Deterministic pseudo-random bytes (xorshift): incompressible, like an installer. */
-function bytes(n: number, seed: number): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i + 4 <= n; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeUInt32LE(x >>> 0, i);
-  }
-  return out;
-}
+import { pseudoRandomBytes } from '../helpers/tmp.js';
 
 /** `depotsync ARGS --json` with its log at `level`: the parsed answer and the log lines. */
 function runLogged(args: string[], level: string): { json: any; log: any[] } {
@@ -65,9 +53,9 @@ describe('manifest deltas (separate processes)', () => {
   it('depot sync and agent fetch of the next version move a fraction of the manifest', async () => {
     const M = join(dir, 'master');
     const fp = runJson(['master', 'init', '--dir', M]).fingerprint as string;
-    const v1 = bytes(24_000_000, 5);
+    const v1 = pseudoRandomBytes(24_000_000, 5);
     const v2 = Buffer.from(v1);
-    for (const at of [1_000_000, 12_000_000, 23_000_000]) bytes(200, at).copy(v2, at);
+    for (const at of [1_000_000, 12_000_000, 23_000_000]) pseudoRandomBytes(200, at).copy(v2, at);
     writeFileSync(join(dir, 'v1.bin'), v1);
     writeFileSync(join(dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'app', '--version', '1.0', join(dir, 'v1.bin')]);

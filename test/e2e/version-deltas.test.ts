@@ -10,29 +10,7 @@ import {
   waitForHttps,
   type Service,
 } from '../../cli/demo/processes.js';
-
-/** Deterministic incompressible bytes (xorshift). */
-function noise(n: number, seed: number): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-/**
- * The next build of an executable: bytes inserted near the start (every later chunk boundary moves)
- * and small edits all through the file (no chunk of the old build survives).
- */
-function rebuilt(data: Buffer): Buffer {
-  const out = Buffer.concat([data.subarray(0, 5000), noise(700, 3), data.subarray(5000)]);
-  for (let i = 0; i < 400; i++) out[10_000 + Math.floor(((out.length - 20_000) * i) / 400)]! ^= 0x33;
-  return out;
-}
+import { pseudoRandomBytes, rebuiltBuild } from '../helpers/tmp.js';
 
 const deltaEntries = (dir: string): number =>
   existsSync(dir) ? readdirSync(dir).reduce((n, d) => n + readdirSync(join(dir, d)).length, 0) : 0;
@@ -61,8 +39,8 @@ describe('version deltas (separate processes)', () => {
       config,
       JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), deltaLevel: 3, deltaNice: 0 }),
     );
-    const v1 = noise(3 * 1024 * 1024, 1);
-    const v2 = rebuilt(v1);
+    const v1 = pseudoRandomBytes(3 * 1024 * 1024, 1);
+    const v2 = rebuiltBuild(v1, { seed: 3, edits: 400 });
     writeFileSync(join(dir, 'v1.bin'), v1);
     writeFileSync(join(dir, 'v2.bin'), v2);
     runJson(['master', 'publish', '--dir', M, '--name', 'tool', '--version', '1', join(dir, 'v1.bin')]);

@@ -27,3 +27,14 @@ export function pseudoRandomBytes(length: number, seed = 1): Buffer {
   }
   return out;
 }
+
+/**
+ * The next build of an executable: 700 pseudo-random bytes inserted near the start (every later chunk
+ * boundary moves) and `edits` one-byte edits spread through the file, so no chunk id of the old build
+ * survives while a delta against it finds nearly everything.
+ */
+export function rebuiltBuild(data: Buffer, o: { seed: number; edits: number }): Buffer {
+  const out = Buffer.concat([data.subarray(0, 5000), pseudoRandomBytes(700, o.seed), data.subarray(5000)]);
+  for (let i = 0; i < o.edits; i++) out[10_000 + Math.floor(((out.length - 20_000) * i) / o.edits)]! ^= 0x33;
+  return out;
+}
