@@ -6,8 +6,9 @@ set -euo pipefail
 # python3-aiosmtpd: the SMTP server of the alert e-mail tests; slapd, ldap-utils: the directory login tests
 # (a throw-away slapd per test; the package's own service is not used); wine, wine64: the Windows agent
 # executable (test/e2e/agent-exe); systemd: systemd-analyze verify of the service units (test/cli/service);
-# tinyproxy: the proxy tests (test/e2e/proxy).
-NEEDED=(chromium faketime python3-aiosmtpd slapd ldap-utils wine wine64 systemd tinyproxy)
+# tinyproxy: the proxy tests (test/e2e/proxy); postgresql: the PostgreSQL catalog backend tests (a throw-away
+# cluster per test file, test/helpers/postgres.ts; the package's own service is not used).
+NEEDED=(chromium faketime python3-aiosmtpd slapd ldap-utils wine wine64 systemd tinyproxy postgresql)
 missing=()
 for p in "${NEEDED[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
