@@ -234,10 +234,22 @@ CREATE TABLE notify_requests (
 );
 `;
 
+/** Equal to SQLite v7: the signer lease (master/ha/lease.ts). */
+const V7 = `
+CREATE TABLE signer_lease (
+  id          BIGINT PRIMARY KEY CHECK (id = 1),
+  holder      ${T},
+  epoch       BIGINT NOT NULL,
+  acquired_at ${T} NOT NULL,
+  expires_at  ${T} NOT NULL
+);
+`;
+
 export const POSTGRES_MASTER_MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 6,
     name: 'catalog, machines, operators, audit, status, sessions, alerts, notify (= SQLite v1-v6)',
     up: BASELINE_V6,
   },
+  { version: 7, name: 'signer lease (several masters)', up: V7 },
 ];

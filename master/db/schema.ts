@@ -271,6 +271,22 @@ const V6 = `
 ALTER TABLE operators ADD COLUMN directory_dn TEXT;
 `;
 
+/**
+ * Version 7 (several masters): the signer lease, one row. Exactly one master signs at a time: the one
+ * named here while `expires_at` is ahead of the database's clock. `epoch` grows each time the lease
+ * changes hands, and a commit of a generation checks holder and epoch inside its transaction
+ * (master/ha/lease.ts), so a former signer that was paused past its lease can never publish.
+ */
+const V7 = `
+CREATE TABLE signer_lease (
+  id          INTEGER PRIMARY KEY CHECK (id = 1),
+  holder      TEXT,                      -- NULL: released
+  epoch       INTEGER NOT NULL,
+  acquired_at TEXT NOT NULL,
+  expires_at  TEXT NOT NULL
+) STRICT;
+`;
+
 export const MASTER_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'catalog, machines, operators, audit, status', up: V1 },
   { version: 2, name: 'operator sessions, alert state, TOTP replay guard', up: V2 },
@@ -278,4 +294,5 @@ export const MASTER_MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'status reports name the depot upstream (tiers)', up: V4 },
   { version: 5, name: 'operator token expiry and last use', up: V5 },
   { version: 6, name: 'directory operators (LDAP login)', up: V6 },
+  { version: 7, name: 'signer lease (several masters)', up: V7 },
 ];

@@ -36,6 +36,7 @@ describe('master schema', () => {
       'operators',
       'package_versions',
       'packages',
+      'signer_lease',
     ];
     expect(tables()).toEqual(expected);
     expect(t.m.db.pragma('user_version', { simple: true })).toBe(MASTER_MIGRATIONS.length);
