@@ -6,6 +6,7 @@ import { directoryCommands } from './directory/commands.js';
 import { backupCommands } from './backup/commands.js';
 import { deltaCommands } from './deltas/commands.js';
 import { maintenanceCommands } from './maintenance/commands.js';
+import { haCommands } from './ha/commands.js';
 import { intFlag, trustCommands } from './trust/commands.js';
 
 /** `depotsync master …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
@@ -364,6 +365,7 @@ export const masterCommands: Command[] = [
   ...directoryCommands,
   ...backupCommands,
   ...maintenanceCommands,
+  ...haCommands,
   ...deltaCommands,
   ...trustCommands,
   machineCommand('approve'),

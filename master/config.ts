@@ -108,6 +108,11 @@ export interface MasterConfig {
   alerts: { smtp: SmtpSettings | null };
   /** Operator login through the organisation's directory, beside local operators. */
   directory: { ldap: LdapSettings | null };
+  /**
+   * The catalog's database: '' = SQLite in M/master.db (the default); a postgres://user:password@host/db
+   * URL = PostgreSQL, shared by several masters (`master migrate` moves a catalog and sets it).
+   */
+  database: { url: string };
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -158,6 +163,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   requireTotp: false,
   alerts: { smtp: null },
   directory: { ldap: null },
+  database: { url: '' },
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -220,10 +226,21 @@ export function loadMasterConfig(path: string): MasterConfig {
 }
 
 /** The nested sections, each decoded by its owner (unknown keys refused by name). */
-function decodeSections(c: MasterConfig, masterDir: string): Pick<MasterConfig, 'alerts' | 'directory'> {
+function decodeSections(
+  c: MasterConfig,
+  masterDir: string,
+): Pick<MasterConfig, 'alerts' | 'directory' | 'database'> {
   const alerts = mergeDefaults('master.json: alerts', DEFAULT_MASTER_CONFIG.alerts, c.alerts);
   const directory = mergeDefaults('master.json: directory', DEFAULT_MASTER_CONFIG.directory, c.directory);
+  const database = mergeDefaults('master.json: database', DEFAULT_MASTER_CONFIG.database, c.database);
+  if (database.url !== '' && !/^postgres(ql)?:\/\/[^/]+\/[^/?#]+/.test(database.url)) {
+    throw new DepotsyncError(
+      'bad-input',
+      'master.json: database.url must be empty (SQLite in the master folder) or postgres://user:password@host:port/database',
+    );
+  }
   return {
+    database,
     alerts: { smtp: decodeSmtpSettings('master.json: alerts.smtp', alerts.smtp, masterDir) },
     directory: { ldap: decodeLdapSettings('master.json: directory.ldap', directory.ldap, masterDir) },
   };
