@@ -75,6 +75,8 @@ export class PostgresSql implements Sql {
   private readonly log: Logger;
   private closed = false;
   private readonly watched = new WeakSet<pg.PoolClient>();
+  /** The tail of this process's queue of writers (see once). */
+  private writers: Promise<void> = Promise.resolve();
 
   constructor(pool: pg.Pool, what: string, o: { logger: Logger; retryForMs?: number }) {
     this.pool = pool;
@@ -229,6 +231,21 @@ export class PostgresSql implements Sql {
    * nothing retries. Errors are thrown as they came (callers map them).
    */
   private async once<T>(fn: () => Promise<T>, lone: boolean): Promise<T> {
+    // Writers of this process queue here without a connection: waiting on the advisory lock would hold
+    // pooled connections that reads need, and the lock admits one writer at a time anyway.
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    const before = this.writers;
+    this.writers = before.then(() => mine);
+    await before;
+    try {
+      return await this.onceLocked(fn, lone);
+    } finally {
+      done();
+    }
+  }
+
+  private async onceLocked<T>(fn: () => Promise<T>, lone: boolean): Promise<T> {
     const client = await this.retrying(async () => {
       const c = await this.checkout();
       try {
@@ -584,6 +601,12 @@ export function fromPostgresError(e: unknown, what: string): DepotsyncError {
   if (code === '57014' || code === '55P03' || code === '25P03' || code === '40P01') {
     return new DepotsyncError('timeout', `${what}: ${message}`, {
       hint: 'another master or a long statement held the database; try again, and check for stuck sessions (pg_stat_activity)',
+      cause: e,
+    });
+  }
+  if (/timeout exceeded when trying to connect/i.test(message)) {
+    return new DepotsyncError('timeout', `${what}: every pooled connection stayed busy (${message})`, {
+      hint: 'the database is slow or overloaded; try again, or raise maxConnections',
       cause: e,
     });
   }

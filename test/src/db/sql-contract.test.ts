@@ -217,6 +217,30 @@ describe('PostgreSQL backend only', () => {
     await s.close();
   });
 
+  it('keeps reads going while writers queue, and serializes writers of two pools (two masters)', async () => {
+    const url = await cluster.createDatabase();
+    const s = await openPostgresSql(url, { logger: silentLogger(), maxConnections: 2 });
+    const other = await openPostgresSql(url, { logger: silentLogger(), maxConnections: 2 });
+    await s.exec('CREATE TABLE counter (k TEXT PRIMARY KEY, v BIGINT NOT NULL)');
+    await s.run("INSERT INTO counter (k, v) VALUES ('c', 0)");
+    const bump = (db: PostgresSql) =>
+      db.transaction(async () => {
+        const { v } = (await db.get<{ v: number }>("SELECT v FROM counter WHERE k = 'c'"))!;
+        await sleep(40);
+        await db.run("UPDATE counter SET v = ? WHERE k = 'c'", [v + 1]);
+      });
+    const writers = Promise.all([...Array(8).keys()].map((i) => bump(i % 2 ? s : other)));
+    await sleep(60);
+    const t0 = Date.now();
+    const read = await s.get<{ v: number }>("SELECT v FROM counter WHERE k = 'c'");
+    expect(Date.now() - t0).toBeLessThan(150); // not behind the ~320 ms of queued writers
+    expect(read!.v).toBeLessThan(8);
+    await writers;
+    expect(await s.get("SELECT v FROM counter WHERE k = 'c'")).toEqual({ v: 8 });
+    await s.close();
+    await other.close();
+  });
+
   it('fails clearly when the server is unreachable at start', async () => {
     const port = await freePort();
     const url = `postgres://postgres:${cluster.password}@127.0.0.1:${port}/x`;
