@@ -253,7 +253,10 @@ export class PostgresSql implements Sql {
         await this.onClient(c, `SELECT pg_advisory_xact_lock(${WRITER_LOCK})`, []);
         return c;
       } catch (e) {
-        c.release(isConnectionError(e) ? (e as Error) : undefined);
+        // A lock wait that timed out leaves the transaction aborted: end it before the connection goes back.
+        let broken = isConnectionError(e) ? (e as Error) : undefined;
+        if (!broken) await c.query('ROLLBACK').catch((r: Error) => (broken = r));
+        c.release(broken);
         if (isConnectionError(e)) mark(e, NOT_EXECUTED);
         throw e;
       }

@@ -241,6 +241,47 @@ describe('PostgreSQL backend only', () => {
     await other.close();
   });
 
+  it('maps a statement that runs too long and a writer lock held too long to timeout errors', async () => {
+    const url = await cluster.createDatabase();
+    const s = await openPostgresSql(url, {
+      logger: silentLogger(),
+      statementTimeoutMs: 200,
+      lockTimeoutMs: 200,
+    });
+    await expect(s.get('SELECT pg_sleep(2) AS x')).rejects.toMatchObject({ code: 'timeout' });
+    // Another master holds the writer lock longer than this one waits.
+    const other = await openPostgresSql(url, { logger: silentLogger() });
+    let holding!: () => void;
+    const held = new Promise<void>((r) => (holding = r));
+    const long = other.transaction(async () => {
+      holding();
+      await sleep(800);
+    });
+    await held;
+    const e = await s.transaction(async () => 1).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'timeout' });
+    expect((e as Error).message).toContain(s.what);
+    await long;
+    expect(await s.transaction(async () => 2)).toBe(2);
+    await s.close();
+    await other.close();
+  });
+
+  it('refuses bad URLs and options with bad-input errors', async () => {
+    await expect(openPostgresSql('not a url', { logger: silentLogger() })).rejects.toMatchObject({
+      code: 'bad-input',
+    });
+    await expect(openPostgresSql('mysql://h/db', { logger: silentLogger() })).rejects.toMatchObject({
+      code: 'bad-input',
+    });
+    await expect(
+      openPostgresSql(cluster.url(), { logger: silentLogger(), maxConnections: 0 }),
+    ).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/maxConnections/) });
+    await expect(
+      openPostgresSql(cluster.url(), { logger: silentLogger(), retryForMs: -1 }),
+    ).rejects.toMatchObject({ code: 'bad-input' });
+  });
+
   it('fails clearly when the server is unreachable at start', async () => {
     const port = await freePort();
     const url = `postgres://postgres:${cluster.password}@127.0.0.1:${port}/x`;
