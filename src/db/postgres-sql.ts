@@ -249,8 +249,8 @@ export class PostgresSql implements Sql {
     const client = await this.retrying(async () => {
       const c = await this.checkout();
       try {
-        await this.onClient(c, 'BEGIN', []);
-        await this.onClient(c, `SELECT pg_advisory_xact_lock(${WRITER_LOCK})`, []);
+        // One round trip: both statements go in one simple-protocol message.
+        await this.onClient(c, `BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK})`, []);
         return c;
       } catch (e) {
         // A lock wait that timed out leaves the transaction aborted: end it before the connection goes back.

@@ -1,4 +1,7 @@
 import BetterSqlite3 from 'better-sqlite3';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
@@ -7,6 +10,14 @@ import type { Sql } from '../../../src/db/sql.js';
 import { SqliteSql } from '../../../src/db/sqlite-sql.js';
 import { startPostgres, type PgCluster } from '../../helpers/postgres.js';
 import { freePort } from '../../helpers/slapd.js';
+import { pseudoRandomBytes } from '../../helpers/tmp.js';
+
+function postgresUid(): number {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'))!;
+  return Number(line.split(':')[2]);
+}
 
 /**
  * The Sql interface's contract (src/db/sql.ts), the same cases on both backends: a master/db module that
@@ -265,6 +276,35 @@ describe('PostgreSQL backend only', () => {
     expect(await s.transaction(async () => 2)).toBe(2);
     await s.close();
     await other.close();
+  });
+
+  it('maps a full disk on the database server to disk-full', async () => {
+    // A tablespace on a 1 MiB tmpfs (the tests run as root) fills up while the rest of the cluster does not.
+    const mnt = join(cluster.dir, 'small');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,uid=' + postgresUid(), 'tmpfs', mnt]);
+    try {
+      const url = await cluster.createDatabase();
+      await cluster.query(`CREATE TABLESPACE small_${process.pid} LOCATION '${mnt}'`);
+      const s = await openPostgresSql(url, { logger: silentLogger() });
+      await s.exec(
+        `CREATE TABLE t (b BYTEA) TABLESPACE small_${process.pid}; ALTER TABLE t ALTER b SET STORAGE PLAIN`,
+      );
+      let e: unknown;
+      for (let i = 0; i < 400 && e === undefined; i++) {
+        e = await s.run('INSERT INTO t (b) VALUES (?)', [pseudoRandomBytes(6000, i + 1)]).then(
+          () => undefined,
+          (x: unknown) => x,
+        );
+      }
+      expect(e).toMatchObject({ code: 'disk-full' });
+      expect((e as DepotsyncError).hint).toMatch(/free disk space/);
+      await s.exec('DROP TABLE t');
+      await s.close();
+      await cluster.query(`DROP TABLESPACE small_${process.pid}`);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   it('refuses bad URLs and options with bad-input errors', async () => {
