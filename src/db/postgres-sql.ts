@@ -92,6 +92,8 @@ export class PostgresSql implements Sql {
     let out = this.translated.get(text);
     if (out === undefined) {
       out = numberPlaceholders(text);
+      // Statements built at run time (IN lists, batch inserts) must not grow the cache without bound.
+      if (this.translated.size >= 2_000) this.translated.clear();
       this.translated.set(text, out);
     }
     return out;
@@ -494,7 +496,11 @@ function closingQuote(sql: string, start: number, q: string): number {
 /** A statement that cannot change anything: runs on any pooled connection and may be retried. */
 function isReadOnly(sql: string): boolean {
   const s = sql.trimStart();
-  if (!/^(select|show|values|explain)\b/i.test(s)) return false;
+  const read =
+    /^(select|show|values|explain)\b/i.test(s) ||
+    // A CTE that names no writing verb anywhere (a false alarm only costs the writer lock).
+    (/^with\b/i.test(s) && !/\b(insert|update|delete|merge)\b/i.test(s));
+  if (!read) return false;
   return !/\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b/i.test(s) && !/\binto\b/i.test(s);
 }
 
