@@ -146,9 +146,9 @@ async function main(): Promise<void> {
     );
 
     const admin = new AdminService({ ctx, settings: adminSettings() });
-    const app = createMasterApp({ ctx, adminService: admin });
-    const { token } = addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
-    const { secret } = createSession(ctx.db, 'bench', { ...admin.sessionTimes });
+    const app = await createMasterApp({ ctx, adminService: admin });
+    const { token } = await addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
+    const { secret } = await createSession(ctx.db, 'bench', { ...admin.sessionTimes });
     const auth = { authorization: `Bearer ${token}` };
     let bytes = 0;
     const get = async (path: string, headers: Record<string, string>) => {
@@ -170,8 +170,8 @@ async function main(): Promise<void> {
     let seq = REPORTS + 1;
     await add(
       'file one status report (recordDepotStatus)',
-      () =>
-        recordDepotStatus(ctx.db, 'depot-00001', {
+      async () =>
+        await recordDepotStatus(ctx.db, 'depot-00001', {
           servedGeneration: VERSIONS + 1,
           targetGeneration: VERSIONS + 1,
           bytesFetched: 0,
@@ -227,11 +227,11 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
     dropbox: false,
     refresher: false,
   });
-  const reporters = Array.from({ length: REPORTERS }, (_, i) => {
+  const reporters = Array.from({ length: REPORTERS }, async (_, i) => {
     const name = `reporter-${i}`;
     const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot' });
-    requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
-    return { name, key: keyPem, cert: approveMachine(ctx, name, { actor: 'bench' }).certPem!, seq: 0 };
+    await requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
+    return { name, key: keyPem, cert: await approveMachine(ctx, name, { actor: 'bench' }).certPem!, seq: 0 };
   });
   // The server runs alone on this thread; the chunk client runs in a worker thread, so its TLS and
   // decoding work does not count against the server's event loop. The reporting depots run in a child

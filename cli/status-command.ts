@@ -45,7 +45,7 @@ async function masterStatus(dir: string) {
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: silentLogger() });
   try {
-    const status = buildFleetStatus({
+    const status = await buildFleetStatus({
       db,
       settings: loadAdminSettings(layout.dir),
       masterName: config.name,

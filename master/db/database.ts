@@ -17,6 +17,11 @@ export interface MasterDb {
   readonly sql: Sql;
   readonly now: () => Date;
   readonly logger: Logger;
+  /**
+   * The SQLite file, or for another backend where it would be (`M/master.db`): key files kept with the
+   * catalog (`M/keys/totp.key`) are found beside it. Absent for a database in memory.
+   */
+  readonly file?: string;
   close(): Promise<void>;
 }
 
@@ -27,11 +32,12 @@ export interface OpenMasterDbOptions {
 }
 
 /** A MasterDb over an already migrated Sql of any backend (the caller hands ownership to it). */
-export function masterDbOver(sql: Sql, opts: { logger: Logger; now?: () => Date }): MasterDb {
+export function masterDbOver(sql: Sql, opts: { logger: Logger; now?: () => Date; file?: string }): MasterDb {
   return {
     sql,
     now: opts.now ?? (() => new Date()),
     logger: opts.logger.child({ component: 'master.db' }),
+    ...(opts.file === undefined || opts.file === ':memory:' || opts.file === '' ? {} : { file: opts.file }),
     close: () => sql.close(),
   };
 }
@@ -43,7 +49,7 @@ export function openMasterDatabase(path: string, opts: OpenMasterDbOptions): Mas
     logger: opts.logger,
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
   });
-  return masterDbOver(new SqliteSql(db, `database ${path}`, path), opts);
+  return masterDbOver(new SqliteSql(db, `database ${path}`, path), { ...opts, file: path });
 }
 
 /**

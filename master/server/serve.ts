@@ -95,7 +95,7 @@ export async function startMasterServer(
     });
   // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
   const deltas = startMasterDeltas(ctx);
-  const app = createMasterApp({
+  const app = await createMasterApp({
     ctx,
     ...opts.app,
     readOptions: { ...opts.app?.readOptions, zstdDeltas: deltas.source },
