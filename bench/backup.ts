@@ -175,7 +175,7 @@ async function main(): Promise<void> {
     const check = await openMaster(join(dir, 'R'), log);
     let targets = 0;
     try {
-      for (const _ of await loadRepository(check).targets()) targets++;
+      for (const _ of (await loadRepository(check)).targets()) targets++;
     } finally {
       await check.close();
     }

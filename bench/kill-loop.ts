@@ -305,7 +305,7 @@ export async function runKillLoop(o: {
           );
       }
     } finally {
-      m.db.close();
+      await m.close();
     }
   }
   async function servedComplete(dirOf: string, what: string): Promise<void> {

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     writeFileSync(small, demoBytes(4096, 7));
     const seed = await publish(ctx, { name: 'seed', version: '1', path: small, actor: 'bench' });
     const { getManifest } = await import('../master/db/manifests.js');
-    const manifestBytes = await getManifest(ctx.db, seed.id)!;
+    const manifestBytes = (await getManifest(ctx.db, seed.id))!;
     const sha256 = createHash('sha256').update(manifestBytes).digest('hex');
     const repo2 = await loadRepository(ctx);
     const changes = [];
@@ -130,9 +130,9 @@ async function main(): Promise<void> {
     const ingestMs = ms(t0);
     runs.sort((a, b) => a - b);
     const median = runs[2]!;
-    const ts = await latestMetadata(ctx.db, 'timestamp')!;
-    const snap = await latestMetadata(ctx.db, 'snapshot')!;
-    const binName = await loadRepository(ctx).binFor(targetPathOf('extra4', '1'));
+    const ts = (await latestMetadata(ctx.db, 'timestamp'))!;
+    const snap = (await latestMetadata(ctx.db, 'snapshot'))!;
+    const binName = (await loadRepository(ctx)).binFor(targetPathOf('extra4', '1'));
     const bin = await latestMetadata(ctx.db, binName);
     const deltaBytes = ts.length + snap.length + (bin?.length ?? 0);
     console.log(

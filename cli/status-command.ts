@@ -53,6 +53,6 @@ async function masterStatus(dir: string) {
     });
     return { json: status, human: fleetTables(status) };
   } finally {
-    db.close();
+    await db.close();
   }
 }

@@ -184,6 +184,6 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
       rootThreshold,
     };
   } finally {
-    db.close();
+    await db.close();
   }
 }

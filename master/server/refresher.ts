@@ -48,7 +48,7 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
         });
         out.generation = c.generation.generation;
       } else if (timestamp) {
-        transaction(ctx.db, async () => {
+        await transaction(ctx.db, async () => {
           const generation = await currentGeneration(ctx.db);
           await putMetadataFile(ctx.db, {
             role: 'timestamp',

@@ -95,7 +95,7 @@ export async function startMasterServer(
     });
   // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
   const deltas = startMasterDeltas(ctx);
-  const app = await createMasterApp({
+  const app = createMasterApp({
     ctx,
     ...opts.app,
     readOptions: { ...opts.app?.readOptions, zstdDeltas: deltas.source },

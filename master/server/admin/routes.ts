@@ -158,7 +158,7 @@ export function adminRoutes(
         `session id must be a positive integer, got ${JSON.stringify(c.req.param('id'))}`,
       );
     const op = who(c);
-    if (!endSession(ctx.db, id, op.actor, 'ended by admin'))
+    if (!(await endSession(ctx.db, id, op.actor, 'ended by admin')))
       throw new DepotsyncError('not-found', `session ${id} is not active`);
     await recordAudit(ctx.db, {
       actor: op.actor,
@@ -182,7 +182,7 @@ export function adminRoutes(
         return c.json({ error: { code: 'forbidden', message } }, 403);
       }
     } else if (!target) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
-    const out = enableTotp(ctx.db, name);
+    const out = await enableTotp(ctx.db, name);
     const op = who(c);
     await recordAudit(ctx.db, {
       actor: op.actor,
@@ -194,7 +194,7 @@ export function adminRoutes(
   });
   app.post('/operators/:name/totp/disable', requireRole('admin'), async (c) => {
     const name = c.req.param('name');
-    disableTotp(ctx.db, name);
+    await disableTotp(ctx.db, name);
     const op = who(c);
     await recordAudit(ctx.db, {
       actor: op.actor,
