@@ -150,7 +150,7 @@ async function main(): Promise<void> {
     );
 
     const admin = new AdminService({ ctx, settings: adminSettings() });
-    const app = await createMasterApp({ ctx, adminService: admin });
+    const app = createMasterApp({ ctx, adminService: admin });
     const { token } = await addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
     const { secret } = await createSession(ctx.db, 'bench', { ...admin.sessionTimes });
     const auth = { authorization: `Bearer ${token}` };
