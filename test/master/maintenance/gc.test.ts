@@ -24,7 +24,7 @@ function diskBytes(dir: string): number {
 }
 
 async function chunksOf(ctx: MasterContext, manifestId: string): Promise<string[]> {
-  const bytes = getManifest(ctx.db, manifestId);
+  const bytes = await getManifest(ctx.db, manifestId);
   if (!bytes) throw new Error(`manifest ${manifestId} not stored`);
   return uniqueChunkIds(decodeManifest(bytes, { what: 'test manifest' }));
 }
@@ -80,7 +80,7 @@ describe('master gc: chunks no live version references are collected', () => {
     expect(s.deadBytes).toBe(0);
     expect(diskBytes(ctx.layout.storeDir)).toBeLessThan(full - 8 * 1024 * 1024);
     await expectAllVerify(ctx, await chunksOf(ctx, keep.id));
-    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({
+    expect((await listAudit(ctx.db, { action: 'store.gc' })).entries[0]).toMatchObject({
       actor: 'system',
       detail: { removed: r.removed },
     });
@@ -97,19 +97,19 @@ describe('master gc: chunks no live version references are collected', () => {
 
   it('a publish in flight while gc runs keeps all its chunks', async () => {
     const path = file('inflight.bin', 8, 21);
-    let gc: ReturnType<typeof collectMasterGarbage> | undefined;
+    let gc: Awaited<ReturnType<typeof collectMasterGarbage>> | undefined;
     let committedAtGc: boolean | undefined;
-    const published = publish(ctx, {
+    const published = await publish(ctx, {
       name: 'inflight',
       version: '1',
       path,
       actor: 'test',
       // GC starts once the first chunks are stored and before the version is committed: the live set it
       // reads does not name them, only the grace period protects them.
-      onProgress: (done) => {
+      onProgress: async (done) => {
         if (done > 0 && !gc) {
-          committedAtGc = findVersion(ctx.db, 'inflight', '1') !== undefined;
-          gc = collectMasterGarbage(ctx, { graceMs: 60_000 });
+          committedAtGc = (await findVersion(ctx.db, 'inflight', '1')) !== undefined;
+          gc = await collectMasterGarbage(ctx, { graceMs: 60_000 });
         }
       },
     });
@@ -130,7 +130,7 @@ describe('master gc: chunks no live version references are collected', () => {
     const r = await schedule!.runNow();
     await schedule!.stop();
     expect(r?.gc.liveChunks).toBeGreaterThan(0);
-    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({ actor: 'schedule' });
+    expect((await listAudit(ctx.db, { action: 'store.gc' })).entries[0]).toMatchObject({ actor: 'schedule' });
     expect(startMaintenanceSchedule(ctx, { intervalMs: 0 })).toBeUndefined();
   });
 });
