@@ -71,10 +71,10 @@ describe.skipIf(!fakeTimeAvailable)(
           await db.close();
         }
       };
-      const roles = () => inMaster(async (db) => await storedRoles(db));
+      const roles = async () => await inMaster(async (db) => await storedRoles(db));
       const keyids = async () => Object.fromEntries((await roles()).map((r) => [r.role, r.keyids]));
-      const alertsAt = (day: number) =>
-        inMaster(
+      const alertsAt = async (day: number) =>
+        await inMaster(
           async (db) =>
             (
               await buildFleetStatus(

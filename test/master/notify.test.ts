@@ -20,9 +20,9 @@ async function machine(name: string, role: 'depot' | 'agent', approved: boolean)
   if (approved) await approve(t.m, name, { by: 'test' });
 }
 
-const fails = (fn: () => unknown) => {
+const fails = async (fn: () => unknown) => {
   try {
-    fn();
+    await fn();
   } catch (e) {
     return e as Error;
   }
@@ -60,18 +60,18 @@ describe('master notify: sync-now requests through the database', () => {
     t = await testMaster();
     await machine('agent-1', 'agent', true);
     await machine('depot-p', 'depot', false);
-    const unknown = fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-x' }));
+    const unknown = await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-x' }));
     expect(isDepotsyncError(unknown, 'not-found')).toBe(true);
     expect(unknown.message).toMatch(/no machine named depot-x/);
-    expect(fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' })).message).toMatch(
-      /agent-1 is an agent, not a depot/,
-    );
-    expect(fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' })).message).toMatch(
-      /depot depot-p is pending, so it cannot sync/,
-    );
-    expect(fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: '../etc' })).message).toMatch(
-      /is not a machine name/,
-    );
+    expect(
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' }))).message,
+    ).toMatch(/agent-1 is an agent, not a depot/);
+    expect(
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' }))).message,
+    ).toMatch(/depot depot-p is pending, so it cannot sync/);
+    expect(
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: '../etc' }))).message,
+    ).toMatch(/is not a machine name/);
     expect(await lastNotifySeq(t.m)).toBe(0);
     expect(
       (await listAudit(t.m, { action: 'depot.notify' })).entries.filter((e) => e.action === 'depot.notify'),

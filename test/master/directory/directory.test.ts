@@ -24,9 +24,9 @@ import { tempDir } from '../../helpers/tmp.js';
 import { writeFileSync } from 'node:fs';
 
 const who = { actor: 'cli' };
-const caught = (f: () => unknown): any => {
+const caught = async (f: () => unknown): Promise<any> => {
   try {
-    f();
+    await f();
   } catch (e) {
     return e;
   }
@@ -161,7 +161,7 @@ describe('master depot directory', () => {
       ],
     ];
     for (const [input, code, why] of cases) {
-      const e = caught(async () => await setDirectoryEntry(ctx, input, who));
+      const e = await caught(async () => await setDirectoryEntry(ctx, input, who));
       expect(e.code, JSON.stringify(input)).toBe(code);
       expect(e.message).toMatch(why);
     }
@@ -178,7 +178,9 @@ describe('master depot directory', () => {
     const r = await removeDirectoryEntry(ctx, 'depot-a', who);
     expect(r.directory).toMatchObject({ version: 3, depots: [{ name: 'depot-b' }] });
     expect((await clientView()).directory).toEqual(r.directory);
-    expect(caught(async () => await removeDirectoryEntry(ctx, 'depot-a', who)).code).toBe('not-found');
+    expect((await caught(async () => await removeDirectoryEntry(ctx, 'depot-a', who))).code).toBe(
+      'not-found',
+    );
     expect((await listAudit(ctx.db, { action: 'directory.remove' })).entries[0]).toMatchObject({
       target: 'depot-a',
       detail: { directoryVersion: 3 },

@@ -97,26 +97,26 @@ describe('master gc: chunks no live version references are collected', () => {
 
   it('a publish in flight while gc runs keeps all its chunks', async () => {
     const path = file('inflight.bin', 8, 21);
-    let gc: Awaited<ReturnType<typeof collectMasterGarbage>> | undefined;
-    let committedAtGc: boolean | undefined;
-    const published = await publish(ctx, {
+    let gc: ReturnType<typeof collectMasterGarbage> | undefined;
+    let committedAtGc: Promise<boolean> | undefined;
+    const published = publish(ctx, {
       name: 'inflight',
       version: '1',
       path,
       actor: 'test',
       // GC starts once the first chunks are stored and before the version is committed: the live set it
       // reads does not name them, only the grace period protects them.
-      onProgress: async (done) => {
+      onProgress: (done) => {
         if (done > 0 && !gc) {
-          committedAtGc = (await findVersion(ctx.db, 'inflight', '1')) !== undefined;
-          gc = await collectMasterGarbage(ctx, { graceMs: 60_000 });
+          committedAtGc = findVersion(ctx.db, 'inflight', '1').then((v) => v !== undefined);
+          gc = collectMasterGarbage(ctx, { graceMs: 60_000 });
         }
       },
     });
     const p = await published;
     expect(gc).toBeDefined();
     await gc;
-    expect(committedAtGc).toBe(false);
+    expect(await committedAtGc).toBe(false);
     await expectAllVerify(ctx, await chunksOf(ctx, p.id));
     expect(ctx.store.stats().bytes).toBe(8 * 1024 * 1024);
     // And once committed, a gc without grace keeps them too: now they are live.

@@ -168,7 +168,7 @@ describe('master publish', () => {
 
   it('refuses a path that does not exist', async () => {
     await expect(
-      await publish(ctx, { name: 'x', version: '1', path: join(tmp.dir, 'missing'), actor: 'test' }),
+      publish(ctx, { name: 'x', version: '1', path: join(tmp.dir, 'missing'), actor: 'test' }),
     ).rejects.toMatchObject({
       code: 'not-found',
       message: expect.stringContaining('no such file or directory'),

@@ -190,10 +190,10 @@ describe('publish scan command', () => {
   it('rejects a bad publishScanCommand in master.json by name', async () => {
     const dir = join(tmp.dir, 'M-bad');
     await expect(
-      await initMaster(dir, { log: silentLogger(), config: { publishScanCommand: [] } }),
+      initMaster(dir, { log: silentLogger(), config: { publishScanCommand: [] } }),
     ).rejects.toThrow(/publishScanCommand must be null or a non-empty list/);
     await expect(
-      await initMaster(join(tmp.dir, 'M-bad2'), {
+      initMaster(join(tmp.dir, 'M-bad2'), {
         log: silentLogger(),
         config: { publishScanCommand: ['/bin/true'], publishScanTimeoutMs: 5 },
       }),

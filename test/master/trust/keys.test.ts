@@ -137,7 +137,7 @@ describe('master key lifecycle', () => {
     const files = () => readdirSync(ctx.layout.keysDir).sort();
     const had = files();
     await expect(
-      await changeKeys(ctx, 'root', { actor: 'test', newRootKeys: 2, newRootThreshold: 3 }),
+      changeKeys(ctx, 'root', { actor: 'test', newRootKeys: 2, newRootThreshold: 3 }),
     ).rejects.toThrow(/root threshold must be an integer from 1 to 2/);
     expect(files()).toEqual(had);
     // New root keys only (the old, offline one never signs): depots trusting v1 could not follow.
