@@ -223,7 +223,7 @@ describe('alert e-mail over SMTP (real server, STARTTLS, AUTH)', () => {
     });
     try {
       free = 10e9;
-      admin2.status({ packages: false }); // clears low-disk: a "cleared" e-mail, refused
+      await admin2.status({ packages: false }); // clears low-disk: a "cleared" e-mail, refused
       await admin2.mail!.idle();
       const alerts = (await admin2.status({ packages: false })).alerts;
       const n = alerts.find((a) => a.kind === 'notification');
