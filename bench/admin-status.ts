@@ -62,7 +62,9 @@ async function seed(ctx: MasterContext, nowMs: number): Promise<void> {
     const gen = statement(
       "INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')",
     );
-    const pkg = statement('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING');
+    const pkg = statement(
+      'INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING',
+    );
     const man = statement(
       'INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)',
     );
@@ -222,9 +224,9 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
   for (let i = 0; i < data.length; i += 32) createHash('sha256').update(String(i)).digest().copy(data, i);
   writeFileSync(file, data);
   await publish(ctx, { name: 'big', version: '1', path: file, actor: 'bench' });
-  const ids = (
-    await ctx.db.sql.all<{ chunk_id: Buffer }>('SELECT DISTINCT chunk_id FROM chunk_refs')
-  ).map((r) => r.chunk_id.toString('hex'));
+  const ids = (await ctx.db.sql.all<{ chunk_id: Buffer }>('SELECT DISTINCT chunk_id FROM chunk_refs')).map(
+    (r) => r.chunk_id.toString('hex'),
+  );
   const server = await startMasterServer(ctx, {
     host: '127.0.0.1',
     port: 0,
@@ -236,7 +238,12 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
     const name = `reporter-${i}`;
     const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot' });
     await requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
-    reporters.push({ name, key: keyPem, cert: (await approveMachine(ctx, name, { actor: 'bench' })).certPem!, seq: 0 });
+    reporters.push({
+      name,
+      key: keyPem,
+      cert: (await approveMachine(ctx, name, { actor: 'bench' })).certPem!,
+      seq: 0,
+    });
   }
   // The server runs alone on this thread; the chunk client runs in a worker thread, so its TLS and
   // decoding work does not count against the server's event loop. The reporting depots run in a child

@@ -31,7 +31,7 @@ const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 async function publish(m: MasterDb, name: string, version: string, chunkIds: string[]): Promise<void> {
   const bytes = Buffer.from(JSON.stringify({ name, version, chunks: chunkIds.length, first: chunkIds[0] }));
   const id = hex(`${name}@${version}`);
-  const g = await currentGeneration(m) + 1;
+  const g = (await currentGeneration(m)) + 1;
   await commitGeneration(m, {
     generation: g,
     createdBy: 'bench',
@@ -73,7 +73,9 @@ async function commits(dir: string, synchronous: 'FULL' | 'NORMAL'): Promise<num
   return perCommit;
 }
 
-async function gcWalk(dir: string): Promise<{ refs: number; live: number; oursMs: number; cliMs: number; dbBytes: number }> {
+async function gcWalk(
+  dir: string,
+): Promise<{ refs: number; live: number; oursMs: number; cliMs: number; dbBytes: number }> {
   const path = join(dir, 'gc.db');
   const m = openMasterDatabase(path, { logger: silentLogger() });
   const manifests = Math.max(2, Math.round(CHUNK_REFS / CHUNKS_PER_MANIFEST));

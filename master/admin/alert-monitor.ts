@@ -50,7 +50,10 @@ export class AlertMonitor {
     this.log = d.log.child({ component: 'master.alerts' });
   }
 
-  async evaluate(conditions: Alert[], nowMs: number): Promise<{ active: Alert[]; transitions: AlertTransition[] }> {
+  async evaluate(
+    conditions: Alert[],
+    nowMs: number,
+  ): Promise<{ active: Alert[]; transitions: AlertTransition[] }> {
     const { db } = this.d;
     // Conditions the status model does not see: the master's own database backups (master/backup).
     // and operator tokens about to expire.
@@ -83,12 +86,10 @@ export class AlertMonitor {
         const levelChanged = row.level !== a.level;
         const due = nowMs - Date.parse(row.last_notified_at) >= this.d.repeatMs;
         if (levelChanged || due) {
-          await db.sql.run('UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?', [
-            a.level,
-            a.message,
-            now,
-            a.key,
-          ]);
+          await db.sql.run(
+            'UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?',
+            [a.level, a.message, now, a.key],
+          );
           transitions.push({
             event: levelChanged ? 'raised' : 'repeated',
             alert: { ...a, since: row.raised_at },

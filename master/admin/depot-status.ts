@@ -171,7 +171,9 @@ function generationTimes(m: MasterDb): (generation: number) => Promise<number | 
   return async (g) => {
     if (!cache.has(g)) {
       const at = (
-        await m.sql.get<{ created_at: string }>('SELECT created_at FROM generations WHERE generation = ?', [g])
+        await m.sql.get<{ created_at: string }>('SELECT created_at FROM generations WHERE generation = ?', [
+          g,
+        ])
       )?.created_at;
       cache.set(g, at === undefined ? undefined : Date.parse(at));
     }

@@ -72,12 +72,15 @@ export async function resolveSession(
   m: MasterDb,
   secret: string | undefined,
   opts: SessionTimes & { touch: boolean },
-):
-  Promise<| { ok: true; session: ActiveSession }
-  | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' }> {
+): Promise<
+  | { ok: true; session: ActiveSession }
+  | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' }
+> {
   if (!secret) return { ok: false, reason: 'none' };
   if (!looksLikeSecret(secret)) return { ok: false, reason: 'unknown' };
-  const r = await m.sql.get<Row>('SELECT * FROM operator_sessions WHERE secret_hash = ?', [hashSecret(secret)]);
+  const r = await m.sql.get<Row>('SELECT * FROM operator_sessions WHERE secret_hash = ?', [
+    hashSecret(secret),
+  ]);
   if (!r) return { ok: false, reason: 'unknown' };
   if (r.ended_at) return { ok: false, reason: 'ended' };
   const now = m.now();

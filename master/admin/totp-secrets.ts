@@ -78,7 +78,8 @@ export function loadOrCreateKey(path: string, sealedExist: () => boolean = () =>
 
 async function hasSealed(m: MasterDb): Promise<boolean> {
   return (
-    (await m.sql.get(`SELECT 1 AS one FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`)) !== undefined
+    (await m.sql.get(`SELECT 1 AS one FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`)) !==
+    undefined
   );
 }
 

@@ -41,7 +41,9 @@ export async function enableTotp(m: MasterDb, name: string): Promise<{ secret: s
 }
 
 export async function disableTotp(m: MasterDb, name: string): Promise<void> {
-  const r = await m.sql.run('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?', [name]);
+  const r = await m.sql.run('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?', [
+    name,
+  ]);
   if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
@@ -49,9 +51,10 @@ export async function disableTotp(m: MasterDb, name: string): Promise<void> {
 
 /** Does the operator need a second factor? */
 export async function totpRequired(m: MasterDb, name: string): Promise<boolean> {
-  const r = await m.sql.get<{ totp_secret: string | null }>('SELECT totp_secret FROM operators WHERE name = ?', [
-    name,
-  ]);
+  const r = await m.sql.get<{ totp_secret: string | null }>(
+    'SELECT totp_secret FROM operators WHERE name = ?',
+    [name],
+  );
   return (r?.totp_secret ?? null) !== null;
 }
 

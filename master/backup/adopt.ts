@@ -51,12 +51,15 @@ export function certificateAdopter(db: MasterDb, record: RestoreRecord, log: Log
         if (peer.notAfter.getTime() > current) {
           await setCertificate(db, peer.commonName, { pem, serial: peer.serial, notAfter: peer.notAfter });
         } else {
-          await db.sql.run('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)', [
-            normalizeSerial(peer.serial),
-            peer.commonName,
-            new Date(t + BACKDATE_MS).toISOString(),
-            peer.notAfter.toISOString(),
-          ]);
+          await db.sql.run(
+            'INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)',
+            [
+              normalizeSerial(peer.serial),
+              peer.commonName,
+              new Date(t + BACKDATE_MS).toISOString(),
+              peer.notAfter.toISOString(),
+            ],
+          );
         }
         await recordAudit(db, {
           actor: 'restore',

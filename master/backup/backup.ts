@@ -98,9 +98,13 @@ export async function backupMaster(o: BackupOptions): Promise<BackupResult> {
     // SQLite's online backup; a catalog on a database server is backed up by that server's own tools.
     const sqlite = sqliteHandle(o.db);
     if (!sqlite) {
-      throw new DepotsyncError('usage', `master backup copies a SQLite catalog; ${o.db.sql.what} is not one`, {
-        hint: "back the catalog up with the database server's own tools (for PostgreSQL: pg_dump or its replication)",
-      });
+      throw new DepotsyncError(
+        'usage',
+        `master backup copies a SQLite catalog; ${o.db.sql.what} is not one`,
+        {
+          hint: "back the catalog up with the database server's own tools (for PostgreSQL: pg_dump or its replication)",
+        },
+      );
     }
     try {
       await sqlite.backup(dbCopy);

@@ -84,7 +84,11 @@ export async function setDirectoryEntry(
   );
 }
 
-export async function removeDirectoryEntry(ctx: MasterContext, name: string, who: Actor): Promise<DirectoryChange> {
+export async function removeDirectoryEntry(
+  ctx: MasterContext,
+  name: string,
+  who: Actor,
+): Promise<DirectoryChange> {
   return await change(ctx, who, 'directory.remove', name, (d) => {
     if (!d.depots.some((e) => e.name === name)) {
       throw new DepotsyncError('not-found', `depot ${JSON.stringify(name)} is not in the depot directory`, {

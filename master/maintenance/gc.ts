@@ -31,9 +31,10 @@ export async function collectMasterGarbage(
   // The newest generation already older than the grace period; removals after it are still retained.
   const retainSinceGeneration =
     (
-      await ctx.db.sql.get<{ g: number | null }>('SELECT MAX(generation) AS g FROM generations WHERE created_at <= ?', [
-        cutoff,
-      ])
+      await ctx.db.sql.get<{ g: number | null }>(
+        'SELECT MAX(generation) AS g FROM generations WHERE created_at <= ?',
+        [cutoff],
+      )
     )?.g ?? 0;
   const live = new Set<string>();
   for await (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) {

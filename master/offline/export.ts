@@ -96,7 +96,11 @@ export async function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number)
        WHERE added_generation <= ? AND (removed_generation IS NULL OR removed_generation > ?) ORDER BY added_generation, id`,
     [generation, generation],
   );
-  return rows.map((r) => ({ manifestId: r.manifest_id, sha256: r.manifest_sha256, targetPath: r.target_path }));
+  return rows.map((r) => ({
+    manifestId: r.manifest_id,
+    sha256: r.manifest_sha256,
+    targetPath: r.target_path,
+  }));
 }
 
 /**

@@ -99,7 +99,12 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
 
   // 1. Public.
   app.get('/healthz', async (c) =>
-    c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: await currentGeneration(ctx.db) }),
+    c.json({
+      status: 'ok',
+      role: 'master',
+      name: ctx.config.name,
+      generation: await currentGeneration(ctx.db),
+    }),
   );
   app.route('/', publicReadRoutes(source));
   // '/v1/enroll/*' matches '/v1/enroll' itself too: one token per request.

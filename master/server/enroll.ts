@@ -147,7 +147,8 @@ function checkCsr(ctx: MasterContext, req: EnrollRequest): void {
 
 async function consumeTokenOr403(ctx: MasterContext, req: EnrollRequest): Promise<number> {
   try {
-    return (await consumeEnrollmentToken(ctx.db, req.token as string, { machine: req.name, role: req.role })).id;
+    return (await consumeEnrollmentToken(ctx.db, req.token as string, { machine: req.name, role: req.role }))
+      .id;
   } catch (e) {
     // An unknown or used token is a refusal of this request, not a missing login: 403 with the reason.
     if (isDepotsyncError(e, 'unauthorized'))

@@ -24,7 +24,10 @@ export interface KeysStatus {
   pendingRootRequest: ReturnType<typeof pendingRootRequest>;
 }
 
-export async function keysStatus(ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>, nowMs: number): Promise<KeysStatus> {
+export async function keysStatus(
+  ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>,
+  nowMs: number,
+): Promise<KeysStatus> {
   const roles = await storedRoles(ctx.db);
   const onMaster = (r: StoredRole): number => {
     const ids = new Set(r.keyids);

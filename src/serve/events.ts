@@ -21,8 +21,7 @@ export interface EventFeed {
   generation(): number | undefined | Promise<number | undefined>;
   /** Sync-now requests that arrived since the last call (the master's notify table). */
   syncRequests?():
-    | Array<{ seq: number; depot: string | null }>
-    | Promise<Array<{ seq: number; depot: string | null }>>;
+    Array<{ seq: number; depot: string | null }> | Promise<Array<{ seq: number; depot: string | null }>>;
   /** Forget the requests made so far: called when the first stream opens after none were open. */
   skipPendingRequests?(): void | Promise<void>;
   /** The version of the signed revocation list served now (undefined: none yet). Polled like `generation`. */

@@ -14,8 +14,7 @@ export type AuthorizeMachine = (
 ) => AuthorizeVerdict | Promise<AuthorizeVerdict>;
 
 export type AuthorizeVerdict =
-  | { ok: true; machine: MachineRef }
-  | { ok: false; status: 401 | 403; code: string; reason: string };
+  { ok: true; machine: MachineRef } | { ok: false; status: 401 | 403; code: string; reason: string };
 
 /**
  * The mutual-TLS gate: the first middleware on every route that is not public (docs/http.md). The TLS

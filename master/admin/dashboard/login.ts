@@ -157,7 +157,11 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
           operator,
         );
       }
-      const op = await recordDirectoryOperator(ctx.db, { name: operator, dn: outcome.dn, role: outcome.role });
+      const op = await recordDirectoryOperator(ctx.db, {
+        name: operator,
+        dn: outcome.dn,
+        role: outcome.role,
+      });
       if (op.disabled) {
         admin.metrics.loginAttempts.inc({ outcome: 'failed' });
         await audit('login.failed', operator, { reason: 'operator disabled', source: 'directory' });
@@ -194,7 +198,10 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         operator,
       );
     }
-    if ((await totpRequired(ctx.db, operator)) && !(await verifyTotp(ctx.db, operator, code, admin.now().getTime()))) {
+    if (
+      (await totpRequired(ctx.db, operator)) &&
+      !(await verifyTotp(ctx.db, operator, code, admin.now().getTime()))
+    ) {
       // The token was right: count against the operator too (guessing the 6-digit code).
       admin.addressLimiter.fail(address);
       admin.operatorLimiter.fail(opKey);
@@ -218,7 +225,11 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       userAgent: c.req.header('user-agent') ?? '',
     });
     admin.metrics.loginAttempts.inc({ outcome: 'ok' });
-    await audit('login', operator, { session: session.id, role: (await getOperator(ctx.db, operator))?.role, ...source });
+    await audit('login', operator, {
+      session: session.id,
+      role: (await getOperator(ctx.db, operator))?.role,
+      ...source,
+    });
     setSecretCookie(c, SESSION_COOKIE, secret);
     clearSecretCookie(c, LOGIN_COOKIE);
     return c.redirect('/dashboard', 303);

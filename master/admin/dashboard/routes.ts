@@ -121,7 +121,7 @@ export function dashboardRoutes(
     // crafted link cannot put text here.
     const done = c.req.query('done');
     const machine = c.req.query('machine');
-    if ((done === 'approve' || done === 'block') && machine && await byName(ctx.db, machine)) {
+    if ((done === 'approve' || done === 'block') && machine && (await byName(ctx.db, machine))) {
       return render(c, { text: `${done === 'approve' ? 'approved' : 'blocked'} ${machine}`, bad: false });
     }
     return render(c);
@@ -139,7 +139,7 @@ export function dashboardRoutes(
       );
     const address = addressOf(c as unknown as Context<ServeEnv>);
     try {
-      if (!await byName(ctx.db, name))
+      if (!(await byName(ctx.db, name)))
         throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`);
       const m =
         verb === 'approve'

@@ -168,7 +168,9 @@ export function adminRoutes(
     });
     return c.json({ ended: id });
   });
-  app.get('/operators', requireRole('admin'), async (c) => c.json({ operators: await listOperators(ctx.db) }));
+  app.get('/operators', requireRole('admin'), async (c) =>
+    c.json({ operators: await listOperators(ctx.db) }),
+  );
   // An admin enrolls anyone; an operator without TOTP may enroll their own (how `requireTotp` is met).
   // Not a reset: with a stolen token, replacing an existing secret would skip the second factor.
   app.post('/operators/:name/totp', async (c) => {
