@@ -339,14 +339,14 @@ describe('master restore', () => {
       const afterBackup = new Date(before.backupAt + 60_000);
       // Enrolled after the backup: unknown to the restored database, adopted as approved.
       const [p1, s1] = peerFor('agent-late', 'agent', afterBackup);
-      expect(authorize(p1, s1)).toMatchObject({ ok: true, machine: { name: 'agent-late', role: 'agent' } });
+      expect(await authorize(p1, s1)).toMatchObject({ ok: true, machine: { name: 'agent-late', role: 'agent' } });
       expect(await byName(ctx.db, 'agent-late')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
       // Renewed after the backup: the machine is on record; the new serial joins it.
       const [p2, s2] = peerFor('depot-old', 'depot', afterBackup);
-      expect(authorize(p2, s2)).toMatchObject({ ok: true, machine: { name: 'depot-old' } });
+      expect(await authorize(p2, s2)).toMatchObject({ ok: true, machine: { name: 'depot-old' } });
       // Issued before the backup but unknown (a machine removed on purpose): still refused.
       const [p3, s3] = peerFor('agent-gone', 'agent', new Date(before.backupAt - 3_600_000));
-      expect(authorize(p3, s3)).toMatchObject({ ok: false, status: 401, code: 'unknown-certificate' });
+      expect(await authorize(p3, s3)).toMatchObject({ ok: false, status: 401, code: 'unknown-certificate' });
       expect(
         (await listAudit(ctx.db, { limit: 10 })).entries.filter((e) => e.action === 'machine.adopt'),
       ).toHaveLength(2);
