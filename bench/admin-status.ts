@@ -29,6 +29,7 @@ import { adminSettings } from '../master/admin/config.js';
 import { AdminService } from '../master/admin/service.js';
 import { createSession } from '../master/admin/sessions.js';
 import { openMaster, type MasterContext } from '../master/context.js';
+import { transaction } from '../master/db/database.js';
 import { recordDepotStatus } from '../master/db/status.js';
 import { requestEnrollment } from '../master/db/machines.js';
 import { addOperator } from '../master/db/operators.js';
@@ -52,41 +53,46 @@ const hex = (s: string) => createHash('sha256').update(s).digest('hex');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Catalog and fleet rows straight into the database (publishing 10,000 real versions would take long). */
-function seed(ctx: MasterContext, nowMs: number): void {
-  const db = ctx.db.db;
-  db.transaction(() => {
-    const gen = db.prepare(
+async function seed(ctx: MasterContext, nowMs: number): Promise<void> {
+  const statement =
+    (sql: string) =>
+    (...params: (string | number | Buffer | null)[]) =>
+      ctx.db.sql.run(sql, params);
+  await transaction(ctx.db, async () => {
+    const gen = statement(
       "INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')",
     );
-    const pkg = db.prepare('INSERT OR IGNORE INTO packages (name, created_at) VALUES (?, ?)');
-    const man = db.prepare(
+    const pkg = statement(
+      'INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING',
+    );
+    const man = statement(
       'INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)',
     );
-    const ver = db.prepare(
+    const ver = statement(
       `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin, total_bytes, chunk_count, added_generation, created_at, created_by)
        VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, 10, ?, 'bin-00', 1000000, 16, ?, ?, 'bench')`,
     );
     for (let i = 0; i < VERSIONS; i++) {
       const g = i + 2;
       const at = iso(nowMs - (VERSIONS - i) * 60_000);
-      gen.run(g, at);
+      await gen(g, at);
       const name = `pkg-${String(i % Math.max(1, VERSIONS / 10)).padStart(4, '0')}`;
-      pkg.run(name, at);
+      await pkg(name, at);
       const id = hex(`m${i}`);
-      man.run(id, hex(`s${i}`), Buffer.from('x'), at);
-      ver.run(name, `1.${i}`, id, hex(`s${i}`), `${name}/1.${i}`, g, at);
+      await man(id, hex(`s${i}`), Buffer.from('x'), at);
+      await ver(name, `1.${i}`, id, hex(`s${i}`), `${name}/1.${i}`, g, at);
     }
     const current = VERSIONS + 1;
-    const machine = db.prepare(
+    const machine = statement(
       `INSERT INTO machines (name, role, state, requested_at, approved_at, state_changed_at, cert_serial, cert_not_after, last_seen) VALUES (?, 'depot', 'approved', ?, ?, ?, ?, ?, ?)`,
     );
-    const report = db.prepare(
+    const report = statement(
       `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success, last_error, bytes_fetched, chunks_fetched, bytes_remaining, free_disk_bytes, report)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 10, ?, 100000000000, '{}')`,
     );
     for (let d = 0; d < DEPOTS; d++) {
       const name = `depot-${String(d).padStart(5, '0')}`;
-      machine.run(
+      await machine(
         name,
         iso(nowMs - 90 * 86_400_000),
         iso(nowMs - 90 * 86_400_000),
@@ -100,7 +106,7 @@ function seed(ctx: MasterContext, nowMs: number): void {
       const failing = d % 100 === 99;
       for (let r = 0; r < REPORTS; r++) {
         const at = iso(nowMs - (REPORTS - r) * 60_000);
-        report.run(
+        await report(
           name,
           at,
           at,
@@ -114,7 +120,7 @@ function seed(ctx: MasterContext, nowMs: number): void {
         );
       }
     }
-  })();
+  });
 }
 
 async function time(fn: () => unknown): Promise<{ median: number; p95: number }> {
@@ -140,15 +146,15 @@ async function main(): Promise<void> {
     const ctx = await openMaster(dir, silentLogger());
     const nowMs = Date.now();
     const t0 = performance.now();
-    seed(ctx, nowMs);
+    await seed(ctx, nowMs);
     process.stdout.write(
       `seeded ${DEPOTS} depots × ${REPORTS} reports and ${VERSIONS} versions in ${Math.round(performance.now() - t0)} ms\n`,
     );
 
     const admin = new AdminService({ ctx, settings: adminSettings() });
     const app = createMasterApp({ ctx, adminService: admin });
-    const { token } = addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
-    const { secret } = createSession(ctx.db, 'bench', { ...admin.sessionTimes });
+    const { token } = await addOperator(ctx.db, { name: 'bench', role: 'admin', createdBy: 'bench' });
+    const { secret } = await createSession(ctx.db, 'bench', { ...admin.sessionTimes });
     const auth = { authorization: `Bearer ${token}` };
     let bytes = 0;
     const get = async (path: string, headers: Record<string, string>) => {
@@ -170,8 +176,8 @@ async function main(): Promise<void> {
     let seq = REPORTS + 1;
     await add(
       'file one status report (recordDepotStatus)',
-      () =>
-        recordDepotStatus(ctx.db, 'depot-00001', {
+      async () =>
+        await recordDepotStatus(ctx.db, 'depot-00001', {
           servedGeneration: VERSIONS + 1,
           targetGeneration: VERSIONS + 1,
           bytesFetched: 0,
@@ -218,21 +224,27 @@ async function serveUnderLoad(ctx: MasterContext): Promise<void> {
   for (let i = 0; i < data.length; i += 32) createHash('sha256').update(String(i)).digest().copy(data, i);
   writeFileSync(file, data);
   await publish(ctx, { name: 'big', version: '1', path: file, actor: 'bench' });
-  const ids = (
-    ctx.db.db.prepare('SELECT DISTINCT hex(chunk_id) AS id FROM chunk_refs').all() as { id: string }[]
-  ).map((r) => r.id.toLowerCase());
+  const ids = (await ctx.db.sql.all<{ chunk_id: Buffer }>('SELECT DISTINCT chunk_id FROM chunk_refs')).map(
+    (r) => r.chunk_id.toString('hex'),
+  );
   const server = await startMasterServer(ctx, {
     host: '127.0.0.1',
     port: 0,
     dropbox: false,
     refresher: false,
   });
-  const reporters = Array.from({ length: REPORTERS }, (_, i) => {
+  const reporters: { name: string; key: string; cert: string; seq: number }[] = [];
+  for (let i = 0; i < REPORTERS; i++) {
     const name = `reporter-${i}`;
     const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role: 'depot' });
-    requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
-    return { name, key: keyPem, cert: approveMachine(ctx, name, { actor: 'bench' }).certPem!, seq: 0 };
-  });
+    await requestEnrollment(ctx.db, { name, role: 'depot', csrPem });
+    reporters.push({
+      name,
+      key: keyPem,
+      cert: (await approveMachine(ctx, name, { actor: 'bench' })).certPem!,
+      seq: 0,
+    });
+  }
   // The server runs alone on this thread; the chunk client runs in a worker thread, so its TLS and
   // decoding work does not count against the server's event loop. The reporting depots run in a child
   // process at the lowest CPU priority (nice 19): on this 2-core machine their own client handshakes

@@ -64,7 +64,7 @@ async function publishBatch(
     avgBytes: ctx.config.chunkAvgBytes,
     maxBytes: ctx.config.chunkMaxBytes,
   };
-  const repo = loadRepository(ctx);
+  const repo = await loadRepository(ctx);
   const manifests = [];
   const add = [];
   const changes = [];
@@ -104,7 +104,7 @@ async function publishBatch(
   }
   const metadata = repo.updateTargets(changes);
   const timestamp = metadata.find((f) => f.role === 'timestamp');
-  commitGeneration(ctx.db, {
+  await commitGeneration(ctx.db, {
     generation: repo.generation,
     createdBy: 'bench',
     ...(timestamp ? { timestampVersion: timestamp.version } : {}),
@@ -140,7 +140,7 @@ async function main(): Promise<void> {
       }
       const buildMs = ms(tBuild);
       process.stdout.write(
-        `catalog: ${VERSIONS} versions, generation ${currentGeneration(ctx.db)}, built in ${(buildMs / 1000).toFixed(0)} s\n`,
+        `catalog: ${VERSIONS} versions, generation ${await currentGeneration(ctx.db)}, built in ${(buildMs / 1000).toFixed(0)} s\n`,
       );
       process.env.DEPOTSYNC_BACKUP_PASSPHRASE = PASS;
       const t0 = process.hrtime.bigint();
@@ -175,7 +175,7 @@ async function main(): Promise<void> {
     const check = await openMaster(join(dir, 'R'), log);
     let targets = 0;
     try {
-      for (const _ of loadRepository(check).targets()) targets++;
+      for (const _ of (await loadRepository(check)).targets()) targets++;
     } finally {
       await check.close();
     }

@@ -19,7 +19,7 @@ import { silentLogger } from '../src/log.js';
 import { commitGeneration } from '../master/db/commit.js';
 import { liveChunkIds } from '../master/db/live-chunks.js';
 import { currentGeneration } from '../master/db/catalog.js';
-import { openMasterDatabase, type MasterDb } from '../master/db/database.js';
+import { openMasterDatabase, sqliteHandle, type MasterDb } from '../master/db/database.js';
 
 const CHUNK_REFS = Number(process.env.BENCH_CHUNK_REFS ?? 1_000_000);
 const PUBLISHES = Number(process.env.BENCH_PUBLISHES ?? 200);
@@ -28,11 +28,11 @@ const CHUNKS_PER_MANIFEST = 10_000;
 const hex = (label: string): string => createHash('sha256').update(label).digest('hex');
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
-function publish(m: MasterDb, name: string, version: string, chunkIds: string[]): void {
+async function publish(m: MasterDb, name: string, version: string, chunkIds: string[]): Promise<void> {
   const bytes = Buffer.from(JSON.stringify({ name, version, chunks: chunkIds.length, first: chunkIds[0] }));
   const id = hex(`${name}@${version}`);
-  const g = currentGeneration(m) + 1;
-  commitGeneration(m, {
+  const g = (await currentGeneration(m)) + 1;
+  await commitGeneration(m, {
     generation: g,
     createdBy: 'bench',
     manifests: [{ id, bytes, chunkIds }],
@@ -55,12 +55,13 @@ function publish(m: MasterDb, name: string, version: string, chunkIds: string[])
   });
 }
 
-function commits(dir: string, synchronous: 'FULL' | 'NORMAL'): number {
+async function commits(dir: string, synchronous: 'FULL' | 'NORMAL'): Promise<number> {
   const m = openMasterDatabase(join(dir, `commit-${synchronous}.db`), { logger: silentLogger() });
-  if (synchronous === 'NORMAL') m.db.pragma('synchronous = NORMAL');
+  // The benchmark compares SQLite's own commit modes: it needs the SQLite handle.
+  if (synchronous === 'NORMAL') sqliteHandle(m)!.pragma('synchronous = NORMAL');
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < PUBLISHES; i++) {
-    publish(
+    await publish(
       m,
       'app',
       String(i),
@@ -68,18 +69,20 @@ function commits(dir: string, synchronous: 'FULL' | 'NORMAL'): number {
     );
   }
   const perCommit = ms(t0) / PUBLISHES;
-  m.close();
+  await m.close();
   return perCommit;
 }
 
-function gcWalk(dir: string): { refs: number; live: number; oursMs: number; cliMs: number; dbBytes: number } {
+async function gcWalk(
+  dir: string,
+): Promise<{ refs: number; live: number; oursMs: number; cliMs: number; dbBytes: number }> {
   const path = join(dir, 'gc.db');
   const m = openMasterDatabase(path, { logger: silentLogger() });
   const manifests = Math.max(2, Math.round(CHUNK_REFS / CHUNKS_PER_MANIFEST));
   // Each version shares half of its chunks with the previous one (a typical update).
   for (let v = 0; v < manifests; v++) {
     const base = v * (CHUNKS_PER_MANIFEST / 2);
-    publish(
+    await publish(
       m,
       'big',
       String(v),
@@ -88,14 +91,14 @@ function gcWalk(dir: string): { refs: number; live: number; oursMs: number; cliM
   }
   // Unpublish every other version.
   for (let v = 0; v < manifests; v += 2) {
-    commitGeneration(m, { createdBy: 'bench', remove: [{ name: 'big', version: String(v) }] });
+    await commitGeneration(m, { createdBy: 'bench', remove: [{ name: 'big', version: String(v) }] });
   }
-  m.db.pragma('wal_checkpoint(TRUNCATE)');
+  sqliteHandle(m)!.pragma('wal_checkpoint(TRUNCATE)');
   let t0 = process.hrtime.bigint();
   let live = 0;
-  for (const _ of liveChunkIds(m)) live++;
+  for await (const _ of liveChunkIds(m)) live++;
   const oursMs = ms(t0);
-  m.close();
+  await m.close();
   const sql = `SELECT DISTINCT hex(r.chunk_id) FROM chunk_refs r WHERE EXISTS (SELECT 1 FROM manifests mf JOIN package_versions v
     ON v.manifest_id = mf.id WHERE mf.seq = r.manifest_seq AND v.removed_generation IS NULL) ORDER BY r.chunk_id;`;
   t0 = process.hrtime.bigint();
@@ -108,9 +111,9 @@ function gcWalk(dir: string): { refs: number; live: number; oursMs: number; cliM
 
 const dir = mkdtempSync(join(tmpdir(), 'depotsync-bench-db-'));
 try {
-  const full = commits(dir, 'FULL');
-  const normal = commits(dir, 'NORMAL');
-  const gc = gcWalk(dir);
+  const full = await commits(dir, 'FULL');
+  const normal = await commits(dir, 'NORMAL');
+  const gc = await gcWalk(dir);
   const sqliteVersion = execFileSync('sqlite3', ['--version']).toString().split(' ')[0];
   console.log(
     `\n### master catalog database (${PUBLISHES} publishes of 100 chunks; ${gc.refs} chunk refs)\n`,

@@ -293,19 +293,19 @@ export async function runKillLoop(o: {
       fail(`agent state: ${(e as Error).message}`);
     }
   }
-  function publishesKept(): void {
+  async function publishesKept(): Promise<void> {
     result.checks++;
     const m = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
     try {
       for (const [version, id] of acked) {
-        const v = findVersion(m, 'pkg', version);
+        const v = await findVersion(m, 'pkg', version);
         if (!v || v.manifestId !== id)
           fail(
             `acknowledged publish pkg@${version} (${id.slice(0, 12)}) is ${v ? `now ${v.manifestId.slice(0, 12)}` : 'missing'}`,
           );
       }
     } finally {
-      m.db.close();
+      await m.close();
     }
   }
   async function servedComplete(dirOf: string, what: string): Promise<void> {
@@ -438,7 +438,7 @@ export async function runKillLoop(o: {
         }
       }
       result.byKind[kind]++;
-      publishesKept();
+      await publishesKept();
       integrity(join(M, 'master.db'), 'master');
       // Recovery every few kills: each command once more to completion, then nothing may be left over.
       if (result.kills % 10 === 0) {

@@ -75,9 +75,9 @@ async function main(): Promise<void> {
     writeFileSync(small, demoBytes(4096, 7));
     const seed = await publish(ctx, { name: 'seed', version: '1', path: small, actor: 'bench' });
     const { getManifest } = await import('../master/db/manifests.js');
-    const manifestBytes = getManifest(ctx.db, seed.id)!;
+    const manifestBytes = (await getManifest(ctx.db, seed.id))!;
     const sha256 = createHash('sha256').update(manifestBytes).digest('hex');
-    const repo2 = loadRepository(ctx);
+    const repo2 = await loadRepository(ctx);
     const changes = [];
     const adds = [];
     for (let i = 0; i < PACKAGES; i++) {
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       });
     }
     const files = repo2.updateTargets(changes);
-    commitGeneration(ctx.db, {
+    await commitGeneration(ctx.db, {
       generation: repo2.generation,
       createdBy: 'bench',
       add: adds,
@@ -130,10 +130,10 @@ async function main(): Promise<void> {
     const ingestMs = ms(t0);
     runs.sort((a, b) => a - b);
     const median = runs[2]!;
-    const ts = latestMetadata(ctx.db, 'timestamp')!;
-    const snap = latestMetadata(ctx.db, 'snapshot')!;
-    const binName = loadRepository(ctx).binFor(targetPathOf('extra4', '1'));
-    const bin = latestMetadata(ctx.db, binName);
+    const ts = (await latestMetadata(ctx.db, 'timestamp'))!;
+    const snap = (await latestMetadata(ctx.db, 'snapshot'))!;
+    const binName = (await loadRepository(ctx)).binFor(targetPathOf('extra4', '1'));
+    const bin = await latestMetadata(ctx.db, binName);
     const deltaBytes = ts.length + snap.length + (bin?.length ?? 0);
     console.log(
       `\n### one more package in a catalog of ${PACKAGES} (catalog built in ${(buildMs / 1000).toFixed(1)} s)\n`,

@@ -45,7 +45,7 @@ async function masterStatus(dir: string) {
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: silentLogger() });
   try {
-    const status = buildFleetStatus({
+    const status = await buildFleetStatus({
       db,
       settings: loadAdminSettings(layout.dir),
       masterName: config.name,
@@ -53,6 +53,6 @@ async function masterStatus(dir: string) {
     });
     return { json: status, human: fleetTables(status) };
   } finally {
-    db.close();
+    await db.close();
   }
 }

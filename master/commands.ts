@@ -52,12 +52,12 @@ function machineCommand(verb: 'approve' | 'block' | 'revoke' | 'renew'): Command
         const who = { actor: 'cli' };
         const m =
           verb === 'approve'
-            ? a.approveMachine(ctx, name, who)
+            ? await a.approveMachine(ctx, name, who)
             : verb === 'block'
               ? await a.blockMachine(ctx, name, who)
               : verb === 'revoke'
                 ? (await a.revokeMachine(ctx, name, who)).machine
-                : (await import('./machines/renew.js')).renewMachine(ctx, name, who);
+                : await (await import('./machines/renew.js')).renewMachine(ctx, name, who);
         return {
           json: {
             name: m.name,
@@ -323,12 +323,12 @@ export const masterCommands: Command[] = [
       return withMaster(c, async (ctx) => {
         const { createEnrollmentToken } = await import('./db/tokens.js');
         const { recordAudit } = await import('./db/audit.js');
-        const { token, record } = createEnrollmentToken(ctx.db, {
+        const { token, record } = await createEnrollmentToken(ctx.db, {
           role,
           createdBy: 'cli',
           ...(ttl ? { ttlMs: parseDuration('--ttl', ttl) } : {}),
         });
-        recordAudit(ctx.db, {
+        await recordAudit(ctx.db, {
           actor: 'cli',
           action: 'token.create',
           target: role,
@@ -354,7 +354,7 @@ export const masterCommands: Command[] = [
         );
       return withMaster(c, async (ctx) => {
         const { requestSyncNow } = await import('./notify.js');
-        const r = requestSyncNow(ctx.db, { depot, actor: 'cli' });
+        const r = await requestSyncNow(ctx.db, { depot, actor: 'cli' });
         return {
           json: { seq: r.seq, depot: r.depot, requestedAt: r.requestedAt },
           human: `sync-now request ${r.seq} for ${r.depot === null ? 'every depot' : `depot ${r.depot}`} recorded; a running \`master serve\` passes it on within about a second`,
@@ -388,13 +388,13 @@ export const masterCommands: Command[] = [
         const { addOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
         const name = requireString(c.values, 'name', 'master operator add');
-        const { operator, token } = addOperator(ctx.db, {
+        const { operator, token } = await addOperator(ctx.db, {
           name,
           role: role as 'admin' | 'publisher' | 'viewer',
           createdBy: 'cli',
           tokenDays: ctx.config.operatorTokenDays,
         });
-        recordAudit(ctx.db, {
+        await recordAudit(ctx.db, {
           actor: 'cli',
           action: 'operator.add',
           target: operator.name,
@@ -417,8 +417,8 @@ export const masterCommands: Command[] = [
         const { removeOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
         const name = requireString(c.values, 'name', 'master operator remove');
-        removeOperator(ctx.db, name);
-        recordAudit(ctx.db, { actor: 'cli', action: 'operator.remove', target: name });
+        await removeOperator(ctx.db, name);
+        await recordAudit(ctx.db, { actor: 'cli', action: 'operator.remove', target: name });
         return { json: { name, removed: true }, human: `operator ${name} removed` };
       });
     },
@@ -433,7 +433,7 @@ export const masterCommands: Command[] = [
       return withMaster(c, async (ctx) => {
         const { listOperators } = await import('./db/operators.js');
         const now = ctx.db.now().getTime();
-        const ops = listOperators(ctx.db).map((o) => ({
+        const ops = (await listOperators(ctx.db)).map((o) => ({
           name: o.name,
           role: o.role,
           totp: o.hasTotp,
@@ -485,8 +485,8 @@ export const masterCommands: Command[] = [
       return withMaster(c, async (ctx) => {
         const { rotateOperator } = await import('./db/operators.js');
         const { recordAudit } = await import('./db/audit.js');
-        const { token, expiresAt } = rotateOperator(ctx.db, name, ctx.config.operatorTokenDays);
-        recordAudit(ctx.db, {
+        const { token, expiresAt } = await rotateOperator(ctx.db, name, ctx.config.operatorTokenDays);
+        await recordAudit(ctx.db, {
           actor: 'cli',
           action: 'operator.rotate',
           target: name,

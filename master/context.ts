@@ -41,21 +41,21 @@ export async function openMaster(
   const config = loadMasterConfig(layout.config);
   const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
   try {
-    const sealed = sealPlaintextSecrets(db);
+    const sealed = await sealPlaintextSecrets(db);
     if (sealed > 0)
       log.info(
         { operators: sealed },
         'TOTP secrets stored in plaintext by an older version are now encrypted',
       );
   } catch (e) {
-    db.close();
+    await db.close();
     throw e;
   }
   const store = ChunkStore.open(layout.storeDir, {
     logger: log.child({ component: 'master.store' }),
     compressLevel: config.chunkCompressLevel,
   });
-  recoverKeyFiles(layout, (role) => namedKeyIds(db, role));
+  await recoverKeyFiles(layout, (role) => namedKeyIds(db, role));
   const keyring = new OnlineKeyring(layout);
   keyring.current();
   const ca = loadCa(readFileSync(layout.caKey, 'utf8'), readFileSync(layout.caCert, 'utf8'));
@@ -72,7 +72,7 @@ export async function openMaster(
     log,
     async close() {
       await store.close();
-      db.close();
+      await db.close();
     },
   };
 }

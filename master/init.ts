@@ -155,7 +155,7 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
   try {
     const root = files.find((f) => f.role === 'root');
     if (!root) throw new DepotsyncError('internal', 'master init: no root metadata was produced');
-    commitGeneration(db, {
+    await commitGeneration(db, {
       generation: 1,
       createdBy: 'master init',
       note: 'empty catalog',
@@ -163,7 +163,7 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
       bins: files.filter((f) => f.role.startsWith('bin-')).map((f) => ({ name: f.role, version: f.version })),
       metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
     });
-    recordAudit(db, {
+    await recordAudit(db, {
       actor: 'cli',
       action: 'master.init',
       target: config.name,
@@ -184,6 +184,6 @@ export async function initMaster(dir: string, opts: InitOptions): Promise<InitRe
       rootThreshold,
     };
   } finally {
-    db.close();
+    await db.close();
   }
 }

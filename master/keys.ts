@@ -164,15 +164,15 @@ export function dropStagedKey(layout: MasterLayout, role: OnlineRole): void {
  * the committed metadata names goes into place; one it does not name was never committed and goes.
  * `named(role)` gives the keyids the stored metadata names for the role.
  */
-export function recoverKeyFiles(
+export async function recoverKeyFiles(
   layout: MasterLayout,
-  named: (role: OnlineRole) => readonly string[],
-): OnlineRole[] {
+  named: (role: OnlineRole) => readonly string[] | Promise<readonly string[]>,
+): Promise<OnlineRole[]> {
   const done: OnlineRole[] = [];
   for (const role of ONLINE_ROLES) {
     const staged = nextPath(onlineKeyPath(layout, role));
     if (!existsSync(staged)) continue;
-    if (named(role).includes(readKeyFile(staged).keyid)) {
+    if ((await named(role)).includes(readKeyFile(staged).keyid)) {
       commitOnlineKey(layout, role);
       done.push(role);
     } else {

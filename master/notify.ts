@@ -1,4 +1,4 @@
-import { transaction } from '../src/db/transaction.js';
+import { transaction } from './db/database.js';
 import { DepotsyncError } from '../src/errors.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { recordAudit } from './db/audit.js';
@@ -12,15 +12,15 @@ import { insertNotifyRequest, type NotifyRequest } from './db/notify-requests.js
  * and sends a `sync-now` event on every depot's event stream (a parent depot relays it to its children).
  * The request and its audit record commit together.
  */
-export function requestSyncNow(
+export async function requestSyncNow(
   m: MasterDb,
   input: { depot?: string | undefined; actor: string; address?: string },
-): NotifyRequest {
+): Promise<NotifyRequest> {
   const depot = input.depot ?? null;
   if (depot !== null) {
     if (!MACHINE_NAME.test(depot))
       throw new DepotsyncError('bad-input', `master notify: ${JSON.stringify(depot)} is not a machine name`);
-    const machine = byName(m, depot);
+    const machine = await byName(m, depot);
     if (!machine) {
       throw new DepotsyncError('not-found', `master notify: no machine named ${depot}`, {
         hint: 'list the depots with `depotsync status --dir M`; leave out --depot to notify every depot',
@@ -38,9 +38,9 @@ export function requestSyncNow(
       );
     }
   }
-  return transaction(m.db, () => {
-    const r = insertNotifyRequest(m, { depot, by: input.actor });
-    recordAudit(m, {
+  return transaction(m, async () => {
+    const r = await insertNotifyRequest(m, { depot, by: input.actor });
+    await recordAudit(m, {
       actor: input.actor,
       action: 'depot.notify',
       target: depot ?? '*',

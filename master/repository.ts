@@ -9,13 +9,13 @@ import type { MasterContext } from './context.js';
  * (a `master publish` in another process may have moved the catalog on), and re-verified on the way
  * in: the master distrusts its own disk too.
  */
-export function loadRepository(
+export async function loadRepository(
   ctx: Pick<MasterContext, 'db' | 'signers' | 'config'>,
   now?: () => Date,
-): TufRepository {
+): Promise<TufRepository> {
   const m = ctx.db;
-  const role = (r: string): Buffer => {
-    const f = latestMetadata(m, r);
+  const role = async (r: string): Promise<Buffer> => {
+    const f = await latestMetadata(m, r);
     if (!f)
       throw new DepotsyncError('corrupt', `master database has no ${r} metadata`, {
         hint: 'restore the master directory from a backup',
@@ -23,16 +23,16 @@ export function loadRepository(
     return f.bytes;
   };
   const bins = new Map<string, Uint8Array>();
-  for (const b of binVersions(m)) {
-    const f = getMetadataFile(m, `${b.version}.${b.name}.json`);
+  for (const b of await binVersions(m)) {
+    const f = await getMetadataFile(m, `${b.version}.${b.name}.json`);
     if (!f) throw new DepotsyncError('corrupt', `master database lacks ${b.version}.${b.name}.json`);
     bins.set(b.name, f.bytes);
   }
   const stored: StoredMetadata = {
-    root: role('root'),
-    timestamp: role('timestamp'),
-    snapshot: role('snapshot'),
-    targets: role('targets'),
+    root: await role('root'),
+    timestamp: await role('timestamp'),
+    snapshot: await role('snapshot'),
+    targets: await role('targets'),
     bins,
   };
   const repo = TufRepository.load(stored, ctx.signers, {
@@ -43,7 +43,7 @@ export function loadRepository(
     },
     ...(now ? { now } : {}),
   });
-  const gen = currentGeneration(m);
+  const gen = await currentGeneration(m);
   if (repo.generation !== gen) {
     throw new DepotsyncError(
       'corrupt',

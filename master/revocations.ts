@@ -24,13 +24,13 @@ export function readRevocationList(layout: MasterLayout): Buffer | undefined {
  * certificates so that every depot refuses them too) with the next version number.
  */
 export async function publishRevocationList(ctx: RevocationContext, versionStep = 1): Promise<Buffer> {
-  return publishRevocationListSync(ctx, versionStep);
+  return await publishRevocationListSync(ctx, versionStep);
 }
 
 type RevocationContext = { layout: MasterLayout; config: MasterConfig; ca: Ca; db: MasterDb; log: Logger };
 
 /** The same, synchronously (approving a blocked machine again takes it off the list in the same call). */
-export function publishRevocationListSync(ctx: RevocationContext, versionStep = 1): Buffer {
+export async function publishRevocationListSync(ctx: RevocationContext, versionStep = 1): Promise<Buffer> {
   const current = readRevocationList(ctx.layout);
   let version = 1;
   if (current) {
@@ -38,7 +38,7 @@ export function publishRevocationListSync(ctx: RevocationContext, versionStep = 
     // A restored master skips ahead (master/backup/epoch.ts): depots refuse an older list.
     version = prev.version + versionStep;
   }
-  const serials = revokedSerials(ctx.db, { includeBlocked: true });
+  const serials = await revokedSerials(ctx.db, { includeBlocked: true });
   const bytes = createRevocationList(ctx.ca, serials, version, {
     validDays: ctx.config.revocationListExpiryDays,
   });

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import type { MasterDb } from '../db/database.js';
+import { transaction, type MasterDb } from '../db/database.js';
 import type { Alert, AlertLevel } from './alerts.js';
 import { backupAlerts } from '../backup/alert.js';
 import { operatorTokenAlerts } from './operator-alerts.js';
@@ -50,17 +50,20 @@ export class AlertMonitor {
     this.log = d.log.child({ component: 'master.alerts' });
   }
 
-  evaluate(conditions: Alert[], nowMs: number): { active: Alert[]; transitions: AlertTransition[] } {
+  async evaluate(
+    conditions: Alert[],
+    nowMs: number,
+  ): Promise<{ active: Alert[]; transitions: AlertTransition[] }> {
     const { db } = this.d;
     // Conditions the status model does not see: the master's own database backups (master/backup).
     // and operator tokens about to expire.
-    const tokens = operatorTokenAlerts(db, this.d.operatorTokenWarningDays ?? 0, nowMs);
-    const current = [...conditions, ...backupAlerts(db), ...tokens];
+    const tokens = await operatorTokenAlerts(db, this.d.operatorTokenWarningDays ?? 0, nowMs);
+    const current = [...conditions, ...(await backupAlerts(db)), ...tokens];
     const now = new Date(nowMs).toISOString();
     const transitions: AlertTransition[] = [];
-    const active = db.db.transaction(() => {
+    const active = await transaction(db, async () => {
       const known = new Map(
-        (db.db.prepare('SELECT * FROM alert_state WHERE cleared_at IS NULL').all() as StateRow[]).map((r) => [
+        (await db.sql.all<StateRow>('SELECT * FROM alert_state WHERE cleared_at IS NULL')).map((r) => [
           r.key,
           r,
         ]),
@@ -70,13 +73,12 @@ export class AlertMonitor {
         const row = known.get(a.key);
         known.delete(a.key);
         if (!row) {
-          db.db
-            .prepare(
-              `INSERT INTO alert_state (key, kind, subject, level, message, raised_at, last_notified_at, cleared_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
+          await db.sql.run(
+            `INSERT INTO alert_state (key, kind, subject, level, message, raised_at, last_notified_at, cleared_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
                ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, subject = excluded.subject, level = excluded.level, message = excluded.message,
                  raised_at = excluded.raised_at, last_notified_at = excluded.last_notified_at, cleared_at = NULL`,
-            )
-            .run(a.key, a.kind, a.subject, a.level, a.message, now, now);
+            [a.key, a.kind, a.subject, a.level, a.message, now, now],
+          );
           transitions.push({ event: 'raised', alert: { ...a, since: now } });
           out.push({ ...a, since: now });
           continue;
@@ -84,20 +86,21 @@ export class AlertMonitor {
         const levelChanged = row.level !== a.level;
         const due = nowMs - Date.parse(row.last_notified_at) >= this.d.repeatMs;
         if (levelChanged || due) {
-          db.db
-            .prepare('UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?')
-            .run(a.level, a.message, now, a.key);
+          await db.sql.run(
+            'UPDATE alert_state SET level = ?, message = ?, last_notified_at = ? WHERE key = ?',
+            [a.level, a.message, now, a.key],
+          );
           transitions.push({
             event: levelChanged ? 'raised' : 'repeated',
             alert: { ...a, since: row.raised_at },
           });
         } else if (row.message !== a.message) {
-          db.db.prepare('UPDATE alert_state SET message = ? WHERE key = ?').run(a.message, a.key);
+          await db.sql.run('UPDATE alert_state SET message = ? WHERE key = ?', [a.message, a.key]);
         }
         out.push({ ...a, since: row.raised_at });
       }
       for (const row of known.values()) {
-        db.db.prepare('UPDATE alert_state SET cleared_at = ? WHERE key = ?').run(now, row.key);
+        await db.sql.run('UPDATE alert_state SET cleared_at = ? WHERE key = ?', [now, row.key]);
         transitions.push({
           event: 'cleared',
           alert: {
@@ -111,7 +114,7 @@ export class AlertMonitor {
         });
       }
       return out;
-    })();
+    });
     for (const t of transitions) this.announce(t, now);
     return { active, transitions };
   }

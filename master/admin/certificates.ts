@@ -40,26 +40,25 @@ export function ownCertificates(layout: Pick<MasterLayout, 'serverCert' | 'caCer
 }
 
 /** Certificates expiring within `withinDays` (or already expired), soonest first. */
-export function expiringCertificates(
+export async function expiringCertificates(
   m: MasterDb,
   withinDays: number,
   nowMs: number,
   own: OwnCertificate[] = [],
-): ExpiringCertificate[] {
+): Promise<ExpiringCertificate[]> {
   // Whole days left (floor) <= withinDays: anything before the end of day withinDays + 1.
   const limit = new Date(nowMs + (withinDays + 1) * DAY_MS).toISOString();
-  const rows = m.db
-    .prepare(
-      `SELECT name, role, cert_serial, cert_not_after, renew_requested FROM machines
-       WHERE state = 'approved' AND cert_not_after IS NOT NULL AND cert_not_after <= ? ORDER BY cert_not_after, name`,
-    )
-    .all(limit) as {
+  const rows = await m.sql.all<{
     name: string;
     role: 'depot' | 'agent';
     cert_serial: string | null;
     cert_not_after: string;
     renew_requested: number;
-  }[];
+  }>(
+    `SELECT name, role, cert_serial, cert_not_after, renew_requested FROM machines
+       WHERE state = 'approved' AND cert_not_after IS NOT NULL AND cert_not_after <= ? ORDER BY cert_not_after, name`,
+    [limit],
+  );
   const out: ExpiringCertificate[] = rows
     .filter((r) => daysLeft(r.cert_not_after, nowMs) <= withinDays)
     .map((r) => ({

@@ -13,13 +13,11 @@ export type FleetMachine = Pick<
 export type LatestReport = ReportSummary;
 
 /** Approved and blocked depots: only the columns the view needs (no PEM text for a thousand rows). */
-export function fleetMachines(m: MasterDb): FleetMachine[] {
-  const rows = m.db
-    .prepare(
-      `SELECT name, state, parent, site, url, cert_serial, cert_not_after, last_seen, approved_at FROM machines
+export async function fleetMachines(m: MasterDb): Promise<FleetMachine[]> {
+  const rows = await m.sql.all<Record<string, string | null>>(
+    `SELECT name, state, parent, site, url, cert_serial, cert_not_after, last_seen, approved_at FROM machines
        WHERE role = 'depot' AND state IN ('approved', 'blocked') ORDER BY name`,
-    )
-    .all() as Record<string, string | null>[];
+  );
   return rows.map((r) => {
     const d: FleetMachine = { name: r.name!, state: r.state as Machine['state'] };
     if (r.parent) d.parent = r.parent;
@@ -37,15 +35,13 @@ export function fleetMachines(m: MasterDb): FleetMachine[] {
  * The newest report of every fleet depot, without the stored raw JSON. One index seek on (machine, id)
  * per depot: a GROUP BY over the whole history would read every stored report (100 per depot).
  */
-export function latestReports(m: MasterDb): Map<string, LatestReport> {
-  const rows = m.db
-    .prepare(
-      `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
+export async function latestReports(m: MasterDb): Promise<Map<string, LatestReport>> {
+  const rows = await m.sql.all<Record<string, string | number | null>>(
+    `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
          s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until, s.upstream
        FROM machines d JOIN depot_status s ON s.id = (SELECT id FROM depot_status WHERE machine = d.name ORDER BY id DESC LIMIT 1)
        WHERE d.role = 'depot' AND d.state IN ('approved', 'blocked')`,
-    )
-    .all() as Record<string, string | number | null>[];
+  );
   const out = new Map<string, LatestReport>();
   for (const r of rows) out.set(r.machine as string, reportSummaryOf(r));
   return out;

@@ -66,31 +66,26 @@ const RATE_WINDOW_MS = 6 * 3_600_000;
 const MAX_STREAK = 100;
 
 /** Every approved or blocked depot, newest facts first; pending depots are enrollment requests, not fleet. */
-export function depotViews(
+export async function depotViews(
   m: MasterDb,
   current: number,
   thresholds: AlertThresholds,
   nowMs: number,
-): DepotView[] {
-  const machines = fleetMachines(m);
-  const latest = latestReports(m);
+): Promise<DepotView[]> {
+  const machines = await fleetMachines(m);
+  const latest = await latestReports(m);
   // Tiers: what each depot's newest report says it syncs from, else its enrollment's parent, else the master.
   const tiers = computeTiers(
     new Map(machines.map((d) => [d.name, latest.get(d.name)?.upstream ?? d.parent ?? UPSTREAM_MASTER])),
     UPSTREAM_MASTER,
   );
   const createdAt = generationTimes(m);
-  const streakStmt = m.db
-    .prepare('SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?')
-    .pluck();
-  const rateStmt = m.db.prepare(
-    'SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?',
-  );
-  return machines.map((d) => {
+  const views: DepotView[] = [];
+  for (const d of machines) {
     const s = latest.get(d.name);
     const served = s?.servedGeneration ?? null;
     const lagGenerations = served === null ? current : Math.max(0, current - served);
-    const firstMissing = createdAt(served === null ? 1 : served + 1);
+    const firstMissing = await createdAt(served === null ? 1 : served + 1);
     const lagSeconds =
       lagGenerations > 0 && firstMissing !== undefined
         ? Math.max(0, Math.round((nowMs - firstMissing) / 1000))
@@ -98,17 +93,23 @@ export function depotViews(
     const lastError = s?.lastError ? s.lastError : null;
     // Failures in a row: only depots whose newest report failed pay for the history query.
     const consecutiveFailures = lastError
-      ? countLeading(streakStmt.all(d.name, MAX_STREAK) as (string | null)[])
+      ? countLeading(
+          (
+            await m.sql.all<{ last_error: string | null }>(
+              'SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?',
+              [d.name, MAX_STREAK],
+            )
+          ).map((r) => r.last_error),
+        )
       : 0;
     const bytesRemaining = s?.bytesRemaining ?? 0;
     const rate =
       bytesRemaining > 0
         ? throughput(
-            rateStmt.all(
-              d.name,
-              new Date(nowMs - RATE_WINDOW_MS).toISOString(),
-              HISTORY_FOR_RATE,
-            ) as RateRow[],
+            await m.sql.all<RateRow>(
+              'SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?',
+              [d.name, new Date(nowMs - RATE_WINDOW_MS).toISOString(), HISTORY_FOR_RATE],
+            ),
           )
         : null;
     const lastSeen = latest2(d.lastSeen, s?.receivedAt);
@@ -150,8 +151,9 @@ export function depotViews(
       validUntil: s?.validUntil ?? null,
     };
     view.state = classify(view, s, thresholds, nowMs);
-    return view;
-  });
+    views.push(view);
+  }
+  return views;
 }
 
 function classify(v: DepotView, s: LatestReport | undefined, t: AlertThresholds, nowMs: number): DepotState {
@@ -164,12 +166,15 @@ function classify(v: DepotView, s: LatestReport | undefined, t: AlertThresholds,
 }
 
 /** created_at (ms) of a generation, by lookup with a small cache (lagging depots share generations). */
-function generationTimes(m: MasterDb): (generation: number) => number | undefined {
-  const stmt = m.db.prepare('SELECT created_at FROM generations WHERE generation = ?').pluck();
+function generationTimes(m: MasterDb): (generation: number) => Promise<number | undefined> {
   const cache = new Map<number, number | undefined>();
-  return (g) => {
+  return async (g) => {
     if (!cache.has(g)) {
-      const at = stmt.get(g) as string | undefined;
+      const at = (
+        await m.sql.get<{ created_at: string }>('SELECT created_at FROM generations WHERE generation = ?', [
+          g,
+        ])
+      )?.created_at;
       cache.set(g, at === undefined ? undefined : Date.parse(at));
     }
     return cache.get(g);

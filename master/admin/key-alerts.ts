@@ -29,9 +29,9 @@ function left(ms: number): string {
  * Alerts about the master's own signed metadata (derived like every alert, so they clear once the role
  * is renewed). Depots and agents refuse expired metadata, so an expired root stops the whole fleet.
  */
-export function keyAlerts(db: MasterDb, nowMs: number): Alert[] {
+export async function keyAlerts(db: MasterDb, nowMs: number): Promise<Alert[]> {
   const out: Alert[] = [];
-  for (const r of storedRoles(db)) {
+  for (const r of await storedRoles(db)) {
     if (!r.expires) continue;
     const ms = Date.parse(r.expires) - nowMs;
     const date = r.expires.slice(0, 10);

@@ -20,9 +20,9 @@ export interface MasterMetrics {
 
 export interface MasterMetricsSource {
   /** The status model without the per-version list (cheap). */
-  fleet(): FleetStatus;
+  fleet(): Promise<FleetStatus>;
   monitor?: AlertMonitor | undefined;
-  sessions(): number;
+  sessions(): Promise<number>;
   /** Alert notification channels and their counts so far. */
   deliveries?: () => Partial<Record<'webhook' | 'mail', DeliveryCounts>>;
 }
@@ -37,9 +37,9 @@ export interface DeliveryCounts {
 export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
   const registry = newRegistry();
   const reg = [registry];
-  // One model per scrape: every gauge's collect() asks, the first computes.
-  let cached: { at: number; fleet: FleetStatus } | undefined;
-  const fleet = (): FleetStatus => {
+  // One model per scrape: every gauge's collect() asks, the first computes (prom-client awaits collect()).
+  let cached: { at: number; fleet: Promise<FleetStatus> } | undefined;
+  const fleet = (): Promise<FleetStatus> => {
     const now = performance.now();
     if (!cached || now - cached.at > 1000) cached = { at: now, fleet: src.fleet() };
     return cached.fleet;
@@ -55,9 +55,10 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
       help,
       labelNames,
       registers: reg,
-      collect() {
+      async collect() {
+        const f = await fleet();
         this.reset();
-        fill(this, fleet());
+        fill(this, f);
       },
     });
 
@@ -144,8 +145,8 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
     name: 'depotsync_dashboard_sessions',
     help: 'Active operator sessions',
     registers: reg,
-    collect() {
-      this.set(src.sessions());
+    async collect() {
+      this.set(await src.sessions());
     },
   });
   new Counter({

@@ -8,9 +8,9 @@ const DAY_MS = 86_400_000;
  * Operator tokens about to expire (warning, `warningDays` before) or expired (error), for enabled
  * operators; derived like every alert, so rotating the token clears it.
  */
-export function operatorTokenAlerts(m: MasterDb, warningDays: number, nowMs: number): Alert[] {
+export async function operatorTokenAlerts(m: MasterDb, warningDays: number, nowMs: number): Promise<Alert[]> {
   const out: Alert[] = [];
-  for (const op of listOperators(m)) {
+  for (const op of await listOperators(m)) {
     if (op.disabled || op.tokenExpiresAt === null) continue;
     const leftMs = Date.parse(op.tokenExpiresAt) - nowMs;
     const day = op.tokenExpiresAt.slice(0, 10);

@@ -42,21 +42,19 @@ const liveRowsCache = new WeakMap<MasterDb, { generation: number; rows: LiveRow[
  * unpublish) makes a new generation, so between two generations these 10,000 rows cannot change and
  * the status model does not read and sort them again for every request.
  */
-export function liveVersionRowsAt(m: MasterDb, generation: number): LiveRow[] {
+export async function liveVersionRowsAt(m: MasterDb, generation: number): Promise<LiveRow[]> {
   const hit = liveRowsCache.get(m);
   if (hit && hit.generation === generation) return hit.rows;
-  const rows = liveVersionRows(m);
+  const rows = await liveVersionRows(m);
   liveRowsCache.set(m, { generation, rows });
   return rows;
 }
 
-export function liveVersionRows(m: MasterDb): LiveRow[] {
-  return m.db
-    .prepare(
-      `SELECT p.name, v.version, v.added_generation, v.total_bytes FROM package_versions v JOIN packages p ON p.id = v.package_id
+export async function liveVersionRows(m: MasterDb): Promise<LiveRow[]> {
+  return m.sql.all<LiveRow>(
+    `SELECT p.name, v.version, v.added_generation, v.total_bytes FROM package_versions v JOIN packages p ON p.id = v.package_id
        WHERE v.removed_generation IS NULL ORDER BY p.name, v.added_generation, v.id`,
-    )
-    .all() as LiveRow[];
+  );
 }
 
 /** Which category a version added in `generation` is in on one depot. */

@@ -96,7 +96,7 @@ export class AdminService {
     this.metrics = masterMetrics({
       fleet: () => this.status({ packages: false }),
       monitor: this.monitor,
-      sessions: () => listSessions(ctx.db, this.sessionTimes).length,
+      sessions: async () => (await listSessions(ctx.db, this.sessionTimes)).length,
       deliveries: () => ({
         ...(this.webhook ? { webhook: this.webhook } : {}),
         ...(this.mail ? { mail: this.mail } : {}),
@@ -112,9 +112,9 @@ export class AdminService {
    * The fleet status with alerts passed through the monitor (so each carries
    * `since`, and changes are announced).
    */
-  status(opts: Omit<StatusOptions, 'nowMs'> = {}): FleetStatus {
+  async status(opts: Omit<StatusOptions, 'nowMs'> = {}): Promise<FleetStatus> {
     const nowMs = this.now().getTime();
-    const s = buildFleetStatus(
+    const s = await buildFleetStatus(
       {
         db: this.d.ctx.db,
         settings: this.settings,
@@ -129,7 +129,7 @@ export class AdminService {
       ...masterDiskAlerts(free, this.settings.alerts),
       ...mailAlerts(this.mail?.state(), this.d.ctx.config.alerts.smtp),
     ]);
-    s.alerts = this.monitor.evaluate(conditions, nowMs).active;
+    s.alerts = (await this.monitor.evaluate(conditions, nowMs)).active;
     s.summary.alerts = {
       warning: s.alerts.filter((a) => a.level === 'warning').length,
       error: s.alerts.filter((a) => a.level === 'error').length,
@@ -137,25 +137,31 @@ export class AdminService {
     return s;
   }
 
-  audit(limit = 20): AuditEntry[] {
-    return listAudit(this.d.ctx.db, { limit }).entries;
+  async audit(limit = 20): Promise<AuditEntry[]> {
+    return (await listAudit(this.d.ctx.db, { limit })).entries;
   }
 
   /** Evaluate alerts now and then every `alertIntervalMs` (never overlapping; failures logged, not fatal). */
   start(): void {
     if (this.timer) return;
-    const tick = () => {
+    // Never overlapping: a tick that finds the previous one still running skips.
+    let running = false;
+    const tick = async () => {
+      if (running) return;
+      running = true;
       try {
-        this.status({ packages: false });
+        await this.status({ packages: false });
       } catch (e) {
         this.d.ctx.log.error(
           { err: (e as Error).message, component: 'master.alerts' },
           'alert evaluation failed',
         );
+      } finally {
+        running = false;
       }
     };
-    tick();
-    this.timer = setInterval(tick, this.settings.alertIntervalMs);
+    void tick();
+    this.timer = setInterval(() => void tick(), this.settings.alertIntervalMs);
     this.timer.unref();
   }
 

@@ -40,18 +40,16 @@ interface Row {
   user_agent: string | null;
 }
 
-export function createSession(
+export async function createSession(
   m: MasterDb,
   operator: string,
   opts: SessionTimes & { address?: string; userAgent?: string },
-): { secret: string; session: ActiveSession } {
+): Promise<{ secret: string; session: ActiveSession }> {
   const secret = newSecret();
   const now = m.now();
-  const id = m.db
-    .prepare(
-      'INSERT INTO operator_sessions (secret_hash, operator, created_at, last_seen_at, expires_at, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    )
-    .run(
+  const inserted = await m.sql.get<{ id: number }>(
+    'INSERT INTO operator_sessions (secret_hash, operator, created_at, last_seen_at, expires_at, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
+    [
       hashSecret(secret),
       operator,
       now.toISOString(),
@@ -59,8 +57,9 @@ export function createSession(
       new Date(now.getTime() + opts.maxMs).toISOString(),
       orNull(opts.address),
       orNull(opts.userAgent?.slice(0, 200)),
-    ).lastInsertRowid;
-  const session = listSessions(m, opts).find((s) => s.id === Number(id));
+    ],
+  );
+  const session = (await listSessions(m, opts)).find((s) => s.id === inserted?.id);
   if (!session) throw new DepotsyncError('internal', `session of ${operator} was not stored`);
   return { secret, session };
 }
@@ -69,34 +68,35 @@ export function createSession(
  * The live session for a cookie secret, or why there is none. `touch` (a user action, not a live-update
  * tick) moves the idle deadline. An idle or expired session is ended here, so it cannot come back.
  */
-export function resolveSession(
+export async function resolveSession(
   m: MasterDb,
   secret: string | undefined,
   opts: SessionTimes & { touch: boolean },
-):
+): Promise<
   | { ok: true; session: ActiveSession }
-  | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' } {
+  | { ok: false; reason: 'none' | 'unknown' | 'ended' | 'idle' | 'expired' | 'operator' }
+> {
   if (!secret) return { ok: false, reason: 'none' };
   if (!looksLikeSecret(secret)) return { ok: false, reason: 'unknown' };
-  const r = m.db.prepare('SELECT * FROM operator_sessions WHERE secret_hash = ?').get(hashSecret(secret)) as
-    Row | undefined;
+  const r = await m.sql.get<Row>('SELECT * FROM operator_sessions WHERE secret_hash = ?', [
+    hashSecret(secret),
+  ]);
   if (!r) return { ok: false, reason: 'unknown' };
   if (r.ended_at) return { ok: false, reason: 'ended' };
   const now = m.now();
-  const end = (reason: 'idle' | 'expired' | 'operator') => {
-    m.db
-      .prepare(
-        'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
-      )
-      .run(now.toISOString(), 'system', reason, r.id);
+  const end = async (reason: 'idle' | 'expired' | 'operator') => {
+    await m.sql.run(
+      'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
+      [now.toISOString(), 'system', reason, r.id],
+    );
     return { ok: false as const, reason };
   };
   if (now.getTime() >= Date.parse(r.expires_at)) return end('expired');
   if (now.getTime() - Date.parse(r.last_seen_at) >= opts.idleMs) return end('idle');
-  const op = getOperator(m, r.operator);
+  const op = await getOperator(m, r.operator);
   if (!op || op.disabled) return end('operator');
   if (opts.touch)
-    m.db.prepare('UPDATE operator_sessions SET last_seen_at = ? WHERE id = ?').run(now.toISOString(), r.id);
+    await m.sql.run('UPDATE operator_sessions SET last_seen_at = ? WHERE id = ?', [now.toISOString(), r.id]);
   return {
     ok: true,
     session: { ...toSession(r), role: op.role, ...(opts.touch ? { lastSeenAt: now.toISOString() } : {}) },
@@ -104,28 +104,24 @@ export function resolveSession(
 }
 
 /** End one session (logout, or an admin). Returns false when it was not active. */
-export function endSession(m: MasterDb, id: number, by: string, reason: string): boolean {
-  return (
-    m.db
-      .prepare(
-        'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
-      )
-      .run(m.now().toISOString(), by, reason, id).changes === 1
+export async function endSession(m: MasterDb, id: number, by: string, reason: string): Promise<boolean> {
+  const r = await m.sql.run(
+    'UPDATE operator_sessions SET ended_at = ?, ended_by = ?, ended_reason = ? WHERE id = ? AND ended_at IS NULL',
+    [m.now().toISOString(), by, reason, id],
   );
+  return r.changes === 1;
 }
 
 /** Sessions still active now (idle or expired ones are left out even before anyone touches them). */
-export function listSessions(m: MasterDb, opts: SessionTimes): ActiveSession[] {
+export async function listSessions(m: MasterDb, opts: SessionTimes): Promise<ActiveSession[]> {
   const now = m.now().getTime();
-  const rows = m.db
-    .prepare('SELECT * FROM operator_sessions WHERE ended_at IS NULL ORDER BY id')
-    .all() as Row[];
+  const rows = await m.sql.all<Row>('SELECT * FROM operator_sessions WHERE ended_at IS NULL ORDER BY id');
   const roles = new Map<string, OperatorRole | undefined>();
   const out: ActiveSession[] = [];
   for (const r of rows) {
     if (now >= Date.parse(r.expires_at) || now - Date.parse(r.last_seen_at) >= opts.idleMs) continue;
     if (!roles.has(r.operator)) {
-      const op = getOperator(m, r.operator);
+      const op = await getOperator(m, r.operator);
       roles.set(r.operator, op && !op.disabled ? op.role : undefined);
     }
     const role = roles.get(r.operator);

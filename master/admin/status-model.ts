@@ -1,5 +1,5 @@
 import { currentGeneration } from '../db/catalog.js';
-import type { MasterDb } from '../db/database.js';
+import { transaction, type MasterDb } from '../db/database.js';
 import { listMachines } from '../db/machines.js';
 import { computeAlerts, sortAlerts, type Alert } from './alerts.js';
 import { keyAlerts } from './key-alerts.js';
@@ -53,23 +53,23 @@ export interface StatusOptions {
   nowMs?: number;
 }
 
-export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): FleetStatus {
+export async function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Promise<FleetStatus> {
   const { db, settings } = deps;
   const nowMs = opts.nowMs ?? db.now().getTime();
   // One read transaction: every number in the answer comes from the same moment of the database.
-  return db.db.transaction(() => {
-    const generation = currentGeneration(db);
-    const depots = depotViews(db, generation, settings.alerts, nowMs);
-    const live = liveVersionRowsAt(db, generation);
+  return transaction(db, async () => {
+    const generation = await currentGeneration(db);
+    const depots = await depotViews(db, generation, settings.alerts, nowMs);
+    const live = await liveVersionRowsAt(db, generation);
     const packages = opts.packages === false ? [] : packageStatuses(live, depots);
-    const pending = listMachines(db, { state: 'pending' }).map((p) => ({
+    const pending = (await listMachines(db, { state: 'pending' })).map((p) => ({
       name: p.name,
       role: p.role,
       requestedAt: p.requestedAt,
       site: p.site ?? null,
       parent: p.parent ?? null,
     }));
-    const certificates = expiringCertificates(
+    const certificates = await expiringCertificates(
       db,
       settings.alerts.certWarningDays,
       nowMs,
@@ -78,12 +78,13 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
     // The master's own signed metadata (root expiry above all) alongside the fleet's conditions.
     const alerts = sortAlerts([
       ...computeAlerts(depots, certificates, settings.alerts, nowMs),
-      ...keyAlerts(db, nowMs),
+      ...(await keyAlerts(db, nowMs)),
     ]);
-    const created = db.db
-      .prepare('SELECT created_at FROM generations WHERE generation = ?')
-      .pluck()
-      .get(generation) as string | undefined;
+    const created = (
+      await db.sql.get<{ created_at: string }>('SELECT created_at FROM generations WHERE generation = ?', [
+        generation,
+      ])
+    )?.created_at;
     const counts = Object.fromEntries(DEPOT_STATES.map((s) => [s, 0])) as Record<DepotState, number>;
     for (const d of depots) counts[d.state]++;
     return {
@@ -108,5 +109,5 @@ export function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Fl
       certificates,
       alerts,
     };
-  })();
+  });
 }

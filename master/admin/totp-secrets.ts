@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { writeFileAtomicSync } from '../../src/fs/atomic-write.js';
-import type { MasterDb } from '../db/database.js';
+import { transaction, type MasterDb } from '../db/database.js';
 
 /**
  * TOTP secrets encrypted at rest (AES-256-GCM) with a key kept OUTSIDE the database, in
@@ -30,14 +30,13 @@ const keys = new Map<string, Buffer>();
  * (tests) lives no longer than the process, so its key does not either. Never creates a new key over
  * secrets encrypted with a lost one: that would only hide the loss.
  */
-export function totpKey(m: MasterDb): Buffer {
-  const file = m.db.name;
+export async function totpKey(m: MasterDb): Promise<Buffer> {
+  const file = m.file ?? '';
   const known = keys.get(file);
   if (known) return known;
-  const key =
-    file === ':memory:' || file === ''
-      ? randomBytes(KEY_BYTES)
-      : loadOrCreateKey(totpKeyPath(file), () => hasSealed(m));
+  const path = file === '' ? undefined : totpKeyPath(file);
+  const sealed = path !== undefined && !existsSync(path) && (await hasSealed(m));
+  const key = path === undefined ? randomBytes(KEY_BYTES) : loadOrCreateKey(path, () => sealed);
   keys.set(file, key);
   return key;
 }
@@ -77,9 +76,9 @@ export function loadOrCreateKey(path: string, sealedExist: () => boolean = () =>
   return key;
 }
 
-function hasSealed(m: MasterDb): boolean {
+async function hasSealed(m: MasterDb): Promise<boolean> {
   return (
-    m.db.prepare(`SELECT 1 FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`).pluck().get() !==
+    (await m.sql.get(`SELECT 1 AS one FROM operators WHERE totp_secret LIKE '${PREFIX}%' LIMIT 1`)) !==
     undefined
   );
 }
@@ -118,20 +117,22 @@ export function openSecret(key: Buffer, operator: string, stored: string): strin
 }
 
 /** Encrypt every plaintext secret left by an older master (one transaction); returns how many. */
-export function sealPlaintextSecrets(m: MasterDb): number {
-  const rows = m.db
-    .prepare(
-      `SELECT name, totp_secret AS secret FROM operators WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE '${PREFIX}%'`,
-    )
-    .all() as Array<{
-    name: string;
-    secret: string;
-  }>;
+export async function sealPlaintextSecrets(m: MasterDb): Promise<number> {
+  const rows = await m.sql.all<{ name: string; secret: string }>(
+    `SELECT name, totp_secret AS secret FROM operators WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE '${PREFIX}%'`,
+  );
   if (rows.length === 0) return 0;
-  const key = totpKey(m);
-  const update = m.db.prepare('UPDATE operators SET totp_secret = ? WHERE name = ? AND totp_secret = ?');
-  m.db.transaction(() => {
-    for (const r of rows) update.run(sealSecret(key, r.name, r.secret), r.name, r.secret);
-  })();
+  const key = await totpKey(m);
+  // Sealed before the transaction: it holds the writer lock, so only the updates run inside it.
+  const sealed = rows.map((r) => ({ ...r, sealed: sealSecret(key, r.name, r.secret) }));
+  await transaction(m, async () => {
+    for (const r of sealed) {
+      await m.sql.run('UPDATE operators SET totp_secret = ? WHERE name = ? AND totp_secret = ?', [
+        r.sealed,
+        r.name,
+        r.secret,
+      ]);
+    }
+  });
   return rows.length;
 }

@@ -26,52 +26,58 @@ function totpFor(name: string, secretBase32: string): TOTP {
  * Give an operator a new TOTP secret; returns it (base32) and the otpauth:// URI
  * once, for an authenticator app.
  */
-export function enableTotp(m: MasterDb, name: string): { secret: string; uri: string } {
+export async function enableTotp(m: MasterDb, name: string): Promise<{ secret: string; uri: string }> {
   const secret = new Secret({ size: 20 }).base32;
   // Stored encrypted (totp-secrets.ts); the plaintext leaves only in this answer.
-  const sealed = sealSecret(totpKey(m), name, secret);
-  if (
-    m.db.prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?').run(sealed, name)
-      .changes === 0
-  ) {
+  const sealed = sealSecret(await totpKey(m), name, secret);
+  const r = await m.sql.run('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?', [
+    sealed,
+    name,
+  ]);
+  if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
   return { secret, uri: totpFor(name, secret).toString() };
 }
 
-export function disableTotp(m: MasterDb, name: string): void {
-  if (
-    m.db.prepare('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?').run(name)
-      .changes === 0
-  ) {
+export async function disableTotp(m: MasterDb, name: string): Promise<void> {
+  const r = await m.sql.run('UPDATE operators SET totp_secret = NULL, totp_last_step = 0 WHERE name = ?', [
+    name,
+  ]);
+  if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
 }
 
 /** Does the operator need a second factor? */
-export function totpRequired(m: MasterDb, name: string): boolean {
-  return (
-    (m.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) ?? null) !== null
+export async function totpRequired(m: MasterDb, name: string): Promise<boolean> {
+  const r = await m.sql.get<{ totp_secret: string | null }>(
+    'SELECT totp_secret FROM operators WHERE name = ?',
+    [name],
   );
+  return (r?.totp_secret ?? null) !== null;
 }
 
 /** Check a code for `name` at `nowMs`; on success the step is spent. */
-export function verifyTotp(m: MasterDb, name: string, code: unknown, nowMs: number): boolean {
+export async function verifyTotp(m: MasterDb, name: string, code: unknown, nowMs: number): Promise<boolean> {
   if (typeof code !== 'string' || !/^\d{6}$/.test(code)) return false;
-  const row = m.db.prepare('SELECT totp_secret, totp_last_step FROM operators WHERE name = ?').get(name) as
-    { totp_secret: string | null; totp_last_step: number } | undefined;
+  const row = await m.sql.get<{ totp_secret: string | null; totp_last_step: number }>(
+    'SELECT totp_secret, totp_last_step FROM operators WHERE name = ?',
+    [name],
+  );
   if (!row?.totp_secret) return false;
-  const totp = totpFor(name, openSecret(totpKey(m), name, row.totp_secret));
+  const totp = totpFor(name, openSecret(await totpKey(m), name, row.totp_secret));
   const delta = totp.validate({ token: code, timestamp: nowMs, window: 1 });
   if (delta === null) return false;
   const step = totp.counter({ timestamp: nowMs }) + delta;
   // Threat: replay of a code already used.
   if (step <= row.totp_last_step) return false;
-  return (
-    m.db
-      .prepare('UPDATE operators SET totp_last_step = ? WHERE name = ? AND totp_last_step < ?')
-      .run(step, name, step).changes === 1
-  );
+  const r = await m.sql.run('UPDATE operators SET totp_last_step = ? WHERE name = ? AND totp_last_step < ?', [
+    step,
+    name,
+    step,
+  ]);
+  return r.changes === 1;
 }
 
 /** The code for `nowMs` (tests, and `depotsync` helpers that show what an app would). */

@@ -1,12 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { transaction } from '../../src/db/transaction.js';
 import { normalizeSerial } from '../../src/pki/cert-info.js';
 import type { Logger } from '../../src/log.js';
 import type { CertifiedPeer } from '../../src/serve/mtls.js';
 import { recordAudit } from '../db/audit.js';
 import { setCertificate } from '../db/certificates.js';
-import type { MasterDb } from '../db/database.js';
+import { transaction, type MasterDb } from '../db/database.js';
 import { byName } from '../db/machines.js';
 import type { RestoreRecord } from './epoch.js';
 
@@ -25,44 +24,44 @@ import type { RestoreRecord } from './epoch.js';
  */
 const BACKDATE_MS = 5 * 60_000;
 
-export type Adopt = (peer: CertifiedPeer, socket: TLSSocket | undefined) => boolean;
+export type Adopt = (peer: CertifiedPeer, socket: TLSSocket | undefined) => Promise<boolean>;
 
 export function certificateAdopter(db: MasterDb, record: RestoreRecord, log: Logger): Adopt {
   const from = Date.parse(record.backupCreatedAt) - BACKDATE_MS;
   const until = Date.parse(record.restoredAt);
-  return (peer, socket) => {
+  return async (peer, socket) => {
     const t = peer.notBefore.getTime();
     if (!(t >= from && t <= until) || !peer.role || !socket) return false;
     const raw = socket.getPeerCertificate()?.raw;
     if (!raw || raw.length === 0) return false;
     const pem = new X509Certificate(raw).toString();
     try {
-      return transaction(db.db, () => {
-        const known = byName(db, peer.commonName);
+      return await transaction(db, async () => {
+        const known = await byName(db, peer.commonName);
         if (known && (known.state !== 'approved' || known.role !== peer.role)) return false;
         if (!known) {
           const now = new Date().toISOString();
-          db.db
-            .prepare(
-              `INSERT INTO machines (name, role, state, requested_at, approved_at, approved_by, state_changed_at, state_changed_by)
+          await db.sql.run(
+            `INSERT INTO machines (name, role, state, requested_at, approved_at, approved_by, state_changed_at, state_changed_by)
                VALUES (?, ?, 'approved', ?, ?, 'restore', ?, 'restore')`,
-            )
-            .run(peer.commonName, peer.role, now, now, now);
+            [peer.commonName, peer.role, now, now, now],
+          );
         }
         const current = known?.certNotAfter ? Date.parse(known.certNotAfter) : -Infinity;
         if (peer.notAfter.getTime() > current) {
-          setCertificate(db, peer.commonName, { pem, serial: peer.serial, notAfter: peer.notAfter });
+          await setCertificate(db, peer.commonName, { pem, serial: peer.serial, notAfter: peer.notAfter });
         } else {
-          db.db
-            .prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)')
-            .run(
+          await db.sql.run(
+            'INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)',
+            [
               normalizeSerial(peer.serial),
               peer.commonName,
               new Date(t + BACKDATE_MS).toISOString(),
               peer.notAfter.toISOString(),
-            );
+            ],
+          );
         }
-        recordAudit(db, {
+        await recordAudit(db, {
           actor: 'restore',
           action: 'machine.adopt',
           target: peer.commonName,

@@ -7,12 +7,11 @@ import { AUDIT_TARGET } from './backup.js';
  * backup outcome in the audit log (`database.backup` or `database.backup-failed`, scheduled or one-off,
  * from any process) is a failure, so it clears by itself on the next successful backup.
  */
-export function backupAlerts(m: MasterDb): Alert[] {
-  const row = m.db
-    .prepare(
-      `SELECT action, at, detail FROM audit_log WHERE target = ? AND action IN ('database.backup', 'database.backup-failed') ORDER BY id DESC LIMIT 1`,
-    )
-    .get(AUDIT_TARGET) as { action: string; at: string; detail: string } | undefined;
+export async function backupAlerts(m: MasterDb): Promise<Alert[]> {
+  const row = await m.sql.get<{ action: string; at: string; detail: string }>(
+    `SELECT action, at, detail FROM audit_log WHERE target = ? AND action IN ('database.backup', 'database.backup-failed') ORDER BY id DESC LIMIT 1`,
+    [AUDIT_TARGET],
+  );
   if (!row || row.action !== 'database.backup-failed') return [];
   let error = 'unknown error';
   try {

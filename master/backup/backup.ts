@@ -9,7 +9,7 @@ import type { Logger } from '../../src/log.js';
 import { STORE_FORMAT_DIR } from '../../src/store/chunk-store.js';
 import { packFileName } from '../../src/store/pack-format.js';
 import { recordAudit } from '../db/audit.js';
-import type { MasterDb } from '../db/database.js';
+import { sqliteHandle, type MasterDb } from '../db/database.js';
 import type { MasterLayout } from '../layout.js';
 import { endEntry, entryHeader } from './archive.js';
 import { BackupWriter } from './container.js';
@@ -95,8 +95,19 @@ export async function backupMaster(o: BackupOptions): Promise<BackupResult> {
     }
     // 1. Consistent copies of the two databases (the copies never leave the private staging folder).
     const dbCopy = join(staging, 'master.db');
+    // SQLite's online backup; a catalog on a database server is backed up by that server's own tools.
+    const sqlite = sqliteHandle(o.db);
+    if (!sqlite) {
+      throw new DepotsyncError(
+        'usage',
+        `master backup copies a SQLite catalog; ${o.db.sql.what} is not one`,
+        {
+          hint: "back the catalog up with the database server's own tools (for PostgreSQL: pg_dump or its replication)",
+        },
+      );
+    }
     try {
-      await o.db.db.backup(dbCopy);
+      await sqlite.backup(dbCopy);
     } catch (e) {
       throw fromSystemError(e, `backup of the master database into ${dbCopy}`);
     }
@@ -184,7 +195,7 @@ export async function backupMaster(o: BackupOptions): Promise<BackupResult> {
       durationMs: Math.round(performance.now() - t0),
       removed,
     };
-    recordAudit(o.db, {
+    await recordAudit(o.db, {
       actor: o.actor,
       action: 'database.backup',
       target: AUDIT_TARGET,
@@ -198,7 +209,7 @@ export async function backupMaster(o: BackupOptions): Promise<BackupResult> {
     const err = e instanceof DepotsyncError ? e : fromSystemError(e, `backup of the master into ${o.dir}`);
     log.error({ err: err.message }, 'master backup failed');
     try {
-      recordAudit(o.db, {
+      await recordAudit(o.db, {
         actor: o.actor,
         action: 'database.backup-failed',
         target: AUDIT_TARGET,

@@ -47,11 +47,11 @@ export async function applyVersionEpoch(
 ): Promise<EpochResult> {
   const ctx = await openMaster(dir, o.log, o.now ? { now: o.now } : {});
   try {
-    const fromGeneration = currentGeneration(ctx.db);
-    const repo = loadRepository(ctx, o.now);
+    const fromGeneration = await currentGeneration(ctx.db);
+    const repo = await loadRepository(ctx, o.now);
     const files = repo.advanceVersions(o.step);
     const timestamp = files.find((f) => f.role === 'timestamp');
-    const c = commitGeneration(ctx.db, {
+    const c = await commitGeneration(ctx.db, {
       generation: repo.generation,
       skip: true,
       createdBy: o.actor,
@@ -75,7 +75,7 @@ export async function applyVersionEpoch(
     await writeFileAtomic(join(ctx.layout.dir, RESTORE_RECORD), `${JSON.stringify(record, null, 2)}\n`, {
       mode: 0o644,
     });
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: o.actor,
       action: 'master.restore',
       target: ctx.config.name,

@@ -44,7 +44,7 @@ export async function backupOpenMaster(
       readPassphrase(file ? resolve(ctx.layout.dir, file) : undefined),
       file ? `file ${file}` : 'DEPOTSYNC_BACKUP_PASSPHRASE',
     );
-    fingerprint = masterFingerprint(ctx);
+    fingerprint = await masterFingerprint(ctx);
   } catch (e) {
     // Recorded as a failed backup (the alert), with the reason.
     return backupMaster({ ...common, passphrase: '', fingerprint: '', failWith: e });

@@ -40,13 +40,16 @@ export function startBackupSchedule(
     timer = setTimeout(() => void run(), Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
     timer.unref();
   };
-  const last = ctx.db.db
-    .prepare(
+  // The first run is planned from the last backup on record (read without blocking the caller).
+  ctx.db.sql
+    .get<{ at: string }>(
       "SELECT at FROM audit_log WHERE target = ? AND action = 'database.backup' ORDER BY id DESC LIMIT 1",
+      [AUDIT_TARGET],
     )
-    .pluck()
-    .get(AUDIT_TARGET) as string | undefined;
-  plan(last ? Date.parse(last) + intervalMs - now().getTime() : intervalMs);
+    .then(
+      (r) => plan(r ? Date.parse(r.at) + intervalMs - now().getTime() : intervalMs),
+      () => plan(intervalMs),
+    );
   return {
     runNow: run,
     async stop() {

@@ -52,7 +52,7 @@ const toEntry = (r: AuditRow): AuditEntry => {
   return e;
 };
 
-export function recordAudit(m: MasterDb, input: AuditInput): AuditEntry {
+export async function recordAudit(m: MasterDb, input: AuditInput): Promise<AuditEntry> {
   const detail = JSON.stringify(input.detail ?? {});
   if (Buffer.byteLength(detail) > AUDIT_LIMITS.maxDetailBytes) {
     throw new DepotsyncError(
@@ -60,43 +60,45 @@ export function recordAudit(m: MasterDb, input: AuditInput): AuditEntry {
       `audit detail for ${input.action} is larger than ${AUDIT_LIMITS.maxDetailBytes} bytes`,
     );
   }
-  const id = m.db
-    .prepare('INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(
+  const row = await m.sql.get<AuditRow>(
+    'INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?) RETURNING *',
+    [
       nowIso(m),
       text(input.actor, 'audit actor'),
       text(input.action, 'audit action', 64),
       input.target === undefined ? '' : text(input.target, 'audit target', 512),
       detail,
       orNull(input.address),
-    ).lastInsertRowid;
-  return toEntry(m.db.prepare('SELECT * FROM audit_log WHERE id = ?').get(id) as AuditRow);
+    ],
+  );
+  return toEntry(row!);
 }
 
 /**
  * Entries newest first. Page backwards with `before` = the `nextBefore` of the previous page
  * (keyset paging: stable while new entries arrive).
  */
-export function listAudit(
+export async function listAudit(
   m: MasterDb,
   opts: { limit?: number; before?: number; actor?: string; action?: string; target?: string } = {},
-): { entries: AuditEntry[]; nextBefore?: number } {
+): Promise<{ entries: AuditEntry[]; nextBefore?: number }> {
   const limit = Math.min(
     count(opts.limit ?? AUDIT_LIMITS.defaultPage, 'audit limit', 1),
     AUDIT_LIMITS.maxPage,
   );
-  const rows = m.db
-    .prepare(
-      `SELECT * FROM audit_log WHERE id < @before AND (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action)
-         AND (@target IS NULL OR target = @target) ORDER BY id DESC LIMIT @limit`,
-    )
-    .all({
-      before: opts.before ?? Number.MAX_SAFE_INTEGER,
-      actor: orNull(opts.actor),
-      action: orNull(opts.action),
-      target: orNull(opts.target),
-      limit: limit + 1,
-    }) as AuditRow[];
+  const where = ['id < ?'];
+  const params: (string | number)[] = [opts.before ?? Number.MAX_SAFE_INTEGER];
+  for (const col of ['actor', 'action', 'target'] as const) {
+    const v = opts[col];
+    if (v !== undefined) {
+      where.push(`${col} = ?`);
+      params.push(v);
+    }
+  }
+  const rows = await m.sql.all<AuditRow>(
+    `SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
+    [...params, limit + 1],
+  );
   const entries = rows.slice(0, limit).map(toEntry);
   const last = entries[entries.length - 1];
   return rows.length > limit && last ? { entries, nextBefore: last.id } : { entries };

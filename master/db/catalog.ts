@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { nowIso, type MasterDb } from './database.js';
 import { requireNewest, requireTransaction } from './generations.js';
-import { count, orNull, orUndefined, text } from './values.js';
+import { count, orUndefined, text } from './values.js';
 
 export * from './manifests.js';
 export * from './live-chunks.js';
@@ -11,7 +11,7 @@ export * from './generations.js';
 /**
  * The catalog: packages, their versions, and generations (a generation = a TUF snapshot version).
  * Publishing or unpublishing is: `createGeneration` then `addVersion`/`removeVersion` (and the signed
- * metadata, metadata.ts), all inside ONE `transaction` (src/db/transaction.ts). The version functions
+ * metadata, metadata.ts), all inside ONE `transaction` (database.ts). The version functions
  * refuse to run outside a transaction, or against a generation that is not the newest, so a generation
  * can never be seen half made. See commit.ts for the one-call form.
  */
@@ -97,20 +97,25 @@ const SELECT_VERSION = `SELECT v.id, p.name, v.version, v.manifest_id, v.manifes
   FROM package_versions v JOIN packages p ON p.id = v.package_id`;
 
 /** Add a live version in `generation` (the newest, being made in this transaction). */
-export function addVersion(m: MasterDb, generation: number, input: NewVersion): PackageVersion {
+export async function addVersion(
+  m: MasterDb,
+  generation: number,
+  input: NewVersion,
+): Promise<PackageVersion> {
   requireTransaction(m, 'addVersion');
-  requireNewest(m, generation);
+  await requireNewest(m, generation);
   const name = text(input.name, 'package name', 214);
   const version = text(input.version, 'package version', 128);
-  const manifest = m.db
-    .prepare('SELECT sha256, length, chunk_count FROM manifests WHERE id = ?')
-    .get(input.manifestId) as { sha256: string; length: number; chunk_count: number } | undefined;
+  const manifest = await m.sql.get<{ sha256: string; length: number; chunk_count: number }>(
+    'SELECT sha256, length, chunk_count FROM manifests WHERE id = ?',
+    [input.manifestId],
+  );
   if (!manifest) {
     throw new DepotsyncError('not-found', `${name}@${version}: manifest ${input.manifestId} is not stored`, {
       hint: 'store the manifest with putManifest in the same transaction first',
     });
   }
-  const live = findVersion(m, name, version);
+  const live = await findVersion(m, name, version);
   if (live) {
     throw new DepotsyncError(
       'already-exists',
@@ -121,16 +126,15 @@ export function addVersion(m: MasterDb, generation: number, input: NewVersion): 
     );
   }
   const now = nowIso(m);
-  m.db
-    .prepare('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
-    .run(name, now);
-  const id = m.db
-    .prepare(
-      `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin,
+  await m.sql.run('INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING', [
+    name,
+    now,
+  ]);
+  const inserted = await m.sql.get<{ id: number }>(
+    `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin,
         total_bytes, chunk_count, added_generation, created_at, created_by)
-       VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .run(
+       VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+    [
       name,
       version,
       input.manifestId,
@@ -143,21 +147,22 @@ export function addVersion(m: MasterDb, generation: number, input: NewVersion): 
       generation,
       now,
       text(input.createdBy, 'createdBy'),
-    ).lastInsertRowid;
-  recordChange(m, generation, 'add', name, version, input.manifestId);
-  return toVersion(m.db.prepare(`${SELECT_VERSION} WHERE v.id = ?`).get(id) as VersionRow);
+    ],
+  );
+  await recordChange(m, generation, 'add', name, version, input.manifestId);
+  return toVersion((await m.sql.get<VersionRow>(`${SELECT_VERSION} WHERE v.id = ?`, [inserted!.id]))!);
 }
 
 /** Unpublish the live `name@version` in `generation`. The row stays, with `removedGeneration` set. */
-export function removeVersion(
+export async function removeVersion(
   m: MasterDb,
   generation: number,
   name: string,
   version: string,
-): PackageVersion {
+): Promise<PackageVersion> {
   requireTransaction(m, 'removeVersion');
-  requireNewest(m, generation);
-  const live = findVersion(m, name, version);
+  await requireNewest(m, generation);
+  const live = await findVersion(m, name, version);
   if (!live) {
     throw new DepotsyncError('not-found', `${name}@${version} is not published`, {
       hint: 'list packages to see what is published',
@@ -169,19 +174,30 @@ export function removeVersion(
       `${name}@${version} was added in this same generation ${generation}`,
     );
   }
-  m.db.prepare('UPDATE package_versions SET removed_generation = ? WHERE id = ?').run(generation, live.id);
-  recordChange(m, generation, 'remove', live.name, live.version, live.manifestId);
+  await m.sql.run('UPDATE package_versions SET removed_generation = ? WHERE id = ?', [generation, live.id]);
+  await recordChange(m, generation, 'remove', live.name, live.version, live.manifestId);
   return { ...live, removedGeneration: generation };
 }
 
 /** Live versions, by package name then publish order; optionally only one bin or one package. */
-export function liveVersions(m: MasterDb, filter: { bin?: string; name?: string } = {}): PackageVersion[] {
-  const rows = m.db
-    .prepare(
-      `${SELECT_VERSION} WHERE v.removed_generation IS NULL AND (@bin IS NULL OR v.bin = @bin) AND (@name IS NULL OR p.name = @name)
-       ORDER BY p.name, v.added_generation, v.id`,
-    )
-    .all({ bin: orNull(filter.bin), name: orNull(filter.name) }) as VersionRow[];
+export async function liveVersions(
+  m: MasterDb,
+  filter: { bin?: string; name?: string } = {},
+): Promise<PackageVersion[]> {
+  const where = ['v.removed_generation IS NULL'];
+  const params: string[] = [];
+  if (filter.bin !== undefined) {
+    where.push('v.bin = ?');
+    params.push(filter.bin);
+  }
+  if (filter.name !== undefined) {
+    where.push('p.name = ?');
+    params.push(filter.name);
+  }
+  const rows = await m.sql.all<VersionRow>(
+    `${SELECT_VERSION} WHERE ${where.join(' AND ')} ORDER BY p.name, v.added_generation, v.id`,
+    params,
+  );
   return rows.map(toVersion);
 }
 
@@ -189,46 +205,60 @@ export function liveVersions(m: MasterDb, filter: { bin?: string; name?: string 
  * The live `name@version`, or with `version` omitted the latest: the live version published most
  * recently (version strings are not ordered; publish order is).
  */
-export function findVersion(m: MasterDb, name: string, version?: string): PackageVersion | undefined {
-  const r = m.db
-    .prepare(
-      `${SELECT_VERSION} WHERE p.name = @name AND v.removed_generation IS NULL AND (@version IS NULL OR v.version = @version)
+export async function findVersion(
+  m: MasterDb,
+  name: string,
+  version?: string,
+): Promise<PackageVersion | undefined> {
+  const r = await m.sql.get<VersionRow>(
+    `${SELECT_VERSION} WHERE p.name = ? AND v.removed_generation IS NULL${version === undefined ? '' : ' AND v.version = ?'}
        ORDER BY v.added_generation DESC, v.id DESC LIMIT 1`,
-    )
-    .get({ name, version: orNull(version) }) as VersionRow | undefined;
+    version === undefined ? [name] : [name, version],
+  );
   return r && toVersion(r);
 }
 
 /** Every row of a package, live and removed, oldest first. */
-export function versionHistory(m: MasterDb, name: string): PackageVersion[] {
-  const rows = m.db
-    .prepare(`${SELECT_VERSION} WHERE p.name = ? ORDER BY v.added_generation, v.id`)
-    .all(name) as VersionRow[];
+export async function versionHistory(m: MasterDb, name: string): Promise<PackageVersion[]> {
+  const rows = await m.sql.all<VersionRow>(
+    `${SELECT_VERSION} WHERE p.name = ? ORDER BY v.added_generation, v.id`,
+    [name],
+  );
   return rows.map(toVersion);
 }
 
 /** Changes made after `generation` (exclusive), oldest first; within a generation removes come first. */
-export function changesSince(m: MasterDb, generation: number): GenerationChange[] {
-  const rows = m.db
-    .prepare(
-      `SELECT generation, kind, package AS name, version, manifest_id AS manifestId FROM generation_changes
+export async function changesSince(m: MasterDb, generation: number): Promise<GenerationChange[]> {
+  const rows = await m.sql.all<{
+    generation: number;
+    kind: 'add' | 'remove';
+    package: string;
+    version: string;
+    manifest_id: string;
+  }>(
+    `SELECT generation, kind, package, version, manifest_id FROM generation_changes
        WHERE generation > ? ORDER BY generation, kind DESC, package, version`,
-    )
-    .all(generation) as GenerationChange[];
-  return rows;
+    [generation],
+  );
+  return rows.map((r) => ({
+    generation: r.generation,
+    kind: r.kind,
+    name: r.package,
+    version: r.version,
+    manifestId: r.manifest_id,
+  }));
 }
 
-function recordChange(
+async function recordChange(
   m: MasterDb,
   generation: number,
   kind: 'add' | 'remove',
   name: string,
   version: string,
   manifestId: string,
-): void {
-  m.db
-    .prepare(
-      'INSERT INTO generation_changes (generation, kind, package, version, manifest_id) VALUES (?, ?, ?, ?, ?)',
-    )
-    .run(generation, kind, name, version, manifestId);
+): Promise<void> {
+  await m.sql.run(
+    'INSERT INTO generation_changes (generation, kind, package, version, manifest_id) VALUES (?, ?, ?, ?, ?)',
+    [generation, kind, name, version, manifestId],
+  );
 }

@@ -1,7 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { transaction } from '../../src/db/transaction.js';
 import { normalizeSerial } from '../../src/pki/cert-info.js';
-import { nowIso, statement, type MasterDb } from './database.js';
+import { nowIso, transaction, type MasterDb } from './database.js';
 import { byName, mustGet, type Machine, type Row } from './machine-record.js';
 import { pem } from './values.js';
 
@@ -37,34 +36,37 @@ function toCertificate(r: Row): CertificateRecord {
 /**
  * Store a newly issued certificate for an approved machine (first issue or renewal) and keep it in history.
  */
-export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificate): Machine {
+export async function setCertificate(m: MasterDb, name: string, cert: IssuedCertificate): Promise<Machine> {
   const serial = normalizeSerial(cert.serial);
   const notAfter = isoTime(cert.notAfter, 'certificate notAfter');
   const certPem = pem(cert.pem, 'certificate');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
+  return transaction(m, async () => {
+    const machine = await mustGet(m, name);
     if (machine.state !== 'approved') {
       throw new DepotsyncError(
         'conflict',
         `machine ${name} is ${machine.state}; a certificate is issued only to an approved machine`,
       );
     }
-    const clash = m.db.prepare('SELECT machine FROM certificates WHERE serial = ?').get(serial) as
-      { machine: string } | undefined;
+    const clash = await m.sql.get<{ machine: string }>('SELECT machine FROM certificates WHERE serial = ?', [
+      serial,
+    ]);
     if (clash)
       throw new DepotsyncError(
         'conflict',
         `certificate serial ${serial} was already issued (to ${clash.machine})`,
       );
     const now = nowIso(m);
-    m.db
-      .prepare('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)')
-      .run(serial, name, now, notAfter);
-    m.db
-      .prepare(
-        'UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?',
-      )
-      .run(certPem, serial, notAfter, name);
+    await m.sql.run('INSERT INTO certificates (serial, machine, issued_at, not_after) VALUES (?, ?, ?, ?)', [
+      serial,
+      name,
+      now,
+      notAfter,
+    ]);
+    await m.sql.run(
+      'UPDATE machines SET cert_pem = ?, cert_serial = ?, cert_not_after = ?, renew_requested = 0 WHERE name = ?',
+      [certPem, serial, notAfter, name],
+    );
     return mustGet(m, name);
   });
 }
@@ -73,25 +75,25 @@ export function setCertificate(m: MasterDb, name: string, cert: IssuedCertificat
  * The certificate with this serial and its machine's current record (absent if the machine was removed).
  * The mutual-TLS middleware uses it: the serial, not the name in the certificate, decides.
  */
-export function bySerial(
+export async function bySerial(
   m: MasterDb,
   serial: string,
-): { certificate: CertificateRecord; machine?: Machine } | undefined {
+): Promise<{ certificate: CertificateRecord; machine?: Machine } | undefined> {
   let s: string;
   try {
     s = normalizeSerial(serial);
   } catch {
     return undefined;
   }
-  const c = statement(m, 'SELECT * FROM certificates WHERE serial = ?').get(s) as Row | undefined;
+  const c = await m.sql.get<Row>('SELECT * FROM certificates WHERE serial = ?', [s]);
   if (!c) return undefined;
-  const machine = byName(m, c.machine as string);
+  const machine = await byName(m, c.machine as string);
   return machine ? { certificate: toCertificate(c), machine } : { certificate: toCertificate(c) };
 }
 
-export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
+export async function certificatesOf(m: MasterDb, name: string): Promise<CertificateRecord[]> {
   return (
-    m.db.prepare('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial').all(name) as Row[]
+    await m.sql.all<Row>('SELECT * FROM certificates WHERE machine = ? ORDER BY issued_at, serial', [name])
   ).map(toCertificate);
 }
 
@@ -100,20 +102,24 @@ export function certificatesOf(m: MasterDb, name: string): CertificateRecord[] {
  * anyway, and the list stays short. With `includeBlocked`, the current serials of blocked machines are
  * added, so depots refuse a blocked agent too (unblocking takes them off the next list).
  */
-export function revokedSerials(
+export async function revokedSerials(
   m: MasterDb,
   opts: { includeExpired?: boolean; includeBlocked?: boolean } = {},
-): string[] {
+): Promise<string[]> {
   const now = opts.includeExpired ? '' : nowIso(m);
-  const rows = m.db
-    .prepare(
-      `SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > @now
-       UNION
-       SELECT c.serial FROM certificates c JOIN machines mc ON mc.name = c.machine
-         WHERE @blocked AND mc.state = 'blocked' AND c.revoked_at IS NULL AND c.not_after > @now
-       ORDER BY serial`,
-    )
-    .all({ now, blocked: opts.includeBlocked ? 1 : 0 }) as { serial: string }[];
+  const rows = opts.includeBlocked
+    ? await m.sql.all<{ serial: string }>(
+        `SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ?
+         UNION
+         SELECT c.serial FROM certificates c JOIN machines mc ON mc.name = c.machine
+           WHERE mc.state = 'blocked' AND c.revoked_at IS NULL AND c.not_after > ?
+         ORDER BY serial`,
+        [now, now],
+      )
+    : await m.sql.all<{ serial: string }>(
+        'SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial',
+        [now],
+      );
   return rows.map((r) => r.serial);
 }
 

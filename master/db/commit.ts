@@ -1,4 +1,3 @@
-import { transaction } from '../../src/db/transaction.js';
 import {
   addVersion,
   createGeneration,
@@ -7,7 +6,7 @@ import {
   type NewVersion,
   type PackageVersion,
 } from './catalog.js';
-import type { MasterDb } from './database.js';
+import { transaction, type MasterDb } from './database.js';
 import { putManifest, type ManifestInput } from './manifests.js';
 import { putMetadataFile, setBinVersion, type MetadataFile, type MetadataInput } from './metadata.js';
 
@@ -42,10 +41,10 @@ export interface CommittedGeneration {
   metadata: MetadataFile[];
 }
 
-export function commitGeneration(m: MasterDb, c: GenerationCommit): CommittedGeneration {
-  const result = transaction(m.db, (): CommittedGeneration => {
-    for (const manifest of c.manifests ?? []) putManifest(m, manifest);
-    const generation = createGeneration(m, {
+export async function commitGeneration(m: MasterDb, c: GenerationCommit): Promise<CommittedGeneration> {
+  const result = await transaction(m, async (): Promise<CommittedGeneration> => {
+    for (const manifest of c.manifests ?? []) await putManifest(m, manifest);
+    const generation = await createGeneration(m, {
       createdBy: c.createdBy,
       ...(c.note === undefined ? {} : { note: c.note }),
       ...(c.generation === undefined ? {} : { generation: c.generation }),
@@ -54,12 +53,20 @@ export function commitGeneration(m: MasterDb, c: GenerationCommit): CommittedGen
     });
     const n = generation.generation;
     // Removals first, so one generation can replace a version (unpublish X@1, publish X@1 again).
-    const removed = (c.remove ?? []).map((r) => removeVersion(m, n, r.name, r.version));
-    const added = (c.add ?? []).map((a) => addVersion(m, n, { ...a, createdBy: c.createdBy }));
-    for (const b of c.bins ?? []) setBinVersion(m, b.name, b.version, n);
-    const metadata = (c.metadata ?? []).map((f) =>
-      putMetadataFile(m, f.role === 'root' || f.generation !== undefined ? f : { ...f, generation: n }),
-    );
+    const removed: PackageVersion[] = [];
+    for (const r of c.remove ?? []) removed.push(await removeVersion(m, n, r.name, r.version));
+    const added: PackageVersion[] = [];
+    for (const a of c.add ?? []) added.push(await addVersion(m, n, { ...a, createdBy: c.createdBy }));
+    for (const b of c.bins ?? []) await setBinVersion(m, b.name, b.version, n);
+    const metadata: MetadataFile[] = [];
+    for (const f of c.metadata ?? []) {
+      metadata.push(
+        await putMetadataFile(
+          m,
+          f.role === 'root' || f.generation !== undefined ? f : { ...f, generation: n },
+        ),
+      );
+    }
     return { generation, removed, added, metadata };
   });
   const { generation, added, removed, metadata } = result;

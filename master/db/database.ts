@@ -1,21 +1,28 @@
-import type { Statement } from 'better-sqlite3';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { openDatabase, type Database } from '../../src/db/open.js';
+import type { Sql } from '../../src/db/sql.js';
+import { SqliteSql } from '../../src/db/sqlite-sql.js';
 import type { Logger } from '../../src/log.js';
 import { MASTER_MIGRATIONS } from './schema.js';
 
 /**
- * The master's open database and the clock its records are stamped with. Every function in
+ * The master's catalog database and the clock its records are stamped with. Every function in
  * master/db takes this as its first argument; tests inject a clock instead of sleeping.
  *
- * Use one MasterDb per process: better-sqlite3 is synchronous, so a function here never interleaves
- * with another; a multi-step change is wrapped in `transaction` (src/db/transaction.ts), whose
- * function must not `await`.
+ * All access goes through `sql` (src/db/sql.ts), so the same code runs on SQLite (the default, opened
+ * here) and on PostgreSQL (another Sql passed to `masterDbOver`). A multi-step change is wrapped in
+ * `transaction(m, fn)` below; queries issued from `fn`'s asynchronous context join it.
  */
 export interface MasterDb {
-  readonly db: Database;
+  readonly sql: Sql;
   readonly now: () => Date;
   readonly logger: Logger;
-  close(): void;
+  /**
+   * The SQLite file, or for another backend where it would be (`M/master.db`): key files kept with the
+   * catalog (`M/keys/totp.key`) are found beside it. Absent for a database in memory.
+   */
+  readonly file?: string;
+  close(): Promise<void>;
 }
 
 export interface OpenMasterDbOptions {
@@ -24,36 +31,52 @@ export interface OpenMasterDbOptions {
   busyTimeoutMs?: number;
 }
 
+/** A MasterDb over an already migrated Sql of any backend (the caller hands ownership to it). */
+export function masterDbOver(sql: Sql, opts: { logger: Logger; now?: () => Date; file?: string }): MasterDb {
+  return {
+    sql,
+    now: opts.now ?? (() => new Date()),
+    logger: opts.logger.child({ component: 'master.db' }),
+    ...(opts.file === undefined || opts.file === ':memory:' || opts.file === '' ? {} : { file: opts.file }),
+    close: () => sql.close(),
+  };
+}
+
+/** Open (create, migrate) the master's SQLite database at `path`. */
 export function openMasterDatabase(path: string, opts: OpenMasterDbOptions): MasterDb {
   const db = openDatabase(path, {
     migrations: MASTER_MIGRATIONS,
     logger: opts.logger,
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
   });
-  return {
-    db,
-    now: opts.now ?? (() => new Date()),
-    logger: opts.logger.child({ component: 'master.db' }),
-    close: () => db.close(),
-  };
+  return masterDbOver(new SqliteSql(db, `database ${path}`, path), { ...opts, file: path });
+}
+
+/**
+ * The SQLite connection under `m`, or undefined on another backend. Only for what has no portable form
+ * (the online backup API); every caller says what it does without it.
+ */
+export function sqliteHandle(m: MasterDb): Database | undefined {
+  return m.sql instanceof SqliteSql ? m.sql.db : undefined;
+}
+
+/** Marks the asynchronous context of a `transaction(m, …)`, so catalog changes can insist on one. */
+const inside = new AsyncLocalStorage<MasterDb>();
+
+/**
+ * Run `fn` in one write transaction of `m` (nested: a savepoint) and return its result; a throw rolls it
+ * back. Keep `fn` to database work: it holds the writer lock while it awaits.
+ */
+export function transaction<T>(m: MasterDb, fn: () => Promise<T>): Promise<T> {
+  return m.sql.transaction(() => inside.run(m, fn));
+}
+
+/** True inside `transaction(m, …)`'s asynchronous context. */
+export function inTransaction(m: MasterDb): boolean {
+  return inside.getStore() === m;
 }
 
 /** The current time as stored: ISO-8601 UTC with milliseconds. */
-const statements = new WeakMap<Database, Map<string, Statement>>();
-
-/**
- * A prepared statement, prepared once per connection: for queries on the hot path of every request
- * (the mutual-TLS gate looks a machine up by certificate serial each time), where `db.prepare` would
- * cost more than the query itself.
- */
-export function statement(m: MasterDb, sql: string): Statement {
-  let cache = statements.get(m.db);
-  if (!cache) statements.set(m.db, (cache = new Map<string, Statement>()));
-  let st = cache.get(sql);
-  if (!st) cache.set(sql, (st = m.db.prepare(sql)));
-  return st;
-}
-
 export function nowIso(m: MasterDb): string {
   return m.now().toISOString();
 }

@@ -1,5 +1,5 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { nowIso, type MasterDb } from './database.js';
+import { inTransaction, nowIso, type MasterDb } from './database.js';
 import { count, text } from './values.js';
 
 /**
@@ -34,9 +34,9 @@ const toGeneration = (r: GenerationRow): Generation => {
 };
 
 /** The newest generation, or 0 before the first one. */
-export function currentGeneration(m: MasterDb): number {
-  const r = m.db.prepare('SELECT max(generation) AS g FROM generations').get() as { g: number | null };
-  return r.g ?? 0;
+export async function currentGeneration(m: MasterDb): Promise<number> {
+  const r = await m.sql.get<{ g: number | null }>('SELECT max(generation) AS g FROM generations');
+  return r?.g ?? 0;
 }
 
 /**
@@ -44,7 +44,7 @@ export function currentGeneration(m: MasterDb): number {
  * (and signed) metadata for that number, and if another publish got there first this fails with
  * 'conflict' instead of committing metadata that names the wrong snapshot version.
  */
-export function createGeneration(
+export async function createGeneration(
   m: MasterDb,
   input: {
     createdBy: string;
@@ -54,9 +54,9 @@ export function createGeneration(
     /** A version epoch (a restored master, master/backup/epoch.ts): `generation` may skip numbers. */
     skip?: boolean;
   },
-): Generation {
+): Promise<Generation> {
   requireTransaction(m, 'createGeneration');
-  const current = currentGeneration(m);
+  const current = await currentGeneration(m);
   let next = current + 1;
   if (input.skip && input.generation !== undefined && input.generation > current) next = input.generation;
   if (input.generation !== undefined && input.generation !== next) {
@@ -67,48 +67,54 @@ export function createGeneration(
   const note = input.note === undefined || input.note === '' ? '' : text(input.note, 'generation note', 1000);
   const ts =
     input.timestampVersion === undefined ? null : count(input.timestampVersion, 'timestampVersion', 1);
-  m.db
-    .prepare(
-      'INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)',
-    )
-    .run(next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts);
-  return getGeneration(m, next) as Generation;
+  await m.sql.run(
+    'INSERT INTO generations (generation, created_at, created_by, note, timestamp_version) VALUES (?, ?, ?, ?, ?)',
+    [next, nowIso(m), text(input.createdBy, 'createdBy'), note, ts],
+  );
+  return (await getGeneration(m, next))!;
 }
 
-export function getGeneration(m: MasterDb, generation: number): Generation | undefined {
-  const r = m.db.prepare('SELECT * FROM generations WHERE generation = ?').get(generation) as
-    GenerationRow | undefined;
+export async function getGeneration(m: MasterDb, generation: number): Promise<Generation | undefined> {
+  const r = await m.sql.get<GenerationRow>('SELECT * FROM generations WHERE generation = ?', [generation]);
   return r && toGeneration(r);
 }
 
 /** Newest first; `before` pages backwards. */
-export function listGenerations(m: MasterDb, opts: { limit?: number; before?: number } = {}): Generation[] {
-  const rows = m.db
-    .prepare('SELECT * FROM generations WHERE generation < ? ORDER BY generation DESC LIMIT ?')
-    .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 100) as GenerationRow[];
+export async function listGenerations(
+  m: MasterDb,
+  opts: { limit?: number; before?: number } = {},
+): Promise<Generation[]> {
+  const rows = await m.sql.all<GenerationRow>(
+    'SELECT * FROM generations WHERE generation < ? ORDER BY generation DESC LIMIT ?',
+    [opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 100],
+  );
   return rows.map(toGeneration);
 }
 
 /** Record the timestamp version that announced `generation` (when it is signed after the generation row). */
-export function setGenerationTimestampVersion(
+export async function setGenerationTimestampVersion(
   m: MasterDb,
   generation: number,
   timestampVersion: number,
-): void {
-  m.db
-    .prepare('UPDATE generations SET timestamp_version = ? WHERE generation = ?')
-    .run(count(timestampVersion, 'timestampVersion', 1), generation);
+): Promise<void> {
+  await m.sql.run('UPDATE generations SET timestamp_version = ? WHERE generation = ?', [
+    count(timestampVersion, 'timestampVersion', 1),
+    generation,
+  ]);
 }
 
 /** Catalog changes must run in a transaction that also creates their generation. */
 export function requireTransaction(m: MasterDb, fn: string): void {
-  if (!m.db.inTransaction) {
-    throw new DepotsyncError('internal', `${fn} must run inside transaction() together with its generation`);
+  if (!inTransaction(m)) {
+    throw new DepotsyncError(
+      'internal',
+      `${fn} must run inside transaction(m, …) (master/db/database.ts) together with its generation`,
+    );
   }
 }
 
-export function requireNewest(m: MasterDb, generation: number): void {
-  const current = currentGeneration(m);
+export async function requireNewest(m: MasterDb, generation: number): Promise<void> {
+  const current = await currentGeneration(m);
   if (generation !== current) {
     throw new DepotsyncError(
       'conflict',
@@ -120,9 +126,10 @@ export function requireNewest(m: MasterDb, generation: number): void {
   }
   // A generation whose snapshot is signed is published: changing it afterwards would make the catalog
   // disagree with metadata that depots already hold.
-  const signed = m.db
-    .prepare("SELECT 1 FROM metadata_files WHERE role = 'snapshot' AND version = ?")
-    .get(generation);
+  const signed = await m.sql.get(
+    "SELECT 1 AS one FROM metadata_files WHERE role = 'snapshot' AND version = ?",
+    [generation],
+  );
   if (signed) {
     throw new DepotsyncError(
       'conflict',

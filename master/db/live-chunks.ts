@@ -26,18 +26,19 @@ const LIVE_MANIFEST = `EXISTS (
 /**
  * Distinct live chunk ids (hex), in ascending order, fetched a page at a time by keyset. Between pages
  * the connection is free, so a GC that awaits file deletions while iterating does not block the server
- * (a single better-sqlite3 `iterate()` would hold the connection busy for the whole walk). A publish that
+ * (one cursor over the whole walk would hold the connection busy). A publish that
  * commits during the walk may add ids the walk has passed: the GC must spare recent chunks anyway.
  */
-export function* liveChunkIds(m: MasterDb, opts: LiveChunkOptions = {}): Generator<string, void, undefined> {
+export async function* liveChunkIds(
+  m: MasterDb,
+  opts: LiveChunkOptions = {},
+): AsyncGenerator<string, void, undefined> {
   const retain = retainGeneration(opts);
   const pageSize = count(opts.pageSize ?? LIVE_CHUNK_DEFAULTS.pageSize, 'liveChunkIds: option pageSize', 1);
-  const page = m.db.prepare(
-    `SELECT DISTINCT r.chunk_id FROM chunk_refs r WHERE r.chunk_id > ? AND ${LIVE_MANIFEST} ORDER BY r.chunk_id LIMIT ?`,
-  );
+  const page = `SELECT DISTINCT r.chunk_id FROM chunk_refs r WHERE r.chunk_id > ? AND ${LIVE_MANIFEST} ORDER BY r.chunk_id LIMIT ?`;
   let after: Buffer = Buffer.alloc(0);
   for (;;) {
-    const rows = page.all(after, retain, pageSize) as { chunk_id: Buffer }[];
+    const rows = await m.sql.all<{ chunk_id: Buffer }>(page, [after, retain, pageSize]);
     for (const r of rows) yield r.chunk_id.toString('hex');
     const last = rows[rows.length - 1];
     if (rows.length < pageSize || !last) return;
@@ -46,15 +47,16 @@ export function* liveChunkIds(m: MasterDb, opts: LiveChunkOptions = {}): Generat
 }
 
 /** True when a live (or retained) manifest references `chunkId`. */
-export function isChunkLive(
+export async function isChunkLive(
   m: MasterDb,
   chunkId: string,
   opts: Pick<LiveChunkOptions, 'retainSinceGeneration'> = {},
-): boolean {
+): Promise<boolean> {
   const id = Buffer.from(hex64(chunkId, 'chunk id'), 'hex');
-  const r = m.db
-    .prepare(`SELECT 1 FROM chunk_refs r WHERE r.chunk_id = ? AND ${LIVE_MANIFEST} LIMIT 1`)
-    .get(id, retainGeneration(opts));
+  const r = await m.sql.get(
+    `SELECT 1 AS one FROM chunk_refs r WHERE r.chunk_id = ? AND ${LIVE_MANIFEST} LIMIT 1`,
+    [id, retainGeneration(opts)],
+  );
   return r !== undefined;
 }
 

@@ -1,6 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { statement, type MasterDb } from './database.js';
-import { orNull, orUndefined } from './values.js';
+import type { MasterDb } from './database.js';
+import { orUndefined } from './values.js';
 
 /** The machine record as stored, and reads of it (machines.ts changes it). */
 export type MachineRole = 'depot' | 'agent';
@@ -61,13 +61,13 @@ export function toMachine(r: Row): Machine {
   return m;
 }
 
-export function byName(m: MasterDb, name: string): Machine | undefined {
-  const r = statement(m, 'SELECT * FROM machines WHERE name = ?').get(name) as Row | undefined;
+export async function byName(m: MasterDb, name: string): Promise<Machine | undefined> {
+  const r = await m.sql.get<Row>('SELECT * FROM machines WHERE name = ?', [name]);
   return r && toMachine(r);
 }
 
-export function mustGet(m: MasterDb, name: string): Machine {
-  const found = byName(m, name);
+export async function mustGet(m: MasterDb, name: string): Promise<Machine> {
+  const found = await byName(m, name);
   if (!found)
     throw new DepotsyncError('not-found', `machine ${name} is not known`, {
       hint: 'list machines to see the enrolled names',
@@ -76,14 +76,23 @@ export function mustGet(m: MasterDb, name: string): Machine {
 }
 
 /** Machines by name; optionally one role and/or state. */
-export function listMachines(
+export async function listMachines(
   m: MasterDb,
   filter: { role?: MachineRole; state?: MachineState } = {},
-): Machine[] {
-  const rows = m.db
-    .prepare(
-      'SELECT * FROM machines WHERE (@role IS NULL OR role = @role) AND (@state IS NULL OR state = @state) ORDER BY name',
-    )
-    .all({ role: orNull(filter.role), state: orNull(filter.state) }) as Row[];
+): Promise<Machine[]> {
+  const where: string[] = [];
+  const params: string[] = [];
+  if (filter.role !== undefined) {
+    where.push('role = ?');
+    params.push(filter.role);
+  }
+  if (filter.state !== undefined) {
+    where.push('state = ?');
+    params.push(filter.state);
+  }
+  const rows = await m.sql.all<Row>(
+    `SELECT * FROM machines${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`,
+    params,
+  );
   return rows.map(toMachine);
 }

@@ -1,7 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { transaction } from '../../src/db/transaction.js';
 import { setCertificate, type IssuedCertificate } from './certificates.js';
-import { nowIso, type MasterDb } from './database.js';
+import { nowIso, transaction, type MasterDb } from './database.js';
 import {
   MACHINE_ROLES,
   byName,
@@ -44,10 +43,10 @@ export interface EnrollmentInput {
  * new poll id. Refused: a different CSR for a pending name (it would swap the key an operator is about
  * to approve), an enrolled name (renew over mutual TLS instead), a blocked or revoked name.
  */
-export function requestEnrollment(
+export async function requestEnrollment(
   m: MasterDb,
   input: EnrollmentInput,
-): { machine: Machine; request: string } {
+): Promise<{ machine: Machine; request: string }> {
   const name = machineName(input.name);
   const parent = optional(input.parent, (v) => machineName(v, 'parent'));
   const site = optional(input.site, (v) => machineName(v, 'site'));
@@ -56,15 +55,14 @@ export function requestEnrollment(
   const csr = pem(input.csrPem, 'CSR');
   const request = newSecret();
   const now = nowIso(m);
-  transaction(m.db, () => {
-    const existing = byName(m, name);
+  await transaction(m, async () => {
+    const existing = await byName(m, name);
     if (!existing) {
-      m.db
-        .prepare(
-          `INSERT INTO machines (name, role, state, request_hash, csr_pem, requested_at, state_changed_at, parent, site, url)
+      await m.sql.run(
+        `INSERT INTO machines (name, role, state, request_hash, csr_pem, requested_at, state_changed_at, parent, site, url)
            VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(name, role, hashSecret(request), csr, now, now, parent, site, url);
+        [name, role, hashSecret(request), csr, now, now, parent, site, url],
+      );
       return;
     }
     if (existing.state === 'blocked' || existing.state === 'revoked') {
@@ -89,18 +87,19 @@ export function requestEnrollment(
         },
       );
     }
-    m.db
-      .prepare('UPDATE machines SET request_hash = ?, requested_at = ? WHERE name = ?')
-      .run(hashSecret(request), now, name);
+    await m.sql.run('UPDATE machines SET request_hash = ?, requested_at = ? WHERE name = ?', [
+      hashSecret(request),
+      now,
+      name,
+    ]);
   });
-  return { machine: mustGet(m, name), request };
+  return { machine: await mustGet(m, name), request };
 }
 
 /** The machine whose enrollment poll id is `request`, if any (hash lookup; malformed ids match nothing). */
-export function byRequest(m: MasterDb, request: string): Machine | undefined {
+export async function byRequest(m: MasterDb, request: string): Promise<Machine | undefined> {
   if (!looksLikeSecret(request)) return undefined;
-  const r = m.db.prepare('SELECT * FROM machines WHERE request_hash = ?').get(hashSecret(request)) as
-    Row | undefined;
+  const r = await m.sql.get<Row>('SELECT * FROM machines WHERE request_hash = ?', [hashSecret(request)]);
   return r && toMachine(r);
 }
 
@@ -108,14 +107,14 @@ export function byRequest(m: MasterDb, request: string): Machine | undefined {
  * Approve a pending (or unblock a blocked) machine, optionally storing the certificate issued for it in
  * the same transaction. Approving an approved machine changes nothing. A revoked machine stays revoked.
  */
-export function approve(
+export async function approve(
   m: MasterDb,
   name: string,
   opts: { by: string; certificate?: IssuedCertificate },
-): Machine {
+): Promise<Machine> {
   const by = text(opts.by, 'approved by');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
+  return transaction(m, async () => {
+    const machine = await mustGet(m, name);
     if (machine.state === 'revoked') {
       throw new DepotsyncError('conflict', `machine ${name} is revoked and cannot be approved`, {
         hint: 'remove the machine record and let it enroll again with a new key',
@@ -123,12 +122,11 @@ export function approve(
     }
     if (machine.state !== 'approved') {
       const now = nowIso(m);
-      m.db
-        .prepare(
-          `UPDATE machines SET state = 'approved', approved_at = coalesce(approved_at, ?), approved_by = coalesce(approved_by, ?),
+      await m.sql.run(
+        `UPDATE machines SET state = 'approved', approved_at = coalesce(approved_at, ?), approved_by = coalesce(approved_by, ?),
              state_changed_at = ?, state_changed_by = ? WHERE name = ?`,
-        )
-        .run(now, by, now, by, name);
+        [now, by, now, by, name],
+      );
     }
     return opts.certificate ? setCertificate(m, name, opts.certificate) : mustGet(m, name);
   });
@@ -138,69 +136,74 @@ export function approve(
  * An approved machine asks (over mutual TLS) for a new certificate for a new key. Without a CSR (a
  * machine a restored master adopted has none on record) only the mark is set.
  */
-export function requestRenewal(m: MasterDb, name: string, csrPem: string | undefined): Machine {
+export async function requestRenewal(
+  m: MasterDb,
+  name: string,
+  csrPem: string | undefined,
+): Promise<Machine> {
   const csr = csrPem === undefined ? undefined : pem(csrPem, 'CSR');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
+  return transaction(m, async () => {
+    const machine = await mustGet(m, name);
     if (machine.state !== 'approved')
       throw new DepotsyncError('forbidden', `machine ${name} is ${machine.state} and cannot renew`);
-    m.db
-      .prepare('UPDATE machines SET csr_pem = coalesce(?, csr_pem), renew_requested = 1 WHERE name = ?')
-      .run(csr ?? null, name);
+    await m.sql.run(
+      'UPDATE machines SET csr_pem = coalesce(?, csr_pem), renew_requested = 1 WHERE name = ?',
+      [csr ?? null, name],
+    );
     return mustGet(m, name);
   });
 }
 
-export function block(m: MasterDb, name: string, opts: { by: string }): Machine {
+export async function block(m: MasterDb, name: string, opts: { by: string }): Promise<Machine> {
   const by = text(opts.by, 'blocked by');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
+  return transaction(m, async () => {
+    const machine = await mustGet(m, name);
     if (machine.state === 'revoked')
       throw new DepotsyncError('conflict', `machine ${name} is already revoked`);
     if (machine.state !== 'blocked') {
-      m.db
-        .prepare(
-          "UPDATE machines SET state = 'blocked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
-        )
-        .run(nowIso(m), by, name);
+      await m.sql.run(
+        "UPDATE machines SET state = 'blocked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
+        [nowIso(m), by, name],
+      );
     }
     return mustGet(m, name);
   });
 }
 
 /** Revoke a machine and every certificate it was ever issued; returns the serials newly revoked. */
-export function revoke(
+export async function revoke(
   m: MasterDb,
   name: string,
   opts: { by: string },
-): { machine: Machine; revokedSerials: string[] } {
+): Promise<{ machine: Machine; revokedSerials: string[] }> {
   const by = text(opts.by, 'revoked by');
-  return transaction(m.db, () => {
-    const machine = mustGet(m, name);
+  return transaction(m, async () => {
+    const machine = await mustGet(m, name);
     const now = nowIso(m);
     if (machine.state !== 'revoked') {
-      m.db
-        .prepare(
-          "UPDATE machines SET state = 'revoked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
-        )
-        .run(now, by, name);
+      await m.sql.run(
+        "UPDATE machines SET state = 'revoked', state_changed_at = ?, state_changed_by = ? WHERE name = ?",
+        [now, by, name],
+      );
     }
     const serials = (
-      m.db
-        .prepare('SELECT serial FROM certificates WHERE machine = ? AND revoked_at IS NULL ORDER BY serial')
-        .all(name) as { serial: string }[]
+      await m.sql.all<{ serial: string }>(
+        'SELECT serial FROM certificates WHERE machine = ? AND revoked_at IS NULL ORDER BY serial',
+        [name],
+      )
     ).map((r) => r.serial);
-    m.db
-      .prepare('UPDATE certificates SET revoked_at = ? WHERE machine = ? AND revoked_at IS NULL')
-      .run(now, name);
-    return { machine: mustGet(m, name), revokedSerials: serials };
+    await m.sql.run('UPDATE certificates SET revoked_at = ? WHERE machine = ? AND revoked_at IS NULL', [
+      now,
+      name,
+    ]);
+    return { machine: await mustGet(m, name), revokedSerials: serials };
   });
 }
 
 /** Remove a pending or revoked machine's record (its certificate history, and so its revocations, stay). */
-export function forget(m: MasterDb, name: string): void {
-  transaction(m.db, () => {
-    const machine = mustGet(m, name);
+export async function forget(m: MasterDb, name: string): Promise<void> {
+  await transaction(m, async () => {
+    const machine = await mustGet(m, name);
     if (machine.state !== 'pending' && machine.state !== 'revoked') {
       throw new DepotsyncError(
         'conflict',
@@ -210,13 +213,14 @@ export function forget(m: MasterDb, name: string): void {
         },
       );
     }
-    m.db.prepare('DELETE FROM machines WHERE name = ?').run(name);
+    await m.sql.run('DELETE FROM machines WHERE name = ?', [name]);
   });
 }
 
 /** Note that a machine was seen (a request over mutual TLS). */
-export function touch(m: MasterDb, name: string, address?: string): void {
-  m.db
-    .prepare('UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?')
-    .run(nowIso(m), orNull(address), name);
+export async function touch(m: MasterDb, name: string, address?: string): Promise<void> {
+  await m.sql.run(
+    'UPDATE machines SET last_seen = ?, last_address = coalesce(?, last_address) WHERE name = ?',
+    [nowIso(m), orNull(address), name],
+  );
 }

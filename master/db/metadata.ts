@@ -74,11 +74,11 @@ export function metadataFileName(role: string, version: number): string {
  * under an existing name (a signed file never changes), and a version not newer than the newest stored
  * for the role (the master itself must never roll a role back).
  */
-export function putMetadataFile(m: MasterDb, input: MetadataInput): MetadataFile {
+export async function putMetadataFile(m: MasterDb, input: MetadataInput): Promise<MetadataFile> {
   const name = metadataFileName(input.role, input.version);
   const version = count(input.version, `${input.role} version`, 1);
   const bytes = Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength);
-  const latest = latestMetadata(m, input.role);
+  const latest = await latestMetadata(m, input.role);
   if (latest && latest.version === version) {
     if (latest.bytes.equals(bytes)) return latest;
     throw new DepotsyncError(
@@ -101,66 +101,68 @@ export function putMetadataFile(m: MasterDb, input: MetadataInput): MetadataFile
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const row = [name, input.role, version, bytes, sha256, bytes.length, orNull(input.generation), nowIso(m)];
   if (input.role === 'timestamp') {
-    m.db
-      .prepare(
-        `INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    await m.sql.run(
+      `INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET version = excluded.version, bytes = excluded.bytes, sha256 = excluded.sha256,
            length = excluded.length, generation = excluded.generation, created_at = excluded.created_at`,
-      )
-      .run(...row);
+      row,
+    );
   } else {
-    m.db
-      .prepare(
-        'INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(...row);
+    await m.sql.run(
+      'INSERT INTO metadata_files (name, role, version, bytes, sha256, length, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      row,
+    );
   }
-  return getMetadataFile(m, name) as MetadataFile;
+  return (await getMetadataFile(m, name))!;
 }
 
-export function getMetadataFile(m: MasterDb, name: string): MetadataFile | undefined {
-  const r = m.db.prepare('SELECT * FROM metadata_files WHERE name = ?').get(name) as MetadataRow | undefined;
+export async function getMetadataFile(m: MasterDb, name: string): Promise<MetadataFile | undefined> {
+  const r = await m.sql.get<MetadataRow>('SELECT * FROM metadata_files WHERE name = ?', [name]);
   return r && toFile(r);
 }
 
 /** The newest stored version of a role's metadata. */
-export function latestMetadata(m: MasterDb, role: string): MetadataFile | undefined {
-  const r = m.db
-    .prepare('SELECT * FROM metadata_files WHERE role = ? ORDER BY version DESC LIMIT 1')
-    .get(role) as MetadataRow | undefined;
+export async function latestMetadata(m: MasterDb, role: string): Promise<MetadataFile | undefined> {
+  const r = await m.sql.get<MetadataRow>(
+    'SELECT * FROM metadata_files WHERE role = ? ORDER BY version DESC LIMIT 1',
+    [role],
+  );
   return r && toFile(r);
 }
 
 /** Every root version, oldest first (agents walk the chain from their pinned root). */
-export function rootVersions(m: MasterDb): number[] {
+export async function rootVersions(m: MasterDb): Promise<number[]> {
   return (
-    m.db.prepare("SELECT version FROM metadata_files WHERE role = 'root' ORDER BY version").all() as {
-      version: number;
-    }[]
+    await m.sql.all<{ version: number }>(
+      "SELECT version FROM metadata_files WHERE role = 'root' ORDER BY version",
+    )
   ).map((r) => r.version);
 }
 
 /** Record that bin `name` is now at `version`, signed in `generation`. Versions only move forward. */
-export function setBinVersion(m: MasterDb, name: string, version: number, generation: number): BinVersion {
+export async function setBinVersion(
+  m: MasterDb,
+  name: string,
+  version: number,
+  generation: number,
+): Promise<BinVersion> {
   if (!ROLE.test(name))
     throw new DepotsyncError('bad-input', `bin name ${JSON.stringify(name)} is not a valid role name`);
   const v = count(version, `bin ${name} version`, 1);
-  const old = m.db.prepare('SELECT version FROM bins WHERE name = ?').get(name) as
-    { version: number } | undefined;
+  const old = await m.sql.get<{ version: number }>('SELECT version FROM bins WHERE name = ?', [name]);
   if (old && old.version > v) {
     throw new DepotsyncError(
       'version-rollback',
       `bin ${name}: version ${v} is older than the recorded version ${old.version}`,
     );
   }
-  m.db
-    .prepare(
-      'INSERT INTO bins (name, version, generation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version, generation = excluded.generation',
-    )
-    .run(name, v, generation);
+  await m.sql.run(
+    'INSERT INTO bins (name, version, generation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version, generation = excluded.generation',
+    [name, v, generation],
+  );
   return { name, version: v, generation };
 }
 
-export function binVersions(m: MasterDb): BinVersion[] {
-  return m.db.prepare('SELECT name, version, generation FROM bins ORDER BY name').all() as BinVersion[];
+export async function binVersions(m: MasterDb): Promise<BinVersion[]> {
+  return m.sql.all<BinVersion>('SELECT name, version, generation FROM bins ORDER BY name');
 }

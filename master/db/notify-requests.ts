@@ -31,29 +31,30 @@ const toRequest = (r: Row): NotifyRequest => ({
 });
 
 /** Insert a request (call inside the transaction that also audits it). */
-export function insertNotifyRequest(m: MasterDb, input: { depot: string | null; by: string }): NotifyRequest {
-  const seq = Number(
-    m.db
-      .prepare('INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (?, ?, ?)')
-      .run(
-        input.depot === null ? null : text(input.depot, 'notify depot', 64),
-        nowIso(m),
-        text(input.by, 'notify requested_by'),
-      ).lastInsertRowid,
+export async function insertNotifyRequest(
+  m: MasterDb,
+  input: { depot: string | null; by: string },
+): Promise<NotifyRequest> {
+  const row = await m.sql.get<Row>(
+    'INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (?, ?, ?) RETURNING *',
+    [
+      input.depot === null ? null : text(input.depot, 'notify depot', 64),
+      nowIso(m),
+      text(input.by, 'notify requested_by'),
+    ],
   );
-  m.db.prepare('DELETE FROM notify_requests WHERE seq <= ?').run(seq - NOTIFY_KEEP_ROWS);
-  return toRequest(m.db.prepare<[number], Row>('SELECT * FROM notify_requests WHERE seq = ?').get(seq)!);
+  await m.sql.run('DELETE FROM notify_requests WHERE seq <= ?', [row!.seq - NOTIFY_KEEP_ROWS]);
+  return toRequest(row!);
 }
 
 /** Requests after `seq`, oldest first (at most `limit`). */
-export function notifyRequestsAfter(m: MasterDb, seq: number, limit = 100): NotifyRequest[] {
-  return m.db
-    .prepare<[number, number], Row>('SELECT * FROM notify_requests WHERE seq > ? ORDER BY seq LIMIT ?')
-    .all(seq, limit)
-    .map(toRequest);
+export async function notifyRequestsAfter(m: MasterDb, seq: number, limit = 100): Promise<NotifyRequest[]> {
+  return (
+    await m.sql.all<Row>('SELECT * FROM notify_requests WHERE seq > ? ORDER BY seq LIMIT ?', [seq, limit])
+  ).map(toRequest);
 }
 
 /** The newest request's sequence number (0 when there is none). */
-export function lastNotifySeq(m: MasterDb): number {
-  return (m.db.prepare('SELECT max(seq) AS s FROM notify_requests').get() as { s: number | null }).s ?? 0;
+export async function lastNotifySeq(m: MasterDb): Promise<number> {
+  return (await m.sql.get<{ s: number | null }>('SELECT max(seq) AS s FROM notify_requests'))?.s ?? 0;
 }

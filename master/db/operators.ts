@@ -66,38 +66,37 @@ function operatorName(name: unknown): string {
   return name;
 }
 
-export function addOperator(
+export async function addOperator(
   m: MasterDb,
   opts: { name: string; role: OperatorRole; createdBy: string; tokenDays?: number },
-): { operator: Operator; token: string } {
+): Promise<{ operator: Operator; token: string }> {
   const name = operatorName(opts.name);
   const role = oneOf(opts.role, OPERATOR_ROLES, 'operator role');
   const token = newSecret();
   // One reading of the clock: the expiry is exactly tokenDays after the creation time shown.
   const now = m.now();
-  const r = m.db
-    .prepare(
-      `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at) VALUES (?, ?, ?, ?, ?, ?)
+  const r = await m.sql.run(
+    `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO NOTHING`,
-    )
-    .run(
+    [
       name,
       role,
       hashSecret(token),
       now.toISOString(),
       text(opts.createdBy, 'createdBy'),
       expiryFrom(now, opts.tokenDays),
-    );
+    ],
+  );
   if (r.changes === 0) {
     throw new DepotsyncError('already-exists', `operator ${name} already exists`, {
       hint: 'choose another name, or remove the operator first',
     });
   }
-  return { operator: getOperator(m, name) as Operator, token };
+  return { operator: (await getOperator(m, name))!, token };
 }
 
-export function removeOperator(m: MasterDb, name: string): void {
-  if (m.db.prepare('DELETE FROM operators WHERE name = ?').run(name).changes === 0) {
+export async function removeOperator(m: MasterDb, name: string): Promise<void> {
+  if ((await m.sql.run('DELETE FROM operators WHERE name = ?', [name])).changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
 }
@@ -106,20 +105,22 @@ export function removeOperator(m: MasterDb, name: string): void {
  * Replace an operator's token (the old one stops working at once) with one valid `tokenDays` from now;
  * the new token is returned once.
  */
-export function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: number): string {
-  return rotateOperator(m, name, tokenDays).token;
+export async function rotateOperatorToken(m: MasterDb, name: string, tokenDays?: number): Promise<string> {
+  return (await rotateOperator(m, name, tokenDays)).token;
 }
 
-export function rotateOperator(
+export async function rotateOperator(
   m: MasterDb,
   name: string,
   tokenDays?: number,
-): { token: string; expiresAt: string } {
+): Promise<{ token: string; expiresAt: string }> {
   const token = newSecret();
   const expiresAt = expiryFrom(m.now(), tokenDays);
-  const r = m.db
-    .prepare('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?')
-    .run(hashSecret(token), expiresAt, name);
+  const r = await m.sql.run('UPDATE operators SET token_hash = ?, token_expires_at = ? WHERE name = ?', [
+    hashSecret(token),
+    expiresAt,
+    name,
+  ]);
   if (r.changes === 0) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`, {
       hint: '`depotsync master operator list --dir M` shows the operators',
@@ -132,56 +133,50 @@ export function rotateOperator(
  * After a directory login: create or update the operator's row with the role its groups give now. A
  * local operator of the same name is never taken over ('conflict'). An admin's `disabled` stays.
  */
-export function recordDirectoryOperator(
+export async function recordDirectoryOperator(
   m: MasterDb,
   opts: { name: string; dn: string; role: OperatorRole },
-): Operator {
+): Promise<Operator> {
   const name = operatorName(opts.name);
   const role = oneOf(opts.role, OPERATOR_ROLES, 'operator role');
-  const r = m.db
-    .prepare(
-      `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at, directory_dn, last_used_at)
+  const r = await m.sql.run(
+    `INSERT INTO operators (name, role, token_hash, created_at, created_by, token_expires_at, directory_dn, last_used_at)
        VALUES (?, ?, ?, ?, 'directory', NULL, ?, ?)
        ON CONFLICT (name) DO UPDATE SET role = excluded.role, directory_dn = excluded.directory_dn,
          last_used_at = excluded.last_used_at WHERE operators.directory_dn IS NOT NULL`,
-    )
-    .run(
-      name,
-      role,
-      hashSecret(newSecret()),
-      m.now().toISOString(),
-      text(opts.dn, 'dn'),
-      m.now().toISOString(),
-    );
+    [name, role, hashSecret(newSecret()), m.now().toISOString(), text(opts.dn, 'dn'), m.now().toISOString()],
+  );
   if (r.changes === 0)
     throw new DepotsyncError('conflict', `operator ${name} is a local operator, not a directory one`, {
       hint: 'a local operator logs in with their token; rename one of the two',
     });
-  return getOperator(m, name) as Operator;
+  return (await getOperator(m, name))!;
 }
 
 /** A directory operator the directory no longer maps to a role: the row goes, ending their sessions. */
-export function forgetDirectoryOperator(m: MasterDb, name: string): boolean {
+export async function forgetDirectoryOperator(m: MasterDb, name: string): Promise<boolean> {
   return (
-    m.db.prepare('DELETE FROM operators WHERE name = ? AND directory_dn IS NOT NULL').run(name).changes === 1
+    (await m.sql.run('DELETE FROM operators WHERE name = ? AND directory_dn IS NOT NULL', [name])).changes ===
+    1
   );
 }
 
-export function setOperatorDisabled(m: MasterDb, name: string, disabled: boolean): void {
+export async function setOperatorDisabled(m: MasterDb, name: string, disabled: boolean): Promise<void> {
   if (
-    m.db.prepare('UPDATE operators SET disabled = ? WHERE name = ?').run(disabled ? 1 : 0, name).changes === 0
+    (await m.sql.run('UPDATE operators SET disabled = ? WHERE name = ?', [disabled ? 1 : 0, name]))
+      .changes === 0
   ) {
     throw new DepotsyncError('not-found', `operator ${name} does not exist`);
   }
 }
 
-export function getOperator(m: MasterDb, name: string): Operator | undefined {
-  const r = m.db.prepare('SELECT * FROM operators WHERE name = ?').get(name) as OperatorRow | undefined;
+export async function getOperator(m: MasterDb, name: string): Promise<Operator | undefined> {
+  const r = await m.sql.get<OperatorRow>('SELECT * FROM operators WHERE name = ?', [name]);
   return r && toOperator(r);
 }
 
-export function listOperators(m: MasterDb): Operator[] {
-  return (m.db.prepare('SELECT * FROM operators ORDER BY name').all() as OperatorRow[]).map(toOperator);
+export async function listOperators(m: MasterDb): Promise<Operator[]> {
+  return (await m.sql.all<OperatorRow>('SELECT * FROM operators ORDER BY name')).map(toOperator);
 }
 
 /**
@@ -189,11 +184,11 @@ export function listOperators(m: MasterDb): Operator[] {
  * a unique index: no stored secret is ever compared with the presented one (no timing oracle), and a
  * malformed token is refused before any work.
  */
-export function authenticateOperator(
+export async function authenticateOperator(
   m: MasterDb,
   token: string,
-): { name: string; role: OperatorRole } | null {
-  const r = checkOperatorToken(m, token);
+): Promise<{ name: string; role: OperatorRole } | null> {
+  const r = await checkOperatorToken(m, token);
   return r.ok ? r.operator : null;
 }
 
@@ -217,20 +212,19 @@ const LAST_USED_EVERY_MS = 60_000;
  * an operator; the message says when it expired and how to rotate it), an unknown or disabled one is
  * not. A success records the last use.
  */
-export function checkOperatorToken(m: MasterDb, token: string): TokenCheck {
+export async function checkOperatorToken(m: MasterDb, token: string): Promise<TokenCheck> {
   if (!looksLikeSecret(token)) return { ok: false, reason: 'unknown' };
-  const r = m.db
-    .prepare(
-      'SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0',
-    )
-    .get(hashSecret(token)) as TokenRow | undefined;
+  const r = await m.sql.get<TokenRow>(
+    'SELECT name, role, token_expires_at, last_used_at FROM operators WHERE token_hash = ? AND disabled = 0',
+    [hashSecret(token)],
+  );
   if (!r) return { ok: false, reason: 'unknown' };
   const now = m.now();
   if (r.token_expires_at !== null && now.getTime() >= Date.parse(r.token_expires_at)) {
     return { ok: false, reason: 'expired', name: r.name, expiredAt: r.token_expires_at };
   }
   if (r.last_used_at === null || now.getTime() - Date.parse(r.last_used_at) >= LAST_USED_EVERY_MS) {
-    m.db.prepare('UPDATE operators SET last_used_at = ? WHERE name = ?').run(now.toISOString(), r.name);
+    await m.sql.run('UPDATE operators SET last_used_at = ? WHERE name = ?', [now.toISOString(), r.name]);
   }
   return { ok: true, operator: { name: r.name, role: r.role } };
 }

@@ -1,7 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
-import { transaction } from '../../src/db/transaction.js';
 import { recordAudit } from './audit.js';
-import { nowIso, type MasterDb } from './database.js';
+import { nowIso, transaction, type MasterDb } from './database.js';
 import { count, orNull } from './values.js';
 
 /**
@@ -102,13 +101,13 @@ export interface StatusRecordOptions {
  * stored for this depot: a replayed or reordered report cannot overwrite newer status.
  * Keeps the newest `historyPerDepot` rows per depot.
  */
-export function recordDepotStatus(
+export async function recordDepotStatus(
   m: MasterDb,
   machine: string,
   report: DepotStatusInput,
   opts: StatusRecordOptions = {},
-): RecordOutcome {
-  const [out] = recordDepotStatuses(m, [{ machine, report, opts }]);
+): Promise<RecordOutcome> {
+  const [out] = await recordDepotStatuses(m, [{ machine, report, opts }]);
   if (out instanceof Error) throw out;
   return out!;
 }
@@ -118,23 +117,22 @@ export function recordDepotStatus(
  * in batches, see master/server/status.ts). Each report is checked on its own inside a savepoint: a
  * bad one gets its error in the result and does not undo the others.
  */
-export function recordDepotStatuses(
+export async function recordDepotStatuses(
   m: MasterDb,
   items: ReadonlyArray<{ machine: string; report: DepotStatusInput; opts?: StatusRecordOptions }>,
-): Array<RecordOutcome | DepotsyncError> {
-  const st = statements(m);
+): Promise<Array<RecordOutcome | DepotsyncError>> {
   const results: Array<RecordOutcome | DepotsyncError> = [];
-  transaction(m.db, () => {
+  await transaction(m, async () => {
     const receivedAt = nowIso(m);
     for (const { machine, report, opts = {} } of items) {
       try {
-        results.push(m.db.transaction(() => recordOne(st, machine, report, opts, receivedAt))());
+        results.push(await transaction(m, () => recordOne(m, machine, report, opts, receivedAt)));
       } catch (e) {
         if (!(e instanceof DepotsyncError)) throw e;
         // Flagged for the operator: a report that contradicts what the master signed or what the depot
         // said before is refused, and the audit log says why (the route's rate limit bounds the entries).
         if (e instanceof RefusedReport) {
-          recordAudit(m, {
+          await recordAudit(m, {
             actor: `machine:${machine}`,
             action: 'status.refused',
             target: machine,
@@ -148,50 +146,20 @@ export function recordDepotStatuses(
   return results;
 }
 
-type Statements = ReturnType<typeof prepare>;
-const prepared = new WeakMap<MasterDb, Statements>();
-
-function prepare(m: MasterDb) {
-  return {
-    role: m.db.prepare('SELECT role FROM machines WHERE name = ?').pluck(),
-    // The newest row (sequences only grow with id within a counter): one index seek on (machine, id).
-    last: m.db.prepare(
-      'SELECT sequence, received_at, reported_at, report FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1',
-    ),
-    generation: m.db.prepare('SELECT max(generation) FROM generations').pluck(),
-    insert: m.db.prepare(
-      `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success,
-         last_error, bytes_fetched, chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, address, report, upstream)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    trim: m.db.prepare(
-      'DELETE FROM depot_status WHERE machine = ? AND id <= (SELECT id FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
-    ),
-  };
-}
-
-function statements(m: MasterDb): Statements {
-  let st = prepared.get(m);
-  if (!st) {
-    st = prepare(m);
-    prepared.set(m, st);
-  }
-  return st;
-}
-
-function recordOne(
-  st: Statements,
+async function recordOne(
+  m: MasterDb,
   machine: string,
   report: DepotStatusInput,
   opts: StatusRecordOptions,
   receivedAt: string,
-): RecordOutcome {
+): Promise<RecordOutcome> {
   const keep = count(opts.historyPerDepot ?? STATUS_DEFAULTS.historyPerDepot, 'historyPerDepot', 1);
   const sequence = count(report.sequence, 'status sequence', 1);
   const raw = JSON.stringify(opts.raw ?? report);
   if (raw.length > 64 * 1024)
     throw new DepotsyncError('too-large', `status report from ${machine} is larger than 64 KiB`);
-  const role = st.role.get(machine) as string | undefined;
+  const role = (await m.sql.get<{ role: string }>('SELECT role FROM machines WHERE name = ?', [machine]))
+    ?.role;
   if (!role)
     throw new DepotsyncError(
       'not-found',
@@ -204,7 +172,8 @@ function recordOne(
     );
   // Checked against what the master signed: no depot serves, or is heading for, a generation the master
   // never made (it would show as current while it is not).
-  const newest = (st.generation.get() as number | null) ?? 0;
+  const newest =
+    (await m.sql.get<{ g: number | null }>('SELECT max(generation) AS g FROM generations'))?.g ?? 0;
   for (const field of ['servedGeneration', 'targetGeneration'] as const) {
     if (report[field] > newest) {
       const claim = `${field} ${report[field]}`;
@@ -216,8 +185,16 @@ function recordOne(
       );
     }
   }
-  const last = st.last.get(machine) as
-    { sequence: number; received_at: string; reported_at: string; report: string } | undefined;
+  // The newest row (sequences only grow with id within a counter): one index seek on (machine, id).
+  const last = await m.sql.get<{
+    sequence: number;
+    received_at: string;
+    reported_at: string;
+    report: string;
+  }>(
+    'SELECT sequence, received_at, reported_at, report FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1',
+    [machine],
+  );
   if (last !== undefined) {
     const lastBoot = bootOf(last.report);
     if (report.boot !== undefined && report.boot !== lastBoot) {
@@ -236,27 +213,35 @@ function recordOne(
       }
     }
   }
-  st.insert.run(
-    machine,
-    receivedAt,
-    report.reportedAt,
-    sequence,
-    count(report.servedGeneration, 'servedGeneration'),
-    count(report.targetGeneration, 'targetGeneration'),
-    orNull(report.lastSuccess),
-    orNull(report.lastError),
-    count(report.bytesFetched, 'bytesFetched'),
-    count(report.chunksFetched, 'chunksFetched'),
-    count(report.bytesRemaining ?? 0, 'bytesRemaining'),
-    count(report.scrubOk ?? 0, 'scrubOk'),
-    count(report.scrubFailed ?? 0, 'scrubFailed'),
-    count(report.freeDiskBytes ?? 0, 'freeDiskBytes'),
-    orNull(report.validUntil),
-    orNull(opts.address),
-    raw,
-    orNull(report.upstream),
+  await m.sql.run(
+    `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success,
+         last_error, bytes_fetched, chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, address, report, upstream)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    [
+      machine,
+      receivedAt,
+      report.reportedAt,
+      sequence,
+      count(report.servedGeneration, 'servedGeneration'),
+      count(report.targetGeneration, 'targetGeneration'),
+      orNull(report.lastSuccess),
+      orNull(report.lastError),
+      count(report.bytesFetched, 'bytesFetched'),
+      count(report.chunksFetched, 'chunksFetched'),
+      count(report.bytesRemaining ?? 0, 'bytesRemaining'),
+      count(report.scrubOk ?? 0, 'scrubOk'),
+      count(report.scrubFailed ?? 0, 'scrubFailed'),
+      count(report.freeDiskBytes ?? 0, 'freeDiskBytes'),
+      orNull(report.validUntil),
+      orNull(opts.address),
+      raw,
+      orNull(report.upstream),
+    ],
   );
-  st.trim.run(machine, machine, keep);
+  await m.sql.run(
+    'DELETE FROM depot_status WHERE machine = ? AND id <= (SELECT id FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
+    [machine, machine, keep],
+  );
   return 'recorded';
 }
 
@@ -277,22 +262,21 @@ function bootOf(rawReport: string): string | undefined {
 }
 
 /** The newest report of every depot that has reported, by machine name. */
-export function latestStatusAll(m: MasterDb): DepotStatus[] {
-  const rows = m.db
-    .prepare(
-      `SELECT s.* FROM depot_status s
+export async function latestStatusAll(m: MasterDb): Promise<DepotStatus[]> {
+  const rows = await m.sql.all<Row>(
+    `SELECT s.* FROM depot_status s
        JOIN (SELECT machine, max(id) AS id FROM depot_status GROUP BY machine) latest ON latest.id = s.id
        ORDER BY s.machine`,
-    )
-    .all() as Row[];
+  );
   return rows.map(toStatus);
 }
 
 /** One depot's reports, newest first. */
-export function statusHistory(m: MasterDb, machine: string, limit = 20): DepotStatus[] {
+export async function statusHistory(m: MasterDb, machine: string, limit = 20): Promise<DepotStatus[]> {
   return (
-    m.db
-      .prepare('SELECT * FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?')
-      .all(machine, limit) as Row[]
+    await m.sql.all<Row>('SELECT * FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?', [
+      machine,
+      limit,
+    ])
   ).map(toStatus);
 }

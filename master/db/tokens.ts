@@ -50,10 +50,10 @@ function toToken(r: TokenRow): EnrollmentToken {
 }
 
 /** Make a token; the plain token is returned here and never again. */
-export function createEnrollmentToken(
+export async function createEnrollmentToken(
   m: MasterDb,
   opts: { role: MachineRole; createdBy: string; ttlMs?: number },
-): { token: string; record: EnrollmentToken } {
+): Promise<{ token: string; record: EnrollmentToken }> {
   const role = oneOf(opts.role, MACHINE_ROLES, 'token role');
   const ttlMs = count(opts.ttlMs ?? TOKEN_DEFAULTS.ttlMs, 'token ttlMs', 1);
   if (ttlMs > TOKEN_DEFAULTS.maxTtlMs) {
@@ -64,18 +64,17 @@ export function createEnrollmentToken(
   }
   const token = newSecret();
   const now = m.now();
-  const id = m.db
-    .prepare(
-      'INSERT INTO enrollment_tokens (token_hash, role, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)',
-    )
-    .run(
+  const row = await m.sql.get<TokenRow>(
+    'INSERT INTO enrollment_tokens (token_hash, role, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
+    [
       hashSecret(token),
       role,
       now.toISOString(),
       text(opts.createdBy, 'createdBy'),
       new Date(now.getTime() + ttlMs).toISOString(),
-    ).lastInsertRowid;
-  return { token, record: getToken(m, Number(id)) as EnrollmentToken };
+    ],
+  );
+  return { token, record: toToken(row!) };
 }
 
 /**
@@ -84,11 +83,11 @@ export function createEnrollmentToken(
  * looked up by its hash, never compared as a string (no timing signal about stored tokens).
  * Run it in the same transaction as the approval, so a failed approval does not burn the token.
  */
-export function consumeEnrollmentToken(
+export async function consumeEnrollmentToken(
   m: MasterDb,
   token: string,
   opts: { machine: string; role: MachineRole },
-): EnrollmentToken {
+): Promise<EnrollmentToken> {
   const invalid = () =>
     new DepotsyncError('unauthorized', 'enrollment token is not valid', {
       hint: 'ask the operator for a new token (depotsync master token)',
@@ -96,16 +95,14 @@ export function consumeEnrollmentToken(
   if (!looksLikeSecret(token)) throw invalid();
   const hash = hashSecret(token);
   const now = nowIso(m);
-  const claimed = m.db
-    .prepare(
-      `UPDATE enrollment_tokens SET used_at = ?, used_by = ?
+  const claimed = await m.sql.get<TokenRow>(
+    `UPDATE enrollment_tokens SET used_at = ?, used_by = ?
        WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND role = ? RETURNING *`,
-    )
-    .get(now, machineName(opts.machine), hash, now, opts.role) as TokenRow | undefined;
+    [now, machineName(opts.machine), hash, now, opts.role],
+  );
   if (claimed) return toToken(claimed);
   // Not claimed: say why.
-  const row = m.db.prepare('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(hash) as
-    TokenRow | undefined;
+  const row = await m.sql.get<TokenRow>('SELECT * FROM enrollment_tokens WHERE token_hash = ?', [hash]);
   if (!row) throw invalid();
   if (row.used_at !== null) {
     throw new DepotsyncError('unauthorized', `enrollment token was already used at ${row.used_at}`, {
@@ -126,24 +123,30 @@ export function consumeEnrollmentToken(
   );
 }
 
-export function getToken(m: MasterDb, id: number): EnrollmentToken | undefined {
-  const r = m.db.prepare('SELECT * FROM enrollment_tokens WHERE id = ?').get(id) as TokenRow | undefined;
+export async function getToken(m: MasterDb, id: number): Promise<EnrollmentToken | undefined> {
+  const r = await m.sql.get<TokenRow>('SELECT * FROM enrollment_tokens WHERE id = ?', [id]);
   return r && toToken(r);
 }
 
 /** Tokens, newest first; by default only those still usable. */
-export function listEnrollmentTokens(m: MasterDb, opts: { all?: boolean } = {}): EnrollmentToken[] {
-  const rows = m.db
-    .prepare(
-      'SELECT * FROM enrollment_tokens WHERE @all OR (used_at IS NULL AND expires_at > @now) ORDER BY id DESC',
-    )
-    .all({ all: opts.all ? 1 : 0, now: nowIso(m) }) as TokenRow[];
+export async function listEnrollmentTokens(
+  m: MasterDb,
+  opts: { all?: boolean } = {},
+): Promise<EnrollmentToken[]> {
+  const rows = opts.all
+    ? await m.sql.all<TokenRow>('SELECT * FROM enrollment_tokens ORDER BY id DESC')
+    : await m.sql.all<TokenRow>(
+        'SELECT * FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ? ORDER BY id DESC',
+        [nowIso(m)],
+      );
   return rows.map(toToken);
 }
 
 /** Withdraw an unused token. Returns false when it does not exist or was already used. */
-export function deleteEnrollmentToken(m: MasterDb, id: number): boolean {
-  return m.db.prepare('DELETE FROM enrollment_tokens WHERE id = ? AND used_at IS NULL').run(id).changes === 1;
+export async function deleteEnrollmentToken(m: MasterDb, id: number): Promise<boolean> {
+  return (
+    (await m.sql.run('DELETE FROM enrollment_tokens WHERE id = ? AND used_at IS NULL', [id])).changes === 1
+  );
 }
 
 const article = (role: MachineRole): string => (role === 'agent' ? 'an agent' : 'a depot');

@@ -27,14 +27,15 @@ export function masterDeltaCache(ctx: MasterContext): DeltaCache {
   return new DeltaCache({ dir: masterDeltaDir(ctx), maxBytes: ctx.config.deltaCacheBytes, log: ctx.log });
 }
 
-function pairingVersion(ctx: MasterContext, v: PackageVersion): PairingVersion {
+/** The manifest's bytes are read here (the catalog is asynchronous); decoded on demand by `load`. */
+async function pairingVersion(ctx: MasterContext, v: PackageVersion): Promise<PairingVersion> {
   let m: Manifest | undefined | null = null;
+  const b = await getManifest(ctx.db, v.manifestId);
   return {
     name: `${v.manifestSha256}.${v.targetPath}`,
     path: v.targetPath,
     load: () => {
       if (m !== null) return m;
-      const b = getManifest(ctx.db, v.manifestId);
       try {
         m = b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined;
       } catch {
@@ -80,9 +81,9 @@ export async function buildDeltas(
   };
   if (opts.versions <= 0) return out;
   const byPackage = new Map<string, PackageVersion[]>();
-  for (const v of liveVersions(ctx.db)) byPackage.set(v.name, [...(byPackage.get(v.name) ?? []), v]);
+  for (const v of await liveVersions(ctx.db)) byPackage.set(v.name, [...(byPackage.get(v.name) ?? []), v]);
   for (const [name, live] of byPackage) {
-    const history = versionHistory(ctx.db, name);
+    const history = await versionHistory(ctx.db, name);
     for (const v of live) {
       const i = history.findIndex((h) => h.id === v.id);
       const olds = history.slice(Math.max(0, i - opts.versions), Math.max(0, i));
@@ -95,8 +96,8 @@ export async function buildDeltas(
           ctx,
           cache,
           pool,
-          pairingVersion(ctx, v),
-          pairingVersion(ctx, o),
+          await pairingVersion(ctx, v),
+          await pairingVersion(ctx, o),
           opts,
           out,
         );
@@ -195,11 +196,11 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
   let running: Promise<BuildResult | undefined> | undefined;
   // The newest generation whose deltas are all there: a round at the same generation has nothing to do.
   let completeAt = -1;
-  const newest = () =>
-    (ctx.db.db.prepare('SELECT MAX(generation) FROM generations').pluck().get() as number | null) ?? 0;
+  const newest = async () =>
+    (await ctx.db.sql.get<{ g: number | null }>('SELECT MAX(generation) AS g FROM generations'))?.g ?? 0;
   const round = async (): Promise<BuildResult | undefined> => {
     try {
-      const generation = newest();
+      const generation = await newest();
       if (generation === completeAt) return undefined;
       const t0 = Date.now();
       const r = await buildDeltas(ctx, cache, background, {

@@ -9,13 +9,13 @@ const dirOption = { dir: { type: 'string' as const } };
 async function withMaster<T>(
   c: CommandContext,
   what: string,
-  fn: (ctx: MasterContext, d: typeof import('./directory.js')) => T,
+  fn: (ctx: MasterContext, d: typeof import('./directory.js')) => Promise<T>,
 ): Promise<T> {
   const { openMaster } = await import('../context.js');
   const d = await import('./directory.js');
   const ctx = await openMaster(requireString(c.values, 'dir', what), c.log);
   try {
-    return fn(ctx, d);
+    return await fn(ctx, d);
   } finally {
     await ctx.close();
   }
@@ -41,8 +41,8 @@ export const directoryCommands: Command[] = [
       const depot = name(c, what);
       const url = requireString(c.values, 'url', what);
       const site = optionalString(c.values, 'site');
-      return withMaster(c, what, (ctx, d) => {
-        const r = d.setDirectoryEntry(ctx, { name: depot, url, site }, who);
+      return withMaster(c, what, async (ctx, d) => {
+        const r = await d.setDirectoryEntry(ctx, { name: depot, url, site }, who);
         const entry = r.directory.depots.find((e) => e.name === depot);
         return {
           json: {
@@ -69,8 +69,8 @@ export const directoryCommands: Command[] = [
     async run(c) {
       const what = 'master directory remove';
       const depot = name(c, what);
-      return withMaster(c, what, (ctx, d) => {
-        const r = d.removeDirectoryEntry(ctx, depot, who);
+      return withMaster(c, what, async (ctx, d) => {
+        const r = await d.removeDirectoryEntry(ctx, depot, who);
         return {
           json: {
             name: depot,
@@ -89,8 +89,8 @@ export const directoryCommands: Command[] = [
     summary: 'the signed depot directory: each depot, its URL, site and machine state',
     options: dirOption,
     async run(c) {
-      return withMaster(c, 'master directory list', (ctx, d) => {
-        const r = d.readDirectory(ctx);
+      return withMaster(c, 'master directory list', async (ctx, d) => {
+        const r = await d.readDirectory(ctx);
         const lines = r.entries.map(
           (e) =>
             `${e.name.padEnd(20)} ${e.url}  ${e.site ? `site ${e.site}` : 'no site'}${e.state === 'approved' ? '' : `  (machine ${e.state}: remove it)`}`,

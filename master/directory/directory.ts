@@ -42,17 +42,16 @@ export function directoryOf(repo: TufRepository): DepotDirectory {
   return t ? directoryFromTarget(t, `${DEPOT_DIRECTORY_TARGET} in the master's catalog`) : EMPTY_DIRECTORY;
 }
 
-export function readDirectory(ctx: MasterContext): {
+export async function readDirectory(ctx: MasterContext): Promise<{
   directory: DepotDirectory;
   generation: number;
   entries: ListedEntry[];
-} {
-  const repo = loadRepository(ctx);
+}> {
+  const repo = await loadRepository(ctx);
   const directory = directoryOf(repo);
-  const entries = directory.depots.map((e): ListedEntry => ({
-    ...e,
-    state: byName(ctx.db, e.name)?.state ?? 'missing',
-  }));
+  const entries: ListedEntry[] = [];
+  for (const e of directory.depots)
+    entries.push({ ...e, state: (await byName(ctx.db, e.name))?.state ?? 'missing' });
   return { directory, generation: repo.generation, entries };
 }
 
@@ -60,18 +59,18 @@ export function readDirectory(ctx: MasterContext): {
  * `directory set`: refused unless NAME is an approved depot whose certificate names the URL's host
  * (agents check both: a URL its certificate does not cover could never be used).
  */
-export function setDirectoryEntry(
+export async function setDirectoryEntry(
   ctx: MasterContext,
   input: { name: string; url: string; site?: string | undefined },
   who: Actor,
-): DirectoryChange {
+): Promise<DirectoryChange> {
   const entry = decodeDirectoryEntry(
     { name: input.name, url: input.url, ...(input.site !== undefined ? { site: input.site } : {}) },
     `directory entry ${JSON.stringify(input.name)}`,
   );
-  const machine = approvedDepot(ctx, entry.name);
+  const machine = await approvedDepot(ctx, entry.name);
   checkCertificateCoversUrl(machine, entry.url);
-  return change(
+  return await change(
     ctx,
     who,
     'directory.set',
@@ -85,8 +84,12 @@ export function setDirectoryEntry(
   );
 }
 
-export function removeDirectoryEntry(ctx: MasterContext, name: string, who: Actor): DirectoryChange {
-  return change(ctx, who, 'directory.remove', name, (d) => {
+export async function removeDirectoryEntry(
+  ctx: MasterContext,
+  name: string,
+  who: Actor,
+): Promise<DirectoryChange> {
+  return await change(ctx, who, 'directory.remove', name, (d) => {
     if (!d.depots.some((e) => e.name === name)) {
       throw new DepotsyncError('not-found', `depot ${JSON.stringify(name)} is not in the depot directory`, {
         hint: 'list it with: depotsync master directory list --dir M',
@@ -96,23 +99,23 @@ export function removeDirectoryEntry(ctx: MasterContext, name: string, who: Acto
   });
 }
 
-function change(
+async function change(
   ctx: MasterContext,
   who: Actor,
   action: string,
   name: string,
   next: (d: DepotDirectory) => DepotDirectory | undefined,
   detail: Record<string, unknown> = {},
-): DirectoryChange {
+): Promise<DirectoryChange> {
   for (let attempt = 1; ; attempt++) {
-    const repo = loadRepository(ctx);
+    const repo = await loadRepository(ctx);
     const current = directoryOf(repo);
     const directory = next(current);
     if (!directory) return { directory: current, generation: repo.generation, changed: false };
     const files = repo.updateTopTarget({ path: DEPOT_DIRECTORY_TARGET, target: directoryTarget(directory) });
     const timestamp = files.find((f) => f.role === 'timestamp');
     try {
-      const c = commitGeneration(ctx.db, {
+      const c = await commitGeneration(ctx.db, {
         generation: repo.generation,
         createdBy: who.actor,
         note: `${action} ${name}`,
@@ -120,7 +123,7 @@ function change(
         metadata: files.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
       });
       const generation = c.generation.generation;
-      recordAudit(ctx.db, {
+      await recordAudit(ctx.db, {
         actor: who.actor,
         action,
         target: name,
@@ -136,8 +139,8 @@ function change(
   }
 }
 
-function approvedDepot(ctx: MasterContext, name: string): Machine {
-  const m = byName(ctx.db, name);
+async function approvedDepot(ctx: MasterContext, name: string): Promise<Machine> {
+  const m = await byName(ctx.db, name);
   if (!m)
     throw new DepotsyncError('not-found', `directory set: no machine named ${JSON.stringify(name)}`, {
       hint: 'enroll the depot first (depotsync depot init), then approve it',

@@ -46,8 +46,8 @@ export function reservedServerNames(hosts: readonly string[]): string[] {
   );
 }
 
-export function approveMachine(ctx: MasterContext, name: string, who: Actor): Machine {
-  const machine = mustExist(ctx, name);
+export async function approveMachine(ctx: MasterContext, name: string, who: Actor): Promise<Machine> {
+  const machine = await mustExist(ctx, name);
   if (machine.state === 'revoked') {
     throw new DepotsyncError('conflict', `machine ${name} is revoked and cannot be approved again`, {
       hint: 'it must enroll again under a new request after an operator removes the old record',
@@ -55,8 +55,8 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
   }
   const needsCert = !machine.certPem || machine.state === 'pending';
   const certificate = needsCert ? issueFromCsr(ctx, machine) : undefined;
-  const out = approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
-  recordAudit(ctx.db, {
+  const out = await approve(ctx.db, name, { by: who.actor, ...(certificate ? { certificate } : {}) });
+  await recordAudit(ctx.db, {
     actor: who.actor,
     action: 'machine.approve',
     target: name,
@@ -64,14 +64,14 @@ export function approveMachine(ctx: MasterContext, name: string, who: Actor): Ma
     ...(who.address ? { address: who.address } : {}),
   });
   // Unblocked: its certificate leaves the signed list, which depots hear about within seconds.
-  if (machine.state === 'blocked') publishRevocationListSync(ctx);
+  if (machine.state === 'blocked') await publishRevocationListSync(ctx);
   return out;
 }
 
 export async function blockMachine(ctx: MasterContext, name: string, who: Actor): Promise<Machine> {
-  mustExist(ctx, name);
-  const out = block(ctx.db, name, { by: who.actor });
-  recordAudit(ctx.db, {
+  await mustExist(ctx, name);
+  const out = await block(ctx.db, name, { by: who.actor });
+  await recordAudit(ctx.db, {
     actor: who.actor,
     action: 'machine.block',
     target: name,
@@ -87,9 +87,9 @@ export async function revokeMachine(
   name: string,
   who: Actor,
 ): Promise<{ machine: Machine; revokedSerials: string[] }> {
-  mustExist(ctx, name);
-  const out = revoke(ctx.db, name, { by: who.actor });
-  recordAudit(ctx.db, {
+  await mustExist(ctx, name);
+  const out = await revoke(ctx.db, name, { by: who.actor });
+  await recordAudit(ctx.db, {
     actor: who.actor,
     action: 'machine.revoke',
     target: name,
@@ -100,8 +100,8 @@ export async function revokeMachine(
   return out;
 }
 
-function mustExist(ctx: MasterContext, name: string): Machine {
-  const m = byName(ctx.db, name);
+async function mustExist(ctx: MasterContext, name: string): Promise<Machine> {
+  const m = await byName(ctx.db, name);
   if (!m)
     throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, {
       hint: 'list machines with: depotsync status --dir M',

@@ -1,5 +1,5 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import { transaction } from '../../src/db/transaction.js';
+import { transaction } from '../db/database.js';
 import { DepotsyncError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import type { MachineRef } from '../../src/serve/env.js';
@@ -20,8 +20,8 @@ import { issueFromCsr, type Actor } from './actions.js';
  */
 
 /** What `GET /v1/renew` answers: the newest certificate on record and the operator's mark. */
-export function renewalState(ctx: MasterContext, who: MachineRef): RenewState {
-  const m = mustGet(ctx.db, who.name);
+export async function renewalState(ctx: MasterContext, who: MachineRef): Promise<RenewState> {
+  const m = await mustGet(ctx.db, who.name);
   return {
     machine: m.name,
     serial: m.certSerial ?? who.serial,
@@ -35,8 +35,8 @@ export function renewalState(ctx: MasterContext, who: MachineRef): RenewState {
  * certificate's age, with a new key, over mutual TLS. Nothing is issued here: the master never holds a
  * machine's private key, so only the machine can make the CSR for its new one.
  */
-export function renewMachine(ctx: MasterContext, name: string, who: Actor): Machine {
-  const machine = byName(ctx.db, name);
+export async function renewMachine(ctx: MasterContext, name: string, who: Actor): Promise<Machine> {
+  const machine = await byName(ctx.db, name);
   if (!machine)
     throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`, {
       hint: 'list machines with: depotsync status --dir M',
@@ -55,9 +55,9 @@ export function renewMachine(ctx: MasterContext, name: string, who: Actor): Mach
       },
     );
   }
-  return transaction(ctx.db.db, () => {
-    const out = requestRenewal(ctx.db, name, machine.csrPem);
-    recordAudit(ctx.db, {
+  return transaction(ctx.db, async () => {
+    const out = await requestRenewal(ctx.db, name, machine.csrPem);
+    await recordAudit(ctx.db, {
       actor: who.actor,
       action: 'machine.renew-request',
       target: name,
@@ -73,13 +73,13 @@ export function renewMachine(ctx: MasterContext, name: string, who: Actor): Mach
  * (proof of possession), name this machine and role, and carry a key other than the current one (a
  * renewal that keeps a possibly exposed key would renew the exposure too).
  */
-export function renewFromCsr(
+export async function renewFromCsr(
   ctx: MasterContext,
   who: MachineRef,
   csrPem: string,
   address?: string,
-): RenewReply {
-  const machine = mustGet(ctx.db, who.name);
+): Promise<RenewReply> {
+  const machine = await mustGet(ctx.db, who.name);
   if (machine.state !== 'approved') {
     throw new DepotsyncError(
       'forbidden',
@@ -103,10 +103,10 @@ export function renewFromCsr(
     });
   }
   const issued = issueFromCsr(ctx, { ...machine, csrPem });
-  const out = transaction(ctx.db.db, () => {
-    requestRenewal(ctx.db, machine.name, csrPem); // keeps the CSR on record
-    const m = setCertificate(ctx.db, machine.name, issued); // history row; clears the operator's mark
-    recordAudit(ctx.db, {
+  const out = await transaction(ctx.db, async () => {
+    await requestRenewal(ctx.db, machine.name, csrPem); // keeps the CSR on record
+    const m = await setCertificate(ctx.db, machine.name, issued); // history row; clears the operator's mark
+    await recordAudit(ctx.db, {
       actor: `machine:${machine.name}`,
       action: 'machine.renew',
       target: machine.name,

@@ -30,12 +30,14 @@ export async function collectMasterGarbage(
   const cutoff = new Date(ctx.db.now().getTime() - graceMs).toISOString();
   // The newest generation already older than the grace period; removals after it are still retained.
   const retainSinceGeneration =
-    (ctx.db.db
-      .prepare('SELECT MAX(generation) FROM generations WHERE created_at <= ?')
-      .pluck()
-      .get(cutoff) as number | null) ?? 0;
+    (
+      await ctx.db.sql.get<{ g: number | null }>(
+        'SELECT MAX(generation) AS g FROM generations WHERE created_at <= ?',
+        [cutoff],
+      )
+    )?.g ?? 0;
   const live = new Set<string>();
-  for (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) {
+  for await (const id of liveChunkIds(ctx.db, { retainSinceGeneration })) {
     live.add(id);
     // A large catalog's walk must not hold the serving event loop for long (ids come a page at a time).
     if (live.size % LIVE_CHUNK_DEFAULTS.pageSize === 0)
@@ -51,7 +53,7 @@ export async function collectMasterGarbage(
     deltasRemoved: deltas.removed,
     deltaBytesFreed: deltas.bytes,
   };
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor: opts.actor ?? 'system',
     action: 'store.gc',
     target: 'store',

@@ -1,6 +1,6 @@
 import { DepotsyncError } from '../../src/errors.js';
 import { recordAudit } from '../db/audit.js';
-import type { MasterDb } from '../db/database.js';
+import { transaction, type MasterDb } from '../db/database.js';
 
 export interface RetentionResult {
   statusPruned: number;
@@ -24,10 +24,10 @@ function days(v: number, name: string): number {
  * the depot's current state and the replay guard of its next report) and audit entries older than
  * `auditRetentionDays`. The prune itself is audit-logged, so the trail shows where it was cut.
  */
-export function pruneHistory(
+export async function pruneHistory(
   m: MasterDb,
   opts: { statusRetentionDays: number; auditRetentionDays: number; actor?: string },
-): RetentionResult {
+): Promise<RetentionResult> {
   const nowMs = m.now().getTime();
   const statusCutoff = new Date(
     nowMs - days(opts.statusRetentionDays, 'statusRetentionDays') * DAY_MS,
@@ -35,16 +35,17 @@ export function pruneHistory(
   const auditCutoff = new Date(
     nowMs - days(opts.auditRetentionDays, 'auditRetentionDays') * DAY_MS,
   ).toISOString();
-  const r = m.db.transaction(() => {
-    const statusPruned = m.db
-      .prepare(
+  return transaction(m, async () => {
+    const statusPruned = (
+      await m.sql.run(
         `DELETE FROM depot_status WHERE received_at < ?
            AND id NOT IN (SELECT MAX(id) FROM depot_status GROUP BY machine)`,
+        [statusCutoff],
       )
-      .run(statusCutoff).changes;
-    const auditPruned = m.db.prepare('DELETE FROM audit_log WHERE at < ?').run(auditCutoff).changes;
+    ).changes;
+    const auditPruned = (await m.sql.run('DELETE FROM audit_log WHERE at < ?', [auditCutoff])).changes;
     if (statusPruned + auditPruned > 0) {
-      recordAudit(m, {
+      await recordAudit(m, {
         actor: opts.actor ?? 'system',
         action: 'history.prune',
         target: 'database',
@@ -52,6 +53,5 @@ export function pruneHistory(
       });
     }
     return { statusPruned, auditPruned };
-  })();
-  return r;
+  });
 }

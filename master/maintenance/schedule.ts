@@ -13,7 +13,7 @@ export async function runMaintenance(
   opts: { graceMs?: number; actor?: string } = {},
 ): Promise<MaintenanceResult> {
   const gc = await collectMasterGarbage(ctx, opts);
-  const retention = pruneHistory(ctx.db, {
+  const retention = await pruneHistory(ctx.db, {
     statusRetentionDays: ctx.config.statusRetentionDays,
     auditRetentionDays: ctx.config.auditRetentionDays,
     ...(opts.actor ? { actor: opts.actor } : {}),
@@ -67,11 +67,13 @@ export function startMaintenanceSchedule(
     timer = setTimeout(() => void run(), Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
     timer.unref();
   };
-  const last = ctx.db.db
-    .prepare("SELECT at FROM audit_log WHERE action = 'store.gc' ORDER BY id DESC LIMIT 1")
-    .pluck()
-    .get() as string | undefined;
-  plan(last ? Date.parse(last) + intervalMs - ctx.db.now().getTime() : intervalMs);
+  // The first run is planned from the last GC on record (read without blocking the caller).
+  ctx.db.sql
+    .get<{ at: string }>("SELECT at FROM audit_log WHERE action = 'store.gc' ORDER BY id DESC LIMIT 1")
+    .then(
+      (r) => plan(r ? Date.parse(r.at) + intervalMs - ctx.db.now().getTime() : intervalMs),
+      () => plan(intervalMs),
+    );
   return {
     runNow: run,
     async stop() {

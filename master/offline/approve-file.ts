@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { transaction } from '../../src/db/transaction.js';
+import { transaction } from '../db/database.js';
 import { DepotsyncError, fromSystemError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { BUNDLE_FORMAT_VERSION, BUNDLE_TYPE } from '../../src/wire/bundle.js';
@@ -28,8 +28,8 @@ export interface ApproveFileResult {
  * Checks that need no database: proof of possession (CSR signature), name and
  * role, none of the master's names.
  */
-function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string): void {
-  const root = getMetadataFile(ctx.db, '1.root.json');
+async function checkRequest(ctx: MasterContext, req: EnrollRequestFile, what: string): Promise<void> {
+  const root = await getMetadataFile(ctx.db, '1.root.json');
   if (!root) throw new DepotsyncError('corrupt', 'master database has no 1.root.json');
   const mine = createHash('sha256').update(root.bytes).digest();
   // Threat: a request made for another master (its operator would approve a stranger's depot here).
@@ -81,35 +81,34 @@ export async function approveRequestFile(
   if (raw.length > MAX_ENROLL_REQUEST_BYTES)
     throw new DepotsyncError('too-large', `${what}: ${raw.length} bytes, above ${MAX_ENROLL_REQUEST_BYTES}`);
   const req = decodeEnrollRequest(raw, what);
-  checkRequest(ctx, req, what);
+  await checkRequest(ctx, req, what);
   const actor = o.actor ?? 'cli';
-  const machine: Machine = transaction(ctx.db.db, () => {
-    const existing = byName(ctx.db, req.name);
+  const machine: Machine = await transaction(ctx.db, async () => {
+    const existing = await byName(ctx.db, req.name);
     if (existing?.state === 'approved' && existing.csrPem === req.csr && existing.certPem) return existing;
-    requestEnrollment(ctx.db, { name: req.name, role: 'depot', csrPem: req.csr });
-    recordAudit(ctx.db, {
+    await requestEnrollment(ctx.db, { name: req.name, role: 'depot', csrPem: req.csr });
+    await recordAudit(ctx.db, {
       actor: `machine:${req.name}`,
       action: 'machine.enroll',
       target: req.name,
       detail: { role: 'depot', offline: true },
     });
-    return approveMachine(ctx, req.name, { actor });
+    return await approveMachine(ctx, req.name, { actor });
   });
   if (!machine.certPem || !machine.certSerial)
     throw new DepotsyncError('internal', `machine ${req.name} is approved without a certificate`);
 
-  const roots = rootVersions(ctx.db);
-  const sections: ByteSection[] = roots
-    .filter((v) => v > 1)
-    .map((v) => {
-      const f = getMetadataFile(ctx.db, `${v}.root.json`);
-      if (!f) throw new DepotsyncError('corrupt', `master database lacks ${v}.root.json`);
-      return { kind: 'metadata' as const, name: f.name, bytes: f.bytes };
-    });
+  const roots = await rootVersions(ctx.db);
+  const sections: ByteSection[] = [];
+  for (const v of roots.filter((r) => r > 1)) {
+    const f = await getMetadataFile(ctx.db, `${v}.root.json`);
+    if (!f) throw new DepotsyncError('corrupt', `master database lacks ${v}.root.json`);
+    sections.push({ kind: 'metadata' as const, name: f.name, bytes: f.bytes });
+  }
   sections.push({ kind: 'certificate', name: 'certificate.pem', bytes: Buffer.from(machine.certPem) });
   sections.push({ kind: 'ca-certificate', name: 'ca-certificate.pem', bytes: Buffer.from(ctx.ca.certPem) });
   const issued = (o.now ?? (() => new Date()))();
-  const generation = currentGeneration(ctx.db);
+  const generation = await currentGeneration(ctx.db);
   const bytes = await writeBundle({
     out: o.out,
     head: {
@@ -119,7 +118,7 @@ export async function approveRequestFile(
       depot: req.name,
       fromGeneration: 0,
       toGeneration: generation,
-      timestampVersion: latestMetadata(ctx.db, 'timestamp')?.version ?? 1,
+      timestampVersion: (await latestMetadata(ctx.db, 'timestamp'))?.version ?? 1,
       rootVersion: roots[roots.length - 1] ?? 1,
       issuedAt: issued.toISOString(),
       validUntil: new Date(issued.getTime() + (o.validMs ?? 30 * 86_400_000)).toISOString(),
@@ -128,7 +127,7 @@ export async function approveRequestFile(
     chunks: [],
     signers: [ctx.signers.timestamp],
   });
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor,
     action: 'offline.approve',
     target: req.name,

@@ -90,13 +90,17 @@ interface LiveRow {
 }
 
 /** Package versions live in `generation` (added at or before it, not removed by it), in publish order. */
-export function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number): LiveRow[] {
-  return ctx.db.db
-    .prepare(
-      `SELECT manifest_id AS manifestId, manifest_sha256 AS sha256, target_path AS targetPath FROM package_versions
+export async function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number): Promise<LiveRow[]> {
+  const rows = await ctx.db.sql.all<{ manifest_id: string; manifest_sha256: string; target_path: string }>(
+    `SELECT manifest_id, manifest_sha256, target_path FROM package_versions
        WHERE added_generation <= ? AND (removed_generation IS NULL OR removed_generation > ?) ORDER BY added_generation, id`,
-    )
-    .all(generation, generation) as LiveRow[];
+    [generation, generation],
+  );
+  return rows.map((r) => ({
+    manifestId: r.manifest_id,
+    sha256: r.manifest_sha256,
+    targetPath: r.target_path,
+  }));
 }
 
 /**
@@ -108,7 +112,7 @@ export function liveAt(ctx: Pick<MasterContext, 'db'>, generation: number): Live
  */
 export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promise<ExportResult> {
   const now = o.now ?? (() => new Date());
-  const machine = byName(ctx.db, o.depot);
+  const machine = await byName(ctx.db, o.depot);
   if (!machine)
     throw new DepotsyncError('not-found', `master export: no machine named ${JSON.stringify(o.depot)}`, {
       hint: 'the depot enrolls first (depotsync depot init --offline, then master approve --request)',
@@ -131,8 +135,8 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   const seal: BundleSeal | undefined = o.encrypt ? sealFor(machine, o.sealBlockBytes) : undefined;
 
   await refreshOnce(ctx, now);
-  const to = currentGeneration(ctx.db);
-  const reported = statusHistory(ctx.db, o.depot, 1)[0]?.servedGeneration;
+  const to = await currentGeneration(ctx.db);
+  const reported = (await statusHistory(ctx.db, o.depot, 1))[0]?.servedGeneration;
   const base: ExportResult['base'] =
     o.from !== undefined ? 'option' : reported !== undefined ? 'last-report' : 'none';
   const from = o.from ?? reported ?? 0;
@@ -145,16 +149,16 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   }
 
   // 1. Metadata A → B.
-  const toSnapshot = latestMetadata(ctx.db, 'snapshot');
-  const timestamp = latestMetadata(ctx.db, 'timestamp');
+  const toSnapshot = await latestMetadata(ctx.db, 'snapshot');
+  const timestamp = await latestMetadata(ctx.db, 'timestamp');
   if (!toSnapshot || !timestamp || toSnapshot.version !== to)
     throw new DepotsyncError('corrupt', `master database: generation ${to} has no snapshot v${to}`);
-  const fromSnapshot = from > 0 ? getMetadataFile(ctx.db, `${from}.snapshot.json`) : undefined;
+  const fromSnapshot = from > 0 ? await getMetadataFile(ctx.db, `${from}.snapshot.json`) : undefined;
   if (from > 0 && !fromSnapshot)
     throw new DepotsyncError('not-found', `master export: generation ${from} has no snapshot on record`, {
       hint: 'export a full bundle with --from 0',
     });
-  const roots = rootVersions(ctx.db);
+  const roots = await rootVersions(ctx.db);
   const rootVersion = roots[roots.length - 1] ?? 1;
   const names = metadataDelta({
     ...(fromSnapshot ? { fromSnapshot: fromSnapshot.bytes } : {}),
@@ -162,14 +166,15 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     toSnapshot: toSnapshot.bytes,
     toRootVersion: rootVersion,
   });
-  const sections: ByteSection[] = names.map((name) => {
-    const file = name === 'timestamp.json' ? timestamp : getMetadataFile(ctx.db, name);
+  const sections: ByteSection[] = [];
+  for (const name of names) {
+    const file = name === 'timestamp.json' ? timestamp : await getMetadataFile(ctx.db, name);
     if (!file)
       throw new DepotsyncError('corrupt', `master database lacks metadata ${name}`, {
         hint: 'restore the master directory from a backup',
       });
-    return { kind: 'metadata', name, bytes: file.bytes };
-  });
+    sections.push({ kind: 'metadata', name, bytes: file.bytes });
+  }
   const metadataFiles = sections.length;
   const issued = now();
   const validUntil = new Date(issued.getTime() + validMs).toISOString();
@@ -195,16 +200,17 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   if (revocations) sections.push({ kind: 'revocations', name: 'revocations.json', bytes: revocations });
 
   // 3. Manifests and 4. chunks a depot at A lacks.
-  const had = from > 0 ? liveAt(ctx, from) : [];
+  const had = from > 0 ? await liveAt(ctx, from) : [];
   const hadTargets = new Set(had.map((v) => `${v.sha256}.${v.targetPath}`));
   const hadChunks = new Set<string>();
-  for (const v of had) for (const id of manifestChunkIds(ctx.db, v.manifestId)) hadChunks.add(id);
+  for (const v of had) for (const id of await manifestChunkIds(ctx.db, v.manifestId)) hadChunks.add(id);
   const chunks: PlannedChunk[] = [];
   const planned = new Set<string>();
   let chunkBytes = 0;
   let manifests = 0;
-  for (const v of liveAt(ctx, to)) {
-    const bytes = getManifest(ctx.db, v.manifestId);
+  const live = await liveAt(ctx, to);
+  for (const v of live) {
+    const bytes = await getManifest(ctx.db, v.manifestId);
     if (!bytes) throw new DepotsyncError('corrupt', `master database lacks manifest ${v.manifestId}`);
     const name = `${v.sha256}.${v.targetPath}`;
     if (!hadTargets.has(name)) {
@@ -229,21 +235,24 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
   //    a 4 KiB edit then costs about 4 KiB instead of the ~64 KiB chunk around it, as online.
   let deltas: { chunks: number; bytes: number } | undefined;
   if (from > 0 && chunks.length > 0) {
-    const version = (v: LiveRow) => ({
-      name: `${v.sha256}.${v.targetPath}`,
-      path: v.targetPath,
-      load: () => {
-        const b = getManifest(ctx.db, v.manifestId);
-        return b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined;
-      },
-    });
+    // The manifests' bytes are read first (the catalog is asynchronous); decoded on demand by `load`.
+    const versions = async (rows: LiveRow[]) => {
+      const out = [];
+      for (const v of rows) {
+        const b = await getManifest(ctx.db, v.manifestId);
+        out.push({
+          name: `${v.sha256}.${v.targetPath}`,
+          path: v.targetPath,
+          load: () => (b ? decodeManifest(b, { what: `manifest ${v.targetPath}` }) : undefined),
+        });
+      }
+      return out;
+    };
     const section = await deltaSection(
       ctx,
       bundleDeltaPairs(
-        had.map(version),
-        liveAt(ctx, to)
-          .filter((v) => !hadTargets.has(`${v.sha256}.${v.targetPath}`))
-          .map(version),
+        await versions(had),
+        await versions(live.filter((v) => !hadTargets.has(`${v.sha256}.${v.targetPath}`))),
       ),
     );
     if (section) {
@@ -297,7 +306,7 @@ export async function exportBundle(ctx: MasterContext, o: ExportOptions): Promis
     ...(o.chunkSectionMaxBytes ? { chunkSectionMaxBytes: o.chunkSectionMaxBytes } : {}),
     ...(seal ? { seal } : {}),
   });
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor: o.actor ?? 'cli',
     action: 'offline.export',
     target: o.depot,

@@ -40,7 +40,7 @@ export async function importStatusFile(
     throw new DepotsyncError('too-large', `${what}: ${bytes.length} bytes, above ${MAX_STATUS_FILE_BYTES}`);
   const file = decodeStatusFile(bytes, what);
   const { machine: name, certSerial, report } = file.signed;
-  const machine = byName(ctx.db, name);
+  const machine = await byName(ctx.db, name);
   if (!machine)
     throw new DepotsyncError(
       'unauthorized',
@@ -50,7 +50,7 @@ export async function importStatusFile(
   if (machine.role !== 'depot')
     throw new DepotsyncError('forbidden', `${what}: ${name} is not a depot; only depots report status`);
   // Threat: a revoked or blocked depot (a stolen disk, a decommissioned site) still speaking for itself.
-  const cert = bySerial(ctx.db, certSerial)?.certificate;
+  const cert = (await bySerial(ctx.db, certSerial))?.certificate;
   if (machine.state !== 'approved' || cert?.revokedAt) {
     throw new DepotsyncError(
       'forbidden',
@@ -82,9 +82,9 @@ export async function importStatusFile(
       },
     );
   }
-  const outcome = recordDepotStatus(ctx.db, name, report, { raw: file.rawReport, address: 'offline' });
+  const outcome = await recordDepotStatus(ctx.db, name, report, { raw: file.rawReport, address: 'offline' });
   if (outcome === 'recorded')
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: o.actor ?? 'cli',
       action: 'offline.status',
       target: name,

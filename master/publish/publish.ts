@@ -102,7 +102,7 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
   const chunkIds = uniqueChunkIds(manifest);
 
   for (let attempt = 1; ; attempt++) {
-    const existing = findVersion(ctx.db, name, version);
+    const existing = await findVersion(ctx.db, name, version);
     if (existing) {
       if (existing.manifestId === id) {
         return {
@@ -125,7 +125,7 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
         },
       );
     }
-    const repo = loadRepository(ctx);
+    const repo = await loadRepository(ctx);
     const targetPath = targetPathOf(name, version);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const metadata = repo.addTarget(targetPath, {
@@ -135,7 +135,7 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
     });
     const timestamp = metadata.find((f) => f.role === 'timestamp');
     try {
-      const committed = commitGeneration(ctx.db, {
+      const committed = await commitGeneration(ctx.db, {
         generation: repo.generation,
         createdBy: input.actor,
         note: `publish ${name}@${version}`,
@@ -157,7 +157,7 @@ export async function publish(ctx: MasterContext, input: PublishInput): Promise<
           .map((f) => ({ name: f.role, version: f.version })),
         metadata: metadata.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
       });
-      recordAudit(ctx.db, {
+      await recordAudit(ctx.db, {
         actor: input.actor,
         action: 'publish',
         target: `${name}@${version}`,

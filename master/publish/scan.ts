@@ -217,7 +217,7 @@ export async function scanPublishSource(
   const outcome = await runScan(settings, [input.path], log);
   if (!outcome.passed) {
     const reason = refusalReason(outcome, settings);
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: input.actor,
       action: 'publish.refused',
       target: `${input.name}@${input.version}`,

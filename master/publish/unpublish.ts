@@ -18,16 +18,16 @@ export async function unpublish(
   const name = validatePackageName(spec.slice(0, at));
   const version = validateVersion(spec.slice(at + 1));
   for (let attempt = 1; ; attempt++) {
-    const existing = findVersion(ctx.db, name, version);
+    const existing = await findVersion(ctx.db, name, version);
     if (!existing)
       throw new DepotsyncError('not-found', `${name}@${version} is not published`, {
         hint: 'list packages with: depotsync status --dir M',
       });
-    const repo = loadRepository(ctx);
+    const repo = await loadRepository(ctx);
     const metadata = repo.removeTarget(existing.targetPath);
     const timestamp = metadata.find((f) => f.role === 'timestamp');
     try {
-      const c = commitGeneration(ctx.db, {
+      const c = await commitGeneration(ctx.db, {
         generation: repo.generation,
         createdBy: actor,
         note: `unpublish ${name}@${version}`,
@@ -38,7 +38,7 @@ export async function unpublish(
           .map((f) => ({ name: f.role, version: f.version })),
         metadata: metadata.map((f) => ({ role: f.role, version: f.version, bytes: f.bytes })),
       });
-      recordAudit(ctx.db, {
+      await recordAudit(ctx.db, {
         actor,
         action: 'unpublish',
         target: `${name}@${version}`,

@@ -98,8 +98,13 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.use('*', hsts());
 
   // 1. Public.
-  app.get('/healthz', (c) =>
-    c.json({ status: 'ok', role: 'master', name: ctx.config.name, generation: currentGeneration(ctx.db) }),
+  app.get('/healthz', async (c) =>
+    c.json({
+      status: 'ok',
+      role: 'master',
+      name: ctx.config.name,
+      generation: await currentGeneration(ctx.db),
+    }),
   );
   app.route('/', publicReadRoutes(source));
   // '/v1/enroll/*' matches '/v1/enroll' itself too: one token per request.
@@ -111,8 +116,8 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   app.get('/metrics', (c) => {
     const limited = tokenLimited(c, tokenGuard);
     if (limited) return limited;
-    const known = (token: string) =>
-      authenticateOperator(ctx.db, token) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
+    const known = async (token: string) =>
+      (await authenticateOperator(ctx.db, token)) !== null || (tokenGuard.limiter.fail(addressOf(c)), false);
     return metricsHandler(() => [admin.metrics.registry], known)(c);
   });
   app.route('/', dashboardRoutes(ctx, admin, addressOf) as unknown as Hono<ServeEnv>);

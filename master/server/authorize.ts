@@ -20,12 +20,12 @@ import type { Adopt } from '../backup/adopt.js';
  * The identity handed on is the machine record's name and role, never a name taken from a request.
  */
 export function masterAuthorize(db: MasterDb, now: () => Date, adopt?: Adopt): AuthorizeMachine {
-  return (peer, socket) => {
-    let found = bySerial(db, peer.serial);
-    if (!found && adopt?.(peer, socket)) found = bySerial(db, peer.serial);
+  return async (peer, socket) => {
+    let found = await bySerial(db, peer.serial);
+    if (!found && adopt && (await adopt(peer, socket))) found = await bySerial(db, peer.serial);
     if (!found || !found.machine) {
       // A CA-issued certificate for a machine still waiting for approval (offline or restored records).
-      const named = byName(db, peer.commonName);
+      const named = await byName(db, peer.commonName);
       if (named && named.state === 'pending') {
         return {
           ok: false,
@@ -104,7 +104,7 @@ export function touchLastSeen(
       if (last.size > 100_000) last.clear();
       const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
       try {
-        touch(db, machine.name, address);
+        await touch(db, machine.name, address);
       } catch (e) {
         opts.log.warn({ err: (e as Error).message, machine: machine.name }, 'could not record last seen');
       }

@@ -1,5 +1,5 @@
 import { Hono, type Context } from 'hono';
-import { transaction } from '../../src/db/transaction.js';
+import { transaction } from '../db/database.js';
 import { DepotsyncError, isDepotsyncError } from '../../src/errors.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import type { ServeEnv } from '../../src/serve/env.js';
@@ -34,8 +34,8 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
     const req = parseEnrollRequest(await readBodyCapped(c, MAX_ENROLL_BODY_BYTES, 'enrollment request'));
     checkCsr(ctx, req);
     const address = addressOf(c);
-    const { machine, request } = transaction(ctx.db.db, () => {
-      const r = requestEnrollment(ctx.db, {
+    const { machine, request } = await transaction(ctx.db, async () => {
+      const r = await requestEnrollment(ctx.db, {
         name: req.name,
         role: req.role,
         csrPem: req.csr,
@@ -43,7 +43,7 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
         ...(req.site ? { site: req.site } : {}),
         ...(req.parent ? { parent: req.parent } : {}),
       });
-      recordAudit(ctx.db, {
+      await recordAudit(ctx.db, {
         actor: `machine:${req.name}`,
         action: 'machine.enroll',
         target: req.name,
@@ -53,9 +53,9 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
       if (req.token === undefined) return r;
       // Token, approval and certificate in one transaction: a failed approval does not burn the token,
       // and a bad token leaves no pending record behind.
-      const token = consumeTokenOr403(ctx, req);
+      const token = await consumeTokenOr403(ctx, req);
       return {
-        machine: approveMachine(ctx, req.name, { actor: `token:${token}`, address }),
+        machine: await approveMachine(ctx, req.name, { actor: `token:${token}`, address }),
         request: r.request,
       };
     });
@@ -66,9 +66,9 @@ export function enrollRoutes(ctx: MasterContext, addressOf: AddressOf): Hono<Ser
     return reply(c, ctx, machine, request);
   });
 
-  app.get('/v1/enroll/:request', (c) => {
+  app.get('/v1/enroll/:request', async (c) => {
     const request = c.req.param('request');
-    const machine = byRequest(ctx.db, request);
+    const machine = await byRequest(ctx.db, request);
     if (!machine) {
       throw new DepotsyncError('not-found', 'enrollment request not found', {
         hint: 'enroll again: the request id is unknown or its machine record was removed',
@@ -145,9 +145,10 @@ function checkCsr(ctx: MasterContext, req: EnrollRequest): void {
   }
 }
 
-function consumeTokenOr403(ctx: MasterContext, req: EnrollRequest): number {
+async function consumeTokenOr403(ctx: MasterContext, req: EnrollRequest): Promise<number> {
   try {
-    return consumeEnrollmentToken(ctx.db, req.token as string, { machine: req.name, role: req.role }).id;
+    return (await consumeEnrollmentToken(ctx.db, req.token as string, { machine: req.name, role: req.role }))
+      .id;
   } catch (e) {
     // An unknown or used token is a refusal of this request, not a missing login: 403 with the reason.
     if (isDepotsyncError(e, 'unauthorized'))

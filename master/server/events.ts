@@ -12,20 +12,22 @@ import { lastNotifySeq, notifyRequestsAfter } from '../db/notify-requests.js';
  * commit in one transaction, so an announced generation is always fully served already.
  */
 export function masterEventFeed(db: MasterDb, revocations?: () => number | undefined): EventFeed {
-  let seenSeq = lastNotifySeq(db);
+  // Requests made before the first poll are not replayed (read lazily: creating the feed does no query).
+  let seenSeq: number | undefined;
   return {
     generation: () => currentGeneration(db),
     ...(revocations ? { revocations } : {}),
-    syncRequests() {
-      const rows = notifyRequestsAfter(db, seenSeq);
+    async syncRequests() {
+      seenSeq ??= await lastNotifySeq(db);
+      const rows = await notifyRequestsAfter(db, seenSeq);
       const last = rows[rows.length - 1];
       if (last) seenSeq = last.seq;
       return rows.map((r) => ({ seq: r.seq, depot: r.depot }));
     },
-    skipPendingRequests() {
+    async skipPendingRequests() {
       // Nobody was listening: a request made then is not replayed to the next depot that connects
       // (it checks the generation on connect anyway).
-      seenSeq = lastNotifySeq(db);
+      seenSeq = await lastNotifySeq(db);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { transaction } from '../../src/db/transaction.js';
+import { transaction } from '../db/database.js';
 import { isDepotsyncError } from '../../src/errors.js';
 import { verifyRevocationList } from '../../src/wire/revocations.js';
 import type { MasterContext } from '../context.js';
@@ -27,16 +27,16 @@ export interface RefreshOutcome {
 export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.now): Promise<RefreshOutcome> {
   const out: RefreshOutcome = { metadata: [] };
   // The root first, while its keys are on the master (trust/rotate.ts); otherwise alerts ask for it.
-  const rootVersion = renewRootIfDue(ctx, now);
+  const rootVersion = await renewRootIfDue(ctx, now);
   if (rootVersion !== undefined) out.rootVersion = rootVersion;
   for (let attempt = 1; ; attempt++) {
-    const repo = loadRepository(ctx, now);
+    const repo = await loadRepository(ctx, now);
     const files = repo.refresh();
     if (files.length === 0) break;
     try {
       const timestamp = files.find((f) => f.role === 'timestamp');
       if (files.some((f) => f.role === 'snapshot')) {
-        const c = commitGeneration(ctx.db, {
+        const c = await commitGeneration(ctx.db, {
           generation: repo.generation,
           createdBy: 'system',
           note: 'expiring metadata re-signed',
@@ -48,15 +48,15 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
         });
         out.generation = c.generation.generation;
       } else if (timestamp) {
-        transaction(ctx.db.db, () => {
-          const generation = currentGeneration(ctx.db);
-          putMetadataFile(ctx.db, {
+        await transaction(ctx.db, async () => {
+          const generation = await currentGeneration(ctx.db);
+          await putMetadataFile(ctx.db, {
             role: 'timestamp',
             version: timestamp.version,
             bytes: timestamp.bytes,
             generation,
           });
-          setGenerationTimestampVersion(ctx.db, generation, timestamp.version);
+          await setGenerationTimestampVersion(ctx.db, generation, timestamp.version);
         });
       }
       out.metadata = files.map((f) => f.name);

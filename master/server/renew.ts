@@ -29,7 +29,7 @@ export function renewRoutes(
     clockMs: opts.clockMs,
   });
 
-  app.get('/v1/renew', (c) => c.json(renewalState(ctx, c.get('machine'))));
+  app.get('/v1/renew', async (c) => c.json(await renewalState(ctx, c.get('machine'))));
 
   app.post(
     '/v1/renew',
@@ -39,7 +39,7 @@ export function renewRoutes(
       const what = `renewal request of ${machine.name}`;
       const req = parseRenewRequest(await readBodyCapped(c, MAX_RENEW_BODY_BYTES, what), what);
       const address = (c.env?.incoming?.socket as TLSSocket | undefined)?.remoteAddress;
-      const reply = renewFromCsr(ctx, machine, req.csr, address);
+      const reply = await renewFromCsr(ctx, machine, req.csr, address);
       log.info(
         {
           machine: machine.name,

@@ -11,27 +11,27 @@ import { readRevocationList, revocationListPath } from '../revocations.js';
  * manifests as TUF targets under their consistent-snapshot names, the signed revocation list, chunks.
  */
 export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layout'>): ReadApiSource {
-  // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
-  const versionOf = ctx.db.db.prepare(
-    'SELECT 1 FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1',
-  );
   let revocations: { bytes: Buffer | undefined; stamp: string } | undefined;
-  const latestRoot = ctx.db.db.prepare("SELECT MAX(version) FROM metadata_files WHERE role = 'root'").pluck();
 
   return {
-    metadata(name) {
-      return getMetadataFile(ctx.db, name)?.bytes;
+    async metadata(name) {
+      return (await getMetadataFile(ctx.db, name))?.bytes;
     },
-    target(name) {
+    async target(name) {
       // `{sha256}.{name}@{version}.json`: the hash picks the manifest; the rest must be the target path of a
       // version with exactly that manifest, so one manifest cannot be fetched under another package's name.
       const sha256 = name.slice(0, 64);
       const targetPath = name.slice(65);
       if (name[64] !== '.' || !/^[0-9a-f]{64}$/.test(sha256) || !targetPath.endsWith('.json'))
         return undefined;
-      const manifest = getManifestBySha256(ctx.db, sha256);
+      const manifest = await getManifestBySha256(ctx.db, sha256);
       if (!manifest) return undefined;
-      return versionOf.get(sha256, targetPath) ? manifest.bytes : undefined;
+      // Read-only lookup of a version row; the catalog module has no "by sha256 and path" query.
+      const version = await ctx.db.sql.get(
+        'SELECT 1 AS one FROM package_versions WHERE manifest_sha256 = ? AND target_path = ? LIMIT 1',
+        [sha256, targetPath],
+      );
+      return version ? manifest.bytes : undefined;
     },
     revocations() {
       // Re-read when the file was replaced (it is written atomically: new inode), by this process or by
@@ -42,8 +42,11 @@ export function masterReadSource(ctx: Pick<MasterContext, 'db' | 'store' | 'layo
         revocations = { bytes: readRevocationList(ctx.layout), stamp };
       return revocations.bytes;
     },
-    latestRootVersion() {
-      return latestRoot.get() as number | undefined;
+    async latestRootVersion() {
+      const r = await ctx.db.sql.get<{ v: number | null }>(
+        "SELECT MAX(version) AS v FROM metadata_files WHERE role = 'root'",
+      );
+      return r?.v ?? undefined;
     },
     chunks: ctx.store,
   };

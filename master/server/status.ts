@@ -120,7 +120,7 @@ export class StatusCommitQueue {
   }
 
   /** Commit everything queued now (also what a timer does). */
-  flush(): void {
+  async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     const batch = this.pending;
@@ -129,7 +129,7 @@ export class StatusCommitQueue {
     this.lastCommitMs = this.o.clockMs();
     let results: Array<RecordOutcome | DepotsyncError>;
     try {
-      results = recordDepotStatuses(this.db, batch);
+      results = await recordDepotStatuses(this.db, batch);
     } catch (e) {
       // The transaction itself failed (disk full, database locked too long): nobody's report is stored.
       for (const p of batch) p.reject(e);

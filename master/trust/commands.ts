@@ -57,7 +57,7 @@ export const trustCommands: Command[] = [
     async run(c) {
       return withMaster(c, 'master keys status', async (ctx) => {
         const { keysStatus, keysStatusLines } = await import('./status.js');
-        const s = keysStatus(ctx, ctx.db.now().getTime());
+        const s = await keysStatus(ctx, ctx.db.now().getTime());
         return { json: s, human: keysStatusLines(s) };
       });
     },

@@ -104,8 +104,8 @@ function positive(n: number | undefined, what: string): number | undefined {
   return n;
 }
 
-export function masterFingerprint(ctx: Pick<MasterContext, 'db'>): string {
-  const v1 = getMetadataFile(ctx.db, '1.root.json');
+export async function masterFingerprint(ctx: Pick<MasterContext, 'db'>): Promise<string> {
+  const v1 = await getMetadataFile(ctx.db, '1.root.json');
   if (!v1)
     throw new DepotsyncError('corrupt', 'master database has no 1.root.json', {
       hint: 'restore the master directory from a backup',
@@ -138,8 +138,8 @@ export async function changeKeys(
   o: KeyChangeOptions,
 ): Promise<KeyChangeResult> {
   const now = o.now ?? (() => new Date());
-  const repo = loadRepository(ctx, now);
-  const roles = storedRoles(ctx.db);
+  const repo = await loadRepository(ctx, now);
+  const roles = await storedRoles(ctx.db);
   const rootRole = roles.find((r) => r.role === 'root');
   if (!rootRole) throw new DepotsyncError('corrupt', 'master database: the root names no root role');
   const oldKeyIds =
@@ -150,7 +150,7 @@ export async function changeKeys(
     await stageOnlineKey(ctx.layout, 'bins', pair);
     let generation: number;
     try {
-      generation = commitSteps(ctx, [repo.rotateBinsKey(pair.signer)], {
+      generation = await commitSteps(ctx, [repo.rotateBinsKey(pair.signer)], {
         createdBy: o.actor,
         note: 'bins key rotated',
       });
@@ -159,7 +159,7 @@ export async function changeKeys(
       throw e;
     }
     commitOnlineKey(ctx.layout, 'bins');
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: o.actor,
       action: 'keys.rotate',
       target: 'bins',
@@ -227,7 +227,7 @@ export async function changeKeys(
       ];
       if (role === 'targets' && onlinePair && binsShareTargetsKey(ctx))
         steps.push(repo.rotateBinsKey(onlinePair.signer));
-      generation = commitSteps(ctx, steps, {
+      generation = await commitSteps(ctx, steps, {
         createdBy: o.actor,
         note: `root v${repo.rootVersion}: ${what}`,
       });
@@ -239,7 +239,7 @@ export async function changeKeys(
     if (role) commitOnlineKey(ctx.layout, role);
     if (newRoot.length) retireRootKeys(ctx, new Set(newRoot.map((k) => k.keyid)));
     if (role) newKeyFiles.push(onlineKeyPath(ctx.layout, role));
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: o.actor,
       action: change === 'renew' ? 'keys.renew-root' : 'keys.rotate',
       target: change === 'renew' ? 'root' : change,
@@ -278,7 +278,7 @@ export async function changeKeys(
   const request = createRootRequest(
     {
       master: ctx.config.name,
-      rootFingerprint: masterFingerprint(ctx),
+      rootFingerprint: await masterFingerprint(ctx),
       purpose: what,
       now: now(),
       trustedRoot: repo.rootFile.bytes,
@@ -289,7 +289,7 @@ export async function changeKeys(
   const out = resolve(o.requestOut ?? join(ctx.layout.dir, `root-request-v${prepared.version}.json`));
   await writeFileAtomic(pendingRequest(ctx), encodeRootRequest(request), { mode: 0o600 });
   await writeFileAtomic(out, encodeRootRequest(request));
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor: o.actor,
     action: 'keys.root-request',
     target: change === 'renew' ? 'root' : change,
@@ -342,7 +342,7 @@ export async function importRootRequest(
   }
   const what = `root signing request ${file}`;
   const r = decodeRootRequest(bytes, what);
-  const fingerprint = masterFingerprint(ctx);
+  const fingerprint = await masterFingerprint(ctx);
   if (r.rootFingerprint !== fingerprint || r.master !== ctx.config.name) {
     throw new DepotsyncError(
       'bad-input',
@@ -372,7 +372,7 @@ export async function importRootRequest(
   }
   const checked = checkRootRequest(r, what);
   const now = o.now ?? (() => new Date());
-  const repo = loadRepository(ctx, now);
+  const repo = await loadRepository(ctx, now);
   if (checked.next.signed.version !== repo.rootVersion + 1) {
     throw new DepotsyncError(
       'conflict',
@@ -397,7 +397,7 @@ export async function importRootRequest(
   try {
     const steps: MetadataFile[][] = [repo.adoptRoot(checked.rootBytes, newOnline)];
     if (targetsPair && binsShareTargetsKey(ctx)) steps.push(repo.rotateBinsKey(targetsPair.signer));
-    generation = commitSteps(ctx, steps, {
+    generation = await commitSteps(ctx, steps, {
       createdBy: o.actor,
       note: `root v${repo.rootVersion}: ${r.purpose} (signed offline)`,
     });
@@ -408,7 +408,7 @@ export async function importRootRequest(
   for (const role of staged) commitOnlineKey(ctx.layout, role);
   retireRootKeys(ctx, new Set(checked.next.signed.roles.root?.keyIDs ?? []));
   rmSync(pendingDir(ctx), { recursive: true, force: true });
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor: o.actor,
     action: 'keys.root-import',
     target: 'root',
@@ -436,9 +436,9 @@ export function pendingRootRequest(
  * expiry) once less than `rootRenewBeforeDays` remain. Synchronous, so it lands before the alerts
  * evaluated right after it. Returns the new root version, or undefined when nothing was due or possible.
  */
-export function renewRootIfDue(ctx: MasterContext, now: () => Date): number | undefined {
+export async function renewRootIfDue(ctx: MasterContext, now: () => Date): Promise<number | undefined> {
   // Cheap checks first (this runs on every refresh): the stored root's expiry, then the key files.
-  const stored = JSON.parse(storedRoot(ctx.db).bytes.toString('utf8')) as {
+  const stored = JSON.parse((await storedRoot(ctx.db)).bytes.toString('utf8')) as {
     signed: { expires: string; roles: { root?: { keyids: string[]; threshold: number } } };
   };
   const leftMs = Date.parse(stored.signed.expires) - now().getTime();
@@ -447,8 +447,8 @@ export function renewRootIfDue(ctx: MasterContext, now: () => Date): number | un
   if (!role) return undefined;
   const signers = rootSignersFrom([ctx.layout.keysDir], new Set(role.keyids));
   if (signers.length < role.threshold) return undefined;
-  const repo = loadRepository(ctx, now);
-  const generation = commitSteps(
+  const repo = await loadRepository(ctx, now);
+  const generation = await commitSteps(
     ctx,
     [
       repo.rotateRoot(
@@ -458,7 +458,7 @@ export function renewRootIfDue(ctx: MasterContext, now: () => Date): number | un
     ],
     { createdBy: 'system', note: `root v${repo.rootVersion}: renewed before expiry` },
   );
-  recordAudit(ctx.db, {
+  await recordAudit(ctx.db, {
     actor: 'system',
     action: 'keys.renew-root',
     target: 'root',

@@ -24,8 +24,11 @@ export interface KeysStatus {
   pendingRootRequest: ReturnType<typeof pendingRootRequest>;
 }
 
-export function keysStatus(ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>, nowMs: number): KeysStatus {
-  const roles = storedRoles(ctx.db);
+export async function keysStatus(
+  ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>,
+  nowMs: number,
+): Promise<KeysStatus> {
+  const roles = await storedRoles(ctx.db);
   const onMaster = (r: StoredRole): number => {
     const ids = new Set(r.keyids);
     if (r.role === 'root')
@@ -45,7 +48,7 @@ export function keysStatus(ctx: Pick<MasterContext, 'db' | 'layout' | 'config'>,
   const root = out.find((r) => r.role === 'root');
   return {
     master: ctx.config.name,
-    rootFingerprint: masterFingerprint(ctx),
+    rootFingerprint: await masterFingerprint(ctx),
     rootRenewal: root && root.keysOnMaster >= root.threshold ? 'automatic' : 'offline',
     roles: out,
     pendingRootRequest: pendingRootRequest(ctx),

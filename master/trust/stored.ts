@@ -25,8 +25,8 @@ interface SignedDoc {
   delegations?: { roles: { keyids: string[]; threshold: number }[] };
 }
 
-function signedOf(db: MasterDb, role: string): SignedDoc {
-  const f = latestMetadata(db, role);
+async function signedOf(db: MasterDb, role: string): Promise<SignedDoc> {
+  const f = await latestMetadata(db, role);
   if (!f)
     throw new DepotsyncError('corrupt', `master database has no ${role} metadata`, {
       hint: 'restore the master directory from a backup',
@@ -37,10 +37,10 @@ function signedOf(db: MasterDb, role: string): SignedDoc {
 // Bin files are immutable under their version-prefixed names: their expiry is read once.
 const binExpiry = new Map<string, string>();
 
-export function storedRoles(db: MasterDb): StoredRole[] {
-  const root = signedOf(db, 'root');
-  const top = (role: 'root' | 'targets' | 'snapshot' | 'timestamp'): StoredRole => {
-    const s = role === 'root' ? root : signedOf(db, role);
+export async function storedRoles(db: MasterDb): Promise<StoredRole[]> {
+  const root = await signedOf(db, 'root');
+  const top = async (role: 'root' | 'targets' | 'snapshot' | 'timestamp'): Promise<StoredRole> => {
+    const s = role === 'root' ? root : await signedOf(db, role);
     const r = root.roles?.[role];
     return {
       role,
@@ -50,15 +50,15 @@ export function storedRoles(db: MasterDb): StoredRole[] {
       expires: s.expires,
     };
   };
-  const targets = signedOf(db, 'targets');
+  const targets = await signedOf(db, 'targets');
   const delegated = targets.delegations?.roles[0];
   let expires = '';
   let version = Number.MAX_SAFE_INTEGER;
-  for (const b of binVersions(db)) {
+  for (const b of await binVersions(db)) {
     const name = `${b.version}.${b.name}.json`;
     let e = binExpiry.get(name);
     if (e === undefined) {
-      const f = getMetadataFile(db, name);
+      const f = await getMetadataFile(db, name);
       if (!f) continue;
       e = (JSON.parse(f.bytes.toString('utf8')) as { signed: SignedDoc }).signed.expires;
       binExpiry.set(name, e);
@@ -73,18 +73,18 @@ export function storedRoles(db: MasterDb): StoredRole[] {
     version: version === Number.MAX_SAFE_INTEGER ? 0 : version,
     expires,
   };
-  return [top('root'), top('targets'), bins, top('snapshot'), top('timestamp')];
+  return [await top('root'), await top('targets'), bins, await top('snapshot'), await top('timestamp')];
 }
 
 /** The keyids the stored metadata names for `role`. */
-export function namedKeyIds(db: MasterDb, role: KeyRole): string[] {
-  if (role === 'bins') return signedOf(db, 'targets').delegations?.roles[0]?.keyids ?? [];
-  return signedOf(db, 'root').roles?.[role]?.keyids ?? [];
+export async function namedKeyIds(db: MasterDb, role: KeyRole): Promise<string[]> {
+  if (role === 'bins') return (await signedOf(db, 'targets')).delegations?.roles[0]?.keyids ?? [];
+  return (await signedOf(db, 'root')).roles?.[role]?.keyids ?? [];
 }
 
 /** The current root's file bytes and version. */
-export function storedRoot(db: MasterDb): { bytes: Buffer; version: number } {
-  const f = latestMetadata(db, 'root');
+export async function storedRoot(db: MasterDb): Promise<{ bytes: Buffer; version: number }> {
+  const f = await latestMetadata(db, 'root');
   if (!f)
     throw new DepotsyncError('corrupt', 'master database has no root metadata', {
       hint: 'restore the master directory from a backup',

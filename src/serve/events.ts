@@ -18,13 +18,14 @@ export interface EventFeed {
   /**
    * The generation served now; undefined while there is none. Called every `pollMs` while streams are open.
    */
-  generation(): number | undefined;
+  generation(): number | undefined | Promise<number | undefined>;
   /** Sync-now requests that arrived since the last call (the master's notify table). */
-  syncRequests?(): Array<{ seq: number; depot: string | null }>;
+  syncRequests?():
+    Array<{ seq: number; depot: string | null }> | Promise<Array<{ seq: number; depot: string | null }>>;
   /** Forget the requests made so far: called when the first stream opens after none were open. */
-  skipPendingRequests?(): void;
+  skipPendingRequests?(): void | Promise<void>;
   /** The version of the signed revocation list served now (undefined: none yet). Polled like `generation`. */
-  revocations?(): number | undefined;
+  revocations?(): number | undefined | Promise<number | undefined>;
 }
 
 export interface EventHubOptions {
@@ -51,7 +52,7 @@ export const EVENT_HUB_DEFAULTS: EventHubOptions = {
 interface Subscriber {
   machine: MachineRef;
   /** Still allowed in (not revoked or blocked since it connected)? */
-  allowed(): boolean;
+  allowed(): boolean | Promise<boolean>;
   write(text: string): boolean;
   close(): void;
 }
@@ -109,7 +110,7 @@ export class EventHub {
    * Open a stream for `machine` and return its body. Refuses with 'rate-limited' (429) above the
    * per-machine or total limit, and with 'conflict' once the hub is closed (server shutting down).
    */
-  open(machine: MachineRef, allowed: () => boolean): ReadableStream<Uint8Array> {
+  open(machine: MachineRef, allowed: () => boolean | Promise<boolean>): ReadableStream<Uint8Array> {
     if (this.closed)
       throw new DepotsyncError('conflict', 'event stream: the server is shutting down', {
         hint: 'reconnect later',
@@ -129,13 +130,17 @@ export class EventHub {
         { hint: 'one stream per machine is enough; close the others' },
       );
     }
-    if (this.subscribers.size === 0) this.feed.skipPendingRequests?.();
+    if (this.subscribers.size === 0) {
+      Promise.resolve(this.feed.skipPendingRequests?.()).catch((e: unknown) =>
+        this.log.warn({ err: (e as Error).message }, 'could not skip pending sync-now requests'),
+      );
+    }
     let sub: Subscriber | undefined;
     const { options, log } = this;
     const remove = (gone: Subscriber) => this.remove(gone);
     const stream = new ReadableStream<Uint8Array>(
       {
-        start: (controller) => {
+        start: async (controller) => {
           let ended = false;
           sub = {
             machine,
@@ -162,11 +167,12 @@ export class EventHub {
               }
             },
           };
-          this.add(sub);
+          const primed = this.add(sub);
           sub.write(encodeComment('depotsync events'));
-          const g = this.safeGeneration();
+          await primed;
+          const g = await this.safeGeneration();
           if (g !== undefined) sub.write(encodeEvent({ kind: 'generation', generation: g }));
-          const r = this.safeRevocations();
+          const r = await this.safeRevocations();
           if (r !== undefined && machine.role === 'depot')
             sub.write(encodeEvent({ kind: 'revocations', version: r }));
         },
@@ -180,24 +186,36 @@ export class EventHub {
     return stream;
   }
 
-  /** Poll the feed now (tests; `announce` after a change this process made). */
-  tick(): void {
-    const g = this.safeGeneration();
+  private ticking: Promise<void> | undefined;
+
+  /** Poll the feed now (tests; `announce` after a change this process made). Polls never overlap. */
+  async tick(): Promise<void> {
+    while (this.ticking) await this.ticking;
+    this.ticking = this.poll();
+    try {
+      await this.ticking;
+    } finally {
+      this.ticking = undefined;
+    }
+  }
+
+  private async poll(): Promise<void> {
+    const g = await this.safeGeneration();
     if (g !== undefined && g !== this.lastGeneration) {
       this.lastGeneration = g;
       this.broadcast({ kind: 'generation', generation: g });
     }
-    const r = this.safeRevocations();
+    const r = await this.safeRevocations();
     if (r !== undefined && r !== this.lastRevocations) {
       this.lastRevocations = r;
       // A machine revoked or blocked just now loses its stream at once, not at the next heartbeat;
       // depots are told to fetch the new list right away (it reaches them in seconds, not at their next sync).
-      this.dropUnauthorized();
+      await this.dropUnauthorized();
       this.broadcast({ kind: 'revocations', version: r });
     }
     let requests: Array<{ seq: number; depot: string | null }> = [];
     try {
-      requests = this.feed.syncRequests?.() ?? [];
+      requests = (await this.feed.syncRequests?.()) ?? [];
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'could not read sync-now requests; will retry');
     }
@@ -210,14 +228,14 @@ export class EventHub {
       this.lastHeartbeatMs = now;
       // A machine revoked or blocked since it connected (by a path the feed does not see) loses its
       // stream at the next heartbeat at the latest.
-      this.dropUnauthorized();
+      await this.dropUnauthorized();
       for (const s of [...this.subscribers]) s.write(encodeComment('heartbeat'));
     }
   }
 
-  private dropUnauthorized(): void {
+  private async dropUnauthorized(): Promise<void> {
     for (const s of [...this.subscribers]) {
-      if (!this.stillAllowed(s)) {
+      if (!(await this.stillAllowed(s))) {
         this.log.info(
           { machine: s.machine.name },
           'event stream closed: the machine is no longer authorized',
@@ -229,7 +247,7 @@ export class EventHub {
 
   /** Tell every stream the current generation now (this process just switched or committed one). */
   announce(): void {
-    this.tick();
+    void this.tick();
   }
 
   /** Pass a sync-now request on (a depot relays its upstream's to its own children). */
@@ -253,9 +271,9 @@ export class EventHub {
     }
   }
 
-  private stillAllowed(s: Subscriber): boolean {
+  private async stillAllowed(s: Subscriber): Promise<boolean> {
     try {
-      return s.allowed();
+      return await s.allowed();
     } catch (e) {
       this.log.warn(
         { err: (e as Error).message, machine: s.machine.name },
@@ -265,37 +283,38 @@ export class EventHub {
     }
   }
 
-  private safeGeneration(): number | undefined {
+  private async safeGeneration(): Promise<number | undefined> {
     try {
-      return this.feed.generation();
+      return await this.feed.generation();
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'could not read the served generation; will retry');
       return this.lastGeneration;
     }
   }
 
-  private safeRevocations(): number | undefined {
+  private async safeRevocations(): Promise<number | undefined> {
     try {
-      return this.feed.revocations?.();
+      return await this.feed.revocations?.();
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'could not read the revocation list version; will retry');
       return this.lastRevocations;
     }
   }
 
-  private add(s: Subscriber): void {
+  /** Resolves once the first stream's starting point (generation, revocations) is read. */
+  private async add(s: Subscriber): Promise<void> {
     this.subscribers.add(s);
     this.perMachine.set(s.machine.name, (this.perMachine.get(s.machine.name) ?? 0) + 1);
+    this.log.debug({ machine: s.machine.name, streams: this.subscribers.size }, 'event stream opened');
     if (this.subscribers.size === 1) {
-      this.lastGeneration = this.safeGeneration();
-      this.lastRevocations = this.safeRevocations();
       this.lastHeartbeatMs = this.clockMs();
       if (this.autoPoll && !this.timer) {
-        this.timer = setInterval(() => this.tick(), this.options.pollMs);
+        this.timer = setInterval(() => void this.tick(), this.options.pollMs);
         this.timer.unref();
       }
+      this.lastGeneration = await this.safeGeneration();
+      this.lastRevocations = await this.safeRevocations();
     }
-    this.log.debug({ machine: s.machine.name, streams: this.subscribers.size }, 'event stream opened');
   }
 
   private remove(s: Subscriber): void {
@@ -326,10 +345,10 @@ export function eventRoutes(
   app.get('/v1/events', (c) => {
     const machine = c.get('machine');
     const socket = c.env?.incoming?.socket as TLSSocket | undefined;
-    const allowed = () => {
+    const allowed = async () => {
       if (!socket || socket.destroyed) return false;
       const peer = peerIdentity(socket, o.now ? { now: o.now } : {});
-      return peer.kind === 'cert' && o.authorize(peer).ok;
+      return peer.kind === 'cert' && (await o.authorize(peer)).ok;
     };
     const body = hub.open(machine, allowed);
     return new Response(body, {

@@ -11,7 +11,10 @@ export type AuthorizeMachine = (
   peer: CertifiedPeer,
   /** The connection, for a decision that needs the certificate itself (a restored master adopting it). */
   socket?: TLSSocket,
-) => { ok: true; machine: MachineRef } | { ok: false; status: 401 | 403; code: string; reason: string };
+) => AuthorizeVerdict | Promise<AuthorizeVerdict>;
+
+export type AuthorizeVerdict =
+  { ok: true; machine: MachineRef } | { ok: false; status: 401 | 403; code: string; reason: string };
 
 /**
  * The mutual-TLS gate: the first middleware on every route that is not public (docs/http.md). The TLS
@@ -54,7 +57,7 @@ export function mutualTls(opts: {
           `client certificate expired at ${peer.notAfter.toISOString()}; an expired certificate cannot renew: enroll the machine again`,
         );
       case 'cert': {
-        const verdict = opts.authorize(peer, socket);
+        const verdict = await opts.authorize(peer, socket);
         if (!verdict.ok) return refuse(verdict.status, verdict.code, verdict.reason);
         c.set('machine', verdict.machine);
         await next();

@@ -22,13 +22,13 @@ export interface ReadApiSource {
    * A TUF metadata file by its served name (`timestamp.json`, `3.root.json`,
    * `12.snapshot.json`, `7.bin-3a.json`).
    */
-  metadata(name: string): Buffer | undefined;
+  metadata(name: string): Buffer | undefined | Promise<Buffer | undefined>;
   /** A TUF target (a package manifest) by its consistent-snapshot name `{sha256}.{name}`. */
-  target(name: string): Buffer | undefined;
+  target(name: string): Buffer | undefined | Promise<Buffer | undefined>;
   /** The signed revocation list. */
   revocations(): Buffer | undefined;
   /** The newest root version served (for the timestamp's hint headers, SYNC_HINT_HEADERS). */
-  latestRootVersion?(): number | undefined;
+  latestRootVersion?(): number | undefined | Promise<number | undefined>;
   chunks: ChunkReader;
 }
 
@@ -79,11 +79,11 @@ const TARGET_NAME = /^[0-9a-f]{64}\.[A-Za-z0-9._+@-]{1,300}$/;
 /** Public part of the read API: root versions, so a client can bootstrap from its pinned fingerprint. */
 export function publicReadRoutes(source: ReadApiSource): Hono<ServeEnv> {
   const app = new Hono<ServeEnv>();
-  app.get('/v1/metadata/:name{[0-9]+\\.root\\.json}', (c) => {
+  app.get('/v1/metadata/:name{[0-9]+\\.root\\.json}', async (c) => {
     const name = c.req.param('name');
     if (!ROOT_NAME.test(name))
       throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
-    return metadataResponse(c, source.metadata(name), name);
+    return metadataResponse(c, await source.metadata(name), name);
   });
   return app;
 }
@@ -98,14 +98,14 @@ export function readRoutes(
   const app = new Hono<ServeEnv>();
   const batches = new ChunkBatchWriter(source.chunks, log, opts);
 
-  app.get('/v1/metadata/:name', (c) => {
+  app.get('/v1/metadata/:name', async (c) => {
     const name = c.req.param('name');
     if (!METADATA_NAME.test(name))
       throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
-    const bytes = source.metadata(name);
+    const bytes = await source.metadata(name);
     if (bytes) opts.onServed?.('metadata', bytes.length);
     if (name === 'timestamp.json' && bytes) {
-      const root = source.latestRootVersion?.();
+      const root = await source.latestRootVersion?.();
       if (root !== undefined) c.header(SYNC_HINT_HEADERS.rootVersion, String(root));
       const list = source.revocations();
       if (list) c.header(SYNC_HINT_HEADERS.revocations, revocationsDigest(list));
@@ -113,11 +113,11 @@ export function readRoutes(
     return metadataResponse(c, bytes, name);
   });
 
-  app.get('/v1/targets/:name', (c) => {
+  app.get('/v1/targets/:name', async (c) => {
     const name = c.req.param('name');
     if (!TARGET_NAME.test(name))
       throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(name)}`);
-    const bytes = source.target(name);
+    const bytes = await source.target(name);
     if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
     opts.onServed?.('target', bytes.length);
     return c.body(new Uint8Array(bytes), 200, {
@@ -129,15 +129,15 @@ export function readRoutes(
   // A manifest as the difference from another one the reader holds (target-delta.ts); both must be
   // served here, so a reader cannot make the server read anything it would not serve whole.
   const targetDeltas = new TargetDeltaCache();
-  app.get('/v1/targets-delta/:base/:name', (c) => {
+  app.get('/v1/targets-delta/:base/:name', async (c) => {
     const base = c.req.param('base');
     const name = c.req.param('name');
     for (const n of [base, name])
       if (!TARGET_NAME.test(n))
         throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(n)}`);
-    const bytes = source.target(name);
+    const bytes = await source.target(name);
     if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
-    const baseBytes = source.target(base);
+    const baseBytes = await source.target(base);
     if (!baseBytes)
       throw new DepotsyncError('not-found', `delta base ${base} not found`, {
         hint: 'fetch the target whole: GET /v1/targets/{name}',

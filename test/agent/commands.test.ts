@@ -41,7 +41,7 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const token = () => createEnrollmentToken(ctx.db, { role: 'agent', createdBy: 'test' }).token;
+const token = async () => (await createEnrollmentToken(ctx.db, { role: 'agent', createdBy: 'test' })).token;
 
 async function enrolled(name: string, extra: string[] = []): Promise<string> {
   const dir = join(root, name);
@@ -53,7 +53,7 @@ async function enrolled(name: string, extra: string[] = []): Promise<string> {
     '--fingerprint',
     fingerprint,
     '--token',
-    token(),
+    await token(),
     '--name',
     name,
     '--json',
@@ -93,7 +93,7 @@ describe('agent init', () => {
         '--fingerprint',
         'ab'.repeat(32),
         '--token',
-        token(),
+        await token(),
         '--name',
         'agent-wrongfp',
       ]),
@@ -121,7 +121,7 @@ describe('agent init', () => {
     const e = await fails(runCommand(fetch, ['--dir', dir, 'app@1.0', '--out', join(root, 'p-out')]));
     expect(e.code).toBe('forbidden');
     expect(e.message).toMatch(/waiting for approval/);
-    approveMachine(ctx, 'agent-p', { actor: 'test' });
+    await approveMachine(ctx, 'agent-p', { actor: 'test' });
     const again = await runCommand(init, ['--dir', dir, '--json']);
     expect(again.result.json).toMatchObject({ state: 'approved' });
   });

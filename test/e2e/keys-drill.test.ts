@@ -61,30 +61,34 @@ describe.skipIf(!fakeTimeAvailable)(
 
       const fp = run(0, ['master', 'init', '--dir', M]).fingerprint as string;
       // Read the master's database in this process (WAL readers never block the master), at the drill's clock.
-      const inMaster = <T>(fn: (db: ReturnType<typeof openMasterDatabase>) => T): T => {
+      const inMaster = async <T>(
+        fn: (db: ReturnType<typeof openMasterDatabase>) => Promise<T>,
+      ): Promise<T> => {
         const db = openMasterDatabase(masterLayout(M).database, { logger: silentLogger() });
         try {
-          return fn(db);
+          return await fn(db);
         } finally {
-          db.close();
+          await db.close();
         }
       };
-      const roles = () => inMaster((db) => storedRoles(db));
-      const keyids = () => Object.fromEntries(roles().map((r) => [r.role, r.keyids]));
-      const alertsAt = (day: number) =>
-        inMaster(
-          (db) =>
-            buildFleetStatus(
-              {
-                db,
-                settings: loadAdminSettings(M),
-                masterName: 'master',
-                ownCertificates: ownCertificates(masterLayout(M)),
-              },
-              { nowMs: Date.now() + day * 86_400_000, packages: false },
+      const roles = async () => await inMaster(async (db) => await storedRoles(db));
+      const keyids = async () => Object.fromEntries((await roles()).map((r) => [r.role, r.keyids]));
+      const alertsAt = async (day: number) =>
+        await inMaster(
+          async (db) =>
+            (
+              await buildFleetStatus(
+                {
+                  db,
+                  settings: loadAdminSettings(M),
+                  masterName: 'master',
+                  ownCertificates: ownCertificates(masterLayout(M)),
+                },
+                { nowMs: Date.now() + day * 86_400_000, packages: false },
+              )
             ).alerts,
         );
-      const initial = keyids();
+      const initial = await keyids();
       let version = 0;
       let expected = Buffer.alloc(0);
       const publishAt = (day: number) => {
@@ -223,11 +227,11 @@ describe.skipIf(!fakeTimeAvailable)(
 
         mark('agent fetched');
         // (The air-gapped depot's machine certificate expires after a year: it has no line to renew it on.)
-        const alerts = alertsAt(day).filter(
+        const alerts = (await alertsAt(day)).filter(
           (a) => a.kind === 'metadata-expiry' || (a.kind === 'certificate' && a.subject !== 'ship'),
         );
         expect(alerts, `day ${day}`).toEqual([]);
-        rootVersions.push(roles()[0]!.version);
+        rootVersions.push((await roles())[0]!.version);
         mark('status');
         await stopAll();
         mark('stopped');
@@ -235,7 +239,7 @@ describe.skipIf(!fakeTimeAvailable)(
 
       // Root versions: 4 rotations that change root (timestamp, snapshot, targets, root) and the renewal on day 820.
       expect(rootVersions).toEqual([2, 3, 4, 4, 5, 5, 6, 6]);
-      const final = keyids();
+      const final = await keyids();
       for (const role of ['root', 'targets', 'bins', 'snapshot', 'timestamp'])
         expect(final[role], role).not.toEqual(initial[role]);
     }, 300_000);

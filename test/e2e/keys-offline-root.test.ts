@@ -92,12 +92,12 @@ describe.skipIf(!fakeTimeAvailable)(
       const sync = (day: number) => run(day, ['depot', 'sync', '--dir', D]).generation as number;
       // The serving depot syncs (after renewing its certificate when due) as it starts: wait for the master's generation.
       const synced = async (): Promise<number> => {
-        const want = (() => {
+        const want = await (async () => {
           const db = openMasterDatabase(masterLayout(M).database, { logger: silentLogger() });
           try {
-            return currentGeneration(db);
+            return await currentGeneration(db);
           } finally {
-            db.close();
+            await db.close();
           }
         })();
         const deadline = Date.now() + 60_000;
@@ -237,18 +237,18 @@ describe.skipIf(!fakeTimeAvailable)(
         return Buffer.from(JSON.stringify({ signatures: [{ keyid: stolen.keyid, sig }], signed }));
       };
       // The newest real timestamp and the root files, read from the master's database (WAL readers never block it).
-      const stored = (name: string): Buffer => {
+      const stored = async (name: string): Promise<Buffer> => {
         const db = openMasterDatabase(masterLayout(M).database, { logger: silentLogger() });
         try {
           return name === 'timestamp.json'
-            ? latestMetadata(db, 'timestamp')!.bytes
-            : getMetadataFile(db, name)!.bytes;
+            ? (await latestMetadata(db, 'timestamp'))!.bytes
+            : (await getMetadataFile(db, name))!.bytes;
         } finally {
           db.close();
         }
       };
       const saveRealTimestamp = async () =>
-        writeFileSync(join(tmp.dir, 'current-timestamp.json'), stored('timestamp.json'));
+        writeFileSync(join(tmp.dir, 'current-timestamp.json'), await stored('timestamp.json'));
       await saveRealTimestamp();
       // The attacker also controls the depot (an untrusted mirror) and serves the forged timestamp from it.
       const compromiseDepot = () => {
@@ -325,8 +325,12 @@ describe.skipIf(!fakeTimeAvailable)(
       expect(refused.stderr).toMatch(/timestamp/);
       expect(refused.stderr).toMatch(/threshold not met|unknown key|signature/);
       // A client holding the new root (as the depot does after its sync) refuses it as well.
-      const trusted = new TrustedMetadata(stored('1.root.json'), { ...DEFAULT_CLIENT_LIMITS }, '1.root.json');
-      for (const v of [2, 3]) trusted.updateRoot(stored(`${v}.root.json`), `${v}.root.json`);
+      const trusted = new TrustedMetadata(
+        await stored('1.root.json'),
+        { ...DEFAULT_CLIENT_LIMITS },
+        '1.root.json',
+      );
+      for (const v of [2, 3]) trusted.updateRoot(await stored(`${v}.root.json`), `${v}.root.json`);
       expect(() => trusted.updateTimestamp(forge(), new Date(Date.now() + 2 * 86_400_000))).toThrow(
         /threshold not met|unknown/,
       );

@@ -191,7 +191,7 @@ describe('air-gapped depot (separate processes)', () => {
     });
     const ctx = await openMaster(M, silentLogger());
     try {
-      const ship = latestStatusAll(ctx.db).find((s) => s.machine === 'ship');
+      const ship = (await latestStatusAll(ctx.db)).find((s) => s.machine === 'ship');
       expect(ship).toMatchObject({ servedGeneration: 3, targetGeneration: 3, address: 'offline' });
       expect(Date.parse(ship!.validUntil!)).toBeGreaterThan(Date.now() + 29 * 86_400_000);
     } finally {

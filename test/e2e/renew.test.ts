@@ -45,7 +45,7 @@ function askRenewal(M: string, name: string): string {
 async function record(M: string, name: string) {
   const ctx = await openMaster(M, silentLogger());
   try {
-    return { machine: byName(ctx.db, name), certificates: certificatesOf(ctx.db, name) };
+    return { machine: await byName(ctx.db, name), certificates: await certificatesOf(ctx.db, name) };
   } finally {
     await ctx.close();
   }

@@ -213,9 +213,11 @@ describe('restore drill (separate processes)', () => {
     // Certificates issued after the backup were adopted: depot-c (unknown) and depot-a's renewal.
     const ctx = await openMaster(M2, silentLogger());
     try {
-      expect(byName(ctx.db, 'depot-c')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
-      expect(byName(ctx.db, 'depot-a')).toMatchObject({ certSerial: renewedA });
-      const adopted = listAudit(ctx.db, { limit: 50 }).entries.filter((e) => e.action === 'machine.adopt');
+      expect(await byName(ctx.db, 'depot-c')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
+      expect(await byName(ctx.db, 'depot-a')).toMatchObject({ certSerial: renewedA });
+      const adopted = (await listAudit(ctx.db, { limit: 50 })).entries.filter(
+        (e) => e.action === 'machine.adopt',
+      );
       expect(adopted.map((e) => e.target)).toEqual(expect.arrayContaining(['depot-c', 'depot-a']));
     } finally {
       await ctx.close();

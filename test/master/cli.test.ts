@@ -85,7 +85,7 @@ describe('depotsync master CLI', () => {
     expect(o.json.token.length).toBeGreaterThan(20);
   });
 
-  it('operator list shows role, TOTP, created, last used and expiry; rotate replaces the token', () => {
+  it('operator list shows role, TOTP, created, last used and expiry; rotate replaces the token', async () => {
     const l = runCli(['master', 'operator', 'list', '--dir', M, '--json']);
     expect(l.status).toBe(0);
     const alice = l.json.operators.find((o: { name: string }) => o.name === 'alice');
@@ -101,7 +101,7 @@ describe('depotsync master CLI', () => {
     expect(r.json.name).toBe('alice');
     const db = openMasterDatabase(join(M, 'master.db'), { logger: silentLogger() });
     try {
-      expect(listAudit(db, { limit: 1 }).entries[0]).toMatchObject({
+      expect((await listAudit(db, { limit: 1 })).entries[0]).toMatchObject({
         actor: 'cli',
         action: 'operator.rotate',
         target: 'alice',

@@ -1,3 +1,4 @@
+import { transaction } from '../../master/db/database.js';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { isDepotsyncError } from '../../src/errors.js';
@@ -13,15 +14,15 @@ import { testMaster, type TestMaster } from './db/helpers.js';
 let t: TestMaster;
 afterEach(() => t?.cleanup());
 
-function machine(name: string, role: 'depot' | 'agent', approved: boolean): void {
+async function machine(name: string, role: 'depot' | 'agent', approved: boolean): Promise<void> {
   const { csrPem } = createMachineKeyAndCsr({ machineName: name, role });
-  requestEnrollment(t.m, { name, role, csrPem });
-  if (approved) approve(t.m, name, { by: 'test' });
+  await requestEnrollment(t.m, { name, role, csrPem });
+  if (approved) await approve(t.m, name, { by: 'test' });
 }
 
-const fails = (fn: () => unknown) => {
+const fails = async (fn: () => unknown) => {
   try {
-    fn();
+    await fn();
   } catch (e) {
     return e as Error;
   }
@@ -29,12 +30,12 @@ const fails = (fn: () => unknown) => {
 };
 
 describe('master notify: sync-now requests through the database', () => {
-  it('records a request for every depot or for one, in order, each with its audit record', () => {
-    t = testMaster();
-    machine('depot-a', 'depot', true);
-    expect(lastNotifySeq(t.m)).toBe(0);
-    const all = requestSyncNow(t.m, { actor: 'cli' });
-    const one = requestSyncNow(t.m, { actor: 'alice', depot: 'depot-a' });
+  it('records a request for every depot or for one, in order, each with its audit record', async () => {
+    t = await testMaster();
+    await machine('depot-a', 'depot', true);
+    expect(await lastNotifySeq(t.m)).toBe(0);
+    const all = await requestSyncNow(t.m, { actor: 'cli' });
+    const one = await requestSyncNow(t.m, { actor: 'alice', depot: 'depot-a' });
     expect(all).toMatchObject({
       seq: 1,
       depot: null,
@@ -42,9 +43,9 @@ describe('master notify: sync-now requests through the database', () => {
       requestedAt: '2030-01-01T00:00:00.000Z',
     });
     expect(one).toMatchObject({ seq: 2, depot: 'depot-a' });
-    expect(notifyRequestsAfter(t.m, 0).map((r) => r.seq)).toEqual([1, 2]);
-    expect(notifyRequestsAfter(t.m, 1).map((r) => r.depot)).toEqual(['depot-a']);
-    const audit = listAudit(t.m, { action: 'depot.notify' }).entries.filter(
+    expect((await notifyRequestsAfter(t.m, 0)).map((r) => r.seq)).toEqual([1, 2]);
+    expect((await notifyRequestsAfter(t.m, 1)).map((r) => r.depot)).toEqual(['depot-a']);
+    const audit = (await listAudit(t.m, { action: 'depot.notify' })).entries.filter(
       (e) => e.action === 'depot.notify',
     );
     expect(audit.map((e) => [e.actor, e.target, e.detail])).toEqual(
@@ -55,45 +56,45 @@ describe('master notify: sync-now requests through the database', () => {
     );
   });
 
-  it('refuses an unknown machine, an agent, a depot that is not approved and a bad name, recording nothing', () => {
-    t = testMaster();
-    machine('agent-1', 'agent', true);
-    machine('depot-p', 'depot', false);
-    const unknown = fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'depot-x' }));
+  it('refuses an unknown machine, an agent, a depot that is not approved and a bad name, recording nothing', async () => {
+    t = await testMaster();
+    await machine('agent-1', 'agent', true);
+    await machine('depot-p', 'depot', false);
+    const unknown = await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-x' }));
     expect(isDepotsyncError(unknown, 'not-found')).toBe(true);
     expect(unknown.message).toMatch(/no machine named depot-x/);
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' })).message).toMatch(
-      /agent-1 is an agent, not a depot/,
-    );
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' })).message).toMatch(
-      /depot depot-p is pending, so it cannot sync/,
-    );
-    expect(fails(() => requestSyncNow(t.m, { actor: 'cli', depot: '../etc' })).message).toMatch(
-      /is not a machine name/,
-    );
-    expect(lastNotifySeq(t.m)).toBe(0);
     expect(
-      listAudit(t.m, { action: 'depot.notify' }).entries.filter((e) => e.action === 'depot.notify'),
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'agent-1' }))).message,
+    ).toMatch(/agent-1 is an agent, not a depot/);
+    expect(
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: 'depot-p' }))).message,
+    ).toMatch(/depot depot-p is pending, so it cannot sync/);
+    expect(
+      (await fails(async () => await requestSyncNow(t.m, { actor: 'cli', depot: '../etc' }))).message,
+    ).toMatch(/is not a machine name/);
+    expect(await lastNotifySeq(t.m)).toBe(0);
+    expect(
+      (await listAudit(t.m, { action: 'depot.notify' })).entries.filter((e) => e.action === 'depot.notify'),
     ).toEqual([]);
   });
 
-  it(`keeps the newest ${NOTIFY_KEEP_ROWS} requests and never reuses a sequence number`, () => {
-    t = testMaster();
-    const insert = t.m.db.prepare(
-      "INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (NULL, 'x', 'y')",
-    );
-    t.m.db.transaction(() => {
-      for (let i = 0; i < NOTIFY_KEEP_ROWS + 10; i++) insert.run();
-    })();
-    const r = requestSyncNow(t.m, { actor: 'cli' });
+  it(`keeps the newest ${NOTIFY_KEEP_ROWS} requests and never reuses a sequence number`, async () => {
+    t = await testMaster();
+    await transaction(t.m, async () => {
+      for (let i = 0; i < NOTIFY_KEEP_ROWS + 10; i++)
+        await t.m.sql.run(
+          "INSERT INTO notify_requests (depot, requested_at, requested_by) VALUES (NULL, 'x', 'y')",
+        );
+    });
+    const r = await requestSyncNow(t.m, { actor: 'cli' });
     expect(r.seq).toBe(NOTIFY_KEEP_ROWS + 11);
     expect(
-      t.m.db.prepare('SELECT count(*) AS n, min(seq) AS lo FROM notify_requests').get() as {
+      (await t.m.sql.get('SELECT count(*) AS n, min(seq) AS lo FROM notify_requests')) as {
         n: number;
         lo: number;
       },
     ).toEqual({ n: NOTIFY_KEEP_ROWS, lo: 12 });
-    expect(requestSyncNow(t.m, { actor: 'cli' }).seq).toBe(NOTIFY_KEEP_ROWS + 12);
+    expect((await requestSyncNow(t.m, { actor: 'cli' })).seq).toBe(NOTIFY_KEEP_ROWS + 12);
   });
 });
 

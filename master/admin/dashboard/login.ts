@@ -86,8 +86,8 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
 
   app.post('/dashboard/login', async (c) => {
     const address = addressOf(c as unknown as Context<ServeEnv>);
-    const audit = (action: string, target: string, detail: Record<string, unknown> = {}) =>
-      recordAudit(ctx.db, { actor: 'dashboard', action, target, detail, address });
+    const audit = async (action: string, target: string, detail: Record<string, unknown> = {}) =>
+      await recordAudit(ctx.db, { actor: 'dashboard', action, target, detail, address });
     const body = await readForm(c, 'login form').catch(() => undefined);
     const loginCookie = readSecretCookie(c, LOGIN_COOKIE);
     if (!body || !sameOrigin(c) || !loginCookie || !equalSecrets(loginCookie, body.get('_csrf') ?? '')) {
@@ -109,7 +109,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         limitedAudited.delete(key);
         limitedAudited.set(key, nowMs);
         if (limitedAudited.size > 10_000) limitedAudited.delete(limitedAudited.keys().next().value as string);
-        audit('login.limited', operator, { limitedBy: key });
+        await audit('login.limited', operator, { limitedBy: key });
       }
       c.header('retry-after', String(Math.ceil(wait / 1000)));
       return form(
@@ -120,7 +120,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       );
     }
 
-    const local = getOperator(ctx.db, operator);
+    const local = await getOperator(ctx.db, operator);
     let source: Record<string, unknown> = {};
     if (admin.directory && (!local || local.directoryDn !== null)) {
       // Directory operator: the password goes to the directory only (never compared here).
@@ -131,13 +131,13 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         if (isDepotsyncError(outcome, 'unauthorized')) {
           admin.addressLimiter.fail(address);
           admin.operatorLimiter.fail(opKey);
-          audit('login.failed', operator, { reason, source: 'directory' });
+          await audit('login.failed', operator, { reason, source: 'directory' });
           return form(c, 401, 'Operator name or password is wrong.', operator);
         }
         if (isDepotsyncError(outcome, 'forbidden')) {
           // No mapped group any more: the role is gone, and so are the operator's sessions.
-          const removed = forgetDirectoryOperator(ctx.db, operator);
-          audit('login.failed', operator, { reason, source: 'directory', removed });
+          const removed = await forgetDirectoryOperator(ctx.db, operator);
+          await audit('login.failed', operator, { reason, source: 'directory', removed });
           return form(
             c,
             403,
@@ -147,7 +147,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         }
         const unreachable = isDepotsyncError(outcome, 'network');
         log[unreachable ? 'warn' : 'error']({ operator, err: reason }, 'directory login failed');
-        audit('login.failed', operator, { reason, source: 'directory' });
+        await audit('login.failed', operator, { reason, source: 'directory' });
         return form(
           c,
           503,
@@ -157,33 +157,37 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
           operator,
         );
       }
-      const op = recordDirectoryOperator(ctx.db, { name: operator, dn: outcome.dn, role: outcome.role });
+      const op = await recordDirectoryOperator(ctx.db, {
+        name: operator,
+        dn: outcome.dn,
+        role: outcome.role,
+      });
       if (op.disabled) {
         admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-        audit('login.failed', operator, { reason: 'operator disabled', source: 'directory' });
+        await audit('login.failed', operator, { reason: 'operator disabled', source: 'directory' });
         return form(c, 403, `Operator ${operator} is disabled on this master; ask an admin.`, operator);
       }
       source = { source: 'directory', groups: outcome.groups };
     } else {
-      const checked = checkOperatorToken(ctx.db, token);
+      const checked = await checkOperatorToken(ctx.db, token);
       // The token was right but has expired: saying so reveals nothing its holder does not know.
       if (!checked.ok && checked.reason === 'expired' && checked.name === operator) {
         admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-        audit('login.failed', operator, { reason: 'token expired', expiredAt: checked.expiredAt });
+        await audit('login.failed', operator, { reason: 'token expired', expiredAt: checked.expiredAt });
         return form(c, 401, `The ${expiredTokenMessage(checked.name, checked.expiredAt)}.`, operator);
       }
       const who = checked.ok ? checked.operator : null;
       if (!who || who.name !== operator) {
         admin.addressLimiter.fail(address);
         admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-        audit('login.failed', operator, { reason: 'wrong operator name or token' });
+        await audit('login.failed', operator, { reason: 'wrong operator name or token' });
         return form(c, 401, 'Operator name or token is wrong.', operator);
       }
     }
     // Policy (master.json requireTotp): no dashboard without a second factor; enrollment is over the API.
-    if (ctx.config.requireTotp && !totpRequired(ctx.db, operator)) {
+    if (ctx.config.requireTotp && !(await totpRequired(ctx.db, operator))) {
       admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-      audit('login.failed', operator, { reason: 'TOTP required by policy, none enrolled' });
+      await audit('login.failed', operator, { reason: 'TOTP required by policy, none enrolled' });
       return form(
         c,
         403,
@@ -194,12 +198,15 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
         operator,
       );
     }
-    if (totpRequired(ctx.db, operator) && !verifyTotp(ctx.db, operator, code, admin.now().getTime())) {
+    if (
+      (await totpRequired(ctx.db, operator)) &&
+      !(await verifyTotp(ctx.db, operator, code, admin.now().getTime()))
+    ) {
       // The token was right: count against the operator too (guessing the 6-digit code).
       admin.addressLimiter.fail(address);
       admin.operatorLimiter.fail(opKey);
       admin.metrics.loginAttempts.inc({ outcome: 'failed' });
-      audit('login.failed', operator, {
+      await audit('login.failed', operator, {
         reason: code ? 'wrong authenticator code' : 'authenticator code missing',
       });
       return form(
@@ -212,13 +219,17 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
       );
     }
 
-    const { secret, session } = createSession(ctx.db, operator, {
+    const { secret, session } = await createSession(ctx.db, operator, {
       ...admin.sessionTimes,
       address,
       userAgent: c.req.header('user-agent') ?? '',
     });
     admin.metrics.loginAttempts.inc({ outcome: 'ok' });
-    audit('login', operator, { session: session.id, role: getOperator(ctx.db, operator)?.role, ...source });
+    await audit('login', operator, {
+      session: session.id,
+      role: (await getOperator(ctx.db, operator))?.role,
+      ...source,
+    });
     setSecretCookie(c, SESSION_COOKIE, secret);
     clearSecretCookie(c, LOGIN_COOKIE);
     return c.redirect('/dashboard', 303);
@@ -226,7 +237,7 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
 
   app.post('/dashboard/logout', async (c) => {
     const secret = readSecretCookie(c, SESSION_COOKIE);
-    const r = resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: false });
+    const r = await resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: false });
     if (r.ok) {
       const body = await readForm(c, 'logout form').catch(() => undefined);
       // Logout is a state change too: without the CSRF token a foreign page could end sessions at will.
@@ -235,8 +246,8 @@ export function loginRoutes(ctx: MasterContext, admin: AdminService, addressOf: 
           '<!doctype html><title>refused</title><p>Refused: missing or wrong security token.</p>',
           403,
         );
-      endSession(ctx.db, r.session.id, r.session.operator, 'logout');
-      recordAudit(ctx.db, {
+      await endSession(ctx.db, r.session.id, r.session.operator, 'logout');
+      await recordAudit(ctx.db, {
         actor: r.session.operator,
         action: 'logout',
         target: `session:${r.session.id}`,

@@ -66,7 +66,7 @@ export function dashboardRoutes(
           aborted = true;
         });
         while (!aborted) {
-          const r = resolveSession(ctx.db, secret, { ...times(), touch: false });
+          const r = await resolveSession(ctx.db, secret, { ...times(), touch: false });
           if (!r.ok) {
             await stream.writeSSE({ event: 'logout', data: r.reason });
             return;
@@ -79,9 +79,9 @@ export function dashboardRoutes(
           };
           const isAdmin = viewer.role === 'admin';
           const data = {
-            ...feed.get(),
-            sessions: isAdmin ? listSessions(ctx.db, times()) : undefined,
-            operators: isAdmin ? listOperators(ctx.db) : undefined,
+            ...(await feed.get()),
+            sessions: isAdmin ? await listSessions(ctx.db, times()) : undefined,
+            operators: isAdmin ? await listOperators(ctx.db) : undefined,
           };
           const body = String(await liveSections(data, viewer));
           if (body !== last) {
@@ -110,18 +110,18 @@ export function dashboardRoutes(
     const s = c.get('session');
     const viewer: Viewer = { name: s.operator, role: s.role, csrf: csrfToken(s.secret), sessionId: s.id };
     const data = {
-      ...feed.get(),
-      sessions: s.role === 'admin' ? listSessions(ctx.db, times()) : undefined,
-      operators: s.role === 'admin' ? listOperators(ctx.db) : undefined,
+      ...(await feed.get()),
+      sessions: s.role === 'admin' ? await listSessions(ctx.db, times()) : undefined,
+      operators: s.role === 'admin' ? await listOperators(ctx.db) : undefined,
     };
     return c.html(dashboardPage(ctx.config.name, data, viewer, flash), status);
   };
-  app.get('/dashboard', (c) => {
+  app.get('/dashboard', async (c) => {
     // A flash only from a fixed set of verbs about a machine that exists: a
     // crafted link cannot put text here.
     const done = c.req.query('done');
     const machine = c.req.query('machine');
-    if ((done === 'approve' || done === 'block') && machine && byName(ctx.db, machine)) {
+    if ((done === 'approve' || done === 'block') && machine && (await byName(ctx.db, machine))) {
       return render(c, { text: `${done === 'approve' ? 'approved' : 'blocked'} ${machine}`, bad: false });
     }
     return render(c);
@@ -139,11 +139,11 @@ export function dashboardRoutes(
       );
     const address = addressOf(c as unknown as Context<ServeEnv>);
     try {
-      if (!byName(ctx.db, name))
+      if (!(await byName(ctx.db, name)))
         throw new DepotsyncError('not-found', `no machine named ${JSON.stringify(name)}`);
       const m =
         verb === 'approve'
-          ? approveMachine(ctx, name, { actor: s.operator, address })
+          ? await approveMachine(ctx, name, { actor: s.operator, address })
           : await blockMachine(ctx, name, { actor: s.operator, address });
       return c.redirect(`/dashboard?done=${verb}&machine=${encodeURIComponent(m.name)}`, 303);
     } catch (e) {
@@ -153,7 +153,7 @@ export function dashboardRoutes(
   };
   app.post('/dashboard/machines/:name/approve', csrf(), action('approve'));
   app.post('/dashboard/machines/:name/block', csrf(), action('block'));
-  app.post('/dashboard/sessions/:id/end', csrf(), (c) => {
+  app.post('/dashboard/sessions/:id/end', csrf(), async (c) => {
     const s = c.get('session');
     if (s.role !== 'admin')
       return render(
@@ -162,8 +162,8 @@ export function dashboardRoutes(
         403,
       );
     const id = Number(c.req.param('id'));
-    if (Number.isSafeInteger(id) && endSession(ctx.db, id, s.operator, 'ended by admin')) {
-      recordAudit(ctx.db, {
+    if (Number.isSafeInteger(id) && (await endSession(ctx.db, id, s.operator, 'ended by admin'))) {
+      await recordAudit(ctx.db, {
         actor: s.operator,
         action: 'session.end',
         target: `session:${id}`,
@@ -179,7 +179,7 @@ export function dashboardRoutes(
 function requireSession(ctx: MasterContext, admin: AdminService): MiddlewareHandler<DashEnv> {
   return async (c, next) => {
     const secret = readSecretCookie(c, SESSION_COOKIE);
-    const r = resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: true });
+    const r = await resolveSession(ctx.db, secret, { ...admin.sessionTimes, touch: true });
     if (!r.ok)
       return c.redirect(
         r.reason === 'none' || r.reason === 'unknown' ? '/dashboard/login' : '/dashboard/login?ended=1',

@@ -53,7 +53,7 @@ export function operatorAuth(
         },
       );
     if (!m) return refuse('the operator API needs an operator bearer token');
-    const checked = checkOperatorToken(db, m[1] as string);
+    const checked = await checkOperatorToken(db, m[1] as string);
     if (!checked.ok && checked.reason === 'expired')
       return refuse(expiredTokenMessage(checked.name, checked.expiredAt));
     if (!checked.ok) {
@@ -61,7 +61,7 @@ export function operatorAuth(
       return refuse('operator token is not valid (unknown, removed or disabled)');
     }
     const operator = checked.operator;
-    const enrollOnly = opts.requireTotp?.() && !getOperator(db, operator.name)?.hasTotp;
+    const enrollOnly = opts.requireTotp?.() && !(await getOperator(db, operator.name))?.hasTotp;
     if (enrollOnly && !isTotpEnrollment(c.req.method, c.req.path, operator.name)) {
       return c.json(
         {

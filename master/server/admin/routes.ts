@@ -49,7 +49,7 @@ export function adminRoutes(
   );
 
   // --- viewer: reads
-  app.get('/machines', (c) => {
+  app.get('/machines', async (c) => {
     const role = c.req.query('role');
     const state = c.req.query('state');
     if (role !== undefined && !MACHINE_ROLES.includes(role as MachineRole))
@@ -62,24 +62,24 @@ export function adminRoutes(
         'bad-input',
         `state must be one of ${MACHINE_STATES.join(', ')}, got ${JSON.stringify(state)}`,
       );
-    const machines = listMachines(ctx.db, {
+    const machines = await listMachines(ctx.db, {
       ...(role ? { role: role as MachineRole } : {}),
       ...(state ? { state: state as MachineState } : {}),
     });
     return c.json({ machines: machines.map(machineView) });
   });
-  app.get('/packages', (c) => {
+  app.get('/packages', async (c) => {
     const name = c.req.query('name');
     return c.json({
-      generation: currentGeneration(ctx.db),
-      packages: liveVersions(ctx.db, name ? { name } : {}),
+      generation: await currentGeneration(ctx.db),
+      packages: await liveVersions(ctx.db, name ? { name } : {}),
     });
   });
-  app.get('/audit', (c) => {
+  app.get('/audit', async (c) => {
     const limit = c.req.query('limit');
     const before = c.req.query('before');
     return c.json(
-      listAudit(ctx.db, {
+      await listAudit(ctx.db, {
         ...(limit ? { limit: Number(limit) } : {}),
         ...(before ? { before: Number(before) } : {}),
       }),
@@ -87,7 +87,7 @@ export function adminRoutes(
   });
 
   // --- viewer: the fleet's status (master/admin/status-model.ts)
-  app.get('/status', (c) => {
+  app.get('/status', async (c) => {
     const packages = c.req.query('packages');
     if (packages !== undefined && packages !== 'none' && packages !== 'all') {
       throw new DepotsyncError(
@@ -95,16 +95,16 @@ export function adminRoutes(
         `packages must be "all" or "none", got ${JSON.stringify(packages)}`,
       );
     }
-    return c.json(admin.status({ packages: packages !== 'none' }));
+    return c.json(await admin.status({ packages: packages !== 'none' }));
   });
-  app.get('/status/package', (c) => {
+  app.get('/status/package', async (c) => {
     const name = c.req.query('name');
     const version = c.req.query('version');
     if (!name || !version) throw new DepotsyncError('bad-input', 'give ?name=PACKAGE&version=VERSION');
-    const v = findVersion(ctx.db, name, version);
+    const v = await findVersion(ctx.db, name, version);
     if (!v || v.removedGeneration !== undefined)
       throw new DepotsyncError('not-found', `${name}@${version} is not a live package version`);
-    const status = admin.status({ packages: false });
+    const status = await admin.status({ packages: false });
     return c.json({
       name,
       version,
@@ -112,14 +112,14 @@ export function adminRoutes(
       depots: packageDepots(status.depots, v.addedGeneration),
     });
   });
-  app.get('/alerts', (c) => {
-    const s = admin.status({ packages: false });
+  app.get('/alerts', async (c) => {
+    const s = await admin.status({ packages: false });
     return c.json({ generatedAt: s.generatedAt, alerts: s.alerts });
   });
 
   // --- admin: machines and tokens
-  app.post('/machines/:name/approve', requireRole('admin'), (c) =>
-    c.json({ machine: machineView(approveMachine(ctx, c.req.param('name'), who(c))) }),
+  app.post('/machines/:name/approve', requireRole('admin'), async (c) =>
+    c.json({ machine: machineView(await approveMachine(ctx, c.req.param('name'), who(c))) }),
   );
   app.post('/machines/:name/block', requireRole('admin'), async (c) =>
     c.json({ machine: machineView(await blockMachine(ctx, c.req.param('name'), who(c))) }),
@@ -131,12 +131,12 @@ export function adminRoutes(
   app.post('/tokens', requireRole('admin'), async (c) => {
     const { role, ttlMs } = parseTokenRequest(await readBodyCapped(c, MAX_ADMIN_BODY_BYTES, 'token request'));
     const op = who(c);
-    const { token, record } = createEnrollmentToken(ctx.db, {
+    const { token, record } = await createEnrollmentToken(ctx.db, {
       role,
       createdBy: op.actor,
       ...(ttlMs !== undefined ? { ttlMs } : {}),
     });
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: op.actor,
       action: 'token.create',
       target: role,
@@ -147,10 +147,10 @@ export function adminRoutes(
   });
 
   // --- admin: dashboard sessions and operators' second factor
-  app.get('/sessions', requireRole('admin'), (c) =>
-    c.json({ sessions: listSessions(ctx.db, admin.sessionTimes) }),
+  app.get('/sessions', requireRole('admin'), async (c) =>
+    c.json({ sessions: await listSessions(ctx.db, admin.sessionTimes) }),
   );
-  app.post('/sessions/:id/end', requireRole('admin'), (c) => {
+  app.post('/sessions/:id/end', requireRole('admin'), async (c) => {
     const id = Number(c.req.param('id'));
     if (!Number.isSafeInteger(id) || id < 1)
       throw new DepotsyncError(
@@ -158,9 +158,9 @@ export function adminRoutes(
         `session id must be a positive integer, got ${JSON.stringify(c.req.param('id'))}`,
       );
     const op = who(c);
-    if (!endSession(ctx.db, id, op.actor, 'ended by admin'))
+    if (!(await endSession(ctx.db, id, op.actor, 'ended by admin')))
       throw new DepotsyncError('not-found', `session ${id} is not active`);
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: op.actor,
       action: 'session.end',
       target: `session:${id}`,
@@ -168,23 +168,25 @@ export function adminRoutes(
     });
     return c.json({ ended: id });
   });
-  app.get('/operators', requireRole('admin'), (c) => c.json({ operators: listOperators(ctx.db) }));
+  app.get('/operators', requireRole('admin'), async (c) =>
+    c.json({ operators: await listOperators(ctx.db) }),
+  );
   // An admin enrolls anyone; an operator without TOTP may enroll their own (how `requireTotp` is met).
   // Not a reset: with a stolen token, replacing an existing secret would skip the second factor.
-  app.post('/operators/:name/totp', (c) => {
+  app.post('/operators/:name/totp', async (c) => {
     const name = c.req.param('name');
     const caller = c.get('operator');
-    const target = caller.role === 'admin' ? getOperator(ctx.db, name) : undefined;
+    const target = caller.role === 'admin' ? await getOperator(ctx.db, name) : undefined;
     if (caller.role !== 'admin') {
-      const self = name === caller.name ? getOperator(ctx.db, name) : undefined;
+      const self = name === caller.name ? await getOperator(ctx.db, name) : undefined;
       if (!self || self.hasTotp) {
         const message = `operator ${caller.name} has role ${caller.role}; only an admin enrolls TOTP for others or replaces an existing one`;
         return c.json({ error: { code: 'forbidden', message } }, 403);
       }
     } else if (!target) throw new DepotsyncError('not-found', `operator ${name} does not exist`);
-    const out = enableTotp(ctx.db, name);
+    const out = await enableTotp(ctx.db, name);
     const op = who(c);
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: op.actor,
       action: 'operator.totp.enable',
       target: name,
@@ -192,11 +194,11 @@ export function adminRoutes(
     });
     return c.json({ operator: name, ...out }, 201);
   });
-  app.post('/operators/:name/totp/disable', requireRole('admin'), (c) => {
+  app.post('/operators/:name/totp/disable', requireRole('admin'), async (c) => {
     const name = c.req.param('name');
-    disableTotp(ctx.db, name);
+    await disableTotp(ctx.db, name);
     const op = who(c);
-    recordAudit(ctx.db, {
+    await recordAudit(ctx.db, {
       actor: op.actor,
       action: 'operator.totp.disable',
       target: name,

@@ -275,8 +275,8 @@ describe('encrypted offline bundles', () => {
 
   it('refuses --encrypt at export for a depot with no certificate on record (and a bad block size), writing nothing', async () => {
     const { csrPem } = createMachineKeyAndCsr({ machineName: 'bare', role: 'depot' });
-    requestEnrollment(w.master.db, { name: 'bare', role: 'depot', csrPem });
-    approve(w.master.db, 'bare', { by: 'test' });
+    await requestEnrollment(w.master.db, { name: 'bare', role: 'depot', csrPem });
+    await approve(w.master.db, 'bare', { by: 'test' });
     const out = w.file('bare.bundle');
     const e = await refused(w.exportFor('bare', { encrypt: true, out }));
     expect(e.code).toBe('not-found');

@@ -20,8 +20,8 @@ describe('offline bundles carry revocations and blocks', () => {
     await w.newDepot('gone');
     await w.newDepot('held');
     await w.importInto(D, (await w.exportFor('ship')).file);
-    const serial = (name: string) => byName(w.master.db, name)!.certSerial!;
-    const refused = (name: string) => withDepot(D, (d) => d.revocations.isRevoked(serial(name)));
+    const serial = async (name: string) => (await byName(w.master.db, name))!.certSerial!;
+    const refused = (name: string) => withDepot(D, async (d) => d.revocations.isRevoked(await serial(name)));
     expect(await refused('gone')).toBe(false);
 
     await revokeMachine(w.master, 'gone', { actor: 'test' });
@@ -32,7 +32,7 @@ describe('offline bundles carry revocations and blocks', () => {
     expect(await refused('gone')).toBe(true);
     expect(await refused('held')).toBe(true);
 
-    approveMachine(w.master, 'held', { actor: 'test' });
+    await approveMachine(w.master, 'held', { actor: 'test' });
     await w.publish('setup', '1.2', bytesSeeded(200_000, 5));
     await w.importInto(D, (await w.exportFor('ship')).file);
     expect(await refused('held')).toBe(false);

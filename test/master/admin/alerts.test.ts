@@ -18,11 +18,8 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
   // The fixture's clock runs days ahead with no master re-signing its metadata: the master's own expiry
   // alerts (test/master/trust) are left out here.
   const own = (a: { kind: string }) => a.kind !== 'metadata-expiry';
-  const keys = () =>
-    f.admin
-      .status({ packages: false })
-      .alerts.filter(own)
-      .map((a) => `${a.level} ${a.key}`);
+  const keys = async () =>
+    (await f.admin.status({ packages: false })).alerts.filter(own).map((a) => `${a.level} ${a.key}`);
   const events = () =>
     sent
       .splice(0)
@@ -40,11 +37,11 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
   });
 
   it('warns about a certificate at 40 days, repeats daily, errors at 15 days, clears after renewal', async () => {
-    insertDepot(f.ctx, 'd1', { certNotAfter: new Date(f.clock.t + 41.5 * DAY).toISOString() });
+    await insertDepot(f.ctx, 'd1', { certNotAfter: new Date(f.clock.t + 41.5 * DAY).toISOString() });
     const step = async (ms: number) => {
       f.clock.advance(ms);
-      report(f.ctx, 'd1', { servedGeneration: 1 });
-      const k = keys();
+      await report(f.ctx, 'd1', { servedGeneration: 1 });
+      const k = await keys();
       await f.admin.webhook!.idle();
       return { keys: k, events: events() };
     };
@@ -63,24 +60,25 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
       events: ['raised error certificate:d1'],
     });
     // Renewed: a new certificate far from expiry.
-    f.ctx.db.db
-      .prepare('UPDATE machines SET cert_not_after = ? WHERE name = ?')
-      .run(new Date(f.clock.t + 365 * DAY).toISOString(), 'd1');
+    await f.ctx.db.sql.run('UPDATE machines SET cert_not_after = ? WHERE name = ?', [
+      new Date(f.clock.t + 365 * DAY).toISOString(),
+      'd1',
+    ]);
     expect(await step(0)).toEqual({ keys: [], events: ['cleared error certificate:d1'] });
-    f.ctx.db.db.prepare("UPDATE machines SET state = 'blocked' WHERE name = 'd1'").run();
+    await f.ctx.db.sql.run("UPDATE machines SET state = 'blocked' WHERE name = 'd1'");
   });
 
   it('raises lagging, silent, failing and low-disk alerts and clears each when its cause is gone', async () => {
-    insertDepot(f.ctx, 'd2');
-    report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e1' });
-    report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e2' });
-    expect(keys()).toEqual(['warning low-disk:d2']);
-    report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e3' });
-    expect(keys()).toEqual(['error failing:d2', 'warning low-disk:d2']);
+    await insertDepot(f.ctx, 'd2');
+    await report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e1' });
+    await report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e2' });
+    expect(await keys()).toEqual(['warning low-disk:d2']);
+    await report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e8, lastError: 'e3' });
+    expect(await keys()).toEqual(['error failing:d2', 'warning low-disk:d2']);
     f.clock.advance(2 * HOUR);
-    expect(keys()).toEqual(['error failing:d2', 'error silent:d2', 'warning low-disk:d2']);
-    report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e10 });
-    expect(keys()).toEqual([]);
+    expect(await keys()).toEqual(['error failing:d2', 'error silent:d2', 'warning low-disk:d2']);
+    await report(f.ctx, 'd2', { servedGeneration: 1, freeDiskBytes: 5e10 });
+    expect(await keys()).toEqual([]);
     await f.admin.webhook!.idle();
     expect(events().sort()).toEqual(
       [
@@ -93,13 +91,14 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
       ].sort(),
     );
     // Lagging: beyond 5 generations behind (the threshold), or behind for over 6 hours.
-    f.ctx.db.db
-      .prepare("INSERT INTO generations (generation, created_at, created_by) VALUES (2, ?, 'test')")
-      .run(f.ctx.db.now().toISOString());
-    expect(keys()).toEqual([]);
+    await f.ctx.db.sql.run(
+      "INSERT INTO generations (generation, created_at, created_by) VALUES (2, ?, 'test')",
+      [f.ctx.db.now().toISOString()],
+    );
+    expect(await keys()).toEqual([]);
     f.clock.advance(7 * HOUR);
-    report(f.ctx, 'd2', { servedGeneration: 1, targetGeneration: 2, freeDiskBytes: 5e10 });
-    expect(keys()).toEqual(['warning lagging:d2']);
+    await report(f.ctx, 'd2', { servedGeneration: 1, targetGeneration: 2, freeDiskBytes: 5e10 });
+    expect(await keys()).toEqual(['warning lagging:d2']);
     const viaApi = (await (
       await f.app.request('/v1/admin/alerts', { headers: { authorization: `Bearer ${f.tokens.viewer}` } })
     ).json()) as { alerts: Array<{ key: string; since: string; message: string }> };
@@ -110,17 +109,17 @@ describe('alerts: raised from the status model, repeated, cleared by themselves'
         message: expect.stringMatching(/1 generation\(s\) behind for 7 h/),
       }),
     ]);
-    report(f.ctx, 'd2', { servedGeneration: 2, freeDiskBytes: 5e10 });
-    expect(keys()).toEqual([]);
+    await report(f.ctx, 'd2', { servedGeneration: 2, freeDiskBytes: 5e10 });
+    expect(await keys()).toEqual([]);
     expect((await f.app.request('/v1/admin/alerts')).status).toBe(401);
-    f.ctx.db.db.prepare("UPDATE machines SET state = 'blocked' WHERE name = 'd2'").run();
+    await f.ctx.db.sql.run("UPDATE machines SET state = 'blocked' WHERE name = 'd2'");
   });
 
-  it('keeps alert state across a restart of the monitor (no second announcement)', () => {
-    insertDepot(f.ctx, 'd3', { certNotAfter: new Date(f.clock.t + 10 * DAY).toISOString() });
-    const first = f.admin.status({ packages: false }).alerts.find((a) => a.key === 'certificate:d3')!;
+  it('keeps alert state across a restart of the monitor (no second announcement)', async () => {
+    await insertDepot(f.ctx, 'd3', { certNotAfter: new Date(f.clock.t + 10 * DAY).toISOString() });
+    const first = (await f.admin.status({ packages: false })).alerts.find((a) => a.key === 'certificate:d3')!;
     const { since: _since, ...bare } = first;
-    const again = f.admin.monitor.evaluate([bare], f.clock.t + 1000);
+    const again = await f.admin.monitor.evaluate([bare], f.clock.t + 1000);
     expect(again.transitions.filter((t) => own(t.alert))).toEqual([]);
     expect(again.active[0]!.since).toBe(first.since);
   });
@@ -172,7 +171,7 @@ describe('webhook: never blocks the master', () => {
   it('a master whose webhook does not answer still serves its API and dashboard', async () => {
     const f = await adminFixture({ settings: { webhook: { url, timeoutMs: 60_000, attempts: 5 } } });
     try {
-      insertDepot(f.ctx, 'dx', { certNotAfter: new Date(f.clock.t + 5 * DAY).toISOString() });
+      await insertDepot(f.ctx, 'dx', { certNotAfter: new Date(f.clock.t + 5 * DAY).toISOString() });
       for (let i = 0; i < 3; i++) {
         const r = await f.app.request('/v1/admin/status', {
           headers: { authorization: `Bearer ${f.tokens.viewer}` },

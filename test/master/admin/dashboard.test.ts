@@ -13,17 +13,20 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
 
   beforeAll(async () => {
     f = await adminFixture();
-    insertDepot(f.ctx, 'depot-a');
-    report(f.ctx, 'depot-a', { servedGeneration: 1, lastError: '<script>alert("x")</script> sync failed' });
+    await insertDepot(f.ctx, 'depot-a');
+    await report(f.ctx, 'depot-a', {
+      servedGeneration: 1,
+      lastError: '<script>alert("x")</script> sync failed',
+    });
     // A record whose name bypassed validation (an old import, a restored backup): the page must still be safe.
-    insertDepot(f.ctx, HOSTILE, { state: 'pending' });
+    await insertDepot(f.ctx, HOSTILE, { state: 'pending' });
   });
   afterAll(async () => {
     await f?.close();
   });
 
-  const enroll = (name: string) =>
-    requestEnrollment(f.ctx.db, {
+  const enroll = async (name: string) =>
+    await requestEnrollment(f.ctx.db, {
       name,
       role: 'agent',
       csrPem: createMachineKeyAndCsr({ machineName: name, role: 'agent' }).csrPem,
@@ -59,7 +62,7 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self'/);
     expect(await page.text()).toContain('op-admin (admin)');
-    const audit = listAudit(f.ctx.db, { limit: 10 }).entries.map((e) => `${e.action} ${e.target}`);
+    const audit = (await listAudit(f.ctx.db, { limit: 10 })).entries.map((e) => `${e.action} ${e.target}`);
     expect(audit).toContain('login op-admin');
     expect(audit).toContain('login.failed op-admin');
   });
@@ -87,7 +90,7 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
   });
 
   it('refuses a POST without, or with a wrong, CSRF token, or from a foreign origin; accepts the right one', async () => {
-    enroll('agent-csrf');
+    await enroll('agent-csrf');
     const b = new Browser(f.app);
     await b.login('op-admin', f.tokens.admin);
     const csrf = Browser.csrf(await (await b.request('/dashboard')).text());
@@ -114,21 +117,21 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
     expect(
       (await b.request('/dashboard/machines/agent-csrf/approve', { form: { _csrf: otherCsrf } })).status,
     ).toBe(403);
-    expect(byName(f.ctx.db, 'agent-csrf')!.state).toBe('pending');
+    expect((await byName(f.ctx.db, 'agent-csrf'))!.state).toBe('pending');
     const ok = await b.request('/dashboard/machines/agent-csrf/approve', {
       form: { _csrf: csrf },
       headers: { origin: 'https://master.test' },
     });
     expect(ok.status).toBe(303);
-    expect(byName(f.ctx.db, 'agent-csrf')).toMatchObject({ state: 'approved', approvedBy: 'op-admin' });
+    expect(await byName(f.ctx.db, 'agent-csrf')).toMatchObject({ state: 'approved', approvedBy: 'op-admin' });
     expect(await (await b.request(ok.headers.get('location')!)).text()).toContain('approved agent-csrf');
-    expect(listAudit(f.ctx.db, { action: 'machine.approve', target: 'agent-csrf' }).entries[0]).toMatchObject(
-      { actor: 'op-admin', address: '198.51.100.7' },
-    );
+    expect(
+      (await listAudit(f.ctx.db, { action: 'machine.approve', target: 'agent-csrf' })).entries[0],
+    ).toMatchObject({ actor: 'op-admin', address: '198.51.100.7' });
   });
 
   it('answers 403 when a viewer tries to approve, and shows no buttons to a viewer', async () => {
-    enroll('agent-viewer');
+    await enroll('agent-viewer');
     const b = new Browser(f.app);
     await b.login('op-viewer', f.tokens.viewer);
     const html = await (await b.request('/dashboard')).text();
@@ -138,7 +141,7 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
     });
     expect(r.status).toBe(403);
     expect(await r.text()).toContain('operator op-viewer has role viewer; approve needs role admin');
-    expect(byName(f.ctx.db, 'agent-viewer')!.state).toBe('pending');
+    expect((await byName(f.ctx.db, 'agent-viewer'))!.state).toBe('pending');
   });
 
   it('ends a session after 15 idle minutes, and at its absolute lifetime however active', async () => {
@@ -182,7 +185,7 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
     expect(end.status).toBe(200);
     expect((await victim.request('/dashboard')).headers.get('location')).toBe('/dashboard/login?ended=1');
     expect(await (await victim.request('/dashboard/events')).text()).toMatch(/event: logout\ndata: ended/);
-    expect(listAudit(f.ctx.db, { action: 'session.end' }).entries[0]).toMatchObject({
+    expect((await listAudit(f.ctx.db, { action: 'session.end' })).entries[0]).toMatchObject({
       actor: 'op-admin',
       target: `session:${s.id}`,
     });
@@ -215,7 +218,9 @@ describe('dashboard: sessions, CSRF, roles, escaping, login limits', () => {
     expect((await other.login('op-admin', f.tokens.admin)).status).toBe(303);
     expect((await other.login('op-viewer', f.tokens.viewer)).status).toBe(303);
     // The audit log has each real failure and a few limiter notes, not 100 lines of noise.
-    const entries = listAudit(f.ctx.db, { limit: 1000 }).entries.filter((e) => e.address === '192.0.2.66');
+    const entries = (await listAudit(f.ctx.db, { limit: 1000 })).entries.filter(
+      (e) => e.address === '192.0.2.66',
+    );
     expect(entries.filter((e) => e.action === 'login.failed')).toHaveLength(10);
     expect(entries.filter((e) => e.action === 'login.limited')).toHaveLength(1);
     f.clock.advance(16 * MIN);

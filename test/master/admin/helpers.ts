@@ -51,7 +51,7 @@ export async function adminFixture(
   const ctx = await openMaster(dir, silentLogger(), { now });
   const tokens = {} as Record<OperatorRole, string>;
   for (const role of ['admin', 'publisher', 'viewer'] as const)
-    tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
+    tokens[role] = (await addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' })).token;
   const admin = new AdminService({
     ctx,
     now,
@@ -81,7 +81,7 @@ export async function adminFixture(
 }
 
 /** A depot record as enrollment and approval leave it (SQL: no RSA key generation per test depot). */
-export function insertDepot(
+export async function insertDepot(
   ctx: MasterContext,
   name: string,
   o: {
@@ -91,15 +91,13 @@ export function insertDepot(
     certNotAfter?: string;
     at?: string;
   } = {},
-): void {
+): Promise<void> {
   const at = o.at ?? ctx.db.now().toISOString();
   const state = o.state ?? 'approved';
-  ctx.db.db
-    .prepare(
-      `INSERT INTO machines (name, role, state, requested_at, state_changed_at, cert_serial, cert_not_after, parent, csr_pem)
+  await ctx.db.sql.run(
+    `INSERT INTO machines (name, role, state, requested_at, state_changed_at, cert_serial, cert_not_after, parent, csr_pem)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .run(
+    [
       name,
       o.role ?? 'depot',
       state,
@@ -113,21 +111,22 @@ export function insertDepot(
       state === 'pending'
         ? '-----BEGIN CERTIFICATE REQUEST-----\nx\n-----END CERTIFICATE REQUEST-----'
         : null,
-    );
+    ],
+  );
 }
 
 const sequences = new Map<string, number>();
 
 /** File a status report for `name` as the mutual-TLS route would. */
-export function report(
+export async function report(
   ctx: MasterContext,
   name: string,
   r: Partial<DepotStatusInput> & { servedGeneration: number },
-): void {
+): Promise<void> {
   const key = `${ctx.layout.dir}:${name}`;
   const sequence = (sequences.get(key) ?? 0) + 1;
   sequences.set(key, sequence);
-  recordDepotStatus(ctx.db, name, {
+  await recordDepotStatus(ctx.db, name, {
     targetGeneration: r.servedGeneration,
     bytesFetched: 0,
     chunksFetched: 0,

@@ -177,7 +177,7 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
     afterAll(async () => {
       await f?.close();
     });
-    const lastAudit = () => listAudit(f.ctx.db, { limit: 1 }).entries[0]!;
+    const lastAudit = async () => (await listAudit(f.ctx.db, { limit: 1 })).entries[0]!;
 
     it('a directory user logs in with their password and gets the role of their groups at each login', async () => {
       const b = new Browser(f.app);
@@ -190,16 +190,16 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       expect(dash.status).toBe(200);
       // An admin: the Operators section lists her, with no token to expire.
       expect(await dash.text()).toMatch(/data-operator="alice">.*<td>admin<\/td>.*directory login/);
-      expect(getOperator(f.ctx.db, 'alice')).toMatchObject({
+      expect(await getOperator(f.ctx.db, 'alice')).toMatchObject({
         role: 'admin',
         directoryDn: `uid=alice,ou=people,${SUFFIX}`,
         tokenExpiresAt: null,
       });
-      expect(lastAudit()).toMatchObject({ action: 'login', target: 'alice' });
-      expect(lastAudit().detail).toMatchObject({ role: 'admin', source: 'directory' });
+      expect(await lastAudit()).toMatchObject({ action: 'login', target: 'alice' });
+      expect((await lastAudit()).detail).toMatchObject({ role: 'admin', source: 'directory' });
 
       expect((await new Browser(f.app, '198.51.100.8').login('bob', 'bob pw')).status).toBe(303);
-      expect(getOperator(f.ctx.db, 'bob')?.role).toBe('viewer');
+      expect((await getOperator(f.ctx.db, 'bob'))?.role).toBe('viewer');
     });
 
     it('wrong password, and a user in no mapped group (whose earlier row and sessions go)', async () => {
@@ -210,7 +210,7 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       const carol = await b.login('carol', 'carol pw');
       expect(carol.status).toBe(403);
       expect(await carol.text()).toContain('carol is in none of the directory groups');
-      expect(getOperator(f.ctx.db, 'carol')).toBeUndefined();
+      expect(await getOperator(f.ctx.db, 'carol')).toBeUndefined();
 
       // Bob has a session as a viewer; the directory then drops him from every mapped group.
       const bob = new Browser(f.app, '198.51.100.10');
@@ -231,12 +231,12 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       await root.unbind();
       const again = await new Browser(f.app, '198.51.100.14').login('bob', 'bob pw');
       expect(again.status).toBe(403);
-      expect(getOperator(f.ctx.db, 'bob')).toBeUndefined();
+      expect(await getOperator(f.ctx.db, 'bob')).toBeUndefined();
       expect((await bob.request('/dashboard')).headers.get('location')).toBe('/dashboard/login?ended=1');
     });
 
     it('TOTP still applies to directory operators', async () => {
-      const { secret } = enableTotp(f.ctx.db, 'alice');
+      const { secret } = await enableTotp(f.ctx.db, 'alice');
       expect(secret).toBeTruthy();
       const b = new Browser(f.app, '198.51.100.11');
       const r = await b.login('alice', 'alice pw');
@@ -255,8 +255,8 @@ describe('directory login (LDAP over TLS, real slapd)', () => {
       expect(await bob.text()).toContain(
         'The directory cannot be reached, so directory operators cannot log in now (local operators still can).',
       );
-      expect(lastAudit()).toMatchObject({ action: 'login.failed', target: 'bob' });
-      expect(String(lastAudit().detail.reason)).toMatch(/unreachable/);
+      expect(await lastAudit()).toMatchObject({ action: 'login.failed', target: 'bob' });
+      expect(String((await lastAudit()).detail.reason)).toMatch(/unreachable/);
     });
   });
 });

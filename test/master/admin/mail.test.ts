@@ -198,7 +198,9 @@ describe('alert e-mail over SMTP (real server, STARTTLS, AUTH)', () => {
     try {
       const before = tlsServer.messages().length;
       free = 0.5e9;
-      expect(admin.status({ packages: false }).alerts.map((a) => a.key)).toContain('low-disk:master (store)');
+      expect((await admin.status({ packages: false })).alerts.map((a) => a.key)).toContain(
+        'low-disk:master (store)',
+      );
       await admin.mail!.idle();
       const got = tlsServer.messages().slice(before);
       expect(got).toHaveLength(1);
@@ -221,9 +223,9 @@ describe('alert e-mail over SMTP (real server, STARTTLS, AUTH)', () => {
     });
     try {
       free = 10e9;
-      admin2.status({ packages: false }); // clears low-disk: a "cleared" e-mail, refused
+      await admin2.status({ packages: false }); // clears low-disk: a "cleared" e-mail, refused
       await admin2.mail!.idle();
-      const alerts = admin2.status({ packages: false }).alerts;
+      const alerts = (await admin2.status({ packages: false })).alerts;
       const n = alerts.find((a) => a.kind === 'notification');
       expect(n).toMatchObject({ level: 'error', subject: 'alert e-mail' });
       expect(n!.message).toMatch(/alert e-mail to 127\.0\.0\.1:\d+ is failing since .*STARTTLS/);

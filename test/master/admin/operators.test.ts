@@ -20,7 +20,7 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
 
   it('refuses an expired operator token with a 401 naming the day and the rotate command', async () => {
     expect((await f.app.request('/v1/admin/status', bearer(f.tokens.viewer))).status).toBe(200);
-    const expiresAt = getOperator(f.ctx.db, 'op-viewer')!.tokenExpiresAt!;
+    const expiresAt = (await getOperator(f.ctx.db, 'op-viewer'))!.tokenExpiresAt!;
     expect(Date.parse(expiresAt) - f.clock.t).toBe(90 * DAY);
     f.clock.advance(90 * DAY);
     const r = await f.app.request('/v1/admin/status', bearer(f.tokens.viewer));
@@ -35,15 +35,17 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
     expect(login.status).toBe(401);
     expect(await login.text()).toContain('expired on');
     // Rotation gives a working token again and the old one stays refused.
-    const { token } = rotateOperator(f.ctx.db, 'op-viewer', 30);
+    const { token } = await rotateOperator(f.ctx.db, 'op-viewer', 30);
     expect((await f.app.request('/v1/admin/status', bearer(token))).status).toBe(200);
     expect((await f.app.request('/v1/admin/status', bearer(f.tokens.viewer))).status).toBe(401);
-    expect(getOperator(f.ctx.db, 'op-viewer')!.lastUsedAt).toBe(new Date(f.clock.t).toISOString());
+    expect((await getOperator(f.ctx.db, 'op-viewer'))!.lastUsedAt).toBe(new Date(f.clock.t).toISOString());
   });
 
   it('warns before a token expires and raises an error once it has, cleared by rotation', async () => {
     f.clock.advance(80 * DAY);
-    const warn = f.admin.status({ packages: false }).alerts.filter((a) => a.kind === 'operator-token');
+    const warn = (await f.admin.status({ packages: false })).alerts.filter(
+      (a) => a.kind === 'operator-token',
+    );
     expect(warn.map((a) => [a.subject, a.level])).toEqual([
       ['op-admin', 'warning'],
       ['op-publisher', 'warning'],
@@ -53,18 +55,20 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
       /^token of operator op-admin expires in 10 day\(s\) .*master operator rotate --name op-admin/,
     );
     f.clock.advance(10 * DAY);
-    rotateOperator(f.ctx.db, 'op-admin');
-    const after = f.admin.status({ packages: false }).alerts.filter((a) => a.kind === 'operator-token');
+    await rotateOperator(f.ctx.db, 'op-admin');
+    const after = (await f.admin.status({ packages: false })).alerts.filter(
+      (a) => a.kind === 'operator-token',
+    );
     expect(after.map((a) => [a.subject, a.level])).toEqual([
       ['op-publisher', 'error'],
       ['op-viewer', 'error'],
     ]);
   });
 
-  it('rotating an unknown operator is a not-found error naming it', () => {
+  it('rotating an unknown operator is a not-found error naming it', async () => {
     let err: unknown;
     try {
-      rotateOperator(f.ctx.db, 'nobody');
+      await rotateOperator(f.ctx.db, 'nobody');
     } catch (e) {
       err = e;
     }
@@ -79,7 +83,7 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
     expect(await refused.text()).toContain(
       'requires an authenticator (TOTP) for every operator and op-publisher has none',
     );
-    expect(listAudit(f.ctx.db, { limit: 5 }).entries[0]).toMatchObject({
+    expect((await listAudit(f.ctx.db, { limit: 5 })).entries[0]).toMatchObject({
       action: 'login.failed',
       target: 'op-publisher',
     });
@@ -113,7 +117,7 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
   });
 
   it('lists operators to admins only, without secrets', async () => {
-    addOperator(f.ctx.db, { name: 'carol', role: 'viewer', createdBy: 'test', tokenDays: 7 });
+    await addOperator(f.ctx.db, { name: 'carol', role: 'viewer', createdBy: 'test', tokenDays: 7 });
     expect((await f.app.request('/v1/admin/operators', bearer(f.tokens.viewer))).status).toBe(403);
     const r = await f.app.request('/v1/admin/operators', bearer(f.tokens.admin));
     const body = (await r.json()) as { operators: Array<Record<string, unknown>> };
@@ -124,7 +128,7 @@ describe('operator administration: token expiry, rotation, TOTP policy', () => {
   });
 
   it('shows admins (only) the operators on the dashboard, with an expired token marked', async () => {
-    addOperator(f.ctx.db, { name: 'dave', role: 'viewer', createdBy: 'test', tokenDays: 1 });
+    await addOperator(f.ctx.db, { name: 'dave', role: 'viewer', createdBy: 'test', tokenDays: 1 });
     f.clock.advance(2 * DAY);
     const admin = new Browser(f.app, '198.51.100.72');
     expect((await admin.login('op-admin', f.tokens.admin)).status).toBe(303);

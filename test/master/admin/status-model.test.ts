@@ -14,49 +14,50 @@ describe('status model: per depot and per package version', () => {
 
   beforeAll(async () => {
     f = await adminFixture({ start: t0, settings: { alerts: { silentMinutes: 30 } } });
-    for (const name of ['d-current', 'd-lag', 'd-fail', 'd-silent', 'd-never']) insertDepot(f.ctx, name);
-    insertDepot(f.ctx, 'd-child', { parent: 'd-current' });
-    insertDepot(f.ctx, 'd-grandchild', { parent: 'd-child' });
-    insertDepot(f.ctx, 'd-blocked', { state: 'blocked' });
-    insertDepot(f.ctx, 'agent-1', { role: 'agent' });
+    for (const name of ['d-current', 'd-lag', 'd-fail', 'd-silent', 'd-never'])
+      await insertDepot(f.ctx, name);
+    await insertDepot(f.ctx, 'd-child', { parent: 'd-current' });
+    await insertDepot(f.ctx, 'd-grandchild', { parent: 'd-child' });
+    await insertDepot(f.ctx, 'd-blocked', { state: 'blocked' });
+    await insertDepot(f.ctx, 'agent-1', { role: 'agent' });
     expect(await publishBytes(f, 'tool', '1.0', pseudoRandomBytes(50_000, 1))).toBe(2);
     f.clock.advance(10 * MIN);
-    report(f.ctx, 'd-silent', { servedGeneration: 2 });
+    await report(f.ctx, 'd-silent', { servedGeneration: 2 });
     // d-lag fetched 60 MB over the last 2 minutes of reports: 0.5 MB/s.
-    report(f.ctx, 'd-lag', { servedGeneration: 2, bytesFetched: 1 });
+    await report(f.ctx, 'd-lag', { servedGeneration: 2, bytesFetched: 1 });
     f.clock.advance(50 * MIN);
     expect(await publishBytes(f, 'tool', '2.0', pseudoRandomBytes(50_000, 2))).toBe(3);
     f.clock.advance(MIN);
-    report(f.ctx, 'd-lag', {
+    await report(f.ctx, 'd-lag', {
       servedGeneration: 2,
       targetGeneration: 3,
       bytesFetched: 30_000_000,
       bytesRemaining: 90_000_000,
     });
-    report(f.ctx, 'd-current', {
+    await report(f.ctx, 'd-current', {
       servedGeneration: 3,
       scrubOk: 40,
       scrubFailed: 1,
       freeDiskBytes: 5e11,
       lastSuccess: new Date(f.clock.t).toISOString(),
     });
-    report(f.ctx, 'd-child', { servedGeneration: 3 });
-    report(f.ctx, 'd-grandchild', { servedGeneration: 3 });
+    await report(f.ctx, 'd-child', { servedGeneration: 3 });
+    await report(f.ctx, 'd-grandchild', { servedGeneration: 3 });
     for (let i = 0; i < 3; i++)
-      report(f.ctx, 'd-fail', {
+      await report(f.ctx, 'd-fail', {
         servedGeneration: 2,
         targetGeneration: 3,
         lastError: `sync from https://m failed: timeout ${i}`,
       });
     f.clock.advance(MIN);
-    report(f.ctx, 'd-lag', {
+    await report(f.ctx, 'd-lag', {
       servedGeneration: 2,
       targetGeneration: 3,
       bytesFetched: 30_000_000,
       bytesRemaining: 60_000_000,
     });
     f.clock.advance(MIN);
-    s = f.admin.status();
+    s = await f.admin.status();
   });
   afterAll(async () => {
     await f?.close();

@@ -94,16 +94,16 @@ describe("status model: tiers from the depots' reports", () => {
   beforeAll(async () => {
     f = await adminFixture({ start: Date.parse('2031-03-01T10:00:00.000Z') });
     for (const n of ['hq', 'branch', 'shop', 'loop-a', 'loop-b', 'orphan', 'old', 'enrolled-child'])
-      insertDepot(f.ctx, n);
+      await insertDepot(f.ctx, n);
     // The enrollment's parent counts only until a report says otherwise.
-    f.ctx.db.db.prepare("UPDATE machines SET parent = 'hq' WHERE name IN ('enrolled-child', 'shop')").run();
-    report(f.ctx, 'hq', { servedGeneration: 1, upstream: 'master' });
-    report(f.ctx, 'branch', { servedGeneration: 1, upstream: 'hq' });
-    report(f.ctx, 'shop', { servedGeneration: 1, upstream: 'branch' });
-    report(f.ctx, 'loop-a', { servedGeneration: 1, upstream: 'loop-b' });
-    report(f.ctx, 'loop-b', { servedGeneration: 1, upstream: 'loop-a' });
-    report(f.ctx, 'orphan', { servedGeneration: 1, upstream: 'gone' });
-    report(f.ctx, 'old', { servedGeneration: 1 });
+    await f.ctx.db.sql.run("UPDATE machines SET parent = 'hq' WHERE name IN ('enrolled-child', 'shop')");
+    await report(f.ctx, 'hq', { servedGeneration: 1, upstream: 'master' });
+    await report(f.ctx, 'branch', { servedGeneration: 1, upstream: 'hq' });
+    await report(f.ctx, 'shop', { servedGeneration: 1, upstream: 'branch' });
+    await report(f.ctx, 'loop-a', { servedGeneration: 1, upstream: 'loop-b' });
+    await report(f.ctx, 'loop-b', { servedGeneration: 1, upstream: 'loop-a' });
+    await report(f.ctx, 'orphan', { servedGeneration: 1, upstream: 'gone' });
+    await report(f.ctx, 'old', { servedGeneration: 1 });
   });
   afterAll(async () => {
     await f?.close();
@@ -127,7 +127,7 @@ describe("status model: tiers from the depots' reports", () => {
       'loop-b': [null, 'loop-a', 'upstream cycle: loop-a → loop-b → loop-a'],
       orphan: [null, 'gone', 'upstream gone is not a known depot'],
     });
-    const text = fleetTables(f.admin.status({ packages: false }));
+    const text = fleetTables(await f.admin.status({ packages: false }));
     expect(text).toMatch(/^shop\s+\S+\s+3\s+branch\s/m);
     expect(text).toMatch(/^loop-a\s+\S+\s+\?\s+loop-b\s/m);
     expect(text).toContain('orphan: upstream gone is not a known depot');

@@ -11,8 +11,12 @@ import { initMaster } from '../../../master/init.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const T0 = Date.parse('2026-12-07T12:00:00Z');
-const secretOf = (ctx: MasterContext, name: string) =>
-  ctx.db.db.prepare('SELECT totp_secret FROM operators WHERE name = ?').pluck().get(name) as string | null;
+const secretOf = async (ctx: MasterContext, name: string) =>
+  (
+    await ctx.db.sql.get<{ totp_secret: string | null }>('SELECT totp_secret FROM operators WHERE name = ?', [
+      name,
+    ])
+  )?.totp_secret ?? null;
 
 describe('TOTP secrets are encrypted at rest with a key outside the database', () => {
   const tmp = tempDir();
@@ -22,7 +26,7 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
     await initMaster(dir, { log: silentLogger() });
     ctx = await openMaster(dir, silentLogger());
     for (const name of ['alice', 'bob', 'carol'])
-      addOperator(ctx.db, { name, role: 'admin', createdBy: 'test' });
+      await addOperator(ctx.db, { name, role: 'admin', createdBy: 'test' });
   });
   afterAll(async () => {
     await ctx?.close();
@@ -36,24 +40,25 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
     expect(statSync(key).mode & 0o777).toBe(0o600);
   });
 
-  it('stores a new secret sealed (AES-256-GCM), never in plaintext, and codes still verify', () => {
-    const { secret } = enableTotp(ctx.db, 'alice');
-    const stored = secretOf(ctx, 'alice')!;
+  it('stores a new secret sealed (AES-256-GCM), never in plaintext, and codes still verify', async () => {
+    const { secret } = await enableTotp(ctx.db, 'alice');
+    const stored = (await secretOf(ctx, 'alice'))!;
     expect(stored.startsWith('v1.')).toBe(true);
     expect(stored).not.toContain(secret);
     expect(readFileSync(join(dir, 'master.db')).includes(Buffer.from(secret))).toBe(false);
-    expect(verifyTotp(ctx.db, 'alice', totpCode(secret, T0), T0)).toBe(true);
-    expect(verifyTotp(ctx.db, 'alice', totpCode(secret, T0), T0)).toBe(false); // replay
+    expect(await verifyTotp(ctx.db, 'alice', totpCode(secret, T0), T0)).toBe(true);
+    expect(await verifyTotp(ctx.db, 'alice', totpCode(secret, T0), T0)).toBe(false); // replay
   });
 
-  it('refuses a sealed secret copied into another operator row (bound to the name)', () => {
-    enableTotp(ctx.db, 'bob');
-    ctx.db.db
-      .prepare('UPDATE operators SET totp_secret = ? WHERE name = ?')
-      .run(secretOf(ctx, 'alice'), 'bob');
-    const e = (() => {
+  it('refuses a sealed secret copied into another operator row (bound to the name)', async () => {
+    await enableTotp(ctx.db, 'bob');
+    await ctx.db.sql.run('UPDATE operators SET totp_secret = ? WHERE name = ?', [
+      await secretOf(ctx, 'alice'),
+      'bob',
+    ]);
+    const e = await (async () => {
       try {
-        return verifyTotp(ctx.db, 'bob', '123456', T0);
+        return await verifyTotp(ctx.db, 'bob', '123456', T0);
       } catch (x) {
         return x;
       }
@@ -64,15 +69,16 @@ describe('TOTP secrets are encrypted at rest with a key outside the database', (
 
   it('encrypts plaintext secrets of an older master when the master opens', async () => {
     const plain = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
-    ctx.db.db
-      .prepare('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?')
-      .run(plain, 'carol');
+    await ctx.db.sql.run('UPDATE operators SET totp_secret = ?, totp_last_step = 0 WHERE name = ?', [
+      plain,
+      'carol',
+    ]);
     await ctx.close();
     ctx = await openMaster(dir, silentLogger());
-    const stored = secretOf(ctx, 'carol')!;
+    const stored = (await secretOf(ctx, 'carol'))!;
     expect(stored.startsWith('v1.')).toBe(true);
     expect(stored).not.toContain(plain);
-    expect(verifyTotp(ctx.db, 'carol', totpCode(plain, T0 + 60_000), T0 + 60_000)).toBe(true);
+    expect(await verifyTotp(ctx.db, 'carol', totpCode(plain, T0 + 60_000), T0 + 60_000)).toBe(true);
   });
 
   it('never makes a new key over sealed secrets whose key is lost; a wrong key is refused', () => {

@@ -61,13 +61,14 @@ describe('master backup: encrypted, complete, retained, alert on failure', () =>
     await f?.close();
   });
   const backup = (actor = 'schedule', pass: string | null = PASS) =>
-    withPass(pass ?? undefined, () =>
-      backupOpenMaster(f.ctx, { actor, now: () => new Date(f.clock.t), scrypt }),
+    withPass(
+      pass ?? undefined,
+      async () => await backupOpenMaster(f.ctx, { actor, now: () => new Date(f.clock.t), scrypt }),
     );
 
   it('writes one 0600 file with a readable header and no readable secrets, and keeps only the newest N', async () => {
     f.ctx.config.backupRetainCount = 3;
-    insertDepot(f.ctx, 'depot-a');
+    await insertDepot(f.ctx, 'depot-a');
     const first = await backup('cli');
     expect(first.file).toBe(join(f.ctx.layout.backups, 'master-20260501T000000000Z.dsbackup'));
     expect(statSync(first.file).mode & 0o777).toBe(0o600);
@@ -93,31 +94,34 @@ describe('master backup: encrypted, complete, retained, alert on failure', () =>
       'master-20260501T070000000Z.dsbackup',
       'master-20260501T080000000Z.dsbackup',
     ]);
-    const audit = listAudit(f.ctx.db, { limit: 20 }).entries.filter((e) => e.action === 'database.backup');
+    const audit = (await listAudit(f.ctx.db, { limit: 20 })).entries.filter(
+      (e) => e.action === 'database.backup',
+    );
     expect(audit[0]).toMatchObject({ actor: 'schedule', detail: { removed: 1 } });
   });
 
   it('a failed backup (no passphrase, a short one, no folder) raises an alert that clears on the next success', async () => {
-    const alerts = () =>
-      f.admin
-        .status({ packages: false })
-        .alerts.filter((a) => a.kind === 'backup')
+    const alerts = async () =>
+      (await f.admin.status({ packages: false })).alerts
+        .filter((a) => a.kind === 'backup')
         .map((a) => a.message);
-    expect(alerts()).toEqual([]);
+    expect(await alerts()).toEqual([]);
     f.clock.advance(HOUR);
     await expectDepotsyncError(backup('schedule', null), 'usage', /no backup passphrase/);
-    expect(alerts()).toEqual([expect.stringMatching(/master backup failed at .*: no backup passphrase/)]);
+    expect(await alerts()).toEqual([
+      expect.stringMatching(/master backup failed at .*: no backup passphrase/),
+    ]);
     f.clock.advance(HOUR);
     await expectDepotsyncError(backup('schedule', 'short'), 'bad-input', /5 characters; at least 12/);
     rmSync(f.ctx.layout.backups, { recursive: true });
     writeFileSync(f.ctx.layout.backups, 'not a folder');
     f.clock.advance(HOUR);
     await expect(backup()).rejects.toThrow(/backup folder .*backups/);
-    expect(alerts()).toEqual([expect.stringMatching(/backup folder/)]);
+    expect(await alerts()).toEqual([expect.stringMatching(/backup folder/)]);
     rmSync(f.ctx.layout.backups);
     f.clock.advance(HOUR);
     await backup();
-    expect(alerts()).toEqual([]);
+    expect(await alerts()).toEqual([]);
   });
 });
 
@@ -127,27 +131,37 @@ describe('master restore', () => {
   let good: string;
   let fingerprint: string;
   let before: { generation: number; versions: Record<string, number>; backupAt: number };
-  const versions = (ctx: MasterContext) =>
-    Object.fromEntries(
-      ['root', 'targets', 'snapshot', 'timestamp'].map((r) => [r, latestMetadata(ctx.db, r)!.version]),
-    );
+  const versions = async (ctx: MasterContext) => {
+    const out: Record<string, number> = {};
+    for (const r of ['root', 'targets', 'snapshot', 'timestamp'])
+      out[r] = (await latestMetadata(ctx.db, r))!.version;
+    return out;
+  };
   beforeAll(async () => {
     fingerprint = (await initMaster(M, { log })).fingerprint;
     const ctx = await openMaster(M, log);
     try {
-      insertDepot(ctx, 'depot-old');
+      await insertDepot(ctx, 'depot-old');
       writeFileSync(join(tmp.dir, 'v1.bin'), pseudoRandomBytes(2_500_000, 3));
       await publish(ctx, { name: 'tool', version: '1', path: join(tmp.dir, 'v1.bin'), actor: 'test' });
-      before = { generation: currentGeneration(ctx.db), versions: versions(ctx), backupAt: Date.now() };
-      good = (await withPass(PASS, () => backupOpenMaster(ctx, { actor: 'cli', scrypt }))).file;
-      insertDepot(ctx, 'depot-new'); // after the backup
+      before = {
+        generation: await currentGeneration(ctx.db),
+        versions: await versions(ctx),
+        backupAt: Date.now(),
+      };
+      good = (await withPass(PASS, async () => await backupOpenMaster(ctx, { actor: 'cli', scrypt }))).file;
+      await insertDepot(ctx, 'depot-new'); // after the backup
     } finally {
       await ctx.close();
     }
   });
   afterAll(() => tmp.cleanup());
-  const restore = (dir: string, file = good, pass = PASS, expect?: string) =>
-    restoreMaster(dir, file, { passphrase: pass, log, ...(expect ? { expectFingerprint: expect } : {}) });
+  const restore = async (dir: string, file = good, pass = PASS, expect?: string) =>
+    await restoreMaster(dir, file, {
+      passphrase: pass,
+      log,
+      ...(expect ? { expectFingerprint: expect } : {}),
+    });
 
   it('brings back every file, the store and the database into a new folder, with versions a step ahead', async () => {
     const R = join(tmp.dir, 'R1');
@@ -175,18 +189,19 @@ describe('master restore', () => {
     expect(record).toMatchObject({ fromGeneration: before.generation, versionStep: 1_000_000 });
     const ctx = await openMaster(R, log);
     try {
-      expect(byName(ctx.db, 'depot-old')).toBeDefined();
-      expect(byName(ctx.db, 'depot-new')).toBeUndefined();
-      expect(currentGeneration(ctx.db)).toBe(before.generation + 1_000_000);
-      expect(versions(ctx)).toEqual({
+      expect(await byName(ctx.db, 'depot-old')).toBeDefined();
+      expect(await byName(ctx.db, 'depot-new')).toBeUndefined();
+      expect(await currentGeneration(ctx.db)).toBe(before.generation + 1_000_000);
+      expect(await versions(ctx)).toEqual({
         root: before.versions.root,
         targets: before.versions.targets! + 1_000_000,
         snapshot: before.versions.snapshot! + 1_000_000,
         timestamp: before.versions.timestamp! + 1_000_000,
       });
-      expect([...loadRepository(ctx).targets()].map((t) => t.path)).toHaveLength(1);
+      expect([...(await loadRepository(ctx)).targets()].map((t) => t.path)).toHaveLength(1);
       // The store came back: every chunk the catalog references is there and reads back whole.
-      const live = [...liveChunkIds(ctx.db)];
+      const live: string[] = [];
+      for await (const id of liveChunkIds(ctx.db)) live.push(id);
       expect(live.length).toBeGreaterThan(10);
       expect(ctx.store.missing(live)).toEqual([]);
       for (const id of live.slice(0, 5)) await ctx.store.get(id, { verify: true });
@@ -198,7 +213,9 @@ describe('master restore', () => {
         actor: 'test',
       });
       expect(p.generation).toBe(before.generation + 1_000_001);
-      expect(listAudit(ctx.db, { limit: 5 }).entries.map((e) => e.action)).toContain('master.restore');
+      expect((await listAudit(ctx.db, { limit: 5 })).entries.map((e) => e.action)).toContain(
+        'master.restore',
+      );
     } finally {
       await ctx.close();
     }
@@ -266,7 +283,8 @@ describe('master restore', () => {
     const ctx = await openMaster(other, log);
     let otherFile: string;
     try {
-      otherFile = (await withPass(PASS, () => backupOpenMaster(ctx, { actor: 'cli', scrypt }))).file;
+      otherFile = (await withPass(PASS, async () => await backupOpenMaster(ctx, { actor: 'cli', scrypt })))
+        .file;
     } finally {
       await ctx.close();
     }
@@ -321,16 +339,16 @@ describe('master restore', () => {
       const afterBackup = new Date(before.backupAt + 60_000);
       // Enrolled after the backup: unknown to the restored database, adopted as approved.
       const [p1, s1] = peerFor('agent-late', 'agent', afterBackup);
-      expect(authorize(p1, s1)).toMatchObject({ ok: true, machine: { name: 'agent-late', role: 'agent' } });
-      expect(byName(ctx.db, 'agent-late')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
+      expect(await authorize(p1, s1)).toMatchObject({ ok: true, machine: { name: 'agent-late', role: 'agent' } });
+      expect(await byName(ctx.db, 'agent-late')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
       // Renewed after the backup: the machine is on record; the new serial joins it.
       const [p2, s2] = peerFor('depot-old', 'depot', afterBackup);
-      expect(authorize(p2, s2)).toMatchObject({ ok: true, machine: { name: 'depot-old' } });
+      expect(await authorize(p2, s2)).toMatchObject({ ok: true, machine: { name: 'depot-old' } });
       // Issued before the backup but unknown (a machine removed on purpose): still refused.
       const [p3, s3] = peerFor('agent-gone', 'agent', new Date(before.backupAt - 3_600_000));
-      expect(authorize(p3, s3)).toMatchObject({ ok: false, status: 401, code: 'unknown-certificate' });
+      expect(await authorize(p3, s3)).toMatchObject({ ok: false, status: 401, code: 'unknown-certificate' });
       expect(
-        listAudit(ctx.db, { limit: 10 }).entries.filter((e) => e.action === 'machine.adopt'),
+        (await listAudit(ctx.db, { limit: 10 })).entries.filter((e) => e.action === 'machine.adopt'),
       ).toHaveLength(2);
     } finally {
       await ctx.close();
@@ -352,8 +370,8 @@ describe('master backup during a publish', () => {
       writeFileSync(join(tmp.dir, 'b.bin'), pseudoRandomBytes(6_000_000, 22));
       await publish(ctx, { name: 'a', version: '1', path: join(tmp.dir, 'a.bin'), actor: 'test' });
       const [, b] = await Promise.all([
-        publish(ctx, { name: 'b', version: '1', path: join(tmp.dir, 'b.bin'), actor: 'test' }),
-        withPass(PASS, () => backupOpenMaster(ctx, { actor: 'cli', scrypt })),
+        await publish(ctx, { name: 'b', version: '1', path: join(tmp.dir, 'b.bin'), actor: 'test' }),
+        withPass(PASS, async () => await backupOpenMaster(ctx, { actor: 'cli', scrypt })),
       ]);
       file = b.file;
     } finally {
@@ -363,7 +381,8 @@ describe('master backup during a publish', () => {
     await restoreMaster(R, file, { passphrase: PASS, log });
     const r = await openMaster(R, log);
     try {
-      const live = [...liveChunkIds(r.db)];
+      const live: string[] = [];
+      for await (const id of liveChunkIds(r.db)) live.push(id);
       expect(live.length).toBeGreaterThan(40);
       expect(r.store.missing(live)).toEqual([]);
     } finally {

@@ -5,15 +5,15 @@ import { caught, testMaster, type TestMaster } from './helpers.js';
 
 let t: TestMaster;
 let m: MasterDb;
-beforeEach(() => {
-  t = testMaster();
+beforeEach(async () => {
+  t = await testMaster();
   m = t.m;
 });
 afterEach(() => t.cleanup());
 
 describe('audit log', () => {
-  it('records who did what, and pages newest first', () => {
-    const first = recordAudit(m, {
+  it('records who did what, and pages newest first', async () => {
+    const first = await recordAudit(m, {
       actor: 'alice',
       action: 'publish',
       target: 'app@1',
@@ -31,23 +31,29 @@ describe('audit log', () => {
     });
     for (let i = 2; i <= 7; i++) {
       t.clock.advance(1000);
-      recordAudit(m, { actor: i % 2 ? 'alice' : 'bob', action: 'machine.approve', target: `d${i}` });
+      await recordAudit(m, { actor: i % 2 ? 'alice' : 'bob', action: 'machine.approve', target: `d${i}` });
     }
-    const page1 = listAudit(m, { limit: 3 });
+    const page1 = await listAudit(m, { limit: 3 });
     expect(page1.entries.map((e) => e.id)).toEqual([7, 6, 5]);
-    const page2 = listAudit(m, { limit: 3, before: page1.nextBefore! });
+    const page2 = await listAudit(m, { limit: 3, before: page1.nextBefore! });
     expect(page2.entries.map((e) => e.id)).toEqual([4, 3, 2]);
-    const page3 = listAudit(m, { limit: 3, before: page2.nextBefore! });
+    const page3 = await listAudit(m, { limit: 3, before: page2.nextBefore! });
     expect(page3).toEqual({ entries: [first] });
-    expect(listAudit(m, { actor: 'bob' }).entries.map((e) => e.target)).toEqual(['d6', 'd4', 'd2']);
-    expect(listAudit(m, { action: 'publish' }).entries).toHaveLength(1);
-    expect(listAudit(m, { target: 'd3' }).entries[0]?.detail).toEqual({});
+    expect((await listAudit(m, { actor: 'bob' })).entries.map((e) => e.target)).toEqual(['d6', 'd4', 'd2']);
+    expect((await listAudit(m, { action: 'publish' })).entries).toHaveLength(1);
+    expect((await listAudit(m, { target: 'd3' })).entries[0]?.detail).toEqual({});
   });
 
-  it('refuses oversized detail and control characters', () => {
+  it('refuses oversized detail and control characters', async () => {
     expect(
-      caught(() => recordAudit(m, { actor: 'a', action: 'x', detail: { big: 'x'.repeat(20_000) } })).code,
+      (
+        await caught(
+          async () => await recordAudit(m, { actor: 'a', action: 'x', detail: { big: 'x'.repeat(20_000) } }),
+        )
+      ).code,
     ).toBe('too-large');
-    expect(caught(() => recordAudit(m, { actor: 'a\nforged line', action: 'x' })).code).toBe('bad-input');
+    expect(
+      (await caught(async () => await recordAudit(m, { actor: 'a\nforged line', action: 'x' }))).code,
+    ).toBe('bad-input');
   });
 });

@@ -1,46 +1,35 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { silentLogger } from '../../../src/log.js';
-import { openMasterDatabase, type MasterDb } from '../../../master/db/database.js';
+import type { MasterDb } from '../../../master/db/database.js';
+import { openTestMasterDb } from '../../helpers/master-db.js';
 
 /** A master database in a fresh temp folder with a clock the test moves by hand. */
 export interface TestMaster {
   m: MasterDb;
   dir: string;
-  path: string;
   clock: { t: number; advance(ms: number): void };
-  reopen(): MasterDb;
-  cleanup(): void;
+  reopen(): Promise<MasterDb>;
+  another(): Promise<MasterDb>;
+  cleanup(): Promise<void>;
 }
 
-export function testMaster(start = Date.parse('2030-01-01T00:00:00.000Z')): TestMaster {
-  const dir = mkdtempSync(join(tmpdir(), 'depotsync-master-db-'));
-  const path = join(dir, 'master.db');
+export async function testMaster(start = Date.parse('2030-01-01T00:00:00.000Z')): Promise<TestMaster> {
   const clock = {
     t: start,
     advance(ms: number) {
       this.t += ms;
     },
   };
-  const open = () => openMasterDatabase(path, { logger: silentLogger(), now: () => new Date(clock.t) });
-  const t: TestMaster = {
-    m: open(),
-    dir,
-    path,
+  const db = await openTestMasterDb({ now: () => new Date(clock.t) });
+  return {
+    get m() {
+      return db.m;
+    },
+    dir: db.dir,
     clock,
-    reopen() {
-      t.m.close();
-      t.m = open();
-      return t.m;
-    },
-    cleanup() {
-      if (t.m.db.open) t.m.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    reopen: () => db.reopen(),
+    another: () => db.another(),
+    cleanup: () => db.cleanup(),
   };
-  return t;
 }
 
 /** A fake 64-hex id derived from a label (the db does not check ids against content). */
@@ -48,9 +37,9 @@ export function hexId(label: string): string {
   return createHash('sha256').update(label).digest('hex');
 }
 
-export function caught(fn: () => unknown): Error & { code?: string; hint?: string } {
+export async function caught(fn: () => unknown): Promise<Error & { code?: string; hint?: string }> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     return e as Error & { code?: string; hint?: string };
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { transaction } from '../../../src/db/transaction.js';
+import { transaction } from '../../../master/db/database.js';
 import { createGeneration } from '../../../master/db/catalog.js';
 import type { MasterDb } from '../../../master/db/database.js';
 import {
@@ -16,10 +16,10 @@ import { caught, testMaster, type TestMaster } from './helpers.js';
 
 let t: TestMaster;
 let m: MasterDb;
-beforeEach(() => {
-  t = testMaster();
+beforeEach(async () => {
+  t = await testMaster();
   m = t.m;
-  transaction(m.db, () => createGeneration(m, { createdBy: 'init' }));
+  await transaction(m, async () => await createGeneration(m, { createdBy: 'init' }));
 });
 afterEach(() => t.cleanup());
 
@@ -32,55 +32,68 @@ describe('metadata files', () => {
     expect(() => metadataFileName('root', 0)).toThrow(/root version must be an integer >= 1/);
   });
 
-  it('stores bytes with their SHA-256 and length; the same bytes again are a success', () => {
+  it('stores bytes with their SHA-256 and length; the same bytes again are a success', async () => {
     const bytes = Buffer.from('{"signed":{"_type":"root"}}');
-    const f = putMetadataFile(m, { role: 'root', version: 1, bytes });
+    const f = await putMetadataFile(m, { role: 'root', version: 1, bytes });
     expect(f).toMatchObject({ name: '1.root.json', role: 'root', version: 1, length: bytes.length });
     expect(f.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(f.generation).toBeUndefined();
-    expect(putMetadataFile(m, { role: 'root', version: 1, bytes })).toEqual(f);
-    putMetadataFile(m, { role: 'root', version: 2, bytes: Buffer.from('root 2') });
-    expect(rootVersions(m)).toEqual([1, 2]);
-    expect(latestMetadata(m, 'root')?.name).toBe('2.root.json');
-    expect(getMetadataFile(m, '1.root.json')?.bytes.equals(bytes)).toBe(true);
-    expect(getMetadataFile(m, '9.root.json')).toBeUndefined();
+    expect(await putMetadataFile(m, { role: 'root', version: 1, bytes })).toEqual(f);
+    await putMetadataFile(m, { role: 'root', version: 2, bytes: Buffer.from('root 2') });
+    expect(await rootVersions(m)).toEqual([1, 2]);
+    expect((await latestMetadata(m, 'root'))?.name).toBe('2.root.json');
+    expect((await getMetadataFile(m, '1.root.json'))?.bytes.equals(bytes)).toBe(true);
+    expect(await getMetadataFile(m, '9.root.json')).toBeUndefined();
   });
 
-  it('never changes a signed file and never rolls a role back', () => {
-    putMetadataFile(m, { role: 'snapshot', version: 1, bytes: Buffer.from('a'), generation: 1 });
-    putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('c'), generation: 1 });
-    const changed = caught(() =>
-      putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('x') }),
+  it('never changes a signed file and never rolls a role back', async () => {
+    await putMetadataFile(m, { role: 'snapshot', version: 1, bytes: Buffer.from('a'), generation: 1 });
+    await putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('c'), generation: 1 });
+    const changed = await caught(
+      async () => await putMetadataFile(m, { role: 'snapshot', version: 3, bytes: Buffer.from('x') }),
     );
     expect(changed.code).toBe('conflict');
     expect(changed.message).toMatch(/3.snapshot.json version 3 is already stored with different bytes/);
     expect(
-      caught(() => putMetadataFile(m, { role: 'snapshot', version: 2, bytes: Buffer.from('b') })).code,
+      (
+        await caught(
+          async () => await putMetadataFile(m, { role: 'snapshot', version: 2, bytes: Buffer.from('b') }),
+        )
+      ).code,
     ).toBe('version-rollback');
   });
 
-  it('replaces timestamp.json only with a newer version', () => {
-    putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1'), generation: 1 });
+  it('replaces timestamp.json only with a newer version', async () => {
+    await putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1'), generation: 1 });
     t.clock.advance(60_000);
-    const t2 = putMetadataFile(m, { role: 'timestamp', version: 2, bytes: Buffer.from('t2'), generation: 1 });
+    const t2 = await putMetadataFile(m, {
+      role: 'timestamp',
+      version: 2,
+      bytes: Buffer.from('t2'),
+      generation: 1,
+    });
     expect(t2).toMatchObject({ name: 'timestamp.json', version: 2, createdAt: '2030-01-01T00:01:00.000Z' });
-    expect(getMetadataFile(m, 'timestamp.json')?.bytes.toString()).toBe('t2');
+    expect((await getMetadataFile(m, 'timestamp.json'))?.bytes.toString()).toBe('t2');
     expect(
-      caught(() => putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1') })).code,
+      (
+        await caught(
+          async () => await putMetadataFile(m, { role: 'timestamp', version: 1, bytes: Buffer.from('t1') }),
+        )
+      ).code,
     ).toBe('version-rollback');
-    expect(m.db.prepare("SELECT count(*) AS n FROM metadata_files WHERE role = 'timestamp'").get()).toEqual({
+    expect(await m.sql.get("SELECT count(*) AS n FROM metadata_files WHERE role = 'timestamp'")).toEqual({
       n: 1,
     });
   });
 
-  it('tracks bin versions forward only', () => {
-    setBinVersion(m, 'bin-00', 1, 1);
-    setBinVersion(m, 'bin-01', 1, 1);
-    setBinVersion(m, 'bin-00', 2, 1);
-    expect(binVersions(m)).toEqual([
+  it('tracks bin versions forward only', async () => {
+    await setBinVersion(m, 'bin-00', 1, 1);
+    await setBinVersion(m, 'bin-01', 1, 1);
+    await setBinVersion(m, 'bin-00', 2, 1);
+    expect(await binVersions(m)).toEqual([
       { name: 'bin-00', version: 2, generation: 1 },
       { name: 'bin-01', version: 1, generation: 1 },
     ]);
-    expect(caught(() => setBinVersion(m, 'bin-00', 1, 1)).code).toBe('version-rollback');
+    expect((await caught(async () => await setBinVersion(m, 'bin-00', 1, 1))).code).toBe('version-rollback');
   });
 });

@@ -14,48 +14,56 @@ import { caught, testMaster, type TestMaster } from './helpers.js';
 
 let t: TestMaster;
 let m: MasterDb;
-beforeEach(() => {
-  t = testMaster();
+beforeEach(async () => {
+  t = await testMaster();
   m = t.m;
 });
 afterEach(() => t.cleanup());
 
 describe('operators', () => {
-  it('authenticates a bearer token by its hash', () => {
-    const { operator, token } = addOperator(m, { name: 'alice', role: 'admin', createdBy: 'cli:root' });
+  it('authenticates a bearer token by its hash', async () => {
+    const { operator, token } = await addOperator(m, { name: 'alice', role: 'admin', createdBy: 'cli:root' });
     expect(operator).toMatchObject({ name: 'alice', role: 'admin', disabled: false, hasTotp: false });
-    expect(m.db.prepare('SELECT token_hash FROM operators').get()).toEqual({ token_hash: hashSecret(token) });
-    expect(authenticateOperator(m, token)).toEqual({ name: 'alice', role: 'admin' });
-    expect(authenticateOperator(m, hashSecret(token))).toBeNull();
-    expect(authenticateOperator(m, `${token.slice(0, 42)}${token.endsWith('A') ? 'B' : 'A'}`)).toBeNull();
-    expect(authenticateOperator(m, '')).toBeNull();
-    const viewer = addOperator(m, { name: 'vic', role: 'viewer', createdBy: 'alice' });
-    expect(authenticateOperator(m, viewer.token)).toEqual({ name: 'vic', role: 'viewer' });
-    expect(listOperators(m).map((o) => o.name)).toEqual(['alice', 'vic']);
+    expect(await m.sql.get('SELECT token_hash FROM operators')).toEqual({ token_hash: hashSecret(token) });
+    expect(await authenticateOperator(m, token)).toEqual({ name: 'alice', role: 'admin' });
+    expect(await authenticateOperator(m, hashSecret(token))).toBeNull();
+    expect(
+      await authenticateOperator(m, `${token.slice(0, 42)}${token.endsWith('A') ? 'B' : 'A'}`),
+    ).toBeNull();
+    expect(await authenticateOperator(m, '')).toBeNull();
+    const viewer = await addOperator(m, { name: 'vic', role: 'viewer', createdBy: 'alice' });
+    expect(await authenticateOperator(m, viewer.token)).toEqual({ name: 'vic', role: 'viewer' });
+    expect((await listOperators(m)).map((o) => o.name)).toEqual(['alice', 'vic']);
   });
 
-  it('refuses duplicates and bad names/roles; removes, disables and rotates', () => {
-    const { token } = addOperator(m, { name: 'alice', role: 'publisher', createdBy: 'cli' });
-    expect(caught(() => addOperator(m, { name: 'alice', role: 'viewer', createdBy: 'cli' })).code).toBe(
-      'already-exists',
-    );
-    expect(caught(() => addOperator(m, { name: 'a b', role: 'viewer', createdBy: 'cli' })).code).toBe(
-      'bad-input',
-    );
+  it('refuses duplicates and bad names/roles; removes, disables and rotates', async () => {
+    const { token } = await addOperator(m, { name: 'alice', role: 'publisher', createdBy: 'cli' });
     expect(
-      caught(() => addOperator(m, { name: 'bob', role: 'root' as 'admin', createdBy: 'cli' })).message,
+      (await caught(async () => await addOperator(m, { name: 'alice', role: 'viewer', createdBy: 'cli' })))
+        .code,
+    ).toBe('already-exists');
+    expect(
+      (await caught(async () => await addOperator(m, { name: 'a b', role: 'viewer', createdBy: 'cli' })))
+        .code,
+    ).toBe('bad-input');
+    expect(
+      (
+        await caught(
+          async () => await addOperator(m, { name: 'bob', role: 'root' as 'admin', createdBy: 'cli' }),
+        )
+      ).message,
     ).toMatch(/operator role must be one of admin, publisher, viewer/);
 
-    setOperatorDisabled(m, 'alice', true);
-    expect(authenticateOperator(m, token)).toBeNull();
-    expect(getOperator(m, 'alice')?.disabled).toBe(true);
-    setOperatorDisabled(m, 'alice', false);
-    const rotated = rotateOperatorToken(m, 'alice');
-    expect(authenticateOperator(m, token)).toBeNull();
-    expect(authenticateOperator(m, rotated)?.name).toBe('alice');
+    await setOperatorDisabled(m, 'alice', true);
+    expect(await authenticateOperator(m, token)).toBeNull();
+    expect((await getOperator(m, 'alice'))?.disabled).toBe(true);
+    await setOperatorDisabled(m, 'alice', false);
+    const rotated = await rotateOperatorToken(m, 'alice');
+    expect(await authenticateOperator(m, token)).toBeNull();
+    expect((await authenticateOperator(m, rotated))?.name).toBe('alice');
 
-    removeOperator(m, 'alice');
-    expect(authenticateOperator(m, rotated)).toBeNull();
-    expect(caught(() => removeOperator(m, 'alice')).code).toBe('not-found');
+    await removeOperator(m, 'alice');
+    expect(await authenticateOperator(m, rotated)).toBeNull();
+    expect((await caught(async () => await removeOperator(m, 'alice'))).code).toBe('not-found');
   });
 });

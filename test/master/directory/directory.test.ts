@@ -24,9 +24,9 @@ import { tempDir } from '../../helpers/tmp.js';
 import { writeFileSync } from 'node:fs';
 
 const who = { actor: 'cli' };
-const caught = (f: () => unknown): any => {
+const caught = async (f: () => unknown): Promise<any> => {
   try {
-    f();
+    await f();
   } catch (e) {
     return e;
   }
@@ -39,12 +39,12 @@ describe('master depot directory', () => {
   let ctx: MasterContext;
   let fingerprint: string;
 
-  const enroll = (
+  const enroll = async (
     name: string,
     role: 'depot' | 'agent',
     hosts: { dnsNames?: string[]; ipAddresses?: string[] } = {},
   ) =>
-    requestEnrollment(ctx.db, {
+    await requestEnrollment(ctx.db, {
       name,
       role,
       csrPem: createMachineKeyAndCsr({ machineName: name, role, ...hosts }).csrPem,
@@ -53,13 +53,13 @@ describe('master depot directory', () => {
   beforeAll(async () => {
     fingerprint = (await initMaster(dir, { log: silentLogger() })).fingerprint;
     ctx = await openMaster(dir, silentLogger());
-    enroll('depot-a', 'depot', { dnsNames: ['depot-a.example'] });
-    approveMachine(ctx, 'depot-a', who);
-    enroll('depot-b', 'depot', { ipAddresses: ['127.0.0.1'] });
-    approveMachine(ctx, 'depot-b', who);
-    enroll('depot-pending', 'depot', { dnsNames: ['pending.example'] });
-    enroll('agent-1', 'agent');
-    approveMachine(ctx, 'agent-1', who);
+    await enroll('depot-a', 'depot', { dnsNames: ['depot-a.example'] });
+    await approveMachine(ctx, 'depot-a', who);
+    await enroll('depot-b', 'depot', { ipAddresses: ['127.0.0.1'] });
+    await approveMachine(ctx, 'depot-b', who);
+    await enroll('depot-pending', 'depot', { dnsNames: ['pending.example'] });
+    await enroll('agent-1', 'agent');
+    await approveMachine(ctx, 'agent-1', who);
   });
   afterAll(async () => {
     await ctx?.close();
@@ -70,9 +70,9 @@ describe('master depot directory', () => {
   async function clientView() {
     const files = new Map<string, Uint8Array>();
     for (const name of ['1.root.json', 'timestamp.json'])
-      files.set(name, getMetadataFile(ctx.db, name)!.bytes);
+      files.set(name, (await getMetadataFile(ctx.db, name))!.bytes);
     for (const role of ['snapshot', 'targets']) {
-      const f = latestMetadata(ctx.db, role)!;
+      const f = (await latestMetadata(ctx.db, role))!;
       files.set(f.name, f.bytes);
     }
     const client = await TufClient.open({
@@ -85,8 +85,8 @@ describe('master depot directory', () => {
   }
 
   it('set signs a new generation whose targets.json carries the directory, audit-logged', async () => {
-    const before = currentGeneration(ctx.db);
-    const r = setDirectoryEntry(
+    const before = await currentGeneration(ctx.db);
+    const r = await setDirectoryEntry(
       ctx,
       { name: 'depot-a', url: 'https://depot-a.example:8443/', site: 'paris' },
       who,
@@ -102,7 +102,7 @@ describe('master depot directory', () => {
     const view = await clientView();
     expect(view.generation).toBe(before + 1);
     expect(view.directory).toEqual(r.directory);
-    const audit = listAudit(ctx.db, { action: 'directory.set' }).entries[0]!;
+    const audit = (await listAudit(ctx.db, { action: 'directory.set' })).entries[0]!;
     expect(audit).toMatchObject({
       actor: 'cli',
       target: 'depot-a',
@@ -115,29 +115,33 @@ describe('master depot directory', () => {
     });
     // The same entry again: nothing signed.
     expect(
-      setDirectoryEntry(ctx, { name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' }, who),
+      await setDirectoryEntry(
+        ctx,
+        { name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris' },
+        who,
+      ),
     ).toMatchObject({ changed: false, generation: before + 1 });
   });
 
   it('publishing a package and reloading the repository keep the directory', async () => {
     writeFileSync(join(tmp.dir, 'p.bin'), Buffer.from('payload'));
     const p = await publish(ctx, { name: 'pkg', version: '1.0', path: join(tmp.dir, 'p.bin'), actor: 'cli' });
-    const repo = loadRepository(ctx);
+    const repo = await loadRepository(ctx);
     expect(repo.generation).toBe(p.generation);
     const view = await clientView();
     expect(view.directory.depots.map((d) => d.name)).toEqual(['depot-a']);
     expect([...repo.targets()].map((t) => t.path)).toEqual(['pkg@1.0.json']); // the directory is not a package
   });
 
-  it('the bins key rotation keeps the top-level directory target', () => {
-    const repo = loadRepository(ctx);
+  it('the bins key rotation keeps the top-level directory target', async () => {
+    const repo = await loadRepository(ctx);
     const k = generateKeyPair();
     repo.rotateBinsKey(k.signer);
     expect(repo.getTopTarget('depots.json')?.custom).toMatchObject({ depotDirectory: { version: 1 } });
   });
 
-  it('refuses a non-https URL, a bad name, a pending depot, an agent, and a host the certificate does not name; nothing is signed', () => {
-    const gen = currentGeneration(ctx.db);
+  it('refuses a non-https URL, a bad name, a pending depot, an agent, and a host the certificate does not name; nothing is signed', async () => {
+    const gen = await currentGeneration(ctx.db);
     const cases: Array<[Parameters<typeof setDirectoryEntry>[1], string, RegExp]> = [
       [{ name: 'depot-b', url: 'http://127.0.0.1:9000' }, 'bad-input', /must use https/],
       [{ name: 'depot-b', url: 'https://127.0.0.1:9000?x' }, 'bad-input', /query or fragment/],
@@ -157,25 +161,27 @@ describe('master depot directory', () => {
       ],
     ];
     for (const [input, code, why] of cases) {
-      const e = caught(() => setDirectoryEntry(ctx, input, who));
+      const e = await caught(async () => await setDirectoryEntry(ctx, input, who));
       expect(e.code, JSON.stringify(input)).toBe(code);
       expect(e.message).toMatch(why);
     }
-    expect(currentGeneration(ctx.db)).toBe(gen);
+    expect(await currentGeneration(ctx.db)).toBe(gen);
   });
 
   it('list shows every entry with its machine state; remove drops one in a new generation', async () => {
-    setDirectoryEntry(ctx, { name: 'depot-b', url: 'https://127.0.0.1:9443' }, who);
-    const listed = readDirectory(ctx);
+    await setDirectoryEntry(ctx, { name: 'depot-b', url: 'https://127.0.0.1:9443' }, who);
+    const listed = await readDirectory(ctx);
     expect(listed.entries).toEqual([
       { name: 'depot-a', url: 'https://depot-a.example:8443', site: 'paris', state: 'approved' },
       { name: 'depot-b', url: 'https://127.0.0.1:9443', state: 'approved' },
     ]);
-    const r = removeDirectoryEntry(ctx, 'depot-a', who);
+    const r = await removeDirectoryEntry(ctx, 'depot-a', who);
     expect(r.directory).toMatchObject({ version: 3, depots: [{ name: 'depot-b' }] });
     expect((await clientView()).directory).toEqual(r.directory);
-    expect(caught(() => removeDirectoryEntry(ctx, 'depot-a', who)).code).toBe('not-found');
-    expect(listAudit(ctx.db, { action: 'directory.remove' }).entries[0]).toMatchObject({
+    expect((await caught(async () => await removeDirectoryEntry(ctx, 'depot-a', who))).code).toBe(
+      'not-found',
+    );
+    expect((await listAudit(ctx.db, { action: 'directory.remove' })).entries[0]).toMatchObject({
       target: 'depot-a',
       detail: { directoryVersion: 3 },
     });
@@ -227,7 +233,7 @@ describe('master depot directory', () => {
     } finally {
       ctx = await openMaster(dir, silentLogger());
     }
-    expect(readDirectory(ctx).directory.depots.map((d) => d.name)).toEqual(['depot-a']);
-    expect(rootFingerprint(getMetadataFile(ctx.db, '1.root.json')!.bytes)).toBe(fingerprint);
+    expect((await readDirectory(ctx)).directory.depots.map((d) => d.name)).toEqual(['depot-a']);
+    expect(rootFingerprint((await getMetadataFile(ctx.db, '1.root.json'))!.bytes)).toBe(fingerprint);
   });
 });

@@ -106,7 +106,7 @@ describe('master drop folder', () => {
     const dropbox = join(tmp.dir, `dropbox-${n}`);
     const rejected = join(tmp.dir, `rejected-${n}`);
     h = new Harness(dropbox, rejected, {
-      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+      publish: async (name, version, path) => await publish(ctx, { name, version, path, actor: 'dropbox' }),
       ...opts,
     });
     await h.watcher.start();
@@ -123,9 +123,9 @@ describe('master drop folder', () => {
     await d.until(() => d.outcome('editor/3.1') !== undefined, 'the drop to be published');
     const o = d.outcome('editor/3.1')!;
     expect(o.kind).toBe('published');
-    const v = findVersion(ctx.db, 'editor', '3.1')!;
+    const v = (await findVersion(ctx.db, 'editor', '3.1'))!;
     expect(v).toBeDefined();
-    const manifest = decodeManifest(getManifest(ctx.db, v.manifestId)!);
+    const manifest = decodeManifest((await getManifest(ctx.db, v.manifestId))!);
     expect(manifest.files.map((f) => [f.path, f.size])).toEqual([
       ['README.txt', 5],
       ['bin/editor.exe', exe.length],
@@ -173,7 +173,7 @@ describe('master drop folder', () => {
       expect(stray.reason).toMatch(/must be a folder NAME\/VERSION/);
       expect(readdirSync(stray.movedTo).sort()).toEqual(['REASON.txt', 'stray.zip']);
     }
-    expect(findVersion(ctx.db, 'linky', '1.0')).toBeUndefined();
+    expect(await findVersion(ctx.db, 'linky', '1.0')).toBeUndefined();
   });
 
   it('rejects a drop holding a hard link to a file outside it', async () => {
@@ -188,7 +188,7 @@ describe('master drop folder', () => {
     expect(o.kind).toBe('rejected');
     if (o.kind === 'rejected')
       expect(o.reason).toMatch(/notes\.txt: hard link to a file with 1 other name outside/);
-    expect(findVersion(ctx.db, 'hardy', '1.0')).toBeUndefined();
+    expect(await findVersion(ctx.db, 'hardy', '1.0')).toBeUndefined();
   });
 
   // Root reads any file, so this case can only be shown as an ordinary user.
@@ -217,10 +217,10 @@ describe('master drop folder', () => {
     const before = seen();
     await d.until(() => seen() >= before + 2, 'two more settle checks');
     expect(d.outcomes).toEqual([]);
-    expect(findVersion(ctx.db, 'slow', '1.0')).toBeUndefined();
+    expect(await findVersion(ctx.db, 'slow', '1.0')).toBeUndefined();
     t += 10_000;
     await d.until(() => d.outcome('slow/1.0') !== undefined, 'the settled drop to be published');
-    const v = findVersion(ctx.db, 'slow', '1.0')!;
+    const v = (await findVersion(ctx.db, 'slow', '1.0'))!;
     expect(v.totalBytes).toBe(20_000);
   });
 
@@ -237,7 +237,7 @@ describe('master drop folder', () => {
             `publish ${name}@${version}: big.bin changed size while it was read`,
           );
         }
-        return publish(ctx, { name, version, path, actor: 'dropbox' });
+        return await publish(ctx, { name, version, path, actor: 'dropbox' });
       },
     });
     const dir = join(d.dropbox, 'growing', '2.0');
@@ -249,7 +249,7 @@ describe('master drop folder', () => {
     );
     expect(d.outcome('growing/2.0')!.kind).toBe('published');
     expect(calls).toBe(2);
-    expect(findVersion(ctx.db, 'growing', '2.0')!.totalBytes).toBe(55_000);
+    expect((await findVersion(ctx.db, 'growing', '2.0'))!.totalBytes).toBe(55_000);
     expect(existsSync(d.rejected) ? readdirSync(d.rejected) : []).toEqual([]);
   });
 
@@ -259,7 +259,7 @@ describe('master drop folder', () => {
     mkdirSync(join(dropbox, 'editor', '3.1'), { recursive: true });
     writeFileSync(join(dropbox, 'editor', '3.1', 'other.txt'), 'different content');
     h = new Harness(dropbox, join(tmp.dir, `rejected-${n}`), {
-      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+      publish: async (name, version, path) => await publish(ctx, { name, version, path, actor: 'dropbox' }),
     });
     const d = h;
     await d.watcher.start();

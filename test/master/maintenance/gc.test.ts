@@ -24,7 +24,7 @@ function diskBytes(dir: string): number {
 }
 
 async function chunksOf(ctx: MasterContext, manifestId: string): Promise<string[]> {
-  const bytes = getManifest(ctx.db, manifestId);
+  const bytes = await getManifest(ctx.db, manifestId);
   if (!bytes) throw new Error(`manifest ${manifestId} not stored`);
   return uniqueChunkIds(decodeManifest(bytes, { what: 'test manifest' }));
 }
@@ -80,7 +80,7 @@ describe('master gc: chunks no live version references are collected', () => {
     expect(s.deadBytes).toBe(0);
     expect(diskBytes(ctx.layout.storeDir)).toBeLessThan(full - 8 * 1024 * 1024);
     await expectAllVerify(ctx, await chunksOf(ctx, keep.id));
-    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({
+    expect((await listAudit(ctx.db, { action: 'store.gc' })).entries[0]).toMatchObject({
       actor: 'system',
       detail: { removed: r.removed },
     });
@@ -98,7 +98,7 @@ describe('master gc: chunks no live version references are collected', () => {
   it('a publish in flight while gc runs keeps all its chunks', async () => {
     const path = file('inflight.bin', 8, 21);
     let gc: ReturnType<typeof collectMasterGarbage> | undefined;
-    let committedAtGc: boolean | undefined;
+    let committedAtGc: Promise<boolean> | undefined;
     const published = publish(ctx, {
       name: 'inflight',
       version: '1',
@@ -108,7 +108,7 @@ describe('master gc: chunks no live version references are collected', () => {
       // reads does not name them, only the grace period protects them.
       onProgress: (done) => {
         if (done > 0 && !gc) {
-          committedAtGc = findVersion(ctx.db, 'inflight', '1') !== undefined;
+          committedAtGc = findVersion(ctx.db, 'inflight', '1').then((v) => v !== undefined);
           gc = collectMasterGarbage(ctx, { graceMs: 60_000 });
         }
       },
@@ -116,7 +116,7 @@ describe('master gc: chunks no live version references are collected', () => {
     const p = await published;
     expect(gc).toBeDefined();
     await gc;
-    expect(committedAtGc).toBe(false);
+    expect(await committedAtGc).toBe(false);
     await expectAllVerify(ctx, await chunksOf(ctx, p.id));
     expect(ctx.store.stats().bytes).toBe(8 * 1024 * 1024);
     // And once committed, a gc without grace keeps them too: now they are live.
@@ -130,7 +130,7 @@ describe('master gc: chunks no live version references are collected', () => {
     const r = await schedule!.runNow();
     await schedule!.stop();
     expect(r?.gc.liveChunks).toBeGreaterThan(0);
-    expect(listAudit(ctx.db, { action: 'store.gc' }).entries[0]).toMatchObject({ actor: 'schedule' });
+    expect((await listAudit(ctx.db, { action: 'store.gc' })).entries[0]).toMatchObject({ actor: 'schedule' });
     expect(startMaintenanceSchedule(ctx, { intervalMs: 0 })).toBeUndefined();
   });
 });

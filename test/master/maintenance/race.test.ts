@@ -52,10 +52,10 @@ describe('master gc racing a publish in another process', () => {
     expect(await exited, stderr).toBe(0);
     expect(runs).toBeGreaterThan(1);
     await collectMasterGarbage(ctx, { graceMs: 60_000 });
-    const v = findVersion(ctx.db, 'big', '1');
+    const v = await findVersion(ctx.db, 'big', '1');
     expect(v).toBeDefined();
     const ids = uniqueChunkIds(
-      decodeManifest(getManifest(ctx.db, v!.manifestId)!, { what: 'test manifest' }),
+      decodeManifest((await getManifest(ctx.db, v!.manifestId))!, { what: 'test manifest' }),
     );
     for (const id of ids) await expect(ctx.store.get(id, { verify: true })).resolves.toBeInstanceOf(Buffer);
   }, 120_000);

@@ -14,47 +14,53 @@ describe('retention of status reports and the audit log', () => {
   afterAll(async () => {
     await f?.close();
   });
-  const statusRows = (machine: string) =>
-    f.ctx.db.db
-      .prepare('SELECT received_at FROM depot_status WHERE machine = ? ORDER BY id')
-      .pluck()
-      .all(machine) as string[];
+  const statusRows = async (machine: string) =>
+    (
+      await f.ctx.db.sql.all<{ received_at: string }>(
+        'SELECT received_at FROM depot_status WHERE machine = ? ORDER BY id',
+        [machine],
+      )
+    ).map((r) => r.received_at);
 
-  it('deletes only rows older than the retention, and keeps each depot latest report however old', () => {
-    insertDepot(f.ctx, 'busy');
-    insertDepot(f.ctx, 'quiet');
-    report(f.ctx, 'quiet', { servedGeneration: 1 }); // day 0, then never again
+  it('deletes only rows older than the retention, and keeps each depot latest report however old', async () => {
+    await insertDepot(f.ctx, 'busy');
+    await insertDepot(f.ctx, 'quiet');
+    await report(f.ctx, 'quiet', { servedGeneration: 1 }); // day 0, then never again
     for (let day = 0; day < 40; day++) {
-      report(f.ctx, 'busy', { servedGeneration: 1 });
-      recordAudit(f.ctx.db, { actor: 'test', action: 'test.tick', target: `day${day}` });
+      await report(f.ctx, 'busy', { servedGeneration: 1 });
+      await recordAudit(f.ctx.db, { actor: 'test', action: 'test.tick', target: `day${day}` });
       f.clock.advance(DAY);
     }
     // Now day 40: retention 31 days keeps reports received on day 9 or later.
-    const r = pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 });
+    const r = await pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 });
     expect(r.statusPruned).toBe(9);
-    expect(statusRows('busy')).toHaveLength(31);
-    expect(statusRows('busy')[0]).toBe(new Date(Date.parse('2026-01-01T00:00:00Z') + 9 * DAY).toISOString());
-    expect(statusRows('quiet')).toHaveLength(1);
+    expect(await statusRows('busy')).toHaveLength(31);
+    expect((await statusRows('busy'))[0]).toBe(
+      new Date(Date.parse('2026-01-01T00:00:00Z') + 9 * DAY).toISOString(),
+    );
+    expect(await statusRows('quiet')).toHaveLength(1);
     // Audit: day 30 on stay (10 days), plus the record of this prune.
-    const ticks = listAudit(f.ctx.db, { action: 'test.tick', limit: 1000 }).entries.map((e) => e.target);
+    const ticks = (await listAudit(f.ctx.db, { action: 'test.tick', limit: 1000 })).entries.map(
+      (e) => e.target,
+    );
     expect(ticks).toHaveLength(10);
     expect(ticks[ticks.length - 1]).toBe('day30');
-    expect(listAudit(f.ctx.db, { action: 'history.prune' }).entries[0]).toMatchObject({
+    expect((await listAudit(f.ctx.db, { action: 'history.prune' })).entries[0]).toMatchObject({
       actor: 'system',
       detail: { statusPruned: 9, auditPruned: r.auditPruned },
     });
     // Operators, machines and everything else survive; a second run right away prunes nothing.
-    expect(pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 })).toEqual({
+    expect(await pruneHistory(f.ctx.db, { statusRetentionDays: 31, auditRetentionDays: 10 })).toEqual({
       statusPruned: 0,
       auditPruned: 0,
     });
   });
 
-  it('refuses retentions that are not whole days >= 1', () => {
-    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 0, auditRetentionDays: 10 })).toThrow(
+  it('refuses retentions that are not whole days >= 1', async () => {
+    await expect(pruneHistory(f.ctx.db, { statusRetentionDays: 0, auditRetentionDays: 10 })).rejects.toThrow(
       /statusRetentionDays must be an integer >= 1/,
     );
-    expect(() => pruneHistory(f.ctx.db, { statusRetentionDays: 1, auditRetentionDays: 1.5 })).toThrow(
+    await expect(pruneHistory(f.ctx.db, { statusRetentionDays: 1, auditRetentionDays: 1.5 })).rejects.toThrow(
       /auditRetentionDays must be an integer >= 1/,
     );
   });
@@ -69,13 +75,13 @@ describe('the master low-disk alert', () => {
   afterAll(async () => {
     await f?.close();
   });
-  const master = () =>
-    f.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT);
+  const master = async () =>
+    (await f.admin.status({ packages: false })).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT);
 
-  it('warns under the threshold, errors under a quarter of it, clears when space is back', () => {
-    expect(master()).toEqual([]);
+  it('warns under the threshold, errors under a quarter of it, clears when space is back', async () => {
+    expect(await master()).toEqual([]);
     free = 5e8;
-    expect(master()).toMatchObject([
+    expect(await master()).toMatchObject([
       {
         key: `low-disk:${MASTER_DISK_SUBJECT}`,
         level: 'warning',
@@ -83,19 +89,19 @@ describe('the master low-disk alert', () => {
       },
     ]);
     free = 1e8;
-    expect(master()).toMatchObject([{ level: 'error' }]);
-    expect(f.admin.status({ packages: false }).summary.alerts.error).toBeGreaterThanOrEqual(1);
+    expect(await master()).toMatchObject([{ level: 'error' }]);
+    expect((await f.admin.status({ packages: false })).summary.alerts.error).toBeGreaterThanOrEqual(1);
     free = null; // unreadable: no alert rather than a false one
-    expect(master()).toEqual([]);
+    expect(await master()).toEqual([]);
     free = 5e10;
-    expect(master()).toEqual([]);
+    expect(await master()).toEqual([]);
   });
 
   it('is off with lowDiskBytes 0', async () => {
     const g = await adminFixture({ settings: { alerts: { lowDiskBytes: 0 } }, freeDiskBytes: () => 1 });
     try {
       expect(
-        g.admin.status({ packages: false }).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT),
+        (await g.admin.status({ packages: false })).alerts.filter((a) => a.subject === MASTER_DISK_SUBJECT),
       ).toEqual([]);
     } finally {
       await g.close();

@@ -91,7 +91,7 @@ describe('master side of offline depots: export, approve by file, import-status'
     const file = await statusOf(B);
     expect((await importStatusFile(w.master, file)).outcome).toBe('recorded');
     expect((await importStatusFile(w.master, file)).outcome).toBe('stale');
-    const row = latestStatusAll(w.master.db).find((s) => s.machine === 'ship-b');
+    const row = (await latestStatusAll(w.master.db)).find((s) => s.machine === 'ship-b');
     expect(row?.address).toBe('offline');
 
     // Tampered: a field changed after signing.

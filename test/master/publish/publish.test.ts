@@ -36,7 +36,7 @@ describe('master publish', () => {
   it('init pins the SHA-256 of the exact bytes of 1.root.json and writes keys with mode 0600', async () => {
     const bytes = readFileSync(join(tmp.dir, 'M', '1.root.json'));
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(fingerprint);
-    expect(getMetadataFile(ctx.db, '1.root.json')?.bytes.equals(bytes)).toBe(true);
+    expect((await getMetadataFile(ctx.db, '1.root.json'))?.bytes.equals(bytes)).toBe(true);
     const { statSync } = await import('node:fs');
     for (const k of ['root', 'timestamp', 'snapshot', 'targets']) {
       expect(statSync(join(tmp.dir, 'M', 'keys', `${k}.pem`)).mode & 0o777).toBe(0o600);
@@ -51,31 +51,31 @@ describe('master publish', () => {
   });
 
   it('publishes a file as generation N+1 re-signing one bin, the snapshot and the timestamp', async () => {
-    const before = loadRepository(ctx).generation;
+    const before = (await loadRepository(ctx)).generation;
     const r = await publish(ctx, { name: 'setup', version: '1.0', path: file, actor: 'test' });
     expect(r.unchanged).toBe(false);
     expect(r.generation).toBe(before + 1);
     expect(r.bytes).toBe(3 * 1024 * 1024);
     expect(r.newBytes).toBe(3 * 1024 * 1024);
-    const v = findVersion(ctx.db, 'setup', '1.0');
+    const v = await findVersion(ctx.db, 'setup', '1.0');
     expect(v?.manifestId).toBe(r.id);
     // The target's manifest decodes and lists the file with its chunks.
-    const m = decodeManifest(getManifest(ctx.db, r.id)!);
+    const m = decodeManifest((await getManifest(ctx.db, r.id))!);
     expect(m.files.map((f) => f.path)).toEqual(['setup.bin']);
     // O(bins touched): exactly one bin advanced; snapshot and timestamp name the new generation.
-    const snap = latestMetadata(ctx.db, 'snapshot')!;
+    const snap = (await latestMetadata(ctx.db, 'snapshot'))!;
     expect(snap.version).toBe(r.generation);
-    const repo = loadRepository(ctx);
+    const repo = await loadRepository(ctx);
     const target = repo.getTarget('setup@1.0.json');
     expect(target?.custom).toMatchObject({ manifestId: r.id, name: 'setup', version: '1.0' });
-    expect(listAudit(ctx.db, { action: 'publish', target: 'setup@1.0' }).entries).toHaveLength(1);
+    expect((await listAudit(ctx.db, { action: 'publish', target: 'setup@1.0' })).entries).toHaveLength(1);
   });
 
   it('publishing identical content again is a no-op that says so', async () => {
-    const gen = loadRepository(ctx).generation;
+    const gen = (await loadRepository(ctx)).generation;
     const r = await publish(ctx, { name: 'setup', version: '1.0', path: file, actor: 'test' });
     expect(r.unchanged).toBe(true);
-    expect(loadRepository(ctx).generation).toBe(gen);
+    expect((await loadRepository(ctx)).generation).toBe(gen);
   });
 
   it('a new version with a small change stores only the new chunks', async () => {
@@ -104,7 +104,7 @@ describe('master publish', () => {
     writeFileSync(join(dir, 'README.txt'), 'hello');
     writeFileSync(join(dir, 'bin', 'tool'), pseudoRandomBytes(200_000, 3), { mode: 0o755 });
     const r = await publish(ctx, { name: 'tools', version: '2.0', path: dir, actor: 'test' });
-    const m = decodeManifest(getManifest(ctx.db, r.id)!);
+    const m = decodeManifest((await getManifest(ctx.db, r.id))!);
     expect(m.files.map((f) => [f.path, f.mode])).toEqual([
       ['README.txt', 0o644],
       ['bin/tool', 0o755],
@@ -116,12 +116,12 @@ describe('master publish', () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'ok.txt'), 'fine');
     symlinkSync('/etc/passwd', join(dir, 'passwd'));
-    const gen = loadRepository(ctx).generation;
+    const gen = (await loadRepository(ctx)).generation;
     await expect(publish(ctx, { name: 'evil', version: '1', path: dir, actor: 'test' })).rejects.toThrow(
       /link points outside the package folder/,
     );
-    expect(loadRepository(ctx).generation).toBe(gen);
-    expect(findVersion(ctx.db, 'evil', '1')).toBeUndefined();
+    expect((await loadRepository(ctx)).generation).toBe(gen);
+    expect(await findVersion(ctx.db, 'evil', '1')).toBeUndefined();
   });
 
   it('refuses a folder holding a hard link to a file outside it unless hard links are allowed', async () => {
@@ -131,7 +131,7 @@ describe('master publish', () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'ok.txt'), 'fine');
     linkSync(secret, join(dir, 'innocent.txt'));
-    const gen = loadRepository(ctx).generation;
+    const gen = (await loadRepository(ctx)).generation;
     const err = await publish(ctx, { name: 'hard', version: '1', path: dir, actor: 'test' }).catch(
       (e: unknown) => e,
     );
@@ -141,8 +141,8 @@ describe('master publish', () => {
       /innocent\.txt: hard link to a file with 1 other name outside/,
     );
     expect((err as DepotsyncError).hint).toMatch(/--allow-hardlinks/);
-    expect(loadRepository(ctx).generation).toBe(gen);
-    expect(findVersion(ctx.db, 'hard', '1')).toBeUndefined();
+    expect((await loadRepository(ctx)).generation).toBe(gen);
+    expect(await findVersion(ctx.db, 'hard', '1')).toBeUndefined();
     const r = await publish(ctx, {
       name: 'hard',
       version: '1',
@@ -150,7 +150,7 @@ describe('master publish', () => {
       actor: 'test',
       allowHardlinks: true,
     });
-    const m = decodeManifest(getManifest(ctx.db, r.id)!);
+    const m = decodeManifest((await getManifest(ctx.db, r.id))!);
     expect(m.files.map((f) => f.path)).toEqual(['innocent.txt', 'ok.txt']);
   });
 
@@ -160,7 +160,7 @@ describe('master publish', () => {
     writeFileSync(join(dir, 'a.bin'), 'same bytes');
     linkSync(join(dir, 'a.bin'), join(dir, 'sub', 'b.bin'));
     const r = await publish(ctx, { name: 'twins', version: '1', path: dir, actor: 'test' });
-    expect(decodeManifest(getManifest(ctx.db, r.id)!).files.map((f) => f.path)).toEqual([
+    expect(decodeManifest((await getManifest(ctx.db, r.id))!).files.map((f) => f.path)).toEqual([
       'a.bin',
       'sub/b.bin',
     ]);
@@ -190,10 +190,10 @@ describe('master publish', () => {
 
   it('unpublish removes a version from the next generation', async () => {
     const r = await unpublish(ctx, 'tools@2.0', 'test');
-    expect(findVersion(ctx.db, 'tools', '2.0')).toBeUndefined();
-    expect(liveVersions(ctx.db).map((v) => `${v.name}@${v.version}`)).not.toContain('tools@2.0');
-    expect(loadRepository(ctx).getTarget('tools@2.0.json')).toBeUndefined();
-    expect(latestMetadata(ctx.db, 'snapshot')?.version).toBe(r.generation);
+    expect(await findVersion(ctx.db, 'tools', '2.0')).toBeUndefined();
+    expect((await liveVersions(ctx.db)).map((v) => `${v.name}@${v.version}`)).not.toContain('tools@2.0');
+    expect((await loadRepository(ctx)).getTarget('tools@2.0.json')).toBeUndefined();
+    expect((await latestMetadata(ctx.db, 'snapshot'))?.version).toBe(r.generation);
     await expect(unpublish(ctx, 'tools@2.0', 'test')).rejects.toThrow(/not published/);
   });
 });

@@ -97,7 +97,7 @@ describe('publish scan command', () => {
     writeFileSync(file, pseudoRandomBytes(100_000, 3));
     const r = await publish(ctx, { name: 'good', version: '1', path: file, actor: 'test' });
     expect(r.unchanged).toBe(false);
-    expect(findVersion(ctx.db, 'good', '1')?.manifestId).toBe(r.id);
+    expect((await findVersion(ctx.db, 'good', '1'))?.manifestId).toBe(r.id);
   });
 
   it('refuses content the scanner flags: the output is in the error and the audit log, nothing enters the catalog', async () => {
@@ -105,7 +105,7 @@ describe('publish scan command', () => {
     mkdirSync(join(dir, 'sub'), { recursive: true });
     writeFileSync(join(dir, 'readme.txt'), 'fine');
     writeFileSync(join(dir, 'sub', 'payload.exe'), 'MZ... INFECTED ...');
-    const before = currentGeneration(ctx.db);
+    const before = await currentGeneration(ctx.db);
     const err = await publish(ctx, {
       name: 'bad',
       version: '1',
@@ -119,16 +119,16 @@ describe('publish scan command', () => {
       /^publish bad@1 refused: the scan command exited with status 1; scanner output: .*payload\.exe: Eicar-Test-Signature FOUND/,
     );
     expect((err as DepotsyncError).message).not.toContain('\n');
-    expect(findVersion(ctx.db, 'bad', '1')).toBeUndefined();
-    expect(currentGeneration(ctx.db)).toBe(before);
-    const audit = listAudit(ctx.db, { action: 'publish.refused', target: 'bad@1' }).entries[0];
+    expect(await findVersion(ctx.db, 'bad', '1')).toBeUndefined();
+    expect(await currentGeneration(ctx.db)).toBe(before);
+    const audit = (await listAudit(ctx.db, { action: 'publish.refused', target: 'bad@1' })).entries[0];
     expect(audit).toMatchObject({
       actor: 'op-alice',
       address: '10.0.0.9',
       detail: { exitCode: 1, timedOut: false },
     });
     expect(audit?.detail.output).toContain('Eicar-Test-Signature FOUND');
-    expect(listAudit(ctx.db, { action: 'publish', target: 'bad@1' }).entries).toHaveLength(0);
+    expect((await listAudit(ctx.db, { action: 'publish', target: 'bad@1' })).entries).toHaveLength(0);
   });
 
   it('refuses when the scanner hangs past publishScanTimeoutMs', async () => {
@@ -141,9 +141,9 @@ describe('publish scan command', () => {
       await expect(publish(ctx, { name: 'slow', version: '1', path: file, actor: 'test' })).rejects.toThrow(
         /did not finish within 300 ms.*scanner output: starting/,
       );
-      expect(findVersion(ctx.db, 'slow', '1')).toBeUndefined();
+      expect(await findVersion(ctx.db, 'slow', '1')).toBeUndefined();
       expect(
-        listAudit(ctx.db, { action: 'publish.refused', target: 'slow@1' }).entries[0]?.detail,
+        (await listAudit(ctx.db, { action: 'publish.refused', target: 'slow@1' })).entries[0]?.detail,
       ).toMatchObject({ timedOut: true });
     } finally {
       Object.assign(ctx.config, saved);
@@ -162,7 +162,7 @@ describe('publish scan command', () => {
       await expect(publish(ctx, { name: 'swap', version: '1', path: file, actor: 'test' })).rejects.toThrow(
         /swap\.bin changed after it was scanned/,
       );
-      expect(findVersion(ctx.db, 'swap', '1')).toBeUndefined();
+      expect(await findVersion(ctx.db, 'swap', '1')).toBeUndefined();
     } finally {
       Object.assign(ctx.config, saved);
     }
@@ -170,7 +170,7 @@ describe('publish scan command', () => {
 
   it('the operator API: an upload the scanner flags answers 403 with the scanner output; the spool is removed', async () => {
     const app = createMasterApp({ ctx });
-    const { token } = addOperator(ctx.db, { name: 'op-pub', role: 'publisher', createdBy: 'test' });
+    const { token } = await addOperator(ctx.db, { name: 'op-pub', role: 'publisher', createdBy: 'test' });
     const r = await app.request('/v1/admin/publish?name=upl&version=1&filename=setup.exe', {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
@@ -180,9 +180,9 @@ describe('publish scan command', () => {
     const body = (await r.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('forbidden');
     expect(body.error.message).toMatch(/publish upl@1 refused: .*setup\.exe: Eicar-Test-Signature FOUND/);
-    expect(findVersion(ctx.db, 'upl', '1')).toBeUndefined();
+    expect(await findVersion(ctx.db, 'upl', '1')).toBeUndefined();
     expect(readdirSync(join(M, 'uploads'))).toEqual([]);
-    expect(listAudit(ctx.db, { action: 'publish.refused', target: 'upl@1' }).entries[0]?.actor).toBe(
+    expect((await listAudit(ctx.db, { action: 'publish.refused', target: 'upl@1' })).entries[0]?.actor).toBe(
       'op-pub',
     );
   });
@@ -210,7 +210,7 @@ describe('publish scan command', () => {
       rejected,
       log: silentLogger(),
       settleMs: 100,
-      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+      publish: async (name, version, path) => await publish(ctx, { name, version, path, actor: 'dropbox' }),
       onOutcome: (o) => {
         outcomes.push(o);
         wake();
@@ -233,12 +233,12 @@ describe('publish scan command', () => {
       );
       expect(readFileSync(join(bad.movedTo, 'REASON.txt'), 'utf8')).toContain('Eicar-Test-Signature FOUND');
       expect(readdirSync(bad.movedTo).sort()).toEqual(['REASON.txt', 'setup.exe']);
-      expect(findVersion(ctx.db, 'tool', '2')).toBeUndefined();
+      expect(await findVersion(ctx.db, 'tool', '2')).toBeUndefined();
       expect(outcomes.find((o) => o.key === 'tool/3')?.kind).toBe('published');
-      expect(findVersion(ctx.db, 'tool', '3')).toBeDefined();
-      expect(listAudit(ctx.db, { action: 'publish.refused', target: 'tool@2' }).entries[0]?.actor).toBe(
-        'dropbox',
-      );
+      expect(await findVersion(ctx.db, 'tool', '3')).toBeDefined();
+      expect(
+        (await listAudit(ctx.db, { action: 'publish.refused', target: 'tool@2' })).entries[0]?.actor,
+      ).toBe('dropbox');
     } finally {
       await watcher.close();
     }
@@ -275,7 +275,7 @@ describe('publish scan command', () => {
     } finally {
       ctx = await openMaster(M, silentLogger());
     }
-    expect(findVersion(ctx.db, 'clibad', '1')).toBeUndefined();
-    expect(findVersion(ctx.db, 'cligood', '1')).toBeDefined();
+    expect(await findVersion(ctx.db, 'clibad', '1')).toBeUndefined();
+    expect(await findVersion(ctx.db, 'cligood', '1')).toBeDefined();
   });
 });

@@ -91,7 +91,7 @@ describe('master server: operator API', () => {
     expect(ts.signed.meta['snapshot.json'].version).toBe(result.generation);
     expect((await call(m, `/v1/metadata/${result.generation}.snapshot.json`, as)).status).toBe(200);
 
-    const v = findVersion(m.ctx.db, 'tool', '2.0')!;
+    const v = (await findVersion(m.ctx.db, 'tool', '2.0'))!;
     const target = await call(m, `/v1/targets/${v.manifestSha256}.${v.targetPath}`, as);
     expect(target.status).toBe(200);
     expect(createHash('sha256').update(target.body).digest('hex')).toBe(v.manifestSha256);
@@ -108,7 +108,7 @@ describe('master server: operator API', () => {
     }
     expect(Buffer.concat(parts).equals(data)).toBe(true);
 
-    const audit = listAudit(m.ctx.db, { action: 'publish', target: 'tool@2.0' }).entries[0];
+    const audit = (await listAudit(m.ctx.db, { action: 'publish', target: 'tool@2.0' })).entries[0];
     expect(audit).toMatchObject({ actor: 'op-publisher', address: '127.0.0.1' });
 
     const listed = await call(m, '/v1/admin/packages', { headers: bearer(m.tokens.viewer) });
@@ -124,7 +124,7 @@ describe('master server: operator API', () => {
     });
     expect(r.status).toBe(413);
     expect(existsSync(join(m.dir, 'uploads')) ? readdirSync(join(m.dir, 'uploads')) : []).toEqual([]);
-    expect(findVersion(m.ctx.db, 'big', '1')).toBeUndefined();
+    expect(await findVersion(m.ctx.db, 'big', '1')).toBeUndefined();
     // Without Content-Length the cap is counted while the body streams.
     const chunked = await call(m, '/v1/admin/publish?name=big&version=1', {
       headers: bearer(m.tokens.admin),
@@ -156,8 +156,10 @@ describe('master server: operator API', () => {
       body: { name: 'tool', version: '2.0' },
     });
     expect(r.status).toBe(200);
-    expect(findVersion(m.ctx.db, 'tool', '2.0')).toBeUndefined();
-    expect(listAudit(m.ctx.db, { action: 'unpublish' }).entries[0]).toMatchObject({ actor: 'op-publisher' });
+    expect(await findVersion(m.ctx.db, 'tool', '2.0')).toBeUndefined();
+    expect((await listAudit(m.ctx.db, { action: 'unpublish' })).entries[0]).toMatchObject({
+      actor: 'op-publisher',
+    });
     const again = await call(m, '/v1/admin/unpublish', {
       headers: bearer(m.tokens.publisher),
       body: { name: 'tool', version: '2.0' },
@@ -172,7 +174,7 @@ describe('master server: operator API', () => {
     });
     expect(r.status).toBe(201);
     expect(r.json()).toMatchObject({ role: 'agent' });
-    expect(listAudit(m.ctx.db, { action: 'token.create' }).entries[0]).toMatchObject({
+    expect((await listAudit(m.ctx.db, { action: 'token.create' })).entries[0]).toMatchObject({
       actor: 'op-admin',
       address: '127.0.0.1',
     });

@@ -66,7 +66,7 @@ describe('master server: enrollment', () => {
         (await import('node:crypto')).createPrivateKey(keyPem),
       ),
     ).toBe(true);
-    expect(byName(m.ctx.db, 'depot-1')).toMatchObject({ state: 'approved', certSerial: info.serial });
+    expect(await byName(m.ctx.db, 'depot-1')).toMatchObject({ state: 'approved', certSerial: info.serial });
     // The poll id keeps answering with the certificate.
     const polled = await call(m, `/v1/enroll/${reply.request}`);
     expect(polled.status).toBe(200);
@@ -93,7 +93,7 @@ describe('master server: enrollment', () => {
     const polled = await call(m, `/v1/enroll/${reply.request}`);
     expect(polled.status).toBe(200);
     expect(certificateInfo(polled.json().certificate).commonName).toBe('agent-1');
-    const audit = listAudit(m.ctx.db, { action: 'machine.approve', target: 'agent-1' }).entries[0];
+    const audit = (await listAudit(m.ctx.db, { action: 'machine.approve', target: 'agent-1' })).entries[0];
     expect(audit).toMatchObject({ actor: 'op-admin', address: '127.0.0.1' });
   });
 
@@ -113,9 +113,9 @@ describe('master server: enrollment', () => {
     });
     expect(unknown.status).toBe(403);
     expect(unknown.json().error.message).toMatch(/enrollment token is not valid/);
-    expect(byName(m.ctx.db, 'depot-2')).toBeUndefined();
+    expect(await byName(m.ctx.db, 'depot-2')).toBeUndefined();
 
-    const { token } = createEnrollmentToken(m.ctx.db, { role: 'depot', createdBy: 'test' });
+    const { token } = await createEnrollmentToken(m.ctx.db, { role: 'depot', createdBy: 'test' });
     expect(
       (await call(m, '/v1/enroll', { body: { name: 'depot-2', role: 'depot', csr: csrPem, token } })).status,
     ).toBe(200);
@@ -125,11 +125,11 @@ describe('master server: enrollment', () => {
     });
     expect(reused.status).toBe(403);
     expect(reused.json().error.message).toMatch(/already used/);
-    expect(byName(m.ctx.db, 'depot-3')).toBeUndefined();
+    expect(await byName(m.ctx.db, 'depot-3')).toBeUndefined();
   });
 
   it('answers 403 to a token made for the other role', async () => {
-    const { token } = createEnrollmentToken(m.ctx.db, { role: 'agent', createdBy: 'test' });
+    const { token } = await createEnrollmentToken(m.ctx.db, { role: 'agent', createdBy: 'test' });
     const { csrPem } = createMachineKeyAndCsr({ machineName: 'depot-4', role: 'depot' });
     const r = await call(m, '/v1/enroll', { body: { name: 'depot-4', role: 'depot', csr: csrPem, token } });
     expect(r.status).toBe(403);

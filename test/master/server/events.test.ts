@@ -31,9 +31,9 @@ describe('master event stream (real mutual TLS)', () => {
   const tmp = tempDir();
   const listeners: NotifyListener[] = [];
 
-  function listen(id: MachineIdentity) {
+  async function listen(id: MachineIdentity) {
     const state = {
-      served: currentGeneration(m.ctx.db),
+      served: await currentGeneration(m.ctx.db),
       syncs: 0,
       reasons: [] as string[],
       relayed: [] as unknown[],
@@ -82,10 +82,10 @@ describe('master event stream (real mutual TLS)', () => {
   });
 
   it('announces a generation committed by a publish, and passes on master notify, to depots', async () => {
-    const a = listen(depotA);
-    const b = listen(depotB);
+    const a = await listen(depotA);
+    const b = await listen(depotB);
     await until('both connected', () => a.l.connected && b.l.connected && a.l.announced !== undefined);
-    expect(a.l.announced).toBe(currentGeneration(m.ctx.db));
+    expect(a.l.announced).toBe(await currentGeneration(m.ctx.db));
     expect(a.state.syncs).toBe(0);
 
     const file = join(tmp.dir, 'app.bin');
@@ -95,9 +95,9 @@ describe('master event stream (real mutual TLS)', () => {
     expect(a.l.announced).toBe(p.generation);
 
     // master notify, all depots, then one depot.
-    requestSyncNow(m.ctx.db, { actor: 'test' });
+    await requestSyncNow(m.ctx.db, { actor: 'test' });
     await until('sync-now for all', () => a.state.syncs === 2 && b.state.syncs === 2);
-    requestSyncNow(m.ctx.db, { actor: 'test', depot: 'depot-b' });
+    await requestSyncNow(m.ctx.db, { actor: 'test', depot: 'depot-b' });
     await until('sync-now for depot-b', () => b.state.syncs === 3);
     expect(a.state.syncs).toBe(2);
     // depot-a passes the request for depot-b on to its own children (it may be one of them).

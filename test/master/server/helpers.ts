@@ -105,7 +105,7 @@ export async function startTestMaster(
   const ctx = await openMaster(dir, silentLogger());
   const tokens = {} as Record<OperatorRole, string>;
   for (const role of ['admin', 'publisher', 'viewer'] as const) {
-    tokens[role] = addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' }).token;
+    tokens[role] = (await addOperator(ctx.db, { name: `op-${role}`, role, createdBy: 'test' })).token;
   }
   const server = await startMasterServer(ctx, {
     host: '127.0.0.1',
@@ -142,7 +142,7 @@ export async function enrollWithToken(
   role: 'depot' | 'agent' = 'depot',
 ): Promise<MachineIdentity> {
   const { keyPem, csrPem } = createMachineKeyAndCsr({ machineName: name, role });
-  const { token } = createEnrollmentToken(m.ctx.db, { role, createdBy: 'test' });
+  const { token } = await createEnrollmentToken(m.ctx.db, { role, createdBy: 'test' });
   const r = await call(m, '/v1/enroll', { body: { name, role, csr: csrPem, token } });
   if (r.status !== 200) throw new Error(`enrollment of ${name} failed: ${r.status} ${r.body.toString()}`);
   return { name, role, keyPem, csrPem, cert: r.json().certificate as string };

@@ -70,7 +70,7 @@ describe('master server: the mutual-TLS gate', () => {
     const r = await call(m, '/v1/metadata/timestamp.json', { cert: depot.cert, key: depot.keyPem });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body.toString()).signed._type).toBe('timestamp');
-    expect(byName(m.ctx.db, 'depot-a')?.lastSeen).toBeDefined();
+    expect((await byName(m.ctx.db, 'depot-a'))?.lastSeen).toBeDefined();
   });
 
   it('answers 403 "expired" to an expired certificate', async () => {
@@ -124,7 +124,7 @@ describe('master server: the mutual-TLS gate', () => {
     const list = JSON.parse(
       (await call(m, '/v1/revocations.json', { cert: depot.cert, key: depot.keyPem })).body.toString(),
     );
-    expect(list.signed.serials).toContain(byName(m.ctx.db, 'agent-r')?.certSerial);
+    expect(list.signed.serials).toContain((await byName(m.ctx.db, 'agent-r'))?.certSerial);
   });
 
   it('refuses a machine blocked while its keep-alive connection is open, on its next request', async () => {
@@ -159,7 +159,7 @@ describe('master server: the mutual-TLS gate', () => {
     const file = join(tmp.dir, 'small.bin');
     writeFileSync(file, pseudoRandomBytes(100_000, 3));
     const r = await publish(m.ctx, { name: 'small', version: '1', path: file, actor: 'test' });
-    const id = decodeManifest(getManifest(m.ctx.db, r.id)!).files[0]!.chunks[0]!.id;
+    const id = decodeManifest((await getManifest(m.ctx.db, r.id))!).files[0]!.chunks[0]!.id;
     const beyond = await call(m, `/v1/chunks/${id}`, {
       cert: depot.cert,
       key: depot.keyPem,
@@ -185,8 +185,8 @@ describe('master server: the mutual-TLS gate', () => {
     });
     expect(r.status).toBe(200);
     expect(r.json()).toMatchObject({ machine: 'depot-a', outcome: 'recorded' });
-    expect(statusHistory(m.ctx.db, 'depot-b')).toHaveLength(0);
-    expect(latestStatusAll(m.ctx.db).map((s) => s.machine)).toEqual(['depot-a']);
+    expect(await statusHistory(m.ctx.db, 'depot-b')).toHaveLength(0);
+    expect((await latestStatusAll(m.ctx.db)).map((s) => s.machine)).toEqual(['depot-a']);
     // A replay of the same sequence is stale, not recorded twice.
     const again = await call(m, '/v1/status', { cert: depot.cert, key: depot.keyPem, body: report(1) });
     expect(again.json().outcome).toBe('stale');
@@ -202,7 +202,7 @@ describe('master server: the mutual-TLS gate', () => {
     const agent = await enrollWithToken(m, 'agent-s', 'agent');
     const r = await call(m, '/v1/status', { cert: agent.cert, key: agent.keyPem, body: report(1) });
     expect(r.status).toBe(403);
-    expect(listMachines(m.ctx.db, { role: 'agent' }).length).toBeGreaterThan(0);
+    expect((await listMachines(m.ctx.db, { role: 'agent' })).length).toBeGreaterThan(0);
   });
 
   it('answers 400 to a malformed status report, naming the field', async () => {

@@ -27,44 +27,45 @@ describe('master metadata refresher', () => {
     tmp.cleanup();
   });
 
-  const timestamp = () => JSON.parse(latestMetadata(ctx.db, 'timestamp')!.bytes.toString()).signed;
+  const timestamp = async () =>
+    JSON.parse((await latestMetadata(ctx.db, 'timestamp'))!.bytes.toString()).signed;
 
   it('does nothing while everything is fresh', async () => {
-    const before = timestamp().version;
+    const before = (await timestamp()).version;
     const out = await refreshOnce(ctx, () => new Date(start + HOUR));
     expect(out.metadata).toEqual([]);
     expect(out.revocationListVersion).toBeUndefined();
-    expect(timestamp().version).toBe(before);
+    expect((await timestamp()).version).toBe(before);
   });
 
   it('re-signs only the timestamp well before it expires, keeping the generation', async () => {
-    const gen = currentGeneration(ctx.db);
-    const before = timestamp();
+    const gen = await currentGeneration(ctx.db);
+    const before = await timestamp();
     const now = new Date(start + 13 * HOUR);
     const out = await refreshOnce(ctx, () => now);
     expect(out.metadata).toEqual(['timestamp.json']);
     expect(out.generation).toBeUndefined();
-    const after = timestamp();
+    const after = await timestamp();
     expect(after.version).toBe(before.version + 1);
     expect(Date.parse(after.expires)).toBeGreaterThan(now.getTime() + 23 * HOUR);
-    expect(currentGeneration(ctx.db)).toBe(gen);
-    expect(getGeneration(ctx.db, gen)?.timestampVersion).toBe(after.version);
+    expect(await currentGeneration(ctx.db)).toBe(gen);
+    expect((await getGeneration(ctx.db, gen))?.timestampVersion).toBe(after.version);
     // The stored metadata still loads and verifies as a whole.
-    expect(loadRepository(ctx, () => now).generation).toBe(gen);
+    expect((await loadRepository(ctx, () => now)).generation).toBe(gen);
   });
 
   it('re-signs the snapshot as a new generation, and the revocation list, when they near expiry', async () => {
-    const gen = currentGeneration(ctx.db);
+    const gen = await currentGeneration(ctx.db);
     const now = new Date(start + 28 * DAY);
     const out = await refreshOnce(ctx, () => now);
     expect(out.generation).toBe(gen + 1);
     expect(out.metadata).toEqual(expect.arrayContaining([`${gen + 1}.snapshot.json`, 'timestamp.json']));
-    expect(latestMetadata(ctx.db, 'snapshot')!.version).toBe(gen + 1);
-    expect(timestamp().meta['snapshot.json'].version).toBe(gen + 1);
+    expect((await latestMetadata(ctx.db, 'snapshot'))!.version).toBe(gen + 1);
+    expect((await timestamp()).meta['snapshot.json'].version).toBe(gen + 1);
     expect(out.revocationListVersion).toBe(2);
     expect(
       verifyRevocationList(readRevocationList(ctx.layout)!, ctx.ca.certPem, { now: new Date() }).version,
     ).toBe(2);
-    expect(loadRepository(ctx, () => now).generation).toBe(gen + 1);
+    expect((await loadRepository(ctx, () => now)).generation).toBe(gen + 1);
   });
 });

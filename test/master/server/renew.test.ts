@@ -40,23 +40,21 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     const info = certificateInfo(body.certificate);
     expect(info).toMatchObject({ commonName: 'depot-r1', role: 'depot', serial: body.serial });
     expect(verifyIssuedBy(body.certificate, m.ctx.ca)).toBe(true);
-    expect(
-      certificatesOf(m.ctx.db, 'depot-r1')
-        .map((c) => c.serial)
-        .sort(),
-    ).toEqual([certificateInfo(d.cert).serial, body.serial].sort());
-    expect(byName(m.ctx.db, 'depot-r1')).toMatchObject({
+    expect((await certificatesOf(m.ctx.db, 'depot-r1')).map((c) => c.serial).sort()).toEqual(
+      [certificateInfo(d.cert).serial, body.serial].sort(),
+    );
+    expect(await byName(m.ctx.db, 'depot-r1')).toMatchObject({
       certSerial: body.serial,
       csrPem: next.csrPem,
       renewRequested: false,
     });
-    expect(listAudit(m.ctx.db, { limit: 5 }).entries.find((e) => e.action === 'machine.renew')).toMatchObject(
-      {
-        actor: 'machine:depot-r1',
-        target: 'depot-r1',
-        detail: { serial: body.serial, previous: certificateInfo(d.cert).serial },
-      },
-    );
+    expect(
+      (await listAudit(m.ctx.db, { limit: 5 })).entries.find((e) => e.action === 'machine.renew'),
+    ).toMatchObject({
+      actor: 'machine:depot-r1',
+      target: 'depot-r1',
+      detail: { serial: body.serial, previous: certificateInfo(d.cert).serial },
+    });
     // Both certificates speak for the machine until the old one expires.
     expect((await call(m, '/v1/renew', { cert: d.cert, key: d.keyPem })).status).toBe(200);
     expect((await call(m, '/v1/renew', { cert: body.certificate, key: next.keyPem })).json()).toMatchObject({
@@ -71,7 +69,7 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
       machine: 'agent-r1',
       renewRequested: false,
     });
-    expect(renewMachine(m.ctx, 'agent-r1', cli)).toMatchObject({
+    expect(await renewMachine(m.ctx, 'agent-r1', cli)).toMatchObject({
       renewRequested: true,
       certSerial: certificateInfo(a.cert).serial,
     });
@@ -80,8 +78,8 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     });
     const r = await renew(a, createMachineKeyAndCsr({ machineName: 'agent-r1', role: 'agent' }).csrPem);
     expect(r.status).toBe(200);
-    expect(byName(m.ctx.db, 'agent-r1')?.renewRequested).toBe(false);
-    expect(() => renewMachine(m.ctx, 'nobody', cli)).toThrow(/no machine named "nobody"/);
+    expect((await byName(m.ctx.db, 'agent-r1'))?.renewRequested).toBe(false);
+    await expect(renewMachine(m.ctx, 'nobody', cli)).rejects.toThrow(/no machine named "nobody"/);
   });
 
   it('refuses a CSR for the same key, for another machine, or one that is not a CSR, with the reason', async () => {
@@ -108,7 +106,7 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
       key: d.keyPem,
     });
     expect(big.status).toBe(413);
-    expect(certificatesOf(m.ctx.db, 'depot-r2')).toHaveLength(1);
+    expect(await certificatesOf(m.ctx.db, 'depot-r2')).toHaveLength(1);
   });
 
   it('refuses a blocked machine, a revoked one, and a caller without a certificate, clearly', async () => {
@@ -120,7 +118,9 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     );
     expect(blocked.status).toBe(403);
     expect(blocked.json().error).toMatchObject({ code: 'blocked' });
-    expect(() => renewMachine(m.ctx, 'depot-blocked', cli)).toThrow(/is blocked; only an approved machine/);
+    await expect(renewMachine(m.ctx, 'depot-blocked', cli)).rejects.toThrow(
+      /is blocked; only an approved machine/,
+    );
 
     const v = await enrollWithToken(m, 'agent-revoked', 'agent');
     await revokeMachine(m.ctx, 'agent-revoked', cli);
@@ -130,7 +130,7 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     );
     expect(revoked.status).toBe(403);
     expect(revoked.json().error).toMatchObject({ code: 'revoked' });
-    expect(certificatesOf(m.ctx.db, 'agent-revoked')).toHaveLength(1);
+    expect(await certificatesOf(m.ctx.db, 'agent-revoked')).toHaveLength(1);
 
     expect((await call(m, '/v1/renew', { body: { csr: 'x' } })).status).toBe(401);
   });
@@ -157,13 +157,13 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
     const quiet = await renewIfDue(opts(a.cert, a.keyPem, new Date(issued.notBefore.getTime() + DAY)));
     expect(quiet).toMatchObject({ renewed: false, reason: 'not-due' });
 
-    renewMachine(m.ctx, 'agent-r2', cli);
+    await renewMachine(m.ctx, 'agent-r2', cli);
     const requested = await renewIfDue(opts(a.cert, a.keyPem, new Date(issued.notBefore.getTime() + DAY)));
     expect(requested).toMatchObject({ renewed: true, reason: 'requested' });
     if (!requested.renewed) throw new Error('not renewed');
     expect(readFileSync(files.cert, 'utf8')).toBe(requested.certPem);
     expect(readFileSync(files.key, 'utf8')).toBe(requested.keyPem);
-    expect(byName(m.ctx.db, 'agent-r2')).toMatchObject({
+    expect(await byName(m.ctx.db, 'agent-r2')).toMatchObject({
       certSerial: requested.serial,
       renewRequested: false,
     });
@@ -179,7 +179,7 @@ describe('master server: certificate renewal over mutual TLS (POST /v1/renew)', 
       ),
     );
     expect(due).toMatchObject({ renewed: true, reason: 'due' });
-    expect(certificatesOf(m.ctx.db, 'agent-r2')).toHaveLength(3);
+    expect(await certificatesOf(m.ctx.db, 'agent-r2')).toHaveLength(3);
 
     // Blocked: the machine gets one clear error naming the reason, and keeps its files.
     await blockMachine(m.ctx, 'agent-r2', cli);

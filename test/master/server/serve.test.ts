@@ -51,7 +51,7 @@ describe('master serve: HTTPS server with drop folder and refresher', () => {
       });
     }
     expect(outcomes.find((o) => o.key === 'agent-setup/7.0')?.kind).toBe('published');
-    const v = findVersion(m.ctx.db, 'agent-setup', '7.0')!;
+    const v = (await findVersion(m.ctx.db, 'agent-setup', '7.0'))!;
     const depot = await enrollWithToken(m, 'depot-s');
     const target = await call(m, `/v1/targets/${v.manifestSha256}.${v.targetPath}`, {
       cert: depot.cert,

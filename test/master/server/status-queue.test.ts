@@ -6,16 +6,18 @@ import { StatusCommitQueue } from '../../../master/server/status.js';
 import { testMaster, type TestMaster } from '../db/helpers.js';
 
 let t: TestMaster;
-beforeEach(() => {
-  t = testMaster();
+beforeEach(async () => {
+  t = await testMaster();
   const csrPem = '-----BEGIN CERTIFICATE REQUEST-----\nMII\n-----END CERTIFICATE REQUEST-----\n';
-  for (const name of ['d1', 'd2', 'd3']) requestEnrollment(t.m, { name, role: 'depot', csrPem });
-  requestEnrollment(t.m, { name: 'pc', role: 'agent', csrPem });
+  for (const name of ['d1', 'd2', 'd3']) await requestEnrollment(t.m, { name, role: 'depot', csrPem });
+  await requestEnrollment(t.m, { name: 'pc', role: 'agent', csrPem });
   // The master has signed generations 1 to 20: reports are checked against them.
-  const g = t.m.db.prepare(
-    "INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')",
-  );
-  for (let i = 1; i <= 20; i++) g.run(i);
+  for (let i = 1; i <= 20; i++) {
+    await t.m.sql.run(
+      "INSERT INTO generations (generation, created_at, created_by) VALUES (?, '2030-01-01T00:00:00.000Z', 'test')",
+      [i],
+    );
+  }
 });
 afterEach(() => t.cleanup());
 
@@ -28,16 +30,16 @@ const report = (sequence: number, extra: Partial<DepotStatusInput> = {}): DepotS
   sequence,
   ...extra,
 });
-const stored = () => latestStatusAll(t.m).length;
+const stored = async () => (await latestStatusAll(t.m)).length;
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 describe('status reports: group commit', () => {
   it('commits a lone report at once, and answers only after its commit', async () => {
     const q = new StatusCommitQueue(t.m);
     const p = q.submit('d1', report(1, { upstream: 'master' }));
-    expect(stored()).toBe(0);
+    expect(await stored()).toBe(0);
     await expect(p).resolves.toBe('recorded');
-    expect(latestStatusAll(t.m)[0]).toMatchObject({ machine: 'd1', upstream: 'master' });
+    expect((await latestStatusAll(t.m))[0]).toMatchObject({ machine: 'd1', upstream: 'master' });
   });
 
   it('reports within the window wait and share one transaction; maxBatch commits without waiting', async () => {
@@ -48,10 +50,10 @@ describe('status reports: group commit', () => {
     const second = q.submit('d2', report(1));
     await tick();
     await tick();
-    expect(stored()).toBe(1);
+    expect(await stored()).toBe(1);
     const third = q.submit('d3', report(1)); // the batch is full: both go now, together
     await expect(Promise.all([second, third])).resolves.toEqual(['recorded', 'recorded']);
-    const rows = latestStatusAll(t.m);
+    const rows = await latestStatusAll(t.m);
     expect(rows.map((r) => r.machine)).toEqual(['d1', 'd2', 'd3']);
     expect(rows[1]!.receivedAt).toBe(rows[2]!.receivedAt);
   });
@@ -78,8 +80,8 @@ describe('status reports: group commit', () => {
       expect(((r as PromiseRejectedResult).reason as Error).message).toMatch(msg);
     }
     expect(out[3]).toEqual({ status: 'fulfilled', value: 'recorded' });
-    expect(statusHistory(t.m, 'd1')).toHaveLength(1);
-    expect(statusHistory(t.m, 'd3')).toHaveLength(0);
+    expect(await statusHistory(t.m, 'd1')).toHaveLength(1);
+    expect(await statusHistory(t.m, 'd3')).toHaveLength(0);
   });
 
   it('refuses bad options by name', () => {

@@ -24,18 +24,18 @@ async function master(
   opts: Parameters<typeof initMaster>[1] extends infer O ? Partial<O> : never = {},
 ): Promise<MasterContext> {
   await initMaster(dir, { log, ...opts });
-  return openMaster(dir, log);
+  return await openMaster(dir, log);
 }
 
 /** Walk the stored roots from v1 as a client does (each signed by the previous root's threshold and its own). */
-function walk(ctx: MasterContext): number {
+async function walk(ctx: MasterContext): Promise<number> {
   const t = new TrustedMetadata(
-    getMetadataFile(ctx.db, '1.root.json')!.bytes,
+    (await getMetadataFile(ctx.db, '1.root.json'))!.bytes,
     { ...DEFAULT_CLIENT_LIMITS },
     '1.root.json',
   );
   for (let v = 2; ; v++) {
-    const f = getMetadataFile(ctx.db, `${v}.root.json`);
+    const f = await getMetadataFile(ctx.db, `${v}.root.json`);
     if (!f) return t.root.md.signed.version;
     t.updateRoot(f.bytes, f.name);
   }
@@ -58,7 +58,7 @@ describe('master key lifecycle', () => {
 
   it('rotates every role: a new key, a root version signed by old and new root keys, the old key gone', async () => {
     const ctx = await make('all');
-    const before = keysStatus(ctx, Date.now());
+    const before = await keysStatus(ctx, Date.now());
     expect(before.roles.map((r) => [r.role, r.threshold, r.keyids.length])).toEqual([
       ['root', 1, 1],
       ['targets', 1, 1],
@@ -76,19 +76,19 @@ describe('master key lifecycle', () => {
       expect(r.state).toBe('committed');
       expect(r.newKeyIds).not.toEqual(r.oldKeyIds);
     }
-    const after = keysStatus(ctx, Date.now());
+    const after = await keysStatus(ctx, Date.now());
     for (const role of ['root', 'targets', 'bins', 'snapshot', 'timestamp']) {
       const a = after.roles.find((r) => r.role === role)!;
       expect(a.keyids, role).not.toEqual(before.roles.find((r) => r.role === role)!.keyids);
       expect(a.keysOnMaster, role).toBe(1);
     }
     // timestamp, snapshot, targets and root each made a root version; a client walks them from v1.
-    expect(walk(ctx)).toBe(5);
+    expect(await walk(ctx)).toBe(5);
     expect(rootKeyFiles(ctx.layout.keysDir).map((f) => readKeyFile(f).keyid)).toEqual(after.roles[0]!.keyids);
     // The catalog goes on with the new keys.
     writeFileSync(join(tmp.dir, 'p.bin'), pseudoRandomBytes(100_000, 3));
     const p = await publish(ctx, { name: 'p', version: '1', path: join(tmp.dir, 'p.bin'), actor: 'test' });
-    expect(loadRepository(ctx).generation).toBe(p.generation);
+    expect((await loadRepository(ctx)).generation).toBe(p.generation);
   });
 
   it('init takes K of N root keys, and --offline-root keeps them off the master; bad thresholds are refused', async () => {
@@ -99,7 +99,7 @@ describe('master key lifecycle', () => {
     const ctx = await make('offline', { rootKeys: 3, rootThreshold: 2, offlineRootDir: usb });
     expect(rootKeyFiles(ctx.layout.keysDir)).toEqual([]);
     expect(rootKeyFiles(usb)).toHaveLength(3);
-    const s = keysStatus(ctx, Date.now());
+    const s = await keysStatus(ctx, Date.now());
     expect(s.roles[0]).toMatchObject({ role: 'root', threshold: 2, keysOnMaster: 0 });
     expect(s.rootRenewal).toBe('offline');
   });
@@ -109,7 +109,7 @@ describe('master key lifecycle', () => {
     const ctx = await make('req', { rootKeys: 3, rootThreshold: 2, offlineRootDir: usb });
     const r = await changeKeys(ctx, 'timestamp', { actor: 'test', requestOut: join(tmp.dir, 'req.json') });
     expect(r).toMatchObject({ state: 'signing-request', rootVersion: 2, generation: null });
-    expect(keysStatus(ctx, Date.now()).pendingRootRequest).toMatchObject({
+    expect((await keysStatus(ctx, Date.now())).pendingRootRequest).toMatchObject({
       rootVersion: 2,
       digest: r.request!.digest,
     });
@@ -123,9 +123,9 @@ describe('master key lifecycle', () => {
     writeFileSync(file, encodeRootRequest(two.request));
     const imported = await importRootRequest(ctx, file, { actor: 'test' });
     expect(imported.rootVersion).toBe(2);
-    expect(walk(ctx)).toBe(2);
+    expect(await walk(ctx)).toBe(2);
     expect(readKeyFile(join(ctx.layout.keysDir, 'timestamp.pem')).keyid).toBe(r.newKeyIds[0]);
-    expect(loadRepository(ctx).rootVersion).toBe(2);
+    expect((await loadRepository(ctx)).rootVersion).toBe(2);
     // Imported once: the same file again is refused.
     await expect(importRootRequest(ctx, file, { actor: 'test' })).rejects.toThrow(
       /no root signing request is pending/,
@@ -150,7 +150,7 @@ describe('master key lifecycle', () => {
         ),
       }),
     );
-    expect(loadRepository(ctx).rootVersion).toBe(1);
+    expect((await loadRepository(ctx)).rootVersion).toBe(1);
   });
 
   it('refuses a signing request that was altered or is for another master', async () => {
@@ -173,15 +173,11 @@ describe('master key lifecycle', () => {
     expect(() => signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyB, fa)).toThrow(
       /is not a root key of master/,
     );
-    const fpA = keysStatus(a, Date.now()).rootFingerprint;
-    expect(() =>
-      signRootRequest(
-        decodeRootRequest(readFileSync(fa), fa),
-        keyA,
-        fa,
-        keysStatus(b, Date.now()).rootFingerprint,
-      ),
-    ).toThrow(/belongs to another master|is for master/);
+    const fpA = (await keysStatus(a, Date.now())).rootFingerprint;
+    const fpB = (await keysStatus(b, Date.now())).rootFingerprint;
+    expect(() => signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyA, fa, fpB)).toThrow(
+      /belongs to another master|is for master/,
+    );
     const signed = signRootRequest(decodeRootRequest(readFileSync(fa), fa), keyA, fa, fpA);
     writeFileSync(fa, encodeRootRequest(signed.request));
     await expect(importRootRequest(b, fa, { actor: 'test' })).rejects.toThrow(
@@ -215,27 +211,32 @@ describe('master key lifecycle', () => {
     expect((await refreshOnce(online, () => new Date(start + 290 * DAY))).rootVersion).toBeUndefined();
     const out = await refreshOnce(online, () => new Date(start + 310 * DAY));
     expect(out.rootVersion).toBe(2);
-    expect(Date.parse(keysStatus(online, start).roles[0]!.expires)).toBeGreaterThan(start + 670 * DAY);
-    expect(walk(online)).toBe(2);
+    expect(Date.parse((await keysStatus(online, start)).roles[0]!.expires)).toBeGreaterThan(
+      start + 670 * DAY,
+    );
+    expect(await walk(online)).toBe(2);
 
     const offline = await make('alerts', { offlineRootDir: join(tmp.dir, 'usb4') });
     expect((await refreshOnce(offline, () => new Date(start + 310 * DAY))).rootVersion).toBeUndefined();
-    const rootAlert = (days: number) =>
-      keyAlerts(offline.db, start + days * DAY).find((a) => a.key === 'metadata-expiry:root');
-    expect(rootAlert(290)).toBeUndefined();
-    expect(rootAlert(306)).toMatchObject({
+    const rootAlert = async (days: number) =>
+      (await keyAlerts(offline.db, start + days * DAY)).find((a) => a.key === 'metadata-expiry:root');
+    expect(await rootAlert(290)).toBeUndefined();
+    expect(await rootAlert(306)).toMatchObject({
       level: 'warning',
       message: expect.stringMatching(/expires in 5[89] day/),
     });
-    expect(rootAlert(336)).toMatchObject({
+    expect(await rootAlert(336)).toMatchObject({
       level: 'warning',
       message: expect.stringMatching(/expires in 2[89] day/),
     });
-    expect(rootAlert(359)).toMatchObject({ level: 'error' });
-    expect(rootAlert(366)).toMatchObject({ level: 'error', message: expect.stringMatching(/expired on/) });
+    expect(await rootAlert(359)).toMatchObject({ level: 'error' });
+    expect(await rootAlert(366)).toMatchObject({
+      level: 'error',
+      message: expect.stringMatching(/expired on/),
+    });
     // An online role that is not re-signed (no master serve) is flagged before it expires.
     expect(
-      keyAlerts(offline.db, start + 310 * DAY + 20 * 3_600_000).find(
+      (await keyAlerts(offline.db, start + 310 * DAY + 20 * 3_600_000)).find(
         (a) => a.key === 'metadata-expiry:timestamp',
       ),
     ).toMatchObject({ level: 'warning' });
@@ -264,6 +265,6 @@ describe('master key lifecycle', () => {
     expect(readKeyFile(join(keysDir, 'snapshot.pem')).keyid).toBe(again.newKeyIds[0]);
     expect(existsSync(join(keysDir, 'snapshot.next.pem'))).toBe(false);
     expect(existsSync(join(keysDir, 'bins.next.pem'))).toBe(false);
-    expect(loadRepository(reopened).generation).toBeGreaterThan(1);
+    expect((await loadRepository(reopened)).generation).toBeGreaterThan(1);
   });
 });

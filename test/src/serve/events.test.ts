@@ -71,11 +71,11 @@ describe('event hub (GET /v1/events)', () => {
     const a = open('depot-a');
     expect(await a.take()).toEqual([{ kind: 'generation', generation: 5 }]);
     expect(a.text.startsWith(': depotsync events\n\n')).toBe(true);
-    hub.tick();
+    await hub.tick();
     expect(await a.take()).toEqual([]); // no change, no event
     state.generation = 6;
-    hub.tick();
-    hub.tick();
+    await hub.tick();
+    await hub.tick();
     expect(await a.take()).toEqual([{ kind: 'generation', generation: 6 }]);
     hub.close();
   });
@@ -87,7 +87,7 @@ describe('event hub (GET /v1/events)', () => {
     expect(await a.take()).toEqual([]);
     expect(a.text).toBe(': depotsync events\n\n');
     state.generation = 1;
-    hub.announce();
+    await hub.tick();
     expect(await a.take()).toEqual([{ kind: 'generation', generation: 1 }]);
     hub.close();
   });
@@ -101,7 +101,7 @@ describe('event hub (GET /v1/events)', () => {
     await d.take();
     await agent.take();
     state.requests.push({ seq: 2, depot: null }, { seq: 3, depot: 'depot-b' });
-    hub.tick();
+    await hub.tick();
     expect(await d.take()).toEqual([
       { kind: 'sync-now', seq: 2, depot: null },
       { kind: 'sync-now', seq: 3, depot: 'depot-b' },
@@ -120,16 +120,16 @@ describe('event hub (GET /v1/events)', () => {
     await a.take();
     await b.take();
     state.t += 19_999;
-    hub.tick();
+    await hub.tick();
     await a.take();
     expect(a.text).not.toMatch(/heartbeat/);
     state.t += 1;
-    hub.tick();
+    await hub.tick();
     await a.take();
     expect(a.text).toMatch(/: heartbeat\n\n$/);
     revoked = true;
     state.t += 20_000;
-    hub.tick();
+    await hub.tick();
     await a.take();
     expect(a.done).toBe(true);
     await b.take();
@@ -149,11 +149,11 @@ describe('event hub (GET /v1/events)', () => {
       { kind: 'revocations', version: 3 },
     ]);
     expect(await agent.take()).toEqual([{ kind: 'generation', generation: 5 }]);
-    hub.tick();
+    await hub.tick();
     expect(await d.take()).toEqual([]); // unchanged: nothing
     revoked = true;
     state.revocations = 4;
-    hub.tick(); // no heartbeat is due (the clock did not move)
+    await hub.tick(); // no heartbeat is due (the clock did not move)
     expect(await d.take()).toEqual([{ kind: 'revocations', version: 4 }]);
     await agent.take();
     expect(agent.done).toBe(true);
@@ -199,7 +199,7 @@ describe('event hub (GET /v1/events)', () => {
     hub.open({ name: 'slow', role: 'depot', serial: 's' }, () => true); // nobody reads it
     for (let i = 0; i < 2000 && hub.size > 0; i++) {
       state.generation = 100 + i;
-      hub.tick();
+      await hub.tick();
     }
     expect(hub.size).toBe(0);
     hub.close();
@@ -214,10 +214,10 @@ describe('event hub (GET /v1/events)', () => {
     feed.generation = () => {
       throw new Error('database is locked');
     };
-    hub.tick();
+    await hub.tick();
     feed.generation = real;
     state.generation = 8;
-    hub.tick();
+    await hub.tick();
     expect(await a.take()).toEqual([{ kind: 'generation', generation: 8 }]);
     hub.close();
   });
