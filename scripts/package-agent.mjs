@@ -199,7 +199,7 @@ export const HOST_EXE = 'depotsync-agent-service.exe';
  * Reproducible: compiled from its own folder with a relative source name, stripped (-s: no debug info,
  * so no build paths), and no link timestamp in the PE header (--no-insert-timestamp).
  */
-function buildServiceHost(outDir) {
+export function buildServiceHost(outDir) {
   const out = join(outDir, HOST_EXE);
   const tmp = `${out}.tmp`;
   const args = ['-std=c11', '-Os', '-Wall', '-Wextra', '-municode', '-s'];
