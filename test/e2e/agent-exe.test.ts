@@ -509,6 +509,31 @@ describe('self-contained agent executables', () => {
       expect(gone.stderr).toMatch(/service depotsync-agent-e2e is not installed/);
     }, 240_000);
 
+    it('the agent dies with its service host (job object), leaving no agent behind', async () => {
+      const name = `${serviceName}-kill`;
+      run(['service', 'uninstall', '--name', name]);
+      const dir = 'C:\\ProgramData\\depotsync\\none';
+      const i = run(['service', 'install', '--name', name, '--dir', dir, '--interval', '10', '--json']);
+      expect(i.status, i.stderr).toBe(0);
+      try {
+        wine(['sc', 'start', name]);
+        const agent = await until(
+          'the agent to start',
+          () => winePids('depotsync-agent.exe service run', dir)[0],
+        );
+        const host = winePids('depotsync-agent-service.exe', name);
+        expect(host).toHaveLength(1);
+        process.kill(host[0] as number, 'SIGKILL');
+        await until('the agent to end with its host', () =>
+          winePids('depotsync-agent.exe service run', dir).includes(agent) ? undefined : true,
+        );
+      } finally {
+        // wine's service manager does not notice that the host died (the service stays RUNNING, so
+        // `service uninstall` would wait for a stop that never comes): removed directly.
+        wine(['sc', 'delete', name]);
+      }
+    }, 120_000);
+
     it('runs verified installers: an .exe itself, an .msi through msiexec, --exec through cmd.exe; exit codes reported', () => {
       const A = enrollWine('inst');
       const dir = join(tmp.dir, 'inst dir');
