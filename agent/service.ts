@@ -111,7 +111,7 @@ function scExe(): string {
 
 function onWindows(what: string): void {
   if (process.platform !== 'win32')
-    throw new DepotsyncError('usage', `service ${what} works on a Windows service`, {
+    throw new DepotsyncError('usage', `service ${what}: Windows services only`, {
       hint: 'on Linux, run the agent from a systemd timer or unit (docs/windows-agent.md)',
     });
 }
@@ -200,14 +200,14 @@ export const serviceCommands: Command[] = [
     },
     async run(c) {
       onWindows('install');
+      const host = optionalString(c.values, 'host') ?? win32.join(win32.dirname(process.execPath), HOST_EXE);
       const plan = installPlan(process.execPath, requireString(c.values, 'dir', 'service install'), {
         name: optionalString(c.values, 'name'),
         selfPackage: optionalString(c.values, 'package'),
         interval: optionalString(c.values, 'interval'),
-        host: optionalString(c.values, 'host'),
+        host,
         programData: process.env.ProgramData,
       });
-      const host = /^"?(.*?\.exe)"? --agent/i.exec(plan.steps[0]?.[3] ?? '')?.[1] ?? '';
       if (!existsSync(host))
         throw new DepotsyncError('not-found', `service install: the service host ${host} is missing`, {
           hint: `copy ${HOST_EXE} from the release folder beside the agent executable, or name it with --host`,

@@ -295,6 +295,12 @@ describe('self-contained agent executables', () => {
       expect(r.stderr).toMatch(/output path .* has a name of 300 bytes/);
     });
 
+    it('refuses the Windows service commands', () => {
+      const r = run(['service', 'install', '--dir', join(tmp.dir, 'none')]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/service install: Windows services only.*systemd/);
+    });
+
     it('refuses a key file readable by group or others', () => {
       const A = join(tmp.dir, 'A-loose');
       runJson([
@@ -443,6 +449,18 @@ describe('self-contained agent executables', () => {
       const log = join(prefix, 'drive_c', 'ProgramData', 'depotsync', `${name}.log`);
       run(['service', 'uninstall', '--name', name]); // left over by an interrupted run, if any
       rmSync(log, { force: true });
+      const noHost = run([
+        'service',
+        'install',
+        '--name',
+        name,
+        '--dir',
+        where(A),
+        '--host',
+        'C:\\none\\h.exe',
+      ]);
+      expect(noHost.status).toBe(1);
+      expect(noHost.stderr).toMatch(/the service host C:\\none\\h\.exe is missing/);
       const i = run(['service', 'install', '--name', name, '--dir', where(A), '--interval', '10', '--json']);
       expect(i.status, i.stderr).toBe(0);
       expect(i.json).toMatchObject({ service: name, done: ['create', 'description', 'failure'] });
