@@ -377,19 +377,28 @@ describe('self-contained agent executables', () => {
       copyFileSync(build.windows, winExe);
       copyFileSync(build.host, join(clean, 'depotsync-agent-service.exe'));
       mkdirSync(prefix, { recursive: true });
-      // One wineserver for every run of this file, kept 10 minutes after the last one: each wine command
-      // then joins it instead of starting (and, at its end, waiting out) a server of its own.
+      // One wineserver for the whole file (ended in afterAll): each wine command joins it instead of
+      // starting a server, and wine's services, of its own.
       spawnSync('wineserver', ['-p', '600'], { env, stdio: 'ignore' });
       // Windows 10, as node.exe wants: a service's child inherits the service manager's environment, which
       // has no NODE_SKIP_PLATFORM_CHECK. Made once per prefix (the first run also creates the prefix).
-      if (wine(['reg', 'query', 'HKCU\\Software\\Wine', '/v', 'Version']).stdout.includes('win10') === false)
+      const version = wine(['reg', 'query', 'HKCU\\Software\\Wine', '/v', 'Version'], 300_000);
+      if (!version.stdout.includes('win10')) {
         wine(['winecfg', '/v', 'win10'], 300_000);
-    }, 330_000);
+        // A prefix made just now: wine's service manager started while the prefix was being filled in,
+        // and a service's child could not start icacls.exe in it. A new session from the finished prefix.
+        spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
+        spawnSync('wineserver', ['-w'], { env, stdio: 'ignore', timeout: 60_000 });
+        spawnSync('wineserver', ['-p', '600'], { env, stdio: 'ignore' });
+      }
+    }, 600_000);
     const serviceName = 'depotsync-agent-e2e';
     afterAll(() => {
       // A service test that failed half-way leaves its service installed, and maybe running.
       if (run(['service', 'status', '--name', serviceName]).status === 0)
         run(['service', 'uninstall', '--name', serviceName]);
+      // The server and wine's own services (services.exe, explorer.exe …) end with the file.
+      spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
       const slow = timings.filter(([t]) => t > 10).map(([t, c]) => `${t.toFixed(1)} s ${c}`);
       if (slow.length > 0) process.stderr.write(`agent-exe: wine commands over 10 s: ${slow.join('; ')}\n`);
     });
@@ -534,11 +543,17 @@ describe('self-contained agent executables', () => {
       const i = run(['service', 'install', '--name', name, '--dir', dir, '--interval', '10', '--json']);
       expect(i.status, i.stderr).toBe(0);
       try {
+        const log = join(prefix, 'drive_c', 'ProgramData', 'depotsync', `${name}.log`);
+        rmSync(log, { force: true });
         wine(['sc', 'start', name]);
-        const agent = await until(
-          'the agent to start',
-          () => winePids('depotsync-agent.exe service run', dir)[0],
+        // Running, not only created: the host makes it suspended, puts it in its job, then lets it run.
+        await until('the agent to start', () =>
+          existsSync(log) && readFileSync(log, 'utf8').includes('"agent service: started"')
+            ? true
+            : undefined,
         );
+        const agent = winePids('depotsync-agent.exe service run', dir)[0];
+        expect(agent).toBeDefined();
         const host = winePids('depotsync-agent-service.exe', name);
         expect(host).toHaveLength(1);
         process.kill(host[0] as number, 'SIGKILL');
