@@ -67,7 +67,8 @@ static void note(const wchar_t *fmt, ...) {
 static void open_log(void) {
   if (log_file != INVALID_HANDLE_VALUE) CloseHandle(log_file);
   WIN32_FILE_ATTRIBUTE_DATA a;
-  if (GetFileAttributesExW(log_path, GetFileExInfoStandard, &a) && a.nFileSizeLow > LOG_LIMIT) {
+  if (GetFileAttributesExW(log_path, GetFileExInfoStandard, &a) &&
+      (a.nFileSizeHigh || a.nFileSizeLow > LOG_LIMIT)) {
     wchar_t old[MAX_PATH + 4];
     swprintf(old, MAX_PATH + 4, L"%ls.1", log_path);
     MoveFileExW(log_path, old, MOVEFILE_REPLACE_EXISTING);
@@ -234,7 +235,8 @@ int wmain(void) {
   SERVICE_TABLE_ENTRYW table[] = {{L"", service_main}, {NULL, NULL}};
   if (!StartServiceCtrlDispatcherW(table)) {
     DWORD e = GetLastError();
-    if (e == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) return usage(L"this program is run by the service manager");
+    if (e == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT)
+      return usage(L"this program is run by the service manager");
     fwprintf(stderr, L"depotsync-agent-service: StartServiceCtrlDispatcher failed (error %lu)\n", e);
     return 1;
   }
