@@ -323,11 +323,16 @@ export class HttpClient {
         req.destroy(e);
       });
       // Header deadline, started once the request is sent: blocks a server that trickles its headers.
+      // The response can come before 'finish' (a server answering early; on Windows a write's completion
+      // can trail the response): no deadline then, or the timer would hold the process for timeoutMs.
+      let responded = false;
       req.on('finish', () => {
+        if (responded || settled) return;
         headerTimer = setTimeout(() => req.destroy(timeoutError('no response headers')), this.o.timeoutMs);
       });
       req.on('error', fail);
       req.on('response', (res: IncomingMessage) => {
+        responded = true;
         clearTimeout(headerTimer);
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 299) {
