@@ -1,0 +1,162 @@
+import { DepotsyncError, isDepotsyncError, type ErrorCode } from '../errors.js';
+import { HttpError } from './http-error.js';
+import { requireHttpsUrl } from './https-url.js';
+
+/** After a failover, how long the last good URL is kept before the preferred one is tried again. */
+export const PREFERRED_RETRY_MS = 5 * 60_000;
+
+/** Answers of a server that is down or overloaded (a proxy or load balancer in front of it says so). */
+const UNAVAILABLE_STATUS = new Set([502, 503, 504]);
+
+/**
+ * Whether a failed request should go to the next of several equivalent servers (the masters of one
+ * catalog): the network failed (refused, reset, unreachable, timed out), the TLS handshake failed, or
+ * the server answered 502/503/504. Any other answer (401/403/404/409, a 400 or a 500) is the server's
+ * real answer about this request and would be the same elsewhere.
+ */
+export function failsOver(e: unknown): boolean {
+  if (e instanceof HttpError) return UNAVAILABLE_STATUS.has(e.status);
+  return (
+    isDepotsyncError(e) && (e.code === 'network' || e.code === 'timeout' || e.code === 'bad-certificate')
+  );
+}
+
+export interface UrlPickerOptions {
+  /** Several URLs of equivalent servers, the preferred first. */
+  urls: readonly string[];
+  /** Names the list in errors ("depot.json: masterUrls", "--master"). */
+  where?: string;
+  retryPreferredMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Which of several equivalent URLs a client tries, in which order: the one that answered last (at
+ * first the preferred one), then the others in configured order. After a failover the preferred URL is
+ * tried first again once `retryPreferredMs` have passed, so a machine returns to it after a repair;
+ * a preferred URL that still fails waits another period. State is per process (a client).
+ */
+export class UrlPicker {
+  readonly urls: readonly string[];
+  private current = 0;
+  /** When the preferred URL was last found failing (while the current one is another). */
+  private preferredFailedAt = 0;
+  private readonly retryMs: number;
+  private readonly now: () => number;
+
+  constructor(o: UrlPickerOptions) {
+    if (o.urls.length === 0 || new Set(o.urls).size !== o.urls.length)
+      throw new DepotsyncError(
+        'bad-input',
+        `${o.where ?? 'URL list'}: expected distinct URLs, got ${JSON.stringify(o.urls)}`,
+      );
+    this.urls = [...o.urls];
+    this.retryMs = o.retryPreferredMs ?? PREFERRED_RETRY_MS;
+    this.now = o.now ?? Date.now;
+  }
+
+  /** The URL answering now (the last good one). */
+  get active(): string {
+    return this.urls[this.current]!;
+  }
+
+  /** The URLs to try for one request, in order; each appears once. */
+  candidates(): string[] {
+    const n = this.urls.length;
+    const order: number[] = [];
+    if (this.current !== 0 && this.now() - this.preferredFailedAt >= this.retryMs) order.push(0);
+    order.push(this.current);
+    for (let i = 0; i < n; i++) if (!order.includes(i)) order.push(i);
+    return order.map((i) => this.urls[i]!);
+  }
+
+  /** `url` answered: it is the one to use from now on. */
+  succeeded(url: string): void {
+    const i = this.urls.indexOf(url);
+    if (i < 0 || i === this.current) return;
+    if (this.current === 0) this.preferredFailedAt = this.now();
+    this.current = i;
+  }
+
+  /** `url` failed with an error that fails over: the next request starts elsewhere. */
+  failed(url: string): void {
+    const i = this.urls.indexOf(url);
+    if (i < 0) return;
+    if (i === 0) this.preferredFailedAt = this.now();
+    if (i === this.current && this.urls.length > 1) this.current = (i + 1) % this.urls.length;
+  }
+
+  /**
+   * Run `attempt` against the candidates until one succeeds. An error that does not fail over ends
+   * it at once (the server's real answer); when `replayable` is false (a streamed request body that
+   * cannot be sent twice), only the first candidate is tried. When every URL failed, the error names
+   * each URL and what happened there.
+   */
+  async run<T>(
+    what: string,
+    attempt: (url: string) => Promise<T>,
+    opts: { replayable?: boolean; signal?: AbortSignal | undefined } = {},
+  ): Promise<T> {
+    const candidates = this.candidates();
+    const errors: Array<{ url: string; e: unknown }> = [];
+    for (const url of candidates) {
+      try {
+        const out = await attempt(url);
+        this.succeeded(url);
+        return out;
+      } catch (e) {
+        if (!failsOver(e)) throw e;
+        this.failed(url);
+        errors.push({ url, e });
+        if (opts.replayable === false || opts.signal?.aborted || this.urls.length === 1) throw e;
+      }
+    }
+    throw allFailed(what, errors);
+  }
+}
+
+function allFailed(what: string, errors: Array<{ url: string; e: unknown }>): DepotsyncError {
+  const codes = new Set(errors.map(({ e }) => (isDepotsyncError(e) ? e.code : 'network')));
+  const code: ErrorCode = codes.size === 1 ? [...codes][0]! : 'network';
+  const detail = errors.map(({ url, e }) => `${url}: ${(e as Error).message}`).join('; ');
+  return new DepotsyncError(code, `${what}: none of the ${errors.length} servers answered (${detail})`, {
+    hint: 'every configured master URL failed; check that at least one master runs and is reachable from here',
+    cause: errors[errors.length - 1]?.e,
+  });
+}
+
+/**
+ * A configured list of equivalent https URLs: at least one, each https, none twice (trailing slashes
+ * ignored). `code` is 'usage' for flags, 'bad-input' for configuration files.
+ */
+export function checkUrlList(
+  urls: readonly string[],
+  where: string,
+  code: 'usage' | 'bad-input' = 'bad-input',
+): string[] {
+  if (!Array.isArray(urls) || urls.length === 0)
+    throw new DepotsyncError(code, `${where}: expected at least one https:// URL, got ${JSON.stringify(urls)}`);
+  const seen = new Set<string>();
+  return urls.map((u) => {
+    if (typeof u !== 'string')
+      throw new DepotsyncError(code, `${where}: expected https:// URLs, got ${JSON.stringify(u)}`);
+    requireHttpsUrl(u, where, code);
+    const key = u.replace(/\/+$/, '');
+    if (seen.has(key))
+      throw new DepotsyncError(code, `${where}: ${JSON.stringify(u)} is given twice`, {
+        hint: 'list each master URL once',
+      });
+    seen.add(key);
+    return u;
+  });
+}
+
+/** Configured URLs first, then those the signed directory adds (without repeats), in order. */
+export function unionUrls(configured: readonly string[], learnt: readonly string[]): string[] {
+  const out = configured.map((u) => u.replace(/\/+$/, ''));
+  for (const u of learnt) {
+    const key = u.replace(/\/+$/, '');
+    if (!out.includes(key)) out.push(key);
+  }
+  return out;
+}
