@@ -127,7 +127,8 @@ export class HttpClient {
   /** Every server of this client, the preferred first (one unless `alternateUrls` were given). */
   private readonly bases: Map<string, URL>;
   /** Several equivalent servers: which one a request goes to. */
-  readonly picker: UrlPicker | undefined;
+  private urlPicker: UrlPicker | undefined;
+  private readonly retryPreferredMs: number | undefined;
   /** One connection pool per server (origins differ in proxying and TLS sessions). */
   private agents = new Map<string, http.Agent>();
   private agentOptions: https.AgentOptions | undefined;
@@ -148,6 +149,41 @@ export class HttpClient {
     return this.bases.get(this.picker?.active ?? '') ?? this.bases.values().next().value!;
   }
 
+  get picker(): UrlPicker | undefined {
+    return this.urlPicker;
+  }
+
+  /**
+   * More equivalent servers, tried after the present ones (URLs learnt from the signed depot directory).
+   * Those of another scheme than the client's, or not parseable, are skipped.
+   */
+  addAlternateUrls(urls: readonly string[]): string[] {
+    const protocol = this.baseUrl.protocol;
+    const added: string[] = [];
+    for (const u of urls) {
+      if (this.bases.has(u)) continue;
+      let url: URL;
+      try {
+        url = parseBaseUrl(u);
+      } catch {
+        continue;
+      }
+      if (url.protocol !== protocol || [...this.bases.values()].some((b) => b.href === url.href)) continue;
+      this.bases.set(u, url);
+      added.push(u);
+    }
+    if (added.length) {
+      if (this.urlPicker) this.urlPicker.extend(added);
+      else
+        this.urlPicker = new UrlPicker({
+          urls: [...this.bases.keys()],
+          where: 'HttpClient',
+          ...(this.retryPreferredMs !== undefined ? { retryPreferredMs: this.retryPreferredMs } : {}),
+        });
+    }
+    return added;
+  }
+
   /** Every server URL of this client, in configured order. */
   get baseUrls(): string[] {
     return [...this.bases.keys()];
@@ -161,7 +197,8 @@ export class HttpClient {
       throw new DepotsyncError('bad-input', `HttpClient: a URL is given twice in ${JSON.stringify(all)}`);
     if (new Set([...this.bases.values()].map((u) => u.protocol)).size > 1)
       throw new DepotsyncError('bad-input', `HttpClient: mixed http and https URLs in ${JSON.stringify(all)}`);
-    this.picker =
+    this.retryPreferredMs = opts.retryPreferredMs;
+    this.urlPicker =
       all.length > 1
         ? new UrlPicker({
             urls: all,

@@ -55,6 +55,12 @@ export class UrlPicker {
     this.now = o.now ?? Date.now;
   }
 
+  /** Add URLs after the configured ones (learnt later, e.g. from the signed depot directory). */
+  extend(urls: readonly string[]): void {
+    const added = urls.filter((u) => !this.urls.includes(u));
+    if (added.length) (this.urls as string[]).push(...new Set(added));
+  }
+
   /** The URL answering now (the last good one). */
   get active(): string {
     return this.urls[this.current]!;
