@@ -1,5 +1,6 @@
 import type { DeltaCache } from '../../src/deltas/cache.js';
-import { DepotsyncError, isDepotsyncError, type ErrorCode } from '../../src/errors.js';
+import { DepotsyncError } from '../../src/errors.js';
+import { acrossEquivalentServers } from '../../src/net/url-picker.js';
 import { fromSqliteError } from '../../src/db/errors.js';
 import type { Logger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
@@ -36,17 +37,6 @@ export interface SyncResult {
   bytesByStep: Record<string, number>;
   durationMs: number;
 }
-
-/** Verification failures that say the source, not this depot, is wrong: another master may be right. */
-const UNTRUSTWORTHY: readonly ErrorCode[] = [
-  'version-rollback',
-  'bad-signature',
-  'threshold-not-met',
-  'unknown-key',
-  'expired',
-  'bad-metadata',
-  'hash-mismatch',
-];
 
 export interface SyncEngineDeps {
   db: DepotDb;
@@ -196,22 +186,15 @@ export class SyncEngine {
    */
   private async acrossMasters(): Promise<SyncResult> {
     const picker = this.upstream instanceof HttpUpstream ? this.upstream.client.picker : undefined;
-    const refused = new Set<string>();
-    for (;;) {
-      try {
-        return await this.locked();
-      } catch (e) {
-        if (!picker || !isDepotsyncError(e) || !UNTRUSTWORTHY.includes(e.code)) throw e;
-        const at = picker.active;
-        refused.add(at);
-        picker.failed(at);
-        if (refused.has(picker.active)) throw e;
+    return acrossEquivalentServers(
+      picker,
+      () => this.locked(),
+      (refused, next, e) =>
         this.log.warn(
-          { refused: at, next: picker.active, err: e.message },
+          { refused, next, err: e.message },
           'the catalog of this master URL failed verification; syncing from the next one',
-        );
-      }
-    }
+        ),
+    );
   }
 
   private async locked(): Promise<SyncResult> {

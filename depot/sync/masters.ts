@@ -19,7 +19,10 @@ export function signedMasterUrls(client: TufClient, log: Logger): string[] {
   try {
     return directoryFromTarget(targetInfoOf(t), `${DEPOT_DIRECTORY_TARGET} of the catalog`).masterUrls ?? [];
   } catch (e) {
-    log.warn({ err: (e as Error).message }, 'the signed depot directory is unreadable; master URLs not learnt');
+    log.warn(
+      { err: (e as Error).message },
+      'the signed depot directory is unreadable; master URLs not learnt',
+    );
     return [];
   }
 }

@@ -106,7 +106,10 @@ function parseBaseUrl(text: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new DepotsyncError('bad-input', `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(text)}`);
+    throw new DepotsyncError(
+      'bad-input',
+      `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(text)}`,
+    );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new DepotsyncError(
@@ -196,7 +199,10 @@ export class HttpClient {
     if (this.bases.size !== all.length)
       throw new DepotsyncError('bad-input', `HttpClient: a URL is given twice in ${JSON.stringify(all)}`);
     if (new Set([...this.bases.values()].map((u) => u.protocol)).size > 1)
-      throw new DepotsyncError('bad-input', `HttpClient: mixed http and https URLs in ${JSON.stringify(all)}`);
+      throw new DepotsyncError(
+        'bad-input',
+        `HttpClient: mixed http and https URLs in ${JSON.stringify(all)}`,
+      );
     this.retryPreferredMs = opts.retryPreferredMs;
     this.urlPicker =
       all.length > 1

@@ -139,7 +139,9 @@ export function firstContact(
     maxBytes: number,
     what: string,
   ) =>
-    picker.run(`${what}: ${method} ${path}`, (u) => requestAt(new URL(u), method, path, body, maxBytes, what));
+    picker.run(`${what}: ${method} ${path}`, (u) =>
+      requestAt(new URL(u), method, path, body, maxBytes, what),
+    );
   return {
     get: (path, maxBytes, what) => request('GET', path, undefined, maxBytes, what),
     postJson: (path, body, maxBytes, what) =>

@@ -141,7 +141,10 @@ export function checkUrlList(
   code: 'usage' | 'bad-input' = 'bad-input',
 ): string[] {
   if (!Array.isArray(urls) || urls.length === 0)
-    throw new DepotsyncError(code, `${where}: expected at least one https:// URL, got ${JSON.stringify(urls)}`);
+    throw new DepotsyncError(
+      code,
+      `${where}: expected at least one https:// URL, got ${JSON.stringify(urls)}`,
+    );
   const seen = new Set<string>();
   return urls.map((u) => {
     if (typeof u !== 'string')
@@ -165,4 +168,48 @@ export function unionUrls(configured: readonly string[], learnt: readonly string
     if (!out.includes(key)) out.push(key);
   }
   return out;
+}
+
+/**
+ * Verification failures that blame the server's content (a stale master replaying an older generation,
+ * a generation number reused with other content, expired or badly signed metadata, a wrong file):
+ * another server of the same catalog may be right.
+ */
+const REFUTED: readonly ErrorCode[] = [
+  'version-rollback',
+  'bad-signature',
+  'threshold-not-met',
+  'unknown-key',
+  'expired',
+  'bad-metadata',
+  'hash-mismatch',
+];
+
+export function refutesServer(e: unknown): boolean {
+  return isDepotsyncError(e) && REFUTED.includes(e.code);
+}
+
+/**
+ * Run `fn` (a verified update through a client of `picker`); when what the answering URL served fails
+ * verification, leave that URL and run `fn` again on the next, each URL at most once. Whatever was
+ * trusted before stays trusted: a refused update changes nothing. Without a picker, `fn` runs once.
+ */
+export async function acrossEquivalentServers<T>(
+  picker: UrlPicker | undefined,
+  fn: () => Promise<T>,
+  onRefused: (url: string, next: string, e: DepotsyncError) => void = () => {},
+): Promise<T> {
+  const refused = new Set<string>();
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!picker || !refutesServer(e)) throw e;
+      const at = picker.active;
+      refused.add(at);
+      picker.failed(at);
+      if (refused.has(picker.active)) throw e;
+      onRefused(at, picker.active, e as DepotsyncError);
+    }
+  }
 }

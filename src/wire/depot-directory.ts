@@ -101,7 +101,8 @@ export function decodeDirectoryEntry(value: unknown, what: string): DirectoryEnt
 
 /** Check a list of master URLs (operator input or signed): https, distinct, at most 16. */
 export function decodeMasterUrls(value: unknown, what: string): string[] {
-  if (!Array.isArray(value)) throw new DepotsyncError('bad-input', `${what}: expected an array of https URLs`);
+  if (!Array.isArray(value))
+    throw new DepotsyncError('bad-input', `${what}: expected an array of https URLs`);
   if (value.length > DIRECTORY_LIMITS.maxMasterUrls)
     throw new DepotsyncError(
       'too-large',
@@ -170,14 +171,22 @@ function withMasters(d: DepotDirectory, masterUrls: readonly string[] | undefine
 }
 
 /** The directory with `entry` added or replaced (sorted by name), version + 1. */
-export function withEntry(d: DepotDirectory, entry: DirectoryEntry, masterUrls?: readonly string[]): DepotDirectory {
+export function withEntry(
+  d: DepotDirectory,
+  entry: DirectoryEntry,
+  masterUrls?: readonly string[],
+): DepotDirectory {
   const depots = [...d.depots.filter((e) => e.name !== entry.name), entry].sort((a, b) =>
     a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
   );
   return withMasters({ ...d, format: 1, version: d.version + 1, depots }, masterUrls);
 }
 
-export function withoutEntry(d: DepotDirectory, name: string, masterUrls?: readonly string[]): DepotDirectory {
+export function withoutEntry(
+  d: DepotDirectory,
+  name: string,
+  masterUrls?: readonly string[],
+): DepotDirectory {
   return withMasters(
     { ...d, format: 1, version: d.version + 1, depots: d.depots.filter((e) => e.name !== name) },
     masterUrls,
