@@ -205,10 +205,12 @@ export async function acrossEquivalentServers<T>(
       return await fn();
     } catch (e) {
       if (!picker || !refutesServer(e)) throw e;
+      // The URL that answered last served it (the others may have failed over to it again).
       const at = picker.active;
+      if (refused.has(at)) throw e;
       refused.add(at);
       picker.failed(at);
-      if (refused.has(picker.active)) throw e;
+      if (refused.size >= picker.urls.length) throw e;
       onRefused(at, picker.active, e as DepotsyncError);
     }
   }

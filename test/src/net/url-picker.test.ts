@@ -174,6 +174,21 @@ describe('UrlPicker (order, stickiness, return to the preferred URL)', () => {
     expect(n).toBe(1);
   });
 
+  it('acrossEquivalentServers ends when the only URL answering is the refused one (the others down)', async () => {
+    const p = new UrlPicker({ urls: [A, B] });
+    let n = 0;
+    await expect(
+      acrossEquivalentServers(p, () => {
+        n++;
+        return p.run('update', async (u) => {
+          if (u === B) throw new DepotsyncError('network', `${u}: connection refused`);
+          throw new DepotsyncError('version-rollback', 'version 3 is older than the trusted version 4');
+        });
+      }),
+    ).rejects.toMatchObject({ code: 'version-rollback' });
+    expect(n).toBe(2);
+  });
+
   it('checkUrlList refuses plain http, non-URLs, duplicates and an empty list', () => {
     expect(checkUrlList([A, B], '--master', 'usage')).toEqual([A, B]);
     expect(() => checkUrlList(['http://a.example'], '--master', 'usage')).toThrow(
