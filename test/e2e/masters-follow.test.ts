@@ -168,6 +168,20 @@ describe('several master URLs: failover (separate processes)', () => {
     expect(masterView(M, 'depot-ha')).toMatchObject({ servedGeneration: g1 });
     expect(depotStatus(D).masters).toEqual([proxy.url, direct]);
 
+    // The operator lists the masters in master.json and signs them into the depot directory: the
+    // depot learns the one it was not given (after its configured ones).
+    const extra = 'https://127.0.0.1:1';
+    const mj = join(M, 'master.json');
+    writeFileSync(
+      mj,
+      JSON.stringify({ ...JSON.parse(readFileSync(mj, 'utf8')), masterUrls: [direct, extra] }),
+    );
+    const signed = runJson(['master', 'directory', 'masters', '--dir', M]);
+    expect(signed).toMatchObject({ masterUrls: [direct, extra], changed: true });
+    expect(runJson(['master', 'directory', 'masters', '--dir', M]).changed).toBe(false);
+    expect(runJson(['depot', 'sync', '--dir', D]).generation).toBe(signed.generation);
+    expect(depotStatus(D).masters).toEqual([proxy.url, direct, extra]);
+
     const agentToken = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
     const ai = runCli([
       'agent',
@@ -195,6 +209,10 @@ describe('several master URLs: failover (separate processes)', () => {
     const f1 = runCli(['agent', 'fetch', '--dir', A, 'app@1.0', '--out', join(dir, 'a1.bin'), '--json']);
     expect(f1.status, f1.stderr).toBe(0);
     expect(readFileSync(join(dir, 'a1.bin')).equals(v1)).toBe(true);
+    expect(JSON.parse(readFileSync(join(A, 'directory.json'), 'utf8')).directory.masterUrls).toEqual([
+      direct,
+      extra,
+    ]);
     expect(await proxy.connections()).toBeGreaterThan(before);
 
     // The proxy process dies: the next sync, its status report and the agent's fetch go direct.
@@ -223,14 +241,17 @@ describe('several master URLs: failover (separate processes)', () => {
   }, 180_000);
 
   it('every master down: the error names each URL tried and what failed there', async () => {
+    const served = depotStatus(D).servedGeneration as number;
+    expect(served).toBeGreaterThan(g1);
     await Promise.all(services.map((s) => s.stop()));
     const r = runCli(['depot', 'sync', '--dir', D]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('none of the 2 servers answered');
+    expect(r.stderr).toContain('none of the 3 servers answered');
+    expect(r.stderr).toContain('https://127.0.0.1:1: ');
     expect(r.stderr).toContain(`${proxy.url}: `);
     expect(r.stderr).toContain(`${direct}: `);
     expect(r.stderr).toMatch(/connection refused/);
-    expect(depotStatus(D).servedGeneration).toBe(g1 + 1);
+    expect(depotStatus(D).servedGeneration).toBe(served);
   }, 60_000);
 });
 
