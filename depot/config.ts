@@ -44,6 +44,11 @@ export interface SyncConfig {
   /** A sync that changed nothing reports status to the master only if the last report is older than this. */
   statusEveryMs: number;
   /**
+   * With several master URLs: after a failover, the URL that answered is kept this long before the
+   * preferred one is tried first again (0: always try the preferred first).
+   */
+  preferredMasterRetryMs: number;
+  /**
    * Chunk bytes stored between two durable commits (one fdatasync and index commit each): downloads
    * stream to the disk in between. A crash re-fetches at most this much.
    */
@@ -146,6 +151,7 @@ export const DEFAULT_SYNC: SyncConfig = {
   retryDelayMs: 500,
   timeoutMs: 30_000,
   statusEveryMs: 5 * MINUTE,
+  preferredMasterRetryMs: 5 * MINUTE,
   checkpointBytes: 256 * 1024 * 1024,
 };
 
@@ -222,6 +228,7 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'sync.retryDelayMs', y.retryDelayMs, 0, HOUR);
   intOption(W, 'sync.timeoutMs', y.timeoutMs, 100, HOUR);
   intOption(W, 'sync.statusEveryMs', y.statusEveryMs, 0, 24 * HOUR);
+  intOption(W, 'sync.preferredMasterRetryMs', y.preferredMasterRetryMs, 0, 24 * HOUR);
   intOption(W, 'sync.checkpointBytes', y.checkpointBytes, 64 * 1024, 16 * 1024 * 1024 * 1024);
   intOption(W, 'scrub.intervalMs', c.scrub.intervalMs, MINUTE, 365 * 24 * HOUR);
   intOption(W, 'scrub.bytesPerSecond', c.scrub.bytesPerSecond, 64 * 1024, 2 ** 40);

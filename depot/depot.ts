@@ -5,8 +5,8 @@ import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
 import { configuredMasterUrls, loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
-import { learntMasterUrls } from './sync/masters.js';
-import { unionUrls } from '../src/net/url-picker.js';
+import { learntMasterUrls, masterUrlMemory } from './sync/masters.js';
+import { unionUrls, type UrlMemory } from '../src/net/url-picker.js';
 import { DepotDb } from './db/depot-db.js';
 import { recoverDepotCredentials } from './enroll/credential-files.js';
 import { depotLayout, type DepotLayout } from './layout.js';
@@ -104,10 +104,12 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   const proxy = resolveProxy('depot.json', config);
   // Configured masters first, then those the signed depot directory listed at the last sync.
   const masterUrls = unionUrls(configuredMasterUrls(config), learntMasterUrls(db));
-  const client = (baseUrl: string, alternateUrls: string[] = []) =>
+  const client = (baseUrl: string, alternateUrls: string[] = [], urlMemory?: UrlMemory) =>
     new HttpClient({
       baseUrl,
       alternateUrls,
+      urlMemory,
+      retryPreferredMs: sync.preferredMasterRetryMs,
       caPem: creds.caPem,
       listenerCaPem,
       proxy,
@@ -117,7 +119,7 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
       logger: log,
     });
   const upstreamIsMaster = config.masterUrl === config.upstreamUrl;
-  const master = client(config.masterUrl, masterUrls.slice(1));
+  const master = client(config.masterUrl, masterUrls.slice(1), masterUrlMemory(db));
   const upstream = upstreamIsMaster ? master : client(config.upstreamUrl);
   const revocations = new RevocationGate(db, creds.caPem, log);
   const bandwidth = new TokenBucket(config.schedule.bandwidthBytesPerSecond);

@@ -1,4 +1,5 @@
 import type { Logger } from '../../src/log.js';
+import type { UrlMemory, UrlPickerState } from '../../src/net/url-picker.js';
 import type { TufClient } from '../../src/tuf/client.js';
 import { own } from '../../src/tuf/codec.js';
 import { targetInfoOf } from '../../src/tuf/target-info.js';
@@ -35,6 +36,29 @@ export function learntMasterUrls(db: DepotDb): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The master client's choice among several URLs, kept in the database: a `depot sync` run after a
+ * failover starts with the URL that answered last, and returns to the preferred one on the usual
+ * schedule (src/net/url-picker.ts).
+ */
+export function masterUrlMemory(db: DepotDb): UrlMemory {
+  return {
+    load() {
+      try {
+        const v = JSON.parse(db.getKv(KV.masterUrlState) ?? 'null') as Partial<UrlPickerState> | null;
+        return typeof v?.active === 'string' && typeof v.preferredFailedAt === 'number'
+          ? { active: v.active, preferredFailedAt: v.preferredFailedAt }
+          : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    save(state) {
+      db.setKv(KV.masterUrlState, JSON.stringify(state));
+    },
+  };
 }
 
 /** Remember the signed list; true when it changed. */

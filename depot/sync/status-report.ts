@@ -20,6 +20,8 @@ export const KV = {
   upstream: 'upstream',
   /** JSON array: the master URLs the signed depot directory listed at the last sync (sync/masters.ts). */
   masterUrls: 'masterUrls',
+  /** JSON {active, preferredFailedAt}: which master URL answered last (sync/masters.ts masterUrlMemory). */
+  masterUrlState: 'masterUrlState',
 } as const;
 
 const HEALTHZ_MAX_BYTES = 4096;

@@ -9,7 +9,7 @@ import { BodyGuard } from './body-guard.js';
 import { httpErrorFor, networkError } from './http-error.js';
 import { bypassesProxy, proxyLabel, TunnelingAgent, type ProxySettings } from './proxy.js';
 import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
-import { failsOver, UrlPicker } from './url-picker.js';
+import { failsOver, UrlPicker, type UrlMemory } from './url-picker.js';
 
 /**
  * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
@@ -27,6 +27,8 @@ export interface HttpClientOptions {
   alternateUrls?: readonly string[] | undefined;
   /** After a failover, when to try `baseUrl` again (url-picker.ts PREFERRED_RETRY_MS). */
   retryPreferredMs?: number;
+  /** Where the choice among several URLs is kept between processes. */
+  urlMemory?: UrlMemory | undefined;
   /**
    * The master's CA certificate: the issuer trusted for the server (besides `listenerCaPem`) and for
    * machine identities. Required for https URLs.
@@ -132,6 +134,7 @@ export class HttpClient {
   /** Several equivalent servers: which one a request goes to. */
   private urlPicker: UrlPicker | undefined;
   private readonly retryPreferredMs: number | undefined;
+  private readonly urlMemory: UrlMemory | undefined;
   /** One connection pool per server (origins differ in proxying and TLS sessions). */
   private agents = new Map<string, http.Agent>();
   private agentOptions: https.AgentOptions | undefined;
@@ -181,6 +184,7 @@ export class HttpClient {
         this.urlPicker = new UrlPicker({
           urls: [...this.bases.keys()],
           where: 'HttpClient',
+          memory: this.urlMemory,
           ...(this.retryPreferredMs !== undefined ? { retryPreferredMs: this.retryPreferredMs } : {}),
         });
     }
@@ -204,11 +208,13 @@ export class HttpClient {
         `HttpClient: mixed http and https URLs in ${JSON.stringify(all)}`,
       );
     this.retryPreferredMs = opts.retryPreferredMs;
+    this.urlMemory = opts.urlMemory;
     this.urlPicker =
       all.length > 1
         ? new UrlPicker({
             urls: all,
             where: 'HttpClient',
+            memory: opts.urlMemory,
             ...(opts.retryPreferredMs !== undefined ? { retryPreferredMs: opts.retryPreferredMs } : {}),
           })
         : undefined;

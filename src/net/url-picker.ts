@@ -5,6 +5,9 @@ import { requireHttpsUrl } from './https-url.js';
 /** After a failover, how long the last good URL is kept before the preferred one is tried again. */
 export const PREFERRED_RETRY_MS = 5 * 60_000;
 
+/** A URL whose content failed verification goes last for this long (it may lag behind for a while). */
+export const REFUSED_MS = 10 * 60_000;
+
 /** Answers of a server that is down or overloaded (a proxy or load balancer in front of it says so). */
 const UNAVAILABLE_STATUS = new Set([502, 503, 504]);
 
@@ -21,6 +24,20 @@ export function failsOver(e: unknown): boolean {
   );
 }
 
+/** What a picker remembers between processes (a one-shot `depot sync` after a failover). */
+export interface UrlPickerState {
+  /** The URL that answered last. */
+  active: string;
+  /** When the preferred URL was last found failing (ms since the epoch); 0 = never. */
+  preferredFailedAt: number;
+}
+
+/** Where a picker keeps its state (a depot: its database). Loaded once; saved on every change. */
+export interface UrlMemory {
+  load(): UrlPickerState | undefined;
+  save(state: UrlPickerState): void;
+}
+
 export interface UrlPickerOptions {
   /** Several URLs of equivalent servers, the preferred first. */
   urls: readonly string[];
@@ -28,6 +45,7 @@ export interface UrlPickerOptions {
   where?: string;
   retryPreferredMs?: number;
   now?: () => number;
+  memory?: UrlMemory | undefined;
 }
 
 /**
@@ -53,6 +71,30 @@ export class UrlPicker {
     this.urls = [...o.urls];
     this.retryMs = o.retryPreferredMs ?? PREFERRED_RETRY_MS;
     this.now = o.now ?? Date.now;
+    this.memory = o.memory;
+    const kept = o.memory?.load();
+    const i = kept ? this.urls.indexOf(kept.active) : -1;
+    // A remembered state about URLs no longer configured (or the clock gone backwards) is dropped.
+    if (
+      kept &&
+      i >= 0 &&
+      Number.isSafeInteger(kept.preferredFailedAt) &&
+      kept.preferredFailedAt <= this.now()
+    ) {
+      this.current = i;
+      this.preferredFailedAt = kept.preferredFailedAt;
+    }
+  }
+
+  private readonly memory: UrlMemory | undefined;
+
+  private changed(before: { current: number; at: number }): void {
+    if (!this.memory || (before.current === this.current && before.at === this.preferredFailedAt)) return;
+    try {
+      this.memory.save({ active: this.active, preferredFailedAt: this.preferredFailedAt });
+    } catch {
+      // Only a hint for the next process: a failed save costs it one failover at most.
+    }
   }
 
   /** Add URLs after the configured ones (learnt later, e.g. from the signed depot directory). */
@@ -69,27 +111,49 @@ export class UrlPicker {
   /** The URLs to try for one request, in order; each appears once. */
   candidates(): string[] {
     const n = this.urls.length;
+    const now = this.now();
     const order: number[] = [];
-    if (this.current !== 0 && this.now() - this.preferredFailedAt >= this.retryMs) order.push(0);
+    if (this.current !== 0 && now - this.preferredFailedAt >= this.retryMs) order.push(0);
     order.push(this.current);
     for (let i = 0; i < n; i++) if (!order.includes(i)) order.push(i);
-    return order.map((i) => this.urls[i]!);
+    // URLs whose content was refused lately go last (stable: the order above otherwise).
+    const refused = (i: number) => now - (this.refusedAt.get(i) ?? -Infinity) < REFUSED_MS;
+    return [...order.filter((i) => !refused(i)), ...order.filter(refused)].map((i) => this.urls[i]!);
+  }
+
+  /** When a URL's content last failed verification (refuse()). */
+  private readonly refusedAt = new Map<number, number>();
+
+  /** What `url` served failed verification: it goes last for REFUSED_MS, and the next request starts elsewhere. */
+  refuse(url: string): void {
+    const i = this.urls.indexOf(url);
+    if (i < 0) return;
+    this.refusedAt.set(i, this.now());
+    this.failed(url);
+    // failed() moved on by one; make sure the current URL is not a refused one when another is left.
+    const before = { current: this.current, at: this.preferredFailedAt };
+    this.current = this.urls.indexOf(this.candidates()[0]!);
+    this.changed(before);
   }
 
   /** `url` answered: it is the one to use from now on. */
   succeeded(url: string): void {
     const i = this.urls.indexOf(url);
     if (i < 0 || i === this.current) return;
+    const before = { current: this.current, at: this.preferredFailedAt };
     if (this.current === 0) this.preferredFailedAt = this.now();
     this.current = i;
+    this.changed(before);
   }
 
   /** `url` failed with an error that fails over: the next request starts elsewhere. */
   failed(url: string): void {
     const i = this.urls.indexOf(url);
     if (i < 0) return;
+    const before = { current: this.current, at: this.preferredFailedAt };
     if (i === 0) this.preferredFailedAt = this.now();
     if (i === this.current && this.urls.length > 1) this.current = (i + 1) % this.urls.length;
+    this.changed(before);
   }
 
   /**
@@ -209,7 +273,7 @@ export async function acrossEquivalentServers<T>(
       const at = picker.active;
       if (refused.has(at)) throw e;
       refused.add(at);
-      picker.failed(at);
+      picker.refuse(at);
       if (refused.size >= picker.urls.length) throw e;
       onRefused(at, picker.active, e as DepotsyncError);
     }

@@ -323,6 +323,10 @@ describe('several master URLs: a stale master is refused (separate processes)', 
       '--listen',
       '127.0.0.1:0',
     ]);
+    // Each sync asks the preferred (stale) URL first, instead of the one that answered last.
+    const dj = join(D, 'depot.json');
+    const dc = JSON.parse(readFileSync(dj, 'utf8'));
+    writeFileSync(dj, JSON.stringify({ ...dc, sync: { ...dc.sync, preferredMasterRetryMs: 0 } }));
     expect(runJson(['depot', 'sync', '--dir', D]).generation).toBe(g1);
     const agentToken = runJson(['master', 'token', '--dir', M, '--role', 'agent']).token as string;
     runJson([

@@ -10,7 +10,10 @@ import {
   checkUrlList,
   failsOver,
   unionUrls,
+  REFUSED_MS,
   UrlPicker,
+  type UrlMemory,
+  type UrlPickerState,
 } from '../../../src/net/url-picker.js';
 import { createCa, issueServerCertificate, loadCa } from '../../../src/pki/ca.js';
 
@@ -64,6 +67,36 @@ describe('UrlPicker (order, stickiness, return to the preferred URL)', () => {
     expect(p.candidates()).toEqual([B, A]);
     now = 121_000;
     expect(p.candidates()).toEqual([A, B]);
+  });
+
+  it('a URL whose content was refused goes last for REFUSED_MS, even when the preferred is always retried', () => {
+    let now = 0;
+    const p = new UrlPicker({ urls: [A, B, C], retryPreferredMs: 0, now: () => now });
+    p.refuse(A);
+    expect(p.active).toBe(B);
+    expect(p.candidates()).toEqual([B, C, A]);
+    p.refuse(B);
+    expect(p.candidates()).toEqual([C, A, B]);
+    now = REFUSED_MS;
+    expect(p.candidates()[0]).toBe(A);
+  });
+
+  it('remembers the URL that answered (and when the preferred failed) for the next process', () => {
+    let now = 10_000;
+    let saved: UrlPickerState | undefined;
+    const memory: UrlMemory = { load: () => saved, save: (s) => (saved = s) };
+    const p = new UrlPicker({ urls: [A, B, C], retryPreferredMs: 60_000, now: () => now, memory });
+    p.failed(A);
+    p.succeeded(B);
+    expect(saved).toEqual({ active: B, preferredFailedAt: 10_000 });
+    // The next process starts where this one ended, and returns to A on the same schedule.
+    now = 20_000;
+    const q = new UrlPicker({ urls: [A, B, C], retryPreferredMs: 60_000, now: () => now, memory });
+    expect(q.candidates()).toEqual([B, A, C]);
+    now = 70_000;
+    expect(q.candidates()).toEqual([A, B, C]);
+    // A remembered URL no longer configured is ignored.
+    expect(new UrlPicker({ urls: [A, C], memory }).candidates()).toEqual([A, C]);
   });
 
   it('run(): fails over on network errors and 502/503/504, never on 4xx or 500, and names every URL when all fail', async () => {
