@@ -52,7 +52,8 @@ export interface UrlPickerOptions {
  * Which of several equivalent URLs a client tries, in which order: the one that answered last (at
  * first the preferred one), then the others in configured order. After a failover the preferred URL is
  * tried first again once `retryPreferredMs` have passed, so a machine returns to it after a repair;
- * a preferred URL that still fails waits another period. State is per process (a client).
+ * a preferred URL that still fails waits another period. URLs whose content failed verification go
+ * last for a while. The state is the client's; `memory` carries the last good URL to the next process.
  */
 export class UrlPicker {
   readonly urls: readonly string[];
