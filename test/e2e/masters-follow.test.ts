@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoBytes } from '../../cli/demo/demo.js';
 import { freePort, runJson, startService, waitForHttps, type Service } from '../../cli/demo/processes.js';
 import { runCli } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * A TLS-passthrough TCP proxy in its own process (the CLI runs synchronously here, so an in-process
@@ -238,6 +239,73 @@ describe('several master URLs: failover (separate processes)', () => {
     const f2 = runCli(['agent', 'fetch', '--dir', A, 'app@2.0', '--out', join(dir, 'a2.bin'), '--json']);
     expect(f2.status, f2.stderr).toBe(0);
     expect(readFileSync(join(dir, 'a2.bin')).equals(v2)).toBe(true);
+  }, 180_000);
+
+  it('a serving depot (schedule of an hour) follows a publish through its event stream after its preferred URL dies', async () => {
+    const proxy2 = await startPassthrough(await freePort(), Number(new URL(direct).port));
+    try {
+      const D3 = join(dir, 'depot-serving');
+      const token = runJson(['master', 'token', '--dir', M, '--role', 'depot']).token as string;
+      const port = await freePort();
+      runJson([
+        'depot',
+        'init',
+        '--dir',
+        D3,
+        '--master',
+        proxy2.url,
+        '--master',
+        direct,
+        '--fingerprint',
+        fp,
+        '--token',
+        token,
+        '--name',
+        'depot-serving',
+        '--listen',
+        `127.0.0.1:${port}`,
+      ]);
+      const dj = join(D3, 'depot.json');
+      const dc = JSON.parse(readFileSync(dj, 'utf8'));
+      writeFileSync(
+        dj,
+        JSON.stringify({ ...dc, schedule: { ...dc.schedule, intervalMs: 3_600_000, jitterMs: 0 } }),
+      );
+      const now = runJson(['status', '--dir', M]).generation as number;
+      services.push(startService('depot-serving', ['depot', 'serve', '--dir', D3]));
+      // Up before anything else opens its store (a second process creating the index at once races).
+      await waitForHttps(`https://127.0.0.1:${port}`);
+      await until('the serving depot to sync', () =>
+        depotStatus(D3).servedGeneration === now ? true : undefined,
+      );
+      expect(await proxy2.connections()).toBeGreaterThan(0);
+
+      await proxy2.stop();
+      // Let the event stream notice and reconnect (to the direct URL) before the publish.
+      await new Promise((r) => setTimeout(r, 3000));
+      writeFileSync(join(dir, 'v3.bin'), demoBytes(100_000));
+      const g3 = runJson([
+        'master',
+        'publish',
+        '--dir',
+        M,
+        '--name',
+        'app',
+        '--version',
+        '3.0',
+        join(dir, 'v3.bin'),
+      ]).generation as number;
+      await until(
+        'the serving depot to follow the publish through the direct URL',
+        () => (depotStatus(D3).servedGeneration === g3 ? true : undefined),
+        { timeoutMs: 60_000 },
+      );
+      await until('its status report to reach the master', () =>
+        masterView(M, 'depot-serving')?.servedGeneration === g3 ? true : undefined,
+      );
+    } finally {
+      await proxy2.stop();
+    }
   }, 180_000);
 
   it('every master down: the error names each URL tried and what failed there', async () => {
