@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { optionalString, requireString } from '../src/command/args.js';
+import { optionalString, requireString, requireStrings } from '../src/command/args.js';
 import type { Command, CommandContext } from '../src/command/command.js';
 import { createProgress, formatBytes } from '../src/command/progress.js';
 import { DepotsyncError } from '../src/errors.js';
@@ -62,12 +62,12 @@ export const agentCommands: Command[] = [
   {
     path: ['agent', 'init'],
     usage:
-      'agent init --dir A --master URL --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
+      'agent init --dir A --master URL [--master URL]... --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
     summary:
       'set up an agent: pin the root, make its key, enroll with the master (token: at once; else pending until approved)',
     options: {
       ...dirOption,
-      master: { type: 'string' },
+      master: { type: 'string', multiple: true },
       fingerprint: { type: 'string' },
       token: { type: 'string' },
       depot: { type: 'string', multiple: true },
@@ -82,10 +82,10 @@ export const agentCommands: Command[] = [
       const { agentLayout } = await import('./layout.js');
       const layout = agentLayout(dir);
       if (existsSync(layout.config) && existsSync(layout.enrollment) && !c.values.master) {
-        const { loadAgentConfig } = await import('./config.js');
+        const { loadAgentConfig, configuredAgentMasterUrls } = await import('./config.js');
         const { pollAgentEnrollment } = await import('./init.js');
         const config = loadAgentConfig(layout.config);
-        const r = await pollAgentEnrollment(dir, config.masterUrl, c.log);
+        const r = await pollAgentEnrollment(dir, configuredAgentMasterUrls(config), c.log);
         return {
           json: { dir: layout.dir, name: config.name, ...r },
           human:
@@ -99,7 +99,7 @@ export const agentCommands: Command[] = [
       const caFile = optionalString(c.values, 'ca');
       const r = await initAgent({
         dir,
-        masterUrl: requireString(c.values, 'master', 'agent init'),
+        masterUrl: requireStrings(c.values, 'master', 'agent init'),
         fingerprint: requireString(c.values, 'fingerprint', 'agent init'),
         token: optionalString(c.values, 'token'),
         depots: ((c.values.depot as string[] | undefined) ?? []).map(parseDepotFlag),

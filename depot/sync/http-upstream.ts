@@ -15,15 +15,19 @@ import { upstreamRefused, type Upstream } from './upstream.js';
  * through the shared download engine (src/read/chunk-download.ts) into the store's checkpointed stream.
  */
 export class HttpUpstream implements Upstream {
-  readonly origin: string;
   readonly read: ReadClient;
 
+  /** The server answering now (with several master URLs, the one the last request went to). */
+  get origin(): string {
+    return this.client.baseUrl.origin;
+  }
+
   constructor(readonly client: HttpClient) {
-    this.origin = client.baseUrl.origin;
+    const origin = client.baseUrl.origin;
     this.read = new ReadClient(client, {
-      name: this.origin,
+      name: origin,
       role: 'depot',
-      refused: upstreamRefused(this.origin),
+      refused: upstreamRefused(origin),
     });
   }
 
