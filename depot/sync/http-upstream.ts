@@ -203,14 +203,14 @@ export class HttpMetadataSource implements MetadataSource {
         );
       }
     }
-    const bytes = await this.read.fetch(name, maxBytes);
-    this.counter.add(bytes.length);
+    const { bytes, wireBytes } = await this.read.fetchCounted(name, maxBytes);
+    this.counter.add(wireBytes);
     return bytes;
   }
 
   private async timestamp(maxBytes: number): Promise<Buffer> {
-    const { bytes, headers } = await this.read.metadataWithHeaders(TIMESTAMP, maxBytes);
-    this.counter.add(bytes.length);
+    const { bytes, headers, wireBytes } = await this.read.metadataWithHeaders(TIMESTAMP, maxBytes);
+    this.counter.add(wireBytes);
     const root = Number(headers[SYNC_HINT_HEADERS.rootVersion]);
     const list = headers[SYNC_HINT_HEADERS.revocations];
     this.hints = {
