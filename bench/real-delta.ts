@@ -154,8 +154,8 @@ function traceLine(line: string, who: string): void {
   if (!line.includes('"response body done')) return;
   const l = JSON.parse(line) as { method: string; url: string; status: number; bytes: number };
   const path = new URL(l.url).pathname;
-  // The first sync's 256 bins say nothing new: one line for them.
-  if (/^\/v1\/metadata\/\d+\.bin-/.test(path) && !path.endsWith('-00.json') && l.bytes < 1000) return;
+  // The first sync's 256 bins (version 1) say nothing new: one line for them.
+  if (/^\/v1\/metadata\/1\.bin-/.test(path) && !path.endsWith('-00.json')) return;
   console.error(
     `    ${who}: ${l.method} ${path.length > 90 ? `${path.slice(0, 60)}…` : path} ${l.status}: ${l.bytes} B body`,
   );

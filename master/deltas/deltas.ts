@@ -148,7 +148,7 @@ async function buildPair(
     }
     const t = await ctx.store.get(target, { verify: true }).catch(() => undefined);
     if (!t) continue; // collected meanwhile: nothing to serve anyway
-    const picked = await chooser.choose(target, t).catch(() => undefined);
+    const picked = await chooser.choose(target, t, b.bases).catch(() => undefined);
     const chosen = picked && picked.join(',') !== b.bases.join(',') ? picked : undefined;
     const job = (async () => {
       const ids = chosen ?? b.bases;

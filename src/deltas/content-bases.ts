@@ -116,10 +116,33 @@ export class AnchorIndex {
     return best === undefined ? undefined : best * VOTE_BIN;
   }
 
+  private firstIndex: Map<string, number> | undefined;
+  private startsCache: number[] | undefined;
+
+  private starts(): number[] {
+    return (this.startsCache ??= chunkStarts(this.file));
+  }
+
+  /** Whether the old bytes [start, start + length) lie inside the run of old chunks `bases`. */
+  covers(bases: readonly string[], start: number, length: number): boolean {
+    if (!this.firstIndex) {
+      this.firstIndex = new Map();
+      this.file.chunks.forEach((c, i) => {
+        if (!this.firstIndex!.has(c.id)) this.firstIndex!.set(c.id, i);
+      });
+    }
+    const first = this.firstIndex.get(bases[0] ?? '');
+    if (first === undefined) return false;
+    const starts = this.starts();
+    const last = first + bases.length - 1;
+    if (last >= this.file.chunks.length) return false;
+    return start >= starts[first]! && start + length <= starts[last]! + this.file.chunks[last]!.length;
+  }
+
   /** The old chunks covering DELTA_WINDOW_BYTES around a target of `length` starting at old `start`. */
   window(start: number, length: number): string[] {
     const f = this.file;
-    const starts = chunkStarts(f);
+    const starts = this.starts();
     const centre = start + Math.floor(length / 2);
     const lo = Math.max(0, Math.min(f.size - 1, centre - DELTA_WINDOW_BYTES / 2));
     const hi = Math.max(lo, Math.min(f.size - 1, centre + DELTA_WINDOW_BYTES / 2 - 1));
@@ -162,8 +185,15 @@ export class ContentBases {
     private readonly read: (id: string) => Promise<Uint8Array | undefined>,
   ) {}
 
-  /** The bases for `target` (its bytes), or undefined when the content does not say. */
-  async choose(targetId: string, target: Uint8Array): Promise<string[] | undefined> {
+  /**
+   * The bases for `target` (its bytes), or undefined when the content does not say or says the pair's
+   * own `window` holds it (an edit in place: a frame against the window needs no ids on the wire).
+   */
+  async choose(
+    targetId: string,
+    target: Uint8Array,
+    window: readonly string[] = [],
+  ): Promise<string[] | undefined> {
     const file = this.files.get(targetId);
     if (!file) return undefined;
     if (this.index?.file !== file) {
@@ -174,6 +204,7 @@ export class ContentBases {
     if (!idx) return undefined;
     const start = idx.vote(target);
     await pause();
-    return start === undefined ? undefined : idx.window(start, target.length);
+    if (start === undefined || idx.covers(window, start, target.length)) return undefined;
+    return idx.window(start, target.length);
   }
 }

@@ -63,3 +63,26 @@ describe('delta bases chosen by content', () => {
     expect(await chooser.choose('f'.repeat(64), chunks.get(third.id)!)).toBeUndefined();
   });
 });
+
+describe('delta bases chosen by content, for an edit in place', () => {
+  it("keeps the pair's window when the chunk came from inside it (no ids need to travel)", async () => {
+    const old = pseudoRandomBytes(1024 * KIB, 3);
+    const now = Buffer.from(old);
+    for (let i = 1000; i < now.length; i += 9 * KIB) now[i]! ^= 0x11;
+    const chunks = new Map<string, Buffer>();
+    const oldFile = fileOf('lib.js', old, chunks);
+    const newFile = fileOf('lib.js', now, chunks);
+    const m = (f: ManifestFile): Manifest => ({ files: [f] }) as unknown as Manifest;
+    const chooser = new ContentBases(
+      oldFileOf(m(newFile), m(oldFile), new Set(newFile.chunks.map((c) => c.id))),
+      async (id) => chunks.get(id),
+    );
+    const c = newFile.chunks[5]!;
+    const window = oldFile.chunks.slice(3, 8).map((x) => x.id);
+    expect(await chooser.choose(c.id, chunks.get(c.id)!, window)).toBeUndefined();
+    // A window elsewhere does not hold it: the content's window is chosen.
+    const elsewhere = oldFile.chunks.slice(10, 14).map((x) => x.id);
+    const bases = (await chooser.choose(c.id, chunks.get(c.id)!, elsewhere))!;
+    expect(bases).toContain(oldFile.chunks[5]!.id);
+  });
+});
