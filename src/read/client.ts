@@ -72,9 +72,9 @@ export class ReadClient implements MetadataSource {
     this.layout = o.layout ?? READ_API_LAYOUT;
   }
 
-  /** The server decodes brotli request bodies (it said so on a metadata answer). */
+  /** The server decodes brotli request bodies (it said so on its timestamp answer). */
   private brRequests = false;
-  /** The server reads `"chosen":true` in delta requests (it said so on a metadata answer). */
+  /** The server reads `"chosen":true` in delta requests (it said so on its timestamp answer). */
   private chosenBases = false;
 
   /**

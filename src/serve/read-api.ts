@@ -114,9 +114,10 @@ export function readRoutes(
       if (root !== undefined) c.header(SYNC_HINT_HEADERS.rootVersion, String(root));
       const list = source.revocations();
       if (list) c.header(SYNC_HINT_HEADERS.revocations, revocationsDigest(list));
+      // On the timestamp only: every sync and fetch starts with it, and each byte here is paid per request.
+      c.header(REQUEST_ENCODING_HEADER, BR);
+      c.header(CHOSEN_BASES_HEADER, CHOSEN_BASES);
     }
-    c.header(REQUEST_ENCODING_HEADER, BR);
-    c.header(CHOSEN_BASES_HEADER, CHOSEN_BASES);
     return metadataResponse(c, bytes, name, (n) => opts.onServed?.('metadata', n));
   });
 

@@ -65,7 +65,7 @@ export const CHUNK_DELTA_LIMITS = {
 export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3, stored: 4, chosen: 5 } as const;
 
 /**
- * On the read API's metadata answers: this sender reads `"chosen":true` in delta requests (and may
+ * On the read API's timestamp answer: this sender reads `"chosen":true` in delta requests (and may
  * answer kind 5). A receiver asks for kind 5 only after seeing it, so older senders never see the flag.
  */
 export const CHOSEN_BASES_HEADER = 'x-depotsync-delta-bases';

@@ -9,7 +9,7 @@ import { DepotsyncError } from '../errors.js';
  *  - a client sends `accept-encoding: br`; the server answers `content-encoding: br` only then, and
  *    only when that is smaller;
  *  - a server that reads compressed request bodies says so with `x-depotsync-request-encoding: br` on
- *    its metadata answers; a client compresses a request body only after seeing it.
+ *    its timestamp answer; a client compresses a request body only after seeing it.
  * Encoding carries no trust: the receiver decodes with the same length cap the plain bytes had, and
  * then verifies the signed bytes exactly as before.
  */

@@ -73,7 +73,8 @@ describe('brotli on the read API', () => {
   const chunk = Buffer.alloc(40_000, 7);
   const chunkId = blake3Hex(chunk);
   const source: ReadApiSource = {
-    metadata: (name) => (name === '3.snapshot.json' ? SNAPSHOT : undefined),
+    metadata: (name) =>
+      name === '3.snapshot.json' ? SNAPSHOT : name === 'timestamp.json' ? MANIFEST : undefined,
     target: (name) => (name.endsWith('.m@1.json') ? MANIFEST : undefined),
     revocations: () => undefined,
     chunks: { has: (id) => id === chunkId, get: async () => chunk },
@@ -82,12 +83,14 @@ describe('brotli on the read API', () => {
   app.onError(errorHandler(silentLogger()));
   app.route('/', readRoutes(source, silentLogger()));
 
-  it('compresses metadata and manifests only for a client that accepts br, and says it reads br bodies', async () => {
+  it('compresses metadata and manifests only for a client that accepts br, and says on the timestamp it reads br bodies', async () => {
+    const ts = await app.request('/v1/metadata/timestamp.json', { headers: { 'accept-encoding': 'br' } });
+    expect(ts.headers.get(REQUEST_ENCODING_HEADER)).toBe('br');
     const br = await app.request('/v1/metadata/3.snapshot.json', {
       headers: { 'accept-encoding': 'gzip, br' },
     });
     expect(br.headers.get('content-encoding')).toBe('br');
-    expect(br.headers.get(REQUEST_ENCODING_HEADER)).toBe('br');
+    expect(br.headers.get(REQUEST_ENCODING_HEADER)).toBeNull();
     const wire = Buffer.from(await br.arrayBuffer());
     expect(wire.length).toBeLessThan(SNAPSHOT.length / 5);
     expect(decodeBody(wire, 'br', SNAPSHOT.length, 'x').equals(SNAPSHOT)).toBe(true);
@@ -132,7 +135,8 @@ describe('ReadClient against a server', () => {
   let mode: 'real' | 'bomb' | 'gzip' = 'real';
   beforeAll(async () => {
     const source: ReadApiSource = {
-      metadata: (name) => (name === '3.snapshot.json' ? SNAPSHOT : undefined),
+      metadata: (name) =>
+        name === '3.snapshot.json' ? SNAPSHOT : name === 'timestamp.json' ? MANIFEST : undefined,
       target: () => undefined,
       revocations: () => undefined,
       chunks: { has: () => false, get: async () => Buffer.alloc(0) },
@@ -180,6 +184,10 @@ describe('ReadClient against a server', () => {
     expect(got.bytes.equals(SNAPSHOT)).toBe(true);
     expect(got.wireBytes).toBeLessThan(SNAPSHOT.length / 5);
     expect(seen.at(-1)!.accept).toBe('br');
+    // The server's announcement rides on the timestamp, which every sync and fetch asks for first.
+    (await client.delta(pairs, lengths, new AbortController().signal, true, true)).body.resume();
+    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: undefined });
+    await client.fetch('timestamp.json', 1 << 20);
     const res = await client.delta(pairs, lengths, new AbortController().signal, true, true);
     const recs = new DeltaDecoder(ids, 100).push(
       Buffer.concat(await res.body.toArray().then((a) => a as Buffer[])),
