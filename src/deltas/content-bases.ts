@@ -14,7 +14,7 @@ import type { Manifest, ManifestFile } from '../content/manifest.js';
  * file, finds where a new chunk's bytes came from: the old file's 32-byte blocks (every `step` bytes)
  * are indexed by hash, each offset of the new chunk is looked up, and every hit votes for the old
  * offset the chunk's start lines up with. The window of DELTA_WINDOW_BYTES around the winner is the
- * base. Measured in bench/README.md ("Delta bases chosen by content").
+ * base. Measured in bench/README.md ("Tiny upgrades and delta bases chosen by content").
  */
 
 export const ANCHOR_BYTES = 32;
