@@ -130,7 +130,12 @@ describe('brotli on the read API', () => {
 describe('ReadClient against a server', () => {
   let server: Server;
   let client: ReadClient;
-  const seen: Array<{ url: string; encoding: string | undefined; accept: string | undefined }> = [];
+  const seen: Array<{
+    url: string;
+    encoding: string | undefined;
+    accept: string | undefined;
+    chosen?: boolean | undefined;
+  }> = [];
   /** What the server sends for a metadata name: a bomb, a lie about the encoding, or the real answer. */
   let mode: 'real' | 'bomb' | 'gzip' = 'real';
   beforeAll(async () => {
@@ -144,10 +149,18 @@ describe('ReadClient against a server', () => {
     const app = new Hono<ServeEnv>();
     app.onError(errorHandler(silentLogger()));
     app.use('*', async (c, next) => {
+      const body = c.req.method === 'POST' ? Buffer.from(await c.req.raw.clone().arrayBuffer()) : undefined;
       seen.push({
         url: c.req.path,
         encoding: c.req.header('content-encoding'),
         accept: c.req.header('accept-encoding'),
+        chosen:
+          body &&
+          (
+            JSON.parse(decodeBody(body, c.req.header('content-encoding'), 1 << 20, 'x').toString()) as {
+              chosen?: boolean;
+            }
+          ).chosen,
       });
       if (mode === 'bomb' && c.req.path.startsWith('/v1/metadata/'))
         return c.body(new Uint8Array(brotliCompressSync(Buffer.alloc(8 << 20, 32))), 200, {
@@ -178,22 +191,22 @@ describe('ReadClient against a server', () => {
       target,
     }));
     const lengths = pairs.map(() => 100);
-    (await client.delta(pairs, lengths, new AbortController().signal, true, true)).body.resume();
-    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: undefined });
+    (await client.delta(pairs, lengths, new AbortController().signal, true, true, true)).body.resume();
+    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: undefined, chosen: undefined });
     const got = await client.fetchCounted('3.snapshot.json', SNAPSHOT.length);
     expect(got.bytes.equals(SNAPSHOT)).toBe(true);
     expect(got.wireBytes).toBeLessThan(SNAPSHOT.length / 5);
     expect(seen.at(-1)!.accept).toBe('br');
     // The server's announcement rides on the timestamp, which every sync and fetch asks for first.
-    (await client.delta(pairs, lengths, new AbortController().signal, true, true)).body.resume();
-    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: undefined });
+    (await client.delta(pairs, lengths, new AbortController().signal, true, true, true)).body.resume();
+    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: undefined, chosen: undefined });
     await client.fetch('timestamp.json', 1 << 20);
-    const res = await client.delta(pairs, lengths, new AbortController().signal, true, true);
+    const res = await client.delta(pairs, lengths, new AbortController().signal, true, true, true);
     const recs = new DeltaDecoder(ids, 100).push(
       Buffer.concat(await res.body.toArray().then((a) => a as Buffer[])),
     );
     expect(recs.map((r) => r.kind)).toEqual(ids.map(() => 'absent'));
-    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: 'br' });
+    expect(seen.at(-1)).toMatchObject({ url: '/v1/chunks/delta', encoding: 'br', chosen: true });
   });
 
   it('refuses a compressed answer that decodes past the signed length (bomb), and an encoding it did not ask for', async () => {
