@@ -43,8 +43,16 @@ export class HttpUpstream implements Upstream {
   }
 
   async target(name: string, maxBytes: number, what: string): Promise<Buffer> {
+    return (await this.targetCounted(name, maxBytes, what)).bytes;
+  }
+
+  async targetCounted(
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ bytes: Buffer; wireBytes: number }> {
     try {
-      return await this.read.targetByName(name, maxBytes, what);
+      return await this.read.targetByNameCounted(name, maxBytes, what);
     } catch (e) {
       if (isDepotsyncError(e, 'not-found')) {
         throw new DepotsyncError(
@@ -65,7 +73,7 @@ export class HttpUpstream implements Upstream {
     name: string,
     maxBytes: number,
     what: string,
-  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer; wireBytes: number }> {
     return this.read.targetDelta(base, name, maxBytes, what);
   }
 

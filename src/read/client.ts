@@ -130,6 +130,16 @@ export class ReadClient implements MetadataSource {
     return this.targetAt(targetUrlPath(name), maxBytes, what);
   }
 
+  /** `targetByName`, with the bytes it took on the wire (compressed where the server compressed it). */
+  async targetByNameCounted(
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ bytes: Buffer; wireBytes: number }> {
+    const { bytes, wireBytes } = await this.getJson(targetUrlPath(name), maxBytes, what);
+    return { bytes, wireBytes };
+  }
+
   /**
    * `GET /v1/targets-delta/{base}/{name}`: target `name` as a zstd frame against target `base`, which
    * the caller holds, or the target whole when the server found no smaller delta; at most `maxBytes`
@@ -141,16 +151,16 @@ export class ReadClient implements MetadataSource {
     name: string,
     maxBytes: number,
     what: string,
-  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer; wireBytes: number }> {
     try {
       const res = await this.getJson(targetDeltaUrlPath(base, name), maxBytes, what);
-      const bytes = res.bytes;
+      const { bytes, wireBytes } = res;
       const type = String(res.headers['content-type'] ?? '')
         .split(';')[0]!
         .trim();
-      if (type === 'application/json') return { kind: 'full', bytes };
+      if (type === 'application/json') return { kind: 'full', bytes, wireBytes };
       if (type === TARGET_DELTA_CONTENT_TYPE && res.headers[TARGET_DELTA_BASE_HEADER] === base)
-        return { kind: 'delta', bytes };
+        return { kind: 'delta', bytes, wireBytes };
       throw new DepotsyncError(
         'corrupt',
         `${what}: an answer of type ${JSON.stringify(type)} made against ${JSON.stringify(res.headers[TARGET_DELTA_BASE_HEADER] ?? null)}, not a delta against ${base}`,
