@@ -58,7 +58,7 @@ export interface BuildResult {
   /** Pairs whose delta was already cached. */
   cached: number;
   /** Of the kept: made against bases chosen by content instead of the pair's window. */
-  chosen?: number;
+  chosen: number;
   /** Pairs still without a delta (with `dryRun`: not computed). */
   missing: number;
 }
@@ -77,6 +77,7 @@ export async function buildDeltas(
     versionPairs: 0,
     computed: 0,
     kept: 0,
+    chosen: 0,
     deltaBytes: 0,
     chunkBytes: 0,
     cached: 0,
@@ -172,7 +173,7 @@ async function buildPair(
       if (pays) {
         out.kept++;
         out.deltaBytes += r.frame.length + named;
-        if (chosen) out.chosen = (out.chosen ?? 0) + 1;
+        if (chosen) out.chosen++;
       }
       const entry = !pays ? Buffer.alloc(0) : chosen ? chosenEntry(chosen, r.frame) : r.frame;
       await cache.put(target, b.bases, entry);
