@@ -28,8 +28,8 @@ import { createMachineKeyAndCsr } from '../src/pki/csr.js';
 import { adminSettings } from '../master/admin/config.js';
 import { AdminService } from '../master/admin/service.js';
 import { createSession } from '../master/admin/sessions.js';
+import { seedFleet } from './lib/fleet-seed.js';
 import { openMaster, type MasterContext } from '../master/context.js';
-import { transaction } from '../master/db/database.js';
 import { recordDepotStatus } from '../master/db/status.js';
 import { requestEnrollment } from '../master/db/machines.js';
 import { addOperator } from '../master/db/operators.js';
@@ -49,79 +49,7 @@ const REPORTERS = 50;
 const SERVE_RUNS = Number(process.env.BENCH_SERVE_RUNS ?? 9);
 const CPU_WINDOW_MS = 10_000;
 
-const hex = (s: string) => createHash('sha256').update(s).digest('hex');
 const iso = (ms: number) => new Date(ms).toISOString();
-
-/** Catalog and fleet rows straight into the database (publishing 10,000 real versions would take long). */
-async function seed(ctx: MasterContext, nowMs: number): Promise<void> {
-  const statement =
-    (sql: string) =>
-    (...params: (string | number | Buffer | null)[]) =>
-      ctx.db.sql.run(sql, params);
-  await transaction(ctx.db, async () => {
-    const gen = statement(
-      "INSERT INTO generations (generation, created_at, created_by) VALUES (?, ?, 'bench')",
-    );
-    const pkg = statement(
-      'INSERT INTO packages (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING',
-    );
-    const man = statement(
-      'INSERT INTO manifests (id, sha256, length, bytes, chunk_count, created_at) VALUES (?, ?, 10, ?, 1, ?)',
-    );
-    const ver = statement(
-      `INSERT INTO package_versions (package_id, version, manifest_id, manifest_sha256, manifest_length, target_path, bin, total_bytes, chunk_count, added_generation, created_at, created_by)
-       VALUES ((SELECT id FROM packages WHERE name = ?), ?, ?, ?, 10, ?, 'bin-00', 1000000, 16, ?, ?, 'bench')`,
-    );
-    for (let i = 0; i < VERSIONS; i++) {
-      const g = i + 2;
-      const at = iso(nowMs - (VERSIONS - i) * 60_000);
-      await gen(g, at);
-      const name = `pkg-${String(i % Math.max(1, VERSIONS / 10)).padStart(4, '0')}`;
-      await pkg(name, at);
-      const id = hex(`m${i}`);
-      await man(id, hex(`s${i}`), Buffer.from('x'), at);
-      await ver(name, `1.${i}`, id, hex(`s${i}`), `${name}/1.${i}`, g, at);
-    }
-    const current = VERSIONS + 1;
-    const machine = statement(
-      `INSERT INTO machines (name, role, state, requested_at, approved_at, state_changed_at, cert_serial, cert_not_after, last_seen) VALUES (?, 'depot', 'approved', ?, ?, ?, ?, ?, ?)`,
-    );
-    const report = statement(
-      `INSERT INTO depot_status (machine, received_at, reported_at, sequence, served_generation, target_generation, last_success, last_error, bytes_fetched, chunks_fetched, bytes_remaining, free_disk_bytes, report)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 10, ?, 100000000000, '{}')`,
-    );
-    for (let d = 0; d < DEPOTS; d++) {
-      const name = `depot-${String(d).padStart(5, '0')}`;
-      await machine(
-        name,
-        iso(nowMs - 90 * 86_400_000),
-        iso(nowMs - 90 * 86_400_000),
-        iso(nowMs),
-        hex(name).slice(0, 16),
-        iso(nowMs + (((d * 7) % 365) + 1) * 86_400_000),
-        iso(nowMs - 30_000),
-      );
-      // 95% current, 4% a few generations behind (fetching), 1% failing.
-      const lag = d % 100 < 95 ? 0 : d % 100 < 99 ? 3 : 10;
-      const failing = d % 100 === 99;
-      for (let r = 0; r < REPORTS; r++) {
-        const at = iso(nowMs - (REPORTS - r) * 60_000);
-        await report(
-          name,
-          at,
-          at,
-          r + 1,
-          current - lag,
-          current,
-          at,
-          failing ? 'sync failed: timeout' : null,
-          lag ? 5_000_000 : 0,
-          lag ? 50_000_000 : 0,
-        );
-      }
-    }
-  });
-}
 
 async function time(fn: () => unknown): Promise<{ median: number; p95: number }> {
   for (let i = 0; i < 3; i++) await fn();
@@ -146,7 +74,7 @@ async function main(): Promise<void> {
     const ctx = await openMaster(dir, silentLogger());
     const nowMs = Date.now();
     const t0 = performance.now();
-    await seed(ctx, nowMs);
+    await seedFleet(ctx.db, nowMs, { depots: DEPOTS, versions: VERSIONS, reports: REPORTS });
     process.stdout.write(
       `seeded ${DEPOTS} depots × ${REPORTS} reports and ${VERSIONS} versions in ${Math.round(performance.now() - t0)} ms\n`,
     );

@@ -1,7 +1,7 @@
 import { DepotsyncError } from '../src/errors.js';
 import { TufRepository, type StoredMetadata } from '../src/tuf/repository.js';
 import { currentGeneration } from './db/catalog.js';
-import { binVersions, getMetadataFile, latestMetadata } from './db/metadata.js';
+import { currentBinFiles, latestMetadata } from './db/metadata.js';
 import type { MasterContext } from './context.js';
 
 /**
@@ -23,10 +23,9 @@ export async function loadRepository(
     return f.bytes;
   };
   const bins = new Map<string, Uint8Array>();
-  for (const b of await binVersions(m)) {
-    const f = await getMetadataFile(m, `${b.version}.${b.name}.json`);
-    if (!f) throw new DepotsyncError('corrupt', `master database lacks ${b.version}.${b.name}.json`);
-    bins.set(b.name, f.bytes);
+  for (const b of await currentBinFiles(m)) {
+    if (!b.file) throw new DepotsyncError('corrupt', `master database lacks ${b.version}.${b.name}.json`);
+    bins.set(b.name, b.file.bytes);
   }
   const stored: StoredMetadata = {
     root: await role('root'),

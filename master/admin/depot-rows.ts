@@ -33,16 +33,30 @@ export async function fleetMachines(m: MasterDb): Promise<FleetMachine[]> {
 
 /**
  * The newest report of every fleet depot, without the stored raw JSON. One index seek on (machine, id)
- * per depot: a GROUP BY over the whole history would read every stored report (100 per depot).
+ * per depot for the ids, then the rows by primary key: a GROUP BY over the whole history would read every
+ * stored report (100 per depot), and so does PostgreSQL's plan for the same seek written as a join once
+ * the table has statistics (a hash join over all reports, 15 × slower at 60,000 reports).
  */
 export async function latestReports(m: MasterDb): Promise<Map<string, LatestReport>> {
-  const rows = await m.sql.all<Record<string, string | number | null>>(
-    `SELECT s.machine, s.received_at, s.served_generation, s.target_generation, s.last_success, s.last_error, s.bytes_fetched,
-         s.chunks_fetched, s.bytes_remaining, s.scrub_ok, s.scrub_failed, s.free_disk_bytes, s.valid_until, s.upstream
-       FROM machines d JOIN depot_status s ON s.id = (SELECT id FROM depot_status WHERE machine = d.name ORDER BY id DESC LIMIT 1)
-       WHERE d.role = 'depot' AND d.state IN ('approved', 'blocked')`,
-  );
+  const ids = (
+    await m.sql.all<{ id: number | null }>(
+      `SELECT (SELECT id FROM depot_status WHERE machine = d.name ORDER BY id DESC LIMIT 1) AS id
+         FROM machines d WHERE d.role = 'depot' AND d.state IN ('approved', 'blocked')`,
+    )
+  )
+    .map((r) => r.id)
+    .filter((id): id is number => id !== null);
   const out = new Map<string, LatestReport>();
-  for (const r of rows) out.set(r.machine as string, reportSummaryOf(r));
+  // Bounded IN lists: both backends cap the number of parameters of one statement.
+  for (let i = 0; i < ids.length; i += 500) {
+    const batch = ids.slice(i, i + 500);
+    const rows = await m.sql.all<Record<string, string | number | null>>(
+      `SELECT machine, received_at, served_generation, target_generation, last_success, last_error, bytes_fetched,
+           chunks_fetched, bytes_remaining, scrub_ok, scrub_failed, free_disk_bytes, valid_until, upstream
+         FROM depot_status WHERE id IN (${batch.map(() => '?').join(', ')})`,
+      batch,
+    );
+    for (const r of rows) out.set(r.machine as string, reportSummaryOf(r));
+  }
   return out;
 }

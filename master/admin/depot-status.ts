@@ -80,6 +80,23 @@ export async function depotViews(
     UPSTREAM_MASTER,
   );
   const createdAt = generationTimes(m);
+  // Failures in a row and the fetch rate: only depots whose newest report failed, or that still fetch,
+  // need their history; one query each for all of them, not one per depot.
+  const names = (keep: (s: LatestReport) => boolean) =>
+    machines.map((d) => d.name).filter((n) => latest.has(n) && keep(latest.get(n)!));
+  const streaks = await newestReports<{ last_error: string | null }>(
+    m,
+    'last_error',
+    names((s) => Boolean(s.lastError)),
+    MAX_STREAK,
+  );
+  const rates = await newestReports<RateRow>(
+    m,
+    'received_at, bytes_fetched',
+    names((s) => (s.bytesRemaining ?? 0) > 0),
+    HISTORY_FOR_RATE,
+    new Date(nowMs - RATE_WINDOW_MS).toISOString(),
+  );
   const views: DepotView[] = [];
   for (const d of machines) {
     const s = latest.get(d.name);
@@ -91,27 +108,11 @@ export async function depotViews(
         ? Math.max(0, Math.round((nowMs - firstMissing) / 1000))
         : 0;
     const lastError = s?.lastError ? s.lastError : null;
-    // Failures in a row: only depots whose newest report failed pay for the history query.
     const consecutiveFailures = lastError
-      ? countLeading(
-          (
-            await m.sql.all<{ last_error: string | null }>(
-              'SELECT last_error FROM depot_status WHERE machine = ? ORDER BY id DESC LIMIT ?',
-              [d.name, MAX_STREAK],
-            )
-          ).map((r) => r.last_error),
-        )
+      ? countLeading((streaks.get(d.name) ?? []).map((r) => r.last_error))
       : 0;
     const bytesRemaining = s?.bytesRemaining ?? 0;
-    const rate =
-      bytesRemaining > 0
-        ? throughput(
-            await m.sql.all<RateRow>(
-              'SELECT received_at, bytes_fetched FROM depot_status WHERE machine = ? AND received_at >= ? ORDER BY id DESC LIMIT ?',
-              [d.name, new Date(nowMs - RATE_WINDOW_MS).toISOString(), HISTORY_FOR_RATE],
-            ),
-          )
-        : null;
+    const rate = bytesRemaining > 0 ? throughput(rates.get(d.name) ?? []) : null;
     const lastSeen = latest2(d.lastSeen, s?.receivedAt);
     const offline = s?.validUntil !== undefined;
     const notAfter = d.certNotAfter ?? null;
@@ -179,6 +180,37 @@ function generationTimes(m: MasterDb): (generation: number) => Promise<number | 
     }
     return cache.get(g);
   };
+}
+
+/**
+ * The newest `limit` reports (only `columns`) of each of `machines`, newest first, received at or after
+ * `since` if given.
+ */
+async function newestReports<T>(
+  m: MasterDb,
+  columns: string,
+  machines: string[],
+  limit: number,
+  since?: string,
+): Promise<Map<string, T[]>> {
+  const out = new Map<string, T[]>();
+  // Bounded IN lists: both backends cap the number of parameters of one statement.
+  for (let i = 0; i < machines.length; i += 500) {
+    const batch = machines.slice(i, i + 500);
+    const rows = await m.sql.all<T & { machine: string }>(
+      `SELECT machine, ${columns} FROM (
+         SELECT machine, ${columns}, ROW_NUMBER() OVER (PARTITION BY machine ORDER BY id DESC) AS newest
+           FROM depot_status WHERE machine IN (${batch.map(() => '?').join(', ')})${since === undefined ? '' : ' AND received_at >= ?'}
+       ) r WHERE newest <= ? ORDER BY newest`,
+      [...batch, ...(since === undefined ? [] : [since]), limit],
+    );
+    for (const r of rows) {
+      const list = out.get(r.machine) ?? [];
+      list.push(r);
+      out.set(r.machine, list);
+    }
+  }
+  return out;
 }
 
 function countLeading(errors: (string | null)[]): number {

@@ -1,5 +1,5 @@
 import { currentGeneration } from '../db/catalog.js';
-import { transaction, type MasterDb } from '../db/database.js';
+import { readTransaction, type MasterDb } from '../db/database.js';
 import { listMachines } from '../db/machines.js';
 import { computeAlerts, sortAlerts, type Alert } from './alerts.js';
 import { keyAlerts } from './key-alerts.js';
@@ -56,8 +56,8 @@ export interface StatusOptions {
 export async function buildFleetStatus(deps: StatusDeps, opts: StatusOptions = {}): Promise<FleetStatus> {
   const { db, settings } = deps;
   const nowMs = opts.nowMs ?? db.now().getTime();
-  // One read transaction: every number in the answer comes from the same moment of the database.
-  return transaction(db, async () => {
+  // One read-only transaction: every number in the answer comes from the same moment of the database.
+  return readTransaction(db, async () => {
     const generation = await currentGeneration(db);
     const depots = await depotViews(db, generation, settings.alerts, nowMs);
     const live = await liveVersionRowsAt(db, generation);

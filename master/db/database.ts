@@ -71,6 +71,14 @@ export function transaction<T>(m: MasterDb, fn: () => Promise<T>): Promise<T> {
   return m.sql.transaction(() => inside.run(m, fn));
 }
 
+/**
+ * Run `fn` in one read-only transaction of `m`: all its reads see one moment of the database, without the
+ * writer lock (on PostgreSQL other masters and report commits go on meanwhile). Writes inside are refused.
+ */
+export function readTransaction<T>(m: MasterDb, fn: () => Promise<T>): Promise<T> {
+  return m.sql.readTransaction(fn);
+}
+
 /** True inside `transaction(m, …)`'s asynchronous context. */
 export function inTransaction(m: MasterDb): boolean {
   return inside.getStore() === m;

@@ -163,6 +163,24 @@ export async function setBinVersion(
   return { name, version: v, generation };
 }
 
+/**
+ * Every bin at its recorded version with its signed file (undefined if missing), by bin name, in one query:
+ * a query per bin costs a round trip each on a database server, hundreds per publish.
+ */
+export async function currentBinFiles(
+  m: MasterDb,
+): Promise<{ name: string; version: number; file: MetadataFile | undefined }[]> {
+  const rows = await m.sql.all<MetadataRow & { bin: string; bin_version: number; file: string | null }>(
+    `SELECT b.name AS bin, b.version AS bin_version, f.name AS file, f.* FROM bins b
+       LEFT JOIN metadata_files f ON f.name = b.version || '.' || b.name || '.json' ORDER BY b.name`,
+  );
+  return rows.map((r) => ({
+    name: r.bin,
+    version: r.bin_version,
+    file: r.file === null ? undefined : toFile(r),
+  }));
+}
+
 export async function binVersions(m: MasterDb): Promise<BinVersion[]> {
   return m.sql.all<BinVersion>('SELECT name, version, generation FROM bins ORDER BY name');
 }

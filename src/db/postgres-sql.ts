@@ -226,6 +226,36 @@ export class PostgresSql implements Sql {
     }
   }
 
+  async readTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.frame()) return fn();
+    // No writer queue and no writer lock: a snapshot of its own on its own connection.
+    const client = await this.retrying(async () => {
+      const c = await this.checkout();
+      try {
+        await this.onClient(c, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', []);
+        return c;
+      } catch (e) {
+        c.release(isConnectionError(e) ? (e as Error) : undefined);
+        if (isConnectionError(e)) mark(e, NOT_EXECUTED);
+        throw fromPostgresError(e, this.what);
+      }
+    });
+    const own: TxFrame = { owner: this, client, savepoints: 0, done: false };
+    let broken: Error | undefined;
+    try {
+      const out = await this.context.run(own, fn);
+      await this.onClient(client, 'COMMIT', []);
+      return out;
+    } catch (e) {
+      if (isConnectionError(e)) broken = e as Error;
+      else await client.query('ROLLBACK').catch((r: Error) => (broken = r));
+      throw fromPostgresError(e, this.what);
+    } finally {
+      own.done = true;
+      client.release(broken);
+    }
+  }
+
   /**
    * One outermost transaction. Its start (connection, BEGIN, writer lock) is retried; `fn` is not (running
    * it again is the caller's decision) unless `lone` (a single statement): a connection lost before COMMIT

@@ -46,5 +46,12 @@ export interface Sql {
    * A nested call is a savepoint. Keep `fn` to database work: it holds the writer lock while it awaits.
    */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Run `fn` in one read-only transaction: every query of `fn`'s context sees the same snapshot, without
+   * the writer lock (SQLite: BEGIN DEFERRED with writes refused; PostgreSQL: REPEATABLE READ READ ONLY on
+   * its own connection, so writers of every process go on meanwhile). A write inside it is refused. Inside
+   * another transaction it simply joins that one.
+   */
+  readTransaction<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

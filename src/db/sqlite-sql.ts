@@ -84,7 +84,18 @@ export class SqliteSql implements Sql {
     this.call(() => this.db.exec(sql));
   }
 
-  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.begin(fn, 'BEGIN IMMEDIATE');
+  }
+
+  readTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    const frame = this.context.getStore();
+    if (frame !== undefined && frame === this.active) return fn();
+    return this.begin(fn, 'BEGIN DEFERRED', true);
+  }
+
+  /** One transaction (a savepoint when nested); `readOnly` refuses writes (query_only) until it ends. */
+  private async begin<T>(fn: () => Promise<T>, begin: string, readOnly = false): Promise<T> {
     const frame = this.context.getStore();
     if (frame !== undefined && frame === this.active) {
       const name = `sp${++this.savepoints}`;
@@ -104,7 +115,8 @@ export class SqliteSql implements Sql {
     const own: TxFrame = { owner: this };
     this.active = own;
     try {
-      this.call(() => this.db.exec('BEGIN IMMEDIATE'));
+      this.call(() => this.db.exec(begin));
+      if (readOnly) this.db.pragma('query_only = ON');
       try {
         const out = await this.context.run(own, fn);
         this.call(() => this.db.exec('COMMIT'));
@@ -112,6 +124,8 @@ export class SqliteSql implements Sql {
       } catch (e) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         throw e;
+      } finally {
+        if (readOnly) this.db.pragma('query_only = OFF');
       }
     } finally {
       this.busy = undefined;

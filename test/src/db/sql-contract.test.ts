@@ -174,6 +174,33 @@ describe.each(backends)('Sql contract on $name', (b) => {
     await s.close();
   });
 
+  it('reads in a read-only transaction: a result, a refused write that leaves nothing, joins an outer transaction', async () => {
+    const s = await withTable();
+    await s.run('INSERT INTO parent (name) VALUES (?)', ['one']);
+    const n = await s.readTransaction(async () => {
+      const a = await s.get<{ n: number }>('SELECT COUNT(*) AS n FROM parent');
+      const b = await s.all('SELECT name FROM parent');
+      return [a!.n, b.length];
+    });
+    expect(n).toEqual([1, 1]);
+    await expect(
+      s.readTransaction(() => s.run('INSERT INTO parent (name) VALUES (?)', ['two'])),
+    ).rejects.toBeInstanceOf(DepotsyncError);
+    await expect(s.readTransaction(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    // Writes work again after it, and inside a write transaction it joins (sees the uncommitted row).
+    await s.transaction(async () => {
+      await s.run('INSERT INTO parent (name) VALUES (?)', ['three']);
+      expect(
+        await s.readTransaction(() => s.get('SELECT name FROM parent WHERE name = ?', ['three'])),
+      ).toEqual({
+        name: 'three',
+      });
+    });
+    const names = (await s.all<{ name: string }>('SELECT name FROM parent ORDER BY name')).map((r) => r.name);
+    expect(names).toEqual(['one', 'three']);
+    await s.close();
+  });
+
   it('serializes overlapping read-then-write transactions and lone writes: no update is lost', async () => {
     const s = await withTable();
     await s.run('INSERT INTO counter (k, v) VALUES (?, ?)', ['c', 0]);
@@ -248,6 +275,30 @@ describe('PostgreSQL backend only', () => {
     expect(read!.v).toBeLessThan(8);
     await writers;
     expect(await s.get("SELECT v FROM counter WHERE k = 'c'")).toEqual({ v: 8 });
+    await s.close();
+    await other.close();
+  });
+
+  it('a read-only transaction keeps its snapshot and takes no writer lock: writers of both pools go on', async () => {
+    const url = await cluster.createDatabase();
+    const s = await openPostgresSql(url, { logger: silentLogger() });
+    const other = await openPostgresSql(url, { logger: silentLogger() });
+    await s.exec('CREATE TABLE counter (k TEXT PRIMARY KEY, v BIGINT NOT NULL)');
+    await s.run("INSERT INTO counter (k, v) VALUES ('c', 0)");
+    const seen = await s.readTransaction(async () => {
+      const before = (await s.get<{ v: number }>("SELECT v FROM counter WHERE k = 'c'"))!.v;
+      const t0 = Date.now();
+      // Would wait for the writer lock (lock_timeout) if the read held it.
+      await other.transaction(() => other.run("UPDATE counter SET v = v + 1 WHERE k = 'c'"));
+      await s.transaction(() => s.run("UPDATE counter SET v = v + 1 WHERE k = 'c'")).catch((e: unknown) => e);
+      const waited = Date.now() - t0;
+      const after = (await s.get<{ v: number }>("SELECT v FROM counter WHERE k = 'c'"))!.v;
+      return { before, after, waited };
+    });
+    expect(seen.before).toBe(0);
+    expect(seen.after).toBe(0); // the snapshot, not the other pool's commit
+    expect(seen.waited).toBeLessThan(5_000);
+    expect(await s.get("SELECT v FROM counter WHERE k = 'c'")).toEqual({ v: 1 });
     await s.close();
     await other.close();
   });
