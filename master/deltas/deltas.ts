@@ -20,7 +20,7 @@ import type { MasterContext } from '../context.js';
  */
 
 export function masterDeltaDir(ctx: MasterContext): string {
-  return join(ctx.layout.dir, 'deltas');
+  return join(ctx.layout.sharedDir, 'deltas');
 }
 
 export function masterDeltaCache(ctx: MasterContext): DeltaCache {
