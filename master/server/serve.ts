@@ -100,7 +100,8 @@ export async function startMasterServer(
       ...opts.events,
     });
   // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
-  const deltas = startMasterDeltas(ctx);
+  let signing = false;
+  const deltas = startMasterDeltas(ctx, { active: () => signing });
   const app = createMasterApp({
     ctx,
     ...opts.app,
@@ -168,9 +169,9 @@ export async function startMasterServer(
   let refresher: ReturnType<typeof startRefresher> | undefined;
   let dropbox: DropboxWatcher | undefined;
   let schedules: { stop(): Promise<void> }[] = [];
-  let signing = false;
   const startDuties = async () => {
     signing = true;
+    if (ctx.config.deltaVersions > 0) void deltas.runNow();
     if (opts.refresher !== false) {
       refresher = startRefresher(ctx, {
         intervalMs: refreshIntervalMs,

@@ -55,8 +55,8 @@ describe('master serve with the signer lease', () => {
     await initMaster(M1, { log: silentLogger(), name: 'm1' });
     await migrateBackend(M1, await cluster.createDatabase('signer'), { logger: silentLogger() });
     await joinMaster(M2, M1, { name: 'm2', log: silentLogger() });
-    setTtl(M1, 1000);
-    setTtl(M2, 1000);
+    setTtl(M1, 3000);
+    setTtl(M2, 3000);
     const [c1, c2] = [await openMaster(M1, silentLogger()), await openMaster(M2, silentLogger())];
     contexts.push(c1, c2);
     token = (await addOperator(c1.db, { name: 'op', role: 'admin', createdBy: 'test' })).token;
