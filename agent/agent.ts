@@ -5,7 +5,7 @@ import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { DirectoryTrustedStore } from '../src/tuf/client.js';
-import { loadAgentConfig, type AgentConfig } from './config.js';
+import { configuredAgentMasterUrls, loadAgentConfig, type AgentConfig } from './config.js';
 import { pollAgentEnrollment } from './init.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 import { RemoteSource, type Source } from './fetch/remote.js';
@@ -33,7 +33,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
   const layout = agentLayout(dir);
   const config = loadAgentConfig(layout.config);
   if (!existsSync(layout.cert) && existsSync(layout.enrollment)) {
-    const r = await pollAgentEnrollment(dir, config.masterUrl, log);
+    const r = await pollAgentEnrollment(dir, configuredAgentMasterUrls(config), log);
     if (r.state === 'pending') {
       throw new DepotsyncError(
         'forbidden',
@@ -77,6 +77,7 @@ export async function openAgent(dir: string, log: Logger): Promise<AgentContext>
         source,
         new HttpClient({
           baseUrl: source.url,
+          alternateUrls: source.alternateUrls,
           ...tls,
           proxy,
           ...(source.fromDirectory ? { serverMachine: { name: source.name, role: 'depot' as const } } : {}),

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { optionalString, requireString } from '../src/command/args.js';
+import { optionalString, requireString, requireStrings } from '../src/command/args.js';
 import type { Command, CommandContext } from '../src/command/command.js';
 import { createProgress, formatBytes } from '../src/command/progress.js';
+import { DepotsyncError } from '../src/errors.js';
 
 /** `depotsync agent …` (docs/cli.md). Heavy modules load lazily so `depotsync help` stays fast. */
 const dirOption = { dir: { type: 'string' as const } };
@@ -61,12 +62,12 @@ export const agentCommands: Command[] = [
   {
     path: ['agent', 'init'],
     usage:
-      'agent init --dir A --master URL --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
+      'agent init --dir A --master URL [--master URL]... --fingerprint FP [--token T] [--depot [NAME[@SITE]=]URL]... [--site S] [--name N] [--ca FILE | --ca-fingerprint HEX]',
     summary:
       'set up an agent: pin the root, make its key, enroll with the master (token: at once; else pending until approved)',
     options: {
       ...dirOption,
-      master: { type: 'string' },
+      master: { type: 'string', multiple: true },
       fingerprint: { type: 'string' },
       token: { type: 'string' },
       depot: { type: 'string', multiple: true },
@@ -81,10 +82,10 @@ export const agentCommands: Command[] = [
       const { agentLayout } = await import('./layout.js');
       const layout = agentLayout(dir);
       if (existsSync(layout.config) && existsSync(layout.enrollment) && !c.values.master) {
-        const { loadAgentConfig } = await import('./config.js');
+        const { loadAgentConfig, configuredAgentMasterUrls } = await import('./config.js');
         const { pollAgentEnrollment } = await import('./init.js');
         const config = loadAgentConfig(layout.config);
-        const r = await pollAgentEnrollment(dir, config.masterUrl, c.log);
+        const r = await pollAgentEnrollment(dir, configuredAgentMasterUrls(config), c.log);
         return {
           json: { dir: layout.dir, name: config.name, ...r },
           human:
@@ -98,7 +99,7 @@ export const agentCommands: Command[] = [
       const caFile = optionalString(c.values, 'ca');
       const r = await initAgent({
         dir,
-        masterUrl: requireString(c.values, 'master', 'agent init'),
+        masterUrl: requireStrings(c.values, 'master', 'agent init'),
         fingerprint: requireString(c.values, 'fingerprint', 'agent init'),
         token: optionalString(c.values, 'token'),
         depots: ((c.values.depot as string[] | undefined) ?? []).map(parseDepotFlag),
@@ -119,16 +120,32 @@ export const agentCommands: Command[] = [
   },
   {
     path: ['agent', 'fetch'],
-    usage: 'agent fetch --dir A NAME[@VERSION] --out PATH [--exec CMD]',
+    usage: 'agent fetch --dir A NAME[@VERSION] --out PATH [--exec CMD | --install [--install-args ARGS]]',
     summary:
-      'download a package from the nearest depot (or the master), verify everything, move it to PATH; --exec runs CMD PATH after verification',
-    options: { ...dirOption, out: { type: 'string' }, exec: { type: 'string' } },
+      'download a package from the nearest depot (or the master), verify everything, move it to PATH; --exec runs CMD PATH after verification, --install runs a Windows installer (.exe, or .msi through msiexec)',
+    options: {
+      ...dirOption,
+      out: { type: 'string' },
+      exec: { type: 'string' },
+      install: { type: 'boolean' },
+      'install-args': { type: 'string' },
+    },
     positionals: [1, 1],
     async run(c) {
       const { checkOutputPath } = await import('./windows/paths.js');
       // Reserved device names, drive-relative and over-long paths: refused before anything is fetched.
       const out = checkOutputPath(requireString(c.values, 'out', 'agent fetch'));
       const exec = optionalString(c.values, 'exec');
+      const install = c.values.install === true;
+      const installArgs = optionalString(c.values, 'install-args');
+      if (install && exec !== undefined)
+        throw new DepotsyncError('usage', 'agent fetch: --exec and --install exclude each other');
+      if (installArgs !== undefined && !install)
+        throw new DepotsyncError('usage', 'agent fetch: --install-args goes with --install');
+      const launcher = await import('./exec.js');
+      // Checked before anything is fetched: a fetch whose installer could never run is not started.
+      if (install) launcher.checkInstallTarget(out);
+      else if (exec !== undefined) launcher.execLaunch(exec, out);
       const { parsePackageRef } = await import('./fetch/catalog.js');
       const want = parsePackageRef(c.positionals[0] as string);
       // Renew the machine certificate first when due (2/3 of its life) or asked for by the operator.
@@ -172,12 +189,24 @@ export const agentCommands: Command[] = [
         chunkWireBytes: r.chunkWireBytes,
       };
       const human = `fetched ${r.name}@${r.version} (${formatBytes(r.bytes)}, verified) from ${r.source.join(', ')} into ${r.path}`;
-      if (!exec) return { json, human };
+      if (exec === undefined && !install) return { json, human };
       // Only reached after fetchPackage verified and committed: nothing unverified is ever run.
-      const { runAfterVerify } = await import('./exec.js');
+      const launch = install
+        ? launcher.installLaunch(r.path, installArgs)
+        : launcher.execLaunch(exec!, r.path);
       if (!c.json) c.stderr.write(`${human}\n`);
-      const exitCode = await runAfterVerify(exec, r.path, { stdoutToStderr: c.json });
-      return { json: { ...json, exitCode }, human: '', exitCode };
+      const exitCode = await launcher.runAfterVerify(launch, r.path, {
+        stdoutToStderr: c.json,
+        installer: install,
+      });
+      const rebootRequired = install && launcher.REBOOT_CODES.has(exitCode);
+      return {
+        json: { ...json, exitCode, ...(install ? { rebootRequired } : {}) },
+        human: install
+          ? `installer exited with code ${exitCode}${rebootRequired ? ' (installed; a restart is needed)' : ''}`
+          : '',
+        exitCode,
+      };
     },
   },
   {

@@ -5,6 +5,7 @@ import { intOption, mergeDefaults } from '../src/config/validate.js';
 import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import { HTTPS_URL_PATTERN, refusePlainHttp } from '../src/net/https-url.js';
+import { checkUrlList } from '../src/net/url-picker.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { Fields } from '../src/wire/decode.js';
 
@@ -57,7 +58,13 @@ export const DEFAULT_FETCH_SETTINGS: FetchSettings = {
 export interface AgentConfig {
   format: 1;
   name: string;
+  /** The master (the preferred one when there are several). */
   masterUrl: string;
+  /**
+   * Several masters of one catalog, in order of preference (`--master` repeated): the first is
+   * `masterUrl`; requests fail over to the next (src/net/url-picker.ts). Absent when there is one.
+   */
+  masterUrls?: string[];
   /** Hex SHA-256 of the master's 1.root.json: the only trust anchor of the catalog. */
   fingerprint: string;
   /** This computer's site: depots of the same site are preferred. */
@@ -90,6 +97,7 @@ export function checkFetchSettings(where: string, s: FetchSettings): FetchSettin
 /** Decode agent.json at the border: every bad field named at once. */
 export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentConfig {
   refusePlainHttp((value as { masterUrl?: unknown } | null)?.masterUrl, `${what}: masterUrl`);
+  const listed = (value as { masterUrls?: unknown } | null)?.masterUrls;
   const f = Fields.of(what, value);
   f.int('format', { min: 1, max: 1 });
   const name = f.string('name', { max: 64, pattern: MACHINE_NAME });
@@ -101,6 +109,16 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
   f.done();
   if (proxy !== undefined) proxyOption(what, proxy);
   const v = value as Record<string, unknown>;
+  let masterUrls: string[] | undefined;
+  if (listed !== undefined) {
+    masterUrls = checkUrlList(listed as string[], `${what}: masterUrls`).map((u) => u.replace(/\/+$/, ''));
+    if (masterUrls[0] !== masterUrl.replace(/\/+$/, ''))
+      throw new DepotsyncError(
+        'bad-input',
+        `${what}: masterUrls must start with masterUrl ${JSON.stringify(masterUrl)}, got ${JSON.stringify(listed)}`,
+        { hint: 'list every master in masterUrls, the preferred first, and repeat the first as masterUrl' },
+      );
+  }
   if (!Array.isArray(v.depots)) throw new DepotsyncError('bad-input', `${what}: depots: expected an array`);
   const depots = v.depots.map((d, i) => decodeDepotEntry(d, `${what}: depots[${i}]`));
   const names = new Set<string>();
@@ -118,6 +136,7 @@ export function decodeAgentConfig(value: unknown, what = 'agent.json'): AgentCon
     format: 1,
     name,
     masterUrl,
+    ...(masterUrls && masterUrls.length > 1 ? { masterUrls } : {}),
     fingerprint,
     ...(site ? { site } : {}),
     depots,
@@ -160,6 +179,11 @@ export function parseDepotFlag(text: string): DepotEntry {
   }
   const name = m?.[1] ?? host.replace(/[^A-Za-z0-9._-]/g, '-');
   return decodeDepotEntry({ name, url, ...(m?.[2] ? { site: m[2] } : {}) }, `--depot ${text}`, 'usage');
+}
+
+/** Every configured master URL, the preferred first. */
+export function configuredAgentMasterUrls(c: Pick<AgentConfig, 'masterUrl' | 'masterUrls'>): string[] {
+  return c.masterUrls ?? [c.masterUrl];
 }
 
 export function loadAgentConfig(path: string): AgentConfig {

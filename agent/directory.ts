@@ -19,6 +19,7 @@ import { checkAgainstSeen } from './fetch/catalog.js';
 import { fatalRefusal } from '../src/read/refusal.js';
 import type { RemoteSource, Source } from './fetch/remote.js';
 import { refreshCatalog } from './fetch/validity-window.js';
+import { acrossEquivalentServers } from '../src/net/url-picker.js';
 import type { AgentStateStore } from './state.js';
 
 /**
@@ -164,16 +165,27 @@ export async function refreshDirectory(o: RefreshDirectoryOptions): Promise<Dire
     const remote = o.connect(s);
     try {
       const what = `${s.name} (${s.url})`;
-      const { client, result } = await refreshCatalog({
-        remote,
-        store: o.store,
-        fingerprint: o.fingerprint,
-        now: o.now,
-        limits: o.limits,
-        log: o.log,
-        bins: 'none',
-      });
-      checkAgainstSeen(result, o.state, s.name);
+      const { client, result } = await acrossEquivalentServers(
+        remote.http.picker,
+        async () => {
+          const out = await refreshCatalog({
+            remote,
+            store: o.store,
+            fingerprint: o.fingerprint,
+            now: o.now,
+            limits: o.limits,
+            log: o.log,
+            bins: 'none',
+          });
+          checkAgainstSeen(out.result, o.state, s.name);
+          return out;
+        },
+        (refused, next, e) =>
+          o.log.warn(
+            { source: s.name, refused, next, err: e.message },
+            'master URL refused; trying the next',
+          ),
+      );
       const next = {
         directory: directoryOfClient(client, what),
         generation: result.generation,

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { enrollmentCa, firstContact, FirstContactRootSource } from '../src/net/first-contact.js';
-import { requireHttpsUrl } from '../src/net/https-url.js';
+import { checkUrlList } from '../src/net/url-picker.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { DirectoryTrustedStore, TufClient } from '../src/tuf/client.js';
 import { DEFAULT_FETCH_SETTINGS, saveAgentConfig, type AgentConfig, type DepotEntry } from './config.js';
@@ -15,7 +15,8 @@ import { restrictAgentDir } from './windows/acl.js';
 
 export interface InitAgentOptions {
   dir: string;
-  masterUrl: string;
+  /** The master, or several masters of one catalog in order of preference (`--master` repeated). */
+  masterUrl: string | readonly string[];
   fingerprint: string;
   token?: string | undefined;
   depots?: DepotEntry[];
@@ -65,7 +66,11 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
         : 'choose an empty directory',
     });
   }
-  requireHttpsUrl(o.masterUrl, 'agent init: --master');
+  const masters = checkUrlList(
+    typeof o.masterUrl === 'string' ? [o.masterUrl] : o.masterUrl,
+    'agent init: --master',
+    'usage',
+  ).map((u) => u.replace(/\/+$/, ''));
   const fingerprint = o.fingerprint.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
     throw new DepotsyncError(
@@ -85,7 +90,7 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   // Before the key and state exist, so they inherit SYSTEM + Administrators only (Windows).
   restrictAgentDir(layout.dir);
 
-  const contact = firstContact(o.masterUrl, o.caPem);
+  const contact = firstContact(masters, o.caPem);
   let outcome: EnrollOutcome;
   let rootVersion: number;
   let enrollCa: string;
@@ -108,7 +113,7 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
     contact.close();
   }
   // 2. Key, CSR, enrollment, over TLS verified against that CA.
-  const enrollContact = firstContact(o.masterUrl, enrollCa);
+  const enrollContact = firstContact(masters, enrollCa);
   try {
     outcome = await requestEnrollment({
       layout,
@@ -126,7 +131,8 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
   const config: AgentConfig = {
     format: 1,
     name,
-    masterUrl: o.masterUrl.replace(/\/+$/, ''),
+    masterUrl: masters[0]!,
+    ...(masters.length > 1 ? { masterUrls: masters } : {}),
     fingerprint,
     ...(o.site ? { site: o.site } : {}),
     depots: o.depots ?? [],
@@ -153,12 +159,12 @@ export async function initAgent(o: InitAgentOptions): Promise<InitAgentResult> {
 /** `agent init --dir A` on an agent whose enrollment is pending: ask the master again. */
 export async function pollAgentEnrollment(
   dir: string,
-  masterUrl: string,
+  masterUrls: string | readonly string[],
   log: Logger,
 ): Promise<EnrollOutcome> {
   const layout = agentLayout(dir);
   const contact = firstContact(
-    masterUrl,
+    masterUrls,
     existsSync(layout.caCert) ? readFileSync(layout.caCert, 'utf8') : undefined,
   );
   try {

@@ -10,6 +10,8 @@ import {
   type RenewOutcome,
 } from '../src/net/renewal.js';
 import { loadAgentConfig } from './config.js';
+import { loadAdoptedDirectory } from './directory.js';
+import { agentMasterUrls } from './sources.js';
 import { agentLayout, type AgentLayout } from './layout.js';
 
 /**
@@ -52,8 +54,10 @@ export async function renewAgentIfDue(
       listenerCaPem: readTrustedCa(config.tls?.caFile),
       proxy: resolveProxy('agent.json', { proxy: config.proxy ?? '', noProxy: config.noProxy ?? '' }),
     };
+    const [first, ...alternates] = agentMasterUrls(config, loadAdoptedDirectory(dir)?.directory);
     const master = new HttpClient({
-      baseUrl: config.masterUrl,
+      baseUrl: first!,
+      alternateUrls: alternates,
       ...tls,
       timeoutMs: opts.timeoutMs ?? AGENT_RENEW_DEFAULTS.timeoutMs,
       logger: log,

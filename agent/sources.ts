@@ -1,5 +1,6 @@
 import type { DepotDirectory } from '../src/wire/depot-directory.js';
-import type { AgentConfig } from './config.js';
+import { configuredAgentMasterUrls, type AgentConfig } from './config.js';
+import { unionUrls } from '../src/net/url-picker.js';
 import type { AgentStateStore, SourceHealth } from './state.js';
 import type { Source } from './fetch/remote.js';
 
@@ -17,7 +18,7 @@ export interface RankedSource extends Source {
 }
 
 export interface RankOptions {
-  config: Pick<AgentConfig, 'masterUrl' | 'depots' | 'site'> & {
+  config: Pick<AgentConfig, 'masterUrl' | 'masterUrls' | 'depots' | 'site'> & {
     fetch: { rttTtlMs: number; probeTimeoutMs: number };
   };
   state: AgentStateStore;
@@ -57,11 +58,26 @@ export function configuredSources(
       fromDirectory: true,
       ...(d.site ? { site: d.site } : {}),
     }));
+  const [first, ...alternates] = agentMasterUrls(config, directory);
   return [
     ...flagged,
     ...listed,
-    { name: 'master', url: config.masterUrl.replace(/\/+$/, ''), kind: 'master', origin: 'master' },
+    {
+      name: 'master',
+      url: first!,
+      kind: 'master',
+      origin: 'master',
+      ...(alternates.length ? { alternateUrls: alternates } : {}),
+    },
   ];
+}
+
+/** The master URLs an agent uses, in order: configured (`--master`), then the signed directory's. */
+export function agentMasterUrls(
+  config: Pick<AgentConfig, 'masterUrl' | 'masterUrls'>,
+  directory?: DepotDirectory,
+): string[] {
+  return unionUrls(configuredAgentMasterUrls(config), directory?.masterUrls ?? []);
 }
 
 /**

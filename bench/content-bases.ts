@@ -35,7 +35,7 @@ for (let p = 0; p + ANCHOR <= oldFile.length; p += ANCHOR) {
   if (!index.has(h)) index.set(h, p);
 }
 const indexMs = performance.now() - t0;
-const sums = { positional: 0, content: 0, both: 0, alone: 0, voteMs: 0 };
+const sums = { positional: 0, content: 0, both: 0, wide: 0, twoPlaces: 0, alone: 0, voteMs: 0 };
 const clampWindow = (lo: number) => Math.max(0, Math.min(oldFile.length - WINDOW, lo));
 for (let s = 0; s < SLICES; s++) {
   const at = Math.floor(((newFile.length - SLICE) * (s + 0.5)) / SLICES);
@@ -53,6 +53,12 @@ for (let s = 0; s < SLICES; s++) {
   let best: number | undefined;
   let bestVotes = 0;
   for (const [start, n] of votes) if (n > bestVotes) [best, bestVotes] = [start, n];
+  // The runner-up at least a window away: code of the slice from a second place.
+  let second: number | undefined;
+  let secondVotes = 0;
+  for (const [start, n] of votes)
+    if (best !== undefined && Math.abs(start - best) * 4096 >= WINDOW && n > secondVotes)
+      [second, secondVotes] = [start, n];
   sums.voteMs += performance.now() - tv;
   const clo = best === undefined ? lo : clampWindow(best * 4096 + SLICE / 2 - WINDOW / 2);
   const positional = delta(oldFile.subarray(lo, lo + WINDOW), slice, LEVEL).length;
@@ -62,6 +68,21 @@ for (let s = 0; s < SLICES; s++) {
       ? positional
       : delta(
           Buffer.concat([oldFile.subarray(lo, lo + WINDOW), oldFile.subarray(clo, clo + WINDOW)]),
+          slice,
+          LEVEL,
+        ).length;
+  const wideLo = (lo2: number) => Math.max(0, Math.min(oldFile.length - 2 * WINDOW, lo2));
+  const wlo = best === undefined ? wideLo(lo - WINDOW / 2) : wideLo(best * 4096 + SLICE / 2 - WINDOW);
+  sums.wide += delta(oldFile.subarray(wlo, wlo + 2 * WINDOW), slice, LEVEL).length;
+  const slo =
+    second === undefined || secondVotes < 16
+      ? undefined
+      : clampWindow(second * 4096 + SLICE / 2 - WINDOW / 2);
+  sums.twoPlaces +=
+    slo === undefined
+      ? content
+      : delta(
+          Buffer.concat([oldFile.subarray(slo, slo + WINDOW), oldFile.subarray(clo, clo + WINDOW)]),
           slice,
           LEVEL,
         ).length;

@@ -120,6 +120,7 @@ async function agentFetch(dir: string, ref: string, out: string): Promise<Record
   );
   const json = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
   for (const line of err.split('\n')) {
+    if (TRACE) traceLine(line, 'agent');
     if (!line.includes('manifest rebuilt from a delta')) continue;
     const l = JSON.parse(line) as { wireBytes: number; length: number };
     json.manifestBytes = { delta: l.wireBytes, whole: l.length };
@@ -134,15 +135,30 @@ async function agentFetch(dir: string, ref: string, out: string): Promise<Record
 async function depotSync(dir: string): Promise<Record<string, unknown>> {
   const { out, err } = await sh(process.execPath, [CLI, 'depot', 'sync', '--dir', dir, '--json'], {
     ...process.env,
-    DEPOTSYNC_LOG_LEVEL: 'info',
+    DEPOTSYNC_LOG_LEVEL: TRACE ? 'debug' : 'info',
   });
   const json = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
   for (const line of err.split('\n')) {
+    if (TRACE) traceLine(line, 'depot');
     if (!line.includes('"sync done')) continue;
     const done = JSON.parse(line) as { bytesByStep?: Record<string, number> };
     if (done.bytesByStep) json.bytesByStep = done.bytesByStep;
   }
   return json;
+}
+
+/** BENCH_TRACE=1: each response the depot and agent receive (path, status, body bytes), and the connections. */
+const TRACE = process.env.BENCH_TRACE === '1';
+
+function traceLine(line: string, who: string): void {
+  if (!line.includes('"response body done')) return;
+  const l = JSON.parse(line) as { method: string; url: string; status: number; bytes: number };
+  const path = new URL(l.url).pathname;
+  // The first sync's 256 bins (version 1) say nothing new: one line for them.
+  if (/^\/v1\/metadata\/1\.bin-/.test(path) && !path.endsWith('-00.json')) return;
+  console.error(
+    `    ${who}: ${l.method} ${path.length > 90 ? `${path.slice(0, 60)}…` : path} ${l.status}: ${l.bytes} B body`,
+  );
 }
 
 /** `depotsync ARGS --json`, its last stdout line parsed. */
@@ -379,6 +395,7 @@ async function main(): Promise<void> {
       const res = await depotSync(D);
       const depotMs = performance.now() - ts;
       const d = masterProxy.counts();
+      if (TRACE) console.error(`    ${d.connections} connections, ${d.up} B up, ${d.down} B down`);
 
       // The agent: the old release fetched from the depot, then the new one, counted between them.
       const depotService = spawn(process.execPath, [CLI, 'depot', 'serve', '--dir', D], {
@@ -397,6 +414,8 @@ async function main(): Promise<void> {
         const ta = performance.now();
         const ar = await agentFetch(A, `${pkg}@${p.to}`, join(outs, 'new'));
         const ac = depotProxy.counts();
+        if (TRACE)
+          console.error(`    agent: ${ac.connections} connections, ${ac.up} B up, ${ac.down} B down`);
         await sh('diff', ['-r', '-q', join(outs, 'new'), newDir]);
         agent = {
           wire: ac.up + ac.down,

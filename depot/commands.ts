@@ -1,4 +1,4 @@
-import { optionalString, requireString } from '../src/command/args.js';
+import { optionalString, requireString, requireStrings } from '../src/command/args.js';
 import type { Command } from '../src/command/command.js';
 import { DepotsyncError, isDepotsyncError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
@@ -52,12 +52,12 @@ export const depotCommands: Command[] = [
   {
     path: ['depot', 'init'],
     usage:
-      'depot init --dir D --master URL --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS] | depot init --dir D --offline --fingerprint FP --root 1.root.json [--name NAME] [--listen HOST:PORT] [--host NAME]...',
+      'depot init --dir D --master URL [--master URL]... --fingerprint FP [--token T] [--name NAME] [--parent URL] [--listen HOST:PORT] [--host NAME]... [--ca FILE | --ca-fingerprint HEX] [--wait SECONDS] | depot init --dir D --offline --fingerprint FP --root 1.root.json [--name NAME] [--listen HOST:PORT] [--host NAME]...',
     summary:
       "create the depot's key, verify the master's root against the pinned fingerprint, and enroll (with a token, or pending approval)",
     options: {
       dir: { type: 'string' },
-      master: { type: 'string' },
+      master: { type: 'string', multiple: true },
       fingerprint: { type: 'string' },
       token: { type: 'string' },
       name: { type: 'string' },
@@ -83,7 +83,7 @@ export const depotCommands: Command[] = [
         );
       const r = await initDepot({
         dir: requireString(ctx.values, 'dir', cmd),
-        masterUrl: requireString(ctx.values, 'master', cmd),
+        masterUrl: requireStrings(ctx.values, 'master', cmd),
         fingerprint: requireString(ctx.values, 'fingerprint', cmd),
         token: optionalString(ctx.values, 'token'),
         name: optionalString(ctx.values, 'name'),

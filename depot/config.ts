@@ -4,6 +4,7 @@ import { DepotsyncError } from '../src/errors.js';
 import { writeFileAtomic } from '../src/fs/atomic-write.js';
 import { logLevelOption } from '../src/config/reload.js';
 import { requireHttpsUrl } from '../src/net/https-url.js';
+import { checkUrlList } from '../src/net/url-picker.js';
 import { decodeListenerTls, type ListenerTlsConfig } from '../src/net/listener-cert.js';
 import { proxyOption } from '../src/net/proxy.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
@@ -42,6 +43,11 @@ export interface SyncConfig {
   timeoutMs: number;
   /** A sync that changed nothing reports status to the master only if the last report is older than this. */
   statusEveryMs: number;
+  /**
+   * With several master URLs: after a failover, the URL that answered is kept this long before the
+   * preferred one is tried first again (0: always try the preferred first).
+   */
+  preferredMasterRetryMs: number;
   /**
    * Chunk bytes stored between two durable commits (one fdatasync and index commit each): downloads
    * stream to the disk in between. A crash re-fetches at most this much.
@@ -87,8 +93,13 @@ export interface ServingConfig {
 
 export interface DepotConfig {
   name: string;
-  /** The master: enrollment and status reports. */
+  /** The master: enrollment and status reports. The preferred one when there are several. */
   masterUrl: string;
+  /**
+   * Several masters of one catalog, in order of preference (`--master` repeated): the first is
+   * `masterUrl`; requests fail over to the next (src/net/url-picker.ts). Absent when there is one.
+   */
+  masterUrls?: string[];
   /** Where metadata and chunks come from: the master, or a parent depot (tiers). */
   upstreamUrl: string;
   /** Hex SHA-256 of the master's 1.root.json: the only trust anchor of the catalog. */
@@ -140,6 +151,7 @@ export const DEFAULT_SYNC: SyncConfig = {
   retryDelayMs: 500,
   timeoutMs: 30_000,
   statusEveryMs: 5 * MINUTE,
+  preferredMasterRetryMs: 5 * MINUTE,
   checkpointBytes: 256 * 1024 * 1024,
 };
 
@@ -165,6 +177,17 @@ const W = 'depot.json';
 export function validateDepotConfig(c: DepotConfig): DepotConfig {
   stringOption(W, 'name', c.name, MACHINE_NAME);
   requireHttpsUrl(stringOption(W, 'masterUrl', c.masterUrl), `${W}: masterUrl`, 'bad-input');
+  if (c.masterUrls !== undefined) {
+    checkUrlList(c.masterUrls, `${W}: masterUrls`);
+    if (c.masterUrls[0] !== c.masterUrl)
+      throw new DepotsyncError(
+        'bad-input',
+        `${W}: masterUrls must start with masterUrl ${JSON.stringify(c.masterUrl)}, got ${JSON.stringify(c.masterUrls)}`,
+        { hint: 'list every master in masterUrls, the preferred first, and repeat the first as masterUrl' },
+      );
+    // One master is written as masterUrl alone (the format older versions read).
+    if (c.masterUrls.length === 1) delete c.masterUrls;
+  }
   requireHttpsUrl(stringOption(W, 'upstreamUrl', c.upstreamUrl), `${W}: upstreamUrl`, 'bad-input');
   stringOption(W, 'fingerprint', c.fingerprint, /^[0-9a-f]{64}$/);
   stringOption(W, 'listen', c.listen, /^[^\s]+:\d{1,5}$/);
@@ -205,6 +228,7 @@ export function validateDepotConfig(c: DepotConfig): DepotConfig {
   intOption(W, 'sync.retryDelayMs', y.retryDelayMs, 0, HOUR);
   intOption(W, 'sync.timeoutMs', y.timeoutMs, 100, HOUR);
   intOption(W, 'sync.statusEveryMs', y.statusEveryMs, 0, 24 * HOUR);
+  intOption(W, 'sync.preferredMasterRetryMs', y.preferredMasterRetryMs, 0, 24 * HOUR);
   intOption(W, 'sync.checkpointBytes', y.checkpointBytes, 64 * 1024, 16 * 1024 * 1024 * 1024);
   intOption(W, 'scrub.intervalMs', c.scrub.intervalMs, MINUTE, 365 * 24 * HOUR);
   intOption(W, 'scrub.bytesPerSecond', c.scrub.bytesPerSecond, 64 * 1024, 2 ** 40);
@@ -280,6 +304,7 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
   const known = [
     'name',
     'masterUrl',
+    'masterUrls',
     'upstreamUrl',
     'fingerprint',
     'listen',
@@ -301,8 +326,11 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
       throw new DepotsyncError('bad-input', `${where}: unknown setting ${JSON.stringify(k)}`);
   return validateDepotConfig({
     name: v.name as string,
-    masterUrl: v.masterUrl as string,
-    upstreamUrl: (v.upstreamUrl ?? v.masterUrl) as string,
+    masterUrl: (v.masterUrl ?? (Array.isArray(v.masterUrls) ? v.masterUrls[0] : undefined)) as string,
+    ...(v.masterUrls !== undefined ? { masterUrls: v.masterUrls as string[] } : {}),
+    upstreamUrl: (v.upstreamUrl ??
+      v.masterUrl ??
+      (Array.isArray(v.masterUrls) ? v.masterUrls[0] : undefined)) as string,
     fingerprint: v.fingerprint as string,
     listen: (v.listen ?? '0.0.0.0:8443') as string,
     hosts: (v.hosts ?? ['localhost', '127.0.0.1']) as string[],
@@ -318,6 +346,11 @@ export function decodeDepotConfig(value: unknown, where = W): DepotConfig {
     notify: mergeDefaults(`${where}: notify`, DEFAULT_NOTIFY, v.notify),
     serving: mergeDefaults(`${where}: serving`, DEFAULT_SERVING, v.serving),
   });
+}
+
+/** Every configured master URL, the preferred first. */
+export function configuredMasterUrls(c: Pick<DepotConfig, 'masterUrl' | 'masterUrls'>): string[] {
+  return c.masterUrls ?? [c.masterUrl];
 }
 
 export function loadDepotConfig(path: string): DepotConfig {

@@ -4,7 +4,9 @@ import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { HttpClient } from '../src/net/client.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
-import { loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
+import { configuredMasterUrls, loadDepotConfig, type DepotConfig, type SyncConfig } from './config.js';
+import { learntMasterUrls, masterUrlMemory } from './sync/masters.js';
+import { unionUrls, type UrlMemory } from '../src/net/url-picker.js';
 import { DepotDb } from './db/depot-db.js';
 import { recoverDepotCredentials } from './enroll/credential-files.js';
 import { depotLayout, type DepotLayout } from './layout.js';
@@ -100,9 +102,14 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
   }
   const listenerCaPem = readTrustedCa(config.tls.caFile);
   const proxy = resolveProxy('depot.json', config);
-  const client = (baseUrl: string) =>
+  // Configured masters first, then those the signed depot directory listed at the last sync.
+  const masterUrls = unionUrls(configuredMasterUrls(config), learntMasterUrls(db));
+  const client = (baseUrl: string, alternateUrls: string[] = [], urlMemory?: UrlMemory) =>
     new HttpClient({
       baseUrl,
+      alternateUrls,
+      urlMemory,
+      retryPreferredMs: sync.preferredMasterRetryMs,
       caPem: creds.caPem,
       listenerCaPem,
       proxy,
@@ -111,8 +118,9 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
       timeoutMs: sync.timeoutMs,
       logger: log,
     });
-  const upstream = client(config.upstreamUrl);
-  const master = config.masterUrl === config.upstreamUrl ? upstream : client(config.masterUrl);
+  const upstreamIsMaster = config.masterUrl === config.upstreamUrl;
+  const master = client(config.masterUrl, masterUrls.slice(1), masterUrlMemory(db));
+  const upstream = upstreamIsMaster ? master : client(config.upstreamUrl);
   const revocations = new RevocationGate(db, creds.caPem, log);
   const bandwidth = new TokenBucket(config.schedule.bandwidthBytesPerSecond);
   const deltas = new DeltaCache({ dir: layout.deltasDir, maxBytes: DEPOT_DELTA_CACHE_BYTES, log });
@@ -129,6 +137,10 @@ export function openDepot(dir: string, opts: OpenDepotOptions): Depot {
     bandwidth,
     dataDir: layout.dir,
     onRevocations: (list) => revocations.set(list),
+    onMasterUrls: (urls) => {
+      const added = master.addAlternateUrls(urls);
+      if (added.length) log.info({ added }, 'master URLs from the signed depot directory added');
+    },
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.sleep ? { sleep: opts.sleep } : {}),
     ...(opts.onStored ? { onStored: opts.onStored } : {}),

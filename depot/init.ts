@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { DepotsyncError, fromSystemError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { requireHttpsUrl } from '../src/net/https-url.js';
+import { checkUrlList } from '../src/net/url-picker.js';
 import { MACHINE_NAME } from '../src/pki/names.js';
 import { TufClient } from '../src/tuf/client.js';
 import { newDepotConfig, saveDepotConfig } from './config.js';
@@ -14,7 +15,8 @@ import { depotLayout } from './layout.js';
 
 export interface InitDepotOptions {
   dir: string;
-  masterUrl: string;
+  /** The master, or several masters of one catalog in order of preference (`--master` repeated). */
+  masterUrl: string | readonly string[];
   fingerprint: string;
   token?: string | undefined;
   name?: string | undefined;
@@ -54,7 +56,12 @@ function defaultName(): string {
  */
 export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
   const layout = depotLayout(o.dir);
-  requireHttpsUrl(o.masterUrl, 'depot init: --master');
+  const masters = checkUrlList(
+    typeof o.masterUrl === 'string' ? [o.masterUrl] : o.masterUrl,
+    'depot init: --master',
+    'usage',
+  );
+  const masterUrl = masters[0]!;
   if (o.parentUrl !== undefined) requireHttpsUrl(o.parentUrl, 'depot init: --parent');
   const fingerprint = o.fingerprint.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
@@ -85,8 +92,9 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
   const hosts = o.hosts?.length ? o.hosts : ['localhost', '127.0.0.1'];
   const config = newDepotConfig({
     name,
-    masterUrl: o.masterUrl,
-    upstreamUrl: o.parentUrl ?? o.masterUrl,
+    masterUrl,
+    ...(masters.length > 1 ? { masterUrls: masters } : {}),
+    upstreamUrl: o.parentUrl ?? masterUrl,
     fingerprint,
     listen,
     hosts,
@@ -98,7 +106,7 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
     const db = DepotDb.open(layout.database, o.log);
     let rootVersion: number;
     let enrollCa: string;
-    const contact = firstContact(o.masterUrl, caPem);
+    const contact = firstContact(masters, caPem);
     try {
       const client = await TufClient.open({
         fingerprint,
@@ -124,7 +132,7 @@ export async function initDepot(o: InitDepotOptions): Promise<InitDepotResult> {
     let outcome: EnrollOutcome = await requestEnrollment({
       layout,
       name,
-      masterUrl: o.masterUrl,
+      masterUrl: masters,
       hosts,
       token: o.token,
       url:

@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { certificateInfo, daysLeft } from '../src/pki/cert-info.js';
 import { silentLogger } from '../src/log.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
-import { loadDepotConfig } from './config.js';
+import { configuredMasterUrls, loadDepotConfig } from './config.js';
+import { unionUrls } from '../src/net/url-picker.js';
+import { learntMasterUrls } from './sync/masters.js';
 import { DepotDb } from './db/depot-db.js';
 import { depotLayout } from './layout.js';
 import { KV } from './sync/status-report.js';
@@ -14,6 +16,8 @@ export interface DepotStatus {
   name: string;
   upstream: string;
   master: string;
+  /** Every master URL it uses, in order: configured, then those the signed depot directory lists. */
+  masters: string[];
   enrollment: 'approved' | 'pending' | 'none';
   certificate?: { serial: string; notAfter: string; daysLeft: number };
   servedGeneration: number | null;
@@ -52,6 +56,7 @@ export async function depotStatus(dir: string): Promise<DepotStatus> {
       name: config.name,
       upstream: config.upstreamUrl,
       master: config.masterUrl,
+      masters: unionUrls(configuredMasterUrls(config), learntMasterUrls(db)),
       enrollment: existsSync(layout.cert) ? 'approved' : existsSync(layout.enrollment) ? 'pending' : 'none',
       servedGeneration: served?.generation ?? null,
       servedSince: served?.switchedAt ?? null,

@@ -7,12 +7,19 @@ import { decodeSmtpSettings, type SmtpSettings } from './admin/mail-settings.js'
 import { logLevelOption } from '../src/config/reload.js';
 import { decodeListenerTls, type ListenerTlsConfig } from '../src/net/listener-cert.js';
 import { validateScanSettings } from './publish/scan-settings.js';
+import { decodeMasterUrls } from '../src/wire/depot-directory.js';
 
 /** The master's settings (M/master.json). Units are in the names. */
 export interface MasterConfig {
   name: string;
   /** Host names and addresses the master's TLS certificate is valid for. */
   hosts: string[];
+  /**
+   * The https URLs of every master serving this catalog, preferred first: signed into the depot
+   * directory, so depots and agents learn them without reconfiguration (docs/operations.md). [] = none
+   * listed (machines use the URLs they were given).
+   */
+  masterUrls: string[];
   /** `master serve`'s log level ('' = info); --log-level and DEPOTSYNC_LOG_LEVEL override it. Reloaded on SIGHUP. */
   logLevel: string;
   /**
@@ -129,6 +136,7 @@ export interface MasterConfig {
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   name: 'master',
   hosts: ['localhost', '127.0.0.1'],
+  masterUrls: [],
   logLevel: '',
   tls: { certFile: '', keyFile: '' },
   chunkMinBytes: 16 * 1024,
@@ -182,6 +190,7 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
   const w = 'master.json';
   logLevelOption(w, c.logLevel);
+  c.masterUrls = decodeMasterUrls(c.masterUrls, `${w}: masterUrls`);
   c.tls = decodeListenerTls(w, c.tls);
   if (![16, 256, 4096].includes(c.bins))
     throw new DepotsyncError('bad-input', `${w}: bins must be 16, 256 or 4096, got ${c.bins}`);

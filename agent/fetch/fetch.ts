@@ -17,6 +17,7 @@ import { downloadDeltas } from '../../src/read/delta-download.js';
 import type { TargetBase } from '../../src/read/target-delta.js';
 import { downloadChunks } from '../../src/read/chunk-download.js';
 import { fatalRefusal } from '../../src/read/refusal.js';
+import { acrossEquivalentServers } from '../../src/net/url-picker.js';
 import { checkChunk } from '../../src/read/verify.js';
 import { SizedBufferPool } from '../../src/store/buffer-pool.js';
 import { noSourceLeft, planChunks, type ChunkNeed } from './chunks.js';
@@ -376,17 +377,27 @@ async function resolveFromSources(
   for (const [index, remote] of remotes.entries()) {
     try {
       const want = o.version ? { name: o.name, version: o.version } : { name: o.name };
-      const pkg = await resolvePackage({
-        remote,
-        store: o.store,
-        fingerprint: o.fingerprint,
-        now,
-        limits: o.limits,
-        state: o.state,
-        want,
-        log,
-        manifestBase,
-      });
+      // A source with several URLs (the masters): one whose catalog fails verification leaves it for the next.
+      const pkg = await acrossEquivalentServers(
+        remote.http.picker,
+        () =>
+          resolvePackage({
+            remote,
+            store: o.store,
+            fingerprint: o.fingerprint,
+            now,
+            limits: o.limits,
+            state: o.state,
+            want,
+            log,
+            manifestBase,
+          }),
+        (refused, next, e) =>
+          log.warn(
+            { source: remote.name, refused, next, err: e.message },
+            'master URL refused; trying the next',
+          ),
+      );
       return { pkg, index };
     } catch (e) {
       if (fatalRefusal(e)) throw e;

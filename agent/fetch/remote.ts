@@ -11,6 +11,8 @@ export interface Source {
    * Listed by the signed depot directory: the server must present the machine certificate of depot `name`.
    */
   fromDirectory?: boolean;
+  /** The master's other URLs (configured, then from the signed depot directory): the client fails over. */
+  alternateUrls?: string[];
 }
 
 /**

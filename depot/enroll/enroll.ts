@@ -21,6 +21,8 @@ export interface PendingEnrollment {
   request: string;
   name: string;
   masterUrl: string;
+  /** Several masters, the preferred (masterUrl) first; absent with one. */
+  masterUrls?: string[];
   requestedAt: string;
   /** Hex SHA-256 of the CA certificate the operator told us to expect, if any. */
   caFingerprint?: string;
@@ -29,7 +31,8 @@ export interface PendingEnrollment {
 export interface EnrollOptions {
   layout: DepotLayout;
   name: string;
-  masterUrl: string;
+  /** The master, or several masters of one catalog (the preferred first). */
+  masterUrl: string | readonly string[];
   hosts: string[];
   token?: string | undefined;
   /** Where this depot serves agents (goes into the master's depot directory). */
@@ -123,10 +126,12 @@ export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome
         'bad-input',
         `enrollment: the request id ${JSON.stringify(reply.request.slice(0, 40))} is malformed`,
       );
+    const masters = typeof o.masterUrl === 'string' ? [o.masterUrl] : [...o.masterUrl];
     const pending: PendingEnrollment = {
       request: reply.request,
       name: o.name,
-      masterUrl: o.masterUrl,
+      masterUrl: masters[0]!,
+      ...(masters.length > 1 ? { masterUrls: masters } : {}),
       requestedAt: new Date().toISOString(),
     };
     const fp = o.caPem ? caFingerprintOf(o.caPem) : o.caFingerprint;
@@ -143,7 +148,7 @@ export async function requestEnrollment(o: EnrollOptions): Promise<EnrollOutcome
 export async function pollEnrollment(
   layout: DepotLayout,
   log: Logger,
-  contactFor: (url: string) => FirstContact = (url) => firstContact(url, undefined),
+  contactFor: (urls: readonly string[]) => FirstContact = (urls) => firstContact(urls, undefined),
 ): Promise<EnrollOutcome> {
   let pending: PendingEnrollment;
   try {
@@ -153,7 +158,9 @@ export async function pollEnrollment(
   }
   if (!REQUEST_ID.test(String(pending.request)))
     throw new DepotsyncError('bad-input', `pending enrollment ${layout.enrollment}: malformed request id`);
-  const contact = contactFor(pending.masterUrl);
+  const contact = contactFor(
+    Array.isArray(pending.masterUrls) && pending.masterUrls.length ? pending.masterUrls : [pending.masterUrl],
+  );
   try {
     const res = await contact
       .get(`/v1/enroll/${pending.request}`, MAX_ENROLL_BODY_BYTES, 'enrollment status')

@@ -160,6 +160,10 @@ export class BundleUpstream implements Upstream {
           // Exports put whole chunks in chunk sections; a frame here is not what the bundle's format allows.
           refuse(p.target, 'a whole chunk as a zstd frame in a delta section');
           continue;
+        } else if (rec.kind === 'chosen') {
+          // Bundle sections pair from the manifests alone; chosen bases are an online answer.
+          refuse(p.target, 'a delta against chosen bases in a delta section');
+          continue;
         } else {
           const base = await readBase(p.bases, read);
           const out = typeof base === 'string' ? base : rebuildFromRecord(base, rec, p.length);

@@ -12,6 +12,7 @@ import { plainBytes } from '../../src/store/encoding.js';
 import { digestEquals } from '../../src/hash/blake3.js';
 import { planBatches } from '../../src/wire/chunk-batch.js';
 import { rebuildFromRecord } from '../../src/deltas/rebuild.js';
+import { chosenEntry } from '../../src/deltas/cache.js';
 import { CHUNK_DELTA_LIMITS, DeltaDecoder } from '../../src/wire/chunk-delta.js';
 import type { DepotDb } from '../db/depot-db.js';
 import type { ChunkNeed, ChunkSinkDeps, SyncStore } from './chunks.js';
@@ -232,6 +233,7 @@ async function deltaBatch(
     signal,
     true,
     true,
+    true,
   );
   let index = 0;
   const decoder = new DeltaDecoder(
@@ -275,7 +277,8 @@ async function deltaBatch(
             continue;
           }
         } else {
-          const b = await base;
+          // Kind 5 names its own bases; one this depot does not hold refuses the record.
+          const b = rec.kind === 'chosen' ? await readBase(rec.bases, read) : await base;
           if (typeof b === 'string') {
             refuse(rec.target, b);
             continue;
@@ -302,9 +305,13 @@ async function deltaBatch(
         if (rec.kind === 'whole' || rec.kind === 'stored') whole++;
         else rebuilt++;
         if (rec.kind === 'stored') stored++;
-        if (rec.kind === 'zstd') {
+        if (rec.kind === 'zstd' || rec.kind === 'chosen') {
           zstd++;
-          keep.push({ target: rec.target, bases: need.bases, frame: rec.frame });
+          keep.push({
+            target: rec.target,
+            bases: need.bases,
+            frame: rec.kind === 'chosen' ? chosenEntry(rec.bases, rec.frame) : rec.frame,
+          });
         }
         deps.log.debug(
           { chunk: rec.target, bases: need.bases, kind: rec.kind, bytes: data.length },

@@ -1,5 +1,6 @@
 import type { DeltaCache } from '../../src/deltas/cache.js';
 import { DepotsyncError } from '../../src/errors.js';
+import { acrossEquivalentServers } from '../../src/net/url-picker.js';
 import { fromSqliteError } from '../../src/db/errors.js';
 import type { Logger } from '../../src/log.js';
 import { HttpClient } from '../../src/net/client.js';
@@ -16,6 +17,7 @@ import { planMissing, type ChunkSinkDeps, type SyncStore } from './chunks.js';
 import { catalogTargets, fetchManifests } from './manifests.js';
 import { HttpUpstream } from './http-upstream.js';
 import { syncRevocations } from './revocations.js';
+import { rememberMasterUrls, signedMasterUrls } from './masters.js';
 import { buildStatusReport, freeDiskBytes, KV, sendStatusReport, upstreamIdentity } from './status-report.js';
 import { ByteCounter, type Upstream } from './upstream.js';
 
@@ -68,6 +70,8 @@ export interface SyncEngineDeps {
   onStored?: (chunks: number, bytes: number) => void;
   /** Called after every successful switch of the served generation. */
   onSwitched?: (generation: number) => void;
+  /** Called when the verified catalog's depot directory lists other master URLs than before. */
+  onMasterUrls?: (urls: string[]) => void;
 }
 
 /**
@@ -109,7 +113,7 @@ export class SyncEngine {
   /** Run a sync, or join the one already running in this process (single flight). */
   sync(): Promise<SyncResult> {
     if (!this.inflight) {
-      this.inflight = this.exclusive('depot sync', () => this.locked()).finally(() => {
+      this.inflight = this.exclusive('depot sync', () => this.acrossMasters()).finally(() => {
         this.inflight = undefined;
       });
     }
@@ -175,6 +179,24 @@ export class SyncEngine {
     }
   }
 
+  /**
+   * With several master URLs: a master whose catalog fails verification (a stale one replaying an older
+   * generation, one that reuses a generation number, expired or badly signed metadata) is left for the
+   * next URL within this sync. The trusted state is never lowered: the refused run changed nothing.
+   */
+  private async acrossMasters(): Promise<SyncResult> {
+    const picker = this.upstream instanceof HttpUpstream ? this.upstream.client.picker : undefined;
+    return acrossEquivalentServers(
+      picker,
+      () => this.locked(),
+      (refused, next, e) =>
+        this.log.warn(
+          { refused, next, err: e.message },
+          'the catalog of this master URL failed verification; syncing from the next one',
+        ),
+    );
+  }
+
   private async locked(): Promise<SyncResult> {
     const { db } = this.d;
     const t0 = performance.now();
@@ -215,6 +237,11 @@ export class SyncEngine {
           roots: o.rootsFetched,
         }),
       );
+      const masters = signedMasterUrls(client, this.log);
+      if (rememberMasterUrls(db, masters)) {
+        this.log.info({ masterUrls: masters }, 'the signed depot directory lists these master URLs');
+        this.d.onMasterUrls?.(masters);
+      }
       await step(
         'revocations',
         async () => {
@@ -321,7 +348,7 @@ export class SyncEngine {
       const servedNow = db.served()?.generation;
       const err =
         e instanceof DepotsyncError
-          ? new DepotsyncError(e.code, `sync from ${origin} failed: ${e.message}`, {
+          ? new DepotsyncError(e.code, `sync from ${this.upstream.origin} failed: ${e.message}`, {
               hint: `${e.hint ? `${e.hint}; ` : ''}the depot keeps serving generation ${servedNow ?? '(none yet)'}`,
               cause: e,
             })

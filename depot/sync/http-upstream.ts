@@ -15,15 +15,19 @@ import { upstreamRefused, type Upstream } from './upstream.js';
  * through the shared download engine (src/read/chunk-download.ts) into the store's checkpointed stream.
  */
 export class HttpUpstream implements Upstream {
-  readonly origin: string;
   readonly read: ReadClient;
 
+  /** The server answering now (with several master URLs, the one the last request went to). */
+  get origin(): string {
+    return this.client.baseUrl.origin;
+  }
+
   constructor(readonly client: HttpClient) {
-    this.origin = client.baseUrl.origin;
+    const origin = client.baseUrl.origin;
     this.read = new ReadClient(client, {
-      name: this.origin,
+      name: origin,
       role: 'depot',
-      refused: upstreamRefused(this.origin),
+      refused: upstreamRefused(origin),
     });
   }
 
@@ -43,8 +47,16 @@ export class HttpUpstream implements Upstream {
   }
 
   async target(name: string, maxBytes: number, what: string): Promise<Buffer> {
+    return (await this.targetCounted(name, maxBytes, what)).bytes;
+  }
+
+  async targetCounted(
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ bytes: Buffer; wireBytes: number }> {
     try {
-      return await this.read.targetByName(name, maxBytes, what);
+      return await this.read.targetByNameCounted(name, maxBytes, what);
     } catch (e) {
       if (isDepotsyncError(e, 'not-found')) {
         throw new DepotsyncError(
@@ -65,7 +77,7 @@ export class HttpUpstream implements Upstream {
     name: string,
     maxBytes: number,
     what: string,
-  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer; wireBytes: number }> {
     return this.read.targetDelta(base, name, maxBytes, what);
   }
 
@@ -203,14 +215,14 @@ export class HttpMetadataSource implements MetadataSource {
         );
       }
     }
-    const bytes = await this.read.fetch(name, maxBytes);
-    this.counter.add(bytes.length);
+    const { bytes, wireBytes } = await this.read.fetchCounted(name, maxBytes);
+    this.counter.add(wireBytes);
     return bytes;
   }
 
   private async timestamp(maxBytes: number): Promise<Buffer> {
-    const { bytes, headers } = await this.read.metadataWithHeaders(TIMESTAMP, maxBytes);
-    this.counter.add(bytes.length);
+    const { bytes, headers, wireBytes } = await this.read.metadataWithHeaders(TIMESTAMP, maxBytes);
+    this.counter.add(wireBytes);
     const root = Number(headers[SYNC_HINT_HEADERS.rootVersion]);
     const list = headers[SYNC_HINT_HEADERS.revocations];
     this.hints = {

@@ -120,7 +120,7 @@ async function fetchOne(
     t,
     get ? deltaBase(t, deps.db) : undefined,
     get,
-    () => up.target(t.name, t.length, what),
+    () => (up.targetCounted ? up.targetCounted(t.name, t.length, what) : up.target(t.name, t.length, what)),
     what,
     deps.log,
   );

@@ -4,7 +4,9 @@ import { readTrustedCa } from '../../src/net/listener-cert.js';
 import { resolveProxy } from '../../src/net/proxy.js';
 import { HttpClient } from '../../src/net/client.js';
 import { decodeEvent, EVENTS_CONTENT_TYPE, SseDecoder, type StreamEvent } from '../../src/wire/events.js';
-import type { NotifyConfig } from '../config.js';
+import { configuredMasterUrls, type NotifyConfig } from '../config.js';
+import { unionUrls } from '../../src/net/url-picker.js';
+import { learntMasterUrls } from './masters.js';
 import type { Depot } from '../depot.js';
 import { backoffDelayMs, realTimers, type Timers } from './scheduler.js';
 import { explainUpstream } from './upstream.js';
@@ -348,6 +350,11 @@ export function notifyListenerFor(
     client: () =>
       new HttpClient({
         baseUrl: config.upstreamUrl,
+        // From the master: its other URLs too (configured, then signed), as the sync's client.
+        alternateUrls:
+          config.upstreamUrl === config.masterUrl
+            ? unionUrls(configuredMasterUrls(config), learntMasterUrls(depot.db)).slice(1)
+            : [],
         caPem: depot.creds.caPem,
         listenerCaPem: readTrustedCa(config.tls.caFile),
         proxy: resolveProxy('depot.json', config),

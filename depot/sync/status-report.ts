@@ -18,6 +18,10 @@ export const KV = {
   lastReport: 'lastReport',
   /** JSON {origin, name}: the identity of the upstream last reached (see upstreamIdentity). */
   upstream: 'upstream',
+  /** JSON array: the master URLs the signed depot directory listed at the last sync (sync/masters.ts). */
+  masterUrls: 'masterUrls',
+  /** JSON {active, preferredFailedAt}: which master URL answered last (sync/masters.ts masterUrlMemory). */
+  masterUrlState: 'masterUrlState',
 } as const;
 
 const HEALTHZ_MAX_BYTES = 4096;

@@ -22,6 +22,8 @@ export interface Upstream {
   revocationsUnchanged?(sha256: string): boolean;
   /** A manifest by its served name `{sha256}.{path}`, at most maxBytes; 'not-found' when absent. */
   target(name: string, maxBytes: number, what: string): Promise<Buffer>;
+  /** Optional: `target` with the bytes it took on the wire (the network upstream may get it compressed). */
+  targetCounted?(name: string, maxBytes: number, what: string): Promise<{ bytes: Buffer; wireBytes: number }>;
   /**
    * Optional (the network upstream has it, a bundle does not): manifest `name` as a delta against
    * manifest `base` the depot holds (`GET /v1/targets-delta`), or whole when the upstream found no

@@ -8,7 +8,7 @@ export const deltaCommands: Command[] = [
     path: ['master', 'deltas'],
     usage: 'master deltas --dir M [--compute] [--json]',
     summary:
-      'version deltas against the previous deltaVersions versions of each package: how many are cached and missing (a serving master computes them in the background); --compute: compute the missing ones now; --json: {versionPairs,cached,missing,computed,kept,deltaBytes,chunkBytes,ms}',
+      'version deltas against the previous deltaVersions versions of each package: how many are cached and missing (a serving master computes them in the background); --compute: compute the missing ones now; --json: {versionPairs,cached,missing,computed,kept,chosen,deltaBytes,chunkBytes,ms} (chosen: of the kept, made against bases chosen by content)',
     options: { dir: { type: 'string' as const }, compute: { type: 'boolean' as const } },
     async run(c) {
       const dir = requireString(c.values, 'dir', 'master deltas');
@@ -31,7 +31,7 @@ export const deltaCommands: Command[] = [
           human:
             `deltas: ${r.versionPairs} version pair(s), ${r.cached} cached, ${r.missing} missing` +
             (pool
-              ? `; computed ${r.computed} (${r.kept} pay off: ${formatBytes(r.deltaBytes)} for ${formatBytes(r.chunkBytes)} of chunks) in ${ms} ms`
+              ? `; computed ${r.computed} (${r.kept} pay off, ${r.chosen} of them against bases chosen by content: ${formatBytes(r.deltaBytes)} for ${formatBytes(r.chunkBytes)} of chunks) in ${ms} ms`
               : ''),
         };
       } finally {

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { pairChunkBases, packageOf, type PairingVersion } from '../../src/content/delta-pairs.js';
 import { decodeManifest, type Manifest } from '../../src/content/manifest.js';
-import { DeltaCache } from '../../src/deltas/cache.js';
+import { chosenEntry, DeltaCache } from '../../src/deltas/cache.js';
+import { ContentBases, oldFileOf } from '../../src/deltas/content-bases.js';
 import { DeltaPool } from '../../src/deltas/pool.js';
 import { CachedZstdDeltas, ON_REQUEST_LEVEL } from '../../src/deltas/source.js';
 import { liveVersions, versionHistory, type PackageVersion } from '../db/catalog.js';
@@ -11,8 +12,9 @@ import type { MasterContext } from '../context.js';
 /**
  * Version-to-version zstd deltas on the master (docs/architecture.md, "Version deltas"). After a
  * publish, in the background, each chunk of the new version that an earlier version lacks is encoded
- * against the window of the earlier version's file around the same relative position (the pairing of
- * src/content/delta-pairs.ts, which a depot holding that version computes the same way), at a high
+ * against the window of the earlier version's file where its content came from (src/deltas/
+ * content-bases.ts), kept under the pair a depot holding that version computes from the manifests (the
+ * window around the same relative position, src/content/delta-pairs.ts), at a high
  * level, for the previous `deltaVersions` versions of the package, and kept in `{master}/deltas/`
  * (src/deltas/cache.ts). Until an entry exists, a delta request computes one at a fast level on its own
  * small pool, or answers with the byte delta or the whole chunk. Both pools are worker threads at a
@@ -56,6 +58,8 @@ export interface BuildResult {
   chunkBytes: number;
   /** Pairs whose delta was already cached. */
   cached: number;
+  /** Of the kept: made against bases chosen by content instead of the pair's window. */
+  chosen: number;
   /** Pairs still without a delta (with `dryRun`: not computed). */
   missing: number;
 }
@@ -74,6 +78,7 @@ export async function buildDeltas(
     versionPairs: 0,
     computed: 0,
     kept: 0,
+    chosen: 0,
     deltaBytes: 0,
     chunkBytes: 0,
     cached: 0,
@@ -123,6 +128,12 @@ async function buildPair(
   const had = new Set(om.files.flatMap((f) => f.chunks.map((c) => c.id)));
   const wanted = new Set(nm.files.flatMap((f) => f.chunks.filter((c) => !had.has(c.id)).map((c) => c.id)));
   const pairs = pairChunkBases([now], [old], wanted);
+  // Bases chosen by content where the code moved (src/deltas/content-bases.ts); the old version's
+  // chunks are this master's own, read unverified (a bad one only makes a worse delta: the receiver
+  // hashes what it rebuilds).
+  const chooser = new ContentBases(oldFileOf(nm, om, wanted), (id) =>
+    ctx.store.get(id).catch(() => undefined),
+  );
   let complete = true;
   // A few at a time: the pool's workers are the limit, this only keeps them fed.
   const inflight = new Set<Promise<void>>();
@@ -137,10 +148,14 @@ async function buildPair(
       complete = false;
       continue;
     }
+    const t = await ctx.store.get(target, { verify: true }).catch(() => undefined);
+    if (!t) continue; // collected meanwhile: nothing to serve anyway
+    const picked = await chooser.choose(target, t, b.bases).catch(() => undefined);
+    const chosen = picked && picked.join(',') !== b.bases.join(',') ? picked : undefined;
     const job = (async () => {
-      const t = await ctx.store.get(target, { verify: true }).catch(() => undefined);
-      const parts = await Promise.all(b.bases.map((id) => ctx.store.get(id).catch(() => undefined)));
-      if (!t || parts.some((p) => !p)) return; // collected meanwhile: nothing to serve anyway
+      const ids = chosen ?? b.bases;
+      const parts = await Promise.all(ids.map((id) => ctx.store.get(id).catch(() => undefined)));
+      if (parts.some((p) => !p)) return;
       const base = Buffer.concat(parts as Uint8Array[]);
       const r = await pool.run(base, t, opts.level).catch((e: unknown) => {
         ctx.log.warn({ err: (e as Error).message, target }, 'delta computation failed');
@@ -154,12 +169,15 @@ async function buildPair(
       out.computed++;
       out.chunkBytes += t.length;
       // Kept only when it pays off against the chunk compressed alone; an empty entry says it does not.
-      const pays = r.frame.length < r.alone && r.frame.length < t.length;
+      const named = chosen ? 2 + 32 * chosen.length : 0;
+      const pays = r.frame.length + named < r.alone && r.frame.length + named < t.length;
       if (pays) {
         out.kept++;
-        out.deltaBytes += r.frame.length;
+        out.deltaBytes += r.frame.length + named;
+        if (chosen) out.chosen++;
       }
-      await cache.put(target, b.bases, pays ? r.frame : Buffer.alloc(0));
+      const entry = !pays ? Buffer.alloc(0) : chosen ? chosenEntry(chosen, r.frame) : r.frame;
+      await cache.put(target, b.bases, entry);
     })().finally(() => inflight.delete(job));
     inflight.add(job);
     if (inflight.size >= pool.opts.workers * 2) await Promise.race(inflight);

@@ -84,6 +84,30 @@ export const directoryCommands: Command[] = [
     },
   },
   {
+    path: ['master', 'directory', 'masters'],
+    usage: 'master directory masters --dir M',
+    summary:
+      "sign master.json's masterUrls into the depot directory, so depots and agents learn every master (a new generation)",
+    options: dirOption,
+    async run(c) {
+      return withMaster(c, 'master directory masters', async (ctx, d) => {
+        const r = await d.signMasterUrls(ctx, who);
+        const urls = r.directory.masterUrls ?? [];
+        return {
+          json: {
+            masterUrls: urls,
+            directoryVersion: r.directory.version,
+            generation: r.generation,
+            changed: r.changed,
+          },
+          human: r.changed
+            ? `depot directory v${r.directory.version} (generation ${r.generation}) lists ${urls.length ? urls.join(', ') : 'no master URLs'}`
+            : `the depot directory already lists ${urls.length ? urls.join(', ') : 'no master URLs'} (v${r.directory.version}); nothing changed`,
+        };
+      });
+    },
+  },
+  {
     path: ['master', 'directory', 'list'],
     usage: 'master directory list --dir M',
     summary: 'the signed depot directory: each depot, its URL, site and machine state',
@@ -96,9 +120,15 @@ export const directoryCommands: Command[] = [
             `${e.name.padEnd(20)} ${e.url}  ${e.site ? `site ${e.site}` : 'no site'}${e.state === 'approved' ? '' : `  (machine ${e.state}: remove it)`}`,
         );
         return {
-          json: { directoryVersion: r.directory.version, generation: r.generation, depots: r.entries },
+          json: {
+            directoryVersion: r.directory.version,
+            generation: r.generation,
+            depots: r.entries,
+            masterUrls: r.directory.masterUrls ?? [],
+          },
           human: [
             `depot directory v${r.directory.version} (generation ${r.generation}): ${r.entries.length} depot(s)`,
+            ...(r.directory.masterUrls?.length ? [`masters: ${r.directory.masterUrls.join(', ')}`] : []),
             ...lines,
           ].join('\n'),
         };

@@ -6,8 +6,10 @@ import {
   directoryFromTarget,
   directoryTarget,
   EMPTY_DIRECTORY,
+  sameMasterUrls,
   urlHost,
   withEntry,
+  withMasterUrls,
   withoutEntry,
   type DepotDirectory,
   type DirectoryEntry,
@@ -78,7 +80,7 @@ export async function setDirectoryEntry(
     (d) => {
       const old = d.depots.find((e) => e.name === entry.name);
       if (old && old.url === entry.url && old.site === entry.site) return undefined;
-      return withEntry(d, entry);
+      return withEntry(d, entry, ctx.config.masterUrls);
     },
     { url: entry.url, ...(entry.site ? { site: entry.site } : {}) },
   );
@@ -95,8 +97,27 @@ export async function removeDirectoryEntry(
         hint: 'list it with: depotsync master directory list --dir M',
       });
     }
-    return withoutEntry(d, name);
+    return withoutEntry(d, name, ctx.config.masterUrls);
   });
+}
+
+/**
+ * `directory masters`: sign master.json's `masterUrls` into the directory (a new generation), unless it
+ * lists exactly those already. Directory changes carry the setting too.
+ */
+export async function signMasterUrls(ctx: MasterContext, who: Actor): Promise<DirectoryChange> {
+  const urls = ctx.config.masterUrls;
+  return change(
+    ctx,
+    who,
+    'directory.masters',
+    'masters',
+    (d) => {
+      const next = withMasterUrls(d, urls);
+      return sameMasterUrls(d, next) ? undefined : next;
+    },
+    { masterUrls: urls },
+  );
 }
 
 async function change(

@@ -50,6 +50,16 @@ export function requireString(values: ParsedArgs['values'], name: string, cmdPat
   return v;
 }
 
+/** A repeatable flag given at least once: its values in command-line order. */
+export function requireStrings(values: ParsedArgs['values'], name: string, cmdPath: string): string[] {
+  const v = values[name];
+  const list = Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+  if (list.length === 0 || list.some((x) => x.length === 0)) {
+    throw new DepotsyncError('usage', `${cmdPath}: --${name} is required`);
+  }
+  return list;
+}
+
 export function optionalString(values: ParsedArgs['values'], name: string): string | undefined {
   const v = values[name];
   return typeof v === 'string' ? v : undefined;

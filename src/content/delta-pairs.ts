@@ -46,7 +46,7 @@ export function packageOf(path: string): string {
  * among the old files whose path is gone, the one sharing most chunks; a single renamed file pairs
  * with a single vanished one even when they share no chunk (every chunk edited).
  */
-function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
+export function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
   const nowPaths = new Set(now.files.map((f) => f.path));
   const oldPaths = new Set(old.files.map((f) => f.path));
   const gone = old.files.filter((f) => !nowPaths.has(f.path));
@@ -72,7 +72,7 @@ function renamedFiles(old: Manifest, now: Manifest): Map<string, ManifestFile> {
 }
 
 /** The start offset of each chunk of a file, for a binary search by offset. */
-function chunkStarts(f: ManifestFile): number[] {
+export function chunkStarts(f: ManifestFile): number[] {
   const starts = new Array<number>(f.chunks.length);
   let off = 0;
   f.chunks.forEach((c, i) => {
@@ -83,7 +83,7 @@ function chunkStarts(f: ManifestFile): number[] {
 }
 
 /** Index of the chunk of a file that contains byte `offset`, or -1 past its end. */
-function chunkAt(starts: readonly number[], size: number, offset: number): number {
+export function chunkAt(starts: readonly number[], size: number, offset: number): number {
   if (offset >= size || starts.length === 0) return -1;
   let lo = 0;
   let hi = starts.length - 1;

@@ -6,14 +6,14 @@ export type ApplyZstdDelta = (base: Uint8Array, frame: Uint8Array, opts: DecodeO
 
 /**
  * Rebuild a target chunk from a delta record of either kind (src/wire/chunk-delta.ts) and the
- * receiver's base, or say why not (the caller then fetches the chunk whole). The zstd decoder is a
+ * receiver's base (for kind `chosen`, the chunks the record names, concatenated), or say why not (the caller then fetches the chunk whole). The zstd decoder is a
  * parameter so that the agent, which has no native addon, decodes through WebAssembly
  * (src/compress/zstd-decoder.ts). The result still has to be hashed against the target id.
  */
 export function rebuildWith(
   applyDelta: ApplyZstdDelta,
   base: Uint8Array,
-  rec: Extract<DeltaRecord, { kind: 'delta' | 'zstd' }>,
+  rec: Extract<DeltaRecord, { kind: 'delta' | 'zstd' | 'chosen' }>,
   expectedLength: number,
 ): Buffer | string {
   if (rec.kind === 'delta') return rebuildChunk(base, rec, expectedLength);

@@ -13,6 +13,10 @@ import type { Logger } from '../log.js';
  * temporary name and renamed, so a crash leaves a whole entry or none (stray temporaries are removed
  * by `collect`). An empty file records "no delta pays off for this pair" so it is not computed again.
  * Bounded: past `maxBytes`, `collect` removes the least recently written entries.
+ *
+ * An entry is either a zstd frame against the pair's bases, or (`chosenEntry`) a frame against other
+ * chunks of the same old version, chosen by content: `DSCB`, u16 BE count N, N × 32-byte chunk ids,
+ * then the frame. Only receivers that accept chosen bases get the latter (src/wire/chunk-delta.ts).
  */
 export interface DeltaCacheOptions {
   dir: string;
@@ -22,6 +26,30 @@ export interface DeltaCacheOptions {
 }
 
 const TARGET = /^[0-9a-f]{64}$/;
+const CHOSEN_MAGIC = Buffer.from('DSCB', 'latin1');
+
+/** The cache entry of a frame made against `bases` chosen by content instead of the pair's bases. */
+export function chosenEntry(bases: readonly string[], frame: Uint8Array): Buffer {
+  const head = Buffer.alloc(CHOSEN_MAGIC.length + 2 + 32 * bases.length);
+  CHOSEN_MAGIC.copy(head, 0);
+  head.writeUInt16BE(bases.length, CHOSEN_MAGIC.length);
+  bases.forEach((b, i) => head.write(b, CHOSEN_MAGIC.length + 2 + 32 * i, 32, 'hex'));
+  return Buffer.concat([head, frame]);
+}
+
+/** What an entry holds: a frame against the pair's bases, one against chosen bases, or nothing usable. */
+export function parseEntry(
+  entry: Buffer,
+): { kind: 'pair'; frame: Buffer } | { kind: 'chosen'; bases: string[]; frame: Buffer } | undefined {
+  if (entry.length === 0) return undefined;
+  if (!entry.subarray(0, CHOSEN_MAGIC.length).equals(CHOSEN_MAGIC)) return { kind: 'pair', frame: entry };
+  const at = CHOSEN_MAGIC.length + 2;
+  if (entry.length < at) return undefined;
+  const n = entry.readUInt16BE(CHOSEN_MAGIC.length);
+  if (n < 1 || entry.length <= at + 32 * n) return undefined;
+  const bases = Array.from({ length: n }, (_, i) => entry.toString('hex', at + 32 * i, at + 32 * (i + 1)));
+  return { kind: 'chosen', bases, frame: entry.subarray(at + 32 * n) };
+}
 
 export function deltaKey(target: string, bases: readonly string[]): string {
   return `${target}.${createHash('sha256').update(bases.join(',')).digest('hex').slice(0, 32)}`;

@@ -8,7 +8,7 @@ import { rebuildWith } from './apply.js';
  */
 export function rebuildFromRecord(
   base: Uint8Array,
-  rec: Extract<DeltaRecord, { kind: 'delta' | 'zstd' }>,
+  rec: Extract<DeltaRecord, { kind: 'delta' | 'zstd' | 'chosen' }>,
   expectedLength: number,
 ): Buffer | string {
   return rebuildWith(applyDelta, base, rec, expectedLength);

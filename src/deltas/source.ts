@@ -1,4 +1,5 @@
-import type { DeltaCache } from './cache.js';
+import type { ChosenFrame } from '../wire/chunk-delta.js';
+import { parseEntry, type DeltaCache } from './cache.js';
 import type { DeltaPool } from './pool.js';
 
 /**
@@ -14,6 +15,8 @@ export interface ZstdDeltaSource {
     targetBytes: Buffer,
     base: Buffer,
   ): Promise<Buffer | undefined>;
+  /** A frame against bases chosen by content (kind 5), for receivers that accept them. */
+  chosen?(target: string, bases: readonly string[]): Promise<ChosenFrame | undefined>;
 }
 
 /** Level of deltas computed on request: measured fastest at no loss in bench/README.md ("Version deltas"). */
@@ -33,10 +36,19 @@ export class CachedZstdDeltas implements ZstdDeltaSource {
     base: Buffer,
   ): Promise<Buffer | undefined> {
     const hit = await this.cache?.get(target, bases);
-    if (hit) return hit.length > 0 && hit.length < targetBytes.length ? hit : undefined;
+    const entry = hit && parseEntry(hit);
+    if (hit && entry?.kind !== 'chosen')
+      return entry && entry.frame.length < targetBytes.length ? entry.frame : undefined;
+    // Unknown, or made against other bases than these: computed now for this receiver.
     if (!this.pool) return undefined;
     const r = await this.pool.run(base, targetBytes, this.level).catch(() => undefined);
     if (!r) return undefined;
     return r.frame.length < r.alone && r.frame.length < targetBytes.length ? r.frame : undefined;
+  }
+
+  async chosen(target: string, bases: readonly string[]): Promise<ChosenFrame | undefined> {
+    const hit = await this.cache?.get(target, bases);
+    const entry = hit && parseEntry(hit);
+    return entry?.kind === 'chosen' ? { bases: entry.bases, frame: entry.frame } : undefined;
   }
 }

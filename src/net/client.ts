@@ -9,6 +9,7 @@ import { BodyGuard } from './body-guard.js';
 import { httpErrorFor, networkError } from './http-error.js';
 import { bypassesProxy, proxyLabel, TunnelingAgent, type ProxySettings } from './proxy.js';
 import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
+import { failsOver, UrlPicker, type UrlMemory } from './url-picker.js';
 
 /**
  * The HTTPS client of depots and agents (mutual TLS to the master and to depots). The server must present
@@ -19,6 +20,15 @@ import { machineIdentityCheck, tlsBaseOptions } from './tls.js';
  */
 export interface HttpClientOptions {
   baseUrl: string;
+  /**
+   * Equivalent servers after `baseUrl` (the masters of one catalog): a request that fails on the network,
+   * in the TLS handshake, by timeout or with 502/503/504 goes to the next (url-picker.ts).
+   */
+  alternateUrls?: readonly string[] | undefined;
+  /** After a failover, when to try `baseUrl` again (url-picker.ts PREFERRED_RETRY_MS). */
+  retryPreferredMs?: number;
+  /** Where the choice among several URLs is kept between processes. */
+  urlMemory?: UrlMemory | undefined;
   /**
    * The master's CA certificate: the issuer trusted for the server (besides `listenerCaPem`) and for
    * machine identities. Required for https URLs.
@@ -93,40 +103,121 @@ function positiveInt(name: string, value: unknown, min: number): number {
   return value;
 }
 
+function parseBaseUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new DepotsyncError(
+      'bad-input',
+      `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(text)}`,
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new DepotsyncError(
+      'bad-input',
+      `HttpClient: baseUrl must start with https:// or http://, got ${JSON.stringify(text)}`,
+    );
+  }
+  if (url.search || url.hash || url.username) {
+    throw new DepotsyncError(
+      'bad-input',
+      `HttpClient: baseUrl must not carry a query, fragment or user, got ${JSON.stringify(text)}`,
+    );
+  }
+  return url;
+}
+
 export class HttpClient {
-  readonly baseUrl: URL;
-  private agent: http.Agent;
+  /** Every server of this client, the preferred first (one unless `alternateUrls` were given). */
+  private readonly bases: Map<string, URL>;
+  /** Several equivalent servers: which one a request goes to. */
+  private urlPicker: UrlPicker | undefined;
+  private readonly retryPreferredMs: number | undefined;
+  private readonly urlMemory: UrlMemory | undefined;
+  /** One connection pool per server (origins differ in proxying and TLS sessions). */
+  private agents = new Map<string, http.Agent>();
   private agentOptions: https.AgentOptions | undefined;
+  private readonly proxySettings: ProxySettings | undefined;
   private readonly mod: typeof http | typeof https;
   private readonly log: Logger;
   private readonly o: typeof HTTP_CLIENT_DEFAULTS;
-  /** The proxy https requests of this client go through; undefined = direct. */
+  /** The proxy https requests to the preferred server go through; undefined = direct. */
   readonly proxy: URL | undefined;
-  /** The server certificate's subject from the last full handshake (for responses over resumed sessions). */
-  private lastPeerSubject: { commonName: string; organizationalUnit: string } | undefined;
+  /**
+   * The server certificate's subject from the last full handshake per origin (for responses over
+   * resumed sessions).
+   */
+  private lastPeerSubject = new Map<string, { commonName: string; organizationalUnit: string }>();
+
+  /** The server requests go to now: the preferred one, or the last that answered after a failover. */
+  get baseUrl(): URL {
+    return this.bases.get(this.picker?.active ?? '') ?? this.bases.values().next().value!;
+  }
+
+  get picker(): UrlPicker | undefined {
+    return this.urlPicker;
+  }
+
+  /**
+   * More equivalent servers, tried after the present ones (URLs learnt from the signed depot directory).
+   * Those of another scheme than the client's, or not parseable, are skipped.
+   */
+  addAlternateUrls(urls: readonly string[]): string[] {
+    const protocol = this.baseUrl.protocol;
+    const added: string[] = [];
+    for (const u of urls) {
+      if (this.bases.has(u)) continue;
+      let url: URL;
+      try {
+        url = parseBaseUrl(u);
+      } catch {
+        continue;
+      }
+      if (url.protocol !== protocol || [...this.bases.values()].some((b) => b.href === url.href)) continue;
+      this.bases.set(u, url);
+      added.push(u);
+    }
+    if (added.length) {
+      if (this.urlPicker) this.urlPicker.extend(added);
+      else
+        this.urlPicker = new UrlPicker({
+          urls: [...this.bases.keys()],
+          where: 'HttpClient',
+          memory: this.urlMemory,
+          ...(this.retryPreferredMs !== undefined ? { retryPreferredMs: this.retryPreferredMs } : {}),
+        });
+    }
+    return added;
+  }
+
+  /** Every server URL of this client, in configured order. */
+  get baseUrls(): string[] {
+    return [...this.bases.keys()];
+  }
 
   constructor(opts: HttpClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(opts.baseUrl);
-    } catch {
+    const url = parseBaseUrl(opts.baseUrl);
+    const all = [opts.baseUrl, ...(opts.alternateUrls ?? [])];
+    this.bases = new Map(all.map((u) => [u, u === opts.baseUrl ? url : parseBaseUrl(u)]));
+    if (this.bases.size !== all.length)
+      throw new DepotsyncError('bad-input', `HttpClient: a URL is given twice in ${JSON.stringify(all)}`);
+    if (new Set([...this.bases.values()].map((u) => u.protocol)).size > 1)
       throw new DepotsyncError(
         'bad-input',
-        `HttpClient: baseUrl must be an http(s) URL, got ${JSON.stringify(opts.baseUrl)}`,
+        `HttpClient: mixed http and https URLs in ${JSON.stringify(all)}`,
       );
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new DepotsyncError(
-        'bad-input',
-        `HttpClient: baseUrl must start with https:// or http://, got ${JSON.stringify(opts.baseUrl)}`,
-      );
-    }
-    if (url.search || url.hash || url.username) {
-      throw new DepotsyncError(
-        'bad-input',
-        `HttpClient: baseUrl must not carry a query, fragment or user, got ${JSON.stringify(opts.baseUrl)}`,
-      );
-    }
+    this.retryPreferredMs = opts.retryPreferredMs;
+    this.urlMemory = opts.urlMemory;
+    this.urlPicker =
+      all.length > 1
+        ? new UrlPicker({
+            urls: all,
+            where: 'HttpClient',
+            memory: opts.urlMemory,
+            ...(opts.retryPreferredMs !== undefined ? { retryPreferredMs: opts.retryPreferredMs } : {}),
+          })
+        : undefined;
     if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
       throw new DepotsyncError(
         'bad-input',
@@ -149,7 +240,6 @@ export class HttpClient {
       ),
       errorBodyMaxBytes: HTTP_CLIENT_DEFAULTS.errorBodyMaxBytes,
     };
-    this.baseUrl = url;
     this.log = (opts.logger ?? silentLogger()).child({ component: 'net.client', base: url.origin });
     if (url.protocol === 'https:') {
       if (!opts.caPem) {
@@ -176,30 +266,46 @@ export class HttpClient {
           : {}),
         highWaterMark: this.o.highWaterMarkBytes,
       } as https.AgentOptions;
-      const port = Number(url.port || 443);
-      this.proxy =
-        opts.proxy && !bypassesProxy(url.hostname, port, opts.proxy.noProxy) ? opts.proxy.url : undefined;
+      this.proxySettings = opts.proxy;
+      this.proxy = this.proxyFor(url);
       if (this.proxy) this.log.debug({ proxy: proxyLabel(this.proxy) }, 'HTTPS through a proxy (CONNECT)');
-      this.agent = this.newAgent();
     } else {
       this.mod = http;
-      this.agent = new http.Agent({
+      this.proxy = undefined;
+    }
+  }
+
+  private proxyFor(url: URL): URL | undefined {
+    const p = this.proxySettings;
+    return p && !bypassesProxy(url.hostname, Number(url.port || 443), p.noProxy) ? p.url : undefined;
+  }
+
+  /**
+   * The agent of one server: https direct, or through the proxy's CONNECT tunnels (same TLS options
+   * either way); plain http.
+   */
+  private agentFor(base: URL): http.Agent {
+    let agent = this.agents.get(base.origin);
+    if (agent) return agent;
+    const options = this.agentOptions;
+    if (options) {
+      const proxy = this.proxyFor(base);
+      agent = proxy ? new TunnelingAgent(options, proxy, this.o.timeoutMs) : new https.Agent(options);
+    } else {
+      agent = new http.Agent({
         keepAlive: true,
         maxSockets: this.o.maxSockets,
         highWaterMark: this.o.highWaterMarkBytes,
       } as http.AgentOptions);
     }
-  }
-
-  /** The https agent: direct, or through the proxy's CONNECT tunnels (same TLS options either way). */
-  private newAgent(): https.Agent {
-    const options = this.agentOptions!;
-    return this.proxy ? new TunnelingAgent(options, this.proxy, this.o.timeoutMs) : new https.Agent(options);
+    this.agents.set(base.origin, agent);
+    return agent;
   }
 
   /** Close idle keep-alive connections. */
   close(): void {
-    this.agent.destroy();
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
   }
 
   /**
@@ -212,13 +318,16 @@ export class HttpClient {
         'bad-input',
         `HttpClient: ${this.baseUrl.origin} is not https; it has no client certificate to replace`,
       );
-    const old = this.agent;
     this.agentOptions = { ...this.agentOptions, cert: creds.certPem, key: creds.keyPem };
-    this.agent = this.newAgent();
-    old.destroy();
+    // New connections are made by new agents with the new certificate.
+    this.close();
   }
 
   url(path: string): string {
+    return this.urlAt(this.baseUrl, path);
+  }
+
+  private urlAt(base: URL, path: string): string {
     // Printable ASCII only: callers build paths from names in signed metadata, which are encoded by then.
     if (!/^\/[\x21-\x7e]*$/.test(path)) {
       throw new DepotsyncError(
@@ -226,7 +335,7 @@ export class HttpClient {
         `HttpClient: path must start with '/' and be printable ASCII without spaces, got ${JSON.stringify(path)}`,
       );
     }
-    return `${this.baseUrl.origin}${this.baseUrl.pathname.replace(/\/+$/, '')}${path}`;
+    return `${base.origin}${base.pathname.replace(/\/+$/, '')}${path}`;
   }
 
   async getBytes(
@@ -274,13 +383,33 @@ export class HttpClient {
     return this.request('POST', path, { ...opts, headers, body });
   }
 
-  /** One request; resolves once a 2xx response's headers arrive, with its body guarded. */
+  /**
+   * One request; resolves once a 2xx response's headers arrive, with its body guarded. With several
+   * servers, it goes to the next one when it fails before the headers (url-picker.ts failsOver); a
+   * body that fails that way while streaming makes the next request start elsewhere.
+   */
   request(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     opts: RequestOptions,
   ): Promise<StreamResponse> {
-    const url = this.url(path);
+    const picker = this.picker;
+    if (!picker) return this.requestAt(this.bases.keys().next().value!, method, path, opts);
+    return picker.run(
+      `${opts.what ? `${opts.what}: ` : ''}${method} ${path}`,
+      (u) => this.requestAt(u, method, path, opts),
+      { replayable: !(opts.body instanceof Readable), signal: opts.signal },
+    );
+  }
+
+  private requestAt(
+    key: string,
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    opts: RequestOptions,
+  ): Promise<StreamResponse> {
+    const base = this.bases.get(key)!;
+    const url = this.urlAt(base, path);
     const label = `${opts.what ? `${opts.what}: ` : ''}${method} ${url}`;
     positiveInt(`maxBytes (${label})`, opts.maxBytes, 0);
     const started = Date.now();
@@ -300,7 +429,7 @@ export class HttpClient {
       if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
       const reqOptions: https.RequestOptions & { highWaterMark: number } = {
         method,
-        agent: this.agent,
+        agent: this.agentFor(base),
         headers,
         timeout: this.o.timeoutMs,
         // Passed on to tls.connect/net.connect: sets the socket's highWaterMark, which the response
@@ -323,11 +452,16 @@ export class HttpClient {
         req.destroy(e);
       });
       // Header deadline, started once the request is sent: blocks a server that trickles its headers.
+      // The response can come before 'finish' (a server answering early; on Windows a write's completion
+      // can trail the response): no deadline then, or the timer would hold the process for timeoutMs.
+      let responded = false;
       req.on('finish', () => {
+        if (responded || settled) return;
         headerTimer = setTimeout(() => req.destroy(timeoutError('no response headers')), this.o.timeoutMs);
       });
       req.on('error', fail);
       req.on('response', (res: IncomingMessage) => {
+        responded = true;
         clearTimeout(headerTimer);
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 299) {
@@ -366,7 +500,9 @@ export class HttpClient {
         // The guard can fail on the first packet (more than maxBytes at once: endless data), which
         // emits 'error' on the next tick, before the caller's `await` resumes and starts reading. Without
         // a listener that error would crash the process; the reader still gets it (stream.errored).
-        g.on('error', () => {});
+        g.on('error', (e) => {
+          if (failsOver(e)) this.picker?.failed(key);
+        });
         res.on('error', (e) => g.destroy(isAbort(e) ? g.truncated(e) : networkError(label, e)));
         res.on('aborted', () => g.destroy(g.truncated()));
         g.on('close', () => {
@@ -388,11 +524,14 @@ export class HttpClient {
           subject && typeof subject.CN === 'string'
             ? { commonName: subject.CN, organizationalUnit: typeof subject.OU === 'string' ? subject.OU : '' }
             : undefined;
-        if (fresh) this.lastPeerSubject = fresh;
+        if (fresh) this.lastPeerSubject.set(base.origin, fresh);
         // A resumed TLS session presents no certificate: it resumes a session of this
-        // client's one origin, verified earlier.
+        // origin, verified earlier.
         const peerSubject =
-          fresh ?? ((res.socket as TLSSocket | null)?.isSessionReused?.() ? this.lastPeerSubject : undefined);
+          fresh ??
+          ((res.socket as TLSSocket | null)?.isSessionReused?.()
+            ? this.lastPeerSubject.get(base.origin)
+            : undefined);
         resolve({ status, headers: res.headers, body: g, ...(peerSubject ? { peerSubject } : {}) });
       });
       const body = opts.body;

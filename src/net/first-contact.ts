@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { DepotsyncError } from '../errors.js';
 import { HttpClient } from './client.js';
-import { requireHttpsUrl } from './https-url.js';
+import { checkUrlList, UrlPicker } from './url-picker.js';
 import { httpErrorFor, networkError } from './http-error.js';
 import { bypassesProxy, resolveProxy, TunnelingAgent } from './proxy.js';
 import { tlsBaseOptions } from './tls.js';
@@ -42,12 +42,23 @@ export interface FirstContact {
  * refused). Both answer 2xx responses with status and body, and throw HttpError (with the server's code)
  * otherwise.
  */
-export function firstContact(baseUrl: string, caPem: string | undefined, timeoutMs = 30_000): FirstContact {
-  const url = new URL(requireHttpsUrl(baseUrl, 'master URL', 'bad-input'));
+export function firstContact(
+  masterUrls: string | readonly string[],
+  caPem: string | undefined,
+  timeoutMs = 30_000,
+): FirstContact {
+  const all = checkUrlList(typeof masterUrls === 'string' ? [masterUrls] : masterUrls, 'master URL');
+  const baseUrl = all[0]!;
   // Enrollment runs before any configuration file exists: the proxy comes from HTTPS_PROXY / NO_PROXY.
   const proxy = resolveProxy('enrollment', { proxy: '', noProxy: '' });
   if (caPem !== undefined) {
-    const client = new HttpClient({ baseUrl, ...(caPem ? { caPem } : {}), timeoutMs, proxy });
+    const client = new HttpClient({
+      baseUrl,
+      alternateUrls: all.slice(1),
+      ...(caPem ? { caPem } : {}),
+      timeoutMs,
+      proxy,
+    });
     const run = async (
       method: 'GET' | 'POST',
       path: string,
@@ -73,11 +84,11 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
     };
   }
   const agentOptions = { ...tlsBaseOptions(), rejectUnauthorized: false, keepAlive: false };
-  const agent =
-    proxy && !bypassesProxy(url.hostname, Number(url.port || 443), proxy.noProxy)
-      ? new TunnelingAgent(agentOptions, proxy.url, timeoutMs)
-      : new https.Agent(agentOptions);
-  const request = (
+  const direct = new https.Agent(agentOptions);
+  const tunnel = proxy ? new TunnelingAgent(agentOptions, proxy.url, timeoutMs) : undefined;
+  const picker = new UrlPicker({ urls: all, where: 'master URL' });
+  const requestAt = (
+    url: URL,
     method: 'GET' | 'POST',
     path: string,
     body: Buffer | undefined,
@@ -86,6 +97,10 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
   ) =>
     new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
       const label = `${what}: ${method} ${url.origin}${path}`;
+      const agent =
+        tunnel && proxy && !bypassesProxy(url.hostname, Number(url.port || 443), proxy.noProxy)
+          ? tunnel
+          : direct;
       const req = https.request(`${url.origin}${url.pathname.replace(/\/+$/, '')}${path}`, {
         method,
         agent,
@@ -116,11 +131,25 @@ export function firstContact(baseUrl: string, caPem: string | undefined, timeout
       });
       req.end(body);
     });
+  // Each URL's root is checked against the pinned fingerprint alike: failing over trusts nothing new.
+  const request = (
+    method: 'GET' | 'POST',
+    path: string,
+    body: Buffer | undefined,
+    maxBytes: number,
+    what: string,
+  ) =>
+    picker.run(`${what}: ${method} ${path}`, (u) =>
+      requestAt(new URL(u), method, path, body, maxBytes, what),
+    );
   return {
     get: (path, maxBytes, what) => request('GET', path, undefined, maxBytes, what),
     postJson: (path, body, maxBytes, what) =>
       request('POST', path, Buffer.from(JSON.stringify(body)), maxBytes, what),
-    close: () => agent.destroy(),
+    close: () => {
+      direct.destroy();
+      tunnel?.destroy();
+    },
   };
 }
 

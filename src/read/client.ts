@@ -10,10 +10,13 @@ import {
 import { BATCH_CONTENT_TYPE, BATCH_CONTENT_TYPE_V2, encodeBatchRequest } from '../wire/chunk-batch.js';
 import {
   DELTA_CONTENT_TYPE,
+  CHOSEN_BASES,
+  CHOSEN_BASES_HEADER,
   DELTA_RECORD_OVERHEAD,
   encodeDeltaRequest,
   type DeltaPair,
 } from '../wire/chunk-delta.js';
+import { acceptsBr, BR, brEncode, decodeBody, REQUEST_ENCODING_HEADER } from '../wire/json-encoding.js';
 import { explainRefusal, type ReaderRole } from './refusal.js';
 
 /** URL paths of a repository: depotsync's read API, or a plain TUF layout (the conformance suite). */
@@ -69,34 +72,52 @@ export class ReadClient implements MetadataSource {
     this.layout = o.layout ?? READ_API_LAYOUT;
   }
 
+  /** The server decodes brotli request bodies (it said so on its timestamp answer). */
+  private brRequests = false;
+  /** The server reads `"chosen":true` in delta requests (it said so on its timestamp answer). */
+  private chosenBases = false;
+
+  /**
+   * GET a JSON body, asking for brotli (src/wire/json-encoding.ts): decoded to at most `maxBytes`, the
+   * cap the plain body has; `wireBytes` is what came over the wire. Unverified, as always.
+   */
+  private async getJson(
+    urlPath: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders; wireBytes: number }> {
+    try {
+      const res = await this.http.getStream(urlPath, { maxBytes, what, headers: { 'accept-encoding': BR } });
+      const parts: Buffer[] = [];
+      for await (const piece of res.body) parts.push(piece as Buffer);
+      const wire = Buffer.concat(parts);
+      if (acceptsBr(res.headers[REQUEST_ENCODING_HEADER])) this.brRequests = true;
+      if (res.headers[CHOSEN_BASES_HEADER] === CHOSEN_BASES) this.chosenBases = true;
+      const bytes = decodeBody(wire, res.headers['content-encoding'], maxBytes, what);
+      return { bytes, headers: res.headers, wireBytes: wire.length };
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
   /** TUF metadata by its consistent-snapshot file name, at most `maxBytes`; a 404 is 'not-found'. */
   async fetch(name: string, maxBytes: number): Promise<Uint8Array> {
+    return (await this.fetchCounted(name, maxBytes)).bytes;
+  }
+
+  /** `fetch`, with the bytes it took on the wire (compressed where the server compressed it). */
+  async fetchCounted(name: string, maxBytes: number): Promise<{ bytes: Buffer; wireBytes: number }> {
     checkMetadataFileName(name);
-    return this.explained(
-      this.http.getBytes(this.layout.metadata(name), {
-        maxBytes,
-        what: `metadata ${name} from ${this.name}`,
-      }),
-    );
+    return this.getJson(this.layout.metadata(name), maxBytes, `metadata ${name} from ${this.name}`);
   }
 
   /** TUF metadata with the response's headers (the read API's hints ride on `timestamp.json`). */
   async metadataWithHeaders(
     name: string,
     maxBytes: number,
-  ): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders }> {
+  ): Promise<{ bytes: Buffer; headers: IncomingHttpHeaders; wireBytes: number }> {
     checkMetadataFileName(name);
-    try {
-      const res = await this.http.getStream(this.layout.metadata(name), {
-        maxBytes,
-        what: `metadata ${name} from ${this.name}`,
-      });
-      const parts: Buffer[] = [];
-      for await (const piece of res.body) parts.push(piece as Buffer);
-      return { bytes: Buffer.concat(parts), headers: res.headers };
-    } catch (e) {
-      throw this.explain(e);
-    }
+    return this.getJson(this.layout.metadata(name), maxBytes, `metadata ${name} from ${this.name}`);
   }
 
   /** The target file's bytes, capped at the length the signed metadata gives (endless data). */
@@ -107,6 +128,16 @@ export class ReadClient implements MetadataSource {
   /** A target by its served name `{sha256}.{path}`, at most `maxBytes`. */
   targetByName(name: string, maxBytes: number, what: string): Promise<Buffer> {
     return this.targetAt(targetUrlPath(name), maxBytes, what);
+  }
+
+  /** `targetByName`, with the bytes it took on the wire (compressed where the server compressed it). */
+  async targetByNameCounted(
+    name: string,
+    maxBytes: number,
+    what: string,
+  ): Promise<{ bytes: Buffer; wireBytes: number }> {
+    const { bytes, wireBytes } = await this.getJson(targetUrlPath(name), maxBytes, what);
+    return { bytes, wireBytes };
   }
 
   /**
@@ -120,21 +151,16 @@ export class ReadClient implements MetadataSource {
     name: string,
     maxBytes: number,
     what: string,
-  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer }> {
+  ): Promise<{ kind: 'delta' | 'full'; bytes: Buffer; wireBytes: number }> {
     try {
-      const res = await this.http.getStream(targetDeltaUrlPath(base, name), {
-        maxBytes,
-        what,
-      });
-      const parts: Buffer[] = [];
-      for await (const piece of res.body) parts.push(piece as Buffer);
-      const bytes = Buffer.concat(parts);
+      const res = await this.getJson(targetDeltaUrlPath(base, name), maxBytes, what);
+      const { bytes, wireBytes } = res;
       const type = String(res.headers['content-type'] ?? '')
         .split(';')[0]!
         .trim();
-      if (type === 'application/json') return { kind: 'full', bytes };
+      if (type === 'application/json') return { kind: 'full', bytes, wireBytes };
       if (type === TARGET_DELTA_CONTENT_TYPE && res.headers[TARGET_DELTA_BASE_HEADER] === base)
-        return { kind: 'delta', bytes };
+        return { kind: 'delta', bytes, wireBytes };
       throw new DepotsyncError(
         'corrupt',
         `${what}: an answer of type ${JSON.stringify(type)} made against ${JSON.stringify(res.headers[TARGET_DELTA_BASE_HEADER] ?? null)}, not a delta against ${base}`,
@@ -144,14 +170,14 @@ export class ReadClient implements MetadataSource {
     }
   }
 
-  private targetAt(urlPath: string, maxBytes: number, what: string): Promise<Buffer> {
-    return this.explained(this.http.getBytes(urlPath, { maxBytes, what }));
+  private async targetAt(urlPath: string, maxBytes: number, what: string): Promise<Buffer> {
+    return (await this.getJson(urlPath, maxBytes, what)).bytes;
   }
 
   /** The CA-signed revocation list (at most maxBytes), or undefined when the server has none. */
   async revocations(maxBytes: number): Promise<Buffer | undefined> {
     try {
-      return await this.http.getBytes('/v1/revocations.json', { maxBytes, what: 'revocation list' });
+      return (await this.getJson('/v1/revocations.json', maxBytes, 'revocation list')).bytes;
     } catch (e) {
       if (isDepotsyncError(e, 'not-found')) return undefined;
       throw this.explain(e);
@@ -182,7 +208,9 @@ export class ReadClient implements MetadataSource {
   /**
    * `POST /v1/chunks/delta` for `pairs` (src/wire/chunk-delta.ts). `targetLengths` bound the answer:
    * no answer is longer than every chunk sent whole with the largest record header (endless data).
-   * `zstd`: accept zstd delta records; `stored`: accept whole chunks as zstd frames (kind 4).
+   * `zstd`: accept zstd delta records; `stored`: accept whole chunks as zstd frames (kind 4);
+   * `chosen`: accept deltas against bases the server chose (kind 5), asked only of a server that
+   * announced it reads the flag.
    */
   delta(
     pairs: readonly DeltaPair[],
@@ -190,11 +218,20 @@ export class ReadClient implements MetadataSource {
     signal: AbortSignal,
     zstd = false,
     stored = false,
+    chosen = false,
   ): Promise<StreamResponse> {
+    const json = encodeDeltaRequest(pairs, zstd, stored, chosen && this.chosenBases);
+    // Compressed only for a server that said it reads brotli bodies; its ids repeat from pair to pair.
+    const br = this.brRequests ? brEncode(json) : undefined;
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: DELTA_CONTENT_TYPE,
+    };
+    if (br && br.length < json.length) headers['content-encoding'] = BR;
     return this.explained(
       this.http.request('POST', '/v1/chunks/delta', {
-        headers: { 'content-type': 'application/json', accept: DELTA_CONTENT_TYPE },
-        body: encodeDeltaRequest(pairs, zstd, stored),
+        headers,
+        body: headers['content-encoding'] ? br! : json,
         maxBytes: targetLengths.reduce((s, n) => s + DELTA_RECORD_OVERHEAD + n, 0),
         what: `chunk delta batch of ${pairs.length} from ${this.name}`,
         signal,

@@ -110,6 +110,8 @@ async function deltaBatch<N extends DeltaWant>(
       batch.map((n) => n.length),
       abort.signal,
       true,
+      false,
+      true,
     );
     const decoder = new DeltaDecoder(
       batch.map((n) => n.id),
@@ -142,7 +144,8 @@ async function deltaBatch<N extends DeltaWant>(
               continue;
             }
           } else {
-            const base = await o.readBase(need.bases);
+            // Kind 5 names its own bases: chunks of the old version, which readBase finds or refuses.
+            const base = await o.readBase(rec.kind === 'chosen' ? rec.bases : need.bases);
             if (typeof base === 'string') {
               refuse(rec.target, base);
               continue;

@@ -23,7 +23,10 @@ export type TargetDeltaGet = (
   name: string,
   maxBytes: number,
   what: string,
-) => Promise<{ kind: 'delta' | 'full'; bytes: Buffer }>;
+) => Promise<{ kind: 'delta' | 'full'; bytes: Buffer; wireBytes?: number }>;
+
+/** A whole target, with the bytes it took on the wire when they differ (sent brotli-compressed). */
+export type TargetWhole = Buffer | { bytes: Buffer; wireBytes: number };
 
 export interface TargetFetched {
   /** The target's bytes, exactly the length and SHA-256 the catalog signed. */
@@ -59,7 +62,7 @@ export async function fetchTargetWithDelta(
   t: SignedTarget,
   base: TargetBase | undefined,
   get: TargetDeltaGet | undefined,
-  full: () => Promise<Buffer>,
+  full: () => Promise<TargetWhole>,
   what: string,
   log: Logger,
 ): Promise<TargetFetched> {
@@ -75,7 +78,7 @@ export async function fetchTargetWithDelta(
   } else if (base && get) {
     try {
       const answer = await get(base.name, t.name, t.length, `${what} (delta)`);
-      wireBytes += answer.bytes.length;
+      wireBytes += answer.wireBytes ?? answer.bytes.length;
       // The decoder, not zstd.ts: agents may run without the native addon.
       const zstd = answer.kind === 'delta' ? await loadZstdDecoder() : undefined;
       const bytes = zstd
@@ -86,7 +89,7 @@ export async function fetchTargetWithDelta(
         {
           target: t.name,
           base: base.name,
-          wireBytes: answer.bytes.length,
+          wireBytes: answer.wireBytes ?? answer.bytes.length,
           length: t.length,
           ...(zstd ? { zstd: zstd.implementation } : {}),
         },
@@ -101,6 +104,8 @@ export async function fetchTargetWithDelta(
       );
     }
   }
-  const bytes = await full();
-  return { bytes, wireBytes: wireBytes + bytes.length, viaDelta: false };
+  const whole = await full();
+  const bytes = Buffer.isBuffer(whole) ? whole : whole.bytes;
+  const wire = Buffer.isBuffer(whole) ? whole.length : whole.wireBytes;
+  return { bytes, wireBytes: wireBytes + wire, viaDelta: false };
 }

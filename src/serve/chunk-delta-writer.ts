@@ -10,7 +10,8 @@ import { drainOrClose } from './outgoing.js';
  * Answers `POST /v1/chunks/delta` (src/wire/chunk-delta.ts): each target as the difference from a base
  * the caller holds, chunks read through `load` (undefined for one not served); with `zstd` (the
  * caller accepts them and this server has a source), zstd deltas where they pay off; with `stored`
- * (the caller accepts them), whole chunks as the zstd frames the store holds where those are smaller.
+ * (the caller accepts them), whole chunks as the zstd frames the store holds where those are smaller;
+ * with `chosen` too, deltas against bases the source chose by content where those are smaller still.
  */
 export async function respondDelta(
   c: Context<ServeEnv>,
@@ -20,11 +21,13 @@ export async function respondDelta(
   onServed?: (kind: 'chunk', bytes: number) => void,
   zstd?: ZstdDeltaSource,
   stored?: (id: string) => Promise<Buffer | undefined>,
+  chosen = false,
 ): Promise<Response> {
   const records = deltaRecords(pairs, load, {
     ...(zstd
       ? { zstd: (p: DeltaPair, target: Buffer, base: Buffer) => zstd.frame(p.target, p.bases, target, base) }
       : {}),
+    ...(zstd?.chosen && chosen ? { chosen: (p: DeltaPair) => zstd.chosen!(p.target, p.bases) } : {}),
     ...(stored ? { stored } : {}),
   });
   const outgoing = c.env?.outgoing;

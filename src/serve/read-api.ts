@@ -1,15 +1,21 @@
 import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
-import { DepotsyncError } from '../errors.js';
+import { DepotsyncError, isDepotsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ZstdDeltaSource } from '../deltas/source.js';
-import { CHUNK_DELTA_LIMITS, parseDeltaRequestWith } from '../wire/chunk-delta.js';
+import {
+  CHOSEN_BASES,
+  CHOSEN_BASES_HEADER,
+  CHUNK_DELTA_LIMITS,
+  parseDeltaRequestWith,
+} from '../wire/chunk-delta.js';
 import { parseBatchRequest } from '../wire/chunk-batch.js';
 import { ChunkBatchWriter } from './chunk-batch-writer.js';
 import { respondDelta } from './chunk-delta-writer.js';
 import { CHUNK_ID, readChunk, readStoredChunk, type ChunkReader } from './chunk-reader.js';
 import { TargetDeltaCache } from './target-delta.js';
 import { TARGET_DELTA_BASE_HEADER, TARGET_DELTA_CONTENT_TYPE } from '../wire/target-delta.js';
+import { acceptsBr, BR, brEncode, decodeBody, REQUEST_ENCODING_HEADER } from '../wire/json-encoding.js';
 
 /** The plain length of a chunk sent with `content-encoding: zstd` (`GET /v1/chunks/{id}`). */
 export const PLAIN_LENGTH_HEADER = 'x-depotsync-plain-length';
@@ -103,14 +109,16 @@ export function readRoutes(
     if (!METADATA_NAME.test(name))
       throw new DepotsyncError('bad-input', `bad metadata name: ${JSON.stringify(name)}`);
     const bytes = await source.metadata(name);
-    if (bytes) opts.onServed?.('metadata', bytes.length);
     if (name === 'timestamp.json' && bytes) {
       const root = await source.latestRootVersion?.();
       if (root !== undefined) c.header(SYNC_HINT_HEADERS.rootVersion, String(root));
       const list = source.revocations();
       if (list) c.header(SYNC_HINT_HEADERS.revocations, revocationsDigest(list));
+      // On the timestamp only: every sync and fetch starts with it, and each byte here is paid per request.
+      c.header(REQUEST_ENCODING_HEADER, BR);
+      c.header(CHOSEN_BASES_HEADER, CHOSEN_BASES);
     }
-    return metadataResponse(c, bytes, name);
+    return metadataResponse(c, bytes, name, (n) => opts.onServed?.('metadata', n));
   });
 
   app.get('/v1/targets/:name', async (c) => {
@@ -119,8 +127,10 @@ export function readRoutes(
       throw new DepotsyncError('bad-input', `bad target name: ${JSON.stringify(name)}`);
     const bytes = await source.target(name);
     if (!bytes) throw new DepotsyncError('not-found', `target ${name} not found`);
-    opts.onServed?.('target', bytes.length);
-    return c.body(new Uint8Array(bytes), 200, {
+    const body = jsonBody(c, bytes);
+    opts.onServed?.('target', body.bytes.length);
+    return c.body(new Uint8Array(body.bytes), 200, {
+      ...body.headers,
       'content-type': 'application/json',
       'cache-control': 'public, max-age=31536000, immutable',
     });
@@ -143,19 +153,24 @@ export function readRoutes(
         hint: 'fetch the target whole: GET /v1/targets/{name}',
       });
     const answer = targetDeltas.answer(base, baseBytes, name, bytes);
-    opts.onServed?.('target', answer.bytes.length);
+    // A delta is a zstd frame already; the whole manifest is JSON, compressed like any other.
+    const body = answer.kind === 'delta' ? { bytes: answer.bytes, headers: {} } : jsonBody(c, answer.bytes);
+    opts.onServed?.('target', body.bytes.length);
     const headers: Record<string, string> = {
+      ...body.headers,
       'content-type': answer.kind === 'delta' ? TARGET_DELTA_CONTENT_TYPE : 'application/json',
       'cache-control': 'public, max-age=31536000, immutable',
     };
     if (answer.kind === 'delta') headers[TARGET_DELTA_BASE_HEADER] = base;
-    return c.body(new Uint8Array(answer.bytes), 200, headers);
+    return c.body(new Uint8Array(body.bytes), 200, headers);
   });
 
   app.get('/v1/revocations.json', (c) => {
     const bytes = source.revocations();
     if (!bytes) throw new DepotsyncError('not-found', 'no revocation list has been published yet');
-    return c.body(new Uint8Array(bytes), 200, {
+    const body = jsonBody(c, bytes);
+    return c.body(new Uint8Array(body.bytes), 200, {
+      ...body.headers,
       'content-type': 'application/json',
       'cache-control': 'no-cache',
     });
@@ -205,8 +220,15 @@ export function readRoutes(
 
   // Chunk deltas (src/wire/chunk-delta.ts): each target as the difference from a base the caller holds.
   app.post('/v1/chunks/delta', async (c) => {
-    const body = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, 'chunk delta request');
-    const { pairs, zstd, stored } = parseDeltaRequestWith(body, CHUNK_DELTA_LIMITS.maxPairs);
+    const what = 'chunk delta request';
+    const wire = await readBodyCapped(c, CHUNK_DELTA_LIMITS.maxRequestBytes, what);
+    const body = requestBody(
+      wire,
+      c.req.header('content-encoding'),
+      CHUNK_DELTA_LIMITS.maxRequestBytes,
+      what,
+    );
+    const { pairs, zstd, stored, chosen } = parseDeltaRequestWith(body, CHUNK_DELTA_LIMITS.maxPairs);
     const load = (id: string) =>
       source.chunks.has(id)
         ? readChunk(source.chunks, id, opts.verifyOnServe, log, opts.onCorrupt).catch(() => undefined)
@@ -217,7 +239,7 @@ export function readRoutes(
       return s.encoding === 'zstd' ? s.data : undefined;
     };
     const zstdDeltas = zstd ? opts.zstdDeltas : undefined;
-    return respondDelta(c, pairs, load, log, opts.onServed, zstdDeltas, stored ? frame : undefined);
+    return respondDelta(c, pairs, load, log, opts.onServed, zstdDeltas, stored ? frame : undefined, chosen);
   });
 
   return app;
@@ -230,10 +252,63 @@ function revocationsDigest(list: Buffer): string {
   return lastDigest.hex;
 }
 
-function metadataResponse(c: Context<ServeEnv>, bytes: Buffer | undefined, name: string): Response {
+/** A request body as decoded by `decodeBody`; the client's fault when it fails (400 or 413). */
+function requestBody(wire: Buffer, encoding: string | undefined, maxBytes: number, what: string): Buffer {
+  try {
+    return decodeBody(wire, encoding, maxBytes, what);
+  } catch (e) {
+    if (isDepotsyncError(e, 'too-large')) throw e;
+    throw new DepotsyncError('bad-input', (e as Error).message, {
+      hint: 'send the body plain, or brotli-compressed with content-encoding: br',
+    });
+  }
+}
+
+/**
+ * Brotli forms of the JSON bodies served (src/wire/json-encoding.ts), by content: metadata and
+ * manifests are served many times and change only with a generation. Bounded in entries and bytes.
+ */
+const encoded = new Map<string, { plain: Buffer; br: Buffer | undefined }>();
+let encodedBytes = 0;
+const ENCODED_MAX_ENTRIES = 1024;
+const ENCODED_MAX_BYTES = 32 * 1024 * 1024;
+/** Below this, brotli's header eats the gain. */
+const ENCODE_MIN_BYTES = 128;
+
+/** The body to send for `plain`: brotli when the client accepts it and it is smaller. */
+function jsonBody(c: Context<ServeEnv>, plain: Buffer): { bytes: Buffer; headers: Record<string, string> } {
+  const vary = { vary: 'accept-encoding' };
+  if (plain.length < ENCODE_MIN_BYTES || !acceptsBr(c.req.header('accept-encoding')))
+    return { bytes: plain, headers: vary };
+  const key = `${plain.length}:${createHash('sha256').update(plain).digest('hex')}`;
+  let hit = encoded.get(key);
+  if (!hit) {
+    const br = brEncode(plain);
+    hit = { plain, br: br.length < plain.length ? br : undefined };
+    if (encoded.size >= ENCODED_MAX_ENTRIES || encodedBytes > ENCODED_MAX_BYTES) {
+      encoded.clear();
+      encodedBytes = 0;
+    }
+    encoded.set(key, hit);
+    encodedBytes += plain.length + (hit.br?.length ?? 0);
+  }
+  return hit.br
+    ? { bytes: hit.br, headers: { ...vary, 'content-encoding': BR } }
+    : { bytes: plain, headers: vary };
+}
+
+function metadataResponse(
+  c: Context<ServeEnv>,
+  bytes: Buffer | undefined,
+  name: string,
+  served?: (wireBytes: number) => void,
+): Response {
   if (!bytes) throw new DepotsyncError('not-found', `metadata ${name} not found`);
   const immutable = name !== 'timestamp.json';
-  return c.body(new Uint8Array(bytes), 200, {
+  const body = jsonBody(c, bytes);
+  served?.(body.bytes.length);
+  return c.body(new Uint8Array(body.bytes), 200, {
+    ...body.headers,
     'content-type': 'application/json',
     'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
   });

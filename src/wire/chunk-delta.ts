@@ -9,15 +9,16 @@ import { DepotsyncError } from '../errors.js';
  * On a 4 KiB edit this moves about 4 KiB instead of the ~64 KiB chunk around it.
  *
  * Request: JSON `{"pairs":[{"bases":["<blake3 hex>", …],"offset":N,"target":"<blake3 hex>"}, …],"zstd":true,
- * "stored":true}`,
+ * "stored":true,"chosen":true}`,
  * at most `CHUNK_DELTA_LIMITS.maxPairs` pairs; `offset` is where in the base the target starts if the
  * edit kept file offsets (0 when the target starts where the first base does). `bases` may instead be
  * the index of an earlier pair with the same bases (neighbouring chunks share their window of the old
- * file). `zstd` (optional): the receiver accepts kind 3 records; `stored` (optional): kind 4 records.
+ * file). `zstd` (optional): the receiver accepts kind 3 records; `stored` (optional): kind 4 records;
+ * `chosen` (optional, only to a sender that announced `CHOSEN_BASES_HEADER`): kind 5 records.
  * Response (`application/vnd.depotsync.chunk-delta`): for each pair, in request order, a record
  *   32 bytes  the target chunk id (binary)
  *    1 byte   kind: 0 the sender does not have the target, 1 the whole target, 2 a delta, 3 a zstd
- *             delta, 4 the whole target as one zstd frame
+ *             delta, 4 the whole target as one zstd frame, 5 a zstd delta against bases the sender chose
  *   kind 1:   4 bytes big-endian length L, then L bytes: the chunk
  *   kind 2:   five big-endian 4-byte numbers: prefix length P, prefix position PF, suffix length S,
  *             suffix position SF, middle length M; then M bytes. The target is
@@ -33,6 +34,13 @@ import { DepotsyncError } from '../errors.js';
  *             smaller than every other record for the pair; kind 3 must then also beat it. The
  *             receiver decodes it with the chunk's signed length as the hard cap, checks the BLAKE3 of
  *             the plain bytes, and may keep the frame as it came.
+ *   kind 5:   2 bytes big-endian count N (1 to `maxBases`), N × 32 bytes: base chunk ids (binary), then
+ *             as kind 3: 4 bytes F and one zstd frame, whose reference is these N chunks concatenated
+ *             instead of the pair's bases. The sender chose them by content (the old code the target
+ *             was built from, wherever it moved; src/deltas/content-bases.ts) among the chunks of the
+ *             version the pair's bases come from. The receiver reads them from its own store; one it
+ *             does not hold makes the record refused and the chunk fetched whole. Sent only when asked
+ *             for (`chosen`) and smaller than every other record for the pair, header included.
  * The sender answers with the whole chunk when it lacks a base or the two share fewer than
  * `minOverlapBytes`. The format carries no trust of its own: the receiver bounds every length before
  * buffering (P, S, M and P + S + M ≤ the largest chunk asked for), checks PF + P and SF + S against its
@@ -54,7 +62,14 @@ export const CHUNK_DELTA_LIMITS = {
   readAhead: 8,
 };
 
-export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3, stored: 4 } as const;
+export const DELTA_KIND = { absent: 0, whole: 1, delta: 2, zstd: 3, stored: 4, chosen: 5 } as const;
+
+/**
+ * On the read API's timestamp answer: this sender reads `"chosen":true` in delta requests (and may
+ * answer kind 5). A receiver asks for kind 5 only after seeing it, so older senders never see the flag.
+ */
+export const CHOSEN_BASES_HEADER = 'x-depotsync-delta-bases';
+export const CHOSEN_BASES = 'chosen';
 
 const ID_BYTES = 32;
 const HEAD = ID_BYTES + 1;
@@ -85,18 +100,31 @@ export type DeltaRecord =
   | { target: string; kind: 'whole'; data: Buffer }
   | ({ target: string; kind: 'delta'; middle: Buffer } & DeltaCopy)
   | { target: string; kind: 'zstd'; frame: Buffer }
-  | { target: string; kind: 'stored'; frame: Buffer };
+  | { target: string; kind: 'stored'; frame: Buffer }
+  | { target: string; kind: 'chosen'; bases: string[]; frame: Buffer };
 
-/** A parsed request: the pairs, and whether the receiver accepts zstd deltas and stored frames. */
+/** A zstd delta against bases the sender chose (kind 5). */
+export interface ChosenFrame {
+  bases: string[];
+  frame: Buffer;
+}
+
+/** A parsed request: the pairs, and whether the receiver accepts zstd deltas, stored frames, chosen bases. */
 export interface DeltaRequest {
   pairs: DeltaPair[];
   zstd: boolean;
   stored: boolean;
+  chosen: boolean;
 }
 
 // ---- request ----------------------------------------------------------------------------------
 
-export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false, stored = false): Buffer {
+export function encodeDeltaRequest(
+  pairs: readonly DeltaPair[],
+  zstd = false,
+  stored = false,
+  chosen = false,
+): Buffer {
   const seen = new Map<string, number>();
   const out = pairs.map((p, i) => {
     const key = p.bases.join(',');
@@ -106,7 +134,12 @@ export function encodeDeltaRequest(pairs: readonly DeltaPair[], zstd = false, st
   });
   // Flags only when set, so a request without them reads as before to older senders.
   return Buffer.from(
-    JSON.stringify({ pairs: out, ...(zstd ? { zstd: true } : {}), ...(stored ? { stored: true } : {}) }),
+    JSON.stringify({
+      pairs: out,
+      ...(zstd ? { zstd: true } : {}),
+      ...(stored ? { stored: true } : {}),
+      ...(chosen ? { chosen: true } : {}),
+    }),
     'utf8',
   );
 }
@@ -126,15 +159,16 @@ export function parseDeltaRequestWith(body: Buffer, maxPairs = CHUNK_DELTA_LIMIT
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
   }
-  const extra = Object.keys(parsed).filter((k) => k !== 'pairs' && k !== 'zstd' && k !== 'stored');
+  const flags = ['zstd', 'stored', 'chosen'];
+  const extra = Object.keys(parsed).filter((k) => k !== 'pairs' && !flags.includes(k));
   if (extra.length)
     throw new DepotsyncError('bad-input', `${what}: unknown field ${JSON.stringify(extra[0])}`);
-  const zstd = (parsed as { zstd?: unknown }).zstd;
-  if (zstd !== undefined && typeof zstd !== 'boolean')
-    throw new DepotsyncError('bad-input', `${what}: "zstd" is not true or false`);
-  const stored = (parsed as { stored?: unknown }).stored;
-  if (stored !== undefined && typeof stored !== 'boolean')
-    throw new DepotsyncError('bad-input', `${what}: "stored" is not true or false`);
+  for (const f of flags) {
+    const v = (parsed as Record<string, unknown>)[f];
+    if (v !== undefined && typeof v !== 'boolean')
+      throw new DepotsyncError('bad-input', `${what}: "${f}" is not true or false`);
+  }
+  const { zstd, stored, chosen } = parsed as { zstd?: boolean; stored?: boolean; chosen?: boolean };
   const pairs = (parsed as { pairs?: unknown }).pairs;
   if (!Array.isArray(pairs))
     throw new DepotsyncError('bad-input', `${what}: expected {"pairs":[{"base","target"}, …]}`);
@@ -173,7 +207,12 @@ export function parseDeltaRequestWith(body: Buffer, maxPairs = CHUNK_DELTA_LIMIT
       'bad-input',
       `${what}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`,
     );
-  return { pairs: pairs as DeltaPair[], zstd: zstd === true, stored: stored === true };
+  return {
+    pairs: pairs as DeltaPair[],
+    zstd: zstd === true,
+    stored: stored === true,
+    chosen: chosen === true,
+  };
 }
 
 // ---- sender -----------------------------------------------------------------------------------
@@ -243,6 +282,7 @@ export function encodeDeltaRecord(
   minOverlapBytes = CHUNK_DELTA_LIMITS.minOverlapBytes,
   frame?: Buffer,
   stored?: Buffer,
+  chosen?: ChosenFrame,
 ): Buffer[] {
   if (!target) {
     const h = Buffer.alloc(HEAD);
@@ -254,6 +294,25 @@ export function encodeDeltaRecord(
   const middle = d ? target.length - d.prefix - d.suffix : target.length;
   const byteDelta = d && d.prefix + d.suffix >= minOverlapBytes ? middle + DELTA_HEAD - WHOLE_HEAD : Infinity;
   const cheapest = Math.min(target.length, byteDelta);
+  if (
+    chosen &&
+    chosen.bases.length >= 1 &&
+    chosen.bases.length <= CHUNK_DELTA_LIMITS.maxBases &&
+    chosen.frame.length + 2 + ID_BYTES * chosen.bases.length <
+      Math.min(
+        cheapest,
+        stored?.length ?? Infinity,
+        frame && frame.length < target.length ? frame.length : Infinity,
+      )
+  ) {
+    const h = Buffer.alloc(HEAD + 2 + ID_BYTES * chosen.bases.length + 4);
+    h.write(targetId, 0, ID_BYTES, 'hex');
+    h[ID_BYTES] = DELTA_KIND.chosen;
+    h.writeUInt16BE(chosen.bases.length, HEAD);
+    chosen.bases.forEach((b, i) => h.write(b, HEAD + 2 + ID_BYTES * i, ID_BYTES, 'hex'));
+    h.writeUInt32BE(chosen.frame.length, h.length - 4);
+    return [h, chosen.frame];
+  }
   if (stored && stored.length < cheapest && (!frame || stored.length <= frame.length)) {
     const h = Buffer.alloc(WHOLE_HEAD);
     h.write(targetId, 0, ID_BYTES, 'hex');
@@ -301,10 +360,18 @@ export async function* deltaRecords(
     zstd?: (pair: DeltaPair, target: Buffer, base: Buffer) => Promise<Buffer | undefined>;
     /** The target's stored zstd frame, if it has one (kind 4), when the receiver accepts them. */
     stored?: (id: string) => Promise<Buffer | undefined>;
+    /** A zstd frame against bases chosen by content (kind 5), when the receiver accepts them. */
+    chosen?: (pair: DeltaPair) => Promise<ChosenFrame | undefined>;
   } = {},
 ): AsyncGenerator<{ record: Buffer; payloadBytes: number }> {
   const ahead = opts.readAhead ?? CHUNK_DELTA_LIMITS.readAhead;
-  type Loaded = [Buffer | undefined, Buffer | undefined, Buffer | undefined, Buffer | undefined];
+  type Loaded = [
+    Buffer | undefined,
+    Buffer | undefined,
+    Buffer | undefined,
+    Buffer | undefined,
+    ChosenFrame | undefined,
+  ];
   const inflight: Array<Promise<Loaded>> = [];
   let next = 0;
   const fill = () => {
@@ -313,26 +380,39 @@ export async function* deltaRecords(
       // The base matters only when the target is there; all of it, or the target goes whole.
       inflight.push(
         load(p.target).then(async (t): Promise<Loaded> => {
-          if (!t) return [undefined, undefined, undefined, undefined];
+          if (!t) return [undefined, undefined, undefined, undefined, undefined];
           const own = opts.stored ? opts.stored(p.target).catch(() => undefined) : undefined;
+          const chosen = opts.chosen ? opts.chosen(p).catch(() => undefined) : undefined;
           const parts = await Promise.all(p.bases.map(load));
           const base = parts.every((b) => b !== undefined)
             ? parts.length === 1
               ? parts[0]
               : Buffer.concat(parts)
             : undefined;
-          const frame = base && opts.zstd ? await opts.zstd(p, t, base).catch(() => undefined) : undefined;
-          return [t, base, frame, await own];
+          // A delta against chosen bases is the better one: no second delta is computed for the pair.
+          const picked = await chosen;
+          const frame =
+            base && opts.zstd && !picked ? await opts.zstd(p, t, base).catch(() => undefined) : undefined;
+          return [t, base, frame, await own, picked];
         }),
       );
     }
   };
   fill();
   for (const p of pairs) {
-    const [target, base, frame, stored] = await inflight.shift()!;
+    const [target, base, frame, stored, chosen] = await inflight.shift()!;
     fill();
-    const parts = encodeDeltaRecord(p.target, target, base, p.offset, opts.minOverlapBytes, frame, stored);
-    const payloadBytes = parts.length > 1 ? parts[1]!.length : 0;
+    const parts = encodeDeltaRecord(
+      p.target,
+      target,
+      base,
+      p.offset,
+      opts.minOverlapBytes,
+      frame,
+      stored,
+      chosen,
+    );
+    const payloadBytes = parts.length > 1 ? parts[parts.length - 1]!.length : 0;
     yield { record: parts.length === 1 ? parts[0]! : Buffer.concat(parts), payloadBytes };
   }
 }
@@ -397,6 +477,24 @@ export class DeltaDecoder {
         this.take(WHOLE_HEAD);
         const frame = this.take(len);
         out.push({ target: id, kind: kind === DELTA_KIND.zstd ? 'zstd' : 'stored', frame });
+      } else if (kind === DELTA_KIND.chosen) {
+        if (this.pendingBytes < HEAD + 2) break;
+        const n = this.peek(HEAD + 2).readUInt16BE(HEAD);
+        if (n < 1 || n > CHUNK_DELTA_LIMITS.maxBases)
+          throw new DepotsyncError(
+            'bad-input',
+            `${this.what}: record ${this.next} (chunk ${id.slice(0, 16)}…) names ${n} bases, not 1 to ${CHUNK_DELTA_LIMITS.maxBases}`,
+          );
+        const fixed = HEAD + 2 + ID_BYTES * n + 4;
+        if (this.pendingBytes < fixed) break;
+        const len = this.peek(fixed).readUInt32BE(fixed - 4);
+        this.bound(id, 'frame length', len);
+        if (this.pendingBytes < fixed + len) break;
+        const h = this.take(fixed);
+        const bases = Array.from({ length: n }, (_, i) =>
+          h.subarray(HEAD + 2 + ID_BYTES * i, HEAD + 2 + ID_BYTES * (i + 1)).toString('hex'),
+        );
+        out.push({ target: id, kind: 'chosen', bases, frame: this.take(len) });
       } else if (kind === DELTA_KIND.delta) {
         if (head.length < DELTA_HEAD) break;
         const prefix = head.readUInt32BE(HEAD);

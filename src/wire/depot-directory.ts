@@ -17,8 +17,14 @@ import { Fields } from './decode.js';
  */
 export const DEPOT_DIRECTORY_TARGET = 'depots.json';
 export const DIRECTORY_CUSTOM_KEY = 'depotDirectory';
+/**
+ * The master URLs travel beside the document in the same target's `custom` (signed by the targets key
+ * with the rest of targets.json), not inside it: a client that predates them re-encodes the document it
+ * knows and compares it with the target's SHA-256, which an extra field inside would break.
+ */
+export const MASTER_URLS_CUSTOM_KEY = 'masterUrls';
 
-export const DIRECTORY_LIMITS = { maxDepots: 10_000, maxUrlChars: 512 } as const;
+export const DIRECTORY_LIMITS = { maxDepots: 10_000, maxUrlChars: 512, maxMasterUrls: 16 } as const;
 
 export interface DirectoryEntry {
   /** The depot's machine name: its certificate's common name. */
@@ -34,6 +40,11 @@ export interface DepotDirectory {
   version: number;
   /** Sorted by name, names unique. */
   depots: DirectoryEntry[];
+  /**
+   * The URLs of the catalog's masters, in the operator's order (master.json `masterUrls`); machines try
+   * them after the ones they were configured with. Absent: the directory lists none.
+   */
+  masterUrls?: string[];
 }
 
 export const EMPTY_DIRECTORY: DepotDirectory = { format: 1, version: 0, depots: [] };
@@ -88,13 +99,39 @@ export function decodeDirectoryEntry(value: unknown, what: string): DirectoryEnt
   return { name, url: normalizeDirectoryUrl(url), ...(site ? { site } : {}) };
 }
 
-/** Decode a directory document at the border. */
+/** Check a list of master URLs (operator input or signed): https, distinct, at most 16. */
+export function decodeMasterUrls(value: unknown, what: string): string[] {
+  if (!Array.isArray(value))
+    throw new DepotsyncError('bad-input', `${what}: expected an array of https URLs`);
+  if (value.length > DIRECTORY_LIMITS.maxMasterUrls)
+    throw new DepotsyncError(
+      'too-large',
+      `${what}: ${value.length} URLs; at most ${DIRECTORY_LIMITS.maxMasterUrls}`,
+    );
+  const out: string[] = [];
+  value.forEach((u, i) => {
+    const problem = typeof u === 'string' ? directoryUrlProblem(u) : 'is not a string';
+    if (problem)
+      throw new DepotsyncError('bad-input', `${what}[${i}]: ${JSON.stringify(u)} ${problem}`, {
+        hint: 'give the https:// URLs depots and agents use to reach the masters',
+      });
+    const url = normalizeDirectoryUrl(u as string);
+    if (out.includes(url))
+      throw new DepotsyncError('bad-input', `${what}[${i}]: ${JSON.stringify(u)} is listed twice`);
+    out.push(url);
+  });
+  return out;
+}
+
+/** Decode a directory document at the border (and `masterUrls`, where a stored copy carries them). */
 export function decodeDirectory(value: unknown, what: string): DepotDirectory {
   const f = Fields.of(what, value);
   f.int('format', { min: 1, max: 1 });
   const version = f.int('version', { min: 0 });
   f.done();
   const v = value as Record<string, unknown>;
+  const masterUrls =
+    v.masterUrls === undefined ? undefined : decodeMasterUrls(v.masterUrls, `${what}: masterUrls`);
   if (!Array.isArray(v.depots)) throw new DepotsyncError('bad-input', `${what}: depots: expected an array`);
   if (v.depots.length > DIRECTORY_LIMITS.maxDepots)
     throw new DepotsyncError(
@@ -110,24 +147,56 @@ export function decodeDirectory(value: unknown, what: string): DepotDirectory {
       );
     }
   }
-  return { format: 1, version, depots };
+  return { format: 1, version, depots, ...(masterUrls?.length ? { masterUrls } : {}) };
+}
+
+/** The document as signed (the master URLs travel beside it, MASTER_URLS_CUSTOM_KEY). */
+function documentOf(d: DepotDirectory): Omit<DepotDirectory, 'masterUrls'> {
+  return { format: d.format, version: d.version, depots: d.depots };
 }
 
 /** The canonical bytes of a directory: what the target's length and SHA-256 describe. */
 export function encodeDirectory(d: DepotDirectory): Buffer {
-  return canonicalize(d);
+  return canonicalize(documentOf(d));
+}
+
+/** Whether two directories list the same master URLs in the same order. */
+export function sameMasterUrls(a: DepotDirectory, b: DepotDirectory): boolean {
+  return JSON.stringify(a.masterUrls ?? []) === JSON.stringify(b.masterUrls ?? []);
+}
+
+function withMasters(d: DepotDirectory, masterUrls: readonly string[] | undefined): DepotDirectory {
+  const urls = masterUrls ?? d.masterUrls;
+  return { ...documentOf(d), ...(urls?.length ? { masterUrls: [...urls] } : {}) };
 }
 
 /** The directory with `entry` added or replaced (sorted by name), version + 1. */
-export function withEntry(d: DepotDirectory, entry: DirectoryEntry): DepotDirectory {
+export function withEntry(
+  d: DepotDirectory,
+  entry: DirectoryEntry,
+  masterUrls?: readonly string[],
+): DepotDirectory {
   const depots = [...d.depots.filter((e) => e.name !== entry.name), entry].sort((a, b) =>
     a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
   );
-  return { format: 1, version: d.version + 1, depots };
+  return withMasters({ ...d, format: 1, version: d.version + 1, depots }, masterUrls);
 }
 
-export function withoutEntry(d: DepotDirectory, name: string): DepotDirectory {
-  return { format: 1, version: d.version + 1, depots: d.depots.filter((e) => e.name !== name) };
+export function withoutEntry(
+  d: DepotDirectory,
+  name: string,
+  masterUrls?: readonly string[],
+): DepotDirectory {
+  return withMasters(
+    { ...d, format: 1, version: d.version + 1, depots: d.depots.filter((e) => e.name !== name) },
+    masterUrls,
+  );
+}
+
+/** The directory listing `masterUrls` (none when empty), version + 1. */
+export function withMasterUrls(d: DepotDirectory, masterUrls: readonly string[]): DepotDirectory {
+  const next = { ...documentOf(d), version: d.version + 1 };
+  return masterUrls.length ? { ...next, masterUrls: [...masterUrls] } : next;
 }
 
 /** The TUF target describing a directory (for the repository to sign into targets.json). */
@@ -140,7 +209,10 @@ export function directoryTarget(d: DepotDirectory): {
   return {
     length: bytes.length,
     sha256: createHash('sha256').update(bytes).digest('hex'),
-    custom: { [DIRECTORY_CUSTOM_KEY]: structuredClone(d) },
+    custom: {
+      [DIRECTORY_CUSTOM_KEY]: structuredClone(documentOf(d)),
+      ...(d.masterUrls?.length ? { [MASTER_URLS_CUSTOM_KEY]: [...d.masterUrls] } : {}),
+    },
   };
 }
 
@@ -160,6 +232,15 @@ export function directoryFromTarget(
   let d: DepotDirectory;
   try {
     d = decodeDirectory(raw, what);
+    // Only beside the document (a copy inside would not be covered by its SHA-256).
+    delete d.masterUrls;
+    const urls = Object.prototype.hasOwnProperty.call(target.custom, MASTER_URLS_CUSTOM_KEY)
+      ? target.custom[MASTER_URLS_CUSTOM_KEY]
+      : undefined;
+    if (urls !== undefined) {
+      const masterUrls = decodeMasterUrls(urls, `${what}: custom.${MASTER_URLS_CUSTOM_KEY}`);
+      if (masterUrls.length) d.masterUrls = masterUrls;
+    }
   } catch (e) {
     throw new DepotsyncError('bad-metadata', (e as Error).message, {
       hint: 'the master signed a malformed depot directory; report it to the master operator',

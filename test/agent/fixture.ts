@@ -158,6 +158,11 @@ export interface Faults {
    * ('bomb'), or cut short ('truncated'); 'off' serves byte deltas only.
    */
   zstdDeltas: 'honest' | 'wrong' | 'bomb' | 'truncated' | 'off';
+  /**
+   * Deltas against bases the depot chose (kind 5): none while unset; 'reversed': the pair's bases in
+   * reverse order (chunks the agent holds); 'foreign': the pair's bases and one chunk it never had.
+   */
+  chosenBases?: 'reversed' | 'foreign';
 }
 
 export interface TestServer {
@@ -202,6 +207,14 @@ export async function startServer(
         if (mode === 'truncated') frame = frame.subarray(0, frame.length >> 1);
       }
       return Promise.resolve(frame);
+    },
+    chosen: async (target, bases) => {
+      const mode = faults.chosenBases;
+      if (!mode) return undefined;
+      const named = mode === 'reversed' ? [...bases].reverse() : [...bases, 'e'.repeat(64)];
+      const ref = mode === 'reversed' ? named : bases;
+      const base = Buffer.concat(await Promise.all(ref.map((id) => served.store.get(id))));
+      return { bases: named, frame: zstdDelta(base, Buffer.from(await served.store.get(target)), 3) };
     },
   };
   const requests: TestServer['requests'] = [];

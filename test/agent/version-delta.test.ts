@@ -134,6 +134,29 @@ describe('agent fetch: an upgrade as zstd deltas against the version it fetched 
     });
   }
 
+  it('deltas against bases the depot chose (kind 5) rebuild from the old output; one naming a chunk the agent never had is refused and fetched whole', async () => {
+    for (const mode of ['reversed', 'foreign'] as const) {
+      depot.faults.chosenBases = mode;
+      try {
+        const next = await nextBuild();
+        const { r, lines } = await fetch(next.version);
+        expect(readFileSync(join(dir, 'out', `app-${next.version}`)).equals(next.bytes)).toBe(true);
+        if (mode === 'reversed') {
+          expect(r.chunksFromDeltas).toBeGreaterThan(r.chunks / 2);
+          expect(refusedLines(lines)).toEqual([]);
+          expect(wholeAsked(next.lengths)).toBe(0);
+        } else {
+          const refused = refusedLines(lines);
+          expect(refused.length).toBeGreaterThan(0);
+          for (const l of refused) expect(String(l.reason)).toMatch(/e{64}|no longer intact/);
+          expect(wholeAsked(next.lengths)).toBeGreaterThan(0);
+        }
+      } finally {
+        depot.faults.chosenBases = undefined;
+      }
+    }
+  });
+
   it('an old output the user changed is not used as a base where it changed', async () => {
     const old = join(dir, 'out', `app-1.${n}`);
     const b = readFileSync(old);

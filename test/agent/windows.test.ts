@@ -8,7 +8,8 @@ import {
   defaultAgentDir,
   WINDOWS_MAX_PATH,
 } from '../../agent/windows/paths.js';
-import { installPlan, quoteWindowsArg, uninstallPlan } from '../../agent/service.js';
+import { checkInstallTarget, execLaunch, installLaunch } from '../../agent/exec.js';
+import { installPlan, parseScState, quoteWindowsArg, uninstallPlan } from '../../agent/service.js';
 import { expectError } from '../helpers/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -97,16 +98,19 @@ describe('Windows service registration', () => {
     expect(quoteWindowsArg('C:\\dir with space\\')).toBe('"C:\\dir with space\\\\"');
     expect(quoteWindowsArg('say "hi"')).toBe('"say \\"hi\\""');
   });
-  it('registers an automatic service that restarts on failure, and removes it', () => {
+  it('registers the service host, which runs the agent, automatic and restarted on failure; removes it', () => {
     const plan = installPlan(
       'C:\\Program Files\\depotsync\\depotsync-agent.exe',
       'C:\\ProgramData\\depotsync\\agent',
+      { programData: 'C:\\ProgramData', interval: '600' },
     );
     expect(plan.steps[0]).toEqual([
       'create',
       'depotsync-agent',
       'binPath=',
-      '"C:\\Program Files\\depotsync\\depotsync-agent.exe" service run --dir C:\\ProgramData\\depotsync\\agent',
+      '"C:\\Program Files\\depotsync\\depotsync-agent-service.exe" --agent "C:\\Program Files\\depotsync\\depotsync-agent.exe"' +
+        ' --log C:\\ProgramData\\depotsync\\depotsync-agent.log --stop-file C:\\ProgramData\\depotsync\\depotsync-agent.stop' +
+        ' -- service run --dir C:\\ProgramData\\depotsync\\agent --interval 600',
       'start=',
       'auto',
       'obj=',
@@ -122,11 +126,60 @@ describe('Windows service registration', () => {
       'actions=',
       'restart/60000/restart/60000/restart/60000',
     ]);
+    const named = installPlan('C:\\a\\agent.exe', 'C:\\A', {
+      name: 'ds-2',
+      host: 'D:\\h.exe',
+      selfPackage: 'p',
+    });
+    expect(named.steps[0]?.[3]).toBe(
+      'D:\\h.exe --agent C:\\a\\agent.exe --log C:\\ProgramData\\depotsync\\ds-2.log' +
+        ' --stop-file C:\\ProgramData\\depotsync\\ds-2.stop -- service run --dir C:\\A --package p',
+    );
     expect(uninstallPlan().steps).toEqual([
       ['stop', 'depotsync-agent'],
       ['delete', 'depotsync-agent'],
     ]);
     expectError(() => installPlan('depotsync-agent.exe', 'agent'), 'usage', /full paths/);
+    expectError(() => installPlan('C:\\a.exe', 'C:\\A', { name: 'a b' }), 'usage', /not a service name/);
+  });
+  it('reads the state sc.exe query prints', () => {
+    expect(
+      parseScState(
+        'SERVICE_NAME: x\r\n        TYPE               : 10  WIN32_OWN_PROCESS\r\n        STATE              : 4  RUNNING\r\n',
+      ),
+    ).toBe('RUNNING');
+    expect(parseScState('        STATE              : 3  STOP_PENDING\n')).toBe('STOP_PENDING');
+    expect(parseScState('[SC] OpenService FAILED 1060')).toBeUndefined();
+  });
+});
+
+describe('running a verified package on Windows', () => {
+  it('--exec: cmd.exe runs the command with the path appended in quotes', () => {
+    const l = execLaunch('C:\\tools\\unpack.exe -y', 'C:\\Packages\\my tool.zip', 'win32');
+    expect(l.args).toEqual(['/d', '/s', '/c', '"C:\\tools\\unpack.exe -y "C:\\Packages\\my tool.zip""']);
+    expect(l.verbatim).toBe(true);
+    expect(l.file).toMatch(/cmd\.exe$/i);
+    // The path never becomes part of the shell's text on POSIX.
+    expect(execLaunch('install.sh', '/srv/a b', 'linux')).toMatchObject({
+      file: '/bin/sh',
+      args: ['-c', 'install.sh "$1"', 'depotsync-exec', '/srv/a b'],
+    });
+    expectError(() => execLaunch('x', 'C:\\a%PATH%b', 'win32'), 'bad-path', /which cmd\.exe would expand/);
+    expectError(() => execLaunch('  ', 'C:\\a', 'win32'), 'usage', /command is empty/);
+  });
+  it('--install: an .msi through msiexec, unattended; an .exe itself; nothing else', () => {
+    const msi = installLaunch('C:\\Packages\\Tool 1.msi', 'ADDLOCAL=ALL');
+    expect(msi.file).toMatch(/System32\\msiexec\.exe$/);
+    expect(msi.args).toEqual(['/i', '"C:\\Packages\\Tool 1.msi"', '/qn', '/norestart', 'ADDLOCAL=ALL']);
+    const exe = installLaunch('C:\\Packages\\setup v2.EXE', '/S');
+    expect(exe).toMatchObject({
+      file: 'C:\\Packages\\setup v2.EXE',
+      args: ['/S'],
+      argv0: '"C:\\Packages\\setup v2.EXE"',
+    });
+    expectError(() => installLaunch('C:\\Packages\\tool.zip'), 'usage', /not an \.exe or \.msi file/);
+    expectError(() => checkInstallTarget('C:\\P\\tool.msi', 'linux'), 'usage', /runs a Windows installer/);
+    checkInstallTarget('C:\\P\\tool.msi', 'win32');
   });
 });
 

@@ -25,7 +25,8 @@ import {
 import { certificateInfo } from '../../src/pki/cert-info.js';
 import { createMachineKeyAndCsr } from '../../src/pki/csr.js';
 import type { ZstdDeltaSource } from '../../src/deltas/source.js';
-import { parseDeltaRequest } from '../../src/wire/chunk-delta.js';
+import { CHUNK_DELTA_LIMITS, parseDeltaRequestWith } from '../../src/wire/chunk-delta.js';
+import { decodeBody } from '../../src/wire/json-encoding.js';
 import { createRevocationList } from '../../src/wire/revocations.js';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
@@ -94,6 +95,10 @@ export interface RecordedRequest {
   ids?: string[];
   /** Chunk delta requests: the (bases, target) pairs asked for. */
   pairs?: Array<{ bases: string[]; target: string }>;
+  /** Chunk delta requests: whether they accept bases chosen by the upstream (kind 5). */
+  chosen?: boolean;
+  /** The request body's content-encoding (br once the depot saw the upstream reads it). */
+  encoding?: string | undefined;
 }
 
 /** A fake master: the real read API over real mutual TLS, serving a TufRepository's files and a ChunkStore. */
@@ -215,7 +220,17 @@ export async function startUpstream(
     }
     if (rec.method === 'POST' && rec.path === '/v1/chunks/delta') {
       // Parsed as the read API does (a pair's bases may name an earlier pair's).
-      rec.pairs = parseDeltaRequest(Buffer.from(await c.req.raw.clone().arrayBuffer()));
+      const parsed = parseDeltaRequestWith(
+        decodeBody(
+          Buffer.from(await c.req.raw.clone().arrayBuffer()),
+          c.req.header('content-encoding'),
+          CHUNK_DELTA_LIMITS.maxRequestBytes,
+          'chunk delta request',
+        ),
+      );
+      rec.pairs = parsed.pairs;
+      rec.chosen = parsed.chosen;
+      rec.encoding = c.req.header('content-encoding');
       if (faults.delta && faults.delta(rec.pairs, c.env.outgoing)) return RESPONSE_ALREADY_SENT;
     }
     const td = /^\/v1\/targets-delta\/([^/]+)\/([^/]+)$/.exec(rec.path);

@@ -53,13 +53,13 @@ describe('depot sync: zstd version deltas', () => {
 
   async function twoVersions(name: string, seed: number) {
     const data = randomBytesSeeded(600_000, seed);
-    await up.publish(name, '1', data);
+    const v1 = await up.publish(name, '1', data);
     const log = keptLogger();
     const d = depot({ logger: log.logger });
     await d.engine.sync();
     const v2 = await up.publish(name, '2', rebuilt(data, seed * 7));
     const had = new Set(d.store.missing(v2.chunkIds));
-    return { d, v2, newChunks: v2.chunkIds.filter((id) => had.has(id)), log };
+    return { d, v1, v2, newChunks: v2.chunkIds.filter((id) => had.has(id)), log };
   }
 
   it('fetches the chunks of a rebuilt file as zstd deltas against the old file, keeps them and serves them again', async () => {
@@ -166,4 +166,73 @@ describe('depot sync: zstd version deltas', () => {
       expect(existsSync(d.layout.deltasDir) ? readdirSync(d.layout.deltasDir) : []).toEqual([]);
     },
   );
+
+  /** A delta answer of kind 5 for every pair: a frame against `bases`, which the answer names. */
+  function answerChosen(bases: (pair: { bases: string[] }) => string[], reference = bases) {
+    up.faults.delta = (pairs, res) => {
+      void (async () => {
+        res.writeHead(200, { 'content-type': DELTA_CONTENT_TYPE });
+        for (const p of pairs) {
+          const target = await up.store.get(p.target);
+          const named = bases(p);
+          const ref = Buffer.concat(await Promise.all(reference(p).map((b) => up.store.get(b))));
+          const frame = delta(ref, Buffer.from(target), 3);
+          const h = Buffer.alloc(33 + 2 + 32 * named.length + 4);
+          h.write(p.target, 0, 32, 'hex');
+          h[32] = DELTA_KIND.chosen;
+          h.writeUInt16BE(named.length, 33);
+          named.forEach((b, i) => h.write(b, 35 + 32 * i, 32, 'hex'));
+          h.writeUInt32BE(frame.length, h.length - 4);
+          res.write(Buffer.concat([h, frame]));
+        }
+        res.end();
+      })();
+      return true;
+    };
+  }
+
+  it('rebuilds chunks from deltas against bases the upstream chose (kind 5), asked for once announced, and keeps them for its children', async () => {
+    const { d, v1, v2, newChunks } = await twoVersions('zstd-chosen', 91);
+    // The upstream names other chunks of version 1 than the pair's window: all of them, reversed.
+    const old = [...v1.chunkIds].reverse().slice(0, 24);
+    expect(old.length).toBeGreaterThan(3);
+    answerChosen(() => old);
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.switched).toBe(true);
+    expect(r.chunksFetched).toBe(newChunks.length);
+    // Every chunk rebuilt from the named chunks (those past the 24 named come from fewer matches).
+    expect(r.bytesByStep.deltas!).toBeLessThan(v2.manifest.totalBytes / 2);
+    await expectServedComplete(d);
+    // Kept under the pair the depot asked for, with the chosen bases: served again only as kind 5.
+    const requests = up.requests.filter((q) => q.path === '/v1/chunks/delta');
+    expect(requests.every((q) => q.chosen === true && q.encoding === 'br')).toBe(true);
+    const asked = requests.flatMap((q) => q.pairs!);
+    const source = new CachedZstdDeltas(d.deltas, undefined);
+    expect(asked.length).toBeGreaterThan(newChunks.length / 2);
+    for (const p of asked) expect((await source.chosen(p.target, p.bases))?.bases).toEqual(old);
+  });
+
+  it('refuses a kind 5 delta naming a base the depot does not hold, stores nothing wrong, and fetches the chunk whole', async () => {
+    const { d, newChunks, log } = await twoVersions('zstd-chosen-bad', 92);
+    const foreign = 'e'.repeat(64);
+    // Made against the pair's own bases (so it is small), but naming one more the depot never had.
+    answerChosen(
+      (p) => [...p.bases, foreign],
+      (p) => p.bases,
+    );
+    up.requests.length = 0;
+    const r = await d.engine.sync();
+    expect(r.switched).toBe(true);
+    const batch = up.requests.filter((q) => q.path === '/v1/chunks/batch').flatMap((q) => q.ids!);
+    expect(batch.sort()).toEqual([...newChunks].sort());
+    const asked = up.requests.filter((q) => q.path === '/v1/chunks/delta').flatMap((q) => q.pairs!);
+    const refused = log.lines.filter((l) => l.msg === 'chunk delta refused; the chunk is fetched whole');
+    expect(asked.length).toBeGreaterThan(0);
+    expect(refused.length).toBe(asked.length);
+    for (const l of refused) expect(String(l.reason)).toMatch(/base chunk e{64} could not be read/);
+    await expectServedComplete(d);
+    const { readdirSync, existsSync } = await import('node:fs');
+    expect(existsSync(d.layout.deltasDir) ? readdirSync(d.layout.deltasDir) : []).toEqual([]);
+  });
 });

@@ -12,6 +12,8 @@ export interface AgentBuild {
   dir: string;
   linux: string;
   windows: string;
+  /** The Windows service host (agent/windows/service-host.c). */
+  host: string;
   info: {
     node: string;
     nativeStubs: string[];
@@ -25,7 +27,7 @@ function walk(dir: string, out: string[]): void {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) walk(p, out);
-    else if (/\.(ts|mjs|js|json)$/.test(e.name)) out.push(p);
+    else if (/\.(ts|mjs|js|json|c)$/.test(e.name)) out.push(p);
   }
 }
 
@@ -54,8 +56,9 @@ export function agentBuild(): AgentBuild {
   const info = JSON.parse(readFileSync(infoFile, 'utf8')) as AgentBuild['info'];
   const linux = join(dir, 'depotsync-agent-linux-x64');
   const windows = join(dir, 'depotsync-agent-win-x64.exe');
-  for (const f of [linux, windows]) if (!statSync(f).isFile()) throw new Error(`${f} missing`);
-  return { dir, linux, windows, info, pendingNative: info.nativeStubs };
+  const host = join(dir, 'depotsync-agent-service.exe');
+  for (const f of [linux, windows, host]) if (!statSync(f).isFile()) throw new Error(`${f} missing`);
+  return { dir, linux, windows, host, info, pendingNative: info.nativeStubs };
 }
 
 /**

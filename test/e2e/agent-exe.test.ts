@@ -9,6 +9,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -26,7 +27,8 @@ import { agentMain } from '../../cli/agent-main.js';
 import { runCli } from '../helpers/cli.js';
 import { pseudoRandomBytes, tempDir } from '../helpers/tmp.js';
 import { until } from '../helpers/wait.js';
-import { agentBuild, CACHE, rebuild, type AgentBuild } from './agent-exe-build.js';
+import { agentBuild, CACHE, rebuild, ROOT, type AgentBuild } from './agent-exe-build.js';
+import { buildMarkerExe, buildMsi, MSI_FOLDER, MSI_PAYLOAD } from './agent-exe-installers.js';
 
 /**
  * The self-contained agent executables (scripts/package-agent.mjs, docs/windows-agent.md): the Linux one
@@ -104,6 +106,23 @@ describe('self-contained agent executables', () => {
     for (const f of ['depotsync-agent-linux-x64', 'build-info.json'])
       copyFileSync(join(build.dir, f), join(release, f));
     runJson(['master', 'publish', '--dir', M, '--name', 'depotsync-agent', '--version', '1', release]);
+    // Windows installers for fetch --install / --exec: an .exe (mingw-w64), an .msi (wixl), a broken .msi.
+    const inst = join(tmp.dir, 'installers');
+    const setup = buildMarkerExe(inst);
+    runJson(['master', 'publish', '--dir', M, '--name', 'setup', '--version', '1', setup]);
+    runJson(['master', 'publish', '--dir', M, '--name', 'tool-msi', '--version', '1', buildMsi(inst)]);
+    writeFileSync(join(inst, 'broken.msi'), 'not an installer database');
+    runJson([
+      'master',
+      'publish',
+      '--dir',
+      M,
+      '--name',
+      'broken-msi',
+      '--version',
+      '1',
+      join(inst, 'broken.msi'),
+    ]);
     const [mp, dp] = [await freePort(), await freePort()];
     masterUrl = `https://127.0.0.1:${mp}`;
     depotUrl = `https://127.0.0.1:${dp}`;
@@ -120,7 +139,7 @@ describe('self-contained agent executables', () => {
     await waitForHttps(depotUrl);
     await until(
       'the depot to sync',
-      () => (runCli(['status', '--dir', D, '--json']).json?.servedGeneration >= 3 ? true : undefined),
+      () => (runCli(['status', '--dir', D, '--json']).json?.servedGeneration >= 6 ? true : undefined),
       { timeoutMs: 60_000 },
     );
   }, 400_000);
@@ -252,6 +271,15 @@ describe('self-contained agent executables', () => {
 
     it('the same build twice gives the same bytes', async () => {
       expect(await again).toBe(build.info.files['depotsync-agent-linux-x64']?.sha256);
+      // The service host too: compiled again into another folder (no timestamp, no build path inside).
+      const { buildServiceHost } = (await import(join(ROOT, 'scripts', 'package-agent.mjs'))) as {
+        buildServiceHost: (outDir: string) => string;
+      };
+      const hostDir = join(tmp.dir, 'host-again');
+      mkdirSync(hostDir);
+      expect(sha(readFileSync(buildServiceHost(hostDir)))).toBe(
+        build.info.files['depotsync-agent-service.exe']?.sha256,
+      );
     }, 120_000);
 
     it('refuses an output path longer than the file system holds, before fetching', () => {
@@ -265,6 +293,12 @@ describe('self-contained agent executables', () => {
       ]);
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/output path .* has a name of 300 bytes/);
+    });
+
+    it('refuses the Windows service commands', () => {
+      const r = run(['service', 'install', '--dir', join(tmp.dir, 'none')]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/service install: Windows services only.*systemd/);
     });
 
     it('refuses a key file readable by group or others', () => {
@@ -315,34 +349,58 @@ describe('self-contained agent executables', () => {
     };
     let winExe: string;
     const where = (p: string) => `Z:${p.replaceAll('/', '\\')}`;
-    /** wine's console makes node fail on a piped stdout (EBADF): output goes through files. */
-    const run = (args: string[]): Run => {
+    /** Seconds each wine command took, the slowest reported when a test fails on time. */
+    const timings: Array<[number, string]> = [];
+    /** A wine command, its output through files: wine's console makes node fail on a piped stdout (EBADF). */
+    const wine = (args: string[], timeout = 120_000) => {
       const o = join(tmp.dir, 'wine.out');
       const e = join(tmp.dir, 'wine.err');
       const [fo, fe] = [openSync(o, 'w'), openSync(e, 'w')];
+      const t0 = performance.now();
       try {
-        const r = spawnSync(WINE as string, [winExe, ...args], {
-          stdio: ['ignore', fo, fe],
-          env,
-          timeout: 120_000,
-        });
-        return parse(r.status, readFileSync(o, 'utf8'), readFileSync(e, 'utf8'), args);
+        const r = spawnSync(WINE as string, args, { stdio: ['ignore', fo, fe], env, timeout });
+        return { status: r.status, stdout: readFileSync(o, 'utf8'), stderr: readFileSync(e, 'utf8') };
       } finally {
         closeSync(fo);
         closeSync(fe);
+        timings.push([(performance.now() - t0) / 1000, args.slice(0, 3).join(' ')]);
       }
+    };
+    const run = (args: string[]): Run => {
+      const r = wine([winExe, ...args]);
+      return parse(r.status, r.stdout, r.stderr, args);
     };
     beforeAll(() => {
       const clean = join(tmp.dir, 'winbin');
       mkdirSync(clean);
       winExe = join(clean, 'depotsync-agent.exe');
       copyFileSync(build.windows, winExe);
+      copyFileSync(build.host, join(clean, 'depotsync-agent-service.exe'));
       mkdirSync(prefix, { recursive: true });
-      // One wineserver for every run of this file, instead of one started (and awaited) per command.
-      spawnSync('wineserver', ['-p', '120'], { env, stdio: 'ignore' });
-    }, 120_000);
+      // One wineserver for the whole file (ended in afterAll): each wine command joins it instead of
+      // starting a server, and wine's services, of its own.
+      spawnSync('wineserver', ['-p', '600'], { env, stdio: 'ignore' });
+      // Windows 10, as node.exe wants: a service's child inherits the service manager's environment, which
+      // has no NODE_SKIP_PLATFORM_CHECK. Made once per prefix (the first run also creates the prefix).
+      const version = wine(['reg', 'query', 'HKCU\\Software\\Wine', '/v', 'Version'], 300_000);
+      if (!version.stdout.includes('win10')) {
+        wine(['winecfg', '/v', 'win10'], 300_000);
+        // A prefix made just now: wine's service manager started while the prefix was being filled in,
+        // and a service's child could not start icacls.exe in it. A new session from the finished prefix.
+        spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
+        spawnSync('wineserver', ['-w'], { env, stdio: 'ignore', timeout: 60_000 });
+        spawnSync('wineserver', ['-p', '600'], { env, stdio: 'ignore' });
+      }
+    }, 600_000);
+    const serviceName = 'depotsync-agent-e2e';
     afterAll(() => {
+      // A service test that failed half-way leaves its service installed, and maybe running.
+      if (run(['service', 'status', '--name', serviceName]).status === 0)
+        run(['service', 'uninstall', '--name', serviceName]);
+      // The server and wine's own services (services.exe, explorer.exe …) end with the file.
       spawnSync('wineserver', ['-k'], { env, stdio: 'ignore' });
+      const slow = timings.filter(([t]) => t > 10).map(([t, c]) => `${t.toFixed(1)} s ${c}`);
+      if (slow.length > 0) process.stderr.write(`agent-exe: wine commands over 10 s: ${slow.join('; ')}\n`);
     });
 
     it('runs: version, win32, BLAKE3 and zstd through WebAssembly', () => {
@@ -369,36 +427,217 @@ describe('self-contained agent executables', () => {
       expect(long.stderr).toMatch(/303 characters long; Windows programs are limited to 259/);
     }, 120_000);
 
-    it('registers a service with sc.exe (restart on failure) and removes it', () => {
-      const dir = 'C:\\ProgramData\\depotsync\\agent';
-      run(['service', 'uninstall']); // left over by an interrupted run, if any
-      const i = run(['service', 'install', '--dir', dir, '--json']);
-      expect(i.status, i.stderr).toBe(0);
-      expect(i.json).toMatchObject({
-        service: 'depotsync-agent',
-        done: ['create', 'description', 'failure'],
-      });
-      const key = 'HKLM\\System\\CurrentControlSet\\Services\\depotsync-agent';
-      const o = join(tmp.dir, 'reg.out');
-      const fo = openSync(o, 'w');
-      spawnSync(WINE as string, ['reg', 'query', key], { stdio: ['ignore', fo, 'ignore'], env });
-      closeSync(fo);
-      const reg = readFileSync(o, 'utf8');
-      expect(reg).toMatch(
-        /ImagePath\s+REG_(EXPAND_)?SZ\s+.*depotsync-agent\.exe service run --dir C:\\ProgramData\\depotsync\\agent/,
+    /** An agent directory enrolled through the Windows executable. */
+    const enrollWine = (tag: string) => {
+      const A = join(tmp.dir, `A-${tag}`);
+      const init = run(
+        ['init', '--dir', where(A), '--master', masterUrl, '--fingerprint', fp].concat([
+          '--token',
+          token(),
+          '--name',
+          `pc-${tag}`,
+          '--depot',
+          depotUrl,
+          '--json',
+        ]),
       );
+      expect(init.status, init.stderr).toBe(0);
+      return A;
+    };
+
+    /** Linux pids of wine processes whose Windows command line holds every one of `parts`. */
+    const winePids = (...parts: string[]) =>
+      spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter((l) => parts.every((p) => l.includes(p)))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+
+    it('runs as a service: the host reaches RUNNING, the agent works, restarts after a crash, stops on request', async () => {
+      const name = serviceName;
+      const A = enrollWine('svc');
+      const log = join(prefix, 'drive_c', 'ProgramData', 'depotsync', `${name}.log`);
+      run(['service', 'uninstall', '--name', name]); // left over by an interrupted run, if any
+      rmSync(log, { force: true });
+      const noHost = run([
+        'service',
+        'install',
+        '--name',
+        name,
+        '--dir',
+        where(A),
+        '--host',
+        'C:\\none\\h.exe',
+      ]);
+      expect(noHost.status).toBe(1);
+      expect(noHost.stderr).toMatch(/the service host C:\\none\\h\.exe is missing/);
+      const i = run(['service', 'install', '--name', name, '--dir', where(A), '--interval', '10', '--json']);
+      expect(i.status, i.stderr).toBe(0);
+      expect(i.json).toMatchObject({ service: name, done: ['create', 'description', 'failure'] });
+      const key = `HKLM\\System\\CurrentControlSet\\Services\\${name}`;
+      const reg = wine(['reg', 'query', key]).stdout;
+      expect(reg).toMatch(
+        /ImagePath\s+REG_(EXPAND_)?SZ\s+.*depotsync-agent-service\.exe --agent .*depotsync-agent\.exe --log /,
+      );
+      expect(reg).toMatch(/ -- service run --dir Z:.*A-svc --interval 10/);
       expect(reg).toMatch(/Start\s+REG_DWORD\s+0x2/);
-      // wine's sc.exe accepts `failure` (the step above succeeded) but records no FailureActions value.
-      const u = run(['service', 'uninstall', '--json']);
-      expect(u.status, u.stderr).toBe(0);
-      const fo2 = openSync(o, 'w');
-      const gone = spawnSync(WINE as string, ['reg', 'query', key], {
-        stdio: ['ignore', fo2, 'ignore'],
-        env,
+      expect(run(['service', 'status', '--name', name, '--json']).json).toEqual({
+        service: name,
+        state: 'STOPPED',
       });
-      closeSync(fo2);
-      expect(gone.status).not.toBe(0);
+
+      // Started as an administrator would (sc.exe start): the host answers the service manager.
+      const started = wine(['sc', 'start', name]);
+      expect(started.stdout, started.stderr).toMatch(/STATE\s+:\s+\d+\s+(START_PENDING|RUNNING)/);
+      await until('the service to run', () =>
+        run(['service', 'status', '--name', name, '--json']).json?.state === 'RUNNING' ? true : undefined,
+      );
+      // The agent works: it refreshed the signed depot directory and probed the depot over mutual TLS.
+      const checked = () =>
+        (existsSync(log) ? readFileSync(log, 'utf8') : '')
+          .split(/\r?\n/)
+          .filter((l) => l.includes('"agent service: checked"'))
+          .map(
+            (l) => JSON.parse(l) as { sources: Array<{ url: string; rttMs: number | null }>; pid: number },
+          );
+      const first = await until('the agent to finish a round', () => checked()[0], { timeoutMs: 60_000 });
+      expect(first.sources.find((x) => x.url === depotUrl)?.rttMs, readFileSync(log, 'utf8')).toEqual(
+        expect.any(Number),
+      );
+      const agentPids = winePids('depotsync-agent.exe service run', 'A-svc');
+      expect(agentPids).toHaveLength(1);
+      expect(winePids('depotsync-agent-service.exe', name)).toHaveLength(1);
+
+      // The agent killed: the host starts it again (1 s back-off) and the service stays RUNNING.
+      process.kill(agentPids[0] as number, 'SIGKILL');
+      await until('the agent to be started again', () => (checked().length >= 2 ? true : undefined), {
+        timeoutMs: 60_000,
+      });
+      expect(readFileSync(log, 'utf8')).toMatch(
+        /the agent exited with code \d+: starting it again in 1000 ms/,
+      );
+      expect(run(['service', 'status', '--name', name, '--json']).json?.state).toBe('RUNNING');
+      const second = winePids('depotsync-agent.exe service run', 'A-svc');
+      expect(second).toHaveLength(1);
+      expect(second[0]).not.toBe(agentPids[0]);
+
+      // Uninstall: stop (the agent ends its loop on the stop file, exit code 0), then delete.
+      const u = run(['service', 'uninstall', '--name', name, '--json']);
+      expect(u.status, u.stderr).toBe(0);
+      expect(u.json).toEqual({ service: name, done: ['stop', 'delete'] });
+      const text = readFileSync(log, 'utf8');
+      expect(text).toMatch(/stopping: asked the agent to end/);
+      expect(text).toMatch(/"agent service: stopped"/);
+      expect(text).toMatch(/service stopped \(agent exit code 0\)/);
+      expect(winePids('depotsync-agent.exe service run', 'A-svc')).toEqual([]);
+      expect(winePids('depotsync-agent-service.exe', name)).toEqual([]);
+      expect(wine(['reg', 'query', key]).status).not.toBe(0);
+      const gone = run(['service', 'status', '--name', name]);
+      expect(gone.status).toBe(1);
+      expect(gone.stderr).toMatch(/service depotsync-agent-e2e is not installed/);
+    }, 240_000);
+
+    it('the agent dies with its service host (job object), leaving no agent behind', async () => {
+      const name = `${serviceName}-kill`;
+      run(['service', 'uninstall', '--name', name]);
+      const dir = 'C:\\ProgramData\\depotsync\\none';
+      const i = run(['service', 'install', '--name', name, '--dir', dir, '--interval', '10', '--json']);
+      expect(i.status, i.stderr).toBe(0);
+      try {
+        const log = join(prefix, 'drive_c', 'ProgramData', 'depotsync', `${name}.log`);
+        rmSync(log, { force: true });
+        wine(['sc', 'start', name]);
+        // Running, not only created: the host makes it suspended, puts it in its job, then lets it run.
+        await until('the agent to start', () =>
+          existsSync(log) && readFileSync(log, 'utf8').includes('"agent service: started"')
+            ? true
+            : undefined,
+        );
+        const agent = winePids('depotsync-agent.exe service run', dir)[0];
+        expect(agent).toBeDefined();
+        const host = winePids('depotsync-agent-service.exe', name);
+        expect(host).toHaveLength(1);
+        process.kill(host[0] as number, 'SIGKILL');
+        await until('the agent to end with its host', () =>
+          winePids('depotsync-agent.exe service run', dir).includes(agent) ? undefined : true,
+        );
+      } finally {
+        // wine's service manager does not notice that the host died (the service stays RUNNING, so
+        // `service uninstall` would wait for a stop that never comes): removed directly.
+        wine(['sc', 'delete', name]);
+      }
     }, 120_000);
+
+    it('runs verified installers: an .exe itself, an .msi through msiexec, --exec through cmd.exe; exit codes reported', () => {
+      const A = enrollWine('inst');
+      const dir = join(tmp.dir, 'inst dir');
+      mkdirSync(dir);
+      // The .exe, with its arguments; 3010 is Windows Installer's "installed, restart needed".
+      const exe = run(
+        ['fetch', '--dir', where(A), 'setup@1', '--out', where(join(dir, 'setup.exe'))].concat([
+          '--install',
+          '--install-args',
+          '/S /code=3010',
+          '--json',
+        ]),
+      );
+      expect(exe.json, exe.stderr).toMatchObject({ name: 'setup', exitCode: 3010, rebootRequired: true });
+      // wine passes the low byte of a Windows exit code on to Linux.
+      expect(exe.status).toBe(3010 & 0xff);
+      const ran = readFileSync(join(dir, 'installed.txt'), 'utf8');
+      expect(ran).toContain(`cmdline="${where(join(dir, 'setup.exe'))}" /S /code=3010`);
+
+      // A real MSI, installed unattended, then removed again (the prefix is kept between runs).
+      const msiOut = where(join(dir, 'tool.msi'));
+      const msi = run(['fetch', '--dir', where(A), 'tool-msi@1', '--out', msiOut, '--install', '--json']);
+      expect(msi.status, msi.stderr).toBe(0);
+      expect(msi.json).toMatchObject({ exitCode: 0, rebootRequired: false });
+      const installed = join(prefix, 'drive_c', 'Program Files', MSI_FOLDER, 'payload.txt');
+      expect(readFileSync(installed, 'utf8')).toBe(MSI_PAYLOAD);
+      expect(wine(['msiexec', '/x', msiOut, '/qn']).status).toBe(0);
+      expect(existsSync(installed)).toBe(false);
+
+      // An .msi Windows Installer cannot open: its error code, not 0.
+      const bad = run(
+        ['fetch', '--dir', where(A), 'broken-msi@1', '--out', where(join(dir, 'broken.msi'))].concat([
+          '--install',
+          '--json',
+        ]),
+      );
+      expect(bad.json, bad.stderr).toMatchObject({ name: 'broken-msi' });
+      expect(bad.json.exitCode).toBeGreaterThanOrEqual(1600);
+      expect(bad.status).toBe(bad.json.exitCode & 0xff);
+
+      // --exec: cmd.exe runs the command with the verified path appended, quoted.
+      const tool = join(tmp.dir, 'exec tool');
+      mkdirSync(tool);
+      copyFileSync(join(dir, 'setup.exe'), join(tool, 'marker.exe'));
+      const out = where(join(dir, 'payload.bin'));
+      const ex = run(
+        ['fetch', '--dir', where(A), 'tool@1', '--out', out, '--json'].concat([
+          '--exec',
+          `"${where(join(tool, 'marker.exe'))}" /code=5 first`,
+        ]),
+      );
+      expect(ex.json, ex.stderr).toMatchObject({ exitCode: 5 });
+      expect(readFileSync(join(tool, 'installed.txt'), 'utf8')).toContain(`/code=5 first "${out}"`);
+      expect(readFileSync(join(tool, 'installed.txt'), 'utf8')).toContain(`DEPOTSYNC_PATH=${out}`);
+
+      // Refused before anything is fetched: not an installer's name, or both options.
+      const zip = run([
+        'fetch',
+        '--dir',
+        where(A),
+        'tool@1',
+        '--out',
+        where(join(dir, 't.zip')),
+        '--install',
+      ]);
+      expect(zip.status).toBe(2);
+      expect(zip.stderr).toMatch(/is not an \.exe or \.msi file/);
+      expect(existsSync(join(dir, 't.zip'))).toBe(false);
+      const both = run(['fetch', '--dir', where(A), 'tool@1', '--out', out, '--install', '--exec', 'x']);
+      expect(both.stderr).toMatch(/--exec and --install exclude each other/);
+    }, 240_000);
 
     it('enrolls, fetches byte for byte, resumes after a kill, refuses a tampered depot', async () => {
       // The bundle stubs no native addon: the agent's module graph needs none.

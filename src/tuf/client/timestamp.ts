@@ -41,6 +41,24 @@ export function verifyTimestamp(
         `names snapshot version ${got.snapshotMeta.version}, older than the trusted ${had.snapshotMeta.version}`,
       );
     }
+    // A generation (snapshot version) is signed once: the same version under another length or SHA-256
+    // is a second catalog under a number already used (two signers, or a restored master that
+    // published again), and neither may silently replace the other.
+    const a = had.snapshotMeta;
+    const b = got.snapshotMeta;
+    if (
+      b.version === a.version &&
+      (a.length !== b.length || (a.hashes?.sha256 ?? '') !== (b.hashes?.sha256 ?? ''))
+    ) {
+      throw metaError(
+        'version-rollback',
+        ctx,
+        `names snapshot version ${b.version} (generation ${b.version}) with other content than the trusted one (length ${b.length ?? '?'}, SHA-256 ${b.hashes?.sha256 ?? '?'})`,
+        {
+          hint: 'a generation number was reused with different content; this source is not consistent with what was already verified, try another one and tell the master operator',
+        },
+      );
+    }
     if (got.version === had.version) {
       result = trusted;
       changed = false;

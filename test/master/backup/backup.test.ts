@@ -339,7 +339,10 @@ describe('master restore', () => {
       const afterBackup = new Date(before.backupAt + 60_000);
       // Enrolled after the backup: unknown to the restored database, adopted as approved.
       const [p1, s1] = peerFor('agent-late', 'agent', afterBackup);
-      expect(await authorize(p1, s1)).toMatchObject({ ok: true, machine: { name: 'agent-late', role: 'agent' } });
+      expect(await authorize(p1, s1)).toMatchObject({
+        ok: true,
+        machine: { name: 'agent-late', role: 'agent' },
+      });
       expect(await byName(ctx.db, 'agent-late')).toMatchObject({ state: 'approved', approvedBy: 'restore' });
       // Renewed after the backup: the machine is on record; the new serial joins it.
       const [p2, s2] = peerFor('depot-old', 'depot', afterBackup);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyDelta } from '../../../src/compress/zstd.js';
-import { DeltaCache, deltaKey } from '../../../src/deltas/cache.js';
+import { chosenEntry, DeltaCache, deltaKey, parseEntry } from '../../../src/deltas/cache.js';
 import { DeltaPool } from '../../../src/deltas/pool.js';
 import { CachedZstdDeltas } from '../../../src/deltas/source.js';
 
@@ -71,5 +71,28 @@ describe('delta cache and pool (src/deltas)', () => {
     } finally {
       await pool.close();
     }
+  });
+});
+
+describe('delta cache entries against chosen bases', () => {
+  it('round-trip their bases and frame; a plain frame stays a frame for the pair; damaged heads are nothing', async () => {
+    const bases = ['a'.repeat(64), 'b'.repeat(64)];
+    const frame = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]);
+    expect(parseEntry(chosenEntry(bases, frame))).toEqual({ kind: 'chosen', bases, frame });
+    expect(parseEntry(frame)).toEqual({ kind: 'pair', frame });
+    expect(parseEntry(Buffer.alloc(0))).toBeUndefined();
+    expect(parseEntry(chosenEntry(bases, frame).subarray(0, 40))).toBeUndefined();
+    // A source serves a chosen entry only as kind 5: never as a frame against the pair's own bases.
+    const dir = mkdtempSync(join(tmpdir(), 'depotsync-chosen-cache-'));
+    const cache = new DeltaCache({ dir, maxBytes: 0 });
+    const target = 'c'.repeat(64);
+    await cache.put(target, ['d'.repeat(64)], chosenEntry(bases, frame));
+    const source = new CachedZstdDeltas(cache, undefined);
+    expect(
+      await source.frame(target, ['d'.repeat(64)], Buffer.alloc(1000), Buffer.alloc(10)),
+    ).toBeUndefined();
+    expect(await source.chosen(target, ['d'.repeat(64)])).toEqual({ bases, frame });
+    expect(await source.chosen(target, ['e'.repeat(64)])).toBeUndefined();
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -1,11 +1,16 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpClient } from '../../../src/net/client.js';
 import { HttpError } from '../../../src/net/http-error.js';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 /** A hostile server speaking raw HTTP/1.1, one behaviour per path. */
 function evilServer(): net.Server {
@@ -271,6 +276,39 @@ describe('HttpClient caps, timeouts and errors', () => {
     });
     c.close();
   });
+
+  it('leaves no header timer behind when the response comes before the request finished sending', async () => {
+    // A timer left armed keeps a finished command's process alive for timeoutMs (seen under wine, where
+    // a write's completion can come after the response). Run in a process of its own, timed to its exit.
+    const script = `
+      import net from 'node:net';
+      import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+      import { HttpClient } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/src/net/client.js')).href)};
+      const server = net.createServer((s) => {
+        s.once('data', () => s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'));
+        s.on('error', () => {});
+      });
+      await new Promise((r) => server.listen(0, '127.0.0.1', r));
+      const c = new HttpClient({ baseUrl: 'http://127.0.0.1:' + server.address().port, timeoutMs: 20000 });
+      const body = new Readable({ read() {} });
+      body.push('x');
+      const res = await c.postStream('/early', body, {}, { maxBytes: 10 });
+      for await (const _ of res.body);
+      body.push(null); // the request finishes sending only now, after its response
+      await new Promise((r) => setTimeout(r, 200));
+      c.close();
+      server.close();
+    `;
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(8_000);
+  }, 40_000);
 
   it('validates its options, naming the option', () => {
     expect(() => new HttpClient({ baseUrl: 'ftp://x' })).toThrow(

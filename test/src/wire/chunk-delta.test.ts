@@ -10,6 +10,8 @@ import { compress, delta } from '../../../src/compress/zstd.js';
 import { plainBytes } from '../../../src/store/encoding.js';
 import { rebuildFromRecord } from '../../../src/deltas/rebuild.js';
 import {
+  CHOSEN_BASES,
+  CHOSEN_BASES_HEADER,
   CHUNK_DELTA_LIMITS,
   DELTA_CONTENT_TYPE,
   DELTA_KIND,
@@ -18,6 +20,7 @@ import {
   encodeDeltaRecord,
   encodeDeltaRequest,
   parseDeltaRequest,
+  parseDeltaRequestWith,
   rebuildChunk,
   type DeltaRecord,
 } from '../../../src/wire/chunk-delta.js';
@@ -562,5 +565,122 @@ describe('whole chunks as stored zstd frames (kind 4)', () => {
     h[32] = DELTA_KIND.stored;
     h.writeUInt32BE(target.length + 1, 33);
     expect(() => new DeltaDecoder([id], target.length).push(h)).toThrow(/frame length \d+, above the limit/);
+  });
+});
+
+describe('zstd deltas against bases the sender chose (kind 5)', () => {
+  // The old build's code moved: the target's bytes come from far away in the old file, not from the
+  // window the receiver pairs it with.
+  const window = seeded(100_000, 21);
+  const moved = seeded(100_000, 22);
+  const target = Buffer.concat([moved.subarray(0, 40_000), seeded(200, 23), moved.subarray(40_000)]);
+  const id = blake3Hex(target);
+  const [windowId, movedId] = [blake3Hex(window), blake3Hex(moved)];
+  const frame = delta(moved, target, 3);
+  const chosen = { bases: [movedId], frame };
+
+  it('is sent when smaller than every other record, round-trips with its bases, and rebuilds from them', () => {
+    const parts = encodeDeltaRecord(
+      id,
+      target,
+      window,
+      0,
+      64,
+      delta(window, target, 3),
+      compress(target),
+      chosen,
+    );
+    const wire = Buffer.concat(parts);
+    expect(wire[32]).toBe(DELTA_KIND.chosen);
+    expect(wire.length).toBe(33 + 2 + 32 + 4 + frame.length);
+    const dec = new DeltaDecoder([id], target.length);
+    const recs: DeltaRecord[] = [];
+    for (let i = 0; i < wire.length; i += 7) recs.push(...dec.push(wire.subarray(i, i + 7)));
+    dec.finish();
+    expect(recs).toEqual([{ target: id, kind: 'chosen', bases: [movedId], frame }]);
+    const out = rebuildFromRecord(moved, recs[0] as Extract<DeltaRecord, { kind: 'chosen' }>, target.length);
+    expect(Buffer.isBuffer(out) && out.equals(target)).toBe(true);
+    // Against the pair's window (the receiver reading the wrong bases) it does not decode.
+    expect(
+      rebuildFromRecord(window, recs[0] as Extract<DeltaRecord, { kind: 'chosen' }>, target.length),
+    ).toMatch(/does not decode against this base/);
+  });
+
+  it('is not sent when another record is as small, or with no or too many bases', () => {
+    const small = delta(moved, target, 3);
+    const tiny = small.subarray(0, 10);
+    // A kind 3 frame as small as the chosen one (its 34 bytes of bases make it larger): kind 3.
+    expect(Buffer.concat(encodeDeltaRecord(id, target, window, 0, 64, small, undefined, chosen))[32]).toBe(
+      DELTA_KIND.zstd,
+    );
+    expect(Buffer.concat(encodeDeltaRecord(id, target, window, 0, 64, undefined, tiny, chosen))[32]).toBe(
+      DELTA_KIND.stored,
+    );
+    const none = { bases: [], frame };
+    const many = { bases: Array.from({ length: CHUNK_DELTA_LIMITS.maxBases + 1 }, () => movedId), frame };
+    for (const c of [none, many])
+      expect(Buffer.concat(encodeDeltaRecord(id, target, window, 0, 64, undefined, undefined, c))[32]).toBe(
+        DELTA_KIND.whole,
+      );
+  });
+
+  it('refuses a record naming no bases or more than the limit, and a frame longer than the largest chunk', () => {
+    const head = (n: number, len: number) => {
+      const h = Buffer.alloc(33 + 2 + 32 * n + 4);
+      h.write(id, 0, 32, 'hex');
+      h[32] = DELTA_KIND.chosen;
+      h.writeUInt16BE(n, 33);
+      h.writeUInt32BE(len, h.length - 4);
+      return h;
+    };
+    expect(() => new DeltaDecoder([id], target.length).push(head(0, 10))).toThrow(
+      /names 0 bases, not 1 to 24/,
+    );
+    expect(() => new DeltaDecoder([id], target.length).push(head(25, 10))).toThrow(/names 25 bases/);
+    expect(() => new DeltaDecoder([id], target.length).push(head(1, target.length + 1))).toThrow(
+      /frame length \d+, above the limit/,
+    );
+    const cut = new DeltaDecoder([id], target.length);
+    expect(cut.push(head(2, 100))).toEqual([]);
+    expect(() => cut.finish()).toThrow(/stream ended after 0 of 1 records/);
+  });
+
+  it('is sent by the read API only to a caller that asks (`chosen`), and the API announces it reads the flag', async () => {
+    const chunks = new Map([window, moved, target].map((c) => [blake3Hex(c), c]));
+    const source: ReadApiSource = {
+      metadata: () => Buffer.from('{"signed":{}}'),
+      target: () => undefined,
+      revocations: () => undefined,
+      chunks: { has: (x) => chunks.has(x), get: async (x) => chunks.get(x)! },
+    };
+    const app = new Hono<ServeEnv>();
+    app.onError(errorHandler(silentLogger()));
+    app.route(
+      '/',
+      readRoutes(source, silentLogger(), {
+        zstdDeltas: {
+          frame: async (_t, _b, t, b) => delta(b, t, 3),
+          chosen: async (t, b) => (t === id && b[0] === windowId ? chosen : undefined),
+        },
+      }),
+    );
+    const meta = await app.request('/v1/metadata/timestamp.json');
+    expect(meta.headers.get(CHOSEN_BASES_HEADER)).toBe(CHOSEN_BASES);
+    const pairs = [{ bases: [windowId], offset: 0, target: id }];
+    for (const flag of [true, false]) {
+      const body = encodeDeltaRequest(pairs, true, true, flag);
+      expect(parseDeltaRequestWith(body).chosen).toBe(flag);
+      const r = await app.request('/v1/chunks/delta', {
+        method: 'POST',
+        body: new Uint8Array(body),
+        headers: { 'content-type': 'application/json' },
+      });
+      const recs = new DeltaDecoder([id], target.length).push(Buffer.from(await r.arrayBuffer()));
+      // Without chosen bases the window shares nothing with the target: it goes whole.
+      expect(recs.map((x) => x.kind)).toEqual([flag ? 'chosen' : 'whole']);
+    }
+    expect(() => parseDeltaRequestWith(Buffer.from('{"pairs":[],"chosen":1}'))).toThrow(
+      /"chosen" is not true or false/,
+    );
   });
 });

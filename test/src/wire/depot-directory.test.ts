@@ -1,6 +1,10 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { canonicalize } from '../../../src/content/canonical-json.js';
 import {
   decodeDirectory,
+  decodeMasterUrls,
+  withMasterUrls,
   decodeDirectoryEntry,
   directoryFromTarget,
   directoryTarget,
@@ -99,5 +103,59 @@ describe('depot directory document', () => {
     expect(
       caught(() => directoryFromTarget({ length: 1, hashes: {}, custom: {} }, 'depots.json')).message,
     ).toMatch(/carries no depotDirectory/);
+  });
+});
+
+describe('master URLs in the depot directory', () => {
+  const masters = ['https://m1.example:8443', 'https://m2.example:8443'];
+
+  it('travel beside the document: its bytes and SHA-256 are those of format, version and depots only', () => {
+    let d = withEntry(EMPTY_DIRECTORY, { name: 'd1', url: 'https://d1.example' }, masters);
+    expect(d).toMatchObject({ version: 1, masterUrls: masters });
+    const t = directoryTarget(d);
+    expect(t.custom.masterUrls).toEqual(masters);
+    expect(t.custom.depotDirectory).toEqual({ format: 1, version: 1, depots: d.depots });
+    // A client that predates the field re-encodes the document it knows: same bytes, same hash.
+    const older = { format: 1, version: 1, depots: d.depots };
+    expect(createHash('sha256').update(canonicalize(older)).digest('hex')).toBe(t.sha256);
+    expect(decodeDirectory(t.custom.depotDirectory, 'older client')).toEqual(older);
+    const back = directoryFromTarget(
+      { length: t.length, hashes: { sha256: t.sha256 }, custom: t.custom },
+      't',
+    );
+    expect(back).toEqual(d);
+    // Later changes keep the list unless given another; withMasterUrls sets it (version + 1).
+    d = withoutEntry(d, 'd1');
+    expect(d).toMatchObject({ version: 2, masterUrls: masters });
+    d = withMasterUrls(d, [masters[1]!]);
+    expect(d).toEqual({ format: 1, version: 3, depots: [], masterUrls: [masters[1]] });
+    expect(withMasterUrls(d, [])).toEqual({ format: 1, version: 4, depots: [] });
+  });
+
+  it('refuses plain http, duplicates and non-lists in the signed list (bad-metadata)', () => {
+    const d = withEntry(EMPTY_DIRECTORY, { name: 'd1', url: 'https://d1.example' });
+    const t = directoryTarget(d);
+    for (const [urls, why] of [
+      [['http://m1.example'], /must use https/],
+      [[masters[0], `${masters[0]}/`], /listed twice/],
+      ['https://m1.example', /expected an array/],
+    ] as const) {
+      const e = caught(() =>
+        directoryFromTarget(
+          { length: t.length, hashes: { sha256: t.sha256 }, custom: { ...t.custom, masterUrls: urls } },
+          'signed',
+        ),
+      );
+      expect(e.code).toBe('bad-metadata');
+      expect(e.message).toMatch(why);
+    }
+    expect(() =>
+      decodeMasterUrls(
+        Array(17)
+          .fill(0)
+          .map((_, i) => `https://m${i}.example`),
+        'x',
+      ),
+    ).toThrow(/at most 16/);
   });
 });
