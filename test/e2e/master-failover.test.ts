@@ -208,6 +208,9 @@ describe('several masters on one PostgreSQL: failover drill (real processes)', (
       'init',
       '--dir',
       D,
+      // Both masters, the first signer first: the depot fails over when it is gone.
+      '--master',
+      m1.url,
       '--master',
       m2.url,
       '--fingerprint',
@@ -319,12 +322,8 @@ describe('several masters on one PostgreSQL: failover drill (real processes)', (
     expect(refusedAfter.stderr).toMatch(new RegExp(`master ${other.name} signs now`));
     expect(await checkCatalog()).toBe(afterPause);
 
-    // The depot syncs and an agent fetches through the master that survived.
-    step('const synced');
-    const synced = runJson(['depot', 'sync', '--dir', D]);
-    expect(synced.generation).toBe(afterPause);
-    others.push(startService('depot', ['depot', 'serve', '--dir', D]));
-    await waitForHttps(depotUrl);
+    // An agent with both master URLs; then m1 (first in every list) is killed: the depot syncs and the
+    // agent fetches through m2.
     const A = join(root, 'agent');
     const agentToken = runJson(['master', 'token', '--dir', other.dir, '--role', 'agent']).token as string;
     runJson([
@@ -335,7 +334,9 @@ describe('several masters on one PostgreSQL: failover drill (real processes)', (
       '--name',
       'agent',
       '--master',
-      other.url,
+      m1.url,
+      '--master',
+      m2.url,
       '--fingerprint',
       fp,
       '--token',
@@ -343,6 +344,12 @@ describe('several masters on one PostgreSQL: failover drill (real processes)', (
       '--depot',
       `depot=${depotUrl}`,
     ]);
+    m1.service!.child.kill('SIGKILL');
+    step('const synced');
+    const synced = runJson(['depot', 'sync', '--dir', D]);
+    expect(synced.generation).toBe(afterPause);
+    others.push(startService('depot', ['depot', 'serve', '--dir', D]));
+    await waitForHttps(depotUrl);
     const out = join(root, 'fetched.bin');
     step('const fetched');
     const fetched = await until('the agent fetches', async () => {
