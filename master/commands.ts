@@ -151,7 +151,7 @@ export const masterCommands: Command[] = [
         onLogLevel(ctx.config.logLevel);
         // Refused before serving: a master does not come up with a certificate that cannot work.
         const listener = reloading.masterListenerCertificate(ctx.config, new Date());
-        const server = await startMasterServer(ctx, { host, port, listener });
+        const server = await startMasterServer(ctx, { host, port, listener, schedules: true });
         if (listener)
           c.log.info(
             { subject: listener.subject, notAfter: listener.notAfter.toISOString() },
@@ -181,16 +181,12 @@ export const masterCommands: Command[] = [
             // Logged by reload with its reason; the running settings stay.
           }
         };
-        const backups = (await import('./backup/schedule.js')).startBackupSchedule(ctx);
-        const maintenance = (await import('./maintenance/schedule.js')).startMaintenanceSchedule(ctx);
         c.log.info({ url: server.url }, 'master serving; Ctrl-C stops it');
         // A line other programs (and the demo) can wait for.
         c.stderr.write(`depotsync master listening on ${server.url}\n`);
         await new Promise<void>((resolve) =>
           stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve()),
         );
-        await backups?.stop();
-        await maintenance?.stop();
         await server.close();
         return { json: { stopped: true, url: server.url }, human: 'master stopped' };
       } finally {

@@ -118,8 +118,19 @@ export interface MasterConfig {
   /**
    * The catalog's database: '' = SQLite in M/master.db (the default); a postgres://user:password@host/db
    * URL = PostgreSQL, shared by several masters (`master migrate` moves a catalog and sets it).
+   * `passwordFile` (relative to M; mode 0600) holds the password instead of the URL; '' = the URL's.
    */
-  database: { url: string };
+  database: { url: string; passwordFile: string };
+  /**
+   * Where the content every master must see lives (chunk store, delta cache, signed revocation list):
+   * a folder all masters of one catalog reach; null = M itself (a single master). Relative to M.
+   */
+  sharedDir: string | null;
+  /**
+   * Several masters on one PostgreSQL catalog: how long the signer lease lasts without renewal (renewed
+   * every third of it); another master takes over at most this long after the signer dies.
+   */
+  signerLeaseTtlMs: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: MasterConfig = {
@@ -171,7 +182,9 @@ export const DEFAULT_MASTER_CONFIG: MasterConfig = {
   requireTotp: false,
   alerts: { smtp: null },
   directory: { ldap: null },
-  database: { url: '' },
+  database: { url: '', passwordFile: '' },
+  sharedDir: null,
+  signerLeaseTtlMs: 6000,
 };
 
 export function validateMasterConfig(c: MasterConfig): MasterConfig {
@@ -219,6 +232,12 @@ export function validateMasterConfig(c: MasterConfig): MasterConfig {
   // Operator administration.
   intOption(w, 'operatorTokenDays', c.operatorTokenDays, 1, 3650);
   intOption(w, 'operatorTokenWarningDays', c.operatorTokenWarningDays, 0, c.operatorTokenDays - 1);
+  intOption(w, 'signerLeaseTtlMs', c.signerLeaseTtlMs, 1000, 600_000);
+  if (c.sharedDir !== null && (typeof c.sharedDir !== 'string' || c.sharedDir === ''))
+    throw new DepotsyncError(
+      'bad-input',
+      `${w}: sharedDir must be a folder path or null, got ${JSON.stringify(c.sharedDir)}`,
+    );
   if (typeof c.requireTotp !== 'boolean') {
     throw new DepotsyncError(
       'bad-input',
@@ -246,6 +265,12 @@ function decodeSections(
     throw new DepotsyncError(
       'bad-input',
       'master.json: database.url must be empty (SQLite in the master folder) or postgres://user:password@host:port/database',
+    );
+  }
+  if (typeof database.passwordFile !== 'string' || (database.passwordFile !== '' && database.url === '')) {
+    throw new DepotsyncError(
+      'bad-input',
+      'master.json: database.passwordFile must be a file path, and only with database.url',
     );
   }
   return {

@@ -5,7 +5,9 @@ import { loadCa, type Ca } from '../src/pki/ca.js';
 import { ChunkStore } from '../src/store/chunk-store.js';
 import type { OnlineSigners } from '../src/tuf/repository.js';
 import { loadMasterConfig, type MasterConfig } from './config.js';
-import { openMasterDatabase, type MasterDb } from './db/database.js';
+import type { MasterDb } from './db/database.js';
+import { openMasterCatalog } from './ha/catalog.js';
+import { fenceByTakingLease, sharedCatalog } from './ha/signer.js';
 import { OnlineKeyring, recoverKeyFiles } from './keys.js';
 import { namedKeyIds } from './trust/stored.js';
 import { sealPlaintextSecrets } from './admin/totp-secrets.js';
@@ -28,18 +30,22 @@ export async function openMaster(
   log: Logger,
   opts: { now?: () => Date } = {},
 ): Promise<MasterContext> {
-  const layout = masterLayout(dir);
-  if (!existsSync(layout.config)) {
+  const local = masterLayout(dir);
+  if (!existsSync(local.config)) {
     throw new DepotsyncError(
       'not-found',
-      `${layout.dir} is not a depotsync master directory (no master.json)`,
+      `${local.dir} is not a depotsync master directory (no master.json)`,
       {
         hint: `create one with: depotsync master init --dir ${dir}`,
       },
     );
   }
-  const config = loadMasterConfig(layout.config);
-  const db = openMasterDatabase(layout.database, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
+  const config = loadMasterConfig(local.config);
+  const layout = masterLayout(dir, config.sharedDir);
+  const db = await openMasterCatalog(layout, config, { logger: log, ...(opts.now ? { now: opts.now } : {}) });
+  // Several masters on one catalog: a command commits only when no other master holds the signer lease
+  // (`master serve` replaces this with its own lease: master/server/serve.ts).
+  if (sharedCatalog(db)) fenceByTakingLease(db, config.name, config.signerLeaseTtlMs);
   try {
     const sealed = await sealPlaintextSecrets(db);
     if (sealed > 0)

@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
  */
 export interface MasterLayout {
   dir: string;
+  /** Content every master of one catalog serves (master.json sharedDir); M itself for a single master. */
+  sharedDir: string;
   config: string;
   database: string;
   keysDir: string;
@@ -21,10 +23,12 @@ export interface MasterLayout {
   backups: string;
 }
 
-export function masterLayout(dir: string): MasterLayout {
+export function masterLayout(dir: string, sharedDir?: string | null): MasterLayout {
   const d = resolve(dir);
+  const shared = sharedDir ? resolve(d, sharedDir) : d;
   return {
     dir: d,
+    sharedDir: shared,
     config: join(d, 'master.json'),
     database: join(d, 'master.db'),
     keysDir: join(d, 'keys'),
@@ -33,7 +37,7 @@ export function masterLayout(dir: string): MasterLayout {
     caCert: join(d, 'ca', 'ca-cert.pem'),
     serverKey: join(d, 'tls', 'server-key.pem'),
     serverCert: join(d, 'tls', 'server-cert.pem'),
-    storeDir: join(d, 'store'),
+    storeDir: join(shared, 'store'),
     dropbox: join(d, 'dropbox'),
     dropboxRejected: join(d, 'dropbox-rejected'),
     backups: join(d, 'backups'),

@@ -11,7 +11,7 @@ import type { MasterLayout } from './layout.js';
 
 /** Where the master keeps the current signed revocation list (served at /v1/revocations.json). */
 export function revocationListPath(layout: MasterLayout): string {
-  return join(layout.dir, 'revocations.json');
+  return join(layout.sharedDir, 'revocations.json');
 }
 
 export function readRevocationList(layout: MasterLayout): Buffer | undefined {

@@ -23,6 +23,8 @@ export interface MasterMetricsSource {
   fleet(): Promise<FleetStatus>;
   monitor?: AlertMonitor | undefined;
   sessions(): Promise<number>;
+  /** Whether this master signs now (several masters: the signer-lease holder). */
+  signing?: () => boolean;
   /** Alert notification channels and their counts so far. */
   deliveries?: () => Partial<Record<'webhook' | 'mail', DeliveryCounts>>;
 }
@@ -62,6 +64,14 @@ export function masterMetrics(src: MasterMetricsSource): MasterMetrics {
       },
     });
 
+  new Gauge({
+    name: 'depotsync_master_signer',
+    help: 'Whether this master signs now (1) or serves only (0); several masters share one catalog',
+    registers: reg,
+    collect() {
+      this.set(src.signing === undefined || src.signing() ? 1 : 0);
+    },
+  });
   gauge('depotsync_master_generation', 'Newest generation the master has published', [], (g, f) =>
     g.set(f.generation),
   );

@@ -42,6 +42,17 @@ export function statfsFreeBytes(dir: string): number | null {
   }
 }
 
+/** The signer as the status API shows it. */
+export interface SignerView {
+  /** This master's name. */
+  self: string;
+  /** The master that signs now; null while the lease is being taken over. */
+  signer: string | null;
+  /** True when this master signs. */
+  signing: boolean;
+  epoch: number | null;
+}
+
 export class AdminService {
   readonly settings: AdminSettings;
   readonly monitor: AlertMonitor;
@@ -51,6 +62,12 @@ export class AdminService {
   /** Operator login through LDAP, when master.json has `directory.ldap`. */
   readonly directory: DirectoryLogin | undefined;
   readonly metrics: MasterMetrics;
+  /**
+   * Which master signs (several masters on one catalog; `master serve` sets it): shown in
+   * `GET /v1/admin/status` and the `depotsync_master_signer` gauge. Unset: this master, always.
+   */
+  signer: (() => Promise<SignerView>) | undefined;
+  signing: (() => boolean) | undefined;
   readonly addressLimiter: LoginLimiter;
   readonly operatorLimiter: LoginLimiter;
   readonly now: () => Date;
@@ -97,6 +114,7 @@ export class AdminService {
       fleet: () => this.status({ packages: false }),
       monitor: this.monitor,
       sessions: async () => (await listSessions(ctx.db, this.sessionTimes)).length,
+      signing: () => (this.signing ? this.signing() : true),
       deliveries: () => ({
         ...(this.webhook ? { webhook: this.webhook } : {}),
         ...(this.mail ? { mail: this.mail } : {}),

@@ -43,6 +43,8 @@ export interface CommittedGeneration {
 
 export async function commitGeneration(m: MasterDb, c: GenerationCommit): Promise<CommittedGeneration> {
   const result = await transaction(m, async (): Promise<CommittedGeneration> => {
+    // First: the fencing check locks the signer lease until this transaction ends.
+    if (m.fence) await m.fence();
     for (const manifest of c.manifests ?? []) await putManifest(m, manifest);
     const generation = await createGeneration(m, {
       createdBy: c.createdBy,

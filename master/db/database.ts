@@ -22,6 +22,12 @@ export interface MasterDb {
    * catalog (`M/keys/totp.key`) are found beside it. Absent for a database in memory.
    */
   readonly file?: string;
+  /**
+   * Several masters on one catalog: checked inside every transaction that commits signed metadata (a
+   * generation, a timestamp), so only the signer-lease holder commits (master/ha/signer.ts). Absent on a
+   * single master.
+   */
+  fence?: () => Promise<void>;
   close(): Promise<void>;
 }
 

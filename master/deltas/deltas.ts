@@ -22,7 +22,7 @@ import type { MasterContext } from '../context.js';
  */
 
 export function masterDeltaDir(ctx: MasterContext): string {
-  return join(ctx.layout.dir, 'deltas');
+  return join(ctx.layout.sharedDir, 'deltas');
 }
 
 export function masterDeltaCache(ctx: MasterContext): DeltaCache {
@@ -200,7 +200,11 @@ export interface MasterDeltas {
  * `intervalMs` (a publish is picked up within that time, whichever process published it; version
  * pairs already complete are remembered, so a round with nothing new costs a catalog query).
  */
-export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: number } = {}): MasterDeltas {
+export function startMasterDeltas(
+  ctx: MasterContext,
+  // `active`: several masters share one delta cache; only the signer computes in the background.
+  opts: { intervalMs?: number; active?: () => boolean } = {},
+): MasterDeltas {
   const log = ctx.log.child({ component: 'master.deltas' });
   const cache = masterDeltaCache(ctx);
   const requests = new DeltaPool({ workers: 1, maxQueued: 32, nice: 5 });
@@ -218,6 +222,7 @@ export function startMasterDeltas(ctx: MasterContext, opts: { intervalMs?: numbe
     (await ctx.db.sql.get<{ g: number | null }>('SELECT MAX(generation) AS g FROM generations'))?.g ?? 0;
   const round = async (): Promise<BuildResult | undefined> => {
     try {
+      if (opts.active && !opts.active()) return undefined;
       const generation = await newest();
       if (generation === completeAt) return undefined;
       const t0 = Date.now();

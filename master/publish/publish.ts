@@ -12,6 +12,7 @@ import { ingestFile } from '../../src/store/ingest.js';
 import { recordAudit } from '../db/audit.js';
 import { findVersion } from '../db/catalog.js';
 import { commitGeneration } from '../db/commit.js';
+import { checkMaySign } from '../ha/signer.js';
 import type { MasterContext } from '../context.js';
 import { loadRepository } from '../repository.js';
 import { collectSource } from './collect.js';
@@ -51,6 +52,8 @@ export interface PublishResult {
 export async function publish(ctx: MasterContext, input: PublishInput): Promise<PublishResult> {
   const name = validatePackageName(input.name);
   const version = validateVersion(input.version);
+  // Several masters: refused before any chunking when another master signs (the commit is fenced too).
+  await checkMaySign(ctx.db, ctx.config.name, ctx.config.signerLeaseTtlMs);
   const files = await collectSource(input.path, {
     allowHardlinks: input.allowHardlinks ?? ctx.config.allowHardlinks,
   });

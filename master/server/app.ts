@@ -1,3 +1,4 @@
+import { NotSignerError } from '../ha/signer.js';
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { ServeEnv } from '../../src/serve/env.js';
 import { errorHandler } from '../../src/serve/http-errors.js';
@@ -90,7 +91,18 @@ export function createMasterApp(deps: MasterAppDeps): Hono<ServeEnv> {
   };
 
   const app = new Hono<ServeEnv>();
-  app.onError(errorHandler(log));
+  const onError = errorHandler(log);
+  // Another master signs: 503 with Retry-After and the signer's name, so a client retries or goes there.
+  app.onError((err, c) => {
+    if (err instanceof NotSignerError) {
+      c.header('Retry-After', String(err.retryAfterSeconds));
+      return c.json(
+        { error: { code: 'not-signer', message: err.message, hint: err.hint, signer: err.signer } },
+        503,
+      );
+    }
+    return onError(err, c);
+  });
   app.notFound((c) =>
     c.json({ error: { code: 'not-found', message: `no route ${c.req.method} ${c.req.path}` } }, 404),
   );

@@ -49,6 +49,7 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
         out.generation = c.generation.generation;
       } else if (timestamp) {
         await transaction(ctx.db, async () => {
+          if (ctx.db.fence) await ctx.db.fence();
           const generation = await currentGeneration(ctx.db);
           await putMetadataFile(ctx.db, {
             role: 'timestamp',

@@ -17,6 +17,8 @@ import type { EventHubOptions } from '../../src/serve/events.js';
 import { startRefresher } from './refresher.js';
 import { startMasterDeltas, type MasterDeltas } from '../deltas/deltas.js';
 import { renewServerCertificateIfDue } from './server-cert.js';
+import { currentLease, SignerLease, type Lease } from '../ha/lease.js';
+import { fenceByLease, sharedCatalog } from '../ha/signer.js';
 
 export interface MasterServerOptions {
   host: string;
@@ -38,6 +40,8 @@ export interface MasterServerOptions {
    * Default 2 h.
    */
   requestTimeoutMs?: number;
+  /** Also run the scheduled backups and maintenance (GC, retention) while signing (`master serve`). */
+  schedules?: boolean;
 }
 
 export interface MasterServer {
@@ -55,6 +59,8 @@ export interface MasterServer {
   setListenerCertificate(cert: { keyPem: string; certPem: string } | undefined): void;
   /** Version deltas (master/deltas): `runNow` computes the missing ones. */
   deltas: MasterDeltas;
+  /** Whether this master signs now (always on a single master; the lease holder among several). */
+  signing(): boolean;
   close(): Promise<void>;
 }
 
@@ -94,7 +100,8 @@ export async function startMasterServer(
       ...opts.events,
     });
   // Version deltas: computed in the background after publishes, served from the cache (master/deltas).
-  const deltas = startMasterDeltas(ctx);
+  let signing = false;
+  const deltas = startMasterDeltas(ctx, { active: () => signing });
   const app = createMasterApp({
     ctx,
     ...opts.app,
@@ -157,28 +164,94 @@ export async function startMasterServer(
   const refreshIntervalMs =
     opts.refreshIntervalMs ??
     Math.min(3_600_000, Math.max(60_000, (ctx.config.timestampRefreshHours * 3_600_000) / 4));
-  const refresher =
-    opts.refresher === false
-      ? undefined
-      : startRefresher(ctx, {
-          intervalMs: refreshIntervalMs,
-          ...(opts.app?.now ? { now: opts.app.now } : {}),
-        });
-  void refresher?.runNow();
 
+  // What only the signer does: re-signing (refresher), the drop folder, scheduled maintenance.
+  let refresher: ReturnType<typeof startRefresher> | undefined;
   let dropbox: DropboxWatcher | undefined;
-  if (opts.dropbox !== false) {
-    const d = opts.dropbox ?? {};
-    dropbox = new DropboxWatcher({
-      dropbox: ctx.layout.dropbox,
-      rejected: ctx.layout.dropboxRejected,
-      settleMs: d.settleMs ?? ctx.config.dropboxSettleMs,
-      log: ctx.log,
-      publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
-      ...(d.usePolling ? { usePolling: true } : {}),
-      ...(d.onOutcome ? { onOutcome: d.onOutcome } : {}),
+  let schedules: { stop(): Promise<void> }[] = [];
+  const startDuties = async () => {
+    signing = true;
+    if (ctx.config.deltaVersions > 0) void deltas.runNow();
+    if (opts.refresher !== false) {
+      refresher = startRefresher(ctx, {
+        intervalMs: refreshIntervalMs,
+        ...(opts.app?.now ? { now: opts.app.now } : {}),
+      });
+      void refresher.runNow();
+    }
+    if (opts.dropbox !== false) {
+      const d = opts.dropbox ?? {};
+      dropbox = new DropboxWatcher({
+        dropbox: ctx.layout.dropbox,
+        rejected: ctx.layout.dropboxRejected,
+        settleMs: d.settleMs ?? ctx.config.dropboxSettleMs,
+        log: ctx.log,
+        publish: (name, version, path) => publish(ctx, { name, version, path, actor: 'dropbox' }),
+        ...(d.usePolling ? { usePolling: true } : {}),
+        ...(d.onOutcome ? { onOutcome: d.onOutcome } : {}),
+      });
+      await dropbox.start();
+    }
+    if (opts.schedules) {
+      const backups = (await import('../backup/schedule.js')).startBackupSchedule(ctx);
+      const maintenance = (await import('../maintenance/schedule.js')).startMaintenanceSchedule(ctx);
+      schedules = [];
+      if (backups) schedules.push(backups);
+      if (maintenance) schedules.push(maintenance);
+    }
+  };
+  const stopDuties = async () => {
+    signing = false;
+    const r = refresher;
+    const d = dropbox;
+    const sc = schedules;
+    refresher = undefined;
+    dropbox = undefined;
+    schedules = [];
+    await r?.stop();
+    await d?.close();
+    for (const x of sc) await x.stop();
+  };
+  // Gained and lost one after the other, never overlapping.
+  let duties: Promise<void> = Promise.resolve();
+  const queue = (what: string, fn: () => Promise<void>) => {
+    duties = duties
+      .then(fn)
+      .catch((e: unknown) => log.error({ err: (e as Error).message }, `signer duties: ${what} failed`));
+    return duties;
+  };
+
+  let lease: SignerLease | undefined;
+  if (sharedCatalog(ctx.db)) {
+    // Several masters on one catalog: only the holder of the signer lease signs (docs/operations.md).
+    const ttlMs = ctx.config.signerLeaseTtlMs;
+    lease = new SignerLease(ctx.db.sql, { holder: ctx.config.name, ttlMs, logger: log });
+    fenceByLease(ctx.db, lease, ctx.config.name, ttlMs);
+    lease.on('gained', (l: Lease) => {
+      log.info({ epoch: l.epoch }, 'this master signs now');
+      void queue('start', startDuties);
     });
-    await dropbox.start();
+    lease.on('lost', () => {
+      // At once: the fencing already refuses commits; stop trying.
+      signing = false;
+      void queue('stop', stopDuties);
+    });
+    const l = lease;
+    adminService.signing = () => signing && l.held() !== undefined;
+    adminService.signer = async () => {
+      const cur = await currentLease(ctx.db.sql);
+      const held = l.held();
+      return {
+        self: ctx.config.name,
+        signer: cur?.live ? cur.holder : null,
+        signing: held !== undefined && signing,
+        epoch: cur?.epoch ?? null,
+      };
+    };
+    await lease.start();
+    await duties;
+  } else {
+    await startDuties();
   }
   // Alerts are evaluated (and announced: log, webhook) in the background as well as on every status read.
   adminService.start();
@@ -189,6 +262,7 @@ export async function startMasterServer(
     port,
     server,
     refreshNow: () => refresher?.runNow() ?? Promise.resolve(undefined),
+    signing: () => signing && (lease === undefined || lease.held() !== undefined),
     admin: adminService,
     setListenerCertificate(cert) {
       listener = cert;
@@ -198,8 +272,9 @@ export async function startMasterServer(
     async close() {
       await deltas.close();
       clearInterval(certTimer);
-      await refresher?.stop();
-      await dropbox?.close();
+      // A clean stop gives the lease up, so another master signs at once.
+      await lease?.stop({ release: true });
+      await queue('stop', stopDuties);
       await adminService.close();
       events.close();
       await new Promise<void>((resolve) => {

@@ -68,3 +68,19 @@ describe('master.json: operator administration settings', () => {
     expect(load({ requireTotp: 'yes' })).toThrow(/requireTotp must be a boolean/);
   });
 });
+
+describe('master.json: several masters', () => {
+  it('defaults to one master (shared folder M, 6 s lease) and refuses bad values by name', () => {
+    expect(load({})()).toMatchObject({ sharedDir: null, signerLeaseTtlMs: 6000 });
+    expect(load({ sharedDir: '/srv/shared', signerLeaseTtlMs: 3000 })()).toMatchObject({
+      sharedDir: '/srv/shared',
+      signerLeaseTtlMs: 3000,
+    });
+    expect(load({ sharedDir: '' })).toThrow(/sharedDir must be a folder path or null/);
+    expect(load({ sharedDir: 5 })).toThrow(/sharedDir/);
+    expect(load({ signerLeaseTtlMs: 10 })).toThrow(/signerLeaseTtlMs/);
+    expect(load({ signerLeaseTtlMs: 1.5e9 })).toThrow(/signerLeaseTtlMs/);
+    expect(load({ database: { url: 'postgres://u@h:5432/d', passwordFile: 7 } })).toThrow(/passwordFile/);
+    expect(load({ database: { url: 'postgres://u@h:5432/d', other: 1 } })).toThrow(/other/);
+  });
+});

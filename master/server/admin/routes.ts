@@ -95,7 +95,9 @@ export function adminRoutes(
         `packages must be "all" or "none", got ${JSON.stringify(packages)}`,
       );
     }
-    return c.json(await admin.status({ packages: packages !== 'none' }));
+    const status = await admin.status({ packages: packages !== 'none' });
+    const signer = admin.signer ? await admin.signer() : undefined;
+    return c.json(signer ? { ...status, signer } : status);
   });
   app.get('/status/package', async (c) => {
     const name = c.req.query('name');
