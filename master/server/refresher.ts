@@ -24,14 +24,18 @@ export interface RefreshOutcome {
   rootVersion?: number;
 }
 
-export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.now): Promise<RefreshOutcome> {
+export async function refreshOnce(
+  ctx: MasterContext,
+  now: () => Date = ctx.db.now,
+  opts: { newTimestamp?: boolean } = {},
+): Promise<RefreshOutcome> {
   const out: RefreshOutcome = { metadata: [] };
   // The root first, while its keys are on the master (trust/rotate.ts); otherwise alerts ask for it.
   const rootVersion = await renewRootIfDue(ctx, now);
   if (rootVersion !== undefined) out.rootVersion = rootVersion;
   for (let attempt = 1; ; attempt++) {
     const repo = await loadRepository(ctx, now);
-    const files = repo.refresh();
+    const files = repo.refresh(attempt === 1 ? opts : {});
     if (files.length === 0) break;
     try {
       const timestamp = files.find((f) => f.role === 'timestamp');
@@ -87,11 +91,14 @@ export async function refreshOnce(ctx: MasterContext, now: () => Date = ctx.db.n
 export function startRefresher(
   ctx: MasterContext,
   opts: { intervalMs: number; now?: () => Date },
-): { stop(): Promise<void>; runNow(): Promise<RefreshOutcome | undefined> } {
+): {
+  stop(): Promise<void>;
+  runNow(o?: { newTimestamp?: boolean }): Promise<RefreshOutcome | undefined>;
+} {
   const log = ctx.log.child({ component: 'master.refresh' });
   let running: Promise<RefreshOutcome | undefined> | undefined;
-  const run = (): Promise<RefreshOutcome | undefined> => {
-    running ??= refreshOnce(ctx, opts.now)
+  const run = (o: { newTimestamp?: boolean } = {}): Promise<RefreshOutcome | undefined> => {
+    running ??= refreshOnce(ctx, opts.now, o)
       .catch((e: unknown) => {
         log.error({ err: (e as Error).message }, 'metadata refresh failed; will retry');
         return undefined;
@@ -109,6 +116,6 @@ export function startRefresher(
       clearInterval(timer);
       await running;
     },
-    runNow: run,
+    runNow: (o) => run(o),
   };
 }

@@ -169,7 +169,9 @@ export async function startMasterServer(
   let refresher: ReturnType<typeof startRefresher> | undefined;
   let dropbox: DropboxWatcher | undefined;
   let schedules: { stop(): Promise<void> }[] = [];
-  const startDuties = async () => {
+  // `takeover`: this master just gained the signer lease from another: it signs a new timestamp at once,
+  // so depots and agents see a live signer within seconds rather than at the next publish.
+  const startDuties = async (takeover = false) => {
     signing = true;
     if (ctx.config.deltaVersions > 0) void deltas.runNow();
     if (opts.refresher !== false) {
@@ -177,7 +179,7 @@ export async function startMasterServer(
         intervalMs: refreshIntervalMs,
         ...(opts.app?.now ? { now: opts.app.now } : {}),
       });
-      void refresher.runNow();
+      void refresher.runNow({ newTimestamp: takeover });
     }
     if (opts.dropbox !== false) {
       const d = opts.dropbox ?? {};
@@ -229,7 +231,7 @@ export async function startMasterServer(
     fenceByLease(ctx.db, lease, ctx.config.name, ttlMs);
     lease.on('gained', (l: Lease) => {
       log.info({ epoch: l.epoch }, 'this master signs now');
-      void queue('start', startDuties);
+      void queue('start', () => startDuties(true));
     });
     lease.on('lost', () => {
       // At once: the fencing already refuses commits; stop trying.

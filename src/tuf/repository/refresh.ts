@@ -16,10 +16,13 @@ import {
  * bins get a new version, then snapshot and timestamp; a timestamp close to expiry alone gets only a
  * new timestamp. Without this, clients would rightly refuse a catalog that nobody changed (freeze
  * protection works both ways). Root cannot be renewed here: its keys may be offline.
+ * `newTimestamp`: sign a new timestamp even when none is due (a master that just became the signer shows
+ * at once that it signs).
  */
 export function refreshExpiring(
   state: RepoState,
   ctx: StepContext,
+  opts: { newTimestamp?: boolean } = {},
 ): { state: RepoState; files: MetadataFile[] } {
   const nowMs = ctx.now.getTime();
   const soon = (expires: string, role: keyof ExpiryMs) =>
@@ -42,7 +45,7 @@ export function refreshExpiring(
   if (targets || bins.size || soon(state.snapshot.md.signed.expires, 'snapshot')) {
     return publish(state, ctx, { ...(targets ? { targets } : {}), bins });
   }
-  if (soon(state.timestamp.md.signed.expires, 'timestamp')) {
+  if (opts.newTimestamp || soon(state.timestamp.md.signed.expires, 'timestamp')) {
     const timestamp = nextTimestamp(state, ctx, state.snapshot.file);
     return { state: { ...state, timestamp }, files: [timestamp.file] };
   }

@@ -161,9 +161,12 @@ export class TufRepository {
     return this.commit(publish(this.state, ctx, { targets }), `top-level target ${change.path} changed`);
   }
 
-  /** Re-sign what is close to expiry (call on a schedule). Returns [] when nothing needed it. */
-  refresh(): MetadataFile[] {
-    const out = refreshExpiring(this.state, this.ctx());
+  /**
+   * Re-sign what is close to expiry (call on a schedule). Returns [] when nothing needed it.
+   * `newTimestamp`: a new timestamp even when none is due.
+   */
+  refresh(opts: { newTimestamp?: boolean } = {}): MetadataFile[] {
+    const out = refreshExpiring(this.state, this.ctx(), opts);
     return out.files.length ? this.commit(out, 'expiring metadata re-signed') : [];
   }
 

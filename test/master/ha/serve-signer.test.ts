@@ -5,6 +5,8 @@ import { isDepotsyncError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { openMaster, type MasterContext } from '../../../master/context.js';
 import { addOperator } from '../../../master/db/operators.js';
+import { currentGeneration } from '../../../master/db/catalog.js';
+import { latestMetadata } from '../../../master/db/metadata.js';
 import { migrateBackend } from '../../../master/db/migrate-backend.js';
 import { joinMaster } from '../../../master/ha/join.js';
 import { initMaster } from '../../../master/init.js';
@@ -63,7 +65,7 @@ describe('master serve with the signer lease', () => {
     const opts = { host: '127.0.0.1', port: 0, dropbox: false as const, refresher: false };
     const s1 = await startMasterServer(c1, opts);
     servers.push(s1);
-    const s2 = await startMasterServer(c2, opts);
+    const s2 = await startMasterServer(c2, { ...opts, refresher: true });
     servers.push(s2);
     expect(s1.signing()).toBe(true);
     expect(s2.signing()).toBe(false);
@@ -93,10 +95,15 @@ describe('master serve with the signer lease', () => {
     expect(await gauge(s1)).toBe('1');
     expect(await gauge(s2)).toBe('0');
 
-    // The signer stops (its lease given up): the other signs within a renewal period.
+    // The signer stops (its lease given up): the other signs within a renewal period, and signs a new
+    // timestamp at once, with no publish.
+    const timestampVersion = async () => (await latestMetadata(c2.db, 'timestamp'))!.version;
+    const before = await timestampVersion();
     await s1.close();
     servers.splice(servers.indexOf(s1), 1);
     await until(() => s2.signing());
+    await until(async () => (await timestampVersion()) > before);
+    expect(await currentGeneration(c2.db)).toBe(2);
     expect((await upload(t2!, '2')).status).toBe(201);
     // The former signer's context keeps its fence: nothing it commits gets in.
     const err = await publish(c1, {

@@ -38,6 +38,15 @@ describe('master metadata refresher', () => {
     expect((await timestamp()).version).toBe(before);
   });
 
+  it('signs a new timestamp when asked although none is due (a master that just became the signer)', async () => {
+    const gen = await currentGeneration(ctx.db);
+    const before = (await timestamp()).version;
+    const out = await refreshOnce(ctx, () => new Date(start + HOUR), { newTimestamp: true });
+    expect(out.metadata).toEqual(['timestamp.json']);
+    expect((await timestamp()).version).toBe(before + 1);
+    expect(await currentGeneration(ctx.db)).toBe(gen);
+  });
+
   it('re-signs only the timestamp well before it expires, keeping the generation', async () => {
     const gen = await currentGeneration(ctx.db);
     const before = await timestamp();
