@@ -4,9 +4,7 @@ import { fromSqliteError } from './errors.js';
 import type { Sql, SqlParams, SqlRunResult, SqlValue } from './sql.js';
 
 /** The asynchronous context of one transaction (one object per outermost transaction, shared by its savepoints). */
-interface TxFrame {
-  owner: SqliteSql;
-}
+type TxFrame = Record<string, never>;
 
 /**
  * The Sql interface (src/db/sql.ts) over one better-sqlite3 connection. Statements run synchronously, so a
@@ -112,7 +110,7 @@ export class SqliteSql implements Sql {
     while (this.blocked()) await this.busy;
     let release!: () => void;
     this.busy = new Promise<void>((resolve) => (release = resolve));
-    const own: TxFrame = { owner: this };
+    const own: TxFrame = {};
     this.active = own;
     try {
       this.call(() => this.db.exec(begin));
